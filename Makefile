@@ -1,0 +1,89 @@
+# Airlock: build, test, run.
+CC       ?= cc
+CLANG    ?= clang
+BPFTOOL  ?= bpftool
+B        := build
+ARCH_INC := /usr/include/$(shell gcc -dumpmachine)
+
+PKGS     := libbpf libelf zlib openssl libevent_core libevent_extra sqlite3 jansson
+CFLAGS   ?= -O2 -g
+override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter \
+            -D_GNU_SOURCE -Iinclude -I$(B) $(shell pkg-config --cflags $(PKGS))
+override LDLIBS += $(shell pkg-config --libs $(PKGS)) -lpg_query -lprotobuf-c -lpthread
+SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+BPF_SRC  := $(wildcard bpf/*.bpf.c)
+BPF_OBJ  := $(patsubst bpf/%.bpf.c,$(B)/%.bpf.o,$(BPF_SRC))
+SKELS    := $(patsubst bpf/%.bpf.c,$(B)/%.skel.h,$(BPF_SRC))
+
+LIB_SRC  := $(wildcard userspace/lib/*.c userspace/config/*.c userspace/store/*.c userspace/kernel/*.c userspace/control/*.c \
+              userspace/proto/*/*.c)
+LIB_OBJ  := $(patsubst %.c,$(B)/%.o,$(LIB_SRC)) $(B)/default_conf.o
+D_SRC    := $(wildcard userspace/airlockd/*.c userspace/net/*.c)
+D_OBJ    := $(patsubst %.c,$(B)/%.o,$(D_SRC))
+CTL_SRC  := $(wildcard userspace/cli/*.c)
+CTL_OBJ  := $(patsubst %.c,$(B)/%.o,$(CTL_SRC))
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+SAN_LIB  := $(patsubst %.c,$(B)/san/%.o,$(LIB_SRC)) $(B)/san/default_conf.o
+
+.PHONY: all run test unit bench clean deps
+.SECONDARY:
+all: $(B)/airlockd $(B)/airlockctl
+
+deps:
+	@bash scripts/deps.sh
+
+$(B)/%.bpf.o: bpf/%.bpf.c include/airlock/*.h bpf/lib/*.h
+	@mkdir -p $(@D)
+	$(CLANG) -g -O2 -target bpf -D__bpf__ -Wall -Werror -Iinclude -Ibpf -I$(ARCH_INC) -c $< -o $@
+
+$(B)/%.skel.h: $(B)/%.bpf.o
+	$(BPFTOOL) gen skeleton $< name $* > $@
+
+$(B)/default_conf.c: policy/airlock.conf scripts/embed.sh
+	@mkdir -p $(@D)
+	sh scripts/embed.sh al_default_conf $< > $@
+
+$(B)/%.o: %.c include/airlock/*.h $(SKELS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -MMD -c $< -o $@
+
+$(B)/default_conf.o: $(B)/default_conf.c
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(B)/airlockd: $(D_OBJ) $(LIB_OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/airlockctl: $(CTL_OBJ) $(LIB_OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# Unit tests link the library modules built with sanitizers.
+$(B)/san/%.o: %.c include/airlock/*.h $(SKELS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -O1 -c $< -o $@
+
+$(B)/san/default_conf.o: $(B)/default_conf.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -O1 -c $< -o $@
+
+$(B)/tests/%: tests/unit/%.c tests/unit/harness.h $(SAN_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -O1 -Ibpf -o $@ $< $(SAN_LIB) $(LDLIBS)
+
+unit: $(UNIT_BIN)
+
+test: all unit
+	@bash tests/run.sh
+
+run: deps all
+	@bash scripts/run.sh
+
+bench: all
+	@bash bench/run.sh
+
+clean:
+	rm -rf $(B)
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -1,0 +1,72 @@
+/* The contract between Airlock's kernel programs and the daemon: map layouts and pin names. */
+#ifndef AIRLOCK_BPF_ABI_H
+#define AIRLOCK_BPF_ABI_H
+
+#include <linux/types.h>
+
+/*
+ * Values the BPF side needs but cannot take from libc headers.
+ */
+#define AL_AF_INET       2
+#define AL_AF_INET6      10
+#define AL_SOCK_STREAM   1
+#define AL_SOCK_DGRAM    2
+#define AL_IPPROTO_TCP   6
+#define AL_IPPROTO_UDP   17
+#define AL_COMM_LEN      16
+
+/*
+ * Bump when a map layout below changes. The daemon refuses to adopt pinned
+ * maps of another version (it names `airlockctl down` as the way out),
+ * because a reused map of the wrong shape would be misread silently.
+ */
+#define AL_ABI_VERSION   1
+
+/*
+ * Addresses are kept as 16 bytes in IPv6 form; IPv4 as v4-mapped
+ * (::ffff:a.b.c.d). Both the kernel (sockops, where a dual-stack IPv6
+ * socket may carry a v4-mapped address) and the daemon (an IPv4 accept())
+ * normalise to this form, so one key shape serves both families.
+ */
+struct al_addr {
+	__u32 w[4];                 /* network byte order words */
+};
+
+/* Key of al_conns: the agent's end of the steered connection, which is the
+ * peer address the daemon sees after accept(). */
+struct al_conn_key {
+	struct al_addr addr;
+	__u16 port;                 /* host byte order */
+	__u16 pad;
+};
+
+/* What the connect hook learned: where the agent meant to go, and who it is. */
+struct al_origin {
+	struct al_addr dst;
+	__u16 dst_port;             /* host byte order */
+	__u16 family;               /* AL_AF_INET or AL_AF_INET6: the socket's family */
+	__u32 flags;                /* AL_ORIGIN_* */
+	__u64 cgroup_id;            /* task's cgroup at connect() */
+	__u32 pid;                  /* thread id */
+	__u32 tgid;                 /* process id */
+	__u32 uid;
+	__u32 gid;
+	__u64 ktime_ns;             /* bpf_ktime_get_ns() at connect() */
+	char comm[AL_COMM_LEN];
+};
+
+#define AL_ORIGIN_V4MAPPED  (1u << 0)   /* IPv6 socket, v4-mapped destination */
+#define AL_ORIGIN_PUBLISHED (1u << 1)   /* sockops has put it in al_conns */
+
+/* Pin layout under the pin root (default /sys/fs/bpf/airlock):
+ *   maps/<map name>                   the maps, reused by every daemon start
+ *   cg/<cgroup id>/<program name>     one bpf_link per program per pinned cgroup
+ */
+#define AL_PIN_MAPS_DIR  "maps"
+#define AL_PIN_CG_DIR    "cg"
+
+/* Bounds. al_conns is an LRU so a daemon that never collects cannot make
+ * it refuse new entries; the daemon deletes each entry after accept(). */
+#define AL_CONNS_MAX     65536
+
+#endif

@@ -1,0 +1,50 @@
+/* Small helpers every userspace module uses; also poisons the unbounded string functions. */
+#ifndef AIRLOCK_COMMON_H
+#define AIRLOCK_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+#include <string.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#define AL_MUST __attribute__((warn_unused_result))
+#define AL_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define AL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Wall clock and monotonic time in microseconds. */
+int64_t al_now_us(void);
+int64_t al_mono_us(void);
+
+/* snprintf that reports truncation as failure: 0 on success, -1 if cut. */
+int al_fmt(char *dst, size_t len, const char *fmt, ...) AL_PRINTF(3, 4) AL_MUST;
+
+/* Writes a message into a caller's error buffer; always returns -1. */
+int al_errf(char *err, size_t len, const char *fmt, ...) AL_PRINTF(3, 4);
+
+/* Logging to stderr with a level; the daemon's messages go through here. */
+enum al_log_level { AL_LOG_ERR, AL_LOG_WARN, AL_LOG_INFO, AL_LOG_DEBUG };
+extern int al_log_verbosity;
+void al_log(enum al_log_level lvl, const char *fmt, ...) AL_PRINTF(2, 3);
+#define al_err(...)   al_log(AL_LOG_ERR, __VA_ARGS__)
+#define al_warn(...)  al_log(AL_LOG_WARN, __VA_ARGS__)
+#define al_info(...)  al_log(AL_LOG_INFO, __VA_ARGS__)
+#define al_debug(...) al_log(AL_LOG_DEBUG, __VA_ARGS__)
+
+/* Addresses in the kernel ABI form (see bpf_abi.h) to and from text. */
+struct al_addr;
+struct sockaddr;
+int al_addr_from_sockaddr(struct al_addr *a, uint16_t *port, const struct sockaddr *sa) AL_MUST;
+/* Fills a sockaddr_in for v4-mapped addresses, sockaddr_in6 otherwise; returns its length. */
+size_t al_addr_to_sockaddr(const struct al_addr *a, uint16_t port, struct sockaddr_storage *ss);
+/* "10.0.0.1" or "2001:db8::1" (v4-mapped shown as IPv4). */
+void al_addr_str(const struct al_addr *a, char *buf, size_t len);
+int al_addr_parse(struct al_addr *a, const char *text) AL_MUST;
+
+/* Recursive mkdir with a mode for the leaf; 0 if it exists already. */
+int al_mkdir_p(const char *path, unsigned int mode) AL_MUST;
+
+#pragma GCC poison strcpy strcat sprintf vsprintf gets
+
+#endif

@@ -1,0 +1,72 @@
+/* airlockd's configuration: the file format, its parser, and resource matching. */
+#ifndef AIRLOCK_CONFIG_H
+#define AIRLOCK_CONFIG_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <airlock/common.h>
+#include <airlock/bpf_abi.h>
+
+#define AL_DEFAULT_CONFIG_PATH "/etc/airlock/airlock.conf"
+#define AL_NAME_MAX 64
+
+enum al_proto {
+	AL_PROTO_TCP = 0,       /* relay bytes as they are */
+};
+
+enum al_default_action {
+	AL_DEFAULT_RELAY = 0,   /* destinations no resource names are relayed */
+	AL_DEFAULT_DENY = 1,    /* ... or closed with reason policy_deny */
+};
+
+/* An address block over the 128-bit (v4-mapped for IPv4) form. */
+struct al_cidr {
+	struct al_addr addr;    /* network address, host bits cleared */
+	uint8_t prefix;         /* 0..128; an IPv4 /24 is stored as /120 */
+};
+
+struct al_resource {
+	char name[AL_NAME_MAX];
+	struct al_cidr *nets;   /* addresses, CIDRs and resolved host names */
+	size_t n_nets;
+	char **hosts;           /* host names as written, for display */
+	size_t n_hosts;
+	uint16_t *ports;        /* at least one */
+	size_t n_ports;
+	enum al_proto proto;
+	int line;               /* where it was declared */
+};
+
+struct al_config {
+	char *source;           /* file path, or "<embedded>" */
+	uint16_t steer_port;
+	char *control_socket;
+	char *store_path;
+	char *pin_root;
+	enum al_default_action default_action;
+	unsigned int connect_timeout_ms;
+	unsigned int max_sessions;
+	size_t relay_buffer;    /* bytes buffered per direction before backpressure */
+	struct al_resource *resources;
+	size_t n_resources;
+};
+
+/* Parse `text` (named `source` in messages). On error returns -1 and writes
+ * "source:line: problem" to err. Host names are resolved here. */
+int config_parse(const char *source, const char *text, struct al_config **out,
+		 char *err, size_t errlen) AL_MUST;
+int config_load_file(const char *path, struct al_config **out, char *err, size_t errlen) AL_MUST;
+/* The configuration compiled into the binary (policy/airlock.conf). */
+int config_load_default(struct al_config **out, char *err, size_t errlen) AL_MUST;
+void config_free(struct al_config *c);
+
+/* First resource (in file order) whose nets contain dst and ports contain port; NULL if none. */
+const struct al_resource *config_match(const struct al_config *c, const struct al_addr *dst,
+				       uint16_t port);
+int al_cidr_contains(const struct al_cidr *net, const struct al_addr *a);
+const char *config_proto_name(enum al_proto p);
+
+extern const char al_default_conf[];
+extern const size_t al_default_conf_len;
+
+#endif

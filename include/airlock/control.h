@@ -1,0 +1,31 @@
+/* The root-only control socket: one JSON object per line in, one per line out. */
+#ifndef AIRLOCK_CONTROL_H
+#define AIRLOCK_CONTROL_H
+
+#include <sys/types.h>
+#include <jansson.h>
+#include <airlock/common.h>
+
+#define AL_DEFAULT_CONTROL_SOCKET "/run/airlock/control.sock"
+#define AL_CONTROL_LINE_MAX (1024 * 1024)
+
+struct event_base;
+struct control;
+
+/* Answers one request; returns a new object ({"ok":true,...} or
+ * {"ok":false,"error":"..."}). `uid` is the caller's, from SO_PEERCRED. */
+typedef json_t *(*control_handler)(void *arg, json_t *req, uid_t uid);
+
+int control_start(struct event_base *base, const char *path, control_handler h, void *arg,
+		  struct control **out, char *err, size_t errlen) AL_MUST;
+void control_free(struct control *c);
+
+/* Helpers for handlers. */
+json_t *control_error(const char *fmt, ...) AL_PRINTF(1, 2);
+json_t *control_ok(void);
+
+/* Client side (airlockctl): one request, one reply. Returns NULL with a
+ * message in err when the daemon cannot be reached or answers garbage. */
+json_t *control_call(const char *path, json_t *req, char *err, size_t errlen);
+
+#endif

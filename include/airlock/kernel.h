@@ -1,0 +1,67 @@
+/* The kernel side as the daemon sees it: cgroup v2 discovery, BPF load, attach, pin and re-adopt. */
+#ifndef AIRLOCK_KERNEL_H
+#define AIRLOCK_KERNEL_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <airlock/common.h>
+#include <airlock/bpf_abi.h>
+#include <airlock/reason.h>
+
+struct kern;
+
+/* The cgroup v2 mount point, read from /proc/self/mounts (never assumed). */
+int kern_cgroup2_mount(char *buf, size_t len) AL_MUST;
+
+/*
+ * Resolves an operator's cgroup argument: an absolute path under the v2
+ * mount, or a path relative to it ("/system.slice/agent.service" and
+ * "system.slice/agent.service" both mean the same). Fills the absolute
+ * directory path, the path relative to the mount (starting with "/") and
+ * the cgroup id. Fails with a message if it is not a cgroup directory.
+ */
+struct kern_cgroup {
+	char abs[4096];
+	char rel[4096];
+	uint64_t id;
+};
+int kern_cgroup_resolve(const char *arg, struct kern_cgroup *cg, char *err, size_t errlen) AL_MUST;
+/* The cgroup v2 of a process (from /proc/PID/cgroup). */
+int kern_cgroup_of_pid(pid_t pid, struct kern_cgroup *cg, char *err, size_t errlen) AL_MUST;
+/* Path relative to the v2 mount of the cgroup with this id; -1 if gone. */
+int kern_cgroup_path(uint64_t id, char *buf, size_t len) AL_MUST;
+
+/* Mounts bpffs at /sys/fs/bpf if nothing is mounted there. */
+int kern_ensure_bpffs(void) AL_MUST;
+
+/*
+ * Loads the programs with `steer_port`, reusing the maps pinned under
+ * pin_root (creating and pinning them on first start), then re-adopts the
+ * links pinned by an earlier run by swapping in the new programs in place
+ * (bpf_link update: no detach, no unsteered window). Holds an exclusive
+ * lock on pin_root so two daemons cannot share it.
+ */
+int kern_open(const char *pin_root, uint16_t steer_port, struct kern **out,
+	      char *err, size_t errlen) AL_MUST;
+void kern_close(struct kern *k);
+
+/* Attach every program to the cgroup and pin the links. Refuses the root
+ * cgroup and the daemon's own cgroup or any of its ancestors. */
+int kern_pin(struct kern *k, const struct kern_cgroup *cg, char *err, size_t errlen) AL_MUST;
+/* Detach and unpin; -1 with a message if it was not pinned. */
+int kern_unpin(struct kern *k, uint64_t cgroup_id, char *err, size_t errlen) AL_MUST;
+/* Ids of the pinned cgroups; returns how many (at most max) or -1. */
+int kern_pinned(struct kern *k, uint64_t *ids, size_t max);
+
+/* Takes (looks up and removes) the origin record of an accepted connection. */
+int kern_take_origin(struct kern *k, const struct al_addr *agent, uint16_t agent_port,
+		     struct al_origin *out) AL_MUST;
+
+/* Per-reason counters summed over CPUs. */
+int kern_counters(struct kern *k, uint64_t out[AL_REASON_MAX]) AL_MUST;
+
+/* Removes everything under pin_root: detaches every pinned link, unpins
+ * the maps. Works with or without a running daemon. */
+int kern_down(const char *pin_root, char *err, size_t errlen) AL_MUST;
+
+#endif

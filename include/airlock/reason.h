@@ -1,0 +1,50 @@
+/* The one list of reasons why Airlock let something through, refused it, or ended it. */
+#ifndef AIRLOCK_REASON_H
+#define AIRLOCK_REASON_H
+
+/*
+ * Shared by the BPF programs (counter indexes), the daemon (session end
+ * reasons, audit rows) and airlockctl (status output). The numeric values
+ * are an ABI: pinned counter maps outlive the daemon, and audit rows keep
+ * the name. Append new reasons at the end; never renumber or reuse.
+ */
+#define AL_REASONS(X)                                                          \
+	X(NONE,              0, "none")                                        \
+	X(STEERED,           1, "steered")          /* connect rewritten to Airlock */ \
+	X(CLOSED,            2, "closed")           /* both sides finished normally */ \
+	X(NO_IDENTITY,       3, "no_identity")      /* accepted, no BPF record: fail closed */ \
+	X(DIRECT_STEER,      4, "direct_steer_port")/* agent dialled the steer port itself */ \
+	X(UPSTREAM_REFUSED,  5, "upstream_refused") \
+	X(UPSTREAM_UNREACH,  6, "upstream_unreachable") \
+	X(UPSTREAM_TIMEOUT,  7, "upstream_timeout") \
+	X(AGENT_RESET,       8, "agent_reset")      /* agent side error or reset */ \
+	X(UPSTREAM_RESET,    9, "upstream_reset") \
+	X(POLICY_DENY,      10, "policy_deny") \
+	X(LIMIT,            11, "limit")            /* a configured limit was hit */ \
+	X(SHUTDOWN,         12, "shutdown")         /* airlockd stopped */ \
+	X(INTERNAL,         13, "internal")         /* out of memory, bug */ \
+	X(STEER_LOOP,       14, "steer_loop")       /* upstream is the steer listener */
+
+enum al_reason {
+#define AL_REASON_ENUM_(name, val, str) AL_REASON_##name = val,
+	AL_REASONS(AL_REASON_ENUM_)
+#undef AL_REASON_ENUM_
+	AL_REASON__COUNT
+};
+
+/* Size of the kernel counter array: room to grow without a map re-create. */
+#define AL_REASON_MAX 64
+
+#ifndef __bpf__
+static inline const char *al_reason_name(unsigned int r)
+{
+	switch (r) {
+#define AL_REASON_STR_(name, val, str) case val: return str;
+	AL_REASONS(AL_REASON_STR_)
+#undef AL_REASON_STR_
+	}
+	return "unknown";
+}
+#endif
+
+#endif

@@ -1,0 +1,32 @@
+/* The steer listeners and the TCP relay sessions behind them. */
+#ifndef AIRLOCK_RELAY_H
+#define AIRLOCK_RELAY_H
+
+#include <stdint.h>
+#include <airlock/common.h>
+#include <airlock/config.h>
+#include <airlock/kernel.h>
+#include <airlock/reason.h>
+#include <airlock/store.h>
+
+struct event_base;
+struct relay;
+
+/* Binds 127.0.0.1 and ::1 on cfg->steer_port and starts accepting.
+ * The relay reads cfg on every accept; it must outlive the relay or be
+ * replaced with relay_set_config. */
+int relay_start(struct event_base *base, const struct al_config *cfg, struct kern *k,
+		struct store *st, struct relay **out, char *err, size_t errlen) AL_MUST;
+void relay_set_config(struct relay *r, const struct al_config *cfg);
+
+struct relay_stats {
+	uint64_t live;              /* sessions open now */
+	uint64_t accepted;          /* since start */
+	uint64_t by_reason[AL_REASON_MAX]; /* session ends since start */
+};
+void relay_stats(const struct relay *r, struct relay_stats *out);
+
+/* Ends every session (reason shutdown), closes the listeners, frees. */
+void relay_free(struct relay *r);
+
+#endif

@@ -1,0 +1,73 @@
+/* The audit store: sqlite in WAL mode, versioned schema, one row per steered connection. */
+#ifndef AIRLOCK_STORE_H
+#define AIRLOCK_STORE_H
+
+#include <stdint.h>
+#include <airlock/common.h>
+#include <airlock/reason.h>
+
+struct store;
+
+/* What is known of a connection when it is accepted. Strings may be NULL.
+ * cgroup_id 0 means no kernel identity: cgroup_id, pid, tid, uid and gid are
+ * then stored as NULL, not 0. A port of 0 with a NULL address is NULL too. */
+struct store_conn {
+	int64_t opened_us;
+	uint64_t cgroup_id;
+	const char *cgroup_path;
+	uint32_t pid, tid, uid, gid;
+	const char *comm;
+	const char *exe;
+	const char *agent_addr;     /* the agent's end, as the steer listener saw it */
+	uint16_t agent_port;
+	const char *dst_addr;       /* original destination; NULL when unknown */
+	uint16_t dst_port;
+	const char *resource;       /* matched resource name; NULL for none */
+	const char *protocol;
+};
+
+struct store_conn_end {
+	int64_t closed_us;
+	uint64_t bytes_up;          /* agent -> upstream */
+	uint64_t bytes_down;        /* upstream -> agent */
+	enum al_reason reason;
+	const char *detail;         /* free text, may be NULL */
+};
+
+/* Opens or creates the store (file mode 0600, parent made 0700) and runs
+ * schema migrations. Rows left open by a crashed daemon are closed with
+ * reason "shutdown" and detail "daemon restarted". */
+int store_open(const char *path, struct store **out) AL_MUST;
+void store_close(struct store *s);
+/* Schema version after migrations. */
+int store_schema_version(struct store *s);
+
+int store_conn_open(struct store *s, const struct store_conn *c, int64_t *id) AL_MUST;
+/* -1 also when row id is not open (unknown, closed, or ended by a restart). */
+int store_conn_close(struct store *s, int64_t id, const struct store_conn_end *e) AL_MUST;
+/* Convenience for connections that end at accept: open and close in one row. */
+int store_conn_record(struct store *s, const struct store_conn *c, const struct store_conn_end *e) AL_MUST;
+
+/* Pinned cgroups as the operator named them (the kernel pins are the truth;
+ * this keeps the path the operator used). */
+int store_pin_add(struct store *s, uint64_t cgroup_id, const char *path) AL_MUST;
+/* 0 also when nothing was recorded for cgroup_id. */
+int store_pin_del(struct store *s, uint64_t cgroup_id) AL_MUST;
+/* Copies the recorded path into buf; -1 if not recorded. */
+int store_pin_path(struct store *s, uint64_t cgroup_id, char *buf, size_t len) AL_MUST;
+
+/* Totals over all connection rows, for status. */
+struct store_totals {
+	uint64_t connections;
+	uint64_t by_reason[AL_REASON_MAX];
+};
+int store_totals(struct store *s, struct store_totals *t) AL_MUST;
+
+/* Calls cb for the newest `limit` connection rows, newest first; each row as
+ * a JSON object string (owned by the store, valid during the call). cb
+ * returns 0 to go on, > 0 to stop (the walk returns 0), < 0 to abort (the
+ * walk returns -1). Strings that are not UTF-8 have bad bytes as U+FFFD. */
+int store_conn_list(struct store *s, unsigned int limit,
+		    int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
+
+#endif

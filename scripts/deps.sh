@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what Airlock needs to build, run and test on Debian 12 (apt only).
+set -euo pipefail
+
+pkgs=(
+  # build
+  make gcc pkg-config clang llvm bpftool
+  libbpf-dev libelf-dev zlib1g-dev
+  libssl-dev libevent-dev libsqlite3-dev
+  libnftnl-dev libmnl-dev libmicrohttpd-dev
+  libpg-query-dev libprotobuf-c-dev libssh-dev libjansson-dev
+  # run
+  iproute2 sqlite3 ca-certificates
+  # test
+  curl python3 python3-psycopg2 postgresql postgresql-contrib procps psmisc
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "deps.sh: missing packages: ${missing[*]}; run as root" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian's postgresql package starts a cluster on 5432; tests start their own
+# on a private port and need nothing from it.

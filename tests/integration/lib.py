@@ -1,0 +1,480 @@
+"""Helpers for integration tests: a test cgroup, airlockd under test, loopback servers, cleanup on any exit.
+
+Safety rules these helpers keep (see shared/design.md, test rules):
+- the only cgroup touched is one this run creates, <v2 mount>/airlock-test-<pid>-<rand>,
+  and only processes started by the test go into it;
+- BPF pins live under /sys/fs/bpf/airlock-test-<pid>-<rand>, unique to the run;
+- traffic goes to 127.0.0.0/8 and ::1 only;
+- only processes the test started are stopped, by pid;
+- everything is removed on any exit: try/finally in the test, plus atexit and
+  signal handlers here (cleanup actions are idempotent and run LIFO).
+"""
+
+import atexit
+import errno
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+AIRLOCKD = os.path.join(REPO, "build", "airlockd")
+AIRLOCKCTL = os.path.join(REPO, "build", "airlockctl")
+PY = "/usr/bin/python3"
+RUN_ID = "%d-%s" % (os.getpid(), secrets.token_hex(3))
+
+# Clients run with no proxy settings, so curl and urllib dial the address they are given.
+CLIENT_ENV = {k: v for k, v in os.environ.items()
+              if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
+CLIENT_ENV["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+# ---------------------------------------------------------------- results
+
+class Results:
+    """TAP-ish reporting: one `ok - NAME` / `not ok - NAME: why` per case."""
+
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def ok(self, name):
+        self.passed += 1
+        print("ok - %s" % name, flush=True)
+
+    def not_ok(self, name, why):
+        self.failed += 1
+        why = " ".join(str(why).split())
+        print("not ok - %s: %s" % (name, why), flush=True)
+
+    def case(self, name, fn, *args):
+        """Runs fn(*args); an AssertionError or any exception is a failure. Returns True if it passed."""
+        t0 = time.monotonic()
+        try:
+            fn(*args)
+        except AssertionError as e:
+            self.not_ok(name, e)
+            return False
+        except Exception as e:  # a crash in one case must not stop the others
+            self.not_ok(name, "%s: %s" % (type(e).__name__, e))
+            traceback.print_exc(file=sys.stderr)
+            return False
+        self.ok(name)
+        note("%s took %.1fs" % (name, time.monotonic() - t0))
+        return True
+
+
+def note(msg):
+    print("# " + msg, flush=True)
+
+
+def check(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def wait_for(pred, timeout, interval=0.05):
+    """Polls pred() until it returns a true value or timeout seconds pass; returns the last value."""
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() >= end:
+            return v
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------- cleanup
+
+_cleanups = []
+_cleanup_lock = threading.Lock()
+
+
+def on_cleanup(fn, *args):
+    """Registers fn(*args) to run at exit (LIFO); returns a handle for run_cleanup()."""
+    item = [fn, args, False]
+    with _cleanup_lock:
+        _cleanups.append(item)
+    return item
+
+
+def run_cleanup(item=None):
+    """Runs one registered cleanup now (item), or all of them (None), each at most once."""
+    with _cleanup_lock:
+        items = [item] if item is not None else list(reversed(_cleanups))
+    for it in items:
+        if it[2]:
+            continue
+        it[2] = True
+        try:
+            it[0](*it[1])
+        except Exception as e:
+            print("# cleanup %s failed: %s" % (getattr(it[0], "__name__", it[0]), e),
+                  file=sys.stderr, flush=True)
+
+
+def _on_signal(sig, frame):
+    # Unwind through the test's finally blocks; atexit catches whatever is left.
+    signal.signal(sig, signal.SIG_IGN)
+    raise SystemExit(128 + sig)
+
+
+def install_exit_handlers():
+    atexit.register(run_cleanup)
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, _on_signal)
+
+
+def make_tempdir():
+    d = tempfile.mkdtemp(prefix="airlock-test-%s." % RUN_ID)
+    on_cleanup(shutil.rmtree, d, True)
+    return d
+
+
+# ---------------------------------------------------------------- processes
+
+def stop_process(p, timeout=5.0, sig=signal.SIGTERM):
+    """Stops a Popen we started: sig, then SIGKILL after timeout. Returns its exit code."""
+    if p.poll() is None:
+        try:
+            p.send_signal(sig)
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return p.returncode
+
+
+# ---------------------------------------------------------------- cgroup
+
+def cgroup2_mount():
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[2] == "cgroup2":
+                return parts[1]
+    raise RuntimeError("no cgroup2 mount in /proc/self/mounts")
+
+
+class TestCgroup:
+    """A fresh cgroup v2 directory under the mount; holds only processes the test starts."""
+
+    def __init__(self):
+        self.mount = cgroup2_mount()
+        self.name = "airlock-test-%s" % RUN_ID
+        self.path = os.path.join(self.mount, self.name)
+        self.rel = "/" + self.name
+        os.mkdir(self.path)
+        on_cleanup(self.remove)
+        self.id = os.stat(self.path).st_ino
+
+    def procs(self):
+        try:
+            with open(os.path.join(self.path, "cgroup.procs")) as f:
+                return [int(x) for x in f.read().split()]
+        except FileNotFoundError:
+            return []
+
+    def argv(self, argv):
+        """argv wrapped so the process joins this cgroup before it execs (same pid)."""
+        return ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', self.path] + list(argv)
+
+    def run(self, argv, timeout=20, **kw):
+        """Runs argv inside the cgroup; returns CompletedProcess (text). Killed on timeout."""
+        kw.setdefault("env", CLIENT_ENV)
+        return subprocess.run(self.argv(argv), capture_output=True, text=True, timeout=timeout, **kw)
+
+    def popen(self, argv, **kw):
+        kw.setdefault("env", CLIENT_ENV)
+        p = subprocess.Popen(self.argv(argv), **kw)
+        on_cleanup(stop_process, p, 2.0, signal.SIGKILL)
+        return p
+
+    def kill_all(self):
+        """Kills what is left in the cgroup: only processes this test put there (or their children)."""
+        for _ in range(50):
+            pids = self.procs()
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
+
+    def remove(self):
+        if not os.path.isdir(self.path):
+            return
+        self.kill_all()
+        for _ in range(100):
+            try:
+                os.rmdir(self.path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError as e:
+                if e.errno != errno.EBUSY:
+                    raise
+                time.sleep(0.05)
+        raise RuntimeError("cgroup %s still busy" % self.path)
+
+
+# ---------------------------------------------------------------- ports
+
+def free_port(hosts=("127.0.0.1", "::1")):
+    """A TCP port that is free on every host given right now (the caller binds it soon after)."""
+    for _ in range(200):
+        first = socket.socket(socket.AF_INET6 if ":" in hosts[0] else socket.AF_INET)
+        first.bind((hosts[0], 0))
+        port = first.getsockname()[1]
+        socks = [first]
+        try:
+            for h in hosts[1:]:
+                s = socket.socket(socket.AF_INET6 if ":" in h else socket.AF_INET)
+                socks.append(s)
+                s.bind((h, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port on %s" % (hosts,))
+
+
+# ---------------------------------------------------------------- HTTP servers
+
+class CountingHTTPServer(ThreadingHTTPServer):
+    """An HTTP/1.0 server that counts the TCP connections it accepted."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr, body, family):
+        self.address_family = family
+        self.body = body
+        self.accepted = 0
+        self.peers = []
+        super().__init__(addr, _Handler)
+
+    def get_request(self):
+        conn, addr = super().get_request()
+        self.accepted += 1
+        self.peers.append(addr)
+        return conn, addr
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+
+    def do_GET(self):
+        body = self.server.body
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, fmt, *args):
+        pass
+
+
+def start_http_server(host, port, body):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    srv = CountingHTTPServer((host, port), body, family)
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    t.start()
+
+    def stop():
+        srv.shutdown()
+        srv.server_close()
+    on_cleanup(stop)
+    return srv
+
+
+ECHO_SERVER = r"""
+import asyncio, sys
+async def handle(r, w):
+    try:
+        while True:
+            data = await r.read(262144)
+            if not data:
+                break
+            w.write(data)
+            await w.drain()
+        if w.can_write_eof():
+            w.write_eof()
+        await w.drain()
+    except Exception:
+        pass
+    finally:
+        w.close()
+async def main():
+    srv = await asyncio.start_server(handle, sys.argv[1], int(sys.argv[2]), backlog=1024)
+    print("ready", flush=True)
+    async with srv:
+        await srv.serve_forever()
+asyncio.run(main())
+"""
+
+
+def start_echo_server(host, port):
+    """An asyncio TCP echo server in its own process (outside the test cgroup)."""
+    p = subprocess.Popen([PY, "-c", ECHO_SERVER, host, str(port)], stdout=subprocess.PIPE, text=True)
+    on_cleanup(stop_process, p)
+    line = p.stdout.readline()
+    if line.strip() != "ready":
+        stop_process(p)
+        raise RuntimeError("echo server did not start (exit %s)" % p.poll())
+    return p
+
+
+# ---------------------------------------------------------------- airlockd
+
+class Airlock:
+    """airlockd under test with its own config, control socket, store and pin root."""
+
+    def __init__(self, tmpdir, resources, steer_port=None):
+        self.tmpdir = tmpdir
+        self.steer_port = steer_port or free_port()
+        self.sock = os.path.join(tmpdir, "control.sock")
+        self.store = os.path.join(tmpdir, "airlock.db")
+        self.pin_root = "/sys/fs/bpf/airlock-test-%s" % RUN_ID
+        self.conf = os.path.join(tmpdir, "airlock.conf")
+        self.log = os.path.join(tmpdir, "airlockd.log")
+        self.proc = None
+        self.banner = ""
+        lines = [
+            "# airlockd config written by %s" % os.path.basename(sys.argv[0]),
+            "steer_port %d" % self.steer_port,
+            'control_socket "%s"' % self.sock,
+            'store "%s"' % self.store,
+            'pin_root "%s"' % self.pin_root,
+            "default relay",
+            "connect_timeout 2s",
+        ]
+        for name, addrs, ports in resources:
+            lines += ['resource "%s" {' % name,
+                      "    address " + " ".join(addrs),
+                      "    port " + " ".join(str(p) for p in ports),
+                      "    protocol tcp",
+                      "}"]
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        on_cleanup(self.down)
+
+    def start(self, timeout=15):
+        """Starts airlockd; returns the banner once it printed its pinned: line."""
+        check(self.proc is None or self.proc.poll() is not None, "airlockd already running")
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen([AIRLOCKD, "-c", self.conf], stdout=subprocess.PIPE,
+                                     stderr=logf, text=True)
+        logf.close()
+        on_cleanup(stop_process, self.proc)
+        out = []
+        deadline = time.monotonic() + timeout
+        # readline blocks; the banner is printed at once after setup, so a
+        # thread with a deadline keeps a hang from stopping the test.
+        done = threading.Event()
+
+        def reader():
+            for line in self.proc.stdout:
+                out.append(line)
+                if line.lstrip().startswith("pinned:"):
+                    break
+            done.set()
+        threading.Thread(target=reader, daemon=True).start()
+        done.wait(max(0.0, deadline - time.monotonic()))
+        self.banner = "".join(out)
+        if not done.is_set() or not any(l.lstrip().startswith("pinned:") for l in out):
+            rc = stop_process(self.proc)
+            raise AssertionError("airlockd did not become ready (exit %s): %s / log: %s"
+                                 % (rc, self.banner.strip(), self.log_tail()))
+        # Keep draining stdout so the daemon never blocks on a full pipe.
+        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
+        return self.banner
+
+    def log_tail(self, n=15):
+        try:
+            with open(self.log, errors="replace") as f:
+                return " | ".join(f.read().splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def ctl(self, *args, timeout=10):
+        return subprocess.run([AIRLOCKCTL, "-s", self.sock] + list(args), capture_output=True,
+                              text=True, timeout=timeout)
+
+    def ctl_json(self, *args):
+        r = self.ctl(*args, "--json")
+        check(r.returncode == 0, "airlockctl %s exited %d: %s" % (" ".join(args), r.returncode,
+                                                                   r.stderr.strip()))
+        try:
+            return json.loads(r.stdout)
+        except ValueError as e:
+            raise AssertionError("airlockctl %s printed no JSON (%s): %r" % (" ".join(args), e,
+                                                                             r.stdout[:300]))
+
+    def status(self):
+        return self.ctl_json("status")
+
+    def connections(self, limit=1000):
+        return self.ctl_json("connections", "--limit", str(limit))
+
+    def db_rows(self, where="1", args=()):
+        """Rows of the connections table read straight from sqlite (as dicts)."""
+        db = sqlite3.connect("file:%s?mode=ro" % self.store, uri=True, timeout=5)
+        try:
+            db.row_factory = sqlite3.Row
+            return [dict(r) for r in db.execute("SELECT * FROM connections WHERE %s ORDER BY id"
+                                                % where, args)]
+        finally:
+            db.close()
+
+    def max_id(self):
+        rows = self.db_rows()
+        return max((r["id"] for r in rows), default=0)
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        if self.proc is None:
+            return None
+        return stop_process(self.proc, timeout, sig)
+
+    def down(self):
+        """Leaves nothing behind: stops the daemon, removes every pin under pin_root."""
+        if self.running():
+            self.stop()
+        if os.path.exists(self.pin_root):
+            r = subprocess.run([AIRLOCKCTL, "-s", self.sock, "down", "--pin-root", self.pin_root],
+                               capture_output=True, text=True, timeout=30)
+            if os.path.exists(self.pin_root):
+                note("airlockctl down left %s (exit %d: %s); removing it by hand"
+                     % (self.pin_root, r.returncode, r.stderr.strip()))
+                _rm_bpffs_tree(self.pin_root)
+
+
+def _rm_bpffs_tree(root):
+    if not root.startswith("/sys/fs/bpf/airlock-test-"):
+        return
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for f in filenames:
+            os.unlink(os.path.join(dirpath, f))
+        for d in dirnames:
+            os.rmdir(os.path.join(dirpath, d))
+    os.rmdir(root)

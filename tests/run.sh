@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The one test runner (`make test`): runs every tier, prints each result line, ends with "N passed, N failed".
+#
+# Contract with the tests: a test program prints one line per case,
+# "ok - NAME" or "not ok - NAME: why", on stdout, and exits non-zero if any
+# case failed. Anything else it prints is passed through and not counted.
+# A program that exits non-zero without printing a "not ok", that dies from
+# a signal, or that overruns its time limit counts as one more failure
+# ("not ok - FILE: exited N").
+
+set -u
+cd "$(dirname "$0")/.." || exit 1
+
+PY=/usr/bin/python3
+UNIT_TIMEOUT=${AIRLOCK_UNIT_TIMEOUT:-300}
+INTEGRATION_TIMEOUT=${AIRLOCK_INTEGRATION_TIMEOUT:-420}
+
+passed=0
+failed=0
+tmp=$(mktemp -d /tmp/airlock-run.XXXXXX) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+
+fail_line() {
+	echo "not ok - $1"
+	failed=$((failed + 1))
+}
+
+# run_one LABEL TIMEOUT CMD...: runs CMD, echoes its stdout as it comes, counts its result lines.
+run_one() {
+	local label=$1 limit=$2 out="$tmp/out" rc p f
+	shift 2
+	echo "# $label"
+	# --kill-after: a test that ignores SIGTERM during its cleanup still ends.
+	timeout --kill-after=30 "$limit" "$@" </dev/null | tee "$out"
+	rc=${PIPESTATUS[0]}
+	p=$(grep -cE '^ok( |$)' "$out")
+	f=$(grep -cE '^not ok( |$)' "$out")
+	passed=$((passed + p))
+	failed=$((failed + f))
+	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+		fail_line "$label: exited $rc (timed out after ${limit}s)"
+	elif [ "$rc" -gt 128 ]; then
+		fail_line "$label: exited $rc (killed by signal $((rc - 128)))"
+	elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		fail_line "$label: exited $rc"
+	fi
+}
+
+# Unit tests: C binaries built by `make unit`.
+shopt -s nullglob
+unit=(build/tests/test_*)
+if [ ${#unit[@]} -eq 0 ]; then
+	fail_line "build/tests: no unit test binaries (run make unit)"
+fi
+for t in "${unit[@]}"; do
+	[ -x "$t" ] && [ -f "$t" ] || continue
+	run_one "$t" "$UNIT_TIMEOUT" "$t"
+done
+
+# Integration and bypass tests: real daemon, real cgroup; root only.
+for t in tests/integration/test_*.py tests/bypass/test_*.py tests/bypass/test_*.sh; do
+	if [ "$(id -u)" -ne 0 ]; then
+		fail_line "$t: skipped, needs root (it loads BPF and creates a cgroup)"
+		continue
+	fi
+	case "$t" in
+	*.py) run_one "$t" "$INTEGRATION_TIMEOUT" "$PY" -u "$t" ;;
+	*.sh) run_one "$t" "$INTEGRATION_TIMEOUT" bash "$t" ;;
+	esac
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,842 @@
+/* Unit tests for the airlock.conf parser and resource matching (userspace/config). */
+#include <airlock/config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static char errbuf[512];
+
+/* Parses text named "t"; prints the error and returns NULL if it does not parse. */
+static struct al_config *parse(const char *text)
+{
+	struct al_config *c = NULL;
+
+	if (config_parse("t", text, &c, errbuf, sizeof(errbuf)) < 0) {
+		printf("#   unexpected error: %s\n", errbuf);
+		return NULL;
+	}
+	return c;
+}
+
+/* The error parsing text gives, or a marker saying why there is none. */
+static const char *perr(const char *text)
+{
+	struct al_config *c = NULL;
+
+	errbuf[0] = '\0';
+	if (config_parse("t", text, &c, errbuf, sizeof(errbuf)) == 0) {
+		config_free(c);
+		return "(parsed)";
+	}
+	if (c)
+		return "(out set on error)";
+	return errbuf;
+}
+
+/* True if parsing text fails with a message starting with prefix. */
+static int fails_with(const char *text, const char *prefix)
+{
+	const char *e = perr(text);
+
+	if (strncmp(e, prefix, strlen(prefix)) == 0)
+		return 1;
+	printf("#   for %s#   got \"%s\", want \"%s...\"\n", text, e, prefix);
+	return 0;
+}
+
+static struct al_addr addr(const char *s)
+{
+	struct al_addr a;
+
+	if (al_addr_parse(&a, s) < 0) {
+		printf("#   test bug: bad address %s\n", s);
+		memset(&a, 0, sizeof(a));
+	}
+	return a;
+}
+
+static const char *match_name(const struct al_config *c, const char *dst, uint16_t port)
+{
+	struct al_addr a = addr(dst);
+	const struct al_resource *r = config_match(c, &a, port);
+
+	return r ? r->name : "(none)";
+}
+
+static void check_defaults(const struct al_config *c)
+{
+	CHECK(c->steer_port == 7700);
+	CHECK_STR(c->control_socket, "/run/airlock/control.sock");
+	CHECK_STR(c->store_path, "/var/lib/airlock/airlock.db");
+	CHECK_STR(c->pin_root, "/sys/fs/bpf/airlock");
+	CHECK(c->default_action == AL_DEFAULT_RELAY);
+	CHECK(c->connect_timeout_ms == 10000);
+	CHECK(c->max_sessions == 10000);
+	CHECK(c->relay_buffer == 256 * 1024);
+}
+
+static void test_embedded_default(void)
+{
+	struct al_config *c = NULL;
+	const struct al_resource *r;
+
+	if (config_load_default(&c, errbuf, sizeof(errbuf)) < 0) {
+		printf("#   %s\n", errbuf);
+		CHECK(0);
+		return;
+	}
+	CHECK(al_default_conf_len == strlen(al_default_conf));
+	CHECK_STR(c->source, "<embedded>");
+	check_defaults(c);
+	CHECK(c->n_resources == 1);
+	if (c->n_resources == 1) {
+		r = &c->resources[0];
+		CHECK_STR(r->name, "loopback-http");
+		CHECK(r->n_hosts == 0);
+		CHECK(r->proto == AL_PROTO_TCP);
+	}
+	CHECK_STR(match_name(c, "127.0.0.1", 80), "loopback-http");
+	CHECK_STR(match_name(c, "127.9.9.9", 8080), "loopback-http");
+	CHECK_STR(match_name(c, "::1", 8080), "loopback-http");
+	CHECK_STR(match_name(c, "127.0.0.1", 443), "(none)");
+	CHECK_STR(match_name(c, "10.0.0.1", 80), "(none)");
+	config_free(c);
+}
+
+static void test_empty_and_comments_only(void)
+{
+	struct al_config *c;
+
+	c = parse("");
+	CHECK(c);
+	if (c) {
+		check_defaults(c);
+		CHECK(c->n_resources == 0);
+		CHECK_STR(c->source, "t");
+	}
+	config_free(c);
+	c = parse("# nothing\n\n   \t\n# at the end, no newline");
+	CHECK(c);
+	if (c)
+		check_defaults(c);
+	config_free(c);
+}
+
+static void test_all_settings(void)
+{
+	struct al_config *c = parse(
+		"steer_port 1\n"
+		"control_socket /tmp/a.sock\n"
+		"store /tmp/a.db\n"
+		"pin_root /sys/fs/bpf/x/y/\n"
+		"default deny\n"
+		"connect_timeout 500ms\n"
+		"max_sessions 1\n"
+		"relay_buffer 64k\n");
+
+	CHECK(c);
+	if (!c)
+		return;
+	CHECK(c->steer_port == 1);
+	CHECK_STR(c->control_socket, "/tmp/a.sock");
+	CHECK_STR(c->store_path, "/tmp/a.db");
+	CHECK_STR(c->pin_root, "/sys/fs/bpf/x/y");
+	CHECK(c->default_action == AL_DEFAULT_DENY);
+	CHECK(c->connect_timeout_ms == 500);
+	CHECK(c->max_sessions == 1);
+	CHECK(c->relay_buffer == 65536);
+	config_free(c);
+}
+
+static void test_steer_port(void)
+{
+	struct al_config *c = parse("steer_port 65535");
+
+	CHECK(c && c->steer_port == 65535);
+	config_free(c);
+	CHECK_STR(perr("steer_port 0\n"), "t:1: steer_port: '0' is not a port number (1..65535)");
+	CHECK_STR(perr("steer_port 65536\n"),
+		  "t:1: steer_port: '65536' is not a port number (1..65535)");
+	CHECK(fails_with("steer_port -1\n", "t:1: steer_port: '-1' is not"));
+	CHECK(fails_with("steer_port +1\n", "t:1: steer_port: '+1' is not"));
+	CHECK(fails_with("steer_port 0x50\n", "t:1: steer_port: '0x50' is not"));
+	CHECK(fails_with("steer_port 80a\n", "t:1: steer_port: '80a' is not"));
+	CHECK(fails_with("steer_port \"\"\n", "t:1: steer_port: '' is not"));
+	CHECK(fails_with("steer_port 99999999999999999999999\n", "t:1: steer_port: '9999"));
+	CHECK_STR(perr("steer_port\n"), "t:1: steer_port: missing argument");
+	CHECK_STR(perr("steer_port 1 2\n"), "t:1: steer_port: too many arguments (takes 1)");
+	CHECK_STR(perr("steer_port 1\n\nsteer_port 2\n"), "t:3: steer_port already set at line 1");
+}
+
+static void test_paths(void)
+{
+	char text[256];
+	struct al_config *c;
+
+	CHECK_STR(perr("control_socket run/x.sock\n"),
+		  "t:1: control_socket: 'run/x.sock' is not an absolute path");
+	CHECK_STR(perr("store airlock.db\n"), "t:1: store: 'airlock.db' is not an absolute path");
+	CHECK(fails_with("store \"\"\n", "t:1: store: '' is not an absolute path"));
+	CHECK_STR(perr("store\n"), "t:1: store: missing argument");
+	CHECK_STR(perr("control_socket /a /b\n"),
+		  "t:1: control_socket: too many arguments (takes 1)");
+
+	/* sun_path holds 107 bytes and a NUL */
+	memcpy(text, "control_socket /", 16);
+	memset(text + 16, 'a', 106);
+	memcpy(text + 15 + 107, "\n", 2);
+	c = parse(text);
+	CHECK(c && strlen(c->control_socket) == 107);
+	config_free(c);
+	memcpy(text + 15 + 107, "a\n", 3);
+	CHECK_STR(perr(text), "t:1: control_socket: path is longer than 107 bytes");
+}
+
+static void test_pin_root(void)
+{
+	struct al_config *c = parse("pin_root /sys/fs/bpf/a\n");
+
+	CHECK(c && strcmp(c->pin_root, "/sys/fs/bpf/a") == 0);
+	config_free(c);
+	c = parse("pin_root \"/sys/fs/bpf/air lock//\"\n");
+	CHECK(c && strcmp(c->pin_root, "/sys/fs/bpf/air lock") == 0);
+	config_free(c);
+	CHECK_STR(perr("pin_root /tmp/airlock\n"),
+		  "t:1: pin_root: '/tmp/airlock' is not a directory below /sys/fs/bpf/");
+	CHECK(fails_with("pin_root /sys/fs/bpf\n", "t:1: pin_root: '/sys/fs/bpf' is not"));
+	CHECK(fails_with("pin_root /sys/fs/bpf/\n", "t:1: pin_root: '/sys/fs/bpf/' is not"));
+	CHECK(fails_with("pin_root /sys/fs/bpf//\n", "t:1: pin_root:"));
+	CHECK(fails_with("pin_root /sys/fs/bpfx/a\n", "t:1: pin_root:"));
+	CHECK(fails_with("pin_root sys/fs/bpf/a\n", "t:1: pin_root:"));
+	CHECK(fails_with("pin_root /sys/fs/bpf/../../etc\n", "t:1: pin_root:"));
+	CHECK(fails_with("pin_root /sys/fs/bpf/a/../b\n", "t:1: pin_root:"));
+	CHECK(fails_with("pin_root /sys/fs/bpf/./a\n", "t:1: pin_root:"));
+	CHECK(fails_with("pin_root /sys/fs/bpf/a//b\n", "t:1: pin_root:"));
+	CHECK(fails_with("pin_root /sys/fs/bpf/..\n", "t:1: pin_root:"));
+}
+
+static void test_default_action(void)
+{
+	struct al_config *c = parse("default relay\n");
+
+	CHECK(c && c->default_action == AL_DEFAULT_RELAY);
+	config_free(c);
+	CHECK_STR(perr("default allow\n"), "t:1: default: 'allow' is neither relay nor deny");
+	CHECK(fails_with("default Deny\n", "t:1: default: 'Deny'"));
+	CHECK_STR(perr("default\n"), "t:1: default: missing argument");
+	CHECK_STR(perr("default deny relay\n"), "t:1: default: too many arguments (takes 1)");
+}
+
+static unsigned int timeout_of(const char *v)
+{
+	char text[128];
+	struct al_config *c;
+	unsigned int ms;
+
+	if (al_fmt(text, sizeof(text), "connect_timeout %s\n", v) < 0)
+		return 0;
+	c = parse(text);
+	ms = c ? c->connect_timeout_ms : 0;
+	config_free(c);
+	return ms;
+}
+
+static void test_connect_timeout(void)
+{
+	CHECK(timeout_of("500ms") == 500);
+	CHECK(timeout_of("10s") == 10000);
+	CHECK(timeout_of("2m") == 120000);
+	CHECK(timeout_of("1ms") == 1);
+	CHECK(timeout_of("60m") == 3600000);
+	CHECK(timeout_of("3600s") == 3600000);
+	CHECK_STR(perr("connect_timeout 10\n"), "t:1: connect_timeout: '10' is not a duration"
+		  " (a number with ms, s or m, e.g. 500ms, 10s, 2m)");
+	CHECK(fails_with("connect_timeout 10h\n", "t:1: connect_timeout: '10h' is not a duration"));
+	CHECK(fails_with("connect_timeout s\n", "t:1: connect_timeout: 's' is not a duration"));
+	CHECK(fails_with("connect_timeout 1.5s\n", "t:1: connect_timeout: '1.5s' is not"));
+	CHECK(fails_with("connect_timeout -1s\n", "t:1: connect_timeout: '-1s' is not"));
+	CHECK(fails_with("connect_timeout 10S\n", "t:1: connect_timeout: '10S' is not"));
+	CHECK_STR(perr("connect_timeout 0s\n"),
+		  "t:1: connect_timeout: '0s' is out of range (1ms..60m)");
+	CHECK(fails_with("connect_timeout 61m\n", "t:1: connect_timeout: '61m' is out of range"));
+	CHECK(fails_with("connect_timeout 3600001ms\n", "t:1: connect_timeout: '3600001ms' is out"));
+	/* would overflow when scaled */
+	CHECK(fails_with("connect_timeout 18446744073709551m\n", "t:1: connect_timeout:"));
+	CHECK_STR(perr("connect_timeout\n"), "t:1: connect_timeout: missing argument");
+}
+
+static void test_max_sessions(void)
+{
+	struct al_config *c = parse("max_sessions 1048576\n");
+
+	CHECK(c && c->max_sessions == 1048576);
+	config_free(c);
+	CHECK_STR(perr("max_sessions 0\n"), "t:1: max_sessions: '0' is not a number in 1..1048576");
+	CHECK(fails_with("max_sessions 1048577\n", "t:1: max_sessions: '1048577' is not"));
+	CHECK(fails_with("max_sessions lots\n", "t:1: max_sessions: 'lots' is not"));
+	CHECK(fails_with("max_sessions 10k\n", "t:1: max_sessions: '10k' is not"));
+}
+
+static size_t buffer_of(const char *v)
+{
+	char text[128];
+	struct al_config *c;
+	size_t n;
+
+	if (al_fmt(text, sizeof(text), "relay_buffer %s\n", v) < 0)
+		return 0;
+	c = parse(text);
+	n = c ? c->relay_buffer : 0;
+	config_free(c);
+	return n;
+}
+
+static void test_relay_buffer(void)
+{
+	CHECK(buffer_of("65536") == 65536);
+	CHECK(buffer_of("64k") == 65536);
+	CHECK(buffer_of("64K") == 65536);
+	CHECK(buffer_of("1m") == 1048576);
+	CHECK(buffer_of("4k") == 4096);
+	CHECK(buffer_of("4096") == 4096);
+	CHECK(buffer_of("64m") == 64u * 1024 * 1024);
+	CHECK(buffer_of("64M") == 64u * 1024 * 1024);
+	CHECK_STR(perr("relay_buffer 4095\n"), "t:1: relay_buffer: '4095' is out of range (4k..64m)");
+	CHECK(fails_with("relay_buffer 67108865\n", "t:1: relay_buffer: '67108865' is out of range"));
+	CHECK(fails_with("relay_buffer 65m\n", "t:1: relay_buffer: '65m' is out of range"));
+	CHECK(fails_with("relay_buffer 0\n", "t:1: relay_buffer: '0' is out of range"));
+	CHECK_STR(perr("relay_buffer 1g\n"), "t:1: relay_buffer: '1g' is not a size"
+		  " (bytes, or a number with k or m, e.g. 65536, 64k, 1m)");
+	CHECK(fails_with("relay_buffer k\n", "t:1: relay_buffer: 'k' is not a size"));
+	CHECK(fails_with("relay_buffer 64kb\n", "t:1: relay_buffer: '64kb' is not a size"));
+	CHECK(fails_with("relay_buffer 18446744073709551615m\n", "t:1: relay_buffer:"));
+}
+
+static void test_unknown_and_stray(void)
+{
+	CHECK_STR(perr("steer_port 7700\n\n# x\nstear_port 7701\n"),
+		  "t:4: unknown directive 'stear_port'");
+	CHECK_STR(perr("Steer_port 1\n"), "t:1: unknown directive 'Steer_port'");
+	CHECK_STR(perr("}\n"), "t:1: '}' without an open resource");
+	CHECK_STR(perr("{\n"), "t:1: unexpected '{'");
+	CHECK_STR(perr("steer_port 1 {\n"), "t:1: unexpected '{' after 'steer_port'");
+	CHECK_STR(perr("steer_port { 1\n"), "t:1: unexpected '{'");
+	CHECK_STR(perr("steer_port 1 }\n"), "t:1: '}' must be on a line of its own");
+	CHECK_STR(perr("bogus {\n}\n"), "t:1: unknown directive 'bogus'");
+}
+
+static void test_error_format_and_source(void)
+{
+	struct al_config *c = (struct al_config *)&errbuf;
+	char small[12];
+
+	CHECK(config_parse("/etc/airlock/airlock.conf", "\n\n\n\n\n\n\n\n\n\n\nstear_port 7700\n",
+			   &c, errbuf, sizeof(errbuf)) == -1);
+	CHECK(c == NULL);
+	CHECK_STR(errbuf, "/etc/airlock/airlock.conf:12: unknown directive 'stear_port'");
+	/* a short buffer gets a cut, terminated message */
+	CHECK(config_parse("t", "nope\n", &c, small, sizeof(small)) == -1);
+	CHECK(strlen(small) == sizeof(small) - 1);
+	CHECK(strncmp(small, "t:1: unknow", sizeof(small) - 1) == 0);
+	/* and no buffer at all is allowed */
+	CHECK(config_parse("t", "nope\n", &c, NULL, 0) == -1);
+	CHECK(c == NULL);
+}
+
+static void test_resource(void)
+{
+	struct al_config *c = parse(
+		"# db\n"
+		"resource db {\n"
+		"\taddress 10.1.0.0/16 2001:db8::/32 192.0.2.7\n"
+		"\taddress 198.51.100.1 10.1.0.0/16   # repeated lists add up, duplicates drop\n"
+		"\tport 5432 6432\n"
+		"\tport 5432\n"
+		"\tprotocol tcp\n"
+		"}\n"
+		"resource \"web.1_x-y\" {\n"
+		"  port 443\n"
+		"  address ::1\n"
+		"}\n");
+	const struct al_resource *r;
+
+	CHECK(c);
+	if (!c)
+		return;
+	CHECK(c->n_resources == 2);
+	r = &c->resources[0];
+	CHECK_STR(r->name, "db");
+	CHECK(r->line == 2);
+	CHECK(r->n_nets == 4);
+	CHECK(r->n_ports == 2);
+	CHECK(r->n_ports == 2 && r->ports[0] == 5432 && r->ports[1] == 6432);
+	CHECK(r->n_hosts == 0 && r->hosts == NULL);
+	CHECK(r->proto == AL_PROTO_TCP);
+	CHECK(r->n_nets == 4 && r->nets[0].prefix == 112 && r->nets[1].prefix == 32 &&
+	      r->nets[2].prefix == 128 && r->nets[3].prefix == 128);
+	if (r->n_nets == 4) {
+		struct al_addr a = addr("10.1.0.0");
+
+		CHECK(memcmp(&r->nets[0].addr, &a, sizeof(a)) == 0);
+	}
+	r = &c->resources[1];
+	CHECK_STR(r->name, "web.1_x-y");
+	CHECK(r->line == 9);
+	CHECK(r->proto == AL_PROTO_TCP);
+	CHECK_STR(match_name(c, "10.1.255.255", 6432), "db");
+	CHECK_STR(match_name(c, "198.51.100.1", 5432), "db");
+	CHECK_STR(match_name(c, "198.51.100.2", 5432), "(none)");
+	CHECK_STR(match_name(c, "::1", 443), "web.1_x-y");
+	CHECK_STR(match_name(c, "::1", 5432), "(none)");
+	CHECK_STR(match_name(c, "127.0.0.1", 443), "(none)");
+	CHECK(config_match(NULL, &r->nets[0].addr, 443) == NULL);
+	config_free(c);
+}
+
+static void test_resource_errors(void)
+{
+	CHECK_STR(perr("resource db {\n  port 5432\n}\n"), "t:1: resource 'db' has no address");
+	CHECK_STR(perr("\nresource db {\n  address 10.0.0.1\n}\n"), "t:2: resource 'db' has no port");
+	CHECK_STR(perr("resource db {\n}\n"), "t:1: resource 'db' has no address");
+	CHECK_STR(perr("resource a {\n address ::1\n port 1\n}\n"
+		       "resource b {\n address ::1\n port 1\n}\n"
+		       "resource a {\n address ::2\n port 2\n}\n"),
+		  "t:9: duplicate resource 'a' (first at line 1)");
+	CHECK_STR(perr("resource {\n"), "t:1: resource: expected 'resource NAME {'");
+	CHECK_STR(perr("resource db\n{\n"), "t:1: resource: expected 'resource NAME {'");
+	CHECK_STR(perr("resource a b {\n"), "t:1: resource: expected 'resource NAME {'");
+	CHECK_STR(perr("resource \"a b\" {\n"),
+		  "t:1: resource: bad name 'a b' (1..63 characters of A-Z a-z 0-9 . _ -)");
+	CHECK(fails_with("resource \"\" {\n", "t:1: resource: bad name ''"));
+	CHECK(fails_with("resource a/b {\n", "t:1: resource: bad name 'a/b'"));
+	CHECK(fails_with("resource "
+			 "a123456789012345678901234567890123456789012345678901234567890123 {\n",
+			 "t:1: resource: bad name"));
+	{
+		struct al_config *c = parse(
+			"resource a12345678901234567890123456789012345678901234567890123456789012 {\n"
+			" address ::1\n port 1\n}\n");
+
+		CHECK(c && strlen(c->resources[0].name) == 63);
+		config_free(c);
+	}
+	CHECK_STR(perr("resource db {\n address ::1\n prot 1\n}\n"),
+		  "t:3: unknown directive 'prot' in resource 'db'");
+	CHECK_STR(perr("resource db {\n steer_port 1\n}\n"),
+		  "t:2: unknown directive 'steer_port' in resource 'db'");
+	CHECK_STR(perr("resource db {\n address ::1\n port 1\n protocol udp\n}\n"),
+		  "t:4: unknown protocol 'udp' (valid: tcp)");
+	CHECK_STR(perr("resource db {\n protocol tcp\n protocol tcp\n}\n"),
+		  "t:3: protocol already set at line 2");
+	CHECK_STR(perr("resource db {\n protocol\n}\n"), "t:2: protocol: missing argument");
+	CHECK_STR(perr("resource db {\n protocol tcp tcp\n}\n"),
+		  "t:2: protocol: too many arguments (takes 1)");
+	CHECK_STR(perr("resource db {\n address\n}\n"), "t:2: address: missing argument");
+	CHECK_STR(perr("resource db {\n port\n}\n"), "t:2: port: missing argument");
+	CHECK_STR(perr("resource db {\n port 0\n}\n"), "t:2: port: '0' is not a port number (1..65535)");
+	CHECK(fails_with("resource db {\n port 80 65536\n}\n", "t:2: port: '65536' is not"));
+	CHECK(fails_with("resource db {\n port 8000-8100\n}\n", "t:2: port: '8000-8100' is not"));
+	CHECK_STR(perr("resource a {\n address ::1\n resource b {\n"),
+		  "t:3: resource inside resource 'a' (is the '}' for line 1 missing?)");
+	CHECK_STR(perr("resource db {\n address ::1 {\n"), "t:2: unexpected '{'");
+	CHECK_STR(perr("resource db { address ::1\n"), "t:1: unexpected '{'");
+	CHECK_STR(perr("resource db {\n address ::1\n port 1 }\n"),
+		  "t:3: '}' must be on a line of its own");
+	CHECK_STR(perr("resource db {\n address ::1\n port 1\n} x\n"),
+		  "t:4: '}' must be on a line of its own");
+	/* the one-line form is refused before any name is looked up */
+	CHECK_STR(perr("resource x { address 127.0.0.0/8 ::1  port 80 8080  protocol tcp }\n"),
+		  "t:1: unexpected '{'");
+}
+
+static void test_unterminated(void)
+{
+	CHECK_STR(perr("\nresource db {\n address ::1\n port 1\n"),
+		  "t:2: resource 'db' is not closed (missing '}')");
+	CHECK_STR(perr("resource db {"), "t:1: resource 'db' is not closed (missing '}')");
+	CHECK_STR(perr("\n\nstore \"/tmp/x\n"), "t:3: unterminated string");
+	CHECK_STR(perr("store \"/tmp/x"), "t:1: unterminated string");
+	CHECK_STR(perr("store \"/tmp/x\\"), "t:1: unterminated string");
+	CHECK_STR(perr("store \"/tmp/x\\\"\n"), "t:1: unterminated string");
+	CHECK_STR(perr("store \"/tmp/x\nstore\"\n"), "t:1: unterminated string");
+}
+
+static void test_strings(void)
+{
+	struct al_config *c = parse(
+		"control_socket \"/run/a \\\"q\\\" \\\\b.sock\"\n"
+		"store \"/tmp/has # hash and { brace }\"   # but this is a comment\n"
+		"resource \"db\" {\n"
+		"  address \"10.0.0.1\" \"::1\"\n"
+		"  port \"5432\"\n"
+		"  \"protocol\" \"tcp\"\n"
+		"}\n"
+		"default\t\"deny\"\n");
+
+	CHECK(c);
+	if (c) {
+		CHECK_STR(c->control_socket, "/run/a \"q\" \\b.sock");
+		CHECK_STR(c->store_path, "/tmp/has # hash and { brace }");
+		CHECK(c->default_action == AL_DEFAULT_DENY);
+		CHECK(c->n_resources == 1 && c->resources[0].n_nets == 2);
+	}
+	config_free(c);
+	c = parse("store \"/tmp/tab\there\"\n");
+	CHECK(c && strcmp(c->store_path, "/tmp/tab\there") == 0);
+	config_free(c);
+	CHECK_STR(perr("store \"/tmp/\\n\"\n"),
+		  "t:1: bad escape '\\n' in string (only \\\" and \\\\ are allowed)");
+	CHECK_STR(perr("store \"/tmp/x\"y\n"), "t:1: missing space after closing quote");
+	CHECK_STR(perr("store /tmp/x\"y\"\n"), "t:1: quote in the middle of a word");
+	CHECK_STR(perr("store \"/tmp/\001\"\n"), "t:1: control character 0x01 in string");
+	CHECK_STR(perr("store /tmp/\001\n"), "t:1: control character 0x01");
+	/* a quoted brace is a word, not a block */
+	CHECK_STR(perr("resource db \"{\"\n"), "t:1: resource: expected 'resource NAME {'");
+}
+
+static void test_comments_and_layout(void)
+{
+	struct al_config *c = parse(
+		"# header\n"
+		"steer_port 7701# no space needed\n"
+		"   # indented comment with \"quote and { brace\n"
+		"resource db { # open\n"
+		"\taddress ::1 # two\n"
+		"\n"
+		"\t# inside\n"
+		"\tport 1\n"
+		"} # close\n"
+		"default deny\r\n"
+		"max_sessions 5\r\n");
+
+	CHECK(c);
+	if (c) {
+		CHECK(c->steer_port == 7701);
+		CHECK(c->n_resources == 1 && c->resources[0].line == 4);
+		CHECK(c->default_action == AL_DEFAULT_DENY);
+		CHECK(c->max_sessions == 5);
+	}
+	config_free(c);
+	/* line numbers count comment and blank lines */
+	CHECK_STR(perr("# a\n\n# b { \"\n\nmax_sessions x\n"),
+		  "t:5: max_sessions: 'x' is not a number in 1..1048576");
+	CHECK_STR(perr("a\r\nb\r\nstear_port 1\r\n"), "t:1: unknown directive 'a'");
+}
+
+static void test_cidr_v4(void)
+{
+	struct al_config *c = parse(
+		"resource net8 {\n address 10.0.0.0/8\n port 1\n}\n"
+		"resource host {\n address 192.168.1.1/32\n port 1\n}\n"
+		"resource half {\n address 172.16.0.128/25\n port 1\n}\n"
+		"resource all4 {\n address 0.0.0.0/0\n port 2\n}\n");
+
+	CHECK(c);
+	if (!c)
+		return;
+	CHECK(c->resources[0].nets[0].prefix == 104);
+	CHECK(c->resources[1].nets[0].prefix == 128);
+	CHECK(c->resources[3].nets[0].prefix == 96);
+	CHECK_STR(match_name(c, "10.0.0.0", 1), "net8");
+	CHECK_STR(match_name(c, "10.255.255.255", 1), "net8");
+	CHECK_STR(match_name(c, "9.255.255.255", 1), "(none)");
+	CHECK_STR(match_name(c, "11.0.0.0", 1), "(none)");
+	CHECK_STR(match_name(c, "192.168.1.1", 1), "host");
+	CHECK_STR(match_name(c, "192.168.1.0", 1), "(none)");
+	CHECK_STR(match_name(c, "192.168.1.2", 1), "(none)");
+	CHECK_STR(match_name(c, "172.16.0.128", 1), "half");
+	CHECK_STR(match_name(c, "172.16.0.255", 1), "half");
+	CHECK_STR(match_name(c, "172.16.0.127", 1), "(none)");
+	CHECK_STR(match_name(c, "172.16.1.128", 1), "(none)");
+	CHECK_STR(match_name(c, "255.255.255.255", 2), "all4");
+	CHECK_STR(match_name(c, "0.0.0.0", 2), "all4");
+	/* 0.0.0.0/0 is all of IPv4, and only IPv4 */
+	CHECK_STR(match_name(c, "::1", 2), "(none)");
+	CHECK_STR(match_name(c, "2001:db8::1", 2), "(none)");
+	/* an IPv4 address seen as v4-mapped IPv6 is the same address */
+	CHECK_STR(match_name(c, "::ffff:10.1.2.3", 1), "net8");
+	config_free(c);
+}
+
+static void test_cidr_v6(void)
+{
+	struct al_config *c = parse(
+		"resource doc {\n address 2001:db8::/32\n port 1\n}\n"
+		"resource one {\n address 2001:db9::1/128\n port 1\n}\n"
+		"resource odd {\n address 2001:dba::/127\n port 1\n}\n"
+		"resource mapped {\n address ::ffff:10.0.0.0/104\n port 3\n}\n"
+		"resource all {\n address ::/0\n port 1 2 3\n}\n");
+
+	CHECK(c);
+	if (!c)
+		return;
+	CHECK(c->resources[0].nets[0].prefix == 32);
+	CHECK_STR(match_name(c, "2001:db8::", 1), "doc");
+	CHECK_STR(match_name(c, "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", 1), "doc");
+	CHECK_STR(match_name(c, "2001:db7:ffff:ffff:ffff:ffff:ffff:ffff", 1), "all");
+	CHECK_STR(match_name(c, "2001:db9::1", 1), "one");
+	CHECK_STR(match_name(c, "2001:db9::2", 1), "all");
+	CHECK_STR(match_name(c, "2001:dba::1", 1), "odd");
+	CHECK_STR(match_name(c, "2001:dba::2", 1), "all");
+	CHECK_STR(match_name(c, "10.9.9.9", 3), "mapped");
+	CHECK_STR(match_name(c, "11.0.0.0", 3), "all");
+	/* ::/0 takes v4-mapped addresses too */
+	CHECK_STR(match_name(c, "192.0.2.1", 2), "all");
+	CHECK_STR(match_name(c, "::1", 4), "(none)");
+	config_free(c);
+}
+
+static void test_cidr_contains(void)
+{
+	struct al_cidr n = { .addr = addr("10.0.0.0"), .prefix = 96 + 31 };
+	struct al_addr a;
+
+	a = addr("10.0.0.1");
+	CHECK(al_cidr_contains(&n, &a) == 1);
+	a = addr("10.0.0.2");
+	CHECK(al_cidr_contains(&n, &a) == 0);
+	n.prefix = 0;
+	CHECK(al_cidr_contains(&n, &a) == 1);
+	n.prefix = 129;
+	CHECK(al_cidr_contains(&n, &a) == 0);
+	n.addr = addr("8000::");
+	n.prefix = 1;
+	a = addr("ffff::");
+	CHECK(al_cidr_contains(&n, &a) == 1);
+	a = addr("7fff::");
+	CHECK(al_cidr_contains(&n, &a) == 0);
+}
+
+static void test_address_errors(void)
+{
+#define RES(a) "resource r {\n port 1\n address " a "\n}\n"
+	CHECK_STR(perr(RES("10.0.0.1/8")), "t:3: host bits set in 10.0.0.1/8");
+	CHECK_STR(perr(RES("11.0.0.0/7")), "t:3: host bits set in 11.0.0.0/7");
+	CHECK_STR(perr(RES("2001:db8::1/32")), "t:3: host bits set in 2001:db8::1/32");
+	CHECK_STR(perr(RES("::1 10.0.0.128/24")), "t:3: host bits set in 10.0.0.128/24");
+	CHECK_STR(perr(RES("10.0.0.0/33")),
+		  "t:3: address: bad prefix length in '10.0.0.0/33' (0..32 for IPv4)");
+	CHECK_STR(perr(RES("::/129")), "t:3: address: bad prefix length in '::/129' (0..128 for IPv6)");
+	CHECK(fails_with(RES("10.0.0.0/"), "t:3: address: bad prefix length in '10.0.0.0/'"));
+	CHECK(fails_with(RES("10.0.0.0/x"), "t:3: address: bad prefix length"));
+	CHECK(fails_with(RES("10.0.0.0/-1"), "t:3: address: bad prefix length"));
+	CHECK(fails_with(RES("10.0.0.0/8/8"), "t:3: address: bad prefix length"));
+	CHECK_STR(perr(RES("10.0.0.256")), "t:3: address: '10.0.0.256' is not an address or CIDR");
+	CHECK(fails_with(RES("1.2.3"), "t:3: address: '1.2.3' is not an address or CIDR"));
+	CHECK(fails_with(RES("1.2.3/8"), "t:3: address: '1.2.3/8' is not an address or CIDR"));
+	CHECK(fails_with(RES("2001:db8:::1"), "t:3: address: '2001:db8:::1' is not"));
+	CHECK(fails_with(RES("fe80::1%eth0"), "t:3: address: 'fe80::1%eth0' is not"));
+	CHECK(fails_with(RES("/8"), "t:3: address: '/8' is not an address or CIDR"));
+	CHECK_STR(perr(RES("bad!host")),
+		  "t:3: address: 'bad!host' is not an address, CIDR or host name");
+	CHECK(fails_with(RES("a..b"), "t:3: address: 'a..b' is not an address, CIDR or host"));
+	CHECK(fails_with(RES("."), "t:3: address: '.' is not an address"));
+#undef RES
+}
+
+static void test_first_match(void)
+{
+	struct al_config *c = parse(
+		"resource narrow {\n address 10.1.2.3\n port 443\n}\n"
+		"resource wide {\n address 10.0.0.0/8\n port 443 80\n}\n"
+		"resource wider {\n address 0.0.0.0/0\n port 80 443 22\n}\n");
+
+	CHECK(c);
+	if (!c)
+		return;
+	CHECK_STR(match_name(c, "10.1.2.3", 443), "narrow");
+	CHECK_STR(match_name(c, "10.1.2.3", 80), "wide");
+	CHECK_STR(match_name(c, "10.1.2.3", 22), "wider");
+	CHECK_STR(match_name(c, "10.1.2.4", 443), "wide");
+	CHECK_STR(match_name(c, "8.8.8.8", 443), "wider");
+	CHECK_STR(match_name(c, "8.8.8.8", 23), "(none)");
+	config_free(c);
+	/* reversed, the broad resource hides the narrow one */
+	c = parse("resource wide {\n address 10.0.0.0/8\n port 443\n}\n"
+		  "resource narrow {\n address 10.1.2.3\n port 443\n}\n");
+	CHECK(c);
+	if (c)
+		CHECK_STR(match_name(c, "10.1.2.3", 443), "wide");
+	config_free(c);
+}
+
+static void test_host_names(void)
+{
+	struct al_config *c = parse(
+		"resource local {\n  address localhost 192.0.2.1\n  port 8080\n}\n");
+	const struct al_resource *r;
+	struct al_addr lo = addr("127.0.0.1");
+	size_t i;
+	int has_lo = 0;
+
+	CHECK(c);
+	if (!c)
+		return;
+	r = &c->resources[0];
+	CHECK(r->n_hosts == 1);
+	if (r->n_hosts == 1)
+		CHECK_STR(r->hosts[0], "localhost");
+	CHECK(r->n_nets >= 2);
+	for (i = 0; i < r->n_nets; i++) {
+		CHECK(r->nets[i].prefix == 128);
+		if (memcmp(&r->nets[i].addr, &lo, sizeof(lo)) == 0)
+			has_lo = 1;
+	}
+	CHECK(has_lo);
+	CHECK_STR(match_name(c, "127.0.0.1", 8080), "local");
+	CHECK_STR(match_name(c, "192.0.2.1", 8080), "local");
+	CHECK_STR(match_name(c, "127.0.0.1", 8081), "(none)");
+	config_free(c);
+
+	/* RFC 6761 guarantees .invalid never resolves */
+	CHECK(fails_with("resource r {\n port 1\n address ::1 no-such-host.invalid\n}\n",
+			 "t:3: cannot resolve host 'no-such-host.invalid': "));
+	/* ... and the error after a successful lookup frees what the lookup added */
+	CHECK(fails_with("resource r {\n address localhost\n port 1\n}\nbogus\n",
+			 "t:5: unknown directive 'bogus'"));
+}
+
+/* Error paths late in a file, after resources, host names and settings are allocated:
+ * LeakSanitizer fails the run if any of them is not freed. */
+static void test_no_leaks_on_error(void)
+{
+	static const char *const tails[] = {
+		"resource late {\n address ::1\n port 0\n}\n",
+		"resource late {\n address localhost\n port 1\n",
+		"resource late {\n address localhost 10.0.0.1/8\n port 1\n}\n",
+		"store \"/unterminated\n",
+		"resource first {\n address ::2\n port 2\n}\n",
+		"control_socket /second/time\n",
+		"resource late {\n address ::1\n port 1\n protocol udp\n}\n",
+	};
+	const char *head =
+		"control_socket /a/b.sock\nstore /a/b.db\npin_root /sys/fs/bpf/q\n"
+		"resource first {\n address localhost 10.0.0.0/8 ::/0\n port 1 2 3\n}\n";
+	char text[1024];
+	size_t i;
+
+	for (i = 0; i < AL_ARRAY_LEN(tails); i++) {
+		if (al_fmt(text, sizeof(text), "%s%s", head, tails[i]) < 0) {
+			CHECK(0);
+			continue;
+		}
+		CHECK(fails_with(text, "t:"));
+	}
+}
+
+static void test_load_file(void)
+{
+	char dir[] = "/tmp/airlock-test-config-XXXXXX";
+	char path[256], sub[256], nul[256], want[512];
+	struct al_config *c = NULL;
+	static const char body[] = "steer_port 7800\n\nresource x {\n address ::1\n port 1\n}\n";
+	static const char bad[] = "steer_port 7800\nmax_sessions 0\n";
+	FILE *f;
+
+	if (!mkdtemp(dir)) {
+		printf("#   mkdtemp: %s\n", strerror(errno));
+		CHECK(0);
+		return;
+	}
+	if (al_fmt(path, sizeof(path), "%s/airlock.conf", dir) < 0 ||
+	    al_fmt(sub, sizeof(sub), "%s/sub", dir) < 0 ||
+	    al_fmt(nul, sizeof(nul), "%s/nul.conf", dir) < 0) {
+		CHECK(0);
+		goto out;
+	}
+
+	f = fopen(path, "w");
+	CHECK(f && fwrite(body, 1, sizeof(body) - 1, f) == sizeof(body) - 1);
+	if (f)
+		fclose(f);
+	CHECK(config_load_file(path, &c, errbuf, sizeof(errbuf)) == 0);
+	if (c) {
+		CHECK_STR(c->source, path);
+		CHECK(c->steer_port == 7800 && c->n_resources == 1);
+		config_free(c);
+		c = NULL;
+	}
+
+	f = fopen(path, "w");
+	CHECK(f && fwrite(bad, 1, sizeof(bad) - 1, f) == sizeof(bad) - 1);
+	if (f)
+		fclose(f);
+	CHECK(config_load_file(path, &c, errbuf, sizeof(errbuf)) == -1 && c == NULL);
+	CHECK(al_fmt(want, sizeof(want), "%s:2: max_sessions: '0' is not a number in 1..1048576",
+		     path) == 0);
+	CHECK_STR(errbuf, want);
+
+	f = fopen(nul, "w");
+	CHECK(f && fwrite("steer_port 1\n\0x\n", 1, 16, f) == 16);
+	if (f)
+		fclose(f);
+	CHECK(config_load_file(nul, &c, errbuf, sizeof(errbuf)) == -1 && c == NULL);
+	CHECK(al_fmt(want, sizeof(want), "%s: contains a NUL byte", nul) == 0);
+	CHECK_STR(errbuf, want);
+
+	f = fopen(nul, "w");
+	if (f)
+		fclose(f);
+	CHECK(config_load_file(nul, &c, errbuf, sizeof(errbuf)) == 0);
+	if (c)
+		check_defaults(c);
+	config_free(c);
+	c = NULL;
+
+	CHECK(al_fmt(want, sizeof(want), "%s/missing.conf", dir) == 0);
+	CHECK(config_load_file(want, &c, errbuf, sizeof(errbuf)) == -1 && c == NULL);
+	CHECK(strstr(errbuf, "/missing.conf: cannot read: No such file or directory") != NULL);
+	CHECK(strncmp(errbuf, dir, strlen(dir)) == 0);
+
+	CHECK(mkdir(sub, 0700) == 0);
+	CHECK(config_load_file(sub, &c, errbuf, sizeof(errbuf)) == -1 && c == NULL);
+	CHECK(al_fmt(want, sizeof(want), "%s: cannot read: Is a directory", sub) == 0);
+	CHECK_STR(errbuf, want);
+out:
+	unlink(path);
+	unlink(nul);
+	rmdir(sub);
+	CHECK(rmdir(dir) == 0);
+}
+
+static void test_proto_name(void)
+{
+	CHECK_STR(config_proto_name(AL_PROTO_TCP), "tcp");
+	CHECK_STR(config_proto_name((enum al_proto)42), "unknown");
+}
+
+int main(void)
+{
+	RUN(test_embedded_default);
+	RUN(test_empty_and_comments_only);
+	RUN(test_all_settings);
+	RUN(test_steer_port);
+	RUN(test_paths);
+	RUN(test_pin_root);
+	RUN(test_default_action);
+	RUN(test_connect_timeout);
+	RUN(test_max_sessions);
+	RUN(test_relay_buffer);
+	RUN(test_unknown_and_stray);
+	RUN(test_error_format_and_source);
+	RUN(test_resource);
+	RUN(test_resource_errors);
+	RUN(test_unterminated);
+	RUN(test_strings);
+	RUN(test_comments_and_layout);
+	RUN(test_cidr_v4);
+	RUN(test_cidr_v6);
+	RUN(test_cidr_contains);
+	RUN(test_address_errors);
+	RUN(test_first_match);
+	RUN(test_host_names);
+	RUN(test_no_leaks_on_error);
+	RUN(test_load_file);
+	RUN(test_proto_name);
+	TEST_EXIT();
+}

@@ -1,0 +1,715 @@
+/* Unit tests for the audit store, on a temp dir and read back with sqlite directly. */
+#include <airlock/store.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "harness.h"
+
+static char tmpdir[256];
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void rm_tmpdir(void)
+{
+	if (tmpdir[0])
+		nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A path under the test's temp dir. */
+static const char *tpath(char *buf, size_t len, const char *name)
+{
+	if (al_fmt(buf, len, "%s/%s", tmpdir, name) < 0)
+		abort();
+	return buf;
+}
+
+static mode_t file_mode(const char *path)
+{
+	struct stat sb;
+
+	if (stat(path, &sb) < 0)
+		return (mode_t)-1;
+	return sb.st_mode & 07777;
+}
+
+/* First column of the first row of sql, read with a connection of our own. */
+struct qres {
+	int type;               /* SQLITE_NULL etc; 0 when there was no row */
+	int64_t i;
+	char text[512];
+};
+
+static struct qres q(const char *db, const char *sql)
+{
+	struct qres r = { 0 };
+	sqlite3 *h = NULL;
+	sqlite3_stmt *st = NULL;
+
+	if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(h, sql, -1, &st, NULL) != SQLITE_OK) {
+		printf("#   query %s: %s\n", sql, h ? sqlite3_errmsg(h) : "no memory");
+		r.type = -1;
+		goto out;
+	}
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		r.type = sqlite3_column_type(st, 0);
+		r.i = sqlite3_column_int64(st, 0);
+		if (sqlite3_column_text(st, 0) &&
+		    al_fmt(r.text, sizeof(r.text), "%s", (const char *)sqlite3_column_text(st, 0)) < 0)
+			r.type = -1;
+	}
+out:
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return r;
+}
+
+static int q_exec(const char *db, const char *sql)
+{
+	sqlite3 *h = NULL;
+	int rc;
+
+	rc = sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(h, sql, NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		printf("#   exec %s: %s\n", sql, h ? sqlite3_errmsg(h) : "no memory");
+	sqlite3_close(h);
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+#define Q_INT(db, sql) (q((db), (sql)).i)
+#define Q_TEXT(db, sql) (q((db), (sql)).text)
+#define Q_NULL(db, sql) (q((db), (sql)).type == SQLITE_NULL)
+
+static struct store_conn sample_conn(int64_t opened_us)
+{
+	struct store_conn c = {
+		.opened_us = opened_us,
+		.cgroup_id = 4242,
+		.cgroup_path = "/system.slice/agent.service",
+		.pid = 100, .tid = 101, .uid = 1000, .gid = 1001,
+		.comm = "psql",
+		.exe = "/usr/bin/psql",
+		.agent_addr = "127.0.0.1", .agent_port = 40000,
+		.dst_addr = "10.0.0.5", .dst_port = 5432,
+		.resource = "prod-db",
+		.protocol = "tcp",
+	};
+	return c;
+}
+
+static void test_create(void)
+{
+	char p[512], w[512];
+	struct store *s = NULL;
+	struct store_conn c = sample_conn(1);
+	int64_t id;
+	mode_t old;
+
+	tpath(p, sizeof(p), "create.db");
+	old = umask(0);         /* the store must not rely on the caller's umask */
+	CHECK(store_open(p, &s) == 0);
+	umask(old);
+	if (!s) {
+		CHECK(!"store_open");
+		return;
+	}
+	CHECK(store_schema_version(s) == 1);
+	CHECK(store_conn_open(s, &c, &id) == 0);
+	CHECK(file_mode(p) == 0600);
+	/* sqlite gives the WAL and shared-memory files the database's mode. */
+	CHECK(file_mode(tpath(w, sizeof(w), "create.db-wal")) == 0600);
+	CHECK(file_mode(tpath(w, sizeof(w), "create.db-shm")) == 0600);
+	CHECK_STR(Q_TEXT(p, "PRAGMA journal_mode"), "wal");
+	CHECK(Q_INT(p, "PRAGMA user_version") == 1);
+	CHECK(Q_INT(p, "SELECT count(*) FROM sqlite_master WHERE name IN "
+		    "('connections', 'pins', 'connections_opened_us', 'connections_reason')") == 4);
+	store_close(s);
+	store_close(NULL);
+
+	/* Nor on a umask narrower than 0600. */
+	s = NULL;
+	tpath(p, sizeof(p), "create-umask.db");
+	old = umask(0277);
+	CHECK(store_open(p, &s) == 0);
+	umask(old);
+	CHECK(s && store_conn_open(s, &c, &id) == 0);
+	CHECK(file_mode(p) == 0600);
+	CHECK(file_mode(tpath(w, sizeof(w), "create-umask.db-wal")) == 0600);
+	store_close(s);
+}
+
+static void test_round_trip(void)
+{
+	char p[512];
+	struct store *s = NULL;
+	struct store_conn c = sample_conn(1700000000000000);
+	struct store_conn_end e = {
+		.closed_us = 1700000005000000,
+		.bytes_up = 1234, .bytes_down = 5678901234ULL,
+		.reason = AL_REASON_UPSTREAM_REFUSED,
+		.detail = "connect: Connection refused",
+	};
+	int64_t id = 0;
+
+	tpath(p, sizeof(p), "roundtrip.db");
+	if (store_open(p, &s) < 0) {
+		CHECK(!"store_open");
+		return;
+	}
+	CHECK(store_conn_open(s, &c, &id) == 0);
+	CHECK(id > 0);
+	CHECK(Q_INT(p, "SELECT opened_us FROM connections") == 1700000000000000);
+	CHECK(Q_NULL(p, "SELECT closed_us FROM connections"));
+	CHECK(Q_NULL(p, "SELECT reason FROM connections"));
+	CHECK(Q_INT(p, "SELECT bytes_up FROM connections") == 0);
+	CHECK(store_conn_close(s, id, &e) == 0);
+	CHECK(Q_INT(p, "SELECT count(*) FROM connections") == 1);
+	CHECK(Q_INT(p, "SELECT id FROM connections") == id);
+	CHECK(Q_INT(p, "SELECT closed_us FROM connections") == 1700000005000000);
+	CHECK(Q_INT(p, "SELECT cgroup_id FROM connections") == 4242);
+	CHECK_STR(Q_TEXT(p, "SELECT cgroup_path FROM connections"), "/system.slice/agent.service");
+	CHECK(Q_INT(p, "SELECT pid FROM connections") == 100);
+	CHECK(Q_INT(p, "SELECT tid FROM connections") == 101);
+	CHECK(Q_INT(p, "SELECT uid FROM connections") == 1000);
+	CHECK(Q_INT(p, "SELECT gid FROM connections") == 1001);
+	CHECK_STR(Q_TEXT(p, "SELECT comm FROM connections"), "psql");
+	CHECK_STR(Q_TEXT(p, "SELECT exe FROM connections"), "/usr/bin/psql");
+	CHECK_STR(Q_TEXT(p, "SELECT agent_addr FROM connections"), "127.0.0.1");
+	CHECK(Q_INT(p, "SELECT agent_port FROM connections") == 40000);
+	CHECK_STR(Q_TEXT(p, "SELECT dst_addr FROM connections"), "10.0.0.5");
+	CHECK(Q_INT(p, "SELECT dst_port FROM connections") == 5432);
+	CHECK_STR(Q_TEXT(p, "SELECT resource FROM connections"), "prod-db");
+	CHECK_STR(Q_TEXT(p, "SELECT protocol FROM connections"), "tcp");
+	CHECK(Q_INT(p, "SELECT bytes_up FROM connections") == 1234);
+	CHECK(Q_INT(p, "SELECT bytes_down FROM connections") == 5678901234LL);
+	CHECK_STR(Q_TEXT(p, "SELECT reason FROM connections"), "upstream_refused");
+	CHECK_STR(Q_TEXT(p, "SELECT detail FROM connections"), "connect: Connection refused");
+
+	/* A closed row stays as it was closed; unknown rows cannot be closed. */
+	e.reason = AL_REASON_CLOSED;
+	CHECK(store_conn_close(s, id, &e) == -1);
+	CHECK_STR(Q_TEXT(p, "SELECT reason FROM connections"), "upstream_refused");
+	CHECK(store_conn_close(s, id + 1000, &e) == -1);
+
+	/* Ids are fresh per row. */
+	{
+		int64_t id2 = 0;
+
+		CHECK(store_conn_open(s, &c, &id2) == 0);
+		CHECK(id2 > id);
+		CHECK(store_conn_open(s, &c, NULL) == 0);
+	}
+	store_close(s);
+}
+
+static void test_record_nulls(void)
+{
+	char p[512];
+	struct store *s = NULL;
+	struct store_conn c = { .opened_us = 5 };       /* no identity, no strings */
+	struct store_conn_end e = { .closed_us = 6, .reason = AL_REASON_NO_IDENTITY };
+
+	tpath(p, sizeof(p), "nulls.db");
+	if (store_open(p, &s) < 0) {
+		CHECK(!"store_open");
+		return;
+	}
+	CHECK(store_conn_record(s, &c, &e) == 0);
+	CHECK(Q_INT(p, "SELECT count(*) FROM connections") == 1);
+	CHECK(Q_INT(p, "SELECT opened_us FROM connections") == 5);
+	CHECK(Q_INT(p, "SELECT closed_us FROM connections") == 6);
+	CHECK_STR(Q_TEXT(p, "SELECT reason FROM connections"), "no_identity");
+	/* Every column the caller did not know is NULL, not "" or 0. */
+	CHECK(Q_INT(p, "SELECT count(*) FROM connections WHERE"
+		    " cgroup_id IS NULL AND cgroup_path IS NULL AND pid IS NULL AND tid IS NULL"
+		    " AND uid IS NULL AND gid IS NULL AND comm IS NULL AND exe IS NULL"
+		    " AND agent_addr IS NULL AND agent_port IS NULL AND dst_addr IS NULL"
+		    " AND dst_port IS NULL AND resource IS NULL AND protocol IS NULL"
+		    " AND detail IS NULL") == 1);
+	CHECK(Q_INT(p, "SELECT bytes_up + bytes_down FROM connections") == 0);
+
+	/* With an identity, uid 0 is root and is kept as 0. */
+	c = sample_conn(7);
+	c.uid = 0;
+	c.dst_addr = NULL;
+	c.dst_port = 0;
+	CHECK(store_conn_record(s, &c, &e) == 0);
+	CHECK(Q_INT(p, "SELECT count(*) FROM connections WHERE opened_us = 7 AND uid = 0"
+		    " AND dst_addr IS NULL AND dst_port IS NULL") == 1);
+	store_close(s);
+}
+
+static void test_totals(void)
+{
+	char p[512];
+	struct store *s = NULL;
+	struct store_conn c = sample_conn(1);
+	struct store_conn_end e = { .closed_us = 2 };
+	struct store_totals t;
+	int64_t id;
+	int i;
+
+	tpath(p, sizeof(p), "totals.db");
+	if (store_open(p, &s) < 0) {
+		CHECK(!"store_open");
+		return;
+	}
+	CHECK(store_totals(s, &t) == 0);
+	CHECK(t.connections == 0);
+	for (i = 0; i < 3; i++) {
+		e.reason = AL_REASON_CLOSED;
+		CHECK(store_conn_record(s, &c, &e) == 0);
+	}
+	e.reason = AL_REASON_POLICY_DENY;
+	CHECK(store_conn_record(s, &c, &e) == 0);
+	e.reason = AL_REASON_STEER_LOOP;
+	CHECK(store_conn_record(s, &c, &e) == 0);
+	CHECK(store_conn_open(s, &c, &id) == 0);                /* still open */
+	/* A row written by a newer airlock with a reason this build lacks. */
+	CHECK(q_exec(p, "INSERT INTO connections (opened_us, reason) VALUES (3, 'from_the_future')") == 0);
+
+	CHECK(store_totals(s, &t) == 0);
+	CHECK(t.connections == 7);
+	CHECK(t.by_reason[AL_REASON_CLOSED] == 3);
+	CHECK(t.by_reason[AL_REASON_POLICY_DENY] == 1);
+	CHECK(t.by_reason[AL_REASON_STEER_LOOP] == 1);
+	CHECK(t.by_reason[AL_REASON_NONE] == 0);
+	CHECK(t.by_reason[AL_REASON_SHUTDOWN] == 0);
+	{
+		uint64_t sum = 0;
+
+		for (i = 0; i < AL_REASON_MAX; i++)
+			sum += t.by_reason[i];
+		CHECK(sum == 5);
+	}
+	store_close(s);
+}
+
+struct collected {
+	json_t *rows[16];
+	int n;
+	int stop_at;            /* return 1 after this many rows; 0 for never */
+	int fail_at;            /* return -1 after this many rows; 0 for never */
+	int raw_bad;            /* a row had a raw control character or bare quote */
+};
+
+static int collect(void *arg, const char *txt)
+{
+	struct collected *col = arg;
+	json_error_t err;
+	const char *p;
+
+	for (p = txt; *p; p++)
+		if ((unsigned char)*p < 0x20)
+			col->raw_bad = 1;
+	if (col->n < (int)AL_ARRAY_LEN(col->rows)) {
+		col->rows[col->n] = json_loads(txt, JSON_REJECT_DUPLICATES, &err);
+		if (!col->rows[col->n])
+			printf("#   bad JSON %s: %s\n", txt, err.text);
+	}
+	col->n++;
+	if (col->stop_at && col->n == col->stop_at)
+		return 1;
+	if (col->fail_at && col->n == col->fail_at)
+		return -1;
+	return 0;
+}
+
+static void collected_free(struct collected *col)
+{
+	int i;
+
+	for (i = 0; i < col->n && i < (int)AL_ARRAY_LEN(col->rows); i++)
+		json_decref(col->rows[i]);
+	memset(col, 0, sizeof(*col));
+}
+
+static json_int_t jint(json_t *o, const char *key)
+{
+	return json_integer_value(json_object_get(o, key));
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+static void test_list(void)
+{
+	static const char *const keys[] = {
+		"id", "opened_us", "closed_us", "cgroup_id", "cgroup_path", "pid", "tid",
+		"uid", "gid", "comm", "exe", "agent_addr", "agent_port", "dst_addr",
+		"dst_port", "resource", "protocol", "bytes_up", "bytes_down", "reason", "detail",
+	};
+	const char *evil = "a\"b'c\\d\ne\r\t</script><script>alert(1)</script>\x01";
+	char p[512];
+	struct store *s = NULL;
+	struct store_conn c;
+	struct store_conn_end e = { .closed_us = 500, .bytes_up = 7, .reason = AL_REASON_CLOSED };
+	struct collected col = { 0 };
+	int64_t id_open = 0;
+	size_t i;
+
+	tpath(p, sizeof(p), "list.db");
+	if (store_open(p, &s) < 0) {
+		CHECK(!"store_open");
+		return;
+	}
+	/* Inserted out of time order: the list follows opened_us, then id. */
+	c = sample_conn(300);
+	CHECK(store_conn_record(s, &c, &e) == 0);       /* id 1 */
+	c = sample_conn(100);
+	CHECK(store_conn_record(s, &c, &e) == 0);       /* id 2 */
+	c = sample_conn(300);
+	c.comm = evil;
+	c.exe = "/tmp/\xff\xfe-not-utf8-\xc3\xa9";
+	CHECK(store_conn_record(s, &c, &e) == 0);       /* id 3 */
+	c = sample_conn(400);
+	CHECK(store_conn_open(s, &c, &id_open) == 0);   /* id 4, open */
+	c = (struct store_conn){ .opened_us = 200 };
+	CHECK(store_conn_record(s, &c, &e) == 0);       /* id 5, all NULL */
+
+	CHECK(store_conn_list(s, 10, collect, &col) == 0);
+	CHECK(col.n == 5);
+	CHECK(!col.raw_bad);
+	if (col.n == 5 && col.rows[0] && col.rows[1] && col.rows[2] && col.rows[3] && col.rows[4]) {
+		CHECK(jint(col.rows[0], "id") == id_open);
+		CHECK(jint(col.rows[1], "id") == 3);
+		CHECK(jint(col.rows[2], "id") == 1);
+		CHECK(jint(col.rows[3], "id") == 5);
+		CHECK(jint(col.rows[4], "id") == 2);
+		for (i = 0; i < AL_ARRAY_LEN(keys); i++)
+			CHECK(json_object_get(col.rows[0], keys[i]) != NULL);
+		CHECK(json_object_size(col.rows[0]) == AL_ARRAY_LEN(keys));
+
+		/* The open row: closed_us, reason and detail are JSON null. */
+		CHECK(json_is_null(json_object_get(col.rows[0], "closed_us")));
+		CHECK(json_is_null(json_object_get(col.rows[0], "reason")));
+		CHECK(jint(col.rows[0], "opened_us") == 400);
+		CHECK_STR(jstr(col.rows[0], "comm"), "psql");
+		CHECK(jint(col.rows[0], "dst_port") == 5432);
+		CHECK(jint(col.rows[0], "cgroup_id") == 4242);
+
+		/* Agent-chosen text comes back exactly, as a JSON string. */
+		CHECK_STR(jstr(col.rows[1], "comm"), evil);
+		CHECK_STR(jstr(col.rows[1], "exe"), "/tmp/\xef\xbf\xbd\xef\xbf\xbd-not-utf8-\xc3\xa9");
+		CHECK_STR(jstr(col.rows[1], "reason"), "closed");
+		CHECK(jint(col.rows[1], "closed_us") == 500);
+		CHECK(jint(col.rows[1], "bytes_up") == 7);
+		CHECK(json_is_null(json_object_get(col.rows[1], "detail")));
+
+		/* The identity-less row: nulls, not zeroes or empty strings. */
+		CHECK(json_is_null(json_object_get(col.rows[3], "uid")));
+		CHECK(json_is_null(json_object_get(col.rows[3], "comm")));
+		CHECK(json_is_null(json_object_get(col.rows[3], "dst_addr")));
+		CHECK(json_is_null(json_object_get(col.rows[3], "dst_port")));
+	}
+	collected_free(&col);
+
+	/* The escaped text itself, not only its round trip. */
+	{
+		struct collected one = { .stop_at = 2 };
+		char *dump;
+
+		CHECK(store_conn_list(s, 10, collect, &one) == 0);
+		CHECK(one.n == 2);
+		if (one.n == 2 && one.rows[1]) {
+			dump = json_dumps(json_object_get(one.rows[1], "comm"), JSON_ENCODE_ANY);
+			CHECK_STR(dump, "\"a\\\"b'c\\\\d\\ne\\r\\t</script><script>alert(1)</script>\\u0001\"");
+			free(dump);
+		}
+		collected_free(&one);
+	}
+
+	CHECK(store_conn_list(s, 2, collect, &col) == 0);
+	CHECK(col.n == 2);
+	collected_free(&col);
+	CHECK(store_conn_list(s, 0, collect, &col) == 0);
+	CHECK(col.n == 0);
+	collected_free(&col);
+
+	col.fail_at = 1;
+	CHECK(store_conn_list(s, 10, collect, &col) == -1);
+	CHECK(col.n == 1);
+	collected_free(&col);
+
+	/* A walk that stopped early leaves the store usable, writes included. */
+	CHECK(store_conn_close(s, id_open, &e) == 0);
+	CHECK(store_conn_list(s, 10, collect, &col) == 0);
+	CHECK(col.n == 5);
+	collected_free(&col);
+	store_close(s);
+}
+
+static void test_list_uses_index(void)
+{
+	char p[512], plan[1024] = "";
+	struct store *s = NULL;
+	sqlite3 *h = NULL;
+	sqlite3_stmt *st = NULL;
+	size_t used = 0;
+
+	tpath(p, sizeof(p), "plan.db");
+	if (store_open(p, &s) < 0) {
+		CHECK(!"store_open");
+		return;
+	}
+	CHECK(sqlite3_open_v2(p, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+	CHECK(sqlite3_prepare_v2(h, "EXPLAIN QUERY PLAN SELECT id FROM connections"
+				 " ORDER BY opened_us DESC, id DESC LIMIT 10", -1, &st, NULL) == SQLITE_OK);
+	while (st && sqlite3_step(st) == SQLITE_ROW) {
+		const char *d = (const char *)sqlite3_column_text(st, 3);
+
+		if (used < sizeof(plan) && al_fmt(plan + used, sizeof(plan) - used, "%s;", d) == 0)
+			used += strlen(plan + used);
+	}
+	CHECK(strstr(plan, "connections_opened_us") != NULL);
+	CHECK(strstr(plan, "TEMP B-TREE") == NULL);
+	if (strstr(plan, "TEMP B-TREE"))
+		printf("#   plan: %s\n", plan);
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	store_close(s);
+}
+
+static void test_crash_recovery(void)
+{
+	char p[512];
+	struct store *s = NULL;
+	struct store_conn c = sample_conn(1000);
+	struct store_conn_end e = { .closed_us = 1500, .reason = AL_REASON_CLOSED, .detail = "done" };
+	int64_t t0 = al_now_us();
+	pid_t pid;
+	int status = 0;
+
+	tpath(p, sizeof(p), "crash.db");
+	pid = fork();
+	if (pid == 0) {
+		/* The "daemon": two rows, one ended, one open when it dies. */
+		struct store *cs = NULL;
+		int64_t id;
+
+		if (store_open(p, &cs) < 0 || store_conn_record(cs, &c, &e) < 0 ||
+		    store_conn_open(cs, &c, &id) < 0)
+			_exit(1);
+		raise(SIGKILL);
+		_exit(2);
+	}
+	CHECK(pid > 0);
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	CHECK(Q_INT(p, "SELECT count(*) FROM connections WHERE closed_us IS NULL") == 1);
+
+	if (store_open(p, &s) < 0) {
+		CHECK(!"store_open");
+		return;
+	}
+	CHECK(Q_INT(p, "SELECT count(*) FROM connections") == 2);
+	CHECK(Q_INT(p, "SELECT count(*) FROM connections WHERE closed_us IS NULL") == 0);
+	CHECK_STR(Q_TEXT(p, "SELECT reason FROM connections WHERE id = 2"), "shutdown");
+	CHECK_STR(Q_TEXT(p, "SELECT detail FROM connections WHERE id = 2"), "daemon restarted");
+	CHECK(Q_INT(p, "SELECT closed_us FROM connections WHERE id = 2") >= t0);
+	/* The row that had ended keeps its own end. */
+	CHECK_STR(Q_TEXT(p, "SELECT reason FROM connections WHERE id = 1"), "closed");
+	CHECK_STR(Q_TEXT(p, "SELECT detail FROM connections WHERE id = 1"), "done");
+	CHECK(Q_INT(p, "SELECT closed_us FROM connections WHERE id = 1") == 1500);
+	/* The dead daemon's row id cannot be closed over the recovery. */
+	CHECK(store_conn_close(s, 2, &e) == -1);
+	CHECK_STR(Q_TEXT(p, "SELECT reason FROM connections WHERE id = 2"), "shutdown");
+	store_close(s);
+}
+
+static void test_pins(void)
+{
+	char p[512], buf[64];
+	struct store *s = NULL;
+	int64_t t0 = al_now_us();
+
+	tpath(p, sizeof(p), "pins.db");
+	if (store_open(p, &s) < 0) {
+		CHECK(!"store_open");
+		return;
+	}
+	CHECK(store_pin_path(s, 77, buf, sizeof(buf)) == -1);
+	CHECK(store_pin_add(s, 77, "/system.slice/agent.service") == 0);
+	CHECK(store_pin_add(s, 78, "/user.slice/ci.scope") == 0);
+	CHECK(store_pin_path(s, 77, buf, sizeof(buf)) == 0);
+	CHECK_STR(buf, "/system.slice/agent.service");
+	CHECK(store_pin_path(s, 78, buf, sizeof(buf)) == 0);
+	CHECK_STR(buf, "/user.slice/ci.scope");
+	CHECK(Q_INT(p, "SELECT pinned_us FROM pins WHERE cgroup_id = 77") >= t0);
+	/* Pinning again renames, it does not add a row. */
+	CHECK(store_pin_add(s, 77, "/agent.slice") == 0);
+	CHECK(store_pin_path(s, 77, buf, sizeof(buf)) == 0);
+	CHECK_STR(buf, "/agent.slice");
+	CHECK(Q_INT(p, "SELECT count(*) FROM pins") == 2);
+	/* A buffer too small is a failure, not a cut path. */
+	CHECK(store_pin_path(s, 77, buf, 5) == -1);
+	CHECK(store_pin_del(s, 77) == 0);
+	CHECK(store_pin_path(s, 77, buf, sizeof(buf)) == -1);
+	CHECK(store_pin_del(s, 77) == 0);
+	CHECK(store_pin_path(s, 78, buf, sizeof(buf)) == 0);
+	CHECK(Q_INT(p, "SELECT count(*) FROM pins") == 1);
+	store_close(s);
+
+	/* Pins outlive the daemon. */
+	CHECK(store_open(p, &s) == 0);
+	CHECK(s && store_pin_path(s, 78, buf, sizeof(buf)) == 0);
+	CHECK_STR(buf, "/user.slice/ci.scope");
+	store_close(s);
+}
+
+static void test_reopen(void)
+{
+	char p[512];
+	struct store *s = NULL;
+	struct store_conn c = sample_conn(1);
+	struct store_conn_end e = { .closed_us = 2, .reason = AL_REASON_CLOSED };
+	int i;
+
+	tpath(p, sizeof(p), "reopen.db");
+	for (i = 0; i < 3; i++) {
+		CHECK(store_open(p, &s) == 0);
+		CHECK(store_schema_version(s) == 1);
+		CHECK(s && store_conn_record(s, &c, &e) == 0);
+		store_close(s);
+		s = NULL;
+	}
+	CHECK(Q_INT(p, "PRAGMA user_version") == 1);
+	CHECK(Q_INT(p, "SELECT count(*) FROM connections") == 3);
+	CHECK(Q_INT(p, "SELECT count(*) FROM sqlite_master") == 4);
+
+	/* Two handles on one file, as when airlockctl reads while the daemon runs. */
+	{
+		struct store *a = NULL, *b = NULL;
+		struct store_totals t;
+
+		CHECK(store_open(p, &a) == 0);
+		CHECK(store_open(p, &b) == 0);
+		CHECK(a && store_conn_record(a, &c, &e) == 0);
+		CHECK(b && store_totals(b, &t) == 0 && t.connections == 4);
+		store_close(a);
+		store_close(b);
+	}
+	CHECK(store_schema_version(NULL) == -1);
+}
+
+static void test_newer_schema(void)
+{
+	char p[512];
+	struct store *s = NULL;
+
+	tpath(p, sizeof(p), "newer.db");
+	CHECK(store_open(p, &s) == 0);
+	store_close(s);
+	CHECK(q_exec(p, "PRAGMA user_version = 99") == 0);
+	s = (struct store *)1;
+	CHECK(store_open(p, &s) == -1);
+	CHECK(s == NULL);
+	CHECK(Q_INT(p, "PRAGMA user_version") == 99);
+}
+
+static void test_mkdir(void)
+{
+	char p[512], d[512];
+	struct store *s = NULL;
+
+	tpath(p, sizeof(p), "new/dir/store.db");
+	CHECK(store_open(p, &s) == 0);
+	CHECK(s != NULL);
+	store_close(s);
+	CHECK(file_mode(tpath(d, sizeof(d), "new/dir")) == 0700);
+	CHECK(file_mode(p) == 0600);
+}
+
+static void test_unwritable(void)
+{
+	static const char junk[] = "this is not an sqlite database, not even close, "
+				   "and long enough to fill sqlite's 100-byte header.";
+	char p[512], f[512];
+	struct store *s = NULL;
+	struct stat sb;
+	int fd;
+
+	/* A regular file where a directory should be: fails even for root. */
+	tpath(f, sizeof(f), "plainfile");
+	fd = open(f, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	CHECK(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	CHECK(store_open(tpath(p, sizeof(p), "plainfile/store.db"), &s) == -1);
+	CHECK(s == NULL);
+	CHECK(store_open(tpath(p, sizeof(p), "plainfile/sub/store.db"), &s) == -1);
+	CHECK(s == NULL);
+
+	/* The path is a directory. */
+	CHECK(store_open(tmpdir, &s) == -1);
+	CHECK(s == NULL);
+
+	/* Not a database: refused, and left as it was. */
+	tpath(p, sizeof(p), "garbage.db");
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	CHECK(fd >= 0);
+	if (fd >= 0) {
+		CHECK(write(fd, junk, sizeof(junk)) == (ssize_t)sizeof(junk));
+		close(fd);
+	}
+	CHECK(store_open(p, &s) == -1);
+	CHECK(s == NULL);
+	CHECK(stat(p, &sb) == 0 && sb.st_size == (off_t)sizeof(junk));
+
+	/* A directory we may not write to (root may write anywhere; skip then). */
+	if (geteuid() != 0) {
+		char d[512];
+
+		tpath(d, sizeof(d), "ro");
+		CHECK(mkdir(d, 0500) == 0);
+		CHECK(store_open(tpath(p, sizeof(p), "ro/store.db"), &s) == -1);
+		CHECK(s == NULL);
+	}
+}
+
+int main(void)
+{
+	const char *base = getenv("TMPDIR");
+
+	if (al_fmt(tmpdir, sizeof(tmpdir), "%s/airlock-test-store.XXXXXX", base ? base : "/tmp") < 0 ||
+	    !mkdtemp(tmpdir)) {
+		printf("not ok - mkdtemp: %s\n", strerror(errno));
+		return 1;
+	}
+	atexit(rm_tmpdir);
+
+	RUN(test_create);
+	RUN(test_round_trip);
+	RUN(test_record_nulls);
+	RUN(test_totals);
+	RUN(test_list);
+	RUN(test_list_uses_index);
+	RUN(test_crash_recovery);
+	RUN(test_pins);
+	RUN(test_reopen);
+	RUN(test_newer_schema);
+	RUN(test_mkdir);
+	RUN(test_unwritable);
+	TEST_EXIT();
+}

@@ -1,0 +1,308 @@
+/* airlockd: loads the fence, listens for steered connections, relays and records them. */
+#include <airlock/config.h>
+#include <airlock/control.h>
+#include <airlock/kernel.h>
+#include <airlock/relay.h>
+#include <airlock/store.h>
+#include <airlock/version.h>
+
+#include <errno.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_PINS 4096
+
+struct daemon {
+	struct event_base *base;
+	struct al_config *cfg;
+	struct kern *kern;
+	struct store *store;
+	struct relay *relay;
+	struct control *control;
+	int going_down;             /* `airlockctl down`: remove the pins after the loop */
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: airlockd [-c FILE] [-n] [-v]\n"
+		"  -c FILE  configuration (default " AL_DEFAULT_CONFIG_PATH
+		", else the embedded default)\n"
+		"  -n       check the configuration and exit\n"
+		"  -v       more log output (repeat for debug)\n");
+}
+
+static json_t *pin_json(struct daemon *d, uint64_t id)
+{
+	char path[4096] = "";
+
+	if (store_pin_path(d->store, id, path, sizeof(path)) < 0 &&
+	    kern_cgroup_path(id, path, sizeof(path)) < 0)
+		snprintf(path, sizeof(path), "(gone)");
+	return json_pack("{s:I, s:s}", "cgroup_id", (json_int_t)id, "path", path);
+}
+
+static json_t *cmd_status(struct daemon *d)
+{
+	static uint64_t ids[MAX_PINS];
+	uint64_t kc[AL_REASON_MAX];
+	struct relay_stats rs;
+	struct store_totals tot;
+	json_t *resp = control_ok(), *pins = json_array(), *kobj = json_object(), *sobj = json_object();
+	int n = kern_pinned(d->kern, ids, MAX_PINS);
+
+	for (int i = 0; i < n; i++)
+		json_array_append_new(pins, pin_json(d, ids[i]));
+	if (kern_counters(d->kern, kc) == 0)
+		for (unsigned int r = 1; r < AL_REASON_MAX; r++)
+			if (kc[r])
+				json_object_set_new(kobj, al_reason_name(r), json_integer((json_int_t)kc[r]));
+	relay_stats(d->relay, &rs);
+	memset(&tot, 0, sizeof(tot));
+	if (store_totals(d->store, &tot) == 0)
+		for (unsigned int r = 1; r < AL_REASON_MAX; r++)
+			if (tot.by_reason[r])
+				json_object_set_new(sobj, al_reason_name(r),
+						    json_integer((json_int_t)tot.by_reason[r]));
+	json_object_set_new(resp, "version", json_string(AL_VERSION));
+	json_object_set_new(resp, "steer_port", json_integer(d->cfg->steer_port));
+	json_object_set_new(resp, "store", json_string(d->cfg->store_path));
+	json_object_set_new(resp, "pin_root", json_string(d->cfg->pin_root));
+	json_object_set_new(resp, "pinned", pins);
+	json_object_set_new(resp, "live", json_integer((json_int_t)rs.live));
+	json_object_set_new(resp, "accepted", json_integer((json_int_t)rs.accepted));
+	json_object_set_new(resp, "steered_total", json_integer((json_int_t)kc[AL_REASON_STEERED]));
+	json_object_set_new(resp, "connections_recorded", json_integer((json_int_t)tot.connections));
+	json_object_set_new(resp, "kernel", kobj);
+	json_object_set_new(resp, "sessions", sobj);
+	return resp;
+}
+
+/* The cgroup a pin/unpin request names: {"cgroup": PATH} or {"pid": N}. */
+static int req_cgroup(json_t *req, struct kern_cgroup *cg, char *err, size_t errlen)
+{
+	json_t *path = json_object_get(req, "cgroup"), *pid = json_object_get(req, "pid");
+
+	if (json_is_string(path))
+		return kern_cgroup_resolve(json_string_value(path), cg, err, errlen);
+	if (json_is_integer(pid) && json_integer_value(pid) > 0 && json_integer_value(pid) < INT32_MAX)
+		return kern_cgroup_of_pid((pid_t)json_integer_value(pid), cg, err, errlen);
+	return al_errf(err, errlen, "name a cgroup path or a pid");
+}
+
+static json_t *cmd_pin(struct daemon *d, json_t *req, int pin)
+{
+	struct kern_cgroup cg;
+	char err[1024];
+	json_t *resp;
+
+	if (req_cgroup(req, &cg, err, sizeof(err)) < 0)
+		return control_error("%s", err);
+	if (pin) {
+		if (kern_pin(d->kern, &cg, err, sizeof(err)) < 0)
+			return control_error("%s", err);
+		if (store_pin_add(d->store, cg.id, cg.rel) < 0)
+			al_warn("pinned %s but could not record its path", cg.rel);
+		al_info("pinned %s (cgroup %llu)", cg.rel, (unsigned long long)cg.id);
+	} else {
+		if (kern_unpin(d->kern, cg.id, err, sizeof(err)) < 0)
+			return control_error("%s", err);
+		if (store_pin_del(d->store, cg.id) < 0)
+			al_warn("unpinned %s but could not forget its path", cg.rel);
+		al_info("unpinned %s (cgroup %llu)", cg.rel, (unsigned long long)cg.id);
+	}
+	resp = control_ok();
+	json_object_set_new(resp, "cgroup_id", json_integer((json_int_t)cg.id));
+	json_object_set_new(resp, "path", json_string(cg.rel));
+	return resp;
+}
+
+static int add_row(void *arg, const char *text)
+{
+	json_t *row = json_loads(text, 0, NULL);
+
+	return row ? json_array_append_new(arg, row) : -1;
+}
+
+static json_t *cmd_connections(struct daemon *d, json_t *req)
+{
+	json_t *lim = json_object_get(req, "limit"), *rows = json_array(), *resp;
+	json_int_t limit = json_is_integer(lim) ? json_integer_value(lim) : 50;
+
+	if (limit <= 0 || limit > 100000)
+		limit = 50;
+	if (store_conn_list(d->store, (unsigned int)limit, add_row, rows) < 0) {
+		json_decref(rows);
+		return control_error("could not read the store");
+	}
+	resp = control_ok();
+	json_object_set_new(resp, "connections", rows);
+	return resp;
+}
+
+static json_t *handle(void *arg, json_t *req, uid_t uid)
+{
+	struct daemon *d = arg;
+	const char *cmd = json_string_value(json_object_get(req, "cmd"));
+
+	(void)uid;
+	if (!cmd)
+		return control_error("missing \"cmd\"");
+	if (strcmp(cmd, "status") == 0)
+		return cmd_status(d);
+	if (strcmp(cmd, "pin") == 0)
+		return cmd_pin(d, req, 1);
+	if (strcmp(cmd, "unpin") == 0)
+		return cmd_pin(d, req, 0);
+	if (strcmp(cmd, "connections") == 0)
+		return cmd_connections(d, req);
+	if (strcmp(cmd, "down") == 0) {
+		struct timeval soon = { 0, 100 * 1000 };
+
+		static uint64_t ids[MAX_PINS];
+		int n = kern_pinned(d->kern, ids, MAX_PINS);
+
+		for (int i = 0; i < n; i++)
+			if (store_pin_del(d->store, ids[i]) < 0)
+				al_warn("could not forget pin %llu", (unsigned long long)ids[i]);
+		d->going_down = 1;
+		event_base_loopexit(d->base, &soon);
+		return control_ok();
+	}
+	return control_error("unknown command '%s'", cmd);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	al_info("signal %d: stopping (pinned cgroups stay fenced)", (int)sig);
+	event_base_loopexit(d->base, NULL);
+	(void)what;
+}
+
+static int load_config(const char *path, int explicit, struct al_config **cfg)
+{
+	char err[1024];
+	struct stat st;
+	int rc;
+
+	if (explicit || stat(path, &st) == 0)
+		rc = config_load_file(path, cfg, err, sizeof(err));
+	else
+		rc = config_load_default(cfg, err, sizeof(err));
+	if (rc < 0)
+		fprintf(stderr, "airlockd: %s\n", err);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	const char *conf = AL_DEFAULT_CONFIG_PATH;
+	int check = 0, explicit = 0, opt, rc = 1, n;
+	struct daemon d = { 0 };
+	struct event *sigs[2] = { 0 };
+	char err[1024];
+
+	while ((opt = getopt(argc, argv, "c:nvh")) != -1) {
+		switch (opt) {
+		case 'c':
+			conf = optarg;
+			explicit = 1;
+			break;
+		case 'n':
+			check = 1;
+			break;
+		case 'v':
+			al_log_verbosity++;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (load_config(conf, explicit, &d.cfg) < 0)
+		return 1;
+	if (check) {
+		printf("airlockd: configuration %s is valid (%zu resources)\n", d.cfg->source,
+		       d.cfg->n_resources);
+		config_free(d.cfg);
+		return 0;
+	}
+	if (geteuid() != 0) {
+		fprintf(stderr, "airlockd: must run as root (it loads BPF programs and pins cgroups)\n");
+		goto out;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	d.base = event_base_new();
+	if (!d.base) {
+		fprintf(stderr, "airlockd: cannot create the event loop\n");
+		goto out;
+	}
+	if (store_open(d.cfg->store_path, &d.store) < 0) {
+		fprintf(stderr, "airlockd: cannot open the store %s\n", d.cfg->store_path);
+		goto out;
+	}
+	if (kern_open(d.cfg->pin_root, d.cfg->steer_port, &d.kern, err, sizeof(err)) < 0 ||
+	    relay_start(d.base, d.cfg, d.kern, d.store, &d.relay, err, sizeof(err)) < 0 ||
+	    control_start(d.base, d.cfg->control_socket, handle, &d, &d.control, err, sizeof(err)) < 0) {
+		fprintf(stderr, "airlockd: %s\n", err);
+		goto out;
+	}
+	sigs[0] = evsignal_new(d.base, SIGINT, on_signal, &d);
+	sigs[1] = evsignal_new(d.base, SIGTERM, on_signal, &d);
+	if (!sigs[0] || !sigs[1] || event_add(sigs[0], NULL) < 0 || event_add(sigs[1], NULL) < 0) {
+		fprintf(stderr, "airlockd: cannot install signal handlers\n");
+		goto out;
+	}
+	{
+		static uint64_t ids[MAX_PINS];
+
+		n = kern_pinned(d.kern, ids, MAX_PINS);
+	}
+	printf("airlockd %s ready\n"
+	       "  steer:   127.0.0.1:%u [::1]:%u\n"
+	       "  control: %s\n"
+	       "  store:   %s\n"
+	       "  console: not built yet (arrives with the review console)\n"
+	       "  config:  %s\n"
+	       "  pinned:  %d cgroup%s (pins under %s)\n",
+	       AL_VERSION, d.cfg->steer_port, d.cfg->steer_port, d.cfg->control_socket,
+	       d.cfg->store_path, d.cfg->source, n, n == 1 ? "" : "s", d.cfg->pin_root);
+	fflush(stdout);
+
+	event_base_dispatch(d.base);
+	rc = 0;
+out:
+	for (size_t i = 0; i < AL_ARRAY_LEN(sigs); i++)
+		if (sigs[i])
+			event_free(sigs[i]);
+	control_free(d.control);
+	relay_free(d.relay);
+	kern_close(d.kern);
+	if (d.going_down) {
+		if (kern_down(d.cfg->pin_root, err, sizeof(err)) < 0) {
+			fprintf(stderr, "airlockd: down: %s\n", err);
+			rc = 1;
+		} else {
+			printf("airlockd: removed every pin under %s; agents are no longer steered\n",
+			       d.cfg->pin_root);
+		}
+	}
+	store_close(d.store);
+	if (d.base)
+		event_base_free(d.base);
+	config_free(d.cfg);
+	return rc;
+}

@@ -1,0 +1,281 @@
+/* airlockctl: the operator's command line for a running airlockd (and `down` without one). */
+#include <airlock/control.h>
+#include <airlock/kernel.h>
+#include <airlock/reason.h>
+#include <airlock/version.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define DEFAULT_PIN_ROOT "/sys/fs/bpf/airlock"
+
+static const char *sock_path = AL_DEFAULT_CONTROL_SOCKET;
+static const char *pin_root = DEFAULT_PIN_ROOT;
+static int want_json;
+static long opt_pid = -1;
+static long opt_limit = 20;
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: airlockctl [-s SOCKET] COMMAND [ARGS]\n"
+		"  status [--json]                 pinned cgroups, live and total connections, counters\n"
+		"  pin CGROUP | --pid PID          steer every TCP connection of that cgroup subtree\n"
+		"  unpin CGROUP | --pid PID        stop steering it\n"
+		"  connections [--limit N] [--json] the newest audited connections\n"
+		"  down [--pin-root DIR]           remove every pin (stops airlockd if it runs)\n"
+		"  version\n"
+		"CGROUP is a path under the cgroup v2 mount, absolute or relative to it.\n"
+		"SOCKET defaults to $AIRLOCK_CONTROL or " AL_DEFAULT_CONTROL_SOCKET ".\n");
+}
+
+/* Sends one request; prints the error and returns NULL if it failed. */
+static json_t *call(json_t *req)
+{
+	char err[1024];
+	json_t *resp = control_call(sock_path, req, err, sizeof(err));
+
+	json_decref(req);
+	if (!resp) {
+		fprintf(stderr, "airlockctl: %s\n", err);
+		return NULL;
+	}
+	if (!json_is_true(json_object_get(resp, "ok"))) {
+		const char *e = json_string_value(json_object_get(resp, "error"));
+
+		fprintf(stderr, "airlockctl: %s\n", e ? e : "airlockd refused the request");
+		json_decref(resp);
+		return NULL;
+	}
+	return resp;
+}
+
+static void print_json(json_t *v)
+{
+	json_dumpf(v, stdout, JSON_INDENT(2));
+	putchar('\n');
+}
+
+static void print_counters(const char *title, json_t *obj)
+{
+	const char *k;
+	json_t *v;
+
+	printf("%s:\n", title);
+	if (json_object_size(obj) == 0)
+		printf("  (none)\n");
+	json_object_foreach(obj, k, v)
+		printf("  %-24s %lld\n", k, (long long)json_integer_value(v));
+}
+
+static int cmd_status(void)
+{
+	json_t *resp = call(json_pack("{s:s}", "cmd", "status")), *pins, *p;
+	size_t i;
+
+	if (!resp)
+		return 1;
+	if (want_json) {
+		json_object_del(resp, "ok");
+		print_json(resp);
+		json_decref(resp);
+		return 0;
+	}
+	pins = json_object_get(resp, "pinned");
+	printf("airlockd %s, steer port %lld, store %s\n",
+	       json_string_value(json_object_get(resp, "version")),
+	       (long long)json_integer_value(json_object_get(resp, "steer_port")),
+	       json_string_value(json_object_get(resp, "store")));
+	printf("pinned cgroups (%zu):\n", json_array_size(pins));
+	if (json_array_size(pins) == 0)
+		printf("  (none: `airlockctl pin CGROUP` fences an agent)\n");
+	json_array_foreach(pins, i, p)
+		printf("  %s (id %lld)\n", json_string_value(json_object_get(p, "path")),
+		       (long long)json_integer_value(json_object_get(p, "cgroup_id")));
+	printf("connections: %lld live, %lld accepted since start, %lld steered by the kernel, "
+	       "%lld recorded\n",
+	       (long long)json_integer_value(json_object_get(resp, "live")),
+	       (long long)json_integer_value(json_object_get(resp, "accepted")),
+	       (long long)json_integer_value(json_object_get(resp, "steered_total")),
+	       (long long)json_integer_value(json_object_get(resp, "connections_recorded")));
+	print_counters("kernel counters", json_object_get(resp, "kernel"));
+	print_counters("connection ends (recorded)", json_object_get(resp, "sessions"));
+	json_decref(resp);
+	return 0;
+}
+
+static int cmd_pin(const char *cmd, int argc, char **argv)
+{
+	json_t *req, *resp;
+
+	if (argc == 1 && opt_pid > 0) {
+		req = json_pack("{s:s, s:I}", "cmd", cmd, "pid", (json_int_t)opt_pid);
+	} else if (argc == 2 && opt_pid < 0) {
+		req = json_pack("{s:s, s:s}", "cmd", cmd, "cgroup", argv[1]);
+	} else {
+		usage(stderr);
+		return 2;
+	}
+	resp = call(req);
+	if (!resp)
+		return 1;
+	if (want_json)
+		print_json(resp);
+	else
+		printf("%s %s (cgroup id %lld)\n", strcmp(cmd, "pin") == 0 ? "pinned" : "unpinned",
+		       json_string_value(json_object_get(resp, "path")),
+		       (long long)json_integer_value(json_object_get(resp, "cgroup_id")));
+	json_decref(resp);
+	return 0;
+}
+
+static const char *str(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+
+	return s ? s : "-";
+}
+
+static int cmd_connections(int argc, char **argv)
+{
+	json_t *resp, *rows, *r;
+	size_t i;
+
+	if (argc != 1) {
+		usage(stderr);
+		return 2;
+	}
+	resp = call(json_pack("{s:s, s:I}", "cmd", "connections", "limit", (json_int_t)opt_limit));
+	if (!resp)
+		return 1;
+	rows = json_object_get(resp, "connections");
+	if (want_json) {
+		print_json(rows);
+		json_decref(resp);
+		return 0;
+	}
+	printf("%-6s %-22s %-8s %-12s %-28s %-14s %10s %10s %s\n", "ID", "CGROUP", "PID", "COMM",
+	       "DESTINATION", "RESOURCE", "UP", "DOWN", "END");
+	json_array_foreach(rows, i, r) {
+		char dst[64];
+
+		snprintf(dst, sizeof(dst), "%s%s%s:%lld",
+			 strchr(str(r, "dst_addr"), ':') ? "[" : "", str(r, "dst_addr"),
+			 strchr(str(r, "dst_addr"), ':') ? "]" : "",
+			 (long long)json_integer_value(json_object_get(r, "dst_port")));
+		printf("%-6lld %-22s %-8lld %-12s %-28s %-14s %10lld %10lld %s\n",
+		       (long long)json_integer_value(json_object_get(r, "id")), str(r, "cgroup_path"),
+		       (long long)json_integer_value(json_object_get(r, "pid")), str(r, "comm"), dst,
+		       str(r, "resource"), (long long)json_integer_value(json_object_get(r, "bytes_up")),
+		       (long long)json_integer_value(json_object_get(r, "bytes_down")),
+		       json_is_null(json_object_get(r, "closed_us")) ? "(live)" : str(r, "reason"));
+	}
+	json_decref(resp);
+	return 0;
+}
+
+static int cmd_down(int argc, char **argv)
+{
+	const char *root = pin_root;
+	char err[1024];
+	json_t *resp, *req;
+
+	if (argc != 1) {
+		usage(stderr);
+		return 2;
+	}
+	req = json_pack("{s:s}", "cmd", "down");
+	resp = control_call(sock_path, req, err, sizeof(err));
+	json_decref(req);
+	if (resp) {
+		int ok = json_is_true(json_object_get(resp, "ok"));
+
+		json_decref(resp);
+		if (!ok)
+			return 1;
+		printf("airlockd is removing every pin and stopping\n");
+		return 0;
+	}
+	/* No daemon: take the pins away ourselves. */
+	if (kern_down(root, err, sizeof(err)) < 0) {
+		fprintf(stderr, "airlockctl: %s\n", err);
+		return 1;
+	}
+	printf("removed every pin under %s; agents are no longer steered\n", root);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "pid", required_argument, NULL, 'p' },
+		{ "limit", required_argument, NULL, 'l' },
+		{ "pin-root", required_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *env = getenv("AIRLOCK_CONTROL");
+	const char *cmd;
+	int opt;
+
+	if (env && *env)
+		sock_path = env;
+	/* Options may come before or after the command; "+" would stop at it. */
+	while ((opt = getopt_long(argc, argv, "s:jh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 's':
+			sock_path = optarg;
+			break;
+		case 'j':
+			want_json = 1;
+			break;
+		case 'p':
+		case 'l': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+
+			if (*end || v <= 0) {
+				fprintf(stderr, "airlockctl: --%s wants a positive number, not '%s'\n",
+					opt == 'p' ? "pid" : "limit", optarg);
+				return 2;
+			}
+			*(opt == 'p' ? &opt_pid : &opt_limit) = v;
+			break;
+		}
+		case 'r':
+			pin_root = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	argc -= optind;
+	argv += optind;
+	cmd = argv[0];
+	if (strcmp(cmd, "status") == 0 && argc == 1)
+		return cmd_status();
+	if (strcmp(cmd, "pin") == 0 || strcmp(cmd, "unpin") == 0)
+		return cmd_pin(cmd, argc, argv);
+	if (strcmp(cmd, "connections") == 0)
+		return cmd_connections(argc, argv);
+	if (strcmp(cmd, "down") == 0)
+		return cmd_down(argc, argv);
+	if (strcmp(cmd, "version") == 0) {
+		printf("airlockctl %s\n", AL_VERSION);
+		return 0;
+	}
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,1030 @@
+/* airlock.conf: tokenizer, directive parser with "source:line:" errors, and resource matching. */
+#include <airlock/config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define DEF_STEER_PORT		7700
+#define DEF_CONTROL_SOCKET	"/run/airlock/control.sock"
+#define DEF_STORE		"/var/lib/airlock/airlock.db"
+#define DEF_PIN_ROOT		"/sys/fs/bpf/airlock"
+#define DEF_CONNECT_TIMEOUT_MS	10000u
+#define DEF_MAX_SESSIONS	10000u
+#define DEF_RELAY_BUFFER	(256u * 1024)
+
+#define BPF_FS			"/sys/fs/bpf/"
+#define MAX_CONNECT_TIMEOUT_MS	(60u * 60 * 1000)
+#define MAX_SESSIONS		(1u << 20)
+#define MIN_RELAY_BUFFER	(4u * 1024)
+#define MAX_RELAY_BUFFER	(64u * 1024 * 1024)
+#define MAX_FILE_SIZE		(1024 * 1024)
+#define SUN_PATH_MAX		(sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
+
+enum tok_kind { TOK_WORD, TOK_LBRACE, TOK_RBRACE };
+
+struct tok {
+	enum tok_kind kind;
+	char *s;		/* TOK_WORD: the text, quotes and escapes removed */
+};
+
+/* The tokens of one line; a directive never spans lines. */
+struct line {
+	struct tok *v;
+	size_t n;
+	int no;
+};
+
+enum top_directive {
+	TD_STEER_PORT, TD_CONTROL_SOCKET, TD_STORE, TD_PIN_ROOT, TD_DEFAULT,
+	TD_CONNECT_TIMEOUT, TD_MAX_SESSIONS, TD_RELAY_BUFFER, TD_COUNT
+};
+
+struct parser {
+	const char *source;
+	const char *p;			/* next unread byte of the text */
+	int line;			/* line number of *p */
+	char *err;
+	size_t errlen;
+	struct al_config *c;
+	long cur;			/* index of the open resource block, -1 outside one */
+	int proto_line;			/* where the open resource set its protocol, 0 if not */
+	int set_at[TD_COUNT];		/* where each top-level setting was given, 0 if not */
+};
+
+struct directive {
+	const char *name;
+	size_t min_args, max_args;	/* max_args 0: any number */
+	int (*fn)(struct parser *ps, const struct line *ln);
+};
+
+static const struct {
+	const char *name;
+	enum al_proto proto;
+} protos[] = {
+	{ "tcp", AL_PROTO_TCP },
+};
+
+static int fail(struct parser *ps, int line, const char *fmt, ...) AL_PRINTF(3, 4);
+
+/* Writes "source:line: message" into the caller's buffer; returns -1. A message cut short
+ * by a small buffer is still the right message, so truncation is not checked. */
+static int fail(struct parser *ps, int line, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (!ps->err || ps->errlen == 0)
+		return -1;
+	n = snprintf(ps->err, ps->errlen, "%s:%d: ", ps->source, line);
+	if (n < 0 || (size_t)n >= ps->errlen)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(ps->err + n, ps->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static int oom(struct parser *ps)
+{
+	return fail(ps, ps->line, "out of memory");
+}
+
+/* ---- tokenizer ---- */
+
+static void line_clear(struct line *ln)
+{
+	size_t i;
+
+	for (i = 0; i < ln->n; i++)
+		free(ln->v[i].s);
+	free(ln->v);
+	ln->v = NULL;
+	ln->n = 0;
+}
+
+/* Takes ownership of s (NULL for braces), also when it fails. */
+static int line_push(struct parser *ps, struct line *ln, enum tok_kind kind, char *s)
+{
+	struct tok *v;
+
+	v = reallocarray(ln->v, ln->n + 1, sizeof(*v));
+	if (!v) {
+		free(s);
+		return oom(ps);
+	}
+	ln->v = v;
+	v[ln->n].kind = kind;
+	v[ln->n].s = s;
+	ln->n++;
+	return 0;
+}
+
+static bool is_ctl(unsigned char ch)
+{
+	return ch < 0x20 || ch == 0x7f;
+}
+
+static bool ends_word(unsigned char ch)
+{
+	return ch == '\0' || ch == '\n' || ch == ' ' || ch == '\t' || ch == '\r' ||
+	       ch == '#' || ch == '{' || ch == '}';
+}
+
+/* A double-quoted string on one line; \" and \\ are the only escapes. */
+static int lex_string(struct parser *ps, struct line *ln)
+{
+	const char *p = ps->p + 1;
+	size_t room = strcspn(p, "\n");
+	char *s, *o;
+
+	s = malloc(room + 1);
+	if (!s)
+		return oom(ps);
+	o = s;
+	for (;;) {
+		unsigned char ch = (unsigned char)*p;
+
+		if (ch == '\0' || ch == '\n') {
+			free(s);
+			return fail(ps, ps->line, "unterminated string");
+		}
+		if (ch == '"')
+			break;
+		if (ch == '\\') {
+			if (p[1] != '"' && p[1] != '\\') {
+				free(s);
+				if (p[1] == '\0' || p[1] == '\n')
+					return fail(ps, ps->line, "unterminated string");
+				if (is_ctl((unsigned char)p[1]))
+					return fail(ps, ps->line, "bad escape in string"
+						    " (only \\\" and \\\\ are allowed)");
+				return fail(ps, ps->line, "bad escape '\\%c' in string"
+					    " (only \\\" and \\\\ are allowed)", p[1]);
+			}
+			*o++ = p[1];
+			p += 2;
+			continue;
+		}
+		if (is_ctl(ch) && ch != '\t') {
+			free(s);
+			return fail(ps, ps->line, "control character 0x%02x in string", ch);
+		}
+		*o++ = (char)ch;
+		p++;
+	}
+	*o = '\0';
+	p++;
+	if (!ends_word((unsigned char)*p)) {
+		free(s);
+		return fail(ps, ps->line, "missing space after closing quote");
+	}
+	ps->p = p;
+	return line_push(ps, ln, TOK_WORD, s);
+}
+
+static int lex_word(struct parser *ps, struct line *ln)
+{
+	const char *p = ps->p;
+	char *s;
+
+	while (!ends_word((unsigned char)*p)) {
+		if (*p == '"')
+			return fail(ps, ps->line, "quote in the middle of a word");
+		if (is_ctl((unsigned char)*p))
+			return fail(ps, ps->line, "control character 0x%02x", (unsigned char)*p);
+		p++;
+	}
+	s = strndup(ps->p, (size_t)(p - ps->p));
+	if (!s)
+		return oom(ps);
+	ps->p = p;
+	return line_push(ps, ln, TOK_WORD, s);
+}
+
+/* Reads the tokens of the next line (none for blank or comment lines); sets *eof at the end. */
+static int lex_line(struct parser *ps, struct line *ln, bool *eof)
+{
+	ln->no = ps->line;
+	for (;;) {
+		unsigned char ch = (unsigned char)*ps->p;
+
+		switch (ch) {
+		case '\0':
+			*eof = true;
+			return 0;
+		case '\n':
+			ps->p++;
+			ps->line++;
+			return 0;
+		case ' ': case '\t': case '\r':
+			ps->p++;
+			break;
+		case '#':
+			ps->p += strcspn(ps->p, "\n");
+			break;
+		case '{': case '}':
+			ps->p++;
+			if (line_push(ps, ln, ch == '{' ? TOK_LBRACE : TOK_RBRACE, NULL) < 0)
+				return -1;
+			break;
+		case '"':
+			if (lex_string(ps, ln) < 0)
+				return -1;
+			break;
+		default:
+			if (lex_word(ps, ln) < 0)
+				return -1;
+			break;
+		}
+	}
+}
+
+/* ---- values ---- */
+
+/* Leading decimal digits of s into *v; -1 if there are none or they overflow. */
+static int parse_digits(const char *s, uint64_t *v, const char **rest)
+{
+	uint64_t n = 0;
+	const char *p = s;
+
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (n > (UINT64_MAX - 9) / 10)
+			return -1;
+		n = n * 10 + (uint64_t)(*p - '0');
+	}
+	if (p == s)
+		return -1;
+	*v = n;
+	*rest = p;
+	return 0;
+}
+
+/* A whole-word decimal number in [lo, hi]. */
+static int parse_uint(const char *s, uint64_t lo, uint64_t hi, uint64_t *v)
+{
+	const char *rest;
+
+	if (parse_digits(s, v, &rest) < 0 || *rest != '\0' || *v < lo || *v > hi)
+		return -1;
+	return 0;
+}
+
+static int parse_port(struct parser *ps, int line, const char *what, const char *s, uint16_t *port)
+{
+	uint64_t v;
+
+	if (parse_uint(s, 1, 65535, &v) < 0)
+		return fail(ps, line, "%s: '%s' is not a port number (1..65535)", what, s);
+	*port = (uint16_t)v;
+	return 0;
+}
+
+/* A number with a unit suffix; units[] ends with a NULL name. 1 if the suffix is unknown. */
+struct unit {
+	const char *name;
+	uint64_t mult;
+};
+
+static int parse_scaled(const char *s, const struct unit *units, uint64_t *v)
+{
+	const char *rest;
+	uint64_t n;
+
+	if (parse_digits(s, &n, &rest) < 0)
+		return -1;
+	for (; units->name; units++) {
+		if (strcmp(rest, units->name) != 0)
+			continue;
+		if (n > UINT64_MAX / units->mult)
+			return -1;
+		*v = n * units->mult;
+		return 0;
+	}
+	return -1;
+}
+
+static bool is_abs_path(const char *s)
+{
+	return s[0] == '/';
+}
+
+/* Replaces *dst with a copy of s. */
+static int set_string(struct parser *ps, char **dst, const char *s)
+{
+	char *copy = strdup(s);
+
+	if (!copy)
+		return oom(ps);
+	free(*dst);
+	*dst = copy;
+	return 0;
+}
+
+/* ---- top-level directives ---- */
+
+static const char *arg1(const struct line *ln)
+{
+	return ln->v[1].s;
+}
+
+static int d_steer_port(struct parser *ps, const struct line *ln)
+{
+	return parse_port(ps, ln->no, "steer_port", arg1(ln), &ps->c->steer_port);
+}
+
+static int d_control_socket(struct parser *ps, const struct line *ln)
+{
+	const char *s = arg1(ln);
+
+	if (!is_abs_path(s))
+		return fail(ps, ln->no, "control_socket: '%s' is not an absolute path", s);
+	if (strlen(s) > SUN_PATH_MAX)
+		return fail(ps, ln->no, "control_socket: path is longer than %zu bytes",
+			    SUN_PATH_MAX);
+	return set_string(ps, &ps->c->control_socket, s);
+}
+
+static int d_store(struct parser *ps, const struct line *ln)
+{
+	const char *s = arg1(ln);
+
+	if (!is_abs_path(s))
+		return fail(ps, ln->no, "store: '%s' is not an absolute path", s);
+	return set_string(ps, &ps->c->store_path, s);
+}
+
+/* Below /sys/fs/bpf/, with no empty, "." or ".." component; trailing slashes are dropped. */
+static int d_pin_root(struct parser *ps, const struct line *ln)
+{
+	const char *s = arg1(ln);
+	size_t len = strlen(s), base = strlen(BPF_FS);
+	const char *p;
+	char *copy;
+
+	while (len > base && s[len - 1] == '/')
+		len--;
+	if (len <= base || strncmp(s, BPF_FS, base) != 0)
+		goto bad;
+	for (p = s + base; p < s + len;) {
+		size_t n = strcspn(p, "/");
+
+		if (p + n > s + len)
+			n = (size_t)(s + len - p);
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			goto bad;
+		p += n + 1;
+	}
+	copy = strndup(s, len);
+	if (!copy)
+		return oom(ps);
+	free(ps->c->pin_root);
+	ps->c->pin_root = copy;
+	return 0;
+bad:
+	return fail(ps, ln->no, "pin_root: '%s' is not a directory below " BPF_FS, s);
+}
+
+static int d_default(struct parser *ps, const struct line *ln)
+{
+	const char *s = arg1(ln);
+
+	if (strcmp(s, "relay") == 0)
+		ps->c->default_action = AL_DEFAULT_RELAY;
+	else if (strcmp(s, "deny") == 0)
+		ps->c->default_action = AL_DEFAULT_DENY;
+	else
+		return fail(ps, ln->no, "default: '%s' is neither relay nor deny", s);
+	return 0;
+}
+
+static int d_connect_timeout(struct parser *ps, const struct line *ln)
+{
+	static const struct unit units[] = {
+		{ "ms", 1 }, { "s", 1000 }, { "m", 60 * 1000 }, { NULL, 0 },
+	};
+	const char *s = arg1(ln);
+	uint64_t ms;
+
+	if (parse_scaled(s, units, &ms) < 0)
+		return fail(ps, ln->no, "connect_timeout: '%s' is not a duration"
+			    " (a number with ms, s or m, e.g. 500ms, 10s, 2m)", s);
+	if (ms < 1 || ms > MAX_CONNECT_TIMEOUT_MS)
+		return fail(ps, ln->no, "connect_timeout: '%s' is out of range (1ms..60m)", s);
+	ps->c->connect_timeout_ms = (unsigned int)ms;
+	return 0;
+}
+
+static int d_max_sessions(struct parser *ps, const struct line *ln)
+{
+	const char *s = arg1(ln);
+	uint64_t v;
+
+	if (parse_uint(s, 1, MAX_SESSIONS, &v) < 0)
+		return fail(ps, ln->no, "max_sessions: '%s' is not a number in 1..%u",
+			    s, MAX_SESSIONS);
+	ps->c->max_sessions = (unsigned int)v;
+	return 0;
+}
+
+static int d_relay_buffer(struct parser *ps, const struct line *ln)
+{
+	static const struct unit units[] = {
+		{ "", 1 }, { "k", 1024 }, { "K", 1024 },
+		{ "m", 1024 * 1024 }, { "M", 1024 * 1024 }, { NULL, 0 },
+	};
+	const char *s = arg1(ln);
+	uint64_t v;
+
+	if (parse_scaled(s, units, &v) < 0)
+		return fail(ps, ln->no, "relay_buffer: '%s' is not a size"
+			    " (bytes, or a number with k or m, e.g. 65536, 64k, 1m)", s);
+	if (v < MIN_RELAY_BUFFER || v > MAX_RELAY_BUFFER)
+		return fail(ps, ln->no, "relay_buffer: '%s' is out of range (4k..64m)", s);
+	ps->c->relay_buffer = (size_t)v;
+	return 0;
+}
+
+static const struct directive top_directives[TD_COUNT] = {
+	[TD_STEER_PORT]      = { "steer_port", 1, 1, d_steer_port },
+	[TD_CONTROL_SOCKET]  = { "control_socket", 1, 1, d_control_socket },
+	[TD_STORE]           = { "store", 1, 1, d_store },
+	[TD_PIN_ROOT]        = { "pin_root", 1, 1, d_pin_root },
+	[TD_DEFAULT]         = { "default", 1, 1, d_default },
+	[TD_CONNECT_TIMEOUT] = { "connect_timeout", 1, 1, d_connect_timeout },
+	[TD_MAX_SESSIONS]    = { "max_sessions", 1, 1, d_max_sessions },
+	[TD_RELAY_BUFFER]    = { "relay_buffer", 1, 1, d_relay_buffer },
+};
+
+/* ---- resource blocks ---- */
+
+static struct al_resource *cur_res(struct parser *ps)
+{
+	return &ps->c->resources[ps->cur];
+}
+
+static bool cidr_equal(const struct al_cidr *a, const struct al_cidr *b)
+{
+	return a->prefix == b->prefix && memcmp(&a->addr, &b->addr, sizeof(a->addr)) == 0;
+}
+
+/* Appends a block unless the resource has it already. */
+static int add_net(struct parser *ps, struct al_resource *r, const struct al_cidr *net)
+{
+	struct al_cidr *v;
+	size_t i;
+
+	for (i = 0; i < r->n_nets; i++)
+		if (cidr_equal(&r->nets[i], net))
+			return 0;
+	v = reallocarray(r->nets, r->n_nets + 1, sizeof(*v));
+	if (!v)
+		return oom(ps);
+	r->nets = v;
+	v[r->n_nets++] = *net;
+	return 0;
+}
+
+/* The mask byte i of a prefix length over 128 bits. */
+static uint8_t prefix_mask(unsigned int prefix, unsigned int i)
+{
+	if (prefix >= 8 * (i + 1))
+		return 0xff;
+	if (prefix <= 8 * i)
+		return 0;
+	return (uint8_t)(0xff << (8 - (prefix - 8 * i)));
+}
+
+int al_cidr_contains(const struct al_cidr *net, const struct al_addr *a)
+{
+	uint8_t n[16], x[16];
+	unsigned int i;
+
+	if (net->prefix > 128)
+		return 0;
+	memcpy(n, net->addr.w, sizeof(n));
+	memcpy(x, a->w, sizeof(x));
+	for (i = 0; i < 16; i++)
+		if ((n[i] ^ x[i]) & prefix_mask(net->prefix, i))
+			return 0;
+	return 1;
+}
+
+static int parse_cidr(struct parser *ps, int line, const char *text, struct al_cidr *net)
+{
+	const char *slash = strchr(text, '/');
+	char host[INET6_ADDRSTRLEN];
+	size_t hlen = (size_t)(slash - text);
+	bool v4;
+	uint64_t prefix;
+	uint8_t b[16];
+	unsigned int i;
+
+	if (hlen >= sizeof(host))
+		return fail(ps, line, "address: '%s' is not an address or CIDR", text);
+	memcpy(host, text, hlen);
+	host[hlen] = '\0';
+	if (al_addr_parse(&net->addr, host) < 0)
+		return fail(ps, line, "address: '%s' is not an address or CIDR", text);
+	v4 = strchr(host, ':') == NULL;
+	if (parse_uint(slash + 1, 0, v4 ? 32 : 128, &prefix) < 0)
+		return fail(ps, line, "address: bad prefix length in '%s' (0..%d for %s)",
+			    text, v4 ? 32 : 128, v4 ? "IPv4" : "IPv6");
+	net->prefix = (uint8_t)(v4 ? prefix + 96 : prefix);
+	memcpy(b, net->addr.w, sizeof(b));
+	for (i = 0; i < 16; i++)
+		if (b[i] & (uint8_t)~prefix_mask(net->prefix, i))
+			return fail(ps, line, "host bits set in %s", text);
+	return 0;
+}
+
+/* Letters, digits, '-' and '_' in dot-separated labels of 1..63; at most 253 in all. */
+static bool is_host_name(const char *s)
+{
+	size_t len = strlen(s), label = 0;
+	const char *p;
+
+	if (len > 0 && s[len - 1] == '.')
+		len--;
+	if (len == 0 || len > 253)
+		return false;
+	for (p = s; p < s + len; p++) {
+		if (*p == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+			return false;
+		if (++label > 63)
+			return false;
+	}
+	return label > 0;
+}
+
+/* Each address the name has now becomes a /128 (v4-mapped /32) entry; the name is kept. */
+static int resolve_host(struct parser *ps, int line, struct al_resource *r, const char *name)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	struct addrinfo *res = NULL, *ai;
+	size_t added = 0;
+	char **hosts;
+	int rc = -1, gai;
+
+	gai = getaddrinfo(name, NULL, &hints, &res);
+	if (gai != 0) {
+		fail(ps, line, "cannot resolve host '%s': %s", name,
+		     gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
+		goto out;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		struct al_cidr net = { .prefix = 128 };
+		uint16_t port;
+
+		if (al_addr_from_sockaddr(&net.addr, &port, ai->ai_addr) < 0)
+			continue;
+		if (add_net(ps, r, &net) < 0)
+			goto out;
+		added++;
+	}
+	if (added == 0) {
+		fail(ps, line, "host '%s' has no IPv4 or IPv6 address", name);
+		goto out;
+	}
+	hosts = reallocarray(r->hosts, r->n_hosts + 1, sizeof(*hosts));
+	if (!hosts) {
+		oom(ps);
+		goto out;
+	}
+	r->hosts = hosts;
+	hosts[r->n_hosts] = strdup(name);
+	if (!hosts[r->n_hosts]) {
+		oom(ps);
+		goto out;
+	}
+	r->n_hosts++;
+	rc = 0;
+out:
+	if (res)
+		freeaddrinfo(res);
+	return rc;
+}
+
+static int d_address(struct parser *ps, const struct line *ln)
+{
+	struct al_resource *r = cur_res(ps);
+	size_t i;
+
+	for (i = 1; i < ln->n; i++) {
+		const char *s = ln->v[i].s;
+		struct al_cidr net;
+
+		if (strchr(s, '/')) {
+			if (parse_cidr(ps, ln->no, s, &net) < 0)
+				return -1;
+		} else if (strchr(s, ':') || strspn(s, "0123456789.") == strlen(s)) {
+			if (al_addr_parse(&net.addr, s) < 0)
+				return fail(ps, ln->no, "address: '%s' is not an address or CIDR", s);
+			net.prefix = 128;
+		} else if (is_host_name(s)) {
+			if (resolve_host(ps, ln->no, r, s) < 0)
+				return -1;
+			continue;
+		} else {
+			return fail(ps, ln->no, "address: '%s' is not an address, CIDR or host name",
+				    s);
+		}
+		if (add_net(ps, r, &net) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int d_port(struct parser *ps, const struct line *ln)
+{
+	struct al_resource *r = cur_res(ps);
+	size_t i, j;
+
+	for (i = 1; i < ln->n; i++) {
+		uint16_t port, *v;
+
+		if (parse_port(ps, ln->no, "port", ln->v[i].s, &port) < 0)
+			return -1;
+		for (j = 0; j < r->n_ports && r->ports[j] != port; j++)
+			;
+		if (j < r->n_ports)
+			continue;
+		v = reallocarray(r->ports, r->n_ports + 1, sizeof(*v));
+		if (!v)
+			return oom(ps);
+		r->ports = v;
+		v[r->n_ports++] = port;
+	}
+	return 0;
+}
+
+static int d_protocol(struct parser *ps, const struct line *ln)
+{
+	const char *s = arg1(ln);
+	char valid[128] = "";
+	size_t i, off = 0;
+
+	if (ps->proto_line)
+		return fail(ps, ln->no, "protocol already set at line %d", ps->proto_line);
+	for (i = 0; i < AL_ARRAY_LEN(protos); i++) {
+		if (strcmp(s, protos[i].name) == 0) {
+			cur_res(ps)->proto = protos[i].proto;
+			ps->proto_line = ln->no;
+			return 0;
+		}
+	}
+	for (i = 0; i < AL_ARRAY_LEN(protos) && off < sizeof(valid); i++) {
+		int n = snprintf(valid + off, sizeof(valid) - off, "%s%s",
+				 i ? ", " : "", protos[i].name);
+
+		if (n < 0)
+			break;
+		off += (size_t)n;
+	}
+	return fail(ps, ln->no, "unknown protocol '%s' (valid: %s)", s, valid);
+}
+
+static const struct directive res_directives[] = {
+	{ "address", 1, 0, d_address },
+	{ "port", 1, 0, d_port },
+	{ "protocol", 1, 1, d_protocol },
+};
+
+/* 1..63 of A-Z a-z 0-9 . _ - : names appear in logs, the console and airlockctl arguments. */
+static bool is_resource_name(const char *s)
+{
+	size_t len = strlen(s);
+
+	return len > 0 && len < AL_NAME_MAX &&
+	       strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == len;
+}
+
+static int open_resource(struct parser *ps, const struct line *ln, size_t nargs)
+{
+	struct al_config *c = ps->c;
+	struct al_resource *v, *r;
+	const char *name;
+	size_t i;
+
+	if (nargs != 1)
+		return fail(ps, ln->no, "resource: expected 'resource NAME {'");
+	name = arg1(ln);
+	if (!is_resource_name(name))
+		return fail(ps, ln->no, "resource: bad name '%s' (1..%d characters of"
+			    " A-Z a-z 0-9 . _ -)", name, AL_NAME_MAX - 1);
+	for (i = 0; i < c->n_resources; i++)
+		if (strcmp(c->resources[i].name, name) == 0)
+			return fail(ps, ln->no, "duplicate resource '%s' (first at line %d)",
+				    name, c->resources[i].line);
+	v = reallocarray(c->resources, c->n_resources + 1, sizeof(*v));
+	if (!v)
+		return oom(ps);
+	c->resources = v;
+	r = &v[c->n_resources];
+	memset(r, 0, sizeof(*r));
+	memcpy(r->name, name, strlen(name) + 1);
+	r->proto = AL_PROTO_TCP;
+	r->line = ln->no;
+	ps->cur = (long)c->n_resources++;
+	ps->proto_line = 0;
+	return 0;
+}
+
+static int close_resource(struct parser *ps)
+{
+	struct al_resource *r = cur_res(ps);
+
+	if (r->n_nets == 0)
+		return fail(ps, r->line, "resource '%s' has no address", r->name);
+	if (r->n_ports == 0)
+		return fail(ps, r->line, "resource '%s' has no port", r->name);
+	ps->cur = -1;
+	return 0;
+}
+
+/* ---- lines ---- */
+
+static int run_directive(struct parser *ps, const struct line *ln, const struct directive *d,
+			 size_t nargs)
+{
+	if (nargs < d->min_args)
+		return fail(ps, ln->no, "%s: missing argument", d->name);
+	if (d->max_args && nargs > d->max_args)
+		return fail(ps, ln->no, "%s: too many arguments (takes %zu)", d->name, d->max_args);
+	return d->fn(ps, ln);
+}
+
+static int top_line(struct parser *ps, const struct line *ln, bool opens)
+{
+	const char *name = ln->v[0].s;
+	size_t nargs = ln->n - 1 - opens, i;
+
+	if (strcmp(name, "resource") == 0) {
+		if (!opens)
+			return fail(ps, ln->no, "resource: expected 'resource NAME {'");
+		return open_resource(ps, ln, nargs);
+	}
+	for (i = 0; i < TD_COUNT; i++) {
+		if (strcmp(name, top_directives[i].name) != 0)
+			continue;
+		if (opens)
+			return fail(ps, ln->no, "unexpected '{' after '%s'", name);
+		if (ps->set_at[i])
+			return fail(ps, ln->no, "%s already set at line %d", name, ps->set_at[i]);
+		if (run_directive(ps, ln, &top_directives[i], nargs) < 0)
+			return -1;
+		ps->set_at[i] = ln->no;
+		return 0;
+	}
+	return fail(ps, ln->no, "unknown directive '%s'", name);
+}
+
+static int resource_line(struct parser *ps, const struct line *ln, bool opens)
+{
+	const struct al_resource *r = cur_res(ps);
+	const char *name = ln->v[0].s;
+	size_t i;
+
+	if (strcmp(name, "resource") == 0)
+		return fail(ps, ln->no, "resource inside resource '%s' (is the '}' for line %d"
+			    " missing?)", r->name, r->line);
+	if (opens)
+		return fail(ps, ln->no, "unexpected '{'");
+	for (i = 0; i < AL_ARRAY_LEN(res_directives); i++)
+		if (strcmp(name, res_directives[i].name) == 0)
+			return run_directive(ps, ln, &res_directives[i], ln->n - 1);
+	return fail(ps, ln->no, "unknown directive '%s' in resource '%s'", name, r->name);
+}
+
+/* A line is "}" alone, "resource NAME {", or a directive and its arguments. */
+static int handle_line(struct parser *ps, const struct line *ln)
+{
+	bool opens = ln->n > 1 && ln->v[ln->n - 1].kind == TOK_LBRACE;
+	size_t i;
+
+	if (ln->v[0].kind == TOK_RBRACE) {
+		if (ps->cur < 0)
+			return fail(ps, ln->no, "'}' without an open resource");
+		if (ln->n > 1)
+			return fail(ps, ln->no, "'}' must be on a line of its own");
+		return close_resource(ps);
+	}
+	if (ln->v[0].kind == TOK_LBRACE)
+		return fail(ps, ln->no, "unexpected '{'");
+	for (i = 1; i < ln->n - opens; i++) {
+		if (ln->v[i].kind == TOK_LBRACE)
+			return fail(ps, ln->no, "unexpected '{'");
+		if (ln->v[i].kind == TOK_RBRACE)
+			return fail(ps, ln->no, "'}' must be on a line of its own");
+	}
+	if (ps->cur >= 0)
+		return resource_line(ps, ln, opens);
+	return top_line(ps, ln, opens);
+}
+
+/* ---- public ---- */
+
+static struct al_config *config_new(const char *source)
+{
+	struct al_config *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->source = strdup(source);
+	c->control_socket = strdup(DEF_CONTROL_SOCKET);
+	c->store_path = strdup(DEF_STORE);
+	c->pin_root = strdup(DEF_PIN_ROOT);
+	if (!c->source || !c->control_socket || !c->store_path || !c->pin_root) {
+		config_free(c);
+		return NULL;
+	}
+	c->steer_port = DEF_STEER_PORT;
+	c->default_action = AL_DEFAULT_RELAY;
+	c->connect_timeout_ms = DEF_CONNECT_TIMEOUT_MS;
+	c->max_sessions = DEF_MAX_SESSIONS;
+	c->relay_buffer = DEF_RELAY_BUFFER;
+	return c;
+}
+
+int config_parse(const char *source, const char *text, struct al_config **out,
+		 char *err, size_t errlen)
+{
+	struct parser ps = {
+		.source = source, .p = text, .line = 1, .err = err, .errlen = errlen, .cur = -1,
+	};
+	struct line ln = { 0 };
+	bool eof = false;
+	int rc = -1;
+
+	*out = NULL;
+	if (err && errlen)
+		err[0] = '\0';
+	ps.c = config_new(source);
+	if (!ps.c) {
+		oom(&ps);
+		goto out;
+	}
+	while (!eof) {
+		if (lex_line(&ps, &ln, &eof) < 0)
+			goto out;
+		if (ln.n && handle_line(&ps, &ln) < 0)
+			goto out;
+		line_clear(&ln);
+	}
+	if (ps.cur >= 0) {
+		const struct al_resource *r = cur_res(&ps);
+
+		fail(&ps, r->line, "resource '%s' is not closed (missing '}')", r->name);
+		goto out;
+	}
+	*out = ps.c;
+	ps.c = NULL;
+	rc = 0;
+out:
+	line_clear(&ln);
+	config_free(ps.c);
+	return rc;
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) AL_PRINTF(3, 4);
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+int config_load_file(const char *path, struct al_config **out, char *err, size_t errlen)
+{
+	size_t len = 0, cap = 0;
+	char *buf = NULL;
+	int fd, rc = -1;
+
+	*out = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		set_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+		goto out;
+	}
+	for (;;) {
+		ssize_t n;
+
+		if (len == cap) {
+			char *nb;
+
+			if (cap > MAX_FILE_SIZE) {
+				set_err(err, errlen, "%s: larger than %d bytes", path, MAX_FILE_SIZE);
+				goto out;
+			}
+			cap = cap ? 2 * cap : 16384;
+			nb = realloc(buf, cap + 1);
+			if (!nb) {
+				set_err(err, errlen, "%s: out of memory", path);
+				goto out;
+			}
+			buf = nb;
+		}
+		n = read(fd, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			set_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	if (len > MAX_FILE_SIZE) {
+		set_err(err, errlen, "%s: larger than %d bytes", path, MAX_FILE_SIZE);
+		goto out;
+	}
+	buf[len] = '\0';
+	if (memchr(buf, '\0', len)) {
+		set_err(err, errlen, "%s: contains a NUL byte", path);
+		goto out;
+	}
+	rc = config_parse(path, buf, out, err, errlen);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return rc;
+}
+
+int config_load_default(struct al_config **out, char *err, size_t errlen)
+{
+	return config_parse("<embedded>", al_default_conf, out, err, errlen);
+}
+
+void config_free(struct al_config *c)
+{
+	size_t i, j;
+
+	if (!c)
+		return;
+	for (i = 0; i < c->n_resources; i++) {
+		struct al_resource *r = &c->resources[i];
+
+		for (j = 0; j < r->n_hosts; j++)
+			free(r->hosts[j]);
+		free(r->hosts);
+		free(r->nets);
+		free(r->ports);
+	}
+	free(c->resources);
+	free(c->source);
+	free(c->control_socket);
+	free(c->store_path);
+	free(c->pin_root);
+	free(c);
+}
+
+const struct al_resource *config_match(const struct al_config *c, const struct al_addr *dst,
+				       uint16_t port)
+{
+	size_t i, j;
+
+	if (!c)
+		return NULL;
+	for (i = 0; i < c->n_resources; i++) {
+		const struct al_resource *r = &c->resources[i];
+		bool port_ok = false;
+
+		for (j = 0; j < r->n_ports && !port_ok; j++)
+			port_ok = r->ports[j] == port;
+		if (!port_ok)
+			continue;
+		for (j = 0; j < r->n_nets; j++)
+			if (al_cidr_contains(&r->nets[j], dst))
+				return r;
+	}
+	return NULL;
+}
+
+const char *config_proto_name(enum al_proto p)
+{
+	size_t i;
+
+	for (i = 0; i < AL_ARRAY_LEN(protos); i++)
+		if (protos[i].proto == p)
+			return protos[i].name;
+	return "unknown";
+}

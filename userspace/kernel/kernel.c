@@ -1,0 +1,604 @@
+/* Loads, attaches, pins and re-adopts Airlock's BPF programs; finds cgroups on the v2 hierarchy. */
+#include <airlock/kernel.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/magic.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include "steer.skel.h"
+
+#define MAX_PROGS 16
+#define FILEID_KERNFS 0xfe
+
+struct kern_pin {
+	uint64_t id;
+	struct bpf_link *links[MAX_PROGS];
+};
+
+struct kern {
+	struct steer *skel;
+	char root[PATH_MAX];
+	int lock_fd;
+	struct bpf_program *progs[MAX_PROGS];
+	size_t n_progs;
+	struct kern_pin *pins;
+	size_t n_pins, cap_pins;
+};
+
+#define ERR(...) al_errf(err, errlen, __VA_ARGS__)
+
+static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	if (level == LIBBPF_INFO && al_log_verbosity < AL_LOG_DEBUG)
+		return 0;
+	return vfprintf(stderr, fmt, ap);
+}
+
+int kern_cgroup2_mount(char *buf, size_t len)
+{
+	static char cached[PATH_MAX];
+	char line[4096], dev[256], dir[PATH_MAX], type[64];
+	FILE *f;
+	int rc = -1;
+
+	if (cached[0])
+		return al_fmt(buf, len, "%s", cached);
+	f = fopen("/proc/self/mounts", "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%255s %4095s %63s", dev, dir, type) != 3)
+			continue;
+		if (strcmp(type, "cgroup2") == 0) {
+			rc = al_fmt(cached, sizeof(cached), "%s", dir);
+			break;
+		}
+	}
+	fclose(f);
+	if (rc < 0)
+		return -1;
+	return al_fmt(buf, len, "%s", cached);
+}
+
+int kern_cgroup_resolve(const char *arg, struct kern_cgroup *cg, char *err, size_t errlen)
+{
+	char mnt[PATH_MAX], joined[PATH_MAX + 4096], real[PATH_MAX];
+	size_t mlen;
+	struct statfs sfs;
+	struct stat st;
+
+	if (kern_cgroup2_mount(mnt, sizeof(mnt)) < 0)
+		return ERR("no cgroup v2 hierarchy is mounted (see /proc/self/mounts)");
+	mlen = strlen(mnt);
+	if (strncmp(arg, mnt, mlen) == 0 && (arg[mlen] == '/' || arg[mlen] == '\0'))
+		snprintf(joined, sizeof(joined), "%s", arg);
+	else
+		snprintf(joined, sizeof(joined), "%s%s%s", mnt, arg[0] == '/' ? "" : "/", arg);
+	if (!realpath(joined, real))
+		return ERR("%s: %s", joined, strerror(errno));
+	if (strncmp(real, mnt, mlen) != 0 || (real[mlen] != '/' && real[mlen] != '\0'))
+		return ERR("%s: not under the cgroup v2 mount %s", real, mnt);
+	if (statfs(real, &sfs) < 0 || sfs.f_type != CGROUP2_SUPER_MAGIC)
+		return ERR("%s: not a cgroup v2 directory", real);
+	if (stat(real, &st) < 0 || !S_ISDIR(st.st_mode))
+		return ERR("%s: not a cgroup directory", real);
+	if (al_fmt(cg->abs, sizeof(cg->abs), "%s", real) < 0 ||
+	    al_fmt(cg->rel, sizeof(cg->rel), "%s", real[mlen] ? real + mlen : "/") < 0)
+		return ERR("%s: path too long", real);
+	cg->id = st.st_ino;
+	return 0;
+}
+
+int kern_cgroup_of_pid(pid_t pid, struct kern_cgroup *cg, char *err, size_t errlen)
+{
+	char path[64], line[4096];
+	FILE *f;
+	int found = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return ERR("process %d: %s", (int)pid, strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "0::", 3) == 0) {
+			line[strcspn(line, "\n")] = '\0';
+			found = 1;
+			break;
+		}
+	}
+	fclose(f);
+	if (!found)
+		return ERR("process %d has no cgroup v2 membership", (int)pid);
+	return kern_cgroup_resolve(line + 3, cg, err, errlen);
+}
+
+int kern_cgroup_path(uint64_t id, char *buf, size_t len)
+{
+	struct {
+		struct file_handle fh;
+		uint64_t id;
+	} h;
+	char mnt[PATH_MAX], link[64], target[PATH_MAX];
+	int mfd = -1, fd = -1, rc = -1;
+	ssize_t n;
+	size_t mlen;
+
+	if (kern_cgroup2_mount(mnt, sizeof(mnt)) < 0)
+		return -1;
+	mfd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (mfd < 0)
+		goto out;
+	h.fh.handle_bytes = sizeof(uint64_t);
+	h.fh.handle_type = FILEID_KERNFS;
+	memcpy(h.fh.f_handle, &id, sizeof(id));
+	fd = open_by_handle_at(mfd, &h.fh, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		goto out;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, target, sizeof(target) - 1);
+	if (n < 0)
+		goto out;
+	target[n] = '\0';
+	mlen = strlen(mnt);
+	if (strncmp(target, mnt, mlen) != 0)
+		goto out;
+	rc = al_fmt(buf, len, "%s", target[mlen] ? target + mlen : "/");
+out:
+	if (fd >= 0)
+		close(fd);
+	if (mfd >= 0)
+		close(mfd);
+	return rc;
+}
+
+int kern_ensure_bpffs(void)
+{
+	struct statfs sfs;
+
+	if (statfs("/sys/fs/bpf", &sfs) == 0 && sfs.f_type == BPF_FS_MAGIC)
+		return 0;
+	if (mkdir("/sys/fs/bpf", 0700) < 0 && errno != EEXIST)
+		return -1;
+	return mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700");
+}
+
+static int pin_path(const struct kern *k, char *buf, size_t len, uint64_t id, const char *prog)
+{
+	if (prog)
+		return al_fmt(buf, len, "%s/" AL_PIN_CG_DIR "/%llu/%s", k->root,
+			      (unsigned long long)id, prog);
+	return al_fmt(buf, len, "%s/" AL_PIN_CG_DIR "/%llu", k->root, (unsigned long long)id);
+}
+
+static struct kern_pin *pin_find(struct kern *k, uint64_t id)
+{
+	for (size_t i = 0; i < k->n_pins; i++)
+		if (k->pins[i].id == id)
+			return &k->pins[i];
+	return NULL;
+}
+
+static struct kern_pin *pin_new(struct kern *k, uint64_t id)
+{
+	struct kern_pin *p;
+
+	if (k->n_pins == k->cap_pins) {
+		size_t cap = k->cap_pins ? k->cap_pins * 2 : 8;
+
+		p = realloc(k->pins, cap * sizeof(*p));
+		if (!p)
+			return NULL;
+		k->pins = p;
+		k->cap_pins = cap;
+	}
+	p = &k->pins[k->n_pins++];
+	memset(p, 0, sizeof(*p));
+	p->id = id;
+	return p;
+}
+
+/* Detaches and forgets every link of one pinned cgroup, removing its pins. */
+static void pin_drop(struct kern *k, struct kern_pin *p)
+{
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < k->n_progs; i++) {
+		if (p->links[i]) {
+			bpf_link__detach(p->links[i]);
+			bpf_link__destroy(p->links[i]);
+		}
+		if (pin_path(k, path, sizeof(path), p->id, bpf_program__name(k->progs[i])) == 0)
+			unlink(path);
+	}
+	if (pin_path(k, path, sizeof(path), p->id, NULL) == 0)
+		rmdir(path);
+	*p = k->pins[--k->n_pins];
+}
+
+static int open_cgroup_fd(uint64_t id)
+{
+	char rel[PATH_MAX], mnt[PATH_MAX], abs[2 * PATH_MAX];
+
+	if (kern_cgroup_path(id, rel, sizeof(rel)) < 0 || kern_cgroup2_mount(mnt, sizeof(mnt)) < 0)
+		return -1;
+	snprintf(abs, sizeof(abs), "%s%s", mnt, rel);
+	return open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* Attaches program i to the cgroup and pins the link. */
+static int attach_one(struct kern *k, struct kern_pin *p, size_t i, int cgfd, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	struct bpf_link *l;
+	const char *name = bpf_program__name(k->progs[i]);
+
+	l = bpf_program__attach_cgroup(k->progs[i], cgfd);
+	if (!l)
+		return ERR("attach %s to cgroup %llu: %s", name, (unsigned long long)p->id,
+			   strerror(errno));
+	if (pin_path(k, path, sizeof(path), p->id, name) < 0 || bpf_link__pin(l, path) < 0) {
+		int e = errno;
+
+		bpf_link__detach(l);
+		bpf_link__destroy(l);
+		return ERR("pin %s: %s", path, strerror(e));
+	}
+	p->links[i] = l;
+	return 0;
+}
+
+/* Takes over the links an earlier daemon pinned for cgroup `id`. */
+static int adopt_cgroup(struct kern *k, uint64_t id, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	struct kern_pin *p = pin_new(k, id);
+	int cgfd = -1;
+
+	if (!p)
+		return ERR("out of memory");
+	for (size_t i = 0; i < k->n_progs; i++) {
+		const char *name = bpf_program__name(k->progs[i]);
+		struct bpf_link_info info;
+		__u32 ilen = sizeof(info);
+		struct bpf_link *l;
+
+		if (pin_path(k, path, sizeof(path), id, name) < 0)
+			return ERR("path too long");
+		l = bpf_link__open(path);
+		if (!l) {
+			/* A program this version has and the old one lacked. */
+			if (cgfd < 0)
+				cgfd = open_cgroup_fd(id);
+			if (cgfd < 0) {
+				pin_drop(k, p);
+				return 1;
+			}
+			if (attach_one(k, p, i, cgfd, err, errlen) < 0) {
+				close(cgfd);
+				return -1;
+			}
+			continue;
+		}
+		memset(&info, 0, sizeof(info));
+		if (bpf_obj_get_info_by_fd(bpf_link__fd(l), &info, &ilen) == 0 &&
+		    info.cgroup.cgroup_id == 0) {
+			/* The cgroup is gone; its links are defunct. */
+			bpf_link__destroy(l);
+			pin_drop(k, p);
+			if (cgfd >= 0)
+				close(cgfd);
+			return 1;
+		}
+		if (bpf_link__update_program(l, k->progs[i]) < 0) {
+			int e = errno;
+
+			bpf_link__destroy(l);
+			if (cgfd >= 0)
+				close(cgfd);
+			return ERR("re-adopt %s: %s", path, strerror(e));
+		}
+		p->links[i] = l;
+	}
+	if (cgfd >= 0)
+		close(cgfd);
+	return 0;
+}
+
+static int adopt_all(struct kern *k, char *err, size_t errlen)
+{
+	char dir[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+	int rc = 0;
+
+	if (al_fmt(dir, sizeof(dir), "%s/" AL_PIN_CG_DIR, k->root) < 0)
+		return ERR("pin root too long");
+	d = opendir(dir);
+	if (!d)
+		return ERR("%s: %s", dir, strerror(errno));
+	while ((de = readdir(d)) != NULL) {
+		char *end;
+		unsigned long long id;
+
+		if (de->d_name[0] == '.')
+			continue;
+		errno = 0;
+		id = strtoull(de->d_name, &end, 10);
+		if (errno || *end || id == 0)
+			continue;
+		if (adopt_cgroup(k, id, err, errlen) < 0) {
+			rc = -1;
+			break;
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+int kern_open(const char *pin_root, uint16_t steer_port, struct kern **out, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	struct bpf_program *prog;
+	struct bpf_map *map;
+	struct kern *k;
+	__u32 key = 0, abi = 0;
+
+	libbpf_set_print(libbpf_log);
+	if (kern_ensure_bpffs() < 0)
+		return ERR("cannot mount bpffs at /sys/fs/bpf: %s", strerror(errno));
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return ERR("out of memory");
+	k->lock_fd = -1;
+	if (al_fmt(k->root, sizeof(k->root), "%s", pin_root) < 0) {
+		ERR("pin root too long");
+		goto fail;
+	}
+	if (al_mkdir_p(k->root, 0700) < 0 ||
+	    al_fmt(path, sizeof(path), "%s/" AL_PIN_MAPS_DIR, k->root) < 0 || al_mkdir_p(path, 0700) < 0 ||
+	    al_fmt(path, sizeof(path), "%s/" AL_PIN_CG_DIR, k->root) < 0 || al_mkdir_p(path, 0700) < 0) {
+		ERR("%s: %s", k->root, strerror(errno));
+		goto fail;
+	}
+	k->lock_fd = open(k->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (k->lock_fd < 0 || flock(k->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		ERR("%s is in use by another airlockd", k->root);
+		goto fail;
+	}
+
+	k->skel = steer__open();
+	if (!k->skel) {
+		ERR("open BPF object: %s", strerror(errno));
+		goto fail;
+	}
+	k->skel->rodata->steer_port = steer_port;
+	bpf_object__for_each_map(map, k->skel->obj) {
+		if (bpf_map__is_internal(map))
+			continue;
+		if (al_fmt(path, sizeof(path), "%s/" AL_PIN_MAPS_DIR "/%s", k->root,
+			   bpf_map__name(map)) < 0 || bpf_map__set_pin_path(map, path) < 0) {
+			ERR("map pin path for %s", bpf_map__name(map));
+			goto fail;
+		}
+	}
+	if (steer__load(k->skel) < 0) {
+		ERR("load BPF programs: %s (pinned maps of another version? `airlockctl down` "
+		    "removes them)", strerror(errno));
+		goto fail;
+	}
+	if (bpf_map_lookup_elem(bpf_map__fd(k->skel->maps.al_abi), &key, &abi) < 0)
+		abi = 0;
+	if (abi == 0) {
+		abi = AL_ABI_VERSION;
+		(void)bpf_map_update_elem(bpf_map__fd(k->skel->maps.al_abi), &key, &abi, BPF_ANY);
+	} else if (abi != AL_ABI_VERSION) {
+		ERR("pinned maps under %s are ABI %u, this airlockd speaks %u: run `airlockctl down`",
+		    k->root, abi, AL_ABI_VERSION);
+		goto fail;
+	}
+	bpf_object__for_each_program(prog, k->skel->obj) {
+		if (k->n_progs == MAX_PROGS) {
+			ERR("too many BPF programs");
+			goto fail;
+		}
+		k->progs[k->n_progs++] = prog;
+	}
+	if (adopt_all(k, err, errlen) < 0)
+		goto fail;
+	*out = k;
+	return 0;
+fail:
+	kern_close(k);
+	return -1;
+}
+
+void kern_close(struct kern *k)
+{
+	if (!k)
+		return;
+	/* Links stay pinned: the fence outlives the daemon. Only our handles go. */
+	for (size_t i = 0; i < k->n_pins; i++)
+		for (size_t j = 0; j < k->n_progs; j++)
+			bpf_link__destroy(k->pins[i].links[j]);
+	free(k->pins);
+	steer__destroy(k->skel);
+	if (k->lock_fd >= 0)
+		close(k->lock_fd);
+	free(k);
+}
+
+int kern_pin(struct kern *k, const struct kern_cgroup *cg, char *err, size_t errlen)
+{
+	struct kern_cgroup self;
+	char path[PATH_MAX];
+	struct kern_pin *p;
+	size_t rlen = strlen(cg->rel);
+	int cgfd;
+
+	if (strcmp(cg->rel, "/") == 0)
+		return ERR("refusing to pin the root cgroup: every process on the host would be steered");
+	if (kern_cgroup_of_pid(getpid(), &self, err, errlen) < 0)
+		return -1;
+	if (strcmp(self.rel, cg->rel) == 0 ||
+	    (strncmp(self.rel, cg->rel, rlen) == 0 && self.rel[rlen] == '/'))
+		return ERR("refusing to pin %s: airlockd itself runs in it (%s)", cg->rel, self.rel);
+	if (pin_find(k, cg->id))
+		return ERR("%s is already pinned", cg->rel);
+	if (pin_path(k, path, sizeof(path), cg->id, NULL) < 0 || (mkdir(path, 0700) < 0 && errno != EEXIST))
+		return ERR("%s: %s", path, strerror(errno));
+	cgfd = open(cg->abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cgfd < 0)
+		return ERR("%s: %s", cg->abs, strerror(errno));
+	p = pin_new(k, cg->id);
+	if (!p) {
+		close(cgfd);
+		return ERR("out of memory");
+	}
+	/* sockops first, so the origin is published for every connect the
+	 * connect hooks steer from here on. */
+	for (size_t pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < k->n_progs; i++) {
+			int is_sockops = bpf_program__type(k->progs[i]) == BPF_PROG_TYPE_SOCK_OPS;
+
+			if ((pass == 0) != is_sockops)
+				continue;
+			if (attach_one(k, p, i, cgfd, err, errlen) < 0) {
+				close(cgfd);
+				pin_drop(k, p);
+				return -1;
+			}
+		}
+	}
+	close(cgfd);
+	return 0;
+}
+
+int kern_unpin(struct kern *k, uint64_t cgroup_id, char *err, size_t errlen)
+{
+	struct kern_pin *p = pin_find(k, cgroup_id);
+
+	if (!p)
+		return ERR("cgroup %llu is not pinned", (unsigned long long)cgroup_id);
+	pin_drop(k, p);
+	return 0;
+}
+
+int kern_pinned(struct kern *k, uint64_t *ids, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < k->n_pins && n < max; i++)
+		ids[n++] = k->pins[i].id;
+	return (int)n;
+}
+
+int kern_take_origin(struct kern *k, const struct al_addr *agent, uint16_t agent_port,
+		     struct al_origin *out)
+{
+	struct al_conn_key key;
+	int fd = bpf_map__fd(k->skel->maps.al_conns);
+
+	memset(&key, 0, sizeof(key));
+	key.addr = *agent;
+	key.port = agent_port;
+	if (bpf_map_lookup_and_delete_elem(fd, &key, out) == 0)
+		return 0;
+	if (errno == ENOENT)
+		return -1;
+	if (bpf_map_lookup_elem(fd, &key, out) < 0)
+		return -1;
+	(void)bpf_map_delete_elem(fd, &key);
+	return 0;
+}
+
+int kern_counters(struct kern *k, uint64_t out[AL_REASON_MAX])
+{
+	int ncpu = libbpf_num_possible_cpus();
+	int fd = bpf_map__fd(k->skel->maps.al_counters);
+	uint64_t *v;
+
+	if (ncpu <= 0)
+		return -1;
+	v = calloc((size_t)ncpu, sizeof(*v));
+	if (!v)
+		return -1;
+	for (__u32 r = 0; r < AL_REASON_MAX; r++) {
+		out[r] = 0;
+		if (bpf_map_lookup_elem(fd, &r, v) < 0)
+			continue;
+		for (int c = 0; c < ncpu; c++)
+			out[r] += v[c];
+	}
+	free(v);
+	return 0;
+}
+
+/* Empties and removes one directory of pins, detaching links on the way. */
+static int remove_pins(const char *dir, int links)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	DIR *d = opendir(dir);
+	int rc = 0;
+
+	if (!d)
+		return errno == ENOENT ? 0 : -1;
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (al_fmt(path, sizeof(path), "%s/%s", dir, de->d_name) < 0 || lstat(path, &st) < 0) {
+			rc = -1;
+			continue;
+		}
+		if (S_ISDIR(st.st_mode)) {
+			rc |= remove_pins(path, links);
+			continue;
+		}
+		if (links) {
+			struct bpf_link *l = bpf_link__open(path);
+
+			if (l) {
+				bpf_link__detach(l);
+				bpf_link__destroy(l);
+			}
+		}
+		if (unlink(path) < 0)
+			rc = -1;
+	}
+	closedir(d);
+	if (rmdir(dir) < 0)
+		rc = -1;
+	return rc;
+}
+
+int kern_down(const char *pin_root, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	struct statfs sfs;
+
+	if (statfs(pin_root, &sfs) < 0)
+		return errno == ENOENT ? 0 : ERR("%s: %s", pin_root, strerror(errno));
+	if (sfs.f_type != BPF_FS_MAGIC)
+		return ERR("%s is not on bpffs; refusing to remove it", pin_root);
+	if (al_fmt(path, sizeof(path), "%s/" AL_PIN_CG_DIR, pin_root) < 0 || remove_pins(path, 1) < 0)
+		return ERR("%s: could not remove every link pin: %s", path, strerror(errno));
+	if (al_fmt(path, sizeof(path), "%s/" AL_PIN_MAPS_DIR, pin_root) < 0 || remove_pins(path, 0) < 0)
+		return ERR("%s: could not remove every map pin: %s", path, strerror(errno));
+	if (rmdir(pin_root) < 0 && errno != ENOENT)
+		return ERR("%s: %s", pin_root, strerror(errno));
+	return 0;
+}

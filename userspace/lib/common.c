@@ -1,0 +1,156 @@
+/* Time, logging, bounded formatting, address conversion and mkdir -p for all modules. */
+#include <airlock/common.h>
+#include <airlock/bpf_abi.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int al_log_verbosity = AL_LOG_INFO;
+
+int64_t al_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t al_mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int al_fmt(char *dst, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(dst, len, fmt, ap);
+	va_end(ap);
+	return (n < 0 || (size_t)n >= len) ? -1 : 0;
+}
+
+int al_errf(char *err, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || !len)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(err, len, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+void al_log(enum al_log_level lvl, const char *fmt, ...)
+{
+	static const char *const names[] = { "error", "warning", "info", "debug" };
+	va_list ap;
+
+	if ((int)lvl > al_log_verbosity)
+		return;
+	fprintf(stderr, "airlock: %s: ", names[lvl]);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static const uint8_t v4mapped_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+int al_addr_from_sockaddr(struct al_addr *a, uint16_t *port, const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+		memcpy(a->w, v4mapped_prefix, 12);
+		memcpy(&a->w[3], &in->sin_addr, 4);
+		*port = ntohs(in->sin_port);
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+
+		memcpy(a->w, &in6->sin6_addr, 16);
+		*port = ntohs(in6->sin6_port);
+		return 0;
+	}
+	return -1;
+}
+
+static int is_v4mapped(const struct al_addr *a)
+{
+	return memcmp(a->w, v4mapped_prefix, 12) == 0;
+}
+
+size_t al_addr_to_sockaddr(const struct al_addr *a, uint16_t port, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (is_v4mapped(a)) {
+		struct sockaddr_in *in = (struct sockaddr_in *)ss;
+
+		in->sin_family = AF_INET;
+		in->sin_port = htons(port);
+		memcpy(&in->sin_addr, &a->w[3], 4);
+		return sizeof(*in);
+	}
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+	in6->sin6_family = AF_INET6;
+	in6->sin6_port = htons(port);
+	memcpy(&in6->sin6_addr, a->w, 16);
+	return sizeof(*in6);
+}
+
+void al_addr_str(const struct al_addr *a, char *buf, size_t len)
+{
+	if (is_v4mapped(a))
+		inet_ntop(AF_INET, &a->w[3], buf, len);
+	else
+		inet_ntop(AF_INET6, a->w, buf, len);
+}
+
+int al_addr_parse(struct al_addr *a, const char *text)
+{
+	struct in_addr v4;
+
+	if (inet_pton(AF_INET, text, &v4) == 1) {
+		memcpy(a->w, v4mapped_prefix, 12);
+		memcpy(&a->w[3], &v4, 4);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, text, a->w) == 1)
+		return 0;
+	return -1;
+}
+
+int al_mkdir_p(const char *path, unsigned int mode)
+{
+	char tmp[4096];
+	char *p;
+
+	if (al_fmt(tmp, sizeof(tmp), "%s", path) < 0) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	for (p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}

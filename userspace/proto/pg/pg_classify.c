@@ -1,0 +1,727 @@
+/* SQL statement classification with libpg_query: split, kind, relations, unbounded writes, fingerprint. */
+#include <airlock/pg.h>
+
+#include <ctype.h>
+#include <jansson.h>
+#include <pg_query.h>
+#include <pg_query/pg_query.pb-c.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Deeper parse trees than this are refused rather than walked (the stack is the limit). */
+#define WALK_MAX_DEPTH 2000
+
+static const char *const kind_names[PG_KIND__COUNT] = {
+	[PG_KIND_READ] = "read",
+	[PG_KIND_INSERT] = "insert",
+	[PG_KIND_UPDATE] = "update",
+	[PG_KIND_DELETE] = "delete",
+	[PG_KIND_MERGE] = "merge",
+	[PG_KIND_DDL] = "ddl",
+	[PG_KIND_DCL] = "dcl",
+	[PG_KIND_TRANSACTION] = "transaction",
+	[PG_KIND_COPY] = "copy",
+	[PG_KIND_COPY_PROGRAM] = "copy_program",
+	[PG_KIND_DO] = "do",
+	[PG_KIND_CALL] = "call",
+	[PG_KIND_UTILITY] = "utility",
+};
+
+const char *pg_kind_name(enum pg_kind k)
+{
+	if ((unsigned)k >= PG_KIND__COUNT)
+		return "unknown";
+	return kind_names[k];
+}
+
+int pg_kind_parse(const char *name, enum pg_kind *out)
+{
+	for (int k = 0; k < PG_KIND__COUNT; k++) {
+		if (!strcmp(name, kind_names[k])) {
+			*out = (enum pg_kind)k;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int pg_kind_is_dml(enum pg_kind k)
+{
+	return k == PG_KIND_INSERT || k == PG_KIND_UPDATE || k == PG_KIND_DELETE || k == PG_KIND_MERGE;
+}
+
+/* ---- Tree walk ----------------------------------------------------------------------------- */
+
+enum { DML_INSERT = 1, DML_UPDATE = 2, DML_DELETE = 4, DML_MERGE = 8 };
+
+struct walk {
+	/* CTE names visible at the current point (a stack; unqualified RangeVars matching one are
+	 * references to the CTE, not relations). */
+	const char **ctes;
+	size_t n_ctes, cap_ctes;
+	struct pg_stmt *st;
+	size_t cap_rel;
+	int dml;		/* DML_* seen anywhere */
+	int unbounded;		/* an UPDATE/DELETE without WHERE seen */
+	int depth;
+	int failed;		/* out of memory or too deep */
+	int too_deep;
+};
+
+static int push_cte(struct walk *w, const char *name)
+{
+	if (w->n_ctes == w->cap_ctes) {
+		size_t cap = w->cap_ctes ? w->cap_ctes * 2 : 8;
+		const char **p = realloc(w->ctes, cap * sizeof(*p));
+
+		if (!p) {
+			w->failed = 1;
+			return -1;
+		}
+		w->ctes = p;
+		w->cap_ctes = cap;
+	}
+	w->ctes[w->n_ctes++] = name;
+	return 0;
+}
+
+static int is_cte(const struct walk *w, const char *name)
+{
+	for (size_t i = w->n_ctes; i-- > 0;)
+		if (!strcmp(w->ctes[i], name))
+			return 1;
+	return 0;
+}
+
+/* Appends an identifier, double-quoted unless it is a plain lower-case name. */
+static void append_ident(struct pg_buf *b, const char *id)
+{
+	int plain = *id && !isdigit((unsigned char)*id);
+
+	for (const char *p = id; *p && plain; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+			plain = 0;
+	if (plain) {
+		pg_buf_bytes(b, id, strlen(id));
+		return;
+	}
+	pg_buf_u8(b, '"');
+	for (const char *p = id; *p; p++) {
+		if (*p == '"')
+			pg_buf_u8(b, '"');
+		pg_buf_u8(b, (uint8_t)*p);
+	}
+	pg_buf_u8(b, '"');
+}
+
+/* Adds the name in b (not NUL-terminated) to the statement's relations unless present. */
+static void add_relation(struct walk *w, struct pg_buf *b)
+{
+	struct pg_stmt *st = w->st;
+	char *name;
+
+	pg_buf_u8(b, 0);
+	if (!pg_buf_ok(b))
+		goto oom;
+	for (size_t i = 0; i < st->n_relations; i++)
+		if (!strcmp(st->relations[i], (char *)b->data))
+			return;
+	if (st->n_relations == w->cap_rel) {
+		size_t cap = w->cap_rel ? w->cap_rel * 2 : 4;
+		char **p = realloc(st->relations, cap * sizeof(*p));
+
+		if (!p)
+			goto oom;
+		st->relations = p;
+		w->cap_rel = cap;
+	}
+	name = strdup((char *)b->data);
+	if (!name)
+		goto oom;
+	st->relations[st->n_relations++] = name;
+	return;
+oom:
+	w->failed = 1;
+}
+
+static void add_range_var(struct walk *w, const PgQuery__RangeVar *rv)
+{
+	struct pg_buf b;
+
+	if (!rv->relname || !*rv->relname)
+		return;
+	if ((!rv->schemaname || !*rv->schemaname) && (!rv->catalogname || !*rv->catalogname) &&
+	    is_cte(w, rv->relname))
+		return;
+	pg_buf_init(&b, 0);
+	if (rv->catalogname && *rv->catalogname) {
+		append_ident(&b, rv->catalogname);
+		pg_buf_u8(&b, '.');
+	}
+	if (rv->schemaname && *rv->schemaname) {
+		append_ident(&b, rv->schemaname);
+		pg_buf_u8(&b, '.');
+	}
+	append_ident(&b, rv->relname);
+	add_relation(w, &b);
+	pg_buf_free(&b);
+}
+
+/* A qualified name given as a List of String nodes (DROP TABLE a.b). */
+static void add_name_list(struct walk *w, const PgQuery__Node *n)
+{
+	struct pg_buf b;
+	const PgQuery__List *l;
+
+	if (!n || n->node_case != PG_QUERY__NODE__NODE_LIST)
+		return;
+	l = n->list;
+	if (!l->n_items)
+		return;
+	pg_buf_init(&b, 0);
+	for (size_t i = 0; i < l->n_items; i++) {
+		const PgQuery__Node *it = l->items[i];
+
+		if (!it || it->node_case != PG_QUERY__NODE__NODE_STRING)
+			goto out;
+		if (i)
+			pg_buf_u8(&b, '.');
+		append_ident(&b, it->string->sval);
+	}
+	add_relation(w, &b);
+out:
+	pg_buf_free(&b);
+}
+
+static void walk_msg(struct walk *w, const ProtobufCMessage *m, const ProtobufCFieldDescriptor *skip);
+
+static void walk_fields(struct walk *w, const ProtobufCMessage *m, const ProtobufCFieldDescriptor *skip)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	const char *base = (const char *)m;
+
+	for (unsigned i = 0; i < d->n_fields && !w->failed; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE || f == skip)
+			continue;
+		if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+			uint32_t which = *(const uint32_t *)(base + f->quantifier_offset);
+
+			if (which != f->id)
+				continue;
+		}
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)(base + f->quantifier_offset);
+			ProtobufCMessage *const *arr = *(ProtobufCMessage *const *const *)(base + f->offset);
+
+			for (size_t j = 0; j < n && !w->failed; j++)
+				if (arr[j])
+					walk_msg(w, arr[j], NULL);
+		} else {
+			const ProtobufCMessage *sub = *(const ProtobufCMessage *const *)(base + f->offset);
+
+			if (sub)
+				walk_msg(w, sub, NULL);
+		}
+	}
+}
+
+/* Walks a statement that may carry a WITH clause: CTE names become visible to later CTEs (all
+ * of them to each other when RECURSIVE) and to the statement body, and only there. */
+static void walk_with(struct walk *w, const ProtobufCMessage *m, const PgQuery__WithClause *with,
+		      const ProtobufCFieldDescriptor *with_field)
+{
+	size_t saved = w->n_ctes;
+
+	if (with->recursive)
+		for (size_t i = 0; i < with->n_ctes; i++) {
+			const PgQuery__Node *c = with->ctes[i];
+
+			if (c && c->node_case == PG_QUERY__NODE__NODE_COMMON_TABLE_EXPR &&
+			    push_cte(w, c->common_table_expr->ctename))
+				goto out;
+		}
+	for (size_t i = 0; i < with->n_ctes && !w->failed; i++) {
+		const PgQuery__Node *c = with->ctes[i];
+
+		if (!c)
+			continue;
+		walk_msg(w, &c->base, NULL);
+		if (!with->recursive && c->node_case == PG_QUERY__NODE__NODE_COMMON_TABLE_EXPR &&
+		    push_cte(w, c->common_table_expr->ctename))
+			goto out;
+	}
+	walk_fields(w, m, with_field);
+out:
+	w->n_ctes = saved;
+}
+
+static const ProtobufCFieldDescriptor *field_named(const ProtobufCMessage *m, const char *name)
+{
+	return protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+}
+
+static void walk_msg(struct walk *w, const ProtobufCMessage *m, const ProtobufCFieldDescriptor *skip)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	const PgQuery__WithClause *with = NULL;
+
+	if (w->failed)
+		return;
+	if (++w->depth > WALK_MAX_DEPTH) {
+		w->failed = w->too_deep = 1;
+		goto out;
+	}
+	if (d == &pg_query__range_var__descriptor) {
+		add_range_var(w, (const PgQuery__RangeVar *)m);
+		goto out;
+	}
+	if (d == &pg_query__select_stmt__descriptor) {
+		with = ((const PgQuery__SelectStmt *)m)->with_clause;
+	} else if (d == &pg_query__insert_stmt__descriptor) {
+		w->dml |= DML_INSERT;
+		with = ((const PgQuery__InsertStmt *)m)->with_clause;
+	} else if (d == &pg_query__update_stmt__descriptor) {
+		const PgQuery__UpdateStmt *u = (const PgQuery__UpdateStmt *)m;
+
+		w->dml |= DML_UPDATE;
+		if (!u->where_clause)
+			w->unbounded = 1;
+		with = u->with_clause;
+	} else if (d == &pg_query__delete_stmt__descriptor) {
+		const PgQuery__DeleteStmt *x = (const PgQuery__DeleteStmt *)m;
+
+		w->dml |= DML_DELETE;
+		if (!x->where_clause)
+			w->unbounded = 1;
+		with = x->with_clause;
+	} else if (d == &pg_query__merge_stmt__descriptor) {
+		w->dml |= DML_MERGE;
+		with = ((const PgQuery__MergeStmt *)m)->with_clause;
+	} else if (d == &pg_query__drop_stmt__descriptor) {
+		const PgQuery__DropStmt *x = (const PgQuery__DropStmt *)m;
+
+		switch (x->remove_type) {
+		case PG_QUERY__OBJECT_TYPE__OBJECT_TABLE:
+		case PG_QUERY__OBJECT_TYPE__OBJECT_VIEW:
+		case PG_QUERY__OBJECT_TYPE__OBJECT_MATVIEW:
+		case PG_QUERY__OBJECT_TYPE__OBJECT_INDEX:
+		case PG_QUERY__OBJECT_TYPE__OBJECT_SEQUENCE:
+		case PG_QUERY__OBJECT_TYPE__OBJECT_FOREIGN_TABLE:
+			for (size_t i = 0; i < x->n_objects; i++)
+				add_name_list(w, x->objects[i]);
+			break;
+		default:
+			break;
+		}
+	}
+	if (with && !skip)
+		walk_with(w, m, with, field_named(m, "with_clause"));
+	else
+		walk_fields(w, m, skip);
+out:
+	w->depth--;
+}
+
+/* ---- Kinds --------------------------------------------------------------------------------- */
+
+static enum pg_kind dml_kind(int dml)
+{
+	if (dml & DML_DELETE)
+		return PG_KIND_DELETE;
+	if (dml & DML_MERGE)
+		return PG_KIND_MERGE;
+	if (dml & DML_UPDATE)
+		return PG_KIND_UPDATE;
+	if (dml & DML_INSERT)
+		return PG_KIND_INSERT;
+	return PG_KIND_READ;
+}
+
+/* EXPLAIN runs the statement only with ANALYZE; anything but an explicit false counts as on. */
+static int explain_analyzes(const PgQuery__ExplainStmt *e)
+{
+	for (size_t i = 0; i < e->n_options; i++) {
+		const PgQuery__Node *o = e->options[i];
+		const PgQuery__DefElem *de;
+
+		if (!o || o->node_case != PG_QUERY__NODE__NODE_DEF_ELEM)
+			continue;
+		de = o->def_elem;
+		if (strcasecmp(de->defname, "analyze"))
+			continue;
+		if (!de->arg)
+			return 1;
+		if (de->arg->node_case == PG_QUERY__NODE__NODE_STRING) {
+			const char *v = de->arg->string->sval;
+
+			return !(!strcasecmp(v, "false") || !strcasecmp(v, "off") || !strcasecmp(v, "0"));
+		}
+		if (de->arg->node_case == PG_QUERY__NODE__NODE_INTEGER)
+			return de->arg->integer->ival != 0;
+		if (de->arg->node_case == PG_QUERY__NODE__NODE_BOOLEAN)
+			return de->arg->boolean->boolval;
+		return 1;
+	}
+	return 0;
+}
+
+static enum pg_kind variable_set_kind(const PgQuery__VariableSetStmt *v)
+{
+	const char *n = v->name ? v->name : "";
+
+	/* GUC names are case-insensitive: SET "ROLE" is SET ROLE. */
+	if (!strcasecmp(n, "role") || !strcasecmp(n, "session_authorization"))
+		return PG_KIND_DCL;
+	if (!strcasecmp(n, "transaction") || !strcasecmp(n, "transaction snapshot") ||
+	    !strcasecmp(n, "transaction_isolation") || !strcasecmp(n, "transaction_read_only") ||
+	    !strcasecmp(n, "transaction_deferrable"))
+		return PG_KIND_TRANSACTION;
+	return PG_KIND_UTILITY;
+}
+
+/*
+ * The kind of one statement node, given what the walk of the whole statement found. Statement
+ * types not named here are DDL: an unknown statement is never a read.
+ */
+static enum pg_kind kind_of(const PgQuery__Node *n, const struct walk *w)
+{
+	if (!n)
+		return PG_KIND_UTILITY;
+	switch (n->node_case) {
+	case PG_QUERY__NODE__NODE_SELECT_STMT:
+		if (n->select_stmt->into_clause)
+			return PG_KIND_DDL;
+		return dml_kind(w->dml);
+	case PG_QUERY__NODE__NODE_INSERT_STMT:
+	case PG_QUERY__NODE__NODE_UPDATE_STMT:
+	case PG_QUERY__NODE__NODE_DELETE_STMT:
+	case PG_QUERY__NODE__NODE_MERGE_STMT:
+		return dml_kind(w->dml);
+	case PG_QUERY__NODE__NODE_TRUNCATE_STMT:
+		return PG_KIND_DELETE;
+	case PG_QUERY__NODE__NODE_COPY_STMT: {
+		const PgQuery__CopyStmt *c = n->copy_stmt;
+
+		/* A server-side file is the server's filesystem, as dangerous as a program. */
+		if (c->is_program || (c->filename && *c->filename))
+			return PG_KIND_COPY_PROGRAM;
+		if (w->dml)
+			return dml_kind(w->dml);
+		return PG_KIND_COPY;
+	}
+	case PG_QUERY__NODE__NODE_EXPLAIN_STMT:
+		if (explain_analyzes(n->explain_stmt))
+			return kind_of(n->explain_stmt->query, w);
+		return PG_KIND_READ;
+	case PG_QUERY__NODE__NODE_PREPARE_STMT:
+		return kind_of(n->prepare_stmt->query, w);
+	case PG_QUERY__NODE__NODE_DECLARE_CURSOR_STMT:
+		return kind_of(n->declare_cursor_stmt->query, w);
+	case PG_QUERY__NODE__NODE_FETCH_STMT:
+		return PG_KIND_READ;
+	case PG_QUERY__NODE__NODE_DO_STMT:
+		return PG_KIND_DO;
+	case PG_QUERY__NODE__NODE_CALL_STMT:
+		return PG_KIND_CALL;
+	case PG_QUERY__NODE__NODE_TRANSACTION_STMT:
+		return PG_KIND_TRANSACTION;
+	case PG_QUERY__NODE__NODE_VARIABLE_SET_STMT:
+		return variable_set_kind(n->variable_set_stmt);
+	case PG_QUERY__NODE__NODE_GRANT_STMT:
+	case PG_QUERY__NODE__NODE_GRANT_ROLE_STMT:
+	case PG_QUERY__NODE__NODE_CREATE_ROLE_STMT:
+	case PG_QUERY__NODE__NODE_ALTER_ROLE_STMT:
+	case PG_QUERY__NODE__NODE_ALTER_ROLE_SET_STMT:
+	case PG_QUERY__NODE__NODE_DROP_ROLE_STMT:
+	case PG_QUERY__NODE__NODE_ALTER_DEFAULT_PRIVILEGES_STMT:
+	case PG_QUERY__NODE__NODE_REASSIGN_OWNED_STMT:
+	case PG_QUERY__NODE__NODE_DROP_OWNED_STMT:
+		return PG_KIND_DCL;
+	case PG_QUERY__NODE__NODE_RENAME_STMT:
+		if (n->rename_stmt->rename_type == PG_QUERY__OBJECT_TYPE__OBJECT_ROLE)
+			return PG_KIND_DCL;
+		return PG_KIND_DDL;
+	case PG_QUERY__NODE__NODE_VARIABLE_SHOW_STMT:
+	case PG_QUERY__NODE__NODE_VACUUM_STMT:
+	case PG_QUERY__NODE__NODE_LISTEN_STMT:
+	case PG_QUERY__NODE__NODE_UNLISTEN_STMT:
+	case PG_QUERY__NODE__NODE_NOTIFY_STMT:
+	case PG_QUERY__NODE__NODE_DISCARD_STMT:
+	case PG_QUERY__NODE__NODE_CHECK_POINT_STMT:
+	case PG_QUERY__NODE__NODE_CLOSE_PORTAL_STMT:
+	case PG_QUERY__NODE__NODE_EXECUTE_STMT:
+	case PG_QUERY__NODE__NODE_DEALLOCATE_STMT:
+	case PG_QUERY__NODE__NODE_CONSTRAINTS_SET_STMT:
+	case PG_QUERY__NODE__NODE_LOCK_STMT:
+	case PG_QUERY__NODE__NODE_CLUSTER_STMT:
+	case PG_QUERY__NODE__NODE_REINDEX_STMT:
+		return PG_KIND_UTILITY;
+	default:
+		return PG_KIND_DDL;
+	}
+}
+
+static const char *prepared_name_of(const PgQuery__Node *n)
+{
+	switch (n->node_case) {
+	case PG_QUERY__NODE__NODE_PREPARE_STMT:
+		return n->prepare_stmt->name;
+	case PG_QUERY__NODE__NODE_EXECUTE_STMT:
+		return n->execute_stmt->name;
+	case PG_QUERY__NODE__NODE_DEALLOCATE_STMT:
+		/* DEALLOCATE ALL has no name. */
+		return n->deallocate_stmt->name && *n->deallocate_stmt->name ? n->deallocate_stmt->name : NULL;
+	default:
+		return NULL;
+	}
+}
+
+/* ---- Driver -------------------------------------------------------------------------------- */
+
+static void set_err(char *err, size_t errlen, const char *msg, int cursorpos)
+{
+	int n;
+
+	if (!err || !errlen)
+		return;
+	if (cursorpos > 0)
+		n = snprintf(err, errlen, "%s at character %d", msg, cursorpos);
+	else
+		n = snprintf(err, errlen, "%s", msg);
+	(void)n;	/* truncation of a message is acceptable */
+}
+
+static void stmt_free(struct pg_stmt *st)
+{
+	free(st->text);
+	for (size_t i = 0; i < st->n_relations; i++)
+		free(st->relations[i]);
+	free(st->relations);
+	free(st->prepared_name);
+	memset(st, 0, sizeof(*st));
+}
+
+void pg_stmt_list_free(struct pg_stmt_list *l)
+{
+	if (!l)
+		return;
+	for (size_t i = 0; i < l->n; i++)
+		stmt_free(&l->stmts[i]);
+	free(l->stmts);
+	l->stmts = NULL;
+	l->n = 0;
+}
+
+static int is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+static int classify_one(const char *sql, size_t sql_len, const PgQuery__RawStmt *raw,
+			struct pg_stmt *st, char *err, size_t errlen)
+{
+	struct walk w = { 0 };
+	PgQueryFingerprintResult fp;
+	size_t loc, len;
+	const char *pn;
+	int ret = -1;
+
+	if (raw->stmt_location < 0 || raw->stmt_len < 0 || (size_t)raw->stmt_location > sql_len) {
+		set_err(err, errlen, "parser returned an invalid statement location", 0);
+		return -1;
+	}
+	loc = (size_t)raw->stmt_location;
+	len = raw->stmt_len ? (size_t)raw->stmt_len : sql_len - loc;
+	if (len > sql_len - loc)
+		len = sql_len - loc;
+	while (len && is_space(sql[loc])) {
+		loc++;
+		len--;
+	}
+	while (len && is_space(sql[loc + len - 1]))
+		len--;
+	st->location = (int)loc;
+	st->len = (int)len;
+	st->text = strndup(sql + loc, len);
+	if (!st->text)
+		goto oom;
+
+	w.st = st;
+	if (raw->stmt)
+		walk_msg(&w, &raw->stmt->base, NULL);
+	free(w.ctes);
+	if (w.failed) {
+		set_err(err, errlen, w.too_deep ? "statement nested too deeply" : "out of memory", 0);
+		return -1;
+	}
+	st->kind = kind_of(raw->stmt, &w);
+	if (raw->stmt && raw->stmt->node_case == PG_QUERY__NODE__NODE_TRUNCATE_STMT)
+		st->unbounded_write = 1;
+	else
+		st->unbounded_write = pg_kind_is_dml(st->kind) && w.unbounded;
+	pn = raw->stmt ? prepared_name_of(raw->stmt) : NULL;
+	if (pn && !(st->prepared_name = strdup(pn)))
+		goto oom;
+
+	fp = pg_query_fingerprint(st->text);
+	if (fp.error) {
+		set_err(err, errlen, fp.error->message, 0);
+	} else if (!fp.fingerprint_str || strlen(fp.fingerprint_str) > PG_FINGERPRINT_LEN) {
+		set_err(err, errlen, "unexpected fingerprint", 0);
+	} else {
+		snprintf(st->fingerprint, sizeof(st->fingerprint), "%s", fp.fingerprint_str);
+		ret = 0;
+	}
+	pg_query_free_fingerprint_result(fp);
+	return ret;
+oom:
+	set_err(err, errlen, "out of memory", 0);
+	return -1;
+}
+
+int pg_classify(const char *sql, struct pg_stmt_list *out, char *err, size_t errlen)
+{
+	PgQueryProtobufParseResult pr;
+	PgQuery__ParseResult *tree = NULL;
+	size_t sql_len = strlen(sql);
+	int ret = -1;
+
+	out->stmts = NULL;
+	out->n = 0;
+	pr = pg_query_parse_protobuf(sql);
+	if (pr.error) {
+		set_err(err, errlen, pr.error->message, pr.error->cursorpos);
+		goto out;
+	}
+	tree = pg_query__parse_result__unpack(NULL, pr.parse_tree.len, (const uint8_t *)pr.parse_tree.data);
+	if (!tree) {
+		set_err(err, errlen, "cannot unpack the parse tree", 0);
+		goto out;
+	}
+	if (tree->n_stmts) {
+		out->stmts = calloc(tree->n_stmts, sizeof(*out->stmts));
+		if (!out->stmts) {
+			set_err(err, errlen, "out of memory", 0);
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < tree->n_stmts; i++) {
+		out->n = i + 1;
+		if (classify_one(sql, sql_len, tree->stmts[i], &out->stmts[i], err, errlen))
+			goto out;
+	}
+	ret = 0;
+out:
+	if (tree)
+		pg_query__parse_result__free_unpacked(tree, NULL);
+	pg_query_free_protobuf_parse_result(pr);
+	if (ret)
+		pg_stmt_list_free(out);
+	return ret;
+}
+
+/* ---- Rendering ----------------------------------------------------------------------------- */
+
+/* jansson wants UTF-8; SQL from the wire need not be. Invalid bytes become U+FFFD. */
+static json_t *json_text(const char *s)
+{
+	json_t *j = json_string(s);
+	struct pg_buf b;
+	const unsigned char *p = (const unsigned char *)s;
+
+	if (j)
+		return j;
+	pg_buf_init(&b, 0);
+	while (*p) {
+		size_t n = 0;
+
+		if (*p < 0x80)
+			n = 1;
+		else if ((*p & 0xe0) == 0xc0 && *p >= 0xc2)
+			n = 2;
+		else if ((*p & 0xf0) == 0xe0)
+			n = 3;
+		else if ((*p & 0xf8) == 0xf0 && *p <= 0xf4)
+			n = 4;
+		for (size_t i = 1; i < n; i++)
+			if ((p[i] & 0xc0) != 0x80)
+				n = 0;
+		if (n == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0)))
+			n = 0;
+		if (n == 4 && ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90)))
+			n = 0;
+		if (n) {
+			pg_buf_bytes(&b, p, n);
+			p += n;
+		} else {
+			pg_buf_bytes(&b, "\xef\xbf\xbd", 3);
+			p++;
+		}
+	}
+	pg_buf_u8(&b, 0);
+	j = pg_buf_ok(&b) ? json_string((const char *)b.data) : NULL;
+	pg_buf_free(&b);
+	return j;
+}
+
+char *pg_stmt_list_json(const struct pg_stmt_list *l, int pretty)
+{
+	json_t *arr = json_array();
+	char *s = NULL;
+
+	if (!arr)
+		return NULL;
+	for (size_t i = 0; i < l->n; i++) {
+		const struct pg_stmt *st = &l->stmts[i];
+		json_t *o, *rels = json_array();
+
+		if (!rels)
+			goto out;
+		for (size_t r = 0; r < st->n_relations; r++) {
+			if (json_array_append_new(rels, json_text(st->relations[r]))) {
+				json_decref(rels);
+				goto out;
+			}
+		}
+		/* json_*_set_new and append_new take the reference even when they fail. */
+		o = json_object();
+		if (json_array_append_new(arr, o) ||
+		    json_object_set_new(o, "text", json_text(st->text)) ||
+		    json_object_set_new(o, "kind", json_string(pg_kind_name(st->kind)))) {
+			json_decref(rels);
+			goto out;
+		}
+		if (json_object_set_new(o, "relations", rels) ||
+		    json_object_set_new(o, "unbounded_write", json_boolean(st->unbounded_write)) ||
+		    json_object_set_new(o, "fingerprint", json_string(st->fingerprint)))
+			goto out;
+	}
+	s = json_dumps(arr, JSON_PRESERVE_ORDER | (pretty ? JSON_INDENT(2) : JSON_COMPACT));
+out:
+	json_decref(arr);
+	return s;
+}
+
+int pg_stmt_list_print(const struct pg_stmt_list *l, FILE *f)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		const struct pg_stmt *st = &l->stmts[i];
+
+		if (fprintf(f, "%zu: %s\n   kind: %s%s\n   fingerprint: %s\n   relations:", i + 1,
+			    st->text, pg_kind_name(st->kind),
+			    st->unbounded_write ? " (unbounded write: no WHERE)" : "",
+			    st->fingerprint) < 0)
+			return -1;
+		if (!st->n_relations && fputs(" (none)", f) < 0)
+			return -1;
+		for (size_t r = 0; r < st->n_relations; r++)
+			if (fprintf(f, "%s %s", r ? "," : "", st->relations[r]) < 0)
+				return -1;
+		if (fputc('\n', f) == EOF)
+			return -1;
+	}
+	return ferror(f) ? -1 : 0;
+}

@@ -1,0 +1,689 @@
+/* The audit store on sqlite: schema migrations, connection rows, pins, totals and the JSON row list. */
+#include <airlock/store.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+/*
+ * Schema migrations, applied in order, each in its own transaction that
+ * also bumps PRAGMA user_version. Append only: a shipped migration is never
+ * edited, because stores in the field have already run it.
+ */
+static const char *const migrations[] = {
+	/* 1: connection rows and pinned cgroup names */
+	"CREATE TABLE connections ("
+	" id INTEGER PRIMARY KEY,"
+	" opened_us INTEGER NOT NULL,"
+	" closed_us INTEGER,"
+	" cgroup_id INTEGER,"
+	" cgroup_path TEXT,"
+	" pid INTEGER,"
+	" tid INTEGER,"
+	" uid INTEGER,"
+	" gid INTEGER,"
+	" comm TEXT,"
+	" exe TEXT,"
+	" agent_addr TEXT,"
+	" agent_port INTEGER,"
+	" dst_addr TEXT,"
+	" dst_port INTEGER,"
+	" resource TEXT,"
+	" protocol TEXT,"
+	" bytes_up INTEGER NOT NULL DEFAULT 0,"
+	" bytes_down INTEGER NOT NULL DEFAULT 0,"
+	" reason TEXT,"
+	" detail TEXT);"
+	"CREATE INDEX connections_opened_us ON connections(opened_us);"
+	"CREATE INDEX connections_reason ON connections(reason);"
+	"CREATE TABLE pins ("
+	" cgroup_id INTEGER PRIMARY KEY,"
+	" path TEXT NOT NULL,"
+	" pinned_us INTEGER NOT NULL);",
+};
+
+/* The connection columns a caller supplies at accept, in bind order (?1..?16). */
+#define CONN_COLS "opened_us, cgroup_id, cgroup_path, pid, tid, uid, gid, comm, exe, " \
+		  "agent_addr, agent_port, dst_addr, dst_port, resource, protocol"
+#define CONN_PARAMS "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15"
+#define CONN_NPARAMS 15
+
+/* Statements prepared once at open; the hot path only binds and steps. */
+enum st {
+	ST_CONN_OPEN,
+	ST_CONN_CLOSE,
+	ST_CONN_RECORD,
+	ST_RECOVER,
+	ST_PIN_ADD,
+	ST_PIN_DEL,
+	ST_PIN_GET,
+	ST_TOTALS,
+	ST_LIST,
+	ST__COUNT
+};
+
+static const char *const st_sql[ST__COUNT] = {
+	[ST_CONN_OPEN] =
+		"INSERT INTO connections (" CONN_COLS ") VALUES (" CONN_PARAMS ")",
+	/* Only an open row may be closed: a second close, or one for a row
+	 * the restart recovery already ended, must not rewrite history. */
+	[ST_CONN_CLOSE] =
+		"UPDATE connections SET closed_us = ?16, bytes_up = ?17, bytes_down = ?18,"
+		" reason = ?19, detail = ?20 WHERE id = ?21 AND closed_us IS NULL",
+	[ST_CONN_RECORD] =
+		"INSERT INTO connections (" CONN_COLS ", closed_us, bytes_up, bytes_down, reason, detail)"
+		" VALUES (" CONN_PARAMS ", ?16, ?17, ?18, ?19, ?20)",
+	[ST_RECOVER] =
+		"UPDATE connections SET closed_us = ?1, reason = ?2, detail = ?3"
+		" WHERE closed_us IS NULL",
+	[ST_PIN_ADD] =
+		"INSERT INTO pins (cgroup_id, path, pinned_us) VALUES (?1, ?2, ?3)"
+		" ON CONFLICT (cgroup_id) DO UPDATE SET path = excluded.path, pinned_us = excluded.pinned_us",
+	[ST_PIN_DEL] =
+		"DELETE FROM pins WHERE cgroup_id = ?1",
+	[ST_PIN_GET] =
+		"SELECT path FROM pins WHERE cgroup_id = ?1",
+	[ST_TOTALS] =
+		"SELECT reason, count(*) FROM connections GROUP BY reason",
+	[ST_LIST] =
+		"SELECT id, opened_us, closed_us, cgroup_id, cgroup_path, pid, tid, uid, gid,"
+		" comm, exe, agent_addr, agent_port, dst_addr, dst_port, resource, protocol,"
+		" bytes_up, bytes_down, reason, detail"
+		" FROM connections ORDER BY opened_us DESC, id DESC LIMIT ?1",
+};
+
+struct store {
+	sqlite3 *db;
+	sqlite3_stmt *st[ST__COUNT];
+	int version;
+};
+
+static void db_err(struct store *s, const char *what)
+{
+	al_err("store: %s: %s", what, sqlite3_errmsg(s->db));
+}
+
+/* Makes the statement reusable and drops references to caller strings. */
+static void st_done(sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
+static int bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	if (!v)
+		return sqlite3_bind_null(st, i);
+	return sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+}
+
+/* Binds an integer, or NULL when the value is not known. */
+static int bind_int(sqlite3_stmt *st, int i, int64_t v, int known)
+{
+	if (!known)
+		return sqlite3_bind_null(st, i);
+	return sqlite3_bind_int64(st, i, v);
+}
+
+/*
+ * Binds ?1..?15 from c. A cgroup id of 0 means the connection has no
+ * kernel identity (no BPF record): its identity columns are NULL rather
+ * than zeroes, so a row never claims uid 0 for an agent nobody saw. A port
+ * whose address is unknown (NULL) and zero is likewise NULL.
+ */
+static int bind_conn(sqlite3_stmt *st, const struct store_conn *c)
+{
+	int id = c->cgroup_id != 0;
+	int rc = 0;
+
+	rc |= sqlite3_bind_int64(st, 1, c->opened_us);
+	rc |= bind_int(st, 2, (int64_t)c->cgroup_id, id);
+	rc |= bind_text(st, 3, c->cgroup_path);
+	rc |= bind_int(st, 4, c->pid, id);
+	rc |= bind_int(st, 5, c->tid, id);
+	rc |= bind_int(st, 6, c->uid, id);
+	rc |= bind_int(st, 7, c->gid, id);
+	rc |= bind_text(st, 8, c->comm);
+	rc |= bind_text(st, 9, c->exe);
+	rc |= bind_text(st, 10, c->agent_addr);
+	rc |= bind_int(st, 11, c->agent_port, c->agent_addr || c->agent_port);
+	rc |= bind_text(st, 12, c->dst_addr);
+	rc |= bind_int(st, 13, c->dst_port, c->dst_addr || c->dst_port);
+	rc |= bind_text(st, 14, c->resource);
+	rc |= bind_text(st, 15, c->protocol);
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+/* Binds ?16..?20 from e. */
+static int bind_end(sqlite3_stmt *st, const struct store_conn_end *e)
+{
+	int rc = 0;
+
+	rc |= sqlite3_bind_int64(st, 16, e->closed_us);
+	rc |= sqlite3_bind_int64(st, 17, (int64_t)e->bytes_up);
+	rc |= sqlite3_bind_int64(st, 18, (int64_t)e->bytes_down);
+	rc |= sqlite3_bind_text(st, 19, al_reason_name(e->reason), -1, SQLITE_STATIC);
+	rc |= bind_text(st, 20, e->detail);
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+static int exec(struct store *s, const char *sql, const char *what)
+{
+	if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+		db_err(s, what);
+		return -1;
+	}
+	return 0;
+}
+
+static int user_version(struct store *s, int *v)
+{
+	sqlite3_stmt *st = NULL;
+	int ret = -1;
+
+	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW) {
+		db_err(s, "reading schema version");
+		goto out;
+	}
+	*v = sqlite3_column_int(st, 0);
+	ret = 0;
+out:
+	sqlite3_finalize(st);
+	return ret;
+}
+
+/* Applies one migration; the version is re-read under the write lock so
+ * two daemons started together cannot both run it. */
+static int migrate_one(struct store *s, int to)
+{
+	char sql[64];
+	int cur, ret = -1;
+
+	if (exec(s, "BEGIN IMMEDIATE", "starting migration") < 0)
+		return -1;
+	if (user_version(s, &cur) < 0)
+		goto out;
+	if (cur >= to) {
+		ret = 0;
+		goto out;
+	}
+	if (al_fmt(sql, sizeof(sql), "PRAGMA user_version = %d", to) < 0)
+		goto out;
+	if (sqlite3_exec(s->db, migrations[to - 1], NULL, NULL, NULL) != SQLITE_OK) {
+		al_err("store: migration %d: %s", to, sqlite3_errmsg(s->db));
+		goto out;
+	}
+	if (exec(s, sql, "setting schema version") < 0)
+		goto out;
+	ret = 0;
+out:
+	if (ret == 0)
+		ret = exec(s, "COMMIT", "committing migration");
+	if (ret < 0)
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return ret;
+}
+
+static int migrate(struct store *s)
+{
+	const int latest = (int)AL_ARRAY_LEN(migrations);
+	int v;
+
+	if (user_version(s, &v) < 0)
+		return -1;
+	if (v > latest) {
+		al_err("store: schema version %d is newer than this airlock knows (%d)", v, latest);
+		return -1;
+	}
+	for (; v < latest; v++)
+		if (migrate_one(s, v + 1) < 0)
+			return -1;
+	return user_version(s, &s->version);
+}
+
+/* Ends rows a crashed daemon left open: their sessions died with it. */
+static int recover(struct store *s)
+{
+	sqlite3_stmt *st = s->st[ST_RECOVER];
+	int ret = -1;
+
+	if (sqlite3_bind_int64(st, 1, al_now_us()) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 2, al_reason_name(AL_REASON_SHUTDOWN), -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 3, "daemon restarted", -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_DONE) {
+		db_err(s, "closing rows left open");
+		goto out;
+	}
+	if (sqlite3_changes(s->db) > 0)
+		al_info("store: closed %d connection rows left open by a previous run",
+			sqlite3_changes(s->db));
+	ret = 0;
+out:
+	st_done(st);
+	return ret;
+}
+
+/* Makes the parent directory (0700 when new) and creates the file 0600. An
+ * existing file keeps its mode, but a group or world readable one is
+ * reported: the rows name agents, hosts and commands. */
+static int prepare_file(const char *path)
+{
+	char dir[4096];
+	char *slash;
+	struct stat sb;
+	int fd = -1, ret = -1;
+
+	if (al_fmt(dir, sizeof(dir), "%s", path) < 0) {
+		al_err("store: path too long: %s", path);
+		goto out;
+	}
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		if (al_mkdir_p(dir, 0700) < 0) {
+			al_err("store: creating %s: %s", dir, strerror(errno));
+			goto out;
+		}
+	}
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		/* The umask may only have narrowed 0600; make it exact. */
+		if (fchmod(fd, 0600) < 0) {
+			al_err("store: chmod %s: %s", path, strerror(errno));
+			goto out;
+		}
+	} else if (errno != EEXIST) {
+		al_err("store: creating %s: %s", path, strerror(errno));
+		goto out;
+	} else if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && (sb.st_mode & 077)) {
+		al_warn("store: %s is accessible to group or others (mode %03o)",
+			path, (unsigned int)(sb.st_mode & 0777));
+	}
+	ret = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+int store_open(const char *path, struct store **out)
+{
+	struct store *s = NULL;
+	sqlite3_stmt *st = NULL;
+	int ret = -1;
+	int i;
+
+	*out = NULL;
+	if (prepare_file(path) < 0)
+		goto out;
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		al_err("store: out of memory");
+		goto out;
+	}
+	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+		if (s->db)
+			al_err("store: opening %s: %s", path, sqlite3_errmsg(s->db));
+		else
+			al_err("store: opening %s: out of memory", path);
+		goto out;
+	}
+	if (sqlite3_busy_timeout(s->db, 5000) != SQLITE_OK) {
+		db_err(s, "setting busy timeout");
+		goto out;
+	}
+	/* journal_mode answers with the mode in force, which is not WAL when
+	 * the file system cannot do it; say so rather than run without. */
+	if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW) {
+		db_err(s, "enabling WAL");
+		goto out;
+	}
+	if (sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
+		al_err("store: %s: WAL mode refused (journal mode is %s)",
+		       path, sqlite3_column_text(st, 0));
+		goto out;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	/* NORMAL in WAL mode: a commit is durable at the next checkpoint, and
+	 * a power cut may lose the last rows but never corrupts the file. */
+	if (exec(s, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON",
+		 "setting pragmas") < 0)
+		goto out;
+	if (migrate(s) < 0)
+		goto out;
+	for (i = 0; i < ST__COUNT; i++) {
+		if (sqlite3_prepare_v3(s->db, st_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+				       &s->st[i], NULL) != SQLITE_OK) {
+			db_err(s, "preparing statements");
+			goto out;
+		}
+	}
+	if (recover(s) < 0)
+		goto out;
+	*out = s;
+	s = NULL;
+	ret = 0;
+out:
+	sqlite3_finalize(st);
+	store_close(s);
+	return ret;
+}
+
+void store_close(struct store *s)
+{
+	int i;
+
+	if (!s)
+		return;
+	for (i = 0; i < ST__COUNT; i++)
+		sqlite3_finalize(s->st[i]);
+	if (s->db && sqlite3_close(s->db) != SQLITE_OK)
+		db_err(s, "closing");
+	free(s);
+}
+
+int store_schema_version(struct store *s)
+{
+	return s ? s->version : -1;
+}
+
+int store_conn_open(struct store *s, const struct store_conn *c, int64_t *id)
+{
+	sqlite3_stmt *st = s->st[ST_CONN_OPEN];
+	int ret = -1;
+
+	assert(c);
+	if (bind_conn(st, c) < 0 || sqlite3_step(st) != SQLITE_DONE) {
+		db_err(s, "recording connection");
+		goto out;
+	}
+	if (id)
+		*id = sqlite3_last_insert_rowid(s->db);
+	ret = 0;
+out:
+	st_done(st);
+	return ret;
+}
+
+int store_conn_close(struct store *s, int64_t id, const struct store_conn_end *e)
+{
+	sqlite3_stmt *st = s->st[ST_CONN_CLOSE];
+	int ret = -1;
+
+	assert(e);
+	if (bind_end(st, e) < 0 || sqlite3_bind_int64(st, 21, id) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_DONE) {
+		db_err(s, "closing connection");
+		goto out;
+	}
+	if (sqlite3_changes(s->db) != 1) {
+		al_err("store: no open connection row %" PRId64 " to close", id);
+		goto out;
+	}
+	ret = 0;
+out:
+	st_done(st);
+	return ret;
+}
+
+int store_conn_record(struct store *s, const struct store_conn *c, const struct store_conn_end *e)
+{
+	sqlite3_stmt *st = s->st[ST_CONN_RECORD];
+	int ret = -1;
+
+	assert(c && e);
+	if (bind_conn(st, c) < 0 || bind_end(st, e) < 0 || sqlite3_step(st) != SQLITE_DONE) {
+		db_err(s, "recording connection");
+		goto out;
+	}
+	ret = 0;
+out:
+	st_done(st);
+	return ret;
+}
+
+int store_pin_add(struct store *s, uint64_t cgroup_id, const char *path)
+{
+	sqlite3_stmt *st = s->st[ST_PIN_ADD];
+	int ret = -1;
+
+	assert(path);
+	if (sqlite3_bind_int64(st, 1, (int64_t)cgroup_id) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 2, path, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 3, al_now_us()) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_DONE) {
+		db_err(s, "recording pin");
+		goto out;
+	}
+	ret = 0;
+out:
+	st_done(st);
+	return ret;
+}
+
+int store_pin_del(struct store *s, uint64_t cgroup_id)
+{
+	sqlite3_stmt *st = s->st[ST_PIN_DEL];
+	int ret = -1;
+
+	if (sqlite3_bind_int64(st, 1, (int64_t)cgroup_id) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_DONE) {
+		db_err(s, "removing pin");
+		goto out;
+	}
+	ret = 0;
+out:
+	st_done(st);
+	return ret;
+}
+
+int store_pin_path(struct store *s, uint64_t cgroup_id, char *buf, size_t len)
+{
+	sqlite3_stmt *st = s->st[ST_PIN_GET];
+	int ret = -1;
+	int rc;
+
+	if (sqlite3_bind_int64(st, 1, (int64_t)cgroup_id) != SQLITE_OK) {
+		db_err(s, "looking up pin");
+		goto out;
+	}
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE)
+		goto out;       /* not recorded: not an error worth a log line */
+	if (rc != SQLITE_ROW) {
+		db_err(s, "looking up pin");
+		goto out;
+	}
+	if (al_fmt(buf, len, "%s", (const char *)sqlite3_column_text(st, 0)) < 0) {
+		al_err("store: pin path of cgroup %" PRIu64 " does not fit %zu bytes", cgroup_id, len);
+		goto out;
+	}
+	ret = 0;
+out:
+	st_done(st);
+	return ret;
+}
+
+int store_totals(struct store *s, struct store_totals *t)
+{
+	sqlite3_stmt *st = s->st[ST_TOTALS];
+	int ret = -1;
+	int rc, r;
+
+	memset(t, 0, sizeof(*t));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+		uint64_t n = (uint64_t)sqlite3_column_int64(st, 1);
+
+		t->connections += n;
+		if (!name)
+			continue;       /* still open */
+		/* Names, not numbers, are stored; ones this build does not know are skipped. */
+		for (r = 0; r < AL_REASON__COUNT; r++) {
+			if (strcmp(name, al_reason_name(r)) == 0) {
+				t->by_reason[r] += n;
+				break;
+			}
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		db_err(s, "counting connections");
+		goto out;
+	}
+	ret = 0;
+out:
+	st_done(st);
+	return ret;
+}
+
+/* Length of the valid UTF-8 sequence at p (at most n bytes), 0 if invalid:
+ * no overlong forms, no surrogates, nothing above U+10FFFF. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+	size_t len, i;
+	uint32_t cp;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		len = 2;
+		cp = p[0] & 0x1f;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		len = 3;
+		cp = p[0] & 0x0f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		len = 4;
+		cp = p[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/*
+ * A JSON string from column text. comm, exe and cgroup paths come from the
+ * agent's side and need not be UTF-8, which JSON strings must be: invalid
+ * bytes become U+FFFD rather than losing the row or the field.
+ */
+static json_t *json_text(const unsigned char *v, size_t n)
+{
+	static const char repl[] = "\xef\xbf\xbd";
+	json_t *j = NULL;
+	char *buf = NULL;
+	size_t i = 0, o = 0, k;
+
+	if (!v)
+		return json_null();
+	j = json_stringn((const char *)v, n);
+	if (j)
+		return j;
+	buf = malloc(n * 3 + 1);
+	if (!buf)
+		goto out;
+	while (i < n) {
+		k = utf8_seq(v + i, n - i);
+		if (k) {
+			memcpy(buf + o, v + i, k);
+			o += k;
+			i += k;
+		} else {
+			memcpy(buf + o, repl, 3);
+			o += 3;
+			i++;
+		}
+	}
+	j = json_stringn(buf, o);
+out:
+	free(buf);
+	return j;
+}
+
+static json_t *json_col(sqlite3_stmt *st, int i)
+{
+	switch (sqlite3_column_type(st, i)) {
+	case SQLITE_NULL:
+		return json_null();
+	case SQLITE_INTEGER:
+		return json_integer(sqlite3_column_int64(st, i));
+	default: {
+		const unsigned char *v = sqlite3_column_text(st, i);
+
+		return json_text(v, (size_t)sqlite3_column_bytes(st, i));
+	}
+	}
+}
+
+/* The row under st as one JSON object, keys named as the columns. */
+static char *row_json(sqlite3_stmt *st)
+{
+	json_t *o = json_object();
+	char *txt = NULL;
+	int i, n = sqlite3_column_count(st);
+
+	if (!o)
+		goto out;
+	for (i = 0; i < n; i++) {
+		if (json_object_set_new(o, sqlite3_column_name(st, i), json_col(st, i)) < 0)
+			goto out;
+	}
+	txt = json_dumps(o, JSON_COMPACT);
+out:
+	json_decref(o);
+	return txt;
+}
+
+int store_conn_list(struct store *s, unsigned int limit,
+		    int (*cb)(void *arg, const char *json), void *arg)
+{
+	sqlite3_stmt *st = s->st[ST_LIST];
+	char *txt;
+	int ret = -1;
+	int rc, cbrc;
+
+	if (sqlite3_bind_int64(st, 1, limit) != SQLITE_OK) {
+		db_err(s, "listing connections");
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		txt = row_json(st);
+		if (!txt) {
+			al_err("store: listing connections: out of memory");
+			goto out;
+		}
+		cbrc = cb(arg, txt);
+		free(txt);
+		if (cbrc < 0)
+			goto out;
+		if (cbrc > 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		db_err(s, "listing connections");
+		goto out;
+	}
+	ret = 0;
+out:
+	/* Also ends the read transaction, which would otherwise hold back checkpoints. */
+	st_done(st);
+	return ret;
+}
