@@ -1,7 +1,6 @@
-/* Steering: connect4/6 rewrite a pinned agent's TCP to airlockd; sockops publishes origin; getpeername hides it. */
-#include <linux/bpf.h>
-#include <bpf/bpf_helpers.h>
-#include "lib/steer.h"
+/* Steering: connect4/6 rewrite a pinned agent's TCP to airlockd and police its UDP; sockops publishes origin; getpeername hides it. */
+#include "lib/maps.h"
+#include "lib/fence.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -33,28 +32,6 @@ struct {
 	__type(value, struct al_origin);
 } al_conns SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, AL_REASON_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} al_counters SEC(".maps");
-
-/* ABI version of the pinned maps, written by the daemon once. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} al_abi SEC(".maps");
-
-static __always_inline void count(__u32 reason)
-{
-	__u64 *c = bpf_map_lookup_elem(&al_counters, &reason);
-
-	if (c)
-		*c += 1;
-}
 
 static __always_inline void fill_identity(struct al_origin *o)
 {
@@ -82,14 +59,14 @@ static __always_inline int steer(struct bpf_sock_addr *ctx, const struct al_addr
 	if (v == AL_PASS || v == AL_KEEP)
 		return 1;
 	if (v == AL_REFUSE) {
-		count(reason);
+		al_refuse_event(reason, ctx->family, ctx->type, ctx->protocol, dst, port, 1, 0);
 		return 0;
 	}
 
 	o = bpf_sk_storage_get(&al_origin, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!o) {
 		/* No room to remember the origin: refuse rather than let it by. */
-		count(AL_REASON_INTERNAL);
+		al_count(AL_REASON_INTERNAL);
 		return 0;
 	}
 	o->dst = *dst;
@@ -97,8 +74,19 @@ static __always_inline int steer(struct bpf_sock_addr *ctx, const struct al_addr
 	o->family = ctx->family;
 	o->flags = v4mapped ? AL_ORIGIN_V4MAPPED : 0;
 	fill_identity(o);
-	count(reason);
+	al_count(reason);
 	return 1;
+}
+
+/* UDP connect() or sendmsg() with an address: DNS to a resolver, nothing else. */
+static __always_inline int udp_check(struct bpf_sock_addr *ctx, const struct al_addr *dst, __u16 port)
+{
+	__u32 reason;
+
+	if (al_udp_allowed(port, al_is_resolver(dst), &reason))
+		return 1;
+	al_refuse_event(reason, ctx->family, ctx->type, ctx->protocol, dst, port, 1, 0);
+	return 0;
 }
 
 SEC("cgroup/connect4")
@@ -109,6 +97,8 @@ int al_connect4(struct bpf_sock_addr *ctx)
 	int ret;
 
 	al_addr_from_v4(&dst, ctx->user_ip4);
+	if (ctx->type == AL_SOCK_DGRAM)
+		return udp_check(ctx, &dst, port);
 	ret = steer(ctx, &dst, port, 0);
 	if (ret && ctx->type == AL_SOCK_STREAM && !al_is_steer_target(&dst, port, steer_port)) {
 		ctx->user_ip4 = al_htonl(0x7f000001);
@@ -129,6 +119,8 @@ int al_connect6(struct bpf_sock_addr *ctx)
 	dst.w[2] = ctx->user_ip6[2];
 	dst.w[3] = ctx->user_ip6[3];
 	v4mapped = al_addr_is_v4mapped(&dst);
+	if (ctx->type == AL_SOCK_DGRAM)
+		return udp_check(ctx, &dst, port);
 	ret = steer(ctx, &dst, port, v4mapped);
 	if (!ret || ctx->type != AL_SOCK_STREAM || al_is_steer_target(&dst, port, steer_port))
 		return ret;
@@ -145,6 +137,27 @@ int al_connect6(struct bpf_sock_addr *ctx)
 	ctx->user_ip6[3] = v4mapped ? al_htonl(0x7f000001) : al_htonl(1);
 	ctx->user_port = al_ctx_port_make(steer_port);
 	return 1;
+}
+
+SEC("cgroup/sendmsg4")
+int al_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	struct al_addr dst;
+
+	al_addr_from_v4(&dst, ctx->user_ip4);
+	return udp_check(ctx, &dst, al_ctx_port(ctx->user_port));
+}
+
+SEC("cgroup/sendmsg6")
+int al_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	struct al_addr dst;
+
+	dst.w[0] = ctx->user_ip6[0];
+	dst.w[1] = ctx->user_ip6[1];
+	dst.w[2] = ctx->user_ip6[2];
+	dst.w[3] = ctx->user_ip6[3];
+	return udp_check(ctx, &dst, al_ctx_port(ctx->user_port));
 }
 
 /* The agent asks who its peer is: answer with where it meant to go. */

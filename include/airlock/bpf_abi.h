@@ -13,6 +13,13 @@
 #define AL_SOCK_DGRAM    2
 #define AL_IPPROTO_TCP   6
 #define AL_IPPROTO_UDP   17
+#define AL_IPPROTO_ICMP  1
+#define AL_IPPROTO_ICMPV6 58
+#define AL_AF_UNIX       1
+#define AL_AF_NETLINK    16
+#define AL_NETLINK_ROUTE 0
+#define AL_ETH_P_IP      0x0800
+#define AL_ETH_P_IPV6    0x86DD
 #define AL_COMM_LEN      16
 
 /*
@@ -20,7 +27,7 @@
  * maps of another version (it names `airlockctl down` as the way out),
  * because a reused map of the wrong shape would be misread silently.
  */
-#define AL_ABI_VERSION   1
+#define AL_ABI_VERSION   2
 
 /*
  * Addresses are kept as 16 bytes in IPv6 form; IPv4 as v4-mapped
@@ -57,6 +64,26 @@ struct al_origin {
 
 #define AL_ORIGIN_V4MAPPED  (1u << 0)   /* IPv6 socket, v4-mapped destination */
 #define AL_ORIGIN_PUBLISHED (1u << 1)   /* sockops has put it in al_conns */
+
+/* A refused attempt, sent to the daemon through the al_events ring buffer
+ * (which drops when full: the counters stay exact, the events are a sample). */
+struct al_event {
+	__u64 ktime_ns;
+	__u64 cgroup_id;
+	__u32 pid;                  /* thread id; 0 where no task context (egress) */
+	__u32 tgid;
+	__u32 uid;
+	__u32 reason;               /* enum al_reason */
+	__u16 family;               /* socket family */
+	__u16 type;                 /* socket type */
+	__u16 protocol;
+	__u16 dst_port;             /* host byte order; 0 when not applicable */
+	struct al_addr dst;
+	char comm[AL_COMM_LEN];
+};
+
+#define AL_EVENTS_BYTES  (256 * 1024)
+#define AL_RESOLVERS_MAX 64
 
 /* Pin layout under the pin root (default /sys/fs/bpf/airlock):
  *   maps/<map name>                   the maps, reused by every daemon start

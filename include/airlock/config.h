@@ -49,6 +49,11 @@ struct al_config {
 	size_t relay_buffer;    /* bytes buffered per direction before backpressure */
 	struct al_resource *resources;
 	size_t n_resources;
+	/* DNS resolvers pinned agents may use (UDP/53). Unless `resolver` is
+	 * given, the daemon takes the nameservers of /etc/resolv.conf. */
+	struct al_addr resolvers[AL_RESOLVERS_MAX];
+	size_t n_resolvers;
+	int resolvers_set;
 };
 
 /* Parse `text` (named `source` in messages). On error returns -1 and writes
@@ -65,6 +70,8 @@ const struct al_resource *config_match(const struct al_config *c, const struct a
 				       uint16_t port);
 int al_cidr_contains(const struct al_cidr *net, const struct al_addr *a);
 const char *config_proto_name(enum al_proto p);
+/* Nameservers listed in a resolv.conf; returns how many (at most max) or -1. */
+int config_system_resolvers(const char *resolv_conf, struct al_addr *out, size_t max);
 
 extern const char al_default_conf[];
 extern const size_t al_default_conf_len;

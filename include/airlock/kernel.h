@@ -60,6 +60,17 @@ int kern_take_origin(struct kern *k, const struct al_addr *agent, uint16_t agent
 /* Per-reason counters summed over CPUs. */
 int kern_counters(struct kern *k, uint64_t out[AL_REASON_MAX]) AL_MUST;
 
+/* Replaces the set of DNS resolvers agents may send UDP/53 to. */
+int kern_set_resolvers(struct kern *k, const struct al_addr *addrs, size_t n, char *err,
+		       size_t errlen) AL_MUST;
+
+/* Refusal events from the kernel. kern_events_open returns an fd that turns
+ * readable when events wait; kern_events_drain then calls cb for each
+ * (a struct al_event of `len` bytes) and returns how many, or -1. */
+typedef int (*kern_event_cb)(void *arg, const void *data, size_t len);
+int kern_events_open(struct kern *k, kern_event_cb cb, void *arg, char *err, size_t errlen) AL_MUST;
+int kern_events_drain(struct kern *k);
+
 /* Removes everything under pin_root: detaches every pinned link, unpins
  * the maps. Works with or without a running daemon. */
 int kern_down(const char *pin_root, char *err, size_t errlen) AL_MUST;

@@ -23,7 +23,14 @@
 	X(LIMIT,            11, "limit")            /* a configured limit was hit */ \
 	X(SHUTDOWN,         12, "shutdown")         /* airlockd stopped */ \
 	X(INTERNAL,         13, "internal")         /* out of memory, bug */ \
-	X(STEER_LOOP,       14, "steer_loop")       /* upstream is the steer listener */
+	X(STEER_LOOP,       14, "steer_loop")       /* upstream is the steer listener */ \
+	X(SOCK_FAMILY,      15, "socket_family")    /* socket() of a refused address family */ \
+	X(SOCK_TYPE,        16, "socket_type")      /* socket() of a refused type or protocol */ \
+	X(UDP_DENIED,       17, "udp_denied")       /* UDP to anything but DNS to a resolver */ \
+	X(QUIC_DENIED,      18, "quic_denied")      /* UDP/443: HTTP/3 must fall back to TCP */ \
+	X(DNS_RESOLVER,     19, "dns_resolver")     /* DNS to a resolver not in the list */ \
+	X(EGRESS_DROP,      20, "egress_drop")      /* a packet the socket hooks did not catch */ \
+	X(EVENTS_SUPPRESSED,21, "events_suppressed")/* refusal events over the rate limit */
 
 enum al_reason {
 #define AL_REASON_ENUM_(name, val, str) AL_REASON_##name = val,

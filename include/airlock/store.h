@@ -70,4 +70,23 @@ int store_totals(struct store *s, struct store_totals *t) AL_MUST;
 int store_conn_list(struct store *s, unsigned int limit,
 		    int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
 
+/* A refused attempt the kernel reported (socket, UDP, egress). Strings may be NULL. */
+struct store_refusal {
+	int64_t at_us;
+	enum al_reason reason;
+	uint64_t cgroup_id;         /* 0: unknown (egress has no task) */
+	const char *cgroup_path;
+	uint32_t pid, tid, uid;
+	const char *comm;
+	const char *exe;
+	uint32_t family, type, protocol;
+	const char *dst_addr;
+	uint16_t dst_port;
+	uint64_t count;             /* >1 for a row that stands for suppressed ones */
+	const char *detail;
+};
+int store_refusal_add(struct store *s, const struct store_refusal *r) AL_MUST;
+int store_refusal_list(struct store *s, unsigned int limit,
+		       int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
+
 #endif

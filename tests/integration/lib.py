@@ -18,6 +18,7 @@ import secrets
 import shutil
 import signal
 import socket
+import socketserver
 import sqlite3
 import subprocess
 import sys
@@ -28,8 +29,9 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-AIRLOCKD = os.path.join(REPO, "build", "airlockd")
-AIRLOCKCTL = os.path.join(REPO, "build", "airlockctl")
+BUILD = os.environ.get("AIRLOCK_BUILD") or os.path.join(REPO, "build")
+AIRLOCKD = os.path.join(BUILD, "airlockd")
+AIRLOCKCTL = os.path.join(BUILD, "airlockctl")
 PY = "/usr/bin/python3"
 RUN_ID = "%d-%s" % (os.getpid(), secrets.token_hex(3))
 
@@ -270,6 +272,11 @@ class CountingHTTPServer(ThreadingHTTPServer):
         self.peers = []
         super().__init__(addr, _Handler)
 
+    def server_bind(self):
+        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn): skip it.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
     def get_request(self):
         conn, addr = super().get_request()
         self.accepted += 1
@@ -407,12 +414,15 @@ class Airlock:
         threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
         return self.banner
 
-    def log_tail(self, n=15):
+    def log_lines(self):
         try:
             with open(self.log, errors="replace") as f:
-                return " | ".join(f.read().splitlines()[-n:])
+                return f.read().splitlines()
         except OSError:
-            return ""
+            return []
+
+    def log_tail(self, n=15):
+        return " | ".join(self.log_lines()[-n:])
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None

@@ -810,6 +810,42 @@ static void test_proto_name(void)
 	CHECK_STR(config_proto_name((enum al_proto)42), "unknown");
 }
 
+static void test_resolvers(void)
+{
+	struct al_config *c = parse("resolver 10.0.0.2 2001:db8::53\nresolver 127.0.0.53\n");
+	struct al_addr want, got[4];
+	char path[] = "/tmp/airlock-resolv-XXXXXX";
+	int fd, n;
+
+	CHECK(c && c->resolvers_set && c->n_resolvers == 3);
+	if (c) {
+		CHECK(al_addr_parse(&want, "2001:db8::53") == 0);
+		CHECK(memcmp(&c->resolvers[1], &want, sizeof(want)) == 0);
+		config_free(c);
+	}
+	c = parse("steer_port 7700\n");
+	CHECK(c && !c->resolvers_set && c->n_resolvers == 0);
+	config_free(c);
+	CHECK_STR(perr("resolver dns.example\n"), "t:1: resolver: 'dns.example' is not an IP address");
+	CHECK_STR(perr("resolver\n"), "t:1: resolver: missing argument");
+
+	/* resolv.conf: nameserver lines only, zones dropped, junk skipped. */
+	fd = mkstemp(path);
+	CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	dprintf(fd, "# comment\nsearch example\nnameserver 192.0.2.53\nnameserver fe80::1%%eth0\n"
+		    "nameserver not-an-ip\noptions ndots:2\n");
+	close(fd);
+	n = config_system_resolvers(path, got, 4);
+	CHECK(n == 2);
+	CHECK(al_addr_parse(&want, "192.0.2.53") == 0 && memcmp(&got[0], &want, sizeof(want)) == 0);
+	CHECK(al_addr_parse(&want, "fe80::1") == 0 && memcmp(&got[1], &want, sizeof(want)) == 0);
+	CHECK(config_system_resolvers(path, got, 1) == 1);
+	unlink(path);
+	CHECK(config_system_resolvers("/nonexistent/resolv.conf", got, 4) == -1);
+}
+
 int main(void)
 {
 	RUN(test_embedded_default);
@@ -838,5 +874,6 @@ int main(void)
 	RUN(test_no_leaks_on_error);
 	RUN(test_load_file);
 	RUN(test_proto_name);
+	RUN(test_resolvers);
 	TEST_EXIT();
 }

@@ -132,16 +132,17 @@ static void test_create(void)
 		CHECK(!"store_open");
 		return;
 	}
-	CHECK(store_schema_version(s) == 1);
+	CHECK(store_schema_version(s) == 2);
 	CHECK(store_conn_open(s, &c, &id) == 0);
 	CHECK(file_mode(p) == 0600);
 	/* sqlite gives the WAL and shared-memory files the database's mode. */
 	CHECK(file_mode(tpath(w, sizeof(w), "create.db-wal")) == 0600);
 	CHECK(file_mode(tpath(w, sizeof(w), "create.db-shm")) == 0600);
 	CHECK_STR(Q_TEXT(p, "PRAGMA journal_mode"), "wal");
-	CHECK(Q_INT(p, "PRAGMA user_version") == 1);
+	CHECK(Q_INT(p, "PRAGMA user_version") == 2);
 	CHECK(Q_INT(p, "SELECT count(*) FROM sqlite_master WHERE name IN "
-		    "('connections', 'pins', 'connections_opened_us', 'connections_reason')") == 4);
+		    "('connections', 'pins', 'connections_opened_us', 'connections_reason',"
+		    " 'refusals', 'refusals_at_us')") == 6);
 	store_close(s);
 	store_close(NULL);
 
@@ -589,14 +590,14 @@ static void test_reopen(void)
 	tpath(p, sizeof(p), "reopen.db");
 	for (i = 0; i < 3; i++) {
 		CHECK(store_open(p, &s) == 0);
-		CHECK(store_schema_version(s) == 1);
+		CHECK(store_schema_version(s) == 2);
 		CHECK(s && store_conn_record(s, &c, &e) == 0);
 		store_close(s);
 		s = NULL;
 	}
-	CHECK(Q_INT(p, "PRAGMA user_version") == 1);
+	CHECK(Q_INT(p, "PRAGMA user_version") == 2);
 	CHECK(Q_INT(p, "SELECT count(*) FROM connections") == 3);
-	CHECK(Q_INT(p, "SELECT count(*) FROM sqlite_master") == 4);
+	CHECK(Q_INT(p, "SELECT count(*) FROM sqlite_master") == 6);
 
 	/* Two handles on one file, as when airlockctl reads while the daemon runs. */
 	{
@@ -611,6 +612,46 @@ static void test_reopen(void)
 		store_close(b);
 	}
 	CHECK(store_schema_version(NULL) == -1);
+}
+
+static int collect_rows(void *arg, const char *json)
+{
+	char *buf = arg;
+	size_t n = strlen(buf);
+
+	snprintf(buf + n, 8192 - n, "%s\n", json);
+	return 0;
+}
+
+static void test_refusals(void)
+{
+	char p[512], out[8192] = "";
+	struct store *s = NULL;
+	struct store_refusal r = {
+		.at_us = 1000, .reason = AL_REASON_UDP_DENIED, .cgroup_id = 42,
+		.cgroup_path = "/agents/a", .pid = 7, .tid = 8, .uid = 1000, .comm = "nc",
+		.family = 2, .type = 2, .protocol = 17, .dst_addr = "192.0.2.1", .dst_port = 9999,
+	};
+	struct store_refusal sum = {
+		.at_us = 2000, .reason = AL_REASON_EVENTS_SUPPRESSED, .count = 500,
+		.detail = "500 more udp_denied refusals",
+	};
+
+	tpath(p, sizeof(p), "refusals.db");
+	CHECK(store_open(p, &s) == 0);
+	if (!s)
+		return;
+	CHECK(store_refusal_add(s, &r) == 0);
+	CHECK(store_refusal_add(s, &sum) == 0);
+	CHECK(store_refusal_list(s, 10, collect_rows, out) == 0);
+	/* Newest first; a summary row has no identity (NULLs), the count it stands for. */
+	CHECK(strstr(out, "\"reason\":\"events_suppressed\"") < strstr(out, "\"reason\":\"udp_denied\""));
+	CHECK(strstr(out, "\"count\":500") != NULL);
+	CHECK(strstr(out, "\"cgroup_id\":null") != NULL);
+	CHECK(strstr(out, "\"dst_addr\":\"192.0.2.1\",\"dst_port\":9999") != NULL);
+	CHECK(strstr(out, "\"uid\":1000") != NULL);
+	CHECK(Q_INT(p, "SELECT count(*) FROM refusals WHERE reason = 'udp_denied' AND pid = 7") == 1);
+	store_close(s);
 }
 
 static void test_newer_schema(void)
@@ -708,6 +749,7 @@ int main(void)
 	RUN(test_crash_recovery);
 	RUN(test_pins);
 	RUN(test_reopen);
+	RUN(test_refusals);
 	RUN(test_newer_schema);
 	RUN(test_mkdir);
 	RUN(test_unwritable);

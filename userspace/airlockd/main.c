@@ -6,6 +6,8 @@
 #include <airlock/store.h>
 #include <airlock/version.h>
 
+#include "refusals.h"
+
 #include <errno.h>
 #include <event2/event.h>
 #include <getopt.h>
@@ -23,6 +25,7 @@ struct daemon {
 	struct store *store;
 	struct relay *relay;
 	struct control *control;
+	struct refusals *refusals;
 	int going_down;             /* `airlockctl down`: remove the pins after the loop */
 };
 
@@ -77,6 +80,13 @@ static json_t *cmd_status(struct daemon *d)
 	json_object_set_new(resp, "accepted", json_integer((json_int_t)rs.accepted));
 	json_object_set_new(resp, "steered_total", json_integer((json_int_t)kc[AL_REASON_STEERED]));
 	json_object_set_new(resp, "connections_recorded", json_integer((json_int_t)tot.connections));
+	{
+		uint64_t rec = 0, sup = 0;
+
+		refusals_stats(d->refusals, &rec, &sup);
+		json_object_set_new(resp, "refusals_recorded", json_integer((json_int_t)rec));
+		json_object_set_new(resp, "refusals_suppressed", json_integer((json_int_t)sup));
+	}
 	json_object_set_new(resp, "kernel", kobj);
 	json_object_set_new(resp, "sessions", sobj);
 	return resp;
@@ -128,19 +138,25 @@ static int add_row(void *arg, const char *text)
 	return row ? json_array_append_new(arg, row) : -1;
 }
 
-static json_t *cmd_connections(struct daemon *d, json_t *req)
+/* {"cmd":"connections"|"refusals", "limit":N} -> the newest rows of that audit table. */
+static json_t *cmd_list(struct daemon *d, json_t *req, const char *what)
 {
 	json_t *lim = json_object_get(req, "limit"), *rows = json_array(), *resp;
 	json_int_t limit = json_is_integer(lim) ? json_integer_value(lim) : 50;
+	int rc;
 
 	if (limit <= 0 || limit > 100000)
 		limit = 50;
-	if (store_conn_list(d->store, (unsigned int)limit, add_row, rows) < 0) {
+	if (strcmp(what, "connections") == 0)
+		rc = store_conn_list(d->store, (unsigned int)limit, add_row, rows);
+	else
+		rc = store_refusal_list(d->store, (unsigned int)limit, add_row, rows);
+	if (rc < 0) {
 		json_decref(rows);
 		return control_error("could not read the store");
 	}
 	resp = control_ok();
-	json_object_set_new(resp, "connections", rows);
+	json_object_set_new(resp, what, rows);
 	return resp;
 }
 
@@ -158,8 +174,8 @@ static json_t *handle(void *arg, json_t *req, uid_t uid)
 		return cmd_pin(d, req, 1);
 	if (strcmp(cmd, "unpin") == 0)
 		return cmd_pin(d, req, 0);
-	if (strcmp(cmd, "connections") == 0)
-		return cmd_connections(d, req);
+	if (strcmp(cmd, "connections") == 0 || strcmp(cmd, "refusals") == 0)
+		return cmd_list(d, req, cmd);
 	if (strcmp(cmd, "down") == 0) {
 		struct timeval soon = { 0, 100 * 1000 };
 
@@ -183,6 +199,22 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	al_info("signal %d: stopping (pinned cgroups stay fenced)", (int)sig);
 	event_base_loopexit(d->base, NULL);
 	(void)what;
+}
+
+/* The resolvers from the configuration, else from /etc/resolv.conf. */
+static int set_resolvers(struct daemon *d, char *err, size_t errlen)
+{
+	struct al_addr sys[AL_RESOLVERS_MAX];
+	int n;
+
+	if (d->cfg->resolvers_set)
+		return kern_set_resolvers(d->kern, d->cfg->resolvers, d->cfg->n_resolvers, err, errlen);
+	n = config_system_resolvers("/etc/resolv.conf", sys, AL_RESOLVERS_MAX);
+	if (n < 0) {
+		al_warn("/etc/resolv.conf unreadable: pinned agents get no DNS over UDP");
+		n = 0;
+	}
+	return kern_set_resolvers(d->kern, sys, (size_t)n, err, errlen);
 }
 
 static int load_config(const char *path, int explicit, struct al_config **cfg)
@@ -255,6 +287,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (kern_open(d.cfg->pin_root, d.cfg->steer_port, &d.kern, err, sizeof(err)) < 0 ||
+	    set_resolvers(&d, err, sizeof(err)) < 0 ||
+	    refusals_start(d.base, d.kern, d.store, &d.refusals, err, sizeof(err)) < 0 ||
 	    relay_start(d.base, d.cfg, d.kern, d.store, &d.relay, err, sizeof(err)) < 0 ||
 	    control_start(d.base, d.cfg->control_socket, handle, &d, &d.control, err, sizeof(err)) < 0) {
 		fprintf(stderr, "airlockd: %s\n", err);
@@ -290,6 +324,7 @@ out:
 			event_free(sigs[i]);
 	control_free(d.control);
 	relay_free(d.relay);
+	refusals_free(d.refusals);
 	kern_close(d.kern);
 	if (d.going_down) {
 		if (kern_down(d.cfg->pin_root, err, sizeof(err)) < 0) {

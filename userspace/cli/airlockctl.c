@@ -25,6 +25,7 @@ static void usage(FILE *f)
 		"  pin CGROUP | --pid PID          steer every TCP connection of that cgroup subtree\n"
 		"  unpin CGROUP | --pid PID        stop steering it\n"
 		"  connections [--limit N] [--json] the newest audited connections\n"
+		"  refusals [--limit N] [--json]   the newest attempts the kernel fence refused\n"
 		"  down [--pin-root DIR]           remove every pin (stops airlockd if it runs)\n"
 		"  version\n"
 		"CGROUP is a path under the cgroup v2 mount, absolute or relative to it.\n"
@@ -176,6 +177,45 @@ static int cmd_connections(int argc, char **argv)
 	return 0;
 }
 
+static int cmd_refusals(int argc)
+{
+	json_t *resp, *rows, *r;
+	size_t i;
+
+	if (argc != 1) {
+		usage(stderr);
+		return 2;
+	}
+	resp = call(json_pack("{s:s, s:I}", "cmd", "refusals", "limit", (json_int_t)opt_limit));
+	if (!resp)
+		return 1;
+	rows = json_object_get(resp, "refusals");
+	if (want_json) {
+		print_json(rows);
+		json_decref(resp);
+		return 0;
+	}
+	printf("%-6s %-20s %-22s %-8s %-12s %-28s %s\n", "ID", "REASON", "CGROUP", "PID", "COMM",
+	       "DESTINATION", "COUNT");
+	json_array_foreach(rows, i, r) {
+		char dst[64] = "-";
+
+		if (json_is_string(json_object_get(r, "dst_addr")))
+			snprintf(dst, sizeof(dst), "%s%s%s:%lld",
+				 strchr(str(r, "dst_addr"), ':') ? "[" : "", str(r, "dst_addr"),
+				 strchr(str(r, "dst_addr"), ':') ? "]" : "",
+				 (long long)json_integer_value(json_object_get(r, "dst_port")));
+		printf("%-6lld %-20s %-22s %-8lld %-12s %-28s %lld%s%s\n",
+		       (long long)json_integer_value(json_object_get(r, "id")), str(r, "reason"),
+		       str(r, "cgroup_path"), (long long)json_integer_value(json_object_get(r, "pid")),
+		       str(r, "comm"), dst, (long long)json_integer_value(json_object_get(r, "count")),
+		       json_is_string(json_object_get(r, "detail")) ? "  " : "",
+		       json_is_string(json_object_get(r, "detail")) ? str(r, "detail") : "");
+	}
+	json_decref(resp);
+	return 0;
+}
+
 static int cmd_down(int argc, char **argv)
 {
 	const char *root = pin_root;
@@ -270,6 +310,8 @@ int main(int argc, char **argv)
 		return cmd_pin(cmd, argc, argv);
 	if (strcmp(cmd, "connections") == 0)
 		return cmd_connections(argc, argv);
+	if (strcmp(cmd, "refusals") == 0)
+		return cmd_refusals(argc);
 	if (strcmp(cmd, "down") == 0)
 		return cmd_down(argc, argv);
 	if (strcmp(cmd, "version") == 0) {

@@ -42,7 +42,7 @@ struct line {
 
 enum top_directive {
 	TD_STEER_PORT, TD_CONTROL_SOCKET, TD_STORE, TD_PIN_ROOT, TD_DEFAULT,
-	TD_CONNECT_TIMEOUT, TD_MAX_SESSIONS, TD_RELAY_BUFFER, TD_COUNT
+	TD_CONNECT_TIMEOUT, TD_MAX_SESSIONS, TD_RELAY_BUFFER, TD_RESOLVER, TD_COUNT
 };
 
 struct parser {
@@ -450,6 +450,23 @@ static int d_relay_buffer(struct parser *ps, const struct line *ln)
 	return 0;
 }
 
+static int d_resolver(struct parser *ps, const struct line *ln)
+{
+	struct al_config *c = ps->c;
+
+	for (size_t i = 1; i < ln->n; i++) {
+		struct al_addr a;
+
+		if (al_addr_parse(&a, ln->v[i].s) < 0)
+			return fail(ps, ln->no, "resolver: '%s' is not an IP address", ln->v[i].s);
+		if (c->n_resolvers == AL_RESOLVERS_MAX)
+			return fail(ps, ln->no, "resolver: at most %d", AL_RESOLVERS_MAX);
+		c->resolvers[c->n_resolvers++] = a;
+	}
+	c->resolvers_set = 1;
+	return 0;
+}
+
 static const struct directive top_directives[TD_COUNT] = {
 	[TD_STEER_PORT]      = { "steer_port", 1, 1, d_steer_port },
 	[TD_CONTROL_SOCKET]  = { "control_socket", 1, 1, d_control_socket },
@@ -459,6 +476,7 @@ static const struct directive top_directives[TD_COUNT] = {
 	[TD_CONNECT_TIMEOUT] = { "connect_timeout", 1, 1, d_connect_timeout },
 	[TD_MAX_SESSIONS]    = { "max_sessions", 1, 1, d_max_sessions },
 	[TD_RELAY_BUFFER]    = { "relay_buffer", 1, 1, d_relay_buffer },
+	[TD_RESOLVER]        = { "resolver", 1, 0, d_resolver },
 };
 
 /* ---- resource blocks ---- */
@@ -653,7 +671,7 @@ static int d_port(struct parser *ps, const struct line *ln)
 	size_t i, j;
 
 	for (i = 1; i < ln->n; i++) {
-		uint16_t port, *v;
+		uint16_t port = 0, *v;
 
 		if (parse_port(ps, ln->no, "port", ln->v[i].s, &port) < 0)
 			return -1;
@@ -781,7 +799,8 @@ static int top_line(struct parser *ps, const struct line *ln, bool opens)
 			continue;
 		if (opens)
 			return fail(ps, ln->no, "unexpected '{' after '%s'", name);
-		if (ps->set_at[i])
+		/* resolver lines add up, like address lines in a resource */
+		if (ps->set_at[i] && i != TD_RESOLVER)
 			return fail(ps, ln->no, "%s already set at line %d", name, ps->set_at[i]);
 		if (run_directive(ps, ln, &top_directives[i], nargs) < 0)
 			return -1;
@@ -1017,6 +1036,29 @@ const struct al_resource *config_match(const struct al_config *c, const struct a
 				return r;
 	}
 	return NULL;
+}
+
+int config_system_resolvers(const char *resolv_conf, struct al_addr *out, size_t max)
+{
+	char line[512], word[64], addr[INET6_ADDRSTRLEN + 16];
+	FILE *f = fopen(resolv_conf, "re");
+	size_t n = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f) && n < max) {
+		char *pct;
+
+		if (sscanf(line, "%63s %61s", word, addr) != 2 || strcmp(word, "nameserver") != 0)
+			continue;
+		pct = strchr(addr, '%'); /* fe80::1%eth0: the zone does not matter here */
+		if (pct)
+			*pct = '\0';
+		if (al_addr_parse(&out[n], addr) == 0)
+			n++;
+	}
+	fclose(f);
+	return (int)n;
 }
 
 const char *config_proto_name(enum al_proto p)

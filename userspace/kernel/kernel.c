@@ -15,6 +15,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include "fence.skel.h"
 #include "steer.skel.h"
 
 #define MAX_PROGS 16
@@ -26,7 +27,9 @@ struct kern_pin {
 };
 
 struct kern {
-	struct steer *skel;
+	struct steer *skel;         /* connect/sendmsg/getpeername/sockops; owns the shared map fds */
+	struct fence *fence;        /* sock_create and egress; reuses the pinned shared maps */
+	struct ring_buffer *events;
 	char root[PATH_MAX];
 	int lock_fd;
 	struct bpf_program *progs[MAX_PROGS];
@@ -347,11 +350,36 @@ static int adopt_all(struct kern *k, char *err, size_t errlen)
 	return rc;
 }
 
+static int set_pin_paths(struct kern *k, struct bpf_object *obj, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	struct bpf_map *map;
+
+	bpf_object__for_each_map(map, obj) {
+		if (bpf_map__is_internal(map))
+			continue;
+		if (al_fmt(path, sizeof(path), "%s/" AL_PIN_MAPS_DIR "/%s", k->root,
+			   bpf_map__name(map)) < 0 || bpf_map__set_pin_path(map, path) < 0)
+			return ERR("map pin path for %s", bpf_map__name(map));
+	}
+	return 0;
+}
+
+static int add_progs(struct kern *k, struct bpf_object *obj)
+{
+	struct bpf_program *prog;
+
+	bpf_object__for_each_program(prog, obj) {
+		if (k->n_progs == MAX_PROGS)
+			return -1;
+		k->progs[k->n_progs++] = prog;
+	}
+	return 0;
+}
+
 int kern_open(const char *pin_root, uint16_t steer_port, struct kern **out, char *err, size_t errlen)
 {
 	char path[PATH_MAX];
-	struct bpf_program *prog;
-	struct bpf_map *map;
 	struct kern *k;
 	__u32 key = 0, abi = 0;
 
@@ -379,21 +407,18 @@ int kern_open(const char *pin_root, uint16_t steer_port, struct kern **out, char
 	}
 
 	k->skel = steer__open();
-	if (!k->skel) {
-		ERR("open BPF object: %s", strerror(errno));
+	k->fence = fence__open();
+	if (!k->skel || !k->fence) {
+		ERR("open BPF objects: %s", strerror(errno));
 		goto fail;
 	}
 	k->skel->rodata->steer_port = steer_port;
-	bpf_object__for_each_map(map, k->skel->obj) {
-		if (bpf_map__is_internal(map))
-			continue;
-		if (al_fmt(path, sizeof(path), "%s/" AL_PIN_MAPS_DIR "/%s", k->root,
-			   bpf_map__name(map)) < 0 || bpf_map__set_pin_path(map, path) < 0) {
-			ERR("map pin path for %s", bpf_map__name(map));
-			goto fail;
-		}
-	}
-	if (steer__load(k->skel) < 0) {
+	k->fence->rodata->steer_port = steer_port;
+	if (set_pin_paths(k, k->skel->obj, err, errlen) < 0 ||
+	    set_pin_paths(k, k->fence->obj, err, errlen) < 0)
+		goto fail;
+	/* steer first: it creates and pins the shared maps that fence reuses. */
+	if (steer__load(k->skel) < 0 || fence__load(k->fence) < 0) {
 		ERR("load BPF programs: %s (pinned maps of another version? `airlockctl down` "
 		    "removes them)", strerror(errno));
 		goto fail;
@@ -408,12 +433,9 @@ int kern_open(const char *pin_root, uint16_t steer_port, struct kern **out, char
 		    k->root, abi, AL_ABI_VERSION);
 		goto fail;
 	}
-	bpf_object__for_each_program(prog, k->skel->obj) {
-		if (k->n_progs == MAX_PROGS) {
-			ERR("too many BPF programs");
-			goto fail;
-		}
-		k->progs[k->n_progs++] = prog;
+	if (add_progs(k, k->skel->obj) < 0 || add_progs(k, k->fence->obj) < 0) {
+		ERR("too many BPF programs");
+		goto fail;
 	}
 	if (adopt_all(k, err, errlen) < 0)
 		goto fail;
@@ -433,6 +455,8 @@ void kern_close(struct kern *k)
 		for (size_t j = 0; j < k->n_progs; j++)
 			bpf_link__destroy(k->pins[i].links[j]);
 	free(k->pins);
+	ring_buffer__free(k->events);
+	fence__destroy(k->fence);
 	steer__destroy(k->skel);
 	if (k->lock_fd >= 0)
 		close(k->lock_fd);
@@ -601,4 +625,46 @@ int kern_down(const char *pin_root, char *err, size_t errlen)
 	if (rmdir(pin_root) < 0 && errno != ENOENT)
 		return ERR("%s: %s", pin_root, strerror(errno));
 	return 0;
+}
+
+int kern_set_resolvers(struct kern *k, const struct al_addr *addrs, size_t n, char *err, size_t errlen)
+{
+	int fd = bpf_map__fd(k->skel->maps.al_resolvers);
+	struct al_addr key, next;
+	__u8 one = 1;
+	int more;
+
+	if (n > AL_RESOLVERS_MAX)
+		return ERR("at most %d DNS resolvers", AL_RESOLVERS_MAX);
+	/* Add the new set first, then drop what is no longer in it: a
+	 * resolver in both sets is never missing, not even for a moment. */
+	for (size_t i = 0; i < n; i++)
+		if (bpf_map_update_elem(fd, &addrs[i], &one, BPF_ANY) < 0)
+			return ERR("resolver map: %s", strerror(errno));
+	more = bpf_map_get_next_key(fd, NULL, &key) == 0;
+	while (more) {
+		int keep = 0;
+
+		more = bpf_map_get_next_key(fd, &key, &next) == 0;
+		for (size_t i = 0; i < n && !keep; i++)
+			keep = memcmp(&addrs[i], &key, sizeof(key)) == 0;
+		if (!keep)
+			(void)bpf_map_delete_elem(fd, &key);
+		key = next;
+	}
+	return 0;
+}
+
+int kern_events_open(struct kern *k, kern_event_cb cb, void *arg, char *err, size_t errlen)
+{
+	k->events = ring_buffer__new(bpf_map__fd(k->skel->maps.al_events),
+				     (ring_buffer_sample_fn)cb, arg, NULL);
+	if (!k->events)
+		return ERR("event ring buffer: %s", strerror(errno));
+	return ring_buffer__epoll_fd(k->events);
+}
+
+int kern_events_drain(struct kern *k)
+{
+	return ring_buffer__consume(k->events);
 }

@@ -47,6 +47,26 @@ static const char *const migrations[] = {
 	" cgroup_id INTEGER PRIMARY KEY,"
 	" path TEXT NOT NULL,"
 	" pinned_us INTEGER NOT NULL);",
+	/* 2: refused attempts seen by the kernel fence (sampled, rate-limited) */
+	"CREATE TABLE refusals ("
+	" id INTEGER PRIMARY KEY,"
+	" at_us INTEGER NOT NULL,"
+	" reason TEXT NOT NULL,"
+	" cgroup_id INTEGER,"
+	" cgroup_path TEXT,"
+	" pid INTEGER,"
+	" tid INTEGER,"
+	" uid INTEGER,"
+	" comm TEXT,"
+	" exe TEXT,"
+	" family INTEGER,"
+	" type INTEGER,"
+	" protocol INTEGER,"
+	" dst_addr TEXT,"
+	" dst_port INTEGER,"
+	" count INTEGER NOT NULL DEFAULT 1,"
+	" detail TEXT);"
+	"CREATE INDEX refusals_at_us ON refusals(at_us);",
 };
 
 /* The connection columns a caller supplies at accept, in bind order (?1..?16). */
@@ -66,6 +86,8 @@ enum st {
 	ST_PIN_GET,
 	ST_TOTALS,
 	ST_LIST,
+	ST_REFUSAL_ADD,
+	ST_REFUSAL_LIST,
 	ST__COUNT
 };
 
@@ -97,6 +119,14 @@ static const char *const st_sql[ST__COUNT] = {
 		" comm, exe, agent_addr, agent_port, dst_addr, dst_port, resource, protocol,"
 		" bytes_up, bytes_down, reason, detail"
 		" FROM connections ORDER BY opened_us DESC, id DESC LIMIT ?1",
+	[ST_REFUSAL_ADD] =
+		"INSERT INTO refusals (at_us, reason, cgroup_id, cgroup_path, pid, tid, uid, comm, exe,"
+		" family, type, protocol, dst_addr, dst_port, count, detail)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+	[ST_REFUSAL_LIST] =
+		"SELECT id, at_us, reason, cgroup_id, cgroup_path, pid, tid, uid, comm, exe,"
+		" family, type, protocol, dst_addr, dst_port, count, detail"
+		" FROM refusals ORDER BY at_us DESC, id DESC LIMIT ?1",
 };
 
 struct store {
@@ -652,22 +682,23 @@ out:
 	return txt;
 }
 
-int store_conn_list(struct store *s, unsigned int limit,
-		    int (*cb)(void *arg, const char *json), void *arg)
+/* Calls cb with each row of a listing statement as JSON. */
+static int list_rows(struct store *s, int which, const char *what, unsigned int limit,
+		     int (*cb)(void *arg, const char *json), void *arg)
 {
-	sqlite3_stmt *st = s->st[ST_LIST];
+	sqlite3_stmt *st = s->st[which];
 	char *txt;
 	int ret = -1;
 	int rc, cbrc;
 
 	if (sqlite3_bind_int64(st, 1, limit) != SQLITE_OK) {
-		db_err(s, "listing connections");
+		db_err(s, what);
 		goto out;
 	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		txt = row_json(st);
 		if (!txt) {
-			al_err("store: listing connections: out of memory");
+			al_err("store: %s: out of memory", what);
 			goto out;
 		}
 		cbrc = cb(arg, txt);
@@ -678,12 +709,56 @@ int store_conn_list(struct store *s, unsigned int limit,
 			break;
 	}
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		db_err(s, "listing connections");
+		db_err(s, what);
 		goto out;
 	}
 	ret = 0;
 out:
 	/* Also ends the read transaction, which would otherwise hold back checkpoints. */
+	st_done(st);
+	return ret;
+}
+
+int store_conn_list(struct store *s, unsigned int limit,
+		    int (*cb)(void *arg, const char *json), void *arg)
+{
+	return list_rows(s, ST_LIST, "listing connections", limit, cb, arg);
+}
+
+int store_refusal_list(struct store *s, unsigned int limit,
+		       int (*cb)(void *arg, const char *json), void *arg)
+{
+	return list_rows(s, ST_REFUSAL_LIST, "listing refusals", limit, cb, arg);
+}
+
+int store_refusal_add(struct store *s, const struct store_refusal *r)
+{
+	sqlite3_stmt *st = s->st[ST_REFUSAL_ADD];
+	int known = r->cgroup_id != 0;
+	int ret = -1;
+
+	if (sqlite3_bind_int64(st, 1, r->at_us) != SQLITE_OK ||
+	    bind_text(st, 2, al_reason_name(r->reason)) < 0 ||
+	    bind_int(st, 3, (int64_t)r->cgroup_id, known) < 0 ||
+	    bind_text(st, 4, r->cgroup_path) < 0 ||
+	    bind_int(st, 5, r->pid, r->pid != 0) < 0 ||
+	    bind_int(st, 6, r->tid, r->tid != 0) < 0 ||
+	    bind_int(st, 7, r->uid, known && r->pid != 0) < 0 ||
+	    bind_text(st, 8, r->comm) < 0 ||
+	    bind_text(st, 9, r->exe) < 0 ||
+	    bind_int(st, 10, r->family, 1) < 0 ||
+	    bind_int(st, 11, r->type, 1) < 0 ||
+	    bind_int(st, 12, r->protocol, 1) < 0 ||
+	    bind_text(st, 13, r->dst_addr) < 0 ||
+	    bind_int(st, 14, r->dst_port, r->dst_addr != NULL) < 0 ||
+	    bind_int(st, 15, r->count ? r->count : 1, 1) < 0 ||
+	    bind_text(st, 16, r->detail) < 0 ||
+	    sqlite3_step(st) != SQLITE_DONE) {
+		db_err(s, "recording a refusal");
+		goto out;
+	}
+	ret = 0;
+out:
 	st_done(st);
 	return ret;
 }

@@ -9,8 +9,15 @@
 #include <string.h>
 #include <strings.h>
 
-/* Deeper parse trees than this are refused rather than walked (the stack is the limit). */
-#define WALK_MAX_DEPTH 2000
+/*
+ * libpg_query turns the parse tree into protobuf and back recursively, with no depth check, so
+ * a statement like "SELECT 1-1-1-...-1" with a few thousand terms overflows the stack inside
+ * the library. Before parsing, nesting_ok() bounds the tree depth from the token stream and
+ * refuses statements over NEST_LIMIT units; PostgreSQL itself refuses such statements with
+ * "stack depth limit exceeded". WALK_MAX_DEPTH guards our own walk the same way.
+ */
+#define NEST_LIMIT 1000
+#define WALK_MAX_DEPTH 20000
 
 static const char *const kind_names[PG_KIND__COUNT] = {
 	[PG_KIND_READ] = "read",
@@ -479,6 +486,126 @@ static const char *prepared_name_of(const PgQuery__Node *n)
 	}
 }
 
+static void set_err(char *err, size_t errlen, const char *msg, int cursorpos);
+
+/* ---- Nesting bound ------------------------------------------------------------------------
+ * An upper estimate of parse-tree depth from tokens. Parentheses, brackets and CASE..END open
+ * a level; within a level, every token that can make the tree one deeper (operators, keywords)
+ * counts, and tokens that separate flat list elements (',', AND, OR, which the grammar
+ * flattens, WHEN/THEN/ELSE inside CASE) reset the count. Set operations nest left-deep across
+ * commas, so they count for the whole statement. Identifiers and constants never nest.
+ */
+
+struct nest_level {
+	int tok;	/* opening token */
+	long seg;	/* counted tokens in the current segment */
+};
+
+static int nesting_ok(const char *sql, char *err, size_t errlen)
+{
+	PgQueryScanResult sr = pg_query_scan(sql);
+	PgQuery__ScanResult *scan = NULL;
+	struct nest_level *lv = NULL;
+	size_t n_lv = 0, cap_lv = 0;
+	long total = 1, setops = 0;
+	int ret = -1;
+
+	if (sr.error) {
+		set_err(err, errlen, sr.error->message, sr.error->cursorpos);
+		goto out;
+	}
+	scan = pg_query__scan_result__unpack(NULL, sr.pbuf.len, (const uint8_t *)sr.pbuf.data);
+	if (!scan) {
+		set_err(err, errlen, "cannot unpack the token stream", 0);
+		goto out;
+	}
+	for (size_t i = 0; i < scan->n_tokens; i++) {
+		int t = scan->tokens[i]->token;
+
+		switch (t) {
+		case PG_QUERY__TOKEN__ASCII_40:		/* ( */
+		case PG_QUERY__TOKEN__ASCII_91:		/* [ */
+		case PG_QUERY__TOKEN__CASE:
+			if (n_lv == cap_lv) {
+				size_t cap = cap_lv ? cap_lv * 2 : 16;
+				struct nest_level *p = realloc(lv, cap * sizeof(*p));
+
+				if (!p) {
+					set_err(err, errlen, "out of memory", 0);
+					goto out;
+				}
+				lv = p;
+				cap_lv = cap;
+			}
+			lv[n_lv].tok = t;
+			lv[n_lv].seg = 0;
+			n_lv++;
+			total += 1;
+			break;
+		case PG_QUERY__TOKEN__ASCII_41:		/* ) */
+		case PG_QUERY__TOKEN__ASCII_93:		/* ] */
+		case PG_QUERY__TOKEN__END_P:
+			/* Close only a level this token can close; END is also a column label. */
+			if (n_lv && (t == PG_QUERY__TOKEN__END_P) == (lv[n_lv - 1].tok == PG_QUERY__TOKEN__CASE)) {
+				n_lv--;
+				total -= lv[n_lv].seg + 1;
+			} else if (t != PG_QUERY__TOKEN__END_P) {
+				total++;
+			}
+			break;
+		case PG_QUERY__TOKEN__ASCII_59:		/* ; ends the statement */
+			n_lv = 0;
+			total = 1;
+			setops = 0;
+			break;
+		case PG_QUERY__TOKEN__ASCII_44:		/* , */
+		case PG_QUERY__TOKEN__AND:
+		case PG_QUERY__TOKEN__OR:
+		case PG_QUERY__TOKEN__WHEN:
+		case PG_QUERY__TOKEN__THEN:
+		case PG_QUERY__TOKEN__ELSE:
+			if (n_lv) {
+				total -= lv[n_lv - 1].seg;
+				lv[n_lv - 1].seg = 0;
+			} else {
+				total = 1;
+			}
+			break;
+		case PG_QUERY__TOKEN__UNION:
+		case PG_QUERY__TOKEN__INTERSECT:
+		case PG_QUERY__TOKEN__EXCEPT:
+			setops++;
+			break;
+		case PG_QUERY__TOKEN__IDENT:
+		case PG_QUERY__TOKEN__UIDENT:
+		case PG_QUERY__TOKEN__FCONST:
+		case PG_QUERY__TOKEN__SCONST:
+		case PG_QUERY__TOKEN__USCONST:
+		case PG_QUERY__TOKEN__BCONST:
+		case PG_QUERY__TOKEN__XCONST:
+		case PG_QUERY__TOKEN__ICONST:
+		case PG_QUERY__TOKEN__PARAM:
+		case PG_QUERY__TOKEN__ASCII_46:		/* . */
+			break;
+		default:
+			if (n_lv)
+				lv[n_lv - 1].seg++;
+			total++;
+		}
+		if (total + setops > NEST_LIMIT) {
+			set_err(err, errlen, "statement nested too deeply", scan->tokens[i]->start + 1);
+			goto out;
+		}
+	}
+	ret = 0;
+out:
+	free(lv);
+	if (scan)
+		pg_query__scan_result__free_unpacked(scan, NULL);
+	pg_query_free_scan_result(sr);
+	return ret;
+}
+
 /* ---- Driver -------------------------------------------------------------------------------- */
 
 static void set_err(char *err, size_t errlen, const char *msg, int cursorpos)
@@ -591,6 +718,9 @@ int pg_classify(const char *sql, struct pg_stmt_list *out, char *err, size_t err
 
 	out->stmts = NULL;
 	out->n = 0;
+	memset(&pr, 0, sizeof(pr));
+	if (nesting_ok(sql, err, errlen))
+		return -1;
 	pr = pg_query_parse_protobuf(sql);
 	if (pr.error) {
 		set_err(err, errlen, pr.error->message, pr.error->cursorpos);

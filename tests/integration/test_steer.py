@@ -1,0 +1,545 @@
+"""Foundation integration test: a pinned test cgroup is steered through airlockd, audited, and fails closed.
+
+Run as root with /usr/bin/python3. Prints `ok - NAME` / `not ok - NAME: why` per case and
+exits 1 if any failed. Everything it makes (cgroup, BPF pins, servers, daemon, temp dir)
+is removed on any exit.
+"""
+
+import hashlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lib  # noqa: E402
+from lib import check, note, wait_for  # noqa: E402
+
+CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent_client.py")
+CURL = "/usr/bin/curl"
+MIB = 1 << 20
+BULK_N = 200
+
+
+class T:
+    """State shared by the cases, which run in order."""
+    tmp = cg = al = None
+    http_port = echo_port = 0
+    body = b""
+    srv4 = srv6 = None
+    up = False
+
+
+# ---------------------------------------------------------------- clients
+
+def curl(url, inside=True):
+    """GETs url with curl (inside the cgroup or not). Returns (body, local_port, proc)."""
+    t = T
+    bodyf = os.path.join(t.tmp, "curl-body-%s" % secrets.token_hex(4))
+    argv = [CURL, "-sS", "-g", "--noproxy", "*", "--max-time", "10", "-o", bodyf,
+            "-w", "%{local_port}", url]
+    if inside:
+        r = t.cg.run(argv, timeout=20)
+    else:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=20, env=lib.CLIENT_ENV)
+    body = b""
+    if os.path.exists(bodyf):
+        with open(bodyf, "rb") as f:
+            body = f.read()
+        os.unlink(bodyf)
+    check(r.returncode == 0, "curl %s exited %d: %s" % (url, r.returncode, r.stderr.strip()))
+    return body, int(r.stdout.strip() or 0), r
+
+
+def agent(*args, timeout=20):
+    """Runs agent_client.py in the cgroup; returns its JSON line as a dict."""
+    r = T.cg.run([lib.PY, CLIENT] + [str(a) for a in args], timeout=timeout)
+    check(r.returncode == 0, "agent_client %s exited %d: %s" % (" ".join(map(str, args)),
+                                                                 r.returncode, r.stderr.strip()[-500:]))
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def run_in_cgroup_with_pid(argv, timeout=20):
+    """Like cg.run but also returns the pid of the process (the wrapper execs, so it is the same)."""
+    p = T.cg.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        raise AssertionError("%s timed out" % argv[0])
+    return p.pid, p.returncode, out, err
+
+
+def curl_in(url):
+    """curl inside the cgroup; returns (body, local_port, pid)."""
+    bodyf = os.path.join(T.tmp, "curl-body-%s" % secrets.token_hex(4))
+    pid, rc, out, err = run_in_cgroup_with_pid(
+        [CURL, "-sS", "-g", "--noproxy", "*", "--max-time", "10", "-o", bodyf,
+         "-w", "%{local_port}", url])
+    body = b""
+    if os.path.exists(bodyf):
+        with open(bodyf, "rb") as f:
+            body = f.read()
+        os.unlink(bodyf)
+    check(rc == 0, "curl %s in the cgroup exited %d: %s" % (url, rc, err.strip()))
+    return body, int(out.strip() or 0), pid
+
+
+# ---------------------------------------------------------------- audit rows
+
+def new_rows(mark):
+    return [r for r in T.al.connections() if r["id"] > mark]
+
+
+def row_for(mark, agent_port, timeout=5.0):
+    """The audit row of the connection from agent_port, once it is closed."""
+    def find():
+        rows = [r for r in new_rows(mark) if r["agent_port"] == agent_port]
+        if rows and rows[0].get("closed_us") is not None:
+            return rows
+        return None
+    rows = wait_for(find, timeout, 0.1)
+    if not rows:
+        rows = [r for r in new_rows(mark) if r["agent_port"] == agent_port]
+        check(rows, "no audit row for agent port %d (new rows: %s)"
+              % (agent_port, [(r["id"], r["agent_port"], r["dst_addr"], r["dst_port"])
+                              for r in new_rows(mark)]))
+        raise AssertionError("audit row %d never closed: %s" % (rows[0]["id"], rows[0]))
+    check(len(rows) == 1, "%d audit rows for agent port %d" % (len(rows), agent_port))
+    return rows[0]
+
+
+def check_row(row, pid, comm, exe, dst_addr, dst_port, resource, body_len, req_max=2000):
+    t = T
+
+    def eq(field, want):
+        check(row.get(field) == want, "audit row %s: %s is %r, want %r" % (row.get("id"), field,
+                                                                          row.get(field), want))
+    eq("reason", "closed")
+    eq("cgroup_id", t.cg.id)
+    eq("cgroup_path", t.cg.rel)
+    eq("pid", pid)
+    eq("uid", 0)
+    eq("gid", 0)
+    eq("comm", comm)
+    if isinstance(dst_addr, tuple):
+        check(row.get("dst_addr") in dst_addr, "audit row %s: dst_addr is %r, want one of %r"
+              % (row.get("id"), row.get("dst_addr"), dst_addr))
+    else:
+        eq("dst_addr", dst_addr)
+    eq("dst_port", dst_port)
+    eq("resource", resource)
+    eq("protocol", "tcp")
+    check(row.get("tid") and row["tid"] > 0, "audit row %s: tid %r" % (row.get("id"), row.get("tid")))
+    check(row.get("exe") and os.path.realpath(row["exe"]) == os.path.realpath(exe),
+          "audit row %s: exe is %r, want %r" % (row.get("id"), row.get("exe"), os.path.realpath(exe)))
+    check(row.get("agent_addr") in ("127.0.0.1", "::1", "127.0.0.2", "::ffff:127.0.0.1"),
+          "audit row %s: agent_addr %r is not loopback" % (row.get("id"), row.get("agent_addr")))
+    check(row.get("opened_us") and row.get("closed_us") and row["closed_us"] >= row["opened_us"],
+          "audit row %s: opened_us %r closed_us %r" % (row.get("id"), row.get("opened_us"),
+                                                      row.get("closed_us")))
+    now_us = time.time() * 1e6
+    check(abs(now_us - row["opened_us"]) < 120e6, "audit row %s: opened_us %r is not now (%d)"
+          % (row.get("id"), row["opened_us"], now_us))
+    check(0 < row.get("bytes_up", 0) <= req_max, "audit row %s: bytes_up %r not in 1..%d"
+          % (row.get("id"), row.get("bytes_up"), req_max))
+    check(body_len < row.get("bytes_down", 0) <= body_len + 2000,
+          "audit row %s: bytes_down %r, body is %d bytes" % (row.get("id"), row.get("bytes_down"),
+                                                            body_len))
+
+
+def body_ok(body, what):
+    check(body == T.body, "%s: body %d bytes (sha256 %s), want %d bytes"
+          % (what, len(body), hashlib.sha256(body).hexdigest()[:12], len(T.body)))
+
+
+# ---------------------------------------------------------------- cases
+
+def need_up():
+    check(T.up and T.al.running(), "airlockd is not running (an earlier case failed)")
+
+
+def case_check_config():
+    t = T
+    r = subprocess.run([lib.AIRLOCKD, "-n", "-c", t.al.conf], capture_output=True, text=True,
+                       timeout=10)
+    check(r.returncode == 0, "airlockd -n on the test config exited %d: %s"
+          % (r.returncode, r.stderr.strip()))
+    bad = os.path.join(t.tmp, "bad.conf")
+    with open(bad, "w") as f:
+        f.write("# a config with a mistake on line 3\nsteer_port 17701\nno_such_directive 1\n")
+    r = subprocess.run([lib.AIRLOCKD, "-n", "-c", bad], capture_output=True, text=True, timeout=10)
+    check(r.returncode == 1, "airlockd -n on a bad config exited %d, want 1" % r.returncode)
+    check("%s:3:" % bad in r.stderr + r.stdout, "airlockd -n did not name %s:3: (said %r)"
+          % (bad, (r.stderr + r.stdout).strip()))
+
+
+def case_start_and_pin():
+    t = T
+    banner = t.al.start()
+    check("ready" in banner, "no ready line: %r" % banner)
+    check("127.0.0.1:%d" % t.al.steer_port in banner and "[::1]:%d" % t.al.steer_port in banner,
+          "banner does not show the steer port: %r" % banner)
+    check("pinned:  0 cgroups" in banner, "fresh pin root but banner says %r" % banner)
+    r = t.al.ctl("pin", t.cg.path)
+    check(r.returncode == 0, "airlockctl pin %s exited %d: %s" % (t.cg.path, r.returncode,
+                                                                  r.stderr.strip()))
+    st = t.al.status()
+    for k in ("version", "steer_port", "store", "pin_root", "pinned", "live", "accepted",
+              "steered_total", "connections_recorded", "kernel", "sessions"):
+        check(k in st, "status --json has no %r: %s" % (k, st))
+    check(st["steer_port"] == t.al.steer_port, "status steer_port %r" % st["steer_port"])
+    check(st["pin_root"] == t.al.pin_root, "status pin_root %r" % st["pin_root"])
+    check(st["store"] == t.al.store, "status store %r" % st["store"])
+    check(st["pinned"] == [{"cgroup_id": t.cg.id, "path": t.cg.rel}],
+          "status pinned is %r, want [{cgroup_id: %d, path: %s}]" % (st["pinned"], t.cg.id, t.cg.rel))
+    check(os.path.isdir(t.al.pin_root), "no pin dir %s" % t.al.pin_root)
+    T.up = True
+
+
+def upstream_ok(srv, accepted_before, agent_port):
+    """The server saw exactly one new connection, and not from the agent's own socket (relayed)."""
+    check(srv.accepted == accepted_before + 1, "server saw %d connections for one request"
+          % (srv.accepted - accepted_before))
+    check(srv.peers[-1][1] != agent_port, "server's peer port is the agent's own (%d): not relayed"
+          % agent_port)
+
+
+def steered_curl(url, dst_addr):
+    need_up()
+    mark = T.al.max_id()
+    srv = T.srv6 if "[" in url else T.srv4
+    acc = srv.accepted
+    body, port, pid = curl_in(url)
+    body_ok(body, url)
+    upstream_ok(srv, acc, port)
+    row = row_for(mark, port)
+    check_row(row, pid, "curl", CURL, dst_addr, T.http_port, "web", len(T.body), req_max=500)
+    rows = new_rows(mark)
+    check(len(rows) == 1, "one curl made %d audit rows" % len(rows))
+    return row
+
+
+def case_curl_v4():
+    row = steered_curl("http://127.0.0.2:%d/" % T.http_port, "127.0.0.2")
+    # The CLI and the store must agree.
+    db = T.al.db_rows("id = ?", (row["id"],))
+    check(len(db) == 1, "row %d not in sqlite" % row["id"])
+    for k, v in db[0].items():
+        check(row.get(k) == v, "row %d: airlockctl says %s=%r, sqlite says %r"
+              % (row["id"], k, row.get(k), v))
+
+
+def case_curl_v6():
+    steered_curl("http://[::1]:%d/" % T.http_port, "::1")
+
+
+def steered_python(fam, host, want_peer, dst_addr):
+    need_up()
+    mark = T.al.max_id()
+    srv = T.srv6 if dst_addr == "::1" else T.srv4
+    acc = srv.accepted
+    res = agent("http", fam, host, T.http_port)
+    upstream_ok(srv, acc, res["local_port"])
+    check(res["status"].startswith("HTTP/1.0 200"), "status line %r" % res["status"])
+    check(res["body_sha256"] == hashlib.sha256(T.body).hexdigest() and
+          res["body_len"] == len(T.body), "python client got a wrong body (%d bytes)" % res["body_len"])
+    check(res["peer"] == [want_peer, T.http_port], "getpeername() is %r, want %r"
+          % (res["peer"], [want_peer, T.http_port]))
+    row = row_for(mark, res["local_port"])
+    check_row(row, res["pid"], "python3", lib.PY, dst_addr, T.http_port, "web", len(T.body),
+              req_max=500)
+    check(len(new_rows(mark)) == 1, "one connection made %d audit rows" % len(new_rows(mark)))
+
+
+def case_python_v4():
+    steered_python("4", "127.0.0.2", "127.0.0.2", "127.0.0.2")
+
+
+def case_python_v6():
+    steered_python("6", "::1", "::1", "::1")
+
+
+def case_python_v4mapped():
+    steered_python("6", "::ffff:127.0.0.2", "::ffff:127.0.0.2", ("127.0.0.2", "::ffff:127.0.0.2"))
+
+
+def case_outside_not_steered():
+    need_up()
+    mark = T.al.max_id()
+    steered0 = T.al.status()["steered_total"]
+    acc4, acc6 = T.srv4.accepted, T.srv6.accepted
+    for url in ("http://127.0.0.2:%d/" % T.http_port, "http://[::1]:%d/" % T.http_port):
+        body, _, _ = curl(url, inside=False)
+        body_ok(body, url + " outside the cgroup")
+    check(T.srv4.accepted == acc4 + 1 and T.srv6.accepted == acc6 + 1,
+          "servers saw %d/%d new connections, want 1/1" % (T.srv4.accepted - acc4,
+                                                          T.srv6.accepted - acc6))
+    time.sleep(0.2)
+    rows = new_rows(mark)
+    check(not rows, "curl outside the cgroup made audit rows %s" % [r["id"] for r in rows])
+    st = T.al.status()
+    check(st["steered_total"] == steered0, "kernel steered count moved %d -> %d"
+          % (steered0, st["steered_total"]))
+
+
+def case_direct_steer_port():
+    need_up()
+    mark = T.al.max_id()
+    st0 = T.al.status()
+    d0 = st0["kernel"].get("direct_steer_port", 0)
+    for fam, host in (("4", "127.0.0.1"), ("6", "::1")):
+        res = agent("connect", fam, host, T.al.steer_port)
+        check(res["result"] == "EPERM", "connect to %s steer port %d from the cgroup: %s, want EPERM"
+              % (host, T.al.steer_port, res["result"]))
+    st = T.al.status()
+    d1 = st["kernel"].get("direct_steer_port", 0)
+    check(d1 >= d0 + 2, "kernel direct_steer_port went %d -> %d after 2 attempts" % (d0, d1))
+    check(st["accepted"] == st0["accepted"], "airlockd accepted a direct connection (%d -> %d)"
+          % (st0["accepted"], st["accepted"]))
+    check(not new_rows(mark), "direct attempts made audit rows")
+
+
+def case_unpin_direct():
+    need_up()
+    r = T.al.ctl("unpin", T.cg.rel)
+    check(r.returncode == 0, "airlockctl unpin %s exited %d: %s" % (T.cg.rel, r.returncode,
+                                                                    r.stderr.strip()))
+    st = T.al.status()
+    check(st["pinned"] == [], "after unpin status pinned is %r" % st["pinned"])
+    mark = T.al.max_id()
+    steered0 = st["steered_total"]
+    acc = T.srv4.accepted
+    body, port, _ = curl_in("http://127.0.0.2:%d/" % T.http_port)
+    body_ok(body, "unpinned curl")
+    check(T.srv4.accepted == acc + 1, "server saw %d connections" % (T.srv4.accepted - acc))
+    # Direct: the server sees the agent's own port, not one of airlockd's.
+    check(T.srv4.peers[-1][1] == port, "server peer port %d, agent's port %d: not direct"
+          % (T.srv4.peers[-1][1], port))
+    res = agent("http", "6", "::1", T.http_port)
+    check(res["peer"] == ["::1", T.http_port], "unpinned getpeername %r" % res["peer"])
+    time.sleep(0.2)
+    check(not new_rows(mark), "unpinned connections made audit rows")
+    check(T.al.status()["steered_total"] == steered0, "kernel steered count moved after unpin")
+
+
+def case_repin_by_pid():
+    need_up()
+    p = T.cg.popen(["/bin/sleep", "30"])
+    try:
+        check(wait_for(lambda: p.pid in T.cg.procs(), 5), "sleeper never joined the cgroup")
+        r = T.al.ctl("pin", "--pid", str(p.pid))
+        check(r.returncode == 0, "airlockctl pin --pid %d exited %d: %s" % (p.pid, r.returncode,
+                                                                            r.stderr.strip()))
+    finally:
+        lib.stop_process(p, 2, signal.SIGKILL)
+    st = T.al.status()
+    check(st["pinned"] == [{"cgroup_id": T.cg.id, "path": T.cg.rel}],
+          "after pin --pid status pinned is %r" % st["pinned"])
+    r = T.al.ctl("pin", T.cg.rel)
+    check(r.returncode != 0, "pinning an already pinned cgroup succeeded")
+    steered_curl("http://127.0.0.2:%d/" % T.http_port, "127.0.0.2")
+
+
+def case_kill9_fail_closed():
+    need_up()
+    mark = T.al.max_id()
+    T.al.stop(signal.SIGKILL)
+    T.up = False
+    check(os.path.isdir(T.al.pin_root), "pin dir gone after kill -9")
+    acc4, acc6 = T.srv4.accepted, T.srv6.accepted
+    for fam, host in (("4", "127.0.0.2"), ("6", "::1"), ("6", "::ffff:127.0.0.2")):
+        res = agent("connect", fam, host, T.http_port)
+        check(res["result"] == "ECONNREFUSED", "connect to %s:%d with airlockd dead: %s, want "
+              "ECONNREFUSED" % (host, T.http_port, res["result"]))
+        check(res["elapsed"] < 1.0, "refusal took %.2fs" % res["elapsed"])
+    pid, rc, out, err = run_in_cgroup_with_pid(
+        [CURL, "-sS", "--noproxy", "*", "--max-time", "5", "-o", "/dev/null",
+         "http://127.0.0.2:%d/" % T.http_port])
+    check(rc == 7, "curl with airlockd dead exited %d (want 7, couldn't connect): %s"
+          % (rc, err.strip()))
+    time.sleep(0.3)
+    check(T.srv4.accepted == acc4 and T.srv6.accepted == acc6,
+          "servers saw %d/%d connections while airlockd was dead"
+          % (T.srv4.accepted - acc4, T.srv6.accepted - acc6))
+    check(T.al.max_id() == mark, "rows appeared while airlockd was dead")
+
+
+def case_restart_readopts():
+    banner = T.al.start()
+    check("pinned:  1 cgroup " in banner, "restart banner says %r, want pinned:  1 cgroup"
+          % [l for l in banner.splitlines() if "pinned" in l])
+    T.up = True
+    st = T.al.status()
+    check(st["pinned"] == [{"cgroup_id": T.cg.id, "path": T.cg.rel}],
+          "after restart status pinned is %r" % st["pinned"])
+    steered_curl("http://127.0.0.2:%d/" % T.http_port, "127.0.0.2")
+    steered_python("6", "::1", "::1", "::1")
+
+
+def case_bulk():
+    need_up()
+    mark = T.al.max_id()
+    t0 = time.monotonic()
+    res = agent("bulk", "127.0.0.2", T.echo_port, BULK_N, MIB, timeout=70)
+    el = time.monotonic() - t0
+    conns = res["conns"]
+    bad = [c for c in conns if not c["intact"]]
+    check(len(conns) == BULK_N, "client reported %d connections" % len(conns))
+    check(not bad, "%d of %d connections not intact, e.g. %s" % (len(bad), BULK_N, bad[:3]))
+    note("%d x 1 MiB echoed in %.1fs" % (BULK_N, el))
+    ports = {c["port"] for c in conns}
+
+    def closed_rows():
+        rows = [r for r in T.al.connections(limit=5000) if r["id"] > mark]
+        return rows if len(rows) >= BULK_N and all(r["closed_us"] is not None for r in rows) else None
+    check(wait_for(closed_rows, 10, 0.2), "audit rows not all closed 10 s after the echo ended")
+    rows = [r for r in T.al.connections(limit=5000) if r["id"] > mark]
+    check(len(rows) == BULK_N, "%d audit rows for %d connections" % (len(rows), BULK_N))
+    check({r["agent_port"] for r in rows} == ports, "audit rows' agent ports differ from the client's")
+    wrong = [(r["id"], r["bytes_up"], r["bytes_down"], r["reason"], r["resource"]) for r in rows
+             if r["bytes_up"] != MIB or r["bytes_down"] != MIB or r["reason"] != "closed"
+             or r["resource"] != "echo" or r["pid"] != res["pid"] or r["dst_port"] != T.echo_port
+             or r["dst_addr"] != "127.0.0.2" or r["comm"] != "python3"]
+    check(not wrong, "%d rows wrong (id, up, down, reason, resource), e.g. %s" % (len(wrong), wrong[:3]))
+
+
+def case_survives_and_sigterm():
+    need_up()
+    st = T.al.status()
+    check(wait_for(lambda: T.al.status()["live"] == 0, 5), "live connections stay %r"
+          % T.al.status()["live"])
+    db = T.al.db_rows()
+    check(st["connections_recorded"] == len(db), "status connections_recorded %d, store has %d"
+          % (st["connections_recorded"], len(db)))
+    reasons = {}
+    for r in db:
+        reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+    check(reasons == {"closed": len(db)}, "rows end with %r, want all closed" % reasons)
+    check(st["sessions"].get("closed") == len(db), "status sessions %r, store has %d closed"
+          % (st["sessions"], len(db)))
+    check(st["steered_total"] >= len(db), "kernel steered %d < %d rows" % (st["steered_total"], len(db)))
+    rc = T.al.stop(signal.SIGTERM, timeout=10)
+    T.up = False
+    check(rc == 0, "airlockd exited %r on SIGTERM, want 0 (log: %s)" % (rc, T.al.log_tail(5)))
+    check(os.path.isdir(T.al.pin_root), "SIGTERM removed the pins (must fail closed)")
+    res = agent("connect", "4", "127.0.0.2", T.http_port)
+    check(res["result"] == "ECONNREFUSED", "after SIGTERM connect: %s" % res["result"])
+
+
+def case_down_removes_pins():
+    r = T.al.ctl("down", "--pin-root", T.al.pin_root, timeout=30)
+    check(r.returncode == 0, "airlockctl down exited %d: %s" % (r.returncode, r.stderr.strip()))
+    check(not os.path.exists(T.al.pin_root), "pin dir %s still there" % T.al.pin_root)
+    acc = T.srv4.accepted
+    body, port, _ = curl_in("http://127.0.0.2:%d/" % T.http_port)
+    body_ok(body, "curl after down")
+    check(T.srv4.accepted == acc + 1 and T.srv4.peers[-1][1] == port,
+          "after down the agent is still not direct")
+
+
+def case_down_via_daemon():
+    banner = T.al.start()
+    check("pinned:  0 cgroups" in banner, "after down the banner says %r"
+          % [l for l in banner.splitlines() if "pinned" in l])
+    T.up = True
+    r = T.al.ctl("pin", T.cg.name)  # relative to the mount, without the leading "/"
+    check(r.returncode == 0, "pin %s exited %d: %s" % (T.cg.name, r.returncode, r.stderr.strip()))
+    check(T.al.status()["pinned"] == [{"cgroup_id": T.cg.id, "path": T.cg.rel}],
+          "pin %s: status pinned is %r" % (T.cg.name, T.al.status()["pinned"]))
+    r = T.al.ctl("down", "--pin-root", T.al.pin_root, timeout=30)
+    check(r.returncode == 0, "airlockctl down with airlockd up exited %d: %s"
+          % (r.returncode, r.stderr.strip()))
+    try:
+        rc = T.al.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("airlockd still running 10 s after down")
+    T.up = False
+    check(rc == 0, "airlockd exited %d after down" % rc)
+    check(not os.path.exists(T.al.pin_root), "pin dir still there after down via airlockd")
+    res = agent("connect", "4", "127.0.0.2", T.http_port)
+    check(res["result"] == "ok", "after down the agent cannot connect directly: %s" % res["result"])
+
+
+# ---------------------------------------------------------------- main
+
+def setup():
+    t = T
+    t.tmp = lib.make_tempdir()
+    os.chmod(t.tmp, 0o755)
+    t.cg = lib.TestCgroup()
+    t.body = ("airlock-test-%s\n" % lib.RUN_ID).encode() + secrets.token_hex(10000).encode()
+    t.http_port = lib.free_port(("127.0.0.2", "::1"))
+    t.srv4 = lib.start_http_server("127.0.0.2", t.http_port, t.body)
+    t.srv6 = lib.start_http_server("::1", t.http_port, t.body)
+    t.echo_port = lib.free_port(("127.0.0.2",))
+    lib.start_echo_server("127.0.0.2", t.echo_port)
+    t.al = lib.Airlock(t.tmp, [("web", ["127.0.0.2", "::1"], [t.http_port]),
+                               ("echo", ["127.0.0.2"], [t.echo_port])])
+    note("cgroup %s, pins %s, steer port %d, http %d, echo %d, tmp %s"
+         % (t.cg.path, t.al.pin_root, t.al.steer_port, t.http_port, t.echo_port, t.tmp))
+
+
+CASES = [
+    ("airlockd -n accepts the test config and names FILE:3: in a bad one", case_check_config),
+    ("start airlockd and pin the test cgroup; status lists it", case_start_and_pin),
+    ("curl in the cgroup to 127.0.0.2 is steered and audited", case_curl_v4),
+    ("curl in the cgroup to [::1] is steered and audited", case_curl_v6),
+    ("python3 to 127.0.0.2: getpeername shows the original, audited", case_python_v4),
+    ("python3 to [::1]: getpeername shows the original, audited", case_python_v6),
+    ("python3 to ::ffff:127.0.0.2 (v4-mapped): steered, getpeername original", case_python_v4mapped),
+    ("curl outside the cgroup is not steered and not audited", case_outside_not_steered),
+    ("connecting to the steer port from the cgroup is refused (EPERM) and counted",
+     case_direct_steer_port),
+    ("unpin: the cgroup goes direct, no audit rows", case_unpin_direct),
+    ("pin --pid re-pins the cgroup and steering resumes", case_repin_by_pid),
+    ("kill -9 airlockd: connect refused at once, nothing reaches the server", case_kill9_fail_closed),
+    ("restart re-adopts the pinned cgroup and steering resumes", case_restart_readopts),
+    ("%d concurrent connections x 1 MiB echo intact, audited byte counts" % BULK_N, case_bulk),
+    ("airlockd survived, rows all closed, SIGTERM exits 0, pins stay", case_survives_and_sigterm),
+    ("airlockctl down --pin-root without a daemon removes the pins", case_down_removes_pins),
+    ("airlockctl down with airlockd running stops it and removes the pins", case_down_via_daemon),
+]
+
+
+def main():
+    res = lib.Results()
+    if os.geteuid() != 0:
+        res.not_ok("test_steer", "needs root (loads BPF, creates a cgroup)")
+        return 1
+    for b in (lib.AIRLOCKD, lib.AIRLOCKCTL, CURL):
+        if not os.access(b, os.X_OK):
+            res.not_ok("test_steer", "%s is missing (run make all)" % b)
+            return 1
+    lib.install_exit_handlers()
+    t0 = time.monotonic()
+    try:
+        try:
+            setup()
+        except Exception as e:
+            res.not_ok("test_steer setup", "%s: %s" % (type(e).__name__, e))
+            return 1
+        for name, fn in CASES:
+            res.case(name, fn)
+    finally:
+        if T.al is not None and T.al.running():
+            T.al.stop()
+        if T.al is not None:
+            # The daemon's log goes with the temp dir: show its complaints (all of it on failure).
+            for line in T.al.log_lines():
+                if res.failed or "error" in line or "warn" in line:
+                    note("airlockd: " + line)
+        lib.run_cleanup()
+    leftovers = [p for p in (T.cg and T.cg.path, T.al and T.al.pin_root) if p and os.path.exists(p)]
+    if leftovers:
+        res.not_ok("test_steer cleanup", "left behind %s" % leftovers)
+    note("%d passed, %d failed in %.1fs" % (res.passed, res.failed, time.monotonic() - t0))
+    return 1 if res.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+/* Host tests of the fence's pure decision helpers (bpf/lib/fence.h). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "harness.h"
+#include "lib/fence.h"
+
+static struct al_addr v4(const char *s)
+{
+	struct al_addr a;
+	struct in_addr in;
+
+	inet_pton(AF_INET, s, &in);
+	al_addr_from_v4(&a, in.s_addr);
+	return a;
+}
+
+/* The ABI constants must agree with libc's, since BPF cannot include libc. */
+static void test_abi_constants(void)
+{
+	CHECK(AL_AF_INET == AF_INET);
+	CHECK(AL_AF_INET6 == AF_INET6);
+	CHECK(AL_AF_UNIX == AF_UNIX);
+	CHECK(AL_AF_NETLINK == AF_NETLINK);
+	CHECK(AL_SOCK_STREAM == SOCK_STREAM);
+	CHECK(AL_SOCK_DGRAM == SOCK_DGRAM);
+	CHECK(AL_IPPROTO_TCP == IPPROTO_TCP);
+	CHECK(AL_IPPROTO_UDP == IPPROTO_UDP);
+	CHECK(AL_IPPROTO_ICMP == IPPROTO_ICMP);
+	CHECK(AL_IPPROTO_ICMPV6 == IPPROTO_ICMPV6);
+}
+
+static void test_sock_create(void)
+{
+	__u32 r;
+
+	CHECK(al_sock_create_allowed(AF_INET, SOCK_STREAM, 0, &r) && r == AL_REASON_NONE);
+	CHECK(al_sock_create_allowed(AF_INET6, SOCK_STREAM, IPPROTO_TCP, &r));
+	CHECK(al_sock_create_allowed(AF_INET, SOCK_DGRAM, 0, &r));
+	CHECK(al_sock_create_allowed(AF_INET6, SOCK_DGRAM, IPPROTO_UDP, &r));
+	CHECK(al_sock_create_allowed(AF_UNIX, SOCK_STREAM, 0, &r));
+	CHECK(al_sock_create_allowed(AF_UNIX, SOCK_DGRAM, 0, &r));
+	CHECK(al_sock_create_allowed(AF_NETLINK, SOCK_RAW, 0 /* NETLINK_ROUTE */, &r));
+
+	CHECK(!al_sock_create_allowed(AF_INET, SOCK_RAW, IPPROTO_ICMP, &r) && r == AL_REASON_SOCK_TYPE);
+	CHECK(!al_sock_create_allowed(AF_INET6, SOCK_RAW, IPPROTO_RAW, &r) && r == AL_REASON_SOCK_TYPE);
+	/* ICMP echo ("ping") sockets and UDP-Lite are datagram sockets: judged by protocol. */
+	CHECK(!al_sock_create_allowed(AF_INET, SOCK_DGRAM, IPPROTO_ICMP, &r) && r == AL_REASON_SOCK_TYPE);
+	CHECK(!al_sock_create_allowed(AF_INET6, SOCK_DGRAM, IPPROTO_ICMPV6, &r));
+	CHECK(!al_sock_create_allowed(AF_INET, SOCK_DGRAM, 136 /* UDP-Lite */, &r));
+	CHECK(!al_sock_create_allowed(AF_INET, SOCK_STREAM, 132 /* SCTP */, &r));
+	CHECK(!al_sock_create_allowed(AF_INET, SOCK_STREAM, 262 /* MPTCP */, &r));
+	CHECK(!al_sock_create_allowed(AF_INET, SOCK_SEQPACKET, 0, &r));
+	CHECK(!al_sock_create_allowed(AF_PACKET, SOCK_RAW, 0, &r) && r == AL_REASON_SOCK_FAMILY);
+	CHECK(!al_sock_create_allowed(AF_NETLINK, SOCK_RAW, 9 /* NETLINK_AUDIT */, &r) &&
+	      r == AL_REASON_SOCK_TYPE);
+	CHECK(!al_sock_create_allowed(40 /* AF_VSOCK */, SOCK_STREAM, 0, &r) && r == AL_REASON_SOCK_FAMILY);
+}
+
+static void test_udp(void)
+{
+	__u32 r;
+
+	CHECK(al_udp_allowed(53, 1, &r) && r == AL_REASON_NONE);
+	CHECK(!al_udp_allowed(53, 0, &r) && r == AL_REASON_DNS_RESOLVER);
+	CHECK(!al_udp_allowed(443, 1, &r) && r == AL_REASON_QUIC_DENIED);
+	CHECK(!al_udp_allowed(443, 0, &r) && r == AL_REASON_QUIC_DENIED);
+	CHECK(!al_udp_allowed(123, 1, &r) && r == AL_REASON_UDP_DENIED);
+	CHECK(!al_udp_allowed(5353, 1, &r) && r == AL_REASON_UDP_DENIED);
+}
+
+static void test_egress(void)
+{
+	struct al_addr lo = v4("127.0.0.1"), other = v4("192.0.2.1"), lo6;
+
+	inet_pton(AF_INET6, "::1", lo6.w);
+	CHECK(al_egress_allowed(IPPROTO_TCP, &lo, 7700, 7700, 0));
+	CHECK(al_egress_allowed(IPPROTO_TCP, &lo6, 7700, 7700, 0));
+	CHECK(!al_egress_allowed(IPPROTO_TCP, &lo, 7701, 7700, 0));
+	CHECK(!al_egress_allowed(IPPROTO_TCP, &other, 7700, 7700, 0));
+	CHECK(al_egress_allowed(IPPROTO_UDP, &other, 53, 7700, 1));
+	CHECK(!al_egress_allowed(IPPROTO_UDP, &other, 53, 7700, 0));
+	CHECK(!al_egress_allowed(IPPROTO_UDP, &other, 443, 7700, 1));
+	CHECK(!al_egress_allowed(IPPROTO_ICMP, &lo, 0, 7700, 1));
+	CHECK(!al_egress_allowed(47 /* GRE */, &other, 0, 7700, 1));
+}
+
+int main(void)
+{
+	RUN(test_abi_constants);
+	RUN(test_sock_create);
+	RUN(test_udp);
+	RUN(test_egress);
+	TEST_EXIT();
+}
