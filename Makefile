@@ -16,7 +16,7 @@ BPF_SRC  := $(wildcard bpf/*.bpf.c)
 BPF_OBJ  := $(patsubst bpf/%.bpf.c,$(B)/%.bpf.o,$(BPF_SRC))
 SKELS    := $(patsubst bpf/%.bpf.c,$(B)/%.skel.h,$(BPF_SRC))
 
-LIB_SRC  := $(wildcard userspace/lib/*.c userspace/config/*.c userspace/store/*.c userspace/kernel/*.c userspace/control/*.c \
+LIB_SRC  := $(wildcard userspace/lib/*.c userspace/config/*.c userspace/store/*.c userspace/kernel/*.c userspace/control/*.c userspace/tls/*.c \
               userspace/proto/*/*.c)
 LIB_OBJ  := $(patsubst %.c,$(B)/%.o,$(LIB_SRC)) $(B)/default_conf.o
 D_SRC    := $(wildcard userspace/airlockd/*.c userspace/net/*.c)

@@ -12,13 +12,13 @@
 # The server (tcpbench server) runs in this script's cgroup on 127.0.0.2.
 # Everything is created under a unique name and removed on any exit.
 #
-# Knobs (environment): BENCH_ROUNDS (3), BENCH_RR_N (20000 connections per
+# Knobs (environment): BENCH_ROUNDS (5), BENCH_RR_N (20000 connections per
 # rr run), BENCH_BULK (1g per stream), BENCH_SERVER_THREADS (2).
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 RR_N=${BENCH_RR_N:-20000}
 BULK=${BENCH_BULK:-1g}
 SERVER_THREADS=${BENCH_SERVER_THREADS:-2}
@@ -168,6 +168,7 @@ attached() {
 
 set_pinned 1
 echo "airlockd $(sed -n 's/^airlockd \(.*\) ready$/\1/p' "$TMP/airlockd.out") (pid $AIRLOCKD_PID), steer port $STEER_PORT, store on $(df -T "$TMP" | awk 'NR == 2 { print $2 }')"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "server $SERVER_ADDR:$SERVER_PORT ($SERVER_THREADS threads, in $(sed -n 's/^0:://p' /proc/$$/cgroup)); $(nproc) CPUs; kernel $(uname -r)"
 echo "cgroups: agent ${AGENT_CG#"$CG2"} ($(attached "$AGENT_CG") programs attached), plain ${PLAIN_CG#"$CG2"} ($(attached "$PLAIN_CG") attached)"
 set_pinned 0
@@ -316,4 +317,4 @@ if [ -s "$TMP/anomalies" ]; then
 	echo "ANOMALIES:"
 	sed 's/^/  /' "$TMP/anomalies"
 fi
-echo "measured in ${ELAPSED}s"
+echo "measured in ${ELAPSED}s; load average after: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the host skews the figures)"

