@@ -156,14 +156,26 @@ set_pinned() {
 	PINNED=$1
 }
 
+# Connections airlockd accepted since it started; the run stops if it no longer answers.
 accepted() {
-	"${CTL[@]}" status --json | sed -n 's/^ *"accepted": *\([0-9]*\).*/\1/p'
+	local json n
+	json=$("${CTL[@]}" status --json) ||
+		die "airlockd does not answer any more; its stderr: $(tail -n 5 "$TMP/airlockd.err" | tr '\n' ' ')"
+	n=$(printf '%s\n' "$json" | sed -n 's/^ *"accepted": *\([0-9]*\).*/\1/p')
+	[ -n "$n" ] || die "airlockctl status --json has no \"accepted\" count"
+	echo "$n"
 }
 
 # How many programs the kernel shows attached to a cgroup (bpftool is optional).
 attached() {
 	command -v bpftool >/dev/null || { echo "?"; return; }
 	bpftool cgroup show "$1" 2>/dev/null | awk 'NR > 1 && NF' | wc -l
+}
+
+# Lines of programs attached to any cgroup on the host (0 when nothing is).
+attached_anywhere() {
+	command -v bpftool >/dev/null || { echo 0; return; }
+	bpftool cgroup tree 2>/dev/null | awk 'NR > 2 && NF' | wc -l
 }
 
 set_pinned 1
@@ -187,6 +199,9 @@ client() {
 	agent) set_pinned 1; cg=$AGENT_CG ;;
 	esac
 	rel=${cg#"$CG2"}
+	if [ "$mode" = direct ] && [ "$(attached_anywhere)" != 0 ]; then
+		echo "direct $*: cgroup BPF programs of another owner are attached on this host ($(attached_anywhere) lines in bpftool cgroup tree); direct is not pristine" >>"$TMP/anomalies"
+	fi
 	# The client joins the cgroup, proves it, and only then becomes tcpbench.
 	sh -c 'echo $$ > "$1/cgroup.procs" && grep -qx "0::$2" /proc/$$/cgroup && shift 2 && exec "$@"' \
 		sh "$cg" "$rel" timeout "$CLIENT_TIMEOUT" "$TB" "$@" -a "$SERVER_ADDR" -p "$SERVER_PORT" \

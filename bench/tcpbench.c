@@ -65,7 +65,7 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int parse_ulong(const char *s, unsigned long lo, unsigned long hi, unsigned long *out)
+static AL_MUST int parse_ulong(const char *s, unsigned long lo, unsigned long hi, unsigned long *out)
 {
 	char *end;
 	unsigned long v;
@@ -79,7 +79,7 @@ static int parse_ulong(const char *s, unsigned long lo, unsigned long hi, unsign
 }
 
 /* Bytes with an optional k, m or g suffix (powers of 1024). */
-static int parse_bytes(const char *s, uint64_t *out)
+static AL_MUST int parse_bytes(const char *s, uint64_t *out)
 {
 	char *end;
 	unsigned long long v;
@@ -106,7 +106,7 @@ static int parse_bytes(const char *s, uint64_t *out)
 }
 
 /* Only loopback: this program must never put load on a real network. */
-static int parse_loopback(const char *s, struct sockaddr_in *sin)
+static AL_MUST int parse_loopback(const char *s, struct sockaddr_in *sin)
 {
 	memset(sin, 0, sizeof(*sin));
 	sin->sin_family = AF_INET;
@@ -176,7 +176,7 @@ static void conn_free(struct conn *c)
 }
 
 /* Writes the rest of the answer. 1 when all of it is out, 0 to wait, -1 on error. */
-static int conn_flush(struct server_thread *t, struct conn *c)
+static AL_MUST int conn_flush(struct server_thread *t, struct conn *c)
 {
 	const unsigned char *p = c->kind == 'R' ? t->resp : c->ack;
 	uint32_t len = c->kind == 'R' ? c->resp_len : sizeof(c->ack);
@@ -201,7 +201,7 @@ static int conn_flush(struct server_thread *t, struct conn *c)
 	return 1;
 }
 
-static int conn_header(struct conn *c)
+static AL_MUST int conn_header(struct conn *c)
 {
 	c->kind = c->hdr[0];
 	c->req_len = get_be32(c->hdr + 4);
@@ -212,7 +212,7 @@ static int conn_header(struct conn *c)
 }
 
 /* Reads what is there. 1 when the answer is due, 0 to wait, -1 to drop the connection. */
-static int conn_read(struct server_thread *t, struct conn *c)
+static AL_MUST int conn_read(struct server_thread *t, struct conn *c)
 {
 	for (;;) {
 		ssize_t n = read(c->fd, t->buf, sizeof(t->buf));
@@ -315,7 +315,7 @@ static void *server_loop(void *arg)
 }
 
 /* A reuseport listener on addr; fills in the port if it was 0. */
-static int listen_reuseport(struct sockaddr_in *addr)
+static AL_MUST int listen_reuseport(struct sockaddr_in *addr)
 {
 	socklen_t len = sizeof(*addr);
 	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -386,7 +386,7 @@ static void worker_error(struct client_worker *w, const char *what)
 		snprintf(w->first_error, sizeof(w->first_error), "%s: %s", what, strerror(errno));
 }
 
-static int client_socket(const struct opts *o, int timeout_s)
+static AL_MUST int client_socket(const struct opts *o, int timeout_s)
 {
 	struct timeval tv = { .tv_sec = timeout_s };
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -405,7 +405,7 @@ static int client_socket(const struct opts *o, int timeout_s)
 	return fd;
 }
 
-static int write_all(int fd, const unsigned char *p, size_t len)
+static AL_MUST int write_all(int fd, const unsigned char *p, size_t len)
 {
 	while (len > 0) {
 		ssize_t n = write(fd, p, len);
@@ -421,7 +421,7 @@ static int write_all(int fd, const unsigned char *p, size_t len)
 }
 
 /* Reads exactly len bytes, then expects the peer's FIN (it closes first). */
-static int read_all_then_eof(int fd, unsigned char *p, size_t len, double *t_done)
+static AL_MUST int read_all_then_eof(int fd, unsigned char *p, size_t len, double *t_done)
 {
 	unsigned char extra;
 	size_t got = 0;

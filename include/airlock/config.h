@@ -12,6 +12,24 @@
 
 enum al_proto {
 	AL_PROTO_TCP = 0,       /* relay bytes as they are */
+	AL_PROTO_POSTGRES = 1,  /* terminate PostgreSQL, classify every statement */
+};
+
+enum al_upstream_tls {
+	AL_UPSTREAM_TLS_DISABLE = 0,
+	AL_UPSTREAM_TLS_REQUIRE = 1,     /* encrypted, peer not checked (sslmode=require) */
+	AL_UPSTREAM_TLS_VERIFY_FULL = 2, /* chain and host name checked */
+};
+
+/* One `rule` line of a resource: every condition given must hold. */
+struct al_rule {
+	int allow;              /* 1 allow, 0 deny */
+	uint32_t kinds;         /* bit per enum pg_kind; 0 = any kind */
+	char **relations;       /* any of these (case-insensitive, schema optional) */
+	size_t n_relations;
+	int unbounded_write;    /* only UPDATE/DELETE without WHERE */
+	int line;
+	char text[160];         /* the rule as written, for messages and audit */
 };
 
 enum al_default_action {
@@ -35,6 +53,13 @@ struct al_resource {
 	size_t n_ports;
 	enum al_proto proto;
 	int line;               /* where it was declared */
+	/* postgres */
+	enum al_upstream_tls upstream_tls;
+	char *upstream_ca;      /* CA file for verify-full; NULL: system roots */
+	char *tls_name;         /* name on the minted leaf and checked upstream */
+	char *credential;       /* key into the secrets file */
+	struct al_rule *rules;  /* first match decides; none matches: allow */
+	size_t n_rules;
 };
 
 struct al_config {
@@ -54,6 +79,9 @@ struct al_config {
 	struct al_addr resolvers[AL_RESOLVERS_MAX];
 	size_t n_resolvers;
 	int resolvers_set;
+	char *secrets_path;     /* upstream credentials (root-only file) */
+	char *ca_dir;           /* the Airlock CA */
+	size_t pg_max_message;  /* longest PostgreSQL message accepted from an agent */
 };
 
 /* Parse `text` (named `source` in messages). On error returns -1 and writes

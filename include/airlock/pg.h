@@ -284,6 +284,19 @@ struct pg_stmt_list {
 };
 
 /*
+ * How kinds are decided (an unknown statement type is ddl, never read):
+ *   a SELECT/INSERT/... that writes anywhere (writing CTEs, nested) is its most destructive
+ *   write: delete > merge > update > insert; TRUNCATE is an unbounded delete; SELECT INTO and
+ *   CREATE TABLE AS are ddl; EXPLAIN ANALYZE, PREPARE and DECLARE take their statement's kind
+ *   (plain EXPLAIN is read); COPY to/from STDIN/STDOUT is copy, with PROGRAM or a server file
+ *   copy_program, with a writing query that write; SET ROLE, SET SESSION AUTHORIZATION and
+ *   role/privilege statements are dcl; SET TRANSACTION is transaction; ALTER SYSTEM, CREATE
+ *   EXTENSION, LOAD are ddl; a read (or COPY out) calling set_config('role', ...) is dcl, one
+ *   calling server-file functions (pg_read_file, lo_import, ...) copy_program, one calling
+ *   pg_terminate_backend, pg_reload_conf, ... utility.
+ * Statements nested deeper than the library can serialize on an 8 MB stack are refused with
+ * "statement nested too deeply" (PostgreSQL refuses them too).
+ *
  * Splits sql into statements with the PostgreSQL parser and classifies each. Returns 0 (n may
  * be 0 for an empty or comment-only string) or -1 with the parser's message in err (also on
  * out-of-memory). out is always safe to pass to pg_stmt_list_free afterwards.

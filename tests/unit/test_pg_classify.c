@@ -115,6 +115,17 @@ static const struct kcase cases[] = {
 	{ "LOCK TABLE t IN ACCESS EXCLUSIVE MODE", "utility", 0, "t" },
 	{ "CHECKPOINT", "utility", 0, "" },
 	{ "CLOSE c", "utility", 0, "" },
+	/* side-effect functions make a read something else */
+	{ "SELECT set_config('role', 'postgres', false)", "dcl", 0, "" },
+	{ "SELECT pg_catalog.set_config('ROLE', 'postgres', false)", "dcl", 0, "" },
+	{ "SELECT set_config(name, 'x', false) FROM t", "dcl", 0, "t" },
+	{ "SELECT set_config('search_path', 'x', false)", "utility", 0, "" },
+	{ "SELECT pg_read_file('/etc/passwd')", "copy_program", 0, "" },
+	{ "SELECT * FROM t WHERE a = (SELECT lo_import('/etc/shadow'))", "copy_program", 0, "t" },
+	{ "COPY (SELECT pg_read_file('x')) TO STDOUT", "copy_program", 0, "" },
+	{ "SELECT pg_terminate_backend(pid) FROM pg_stat_activity", "utility", 0, "pg_stat_activity" },
+	{ "SELECT myschema.pg_read_file('x')", "read", 0, "" },
+	{ "SELECT count(*), now() FROM t", "read", 0, "t" },
 	/* relations: CTE names are not relations, but only where they are in scope */
 	{ "WITH x AS (SELECT 1) SELECT * FROM x", "read", 0, "" },
 	{ "WITH users AS (SELECT * FROM users) SELECT * FROM users", "read", 0, "users" },

@@ -1,5 +1,6 @@
 /* airlock.conf: tokenizer, directive parser with "source:line:" errors, and resource matching. */
 #include <airlock/config.h>
+#include <airlock/pg.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +18,9 @@
 #define DEF_CONNECT_TIMEOUT_MS	10000u
 #define DEF_MAX_SESSIONS	10000u
 #define DEF_RELAY_BUFFER	(256u * 1024)
+#define DEF_SECRETS		"/etc/airlock/secrets.conf"
+#define DEF_CA_DIR		"/var/lib/airlock/ca"
+#define DEF_PG_MAX_MESSAGE	(16u * 1024 * 1024)
 
 #define BPF_FS			"/sys/fs/bpf/"
 #define MAX_CONNECT_TIMEOUT_MS	(60u * 60 * 1000)
@@ -42,7 +46,8 @@ struct line {
 
 enum top_directive {
 	TD_STEER_PORT, TD_CONTROL_SOCKET, TD_STORE, TD_PIN_ROOT, TD_DEFAULT,
-	TD_CONNECT_TIMEOUT, TD_MAX_SESSIONS, TD_RELAY_BUFFER, TD_RESOLVER, TD_COUNT
+	TD_CONNECT_TIMEOUT, TD_MAX_SESSIONS, TD_RELAY_BUFFER, TD_RESOLVER, TD_SECRETS, TD_CA_DIR,
+	TD_PG_MAX_MESSAGE, TD_COUNT
 };
 
 struct parser {
@@ -68,6 +73,7 @@ static const struct {
 	enum al_proto proto;
 } protos[] = {
 	{ "tcp", AL_PROTO_TCP },
+	{ "postgres", AL_PROTO_POSTGRES },
 };
 
 static int fail(struct parser *ps, int line, const char *fmt, ...) AL_PRINTF(3, 4);
@@ -467,6 +473,35 @@ static int d_resolver(struct parser *ps, const struct line *ln)
 	return 0;
 }
 
+static int d_secrets(struct parser *ps, const struct line *ln)
+{
+	if (!is_abs_path(arg1(ln)))
+		return fail(ps, ln->no, "secrets: '%s' is not an absolute path", arg1(ln));
+	return set_string(ps, &ps->c->secrets_path, arg1(ln));
+}
+
+static int d_ca_dir(struct parser *ps, const struct line *ln)
+{
+	if (!is_abs_path(arg1(ln)))
+		return fail(ps, ln->no, "ca_dir: '%s' is not an absolute path", arg1(ln));
+	return set_string(ps, &ps->c->ca_dir, arg1(ln));
+}
+
+static int d_pg_max_message(struct parser *ps, const struct line *ln)
+{
+	static const struct unit units[] = {
+		{ "", 1 }, { "k", 1024 }, { "K", 1024 },
+		{ "m", 1024 * 1024 }, { "M", 1024 * 1024 }, { NULL, 0 },
+	};
+	uint64_t v;
+
+	if (parse_scaled(arg1(ln), units, &v) < 0 || v < 1024 || v > 1024u * 1024 * 1024)
+		return fail(ps, ln->no, "pg_max_message: '%s' is not a size from 1k to 1024m",
+			    arg1(ln));
+	ps->c->pg_max_message = (size_t)v;
+	return 0;
+}
+
 static const struct directive top_directives[TD_COUNT] = {
 	[TD_STEER_PORT]      = { "steer_port", 1, 1, d_steer_port },
 	[TD_CONTROL_SOCKET]  = { "control_socket", 1, 1, d_control_socket },
@@ -477,6 +512,9 @@ static const struct directive top_directives[TD_COUNT] = {
 	[TD_MAX_SESSIONS]    = { "max_sessions", 1, 1, d_max_sessions },
 	[TD_RELAY_BUFFER]    = { "relay_buffer", 1, 1, d_relay_buffer },
 	[TD_RESOLVER]        = { "resolver", 1, 0, d_resolver },
+	[TD_SECRETS]         = { "secrets", 1, 1, d_secrets },
+	[TD_CA_DIR]          = { "ca_dir", 1, 1, d_ca_dir },
+	[TD_PG_MAX_MESSAGE]  = { "pg_max_message", 1, 1, d_pg_max_message },
 };
 
 /* ---- resource blocks ---- */
@@ -714,10 +752,116 @@ static int d_protocol(struct parser *ps, const struct line *ln)
 	return fail(ps, ln->no, "unknown protocol '%s' (valid: %s)", s, valid);
 }
 
+static bool is_resource_name(const char *s);
+
+static int d_upstream_tls(struct parser *ps, const struct line *ln)
+{
+	static const char *const modes[] = { "disable", "require", "verify-full" };
+	struct al_resource *r = cur_res(ps);
+
+	for (size_t i = 0; i < AL_ARRAY_LEN(modes); i++) {
+		if (strcmp(arg1(ln), modes[i]) == 0) {
+			r->upstream_tls = (enum al_upstream_tls)i;
+			return 0;
+		}
+	}
+	return fail(ps, ln->no, "upstream_tls: '%s' (valid: disable, require, verify-full)", arg1(ln));
+}
+
+static int d_upstream_ca(struct parser *ps, const struct line *ln)
+{
+	if (!is_abs_path(arg1(ln)))
+		return fail(ps, ln->no, "upstream_ca: '%s' is not an absolute path", arg1(ln));
+	return set_string(ps, &cur_res(ps)->upstream_ca, arg1(ln));
+}
+
+static int d_tls_name(struct parser *ps, const struct line *ln)
+{
+	return set_string(ps, &cur_res(ps)->tls_name, arg1(ln));
+}
+
+static int d_credential(struct parser *ps, const struct line *ln)
+{
+	if (!is_resource_name(arg1(ln)))
+		return fail(ps, ln->no, "credential: bad name '%s'", arg1(ln));
+	return set_string(ps, &cur_res(ps)->credential, arg1(ln));
+}
+
+/* rule allow|deny [kind K ...] [relation R ...] [unbounded_write] */
+static int d_rule(struct parser *ps, const struct line *ln)
+{
+	struct al_resource *r = cur_res(ps);
+	struct al_rule *v, *rule;
+	size_t i, off = 0;
+	int mode = 0; /* 1 kinds, 2 relations */
+
+	v = reallocarray(r->rules, r->n_rules + 1, sizeof(*v));
+	if (!v)
+		return oom(ps);
+	r->rules = v;
+	rule = &v[r->n_rules];
+	memset(rule, 0, sizeof(*rule));
+	r->n_rules++;
+	rule->line = ln->no;
+	for (i = 0; i < ln->n && off < sizeof(rule->text); i++) {
+		int n = snprintf(rule->text + off, sizeof(rule->text) - off, "%s%s", i ? " " : "",
+				 ln->v[i].s);
+
+		if (n < 0)
+			break;
+		off += (size_t)n;
+	}
+	if (strcmp(ln->v[1].s, "allow") == 0)
+		rule->allow = 1;
+	else if (strcmp(ln->v[1].s, "deny") != 0)
+		return fail(ps, ln->no, "rule: expected allow or deny, not '%s'", ln->v[1].s);
+	for (i = 2; i < ln->n; i++) {
+		const char *w = ln->v[i].s;
+		enum pg_kind k;
+
+		if (strcmp(w, "kind") == 0) {
+			mode = 1;
+		} else if (strcmp(w, "relation") == 0) {
+			mode = 2;
+		} else if (strcmp(w, "unbounded_write") == 0) {
+			rule->unbounded_write = 1;
+			mode = 0;
+		} else if (mode == 1) {
+			if (pg_kind_parse(w, &k) < 0)
+				return fail(ps, ln->no, "rule: unknown kind '%s' (see `airlockctl classify"
+					    " pg`)", w);
+			rule->kinds |= 1u << k;
+		} else if (mode == 2) {
+			char **rv = reallocarray(rule->relations, rule->n_relations + 1, sizeof(*rv));
+
+			if (!rv)
+				return oom(ps);
+			rule->relations = rv;
+			rv[rule->n_relations] = strdup(w);
+			if (!rv[rule->n_relations])
+				return oom(ps);
+			rule->n_relations++;
+		} else {
+			return fail(ps, ln->no, "rule: unexpected '%s' (conditions: kind K..., "
+				    "relation R..., unbounded_write)", w);
+		}
+	}
+	if (mode == 1 && !rule->kinds)
+		return fail(ps, ln->no, "rule: 'kind' needs at least one kind");
+	if (mode == 2 && !rule->n_relations)
+		return fail(ps, ln->no, "rule: 'relation' needs at least one name");
+	return 0;
+}
+
 static const struct directive res_directives[] = {
 	{ "address", 1, 0, d_address },
 	{ "port", 1, 0, d_port },
 	{ "protocol", 1, 1, d_protocol },
+	{ "upstream_tls", 1, 1, d_upstream_tls },
+	{ "upstream_ca", 1, 1, d_upstream_ca },
+	{ "tls_name", 1, 1, d_tls_name },
+	{ "credential", 1, 1, d_credential },
+	{ "rule", 1, 0, d_rule },
 };
 
 /* 1..63 of A-Z a-z 0-9 . _ - : names appear in logs, the console and airlockctl arguments. */
@@ -768,6 +912,29 @@ static int close_resource(struct parser *ps)
 		return fail(ps, r->line, "resource '%s' has no address", r->name);
 	if (r->n_ports == 0)
 		return fail(ps, r->line, "resource '%s' has no port", r->name);
+	if (r->proto != AL_PROTO_POSTGRES && (r->n_rules || r->credential || r->tls_name ||
+					      r->upstream_ca || r->upstream_tls))
+		return fail(ps, r->line, "resource '%s': rule, credential, tls_name and upstream_* "
+			    "need protocol postgres", r->name);
+	if (r->proto == AL_PROTO_POSTGRES && !r->credential)
+		return fail(ps, r->line, "resource '%s' needs a credential (the upstream login, "
+			    "kept in the secrets file)", r->name);
+	if (r->upstream_ca && r->upstream_tls != AL_UPSTREAM_TLS_VERIFY_FULL)
+		return fail(ps, r->line, "resource '%s': upstream_ca needs upstream_tls verify-full",
+			    r->name);
+	if (!r->tls_name) {
+		/* The name agents dial: the first host name, else the first address. */
+		char buf[64];
+
+		if (r->n_hosts)
+			r->tls_name = strdup(r->hosts[0]);
+		else {
+			al_addr_str(&r->nets[0].addr, buf, sizeof(buf));
+			r->tls_name = strdup(buf);
+		}
+		if (!r->tls_name)
+			return oom(ps);
+	}
 	ps->cur = -1;
 	return 0;
 }
@@ -865,7 +1032,11 @@ static struct al_config *config_new(const char *source)
 	c->control_socket = strdup(DEF_CONTROL_SOCKET);
 	c->store_path = strdup(DEF_STORE);
 	c->pin_root = strdup(DEF_PIN_ROOT);
-	if (!c->source || !c->control_socket || !c->store_path || !c->pin_root) {
+	c->secrets_path = strdup(DEF_SECRETS);
+	c->ca_dir = strdup(DEF_CA_DIR);
+	c->pg_max_message = DEF_PG_MAX_MESSAGE;
+	if (!c->source || !c->control_socket || !c->store_path || !c->pin_root ||
+	    !c->secrets_path || !c->ca_dir) {
 		config_free(c);
 		return NULL;
 	}
@@ -1007,12 +1178,23 @@ void config_free(struct al_config *c)
 		free(r->hosts);
 		free(r->nets);
 		free(r->ports);
+		free(r->upstream_ca);
+		free(r->tls_name);
+		free(r->credential);
+		for (j = 0; j < r->n_rules; j++) {
+			for (size_t k = 0; k < r->rules[j].n_relations; k++)
+				free(r->rules[j].relations[k]);
+			free(r->rules[j].relations);
+		}
+		free(r->rules);
 	}
 	free(c->resources);
 	free(c->source);
 	free(c->control_socket);
 	free(c->store_path);
 	free(c->pin_root);
+	free(c->secrets_path);
+	free(c->ca_dir);
 	free(c);
 }
 

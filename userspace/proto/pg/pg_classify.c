@@ -71,6 +71,7 @@ struct walk {
 	size_t cap_rel;
 	int dml;		/* DML_* seen anywhere */
 	int unbounded;		/* an UPDATE/DELETE without WHERE seen */
+	int fn_rank;		/* most dangerous side-effect function seen (fn_rank_of) */
 	int depth;
 	int failed;		/* out of memory or too deep */
 	int too_deep;
@@ -201,6 +202,60 @@ out:
 	pg_buf_free(&b);
 }
 
+/*
+ * Built-in functions that make a "read" do something else: set_config('role', ...) is SET ROLE,
+ * the file and large-object functions touch the server's filesystem, the rest signal or
+ * reconfigure the server. Ranked: 0 none, 1 utility, 2 dcl, 3 copy_program.
+ */
+static const struct {
+	const char *name;
+	int rank;
+} side_effect_fns[] = {
+	{ "pg_read_file", 3 }, { "pg_read_binary_file", 3 }, { "pg_ls_dir", 3 },
+	{ "pg_stat_file", 3 }, { "lo_import", 3 }, { "lo_export", 3 }, { "pg_ls_logdir", 3 },
+	{ "pg_ls_waldir", 3 }, { "pg_ls_tmpdir", 3 }, { "pg_ls_archive_statusdir", 3 },
+	{ "pg_file_write", 3 }, { "pg_file_rename", 3 }, { "pg_file_unlink", 3 },
+	{ "pg_terminate_backend", 1 }, { "pg_cancel_backend", 1 }, { "pg_reload_conf", 1 },
+	{ "pg_rotate_logfile", 1 }, { "pg_promote", 1 }, { "pg_switch_wal", 1 },
+	{ "pg_create_restore_point", 1 },
+};
+
+static void note_func_call(struct walk *w, const PgQuery__FuncCall *fc)
+{
+	const PgQuery__Node *last, *a0;
+	const char *name;
+	int rank = 0;
+
+	if (!fc->n_funcname || fc->n_funcname > 2)
+		return;
+	if (fc->n_funcname == 2) {
+		const PgQuery__Node *schema = fc->funcname[0];
+
+		if (!schema || schema->node_case != PG_QUERY__NODE__NODE_STRING ||
+		    strcmp(schema->string->sval, "pg_catalog"))
+			return;
+	}
+	last = fc->funcname[fc->n_funcname - 1];
+	if (!last || last->node_case != PG_QUERY__NODE__NODE_STRING)
+		return;
+	name = last->string->sval;
+	if (!strcmp(name, "set_config")) {
+		/* Like SET: a role change is dcl, anything else utility; a name we cannot see is dcl. */
+		rank = 2;
+		a0 = fc->n_args ? fc->args[0] : NULL;
+		if (a0 && a0->node_case == PG_QUERY__NODE__NODE_A_CONST &&
+		    a0->a_const->val_case == PG_QUERY__A__CONST__VAL_SVAL && a0->a_const->sval &&
+		    strcasecmp(a0->a_const->sval->sval, "role") &&
+		    strcasecmp(a0->a_const->sval->sval, "session_authorization"))
+			rank = 1;
+	}
+	for (size_t i = 0; i < AL_ARRAY_LEN(side_effect_fns); i++)
+		if (!strcmp(name, side_effect_fns[i].name))
+			rank = side_effect_fns[i].rank;
+	if (rank > w->fn_rank)
+		w->fn_rank = rank;
+}
+
 static void walk_msg(struct walk *w, const ProtobufCMessage *m, const ProtobufCFieldDescriptor *skip);
 
 static void walk_fields(struct walk *w, const ProtobufCMessage *m, const ProtobufCFieldDescriptor *skip)
@@ -285,6 +340,8 @@ static void walk_msg(struct walk *w, const ProtobufCMessage *m, const ProtobufCF
 		add_range_var(w, (const PgQuery__RangeVar *)m);
 		goto out;
 	}
+	if (d == &pg_query__func_call__descriptor)
+		note_func_call(w, (const PgQuery__FuncCall *)m);
 	if (d == &pg_query__select_stmt__descriptor) {
 		with = ((const PgQuery__SelectStmt *)m)->with_clause;
 	} else if (d == &pg_query__insert_stmt__descriptor) {
@@ -685,6 +742,14 @@ static int classify_one(const char *sql, size_t sql_len, const PgQuery__RawStmt 
 		return -1;
 	}
 	st->kind = kind_of(raw->stmt, &w);
+	/* A read or a COPY out that calls a side-effect function is classified by the function. */
+	if (st->kind == PG_KIND_READ || st->kind == PG_KIND_COPY) {
+		static const enum pg_kind by_rank[] = { PG_KIND_READ, PG_KIND_UTILITY, PG_KIND_DCL,
+							PG_KIND_COPY_PROGRAM };
+
+		if (w.fn_rank)
+			st->kind = by_rank[w.fn_rank];
+	}
 	if (raw->stmt && raw->stmt->node_case == PG_QUERY__NODE__NODE_TRUNCATE_STMT)
 		st->unbounded_write = 1;
 	else
