@@ -430,7 +430,7 @@ static void test_resource_errors(void)
 	CHECK_STR(perr("resource db {\n steer_port 1\n}\n"),
 		  "t:2: unknown directive 'steer_port' in resource 'db'");
 	CHECK_STR(perr("resource db {\n address ::1\n port 1\n protocol udp\n}\n"),
-		  "t:4: unknown protocol 'udp' (valid: tcp)");
+		  "t:4: unknown protocol 'udp' (valid: tcp, postgres)");
 	CHECK_STR(perr("resource db {\n protocol tcp\n protocol tcp\n}\n"),
 		  "t:3: protocol already set at line 2");
 	CHECK_STR(perr("resource db {\n protocol\n}\n"), "t:2: protocol: missing argument");
