@@ -88,9 +88,64 @@ struct al_event {
 /* Pin layout under the pin root (default /sys/fs/bpf/airlock):
  *   maps/<map name>                   the maps, reused by every daemon start
  *   cg/<cgroup id>/<program name>     one bpf_link per program per pinned cgroup
+ *   iface/<ifindex>/<program name>    the XDP link of a pinned (al_xdp_agent) or
+ *                                     guarded (al_xdp_guard) interface
  */
 #define AL_PIN_MAPS_DIR  "maps"
 #define AL_PIN_CG_DIR    "cg"
+#define AL_PIN_IFACE_DIR "iface"
+
+/*
+ * Interfaces (XDP). An agent in a network namespace reaches the host through
+ * a pinned interface; the XDP program there notes every TCP SYN it lets in
+ * under the connection's 4-tuple, so the daemon learns, after the TPROXY
+ * listener accepted, which interface the connection came from.
+ */
+struct al_flow_key {
+	struct al_addr src;         /* the agent's end */
+	struct al_addr dst;         /* where it meant to go */
+	__u16 sport;                /* host byte order */
+	__u16 dport;                /* host byte order */
+};
+
+struct al_flow_origin {
+	__u32 ifindex;              /* the interface the SYN arrived on */
+	__u32 pad;
+	__u64 ktime_ns;
+};
+
+#define AL_FLOWS_MAX     65536
+
+/* A guarded interface: TCP to (ifindex, port) only from (ifindex, address). */
+struct al_guard_port_key {
+	__u32 ifindex;
+	__u16 port;                 /* host byte order */
+	__u16 pad;
+};
+
+struct al_guard_src_key {
+	__u32 ifindex;
+	__u32 pad;
+	struct al_addr addr;
+};
+
+#define AL_GUARD_MAX     4096
+
+/*
+ * What the daemon installed outside bpffs for pinned interfaces (nftables
+ * table, policy routing rule and route), recorded in the pinned al_netcfg
+ * map before it is installed, so `airlockctl down` can remove it even with
+ * no daemon and no configuration at hand.
+ */
+#define AL_NFT_TABLE_MAX 64
+struct al_netcfg {
+	__u32 active;               /* 1: the table, rules and routes may exist */
+	__u32 mark;                 /* fwmark of TPROXYed packets */
+	__u32 route_table;          /* routing table with the local default route */
+	__u16 tproxy_port;
+	__u16 pad;
+	char nft_table[AL_NFT_TABLE_MAX]; /* table name in family inet, NUL-terminated */
+};
 
 /* Bounds. al_conns is an LRU so a daemon that never collects cannot make
  * it refuse new entries; the daemon deletes each entry after accept(). */

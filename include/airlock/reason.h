@@ -30,7 +30,9 @@
 	X(QUIC_DENIED,      18, "quic_denied")      /* UDP/443: HTTP/3 must fall back to TCP */ \
 	X(DNS_RESOLVER,     19, "dns_resolver")     /* DNS to a resolver not in the list */ \
 	X(EGRESS_DROP,      20, "egress_drop")      /* a packet the socket hooks did not catch */ \
-	X(EVENTS_SUPPRESSED,21, "events_suppressed")/* refusal events over the rate limit */
+	X(EVENTS_SUPPRESSED,21, "events_suppressed")/* refusal events over the rate limit */ \
+	X(XDP_DROP,         22, "xdp_drop")         /* a pinned interface sent what only TCP and DNS may */ \
+	X(GUARD_DROP,       23, "guard_drop")       /* to a guarded port, not from an appliance */
 
 enum al_reason {
 #define AL_REASON_ENUM_(name, val, str) AL_REASON_##name = val,

@@ -8,6 +8,10 @@
 
 struct store;
 
+/* The schema version this build migrates stores to (store.c checks it
+ * against its migration list at compile time). */
+#define STORE_SCHEMA_VERSION 3
+
 /* What is known of a connection when it is accepted. Strings may be NULL.
  * cgroup_id 0 means no kernel identity: cgroup_id, pid, tid, uid and gid are
  * then stored as NULL, not 0. A port of 0 with a NULL address is NULL too. */
@@ -88,5 +92,41 @@ struct store_refusal {
 int store_refusal_add(struct store *s, const struct store_refusal *r) AL_MUST;
 int store_refusal_list(struct store *s, unsigned int limit,
 		       int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
+
+/* One statement of a terminated protocol session. */
+struct store_stmt {
+	int64_t conn_id;
+	int64_t seq;
+	int64_t at_us;
+	const char *protocol;       /* "simple" or "extended" */
+	const char *text;
+	const char *kind;
+	const char *fingerprint;
+	const char *relations_json; /* JSON array */
+	int unbounded_write;
+	const char *params_json;    /* JSON array, or NULL */
+	const char *decision;       /* "allow" / "deny" */
+	const char *rule;           /* the rule that decided, or NULL */
+};
+struct store_stmt_outcome {
+	const char *tag;            /* CommandComplete tag */
+	const char *sqlstate;       /* on error */
+	const char *error;
+	int64_t rows;               /* rows returned; -1 unknown */
+	int64_t duration_us;
+};
+int store_stmt_add(struct store *s, const struct store_stmt *t, int64_t *id) AL_MUST;
+int store_stmt_outcome(struct store *s, int64_t id, const struct store_stmt_outcome *o) AL_MUST;
+int store_stmt_list(struct store *s, unsigned int limit,
+		    int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
+
+/*
+ * Group commit for audit rows on the hot path: rows written between begin
+ * and commit share one transaction. The daemon commits on a short timer, so
+ * a row is durable within milliseconds; decisions that gate a command (the
+ * approval stages) are committed before they take effect, outside a batch.
+ */
+int store_batch_begin(struct store *s) AL_MUST;
+int store_batch_commit(struct store *s) AL_MUST;
 
 #endif

@@ -67,7 +67,32 @@ static const char *const migrations[] = {
 	" count INTEGER NOT NULL DEFAULT 1,"
 	" detail TEXT);"
 	"CREATE INDEX refusals_at_us ON refusals(at_us);",
+	/* 3: statements of terminated protocol sessions (PostgreSQL), decision and outcome */
+	"CREATE TABLE statements ("
+	" id INTEGER PRIMARY KEY,"
+	" conn_id INTEGER NOT NULL,"
+	" seq INTEGER NOT NULL,"
+	" at_us INTEGER NOT NULL,"
+	" protocol TEXT NOT NULL,"
+	" text TEXT NOT NULL,"
+	" kind TEXT NOT NULL,"
+	" fingerprint TEXT,"
+	" relations TEXT,"
+	" unbounded_write INTEGER NOT NULL DEFAULT 0,"
+	" params TEXT,"
+	" decision TEXT NOT NULL,"
+	" rule TEXT,"
+	" tag TEXT,"
+	" sqlstate TEXT,"
+	" error TEXT,"
+	" rows INTEGER,"
+	" duration_us INTEGER);"
+	"CREATE INDEX statements_conn ON statements(conn_id, seq);"
+	"CREATE INDEX statements_at_us ON statements(at_us);",
 };
+
+_Static_assert(AL_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
+	       "STORE_SCHEMA_VERSION must name the last migration");
 
 /* The connection columns a caller supplies at accept, in bind order (?1..?16). */
 #define CONN_COLS "opened_us, cgroup_id, cgroup_path, pid, tid, uid, gid, comm, exe, " \
@@ -88,6 +113,9 @@ enum st {
 	ST_LIST,
 	ST_REFUSAL_ADD,
 	ST_REFUSAL_LIST,
+	ST_STMT_ADD,
+	ST_STMT_OUTCOME,
+	ST_STMT_LIST,
 	ST__COUNT
 };
 
@@ -127,10 +155,22 @@ static const char *const st_sql[ST__COUNT] = {
 		"SELECT id, at_us, reason, cgroup_id, cgroup_path, pid, tid, uid, comm, exe,"
 		" family, type, protocol, dst_addr, dst_port, count, detail"
 		" FROM refusals ORDER BY at_us DESC, id DESC LIMIT ?1",
+	[ST_STMT_ADD] =
+		"INSERT INTO statements (conn_id, seq, at_us, protocol, text, kind, fingerprint,"
+		" relations, unbounded_write, params, decision, rule)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+	[ST_STMT_OUTCOME] =
+		"UPDATE statements SET tag = ?2, sqlstate = ?3, error = ?4, rows = ?5, duration_us = ?6"
+		" WHERE id = ?1",
+	[ST_STMT_LIST] =
+		"SELECT id, conn_id, seq, at_us, protocol, text, kind, fingerprint, relations,"
+		" unbounded_write, params, decision, rule, tag, sqlstate, error, rows, duration_us"
+		" FROM statements ORDER BY id DESC LIMIT ?1",
 };
 
 struct store {
 	sqlite3 *db;
+	int in_batch;               /* inside store_batch_begin .. commit */
 	sqlite3_stmt *st[ST__COUNT];
 	int version;
 };
@@ -738,21 +778,21 @@ int store_refusal_add(struct store *s, const struct store_refusal *r)
 	int ret = -1;
 
 	if (sqlite3_bind_int64(st, 1, r->at_us) != SQLITE_OK ||
-	    bind_text(st, 2, al_reason_name(r->reason)) < 0 ||
-	    bind_int(st, 3, (int64_t)r->cgroup_id, known) < 0 ||
-	    bind_text(st, 4, r->cgroup_path) < 0 ||
-	    bind_int(st, 5, r->pid, r->pid != 0) < 0 ||
-	    bind_int(st, 6, r->tid, r->tid != 0) < 0 ||
-	    bind_int(st, 7, r->uid, known && r->pid != 0) < 0 ||
-	    bind_text(st, 8, r->comm) < 0 ||
-	    bind_text(st, 9, r->exe) < 0 ||
-	    bind_int(st, 10, r->family, 1) < 0 ||
-	    bind_int(st, 11, r->type, 1) < 0 ||
-	    bind_int(st, 12, r->protocol, 1) < 0 ||
-	    bind_text(st, 13, r->dst_addr) < 0 ||
-	    bind_int(st, 14, r->dst_port, r->dst_addr != NULL) < 0 ||
-	    bind_int(st, 15, r->count ? r->count : 1, 1) < 0 ||
-	    bind_text(st, 16, r->detail) < 0 ||
+	    bind_text(st, 2, al_reason_name(r->reason)) != SQLITE_OK ||
+	    bind_int(st, 3, (int64_t)r->cgroup_id, known) != SQLITE_OK ||
+	    bind_text(st, 4, r->cgroup_path) != SQLITE_OK ||
+	    bind_int(st, 5, r->pid, r->pid != 0) != SQLITE_OK ||
+	    bind_int(st, 6, r->tid, r->tid != 0) != SQLITE_OK ||
+	    bind_int(st, 7, r->uid, known && r->pid != 0) != SQLITE_OK ||
+	    bind_text(st, 8, r->comm) != SQLITE_OK ||
+	    bind_text(st, 9, r->exe) != SQLITE_OK ||
+	    bind_int(st, 10, r->family, 1) != SQLITE_OK ||
+	    bind_int(st, 11, r->type, 1) != SQLITE_OK ||
+	    bind_int(st, 12, r->protocol, 1) != SQLITE_OK ||
+	    bind_text(st, 13, r->dst_addr) != SQLITE_OK ||
+	    bind_int(st, 14, r->dst_port, r->dst_addr != NULL) != SQLITE_OK ||
+	    bind_int(st, 15, r->count ? r->count : 1, 1) != SQLITE_OK ||
+	    bind_text(st, 16, r->detail) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_DONE) {
 		db_err(s, "recording a refusal");
 		goto out;
@@ -761,4 +801,84 @@ int store_refusal_add(struct store *s, const struct store_refusal *r)
 out:
 	st_done(st);
 	return ret;
+}
+
+int store_stmt_add(struct store *s, const struct store_stmt *t, int64_t *id)
+{
+	sqlite3_stmt *st = s->st[ST_STMT_ADD];
+	int ret = -1;
+
+	if (sqlite3_bind_int64(st, 1, t->conn_id) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 2, t->seq) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 3, t->at_us) != SQLITE_OK ||
+	    bind_text(st, 4, t->protocol) != SQLITE_OK ||
+	    bind_text(st, 5, t->text) != SQLITE_OK ||
+	    bind_text(st, 6, t->kind) != SQLITE_OK ||
+	    bind_text(st, 7, t->fingerprint) != SQLITE_OK ||
+	    bind_text(st, 8, t->relations_json) != SQLITE_OK ||
+	    sqlite3_bind_int(st, 9, t->unbounded_write) != SQLITE_OK ||
+	    bind_text(st, 10, t->params_json) != SQLITE_OK ||
+	    bind_text(st, 11, t->decision) != SQLITE_OK ||
+	    bind_text(st, 12, t->rule) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_DONE) {
+		db_err(s, "recording a statement");
+		goto out;
+	}
+	if (id)
+		*id = sqlite3_last_insert_rowid(s->db);
+	ret = 0;
+out:
+	st_done(st);
+	return ret;
+}
+
+int store_stmt_outcome(struct store *s, int64_t id, const struct store_stmt_outcome *o)
+{
+	sqlite3_stmt *st = s->st[ST_STMT_OUTCOME];
+	int ret = -1;
+
+	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
+	    bind_text(st, 2, o->tag) != SQLITE_OK ||
+	    bind_text(st, 3, o->sqlstate) != SQLITE_OK ||
+	    bind_text(st, 4, o->error) != SQLITE_OK ||
+	    bind_int(st, 5, o->rows, o->rows >= 0) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 6, o->duration_us) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_DONE) {
+		db_err(s, "recording a statement outcome");
+		goto out;
+	}
+	ret = 0;
+out:
+	st_done(st);
+	return ret;
+}
+
+int store_stmt_list(struct store *s, unsigned int limit,
+		    int (*cb)(void *arg, const char *json), void *arg)
+{
+	return list_rows(s, ST_STMT_LIST, "listing statements", limit, cb, arg);
+}
+
+int store_batch_begin(struct store *s)
+{
+	if (s->in_batch)
+		return 0;
+	if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+		db_err(s, "beginning a batch");
+		return -1;
+	}
+	s->in_batch = 1;
+	return 0;
+}
+
+int store_batch_commit(struct store *s)
+{
+	if (!s->in_batch)
+		return 0;
+	s->in_batch = 0;
+	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		db_err(s, "committing a batch");
+		return -1;
+	}
+	return 0;
 }
