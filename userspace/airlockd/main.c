@@ -149,6 +149,8 @@ static json_t *cmd_list(struct daemon *d, json_t *req, const char *what)
 		limit = 50;
 	if (strcmp(what, "connections") == 0)
 		rc = store_conn_list(d->store, (unsigned int)limit, add_row, rows);
+	else if (strcmp(what, "statements") == 0)
+		rc = store_stmt_list(d->store, (unsigned int)limit, add_row, rows);
 	else
 		rc = store_refusal_list(d->store, (unsigned int)limit, add_row, rows);
 	if (rc < 0) {
@@ -174,7 +176,8 @@ static json_t *handle(void *arg, json_t *req, uid_t uid)
 		return cmd_pin(d, req, 1);
 	if (strcmp(cmd, "unpin") == 0)
 		return cmd_pin(d, req, 0);
-	if (strcmp(cmd, "connections") == 0 || strcmp(cmd, "refusals") == 0)
+	if (strcmp(cmd, "connections") == 0 || strcmp(cmd, "refusals") == 0 ||
+	    strcmp(cmd, "statements") == 0)
 		return cmd_list(d, req, cmd);
 	if (strcmp(cmd, "down") == 0) {
 		struct timeval soon = { 0, 100 * 1000 };

@@ -1,6 +1,7 @@
 /* airlockctl: the operator's command line for a running airlockd (and `down` without one). */
 #include <airlock/control.h>
 #include <airlock/kernel.h>
+#include <airlock/pg.h>
 #include <airlock/reason.h>
 #include <airlock/version.h>
 
@@ -27,6 +28,8 @@ static void usage(FILE *f)
 		"  connections [--limit N] [--json] the newest audited connections\n"
 		"  refusals [--limit N] [--json]   the newest attempts the kernel fence refused\n"
 		"  down [--pin-root DIR]           remove every pin (stops airlockd if it runs)\n"
+		"  classify pg [SQL]                how each statement is classified (SQL or stdin)\n"
+		"  statements [--limit N] [--json] the newest audited statements\n"
 		"  version\n"
 		"CGROUP is a path under the cgroup v2 mount, absolute or relative to it.\n"
 		"SOCKET defaults to $AIRLOCK_CONTROL or " AL_DEFAULT_CONTROL_SOCKET ".\n");
@@ -216,6 +219,102 @@ static int cmd_refusals(int argc)
 	return 0;
 }
 
+/* Reads all of stdin into a NUL-terminated string. */
+static char *read_stdin(void)
+{
+	size_t len = 0, cap = 0;
+	char *buf = NULL;
+
+	for (;;) {
+		size_t n;
+
+		if (len + 4096 + 1 > cap) {
+			char *nb;
+
+			cap = cap ? cap * 2 : 65536;
+			if (cap > 256u * 1024 * 1024 || !(nb = realloc(buf, cap))) {
+				free(buf);
+				return NULL;
+			}
+			buf = nb;
+		}
+		n = fread(buf + len, 1, cap - len - 1, stdin);
+		len += n;
+		if (n == 0)
+			break;
+	}
+	buf[len] = '\0';
+	return buf;
+}
+
+/* Runs the proxy's own classifier locally: no daemon needed. */
+static int cmd_classify(int argc, char **argv)
+{
+	struct pg_stmt_list l = { 0 };
+	char err[1024], *sql, *json;
+	int rc = 1;
+
+	if (argc < 2 || argc > 3 || strcmp(argv[1], "pg") != 0) {
+		usage(stderr);
+		return 2;
+	}
+	sql = argc == 3 ? strdup(argv[2]) : read_stdin();
+	if (!sql) {
+		fprintf(stderr, "airlockctl: cannot read the SQL\n");
+		return 1;
+	}
+	if (pg_classify(sql, &l, err, sizeof(err)) < 0) {
+		fprintf(stderr, "airlockctl: %s\n", err);
+		goto out;
+	}
+	if (want_json) {
+		json = pg_stmt_list_json(&l, 1);
+		if (!json)
+			goto out;
+		printf("%s\n", json);
+		free(json);
+	} else if (pg_stmt_list_print(&l, stdout) < 0) {
+		goto out;
+	}
+	rc = 0;
+out:
+	pg_stmt_list_free(&l);
+	free(sql);
+	return rc;
+}
+
+static int cmd_statements(int argc)
+{
+	json_t *resp, *rows, *r;
+	size_t i;
+
+	if (argc != 1) {
+		usage(stderr);
+		return 2;
+	}
+	resp = call(json_pack("{s:s, s:I}", "cmd", "statements", "limit", (json_int_t)opt_limit));
+	if (!resp)
+		return 1;
+	rows = json_object_get(resp, "statements");
+	if (want_json) {
+		print_json(rows);
+		json_decref(resp);
+		return 0;
+	}
+	printf("%-6s %-6s %-9s %-7s %-16s %s\n", "ID", "CONN", "KIND", "DECIDED", "OUTCOME", "TEXT");
+	json_array_foreach(rows, i, r) {
+		const char *out = json_is_string(json_object_get(r, "tag")) ? str(r, "tag")
+				  : json_is_string(json_object_get(r, "sqlstate")) ? str(r, "sqlstate") : "-";
+
+		printf("%-6lld %-6lld %-9s %-7s %-16s %.100s\n",
+		       (long long)json_integer_value(json_object_get(r, "id")),
+		       (long long)json_integer_value(json_object_get(r, "conn_id")), str(r, "kind"),
+		       str(r, "decision"), out, str(r, "text"));
+	}
+	json_decref(resp);
+	return 0;
+}
+
 static int cmd_down(int argc, char **argv)
 {
 	const char *root = pin_root;
@@ -310,6 +409,10 @@ int main(int argc, char **argv)
 		return cmd_pin(cmd, argc, argv);
 	if (strcmp(cmd, "connections") == 0)
 		return cmd_connections(argc, argv);
+	if (strcmp(cmd, "classify") == 0)
+		return cmd_classify(argc, argv);
+	if (strcmp(cmd, "statements") == 0)
+		return cmd_statements(argc);
 	if (strcmp(cmd, "refusals") == 0)
 		return cmd_refusals(argc);
 	if (strcmp(cmd, "down") == 0)
