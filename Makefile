@@ -5,7 +5,7 @@ BPFTOOL  ?= bpftool
 B        := build
 ARCH_INC := /usr/include/$(shell gcc -dumpmachine)
 
-PKGS     := libbpf libelf zlib openssl libevent_core libevent_extra sqlite3 jansson
+PKGS     := libbpf libelf zlib openssl libevent_core libevent_extra libevent_openssl sqlite3 jansson libnftnl libmnl
 CFLAGS   ?= -O2 -g
 override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter \
             -D_GNU_SOURCE -Iinclude -I$(B) $(shell pkg-config --cflags $(PKGS))

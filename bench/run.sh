@@ -13,7 +13,8 @@
 # Everything is created under a unique name and removed on any exit.
 #
 # Knobs (environment): BENCH_ROUNDS (5), BENCH_RR_N (20000 connections per
-# rr run), BENCH_BULK (1g per stream), BENCH_SERVER_THREADS (2).
+# rr run), BENCH_BULK (1g per stream), BENCH_SERVER_THREADS (2); TMPDIR
+# (/tmp) holds the config, control socket and the audit store.
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -101,7 +102,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
-TMP=$(mktemp -d "/tmp/$TAG.XXXXXX")
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/$TAG.XXXXXX")
 mkdir -p build/bench
 cc -O2 -std=gnu11 -Wall -Wextra -Werror -Wshadow -D_GNU_SOURCE -Iinclude -pthread \
 	-o "$TB" bench/tcpbench.c

@@ -32,6 +32,7 @@
 #define MAX_RESP (64u * 1024)
 #define MAX_RR_REQ 4096           /* what the rr client sends at most */
 #define IO_BUF (256u * 1024)
+#define READS_PER_TURN 8
 #define MAX_WORKERS 256
 #define MAX_ERRORS 100 /* a worker gives up after this many failed connections */
 #define RR_TIMEOUT_S 10
@@ -211,10 +212,12 @@ static AL_MUST int conn_header(struct conn *c)
 	return c->kind == 'B' ? 0 : -1;
 }
 
-/* Reads what is there. 1 when the answer is due, 0 to wait, -1 to drop the connection. */
+/* Reads what is there, a bounded amount so one fast stream cannot starve the
+ * others on this thread (epoll is level-triggered: the rest comes next turn).
+ * 1 when the answer is due, 0 to wait, -1 to drop the connection. */
 static AL_MUST int conn_read(struct server_thread *t, struct conn *c)
 {
-	for (;;) {
+	for (int i = 0; i < READS_PER_TURN; i++) {
 		ssize_t n = read(c->fd, t->buf, sizeof(t->buf));
 
 		if (n < 0 && errno == EINTR)
@@ -240,6 +243,7 @@ static AL_MUST int conn_read(struct server_thread *t, struct conn *c)
 		if (c->kind == 'R' && c->got >= c->req_len)
 			return c->got == c->req_len ? 1 : -1;
 	}
+	return 0;
 }
 
 static void conn_event(struct server_thread *t, struct conn *c)

@@ -82,6 +82,11 @@ struct al_config {
 	char *secrets_path;     /* upstream credentials (root-only file) */
 	char *ca_dir;           /* the Airlock CA */
 	size_t pg_max_message;  /* longest PostgreSQL message accepted from an agent */
+	/* Agents behind pinned interfaces (network namespaces, containers). */
+	uint16_t tproxy_port;   /* TPROXY listener on 127.0.0.1 and ::1 */
+	uint32_t tproxy_mark;   /* fwmark of TPROXYed packets */
+	uint32_t tproxy_table;  /* routing table holding the local default route */
+	char *nft_table;        /* nftables table, family inet */
 };
 
 /* Parse `text` (named `source` in messages). On error returns -1 and writes

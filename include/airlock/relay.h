@@ -18,6 +18,9 @@ struct relay;
 int relay_start(struct event_base *base, const struct al_config *cfg, struct kern *k,
 		struct store *st, struct relay **out, char *err, size_t errlen) AL_MUST;
 void relay_set_config(struct relay *r, const struct al_config *cfg);
+/* Where connections to postgres resources go. */
+struct pgproxy;
+void relay_set_pgproxy(struct relay *r, struct pgproxy *p);
 
 struct relay_stats {
 	uint64_t live;              /* sessions open now */

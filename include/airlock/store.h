@@ -10,7 +10,7 @@ struct store;
 
 /* The schema version this build migrates stores to (store.c checks it
  * against its migration list at compile time). */
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 /* What is known of a connection when it is accepted. Strings may be NULL.
  * cgroup_id 0 means no kernel identity: cgroup_id, pid, tid, uid and gid are
@@ -28,6 +28,7 @@ struct store_conn {
 	uint16_t dst_port;
 	const char *resource;       /* matched resource name; NULL for none */
 	const char *protocol;
+	const char *iface;          /* pinned interface the agent came through (TPROXY); NULL for cgroups */
 };
 
 struct store_conn_end {

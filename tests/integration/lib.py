@@ -354,7 +354,9 @@ def start_echo_server(host, port):
 class Airlock:
     """airlockd under test with its own config, control socket, store and pin root."""
 
-    def __init__(self, tmpdir, resources, steer_port=None):
+    def __init__(self, tmpdir, resources, steer_port=None, settings=()):
+        """resources: (name, addresses, ports) tuples for protocol tcp, or a resource block as
+        text (e.g. a postgres resource); settings: extra top-level config lines."""
         self.tmpdir = tmpdir
         self.steer_port = steer_port or free_port()
         self.sock = os.path.join(tmpdir, "control.sock")
@@ -364,6 +366,11 @@ class Airlock:
         self.log = os.path.join(tmpdir, "airlockd.log")
         self.proc = None
         self.banner = ""
+        self.write_conf(resources, settings)
+        on_cleanup(self.down)
+
+    def write_conf(self, resources, settings=()):
+        """(Re)writes the config file; a restart (stop(), start()) picks it up."""
         lines = [
             "# airlockd config written by %s" % os.path.basename(sys.argv[0]),
             "steer_port %d" % self.steer_port,
@@ -372,8 +379,12 @@ class Airlock:
             'pin_root "%s"' % self.pin_root,
             "default relay",
             "connect_timeout 2s",
-        ]
-        for name, addrs, ports in resources:
+        ] + list(settings)
+        for res in resources:
+            if isinstance(res, str):
+                lines += res.strip("\n").splitlines()
+                continue
+            name, addrs, ports = res
             lines += ['resource "%s" {' % name,
                       "    address " + " ".join(addrs),
                       "    port " + " ".join(str(p) for p in ports),
@@ -381,7 +392,6 @@ class Airlock:
                       "}"]
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
-        on_cleanup(self.down)
 
     def start(self, timeout=15):
         """Starts airlockd; returns the banner once it printed its pinned: line."""
@@ -447,18 +457,18 @@ class Airlock:
     def connections(self, limit=1000):
         return self.ctl_json("connections", "--limit", str(limit))
 
-    def db_rows(self, where="1", args=()):
-        """Rows of the connections table read straight from sqlite (as dicts)."""
+    def db_rows(self, where="1", args=(), table="connections"):
+        """Rows of a store table (connections unless told) read straight from sqlite (as dicts)."""
         db = sqlite3.connect("file:%s?mode=ro" % self.store, uri=True, timeout=5)
         try:
             db.row_factory = sqlite3.Row
-            return [dict(r) for r in db.execute("SELECT * FROM connections WHERE %s ORDER BY id"
-                                                % where, args)]
+            return [dict(r) for r in db.execute("SELECT * FROM %s WHERE %s ORDER BY id"
+                                                % (table, where), args)]
         finally:
             db.close()
 
-    def max_id(self):
-        rows = self.db_rows()
+    def max_id(self, table="connections"):
+        rows = self.db_rows(table=table)
         return max((r["id"] for r in rows), default=0)
 
     def stop(self, sig=signal.SIGTERM, timeout=10):

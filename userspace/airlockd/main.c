@@ -2,6 +2,9 @@
 #include <airlock/config.h>
 #include <airlock/control.h>
 #include <airlock/kernel.h>
+#include <airlock/pgproxy.h>
+#include <airlock/secrets.h>
+#include <airlock/tls.h>
 #include <airlock/relay.h>
 #include <airlock/store.h>
 #include <airlock/version.h>
@@ -26,6 +29,9 @@ struct daemon {
 	struct relay *relay;
 	struct control *control;
 	struct refusals *refusals;
+	struct tls_ca *ca;
+	struct al_secrets *secrets;
+	struct pgproxy *pg;
 	int going_down;             /* `airlockctl down`: remove the pins after the loop */
 };
 
@@ -86,6 +92,14 @@ static json_t *cmd_status(struct daemon *d)
 		refusals_stats(d->refusals, &rec, &sup);
 		json_object_set_new(resp, "refusals_recorded", json_integer((json_int_t)rec));
 		json_object_set_new(resp, "refusals_suppressed", json_integer((json_int_t)sup));
+	}
+	{
+		struct pgproxy_stats ps;
+
+		pgproxy_stats(d->pg, &ps);
+		json_object_set_new(resp, "pg_live", json_integer((json_int_t)ps.live));
+		json_object_set_new(resp, "pg_statements", json_integer((json_int_t)ps.statements));
+		json_object_set_new(resp, "pg_denied", json_integer((json_int_t)ps.denied));
 	}
 	json_object_set_new(resp, "kernel", kobj);
 	json_object_set_new(resp, "sessions", sobj);
@@ -179,6 +193,22 @@ static json_t *handle(void *arg, json_t *req, uid_t uid)
 	if (strcmp(cmd, "connections") == 0 || strcmp(cmd, "refusals") == 0 ||
 	    strcmp(cmd, "statements") == 0)
 		return cmd_list(d, req, cmd);
+	if (strcmp(cmd, "ca") == 0) {
+		FILE *f = fopen(tls_ca_cert_path(d->ca), "re");
+		char pem[16384];
+		size_t n = f ? fread(pem, 1, sizeof(pem) - 1, f) : 0;
+		json_t *resp;
+
+		if (f)
+			fclose(f);
+		if (n == 0)
+			return control_error("cannot read %s", tls_ca_cert_path(d->ca));
+		pem[n] = '\0';
+		resp = control_ok();
+		json_object_set_new(resp, "path", json_string(tls_ca_cert_path(d->ca)));
+		json_object_set_new(resp, "pem", json_string(pem));
+		return resp;
+	}
 	if (strcmp(cmd, "down") == 0) {
 		struct timeval soon = { 0, 100 * 1000 };
 
@@ -202,6 +232,23 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	al_info("signal %d: stopping (pinned cgroups stay fenced)", (int)sig);
 	event_base_loopexit(d->base, NULL);
 	(void)what;
+}
+
+/* The secrets file, when some resource logs in upstream with a credential. */
+static int load_secrets(struct daemon *d, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < d->cfg->n_resources; i++) {
+		const struct al_resource *r = &d->cfg->resources[i];
+
+		if (!r->credential)
+			continue;
+		if (!d->secrets && secrets_load(d->cfg->secrets_path, &d->secrets, err, errlen) < 0)
+			return -1;
+		if (!secrets_find(d->secrets, r->credential))
+			return al_errf(err, errlen, "%s:%d: resource %s: credential '%s' is not in %s",
+				       d->cfg->source, r->line, r->name, r->credential, d->cfg->secrets_path);
+	}
+	return 0;
 }
 
 /* The resolvers from the configuration, else from /etc/resolv.conf. */
@@ -289,14 +336,18 @@ int main(int argc, char **argv)
 		fprintf(stderr, "airlockd: cannot open the store %s\n", d.cfg->store_path);
 		goto out;
 	}
-	if (kern_open(d.cfg->pin_root, d.cfg->steer_port, &d.kern, err, sizeof(err)) < 0 ||
+	if (tls_ca_open(d.cfg->ca_dir, &d.ca, err, sizeof(err)) < 0 ||
+	    load_secrets(&d, err, sizeof(err)) < 0 ||
+	    kern_open(d.cfg->pin_root, d.cfg->steer_port, &d.kern, err, sizeof(err)) < 0 ||
 	    set_resolvers(&d, err, sizeof(err)) < 0 ||
 	    refusals_start(d.base, d.kern, d.store, &d.refusals, err, sizeof(err)) < 0 ||
 	    relay_start(d.base, d.cfg, d.kern, d.store, &d.relay, err, sizeof(err)) < 0 ||
+	    pgproxy_new(d.base, d.cfg, d.store, d.ca, d.secrets, &d.pg, err, sizeof(err)) < 0 ||
 	    control_start(d.base, d.cfg->control_socket, handle, &d, &d.control, err, sizeof(err)) < 0) {
 		fprintf(stderr, "airlockd: %s\n", err);
 		goto out;
 	}
+	relay_set_pgproxy(d.relay, d.pg);
 	sigs[0] = evsignal_new(d.base, SIGINT, on_signal, &d);
 	sigs[1] = evsignal_new(d.base, SIGTERM, on_signal, &d);
 	if (!sigs[0] || !sigs[1] || event_add(sigs[0], NULL) < 0 || event_add(sigs[1], NULL) < 0) {
@@ -312,11 +363,12 @@ int main(int argc, char **argv)
 	       "  steer:   127.0.0.1:%u [::1]:%u\n"
 	       "  control: %s\n"
 	       "  store:   %s\n"
+	       "  ca:      %s\n"
 	       "  console: not built yet (arrives with the review console)\n"
 	       "  config:  %s\n"
 	       "  pinned:  %d cgroup%s (pins under %s)\n",
 	       AL_VERSION, d.cfg->steer_port, d.cfg->steer_port, d.cfg->control_socket,
-	       d.cfg->store_path, d.cfg->source, n, n == 1 ? "" : "s", d.cfg->pin_root);
+	       d.cfg->store_path, tls_ca_cert_path(d.ca), d.cfg->source, n, n == 1 ? "" : "s", d.cfg->pin_root);
 	fflush(stdout);
 
 	event_base_dispatch(d.base);
@@ -327,6 +379,7 @@ out:
 			event_free(sigs[i]);
 	control_free(d.control);
 	relay_free(d.relay);
+	pgproxy_free(d.pg);
 	refusals_free(d.refusals);
 	kern_close(d.kern);
 	if (d.going_down) {
@@ -339,6 +392,8 @@ out:
 		}
 	}
 	store_close(d.store);
+	secrets_free(d.secrets);
+	tls_ca_free(d.ca);
 	if (d.base)
 		event_base_free(d.base);
 	config_free(d.cfg);

@@ -28,6 +28,7 @@ static void usage(FILE *f)
 		"  connections [--limit N] [--json] the newest audited connections\n"
 		"  refusals [--limit N] [--json]   the newest attempts the kernel fence refused\n"
 		"  down [--pin-root DIR]           remove every pin (stops airlockd if it runs)\n"
+		"  ca export                       print the Airlock CA certificate (PEM)\n"
 		"  classify pg [SQL]                how each statement is classified (SQL or stdin)\n"
 		"  statements [--limit N] [--json] the newest audited statements\n"
 		"  version\n"
@@ -409,6 +410,15 @@ int main(int argc, char **argv)
 		return cmd_pin(cmd, argc, argv);
 	if (strcmp(cmd, "connections") == 0)
 		return cmd_connections(argc, argv);
+	if (strcmp(cmd, "ca") == 0 && argc == 2 && strcmp(argv[1], "export") == 0) {
+		json_t *resp = call(json_pack("{s:s}", "cmd", "ca"));
+
+		if (!resp)
+			return 1;
+		fputs(json_string_value(json_object_get(resp, "pem")), stdout);
+		json_decref(resp);
+		return 0;
+	}
 	if (strcmp(cmd, "classify") == 0)
 		return cmd_classify(argc, argv);
 	if (strcmp(cmd, "statements") == 0)

@@ -21,6 +21,10 @@
 #define DEF_SECRETS		"/etc/airlock/secrets.conf"
 #define DEF_CA_DIR		"/var/lib/airlock/ca"
 #define DEF_PG_MAX_MESSAGE	(16u * 1024 * 1024)
+#define DEF_TPROXY_PORT		7701
+#define DEF_TPROXY_MARK		0x7701u
+#define DEF_TPROXY_TABLE	7701u
+#define DEF_NFT_TABLE		"airlock"
 
 #define BPF_FS			"/sys/fs/bpf/"
 #define MAX_CONNECT_TIMEOUT_MS	(60u * 60 * 1000)
@@ -47,7 +51,7 @@ struct line {
 enum top_directive {
 	TD_STEER_PORT, TD_CONTROL_SOCKET, TD_STORE, TD_PIN_ROOT, TD_DEFAULT,
 	TD_CONNECT_TIMEOUT, TD_MAX_SESSIONS, TD_RELAY_BUFFER, TD_RESOLVER, TD_SECRETS, TD_CA_DIR,
-	TD_PG_MAX_MESSAGE, TD_COUNT
+	TD_PG_MAX_MESSAGE, TD_TPROXY_PORT, TD_TPROXY_MARK, TD_TPROXY_TABLE, TD_NFT_TABLE, TD_COUNT
 };
 
 struct parser {
@@ -502,6 +506,57 @@ static int d_pg_max_message(struct parser *ps, const struct line *ln)
 	return 0;
 }
 
+static int d_tproxy_port(struct parser *ps, const struct line *ln)
+{
+	return parse_port(ps, ln->no, "tproxy_port", arg1(ln), &ps->c->tproxy_port);
+}
+
+/* Decimal or 0x hex, 1..2^32-1. */
+static int parse_u32_nonzero(const char *s, uint32_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!*s || *s == '-' || *s == '+' || *s == ' ')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno || *end || v == 0 || v > UINT32_MAX)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int d_tproxy_mark(struct parser *ps, const struct line *ln)
+{
+	if (parse_u32_nonzero(arg1(ln), &ps->c->tproxy_mark) < 0)
+		return fail(ps, ln->no, "tproxy_mark: '%s' is not a mark (1..0xffffffff)", arg1(ln));
+	return 0;
+}
+
+/* 253..255 are the kernel's default, main and local tables; 0 is unspecified. */
+static int d_tproxy_table(struct parser *ps, const struct line *ln)
+{
+	uint32_t v;
+
+	if (parse_u32_nonzero(arg1(ln), &v) < 0 || (v >= 253 && v <= 255) || v == UINT32_MAX)
+		return fail(ps, ln->no, "tproxy_table: '%s' is not a routing table number"
+			    " (1..4294967294, not 253..255)", arg1(ln));
+	ps->c->tproxy_table = v;
+	return 0;
+}
+
+static int d_nft_table(struct parser *ps, const struct line *ln)
+{
+	const char *s = arg1(ln);
+	size_t len = strlen(s);
+
+	if (len == 0 || len > 63 ||
+	    strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") != len)
+		return fail(ps, ln->no, "nft_table: '%s' is not a table name (1..63 of A-Z a-z 0-9 _ -)", s);
+	return set_string(ps, &ps->c->nft_table, s);
+}
+
 static const struct directive top_directives[TD_COUNT] = {
 	[TD_STEER_PORT]      = { "steer_port", 1, 1, d_steer_port },
 	[TD_CONTROL_SOCKET]  = { "control_socket", 1, 1, d_control_socket },
@@ -515,6 +570,10 @@ static const struct directive top_directives[TD_COUNT] = {
 	[TD_SECRETS]         = { "secrets", 1, 1, d_secrets },
 	[TD_CA_DIR]          = { "ca_dir", 1, 1, d_ca_dir },
 	[TD_PG_MAX_MESSAGE]  = { "pg_max_message", 1, 1, d_pg_max_message },
+	[TD_TPROXY_PORT]     = { "tproxy_port", 1, 1, d_tproxy_port },
+	[TD_TPROXY_MARK]     = { "tproxy_mark", 1, 1, d_tproxy_mark },
+	[TD_TPROXY_TABLE]    = { "tproxy_table", 1, 1, d_tproxy_table },
+	[TD_NFT_TABLE]       = { "nft_table", 1, 1, d_nft_table },
 };
 
 /* ---- resource blocks ---- */
@@ -1035,8 +1094,9 @@ static struct al_config *config_new(const char *source)
 	c->secrets_path = strdup(DEF_SECRETS);
 	c->ca_dir = strdup(DEF_CA_DIR);
 	c->pg_max_message = DEF_PG_MAX_MESSAGE;
+	c->nft_table = strdup(DEF_NFT_TABLE);
 	if (!c->source || !c->control_socket || !c->store_path || !c->pin_root ||
-	    !c->secrets_path || !c->ca_dir) {
+	    !c->secrets_path || !c->ca_dir || !c->nft_table) {
 		config_free(c);
 		return NULL;
 	}
@@ -1045,6 +1105,9 @@ static struct al_config *config_new(const char *source)
 	c->connect_timeout_ms = DEF_CONNECT_TIMEOUT_MS;
 	c->max_sessions = DEF_MAX_SESSIONS;
 	c->relay_buffer = DEF_RELAY_BUFFER;
+	c->tproxy_port = DEF_TPROXY_PORT;
+	c->tproxy_mark = DEF_TPROXY_MARK;
+	c->tproxy_table = DEF_TPROXY_TABLE;
 	return c;
 }
 
@@ -1077,6 +1140,11 @@ int config_parse(const char *source, const char *text, struct al_config **out,
 		const struct al_resource *r = cur_res(&ps);
 
 		fail(&ps, r->line, "resource '%s' is not closed (missing '}')", r->name);
+		goto out;
+	}
+	if (ps.c->tproxy_port == ps.c->steer_port) {
+		fail(&ps, ps.set_at[TD_TPROXY_PORT] ? ps.set_at[TD_TPROXY_PORT] : ps.set_at[TD_STEER_PORT],
+		     "tproxy_port and steer_port are both %u: they need a port each", ps.c->steer_port);
 		goto out;
 	}
 	*out = ps.c;
@@ -1195,6 +1263,7 @@ void config_free(struct al_config *c)
 	free(c->pin_root);
 	free(c->secrets_path);
 	free(c->ca_dir);
+	free(c->nft_table);
 	free(c);
 }
 

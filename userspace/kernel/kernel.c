@@ -1,5 +1,6 @@
 /* Loads, attaches, pins and re-adopts Airlock's BPF programs; finds cgroups on the v2 hierarchy. */
 #include <airlock/kernel.h>
+#include <airlock/netdev.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -618,6 +619,11 @@ int kern_down(const char *pin_root, char *err, size_t errlen)
 		return errno == ENOENT ? 0 : ERR("%s: %s", pin_root, strerror(errno));
 	if (sfs.f_type != BPF_FS_MAGIC)
 		return ERR("%s is not on bpffs; refusing to remove it", pin_root);
+	/* nftables and routes first: their record lives in the maps removed below. */
+	if (netdev_down(pin_root, err, errlen) < 0)
+		return -1;
+	if (al_fmt(path, sizeof(path), "%s/" AL_PIN_IFACE_DIR, pin_root) < 0 || remove_pins(path, 1) < 0)
+		return ERR("%s: could not remove every XDP link pin: %s", path, strerror(errno));
 	if (al_fmt(path, sizeof(path), "%s/" AL_PIN_CG_DIR, pin_root) < 0 || remove_pins(path, 1) < 0)
 		return ERR("%s: could not remove every link pin: %s", path, strerror(errno));
 	if (al_fmt(path, sizeof(path), "%s/" AL_PIN_MAPS_DIR, pin_root) < 0 || remove_pins(path, 0) < 0)

@@ -1,5 +1,6 @@
 /* Accepts steered connections, finds who made them and where they meant to go, and relays them upstream. */
 #include <airlock/relay.h>
+#include <airlock/pgproxy.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,6 +25,7 @@ struct relay {
 	struct kern *kern;
 	struct store *store;
 	struct evconnlistener *ls[2];
+	struct pgproxy *pg;
 	LIST_HEAD(, session) sessions;
 	struct relay_stats stats;
 	struct {
@@ -255,6 +257,15 @@ int relay_adopt(struct relay *r, evutil_socket_t fd, struct store_conn *c, const
 		record_refused(r, c, AL_REASON_LIMIT, "max_sessions reached");
 		return -1;
 	}
+	if (res && res->proto == AL_PROTO_POSTGRES) {
+		if (!r->pg) {
+			set_abort_on_close(fd);
+			close(fd);
+			record_refused(r, c, AL_REASON_INTERNAL, "no PostgreSQL proxy");
+			return -1;
+		}
+		return pgproxy_start(r->pg, fd, c, dst, dst_port, res);
+	}
 
 	s = calloc(1, sizeof(*s));
 	if (!s) {
@@ -434,6 +445,11 @@ fail:
 void relay_set_config(struct relay *r, const struct al_config *cfg)
 {
 	r->cfg = cfg;
+}
+
+void relay_set_pgproxy(struct relay *r, struct pgproxy *p)
+{
+	r->pg = p;
 }
 
 void relay_stats(const struct relay *r, struct relay_stats *out)

@@ -89,6 +89,8 @@ static const char *const migrations[] = {
 	" duration_us INTEGER);"
 	"CREATE INDEX statements_conn ON statements(conn_id, seq);"
 	"CREATE INDEX statements_at_us ON statements(at_us);",
+	/* 4: the pinned interface an agent in a network namespace came through */
+	"ALTER TABLE connections ADD COLUMN iface TEXT;",
 };
 
 _Static_assert(AL_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
@@ -121,15 +123,15 @@ enum st {
 
 static const char *const st_sql[ST__COUNT] = {
 	[ST_CONN_OPEN] =
-		"INSERT INTO connections (" CONN_COLS ") VALUES (" CONN_PARAMS ")",
+		"INSERT INTO connections (" CONN_COLS ", iface) VALUES (" CONN_PARAMS ", ?22)",
 	/* Only an open row may be closed: a second close, or one for a row
 	 * the restart recovery already ended, must not rewrite history. */
 	[ST_CONN_CLOSE] =
 		"UPDATE connections SET closed_us = ?16, bytes_up = ?17, bytes_down = ?18,"
 		" reason = ?19, detail = ?20 WHERE id = ?21 AND closed_us IS NULL",
 	[ST_CONN_RECORD] =
-		"INSERT INTO connections (" CONN_COLS ", closed_us, bytes_up, bytes_down, reason, detail)"
-		" VALUES (" CONN_PARAMS ", ?16, ?17, ?18, ?19, ?20)",
+		"INSERT INTO connections (" CONN_COLS ", closed_us, bytes_up, bytes_down, reason, detail,"
+		" iface) VALUES (" CONN_PARAMS ", ?16, ?17, ?18, ?19, ?20, ?22)",
 	[ST_RECOVER] =
 		"UPDATE connections SET closed_us = ?1, reason = ?2, detail = ?3"
 		" WHERE closed_us IS NULL",
@@ -145,7 +147,7 @@ static const char *const st_sql[ST__COUNT] = {
 	[ST_LIST] =
 		"SELECT id, opened_us, closed_us, cgroup_id, cgroup_path, pid, tid, uid, gid,"
 		" comm, exe, agent_addr, agent_port, dst_addr, dst_port, resource, protocol,"
-		" bytes_up, bytes_down, reason, detail"
+		" bytes_up, bytes_down, reason, detail, iface"
 		" FROM connections ORDER BY opened_us DESC, id DESC LIMIT ?1",
 	[ST_REFUSAL_ADD] =
 		"INSERT INTO refusals (at_us, reason, cgroup_id, cgroup_path, pid, tid, uid, comm, exe,"
@@ -203,7 +205,7 @@ static int bind_int(sqlite3_stmt *st, int i, int64_t v, int known)
 }
 
 /*
- * Binds ?1..?15 from c. A cgroup id of 0 means the connection has no
+ * Binds ?1..?15 and ?22 (iface) from c. A cgroup id of 0 means the connection has no
  * kernel identity (no BPF record): its identity columns are NULL rather
  * than zeroes, so a row never claims uid 0 for an agent nobody saw. A port
  * whose address is unknown (NULL) and zero is likewise NULL.
@@ -228,6 +230,7 @@ static int bind_conn(sqlite3_stmt *st, const struct store_conn *c)
 	rc |= bind_int(st, 13, c->dst_port, c->dst_addr || c->dst_port);
 	rc |= bind_text(st, 14, c->resource);
 	rc |= bind_text(st, 15, c->protocol);
+	rc |= bind_text(st, 22, c->iface);
 	return rc == SQLITE_OK ? 0 : -1;
 }
 

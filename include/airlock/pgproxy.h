@@ -1,0 +1,34 @@
+/* The PostgreSQL proxy: terminates an agent's session, logs in upstream with the stored credential, decides every statement. */
+#ifndef AIRLOCK_PGPROXY_H
+#define AIRLOCK_PGPROXY_H
+
+#include <stdint.h>
+#include <airlock/common.h>
+#include <airlock/config.h>
+#include <airlock/secrets.h>
+#include <airlock/store.h>
+#include <airlock/tls.h>
+
+struct event_base;
+struct pgproxy;
+
+int pgproxy_new(struct event_base *base, const struct al_config *cfg, struct store *st,
+		struct tls_ca *ca, const struct al_secrets *secrets, struct pgproxy **out,
+		char *err, size_t errlen) AL_MUST;
+/* Ends every session (reason shutdown) and frees. */
+void pgproxy_free(struct pgproxy *p);
+
+/*
+ * Takes an accepted agent connection for a postgres resource. c carries the
+ * identity (the store row is opened here); the connection ends with a row
+ * update naming the reason. Returns 0 if a session started.
+ */
+int pgproxy_start(struct pgproxy *p, int fd, const struct store_conn *c,
+		  const struct al_addr *dst, uint16_t dst_port, const struct al_resource *res);
+
+struct pgproxy_stats {
+	uint64_t live, sessions, statements, denied;
+};
+void pgproxy_stats(const struct pgproxy *p, struct pgproxy_stats *out);
+
+#endif

@@ -1,0 +1,45 @@
+"""Technique: an AF_PACKET socket, the way to send hand-made frames below IP.
+
+cgroup/sock_create never runs for AF_PACKET (only inet/inet6 call it), so
+the fence cannot see this socket; what stops a plain user is the kernel
+itself: AF_PACKET needs CAP_NET_RAW (EPERM without it).
+With CAP_NET_RAW (outside the threat model) this sends an IPv4/UDP packet
+"ping TOKEN RXPORT" as a frame on lo to HOST:PORT, and succeeds if the
+answer comes back to an ordinary UDP socket.
+argv: HOST PORT
+"""
+import socket
+import struct
+import sys
+import common
+
+ETH_P_IP = 0x0800
+
+
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff)
+    s += s >> 16
+    return ~s & 0xffff
+
+
+def attempt():
+    host, port = sys.argv[1], int(sys.argv[2])
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rxport = rx.getsockname()[1]
+    tok = common.token()
+    data = ("ping %s %d\n" % (tok, rxport)).encode()
+    udp = struct.pack("!HHHH", rxport, port, 8 + len(data), 0) + data
+    src, dst = socket.inet_aton("127.0.0.1"), socket.inet_aton(host)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, src, dst)
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    s.sendto(ip + udp, ("lo", ETH_P_IP, 0, 0, b"\0" * 6))
+    common.udp_wait_answer(rx, tok)
+    return {"token": tok}
+
+
+common.main(attempt)

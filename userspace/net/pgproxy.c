@@ -1,0 +1,1572 @@
+/* PostgreSQL sessions: agent-side startup and TLS, upstream login, per-statement decisions, ordered replies, audit. */
+#include <airlock/pgproxy.h>
+#include <airlock/pg.h>
+#include <airlock/pg_auth.h>
+#include <airlock/reason.h>
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <stdlib.h>
+#include <sys/queue.h>
+#include <unistd.h>
+
+#define STARTUP_TIMEOUT_S  30
+#define MAX_PREPARED       4096    /* named statements + portals a session may hold */
+#define PARAM_AUDIT_MAX    1024    /* bytes of one bind parameter kept in the audit */
+#define COMMIT_DELAY_MS    20      /* group commit of audit rows */
+#define UP_MAX_MESSAGE     (1u << 30)
+
+struct pgs;
+
+/* What a reply-queue entry waits for, or emits when it reaches the head. */
+enum qtype {
+	Q_OUTCOME,      /* one completion (C, I, s or E) from upstream for a statement */
+	Q_READY,        /* upstream's ReadyForQuery closing a unit */
+	Q_READY_SWALLOW,/* the same, for a Sync we injected: not passed on */
+	Q_SYNTH,        /* bytes we answer with ourselves */
+	Q_SYNTH_READY,  /* a ReadyForQuery with the current transaction status */
+};
+
+struct qent {
+	TAILQ_ENTRY(qent) link;
+	enum qtype type;
+	int64_t stmt;           /* Q_OUTCOME: statements row */
+	int64_t start_us;
+	int64_t rows;
+	struct pg_buf bytes;    /* Q_SYNTH */
+};
+TAILQ_HEAD(qhead, qent);
+
+/* A prepared statement or portal the agent named. */
+struct named {
+	LIST_ENTRY(named) link;
+	char portal;            /* 'S' statement, 'P' portal */
+	char *name;
+	char *text;             /* statement: its SQL; portal: the statement's SQL */
+	char *kind;
+	char *fingerprint;
+	char *relations;        /* JSON */
+	int unbounded_write;
+	char *params;           /* portal: JSON of the bound parameters */
+};
+LIST_HEAD(nlist, named);
+
+enum pstate {
+	P_STARTUP,              /* reading the agent's startup packets */
+	P_UP_CONNECT,           /* connecting upstream */
+	P_UP_SSL,               /* SSLRequest sent upstream, waiting for S/N */
+	P_UP_AUTH,              /* StartupMessage sent, authenticating */
+	P_READY,                /* relaying and deciding */
+	P_CLOSING,              /* flushing a last message to the agent */
+};
+
+struct pgs {
+	LIST_ENTRY(pgs) link;
+	struct pgproxy *p;
+	const struct al_resource *res;
+	const struct al_secret *cred;
+	int64_t row;
+	struct bufferevent *agent, *up;
+	enum pstate state;
+	struct al_addr dst;
+	uint16_t dst_port;
+	struct pg_buf startup;  /* the StartupMessage we send upstream */
+	struct pg_scram *scram;
+	uint32_t up_pid, up_key, my_pid, my_key;
+	char txn;               /* last ReadyForQuery status */
+	uint64_t bytes_agent, bytes_up;
+	int64_t seq;
+	struct qhead q;
+	struct evbuffer *batch; /* extended-protocol messages held until Sync/Flush */
+	struct qhead batch_outcomes;
+	int batch_denied;
+	char deny_msg[640];
+	int skip_until_sync;
+	int mid_flow;           /* forwarded extended messages not yet closed by a Sync */
+	struct nlist named;
+	size_t n_named;
+	struct event *timer;
+	int agent_tls;
+};
+
+struct up_ctx {
+	const struct al_resource *res;
+	SSL_CTX *ctx;
+};
+
+struct pgproxy {
+	struct event_base *base;
+	const struct al_config *cfg;
+	struct store *store;
+	struct tls_ca *ca;
+	const struct al_secrets *secrets;
+	LIST_HEAD(, pgs) sessions;
+	struct up_ctx *ups;     /* one client context per resource, made on first use */
+	size_t n_ups;
+	struct event *commit;
+	int batch_open;
+	struct pgproxy_stats stats;
+};
+
+static void pgs_free(struct pgs *s);
+static void pgs_close(struct pgs *s, enum al_reason reason, const char *sqlstate, const char *fmt, ...)
+	AL_PRINTF(4, 5);
+static void agent_read(struct bufferevent *bev, void *arg);
+static void agent_write(struct bufferevent *bev, void *arg);
+static void agent_event(struct bufferevent *bev, short what, void *arg);
+static void up_read(struct bufferevent *bev, void *arg);
+static void up_write(struct bufferevent *bev, void *arg);
+
+/* ---- audit -------------------------------------------------------------------------------- */
+
+static void on_commit(evutil_socket_t fd, short what, void *arg)
+{
+	struct pgproxy *p = arg;
+
+	if (store_batch_commit(p->store) < 0)
+		al_err("pg: committing audit rows failed");
+	p->batch_open = 0;
+	(void)fd;
+	(void)what;
+}
+
+/* Opens a group-commit batch if none is open; it commits within COMMIT_DELAY_MS. */
+static void audit_batch(struct pgproxy *p)
+{
+	struct timeval tv = { 0, COMMIT_DELAY_MS * 1000 };
+
+	if (p->batch_open)
+		return;
+	if (store_batch_begin(p->store) == 0) {
+		p->batch_open = 1;
+		evtimer_add(p->commit, &tv);
+	}
+}
+
+static int64_t audit_stmt(struct pgs *s, const char *protocol, const char *text, const char *kind,
+			  const char *fp, const char *relations, int unbounded, const char *params,
+			  int allow, const char *rule)
+{
+	struct store_stmt t = {
+		.conn_id = s->row, .seq = ++s->seq, .at_us = al_now_us(), .protocol = protocol,
+		.text = text, .kind = kind, .fingerprint = fp, .relations_json = relations,
+		.unbounded_write = unbounded, .params_json = params,
+		.decision = allow ? "allow" : "deny", .rule = rule,
+	};
+	int64_t id = 0;
+
+	audit_batch(s->p);
+	if (store_stmt_add(s->p->store, &t, &id) < 0)
+		al_err("pg: could not record a statement");
+	s->p->stats.statements++;
+	if (!allow)
+		s->p->stats.denied++;
+	return id;
+}
+
+static void audit_outcome(struct pgs *s, struct qent *e, const char *tag, const char *sqlstate,
+			  const char *error)
+{
+	struct store_stmt_outcome o = {
+		.tag = tag, .sqlstate = sqlstate, .error = error, .rows = e->rows,
+		.duration_us = al_mono_us() - e->start_us,
+	};
+
+	if (e->stmt <= 0)
+		return;
+	audit_batch(s->p);
+	if (store_stmt_outcome(s->p->store, e->stmt, &o) < 0)
+		al_err("pg: could not record an outcome");
+}
+
+/* ---- policy (the resource's rule list) ---------------------------------------------------- */
+
+static int relation_matches(const char *rule_rel, const char *rel)
+{
+	const char *dot;
+
+	if (strcasecmp(rule_rel, rel) == 0)
+		return 1;
+	/* A rule naming a bare table matches it in any schema. */
+	dot = strrchr(rel, '.');
+	return !strchr(rule_rel, '.') && dot && strcasecmp(rule_rel, dot + 1) == 0;
+}
+
+static int rule_matches(const struct al_rule *r, const struct pg_stmt *st)
+{
+	if (r->kinds && !(r->kinds & (1u << st->kind)))
+		return 0;
+	if (r->unbounded_write && !st->unbounded_write)
+		return 0;
+	if (r->n_relations) {
+		int hit = 0;
+
+		for (size_t i = 0; i < r->n_relations && !hit; i++)
+			for (size_t j = 0; j < st->n_relations && !hit; j++)
+				hit = relation_matches(r->relations[i], st->relations[j]);
+		if (!hit)
+			return 0;
+	}
+	return 1;
+}
+
+/* The first rule that matches decides; none: allow. */
+static const struct al_rule *decide(const struct al_resource *res, const struct pg_stmt *st)
+{
+	for (size_t i = 0; i < res->n_rules; i++)
+		if (rule_matches(&res->rules[i], st))
+			return &res->rules[i];
+	return NULL;
+}
+
+static char *relations_json(const struct pg_stmt *st)
+{
+	json_t *a = json_array();
+	char *out;
+
+	for (size_t i = 0; i < st->n_relations; i++)
+		json_array_append_new(a, json_string(st->relations[i]));
+	out = json_dumps(a, JSON_COMPACT);
+	json_decref(a);
+	return out;
+}
+
+/* ---- reply queue ---------------------------------------------------------------------------- */
+
+static struct qent *qent_new(enum qtype t)
+{
+	struct qent *e = calloc(1, sizeof(*e));
+
+	if (e) {
+		e->type = t;
+		e->rows = -1;
+		pg_buf_init(&e->bytes, 0);
+	}
+	return e;
+}
+
+static void qent_free(struct qent *e)
+{
+	pg_buf_free(&e->bytes);
+	free(e);
+}
+
+static void q_clear(struct qhead *q)
+{
+	struct qent *e;
+
+	while ((e = TAILQ_FIRST(q)) != NULL) {
+		TAILQ_REMOVE(q, e, link);
+		qent_free(e);
+	}
+}
+
+/* Emits our own replies that have reached the head of the queue. */
+static void q_drain(struct pgs *s)
+{
+	struct qent *e;
+
+	while ((e = TAILQ_FIRST(&s->q)) != NULL) {
+		if (e->type == Q_SYNTH) {
+			bufferevent_write(s->agent, e->bytes.data, e->bytes.len);
+		} else if (e->type == Q_SYNTH_READY) {
+			struct pg_buf b;
+
+			pg_buf_init(&b, 0);
+			pg_build_ready(&b, s->txn ? s->txn : 'I');
+			if (pg_buf_ok(&b))
+				bufferevent_write(s->agent, b.data, b.len);
+			pg_buf_free(&b);
+		} else {
+			return;
+		}
+		TAILQ_REMOVE(&s->q, e, link);
+		qent_free(e);
+	}
+}
+
+static int q_push(struct pgs *s, enum qtype t)
+{
+	struct qent *e = qent_new(t);
+
+	if (!e)
+		return -1;
+	TAILQ_INSERT_TAIL(&s->q, e, link);
+	return 0;
+}
+
+/* Queues an ErrorResponse we answer with ourselves, in reply order. */
+static int q_error(struct pgs *s, const char *sqlstate, const char *msg)
+{
+	struct qent *e = qent_new(Q_SYNTH);
+
+	if (!e)
+		return -1;
+	pg_build_error(&e->bytes, "ERROR", sqlstate, msg);
+	if (!pg_buf_ok(&e->bytes)) {
+		qent_free(e);
+		return -1;
+	}
+	TAILQ_INSERT_TAIL(&s->q, e, link);
+	return 0;
+}
+
+/* ---- closing -------------------------------------------------------------------------------- */
+
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+	pgs_free(arg);
+	(void)fd;
+	(void)what;
+}
+
+/* Frees the session from the event loop, never from inside one of its own callbacks. */
+static void reap_soon(struct pgs *s)
+{
+	if (s->agent)
+		bufferevent_disable(s->agent, EV_READ | EV_WRITE);
+	event_del(s->timer);
+	event_assign(s->timer, s->p->base, -1, 0, on_reap, s);
+	event_active(s->timer, EV_TIMEOUT, 1);
+}
+
+static void on_close_flushed(struct bufferevent *bev, void *arg)
+{
+	pgs_free(arg);
+	(void)bev;
+}
+
+static void on_close_event(struct bufferevent *bev, short what, void *arg)
+{
+	pgs_free(arg);
+	(void)bev;
+	(void)what;
+}
+
+/*
+ * Ends a session and records why. With a sqlstate, the agent first gets a
+ * FATAL ErrorResponse carrying the message (flushed before the close).
+ */
+static void pgs_close(struct pgs *s, enum al_reason reason, const char *sqlstate, const char *fmt, ...)
+{
+	struct store_conn_end e = { 0 };
+	char detail[512] = "";
+	va_list ap;
+
+	if (s->state == P_CLOSING)
+		return;
+	if (fmt) {
+		va_start(ap, fmt);
+		vsnprintf(detail, sizeof(detail), fmt, ap);
+		va_end(ap);
+	}
+	e.closed_us = al_now_us();
+	e.bytes_up = s->bytes_agent;
+	e.bytes_down = s->bytes_up;
+	e.reason = reason;
+	e.detail = detail[0] ? detail : NULL;
+	audit_batch(s->p);
+	if (s->row > 0 && store_conn_close(s->p->store, s->row, &e) < 0)
+		al_err("pg session %lld: could not record its end", (long long)s->row);
+	s->state = P_CLOSING;
+	if (s->up) {
+		bufferevent_free(s->up);
+		s->up = NULL;
+	}
+	if (sqlstate && s->agent) {
+		struct pg_buf b;
+		char msg[600];
+
+		snprintf(msg, sizeof(msg), "airlock: %s", detail);
+		pg_buf_init(&b, 0);
+		pg_build_error(&b, "FATAL", sqlstate, msg);
+		if (pg_buf_ok(&b)) {
+			struct timeval tv = { 2, 0 };
+
+			bufferevent_disable(s->agent, EV_READ);
+			bufferevent_write(s->agent, b.data, b.len);
+			pg_buf_free(&b);
+			bufferevent_setcb(s->agent, NULL, on_close_flushed, on_close_event, s);
+			bufferevent_set_timeouts(s->agent, NULL, &tv);
+			return;
+		}
+		pg_buf_free(&b);
+	}
+	reap_soon(s);
+}
+
+static void named_free(struct named *n)
+{
+	free(n->name);
+	free(n->text);
+	free(n->kind);
+	free(n->fingerprint);
+	free(n->relations);
+	free(n->params);
+	free(n);
+}
+
+static void pgs_free(struct pgs *s)
+{
+	struct named *n;
+
+	LIST_REMOVE(s, link);
+	s->p->stats.live--;
+	if (s->agent)
+		bufferevent_free(s->agent);
+	if (s->up)
+		bufferevent_free(s->up);
+	if (s->timer)
+		event_free(s->timer);
+	if (s->batch)
+		evbuffer_free(s->batch);
+	q_clear(&s->q);
+	q_clear(&s->batch_outcomes);
+	while ((n = LIST_FIRST(&s->named)) != NULL) {
+		LIST_REMOVE(n, link);
+		named_free(n);
+	}
+	pg_buf_free(&s->startup);
+	pg_scram_free(s->scram);
+	free(s);
+}
+
+/* ---- named statements and portals ---------------------------------------------------------- */
+
+static struct named *named_find(struct pgs *s, char what, const char *name)
+{
+	struct named *n;
+
+	LIST_FOREACH(n, &s->named, link)
+		if (n->portal == what && strcmp(n->name, name) == 0)
+			return n;
+	return NULL;
+}
+
+static void named_drop(struct pgs *s, char what, const char *name)
+{
+	struct named *n = named_find(s, what, name);
+
+	if (n) {
+		LIST_REMOVE(n, link);
+		named_free(n);
+		s->n_named--;
+	}
+}
+
+static struct named *named_put(struct pgs *s, char what, const char *name)
+{
+	struct named *n;
+
+	named_drop(s, what, name);
+	if (s->n_named >= MAX_PREPARED)
+		return NULL;
+	n = calloc(1, sizeof(*n));
+	if (!n || !(n->name = strdup(name))) {
+		free(n);
+		return NULL;
+	}
+	n->portal = what;
+	LIST_INSERT_HEAD(&s->named, n, link);
+	s->n_named++;
+	return n;
+}
+
+/* ---- sending -------------------------------------------------------------------------------- */
+
+static void send_agent_buf(struct pgs *s, struct pg_buf *b)
+{
+	if (pg_buf_ok(b))
+		bufferevent_write(s->agent, b->data, b->len);
+}
+
+/* ---- statement decisions -------------------------------------------------------------------- */
+
+/*
+ * Classifies a query string and decides it. Records one statements row per
+ * statement (with `record` 0, only when something is denied). Returns 1 if
+ * every statement is allowed, 0 if any is denied, -1 if it cannot be parsed
+ * (denied too); deny_msg then says why.
+ */
+static int decide_query(struct pgs *s, const char *sql, const char *protocol, int record,
+			struct pg_stmt_list *out)
+{
+	char err[400];
+	const struct al_rule *deny_rule = NULL;
+	size_t deny_i = 0;
+	int64_t deny_id = 0;
+
+	if (pg_classify(sql, out, err, sizeof(err)) < 0) {
+		/* Fail closed: what Airlock cannot read does not run. */
+		deny_id = audit_stmt(s, protocol, sql, "unparsed", NULL, "[]", 0, NULL, 0, "unparseable");
+		snprintf(s->deny_msg, sizeof(s->deny_msg), "airlock: %s (request %lld)", err,
+			 (long long)deny_id);
+		return -1;
+	}
+	for (size_t i = 0; i < out->n && !deny_rule; i++) {
+		const struct al_rule *r = decide(s->res, &out->stmts[i]);
+
+		if (r && !r->allow) {
+			deny_rule = r;
+			deny_i = i;
+		}
+	}
+	if (!deny_rule && !record)
+		return 1;
+	for (size_t i = 0; i < out->n; i++) {
+		struct pg_stmt *st = &out->stmts[i];
+		const struct al_rule *r = decide(s->res, st);
+		char *rel = relations_json(st);
+		int64_t id;
+
+		/* With one statement denied, none of the string runs. */
+		id = audit_stmt(s, protocol, st->text, pg_kind_name(st->kind), st->fingerprint, rel,
+				st->unbounded_write, NULL, !deny_rule, r ? r->text : NULL);
+		free(rel);
+		if (deny_rule && i == deny_i)
+			deny_id = id;
+		if (!deny_rule) {
+			struct qent *e = qent_new(Q_OUTCOME);
+
+			if (e) {
+				e->stmt = id;
+				e->start_us = al_mono_us();
+				TAILQ_INSERT_TAIL(&s->batch_outcomes, e, link);
+			}
+		}
+	}
+	if (!deny_rule)
+		return 1;
+	snprintf(s->deny_msg, sizeof(s->deny_msg),
+		 "airlock: denied by rule '%s' (line %d) for %s on resource %s (request %lld)",
+		 deny_rule->text, deny_rule->line, pg_kind_name(out->stmts[deny_i].kind), s->res->name,
+		 (long long)deny_id);
+	return 0;
+}
+
+/* Moves the pending outcomes of the batch into the reply queue. */
+static void commit_outcomes(struct pgs *s)
+{
+	struct qent *e;
+
+	while ((e = TAILQ_FIRST(&s->batch_outcomes)) != NULL) {
+		TAILQ_REMOVE(&s->batch_outcomes, e, link);
+		TAILQ_INSERT_TAIL(&s->q, e, link);
+	}
+}
+
+static void simple_query(struct pgs *s, const struct pg_msg *m, const uint8_t *raw)
+{
+	struct pg_stmt_list l = { 0 };
+	const char *sql, *err;
+	int ok;
+
+	if (pg_decode_query(m, &sql, &err) < 0) {
+		pgs_close(s, AL_REASON_AGENT_RESET, "08P01", "bad Query message: %s", err);
+		return;
+	}
+	q_clear(&s->batch_outcomes);
+	ok = decide_query(s, sql, "simple", 1, &l);
+	pg_stmt_list_free(&l);
+	if (ok <= 0) {
+		if (q_error(s, ok < 0 ? "42601" : "42501", s->deny_msg) < 0 ||
+		    q_push(s, Q_SYNTH_READY) < 0)
+			goto oom;
+		q_drain(s);
+		return;
+	}
+	bufferevent_write(s->up, raw, m->len);
+	commit_outcomes(s);
+	if (q_push(s, Q_READY) < 0)
+		goto oom;
+	return;
+oom:
+	pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");
+}
+
+/* Parameters of a Bind as a JSON array for the audit. */
+static char *bind_params_json(const struct pg_bind *b)
+{
+	json_t *a = json_array();
+	struct pg_param prm;
+	size_t off = 0;
+	uint16_t idx = 0;
+	char *out;
+
+	while (pg_bind_next(b, &off, &idx, &prm) == 1) {
+		if (!prm.data) {
+			json_array_append_new(a, json_null());
+		} else if (prm.format == 1) {
+			char t[48];
+
+			snprintf(t, sizeof(t), "<binary %d bytes>", prm.len);
+			json_array_append_new(a, json_string(t));
+		} else {
+			size_t n = (size_t)prm.len < PARAM_AUDIT_MAX ? (size_t)prm.len : PARAM_AUDIT_MAX;
+			json_t *v = json_stringn((const char *)prm.data, n);
+
+			json_array_append_new(a, v ? v : json_string("<not UTF-8>"));
+		}
+	}
+	out = json_dumps(a, JSON_COMPACT);
+	json_decref(a);
+	return out;
+}
+
+static int dup_into(char **dst, const char *src)
+{
+	free(*dst);
+	*dst = src ? strdup(src) : NULL;
+	return (!src || *dst) ? 0 : -1;
+}
+
+/* One message of the extended protocol, held in the batch until Sync or Flush. */
+static int extended_msg(struct pgs *s, const struct pg_msg *m)
+{
+	const char *err;
+
+	switch (m->type) {
+	case 'P': {
+		struct pg_stmt_list l = { 0 };
+		struct pg_parse pp;
+		struct named *n;
+		int ok;
+
+		if (pg_decode_parse(m, &pp, &err) < 0)
+			return -1;
+		ok = decide_query(s, pp.query, "extended", 0, &l);
+		if (ok == 0) {
+			/* Recorded as denied now: the id goes into the message. */
+			q_clear(&s->batch_outcomes);
+			ok = decide_query(s, pp.query, "extended", 1, &(struct pg_stmt_list){ 0 });
+			q_clear(&s->batch_outcomes);
+			s->batch_denied = 1;
+			pg_stmt_list_free(&l);
+			return 0;
+		}
+		n = named_put(s, 'S', pp.name);
+		if (!n) {
+			pg_stmt_list_free(&l);
+			snprintf(s->deny_msg, sizeof(s->deny_msg),
+				 "airlock: more than %d prepared statements and portals", MAX_PREPARED);
+			s->batch_denied = 1;
+			return 0;
+		}
+		if (dup_into(&n->text, pp.query) < 0)
+			goto oom_l;
+		if (l.n >= 1) {
+			/* A Parse holds one statement (the server refuses more). */
+			n->relations = relations_json(&l.stmts[0]);
+			if (dup_into(&n->kind, pg_kind_name(l.stmts[0].kind)) < 0 ||
+			    dup_into(&n->fingerprint, l.stmts[0].fingerprint) < 0 || !n->relations)
+				goto oom_l;
+			n->unbounded_write = l.stmts[0].unbounded_write;
+		} else if (dup_into(&n->kind, "empty") < 0) {
+			goto oom_l;
+		}
+		pg_stmt_list_free(&l);
+		return 0;
+oom_l:
+		pg_stmt_list_free(&l);
+		return -2;
+	}
+	case 'B': {
+		struct pg_bind b;
+		struct named *st, *po;
+
+		if (pg_decode_bind(m, &b, &err) < 0)
+			return -1;
+		st = named_find(s, 'S', b.stmt);
+		po = named_put(s, 'P', b.portal);
+		if (!po)
+			return -2;
+		if (st && (dup_into(&po->text, st->text) < 0 || dup_into(&po->kind, st->kind) < 0 ||
+			   dup_into(&po->fingerprint, st->fingerprint) < 0 ||
+			   dup_into(&po->relations, st->relations) < 0))
+			return -2;
+		po->unbounded_write = st ? st->unbounded_write : 0;
+		po->params = bind_params_json(&b);
+		return 0;
+	}
+	case 'E': {
+		struct pg_execute ex;
+		struct named *po;
+		struct qent *e;
+
+		if (pg_decode_execute(m, &ex, &err) < 0)
+			return -1;
+		po = named_find(s, 'P', ex.portal);
+		e = qent_new(Q_OUTCOME);
+		if (!e)
+			return -2;
+		e->stmt = audit_stmt(s, "extended", po && po->text ? po->text : "(unknown portal)",
+				     po && po->kind ? po->kind : "utility", po ? po->fingerprint : NULL,
+				     po ? po->relations : NULL, po ? po->unbounded_write : 0,
+				     po ? po->params : NULL, 1, NULL);
+		e->start_us = al_mono_us();
+		TAILQ_INSERT_TAIL(&s->batch_outcomes, e, link);
+		return 0;
+	}
+	case 'C': {
+		struct pg_target t;
+
+		if (pg_decode_close(m, &t, &err) < 0)
+			return -1;
+		named_drop(s, t.what, t.name);
+		return 0;
+	}
+	case 'D': {
+		struct pg_target t;
+
+		return pg_decode_describe(m, &t, &err) < 0 ? -1 : 0;
+	}
+	default:
+		return 0;
+	}
+}
+
+/*
+ * Sends a finished batch upstream (Sync or Flush ends it), or answers it
+ * ourselves when something in it was denied: nothing of a denied batch
+ * runs, and the session goes on after the Sync.
+ */
+static void flush_batch(struct pgs *s, char terminator)
+{
+	struct qent *e;
+
+	if (s->batch_denied) {
+		evbuffer_drain(s->batch, evbuffer_get_length(s->batch));
+		/* Executes recorded earlier in this batch never ran. */
+		TAILQ_FOREACH(e, &s->batch_outcomes, link)
+			audit_outcome(s, e, NULL, NULL, "not run: its batch was denied");
+		q_clear(&s->batch_outcomes);
+		if (s->mid_flow) {
+			/* Close what an earlier Flush sent, so upstream is idle again. */
+			struct pg_buf b;
+
+			pg_buf_init(&b, 0);
+			pg_build_sync(&b);
+			if (pg_buf_ok(&b))
+				bufferevent_write(s->up, b.data, b.len);
+			pg_buf_free(&b);
+			if (q_push(s, Q_READY_SWALLOW) < 0)
+				goto oom;
+			s->mid_flow = 0;
+		}
+		if (q_error(s, "42501", s->deny_msg) < 0)
+			goto oom;
+		if (terminator == 'S') {
+			if (q_push(s, Q_SYNTH_READY) < 0)
+				goto oom;
+		} else {
+			s->skip_until_sync = 1;
+		}
+		s->batch_denied = 0;
+		q_drain(s);
+		return;
+	}
+	bufferevent_write_buffer(s->up, s->batch);
+	commit_outcomes(s);
+	if (terminator == 'S') {
+		if (q_push(s, Q_READY) < 0)
+			goto oom;
+		s->mid_flow = 0;
+	} else {
+		s->mid_flow = 1;
+	}
+	return;
+oom:
+	pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");
+}
+
+/* ---- agent side ----------------------------------------------------------------------------- */
+
+static void agent_ready_msg(struct pgs *s, const struct pg_msg *m, const uint8_t *raw)
+{
+	int rc;
+
+	if (s->skip_until_sync) {
+		if (m->type == 'S') {
+			s->skip_until_sync = 0;
+			if (q_push(s, Q_SYNTH_READY) < 0)
+				pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");
+			q_drain(s);
+		}
+		return;
+	}
+	switch (m->type) {
+	case 'Q':
+		simple_query(s, m, raw);
+		return;
+	case 'P': case 'B': case 'E': case 'C': case 'D':
+		rc = extended_msg(s, m);
+		if (rc == -1) {
+			pgs_close(s, AL_REASON_AGENT_RESET, "08P01", "malformed '%c' message", m->type);
+			return;
+		}
+		if (rc == -2) {
+			pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");
+			return;
+		}
+		if (evbuffer_add(s->batch, raw, m->len) < 0)
+			pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");
+		return;
+	case 'H':
+	case 'S':
+		if (evbuffer_add(s->batch, raw, m->len) < 0) {
+			pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");
+			return;
+		}
+		flush_batch(s, (char)m->type);
+		return;
+	case 'F':
+		/* The function-call protocol runs a function by OID, past any SQL check. */
+		audit_stmt(s, "function-call", "(FunctionCall message)", "call", NULL, NULL, 0, NULL, 0,
+			   "function-call protocol");
+		if (q_error(s, "42501", "airlock: the function-call protocol is not allowed; "
+			    "use SELECT fn(...)") < 0 || q_push(s, Q_SYNTH_READY) < 0)
+			pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");
+		q_drain(s);
+		return;
+	case 'X':
+		bufferevent_write(s->up, raw, m->len);
+		pgs_close(s, AL_REASON_CLOSED, NULL, NULL);
+		return;
+	case 'd': case 'c': case 'f':
+		/* COPY FROM STDIN data: the statement was decided already. */
+		bufferevent_write(s->up, raw, m->len);
+		return;
+	default:
+		pgs_close(s, AL_REASON_AGENT_RESET, "08P01", "unexpected '%c' message", m->type);
+	}
+}
+
+static void up_event(struct bufferevent *bev, short what, void *arg);
+
+static SSL_CTX *up_ssl_ctx(struct pgproxy *p, const struct al_resource *res, char *err, size_t errlen)
+{
+	struct up_ctx *v;
+	SSL_CTX *ctx;
+
+	for (size_t i = 0; i < p->n_ups; i++)
+		if (p->ups[i].res == res)
+			return p->ups[i].ctx;
+	ctx = tls_client_ctx(res->upstream_tls == AL_UPSTREAM_TLS_VERIFY_FULL ? TLS_VERIFY_FULL
+									      : TLS_VERIFY_NONE,
+			     res->upstream_ca, err, errlen);
+	if (!ctx)
+		return NULL;
+	v = realloc(p->ups, (p->n_ups + 1) * sizeof(*v));
+	if (!v) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	p->ups = v;
+	v[p->n_ups].res = res;
+	v[p->n_ups].ctx = ctx;
+	p->n_ups++;
+	return ctx;
+}
+
+static void up_connect(struct pgs *s)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = (socklen_t)al_addr_to_sockaddr(&s->dst, s->dst_port, &ss);
+	struct timeval tv = {
+		.tv_sec = s->p->cfg->connect_timeout_ms / 1000,
+		.tv_usec = (s->p->cfg->connect_timeout_ms % 1000) * 1000,
+	};
+
+	s->up = bufferevent_socket_new(s->p->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!s->up) {
+		pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");
+		return;
+	}
+	s->state = P_UP_CONNECT;
+	bufferevent_setcb(s->up, up_read, up_write, up_event, s);
+	bufferevent_set_timeouts(s->up, NULL, &tv);
+	bufferevent_disable(s->agent, EV_READ);
+	if (bufferevent_socket_connect(s->up, (struct sockaddr *)&ss, (int)len) < 0)
+		pgs_close(s, AL_REASON_UPSTREAM_UNREACH, "08006", "cannot connect to the upstream server");
+}
+
+/* Builds the StartupMessage for upstream: the agent's settings, our login. */
+static int build_startup(struct pgs *s, const struct pg_msg *m)
+{
+	const char *params[64];
+	size_t n = 0, off = 0;
+	const char *k, *v, *database = NULL;
+
+	while (pg_startup_next(m, &off, &k, &v) == 1 && n + 4 < AL_ARRAY_LEN(params)) {
+		/* The login is ours; options could set a role or any GUC. */
+		if (strcmp(k, "user") == 0 || strcmp(k, "options") == 0 || strcmp(k, "replication") == 0)
+			continue;
+		if (strcmp(k, "database") == 0)
+			database = v;
+		params[n++] = k;
+		params[n++] = v;
+	}
+	if (!database) {
+		params[n++] = "database";
+		params[n++] = s->cred->user;
+	}
+	params[n++] = "user";
+	params[n++] = s->cred->user;
+	params[n] = NULL;
+	pg_buf_init(&s->startup, 0);
+	pg_build_startup(&s->startup, params);
+	return pg_buf_ok(&s->startup) ? 0 : -1;
+}
+
+static void cancel_done(struct bufferevent *bev, void *arg)
+{
+	bufferevent_free(bev);
+	(void)arg;
+}
+
+static void cancel_event(struct bufferevent *bev, short what, void *arg)
+{
+	if (what & BEV_EVENT_CONNECTED)
+		return;
+	bufferevent_free(bev);
+	(void)arg;
+}
+
+/* CancelRequest: forwarded to the upstream backend of the session it names. */
+static void forward_cancel(struct pgproxy *p, const struct pg_cancel *c)
+{
+	struct sockaddr_storage ss;
+	struct bufferevent *bev;
+	struct pg_buf b;
+	struct pgs *t;
+	socklen_t len;
+
+	LIST_FOREACH(t, &p->sessions, link)
+		if (t->my_pid == c->pid && t->my_key == c->key && t->state == P_READY)
+			break;
+	if (!t)
+		return;
+	len = (socklen_t)al_addr_to_sockaddr(&t->dst, t->dst_port, &ss);
+	bev = bufferevent_socket_new(p->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!bev)
+		return;
+	pg_buf_init(&b, 0);
+	pg_build_cancel(&b, t->up_pid, t->up_key);
+	bufferevent_setcb(bev, NULL, cancel_done, cancel_event, NULL);
+	if (!pg_buf_ok(&b) || bufferevent_socket_connect(bev, (struct sockaddr *)&ss, (int)len) < 0 ||
+	    bufferevent_write(bev, b.data, b.len) < 0)
+		bufferevent_free(bev);
+	pg_buf_free(&b);
+}
+
+static void agent_startup_msg(struct pgs *s, const struct pg_msg *m)
+{
+	struct pg_startup st;
+	const char *err;
+
+	switch (m->startup) {
+	case PG_STARTUP_SSL: {
+		char e[256];
+		SSL_CTX *ctx;
+		SSL *ssl;
+		struct bufferevent *tls;
+
+		if (s->agent_tls || evbuffer_get_length(bufferevent_get_input(s->agent))) {
+			pgs_close(s, AL_REASON_AGENT_RESET, "08P01", "unexpected data after SSLRequest");
+			return;
+		}
+		ctx = tls_server_ctx(s->p->ca, s->res->tls_name, e, sizeof(e));
+		ssl = ctx ? SSL_new(ctx) : NULL;
+		if (!ssl) {
+			bufferevent_write(s->agent, "N", 1);
+			al_warn("pg: no TLS for %s: %s", s->res->tls_name, e);
+			return;
+		}
+		bufferevent_write(s->agent, "S", 1);
+		tls = bufferevent_openssl_filter_new(s->p->base, s->agent, ssl, BUFFEREVENT_SSL_ACCEPTING,
+						     BEV_OPT_CLOSE_ON_FREE);
+		if (!tls) {
+			SSL_free(ssl);
+			pgs_close(s, AL_REASON_INTERNAL, NULL, "TLS setup failed");
+			return;
+		}
+		bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+		s->agent = tls;
+		s->agent_tls = 1;
+		bufferevent_setcb(s->agent, agent_read, agent_write, agent_event, s);
+		bufferevent_enable(s->agent, EV_READ | EV_WRITE);
+		return;
+	}
+	case PG_STARTUP_GSSENC:
+		bufferevent_write(s->agent, "N", 1);
+		return;
+	case PG_STARTUP_CANCEL: {
+		struct pg_cancel c;
+
+		if (pg_decode_cancel(m, &c, &err) == 0)
+			forward_cancel(s->p, &c);
+		pgs_close(s, AL_REASON_CLOSED, NULL, "cancel request");
+		return;
+	}
+	case PG_STARTUP_V3:
+		if (pg_decode_startup(m, &st, &err) < 0) {
+			pgs_close(s, AL_REASON_AGENT_RESET, "08P01", "bad startup packet: %s", err);
+			return;
+		}
+		if (st.replication) {
+			pgs_close(s, AL_REASON_POLICY_DENY, "42501", "replication connections are not allowed");
+			return;
+		}
+		if (build_startup(s, m) < 0) {
+			pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");
+			return;
+		}
+		up_connect(s);
+		return;
+	default:
+		pgs_close(s, AL_REASON_AGENT_RESET, "08P01", "unsupported startup packet");
+	}
+}
+
+/* Backpressure: a side whose output is full stops the other side's reading. */
+static int full(struct bufferevent *bev, const struct pgs *s)
+{
+	return evbuffer_get_length(bufferevent_get_output(bev)) >= s->p->cfg->relay_buffer;
+}
+
+static void agent_write(struct bufferevent *bev, void *arg)
+{
+	struct pgs *s = arg;
+
+	if (s->state == P_READY && s->up && !full(bev, s))
+		bufferevent_enable(s->up, EV_READ);
+}
+
+static void up_write(struct bufferevent *bev, void *arg)
+{
+	struct pgs *s = arg;
+
+	if (s->state == P_READY && !full(bev, s))
+		bufferevent_enable(s->agent, EV_READ);
+}
+
+static void agent_read(struct bufferevent *bev, void *arg)
+{
+	struct pgs *s = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	while (s->state == P_STARTUP || s->state == P_READY) {
+		size_t avail = evbuffer_get_length(in), want;
+		struct pg_msg m;
+		uint8_t *buf;
+		int n;
+
+		if (avail == 0)
+			return;
+		want = avail < 8 ? avail : 8;
+		buf = evbuffer_pullup(in, (ev_ssize_t)want);
+		n = pg_frame(buf, want, s->state == P_STARTUP, s->p->cfg->pg_max_message, &m);
+		if (n == 0 && m.need > want) {
+			if (avail < m.need)
+				return;
+			buf = evbuffer_pullup(in, (ev_ssize_t)m.need);
+			n = pg_frame(buf, m.need, s->state == P_STARTUP, s->p->cfg->pg_max_message, &m);
+		}
+		if (n == 0)
+			return;
+		if (n < 0) {
+			pgs_close(s, AL_REASON_AGENT_RESET, "08P01", "protocol violation: %s", m.err);
+			return;
+		}
+		s->bytes_agent += (uint64_t)n;
+		if (s->state == P_STARTUP) {
+			/* Copy: the startup handlers may swap the bufferevent. */
+			uint8_t *copy = malloc((size_t)n);
+
+			if (!copy) {
+				pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");
+				return;
+			}
+			memcpy(copy, buf, (size_t)n);
+			evbuffer_drain(in, (size_t)n);
+			m.body = copy + (m.body - buf);
+			agent_startup_msg(s, &m);
+			free(copy);
+			if (s->state == P_CLOSING)
+				return;
+			in = bufferevent_get_input(s->agent);
+			continue;
+		}
+		agent_ready_msg(s, &m, buf);
+		if (s->state == P_CLOSING)
+			return;
+		evbuffer_drain(in, (size_t)n);
+		if (full(s->up, s)) {
+			bufferevent_disable(s->agent, EV_READ);
+			return;
+		}
+	}
+}
+
+static void agent_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct pgs *s = arg;
+
+	if (what & BEV_EVENT_EOF)
+		pgs_close(s, AL_REASON_CLOSED, NULL, s->state == P_READY ? NULL : "agent left during startup");
+	else if (what & BEV_EVENT_ERROR)
+		pgs_close(s, AL_REASON_AGENT_RESET, NULL, "agent connection error");
+	else if (what & BEV_EVENT_TIMEOUT)
+		pgs_close(s, AL_REASON_LIMIT, "08P01", "startup took too long");
+	(void)bev;
+}
+
+/* ---- upstream side -------------------------------------------------------------------------- */
+
+static void up_send(struct pgs *s, struct pg_buf *b)
+{
+	if (pg_buf_ok(b))
+		bufferevent_write(s->up, b->data, b->len);
+}
+
+static void up_start_tls(struct pgs *s)
+{
+	char err[256];
+	SSL_CTX *ctx = up_ssl_ctx(s->p, s->res, err, sizeof(err));
+	SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+	struct bufferevent *tls;
+
+	if (!ssl || tls_client_prepare(ssl, s->res->tls_name,
+				       s->res->upstream_tls == AL_UPSTREAM_TLS_VERIFY_FULL ? TLS_VERIFY_FULL
+										   : TLS_VERIFY_NONE) < 0) {
+		if (ssl)
+			SSL_free(ssl);
+		pgs_close(s, AL_REASON_INTERNAL, "08006", "upstream TLS setup failed: %s", err);
+		return;
+	}
+	tls = bufferevent_openssl_filter_new(s->p->base, s->up, ssl, BUFFEREVENT_SSL_CONNECTING,
+					     BEV_OPT_CLOSE_ON_FREE);
+	if (!tls) {
+		SSL_free(ssl);
+		pgs_close(s, AL_REASON_INTERNAL, "08006", "upstream TLS setup failed");
+		return;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+	s->up = tls;
+	bufferevent_setcb(s->up, up_read, up_write, up_event, s);
+	bufferevent_enable(s->up, EV_READ | EV_WRITE);
+	s->state = P_UP_AUTH;
+	up_send(s, &s->startup);
+}
+
+static void up_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct pgs *s = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+
+	if (what & BEV_EVENT_CONNECTED) {
+		int one = 1;
+
+		bufferevent_set_timeouts(bev, NULL, NULL);
+		(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		bufferevent_enable(bev, EV_READ | EV_WRITE);
+		if (s->res->upstream_tls != AL_UPSTREAM_TLS_DISABLE) {
+			struct pg_buf b;
+
+			pg_buf_init(&b, 0);
+			pg_build_ssl_request(&b);
+			up_send(s, &b);
+			pg_buf_free(&b);
+			s->state = P_UP_SSL;
+		} else {
+			s->state = P_UP_AUTH;
+			up_send(s, &s->startup);
+		}
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		pgs_close(s, AL_REASON_UPSTREAM_TIMEOUT, "08006", "the upstream server did not answer");
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		unsigned long e = bufferevent_get_openssl_error(bev);
+
+		if (e) {
+			char buf[256];
+
+			ERR_error_string_n(e, buf, sizeof(buf));
+			pgs_close(s, AL_REASON_UPSTREAM_RESET, "08006", "upstream TLS failed: %s", buf);
+		} else if (s->state == P_UP_CONNECT) {
+			pgs_close(s, err == ECONNREFUSED ? AL_REASON_UPSTREAM_REFUSED : AL_REASON_UPSTREAM_UNREACH,
+				  "08006", "cannot connect to the upstream server: %s", strerror(err));
+		} else {
+			pgs_close(s, AL_REASON_UPSTREAM_RESET, "08006", "upstream connection lost");
+		}
+		return;
+	}
+	if (what & BEV_EVENT_EOF)
+		pgs_close(s, s->state == P_READY ? AL_REASON_UPSTREAM_RESET : AL_REASON_UPSTREAM_RESET,
+			  "08006", "the upstream server closed the connection");
+}
+
+static void up_auth_msg(struct pgs *s, const struct pg_msg *m)
+{
+	char out[1024], e[256];
+	const char *err;
+	struct pg_auth a;
+	struct pg_buf b;
+
+	pg_buf_init(&b, 0);
+	switch (m->type) {
+	case 'R':
+		if (pg_decode_auth(m, &a, &err) < 0) {
+			pgs_close(s, AL_REASON_UPSTREAM_RESET, "08P01", "bad authentication message: %s", err);
+			break;
+		}
+		switch (a.code) {
+		case PG_AUTH_OK:
+			pg_build_auth_ok(&b);
+			send_agent_buf(s, &b);
+			break;
+		case PG_AUTH_CLEARTEXT:
+			if (!s->cred->password)
+				goto nopw;
+			pg_build_password(&b, s->cred->password);
+			up_send(s, &b);
+			break;
+		case PG_AUTH_MD5:
+			if (!s->cred->password)
+				goto nopw;
+			pg_md5_password(s->cred->user, s->cred->password, a.salt, out);
+			pg_build_password(&b, out);
+			up_send(s, &b);
+			break;
+		case PG_AUTH_SASL:
+			if (!s->cred->password)
+				goto nopw;
+			if (!pg_auth_has_mechanism(&a, "SCRAM-SHA-256") ||
+			    pg_scram_start(s->cred->password, &s->scram, out, sizeof(out)) < 0) {
+				pgs_close(s, AL_REASON_UPSTREAM_RESET, "28000", "upstream offers no usable SASL mechanism");
+				break;
+			}
+			pg_build_sasl_initial(&b, "SCRAM-SHA-256", out, strlen(out));
+			up_send(s, &b);
+			break;
+		case PG_AUTH_SASL_CONTINUE:
+			if (!s->scram || pg_scram_continue(s->scram, a.data, a.data_len, out, sizeof(out),
+							   e, sizeof(e)) < 0) {
+				pgs_close(s, AL_REASON_UPSTREAM_RESET, "28000", "upstream SCRAM exchange failed: %s",
+					  s->scram ? e : "unexpected");
+				break;
+			}
+			pg_build_sasl_response(&b, out, strlen(out));
+			up_send(s, &b);
+			break;
+		case PG_AUTH_SASL_FINAL:
+			if (!s->scram || pg_scram_finish(s->scram, a.data, a.data_len, e, sizeof(e)) < 0)
+				pgs_close(s, AL_REASON_UPSTREAM_RESET, "28000",
+					  "upstream server failed SCRAM verification: %s", s->scram ? e : "unexpected");
+			break;
+		default:
+			pgs_close(s, AL_REASON_UPSTREAM_RESET, "28000",
+				  "upstream asks for an authentication method Airlock does not speak (%u)", a.code);
+		}
+		break;
+	case 'K': {
+		struct pg_cancel k;
+
+		if (pg_decode_backend_key(m, &k, &err) < 0) {
+			pgs_close(s, AL_REASON_UPSTREAM_RESET, "08P01", "bad BackendKeyData");
+			break;
+		}
+		s->up_pid = k.pid;
+		s->up_key = k.key;
+		/* The agent cancels through us, with a key of ours. */
+		if (RAND_bytes((unsigned char *)&s->my_pid, sizeof(s->my_pid)) != 1 ||
+		    RAND_bytes((unsigned char *)&s->my_key, sizeof(s->my_key)) != 1) {
+			pgs_close(s, AL_REASON_INTERNAL, "53200", "no randomness");
+			break;
+		}
+		s->my_pid &= 0x3fffffff;
+		pg_build_backend_key(&b, s->my_pid, s->my_key);
+		send_agent_buf(s, &b);
+		break;
+	}
+	case 'Z': {
+		char st = 'I';
+
+		if (pg_decode_ready(m, &st, &err) < 0)
+			st = 'I';
+		s->txn = st;
+		s->state = P_READY;
+		event_del(s->timer);
+		bufferevent_write(s->agent, m->body - 5, m->len);
+		bufferevent_enable(s->agent, EV_READ);
+		/* The agent may have pipelined queries behind its startup. */
+		agent_read(s->agent, s);
+		break;
+	}
+	case 'E': {
+		struct pg_error_fields f = { 0 };
+
+		if (pg_decode_error(m, &f, &err) < 0)
+			memset(&f, 0, sizeof(f));
+		pgs_close(s, AL_REASON_UPSTREAM_REFUSED, f.sqlstate ? f.sqlstate : "28000",
+			  "upstream login as the resource's credential failed: %s",
+			  f.message ? f.message : "(no message)");
+		break;
+	}
+	default:
+		/* ParameterStatus, NoticeResponse, NegotiateProtocolVersion: pass on. */
+		bufferevent_write(s->agent, m->body - 5, m->len);
+	}
+	pg_buf_free(&b);
+	return;
+nopw:
+	pg_buf_free(&b);
+	pgs_close(s, AL_REASON_UPSTREAM_REFUSED, "28000",
+		  "upstream wants a password and credential '%s' has none", s->res->credential);
+}
+
+/* A message from upstream in the relaying state: account it, then pass it on. */
+static void up_ready_msg(struct pgs *s, const struct pg_msg *m, const uint8_t *raw)
+{
+	struct qent *head = TAILQ_FIRST(&s->q);
+	const char *err;
+
+	switch (m->type) {
+	case 'C': case 'I': case 's':
+		if (head && head->type == Q_OUTCOME) {
+			const char *tag = NULL;
+
+			if (m->type == 'C')
+				if (pg_decode_command_complete(m, &tag, &err) < 0)
+					tag = NULL;
+			audit_outcome(s, head, m->type == 'C' ? tag : m->type == 'I' ? "EMPTY" : "SUSPENDED",
+				      NULL, NULL);
+			TAILQ_REMOVE(&s->q, head, link);
+			qent_free(head);
+		}
+		break;
+	case 'E':
+		if (head && head->type == Q_OUTCOME) {
+			struct pg_error_fields f = { 0 };
+
+			if (pg_decode_error(m, &f, &err) < 0)
+			memset(&f, 0, sizeof(f));
+			audit_outcome(s, head, NULL, f.sqlstate, f.message);
+			TAILQ_REMOVE(&s->q, head, link);
+			qent_free(head);
+		}
+		break;
+	case 'T':
+		if (head && head->type == Q_OUTCOME)
+			head->rows = 0;
+		break;
+	case 'D':
+		if (head && head->type == Q_OUTCOME)
+			head->rows = head->rows < 0 ? 1 : head->rows + 1;
+		break;
+	case 'Z': {
+		int swallow = 0;
+		char st = 'I';
+
+		if (pg_decode_ready(m, &st, &err) < 0)
+			st = 'I';
+		s->txn = st;
+		/* Statements still waiting did not run (an earlier one failed). */
+		while ((head = TAILQ_FIRST(&s->q)) != NULL && head->type == Q_OUTCOME) {
+			audit_outcome(s, head, NULL, NULL, "not run");
+			TAILQ_REMOVE(&s->q, head, link);
+			qent_free(head);
+		}
+		if (head && (head->type == Q_READY || head->type == Q_READY_SWALLOW)) {
+			swallow = head->type == Q_READY_SWALLOW;
+			TAILQ_REMOVE(&s->q, head, link);
+			qent_free(head);
+		}
+		if (!swallow)
+			bufferevent_write(s->agent, raw, m->len);
+		q_drain(s);
+		return;
+	}
+	default:
+		break;
+	}
+	bufferevent_write(s->agent, raw, m->len);
+}
+
+static void up_read(struct bufferevent *bev, void *arg)
+{
+	struct pgs *s = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	if (s->state == P_UP_SSL) {
+		char c;
+
+		if (evbuffer_remove(in, &c, 1) != 1)
+			return;
+		if (c != 'S') {
+			pgs_close(s, AL_REASON_UPSTREAM_REFUSED, "08006",
+				  "the upstream server does not offer TLS, and resource %s requires it",
+				  s->res->name);
+			return;
+		}
+		up_start_tls(s);
+		return;
+	}
+	while (s->state == P_UP_AUTH || s->state == P_READY) {
+		size_t avail = evbuffer_get_length(in), want;
+		struct pg_msg m;
+		uint8_t *buf;
+		int n;
+
+		if (avail < 5)
+			return;
+		want = 5;
+		buf = evbuffer_pullup(in, (ev_ssize_t)want);
+		n = pg_frame_backend(buf, want, UP_MAX_MESSAGE, &m);
+		if (n == 0 && m.need > want) {
+			if (avail < m.need)
+				return;
+			buf = evbuffer_pullup(in, (ev_ssize_t)m.need);
+			n = pg_frame_backend(buf, m.need, UP_MAX_MESSAGE, &m);
+		}
+		if (n == 0)
+			return;
+		if (n < 0) {
+			pgs_close(s, AL_REASON_UPSTREAM_RESET, "08P01", "upstream protocol violation: %s", m.err);
+			return;
+		}
+		s->bytes_up += (uint64_t)n;
+		if (s->state == P_UP_AUTH)
+			up_auth_msg(s, &m);
+		else
+			up_ready_msg(s, &m, buf);
+		if (s->state == P_CLOSING)
+			return;
+		evbuffer_drain(in, (size_t)n);
+		if (s->state == P_READY && full(s->agent, s)) {
+			bufferevent_disable(s->up, EV_READ);
+			return;
+		}
+	}
+}
+
+static void on_startup_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	pgs_close(arg, AL_REASON_LIMIT, "08P01", "startup took longer than %d s", STARTUP_TIMEOUT_S);
+	(void)fd;
+	(void)what;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+int pgproxy_start(struct pgproxy *p, int fd, const struct store_conn *c,
+		  const struct al_addr *dst, uint16_t dst_port, const struct al_resource *res)
+{
+	struct timeval tv = { STARTUP_TIMEOUT_S, 0 };
+	struct pgs *s = calloc(1, sizeof(*s));
+	int one = 1;
+
+	if (!s) {
+		close(fd);
+		return -1;
+	}
+	s->p = p;
+	s->res = res;
+	s->dst = *dst;
+	s->dst_port = dst_port;
+	TAILQ_INIT(&s->q);
+	TAILQ_INIT(&s->batch_outcomes);
+	LIST_INIT(&s->named);
+	LIST_INSERT_HEAD(&p->sessions, s, link);
+	p->stats.live++;
+	p->stats.sessions++;
+	audit_batch(p);
+	if (store_conn_open(p->store, c, &s->row) < 0)
+		s->row = 0;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	s->agent = bufferevent_socket_new(p->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	s->batch = evbuffer_new();
+	s->timer = evtimer_new(p->base, on_startup_timeout, s);
+	if (!s->agent || !s->batch || !s->timer) {
+		if (!s->agent)
+			close(fd);
+		if (s->row > 0) {
+			struct store_conn_end e = { .closed_us = al_now_us(), .reason = AL_REASON_INTERNAL,
+						    .detail = "out of memory" };
+
+			if (store_conn_close(p->store, s->row, &e) < 0)
+				al_err("pg: could not record a failed start");
+		}
+		pgs_free(s);
+		return -1;
+	}
+	evtimer_add(s->timer, &tv);
+	bufferevent_setcb(s->agent, agent_read, agent_write, agent_event, s);
+	bufferevent_enable(s->agent, EV_READ | EV_WRITE);
+	s->cred = p->secrets ? secrets_find(p->secrets, res->credential) : NULL;
+	if (!s->cred) {
+		pgs_close(s, AL_REASON_INTERNAL, "28000", "resource %s: credential '%s' is not in the "
+			  "secrets file", res->name, res->credential);
+		return -1;
+	}
+	return 0;
+}
+
+int pgproxy_new(struct event_base *base, const struct al_config *cfg, struct store *st,
+		struct tls_ca *ca, const struct al_secrets *secrets, struct pgproxy **out,
+		char *err, size_t errlen)
+{
+	struct pgproxy *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return al_errf(err, errlen, "out of memory");
+	p->base = base;
+	p->cfg = cfg;
+	p->store = st;
+	p->ca = ca;
+	p->secrets = secrets;
+	LIST_INIT(&p->sessions);
+	p->commit = evtimer_new(base, on_commit, p);
+	if (!p->commit) {
+		free(p);
+		return al_errf(err, errlen, "out of memory");
+	}
+	*out = p;
+	return 0;
+}
+
+void pgproxy_free(struct pgproxy *p)
+{
+	if (!p)
+		return;
+	while (!LIST_EMPTY(&p->sessions)) {
+		struct pgs *s = LIST_FIRST(&p->sessions);
+
+		pgs_close(s, AL_REASON_SHUTDOWN, NULL, "airlockd stopped");
+		pgs_free(s);
+	}
+	if (p->batch_open && store_batch_commit(p->store) < 0)
+		al_err("pg: committing audit rows at shutdown failed");
+	for (size_t i = 0; i < p->n_ups; i++)
+		SSL_CTX_free(p->ups[i].ctx);
+	free(p->ups);
+	event_free(p->commit);
+	free(p);
+}
+
+void pgproxy_stats(const struct pgproxy *p, struct pgproxy_stats *out)
+{
+	*out = p->stats;
+}
