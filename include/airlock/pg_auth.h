@@ -17,8 +17,8 @@
 
 /*
  * The answer to AuthenticationMD5Password: "md5" + hex(md5(hex(md5(password + user)) + salt)),
- * NUL-terminated in out. If the digest is unavailable (an MD5-less FIPS provider) out is ""
- * and the server refuses the login.
+ * NUL-terminated in out. If the digest is unavailable (an MD5-less FIPS provider) or user or
+ * password is NULL, out is "" and the server refuses the login.
  */
 void pg_md5_password(const char *user, const char *password, const uint8_t salt[4], char out[36]);
 
@@ -52,6 +52,12 @@ int pg_scram_continue(struct pg_scram *st, const uint8_t *server_first, size_t l
  * matches. */
 int pg_scram_finish(struct pg_scram *st, const uint8_t *server_final, size_t len, char *err,
 		    size_t errlen) AL_MUST;
+/*
+ * 1 once pg_scram_finish has verified the server's signature. A client that started SCRAM
+ * must check this when AuthenticationOk arrives: a server that skips the final message has
+ * not proven it knows the password.
+ */
+int pg_scram_done(const struct pg_scram *st);
 /* Wipes keys and the password; NULL is fine. */
 void pg_scram_free(struct pg_scram *st);
 

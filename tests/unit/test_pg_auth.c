@@ -53,6 +53,10 @@ static void test_md5(void)
 	pg_md5_password("alice", "p@ss w0rd", salt2, out);
 	CHECK_STR(out, "md50cabb339f6d829c0a4f60d2cfd60c69c");
 	CHECK(strlen(out) == 35);
+	pg_md5_password("alice", NULL, salt2, out);
+	CHECK_STR(out, "");
+	pg_md5_password(NULL, "pw", salt2, out);
+	CHECK_STR(out, "");
 }
 
 static void test_rfc7677_vector(void)
@@ -62,10 +66,14 @@ static void test_rfc7677_vector(void)
 
 	CHECK(pg_scram_start_rfc("user", "pencil", RFC_NONCE, &st, out, sizeof(out)) == 0);
 	CHECK_STR(out, "n,,n=user,r=" RFC_NONCE);
+	CHECK(!pg_scram_done(st));
 	CHECK(feed_continue(st, RFC_SFIRST, out, sizeof(out)) == 0);
 	CHECK_STR(out, RFC_CFINAL);
+	CHECK(!pg_scram_done(st));
 	CHECK(feed_finish(st, RFC_SFINAL) == 0);
 	CHECK_STR(err_, "");
+	CHECK(pg_scram_done(st));
+	CHECK(!pg_scram_done(NULL));
 	pg_scram_free(st);
 }
 
@@ -289,6 +297,7 @@ static void test_bad_server_final(void)
 		CHECK(feed_continue(st, RFC_SFIRST, out, sizeof(out)) == 0);
 		CHECK(feed_finish(st, bad[i]) == -1);
 		CHECK_STR(err_, why[i]);
+		CHECK(!pg_scram_done(st));
 		/* a failed exchange stays failed, even given the right answer */
 		CHECK(feed_finish(st, RFC_SFINAL) == -1);
 		CHECK_STR(err_, "SCRAM: server-final-message out of order");
@@ -320,6 +329,7 @@ static void test_order(void)
 	CHECK(feed_continue(st, RFC_SFIRST, out, sizeof(out)) == 0);
 	CHECK(feed_finish(st, RFC_SFINAL) == 0);
 	CHECK(feed_finish(st, RFC_SFINAL) == -1);
+	CHECK(!pg_scram_done(st));
 	pg_scram_free(st);
 
 	/* output too small for the client-final-message */
@@ -511,6 +521,10 @@ static int live_login(const char *host, int port, const char *user, const char *
 		}
 		switch (a.code) {
 		case PG_AUTH_OK:
+			if (st && !pg_scram_done(st)) {
+				al_errf(why, whylen, "AuthenticationOk before SCRAM completed");
+				goto out;
+			}
 			authed = 1;
 			break;
 		case PG_AUTH_MD5:

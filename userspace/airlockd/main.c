@@ -9,6 +9,7 @@
 #include <airlock/store.h>
 #include <airlock/version.h>
 
+#include "ifaces.h"
 #include "refusals.h"
 
 #include <errno.h>
@@ -29,6 +30,7 @@ struct daemon {
 	struct relay *relay;
 	struct control *control;
 	struct refusals *refusals;
+	struct ifaces *ifaces;      /* pinned and guarded interfaces (XDP, TPROXY) */
 	struct tls_ca *ca;
 	struct al_secrets *secrets;
 	struct pgproxy *pg;
@@ -103,6 +105,7 @@ static json_t *cmd_status(struct daemon *d)
 	}
 	json_object_set_new(resp, "kernel", kobj);
 	json_object_set_new(resp, "sessions", sobj);
+	ifaces_status(d->ifaces, resp);
 	return resp;
 }
 
@@ -184,6 +187,12 @@ static json_t *handle(void *arg, json_t *req, uid_t uid)
 	(void)uid;
 	if (!cmd)
 		return control_error("missing \"cmd\"");
+	{
+		json_t *r = ifaces_command(d->ifaces, cmd, req); /* pin/unpin --iface, guard */
+
+		if (r)
+			return r;
+	}
 	if (strcmp(cmd, "status") == 0)
 		return cmd_status(d);
 	if (strcmp(cmd, "pin") == 0)
@@ -342,6 +351,7 @@ int main(int argc, char **argv)
 	    set_resolvers(&d, err, sizeof(err)) < 0 ||
 	    refusals_start(d.base, d.kern, d.store, &d.refusals, err, sizeof(err)) < 0 ||
 	    relay_start(d.base, d.cfg, d.kern, d.store, &d.relay, err, sizeof(err)) < 0 ||
+	    ifaces_start(d.base, d.cfg, d.store, d.relay, &d.ifaces, err, sizeof(err)) < 0 ||
 	    pgproxy_new(d.base, d.cfg, d.store, d.ca, d.secrets, &d.pg, err, sizeof(err)) < 0 ||
 	    control_start(d.base, d.cfg->control_socket, handle, &d, &d.control, err, sizeof(err)) < 0) {
 		fprintf(stderr, "airlockd: %s\n", err);
@@ -378,6 +388,7 @@ out:
 		if (sigs[i])
 			event_free(sigs[i]);
 	control_free(d.control);
+	ifaces_free(d.ifaces);
 	relay_free(d.relay);
 	pgproxy_free(d.pg);
 	refusals_free(d.refusals);

@@ -1234,6 +1234,12 @@ static void up_auth_msg(struct pgs *s, const struct pg_msg *m)
 		}
 		switch (a.code) {
 		case PG_AUTH_OK:
+			/* A server that skipped proving it knows the password is not the server. */
+			if (s->scram && !pg_scram_done(s->scram)) {
+				pgs_close(s, AL_REASON_UPSTREAM_RESET, "28000",
+					  "upstream said OK before completing SCRAM");
+				break;
+			}
 			pg_build_auth_ok(&b);
 			send_agent_buf(s, &b);
 			break;
@@ -1253,7 +1259,7 @@ static void up_auth_msg(struct pgs *s, const struct pg_msg *m)
 		case PG_AUTH_SASL:
 			if (!s->cred->password)
 				goto nopw;
-			if (!pg_auth_has_mechanism(&a, "SCRAM-SHA-256") ||
+			if (s->scram || !pg_auth_has_mechanism(&a, "SCRAM-SHA-256") ||
 			    pg_scram_start(s->cred->password, &s->scram, out, sizeof(out)) < 0) {
 				pgs_close(s, AL_REASON_UPSTREAM_RESET, "28000", "upstream offers no usable SASL mechanism");
 				break;

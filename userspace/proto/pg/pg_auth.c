@@ -40,7 +40,7 @@ void pg_md5_password(const char *user, const char *password, const uint8_t salt[
 	bool ok = false;
 
 	out[0] = '\0';
-	if (!ctx)
+	if (!ctx || !user || !password)
 		goto out;
 	if (EVP_DigestInit_ex(ctx, EVP_md5(), NULL) != 1 ||
 	    EVP_DigestUpdate(ctx, password, strlen(password)) != 1 ||
@@ -86,6 +86,11 @@ static void wipe_free(void *p, size_t n)
 		return;
 	OPENSSL_cleanse(p, n);
 	free(p);
+}
+
+int pg_scram_done(const struct pg_scram *st)
+{
+	return st && st->state == SCRAM_DONE;
 }
 
 void pg_scram_free(struct pg_scram *st)

@@ -1,0 +1,422 @@
+#!/usr/bin/env bash
+# PostgreSQL benchmark: pgbench -S through nothing (direct), pgbouncer, and Airlock (postgres resource, allow rule), measured in one run.
+#
+# Workloads (pgbench -S: one primary-key SELECT per transaction, -T seconds each):
+#   c8   -c 8 clients          tps: Airlock's target is >= 0.90x pgbouncer
+#   c1   -c 1 client           latency: Airlock's added time per statement (target <= 60 us)
+#   C8   -c 8 with -C          a new connection for every transaction
+# Modes, alternated within each round (the starting mode rotates), medians over the rounds:
+#   direct     pgbench in a plain cgroup -> the server
+#   pgbouncer  pgbench in the plain cgroup -> pgbouncer (pool_mode session, scram) -> the server
+#   airlock    pgbench in a pinned cgroup, dialling the server's own address; airlockd
+#              terminates the session, classifies and audits every statement, allows it
+#              (rule list: deny ddl, deny unbounded_write, allow read), logs in upstream
+#              with the stored credential
+# All plaintext (sslmode=disable, upstream_tls disable), so the three do the same work on
+# the wire. The server is a throwaway PostgreSQL 15 cluster in a temp dir on 127.0.0.5.
+# Everything is created under a unique name and removed on any exit; only processes this
+# script started are stopped, by pid.
+#
+# Knobs (environment): BENCH_ROUNDS (2), BENCH_PG_T (10 s per run), BENCH_PG_SCALE (10),
+# BENCH_PG_JOBS (pgbench -j for the 8-client runs; default min(8, CPUs)),
+# BENCH_PGB_POOL_MODE (session).
+
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${BENCH_ROUNDS:-2}
+DUR=${BENCH_PG_T:-10}
+SCALE=${BENCH_PG_SCALE:-10}
+NCPU=$(nproc)
+JOBS=${BENCH_PG_JOBS:-$((NCPU < 8 ? NCPU : 8))}
+POOL_MODE=${BENCH_PGB_POOL_MODE:-session}
+PGBIN=/usr/lib/postgresql/15/bin
+ADDR=127.0.0.5
+PW='s3cret pw'
+
+die() {
+	echo "pg_bench: $*" >&2
+	exit 1
+}
+
+[ "$(id -u)" -eq 0 ] || die "needs root (airlockd loads BPF; the bench creates cgroups)"
+{ [ -x build/airlockd ] && [ -x build/airlockctl ]; } || die "build/airlockd and build/airlockctl are missing (make all)"
+for n in "$ROUNDS" "$DUR" "$SCALE" "$JOBS"; do
+	case "$n" in '' | *[!0-9]*) die "BENCH_ROUNDS, BENCH_PG_T, BENCH_PG_SCALE and BENCH_PG_JOBS must be numbers" ;; esac
+done
+{ [ "$ROUNDS" -ge 1 ] && [ "$DUR" -ge 2 ] && [ "$SCALE" -ge 1 ] && [ "$JOBS" -ge 1 ]; } || die "numbers too small"
+{ [ -x "$PGBIN/initdb" ] && command -v pgbench >/dev/null && command -v psql >/dev/null; } ||
+	die "PostgreSQL 15 is missing (scripts/deps.sh installs postgresql)"
+if ! command -v pgbouncer >/dev/null; then
+	echo "pg_bench: installing pgbouncer (apt-get)"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y -qq --no-install-recommends pgbouncer >/dev/null 2>&1 ||
+		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends pgbouncer >/dev/null; } ||
+		die "could not install pgbouncer"
+	# Debian starts a system pgbouncer on 6432; the bench runs its own and leaves that one be.
+fi
+PGBOUNCER=$(command -v pgbouncer)
+
+CG2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)
+[ -n "$CG2" ] || die "no cgroup v2 hierarchy in /proc/self/mounts"
+
+TAG=airlock-pgbench-$$
+PIN_ROOT=/sys/fs/bpf/$TAG
+AGENT_CG=$CG2/$TAG-agent
+PLAIN_CG=$CG2/$TAG-plain
+for p in "$PIN_ROOT" "$AGENT_CG" "$PLAIN_CG"; do
+	[ ! -e "$p" ] || die "$p exists already; not touching what this run did not create"
+done
+
+TMP=
+AIRLOCKD_PID=
+PG_PID=
+PGB_PID=
+CLIENT_PID=
+MADE_CGS=()
+
+# Only what this run started or created is stopped or removed.
+cleanup() {
+	local rc=$? cg pid
+	set +e
+	trap - EXIT INT TERM HUP
+	if [ -n "$CLIENT_PID" ] && kill -0 "$CLIENT_PID" 2>/dev/null; then
+		kill "$CLIENT_PID" 2>/dev/null
+		wait "$CLIENT_PID" 2>/dev/null
+	fi
+	if [ -n "$AIRLOCKD_PID" ]; then
+		./build/airlockctl -s "$TMP/control.sock" down --pin-root "$PIN_ROOT" >/dev/null 2>&1
+		for _ in $(seq 50); do
+			kill -0 "$AIRLOCKD_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$AIRLOCKD_PID" 2>/dev/null; then
+			kill "$AIRLOCKD_PID" 2>/dev/null
+			sleep 1
+			kill -0 "$AIRLOCKD_PID" 2>/dev/null && kill -KILL "$AIRLOCKD_PID" 2>/dev/null
+		fi
+		wait "$AIRLOCKD_PID" 2>/dev/null
+	fi
+	if [ -e "$PIN_ROOT" ]; then
+		./build/airlockctl -s "${TMP:-/nonexistent}/control.sock" down --pin-root "$PIN_ROOT" >/dev/null 2>&1
+	fi
+	for pid in "$PGB_PID" "$PG_PID"; do
+		[ -n "$pid" ] || continue
+		# SIGINT is PostgreSQL's fast shutdown; pgbouncer exits on it too.
+		kill -INT "$pid" 2>/dev/null
+		for _ in $(seq 100); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -0 "$pid" 2>/dev/null && kill -QUIT "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	done
+	for cg in "${MADE_CGS[@]}"; do
+		for _ in $(seq 50); do
+			[ -n "$(cat "$cg/cgroup.procs" 2>/dev/null)" ] || break
+			sleep 0.1
+		done
+		rmdir "$cg" 2>/dev/null || echo "pg_bench: could not remove cgroup $cg" >&2
+	done
+	[ ! -e "$PIN_ROOT" ] || echo "pg_bench: pins left behind under $PIN_ROOT" >&2
+	[ -z "$TMP" ] || rm -rf "$TMP"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+TMP=$(mktemp -d "/tmp/$TAG.XXXXXX")
+chmod 755 "$TMP"
+# libpq settings from the caller's environment would change what is measured.
+for v in $(compgen -e | grep '^PG' || true); do unset "$v"; done
+export PGPASSFILE=$TMP/no-pgpass PGCONNECT_TIMEOUT=10
+
+freeport() {
+	python3 -c 'import socket, sys
+s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$1"
+}
+as_postgres() {
+	setpriv --reuid=postgres --regid=postgres --init-groups "$@"
+}
+
+# ---- the server ----
+
+SRV_PORT=$(freeport "$ADDR")
+mkdir "$TMP/pg" "$TMP/pg/sock" "$TMP/pgb"
+chmod 700 "$TMP/pg/sock"
+chown -R postgres:postgres "$TMP/pg" "$TMP/pgb"
+as_postgres "$PGBIN/initdb" -D "$TMP/pg/data" -U postgres -E UTF8 --no-locale --no-sync \
+	--auth-local=trust --auth-host=scram-sha-256 >"$TMP/initdb.log" 2>&1 ||
+	die "initdb failed: $(tail -n 5 "$TMP/initdb.log")"
+cat >>"$TMP/pg/data/postgresql.conf" <<EOF
+# airlock pg_bench
+listen_addresses = '$ADDR'
+port = $SRV_PORT
+unix_socket_directories = '$TMP/pg/sock'
+unix_socket_permissions = 0700
+password_encryption = 'scram-sha-256'
+max_connections = 100
+shared_buffers = 128MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+cat >"$TMP/pg/data/pg_hba.conf" <<EOF
+local all all trust
+host all all 127.0.0.1/32 scram-sha-256
+host all all $ADDR/32 scram-sha-256
+EOF
+as_postgres "$PGBIN/postgres" -D "$TMP/pg/data" >"$TMP/postgres.log" 2>&1 &
+PG_PID=$!
+for _ in $(seq 100); do
+	pg_isready -q -h "$TMP/pg/sock" -p "$SRV_PORT" && break
+	kill -0 "$PG_PID" 2>/dev/null || break
+	sleep 0.1
+done
+pg_isready -q -h "$TMP/pg/sock" -p "$SRV_PORT" || die "postgres did not start: $(tail -n 5 "$TMP/postgres.log")"
+psql -X -q -h "$TMP/pg/sock" -p "$SRV_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 >/dev/null <<EOF
+CREATE ROLE app LOGIN PASSWORD '$PW';
+CREATE DATABASE bench OWNER app;
+EOF
+PGPASSWORD=$PW pgbench -i -q -s "$SCALE" "host=$ADDR port=$SRV_PORT dbname=bench user=app sslmode=disable" \
+	>"$TMP/pgbench-init.log" 2>&1 || die "pgbench -i failed: $(tail -n 5 "$TMP/pgbench-init.log")"
+
+# ---- pgbouncer ----
+
+PGB_PORT=$(freeport "$ADDR")
+printf '"app" "%s"\n' "$PW" >"$TMP/pgb/userlist.txt"
+cat >"$TMP/pgb/pgbouncer.ini" <<EOF
+[databases]
+bench = host=$ADDR port=$SRV_PORT dbname=bench
+
+[pgbouncer]
+listen_addr = $ADDR
+listen_port = $PGB_PORT
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $TMP/pgb/userlist.txt
+pool_mode = $POOL_MODE
+max_client_conn = 200
+default_pool_size = 20
+logfile = $TMP/pgb/pgbouncer.log
+log_connections = 0
+log_disconnections = 0
+EOF
+chown -R postgres:postgres "$TMP/pgb"
+chmod 600 "$TMP/pgb/userlist.txt"
+as_postgres "$PGBOUNCER" "$TMP/pgb/pgbouncer.ini" >"$TMP/pgb/stdout.log" 2>&1 &
+PGB_PID=$!
+for _ in $(seq 50); do
+	PGPASSWORD=$PW psql -X -At -d "host=$ADDR port=$PGB_PORT dbname=bench user=app sslmode=disable" \
+		-c 'SELECT 1' >/dev/null 2>&1 && break
+	kill -0 "$PGB_PID" 2>/dev/null || break
+	sleep 0.1
+done
+PGPASSWORD=$PW psql -X -At -d "host=$ADDR port=$PGB_PORT dbname=bench user=app sslmode=disable" \
+	-c 'SELECT 1' >/dev/null 2>&1 ||
+	die "pgbouncer did not start: $(tail -n 5 "$TMP/pgb/pgbouncer.log" "$TMP/pgb/stdout.log" 2>/dev/null)"
+
+# ---- airlockd ----
+
+STEER_PORT=$(freeport 127.0.0.1)
+mkdir -m 700 "$TMP/ca"
+(umask 077 && printf 'pgcred user=app password="%s"\n' "$PW" >"$TMP/secrets.conf")
+cat >"$TMP/airlock.conf" <<EOF
+# airlockd configuration for one pg_bench run
+steer_port $STEER_PORT
+control_socket "$TMP/control.sock"
+store "$TMP/airlock.db"
+pin_root "$PIN_ROOT"
+default relay
+secrets "$TMP/secrets.conf"
+ca_dir "$TMP/ca"
+resource "pg" {
+    address $ADDR
+    port $SRV_PORT
+    protocol postgres
+    upstream_tls disable
+    credential "pgcred"
+    rule deny kind ddl
+    rule deny unbounded_write
+    rule allow kind read
+}
+EOF
+./build/airlockd -c "$TMP/airlock.conf" >"$TMP/airlockd.out" 2>"$TMP/airlockd.err" &
+AIRLOCKD_PID=$!
+for _ in $(seq 100); do
+	grep -q 'ready' "$TMP/airlockd.out" 2>/dev/null && break
+	kill -0 "$AIRLOCKD_PID" 2>/dev/null || break
+	sleep 0.1
+done
+grep -q 'ready' "$TMP/airlockd.out" || die "airlockd did not start: $(cat "$TMP/airlockd.err")"
+CTL=(./build/airlockctl -s "$TMP/control.sock")
+
+for cg in "$AGENT_CG" "$PLAIN_CG"; do
+	mkdir "$cg"
+	MADE_CGS+=("$cg")
+done
+"${CTL[@]}" pin "$AGENT_CG" >/dev/null || die "airlockctl pin failed"
+
+# Statements airlockd has audited so far (the store is read-only to us).
+audited() {
+	python3 -c 'import sqlite3, sys
+db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True, timeout=10)
+print(db.execute("SELECT count(*) FROM statements").fetchone()[0])' "$TMP/airlock.db" 2>/dev/null || echo "?"
+}
+
+# ---- runs ----
+
+# client MODE WORKLOAD: one pgbench run; its output goes to $TMP/client.out.
+client() {
+	local mode=$1 wl=$2 cg port pw rc=0 args
+	case "$mode" in
+	direct) cg=$PLAIN_CG port=$SRV_PORT pw=$PW ;;
+	pgbouncer) cg=$PLAIN_CG port=$PGB_PORT pw=$PW ;;
+	airlock) cg=$AGENT_CG port=$SRV_PORT pw=not-the-password ;;
+	esac
+	case "$wl" in
+	c8) args="-c 8 -j $JOBS" ;;
+	c1) args="-c 1 -j 1" ;;
+	C8) args="-C -c 8 -j $JOBS" ;;
+	esac
+	# The client joins the cgroup, proves it, and only then becomes pgbench.
+	# shellcheck disable=SC2086 # word splitting of args is wanted
+	PGPASSWORD=$pw sh -c 'echo $$ > "$1/cgroup.procs" && grep -qx "0::$2" /proc/$$/cgroup && shift 2 && exec "$@"' \
+		sh "$cg" "${cg#"$CG2"}" timeout $((DUR + 60)) pgbench -n -S -M simple $args -T "$DUR" \
+		"host=$ADDR port=$port dbname=bench user=app sslmode=disable" \
+		>"$TMP/client.out" 2>"$TMP/client.err" &
+	CLIENT_PID=$!
+	wait "$CLIENT_PID" || rc=$?
+	CLIENT_PID=
+	if [ "$rc" -ne 0 ]; then
+		echo "$mode $wl exited $rc: $(tail -n 3 "$TMP/client.err" | tr '\n' ' ')" >>"$TMP/anomalies"
+	fi
+	if grep -q 'number of failed transactions: [1-9]' "$TMP/client.out"; then
+		echo "$mode $wl: $(grep 'number of failed' "$TMP/client.out")" >>"$TMP/anomalies"
+	fi
+}
+
+WORKLOADS=(c8 c1 C8)
+MODES=(direct pgbouncer airlock)
+: >"$TMP/results"
+: >"$TMP/anomalies"
+
+echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{ print $3 }') on $ADDR:$SRV_PORT (scale $SCALE), pgbouncer $("$PGBOUNCER" --version | awk 'NR == 1 { print $2 }') on $ADDR:$PGB_PORT ($POOL_MODE pools)"
+echo "airlockd $(sed -n 's/^airlockd \(.*\) ready$/\1/p' "$TMP/airlockd.out") (pid $AIRLOCKD_PID), store on $(df -T "$TMP" | awk 'NR == 2 { print $2 }')"
+echo "$NCPU CPUs, kernel $(uname -r); pgbench -S -T $DUR, -j $JOBS for 8 clients; $ROUNDS rounds; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+others=$(pgrep -x airlockd | grep -vx "$AIRLOCKD_PID" | tr '\n' ' ' || true)
+[ -z "$others" ] || echo "note: other airlockd processes run on this host (pids ${others% }); figures may be disturbed"
+
+echo "warm-up..."
+for mode in "${MODES[@]}"; do
+	DUR_SAVE=$DUR
+	DUR=2
+	client "$mode" c8
+	DUR=$DUR_SAVE
+done
+: >"$TMP/anomalies.warmup"
+[ ! -s "$TMP/anomalies" ] || { cp "$TMP/anomalies" "$TMP/anomalies.warmup"; : >"$TMP/anomalies"; }
+
+START=$(date +%s)
+for round in $(seq "$ROUNDS"); do
+	for wl in "${WORKLOADS[@]}"; do
+		line="round $round/$ROUNDS $wl"
+		for k in 0 1 2; do
+			mode=${MODES[$(((round - 1 + k) % 3))]}
+			before=$(audited)
+			client "$mode" "$wl"
+			after=$(audited)
+			tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$TMP/client.out" | head -n 1)
+			lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$TMP/client.out" | head -n 1)
+			n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$TMP/client.out")
+			if [ "$before" != "?" ] && [ "$after" != "?" ] && [ -n "$n" ]; then
+				got=$((after - before))
+				if [ "$mode" = airlock ] && [ "$got" -lt "$n" ]; then
+					echo "airlock $wl round $round: $n transactions but only $got statements audited" >>"$TMP/anomalies"
+				elif [ "$mode" != airlock ] && [ "$got" -ne 0 ]; then
+					echo "$mode $wl round $round: $got statements audited (should bypass airlockd)" >>"$TMP/anomalies"
+				fi
+			fi
+			[ -n "$tps" ] || continue
+			echo "$mode $wl $round tps=$tps lat_ms=${lat:-0}" >>"$TMP/results"
+			line+=$(printf '  %s %.0f tps %.3f ms' "$mode" "$tps" "${lat:-0}")
+		done
+		echo "$line"
+	done
+done
+ELAPSED=$(($(date +%s) - START))
+
+# ---- report ----
+
+echo
+echo "Medians of $ROUNDS rounds (pgbench -S: 1 statement per transaction):"
+awk -v rounds="$ROUNDS" '
+function median(key,    n, i, j, t, a) {
+	n = split(vals[key], a, " ")
+	if (n == 0)
+		return ""
+	for (i = 2; i <= n; i++)
+		for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) {
+			t = a[j]; a[j] = a[j - 1]; a[j - 1] = t
+		}
+	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "-" : sprintf("%.2f", a / b) }
+function num(x, fmt) { return x == "" ? "-" : sprintf(fmt, x) }
+{
+	for (i = 4; i <= NF; i++) {
+		split($i, kv, "=")
+		vals[$2 SUBSEP kv[1] SUBSEP $1] = vals[$2 SUBSEP kv[1] SUBSEP $1] " " kv[2]
+	}
+}
+END {
+	title["c8"] = "-S -c 8"
+	title["c1"] = "-S -c 1"
+	title["C8"] = "-S -C -c 8 (connect each tx)"
+	printf "%-30s %10s %10s %10s  %9s %9s %9s\n", "workload (tps)", "direct", "pgbouncer", "airlock",
+	       "al/direct", "al/pgb", "pgb/direct"
+	split("c8 c1 C8", wls, " ")
+	for (w = 1; w <= 3; w++) {
+		wl = wls[w]
+		d = median(wl SUBSEP "tps" SUBSEP "direct")
+		b = median(wl SUBSEP "tps" SUBSEP "pgbouncer")
+		a = median(wl SUBSEP "tps" SUBSEP "airlock")
+		T[wl, "d"] = d; T[wl, "b"] = b; T[wl, "a"] = a
+		printf "%-30s %10s %10s %10s  %9s %9s %9s\n", title[wl], num(d, "%.0f"), num(b, "%.0f"),
+		       num(a, "%.0f"), ratio(a, d), ratio(a, b), ratio(b, d)
+	}
+	ld = median("c1" SUBSEP "lat_ms" SUBSEP "direct")
+	lb = median("c1" SUBSEP "lat_ms" SUBSEP "pgbouncer")
+	la = median("c1" SUBSEP "lat_ms" SUBSEP "airlock")
+	printf "\n-c 1 latency per statement: direct %s us, pgbouncer %s us, airlock %s us\n",
+	       num(ld * 1000, "%.1f"), num(lb * 1000, "%.1f"), num(la * 1000, "%.1f")
+	if (T["c1", "a"] != "" && T["c1", "d"] != "") {
+		ov = 1e6 / T["c1", "a"] - 1e6 / T["c1", "d"]
+		ovb = (T["c1", "b"] != "") ? 1e6 / T["c1", "a"] - 1e6 / T["c1", "b"] : ""
+		printf "airlock adds %.1f us per statement over direct (target <= 60 us: %s)", ov, ov <= 60 ? "met" : "MISSED"
+		if (ovb != "")
+			printf ", %+.1f us vs pgbouncer", ovb
+		printf "\n"
+	}
+	if (T["c8", "a"] != "" && T["c8", "b"] != "" && T["c8", "b"] > 0) {
+		r = T["c8", "a"] / T["c8", "b"]
+		printf "airlock / pgbouncer at -c 8: %.2f (target >= 0.90: %s)\n", r, r >= 0.90 ? "met" : "MISSED"
+	}
+}' "$TMP/results"
+
+echo
+echo "airlockd after the run:"
+"${CTL[@]}" status | sed 's/^/  /'
+echo "  statements audited: $(audited)"
+other=$(grep -v -e ': pinned /' -e ': unpinned /' "$TMP/airlockd.err" || true)
+if [ -n "$other" ]; then
+	echo "airlockd stderr ($(printf '%s\n' "$other" | wc -l) lines, last 10):"
+	printf '%s\n' "$other" | tail -n 10 | sed 's/^/  /'
+fi
+if [ -s "$TMP/anomalies" ] || [ -s "$TMP/anomalies.warmup" ]; then
+	echo "ANOMALIES:"
+	cat "$TMP/anomalies.warmup" "$TMP/anomalies" | sed 's/^/  /'
+fi
+echo "measured in ${ELAPSED}s; load average after: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the host skews the figures)"

@@ -1,0 +1,191 @@
+/* The TPROXY listener for agents behind pinned interfaces: original destination from getsockname, identity from the XDP SYN record. */
+#include <airlock/tproxy.h>
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct tproxy {
+	struct relay *relay;
+	struct xdp *xdp;
+	struct store *store;
+	struct evconnlistener *ls[2];
+	struct tproxy_stats stats;
+};
+
+static void abort_close(int fd)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
+/* The interface of the connection, if the XDP program of a pinned agent
+ * interface let its SYN in; fills name. */
+static int flow_iface(struct tproxy *t, const struct al_addr *src, uint16_t sport,
+		      const struct al_addr *dst, uint16_t dport, char name[IF_NAMESIZE])
+{
+	struct al_flow_key k;
+	struct al_flow_origin o;
+	struct xdp_iface ifs[64];
+	int n;
+
+	memset(&k, 0, sizeof(k));
+	k.src = *src;
+	k.dst = *dst;
+	k.sport = sport;
+	k.dport = dport;
+	if (xdp_take_flow(t->xdp, &k, &o) < 0)
+		return -1;
+	n = xdp_list(t->xdp, ifs, AL_ARRAY_LEN(ifs));
+	for (int i = 0; i < n; i++) {
+		if (ifs[i].ifindex != (int)o.ifindex || ifs[i].role != XDP_ROLE_AGENT)
+			continue;
+		if (ifs[i].name[0])
+			memcpy(name, ifs[i].name, IF_NAMESIZE);
+		else
+			snprintf(name, IF_NAMESIZE, "if%u", o.ifindex);
+		return 0;
+	}
+	return -1;
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+		      void *arg)
+{
+	struct tproxy *t = arg;
+	struct store_conn c = { 0 };
+	struct sockaddr_storage local;
+	socklen_t llen = sizeof(local);
+	struct al_addr peer, dst;
+	uint16_t peer_port, dst_port;
+	char peer_s[INET6_ADDRSTRLEN], dst_s[INET6_ADDRSTRLEN], ifname[IF_NAMESIZE];
+
+	(void)l;
+	(void)salen;
+	t->stats.accepted++;
+	if (al_addr_from_sockaddr(&peer, &peer_port, sa) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&local, &llen) < 0 ||
+	    al_addr_from_sockaddr(&dst, &dst_port, (struct sockaddr *)&local) < 0) {
+		abort_close(fd);
+		return;
+	}
+	al_addr_str(&peer, peer_s, sizeof(peer_s));
+	al_addr_str(&dst, dst_s, sizeof(dst_s));
+	c.opened_us = al_now_us();
+	c.protocol = "tcp";
+	c.agent_addr = peer_s;
+	c.agent_port = peer_port;
+	c.dst_addr = dst_s;
+	c.dst_port = dst_port;
+	if (flow_iface(t, &peer, peer_port, &dst, dst_port, ifname) < 0) {
+		struct store_conn_end e = {
+			.closed_us = al_now_us(),
+			.reason = AL_REASON_NO_IDENTITY,
+			.detail = "no XDP record of a pinned interface for this connection",
+		};
+
+		t->stats.no_identity++;
+		abort_close(fd);
+		if (store_conn_record(t->store, &c, &e) < 0)
+			al_err("could not record a refused TPROXY connection");
+		return;
+	}
+	c.iface = ifname;
+	(void)relay_adopt(t->relay, fd, &c, &dst, dst_port);
+}
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+	(void)l;
+	(void)arg;
+	al_warn("tproxy accept: %s", strerror(EVUTIL_SOCKET_ERROR()));
+}
+
+static struct evconnlistener *listen_on(struct event_base *base, struct tproxy *t, int family,
+					uint16_t port, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	struct evconnlistener *l;
+	struct al_addr a;
+	socklen_t len;
+	int fd, one = 1;
+	const char *host = family == AF_INET ? "127.0.0.1" : "::1";
+
+	if (al_addr_parse(&a, host) < 0)
+		return NULL;
+	len = (socklen_t)al_addr_to_sockaddr(&a, port, &ss);
+	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		al_errf(err, errlen, "socket: %s", strerror(errno));
+		return NULL;
+	}
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* TPROXY hands over only to transparent sockets; accepted ones inherit
+	 * it, which lets them answer from the agent's original destination. */
+	if ((family == AF_INET && setsockopt(fd, IPPROTO_IP, IP_TRANSPARENT, &one, sizeof(one)) < 0) ||
+	    (family == AF_INET6 && (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0 ||
+				    setsockopt(fd, IPPROTO_IPV6, IPV6_TRANSPARENT, &one, sizeof(one)) < 0))) {
+		al_errf(err, errlen, "tproxy listener: transparent socket: %s", strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 4096) < 0) {
+		al_errf(err, errlen, "tproxy listener %s%s%s port %u: %s", family == AF_INET6 ? "[" : "",
+			host, family == AF_INET6 ? "]" : "", port, strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	l = evconnlistener_new(base, on_accept, t, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (!l) {
+		al_errf(err, errlen, "tproxy listener: out of memory");
+		close(fd);
+		return NULL;
+	}
+	evconnlistener_set_error_cb(l, on_accept_error);
+	return l;
+}
+
+int tproxy_start(struct event_base *base, uint16_t port, struct relay *r, struct xdp *x,
+		 struct store *st, struct tproxy **out, char *err, size_t errlen)
+{
+	struct tproxy *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return al_errf(err, errlen, "out of memory");
+	t->relay = r;
+	t->xdp = x;
+	t->store = st;
+	t->ls[0] = listen_on(base, t, AF_INET, port, err, errlen);
+	if (!t->ls[0])
+		goto fail;
+	t->ls[1] = listen_on(base, t, AF_INET6, port, err, errlen);
+	if (!t->ls[1])
+		goto fail;
+	*out = t;
+	return 0;
+fail:
+	tproxy_free(t);
+	return -1;
+}
+
+void tproxy_stats(const struct tproxy *t, struct tproxy_stats *out)
+{
+	*out = t->stats;
+}
+
+void tproxy_free(struct tproxy *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < AL_ARRAY_LEN(t->ls); i++)
+		if (t->ls[i])
+			evconnlistener_free(t->ls[i]);
+	free(t);
+}
