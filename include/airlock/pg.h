@@ -316,4 +316,18 @@ char *pg_stmt_list_json(const struct pg_stmt_list *l, int pretty);
 /* The human-readable form: one block per statement. Returns 0 or -1 on write error. */
 int pg_stmt_list_print(const struct pg_stmt_list *l, FILE *f) AL_MUST;
 
+/* ---- Classification cache ------------------------------------------------------------------
+ * pg_classify_cached gives what pg_classify gives; a single-statement string that differs from
+ * one classified before only in numeric literals reuses that classification (its own text is
+ * kept). Bounded: a fixed number of slots, a new entry replaces the slot's old one.
+ */
+struct pg_cache;
+int pg_cache_new(size_t slots, struct pg_cache **out) AL_MUST;
+void pg_cache_free(struct pg_cache *c);
+int pg_classify_cached(struct pg_cache *c, const char *sql, struct pg_stmt_list *out, char *err,
+		       size_t errlen) AL_MUST;
+void pg_cache_stats(const struct pg_cache *c, uint64_t *hits, uint64_t *misses);
+/* The cache key: numeric literals as '?', all else verbatim; -1 if not cacheable. */
+int pg_cache_key(const char *sql, char *out, size_t cap, size_t *key_len) AL_MUST;
+
 #endif

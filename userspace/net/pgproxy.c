@@ -113,6 +113,7 @@ struct pgproxy {
 	struct up_ctx *ups;     /* one client context per resource, made on first use */
 	size_t n_ups;
 	struct event *commit;
+	struct pg_cache *cache;
 	int batch_open;
 	struct pgproxy_stats stats;
 };
@@ -505,7 +506,7 @@ static int decide_query(struct pgs *s, const char *sql, const char *protocol, in
 	size_t deny_i = 0;
 	int64_t deny_id = 0;
 
-	if (pg_classify(sql, out, err, sizeof(err)) < 0) {
+	if (pg_classify_cached(s->p->cache, sql, out, err, sizeof(err)) < 0) {
 		/* Fail closed: what Airlock cannot read does not run. */
 		deny_id = audit_stmt(s, protocol, sql, "unparsed", NULL, "[]", 0, NULL, 0, "unparseable");
 		snprintf(s->deny_msg, sizeof(s->deny_msg), "airlock: %s (request %lld)", err,
@@ -1545,7 +1546,9 @@ int pgproxy_new(struct event_base *base, const struct al_config *cfg, struct sto
 	p->secrets = secrets;
 	LIST_INIT(&p->sessions);
 	p->commit = evtimer_new(base, on_commit, p);
-	if (!p->commit) {
+	if (!p->commit || pg_cache_new(4096, &p->cache) < 0) {
+		if (p->commit)
+			event_free(p->commit);
 		free(p);
 		return al_errf(err, errlen, "out of memory");
 	}
@@ -1569,6 +1572,7 @@ void pgproxy_free(struct pgproxy *p)
 		SSL_CTX_free(p->ups[i].ctx);
 	free(p->ups);
 	event_free(p->commit);
+	pg_cache_free(p->cache);
 	free(p);
 }
 
