@@ -853,7 +853,8 @@ static void agent_ready_msg(struct pgs *s, const struct pg_msg *m, const uint8_t
 
 static void up_event(struct bufferevent *bev, short what, void *arg);
 
-static SSL_CTX *up_ssl_ctx(struct pgproxy *p, const struct al_resource *res, char *err, size_t errlen)
+static SSL_CTX *up_ssl_ctx(struct pgproxy *p, const struct al_resource *res,
+			   const struct al_secret *cred, char *err, size_t errlen)
 {
 	struct up_ctx *v;
 	SSL_CTX *ctx;
@@ -866,6 +867,15 @@ static SSL_CTX *up_ssl_ctx(struct pgproxy *p, const struct al_resource *res, cha
 			     res->upstream_ca, err, errlen);
 	if (!ctx)
 		return NULL;
+	/* A credential may be a client certificate instead of (or with) a password. */
+	if (cred->sslcert && (SSL_CTX_use_certificate_chain_file(ctx, cred->sslcert) != 1 ||
+			      SSL_CTX_use_PrivateKey_file(ctx, cred->sslkey, SSL_FILETYPE_PEM) != 1 ||
+			      SSL_CTX_check_private_key(ctx) != 1)) {
+		snprintf(err, errlen, "client certificate %s / key %s unusable", cred->sslcert,
+			 cred->sslkey);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
 	v = realloc(p->ups, (p->n_ups + 1) * sizeof(*v));
 	if (!v) {
 		SSL_CTX_free(ctx);
@@ -1142,10 +1152,13 @@ static void up_send(struct pgs *s, struct pg_buf *b)
 static void up_start_tls(struct pgs *s)
 {
 	char err[256];
-	SSL_CTX *ctx = up_ssl_ctx(s->p, s->res, err, sizeof(err));
-	SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+	SSL_CTX *ctx;
+	SSL *ssl;
 	struct bufferevent *tls;
 
+	err[0] = '\0';
+	ctx = up_ssl_ctx(s->p, s->res, s->cred, err, sizeof(err));
+	ssl = ctx ? SSL_new(ctx) : NULL;
 	if (!ssl || tls_client_prepare(ssl, s->res->tls_name,
 				       s->res->upstream_tls == AL_UPSTREAM_TLS_VERIFY_FULL ? TLS_VERIFY_FULL
 										   : TLS_VERIFY_NONE) < 0) {
