@@ -122,11 +122,14 @@ int store_stmt_list(struct store *s, unsigned int limit,
 		    int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
 
 /*
- * Group commit for audit rows on the hot path: rows written between begin
- * and commit share one transaction. The daemon commits on a short timer, so
- * a row is durable within milliseconds; decisions that gate a command (the
- * approval stages) are committed before they take effect, outside a batch.
+ * Group commit for audit rows on the hot path: writers call
+ * store_batch_begin (a no-op when a batch is open) and rows share one
+ * transaction until the daemon's commit timer (STORE_BATCH_MS) or
+ * store_close commits it. A row is durable within milliseconds, and the
+ * event loop pays one commit per batch instead of one per row. Decisions
+ * that gate a command (the approval stages) commit before they take effect.
  */
+#define STORE_BATCH_MS 20
 int store_batch_begin(struct store *s) AL_MUST;
 int store_batch_commit(struct store *s) AL_MUST;
 

@@ -79,6 +79,7 @@ static int on_sample(void *arg, const void *data, size_t len)
 		row.dst_port = e->dst_port;
 	}
 	row.count = 1;
+	(void)!store_batch_begin(r->store);
 	if (store_refusal_add(r->store, &row) == 0)
 		r->recorded++;
 	return 0;
@@ -111,6 +112,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		row.reason = AL_REASON_EVENTS_SUPPRESSED;
 		row.count = r->pending[i];
 		row.detail = detail;
+		(void)!store_batch_begin(r->store);
 		if (store_refusal_add(r->store, &row) < 0)
 			continue; /* try again next second */
 		r->pending[i] = 0;

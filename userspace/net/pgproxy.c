@@ -22,7 +22,6 @@
 #define STARTUP_TIMEOUT_S  30
 #define MAX_PREPARED       4096    /* named statements + portals a session may hold */
 #define PARAM_AUDIT_MAX    1024    /* bytes of one bind parameter kept in the audit */
-#define COMMIT_DELAY_MS    20      /* group commit of audit rows */
 #define UP_MAX_MESSAGE     (1u << 30)
 
 struct pgs;
@@ -112,9 +111,7 @@ struct pgproxy {
 	LIST_HEAD(, pgs) sessions;
 	struct up_ctx *ups;     /* one client context per resource, made on first use */
 	size_t n_ups;
-	struct event *commit;
 	struct pg_cache *cache;
-	int batch_open;
 	struct pgproxy_stats stats;
 };
 
@@ -129,28 +126,11 @@ static void up_write(struct bufferevent *bev, void *arg);
 
 /* ---- audit -------------------------------------------------------------------------------- */
 
-static void on_commit(evutil_socket_t fd, short what, void *arg)
-{
-	struct pgproxy *p = arg;
-
-	if (store_batch_commit(p->store) < 0)
-		al_err("pg: committing audit rows failed");
-	p->batch_open = 0;
-	(void)fd;
-	(void)what;
-}
-
-/* Opens a group-commit batch if none is open; it commits within COMMIT_DELAY_MS. */
+/* Audit rows join the daemon's group-commit batch (see store.h). */
 static void audit_batch(struct pgproxy *p)
 {
-	struct timeval tv = { 0, COMMIT_DELAY_MS * 1000 };
-
-	if (p->batch_open)
-		return;
-	if (store_batch_begin(p->store) == 0) {
-		p->batch_open = 1;
-		evtimer_add(p->commit, &tv);
-	}
+	if (store_batch_begin(p->store) < 0)
+		al_warn("pg: audit rows are committed one by one");
 }
 
 static int64_t audit_stmt(struct pgs *s, const char *protocol, const char *text, const char *kind,
@@ -645,11 +625,8 @@ static int extended_msg(struct pgs *s, const struct pg_msg *m)
 		if (pg_decode_parse(m, &pp, &err) < 0)
 			return -1;
 		ok = decide_query(s, pp.query, "extended", 0, &l);
-		if (ok == 0) {
-			/* Recorded as denied now: the id goes into the message. */
-			q_clear(&s->batch_outcomes);
-			ok = decide_query(s, pp.query, "extended", 1, &(struct pg_stmt_list){ 0 });
-			q_clear(&s->batch_outcomes);
+		if (ok <= 0) {
+			/* Denied or unreadable: decide_query recorded it; the id is in deny_msg. */
 			s->batch_denied = 1;
 			pg_stmt_list_free(&l);
 			return 0;
@@ -1558,10 +1535,7 @@ int pgproxy_new(struct event_base *base, const struct al_config *cfg, struct sto
 	p->ca = ca;
 	p->secrets = secrets;
 	LIST_INIT(&p->sessions);
-	p->commit = evtimer_new(base, on_commit, p);
-	if (!p->commit || pg_cache_new(4096, &p->cache) < 0) {
-		if (p->commit)
-			event_free(p->commit);
+	if (pg_cache_new(4096, &p->cache) < 0) {
 		free(p);
 		return al_errf(err, errlen, "out of memory");
 	}
@@ -1579,12 +1553,9 @@ void pgproxy_free(struct pgproxy *p)
 		pgs_close(s, AL_REASON_SHUTDOWN, NULL, "airlockd stopped");
 		pgs_free(s);
 	}
-	if (p->batch_open && store_batch_commit(p->store) < 0)
-		al_err("pg: committing audit rows at shutdown failed");
 	for (size_t i = 0; i < p->n_ups; i++)
 		SSL_CTX_free(p->ups[i].ctx);
 	free(p->ups);
-	event_free(p->commit);
 	pg_cache_free(p->cache);
 	free(p);
 }

@@ -89,6 +89,7 @@ static void session_close(struct session *s, enum al_reason reason, const char *
 	e.bytes_down = s->up.bytes_in;
 	e.reason = reason;
 	e.detail = detail[0] ? detail : NULL;
+	(void)!store_batch_begin(s->r->store);
 	if (s->row > 0 && store_conn_close(s->r->store, s->row, &e) < 0)
 		al_err("session %lld: could not record its end", (long long)s->row);
 	al_debug("session %lld closed: %s %s", (long long)s->row, al_reason_name(reason), detail);
@@ -226,6 +227,7 @@ static void record_refused(struct relay *r, const struct store_conn *c, enum al_
 {
 	struct store_conn_end e = { .closed_us = al_now_us(), .reason = reason, .detail = detail };
 
+	(void)!store_batch_begin(r->store);
 	if (store_conn_record(r->store, c, &e) < 0)
 		al_err("could not record a refused connection (%s)", al_reason_name(reason));
 	if (reason < AL_REASON_MAX)
@@ -288,6 +290,7 @@ int relay_adopt(struct relay *r, evutil_socket_t fd, struct store_conn *c, const
 		record_refused(r, c, AL_REASON_INTERNAL, "out of memory");
 		return -1;
 	}
+	(void)!store_batch_begin(r->store);
 	if (store_conn_open(r->store, c, &s->row) < 0)
 		s->row = 0;
 	LIST_INSERT_HEAD(&r->sessions, s, link);
@@ -295,6 +298,11 @@ int relay_adopt(struct relay *r, evutil_socket_t fd, struct store_conn *c, const
 
 	bufferevent_setcb(s->agent.bev, on_read, on_write, on_event, s);
 	bufferevent_setcb(s->up.bev, on_read, on_write, on_event, s);
+	/* libevent reads 16 KiB at a time by default: let bulk transfers use the buffer. */
+	bufferevent_set_max_single_read(s->agent.bev, cfg->relay_buffer);
+	bufferevent_set_max_single_read(s->up.bev, cfg->relay_buffer);
+	bufferevent_set_max_single_write(s->agent.bev, cfg->relay_buffer);
+	bufferevent_set_max_single_write(s->up.bev, cfg->relay_buffer);
 	bufferevent_setwatermark(s->agent.bev, EV_WRITE, cfg->relay_buffer / 2, 0);
 	bufferevent_setwatermark(s->up.bev, EV_WRITE, cfg->relay_buffer / 2, 0);
 	/* The agent waits in the kernel's buffers until upstream answers. */

@@ -458,6 +458,8 @@ void store_close(struct store *s)
 
 	if (!s)
 		return;
+	if (store_batch_commit(s) < 0)
+		al_err("store: the last audit rows could not be committed");
 	for (i = 0; i < ST__COUNT; i++)
 		sqlite3_finalize(s->st[i]);
 	if (s->db && sqlite3_close(s->db) != SQLITE_OK)
