@@ -234,6 +234,17 @@ static json_t *handle(void *arg, json_t *req, uid_t uid)
 	return control_error("unknown command '%s'", cmd);
 }
 
+/* The group-commit timer for audit rows (store.h). */
+static void on_commit(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (store_batch_commit(d->store) < 0)
+		al_err("committing audit rows failed; retrying");
+	(void)fd;
+	(void)what;
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct daemon *d = arg;
@@ -296,7 +307,8 @@ int main(int argc, char **argv)
 	const char *conf = AL_DEFAULT_CONFIG_PATH;
 	int check = 0, explicit = 0, opt, rc = 1, n;
 	struct daemon d = { 0 };
-	struct event *sigs[2] = { 0 };
+	struct event *sigs[2] = { 0 }, *commit = NULL;
+	struct timeval commit_every = { 0, STORE_BATCH_MS * 1000 };
 	char err[1024];
 
 	while ((opt = getopt(argc, argv, "c:nvh")) != -1) {
@@ -360,7 +372,9 @@ int main(int argc, char **argv)
 	relay_set_pgproxy(d.relay, d.pg);
 	sigs[0] = evsignal_new(d.base, SIGINT, on_signal, &d);
 	sigs[1] = evsignal_new(d.base, SIGTERM, on_signal, &d);
-	if (!sigs[0] || !sigs[1] || event_add(sigs[0], NULL) < 0 || event_add(sigs[1], NULL) < 0) {
+	commit = event_new(d.base, -1, EV_PERSIST, on_commit, &d);
+	if (!sigs[0] || !sigs[1] || event_add(sigs[0], NULL) < 0 || event_add(sigs[1], NULL) < 0 ||
+	    !commit || event_add(commit, &commit_every) < 0) {
 		fprintf(stderr, "airlockd: cannot install signal handlers\n");
 		goto out;
 	}
@@ -387,6 +401,8 @@ out:
 	for (size_t i = 0; i < AL_ARRAY_LEN(sigs); i++)
 		if (sigs[i])
 			event_free(sigs[i]);
+	if (commit)
+		event_free(commit);
 	control_free(d.control);
 	ifaces_free(d.ifaces);
 	relay_free(d.relay);
