@@ -17,6 +17,7 @@ BPF_OBJ  := $(patsubst bpf/%.bpf.c,$(B)/%.bpf.o,$(BPF_SRC))
 SKELS    := $(patsubst bpf/%.bpf.c,$(B)/%.skel.h,$(BPF_SRC))
 
 LIB_SRC  := $(wildcard userspace/lib/*.c userspace/config/*.c userspace/store/*.c userspace/kernel/*.c userspace/control/*.c userspace/tls/*.c \
+              userspace/approval/*.c \
               userspace/proto/*/*.c)
 LIB_OBJ  := $(patsubst %.c,$(B)/%.o,$(LIB_SRC)) $(B)/default_conf.o
 D_SRC    := $(wildcard userspace/airlockd/*.c userspace/net/*.c)

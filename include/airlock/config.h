@@ -21,9 +21,25 @@ enum al_upstream_tls {
 	AL_UPSTREAM_TLS_VERIFY_FULL = 2, /* chain and host name checked */
 };
 
+enum al_action {
+	AL_ACTION_DENY = 0,
+	AL_ACTION_ALLOW = 1,
+	AL_ACTION_REVIEW = 2,   /* hold the command until reviewers approve it */
+};
+
 /* One `rule` line of a resource: every condition given must hold. */
 struct al_rule {
-	int allow;              /* 1 allow, 0 deny */
+	int allow;              /* enum al_action */
+	/* identity conditions */
+	char *cgroup_glob;      /* fnmatch on the agent's cgroup path */
+	long uid;               /* -1: any */
+	char *exe_glob;
+	/* review */
+	char **approvers;       /* groups that may approve (any of them); none: any reviewer */
+	size_t n_approvers;
+	unsigned int approvals; /* distinct people needed */
+	unsigned int review_timeout_ms;
+	unsigned int max_grant_s; /* longest approve-for-a-window allowed; 0: no grants */
 	uint32_t kinds;         /* bit per enum pg_kind; 0 = any kind */
 	char **relations;       /* any of these (case-insensitive, schema optional) */
 	size_t n_relations;
@@ -66,6 +82,7 @@ struct al_config {
 	char *source;           /* file path, or "<embedded>" */
 	uint16_t steer_port;
 	char *control_socket;
+	char *review_socket;    /* reviewers' socket (any local user; each call authorised) */
 	char *store_path;
 	char *pin_root;
 	enum al_default_action default_action;
@@ -80,6 +97,7 @@ struct al_config {
 	size_t n_resolvers;
 	int resolvers_set;
 	char *secrets_path;     /* upstream credentials (root-only file) */
+	char *review_hook;      /* run with each new review request as JSON on stdin; NULL: none */
 	char *ca_dir;           /* the Airlock CA */
 	size_t pg_max_message;  /* longest PostgreSQL message accepted from an agent */
 	/* Agents behind pinned interfaces (network namespaces, containers). */
@@ -102,6 +120,9 @@ void config_free(struct al_config *c);
 const struct al_resource *config_match(const struct al_config *c, const struct al_addr *dst,
 				       uint16_t port);
 int al_cidr_contains(const struct al_cidr *net, const struct al_addr *a);
+/* 1 if the rule's identity conditions (cgroup, uid, exe) hold for this agent. */
+int config_rule_identity_matches(const struct al_rule *r, const char *cgroup_path, long uid,
+				 const char *exe);
 const char *config_proto_name(enum al_proto p);
 /* Nameservers listed in a resolv.conf; returns how many (at most max) or -1. */
 int config_system_resolvers(const char *resolv_conf, struct al_addr *out, size_t max);

@@ -12,11 +12,23 @@
 struct event_base;
 struct control;
 
-/* Answers one request; returns a new object ({"ok":true,...} or
- * {"ok":false,"error":"..."}). `uid` is the caller's, from SO_PEERCRED. */
-typedef json_t *(*control_handler)(void *arg, json_t *req, uid_t uid);
+#define AL_DEFAULT_REVIEW_SOCKET "/run/airlock/review.sock"
 
-int control_start(struct event_base *base, const char *path, control_handler h, void *arg,
+/* Who is asking, from SO_PEERCRED. `open` is set on the review socket,
+ * which any local user may reach: its handler must authorise each call. */
+struct control_peer {
+	uid_t uid;
+	pid_t pid;
+	int open;
+};
+
+/* Answers one request; returns a new object ({"ok":true,...} or
+ * {"ok":false,"error":"..."}). */
+typedef json_t *(*control_handler)(void *arg, json_t *req, const struct control_peer *peer);
+
+/* The control socket (mode 0600, root only) or, with open set, the review
+ * socket (mode 0666: reviewers are ordinary users). */
+int control_start(struct event_base *base, const char *path, int open, control_handler h, void *arg,
 		  struct control **out, char *err, size_t errlen) AL_MUST;
 void control_free(struct control *c);
 

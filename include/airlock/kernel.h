@@ -71,8 +71,10 @@ typedef int (*kern_event_cb)(void *arg, const void *data, size_t len);
 int kern_events_open(struct kern *k, kern_event_cb cb, void *arg, char *err, size_t errlen) AL_MUST;
 int kern_events_drain(struct kern *k);
 
-/* Removes everything under pin_root: detaches every pinned link, unpins
- * the maps. Works with or without a running daemon. */
+/* Removes everything under pin_root: detaches every pinned link (cgroups
+ * and XDP interfaces), unpins the maps, and removes the nftables table and
+ * policy routing recorded for pinned interfaces (netdev_down). Works with
+ * or without a running daemon. */
 int kern_down(const char *pin_root, char *err, size_t errlen) AL_MUST;
 
 #endif

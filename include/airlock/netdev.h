@@ -43,8 +43,16 @@ int xdp_attach(struct xdp *x, const char *ifname, enum xdp_role role, struct xdp
 int xdp_detach(struct xdp *x, int ifindex, char *err, size_t errlen) AL_MUST;
 /* The attached interfaces; returns how many (at most max). */
 int xdp_list(struct xdp *x, struct xdp_iface *out, size_t max);
+/* How many interfaces are attached. */
+size_t xdp_count(const struct xdp *x);
 /* The interface by name, if attached; NULL otherwise. */
 const struct xdp_iface *xdp_find(struct xdp *x, const char *ifname);
+/* The same by index, with the name it had when last listed (no syscall). */
+const struct xdp_iface *xdp_by_index(struct xdp *x, int ifindex);
+/* Forgets and unpins the links of interfaces that no longer exist (a
+ * container stopped); returns how many, and in *agents how many of those
+ * were agent interfaces (their nftables rules need a resync). */
+int xdp_prune(struct xdp *x, int *agents);
 
 /* Replaces the protected ports and allowed sources of a guarded interface
  * (new entries go in before stale ones leave: no moment without a guard). */

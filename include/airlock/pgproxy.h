@@ -12,9 +12,11 @@
 struct event_base;
 struct pgproxy;
 
+struct approval;
+/* approval may be NULL: statements a rule sends to review are then refused. */
 int pgproxy_new(struct event_base *base, const struct al_config *cfg, struct store *st,
-		struct tls_ca *ca, const struct al_secrets *secrets, struct pgproxy **out,
-		char *err, size_t errlen) AL_MUST;
+		struct tls_ca *ca, const struct al_secrets *secrets, struct approval *approval,
+		struct pgproxy **out, char *err, size_t errlen) AL_MUST;
 /* Ends every session (reason shutdown) and frees. */
 void pgproxy_free(struct pgproxy *p);
 

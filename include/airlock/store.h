@@ -10,7 +10,7 @@ struct store;
 
 /* The schema version this build migrates stores to (store.c checks it
  * against its migration list at compile time). */
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 /* What is known of a connection when it is accepted. Strings may be NULL.
  * cgroup_id 0 means no kernel identity: cgroup_id, pid, tid, uid and gid are
@@ -132,5 +132,57 @@ int store_stmt_list(struct store *s, unsigned int limit,
 #define STORE_BATCH_MS 20
 int store_batch_begin(struct store *s) AL_MUST;
 int store_batch_commit(struct store *s) AL_MUST;
+
+/* ---- review (userspace/store/review.c) ------------------------------------------------------
+ * Every write here is durable (synchronous=FULL, its own transaction) before
+ * the call returns: a decision never takes effect before it is on disk.
+ */
+struct store_request {
+	int64_t created_us, expires_us;
+	int64_t conn_id, stmt_id;
+	uint64_t cgroup_id;
+	const char *cgroup_path;
+	uint32_t pid, uid;
+	const char *exe, *comm;
+	const char *resource, *protocol;
+	const char *command, *kind, *fingerprint;
+	const char *sha256;             /* hex of the exact bytes held */
+	const char *rule;
+	const char *approvers_json;
+	unsigned int approvals_needed, max_grant_s;
+};
+int store_request_add(struct store *s, const struct store_request *r, int64_t *id) AL_MUST;
+/* state: approved, denied, timeout, abandoned, aborted. Only from pending. */
+int store_request_end(struct store *s, int64_t id, const char *state, const char *reason) AL_MUST;
+int store_approval_add(struct store *s, int64_t request_id, const char *reviewer, const char *decision,
+		       const char *reason, unsigned int grant_s) AL_MUST;
+int store_grant_add(struct store *s, int64_t request_id, const char *fingerprint, uint64_t cgroup_id,
+		    const char *cgroup_path, const char *resource, int64_t expires_us,
+		    const char *by, int64_t *id) AL_MUST;
+int store_grant_revoke(struct store *s, int64_t id, const char *by) AL_MUST;
+/* Unexpired, unrevoked grants, for the daemon's memory at start. */
+int store_grants_live(struct store *s, int (*cb)(void *arg, int64_t id, const char *fp,
+		      uint64_t cgroup_id, const char *resource, int64_t expires_us), void *arg) AL_MUST;
+/* Rows as JSON objects: requests (newest first; state NULL = all), one
+ * request's approvals, grants. */
+int store_requests_list(struct store *s, const char *state, unsigned int limit,
+			int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
+int store_approvals_list(struct store *s, int64_t request_id,
+			 int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
+int store_grants_list(struct store *s, int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
+
+struct store_user {
+	char name[64];
+	long uid;                       /* -1: none */
+	char groups[512];               /* comma separated */
+	char pwhash[256];               /* "" if no console password */
+	int admin;
+};
+int store_user_put(struct store *s, const struct store_user *u) AL_MUST;
+int store_user_del(struct store *s, const char *name) AL_MUST;
+/* 0 found, 1 not found, -1 error. */
+int store_user_by_uid(struct store *s, long uid, struct store_user *out) AL_MUST;
+int store_user_by_name(struct store *s, const char *name, struct store_user *out) AL_MUST;
+int store_users_list(struct store *s, int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
 
 #endif

@@ -9,7 +9,7 @@ Usage: pg_agent.py MODE HOST PORT DBNAME USER [ARGS...]
                          the agent was given (the running pg_sleep is cancelled)
   big N                  one simple Query of about N bytes
   malformed KIND         a bad message after ReadyForQuery (or instead of the startup packet):
-                         huge | short | unknown | nonul | startup
+                         huge | over | short | unknown | nonul | startup
   psycopg2 ROOTCERT      psycopg2 over verify-full with a wrong password: parameters, a
                          transaction, a denied statement and the session after it
   psycopg2-cancel        psycopg2: pg_sleep cancelled with conn.cancel(), then SELECT 1
@@ -327,6 +327,11 @@ def mode_big(host, port, db, user, n):
     c.close()
 
 
+def over_limit_query(limit=1 << 20):
+    sql = ("SELECT length('%s')" % ("y" * limit)).encode() + b"\0"
+    return b"Q" + struct.pack("!I", 4 + len(sql)) + sql
+
+
 def mode_malformed(host, port, db, user, kind):
     c = Conn(host, port)
     res = {"local_port": c.local_port, "kind": kind}
@@ -340,12 +345,17 @@ def mode_malformed(host, port, db, user, kind):
             "huge": b"Q" + struct.pack("!I", 0x7ffffff0) + b"SELECT 1",
             # A length below its own 4 bytes.
             "short": b"Q" + struct.pack("!I", 2) + b"SELECT 1\0",
+            # A complete, well-formed Query just over pg_max_message (1 MiB).
+            "over": over_limit_query() if kind == "over" else b"",
             # A type byte no frontend message has.
             "unknown": b"\x01" + struct.pack("!I", 8) + b"abcd",
             # A Query whose string is not NUL-terminated (a truncated message).
             "nonul": b"Q" + struct.pack("!I", 4 + 8) + b"SELECT 1",
         }[kind]
-        c.send(bad)
+        try:
+            c.send(bad)
+        except OSError as e:     # Airlock may close while a long message is still going out
+            res["send_error"] = str(e)
     msgs = []
     c.sock.settimeout(5)
     t0 = time.monotonic()

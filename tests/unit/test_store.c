@@ -360,6 +360,7 @@ static void test_list(void)
 		"id", "opened_us", "closed_us", "cgroup_id", "cgroup_path", "pid", "tid",
 		"uid", "gid", "comm", "exe", "agent_addr", "agent_port", "dst_addr",
 		"dst_port", "resource", "protocol", "bytes_up", "bytes_down", "reason", "detail",
+		"iface",
 	};
 	const char *evil = "a\"b'c\\d\ne\r\t</script><script>alert(1)</script>\x01";
 	char p[512];

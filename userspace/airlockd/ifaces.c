@@ -1,14 +1,14 @@
-/* Pinned and guarded interfaces in the daemon: pin/unpin --iface, guard/unguard, status; XDP first, then nftables and routes, then the TPROXY listener. */
+/* Pinned and guarded interfaces in the daemon: pin/unpin --iface, guard/unguard, status; the TPROXY listener first, then XDP, then nftables and routes. */
 #include "ifaces.h"
 
 #include <airlock/control.h>
 #include <airlock/netdev.h>
 #include <airlock/tproxy.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 
-#define MAX_IFACES 256
 #define MAX_GUARD_ITEMS 64
 
 struct ifaces {
@@ -19,6 +19,16 @@ struct ifaces {
 	struct xdp *xdp;
 	struct tproxy *tproxy;
 };
+
+/* Every attached interface, in a new array (free it); NULL when out of memory. */
+static struct xdp_iface *list_all(struct ifaces *f, int *n)
+{
+	size_t cap = xdp_count(f->xdp) + 1;
+	struct xdp_iface *ifs = calloc(cap, sizeof(*ifs));
+
+	*n = ifs ? xdp_list(f->xdp, ifs, cap) : 0;
+	return ifs;
+}
 
 static int open_tproxy(struct ifaces *f, char *err, size_t errlen)
 {
@@ -38,12 +48,17 @@ static int open_tproxy(struct ifaces *f, char *err, size_t errlen)
 static int sync_steering(struct ifaces *f, char *err, size_t errlen)
 {
 	const struct al_config *cfg = f->cfg;
-	struct xdp_iface ifs[MAX_IFACES];
-	int idx[MAX_IFACES];
 	struct al_netcfg old, now;
+	struct xdp_iface *ifs;
 	size_t n = 0;
-	int total = xdp_list(f->xdp, ifs, MAX_IFACES);
+	int total, *idx, rc = -1;
 
+	ifs = list_all(f, &total);
+	idx = calloc((size_t)total + 1, sizeof(*idx));
+	if (!ifs || !idx) {
+		al_errf(err, errlen, "out of memory");
+		goto out;
+	}
 	for (int i = 0; i < total; i++)
 		if (ifs[i].role == XDP_ROLE_AGENT)
 			idx[n++] = ifs[i].ifindex;
@@ -52,38 +67,52 @@ static int sync_steering(struct ifaces *f, char *err, size_t errlen)
 	old.nft_table[sizeof(old.nft_table) - 1] = '\0';
 	/* Nothing pinned and nothing recorded: leave nftables alone (another
 	 * airlockd on this host may use a table of the same name). */
-	if (n == 0 && !old.active)
-		return 0;
+	if (n == 0 && !old.active) {
+		rc = 0;
+		goto out;
+	}
 	if (old.active && (n == 0 || strcmp(old.nft_table, cfg->nft_table) != 0 ||
 			   old.mark != cfg->tproxy_mark || old.route_table != cfg->tproxy_table)) {
 		if (nft_table_delete(old.nft_table, err, errlen) < 0 ||
 		    netdev_tproxy_routes(old.mark, old.route_table, 0, err, errlen) < 0)
-			return -1;
+			goto out;
 		old.active = 0;
-		if (xdp_netcfg_set(f->xdp, &old) < 0)
-			return al_errf(err, errlen, "recording the nftables settings: %s", strerror(errno));
+		if (xdp_netcfg_set(f->xdp, &old) < 0) {
+			al_errf(err, errlen, "recording the nftables settings: %s", strerror(errno));
+			goto out;
+		}
 	}
-	if (n == 0)
-		return 0;
+	if (n == 0) {
+		rc = 0;
+		goto out;
+	}
 	memset(&now, 0, sizeof(now));
 	now.active = 1;
 	now.mark = cfg->tproxy_mark;
 	now.route_table = cfg->tproxy_table;
 	now.tproxy_port = cfg->tproxy_port;
-	if (al_fmt(now.nft_table, sizeof(now.nft_table), "%s", cfg->nft_table) < 0)
-		return al_errf(err, errlen, "nft_table too long");
-	if (xdp_netcfg_set(f->xdp, &now) < 0)
-		return al_errf(err, errlen, "recording the nftables settings: %s", strerror(errno));
+	if (al_fmt(now.nft_table, sizeof(now.nft_table), "%s", cfg->nft_table) < 0) {
+		al_errf(err, errlen, "nft_table too long");
+		goto out;
+	}
+	if (xdp_netcfg_set(f->xdp, &now) < 0) {
+		al_errf(err, errlen, "recording the nftables settings: %s", strerror(errno));
+		goto out;
+	}
 	if (netdev_tproxy_routes(cfg->tproxy_mark, cfg->tproxy_table, 1, err, errlen) < 0)
-		return -1;
-	return nft_steer_set(cfg->nft_table, idx, n, cfg->tproxy_port, cfg->tproxy_mark, err, errlen);
+		goto out;
+	rc = nft_steer_set(cfg->nft_table, idx, n, cfg->tproxy_port, cfg->tproxy_mark, err, errlen);
+out:
+	free(idx);
+	free(ifs);
+	return rc;
 }
 
 int ifaces_start(struct event_base *base, const struct al_config *cfg, struct store *st,
 		 struct relay *r, struct ifaces **out, char *err, size_t errlen)
 {
 	struct ifaces *f = calloc(1, sizeof(*f));
-	struct xdp_iface ifs[MAX_IFACES];
+	struct xdp_iface *ifs = NULL;
 	int n, agents = 0;
 
 	if (!f)
@@ -94,7 +123,7 @@ int ifaces_start(struct event_base *base, const struct al_config *cfg, struct st
 	f->relay = r;
 	if (xdp_open(cfg->pin_root, &f->xdp, err, errlen) < 0)
 		goto fail;
-	n = xdp_list(f->xdp, ifs, MAX_IFACES);
+	ifs = list_all(f, &n);
 	for (int i = 0; i < n; i++) {
 		agents += ifs[i].role == XDP_ROLE_AGENT;
 		al_info("re-adopted %s interface %s (index %d)",
@@ -105,9 +134,11 @@ int ifaces_start(struct event_base *base, const struct al_config *cfg, struct st
 		goto fail;
 	if (sync_steering(f, err, errlen) < 0)
 		goto fail;
+	free(ifs);
 	*out = f;
 	return 0;
 fail:
+	free(ifs);
 	ifaces_free(f);
 	return -1;
 }
@@ -263,9 +294,23 @@ static json_t *cmd_guard(struct ifaces *f, json_t *req)
 	return resp;
 }
 
+/* Interfaces deleted under us (a container stopped) leave defunct links:
+ * drop them, and their nftables rules. */
+static void prune(struct ifaces *f)
+{
+	char err[1024];
+	int agents = 0;
+
+	if (xdp_prune(f->xdp, &agents) > 0 && agents > 0 && sync_steering(f, err, sizeof(err)) < 0)
+		al_warn("removing the rules of a vanished interface: %s", err);
+}
+
 json_t *ifaces_command(struct ifaces *f, const char *cmd, json_t *req)
 {
 	int has_iface = json_object_get(req, "iface") != NULL;
+
+	if (has_iface || strcmp(cmd, "guard") == 0 || strcmp(cmd, "unguard") == 0)
+		prune(f);
 
 	if (strcmp(cmd, "pin") == 0 && has_iface)
 		return cmd_pin(f, req);
@@ -280,12 +325,15 @@ json_t *ifaces_command(struct ifaces *f, const char *cmd, json_t *req)
 
 void ifaces_status(struct ifaces *f, json_t *resp)
 {
-	struct xdp_iface ifs[MAX_IFACES];
 	json_t *arr = json_array();
-	int n = xdp_list(f->xdp, ifs, MAX_IFACES);
+	struct xdp_iface *ifs;
+	int n;
 
+	prune(f);
+	ifs = list_all(f, &n);
 	for (int i = 0; i < n; i++)
 		json_array_append_new(arr, iface_json(f, &ifs[i]));
+	free(ifs);
 	json_object_set_new(resp, "interfaces", arr);
 	json_object_set_new(resp, "tproxy_port", json_integer(f->cfg->tproxy_port));
 	json_object_set_new(resp, "tproxy_listening", json_boolean(f->tproxy != NULL));

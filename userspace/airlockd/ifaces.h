@@ -11,8 +11,8 @@ struct event_base;
 struct ifaces;
 
 /* Loads the XDP programs and re-adopts the pinned interfaces (call after
- * kern_open); if agent interfaces are pinned, reinstalls their nftables
- * rules and routes and opens the TPROXY listener. */
+ * kern_open); if agent interfaces are pinned, opens the TPROXY listener and
+ * reinstalls their nftables rules and routes. cfg must outlive it. */
 int ifaces_start(struct event_base *base, const struct al_config *cfg, struct store *st,
 		 struct relay *r, struct ifaces **out, char *err, size_t errlen) AL_MUST;
 /* Answers "pin"/"unpin" with an "iface", "guard" and "unguard"; NULL for any other request. */

@@ -11,6 +11,7 @@
 
 #include "ifaces.h"
 #include "refusals.h"
+#include "review_cmds.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -34,6 +35,9 @@ struct daemon {
 	struct tls_ca *ca;
 	struct al_secrets *secrets;
 	struct pgproxy *pg;
+	struct approval *approval;
+	struct control *review;
+	struct review_ctx rctx;
 	int going_down;             /* `airlockctl down`: remove the pins after the loop */
 };
 
@@ -179,14 +183,19 @@ static json_t *cmd_list(struct daemon *d, json_t *req, const char *what)
 	return resp;
 }
 
-static json_t *handle(void *arg, json_t *req, uid_t uid)
+static json_t *handle(void *arg, json_t *req, const struct control_peer *peer)
 {
 	struct daemon *d = arg;
 	const char *cmd = json_string_value(json_object_get(req, "cmd"));
 
-	(void)uid;
 	if (!cmd)
 		return control_error("missing \"cmd\"");
+	{
+		json_t *r = review_command(&d->rctx, cmd, req, peer);
+
+		if (r || peer->open)
+			return r ? r : control_error("unknown command '%s'", cmd);
+	}
 	{
 		json_t *r = ifaces_command(d->ifaces, cmd, req); /* pin/unpin --iface, guard */
 
@@ -364,12 +373,17 @@ int main(int argc, char **argv)
 	    refusals_start(d.base, d.kern, d.store, &d.refusals, err, sizeof(err)) < 0 ||
 	    relay_start(d.base, d.cfg, d.kern, d.store, &d.relay, err, sizeof(err)) < 0 ||
 	    ifaces_start(d.base, d.cfg, d.store, d.relay, &d.ifaces, err, sizeof(err)) < 0 ||
-	    pgproxy_new(d.base, d.cfg, d.store, d.ca, d.secrets, &d.pg, err, sizeof(err)) < 0 ||
-	    control_start(d.base, d.cfg->control_socket, handle, &d, &d.control, err, sizeof(err)) < 0) {
+	    approval_new(d.base, d.store, d.cfg, &d.approval, err, sizeof(err)) < 0 ||
+	    pgproxy_new(d.base, d.cfg, d.store, d.ca, d.secrets, d.approval, &d.pg, err, sizeof(err)) < 0 ||
+	    control_start(d.base, d.cfg->control_socket, 0, handle, &d, &d.control, err, sizeof(err)) < 0 ||
+	    control_start(d.base, d.cfg->review_socket, 1, handle, &d, &d.review, err, sizeof(err)) < 0) {
 		fprintf(stderr, "airlockd: %s\n", err);
 		goto out;
 	}
 	relay_set_pgproxy(d.relay, d.pg);
+	d.rctx.approval = d.approval;
+	d.rctx.store = d.store;
+	d.rctx.kern = d.kern;
 	sigs[0] = evsignal_new(d.base, SIGINT, on_signal, &d);
 	sigs[1] = evsignal_new(d.base, SIGTERM, on_signal, &d);
 	commit = event_new(d.base, -1, EV_PERSIST, on_commit, &d);
@@ -386,12 +400,14 @@ int main(int argc, char **argv)
 	printf("airlockd %s ready\n"
 	       "  steer:   127.0.0.1:%u [::1]:%u\n"
 	       "  control: %s\n"
+	       "  review:  %s\n"
 	       "  store:   %s\n"
 	       "  ca:      %s\n"
 	       "  console: not built yet (arrives with the review console)\n"
 	       "  config:  %s\n"
 	       "  pinned:  %d cgroup%s (pins under %s)\n",
 	       AL_VERSION, d.cfg->steer_port, d.cfg->steer_port, d.cfg->control_socket,
+	       d.cfg->review_socket,
 	       d.cfg->store_path, tls_ca_cert_path(d.ca), d.cfg->source, n, n == 1 ? "" : "s", d.cfg->pin_root);
 	fflush(stdout);
 
@@ -404,9 +420,13 @@ out:
 	if (commit)
 		event_free(commit);
 	control_free(d.control);
+	control_free(d.review);
+	/* Pending requests end as aborted (their sessions hear it) before the sessions go. */
+	approval_abort_all(d.approval);
 	ifaces_free(d.ifaces);
 	relay_free(d.relay);
 	pgproxy_free(d.pg);
+	approval_free(d.approval);
 	refusals_free(d.refusals);
 	kern_close(d.kern);
 	if (d.going_down) {

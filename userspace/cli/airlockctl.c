@@ -5,10 +5,14 @@
 #include <airlock/reason.h>
 #include <airlock/version.h>
 
+#include "review.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <unistd.h>
+
+#include "ifaces.h"
 
 #define DEFAULT_PIN_ROOT "/sys/fs/bpf/airlock"
 
@@ -25,13 +29,22 @@ static void usage(FILE *f)
 		"  status [--json]                 pinned cgroups, live and total connections, counters\n"
 		"  pin CGROUP | --pid PID          steer every TCP connection of that cgroup subtree\n"
 		"  unpin CGROUP | --pid PID        stop steering it\n"
+		"  pin --iface VETH                fence an agent's network namespace at the host side\n"
+		"                                  of its link: XDP drops all but TCP, DNS to resolvers\n"
+		"                                  and ARP/ND; nftables TPROXYs its TCP into airlockd\n"
+		"  unpin --iface VETH              stop it\n"
+		"  guard --iface IF --port P --allow ADDR   (repeat --port, --allow) on a backend:\n"
+		"                                  XDP drops TCP to the ports unless from ADDR\n"
+		"  unguard --iface IF              stop guarding it\n"
 		"  connections [--limit N] [--json] the newest audited connections\n"
 		"  refusals [--limit N] [--json]   the newest attempts the kernel fence refused\n"
 		"  down [--pin-root DIR]           remove every pin (stops airlockd if it runs)\n"
 		"  ca export                       print the Airlock CA certificate (PEM)\n"
 		"  classify pg [SQL]                how each statement is classified (SQL or stdin)\n"
 		"  statements [--limit N] [--json] the newest audited statements\n"
-		"  version\n"
+		"  version\n");
+	ctl_review_usage(f);
+	fprintf(f,
 		"CGROUP is a path under the cgroup v2 mount, absolute or relative to it.\n"
 		"SOCKET defaults to $AIRLOCK_CONTROL or " AL_DEFAULT_CONTROL_SOCKET ".\n");
 }
@@ -107,6 +120,7 @@ static int cmd_status(void)
 	       (long long)json_integer_value(json_object_get(resp, "connections_recorded")));
 	print_counters("kernel counters", json_object_get(resp, "kernel"));
 	print_counters("connection ends (recorded)", json_object_get(resp, "sessions"));
+	ctl_iface_status(resp);
 	json_decref(resp);
 	return 0;
 }
@@ -161,17 +175,21 @@ static int cmd_connections(int argc, char **argv)
 		json_decref(resp);
 		return 0;
 	}
-	printf("%-6s %-22s %-8s %-12s %-28s %-14s %10s %10s %s\n", "ID", "CGROUP", "PID", "COMM",
+	printf("%-6s %-22s %-8s %-12s %-28s %-14s %10s %10s %s\n", "ID", "CGROUP/IFACE", "PID", "COMM",
 	       "DESTINATION", "RESOURCE", "UP", "DOWN", "END");
 	json_array_foreach(rows, i, r) {
-		char dst[64];
+		char dst[64], who[64];
+
+		/* Agents in network namespaces are known by their pinned interface. */
+		snprintf(who, sizeof(who), "%s%s", json_is_string(json_object_get(r, "iface")) ? "iface " : "",
+			 json_is_string(json_object_get(r, "iface")) ? str(r, "iface") : str(r, "cgroup_path"));
 
 		snprintf(dst, sizeof(dst), "%s%s%s:%lld",
 			 strchr(str(r, "dst_addr"), ':') ? "[" : "", str(r, "dst_addr"),
 			 strchr(str(r, "dst_addr"), ':') ? "]" : "",
 			 (long long)json_integer_value(json_object_get(r, "dst_port")));
 		printf("%-6lld %-22s %-8lld %-12s %-28s %-14s %10lld %10lld %s\n",
-		       (long long)json_integer_value(json_object_get(r, "id")), str(r, "cgroup_path"),
+		       (long long)json_integer_value(json_object_get(r, "id")), who,
 		       (long long)json_integer_value(json_object_get(r, "pid")), str(r, "comm"), dst,
 		       str(r, "resource"), (long long)json_integer_value(json_object_get(r, "bytes_up")),
 		       (long long)json_integer_value(json_object_get(r, "bytes_down")),
@@ -355,6 +373,8 @@ int main(int argc, char **argv)
 		{ "pid", required_argument, NULL, 'p' },
 		{ "limit", required_argument, NULL, 'l' },
 		{ "pin-root", required_argument, NULL, 'r' },
+		CTL_IFACE_LONGOPTS
+		CTL_REVIEW_LONGOPTS
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -389,10 +409,21 @@ int main(int argc, char **argv)
 		case 'r':
 			pin_root = optarg;
 			break;
+		case 'I':
+		case 'P':
+		case 'A':
+			if (ctl_iface_option(opt, optarg) < 0)
+				return 2;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
 		default:
+			if (opt >= 0x100 && opt < 0x200) {
+				if (ctl_review_option(opt, optarg) < 0)
+					return 2;
+				break;
+			}
 			usage(stderr);
 			return 2;
 		}
@@ -406,6 +437,18 @@ int main(int argc, char **argv)
 	cmd = argv[0];
 	if (strcmp(cmd, "status") == 0 && argc == 1)
 		return cmd_status();
+	{
+		int rc = ctl_iface_command(sock_path, cmd, argc, want_json); /* --iface, guard */
+
+		if (rc >= 0)
+			return rc;
+	}
+	{
+		int rc = ctl_review_command(sock_path, cmd, argc, argv, want_json);
+
+		if (rc >= 0)
+			return rc;
+	}
 	if (strcmp(cmd, "pin") == 0 || strcmp(cmd, "unpin") == 0)
 		return cmd_pin(cmd, argc, argv);
 	if (strcmp(cmd, "connections") == 0)

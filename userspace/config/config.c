@@ -3,6 +3,7 @@
 #include <airlock/pg.h>
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <stdbool.h>
@@ -21,7 +22,6 @@
 #define DEF_SECRETS		"/etc/airlock/secrets.conf"
 #define DEF_CA_DIR		"/var/lib/airlock/ca"
 #define DEF_PG_MAX_MESSAGE	(16u * 1024 * 1024)
-#define DEF_TPROXY_PORT		7701
 #define DEF_TPROXY_MARK		0x7701u
 #define DEF_TPROXY_TABLE	7701u
 #define DEF_NFT_TABLE		"airlock"
@@ -51,7 +51,7 @@ struct line {
 enum top_directive {
 	TD_STEER_PORT, TD_CONTROL_SOCKET, TD_STORE, TD_PIN_ROOT, TD_DEFAULT,
 	TD_CONNECT_TIMEOUT, TD_MAX_SESSIONS, TD_RELAY_BUFFER, TD_RESOLVER, TD_SECRETS, TD_CA_DIR,
-	TD_PG_MAX_MESSAGE, TD_TPROXY_PORT, TD_TPROXY_MARK, TD_TPROXY_TABLE, TD_NFT_TABLE, TD_COUNT
+	TD_PG_MAX_MESSAGE, TD_TPROXY_PORT, TD_TPROXY_MARK, TD_TPROXY_TABLE, TD_NFT_TABLE, TD_REVIEW_HOOK, TD_REVIEW_SOCKET, TD_COUNT
 };
 
 struct parser {
@@ -484,6 +484,21 @@ static int d_secrets(struct parser *ps, const struct line *ln)
 	return set_string(ps, &ps->c->secrets_path, arg1(ln));
 }
 
+static int d_review_socket(struct parser *ps, const struct line *ln)
+{
+	if (!is_abs_path(arg1(ln)) || strlen(arg1(ln)) > SUN_PATH_MAX)
+		return fail(ps, ln->no, "review_socket: '%s' is not an absolute path of at most %zu bytes",
+			    arg1(ln), SUN_PATH_MAX);
+	return set_string(ps, &ps->c->review_socket, arg1(ln));
+}
+
+static int d_review_hook(struct parser *ps, const struct line *ln)
+{
+	if (!is_abs_path(arg1(ln)))
+		return fail(ps, ln->no, "review_hook: '%s' is not an absolute path", arg1(ln));
+	return set_string(ps, &ps->c->review_hook, arg1(ln));
+}
+
 static int d_ca_dir(struct parser *ps, const struct line *ln)
 {
 	if (!is_abs_path(arg1(ln)))
@@ -570,6 +585,8 @@ static const struct directive top_directives[TD_COUNT] = {
 	[TD_SECRETS]         = { "secrets", 1, 1, d_secrets },
 	[TD_CA_DIR]          = { "ca_dir", 1, 1, d_ca_dir },
 	[TD_PG_MAX_MESSAGE]  = { "pg_max_message", 1, 1, d_pg_max_message },
+	[TD_REVIEW_HOOK]     = { "review_hook", 1, 1, d_review_hook },
+	[TD_REVIEW_SOCKET]   = { "review_socket", 1, 1, d_review_socket },
 	[TD_TPROXY_PORT]     = { "tproxy_port", 1, 1, d_tproxy_port },
 	[TD_TPROXY_MARK]     = { "tproxy_mark", 1, 1, d_tproxy_mark },
 	[TD_TPROXY_TABLE]    = { "tproxy_table", 1, 1, d_tproxy_table },
@@ -846,7 +863,92 @@ static int d_credential(struct parser *ps, const struct line *ln)
 	return set_string(ps, &cur_res(ps)->credential, arg1(ln));
 }
 
-/* rule allow|deny [kind K ...] [relation R ...] [unbounded_write] */
+static int parse_duration_ms(const char *s, uint64_t *ms)
+{
+	static const struct unit units[] = {
+		{ "ms", 1 }, { "s", 1000 }, { "m", 60 * 1000 }, { "h", 3600 * 1000 }, { NULL, 0 },
+	};
+
+	return parse_scaled(s, units, ms);
+}
+
+/*
+ * The keyword options of a rule that take one value: identity conditions
+ * (cgroup GLOB, uid N, exe GLOB) and review settings (approvers G[,G...],
+ * count N, timeout DURATION, max_grant DURATION). Returns 1 if w was one
+ * (advancing *i past its value), 0 if not, -1 on error (reported).
+ */
+static int rule_option(struct parser *ps, const struct line *ln, struct al_rule *r, const char *w,
+		       const char *val, size_t *i)
+{
+	static const char *const opts[] = { "cgroup", "uid", "exe", "approvers", "count", "timeout",
+					    "max_grant" };
+	uint64_t v;
+	size_t k;
+
+	for (k = 0; k < AL_ARRAY_LEN(opts) && strcmp(w, opts[k]) != 0; k++)
+		;
+	if (k == AL_ARRAY_LEN(opts))
+		return 0;
+	if (!val) {
+		fail(ps, ln->no, "rule: '%s' needs a value", w);
+		return -1;
+	}
+	(*i)++;
+	switch (k) {
+	case 0:
+		return set_string(ps, &r->cgroup_glob, val) < 0 ? -1 : 1;
+	case 1:
+		if (parse_uint(val, 0, 0x7fffffff, &v) < 0)
+			break;
+		r->uid = (long)v;
+		return 1;
+	case 2:
+		return set_string(ps, &r->exe_glob, val) < 0 ? -1 : 1;
+	case 3: {
+		char *copy = strdup(val), *save = NULL, *g;
+
+		if (!copy) {
+			oom(ps);
+			return -1;
+		}
+		for (g = strtok_r(copy, ",", &save); g; g = strtok_r(NULL, ",", &save)) {
+			char **nv = reallocarray(r->approvers, r->n_approvers + 1, sizeof(*nv));
+
+			if (!nv || !(nv[r->n_approvers] = strdup(g))) {
+				if (nv)
+					r->approvers = nv;
+				free(copy);
+				oom(ps);
+				return -1;
+			}
+			r->approvers = nv;
+			r->n_approvers++;
+		}
+		free(copy);
+		return 1;
+	}
+	case 4:
+		if (parse_uint(val, 1, 16, &v) < 0)
+			break;
+		r->approvals = (unsigned int)v;
+		return 1;
+	case 5:
+		if (parse_duration_ms(val, &v) < 0 || v < 1000 || v > 24ull * 3600 * 1000)
+			break;
+		r->review_timeout_ms = (unsigned int)v;
+		return 1;
+	case 6:
+		if (parse_duration_ms(val, &v) < 0 || v > 30ull * 24 * 3600 * 1000)
+			break;
+		r->max_grant_s = (unsigned int)(v / 1000);
+		return 1;
+	}
+	fail(ps, ln->no, "rule: bad value '%s' for %s", val, w);
+	return -1;
+}
+
+/* rule allow|deny|review [conditions] [review options]: see policy/airlock.conf */
 static int d_rule(struct parser *ps, const struct line *ln)
 {
 	struct al_resource *r = cur_res(ps);
@@ -870,15 +972,25 @@ static int d_rule(struct parser *ps, const struct line *ln)
 			break;
 		off += (size_t)n;
 	}
+	rule->uid = -1;
+	rule->approvals = 1;
+	rule->review_timeout_ms = 10 * 60 * 1000;
 	if (strcmp(ln->v[1].s, "allow") == 0)
-		rule->allow = 1;
+		rule->allow = AL_ACTION_ALLOW;
+	else if (strcmp(ln->v[1].s, "review") == 0)
+		rule->allow = AL_ACTION_REVIEW;
 	else if (strcmp(ln->v[1].s, "deny") != 0)
-		return fail(ps, ln->no, "rule: expected allow or deny, not '%s'", ln->v[1].s);
+		return fail(ps, ln->no, "rule: expected allow, deny or review, not '%s'", ln->v[1].s);
 	for (i = 2; i < ln->n; i++) {
-		const char *w = ln->v[i].s;
+		const char *w = ln->v[i].s, *val = i + 1 < ln->n ? ln->v[i + 1].s : NULL;
 		enum pg_kind k;
+		int opt = rule_option(ps, ln, rule, w, val, &i);
 
-		if (strcmp(w, "kind") == 0) {
+		if (opt < 0)
+			return -1;
+		if (opt > 0) {
+			mode = 0;
+		} else if (strcmp(w, "kind") == 0) {
 			mode = 1;
 		} else if (strcmp(w, "relation") == 0) {
 			mode = 2;
@@ -905,6 +1017,9 @@ static int d_rule(struct parser *ps, const struct line *ln)
 				    "relation R..., unbounded_write)", w);
 		}
 	}
+	if (rule->allow != AL_ACTION_REVIEW &&
+	    (rule->n_approvers || rule->approvals != 1 || rule->max_grant_s))
+		return fail(ps, ln->no, "rule: approvers, count and max_grant go with review");
 	if (mode == 1 && !rule->kinds)
 		return fail(ps, ln->no, "rule: 'kind' needs at least one kind");
 	if (mode == 2 && !rule->n_relations)
@@ -1089,13 +1204,14 @@ static struct al_config *config_new(const char *source)
 		return NULL;
 	c->source = strdup(source);
 	c->control_socket = strdup(DEF_CONTROL_SOCKET);
+	c->review_socket = strdup("/run/airlock/review.sock");
 	c->store_path = strdup(DEF_STORE);
 	c->pin_root = strdup(DEF_PIN_ROOT);
 	c->secrets_path = strdup(DEF_SECRETS);
 	c->ca_dir = strdup(DEF_CA_DIR);
 	c->pg_max_message = DEF_PG_MAX_MESSAGE;
 	c->nft_table = strdup(DEF_NFT_TABLE);
-	if (!c->source || !c->control_socket || !c->store_path || !c->pin_root ||
+	if (!c->source || !c->control_socket || !c->review_socket || !c->store_path || !c->pin_root ||
 	    !c->secrets_path || !c->ca_dir || !c->nft_table) {
 		config_free(c);
 		return NULL;
@@ -1105,7 +1221,6 @@ static struct al_config *config_new(const char *source)
 	c->connect_timeout_ms = DEF_CONNECT_TIMEOUT_MS;
 	c->max_sessions = DEF_MAX_SESSIONS;
 	c->relay_buffer = DEF_RELAY_BUFFER;
-	c->tproxy_port = DEF_TPROXY_PORT;
 	c->tproxy_mark = DEF_TPROXY_MARK;
 	c->tproxy_table = DEF_TPROXY_TABLE;
 	return c;
@@ -1142,8 +1257,11 @@ int config_parse(const char *source, const char *text, struct al_config **out,
 		fail(&ps, r->line, "resource '%s' is not closed (missing '}')", r->name);
 		goto out;
 	}
+	/* Unless given, the TPROXY listener takes the port after the steer listener's. */
+	if (!ps.set_at[TD_TPROXY_PORT])
+		ps.c->tproxy_port = ps.c->steer_port == 65535 ? 65534 : ps.c->steer_port + 1;
 	if (ps.c->tproxy_port == ps.c->steer_port) {
-		fail(&ps, ps.set_at[TD_TPROXY_PORT] ? ps.set_at[TD_TPROXY_PORT] : ps.set_at[TD_STEER_PORT],
+		fail(&ps, ps.set_at[TD_TPROXY_PORT],
 		     "tproxy_port and steer_port are both %u: they need a port each", ps.c->steer_port);
 		goto out;
 	}
@@ -1253,15 +1371,22 @@ void config_free(struct al_config *c)
 			for (size_t k = 0; k < r->rules[j].n_relations; k++)
 				free(r->rules[j].relations[k]);
 			free(r->rules[j].relations);
+			for (size_t k = 0; k < r->rules[j].n_approvers; k++)
+				free(r->rules[j].approvers[k]);
+			free(r->rules[j].approvers);
+			free(r->rules[j].cgroup_glob);
+			free(r->rules[j].exe_glob);
 		}
 		free(r->rules);
 	}
 	free(c->resources);
 	free(c->source);
 	free(c->control_socket);
+	free(c->review_socket);
 	free(c->store_path);
 	free(c->pin_root);
 	free(c->secrets_path);
+	free(c->review_hook);
 	free(c->ca_dir);
 	free(c->nft_table);
 	free(c);
@@ -1320,4 +1445,16 @@ const char *config_proto_name(enum al_proto p)
 		if (protos[i].proto == p)
 			return protos[i].name;
 	return "unknown";
+}
+
+int config_rule_identity_matches(const struct al_rule *r, const char *cgroup_path, long uid,
+				 const char *exe)
+{
+	if (r->uid >= 0 && r->uid != uid)
+		return 0;
+	if (r->cgroup_glob && (!cgroup_path || fnmatch(r->cgroup_glob, cgroup_path, 0) != 0))
+		return 0;
+	if (r->exe_glob && (!exe || fnmatch(r->exe_glob, exe, 0) != 0))
+		return 0;
+	return 1;
 }

@@ -15,6 +15,7 @@
 
 struct control {
 	struct evconnlistener *l;
+	int open;
 	control_handler handler;
 	void *arg;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -22,7 +23,7 @@ struct control {
 
 struct client {
 	struct control *c;
-	uid_t uid;
+	struct control_peer peer;
 };
 
 json_t *control_error(const char *fmt, ...)
@@ -75,7 +76,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 		if (!req || !json_is_object(req))
 			resp = control_error("bad request: %s", req ? "not an object" : jerr.text);
 		else
-			resp = cl->c->handler(cl->c->arg, req, cl->uid);
+			resp = cl->c->handler(cl->c->arg, req, &cl->peer);
 		json_decref(req);
 		reply(bev, resp ? resp : control_error("internal error"));
 	}
@@ -100,8 +101,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	struct bufferevent *bev;
 	struct client *cl;
 
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 || cred.uid != 0) {
-		/* The socket file is 0600 root already; this is the second lock. */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 || (!c->open && cred.uid != 0)) {
+		/* The control socket file is 0600 root already; this is the second lock. */
 		close(fd);
 		return;
 	}
@@ -113,14 +114,16 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		return;
 	}
 	cl->c = c;
-	cl->uid = cred.uid;
+	cl->peer.uid = cred.uid;
+	cl->peer.pid = cred.pid;
+	cl->peer.open = c->open;
 	bufferevent_setcb(bev, on_read, NULL, on_event, cl);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 	(void)sa;
 	(void)salen;
 }
 
-int control_start(struct event_base *base, const char *path, control_handler h, void *arg,
+int control_start(struct event_base *base, const char *path, int open, control_handler h, void *arg,
 		  struct control **out, char *err, size_t errlen)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
@@ -136,6 +139,7 @@ int control_start(struct event_base *base, const char *path, control_handler h, 
 	memcpy(c->path, sun.sun_path, sizeof(c->path));
 	c->handler = h;
 	c->arg = arg;
+	c->open = open;
 	memcpy(dir, sun.sun_path, sizeof(dir));
 	if (al_mkdir_p(dirname(dir), 0755) < 0) {
 		al_errf(err, errlen, "%s: %s", path, strerror(errno));
@@ -161,7 +165,7 @@ int control_start(struct event_base *base, const char *path, control_handler h, 
 		int rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
 
 		umask(old);
-		if (rc < 0 || chmod(path, 0600) < 0 || listen(fd, 64) < 0) {
+		if (rc < 0 || chmod(path, open ? 0666 : 0600) < 0 || listen(fd, 64) < 0) {
 			al_errf(err, errlen, "%s: %s", path, strerror(errno));
 			goto fail;
 		}

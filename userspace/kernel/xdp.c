@@ -308,13 +308,15 @@ int xdp_attach(struct xdp *x, const char *ifname, enum xdp_role role, struct xdp
 	if (iface_dir(x->root, path, sizeof(path), (int)idx) < 0 ||
 	    (mkdir(path, 0700) < 0 && errno != EEXIST))
 		return ERR("%s: %s", path, strerror(errno));
-	/* Driver mode where the device has it (veth does); generic otherwise. */
+	/* Driver mode where the device can (veth can, unless its peer's MTU is
+	 * too large for one page); generic mode otherwise. */
 	fd = bpf_link_create(prog_fd, (int)idx, BPF_XDP, &opts);
-	if (fd < 0 && errno == EOPNOTSUPP) {
+	if (fd < 0 && errno != EBUSY && errno != EEXIST) {
+		e = errno;
 		opts.flags = XDP_FLAGS_SKB_MODE;
 		fd = bpf_link_create(prog_fd, (int)idx, BPF_XDP, &opts);
 		if (fd >= 0)
-			al_warn("%s has no driver-mode XDP; using generic mode", ifname);
+			al_warn("%s: driver-mode XDP refused (%s); using generic mode", ifname, strerror(e));
 	}
 	if (fd < 0) {
 		e = errno;
@@ -375,6 +377,48 @@ int xdp_list(struct xdp *x, struct xdp_iface *out, size_t max)
 		out[n++] = l->info;
 	}
 	return (int)n;
+}
+
+size_t xdp_count(const struct xdp *x)
+{
+	return x->n;
+}
+
+const struct xdp_iface *xdp_by_index(struct xdp *x, int ifindex)
+{
+	struct xdp_link *l = link_find(x, ifindex);
+
+	return l ? &l->info : NULL;
+}
+
+int xdp_prune(struct xdp *x, int *agents)
+{
+	int n = 0;
+
+	if (agents)
+		*agents = 0;
+	for (size_t i = 0; i < x->n;) {
+		struct xdp_link *l = &x->links[i];
+		struct bpf_link_info info;
+		__u32 ilen = sizeof(info);
+
+		memset(&info, 0, sizeof(info));
+		if (bpf_obj_get_info_by_fd(l->fd, &info, &ilen) < 0 || info.xdp.ifindex != 0) {
+			i++;
+			continue;
+		}
+		al_info("interface %s (index %d) is gone; removed its XDP pin", l->info.name,
+			l->info.ifindex);
+		if (agents && l->info.role == XDP_ROLE_AGENT)
+			(*agents)++;
+		close(l->fd);
+		unpin_iface(x, l->info.ifindex, l->info.role);
+		if (l->info.role == XDP_ROLE_GUARD)
+			guard_clear(x, l->info.ifindex, NULL, 0, NULL, 0);
+		*l = x->links[--x->n];
+		n++;
+	}
+	return n;
 }
 
 const struct xdp_iface *xdp_find(struct xdp *x, const char *ifname)

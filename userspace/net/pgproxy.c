@@ -1,5 +1,6 @@
 /* PostgreSQL sessions: agent-side startup and TLS, upstream login, per-statement decisions, ordered replies, audit. */
 #include <airlock/pgproxy.h>
+#include <airlock/approval.h>
 #include <airlock/pg.h>
 #include <airlock/pg_auth.h>
 #include <airlock/reason.h>
@@ -95,6 +96,21 @@ struct pgs {
 	size_t n_named;
 	struct event *timer;
 	int agent_tls;
+	/* who the agent is (for rules and reviewers) */
+	uint64_t cgroup_id;
+	char *cgroup_path, *exe, *comm;
+	uint32_t pid, uid;
+	/* review: the last decide_query that asked for one */
+	const struct al_rule *review_rule;
+	char review_fp[256];
+	char review_kind[32];
+	int64_t review_stmt;
+	int batch_review;       /* the batch being built needs review */
+	/* parked: a request is pending and these exact bytes wait for it */
+	int64_t parked;
+	char *review_text;      /* what reviewers read */
+	struct evbuffer *held;
+	char held_term;         /* 'Q' simple query, 'S'/'H' an extended batch */
 };
 
 struct up_ctx {
@@ -108,6 +124,7 @@ struct pgproxy {
 	struct store *store;
 	struct tls_ca *ca;
 	const struct al_secrets *secrets;
+	struct approval *approval;
 	LIST_HEAD(, pgs) sessions;
 	struct up_ctx *ups;     /* one client context per resource, made on first use */
 	size_t n_ups;
@@ -135,13 +152,13 @@ static void audit_batch(struct pgproxy *p)
 
 static int64_t audit_stmt(struct pgs *s, const char *protocol, const char *text, const char *kind,
 			  const char *fp, const char *relations, int unbounded, const char *params,
-			  int allow, const char *rule)
+			  const char *decision, const char *rule)
 {
 	struct store_stmt t = {
 		.conn_id = s->row, .seq = ++s->seq, .at_us = al_now_us(), .protocol = protocol,
 		.text = text, .kind = kind, .fingerprint = fp, .relations_json = relations,
 		.unbounded_write = unbounded, .params_json = params,
-		.decision = allow ? "allow" : "deny", .rule = rule,
+		.decision = decision, .rule = rule,
 	};
 	int64_t id = 0;
 
@@ -149,7 +166,7 @@ static int64_t audit_stmt(struct pgs *s, const char *protocol, const char *text,
 	if (store_stmt_add(s->p->store, &t, &id) < 0)
 		al_err("pg: could not record a statement");
 	s->p->stats.statements++;
-	if (!allow)
+	if (strcmp(decision, "deny") == 0)
 		s->p->stats.denied++;
 	return id;
 }
@@ -182,8 +199,10 @@ static int relation_matches(const char *rule_rel, const char *rel)
 	return !strchr(rule_rel, '.') && dot && strcasecmp(rule_rel, dot + 1) == 0;
 }
 
-static int rule_matches(const struct al_rule *r, const struct pg_stmt *st)
+static int rule_matches(const struct pgs *s, const struct al_rule *r, const struct pg_stmt *st)
 {
+	if (!config_rule_identity_matches(r, s->cgroup_path, s->uid, s->exe))
+		return 0;
 	if (r->kinds && !(r->kinds & (1u << st->kind)))
 		return 0;
 	if (r->unbounded_write && !st->unbounded_write)
@@ -201,11 +220,11 @@ static int rule_matches(const struct al_rule *r, const struct pg_stmt *st)
 }
 
 /* The first rule that matches decides; none: allow. */
-static const struct al_rule *decide(const struct al_resource *res, const struct pg_stmt *st)
+static const struct al_rule *decide(const struct pgs *s, const struct pg_stmt *st)
 {
-	for (size_t i = 0; i < res->n_rules; i++)
-		if (rule_matches(&res->rules[i], st))
-			return &res->rules[i];
+	for (size_t i = 0; i < s->res->n_rules; i++)
+		if (rule_matches(s, &s->res->rules[i], st))
+			return &s->res->rules[i];
 	return NULL;
 }
 
@@ -345,6 +364,11 @@ static void pgs_close(struct pgs *s, enum al_reason reason, const char *sqlstate
 
 	if (s->state == P_CLOSING)
 		return;
+	if (s->parked > 0 && s->p->approval)
+		approval_cancel(s->p->approval, s->parked);
+	s->parked = 0;
+	if (s->p->approval)
+		approval_unwatch(s->p->approval, s);
 	if (fmt) {
 		va_start(ap, fmt);
 		vsnprintf(detail, sizeof(detail), fmt, ap);
@@ -418,6 +442,12 @@ static void pgs_free(struct pgs *s)
 	}
 	pg_buf_free(&s->startup);
 	pg_scram_free(s->scram);
+	if (s->held)
+		evbuffer_free(s->held);
+	free(s->review_text);
+	free(s->cgroup_path);
+	free(s->exe);
+	free(s->comm);
 	free(s);
 }
 
@@ -482,39 +512,55 @@ static int decide_query(struct pgs *s, const char *sql, const char *protocol, in
 			struct pg_stmt_list *out)
 {
 	char err[400];
-	const struct al_rule *deny_rule = NULL;
-	size_t deny_i = 0;
+	const struct al_rule *deny_rule = NULL, *review_rule = NULL;
+	const char *decision;
+	size_t deny_i = 0, fp_len = 0;
 	int64_t deny_id = 0;
 
 	if (pg_classify_cached(s->p->cache, sql, out, err, sizeof(err)) < 0) {
 		/* Fail closed: what Airlock cannot read does not run. */
-		deny_id = audit_stmt(s, protocol, sql, "unparsed", NULL, "[]", 0, NULL, 0, "unparseable");
+		deny_id = audit_stmt(s, protocol, sql, "unparsed", NULL, "[]", 0, NULL, "deny", "unparseable");
 		snprintf(s->deny_msg, sizeof(s->deny_msg), "airlock: %s (request %lld)", err,
 			 (long long)deny_id);
 		return -1;
 	}
-	for (size_t i = 0; i < out->n && !deny_rule; i++) {
-		const struct al_rule *r = decide(s->res, &out->stmts[i]);
+	/* The strictest action over the statements: deny, then review, then allow. */
+	s->review_fp[0] = '\0';
+	for (size_t i = 0; i < out->n; i++) {
+		const struct al_rule *r = decide(s, &out->stmts[i]);
+		int n;
 
-		if (r && !r->allow) {
+		if (r && r->allow == AL_ACTION_DENY && !deny_rule) {
 			deny_rule = r;
 			deny_i = i;
+		} else if (r && r->allow == AL_ACTION_REVIEW && !review_rule) {
+			review_rule = r;
+			snprintf(s->review_kind, sizeof(s->review_kind), "%s", pg_kind_name(out->stmts[i].kind));
 		}
+		/* A string of several statements is granted as the sequence of their fingerprints. */
+		n = snprintf(s->review_fp + fp_len, sizeof(s->review_fp) - fp_len, "%s%s", i ? "+" : "",
+			     out->stmts[i].fingerprint);
+		if (n > 0 && (size_t)n < sizeof(s->review_fp) - fp_len)
+			fp_len += (size_t)n;
 	}
-	if (!deny_rule && !record)
+	if (!deny_rule && !review_rule && !record)
 		return 1;
+	decision = deny_rule ? "deny" : review_rule ? "review" : "allow";
+	s->review_stmt = 0;
 	for (size_t i = 0; i < out->n; i++) {
 		struct pg_stmt *st = &out->stmts[i];
-		const struct al_rule *r = decide(s->res, st);
+		const struct al_rule *r = decide(s, st);
 		char *rel = relations_json(st);
 		int64_t id;
 
 		/* With one statement denied, none of the string runs. */
 		id = audit_stmt(s, protocol, st->text, pg_kind_name(st->kind), st->fingerprint, rel,
-				st->unbounded_write, NULL, !deny_rule, r ? r->text : NULL);
+				st->unbounded_write, NULL, decision, r ? r->text : NULL);
 		free(rel);
 		if (deny_rule && i == deny_i)
 			deny_id = id;
+		if (!s->review_stmt)
+			s->review_stmt = id;
 		if (!deny_rule) {
 			struct qent *e = qent_new(Q_OUTCOME);
 
@@ -525,13 +571,20 @@ static int decide_query(struct pgs *s, const char *sql, const char *protocol, in
 			}
 		}
 	}
-	if (!deny_rule)
-		return 1;
-	snprintf(s->deny_msg, sizeof(s->deny_msg),
-		 "airlock: denied by rule '%s' (line %d) for %s on resource %s (request %lld)",
-		 deny_rule->text, deny_rule->line, pg_kind_name(out->stmts[deny_i].kind), s->res->name,
-		 (long long)deny_id);
-	return 0;
+	if (deny_rule) {
+		snprintf(s->deny_msg, sizeof(s->deny_msg),
+			 "airlock: denied by rule '%s' (line %d) for %s on resource %s (request %lld)",
+			 deny_rule->text, deny_rule->line, pg_kind_name(out->stmts[deny_i].kind),
+			 s->res->name, (long long)deny_id);
+		return 0;
+	}
+	if (review_rule) {
+		s->review_rule = review_rule;
+		free(s->review_text);
+		s->review_text = strdup(sql);
+		return 2;
+	}
+	return 1;
 }
 
 /* Moves the pending outcomes of the batch into the reply queue. */
@@ -543,6 +596,127 @@ static void commit_outcomes(struct pgs *s)
 		TAILQ_REMOVE(&s->batch_outcomes, e, link);
 		TAILQ_INSERT_TAIL(&s->q, e, link);
 	}
+}
+
+/* ---- review: park, release, refuse ------------------------------------------------------- */
+
+static void flush_batch(struct pgs *s, char terminator);
+static void agent_read(struct bufferevent *bev, void *arg);
+
+/* Forwards what was held (a Query, or an extended batch ending in S or H). */
+static void release(struct pgs *s)
+{
+	if (s->held_term == 'Q') {
+		bufferevent_write_buffer(s->up, s->held);
+		commit_outcomes(s);
+		if (q_push(s, Q_READY) < 0)
+			pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");
+		return;
+	}
+	/* An extended batch: flush_batch sends s->batch, which is what was held. */
+	evbuffer_add_buffer(s->batch, s->held);
+	s->batch_review = 0;
+	flush_batch(s, s->held_term);
+}
+
+/* A grant this session ran something under was revoked: the session ends. */
+static void on_grant_event(void *arg, int64_t grant_id, enum approval_outcome o, const char *reason)
+{
+	struct pgs *s = arg;
+
+	if (o == APPROVAL_REVOKED)
+		pgs_close(s, AL_REASON_POLICY_DENY, "42501", "grant %lld was revoked: %s",
+			  (long long)grant_id, reason);
+}
+
+static void on_review(void *arg, int64_t id, enum approval_outcome o, const char *reason)
+{
+	struct pgs *s = arg;
+	struct qent *e;
+
+	if (s->parked != id)
+		return;
+	s->parked = 0;
+	if (o == APPROVAL_APPROVED) {
+		release(s);
+	} else if (o == APPROVAL_ABORTED) {
+		pgs_close(s, AL_REASON_SHUTDOWN, "57P01", "request %lld aborted: airlockd is stopping",
+			  (long long)id);
+		return;
+	} else {
+		snprintf(s->deny_msg, sizeof(s->deny_msg), "airlock: request %lld %s: %s", (long long)id,
+			 o == APPROVAL_TIMEOUT ? "timed out" : "was denied by a reviewer",
+			 reason ? reason : "");
+		TAILQ_FOREACH(e, &s->batch_outcomes, link)
+			audit_outcome(s, e, NULL, "42501", s->deny_msg);
+		if (s->held_term == 'Q') {
+			q_clear(&s->batch_outcomes);
+			evbuffer_drain(s->held, evbuffer_get_length(s->held));
+			if (q_error(s, "42501", s->deny_msg) < 0 || q_push(s, Q_SYNTH_READY) < 0) {
+				pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");
+				return;
+			}
+			q_drain(s);
+		} else {
+			evbuffer_drain(s->held, evbuffer_get_length(s->held));
+			s->batch_review = 0;
+			s->batch_denied = 1;
+			flush_batch(s, s->held_term);
+		}
+	}
+	if (s->state != P_READY)
+		return;
+	bufferevent_enable(s->agent, EV_READ);
+	/* What the agent sent while we waited is still in the input buffer. */
+	agent_read(s->agent, s);
+}
+
+/*
+ * A command that needs review, already in s->held: run it now if a live
+ * grant covers it, else store a request for exactly these bytes and stop
+ * reading from the agent until reviewers decide.
+ */
+static void park(struct pgs *s, char term)
+{
+	struct approval_req q = { 0 };
+	int64_t grant, id;
+
+	s->held_term = term;
+	grant = s->p->approval ? approval_grant_for(s->p->approval, s->review_fp, s->cgroup_id,
+						    s->res->name) : 0;
+	if (grant > 0) {
+		if (approval_watch_grant(s->p->approval, grant, on_grant_event, s) < 0) {
+			pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");
+			return;
+		}
+		release(s);
+		return;
+	}
+	q.conn_id = s->row;
+	q.stmt_id = s->review_stmt;
+	q.cgroup_id = s->cgroup_id;
+	q.cgroup_path = s->cgroup_path;
+	q.pid = s->pid;
+	q.uid = s->uid;
+	q.exe = s->exe;
+	q.comm = s->comm;
+	q.resource = s->res->name;
+	q.protocol = "postgres";
+	q.text = s->review_text ? s->review_text : "";
+	q.kind = s->review_kind;
+	q.fingerprint = s->review_fp;
+	q.bytes = evbuffer_pullup(s->held, -1);
+	q.len = evbuffer_get_length(s->held);
+	q.rule = s->review_rule;
+	id = s->p->approval ? approval_submit(s->p->approval, &q, on_review, s) : -1;
+	if (id < 0) {
+		/* No request, no run: fail closed. */
+		s->parked = -1;
+		on_review(s, -1, APPROVAL_DENIED, "the review request could not be stored");
+		return;
+	}
+	s->parked = id;
+	bufferevent_disable(s->agent, EV_READ);
 }
 
 static void simple_query(struct pgs *s, const struct pg_msg *m, const uint8_t *raw)
@@ -563,6 +737,12 @@ static void simple_query(struct pgs *s, const struct pg_msg *m, const uint8_t *r
 		    q_push(s, Q_SYNTH_READY) < 0)
 			goto oom;
 		q_drain(s);
+		return;
+	}
+	if (ok == 2) {
+		if (evbuffer_add(s->held, raw, m->len) < 0)
+			goto oom;
+		park(s, 'Q');
 		return;
 	}
 	bufferevent_write(s->up, raw, m->len);
@@ -625,6 +805,8 @@ static int extended_msg(struct pgs *s, const struct pg_msg *m)
 		if (pg_decode_parse(m, &pp, &err) < 0)
 			return -1;
 		ok = decide_query(s, pp.query, "extended", 0, &l);
+		if (ok == 2)
+			s->batch_review = 1;
 		if (ok <= 0) {
 			/* Denied or unreadable: decide_query recorded it; the id is in deny_msg. */
 			s->batch_denied = 1;
@@ -689,7 +871,7 @@ oom_l:
 		e->stmt = audit_stmt(s, "extended", po && po->text ? po->text : "(unknown portal)",
 				     po && po->kind ? po->kind : "utility", po ? po->fingerprint : NULL,
 				     po ? po->relations : NULL, po ? po->unbounded_write : 0,
-				     po ? po->params : NULL, 1, NULL);
+				     po ? po->params : NULL, "allow", NULL);
 		e->start_us = al_mono_us();
 		TAILQ_INSERT_TAIL(&s->batch_outcomes, e, link);
 		return 0;
@@ -752,6 +934,12 @@ static void flush_batch(struct pgs *s, char terminator)
 		q_drain(s);
 		return;
 	}
+	if (s->batch_review) {
+		/* Held whole: released only as the exact bytes reviewers saw. */
+		evbuffer_add_buffer(s->held, s->batch);
+		park(s, terminator);
+		return;
+	}
 	bufferevent_write_buffer(s->up, s->batch);
 	commit_outcomes(s);
 	if (terminator == 'S') {
@@ -808,7 +996,7 @@ static void agent_ready_msg(struct pgs *s, const struct pg_msg *m, const uint8_t
 		return;
 	case 'F':
 		/* The function-call protocol runs a function by OID, past any SQL check. */
-		audit_stmt(s, "function-call", "(FunctionCall message)", "call", NULL, NULL, 0, NULL, 0,
+		audit_stmt(s, "function-call", "(FunctionCall message)", "call", NULL, NULL, 0, NULL, "deny",
 			   "function-call protocol");
 		if (q_error(s, "42501", "airlock: the function-call protocol is not allowed; "
 			    "use SELECT fn(...)") < 0 || q_push(s, Q_SYNTH_READY) < 0)
@@ -1052,7 +1240,7 @@ static void agent_read(struct bufferevent *bev, void *arg)
 	struct pgs *s = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 
-	while (s->state == P_STARTUP || s->state == P_READY) {
+	while ((s->state == P_STARTUP || s->state == P_READY) && !s->parked) {
 		size_t avail = evbuffer_get_length(in), want;
 		struct pg_msg m;
 		uint8_t *buf;
@@ -1493,10 +1681,17 @@ int pgproxy_start(struct pgproxy *p, int fd, const struct store_conn *c,
 	if (store_conn_open(p->store, c, &s->row) < 0)
 		s->row = 0;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	s->cgroup_id = c->cgroup_id;
+	s->cgroup_path = c->cgroup_path ? strdup(c->cgroup_path) : NULL;
+	s->exe = c->exe ? strdup(c->exe) : NULL;
+	s->comm = c->comm ? strdup(c->comm) : NULL;
+	s->pid = c->pid;
+	s->uid = c->uid;
 	s->agent = bufferevent_socket_new(p->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	s->batch = evbuffer_new();
+	s->held = evbuffer_new();
 	s->timer = evtimer_new(p->base, on_startup_timeout, s);
-	if (!s->agent || !s->batch || !s->timer) {
+	if (!s->agent || !s->batch || !s->timer || !s->held) {
 		if (!s->agent)
 			close(fd);
 		if (s->row > 0) {
@@ -1522,8 +1717,8 @@ int pgproxy_start(struct pgproxy *p, int fd, const struct store_conn *c,
 }
 
 int pgproxy_new(struct event_base *base, const struct al_config *cfg, struct store *st,
-		struct tls_ca *ca, const struct al_secrets *secrets, struct pgproxy **out,
-		char *err, size_t errlen)
+		struct tls_ca *ca, const struct al_secrets *secrets, struct approval *approval,
+		struct pgproxy **out, char *err, size_t errlen)
 {
 	struct pgproxy *p = calloc(1, sizeof(*p));
 
@@ -1534,6 +1729,7 @@ int pgproxy_new(struct event_base *base, const struct al_config *cfg, struct sto
 	p->store = st;
 	p->ca = ca;
 	p->secrets = secrets;
+	p->approval = approval;
 	LIST_INIT(&p->sessions);
 	if (pg_cache_new(4096, &p->cache) < 0) {
 		free(p);

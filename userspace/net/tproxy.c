@@ -31,29 +31,25 @@ static void abort_close(int fd)
 static int flow_iface(struct tproxy *t, const struct al_addr *src, uint16_t sport,
 		      const struct al_addr *dst, uint16_t dport, char name[IF_NAMESIZE])
 {
+	const struct xdp_iface *i;
 	struct al_flow_key k;
 	struct al_flow_origin o;
-	struct xdp_iface ifs[64];
-	int n;
 
 	memset(&k, 0, sizeof(k));
 	k.src = *src;
 	k.dst = *dst;
 	k.sport = sport;
 	k.dport = dport;
-	if (xdp_take_flow(t->xdp, &k, &o) < 0)
+	if (xdp_take_flow(t->xdp, &k, &o) < 0 || o.ifindex == 0 || o.ifindex > INT32_MAX)
 		return -1;
-	n = xdp_list(t->xdp, ifs, AL_ARRAY_LEN(ifs));
-	for (int i = 0; i < n; i++) {
-		if (ifs[i].ifindex != (int)o.ifindex || ifs[i].role != XDP_ROLE_AGENT)
-			continue;
-		if (ifs[i].name[0])
-			memcpy(name, ifs[i].name, IF_NAMESIZE);
-		else
-			snprintf(name, IF_NAMESIZE, "if%u", o.ifindex);
-		return 0;
-	}
-	return -1;
+	i = xdp_by_index(t->xdp, (int)o.ifindex);
+	if (!i || i->role != XDP_ROLE_AGENT)
+		return -1;
+	if (i->name[0])
+		memcpy(name, i->name, IF_NAMESIZE);
+	else
+		snprintf(name, IF_NAMESIZE, "if%u", o.ifindex);
+	return 0;
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,

@@ -91,6 +91,31 @@ static const char *const migrations[] = {
 	"CREATE INDEX statements_at_us ON statements(at_us);",
 	/* 4: the pinned interface an agent in a network namespace came through */
 	"ALTER TABLE connections ADD COLUMN iface TEXT;",
+	/* 5: review: requests, each reviewer's decision, grants, reviewer users */
+	"CREATE TABLE requests ("
+	" id INTEGER PRIMARY KEY,"
+	" created_us INTEGER NOT NULL,"
+	" expires_us INTEGER NOT NULL,"
+	" state TEXT NOT NULL,"
+	" conn_id INTEGER, stmt_id INTEGER,"
+	" cgroup_id INTEGER, cgroup_path TEXT, pid INTEGER, uid INTEGER, exe TEXT, comm TEXT,"
+	" resource TEXT NOT NULL, protocol TEXT NOT NULL,"
+	" command TEXT NOT NULL, kind TEXT, fingerprint TEXT, sha256 TEXT NOT NULL,"
+	" rule TEXT NOT NULL, approvers TEXT, approvals_needed INTEGER NOT NULL,"
+	" max_grant_s INTEGER NOT NULL, decided_us INTEGER, reason TEXT);"
+	"CREATE INDEX requests_state ON requests(state);"
+	"CREATE TABLE approvals ("
+	" request_id INTEGER NOT NULL, reviewer TEXT NOT NULL, decision TEXT NOT NULL,"
+	" reason TEXT, grant_s INTEGER, at_us INTEGER NOT NULL,"
+	" PRIMARY KEY (request_id, reviewer));"
+	"CREATE TABLE grants ("
+	" id INTEGER PRIMARY KEY, request_id INTEGER, fingerprint TEXT NOT NULL,"
+	" cgroup_id INTEGER NOT NULL, cgroup_path TEXT, resource TEXT NOT NULL,"
+	" created_us INTEGER NOT NULL, expires_us INTEGER NOT NULL, revoked_us INTEGER,"
+	" created_by TEXT, revoked_by TEXT);"
+	"CREATE TABLE users ("
+	" name TEXT PRIMARY KEY, uid INTEGER UNIQUE, groups TEXT NOT NULL DEFAULT '',"
+	" pwhash TEXT, admin INTEGER NOT NULL DEFAULT 0, created_us INTEGER NOT NULL);",
 };
 
 _Static_assert(AL_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
@@ -169,6 +194,8 @@ static const char *const st_sql[ST__COUNT] = {
 		" unbounded_write, params, decision, rule, tag, sqlstate, error, rows, duration_us"
 		" FROM statements ORDER BY id DESC LIMIT ?1",
 };
+
+#include "store_int.h"
 
 struct store {
 	sqlite3 *db;
@@ -441,7 +468,7 @@ int store_open(const char *path, struct store **out)
 			goto out;
 		}
 	}
-	if (recover(s) < 0)
+	if (recover(s) < 0 || store_review_recover(s) < 0)
 		goto out;
 	*out = s;
 	s = NULL;
@@ -709,7 +736,7 @@ static json_t *json_col(sqlite3_stmt *st, int i)
 }
 
 /* The row under st as one JSON object, keys named as the columns. */
-static char *row_json(sqlite3_stmt *st)
+char *store_row_json(sqlite3_stmt *st)
 {
 	json_t *o = json_object();
 	char *txt = NULL;
@@ -741,7 +768,7 @@ static int list_rows(struct store *s, int which, const char *what, unsigned int 
 		goto out;
 	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		txt = row_json(st);
+		txt = store_row_json(st);
 		if (!txt) {
 			al_err("store: %s: out of memory", what);
 			goto out;
@@ -886,4 +913,31 @@ int store_batch_commit(struct store *s)
 		return -1;
 	}
 	return 0;
+}
+
+sqlite3 *store_db(struct store *s)
+{
+	return s->db;
+}
+
+int store_durable(struct store *s, int (*fn)(sqlite3 *db, void *arg), void *arg, const char *what)
+{
+	int ok;
+
+	if (store_batch_commit(s) < 0)
+		return -1;
+	if (sqlite3_exec(s->db, "PRAGMA synchronous=FULL; BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		db_err(s, what);
+		(void)sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+		return -1;
+	}
+	ok = fn(s->db, arg) == 0;
+	if (!ok)
+		db_err(s, what);
+	if (sqlite3_exec(s->db, ok ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK) {
+		db_err(s, what);
+		ok = 0;
+	}
+	(void)sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+	return ok ? 0 : -1;
 }

@@ -33,7 +33,7 @@ def attempt():
     s.connect((host, port))
     first = common.token()
     common.ping(s, first)
-    print(json.dumps({"phase": "connected", "pid": os.getpid(), "token": first,
+    print(json.dumps({"phase": "connected", "pid": os.getpid(), "token": first, "fd": s.fileno(),
                       "local": common.addr_str(s.getsockname()), "cgroup": v2_cgroup()}), flush=True)
     sys.stdin.readline()
     r = {"cgroup": v2_cgroup(), "first": first}

@@ -7,10 +7,12 @@ import common
 def attempt():
     host, port = sys.argv[1], int(sys.argv[2])
     s = socket.socket(common.family_of(host), socket.SOCK_STREAM)
-    s.settimeout(common.TIMEOUT)
     try:
         tok = common.token()
+        # Blocking, so sendto() waits for the handshake (a timeout makes the
+        # socket non-blocking and the first sendto() returns EINPROGRESS).
         s.sendto(("ping %s\n" % tok).encode(), socket.MSG_FASTOPEN, (host, port))
+        s.settimeout(common.TIMEOUT)
         local = s.getsockname()
         answer = common.readline(s)
         if answer != "pong " + tok:

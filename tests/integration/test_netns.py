@@ -1,0 +1,734 @@
+#!/usr/bin/python3
+"""Agents in network namespaces and the backend guard: XDP on veths, nftables TPROXY into airlockd.
+
+Run as root: /usr/bin/python3 tests/integration/test_netns.py
+Prints `ok - netns: NAME` / `not ok - netns: NAME: why` per case and exits 1 if any failed.
+
+Topology (every name carries this run's pid and a random suffix):
+
+  agent netns  airlock-t-<pid>-a   veth alk<pid>a  10.213.A.2/29, fdXX::2/64
+                                        |
+  root netns (airlockd, test servers)  veth alk<pid>h  10.213.A.1/29 (resolver), .3, fdXX::1/64
+                                        veth alk<pid>g  10.213.B.1/29 (appliance), .3 (not)
+                                        |
+  backend netns airlock-t-<pid>-b  veth alk<pid>b  10.213.B.2/29 (a second airlockd guards it)
+
+The agent's interface alk<pid>h is pinned; the backend's alk<pid>b is guarded by an airlockd
+that runs in the backend namespace (as it would on a backend host).
+
+Safety: XDP only on the veths this run creates; nftables only in table inet
+airlock_t_<pid>_<rand>; policy routing only with this run's random fwmark and table
+number; traffic only to addresses assigned here (10.213.0.0/16 blocks checked to be
+unused, a random ULA /64) and loopback; everything (namespaces, veths, table, rules,
+routes, pins, processes by pid, temp dirs) is removed on any exit.
+"""
+
+import json
+import os
+import random
+import secrets
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lib  # noqa: E402
+from lib import check, note, wait_for  # noqa: E402
+
+IP = "/usr/sbin/ip"
+NSENTER = "/usr/bin/nsenter"
+CURL = "/usr/bin/curl"
+PID = os.getpid()
+SUFFIX = secrets.token_hex(2)
+NS_A = "airlock-t-%d-a" % PID
+NS_B = "airlock-t-%d-b" % PID
+IF_H = "alk%dh" % PID        # root side of the agent's link (pinned)
+IF_A = "alk%da" % PID        # agent side
+IF_G = "alk%dg" % PID        # root side of the backend's link
+IF_B = "alk%db" % PID        # backend side (guarded)
+IF_X = "alk%dx" % PID        # a link that vanishes while pinned (a container stopping)
+IF_Y = "alk%dy" % PID
+NFT_TABLE = "airlock_t_%d_%s" % (PID, SUFFIX)
+
+# What the agent runs inside its namespace: small probes that print one JSON line.
+AGENT_PROBE = r'''
+import json, os, socket, struct, sys, time
+cmd = sys.argv[1]
+
+def out(**kw):
+    print(json.dumps(kw), flush=True)
+
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff)
+    s += s >> 16
+    return ~s & 0xffff
+
+if cmd == "udp":                        # udp HOST PORT N: send N datagrams
+    host, port, n = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    for i in range(n):
+        s.sendto(b"probe-%d" % i, (host, port))
+    out(sent=n)
+elif cmd == "dns":                      # dns HOST: one query to port 53, wait for an answer
+    host = sys.argv[2]
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(1.5)
+    q = struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0) + b"\x07example\x03com\x00\x00\x01\x00\x01"
+    s.sendto(q, (host, 53))
+    try:
+        data, peer = s.recvfrom(2048)
+        out(answered=True, id=struct.unpack("!H", data[:2])[0])
+    except socket.timeout:
+        out(answered=False)
+elif cmd == "ping":                     # ping HOST: one ICMP echo over a raw socket
+    host = sys.argv[2]
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    ident = os.getpid() & 0xffff
+    body = b"airlock-ping"
+    hdr = struct.pack("!BBHHH", 8, 0, 0, ident, 1)
+    pkt = struct.pack("!BBHHH", 8, 0, csum(hdr + body), ident, 1) + body
+    s.sendto(pkt, (host, 0))
+    end = time.monotonic() + 1.5
+    got = False
+    while time.monotonic() < end:
+        s.settimeout(max(0.01, end - time.monotonic()))
+        try:
+            data, peer = s.recvfrom(2048)
+        except socket.timeout:
+            break
+        ihl = (data[0] & 0x0f) * 4
+        t, code, _, rid, seq = struct.unpack("!BBHHH", data[ihl:ihl + 8])
+        if t == 0 and rid == ident and peer[0] == host:
+            got = True
+            break
+    out(reply=got)
+elif cmd == "tcp":                      # tcp HOST PORT: connect, report how it went
+    host, port = sys.argv[2], int(sys.argv[3])
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(2.0)
+    t0 = time.monotonic()
+    try:
+        s.connect((host, port))
+        out(result="connected", secs=time.monotonic() - t0)
+    except ConnectionRefusedError:
+        out(result="refused", secs=time.monotonic() - t0)
+    except socket.timeout:
+        out(result="timeout", secs=time.monotonic() - t0)
+    except OSError as e:
+        out(result="error", errno=e.errno, secs=time.monotonic() - t0)
+'''
+
+
+class T:
+    tmp = None
+    al = None           # airlockd on the host (root netns)
+    guard_al = None     # airlockd in the backend namespace
+    a4 = b4 = ""        # 10.213.x.y/29 prefixes: "10.213.7.8" style bases
+    ula = ""            # fdxx:xxxx:xxxx:1:: style prefix
+    mark = table = 0
+    http = http6 = None
+    http_port = 0
+    backend_port = guard_port = 0
+    udp_got = []
+    dns_got = []
+    agent_script = ""
+
+
+def sh_quiet(*argv):
+    """For cleanups: runs argv, ignores failure."""
+    subprocess.run(list(argv), capture_output=True, timeout=20)
+
+
+def sh(*argv, check_rc=True, timeout=20):
+    r = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+    if check_rc and r.returncode != 0:
+        raise RuntimeError("%s exited %d: %s" % (" ".join(argv), r.returncode, r.stderr.strip()))
+    return r
+
+
+def in_ns(ns, argv, timeout=20):
+    return subprocess.run([IP, "netns", "exec", ns] + list(argv), capture_output=True, text=True,
+                          timeout=timeout, env=lib.CLIENT_ENV)
+
+
+def agent(*args, timeout=20):
+    r = in_ns(NS_A, [lib.PY, T.agent_script] + [str(a) for a in args], timeout=timeout)
+    check(r.returncode == 0, "agent probe %s exited %d: %s" % (args, r.returncode, r.stderr.strip()[-300:]))
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def agent_curl(url, max_time=5):
+    """curl from the agent namespace; returns (rc, body, local_port, stderr)."""
+    bodyf = os.path.join(T.tmp, "body-%s" % secrets.token_hex(4))
+    r = in_ns(NS_A, [CURL, "-sS", "-g", "--noproxy", "*", "--max-time", str(max_time), "-o", bodyf,
+                     "-w", "%{local_port}", url], timeout=max_time + 10)
+    body = b""
+    if os.path.exists(bodyf):
+        with open(bodyf, "rb") as f:
+            body = f.read()
+        os.unlink(bodyf)
+    port = int(r.stdout.strip()) if r.stdout.strip().isdigit() else 0
+    return r.returncode, body, port, r.stderr.strip()
+
+
+def kernel_counter(al, name):
+    return al.status().get("kernel", {}).get(name, 0)
+
+
+# ---------------------------------------------------------------- nftables, read and removed without nft
+
+NFNL_SUBSYS_NFTABLES = 10
+NFT_MSG_GETTABLE, NFT_MSG_DELTABLE = 1, 2
+NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
+NFPROTO_INET = 1
+NLM_F_REQUEST, NLM_F_ACK = 1, 4
+NLMSG_ERROR = 2
+
+
+def _nfmsg(mtype, flags, seq, family, res_id, attrs=b""):
+    body = struct.pack("=BBH", family, 0, socket.htons(res_id)) + attrs
+    return struct.pack("=IHHII", 16 + len(body), mtype, flags, seq, 0) + body
+
+
+def _attr_str(atype, s):
+    data = s.encode() + b"\0"
+    a = struct.pack("=HH", 4 + len(data), atype) + data
+    return a + b"\0" * ((4 - len(a) % 4) % 4)
+
+
+def _nft_request(msgs, expect):
+    """Sends netfilter netlink messages; returns the errno of each NLMSG_ERROR reply (0 = ack)."""
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)   # NETLINK_NETFILTER
+    s.settimeout(3)
+    try:
+        s.bind((0, 0))
+        s.send(b"".join(msgs))
+        errs = []
+        while len(errs) < expect:
+            data = s.recv(65536)
+            off = 0
+            while off + 16 <= len(data):
+                ln, mtype, _, _, _ = struct.unpack_from("=IHHII", data, off)
+                if mtype == NLMSG_ERROR:
+                    errs.append(-struct.unpack_from("=i", data, off + 16)[0])
+                elif mtype != 3:            # NLMSG_DONE
+                    errs.append(0)          # a GETTABLE answer: the table exists
+                off += (ln + 3) & ~3
+                if ln == 0:
+                    break
+        return errs
+    finally:
+        s.close()
+
+
+def nft_table_exists(name):
+    msg = _nfmsg((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE, NLM_F_REQUEST | NLM_F_ACK, 1,
+                 NFPROTO_INET, 0, _attr_str(1, name))
+    errs = _nft_request([msg], 1)
+    return errs[0] == 0
+
+
+def nft_table_delete(name):
+    """Cleanup of last resort (airlockctl down normally removes it)."""
+    if not name.startswith("airlock_t_") or not nft_table_exists(name):
+        return
+    seq = int(time.time())
+    msgs = [_nfmsg(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES),
+            _nfmsg((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELTABLE, NLM_F_REQUEST | NLM_F_ACK, seq + 1,
+                   NFPROTO_INET, 0, _attr_str(1, name)),
+            _nfmsg(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq + 2, 0, NFNL_SUBSYS_NFTABLES)]
+    _nft_request(msgs, 1)
+
+
+# ---------------------------------------------------------------- policy routing of this run
+
+def fwmark_rules():
+    out = sh(IP, "rule", "show").stdout + sh(IP, "-6", "rule", "show").stdout
+    return [l for l in out.splitlines() if "fwmark %#x lookup %d" % (T.mark, T.table) in l]
+
+
+def table_routes():
+    return (sh(IP, "route", "show", "table", str(T.table), check_rc=False).stdout +
+            sh(IP, "-6", "route", "show", "table", str(T.table), check_rc=False).stdout).strip()
+
+
+def remove_policy_routing():
+    if not T.mark or not T.table:
+        return
+    for fam in ([], ["-6"]):
+        for _ in range(8):
+            if sh(IP, *fam, "rule", "del", "fwmark", "%#x" % T.mark, "table", str(T.table),
+                  check_rc=False).returncode != 0:
+                break
+        sh(IP, *fam, "route", "flush", "table", str(T.table), check_rc=False)
+
+
+# ---------------------------------------------------------------- topology
+
+def pick_blocks():
+    """Two unused 10.213.x.y/29 blocks and a ULA /64 nobody routes on this host."""
+    used = sh(IP, "-4", "-o", "addr").stdout + sh(IP, "-4", "route", "show", "table", "all").stdout
+    used6 = sh(IP, "-6", "-o", "addr").stdout + sh(IP, "-6", "route", "show", "table", "all").stdout
+    rnd = random.Random(secrets.randbits(64))
+    blocks = []
+    while len(blocks) < 2:
+        third = rnd.randrange(0, 256)
+        if "10.213.%d." % third in used or any(b.startswith("10.213.%d." % third) for b in blocks):
+            continue
+        blocks.append("10.213.%d.%d" % (third, rnd.randrange(0, 32) * 8))
+    while True:
+        # Written as the daemon prints addresses (no leading zeros), since audit rows are compared.
+        ula = "fd%02x:%x:%x:1::" % (rnd.randrange(256), rnd.randrange(65536), rnd.randrange(65536))
+        if ula[:-3] not in used6:
+            break
+    return blocks[0], blocks[1], ula
+
+
+def addr(base, host):
+    a, b, c, d = (int(x) for x in base.split("."))
+    return "%d.%d.%d.%d" % (a, b, c, d + host)
+
+
+def make_topology():
+    T.a4, T.b4, T.ula = pick_blocks()
+    # Cleanups first, so a failure halfway leaves nothing. Deleting a namespace
+    # deletes its veth end and with it the peer; the link deletes are belt and braces.
+    for ns in (NS_A, NS_B):
+        lib.on_cleanup(sh_quiet, IP, "netns", "del", ns)
+    for ifname in (IF_H, IF_G, IF_X):
+        lib.on_cleanup(sh_quiet, IP, "link", "del", ifname)
+    for ns in (NS_A, NS_B):
+        sh(IP, "netns", "add", ns)
+    sh(IP, "link", "add", IF_H, "type", "veth", "peer", "name", IF_A, "netns", NS_A)
+    sh(IP, "link", "add", IF_G, "type", "veth", "peer", "name", IF_B, "netns", NS_B)
+    # root side
+    sh(IP, "addr", "add", addr(T.a4, 1) + "/29", "dev", IF_H)
+    sh(IP, "addr", "add", addr(T.a4, 3) + "/29", "dev", IF_H)
+    sh(IP, "addr", "add", T.ula + "1/64", "dev", IF_H, "nodad")
+    sh(IP, "addr", "add", addr(T.b4, 1) + "/29", "dev", IF_G)
+    sh(IP, "addr", "add", addr(T.b4, 3) + "/29", "dev", IF_G)
+    sh(IP, "link", "set", IF_H, "up")
+    sh(IP, "link", "set", IF_G, "up")
+    # agent: its link, and a route to the backend block through the host (and nothing else)
+    nsa = [IP, "-n", NS_A]
+    sh(*nsa, "link", "set", "lo", "up")
+    sh(*nsa, "addr", "add", addr(T.a4, 2) + "/29", "dev", IF_A)
+    sh(*nsa, "addr", "add", T.ula + "2/64", "dev", IF_A, "nodad")
+    sh(*nsa, "link", "set", IF_A, "up")
+    sh(*nsa, "route", "add", addr(T.b4, 0) + "/29", "via", addr(T.a4, 1))
+    nsb = [IP, "-n", NS_B]
+    sh(*nsb, "link", "set", "lo", "up")
+    sh(*nsb, "addr", "add", addr(T.b4, 2) + "/29", "dev", IF_B)
+    sh(*nsb, "link", "set", IF_B, "up")
+    note("agent %s/29 %s/64 on %s<->%s, backend %s/29 on %s<->%s" % (
+        T.a4, T.ula, IF_H, IF_A, T.b4, IF_G, IF_B))
+
+
+def start_servers():
+    # HTTP on the host side of the agent's link (IPv4 and IPv6), counting who connects.
+    T.http_port = lib.free_port((addr(T.a4, 1), T.ula + "1"))
+    T.http = lib.start_http_server(addr(T.a4, 1), T.http_port, b"host-side hello\n")
+    T.http6 = lib.start_http_server(T.ula + "1", T.http_port, b"host-side hello v6\n")
+    # UDP sink on a port nothing allows, and a DNS responder on the resolver (.1) and on .3.
+    T.udp_port = lib.free_port((addr(T.a4, 1),))
+
+    def udp_loop(sock, got, answer):
+        while True:
+            try:
+                data, peer = sock.recvfrom(4096)
+            except OSError:
+                return
+            got.append((peer, data))
+            if answer:
+                try:
+                    sock.sendto(data[:2] + b"\x81\x80" + data[4:], peer)
+                except OSError:
+                    pass
+    for host, port, got, answer in ((addr(T.a4, 1), T.udp_port, T.udp_got, False),
+                                    (addr(T.a4, 1), 53, T.dns_got, True),
+                                    (addr(T.a4, 3), 53, T.dns_got, True)):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((host, port))
+        lib.on_cleanup(s.close)
+        threading.Thread(target=udp_loop, args=(s, got, answer), daemon=True).start()
+    # In the backend: an HTTP server (not guarded) and an echo server on the guarded port.
+    T.backend_port = 18000 + random.randrange(0, 20000)
+    T.guard_port = T.backend_port + 1
+    www = os.path.join(T.tmp, "www")
+    os.mkdir(www)
+    with open(os.path.join(www, "hello.txt"), "w") as f:
+        f.write("backend hello\n")
+    p = subprocess.Popen([IP, "netns", "exec", NS_B, lib.PY, "-m", "http.server", "--bind",
+                          addr(T.b4, 2), str(T.backend_port)], cwd=www,
+                         stdout=subprocess.DEVNULL, stderr=open(os.path.join(T.tmp, "backend-http.log"), "w"))
+    lib.on_cleanup(lib.stop_process, p)
+    e = subprocess.Popen([IP, "netns", "exec", NS_B, lib.PY, "-c", lib.ECHO_SERVER, addr(T.b4, 2),
+                          str(T.guard_port)], stdout=subprocess.PIPE, text=True)
+    lib.on_cleanup(lib.stop_process, e)
+    check(e.stdout.readline().strip() == "ready", "backend echo server did not start")
+
+    def backend_up():
+        r = tcp_from(addr(T.b4, 1), addr(T.b4, 2), T.backend_port, 0.5)
+        return r == "connected"
+    check(wait_for(backend_up, 10, 0.1), "backend HTTP server did not come up")
+
+
+def tcp_from(src, dst, port, timeout=1.5, send=None):
+    """A TCP connection from the root netns bound to src: connected/refused/timeout (+ echo check)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.bind((src, 0))
+        s.connect((dst, port))
+        if send:
+            s.sendall(send)
+            got = b""
+            while len(got) < len(send):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            return "echoed" if got == send else "short"
+        return "connected"
+    except ConnectionRefusedError:
+        return "refused"
+    except socket.timeout:
+        return "timeout"
+    except OSError as e:
+        return "error %d" % e.errno
+    finally:
+        s.close()
+
+
+class NetnsAirlock(lib.Airlock):
+    """airlockd run inside a network namespace (nsenter --net: bpffs and /sys stay the host's)."""
+
+    def __init__(self, tmpdir, netns, settings=()):
+        super().__init__(tmpdir, [], settings=settings)
+        self.pin_root = self.pin_root + "-" + netns[-1]
+        self.write_conf([], settings)
+        self.wrapper = os.path.join(tmpdir, "airlockd-in-" + netns)
+        with open(self.wrapper, "w") as f:
+            f.write('#!/bin/sh\nexec %s --net=/run/netns/%s %s "$@"\n' % (NSENTER, netns, lib.AIRLOCKD))
+        os.chmod(self.wrapper, 0o755)
+
+    def start(self, timeout=15):
+        saved = lib.AIRLOCKD
+        lib.AIRLOCKD = self.wrapper
+        try:
+            return super().start(timeout)
+        finally:
+            lib.AIRLOCKD = saved
+
+
+# ---------------------------------------------------------------- cases
+
+def case_baseline():
+    """Before pinning, the agent reaches the host directly: the checks below can see a bypass."""
+    rc, body, port, err = agent_curl("http://%s:%d/" % (addr(T.a4, 1), T.http_port))
+    check(rc == 0 and body == b"host-side hello\n", "direct curl: rc %d %s" % (rc, err))
+    check(T.http.peers and T.http.peers[-1][0] == addr(T.a4, 2),
+          "server saw %r, want the agent %s" % (T.http.peers[-1:], addr(T.a4, 2)))
+    n = len(T.udp_got)
+    agent("udp", addr(T.a4, 1), T.udp_port, 3)
+    check(wait_for(lambda: len(T.udp_got) >= n + 3, 3), "UDP did not arrive before pinning")
+    check(agent("ping", addr(T.a4, 1))["reply"], "no ping reply before pinning")
+
+
+def case_pin():
+    r = T.al.ctl("pin", "--iface", IF_H)
+    check(r.returncode == 0, "pin --iface exited %d: %s" % (r.returncode, r.stderr.strip()))
+    st = T.al.status()
+    ifs = [i for i in st.get("interfaces", []) if i["iface"] == IF_H]
+    check(ifs and ifs[0]["role"] == "agent", "status lists no pinned %s: %s" % (IF_H, st.get("interfaces")))
+    check(ifs[0]["mode"] == "native", "XDP on %s is %s, want native" % (IF_H, ifs[0]["mode"]))
+    check(st.get("tproxy_listening"), "no TPROXY listener after pin")
+    check(nft_table_exists(NFT_TABLE), "nftables table inet %s missing" % NFT_TABLE)
+    check(fwmark_rules(), "no ip rule for fwmark %#x" % T.mark)
+    check("local default dev lo" in table_routes(), "no local default route in table %d" % T.table)
+    r = T.al.ctl("pin", "--iface", IF_H)
+    check(r.returncode != 0 and "already" in r.stderr, "pinning twice: %s" % r.stderr.strip())
+    r = T.al.ctl("pin", "--iface", "lo")
+    check(r.returncode != 0 and "loopback" in r.stderr, "pinning lo: %s" % r.stderr.strip())
+
+
+def audit_row(mark, agent_port, timeout=5.0):
+    def find():
+        rows = [r for r in T.al.connections() if r["id"] > mark and r["agent_port"] == agent_port]
+        return rows if rows and rows[0].get("closed_us") is not None else None
+    rows = wait_for(find, timeout, 0.1)
+    check(rows, "no closed audit row for agent port %d" % agent_port)
+    return rows[0]
+
+
+def through_airlock(url, body, dst, dst_port, agent_addr, server=None):
+    mark = T.al.max_id()
+    npeers = len(server.peers) if server else 0
+    rc, got, port, err = agent_curl(url)
+    check(rc == 0, "curl %s from the agent exited %d: %s" % (url, rc, err))
+    check(got == body, "curl %s: body %r" % (url, got[:80]))
+    row = audit_row(mark, port)
+    for k, want in (("iface", IF_H), ("dst_addr", dst), ("dst_port", dst_port), ("agent_addr", agent_addr),
+                    ("reason", "closed"), ("cgroup_id", None), ("protocol", "tcp")):
+        check(row.get(k) == want, "audit row %s: %s is %r, want %r" % (row["id"], k, row.get(k), want))
+    check(row["bytes_down"] > len(body), "audit row %s: bytes_down %r" % (row["id"], row["bytes_down"]))
+    if server:
+        peers = server.peers[npeers:]
+        check(peers and all(p[0] != agent_addr for p in peers),
+              "server saw %r: the agent reached it directly" % peers)
+
+
+def case_tcp_v4():
+    through_airlock("http://%s:%d/" % (addr(T.a4, 1), T.http_port), b"host-side hello\n",
+                    addr(T.a4, 1), T.http_port, addr(T.a4, 2), T.http)
+
+
+def case_tcp_v6():
+    through_airlock("http://[%s1]:%d/" % (T.ula, T.http_port), b"host-side hello v6\n",
+                    T.ula + "1", T.http_port, T.ula + "2", T.http6)
+
+
+def case_tcp_remote():
+    """A destination beyond the host (the backend): the host does not forward; only Airlock reaches it."""
+    through_airlock("http://%s:%d/hello.txt" % (addr(T.b4, 2), T.backend_port), b"backend hello\n",
+                    addr(T.b4, 2), T.backend_port, addr(T.a4, 2))
+
+
+def case_udp_dropped():
+    before, n = kernel_counter(T.al, "xdp_drop"), len(T.udp_got)
+    agent("udp", addr(T.a4, 1), T.udp_port, 5)
+    check(wait_for(lambda: kernel_counter(T.al, "xdp_drop") >= before + 5, 3),
+          "xdp_drop went %d -> %d, want +5" % (before, kernel_counter(T.al, "xdp_drop")))
+    time.sleep(0.3)
+    check(len(T.udp_got) == n, "%d datagrams arrived" % (len(T.udp_got) - n))
+
+
+def case_icmp_dropped():
+    before = kernel_counter(T.al, "xdp_drop")
+    check(not agent("ping", addr(T.a4, 1))["reply"], "ping answered")
+    check(kernel_counter(T.al, "xdp_drop") > before, "xdp_drop did not rise")
+
+
+def case_dns():
+    r = agent("dns", addr(T.a4, 1))
+    check(r["answered"] and r["id"] == 0x4242, "no DNS answer from the resolver: %r" % r)
+    before, n = kernel_counter(T.al, "xdp_drop"), len(T.dns_got)
+    r = agent("dns", addr(T.a4, 3))
+    check(not r["answered"], "DNS to %s (not a resolver) was answered" % addr(T.a4, 3))
+    check(len(T.dns_got) == n, "DNS to a non-resolver arrived")
+    check(kernel_counter(T.al, "xdp_drop") > before, "xdp_drop did not rise for DNS to a non-resolver")
+
+
+def case_fail_closed():
+    npeers = len(T.http.peers)
+    T.al.stop(signal.SIGKILL)
+    r = agent("tcp", addr(T.a4, 1), T.http_port)
+    check(r["result"] == "refused", "with airlockd dead the agent's connect was %r, want refused" % r)
+    rc, _, _, err = agent_curl("http://%s:%d/" % (addr(T.a4, 1), T.http_port), max_time=3)
+    check(rc == 7, "curl with airlockd dead exited %d (%s), want 7 (refused)" % (rc, err))
+    check(len(T.http.peers) == npeers, "the server saw %r while airlockd was dead" % T.http.peers[npeers:])
+    r = agent("tcp", addr(T.b4, 2), T.backend_port)
+    check(r["result"] == "refused", "remote destination with airlockd dead: %r" % r)
+    n = len(T.udp_got)
+    agent("udp", addr(T.a4, 1), T.udp_port, 3)
+    time.sleep(0.3)
+    check(len(T.udp_got) == n, "UDP arrived while airlockd was dead")
+
+
+def case_readopt():
+    T.al.start()
+    st = T.al.status()
+    ifs = [i for i in st.get("interfaces", []) if i["iface"] == IF_H]
+    check(ifs and ifs[0]["role"] == "agent", "restarted airlockd does not list %s: %s" % (IF_H, st.get("interfaces")))
+    check(any("re-adopted pinned interface %s" % IF_H in l for l in T.al.log_lines()),
+          "no re-adopt line in the log: %s" % T.al.log_tail(5))
+    case_tcp_v4()
+    case_udp_dropped()
+
+
+def case_no_identity():
+    """A connection the XDP program never saw (a host process dialling the TPROXY port) is
+    closed and recorded as no_identity, never relayed."""
+    before = T.al.status().get("tproxy_no_identity", 0)
+    mark = T.al.max_id()
+    # The reset may come before connect() has returned (Python's connect with a
+    # timeout reads SO_ERROR after polling), during the send, or at the read.
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(3)
+    try:
+        s.connect(("127.0.0.1", T.tproxy_port))
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        data = s.recv(100)
+    except (ConnectionResetError, BrokenPipeError):
+        data = b""
+    finally:
+        s.close()
+    check(data == b"", "got %r from the TPROXY listener" % data)
+    check(wait_for(lambda: T.al.status().get("tproxy_no_identity", 0) > before, 3),
+          "tproxy_no_identity did not rise")
+    rows = wait_for(lambda: [r for r in T.al.connections() if r["id"] > mark], 3, 0.1)
+    check(rows and rows[0]["reason"] == "no_identity" and rows[0]["iface"] is None,
+          "audit rows: %r" % rows)
+
+
+def case_vanished():
+    """A pinned link deleted under airlockd (its container stopped) is dropped from status."""
+    sh(IP, "link", "add", IF_X, "type", "veth", "peer", "name", IF_Y, "netns", NS_A)
+    r = T.al.ctl("pin", "--iface", IF_X)
+    check(r.returncode == 0, "pin %s: %s" % (IF_X, r.stderr.strip()))
+    sh(IP, "link", "del", IF_X)
+    st = T.al.status()
+    names = [i["iface"] for i in st.get("interfaces", [])]
+    check(IF_H in names and len(names) == 1, "interfaces after %s vanished: %r" % (IF_X, names))
+    check(os.listdir(os.path.join(T.al.pin_root, "iface")) == [str(socket.if_nametoindex(IF_H))],
+          "iface pins: %r" % os.listdir(os.path.join(T.al.pin_root, "iface")))
+    case_tcp_v4()
+
+
+def case_guard():
+    g = T.guard_al
+    g.start()
+    allowed, other = addr(T.b4, 1), addr(T.b4, 3)
+    r = g.ctl("guard", "--iface", IF_B, "--port", str(T.guard_port), "--allow", allowed)
+    check(r.returncode == 0, "guard exited %d: %s" % (r.returncode, r.stderr.strip()))
+    st = g.status()
+    ifs = [i for i in st.get("interfaces", []) if i["iface"] == IF_B]
+    check(ifs and ifs[0]["role"] == "guard" and ifs[0]["ports"] == [T.guard_port] and
+          ifs[0]["allow"] == [allowed], "guard status: %r" % ifs)
+    check(tcp_from(allowed, addr(T.b4, 2), T.guard_port, send=b"ping\n") == "echoed",
+          "appliance address %s cannot reach the guarded port" % allowed)
+    before = kernel_counter(g, "guard_drop")
+    r = tcp_from(other, addr(T.b4, 2), T.guard_port, timeout=1.0)
+    check(r == "timeout", "from %s to the guarded port: %s, want timeout (dropped)" % (other, r))
+    check(kernel_counter(g, "guard_drop") > before, "guard_drop did not rise")
+    check(tcp_from(other, addr(T.b4, 2), T.backend_port) == "connected",
+          "an unguarded port is blocked from %s" % other)
+
+
+def case_agent_to_guarded():
+    """The agent reaches the guarded backend port only through Airlock, whose address is allowed."""
+    mark = T.al.max_id()
+    r = agent("tcp", addr(T.b4, 2), T.guard_port)
+    check(r["result"] == "connected", "agent -> Airlock -> guarded port: %r" % r)
+    rows = wait_for(lambda: [x for x in T.al.connections() if x["id"] > mark and
+                             x["dst_port"] == T.guard_port], 5, 0.1)
+    check(rows and rows[0]["iface"] == IF_H, "no audit row for the guarded port: %r" % rows)
+
+
+def case_guard_readopt():
+    g = T.guard_al
+    g.stop(signal.SIGKILL)
+    check(tcp_from(addr(T.b4, 3), addr(T.b4, 2), T.guard_port, timeout=1.0) == "timeout",
+          "guard gone with its daemon")
+    g.start()
+    st = g.status()
+    ifs = [i for i in st.get("interfaces", []) if i["iface"] == IF_B]
+    check(ifs and ifs[0]["ports"] == [T.guard_port], "restarted guard daemon: %r" % ifs)
+    r = g.ctl("unguard", "--iface", IF_B)
+    check(r.returncode == 0, "unguard: %s" % r.stderr.strip())
+    check(tcp_from(addr(T.b4, 3), addr(T.b4, 2), T.guard_port, send=b"x\n") == "echoed",
+          "still guarded after unguard")
+
+
+def case_unpin():
+    r = T.al.ctl("unpin", "--iface", IF_H)
+    check(r.returncode == 0, "unpin --iface exited %d: %s" % (r.returncode, r.stderr.strip()))
+    check(not nft_table_exists(NFT_TABLE), "nftables table still there with nothing pinned")
+    check(not fwmark_rules(), "fwmark rule still there: %s" % fwmark_rules())
+    check(not table_routes(), "routes left in table %d: %s" % (T.table, table_routes()))
+    npeers = len(T.http.peers)
+    rc, body, _, err = agent_curl("http://%s:%d/" % (addr(T.a4, 1), T.http_port))
+    check(rc == 0 and body == b"host-side hello\n", "direct curl after unpin: %d %s" % (rc, err))
+    check(T.http.peers[npeers:] and T.http.peers[-1][0] == addr(T.a4, 2),
+          "server saw %r, want the agent directly" % T.http.peers[npeers:])
+    n = len(T.udp_got)
+    agent("udp", addr(T.a4, 1), T.udp_port, 2)
+    check(wait_for(lambda: len(T.udp_got) >= n + 2, 3), "UDP does not arrive after unpin")
+    check(agent("ping", addr(T.a4, 1))["reply"], "no ping reply after unpin")
+
+
+def case_down():
+    """Pinned again, then `airlockctl down`: XDP, nftables, rules, routes and pins all go."""
+    r = T.al.ctl("pin", "--iface", IF_H)
+    check(r.returncode == 0, "pin again: %s" % r.stderr.strip())
+    check(nft_table_exists(NFT_TABLE), "table missing after pin")
+    r = T.al.ctl("down")
+    check(r.returncode == 0, "down: %s" % r.stderr.strip())
+    check(wait_for(lambda: not T.al.running(), 10), "airlockd still running after down")
+    check(not os.path.exists(T.al.pin_root), "%s still exists" % T.al.pin_root)
+    check(not nft_table_exists(NFT_TABLE), "nftables table left after down")
+    check(not fwmark_rules() and not table_routes(), "policy routing left after down")
+    check(agent("ping", addr(T.a4, 1))["reply"], "XDP still on %s after down" % IF_H)
+
+
+def main():
+    lib.install_exit_handlers()
+    res = lib.Results()
+    if os.geteuid() != 0:
+        res.not_ok("netns: setup", "needs root")
+        return 1
+    T.tmp = lib.make_tempdir()
+    with open(os.path.join(T.tmp, "agent_probe.py"), "w") as f:
+        f.write(AGENT_PROBE)
+    T.agent_script = os.path.join(T.tmp, "agent_probe.py")
+    rules = sh(IP, "rule", "show").stdout + sh(IP, "-6", "rule", "show").stdout
+    routes = sh(IP, "route", "show", "table", "all").stdout + sh(IP, "-6", "route", "show", "table", "all").stdout
+    rnd = random.Random(secrets.randbits(64))
+    while True:
+        T.mark = 0x7a000000 | rnd.randrange(1, 1 << 24)
+        T.table = rnd.randrange(100000, 2000000000)
+        if ("%#x" % T.mark) not in rules and ("table %d " % T.table) not in routes:
+            break
+    lib.on_cleanup(remove_policy_routing)
+    lib.on_cleanup(nft_table_delete, NFT_TABLE)
+    t0 = time.monotonic()
+    try:
+        if not res.case("netns: topology", make_topology) or not res.case("netns: servers", start_servers):
+            return 1
+        tproxy_port = T.tproxy_port = lib.free_port()
+        T.al = lib.Airlock(T.tmp, [], settings=[
+            "tproxy_port %d" % tproxy_port, "tproxy_mark %#x" % T.mark, "tproxy_table %d" % T.table,
+            "nft_table %s" % NFT_TABLE, "resolver %s" % addr(T.a4, 1)])
+        gdir = os.path.join(T.tmp, "guard")
+        os.mkdir(gdir)
+        T.guard_al = NetnsAirlock(gdir, NS_B, settings=[
+            "nft_table %s" % NFT_TABLE, "tproxy_mark %#x" % T.mark, "tproxy_table %d" % T.table])
+        res.case("netns: baseline: the agent reaches the host directly before pinning", case_baseline)
+        if not res.case("netns: airlockd starts", T.al.start):
+            return 1
+        if not res.case("netns: pin --iface attaches native XDP, nftables TPROXY and policy routing",
+                        case_pin):
+            return 1
+        res.case("netns: agent TCP (IPv4) goes through Airlock, audited with iface and original destination",
+                 case_tcp_v4)
+        res.case("netns: agent TCP (IPv6) goes through Airlock via [::1] TPROXY", case_tcp_v6)
+        res.case("netns: agent TCP to a host beyond the link goes through Airlock", case_tcp_remote)
+        res.case("netns: UDP to a non-resolver port is dropped by XDP (xdp_drop)", case_udp_dropped)
+        res.case("netns: ICMP echo is dropped by XDP", case_icmp_dropped)
+        res.case("netns: DNS to the allowed resolver passes, to another address is dropped", case_dns)
+        res.case("netns: a host process dialling the TPROXY port is closed as no_identity", case_no_identity)
+        res.case("netns: a pinned link that vanishes is pruned, the others keep working", case_vanished)
+        res.case("netns: guard: protected port only from the appliance address (guard_drop)", case_guard)
+        res.case("netns: agent reaches the guarded port through Airlock", case_agent_to_guarded)
+        res.case("netns: guard survives its daemon's kill -9, re-adopted, unguard opens it", case_guard_readopt)
+        res.case("netns: kill -9 airlockd: agent TCP refused, nothing reaches the server", case_fail_closed)
+        res.case("netns: restarted airlockd re-adopts the pinned interface", case_readopt)
+        res.case("netns: unpin: rules gone, the agent reaches the host directly again", case_unpin)
+        res.case("netns: down removes XDP, nftables table, rules, routes and pins", case_down)
+    finally:
+        note("took %.1fs" % (time.monotonic() - t0))
+        if res.failed and T.al:
+            note("airlockd log: " + T.al.log_tail(20))
+        lib.run_cleanup()
+    return 1 if res.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,591 @@
+/* The review manager: parked requests with timeouts, reviewers' decisions, grants and their watchers. */
+#include <airlock/approval.h>
+
+#include <event2/event.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <sys/queue.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_REVIEWERS 16
+
+struct req {
+	LIST_ENTRY(req) link;
+	struct approval *a;
+	int64_t id;
+	approval_cb cb;
+	void *arg;
+	struct event *timer;
+	uint32_t agent_uid;
+	uint64_t cgroup_id;
+	char *cgroup_path;
+	char *fingerprint;
+	char *resource;
+	char **approvers;       /* groups */
+	size_t n_approvers;
+	unsigned int needed, max_grant_s;
+	char *approved_by[MAX_REVIEWERS];
+	size_t n_approved;
+	unsigned int grant_s;   /* the shortest window the approvers chose */
+};
+
+struct grant {
+	LIST_ENTRY(grant) link;
+	int64_t id;
+	char *fingerprint;
+	uint64_t cgroup_id;
+	char *resource;
+	int64_t expires_us;
+};
+
+struct watcher {
+	LIST_ENTRY(watcher) link;
+	int64_t grant_id;
+	approval_cb cb;
+	void *arg;
+};
+
+struct approval {
+	struct event_base *base;
+	struct store *store;
+	const struct al_config *cfg;
+	LIST_HEAD(, req) reqs;
+	LIST_HEAD(, grant) grants;
+	LIST_HEAD(, watcher) watchers;
+};
+
+const char *approval_outcome_name(enum approval_outcome o)
+{
+	switch (o) {
+	case APPROVAL_APPROVED: return "approved";
+	case APPROVAL_GRANTED: return "granted";
+	case APPROVAL_DENIED: return "denied";
+	case APPROVAL_TIMEOUT: return "timeout";
+	case APPROVAL_ABORTED: return "aborted";
+	case APPROVAL_REVOKED: return "revoked";
+	}
+	return "unknown";
+}
+
+static void req_free(struct req *r)
+{
+	LIST_REMOVE(r, link);
+	if (r->timer)
+		event_free(r->timer);
+	free(r->cgroup_path);
+	free(r->fingerprint);
+	free(r->resource);
+	for (size_t i = 0; i < r->n_approvers; i++)
+		free(r->approvers[i]);
+	free(r->approvers);
+	for (size_t i = 0; i < r->n_approved; i++)
+		free(r->approved_by[i]);
+	free(r);
+}
+
+static struct req *req_find(struct approval *a, int64_t id)
+{
+	struct req *r;
+
+	LIST_FOREACH(r, &a->reqs, link)
+		if (r->id == id)
+			return r;
+	return NULL;
+}
+
+/* Ends a request: durable first, then the session hears of it. */
+static void req_finish(struct req *r, const char *state, enum approval_outcome o, const char *reason)
+{
+	approval_cb cb = r->cb;
+	void *arg = r->arg;
+	int64_t id = r->id;
+
+	if (store_request_end(r->a->store, id, state, reason) < 0)
+		al_err("review request %lld: could not record '%s'", (long long)id, state);
+	req_free(r);
+	if (cb)
+		cb(arg, id, o, reason);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct req *r = arg;
+
+	al_info("review request %lld timed out", (long long)r->id);
+	req_finish(r, "timeout", APPROVAL_TIMEOUT, "no reviewer decided in time");
+	(void)fd;
+	(void)what;
+}
+
+static void hex(const unsigned char *in, size_t n, char *out)
+{
+	static const char d[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = d[in[i] >> 4];
+		out[2 * i + 1] = d[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+/* Runs the configured exec hook with the request as JSON on stdin; never waits for it. */
+static void notify_exec(struct approval *a, int64_t id)
+{
+	json_t *j;
+	char *text;
+	int pfd[2];
+	pid_t pid;
+
+	if (!a->cfg->review_hook || !*a->cfg->review_hook)
+		return;
+	j = approval_request_json(a, id);
+	text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (!text || pipe2(pfd, O_CLOEXEC) < 0) {
+		free(text);
+		return;
+	}
+	pid = fork();
+	if (pid == 0) {
+		/* Detach: the hook's own child reaps it, so airlockd never waits. */
+		if (fork() == 0) {
+			dup2(pfd[0], 0);
+			execl(a->cfg->review_hook, a->cfg->review_hook, (char *)NULL);
+			_exit(127);
+		}
+		_exit(0);
+	}
+	close(pfd[0]);
+	if (pid > 0) {
+		size_t n = strlen(text);
+		ssize_t w = write(pfd[1], text, n);
+
+		if (w < 0 || (size_t)w != n)
+			al_warn("review hook: request %lld: short write", (long long)id);
+		waitpid(pid, NULL, 0);
+	} else {
+		al_warn("review hook: fork failed");
+	}
+	close(pfd[1]);
+	free(text);
+}
+
+int64_t approval_submit(struct approval *a, const struct approval_req *q, approval_cb cb, void *arg)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	char sha[2 * EVP_MAX_MD_SIZE + 1];
+	const struct al_rule *rule = q->rule;
+	struct store_request sr = { 0 };
+	json_t *groups = json_array();
+	char *groups_text;
+	struct timeval tv;
+	struct req *r;
+	int64_t id;
+
+	if (EVP_Digest(q->bytes, q->len, md, &mdlen, EVP_sha256(), NULL) != 1) {
+		json_decref(groups);
+		return -1;
+	}
+	hex(md, mdlen, sha);
+	for (size_t i = 0; i < rule->n_approvers; i++)
+		json_array_append_new(groups, json_string(rule->approvers[i]));
+	groups_text = json_dumps(groups, JSON_COMPACT);
+	json_decref(groups);
+	sr.created_us = al_now_us();
+	sr.expires_us = sr.created_us + (int64_t)rule->review_timeout_ms * 1000;
+	sr.conn_id = q->conn_id;
+	sr.stmt_id = q->stmt_id;
+	sr.cgroup_id = q->cgroup_id;
+	sr.cgroup_path = q->cgroup_path;
+	sr.pid = q->pid;
+	sr.uid = q->uid;
+	sr.exe = q->exe;
+	sr.comm = q->comm;
+	sr.resource = q->resource;
+	sr.protocol = q->protocol;
+	sr.command = q->text;
+	sr.kind = q->kind;
+	sr.fingerprint = q->fingerprint;
+	sr.sha256 = sha;
+	sr.rule = rule->text;
+	sr.approvers_json = groups_text;
+	sr.approvals_needed = rule->approvals;
+	sr.max_grant_s = rule->max_grant_s;
+	if (store_request_add(a->store, &sr, &id) < 0) {
+		free(groups_text);
+		return -1;
+	}
+	free(groups_text);
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		goto fail;
+	LIST_INSERT_HEAD(&a->reqs, r, link);
+	r->a = a;
+	r->id = id;
+	r->cb = cb;
+	r->arg = arg;
+	r->agent_uid = q->uid;
+	r->cgroup_id = q->cgroup_id;
+	r->needed = rule->approvals ? rule->approvals : 1;
+	r->max_grant_s = rule->max_grant_s;
+	r->grant_s = rule->max_grant_s;
+	r->cgroup_path = q->cgroup_path ? strdup(q->cgroup_path) : NULL;
+	r->fingerprint = strdup(q->fingerprint ? q->fingerprint : "");
+	r->resource = strdup(q->resource);
+	if (rule->n_approvers) {
+		r->approvers = calloc(rule->n_approvers, sizeof(*r->approvers));
+		if (!r->approvers)
+			goto fail_r;
+		for (size_t i = 0; i < rule->n_approvers; i++)
+			if (!(r->approvers[r->n_approvers++] = strdup(rule->approvers[i])))
+				goto fail_r;
+	}
+	r->timer = evtimer_new(a->base, on_timeout, r);
+	tv.tv_sec = rule->review_timeout_ms / 1000;
+	tv.tv_usec = (rule->review_timeout_ms % 1000) * 1000;
+	if (!r->fingerprint || !r->resource || !r->timer || evtimer_add(r->timer, &tv) < 0)
+		goto fail_r;
+	al_info("review request %lld: %s on %s waits for %u approval%s", (long long)id, q->kind,
+		q->resource, r->needed, r->needed == 1 ? "" : "s");
+	notify_exec(a, id);
+	return id;
+fail_r:
+	r->cb = NULL;
+	req_free(r);
+fail:
+	if (store_request_end(a->store, id, "aborted", "out of memory") < 0)
+		al_err("review request %lld: could not record its abort", (long long)id);
+	return -1;
+}
+
+void approval_cancel(struct approval *a, int64_t request_id)
+{
+	struct req *r = req_find(a, request_id);
+
+	if (!r)
+		return;
+	r->cb = NULL;
+	req_finish(r, "abandoned", APPROVAL_ABORTED, "the agent went away");
+}
+
+static int in_groups(const char *groups_csv, const char *group)
+{
+	size_t n = strlen(group);
+
+	for (const char *p = groups_csv; p && *p;) {
+		const char *e = strchr(p, ',');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+
+		if (len == n && strncmp(p, group, n) == 0)
+			return 1;
+		p = e ? e + 1 : NULL;
+	}
+	return 0;
+}
+
+int approval_decide(struct approval *a, int64_t request_id, const char *reviewer,
+		    long reviewer_uid, int approve, const char *reason, unsigned int grant_secs,
+		    char *err, size_t errlen)
+{
+	struct req *r = req_find(a, request_id);
+	struct store_user u;
+	int rc;
+
+	if (!r)
+		return al_errf(err, errlen, "request %lld is not pending", (long long)request_id);
+	rc = store_user_by_name(a->store, reviewer, &u);
+	if (rc != 0)
+		return al_errf(err, errlen, "'%s' is not a reviewer (airlockctl user add)", reviewer);
+	/* No one approves what they asked for, admins included. */
+	if ((reviewer_uid >= 0 && (uint32_t)reviewer_uid == r->agent_uid) ||
+	    (u.uid >= 0 && (uint32_t)u.uid == r->agent_uid))
+		return al_errf(err, errlen, "request %lld comes from uid %u: a reviewer cannot decide "
+			       "their own request", (long long)request_id, r->agent_uid);
+	if (r->n_approvers) {
+		int ok = 0;
+
+		for (size_t i = 0; i < r->n_approvers && !ok; i++)
+			ok = in_groups(u.groups, r->approvers[i]);
+		if (!ok)
+			return al_errf(err, errlen, "%s is in none of the approver groups of request %lld",
+				       reviewer, (long long)request_id);
+	}
+	for (size_t i = 0; i < r->n_approved; i++)
+		if (strcmp(r->approved_by[i], reviewer) == 0)
+			return al_errf(err, errlen, "%s already approved request %lld; it needs another "
+				       "person", reviewer, (long long)request_id);
+	if (!approve) {
+		if (!reason || !*reason)
+			return al_errf(err, errlen, "a denial needs a reason (the agent sees it)");
+		if (store_approval_add(a->store, request_id, reviewer, "deny", reason, 0) < 0)
+			return al_errf(err, errlen, "could not record the decision");
+		al_info("review request %lld denied by %s: %s", (long long)request_id, reviewer, reason);
+		req_finish(r, "denied", APPROVAL_DENIED, reason);
+		return 0;
+	}
+	if (grant_secs > r->max_grant_s)
+		return al_errf(err, errlen, "the rule allows grants of at most %us, not %us",
+			       r->max_grant_s, grant_secs);
+	if (r->n_approved == MAX_REVIEWERS)
+		return al_errf(err, errlen, "too many approvals");
+	if (store_approval_add(a->store, request_id, reviewer, "approve", reason, grant_secs) < 0)
+		return al_errf(err, errlen, "could not record the decision");
+	r->approved_by[r->n_approved] = strdup(reviewer);
+	if (!r->approved_by[r->n_approved])
+		return al_errf(err, errlen, "out of memory");
+	r->n_approved++;
+	if (grant_secs < r->grant_s || r->n_approved == 1)
+		r->grant_s = grant_secs;
+	if (r->n_approved < r->needed) {
+		al_info("review request %lld: %s approved (%zu of %u)", (long long)request_id, reviewer,
+			r->n_approved, r->needed);
+		return 0;
+	}
+	if (r->grant_s > 0) {
+		struct grant *g = calloc(1, sizeof(*g));
+		int64_t gid;
+		int64_t expires = al_now_us() + (int64_t)r->grant_s * 1000000;
+
+		if (!g || store_grant_add(a->store, request_id, r->fingerprint, r->cgroup_id, r->cgroup_path,
+					  r->resource, expires, reviewer, &gid) < 0) {
+			free(g);
+			return al_errf(err, errlen, "could not record the grant");
+		}
+		g->id = gid;
+		g->fingerprint = strdup(r->fingerprint);
+		g->resource = strdup(r->resource);
+		g->cgroup_id = r->cgroup_id;
+		g->expires_us = expires;
+		LIST_INSERT_HEAD(&a->grants, g, link);
+		al_info("grant %lld: fingerprint %s on %s for %us", (long long)gid, r->fingerprint,
+			r->resource, r->grant_s);
+	}
+	al_info("review request %lld approved", (long long)request_id);
+	req_finish(r, "approved", APPROVAL_APPROVED, reason);
+	return 0;
+}
+
+int64_t approval_grant_for(struct approval *a, const char *fingerprint, uint64_t cgroup_id,
+			   const char *resource)
+{
+	int64_t now = al_now_us();
+	struct grant *g, *next;
+
+	for (g = LIST_FIRST(&a->grants); g; g = next) {
+		next = LIST_NEXT(g, link);
+		if (g->expires_us <= now) {
+			LIST_REMOVE(g, link);
+			free(g->fingerprint);
+			free(g->resource);
+			free(g);
+			continue;
+		}
+		if (g->cgroup_id == cgroup_id && fingerprint && strcmp(g->fingerprint, fingerprint) == 0 &&
+		    strcmp(g->resource, resource) == 0)
+			return g->id;
+	}
+	return 0;
+}
+
+int approval_watch_grant(struct approval *a, int64_t grant_id, approval_cb cb, void *arg)
+{
+	struct watcher *w;
+
+	LIST_FOREACH(w, &a->watchers, link)
+		if (w->grant_id == grant_id && w->arg == arg)
+			return 0;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -1;
+	w->grant_id = grant_id;
+	w->cb = cb;
+	w->arg = arg;
+	LIST_INSERT_HEAD(&a->watchers, w, link);
+	return 0;
+}
+
+void approval_unwatch(struct approval *a, void *arg)
+{
+	struct watcher *w, *next;
+
+	for (w = LIST_FIRST(&a->watchers); w; w = next) {
+		next = LIST_NEXT(w, link);
+		if (w->arg == arg) {
+			LIST_REMOVE(w, link);
+			free(w);
+		}
+	}
+}
+
+int approval_revoke(struct approval *a, int64_t grant_id, const char *reviewer, char *err,
+		    size_t errlen)
+{
+	struct watcher *w, *next;
+	struct grant *g;
+
+	if (store_grant_revoke(a->store, grant_id, reviewer) < 0)
+		return al_errf(err, errlen, "grant %lld is not live", (long long)grant_id);
+	LIST_FOREACH(g, &a->grants, link) {
+		if (g->id == grant_id) {
+			LIST_REMOVE(g, link);
+			free(g->fingerprint);
+			free(g->resource);
+			free(g);
+			break;
+		}
+	}
+	/* Sessions that ran something under it end now. */
+	for (w = LIST_FIRST(&a->watchers); w; w = next) {
+		next = LIST_NEXT(w, link);
+		if (w->grant_id != grant_id)
+			continue;
+		LIST_REMOVE(w, link);
+		w->cb(w->arg, grant_id, APPROVAL_REVOKED, "the grant was revoked");
+		free(w);
+		next = LIST_FIRST(&a->watchers); /* the callback may have changed the list */
+	}
+	al_info("grant %lld revoked by %s", (long long)grant_id, reviewer);
+	return 0;
+}
+
+static int load_grant(void *arg, int64_t id, const char *fp, uint64_t cgroup_id, const char *resource,
+		      int64_t expires_us)
+{
+	struct approval *a = arg;
+	struct grant *g = calloc(1, sizeof(*g));
+
+	if (!g)
+		return -1;
+	g->id = id;
+	g->fingerprint = strdup(fp ? fp : "");
+	g->resource = strdup(resource ? resource : "");
+	g->cgroup_id = cgroup_id;
+	g->expires_us = expires_us;
+	LIST_INSERT_HEAD(&a->grants, g, link);
+	return g->fingerprint && g->resource ? 0 : -1;
+}
+
+int approval_new(struct event_base *base, struct store *st, const struct al_config *cfg,
+		 struct approval **out, char *err, size_t errlen)
+{
+	struct approval *a = calloc(1, sizeof(*a));
+
+	if (!a)
+		return al_errf(err, errlen, "out of memory");
+	a->base = base;
+	a->store = st;
+	a->cfg = cfg;
+	LIST_INIT(&a->reqs);
+	LIST_INIT(&a->grants);
+	LIST_INIT(&a->watchers);
+	if (store_grants_live(st, load_grant, a) < 0) {
+		approval_free(a);
+		return al_errf(err, errlen, "cannot load the live grants from the store");
+	}
+	*out = a;
+	return 0;
+}
+
+void approval_set_config(struct approval *a, const struct al_config *cfg)
+{
+	a->cfg = cfg;
+}
+
+void approval_abort_all(struct approval *a)
+{
+	if (!a)
+		return;
+	while (!LIST_EMPTY(&a->reqs))
+		req_finish(LIST_FIRST(&a->reqs), "aborted", APPROVAL_ABORTED, "airlockd stopped");
+}
+
+void approval_free(struct approval *a)
+{
+	struct grant *g;
+	struct watcher *w;
+
+	if (!a)
+		return;
+	approval_abort_all(a);
+	while ((g = LIST_FIRST(&a->grants)) != NULL) {
+		LIST_REMOVE(g, link);
+		free(g->fingerprint);
+		free(g->resource);
+		free(g);
+	}
+	while ((w = LIST_FIRST(&a->watchers)) != NULL) {
+		LIST_REMOVE(w, link);
+		free(w);
+	}
+	free(a);
+}
+
+/* ---- JSON views ---------------------------------------------------------------------------- */
+
+static int append_row(void *arg, const char *json)
+{
+	json_t *row = json_loads(json, 0, NULL);
+
+	return row ? json_array_append_new(arg, row) : -1;
+}
+
+json_t *approval_pending_json(struct approval *a)
+{
+	json_t *rows = json_array(), *row;
+	size_t i;
+
+	if (store_requests_list(a->store, "pending", 1000, append_row, rows) < 0) {
+		json_decref(rows);
+		return NULL;
+	}
+	json_array_foreach(rows, i, row) {
+		json_t *appr = json_array();
+		int64_t id = json_integer_value(json_object_get(row, "id"));
+
+		if (store_approvals_list(a->store, id, append_row, appr) == 0)
+			json_object_set_new(row, "approvals", appr);
+		else
+			json_decref(appr);
+	}
+	return rows;
+}
+
+json_t *approval_request_json(struct approval *a, int64_t request_id)
+{
+	json_t *rows = json_array(), *row = NULL, *appr;
+	size_t i;
+
+	/* Small tables: the newest 10000 requests hold any that matter. */
+	if (store_requests_list(a->store, NULL, 10000, append_row, rows) < 0)
+		goto out;
+	json_array_foreach(rows, i, row) {
+		if (json_integer_value(json_object_get(row, "id")) == request_id)
+			break;
+		row = NULL;
+	}
+	if (!row)
+		goto out;
+	json_incref(row);
+	appr = json_array();
+	if (store_approvals_list(a->store, request_id, append_row, appr) == 0)
+		json_object_set_new(row, "approvals", appr);
+	else
+		json_decref(appr);
+out:
+	json_decref(rows);
+	return row;
+}
+
+json_t *approval_grants_json(struct approval *a)
+{
+	json_t *rows = json_array();
+
+	if (store_grants_list(a->store, append_row, rows) < 0) {
+		json_decref(rows);
+		return NULL;
+	}
+	return rows;
+}

@@ -1,0 +1,306 @@
+/* airlockctl review: list and decide parked requests over the review socket; manage reviewers as root. */
+#include "review.h"
+
+#include <airlock/control.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static const char *review_sock;
+static long grant_secs;
+static const char *reason;
+static int watch, admin, password_stdin;
+static long uid = -1;
+static const char *groups;
+
+void ctl_review_usage(FILE *f)
+{
+	fprintf(f,
+		"  pending [--watch] [--json]      requests waiting for review\n"
+		"  show ID [--json]                one request: command, agent, rule, approvals\n"
+		"  approve ID [--for 15m] [--reason TEXT]   approve once, or for a window (a grant)\n"
+		"  deny ID --reason TEXT           the agent sees the reason\n"
+		"  grants [--json] | revoke ID     live grants; revoking ends sessions that used it\n"
+		"  user add NAME [--uid N] [--groups G,G] [--admin] [--password-stdin]\n"
+		"  user del NAME | user list [--json]   reviewers (root, control socket)\n"
+		"Review commands use $AIRLOCK_REVIEW or " AL_DEFAULT_REVIEW_SOCKET
+		" (--review-socket);\nthe caller's uid must be a reviewer's.\n");
+}
+
+static long parse_duration(const char *s)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+
+	if (v < 0 || end == s)
+		return -1;
+	if (*end == '\0' || strcmp(end, "s") == 0)
+		return v;
+	if (strcmp(end, "m") == 0)
+		return v * 60;
+	if (strcmp(end, "h") == 0)
+		return v * 3600;
+	if (strcmp(end, "d") == 0)
+		return v * 86400;
+	return -1;
+}
+
+int ctl_review_option(int opt, const char *arg)
+{
+	switch (opt) {
+	case 0x100:
+		grant_secs = parse_duration(arg);
+		if (grant_secs <= 0) {
+			fprintf(stderr, "airlockctl: --for wants a duration like 15m, 1h, 90s\n");
+			return -1;
+		}
+		return 0;
+	case 0x101:
+		reason = arg;
+		return 0;
+	case 0x102:
+		watch = 1;
+		return 0;
+	case 0x103: {
+		char *end;
+
+		uid = strtol(arg, &end, 10);
+		if (*end || uid < 0) {
+			fprintf(stderr, "airlockctl: bad --uid '%s'\n", arg);
+			return -1;
+		}
+		return 0;
+	}
+	case 0x104:
+		groups = arg;
+		return 0;
+	case 0x105:
+		admin = 1;
+		return 0;
+	case 0x106:
+		password_stdin = 1;
+		return 0;
+	case 0x107:
+		review_sock = arg;
+		return 0;
+	}
+	return -1;
+}
+
+static json_t *call_on(const char *sock, json_t *req)
+{
+	char err[1024];
+	json_t *resp = control_call(sock, req, err, sizeof(err));
+
+	json_decref(req);
+	if (!resp) {
+		fprintf(stderr, "airlockctl: %s\n", err);
+		return NULL;
+	}
+	if (!json_is_true(json_object_get(resp, "ok"))) {
+		const char *e = json_string_value(json_object_get(resp, "error"));
+
+		fprintf(stderr, "airlockctl: %s\n", e ? e : "airlockd refused the request");
+		json_decref(resp);
+		return NULL;
+	}
+	return resp;
+}
+
+static const char *s_(json_t *o, const char *k)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+
+	return v ? v : "-";
+}
+
+static long long i_(json_t *o, const char *k)
+{
+	return (long long)json_integer_value(json_object_get(o, k));
+}
+
+/* Terminal output: agent text is shown with control characters made visible. */
+static void print_safe(const char *text, size_t max)
+{
+	size_t n = 0;
+
+	for (const unsigned char *p = (const unsigned char *)text; *p && n < max; p++, n++) {
+		if (*p == '\n')
+			fputs("\\n", stdout);
+		else if (*p < 0x20 || *p == 0x7f)
+			printf("\\x%02x", *p);
+		else
+			putchar(*p);
+	}
+	if (text && strlen(text) > max)
+		fputs("...", stdout);
+}
+
+static void print_pending(json_t *rows)
+{
+	json_t *r;
+	size_t i;
+	long long now_s = (long long)(al_now_us() / 1000000);
+
+	if (json_array_size(rows) == 0) {
+		printf("no requests pending\n");
+		return;
+	}
+	printf("%-6s %-14s %-10s %-22s %-6s %-7s %-9s %s\n", "ID", "RESOURCE", "KIND", "AGENT", "UID",
+	       "APPROVED", "LEFT", "COMMAND");
+	json_array_foreach(rows, i, r) {
+		long long left = i_(r, "expires_us") / 1000000 - now_s;
+
+		printf("%-6lld %-14s %-10s %-22s %-6lld %zu/%-5lld %-9lld ", i_(r, "id"), s_(r, "resource"),
+		       s_(r, "kind"), s_(r, "cgroup_path"), i_(r, "uid"),
+		       json_array_size(json_object_get(r, "approvals")), i_(r, "approvals_needed"),
+		       left > 0 ? left : 0);
+		print_safe(s_(r, "command"), 80);
+		putchar('\n');
+	}
+}
+
+static int cmd_user(const char *sock, int argc, char **argv, int want_json)
+{
+	json_t *req, *resp;
+
+	if (argc == 2 && strcmp(argv[1], "list") == 0) {
+		json_t *u;
+		size_t i;
+
+		resp = call_on(sock, json_pack("{s:s}", "cmd", "users"));
+		if (!resp)
+			return 1;
+		if (want_json) {
+			json_dumpf(json_object_get(resp, "users"), stdout, JSON_INDENT(2));
+			putchar('\n');
+		} else {
+			printf("%-16s %-7s %-30s %-6s %s\n", "NAME", "UID", "GROUPS", "ADMIN", "PASSWORD");
+			json_array_foreach(json_object_get(resp, "users"), i, u) {
+				char ubuf[24] = "-";
+
+				if (json_is_integer(json_object_get(u, "uid")))
+					snprintf(ubuf, sizeof(ubuf), "%lld", i_(u, "uid"));
+				printf("%-16s %-7s %-30s %-6s %s\n", s_(u, "name"), ubuf, s_(u, "groups"),
+				       i_(u, "admin") ? "yes" : "no", i_(u, "has_password") ? "set" : "-");
+			}
+		}
+		json_decref(resp);
+		return 0;
+	}
+	if (argc == 3 && strcmp(argv[1], "del") == 0) {
+		resp = call_on(sock, json_pack("{s:s, s:s}", "cmd", "user_del", "name", argv[2]));
+		json_decref(resp);
+		return resp ? 0 : 1;
+	}
+	if (argc == 3 && strcmp(argv[1], "add") == 0) {
+		char pw[1024] = "";
+
+		if (password_stdin) {
+			if (!fgets(pw, sizeof(pw), stdin)) {
+				fprintf(stderr, "airlockctl: no password on stdin\n");
+				return 1;
+			}
+			pw[strcspn(pw, "\r\n")] = '\0';
+		}
+		req = json_pack("{s:s, s:s, s:s, s:b}", "cmd", "user_add", "name", argv[2], "groups",
+				groups ? groups : "", "admin", admin);
+		if (uid >= 0)
+			json_object_set_new(req, "uid", json_integer(uid));
+		if (pw[0])
+			json_object_set_new(req, "password", json_string(pw));
+		resp = call_on(sock, req);
+		memset(pw, 0, sizeof(pw));
+		json_decref(resp);
+		if (resp)
+			printf("reviewer %s saved\n", argv[2]);
+		return resp ? 0 : 1;
+	}
+	fprintf(stderr, "airlockctl: user add NAME | user del NAME | user list\n");
+	return 2;
+}
+
+int ctl_review_command(const char *control_sock, const char *cmd, int argc, char **argv, int want_json)
+{
+	const char *env = getenv("AIRLOCK_REVIEW");
+	const char *sock = review_sock ? review_sock : (env && *env) ? env : AL_DEFAULT_REVIEW_SOCKET;
+	json_t *resp, *req;
+	long long id = 0;
+
+	if (strcmp(cmd, "user") == 0)
+		return cmd_user(control_sock, argc, argv, want_json);
+	if (strcmp(cmd, "pending") && strcmp(cmd, "show") && strcmp(cmd, "approve") &&
+	    strcmp(cmd, "deny") && strcmp(cmd, "grants") && strcmp(cmd, "revoke"))
+		return -1;
+	if (!strcmp(cmd, "show") || !strcmp(cmd, "approve") || !strcmp(cmd, "deny") ||
+	    !strcmp(cmd, "revoke")) {
+		char *end;
+
+		if (argc != 2 || (id = strtoll(argv[1], &end, 10)) <= 0 || *end) {
+			fprintf(stderr, "airlockctl: %s needs a request or grant ID\n", cmd);
+			return 2;
+		}
+	}
+	if (!strcmp(cmd, "deny") && (!reason || !*reason)) {
+		fprintf(stderr, "airlockctl: deny needs --reason (the agent sees it)\n");
+		return 2;
+	}
+	if (!strcmp(cmd, "pending")) {
+		char last[65536] = "";
+
+		do {
+			char *text;
+
+			resp = call_on(sock, json_pack("{s:s}", "cmd", "pending"));
+			if (!resp)
+				return 1;
+			text = json_dumps(json_object_get(resp, "pending"), JSON_COMPACT | JSON_SORT_KEYS);
+			if (!watch || !text || strcmp(text, last) != 0) {
+				if (want_json) {
+					json_dumpf(json_object_get(resp, "pending"), stdout, JSON_INDENT(2));
+					putchar('\n');
+				} else {
+					print_pending(json_object_get(resp, "pending"));
+				}
+				fflush(stdout);
+				snprintf(last, sizeof(last), "%s", text ? text : "");
+			}
+			free(text);
+			json_decref(resp);
+			if (watch)
+				sleep(1);
+		} while (watch);
+		return 0;
+	}
+	req = json_pack("{s:s, s:I}", "cmd", cmd, "id", (json_int_t)id);
+	if (reason)
+		json_object_set_new(req, "reason", json_string(reason));
+	if (grant_secs)
+		json_object_set_new(req, "for", json_integer(grant_secs));
+	resp = call_on(sock, req);
+	if (!resp)
+		return 1;
+	if (!strcmp(cmd, "show") || !strcmp(cmd, "grants")) {
+		json_t *v = json_object_get(resp, !strcmp(cmd, "show") ? "request" : "grants");
+
+		if (want_json || !strcmp(cmd, "grants")) {
+			json_dumpf(v, stdout, JSON_INDENT(2));
+			putchar('\n');
+		} else {
+			printf("request %lld (%s) on %s, rule: %s\n", i_(v, "id"), s_(v, "state"),
+			       s_(v, "resource"), s_(v, "rule"));
+			printf("agent: cgroup %s, pid %lld, uid %lld, exe %s\n", s_(v, "cgroup_path"),
+			       i_(v, "pid"), i_(v, "uid"), s_(v, "exe"));
+			printf("kind: %s, sha256 %s\ncommand:\n  ", s_(v, "kind"), s_(v, "sha256"));
+			print_safe(s_(v, "command"), 1 << 20);
+			printf("\napprovals: %zu of %lld\n", json_array_size(json_object_get(v, "approvals")),
+			       i_(v, "approvals_needed"));
+		}
+	} else {
+		printf("%s %lld: done\n", cmd, id);
+	}
+	json_decref(resp);
+	return 0;
+}

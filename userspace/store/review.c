@@ -1,0 +1,422 @@
+/* The review tables: requests, each reviewer's decision, grants and reviewer users; every write durable. */
+#include "store_int.h"
+
+#include <stdlib.h>
+
+static int bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+}
+
+/* Prepares sql, binds with the caller's function, steps once to DONE. */
+static int exec1(sqlite3 *db, const char *sql, int (*bind)(sqlite3_stmt *st, void *arg), void *arg)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	if (bind && bind(st, arg) != 0)
+		goto out;
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto out;
+	rc = 0;
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* ---- requests ----------------------------------------------------------------------------- */
+
+struct req_add {
+	const struct store_request *r;
+	int64_t id;
+};
+
+static int bind_request(sqlite3_stmt *st, void *arg)
+{
+	const struct store_request *r = ((struct req_add *)arg)->r;
+	int rc = 0;
+
+	rc |= sqlite3_bind_int64(st, 1, r->created_us);
+	rc |= sqlite3_bind_int64(st, 2, r->expires_us);
+	rc |= sqlite3_bind_int64(st, 3, r->conn_id);
+	rc |= sqlite3_bind_int64(st, 4, r->stmt_id);
+	rc |= sqlite3_bind_int64(st, 5, (int64_t)r->cgroup_id);
+	rc |= bind_text(st, 6, r->cgroup_path);
+	rc |= sqlite3_bind_int64(st, 7, r->pid);
+	rc |= sqlite3_bind_int64(st, 8, r->uid);
+	rc |= bind_text(st, 9, r->exe);
+	rc |= bind_text(st, 10, r->comm);
+	rc |= bind_text(st, 11, r->resource);
+	rc |= bind_text(st, 12, r->protocol);
+	rc |= bind_text(st, 13, r->command);
+	rc |= bind_text(st, 14, r->kind);
+	rc |= bind_text(st, 15, r->fingerprint);
+	rc |= bind_text(st, 16, r->sha256);
+	rc |= bind_text(st, 17, r->rule);
+	rc |= bind_text(st, 18, r->approvers_json);
+	rc |= sqlite3_bind_int(st, 19, (int)r->approvals_needed);
+	rc |= sqlite3_bind_int(st, 20, (int)r->max_grant_s);
+	return rc;
+}
+
+static int do_request_add(sqlite3 *db, void *arg)
+{
+	struct req_add *ra = arg;
+
+	if (exec1(db, "INSERT INTO requests (created_us, expires_us, state, conn_id, stmt_id, cgroup_id,"
+		  " cgroup_path, pid, uid, exe, comm, resource, protocol, command, kind, fingerprint,"
+		  " sha256, rule, approvers, approvals_needed, max_grant_s) VALUES (?1, ?2, 'pending',"
+		  " ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+		  bind_request, ra) < 0)
+		return -1;
+	ra->id = sqlite3_last_insert_rowid(db);
+	return 0;
+}
+
+int store_request_add(struct store *s, const struct store_request *r, int64_t *id)
+{
+	struct req_add ra = { .r = r };
+
+	if (store_durable(s, do_request_add, &ra, "recording a review request") < 0)
+		return -1;
+	*id = ra.id;
+	return 0;
+}
+
+struct req_end {
+	int64_t id;
+	const char *state, *reason;
+};
+
+static int bind_end(sqlite3_stmt *st, void *arg)
+{
+	struct req_end *e = arg;
+
+	return sqlite3_bind_int64(st, 1, e->id) | bind_text(st, 2, e->state) |
+	       sqlite3_bind_int64(st, 3, al_now_us()) | bind_text(st, 4, e->reason);
+}
+
+static int do_request_end(sqlite3 *db, void *arg)
+{
+	if (exec1(db, "UPDATE requests SET state = ?2, decided_us = ?3, reason = ?4"
+		  " WHERE id = ?1 AND state = 'pending'", bind_end, arg) < 0)
+		return -1;
+	/* Not pending any more: nothing to end twice. */
+	return sqlite3_changes(db) == 1 ? 0 : -1;
+}
+
+int store_request_end(struct store *s, int64_t id, const char *state, const char *reason)
+{
+	struct req_end e = { id, state, reason };
+
+	return store_durable(s, do_request_end, &e, "ending a review request");
+}
+
+struct appr {
+	int64_t request_id;
+	const char *reviewer, *decision, *reason;
+	unsigned int grant_s;
+};
+
+static int bind_appr(sqlite3_stmt *st, void *arg)
+{
+	struct appr *a = arg;
+
+	return sqlite3_bind_int64(st, 1, a->request_id) | bind_text(st, 2, a->reviewer) |
+	       bind_text(st, 3, a->decision) | bind_text(st, 4, a->reason) |
+	       sqlite3_bind_int(st, 5, (int)a->grant_s) | sqlite3_bind_int64(st, 6, al_now_us());
+}
+
+static int do_approval_add(sqlite3 *db, void *arg)
+{
+	return exec1(db, "INSERT INTO approvals (request_id, reviewer, decision, reason, grant_s, at_us)"
+		     " VALUES (?1, ?2, ?3, ?4, ?5, ?6)", bind_appr, arg);
+}
+
+int store_approval_add(struct store *s, int64_t request_id, const char *reviewer, const char *decision,
+		       const char *reason, unsigned int grant_s)
+{
+	struct appr a = { request_id, reviewer, decision, reason, grant_s };
+
+	return store_durable(s, do_approval_add, &a, "recording a review decision");
+}
+
+static int do_recover(sqlite3 *db, void *arg)
+{
+	int n;
+
+	if (exec1(db, "UPDATE requests SET state = 'aborted', decided_us = strftime('%s','now') * 1000000,"
+		  " reason = 'airlockd restarted' WHERE state = 'pending'", NULL, NULL) < 0)
+		return -1;
+	n = sqlite3_changes(db);
+	if (n > 0)
+		al_info("store: %d review requests were pending when airlockd stopped: aborted", n);
+	(void)arg;
+	return 0;
+}
+
+int store_review_recover(struct store *s)
+{
+	return store_durable(s, do_recover, NULL, "aborting pending review requests");
+}
+
+/* ---- grants ------------------------------------------------------------------------------- */
+
+struct grant_add {
+	int64_t request_id;
+	const char *fp, *cgroup_path, *resource, *by;
+	uint64_t cgroup_id;
+	int64_t expires_us, id;
+};
+
+static int bind_grant(sqlite3_stmt *st, void *arg)
+{
+	struct grant_add *g = arg;
+
+	return sqlite3_bind_int64(st, 1, g->request_id) | bind_text(st, 2, g->fp) |
+	       sqlite3_bind_int64(st, 3, (int64_t)g->cgroup_id) | bind_text(st, 4, g->cgroup_path) |
+	       bind_text(st, 5, g->resource) | sqlite3_bind_int64(st, 6, al_now_us()) |
+	       sqlite3_bind_int64(st, 7, g->expires_us) | bind_text(st, 8, g->by);
+}
+
+static int do_grant_add(sqlite3 *db, void *arg)
+{
+	struct grant_add *g = arg;
+
+	if (exec1(db, "INSERT INTO grants (request_id, fingerprint, cgroup_id, cgroup_path, resource,"
+		  " created_us, expires_us, created_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+		  bind_grant, g) < 0)
+		return -1;
+	g->id = sqlite3_last_insert_rowid(db);
+	return 0;
+}
+
+int store_grant_add(struct store *s, int64_t request_id, const char *fingerprint, uint64_t cgroup_id,
+		    const char *cgroup_path, const char *resource, int64_t expires_us,
+		    const char *by, int64_t *id)
+{
+	struct grant_add g = { request_id, fingerprint, cgroup_path, resource, by, cgroup_id,
+			       expires_us, 0 };
+
+	if (store_durable(s, do_grant_add, &g, "recording a grant") < 0)
+		return -1;
+	*id = g.id;
+	return 0;
+}
+
+struct grant_rev {
+	int64_t id;
+	const char *by;
+};
+
+static int bind_rev(sqlite3_stmt *st, void *arg)
+{
+	struct grant_rev *r = arg;
+
+	return sqlite3_bind_int64(st, 1, r->id) | sqlite3_bind_int64(st, 2, al_now_us()) |
+	       bind_text(st, 3, r->by);
+}
+
+static int do_grant_revoke(sqlite3 *db, void *arg)
+{
+	if (exec1(db, "UPDATE grants SET revoked_us = ?2, revoked_by = ?3"
+		  " WHERE id = ?1 AND revoked_us IS NULL", bind_rev, arg) < 0)
+		return -1;
+	return sqlite3_changes(db) == 1 ? 0 : -1;
+}
+
+int store_grant_revoke(struct store *s, int64_t id, const char *by)
+{
+	struct grant_rev r = { id, by };
+
+	return store_durable(s, do_grant_revoke, &r, "revoking a grant");
+}
+
+int store_grants_live(struct store *s, int (*cb)(void *arg, int64_t id, const char *fp,
+		      uint64_t cgroup_id, const char *resource, int64_t expires_us), void *arg)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -1, r;
+
+	if (sqlite3_prepare_v2(store_db(s), "SELECT id, fingerprint, cgroup_id, resource, expires_us"
+			       " FROM grants WHERE revoked_us IS NULL AND expires_us > ?1", -1, &st,
+			       NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, al_now_us()) != SQLITE_OK)
+		goto out;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW)
+		if (cb(arg, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
+		       (uint64_t)sqlite3_column_int64(st, 2), (const char *)sqlite3_column_text(st, 3),
+		       sqlite3_column_int64(st, 4)) < 0)
+			goto out;
+	rc = r == SQLITE_DONE ? 0 : -1;
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* ---- listings ----------------------------------------------------------------------------- */
+
+static int list(struct store *s, const char *sql, int (*bind)(sqlite3_stmt *st, void *arg), void *barg,
+		int (*cb)(void *arg, const char *json), void *arg)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -1, r = SQLITE_ERROR;
+
+	if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	if (bind && bind(st, barg) != 0)
+		goto out;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		char *j = store_row_json(st);
+		int c;
+
+		if (!j)
+			goto out;
+		c = cb(arg, j);
+		free(j);
+		if (c < 0)
+			goto out;
+		if (c > 0) {
+			r = SQLITE_DONE;
+			break;
+		}
+	}
+	rc = r == SQLITE_DONE ? 0 : -1;
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+struct lim_state {
+	const char *state;
+	unsigned int limit;
+};
+
+static int bind_lim_state(sqlite3_stmt *st, void *arg)
+{
+	struct lim_state *l = arg;
+
+	return bind_text(st, 1, l->state) | sqlite3_bind_int64(st, 2, l->limit);
+}
+
+int store_requests_list(struct store *s, const char *state, unsigned int limit,
+			int (*cb)(void *arg, const char *json), void *arg)
+{
+	struct lim_state l = { state, limit };
+
+	return list(s, "SELECT * FROM requests WHERE ?1 IS NULL OR state = ?1 ORDER BY id DESC LIMIT ?2",
+		    bind_lim_state, &l, cb, arg);
+}
+
+static int bind_id(sqlite3_stmt *st, void *arg)
+{
+	return sqlite3_bind_int64(st, 1, *(int64_t *)arg);
+}
+
+int store_approvals_list(struct store *s, int64_t request_id,
+			 int (*cb)(void *arg, const char *json), void *arg)
+{
+	return list(s, "SELECT * FROM approvals WHERE request_id = ?1 ORDER BY at_us", bind_id,
+		    &request_id, cb, arg);
+}
+
+int store_grants_list(struct store *s, int (*cb)(void *arg, const char *json), void *arg)
+{
+	return list(s, "SELECT * FROM grants ORDER BY id DESC LIMIT 1000", NULL, NULL, cb, arg);
+}
+
+/* ---- users -------------------------------------------------------------------------------- */
+
+static int bind_user(sqlite3_stmt *st, void *arg)
+{
+	const struct store_user *u = arg;
+
+	return bind_text(st, 1, u->name) |
+	       (u->uid >= 0 ? sqlite3_bind_int64(st, 2, u->uid) : sqlite3_bind_null(st, 2)) |
+	       bind_text(st, 3, u->groups) | bind_text(st, 4, u->pwhash[0] ? u->pwhash : NULL) |
+	       sqlite3_bind_int(st, 5, u->admin) | sqlite3_bind_int64(st, 6, al_now_us());
+}
+
+static int do_user_put(sqlite3 *db, void *arg)
+{
+	return exec1(db, "INSERT INTO users (name, uid, groups, pwhash, admin, created_us)"
+		     " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name) DO UPDATE SET uid = excluded.uid,"
+		     " groups = excluded.groups, pwhash = coalesce(excluded.pwhash, users.pwhash),"
+		     " admin = excluded.admin", bind_user, arg);
+}
+
+int store_user_put(struct store *s, const struct store_user *u)
+{
+	return store_durable(s, do_user_put, (void *)u, "recording a reviewer");
+}
+
+static int bind_name(sqlite3_stmt *st, void *arg)
+{
+	return bind_text(st, 1, arg);
+}
+
+static int do_user_del(sqlite3 *db, void *arg)
+{
+	if (exec1(db, "DELETE FROM users WHERE name = ?1", bind_name, arg) < 0)
+		return -1;
+	return sqlite3_changes(db) == 1 ? 0 : -1;
+}
+
+int store_user_del(struct store *s, const char *name)
+{
+	return store_durable(s, do_user_del, (void *)name, "removing a reviewer");
+}
+
+static int user_get(struct store *s, const char *where, int (*bind)(sqlite3_stmt *, void *), void *barg,
+		    struct store_user *out)
+{
+	char sql[256];
+	sqlite3_stmt *st = NULL;
+	int rc = -1, r;
+
+	snprintf(sql, sizeof(sql), "SELECT name, uid, groups, pwhash, admin FROM users WHERE %s", where);
+	if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK || bind(st, barg) != 0)
+		goto out;
+	r = sqlite3_step(st);
+	if (r == SQLITE_DONE) {
+		rc = 1;
+		goto out;
+	}
+	if (r != SQLITE_ROW)
+		goto out;
+	memset(out, 0, sizeof(*out));
+	snprintf(out->name, sizeof(out->name), "%s", (const char *)sqlite3_column_text(st, 0));
+	out->uid = sqlite3_column_type(st, 1) == SQLITE_NULL ? -1 : (long)sqlite3_column_int64(st, 1);
+	snprintf(out->groups, sizeof(out->groups), "%s",
+		 sqlite3_column_text(st, 2) ? (const char *)sqlite3_column_text(st, 2) : "");
+	snprintf(out->pwhash, sizeof(out->pwhash), "%s",
+		 sqlite3_column_text(st, 3) ? (const char *)sqlite3_column_text(st, 3) : "");
+	out->admin = sqlite3_column_int(st, 4);
+	rc = 0;
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int bind_uid(sqlite3_stmt *st, void *arg)
+{
+	return sqlite3_bind_int64(st, 1, *(long *)arg);
+}
+
+int store_user_by_uid(struct store *s, long uid, struct store_user *out)
+{
+	return user_get(s, "uid = ?1", bind_uid, &uid, out);
+}
+
+int store_user_by_name(struct store *s, const char *name, struct store_user *out)
+{
+	return user_get(s, "name = ?1", bind_name, (void *)name, out);
+}
+
+int store_users_list(struct store *s, int (*cb)(void *arg, const char *json), void *arg)
+{
+	return list(s, "SELECT name, uid, groups, admin, pwhash IS NOT NULL AS has_password, created_us"
+		    " FROM users ORDER BY name", NULL, NULL, cb, arg);
+}
