@@ -120,6 +120,20 @@ void config_free(struct al_config *c);
 const struct al_resource *config_match(const struct al_config *c, const struct al_addr *dst,
 				       uint16_t port);
 int al_cidr_contains(const struct al_cidr *net, const struct al_addr *a);
+/* What a rule is matched against: one command from one agent. */
+struct al_subject {
+	int kind;                       /* enum pg_kind */
+	const char *const *relations;
+	size_t n_relations;
+	int unbounded_write;
+	const char *cgroup_path;
+	long uid;
+	const char *exe;
+};
+/* The first rule of the resource that matches; NULL: none (allowed). */
+const struct al_rule *config_decide(const struct al_resource *res, const struct al_subject *s);
+const char *config_action_name(int action);
+
 /* 1 if the rule's identity conditions (cgroup, uid, exe) hold for this agent. */
 int config_rule_identity_matches(const struct al_rule *r, const char *cgroup_path, long uid,
 				 const char *exe);

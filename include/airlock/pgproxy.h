@@ -17,6 +17,9 @@ struct approval;
 int pgproxy_new(struct event_base *base, const struct al_config *cfg, struct store *st,
 		struct tls_ca *ca, const struct al_secrets *secrets, struct approval *approval,
 		struct pgproxy **out, char *err, size_t errlen) AL_MUST;
+/* New sessions use these; running ones keep what they started with (the
+ * caller keeps old configurations alive). */
+void pgproxy_set_config(struct pgproxy *p, const struct al_config *cfg, const struct al_secrets *secrets);
 /* Ends every session (reason shutdown) and frees. */
 void pgproxy_free(struct pgproxy *p);
 

@@ -171,6 +171,17 @@ int store_approvals_list(struct store *s, int64_t request_id,
 			 int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
 int store_grants_list(struct store *s, int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
 
+/* Recorded statements since a time, with the identity of their connection, for `policy test`. */
+struct store_stmt_view {
+	int64_t id, at_us;
+	const char *text, *kind, *relations_json, *decision, *rule;
+	int unbounded_write;
+	const char *resource, *cgroup_path, *exe;
+	long uid;
+};
+int store_stmts_since(struct store *s, int64_t since_us,
+		      int (*cb)(void *arg, const struct store_stmt_view *v), void *arg) AL_MUST;
+
 struct store_user {
 	char name[64];
 	long uid;                       /* -1: none */

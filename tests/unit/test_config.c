@@ -846,6 +846,92 @@ static void test_resolvers(void)
 	CHECK(config_system_resolvers("/nonexistent/resolv.conf", got, 4) == -1);
 }
 
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
+}
+
+static void test_include(void)
+{
+	char dir[] = "/tmp/airlock-test-include-XXXXXX", a[128], b[128], main_text[256], cmd[160];
+	struct al_config *c = NULL;
+
+	if (!mkdtemp(dir)) {
+		CHECK(!"mkdtemp");
+		return;
+	}
+	snprintf(a, sizeof(a), "%s/10-a.conf", dir);
+	snprintf(b, sizeof(b), "%s/20-b.conf", dir);
+	write_file(a, "resource a {\n address 10.0.0.1\n port 1\n}\n");
+	write_file(b, "resource b {\n address 10.0.0.2\n port 2\n}\n");
+	snprintf(main_text, sizeof(main_text), "steer_port 7000\ninclude \"%s/*.conf\"\n", dir);
+	c = parse(main_text);
+	CHECK(c && c->n_resources == 2);
+	if (c) {
+		CHECK_STR(c->resources[0].name, "a");
+		CHECK_STR(c->resources[1].name, "b");
+		config_free(c);
+	}
+	/* An error in an included file names that file and its line. */
+	write_file(b, "resource b {\n address 10.0.0.2\n bogus 1\n}\n");
+	{
+		char want[256];
+
+		snprintf(want, sizeof(want), "%s:3: unknown directive 'bogus' in resource 'b'", b);
+		CHECK_STR(perr(main_text), want);
+	}
+	/* Nothing matching is fine: an empty policy.d. */
+	snprintf(main_text, sizeof(main_text), "include \"%s/none-*.conf\"\n", dir);
+	c = parse(main_text);
+	CHECK(c && c->n_resources == 0);
+	config_free(c);
+	CHECK_STR(perr("include relative/*.conf\n"), "t:1: include: 'relative/*.conf' is not an absolute path");
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	CHECK(system(cmd) == 0);
+}
+
+static void test_rules(void)
+{
+	struct al_config *c = parse("resource db {\n address 10.0.0.1\n port 5432\n protocol postgres\n"
+				    " credential x\n rule deny kind ddl\n"
+				    " rule review kind delete update approvers dba,oncall count 2 timeout 30s max_grant 15m\n"
+				    " rule allow cgroup \"/agents/*\" uid 1000 exe \"/usr/bin/*\"\n}\n");
+	const struct al_rule *r;
+
+	CHECK(c && c->n_resources == 1 && c->resources[0].n_rules == 3);
+	if (!c || c->resources[0].n_rules != 3)
+		goto out;
+	r = &c->resources[0].rules[1];
+	CHECK(r->allow == AL_ACTION_REVIEW && r->approvals == 2 && r->review_timeout_ms == 30000 &&
+	      r->max_grant_s == 900 && r->n_approvers == 2);
+	CHECK_STR(r->approvers[1], "oncall");
+	r = &c->resources[0].rules[2];
+	CHECK(r->allow == AL_ACTION_ALLOW && r->uid == 1000);
+	CHECK(config_rule_identity_matches(r, "/agents/a1", 1000, "/usr/bin/python3"));
+	CHECK(!config_rule_identity_matches(r, "/agents/a1", 1001, "/usr/bin/python3"));
+	CHECK(!config_rule_identity_matches(r, "/other", 1000, "/usr/bin/python3"));
+	{
+		const char *rels[] = { "public.t" };
+		struct al_subject subj = { .kind = 2 /* update */, .relations = rels, .n_relations = 1,
+					   .cgroup_path = "/x", .uid = 5, .exe = "/bin/sh" };
+
+		CHECK(config_decide(&c->resources[0], &subj) == &c->resources[0].rules[1]);
+		subj.kind = 0; /* read: no rule */
+		CHECK(config_decide(&c->resources[0], &subj) == NULL);
+	}
+out:
+	config_free(c);
+	CHECK_STR(perr("resource db {\n address 10.0.0.1\n port 1\n protocol postgres\n credential x\n"
+		       " rule allow count 2\n}\n"), "t:6: rule: approvers, count and max_grant go with review");
+	CHECK_STR(perr("resource db {\n address 10.0.0.1\n port 1\n protocol postgres\n credential x\n"
+		       " rule review timeout forever\n}\n"), "t:6: rule: bad value 'forever' for timeout");
+}
+
 int main(void)
 {
 	RUN(test_embedded_default);
@@ -875,5 +961,7 @@ int main(void)
 	RUN(test_load_file);
 	RUN(test_proto_name);
 	RUN(test_resolvers);
+	RUN(test_include);
+	RUN(test_rules);
 	TEST_EXIT();
 }

@@ -11,6 +11,7 @@
 
 #include "ifaces.h"
 #include "refusals.h"
+#include "policy_test.h"
 #include "review_cmds.h"
 
 #include <errno.h>
@@ -38,6 +39,13 @@ struct daemon {
 	struct approval *approval;
 	struct control *review;
 	struct review_ctx rctx;
+	const char *conf_path;
+	int conf_explicit;
+	/* Configurations and secrets replaced by a reload: sessions that began
+	 * under them still point into them, so they live until exit. */
+	struct al_config *retired_cfg[64];
+	struct al_secrets *retired_secrets[64];
+	size_t n_retired;
 	int going_down;             /* `airlockctl down`: remove the pins after the loop */
 };
 
@@ -183,6 +191,80 @@ static json_t *cmd_list(struct daemon *d, json_t *req, const char *what)
 	return resp;
 }
 
+static int load_config_err(const char *path, int explicit, struct al_config **cfg, char *err,
+			   size_t errlen);
+static int load_secrets(struct daemon *d, char *err, size_t errlen);
+static int set_resolvers(struct daemon *d, char *err, size_t errlen);
+
+/* Settings a running daemon cannot change: they need a restart. */
+static const char *fixed_setting_changed(const struct al_config *a, const struct al_config *b)
+{
+	if (a->steer_port != b->steer_port)
+		return "steer_port";
+	if (strcmp(a->control_socket, b->control_socket) || strcmp(a->review_socket, b->review_socket))
+		return "control_socket/review_socket";
+	if (strcmp(a->store_path, b->store_path))
+		return "store";
+	if (strcmp(a->pin_root, b->pin_root))
+		return "pin_root";
+	if (strcmp(a->ca_dir, b->ca_dir))
+		return "ca_dir";
+	if (a->tproxy_port != b->tproxy_port || a->tproxy_mark != b->tproxy_mark ||
+	    a->tproxy_table != b->tproxy_table || strcmp(a->nft_table, b->nft_table))
+		return "tproxy_*/nft_table";
+	return NULL;
+}
+
+/*
+ * Loads the configuration (and policy.d) again and swaps it in at once for
+ * new connections and decisions; sessions already running keep the rules
+ * they started with. A bad file changes nothing and names file:line.
+ */
+static int reload(struct daemon *d, char *err, size_t errlen)
+{
+	struct al_config *old = d->cfg, *n = NULL;
+	struct al_secrets *old_secrets = d->secrets;
+	const char *fixed;
+
+	if (d->n_retired == AL_ARRAY_LEN(d->retired_cfg))
+		return al_errf(err, errlen, "reloaded too often: restart airlockd");
+	if (load_config_err(d->conf_path, d->conf_explicit, &n, err, errlen) < 0)
+		return -1;
+	fixed = fixed_setting_changed(old, n);
+	if (fixed) {
+		config_free(n);
+		return al_errf(err, errlen, "%s changed: that needs a restart; the running policy stays",
+			       fixed);
+	}
+	d->cfg = n;
+	d->secrets = NULL;
+	if (load_secrets(d, err, errlen) < 0 || set_resolvers(d, err, errlen) < 0) {
+		secrets_free(d->secrets);
+		d->cfg = old;
+		d->secrets = old_secrets;
+		config_free(n);
+		return -1;
+	}
+	relay_set_config(d->relay, n);
+	pgproxy_set_config(d->pg, n, d->secrets);
+	approval_set_config(d->approval, n);
+	d->retired_cfg[d->n_retired] = old;
+	d->retired_secrets[d->n_retired] = old_secrets;
+	d->n_retired++;
+	al_info("configuration reloaded from %s (%zu resources)", n->source, n->n_resources);
+	return 0;
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	char err[1024];
+
+	if (reload(arg, err, sizeof(err)) < 0)
+		al_err("reload failed: %s", err);
+	(void)sig;
+	(void)what;
+}
+
 static json_t *handle(void *arg, json_t *req, const struct control_peer *peer)
 {
 	struct daemon *d = arg;
@@ -204,6 +286,18 @@ static json_t *handle(void *arg, json_t *req, const struct control_peer *peer)
 	}
 	if (strcmp(cmd, "status") == 0)
 		return cmd_status(d);
+	if (strcmp(cmd, "policy_test") == 0) {
+		json_int_t since = json_integer_value(json_object_get(req, "since_us"));
+
+		return policy_test(d->store, json_object_get(req, "files"), since);
+	}
+	if (strcmp(cmd, "policy_reload") == 0) {
+		char err[1024];
+
+		if (reload(d, err, sizeof(err)) < 0)
+			return control_error("%s", err);
+		return control_ok();
+	}
 	if (strcmp(cmd, "pin") == 0)
 		return cmd_pin(d, req, 1);
 	if (strcmp(cmd, "unpin") == 0)
@@ -296,6 +390,16 @@ static int set_resolvers(struct daemon *d, char *err, size_t errlen)
 	return kern_set_resolvers(d->kern, sys, (size_t)n, err, errlen);
 }
 
+static int load_config_err(const char *path, int explicit, struct al_config **cfg, char *err,
+			   size_t errlen)
+{
+	struct stat st;
+
+	if (explicit || stat(path, &st) == 0)
+		return config_load_file(path, cfg, err, errlen);
+	return config_load_default(cfg, err, errlen);
+}
+
 static int load_config(const char *path, int explicit, struct al_config **cfg)
 {
 	char err[1024];
@@ -316,7 +420,7 @@ int main(int argc, char **argv)
 	const char *conf = AL_DEFAULT_CONFIG_PATH;
 	int check = 0, explicit = 0, opt, rc = 1, n;
 	struct daemon d = { 0 };
-	struct event *sigs[2] = { 0 }, *commit = NULL;
+	struct event *sigs[3] = { 0 }, *commit = NULL;
 	struct timeval commit_every = { 0, STORE_BATCH_MS * 1000 };
 	char err[1024];
 
@@ -346,6 +450,8 @@ int main(int argc, char **argv)
 	}
 	if (load_config(conf, explicit, &d.cfg) < 0)
 		return 1;
+	d.conf_path = conf;
+	d.conf_explicit = explicit;
 	if (check) {
 		printf("airlockd: configuration %s is valid (%zu resources)\n", d.cfg->source,
 		       d.cfg->n_resources);
@@ -386,8 +492,10 @@ int main(int argc, char **argv)
 	d.rctx.kern = d.kern;
 	sigs[0] = evsignal_new(d.base, SIGINT, on_signal, &d);
 	sigs[1] = evsignal_new(d.base, SIGTERM, on_signal, &d);
+	sigs[2] = evsignal_new(d.base, SIGHUP, on_hup, &d);
 	commit = event_new(d.base, -1, EV_PERSIST, on_commit, &d);
-	if (!sigs[0] || !sigs[1] || event_add(sigs[0], NULL) < 0 || event_add(sigs[1], NULL) < 0 ||
+	if (!sigs[0] || !sigs[1] || !sigs[2] || event_add(sigs[0], NULL) < 0 ||
+	    event_add(sigs[1], NULL) < 0 || event_add(sigs[2], NULL) < 0 ||
 	    !commit || event_add(commit, &commit_every) < 0) {
 		fprintf(stderr, "airlockd: cannot install signal handlers\n");
 		goto out;
@@ -444,5 +552,9 @@ out:
 	if (d.base)
 		event_base_free(d.base);
 	config_free(d.cfg);
+	for (size_t i = 0; i < d.n_retired; i++) {
+		config_free(d.retired_cfg[i]);
+		secrets_free(d.retired_secrets[i]);
+	}
 	return rc;
 }

@@ -13,6 +13,7 @@ static long grant_secs;
 static const char *reason;
 static int watch, admin, password_stdin;
 static long uid = -1;
+static long since_secs = 24 * 3600;
 static const char *groups;
 
 void ctl_review_usage(FILE *f)
@@ -25,6 +26,9 @@ void ctl_review_usage(FILE *f)
 		"  grants [--json] | revoke ID     live grants; revoking ends sessions that used it\n"
 		"  user add NAME [--uid N] [--groups G,G] [--admin] [--password-stdin]\n"
 		"  user del NAME | user list [--json]   reviewers (root, control socket)\n"
+		"  policy reload                   load the configuration and policy.d again (or SIGHUP)\n"
+		"  policy test [--since 24h] FILE...   what FILE's policy would have decided differently\n"
+		"                                  for the statements recorded in that window\n"
 		"Review commands use $AIRLOCK_REVIEW or " AL_DEFAULT_REVIEW_SOCKET
 		" (--review-socket);\nthe caller's uid must be a reviewer's.\n");
 }
@@ -84,6 +88,13 @@ int ctl_review_option(int opt, const char *arg)
 		return 0;
 	case 0x107:
 		review_sock = arg;
+		return 0;
+	case 0x108:
+		since_secs = parse_duration(arg);
+		if (since_secs <= 0) {
+			fprintf(stderr, "airlockctl: --since wants a duration like 24h, 7d, 30m\n");
+			return -1;
+		}
 		return 0;
 	}
 	return -1;
@@ -222,6 +233,58 @@ static int cmd_user(const char *sock, int argc, char **argv, int want_json)
 	return 2;
 }
 
+static int cmd_policy(const char *sock, int argc, char **argv, int want_json)
+{
+	json_t *resp, *files, *c;
+	size_t i;
+
+	if (argc == 2 && strcmp(argv[1], "reload") == 0) {
+		resp = call_on(sock, json_pack("{s:s}", "cmd", "policy_reload"));
+		json_decref(resp);
+		if (resp)
+			printf("policy reloaded\n");
+		return resp ? 0 : 1;
+	}
+	if (argc < 3 || strcmp(argv[1], "test") != 0) {
+		fprintf(stderr, "airlockctl: policy reload | policy test [--since 24h] FILE...\n");
+		return 2;
+	}
+	files = json_array();
+	for (int k = 2; k < argc; k++) {
+		char *abs = realpath(argv[k], NULL);
+
+		if (!abs) {
+			fprintf(stderr, "airlockctl: %s: %s\n", argv[k], strerror(errno));
+			json_decref(files);
+			return 1;
+		}
+		json_array_append_new(files, json_string(abs));
+		free(abs);
+	}
+	resp = call_on(sock, json_pack("{s:s, s:o, s:I}", "cmd", "policy_test", "files", files, "since_us",
+				       (json_int_t)(al_now_us() - (int64_t)since_secs * 1000000)));
+	if (!resp)
+		return 1;
+	if (want_json) {
+		json_object_del(resp, "ok");
+		json_dumpf(resp, stdout, JSON_INDENT(2));
+		putchar('\n');
+	} else {
+		json_t *ch = json_object_get(resp, "changes");
+
+		printf("%lld statements checked, %zu would be decided differently\n", i_(resp, "checked"),
+		       json_array_size(ch));
+		json_array_foreach(ch, i, c) {
+			printf("  #%lld %s -> %s (%s) on %s from %s: ", i_(c, "statement"), s_(c, "was"),
+			       s_(c, "would_be"), s_(c, "rule"), s_(c, "resource"), s_(c, "agent"));
+			print_safe(s_(c, "text"), 100);
+			putchar('\n');
+		}
+	}
+	json_decref(resp);
+	return 0;
+}
+
 int ctl_review_command(const char *control_sock, const char *cmd, int argc, char **argv, int want_json)
 {
 	const char *env = getenv("AIRLOCK_REVIEW");
@@ -231,6 +294,8 @@ int ctl_review_command(const char *control_sock, const char *cmd, int argc, char
 
 	if (strcmp(cmd, "user") == 0)
 		return cmd_user(control_sock, argc, argv, want_json);
+	if (strcmp(cmd, "policy") == 0)
+		return cmd_policy(control_sock, argc, argv, want_json);
 	if (strcmp(cmd, "pending") && strcmp(cmd, "show") && strcmp(cmd, "approve") &&
 	    strcmp(cmd, "deny") && strcmp(cmd, "grants") && strcmp(cmd, "revoke"))
 		return -1;

@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <fnmatch.h>
+#include <glob.h>
+#include <strings.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <stdbool.h>
@@ -64,6 +66,7 @@ struct parser {
 	long cur;			/* index of the open resource block, -1 outside one */
 	int proto_line;			/* where the open resource set its protocol, 0 if not */
 	int set_at[TD_COUNT];		/* where each top-level setting was given, 0 if not */
+	int depth;			/* include nesting */
 };
 
 struct directive {
@@ -1125,6 +1128,8 @@ static int run_directive(struct parser *ps, const struct line *ln, const struct 
 	return d->fn(ps, ln);
 }
 
+static int d_include(struct parser *ps, const struct line *ln);
+
 static int top_line(struct parser *ps, const struct line *ln, bool opens)
 {
 	const char *name = ln->v[0].s;
@@ -1134,6 +1139,11 @@ static int top_line(struct parser *ps, const struct line *ln, bool opens)
 		if (!opens)
 			return fail(ps, ln->no, "resource: expected 'resource NAME {'");
 		return open_resource(ps, ln, nargs);
+	}
+	if (strcmp(name, "include") == 0) {
+		if (opens || nargs != 1)
+			return fail(ps, ln->no, "include: expected 'include \"/path/*.conf\"'");
+		return d_include(ps, ln);
 	}
 	for (i = 0; i < TD_COUNT; i++) {
 		if (strcmp(name, top_directives[i].name) != 0)
@@ -1226,14 +1236,78 @@ static struct al_config *config_new(const char *source)
 	return c;
 }
 
+/* Parses every line of ps's text into ps->c. */
+static int parse_lines(struct parser *ps)
+{
+	struct line ln = { 0 };
+	bool eof = false;
+	int rc = -1;
+
+	while (!eof) {
+		if (lex_line(ps, &ln, &eof) < 0)
+			goto out;
+		if (ln.n && handle_line(ps, &ln) < 0)
+			goto out;
+		line_clear(&ln);
+	}
+	if (ps->cur >= 0) {
+		const struct al_resource *r = cur_res(ps);
+
+		fail(ps, r->line, "resource '%s' is not closed (missing '}')", r->name);
+		goto out;
+	}
+	rc = 0;
+out:
+	line_clear(&ln);
+	return rc;
+}
+
+static char *read_text(const char *path, char *err, size_t errlen);
+static void set_err(char *err, size_t errlen, const char *fmt, ...) AL_PRINTF(3, 4);
+
+/* include "GLOB": each matching file, in name order, as if written here. */
+static int d_include(struct parser *ps, const struct line *ln)
+{
+	glob_t g;
+	int rc = 0, grc;
+
+	if (!is_abs_path(arg1(ln)))
+		return fail(ps, ln->no, "include: '%s' is not an absolute path", arg1(ln));
+	if (ps->depth >= 4)
+		return fail(ps, ln->no, "include: nested more than 4 deep");
+	grc = glob(arg1(ln), GLOB_ERR, NULL, &g);
+	if (grc == GLOB_NOMATCH)
+		return 0; /* an empty policy.d is fine */
+	if (grc != 0)
+		return fail(ps, ln->no, "include: cannot list '%s'", arg1(ln));
+	for (size_t i = 0; i < g.gl_pathc && rc == 0; i++) {
+		struct parser sub = *ps;
+		char *text = read_text(g.gl_pathv[i], ps->err, ps->errlen);
+
+		if (!text) {
+			rc = -1;
+			break;
+		}
+		sub.source = g.gl_pathv[i];
+		sub.p = text;
+		sub.line = 1;
+		sub.cur = -1;
+		sub.proto_line = 0;
+		sub.depth = ps->depth + 1;
+		rc = parse_lines(&sub);
+		memcpy(ps->set_at, sub.set_at, sizeof(ps->set_at));
+		free(text);
+	}
+	globfree(&g);
+	return rc;
+}
+
 int config_parse(const char *source, const char *text, struct al_config **out,
 		 char *err, size_t errlen)
 {
 	struct parser ps = {
 		.source = source, .p = text, .line = 1, .err = err, .errlen = errlen, .cur = -1,
 	};
-	struct line ln = { 0 };
-	bool eof = false;
 	int rc = -1;
 
 	*out = NULL;
@@ -1244,19 +1318,8 @@ int config_parse(const char *source, const char *text, struct al_config **out,
 		oom(&ps);
 		goto out;
 	}
-	while (!eof) {
-		if (lex_line(&ps, &ln, &eof) < 0)
-			goto out;
-		if (ln.n && handle_line(&ps, &ln) < 0)
-			goto out;
-		line_clear(&ln);
-	}
-	if (ps.cur >= 0) {
-		const struct al_resource *r = cur_res(&ps);
-
-		fail(&ps, r->line, "resource '%s' is not closed (missing '}')", r->name);
+	if (parse_lines(&ps) < 0)
 		goto out;
-	}
 	/* Unless given, the TPROXY listener takes the port after the steer listener's. */
 	if (!ps.set_at[TD_TPROXY_PORT])
 		ps.c->tproxy_port = ps.c->steer_port == 65535 ? 65534 : ps.c->steer_port + 1;
@@ -1269,7 +1332,6 @@ int config_parse(const char *source, const char *text, struct al_config **out,
 	ps.c = NULL;
 	rc = 0;
 out:
-	line_clear(&ln);
 	config_free(ps.c);
 	return rc;
 }
@@ -1287,17 +1349,17 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-int config_load_file(const char *path, struct al_config **out, char *err, size_t errlen)
+/* A whole configuration file as a string; NULL with a message. */
+static char *read_text(const char *path, char *err, size_t errlen)
 {
 	size_t len = 0, cap = 0;
 	char *buf = NULL;
-	int fd, rc = -1;
+	int fd;
 
-	*out = NULL;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		set_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-		goto out;
+		return NULL;
 	}
 	for (;;) {
 		ssize_t n;
@@ -1307,13 +1369,13 @@ int config_load_file(const char *path, struct al_config **out, char *err, size_t
 
 			if (cap > MAX_FILE_SIZE) {
 				set_err(err, errlen, "%s: larger than %d bytes", path, MAX_FILE_SIZE);
-				goto out;
+				goto fail;
 			}
 			cap = cap ? 2 * cap : 16384;
 			nb = realloc(buf, cap + 1);
 			if (!nb) {
 				set_err(err, errlen, "%s: out of memory", path);
-				goto out;
+				goto fail;
 			}
 			buf = nb;
 		}
@@ -1322,25 +1384,45 @@ int config_load_file(const char *path, struct al_config **out, char *err, size_t
 			continue;
 		if (n < 0) {
 			set_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-			goto out;
+			goto fail;
 		}
 		if (n == 0)
 			break;
 		len += (size_t)n;
 	}
+	close(fd);
 	if (len > MAX_FILE_SIZE) {
 		set_err(err, errlen, "%s: larger than %d bytes", path, MAX_FILE_SIZE);
-		goto out;
+		free(buf);
+		return NULL;
+	}
+	if (!buf && !(buf = malloc(1))) {
+		set_err(err, errlen, "%s: out of memory", path);
+		return NULL;
 	}
 	buf[len] = '\0';
 	if (memchr(buf, '\0', len)) {
 		set_err(err, errlen, "%s: contains a NUL byte", path);
-		goto out;
+		free(buf);
+		return NULL;
 	}
+	return buf;
+fail:
+	close(fd);
+	free(buf);
+	return NULL;
+}
+
+int config_load_file(const char *path, struct al_config **out, char *err, size_t errlen)
+{
+	char *buf;
+	int rc;
+
+	*out = NULL;
+	buf = read_text(path, err, errlen);
+	if (!buf)
+		return -1;
 	rc = config_parse(path, buf, out, err, errlen);
-out:
-	if (fd >= 0)
-		close(fd);
 	free(buf);
 	return rc;
 }
@@ -1457,4 +1539,48 @@ int config_rule_identity_matches(const struct al_rule *r, const char *cgroup_pat
 	if (r->exe_glob && (!exe || fnmatch(r->exe_glob, exe, 0) != 0))
 		return 0;
 	return 1;
+}
+
+static int relation_matches(const char *rule_rel, const char *rel)
+{
+	const char *dot;
+
+	if (strcasecmp(rule_rel, rel) == 0)
+		return 1;
+	/* A rule naming a bare table matches it in any schema. */
+	dot = strrchr(rel, '.');
+	return !strchr(rule_rel, '.') && dot && strcasecmp(rule_rel, dot + 1) == 0;
+}
+
+static int rule_matches(const struct al_rule *r, const struct al_subject *s)
+{
+	if (!config_rule_identity_matches(r, s->cgroup_path, s->uid, s->exe))
+		return 0;
+	if (r->kinds && !(r->kinds & (1u << s->kind)))
+		return 0;
+	if (r->unbounded_write && !s->unbounded_write)
+		return 0;
+	if (r->n_relations) {
+		int hit = 0;
+
+		for (size_t i = 0; i < r->n_relations && !hit; i++)
+			for (size_t j = 0; j < s->n_relations && !hit; j++)
+				hit = relation_matches(r->relations[i], s->relations[j]);
+		if (!hit)
+			return 0;
+	}
+	return 1;
+}
+
+const struct al_rule *config_decide(const struct al_resource *res, const struct al_subject *s)
+{
+	for (size_t i = 0; i < res->n_rules; i++)
+		if (rule_matches(&res->rules[i], s))
+			return &res->rules[i];
+	return NULL;
+}
+
+const char *config_action_name(int action)
+{
+	return action == AL_ACTION_DENY ? "deny" : action == AL_ACTION_REVIEW ? "review" : "allow";
 }

@@ -188,44 +188,16 @@ static void audit_outcome(struct pgs *s, struct qent *e, const char *tag, const 
 
 /* ---- policy (the resource's rule list) ---------------------------------------------------- */
 
-static int relation_matches(const char *rule_rel, const char *rel)
-{
-	const char *dot;
-
-	if (strcasecmp(rule_rel, rel) == 0)
-		return 1;
-	/* A rule naming a bare table matches it in any schema. */
-	dot = strrchr(rel, '.');
-	return !strchr(rule_rel, '.') && dot && strcasecmp(rule_rel, dot + 1) == 0;
-}
-
-static int rule_matches(const struct pgs *s, const struct al_rule *r, const struct pg_stmt *st)
-{
-	if (!config_rule_identity_matches(r, s->cgroup_path, s->uid, s->exe))
-		return 0;
-	if (r->kinds && !(r->kinds & (1u << st->kind)))
-		return 0;
-	if (r->unbounded_write && !st->unbounded_write)
-		return 0;
-	if (r->n_relations) {
-		int hit = 0;
-
-		for (size_t i = 0; i < r->n_relations && !hit; i++)
-			for (size_t j = 0; j < st->n_relations && !hit; j++)
-				hit = relation_matches(r->relations[i], st->relations[j]);
-		if (!hit)
-			return 0;
-	}
-	return 1;
-}
-
-/* The first rule that matches decides; none: allow. */
+/* The first rule that matches this statement from this agent decides; none: allow. */
 static const struct al_rule *decide(const struct pgs *s, const struct pg_stmt *st)
 {
-	for (size_t i = 0; i < s->res->n_rules; i++)
-		if (rule_matches(s, &s->res->rules[i], st))
-			return &s->res->rules[i];
-	return NULL;
+	struct al_subject subj = {
+		.kind = (int)st->kind, .relations = (const char *const *)st->relations,
+		.n_relations = st->n_relations, .unbounded_write = st->unbounded_write,
+		.cgroup_path = s->cgroup_path, .uid = s->uid, .exe = s->exe,
+	};
+
+	return config_decide(s->res, &subj);
 }
 
 static char *relations_json(const struct pg_stmt *st)
@@ -1754,6 +1726,12 @@ void pgproxy_free(struct pgproxy *p)
 	free(p->ups);
 	pg_cache_free(p->cache);
 	free(p);
+}
+
+void pgproxy_set_config(struct pgproxy *p, const struct al_config *cfg, const struct al_secrets *secrets)
+{
+	p->cfg = cfg;
+	p->secrets = secrets;
 }
 
 void pgproxy_stats(const struct pgproxy *p, struct pgproxy_stats *out)

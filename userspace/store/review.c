@@ -420,3 +420,40 @@ int store_users_list(struct store *s, int (*cb)(void *arg, const char *json), vo
 	return list(s, "SELECT name, uid, groups, admin, pwhash IS NOT NULL AS has_password, created_us"
 		    " FROM users ORDER BY name", NULL, NULL, cb, arg);
 }
+
+int store_stmts_since(struct store *s, int64_t since_us,
+		      int (*cb)(void *arg, const struct store_stmt_view *v), void *arg)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -1, r;
+
+	if (sqlite3_prepare_v2(store_db(s), "SELECT s.id, s.at_us, s.text, s.kind, s.relations,"
+			       " s.decision, s.rule, s.unbounded_write, c.resource, c.cgroup_path, c.exe, c.uid"
+			       " FROM statements s LEFT JOIN connections c ON c.id = s.conn_id"
+			       " WHERE s.at_us >= ?1 ORDER BY s.id", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, since_us) != SQLITE_OK)
+		goto out;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_stmt_view v = {
+			.id = sqlite3_column_int64(st, 0),
+			.at_us = sqlite3_column_int64(st, 1),
+			.text = (const char *)sqlite3_column_text(st, 2),
+			.kind = (const char *)sqlite3_column_text(st, 3),
+			.relations_json = (const char *)sqlite3_column_text(st, 4),
+			.decision = (const char *)sqlite3_column_text(st, 5),
+			.rule = (const char *)sqlite3_column_text(st, 6),
+			.unbounded_write = sqlite3_column_int(st, 7),
+			.resource = (const char *)sqlite3_column_text(st, 8),
+			.cgroup_path = (const char *)sqlite3_column_text(st, 9),
+			.exe = (const char *)sqlite3_column_text(st, 10),
+			.uid = sqlite3_column_type(st, 11) == SQLITE_NULL ? -1 : (long)sqlite3_column_int64(st, 11),
+		};
+
+		if (cb(arg, &v) < 0)
+			goto out;
+	}
+	rc = r == SQLITE_DONE ? 0 : -1;
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
