@@ -98,6 +98,8 @@ struct al_config {
 	int resolvers_set;
 	char *secrets_path;     /* upstream credentials (root-only file) */
 	char *review_hook;      /* run with each new review request as JSON on stdin; NULL: none */
+	char *review_webhook;   /* http(s) URL each new request is POSTed to; NULL: none */
+	char *review_webhook_secret; /* file with the HMAC key for X-Airlock-Signature */
 	char *ca_dir;           /* the Airlock CA */
 	size_t pg_max_message;  /* longest PostgreSQL message accepted from an agent */
 	/* Agents behind pinned interfaces (network namespaces, containers). */

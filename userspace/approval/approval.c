@@ -1,6 +1,8 @@
 /* The review manager: parked requests with timeouts, reviewers' decisions, grants and their watchers. */
 #include <airlock/approval.h>
 
+#include "webhook.h"
+
 #include <event2/event.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -54,6 +56,7 @@ struct approval {
 	LIST_HEAD(, req) reqs;
 	LIST_HEAD(, grant) grants;
 	LIST_HEAD(, watcher) watchers;
+	struct webhook *webhook;
 };
 
 const char *approval_outcome_name(enum approval_outcome o)
@@ -251,6 +254,15 @@ int64_t approval_submit(struct approval *a, const struct approval_req *q, approv
 	al_info("review request %lld: %s on %s waits for %u approval%s", (long long)id, q->kind,
 		q->resource, r->needed, r->needed == 1 ? "" : "s");
 	notify_exec(a, id);
+	if (a->webhook) {
+		json_t *j = approval_request_json(a, id);
+		char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+		if (text)
+			webhook_send(a->webhook, id, text);
+		free(text);
+		json_decref(j);
+	}
 	return id;
 fail_r:
 	r->cb = NULL;
@@ -485,6 +497,11 @@ int approval_new(struct event_base *base, struct store *st, const struct al_conf
 		approval_free(a);
 		return al_errf(err, errlen, "cannot load the live grants from the store");
 	}
+	if (cfg->review_webhook &&
+	    webhook_new(base, cfg->review_webhook, cfg->review_webhook_secret, &a->webhook, err, errlen) < 0) {
+		approval_free(a);
+		return -1;
+	}
 	*out = a;
 	return 0;
 }
@@ -520,6 +537,7 @@ void approval_free(struct approval *a)
 		LIST_REMOVE(w, link);
 		free(w);
 	}
+	webhook_free(a->webhook);
 	free(a);
 }
 

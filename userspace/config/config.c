@@ -53,7 +53,8 @@ struct line {
 enum top_directive {
 	TD_STEER_PORT, TD_CONTROL_SOCKET, TD_STORE, TD_PIN_ROOT, TD_DEFAULT,
 	TD_CONNECT_TIMEOUT, TD_MAX_SESSIONS, TD_RELAY_BUFFER, TD_RESOLVER, TD_SECRETS, TD_CA_DIR,
-	TD_PG_MAX_MESSAGE, TD_TPROXY_PORT, TD_TPROXY_MARK, TD_TPROXY_TABLE, TD_NFT_TABLE, TD_REVIEW_HOOK, TD_REVIEW_SOCKET, TD_COUNT
+	TD_PG_MAX_MESSAGE, TD_TPROXY_PORT, TD_TPROXY_MARK, TD_TPROXY_TABLE, TD_NFT_TABLE, TD_REVIEW_HOOK, TD_REVIEW_SOCKET, TD_REVIEW_WEBHOOK,
+	TD_REVIEW_WEBHOOK_SECRET, TD_COUNT
 };
 
 struct parser {
@@ -495,6 +496,20 @@ static int d_review_socket(struct parser *ps, const struct line *ln)
 	return set_string(ps, &ps->c->review_socket, arg1(ln));
 }
 
+static int d_review_webhook(struct parser *ps, const struct line *ln)
+{
+	if (strncmp(arg1(ln), "http://", 7) != 0 && strncmp(arg1(ln), "https://", 8) != 0)
+		return fail(ps, ln->no, "review_webhook: '%s' is not an http:// or https:// URL", arg1(ln));
+	return set_string(ps, &ps->c->review_webhook, arg1(ln));
+}
+
+static int d_review_webhook_secret(struct parser *ps, const struct line *ln)
+{
+	if (!is_abs_path(arg1(ln)))
+		return fail(ps, ln->no, "review_webhook_secret: '%s' is not an absolute path", arg1(ln));
+	return set_string(ps, &ps->c->review_webhook_secret, arg1(ln));
+}
+
 static int d_review_hook(struct parser *ps, const struct line *ln)
 {
 	if (!is_abs_path(arg1(ln)))
@@ -590,6 +605,8 @@ static const struct directive top_directives[TD_COUNT] = {
 	[TD_PG_MAX_MESSAGE]  = { "pg_max_message", 1, 1, d_pg_max_message },
 	[TD_REVIEW_HOOK]     = { "review_hook", 1, 1, d_review_hook },
 	[TD_REVIEW_SOCKET]   = { "review_socket", 1, 1, d_review_socket },
+	[TD_REVIEW_WEBHOOK]  = { "review_webhook", 1, 1, d_review_webhook },
+	[TD_REVIEW_WEBHOOK_SECRET] = { "review_webhook_secret", 1, 1, d_review_webhook_secret },
 	[TD_TPROXY_PORT]     = { "tproxy_port", 1, 1, d_tproxy_port },
 	[TD_TPROXY_MARK]     = { "tproxy_mark", 1, 1, d_tproxy_mark },
 	[TD_TPROXY_TABLE]    = { "tproxy_table", 1, 1, d_tproxy_table },
@@ -1469,6 +1486,8 @@ void config_free(struct al_config *c)
 	free(c->pin_root);
 	free(c->secrets_path);
 	free(c->review_hook);
+	free(c->review_webhook);
+	free(c->review_webhook_secret);
 	free(c->ca_dir);
 	free(c->nft_table);
 	free(c);
