@@ -18,6 +18,38 @@ int al_sock_create(struct bpf_sock *sk)
 	return 0;
 }
 
+static __always_inline int bind_check(struct bpf_sock_addr *ctx, const struct al_addr *a)
+{
+	__u16 port = al_ctx_port(ctx->user_port);
+	__u32 reason;
+
+	if (al_bind_allowed(port, steer_port, &reason))
+		return 1;
+	al_refuse_event(reason, ctx->family, ctx->type, ctx->protocol, a, port, 1, 0);
+	return 0;
+}
+
+SEC("cgroup/bind4")
+int al_bind4(struct bpf_sock_addr *ctx)
+{
+	struct al_addr a;
+
+	al_addr_from_v4(&a, ctx->user_ip4);
+	return bind_check(ctx, &a);
+}
+
+SEC("cgroup/bind6")
+int al_bind6(struct bpf_sock_addr *ctx)
+{
+	struct al_addr a;
+
+	a.w[0] = ctx->user_ip6[0];
+	a.w[1] = ctx->user_ip6[1];
+	a.w[2] = ctx->user_ip6[2];
+	a.w[3] = ctx->user_ip6[3];
+	return bind_check(ctx, &a);
+}
+
 struct ip4hdr {
 	__u8 vihl;
 	__u8 tos;

@@ -5,29 +5,20 @@
 #include "steer.h"
 
 /*
- * socket() in a pinned cgroup. Allowed: what ordinary clients need.
- *  - AF_INET/AF_INET6 stream with TCP (or the default protocol): steered.
- *  - AF_INET/AF_INET6 datagram with UDP (or default): DNS to resolvers only,
- *    enforced at connect/sendmsg. UDP-Lite (136) and ICMP echo sockets
- *    (SOCK_DGRAM + IPPROTO_ICMP/ICMPV6) are refused by protocol.
- *  - AF_UNIX: local IPC (and the libc's nscd/resolved lookups).
- *  - AF_NETLINK with NETLINK_ROUTE: glibc's getaddrinfo(AI_ADDRCONFIG) and
- *    if_nameindex read interfaces through it; changing routes needs
- *    CAP_NET_ADMIN, which agents do not have.
- * Everything else (raw, packet, other netlink families, vsock, bluetooth,
- * SCTP/MPTCP streams, ...) is refused.
+ * socket() of an AF_INET or AF_INET6 socket in a pinned cgroup (the kernel
+ * runs cgroup/sock_create for those families only: AF_UNIX, AF_NETLINK,
+ * AF_PACKET, AF_VSOCK never reach it). Allowed: what ordinary clients need.
+ *  - stream with TCP (or the default protocol): steered.
+ *  - datagram with UDP (or default): DNS to resolvers only, enforced at
+ *    connect/sendmsg. UDP-Lite (136) and ICMP echo sockets (SOCK_DGRAM +
+ *    IPPROTO_ICMP/ICMPV6) are refused by protocol.
+ * Everything else (raw sockets, SCTP, MPTCP, SEQPACKET) is refused. What
+ * other families could do rests on the agent lacking CAP_NET_RAW (AF_PACKET)
+ * and on the threat model in README (AF_VSOCK).
  */
 static inline int al_sock_create_allowed(__u32 family, __u32 type, __u32 protocol, __u32 *reason)
 {
 	*reason = AL_REASON_NONE;
-	if (family == AL_AF_UNIX)
-		return 1;
-	if (family == AL_AF_NETLINK) {
-		if (protocol == AL_NETLINK_ROUTE)
-			return 1;
-		*reason = AL_REASON_SOCK_TYPE;
-		return 0;
-	}
 	if (family != AL_AF_INET && family != AL_AF_INET6) {
 		*reason = AL_REASON_SOCK_FAMILY;
 		return 0;
@@ -38,6 +29,18 @@ static inline int al_sock_create_allowed(__u32 family, __u32 type, __u32 protoco
 		return 1;
 	*reason = AL_REASON_SOCK_TYPE;
 	return 0;
+}
+
+/* bind() in a pinned cgroup: never to the steer port, which only airlockd
+ * may listen on (an agent holding it would block airlockd's restart). */
+static inline int al_bind_allowed(__u16 port, __u16 steer_port, __u32 *reason)
+{
+	*reason = AL_REASON_NONE;
+	if (port == steer_port) {
+		*reason = AL_REASON_BIND_STEER;
+		return 0;
+	}
+	return 1;
 }
 
 /* A UDP datagram (connect or sendmsg with an address) from a pinned cgroup. */

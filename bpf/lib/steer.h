@@ -67,6 +67,19 @@ static inline int al_is_steer_target(const struct al_addr *dst, __u16 port, __u1
 	return al_addr_is_v6_loopback(dst);
 }
 
+/* Any way to dial a local listener on the steer port: all of 127.0.0.0/8,
+ * ::1, and the unspecified addresses (0.0.0.0 and :: connect to the local
+ * host). Dialling it directly is refused; only steered sockets get there. */
+static inline int al_is_steer_dial(const struct al_addr *dst, __u16 port, __u16 steer_port)
+{
+	if (port != steer_port)
+		return 0;
+	if (al_addr_is_v4mapped(dst))
+		return (al_ntohl(dst->w[3]) >> 24) == 127 || dst->w[3] == 0;
+	return al_addr_is_v6_loopback(dst) ||
+	       (dst->w[0] == 0 && dst->w[1] == 0 && dst->w[2] == 0 && dst->w[3] == 0);
+}
+
 enum al_verdict {
 	AL_PASS = 0,        /* leave the socket alone */
 	AL_STEER = 1,       /* rewrite the destination to the steer listener */
@@ -90,8 +103,8 @@ al_connect_verdict(__u32 type, __u32 protocol, const struct al_addr *dst, __u16 
 		return AL_PASS;
 	if (protocol != AL_IPPROTO_TCP && protocol != 0)
 		return AL_PASS;
-	if (al_is_steer_target(dst, port, steer_port)) {
-		if (already)
+	if (al_is_steer_dial(dst, port, steer_port)) {
+		if (already && al_is_steer_target(dst, port, steer_port))
 			return AL_KEEP;
 		*reason = AL_REASON_DIRECT_STEER;
 		return AL_REFUSE;

@@ -32,7 +32,8 @@
 	X(EGRESS_DROP,      20, "egress_drop")      /* a packet the socket hooks did not catch */ \
 	X(EVENTS_SUPPRESSED,21, "events_suppressed")/* refusal events over the rate limit */ \
 	X(XDP_DROP,         22, "xdp_drop")         /* a pinned interface sent what only TCP and DNS may */ \
-	X(GUARD_DROP,       23, "guard_drop")       /* to a guarded port, not from an appliance */
+	X(GUARD_DROP,       23, "guard_drop")       /* to a guarded port, not from an appliance */ \
+	X(BIND_STEER,       24, "bind_steer_port")  /* an agent tried to bind the steer port */
 
 enum al_reason {
 #define AL_REASON_ENUM_(name, val, str) AL_REASON_##name = val,

@@ -70,7 +70,7 @@ static const char *match_name(const struct al_config *c, const char *dst, uint16
 
 static void check_defaults(const struct al_config *c)
 {
-	CHECK(c->steer_port == 7700);
+	CHECK(c->steer_port == 907);
 	CHECK_STR(c->control_socket, "/run/airlock/control.sock");
 	CHECK_STR(c->store_path, "/var/lib/airlock/airlock.db");
 	CHECK_STR(c->pin_root, "/sys/fs/bpf/airlock");

@@ -44,7 +44,7 @@ static void test_defaults(void)
 	CHECK(c != NULL);
 	if (!c)
 		return;
-	CHECK(c->tproxy_port == 7701);
+	CHECK(c->tproxy_port == 908);
 	CHECK(c->tproxy_mark == 0x7701);
 	CHECK(c->tproxy_table == 7701);
 	CHECK_STR(c->nft_table, "airlock");
@@ -82,7 +82,7 @@ static void test_settings(void)
 static void test_errors(void)
 {
 	CHECK(fails_with("tproxy_port 0\n", "t:1: tproxy_port: '0' is not a port"));
-	CHECK(fails_with("tproxy_port 7700\n", "t:1: tproxy_port and steer_port are both 7700"));
+	CHECK(fails_with("tproxy_port 907\n", "t:1: tproxy_port and steer_port are both 907"));
 	CHECK(fails_with("steer_port 9000\ntproxy_port 9000\n",
 			 "t:2: tproxy_port and steer_port are both 9000"));
 	CHECK(fails_with("tproxy_mark 0\n", "t:1: tproxy_mark: '0' is not a mark"));

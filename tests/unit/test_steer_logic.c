@@ -79,6 +79,19 @@ static void test_connect_verdicts(void)
 	/* Dialling the steer port directly is refused with its own reason. */
 	CHECK(al_connect_verdict(AL_SOCK_STREAM, AL_IPPROTO_TCP, &lo, 7700, 7700, 0, &reason) == AL_REFUSE);
 	CHECK(reason == AL_REASON_DIRECT_STEER);
+	/* Any local way to the steer port counts: 127/8, 0.0.0.0, ::, ::ffff:127.0.0.1. */
+	{
+		struct al_addr lo2 = v4("127.0.0.9"), any4 = v4("0.0.0.0"), any6 = v6("::"),
+			       m = v6("::ffff:127.0.0.1"), not_local = v4("128.0.0.1");
+
+		CHECK(al_connect_verdict(AL_SOCK_STREAM, 0, &lo2, 7700, 7700, 0, &reason) == AL_REFUSE);
+		CHECK(al_connect_verdict(AL_SOCK_STREAM, 0, &any4, 7700, 7700, 0, &reason) == AL_REFUSE);
+		CHECK(al_connect_verdict(AL_SOCK_STREAM, 0, &any6, 7700, 7700, 0, &reason) == AL_REFUSE);
+		CHECK(al_connect_verdict(AL_SOCK_STREAM, 0, &m, 7700, 7700, 0, &reason) == AL_REFUSE);
+		CHECK(al_connect_verdict(AL_SOCK_STREAM, 0, &not_local, 7700, 7700, 0, &reason) == AL_STEER);
+		/* An already steered socket passes only for the listener itself (nested pins). */
+		CHECK(al_connect_verdict(AL_SOCK_STREAM, 0, &lo2, 7700, 7700, 1, &reason) == AL_REFUSE);
+	}
 	/* ... unless an outer pinned cgroup's program already steered this socket. */
 	CHECK(al_connect_verdict(AL_SOCK_STREAM, AL_IPPROTO_TCP, &lo, 7700, 7700, 1, &reason) == AL_KEEP);
 	/* A steered socket that connects again elsewhere is steered again. */

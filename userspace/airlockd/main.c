@@ -463,6 +463,20 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	{
+		FILE *f = fopen("/proc/sys/net/ipv4/ip_unprivileged_port_start", "re");
+		unsigned int start = 1024;
+
+		if (f) {
+			if (fscanf(f, "%u", &start) != 1)
+				start = 1024;
+			fclose(f);
+		}
+		if (d.cfg->steer_port >= start)
+			al_warn("steer_port %u is one any user may listen on: while airlockd is down, a "
+				"local process could take it and catch the agents' traffic (use a port "
+				"below %u)", d.cfg->steer_port, start);
+	}
 	d.base = event_base_new();
 	if (!d.base) {
 		fprintf(stderr, "airlockd: cannot create the event loop\n");

@@ -14,7 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define DEF_STEER_PORT		7700
+#define DEF_STEER_PORT		907 /* below 1024: only root can listen there while airlockd is down */
 #define DEF_CONTROL_SOCKET	"/run/airlock/control.sock"
 #define DEF_STORE		"/var/lib/airlock/airlock.db"
 #define DEF_PIN_ROOT		"/sys/fs/bpf/airlock"
@@ -1292,7 +1292,7 @@ static int d_include(struct parser *ps, const struct line *ln)
 		return fail(ps, ln->no, "include: '%s' is not an absolute path", arg1(ln));
 	if (ps->depth >= 4)
 		return fail(ps, ln->no, "include: nested more than 4 deep");
-	grc = glob(arg1(ln), GLOB_ERR, NULL, &g);
+	grc = glob(arg1(ln), 0, NULL, &g);
 	if (grc == GLOB_NOMATCH)
 		return 0; /* an empty policy.d is fine */
 	if (grc != 0)

@@ -8,6 +8,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <ifaddrs.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -32,6 +33,9 @@ struct relay {
 		uint64_t id;
 		char path[256];
 	} cgcache[CGPATH_CACHE];
+	struct al_addr local[64];   /* this host's addresses, refreshed at most once a second */
+	size_t n_local;
+	int64_t local_at_us;
 };
 
 /* One side of a session: the agent's accepted socket or our upstream socket. */
@@ -234,6 +238,41 @@ static void record_refused(struct relay *r, const struct store_conn *c, enum al_
 		r->stats.by_reason[reason]++;
 }
 
+/* 1 if dst reaches this host: loopback, unspecified, or one of its addresses. */
+static int is_local(struct relay *r, const struct al_addr *dst)
+{
+	static const uint8_t zero[16];
+	uint8_t b[16];
+	int64_t now = al_mono_us();
+
+	memcpy(b, dst->w, 16);
+	if (memcmp(b, zero, 16) == 0 || (b[10] == 0xff && b[11] == 0xff && memcmp(b, zero, 10) == 0 &&
+					 (b[12] == 127 || (b[12] | b[13] | b[14] | b[15]) == 0)))
+		return 1;
+	if (memcmp(b, zero, 15) == 0 && b[15] == 1)
+		return 1;
+	if (now - r->local_at_us > 1000000) {
+		struct ifaddrs *ifa, *i;
+
+		r->n_local = 0;
+		r->local_at_us = now;
+		if (getifaddrs(&ifa) == 0) {
+			for (i = ifa; i && r->n_local < AL_ARRAY_LEN(r->local); i = i->ifa_next) {
+				uint16_t port;
+
+				if (i->ifa_addr && al_addr_from_sockaddr(&r->local[r->n_local], &port,
+									 i->ifa_addr) == 0)
+					r->n_local++;
+			}
+			freeifaddrs(ifa);
+		}
+	}
+	for (size_t k = 0; k < r->n_local; k++)
+		if (memcmp(&r->local[k], dst, sizeof(*dst)) == 0)
+			return 1;
+	return 0;
+}
+
 int relay_adopt(struct relay *r, evutil_socket_t fd, struct store_conn *c, const struct al_addr *dst,
 		uint16_t dst_port)
 {
@@ -243,6 +282,13 @@ int relay_adopt(struct relay *r, evutil_socket_t fd, struct store_conn *c, const
 	struct session *s;
 	socklen_t sslen;
 
+	/* Airlock's own listeners are not destinations: no loops, no side doors. */
+	if ((dst_port == cfg->steer_port || dst_port == cfg->tproxy_port) && is_local(r, dst)) {
+		set_abort_on_close(fd);
+		close(fd);
+		record_refused(r, c, AL_REASON_STEER_LOOP, "destination is airlockd's own listener");
+		return -1;
+	}
 	res = config_match(cfg, dst, dst_port);
 	c->resource = res ? res->name : NULL;
 	c->protocol = config_proto_name(res ? res->proto : AL_PROTO_TCP);
