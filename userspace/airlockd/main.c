@@ -453,6 +453,13 @@ int main(int argc, char **argv)
 	d.conf_path = conf;
 	d.conf_explicit = explicit;
 	if (check) {
+		/* The secrets file is part of a working configuration. */
+		if (load_secrets(&d, err, sizeof(err)) < 0) {
+			fprintf(stderr, "airlockd: %s\n", err);
+			config_free(d.cfg);
+			return 1;
+		}
+		secrets_free(d.secrets);
 		printf("airlockd: configuration %s is valid (%zu resources)\n", d.cfg->source,
 		       d.cfg->n_resources);
 		config_free(d.cfg);

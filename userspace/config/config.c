@@ -1337,6 +1337,18 @@ int config_parse(const char *source, const char *text, struct al_config **out,
 	}
 	if (parse_lines(&ps) < 0)
 		goto out;
+	/* Unless given, the review socket sits next to the control socket. */
+	if (!ps.set_at[TD_REVIEW_SOCKET]) {
+		const char *slash = strrchr(ps.c->control_socket, '/');
+		char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+		int n = snprintf(path, sizeof(path), "%.*s/review.sock",
+				 (int)(slash ? slash - ps.c->control_socket : 0), ps.c->control_socket);
+
+		if (n < 0 || (size_t)n >= sizeof(path) || set_string(&ps, &ps.c->review_socket, path) < 0) {
+			fail(&ps, ps.set_at[TD_CONTROL_SOCKET], "control_socket: no room for review.sock beside it");
+			goto out;
+		}
+	}
 	/* Unless given, the TPROXY listener takes the port after the steer listener's. */
 	if (!ps.set_at[TD_TPROXY_PORT])
 		ps.c->tproxy_port = ps.c->steer_port == 65535 ? 65534 : ps.c->steer_port + 1;

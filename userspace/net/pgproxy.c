@@ -1327,6 +1327,9 @@ static void up_event(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_CONNECTED) {
 		int one = 1;
 
+		/* The TLS filter reports its finished handshake as CONNECTED too. */
+		if (s->state != P_UP_CONNECT)
+			return;
 		bufferevent_set_timeouts(bev, NULL, NULL);
 		(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		bufferevent_enable(bev, EV_READ | EV_WRITE);
