@@ -233,6 +233,28 @@ def v2_cgroup_of(pid):
 
 # ---------------------------------------------------------------- ports
 
+def free_privileged_port(hosts):
+    """A free port below 1024 on every host: the steer port must be one that only root
+    can listen on, or any local user could stand in for airlockd while it is down."""
+    import random
+    ports = list(range(900, 1024))
+    random.shuffle(ports)
+    for port in ports:
+        socks = []
+        try:
+            for h in hosts:
+                x = socket.socket(socket.AF_INET6 if ":" in h else socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(x)
+                x.bind((h, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            for x in socks:
+                x.close()
+    raise RuntimeError("no free privileged port on %s" % (hosts,))
+
+
 def free_port(hosts, kind=socket.SOCK_STREAM):
     """A port free on every host given (the caller binds it right after)."""
     for _ in range(200):
@@ -466,9 +488,27 @@ class LoSniffer:
 
 # ---------------------------------------------------------------- airlockd
 
+def snapshot_binaries(tmpdir):
+    """Copies airlockd and airlockctl into tmpdir, so a rebuild in the tree during the run
+    (another session's `make`) cannot pull them away, e.g. before the restart case."""
+    out = []
+    for b in (AIRLOCKD, AIRLOCKCTL):
+        check(wait_for(lambda: os.access(b, os.X_OK), 15, 0.2), "no %s" % b)
+        dst = os.path.join(tmpdir, os.path.basename(b))
+        # A link step may be writing it right now: copy until two copies agree.
+        for _ in range(20):
+            shutil.copy2(b, dst)
+            time.sleep(0.1)
+            if os.access(b, os.X_OK) and os.path.getsize(b) == os.path.getsize(dst):
+                break
+        out.append(dst)
+    return out
+
+
 class Airlock:
     def __init__(self, tmpdir):
-        self.steer_port = free_port(["127.0.0.1", "::1"])
+        self.airlockd, self.airlockctl = snapshot_binaries(tmpdir)
+        self.steer_port = free_privileged_port(["127.0.0.1", "::1"])
         self.sock = os.path.join(tmpdir, "control.sock")
         self.store = os.path.join(tmpdir, "airlock.db")
         self.pin_root = "/sys/fs/bpf/airlock-test-%s" % RUN_ID
@@ -488,7 +528,7 @@ class Airlock:
 
     def start(self, timeout=15):
         logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([AIRLOCKD, "-c", self.conf], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([self.airlockd, "-c", self.conf], stdout=subprocess.PIPE,
                                      stderr=logf, text=True)
         logf.close()
         on_cleanup(stop_process, self.proc)
@@ -517,7 +557,7 @@ class Airlock:
             return ""
 
     def ctl(self, *args, timeout=10):
-        return subprocess.run([AIRLOCKCTL, "-s", self.sock] + list(args), capture_output=True,
+        return subprocess.run([self.airlockctl, "-s", self.sock] + list(args), capture_output=True,
                               text=True, timeout=timeout)
 
     def ctl_json(self, *args):
@@ -543,7 +583,7 @@ class Airlock:
         if self.proc is not None:
             stop_process(self.proc, 10)
         if os.path.exists(self.pin_root):
-            r = subprocess.run([AIRLOCKCTL, "-s", self.sock, "down", "--pin-root", self.pin_root],
+            r = subprocess.run([self.airlockctl, "-s", self.sock, "down", "--pin-root", self.pin_root],
                                capture_output=True, text=True, timeout=30)
             if os.path.exists(self.pin_root):
                 note("airlockctl down left %s (exit %d: %s)" % (self.pin_root, r.returncode,
@@ -1056,6 +1096,88 @@ def self_protection_cases(s):
          "steered, audit row with its own pid", children)
 
 
+def inbound_cases(s):
+    def tcp_in():
+        port = free_port([T4])
+        prog = s.py("listen_tcp.py", T4, port, 4)
+
+        def dial(tok):
+            c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            c.settimeout(2)
+            try:
+                c.connect((T4, port))
+                c.sendall(("ping %s\n" % tok).encode())
+                return c.recv(100).decode(errors="replace").strip()
+            except OSError as e:
+                return e
+            finally:
+                c.close()
+
+        p = s.run(prog, s.cg, keep=True)
+        try:
+            first = json.loads(read_line(p, 5))
+            check(first.get("phase") == "listening", "inside: could not listen: %s" % first)
+            ob = s.observe()
+            got = dial("in-%s" % RUN_ID)
+            check(isinstance(got, OSError), "inside: a client outside completed a connection to the pinned "
+                  "agent's listener and got %r" % got)
+            check(ob.wait_delta("egress_drop"), "inside: egress_drop did not rise for the listener's SYN-ACK")
+            rows = ob.wait_refusal("egress_drop", None)
+            check(any(x.get("cgroup_id") == s.cg.id for x in rows), "inside: no egress_drop row for cgroup %d"
+                  % s.cg.id)
+        finally:
+            stop_process(p, 1.0, signal.SIGKILL)
+        p = s.run(prog, s.free, keep=True)
+        try:
+            read_line(p, 5)
+            got = dial("out-%s" % RUN_ID)
+            check(got == "pong out-%s" % RUN_ID, "outside: the technique does not work: %r" % (got,))
+        finally:
+            stop_process(p, 1.0, signal.SIGKILL)
+    case("reverse channel: a TCP listener in the pinned cgroup accepts nobody from outside (its SYN-ACKs "
+         "are dropped, egress_drop)", tcp_in)
+
+    def udp_in():
+        port = free_port([T4], socket.SOCK_DGRAM)
+        prog = s.py("listen_udp.py", T4, port, 3)
+
+        def send(tok):
+            c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            c.bind(("127.0.0.1", 0))
+            c.settimeout(1.5)
+            try:
+                c.sendto(("ping %s\n" % tok).encode(), (T4, port))
+                return c.recv(100).decode(errors="replace").strip()
+            except OSError as e:
+                return e
+            finally:
+                c.close()
+
+        p = s.run(prog, s.cg, keep=True)
+        try:
+            read_line(p, 5)
+            ob = s.observe()
+            got = send("in-%s" % RUN_ID)
+            out, err = finish(p, "", 10)
+        finally:
+            stop_process(p, 1.0, signal.SIGKILL)
+        r = parse_result(out, err)
+        check(isinstance(got, OSError), "inside: the pinned agent answered a datagram: %r" % got)
+        check(r.get("received") is True, "expected the documented limit (inbound datagrams are delivered); "
+              "got %s: update README" % brief(r))
+        check(r["ok"] is False and r.get("errno") == errno.EPERM, "inside: the answer was not refused: %s" % brief(r))
+        check(ob.wait_delta("udp_denied"), "inside: udp_denied did not rise for the answer")
+        p = s.run(prog, s.free, keep=True)
+        try:
+            read_line(p, 5)
+            got = send("out-%s" % RUN_ID)
+        finally:
+            stop_process(p, 1.0, signal.SIGKILL)
+        check(got == "pong out-%s" % RUN_ID, "outside: the technique does not work: %r" % (got,))
+    case("known limit: a UDP socket in the pinned cgroup receives datagrams from outside (no ingress "
+         "hook); its answer is refused (udp_denied)", udp_in)
+
+
 def held_connection_cases(s):
     def pinned_after_connect():
         p = s.run(s.py("held_connection.py", T4, s.tport), s.late, keep=True)
@@ -1130,30 +1252,13 @@ def held_connection_cases(s):
 
 def steer_loop_cases(s):
     sp = s.air.steer_port
-    state = {}
 
-    def no_path():
-        rows = []
-        for name, host in (("tcp_ipv4.py", "0.0.0.0"), ("tcp_ipv6.py", "::")):
-            ob = s.observe()
-            r, pid = s.run(s.py(name, host, sp), s.cg)
-            check(r["ok"] is False, "inside: [%s]:%d answered: %s" % (host, sp, brief(r)))
-            ob.servers_untouched()
-            got = ob.wait_connection(pid, sp)
-            check(got, "no connections row for pid %d to [%s]:%d" % (pid, host, sp))
-            rows += got
-        state["rows"] = rows
-    case("dialling the steer port through the wildcard address (0.0.0.0 / [::]) is steered like any "
-         "destination, and reaches nothing", no_path)
-
-    def reason():
-        rows = state.get("rows")
-        check(rows, "no rows from the previous case")
-        bad = [(x.get("dst_addr"), x.get("reason"), x.get("detail")) for x in rows if x.get("reason") != "steer_loop"]
-        check(not bad, "airlockd relayed to its own steer listener (a second, identity-less session per "
-              "attempt) instead of refusing with steer_loop: %s" % bad)
-    case("dialling the steer port through 0.0.0.0 / [::]: airlockd refuses it as steer_loop instead of "
-         "connecting to itself", reason)
+    for host in ("0.0.0.0", "::", "127.0.0.9"):
+        def refused(host=host):
+            prog = s.py("steer_port_direct.py", host, sp)
+            assert_refused(s, prog, "direct_steer_port")
+        case("dialling the steer port through [%s]:%d (wildcard or another loopback address) is refused "
+             "in the kernel (direct_steer_port)" % (host, sp), refused)
 
 
 def fail_closed_cases(s):
@@ -1300,7 +1405,7 @@ def main():
         # restart airlockd, and the flood empties the audit rate limit; each comes after
         # the cases whose counters or rows it would disturb.
         for group in (tcp_cases, udp_cases, socket_cases, unshare_cases, self_protection_cases,
-                      held_connection_cases, steer_loop_cases, fail_closed_cases, flood_case):
+                      inbound_cases, held_connection_cases, steer_loop_cases, fail_closed_cases, flood_case):
             group(s)
         alive = s.air.proc.poll() is None
         case("airlockd still running after every attempt", lambda: check(alive, "airlockd exited %s: %s"

@@ -173,9 +173,10 @@ def cgroup2_mount():
 class TestCgroup:
     """A fresh cgroup v2 directory under the mount; holds only processes the test starts."""
 
-    def __init__(self):
+    def __init__(self, suffix=""):
+        """suffix (e.g. "-b") names a second cgroup of the same run: airlock-test-<run><suffix>."""
         self.mount = cgroup2_mount()
-        self.name = "airlock-test-%s" % RUN_ID
+        self.name = "airlock-test-%s%s" % (RUN_ID, suffix)
         self.path = os.path.join(self.mount, self.name)
         self.rel = "/" + self.name
         os.mkdir(self.path)

@@ -111,6 +111,8 @@ struct pgs {
 	char *review_text;      /* what reviewers read */
 	struct evbuffer *held;
 	char held_term;         /* 'Q' simple query, 'S'/'H' an extended batch */
+	struct event *watch;    /* while parked: notices the agent hanging up */
+	int close_polls;
 };
 
 struct up_ctx {
@@ -311,10 +313,32 @@ static void reap_soon(struct pgs *s)
 	event_active(s->timer, EV_TIMEOUT, 1);
 }
 
+static void on_close_flushed(struct bufferevent *bev, void *arg);
+
+/* With TLS, the filter's output drains into the socket's bufferevent first:
+ * wait for that one to empty too, or the last message is lost. */
+static void on_close_poll(evutil_socket_t fd, short what, void *arg)
+{
+	on_close_flushed(NULL, arg);
+	(void)fd;
+	(void)what;
+}
+
 static void on_close_flushed(struct bufferevent *bev, void *arg)
 {
-	pgs_free(arg);
+	struct pgs *s = arg;
+	struct bufferevent *under = s->agent ? bufferevent_get_underlying(s->agent) : NULL;
+
 	(void)bev;
+	if (under && evbuffer_get_length(bufferevent_get_output(under)) > 0 && s->close_polls++ < 100) {
+		struct timeval tv = { 0, 20 * 1000 };
+
+		event_del(s->timer);
+		event_assign(s->timer, s->p->base, -1, 0, on_close_poll, s);
+		evtimer_add(s->timer, &tv);
+		return;
+	}
+	pgs_free(s);
 }
 
 static void on_close_event(struct bufferevent *bev, short what, void *arg)
@@ -339,6 +363,8 @@ static void pgs_close(struct pgs *s, enum al_reason reason, const char *sqlstate
 	if (s->parked > 0 && s->p->approval)
 		approval_cancel(s->p->approval, s->parked);
 	s->parked = 0;
+	if (s->watch)
+		event_del(s->watch);
 	if (s->p->approval)
 		approval_unwatch(s->p->approval, s);
 	if (fmt) {
@@ -416,6 +442,8 @@ static void pgs_free(struct pgs *s)
 	pg_scram_free(s->scram);
 	if (s->held)
 		evbuffer_free(s->held);
+	if (s->watch)
+		event_free(s->watch);
 	free(s->review_text);
 	free(s->cgroup_path);
 	free(s->exe);
@@ -572,6 +600,16 @@ static void commit_outcomes(struct pgs *s)
 
 /* ---- review: park, release, refuse ------------------------------------------------------- */
 
+static void on_agent_gone(evutil_socket_t fd, short what, void *arg)
+{
+	struct pgs *s = arg;
+
+	pgs_close(s, AL_REASON_AGENT_RESET, NULL, "agent left while request %lld was pending",
+		  (long long)s->parked);
+	(void)fd;
+	(void)what;
+}
+
 static void flush_batch(struct pgs *s, char terminator);
 static void agent_read(struct bufferevent *bev, void *arg);
 
@@ -609,6 +647,8 @@ static void on_review(void *arg, int64_t id, enum approval_outcome o, const char
 	if (s->parked != id)
 		return;
 	s->parked = 0;
+	if (s->watch)
+		event_del(s->watch);
 	if (o == APPROVAL_APPROVED) {
 		release(s);
 	} else if (o == APPROVAL_ABORTED) {
@@ -689,6 +729,13 @@ static void park(struct pgs *s, char term)
 	}
 	s->parked = id;
 	bufferevent_disable(s->agent, EV_READ);
+	/* Not reading, yet an agent that hangs up must not leave its request
+	 * pending (or runnable): watch the socket for the peer closing. */
+	if (!s->watch)
+		s->watch = event_new(s->p->base, bufferevent_getfd(s->agent), EV_CLOSED | EV_PERSIST,
+				     on_agent_gone, s);
+	if (s->watch)
+		event_add(s->watch, NULL);
 }
 
 static void simple_query(struct pgs *s, const struct pg_msg *m, const uint8_t *raw)

@@ -1,6 +1,6 @@
 """Technique: UDP datagram to an arbitrary port with sendto() on an IPv4 socket (expected: udp_denied).
 
-argv: HOST PORT. Also used with port 443 (QUIC; expected: quic_denied).
+argv: HOST PORT.
 """
 import socket
 import sys

@@ -1,0 +1,847 @@
+"""Review integration test (issue 6): statements held for reviewers, approvals, grants, revocation, denial, timeout.
+
+Run as root with /usr/bin/python3. Prints `ok - review: NAME` / `not ok - review: NAME: why` per
+case and exits 1 if any failed. It starts a throwaway PostgreSQL 15 cluster (pgcluster.py,
+127.0.0.6 only), an airlockd whose postgres resource sends writes to review, two pinned test
+cgroups (agents run there as uid 65534), and registers reviewers with OS uids that the test
+takes with setpriv to call `airlockctl --review-socket ... approve|deny|...`. Everything
+(cluster, daemon, cgroups, pins, temp dirs) is removed on any exit.
+"""
+
+import glob
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import select
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lib  # noqa: E402
+import pgcluster  # noqa: E402
+from lib import check, note, wait_for  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REVIEW_AGENT = os.path.join(HERE, "review_agent.py")
+SETPRIV = "/usr/bin/setpriv"
+PG_ADDR = "127.0.0.6"
+DB = "reviewdb"
+APP_PW = "rev13w pw"
+AGENT_UID = 65534                     # nobody: the agents' uid
+# Reviewers (name, OS uid, groups, admin). The uids need no passwd entry: setpriv takes numbers.
+REVIEWERS = {
+    "alice": (47101, "dba,oncall", False),    # in both approver groups: still one person
+    "bob": (47102, "oncall", False),
+    "carol": (47103, "ops", False),           # in no approver group
+    "selfie": (AGENT_UID, "dba,oncall", True),  # an admin whose uid is the agent's
+}
+RULES = [
+    "rule deny unbounded_write",
+    "rule review kind delete update relation items approvers dba,oncall timeout 60s max_grant 10m",
+    "rule review kind delete update relation slow timeout 2s",
+    "rule review kind delete update relation pair approvers dba,oncall count 2 timeout 60s",
+    "rule review kind update relation bulk timeout 90s",
+]
+N_BULK = 100
+SETUP_SQL = """
+CREATE ROLE app LOGIN PASSWORD '%s';
+CREATE DATABASE %s OWNER app;
+\\c %s
+SET SESSION AUTHORIZATION app;
+CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
+INSERT INTO items SELECT g, 'item-' || g FROM generate_series(1, 50) g;
+CREATE TABLE slow (id int PRIMARY KEY, v int NOT NULL);
+INSERT INTO slow VALUES (1, 0), (2, 0);
+CREATE TABLE pair (id int PRIMARY KEY, v int NOT NULL);
+INSERT INTO pair VALUES (1, 0);
+CREATE TABLE bulk (id int PRIMARY KEY, v int NOT NULL);
+INSERT INTO bulk SELECT g, 0 FROM generate_series(0, %d) g;
+CREATE TABLE other (id int);
+INSERT INTO other VALUES (1), (2), (3);
+""" % (APP_PW, DB, DB, N_BULK - 1)
+
+
+class T:
+    """State shared by the cases, which run in order."""
+    tmp = home = pg = al = cga = cgb = None
+    rsock = hookdir = None
+    up = False
+    req1 = None            # the first parked DELETE (request row)
+    p1 = None              # its psql
+    sess = None            # the long-lived psycopg2 session (grant/revoke)
+    grant = None
+    reqb = pb = None       # the grant case's request from the second cgroup
+
+
+# ---------------------------------------------------------------- agents
+
+def conninfo():
+    return "host=%s port=%d dbname=%s user=app sslmode=disable connect_timeout=10" % (
+        PG_ADDR, T.pg.port, DB)
+
+
+def as_agent(argv):
+    return [SETPRIV, "--reuid=%d" % AGENT_UID, "--regid=%d" % AGENT_UID, "--clear-groups"] + argv
+
+
+def psql_argv(sql=None, verbose=True):
+    argv = [pgcluster.PSQL, "-X", "-w", "-At", "-d", conninfo()]
+    if verbose:
+        argv += ["-v", "VERBOSITY=verbose"]
+    if sql is not None:
+        argv += ["-c", sql]
+    return as_agent(argv)
+
+
+def psql_bg(cg, sql=None, script=None):
+    """psql as the agent in cg, in the background: one -c statement, or a script on stdin."""
+    p = cg.popen(psql_argv(sql), stdin=subprocess.PIPE if script is not None else subprocess.DEVNULL,
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                 env=pgcluster.client_env(T.home, "wrong"))
+    p.t0 = time.monotonic()
+    if script is not None:
+        p.stdin.write(script)
+        p.stdin.close()
+        p.stdin = None          # communicate() must not touch it again
+    return p
+
+
+def finish(p, timeout=15):
+    """(rc, stdout, stderr) of a background psql; fails if it does not end in time."""
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        raise AssertionError("psql did not finish within %ds (stdout %r, stderr %r)"
+                             % (timeout, out.strip()[-200:], err.strip()[-300:]))
+    p.elapsed = time.monotonic() - p.t0
+    return p.returncode, out, err
+
+
+def psql_now(cg, sql, timeout=15):
+    return finish(psql_bg(cg, sql), timeout)
+
+
+def still_waiting(p, what, secs=0.4):
+    time.sleep(secs)
+    if p.poll() is not None:
+        out, err = p.communicate()
+        raise AssertionError("%s was not held: psql exited %d: %r %r"
+                             % (what, p.returncode, out.strip(), err.strip()[-300:]))
+
+
+class Session:
+    """review_agent.py session: one psycopg2 connection in a cgroup that runs SQL when told."""
+
+    def __init__(self, cg):
+        self.p = cg.popen(as_agent([lib.PY, REVIEW_AGENT, "session", PG_ADDR, str(T.pg.port), DB,
+                                    "app"]),
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=pgcluster.client_env(T.home))
+        self.ready = self.read(20)
+        check(self.ready.get("ready"), "session did not start: %r" % self.ready)
+
+    def send(self, sql):
+        self.p.stdin.write(json.dumps({"sql": sql}) + "\n")
+        self.p.stdin.flush()
+
+    def read(self, timeout):
+        r, _, _ = select.select([self.p.stdout], [], [], timeout)
+        if not r:
+            return None
+        line = self.p.stdout.readline()
+        if not line:
+            err = self.p.stderr.read() if self.p.poll() is not None else ""
+            raise AssertionError("session ended (exit %s): %s" % (self.p.poll(), err.strip()[-400:]))
+        return json.loads(line)
+
+    def run(self, sql, timeout=15):
+        self.send(sql)
+        res = self.read(timeout)
+        check(res is not None, "session: no answer to %r within %ds" % (sql, timeout))
+        return res
+
+    def peek(self, secs):
+        """The first message the server side sent unasked within secs (not consumed), or None."""
+        self.p.stdin.write(json.dumps({"peek": secs}) + "\n")
+        self.p.stdin.flush()
+        res = self.read(secs + 10)
+        check(res is not None, "session: no answer to peek")
+        return res["peek"]
+
+    def close(self):
+        try:
+            self.p.stdin.close()
+        except OSError:
+            pass
+        lib.stop_process(self.p, 3)
+
+
+# ---------------------------------------------------------------- reviewers
+
+def rv(who, *args, timeout=15):
+    """airlockctl --review-socket ... as reviewer `who` (their OS uid), outside the cgroups."""
+    uid = REVIEWERS[who][0] if who in REVIEWERS else int(who)
+    argv = [SETPRIV, "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups", lib.AIRLOCKCTL,
+            "--review-socket", T.rsock] + [str(a) for a in args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=lib.CLIENT_ENV)
+
+
+def rv_ok(who, *args):
+    r = rv(who, *args)
+    check(r.returncode == 0, "airlockctl %s as %s exited %d: %s" % (" ".join(map(str, args)), who,
+                                                                   r.returncode, r.stderr.strip()))
+    return r
+
+
+def rv_refused(who, want, *args):
+    r = rv(who, *args)
+    check(r.returncode != 0, "airlockctl %s as %s was accepted (want refused: %r)"
+          % (" ".join(map(str, args)), who, want))
+    check(want in r.stderr, "airlockctl %s as %s: refused with %r, want %r"
+          % (" ".join(map(str, args)), who, r.stderr.strip(), want))
+    return r
+
+
+def rv_json(who, *args):
+    r = rv_ok(who, *args, "--json")
+    try:
+        return json.loads(r.stdout)
+    except ValueError:
+        raise AssertionError("airlockctl %s --json printed no JSON: %r" % (" ".join(args),
+                                                                          r.stdout[:300]))
+
+
+def approvers_of(row):
+    a = row.get("approvers")
+    return json.loads(a) if isinstance(a, str) else a
+
+
+# ---------------------------------------------------------------- store
+
+def requests(where="1", args=()):
+    return T.al.db_rows(where, args, table="requests")
+
+
+def request(rid):
+    rows = requests("id = ?", (rid,))
+    check(rows, "no requests row %s" % rid)
+    return rows[0]
+
+
+def wait_request(text, cg=None, after=0, timeout=10):
+    """The newest request whose command contains text (from cg, id > after), once stored."""
+    def get():
+        rows = [r for r in requests("id > ?", (after,)) if text in (r["command"] or "")
+                and (cg is None or r["cgroup_id"] == cg.id)]
+        return rows[-1] if rows else None
+    row = wait_for(get, timeout, 0.05)
+    check(row, "no review request for %r within %ds (requests: %s)"
+          % (text, timeout, [(r["id"], r["state"], r["command"][:40]) for r in requests()[-5:]]))
+    return row
+
+
+def wait_state(rid, state, timeout=10):
+    row = wait_for(lambda: (lambda r: r if r["state"] == state else None)(request(rid)),
+                   timeout, 0.05)
+    if not row:
+        r = request(rid)
+        raise AssertionError("request %d is %r (reason %r), want %r after %ds"
+                             % (rid, r["state"], r["reason"], state, timeout))
+    return row
+
+
+def max_req():
+    return max((r["id"] for r in requests()), default=0)
+
+
+def stmt_row(sid, timeout=5):
+    rows = wait_for(lambda: T.al.db_rows("id = ?", (sid,), table="statements"), timeout, 0.05)
+    check(rows, "no statements row %s" % sid)
+    return rows[0]
+
+
+def query_msg(sql):
+    """The exact bytes of a simple-protocol Query message carrying sql."""
+    b = sql.encode() + b"\0"
+    return b"Q" + struct.pack("!I", 4 + len(b)) + b
+
+
+def up(sql):
+    return T.pg.sql(sql, db=DB)
+
+
+def need_up():
+    check(T.up and T.al.running(), "airlockd is not running (log: %s)" % T.al.log_tail(5))
+
+
+def deny_quietly(rid, why="test cleanup"):
+    if rid and request(rid)["state"] == "pending":
+        rv("bob", "deny", rid, "--reason", why)
+
+
+def denial_re(rid, what):
+    return re.compile(r"ERROR:\s+42501:\s+airlock: request %d %s" % (rid, what))
+
+
+# ---------------------------------------------------------------- cases
+
+def case_parked():
+    need_up()
+    sm = int(time.time() * 1e6)
+    sql = "DELETE FROM items WHERE id = 1"
+    T.p1 = psql_bg(T.cga, sql)
+    row = wait_request(sql)
+    T.req1 = row
+    still_waiting(T.p1, "DELETE FROM items WHERE id = 1")
+    check(up("SELECT count(*) FROM items WHERE id = 1") == "1", "row 1 is gone while parked")
+    pend = rv_json("alice", "pending")
+    mine = [r for r in pend if r.get("id") == row["id"]]
+    check(mine, "request %d is not in `airlockctl pending --json`: %r" % (row["id"], pend))
+    r = mine[0]
+    want = {"state": "pending", "cgroup_path": T.cga.rel, "cgroup_id": T.cga.id, "uid": AGENT_UID,
+            "resource": "pg", "protocol": "postgres", "command": sql, "kind": "delete",
+            "approvals_needed": 1, "max_grant_s": 600, "approvals": [], "comm": "psql"}
+    bad = {k: (r.get(k), v) for k, v in want.items() if r.get(k) != v}
+    check(not bad, "pending row %d: (got, want) %r" % (row["id"], bad))
+    missing = {"id", "created_us", "expires_us", "conn_id", "stmt_id", "pid", "exe", "fingerprint",
+               "sha256", "rule", "approvers", "decided_us", "reason"} - set(r)
+    check(not missing, "pending row lacks %s" % sorted(missing))
+    check(approvers_of(r) == ["dba", "oncall"], "approvers %r" % r.get("approvers"))
+    check("review" in (r.get("rule") or ""), "rule %r" % r.get("rule"))
+    check(abs(r["expires_us"] - r["created_us"] - 60e6) < 1e6,
+          "expires - created = %.1fs, want the rule's timeout 60s"
+          % ((r["expires_us"] - r["created_us"]) / 1e6))
+    check(r["sha256"] == hashlib.sha256(query_msg(sql)).hexdigest(),
+          "sha256 %s is not that of the Query message held (%s)"
+          % (r["sha256"], hashlib.sha256(query_msg(sql)).hexdigest()))
+    check(r["pid"] == T.p1.pid, "pid %r, want psql's %d" % (r["pid"], T.p1.pid))
+    st = stmt_row(r["stmt_id"])
+    check(st["decision"] == "review" and st["text"] == sql and st["at_us"] >= sm,
+          "statements row %d: decision %r text %r" % (st["id"], st["decision"], st["text"]))
+    check(st["tag"] is None, "statements row %d has a tag %r while parked" % (st["id"], st["tag"]))
+    txt = rv_ok("bob", "pending").stdout
+    check(re.search(r"^%d\s" % row["id"], txt, re.M) and sql in txt,
+          "`airlockctl pending` does not list request %d: %r" % (row["id"], txt))
+    js = rv_json("alice", "show", row["id"])
+    check(js.get("id") == row["id"] and js.get("command") == sql, "show --json: %r" % js)
+
+
+def case_hook():
+    rid = T.req1["id"] if T.req1 else None
+    check(rid, "no parked request from the first case")
+
+    def find():
+        for f in glob.glob(os.path.join(T.hookdir, "req.*.json")):
+            try:
+                with open(f) as fh:
+                    js = json.load(fh)
+            except (OSError, ValueError):
+                continue
+            if js.get("id") == rid:
+                return js
+        return None
+    js = wait_for(find, 5, 0.1)
+    check(js, "the review_hook wrote no JSON for request %d (files: %s)"
+          % (rid, os.listdir(T.hookdir)))
+    for k in ("command", "sha256", "cgroup_path", "resource", "kind", "rule", "state"):
+        check(js.get(k) == T.req1[k], "hook JSON %s is %r, want %r" % (k, js.get(k), T.req1[k]))
+
+
+def case_socket_refusals():
+    need_up()
+    r = rv(0, "pending")
+    check(r.returncode != 0 and "not a reviewer" in r.stderr,
+          "uid 0 (no reviewer) listing pending: exit %d %r" % (r.returncode, r.stderr.strip()))
+    uid = REVIEWERS["alice"][0]
+    r = T.cga.run([SETPRIV, "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups",
+                   lib.AIRLOCKCTL, "--review-socket", T.rsock, "approve", str(T.req1["id"])])
+    check(r.returncode != 0 and "pinned" in r.stderr,
+          "alice's uid inside the pinned cgroup approving: exit %d %r"
+          % (r.returncode, r.stderr.strip()))
+    check(request(T.req1["id"])["state"] == "pending", "request %d is no longer pending"
+          % T.req1["id"])
+
+
+def case_self_approval():
+    need_up()
+    rid = T.req1["id"]
+    rv_refused("selfie", "cannot decide their own request", "approve", rid)
+    check(request(rid)["state"] == "pending", "request %d is no longer pending" % rid)
+    check(rv_json("alice", "show", rid).get("approvals") == [], "an approval was recorded")
+    still_waiting(T.p1, "the DELETE", 0.1)
+
+
+def case_non_approver():
+    need_up()
+    rid = T.req1["id"]
+    rv_refused("carol", "none of the approver groups", "approve", rid)
+    check(request(rid)["state"] == "pending", "request %d is no longer pending" % rid)
+    still_waiting(T.p1, "the DELETE", 0.1)
+
+
+def case_approve():
+    need_up()
+    rid = T.req1["id"]
+    rv_ok("alice", "approve", rid, "--reason", "ticket 42")
+    rc, out, err = finish(T.p1)
+    check(rc == 0 and out.strip() == "DELETE 1", "psql after approval: exit %d %r %r"
+          % (rc, out.strip(), err.strip()[-300:]))
+    check(up("SELECT count(*) FROM items WHERE id = 1") == "0", "row 1 is still there upstream")
+    row = wait_state(rid, "approved", 3)
+    check(row["decided_us"], "request %d has no decided_us" % rid)
+    appr = rv_json("bob", "show", rid).get("approvals")
+    check(isinstance(appr, list) and len(appr) == 1 and appr[0].get("reviewer") == "alice" and
+          appr[0].get("decision") == "approve" and appr[0].get("reason") == "ticket 42",
+          "approvals of request %d: %r" % (rid, appr))
+    st = wait_for(lambda: (lambda s: s if s["tag"] else None)(stmt_row(row["stmt_id"])), 5, 0.05)
+    check(st and st["tag"] == "DELETE 1", "statements row %d: tag %r" % (row["stmt_id"],
+                                                                       st and st["tag"]))
+
+
+def case_single_use():
+    need_up()
+    sql = "DELETE FROM items WHERE id = 1"
+    p = psql_bg(T.cga, sql)
+    row = wait_request(sql, after=T.req1["id"])
+    check(row["id"] != T.req1["id"] and row["sha256"] == T.req1["sha256"],
+          "request %d sha %s vs %d sha %s" % (row["id"], row["sha256"], T.req1["id"],
+                                              T.req1["sha256"]))
+    still_waiting(p, "the same DELETE again")
+    rv_refused("alice", "not pending", "approve", T.req1["id"])
+    rv_ok("bob", "approve", row["id"])
+    rc, out, err = finish(p)
+    check(rc == 0 and out.strip() == "DELETE 0", "psql after the second approval: exit %d %r %r"
+          % (rc, out.strip(), err.strip()[-300:]))
+
+
+def case_grant():
+    need_up()
+    T.sess = s = Session(T.cga)
+    mark = max_req()
+    s.send("DELETE FROM items WHERE id = 2")
+    row = wait_request("DELETE FROM items WHERE id = 2", after=mark)
+    check(s.read(0.4) is None, "the DELETE ran before review")
+    rv_ok("alice", "approve", row["id"], "--for", "10m")
+    res = s.read(10)
+    check(res and res.get("status") == "DELETE 1", "session after approve --for 10m: %r" % res)
+    grants = [g for g in rv_json("bob", "grants") if g.get("request_id") == row["id"]]
+    check(len(grants) == 1, "grants for request %d: %r" % (row["id"], grants))
+    g = T.grant = grants[0]
+    now = time.time() * 1e6
+    check(g.get("fingerprint") == row["fingerprint"] and g.get("cgroup_id") == T.cga.id and
+          g.get("resource") == "pg" and abs(g["expires_us"] - now - 600e6) < 30e6 and
+          not g.get("revoked_us"), "grant %r (request fingerprint %s, cgroup %d)"
+          % (g, row["fingerprint"], T.cga.id))
+    # Same fingerprint, another literal, same cgroup: runs at once, no request.
+    mark = max_req()
+    res = s.run("DELETE FROM items WHERE id = 3", timeout=5)
+    check(res.get("status") == "DELETE 1", "same fingerprint under the grant: %r" % res)
+    check(up("SELECT count(*) FROM items WHERE id IN (2, 3)") == "0", "rows 2, 3 still there")
+    # A new connection from the same cgroup is covered too.
+    rc, out, err = psql_now(T.cga, "DELETE FROM items WHERE id = 12", timeout=8)
+    check(rc == 0 and out.strip() == "DELETE 1", "a new psql in the same cgroup under the grant: "
+          "exit %d %r %r" % (rc, out.strip(), err.strip()[-300:]))
+    check(max_req() == mark, "statements under the grant made requests: %s"
+          % [(r["id"], r["command"]) for r in requests("id > ?", (mark,))])
+    g2 = [x for x in rv_json("bob", "grants") if x.get("id") == g["id"]]
+    check(g2 and g2[0].get("expires_us") == g["expires_us"],
+          "the grant's expiry moved after it was used (new connection): %r -> %r"
+          % (g["expires_us"], g2 and g2[0].get("expires_us")))
+    # The other pinned cgroup is another agent: still held.
+    T.pb = psql_bg(T.cgb, "DELETE FROM items WHERE id = 4")
+    T.reqb = wait_request("DELETE FROM items WHERE id = 4", cg=T.cgb, after=mark)
+    check(T.reqb["cgroup_path"] == T.cgb.rel and T.reqb["fingerprint"] == row["fingerprint"],
+          "request from the second cgroup: %r" % {k: T.reqb[k] for k in ("cgroup_path",
+                                                                        "fingerprint")})
+    still_waiting(T.pb, "the DELETE from the second cgroup")
+    check(up("SELECT count(*) FROM items WHERE id = 4") == "1", "row 4 deleted")
+
+
+def case_max_grant():
+    need_up()
+    check(T.reqb, "no request from the second cgroup")
+    rid = T.reqb["id"]
+    rv_refused("alice", "at most 600s", "approve", rid, "--for", "11m")
+    check(request(rid)["state"] == "pending", "request %d is no longer pending" % rid)
+    still_waiting(T.pb, "the DELETE from the second cgroup", 0.1)
+    rv_ok("bob", "deny", rid, "--reason", "other agent")
+    rc, out, err = finish(T.pb)
+    check(denial_re(rid, "was denied by a reviewer: other agent").search(err),
+          "psql in the second cgroup after the denial: exit %d %r" % (rc, err.strip()[-300:]))
+    check(up("SELECT count(*) FROM items WHERE id = 4") == "1", "row 4 deleted")
+
+
+def case_revoke():
+    need_up()
+    check(T.sess and T.grant, "no session and grant from the grant case")
+    gid = T.grant["id"]
+    conn_id = request(T.grant["request_id"])["conn_id"]
+    check(T.al.db_rows("id = ?", (conn_id,))[0]["closed_us"] is None,
+          "the session's connection %d is closed already" % conn_id)
+    rv_ok("bob", "revoke", gid)
+    t0 = time.monotonic()
+    closed = wait_for(lambda: T.al.db_rows("id = ?", (conn_id,))[0]["closed_us"], 5, 0.05)
+    check(closed, "the live session (connection %d) was not ended within 5s of revoke %d"
+          % (conn_id, gid))
+    note("session ended %.2fs after the revoke" % (time.monotonic() - t0))
+    # Before the agent sends anything: Airlock told it why (a native FATAL), then closed.
+    pk = T.sess.peek(3)
+    f = (pk or {}).get("fields") or {}
+    check(pk and pk.get("type") == "E" and f.get("V", f.get("S")) == "FATAL" and
+          f.get("C") == "42501" and "grant %d was revoked" % gid in f.get("M", ""),
+          "what the session got on revoke: %r (want ErrorResponse FATAL 42501 'grant %d was "
+          "revoked')" % (pk, gid))
+    res = T.sess.run("SELECT 1", timeout=10)
+    check(res.get("error") and res.get("closed"), "the session after revoke: %r" % res)
+    check(re.search(r"revoked|closed the connection", res["error"]), "error %r" % res["error"])
+    note("session's next query: %s" % " ".join(res["error"].split())[:200])
+    g = [x for x in rv_json("alice", "grants") if x.get("id") == gid]
+    check(g and g[0].get("revoked_us"), "grant %d after revoke: %r" % (gid, g))
+    # No grant any more: held again.
+    mark = max_req()
+    p = psql_bg(T.cga, "DELETE FROM items WHERE id = 5")
+    row = wait_request("DELETE FROM items WHERE id = 5", after=mark)
+    still_waiting(p, "a DELETE after the revoke")
+    rv_ok("bob", "deny", row["id"], "--reason", "after revoke")
+    finish(p)
+    T.sess.close()
+
+
+def case_deny():
+    need_up()
+    reason = "change freeze %s" % lib.RUN_ID
+    mark = max_req()
+    p = psql_bg(T.cga, script="DELETE FROM items WHERE id = 6;\nSELECT 'after-deny';\n")
+    row = wait_request("DELETE FROM items WHERE id = 6", after=mark)
+    still_waiting(p, "the DELETE")
+    rv_ok("bob", "deny", row["id"], "--reason", reason)
+    rc, out, err = finish(p)
+    check(denial_re(row["id"], "was denied by a reviewer: " + re.escape(reason)).search(err),
+          "psql stderr has no 'ERROR: 42501: airlock: request %d was denied by a reviewer: %s': %r"
+          % (row["id"], reason, err.strip()[-400:]))
+    check(rc == 0 and out.strip() == "after-deny", "the next statement: exit %d, stdout %r"
+          % (rc, out.strip()))
+    check(up("SELECT count(*) FROM items WHERE id = 6") == "1", "row 6 was deleted")
+    r = wait_state(row["id"], "denied", 3)
+    check(r["reason"] == reason, "request %d reason %r" % (row["id"], r["reason"]))
+
+
+def case_timeout():
+    need_up()
+    mark = max_req()
+    p = psql_bg(T.cga, script="DELETE FROM slow WHERE id = 1;\nSELECT 'after-timeout';\n")
+    row = wait_request("DELETE FROM slow WHERE id = 1", after=mark)
+    rc, out, err = finish(p, 20)
+    check(denial_re(row["id"], "timed out").search(err),
+          "psql stderr has no 'ERROR: 42501: airlock: request %d timed out': %r"
+          % (row["id"], err.strip()[-400:]))
+    check(1.5 <= p.elapsed <= 10, "answered after %.1fs (rule timeout 2s)" % p.elapsed)
+    check(rc == 0 and out.strip() == "after-timeout", "the next statement: exit %d, stdout %r"
+          % (rc, out.strip()))
+    check(up("SELECT count(*) FROM slow WHERE id = 1") == "1", "slow row 1 was deleted")
+    wait_state(row["id"], "timeout", 3)
+
+
+def case_two_approvers():
+    need_up()
+    mark = max_req()
+    sql = "UPDATE pair SET v = v + 1 WHERE id = 1"
+    p = psql_bg(T.cga, sql)
+    row = wait_request(sql, after=mark)
+    rid = row["id"]
+    check(row["approvals_needed"] == 2, "approvals_needed %r" % row["approvals_needed"])
+    rv_ok("alice", "approve", rid)
+    still_waiting(p, "the UPDATE after one approval")
+    rv_refused("alice", "already approved", "approve", rid)
+    rv_refused("carol", "none of the approver groups", "approve", rid)
+    js = rv_json("bob", "show", rid)
+    check(js.get("state") == "pending" and len(js.get("approvals") or []) == 1,
+          "after alice (in two approver groups) approved: state %r, approvals %r"
+          % (js.get("state"), js.get("approvals")))
+    check(up("SELECT v FROM pair WHERE id = 1") == "0", "the UPDATE ran after one approval")
+    still_waiting(p, "the UPDATE after one approval", 0.1)
+    rv_ok("bob", "approve", rid)
+    rc, out, err = finish(p)
+    check(rc == 0 and out.strip() == "UPDATE 1", "psql after the second person approved: exit %d "
+          "%r %r" % (rc, out.strip(), err.strip()[-300:]))
+    check(up("SELECT v FROM pair WHERE id = 1") == "1", "pair.v is not 1")
+    js = rv_json("alice", "show", rid)
+    check(js.get("state") == "approved" and
+          sorted(a.get("reviewer") for a in js.get("approvals") or []) == ["alice", "bob"],
+          "request %d: %r" % (rid, {k: js.get(k) for k in ("state", "approvals")}))
+
+
+def case_disconnect():
+    need_up()
+    mark = max_req()
+    p = psql_bg(T.cga, "DELETE FROM items WHERE id = 7")
+    row = wait_request("DELETE FROM items WHERE id = 7", after=mark)
+    still_waiting(p, "the DELETE")
+    p.kill()
+    p.wait()
+    r = wait_for(lambda: (lambda x: x if x["state"] != "pending" else None)(request(row["id"])),
+                 5, 0.05)
+    if r:
+        check(r["state"] == "abandoned", "request %d is %r (reason %r), want abandoned"
+              % (row["id"], r["state"], r["reason"]))
+        rv_refused("alice", "not pending", "approve", row["id"])
+        check(up("SELECT count(*) FROM items WHERE id = 7") == "1", "row 7 was deleted")
+        return
+    # Still pending: what would an approval do now that nobody is there to get the answer?
+    a = rv("alice", "approve", row["id"])
+    time.sleep(0.5)
+    gone = up("SELECT count(*) FROM items WHERE id = 7") == "0"
+    raise AssertionError("request %d still pending 5s after its agent (psql pid %d) was killed; "
+                         "approving it then %s%s" % (
+                             row["id"], p.pid,
+                             "was accepted" if a.returncode == 0 else "failed: %s" % a.stderr.strip(),
+                             " and the DELETE ran upstream (row 7 is gone)" if gone else
+                             ", row 7 is still there"))
+
+
+def case_many():
+    need_up()
+    mark = max_req()
+    sql = "UPDATE bulk SET v = v + 1 WHERE id = %d"
+    p = T.cga.popen(as_agent([lib.PY, REVIEW_AGENT, "many", PG_ADDR, str(T.pg.port), DB, "app",
+                              str(N_BULK), sql]),
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    text=True, env=pgcluster.client_env(T.home))
+    try:
+        r, _, _ = select.select([p.stdout], [], [], 60)
+        line = p.stdout.readline() if r else ""
+        check(line, "the %d connections did not come up (exit %s): %s"
+              % (N_BULK, p.poll(), p.stderr.read()[-400:] if p.poll() is not None else ""))
+        js = json.loads(line)
+        check(js.get("connected") == N_BULK, "connected: %r" % js)
+        t0 = time.monotonic()
+
+        def parked():
+            rows = [x for x in requests("id > ?", (mark,)) if x["command"].startswith("UPDATE bulk")]
+            return rows if len(rows) >= N_BULK else None
+        rows = wait_for(parked, 30, 0.1)
+        check(rows and len(rows) == N_BULK, "%d of %d statements parked"
+              % (len(rows or []), N_BULK))
+        note("%d requests parked %.1fs after the clients connected" % (N_BULK,
+                                                                      time.monotonic() - t0))
+        check(all(x["state"] == "pending" for x in rows), "not all pending: %s"
+              % sorted({x["state"] for x in rows}))
+        # Unrelated traffic keeps flowing: other connections, both cgroups.
+        lat = []
+        for cg in (T.cga, T.cgb, T.cga):
+            t1 = time.monotonic()
+            rc, out, err = psql_now(cg, "SELECT count(*) FROM other", timeout=10)
+            lat.append(time.monotonic() - t1)
+            check(rc == 0 and out.strip() == "3", "SELECT while %d are parked: exit %d %r %r"
+                  % (N_BULK, rc, out.strip(), err.strip()[-200:]))
+        note("SELECT while %d parked: %s s" % (N_BULK, ", ".join("%.2f" % x for x in lat)))
+        check(up("SELECT sum(v) FROM bulk") == "0", "bulk updates ran before review")
+        # Even ids approved, odd ids denied.
+        want = {}
+        t1 = time.monotonic()
+        for x in rows:
+            i = int(re.search(r"id = (\d+)", x["command"]).group(1))
+            if i % 2 == 0:
+                rv_ok("alice", "approve", x["id"])
+            else:
+                rv_ok("bob", "deny", x["id"], "--reason", "bulk-%d" % i)
+            want[i] = x["id"]
+        note("%d decisions in %.1fs" % (N_BULK, time.monotonic() - t1))
+        r, _, _ = select.select([p.stdout], [], [], 30)
+        line = p.stdout.readline() if r else ""
+        check(line, "the clients did not all get an answer within 30s")
+        results = json.loads(line)["results"]
+        wrong = []
+        for res in results:
+            i = res["i"]
+            if i % 2 == 0:
+                ok = res.get("status") == "UPDATE 1"
+            else:
+                ok = res.get("pgcode") == "42501" and (
+                    "request %d was denied by a reviewer: bulk-%d" % (want.get(i, -1), i)
+                    in (res.get("error") or ""))
+            if not ok:
+                wrong.append(res)
+        check(not wrong, "%d of %d clients got a wrong answer, e.g. %r" % (len(wrong), N_BULK,
+                                                                           wrong[:3]))
+        got = up("SELECT count(*) FILTER (WHERE v = 1 AND id % 2 = 0), count(*) FILTER "
+                 "(WHERE v <> 0 AND id % 2 = 1) FROM bulk")
+        check(got == "%d|0" % (N_BULK // 2), "upstream bulk (even ids updated, odd ids updated): %s"
+              % got)
+        check(p.wait(20) == 0, "the client exited %s" % p.returncode)
+    finally:
+        lib.stop_process(p, 2, signal.SIGKILL)
+        for x in requests("id > ? AND state = 'pending'", (mark,)):
+            deny_quietly(x["id"])
+
+
+def case_kill9():
+    need_up()
+    mark = max_req()
+    ids = (20, 21, 22)
+    ps = [psql_bg(T.cga, "DELETE FROM items WHERE id = %d" % i) for i in ids]
+    rows = [wait_request("DELETE FROM items WHERE id = %d" % i, after=mark) for i in ids]
+    for p in ps:
+        still_waiting(p, "a DELETE", 0.1)
+    T.al.stop(sig=signal.SIGKILL)
+    T.up = False
+    for i, p in zip(ids, ps):
+        rc, out, err = finish(p, 10)
+        check(rc != 0 and "DELETE" not in out, "psql (id %d) after kill -9: exit %d %r" % (i, rc, out))
+        check(re.search(r"closed the connection|connection to server|terminat|lost", err),
+              "psql (id %d) saw no connection error: %r" % (i, err.strip()[-300:]))
+        if i == ids[0]:
+            note("psql saw: %s" % " ".join(err.split())[:200])
+    check(up("SELECT count(*) FROM items WHERE id IN (20, 21, 22)") == "3",
+          "a held DELETE ran upstream")
+    T.al.start()
+    T.up = True
+    for row in rows:
+        r = request(row["id"])
+        check(r["state"] == "aborted", "request %d after restart: %r (reason %r)"
+              % (row["id"], r["state"], r["reason"]))
+    rv_refused("alice", "not pending", "approve", rows[0]["id"])
+    rc, out, err = psql_now(T.cga, "SELECT count(*) FROM items WHERE id IN (20, 21, 22)")
+    check(rc == 0 and out.strip() == "3", "psql after the restart: exit %d %r %r"
+          % (rc, out.strip(), err.strip()[-300:]))
+
+
+def case_still_up():
+    need_up()
+    st = T.al.status()
+    check(isinstance(st, dict), "status: %r" % st)
+    left = requests("state = 'pending'")
+    check(not left, "requests still pending: %s" % [(r["id"], r["command"]) for r in left])
+    bad = [l for l in T.al.log_lines() if "runtime error" in l or "AddressSanitizer" in l
+           or "assert" in l.lower()]
+    check(not bad, "airlockd log: %s" % bad[:3])
+
+
+# ---------------------------------------------------------------- main
+
+def setup():
+    t = T
+    t.tmp = lib.make_tempdir()
+    os.chmod(t.tmp, 0o755)            # reviewers (other uids) reach the review socket in here
+    t.home = os.path.join(t.tmp, "home")
+    os.mkdir(t.home, 0o755)
+    t.hookdir = os.path.join(t.tmp, "hook")
+    os.mkdir(t.hookdir, 0o700)
+    hook = os.path.join(t.tmp, "hook.sh")
+    with open(hook, "w") as f:
+        f.write('#!/bin/sh\n# airlock test_review: keeps each request it is given\n'
+                'exec cat > "%s/req.$$.json"\n' % t.hookdir)
+    os.chmod(hook, 0o755)
+    ca_dir = os.path.join(t.tmp, "ca")
+    os.mkdir(ca_dir, 0o700)
+    t0 = time.monotonic()
+    t.pg = pgcluster.Cluster(PG_ADDR, max_connections=N_BULK + 60)
+    t.pg.start(SETUP_SQL)
+    note("postgres on %s:%d ready in %.1fs (dir %s)" % (PG_ADDR, t.pg.port, time.monotonic() - t0,
+                                                        t.pg.dir))
+    secrets = pgcluster.write_secrets(os.path.join(t.tmp, "secrets.conf"),
+                                      [("pgcred", "app", APP_PW)])
+    t.rsock = os.path.join(t.tmp, "review.sock")
+    t.cga = lib.TestCgroup("-a")
+    t.cgb = lib.TestCgroup("-b")
+    t.al = lib.Airlock(t.tmp, [pgcluster.pg_resource("pg", PG_ADDR, t.pg.port, RULES)],
+                       settings=['secrets "%s"' % secrets, 'ca_dir "%s"' % ca_dir,
+                                 'review_socket "%s"' % t.rsock, 'review_hook "%s"' % hook])
+    r = subprocess.run([lib.AIRLOCKD, "-n", "-c", t.al.conf], capture_output=True, text=True,
+                       timeout=20)
+    check(r.returncode == 0, "airlockd -n: %s" % r.stderr.strip())
+    t.al.start()
+    t.up = True
+    for cg in (t.cga, t.cgb):
+        r = t.al.ctl("pin", cg.rel)
+        check(r.returncode == 0, "pin %s: %s" % (cg.rel, r.stderr.strip()))
+    for name, (uid, groups, admin) in REVIEWERS.items():
+        r = t.al.ctl("user", "add", name, "--uid", str(uid), "--groups", groups,
+                     *(["--admin"] if admin else []))
+        check(r.returncode == 0, "user add %s: %s" % (name, r.stderr.strip()))
+    users = t.al.ctl_json("user", "list")
+    check(sorted(u.get("name") for u in users) == sorted(REVIEWERS), "user list: %r" % users)
+    note("cgroups %s %s, pins %s, steer port %d, tmp %s" % (t.cga.rel, t.cgb.rel, t.al.pin_root,
+                                                            t.al.steer_port, t.tmp))
+
+
+CASES = [
+    ("DELETE is parked: shown in airlockctl pending (agent, rule, sha256 of the held bytes), "
+     "audit decision review, nothing upstream", case_parked),
+    ("review_hook gets the request JSON on stdin", case_hook),
+    ("review socket refuses a uid that is no reviewer and a reviewer inside the pinned cgroup",
+     case_socket_refusals),
+    ("an admin reviewer with the agent's uid cannot approve (self-approval)", case_self_approval),
+    ("a reviewer in no approver group cannot approve", case_non_approver),
+    ("approve -> psql prints DELETE 1, the row is gone upstream, approval recorded", case_approve),
+    ("single use: the same statement again is parked again; the old request cannot be reused",
+     case_single_use),
+    ("approve --for 10m: same fingerprint, other literal runs unreviewed from the same cgroup "
+     "(also on a new connection); from the second cgroup it is parked", case_grant),
+    ("approve --for longer than max_grant is refused", case_max_grant),
+    ("revoke -> the live session that used the grant ends; the next DELETE is parked", case_revoke),
+    ("deny with a reason -> ERROR 42501 with reason and request id; next statement works",
+     case_deny),
+    ("timeout 2s -> ERROR 42501 request N timed out; next statement works", case_timeout),
+    ("2 approvers: one person in two groups approves (twice refused) -> still pending; "
+     "a second person -> runs", case_two_approvers),
+    ("agent disconnects while pending -> request abandoned", case_disconnect),
+    ("%d statements parked from %d connections; unrelated SELECTs flow; half approved, half "
+     "denied, every client answered" % (N_BULK, N_BULK), case_many),
+    ("kill -9 with requests pending: clients get an error, nothing ran, after restart they are "
+     "aborted", case_kill9),
+    ("airlockd still up, nothing left pending, no sanitizer or assert lines in its log",
+     case_still_up),
+]
+
+
+def main():
+    res = lib.Results()
+    if os.geteuid() != 0:
+        res.not_ok("review: test_review", "needs root (loads BPF, creates cgroups, runs postgres)")
+        return 1
+    missing = [b for b in (lib.AIRLOCKD, lib.AIRLOCKCTL, SETPRIV) if not os.access(b, os.X_OK)]
+    missing += pgcluster.missing_tools()
+    if missing:
+        res.not_ok("review: test_review", "missing %s (make all; scripts/deps.sh)" % missing)
+        return 1
+    if importlib.util.find_spec("psycopg2") is None:
+        res.not_ok("review: test_review", "python3-psycopg2 is missing (scripts/deps.sh)")
+        return 1
+    lib.install_exit_handlers()
+    t0 = time.monotonic()
+    try:
+        try:
+            setup()
+        except Exception as e:
+            res.not_ok("review: setup", "%s: %s" % (type(e).__name__, e))
+            return 1
+        for name, fn in CASES:
+            res.case("review: " + name, fn)
+    finally:
+        if T.al is not None and T.al.running():
+            T.al.stop()
+        if T.al is not None:
+            for line in T.al.log_lines():
+                if res.failed or "error" in line or "warn" in line:
+                    note("airlockd: " + line)
+        if res.failed and T.pg and T.pg.log:
+            note("postgres log: " + T.pg.log_tail(15))
+        lib.run_cleanup()
+    leftovers = [p for p in (T.cga and T.cga.path, T.cgb and T.cgb.path, T.al and T.al.pin_root,
+                             T.pg and T.pg.dir, T.tmp) if p and os.path.exists(p)]
+    if leftovers:
+        res.not_ok("review: cleanup", "left behind %s" % leftovers)
+    note("%d passed, %d failed in %.1fs" % (res.passed, res.failed, time.monotonic() - t0))
+    return 1 if res.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
