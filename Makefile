@@ -83,6 +83,8 @@ run: deps all
 
 bench: all
 	@bash bench/run.sh
+	@if [ -f bench/pg_bench.sh ]; then bash bench/pg_bench.sh; fi
+	@/usr/bin/python3 bench/review_bench.py
 
 clean:
 	rm -rf $(B)

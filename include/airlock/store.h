@@ -156,6 +156,9 @@ int store_request_add(struct store *s, const struct store_request *r, int64_t *i
 int store_request_end(struct store *s, int64_t id, const char *state, const char *reason) AL_MUST;
 int store_approval_add(struct store *s, int64_t request_id, const char *reviewer, const char *decision,
 		       const char *reason, unsigned int grant_s) AL_MUST;
+/* The decision that ends a request and the end itself, in one durable transaction. */
+int store_approval_final(struct store *s, int64_t request_id, const char *reviewer, const char *decision,
+			 const char *reason, unsigned int grant_s, const char *state) AL_MUST;
 int store_grant_add(struct store *s, int64_t request_id, const char *fingerprint, uint64_t cgroup_id,
 		    const char *cgroup_path, const char *resource, int64_t expires_us,
 		    const char *by, int64_t *id) AL_MUST;

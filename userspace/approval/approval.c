@@ -112,6 +112,18 @@ static void req_finish(struct req *r, const char *state, enum approval_outcome o
 		cb(arg, id, o, reason);
 }
 
+/* Like req_finish, when the store already recorded the end with the decision. */
+static void req_finish_recorded(struct req *r, enum approval_outcome o, const char *reason)
+{
+	approval_cb cb = r->cb;
+	void *arg = r->arg;
+	int64_t id = r->id;
+
+	req_free(r);
+	if (cb)
+		cb(arg, id, o, reason);
+}
+
 static void on_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct req *r = arg;
@@ -332,10 +344,10 @@ int approval_decide(struct approval *a, int64_t request_id, const char *reviewer
 	if (!approve) {
 		if (!reason || !*reason)
 			return al_errf(err, errlen, "a denial needs a reason (the agent sees it)");
-		if (store_approval_add(a->store, request_id, reviewer, "deny", reason, 0) < 0)
+		if (store_approval_final(a->store, request_id, reviewer, "deny", reason, 0, "denied") < 0)
 			return al_errf(err, errlen, "could not record the decision");
 		al_info("review request %lld denied by %s: %s", (long long)request_id, reviewer, reason);
-		req_finish(r, "denied", APPROVAL_DENIED, reason);
+		req_finish_recorded(r, APPROVAL_DENIED, reason);
 		return 0;
 	}
 	if (grant_secs > r->max_grant_s)
@@ -343,6 +355,14 @@ int approval_decide(struct approval *a, int64_t request_id, const char *reviewer
 			       r->max_grant_s, grant_secs);
 	if (r->n_approved == MAX_REVIEWERS)
 		return al_errf(err, errlen, "too many approvals");
+	/* The approval that completes the count also ends the request, in one transaction. */
+	if (r->n_approved + 1 >= r->needed && grant_secs == 0 && (r->n_approved == 0 || r->grant_s == 0)) {
+		if (store_approval_final(a->store, request_id, reviewer, "approve", reason, 0, "approved") < 0)
+			return al_errf(err, errlen, "could not record the decision");
+		al_info("review request %lld approved", (long long)request_id);
+		req_finish_recorded(r, APPROVAL_APPROVED, reason);
+		return 0;
+	}
 	if (store_approval_add(a->store, request_id, reviewer, "approve", reason, grant_secs) < 0)
 		return al_errf(err, errlen, "could not record the decision");
 	r->approved_by[r->n_approved] = strdup(reviewer);

@@ -143,6 +143,27 @@ int store_approval_add(struct store *s, int64_t request_id, const char *reviewer
 	return store_durable(s, do_approval_add, &a, "recording a review decision");
 }
 
+struct appr_end {
+	struct appr a;
+	struct req_end e;
+};
+
+static int do_approval_end(sqlite3 *db, void *arg)
+{
+	struct appr_end *x = arg;
+
+	return do_approval_add(db, &x->a) < 0 || do_request_end(db, &x->e) < 0 ? -1 : 0;
+}
+
+int store_approval_final(struct store *s, int64_t request_id, const char *reviewer, const char *decision,
+			 const char *reason, unsigned int grant_s, const char *state)
+{
+	struct appr_end x = { { request_id, reviewer, decision, reason, grant_s },
+			      { request_id, state, reason } };
+
+	return store_durable(s, do_approval_end, &x, "recording the deciding review");
+}
+
 static int do_recover(sqlite3 *db, void *arg)
 {
 	int n;

@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Review benchmark (not a test): approval-to-result latency and memory per parked flow.
+
+Starts a throwaway PostgreSQL cluster on 127.0.0.7 and airlockd with a rule that sends
+every UPDATE to review, parks N flows from N agent connections (N = 1, 100, 1000; raw
+protocol clients in one process, inside a pinned test cgroup, as uid 65534), then:
+  - memory: airlockd's RSS with N idle sessions, then with the N statements parked;
+  - latency: approves the requests one by one over the review socket and measures from
+    sending the approval to the agent receiving CommandComplete (which includes the trip
+    upstream, the UPDATE, and the way back: an upper bound on approval-to-first-byte-upstream).
+Prints p50/p99 and KiB per parked flow. Targets (issue 6): p99 <= 5 ms, <= 64 KiB per flow.
+"""
+import json
+import os
+import selectors
+import socket
+import struct
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+import lib  # noqa: E402
+import pgcluster  # noqa: E402
+
+ADDR = "127.0.0.7"
+SIZES = [int(x) for x in os.environ.get("BENCH_PARKED", "1,100,1000").split(",")]
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+AGENT = r'''
+import selectors, socket, struct, sys, time
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def msg(t, body): return t + struct.pack("!I", len(body) + 4) + body
+socks = []
+for i in range(n):
+    s = socket.create_connection((host, port))
+    body = struct.pack("!I", 196608) + b"user\0bench\0database\0bench\0\0"
+    s.sendall(struct.pack("!I", len(body) + 4) + body)
+    socks.append(s)
+buf = {s: b"" for s in socks}
+def read_until_z(s):
+    while True:
+        while len(buf[s]) >= 5:
+            t = buf[s][:1]; ln = struct.unpack("!I", buf[s][1:5])[0]
+            if len(buf[s]) < ln + 1: break
+            m, buf[s] = buf[s][:ln + 1], buf[s][ln + 1:]
+            if t == b"Z": return
+            if t == b"E": raise SystemExit("error: %r" % m)
+        d = s.recv(65536)
+        if not d: raise SystemExit("closed")
+        buf[s] += d
+for s in socks: read_until_z(s)
+print("ready", flush=True)
+sys.stdin.readline()                      # the bench measured idle memory
+for i, s in enumerate(socks):
+    q = b"UPDATE t SET v = v + 1 WHERE id = %d\0" % (i + 1)
+    s.sendall(msg(b"Q", q))
+print("sent", flush=True)
+sel = selectors.DefaultSelector()
+for i, s in enumerate(socks): sel.register(s, selectors.EVENT_READ, i)
+left = n
+while left:
+    for key, _ in sel.select(30):
+        s, i = key.fileobj, key.data
+        d = s.recv(65536)
+        if not d: raise SystemExit("closed")
+        buf[s] += d
+        if b"C" in buf[s][:1] or b"CUPDATE" in buf[s]:
+            print("done %d %.6f" % (i, time.monotonic()), flush=True)
+            buf[s] = b""
+            sel.unregister(s)
+            left -= 1
+'''
+
+
+def review_call(path, req):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    s.sendall((json.dumps(req) + "\n").encode())
+    data = b""
+    while not data.endswith(b"\n"):
+        d = s.recv(65536)
+        if not d:
+            break
+        data += d
+    s.close()
+    return json.loads(data)
+
+
+def pct(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
+
+
+def main():
+    lib.install_exit_handlers()
+    tmp = lib.make_tempdir()
+    os.chmod(tmp, 0o755)
+    cluster = pgcluster.Cluster(ADDR, max_connections=max(SIZES) + 20,
+                                extra_conf="shared_buffers = 32MB\nmax_wal_size = 1GB\n")
+    cluster.start(setup_sql="CREATE ROLE bench LOGIN PASSWORD 'benchpw';\n"
+                  "CREATE DATABASE bench OWNER bench;\n\\c bench\nSET ROLE bench;\n"
+                  "CREATE TABLE t (id int PRIMARY KEY, v int);\n"
+                  "INSERT INTO t SELECT g, 0 FROM generate_series(1, %d) g;\n" % max(SIZES))
+    secrets = pgcluster.write_secrets(os.path.join(tmp, "secrets.conf"), [("pgcred", "bench", "benchpw")])
+    res = pgcluster.pg_resource("pg", ADDR, cluster.port,
+                                rules=["rule review kind update timeout 10m"])
+    air = lib.Airlock(tmp, [res], settings=['secrets "%s"' % secrets, 'ca_dir "%s/ca"' % tmp,
+                                            "max_sessions 100000"])
+    air.start()
+    review = os.path.join(tmp, "review.sock")
+    r = air.ctl("user", "add", "benchreviewer", "--uid", "0")
+    if r.returncode != 0:
+        raise SystemExit("user add: " + r.stderr)
+    cg = lib.TestCgroup()
+    r = air.ctl("pin", cg.path)
+    if r.returncode != 0:
+        raise SystemExit("pin: " + r.stderr)
+    pid = air.proc.pid
+    print("%-8s %12s %12s %14s %10s %10s %10s" % ("parked", "idle KiB", "parked KiB",
+                                                   "KiB/parked", "p50 ms", "p99 ms", "max ms"))
+    for n in SIZES:
+        import subprocess
+        base = rss_kib(pid)
+        p = cg.popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                      "/usr/bin/python3", "-c", AGENT, ADDR, str(cluster.port), str(n)],
+                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        lib.on_cleanup(lib.stop_process, p)
+        if p.stdout.readline().strip() != "ready":
+            raise SystemExit("agent did not connect")
+        time.sleep(0.3)
+        idle = rss_kib(pid)
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        p.stdout.readline()
+        deadline = time.monotonic() + 60
+        pending = []
+        while time.monotonic() < deadline:
+            pending = review_call(review, {"cmd": "pending"}).get("pending", [])
+            if len(pending) >= n:
+                break
+            time.sleep(0.05)
+        parked = rss_kib(pid)
+        ids = sorted(x["id"] for x in pending)
+        sent = {}
+        for rid in ids:
+            sent[rid] = time.monotonic()
+            resp = review_call(review, {"cmd": "approve", "id": rid})
+            if not resp.get("ok"):
+                raise SystemExit("approve %d: %s" % (rid, resp))
+        done = {}
+        while len(done) < n:
+            line = p.stdout.readline()
+            if not line:
+                break
+            _, i, t = line.split()
+            done[int(i)] = float(t)
+        # Requests are made in connection order, so ids[i] belongs to connection i.
+        lat = [(done[i] - sent[rid]) * 1000 for i, rid in enumerate(ids) if i in done]
+        lib.stop_process(p)
+        print("%-8d %12d %12d %14.1f %10.2f %10.2f %10.2f" % (
+            n, idle - base, parked - base, (parked - idle) / float(n) + (idle - base) / float(n),
+            pct(lat, 50), pct(lat, 99), max(lat)))
+        sys.stdout.flush()
+        time.sleep(0.5)
+    print("(KiB/parked = airlockd RSS growth per session with its statement parked, idle session "
+          "included; latency = approval sent -> agent has CommandComplete)")
+    lib.run_cleanup()
+
+
+if __name__ == "__main__":
+    main()
