@@ -5,6 +5,7 @@
 #include <airlock/reason.h>
 #include <airlock/version.h>
 
+#include "ctl.h"
 #include "review.h"
 
 #include <errno.h>
@@ -49,11 +50,10 @@ static void usage(FILE *f)
 		"SOCKET defaults to $AIRLOCK_CONTROL or " AL_DEFAULT_CONTROL_SOCKET ".\n");
 }
 
-/* Sends one request; prints the error and returns NULL if it failed. */
-static json_t *call(json_t *req)
+json_t *ctl_call(const char *sock, json_t *req)
 {
 	char err[1024];
-	json_t *resp = control_call(sock_path, req, err, sizeof(err));
+	json_t *resp = control_call(sock, req, err, sizeof(err));
 
 	json_decref(req);
 	if (!resp) {
@@ -68,6 +68,12 @@ static json_t *call(json_t *req)
 		return NULL;
 	}
 	return resp;
+}
+
+/* One request to the control socket. */
+static json_t *call(json_t *req)
+{
+	return ctl_call(sock_path, req);
 }
 
 static void print_json(json_t *v)

@@ -1,4 +1,5 @@
 /* airlockctl pin/unpin --iface, guard and unguard: interfaces of agents in network namespaces and of guarded backends. */
+#include "ctl.h"
 #include "ifaces.h"
 
 #include <airlock/control.h>
@@ -37,25 +38,6 @@ int ctl_iface_option(int opt, const char *arg)
 	return -1;
 }
 
-static json_t *call(const char *sock, json_t *req)
-{
-	char err[1024];
-	json_t *resp = control_call(sock, req, err, sizeof(err));
-
-	json_decref(req);
-	if (!resp) {
-		fprintf(stderr, "airlockctl: %s\n", err);
-		return NULL;
-	}
-	if (!json_is_true(json_object_get(resp, "ok"))) {
-		const char *e = json_string_value(json_object_get(resp, "error"));
-
-		fprintf(stderr, "airlockctl: %s\n", e ? e : "airlockd refused the request");
-		json_decref(resp);
-		return NULL;
-	}
-	return resp;
-}
 
 static void print_iface(json_t *i)
 {
@@ -100,7 +82,7 @@ int ctl_iface_command(const char *sock, const char *cmd, int argc, int want_json
 		json_object_set(req, "ports", opt_ports);
 		json_object_set(req, "allow", opt_allow);
 	}
-	resp = call(sock, req);
+	resp = ctl_call(sock, req);
 	if (!resp)
 		return 1;
 	if (want_json) {

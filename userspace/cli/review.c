@@ -1,4 +1,5 @@
 /* airlockctl review: list and decide parked requests over the review socket; manage reviewers as root. */
+#include "ctl.h"
 #include "review.h"
 
 #include <airlock/control.h>
@@ -100,25 +101,6 @@ int ctl_review_option(int opt, const char *arg)
 	return -1;
 }
 
-static json_t *call_on(const char *sock, json_t *req)
-{
-	char err[1024];
-	json_t *resp = control_call(sock, req, err, sizeof(err));
-
-	json_decref(req);
-	if (!resp) {
-		fprintf(stderr, "airlockctl: %s\n", err);
-		return NULL;
-	}
-	if (!json_is_true(json_object_get(resp, "ok"))) {
-		const char *e = json_string_value(json_object_get(resp, "error"));
-
-		fprintf(stderr, "airlockctl: %s\n", e ? e : "airlockd refused the request");
-		json_decref(resp);
-		return NULL;
-	}
-	return resp;
-}
 
 static const char *s_(json_t *o, const char *k)
 {
@@ -181,7 +163,7 @@ static int cmd_user(const char *sock, int argc, char **argv, int want_json)
 		json_t *u;
 		size_t i;
 
-		resp = call_on(sock, json_pack("{s:s}", "cmd", "users"));
+		resp = ctl_call(sock, json_pack("{s:s}", "cmd", "users"));
 		if (!resp)
 			return 1;
 		if (want_json) {
@@ -202,7 +184,7 @@ static int cmd_user(const char *sock, int argc, char **argv, int want_json)
 		return 0;
 	}
 	if (argc == 3 && strcmp(argv[1], "del") == 0) {
-		resp = call_on(sock, json_pack("{s:s, s:s}", "cmd", "user_del", "name", argv[2]));
+		resp = ctl_call(sock, json_pack("{s:s, s:s}", "cmd", "user_del", "name", argv[2]));
 		json_decref(resp);
 		return resp ? 0 : 1;
 	}
@@ -222,7 +204,7 @@ static int cmd_user(const char *sock, int argc, char **argv, int want_json)
 			json_object_set_new(req, "uid", json_integer(uid));
 		if (pw[0])
 			json_object_set_new(req, "password", json_string(pw));
-		resp = call_on(sock, req);
+		resp = ctl_call(sock, req);
 		memset(pw, 0, sizeof(pw));
 		json_decref(resp);
 		if (resp)
@@ -239,7 +221,7 @@ static int cmd_policy(const char *sock, int argc, char **argv, int want_json)
 	size_t i;
 
 	if (argc == 2 && strcmp(argv[1], "reload") == 0) {
-		resp = call_on(sock, json_pack("{s:s}", "cmd", "policy_reload"));
+		resp = ctl_call(sock, json_pack("{s:s}", "cmd", "policy_reload"));
 		json_decref(resp);
 		if (resp)
 			printf("policy reloaded\n");
@@ -261,7 +243,7 @@ static int cmd_policy(const char *sock, int argc, char **argv, int want_json)
 		json_array_append_new(files, json_string(abs));
 		free(abs);
 	}
-	resp = call_on(sock, json_pack("{s:s, s:o, s:I}", "cmd", "policy_test", "files", files, "since_us",
+	resp = ctl_call(sock, json_pack("{s:s, s:o, s:I}", "cmd", "policy_test", "files", files, "since_us",
 				       (json_int_t)(al_now_us() - (int64_t)since_secs * 1000000)));
 	if (!resp)
 		return 1;
@@ -318,7 +300,7 @@ int ctl_review_command(const char *control_sock, const char *cmd, int argc, char
 		do {
 			char *text;
 
-			resp = call_on(sock, json_pack("{s:s}", "cmd", "pending"));
+			resp = ctl_call(sock, json_pack("{s:s}", "cmd", "pending"));
 			if (!resp)
 				return 1;
 			text = json_dumps(json_object_get(resp, "pending"), JSON_COMPACT | JSON_SORT_KEYS);
@@ -344,7 +326,7 @@ int ctl_review_command(const char *control_sock, const char *cmd, int argc, char
 		json_object_set_new(req, "reason", json_string(reason));
 	if (grant_secs)
 		json_object_set_new(req, "for", json_integer(grant_secs));
-	resp = call_on(sock, req);
+	resp = ctl_call(sock, req);
 	if (!resp)
 		return 1;
 	if (!strcmp(cmd, "show") || !strcmp(cmd, "grants")) {
