@@ -39,6 +39,15 @@ void relay_stats(const struct relay *r, struct relay_stats *out);
 int relay_adopt(struct relay *r, int fd, struct store_conn *c, const struct al_addr *dst,
 		uint16_t dst_port);
 
+/* A listening socket on 127.0.0.1 or ::1 (v6 only) driven by the loop;
+ * `transparent` for TPROXY. NULL with a message naming `what`. */
+struct evconnlistener;
+struct evconnlistener *relay_listen_loopback(struct event_base *base, int family, uint16_t port,
+					     int transparent,
+					     void (*cb)(struct evconnlistener *, int, struct sockaddr *,
+							int, void *),
+					     void *arg, const char *what, char *err, size_t errlen);
+
 /* Ends every session (reason shutdown), closes the listeners, frees. */
 void relay_free(struct relay *r);
 

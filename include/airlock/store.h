@@ -10,7 +10,7 @@ struct store;
 
 /* The schema version this build migrates stores to (store.c checks it
  * against its migration list at compile time). */
-#define STORE_SCHEMA_VERSION 5
+#define STORE_SCHEMA_VERSION 7
 
 /* What is known of a connection when it is accepted. Strings may be NULL.
  * cgroup_id 0 means no kernel identity: cgroup_id, pid, tid, uid and gid are
@@ -124,12 +124,13 @@ int store_stmt_list(struct store *s, unsigned int limit,
 /*
  * Group commit for audit rows on the hot path: writers call
  * store_batch_begin (a no-op when a batch is open) and rows share one
- * transaction until the daemon's commit timer (STORE_BATCH_MS) or
- * store_close commits it. A row is durable within milliseconds, and the
- * event loop pays one commit per batch instead of one per row. Decisions
- * that gate a command (the approval stages) commit before they take effect.
+ * transaction until store_batch_commit. The daemon commits at the end of the
+ * event-loop iteration that opened the batch (store_on_batch tells it), so
+ * the rows of a burst share one commit, and a connection's opening row is
+ * committed before any of its bytes go upstream. Decisions that gate a
+ * command commit on their own, durably, before they take effect.
  */
-#define STORE_BATCH_MS 20
+void store_on_batch(struct store *s, void (*fn)(void *arg), void *arg);
 int store_batch_begin(struct store *s) AL_MUST;
 int store_batch_commit(struct store *s) AL_MUST;
 
@@ -198,5 +199,92 @@ int store_user_del(struct store *s, const char *name) AL_MUST;
 int store_user_by_uid(struct store *s, long uid, struct store_user *out) AL_MUST;
 int store_user_by_name(struct store *s, const char *name, struct store_user *out) AL_MUST;
 int store_users_list(struct store *s, int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
+
+/* ---- console (userspace/store/console.c) -------------------------------------------------- */
+/* API tokens: only the hex sha256 of a token is stored. */
+int store_token_add(struct store *s, const char *user, const char *sha256_hex) AL_MUST;
+/* The user a token hash belongs to: 0 found (name copied), 1 not found, -1 error. */
+int store_token_user(struct store *s, const char *sha256_hex, char *user, size_t len) AL_MUST;
+
+/* Audit listings for the console, newest first; NULL/0 filters match all.
+ * agent is a cgroup path prefix (or an exe); decision is a statement's
+ * decision (allow, deny, review) or a connection's end reason. */
+struct store_audit_filter {
+	const char *agent, *resource, *decision;
+	int64_t since_us;
+	unsigned int limit;
+};
+int store_audit_connections(struct store *s, const struct store_audit_filter *f,
+			    int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
+int store_audit_statements(struct store *s, const struct store_audit_filter *f,
+			   int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
+int store_audit_requests(struct store *s, const struct store_audit_filter *f,
+			 int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
+/* One connection row; 1 if there is none. */
+int store_conn_get(struct store *s, int64_t id, int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
+/* The statements of a connection in time order. */
+int store_conn_statements(struct store *s, int64_t conn_id,
+			  int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
+/* Counts for /metrics: cb(arg, key, n) per group. */
+int store_count_requests_by_state(struct store *s, int (*cb)(void *arg, const char *key, int64_t n),
+				  void *arg) AL_MUST;
+int store_count_statements_by_decision(struct store *s,
+				       int (*cb)(void *arg, const char *key, int64_t n), void *arg) AL_MUST;
+/* Decision latency (decided - created) of decided requests, bucketed:
+ * counts[i] is the number with latency <= bounds_s[i] (cumulative). */
+int store_decision_latency(struct store *s, const double *bounds_s, size_t n, uint64_t *counts,
+			   uint64_t *total, double *sum_s) AL_MUST;
+
+/* ---- audit chain, checkpoints, recordings, size cap (userspace/store/audit.c, rec.c) ------------
+ * Every change to a store row is also appended, in the same transaction, to the audit table
+ * as a record (seq, at_us, kind, ref_id, body) with
+ *     canonical = "<seq>|<at_us>|<kind>|<ref_id or empty>|<body>"
+ *     hash      = hex(sha256(prev_hash || canonical))     (prev_hash of seq 1: 64 '0')
+ * where body is a JSON object dumped by jansson with JSON_SORT_KEYS | JSON_COMPACT. Every
+ * STORE_CHECKPOINT_RECORDS records or STORE_CHECKPOINT_S seconds (and at close) the head is
+ * signed with the store's Ed25519 key (<store dir>/audit.key, public half audit.pub):
+ * audit_checkpoints(seq, hash, at_us, signature = hex(Ed25519("<seq>|<hash>|<at_us>"))).
+ */
+#define STORE_CHECKPOINT_RECORDS 1000
+#define STORE_CHECKPOINT_S 60
+#define STORE_GENESIS_HASH "0000000000000000000000000000000000000000000000000000000000000000"
+
+/* The canonical text of a record (malloc'd) and its chained hash. */
+char *store_audit_canonical(int64_t seq, int64_t at_us, const char *kind, int64_t ref_id, int has_ref,
+			    const char *body);
+int store_audit_hash(const char *prev_hash, const char *canonical, char out[65]) AL_MUST;
+/* A record that is no row change (notification, policy reload, reviewer login); body_json
+ * is a JSON object (re-encoded canonically), or NULL. */
+int store_audit_event(struct store *s, const char *kind, int64_t ref_id, const char *body_json) AL_MUST;
+/* Signs the head now; a no-op when it is signed already. */
+int store_audit_checkpoint(struct store *s) AL_MUST;
+/* The head (last seq and its hash), for status. */
+void store_audit_head(struct store *s, int64_t *seq, char hash[65]);
+
+/* Checks a store file opened read-only: the chain and every checkpoint signature (pubkey_path
+ * NULL: <store dir>/audit.pub). Returns 0 intact, 1 tampered (msg names the first bad record),
+ * -1 when it could not check (msg says why). */
+struct store_verify {
+	int64_t records, checkpoints, first_seq, last_seq, first_bad;
+	char msg[512];
+};
+int store_audit_verify(const char *store_path, const char *pubkey_path, struct store_verify *v) AL_MUST;
+
+/* One message of a recorded session (dir "F" agent->server, "B" server->agent, "A" Airlock's
+ * own answer to the agent). Joins the group-commit batch; not chained record by record. */
+int store_rec_add(struct store *s, int64_t conn_id, int64_t seq, int64_t at_us, const char *dir,
+		  const char *type, const char *data, size_t len) AL_MUST;
+
+enum store_full_mode { STORE_FULL_REFUSE = 0, STORE_FULL_ROTATE = 1 };
+struct store_limits {
+	uint64_t max_size;              /* bytes of used pages; 0: no cap */
+	enum store_full_mode full;
+	int64_t record_retention_us;    /* recordings older are deleted; 0: kept */
+};
+void store_set_limits(struct store *s, const struct store_limits *l);
+/* Periodic work from the daemon's commit timer: timed checkpoints, retention, the size cap. */
+void store_tick(struct store *s);
+/* 1 while new agent sessions may start; 0 when the store is full (and not rotating): fail closed. */
+int store_accepting(struct store *s);
 
 #endif

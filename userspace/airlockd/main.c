@@ -1,5 +1,6 @@
 /* airlockd: loads the fence, listens for steered connections, relays and records them. */
 #include <airlock/config.h>
+#include <airlock/console.h>
 #include <airlock/control.h>
 #include <airlock/kernel.h>
 #include <airlock/pgproxy.h>
@@ -39,6 +40,7 @@ struct daemon {
 	struct approval *approval;
 	struct control *review;
 	struct review_ctx rctx;
+	struct console *console;
 	const char *conf_path;
 	int conf_explicit;
 	/* Configurations and secrets replaced by a reload: sessions that began
@@ -209,6 +211,10 @@ static const char *fixed_setting_changed(const struct al_config *a, const struct
 		return "pin_root";
 	if (strcmp(a->ca_dir, b->ca_dir))
 		return "ca_dir";
+	if (a->console_enabled != b->console_enabled || a->console_port != b->console_port ||
+	    memcmp(&a->console_addr, &b->console_addr, sizeof(a->console_addr)) ||
+	    a->console_tls != b->console_tls)
+		return "console_*";
 	if (a->tproxy_port != b->tproxy_port || a->tproxy_mark != b->tproxy_mark ||
 	    a->tproxy_table != b->tproxy_table || strcmp(a->nft_table, b->nft_table))
 		return "tproxy_*/nft_table";
@@ -337,15 +343,21 @@ static json_t *handle(void *arg, json_t *req, const struct control_peer *peer)
 	return control_error("unknown command '%s'", cmd);
 }
 
-/* The group-commit timer for audit rows (store.h). */
+/* Group commit (store.h): runs after every other ready event of the loop
+ * iteration that opened the batch (it has the lowest priority). */
 static void on_commit(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
 
 	if (store_batch_commit(d->store) < 0)
-		al_err("committing audit rows failed; retrying");
+		al_err("committing audit rows failed");
 	(void)fd;
 	(void)what;
+}
+
+static void on_batch_open(void *arg)
+{
+	event_active(arg, EV_TIMEOUT, 1);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -421,7 +433,6 @@ int main(int argc, char **argv)
 	int check = 0, explicit = 0, opt, rc = 1, n;
 	struct daemon d = { 0 };
 	struct event *sigs[3] = { 0 }, *commit = NULL;
-	struct timeval commit_every = { 0, STORE_BATCH_MS * 1000 };
 	char err[1024];
 
 	while ((opt = getopt(argc, argv, "c:nvh")) != -1) {
@@ -485,7 +496,8 @@ int main(int argc, char **argv)
 				"below %u)", d.cfg->steer_port, start);
 	}
 	d.base = event_base_new();
-	if (!d.base) {
+	/* Three priorities: everything runs at the default (1); the audit commit at 2, last. */
+	if (!d.base || event_base_priority_init(d.base, 3) < 0) {
 		fprintf(stderr, "airlockd: cannot create the event loop\n");
 		goto out;
 	}
@@ -508,16 +520,27 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	relay_set_pgproxy(d.relay, d.pg);
+	{
+		struct console_deps cd = { .base = d.base, .cfg = d.cfg, .store = d.store,
+					   .approval = d.approval, .kern = d.kern, .ca = d.ca };
+
+		if (console_start(&cd, &d.console, err, sizeof(err)) < 0) {
+			fprintf(stderr, "airlockd: %s\n", err);
+			goto out;
+		}
+	}
 	d.rctx.approval = d.approval;
 	d.rctx.store = d.store;
 	d.rctx.kern = d.kern;
 	sigs[0] = evsignal_new(d.base, SIGINT, on_signal, &d);
 	sigs[1] = evsignal_new(d.base, SIGTERM, on_signal, &d);
 	sigs[2] = evsignal_new(d.base, SIGHUP, on_hup, &d);
-	commit = event_new(d.base, -1, EV_PERSIST, on_commit, &d);
+	commit = event_new(d.base, -1, 0, on_commit, &d);
+	if (commit && event_priority_set(commit, 2) == 0)
+		store_on_batch(d.store, on_batch_open, commit);
 	if (!sigs[0] || !sigs[1] || !sigs[2] || event_add(sigs[0], NULL) < 0 ||
 	    event_add(sigs[1], NULL) < 0 || event_add(sigs[2], NULL) < 0 ||
-	    !commit || event_add(commit, &commit_every) < 0) {
+	    !commit) {
 		fprintf(stderr, "airlockd: cannot install signal handlers\n");
 		goto out;
 	}
@@ -532,12 +555,12 @@ int main(int argc, char **argv)
 	       "  review:  %s\n"
 	       "  store:   %s\n"
 	       "  ca:      %s\n"
-	       "  console: not built yet (arrives with the review console)\n"
+	       "  console: %s\n"
 	       "  config:  %s\n"
 	       "  pinned:  %d cgroup%s (pins under %s)\n",
 	       AL_VERSION, d.cfg->steer_port, d.cfg->steer_port, d.cfg->control_socket,
 	       d.cfg->review_socket,
-	       d.cfg->store_path, tls_ca_cert_path(d.ca), d.cfg->source, n, n == 1 ? "" : "s", d.cfg->pin_root);
+	       d.cfg->store_path, tls_ca_cert_path(d.ca), console_url(d.console), d.cfg->source, n, n == 1 ? "" : "s", d.cfg->pin_root);
 	fflush(stdout);
 
 	event_base_dispatch(d.base);
@@ -546,10 +569,9 @@ out:
 	for (size_t i = 0; i < AL_ARRAY_LEN(sigs); i++)
 		if (sigs[i])
 			event_free(sigs[i]);
-	if (commit)
-		event_free(commit);
 	control_free(d.control);
 	control_free(d.review);
+	console_free(d.console);
 	/* Pending requests end as aborted (their sessions hear it) before the sessions go. */
 	approval_abort_all(d.approval);
 	ifaces_free(d.ifaces);
@@ -567,6 +589,11 @@ out:
 			       d.cfg->pin_root);
 		}
 	}
+	/* Last writes of the shutdown commit in store_close. */
+	if (d.store)
+		store_on_batch(d.store, NULL, NULL);
+	if (commit)
+		event_free(commit);
 	store_close(d.store);
 	secrets_free(d.secrets);
 	tls_ca_free(d.ca);

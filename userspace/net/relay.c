@@ -283,7 +283,8 @@ int relay_adopt(struct relay *r, evutil_socket_t fd, struct store_conn *c, const
 	socklen_t sslen;
 
 	/* Airlock's own listeners are not destinations: no loops, no side doors. */
-	if ((dst_port == cfg->steer_port || dst_port == cfg->tproxy_port) && is_local(r, dst)) {
+	if ((dst_port == cfg->steer_port || dst_port == cfg->tproxy_port ||
+	     (cfg->console_enabled && dst_port == cfg->console_port)) && is_local(r, dst)) {
 		set_abort_on_close(fd);
 		close(fd);
 		record_refused(r, c, AL_REASON_STEER_LOOP, "destination is airlockd's own listener");
@@ -435,35 +436,48 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 	(void)arg;
 }
 
-static struct evconnlistener *listen_on(struct relay *r, int family, uint16_t port, char *err,
-					size_t errlen)
+struct evconnlistener *relay_listen_loopback(struct event_base *base, int family, uint16_t port,
+					     int transparent,
+					     void (*cb)(struct evconnlistener *, evutil_socket_t, struct sockaddr *, int, void *),
+					     void *arg,
+					     const char *what, char *err, size_t errlen)
 {
+	const char *host = family == AF_INET ? "127.0.0.1" : "::1";
 	struct sockaddr_storage ss;
 	struct al_addr a;
 	struct evconnlistener *l;
 	socklen_t len;
 	int fd, one = 1;
 
-	if (al_addr_parse(&a, family == AF_INET ? "127.0.0.1" : "::1") < 0)
+	if (al_addr_parse(&a, host) < 0)
 		return NULL;
 	len = (socklen_t)al_addr_to_sockaddr(&a, port, &ss);
 	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		al_errf(err, errlen, "socket: %s", strerror(errno));
+		al_errf(err, errlen, "%s listener: socket: %s", what, strerror(errno));
 		return NULL;
 	}
 	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (family == AF_INET6)
-		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 4096) < 0) {
-		al_errf(err, errlen, "steer listener %s port %u: %s",
-			family == AF_INET ? "127.0.0.1" : "[::1]", port, strerror(errno));
+	if ((family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
+	    /* TPROXY hands over only to transparent sockets; accepted ones inherit
+	     * it, which lets them answer from the agent's original destination. */
+	    (transparent && family == AF_INET &&
+	     setsockopt(fd, IPPROTO_IP, IP_TRANSPARENT, &one, sizeof(one)) < 0) ||
+	    (transparent && family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_TRANSPARENT, &one, sizeof(one)) < 0)) {
+		al_errf(err, errlen, "%s listener: socket options: %s", what, strerror(errno));
 		close(fd);
 		return NULL;
 	}
-	l = evconnlistener_new(r->base, on_accept, r, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 4096) < 0) {
+		al_errf(err, errlen, "%s listener %s%s%s port %u: %s", what, family == AF_INET6 ? "[" : "",
+			host, family == AF_INET6 ? "]" : "", port, strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	l = evconnlistener_new(base, cb, arg, LEV_OPT_CLOSE_ON_FREE, -1, fd);
 	if (!l) {
-		al_errf(err, errlen, "listener: out of memory");
+		al_errf(err, errlen, "%s listener: out of memory", what);
 		close(fd);
 		return NULL;
 	}
@@ -483,10 +497,12 @@ int relay_start(struct event_base *base, const struct al_config *cfg, struct ker
 	r->kern = k;
 	r->store = st;
 	LIST_INIT(&r->sessions);
-	r->ls[0] = listen_on(r, AF_INET, cfg->steer_port, err, errlen);
+	r->ls[0] = relay_listen_loopback(base, AF_INET, cfg->steer_port, 0, on_accept, r, "steer", err,
+					 errlen);
 	if (!r->ls[0])
 		goto fail;
-	r->ls[1] = listen_on(r, AF_INET6, cfg->steer_port, err, errlen);
+	r->ls[1] = relay_listen_loopback(base, AF_INET6, cfg->steer_port, 0, on_accept, r, "steer", err,
+					 errlen);
 	if (!r->ls[1])
 		goto fail;
 	*out = r;

@@ -97,57 +97,6 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	(void)relay_adopt(t->relay, fd, &c, &dst, dst_port);
 }
 
-static void on_accept_error(struct evconnlistener *l, void *arg)
-{
-	(void)l;
-	(void)arg;
-	al_warn("tproxy accept: %s", strerror(EVUTIL_SOCKET_ERROR()));
-}
-
-static struct evconnlistener *listen_on(struct event_base *base, struct tproxy *t, int family,
-					uint16_t port, char *err, size_t errlen)
-{
-	struct sockaddr_storage ss;
-	struct evconnlistener *l;
-	struct al_addr a;
-	socklen_t len;
-	int fd, one = 1;
-	const char *host = family == AF_INET ? "127.0.0.1" : "::1";
-
-	if (al_addr_parse(&a, host) < 0)
-		return NULL;
-	len = (socklen_t)al_addr_to_sockaddr(&a, port, &ss);
-	fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		al_errf(err, errlen, "socket: %s", strerror(errno));
-		return NULL;
-	}
-	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	/* TPROXY hands over only to transparent sockets; accepted ones inherit
-	 * it, which lets them answer from the agent's original destination. */
-	if ((family == AF_INET && setsockopt(fd, IPPROTO_IP, IP_TRANSPARENT, &one, sizeof(one)) < 0) ||
-	    (family == AF_INET6 && (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0 ||
-				    setsockopt(fd, IPPROTO_IPV6, IPV6_TRANSPARENT, &one, sizeof(one)) < 0))) {
-		al_errf(err, errlen, "tproxy listener: transparent socket: %s", strerror(errno));
-		close(fd);
-		return NULL;
-	}
-	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 4096) < 0) {
-		al_errf(err, errlen, "tproxy listener %s%s%s port %u: %s", family == AF_INET6 ? "[" : "",
-			host, family == AF_INET6 ? "]" : "", port, strerror(errno));
-		close(fd);
-		return NULL;
-	}
-	l = evconnlistener_new(base, on_accept, t, LEV_OPT_CLOSE_ON_FREE, -1, fd);
-	if (!l) {
-		al_errf(err, errlen, "tproxy listener: out of memory");
-		close(fd);
-		return NULL;
-	}
-	evconnlistener_set_error_cb(l, on_accept_error);
-	return l;
-}
-
 int tproxy_start(struct event_base *base, uint16_t port, struct relay *r, struct xdp *x,
 		 struct store *st, struct tproxy **out, char *err, size_t errlen)
 {
@@ -158,10 +107,10 @@ int tproxy_start(struct event_base *base, uint16_t port, struct relay *r, struct
 	t->relay = r;
 	t->xdp = x;
 	t->store = st;
-	t->ls[0] = listen_on(base, t, AF_INET, port, err, errlen);
+	t->ls[0] = relay_listen_loopback(base, AF_INET, port, 1, on_accept, t, "tproxy", err, errlen);
 	if (!t->ls[0])
 		goto fail;
-	t->ls[1] = listen_on(base, t, AF_INET6, port, err, errlen);
+	t->ls[1] = relay_listen_loopback(base, AF_INET6, port, 1, on_accept, t, "tproxy", err, errlen);
 	if (!t->ls[1])
 		goto fail;
 	*out = t;

@@ -116,6 +116,22 @@ static const char *const migrations[] = {
 	"CREATE TABLE users ("
 	" name TEXT PRIMARY KEY, uid INTEGER UNIQUE, groups TEXT NOT NULL DEFAULT '',"
 	" pwhash TEXT, admin INTEGER NOT NULL DEFAULT 0, created_us INTEGER NOT NULL);",
+	/* 6: console API tokens (only their sha256 is kept) */
+	"CREATE TABLE console_tokens ("
+	" id INTEGER PRIMARY KEY, user TEXT NOT NULL, sha256 TEXT NOT NULL UNIQUE,"
+	" created_us INTEGER NOT NULL, last_used_us INTEGER);"
+	"CREATE INDEX requests_decided ON requests(decided_us);",
+	/* 7: the hash-chained audit log, its signed checkpoints, session recordings */
+	"CREATE TABLE audit ("
+	" seq INTEGER PRIMARY KEY, at_us INTEGER NOT NULL, kind TEXT NOT NULL, ref_id INTEGER,"
+	" body TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);"
+	"CREATE INDEX audit_at_us ON audit(at_us);"
+	"CREATE TABLE audit_checkpoints ("
+	" seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, at_us INTEGER NOT NULL, signature TEXT NOT NULL);"
+	"CREATE TABLE recordings ("
+	" conn_id INTEGER NOT NULL, seq INTEGER NOT NULL, at_us INTEGER NOT NULL, dir TEXT NOT NULL,"
+	" type TEXT NOT NULL, data TEXT, PRIMARY KEY (conn_id, seq));"
+	"CREATE INDEX recordings_at_us ON recordings(at_us);",
 };
 
 _Static_assert(AL_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
@@ -143,6 +159,9 @@ enum st {
 	ST_STMT_ADD,
 	ST_STMT_OUTCOME,
 	ST_STMT_LIST,
+	ST_SP_BEGIN,
+	ST_SP_RELEASE,
+	ST_SP_ROLLBACK,
 	ST__COUNT
 };
 
@@ -193,6 +212,10 @@ static const char *const st_sql[ST__COUNT] = {
 		"SELECT id, conn_id, seq, at_us, protocol, text, kind, fingerprint, relations,"
 		" unbounded_write, params, decision, rule, tag, sqlstate, error, rows, duration_us"
 		" FROM statements ORDER BY id DESC LIMIT ?1",
+	/* Each write and its audit record share a savepoint (see write_step). */
+	[ST_SP_BEGIN] = "SAVEPOINT al_write",
+	[ST_SP_RELEASE] = "RELEASE al_write",
+	[ST_SP_ROLLBACK] = "ROLLBACK TO al_write",
 };
 
 #include "store_int.h"
@@ -200,8 +223,13 @@ static const char *const st_sql[ST__COUNT] = {
 struct store {
 	sqlite3 *db;
 	int in_batch;               /* inside store_batch_begin .. commit */
+	void (*on_batch)(void *arg);  /* told when a batch opens: it must commit soon */
+	void *on_batch_arg;
 	sqlite3_stmt *st[ST__COUNT];
 	int version;
+	struct store_audit audit;   /* the chain (audit.c) */
+	int64_t last_rowid;         /* of the last write_step, before its audit record */
+	int last_changes;
 };
 
 static void db_err(struct store *s, const char *what)
@@ -272,6 +300,50 @@ static int bind_end(sqlite3_stmt *st, const struct store_conn_end *e)
 	rc |= sqlite3_bind_text(st, 19, al_reason_name(e->reason), -1, SQLITE_STATIC);
 	rc |= bind_text(st, 20, e->detail);
 	return rc == SQLITE_OK ? 0 : -1;
+}
+
+struct store_audit *store_audit_state(struct store *s)
+{
+	return &s->audit;
+}
+
+json_t *store_json_text(const unsigned char *v, size_t n);
+
+static int sp(struct store *s, int which)
+{
+	sqlite3_stmt *st = s->st[which];
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/*
+ * Steps one write statement and appends its audit records in the same
+ * savepoint: the row and its record commit (with the batch, or at once
+ * outside one) or neither does. Returns 0 or -1 (the error is the db's).
+ */
+static int write_step(struct store *s, sqlite3_stmt *st)
+{
+	int rc;
+
+	if (sp(s, ST_SP_BEGIN) < 0)
+		return -1;
+	rc = sqlite3_step(st);
+	s->last_rowid = sqlite3_last_insert_rowid(s->db);
+	s->last_changes = sqlite3_changes(s->db);
+	if (rc == SQLITE_DONE && store_audit_flush(s) == 0 && sp(s, ST_SP_RELEASE) == 0)
+		return 0;
+	if (rc == SQLITE_FULL || sqlite3_errcode(s->db) == SQLITE_FULL)
+		s->audit.full = 1;
+	store_audit_discard(s);
+	s->audit.stale = 1;
+	sqlite3_reset(st);
+	if (!sqlite3_get_autocommit(s->db)) {
+		(void)sp(s, ST_SP_ROLLBACK);
+		(void)sp(s, ST_SP_RELEASE);
+	}
+	return -1;
 }
 
 static int exec(struct store *s, const char *sql, const char *what)
@@ -358,13 +430,12 @@ static int recover(struct store *s)
 	if (sqlite3_bind_int64(st, 1, al_now_us()) != SQLITE_OK ||
 	    sqlite3_bind_text(st, 2, al_reason_name(AL_REASON_SHUTDOWN), -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_text(st, 3, "daemon restarted", -1, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_step(st) != SQLITE_DONE) {
+	    write_step(s, st) < 0) {
 		db_err(s, "closing rows left open");
 		goto out;
 	}
-	if (sqlite3_changes(s->db) > 0)
-		al_info("store: closed %d connection rows left open by a previous run",
-			sqlite3_changes(s->db));
+	if (s->last_changes > 0)
+		al_info("store: closed %d connection rows left open by a previous run", s->last_changes);
 	ret = 0;
 out:
 	st_done(st);
@@ -468,7 +539,7 @@ int store_open(const char *path, struct store **out)
 			goto out;
 		}
 	}
-	if (recover(s) < 0 || store_review_recover(s) < 0)
+	if (store_audit_open(s, path) < 0 || recover(s) < 0 || store_review_recover(s) < 0)
 		goto out;
 	*out = s;
 	s = NULL;
@@ -900,7 +971,15 @@ int store_batch_begin(struct store *s)
 		return -1;
 	}
 	s->in_batch = 1;
+	if (s->on_batch)
+		s->on_batch(s->on_batch_arg);
 	return 0;
+}
+
+void store_on_batch(struct store *s, void (*fn)(void *arg), void *arg)
+{
+	s->on_batch = fn;
+	s->on_batch_arg = arg;
 }
 
 int store_batch_commit(struct store *s)
