@@ -271,6 +271,16 @@ print(db.execute("SELECT count(*) FROM statements").fetchone()[0])' "$TMP/airloc
 
 # ---- runs ----
 
+CLK_TCK=$(getconf CLK_TCK)
+# cpu_ticks PID: user + system clock ticks the process has used (0 without a pid).
+cpu_ticks() {
+	if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then
+		awk '{ print $14 + $15 }' "/proc/$1/stat"
+	else
+		echo 0
+	fi
+}
+
 # client MODE WORKLOAD: one pgbench run; its output goes to $TMP/client.out.
 client() {
 	local mode=$1 wl=$2 cg port pw rc=0 args
@@ -329,7 +339,13 @@ for round in $(seq "$ROUNDS"); do
 		for k in 0 1 2; do
 			mode=${MODES[$(((round - 1 + k) % 3))]}
 			before=$(audited)
+			proxy=
+			[ "$mode" = airlock ] && proxy=$AIRLOCKD_PID
+			[ "$mode" = pgbouncer ] && proxy=$PGB_PID
+			cpu0=$(cpu_ticks "$proxy")
 			client "$mode" "$wl"
+			cpu1=$(cpu_ticks "$proxy")
+			sleep 0.1 # audit rows are committed in batches
 			after=$(audited)
 			tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$TMP/client.out" | head -n 1)
 			lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$TMP/client.out" | head -n 1)
@@ -343,8 +359,15 @@ for round in $(seq "$ROUNDS"); do
 				fi
 			fi
 			[ -n "$tps" ] || continue
-			echo "$mode $wl $round tps=$tps lat_ms=${lat:-0}" >>"$TMP/results"
-			line+=$(printf '  %s %.0f tps %.3f ms' "$mode" "$tps" "${lat:-0}")
+			cpu=
+			if [ -n "$proxy" ] && [ -n "$n" ] && [ "$n" -gt 0 ]; then
+				# The proxy's CPU time (user + system) per transaction, in us.
+				cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$CLK_TCK" -v n="$n" \
+					'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }')
+			fi
+			echo "$mode $wl $round tps=$tps lat_ms=${lat:-0}${cpu:+ cpu_us=$cpu}" >>"$TMP/results"
+			line+=$(printf '  %s %.0f tps' "$mode" "$tps")
+			[ -z "$cpu" ] || line+=$(printf ' (%s us cpu/tx)' "$cpu")
 		done
 		echo "$line"
 	done
@@ -402,6 +425,12 @@ END {
 			printf ", %+.1f us vs pgbouncer", ovb
 		printf "\n"
 	}
+	printf "proxy CPU per transaction (user+system, median):"
+	for (w = 1; w <= 3; w++)
+		printf "  %s pgbouncer %s us airlock %s us", wls[w],
+		       num(median(wls[w] SUBSEP "cpu_us" SUBSEP "pgbouncer"), "%.1f"),
+		       num(median(wls[w] SUBSEP "cpu_us" SUBSEP "airlock"), "%.1f")
+	printf "\n"
 	if (T["c8", "a"] != "" && T["c8", "b"] != "" && T["c8", "b"] > 0) {
 		r = T["c8", "a"] / T["c8", "b"]
 		printf "airlock / pgbouncer at -c 8: %.2f (target >= 0.90: %s)\n", r, (r >= 0.90 ? "met" : "MISSED")

@@ -12,7 +12,9 @@ pkgs=(
   # run
   iproute2 sqlite3 ca-certificates
   # test
-  curl python3 python3-psycopg2 postgresql postgresql-contrib procps psmisc
+  curl python3 python3-psycopg2 postgresql postgresql-contrib procps psmisc asciinema
+  # bench
+  pgbouncer
 )
 
 missing=()

@@ -4,9 +4,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <event2/listener.h>
 #include <ifaddrs.h>
 #include <limits.h>
@@ -38,13 +37,22 @@ struct relay {
 	int64_t local_at_us;
 };
 
-/* One side of a session: the agent's accepted socket or our upstream socket. */
+/*
+ * One side of a session: the agent's accepted socket or our upstream socket.
+ * Bytes read from a side go through a pipe into the other side's socket with
+ * splice(2): the kernel moves the pages, airlockd never copies them. The pipe
+ * is the per-direction buffer (relay_buffer): when it is full, reading from
+ * this side stops until the other side takes bytes again (backpressure).
+ */
 struct side {
-	struct bufferevent *bev;
+	struct session *s;
+	int fd;
+	int pipe[2];                /* [0] read end, [1] write end */
+	size_t queued, cap;         /* bytes in the pipe; its capacity */
+	struct event *rev, *wev;
 	uint64_t bytes_in;          /* read from this side */
 	unsigned int eof : 1;       /* this side sent FIN */
 	unsigned int shut : 1;      /* we sent FIN to this side */
-	unsigned int throttled : 1; /* reading paused: the other side's output is full */
 };
 
 struct session {
@@ -52,15 +60,16 @@ struct session {
 	struct relay *r;
 	int64_t row;                /* store row id */
 	struct side agent, up;
+	struct event *timer;        /* upstream connect timeout */
 	int connected;
 };
 
 static void session_close(struct session *s, enum al_reason reason, const char *fmt, ...)
 	AL_PRINTF(3, 4);
 
-static struct side *other(struct session *s, struct side *x)
+static struct side *other(struct side *x)
 {
-	return x == &s->agent ? &s->up : &s->agent;
+	return x == &x->s->agent ? &x->s->up : &x->s->agent;
 }
 
 /* Sends RST instead of FIN on close, so the peer sees an abort, not a clean end. */
@@ -70,6 +79,19 @@ static void set_abort_on_close(evutil_socket_t fd)
 
 	if (fd >= 0)
 		(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
+static void side_free(struct side *x)
+{
+	if (x->rev)
+		event_free(x->rev);
+	if (x->wev)
+		event_free(x->wev);
+	for (int i = 0; i < 2; i++)
+		if (x->pipe[i] >= 0)
+			close(x->pipe[i]);
+	if (x->fd >= 0)
+		close(x->fd);
 }
 
 static void session_close(struct session *s, enum al_reason reason, const char *fmt, ...)
@@ -84,9 +106,8 @@ static void session_close(struct session *s, enum al_reason reason, const char *
 		va_end(ap);
 	}
 	if (reason != AL_REASON_CLOSED) {
-		set_abort_on_close(bufferevent_getfd(s->agent.bev));
-		if (s->up.bev)
-			set_abort_on_close(bufferevent_getfd(s->up.bev));
+		set_abort_on_close(s->agent.fd);
+		set_abort_on_close(s->up.fd);
 	}
 	e.closed_us = al_now_us();
 	e.bytes_up = s->agent.bytes_in;
@@ -101,60 +122,98 @@ static void session_close(struct session *s, enum al_reason reason, const char *
 		s->r->stats.by_reason[reason]++;
 	s->r->stats.live--;
 	LIST_REMOVE(s, link);
-	bufferevent_free(s->agent.bev);
-	if (s->up.bev)
-		bufferevent_free(s->up.bev);
+	side_free(&s->agent);
+	side_free(&s->up);
+	if (s->timer)
+		event_free(s->timer);
 	free(s);
 }
 
-static void maybe_finish(struct session *s)
+static enum al_reason side_error(const struct side *x)
 {
-	if (s->agent.eof && s->up.eof && s->agent.shut && s->up.shut)
-		session_close(s, AL_REASON_CLOSED, NULL);
+	return x == &x->s->agent ? AL_REASON_AGENT_RESET : AL_REASON_UPSTREAM_RESET;
 }
 
-/* Output of x has drained to its low watermark. */
-static void on_write(struct bufferevent *bev, void *arg)
+/* Moves what x's pipe holds into the other side's socket. 0, or -1 if the session ended. */
+static int pump_out(struct side *x)
 {
-	struct session *s = arg;
-	struct side *x = bev == s->agent.bev ? &s->agent : &s->up;
-	struct side *y = other(s, x);
-	size_t pending = evbuffer_get_length(bufferevent_get_output(bev));
+	struct session *s = x->s;
+	struct side *y = other(x);
 
-	if (y->throttled && pending <= s->r->cfg->relay_buffer / 2) {
-		y->throttled = 0;
-		bufferevent_enable(y->bev, EV_READ);
-	}
-	if (y->eof && !x->shut && pending == 0) {
-		/* The other side finished: pass its FIN on once its bytes are out. */
-		if (shutdown(bufferevent_getfd(bev), SHUT_WR) < 0 && errno != ENOTCONN) {
-			session_close(s, x == &s->agent ? AL_REASON_AGENT_RESET : AL_REASON_UPSTREAM_RESET,
-				      "shutdown: %s", strerror(errno));
-			return;
+	while (x->queued > 0) {
+		ssize_t m = splice(x->pipe[0], NULL, y->fd, NULL, x->queued, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+
+		if (m > 0) {
+			x->queued -= (size_t)m;
+			continue;
 		}
-		x->shut = 1;
-		maybe_finish(s);
+		if (m < 0 && errno == EINTR)
+			continue;
+		if (m < 0 && errno == EAGAIN) {
+			event_add(y->wev, NULL);
+			break;
+		}
+		session_close(s, side_error(y), "%s: %s", y == &s->agent ? "agent" : "upstream",
+			      m < 0 ? strerror(errno) : "closed");
+		return -1;
 	}
+	if (x->queued == 0) {
+		event_del(y->wev);
+		if (x->eof && !y->shut) {
+			/* x finished: pass its FIN on once its bytes are out. */
+			if (shutdown(y->fd, SHUT_WR) < 0 && errno != ENOTCONN) {
+				session_close(s, side_error(y), "shutdown: %s", strerror(errno));
+				return -1;
+			}
+			y->shut = 1;
+			if (y->eof && x->shut) {
+				session_close(s, AL_REASON_CLOSED, NULL);
+				return -1;
+			}
+		}
+	}
+	if (!x->eof && x->queued < x->cap)
+		event_add(x->rev, NULL);
+	return 0;
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
-	struct session *s = arg;
-	struct side *x = bev == s->agent.bev ? &s->agent : &s->up;
-	struct side *y = other(s, x);
-	struct evbuffer *in = bufferevent_get_input(bev);
-	struct evbuffer *out = bufferevent_get_output(y->bev);
-	size_t n = evbuffer_get_length(in);
+	struct side *x = arg;
+	struct session *s = x->s;
+	ssize_t n;
 
-	x->bytes_in += n;
-	if (evbuffer_add_buffer(out, in) < 0) {
-		session_close(s, AL_REASON_INTERNAL, "out of memory relaying %zu bytes", n);
+	(void)fd;
+	(void)what;
+	if (x->queued >= x->cap) {
+		/* Backpressure: the other side has not taken what we hold. */
+		event_del(x->rev);
 		return;
 	}
-	if (evbuffer_get_length(out) >= s->r->cfg->relay_buffer) {
-		x->throttled = 1;
-		bufferevent_disable(bev, EV_READ);
+	n = splice(x->fd, NULL, x->pipe[1], NULL, x->cap - x->queued, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	if (n > 0) {
+		x->queued += (size_t)n;
+		x->bytes_in += (uint64_t)n;
+	} else if (n == 0) {
+		x->eof = 1;
+		event_del(x->rev);
+	} else if (errno == EAGAIN || errno == EINTR) {
+		return;
+	} else {
+		session_close(s, side_error(x), "%s: %s", x == &s->agent ? "agent" : "upstream",
+			      strerror(errno));
+		return;
 	}
+	(void)pump_out(x);
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+	struct side *y = arg;
+
+	(void)fd;
+	(void)what;
+	(void)pump_out(other(y));
 }
 
 static enum al_reason upstream_error_reason(int err)
@@ -173,44 +232,61 @@ static enum al_reason upstream_error_reason(int err)
 	}
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct session *s = arg;
-	struct side *x = bev == s->agent.bev ? &s->agent : &s->up;
-	struct side *y = other(s, x);
-	int err = EVUTIL_SOCKET_ERROR();
 
-	if (what & BEV_EVENT_CONNECTED) {
-		int one = 1;
+	(void)fd;
+	(void)what;
+	session_close(s, AL_REASON_UPSTREAM_TIMEOUT, "no answer from upstream in %u ms",
+		      s->r->cfg->connect_timeout_ms);
+}
 
-		s->connected = 1;
-		(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		bufferevent_set_timeouts(bev, NULL, NULL);
-		bufferevent_enable(s->up.bev, EV_READ | EV_WRITE);
-		bufferevent_enable(s->agent.bev, EV_READ | EV_WRITE);
+/* The upstream socket became writable for the first time: connected, or failed. */
+static void on_connected(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	int err = 0, one = 1;
+	socklen_t len = sizeof(err);
+
+	(void)what;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err) {
+		session_close(s, upstream_error_reason(err), "connect: %s", strerror(err));
 		return;
 	}
-	if (what & BEV_EVENT_TIMEOUT) {
-		session_close(s, AL_REASON_UPSTREAM_TIMEOUT, "no answer from upstream in %u ms",
-			      s->r->cfg->connect_timeout_ms);
+	s->connected = 1;
+	event_free(s->timer);
+	s->timer = NULL;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* From now on wev means "the socket can take more bytes". */
+	event_free(s->up.wev);
+	s->up.wev = event_new(s->r->base, s->up.fd, EV_WRITE | EV_PERSIST, on_writable, &s->up);
+	if (!s->up.wev) {
+		session_close(s, AL_REASON_INTERNAL, "out of memory");
 		return;
 	}
-	if (what & BEV_EVENT_ERROR) {
-		if (x == &s->up && !s->connected)
-			session_close(s, upstream_error_reason(err), "connect: %s", strerror(err));
-		else if (x == &s->up)
-			session_close(s, AL_REASON_UPSTREAM_RESET, "upstream: %s", strerror(err));
-		else
-			session_close(s, AL_REASON_AGENT_RESET, "agent: %s", strerror(err));
-		return;
-	}
-	if (what & BEV_EVENT_EOF) {
-		/* Bytes may still sit in the input if reading was throttled; the
-		 * read callback has moved everything before EOF is reported. */
-		x->eof = 1;
-		bufferevent_setwatermark(y->bev, EV_WRITE, 0, 0);
-		on_write(y->bev, s);
-	}
+	event_add(s->agent.rev, NULL);
+	event_add(s->up.rev, NULL);
+}
+
+static int side_init(struct session *s, struct side *x, int fd, size_t want)
+{
+	int sz;
+
+	x->s = s;
+	x->fd = fd;
+	x->pipe[0] = x->pipe[1] = -1;
+	if (pipe2(x->pipe, O_NONBLOCK | O_CLOEXEC) < 0)
+		return -1;
+	/* As big as relay_buffer allows (pipe-max-size caps it for us). */
+	(void)fcntl(x->pipe[1], F_SETPIPE_SZ, (int)(want > 1048576 ? 1048576 : want));
+	sz = fcntl(x->pipe[1], F_GETPIPE_SZ);
+	x->cap = sz > 0 ? (size_t)sz : 65536;
+	x->rev = event_new(s->r->base, fd, EV_READ | EV_PERSIST, on_readable, x);
+	x->wev = event_new(s->r->base, fd, EV_WRITE | EV_PERSIST, on_writable, x);
+	return x->rev && x->wev ? 0 : -1;
 }
 
 static const char *cgroup_path_cached(struct relay *r, uint64_t id)
@@ -306,6 +382,15 @@ int relay_adopt(struct relay *r, evutil_socket_t fd, struct store_conn *c, const
 		record_refused(r, c, AL_REASON_LIMIT, "max_sessions reached");
 		return -1;
 	}
+	/* No session that could not be recorded: a full store fails closed. */
+	if (!store_accepting(r->store)) {
+		set_abort_on_close(fd);
+		close(fd);
+		al_warn("refused a session from %s: the audit store is full", c->cgroup_path ? c->cgroup_path :
+			c->iface ? c->iface : "?");
+		record_refused(r, c, AL_REASON_STORE_FULL, "the audit store is full");
+		return -1;
+	}
 	if (res && res->proto == AL_PROTO_POSTGRES) {
 		if (!r->pg) {
 			set_abort_on_close(fd);
@@ -324,17 +409,19 @@ int relay_adopt(struct relay *r, evutil_socket_t fd, struct store_conn *c, const
 		return -1;
 	}
 	s->r = r;
-	s->agent.bev = bufferevent_socket_new(r->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	s->up.bev = bufferevent_socket_new(r->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (!s->agent.bev || !s->up.bev) {
-		if (s->agent.bev)
-			bufferevent_free(s->agent.bev);
-		else
-			close(fd);
-		if (s->up.bev)
-			bufferevent_free(s->up.bev);
+	s->agent.fd = s->up.fd = -1;
+	s->agent.pipe[0] = s->agent.pipe[1] = s->up.pipe[0] = s->up.pipe[1] = -1;
+	sslen = (socklen_t)al_addr_to_sockaddr(dst, dst_port, &ss);
+	if (side_init(s, &s->agent, fd, cfg->relay_buffer) < 0 ||
+	    side_init(s, &s->up, socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0),
+		      cfg->relay_buffer) < 0 || s->up.fd < 0) {
+		int e = errno;
+
+		set_abort_on_close(s->agent.fd);
+		side_free(&s->agent);
+		side_free(&s->up);
 		free(s);
-		record_refused(r, c, AL_REASON_INTERNAL, "out of memory");
+		record_refused(r, c, AL_REASON_INTERNAL, strerror(e));
 		return -1;
 	}
 	(void)!store_batch_begin(r->store);
@@ -343,33 +430,29 @@ int relay_adopt(struct relay *r, evutil_socket_t fd, struct store_conn *c, const
 	LIST_INSERT_HEAD(&r->sessions, s, link);
 	r->stats.live++;
 
-	bufferevent_setcb(s->agent.bev, on_read, on_write, on_event, s);
-	bufferevent_setcb(s->up.bev, on_read, on_write, on_event, s);
-	/* libevent reads 16 KiB at a time by default: let bulk transfers use the buffer. */
-	bufferevent_set_max_single_read(s->agent.bev, cfg->relay_buffer);
-	bufferevent_set_max_single_read(s->up.bev, cfg->relay_buffer);
-	bufferevent_set_max_single_write(s->agent.bev, cfg->relay_buffer);
-	bufferevent_set_max_single_write(s->up.bev, cfg->relay_buffer);
-	bufferevent_setwatermark(s->agent.bev, EV_WRITE, cfg->relay_buffer / 2, 0);
-	bufferevent_setwatermark(s->up.bev, EV_WRITE, cfg->relay_buffer / 2, 0);
 	/* The agent waits in the kernel's buffers until upstream answers. */
-	bufferevent_disable(s->agent.bev, EV_READ);
-
+	event_free(s->up.wev);
+	s->up.wev = event_new(r->base, s->up.fd, EV_WRITE, on_connected, s);
+	s->timer = evtimer_new(r->base, on_connect_timeout, s);
+	if (!s->up.wev || !s->timer) {
+		session_close(s, AL_REASON_INTERNAL, "out of memory");
+		return -1;
+	}
 	{
 		struct timeval tv = {
 			.tv_sec = cfg->connect_timeout_ms / 1000,
 			.tv_usec = (cfg->connect_timeout_ms % 1000) * 1000,
 		};
 
-		bufferevent_set_timeouts(s->up.bev, NULL, &tv);
+		evtimer_add(s->timer, &tv);
 	}
-	sslen = (socklen_t)al_addr_to_sockaddr(dst, dst_port, &ss);
-	if (bufferevent_socket_connect(s->up.bev, (struct sockaddr *)&ss, (int)sslen) < 0) {
-		int err = EVUTIL_SOCKET_ERROR();
+	if (connect(s->up.fd, (struct sockaddr *)&ss, sslen) < 0 && errno != EINPROGRESS) {
+		int err = errno;
 
 		session_close(s, upstream_error_reason(err), "connect: %s", strerror(err));
 		return -1;
 	}
+	event_add(s->up.wev, NULL);
 	return 0;
 }
 
