@@ -5,7 +5,7 @@ BPFTOOL  ?= bpftool
 B        := build
 ARCH_INC := /usr/include/$(shell gcc -dumpmachine)
 
-PKGS     := libbpf libelf zlib openssl libevent_core libevent_extra libevent_openssl sqlite3 jansson libnftnl libmnl
+PKGS     := libbpf libelf zlib openssl libevent_core libevent_extra libevent_openssl sqlite3 jansson libnftnl libmnl libmicrohttpd
 CFLAGS   ?= -O2 -g
 override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter \
             -D_GNU_SOURCE -Iinclude -I$(B) $(shell pkg-config --cflags $(PKGS))
@@ -20,8 +20,10 @@ LIB_SRC  := $(wildcard userspace/lib/*.c userspace/config/*.c userspace/store/*.
               userspace/approval/*.c \
               userspace/proto/*/*.c)
 LIB_OBJ  := $(patsubst %.c,$(B)/%.o,$(LIB_SRC)) $(B)/default_conf.o
-D_SRC    := $(wildcard userspace/airlockd/*.c userspace/net/*.c)
-D_OBJ    := $(patsubst %.c,$(B)/%.o,$(D_SRC))
+D_SRC    := $(wildcard userspace/airlockd/*.c userspace/net/*.c userspace/console/*.c)
+# The console's static UI, embedded (scripts/embed.sh): web/index.html -> al_web_index_html.
+WEB_OBJ  := $(B)/web/index_html.o $(B)/web/app_js.o $(B)/web/app_css.o
+D_OBJ    := $(patsubst %.c,$(B)/%.o,$(D_SRC)) $(WEB_OBJ)
 CTL_SRC  := $(wildcard userspace/cli/*.c)
 CTL_OBJ  := $(patsubst %.c,$(B)/%.o,$(CTL_SRC))
 
@@ -50,6 +52,18 @@ $(B)/default_conf.c: policy/airlock.conf scripts/embed.sh
 $(B)/%.o: %.c include/airlock/*.h $(SKELS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -MMD -c $< -o $@
+
+$(B)/web/index_html.c: web/index.html scripts/embed.sh
+	@mkdir -p $(@D)
+	sh scripts/embed.sh al_web_index_html $< > $@
+$(B)/web/app_js.c: web/app.js scripts/embed.sh
+	@mkdir -p $(@D)
+	sh scripts/embed.sh al_web_app_js $< > $@
+$(B)/web/app_css.c: web/app.css scripts/embed.sh
+	@mkdir -p $(@D)
+	sh scripts/embed.sh al_web_app_css $< > $@
+$(B)/web/%.o: $(B)/web/%.c
+	$(CC) $(CFLAGS) -c $< -o $@
 
 $(B)/default_conf.o: $(B)/default_conf.c
 	$(CC) $(CFLAGS) -c $< -o $@

@@ -13,6 +13,7 @@ pkgs=(
   iproute2 sqlite3 ca-certificates
   # test
   curl python3 python3-psycopg2 postgresql postgresql-contrib procps psmisc asciinema
+  chromium   # tests/console: headless, driven over the DevTools protocol
   # bench
   pgbouncer
 )

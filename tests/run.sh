@@ -46,19 +46,26 @@ run_one() {
 	fi
 }
 
-# Unit tests: C binaries built by `make unit`.
+# Unit tests: C binaries built by `make unit`, one per tests/unit/test_*.c
+# (a binary whose source is gone is stale, not a test).
 shopt -s nullglob
-unit=(build/tests/test_*)
+unit=()
+for src in tests/unit/test_*.c; do
+	unit+=("build/tests/$(basename "$src" .c)")
+done
 if [ ${#unit[@]} -eq 0 ]; then
 	fail_line "build/tests: no unit test binaries (run make unit)"
 fi
 for t in "${unit[@]}"; do
-	[ -x "$t" ] && [ -f "$t" ] || continue
+	if [ ! -x "$t" ]; then
+		fail_line "$t: not built (make unit)"
+		continue
+	fi
 	run_one "$t" "$UNIT_TIMEOUT" "$t"
 done
 
-# Integration and bypass tests: real daemon, real cgroup; root only.
-for t in tests/integration/test_*.py tests/bypass/test_*.py tests/bypass/test_*.sh; do
+# Integration, bypass and console (headless Chromium) tests: real daemon, real cgroup; root only.
+for t in tests/integration/test_*.py tests/bypass/test_*.py tests/bypass/test_*.sh tests/console/test_*.py; do
 	if [ "$(id -u)" -ne 0 ]; then
 		fail_line "$t: skipped, needs root (it loads BPF and creates a cgroup)"
 		continue

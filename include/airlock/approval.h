@@ -82,6 +82,15 @@ int approval_decide(struct approval *a, int64_t request_id, const char *reviewer
 int approval_revoke(struct approval *a, int64_t grant_id, const char *reviewer, char *err,
 		    size_t errlen) AL_MUST;
 
+/* One listener (the console's live feed) hears of every change to the
+ * pending set: event is "new" (submitted), "approval" (one of several
+ * approvals recorded), or the end state ("approved", "denied", "timeout",
+ * "abandoned", "aborted"). Called after the change is on disk. */
+typedef void (*approval_listener)(void *arg, int64_t request_id, const char *event);
+void approval_set_listener(struct approval *a, approval_listener cb, void *arg);
+/* How many requests are pending. */
+size_t approval_pending_count(struct approval *a);
+
 /* JSON views for the control socket and the console. */
 json_t *approval_pending_json(struct approval *a);
 json_t *approval_request_json(struct approval *a, int64_t request_id);

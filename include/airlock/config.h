@@ -13,6 +13,7 @@
 enum al_proto {
 	AL_PROTO_TCP = 0,       /* relay bytes as they are */
 	AL_PROTO_POSTGRES = 1,  /* terminate PostgreSQL, classify every statement */
+	AL_PROTO_HTTPS = 2,     /* terminate TLS, decide every HTTP/1.1 request */
 };
 
 enum al_upstream_tls {
@@ -44,6 +45,12 @@ struct al_rule {
 	char **relations;       /* any of these (case-insensitive, schema optional) */
 	size_t n_relations;
 	int unbounded_write;    /* only UPDATE/DELETE without WHERE */
+	/* https */
+	char **methods;         /* any of these (exact, upper case) */
+	size_t n_methods;
+	char **paths;           /* any of these globs (fnmatch, '*' crosses '/') */
+	size_t n_paths;
+	int exec;               /* only Kubernetes exec and attach */
 	int line;
 	char text[160];         /* the rule as written, for messages and audit */
 };
@@ -74,6 +81,10 @@ struct al_resource {
 	char *upstream_ca;      /* CA file for verify-full; NULL: system roots */
 	char *tls_name;         /* name on the minted leaf and checked upstream */
 	char *credential;       /* key into the secrets file */
+	/* https */
+	char **sni;             /* `host NAME...`: server names (globs) this resource answers; none: any */
+	size_t n_sni;
+	int upstream_tls_line;  /* where upstream_tls was given; 0: the protocol's default */
 	struct al_rule *rules;  /* first match decides; none matches: allow */
 	size_t n_rules;
 };
@@ -102,11 +113,23 @@ struct al_config {
 	char *review_webhook_secret; /* file with the HMAC key for X-Airlock-Signature */
 	char *ca_dir;           /* the Airlock CA */
 	size_t pg_max_message;  /* longest PostgreSQL message accepted from an agent */
+	size_t http_max_body;   /* request bodies up to this are held for review and hashed */
 	/* Agents behind pinned interfaces (network namespaces, containers). */
 	uint16_t tproxy_port;   /* TPROXY listener on 127.0.0.1 and ::1 */
 	uint32_t tproxy_mark;   /* fwmark of TPROXYed packets */
 	uint32_t tproxy_table;  /* routing table holding the local default route */
 	char *nft_table;        /* nftables table, family inet */
+	/* The audit store and session recordings. */
+	uint64_t store_max_size;        /* bytes in use; 0: unlimited */
+	int store_full_rotate;          /* at the cap: 0 refuse new sessions, 1 rotate to an archive */
+	size_t record_limit;            /* bytes of recording per session; 0: none */
+	uint64_t record_retention_s;    /* recordings older are deleted; 0: kept */
+	/* The review console (userspace/console). */
+	int console_enabled;    /* console_listen off: 0 */
+	struct al_addr console_addr;
+	uint16_t console_port;
+	int console_tls;        /* HTTPS: console_cert/console_key, else a leaf from the Airlock CA */
+	char *console_cert, *console_key;
 };
 
 /* Parse `text` (named `source` in messages). On error returns -1 and writes
@@ -131,6 +154,10 @@ struct al_subject {
 	const char *cgroup_path;
 	long uid;
 	const char *exe;
+	/* https (NULL / 0 for other protocols) */
+	const char *method;
+	const char *path;
+	int k8s_exec;                   /* a Kubernetes exec or attach */
 };
 /* The first rule of the resource that matches; NULL: none (allowed). */
 const struct al_rule *config_decide(const struct al_resource *res, const struct al_subject *s);

@@ -330,4 +330,14 @@ void pg_cache_stats(const struct pg_cache *c, uint64_t *hits, uint64_t *misses);
 /* The cache key: numeric literals as '?', all else verbatim; -1 if not cacheable. */
 int pg_cache_key(const char *sql, char *out, size_t cap, size_t *key_len) AL_MUST;
 
+/* ---- Recording -------------------------------------------------------------------------------
+ * What a session recording keeps of a framed message (malloc'd text; NULL only when out of
+ * memory): frontend Query: its SQL; Parse {name, query}; Bind {portal,
+ * statement, params}; Execute {portal}; Describe/Close {what, name}. Backend RowDescription:
+ * the JSON array of field names; DataRow: the JSON array of values (null for NULL, text cut
+ * at max_value bytes with "...", "<N bytes>" when not UTF-8); CommandComplete: the tag;
+ * ErrorResponse/NoticeResponse {severity, sqlstate, message, detail, hint}; ReadyForQuery:
+ * the status letter; ParameterStatus {name, value}. Others: "". */
+char *pg_summary(const struct pg_msg *m, int from_backend, size_t max_value);
+
 #endif

@@ -33,7 +33,8 @@
 	X(EVENTS_SUPPRESSED,21, "events_suppressed")/* refusal events over the rate limit */ \
 	X(XDP_DROP,         22, "xdp_drop")         /* a pinned interface sent what only TCP and DNS may */ \
 	X(GUARD_DROP,       23, "guard_drop")       /* to a guarded port, not from an appliance */ \
-	X(BIND_STEER,       24, "bind_steer_port")  /* an agent tried to bind the steer port */
+	X(BIND_STEER,       24, "bind_steer_port")  /* an agent tried to bind the steer port */ \
+	X(STORE_FULL,       25, "store_full")       /* the audit store is at its cap or the disk is full */
 
 enum al_reason {
 #define AL_REASON_ENUM_(name, val, str) AL_REASON_##name = val,

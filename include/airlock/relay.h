@@ -21,6 +21,9 @@ void relay_set_config(struct relay *r, const struct al_config *cfg);
 /* Where connections to postgres resources go. */
 struct pgproxy;
 void relay_set_pgproxy(struct relay *r, struct pgproxy *p);
+/* Where connections to https resources go. */
+struct httpproxy;
+void relay_set_httpproxy(struct relay *r, struct httpproxy *p);
 
 struct relay_stats {
 	uint64_t live;              /* sessions open now */

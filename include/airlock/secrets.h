@@ -13,8 +13,10 @@
  *	NAME key=value [key=value ...]
  *
  * NAME is 1..63 characters of A-Z a-z 0-9 . _ - and is what a resource's "credential" names.
- * Keys: user (required), password, sslcert and sslkey (absolute paths, given together); at
- * least a password or a client certificate. A value is a bare word or a double-quoted string
+ * Keys: user, password, sslcert and sslkey (absolute paths, given together), and for https
+ * resources header="Name: value" (sent upstream in place of the agent's Authorization) or
+ * bearer=TOKEN (sent as Authorization: Bearer TOKEN). user is required unless header or bearer
+ * is given; at least a password, a client certificate, a header or a bearer token. A value is a bare word or a double-quoted string
  * in which \" and \\ are the only escapes; quote values holding spaces or '#'. A '#' starts a
  * comment only where a word could start, and is refused inside a bare value so a password is
  * never silently cut. Errors read "SOURCE:LINE: problem" and never quote a value.
@@ -27,6 +29,8 @@ struct al_secret {
 	char *password;
 	char *sslcert;
 	char *sslkey;
+	char *header;           /* https: a whole header line sent upstream, "Name: value" */
+	char *bearer;           /* https: sent as "Authorization: Bearer TOKEN" */
 };
 
 struct al_secrets {

@@ -10,7 +10,7 @@ struct store;
 
 /* The schema version this build migrates stores to (store.c checks it
  * against its migration list at compile time). */
-#define STORE_SCHEMA_VERSION 7
+#define STORE_SCHEMA_VERSION 8
 
 /* What is known of a connection when it is accepted. Strings may be NULL.
  * cgroup_id 0 means no kernel identity: cgroup_id, pid, tid, uid and gid are
@@ -121,6 +121,33 @@ int store_stmt_outcome(struct store *s, int64_t id, const struct store_stmt_outc
 int store_stmt_list(struct store *s, unsigned int limit,
 		    int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
 
+/* ---- HTTP requests (userspace/store/http.c): one row per request of an https resource ---- */
+struct store_http {
+	int64_t conn_id, seq, at_us;
+	const char *method, *host, *path, *query, *kind;
+	const char *headers_json;   /* chosen headers */
+	int64_t body_len;           /* -1: unknown */
+	const char *body_sha256;    /* NULL: not buffered */
+	const char *request_sha256;
+	const char *k8s_json;       /* Kubernetes exec/attach/portforward, or NULL */
+	const char *fingerprint;
+	const char *decision;       /* allow, deny, review, error (a 400) */
+	const char *rule;
+	int64_t request_id;         /* the review request, 0: none */
+};
+struct store_http_outcome {
+	int status;                 /* sent to the agent; 0: none (connection ended) */
+	uint64_t bytes_up, bytes_down;
+	int64_t duration_us;
+	const char *decision;       /* NULL: keep; after review "approved", "denied", ... */
+	int64_t request_id;         /* 0: keep */
+	const char *error;
+};
+int store_http_add(struct store *s, const struct store_http *h, int64_t *id) AL_MUST;
+int store_http_outcome(struct store *s, int64_t id, const struct store_http_outcome *o) AL_MUST;
+int store_http_list(struct store *s, unsigned int limit,
+		    int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
+
 /*
  * Group commit for audit rows on the hot path: writers call
  * store_batch_begin (a no-op when a batch is open) and rows share one
@@ -209,16 +236,16 @@ int store_token_user(struct store *s, const char *sha256_hex, char *user, size_t
 /* Audit listings for the console, newest first; NULL/0 filters match all.
  * agent is a cgroup path prefix (or an exe); decision is a statement's
  * decision (allow, deny, review) or a connection's end reason. */
-struct store_audit_filter {
+struct store_find_filter {
 	const char *agent, *resource, *decision;
 	int64_t since_us;
 	unsigned int limit;
 };
-int store_audit_connections(struct store *s, const struct store_audit_filter *f,
+int store_find_connections(struct store *s, const struct store_find_filter *f,
 			    int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
-int store_audit_statements(struct store *s, const struct store_audit_filter *f,
+int store_find_statements(struct store *s, const struct store_find_filter *f,
 			   int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
-int store_audit_requests(struct store *s, const struct store_audit_filter *f,
+int store_find_requests(struct store *s, const struct store_find_filter *f,
 			 int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
 /* One connection row; 1 if there is none. */
 int store_conn_get(struct store *s, int64_t id, int (*cb)(void *arg, const char *json), void *arg) AL_MUST;

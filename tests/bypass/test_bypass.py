@@ -518,6 +518,7 @@ class Airlock:
         with open(self.conf, "w") as f:
             f.write("# written by tests/bypass/test_bypass.py\n"
                     "steer_port %d\n" % self.steer_port +
+                    "console_listen off\n" +
                     'control_socket "%s"\n' % self.sock +
                     'store "%s"\n' % self.store +
                     'pin_root "%s"\n' % self.pin_root +

@@ -381,6 +381,9 @@ class Airlock:
             "default relay",
             "connect_timeout 2s",
         ] + list(settings)
+        # The console's default port is shared by every daemon: tests that want it name a free one.
+        if not any(str(x).startswith("console_listen") for x in settings):
+            lines.append("console_listen off")
         for res in resources:
             if isinstance(res, str):
                 lines += res.strip("\n").splitlines()

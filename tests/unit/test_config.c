@@ -430,7 +430,7 @@ static void test_resource_errors(void)
 	CHECK_STR(perr("resource db {\n steer_port 1\n}\n"),
 		  "t:2: unknown directive 'steer_port' in resource 'db'");
 	CHECK_STR(perr("resource db {\n address ::1\n port 1\n protocol udp\n}\n"),
-		  "t:4: unknown protocol 'udp' (valid: tcp, postgres)");
+		  "t:4: unknown protocol 'udp' (valid: tcp, postgres, https)");
 	CHECK_STR(perr("resource db {\n protocol tcp\n protocol tcp\n}\n"),
 		  "t:3: protocol already set at line 2");
 	CHECK_STR(perr("resource db {\n protocol\n}\n"), "t:2: protocol: missing argument");
@@ -932,6 +932,76 @@ out:
 		       " rule review timeout forever\n}\n"), "t:6: rule: bad value 'forever' for timeout");
 }
 
+static void test_https_resource(void)
+{
+	struct al_config *c = parse("http_max_body 64k\n"
+				    "resource api {\n address 127.0.0.9\n port 443\n protocol https\n"
+				    " host api.example *.svc.example\n credential apitoken\n"
+				    " rule deny path /admin/* /internal\n"
+				    " rule review method DELETE PUT\n"
+				    " rule review exec approvers ops\n"
+				    " rule allow method GET HEAD uid 1000\n}\n");
+	struct al_subject s = { .uid = 1000, .method = "GET", .path = "/admin/x/y" };
+	const struct al_resource *r;
+
+	CHECK(c != NULL);
+	if (!c)
+		return;
+	r = &c->resources[0];
+	CHECK(c->http_max_body == 64 * 1024 && r->proto == AL_PROTO_HTTPS && r->n_sni == 2);
+	CHECK(r->upstream_tls == AL_UPSTREAM_TLS_VERIFY_FULL);
+	CHECK(config_decide(r, &s) == &r->rules[0]);
+	s.path = "/v1/items";
+	CHECK(config_decide(r, &s) == &r->rules[3]);
+	s.method = "DELETE";
+	CHECK(config_decide(r, &s) == &r->rules[1]);
+	s.method = "POST";
+	CHECK(config_decide(r, &s) == NULL);
+	s.k8s_exec = 1;
+	CHECK(config_decide(r, &s) == &r->rules[2]);
+	config_free(c);
+	CHECK_STR(perr("resource a {\n address ::1\n port 1\n protocol https\n rule deny kind ddl\n}\n"),
+		  "t:5: rule: kind, relation and unbounded_write are for postgres resources (https: method, path, exec)");
+	CHECK_STR(perr("resource a {\n address ::1\n port 1\n protocol https\n upstream_tls disable\n}\n"),
+		  "t:5: resource 'a': https goes upstream over TLS (upstream_tls require or verify-full)");
+	CHECK_STR(perr("resource a {\n address ::1\n port 1\n host a.b\n}\n"),
+		  "t:1: resource 'a': host needs protocol https");
+	CHECK_STR(perr("resource a {\n address ::1\n port 1\n protocol https\n rule deny method get\n}\n"),
+		  "t:5: rule: method 'get' is not an upper-case HTTP method");
+}
+
+static void test_console_settings(void)
+{
+	struct al_config *c = parse("");
+	char a[64];
+
+	CHECK(c && c->console_enabled && c->console_port == 8077 && !c->console_tls);
+	if (c) {
+		al_addr_str(&c->console_addr, a, sizeof(a));
+		CHECK_STR(a, "127.0.0.1");
+		config_free(c);
+	}
+	c = parse("console_listen [::1]:9443\nconsole_tls on\n"
+		  "console_cert /etc/c.pem\nconsole_key /etc/k.pem\n");
+	CHECK(c && c->console_enabled && c->console_port == 9443 && c->console_tls);
+	if (c) {
+		al_addr_str(&c->console_addr, a, sizeof(a));
+		CHECK_STR(a, "::1");
+		CHECK_STR(c->console_cert, "/etc/c.pem");
+		CHECK_STR(c->console_key, "/etc/k.pem");
+		config_free(c);
+	}
+	c = parse("console_listen off\n");
+	CHECK(c && !c->console_enabled);
+	config_free(c);
+	CHECK(fails_with("console_listen 127.0.0.1\n", "t:1: console_listen: '127.0.0.1' is not ADDR:PORT"));
+	CHECK(fails_with("console_listen localhost:80\n", "t:1: console_listen: 'localhost' is not an IP"));
+	CHECK(fails_with("console_listen 127.0.0.1:0\n", "t:1: console_listen: '0' is not a port"));
+	CHECK(fails_with("console_tls yes\n", "t:1: console_tls: 'yes' is neither on nor off"));
+	CHECK(fails_with("console_cert c.pem\n", "t:1: console_cert: 'c.pem' is not an absolute path"));
+	CHECK(fails_with("console_cert /c.pem\n", "t:1: console_cert and console_key go together"));
+}
+
 int main(void)
 {
 	RUN(test_embedded_default);
@@ -963,5 +1033,7 @@ int main(void)
 	RUN(test_resolvers);
 	RUN(test_include);
 	RUN(test_rules);
+	RUN(test_https_resource);
+	RUN(test_console_settings);
 	TEST_EXIT();
 }

@@ -147,17 +147,17 @@ static void test_errors(void)
 	CHECK_STR(perr("db # comment\n"), "t:1: credential 'db' has no user=");
 	CHECK_STR(perr("db password=p\n"), "t:1: credential 'db' has no user=");
 	CHECK_STR(perr("db user=bob\n"),
-		  "t:1: credential 'db' needs password= or sslcert= and sslkey=");
+		  "t:1: credential 'db' needs password=, sslcert= and sslkey=, header= or bearer=");
 	CHECK_STR(perr("a user=x password=y\n\n# c\na user=z password=w\n"),
 		  "t:4: duplicate credential 'a' (first on line 1)");
 	CHECK_STR(perr("a user=x pass=y\n"),
-		  "t:1: unknown key 'pass' (expected user, password, sslcert or sslkey)");
+		  "t:1: unknown key 'pass' (expected user, password, sslcert, sslkey, header or bearer)");
 	CHECK_STR(perr("a user=x p@ss=y\n"),
-		  "t:1: unknown key (expected user, password, sslcert or sslkey)");
+		  "t:1: unknown key (expected user, password, sslcert, sslkey, header or bearer)");
 	CHECK_STR(perr("a user=x =y\n"),
-		  "t:1: unknown key (expected user, password, sslcert or sslkey)");
+		  "t:1: unknown key (expected user, password, sslcert, sslkey, header or bearer)");
 	CHECK_STR(perr("a user=x USER=y\n"),
-		  "t:1: unknown key 'USER' (expected user, password, sslcert or sslkey)");
+		  "t:1: unknown key 'USER' (expected user, password, sslcert, sslkey, header or bearer)");
 	CHECK_STR(perr("a user=x password\n"), "t:1: 'password' needs a value (password=...)");
 	CHECK_STR(perr("a user=x password =y\n"), "t:1: 'password' needs a value (password=...)");
 	CHECK_STR(perr("a user=x hunter2\n"), "t:1: expected key=value");
@@ -194,10 +194,10 @@ static void test_errors(void)
 	CHECK_STR(perr("a user=u password=p\r\n"), "t:1: control character (byte 0x0d)");
 	CHECK_STR(perr("a user=u password=\"p\x01\"\n"), "t:1: control character (byte 0x01)");
 	CHECK_STR(perr("# ok\n\n\n\n# fine\nb user=u password=p\nc user=u\n"),
-		  "t:7: credential 'c' needs password= or sslcert= and sslkey=");
+		  "t:7: credential 'c' needs password=, sslcert= and sslkey=, header= or bearer=");
 	CHECK_STR(perr("x\x7f user=u\n"), "t:1: control character (byte 0x7f)");
 	CHECK_STR(perr("f \"user\"=u password=x\n"),
-		  "t:1: unknown key (expected user, password, sslcert or sslkey)");
+		  "t:1: unknown key (expected user, password, sslcert, sslkey, header or bearer)");
 }
 
 /* Error texts give the line and the key, never the value: they end up in logs. */
@@ -316,7 +316,7 @@ static void test_file_ok(void)
 	/* errors inside the file name the path */
 	CHECK(write_file(path, "db user=app\n", 12, 0600) == 0);
 	CHECK(al_fmt(want, sizeof(want),
-		     "%s:1: credential 'db' needs password= or sslcert= and sslkey=", path) == 0);
+		     "%s:1: credential 'db' needs password=, sslcert= and sslkey=, header= or bearer=", path) == 0);
 	CHECK_STR(lerr(path), want);
 	unlink(path);
 }
@@ -418,6 +418,30 @@ static void test_wipe_on_free(void)
 	unlink(path);
 }
 
+static void test_http_keys(void)
+{
+	struct al_secrets *s = pok("api header=\"X-Api-Key: s3cret value\"\n"
+				   "kube bearer=eyJhbGciOi.x-y_z sslcert=/etc/k.crt sslkey=/etc/k.key\n");
+	const struct al_secret *e;
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	e = secrets_find(s, "api");
+	CHECK(e && !e->user && e->header && strcmp(e->header, "X-Api-Key: s3cret value") == 0);
+	e = secrets_find(s, "kube");
+	CHECK(e && e->bearer && strcmp(e->bearer, "eyJhbGciOi.x-y_z") == 0 && e->sslcert);
+	secrets_free(s);
+	CHECK_STR(perr("a header=\"NoColon\"\n"),
+		  "t:1: credential 'a': header= must be \"Name: value\" (a token, a colon, no control characters)");
+	CHECK_STR(perr("a header=\"Bad Name: v\"\n"),
+		  "t:1: credential 'a': header= must be \"Name: value\" (a token, a colon, no control characters)");
+	CHECK_STR(perr("a bearer=\"two words\"\n"),
+		  "t:1: credential 'a': bearer= must be one word without control characters");
+	CHECK_STR(perr("a bearer=x header=\"A: b\"\n"),
+		  "t:1: credential 'a': header= and bearer= together (choose one)");
+}
+
 int main(void)
 {
 	CHECK(al_fmt(dir_, sizeof(dir_), "/tmp/airlock-secrets-XXXXXX") == 0);
@@ -436,6 +460,7 @@ int main(void)
 	RUN(test_file_refused);
 	RUN(test_file_content);
 	RUN(test_wipe_on_free);
+	RUN(test_http_keys);
 	if (rmdir(dir_) < 0) {
 		printf("not ok - cleanup %s: %s\n", dir_, strerror(errno));
 		return 1;

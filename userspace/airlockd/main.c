@@ -4,6 +4,7 @@
 #include <airlock/control.h>
 #include <airlock/kernel.h>
 #include <airlock/pgproxy.h>
+#include <airlock/httpproxy.h>
 #include <airlock/secrets.h>
 #include <airlock/tls.h>
 #include <airlock/relay.h>
@@ -37,6 +38,7 @@ struct daemon {
 	struct tls_ca *ca;
 	struct al_secrets *secrets;
 	struct pgproxy *pg;
+	struct httpproxy *http;
 	struct approval *approval;
 	struct control *review;
 	struct review_ctx rctx;
@@ -117,6 +119,17 @@ static json_t *cmd_status(struct daemon *d)
 		json_object_set_new(resp, "pg_statements", json_integer((json_int_t)ps.statements));
 		json_object_set_new(resp, "pg_denied", json_integer((json_int_t)ps.denied));
 	}
+	{
+		struct httpproxy_stats hs;
+
+		httpproxy_stats(d->http, &hs);
+		json_object_set_new(resp, "http_live", json_integer((json_int_t)hs.live));
+		json_object_set_new(resp, "http_requests", json_integer((json_int_t)hs.requests));
+		json_object_set_new(resp, "http_denied", json_integer((json_int_t)hs.denied));
+		json_object_set_new(resp, "http_held", json_integer((json_int_t)hs.held));
+		json_object_set_new(resp, "http_malformed", json_integer((json_int_t)hs.malformed));
+		json_object_set_new(resp, "tls_passthrough", json_integer((json_int_t)hs.passthrough));
+	}
 	json_object_set_new(resp, "kernel", kobj);
 	json_object_set_new(resp, "sessions", sobj);
 	ifaces_status(d->ifaces, resp);
@@ -195,6 +208,7 @@ static json_t *cmd_list(struct daemon *d, json_t *req, const char *what)
 
 static int load_config_err(const char *path, int explicit, struct al_config **cfg, char *err,
 			   size_t errlen);
+static void store_limits_from(struct store *st, const struct al_config *cfg);
 static int load_secrets(struct daemon *d, char *err, size_t errlen);
 static int set_resolvers(struct daemon *d, char *err, size_t errlen);
 
@@ -253,11 +267,22 @@ static int reload(struct daemon *d, char *err, size_t errlen)
 	}
 	relay_set_config(d->relay, n);
 	pgproxy_set_config(d->pg, n, d->secrets);
+	httpproxy_set_config(d->http, n, d->secrets);
 	approval_set_config(d->approval, n);
 	d->retired_cfg[d->n_retired] = old;
 	d->retired_secrets[d->n_retired] = old_secrets;
 	d->n_retired++;
 	al_info("configuration reloaded from %s (%zu resources)", n->source, n->n_resources);
+	store_limits_from(d->store, n);
+	{
+		json_t *b = json_pack("{s:s, s:I}", "source", n->source, "resources", (json_int_t)n->n_resources);
+		char *txt = b ? json_dumps(b, JSON_COMPACT) : NULL;
+
+		if (!txt || store_audit_event(d->store, "policy_reload", 0, txt) < 0)
+			al_err("could not record the policy reload in the audit log");
+		free(txt);
+		json_decref(b);
+	}
 	return 0;
 }
 
@@ -355,6 +380,25 @@ static void on_commit(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 }
 
+/* The store's periodic work: timed audit checkpoints, recording retention, the size cap. */
+static void on_store_tick(evutil_socket_t fd, short what, void *arg)
+{
+	store_tick(((struct daemon *)arg)->store);
+	(void)fd;
+	(void)what;
+}
+
+static void store_limits_from(struct store *st, const struct al_config *cfg)
+{
+	struct store_limits l = {
+		.max_size = cfg->store_max_size,
+		.full = cfg->store_full_rotate ? STORE_FULL_ROTATE : STORE_FULL_REFUSE,
+		.record_retention_us = (int64_t)cfg->record_retention_s * 1000000,
+	};
+
+	store_set_limits(st, &l);
+}
+
 static void on_batch_open(void *arg)
 {
 	event_active(arg, EV_TIMEOUT, 1);
@@ -382,6 +426,10 @@ static int load_secrets(struct daemon *d, char *err, size_t errlen)
 		if (!secrets_find(d->secrets, r->credential))
 			return al_errf(err, errlen, "%s:%d: resource %s: credential '%s' is not in %s",
 				       d->cfg->source, r->line, r->name, r->credential, d->cfg->secrets_path);
+		if (r->proto == AL_PROTO_POSTGRES && !secrets_find(d->secrets, r->credential)->user)
+			return al_errf(err, errlen, "%s:%d: resource %s: credential '%s' has no user= "
+				       "(a PostgreSQL login needs one)", d->cfg->source, r->line, r->name,
+				       r->credential);
 	}
 	return 0;
 }
@@ -432,7 +480,7 @@ int main(int argc, char **argv)
 	const char *conf = AL_DEFAULT_CONFIG_PATH;
 	int check = 0, explicit = 0, opt, rc = 1, n;
 	struct daemon d = { 0 };
-	struct event *sigs[3] = { 0 }, *commit = NULL;
+	struct event *sigs[3] = { 0 }, *commit = NULL, *tick = NULL;
 	char err[1024];
 
 	while ((opt = getopt(argc, argv, "c:nvh")) != -1) {
@@ -505,6 +553,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "airlockd: cannot open the store %s\n", d.cfg->store_path);
 		goto out;
 	}
+	store_limits_from(d.store, d.cfg);
+	{
+		struct timeval every = { 0, 250 * 1000 };
+
+		tick = event_new(d.base, -1, EV_PERSIST, on_store_tick, &d);
+		if (!tick || event_add(tick, &every) < 0) {
+			fprintf(stderr, "airlockd: cannot start the store timer\n");
+			goto out;
+		}
+	}
 	if (tls_ca_open(d.cfg->ca_dir, &d.ca, err, sizeof(err)) < 0 ||
 	    load_secrets(&d, err, sizeof(err)) < 0 ||
 	    kern_open(d.cfg->pin_root, d.cfg->steer_port, &d.kern, err, sizeof(err)) < 0 ||
@@ -514,12 +572,14 @@ int main(int argc, char **argv)
 	    ifaces_start(d.base, d.cfg, d.store, d.relay, &d.ifaces, err, sizeof(err)) < 0 ||
 	    approval_new(d.base, d.store, d.cfg, &d.approval, err, sizeof(err)) < 0 ||
 	    pgproxy_new(d.base, d.cfg, d.store, d.ca, d.secrets, d.approval, &d.pg, err, sizeof(err)) < 0 ||
+	    httpproxy_new(d.base, d.cfg, d.store, d.ca, d.secrets, d.approval, &d.http, err, sizeof(err)) < 0 ||
 	    control_start(d.base, d.cfg->control_socket, 0, handle, &d, &d.control, err, sizeof(err)) < 0 ||
 	    control_start(d.base, d.cfg->review_socket, 1, handle, &d, &d.review, err, sizeof(err)) < 0) {
 		fprintf(stderr, "airlockd: %s\n", err);
 		goto out;
 	}
 	relay_set_pgproxy(d.relay, d.pg);
+	relay_set_httpproxy(d.relay, d.http);
 	{
 		struct console_deps cd = { .base = d.base, .cfg = d.cfg, .store = d.store,
 					   .approval = d.approval, .kern = d.kern, .ca = d.ca };
@@ -577,6 +637,7 @@ out:
 	ifaces_free(d.ifaces);
 	relay_free(d.relay);
 	pgproxy_free(d.pg);
+	httpproxy_free(d.http);
 	approval_free(d.approval);
 	refusals_free(d.refusals);
 	kern_close(d.kern);
@@ -594,6 +655,8 @@ out:
 		store_on_batch(d.store, NULL, NULL);
 	if (commit)
 		event_free(commit);
+	if (tick)
+		event_free(tick);
 	store_close(d.store);
 	secrets_free(d.secrets);
 	tls_ca_free(d.ca);

@@ -1,35 +1,20 @@
 /* Review commands (pending, show, approve, deny, grants, revoke) and reviewer users, over the sockets. */
 #include "review_cmds.h"
 
+#include <airlock/console.h>
 #include <airlock/password.h>
 
-#include <limits.h>
 #include <stdlib.h>
-
-#define MAX_PINS 4096
 
 /* An agent must not reach the review socket: refuse peers in a pinned subtree. */
 static int peer_is_agent(struct review_ctx *ctx, pid_t pid)
 {
-	static uint64_t ids[MAX_PINS];
 	struct kern_cgroup self;
-	char err[256], pinned[PATH_MAX];
-	int n;
+	char err[256];
 
 	if (kern_cgroup_of_pid(pid, &self, err, sizeof(err)) < 0)
 		return 1; /* cannot tell: fail closed */
-	n = kern_pinned(ctx->kern, ids, MAX_PINS);
-	for (int i = 0; i < n; i++) {
-		size_t len;
-
-		if (kern_cgroup_path(ids[i], pinned, sizeof(pinned)) < 0)
-			continue;
-		len = strlen(pinned);
-		if (strcmp(pinned, "/") == 0 ||
-		    (strncmp(self.rel, pinned, len) == 0 && (self.rel[len] == '\0' || self.rel[len] == '/')))
-			return 1;
-	}
-	return 0;
+	return kern_in_pinned(ctx->kern, self.rel);
 }
 
 static int append_row(void *arg, const char *json)
@@ -62,6 +47,16 @@ static json_t *user_command(struct review_ctx *ctx, const char *cmd, json_t *req
 			rows = NULL;
 		}
 		return with("users", rows);
+	}
+	if (strcmp(cmd, "console_token") == 0) {
+		char tok[65], err[256];
+		json_t *resp;
+
+		if (console_token_create(ctx->store, name, tok, sizeof(tok), err, sizeof(err)) < 0)
+			return control_error("%s", err);
+		resp = control_ok();
+		json_object_set_new(resp, "token", json_string(tok));
+		return resp;
 	}
 	if (strcmp(cmd, "user_del") != 0 && strcmp(cmd, "user_add") != 0)
 		return NULL;

@@ -57,7 +57,15 @@ struct approval {
 	LIST_HEAD(, grant) grants;
 	LIST_HEAD(, watcher) watchers;
 	struct webhook *webhook;
+	approval_listener listener;
+	void *listener_arg;
 };
+
+static void tell(struct approval *a, int64_t id, const char *event)
+{
+	if (a->listener)
+		a->listener(a->listener_arg, id, event);
+}
 
 const char *approval_outcome_name(enum approval_outcome o)
 {
@@ -104,12 +112,14 @@ static void req_finish(struct req *r, const char *state, enum approval_outcome o
 	approval_cb cb = r->cb;
 	void *arg = r->arg;
 	int64_t id = r->id;
+	struct approval *a = r->a;
 
 	if (store_request_end(r->a->store, id, state, reason) < 0)
 		al_err("review request %lld: could not record '%s'", (long long)id, state);
 	req_free(r);
 	if (cb)
 		cb(arg, id, o, reason);
+	tell(a, id, state);
 }
 
 /* Like req_finish, when the store already recorded the end with the decision. */
@@ -118,10 +128,12 @@ static void req_finish_recorded(struct req *r, enum approval_outcome o, const ch
 	approval_cb cb = r->cb;
 	void *arg = r->arg;
 	int64_t id = r->id;
+	struct approval *a = r->a;
 
 	req_free(r);
 	if (cb)
 		cb(arg, id, o, reason);
+	tell(a, id, approval_outcome_name(o));
 }
 
 static void on_timeout(evutil_socket_t fd, short what, void *arg)
@@ -146,6 +158,18 @@ static void hex(const unsigned char *in, size_t n, char *out)
 }
 
 /* Runs the configured exec hook with the request as JSON on stdin; never waits for it. */
+/* Each notification sent is an audit record (that it was sent, not that it arrived). */
+static void note_notification(struct approval *a, int64_t id, const char *via, const char *target)
+{
+	json_t *b = target ? json_pack("{s:s, s:s}", "via", via, "target", target) : json_pack("{s:s}", "via", via);
+	char *t = b ? json_dumps(b, JSON_COMPACT) : NULL;
+
+	if (!t || store_audit_event(a->store, "notification", id, t) < 0)
+		al_warn("review request %lld: could not record the %s notification", (long long)id, via);
+	free(t);
+	json_decref(b);
+}
+
 static void notify_exec(struct approval *a, int64_t id)
 {
 	json_t *j;
@@ -180,6 +204,7 @@ static void notify_exec(struct approval *a, int64_t id)
 		if (w < 0 || (size_t)w != n)
 			al_warn("review hook: request %lld: short write", (long long)id);
 		waitpid(pid, NULL, 0);
+		note_notification(a, id, "hook", a->cfg->review_hook);
 	} else {
 		al_warn("review hook: fork failed");
 	}
@@ -266,12 +291,15 @@ int64_t approval_submit(struct approval *a, const struct approval_req *q, approv
 	al_info("review request %lld: %s on %s waits for %u approval%s", (long long)id, q->kind,
 		q->resource, r->needed, r->needed == 1 ? "" : "s");
 	notify_exec(a, id);
+	tell(a, id, "new");
 	if (a->webhook) {
 		json_t *j = approval_request_json(a, id);
 		char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 
-		if (text)
+		if (text) {
 			webhook_send(a->webhook, id, text);
+			note_notification(a, id, "webhook", NULL);
+		}
 		free(text);
 		json_decref(j);
 	}
@@ -374,6 +402,7 @@ int approval_decide(struct approval *a, int64_t request_id, const char *reviewer
 	if (r->n_approved < r->needed) {
 		al_info("review request %lld: %s approved (%zu of %u)", (long long)request_id, reviewer,
 			r->n_approved, r->needed);
+		tell(a, request_id, "approval");
 		return 0;
 	}
 	if (r->grant_s > 0) {
@@ -524,6 +553,22 @@ int approval_new(struct event_base *base, struct store *st, const struct al_conf
 	}
 	*out = a;
 	return 0;
+}
+
+void approval_set_listener(struct approval *a, approval_listener cb, void *arg)
+{
+	a->listener = cb;
+	a->listener_arg = arg;
+}
+
+size_t approval_pending_count(struct approval *a)
+{
+	struct req *r;
+	size_t n = 0;
+
+	LIST_FOREACH(r, &a->reqs, link)
+		n++;
+	return n;
 }
 
 void approval_set_config(struct approval *a, const struct al_config *cfg)

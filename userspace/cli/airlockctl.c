@@ -6,7 +6,9 @@
 #include <airlock/version.h>
 
 #include "ctl.h"
+#include "http.h"
 #include "review.h"
+#include "audit.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -44,7 +46,9 @@ static void usage(FILE *f)
 		"  classify pg [SQL]                how each statement is classified (SQL or stdin)\n"
 		"  statements [--limit N] [--json] the newest audited statements\n"
 		"  version\n");
+	ctl_http_usage(f);
 	ctl_review_usage(f);
+	ctl_audit_usage(f);
 	fprintf(f,
 		"CGROUP is a path under the cgroup v2 mount, absolute or relative to it.\n"
 		"SOCKET defaults to $AIRLOCK_CONTROL or " AL_DEFAULT_CONTROL_SOCKET ".\n");
@@ -381,6 +385,7 @@ int main(int argc, char **argv)
 		{ "pin-root", required_argument, NULL, 'r' },
 		CTL_IFACE_LONGOPTS
 		CTL_REVIEW_LONGOPTS
+		CTL_AUDIT_LONGOPTS
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -428,6 +433,14 @@ int main(int argc, char **argv)
 			if (opt >= 0x100 && opt < 0x200) {
 				if (ctl_review_option(opt, optarg) < 0)
 					return 2;
+				/* --since also sets the window of audit export */
+				if (opt == 0x108)
+					(void)ctl_audit_option(opt, optarg);
+				break;
+			}
+			if (opt >= 0x200 && opt < 0x300) {
+				if (ctl_audit_option(opt, optarg) < 0)
+					return 2;
 				break;
 			}
 			usage(stderr);
@@ -445,6 +458,18 @@ int main(int argc, char **argv)
 		return cmd_status();
 	{
 		int rc = ctl_iface_command(sock_path, cmd, argc, want_json); /* --iface, guard */
+
+		if (rc >= 0)
+			return rc;
+	}
+	{
+		int rc = ctl_http_command(sock_path, cmd, argc, argv, want_json); /* classify http, ca install */
+
+		if (rc >= 0)
+			return rc;
+	}
+	{
+		int rc = ctl_audit_command(sock_path, cmd, argc, argv, want_json); /* audit, replay, export */
 
 		if (rc >= 0)
 			return rc;

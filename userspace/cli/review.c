@@ -27,6 +27,7 @@ void ctl_review_usage(FILE *f)
 		"  grants [--json] | revoke ID     live grants; revoking ends sessions that used it\n"
 		"  user add NAME [--uid N] [--groups G,G] [--admin] [--password-stdin]\n"
 		"  user del NAME | user list [--json]   reviewers (root, control socket)\n"
+		"  console token NAME              a console API token for reviewer NAME (printed once)\n"
 		"  policy reload                   load the configuration and policy.d again (or SIGHUP)\n"
 		"  policy test [--since 24h] FILE...   what FILE's policy would have decided differently\n"
 		"                                  for the statements recorded in that window\n"
@@ -276,6 +277,19 @@ int ctl_review_command(const char *control_sock, const char *cmd, int argc, char
 
 	if (strcmp(cmd, "user") == 0)
 		return cmd_user(control_sock, argc, argv, want_json);
+	if (strcmp(cmd, "console") == 0) {
+		/* console token NAME: an API token for the console (Authorization: Bearer). */
+		if (argc != 3 || strcmp(argv[1], "token") != 0) {
+			fprintf(stderr, "airlockctl: console token NAME\n");
+			return 2;
+		}
+		resp = ctl_call(control_sock, json_pack("{s:s, s:s}", "cmd", "console_token", "name", argv[2]));
+		if (!resp)
+			return 1;
+		printf("%s\n", json_string_value(json_object_get(resp, "token")));
+		json_decref(resp);
+		return 0;
+	}
 	if (strcmp(cmd, "policy") == 0)
 		return cmd_policy(control_sock, argc, argv, want_json);
 	if (strcmp(cmd, "pending") && strcmp(cmd, "show") && strcmp(cmd, "approve") &&

@@ -24,9 +24,12 @@
 #define DEF_SECRETS		"/etc/airlock/secrets.conf"
 #define DEF_CA_DIR		"/var/lib/airlock/ca"
 #define DEF_PG_MAX_MESSAGE	(16u * 1024 * 1024)
+#define DEF_HTTP_MAX_BODY	(1024u * 1024)
 #define DEF_TPROXY_MARK		0x7701u
 #define DEF_TPROXY_TABLE	7701u
 #define DEF_NFT_TABLE		"airlock"
+#define DEF_CONSOLE_ADDR	"127.0.0.1"
+#define DEF_CONSOLE_PORT	8077
 
 #define BPF_FS			"/sys/fs/bpf/"
 #define MAX_CONNECT_TIMEOUT_MS	(60u * 60 * 1000)
@@ -54,7 +57,10 @@ enum top_directive {
 	TD_STEER_PORT, TD_CONTROL_SOCKET, TD_STORE, TD_PIN_ROOT, TD_DEFAULT,
 	TD_CONNECT_TIMEOUT, TD_MAX_SESSIONS, TD_RELAY_BUFFER, TD_RESOLVER, TD_SECRETS, TD_CA_DIR,
 	TD_PG_MAX_MESSAGE, TD_TPROXY_PORT, TD_TPROXY_MARK, TD_TPROXY_TABLE, TD_NFT_TABLE, TD_REVIEW_HOOK, TD_REVIEW_SOCKET, TD_REVIEW_WEBHOOK,
-	TD_REVIEW_WEBHOOK_SECRET, TD_COUNT
+	TD_REVIEW_WEBHOOK_SECRET, TD_CONSOLE_LISTEN, TD_CONSOLE_TLS, TD_CONSOLE_CERT, TD_CONSOLE_KEY,
+	TD_STORE_MAX_SIZE, TD_STORE_FULL, TD_RECORD_LIMIT, TD_RECORD_RETENTION,
+	TD_HTTP_MAX_BODY,
+	TD_COUNT
 };
 
 struct parser {
@@ -82,6 +88,7 @@ static const struct {
 } protos[] = {
 	{ "tcp", AL_PROTO_TCP },
 	{ "postgres", AL_PROTO_POSTGRES },
+	{ "https", AL_PROTO_HTTPS },
 };
 
 static int fail(struct parser *ps, int line, const char *fmt, ...) AL_PRINTF(3, 4);
@@ -524,6 +531,19 @@ static int d_ca_dir(struct parser *ps, const struct line *ln)
 	return set_string(ps, &ps->c->ca_dir, arg1(ln));
 }
 
+static int d_http_max_body(struct parser *ps, const struct line *ln)
+{
+	static const struct unit units[] = {
+		{ "", 1 }, { "k", 1024 }, { "m", 1024 * 1024 }, { NULL, 0 },
+	};
+	uint64_t v;
+
+	if (parse_scaled(arg1(ln), units, &v) < 0 || v > 64u * 1024 * 1024)
+		return fail(ps, ln->no, "http_max_body: '%s' is not a size up to 64m", arg1(ln));
+	ps->c->http_max_body = (size_t)v;
+	return 0;
+}
+
 static int d_pg_max_message(struct parser *ps, const struct line *ln)
 {
 	static const struct unit units[] = {
@@ -590,6 +610,113 @@ static int d_nft_table(struct parser *ps, const struct line *ln)
 	return set_string(ps, &ps->c->nft_table, s);
 }
 
+/* console_listen ADDR:PORT ([V6]:PORT), or off. */
+static int d_console_listen(struct parser *ps, const struct line *ln)
+{
+	const char *s = arg1(ln), *colon;
+	char host[INET6_ADDRSTRLEN + 2];
+	size_t hlen;
+
+	if (strcmp(s, "off") == 0) {
+		ps->c->console_enabled = 0;
+		return 0;
+	}
+	colon = strrchr(s, ':');
+	if (!colon)
+		return fail(ps, ln->no, "console_listen: '%s' is not ADDR:PORT, [ADDR6]:PORT or off", s);
+	hlen = (size_t)(colon - s);
+	if (hlen >= 2 && s[0] == '[' && s[hlen - 1] == ']') {
+		s++;
+		hlen -= 2;
+	}
+	if (hlen == 0 || hlen >= sizeof(host))
+		return fail(ps, ln->no, "console_listen: '%s' is not ADDR:PORT, [ADDR6]:PORT or off", arg1(ln));
+	memcpy(host, s, hlen);
+	host[hlen] = '\0';
+	if (al_addr_parse(&ps->c->console_addr, host) < 0)
+		return fail(ps, ln->no, "console_listen: '%s' is not an IP address", host);
+	ps->c->console_enabled = 1;
+	return parse_port(ps, ln->no, "console_listen", colon + 1, &ps->c->console_port);
+}
+
+static int d_console_tls(struct parser *ps, const struct line *ln)
+{
+	if (strcmp(arg1(ln), "on") != 0 && strcmp(arg1(ln), "off") != 0)
+		return fail(ps, ln->no, "console_tls: '%s' is neither on nor off", arg1(ln));
+	ps->c->console_tls = strcmp(arg1(ln), "on") == 0;
+	return 0;
+}
+
+static int d_console_cert(struct parser *ps, const struct line *ln)
+{
+	if (!is_abs_path(arg1(ln)))
+		return fail(ps, ln->no, "%s: '%s' is not an absolute path", ln->v[0].s, arg1(ln));
+	return set_string(ps, strcmp(ln->v[0].s, "console_cert") == 0 ? &ps->c->console_cert
+			  : &ps->c->console_key, arg1(ln));
+}
+
+/* ---- audit store limits and session recordings ---- */
+
+static const struct unit size_units[] = {
+	{ "", 1 }, { "k", 1024 }, { "K", 1024 }, { "m", 1024 * 1024 }, { "M", 1024 * 1024 },
+	{ "g", 1024ull * 1024 * 1024 }, { "G", 1024ull * 1024 * 1024 }, { NULL, 0 },
+};
+
+static int d_store_max_size(struct parser *ps, const struct line *ln)
+{
+	uint64_t v;
+
+	if (strcmp(arg1(ln), "unlimited") == 0) {
+		ps->c->store_max_size = 0;
+		return 0;
+	}
+	if (parse_scaled(arg1(ln), size_units, &v) < 0 || v < 64 * 1024)
+		return fail(ps, ln->no, "store_max_size: '%s' is not a size of at least 64k (or unlimited)",
+			    arg1(ln));
+	ps->c->store_max_size = v;
+	return 0;
+}
+
+static int d_store_full(struct parser *ps, const struct line *ln)
+{
+	if (strcmp(arg1(ln), "refuse") == 0)
+		ps->c->store_full_rotate = 0;
+	else if (strcmp(arg1(ln), "rotate") == 0)
+		ps->c->store_full_rotate = 1;
+	else
+		return fail(ps, ln->no, "store_full: '%s' is neither refuse nor rotate", arg1(ln));
+	return 0;
+}
+
+static int d_record_limit(struct parser *ps, const struct line *ln)
+{
+	uint64_t v;
+
+	if (parse_scaled(arg1(ln), size_units, &v) < 0 || v > 1024ull * 1024 * 1024)
+		return fail(ps, ln->no, "record_limit: '%s' is not a size up to 1g (0: no recordings)",
+			    arg1(ln));
+	ps->c->record_limit = (size_t)v;
+	return 0;
+}
+
+static int d_record_retention(struct parser *ps, const struct line *ln)
+{
+	static const struct unit units[] = {
+		{ "s", 1 }, { "m", 60 }, { "h", 3600 }, { "d", 86400 }, { NULL, 0 },
+	};
+	uint64_t v;
+
+	if (strcmp(arg1(ln), "forever") == 0) {
+		ps->c->record_retention_s = 0;
+		return 0;
+	}
+	if (parse_scaled(arg1(ln), units, &v) < 0 || v < 60 || v > 100ull * 365 * 86400)
+		return fail(ps, ln->no, "record_retention: '%s' is not a duration like 30d, 12h (or forever)",
+			    arg1(ln));
+	ps->c->record_retention_s = v;
+	return 0;
+}
+
 static const struct directive top_directives[TD_COUNT] = {
 	[TD_STEER_PORT]      = { "steer_port", 1, 1, d_steer_port },
 	[TD_CONTROL_SOCKET]  = { "control_socket", 1, 1, d_control_socket },
@@ -603,6 +730,7 @@ static const struct directive top_directives[TD_COUNT] = {
 	[TD_SECRETS]         = { "secrets", 1, 1, d_secrets },
 	[TD_CA_DIR]          = { "ca_dir", 1, 1, d_ca_dir },
 	[TD_PG_MAX_MESSAGE]  = { "pg_max_message", 1, 1, d_pg_max_message },
+	[TD_HTTP_MAX_BODY]   = { "http_max_body", 1, 1, d_http_max_body },
 	[TD_REVIEW_HOOK]     = { "review_hook", 1, 1, d_review_hook },
 	[TD_REVIEW_SOCKET]   = { "review_socket", 1, 1, d_review_socket },
 	[TD_REVIEW_WEBHOOK]  = { "review_webhook", 1, 1, d_review_webhook },
@@ -611,6 +739,14 @@ static const struct directive top_directives[TD_COUNT] = {
 	[TD_TPROXY_MARK]     = { "tproxy_mark", 1, 1, d_tproxy_mark },
 	[TD_TPROXY_TABLE]    = { "tproxy_table", 1, 1, d_tproxy_table },
 	[TD_NFT_TABLE]       = { "nft_table", 1, 1, d_nft_table },
+	[TD_STORE_MAX_SIZE]  = { "store_max_size", 1, 1, d_store_max_size },
+	[TD_STORE_FULL]      = { "store_full", 1, 1, d_store_full },
+	[TD_RECORD_LIMIT]    = { "record_limit", 1, 1, d_record_limit },
+	[TD_RECORD_RETENTION] = { "record_retention", 1, 1, d_record_retention },
+	[TD_CONSOLE_LISTEN]  = { "console_listen", 1, 1, d_console_listen },
+	[TD_CONSOLE_TLS]     = { "console_tls", 1, 1, d_console_tls },
+	[TD_CONSOLE_CERT]    = { "console_cert", 1, 1, d_console_cert },
+	[TD_CONSOLE_KEY]     = { "console_key", 1, 1, d_console_cert },
 };
 
 /* ---- resource blocks ---- */
@@ -858,6 +994,7 @@ static int d_upstream_tls(struct parser *ps, const struct line *ln)
 	for (size_t i = 0; i < AL_ARRAY_LEN(modes); i++) {
 		if (strcmp(arg1(ln), modes[i]) == 0) {
 			r->upstream_tls = (enum al_upstream_tls)i;
+			r->upstream_tls_line = ln->no;
 			return 0;
 		}
 	}
@@ -968,13 +1105,35 @@ static int rule_option(struct parser *ps, const struct line *ln, struct al_rule 
 	return -1;
 }
 
+/* host NAME...: the TLS server names (globs, e.g. *.example.com) an https resource answers. */
+static int d_host(struct parser *ps, const struct line *ln)
+{
+	struct al_resource *r = cur_res(ps);
+
+	for (size_t i = 1; i < ln->n; i++) {
+		const char *w = ln->v[i].s;
+		char **nv;
+
+		if (!is_host_name(w[0] == '*' && w[1] == '.' ? w + 2 : w))
+			return fail(ps, ln->no, "host: '%s' is not a host name (or *.name)", w);
+		nv = reallocarray(r->sni, r->n_sni + 1, sizeof(*nv));
+		if (!nv)
+			return oom(ps);
+		r->sni = nv;
+		if (!(nv[r->n_sni] = strdup(w)))
+			return oom(ps);
+		r->n_sni++;
+	}
+	return 0;
+}
+
 /* rule allow|deny|review [conditions] [review options]: see policy/airlock.conf */
 static int d_rule(struct parser *ps, const struct line *ln)
 {
 	struct al_resource *r = cur_res(ps);
 	struct al_rule *v, *rule;
 	size_t i, off = 0;
-	int mode = 0; /* 1 kinds, 2 relations */
+	int mode = 0; /* 1 kinds, 2 relations, 3 methods, 4 paths */
 
 	v = reallocarray(r->rules, r->n_rules + 1, sizeof(*v));
 	if (!v)
@@ -1014,6 +1173,29 @@ static int d_rule(struct parser *ps, const struct line *ln)
 			mode = 1;
 		} else if (strcmp(w, "relation") == 0) {
 			mode = 2;
+		} else if (strcmp(w, "method") == 0) {
+			mode = 3;
+		} else if (strcmp(w, "path") == 0) {
+			mode = 4;
+		} else if (strcmp(w, "exec") == 0) {
+			rule->exec = 1;
+			mode = 0;
+		} else if (mode == 3 || mode == 4) {
+			char ***lv = mode == 3 ? &rule->methods : &rule->paths;
+			size_t *ln_ = mode == 3 ? &rule->n_methods : &rule->n_paths;
+			char **nv;
+
+			if (mode == 3 && strspn(w, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(w))
+				return fail(ps, ln->no, "rule: method '%s' is not an upper-case HTTP method", w);
+			if (mode == 4 && w[0] != '/' && w[0] != '*')
+				return fail(ps, ln->no, "rule: path '%s' does not start with '/'", w);
+			nv = reallocarray(*lv, *ln_ + 1, sizeof(*nv));
+			if (!nv)
+				return oom(ps);
+			*lv = nv;
+			if (!(nv[*ln_] = strdup(w)))
+				return oom(ps);
+			(*ln_)++;
 		} else if (strcmp(w, "unbounded_write") == 0) {
 			rule->unbounded_write = 1;
 			mode = 0;
@@ -1033,7 +1215,7 @@ static int d_rule(struct parser *ps, const struct line *ln)
 				return oom(ps);
 			rule->n_relations++;
 		} else {
-			return fail(ps, ln->no, "rule: unexpected '%s' (conditions: kind K..., "
+			return fail(ps, ln->no, "rule: unexpected '%s' (conditions: method M..., path GLOB..., exec, kind K..., "
 				    "relation R..., unbounded_write)", w);
 		}
 	}
@@ -1042,6 +1224,10 @@ static int d_rule(struct parser *ps, const struct line *ln)
 		return fail(ps, ln->no, "rule: approvers, count and max_grant go with review");
 	if (mode == 1 && !rule->kinds)
 		return fail(ps, ln->no, "rule: 'kind' needs at least one kind");
+	if (mode == 3 && !rule->n_methods)
+		return fail(ps, ln->no, "rule: 'method' needs at least one method");
+	if (mode == 4 && !rule->n_paths)
+		return fail(ps, ln->no, "rule: 'path' needs at least one glob");
 	if (mode == 2 && !rule->n_relations)
 		return fail(ps, ln->no, "rule: 'relation' needs at least one name");
 	return 0;
@@ -1056,6 +1242,7 @@ static const struct directive res_directives[] = {
 	{ "tls_name", 1, 1, d_tls_name },
 	{ "credential", 1, 1, d_credential },
 	{ "rule", 1, 0, d_rule },
+	{ "host", 1, 0, d_host },
 };
 
 /* 1..63 of A-Z a-z 0-9 . _ - : names appear in logs, the console and airlockctl arguments. */
@@ -1106,10 +1293,30 @@ static int close_resource(struct parser *ps)
 		return fail(ps, r->line, "resource '%s' has no address", r->name);
 	if (r->n_ports == 0)
 		return fail(ps, r->line, "resource '%s' has no port", r->name);
-	if (r->proto != AL_PROTO_POSTGRES && (r->n_rules || r->credential || r->tls_name ||
-					      r->upstream_ca || r->upstream_tls))
+	if (r->proto == AL_PROTO_TCP && (r->n_rules || r->credential || r->tls_name ||
+					 r->upstream_ca || r->upstream_tls))
 		return fail(ps, r->line, "resource '%s': rule, credential, tls_name and upstream_* "
-			    "need protocol postgres", r->name);
+			    "need protocol postgres or https", r->name);
+	if (r->proto != AL_PROTO_HTTPS && r->n_sni)
+		return fail(ps, r->line, "resource '%s': host needs protocol https", r->name);
+	if (r->proto == AL_PROTO_HTTPS) {
+		if (r->upstream_tls_line && r->upstream_tls == AL_UPSTREAM_TLS_DISABLE)
+			return fail(ps, r->upstream_tls_line, "resource '%s': https goes upstream over TLS "
+				    "(upstream_tls require or verify-full)", r->name);
+		if (!r->upstream_tls_line)
+			r->upstream_tls = AL_UPSTREAM_TLS_VERIFY_FULL;
+	}
+	for (size_t i = 0; i < r->n_rules; i++) {
+		const struct al_rule *ru = &r->rules[i];
+		int http = ru->n_methods || ru->n_paths || ru->exec;
+		int sql = ru->kinds || ru->n_relations || ru->unbounded_write;
+
+		if (r->proto == AL_PROTO_HTTPS && sql)
+			return fail(ps, ru->line, "rule: kind, relation and unbounded_write are for postgres "
+				    "resources (https: method, path, exec)");
+		if (r->proto == AL_PROTO_POSTGRES && http)
+			return fail(ps, ru->line, "rule: method, path and exec are for https resources");
+	}
 	if (r->proto == AL_PROTO_POSTGRES && !r->credential)
 		return fail(ps, r->line, "resource '%s' needs a credential (the upstream login, "
 			    "kept in the secrets file)", r->name);
@@ -1237,6 +1444,7 @@ static struct al_config *config_new(const char *source)
 	c->secrets_path = strdup(DEF_SECRETS);
 	c->ca_dir = strdup(DEF_CA_DIR);
 	c->pg_max_message = DEF_PG_MAX_MESSAGE;
+	c->http_max_body = DEF_HTTP_MAX_BODY;
 	c->nft_table = strdup(DEF_NFT_TABLE);
 	if (!c->source || !c->control_socket || !c->review_socket || !c->store_path || !c->pin_root ||
 	    !c->secrets_path || !c->ca_dir || !c->nft_table) {
@@ -1250,6 +1458,14 @@ static struct al_config *config_new(const char *source)
 	c->relay_buffer = DEF_RELAY_BUFFER;
 	c->tproxy_mark = DEF_TPROXY_MARK;
 	c->tproxy_table = DEF_TPROXY_TABLE;
+	c->record_limit = 1024 * 1024;
+	c->record_retention_s = 30 * 86400;
+	c->console_enabled = 1;
+	c->console_port = DEF_CONSOLE_PORT;
+	if (al_addr_parse(&c->console_addr, DEF_CONSOLE_ADDR) < 0) {
+		config_free(c);
+		return NULL;
+	}
 	return c;
 }
 
@@ -1355,6 +1571,11 @@ int config_parse(const char *source, const char *text, struct al_config **out,
 	if (ps.c->tproxy_port == ps.c->steer_port) {
 		fail(&ps, ps.set_at[TD_TPROXY_PORT],
 		     "tproxy_port and steer_port are both %u: they need a port each", ps.c->steer_port);
+		goto out;
+	}
+	if (!ps.c->console_cert != !ps.c->console_key) {
+		fail(&ps, ps.set_at[ps.c->console_cert ? TD_CONSOLE_CERT : TD_CONSOLE_KEY],
+		     "console_cert and console_key go together");
 		goto out;
 	}
 	*out = ps.c;
@@ -1478,6 +1699,9 @@ void config_free(struct al_config *c)
 		free(r->upstream_ca);
 		free(r->tls_name);
 		free(r->credential);
+		for (j = 0; j < r->n_sni; j++)
+			free(r->sni[j]);
+		free(r->sni);
 		for (j = 0; j < r->n_rules; j++) {
 			for (size_t k = 0; k < r->rules[j].n_relations; k++)
 				free(r->rules[j].relations[k]);
@@ -1487,6 +1711,12 @@ void config_free(struct al_config *c)
 			free(r->rules[j].approvers);
 			free(r->rules[j].cgroup_glob);
 			free(r->rules[j].exe_glob);
+			for (size_t k = 0; k < r->rules[j].n_methods; k++)
+				free(r->rules[j].methods[k]);
+			free(r->rules[j].methods);
+			for (size_t k = 0; k < r->rules[j].n_paths; k++)
+				free(r->rules[j].paths[k]);
+			free(r->rules[j].paths);
 		}
 		free(r->rules);
 	}
@@ -1502,6 +1732,8 @@ void config_free(struct al_config *c)
 	free(c->review_webhook_secret);
 	free(c->ca_dir);
 	free(c->nft_table);
+	free(c->console_cert);
+	free(c->console_key);
 	free(c);
 }
 
@@ -1589,6 +1821,24 @@ static int rule_matches(const struct al_rule *r, const struct al_subject *s)
 		return 0;
 	if (r->kinds && !(r->kinds & (1u << s->kind)))
 		return 0;
+	if (r->exec && !s->k8s_exec)
+		return 0;
+	if (r->n_methods) {
+		int hit = 0;
+
+		for (size_t i = 0; i < r->n_methods && !hit && s->method; i++)
+			hit = strcmp(r->methods[i], s->method) == 0;
+		if (!hit)
+			return 0;
+	}
+	if (r->n_paths) {
+		int hit = 0;
+
+		for (size_t i = 0; i < r->n_paths && !hit && s->path; i++)
+			hit = fnmatch(r->paths[i], s->path, 0) == 0;
+		if (!hit)
+			return 0;
+	}
 	if (r->unbounded_write && !s->unbounded_write)
 		return 0;
 	if (r->n_relations) {

@@ -50,6 +50,8 @@ static void secret_clear(struct al_secret *e)
 	wipe_str(e->password);
 	wipe_str(e->sslcert);
 	wipe_str(e->sslkey);
+	wipe_str(e->header);
+	wipe_str(e->bearer);
 	memset(e, 0, sizeof(*e));
 }
 
@@ -96,7 +98,27 @@ static const char *word_end(const char *p, const char *e)
 	return p;
 }
 
-static const char *const keys[] = { "user", "password", "sslcert", "sslkey" };
+/* A header value: no control characters (so it cannot end the line early). */
+static int header_ok_value(const char *v)
+{
+	for (; *v; v++)
+		if (((unsigned char)*v < 0x20 && *v != '\t') || *v == 0x7f)
+			return 0;
+	return 1;
+}
+
+/* "Name: value" with a token name. */
+static int header_ok(const char *h)
+{
+	const char *colon = strchr(h, ':');
+	size_t n = colon ? (size_t)(colon - h) : 0;
+
+	if (n == 0 || strspn(h, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-.^_`|~") != n)
+		return 0;
+	return header_ok_value(colon + 1) && colon[1 + strspn(colon + 1, " \t")] != '\0';
+}
+
+static const char *const keys[] = { "user", "password", "sslcert", "sslkey", "header", "bearer" };
 
 static char **key_slot(struct al_secret *e, size_t k)
 {
@@ -104,7 +126,9 @@ static char **key_slot(struct al_secret *e, size_t k)
 	case 0: return &e->user;
 	case 1: return &e->password;
 	case 2: return &e->sslcert;
-	default: return &e->sslkey;
+	case 3: return &e->sslkey;
+	case 4: return &e->header;
+	default: return &e->bearer;
 	}
 }
 
@@ -187,8 +211,8 @@ static int bad_key(struct parser *ps, const char *k, size_t n)
 		if (!is_name_char(k[i]))
 			break;
 	if (n == 0 || i < n)
-		return fail(ps, "unknown key (expected user, password, sslcert or sslkey)");
-	return fail(ps, "unknown key '%.*s' (expected user, password, sslcert or sslkey)",
+		return fail(ps, "unknown key (expected user, password, sslcert, sslkey, header or bearer)");
+	return fail(ps, "unknown key '%.*s' (expected user, password, sslcert, sslkey, header or bearer)",
 		    (int)n, k);
 }
 
@@ -296,14 +320,28 @@ static int parse_line(struct parser *ps, const char *p, const char *e)
 		p++;
 		if (read_value(ps, keys[i], &p, e, slot) < 0)
 			goto out;
-		if (i >= 2 && (*slot)[0] != '/') {
+		if ((i == 2 || i == 3) && (*slot)[0] != '/') {
 			fail(ps, "%s must be an absolute path", keys[i]);
 			goto out;
 		}
 	}
 
-	if (!cur.user) {
+	if (!cur.user && !cur.header && !cur.bearer) {
 		fail(ps, "credential '%s' has no user=", cur.name);
+		goto out;
+	}
+	if (cur.header && !header_ok(cur.header)) {
+		fail(ps, "credential '%s': header= must be \"Name: value\" (a token, a colon, no control "
+		     "characters)", cur.name);
+		goto out;
+	}
+	if (cur.bearer && (!*cur.bearer || strcspn(cur.bearer, " \t\r\n\x7f") != strlen(cur.bearer) ||
+			   !header_ok_value(cur.bearer))) {
+		fail(ps, "credential '%s': bearer= must be one word without control characters", cur.name);
+		goto out;
+	}
+	if (cur.header && cur.bearer) {
+		fail(ps, "credential '%s': header= and bearer= together (choose one)", cur.name);
 		goto out;
 	}
 	if (!cur.sslcert != !cur.sslkey) {
@@ -311,8 +349,8 @@ static int parse_line(struct parser *ps, const char *p, const char *e)
 		     cur.sslcert ? "sslcert" : "sslkey", cur.sslcert ? "sslkey" : "sslcert");
 		goto out;
 	}
-	if (!cur.password && !cur.sslcert) {
-		fail(ps, "credential '%s' needs password= or sslcert= and sslkey=", cur.name);
+	if (!cur.password && !cur.sslcert && !cur.header && !cur.bearer) {
+		fail(ps, "credential '%s' needs password=, sslcert= and sslkey=, header= or bearer=", cur.name);
 		goto out;
 	}
 	if (add_secret(ps, &cur) < 0)

@@ -113,6 +113,10 @@ struct pgs {
 	char held_term;         /* 'Q' simple query, 'S'/'H' an extended batch */
 	struct event *watch;    /* while parked: notices the agent hanging up */
 	int close_polls;
+	/* session recording (store_rec_add), bounded by cfg->record_limit */
+	int64_t rec_seq;
+	size_t rec_bytes;
+	int rec_done;
 };
 
 struct up_ctx {
@@ -171,6 +175,39 @@ static int64_t audit_stmt(struct pgs *s, const char *protocol, const char *text,
 	if (strcmp(decision, "deny") == 0)
 		s->p->stats.denied++;
 	return id;
+}
+
+#define REC_VALUE_MAX 256     /* bytes of one DataRow value kept in a recording */
+
+/*
+ * Records one message of the session (dir "F" from the agent, "B" from
+ * the server, "A" our own answer). Joins the group-commit batch; a
+ * session over record_limit gets one "truncated" row and no more.
+ */
+static void rec_msg(struct pgs *s, const char *dir, const struct pg_msg *m, int backend)
+{
+	size_t limit = s->p->cfg->record_limit, len;
+	char type[2] = { (char)m->type, '\0' };
+	char *txt;
+
+	if (s->rec_done || s->row <= 0 || limit == 0)
+		return;
+	txt = pg_summary(m, backend, REC_VALUE_MAX);
+	if (!txt)
+		return;
+	len = strlen(txt) + 8;
+	if (s->rec_bytes + len > limit) {
+		s->rec_done = 1;
+		free(txt);
+		if (store_rec_add(s->p->store, s->row, ++s->rec_seq, al_now_us(), "A", "truncated",
+				  "record_limit reached", 20) < 0)
+			al_err("pg session %lld: could not record", (long long)s->row);
+		return;
+	}
+	s->rec_bytes += len;
+	if (store_rec_add(s->p->store, s->row, ++s->rec_seq, al_now_us(), dir, type, txt, strlen(txt)) < 0)
+		al_err("pg session %lld: could not record a message", (long long)s->row);
+	free(txt);
 }
 
 static void audit_outcome(struct pgs *s, struct qent *e, const char *tag, const char *sqlstate,
@@ -251,7 +288,11 @@ static void q_drain(struct pgs *s)
 
 	while ((e = TAILQ_FIRST(&s->q)) != NULL) {
 		if (e->type == Q_SYNTH) {
+			struct pg_msg m;
+
 			bufferevent_write(s->agent, e->bytes.data, e->bytes.len);
+			if (pg_frame_backend(e->bytes.data, e->bytes.len, e->bytes.len, &m) > 0)
+				rec_msg(s, "A", &m, 1);
 		} else if (e->type == Q_SYNTH_READY) {
 			struct pg_buf b;
 
@@ -1301,6 +1342,7 @@ static void agent_read(struct bufferevent *bev, void *arg)
 			in = bufferevent_get_input(s->agent);
 			continue;
 		}
+		rec_msg(s, "F", &m, 0);
 		agent_ready_msg(s, &m, buf);
 		if (s->state == P_CLOSING)
 			return;
@@ -1655,10 +1697,12 @@ static void up_read(struct bufferevent *bev, void *arg)
 			return;
 		}
 		s->bytes_up += (uint64_t)n;
-		if (s->state == P_UP_AUTH)
+		if (s->state == P_UP_AUTH) {
 			up_auth_msg(s, &m);
-		else
+		} else {
+			rec_msg(s, "B", &m, 1);
 			up_ready_msg(s, &m, buf);
+		}
 		if (s->state == P_CLOSING)
 			return;
 		evbuffer_drain(in, (size_t)n);

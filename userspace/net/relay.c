@@ -1,6 +1,7 @@
 /* Accepts steered connections, finds who made them and where they meant to go, and relays them upstream. */
 #include <airlock/relay.h>
 #include <airlock/pgproxy.h>
+#include <airlock/httpproxy.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,6 +27,7 @@ struct relay {
 	struct store *store;
 	struct evconnlistener *ls[2];
 	struct pgproxy *pg;
+	struct httpproxy *http;
 	LIST_HEAD(, session) sessions;
 	struct relay_stats stats;
 	struct {
@@ -400,6 +402,15 @@ int relay_adopt(struct relay *r, evutil_socket_t fd, struct store_conn *c, const
 		}
 		return pgproxy_start(r->pg, fd, c, dst, dst_port, res);
 	}
+	if (res && res->proto == AL_PROTO_HTTPS) {
+		if (!r->http) {
+			set_abort_on_close(fd);
+			close(fd);
+			record_refused(r, c, AL_REASON_INTERNAL, "no HTTPS proxy");
+			return -1;
+		}
+		return httpproxy_start(r->http, fd, c, dst, dst_port, res);
+	}
 
 	s = calloc(1, sizeof(*s));
 	if (!s) {
@@ -603,6 +614,11 @@ void relay_set_config(struct relay *r, const struct al_config *cfg)
 void relay_set_pgproxy(struct relay *r, struct pgproxy *p)
 {
 	r->pg = p;
+}
+
+void relay_set_httpproxy(struct relay *r, struct httpproxy *p)
+{
+	r->http = p;
 }
 
 void relay_stats(const struct relay *r, struct relay_stats *out)

@@ -131,7 +131,15 @@ static const char *const migrations[] = {
 	"CREATE TABLE recordings ("
 	" conn_id INTEGER NOT NULL, seq INTEGER NOT NULL, at_us INTEGER NOT NULL, dir TEXT NOT NULL,"
 	" type TEXT NOT NULL, data TEXT, PRIMARY KEY (conn_id, seq));"
-	"CREATE INDEX recordings_at_us ON recordings(at_us);",
+	"CREATE INDEX recordings_at_us ON recordings(at_us);",	/* 8: HTTP requests of https resources, one row each (decision, status, bytes) */
+	"CREATE TABLE http_requests ("
+	" id INTEGER PRIMARY KEY, conn_id INTEGER, seq INTEGER NOT NULL, at_us INTEGER NOT NULL,"
+	" method TEXT NOT NULL, host TEXT, path TEXT NOT NULL, query TEXT, kind TEXT NOT NULL,"
+	" headers TEXT, body_len INTEGER, body_sha256 TEXT, request_sha256 TEXT NOT NULL,"
+	" k8s TEXT, fingerprint TEXT, decision TEXT NOT NULL, rule TEXT, request_id INTEGER,"
+	" status INTEGER, bytes_up INTEGER, bytes_down INTEGER, duration_us INTEGER, error TEXT);"
+	"CREATE INDEX http_requests_conn ON http_requests(conn_id);"
+	"CREATE INDEX http_requests_at_us ON http_requests(at_us);",
 };
 
 _Static_assert(AL_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
@@ -556,8 +564,12 @@ void store_close(struct store *s)
 
 	if (!s)
 		return;
+	/* A clean stop signs the head, so nothing before it can be cut off unseen. */
+	if (s->audit.ins && store_audit_checkpoint(s) < 0)
+		al_err("store: the closing audit checkpoint could not be written");
 	if (store_batch_commit(s) < 0)
 		al_err("store: the last audit rows could not be committed");
+	store_audit_close(s);
 	for (i = 0; i < ST__COUNT; i++)
 		sqlite3_finalize(s->st[i]);
 	if (s->db && sqlite3_close(s->db) != SQLITE_OK)
@@ -576,12 +588,12 @@ int store_conn_open(struct store *s, const struct store_conn *c, int64_t *id)
 	int ret = -1;
 
 	assert(c);
-	if (bind_conn(st, c) < 0 || sqlite3_step(st) != SQLITE_DONE) {
+	if (bind_conn(st, c) < 0 || write_step(s, st) < 0) {
 		db_err(s, "recording connection");
 		goto out;
 	}
 	if (id)
-		*id = sqlite3_last_insert_rowid(s->db);
+		*id = s->last_rowid;
 	ret = 0;
 out:
 	st_done(st);
@@ -595,11 +607,11 @@ int store_conn_close(struct store *s, int64_t id, const struct store_conn_end *e
 
 	assert(e);
 	if (bind_end(st, e) < 0 || sqlite3_bind_int64(st, 21, id) != SQLITE_OK ||
-	    sqlite3_step(st) != SQLITE_DONE) {
+	    write_step(s, st) < 0) {
 		db_err(s, "closing connection");
 		goto out;
 	}
-	if (sqlite3_changes(s->db) != 1) {
+	if (s->last_changes != 1) {
 		al_err("store: no open connection row %" PRId64 " to close", id);
 		goto out;
 	}
@@ -615,7 +627,7 @@ int store_conn_record(struct store *s, const struct store_conn *c, const struct 
 	int ret = -1;
 
 	assert(c && e);
-	if (bind_conn(st, c) < 0 || bind_end(st, e) < 0 || sqlite3_step(st) != SQLITE_DONE) {
+	if (bind_conn(st, c) < 0 || bind_end(st, e) < 0 || write_step(s, st) < 0) {
 		db_err(s, "recording connection");
 		goto out;
 	}
@@ -634,7 +646,7 @@ int store_pin_add(struct store *s, uint64_t cgroup_id, const char *path)
 	if (sqlite3_bind_int64(st, 1, (int64_t)cgroup_id) != SQLITE_OK ||
 	    sqlite3_bind_text(st, 2, path, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 3, al_now_us()) != SQLITE_OK ||
-	    sqlite3_step(st) != SQLITE_DONE) {
+	    write_step(s, st) < 0) {
 		db_err(s, "recording pin");
 		goto out;
 	}
@@ -650,7 +662,7 @@ int store_pin_del(struct store *s, uint64_t cgroup_id)
 	int ret = -1;
 
 	if (sqlite3_bind_int64(st, 1, (int64_t)cgroup_id) != SQLITE_OK ||
-	    sqlite3_step(st) != SQLITE_DONE) {
+	    write_step(s, st) < 0) {
 		db_err(s, "removing pin");
 		goto out;
 	}
@@ -791,6 +803,11 @@ out:
 	return j;
 }
 
+json_t *store_json_text(const unsigned char *v, size_t n)
+{
+	return json_text(v, n);
+}
+
 static json_t *json_col(sqlite3_stmt *st, int i)
 {
 	switch (sqlite3_column_type(st, i)) {
@@ -896,7 +913,7 @@ int store_refusal_add(struct store *s, const struct store_refusal *r)
 	    bind_int(st, 14, r->dst_port, r->dst_addr != NULL) != SQLITE_OK ||
 	    bind_int(st, 15, r->count ? r->count : 1, 1) != SQLITE_OK ||
 	    bind_text(st, 16, r->detail) != SQLITE_OK ||
-	    sqlite3_step(st) != SQLITE_DONE) {
+	    write_step(s, st) < 0) {
 		db_err(s, "recording a refusal");
 		goto out;
 	}
@@ -923,12 +940,12 @@ int store_stmt_add(struct store *s, const struct store_stmt *t, int64_t *id)
 	    bind_text(st, 10, t->params_json) != SQLITE_OK ||
 	    bind_text(st, 11, t->decision) != SQLITE_OK ||
 	    bind_text(st, 12, t->rule) != SQLITE_OK ||
-	    sqlite3_step(st) != SQLITE_DONE) {
+	    write_step(s, st) < 0) {
 		db_err(s, "recording a statement");
 		goto out;
 	}
 	if (id)
-		*id = sqlite3_last_insert_rowid(s->db);
+		*id = s->last_rowid;
 	ret = 0;
 out:
 	st_done(st);
@@ -946,7 +963,7 @@ int store_stmt_outcome(struct store *s, int64_t id, const struct store_stmt_outc
 	    bind_text(st, 4, o->error) != SQLITE_OK ||
 	    bind_int(st, 5, o->rows, o->rows >= 0) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 6, o->duration_us) != SQLITE_OK ||
-	    sqlite3_step(st) != SQLITE_DONE) {
+	    write_step(s, st) < 0) {
 		db_err(s, "recording a statement outcome");
 		goto out;
 	}
@@ -987,8 +1004,15 @@ int store_batch_commit(struct store *s)
 	if (!s->in_batch)
 		return 0;
 	s->in_batch = 0;
-	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+	if (store_audit_flush(s) < 0 || sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		/* Never silent: the batch is lost, the daemon says so and (when the disk is
+		 * full) stops taking new sessions. */
 		db_err(s, "committing a batch");
+		if (sqlite3_extended_errcode(s->db) == SQLITE_FULL || sqlite3_errcode(s->db) == SQLITE_FULL)
+			s->audit.full = 1;
+		if (!sqlite3_get_autocommit(s->db))
+			(void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		s->audit.stale = 1;
 		return -1;
 	}
 	return 0;
@@ -1010,11 +1034,17 @@ int store_durable(struct store *s, int (*fn)(sqlite3 *db, void *arg), void *arg,
 		(void)sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
 		return -1;
 	}
-	ok = fn(s->db, arg) == 0;
+	/* The audit records of fn's changes go in before the commit. */
+	ok = fn(s->db, arg) == 0 && store_audit_flush(s) == 0;
 	if (!ok)
 		db_err(s, what);
 	if (sqlite3_exec(s->db, ok ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK) {
 		db_err(s, what);
+		if (sqlite3_errcode(s->db) == SQLITE_FULL)
+			s->audit.full = 1;
+		if (!sqlite3_get_autocommit(s->db))
+			(void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		s->audit.stale = 1;
 		ok = 0;
 	}
 	(void)sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);

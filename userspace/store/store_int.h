@@ -14,4 +14,54 @@ int store_durable(struct store *s, int (*fn)(sqlite3 *db, void *arg), void *arg,
 /* The JSON of the current row (column names as keys); free() it. */
 char *store_row_json(sqlite3_stmt *st);
 
+/* ---- audit chain (audit.c) ----------------------------------------------------------------
+ * Every row change of the store's tables (but the audit tables and recordings) is caught by
+ * SQLite's pre-update hook and queued; store_audit_flush appends the queued records to the
+ * chain inside the transaction that made the change, so a row and its audit record commit or
+ * vanish together.
+ */
+#include <jansson.h>
+#include <openssl/evp.h>
+
+struct audit_table;
+struct audit_rec;
+
+struct store_audit {
+	int64_t seq;                    /* the chain's head */
+	char hash[65];
+	int stale;                      /* a rollback happened: reload the head before appending */
+	struct audit_rec *pending, **pending_tail;
+	struct audit_table *tables;     /* column names, for the hook */
+	size_t n_tables;
+	sqlite3_stmt *ins, *cp_ins;
+	EVP_PKEY *key;                  /* NULL: checkpoints are not signed (no key) */
+	int64_t cp_seq;                 /* the last checkpoint */
+	int64_t cp_mono_us;
+	int lost;                       /* the hook could not queue a change: fail that write */
+	uint64_t appended;              /* records appended since open */
+	char path[4096];                /* the store file */
+	/* recordings and the size cap (rec.c) */
+	sqlite3_stmt *rec_ins;
+	struct store_limits limits;
+	int full;                       /* a write met SQLITE_FULL (until the disk has room) */
+	int capped;                     /* used bytes at limits.max_size */
+	int muted;                      /* rotation's deletions are no records */
+	int64_t size_mono_us, retention_mono_us;
+	uint64_t used_bytes;
+	uint64_t rotated_floor;         /* bytes in use right after the last rotation */
+};
+
+struct store_audit *store_audit_state(struct store *s);
+/* After migrations: column cache, hooks, head, signing key beside the store file. */
+int store_audit_open(struct store *s, const char *store_path);
+void store_audit_close(struct store *s);
+/* Appends the queued records (in the caller's transaction). */
+int store_audit_flush(struct store *s);
+/* Forgets queued records of a change that was rolled back. */
+void store_audit_discard(struct store *s);
+/* Appends one record; body is stolen. */
+int store_audit_append(struct store *s, const char *kind, int64_t ref_id, json_t *body);
+/* A JSON string of column text that may not be UTF-8 (bad bytes become U+FFFD). */
+json_t *store_json_text(const unsigned char *v, size_t n);
+
 #endif

@@ -1,0 +1,189 @@
+/* HTTP/1.1: a strict incremental request parser, response framing, chunked bodies, TLS ClientHello peek, Kubernetes exec recognition. */
+#ifndef AIRLOCK_HTTP_H
+#define AIRLOCK_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <airlock/common.h>
+
+/*
+ * Contract (userspace/proto/http/): the parsers are pure. The caller keeps
+ * the bytes of one message from its first byte in one contiguous buffer and
+ * calls again with the same buffer grown by what arrived; the parser
+ * remembers how far it got (no rescan) and returns
+ *	HTTP_NEED_MORE (0)  not complete yet, nothing wrong so far
+ *	HTTP_DONE      (1)  complete; the message is req->total bytes long
+ *	HTTP_ERROR    (-1)  malformed: req->status (400, 431, 501, 505) and
+ *	                    req->error, the reason the agent is told
+ * Everything found is an offset span into that buffer, so the buffer may
+ * move between calls (evbuffer_pullup). Nothing is allocated.
+ *
+ * Strictness: request line `token SP target SP HTTP/1.x CRLF`, header lines
+ * `token ":" OWS value OWS CRLF`, CRLF only (a bare CR or LF is an error),
+ * no obs-fold, no whitespace before the colon, only visible ASCII, SP, HTAB
+ * and obs-text in values; exactly one Host in HTTP/1.1 (matching an
+ * absolute-form target); Content-Length once, digits only; Transfer-Encoding
+ * exactly "chunked", never with Content-Length and never in HTTP/1.0; chunk
+ * sizes of at most 15 hex digits, extensions `;token[=token]` only.
+ */
+
+#define HTTP_NEED_MORE  0
+#define HTTP_DONE       1
+#define HTTP_ERROR     (-1)
+
+#define HTTP_MAX_LINE      8192     /* request line, each header line, each chunk-size line */
+#define HTTP_MAX_HEAD      65536    /* request line and all headers */
+#define HTTP_MAX_HEADERS   100
+
+struct http_span {
+	uint32_t off, len;
+};
+
+struct http_header {
+	struct http_span name, value;       /* value without surrounding whitespace */
+};
+
+enum http_framing {
+	HTTP_BODY_NONE = 0,
+	HTTP_BODY_LENGTH,                   /* Content-Length bytes */
+	HTTP_BODY_CHUNKED,
+	HTTP_BODY_CLOSE,                    /* responses only: until the server closes */
+};
+
+/* Incremental chunked-body state (also usable on its own for streamed bodies). */
+struct http_chunked {
+	int state;
+	uint64_t left;              /* bytes of the current chunk still to come */
+	uint64_t chunk;             /* size of the current chunk */
+	uint64_t decoded;           /* payload bytes so far */
+	uint32_t line;              /* length of the current size or trailer line */
+	uint32_t trailers;
+	const char *error;
+};
+void http_chunked_init(struct http_chunked *c);
+/*
+ * Feeds len bytes of a chunked body; *used says how many were taken (all of
+ * them unless it finished inside them). Returns HTTP_DONE after the last
+ * chunk and its trailers, HTTP_NEED_MORE, or HTTP_ERROR (c->error).
+ */
+int http_chunked_feed(struct http_chunked *c, const uint8_t *p, size_t len, size_t *used) AL_MUST;
+
+struct http_limits {
+	size_t max_head;            /* 0: HTTP_MAX_HEAD */
+	size_t max_body;            /* bodies up to this are part of the message; larger: head only */
+};
+
+struct http_req {
+	/* results (valid after HTTP_DONE) */
+	struct http_span method, target, path, query, host;
+	int minor;                  /* HTTP/1.minor */
+	int absolute;               /* target was absolute-form (http[s]://host/...) */
+	struct http_header hdr[HTTP_MAX_HEADERS];
+	size_t n_hdr;
+	enum http_framing framing;
+	uint64_t content_length;
+	int keep_alive;             /* the connection may carry another request */
+	int upgrade;                /* Connection: upgrade with an Upgrade header */
+	int expect_continue;
+	size_t head_len;            /* request line and headers, with the blank line */
+	int body_buffered;          /* the body is part of the message (within max_body) */
+	uint64_t body_len;          /* decoded payload length when buffered */
+	size_t total;               /* message bytes: head, plus the body when buffered */
+	/* error */
+	int status;
+	char error[128];
+	/* parser state */
+	int state;
+	size_t pos, scan;
+	struct http_chunked ck;
+	int n_cl, n_te, n_host, conn_upgrade, has_upgrade, conn_close, conn_keep;
+};
+
+void http_req_init(struct http_req *r);
+int http_parse_request(struct http_req *r, const uint8_t *buf, size_t len,
+		       const struct http_limits *lim) AL_MUST;
+/* Copies the decoded body of a finished, buffered request into out (up to
+ * cap bytes); returns its length. */
+size_t http_req_body(const struct http_req *r, const uint8_t *buf, uint8_t *out, size_t cap);
+/* The first header called name (case-insensitive), or NULL. */
+const struct http_header *http_req_header(const struct http_req *r, const uint8_t *buf,
+					  const char *name);
+/* 1 if the span equals s ignoring ASCII case. */
+int http_span_ieq(const uint8_t *buf, struct http_span sp, const char *s);
+
+/* A response head from upstream: status line, headers, framing. The same
+ * incremental contract; the body is never part of it. */
+struct http_resp {
+	int code;
+	int minor;
+	enum http_framing framing;
+	uint64_t content_length;
+	int keep_alive;
+	size_t head_len;
+	int status;
+	char error[128];
+	int state;
+	size_t pos, scan;
+	int n_cl, n_te, conn_close, conn_keep;
+};
+void http_resp_init(struct http_resp *r);
+/* request_method_head: the request was HEAD (no body whatever the headers say). */
+int http_parse_response(struct http_resp *r, const uint8_t *buf, size_t len, int request_method_head) AL_MUST;
+
+/* ---- Kubernetes: exec, attach, port-forward ----------------------------------------------- */
+
+#define HTTP_K8S_ARGV_MAX 64
+
+struct http_k8s {
+	char verb[16];              /* "exec", "attach", "portforward"; "" if not one */
+	char ns[254], pod[254], container[254];
+	char *argv[HTTP_K8S_ARGV_MAX]; /* decoded command= values (exec) */
+	size_t argc;
+	char ports[128];            /* portforward ports= values, comma separated */
+	int tty, stdin_;
+};
+/* Recognises /api/v1/namespaces/NS/pods/POD/{exec,attach,portforward}?...
+ * Returns 1 and fills k (free with http_k8s_free), 0 if it is not one,
+ * -1 if it is one but malformed (bad percent-encoding). */
+int http_k8s_parse(const char *path, const char *query, struct http_k8s *k) AL_MUST;
+void http_k8s_free(struct http_k8s *k);
+
+/* ---- TLS ClientHello ---------------------------------------------------------------------- */
+
+struct http_hello {
+	char sni[256];              /* "" if none */
+	int alpn_h2, alpn_http11;   /* what the client offered */
+	size_t len;                 /* bytes of the records holding the ClientHello */
+};
+/* Reads the ClientHello at the start of a TLS stream (buf from its first
+ * byte): HTTP_DONE, HTTP_NEED_MORE, or HTTP_ERROR (not TLS, or malformed). */
+int http_tls_hello(const uint8_t *buf, size_t len, struct http_hello *h) AL_MUST;
+
+/* ---- the command a request yields (what rules see, reviewers read, the audit keeps) -------- */
+
+struct http_command {
+	char method[24];
+	char *host, *path, *query;  /* as sent (percent-encoding kept); path "/" when empty */
+	char *headers_json;         /* chosen headers, JSON object; Authorization shown as dropped */
+	char body_sha256[65];       /* "" when the body was not buffered */
+	uint64_t body_len;          /* decoded length (buffered), or Content-Length, or 0 */
+	int body_buffered;
+	char request_sha256[65];    /* of the exact request bytes (head and buffered body) */
+	int is_k8s;
+	struct http_k8s k8s;
+	char kind[24];              /* "exec", "attach", "portforward", else the method in lower case */
+	char *fingerprint;          /* what a grant covers: method, host, path (k8s: verb, pod, argv) */
+	char *text;                 /* what reviewers read */
+};
+
+/*
+ * Builds the command of a finished request (buf holds its req->total bytes).
+ * Returns 0, or -1 with err (e.g. a k8s path with bad percent-encoding).
+ */
+int http_command_build(const uint8_t *buf, const struct http_req *r, struct http_command *c,
+		       char *err, size_t errlen) AL_MUST;
+void http_command_free(struct http_command *c);
+/* The command as a JSON object text (free() it); NULL when out of memory. */
+char *http_command_json(const struct http_command *c);
+
+#endif

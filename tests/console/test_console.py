@@ -1,0 +1,670 @@
+"""Review console test (issue 7): the web console in headless Chromium, against a real airlockd and PostgreSQL.
+
+Run as root with /usr/bin/python3. Prints `ok - console: NAME` / `not ok - console: NAME: why` per case
+and exits 1 if any failed. It starts a throwaway PostgreSQL cluster (127.0.0.9 only), an airlockd whose
+postgres resource holds DELETE/UPDATE for review, with its console on 127.0.0.1:<free port>, a pinned
+test cgroup (agents run there as uid 65534), and Debian's chromium outside that cgroup, driven over the
+DevTools protocol on a pipe (--remote-debugging-pipe: no debugging port is opened). Everything (browser,
+cluster, daemon, cgroups, pins, temp dirs) is removed on any exit; only processes this test started are
+stopped, by pid.
+
+The queue screenshot is written to /tmp/airlock-console-queue.png and build/console-queue.png.
+"""
+
+import base64
+import fcntl
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+import lib  # noqa: E402
+import pgcluster  # noqa: E402
+from lib import check, note, wait_for  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+SETPRIV = "/usr/bin/setpriv"
+PG_ADDR = "127.0.0.9"
+DB = "consoledb"
+APP_PW = "c0ns0le pw"
+AGENT_UID = 65534
+SHOT = "/tmp/airlock-console-queue.png"
+REVIEWERS = {  # name: (uid, groups, admin, password)
+    "alice": (47201, "dba", True, "alice pw " + lib.RUN_ID),
+    "bob": (47202, "dba", False, "bob pw " + lib.RUN_ID),
+}
+RULES = [
+    "rule deny unbounded_write",
+    "rule review kind delete update approvers dba timeout 120s max_grant 1h",
+]
+SETUP_SQL = """
+CREATE ROLE app LOGIN PASSWORD '%s';
+CREATE DATABASE %s OWNER app;
+\\c %s
+SET SESSION AUTHORIZATION app;
+CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
+INSERT INTO items SELECT g, 'item-' || g FROM generate_series(1, 50) g;
+""" % (APP_PW, DB, DB)
+
+XSS_TEXT = ("DELETE FROM items WHERE name = '<img src=x onerror=\"window.__xss=1\">' "
+            "OR name = '</script><script>window.__xss=2</script>' OR name = 'abc\u202edef'")
+XSS_IDENT = 'DELETE FROM "<img src=x onerror=window.__xss=3>" WHERE id = 1'
+XSS_CGROUP = "-<img src=x onerror=window.__xss=4>"
+
+
+class T:
+    tmp = home = pg = al = cg = cgx = None
+    url = None
+    br = None
+    token = None
+    up = False
+    approved = None        # request row approved in the browser
+
+
+# ---------------------------------------------------------------- DevTools over a pipe
+
+class Browser:
+    """Headless Chromium with --remote-debugging-pipe: JSON messages ending in NUL on fds 3 (in) and 4 (out)."""
+
+    def __init__(self, userdir):
+        to_r, self._to_w = os.pipe()
+        self._from_r, from_w = os.pipe()
+        # Above 4 (and below 10, for dash), so 3<&N 4>&M cannot clobber one with the other.
+        hi = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 5) for fd in (to_r, from_w)]
+        os.close(to_r)
+        os.close(from_w)
+        to_r, from_w = hi
+        check(max(hi) < 10, "pipe fds %r: dash takes single-digit fds only" % hi)
+        argv = ["/bin/sh", "-c", 'exec "$0" "$@" 3<&%d 4>&%d %d<&- %d>&-' % (to_r, from_w, to_r, from_w),
+                CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--disable-extensions", "--disable-default-apps", "--mute-audio",
+                "--no-proxy-server", "--password-store=basic", "--use-mock-keychain",
+                "--window-size=1280,900", "--user-data-dir=" + userdir, "--remote-debugging-pipe",
+                "about:blank"]
+        self.log = open(os.path.join(userdir, "..", "chromium.log"), "wb")
+        self.p = subprocess.Popen(argv, pass_fds=(to_r, from_w), stdin=subprocess.DEVNULL,
+                                  stdout=self.log, stderr=self.log, env=lib.CLIENT_ENV,
+                                  start_new_session=True)
+        lib.on_cleanup(self.close)
+        os.close(to_r)
+        os.close(from_w)
+        self.next_id = 0
+        self.lock = threading.Lock()
+        self.replies = {}
+        self.cv = threading.Condition()
+        self.events = []
+        self.t = threading.Thread(target=self._reader, daemon=True)
+        self.t.start()
+        self.session = None
+
+    def _reader(self):
+        buf = b""
+        while True:
+            try:
+                chunk = os.read(self._from_r, 1 << 20)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                with self.cv:
+                    self.replies[-1] = {"error": {"message": "chromium closed the pipe"}}
+                    self.cv.notify_all()
+                return
+            buf += chunk
+            while b"\0" in buf:
+                raw, buf = buf.split(b"\0", 1)
+                msg = json.loads(raw)
+                with self.cv:
+                    if "id" in msg:
+                        self.replies[msg["id"]] = msg
+                    else:
+                        self.events.append(msg)
+                    self.cv.notify_all()
+
+    def send(self, method, params=None, session=True, timeout=30):
+        with self.lock:
+            self.next_id += 1
+            mid = self.next_id
+        msg = {"id": mid, "method": method, "params": params or {}}
+        if session and self.session:
+            msg["sessionId"] = self.session
+        os.write(self._to_w, json.dumps(msg).encode() + b"\0")
+        end = time.monotonic() + timeout
+        with self.cv:
+            while mid not in self.replies and -1 not in self.replies:
+                left = end - time.monotonic()
+                check(left > 0, "DevTools: no answer to %s within %ds" % (method, timeout))
+                self.cv.wait(left)
+            r = self.replies.pop(mid, None) or self.replies[-1]
+        check("error" not in r, "DevTools %s: %s" % (method, r.get("error")))
+        return r.get("result", {})
+
+    def open_page(self):
+        tid = self.send("Target.createTarget", {"url": "about:blank"}, session=False)["targetId"]
+        self.session = self.send("Target.attachToTarget", {"targetId": tid, "flatten": True},
+                                 session=False)["sessionId"]
+        self.send("Page.enable")
+        self.send("Runtime.enable")
+
+    def js(self, expr, timeout=20):
+        """The value of a JS expression in the page (promises awaited)."""
+        r = self.send("Runtime.evaluate", {"expression": expr, "returnByValue": True,
+                                           "awaitPromise": True}, timeout=timeout)
+        check("exceptionDetails" not in r, "JS %r threw: %s" % (expr[:80], r.get("exceptionDetails")))
+        return r.get("result", {}).get("value")
+
+    def wait_js(self, expr, timeout=15, what=None):
+        v = wait_for(lambda: self.js(expr), timeout, 0.1)
+        check(v, "%s: not true within %ds" % (what or expr[:100], timeout))
+        return v
+
+    def goto(self, url):
+        self.send("Page.navigate", {"url": url})
+        self.wait_js("document.readyState === 'complete' && !!document.getElementById('app')", 20,
+                     "page load of " + url)
+
+    def key(self, ch):
+        for t in ("keyDown", "keyUp"):
+            p = {"type": t, "key": ch, "code": "Key" + ch.upper(), "windowsVirtualKeyCode": ord(ch.upper())}
+            if t == "keyDown":
+                p["text"] = ch
+            self.send("Input.dispatchKeyEvent", p)
+
+    def screenshot(self, path):
+        data = self.send("Page.captureScreenshot", {"format": "png"})["data"]
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(data))
+
+    def close(self):
+        if self.p.poll() is None:
+            try:
+                self.send("Browser.close", session=False, timeout=5)
+            except Exception:
+                pass
+            try:
+                self.p.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        lib.stop_process(self.p, 3)
+        for fd in (self._to_w, self._from_r):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.log.close()
+
+
+# ---------------------------------------------------------------- helpers
+
+def conninfo():
+    return "host=%s port=%d dbname=%s user=app sslmode=disable connect_timeout=10" % (
+        PG_ADDR, T.pg.port, DB)
+
+
+def psql_bg(cg, sql):
+    argv = [SETPRIV, "--reuid=%d" % AGENT_UID, "--regid=%d" % AGENT_UID, "--clear-groups",
+            pgcluster.PSQL, "-X", "-w", "-At", "-d", conninfo(), "-v", "VERBOSITY=verbose", "-c", sql]
+    return cg.popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    text=True, env=pgcluster.client_env(T.home, "wrong"))
+
+
+def finish(p, timeout=20):
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        raise AssertionError("psql did not finish within %ds (%r %r)" % (timeout, out[-200:], err[-300:]))
+    return p.returncode, out, err
+
+
+def requests(where="1", args=()):
+    return T.al.db_rows(where, args, table="requests")
+
+
+def wait_request(text, after=0, timeout=15):
+    def get():
+        rows = [r for r in requests("id > ?", (after,)) if text in (r["command"] or "")]
+        return rows[-1] if rows else None
+    row = wait_for(get, timeout, 0.05)
+    check(row, "no review request for %r within %ds" % (text, timeout))
+    return row
+
+
+def max_req():
+    return max((r["id"] for r in requests()), default=0)
+
+
+def http(method, path, body=None, headers=None):
+    """(status, headers, body text) of a request to the console from this process (no cookies)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(T.url.rstrip("/") + path, data=data, method=method,
+                                 headers=dict(headers or {}))
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(req, timeout=15) as r:
+            return r.status, dict(r.headers), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode()
+
+
+def item_js(rid):
+    return "document.querySelector('#queue li[data-id=\"%d\"]')" % rid
+
+
+def need_up():
+    check(T.up and T.al.running(), "airlockd is not running (log: %s)" % T.al.log_tail(5))
+    check(T.br and T.br.p.poll() is None, "chromium is not running")
+
+
+# ---------------------------------------------------------------- cases
+
+def case_unauthenticated():
+    need_up()
+    st, hdr, body = http("GET", "/api/v1/pending")
+    check(st == 401 and json.loads(body).get("error"), "GET /api/v1/pending without login: %d %r" % (st, body))
+    for path in ("/api/v1/grants", "/api/v1/audit", "/api/v1/sessions/1", "/api/v1/users", "/api/v1/events",
+                 "/metrics", "/api/v1/me"):
+        st, _, body = http("GET", path)
+        check(st == 401, "GET %s without login: %d %r" % (path, st, body[:200]))
+    st, _, body = http("POST", "/api/v1/requests/1/approve", {"reason": "x"})
+    check(st == 401, "POST approve without login: %d %r" % (st, body[:200]))
+    st, _, body = http("GET", "/api/v1/pending", headers={"Authorization": "Bearer " + "0" * 64})
+    check(st == 401, "a made-up bearer token: %d" % st)
+    st, hdr, body = http("GET", "/")
+    check(st == 200 and "login-form" in body, "GET / : %d" % st)
+    csp = hdr.get("Content-Security-Policy", "")
+    check("default-src 'self'" in csp and "frame-ancestors 'none'" in csp, "CSP header: %r" % csp)
+    check(hdr.get("X-Content-Type-Options") == "nosniff" and hdr.get("Referrer-Policy") == "no-referrer",
+          "headers: %r" % hdr)
+
+
+def case_login():
+    need_up()
+    b = T.br
+    b.goto(T.url)
+    b.wait_js("!document.getElementById('login').hidden", 10, "the login form is shown")
+    check(b.js("document.getElementById('app').hidden") is True, "the app is visible before login")
+    # A wrong password first: refused, still on the login page.
+    b.js("document.getElementById('login-name').value = 'alice';"
+         "document.getElementById('login-password').value = 'wrong';"
+         "document.getElementById('login-submit').click(); true")
+    b.wait_js("document.getElementById('login-error').textContent.length > 0", 10, "a login error")
+    check(b.js("document.getElementById('app').hidden") is True, "a wrong password logged in")
+    pw = json.dumps(REVIEWERS["alice"][3])
+    b.js("document.getElementById('login-name').value = 'alice';"
+         "document.getElementById('login-password').value = %s;"
+         "document.getElementById('login-submit').click(); true" % pw)
+    b.wait_js("!document.getElementById('app').hidden", 10, "the app after login")
+    b.wait_js("document.getElementById('live').textContent === 'live'", 10, "the live feed is open")
+    ck = b.send("Storage.getCookies", session=False).get("cookies", [])
+    sess = [c for c in ck if c.get("name") == "airlock_session"]
+    check(sess and sess[0].get("httpOnly") and sess[0].get("sameSite") == "Strict",
+          "session cookie: %r" % sess)
+    check(b.js("document.cookie.indexOf('airlock_session') < 0"), "the session cookie is visible to JS")
+    check(b.js("document.getElementById('me').textContent").startswith("alice"), "who am I")
+    b.js("window.__marker = 'no reload'; true")
+
+
+def case_live_queue():
+    need_up()
+    b = T.br
+    mark = max_req()
+    sql = "DELETE FROM items WHERE id = 1"
+    T.p1 = psql_bg(T.cg, sql)
+    row = wait_request(sql, mark)
+    T.req1 = row
+    t0 = time.monotonic()
+    b.wait_js("!!%s" % item_js(row["id"]), 10, "request %d in the open queue" % row["id"])
+    note("request %d appeared in the page %.2fs after it was stored" % (row["id"], time.monotonic() - t0))
+    check(b.js("window.__marker") == "no reload", "the page was reloaded")
+    cmd = b.js("%s.querySelector('pre.cmd').textContent" % item_js(row["id"]))
+    check(cmd == sql, "command shown %r, want %r" % (cmd, sql))
+    text = b.js("%s.textContent" % item_js(row["id"]))
+    for want in ("delete", T.cg.rel, "pg", "0 of 1 approvals", "left", "waiting", str(AGENT_UID), row["rule"]):
+        check(want.lower() in text.lower(), "the queue item lacks %r: %r" % (want, text[:400]))
+    check(b.js("document.title").startswith("(1)"), "title %r" % b.js("document.title"))
+    check(T.p1.poll() is None, "psql finished before review")
+    time.sleep(0.3)
+    b.screenshot(SHOT)
+    try:
+        shutil.copyfile(SHOT, os.path.join(lib.BUILD, "console-queue.png"))
+    except OSError as e:
+        note("could not copy the screenshot to build/: %s" % e)
+    note("queue screenshot: %s (copy in %s)" % (SHOT, os.path.join(lib.BUILD, "console-queue.png")))
+
+
+def case_approve():
+    need_up()
+    b = T.br
+    rid = T.req1["id"]
+    reason = "ticket %s" % lib.RUN_ID
+    b.js("(() => { const li = %s; li.querySelector('.reason').value = %s;"
+         " li.querySelector('button.approve').click(); return true; })()" % (item_js(rid), json.dumps(reason)))
+    rc, out, err = finish(T.p1)
+    check(rc == 0 and out.strip() == "DELETE 1", "psql after approval: exit %d %r %r" % (rc, out, err[-300:]))
+    st = wait_for(lambda: (lambda r: r if r["state"] == "approved" else None)(requests("id = ?", (rid,))[0]),
+                  5, 0.05)
+    check(st, "request %d is not approved" % rid)
+    db = sqlite3.connect("file:%s?mode=ro" % T.al.store, uri=True, timeout=5)
+    try:
+        rows = db.execute("SELECT reviewer, decision, reason FROM approvals WHERE request_id = ?",
+                          (rid,)).fetchall()
+    finally:
+        db.close()
+    check(rows == [("alice", "approve", reason)], "approvals of %d: %r" % (rid, rows))
+    b.wait_js("!%s" % item_js(rid), 10, "the approved request leaves the queue")
+    check(b.js("document.title") == "Airlock review", "title after approval %r" % b.js("document.title"))
+    T.approved = st
+
+
+def case_deny():
+    need_up()
+    b = T.br
+    mark = max_req()
+    sql = "UPDATE items SET name = 'x' WHERE id = 2"
+    p = psql_bg(T.cg, sql)
+    row = wait_request(sql, mark)
+    b.wait_js("!!%s" % item_js(row["id"]), 10, "request %d in the queue" % row["id"])
+    reason = "change freeze %s" % lib.RUN_ID
+    # By keyboard: select it (j/k), type the reason, leave the field, press d.
+    b.js("(() => { const li = %s; li.querySelector('.reason').value = %s; document.activeElement.blur();"
+         " return true; })()" % (item_js(row["id"]), json.dumps(reason)))
+    idx = b.js("[...document.querySelectorAll('#queue li')].findIndex(li => li.dataset.id === '%d')" % row["id"])
+    for _ in range(5):
+        b.key("k")
+    for _ in range(idx):
+        b.key("j")
+    check(b.js("%s.classList.contains('sel')" % item_js(row["id"])), "j/k did not select request %d" % row["id"])
+    b.key("d")
+    rc, out, err = finish(p)
+    check(rc != 0 and reason in err and "42501" in err and str(row["id"]) in err,
+          "psql after the denial: exit %d %r" % (rc, err.strip()[-300:]))
+    check(pgcluster_sql("SELECT name FROM items WHERE id = 2") == "item-2", "the denied UPDATE ran")
+    b.wait_js("!%s" % item_js(row["id"]), 10, "the denied request leaves the queue")
+
+
+def pgcluster_sql(sql):
+    return T.pg.sql(sql, db=DB)
+
+
+def case_xss():
+    need_up()
+    b = T.br
+    mark = max_req()
+    ps = [psql_bg(T.cg, XSS_TEXT), psql_bg(T.cg, XSS_IDENT)]
+    rows = [wait_request("window.__xss=1", mark), wait_request("window.__xss=3", mark)]
+    if T.cgx:
+        ps.append(psql_bg(T.cgx, "DELETE FROM items WHERE id = 7"))
+        rows.append(wait_request("DELETE FROM items WHERE id = 7", mark))
+    T.xss = (ps, rows)
+    for r in rows:
+        b.wait_js("!!%s" % item_js(r["id"]), 10, "request %d in the queue" % r["id"])
+    time.sleep(0.5)
+    check(b.js("typeof window.__xss") == "undefined", "a payload ran: window.__xss = %r" % b.js("window.__xss"))
+    check(b.js("document.querySelectorAll('#queue img, #queue script, #app img').length") == 0,
+          "the queue has img/script elements")
+    shown = b.js("%s.querySelector('pre.cmd').textContent" % item_js(rows[0]["id"]))
+    want = XSS_TEXT.replace("\u202e", "\\u202E")
+    check(shown == want, "command shown as %r, want %r" % (shown, want))
+    check(b.js("%s.querySelector('pre.cmd .esc').textContent" % item_js(rows[0]["id"])) == "\\u202E",
+          "the bidi override is not marked as an escape")
+    shown = b.js("%s.querySelector('pre.cmd').textContent" % item_js(rows[1]["id"]))
+    check(shown == XSS_IDENT, "identifier command shown as %r" % shown)
+    if T.cgx:
+        text = b.js("%s.textContent" % item_js(rows[2]["id"]))
+        check(T.cgx.rel in text, "the cgroup path %r is not shown as text: %r" % (T.cgx.rel, text[:300]))
+    # The other views too.
+    b.js("location.hash = '#/history'; true")
+    b.wait_js("document.querySelectorAll('#history tbody tr').length > 1", 10, "history rows")
+    check(b.js("typeof window.__xss") == "undefined", "a payload ran in history")
+    check(b.js("document.querySelectorAll('#app img, #app script').length") == 0, "history has img/script")
+    check(b.js("document.getElementById('history').textContent.includes('onerror=window.__xss=3')"),
+          "history does not show the identifier payload as text")
+    b.js("location.hash = '#/queue'; true")
+    b.wait_js("!document.getElementById('view-queue').hidden", 5)
+
+
+def case_csrf():
+    need_up()
+    b = T.br
+    ps, rows = T.xss
+    rid = rows[0]["id"]
+    r = b.js("fetch('/api/v1/requests/%d/deny', {method: 'POST', credentials: 'same-origin',"
+             " headers: {'Content-Type': 'application/json'}, body: JSON.stringify({reason: 'csrf'})})"
+             ".then(r => r.status)" % rid)
+    check(r == 403, "a POST with the session cookie but no X-CSRF-Token: %r" % r)
+    r = b.js("fetch('/api/v1/requests/%d/deny', {method: 'POST', credentials: 'same-origin',"
+             " headers: {'Content-Type': 'application/json', 'X-CSRF-Token': 'f'.repeat(64)},"
+             " body: JSON.stringify({reason: 'csrf'})}).then(r => r.status)" % rid)
+    check(r == 403, "a POST with a wrong X-CSRF-Token: %r" % r)
+    r = b.js("fetch('/api/v1/logout', {method: 'POST', credentials: 'same-origin'}).then(r => r.status)")
+    check(r == 403, "logout without the CSRF token: %r" % r)
+    check(requests("id = ?", (rid,))[0]["state"] == "pending", "request %d was decided" % rid)
+    check(b.js("fetch('/api/v1/me').then(r => r.status)") == 200, "the session ended")
+
+
+def case_token_api():
+    need_up()
+    r = T.al.ctl("console", "token", "bob")
+    check(r.returncode == 0 and len(r.stdout.strip()) == 64, "airlockctl console token bob: %d %r %r"
+          % (r.returncode, r.stdout, r.stderr))
+    T.token = r.stdout.strip()
+    auth = {"Authorization": "Bearer " + T.token}
+    st, _, body = http("GET", "/api/v1/pending", headers=auth)
+    check(st == 200, "GET pending with a token: %d %r" % (st, body[:200]))
+    pend = json.loads(body)["pending"]
+    ps, rows = T.xss
+    ids = {r["id"] for r in rows}
+    check(ids <= {p["id"] for p in pend}, "pending lacks %s" % ids)
+    st, _, body = http("GET", "/api/v1/users", headers=auth)
+    check(st == 403, "users for a non-admin: %d" % st)
+    st, _, body = http("GET", "/api/v1/requests/%d" % rows[0]["id"], headers=auth)
+    check(st == 200 and json.loads(body)["request"]["command"] == XSS_TEXT, "GET requests/ID: %d" % st)
+    st, _, body = http("POST", "/api/v1/requests/%d/deny" % rows[0]["id"], {}, headers=auth)
+    check(st == 409 and "reason" in body, "deny without a reason: %d %r" % (st, body))
+    for r, p in zip(rows, ps):
+        st, _, body = http("POST", "/api/v1/requests/%d/deny" % r["id"], {"reason": "xss test"}, headers=auth)
+        check(st == 200, "deny %d by token: %d %r" % (r["id"], st, body))
+        rc, out, err = finish(p)
+        check(rc != 0 and "xss test" in err, "psql of request %d: %d %r" % (r["id"], rc, err[-200:]))
+    check(T.br.js("document.querySelectorAll('#queue li').length") == 0 or
+          T.br.wait_js("document.querySelectorAll('#queue li').length === 0", 10), "queue not empty")
+    # Audit and session views over the API.
+    st, _, body = http("GET", "/api/v1/audit?what=statements&decision=review&since=1h", headers=auth)
+    stm = json.loads(body).get("statements", []) if st == 200 else []
+    check(st == 200 and any("DELETE FROM items WHERE id = 1" == s["text"] for s in stm),
+          "audit statements: %d %r" % (st, body[:300]))
+    conn_id = T.approved["conn_id"]
+    st, _, body = http("GET", "/api/v1/sessions/%d" % conn_id, headers=auth)
+    j = json.loads(body)
+    check(st == 200 and j["connection"]["id"] == conn_id and
+          [s["text"] for s in j["statements"]] == ["DELETE FROM items WHERE id = 1"] and
+          j["statements"][0]["tag"] == "DELETE 1", "session %d: %d %r" % (conn_id, st, body[:400]))
+    st, _, body = http("GET", "/api/v1/grants", headers=auth)
+    check(st == 200 and isinstance(json.loads(body)["grants"], list), "grants: %d" % st)
+
+
+def case_metrics():
+    need_up()
+    st, hdr, body = http("GET", "/metrics", headers={"Authorization": "Bearer " + T.token})
+    check(st == 200 and hdr.get("Content-Type", "").startswith("text/plain"), "GET /metrics: %d %r" % (st, hdr))
+    for want in ("airlock_pending_requests 0", 'airlock_review_requests_total{state="approved"} 1',
+                 'airlock_review_requests_total{state="denied"}', "airlock_steered_connections_total",
+                 'airlock_statements_total{decision="review"}',
+                 'airlock_decision_latency_seconds_bucket{le="+Inf"}', "airlock_decision_latency_seconds_count"):
+        check(want in body, "/metrics lacks %r:\n%s" % (want, body[:1500]))
+
+
+def case_session_view():
+    need_up()
+    b = T.br
+    conn_id = T.approved["conn_id"]
+    b.js("location.hash = '#/session/%d'; true" % conn_id)
+    b.wait_js("document.querySelectorAll('#s-stmts li').length === 1", 10, "the session's statements")
+    check("DELETE FROM items WHERE id = 1" in b.js("document.getElementById('s-stmts').textContent"),
+          "session view: %r" % b.js("document.getElementById('s-stmts').textContent"))
+    b.js("document.getElementById('s-play').click(); true")
+    b.wait_js("document.querySelectorAll('#s-stmts li').length === 1 && "
+              "document.getElementById('s-play').textContent === 'Play'", 10, "replay ran")
+    b.js("location.hash = '#/queue'; true")
+
+
+def case_agent_refused():
+    need_up()
+    port = T.url.rsplit(":", 1)[1].strip("/")
+    r = T.cg.run(["/usr/bin/curl", "-sS", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}",
+                  "http://127.0.0.1:%s/api/v1/pending" % port], timeout=20)
+    check(r.returncode != 0 or r.stdout.strip() in ("000", "403"),
+          "curl from the pinned cgroup reached the console: exit %d %r %r" % (r.returncode, r.stdout, r.stderr))
+    rows = wait_for(lambda: [c for c in T.al.db_rows("dst_port = ?", (int(port),)) if c["reason"] == "steer_loop"],
+                    5, 0.1)
+    check(rows, "no steer_loop row for the agent's connection to the console port")
+
+
+def case_logout():
+    need_up()
+    b = T.br
+    b.js("document.getElementById('logout').click(); true")
+    b.wait_js("!document.getElementById('login').hidden", 10, "login page after logout")
+    check(b.js("fetch('/api/v1/pending').then(r => r.status)") == 401, "API after logout is not 401")
+
+
+def case_rate_limit():
+    need_up()
+    name = "nobody-%s" % lib.RUN_ID
+    codes = [http("POST", "/api/v1/login", {"name": name, "password": "x%d" % i})[0] for i in range(7)]
+    # The address has one failure already (the wrong password in the login case): 5 a minute in all.
+    n = codes.index(429) if 429 in codes else len(codes)
+    check(n == 4 and codes[:n] == [401] * n and codes[n:] == [429] * (len(codes) - n),
+          "failed logins from one address: %r (want 4 x 401, then 429)" % codes)
+    st, _, body = http("POST", "/api/v1/login", {"name": "bob", "password": REVIEWERS["bob"][3]})
+    check(st == 429, "a right password from the same address right after: %d (want 429: per-address limit)" % st)
+
+
+def case_still_up():
+    need_up()
+    bad = [l for l in T.al.log_lines() if "runtime error" in l or "AddressSanitizer" in l
+           or "assert" in l.lower()]
+    check(not bad, "airlockd log: %s" % bad[:3])
+
+
+# ---------------------------------------------------------------- main
+
+def setup():
+    t = T
+    t.tmp = lib.make_tempdir()
+    os.chmod(t.tmp, 0o755)
+    t.home = os.path.join(t.tmp, "home")
+    os.mkdir(t.home, 0o755)
+    ca_dir = os.path.join(t.tmp, "ca")
+    os.mkdir(ca_dir, 0o700)
+    t.pg = pgcluster.Cluster(PG_ADDR)
+    t.pg.start(SETUP_SQL)
+    secrets = pgcluster.write_secrets(os.path.join(t.tmp, "secrets.conf"), [("pgcred", "app", APP_PW)])
+    t.cg = lib.TestCgroup("-a")
+    try:
+        t.cgx = lib.TestCgroup(XSS_CGROUP)
+    except OSError as e:
+        note("cannot make a cgroup named with markup (%s): the path case is skipped" % e)
+        t.cgx = None
+    port = lib.free_port(("127.0.0.1",))
+    t.al = lib.Airlock(t.tmp, [pgcluster.pg_resource("pg", PG_ADDR, t.pg.port, RULES)],
+                       settings=['secrets "%s"' % secrets, 'ca_dir "%s"' % ca_dir,
+                                 'review_socket "%s"' % os.path.join(t.tmp, "review.sock"),
+                                 "console_listen 127.0.0.1:%d" % port])
+    banner = t.al.start()
+    t.up = True
+    t.url = "http://127.0.0.1:%d/" % port
+    check("console: %s" % t.url in banner, "banner lacks the console line: %r" % banner)
+    for cg in (t.cg, t.cgx):
+        if cg:
+            r = t.al.ctl("pin", cg.rel)
+            check(r.returncode == 0, "pin %s: %s" % (cg.rel, r.stderr.strip()))
+    for name, (uid, groups, admin, pw) in REVIEWERS.items():
+        r = subprocess.run([lib.AIRLOCKCTL, "-s", t.al.sock, "user", "add", name, "--uid", str(uid),
+                            "--groups", groups, "--password-stdin"] + (["--admin"] if admin else []),
+                           input=pw + "\n", capture_output=True, text=True, timeout=30)
+        check(r.returncode == 0, "user add %s: %s" % (name, r.stderr.strip()))
+    ud = os.path.join(t.tmp, "chromium-profile")
+    os.mkdir(ud, 0o700)
+    t.br = Browser(ud)
+    t.br.open_page()
+    note("console %s, cgroup %s, chromium pid %d, tmp %s" % (t.url, t.cg.rel, t.br.p.pid, t.tmp))
+
+
+CASES = [
+    ("the API refuses unauthenticated calls (401); the page carries CSP, nosniff, no-referrer",
+     case_unauthenticated),
+    ("login in Chromium: wrong password refused; session cookie HttpOnly, SameSite=Strict; live feed open",
+     case_login),
+    ("a psql statement held by policy appears in the open queue without a reload (SSE); screenshot",
+     case_live_queue),
+    ("approve with a reason in the browser -> psql completes, the approval and reason are recorded",
+     case_approve),
+    ("deny by keyboard (j/k, d) with a reason -> psql shows the reason", case_deny),
+    ("XSS payloads in SQL text, identifiers and cgroup paths (img onerror, </script>, U+202E) show as "
+     "text and run nothing", case_xss),
+    ("POSTs without the CSRF token are refused (403)", case_csrf),
+    ("API token (airlockctl console token): pending, request, deny, audit, session, grants",
+     case_token_api),
+    ("/metrics in Prometheus text format", case_metrics),
+    ("session view lists the statements and replays them", case_session_view),
+    ("an agent in a pinned cgroup cannot reach the console (steer_loop)", case_agent_refused),
+    ("logout ends the session", case_logout),
+    ("login rate limit: 5 failures a minute, then 429", case_rate_limit),
+    ("airlockd still up, no sanitizer lines", case_still_up),
+]
+
+
+def main():
+    res = lib.Results()
+    if os.geteuid() != 0:
+        res.not_ok("console: test_console", "needs root (loads BPF, creates cgroups, runs postgres)")
+        return 1
+    missing = [b for b in (lib.AIRLOCKD, lib.AIRLOCKCTL, SETPRIV, CHROMIUM) if not os.access(b, os.X_OK)]
+    missing += pgcluster.missing_tools()
+    if missing:
+        res.not_ok("console: test_console", "missing %s (make all; scripts/deps.sh)" % missing)
+        return 1
+    lib.install_exit_handlers()
+    t0 = time.monotonic()
+    try:
+        try:
+            setup()
+        except Exception as e:
+            res.not_ok("console: setup", "%s: %s" % (type(e).__name__, e))
+            return 1
+        for name, fn in CASES:
+            res.case("console: " + name, fn)
+    finally:
+        if T.br is not None:
+            T.br.close()
+        if T.al is not None and T.al.running():
+            T.al.stop()
+        if T.al is not None:
+            for line in T.al.log_lines():
+                if res.failed or "error" in line or "warn" in line:
+                    note("airlockd: " + line)
+        lib.run_cleanup()
+    leftovers = [p for p in (T.cg and T.cg.path, T.cgx and T.cgx.path, T.al and T.al.pin_root,
+                             T.pg and T.pg.dir, T.tmp) if p and os.path.exists(p)]
+    if leftovers:
+        res.not_ok("console: cleanup", "left behind %s" % leftovers)
+    note("%d passed, %d failed in %.1fs" % (res.passed, res.failed, time.monotonic() - t0))
+    return 1 if res.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

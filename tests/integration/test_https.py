@@ -1,0 +1,589 @@
+"""HTTPS integration test (issue 8): TLS interception, HTTP/1.1 decisions, review, credential injection, smuggling, CA trust, kubectl exec.
+
+Run as root with /usr/bin/python3. Prints `ok - https: NAME` / `not ok - https: NAME: why`.
+It makes a test CA and an HTTPS upstream (https_upstream.py) on 127.0.0.21-23, an airlockd with
+three https resources, a pinned test cgroup whose clients (curl, python3 urllib, node fetch,
+kubectl, a raw TLS client) trust the Airlock CA, and a reviewer with its own uid. One case adds
+the Airlock CA to the real system trust store and removes it again, checking the store is
+exactly as before. Everything is removed on any exit.
+"""
+
+import base64
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lib  # noqa: E402
+from lib import check, note, wait_for  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+SMUGGLING = os.path.join(REPO, "tests", "http_smuggling")
+SETPRIV = "/usr/bin/setpriv"
+OPENSSL = "/usr/bin/openssl"
+CURL = "/usr/bin/curl"
+NODE = shutil.which("node", path="/usr/bin:/usr/local/bin") or "/usr/bin/node"
+KUBECTL = shutil.which("kubectl", path="/usr/bin:/usr/local/bin")
+API, KUBE, IPAPI = "127.0.0.21", "127.0.0.22", "127.0.0.23"
+API_NAME = "api.test"
+AGENT_UID = 65534
+REVIEWER = ("httprev", 47211)
+API_SECRET = "UPSTREAM-SECRET-%s" % lib.RUN_ID
+KUBE_SECRET = "KUBE-SECRET-%s" % lib.RUN_ID
+AGENT_TOKEN = "agent-token-never-forwarded"
+TRUST_FILE = "/usr/local/share/ca-certificates/airlock-ca.crt"
+
+
+class T:
+    tmp = al = cg = up = None
+    port = None
+    ca = None             # the Airlock CA (PEM path)
+    test_ca = None
+    uplog = None
+    rsock = None
+
+
+# ---------------------------------------------------------------- helpers
+
+def sh(argv, **kw):
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60, **kw)
+    check(r.returncode == 0, "%s: %s" % (" ".join(argv[:3]), r.stderr.strip()[-300:]))
+    return r
+
+
+def make_certs(d):
+    """A test CA and a server certificate for api.test and the three addresses."""
+    ca_key, ca_crt = os.path.join(d, "test-ca.key"), os.path.join(d, "test-ca.pem")
+    key, csr, crt = (os.path.join(d, n) for n in ("up.key", "up.csr", "up.pem"))
+    ext = os.path.join(d, "up.ext")
+    sh([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", ca_key, "-out", ca_crt, "-days", "2", "-subj", "/CN=airlock test upstream CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign"])
+    sh([OPENSSL, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+        key, "-out", csr, "-subj", "/CN=%s" % API_NAME])
+    with open(ext, "w") as f:
+        f.write("subjectAltName=DNS:%s,IP:%s,IP:%s,IP:%s\nextendedKeyUsage=serverAuth\n"
+                % (API_NAME, API, KUBE, IPAPI))
+    sh([OPENSSL, "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial",
+        "-out", crt, "-days", "2", "-extfile", ext])
+    return ca_crt, crt, key
+
+
+def uplog():
+    try:
+        with open(T.uplog) as f:
+            return [json.loads(l) for l in f if l.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def as_agent(argv):
+    return [SETPRIV, "--reuid=%d" % AGENT_UID, "--regid=%d" % AGENT_UID, "--clear-groups"] + argv
+
+
+def agent_env(**extra):
+    env = dict(lib.CLIENT_ENV)
+    env["HOME"] = os.path.join(T.tmp, "home")
+    env.update(extra)
+    return env
+
+
+def curl(*args, timeout=30, cacert=True):
+    argv = [CURL, "-sS", "--max-time", "25", "--resolve", "%s:%d:%s" % (API_NAME, T.port, API)]
+    if cacert:
+        argv += ["--cacert", T.ca]
+    return T.cg.run(as_agent(argv + list(args)), timeout=timeout, env=agent_env())
+
+
+def api_url(path):
+    return "https://%s:%d%s" % (API_NAME, T.port, path)
+
+
+RAW_CLIENT = r"""
+import socket, ssl, sys, base64
+host, port, name, cafile, data = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+ctx = ssl.create_default_context(cafile=cafile)
+ctx.set_alpn_protocols(["h2", "http/1.1"])
+s = ctx.wrap_socket(socket.create_connection((host, port), timeout=30), server_hostname=name)
+sys.stderr.write("alpn=%s\n" % s.selected_alpn_protocol())
+s.sendall(base64.b64decode(data))
+out = b""
+try:
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+except (ssl.SSLError, OSError) as e:
+    sys.stderr.write("recv: %s\n" % e)
+sys.stdout.write(base64.b64encode(out).decode())
+"""
+
+
+def raw_client(data, bg=False):
+    argv = as_agent([lib.PY, "-c", RAW_CLIENT, API, str(T.port), API_NAME, T.ca,
+                     base64.b64encode(data).decode()])
+    if bg:
+        p = T.cg.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       env=agent_env())
+        return p
+    r = T.cg.run(argv, timeout=40, env=agent_env())
+    return r.returncode, base64.b64decode(r.stdout or ""), r.stderr
+
+
+def rv(*args):
+    name, uid = REVIEWER
+    argv = [SETPRIV, "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups", lib.AIRLOCKCTL,
+            "--review-socket", T.rsock] + [str(a) for a in args]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=20, env=lib.CLIENT_ENV)
+    check(r.returncode == 0, "airlockctl %s: %s" % (" ".join(map(str, args)), r.stderr.strip()))
+    return r
+
+
+def requests(where="1", args=()):
+    return T.al.db_rows(where, args, table="requests")
+
+
+def wait_request(text, after=0, timeout=15):
+    def get():
+        rows = [r for r in requests("id > ? AND state = 'pending'", (after,)) if text in (r["command"] or "")]
+        return rows[-1] if rows else None
+    row = wait_for(get, timeout, 0.05)
+    check(row, "no pending request for %r within %ds (requests: %s)"
+          % (text, timeout, [(r["id"], r["state"], r["command"][:60]) for r in requests()[-5:]]))
+    return row
+
+
+def max_req():
+    return max((r["id"] for r in requests()), default=0)
+
+
+def http_rows(where="1", args=()):
+    return T.al.db_rows(where, args, table="http_requests")
+
+
+def need_up():
+    check(T.al is not None and T.al.running(), "airlockd is not running (log: %s)"
+          % (T.al.log_tail(5) if T.al else "-"))
+
+
+def parse_response(raw):
+    head, _, body = raw.partition(b"\r\n\r\n")
+    line = head.split(b"\r\n")[0].decode("latin-1")
+    m = re.match(r"HTTP/1\.1 (\d{3})", line)
+    return (int(m.group(1)) if m else 0), head.decode("latin-1"), body
+
+
+# ---------------------------------------------------------------- cases
+
+def case_curl_get():
+    need_up()
+    n0 = len(uplog())
+    r = curl("-H", "Authorization: Bearer %s" % AGENT_TOKEN, "-w", "\n%{http_code} %{http_version}",
+             "--http2", api_url("/items?limit=5"))
+    check(r.returncode == 0, "curl exited %d: %s" % (r.returncode, r.stderr.strip()))
+    body, _, tail = r.stdout.rpartition("\n")
+    check(tail == "200 1.1", "curl: status/version %r (want 200 over HTTP/1.1 although it offered h2)" % tail)
+    echo = json.loads(body)
+    check(echo["auth"] == "Bearer %s" % API_SECRET, "upstream saw Authorization %r" % echo["auth"])
+    log = uplog()[n0:]
+    check(len(log) == 1 and log[0]["path"] == "/items", "upstream log: %r" % log)
+    raw = base64.b64decode(log[0]["raw"])
+    check(AGENT_TOKEN.encode() not in raw, "the agent's token reached upstream")
+    rows = wait_for(lambda: [x for x in http_rows("path = '/items'") if x["status"] == 200], 5)
+    check(rows, "no http_requests row with status 200 for /items: %r" % http_rows()[-3:])
+    x = rows[-1]
+    check(x["decision"] == "allow" and x["method"] == "GET" and x["query"] == "limit=5"
+          and x["bytes_down"] > 0 and x["host"].startswith(API_NAME),
+          "http_requests row: %r" % x)
+
+
+def case_keepalive_framing():
+    need_up()
+    # three requests on one connection: chunked response, HEAD, close-delimited
+    r = curl("-w", "|%{http_code}", api_url("/chunked"), "-I", api_url("/head"))
+    check(r.returncode == 0, "curl: %s" % r.stderr.strip())
+    check("chunk1,chunk2|200" in r.stdout, "chunked response through airlock: %r" % r.stdout[:200])
+    r = curl("-w", "|%{http_code}", api_url("/close"))
+    check(r.returncode == 0 and "close-delimited body\n|200" in r.stdout,
+          "close-delimited: rc %d %r %s" % (r.returncode, r.stdout, r.stderr.strip()))
+    c = T.al.db_rows("id = (SELECT conn_id FROM http_requests WHERE path = '/head' ORDER BY id DESC LIMIT 1)")
+    check(c and "requests 2" in (c[0]["detail"] or ""), "keep-alive: connection row %r" % (c and c[0]))
+
+
+def case_python():
+    need_up()
+    code = ("import ssl, urllib.request, json, sys\n"
+            "ctx = ssl.create_default_context(cafile=sys.argv[2])\n"
+            "r = urllib.request.urlopen(urllib.request.Request(sys.argv[1], headers="
+            "{'Authorization': 'Bearer x'}), context=ctx, timeout=20)\n"
+            "print(r.status, json.loads(r.read())['path'])\n")
+    r = T.cg.run(as_agent([lib.PY, "-c", code, "https://%s:%d/py" % (IPAPI, T.port), T.ca]),
+                 timeout=40, env=agent_env())
+    check(r.returncode == 0 and r.stdout.strip() == "200 /py",
+          "python urllib: rc %d %r %s" % (r.returncode, r.stdout, r.stderr.strip()[-300:]))
+
+
+def case_node():
+    need_up()
+    if not os.access(NODE, os.X_OK):
+        raise AssertionError("node is not installed (Debian nodejs)")
+    js = ("fetch(process.argv[1]).then(async r => { console.log(r.status, (await r.json()).path); })"
+          ".catch(e => { console.error(e.cause || e); process.exit(1); });")
+    r = T.cg.run(as_agent([NODE, "-e", js, "https://%s:%d/node" % (IPAPI, T.port)]), timeout=40,
+                 env=agent_env(NODE_EXTRA_CA_CERTS=T.ca))
+    check(r.returncode == 0 and r.stdout.strip() == "200 /node",
+          "node fetch: rc %d %r %s" % (r.returncode, r.stdout, r.stderr.strip()[-300:]))
+
+
+def delete_bytes(path, body=b'{"reason":"cleanup"}'):
+    return (b"DELETE %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: raw-agent\r\n"
+            b"Authorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n" % (path.encode(), API_NAME.encode(), T.port, AGENT_TOKEN.encode(),
+                                            len(body)) + body)
+
+
+def case_review_approve():
+    need_up()
+    data = delete_bytes("/items/7")
+    after = max_req()
+    n0 = len(uplog())
+    p = raw_client(data, bg=True)
+    row = wait_request("DELETE https://%s" % API_NAME, after)
+    check(row["protocol"] == "http" and row["kind"] == "delete", "request row: %r" % row)
+    check(row["sha256"] == hashlib.sha256(data).hexdigest(),
+          "request sha256 %s is not that of the exact request bytes %s"
+          % (row["sha256"], hashlib.sha256(data).hexdigest()))
+    time.sleep(0.3)
+    check(p.poll() is None, "the agent was answered while its request was pending")
+    check(len(uplog()) == n0, "upstream received something while the DELETE was parked")
+    rv("approve", row["id"])
+    out, err = p.communicate(timeout=30)
+    status, head, body = parse_response(base64.b64decode(out))
+    check(status == 200, "agent got %r after approval (stderr %s)" % (head[:200], err.strip()[-200:]))
+    log = uplog()[n0:]
+    check(len(log) == 1, "upstream received %d requests: %r" % (len(log), log))
+    got = base64.b64decode(log[0]["raw"])
+    want = data.replace(b"Authorization: Bearer %s\r\n" % AGENT_TOKEN.encode(), b"").replace(
+        b"Connection: close\r\n\r\n",
+        b"Connection: close\r\nAuthorization: Bearer %s\r\n\r\n" % API_SECRET.encode())
+    check(got == want, "upstream received %r, want exactly %r" % (got, want))
+    x = wait_for(lambda: [h for h in http_rows("id = ?", (row["stmt_id"],)) if h["status"]], 5)
+    check(x and x[0]["status"] == 200 and x[0]["decision"] == "review",
+          "http_requests row of the request: %r" % http_rows("id = ?", (row["stmt_id"],)))
+
+
+def case_review_deny():
+    need_up()
+    after = max_req()
+    n0 = len(uplog())
+    p = T.cg.popen(as_agent([CURL, "-sS", "--max-time", "30", "--resolve",
+                             "%s:%d:%s" % (API_NAME, T.port, API), "--cacert", T.ca, "-X", "DELETE",
+                             "-w", "\n%{http_code}", api_url("/items/8")]),
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=agent_env())
+    row = wait_request("DELETE https://%s" % API_NAME, after)
+    rv("deny", row["id"], "--reason", "use the staging API")
+    out, err = p.communicate(timeout=30)
+    body, _, code = out.rpartition("\n")
+    check(code == "403", "curl after deny: %r %s" % (out[-300:], err.strip()))
+    j = json.loads(body)
+    check(j.get("error") == "airlock: denied" and "use the staging API" in j.get("reason", "")
+          and j.get("request_id") == row["id"], "403 body: %r" % j)
+    check(len(uplog()) == n0, "upstream received a denied request")
+
+
+def case_rule_deny():
+    need_up()
+    n0 = len(uplog())
+    r = curl("-w", "\n%{http_code}", api_url("/forbidden/secrets"))
+    body, _, code = r.stdout.rpartition("\n")
+    check(code == "403", "curl: %r %s" % (r.stdout[-300:], r.stderr.strip()))
+    j = json.loads(body)
+    check(j.get("error") == "airlock: denied" and "rule deny path /forbidden/*" in j.get("reason", "")
+          and isinstance(j.get("request_id"), int), "403 body: %r" % j)
+    check(len(uplog()) == n0, "upstream received a denied request")
+
+
+def corpus():
+    out = []
+    for f in sorted(glob.glob(os.path.join(SMUGGLING, "*.txt"))):
+        text = open(f).read()
+        lines = text.split("\n")
+        if lines and lines[0].startswith("#"):
+            lines = lines[1:]
+        s = "".join(lines)
+        b = bytearray()
+        i = 0
+        while i < len(s):
+            c = s[i]
+            if c == "\\" and i + 1 < len(s):
+                n = s[i + 1]
+                if n == "x":
+                    b.append(int(s[i + 2:i + 4], 16))
+                    i += 4
+                    continue
+                b += {"r": b"\r", "n": b"\n", "t": b"\t"}.get(n, n.encode())
+                i += 2
+                continue
+            b += c.encode()
+            i += 1
+        out.append((os.path.basename(f)[:-4], bytes(b)))
+    return out
+
+
+def case_smuggling():
+    need_up()
+    n0 = len(uplog())
+    cases = corpus()
+    check(len(cases) >= 40, "smuggling corpus has %d cases" % len(cases))
+    bad = []
+    for name, data in cases:
+        rc, out, err = raw_client(data)
+        status, head, body = parse_response(out)
+        if status not in (400, 431, 505) or out.count(b"HTTP/1.1 ") != 1:
+            bad.append("%s: %r" % (name, out[:120]))
+            continue
+        # the connection was closed after the answer (the client read to EOF)
+        if b"Connection: close" not in out:
+            bad.append("%s: no Connection: close" % name)
+    check(not bad, "%d of %d not refused with 400: %s" % (len(bad), len(cases), "; ".join(bad[:5])))
+    check(len(uplog()) == n0, "upstream received %d smuggled requests" % (len(uplog()) - n0))
+    check(T.al.running(), "airlockd died")
+    note("%d smuggling requests refused over TLS" % len(cases))
+
+
+def trust_snapshot():
+    snap = {}
+    for d in ("/usr/local/share/ca-certificates", "/etc/ssl/certs"):
+        for root, dirs, files in os.walk(d):
+            for f in files:
+                p = os.path.join(root, f)
+                try:
+                    if os.path.islink(p):
+                        snap[p] = "link:" + os.readlink(p)
+                    else:
+                        with open(p, "rb") as fh:
+                            snap[p] = hashlib.sha256(fh.read()).hexdigest()
+                except OSError as e:
+                    snap[p] = "error:%s" % e
+    return snap
+
+
+def case_ca_install():
+    need_up()
+    if os.path.exists(TRUST_FILE):
+        raise AssertionError("%s exists already: not touching a trust store this test did not set up"
+                             % TRUST_FILE)
+    before = trust_snapshot()
+
+    def restore():
+        if os.path.exists(TRUST_FILE):
+            os.unlink(TRUST_FILE)
+            subprocess.run(["/usr/sbin/update-ca-certificates"], capture_output=True, timeout=120)
+    item = lib.on_cleanup(restore)
+    try:
+        r = T.al.ctl("ca", "install", timeout=120)
+        check(r.returncode == 0, "ca install: %s" % r.stderr.strip())
+        check(os.path.exists(TRUST_FILE), "%s not written" % TRUST_FILE)
+        # curl with the system store only (no --cacert)
+        r = curl("-w", "|%{http_code}", api_url("/trusted"), cacert=False)
+        check(r.returncode == 0 and r.stdout.endswith("|200"),
+              "curl with the system trust store: rc %d %r %s" % (r.returncode, r.stdout[-100:],
+                                                                  r.stderr.strip()))
+        r = T.al.ctl("ca", "uninstall", timeout=120)
+        check(r.returncode == 0, "ca uninstall: %s" % r.stderr.strip())
+    finally:
+        lib.run_cleanup(item)
+    after = trust_snapshot()
+    diff = sorted(set(before.items()) ^ set(after.items()))
+    check(not diff, "trust store differs after uninstall: %s" % diff[:4])
+
+
+def case_kubectl_exec():
+    need_up()
+    if not KUBECTL:
+        raise AssertionError("kubectl is not installed (Debian kubernetes-client)")
+    kc = os.path.join(T.tmp, "home", "kubeconfig")
+    with open(kc, "w") as f:
+        f.write("""apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster: {server: "https://%s:%d", certificate-authority: "%s"}
+users:
+- name: agent
+  user: {token: "%s"}
+contexts:
+- name: test
+  context: {cluster: test, user: agent, namespace: default}
+current-context: test
+""" % (KUBE, T.port, T.ca, AGENT_TOKEN))
+    os.chmod(kc, 0o644)
+    after = max_req()
+    n0 = len(uplog())
+    p = T.cg.popen(as_agent([KUBECTL, "--kubeconfig", kc, "--request-timeout", "60s", "exec",
+                             "web-0", "-c", "app", "--", "rm", "-rf", "/data"]),
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=agent_env())
+    denied = []
+    deadline = time.monotonic() + 60
+    while p.poll() is None and time.monotonic() < deadline:
+        rows = [r for r in requests("id > ? AND state = 'pending'", (after,)) if r["kind"] == "exec"]
+        for row in rows:
+            check("rm -rf /data" in row["command"] and "web-0" in row["command"],
+                  "exec request reads %r" % row["command"])
+            time.sleep(0.3)
+            check(p.poll() is None, "kubectl did not wait for the review")
+            rv("deny", row["id"], "--reason", "no exec in prod")
+            denied.append(row["id"])
+            after = max(after, row["id"])
+        time.sleep(0.1)
+    try:
+        out, err = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+    check(denied, "kubectl exec was never held (stderr %s)" % err.strip()[-300:])
+    check(p.returncode != 0 and "no exec in prod" in err,
+          "kubectl exit %s, stderr %r" % (p.returncode, err.strip()[-400:]))
+    execs = [l for l in uplog()[n0:] if l["path"].endswith("/exec")]
+    check(not execs, "the exec reached upstream: %r" % execs)
+    note("kubectl said: %s" % " ".join(err.split())[:200])
+
+
+def case_still_up():
+    need_up()
+    st = T.al.status()
+    check(st.get("http_requests", 0) > 0, "status: %r" % {k: v for k, v in st.items() if "http" in k})
+    bad = [l for l in T.al.log_lines() if "runtime error" in l or "AddressSanitizer" in l]
+    check(not bad, "airlockd log: %s" % bad[:3])
+
+
+# ---------------------------------------------------------------- main
+
+def setup():
+    t = T
+    t.tmp = lib.make_tempdir()
+    os.chmod(t.tmp, 0o755)
+    os.mkdir(os.path.join(t.tmp, "home"), 0o777)
+    t.test_ca, crt, key = make_certs(t.tmp)
+    os.chmod(t.test_ca, 0o644)
+    t.port = lib.free_port(("127.0.0.1",))
+    t.uplog = os.path.join(t.tmp, "upstream.log")
+    t.up = subprocess.Popen([lib.PY, os.path.join(HERE, "https_upstream.py"), crt, key, t.uplog]
+                            + ["%s:%d" % (a, t.port) for a in (API, KUBE, IPAPI)],
+                            stdout=subprocess.PIPE, text=True)
+    lib.on_cleanup(lib.stop_process, t.up)
+    check(t.up.stdout.readline().strip() == "ready", "upstream did not start")
+    ca_dir = os.path.join(t.tmp, "ca")
+    t.ca = os.path.join(ca_dir, "ca.crt")
+    secrets = os.path.join(t.tmp, "secrets.conf")
+    with open(secrets, "w") as f:
+        f.write("apitoken bearer=%s\nkubetoken header=\"Authorization: Bearer %s\"\n"
+                % (API_SECRET, KUBE_SECRET))
+    os.chmod(secrets, 0o600)
+    t.rsock = os.path.join(t.tmp, "review.sock")
+    resources = ["""resource "api" {
+    address %s
+    port %d
+    protocol https
+    host %s
+    upstream_ca "%s"
+    credential apitoken
+    rule deny path /forbidden/*
+    rule review method DELETE timeout 60s
+}""" % (API, t.port, API_NAME, t.test_ca),
+                 """resource "kube" {
+    address %s
+    port %d
+    protocol https
+    upstream_ca "%s"
+    credential kubetoken
+    rule review exec timeout 60s
+}""" % (KUBE, t.port, t.test_ca),
+                 """resource "ipapi" {
+    address %s
+    port %d
+    protocol https
+    upstream_ca "%s"
+}""" % (IPAPI, t.port, t.test_ca)]
+    t.al = lib.Airlock(t.tmp, resources, settings=['secrets "%s"' % secrets, 'ca_dir "%s"' % ca_dir,
+                                                   'review_socket "%s"' % t.rsock, "http_max_body 64k"
+                                                   ])
+    r = subprocess.run([lib.AIRLOCKD, "-n", "-c", t.al.conf], capture_output=True, text=True, timeout=20)
+    check(r.returncode == 0, "airlockd -n: %s" % (r.stderr.strip() or r.stdout.strip()))
+    t.al.start()
+    os.chmod(ca_dir, 0o755)
+    t.cg = lib.TestCgroup()
+    r = t.al.ctl("pin", t.cg.rel)
+    check(r.returncode == 0, "pin: %s" % r.stderr.strip())
+    r = t.al.ctl("user", "add", REVIEWER[0], "--uid", str(REVIEWER[1]), "--groups", "ops")
+    check(r.returncode == 0, "user add: %s" % r.stderr.strip())
+    note("upstream %s/%s/%s port %d, cgroup %s, tmp %s" % (API, KUBE, IPAPI, t.port, t.cg.rel, t.tmp))
+
+
+CASES = [
+    ("curl GET (no -k, --cacert airlock CA, offers h2) allowed over HTTP/1.1; credential injected, "
+     "agent's Authorization dropped; audit row", case_curl_get),
+    ("keep-alive: chunked, HEAD and close-delimited responses relayed", case_keepalive_framing),
+    ("python3 urllib GET to an IP (leaf minted for the address)", case_python),
+    ("node fetch GET with NODE_EXTRA_CA_CERTS", case_node),
+    ("DELETE parked (sha256 of the exact bytes), approved; upstream got exactly it with the "
+     "credential and without the agent's Authorization", case_review_approve),
+    ("DELETE denied by a reviewer -> 403 JSON with reason and request id", case_review_deny),
+    ("rule deny path -> 403 JSON {error, reason, request_id}", case_rule_deny),
+    ("smuggling corpus over TLS -> 400 each, connection closed, nothing upstream", case_smuggling),
+    ("airlockctl ca install: curl trusts the system store; ca uninstall restores it exactly",
+     case_ca_install),
+    ("kubectl exec held for review; denied -> kubectl prints the reason", case_kubectl_exec),
+    ("airlockd still up, counters, no sanitizer lines", case_still_up),
+]
+
+
+def main():
+    res = lib.Results()
+    if os.geteuid() != 0:
+        res.not_ok("https: test_https", "needs root")
+        return 1
+    missing = [b for b in (lib.AIRLOCKD, lib.AIRLOCKCTL, SETPRIV, OPENSSL, CURL) if not os.access(b, os.X_OK)]
+    if missing:
+        res.not_ok("https: test_https", "missing %s (make all; scripts/deps.sh)" % missing)
+        return 1
+    lib.install_exit_handlers()
+    only = os.environ.get("HTTPS_ONLY")
+    t0 = time.monotonic()
+    try:
+        try:
+            setup()
+        except Exception as e:
+            res.not_ok("https: setup", "%s: %s" % (type(e).__name__, e))
+            return 1
+        for name, fn in CASES:
+            if only and only not in fn.__name__:
+                continue
+            res.case("https: " + name, fn)
+    finally:
+        if T.al is not None and T.al.running():
+            T.al.stop()
+        if T.al is not None and res.failed:
+            for line in T.al.log_lines()[-40:]:
+                note("airlockd: " + line)
+        lib.run_cleanup()
+    leftovers = [p for p in (T.cg and T.cg.path, T.al and T.al.pin_root, T.tmp) if p and os.path.exists(p)]
+    if leftovers:
+        res.not_ok("https: cleanup", "left behind %s" % leftovers)
+    note("%d passed, %d failed in %.1fs" % (res.passed, res.failed, time.monotonic() - t0))
+    return 1 if res.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,630 @@
+/* Unit tests for the hash-chained audit log: chaining, tampering found by verify, checkpoints, canonical form, crash safety. */
+#include <airlock/pg.h>
+#include <airlock/store.h>
+
+#include <dirent.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <sqlite3.h>
+
+#include "harness.h"
+
+static char tmpdir[256];
+static int n_store;
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int exec_sql(const char *db, const char *sql)
+{
+	sqlite3 *h = NULL;
+	int rc = sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE, NULL);
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(h, sql, NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		printf("#   exec %s: %s\n", sql, h ? sqlite3_errmsg(h) : "no memory");
+	sqlite3_close(h);
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+static int64_t q_int(const char *db, const char *sql)
+{
+	sqlite3 *h = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t v = -1;
+
+	if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return v;
+}
+
+static struct store_conn conn(void)
+{
+	struct store_conn c = {
+		.opened_us = al_now_us(), .cgroup_id = 77, .cgroup_path = "/agents/a",
+		.pid = 10, .tid = 10, .uid = 1000, .gid = 1000, .comm = "psql", .exe = "/usr/bin/psql",
+		.agent_addr = "127.0.0.1", .agent_port = 40000, .dst_addr = "127.0.0.6", .dst_port = 5432,
+		.resource = "pg", .protocol = "postgres",
+	};
+	return c;
+}
+
+/* A fresh store in its own directory (its own key), with some of every kind of write. */
+static struct store *fill(char *path, size_t len, int batched)
+{
+	char dir[320];
+	struct store *s = NULL;
+	struct store_conn c = conn();
+	struct store_conn_end e = { .closed_us = al_now_us(), .reason = AL_REASON_CLOSED };
+	struct store_stmt t = { .seq = 1, .at_us = al_now_us(), .protocol = "simple", .text = "SELECT 1",
+				.kind = "select", .relations_json = "[]", .decision = "allow" };
+	struct store_stmt_outcome o = { .tag = "SELECT 1", .rows = 1, .duration_us = 5 };
+	struct store_refusal r = { .at_us = al_now_us(), .reason = AL_REASON_UDP_DENIED, .cgroup_id = 77,
+				   .dst_addr = "1.1.1.1", .dst_port = 53 };
+	struct store_user u = { .uid = 4711, .admin = 0 };
+	int64_t id = 0, sid = 0;
+
+	snprintf(dir, sizeof(dir), "%s/s%d", tmpdir, ++n_store);
+	if (mkdir(dir, 0700) < 0 || al_fmt(path, len, "%s/airlock.db", dir) < 0 || store_open(path, &s) < 0)
+		return NULL;
+	snprintf(u.name, sizeof(u.name), "alice");
+	snprintf(u.groups, sizeof(u.groups), "dba");
+	snprintf(u.pwhash, sizeof(u.pwhash), "pbkdf2$secret-hash");
+	for (int i = 0; i < 5; i++) {
+		if (batched && store_batch_begin(s) < 0)
+			goto bad;
+		if (store_conn_open(s, &c, &id) < 0)
+			goto bad;
+		t.conn_id = id;
+		if (store_stmt_add(s, &t, &sid) < 0 || store_stmt_outcome(s, sid, &o) < 0 ||
+		    store_conn_close(s, id, &e) < 0 || store_refusal_add(s, &r) < 0)
+			goto bad;
+		if (batched && store_batch_commit(s) < 0)
+			goto bad;
+	}
+	if (store_user_put(s, &u) < 0 || store_pin_add(s, 99, "/agents/b") < 0)
+		goto bad;
+	return s;
+bad:
+	store_close(s);
+	return NULL;
+}
+
+static int verify(const char *path, struct store_verify *v)
+{
+	int rc = store_audit_verify(path, NULL, v);
+
+	if (rc != 0)
+		printf("#   verify: %s\n", v->msg);
+	return rc;
+}
+
+static void test_chain_records_every_write(void)
+{
+	char p[512];
+	struct store_verify v;
+	struct store *s = fill(p, sizeof(p), 1);
+	int64_t seq;
+	char hash[65];
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	store_audit_head(s, &seq, hash);
+	/* per round: conn_open, statement, outcome, conn_close, refusal; then user_put and pin */
+	CHECK(seq == 5 * 5 + 2);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'conn_open'") == 5);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'outcome'") == 5);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'user_put'") == 1);
+	/* No password hash in the log, only that there is one. */
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE body LIKE '%secret-hash%'") == 0);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'user_put' AND body LIKE '%\"has_password\":true%'") == 1);
+	/* The statement record carries what was decided. */
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'statement' AND body LIKE '%\"decision\":\"allow\"%'"
+		    " AND body LIKE '%\"text\":\"SELECT 1\"%'") == 5);
+	store_close(s);
+	CHECK(verify(p, &v) == 0);
+	CHECK(v.records == 27);
+	CHECK(v.checkpoints == 1);
+	CHECK(q_int(p, "SELECT max(seq) FROM audit_checkpoints") == 27);
+}
+
+static void test_unbatched_and_reopen(void)
+{
+	char p[512];
+	struct store_verify v;
+	struct store *s = fill(p, sizeof(p), 0);
+	struct store_conn c = conn();
+	int64_t id;
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	store_close(s);
+	/* The head is loaded at open: the chain goes on. */
+	CHECK(store_open(p, &s) == 0);
+	CHECK(s && store_conn_open(s, &c, &id) == 0);
+	store_close(s);
+	CHECK(verify(p, &v) == 0);
+	CHECK(v.records == 28 && v.last_seq == 28);
+	CHECK(v.checkpoints == 2);
+}
+
+/* Tampering with one row, then verify must name it. */
+static void tamper(const char *sql, int64_t want_seq, const char *want_msg)
+{
+	char p[512], buf[64];
+	struct store_verify v;
+	struct store *s = fill(p, sizeof(p), 1);
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	store_close(s);
+	CHECK(exec_sql(p, sql) == 0);
+	CHECK(store_audit_verify(p, NULL, &v) == 1);
+	CHECK(v.first_bad == want_seq);
+	snprintf(buf, sizeof(buf), "%s", want_msg);
+	if (!strstr(v.msg, buf)) {
+		printf("#   verify said '%s', want '%s'\n", v.msg, want_msg);
+		CHECK(!"message");
+	}
+}
+
+static void test_edit_named(void)
+{
+	tamper("UPDATE audit SET body = replace(body, 'SELECT 1', 'SELECT 2') WHERE seq = 7", 7,
+	       "record 7 does not match its hash (edited?)");
+}
+
+static void test_delete_named(void)
+{
+	tamper("DELETE FROM audit WHERE seq = 12", 12, "record 12 missing (deleted?)");
+}
+
+static void test_delete_first_named(void)
+{
+	tamper("DELETE FROM audit WHERE seq = 1", 1, "record 1 missing (deleted?)");
+}
+
+static void test_truncate_named(void)
+{
+	/* The last records go, but the closing checkpoint signed them. */
+	tamper("DELETE FROM audit WHERE seq >= 25", 25, "record 25 missing (deleted?)");
+}
+
+static void test_reorder_named(void)
+{
+	tamper("UPDATE audit SET seq = -1 WHERE seq = 4; UPDATE audit SET seq = 4 WHERE seq = 5;"
+	       " UPDATE audit SET seq = 5 WHERE seq = -1", 4, "record 4 ");
+}
+
+static void test_edit_other_column_named(void)
+{
+	tamper("UPDATE audit SET at_us = at_us + 1 WHERE seq = 9", 9, "record 9 does not match its hash");
+}
+
+static void test_forged_checkpoint(void)
+{
+	tamper("UPDATE audit_checkpoints SET signature = substr(signature, 3) || '00'", 27,
+	       "checkpoint at 27: bad signature (forged?)");
+}
+
+/* Someone without the key rewrites a record and re-hashes the chain after it: the chain is
+ * whole again, but the signed checkpoint no longer matches. */
+static void test_rewritten_chain(void)
+{
+	char p[512];
+	struct store_verify v;
+	struct store *s = fill(p, sizeof(p), 1);
+	sqlite3 *h = NULL;
+	sqlite3_stmt *st = NULL, *up = NULL;
+	char prev[65] = STORE_GENESIS_HASH, hash[65];
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	store_close(s);
+	CHECK(exec_sql(p, "UPDATE audit SET body = replace(body, 'SELECT 1', 'SELECT 2') WHERE seq = 3") == 0);
+	CHECK(sqlite3_open_v2(p, &h, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
+	CHECK(sqlite3_prepare_v2(h, "SELECT seq, at_us, kind, ref_id, body FROM audit ORDER BY seq", -1, &st,
+				 NULL) == SQLITE_OK);
+	CHECK(sqlite3_prepare_v2(h, "UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE seq = ?3", -1, &up,
+				 NULL) == SQLITE_OK);
+	while (st && up && sqlite3_step(st) == SQLITE_ROW) {
+		char *c = store_audit_canonical(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+						(const char *)sqlite3_column_text(st, 2),
+						sqlite3_column_int64(st, 3),
+						sqlite3_column_type(st, 3) != SQLITE_NULL,
+						(const char *)sqlite3_column_text(st, 4));
+
+		CHECK(c && store_audit_hash(prev, c, hash) == 0);
+		free(c);
+		sqlite3_bind_text(up, 1, prev, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(up, 2, hash, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(up, 3, sqlite3_column_int64(st, 0));
+		CHECK(sqlite3_step(up) == SQLITE_DONE);
+		sqlite3_reset(up);
+		memcpy(prev, hash, sizeof(prev));
+	}
+	sqlite3_finalize(st);
+	sqlite3_finalize(up);
+	sqlite3_close(h);
+	CHECK(store_audit_verify(p, NULL, &v) == 1);
+	CHECK(v.first_bad == 27);
+	CHECK(strstr(v.msg, "checkpoint at 27") && strstr(v.msg, "rewritten"));
+}
+
+/* A checkpoint signed by some other key. */
+static void test_other_key(void)
+{
+	char p[512], other[512];
+	struct store_verify v;
+	struct store *s = fill(p, sizeof(p), 1), *s2;
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	store_close(s);
+	s2 = fill(other, sizeof(other), 1);
+	CHECK(s2 != NULL);
+	store_close(s2);
+	/* Verifying with the other store's public key: every signature is bad. */
+	{
+		char pub[520];
+
+		snprintf(pub, sizeof(pub), "%.*s/audit.pub", (int)(strrchr(other, '/') - other), other);
+		CHECK(store_audit_verify(p, pub, &v) == 1);
+		CHECK(strstr(v.msg, "bad signature (forged?)") != NULL);
+	}
+}
+
+static void test_canonical_stable(void)
+{
+	json_t *a = json_pack("{s:s, s:i, s:n, s:s}", "zeta", "z", "alpha", 1, "mid", "text", "\xc3\xa9t\xc3\xa9");
+	json_t *b = json_pack("{s:s, s:n, s:s, s:i}", "text", "\xc3\xa9t\xc3\xa9", "mid", "zeta", "z", "alpha", 1);
+	char *ta = json_dumps(a, JSON_SORT_KEYS | JSON_COMPACT), *tb = json_dumps(b, JSON_SORT_KEYS | JSON_COMPACT);
+	char *c = store_audit_canonical(5, 1700000000000001, "statement", 7, 1, ta);
+	char *c0 = store_audit_canonical(6, 2, "policy_reload", 0, 0, "{}");
+	char h[65], want[65];
+	unsigned char md[32];
+	unsigned int n = 0;
+	EVP_MD_CTX *x = EVP_MD_CTX_new();
+
+	CHECK_STR(ta, tb);
+	CHECK_STR(ta, "{\"alpha\":1,\"mid\":null,\"text\":\"\xc3\xa9t\xc3\xa9\",\"zeta\":\"z\"}");
+	CHECK_STR(c, "5|1700000000000001|statement|7|{\"alpha\":1,\"mid\":null,\"text\":\"\xc3\xa9t\xc3\xa9\",\"zeta\":\"z\"}");
+	CHECK_STR(c0, "6|2|policy_reload||{}");
+	/* hash = sha256(prev_hash || canonical), computed here independently */
+	CHECK(store_audit_hash(STORE_GENESIS_HASH, c, h) == 0);
+	EVP_DigestInit_ex(x, EVP_sha256(), NULL);
+	EVP_DigestUpdate(x, STORE_GENESIS_HASH, 64);
+	EVP_DigestUpdate(x, c, strlen(c));
+	EVP_DigestFinal_ex(x, md, &n);
+	for (unsigned int i = 0; i < n; i++)
+		snprintf(want + 2 * i, 3, "%02x", md[i]);
+	CHECK_STR(h, want);
+	EVP_MD_CTX_free(x);
+	/* A body read back and dumped again is the same bytes (verify relies on the stored text). */
+	{
+		json_t *r = json_loads(ta, 0, NULL);
+		char *t2 = json_dumps(r, JSON_SORT_KEYS | JSON_COMPACT);
+
+		CHECK_STR(t2, ta);
+		free(t2);
+		json_decref(r);
+	}
+	free(c);
+	free(c0);
+	free(ta);
+	free(tb);
+	json_decref(a);
+	json_decref(b);
+}
+
+/* A daemon killed with a batch open: its rows and their records vanish together. */
+static void test_crash_mid_batch(void)
+{
+	char p[512];
+	struct store_verify v;
+	struct store *s = fill(p, sizeof(p), 1);
+	struct store_conn c = conn();
+	pid_t pid;
+	int st = 0;
+	int64_t id;
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	store_close(s);
+	pid = fork();
+	if (pid == 0) {
+		struct store *cs = NULL;
+
+		if (store_open(p, &cs) < 0)
+			_exit(3);
+		for (int i = 0; i < 50; i++) {
+			if (i % 10 == 0 && (store_batch_commit(cs) < 0 || store_batch_begin(cs) < 0))
+				_exit(4);
+			if (store_conn_open(cs, &c, &id) < 0)
+				_exit(5);
+		}
+		_exit(0);       /* no commit of the last batch, no close: as after kill -9 */
+	}
+	CHECK(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	CHECK(verify(p, &v) == 0);
+	CHECK(v.records == 27 + 40);
+	CHECK(q_int(p, "SELECT count(*) FROM connections") == 5 + 40);
+	/* and a new run goes on from the surviving head */
+	CHECK(store_open(p, &s) == 0);
+	CHECK(s && store_conn_open(s, &c, &id) == 0);
+	store_close(s);
+	CHECK(verify(p, &v) == 0);
+}
+
+/* A write that fails leaves no record; a rolled-back durable change neither. */
+static void test_failed_write_no_record(void)
+{
+	char p[512];
+	struct store_verify v;
+	struct store *s = fill(p, sizeof(p), 1);
+	struct store_conn_end e = { .closed_us = 1, .reason = AL_REASON_CLOSED };
+	int64_t seq, seq2;
+	char h[65];
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	store_audit_head(s, &seq, h);
+	CHECK(store_conn_close(s, 9999, &e) < 0);      /* no such row */
+	CHECK(store_request_end(s, 9999, "denied", "x") < 0);
+	CHECK(store_audit_event(s, "policy_reload", 0, "{\"source\":\"/etc/airlock/airlock.conf\"}") == 0);
+	CHECK(store_audit_event(s, "bad", 0, "[1]") < 0);
+	CHECK(store_batch_commit(s) == 0);
+	store_audit_head(s, &seq2, h);
+	CHECK(seq2 == seq + 1);
+	store_close(s);
+	CHECK(verify(p, &v) == 0);
+}
+
+/* Records of the review path (durable writes) chain too. */
+static void test_review_records(void)
+{
+	char p[512];
+	struct store_verify v;
+	struct store *s = fill(p, sizeof(p), 1);
+	struct store_request r = { .created_us = al_now_us(), .expires_us = al_now_us() + 1000000,
+				   .conn_id = 1, .stmt_id = 1, .cgroup_id = 77, .resource = "pg",
+				   .protocol = "postgres", .command = "DELETE FROM t WHERE id = 1",
+				   .kind = "delete", .sha256 = "ab", .rule = "rule review", .approvals_needed = 1 };
+	int64_t id = 0, gid = 0;
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	CHECK(store_request_add(s, &r, &id) == 0);
+	CHECK(store_approval_add(s, id, "alice", "approve", NULL, 900) == 0);
+	CHECK(store_grant_add(s, id, "fp", 77, "/agents/a", "pg", al_now_us() + 900000000, "alice", &gid) == 0);
+	CHECK(store_grant_revoke(s, gid, "bob") == 0);
+	CHECK(store_request_end(s, id, "approved", NULL) == 0);
+	CHECK(store_user_del(s, "alice") == 0);
+	store_close(s);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind IN ('request', 'approval', 'grant', 'revoke',"
+		    " 'request_end', 'user_del')") == 6);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'user_del' AND body LIKE '%\"name\":\"alice\"%'") == 1);
+	CHECK(verify(p, &v) == 0);
+}
+
+/* Rotation: the archive holds the chain so far, the live store chains on from its last hash. */
+static void test_rotate(void)
+{
+	char p[512], arch[800] = "";
+	struct store_verify v;
+	struct store *s = fill(p, sizeof(p), 1);
+	struct store_limits l = { .max_size = 256 * 1024, .full = STORE_FULL_ROTATE };
+	struct store_conn_end e = { .closed_us = al_now_us(), .reason = AL_REASON_CLOSED };
+	struct store_conn c = conn();
+	int64_t id, seq;
+	char hash[65];
+	struct dirent *d;
+	DIR *dir;
+	char dpath[512];
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	/* grow past the cap */
+	CHECK(store_batch_begin(s) == 0);
+	for (int i = 0; i < 1500; i++) {
+		CHECK(store_conn_open(s, &c, &id) == 0);
+		if (i < 1490)
+			CHECK(store_conn_close(s, id, &e) == 0);
+	}
+	CHECK(store_batch_commit(s) == 0);
+	store_audit_head(s, &seq, hash);
+	store_set_limits(s, &l);
+	store_tick(s);
+	CHECK(store_accepting(s));
+	snprintf(dpath, sizeof(dpath), "%.*s", (int)(strrchr(p, '/') - p), p);
+	dir = opendir(dpath);
+	while (dir && (d = readdir(dir)) != NULL)
+		if (strncmp(d->d_name, "airlock.db.", 11) == 0 && !strchr(d->d_name + 11, '-'))
+			snprintf(arch, sizeof(arch), "%s/%s", dpath, d->d_name);
+	if (dir)
+		closedir(dir);
+	CHECK(arch[0]);
+	CHECK(verify(arch, &v) == 0);
+	CHECK(v.last_seq == seq);
+	CHECK(verify(p, &v) == 0);
+	CHECK(v.first_seq == seq + 1 && v.records == 1);
+	/* open connections stay (they are still to be closed); ids go on */
+	CHECK(q_int(p, "SELECT count(*) FROM connections WHERE closed_us IS NULL") == 10);
+	CHECK(store_conn_open(s, &c, &id) == 0);
+	CHECK(id == 5 + 1500 + 1);
+	store_close(s);
+	CHECK(verify(p, &v) == 0);
+	CHECK(v.first_seq == seq + 1 && v.last_seq == seq + 2);
+}
+
+/* What a recording keeps of backend messages: field names, row values (cut, NULL), tags, errors. */
+static void test_pg_summary(void)
+{
+	static const uint8_t rowdesc[] = {
+		'T', 0, 0, 0, 4 + 2 + 3 + 18 + 5 + 18, 0, 2,
+		'i', 'd', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 23, 0, 4, 0xff, 0xff, 0xff, 0xff, 0, 0,
+		'n', 'a', 'm', 'e', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 25, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0,
+	};
+	uint8_t row[64] = { 'D', 0, 0, 0, 0, 0, 3, 0, 0, 0, 1, '7', 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 10 };
+	struct pg_buf b;
+	struct pg_msg m;
+	char *t;
+
+	CHECK(pg_frame_backend(rowdesc, sizeof(rowdesc), 1 << 20, &m) == (int)sizeof(rowdesc));
+	t = pg_summary(&m, 1, 256);
+	CHECK_STR(t, "[\"id\",\"name\"]");
+	free(t);
+	memcpy(row + 20, "abcdefghij", 10);
+	row[4] = 4 + 2 + 4 + 1 + 4 + 4 + 10;
+	CHECK(pg_frame_backend(row, 30, 1 << 20, &m) == 30);
+	t = pg_summary(&m, 1, 4);
+	CHECK_STR(t, "[\"7\",null,\"abcd...\"]");
+	free(t);
+	row[19] = 100;          /* a column longer than the message: kept as malformed, no overread */
+	CHECK(pg_frame_backend(row, 30, 1 << 20, &m) == 30);
+	t = pg_summary(&m, 1, 4);
+	CHECK(t && strcmp(t, "(malformed)") == 0);
+	free(t);
+	pg_buf_init(&b, 0);
+	pg_build_error(&b, "ERROR", "42P01", "relation \"nosuch\" does not exist");
+	CHECK(pg_frame_backend(b.data, b.len, 1 << 20, &m) == (int)b.len);
+	t = pg_summary(&m, 1, 256);
+	CHECK(t && strstr(t, "\"sqlstate\":\"42P01\"") && strstr(t, "nosuch"));
+	free(t);
+	pg_buf_reset(&b);
+	pg_build_command_complete(&b, "SELECT 3");
+	CHECK(pg_frame_backend(b.data, b.len, 1 << 20, &m) == (int)b.len);
+	t = pg_summary(&m, 1, 256);
+	CHECK_STR(t, "SELECT 3");
+	free(t);
+	pg_buf_reset(&b);
+	pg_build_query(&b, "SELECT 1;");
+	CHECK(pg_frame(b.data, b.len, 0, 1 << 20, &m) == (int)b.len);
+	t = pg_summary(&m, 0, 256);
+	CHECK_STR(t, "SELECT 1;");
+	free(t);
+	pg_buf_free(&b);
+}
+
+/* Figures: what chaining costs per record. */
+static void test_overhead(void)
+{
+	char p[512], c2[200];
+	struct store *s = fill(p, sizeof(p), 1);
+	struct store_stmt t = { .conn_id = 1, .seq = 1, .at_us = al_now_us(), .protocol = "simple",
+				.text = "SELECT abalance FROM pgbench_accounts WHERE aid = 4711", .kind = "select",
+				.relations_json = "[\"pgbench_accounts\"]", .decision = "allow" };
+	const int n = 20000;
+	int64_t t0, t1, t2, t3, id;
+	char h[65];
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	t0 = al_mono_us();
+	for (int i = 0; i < n; i++) {
+		if (i % 500 == 0 && (store_batch_commit(s) < 0 || store_batch_begin(s) < 0))
+			break;
+		CHECK(store_stmt_add(s, &t, &id) == 0);
+	}
+	CHECK(store_batch_commit(s) == 0);
+	t1 = al_mono_us();
+	/* the same rows straight into sqlite, no chain, for comparison */
+	{
+		sqlite3 *hd = NULL;
+		sqlite3_stmt *st = NULL;
+
+		CHECK(sqlite3_open_v2(p, &hd, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
+		sqlite3_exec(hd, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+		CHECK(sqlite3_prepare_v2(hd, "INSERT INTO statements (conn_id, seq, at_us, protocol, text, kind,"
+					 " relations, decision) VALUES (1, 1, 1, 'simple', ?1, 'select', ?2, 'allow')",
+					 -1, &st, NULL) == SQLITE_OK);
+		t2 = al_mono_us();
+		for (int i = 0; i < n; i++) {
+			if (i % 500 == 0)
+				sqlite3_exec(hd, i ? "COMMIT; BEGIN" : "BEGIN", NULL, NULL, NULL);
+			sqlite3_bind_text(st, 1, t.text, -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 2, t.relations_json, -1, SQLITE_STATIC);
+			sqlite3_step(st);
+			sqlite3_reset(st);
+		}
+		sqlite3_exec(hd, "COMMIT", NULL, NULL, NULL);
+		t3 = al_mono_us();
+		sqlite3_finalize(st);
+		sqlite3_close(hd);
+	}
+	printf("# figure: %d statement rows in batches of 500: %.2f us/row with the audit chain, "
+	       "%.2f us/row plain sqlite (sanitizer build)\n", n, (double)(t1 - t0) / n, (double)(t3 - t2) / n);
+	snprintf(c2, sizeof(c2), "42|1700000000000000|statement|4711|{\"conn_id\":1,\"decision\":\"allow\","
+		 "\"kind\":\"select\",\"text\":\"SELECT abalance FROM pgbench_accounts WHERE aid = 4711\"}");
+	t0 = al_mono_us();
+	for (int i = 0; i < n; i++)
+		CHECK(store_audit_hash(STORE_GENESIS_HASH, c2, h) == 0);
+	printf("# figure: sha256 chaining of one record: %.2f us\n", (double)(al_mono_us() - t0) / n);
+	store_close(s);
+	{
+		struct store_verify v;
+
+		t0 = al_mono_us();
+		CHECK(verify(p, &v) == 0);
+		printf("# figure: verify of %" PRId64 " records, %" PRId64 " checkpoints: %.1f ms\n", v.records,
+		       v.checkpoints, (double)(al_mono_us() - t0) / 1000);
+		CHECK(v.checkpoints >= n / STORE_CHECKPOINT_RECORDS);
+	}
+}
+
+int main(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/airlock-test-audit.XXXXXX");
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	al_log_verbosity = -1;
+	RUN(test_chain_records_every_write);
+	RUN(test_unbatched_and_reopen);
+	RUN(test_edit_named);
+	RUN(test_edit_other_column_named);
+	RUN(test_delete_named);
+	RUN(test_delete_first_named);
+	RUN(test_truncate_named);
+	RUN(test_reorder_named);
+	RUN(test_forged_checkpoint);
+	RUN(test_rewritten_chain);
+	RUN(test_other_key);
+	RUN(test_canonical_stable);
+	RUN(test_crash_mid_batch);
+	RUN(test_failed_write_no_record);
+	RUN(test_review_records);
+	RUN(test_rotate);
+	RUN(test_pg_summary);
+	RUN(test_overhead);
+	nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	TEST_EXIT();
+}

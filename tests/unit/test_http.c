@@ -1,0 +1,400 @@
+/* Unit tests for the HTTP/1.1 parser: every request split at every byte, the smuggling corpus, responses, chunked, k8s, ClientHello. */
+#include "harness.h"
+
+#include <airlock/http.h>
+
+#include <dirent.h>
+#include <stdlib.h>
+
+/* One-shot parse of the whole buffer. */
+static int parse_all(const char *s, size_t n, size_t max_body, struct http_req *r)
+{
+	struct http_limits lim = { .max_body = max_body };
+
+	http_req_init(r);
+	return http_parse_request(r, (const uint8_t *)s, n, &lim);
+}
+
+/*
+ * Feeds s split at every byte boundary (prefix, then all) and byte by byte,
+ * and checks each way ends as the one-shot parse did: same result, same
+ * length, same reason. Returns the one-shot result.
+ */
+static int parse_split(const char *s, size_t n, size_t max_body, struct http_req *out)
+{
+	struct http_limits lim = { .max_body = max_body };
+	struct http_req *r = malloc(sizeof(*r));
+	int want = parse_all(s, n, max_body, out), bad = 0;
+
+	for (size_t k = 0; k <= n && !bad; k++) {
+		int rc;
+
+		http_req_init(r);
+		rc = http_parse_request(r, (const uint8_t *)s, k, &lim);
+		if (rc == HTTP_DONE && want == HTTP_DONE && r->total != out->total) {
+			printf("#   split %zu: done at %zu, one-shot at %zu\n", k, r->total, out->total);
+			bad = 1;
+		}
+		if (rc == HTTP_ERROR && (want != HTTP_ERROR || strcmp(r->error, out->error) != 0)) {
+			printf("#   split %zu: error '%s', one-shot %d '%s'\n", k, r->error, want, out->error);
+			bad = 1;
+		}
+		if (rc == HTTP_NEED_MORE)
+			rc = http_parse_request(r, (const uint8_t *)s, n, &lim);
+		if (rc != want || (rc == HTTP_DONE && r->total != out->total) ||
+		    (rc == HTTP_ERROR && strcmp(r->error, out->error) != 0)) {
+			printf("#   split %zu: %d (%s), one-shot %d (%s)\n", k, rc, r->error, want, out->error);
+			bad = 1;
+		}
+	}
+	/* byte by byte */
+	http_req_init(r);
+	{
+		int rc = HTTP_NEED_MORE;
+
+		for (size_t k = 1; k <= n && rc == HTTP_NEED_MORE; k++)
+			rc = http_parse_request(r, (const uint8_t *)s, k, &lim);
+		if (rc != want || (rc == HTTP_ERROR && strcmp(r->error, out->error) != 0)) {
+			printf("#   byte by byte: %d (%s), one-shot %d (%s)\n", rc, r->error, want, out->error);
+			bad = 1;
+		}
+	}
+	free(r);
+	CHECK(!bad);
+	return want;
+}
+
+static char *span_str(const char *buf, struct http_span sp)
+{
+	static char out[4][512];
+	static int i;
+	char *o = out[i++ % 4];
+
+	snprintf(o, 512, "%.*s", (int)sp.len, buf + sp.off);
+	return o;
+}
+
+#define REQ(s) s, sizeof(s) - 1
+
+static void test_get(void)
+{
+	struct http_req r;
+	const char s[] = "GET /api/v1/items?limit=5&x=%20 HTTP/1.1\r\nHost: api.example:8443\r\n"
+			 "User-Agent: curl/7.88\r\nAccept: */*\r\nAuthorization: Bearer agent\r\n\r\n";
+
+	CHECK(parse_split(REQ(s), 1024, &r) == HTTP_DONE);
+	CHECK(r.total == sizeof(s) - 1);
+	CHECK_STR(span_str(s, r.method), "GET");
+	CHECK_STR(span_str(s, r.path), "/api/v1/items");
+	CHECK_STR(span_str(s, r.query), "limit=5&x=%20");
+	CHECK_STR(span_str(s, r.host), "api.example:8443");
+	CHECK(r.minor == 1 && r.keep_alive && r.framing == HTTP_BODY_NONE && r.n_hdr == 4);
+	CHECK(http_req_header(&r, (const uint8_t *)s, "authorization") != NULL);
+}
+
+static void test_post_length(void)
+{
+	struct http_req r;
+	const char s[] = "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\nConnection: close\r\n\r\n"
+			 "hello world";
+	uint8_t body[64];
+
+	CHECK(parse_split(REQ(s), 1024, &r) == HTTP_DONE);
+	CHECK(r.total == sizeof(s) - 1 && r.body_buffered && r.body_len == 11 && !r.keep_alive);
+	CHECK(http_req_body(&r, (const uint8_t *)s, body, sizeof(body)) == 11 &&
+	      memcmp(body, "hello world", 11) == 0);
+	/* over max_body: head only, the body is streamed */
+	CHECK(parse_split(REQ(s), 10, &r) == HTTP_DONE);
+	CHECK(!r.body_buffered && r.total == r.head_len && r.framing == HTTP_BODY_LENGTH &&
+	      r.content_length == 11);
+}
+
+static void test_chunked(void)
+{
+	struct http_req r;
+	const char s[] = "PUT /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n"
+			 "5;name=v;flag\r\nhello\r\nB\r\n, chunked!\n\r\n0\r\nX-Trailer: t\r\n\r\n";
+	uint8_t body[64];
+	size_t n;
+
+	CHECK(parse_split(REQ(s), 1024, &r) == HTTP_DONE);
+	CHECK(r.total == sizeof(s) - 1 && r.framing == HTTP_BODY_CHUNKED && r.body_len == 16);
+	n = http_req_body(&r, (const uint8_t *)s, body, sizeof(body));
+	CHECK(n == 16 && memcmp(body, "hello, chunked!\n", 16) == 0);
+	/* the second chunk would pass max_body 8: streamed, decided at that chunk */
+	CHECK(parse_split(REQ(s), 8, &r) == HTTP_DONE);
+	CHECK(!r.body_buffered && r.total == r.head_len);
+	{
+		struct http_chunked c;
+		size_t used = 0, off = r.head_len, tot = sizeof(s) - 1;
+		int rc = HTTP_NEED_MORE;
+
+		http_chunked_init(&c);
+		while (rc == HTTP_NEED_MORE && off < tot) {
+			rc = http_chunked_feed(&c, (const uint8_t *)s + off, 1, &used);
+			off += used;
+		}
+		CHECK(rc == HTTP_DONE && off == tot && c.decoded == 16);
+	}
+}
+
+static void test_pipelined_and_forms(void)
+{
+	struct http_req r;
+	const char two[] = "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n";
+	const char abs[] = "GET https://Api.Example/p?q=1 HTTP/1.1\r\nHost: api.example\r\n\r\n";
+	const char abs0[] = "GET http://h HTTP/1.0\r\n\r\n";
+	const char opt[] = "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n";
+	const char h10[] = "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+	const char up[] = "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+	const char v2[] = "GET / HTTP/2.0\r\nHost: a\r\n\r\n";
+
+	CHECK(parse_all(REQ(two), 0, &r) == HTTP_DONE && r.total == 28);
+	CHECK(parse_split(REQ(abs), 0, &r) == HTTP_DONE && r.absolute);
+	CHECK_STR(span_str(abs, r.path), "/p");
+	CHECK_STR(span_str(abs, r.query), "q=1");
+	CHECK(parse_split(REQ(abs0), 0, &r) == HTTP_DONE && r.path.len == 0 && !r.keep_alive);
+	CHECK_STR(span_str(abs0, r.host), "h");
+	CHECK(parse_split(REQ(opt), 0, &r) == HTTP_DONE);
+	CHECK(parse_split(REQ(h10), 0, &r) == HTTP_DONE && r.minor == 0 && r.keep_alive);
+	CHECK(parse_split(REQ(up), 0, &r) == HTTP_DONE && r.upgrade);
+	CHECK(parse_split(REQ(v2), 0, &r) == HTTP_ERROR && r.status == 505);
+}
+
+/* Decodes a corpus file: C escapes; physical newlines and the # line dropped. */
+static size_t corpus_decode(const char *text, char *out, size_t cap)
+{
+	const char *p = text;
+	size_t n = 0;
+
+	if (*p == '#')
+		p = strchr(p, '\n') ? strchr(p, '\n') + 1 : p + strlen(p);
+	for (; *p && n < cap; p++) {
+		if (*p == '\n')
+			continue;
+		if (*p == '\\' && p[1]) {
+			p++;
+			switch (*p) {
+			case 'r': out[n++] = '\r'; break;
+			case 'n': out[n++] = '\n'; break;
+			case 't': out[n++] = '\t'; break;
+			case 'x': {
+				char hx[3] = { p[1], p[2], 0 };
+
+				out[n++] = (char)strtol(hx, NULL, 16);
+				p += 2;
+				break;
+			}
+			default: out[n++] = *p;
+			}
+			continue;
+		}
+		out[n++] = *p;
+	}
+	return n;
+}
+
+static void test_smuggling_corpus(void)
+{
+	const char *dir = "tests/http_smuggling";
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int seen = 0;
+
+	CHECK(d != NULL);
+	if (!d)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		char path[512], text[20000], req[20000];
+		struct http_req r;
+		size_t n, len = strlen(e->d_name);
+		FILE *f;
+
+		if (len < 5 || strcmp(e->d_name + len - 4, ".txt") != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		f = fopen(path, "r");
+		CHECK(f != NULL);
+		if (!f)
+			continue;
+		n = fread(text, 1, sizeof(text) - 1, f);
+		fclose(f);
+		text[n] = '\0';
+		n = corpus_decode(text, req, sizeof(req));
+		if (parse_split(req, n, 1 << 20, &r) != HTTP_ERROR || r.status == 0) {
+			printf("#   %s: accepted (want an error)\n", e->d_name);
+			t_cur_failed_ = 1;
+		} else if (r.status != 400 && r.status != 431 && r.status != 505) {
+			printf("#   %s: status %d\n", e->d_name, r.status);
+			t_cur_failed_ = 1;
+		} else if (getenv("HTTP_CORPUS_VERBOSE")) {
+			printf("#   %-28s %d %s\n", e->d_name, r.status, r.error);
+		}
+		seen++;
+	}
+	closedir(d);
+	printf("#   %d smuggling cases refused\n", seen);
+	CHECK(seen >= 40);
+}
+
+static void test_limits(void)
+{
+	static char big[HTTP_MAX_HEAD + 200];
+	struct http_req r;
+	size_t n = 0;
+
+	n += (size_t)snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nHost: a\r\n");
+	while (n + 120 < sizeof(big))
+		n += (size_t)snprintf(big + n, sizeof(big) - n, "X-%05zu: %090d\r\n", n, 0);
+	CHECK(parse_all(big, n, 0, &r) == HTTP_ERROR && r.status == 431);
+	n = (size_t)snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nHost: a\r\n");
+	for (int i = 0; i < HTTP_MAX_HEADERS; i++)
+		n += (size_t)snprintf(big + n, sizeof(big) - n, "X-%d: y\r\n", i);
+	n += (size_t)snprintf(big + n, sizeof(big) - n, "\r\n");
+	CHECK(parse_all(big, n, 0, &r) == HTTP_ERROR && r.status == 431);
+}
+
+static void test_response(void)
+{
+	const char *cases[][2] = {
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", "L5k" },
+		{ "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "Ck" },
+		{ "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", "Nk" },
+		{ "HTTP/1.1 304 Not Modified\r\n\r\n", "Nk" },
+		{ "HTTP/1.0 200 OK\r\n\r\n", "Xc" },
+		{ "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n", "L2c" },
+		{ "HTTP/1.1 101 Switching Protocols\r\nUpgrade: SPDY/3.1\r\n\r\n", "Nk" },
+		{ "HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", "Nk" },
+	};
+
+	for (size_t i = 0; i < AL_ARRAY_LEN(cases); i++) {
+		struct http_resp r;
+		const char *s = cases[i][0];
+		size_t n = strlen(s);
+		char got[16];
+		int rc = HTTP_NEED_MORE;
+
+		http_resp_init(&r);
+		for (size_t k = 1; k <= n && rc == HTTP_NEED_MORE; k++)
+			rc = http_parse_response(&r, (const uint8_t *)s, k, 0);
+		if (rc != HTTP_DONE) {
+			printf("#   response %zu: %d %s\n", i, rc, r.error);
+			t_cur_failed_ = 1;
+			continue;
+		}
+		snprintf(got, sizeof(got), "%s%s%s",
+			 r.framing == HTTP_BODY_LENGTH ? "L" : r.framing == HTTP_BODY_CHUNKED ? "C"
+			 : r.framing == HTTP_BODY_CLOSE ? "X" : "N",
+			 r.framing == HTTP_BODY_LENGTH ? (r.content_length == 5 ? "5" : "2") : "",
+			 r.keep_alive ? "k" : "c");
+		if (strcmp(got, cases[i][1]) != 0 || r.head_len != n) {
+			printf("#   response %zu: %s, want %s\n", i, got, cases[i][1]);
+			t_cur_failed_ = 1;
+		}
+	}
+	{
+		struct http_resp r;
+		const char *bad[] = { "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+				      "HTTP/1.1 20 OK\r\n\r\n", "HTTP/1.1 200 OK\nX: y\r\n\r\n" };
+
+		for (size_t i = 0; i < AL_ARRAY_LEN(bad); i++) {
+			http_resp_init(&r);
+			CHECK(http_parse_response(&r, (const uint8_t *)bad[i], strlen(bad[i]), 0) == HTTP_ERROR);
+		}
+		http_resp_init(&r);
+		CHECK(http_parse_response(&r, (const uint8_t *)"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+					  38, 1) == HTTP_DONE && r.framing == HTTP_BODY_NONE);
+	}
+}
+
+static void test_k8s(void)
+{
+	struct http_k8s k;
+
+	CHECK(http_k8s_parse("/api/v1/namespaces/prod/pods/web-1/exec",
+			     "command=sh&command=-c&command=rm+-rf+%2Ftmp%2Fx&container=app&stdin=true&tty=1",
+			     &k) == 1);
+	CHECK_STR(k.verb, "exec");
+	CHECK_STR(k.ns, "prod");
+	CHECK_STR(k.pod, "web-1");
+	CHECK_STR(k.container, "app");
+	CHECK(k.argc == 3 && k.tty && k.stdin_);
+	if (k.argc == 3)
+		CHECK_STR(k.argv[2], "rm -rf /tmp/x");
+	http_k8s_free(&k);
+	CHECK(http_k8s_parse("/api/v1/namespaces/a/pods/b/portforward", "ports=80&ports=443", &k) == 1);
+	CHECK_STR(k.ports, "80,443");
+	http_k8s_free(&k);
+	CHECK(http_k8s_parse("/api/v1/namespaces/a/pods/b/attach", "", &k) == 1);
+	CHECK(http_k8s_parse("/api/v1/namespaces/a/pods/b", "", &k) == 0);
+	CHECK(http_k8s_parse("/api/v1/namespaces/a/pods/b/exec/x", "", &k) == 0);
+	CHECK(http_k8s_parse("/api/v1/namespaces/a/services/b/exec", "", &k) == 0);
+	CHECK(http_k8s_parse("/api/v1/namespaces/a/pods/b/exec", "command=%zz", &k) == -1);
+	CHECK(http_k8s_parse("/api/v1/namespaces/a/pods/b/exec", "command=a%00b", &k) == -1);
+}
+
+/* A ClientHello with SNI and ALPN, built by hand. */
+static size_t build_hello(uint8_t *out, const char *sni, int h2)
+{
+	uint8_t ext[512], body[1024];
+	size_t e = 0, b = 0, sl = strlen(sni), n = 0;
+	const char *protos = h2 ? "\x02h2\x08http/1.1" : "\x08http/1.1";
+	size_t pl = h2 ? 12 : 9;
+
+	/* server_name */
+	ext[e++] = 0; ext[e++] = 0; ext[e++] = 0; ext[e++] = (uint8_t)(sl + 5);
+	ext[e++] = 0; ext[e++] = (uint8_t)(sl + 3); ext[e++] = 0; ext[e++] = 0; ext[e++] = (uint8_t)sl;
+	memcpy(ext + e, sni, sl);
+	e += sl;
+	/* ALPN */
+	ext[e++] = 0; ext[e++] = 16; ext[e++] = 0; ext[e++] = (uint8_t)(pl + 2);
+	ext[e++] = 0; ext[e++] = (uint8_t)pl;
+	memcpy(ext + e, protos, pl);
+	e += pl;
+	body[b++] = 3; body[b++] = 3;
+	memset(body + b, 7, 32); b += 32;
+	body[b++] = 0;                      /* session id */
+	body[b++] = 0; body[b++] = 2; body[b++] = 0x13; body[b++] = 0x01;
+	body[b++] = 1; body[b++] = 0;       /* compression */
+	body[b++] = (uint8_t)(e >> 8); body[b++] = (uint8_t)e;
+	memcpy(body + b, ext, e); b += e;
+	out[n++] = 0x16; out[n++] = 3; out[n++] = 1;
+	out[n++] = (uint8_t)((b + 4) >> 8); out[n++] = (uint8_t)(b + 4);
+	out[n++] = 1; out[n++] = 0; out[n++] = (uint8_t)(b >> 8); out[n++] = (uint8_t)b;
+	memcpy(out + n, body, b);
+	return n + b;
+}
+
+static void test_client_hello(void)
+{
+	uint8_t h[1024];
+	struct http_hello hi;
+	size_t n = build_hello(h, "api.example.com", 1);
+
+	for (size_t k = 0; k < n; k++)
+		if (http_tls_hello(h, k, &hi) != HTTP_NEED_MORE) {
+			printf("#   prefix %zu not need-more\n", k);
+			t_cur_failed_ = 1;
+			break;
+		}
+	CHECK(http_tls_hello(h, n, &hi) == HTTP_DONE);
+	CHECK_STR(hi.sni, "api.example.com");
+	CHECK(hi.alpn_h2 && hi.alpn_http11 && hi.len == n);
+	CHECK(http_tls_hello((const uint8_t *)"GET / HTTP/1.1\r\n", 16, &hi) == HTTP_ERROR);
+	h[60] ^= 0xff; /* corrupt a length */
+	(void)!http_tls_hello(h, n, &hi);
+}
+
+int main(void)
+{
+	RUN(test_get);
+	RUN(test_post_length);
+	RUN(test_chunked);
+	RUN(test_pipelined_and_forms);
+	RUN(test_smuggling_corpus);
+	RUN(test_limits);
+	RUN(test_response);
+	RUN(test_k8s);
+	RUN(test_client_hello);
+	TEST_EXIT();
+}

@@ -1,0 +1,648 @@
+/* airlockctl audit pubkey|verify|export, replay and export: read the store file directly (read-only), no daemon needed. */
+#include "audit.h"
+
+#include <airlock/control.h>
+#include <airlock/store.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+#define DEFAULT_STORE "/var/lib/airlock/airlock.db"
+#define CELL_MAX 40             /* characters of one table cell shown by replay */
+#define ROWS_SHOWN 20           /* rows of one result shown by replay */
+
+static const char *opt_pubkey, *opt_store, *opt_format;
+static double opt_speed = 1.0;
+static long opt_since = 24 * 3600;
+
+void ctl_audit_usage(FILE *f)
+{
+	fprintf(f,
+		"  audit pubkey                    the public key that signs audit checkpoints (PEM)\n"
+		"  audit verify [--pubkey F]       recompute the hash chain and check every signed\n"
+		"                                  checkpoint; names the first bad record (exit 1)\n"
+		"  audit export [--since 24h] [--format jsonl]   audit records, one JSON per line\n"
+		"  replay SESSION [--speed N]      play a recorded session in time order (0: no waiting)\n"
+		"  export SESSION --format asciicast|jsonl   a recorded session as an asciicast v2 or JSON lines\n"
+		"Audit, replay and export read the store file (--store PATH; default: the running\n"
+		"daemon's, else " DEFAULT_STORE ").\n");
+}
+
+static long duration_s(const char *s)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+
+	if (v <= 0 || end == s || (end[0] && end[1]))
+		return -1;
+	switch (*end) {
+	case '\0':
+	case 's':
+		return v;
+	case 'm':
+		return v * 60;
+	case 'h':
+		return v * 3600;
+	case 'd':
+		return v * 86400;
+	}
+	return -1;
+}
+
+int ctl_audit_option(int opt, const char *arg)
+{
+	char *end;
+
+	switch (opt) {
+	case 0x200:
+		opt_pubkey = arg;
+		return 0;
+	case 0x201:
+		opt_store = arg;
+		return 0;
+	case 0x202:
+		errno = 0;
+		opt_speed = strtod(arg, &end);
+		if (errno || *end || end == arg || !(opt_speed >= 0) || opt_speed > 1e6) {
+			fprintf(stderr, "airlockctl: --speed wants a number >= 0 (0: no waiting), not '%s'\n", arg);
+			return -1;
+		}
+		return 0;
+	case 0x203:
+		opt_format = arg;
+		return 0;
+	case 0x108:
+		opt_since = duration_s(arg);
+		return opt_since > 0 ? 0 : -1;
+	}
+	return -1;
+}
+
+/* --store, else what the running daemon says, else the default path. */
+static const char *store_path(const char *sock)
+{
+	static char path[4096];
+	char err[256];
+	json_t *resp;
+
+	if (opt_store)
+		return opt_store;
+	resp = control_call(sock, json_pack("{s:s}", "cmd", "status"), err, sizeof(err));
+	if (resp && json_is_string(json_object_get(resp, "store")))
+		snprintf(path, sizeof(path), "%s", json_string_value(json_object_get(resp, "store")));
+	else
+		snprintf(path, sizeof(path), "%s", DEFAULT_STORE);
+	json_decref(resp);
+	return path;
+}
+
+static sqlite3 *open_ro(const char *path)
+{
+	sqlite3 *db = NULL;
+
+	if (access(path, R_OK) < 0) {
+		fprintf(stderr, "airlockctl: %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+	    sqlite3_busy_timeout(db, 5000) != SQLITE_OK) {
+		fprintf(stderr, "airlockctl: %s: %s\n", path, db ? sqlite3_errmsg(db) : "out of memory");
+		sqlite3_close(db);
+		return NULL;
+	}
+	return db;
+}
+
+static const char *col(sqlite3_stmt *st, int i)
+{
+	const char *t = (const char *)sqlite3_column_text(st, i);
+
+	return t ? t : "";
+}
+
+/* ---- audit ---------------------------------------------------------------------------------- */
+
+static int audit_pubkey(const char *store)
+{
+	char path[4200];
+	const char *slash = strrchr(store, '/');
+	char buf[4096];
+	size_t n;
+	FILE *f;
+
+	if (opt_pubkey)
+		snprintf(path, sizeof(path), "%s", opt_pubkey);
+	else if (slash)
+		snprintf(path, sizeof(path), "%.*s/audit.pub", (int)(slash - store), store);
+	else
+		snprintf(path, sizeof(path), "audit.pub");
+	f = fopen(path, "re");
+	if (!f) {
+		fprintf(stderr, "airlockctl: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		fwrite(buf, 1, n, stdout);
+	fclose(f);
+	return 0;
+}
+
+static int audit_verify(const char *store, int want_json)
+{
+	struct store_verify v;
+	int rc = store_audit_verify(store, opt_pubkey, &v);
+
+	if (want_json) {
+		json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:s}", "result",
+				      rc == 0 ? "ok" : rc == 1 ? "tampered" : "error", "records",
+				      (json_int_t)v.records, "checkpoints", (json_int_t)v.checkpoints,
+				      "first_seq", (json_int_t)v.first_seq, "last_seq", (json_int_t)v.last_seq,
+				      "first_bad", (json_int_t)v.first_bad, "message", v.msg);
+
+		json_dumpf(o, stdout, JSON_INDENT(2));
+		putchar('\n');
+		json_decref(o);
+	} else if (rc == 0) {
+		printf("audit: ok: %s\n", v.msg);
+	} else if (rc == 1) {
+		printf("audit: %s\n", v.msg);
+	} else {
+		fprintf(stderr, "airlockctl: audit: %s\n", v.msg);
+	}
+	return rc == 0 ? 0 : rc == 1 ? 1 : 2;
+}
+
+static int audit_export(const char *store)
+{
+	sqlite3 *db = open_ro(store);
+	sqlite3_stmt *st = NULL;
+	int rc = 1, r;
+
+	if (!db)
+		return 1;
+	if (opt_format && strcmp(opt_format, "jsonl") != 0) {
+		fprintf(stderr, "airlockctl: audit export: --format jsonl is the one there is\n");
+		goto out;
+	}
+	if (sqlite3_prepare_v2(db, "SELECT seq, at_us, kind, ref_id, body, prev_hash, hash FROM audit"
+			       " WHERE at_us >= ?1 ORDER BY seq", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, (int64_t)time(NULL) * 1000000 - (int64_t)opt_since * 1000000) != SQLITE_OK) {
+		fprintf(stderr, "airlockctl: %s: %s\n", store, sqlite3_errmsg(db));
+		goto out;
+	}
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *body = json_loads(col(st, 4), 0, NULL);
+		json_t *o = json_pack("{s:I, s:I, s:s, s:o, s:o, s:s, s:s}", "seq",
+				      (json_int_t)sqlite3_column_int64(st, 0), "at_us",
+				      (json_int_t)sqlite3_column_int64(st, 1), "kind", col(st, 2), "ref_id",
+				      sqlite3_column_type(st, 3) == SQLITE_NULL ? json_null()
+					      : json_integer(sqlite3_column_int64(st, 3)),
+				      "body", body ? body : json_string(col(st, 4)), "prev_hash", col(st, 5),
+				      "hash", col(st, 6));
+		char *line = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+
+		if (line)
+			puts(line);
+		free(line);
+		json_decref(o);
+	}
+	if (r != SQLITE_DONE) {
+		fprintf(stderr, "airlockctl: %s: %s\n", store, sqlite3_errmsg(db));
+		goto out;
+	}
+	rc = 0;
+out:
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return rc;
+}
+
+/* ---- sessions: what replay prints, as timed frames ------------------------------------------- */
+
+struct frame {
+	int64_t at_us;
+	char *text;
+};
+
+struct frames {
+	struct frame *v;
+	size_t n, cap;
+	int64_t opened_us;
+	char title[256];
+};
+
+static int add_frame(struct frames *f, int64_t at, char *text)
+{
+	if (!text)
+		return -1;
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 64;
+		struct frame *v = realloc(f->v, cap * sizeof(*v));
+
+		if (!v) {
+			free(text);
+			return -1;
+		}
+		f->v = v;
+		f->cap = cap;
+	}
+	f->v[f->n].at_us = at;
+	f->v[f->n].text = text;
+	f->n++;
+	return 0;
+}
+
+static void frames_free(struct frames *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		free(f->v[i].text);
+	free(f->v);
+}
+
+/* A growing string. */
+struct sb {
+	char *s;
+	size_t len, cap;
+};
+
+static void sb_add(struct sb *b, const char *fmt, ...) AL_PRINTF(2, 3);
+static void sb_add(struct sb *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if (b->len + (size_t)n + 1 > b->cap) {
+		size_t cap = (b->len + (size_t)n + 1) * 2;
+		char *s = realloc(b->s, cap);
+
+		if (!s)
+			return;
+		b->s = s;
+		b->cap = cap;
+	}
+	va_start(ap, fmt);
+	vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+static char *sb_take(struct sb *b)
+{
+	return b->s ? b->s : strdup("");
+}
+
+/* A cell as shown: JSON value to text, one line, at most CELL_MAX characters. */
+static void cell(json_t *v, char *out, size_t len)
+{
+	const char *t = json_is_string(v) ? json_string_value(v) : json_is_null(v) ? "" : "?";
+	size_t o = 0;
+
+	for (size_t i = 0; t[i] && o + 4 < len && o < CELL_MAX; i++)
+		out[o++] = (t[i] == '\n' || t[i] == '\t' || t[i] == '\r') ? ' ' : t[i];
+	if (t[o] && o >= CELL_MAX) {
+		out[o++] = '~';
+	}
+	out[o] = '\0';
+}
+
+/* psql's aligned layout for one result. */
+static void table(struct sb *b, json_t *cols, json_t *rows, size_t total)
+{
+	size_t nc = json_array_size(cols), w[64] = { 0 };
+	char c[CELL_MAX + 8];
+	size_t i, j;
+
+	if (nc > 64)
+		nc = 64;
+	for (j = 0; j < nc; j++) {
+		cell(json_array_get(cols, j), c, sizeof(c));
+		w[j] = strlen(c);
+	}
+	for (i = 0; i < json_array_size(rows); i++)
+		for (j = 0; j < nc; j++) {
+			cell(json_array_get(json_array_get(rows, i), j), c, sizeof(c));
+			if (strlen(c) > w[j])
+				w[j] = strlen(c);
+		}
+	for (j = 0; j < nc; j++) {
+		cell(json_array_get(cols, j), c, sizeof(c));
+		sb_add(b, "%s %-*s ", j ? "|" : "", (int)w[j], c);
+	}
+	sb_add(b, "\n");
+	for (j = 0; j < nc; j++) {
+		sb_add(b, "%s", j ? "+" : "");
+		for (size_t k = 0; k < w[j] + 2; k++)
+			sb_add(b, "-");
+	}
+	sb_add(b, "\n");
+	for (i = 0; i < json_array_size(rows); i++) {
+		for (j = 0; j < nc; j++) {
+			cell(json_array_get(json_array_get(rows, i), j), c, sizeof(c));
+			sb_add(b, "%s %-*s ", j ? "|" : "", (int)w[j], c);
+		}
+		sb_add(b, "\n");
+	}
+	if (total > json_array_size(rows))
+		sb_add(b, "... %zu more rows\n", total - json_array_size(rows));
+	sb_add(b, "(%zu row%s)\n", total, total == 1 ? "" : "s");
+}
+
+static void error_line(struct sb *b, const char *data, int ours)
+{
+	json_t *e = json_loads(data, 0, NULL);
+	const char *sev = json_string_value(json_object_get(e, "severity"));
+	const char *code = json_string_value(json_object_get(e, "sqlstate"));
+	const char *msg = json_string_value(json_object_get(e, "message"));
+
+	sb_add(b, "%s:  %s%s%s%s\n", sev ? sev : "ERROR", code ? code : "", code ? ": " : "",
+	       msg ? msg : data, ours ? "   [airlock]" : "");
+	json_decref(e);
+}
+
+/* Reads one session into frames: the text replay prints at each recorded time. */
+static int load_session(sqlite3 *db, int64_t id, struct frames *f)
+{
+	sqlite3_stmt *st = NULL;
+	json_t *cols = NULL, *rows = NULL;
+	size_t nrows = 0;
+	int rc = -1, r;
+	int64_t closed = 0;
+	char reason[160] = "";
+
+	if (sqlite3_prepare_v2(db, "SELECT opened_us, closed_us, cgroup_path, pid, exe, resource, dst_addr,"
+			       " dst_port, reason, detail, iface FROM connections WHERE id = ?1", -1, &st,
+			       NULL) != SQLITE_OK || sqlite3_bind_int64(st, 1, id) != SQLITE_OK) {
+		fprintf(stderr, "airlockctl: %s\n", sqlite3_errmsg(db));
+		goto out;
+	}
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		fprintf(stderr, "airlockctl: no session %" PRId64 " in the store\n", id);
+		goto out;
+	}
+	f->opened_us = sqlite3_column_int64(st, 0);
+	closed = sqlite3_column_int64(st, 1);
+	{
+		struct sb b = { 0 };
+		time_t t = (time_t)(f->opened_us / 1000000);
+		char when[64];
+		struct tm tm;
+
+		gmtime_r(&t, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+		snprintf(f->title, sizeof(f->title), "airlock session %" PRId64 " (%s)", id, col(st, 5));
+		sb_add(&b, "-- session %" PRId64 ": %s pid %s (%s) -> %s %s:%s, %s\n", id,
+		       *col(st, 2) ? col(st, 2) : *col(st, 10) ? col(st, 10) : "?", col(st, 3), col(st, 4),
+		       *col(st, 5) ? col(st, 5) : "-", col(st, 6), col(st, 7), when);
+		if (add_frame(f, f->opened_us, sb_take(&b)) < 0)
+			goto out;
+	}
+	if (sqlite3_column_type(st, 8) != SQLITE_NULL)
+		snprintf(reason, sizeof(reason), "%s%s%s", col(st, 8), *col(st, 9) ? ": " : "", col(st, 9));
+	sqlite3_finalize(st);
+	st = NULL;
+	if (sqlite3_prepare_v2(db, "SELECT at_us, dir, type, data FROM recordings WHERE conn_id = ?1"
+			       " ORDER BY seq", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, id) != SQLITE_OK) {
+		fprintf(stderr, "airlockctl: %s\n", sqlite3_errmsg(db));
+		goto out;
+	}
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t at = sqlite3_column_int64(st, 0);
+		const char *dir = col(st, 1), *type = col(st, 2), *data = col(st, 3);
+		struct sb b = { 0 };
+
+		if (strcmp(type, "truncated") == 0) {
+			sb_add(&b, "-- recording truncated here (%s)\n", data);
+		} else if (*dir == 'F') {
+			if (strcmp(type, "Q") == 0) {
+				sb_add(&b, "sql> %s\n", data);
+			} else if (strcmp(type, "P") == 0) {
+				json_t *p = json_loads(data, 0, NULL);
+				const char *name = json_string_value(json_object_get(p, "name"));
+
+				sb_add(&b, "sql> %s   [prepared%s%s]\n",
+				       json_string_value(json_object_get(p, "query")) ?: data,
+				       name && *name ? " " : "", name ? name : "");
+				json_decref(p);
+			} else if (strcmp(type, "B") == 0) {
+				json_t *p = json_loads(data, 0, NULL), *prm = json_object_get(p, "params");
+				char *t = json_array_size(prm) ? json_dumps(prm, JSON_COMPACT) : NULL;
+
+				if (t)
+					sb_add(&b, "     params: %s\n", t);
+				free(t);
+				json_decref(p);
+			} else if (strcmp(type, "X") == 0) {
+				sb_add(&b, "-- the agent ended the session\n");
+			} else if (strcmp(type, "F") == 0) {
+				sb_add(&b, "sql> (function call)\n");
+			}
+		} else if (strcmp(type, "T") == 0) {
+			json_decref(cols);
+			json_decref(rows);
+			cols = json_loads(data, 0, NULL);
+			rows = json_array();
+			nrows = 0;
+		} else if (strcmp(type, "D") == 0) {
+			if (rows && json_array_size(rows) < ROWS_SHOWN)
+				json_array_append_new(rows, json_loads(data, 0, NULL));
+			nrows++;
+		} else if (strcmp(type, "C") == 0) {
+			if (cols && rows)
+				table(&b, cols, rows, nrows);
+			sb_add(&b, "%s\n", data);
+			json_decref(cols);
+			json_decref(rows);
+			cols = rows = NULL;
+			nrows = 0;
+		} else if (strcmp(type, "E") == 0) {
+			error_line(&b, data, *dir == 'A');
+			json_decref(cols);
+			json_decref(rows);
+			cols = rows = NULL;
+		} else if (strcmp(type, "N") == 0) {
+			error_line(&b, data, *dir == 'A');
+		} else if (strcmp(type, "I") == 0) {
+			sb_add(&b, "(empty query)\n");
+		}
+		if (b.len && add_frame(f, at, sb_take(&b)) < 0)
+			goto out;
+		if (!b.len)
+			free(b.s);
+	}
+	if (r != SQLITE_DONE) {
+		fprintf(stderr, "airlockctl: %s\n", sqlite3_errmsg(db));
+		goto out;
+	}
+	if (closed) {
+		struct sb b = { 0 };
+
+		sb_add(&b, "-- session %" PRId64 " ended after %.3f s%s%s\n", id,
+		       (double)(closed - f->opened_us) / 1e6, *reason ? ": " : "", reason);
+		if (add_frame(f, closed, sb_take(&b)) < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	json_decref(cols);
+	json_decref(rows);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static void sleep_us(int64_t us)
+{
+	struct timespec ts;
+
+	if (us <= 0)
+		return;
+	ts.tv_sec = us / 1000000;
+	ts.tv_nsec = (us % 1000000) * 1000;
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static int replay(struct frames *f)
+{
+	int64_t start = al_mono_us(), base = f->n ? f->v[0].at_us : 0;
+
+	for (size_t i = 0; i < f->n; i++) {
+		if (opt_speed > 0) {
+			int64_t due = start + (int64_t)((double)(f->v[i].at_us - base) / opt_speed);
+
+			sleep_us(due - al_mono_us());
+		}
+		fputs(f->v[i].text, stdout);
+		fflush(stdout);
+	}
+	return 0;
+}
+
+/* asciicast v2: a header object, then [seconds, "o", text] per frame (CRLF line ends). */
+static int asciicast(struct frames *f)
+{
+	int64_t base = f->n ? f->v[0].at_us : f->opened_us;
+	json_t *h = json_pack("{s:i, s:i, s:i, s:I, s:s, s:{s:s}}", "version", 2, "width", 120, "height", 40,
+			      "timestamp", (json_int_t)(f->opened_us / 1000000), "title", f->title, "env",
+			      "TERM", "xterm-256color");
+	char *line = h ? json_dumps(h, JSON_COMPACT) : NULL;
+
+	if (!line) {
+		json_decref(h);
+		return 1;
+	}
+	puts(line);
+	free(line);
+	json_decref(h);
+	for (size_t i = 0; i < f->n; i++) {
+		struct sb b = { 0 };
+		json_t *s;
+
+		for (const char *p = f->v[i].text; *p; p++)
+			sb_add(&b, "%s", *p == '\n' ? "\r\n" : (char[2]){ *p, 0 });
+		s = json_string(b.s ? b.s : "");
+		line = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
+		if (line)
+			printf("[%.6f, \"o\", %s]\n", (double)(f->v[i].at_us - base) / 1e6, line);
+		free(line);
+		json_decref(s);
+		free(b.s);
+	}
+	return 0;
+}
+
+static int export_jsonl(sqlite3 *db, int64_t id)
+{
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if (sqlite3_prepare_v2(db, "SELECT conn_id, seq, at_us, dir, type, data FROM recordings"
+			       " WHERE conn_id = ?1 ORDER BY seq", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, id) != SQLITE_OK) {
+		fprintf(stderr, "airlockctl: %s\n", sqlite3_errmsg(db));
+		sqlite3_finalize(st);
+		return 1;
+	}
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		json_t *o = json_pack("{s:I, s:I, s:I, s:s, s:s, s:s}", "session",
+				      (json_int_t)sqlite3_column_int64(st, 0), "seq",
+				      (json_int_t)sqlite3_column_int64(st, 1), "at_us",
+				      (json_int_t)sqlite3_column_int64(st, 2), "dir", col(st, 3), "type", col(st, 4),
+				      "data", col(st, 5));
+		char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+		if (line)
+			puts(line);
+		free(line);
+		json_decref(o);
+	}
+	sqlite3_finalize(st);
+	return r == SQLITE_DONE ? 0 : 1;
+}
+
+static int session_cmd(const char *store, const char *cmd, const char *arg)
+{
+	struct frames f = { 0 };
+	sqlite3 *db;
+	char *end;
+	long long id = strtoll(arg, &end, 10);
+	int rc = 1;
+
+	if (*end || id <= 0) {
+		fprintf(stderr, "airlockctl: %s: SESSION is a connection id (airlockctl connections)\n", cmd);
+		return 2;
+	}
+	if (strcmp(cmd, "export") == 0 && (!opt_format || (strcmp(opt_format, "asciicast") != 0 &&
+							   strcmp(opt_format, "jsonl") != 0))) {
+		fprintf(stderr, "airlockctl: export SESSION --format asciicast|jsonl\n");
+		return 2;
+	}
+	db = open_ro(store);
+	if (!db)
+		return 1;
+	if (strcmp(cmd, "export") == 0 && strcmp(opt_format, "jsonl") == 0) {
+		rc = export_jsonl(db, id);
+		goto out;
+	}
+	if (load_session(db, id, &f) < 0)
+		goto out;
+	rc = strcmp(cmd, "replay") == 0 ? replay(&f) : asciicast(&f);
+out:
+	frames_free(&f);
+	sqlite3_close(db);
+	return rc;
+}
+
+int ctl_audit_command(const char *control_sock, const char *cmd, int argc, char **argv, int want_json)
+{
+	if (strcmp(cmd, "replay") == 0 || strcmp(cmd, "export") == 0) {
+		if (argc != 2) {
+			fprintf(stderr, "airlockctl: %s SESSION%s\n", cmd,
+				strcmp(cmd, "replay") == 0 ? " [--speed N]" : " --format asciicast|jsonl");
+			return 2;
+		}
+		return session_cmd(store_path(control_sock), cmd, argv[1]);
+	}
+	if (strcmp(cmd, "audit") != 0)
+		return -1;
+	if (argc == 2 && strcmp(argv[1], "pubkey") == 0)
+		return audit_pubkey(store_path(control_sock));
+	if (argc == 2 && strcmp(argv[1], "verify") == 0)
+		return audit_verify(store_path(control_sock), want_json);
+	if (argc == 2 && strcmp(argv[1], "export") == 0)
+		return audit_export(store_path(control_sock));
+	fprintf(stderr, "airlockctl: audit pubkey | audit verify [--pubkey F] | audit export [--since 24h]\n");
+	return 2;
+}

@@ -1,0 +1,212 @@
+/* The console's JSON API under /api/v1: pending, decide, grants, audit, sessions, users. */
+#include "console_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+static int append_row(void *arg, const char *json)
+{
+	json_t *row = json_loads(json, 0, NULL);
+
+	return row ? json_array_append_new(arg, row) : -1;
+}
+
+static void ok_with(struct reply *r, const char *key, json_t *v)
+{
+	if (!v) {
+		reply_error(r, 500, "could not read the store");
+		return;
+	}
+	r->status = 200;
+	r->json = json_pack("{s:b, s:o, s:I}", "ok", 1, key, v, "now_us", (json_int_t)al_now_us());
+}
+
+/* "/requests/42/approve" with prefix "/requests/": id 42, rest "/approve". -1 if no id. */
+static int64_t path_id(const char *path, const char *prefix, const char **rest)
+{
+	size_t n = strlen(prefix);
+	char *end;
+	long long v;
+
+	if (strncmp(path, prefix, n) != 0 || path[n] < '0' || path[n] > '9')
+		return -1;
+	errno = 0;
+	v = strtoll(path + n, &end, 10);
+	if (errno || v <= 0)
+		return -1;
+	*rest = end;
+	return v;
+}
+
+/* since=: a number of microseconds since the epoch, or an age like 30m, 24h, 7d. */
+static int64_t parse_since(const char *s)
+{
+	char *end;
+	long long v;
+
+	if (!s || !*s)
+		return 0;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || v < 0)
+		return 0;
+	switch (*end) {
+	case '\0': return v;
+	case 's': v *= 1; break;
+	case 'm': v *= 60; break;
+	case 'h': v *= 3600; break;
+	case 'd': v *= 86400; break;
+	default: return 0;
+	}
+	return al_now_us() - (int64_t)v * 1000000;
+}
+
+static const char *arg(struct MHD_Connection *conn, const char *key)
+{
+	const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, key);
+
+	return v && *v ? v : NULL;
+}
+
+static void audit(struct console *c, struct MHD_Connection *conn, struct reply *r)
+{
+	const char *what = arg(conn, "what") ? arg(conn, "what") : "statements";
+	const char *limit = arg(conn, "limit");
+	struct store_find_filter f = {
+		.agent = arg(conn, "agent"),
+		.resource = arg(conn, "resource"),
+		.decision = arg(conn, "decision"),
+		.since_us = parse_since(arg(conn, "since")),
+		.limit = limit ? (unsigned int)strtoul(limit, NULL, 10) : 200,
+	};
+	json_t *rows = json_array();
+	int rc;
+
+	if (strcmp(what, "statements") == 0)
+		rc = store_find_statements(c->store, &f, append_row, rows);
+	else if (strcmp(what, "connections") == 0)
+		rc = store_find_connections(c->store, &f, append_row, rows);
+	else if (strcmp(what, "requests") == 0)
+		rc = store_find_requests(c->store, &f, append_row, rows);
+	else {
+		json_decref(rows);
+		reply_error(r, 400, "what= statements, connections or requests");
+		return;
+	}
+	if (rc < 0) {
+		json_decref(rows);
+		rows = NULL;
+	}
+	ok_with(r, what, rows);
+}
+
+static void session_view(struct console *c, int64_t id, struct reply *r)
+{
+	json_t *conn = json_array(), *stmts = json_array();
+	int rc = store_conn_get(c->store, id, append_row, conn);
+
+	if (rc == 1) {
+		reply_error(r, 404, "no connection %lld", (long long)id);
+		goto out;
+	}
+	if (rc < 0 || store_conn_statements(c->store, id, append_row, stmts) < 0) {
+		reply_error(r, 500, "could not read the store");
+		goto out;
+	}
+	r->status = 200;
+	r->json = json_pack("{s:b, s:O, s:O}", "ok", 1, "connection", json_array_get(conn, 0),
+			    "statements", stmts);
+out:
+	json_decref(conn);
+	json_decref(stmts);
+}
+
+static void decide(struct console *c, int64_t id, int approve, json_t *body, struct who *w,
+		   struct reply *r)
+{
+	const char *reason = json_string_value(json_object_get(body, "reason"));
+	json_t *secs = json_object_get(body, "for_secs");
+	json_int_t for_secs = json_is_integer(secs) ? json_integer_value(secs) : 0;
+	json_t *req;
+	char err[512];
+
+	if (secs && !json_is_integer(secs) && !json_is_null(secs)) {
+		reply_error(r, 400, "for_secs is a number of seconds");
+		return;
+	}
+	if (for_secs < 0 || for_secs > 30 * 24 * 3600) {
+		reply_error(r, 400, "bad grant window");
+		return;
+	}
+	if (reason && strlen(reason) > 1000) {
+		reply_error(r, 400, "the reason is longer than 1000 bytes");
+		return;
+	}
+	req = approval_request_json(c->approval, id);
+	if (!req) {
+		reply_error(r, 404, "no request %lld", (long long)id);
+		return;
+	}
+	json_decref(req);
+	if (approval_decide(c->approval, id, w->u.name, w->u.uid, approve, reason && *reason ? reason : NULL,
+			    (unsigned int)for_secs, err, sizeof(err)) < 0) {
+		reply_error(r, 409, "%s", err);
+		return;
+	}
+	al_info("console: %s %s request %lld", w->u.name, approve ? "approved" : "denied", (long long)id);
+	r->status = 200;
+	r->json = json_pack("{s:b}", "ok", 1);
+}
+
+void api_handle(struct console *c, struct MHD_Connection *conn, const char *method, const char *path,
+		json_t *body, struct who *w, struct reply *r)
+{
+	int post = strcmp(method, "POST") == 0;
+	const char *rest = "";
+	int64_t id;
+
+	if (!post && strcmp(path, "/pending") == 0)
+		return ok_with(r, "pending", approval_pending_json(c->approval));
+	if (!post && strcmp(path, "/grants") == 0)
+		return ok_with(r, "grants", approval_grants_json(c->approval));
+	if (!post && strcmp(path, "/audit") == 0)
+		return audit(c, conn, r);
+	if (!post && strcmp(path, "/users") == 0) {
+		json_t *rows = json_array();
+
+		if (!w->u.admin) {
+			json_decref(rows);
+			return reply_error(r, 403, "only admins see the users");
+		}
+		if (store_users_list(c->store, append_row, rows) < 0) {
+			json_decref(rows);
+			rows = NULL;
+		}
+		return ok_with(r, "users", rows);
+	}
+	if ((id = path_id(path, "/requests/", &rest)) > 0) {
+		if (!post && !*rest) {
+			json_t *req = approval_request_json(c->approval, id);
+
+			if (!req)
+				return reply_error(r, 404, "no request %lld", (long long)id);
+			return ok_with(r, "request", req);
+		}
+		if (post && strcmp(rest, "/approve") == 0)
+			return decide(c, id, 1, body, w, r);
+		if (post && strcmp(rest, "/deny") == 0)
+			return decide(c, id, 0, body, w, r);
+	}
+	if ((id = path_id(path, "/grants/", &rest)) > 0 && post && strcmp(rest, "/revoke") == 0) {
+		char err[512];
+
+		if (approval_revoke(c->approval, id, w->u.name, err, sizeof(err)) < 0)
+			return reply_error(r, 409, "%s", err);
+		r->status = 200;
+		r->json = json_pack("{s:b}", "ok", 1);
+		return;
+	}
+	if ((id = path_id(path, "/sessions/", &rest)) > 0 && !post && !*rest)
+		return session_view(c, id, r);
+	reply_error(r, 404, "no such API: %s %s", method, path);
+}

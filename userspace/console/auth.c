@@ -1,0 +1,268 @@
+/* Console authentication: reviewer login with sessions (cookie + CSRF token), rate limits, API tokens. */
+#include "console_int.h"
+
+#include <airlock/password.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <strings.h>
+
+static void hex(const unsigned char *in, size_t n, char *out)
+{
+	static const char d[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = d[in[i] >> 4];
+		out[2 * i + 1] = d[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+int auth_random_hex(char *out, size_t bytes)
+{
+	unsigned char b[64];
+
+	if (bytes > sizeof(b) || RAND_bytes(b, (int)bytes) != 1)
+		return -1;
+	hex(b, bytes, out);
+	OPENSSL_cleanse(b, sizeof(b));
+	return 0;
+}
+
+static int sha256_hex(const char *s, char out[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+
+	if (EVP_Digest(s, strlen(s), md, &n, EVP_sha256(), NULL) != 1 || n != 32)
+		return -1;
+	hex(md, n, out);
+	return 0;
+}
+
+/* Constant-time equality of two NUL-terminated tokens of the same expected length. */
+static int token_eq(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+
+	return la == lb && la > 0 && CRYPTO_memcmp(a, b, la) == 0;
+}
+
+int console_token_create(struct store *st, const char *user, char *out, size_t len, char *err,
+			 size_t errlen)
+{
+	struct store_user u;
+	char tok[65], sha[65];
+
+	if (len < sizeof(tok))
+		return al_errf(err, errlen, "token buffer too small");
+	if (!user || store_user_by_name(st, user, &u) != 0)
+		return al_errf(err, errlen, "no reviewer named %s (airlockctl user add)", user ? user : "");
+	if (auth_random_hex(tok, 32) < 0 || sha256_hex(tok, sha) < 0)
+		return al_errf(err, errlen, "no randomness");
+	if (store_token_add(st, user, sha) < 0)
+		return al_errf(err, errlen, "cannot store the token");
+	memcpy(out, tok, sizeof(tok));
+	OPENSSL_cleanse(tok, sizeof(tok));
+	return 0;
+}
+
+/* ---- sessions ------------------------------------------------------------------------------ */
+
+static int session_live(const struct csession *s, int64_t now)
+{
+	return s->used && now - s->last_us < CONSOLE_SESSION_IDLE_US &&
+	       now - s->created_us < CONSOLE_SESSION_MAX_US;
+}
+
+static struct csession *session_find(struct console *c, const char *token)
+{
+	int64_t now = al_now_us();
+	struct csession *found = NULL;
+
+	/* Look at every slot, so the time taken does not depend on which one matches. */
+	for (size_t i = 0; i < CONSOLE_MAX_SESSIONS; i++) {
+		struct csession *s = &c->sessions[i];
+
+		if (s->used && !session_live(s, now)) {
+			OPENSSL_cleanse(s, sizeof(*s));
+			continue;
+		}
+		if (s->used && token_eq(s->token, token))
+			found = s;
+	}
+	return found;
+}
+
+static struct csession *session_new(struct console *c, const char *user)
+{
+	int64_t now = al_now_us();
+	struct csession *s = NULL;
+
+	for (size_t i = 0; i < CONSOLE_MAX_SESSIONS; i++) {
+		struct csession *x = &c->sessions[i];
+
+		if (!x->used || !session_live(x, now)) {
+			s = x;
+			break;
+		}
+		if (!s || x->last_us < s->last_us)
+			s = x; /* full: the least recently used one goes */
+	}
+	memset(s, 0, sizeof(*s));
+	if (auth_random_hex(s->token, 32) < 0 || auth_random_hex(s->csrf, 32) < 0)
+		return NULL;
+	snprintf(s->user, sizeof(s->user), "%s", user);
+	s->created_us = s->last_us = now;
+	s->used = 1;
+	return s;
+}
+
+static void set_cookie(struct console *c, struct reply *r, const char *value, int clear)
+{
+	snprintf(r->set_cookie, sizeof(r->set_cookie), "%s=%s; Path=/; HttpOnly; SameSite=Strict%s%s",
+		 CONSOLE_COOKIE, value, c->tls ? "; Secure" : "", clear ? "; Max-Age=0" : "");
+}
+
+int auth_identify(struct console *c, struct MHD_Connection *conn, struct who *w)
+{
+	const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *cookie;
+
+	memset(w, 0, sizeof(*w));
+	if (authz) {
+		char sha[65], user[64];
+
+		if (strncasecmp(authz, "Bearer ", 7) != 0 || strlen(authz + 7) != 64 ||
+		    sha256_hex(authz + 7, sha) < 0 || store_token_user(c->store, sha, user, sizeof(user)) != 0)
+			return -1;
+		return store_user_by_name(c->store, user, &w->u) == 0 ? 0 : -1;
+	}
+	cookie = MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, CONSOLE_COOKIE);
+	if (!cookie || strlen(cookie) != 64)
+		return -1;
+	w->sess = session_find(c, cookie);
+	if (!w->sess)
+		return -1;
+	/* The user is read again on every request: removed users are out at once. */
+	if (store_user_by_name(c->store, w->sess->user, &w->u) != 0) {
+		OPENSSL_cleanse(w->sess, sizeof(*w->sess));
+		w->sess = NULL;
+		return -1;
+	}
+	w->sess->last_us = al_now_us();
+	return 0;
+}
+
+int auth_csrf_ok(struct console *c, struct MHD_Connection *conn, const struct who *w)
+{
+	const char *t = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-CSRF-Token");
+
+	(void)c;
+	if (!w->sess)
+		return 0; /* a bearer token is not sent by browsers on their own */
+	return t && token_eq(w->sess->csrf, t) ? 0 : -1;
+}
+
+/* ---- login rate limit ---------------------------------------------------------------------- */
+
+static struct fail_key *fail_slot(struct console *c, const char *key, int create)
+{
+	int64_t now = al_now_us();
+	struct fail_key *oldest = NULL;
+
+	for (size_t i = 0; i < CONSOLE_FAIL_KEYS; i++) {
+		struct fail_key *f = &c->fails[i];
+
+		if (f->key[0] && now - f->since_us >= CONSOLE_FAIL_WINDOW_US)
+			memset(f, 0, sizeof(*f));
+		if (f->key[0] && strcmp(f->key, key) == 0)
+			return f;
+		if (!oldest || !f->key[0] || (oldest->key[0] && f->since_us < oldest->since_us))
+			oldest = f;
+	}
+	if (!create)
+		return NULL;
+	memset(oldest, 0, sizeof(*oldest));
+	snprintf(oldest->key, sizeof(oldest->key), "%s", key);
+	oldest->since_us = now;
+	return oldest;
+}
+
+static int limited(struct console *c, const char *key)
+{
+	struct fail_key *f = fail_slot(c, key, 0);
+
+	return f && f->count >= CONSOLE_FAIL_MAX;
+}
+
+static void failed(struct console *c, const char *key)
+{
+	struct fail_key *f = fail_slot(c, key, 1);
+
+	if (f)
+		f->count++;
+}
+
+void auth_login(struct console *c, struct MHD_Connection *conn, const char *peer_ip, json_t *body,
+		struct reply *r)
+{
+	const char *name = json_string_value(json_object_get(body, "name"));
+	const char *pw = json_string_value(json_object_get(body, "password"));
+	char kip[96], kuser[96];
+	struct store_user u;
+	struct csession *s;
+	int found, ok;
+
+	(void)conn;
+	if (!name || !pw || !*name || strlen(name) >= sizeof(u.name) || strlen(pw) > 1024) {
+		reply_error(r, 400, "send {\"name\": ..., \"password\": ...}");
+		return;
+	}
+	snprintf(kip, sizeof(kip), "ip:%s", peer_ip);
+	snprintf(kuser, sizeof(kuser), "user:%s", name);
+	if (limited(c, kip) || limited(c, kuser)) {
+		al_warn("console: login for '%s' from %s refused: too many failures", name, peer_ip);
+		reply_error(r, 429, "too many failed logins; wait a minute");
+		return;
+	}
+	found = store_user_by_name(c->store, name, &u) == 0 && u.pwhash[0];
+	ok = al_password_verify(pw, found ? u.pwhash : c->dummy_hash) == 1 && found;
+	if (!ok) {
+		failed(c, kip);
+		failed(c, kuser);
+		al_info("console: failed login for '%s' from %s", name, peer_ip);
+		reply_error(r, 401, "wrong name or password");
+		return;
+	}
+	s = session_new(c, u.name);
+	if (!s) {
+		reply_error(r, 500, "cannot start a session");
+		return;
+	}
+	al_info("console: %s logged in from %s", u.name, peer_ip);
+	set_cookie(c, r, s->token, 0);
+	r->status = 200;
+	r->json = json_pack("{s:b, s:s, s:b, s:s}", "ok", 1, "user", u.name, "admin", u.admin != 0,
+			    "csrf", s->csrf);
+}
+
+void auth_logout(struct console *c, struct who *w, struct reply *r)
+{
+	if (w->sess)
+		OPENSSL_cleanse(w->sess, sizeof(*w->sess));
+	set_cookie(c, r, "", 1);
+	r->status = 200;
+	r->json = json_pack("{s:b}", "ok", 1);
+}
+
+void auth_me(struct console *c, struct who *w, struct reply *r)
+{
+	(void)c;
+	r->status = 200;
+	r->json = json_pack("{s:b, s:s, s:b, s:s, s:I}", "ok", 1, "user", w->u.name, "admin", w->u.admin != 0,
+			    "groups", w->u.groups, "uid", (json_int_t)w->u.uid);
+	if (w->sess)
+		json_object_set_new(r->json, "csrf", json_string(w->sess->csrf));
+}

@@ -1,0 +1,106 @@
+/* Internal interface between the console's files (not for other modules). */
+#ifndef AIRLOCK_CONSOLE_INT_H
+#define AIRLOCK_CONSOLE_INT_H
+
+#include <airlock/approval.h>
+#include <airlock/console.h>
+#include <airlock/kernel.h>
+#include <airlock/store.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <sys/queue.h>
+
+#define CONSOLE_MAX_SESSIONS 256
+#define CONSOLE_SESSION_IDLE_US (30LL * 60 * 1000000)      /* logged out after 30 min idle */
+#define CONSOLE_SESSION_MAX_US (12LL * 3600 * 1000000)     /* and after 12 h in any case */
+#define CONSOLE_FAIL_MAX 5                                  /* failed logins per key ... */
+#define CONSOLE_FAIL_WINDOW_US (60LL * 1000000)             /* ... per minute */
+#define CONSOLE_FAIL_KEYS 512
+#define CONSOLE_MAX_BODY (64 * 1024)
+#define CONSOLE_COOKIE "airlock_session"
+
+struct csession {
+	int used;
+	char token[65];         /* hex of 32 random bytes: the cookie */
+	char csrf[65];          /* hex of 32 random bytes: X-CSRF-Token */
+	char user[64];
+	int64_t created_us, last_us;
+};
+
+struct fail_key {
+	char key[96];           /* "ip:ADDR" or "user:NAME" */
+	int64_t since_us;
+	unsigned int count;
+};
+
+struct sse;
+
+struct console {
+	struct event_base *base;
+	struct store *store;
+	struct approval *approval;
+	struct kern *kern;
+	struct MHD_Daemon *mhd;
+	struct event *ev_io, *ev_timer, *ev_ping;
+	int kicked;             /* console_kick ran since the last MHD_run */
+	int tls;
+	char url[128];
+	char *cert_pem, *key_pem;
+	char dummy_hash[256];   /* verified against when a user is unknown: same cost either way */
+	struct csession sessions[CONSOLE_MAX_SESSIONS];
+	struct fail_key fails[CONSOLE_FAIL_KEYS];
+	LIST_HEAD(, sse) feeds;
+	unsigned int n_feeds;
+};
+
+/* Who is calling: a logged-in session (cookie) or an API token (bearer). */
+struct who {
+	struct store_user u;
+	struct csession *sess;  /* NULL for a bearer token */
+};
+
+/* An API answer: a status and a JSON body (owned), or a text body. */
+struct reply {
+	unsigned int status;
+	json_t *json;
+	char *text;             /* malloc'd; text/plain */
+	size_t text_len;
+	const char *ctype;
+	char set_cookie[256];
+};
+
+/* server.c */
+void console_kick(struct console *c);   /* run MHD soon (after a resume) */
+void reply_error(struct reply *r, unsigned int status, const char *fmt, ...) AL_PRINTF(3, 4);
+
+/* auth.c */
+int auth_random_hex(char *out, size_t bytes);
+/* 0 with *w filled, -1 not authenticated. */
+int auth_identify(struct console *c, struct MHD_Connection *conn, struct who *w);
+/* POST /api/v1/login, /api/v1/logout, GET /api/v1/me */
+void auth_login(struct console *c, struct MHD_Connection *conn, const char *peer_ip, json_t *body,
+		struct reply *r);
+void auth_logout(struct console *c, struct who *w, struct reply *r);
+void auth_me(struct console *c, struct who *w, struct reply *r);
+/* 0 if the request carries the session's CSRF token (or is token-authenticated). */
+int auth_csrf_ok(struct console *c, struct MHD_Connection *conn, const struct who *w);
+
+/* api.c: everything under /api/v1 after authentication. */
+void api_handle(struct console *c, struct MHD_Connection *conn, const char *method, const char *path,
+		json_t *body, struct who *w, struct reply *r);
+
+/* sse.c */
+enum MHD_Result sse_open(struct console *c, struct MHD_Connection *conn);
+void sse_listener(void *arg, int64_t request_id, const char *event);
+void sse_ping(struct console *c);
+void sse_close_all(struct console *c);
+
+/* metrics.c */
+void metrics_render(struct console *c, struct reply *r);
+
+/* peer.c: the cgroup of the local socket at the other end of fd.
+ * 0 found, 1 no such socket on this host (a remote peer), -1 error. */
+int peer_cgroup_id(int fd, uint64_t *cgroup_id);
+
+#endif

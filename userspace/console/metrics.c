@@ -1,0 +1,73 @@
+/* /metrics in the Prometheus text format: pending, decisions, statements, kernel counters, decision latency. */
+#include "console_int.h"
+
+#include <stdlib.h>
+
+static int put_state(void *arg, const char *key, int64_t n)
+{
+	fprintf(arg, "airlock_review_requests_total{state=\"%s\"} %lld\n", key, (long long)n);
+	return 0;
+}
+
+static int put_decision(void *arg, const char *key, int64_t n)
+{
+	fprintf(arg, "airlock_statements_total{decision=\"%s\"} %lld\n", key, (long long)n);
+	return 0;
+}
+
+void metrics_render(struct console *c, struct reply *r)
+{
+	static const double bounds[] = { 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600 };
+	uint64_t counts[AL_ARRAY_LEN(bounds)], total = 0, kc[AL_REASON_MAX];
+	double sum = 0;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (!f) {
+		reply_error(r, 500, "out of memory");
+		return;
+	}
+	fprintf(f, "# HELP airlock_pending_requests Commands waiting for reviewers now.\n"
+		   "# TYPE airlock_pending_requests gauge\n"
+		   "airlock_pending_requests %zu\n", approval_pending_count(c->approval));
+	fprintf(f, "# HELP airlock_review_requests_total Review requests by state (decisions by kind).\n"
+		   "# TYPE airlock_review_requests_total counter\n");
+	if (store_count_requests_by_state(c->store, put_state, f) < 0)
+		al_warn("metrics: cannot count requests");
+	fprintf(f, "# HELP airlock_statements_total Audited statements by policy decision.\n"
+		   "# TYPE airlock_statements_total counter\n");
+	if (store_count_statements_by_decision(c->store, put_decision, f) < 0)
+		al_warn("metrics: cannot count statements");
+	if (kern_counters(c->kern, kc) == 0) {
+		fprintf(f, "# HELP airlock_steered_connections_total Connections the kernel steered into airlockd.\n"
+			   "# TYPE airlock_steered_connections_total counter\n"
+			   "airlock_steered_connections_total %llu\n", (unsigned long long)kc[AL_REASON_STEERED]);
+		fprintf(f, "# HELP airlock_refusals_total What the kernel fence refused, by reason.\n"
+			   "# TYPE airlock_refusals_total counter\n");
+		for (unsigned int i = 1; i < AL_REASON_MAX; i++)
+			if (i != AL_REASON_STEERED && kc[i])
+				fprintf(f, "airlock_refusals_total{reason=\"%s\"} %llu\n", al_reason_name(i),
+					(unsigned long long)kc[i]);
+	}
+	if (store_decision_latency(c->store, bounds, AL_ARRAY_LEN(bounds), counts, &total, &sum) == 0) {
+		fprintf(f, "# HELP airlock_decision_latency_seconds Time from request to a reviewer's decision.\n"
+			   "# TYPE airlock_decision_latency_seconds histogram\n");
+		for (size_t i = 0; i < AL_ARRAY_LEN(bounds); i++)
+			fprintf(f, "airlock_decision_latency_seconds_bucket{le=\"%g\"} %llu\n", bounds[i],
+				(unsigned long long)counts[i]);
+		fprintf(f, "airlock_decision_latency_seconds_bucket{le=\"+Inf\"} %llu\n"
+			   "airlock_decision_latency_seconds_sum %.6f\n"
+			   "airlock_decision_latency_seconds_count %llu\n",
+			(unsigned long long)total, sum, (unsigned long long)total);
+	}
+	if (fclose(f) != 0 || !buf) {
+		free(buf);
+		reply_error(r, 500, "out of memory");
+		return;
+	}
+	r->status = 200;
+	r->text = buf;
+	r->text_len = len;
+	r->ctype = "text/plain; version=0.0.4; charset=utf-8";
+}

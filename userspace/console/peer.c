@@ -1,0 +1,93 @@
+/* Which cgroup a local TCP peer's socket belongs to, asked of the kernel over sock_diag (INET_DIAG_CGROUP_ID). */
+#include "console_int.h"
+
+#include <errno.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* The peer's socket is the one whose own address is our peer address and whose remote is us. */
+int peer_cgroup_id(int fd, uint64_t *cgroup_id)
+{
+	struct sockaddr_storage peer, self;
+	socklen_t pl = sizeof(peer), sl = sizeof(self);
+	struct {
+		struct nlmsghdr nh;
+		struct inet_diag_req_v2 r;
+	} req;
+	char buf[8192];
+	struct sockaddr_nl nl = { .nl_family = AF_NETLINK };
+	int s, rc = -1;
+	ssize_t n;
+
+	if (getpeername(fd, (struct sockaddr *)&peer, &pl) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&self, &sl) < 0 || peer.ss_family != self.ss_family)
+		return -1;
+	memset(&req, 0, sizeof(req));
+	req.nh.nlmsg_len = sizeof(req);
+	req.nh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	req.nh.nlmsg_flags = NLM_F_REQUEST;
+	req.r.sdiag_family = (uint8_t)peer.ss_family;
+	req.r.sdiag_protocol = IPPROTO_TCP;
+	req.r.idiag_states = ~0u;
+	req.r.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
+	req.r.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+	if (peer.ss_family == AF_INET) {
+		const struct sockaddr_in *p = (void *)&peer, *m = (void *)&self;
+
+		req.r.id.idiag_sport = p->sin_port;
+		req.r.id.idiag_dport = m->sin_port;
+		req.r.id.idiag_src[0] = p->sin_addr.s_addr;
+		req.r.id.idiag_dst[0] = m->sin_addr.s_addr;
+	} else if (peer.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *p = (void *)&peer, *m = (void *)&self;
+
+		req.r.id.idiag_sport = p->sin6_port;
+		req.r.id.idiag_dport = m->sin6_port;
+		memcpy(req.r.id.idiag_src, &p->sin6_addr, 16);
+		memcpy(req.r.id.idiag_dst, &m->sin6_addr, 16);
+	} else {
+		return -1;
+	}
+	s = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (s < 0)
+		return -1;
+	if (sendto(s, &req, sizeof(req), 0, (struct sockaddr *)&nl, sizeof(nl)) < 0)
+		goto out;
+	n = recv(s, buf, sizeof(buf), 0);
+	if (n < 0)
+		goto out;
+	for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+		struct inet_diag_msg *m;
+		struct rtattr *a;
+		int alen;
+
+		if (h->nlmsg_type == NLMSG_ERROR) {
+			const struct nlmsgerr *e = NLMSG_DATA(h);
+
+			rc = e->error == -ENOENT ? 1 : -1;
+			goto out;
+		}
+		if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY)
+			continue;
+		m = NLMSG_DATA(h);
+		a = (struct rtattr *)(m + 1);
+		alen = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
+		for (; RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
+			if (a->rta_type == INET_DIAG_CGROUP_ID && RTA_PAYLOAD(a) >= sizeof(uint64_t)) {
+				memcpy(cgroup_id, RTA_DATA(a), sizeof(uint64_t));
+				rc = 0;
+				goto out;
+			}
+		}
+		rc = -1; /* a kernel without INET_DIAG_CGROUP_ID: cannot tell */
+		goto out;
+	}
+out:
+	close(s);
+	return rc;
+}

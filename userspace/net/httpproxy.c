@@ -1,0 +1,1437 @@
+/* HTTPS sessions: ClientHello peek, TLS with a minted leaf, one HTTP/1.1 request at a time decided, credential injected, response relayed, audit. */
+#include <airlock/httpproxy.h>
+#include <airlock/approval.h>
+#include <airlock/http.h>
+#include <airlock/reason.h>
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <fnmatch.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <unistd.h>
+
+#define HELLO_TIMEOUT_S 10
+#define IDLE_TIMEOUT_S  120     /* between requests, and while reading one */
+
+enum hstate {
+	H_HELLO,        /* reading the ClientHello (raw) */
+	H_TLS,          /* agent TLS handshake */
+	H_HEAD,         /* reading a request */
+	H_PARKED,       /* a request waits for reviewers */
+	H_RESPONSE,     /* request forwarded; relaying the response */
+	H_TUNNEL,       /* after 101 Switching Protocols: raw both ways */
+	H_PASS,         /* TLS passed through as TCP (no resource names the server) */
+	H_CLOSING,
+};
+
+struct up_ctx {
+	const struct al_resource *res;
+	SSL_CTX *ctx;
+};
+
+struct hs {
+	LIST_ENTRY(hs) link;
+	struct httpproxy *p;
+	const struct al_resource *res;
+	const struct al_secret *cred;
+	int64_t row;
+	struct bufferevent *agent, *up;
+	enum hstate state;
+	struct al_addr dst;
+	uint16_t dst_port;
+	char sni[256];
+	char up_name[256];              /* SNI and the name checked upstream */
+	uint64_t bytes_agent, bytes_up; /* whole connection */
+	uint64_t nreq;
+	struct event *timer;
+	int close_polls;
+	int shut_sent;
+	/* who the agent is */
+	uint64_t cgroup_id;
+	char *cgroup_path, *exe, *comm;
+	uint32_t pid, uid;
+	/* the request in flight */
+	struct http_req req;
+	struct http_command cmd;
+	int have_cmd;
+	int64_t hrow;                   /* http_requests row */
+	int64_t t0;
+	uint64_t req_up, req_down;      /* bytes of this request each way */
+	int req_streaming;              /* its body goes on after the head (over http_max_body) */
+	uint64_t body_left;             /* Content-Length still to relay */
+	struct http_chunked body_ck;
+	int is_head, is_upgrade, sent_continue;
+	/* the response */
+	struct http_resp resp;
+	int resp_in_body;
+	uint64_t resp_left;
+	struct http_chunked resp_ck;
+	int status;
+	/* review */
+	int64_t parked;
+	struct evbuffer *held;
+	struct event *watch;
+	const struct al_rule *review_rule;
+};
+
+struct httpproxy {
+	struct event_base *base;
+	const struct al_config *cfg;
+	struct store *store;
+	struct tls_ca *ca;
+	const struct al_secrets *secrets;
+	struct approval *approval;
+	SSL_CTX *srv;                   /* agent side: ALPN and versions; the leaf is set per SSL */
+	LIST_HEAD(, hs) sessions;
+	struct up_ctx *ups;
+	size_t n_ups;
+	struct httpproxy_stats stats;
+};
+
+static void hs_free(struct hs *s);
+static void agent_read(struct bufferevent *bev, void *arg);
+static void agent_write(struct bufferevent *bev, void *arg);
+static void agent_event(struct bufferevent *bev, short what, void *arg);
+static void up_read(struct bufferevent *bev, void *arg);
+static void up_write(struct bufferevent *bev, void *arg);
+static void up_event(struct bufferevent *bev, short what, void *arg);
+static void hs_close(struct hs *s, enum al_reason reason, const char *fmt, ...) AL_PRINTF(3, 4);
+
+/* ---- audit -------------------------------------------------------------------------------- */
+
+static void audit_batch(struct httpproxy *p)
+{
+	if (store_batch_begin(p->store) < 0)
+		al_warn("https: audit rows are committed one by one");
+}
+
+/* Agent-supplied text need not be UTF-8: such strings are marked, not dropped. */
+static json_t *jstr(const char *v)
+{
+	json_t *j = json_string(v ? v : "");
+
+	return j ? j : json_string("(not UTF-8)");
+}
+
+static char *k8s_json(const struct http_command *c)
+{
+	json_t *o, *argv;
+	char *out;
+
+	if (!c->is_k8s)
+		return NULL;
+	o = json_object();
+	argv = json_array();
+	for (size_t i = 0; i < c->k8s.argc; i++)
+		json_array_append_new(argv, jstr(c->k8s.argv[i]));
+	json_object_set_new(o, "verb", jstr(c->k8s.verb));
+	json_object_set_new(o, "namespace", jstr(c->k8s.ns));
+	json_object_set_new(o, "pod", jstr(c->k8s.pod));
+	json_object_set_new(o, "container", jstr(c->k8s.container));
+	json_object_set_new(o, "argv", argv);
+	out = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return out;
+}
+
+static void audit_request(struct hs *s, const char *decision, const struct al_rule *rule)
+{
+	char *k = k8s_json(&s->cmd);
+	struct store_http h = {
+		.conn_id = s->row, .seq = (int64_t)s->nreq, .at_us = al_now_us(),
+		.method = s->cmd.method, .host = s->cmd.host, .path = s->cmd.path, .query = s->cmd.query,
+		.kind = s->cmd.kind, .headers_json = s->cmd.headers_json,
+		.body_len = (int64_t)s->cmd.body_len,
+		.body_sha256 = s->cmd.body_sha256[0] ? s->cmd.body_sha256 : NULL,
+		.request_sha256 = s->cmd.request_sha256, .k8s_json = k, .fingerprint = s->cmd.fingerprint,
+		.decision = decision, .rule = rule ? rule->text : NULL,
+	};
+
+	audit_batch(s->p);
+	if (store_http_add(s->p->store, &h, &s->hrow) < 0)
+		s->hrow = 0;
+	free(k);
+	s->p->stats.requests++;
+}
+
+static void audit_outcome(struct hs *s, int status, const char *decision, int64_t request_id,
+			  const char *error)
+{
+	struct store_http_outcome o = {
+		.status = status, .bytes_up = s->req_up, .bytes_down = s->req_down,
+		.duration_us = al_mono_us() - s->t0, .decision = decision, .request_id = request_id,
+		.error = error,
+	};
+
+	if (s->hrow <= 0)
+		return;
+	audit_batch(s->p);
+	if (store_http_outcome(s->p->store, s->hrow, &o) < 0)
+		al_err("https: could not record an outcome");
+	s->hrow = 0;
+}
+
+/* ---- closing -------------------------------------------------------------------------------- */
+
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+	hs_free(arg);
+	(void)fd;
+	(void)what;
+}
+
+static void reap_soon(struct hs *s)
+{
+	if (s->agent)
+		bufferevent_disable(s->agent, EV_READ | EV_WRITE);
+	if (s->up)
+		bufferevent_disable(s->up, EV_READ | EV_WRITE);
+	event_del(s->timer);
+	event_assign(s->timer, s->p->base, -1, 0, on_reap, s);
+	event_active(s->timer, EV_TIMEOUT, 1);
+}
+
+static void on_close_flushed(struct bufferevent *bev, void *arg);
+
+static void on_close_poll(evutil_socket_t fd, short what, void *arg)
+{
+	on_close_flushed(NULL, arg);
+	(void)fd;
+	(void)what;
+}
+
+/* With TLS the filter drains into the socket's bufferevent: wait for that one too. */
+static void on_close_flushed(struct bufferevent *bev, void *arg)
+{
+	struct hs *s = arg;
+	struct bufferevent *under = s->agent ? bufferevent_get_underlying(s->agent) : NULL;
+	size_t left = s->agent ? evbuffer_get_length(bufferevent_get_output(s->agent)) : 0;
+
+	(void)bev;
+	if (under)
+		left += evbuffer_get_length(bufferevent_get_output(under));
+	if (left > 0 && s->close_polls++ < 250) {
+		struct timeval tv = { 0, 20 * 1000 };
+
+		event_del(s->timer);
+		event_assign(s->timer, s->p->base, -1, 0, on_close_poll, s);
+		evtimer_add(s->timer, &tv);
+		return;
+	}
+	if (s->agent && !s->shut_sent) {
+		SSL *ssl = bufferevent_openssl_get_ssl(s->agent);
+
+		/* A clean close_notify, so clients read the end of a close-delimited body. */
+		s->shut_sent = 1;
+		if (ssl && SSL_is_init_finished(ssl)) {
+			struct timeval tv = { 0, 1000 };
+
+			SSL_shutdown(ssl);
+			event_del(s->timer);
+			event_assign(s->timer, s->p->base, -1, 0, on_close_poll, s);
+			evtimer_add(s->timer, &tv);
+			return;
+		}
+	}
+	hs_free(s);
+}
+
+static void on_close_event(struct bufferevent *bev, short what, void *arg)
+{
+	hs_free(arg);
+	(void)bev;
+	(void)what;
+}
+
+/*
+ * Ends a session and records why. If `last` bytes are given (an error
+ * response), they go to the agent first and the session ends once they are
+ * out.
+ */
+static void hs_end(struct hs *s, enum al_reason reason, const char *last, size_t last_len,
+		   const char *detail)
+{
+	struct store_conn_end e = { 0 };
+	char d[512];
+
+	if (s->state == H_CLOSING)
+		return;
+	if (s->parked > 0 && s->p->approval)
+		approval_cancel(s->p->approval, s->parked);
+	s->parked = 0;
+	if (s->watch)
+		event_del(s->watch);
+	if (s->p->approval)
+		approval_unwatch(s->p->approval, s);
+	if (s->hrow > 0)
+		audit_outcome(s, 0, NULL, 0, detail ? detail : al_reason_name(reason));
+	snprintf(d, sizeof(d), "%s%s%s%s%s requests %llu", detail ? detail : "", detail ? "; " : "",
+		 s->sni[0] ? "sni " : "", s->sni, s->sni[0] ? ";" : "", (unsigned long long)s->nreq);
+	e.closed_us = al_now_us();
+	e.bytes_up = s->bytes_agent;
+	e.bytes_down = s->bytes_up;
+	e.reason = reason;
+	e.detail = d;
+	audit_batch(s->p);
+	if (s->row > 0 && store_conn_close(s->p->store, s->row, &e) < 0)
+		al_err("https session %lld: could not record its end", (long long)s->row);
+	s->state = H_CLOSING;
+	if (s->up) {
+		bufferevent_free(s->up);
+		s->up = NULL;
+	}
+	if (last && s->agent) {
+		struct timeval tv = { 5, 0 };
+
+		bufferevent_disable(s->agent, EV_READ);
+		bufferevent_write(s->agent, last, last_len);
+		bufferevent_setcb(s->agent, NULL, on_close_flushed, on_close_event, s);
+		bufferevent_set_timeouts(s->agent, NULL, &tv);
+		bufferevent_enable(s->agent, EV_WRITE);
+		return;
+	}
+	if (s->agent && reason == AL_REASON_CLOSED) {
+		/* What is still on its way to the agent goes out first. */
+		bufferevent_disable(s->agent, EV_READ);
+		bufferevent_setcb(s->agent, NULL, NULL, on_close_event, s);
+		event_del(s->timer);
+		event_assign(s->timer, s->p->base, -1, 0, on_close_poll, s);
+		event_active(s->timer, EV_TIMEOUT, 1);
+		return;
+	}
+	reap_soon(s);
+}
+
+static void hs_close(struct hs *s, enum al_reason reason, const char *fmt, ...)
+{
+	char detail[400] = "";
+	va_list ap;
+
+	if (fmt) {
+		va_start(ap, fmt);
+		vsnprintf(detail, sizeof(detail), fmt, ap);
+		va_end(ap);
+	}
+	hs_end(s, reason, NULL, 0, fmt ? detail : NULL);
+}
+
+static void hs_free(struct hs *s)
+{
+	LIST_REMOVE(s, link);
+	s->p->stats.live--;
+	if (s->p->approval)
+		approval_unwatch(s->p->approval, s);
+	if (s->agent)
+		bufferevent_free(s->agent);
+	if (s->up)
+		bufferevent_free(s->up);
+	if (s->timer)
+		event_free(s->timer);
+	if (s->watch)
+		event_free(s->watch);
+	if (s->held)
+		evbuffer_free(s->held);
+	if (s->have_cmd)
+		http_command_free(&s->cmd);
+	free(s->cgroup_path);
+	free(s->exe);
+	free(s->comm);
+	free(s);
+}
+
+/* ---- answers we give ourselves -------------------------------------------------------------- */
+
+static const char *status_text(int code)
+{
+	switch (code) {
+	case 400: return "Bad Request";
+	case 403: return "Forbidden";
+	case 431: return "Request Header Fields Too Large";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 505: return "HTTP Version Not Supported";
+	default: return "Error";
+	}
+}
+
+/*
+ * A JSON error response: {error, reason, request_id}; for Kubernetes API
+ * paths also the fields of a metav1.Status, so kubectl prints the reason.
+ */
+static char *error_response(int code, const char *error, const char *reason, int64_t request_id,
+			    int k8s, int close_conn, size_t *len)
+{
+	json_t *o = json_object();
+	char *body, *out = NULL, msg[600];
+	int n;
+
+	json_object_set_new(o, "error", json_string(error));
+	json_object_set_new(o, "reason", jstr(reason));
+	if (request_id > 0)
+		json_object_set_new(o, "request_id", json_integer(request_id));
+	else
+		json_object_set_new(o, "request_id", json_null());
+	if (k8s) {
+		snprintf(msg, sizeof(msg), "%s: %s (request %lld)", error, reason, (long long)request_id);
+		json_object_set_new(o, "kind", json_string("Status"));
+		json_object_set_new(o, "apiVersion", json_string("v1"));
+		json_object_set_new(o, "metadata", json_object());
+		json_object_set_new(o, "status", json_string("Failure"));
+		json_object_set_new(o, "message", jstr(msg));
+		json_object_set_new(o, "code", json_integer(code));
+	}
+	body = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (!body)
+		return NULL;
+	n = asprintf(&out, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+		     "%s\r\n%s\n", code, status_text(code), strlen(body) + 1,
+		     close_conn ? "Connection: close\r\n" : "", body);
+	free(body);
+	if (n < 0)
+		return NULL;
+	*len = (size_t)n;
+	return out;
+}
+
+/* Sends an error for the current request; closes the connection if it cannot go on. */
+static void answer_error(struct hs *s, int code, const char *error, const char *reason,
+			 int64_t request_id, int close_conn, enum al_reason why)
+{
+	size_t len = 0;
+	int k8s = s->have_cmd && strncmp(s->cmd.path, "/api", 4) == 0;
+	char *r = error_response(code, error, reason, request_id, k8s, close_conn, &len);
+
+	s->status = code;
+	s->req_down += len;
+	if (!r) {
+		hs_close(s, AL_REASON_INTERNAL, "out of memory");
+		return;
+	}
+	if (close_conn) {
+		char d[300];
+
+		snprintf(d, sizeof(d), "%d %s", code, reason);
+		hs_end(s, why, r, len, d);
+		free(r);
+		return;
+	}
+	bufferevent_write(s->agent, r, len);
+	free(r);
+}
+
+/* ---- upstream ------------------------------------------------------------------------------ */
+
+static SSL_CTX *up_ssl_ctx(struct httpproxy *p, const struct al_resource *res,
+			   const struct al_secret *cred, char *err, size_t errlen)
+{
+	struct up_ctx *v;
+	SSL_CTX *ctx;
+
+	for (size_t i = 0; i < p->n_ups; i++)
+		if (p->ups[i].res == res)
+			return p->ups[i].ctx;
+	ctx = tls_client_ctx(res->upstream_tls == AL_UPSTREAM_TLS_VERIFY_FULL ? TLS_VERIFY_FULL
+									      : TLS_VERIFY_NONE,
+			     res->upstream_ca, err, errlen);
+	if (!ctx)
+		return NULL;
+	if (cred && cred->sslcert &&
+	    (SSL_CTX_use_certificate_chain_file(ctx, cred->sslcert) != 1 ||
+	     SSL_CTX_use_PrivateKey_file(ctx, cred->sslkey, SSL_FILETYPE_PEM) != 1 ||
+	     SSL_CTX_check_private_key(ctx) != 1)) {
+		snprintf(err, errlen, "client certificate %s / key %s unusable", cred->sslcert, cred->sslkey);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	v = realloc(p->ups, (p->n_ups + 1) * sizeof(*v));
+	if (!v) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	p->ups = v;
+	v[p->n_ups].res = res;
+	v[p->n_ups].ctx = ctx;
+	p->n_ups++;
+	return ctx;
+}
+
+/* Opens the upstream connection (TLS unless passing through); writes queue until it is up. */
+static int up_open(struct hs *s, int tls)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = (socklen_t)al_addr_to_sockaddr(&s->dst, s->dst_port, &ss);
+	struct timeval tv = {
+		.tv_sec = s->p->cfg->connect_timeout_ms / 1000,
+		.tv_usec = (s->p->cfg->connect_timeout_ms % 1000) * 1000,
+	};
+	struct bufferevent *raw;
+	char err[256] = "";
+
+	raw = bufferevent_socket_new(s->p->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!raw)
+		return -1;
+	if (bufferevent_socket_connect(raw, (struct sockaddr *)&ss, (int)len) < 0) {
+		bufferevent_free(raw);
+		return -1;
+	}
+	if (tls) {
+		static const unsigned char alpn[] = "\x08http/1.1";
+		SSL_CTX *ctx = up_ssl_ctx(s->p, s->res, s->cred, err, sizeof(err));
+		SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+
+		if (!ssl || tls_client_prepare(ssl, s->up_name, s->res->upstream_tls ==
+					       AL_UPSTREAM_TLS_VERIFY_FULL ? TLS_VERIFY_FULL : TLS_VERIFY_NONE) < 0 ||
+		    SSL_set_alpn_protos(ssl, alpn, sizeof(alpn) - 1) != 0) {
+			if (ssl)
+				SSL_free(ssl);
+			bufferevent_free(raw);
+			al_warn("https: upstream TLS setup for %s failed: %s", s->res->name, err);
+			return -1;
+		}
+		s->up = bufferevent_openssl_filter_new(s->p->base, raw, ssl, BUFFEREVENT_SSL_CONNECTING,
+						       BEV_OPT_CLOSE_ON_FREE);
+		if (!s->up) {
+			SSL_free(ssl);
+			bufferevent_free(raw);
+			return -1;
+		}
+		bufferevent_openssl_set_allow_dirty_shutdown(s->up, 1);
+	} else {
+		s->up = raw;
+	}
+	bufferevent_setcb(s->up, up_read, up_write, up_event, s);
+	bufferevent_set_timeouts(s->up, NULL, &tv);
+	bufferevent_enable(s->up, EV_READ | EV_WRITE);
+	return 0;
+}
+
+/* Backpressure: a side whose output is full stops the other side's reading. */
+static int full(struct bufferevent *bev, const struct hs *s)
+{
+	return evbuffer_get_length(bufferevent_get_output(bev)) >= s->p->cfg->relay_buffer;
+}
+
+/*
+ * Writes the request head upstream without the agent's Authorization and
+ * with the resource's credential. Everything else goes as the agent sent it.
+ */
+static int send_head(struct hs *s, const uint8_t *buf)
+{
+	const struct http_req *r = &s->req;
+	struct evbuffer *out = bufferevent_get_output(s->up);
+	size_t line_end = r->hdr[0].name.off, n = 0;
+	int inject = s->cred && (s->cred->header || s->cred->bearer);
+
+	if (r->n_hdr == 0)
+		line_end = r->head_len - 2;
+	if (evbuffer_add(out, buf, line_end) < 0)
+		return -1;
+	n += line_end;
+	for (size_t i = 0; i < r->n_hdr; i++) {
+		const struct http_header *h = &r->hdr[i];
+		size_t end = i + 1 < r->n_hdr ? r->hdr[i + 1].name.off : r->head_len - 2;
+
+		if (inject && (http_span_ieq(buf, h->name, "authorization") ||
+			       http_span_ieq(buf, h->name, "proxy-authorization")))
+			continue;
+		if (evbuffer_add(out, buf + h->name.off, end - h->name.off) < 0)
+			return -1;
+		n += end - h->name.off;
+	}
+	if (inject) {
+		if (s->cred->header) {
+			if (evbuffer_add_printf(out, "%s\r\n", s->cred->header) < 0)
+				return -1;
+		} else if (evbuffer_add_printf(out, "Authorization: Bearer %s\r\n", s->cred->bearer) < 0) {
+			return -1;
+		}
+	}
+	if (evbuffer_add(out, "\r\n", 2) < 0)
+		return -1;
+	s->req_up += n + 2;
+	return 0;
+}
+
+static void agent_continue(struct hs *s);
+
+/* Sends the request (head rewritten, body as it came) upstream and waits for the response. */
+static void forward(struct hs *s, const uint8_t *buf)
+{
+	const struct http_req *r = &s->req;
+
+	if (!s->up && up_open(s, 1) < 0) {
+		answer_error(s, 502, "airlock: upstream unavailable", "cannot open the upstream connection",
+			     0, 1, AL_REASON_UPSTREAM_UNREACH);
+		return;
+	}
+	if (send_head(s, buf) < 0) {
+		hs_close(s, AL_REASON_INTERNAL, "out of memory");
+		return;
+	}
+	if (r->body_buffered && r->total > r->head_len) {
+		bufferevent_write(s->up, buf + r->head_len, r->total - r->head_len);
+		s->req_up += r->total - r->head_len;
+	}
+	s->req_streaming = !r->body_buffered;
+	if (s->req_streaming) {
+		s->body_left = r->content_length;
+		http_chunked_init(&s->body_ck);
+	}
+	http_resp_init(&s->resp);
+	s->resp_in_body = 0;
+	s->state = H_RESPONSE;
+}
+
+/* ---- review -------------------------------------------------------------------------------- */
+
+static void on_agent_gone(evutil_socket_t fd, short what, void *arg)
+{
+	struct hs *s = arg;
+
+	hs_close(s, AL_REASON_AGENT_RESET, "agent left while request %lld was pending", (long long)s->parked);
+	(void)fd;
+	(void)what;
+}
+
+static void on_grant_event(void *arg, int64_t grant_id, enum approval_outcome o, const char *reason)
+{
+	struct hs *s = arg;
+
+	if (o == APPROVAL_REVOKED)
+		hs_close(s, AL_REASON_POLICY_DENY, "grant %lld was revoked: %s", (long long)grant_id,
+			 reason ? reason : "");
+}
+
+static void on_review(void *arg, int64_t id, enum approval_outcome o, const char *reason)
+{
+	struct hs *s = arg;
+	char why[400];
+
+	if (s->parked != id)
+		return;
+	s->parked = 0;
+	if (s->watch)
+		event_del(s->watch);
+	if (o == APPROVAL_APPROVED) {
+		/* Exactly the bytes reviewers saw: they were moved out of the input when parked. */
+		uint8_t *held = evbuffer_pullup(s->held, -1);
+
+		forward(s, held);
+		evbuffer_drain(s->held, evbuffer_get_length(s->held));
+		if (s->state == H_RESPONSE && s->req_streaming)
+			bufferevent_enable(s->agent, EV_READ);
+		return;
+	}
+	evbuffer_drain(s->held, evbuffer_get_length(s->held));
+	if (o == APPROVAL_ABORTED) {
+		audit_outcome(s, 503, "aborted", id, "airlockd is stopping");
+		answer_error(s, 503, "airlock: aborted", "airlockd is stopping", id, 1, AL_REASON_SHUTDOWN);
+		return;
+	}
+	snprintf(why, sizeof(why), "request %lld %s%s%s", (long long)id,
+		 o == APPROVAL_TIMEOUT ? "timed out" : "was denied by a reviewer",
+		 reason && *reason ? ": " : "", reason ? reason : "");
+	s->p->stats.denied++;
+	audit_outcome(s, 403, o == APPROVAL_TIMEOUT ? "timeout" : "denied", id, why);
+	answer_error(s, 403, "airlock: denied", why, id, !s->req.keep_alive, AL_REASON_POLICY_DENY);
+	if (s->state == H_CLOSING)
+		return;
+	agent_continue(s);
+}
+
+/* The request needs review; its bytes are already in s->held. */
+static void park(struct hs *s)
+{
+	struct approval_req q = { 0 };
+	int64_t grant, id;
+
+	grant = s->p->approval ? approval_grant_for(s->p->approval, s->cmd.fingerprint, s->cgroup_id,
+						    s->res->name) : 0;
+	if (grant > 0) {
+		if (approval_watch_grant(s->p->approval, grant, on_grant_event, s) < 0) {
+			hs_close(s, AL_REASON_INTERNAL, "out of memory");
+			return;
+		}
+		s->parked = -2;
+		on_review(s, -2, APPROVAL_APPROVED, NULL);
+		return;
+	}
+	q.conn_id = s->row;
+	q.stmt_id = s->hrow;
+	q.cgroup_id = s->cgroup_id;
+	q.cgroup_path = s->cgroup_path;
+	q.pid = s->pid;
+	q.uid = s->uid;
+	q.exe = s->exe;
+	q.comm = s->comm;
+	q.resource = s->res->name;
+	q.protocol = "http";
+	q.text = s->cmd.text;
+	q.kind = s->cmd.kind;
+	q.fingerprint = s->cmd.fingerprint;
+	q.bytes = evbuffer_pullup(s->held, -1);
+	q.len = evbuffer_get_length(s->held);
+	q.rule = s->review_rule;
+	id = s->p->approval ? approval_submit(s->p->approval, &q, on_review, s) : -1;
+	if (id < 0) {
+		s->parked = -1;
+		on_review(s, -1, APPROVAL_DENIED, "the review request could not be stored");
+		return;
+	}
+	s->p->stats.held++;
+	s->parked = id;
+	s->state = H_PARKED;
+	bufferevent_disable(s->agent, EV_READ);
+	if (!s->watch)
+		s->watch = event_new(s->p->base, bufferevent_getfd(s->agent), EV_CLOSED | EV_PERSIST,
+				     on_agent_gone, s);
+	if (s->watch)
+		event_add(s->watch, NULL);
+}
+
+/* ---- requests ------------------------------------------------------------------------------ */
+
+/* The previous request is done: read the next one (it may be buffered already). */
+static void agent_continue(struct hs *s)
+{
+	struct timeval tv = { IDLE_TIMEOUT_S, 0 };
+
+	if (s->state == H_CLOSING)
+		return;
+	if (s->have_cmd) {
+		http_command_free(&s->cmd);
+		s->have_cmd = 0;
+	}
+	if (!s->req.keep_alive) {
+		hs_end(s, AL_REASON_CLOSED, NULL, 0, NULL);
+		return;
+	}
+	http_req_init(&s->req);
+	s->sent_continue = 0;
+	s->state = H_HEAD;
+	bufferevent_set_timeouts(s->agent, &tv, NULL);
+	bufferevent_enable(s->agent, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_input(s->agent)))
+		agent_read(s->agent, s);
+}
+
+static void decide(struct hs *s, struct evbuffer *in, const uint8_t *buf)
+{
+	const struct http_req *r = &s->req;
+	struct al_subject subj = { 0 };
+	const struct al_rule *rule;
+	char err[256], why[400];
+
+	s->nreq++;
+	s->t0 = al_mono_us();
+	s->req_up = s->req_down = 0;
+	s->status = 0;
+	s->is_head = http_span_ieq(buf, r->method, "HEAD");
+	s->is_upgrade = r->upgrade;
+	if (http_command_build(buf, r, &s->cmd, err, sizeof(err)) < 0) {
+		s->p->stats.malformed++;
+		answer_error(s, 400, "airlock: bad request", err, 0, 1, AL_REASON_AGENT_RESET);
+		return;
+	}
+	s->have_cmd = 1;
+	subj.cgroup_path = s->cgroup_path;
+	subj.uid = s->uid;
+	subj.exe = s->exe;
+	subj.method = s->cmd.method;
+	subj.path = s->cmd.path;
+	subj.k8s_exec = s->cmd.is_k8s && strcmp(s->cmd.k8s.verb, "portforward") != 0;
+	rule = config_decide(s->res, &subj);
+	if (rule && rule->allow == AL_ACTION_REVIEW && !r->body_buffered) {
+		/* The body is too large to hold, so no one could review exactly it. */
+		audit_request(s, "deny", rule);
+		snprintf(why, sizeof(why), "rule '%s' (line %d) needs review, and the body is larger than "
+			 "http_max_body (%zu bytes)", rule->text, rule->line, s->p->cfg->http_max_body);
+		s->p->stats.denied++;
+		{
+			int64_t id = s->hrow;
+
+			audit_outcome(s, 403, NULL, 0, why);
+			answer_error(s, 403, "airlock: denied", why, id, 1, AL_REASON_POLICY_DENY);
+		}
+		return;
+	}
+	audit_request(s, rule ? config_action_name(rule->allow) : "allow", rule);
+	if (rule && rule->allow == AL_ACTION_DENY) {
+		int64_t id = s->hrow;
+
+		snprintf(why, sizeof(why), "denied by rule '%s' (line %d) on resource %s", rule->text,
+			 rule->line, s->res->name);
+		s->p->stats.denied++;
+		evbuffer_drain(in, r->total);
+		audit_outcome(s, 403, NULL, 0, why);
+		answer_error(s, 403, "airlock: denied", why, id, !r->body_buffered || !r->keep_alive,
+			     AL_REASON_POLICY_DENY);
+		if (s->state == H_CLOSING)
+			return;
+		agent_continue(s);
+		return;
+	}
+	if (rule && rule->allow == AL_ACTION_REVIEW) {
+		if (evbuffer_remove_buffer(in, s->held, r->total) != (int)r->total) {
+			hs_close(s, AL_REASON_INTERNAL, "out of memory");
+			return;
+		}
+		s->review_rule = rule;
+		park(s);
+		return;
+	}
+	forward(s, buf);
+	if (s->state != H_RESPONSE)
+		return;
+	evbuffer_drain(in, r->total);
+}
+
+/* Relays the part of a streamed request body that is in the agent's input. */
+static void stream_body(struct hs *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->agent);
+	size_t avail = evbuffer_get_length(in), take;
+
+	if (!s->req_streaming || avail == 0)
+		return;
+	if (s->req.framing == HTTP_BODY_LENGTH) {
+		take = avail < s->body_left ? avail : (size_t)s->body_left;
+		s->body_left -= take;
+	} else {
+		const uint8_t *b = evbuffer_pullup(in, (ev_ssize_t)avail);
+		int rc = http_chunked_feed(&s->body_ck, b, avail, &take);
+
+		while (rc == HTTP_NEED_MORE && take < avail) {
+			size_t more;
+
+			rc = http_chunked_feed(&s->body_ck, b + take, avail - take, &more);
+			take += more;
+			if (more == 0)
+				break;
+		}
+		if (rc == HTTP_ERROR) {
+			answer_error(s, 400, "airlock: bad request", s->body_ck.error, 0, 1,
+				     AL_REASON_AGENT_RESET);
+			return;
+		}
+		if (rc == HTTP_DONE)
+			s->body_left = 0;
+		else
+			s->body_left = 1;
+	}
+	if (take) {
+		evbuffer_remove_buffer(in, bufferevent_get_output(s->up), take);
+		s->req_up += take;
+	}
+	if (s->body_left == 0) {
+		s->req_streaming = 0;
+		bufferevent_disable(s->agent, EV_READ);
+	} else if (full(s->up, s)) {
+		bufferevent_disable(s->agent, EV_READ);
+	}
+}
+
+static void agent_read(struct bufferevent *bev, void *arg)
+{
+	struct hs *s = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t n = evbuffer_get_length(in);
+
+	if (s->state == H_TUNNEL || s->state == H_PASS) {
+		s->bytes_agent += n;
+		s->req_up += n;
+		evbuffer_add_buffer(bufferevent_get_output(s->up), in);
+		if (full(s->up, s))
+			bufferevent_disable(bev, EV_READ);
+		return;
+	}
+	if (s->state == H_RESPONSE) {
+		stream_body(s);
+		return;
+	}
+	if (s->state != H_HEAD)
+		return;
+	{
+		struct http_limits lim = { .max_body = s->p->cfg->http_max_body };
+		const uint8_t *buf;
+		size_t before = s->req.pos;
+		int rc;
+
+		if (n == 0)
+			return;
+		buf = evbuffer_pullup(in, (ev_ssize_t)n);
+		rc = http_parse_request(&s->req, buf, n, &lim);
+		(void)before;
+		if (rc == HTTP_NEED_MORE) {
+			/* A client waiting for 100 Continue before its body: the body is ours to
+			 * read (and hold) first, so say go on. */
+			if (s->req.head_len && s->req.expect_continue && !s->sent_continue) {
+				s->sent_continue = 1;
+				bufferevent_write(bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+			}
+			return;
+		}
+		if (rc == HTTP_ERROR) {
+			struct store_http h = {
+				.conn_id = s->row, .seq = (int64_t)++s->nreq, .at_us = al_now_us(),
+				.method = "?", .path = "?", .kind = "malformed", .body_len = -1,
+				.request_sha256 = "", .decision = "error",
+			};
+			int64_t id = 0;
+
+			audit_batch(s->p);
+			if (store_http_add(s->p->store, &h, &id) == 0) {
+				struct store_http_outcome o = { .status = s->req.status, .error = s->req.error };
+
+				(void)!store_http_outcome(s->p->store, id, &o);
+			}
+			s->p->stats.malformed++;
+			answer_error(s, s->req.status, "airlock: bad request", s->req.error, id, 1,
+				     AL_REASON_AGENT_RESET);
+			return;
+		}
+		s->bytes_agent += s->req.total;
+		bufferevent_disable(bev, EV_READ);
+		bufferevent_set_timeouts(bev, NULL, NULL);
+		decide(s, in, buf);
+		if (s->state == H_RESPONSE && s->req_streaming) {
+			bufferevent_enable(bev, EV_READ);
+			stream_body(s);
+		}
+	}
+}
+
+static void agent_write(struct bufferevent *bev, void *arg)
+{
+	struct hs *s = arg;
+
+	if ((s->state == H_RESPONSE || s->state == H_TUNNEL || s->state == H_PASS) && s->up &&
+	    !full(bev, s))
+		bufferevent_enable(s->up, EV_READ);
+}
+
+static void agent_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct hs *s = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		struct timeval tv = { IDLE_TIMEOUT_S, 0 };
+
+		/* The agent's TLS handshake is done. */
+		if (s->state != H_TLS)
+			return;
+		s->state = H_HEAD;
+		http_req_init(&s->req);
+		bufferevent_set_timeouts(bev, &tv, NULL);
+		bufferevent_enable(bev, EV_READ | EV_WRITE);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		hs_close(s, AL_REASON_LIMIT, s->state == H_HELLO || s->state == H_TLS ? "TLS handshake took too long"
+										       : "agent idle");
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		unsigned long e = bufferevent_get_openssl_error(bev);
+
+		if (e) {
+			char buf[256];
+
+			ERR_error_string_n(e, buf, sizeof(buf));
+			hs_close(s, AL_REASON_AGENT_RESET, "agent TLS: %s", buf);
+		} else {
+			hs_close(s, AL_REASON_AGENT_RESET, "agent connection error");
+		}
+		return;
+	}
+	if (what & BEV_EVENT_EOF) {
+		if ((s->state == H_TUNNEL || s->state == H_PASS) && s->up) {
+			/* Pass the half-close on once the bytes are out. */
+			hs_end(s, AL_REASON_CLOSED, NULL, 0, NULL);
+			return;
+		}
+		hs_end(s, AL_REASON_CLOSED, NULL, 0, s->state == H_HEAD && s->req.pos ? "agent left mid-request" : NULL);
+	}
+}
+
+/* ---- responses ----------------------------------------------------------------------------- */
+
+static void response_done(struct hs *s)
+{
+	int keep = s->req.keep_alive && s->resp.keep_alive;
+
+	audit_outcome(s, s->status, NULL, 0, NULL);
+	if (!keep) {
+		s->req.keep_alive = 0;
+		hs_end(s, AL_REASON_CLOSED, NULL, 0, NULL);
+		return;
+	}
+	agent_continue(s);
+}
+
+static void up_read(struct bufferevent *bev, void *arg)
+{
+	struct hs *s = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *out = s->agent ? bufferevent_get_output(s->agent) : NULL;
+
+	if (s->state == H_TUNNEL || s->state == H_PASS) {
+		size_t n = evbuffer_get_length(in);
+
+		s->bytes_up += n;
+		s->req_down += n;
+		evbuffer_add_buffer(out, in);
+		if (full(s->agent, s))
+			bufferevent_disable(bev, EV_READ);
+		return;
+	}
+	while (s->state == H_RESPONSE) {
+		size_t n = evbuffer_get_length(in);
+
+		if (n == 0)
+			return;
+		if (!s->resp_in_body) {
+			const uint8_t *buf = evbuffer_pullup(in, (ev_ssize_t)n);
+			int rc = http_parse_response(&s->resp, buf, n, s->is_head);
+
+			if (rc == HTTP_NEED_MORE)
+				return;
+			if (rc == HTTP_ERROR) {
+				if (s->req_down == 0)
+					answer_error(s, 502, "airlock: bad upstream response", s->resp.error, 0, 1,
+						     AL_REASON_UPSTREAM_RESET);
+				else
+					hs_close(s, AL_REASON_UPSTREAM_RESET, "upstream: %s", s->resp.error);
+				return;
+			}
+			s->status = s->resp.code;
+			s->bytes_up += s->resp.head_len;
+			s->req_down += s->resp.head_len;
+			evbuffer_remove_buffer(in, out, s->resp.head_len);
+			if (s->resp.code == 101) {
+				if (!s->is_upgrade) {
+					hs_close(s, AL_REASON_UPSTREAM_RESET, "101 to a request that asked for no upgrade");
+					return;
+				}
+				/* The upgraded stream (SPDY, WebSocket) is relayed raw from here on. */
+				audit_outcome(s, 101, NULL, 0, NULL);
+				s->state = H_TUNNEL;
+				s->req_up = s->req_down = 0;
+				bufferevent_enable(s->agent, EV_READ);
+				if (evbuffer_get_length(bufferevent_get_input(s->agent)))
+					agent_read(s->agent, s);
+				if (evbuffer_get_length(in))
+					up_read(bev, s);
+				return;
+			}
+			if (s->resp.code >= 100 && s->resp.code < 200) {
+				/* 100 Continue and friends: the final response follows. */
+				http_resp_init(&s->resp);
+				continue;
+			}
+			s->resp_in_body = 1;
+			s->resp_left = s->resp.content_length;
+			http_chunked_init(&s->resp_ck);
+			if (s->resp.framing == HTTP_BODY_NONE) {
+				response_done(s);
+				return;
+			}
+			continue;
+		}
+		/* the body */
+		{
+			size_t take = n;
+			int done = 0;
+
+			if (s->resp.framing == HTTP_BODY_LENGTH) {
+				if (take > s->resp_left)
+					take = (size_t)s->resp_left;
+				s->resp_left -= take;
+				done = s->resp_left == 0;
+			} else if (s->resp.framing == HTTP_BODY_CHUNKED) {
+				const uint8_t *b = evbuffer_pullup(in, (ev_ssize_t)n);
+				size_t used = 0;
+				int rc = HTTP_NEED_MORE;
+
+				take = 0;
+				while (rc == HTTP_NEED_MORE && take < n) {
+					rc = http_chunked_feed(&s->resp_ck, b + take, n - take, &used);
+					take += used;
+					if (used == 0)
+						break;
+				}
+				if (rc == HTTP_ERROR) {
+					hs_close(s, AL_REASON_UPSTREAM_RESET, "upstream chunked body: %s",
+						 s->resp_ck.error);
+					return;
+				}
+				done = rc == HTTP_DONE;
+			}
+			s->bytes_up += take;
+			s->req_down += take;
+			evbuffer_remove_buffer(in, out, take);
+			if (done) {
+				if (evbuffer_get_length(in) && s->resp.framing != HTTP_BODY_CLOSE) {
+					/* Bytes after the response: upstream is out of step. */
+					s->resp.keep_alive = 0;
+					evbuffer_drain(in, evbuffer_get_length(in));
+				}
+				response_done(s);
+				return;
+			}
+			if (full(s->agent, s)) {
+				bufferevent_disable(bev, EV_READ);
+				return;
+			}
+		}
+	}
+	/* Bytes when no request is in flight: the server is not speaking HTTP/1.1 with us. */
+	if (s->state == H_HEAD && evbuffer_get_length(in)) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		bufferevent_free(s->up);
+		s->up = NULL;
+	}
+}
+
+static void up_write(struct bufferevent *bev, void *arg)
+{
+	struct hs *s = arg;
+
+	if ((s->state == H_TUNNEL || s->state == H_PASS || (s->state == H_RESPONSE && s->req_streaming)) &&
+	    !full(bev, s))
+		bufferevent_enable(s->agent, EV_READ);
+}
+
+static void up_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct hs *s = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+
+	if (what & BEV_EVENT_CONNECTED) {
+		int one = 1;
+
+		bufferevent_set_timeouts(bev, NULL, NULL);
+		(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (s->state == H_PASS)
+			bufferevent_enable(s->agent, EV_READ);
+		return;
+	}
+	if (s->state == H_PASS || s->state == H_TUNNEL) {
+		if (what & BEV_EVENT_EOF) {
+			hs_end(s, AL_REASON_CLOSED, NULL, 0, NULL);
+			return;
+		}
+		hs_close(s, what & BEV_EVENT_TIMEOUT ? AL_REASON_UPSTREAM_TIMEOUT : AL_REASON_UPSTREAM_RESET,
+			 "upstream: %s", what & BEV_EVENT_TIMEOUT ? "timeout" : strerror(err));
+		return;
+	}
+	if (s->state != H_RESPONSE) {
+		/* An idle keep-alive connection went away: the next request opens a new one. */
+		bufferevent_free(s->up);
+		s->up = NULL;
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) && s->resp_in_body && s->resp.framing == HTTP_BODY_CLOSE) {
+		s->resp.keep_alive = 0;
+		response_done(s);
+		return;
+	}
+	if (s->req_down == 0) {
+		unsigned long e = (what & BEV_EVENT_ERROR) ? bufferevent_get_openssl_error(bev) : 0;
+		char buf[300] = "";
+
+		if (e)
+			ERR_error_string_n(e, buf, sizeof(buf));
+		else if (what & BEV_EVENT_TIMEOUT)
+			snprintf(buf, sizeof(buf), "no answer within %u ms", s->p->cfg->connect_timeout_ms);
+		else if (what & BEV_EVENT_EOF)
+			snprintf(buf, sizeof(buf), "upstream closed the connection");
+		else
+			snprintf(buf, sizeof(buf), "%s", strerror(err));
+		answer_error(s, 502, "airlock: upstream failed", buf, 0, 1,
+			     e ? AL_REASON_UPSTREAM_RESET : err == ECONNREFUSED ? AL_REASON_UPSTREAM_REFUSED
+			     : AL_REASON_UPSTREAM_RESET);
+		return;
+	}
+	hs_close(s, AL_REASON_UPSTREAM_RESET, "upstream ended mid-response");
+}
+
+/* ---- TLS: ClientHello, leaf, handshake ------------------------------------------------------ */
+
+static int sni_matches(const struct al_resource *r, const char *sni)
+{
+	if (r->n_sni == 0)
+		return 1;
+	for (size_t i = 0; i < r->n_sni; i++)
+		if (sni[0] && fnmatch(r->sni[i], sni, FNM_CASEFOLD) == 0)
+			return 1;
+	return 0;
+}
+
+/* The https resource on this address and port whose host list answers sni; NULL if none. */
+static const struct al_resource *pick_resource(const struct al_config *cfg, const struct al_resource *first,
+					       const struct al_addr *dst, uint16_t port, const char *sni)
+{
+	if (first && first->proto == AL_PROTO_HTTPS && sni_matches(first, sni))
+		return first;
+	for (size_t i = 0; i < cfg->n_resources; i++) {
+		const struct al_resource *r = &cfg->resources[i];
+		int ok = 0;
+
+		if (r->proto != AL_PROTO_HTTPS || !sni_matches(r, sni))
+			continue;
+		for (size_t j = 0; j < r->n_ports && !ok; j++)
+			ok = r->ports[j] == port;
+		for (size_t j = 0; j < r->n_nets && ok; j++)
+			if (al_cidr_contains(&r->nets[j], dst))
+				return r;
+	}
+	return NULL;
+}
+
+/* Offer http/1.1 only: a client that also offers h2 gets http/1.1; one offering nothing we
+ * speak gets no ALPN (and speaks HTTP/1.1 by default). */
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+		       unsigned int inlen, void *arg)
+{
+	static const unsigned char h11[] = "http/1.1";
+	unsigned int i = 0;
+
+	while (i < inlen) {
+		unsigned int l = in[i];
+
+		if (i + 1 + l > inlen)
+			break;
+		if (l == 8 && memcmp(in + i + 1, h11, 8) == 0) {
+			*out = in + i + 1;
+			*outlen = 8;
+			return SSL_TLSEXT_ERR_OK;
+		}
+		i += 1 + l;
+	}
+	(void)ssl;
+	(void)arg;
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
+static void start_passthrough(struct hs *s)
+{
+	s->p->stats.passthrough++;
+	s->state = H_PASS;
+	bufferevent_setcb(s->agent, agent_read, agent_write, agent_event, s);
+	bufferevent_disable(s->agent, EV_READ);
+	bufferevent_set_timeouts(s->agent, NULL, NULL);
+	if (up_open(s, 0) < 0) {
+		hs_close(s, AL_REASON_UPSTREAM_UNREACH, "passthrough: cannot connect");
+		return;
+	}
+	/* The ClientHello and whatever followed go first. */
+	s->bytes_agent += evbuffer_get_length(bufferevent_get_input(s->agent));
+	bufferevent_write_buffer(s->up, bufferevent_get_input(s->agent));
+}
+
+static void hello_read(struct bufferevent *bev, void *arg)
+{
+	struct hs *s = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t n = evbuffer_get_length(in);
+	const uint8_t *buf = evbuffer_pullup(in, (ev_ssize_t)n);
+	struct http_hello h;
+	const struct al_resource *res;
+	const char *name;
+	char addr[64], err[256];
+	SSL_CTX *leaf;
+	SSL *ssl;
+	STACK_OF(X509) *chain = NULL;
+	struct bufferevent *tls;
+	int rc = http_tls_hello(buf, n, &h);
+
+	if (rc == HTTP_NEED_MORE)
+		return;
+	if (rc == HTTP_ERROR) {
+		hs_close(s, AL_REASON_AGENT_RESET, "not a TLS ClientHello");
+		return;
+	}
+	snprintf(s->sni, sizeof(s->sni), "%s", h.sni);
+	res = pick_resource(s->p->cfg, s->res, &s->dst, s->dst_port, h.sni);
+	if (!res) {
+		if (s->p->cfg->default_action == AL_DEFAULT_DENY) {
+			hs_close(s, AL_REASON_POLICY_DENY, "no https resource answers server name '%s'", h.sni);
+			return;
+		}
+		start_passthrough(s);
+		return;
+	}
+	s->res = res;
+	s->cred = res->credential && s->p->secrets ? secrets_find(s->p->secrets, res->credential) : NULL;
+	if (res->credential && !s->cred) {
+		hs_close(s, AL_REASON_INTERNAL, "credential '%s' is not in the secrets file", res->credential);
+		return;
+	}
+	al_addr_str(&s->dst, addr, sizeof(addr));
+	name = h.sni[0] ? h.sni : addr;
+	snprintf(s->up_name, sizeof(s->up_name), "%s", h.sni[0] ? h.sni : res->tls_name);
+	leaf = tls_server_ctx(s->p->ca, name, err, sizeof(err));
+	ssl = leaf ? SSL_new(s->p->srv) : NULL;
+	if (!ssl || SSL_use_certificate(ssl, SSL_CTX_get0_certificate(leaf)) != 1 ||
+	    SSL_use_PrivateKey(ssl, SSL_CTX_get0_privatekey(leaf)) != 1 ||
+	    SSL_CTX_get0_chain_certs(leaf, &chain) != 1 ||
+	    (chain && sk_X509_num(chain) > 0 && SSL_add1_chain_cert(ssl, sk_X509_value(chain, 0)) != 1)) {
+		if (ssl)
+			SSL_free(ssl);
+		hs_close(s, AL_REASON_INTERNAL, "TLS setup for '%s' failed: %s", name, leaf ? "" : err);
+		return;
+	}
+	/* The filter reads the ClientHello still in the socket's input. */
+	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+	bufferevent_set_timeouts(bev, NULL, NULL);
+	tls = bufferevent_openssl_filter_new(s->p->base, bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
+					     BEV_OPT_CLOSE_ON_FREE);
+	if (!tls) {
+		SSL_free(ssl);
+		hs_close(s, AL_REASON_INTERNAL, "TLS setup failed");
+		return;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+	s->agent = tls;
+	s->state = H_TLS;
+	bufferevent_setcb(tls, agent_read, agent_write, agent_event, s);
+	{
+		struct timeval tv = { HELLO_TIMEOUT_S, 0 };
+		size_t cap = 4 * s->p->cfg->http_max_body + 2 * HTTP_MAX_HEAD;
+
+		bufferevent_set_timeouts(tls, &tv, NULL);
+		/* Reading pauses at this much buffered: a head and a body held for review. */
+		bufferevent_setwatermark(tls, EV_READ, 0, cap);
+	}
+	bufferevent_enable(tls, EV_READ | EV_WRITE);
+	/* Kick the handshake: the bytes are already here, no read event will come for them. */
+	bufferevent_trigger(bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+static void hello_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct hs *s = arg;
+
+	if (what & BEV_EVENT_TIMEOUT)
+		hs_close(s, AL_REASON_LIMIT, "no ClientHello within %d s", HELLO_TIMEOUT_S);
+	else
+		hs_close(s, (what & BEV_EVENT_EOF) ? AL_REASON_CLOSED : AL_REASON_AGENT_RESET,
+			 "agent left before its ClientHello");
+	(void)bev;
+}
+
+/* ---- lifecycle ----------------------------------------------------------------------------- */
+
+int httpproxy_start(struct httpproxy *p, int fd, const struct store_conn *c,
+		    const struct al_addr *dst, uint16_t dst_port, const struct al_resource *res)
+{
+	struct timeval tv = { HELLO_TIMEOUT_S, 0 };
+	struct hs *s = calloc(1, sizeof(*s));
+	int one = 1;
+
+	if (!s) {
+		close(fd);
+		return -1;
+	}
+	s->p = p;
+	s->res = res;
+	s->dst = *dst;
+	s->dst_port = dst_port;
+	LIST_INSERT_HEAD(&p->sessions, s, link);
+	p->stats.live++;
+	p->stats.sessions++;
+	audit_batch(p);
+	if (store_conn_open(p->store, c, &s->row) < 0)
+		s->row = 0;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	s->cgroup_id = c->cgroup_id;
+	s->cgroup_path = c->cgroup_path ? strdup(c->cgroup_path) : NULL;
+	s->exe = c->exe ? strdup(c->exe) : NULL;
+	s->comm = c->comm ? strdup(c->comm) : NULL;
+	s->pid = c->pid;
+	s->uid = c->uid;
+	s->agent = bufferevent_socket_new(p->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	s->held = evbuffer_new();
+	s->timer = evtimer_new(p->base, on_reap, s);
+	if (!s->agent || !s->held || !s->timer) {
+		if (!s->agent)
+			close(fd);
+		hs_close(s, AL_REASON_INTERNAL, "out of memory");
+		return -1;
+	}
+	bufferevent_setcb(s->agent, hello_read, NULL, hello_event, s);
+	bufferevent_set_timeouts(s->agent, &tv, NULL);
+	bufferevent_enable(s->agent, EV_READ | EV_WRITE);
+	return 0;
+}
+
+int httpproxy_new(struct event_base *base, const struct al_config *cfg, struct store *st,
+		  struct tls_ca *ca, const struct al_secrets *secrets, struct approval *approval,
+		  struct httpproxy **out, char *err, size_t errlen)
+{
+	struct httpproxy *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return al_errf(err, errlen, "out of memory");
+	p->base = base;
+	p->cfg = cfg;
+	p->store = st;
+	p->ca = ca;
+	p->secrets = secrets;
+	p->approval = approval;
+	LIST_INIT(&p->sessions);
+	p->srv = SSL_CTX_new(TLS_server_method());
+	if (!p->srv || SSL_CTX_set_min_proto_version(p->srv, TLS1_2_VERSION) != 1) {
+		SSL_CTX_free(p->srv);
+		free(p);
+		return al_errf(err, errlen, "TLS server context");
+	}
+	SSL_CTX_set_options(p->srv, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_alpn_select_cb(p->srv, alpn_select, NULL);
+	*out = p;
+	return 0;
+}
+
+void httpproxy_free(struct httpproxy *p)
+{
+	if (!p)
+		return;
+	while (!LIST_EMPTY(&p->sessions)) {
+		struct hs *s = LIST_FIRST(&p->sessions);
+
+		hs_close(s, AL_REASON_SHUTDOWN, "airlockd stopped");
+		hs_free(s);
+	}
+	for (size_t i = 0; i < p->n_ups; i++)
+		SSL_CTX_free(p->ups[i].ctx);
+	free(p->ups);
+	SSL_CTX_free(p->srv);
+	free(p);
+}
+
+void httpproxy_set_config(struct httpproxy *p, const struct al_config *cfg, const struct al_secrets *secrets)
+{
+	p->cfg = cfg;
+	p->secrets = secrets;
+	/* Upstream contexts belong to the old resources. */
+	for (size_t i = 0; i < p->n_ups; i++)
+		SSL_CTX_free(p->ups[i].ctx);
+	p->n_ups = 0;
+}
+
+void httpproxy_stats(const struct httpproxy *p, struct httpproxy_stats *out)
+{
+	*out = p->stats;
+}

@@ -1,0 +1,335 @@
+/* The command an HTTP request yields: method, host, path, query, chosen headers, body hash, Kubernetes exec argv, reviewer text. */
+#include <airlock/http.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+
+#define BODY_PREVIEW 2048
+
+/* Headers shown to reviewers and kept in the audit (others are not, e.g. cookies). */
+static const char *const chosen[] = {
+	"content-type", "content-length", "transfer-encoding", "user-agent", "accept",
+	"connection", "upgrade", "expect", "sec-websocket-protocol", "x-stream-protocol-version",
+	"authorization",
+};
+
+static void hex(const unsigned char *d, size_t n, char *out)
+{
+	static const char x[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = x[d[i] >> 4];
+		out[2 * i + 1] = x[d[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static int sha256_hex(const uint8_t *d, size_t n, char out[65])
+{
+	unsigned char md[32];
+	unsigned int len = 0;
+
+	if (EVP_Digest(d, n, md, &len, EVP_sha256(), NULL) != 1 || len != 32)
+		return -1;
+	hex(md, 32, out);
+	return 0;
+}
+
+static char *span_dup(const uint8_t *buf, struct http_span sp)
+{
+	return strndup((const char *)buf + sp.off, sp.len);
+}
+
+/* A growing string for the reviewer text. */
+struct sb {
+	char *s;
+	size_t len, cap;
+	int oom;
+};
+
+static void sb_add(struct sb *b, const char *p, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = (b->len + n + 1) * 2;
+		char *ns = realloc(b->s, cap);
+
+		if (!ns) {
+			b->oom = 1;
+			return;
+		}
+		b->s = ns;
+		b->cap = cap;
+	}
+	memcpy(b->s + b->len, p, n);
+	b->len += n;
+	b->s[b->len] = '\0';
+}
+
+static void sb_str(struct sb *b, const char *s)
+{
+	sb_add(b, s, strlen(s));
+}
+
+/* Shell-like quoting of one argv word for display. */
+static void sb_word(struct sb *b, const char *w)
+{
+	if (*w && strspn(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") == strlen(w)) {
+		sb_str(b, w);
+		return;
+	}
+	sb_str(b, "'");
+	for (; *w; w++) {
+		if (*w == '\'')
+			sb_str(b, "'\\''");
+		else
+			sb_add(b, w, 1);
+	}
+	sb_str(b, "'");
+}
+
+int http_command_build(const uint8_t *buf, const struct http_req *r, struct http_command *c,
+		       char *err, size_t errlen)
+{
+	json_t *h = json_object();
+	struct sb text = { 0 }, fp = { 0 };
+	char line[256];
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	if (!h)
+		goto oom;
+	if (r->method.len >= sizeof(c->method))
+		goto bad_method;
+	memcpy(c->method, buf + r->method.off, r->method.len);
+	c->method[r->method.len] = '\0';
+	c->host = span_dup(buf, r->host);
+	c->path = r->path.len ? span_dup(buf, r->path) : strdup("/");
+	c->query = span_dup(buf, r->query);
+	if (!c->host || !c->path || !c->query)
+		goto oom;
+	c->body_buffered = r->body_buffered;
+	c->body_len = r->body_buffered ? r->body_len : r->content_length;
+	if (sha256_hex(buf, r->total, c->request_sha256) < 0)
+		goto oom;
+	if (r->body_buffered) {
+		uint8_t *body = malloc(r->body_len ? (size_t)r->body_len : 1);
+
+		if (!body)
+			goto oom;
+		(void)http_req_body(r, buf, body, (size_t)r->body_len);
+		rc = sha256_hex(body, (size_t)r->body_len, c->body_sha256);
+		free(body);
+		if (rc < 0)
+			goto oom;
+	}
+	for (size_t i = 0; i < r->n_hdr; i++) {
+		char name[64];
+		json_t *v;
+
+		if (r->hdr[i].name.len >= sizeof(name))
+			continue;
+		memcpy(name, buf + r->hdr[i].name.off, r->hdr[i].name.len);
+		name[r->hdr[i].name.len] = '\0';
+		for (char *p = name; *p; p++)
+			if (*p >= 'A' && *p <= 'Z')
+				*p = (char)(*p - 'A' + 'a');
+		for (size_t k = 0; k < AL_ARRAY_LEN(chosen); k++) {
+			if (strcmp(name, chosen[k]) != 0 || json_object_get(h, name))
+				continue;
+			if (strcmp(name, "authorization") == 0)
+				v = json_string("(dropped: Airlock sends the resource's credential)");
+			else
+				v = json_stringn((const char *)buf + r->hdr[i].value.off, r->hdr[i].value.len);
+			if (!v)
+				v = json_string("(not UTF-8)");
+			json_object_set_new(h, name, v);
+		}
+	}
+	c->headers_json = json_dumps(h, JSON_COMPACT | JSON_SORT_KEYS);
+	if (!c->headers_json)
+		goto oom;
+
+	rc = http_k8s_parse(c->path, c->query, &c->k8s);
+	if (rc < 0) {
+		al_errf(err, errlen, "malformed Kubernetes %s request", "exec");
+		http_command_free(c);
+		json_decref(h);
+		return -1;
+	}
+	c->is_k8s = rc == 1;
+	if (c->is_k8s) {
+		snprintf(c->kind, sizeof(c->kind), "%s", c->k8s.verb);
+		/* The headline reads like the kubectl command that made it. */
+		sb_str(&text, "kubectl ");
+		sb_str(&text, c->k8s.verb);
+		sb_str(&text, " -n ");
+		sb_word(&text, c->k8s.ns);
+		sb_str(&text, " ");
+		sb_word(&text, c->k8s.pod);
+		if (c->k8s.container[0]) {
+			sb_str(&text, " -c ");
+			sb_word(&text, c->k8s.container);
+		}
+		if (c->k8s.ports[0]) {
+			sb_str(&text, " ");
+			sb_word(&text, c->k8s.ports);
+		}
+		if (c->k8s.argc)
+			sb_str(&text, " --");
+		for (size_t i = 0; i < c->k8s.argc; i++) {
+			sb_str(&text, " ");
+			sb_word(&text, c->k8s.argv[i]);
+		}
+		sb_str(&text, "\n");
+		sb_str(&fp, c->k8s.verb);
+		sb_str(&fp, " ");
+		sb_str(&fp, c->k8s.ns);
+		sb_str(&fp, "/");
+		sb_str(&fp, c->k8s.pod);
+		sb_str(&fp, "/");
+		sb_str(&fp, c->k8s.container);
+		for (size_t i = 0; i < c->k8s.argc; i++) {
+			sb_str(&fp, " ");
+			sb_word(&fp, c->k8s.argv[i]);
+		}
+	} else {
+		size_t i;
+
+		for (i = 0; c->method[i] && i + 1 < sizeof(c->kind); i++)
+			c->kind[i] = (char)(c->method[i] >= 'A' && c->method[i] <= 'Z' ? c->method[i] - 'A' + 'a'
+										     : c->method[i]);
+		c->kind[i] = '\0';
+		sb_str(&fp, c->method);
+		sb_str(&fp, " ");
+		sb_str(&fp, c->host);
+		sb_str(&fp, c->path);
+	}
+	c->fingerprint = fp.s;
+	fp.s = NULL;
+	/* request line (query kept as sent), chosen headers, body preview */
+	sb_str(&text, c->method);
+	sb_str(&text, " https://");
+	sb_str(&text, c->host);
+	sb_str(&text, c->path);
+	if (*c->query) {
+		sb_str(&text, "?");
+		sb_str(&text, c->query);
+	}
+	sb_str(&text, "\n");
+	{
+		const char *k;
+		json_t *v;
+
+		json_object_foreach(h, k, v) {
+			snprintf(line, sizeof(line), "%s: ", k);
+			sb_str(&text, line);
+			sb_str(&text, json_string_value(v));
+			sb_str(&text, "\n");
+		}
+	}
+	if (r->body_buffered && r->body_len) {
+		size_t n = r->body_len < BODY_PREVIEW ? (size_t)r->body_len : BODY_PREVIEW;
+		uint8_t *body = malloc((size_t)r->body_len);
+		int printable = 1;
+
+		if (!body)
+			goto oom;
+		(void)http_req_body(r, buf, body, (size_t)r->body_len);
+		for (size_t i = 0; i < n; i++)
+			if ((body[i] < 0x20 && body[i] != '\n' && body[i] != '\r' && body[i] != '\t') || body[i] == 0x7f)
+				printable = 0;
+		snprintf(line, sizeof(line), "\nbody: %llu bytes, sha256 %s\n",
+			 (unsigned long long)r->body_len, c->body_sha256);
+		sb_str(&text, line);
+		if (printable)
+			sb_add(&text, (const char *)body, n);
+		else
+			sb_str(&text, "(binary)");
+		if (n < r->body_len)
+			sb_str(&text, "\n...");
+		free(body);
+	} else if (!r->body_buffered) {
+		snprintf(line, sizeof(line), "\nbody: %llu bytes%s, not inspected (over http_max_body)\n",
+			 (unsigned long long)r->content_length,
+			 r->framing == HTTP_BODY_CHUNKED ? " or more (chunked)" : "");
+		sb_str(&text, line);
+	}
+	if (text.oom || fp.oom || !c->fingerprint)
+		goto oom;
+	c->text = text.s;
+	json_decref(h);
+	return 0;
+bad_method:
+	json_decref(h);
+	http_command_free(c);
+	return al_errf(err, errlen, "method too long");
+oom:
+	free(text.s);
+	free(fp.s);
+	json_decref(h);
+	http_command_free(c);
+	return al_errf(err, errlen, "out of memory");
+}
+
+void http_command_free(struct http_command *c)
+{
+	free(c->host);
+	free(c->path);
+	free(c->query);
+	free(c->headers_json);
+	free(c->fingerprint);
+	free(c->text);
+	http_k8s_free(&c->k8s);
+	memset(c, 0, sizeof(*c));
+}
+
+/* Agent-supplied text need not be UTF-8: such strings are marked, not dropped silently. */
+static json_t *jstr(const char *s)
+{
+	json_t *v = json_string(s ? s : "");
+
+	return v ? v : json_string("(not UTF-8)");
+}
+
+char *http_command_json(const struct http_command *c)
+{
+	json_t *o = json_object(), *hd = json_loads(c->headers_json ? c->headers_json : "{}", 0, NULL);
+	char *out;
+
+	if (!o)
+		return NULL;
+	json_object_set_new(o, "method", jstr(c->method));
+	json_object_set_new(o, "host", jstr(c->host));
+	json_object_set_new(o, "path", jstr(c->path));
+	json_object_set_new(o, "query", jstr(c->query));
+	json_object_set_new(o, "kind", json_string(c->kind));
+	json_object_set_new(o, "headers", hd ? hd : json_object());
+	json_object_set_new(o, "body_len", json_integer((json_int_t)c->body_len));
+	json_object_set_new(o, "body_buffered", json_boolean(c->body_buffered));
+	json_object_set_new(o, "body_sha256", c->body_sha256[0] ? json_string(c->body_sha256) : json_null());
+	json_object_set_new(o, "request_sha256", json_string(c->request_sha256));
+	json_object_set_new(o, "fingerprint", jstr(c->fingerprint));
+	if (c->is_k8s) {
+		json_t *k = json_object(), *argv = json_array();
+
+		for (size_t i = 0; i < c->k8s.argc; i++)
+			json_array_append_new(argv, jstr(c->k8s.argv[i]));
+		json_object_set_new(k, "verb", json_string(c->k8s.verb));
+		json_object_set_new(k, "namespace", jstr(c->k8s.ns));
+		json_object_set_new(k, "pod", jstr(c->k8s.pod));
+		json_object_set_new(k, "container", jstr(c->k8s.container));
+		json_object_set_new(k, "argv", argv);
+		if (c->k8s.ports[0])
+			json_object_set_new(k, "ports", jstr(c->k8s.ports));
+		json_object_set_new(k, "tty", json_boolean(c->k8s.tty));
+		json_object_set_new(k, "stdin", json_boolean(c->k8s.stdin_));
+		json_object_set_new(o, "kubernetes", k);
+	}
+	json_object_set_new(o, "text", jstr(c->text));
+	out = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return out;
+}

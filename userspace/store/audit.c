@@ -1,0 +1,877 @@
+/* The hash-chained audit log: row changes caught by SQLite's pre-update hook, chained records, signed checkpoints, verification. */
+/* Debian's libsqlite3 is built with the pre-update hook; its declarations need this. */
+#define SQLITE_ENABLE_PREUPDATE_HOOK 1
+#include "store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/pem.h>
+
+/* Column names of one table, read at open: the hook sees values by index only. */
+struct audit_table {
+	char *name;
+	int n;
+	char **cols;
+};
+
+/* A row change waiting for store_audit_flush. */
+struct audit_rec {
+	struct audit_rec *next;
+	char kind[80];
+	int64_t ref_id;
+	json_t *body;
+};
+
+/* Tables whose changes are not records: the chain itself, and recordings (bulk data whose
+ * sessions are chained by their connection rows). */
+static int skipped(const char *table)
+{
+	return strcmp(table, "audit") == 0 || strcmp(table, "audit_checkpoints") == 0 ||
+	       strcmp(table, "recordings") == 0 || strncmp(table, "sqlite_", 7) == 0;
+}
+
+/* What a change to a known table means; other tables get "<table>.<op>". */
+static const struct {
+	const char *table, *ins, *upd, *del;
+} kinds[] = {
+	{ "connections", "conn_open", "conn_close", "conn_delete" },
+	{ "statements", "statement", "outcome", "statement_delete" },
+	{ "refusals", "refusal", "refusal_update", "refusal_delete" },
+	{ "requests", "request", "request_end", "request_delete" },
+	{ "approvals", "approval", "approval_update", "approval_delete" },
+	{ "grants", "grant", "revoke", "grant_delete" },
+	{ "users", "user_put", "user_put", "user_del" },
+	{ "pins", "pin", "pin", "unpin" },
+	{ "console_tokens", "token_add", "token_use", "token_del" },
+};
+
+/* Secrets never go into a record: a password hash becomes has_password, a token hash is left out. */
+static int secret_col(const char *table, const char *col)
+{
+	return (strcmp(table, "users") == 0 && strcmp(col, "pwhash") == 0) ||
+	       (strcmp(table, "console_tokens") == 0 && strcmp(col, "sha256") == 0);
+}
+
+static void hex(const unsigned char *b, size_t n, char *out)
+{
+	static const char d[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = d[b[i] >> 4];
+		out[2 * i + 1] = d[b[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static int unhex(const char *s, unsigned char *out, size_t max, size_t *n)
+{
+	size_t len = strlen(s);
+
+	if (len % 2 || len / 2 > max)
+		return -1;
+	for (size_t i = 0; i < len / 2; i++) {
+		unsigned int v;
+
+		if (sscanf(s + 2 * i, "%2x", &v) != 1)
+			return -1;
+		out[i] = (unsigned char)v;
+	}
+	*n = len / 2;
+	return 0;
+}
+
+char *store_audit_canonical(int64_t seq, int64_t at_us, const char *kind, int64_t ref_id, int has_ref,
+			    const char *body)
+{
+	char ref[24] = "";
+	char *out = NULL;
+
+	if (has_ref)
+		snprintf(ref, sizeof(ref), "%" PRId64, ref_id);
+	if (asprintf(&out, "%" PRId64 "|%" PRId64 "|%s|%s|%s", seq, at_us, kind, ref, body) < 0)
+		return NULL;
+	return out;
+}
+
+int store_audit_hash(const char *prev_hash, const char *canonical, char out[65])
+{
+	unsigned char md[32];
+	unsigned int n = 0;
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	int ok;
+
+	ok = c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1 &&
+	     EVP_DigestUpdate(c, prev_hash, strlen(prev_hash)) == 1 &&
+	     EVP_DigestUpdate(c, canonical, strlen(canonical)) == 1 &&
+	     EVP_DigestFinal_ex(c, md, &n) == 1 && n == 32;
+	EVP_MD_CTX_free(c);
+	if (!ok)
+		return -1;
+	hex(md, 32, out);
+	return 0;
+}
+
+/* ---- the hook ------------------------------------------------------------------------------ */
+
+static json_t *val_json(sqlite3_value *v)
+{
+	switch (sqlite3_value_type(v)) {
+	case SQLITE_NULL:
+		return json_null();
+	case SQLITE_INTEGER:
+		return json_integer(sqlite3_value_int64(v));
+	case SQLITE_FLOAT:
+		return json_real(sqlite3_value_double(v));
+	case SQLITE_BLOB: {
+		int n = sqlite3_value_bytes(v);
+		char *h = malloc((size_t)n * 2 + 1);
+		json_t *j;
+
+		if (!h)
+			return NULL;
+		hex(sqlite3_value_blob(v), (size_t)n, h);
+		j = json_string(h);
+		free(h);
+		return j;
+	}
+	default:
+		return store_json_text(sqlite3_value_text(v), (size_t)sqlite3_value_bytes(v));
+	}
+}
+
+static int val_eq(sqlite3_value *a, sqlite3_value *b)
+{
+	int t = sqlite3_value_type(a);
+
+	if (t != sqlite3_value_type(b))
+		return 0;
+	switch (t) {
+	case SQLITE_NULL:
+		return 1;
+	case SQLITE_INTEGER:
+		return sqlite3_value_int64(a) == sqlite3_value_int64(b);
+	case SQLITE_FLOAT:
+		return sqlite3_value_double(a) == sqlite3_value_double(b);
+	default: {
+		const void *pa = t == SQLITE_BLOB ? sqlite3_value_blob(a) : (const void *)sqlite3_value_text(a);
+		const void *pb = t == SQLITE_BLOB ? sqlite3_value_blob(b) : (const void *)sqlite3_value_text(b);
+		int na = sqlite3_value_bytes(a), nb = sqlite3_value_bytes(b);
+
+		return na == nb && (na == 0 || memcmp(pa, pb, (size_t)na) == 0);
+	}
+	}
+}
+
+static const struct audit_table *table_of(const struct store_audit *a, const char *name)
+{
+	for (size_t i = 0; i < a->n_tables; i++)
+		if (strcmp(a->tables[i].name, name) == 0)
+			return &a->tables[i];
+	return NULL;
+}
+
+static void kind_of(const char *table, int op, json_t *body, char *out, size_t len)
+{
+	for (size_t i = 0; i < AL_ARRAY_LEN(kinds); i++) {
+		if (strcmp(kinds[i].table, table) != 0)
+			continue;
+		/* A connection refused at accept is opened and closed in one row. */
+		if (op == SQLITE_INSERT && i == 0 && !json_is_null(json_object_get(body, "closed_us")) &&
+		    json_object_get(body, "closed_us"))
+			snprintf(out, len, "conn_refused");
+		else
+			snprintf(out, len, "%s", op == SQLITE_INSERT ? kinds[i].ins :
+				 op == SQLITE_UPDATE ? kinds[i].upd : kinds[i].del);
+		return;
+	}
+	snprintf(out, len, "%s.%s", table, op == SQLITE_INSERT ? "insert" : op == SQLITE_UPDATE ? "update" :
+		 "delete");
+}
+
+/*
+ * Runs inside SQLite for every row change of this connection. It must not
+ * touch the database: it only copies the values (the new row for an
+ * insert, the changed columns for an update, the old row for a delete)
+ * into a queued record.
+ */
+static void on_preupdate(void *arg, sqlite3 *db, int op, const char *zdb, const char *table,
+			 sqlite3_int64 key1, sqlite3_int64 key2)
+{
+	struct store_audit *a = store_audit_state(arg);
+	const struct audit_table *t;
+	struct audit_rec *r;
+	json_t *body;
+	int n;
+
+	if (a->muted || strcmp(zdb, "main") != 0 || skipped(table))
+		return;
+	t = table_of(a, table);
+	n = sqlite3_preupdate_count(db);
+	body = json_object();
+	r = calloc(1, sizeof(*r));
+	if (!body || !r)
+		goto oom;
+	for (int i = 0; i < n; i++) {
+		sqlite3_value *ov = NULL, *nv = NULL, *v;
+		char name[32];
+		const char *col = t && i < t->n ? t->cols[i] : NULL;
+		json_t *j;
+
+		if (!col) {
+			snprintf(name, sizeof(name), "col%d", i);
+			col = name;
+		}
+		if (op != SQLITE_INSERT && sqlite3_preupdate_old(db, i, &ov) != SQLITE_OK)
+			goto oom;
+		if (op != SQLITE_DELETE && sqlite3_preupdate_new(db, i, &nv) != SQLITE_OK)
+			goto oom;
+		if (op == SQLITE_UPDATE && val_eq(ov, nv))
+			continue;
+		v = op == SQLITE_DELETE ? ov : nv;
+		if (secret_col(table, col)) {
+			if (strcmp(col, "pwhash") == 0 &&
+			    json_object_set_new(body, "has_password",
+						json_boolean(sqlite3_value_type(v) != SQLITE_NULL)) < 0)
+				goto oom;
+			continue;
+		}
+		j = val_json(v);
+		if (!j || json_object_set_new(body, col, j) < 0)
+			goto oom;
+	}
+	kind_of(table, op, body, r->kind, sizeof(r->kind));
+	r->ref_id = op == SQLITE_DELETE ? key1 : key2;
+	r->body = body;
+	*a->pending_tail = r;
+	a->pending_tail = &r->next;
+	return;
+oom:
+	/* The change itself goes on; the flush sees the gap and fails the write. */
+	al_err("store: audit: out of memory recording a change of %s", table);
+	json_decref(body);
+	free(r);
+	a->lost++;
+}
+
+static void on_rollback(void *arg)
+{
+	struct store_audit *a = store_audit_state(arg);
+
+	store_audit_discard(arg);
+	a->stale = 1;
+}
+
+void store_audit_discard(struct store *s)
+{
+	struct store_audit *a = store_audit_state(s);
+	struct audit_rec *r;
+
+	while ((r = a->pending) != NULL) {
+		a->pending = r->next;
+		json_decref(r->body);
+		free(r);
+	}
+	a->pending_tail = &a->pending;
+	a->lost = 0;
+}
+
+/* ---- the chain ------------------------------------------------------------------------------ */
+
+static int load_head(struct store *s)
+{
+	struct store_audit *a = store_audit_state(s);
+	sqlite3_stmt *st = NULL;
+	int rc = -1, r;
+
+	if (sqlite3_prepare_v2(store_db(s), "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", -1,
+			       &st, NULL) != SQLITE_OK)
+		goto out;
+	r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		a->seq = sqlite3_column_int64(st, 0);
+		snprintf(a->hash, sizeof(a->hash), "%s", (const char *)sqlite3_column_text(st, 1));
+	} else if (r == SQLITE_DONE) {
+		a->seq = 0;
+		snprintf(a->hash, sizeof(a->hash), "%s", STORE_GENESIS_HASH);
+	} else {
+		goto out;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (sqlite3_prepare_v2(store_db(s), "SELECT coalesce(max(seq), 0) FROM audit_checkpoints", -1, &st,
+			       NULL) != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
+		goto out;
+	a->cp_seq = sqlite3_column_int64(st, 0);
+	a->stale = 0;
+	rc = 0;
+out:
+	if (rc < 0)
+		al_err("store: audit: reading the chain's head: %s", sqlite3_errmsg(store_db(s)));
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int store_audit_append(struct store *s, const char *kind, int64_t ref_id, json_t *body)
+{
+	struct store_audit *a = store_audit_state(s);
+	sqlite3_stmt *st = a->ins;
+	char *text = NULL, *canon = NULL;
+	char h[65];
+	int64_t at = al_now_us(), seq;
+	int rc = -1;
+
+	if (a->stale && load_head(s) < 0)
+		goto out;
+	seq = a->seq + 1;
+	text = json_dumps(body, JSON_SORT_KEYS | JSON_COMPACT);
+	canon = text ? store_audit_canonical(seq, at, kind, ref_id, ref_id > 0, text) : NULL;
+	if (!canon || store_audit_hash(a->hash, canon, h) < 0) {
+		al_err("store: audit: out of memory");
+		goto out;
+	}
+	if (sqlite3_bind_int64(st, 1, seq) != SQLITE_OK || sqlite3_bind_int64(st, 2, at) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    (ref_id > 0 ? sqlite3_bind_int64(st, 4, ref_id) : sqlite3_bind_null(st, 4)) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 5, text, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 6, a->hash, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 7, h, -1, SQLITE_STATIC) != SQLITE_OK) {
+		al_err("store: audit: binding a record: %s", sqlite3_errmsg(store_db(s)));
+		goto out;
+	}
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE) {
+		if (rc == SQLITE_FULL)
+			a->full = 1;
+		al_err("store: audit: appending record %" PRId64 ": %s", seq, sqlite3_errmsg(store_db(s)));
+		rc = -1;
+		goto out;
+	}
+	a->seq = seq;
+	memcpy(a->hash, h, sizeof(h));
+	a->appended++;
+	rc = 0;
+	if (a->key && a->seq - a->cp_seq >= STORE_CHECKPOINT_RECORDS && store_audit_checkpoint(s) < 0)
+		rc = -1;
+out:
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	free(text);
+	free(canon);
+	json_decref(body);
+	return rc;
+}
+
+int store_audit_flush(struct store *s)
+{
+	struct store_audit *a = store_audit_state(s);
+	struct audit_rec *r;
+
+	if (a->lost) {
+		store_audit_discard(s);
+		return -1;
+	}
+	while ((r = a->pending) != NULL) {
+		a->pending = r->next;
+		if (!a->pending)
+			a->pending_tail = &a->pending;
+		if (store_audit_append(s, r->kind, r->ref_id, r->body) < 0) {
+			free(r);
+			store_audit_discard(s);
+			return -1;
+		}
+		free(r);
+	}
+	return 0;
+}
+
+int store_audit_event(struct store *s, const char *kind, int64_t ref_id, const char *body_json)
+{
+	json_t *body = body_json ? json_loads(body_json, 0, NULL) : json_object();
+	int rc;
+
+	if (!json_is_object(body)) {
+		json_decref(body);
+		al_err("store: audit: event %s: body is not a JSON object", kind);
+		return -1;
+	}
+	/* Its own transaction unless a batch is open: the event is atomic either way. */
+	if (store_batch_begin(s) < 0) {
+		json_decref(body);
+		return -1;
+	}
+	rc = store_audit_flush(s);
+	if (rc == 0)
+		rc = store_audit_append(s, kind, ref_id, body);
+	else
+		json_decref(body);
+	return rc;
+}
+
+void store_audit_head(struct store *s, int64_t *seq, char hash[65])
+{
+	struct store_audit *a = store_audit_state(s);
+
+	if (a->stale)
+		(void)load_head(s);
+	*seq = a->seq;
+	memcpy(hash, a->hash, 65);
+}
+
+/* ---- signing ---------------------------------------------------------------------------- */
+
+static int sign_text(int64_t seq, const char *hash, int64_t at, char *out, size_t len)
+{
+	return snprintf(out, len, "%" PRId64 "|%s|%" PRId64, seq, hash, at) < (int)len ? 0 : -1;
+}
+
+int store_audit_checkpoint(struct store *s)
+{
+	struct store_audit *a = store_audit_state(s);
+	sqlite3_stmt *st = a->cp_ins;
+	unsigned char sig[64];
+	size_t siglen = sizeof(sig);
+	char msg[128], sighex[129];
+	int64_t at = al_now_us();
+	EVP_MD_CTX *c = NULL;
+	int rc = -1;
+
+	if (a->stale && load_head(s) < 0)
+		return -1;
+	if (!a->key || a->seq == 0 || a->seq == a->cp_seq)
+		return 0;
+	c = EVP_MD_CTX_new();
+	if (sign_text(a->seq, a->hash, at, msg, sizeof(msg)) < 0 || !c ||
+	    EVP_DigestSignInit(c, NULL, NULL, NULL, a->key) != 1 ||
+	    EVP_DigestSign(c, sig, &siglen, (const unsigned char *)msg, strlen(msg)) != 1) {
+		al_err("store: audit: signing checkpoint %" PRId64 " failed", a->seq);
+		goto out;
+	}
+	hex(sig, siglen, sighex);
+	if (sqlite3_bind_int64(st, 1, a->seq) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 2, a->hash, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 3, at) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 4, sighex, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_DONE) {
+		al_err("store: audit: recording checkpoint %" PRId64 ": %s", a->seq,
+		       sqlite3_errmsg(store_db(s)));
+		goto out;
+	}
+	a->cp_seq = a->seq;
+	a->cp_mono_us = al_mono_us();
+	rc = 0;
+out:
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	EVP_MD_CTX_free(c);
+	return rc;
+}
+
+/* <dir of the store>/<name> */
+static int beside(const char *store_path, const char *name, char *out, size_t len)
+{
+	const char *slash = strrchr(store_path, '/');
+
+	if (!slash)
+		return al_fmt(out, len, "%s", name);
+	return al_fmt(out, len, "%.*s/%s", (int)(slash - store_path), store_path, name);
+}
+
+static int write_pub(EVP_PKEY *k, const char *path)
+{
+	char tmp[4200];
+	FILE *f;
+	int fd, ok;
+
+	if (al_fmt(tmp, sizeof(tmp), "%s.tmp", path) < 0)
+		return -1;
+	(void)unlink(tmp);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -1;
+	(void)fchmod(fd, 0644);
+	f = fdopen(fd, "w");
+	if (!f) {
+		close(fd);
+		return -1;
+	}
+	ok = PEM_write_PUBKEY(f, k) == 1;
+	ok = fclose(f) == 0 && ok;
+	if (!ok || rename(tmp, path) < 0) {
+		(void)unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+/* The signing key beside the store: made on first start (0600), loaded after. */
+static int load_key(struct store_audit *a, const char *store_path)
+{
+	char kpath[4200], ppath[4200];
+	struct stat sb;
+	FILE *f;
+	int fd;
+
+	if (beside(store_path, "audit.key", kpath, sizeof(kpath)) < 0 ||
+	    beside(store_path, "audit.pub", ppath, sizeof(ppath)) < 0)
+		return -1;
+	fd = open(kpath, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (fstat(fd, &sb) == 0 && (sb.st_mode & 077))
+			al_warn("store: %s is accessible to group or others (mode %03o)", kpath,
+				(unsigned int)(sb.st_mode & 0777));
+		f = fdopen(fd, "r");
+		if (!f) {
+			close(fd);
+			return -1;
+		}
+		a->key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+		fclose(f);
+		if (!a->key || EVP_PKEY_get_id(a->key) != EVP_PKEY_ED25519) {
+			al_err("store: %s is not an Ed25519 private key", kpath);
+			return -1;
+		}
+		if (access(ppath, R_OK) < 0 && write_pub(a->key, ppath) < 0)
+			al_warn("store: could not write %s", ppath);
+		return 0;
+	}
+	if (errno != ENOENT) {
+		al_err("store: %s: %s", kpath, strerror(errno));
+		return -1;
+	}
+	a->key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	if (!a->key) {
+		al_err("store: cannot make an Ed25519 key");
+		return -1;
+	}
+	fd = open(kpath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 || fchmod(fd, 0600) < 0) {
+		al_err("store: creating %s: %s", kpath, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	f = fdopen(fd, "w");
+	if (!f || PEM_write_PrivateKey(f, a->key, NULL, NULL, 0, NULL, NULL) != 1 || fflush(f) != 0 ||
+	    fsync(fd) < 0) {
+		al_err("store: writing %s failed", kpath);
+		if (f)
+			fclose(f);
+		else
+			close(fd);
+		(void)unlink(kpath);
+		return -1;
+	}
+	fclose(f);
+	if (write_pub(a->key, ppath) < 0) {
+		al_err("store: writing %s: %s", ppath, strerror(errno));
+		return -1;
+	}
+	al_info("store: made the audit signing key %s (public key %s)", kpath, ppath);
+	return 0;
+}
+
+/* ---- open and close ------------------------------------------------------------------------ */
+
+static int load_tables(struct store *s)
+{
+	struct store_audit *a = store_audit_state(s);
+	sqlite3_stmt *st = NULL, *ci = NULL;
+	int rc = -1;
+
+	if (sqlite3_prepare_v2(store_db(s), "SELECT name FROM sqlite_schema WHERE type = 'table'", -1, &st,
+			       NULL) != SQLITE_OK)
+		goto out;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+		struct audit_table *v, *t;
+
+		if (!name || skipped(name))
+			continue;
+		v = realloc(a->tables, (a->n_tables + 1) * sizeof(*v));
+		if (!v)
+			goto out;
+		a->tables = v;
+		t = &v[a->n_tables++];
+		memset(t, 0, sizeof(*t));
+		if (!(t->name = strdup(name)))
+			goto out;
+		if (sqlite3_prepare_v2(store_db(s), "SELECT name FROM pragma_table_info(?1) ORDER BY cid", -1,
+				       &ci, NULL) != SQLITE_OK ||
+		    sqlite3_bind_text(ci, 1, name, -1, SQLITE_TRANSIENT) != SQLITE_OK)
+			goto out;
+		while (sqlite3_step(ci) == SQLITE_ROW) {
+			char **c = realloc(t->cols, (size_t)(t->n + 1) * sizeof(*c));
+
+			if (!c)
+				goto out;
+			t->cols = c;
+			if (!(c[t->n] = strdup((const char *)sqlite3_column_text(ci, 0))))
+				goto out;
+			t->n++;
+		}
+		sqlite3_finalize(ci);
+		ci = NULL;
+	}
+	rc = 0;
+out:
+	if (rc < 0)
+		al_err("store: audit: reading the schema failed");
+	sqlite3_finalize(ci);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int store_audit_open(struct store *s, const char *store_path)
+{
+	struct store_audit *a = store_audit_state(s);
+	sqlite3 *db = store_db(s);
+
+	a->pending_tail = &a->pending;
+	if (al_fmt(a->path, sizeof(a->path), "%s", store_path) < 0)
+		return -1;
+	/* Each write and its records share a savepoint; its sub-journal stays in memory
+	 * (on disk it costs a temp file per batch, ten times the write itself). */
+	if (sqlite3_exec(db, "PRAGMA temp_store = MEMORY", NULL, NULL, NULL) != SQLITE_OK)
+		return -1;
+	if (load_tables(s) < 0 || load_head(s) < 0)
+		return -1;
+	if (sqlite3_prepare_v3(db, "INSERT INTO audit (seq, at_us, kind, ref_id, body, prev_hash, hash)"
+			       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", -1, SQLITE_PREPARE_PERSISTENT,
+			       &a->ins, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v3(db, "INSERT OR IGNORE INTO audit_checkpoints (seq, hash, at_us, signature)"
+			       " VALUES (?1, ?2, ?3, ?4)", -1, SQLITE_PREPARE_PERSISTENT, &a->cp_ins,
+			       NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v3(db, "INSERT INTO recordings (conn_id, seq, at_us, dir, type, data)"
+			       " VALUES (?1, ?2, ?3, ?4, ?5, ?6)", -1, SQLITE_PREPARE_PERSISTENT,
+			       &a->rec_ins, NULL) != SQLITE_OK) {
+		al_err("store: audit: preparing statements: %s", sqlite3_errmsg(db));
+		return -1;
+	}
+	if (load_key(a, store_path) < 0)
+		return -1;
+	a->cp_mono_us = al_mono_us();
+	sqlite3_preupdate_hook(db, on_preupdate, s);
+	sqlite3_rollback_hook(db, on_rollback, s);
+	return 0;
+}
+
+void store_audit_close(struct store *s)
+{
+	struct store_audit *a = store_audit_state(s);
+
+	if (store_db(s)) {
+		sqlite3_preupdate_hook(store_db(s), NULL, NULL);
+		sqlite3_rollback_hook(store_db(s), NULL, NULL);
+	}
+	store_audit_discard(s);
+	sqlite3_finalize(a->ins);
+	sqlite3_finalize(a->cp_ins);
+	sqlite3_finalize(a->rec_ins);
+	a->ins = a->cp_ins = a->rec_ins = NULL;
+	EVP_PKEY_free(a->key);
+	a->key = NULL;
+	for (size_t i = 0; i < a->n_tables; i++) {
+		for (int j = 0; j < a->tables[i].n; j++)
+			free(a->tables[i].cols[j]);
+		free(a->tables[i].cols);
+		free(a->tables[i].name);
+	}
+	free(a->tables);
+	a->tables = NULL;
+	a->n_tables = 0;
+}
+
+/* ---- verification (read-only, no daemon) ---------------------------------------------------- */
+
+struct problem {
+	int64_t seq;            /* the first bad sequence number found so far; 0 none */
+	char msg[512];
+};
+
+static void problem(struct problem *p, int64_t seq, const char *fmt, ...) AL_PRINTF(3, 4);
+static void problem(struct problem *p, int64_t seq, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (p->seq && p->seq <= seq)
+		return;
+	p->seq = seq;
+	va_start(ap, fmt);
+	vsnprintf(p->msg, sizeof(p->msg), fmt, ap);
+	va_end(ap);
+}
+
+static EVP_PKEY *read_pub(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	EVP_PKEY *k;
+
+	if (!f)
+		return NULL;
+	k = PEM_read_PUBKEY(f, NULL, NULL, NULL);
+	fclose(f);
+	if (k && EVP_PKEY_get_id(k) != EVP_PKEY_ED25519) {
+		EVP_PKEY_free(k);
+		k = NULL;
+	}
+	return k;
+}
+
+static int sig_ok(EVP_PKEY *k, int64_t seq, const char *hash, int64_t at, const char *sighex)
+{
+	unsigned char sig[128];
+	size_t n;
+	char msg[160];
+	EVP_MD_CTX *c;
+	int ok;
+
+	if (!hash || !sighex || unhex(sighex, sig, sizeof(sig), &n) < 0 ||
+	    sign_text(seq, hash, at, msg, sizeof(msg)) < 0)
+		return 0;
+	c = EVP_MD_CTX_new();
+	ok = c && EVP_DigestVerifyInit(c, NULL, NULL, NULL, k) == 1 &&
+	     EVP_DigestVerify(c, sig, n, (const unsigned char *)msg, strlen(msg)) == 1;
+	EVP_MD_CTX_free(c);
+	return ok;
+}
+
+static const char *col_text(sqlite3_stmt *st, int i)
+{
+	const char *t = (const char *)sqlite3_column_text(st, i);
+
+	return t ? t : "";
+}
+
+int store_audit_verify(const char *store_path, const char *pubkey_path, struct store_verify *v)
+{
+	struct problem p = { 0 };
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	EVP_PKEY *pk = NULL;
+	char ppath[4200], prev[65] = STORE_GENESIS_HASH, h[65];
+	int64_t expect = 0;
+	int rc = -1, r;
+
+	memset(v, 0, sizeof(*v));
+	if (!pubkey_path) {
+		if (beside(store_path, "audit.pub", ppath, sizeof(ppath)) < 0)
+			goto out;
+		pubkey_path = ppath;
+	}
+	if (sqlite3_open_v2(store_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+	    sqlite3_busy_timeout(db, 5000) != SQLITE_OK) {
+		snprintf(v->msg, sizeof(v->msg), "cannot open %s: %s", store_path,
+			 db ? sqlite3_errmsg(db) : "out of memory");
+		goto out;
+	}
+	/* One read transaction: a running daemon's appends after it do not move the ground. */
+	if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT seq, at_us, kind, ref_id, body, prev_hash, hash FROM audit"
+			       " ORDER BY seq", -1, &st, NULL) != SQLITE_OK) {
+		snprintf(v->msg, sizeof(v->msg), "%s has no audit log: %s", store_path, sqlite3_errmsg(db));
+		goto out;
+	}
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t seq = sqlite3_column_int64(st, 0);
+		const char *kind = col_text(st, 2), *body = col_text(st, 4);
+		const char *prev_hash = col_text(st, 5), *hash = col_text(st, 6);
+		char *canon;
+
+		if (v->records == 0) {
+			v->first_seq = seq;
+			/* A store that was rotated starts where its archive ended. */
+			if (seq != 1 && strcmp(kind, "rotated") == 0)
+				snprintf(prev, sizeof(prev), "%s", prev_hash);
+			else if (seq != 1) {
+				problem(&p, 1, "record 1 missing (deleted?)");
+				break;
+			}
+			expect = seq;
+		}
+		if (seq != expect) {
+			problem(&p, expect, "record %" PRId64 " missing (deleted?)", expect);
+			break;
+		}
+		v->records++;
+		v->last_seq = seq;
+		if (strcmp(prev_hash, prev) != 0) {
+			problem(&p, seq, "record %" PRId64 " does not follow record %" PRId64
+				" (edited, reordered or inserted?)", seq, seq - 1);
+			break;
+		}
+		canon = store_audit_canonical(seq, sqlite3_column_int64(st, 1), kind,
+					      sqlite3_column_int64(st, 3),
+					      sqlite3_column_type(st, 3) != SQLITE_NULL, body);
+		if (!canon || store_audit_hash(prev, canon, h) < 0) {
+			free(canon);
+			snprintf(v->msg, sizeof(v->msg), "out of memory");
+			goto out;
+		}
+		free(canon);
+		if (strcmp(h, hash) != 0) {
+			problem(&p, seq, "record %" PRId64 " does not match its hash (edited?)", seq);
+			break;
+		}
+		memcpy(prev, h, sizeof(prev));
+		expect = seq + 1;
+	}
+	if (r != SQLITE_ROW && r != SQLITE_DONE) {
+		snprintf(v->msg, sizeof(v->msg), "reading the audit log: %s", sqlite3_errmsg(db));
+		goto out;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (sqlite3_prepare_v2(db, "SELECT c.seq, c.hash, c.at_us, c.signature, a.hash FROM audit_checkpoints c"
+			       " LEFT JOIN audit a ON a.seq = c.seq ORDER BY c.seq", -1, &st,
+			       NULL) != SQLITE_OK) {
+		snprintf(v->msg, sizeof(v->msg), "reading checkpoints: %s", sqlite3_errmsg(db));
+		goto out;
+	}
+	pk = read_pub(pubkey_path);
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		int64_t seq = sqlite3_column_int64(st, 0);
+		const char *chash = (const char *)sqlite3_column_text(st, 1);
+		const char *ahash = (const char *)sqlite3_column_text(st, 4);
+
+		if (!pk) {
+			snprintf(v->msg, sizeof(v->msg), "no Ed25519 public key in %.400s: cannot check the "
+				 "checkpoint signatures", pubkey_path);
+			goto out;
+		}
+		v->checkpoints++;
+		if (!sig_ok(pk, seq, chash, sqlite3_column_int64(st, 2), (const char *)sqlite3_column_text(st, 3)))
+			problem(&p, seq, "checkpoint at %" PRId64 ": bad signature (forged?)", seq);
+		else if (!ahash)
+			problem(&p, seq > v->last_seq ? v->last_seq + 1 : seq, "record %" PRId64
+				" missing (deleted?): checkpoint at %" PRId64 " signed the chain up to it",
+				seq > v->last_seq ? v->last_seq + 1 : seq, seq);
+		else if (strcmp(ahash, chash) != 0)
+			problem(&p, seq, "checkpoint at %" PRId64 ": the chain up to it differs from what was "
+				"signed (rewritten?)", seq);
+	}
+	if (r != SQLITE_DONE) {
+		snprintf(v->msg, sizeof(v->msg), "reading checkpoints: %s", sqlite3_errmsg(db));
+		goto out;
+	}
+	if (p.seq) {
+		v->first_bad = p.seq;
+		snprintf(v->msg, sizeof(v->msg), "%s", p.msg);
+		rc = 1;
+	} else {
+		snprintf(v->msg, sizeof(v->msg), "%" PRId64 " records (%" PRId64 "..%" PRId64 ") chained, %"
+			 PRId64 " checkpoints signed", v->records, v->first_seq, v->last_seq, v->checkpoints);
+		rc = 0;
+	}
+out:
+	sqlite3_finalize(st);
+	if (db)
+		(void)sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	sqlite3_close(db);
+	EVP_PKEY_free(pk);
+	return rc;
+}

@@ -1,0 +1,228 @@
+/* Store queries for the review console: API tokens, filtered audit listings, session replay, metrics counts. */
+#include "store_int.h"
+
+#include <stdlib.h>
+
+static int bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	return v && *v ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+}
+
+/* Prepares sql, lets bind fill it, hands each row to cb as JSON (cb: 0 on, >0 stop, <0 abort). */
+static int rows(struct store *s, const char *sql, int (*bind)(sqlite3_stmt *st, const void *arg),
+		const void *barg, int (*cb)(void *arg, const char *json), void *arg, int *n_rows)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -1, r = SQLITE_ERROR, n = 0;
+
+	if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	if (bind && bind(st, barg) != 0)
+		goto out;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		char *j = store_row_json(st);
+		int c;
+
+		if (!j)
+			goto out;
+		n++;
+		c = cb(arg, j);
+		free(j);
+		if (c < 0)
+			goto out;
+		if (c > 0) {
+			r = SQLITE_DONE;
+			break;
+		}
+	}
+	rc = r == SQLITE_DONE ? 0 : -1;
+out:
+	if (rc < 0)
+		al_err("store: console query failed: %s", sqlite3_errmsg(store_db(s)));
+	sqlite3_finalize(st);
+	if (n_rows)
+		*n_rows = n;
+	return rc;
+}
+
+/* ---- tokens ------------------------------------------------------------------------------- */
+
+struct tok {
+	const char *user, *sha;
+};
+
+static int bind_tok(sqlite3_stmt *st, void *arg)
+{
+	const struct tok *t = arg;
+
+	return bind_text(st, 1, t->user) | bind_text(st, 2, t->sha) |
+	       sqlite3_bind_int64(st, 3, al_now_us());
+}
+
+static int do_token_add(sqlite3 *db, void *arg)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+
+	if (sqlite3_prepare_v2(db, "INSERT INTO console_tokens (user, sha256, created_us) VALUES (?1, ?2, ?3)",
+			       -1, &st, NULL) == SQLITE_OK && bind_tok(st, arg) == 0 &&
+	    sqlite3_step(st) == SQLITE_DONE)
+		rc = 0;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int store_token_add(struct store *s, const char *user, const char *sha256_hex)
+{
+	struct tok t = { user, sha256_hex };
+
+	return store_durable(s, do_token_add, &t, "recording a console token");
+}
+
+int store_token_user(struct store *s, const char *sha256_hex, char *user, size_t len)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -1, r;
+
+	if (sqlite3_prepare_v2(store_db(s), "SELECT user FROM console_tokens WHERE sha256 = ?1", -1, &st,
+			       NULL) != SQLITE_OK || bind_text(st, 1, sha256_hex) != SQLITE_OK)
+		goto out;
+	r = sqlite3_step(st);
+	if (r == SQLITE_DONE)
+		rc = 1;
+	else if (r == SQLITE_ROW)
+		rc = al_fmt(user, len, "%s", (const char *)sqlite3_column_text(st, 0));
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* ---- audit -------------------------------------------------------------------------------- */
+
+static unsigned int lim(const struct store_find_filter *f)
+{
+	return f->limit && f->limit <= 10000 ? f->limit : 200;
+}
+
+static int bind_filter(sqlite3_stmt *st, const void *arg)
+{
+	const struct store_find_filter *f = arg;
+
+	return bind_text(st, 1, f->agent) | bind_text(st, 2, f->resource) |
+	       bind_text(st, 3, f->decision) | sqlite3_bind_int64(st, 4, f->since_us) |
+	       sqlite3_bind_int64(st, 5, lim(f));
+}
+
+/* An agent filter matches a cgroup path subtree or an exe path exactly. */
+#define AGENT_MATCH(c) "(?1 IS NULL OR " c ".cgroup_path = ?1 OR " c ".cgroup_path LIKE ?1 || '/%' " \
+		       "OR " c ".exe = ?1)"
+
+int store_find_connections(struct store *s, const struct store_find_filter *f,
+			    int (*cb)(void *arg, const char *json), void *arg)
+{
+	return rows(s, "SELECT c.* FROM connections c WHERE " AGENT_MATCH("c")
+		    " AND (?2 IS NULL OR c.resource = ?2) AND (?3 IS NULL OR c.reason = ?3)"
+		    " AND c.opened_us >= ?4 ORDER BY c.id DESC LIMIT ?5", bind_filter, f, cb, arg, NULL);
+}
+
+int store_find_statements(struct store *s, const struct store_find_filter *f,
+			   int (*cb)(void *arg, const char *json), void *arg)
+{
+	return rows(s, "SELECT st.*, c.resource, c.cgroup_path, c.exe, c.pid, c.uid FROM statements st"
+		    " LEFT JOIN connections c ON c.id = st.conn_id WHERE " AGENT_MATCH("c")
+		    " AND (?2 IS NULL OR c.resource = ?2) AND (?3 IS NULL OR st.decision = ?3)"
+		    " AND st.at_us >= ?4 ORDER BY st.id DESC LIMIT ?5", bind_filter, f, cb, arg, NULL);
+}
+
+int store_find_requests(struct store *s, const struct store_find_filter *f,
+			 int (*cb)(void *arg, const char *json), void *arg)
+{
+	return rows(s, "SELECT r.* FROM requests r WHERE " AGENT_MATCH("r")
+		    " AND (?2 IS NULL OR r.resource = ?2) AND (?3 IS NULL OR r.state = ?3)"
+		    " AND r.created_us >= ?4 ORDER BY r.id DESC LIMIT ?5", bind_filter, f, cb, arg, NULL);
+}
+
+static int bind_id(sqlite3_stmt *st, const void *arg)
+{
+	return sqlite3_bind_int64(st, 1, *(const int64_t *)arg);
+}
+
+int store_conn_get(struct store *s, int64_t id, int (*cb)(void *arg, const char *json), void *arg)
+{
+	int n = 0;
+
+	if (rows(s, "SELECT * FROM connections WHERE id = ?1", bind_id, &id, cb, arg, &n) < 0)
+		return -1;
+	return n ? 0 : 1;
+}
+
+int store_conn_statements(struct store *s, int64_t conn_id,
+			  int (*cb)(void *arg, const char *json), void *arg)
+{
+	return rows(s, "SELECT st.*, (SELECT r.id FROM requests r WHERE r.stmt_id = st.id ORDER BY r.id DESC"
+		    " LIMIT 1) AS request_id FROM statements st WHERE st.conn_id = ?1 ORDER BY st.at_us, st.id"
+		    " LIMIT 100000", bind_id, &conn_id, cb, arg, NULL);
+}
+
+/* ---- metrics ------------------------------------------------------------------------------ */
+
+static int count_by(struct store *s, const char *sql, int (*cb)(void *arg, const char *key, int64_t n),
+		    void *arg)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -1, r;
+
+	if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *k = (const char *)sqlite3_column_text(st, 0);
+
+		if (cb(arg, k ? k : "", sqlite3_column_int64(st, 1)) < 0)
+			goto out;
+	}
+	rc = r == SQLITE_DONE ? 0 : -1;
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int store_count_requests_by_state(struct store *s, int (*cb)(void *arg, const char *key, int64_t n),
+				  void *arg)
+{
+	return count_by(s, "SELECT state, count(*) FROM requests GROUP BY state ORDER BY state", cb, arg);
+}
+
+int store_count_statements_by_decision(struct store *s,
+				       int (*cb)(void *arg, const char *key, int64_t n), void *arg)
+{
+	return count_by(s, "SELECT decision, count(*) FROM statements GROUP BY decision ORDER BY decision",
+			cb, arg);
+}
+
+int store_decision_latency(struct store *s, const double *bounds_s, size_t n, uint64_t *counts,
+			   uint64_t *total, double *sum_s)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -1, r;
+
+	memset(counts, 0, n * sizeof(*counts));
+	*total = 0;
+	*sum_s = 0;
+	/* Only human decisions: approved and denied (timeouts are not a reviewer's latency). */
+	if (sqlite3_prepare_v2(store_db(s), "SELECT decided_us - created_us FROM requests WHERE decided_us"
+			       " IS NOT NULL AND state IN ('approved', 'denied')", -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		double v = (double)sqlite3_column_int64(st, 0) / 1e6;
+
+		for (size_t i = 0; i < n; i++)
+			if (v <= bounds_s[i])
+				counts[i]++;
+		(*total)++;
+		*sum_s += v;
+	}
+	rc = r == SQLITE_DONE ? 0 : -1;
+out:
+	sqlite3_finalize(st);
+	return rc;
+}

@@ -1,0 +1,108 @@
+/* The audit of HTTP requests: one http_requests row per request of an https resource, then its outcome. */
+#include "store_int.h"
+
+#include <stdlib.h>
+
+/*
+ * Why a table of its own rather than `statements` with protocol 'http': an
+ * HTTP request has a method, host, path, status code and byte counts each
+ * way, which responders filter on; a statement has relations, rows and a
+ * SQLSTATE. Sharing one table would leave half the columns meaningless for
+ * each protocol and make queries guess. requests.stmt_id names the row of
+ * the command's own table (statements for postgres, http_requests for http).
+ */
+
+static int bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+}
+
+int store_http_add(struct store *s, const struct store_http *h, int64_t *id)
+{
+	static const char sql[] =
+		"INSERT INTO http_requests (conn_id, seq, at_us, method, host, path, query, kind, headers,"
+		" body_len, body_sha256, request_sha256, k8s, fingerprint, decision, rule, request_id)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+
+	if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	if ((h->conn_id > 0 ? sqlite3_bind_int64(st, 1, h->conn_id) : sqlite3_bind_null(st, 1)) ||
+	    sqlite3_bind_int64(st, 2, h->seq) || sqlite3_bind_int64(st, 3, h->at_us) ||
+	    bind_text(st, 4, h->method) || bind_text(st, 5, h->host) || bind_text(st, 6, h->path) ||
+	    bind_text(st, 7, h->query) || bind_text(st, 8, h->kind) || bind_text(st, 9, h->headers_json) ||
+	    (h->body_len >= 0 ? sqlite3_bind_int64(st, 10, h->body_len) : sqlite3_bind_null(st, 10)) ||
+	    bind_text(st, 11, h->body_sha256) || bind_text(st, 12, h->request_sha256) ||
+	    bind_text(st, 13, h->k8s_json) || bind_text(st, 14, h->fingerprint) ||
+	    bind_text(st, 15, h->decision) || bind_text(st, 16, h->rule) ||
+	    (h->request_id > 0 ? sqlite3_bind_int64(st, 17, h->request_id) : sqlite3_bind_null(st, 17)))
+		goto out;
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto out;
+	if (id)
+		*id = sqlite3_last_insert_rowid(store_db(s));
+	rc = 0;
+out:
+	if (rc < 0)
+		al_err("store: recording an HTTP request: %s", sqlite3_errmsg(store_db(s)));
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int store_http_outcome(struct store *s, int64_t id, const struct store_http_outcome *o)
+{
+	static const char sql[] =
+		"UPDATE http_requests SET status = ?2, bytes_up = ?3, bytes_down = ?4, duration_us = ?5,"
+		" decision = coalesce(?6, decision), request_id = coalesce(?7, request_id),"
+		" error = ?8 WHERE id = ?1";
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+
+	if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK)
+		goto out;
+	if (sqlite3_bind_int64(st, 1, id) ||
+	    (o->status ? sqlite3_bind_int(st, 2, o->status) : sqlite3_bind_null(st, 2)) ||
+	    sqlite3_bind_int64(st, 3, (sqlite3_int64)o->bytes_up) ||
+	    sqlite3_bind_int64(st, 4, (sqlite3_int64)o->bytes_down) ||
+	    sqlite3_bind_int64(st, 5, o->duration_us) || bind_text(st, 6, o->decision) ||
+	    (o->request_id > 0 ? sqlite3_bind_int64(st, 7, o->request_id) : sqlite3_bind_null(st, 7)) ||
+	    bind_text(st, 8, o->error))
+		goto out;
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto out;
+	rc = sqlite3_changes(store_db(s)) == 1 ? 0 : -1;
+out:
+	if (rc < 0)
+		al_err("store: recording an HTTP outcome: %s", sqlite3_errmsg(store_db(s)));
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int store_http_list(struct store *s, unsigned int limit, int (*cb)(void *arg, const char *json), void *arg)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -1, step;
+
+	if (sqlite3_prepare_v2(store_db(s), "SELECT * FROM http_requests ORDER BY id DESC LIMIT ?1", -1, &st,
+			       NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, limit) != SQLITE_OK)
+		goto out;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		char *json = store_row_json(st);
+		int r;
+
+		if (!json)
+			goto out;
+		r = cb(arg, json);
+		free(json);
+		if (r < 0)
+			goto out;
+		if (r > 0)
+			break;
+	}
+	rc = step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -1;
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
