@@ -14,9 +14,14 @@ pkgs=(
   # test
   curl python3 python3-psycopg2 postgresql postgresql-contrib procps psmisc asciinema
   chromium   # tests/console: headless, driven over the DevTools protocol
-  # bench
-  pgbouncer
+  nodejs     # tests/integration/test_https.py: node fetch as an agent
+  # bench (peers measured in the same run)
+  pgbouncer haproxy wrk
 )
+
+# kubectl for the kubectl exec test: Debian's kubernetes-client, unless the
+# machine already has a kubectl (some images ship Google's).
+command -v kubectl >/dev/null 2>&1 || pkgs+=(kubernetes-client)
 
 missing=()
 for p in "${pkgs[@]}"; do

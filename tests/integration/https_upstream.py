@@ -85,6 +85,21 @@ def serve(conn, addr):
             path = target.split("?", 1)[0]
             record(addr, raw, method, path)
             parts = path.strip("/").split("/")
+            disc = {
+                "/api": {"kind": "APIVersions", "versions": ["v1"],
+                         "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": addr}]},
+                "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": []},
+                "/api/v1": {"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+                    {"name": "pods", "singularName": "pod", "namespaced": True, "kind": "Pod",
+                     "verbs": ["get", "list"], "shortNames": ["po"]},
+                    {"name": "pods/exec", "singularName": "", "namespaced": True, "kind": "PodExecOptions",
+                     "verbs": ["create", "get"]}]},
+            }
+            if path in disc:
+                out = json.dumps(disc[path]).encode()
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n" % len(out) + out)
+                continue
             if path == "/close":
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
                              b"close-delimited body\n")

@@ -5,7 +5,9 @@
 #include <airlock/http.h>
 #include <airlock/tls.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -16,6 +18,9 @@
 #define TRUST_DIR   "/usr/local/share/ca-certificates"
 #define TRUST_FILE  TRUST_DIR "/airlock-ca.crt"
 #define UPDATE_CA   "/usr/sbin/update-ca-certificates"
+#define ETC_CERTS   "/etc/ssl/certs"
+#define ETC_PEM_NAME "airlock-ca.pem"
+#define HOOKS_DIR   "/etc/ca-certificates/update.d"
 #define MAX_REQUEST (64u * 1024 * 1024)
 
 extern char **environ;
@@ -231,6 +236,71 @@ static int ca_install(const char *sock)
 	return 0;
 }
 
+/* The links update-ca-certificates made for our file: airlock-ca.pem and its hash links. */
+static void remove_links(void)
+{
+	char target[PATH_MAX];
+	DIR *d = opendir(ETC_CERTS);
+	struct dirent *e;
+	ssize_t n;
+
+	if (!d)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		char path[PATH_MAX];
+
+		if (snprintf(path, sizeof(path), "%s/%s", ETC_CERTS, e->d_name) >= (int)sizeof(path))
+			continue;
+		n = readlink(path, target, sizeof(target) - 1);
+		if (n <= 0)
+			continue;
+		target[n] = '\0';
+		if (strcmp(target, TRUST_FILE) == 0 || strcmp(target, ETC_PEM_NAME) == 0 ||
+		    strcmp(target, ETC_CERTS "/" ETC_PEM_NAME) == 0)
+			unlink(path);
+	}
+	closedir(d);
+}
+
+/* What update-ca-certificates tells its hooks (the Java keystore) about a removed CA; it
+ * says nothing itself when a local certificate goes away. */
+static void run_hooks_removed(void)
+{
+	DIR *d = opendir(HOOKS_DIR);
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		char path[PATH_MAX], *const argv[] = { path, NULL };
+		posix_spawn_file_actions_t fa;
+		int pfd[2], st;
+		pid_t pid;
+
+		if (e->d_name[0] == '.' ||
+		    snprintf(path, sizeof(path), "%s/%s", HOOKS_DIR, e->d_name) >= (int)sizeof(path) ||
+		    access(path, X_OK) != 0 || pipe(pfd) < 0)
+			continue;
+		posix_spawn_file_actions_init(&fa);
+		posix_spawn_file_actions_adddup2(&fa, pfd[0], 0);
+		posix_spawn_file_actions_addclose(&fa, pfd[1]);
+		if (posix_spawn(&pid, path, &fa, NULL, argv, environ) == 0) {
+			static const char line[] = "-" ETC_CERTS "/" ETC_PEM_NAME "\n";
+
+			close(pfd[0]);
+			if (write(pfd[1], line, sizeof(line) - 1) < 0)
+				fprintf(stderr, "airlockctl: %s: %s\n", path, strerror(errno));
+			close(pfd[1]);
+			(void)waitpid(pid, &st, 0);
+		} else {
+			close(pfd[0]);
+			close(pfd[1]);
+		}
+		posix_spawn_file_actions_destroy(&fa);
+	}
+	closedir(d);
+}
+
 static int ca_uninstall(void)
 {
 	if (unlink(TRUST_FILE) < 0) {
@@ -241,8 +311,10 @@ static int ca_uninstall(void)
 		fprintf(stderr, "airlockctl: %s: %s\n", TRUST_FILE, strerror(errno));
 		return 1;
 	}
+	remove_links();
 	if (run_update() < 0)
 		return 1;
+	run_hooks_removed();
 	printf("removed %s (system trust store updated)\n", TRUST_FILE);
 	return 0;
 }

@@ -860,6 +860,11 @@ static void agent_read(struct bufferevent *bev, void *arg)
 		stream_body(s);
 		return;
 	}
+	if (s->state == H_TLS) {
+		/* Application data means the handshake finished (its event may come later). */
+		agent_event(bev, BEV_EVENT_CONNECTED, s);
+		return;
+	}
 	if (s->state != H_HEAD)
 		return;
 	{
@@ -935,6 +940,9 @@ static void agent_event(struct bufferevent *bev, short what, void *arg)
 		http_req_init(&s->req);
 		bufferevent_set_timeouts(bev, &tv, NULL);
 		bufferevent_enable(bev, EV_READ | EV_WRITE);
+		/* TLS 1.3 clients send the request with their Finished: it may be here already. */
+		if (evbuffer_get_length(bufferevent_get_input(bev)))
+			agent_read(bev, s);
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
@@ -970,6 +978,14 @@ static void agent_event(struct bufferevent *bev, short what, void *arg)
 static void response_done(struct hs *s)
 {
 	int keep = s->req.keep_alive && s->resp.keep_alive;
+
+	if (s->up && s->resp.framing != HTTP_BODY_CLOSE &&
+	    evbuffer_get_length(bufferevent_get_input(s->up))) {
+		/* Bytes past the end of the response (e.g. a body sent to a HEAD): the upstream
+		 * connection is out of step, so the next request gets a new one. */
+		bufferevent_free(s->up);
+		s->up = NULL;
+	}
 
 	audit_outcome(s, s->status, NULL, 0, NULL);
 	if (!keep) {
@@ -1082,11 +1098,6 @@ static void up_read(struct bufferevent *bev, void *arg)
 			s->req_down += take;
 			evbuffer_remove_buffer(in, out, take);
 			if (done) {
-				if (evbuffer_get_length(in) && s->resp.framing != HTTP_BODY_CLOSE) {
-					/* Bytes after the response: upstream is out of step. */
-					s->resp.keep_alive = 0;
-					evbuffer_drain(in, evbuffer_get_length(in));
-				}
 				response_done(s);
 				return;
 			}

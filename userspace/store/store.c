@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -236,9 +237,19 @@ struct store {
 	sqlite3_stmt *st[ST__COUNT];
 	int version;
 	struct store_audit audit;   /* the chain (audit.c) */
+	/* WAL checkpoints (the only fsyncs of NORMAL mode) run in a thread of
+	 * their own, on their own connection, so the event loop never waits
+	 * for the disk. */
+	pthread_t ckpt;
+	int ckpt_running, ckpt_stop;
+	pthread_mutex_t ckpt_mu;
+	pthread_cond_t ckpt_cv;
+	char *path;
 	int64_t last_rowid;         /* of the last write_step, before its audit record */
 	int last_changes;
 };
+
+static void ckpt_start(struct store *s, const char *path);
 
 static void db_err(struct store *s, const char *what)
 {
@@ -508,7 +519,7 @@ int store_open(const char *path, struct store **out)
 		al_err("store: out of memory");
 		goto out;
 	}
-	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
 		if (s->db)
 			al_err("store: opening %s: %s", path, sqlite3_errmsg(s->db));
 		else
@@ -549,6 +560,7 @@ int store_open(const char *path, struct store **out)
 	}
 	if (store_audit_open(s, path) < 0 || recover(s) < 0 || store_review_recover(s) < 0)
 		goto out;
+	ckpt_start(s, path);
 	*out = s;
 	s = NULL;
 	ret = 0;
@@ -558,12 +570,77 @@ out:
 	return ret;
 }
 
+static void *ckpt_main(void *arg)
+{
+	struct store *s = arg;
+	sqlite3 *db = NULL;
+
+	if (sqlite3_open_v2(s->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		al_err("store: checkpoint thread: cannot open %s", s->path);
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_busy_timeout(db, 1000);
+	pthread_mutex_lock(&s->ckpt_mu);
+	while (!s->ckpt_stop) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&s->ckpt_cv, &s->ckpt_mu, &ts);
+		if (s->ckpt_stop)
+			break;
+		pthread_mutex_unlock(&s->ckpt_mu);
+		/* PASSIVE: copies what no reader needs, never blocks the writer. */
+		(void)sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		pthread_mutex_lock(&s->ckpt_mu);
+	}
+	pthread_mutex_unlock(&s->ckpt_mu);
+	sqlite3_close(db);
+	return NULL;
+}
+
+/* Hands checkpoints to a thread; on failure sqlite keeps doing them inline. */
+static void ckpt_start(struct store *s, const char *path)
+{
+	s->path = strdup(path);
+	if (!s->path || pthread_mutex_init(&s->ckpt_mu, NULL) != 0)
+		return;
+	if (pthread_cond_init(&s->ckpt_cv, NULL) != 0) {
+		pthread_mutex_destroy(&s->ckpt_mu);
+		return;
+	}
+	if (pthread_create(&s->ckpt, NULL, ckpt_main, s) != 0) {
+		pthread_cond_destroy(&s->ckpt_cv);
+		pthread_mutex_destroy(&s->ckpt_mu);
+		return;
+	}
+	s->ckpt_running = 1;
+	if (exec(s, "PRAGMA wal_autocheckpoint = 0", "handing checkpoints to a thread") < 0)
+		al_warn("store: checkpoints stay on the writer");
+}
+
+static void ckpt_stop(struct store *s)
+{
+	if (!s->ckpt_running)
+		return;
+	pthread_mutex_lock(&s->ckpt_mu);
+	s->ckpt_stop = 1;
+	pthread_cond_signal(&s->ckpt_cv);
+	pthread_mutex_unlock(&s->ckpt_mu);
+	pthread_join(s->ckpt, NULL);
+	pthread_cond_destroy(&s->ckpt_cv);
+	pthread_mutex_destroy(&s->ckpt_mu);
+	s->ckpt_running = 0;
+}
+
 void store_close(struct store *s)
 {
 	int i;
 
 	if (!s)
 		return;
+	ckpt_stop(s);
 	/* A clean stop signs the head, so nothing before it can be cut off unseen. */
 	if (s->audit.ins && store_audit_checkpoint(s) < 0)
 		al_err("store: the closing audit checkpoint could not be written");
@@ -572,8 +649,13 @@ void store_close(struct store *s)
 	store_audit_close(s);
 	for (i = 0; i < ST__COUNT; i++)
 		sqlite3_finalize(s->st[i]);
-	if (s->db && sqlite3_close(s->db) != SQLITE_OK)
-		db_err(s, "closing");
+	if (s->db) {
+		/* Leave a small WAL behind: fold it in now that no one writes. */
+		(void)sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		if (sqlite3_close(s->db) != SQLITE_OK)
+			db_err(s, "closing");
+	}
+	free(s->path);
 	free(s);
 }
 

@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# HTTPS benchmark: wrk over keep-alive TLS through nothing (direct), haproxy (TLS terminate + re-encrypt), mitmproxy (reverse mode, if Debian's is installed) and Airlock (https resource, allow rule), in one run; plus new TLS handshakes per second.
+#
+# Workloads (wrk -t2 -c32 -d BENCH_HTTPS_T):
+#   keepalive   one GET after another on 32 keep-alive connections      requests/s, p50/p99
+#   handshake   "Connection: close": a new TLS connection per request   handshakes/s
+# Modes, alternated within each round (the starting mode rotates), medians over the rounds:
+#   direct     wrk in a plain cgroup -> the origin
+#   haproxy    wrk in the plain cgroup -> haproxy (terminates TLS, re-encrypts, verifies the origin)
+#   mitmproxy  wrk in the plain cgroup -> mitmdump --mode reverse (only if installed; BENCH_MITM=1
+#              installs Debian's mitmproxy)
+#   airlock    wrk in a pinned cgroup dialling the origin's own address; airlockd reads the
+#              ClientHello, mints a leaf, parses and decides every request (rule allow), audits
+#              it, and forwards it over a verified TLS connection
+# The origin is haproxy answering 200 with a 64-byte body itself (fast enough not to be the
+# bottleneck), on 127.0.0.31 with a certificate from a throwaway CA. Everything is created under
+# a unique name and removed on any exit; only processes this script started are stopped, by pid.
+#
+# Knobs: BENCH_ROUNDS (3), BENCH_HTTPS_T (10 s per run), BENCH_MITM (0).
+# Installs wrk and haproxy with apt-get if missing (scripts/deps.sh does not list them).
+
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${BENCH_ROUNDS:-3}
+DUR=${BENCH_HTTPS_T:-10}
+ORIGIN=127.0.0.31
+PROXY=127.0.0.32
+
+die() {
+	echo "https_bench: $*" >&2
+	exit 1
+}
+
+[ "$(id -u)" -eq 0 ] || die "needs root (airlockd loads BPF; the bench creates cgroups)"
+{ [ -x build/airlockd ] && [ -x build/airlockctl ]; } || die "build/airlockd and build/airlockctl are missing (make all)"
+for n in "$ROUNDS" "$DUR"; do
+	case "$n" in '' | *[!0-9]*) die "BENCH_ROUNDS and BENCH_HTTPS_T must be numbers" ;; esac
+done
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v haproxy >/dev/null || need+=(haproxy)
+if [ "${BENCH_MITM:-0}" = 1 ] && ! command -v mitmdump >/dev/null; then
+	need+=(mitmproxy)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+	echo "https_bench: installing ${need[*]} (apt-get)"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 ||
+		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; } ||
+		die "could not install ${need[*]}"
+	# Debian starts a system haproxy on install; the bench runs its own and leaves that one be.
+fi
+HAPROXY=$(command -v haproxy)
+MITM=$(command -v mitmdump || true)
+
+CG2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)
+[ -n "$CG2" ] || die "no cgroup v2 hierarchy in /proc/self/mounts"
+TAG=airlock-httpsbench-$$
+PIN_ROOT=/sys/fs/bpf/$TAG
+AGENT_CG=$CG2/$TAG-agent
+PLAIN_CG=$CG2/$TAG-plain
+for p in "$PIN_ROOT" "$AGENT_CG" "$PLAIN_CG"; do
+	[ ! -e "$p" ] || die "$p exists already; not touching what this run did not create"
+done
+
+TMP=
+PIDS=()
+AIRLOCKD_PID=
+MADE_CGS=()
+
+cleanup() {
+	local rc=$? cg pid
+	set +e
+	trap - EXIT INT TERM HUP
+	if [ -n "$AIRLOCKD_PID" ]; then
+		./build/airlockctl -s "$TMP/control.sock" down --pin-root "$PIN_ROOT" >/dev/null 2>&1
+		for _ in $(seq 50); do
+			kill -0 "$AIRLOCKD_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -0 "$AIRLOCKD_PID" 2>/dev/null && kill -KILL "$AIRLOCKD_PID" 2>/dev/null
+		wait "$AIRLOCKD_PID" 2>/dev/null
+	fi
+	[ ! -e "$PIN_ROOT" ] || ./build/airlockctl -s "${TMP:-/nonexistent}/control.sock" down --pin-root "$PIN_ROOT" >/dev/null 2>&1
+	for pid in "${PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null
+		for _ in $(seq 30); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	done
+	for cg in "${MADE_CGS[@]}"; do
+		for _ in $(seq 50); do
+			[ -n "$(cat "$cg/cgroup.procs" 2>/dev/null)" ] || break
+			sleep 0.1
+		done
+		rmdir "$cg" 2>/dev/null || echo "https_bench: could not remove cgroup $cg" >&2
+	done
+	[ ! -e "$PIN_ROOT" ] || echo "https_bench: pins left behind under $PIN_ROOT" >&2
+	[ -z "$TMP" ] || rm -rf "$TMP"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+TMP=$(mktemp -d "/tmp/$TAG.XXXXXX")
+freeport() {
+	python3 -c 'import socket, sys
+s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$1"
+}
+
+# ---- certificates: a throwaway CA, the origin's and haproxy's front certificates ----
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$TMP/ca.key" \
+	-out "$TMP/ca.pem" -days 2 -subj "/CN=https_bench CA" -addext "basicConstraints=critical,CA:TRUE" \
+	-addext "keyUsage=critical,keyCertSign" >/dev/null 2>&1
+for who in origin front; do
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$TMP/$who.key" \
+		-out "$TMP/$who.csr" -subj "/CN=$who" >/dev/null 2>&1
+	printf 'subjectAltName=IP:%s,IP:%s\nextendedKeyUsage=serverAuth\n' "$ORIGIN" "$PROXY" >"$TMP/$who.ext"
+	openssl x509 -req -in "$TMP/$who.csr" -CA "$TMP/ca.pem" -CAkey "$TMP/ca.key" -CAcreateserial \
+		-out "$TMP/$who.crt" -days 2 -extfile "$TMP/$who.ext" >/dev/null 2>&1
+	cat "$TMP/$who.crt" "$TMP/$who.key" >"$TMP/$who.pem"
+done
+
+# ---- the origin and the haproxy proxy (one haproxy process each) ----
+O_PORT=$(freeport "$ORIGIN")
+P_PORT=$(freeport "$PROXY")
+cat >"$TMP/origin.cfg" <<EOF
+global
+    maxconn 4096
+    nbthread 1
+defaults
+    mode http
+    timeout client 30s
+    timeout server 30s
+    timeout connect 5s
+frontend origin
+    bind $ORIGIN:$O_PORT ssl crt $TMP/origin.pem alpn http/1.1
+    http-request return status 200 content-type text/plain string "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde"
+EOF
+cat >"$TMP/proxy.cfg" <<EOF
+global
+    maxconn 4096
+    nbthread 1
+defaults
+    mode http
+    option http-keep-alive
+    timeout client 30s
+    timeout server 30s
+    timeout connect 5s
+frontend front
+    bind $PROXY:$P_PORT ssl crt $TMP/front.pem alpn http/1.1
+    default_backend origin
+backend origin
+    server o $ORIGIN:$O_PORT ssl verify required ca-file $TMP/ca.pem alpn http/1.1 pool-max-conn 64
+EOF
+"$HAPROXY" -f "$TMP/origin.cfg" -db >"$TMP/origin.log" 2>&1 &
+PIDS+=($!)
+"$HAPROXY" -f "$TMP/proxy.cfg" -db >"$TMP/proxy.log" 2>&1 &
+PIDS+=($!)
+
+M_PORT=
+if [ -n "$MITM" ]; then
+	M_PORT=$(freeport "$PROXY")
+	"$MITM" -q --mode "reverse:https://$ORIGIN:$O_PORT/" --listen-host "$PROXY" --listen-port "$M_PORT" \
+		--set ssl_verify_upstream_trusted_ca="$TMP/ca.pem" --set keep_host_header=true \
+		>"$TMP/mitm.log" 2>&1 &
+	PIDS+=($!)
+fi
+
+# ---- airlockd ----
+STEER_PORT=$(freeport 127.0.0.1)
+mkdir -m 700 "$TMP/ca"
+cat >"$TMP/airlock.conf" <<EOF
+steer_port $STEER_PORT
+control_socket "$TMP/control.sock"
+store "$TMP/airlock.db"
+pin_root "$PIN_ROOT"
+default relay
+ca_dir "$TMP/ca"
+max_sessions 100000
+console_listen off
+resource "origin" {
+    address $ORIGIN
+    port $O_PORT
+    protocol https
+    upstream_ca "$TMP/ca.pem"
+    rule deny method DELETE
+    rule allow method GET HEAD
+}
+EOF
+./build/airlockd -c "$TMP/airlock.conf" >"$TMP/airlockd.out" 2>"$TMP/airlockd.log" &
+AIRLOCKD_PID=$!
+for _ in $(seq 100); do
+	grep -q '^  pinned:' "$TMP/airlockd.out" 2>/dev/null && break
+	kill -0 "$AIRLOCKD_PID" 2>/dev/null || die "airlockd exited: $(tail -n 5 "$TMP/airlockd.log")"
+	sleep 0.1
+done
+mkdir "$AGENT_CG" && MADE_CGS+=("$AGENT_CG")
+mkdir "$PLAIN_CG" && MADE_CGS+=("$PLAIN_CG")
+./build/airlockctl -s "$TMP/control.sock" pin "$AGENT_CG" >/dev/null
+
+in_cg() {
+	local cg=$1
+	shift
+	sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg" "$@"
+}
+
+# Waits for every server to answer one request.
+for url in "https://$ORIGIN:$O_PORT/" "https://$PROXY:$P_PORT/" ${M_PORT:+"https://$PROXY:$M_PORT/"}; do
+	for _ in $(seq 100); do
+		curl -sk -o /dev/null --max-time 2 "$url" && break
+		sleep 0.1
+	done
+	curl -sk -o /dev/null --max-time 5 "$url" || die "$url does not answer"
+done
+in_cg "$AGENT_CG" curl -s -o /dev/null --max-time 5 --cacert "$TMP/ca/ca.crt" "https://$ORIGIN:$O_PORT/" ||
+	die "airlock path does not answer: $(tail -n 5 "$TMP/airlockd.log")"
+
+# run MODE WORKLOAD -> "req/s p50_ms p99_ms"
+run() {
+	local mode=$1 wl=$2 cg=$PLAIN_CG url out
+	case "$mode" in
+	direct) url="https://$ORIGIN:$O_PORT/" ;;
+	haproxy) url="https://$PROXY:$P_PORT/" ;;
+	mitmproxy) url="https://$PROXY:$M_PORT/" ;;
+	airlock) url="https://$ORIGIN:$O_PORT/"; cg=$AGENT_CG ;;
+	esac
+	local extra=()
+	[ "$wl" = handshake ] && extra=(-H "Connection: close")
+	out=$(in_cg "$cg" wrk -t2 -c32 -d"${DUR}s" --latency "${extra[@]}" "$url" 2>&1)
+	python3 - "$out" <<'PYEOF'
+import re, sys
+o = sys.argv[1]
+rps = re.search(r"Requests/sec:\s+([\d.]+)", o)
+def lat(p):
+    m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)" % p, o, re.M)
+    if not m:
+        return float("nan")
+    v, u = float(m.group(1)), m.group(2)
+    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+errs = re.search(r"Non-2xx or 3xx responses: (\d+)", o)
+print("%s %.3f %.3f %s" % (rps.group(1) if rps else "0", lat(50), lat(99), errs.group(1) if errs else "0"))
+PYEOF
+}
+
+MODES=(direct haproxy airlock)
+[ -n "$M_PORT" ] && MODES=(direct haproxy mitmproxy airlock)
+declare -A R
+for wl in keepalive handshake; do
+	for ((round = 0; round < ROUNDS; round++)); do
+		n=${#MODES[@]}
+		for ((i = 0; i < n; i++)); do
+			m=${MODES[$(((i + round) % n))]}
+			R[$wl,$m]+="$(run "$m" "$wl");"
+		done
+	done
+done
+
+echo
+echo "https_bench: wrk -t2 -c32 -d${DUR}s, $ROUNDS rounds, medians ($(nproc) CPUs, $(uname -r))"
+python3 - "$ROUNDS" "${MODES[*]}" "$(for k in "${!R[@]}"; do printf '%s=%s\n' "$k" "${R[$k]}"; done)" <<'PYEOF'
+import statistics, sys
+modes = sys.argv[2].split()
+data = {}
+for line in sys.argv[3].splitlines():
+    k, v = line.split("=", 1)
+    data[k] = [tuple(map(float, x.split())) for x in v.split(";") if x.strip()]
+for wl, unit in (("keepalive", "req/s"), ("handshake", "handshakes/s")):
+    print("\n%s (%s)" % (wl, unit))
+    print("  %-10s %12s %9s %9s %8s  %s" % ("mode", unit, "p50 ms", "p99 ms", "non-2xx", "ratios"))
+    med = {m: tuple(statistics.median(r[i] for r in data["%s,%s" % (wl, m)]) for i in range(4)) for m in modes}
+    for m in modes:
+        rps, p50, p99, bad = med[m]
+        ratios = ", ".join("%.2fx %s" % (rps / med[o][0], o) for o in modes if o != m and med[o][0] > 0)
+        print("  %-10s %12.0f %9.3f %9.3f %8d  %s" % (m, rps, p50, p99, bad, ratios if m == "airlock" else ""))
+PYEOF
+./build/airlockctl -s "$TMP/control.sock" status --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print("\nairlockd: %d requests audited, %d denied, minted leaves via CA, passthrough %d" % (s.get("http_requests",0), s.get("http_denied",0), s.get("tls_passthrough",0)))'
