@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import secrets
+import socket
 import signal
 import subprocess
 import sys
@@ -263,6 +264,54 @@ def case_python_v4mapped():
     steered_python("6", "::ffff:127.0.0.2", "::ffff:127.0.0.2", ("127.0.0.2", "::ffff:127.0.0.2"))
 
 
+def case_tls_passthrough_sni():
+    """TLS to a destination no resource names is relayed as bytes (default relay); the
+    audit row keeps the server name the agent asked for (from its ClientHello)."""
+    need_up()
+    import ssl
+    import threading
+    d = os.path.join(T.tmp, "tls")
+    os.makedirs(d, exist_ok=True)
+    key, crt = os.path.join(d, "k.pem"), os.path.join(d, "c.pem")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                        "-out", crt, "-days", "1", "-subj", "/CN=passthrough.example"],
+                       capture_output=True, timeout=60)
+    check(r.returncode == 0, "openssl req failed: %s" % r.stderr[-200:])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(crt, key)
+    port = lib.free_port(("127.0.0.3",))
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.3", port))
+    srv.listen(4)
+    lib.on_cleanup(srv.close)
+
+    def serve():
+        try:
+            c, _ = srv.accept()
+            t = ctx.wrap_socket(c, server_side=True)
+            t.recv(4096)
+            t.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            t.close()
+        except OSError:
+            pass
+    threading.Thread(target=serve, daemon=True).start()
+    mark = T.al.max_id()
+    pid, rc, out, err = run_in_cgroup_with_pid(
+        [CURL, "-sk", "--noproxy", "*", "--max-time", "10", "--resolve",
+         "passthrough.example:%d:127.0.0.3" % port, "https://passthrough.example:%d/" % port])
+    check(rc == 0 and out == "ok", "curl through the relay: rc %d out %r err %r" % (rc, out, err))
+
+    def row():
+        rows = [x for x in new_rows(mark) if x.get("dst_port") == port and x.get("closed_us")]
+        return rows[0] if rows else None
+    got = wait_for(row, 5, 0.1)
+    check(got, "no closed audit row for the TLS connection")
+    check(got["resource"] is None and got["reason"] == "closed", "row: %s" % got)
+    check("tls sni=passthrough.example" in (got.get("detail") or ""),
+          "the row does not name the server: detail %r" % got.get("detail"))
+
+
 def case_outside_not_steered():
     need_up()
     mark = T.al.max_id()
@@ -489,6 +538,8 @@ CASES = [
     ("python3 to 127.0.0.2: getpeername shows the original, audited", case_python_v4),
     ("python3 to [::1]: getpeername shows the original, audited", case_python_v6),
     ("python3 to ::ffff:127.0.0.2 (v4-mapped): steered, getpeername original", case_python_v4mapped),
+    ("TLS to an unnamed destination passes through; the audit row names its SNI",
+     case_tls_passthrough_sni),
     ("curl outside the cgroup is not steered and not audited", case_outside_not_steered),
     ("connecting to the steer port from the cgroup is refused (EPERM) and counted",
      case_direct_steer_port),

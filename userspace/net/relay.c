@@ -1,5 +1,6 @@
 /* Accepts steered connections, finds who made them and where they meant to go, and relays them upstream. */
 #include <airlock/relay.h>
+#include <airlock/http.h>
 #include <airlock/pgproxy.h>
 #include <airlock/httpproxy.h>
 
@@ -64,6 +65,8 @@ struct session {
 	struct side agent, up;
 	struct event *timer;        /* upstream connect timeout */
 	int connected;
+	int sniff_tries;            /* looking for a TLS ClientHello in the first bytes */
+	char sni[256];              /* its server name, for the audit row */
 };
 
 static void session_close(struct session *s, enum al_reason reason, const char *fmt, ...)
@@ -106,6 +109,12 @@ static void session_close(struct session *s, enum al_reason reason, const char *
 		va_start(ap, fmt);
 		vsnprintf(detail, sizeof(detail), fmt, ap);
 		va_end(ap);
+	}
+	if (s->sni[0]) {
+		/* TLS passed through untouched: the server name is what we know of it. */
+		size_t n = strlen(detail);
+
+		snprintf(detail + n, sizeof(detail) - n, "%stls sni=%.200s", n ? "; " : "", s->sni);
 	}
 	if (reason != AL_REASON_CLOSED) {
 		set_abort_on_close(s->agent.fd);
@@ -191,6 +200,21 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 		/* Backpressure: the other side has not taken what we hold. */
 		event_del(x->rev);
 		return;
+	}
+	if (x == &s->agent && s->sniff_tries < 3) {
+		/* A peek at the first bytes: a TLS ClientHello names its server. */
+		uint8_t peek[2048];
+		struct http_hello h;
+		ssize_t p = recv(x->fd, peek, sizeof(peek), MSG_PEEK | MSG_DONTWAIT);
+
+		s->sniff_tries++;
+		if (p <= 0 || peek[0] != 0x16)
+			s->sniff_tries = 3;
+		else if (http_tls_hello(peek, (size_t)p, &h) != HTTP_NEED_MORE || (size_t)p == sizeof(peek)) {
+			s->sniff_tries = 3;
+			if (http_tls_hello(peek, (size_t)p, &h) == HTTP_DONE)
+				snprintf(s->sni, sizeof(s->sni), "%s", h.sni);
+		}
 	}
 	n = splice(x->fd, NULL, x->pipe[1], NULL, x->cap - x->queued, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 	if (n > 0) {
