@@ -42,6 +42,37 @@ function visible(s) {
   return f;
 }
 
+// SQL laid out for reading: a line break before each clause keyword outside
+// quotes, comments and parentheses. Only whitespace changes; the exact text
+// (what the sha256 covers) stays shown beside it.
+const CLAUSES = /^(select|from|where|group\s+by|order\s+by|having|limit|offset|returning|set|values|on\s+conflict|union(\s+all)?|intersect|except|insert\s+into|update|delete\s+from|with|(left|right|full|inner|cross)(\s+outer)?\s+join|join)\b/i;
+function formatSQL(s) {
+  let out = '', depth = 0, i = 0;
+  while (i < s.length) {
+    const c = s[i];
+    if (c === "'" || c === '"') {            // a string or quoted identifier, '' / "" escapes
+      let j = i + 1;
+      for (; j < s.length; j++) if (s[j] === c) { if (s[j + 1] === c) j++; else break; }
+      out += s.slice(i, j + 1); i = j + 1; continue;
+    }
+    if (c === '-' && s[i + 1] === '-') { const j = s.indexOf('\n', i); const e = j < 0 ? s.length : j; out += s.slice(i, e); i = e; continue; }
+    if (c === '/' && s[i + 1] === '*') { const j = s.indexOf('*/', i + 2); const e = j < 0 ? s.length : j + 2; out += s.slice(i, e); i = e; continue; }
+    if (c === '$') {                         // $tag$ ... $tag$
+      const m = /^\$[A-Za-z_]*\$/.exec(s.slice(i));
+      if (m) { const j = s.indexOf(m[0], i + m[0].length); const e = j < 0 ? s.length : j + m[0].length; out += s.slice(i, e); i = e; continue; }
+    }
+    if (c === '(') depth++;
+    if (c === ')') depth = Math.max(0, depth - 1);
+    if (/\s/.test(c) && depth === 0) {
+      let j = i; while (j < s.length && /\s/.test(s[j])) j++;
+      out += (out.length && CLAUSES.test(s.slice(j))) ? '\n' : s.slice(i, j);
+      i = j; continue;
+    }
+    out += c; i++;
+  }
+  return out;
+}
+
 function vis(tag, cls, s) {
   const e = el(tag, { class: cls || '' });
   e.append(visible(s));
@@ -198,6 +229,16 @@ function renderQueue() {
       el('span', { class: 'left', 'data-expires': String(r.expires_us) }));
     const cmd = vis('pre', 'cmd', r.command);
     const fold = el('div', { class: 'fold' }, cmd);
+    if (r.protocol === 'postgres' && formatSQL(r.command || '') !== (r.command || '')) {
+      // Formatted for reading on request; the exact command stays the default view.
+      const fmt = vis('pre', 'cmd-fmt hidden', formatSQL(r.command || ''));
+      fold.append(fmt, el('button', { type: 'button', class: 'link', text: 'format SQL',
+        onclick: (ev) => {
+          const on = fmt.classList.toggle('hidden');
+          cmd.classList.toggle('hidden', !on);
+          ev.target.textContent = on ? 'format SQL' : 'exact text';
+        } }));
+    }
     if ((r.command || '').length > 400 || (r.command || '').split('\n').length > 8) {
       fold.classList.add('folded');
       fold.append(el('button', { type: 'button', class: 'link', text: 'expand',
