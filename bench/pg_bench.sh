@@ -232,6 +232,7 @@ steer_port $STEER_PORT
 control_socket "$TMP/control.sock"
 store "$TMP/airlock.db"
 pin_root "$PIN_ROOT"
+console_listen off
 default relay
 secrets "$TMP/secrets.conf"
 ca_dir "$TMP/ca"

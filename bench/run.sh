@@ -129,6 +129,7 @@ steer_port $STEER_PORT
 control_socket "$TMP/control.sock"
 store "$TMP/airlock.db"
 pin_root "$PIN_ROOT"
+console_listen off
 default relay
 EOF
 ./build/airlockd -c "$TMP/airlock.conf" >"$TMP/airlockd.out" 2>"$TMP/airlockd.err" &

@@ -83,6 +83,7 @@ steer_port 7700
 control_socket "$TMP/control.sock"
 store "$TMP/airlock.db"
 pin_root "$PIN_ROOT"
+console_listen off
 nft_table $TABLE
 resolver 10.213.255.1
 EOF
