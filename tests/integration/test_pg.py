@@ -796,8 +796,12 @@ def pgbench_in(mode, sslmode, n=50):
           "pgbench output: %r" % r.stdout[-600:])
     check(re.search(r"number of failed transactions: 0\b", r.stdout) or "failed" not in r.stdout,
           "pgbench failures: %r" % r.stdout[-400:])
-    rows = stmts(sm, n)
-    sel = [x for x in rows if x["text"].startswith("SELECT abalance FROM pgbench_accounts")]
+    def selects(rows):
+        return [x for x in rows if x["text"].startswith("SELECT abalance FROM pgbench_accounts")]
+    # Audit rows are group-committed within milliseconds: wait for all n, not just n rows.
+    rows = wait_for(lambda: (lambda r: r if len(selects(r)) >= n and all(has_outcome(x) for x in r)
+                             else None)(stmts(sm)), 5, 0.1) or stmts(sm)
+    sel = selects(rows)
     check(len(sel) >= n, "%d pgbench_accounts statement rows for %d transactions: %s"
           % (len(sel), n, brief(rows[:5])))
     proto = "simple" if mode == "simple" else "extended"
