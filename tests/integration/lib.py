@@ -472,6 +472,16 @@ class Airlock:
             db.close()
 
     def max_id(self, table="connections"):
+        """The newest row id. For connections, airlockd's own view when it runs: rows it
+        wrote in the last milliseconds may not be committed (group commit) for sqlite readers."""
+        if table == "connections" and self.running():
+            r = self.ctl("connections", "--limit", "1", "--json")
+            if r.returncode == 0:
+                try:
+                    rows = json.loads(r.stdout)
+                    return max((x["id"] for x in rows), default=0)
+                except ValueError:
+                    pass
         rows = self.db_rows(table=table)
         return max((r["id"] for r in rows), default=0)
 
