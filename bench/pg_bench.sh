@@ -19,7 +19,8 @@
 #
 # Knobs (environment): BENCH_ROUNDS (3), BENCH_PG_T (10 s per run), BENCH_PG_SCALE (10),
 # BENCH_PG_JOBS (pgbench -j for the 8-client runs; default min(8, CPUs)),
-# BENCH_PGB_POOL_MODE (session).
+# BENCH_PGB_POOL_MODE (session), BENCH_AIRLOCK_CONF (extra airlockd config lines, e.g.
+# "record_limit 0" to measure without session recordings).
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -235,6 +236,7 @@ pin_root "$PIN_ROOT"
 console_listen off
 default relay
 secrets "$TMP/secrets.conf"
+${BENCH_AIRLOCK_CONF:-}
 ca_dir "$TMP/ca"
 resource "pg" {
     address $ADDR
