@@ -13,29 +13,13 @@ static int rows(struct store *s, const char *sql, int (*bind)(sqlite3_stmt *st, 
 		const void *barg, int (*cb)(void *arg, const char *json), void *arg, int *n_rows)
 {
 	sqlite3_stmt *st = NULL;
-	int rc = -1, r = SQLITE_ERROR, n = 0;
+	int rc = -1, n = 0;
 
 	if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK)
 		goto out;
 	if (bind && bind(st, barg) != 0)
 		goto out;
-	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		char *j = store_row_json(st);
-		int c;
-
-		if (!j)
-			goto out;
-		n++;
-		c = cb(arg, j);
-		free(j);
-		if (c < 0)
-			goto out;
-		if (c > 0) {
-			r = SQLITE_DONE;
-			break;
-		}
-	}
-	rc = r == SQLITE_DONE ? 0 : -1;
+	rc = store_each_row(st, cb, arg, &n) < 0 ? -1 : 0;
 out:
 	if (rc < 0)
 		al_err("store: console query failed: %s", sqlite3_errmsg(store_db(s)));

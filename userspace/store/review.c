@@ -283,28 +283,13 @@ static int list(struct store *s, const char *sql, int (*bind)(sqlite3_stmt *st, 
 		int (*cb)(void *arg, const char *json), void *arg)
 {
 	sqlite3_stmt *st = NULL;
-	int rc = -1, r = SQLITE_ERROR;
+	int rc = -1;
 
 	if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK)
 		goto out;
 	if (bind && bind(st, barg) != 0)
 		goto out;
-	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		char *j = store_row_json(st);
-		int c;
-
-		if (!j)
-			goto out;
-		c = cb(arg, j);
-		free(j);
-		if (c < 0)
-			goto out;
-		if (c > 0) {
-			r = SQLITE_DONE;
-			break;
-		}
-	}
-	rc = r == SQLITE_DONE ? 0 : -1;
+	rc = store_each_row(st, cb, arg, NULL) < 0 ? -1 : 0;
 out:
 	sqlite3_finalize(st);
 	return rc;

@@ -925,36 +925,45 @@ out:
 }
 
 /* Calls cb with each row of a listing statement as JSON. */
+int store_each_row(sqlite3_stmt *st, int (*cb)(void *arg, const char *json), void *arg, int *n)
+{
+	int rc, c;
+
+	if (n)
+		*n = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		char *txt = store_row_json(st);
+
+		if (!txt)
+			return -2;
+		if (n)
+			(*n)++;
+		c = cb(arg, txt);
+		free(txt);
+		if (c < 0)
+			return -1;
+		if (c > 0)
+			return 0;
+	}
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
 static int list_rows(struct store *s, int which, const char *what, unsigned int limit,
 		     int (*cb)(void *arg, const char *json), void *arg)
 {
 	sqlite3_stmt *st = s->st[which];
-	char *txt;
 	int ret = -1;
-	int rc, cbrc;
 
 	if (sqlite3_bind_int64(st, 1, limit) != SQLITE_OK) {
 		db_err(s, what);
 		goto out;
 	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		txt = store_row_json(st);
-		if (!txt) {
-			al_err("store: %s: out of memory", what);
-			goto out;
-		}
-		cbrc = cb(arg, txt);
-		free(txt);
-		if (cbrc < 0)
-			goto out;
-		if (cbrc > 0)
-			break;
-	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+	ret = store_each_row(st, cb, arg, NULL);
+	if (ret == -2)
+		al_err("store: %s: out of memory", what);
+	else if (ret < 0 && sqlite3_errcode(s->db) != SQLITE_OK && sqlite3_errcode(s->db) != SQLITE_ROW)
 		db_err(s, what);
-		goto out;
-	}
-	ret = 0;
+	ret = ret < 0 ? -1 : 0;
 out:
 	/* Also ends the read transaction, which would otherwise hold back checkpoints. */
 	st_done(st);

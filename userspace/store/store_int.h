@@ -13,6 +13,10 @@ int store_review_recover(struct store *s);
 int store_durable(struct store *s, int (*fn)(sqlite3 *db, void *arg), void *arg, const char *what);
 /* The JSON of the current row (column names as keys); free() it. */
 char *store_row_json(sqlite3_stmt *st);
+/* Steps st, handing each row to cb as JSON (cb: 0 go on, >0 stop, <0 abort).
+ * 0 when done or stopped, -1 on a step error or abort, -2 out of memory.
+ * Counts the rows handed over in *n if n is not NULL. */
+int store_each_row(sqlite3_stmt *st, int (*cb)(void *arg, const char *json), void *arg, int *n);
 
 /* ---- audit chain (audit.c) ----------------------------------------------------------------
  * Every row change of the store's tables (but the audit tables and recordings) is caught by
