@@ -23,6 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
+import pgcluster  # noqa: E402
 from lib import check, note, wait_for  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -72,37 +73,13 @@ def as_postgres(argv, timeout=60):
     return run(["/usr/sbin/runuser", "-u", "postgres", "--"] + argv, timeout=timeout)
 
 
-def make_certs(d):
-    """A test CA, a server leaf for IP 127.0.0.5 signed by it, and an unrelated CA."""
-    def ca(name):
-        must(run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                  "-nodes", "-keyout", os.path.join(d, name + ".key"),
-                  "-out", os.path.join(d, name + ".pem"), "-days", "2",
-                  "-subj", "/CN=airlock-test %s %s" % (name, lib.RUN_ID),
-                  "-addext", "basicConstraints=critical,CA:TRUE",
-                  "-addext", "keyUsage=critical,keyCertSign,cRLSign"]), "openssl req (%s)" % name)
-    ca("testca")
-    ca("otherca")
-    key, csr, crt = (os.path.join(d, "server." + x) for x in ("key", "csr", "crt"))
-    must(run([OPENSSL, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-              "-keyout", key, "-out", csr, "-subj", "/CN=%s" % PG_ADDR]), "openssl req (server)")
-    ext = os.path.join(d, "server.ext")
-    with open(ext, "w") as f:
-        f.write("subjectAltName=IP:%s\nbasicConstraints=CA:FALSE\n"
-                "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
-                % PG_ADDR)
-    must(run([OPENSSL, "x509", "-req", "-in", csr, "-CA", os.path.join(d, "testca.pem"),
-              "-CAkey", os.path.join(d, "testca.key"), "-CAcreateserial", "-out", crt,
-              "-days", "2", "-extfile", ext]), "openssl x509 (server)")
-
-
 def start_postgres():
     pw = pwd.getpwnam("postgres")
     d = tempfile.mkdtemp(prefix="airlock-test-%s-pg." % lib.RUN_ID)
     lib.on_cleanup(shutil.rmtree, d, True)
     T.pgdir = d
     os.chmod(d, 0o755)
-    make_certs(d)
+    pgcluster.make_certs(d, PG_ADDR)
     sock = os.path.join(d, "sock")
     data = os.path.join(d, "data")
     os.mkdir(sock, 0o700)
