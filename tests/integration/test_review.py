@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import re
 import select
 import signal
@@ -732,6 +733,12 @@ def setup():
     os.chmod(t.tmp, 0o755)            # reviewers (other uids) reach the review socket in here
     t.home = os.path.join(t.tmp, "home")
     os.mkdir(t.home, 0o755)
+    # The agent runs as uid 65534, which may not read the checkout (a 0700 clone dir).
+    global REVIEW_AGENT
+    agent = os.path.join(t.tmp, "review_agent.py")
+    shutil.copy(REVIEW_AGENT, agent)
+    os.chmod(agent, 0o644)
+    REVIEW_AGENT = agent
     t.hookdir = os.path.join(t.tmp, "hook")
     os.mkdir(t.hookdir, 0o700)
     hook = os.path.join(t.tmp, "hook.sh")
