@@ -4,6 +4,9 @@
 # Workloads (wrk -t2 -c32 -d BENCH_HTTPS_T):
 #   keepalive   one GET after another on 32 keep-alive connections      requests/s, p50/p99
 #   handshake   "Connection: close": a new TLS connection per request   handshakes/s
+# Each run also gives the CPU time (user + system, all threads) the serving process spent per
+# request: the origin for direct, the proxy for the others. On a shared or small machine it is
+# steadier than requests/s, which other load moves.
 # Modes, alternated within each round (the starting mode rotates), medians over the rounds:
 #   direct     wrk in a plain cgroup -> the origin
 #   haproxy    wrk in the plain cgroup -> haproxy (terminates TLS, re-encrypts, verifies the origin)
@@ -161,16 +164,20 @@ backend origin
     server o $ORIGIN:$O_PORT ssl verify required ca-file $TMP/ca.pem alpn http/1.1 pool-max-conn 64
 EOF
 "$HAPROXY" -f "$TMP/origin.cfg" -db >"$TMP/origin.log" 2>&1 &
+ORIGIN_PID=$!
 PIDS+=($!)
 "$HAPROXY" -f "$TMP/proxy.cfg" -db >"$TMP/proxy.log" 2>&1 &
+PROXY_PID=$!
 PIDS+=($!)
 
 M_PORT=
+MITM_PID=
 if [ -n "$MITM" ]; then
 	M_PORT=$(freeport "$PROXY")
 	"$MITM" -q --mode "reverse:https://$ORIGIN:$O_PORT/" --listen-host "$PROXY" --listen-port "$M_PORT" \
 		--set ssl_verify_upstream_trusted_ca="$TMP/ca.pem" --set keep_host_header=true \
 		>"$TMP/mitm.log" 2>&1 &
+	MITM_PID=$!
 	PIDS+=($!)
 fi
 
@@ -223,19 +230,26 @@ done
 in_cg "$AGENT_CG" curl -s -o /dev/null --max-time 5 --cacert "$TMP/ca/ca.crt" "https://$ORIGIN:$O_PORT/" ||
 	die "airlock path does not answer: $(tail -n 5 "$TMP/airlockd.log")"
 
-# run MODE WORKLOAD -> "req/s p50_ms p99_ms"
+# CPU ticks (user + system) a process has used.
+cputicks() {
+	awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+# run MODE WORKLOAD -> "req/s p50_ms p99_ms non2xx cpu_us_per_request"
 run() {
-	local mode=$1 wl=$2 cg=$PLAIN_CG url out
+	local mode=$1 wl=$2 cg=$PLAIN_CG url out pid t0 t1
 	case "$mode" in
-	direct) url="https://$ORIGIN:$O_PORT/" ;;
-	haproxy) url="https://$PROXY:$P_PORT/" ;;
-	mitmproxy) url="https://$PROXY:$M_PORT/" ;;
-	airlock) url="https://$ORIGIN:$O_PORT/"; cg=$AGENT_CG ;;
+	direct) url="https://$ORIGIN:$O_PORT/"; pid=$ORIGIN_PID ;;
+	haproxy) url="https://$PROXY:$P_PORT/"; pid=$PROXY_PID ;;
+	mitmproxy) url="https://$PROXY:$M_PORT/"; pid=$MITM_PID ;;
+	airlock) url="https://$ORIGIN:$O_PORT/"; cg=$AGENT_CG; pid=$AIRLOCKD_PID ;;
 	esac
 	local extra=()
 	[ "$wl" = handshake ] && extra=(-H "Connection: close")
+	t0=$(cputicks "$pid")
 	out=$(in_cg "$cg" wrk -t2 -c32 -d"${DUR}s" --latency "${extra[@]}" "$url" 2>&1)
-	python3 - "$out" <<'PYEOF'
+	t1=$(cputicks "$pid")
+	python3 - "$out" "$((t1 - t0))" "$(getconf CLK_TCK)" <<'PYEOF'
 import re, sys
 o = sys.argv[1]
 rps = re.search(r"Requests/sec:\s+([\d.]+)", o)
@@ -246,7 +260,10 @@ def lat(p):
     v, u = float(m.group(1)), m.group(2)
     return v / 1000 if u == "us" else v * 1000 if u == "s" else v
 errs = re.search(r"Non-2xx or 3xx responses: (\d+)", o)
-print("%s %.3f %.3f %s" % (rps.group(1) if rps else "0", lat(50), lat(99), errs.group(1) if errs else "0"))
+n = re.search(r"(\d+) requests in", o)
+cpu = int(sys.argv[2]) * 1e6 / int(sys.argv[3]) / int(n.group(1)) if n and int(n.group(1)) else float("nan")
+print("%s %.3f %.3f %s %.1f" % (rps.group(1) if rps else "0", lat(50), lat(99), errs.group(1) if errs else "0",
+                                cpu))
 PYEOF
 }
 
@@ -274,11 +291,13 @@ for line in sys.argv[3].splitlines():
     data[k] = [tuple(map(float, x.split())) for x in v.split(";") if x.strip()]
 for wl, unit in (("keepalive", "req/s"), ("handshake", "handshakes/s")):
     print("\n%s (%s)" % (wl, unit))
-    print("  %-10s %12s %9s %9s %8s  %s" % ("mode", unit, "p50 ms", "p99 ms", "non-2xx", "ratios"))
-    med = {m: tuple(statistics.median(r[i] for r in data["%s,%s" % (wl, m)]) for i in range(4)) for m in modes}
+    print("  %-10s %12s %9s %9s %8s %10s  %s" % ("mode", unit, "p50 ms", "p99 ms", "non-2xx", "cpu us/req",
+                                                "ratios"))
+    med = {m: tuple(statistics.median(r[i] for r in data["%s,%s" % (wl, m)]) for i in range(5)) for m in modes}
     for m in modes:
-        rps, p50, p99, bad = med[m]
+        rps, p50, p99, bad, cpu = med[m]
         ratios = ", ".join("%.2fx %s" % (rps / med[o][0], o) for o in modes if o != m and med[o][0] > 0)
-        print("  %-10s %12.0f %9.3f %9.3f %8d  %s" % (m, rps, p50, p99, bad, ratios if m == "airlock" else ""))
+        print("  %-10s %12.0f %9.3f %9.3f %8d %10.1f  %s" % (m, rps, p50, p99, bad, cpu,
+                                                          ratios if m == "airlock" else ""))
 PYEOF
 ./build/airlockctl -s "$TMP/control.sock" status --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print("\nairlockd: %d requests audited, %d denied, minted leaves via CA, passthrough %d" % (s.get("http_requests",0), s.get("http_denied",0), s.get("tls_passthrough",0)))'

@@ -7,11 +7,13 @@ protocol clients in one process, inside a pinned test cgroup, as uid 65534), the
   - memory: airlockd's RSS with N idle sessions, then with the N statements parked;
   - latency: approves the requests one by one over the review socket and measures from
     sending the approval to the agent receiving CommandComplete (which includes the trip
-    upstream, the UPDATE, and the way back: an upper bound on approval-to-first-byte-upstream).
+    upstream, the UPDATE, and the way back: an upper bound on approval-to-first-byte-upstream),
+    and to the review socket's answer ("ack": the decision is durable).
 Prints p50/p99 and KiB per parked flow. Targets (issue 6): p99 <= 5 ms, <= 64 KiB per flow.
 """
 import json
 import os
+import re
 import selectors
 import socket
 import struct
@@ -64,20 +66,31 @@ for i, s in enumerate(socks):
     q = b"UPDATE t SET v = v + 1 WHERE id = %d\0" % (i + 1)
     s.sendall(msg(b"Q", q))
 print("sent", flush=True)
+# The time is taken right after recv, and nothing is written until all are in, so this
+# process's own output never shows up as latency.
 sel = selectors.DefaultSelector()
 for i, s in enumerate(socks): sel.register(s, selectors.EVENT_READ, i)
-left = n
-while left:
-    for key, _ in sel.select(30):
+done = {}
+while len(done) < n:
+    ready = sel.select(30)
+    if not ready: raise SystemExit("no answer in 30 s (%d of %d)" % (len(done), n))
+    for key, _ in ready:
         s, i = key.fileobj, key.data
         d = s.recv(65536)
+        t = time.monotonic()
         if not d: raise SystemExit("closed")
         buf[s] += d
-        if b"C" in buf[s][:1] or b"CUPDATE" in buf[s]:
-            print("done %d %.6f" % (i, time.monotonic()), flush=True)
-            buf[s] = b""
-            sel.unregister(s)
-            left -= 1
+        while len(buf[s]) >= 5:
+            ln = struct.unpack("!I", buf[s][1:5])[0]
+            if len(buf[s]) < ln + 1: break
+            typ, buf[s] = buf[s][:1], buf[s][ln + 1:]
+            if typ == b"E": raise SystemExit("error on connection %d" % i)
+            if typ == b"C" and i not in done:
+                done[i] = t
+                sel.unregister(s)
+                break
+sys.stdout.write("".join("done %d %.6f\n" % (i, t) for i, t in sorted(done.items())))
+sys.stdout.flush()
 '''
 
 
@@ -125,8 +138,9 @@ def main():
     if r.returncode != 0:
         raise SystemExit("pin: " + r.stderr)
     pid = air.proc.pid
-    print("%-8s %12s %12s %14s %10s %10s %10s" % ("parked", "idle KiB", "parked KiB",
-                                                   "KiB/parked", "p50 ms", "p99 ms", "max ms"))
+    print("%-8s %12s %12s %14s %10s %10s %10s %12s %12s" % (
+        "parked", "idle KiB", "parked KiB", "KiB/parked", "p50 ms", "p99 ms", "max ms",
+        "ack p50 ms", "ack p99 ms"))
     for n in SIZES:
         import subprocess
         base = rss_kib(pid)
@@ -149,11 +163,22 @@ def main():
                 break
             time.sleep(0.05)
         parked = rss_kib(pid)
-        ids = sorted(x["id"] for x in pending)
-        sent = {}
+        # Which connection parked which request, by its statement: connection i sent
+        # "... WHERE id = i+1" (the order the requests were made in is not the connections').
+        conn_of = {}
+        for x in pending:
+            m = re.search(r"WHERE id = (\d+)", x.get("command") or "")
+            if not m:
+                raise SystemExit("request %s: unexpected command %r" % (x.get("id"), x.get("command")))
+            conn_of[x["id"]] = int(m.group(1)) - 1
+        if len(set(conn_of.values())) != n:
+            raise SystemExit("%d requests for %d connections" % (len(set(conn_of.values())), n))
+        ids = sorted(conn_of)
+        sent, acked = {}, {}
         for rid in ids:
             sent[rid] = time.monotonic()
             resp = review_call(review, {"cmd": "approve", "id": rid})
+            acked[rid] = time.monotonic()
             if not resp.get("ok"):
                 raise SystemExit("approve %d: %s" % (rid, resp))
         done = {}
@@ -163,16 +188,19 @@ def main():
                 break
             _, i, t = line.split()
             done[int(i)] = float(t)
-        # Requests are made in connection order, so ids[i] belongs to connection i.
-        lat = [(done[i] - sent[rid]) * 1000 for i, rid in enumerate(ids) if i in done]
+        if len(done) < n:
+            raise SystemExit("%d of %d agent connections saw CommandComplete" % (len(done), n))
+        lat = [(done[conn_of[rid]] - sent[rid]) * 1000 for rid in ids]
         lib.stop_process(p)
-        print("%-8d %12d %12d %14.1f %10.2f %10.2f %10.2f" % (
+        ack = [(acked[rid] - sent[rid]) * 1000 for rid in ids]
+        print("%-8d %12d %12d %14.1f %10.2f %10.2f %10.2f %12.2f %12.2f" % (
             n, idle - base, parked - base, (parked - idle) / float(n) + (idle - base) / float(n),
-            pct(lat, 50), pct(lat, 99), max(lat)))
+            pct(lat, 50), pct(lat, 99), max(lat), pct(ack, 50), pct(ack, 99)))
         sys.stdout.flush()
         time.sleep(0.5)
     print("(KiB/parked = airlockd RSS growth per session with its statement parked, idle session "
-          "included; latency = approval sent -> agent has CommandComplete)")
+          "included; latency = approval sent -> agent has CommandComplete; ack = approval sent -> the review "
+          "socket's answer, i.e. the decision is durable)")
     lib.run_cleanup()
 
 

@@ -42,6 +42,15 @@ size_t al_addr_to_sockaddr(const struct al_addr *a, uint16_t port, struct sockad
 void al_addr_str(const struct al_addr *a, char *buf, size_t len);
 int al_addr_parse(struct al_addr *a, const char *text) AL_MUST;
 
+/* A growing NUL-terminated byte string; an allocation failure sets oom and drops what follows. */
+struct al_buf {
+	char *p;
+	size_t len, cap;
+	int oom;
+};
+void al_buf_add(struct al_buf *b, const void *data, size_t n);
+void al_buf_str(struct al_buf *b, const char *s);
+
 /* Recursive mkdir with a mode for the leaf; 0 if it exists already. */
 int al_mkdir_p(const char *path, unsigned int mode) AL_MUST;
 

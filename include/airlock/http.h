@@ -186,4 +186,114 @@ void http_command_free(struct http_command *c);
 /* The command as a JSON object text (free() it); NULL when out of memory. */
 char *http_command_json(const struct http_command *c);
 
+/* ---- Kubernetes exec/attach streams, decoded for the session recording (k8s_stream.c) --------
+ *
+ * After `101 Switching Protocols` an exec or attach carries stdin, stdout, stderr, an error
+ * (status) channel and terminal resizes, framed one of two ways:
+ *   WebSocket (RFC 6455) with a *.channel.k8s.io subprotocol: the first payload byte of each
+ *     message is the channel (0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize; v5 adds 255:
+ *     "this channel is closed", the payload names it);
+ *   SPDY/3.1: the client opens one stream per channel, named by the streamtype header of its
+ *     SYN_STREAM (zlib-compressed with the SPDY dictionary); DATA frames carry the bytes.
+ * The relay never depends on this decoder: it only watches copies of the bytes.
+ *
+ * Contract: each direction is fed the bytes as they come, split anywhere. k8s_stream_next
+ * takes bytes from buf until it has a piece of payload or has used them all, and sets *used:
+ *	K8S_PIECE     (1)  *out holds at most K8S_PIECE_MAX bytes of one channel (pointing
+ *	                   into buf or into s; valid until the next call); feed the rest
+ *	                   of buf (from buf + *used) next
+ *	K8S_NEED_MORE (0)  all len bytes were taken, no piece is ready
+ *	K8S_STOPPED  (-1)  decoding of this direction stopped for good (s->dir[d].error says
+ *	                   why: malformed framing, an extension it does not decode, ...);
+ *	                   every later call returns it too
+ * A frame's declared length is never trusted for memory: payload is handed on as it
+ * arrives; only SPDY header blocks are inflated, into a fixed K8S_HEADERS_MAX buffer.
+ * The one allocation is zlib's, on the first SPDY header block from the agent.
+ */
+#define K8S_PIECE      1
+#define K8S_NEED_MORE  0
+#define K8S_STOPPED   (-1)
+
+#define K8S_PIECE_MAX    4096
+#define K8S_HEADERS_MAX  8192
+#define K8S_SPDY_STREAMS 16
+
+enum k8s_stream_proto {
+	K8S_STREAM_WEBSOCKET = 1,
+	K8S_STREAM_SPDY = 2,
+};
+
+/* Which side sent the bytes. */
+enum k8s_side {
+	K8S_FROM_AGENT = 0,         /* the client (kubectl) */
+	K8S_FROM_SERVER = 1,        /* the API server */
+};
+
+enum k8s_channel {
+	K8S_CH_UNKNOWN = -1,        /* SPDY data on a stream whose type is not known */
+	K8S_CH_STDIN = 0,
+	K8S_CH_STDOUT = 1,
+	K8S_CH_STDERR = 2,
+	K8S_CH_ERROR = 3,           /* a metav1.Status as JSON: how the command ended */
+	K8S_CH_RESIZE = 4,          /* {"Width":W,"Height":H} */
+	K8S_CH_CLOSE = 255,         /* v5.channel.k8s.io: the payload is the channel closed */
+};
+
+struct k8s_piece {
+	int channel;                /* enum k8s_channel */
+	const uint8_t *p;
+	size_t len;                 /* 1..K8S_PIECE_MAX */
+};
+
+struct k8s_dir {
+	int state;
+	uint8_t hdr[14];            /* a frame header (and SPDY's fixed control fields) */
+	uint8_t hlen, hneed;
+	uint64_t left;              /* payload bytes of the current frame still to come */
+	/* WebSocket */
+	int fin, opcode, masked, in_msg, need_channel, channel;
+	uint8_t mask[4];
+	uint64_t mask_off;
+	/* SPDY */
+	int ctl_type;               /* control frame type; 0 for DATA */
+	uint32_t stream_id;
+	const char *error;          /* why decoding stopped; NULL while it goes on */
+	uint8_t scratch[K8S_PIECE_MAX]; /* unmasked WebSocket payload */
+};
+
+struct k8s_stream {
+	enum k8s_stream_proto proto;
+	struct k8s_dir dir[2];      /* indexed by enum k8s_side */
+	/* SPDY: the stream each channel runs on (the agent opens them all) */
+	struct {
+		uint32_t id;
+		int channel;
+	} streams[K8S_SPDY_STREAMS];
+	size_t n_streams;
+	void *zs;                   /* z_stream inflating the agent's header blocks */
+	int zs_dict;                /* the dictionary was given */
+	uint8_t hblock[K8S_HEADERS_MAX];
+	size_t hblock_len;
+};
+
+/* The framing of an upgraded exec/attach from its request's Upgrade header and offered
+ * Sec-WebSocket-Protocol list (either may be NULL): 1 and *proto set, or 0 when it is
+ * not one this decoder reads (e.g. only base64.channel.k8s.io offered). */
+int k8s_stream_kind(const char *upgrade, const char *ws_protocols, enum k8s_stream_proto *proto) AL_MUST;
+void k8s_stream_init(struct k8s_stream *s, enum k8s_stream_proto proto);
+/* Frees zlib's state; s may be initialised again. */
+void k8s_stream_free(struct k8s_stream *s);
+int k8s_stream_next(struct k8s_stream *s, enum k8s_side side, const uint8_t *buf, size_t len,
+		    size_t *used, struct k8s_piece *out) AL_MUST;
+
+/* Recorded text: UTF-8 whatever the bytes are. Bytes that are not UTF-8, and NUL, become
+ * U+FFFD; a sequence cut at the end of p waits in carry for the next call with the same
+ * carry (one per channel), so a character split between pieces comes out whole. out needs
+ * 3 * (len + 4) bytes; returns the bytes written (not NUL-terminated). */
+struct k8s_utf8 {
+	uint8_t b[4];
+	uint8_t n;
+};
+size_t k8s_utf8(struct k8s_utf8 *carry, const uint8_t *p, size_t len, char *out);
+
 #endif

@@ -52,6 +52,10 @@ int kern_pin(struct kern *k, const struct kern_cgroup *cg, char *err, size_t err
 int kern_unpin(struct kern *k, uint64_t cgroup_id, char *err, size_t errlen) AL_MUST;
 /* Ids of the pinned cgroups; returns how many (at most max) or -1. */
 int kern_pinned(struct kern *k, uint64_t *ids, size_t max);
+/* Calls fn for each numbered entry (1..max) of <root>/<sub>, the pins of one kind; stops at fn's -1. */
+int kern_pin_dir_each(const char *root, const char *sub, unsigned long long max,
+		      int (*fn)(void *arg, unsigned long long n, char *err, size_t errlen), void *arg,
+		      char *err, size_t errlen) AL_MUST;
 /* 1 if the cgroup at rel (relative to the v2 mount) is a pinned cgroup or
  * below one, 0 if not. Callers that cannot find a peer's cgroup refuse it. */
 int kern_in_pinned(struct kern *k, const char *rel);

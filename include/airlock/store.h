@@ -147,6 +147,21 @@ int store_http_add(struct store *s, const struct store_http *h, int64_t *id) AL_
 int store_http_outcome(struct store *s, int64_t id, const struct store_http_outcome *o) AL_MUST;
 int store_http_list(struct store *s, unsigned int limit,
 		    int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
+/* Recorded HTTP requests since a time, oldest first, with the identity and destination of
+ * their connection, for `policy test`. Requests refused as malformed (decision "error")
+ * were decided by no rule and are left out. */
+struct store_http_view {
+	int64_t id, at_us;
+	const char *method, *host, *path, *query, *kind;
+	const char *k8s_json;       /* NULL: not a Kubernetes exec/attach/portforward */
+	const char *body_sha256;    /* NULL: the body was not held (over http_max_body) */
+	const char *decision, *rule;
+	const char *resource, *cgroup_path, *exe, *dst_addr;
+	long uid;                   /* -1: none */
+	int dst_port;
+};
+int store_http_since(struct store *s, int64_t since_us,
+		     int (*cb)(void *arg, const struct store_http_view *v), void *arg) AL_MUST;
 
 /*
  * Group commit for audit rows on the hot path: writers call

@@ -5,15 +5,23 @@ usage: https_upstream.py CERT KEY LOGFILE HOST:PORT [HOST:PORT...]
 Each request is appended to LOGFILE as a JSON line {"addr", "raw" (base64 of the exact bytes),
 "method", "path"}. Answers: /close -> close-delimited body; /chunked -> chunked body; HEAD -> no
 body; /api/v1/namespaces/NS/pods/POD -> a running Pod (a fake Kubernetes API for kubectl);
-anything else -> 200 with a JSON echo. Keep-alive, one request at a time. Prints "ready".
+.../pods/POD/exec (or attach) with an upgrade -> an exec session over WebSocket (v5/v4.channel.k8s.io)
+or SPDY/3.1 (whichever the client asks for): it prints "hello from POD: ARGV" on stdout (then
+TERMINAL_LINE, a colour and a title sequence) and a line on stderr, echoes each stdin line back as "you typed: LINE" (when stdin=true), and ends with
+a Success status; anything else -> 200 with a JSON echo. Keep-alive, one request at a time.
+Prints "ready".
 """
 
 import base64
+import hashlib
 import json
 import socket
 import ssl
+import struct
 import sys
 import threading
+import urllib.parse
+import zlib
 
 CERT, KEY, LOG = sys.argv[1:4]
 ADDRS = sys.argv[4:]
@@ -64,6 +72,220 @@ def read_request(conn, buf):
     return (method, target, hdrs, body, raw), rest
 
 
+# ---- exec streams ---------------------------------------------------------------------------
+
+def recv_exact(conn, buf, n):
+    while len(buf) < n:
+        d = conn.recv(65536)
+        if not d:
+            return None, buf
+        buf += d
+    return buf[:n], buf[n:]
+
+
+def exec_params(target):
+    q = urllib.parse.parse_qs(target.partition("?")[2])
+    argv = q.get("command", [])
+    return argv, q.get("stdin", ["false"])[0] in ("true", "1")
+
+
+def echo_lines(data, send_stdout, final=False):
+    """Answers each complete line typed; returns what is left of an unfinished one."""
+    while b"\n" in data or (final and data):
+        line, _, data = data.partition(b"\n")
+        send_stdout(b"you typed: " + line + b"\n")
+    return data
+
+
+SUCCESS = json.dumps({"metadata": {}, "status": "Success"}).encode()
+TERMINAL_LINE = b"\x1b[1mbold\x1b[0m \x1b]0;retitled\x07\n"
+
+
+def ws_send(conn, opcode, payload):
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    if n < 126:
+        head += bytes([n])
+    elif n < 65536:
+        head += bytes([126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([127]) + n.to_bytes(8, "big")
+    conn.sendall(head + payload)
+
+
+def ws_read(conn, buf):
+    """One frame from the client: (fin, opcode, payload), buf; None at EOF."""
+    h, buf = recv_exact(conn, buf, 2)
+    if h is None:
+        return None, buf
+    n, masked = h[1] & 0x7f, h[1] & 0x80
+    if n in (126, 127):
+        ext, buf = recv_exact(conn, buf, 2 if n == 126 else 8)
+        if ext is None:
+            return None, buf
+        n = int.from_bytes(ext, "big")
+    key = b"\0\0\0\0"
+    if masked:
+        key, buf = recv_exact(conn, buf, 4)
+        if key is None:
+            return None, buf
+    data, buf = recv_exact(conn, buf, n)
+    if data is None:
+        return None, buf
+    return (h[0] & 0x80, h[0] & 0x0f, bytes(b ^ key[i & 3] for i, b in enumerate(data))), buf
+
+
+def ws_exec(conn, buf, hdrs, pod_name, target):
+    offered = [p.strip() for p in hdrs.get("sec-websocket-protocol", "").split(",")]
+    proto = next((p for p in ("v5.channel.k8s.io", "v4.channel.k8s.io") if p in offered), None)
+    if not proto:
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        return
+    accept = base64.b64encode(hashlib.sha1(hdrs["sec-websocket-key"].encode()
+                                           + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Accept: %s\r\nSec-WebSocket-Protocol: %s\r\n\r\n" % (accept, proto.encode()))
+    argv, stdin = exec_params(target)
+    out = lambda data: ws_send(conn, 2, b"\x01" + data)  # noqa: E731
+    out(("hello from %s: %s\n" % (pod_name, " ".join(argv))).encode() + TERMINAL_LINE)
+    ws_send(conn, 2, b"\x02" + b"a line on stderr\n")
+    typed = b""
+    while stdin:
+        fr, buf = ws_read(conn, buf)
+        if fr is None:
+            break
+        fin, op, payload = fr
+        if op == 9:
+            ws_send(conn, 10, payload)
+        elif op == 8:
+            break
+        elif op in (1, 2) and payload:
+            if payload[0] == 0:
+                typed = echo_lines(typed + payload[1:], out)
+            elif payload[0] == 255 and payload[1:2] == b"\0":
+                break                       # v5: the client closed stdin
+    echo_lines(typed, out, final=True)
+    ws_send(conn, 2, b"\x03" + SUCCESS)
+    ws_send(conn, 8, (1000).to_bytes(2, "big"))
+    conn.settimeout(5)
+    while True:                             # until the client's close frame, or it hangs up
+        fr, buf = ws_read(conn, buf)
+        if fr is None or fr[1] == 8:
+            return
+
+
+# SPDY/3 header compression dictionary: each name length-prefixed, then the tail.
+SPDY_NAMES = ("options head post put delete trace accept accept-charset accept-encoding "
+              "accept-language accept-ranges age allow authorization cache-control connection "
+              "content-base content-encoding content-language content-length content-location "
+              "content-md5 content-range content-type date etag expect expires from host if-match "
+              "if-modified-since if-none-match if-range if-unmodified-since last-modified location "
+              "max-forwards pragma proxy-authenticate proxy-authorization range referer retry-after "
+              "server te trailer transfer-encoding upgrade user-agent vary via warning "
+              "www-authenticate method get status").split() + ["200 OK", "version", "HTTP/1.1", "url",
+                                                                "public", "set-cookie", "keep-alive",
+                                                                "origin"]
+SPDY_TAIL = ("100101201202205206300302303304305306307402405406407408409410411412413414415416417502504505"
+             "203 Non-Authoritative Information204 No Content301 Moved Permanently400 Bad Request"
+             "401 Unauthorized403 Forbidden404 Not Found500 Internal Server Error501 Not Implemented"
+             "503 Service UnavailableJan Feb Mar Apr May Jun Jul Aug Sept Oct Nov Dec 00:00:00"
+             " Mon, Tue, Wed, Thu, Fri, Sat, Sun, GMTchunked,text/html,image/png,image/jpg,image/gif,"
+             "application/xml,application/xhtml+xml,text/plain,text/javascript,publicprivatemax-age="
+             "gzip,deflate,sdchcharset=utf-8charset=iso-8859-1,utf-,*,enq=0.")
+SPDY_DICT = b"".join(len(n).to_bytes(4, "big") + n.encode() for n in SPDY_NAMES) + SPDY_TAIL.encode()
+assert hashlib.sha256(SPDY_DICT).hexdigest() == \
+    "51d27341373f923f3cd88e1eb7162aeaa3723d7585ff2399201dc06498407f02"
+
+
+def spdy_read(conn, buf):
+    """One frame: (is_control, type or stream id, flags, payload), buf; None at EOF."""
+    h, buf = recv_exact(conn, buf, 8)
+    if h is None:
+        return None, buf
+    n = int.from_bytes(h[5:8], "big")
+    payload, buf = recv_exact(conn, buf, n)
+    if payload is None:
+        return None, buf
+    if h[0] & 0x80:
+        return (True, int.from_bytes(h[2:4], "big"), h[4], payload), buf
+    return (False, int.from_bytes(h[0:4], "big") & 0x7fffffff, h[4], payload), buf
+
+
+def spdy_headers(raw):
+    n, at, out = int.from_bytes(raw[:4], "big"), 4, {}
+    for _ in range(n):
+        kl = int.from_bytes(raw[at:at + 4], "big")
+        k = raw[at + 4:at + 4 + kl].decode()
+        at += 4 + kl
+        vl = int.from_bytes(raw[at:at + 4], "big")
+        out[k] = raw[at + 4:at + 4 + vl].decode()
+        at += 4 + vl
+    return out
+
+
+def spdy_exec(conn, buf, raw_head, pod_name, target):
+    if b"v4.channel.k8s.io" not in raw_head:
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        return
+    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+                 b"X-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n")
+    argv, stdin = exec_params(target)
+    inflate = zlib.decompressobj(zdict=SPDY_DICT)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 15, 8, zlib.Z_DEFAULT_STRATEGY, SPDY_DICT)
+    want = {"error", "stdout", "stderr"} | ({"stdin"} if stdin else set())
+    streams, typed, stdin_done = {}, b"", not stdin
+
+    def ctl(kind, payload, flags=0):
+        conn.sendall(struct.pack(">HHI", 0x8003, kind, (flags << 24) | len(payload)) + payload)
+
+    def data(sid, payload, flags=0):
+        conn.sendall(struct.pack(">II", sid, (flags << 24) | len(payload)) + payload)
+
+    def out(payload):
+        data(streams["stdout"], payload)
+
+    def step():
+        nonlocal buf, typed, stdin_done
+        fr, buf = spdy_read(conn, buf)
+        if fr is None:
+            return False
+        control, kind, flags, payload = fr
+        if control and kind == 1:           # SYN_STREAM: name the stream, answer it
+            sid = int.from_bytes(payload[:4], "big") & 0x7fffffff
+            streams[spdy_headers(inflate.decompress(payload[10:])).get("streamtype")] = sid
+            block = deflate.compress(b"\0\0\0\0") + deflate.flush(zlib.Z_SYNC_FLUSH)
+            ctl(2, struct.pack(">I", sid) + block)
+        elif control and kind == 6:         # PING
+            ctl(6, payload)
+        elif not control and kind == streams.get("stdin"):
+            if "stdout" in streams:
+                typed = echo_lines(typed + payload, out)
+            else:
+                typed += payload
+            if flags & 1:
+                stdin_done = True
+        return True
+
+    while not want <= set(streams):
+        if not step():
+            return
+    out(("hello from %s: %s\n" % (pod_name, " ".join(argv))).encode() + TERMINAL_LINE)
+    data(streams["stderr"], b"a line on stderr\n")
+    while not stdin_done:
+        if not step():
+            return
+    echo_lines(typed, out, final=True)
+    data(streams["error"], SUCCESS)
+    for name in ("stdout", "stderr", "error"):
+        data(streams[name], b"", 1)         # FIN
+    conn.settimeout(5)
+    try:
+        while step():
+            pass
+    except (OSError, ssl.SSLError):
+        pass
+
+
 def pod(ns, name):
     return {"kind": "Pod", "apiVersion": "v1",
             "metadata": {"name": name, "namespace": ns, "uid": "0000-test"},
@@ -111,8 +333,16 @@ def serve(conn, addr):
             if len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "pods":
                 out = json.dumps(pod(parts[3], parts[5])).encode()
             elif (len(parts) == 7 and parts[:3] == ["api", "v1", "namespaces"]
+                  and parts[6] in ("exec", "attach") and hdrs.get("upgrade", "").lower() == "websocket"):
+                ws_exec(conn, buf, hdrs, parts[5], target)
+                return
+            elif (len(parts) == 7 and parts[:3] == ["api", "v1", "namespaces"]
+                  and parts[6] in ("exec", "attach") and hdrs.get("upgrade", "").lower() == "spdy/3.1"):
+                spdy_exec(conn, buf, raw.partition(b"\r\n\r\n")[0], parts[5], target)
+                return
+            elif (len(parts) == 7 and parts[:3] == ["api", "v1", "namespaces"]
                   and parts[6] in ("exec", "attach")):
-                # An exec that got this far was approved: refuse to upgrade (a test fake).
+                # An exec without an upgrade: refuse it (as a real API server would).
                 out = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                                   "message": "fake API: exec reached upstream", "code": 400}).encode()
                 conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"

@@ -44,6 +44,7 @@ SELECT pg_sleep(%s);
 SELECT id, name FROM items ORDER BY id LIMIT 3;
 SELECT * FROM nosuch_table;
 UPDATE items SET name = 'renamed' WHERE id = 50;
+SELECT E'\\x1b]0;owned\\x07\\x1b[2J' AS esc;
 """ % GAP
 
 
@@ -133,6 +134,10 @@ def case_replay_order():
         check(i >= 0, "replay: %r missing or out of order after offset %d; output:\n%s" % (w, pos, out))
         pos = i + len(w)
     check("item-4" not in out, "replay shows rows that were not returned")
+    # A value the server returned cannot drive the responder's terminal (title, clear screen).
+    check("\x1b" not in out and "\x07" not in out, "replay printed raw control characters")
+    check("^[]0;owned^G^[[2J" in out, "replay does not show the escape sequence as text: %r"
+          % out[out.find("esc"):][:200])
 
 
 def timed_replay(speed):
@@ -206,9 +211,9 @@ def case_audit_export_chain():
     need_up()
     r = ctl_ok("audit", "export", "--since", "1h", "--format", "jsonl")
     recs = [json.loads(x) for x in r.stdout.splitlines()]
-    check(len(recs) >= 13, "only %d audit records exported" % len(recs))
+    check(len(recs) >= 8, "only %d audit records exported" % len(recs))
     kinds = {x["kind"] for x in recs}
-    for k in ("conn_open", "conn_close", "statement", "outcome", "pin"):
+    for k in ("conn_open", "conn_close", "statement", "pin"):
         check(k in kinds, "no %s record in the export (kinds %s)" % (k, sorted(kinds)))
     prev = None
     for x in recs:
@@ -221,6 +226,11 @@ def case_audit_export_chain():
         prev = x
     st = [x for x in recs if x["kind"] == "statement" and x["body"].get("text", "").startswith("UPDATE items")]
     check(st and st[-1]["body"].get("decision") == "allow", "the UPDATE's statement record: %r" % st[-1:])
+    # Its outcome is chained too: in the same record when it came within the group commit,
+    # else in an "outcome" record for the same row.
+    tags = [st[-1]["body"].get("tag")] + [x["body"].get("tag") for x in recs
+                                          if x["kind"] == "outcome" and x["ref_id"] == st[-1]["ref_id"]]
+    check("UPDATE 1" in tags, "the UPDATE's outcome is not in the chain: %r" % tags)
 
 
 def case_verify_and_tamper():

@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -34,6 +35,7 @@ OPENSSL = "/usr/bin/openssl"
 CURL = "/usr/bin/curl"
 NODE = shutil.which("node", path="/usr/bin:/usr/local/bin") or "/usr/bin/node"
 KUBECTL = shutil.which("kubectl", path="/usr/bin:/usr/local/bin")
+ASCIINEMA = shutil.which("asciinema", path="/usr/bin:/bin")
 API, KUBE, IPAPI = "127.0.0.21", "127.0.0.22", "127.0.0.23"
 API_NAME = "api.test"
 AGENT_UID = 65534
@@ -51,6 +53,7 @@ class T:
     test_ca = None
     uplog = None
     rsock = None
+    resources = None      # the resource blocks airlockd was started with
 
 
 # ---------------------------------------------------------------- helpers
@@ -439,8 +442,7 @@ def case_ca_install():
     check(not diff, "trust store differs after uninstall: %s" % diff[:4])
 
 
-def case_kubectl_exec():
-    need_up()
+def kubeconfig():
     if not KUBECTL:
         raise AssertionError("kubectl is not installed (Debian kubernetes-client)")
     kc = os.path.join(T.tmp, "home", "kubeconfig")
@@ -459,6 +461,12 @@ contexts:
 current-context: test
 """ % (KUBE, T.port, T.ca, AGENT_TOKEN))
     os.chmod(kc, 0o644)
+    return kc
+
+
+def case_kubectl_exec():
+    need_up()
+    kc = kubeconfig()
     after = max_req()
     n0 = len(uplog())
     p = T.cg.popen(as_agent([KUBECTL, "--kubeconfig", kc, "--request-timeout", "60s", "exec",
@@ -488,6 +496,141 @@ current-context: test
     execs = [l for l in uplog()[n0:] if l["path"].endswith("/exec")]
     check(not execs, "the exec reached upstream: %r" % execs)
     note("kubectl said: %s" % " ".join(err.split())[:200])
+
+
+def recordings(conn_id):
+    db = sqlite3.connect("file:%s?mode=ro" % T.al.store, uri=True, timeout=5)
+    try:
+        return db.execute("SELECT dir, type, data FROM recordings WHERE conn_id = ? ORDER BY seq",
+                          (conn_id,)).fetchall()
+    finally:
+        db.close()
+
+
+def exec_approved_replayed(stream, env):
+    """An approved `kubectl exec -i` over STREAM: the agent gets the command's output, and
+    `airlockctl replay` / `export --format asciicast` of its connection show what it printed
+    and what was typed."""
+    need_up()
+    kc = kubeconfig()
+    typed = "typed-over-%s-%s" % (stream.split("/")[0], lib.RUN_ID)
+    typed_file = os.path.join(T.tmp, "stdin-%s" % stream.split("/")[0])
+    with open(typed_file, "w") as f:
+        f.write(typed + "\n")
+    after = max_req()
+    with open(typed_file) as stdin:
+        p = T.cg.popen(as_agent([KUBECTL, "--kubeconfig", kc, "--request-timeout", "60s", "exec", "-i",
+                                 "web-0", "-c", "app", "--", "sh", "-c", "echo hi"]),
+                       stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       env=agent_env(**env))
+    row = wait_for(lambda: next((r for r in requests("id > ? AND state = 'pending'", (after,))
+                                 if r["kind"] == "exec"), None), 30, 0.05)
+    if not row:
+        p.kill()
+        out, err = p.communicate()
+        raise AssertionError("kubectl exec was never held (stderr %s)" % err.strip()[-300:])
+    rv("approve", row["id"])
+    try:
+        out, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        raise AssertionError("kubectl exec hung after approval: %r %r" % (out[-200:], err[-300:]))
+    check(p.returncode == 0 and "hello from web-0: sh -c echo hi" in out
+          and "you typed: %s" % typed in out and "a line on stderr" in err,
+          "kubectl exit %s, stdout %r, stderr %r" % (p.returncode, out[-300:], err.strip()[-300:]))
+    h = wait_for(lambda: [x for x in http_rows("id = ?", (row["stmt_id"],)) if x["status"] == 101], 5)
+    check(h, "the exec's http_requests row: %r" % http_rows("id = ?", (row["stmt_id"],)))
+    conn = h[0]["conn_id"]
+    recs = wait_for(lambda: (lambda r: r if any(t == "status" for _, t, _ in r) else None)(recordings(conn)),
+                    10, 0.1)
+    check(recs, "no recorded status for session %d: %r" % (conn, recordings(conn)))
+    kinds = [d + t for d, t, _ in recs]
+    check(kinds[0] == "Fexec" and "Bstdout" in kinds and "Bstderr" in kinds and "Fstdin" in kinds,
+          "recording rows of session %d: %r" % (conn, kinds))
+    check(json.loads(recs[0][2])["stream"] == stream, "exec row: %r" % (recs[0],))
+    r = T.al.ctl("replay", str(conn), "--speed", "0", timeout=30)
+    check(r.returncode == 0, "replay %d: %s" % (conn, r.stderr.strip()))
+    # In time order: the command, then (as the two sides interleave) its output and the
+    # agent's stdin; each typed line before its echo; the exit status last.
+    head = "k8s> kubectl exec -n default web-0 -c app -- sh -c 'echo hi'   [%s]\n" % stream
+    at = {w: r.stdout.find(w) for w in (head, "hello from web-0: sh -c echo hi\n", "a line on stderr\n",
+                                         "stdin> %s\n" % typed, "you typed: %s\n" % typed,
+                                         "-- the command exited with code 0\n")}
+    order = sorted(at, key=at.get)
+    check(min(at.values()) >= 0 and order[0] == head and order[-1].startswith("-- the command exited")
+          and at["stdin> %s\n" % typed] < at["you typed: %s\n" % typed]
+          and at["hello from web-0: sh -c echo hi\n"] < at["you typed: %s\n" % typed],
+          "replay of session %d: %r" % (conn, r.stdout))
+    # the agent's colour passes; its title sequence reaches the responder's terminal as text
+    check("\x1b[1mbold\x1b[0m ^[]0;retitled^G\n" in r.stdout and "\x1b]" not in r.stdout,
+          "replay is not terminal-safe: %r" % r.stdout)
+    c = T.al.ctl("export", str(conn), "--format", "asciicast", timeout=30)
+    check(c.returncode == 0, "export %d: %s" % (conn, c.stderr.strip()))
+    lines = c.stdout.splitlines()
+    check(json.loads(lines[0]).get("version") == 2, "asciicast header: %r" % lines[0])
+    text = "".join(json.loads(ln)[2] for ln in lines[1:] if json.loads(ln)[1] == "o")
+    check("hello from web-0: sh -c echo hi\r\n" in text and "you typed: %s\r\n" % typed in text,
+          "asciicast output: %r" % text[-400:])
+    if ASCIINEMA:
+        path = os.path.join(T.tmp, "exec-%d.cast" % conn)
+        with open(path, "w") as f:
+            f.write(c.stdout)
+        # asciinema cat opens /dev/tty: give it a pseudo-terminal (util-linux script).
+        a = subprocess.run(["/usr/bin/script", "-q", "-e", "-c", "%s cat %s" % (ASCIINEMA, path),
+                            "/dev/null"], capture_output=True, text=True, timeout=30,
+                           stdin=subprocess.DEVNULL, env=dict(lib.CLIENT_ENV, HOME=os.path.join(T.tmp, "home")))
+        check(a.returncode == 0 and "you typed: %s" % typed in a.stdout,
+              "asciinema cat: rc %d %r %s" % (a.returncode, a.stdout[-300:], a.stderr.strip()[-200:]))
+    note("session %d replayed (%d recording rows)" % (conn, len(recs)))
+
+
+def case_exec_websocket_replay():
+    exec_approved_replayed("websocket", {})
+
+
+def case_exec_spdy_replay():
+    # kubectl >= 1.29 speaks WebSocket first; this makes it use SPDY/3.1 as older ones do.
+    exec_approved_replayed("spdy/3.1", {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"})
+
+
+def case_policy_test_http():
+    """A candidate that denies GET /items and drops the /forbidden rule: policy test lists those
+    recorded requests as changed, and nothing else (DELETEs stay review, execs stay review)."""
+    need_up()
+    api = T.resources[0].replace("    rule deny path /forbidden/*\n",
+                                 "    rule deny method GET path /items\n")
+    check(api != T.resources[0], "the api resource has no /forbidden rule to replace")
+    cand = os.path.join(T.tmp, "candidate.conf")
+    with open(cand, "w") as f:
+        f.write("\n".join([api] + T.resources[1:]) + "\n")
+    r = T.al.ctl("policy", "test", "--since", "1h", cand, "--json", timeout=30)
+    check(r.returncode == 0, "policy test: %s" % (r.stderr.strip() or r.stdout.strip()))
+    res = json.loads(r.stdout)
+    changes = [c for c in res["changes"] if c.get("protocol") == "http"]
+    check(res.get("checked_http", 0) >= 10, "policy test checked %r" % {k: v for k, v in res.items()
+                                                                          if k != "changes"})
+    items = [c for c in changes if c["text"].startswith("GET https://%s:%d/items" % (API_NAME, T.port))]
+    forb = [c for c in changes if "/forbidden/secrets" in c["text"]]
+    check(items and all(c["was"] == "allow" and c["would_be"] == "deny"
+                        and c["rule"] == "rule deny method GET path /items" and c["resource"] == "api"
+                        and isinstance(c["http_request"], int) for c in items),
+          "GET /items changes: %r" % items)
+    check(forb and all(c["was"] == "deny" and c["would_be"] == "allow" for c in forb),
+          "/forbidden change: %r" % forb)
+    other = [c for c in changes if c not in items and c not in forb]
+    check(not other, "changes the candidate does not make: %r" % other[:3])
+    t = T.al.ctl("policy", "test", "--since", "1h", cand, timeout=30)
+    check(t.returncode == 0 and "HTTP requests checked" in t.stdout
+          and re.search(r"http #\d+ allow -> deny \(rule deny method GET path /items\) on api", t.stdout),
+          "policy test text: %r" % t.stdout[-600:])
+    # the policy as it runs changes nothing
+    same = os.path.join(T.tmp, "same.conf")
+    with open(same, "w") as f:
+        f.write("\n".join(T.resources) + "\n")
+    r = T.al.ctl("policy", "test", "--since", "1h", same, "--json", timeout=30)
+    check(r.returncode == 0 and not [c for c in json.loads(r.stdout)["changes"] if c.get("protocol") == "http"],
+          "the running policy shows HTTP changes: %r" % r.stdout[-600:])
 
 
 def case_still_up():
@@ -546,6 +689,7 @@ def setup():
     protocol https
     upstream_ca "%s"
 }""" % (IPAPI, t.port, t.test_ca)]
+    t.resources = resources
     t.al = lib.Airlock(t.tmp, resources, settings=['secrets "%s"' % secrets, 'ca_dir "%s"' % ca_dir,
                                                    'review_socket "%s"' % t.rsock, "http_max_body 64k"
                                                    ])
@@ -575,6 +719,11 @@ CASES = [
     ("airlockctl ca install: curl trusts the system store; ca uninstall restores it exactly",
      case_ca_install),
     ("kubectl exec held for review; denied -> kubectl prints the reason", case_kubectl_exec),
+    ("kubectl exec -i approved over WebSocket: output reaches kubectl; airlockctl replay and "
+     "export --format asciicast show what it printed and what was typed", case_exec_websocket_replay),
+    ("kubectl exec -i approved over SPDY/3.1: the same, replayed", case_exec_spdy_replay),
+    ("policy test re-decides recorded HTTP requests: a changed rule shows as a difference",
+     case_policy_test_http),
     ("airlockd still up, counters, no sanitizer lines", case_still_up),
 ]
 

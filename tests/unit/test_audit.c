@@ -93,7 +93,10 @@ static struct store *fill(char *path, size_t len, int batched)
 		if (store_conn_open(s, &c, &id) < 0)
 			goto bad;
 		t.conn_id = id;
-		if (store_stmt_add(s, &t, &sid) < 0 || store_stmt_outcome(s, sid, &o) < 0 ||
+		/* The outcome in a batch of its own: a statement record, then an outcome record
+		 * (test_stmt_merged covers the outcome that comes within the statement's batch). */
+		if (store_stmt_add(s, &t, &sid) < 0 || (batched && store_batch_commit(s) < 0) ||
+		    (batched && store_batch_begin(s) < 0) || store_stmt_outcome(s, sid, &o) < 0 ||
 		    store_conn_close(s, id, &e) < 0 || store_refusal_add(s, &r) < 0)
 			goto bad;
 		if (batched && store_batch_commit(s) < 0)
@@ -379,6 +382,84 @@ static void test_crash_mid_batch(void)
 	CHECK(verify(p, &v) == 0);
 }
 
+static int list_cb(void *arg, const char *json)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+/*
+ * Statements wait for their batch's commit: one whose outcome comes first is
+ * one row and one record; a reader in between still sees every row.
+ */
+static void test_stmt_merged(void)
+{
+	char p[512], dir[320];
+	struct store *s = NULL;
+	struct store_verify v;
+	struct store_stmt t = { .conn_id = 1, .seq = 1, .at_us = al_now_us(), .protocol = "simple",
+				.text = "UPDATE t SET v = 1 WHERE id = 1", .kind = "update",
+				.relations_json = "[\"t\"]", .decision = "allow" };
+	struct store_stmt_outcome o = { .tag = "UPDATE 1", .rows = -1, .duration_us = 7 };
+	int64_t a = 0, b = 0, c = 0;
+	int n = 0;
+
+	snprintf(dir, sizeof(dir), "%s/s%d", tmpdir, ++n_store);
+	CHECK(mkdir(dir, 0700) == 0 && al_fmt(p, sizeof(p), "%s/airlock.db", dir) == 0);
+	CHECK(store_open(p, &s) == 0);
+	if (!s)
+		return;
+	CHECK(store_batch_begin(s) == 0);
+	CHECK(store_stmt_add(s, &t, &a) == 0);
+	CHECK(store_stmt_add(s, &t, &b) == 0);
+	CHECK(a > 0 && b == a + 1);
+	CHECK(store_stmt_outcome(s, a, &o) == 0);
+	/* a reader mid-batch sees both rows (this writes them) */
+	CHECK(store_stmt_list(s, 10, list_cb, &n) == 0 && n == 2);
+	CHECK(store_stmt_add(s, &t, &c) == 0 && c == b + 1);
+	CHECK(store_stmt_outcome(s, c, &o) == 0);
+	CHECK(store_batch_commit(s) == 0);
+	CHECK(store_batch_begin(s) == 0);
+	CHECK(store_stmt_outcome(s, b, &o) == 0);
+	CHECK(store_batch_commit(s) == 0);
+	store_close(s);
+	CHECK(q_int(p, "SELECT count(*) FROM statements WHERE tag = 'UPDATE 1' AND duration_us = 7") == 3);
+	/* a and c: merged, one record each with the tag; b: written early, its outcome a record */
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'statement'") == 3);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'statement' AND body LIKE '%\"tag\":\"UPDATE 1\"%'") == 2);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'outcome'") == 1);
+	CHECK(verify(p, &v) == 0);
+	/* ids go on from the last row after a restart */
+	CHECK(store_open(p, &s) == 0);
+	CHECK(s && store_stmt_add(s, &t, &a) == 0 && a == c + 1);
+	store_close(s);
+}
+
+/* A record body is what Python's json.dumps(sort_keys, ensure_ascii=False) prints. */
+static void test_body_json(void)
+{
+	char p[512], dir[320];
+	struct store *s = NULL;
+	struct store_stmt t = { .conn_id = 1, .seq = 1, .at_us = al_now_us(), .protocol = "simple",
+				.text = "a\x01\xc3\xa9\xff\"\\\n/\x7f", .kind = "read",
+				.relations_json = "[]", .decision = "allow" };
+	int64_t id;
+
+	snprintf(dir, sizeof(dir), "%s/s%d", tmpdir, ++n_store);
+	CHECK(mkdir(dir, 0700) == 0 && al_fmt(p, sizeof(p), "%s/airlock.db", dir) == 0);
+	CHECK(store_open(p, &s) == 0);
+	if (!s)
+		return;
+	CHECK(store_stmt_add(s, &t, &id) == 0);
+	store_close(s);
+	/* control characters as \u00xx, invalid UTF-8 as U+FFFD, DEL and '/' as they are */
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'statement' AND"
+		    " instr(body, CAST(X'2274657874223A22615C7530303031C3A9EFBFBD5C225C5C5C6E2F7F22' AS TEXT)) > 0") == 1);
+	/* keys sorted: decision < fingerprint < id < kind < ... < text */
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'statement' AND"
+		    " body LIKE '{\"at_us\":%\"conn_id\":1,\"decision\":\"allow\",%'") == 1);
+}
+
 /* A write that fails leaves no record; a rolled-back durable change neither. */
 static void test_failed_write_no_record(void)
 {
@@ -620,6 +701,8 @@ int main(void)
 	RUN(test_other_key);
 	RUN(test_canonical_stable);
 	RUN(test_crash_mid_batch);
+	RUN(test_stmt_merged);
+	RUN(test_body_json);
 	RUN(test_failed_write_no_record);
 	RUN(test_review_records);
 	RUN(test_rotate);

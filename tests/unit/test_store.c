@@ -116,6 +116,32 @@ static struct store_conn sample_conn(int64_t opened_us)
 	return c;
 }
 
+/* The checkpoint thread folds the WAL into the database while the daemon runs. */
+static void test_checkpoints(void)
+{
+	char p[512];
+	struct store *s = NULL;
+	struct store_conn c = sample_conn(1);
+	struct stat st = { 0 };
+	int64_t id;
+
+	tpath(p, sizeof(p), "ckpt.db");
+	CHECK(store_open(p, &s) == 0);
+	if (!s)
+		return;
+	for (int b = 0; b < 20; b++) {
+		CHECK(store_batch_begin(s) == 0);
+		for (int i = 0; i < 100; i++)
+			CHECK(store_conn_open(s, &c, &id) == 0);
+		CHECK(store_batch_commit(s) == 0);
+	}
+	/* the thread wakes every second; the database file grows once it has checkpointed */
+	for (int i = 0; i < 40 && (stat(p, &st) < 0 || st.st_size <= 64 * 1024); i++)
+		usleep(100 * 1000);
+	CHECK(st.st_size > 64 * 1024);
+	store_close(s);
+}
+
 static void test_create(void)
 {
 	char p[512], w[512];
@@ -744,6 +770,7 @@ int main(void)
 	atexit(rm_tmpdir);
 
 	RUN(test_create);
+	RUN(test_checkpoints);
 	RUN(test_round_trip);
 	RUN(test_record_nulls);
 	RUN(test_totals);

@@ -1,17 +1,29 @@
-/* Replays recorded statements through a candidate policy and reports every decision that would change. */
+/* Replays recorded statements and HTTP requests through a candidate policy and reports every decision that would change. */
 #include "policy_test.h"
 
 #include <airlock/config.h>
 #include <airlock/control.h>
 #include <airlock/pg.h>
 
+#include <fnmatch.h>
 #include <stdlib.h>
 
 struct run {
 	const struct al_config *cand;
 	json_t *changes;
-	unsigned long checked;
+	unsigned long checked, checked_http;
 };
+
+/* Recorded text need not be UTF-8 (a cgroup path, a Host header): marked, never dropping the change. */
+static json_t *jtext(const char *v)
+{
+	json_t *j;
+
+	if (!v)
+		return NULL;
+	j = json_string(v);
+	return j ? j : json_string("(not UTF-8)");
+}
 
 static const struct al_resource *resource_named(const struct al_config *c, const char *name)
 {
@@ -55,10 +67,111 @@ static int one(void *arg, const struct store_stmt_view *v)
 		now = rule ? config_action_name(rule->allow) : "allow";
 	}
 	if (strcmp(was, now) != 0)
-		json_array_append_new(r->changes, json_pack("{s:I, s:s?, s:s?, s:s?, s:s, s:s, s:s?}",
-			"statement", (json_int_t)v->id, "text", v->text, "resource", v->resource,
-			"agent", v->cgroup_path, "was", was, "would_be", now, "rule", rule ? rule->text : NULL));
+		json_array_append_new(r->changes, json_pack("{s:I, s:s, s:o?, s:o?, s:o?, s:s, s:s, s:s?}",
+			"statement", (json_int_t)v->id, "protocol", "postgres", "text", jtext(v->text), "resource",
+			jtext(v->resource), "agent", jtext(v->cgroup_path), "was", was, "would_be", now,
+			"rule", rule ? rule->text : NULL));
 	json_decref(rj);
+	return 0;
+}
+
+/* ---- HTTP: the same decision the proxy makes (httpproxy.c: pick_resource, decide) ---------- */
+
+static int host_answers(const struct al_resource *r, const char *name)
+{
+	if (r->n_sni == 0)
+		return 1;
+	for (size_t i = 0; i < r->n_sni; i++)
+		if (name[0] && fnmatch(r->sni[i], name, FNM_CASEFOLD) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * The candidate's https resource that would have taken the request: the one its connection
+ * was matched to, if it still answers the name, else the first on that address and port
+ * whose host list does, as the proxy picks by server name. The server name is not kept per
+ * request: the Host header's name stands in for it (clients send the same one).
+ */
+static const struct al_resource *http_resource(const struct al_config *c, const struct store_http_view *v)
+{
+	const struct al_resource *first = resource_named(c, v->resource);
+	char name[256];
+	struct al_addr dst;
+	const char *h = v->host ? v->host : "";
+	size_t n;
+
+	if (h[0] == '[') {
+		h++;
+		n = strcspn(h, "]");
+	} else {
+		n = strcspn(h, ":");
+	}
+	snprintf(name, sizeof(name), "%.*s", (int)n, h);
+	if (first && first->proto == AL_PROTO_HTTPS && host_answers(first, name))
+		return first;
+	if (!v->dst_addr || al_addr_parse(&dst, v->dst_addr) < 0)
+		return NULL;
+	for (size_t i = 0; i < c->n_resources; i++) {
+		const struct al_resource *r = &c->resources[i];
+		int port = 0;
+
+		if (r->proto != AL_PROTO_HTTPS || !host_answers(r, name))
+			continue;
+		for (size_t j = 0; j < r->n_ports && !port; j++)
+			port = r->ports[j] == v->dst_port;
+		for (size_t j = 0; j < r->n_nets && port; j++)
+			if (al_cidr_contains(&r->nets[j], &dst))
+				return r;
+	}
+	return NULL;
+}
+
+static int one_http(void *arg, const struct store_http_view *v)
+{
+	static const char *const reviewed[] = { "review", "approved", "denied", "timeout", "aborted", "abandoned" };
+	struct run *r = arg;
+	const struct al_resource *res = http_resource(r->cand, v);
+	json_t *k8s = v->k8s_json ? json_loads(v->k8s_json, 0, NULL) : NULL;
+	const char *verb = json_string_value(json_object_get(k8s, "verb"));
+	const char *was = v->decision ? v->decision : "allow", *now;
+	const struct al_rule *rule = NULL;
+	struct al_subject subj = { 0 };
+	char *text = NULL;
+
+	r->checked_http++;
+	/* After review the row keeps how it ended; the policy's decision was review. */
+	for (size_t i = 0; i < AL_ARRAY_LEN(reviewed); i++)
+		if (strcmp(was, reviewed[i]) == 0)
+			was = "review";
+	if (!res) {
+		/* No https resource answers it: passed through as TCP, or closed. */
+		now = r->cand->default_action == AL_DEFAULT_DENY ? "deny" : "allow";
+	} else {
+		subj.cgroup_path = v->cgroup_path;
+		subj.uid = v->uid;
+		subj.exe = v->exe;
+		subj.method = v->method;
+		subj.path = v->path;
+		subj.k8s_exec = verb && strcmp(verb, "portforward") != 0;
+		rule = config_decide(res, &subj);
+		now = rule ? config_action_name(rule->allow) : "allow";
+		/* A body that was not held cannot be reviewed: the proxy denies such a request. */
+		if (rule && rule->allow == AL_ACTION_REVIEW && !v->body_sha256)
+			now = "deny";
+	}
+	if (strcmp(was, now) != 0) {
+		if (asprintf(&text, "%s https://%s%s%s%s", v->method ? v->method : "?", v->host ? v->host : "",
+			     v->path ? v->path : "", v->query && *v->query ? "?" : "",
+			     v->query ? v->query : "") < 0)
+			text = NULL;
+		json_array_append_new(r->changes, json_pack("{s:I, s:s, s:o?, s:o?, s:o?, s:s, s:s, s:s?}",
+			"http_request", (json_int_t)v->id, "protocol", "http", "text", jtext(text), "resource",
+			jtext(res ? res->name : v->resource), "agent", jtext(v->cgroup_path), "was", was,
+			"would_be", now, "rule", rule ? rule->text : NULL));
+		free(text);
+	}
+	json_decref(k8s);
 	return 0;
 }
 
@@ -97,9 +210,16 @@ json_t *policy_test(struct store *st, json_t *files, int64_t since_us)
 		config_free(cand);
 		return control_error("could not read the recorded statements");
 	}
+	if (store_http_since(st, since_us, one_http, &r) < 0) {
+		json_decref(r.changes);
+		config_free(cand);
+		return control_error("could not read the recorded HTTP requests");
+	}
 	config_free(cand);
 	resp = control_ok();
-	json_object_set_new(resp, "checked", json_integer((json_int_t)r.checked));
+	json_object_set_new(resp, "checked", json_integer((json_int_t)(r.checked + r.checked_http)));
+	json_object_set_new(resp, "checked_statements", json_integer((json_int_t)r.checked));
+	json_object_set_new(resp, "checked_http", json_integer((json_int_t)r.checked_http));
 	json_object_set_new(resp, "changes", r.changes);
 	return resp;
 bad_path:

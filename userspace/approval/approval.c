@@ -374,8 +374,9 @@ int approval_decide(struct approval *a, int64_t request_id, const char *reviewer
 			return al_errf(err, errlen, "a denial needs a reason (the agent sees it)");
 		if (store_approval_final(a->store, request_id, reviewer, "deny", reason, 0, "denied") < 0)
 			return al_errf(err, errlen, "could not record the decision");
-		al_info("review request %lld denied by %s: %s", (long long)request_id, reviewer, reason);
+		/* The session hears first; the log line can wait. */
 		req_finish_recorded(r, APPROVAL_DENIED, reason);
+		al_info("review request %lld denied by %s: %s", (long long)request_id, reviewer, reason);
 		return 0;
 	}
 	if (grant_secs > r->max_grant_s)
@@ -387,8 +388,8 @@ int approval_decide(struct approval *a, int64_t request_id, const char *reviewer
 	if (r->n_approved + 1 >= r->needed && grant_secs == 0 && (r->n_approved == 0 || r->grant_s == 0)) {
 		if (store_approval_final(a->store, request_id, reviewer, "approve", reason, 0, "approved") < 0)
 			return al_errf(err, errlen, "could not record the decision");
-		al_info("review request %lld approved", (long long)request_id);
 		req_finish_recorded(r, APPROVAL_APPROVED, reason);
+		al_info("review request %lld approved", (long long)request_id);
 		return 0;
 	}
 	if (store_approval_add(a->store, request_id, reviewer, "approve", reason, grant_secs) < 0)

@@ -229,6 +229,7 @@ out:
 struct frame {
 	int64_t at_us;
 	char *text;
+	int input;              /* what an exec's agent typed on a terminal: asciicast "i", not replayed */
 };
 
 struct frames {
@@ -255,6 +256,7 @@ static int add_frame(struct frames *f, int64_t at, char *text)
 	}
 	f->v[f->n].at_us = at;
 	f->v[f->n].text = text;
+	f->v[f->n].input = 0;
 	f->n++;
 	return 0;
 }
@@ -371,13 +373,152 @@ static void error_line(struct sb *b, const char *data, int ours)
 	json_decref(e);
 }
 
+/* 1 for a CSI sequence (p at ESC [, n bytes) that only colours, moves or erases. */
+static int csi_harmless(const unsigned char *p, size_t n)
+{
+	static const char *const modes[] = { "?25", "?1049", "?1047", "?47", "?7", "?12", "?1", "4" };
+	unsigned char final = p[n - 1];
+
+	if (final == 'h' || final == 'l') {
+		for (size_t i = 0; i < AL_ARRAY_LEN(modes); i++)
+			if (n - 3 == strlen(modes[i]) && memcmp(p + 2, modes[i], n - 3) == 0)
+				return 1;
+		return 0;
+	}
+	for (size_t i = 2; i < n - 1; i++)
+		if (p[i] < 0x30 || p[i] > 0x3f || p[i] == '?' || p[i] == '>' || p[i] == '=' || p[i] == '<')
+			return 0;
+	return strchr("ABCDEFGHJKLMPSTXdfmrsu@", final) != NULL;
+}
+
+/*
+ * An exec's output goes to the responder's terminal, and the agent chose it: text, newlines,
+ * tabs, backspace and the CSI sequences that only colour, move or erase pass as they are;
+ * every other control is shown as text (^[ ^G \u009b), so nothing replayed can make the
+ * terminal answer (and so type into it), retitle it, write the clipboard (OSC 52) or keep a
+ * mode such as mouse reporting.
+ */
+static void term_show(struct sb *b, const char *text, size_t len, int csi)
+{
+	const unsigned char *p = (const unsigned char *)text;
+	size_t i = 0, run = 0;
+
+	while (i < len) {
+		unsigned char c = p[i];
+		size_t n = 0;
+
+		if (csi && c == 0x1b && i + 1 < len && p[i + 1] == '[') {
+			n = 2;
+			while (i + n < len && p[i + n] >= 0x30 && p[i + n] <= 0x3f)
+				n++;
+			if (i + n < len && p[i + n] >= 0x40 && p[i + n] <= 0x7e && csi_harmless(p + i, n + 1)) {
+				i += n + 1;
+				continue;
+			}
+		}
+		if ((c < 0x20 && c != '\n' && c != '\t' && (!csi || (c != '\r' && c != '\b'))) || c == 0x7f ||
+		    (c == 0xc2 && i + 1 < len && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f)) {
+			sb_add(b, "%.*s", (int)(i - run), text + run);
+			if (c == 0xc2)
+				sb_add(b, "\\u%04x", p[++i]);
+			else
+				sb_add(b, "^%c", c == 0x7f ? '?' : c + 0x40);
+			run = ++i;
+			continue;
+		}
+		i++;
+	}
+	sb_add(b, "%.*s", (int)(i - run), text + run);
+}
+
+/* An exec's terminal output: colours, moves, carriage returns and backspaces are its own. */
+static void term_safe(struct sb *b, const char *text, size_t len)
+{
+	term_show(b, text, len, 1);
+}
+
+/* Each line of text with a prefix (what a non-terminal exec's agent sent on stdin). */
+static void prefixed(struct sb *b, const char *prefix, const char *text)
+{
+	while (*text) {
+		size_t n = strcspn(text, "\n");
+
+		sb_add(b, "%s", prefix);
+		term_safe(b, text, n);
+		sb_add(b, "\n");
+		text += n + (text[n] == '\n');
+	}
+}
+
+/*
+ * The rows of a recorded Kubernetes exec/attach (userspace/net/k8s_rec.c): what it printed as
+ * it printed it, what was typed (on a terminal the echo shows it, so it is kept as input, not
+ * printed twice), how it ended. Returns 1 if the row was one of them.
+ */
+static int exec_row(struct sb *b, const char *dir, const char *type, const char *data, int *tty, int *input)
+{
+	if ((strcmp(type, "exec") == 0 || strcmp(type, "attach") == 0) && *dir == 'F') {
+		json_t *o = json_loads(data, 0, NULL);
+		const char *cmd = json_string_value(json_object_get(o, "command"));
+		const char *stream = json_string_value(json_object_get(o, "stream"));
+
+		*tty = json_is_true(json_object_get(o, "tty"));
+		sb_add(b, "k8s> ");
+		term_safe(b, cmd ? cmd : data, strlen(cmd ? cmd : data));
+		sb_add(b, "   [%s%s]\n", stream ? stream : "?", *tty ? ", tty" : "");
+		json_decref(o);
+	} else if (strcmp(type, "stdout") == 0 || strcmp(type, "stderr") == 0) {
+		term_safe(b, data, strlen(data));
+	} else if (strcmp(type, "stdin") == 0) {
+		if (*tty) {
+			term_safe(b, data, strlen(data));
+			*input = 1;
+		} else {
+			prefixed(b, "stdin> ", data);
+		}
+	} else if (strcmp(type, "status") == 0) {
+		json_t *o = json_loads(data, 0, NULL), *causes;
+		const char *st = json_string_value(json_object_get(o, "status"));
+		const char *why = json_string_value(json_object_get(o, "reason"));
+		const char *msg = json_string_value(json_object_get(o, "message"));
+		const char *code = NULL;
+		size_t i;
+		json_t *c;
+
+		causes = json_object_get(json_object_get(o, "details"), "causes");
+		json_array_foreach(causes, i, c)
+			if (json_is_string(json_object_get(c, "reason")) &&
+			    strcmp(json_string_value(json_object_get(c, "reason")), "ExitCode") == 0)
+				code = json_string_value(json_object_get(c, "message"));
+		if (st && strcmp(st, "Success") == 0)
+			sb_add(b, "-- the command exited with code 0\n");
+		else if (why && strcmp(why, "NonZeroExitCode") == 0 && code)
+			sb_add(b, "-- the command exited with code %s\n", code);
+		else {
+			sb_add(b, "-- error: ");
+			term_safe(b, msg ? msg : data, strlen(msg ? msg : data));
+			sb_add(b, "\n");
+		}
+		json_decref(o);
+	} else if (strcmp(type, "close") == 0) {
+		sb_add(b, "-- the %s closed %s\n", *dir == 'F' ? "agent" : "server", data);
+	} else if (strcmp(type, "data") == 0) {
+		prefixed(b, *dir == 'F' ? "data> " : "data< ", data);
+	} else if (strcmp(type, "undecoded") == 0) {
+		sb_add(b, "-- the stream is not decoded from here on (%s); it was relayed as it was\n", data);
+	} else {
+		return strcmp(type, "resize") == 0;
+	}
+	return 1;
+}
+
 /* Reads one session into frames: the text replay prints at each recorded time. */
 static int load_session(sqlite3 *db, int64_t id, struct frames *f)
 {
 	sqlite3_stmt *st = NULL;
 	json_t *cols = NULL, *rows = NULL;
 	size_t nrows = 0;
-	int rc = -1, r;
+	int rc = -1, r, tty = 0;
 	int64_t closed = 0;
 	char reason[160] = "";
 
@@ -422,8 +563,11 @@ static int load_session(sqlite3 *db, int64_t id, struct frames *f)
 		int64_t at = sqlite3_column_int64(st, 0);
 		const char *dir = col(st, 1), *type = col(st, 2), *data = col(st, 3);
 		struct sb b = { 0 };
+		int input = 0, exec_stream = 0;
 
-		if (strcmp(type, "truncated") == 0) {
+		if (exec_row(&b, dir, type, data, &tty, &input)) {
+			exec_stream = 1;        /* a Kubernetes exec's stream, made terminal-safe there */
+		} else if (strcmp(type, "truncated") == 0) {
 			sb_add(&b, "-- recording truncated here (%s)\n", data);
 		} else if (*dir == 'F') {
 			if (strcmp(type, "Q") == 0) {
@@ -477,9 +621,20 @@ static int load_session(sqlite3 *db, int64_t id, struct frames *f)
 		} else if (strcmp(type, "I") == 0) {
 			sb_add(&b, "(empty query)\n");
 		}
+		if (b.len && !exec_stream) {
+			/* SQL text, values and messages came from the agent or the server: on the
+			 * responder's terminal every control but newline and tab shows as text. */
+			struct sb t = { 0 };
+
+			term_show(&t, b.s, b.len, 0);
+			free(b.s);
+			b = t;
+		}
 		if (b.len && add_frame(f, at, sb_take(&b)) < 0)
 			goto out;
-		if (!b.len)
+		if (b.len)
+			f->v[f->n - 1].input = input;
+		else
 			free(b.s);
 	}
 	if (r != SQLITE_DONE) {
@@ -519,6 +674,8 @@ static int replay(struct frames *f)
 	int64_t start = al_mono_us(), base = f->n ? f->v[0].at_us : 0;
 
 	for (size_t i = 0; i < f->n; i++) {
+		if (f->v[i].input)
+			continue;
 		if (opt_speed > 0) {
 			int64_t due = start + (int64_t)((double)(f->v[i].at_us - base) / opt_speed);
 
@@ -530,7 +687,8 @@ static int replay(struct frames *f)
 	return 0;
 }
 
-/* asciicast v2: a header object, then [seconds, "o", text] per frame (CRLF line ends). */
+/* asciicast v2: a header object, then [seconds, "o", text] per frame (CRLF line ends), and
+ * [seconds, "i", keys] for what an exec's agent typed on a terminal (as typed). */
 static int asciicast(struct frames *f)
 {
 	int64_t base = f->n ? f->v[0].at_us : f->opened_us;
@@ -551,11 +709,12 @@ static int asciicast(struct frames *f)
 		json_t *s;
 
 		for (const char *p = f->v[i].text; *p; p++)
-			sb_add(&b, "%s", *p == '\n' ? "\r\n" : (char[2]){ *p, 0 });
+			sb_add(&b, "%s", *p == '\n' && !f->v[i].input ? "\r\n" : (char[2]){ *p, 0 });
 		s = json_string(b.s ? b.s : "");
 		line = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
 		if (line)
-			printf("[%.6f, \"o\", %s]\n", (double)(f->v[i].at_us - base) / 1e6, line);
+			printf("[%.6f, \"%s\", %s]\n", (double)(f->v[i].at_us - base) / 1e6,
+			       f->v[i].input ? "i" : "o", line);
 		free(line);
 		json_decref(s);
 		free(b.s);

@@ -30,7 +30,7 @@ void ctl_review_usage(FILE *f)
 		"  console token NAME              a console API token for reviewer NAME (printed once)\n"
 		"  policy reload                   load the configuration and policy.d again (or SIGHUP)\n"
 		"  policy test [--since 24h] FILE...   what FILE's policy would have decided differently\n"
-		"                                  for the statements recorded in that window\n"
+		"                                  for the SQL statements and HTTP requests recorded in that window\n"
 		"Review commands use $AIRLOCK_REVIEW or " AL_DEFAULT_REVIEW_SOCKET
 		" (--review-socket);\nthe caller's uid must be a reviewer's.\n");
 }
@@ -255,10 +255,13 @@ static int cmd_policy(const char *sock, int argc, char **argv, int want_json)
 	} else {
 		json_t *ch = json_object_get(resp, "changes");
 
-		printf("%lld statements checked, %zu would be decided differently\n", i_(resp, "checked"),
-		       json_array_size(ch));
+		printf("%lld statements and %lld HTTP requests checked, %zu would be decided differently\n",
+		       i_(resp, "checked_statements"), i_(resp, "checked_http"), json_array_size(ch));
 		json_array_foreach(ch, i, c) {
-			printf("  #%lld %s -> %s (%s) on %s from %s: ", i_(c, "statement"), s_(c, "was"),
+			int http = json_object_get(c, "http_request") != NULL;
+
+			printf("  %s#%lld %s -> %s (%s) on %s from %s: ", http ? "http " : "",
+			       i_(c, http ? "http_request" : "statement"), s_(c, "was"),
 			       s_(c, "would_be"), s_(c, "rule"), s_(c, "resource"), s_(c, "agent"));
 			print_safe(s_(c, "text"), 100);
 			putchar('\n');

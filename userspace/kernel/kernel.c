@@ -320,35 +320,14 @@ static int adopt_cgroup(struct kern *k, uint64_t id, char *err, size_t errlen)
 	return 0;
 }
 
+static int adopt_one(void *k, unsigned long long id, char *err, size_t errlen)
+{
+	return adopt_cgroup(k, id, err, errlen);
+}
+
 static int adopt_all(struct kern *k, char *err, size_t errlen)
 {
-	char dir[PATH_MAX];
-	struct dirent *de;
-	DIR *d;
-	int rc = 0;
-
-	if (al_fmt(dir, sizeof(dir), "%s/" AL_PIN_CG_DIR, k->root) < 0)
-		return ERR("pin root too long");
-	d = opendir(dir);
-	if (!d)
-		return ERR("%s: %s", dir, strerror(errno));
-	while ((de = readdir(d)) != NULL) {
-		char *end;
-		unsigned long long id;
-
-		if (de->d_name[0] == '.')
-			continue;
-		errno = 0;
-		id = strtoull(de->d_name, &end, 10);
-		if (errno || *end || id == 0)
-			continue;
-		if (adopt_cgroup(k, id, err, errlen) < 0) {
-			rc = -1;
-			break;
-		}
-	}
-	closedir(d);
-	return rc;
+	return kern_pin_dir_each(k->root, AL_PIN_CG_DIR, ULLONG_MAX, adopt_one, k, err, errlen);
 }
 
 static int set_pin_paths(struct kern *k, struct bpf_object *obj, char *err, size_t errlen)

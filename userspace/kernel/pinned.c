@@ -1,7 +1,10 @@
 /* Whether a cgroup lies in a pinned (agent) subtree: agents must not reach the review socket or console. */
 #include <airlock/kernel.h>
 
+#include <dirent.h>
+#include <errno.h>
 #include <limits.h>
+#include <stdlib.h>
 
 #define MAX_PINS 4096
 
@@ -24,4 +27,37 @@ int kern_in_pinned(struct kern *k, const char *rel)
 			return 1;
 	}
 	return 0;
+}
+
+int kern_pin_dir_each(const char *root, const char *sub, unsigned long long max,
+		      int (*fn)(void *arg, unsigned long long n, char *err, size_t errlen), void *arg,
+		      char *err, size_t errlen)
+{
+	char dir[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+	int rc = 0;
+
+	if (al_fmt(dir, sizeof(dir), "%s/%s", root, sub) < 0)
+		return al_errf(err, errlen, "pin root too long");
+	d = opendir(dir);
+	if (!d)
+		return al_errf(err, errlen, "%s: %s", dir, strerror(errno));
+	while ((de = readdir(d)) != NULL) {
+		char *end;
+		unsigned long long n;
+
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;       /* ".", "..", and nothing of ours */
+		errno = 0;
+		n = strtoull(de->d_name, &end, 10);
+		if (errno || *end || n == 0 || n > max)
+			continue;
+		if (fn(arg, n, err, errlen) < 0) {
+			rc = -1;
+			break;
+		}
+	}
+	closedir(d);
+	return rc;
 }

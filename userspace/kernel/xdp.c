@@ -1,4 +1,5 @@
 /* XDP on interfaces: attach, pin under pin_root/iface/<ifindex>, re-adopt after a restart, guard maps, TPROXY flow records. */
+#include <airlock/kernel.h>
 #include <airlock/netdev.h>
 
 #include <bpf/bpf.h>
@@ -183,35 +184,14 @@ static int adopt_iface(struct xdp *x, int ifindex, char *err, size_t errlen)
 	return 0;
 }
 
+static int adopt_one(void *x, unsigned long long idx, char *err, size_t errlen)
+{
+	return adopt_iface(x, (int)idx, err, errlen);
+}
+
 static int adopt_all(struct xdp *x, char *err, size_t errlen)
 {
-	char dir[PATH_MAX];
-	struct dirent *de;
-	DIR *d;
-	int rc = 0;
-
-	if (al_fmt(dir, sizeof(dir), "%s/" AL_PIN_IFACE_DIR, x->root) < 0)
-		return ERR("pin root too long");
-	d = opendir(dir);
-	if (!d)
-		return ERR("%s: %s", dir, strerror(errno));
-	while ((de = readdir(d)) != NULL) {
-		char *end;
-		long idx;
-
-		if (de->d_name[0] == '.')
-			continue;
-		errno = 0;
-		idx = strtol(de->d_name, &end, 10);
-		if (errno || *end || idx <= 0 || idx > INT_MAX)
-			continue;
-		if (adopt_iface(x, (int)idx, err, errlen) < 0) {
-			rc = -1;
-			break;
-		}
-	}
-	closedir(d);
-	return rc;
+	return kern_pin_dir_each(x->root, AL_PIN_IFACE_DIR, INT_MAX, adopt_one, x, err, errlen);
 }
 
 int xdp_open(const char *pin_root, struct xdp **out, char *err, size_t errlen)

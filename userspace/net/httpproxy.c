@@ -4,6 +4,8 @@
 #include <airlock/http.h>
 #include <airlock/reason.h>
 
+#include "k8s_rec.h"
+
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -39,6 +41,17 @@ struct up_ctx {
 	SSL_CTX *ctx;
 };
 
+/* The last TLS session of each upstream context and name, offered again (as haproxy does):
+ * a resumed handshake skips the certificate's decoding, the chain's verification and the
+ * server's signature. Only a session verified for that name with that context is offered. */
+#define UP_SESSIONS 64
+
+struct up_sess {
+	SSL_CTX *ctx;
+	char name[256];
+	SSL_SESSION *sess;
+};
+
 struct hs {
 	LIST_ENTRY(hs) link;
 	struct httpproxy *p;
@@ -56,6 +69,9 @@ struct hs {
 	struct event *timer;
 	int close_polls;
 	int shut_sent;
+	short up_closed;                /* the upstream's end (BEV_EVENT_*), seen before its last bytes */
+	int up_errno;
+	int agent_eof;                  /* the agent sent its last bytes while a response was owed */
 	/* who the agent is */
 	uint64_t cgroup_id;
 	char *cgroup_path, *exe, *comm;
@@ -82,6 +98,8 @@ struct hs {
 	struct evbuffer *held;
 	struct event *watch;
 	const struct al_rule *review_rule;
+	/* the upgraded stream of an exec/attach, recorded for replay */
+	struct k8s_rec *rec;
 };
 
 struct httpproxy {
@@ -95,6 +113,8 @@ struct httpproxy {
 	LIST_HEAD(, hs) sessions;
 	struct up_ctx *ups;
 	size_t n_ups;
+	struct up_sess sess[UP_SESSIONS];
+	size_t sess_next;
 	struct httpproxy_stats stats;
 };
 
@@ -105,6 +125,7 @@ static void agent_event(struct bufferevent *bev, short what, void *arg);
 static void up_read(struct bufferevent *bev, void *arg);
 static void up_write(struct bufferevent *bev, void *arg);
 static void up_event(struct bufferevent *bev, short what, void *arg);
+static void up_drop(struct hs *s);
 static void hs_close(struct hs *s, enum al_reason reason, const char *fmt, ...) AL_PRINTF(3, 4);
 
 /* ---- audit -------------------------------------------------------------------------------- */
@@ -282,14 +303,14 @@ static void hs_end(struct hs *s, enum al_reason reason, const char *last, size_t
 	e.bytes_down = s->bytes_up;
 	e.reason = reason;
 	e.detail = d;
+	k8s_rec_end(s->rec);
+	s->rec = NULL;
 	audit_batch(s->p);
 	if (s->row > 0 && store_conn_close(s->p->store, s->row, &e) < 0)
 		al_err("https session %lld: could not record its end", (long long)s->row);
 	s->state = H_CLOSING;
-	if (s->up) {
-		bufferevent_free(s->up);
-		s->up = NULL;
-	}
+	if (s->up)
+		up_drop(s);
 	if (last && s->agent) {
 		struct timeval tv = { 5, 0 };
 
@@ -341,6 +362,7 @@ static void hs_free(struct hs *s)
 		event_free(s->watch);
 	if (s->held)
 		evbuffer_free(s->held);
+	k8s_rec_end(s->rec);
 	if (s->have_cmd)
 		http_command_free(&s->cmd);
 	free(s->cgroup_path);
@@ -432,6 +454,49 @@ static void answer_error(struct hs *s, int code, const char *error, const char *
 
 /* ---- upstream ------------------------------------------------------------------------------ */
 
+static struct up_sess *up_sess_find(struct httpproxy *p, const SSL_CTX *ctx, const char *name)
+{
+	for (size_t i = 0; i < UP_SESSIONS; i++)
+		if (p->sess[i].sess && p->sess[i].ctx == ctx && strcmp(p->sess[i].name, name) == 0)
+			return &p->sess[i];
+	return NULL;
+}
+
+static void up_sess_clear(struct httpproxy *p)
+{
+	for (size_t i = 0; i < UP_SESSIONS; i++) {
+		SSL_SESSION_free(p->sess[i].sess);
+		p->sess[i].sess = NULL;
+	}
+}
+
+/* OpenSSL's new-session callback on upstream connections: keeps the newest one (1: taken). */
+static int up_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct hs *s = SSL_get_app_data(ssl);
+	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+	struct up_sess *e;
+	size_t i;
+
+	if (!s || !SSL_SESSION_is_resumable(sess))
+		return 0;
+	/* Not for a context a reload retired: another may come to have its address. */
+	for (i = 0; i < s->p->n_ups && s->p->ups[i].ctx != ctx; i++)
+		;
+	if (i == s->p->n_ups)
+		return 0;
+	e = up_sess_find(s->p, ctx, s->up_name);
+	if (!e) {
+		e = &s->p->sess[s->p->sess_next];
+		s->p->sess_next = (s->p->sess_next + 1) % UP_SESSIONS;
+		snprintf(e->name, sizeof(e->name), "%s", s->up_name);
+		e->ctx = ctx;
+	}
+	SSL_SESSION_free(e->sess);
+	e->sess = sess;
+	return 1;
+}
+
 static SSL_CTX *up_ssl_ctx(struct httpproxy *p, const struct al_resource *res,
 			   const struct al_secret *cred, char *err, size_t errlen)
 {
@@ -454,6 +519,8 @@ static SSL_CTX *up_ssl_ctx(struct httpproxy *p, const struct al_resource *res,
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(ctx, up_new_session);
 	v = realloc(p->ups, (p->n_ups + 1) * sizeof(*v));
 	if (!v) {
 		SSL_CTX_free(ctx);
@@ -464,6 +531,24 @@ static SSL_CTX *up_ssl_ctx(struct httpproxy *p, const struct al_resource *res,
 	v[p->n_ups].ctx = ctx;
 	p->n_ups++;
 	return ctx;
+}
+
+/*
+ * Closes the upstream connection, with a close_notify when its TLS is up: OpenSSL retires
+ * the session of a connection freed without one, and the next connection could not resume.
+ */
+static void up_drop(struct hs *s)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(s->up);
+	struct bufferevent *under = bufferevent_get_underlying(s->up);
+
+	if (ssl && under && SSL_is_init_finished(ssl)) {
+		(void)SSL_shutdown(ssl);
+		ERR_clear_error();
+		(void)evbuffer_write(bufferevent_get_output(under), bufferevent_getfd(under));
+	}
+	bufferevent_free(s->up);
+	s->up = NULL;
 }
 
 /* Opens the upstream connection (TLS unless passing through); writes queue until it is up. */
@@ -489,10 +574,12 @@ static int up_open(struct hs *s, int tls)
 		static const unsigned char alpn[] = "\x08http/1.1";
 		SSL_CTX *ctx = up_ssl_ctx(s->p, s->res, s->cred, err, sizeof(err));
 		SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+		struct up_sess *prev = ssl ? up_sess_find(s->p, ctx, s->up_name) : NULL;
 
 		if (!ssl || tls_client_prepare(ssl, s->up_name, s->res->upstream_tls ==
 					       AL_UPSTREAM_TLS_VERIFY_FULL ? TLS_VERIFY_FULL : TLS_VERIFY_NONE) < 0 ||
-		    SSL_set_alpn_protos(ssl, alpn, sizeof(alpn) - 1) != 0) {
+		    SSL_set_alpn_protos(ssl, alpn, sizeof(alpn) - 1) != 0 || SSL_set_app_data(ssl, s) != 1 ||
+		    (prev && SSL_set_session(ssl, prev->sess) != 1)) {
 			if (ssl)
 				SSL_free(ssl);
 			bufferevent_free(raw);
@@ -510,6 +597,7 @@ static int up_open(struct hs *s, int tls)
 	} else {
 		s->up = raw;
 	}
+	s->up_closed = 0;
 	bufferevent_setcb(s->up, up_read, up_write, up_event, s);
 	bufferevent_set_timeouts(s->up, NULL, &tv);
 	bufferevent_enable(s->up, EV_READ | EV_WRITE);
@@ -522,44 +610,80 @@ static int full(struct bufferevent *bev, const struct hs *s)
 	return evbuffer_get_length(bufferevent_get_output(bev)) >= s->p->cfg->relay_buffer;
 }
 
+/* A run of bytes to send. */
+struct span {
+	const void *p;
+	size_t len;
+};
+
+/* Appends the spans to out in one piece: the TLS filter makes a record of each append. */
+static int add_spans(struct evbuffer *out, const struct span *v, size_t n)
+{
+	struct evbuffer_iovec vec;
+	size_t total = 0;
+	char *d;
+
+	for (size_t i = 0; i < n; i++)
+		total += v[i].len;
+	if (total == 0)
+		return 0;
+	if (evbuffer_reserve_space(out, (ev_ssize_t)total, &vec, 1) != 1)
+		return -1;
+	d = vec.iov_base;
+	for (size_t i = 0; i < n; i++) {
+		memcpy(d, v[i].p, v[i].len);
+		d += v[i].len;
+	}
+	vec.iov_len = total;
+	return evbuffer_commit_space(out, &vec, 1);
+}
+
 /*
- * Writes the request head upstream without the agent's Authorization and
- * with the resource's credential. Everything else goes as the agent sent it.
+ * Writes the request upstream, head and held body in one piece, without the
+ * agent's Authorization and with the resource's credential. Everything else
+ * goes as the agent sent it.
  */
-static int send_head(struct hs *s, const uint8_t *buf)
+static int send_request(struct hs *s, const uint8_t *buf)
 {
 	const struct http_req *r = &s->req;
-	struct evbuffer *out = bufferevent_get_output(s->up);
-	size_t line_end = r->hdr[0].name.off, n = 0;
 	int inject = s->cred && (s->cred->header || s->cred->bearer);
+	size_t body = r->body_buffered ? r->total - r->head_len : 0;
+	struct span v[HTTP_MAX_HEADERS + 6];
+	size_t nv = 0, n = 0, from = 0;
 
-	if (r->n_hdr == 0)
-		line_end = r->head_len - 2;
-	if (evbuffer_add(out, buf, line_end) < 0)
-		return -1;
-	n += line_end;
-	for (size_t i = 0; i < r->n_hdr; i++) {
+	/* The agent's bytes but the headers dropped, in as few runs as there are gaps. */
+	for (size_t i = 0; inject && i < r->n_hdr; i++) {
 		const struct http_header *h = &r->hdr[i];
 		size_t end = i + 1 < r->n_hdr ? r->hdr[i + 1].name.off : r->head_len - 2;
 
-		if (inject && (http_span_ieq(buf, h->name, "authorization") ||
-			       http_span_ieq(buf, h->name, "proxy-authorization")))
+		if (!http_span_ieq(buf, h->name, "authorization") &&
+		    !http_span_ieq(buf, h->name, "proxy-authorization"))
 			continue;
-		if (evbuffer_add(out, buf + h->name.off, end - h->name.off) < 0)
-			return -1;
-		n += end - h->name.off;
+		if (h->name.off > from)
+			v[nv++] = (struct span){ buf + from, h->name.off - from };
+		n += h->name.off - from;
+		from = end;
 	}
-	if (inject) {
+	if (!inject) {
+		/* Unchanged: the head and its body as they came. */
+		v[nv++] = (struct span){ buf, r->head_len + body };
+		n = r->head_len;
+	} else {
+		v[nv++] = (struct span){ buf + from, r->head_len - 2 - from };
+		n += r->head_len - 2 - from;
 		if (s->cred->header) {
-			if (evbuffer_add_printf(out, "%s\r\n", s->cred->header) < 0)
-				return -1;
-		} else if (evbuffer_add_printf(out, "Authorization: Bearer %s\r\n", s->cred->bearer) < 0) {
-			return -1;
+			v[nv++] = (struct span){ s->cred->header, strlen(s->cred->header) };
+		} else {
+			v[nv++] = (struct span){ "Authorization: Bearer ", 22 };
+			v[nv++] = (struct span){ s->cred->bearer, strlen(s->cred->bearer) };
 		}
+		v[nv++] = (struct span){ "\r\n\r\n", 4 };
+		v[nv++] = (struct span){ buf + r->head_len, body };
+		n += 2;
 	}
-	if (evbuffer_add(out, "\r\n", 2) < 0)
+	if (add_spans(bufferevent_get_output(s->up), v, nv) < 0)
 		return -1;
-	s->req_up += n + 2;
+	s->req_up += n + body;
 	return 0;
 }
 
@@ -575,13 +699,9 @@ static void forward(struct hs *s, const uint8_t *buf)
 			     0, 1, AL_REASON_UPSTREAM_UNREACH);
 		return;
 	}
-	if (send_head(s, buf) < 0) {
+	if (send_request(s, buf) < 0) {
 		hs_close(s, AL_REASON_INTERNAL, "out of memory");
 		return;
-	}
-	if (r->body_buffered && r->total > r->head_len) {
-		bufferevent_write(s->up, buf + r->head_len, r->total - r->head_len);
-		s->req_up += r->total - r->head_len;
 	}
 	s->req_streaming = !r->body_buffered;
 	if (s->req_streaming) {
@@ -720,6 +840,14 @@ static void agent_continue(struct hs *s)
 	http_req_init(&s->req);
 	s->sent_continue = 0;
 	s->state = H_HEAD;
+	if (s->agent_eof) {
+		/* Answer what it sent before it closed, then close. */
+		if (evbuffer_get_length(bufferevent_get_input(s->agent)))
+			agent_read(s->agent, s);
+		if (s->state == H_HEAD)
+			hs_end(s, AL_REASON_CLOSED, NULL, 0, s->req.pos ? "agent left mid-request" : NULL);
+		return;
+	}
 	bufferevent_set_timeouts(s->agent, &tv, NULL);
 	bufferevent_enable(s->agent, EV_READ);
 	if (evbuffer_get_length(bufferevent_get_input(s->agent)))
@@ -851,6 +979,7 @@ static void agent_read(struct bufferevent *bev, void *arg)
 	if (s->state == H_TUNNEL || s->state == H_PASS) {
 		s->bytes_agent += n;
 		s->req_up += n;
+		k8s_rec_feed(s->rec, K8S_FROM_AGENT, in);
 		evbuffer_add_buffer(bufferevent_get_output(s->up), in);
 		if (full(s->up, s))
 			bufferevent_disable(bev, EV_READ);
@@ -907,7 +1036,8 @@ static void agent_read(struct bufferevent *bev, void *arg)
 			return;
 		}
 		s->bytes_agent += s->req.total;
-		bufferevent_disable(bev, EV_READ);
+		/* Reading goes on (what comes waits in the input, up to the watermark): pausing it
+		 * for every request cost two epoll_ctl calls a request. */
 		bufferevent_set_timeouts(bev, NULL, NULL);
 		decide(s, in, buf);
 		if (s->state == H_RESPONSE && s->req_streaming) {
@@ -969,6 +1099,12 @@ static void agent_event(struct bufferevent *bev, short what, void *arg)
 			hs_end(s, AL_REASON_CLOSED, NULL, 0, NULL);
 			return;
 		}
+		if (s->state == H_RESPONSE && !s->req_streaming) {
+			/* It has sent all it will; the response it waits for still goes to it. */
+			s->agent_eof = 1;
+			bufferevent_disable(bev, EV_READ);
+			return;
+		}
 		hs_end(s, AL_REASON_CLOSED, NULL, 0, s->state == H_HEAD && s->req.pos ? "agent left mid-request" : NULL);
 	}
 }
@@ -979,12 +1115,11 @@ static void response_done(struct hs *s)
 {
 	int keep = s->req.keep_alive && s->resp.keep_alive;
 
-	if (s->up && s->resp.framing != HTTP_BODY_CLOSE &&
-	    evbuffer_get_length(bufferevent_get_input(s->up))) {
-		/* Bytes past the end of the response (e.g. a body sent to a HEAD): the upstream
-		 * connection is out of step, so the next request gets a new one. */
-		bufferevent_free(s->up);
-		s->up = NULL;
+	if (s->up && (s->up_closed || (s->resp.framing != HTTP_BODY_CLOSE &&
+				       evbuffer_get_length(bufferevent_get_input(s->up))))) {
+		/* The connection ended with this response, or bytes follow its end (e.g. a body
+		 * sent to a HEAD) and it is out of step: the next request gets a new one. */
+		up_drop(s);
 	}
 
 	audit_outcome(s, s->status, NULL, 0, NULL);
@@ -1007,13 +1142,14 @@ static void up_read(struct bufferevent *bev, void *arg)
 
 		s->bytes_up += n;
 		s->req_down += n;
+		k8s_rec_feed(s->rec, K8S_FROM_SERVER, in);
 		evbuffer_add_buffer(out, in);
 		if (full(s->agent, s))
 			bufferevent_disable(bev, EV_READ);
 		return;
 	}
 	while (s->state == H_RESPONSE) {
-		size_t n = evbuffer_get_length(in);
+		size_t n = evbuffer_get_length(in), head = 0;
 
 		if (n == 0)
 			return;
@@ -1034,7 +1170,10 @@ static void up_read(struct bufferevent *bev, void *arg)
 			s->status = s->resp.code;
 			s->bytes_up += s->resp.head_len;
 			s->req_down += s->resp.head_len;
-			evbuffer_remove_buffer(in, out, s->resp.head_len);
+			if (s->resp.code >= 200 && s->resp.framing != HTTP_BODY_NONE)
+				head = s->resp.head_len; /* goes with the body's first bytes, in one record */
+			else
+				evbuffer_remove_buffer(in, out, s->resp.head_len);
 			if (s->resp.code == 101) {
 				if (!s->is_upgrade) {
 					hs_close(s, AL_REASON_UPSTREAM_RESET, "101 to a request that asked for no upgrade");
@@ -1042,6 +1181,8 @@ static void up_read(struct bufferevent *bev, void *arg)
 				}
 				/* The upgraded stream (SPDY, WebSocket) is relayed raw from here on. */
 				audit_outcome(s, 101, NULL, 0, NULL);
+				if (s->have_cmd && s->cmd.is_k8s)
+					s->rec = k8s_rec_start(s->p->store, s->row, s->p->cfg->record_limit, &s->cmd);
 				s->state = H_TUNNEL;
 				s->req_up = s->req_down = 0;
 				bufferevent_enable(s->agent, EV_READ);
@@ -1063,11 +1204,10 @@ static void up_read(struct bufferevent *bev, void *arg)
 				response_done(s);
 				return;
 			}
-			continue;
 		}
-		/* the body */
+		/* the body (after the head still in the input, if it just came) */
 		{
-			size_t take = n;
+			size_t avail = n - head, take = avail;
 			int done = 0;
 
 			if (s->resp.framing == HTTP_BODY_LENGTH) {
@@ -1076,13 +1216,13 @@ static void up_read(struct bufferevent *bev, void *arg)
 				s->resp_left -= take;
 				done = s->resp_left == 0;
 			} else if (s->resp.framing == HTTP_BODY_CHUNKED) {
-				const uint8_t *b = evbuffer_pullup(in, (ev_ssize_t)n);
+				const uint8_t *b = evbuffer_pullup(in, (ev_ssize_t)n) + head;
 				size_t used = 0;
 				int rc = HTTP_NEED_MORE;
 
 				take = 0;
-				while (rc == HTTP_NEED_MORE && take < n) {
-					rc = http_chunked_feed(&s->resp_ck, b + take, n - take, &used);
+				while (rc == HTTP_NEED_MORE && take < avail) {
+					rc = http_chunked_feed(&s->resp_ck, b + take, avail - take, &used);
 					take += used;
 					if (used == 0)
 						break;
@@ -1096,7 +1236,7 @@ static void up_read(struct bufferevent *bev, void *arg)
 			}
 			s->bytes_up += take;
 			s->req_down += take;
-			evbuffer_remove_buffer(in, out, take);
+			evbuffer_remove_buffer(in, out, head + take);
 			if (done) {
 				response_done(s);
 				return;
@@ -1110,8 +1250,7 @@ static void up_read(struct bufferevent *bev, void *arg)
 	/* Bytes when no request is in flight: the server is not speaking HTTP/1.1 with us. */
 	if (s->state == H_HEAD && evbuffer_get_length(in)) {
 		evbuffer_drain(in, evbuffer_get_length(in));
-		bufferevent_free(s->up);
-		s->up = NULL;
+		up_drop(s);
 	}
 }
 
@@ -1124,20 +1263,9 @@ static void up_write(struct bufferevent *bev, void *arg)
 		bufferevent_enable(s->agent, EV_READ);
 }
 
-static void up_event(struct bufferevent *bev, short what, void *arg)
+/* The upstream connection ended (what: BEV_EVENT_*) and everything it sent before is read. */
+static void up_ended(struct hs *s, short what, int err)
 {
-	struct hs *s = arg;
-	int err = EVUTIL_SOCKET_ERROR();
-
-	if (what & BEV_EVENT_CONNECTED) {
-		int one = 1;
-
-		bufferevent_set_timeouts(bev, NULL, NULL);
-		(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (s->state == H_PASS)
-			bufferevent_enable(s->agent, EV_READ);
-		return;
-	}
 	if (s->state == H_PASS || s->state == H_TUNNEL) {
 		if (what & BEV_EVENT_EOF) {
 			hs_end(s, AL_REASON_CLOSED, NULL, 0, NULL);
@@ -1149,8 +1277,7 @@ static void up_event(struct bufferevent *bev, short what, void *arg)
 	}
 	if (s->state != H_RESPONSE) {
 		/* An idle keep-alive connection went away: the next request opens a new one. */
-		bufferevent_free(s->up);
-		s->up = NULL;
+		up_drop(s);
 		return;
 	}
 	if ((what & BEV_EVENT_EOF) && s->resp_in_body && s->resp.framing == HTTP_BODY_CLOSE) {
@@ -1159,7 +1286,7 @@ static void up_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (s->req_down == 0) {
-		unsigned long e = (what & BEV_EVENT_ERROR) ? bufferevent_get_openssl_error(bev) : 0;
+		unsigned long e = (what & BEV_EVENT_ERROR) ? bufferevent_get_openssl_error(s->up) : 0;
 		char buf[300] = "";
 
 		if (e)
@@ -1176,6 +1303,49 @@ static void up_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	hs_close(s, AL_REASON_UPSTREAM_RESET, "upstream ended mid-response");
+}
+
+static void on_up_closed(evutil_socket_t fd, short what, void *arg)
+{
+	struct hs *s = arg;
+
+	(void)fd;
+	(void)what;
+	/* Unless the session ended, or the connection was dropped (or replaced) meanwhile. */
+	if (s->state != H_CLOSING && s->up && s->up_closed)
+		up_ended(s, s->up_closed, s->up_errno);
+}
+
+static void up_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct hs *s = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+
+	if (what & BEV_EVENT_CONNECTED) {
+		int one = 1;
+
+		bufferevent_set_timeouts(bev, NULL, NULL);
+		(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (s->state == H_PASS)
+			bufferevent_enable(s->agent, EV_READ);
+		return;
+	}
+	if (s->state == H_RESPONSE || s->state == H_TUNNEL) {
+		/*
+		 * libevent's TLS filter reports a close_notify before the records read in the
+		 * same pass reach up_read (a "Connection: close" response and its close_notify
+		 * arrive together). So the end is looked at once the loop has delivered them.
+		 */
+		if (!s->up_closed) {
+			s->up_closed = what;
+			s->up_errno = err;
+			event_del(s->timer);
+			event_assign(s->timer, s->p->base, -1, 0, on_up_closed, s);
+			event_active(s->timer, EV_TIMEOUT, 1);
+		}
+		return;
+	}
+	up_ended(s, what, err);
 }
 
 /* ---- TLS: ClientHello, leaf, handshake ------------------------------------------------------ */
@@ -1425,6 +1595,7 @@ void httpproxy_free(struct httpproxy *p)
 		hs_close(s, AL_REASON_SHUTDOWN, "airlockd stopped");
 		hs_free(s);
 	}
+	up_sess_clear(p);
 	for (size_t i = 0; i < p->n_ups; i++)
 		SSL_CTX_free(p->ups[i].ctx);
 	free(p->ups);
@@ -1436,7 +1607,8 @@ void httpproxy_set_config(struct httpproxy *p, const struct al_config *cfg, cons
 {
 	p->cfg = cfg;
 	p->secrets = secrets;
-	/* Upstream contexts belong to the old resources. */
+	/* Upstream contexts belong to the old resources, and so do their sessions. */
+	up_sess_clear(p);
 	for (size_t i = 0; i < p->n_ups; i++)
 		SSL_CTX_free(p->ups[i].ctx);
 	p->n_ups = 0;

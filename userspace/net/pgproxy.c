@@ -654,19 +654,38 @@ static void on_agent_gone(evutil_socket_t fd, short what, void *arg)
 static void flush_batch(struct pgs *s, char terminator);
 static void agent_read(struct bufferevent *bev, void *arg);
 
+/*
+ * Hands held bytes to upstream. They have waited enough (for reviewers and
+ * a durable decision): they go out now rather than on the loop's next turn
+ * when the upstream is a plain socket with nothing queued ahead of them (a
+ * TLS upstream is a filter over the socket and writes through it). What
+ * the socket does not take now, or an error, goes the usual way.
+ */
+static void up_send_now(struct pgs *s, struct evbuffer *buf)
+{
+	evutil_socket_t fd = bufferevent_getfd(s->up);
+
+	if (fd >= 0 && !bufferevent_get_underlying(s->up) &&
+	    evbuffer_get_length(bufferevent_get_output(s->up)) == 0)
+		(void)evbuffer_write(buf, fd);
+	bufferevent_write_buffer(s->up, buf);
+}
+
 /* Forwards what was held (a Query, or an extended batch ending in S or H). */
 static void release(struct pgs *s)
 {
 	if (s->held_term == 'Q') {
-		bufferevent_write_buffer(s->up, s->held);
+		up_send_now(s, s->held);
 		commit_outcomes(s);
 		if (q_push(s, Q_READY) < 0)
 			pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");
 		return;
 	}
-	/* An extended batch: flush_batch sends s->batch, which is what was held. */
+	/* An extended batch: what was held is the whole batch (nothing is read
+	 * while parked); flush_batch then has nothing left to send. */
 	evbuffer_add_buffer(s->batch, s->held);
 	s->batch_review = 0;
+	up_send_now(s, s->batch);
 	flush_batch(s, s->held_term);
 }
 

@@ -17,14 +17,16 @@ struct audit_table {
 	char *name;
 	int n;
 	char **cols;
+	int *order;             /* column numbers in the order of their keys in a record body */
 };
 
-/* A row change waiting for store_audit_flush. */
+/* A row change waiting for store_audit_flush: its record's kind and canonical JSON body. */
 struct audit_rec {
 	struct audit_rec *next;
-	char kind[80];
 	int64_t ref_id;
-	json_t *body;
+	size_t len;
+	char kind[80];
+	char body[];
 };
 
 /* Tables whose changes are not records: the chain itself, and recordings (bulk data whose
@@ -118,29 +120,94 @@ int store_audit_hash(const char *prev_hash, const char *canonical, char out[65])
 
 /* ---- the hook ------------------------------------------------------------------------------ */
 
-static json_t *val_json(sqlite3_value *v)
+/*
+ * Record bodies are written here, not through jansson: the hook runs for
+ * every row the daemon writes, and this is most of the audit's cost. The
+ * text is what `json.dumps(body, sort_keys=True, separators=(",", ":"),
+ * ensure_ascii=False)` gives (keys sorted, UTF-8 kept, control characters
+ * as \u00xx), so an independent verifier can rebuild it from the export.
+ */
+static void buf_str(struct al_buf *b, const void *text, size_t n)
 {
+	static const char hx[] = "0123456789abcdef";
+	const unsigned char *v = text;
+	size_t i = 0, start = 0, k;
+
+	al_buf_add(b, "\"", 1);
+	while (i < n) {
+		unsigned char c = v[i];
+		char esc[7];
+		const char *e = esc;
+		size_t en = 2;
+
+		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+			i++;
+			continue;
+		}
+		if (c >= 0x80 && (k = store_utf8_seq(v + i, n - i)) != 0) {
+			i += k;
+			continue;
+		}
+		al_buf_add(b, v + start, i - start);
+		esc[0] = '\\';
+		switch (c) {
+		case '"': esc[1] = '"'; break;
+		case '\\': esc[1] = '\\'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\r': esc[1] = 'r'; break;
+		case '\t': esc[1] = 't'; break;
+		case '\b': esc[1] = 'b'; break;
+		case '\f': esc[1] = 'f'; break;
+		default:
+			if (c < 0x20) {
+				memcpy(esc, "\\u00", 4);
+				esc[4] = hx[c >> 4];
+				esc[5] = hx[c & 15];
+				en = 6;
+			} else {
+				/* Not UTF-8 (comm, exe and cgroup paths need not be): U+FFFD. */
+				e = "\xef\xbf\xbd";
+				en = 3;
+			}
+		}
+		al_buf_add(b, e, en);
+		start = ++i;
+	}
+	al_buf_add(b, v + start, n - start);
+	al_buf_add(b, "\"", 1);
+}
+
+static void buf_val(struct al_buf *b, sqlite3_value *v)
+{
+	char num[32];
+
 	switch (sqlite3_value_type(v)) {
 	case SQLITE_NULL:
-		return json_null();
+		al_buf_add(b, "null", 4);
+		break;
 	case SQLITE_INTEGER:
-		return json_integer(sqlite3_value_int64(v));
+		al_buf_add(b, num, (size_t)snprintf(num, sizeof(num), "%lld", (long long)sqlite3_value_int64(v)));
+		break;
 	case SQLITE_FLOAT:
-		return json_real(sqlite3_value_double(v));
+		al_buf_add(b, num, (size_t)snprintf(num, sizeof(num), "%.17g", sqlite3_value_double(v)));
+		break;
 	case SQLITE_BLOB: {
+		const unsigned char *p = sqlite3_value_blob(v);
 		int n = sqlite3_value_bytes(v);
-		char *h = malloc((size_t)n * 2 + 1);
-		json_t *j;
+		char h[64];
 
-		if (!h)
-			return NULL;
-		hex(sqlite3_value_blob(v), (size_t)n, h);
-		j = json_string(h);
-		free(h);
-		return j;
+		al_buf_add(b, "\"", 1);
+		for (int i = 0; i < n; i += 31) {
+			size_t m = (size_t)(n - i < 31 ? n - i : 31);
+
+			hex(p + i, m, h);
+			al_buf_add(b, h, 2 * m);
+		}
+		al_buf_add(b, "\"", 1);
+		break;
 	}
 	default:
-		return store_json_text(sqlite3_value_text(v), (size_t)sqlite3_value_bytes(v));
+		buf_str(b, sqlite3_value_text(v), (size_t)sqlite3_value_bytes(v));
 	}
 }
 
@@ -175,14 +242,13 @@ static const struct audit_table *table_of(const struct store_audit *a, const cha
 	return NULL;
 }
 
-static void kind_of(const char *table, int op, json_t *body, char *out, size_t len)
+static void kind_of(const char *table, int op, int refused, char *out, size_t len)
 {
 	for (size_t i = 0; i < AL_ARRAY_LEN(kinds); i++) {
 		if (strcmp(kinds[i].table, table) != 0)
 			continue;
 		/* A connection refused at accept is opened and closed in one row. */
-		if (op == SQLITE_INSERT && i == 0 && !json_is_null(json_object_get(body, "closed_us")) &&
-		    json_object_get(body, "closed_us"))
+		if (op == SQLITE_INSERT && i == 0 && refused)
 			snprintf(out, len, "conn_refused");
 		else
 			snprintf(out, len, "%s", op == SQLITE_INSERT ? kinds[i].ins :
@@ -203,24 +269,25 @@ static void on_preupdate(void *arg, sqlite3 *db, int op, const char *zdb, const 
 			 sqlite3_int64 key1, sqlite3_int64 key2)
 {
 	struct store_audit *a = store_audit_state(arg);
+	struct al_buf *b = &a->buf;
 	const struct audit_table *t;
 	struct audit_rec *r;
-	json_t *body;
-	int n;
+	int n, refused = 0, first = 1;
 
 	if (a->muted || strcmp(zdb, "main") != 0 || skipped(table))
 		return;
 	t = table_of(a, table);
 	n = sqlite3_preupdate_count(db);
-	body = json_object();
-	r = calloc(1, sizeof(*r));
-	if (!body || !r)
-		goto oom;
-	for (int i = 0; i < n; i++) {
+	if (t && t->n != n)
+		t = NULL;               /* not the schema read at open: plain column numbers */
+	b->len = 0;
+	b->oom = 0;
+	al_buf_add(b, "{", 1);
+	for (int k = 0; k < n; k++) {
+		int i = t ? t->order[k] : k;
 		sqlite3_value *ov = NULL, *nv = NULL, *v;
 		char name[32];
-		const char *col = t && i < t->n ? t->cols[i] : NULL;
-		json_t *j;
+		const char *col = t ? t->cols[i] : NULL;
 
 		if (!col) {
 			snprintf(name, sizeof(name), "col%d", i);
@@ -233,28 +300,42 @@ static void on_preupdate(void *arg, sqlite3 *db, int op, const char *zdb, const 
 		if (op == SQLITE_UPDATE && val_eq(ov, nv))
 			continue;
 		v = op == SQLITE_DELETE ? ov : nv;
+		if (secret_col(table, col) && strcmp(col, "pwhash") != 0)
+			continue;
+		al_buf_add(b, ",", first ? 0 : 1);
+		first = 0;
 		if (secret_col(table, col)) {
-			if (strcmp(col, "pwhash") == 0 &&
-			    json_object_set_new(body, "has_password",
-						json_boolean(sqlite3_value_type(v) != SQLITE_NULL)) < 0)
-				goto oom;
+			al_buf_add(b, "\"has_password\":", 15);
+			if (sqlite3_value_type(v) != SQLITE_NULL)
+				al_buf_add(b, "true", 4);
+			else
+				al_buf_add(b, "false", 5);
 			continue;
 		}
-		j = val_json(v);
-		if (!j || json_object_set_new(body, col, j) < 0)
-			goto oom;
+		if (strcmp(col, "closed_us") == 0 && sqlite3_value_type(v) != SQLITE_NULL)
+			refused = 1;
+		buf_str(b, col, strlen(col));
+		al_buf_add(b, ":", 1);
+		buf_val(b, v);
 	}
-	kind_of(table, op, body, r->kind, sizeof(r->kind));
+	al_buf_add(b, "}", 1);
+	if (b->oom)
+		goto oom;
+	r = malloc(sizeof(*r) + b->len + 1);
+	if (!r)
+		goto oom;
+	r->next = NULL;
+	kind_of(table, op, refused, r->kind, sizeof(r->kind));
 	r->ref_id = op == SQLITE_DELETE ? key1 : key2;
-	r->body = body;
+	r->len = b->len;
+	memcpy(r->body, b->p, b->len + 1);
 	*a->pending_tail = r;
 	a->pending_tail = &r->next;
+	a->n_pending++;
 	return;
 oom:
 	/* The change itself goes on; the flush sees the gap and fails the write. */
 	al_err("store: audit: out of memory recording a change of %s", table);
-	json_decref(body);
-	free(r);
 	a->lost++;
 }
 
@@ -273,11 +354,33 @@ void store_audit_discard(struct store *s)
 
 	while ((r = a->pending) != NULL) {
 		a->pending = r->next;
-		json_decref(r->body);
 		free(r);
 	}
 	a->pending_tail = &a->pending;
+	a->n_pending = 0;
 	a->lost = 0;
+}
+
+size_t store_audit_mark(struct store *s)
+{
+	return store_audit_state(s)->n_pending;
+}
+
+void store_audit_truncate(struct store *s, size_t mark)
+{
+	struct store_audit *a = store_audit_state(s);
+	struct audit_rec **pp = &a->pending, *r;
+
+	if (a->n_pending <= mark)
+		return;
+	for (size_t i = 0; i < mark; i++)
+		pp = &(*pp)->next;
+	while ((r = *pp) != NULL) {
+		*pp = r->next;
+		free(r);
+	}
+	a->pending_tail = pp;
+	a->n_pending = mark;
 }
 
 /* ---- the chain ------------------------------------------------------------------------------ */
@@ -316,11 +419,35 @@ out:
 	return rc;
 }
 
-int store_audit_append(struct store *s, const char *kind, int64_t ref_id, json_t *body)
+/* hash = sha256(prev_hash || "seq|at_us|kind|ref_id|body"), fed in pieces (see store_audit_canonical). */
+static int chain_hash(struct store_audit *a, int64_t seq, int64_t at, const char *kind, int64_t ref_id,
+		      const char *body, size_t len, char out[65])
+{
+	unsigned char md[32];
+	unsigned int n = 0;
+	char head[160];
+	int hn;
+
+	if (ref_id > 0)
+		hn = snprintf(head, sizeof(head), "%" PRId64 "|%" PRId64 "|%s|%" PRId64 "|", seq, at, kind, ref_id);
+	else
+		hn = snprintf(head, sizeof(head), "%" PRId64 "|%" PRId64 "|%s||", seq, at, kind);
+	if (hn < 0 || (size_t)hn >= sizeof(head) || !a->md)
+		return -1;
+	if (EVP_DigestInit_ex(a->md, a->sha256, NULL) != 1 ||
+	    EVP_DigestUpdate(a->md, a->hash, strlen(a->hash)) != 1 ||
+	    EVP_DigestUpdate(a->md, head, (size_t)hn) != 1 || EVP_DigestUpdate(a->md, body, len) != 1 ||
+	    EVP_DigestFinal_ex(a->md, md, &n) != 1 || n != 32)
+		return -1;
+	hex(md, 32, out);
+	return 0;
+}
+
+/* Appends one record whose body is canonical JSON text already. */
+static int append_text(struct store *s, const char *kind, int64_t ref_id, const char *body, size_t len)
 {
 	struct store_audit *a = store_audit_state(s);
 	sqlite3_stmt *st = a->ins;
-	char *text = NULL, *canon = NULL;
 	char h[65];
 	int64_t at = al_now_us(), seq;
 	int rc = -1;
@@ -328,16 +455,14 @@ int store_audit_append(struct store *s, const char *kind, int64_t ref_id, json_t
 	if (a->stale && load_head(s) < 0)
 		goto out;
 	seq = a->seq + 1;
-	text = json_dumps(body, JSON_SORT_KEYS | JSON_COMPACT);
-	canon = text ? store_audit_canonical(seq, at, kind, ref_id, ref_id > 0, text) : NULL;
-	if (!canon || store_audit_hash(a->hash, canon, h) < 0) {
-		al_err("store: audit: out of memory");
+	if (chain_hash(a, seq, at, kind, ref_id, body, len, h) < 0) {
+		al_err("store: audit: hashing record %" PRId64 " failed", seq);
 		goto out;
 	}
 	if (sqlite3_bind_int64(st, 1, seq) != SQLITE_OK || sqlite3_bind_int64(st, 2, at) != SQLITE_OK ||
 	    sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    (ref_id > 0 ? sqlite3_bind_int64(st, 4, ref_id) : sqlite3_bind_null(st, 4)) != SQLITE_OK ||
-	    sqlite3_bind_text(st, 5, text, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 5, body, (int)len, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_text(st, 6, a->hash, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_text(st, 7, h, -1, SQLITE_STATIC) != SQLITE_OK) {
 		al_err("store: audit: binding a record: %s", sqlite3_errmsg(store_db(s)));
@@ -360,8 +485,19 @@ int store_audit_append(struct store *s, const char *kind, int64_t ref_id, json_t
 out:
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
+	return rc;
+}
+
+int store_audit_append(struct store *s, const char *kind, int64_t ref_id, json_t *body)
+{
+	char *text = json_dumps(body, JSON_SORT_KEYS | JSON_COMPACT);
+	int rc = -1;
+
+	if (!text)
+		al_err("store: audit: out of memory");
+	else
+		rc = append_text(s, kind, ref_id, text, strlen(text));
 	free(text);
-	free(canon);
 	json_decref(body);
 	return rc;
 }
@@ -379,7 +515,8 @@ int store_audit_flush(struct store *s)
 		a->pending = r->next;
 		if (!a->pending)
 			a->pending_tail = &a->pending;
-		if (store_audit_append(s, r->kind, r->ref_id, r->body) < 0) {
+		a->n_pending--;
+		if (append_text(s, r->kind, r->ref_id, r->body, r->len) < 0) {
 			free(r);
 			store_audit_discard(s);
 			return -1;
@@ -577,6 +714,30 @@ static int load_key(struct store_audit *a, const char *store_path)
 
 /* ---- open and close ------------------------------------------------------------------------ */
 
+/* The key a column has in a record body (secrets are renamed or left out, see on_preupdate). */
+static const char *body_key(const struct audit_table *t, int i)
+{
+	return strcmp(t->cols[i], "pwhash") == 0 && strcmp(t->name, "users") == 0 ? "has_password" : t->cols[i];
+}
+
+/* The hook writes a row's columns in the order of their keys: bodies have sorted keys. */
+static int sort_columns(struct audit_table *t)
+{
+	t->order = calloc((size_t)t->n + 1, sizeof(*t->order));
+	if (!t->order)
+		return -1;
+	for (int i = 0; i < t->n; i++) {
+		int j = i;
+
+		while (j > 0 && strcmp(body_key(t, t->order[j - 1]), body_key(t, i)) > 0) {
+			t->order[j] = t->order[j - 1];
+			j--;
+		}
+		t->order[j] = i;
+	}
+	return 0;
+}
+
 static int load_tables(struct store *s)
 {
 	struct store_audit *a = store_audit_state(s);
@@ -616,6 +777,8 @@ static int load_tables(struct store *s)
 		}
 		sqlite3_finalize(ci);
 		ci = NULL;
+		if (sort_columns(t) < 0)
+			goto out;
 	}
 	rc = 0;
 out:
@@ -634,8 +797,8 @@ int store_audit_open(struct store *s, const char *store_path)
 	a->pending_tail = &a->pending;
 	if (al_fmt(a->path, sizeof(a->path), "%s", store_path) < 0)
 		return -1;
-	/* Each write and its records share a savepoint; its sub-journal stays in memory
-	 * (on disk it costs a temp file per batch, ten times the write itself). */
+	/* A write outside a batch and its records share a savepoint; its sub-journal stays
+	 * in memory (on disk it costs a temp file per batch, ten times the write itself). */
 	if (sqlite3_exec(db, "PRAGMA temp_store = MEMORY", NULL, NULL, NULL) != SQLITE_OK)
 		return -1;
 	if (load_tables(s) < 0 || load_head(s) < 0)
@@ -654,6 +817,12 @@ int store_audit_open(struct store *s, const char *store_path)
 	}
 	if (load_key(a, store_path) < 0)
 		return -1;
+	a->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+	a->md = EVP_MD_CTX_new();
+	if (!a->sha256 || !a->md) {
+		al_err("store: audit: no SHA-256 from OpenSSL");
+		return -1;
+	}
 	a->cp_mono_us = al_mono_us();
 	sqlite3_preupdate_hook(db, on_preupdate, s);
 	sqlite3_rollback_hook(db, on_rollback, s);
@@ -675,10 +844,17 @@ void store_audit_close(struct store *s)
 	a->ins = a->cp_ins = a->rec_ins = NULL;
 	EVP_PKEY_free(a->key);
 	a->key = NULL;
+	EVP_MD_CTX_free(a->md);
+	a->md = NULL;
+	EVP_MD_free(a->sha256);
+	a->sha256 = NULL;
+	free(a->buf.p);
+	memset(&a->buf, 0, sizeof(a->buf));
 	for (size_t i = 0; i < a->n_tables; i++) {
 		for (int j = 0; j < a->tables[i].n; j++)
 			free(a->tables[i].cols[j]);
 		free(a->tables[i].cols);
+		free(a->tables[i].order);
 		free(a->tables[i].name);
 	}
 	free(a->tables);

@@ -212,8 +212,9 @@ static const char *const st_sql[ST__COUNT] = {
 		" FROM refusals ORDER BY at_us DESC, id DESC LIMIT ?1",
 	[ST_STMT_ADD] =
 		"INSERT INTO statements (conn_id, seq, at_us, protocol, text, kind, fingerprint,"
-		" relations, unbounded_write, params, decision, rule)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+		" relations, unbounded_write, params, decision, rule, tag, sqlstate, error, rows,"
+		" duration_us, id)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
 	[ST_STMT_OUTCOME] =
 		"UPDATE statements SET tag = ?2, sqlstate = ?3, error = ?4, rows = ?5, duration_us = ?6"
 		" WHERE id = ?1",
@@ -247,6 +248,24 @@ struct store {
 	char *path;
 	int64_t last_rowid;         /* of the last write_step, before its audit record */
 	int last_changes;
+	/* Statements of the open batch not written yet (see store_stmt_add). */
+	struct stmt_q *stmt_q, **stmt_q_tail;
+	int64_t next_stmt_id;
+};
+
+/*
+ * A statement waiting for its batch's commit. An allowed statement's
+ * outcome usually arrives within the same batch: the row is then written
+ * once, whole, with one audit record, instead of an insert and an update.
+ */
+struct stmt_q {
+	struct stmt_q *next;
+	int64_t id;
+	struct store_stmt t;        /* strings point into text[] */
+	int has_outcome;
+	struct store_stmt_outcome o;  /* strings point into ostr */
+	char *ostr;
+	char text[];
 };
 
 static void ckpt_start(struct store *s, const char *path);
@@ -338,14 +357,31 @@ static int sp(struct store *s, int which)
 }
 
 /*
- * Steps one write statement and appends its audit records in the same
- * savepoint: the row and its record commit (with the batch, or at once
- * outside one) or neither does. Returns 0 or -1 (the error is the db's).
+ * Steps one write statement with its audit records. Inside the group-commit
+ * batch the records wait in the hook's queue and are chained at the batch's
+ * commit, in the same transaction as the rows: a write that fails drops the
+ * records it queued (SQLite undid its change). Outside a batch, the row and
+ * its records share a savepoint: they commit together or not at all.
+ * Returns 0 or -1 (the error is the db's).
  */
 static int write_step(struct store *s, sqlite3_stmt *st)
 {
+	size_t mark;
 	int rc;
 
+	if (s->in_batch && !sqlite3_get_autocommit(s->db)) {
+		mark = store_audit_mark(s);
+		rc = sqlite3_step(st);
+		s->last_rowid = sqlite3_last_insert_rowid(s->db);
+		s->last_changes = sqlite3_changes(s->db);
+		if (rc == SQLITE_DONE)
+			return 0;
+		if (rc == SQLITE_FULL || sqlite3_errcode(s->db) == SQLITE_FULL)
+			s->audit.full = 1;
+		store_audit_truncate(s, mark);
+		sqlite3_reset(st);
+		return -1;
+	}
 	if (sp(s, ST_SP_BEGIN) < 0)
 		return -1;
 	rc = sqlite3_step(st);
@@ -519,6 +555,9 @@ int store_open(const char *path, struct store **out)
 		al_err("store: out of memory");
 		goto out;
 	}
+	/* Before SQLite's first use in the process (later it is refused, harmlessly): no
+	 * allocation statistics, which cost a global mutex on every malloc. */
+	(void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
 		if (s->db)
 			al_err("store: opening %s: %s", path, sqlite3_errmsg(s->db));
@@ -546,7 +585,9 @@ int store_open(const char *path, struct store **out)
 	st = NULL;
 	/* NORMAL in WAL mode: a commit is durable at the next checkpoint, and
 	 * a power cut may lose the last rows but never corrupts the file. */
-	if (exec(s, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON",
+	/* journal_size_limit: a WAL that grew under a burst is cut back when it restarts. */
+	if (exec(s, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+		 " PRAGMA journal_size_limit = 67108864",
 		 "setting pragmas") < 0)
 		goto out;
 	if (migrate(s) < 0)
@@ -558,6 +599,15 @@ int store_open(const char *path, struct store **out)
 			goto out;
 		}
 	}
+	s->stmt_q_tail = &s->stmt_q;
+	if (sqlite3_prepare_v2(s->db, "SELECT coalesce(max(id), 0) + 1 FROM statements", -1, &st, NULL) !=
+	    SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
+		db_err(s, "reading the last statement id");
+		goto out;
+	}
+	s->next_stmt_id = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	st = NULL;
 	if (store_audit_open(s, path) < 0 || recover(s) < 0 || store_review_recover(s) < 0)
 		goto out;
 	ckpt_start(s, path);
@@ -581,6 +631,10 @@ static void *ckpt_main(void *arg)
 		return NULL;
 	}
 	sqlite3_busy_timeout(db, 1000);
+	/* A connection that has never read the database has not opened its WAL, and
+	 * a checkpoint on it does nothing at all: read once first. */
+	if (sqlite3_exec(db, "SELECT 1 FROM sqlite_schema LIMIT 1", NULL, NULL, NULL) != SQLITE_OK)
+		al_warn("store: checkpoint thread: %s", sqlite3_errmsg(db));
 	pthread_mutex_lock(&s->ckpt_mu);
 	while (!s->ckpt_stop) {
 		struct timespec ts;
@@ -815,7 +869,7 @@ out:
 
 /* Length of the valid UTF-8 sequence at p (at most n bytes), 0 if invalid:
  * no overlong forms, no surrogates, nothing above U+10FFFF. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
+size_t store_utf8_seq(const unsigned char *p, size_t n)
 {
 	size_t len, i;
 	uint32_t cp;
@@ -868,7 +922,7 @@ static json_t *json_text(const unsigned char *v, size_t n)
 	if (!buf)
 		goto out;
 	while (i < n) {
-		k = utf8_seq(v + i, n - i);
+		k = store_utf8_seq(v + i, n - i);
 		if (k) {
 			memcpy(buf + o, v + i, k);
 			o += k;
@@ -954,6 +1008,8 @@ static int list_rows(struct store *s, int which, const char *what, unsigned int 
 	sqlite3_stmt *st = s->st[which];
 	int ret = -1;
 
+	if (store_stmt_flush(s) < 0)
+		al_err("store: statements of this batch could not be recorded");
 	if (sqlite3_bind_int64(st, 1, limit) != SQLITE_OK) {
 		db_err(s, what);
 		goto out;
@@ -1014,33 +1070,102 @@ out:
 	return ret;
 }
 
-int store_stmt_add(struct store *s, const struct store_stmt *t, int64_t *id)
+static int bind_stmt(sqlite3_stmt *st, int64_t id, const struct store_stmt *t,
+		     const struct store_stmt_outcome *o)
+{
+	return sqlite3_bind_int64(st, 1, t->conn_id) != SQLITE_OK ||
+	       sqlite3_bind_int64(st, 2, t->seq) != SQLITE_OK ||
+	       sqlite3_bind_int64(st, 3, t->at_us) != SQLITE_OK ||
+	       bind_text(st, 4, t->protocol) != SQLITE_OK ||
+	       bind_text(st, 5, t->text) != SQLITE_OK ||
+	       bind_text(st, 6, t->kind) != SQLITE_OK ||
+	       bind_text(st, 7, t->fingerprint) != SQLITE_OK ||
+	       bind_text(st, 8, t->relations_json) != SQLITE_OK ||
+	       sqlite3_bind_int(st, 9, t->unbounded_write) != SQLITE_OK ||
+	       bind_text(st, 10, t->params_json) != SQLITE_OK ||
+	       bind_text(st, 11, t->decision) != SQLITE_OK ||
+	       bind_text(st, 12, t->rule) != SQLITE_OK ||
+	       bind_text(st, 13, o ? o->tag : NULL) != SQLITE_OK ||
+	       bind_text(st, 14, o ? o->sqlstate : NULL) != SQLITE_OK ||
+	       bind_text(st, 15, o ? o->error : NULL) != SQLITE_OK ||
+	       bind_int(st, 16, o ? o->rows : 0, o && o->rows >= 0) != SQLITE_OK ||
+	       bind_int(st, 17, o ? o->duration_us : 0, o != NULL) != SQLITE_OK ||
+	       sqlite3_bind_int64(st, 18, id) != SQLITE_OK ? -1 : 0;
+}
+
+/* Copies the strings of n pointers into one block at dst (NULL stays NULL); returns the bytes used. */
+static size_t pack(char *dst, const char **p[], size_t n)
+{
+	size_t off = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t len;
+
+		if (!*p[i])
+			continue;
+		len = strlen(*p[i]) + 1;
+		if (dst) {
+			memcpy(dst + off, *p[i], len);
+			*p[i] = dst + off;
+		}
+		off += len;
+	}
+	return off;
+}
+
+static int stmt_write(struct store *s, int64_t id, const struct store_stmt *t,
+		      const struct store_stmt_outcome *o)
 {
 	sqlite3_stmt *st = s->st[ST_STMT_ADD];
-	int ret = -1;
+	int ret = 0;
 
-	if (sqlite3_bind_int64(st, 1, t->conn_id) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 2, t->seq) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 3, t->at_us) != SQLITE_OK ||
-	    bind_text(st, 4, t->protocol) != SQLITE_OK ||
-	    bind_text(st, 5, t->text) != SQLITE_OK ||
-	    bind_text(st, 6, t->kind) != SQLITE_OK ||
-	    bind_text(st, 7, t->fingerprint) != SQLITE_OK ||
-	    bind_text(st, 8, t->relations_json) != SQLITE_OK ||
-	    sqlite3_bind_int(st, 9, t->unbounded_write) != SQLITE_OK ||
-	    bind_text(st, 10, t->params_json) != SQLITE_OK ||
-	    bind_text(st, 11, t->decision) != SQLITE_OK ||
-	    bind_text(st, 12, t->rule) != SQLITE_OK ||
-	    write_step(s, st) < 0) {
+	if (bind_stmt(st, id, t, o) < 0 || write_step(s, st) < 0) {
 		db_err(s, "recording a statement");
-		goto out;
+		ret = -1;
 	}
-	if (id)
-		*id = s->last_rowid;
-	ret = 0;
-out:
 	st_done(st);
 	return ret;
+}
+
+int store_stmt_flush(struct store *s)
+{
+	struct stmt_q *q;
+	int ret = 0;
+
+	while ((q = s->stmt_q) != NULL) {
+		s->stmt_q = q->next;
+		if (stmt_write(s, q->id, &q->t, q->has_outcome ? &q->o : NULL) < 0)
+			ret = -1;
+		free(q->ostr);
+		free(q);
+	}
+	s->stmt_q_tail = &s->stmt_q;
+	return ret;
+}
+
+int store_stmt_add(struct store *s, const struct store_stmt *t, int64_t *id)
+{
+	struct store_stmt c = *t;
+	const char **strs[] = { &c.protocol, &c.text, &c.kind, &c.fingerprint, &c.relations_json,
+				&c.params_json, &c.decision, &c.rule };
+	struct stmt_q *q;
+	int64_t my = s->next_stmt_id++;
+
+	if (id)
+		*id = my;
+	/* Outside a batch (or with no memory for the copy) the row is written at once. */
+	if (!s->in_batch || sqlite3_get_autocommit(s->db) ||
+	    !(q = malloc(sizeof(*q) + pack(NULL, strs, AL_ARRAY_LEN(strs)))))
+		return stmt_write(s, my, t, NULL);
+	pack(q->text, strs, AL_ARRAY_LEN(strs));
+	q->next = NULL;
+	q->id = my;
+	q->t = c;
+	q->has_outcome = 0;
+	q->ostr = NULL;
+	*s->stmt_q_tail = q;
+	s->stmt_q_tail = &q->next;
+	return 0;
 }
 
 int store_stmt_outcome(struct store *s, int64_t id, const struct store_stmt_outcome *o)
@@ -1048,6 +1173,25 @@ int store_stmt_outcome(struct store *s, int64_t id, const struct store_stmt_outc
 	sqlite3_stmt *st = s->st[ST_STMT_OUTCOME];
 	int ret = -1;
 
+	for (struct stmt_q *q = s->stmt_q; q; q = q->next) {
+		struct store_stmt_outcome c = *o;
+		const char **strs[] = { &c.tag, &c.sqlstate, &c.error };
+		size_t n;
+
+		if (q->id != id || q->has_outcome)
+			continue;
+		n = pack(NULL, strs, AL_ARRAY_LEN(strs));
+		if (!(q->ostr = malloc(n ? n : 1))) {
+			/* No memory for the copy: write the row now, update it below. */
+			if (store_stmt_flush(s) < 0)
+				al_err("store: statements of this batch could not be recorded");
+			break;
+		}
+		pack(q->ostr, strs, AL_ARRAY_LEN(strs));
+		q->o = c;
+		q->has_outcome = 1;
+		return 0;
+	}
 	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
 	    bind_text(st, 2, o->tag) != SQLITE_OK ||
 	    bind_text(st, 3, o->sqlstate) != SQLITE_OK ||
@@ -1094,6 +1238,8 @@ int store_batch_commit(struct store *s)
 {
 	if (!s->in_batch)
 		return 0;
+	if (store_stmt_flush(s) < 0)
+		al_err("store: statements of this batch could not be recorded");
 	s->in_batch = 0;
 	if (store_audit_flush(s) < 0 || sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		/* Never silent: the batch is lost, the daemon says so and (when the disk is

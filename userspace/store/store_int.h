@@ -35,6 +35,10 @@ struct store_audit {
 	char hash[65];
 	int stale;                      /* a rollback happened: reload the head before appending */
 	struct audit_rec *pending, **pending_tail;
+	size_t n_pending;
+	struct al_buf buf;              /* the body the hook is writing (reused) */
+	EVP_MD *sha256;                 /* fetched once: an implicit fetch per record costs more than the hash */
+	EVP_MD_CTX *md;
 	struct audit_table *tables;     /* column names, for the hook */
 	size_t n_tables;
 	sqlite3_stmt *ins, *cp_ins;
@@ -63,6 +67,13 @@ void store_audit_close(struct store *s);
 int store_audit_flush(struct store *s);
 /* Forgets queued records of a change that was rolled back. */
 void store_audit_discard(struct store *s);
+/* Writes the statements the open batch holds back (before anything reads statements). */
+int store_stmt_flush(struct store *s);
+/* How many records are queued, and dropping those queued after such a mark (a write that failed). */
+size_t store_audit_mark(struct store *s);
+void store_audit_truncate(struct store *s, size_t mark);
+/* Length of the valid UTF-8 sequence at p (at most n bytes), 0 if invalid. */
+size_t store_utf8_seq(const unsigned char *p, size_t n);
 /* Appends one record; body is stolen. */
 int store_audit_append(struct store *s, const char *kind, int64_t ref_id, json_t *body);
 /* A JSON string of column text that may not be UTF-8 (bad bytes become U+FFFD). */

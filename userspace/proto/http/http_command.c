@@ -27,10 +27,15 @@ static void hex(const unsigned char *d, size_t n, char *out)
 
 static int sha256_hex(const uint8_t *d, size_t n, char out[65])
 {
+	/* Fetched once: EVP_sha256() makes every digest look the algorithm up again, which
+	 * costs more than hashing a request. */
+	static EVP_MD *sha256;
 	unsigned char md[32];
 	unsigned int len = 0;
 
-	if (EVP_Digest(d, n, md, &len, EVP_sha256(), NULL) != 1 || len != 32)
+	if (!sha256 && !(sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)))
+		return -1;
+	if (EVP_Digest(d, n, md, &len, sha256, NULL) != 1 || len != 32)
 		return -1;
 	hex(md, 32, out);
 	return 0;
@@ -41,60 +46,28 @@ static char *span_dup(const uint8_t *buf, struct http_span sp)
 	return strndup((const char *)buf + sp.off, sp.len);
 }
 
-/* A growing string for the reviewer text. */
-struct sb {
-	char *s;
-	size_t len, cap;
-	int oom;
-};
-
-static void sb_add(struct sb *b, const char *p, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = (b->len + n + 1) * 2;
-		char *ns = realloc(b->s, cap);
-
-		if (!ns) {
-			b->oom = 1;
-			return;
-		}
-		b->s = ns;
-		b->cap = cap;
-	}
-	memcpy(b->s + b->len, p, n);
-	b->len += n;
-	b->s[b->len] = '\0';
-}
-
-static void sb_str(struct sb *b, const char *s)
-{
-	sb_add(b, s, strlen(s));
-}
-
 /* Shell-like quoting of one argv word for display. */
-static void sb_word(struct sb *b, const char *w)
+static void sb_word(struct al_buf *b, const char *w)
 {
 	if (*w && strspn(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") == strlen(w)) {
-		sb_str(b, w);
+		al_buf_str(b, w);
 		return;
 	}
-	sb_str(b, "'");
+	al_buf_str(b, "'");
 	for (; *w; w++) {
 		if (*w == '\'')
-			sb_str(b, "'\\''");
+			al_buf_str(b, "'\\''");
 		else
-			sb_add(b, w, 1);
+			al_buf_add(b, w, 1);
 	}
-	sb_str(b, "'");
+	al_buf_str(b, "'");
 }
 
 int http_command_build(const uint8_t *buf, const struct http_req *r, struct http_command *c,
 		       char *err, size_t errlen)
 {
 	json_t *h = json_object();
-	struct sb text = { 0 }, fp = { 0 };
+	struct al_buf text = { 0 }, fp = { 0 };
 	char line[256];
 	int rc;
 
@@ -163,36 +136,36 @@ int http_command_build(const uint8_t *buf, const struct http_req *r, struct http
 	if (c->is_k8s) {
 		snprintf(c->kind, sizeof(c->kind), "%s", c->k8s.verb);
 		/* The headline reads like the kubectl command that made it. */
-		sb_str(&text, "kubectl ");
-		sb_str(&text, c->k8s.verb);
-		sb_str(&text, " -n ");
+		al_buf_str(&text, "kubectl ");
+		al_buf_str(&text, c->k8s.verb);
+		al_buf_str(&text, " -n ");
 		sb_word(&text, c->k8s.ns);
-		sb_str(&text, " ");
+		al_buf_str(&text, " ");
 		sb_word(&text, c->k8s.pod);
 		if (c->k8s.container[0]) {
-			sb_str(&text, " -c ");
+			al_buf_str(&text, " -c ");
 			sb_word(&text, c->k8s.container);
 		}
 		if (c->k8s.ports[0]) {
-			sb_str(&text, " ");
+			al_buf_str(&text, " ");
 			sb_word(&text, c->k8s.ports);
 		}
 		if (c->k8s.argc)
-			sb_str(&text, " --");
+			al_buf_str(&text, " --");
 		for (size_t i = 0; i < c->k8s.argc; i++) {
-			sb_str(&text, " ");
+			al_buf_str(&text, " ");
 			sb_word(&text, c->k8s.argv[i]);
 		}
-		sb_str(&text, "\n");
-		sb_str(&fp, c->k8s.verb);
-		sb_str(&fp, " ");
-		sb_str(&fp, c->k8s.ns);
-		sb_str(&fp, "/");
-		sb_str(&fp, c->k8s.pod);
-		sb_str(&fp, "/");
-		sb_str(&fp, c->k8s.container);
+		al_buf_str(&text, "\n");
+		al_buf_str(&fp, c->k8s.verb);
+		al_buf_str(&fp, " ");
+		al_buf_str(&fp, c->k8s.ns);
+		al_buf_str(&fp, "/");
+		al_buf_str(&fp, c->k8s.pod);
+		al_buf_str(&fp, "/");
+		al_buf_str(&fp, c->k8s.container);
 		for (size_t i = 0; i < c->k8s.argc; i++) {
-			sb_str(&fp, " ");
+			al_buf_str(&fp, " ");
 			sb_word(&fp, c->k8s.argv[i]);
 		}
 	} else {
@@ -202,32 +175,32 @@ int http_command_build(const uint8_t *buf, const struct http_req *r, struct http
 			c->kind[i] = (char)(c->method[i] >= 'A' && c->method[i] <= 'Z' ? c->method[i] - 'A' + 'a'
 										     : c->method[i]);
 		c->kind[i] = '\0';
-		sb_str(&fp, c->method);
-		sb_str(&fp, " ");
-		sb_str(&fp, c->host);
-		sb_str(&fp, c->path);
+		al_buf_str(&fp, c->method);
+		al_buf_str(&fp, " ");
+		al_buf_str(&fp, c->host);
+		al_buf_str(&fp, c->path);
 	}
-	c->fingerprint = fp.s;
-	fp.s = NULL;
+	c->fingerprint = fp.p;
+	fp.p = NULL;
 	/* request line (query kept as sent), chosen headers, body preview */
-	sb_str(&text, c->method);
-	sb_str(&text, " https://");
-	sb_str(&text, c->host);
-	sb_str(&text, c->path);
+	al_buf_str(&text, c->method);
+	al_buf_str(&text, " https://");
+	al_buf_str(&text, c->host);
+	al_buf_str(&text, c->path);
 	if (*c->query) {
-		sb_str(&text, "?");
-		sb_str(&text, c->query);
+		al_buf_str(&text, "?");
+		al_buf_str(&text, c->query);
 	}
-	sb_str(&text, "\n");
+	al_buf_str(&text, "\n");
 	{
 		const char *k;
 		json_t *v;
 
 		json_object_foreach(h, k, v) {
 			snprintf(line, sizeof(line), "%s: ", k);
-			sb_str(&text, line);
-			sb_str(&text, json_string_value(v));
-			sb_str(&text, "\n");
+			al_buf_str(&text, line);
+			al_buf_str(&text, json_string_value(v));
+			al_buf_str(&text, "\n");
 		}
 	}
 	if (r->body_buffered && r->body_len) {
@@ -243,23 +216,23 @@ int http_command_build(const uint8_t *buf, const struct http_req *r, struct http
 				printable = 0;
 		snprintf(line, sizeof(line), "\nbody: %llu bytes, sha256 %s\n",
 			 (unsigned long long)r->body_len, c->body_sha256);
-		sb_str(&text, line);
+		al_buf_str(&text, line);
 		if (printable)
-			sb_add(&text, (const char *)body, n);
+			al_buf_add(&text, (const char *)body, n);
 		else
-			sb_str(&text, "(binary)");
+			al_buf_str(&text, "(binary)");
 		if (n < r->body_len)
-			sb_str(&text, "\n...");
+			al_buf_str(&text, "\n...");
 		free(body);
 	} else if (!r->body_buffered) {
 		snprintf(line, sizeof(line), "\nbody: %llu bytes%s, not inspected (over http_max_body)\n",
 			 (unsigned long long)r->content_length,
 			 r->framing == HTTP_BODY_CHUNKED ? " or more (chunked)" : "");
-		sb_str(&text, line);
+		al_buf_str(&text, line);
 	}
 	if (text.oom || fp.oom || !c->fingerprint)
 		goto oom;
-	c->text = text.s;
+	c->text = text.p;
 	json_decref(h);
 	return 0;
 bad_method:
@@ -267,8 +240,8 @@ bad_method:
 	http_command_free(c);
 	return al_errf(err, errlen, "method too long");
 oom:
-	free(text.s);
-	free(fp.s);
+	free(text.p);
+	free(fp.p);
 	json_decref(h);
 	http_command_free(c);
 	return al_errf(err, errlen, "out of memory");
