@@ -26,7 +26,8 @@ int store_http_add(struct store *s, const struct store_http *h, int64_t *id)
 	sqlite3_stmt *st = NULL;
 	int rc = -1;
 
-	if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK)
+	st = store_cached(s, STORE_C_HTTP_ADD, sql);
+	if (!st)
 		goto out;
 	if ((h->conn_id > 0 ? sqlite3_bind_int64(st, 1, h->conn_id) : sqlite3_bind_null(st, 1)) ||
 	    sqlite3_bind_int64(st, 2, h->seq) || sqlite3_bind_int64(st, 3, h->at_us) ||
@@ -46,7 +47,10 @@ int store_http_add(struct store *s, const struct store_http *h, int64_t *id)
 out:
 	if (rc < 0)
 		al_err("store: recording an HTTP request: %s", sqlite3_errmsg(store_db(s)));
-	sqlite3_finalize(st);
+	if (st) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+	}
 	return rc;
 }
 
@@ -59,7 +63,8 @@ int store_http_outcome(struct store *s, int64_t id, const struct store_http_outc
 	sqlite3_stmt *st = NULL;
 	int rc = -1;
 
-	if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK)
+	st = store_cached(s, STORE_C_HTTP_OUTCOME, sql);
+	if (!st)
 		goto out;
 	if (sqlite3_bind_int64(st, 1, id) ||
 	    (o->status ? sqlite3_bind_int(st, 2, o->status) : sqlite3_bind_null(st, 2)) ||
@@ -75,7 +80,10 @@ int store_http_outcome(struct store *s, int64_t id, const struct store_http_outc
 out:
 	if (rc < 0)
 		al_err("store: recording an HTTP outcome: %s", sqlite3_errmsg(store_db(s)));
-	sqlite3_finalize(st);
+	if (st) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+	}
 	return rc;
 }
 

@@ -251,6 +251,7 @@ struct store {
 	/* Statements of the open batch not written yet (see store_stmt_add). */
 	struct stmt_q *stmt_q, **stmt_q_tail;
 	int64_t next_stmt_id;
+	sqlite3_stmt *cached[STORE_C__COUNT];
 };
 
 /*
@@ -703,6 +704,8 @@ void store_close(struct store *s)
 	store_audit_close(s);
 	for (i = 0; i < ST__COUNT; i++)
 		sqlite3_finalize(s->st[i]);
+	for (i = 0; i < STORE_C__COUNT; i++)
+		sqlite3_finalize(s->cached[i]);
 	if (s->db) {
 		/* Leave a small WAL behind: fold it in now that no one writes. */
 		(void)sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
@@ -711,6 +714,14 @@ void store_close(struct store *s)
 	}
 	free(s->path);
 	free(s);
+}
+
+sqlite3_stmt *store_cached(struct store *s, enum store_cached which, const char *sql)
+{
+	if (!s->cached[which] &&
+	    sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->cached[which], NULL) != SQLITE_OK)
+		return NULL;
+	return s->cached[which];
 }
 
 int store_schema_version(struct store *s)

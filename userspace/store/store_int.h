@@ -67,6 +67,9 @@ void store_audit_close(struct store *s);
 int store_audit_flush(struct store *s);
 /* Forgets queued records of a change that was rolled back. */
 void store_audit_discard(struct store *s);
+/* Statements other files of the store prepare once, on first use (finalized at close). */
+enum store_cached { STORE_C_HTTP_ADD, STORE_C_HTTP_OUTCOME, STORE_C__COUNT };
+sqlite3_stmt *store_cached(struct store *s, enum store_cached which, const char *sql);
 /* Writes the statements the open batch holds back (before anything reads statements). */
 int store_stmt_flush(struct store *s);
 /* How many records are queued, and dropping those queued after such a mark (a write that failed). */
