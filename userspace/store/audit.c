@@ -87,16 +87,29 @@ static int unhex(const char *s, unsigned char *out, size_t max, size_t *n)
 	return 0;
 }
 
-char *store_audit_canonical(int64_t seq, int64_t at_us, const char *kind, int64_t ref_id, int has_ref,
-			    const char *body)
+/* "seq|at_us|kind|ref_id|": the canonical text of a record up to its body; its length, or -1. */
+static int canonical_head(char *out, size_t len, int64_t seq, int64_t at_us, const char *kind, int64_t ref_id,
+			  int has_ref)
 {
 	char ref[24] = "";
-	char *out = NULL;
+	int n;
 
 	if (has_ref)
 		snprintf(ref, sizeof(ref), "%" PRId64, ref_id);
-	if (asprintf(&out, "%" PRId64 "|%" PRId64 "|%s|%s|%s", seq, at_us, kind, ref, body) < 0)
-		return NULL;
+	n = snprintf(out, len, "%" PRId64 "|%" PRId64 "|%s|%s|", seq, at_us, kind, ref);
+	return n < 0 || (size_t)n >= len ? -1 : n;
+}
+
+char *store_audit_canonical(int64_t seq, int64_t at_us, const char *kind, int64_t ref_id, int has_ref,
+			    const char *body)
+{
+	size_t hl = strlen(kind) + 72;         /* three 64-bit numbers, four bars, a NUL */
+	char *head = malloc(hl), *out = NULL;
+
+	if (head && canonical_head(head, hl, seq, at_us, kind, ref_id, has_ref) >= 0 &&
+	    asprintf(&out, "%s%s", head, body) < 0)
+		out = NULL;
+	free(head);
 	return out;
 }
 
@@ -426,13 +439,9 @@ static int chain_hash(struct store_audit *a, int64_t seq, int64_t at, const char
 	unsigned char md[32];
 	unsigned int n = 0;
 	char head[160];
-	int hn;
+	int hn = canonical_head(head, sizeof(head), seq, at, kind, ref_id, ref_id > 0);
 
-	if (ref_id > 0)
-		hn = snprintf(head, sizeof(head), "%" PRId64 "|%" PRId64 "|%s|%" PRId64 "|", seq, at, kind, ref_id);
-	else
-		hn = snprintf(head, sizeof(head), "%" PRId64 "|%" PRId64 "|%s||", seq, at, kind);
-	if (hn < 0 || (size_t)hn >= sizeof(head) || !a->md)
+	if (hn < 0 || !a->md)
 		return -1;
 	if (EVP_DigestInit_ex(a->md, a->sha256, NULL) != 1 ||
 	    EVP_DigestUpdate(a->md, a->hash, strlen(a->hash)) != 1 ||

@@ -1019,8 +1019,7 @@ static int list_rows(struct store *s, int which, const char *what, unsigned int 
 	sqlite3_stmt *st = s->st[which];
 	int ret = -1;
 
-	if (store_stmt_flush(s) < 0)
-		al_err("store: statements of this batch could not be recorded");
+	store_stmt_flush(s);
 	if (sqlite3_bind_int64(st, 1, limit) != SQLITE_OK) {
 		db_err(s, what);
 		goto out;
@@ -1138,20 +1137,20 @@ static int stmt_write(struct store *s, int64_t id, const struct store_stmt *t,
 	return ret;
 }
 
-int store_stmt_flush(struct store *s)
+void store_stmt_flush(struct store *s)
 {
 	struct stmt_q *q;
-	int ret = 0;
+	int failed = 0;
 
 	while ((q = s->stmt_q) != NULL) {
 		s->stmt_q = q->next;
-		if (stmt_write(s, q->id, &q->t, q->has_outcome ? &q->o : NULL) < 0)
-			ret = -1;
+		failed |= stmt_write(s, q->id, &q->t, q->has_outcome ? &q->o : NULL) < 0;
 		free(q->ostr);
 		free(q);
 	}
 	s->stmt_q_tail = &s->stmt_q;
-	return ret;
+	if (failed)
+		al_err("store: statements of this batch could not be recorded");
 }
 
 int store_stmt_add(struct store *s, const struct store_stmt *t, int64_t *id)
@@ -1182,26 +1181,25 @@ int store_stmt_add(struct store *s, const struct store_stmt *t, int64_t *id)
 int store_stmt_outcome(struct store *s, int64_t id, const struct store_stmt_outcome *o)
 {
 	sqlite3_stmt *st = s->st[ST_STMT_OUTCOME];
+	struct stmt_q *q = s->stmt_q;
 	int ret = -1;
 
-	for (struct stmt_q *q = s->stmt_q; q; q = q->next) {
+	/* Still held: the outcome joins the row, written once at the batch's commit. */
+	while (q && q->id != id)
+		q = q->next;
+	if (q && !q->has_outcome) {
 		struct store_stmt_outcome c = *o;
 		const char **strs[] = { &c.tag, &c.sqlstate, &c.error };
-		size_t n;
+		size_t n = pack(NULL, strs, AL_ARRAY_LEN(strs));
 
-		if (q->id != id || q->has_outcome)
-			continue;
-		n = pack(NULL, strs, AL_ARRAY_LEN(strs));
-		if (!(q->ostr = malloc(n ? n : 1))) {
-			/* No memory for the copy: write the row now, update it below. */
-			if (store_stmt_flush(s) < 0)
-				al_err("store: statements of this batch could not be recorded");
-			break;
+		if ((q->ostr = malloc(n ? n : 1)) != NULL) {
+			pack(q->ostr, strs, AL_ARRAY_LEN(strs));
+			q->o = c;
+			q->has_outcome = 1;
+			return 0;
 		}
-		pack(q->ostr, strs, AL_ARRAY_LEN(strs));
-		q->o = c;
-		q->has_outcome = 1;
-		return 0;
+		/* No memory for the copy: write the row now, update it below. */
+		store_stmt_flush(s);
 	}
 	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
 	    bind_text(st, 2, o->tag) != SQLITE_OK ||
@@ -1249,8 +1247,7 @@ int store_batch_commit(struct store *s)
 {
 	if (!s->in_batch)
 		return 0;
-	if (store_stmt_flush(s) < 0)
-		al_err("store: statements of this batch could not be recorded");
+	store_stmt_flush(s);
 	s->in_batch = 0;
 	if (store_audit_flush(s) < 0 || sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		/* Never silent: the batch is lost, the daemon says so and (when the disk is

@@ -71,7 +71,7 @@ void store_audit_discard(struct store *s);
 enum store_cached { STORE_C_HTTP_ADD, STORE_C_HTTP_OUTCOME, STORE_C__COUNT };
 sqlite3_stmt *store_cached(struct store *s, enum store_cached which, const char *sql);
 /* Writes the statements the open batch holds back (before anything reads statements). */
-int store_stmt_flush(struct store *s);
+void store_stmt_flush(struct store *s);
 /* How many records are queued, and dropping those queued after such a mark (a write that failed). */
 size_t store_audit_mark(struct store *s);
 void store_audit_truncate(struct store *s, size_t mark);
