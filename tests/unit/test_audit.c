@@ -418,6 +418,8 @@ static void test_stmt_merged(void)
 	CHECK(store_stmt_list(s, 10, list_cb, &n) == 0 && n == 2);
 	CHECK(store_stmt_add(s, &t, &c) == 0 && c == b + 1);
 	CHECK(store_stmt_outcome(s, c, &o) == 0);
+	/* another write: the held statement is written (and chained) before it */
+	CHECK(store_pin_add(s, 5, "/agents/x") == 0);
 	CHECK(store_batch_commit(s) == 0);
 	CHECK(store_batch_begin(s) == 0);
 	CHECK(store_stmt_outcome(s, b, &o) == 0);
@@ -428,6 +430,8 @@ static void test_stmt_merged(void)
 	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'statement'") == 3);
 	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'statement' AND body LIKE '%\"tag\":\"UPDATE 1\"%'") == 2);
 	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'outcome'") == 1);
+	CHECK(q_int(p, "SELECT (SELECT max(seq) FROM audit WHERE kind = 'statement') <"
+		    " (SELECT seq FROM audit WHERE kind = 'pin')") == 1);
 	CHECK(verify(p, &v) == 0);
 	/* ids go on from the last row after a restart */
 	CHECK(store_open(p, &s) == 0);

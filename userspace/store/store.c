@@ -370,6 +370,10 @@ static int write_step(struct store *s, sqlite3_stmt *st)
 	size_t mark;
 	int rc;
 
+	/* Held statements go first: the chain keeps the order in which things happened
+	 * (a statement's record before its connection's close). Outcomes need not wait. */
+	if (s->stmt_q && st != s->st[ST_STMT_ADD] && st != s->st[ST_STMT_OUTCOME])
+		store_stmt_flush(s);
 	if (s->in_batch && !sqlite3_get_autocommit(s->db)) {
 		mark = store_audit_mark(s);
 		rc = sqlite3_step(st);
