@@ -10,7 +10,7 @@ struct store;
 
 /* The schema version this build migrates stores to (store.c checks it
  * against its migration list at compile time). */
-#define STORE_SCHEMA_VERSION 8
+#define STORE_SCHEMA_VERSION 9
 
 /* What is known of a connection when it is accepted. Strings may be NULL.
  * cgroup_id 0 means no kernel identity: cgroup_id, pid, tid, uid and gid are
@@ -321,7 +321,7 @@ enum store_full_mode { STORE_FULL_REFUSE = 0, STORE_FULL_ROTATE = 1 };
 struct store_limits {
 	uint64_t max_size;              /* bytes of used pages; 0: no cap */
 	enum store_full_mode full;
-	int64_t record_retention_us;    /* recordings older are deleted; 0: kept */
+	int64_t record_retention_us;    /* recordings of sessions ended longer ago are deleted; 0: kept */
 };
 void store_set_limits(struct store *s, const struct store_limits *l);
 /* Periodic work from the daemon's commit timer: timed checkpoints, retention, the size cap. */

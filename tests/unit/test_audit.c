@@ -517,6 +517,71 @@ static void test_review_records(void)
 	CHECK(verify(p, &v) == 0);
 }
 
+/* Recordings live by session: retention deletes those of sessions that ended long enough ago. */
+static void test_recordings_retention(void)
+{
+	char p[512], dir[320];
+	struct store *s = NULL;
+	struct store_conn c = conn();
+	int64_t old = al_now_us() - 7200 * 1000000ll, a = 0, b = 0, d = 0;
+	struct store_conn_end e = { .closed_us = old + 1000000, .reason = AL_REASON_CLOSED };
+	struct store_limits l = { .record_retention_us = 3600 * 1000000ll };
+
+	snprintf(dir, sizeof(dir), "%s/s%d", tmpdir, ++n_store);
+	CHECK(mkdir(dir, 0700) == 0 && al_fmt(p, sizeof(p), "%s/airlock.db", dir) == 0);
+	CHECK(store_open(p, &s) == 0);
+	if (!s)
+		return;
+	c.opened_us = old;
+	CHECK(store_conn_open(s, &c, &a) == 0 && store_conn_close(s, a, &e) == 0);   /* ended 2 h ago */
+	CHECK(store_conn_open(s, &c, &b) == 0);                                       /* open since 2 h */
+	c.opened_us = al_now_us();
+	CHECK(store_conn_open(s, &c, &d) == 0);
+	e.closed_us = al_now_us();
+	CHECK(store_conn_close(s, d, &e) == 0);                                       /* ended now */
+	for (int i = 1; i <= 3; i++) {
+		CHECK(store_rec_add(s, a, i, old, "F", "Q", "SELECT 1", 8) == 0);
+		CHECK(store_rec_add(s, b, i, old, "F", "Q", "SELECT 2", 8) == 0);
+		CHECK(store_rec_add(s, d, i, old, "F", "Q", "SELECT 3", 8) == 0);
+	}
+	CHECK(store_batch_commit(s) == 0);
+	store_set_limits(s, &l);
+	store_tick(s);
+	CHECK(store_batch_commit(s) == 0);
+	store_close(s);
+	CHECK(q_int(p, "SELECT count(*) FROM recordings WHERE data = 'SELECT 1'") == 0);
+	CHECK(q_int(p, "SELECT count(*) FROM recordings WHERE data = 'SELECT 2'") == 3);
+	CHECK(q_int(p, "SELECT count(*) FROM recordings WHERE data = 'SELECT 3'") == 3);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'recordings_expired'"
+		    " AND body LIKE '%\"messages\":3%'") == 1);
+}
+
+/* A version 8 store (recordings with a rowid and a time index) keeps its recordings in 9. */
+static void test_recordings_v8_upgrade(void)
+{
+	char p[512], dir[320];
+	struct store *s = NULL;
+
+	snprintf(dir, sizeof(dir), "%s/s%d", tmpdir, ++n_store);
+	CHECK(mkdir(dir, 0700) == 0 && al_fmt(p, sizeof(p), "%s/airlock.db", dir) == 0);
+	CHECK(store_open(p, &s) == 0);
+	store_close(s);
+	s = NULL;
+	CHECK(exec_sql(p, "DROP TABLE recordings;"
+		       " CREATE TABLE recordings (conn_id INTEGER NOT NULL, seq INTEGER NOT NULL,"
+		       " at_us INTEGER NOT NULL, dir TEXT NOT NULL, type TEXT NOT NULL, data TEXT,"
+		       " PRIMARY KEY (conn_id, seq)); CREATE INDEX recordings_at_us ON recordings(at_us);"
+		       " INSERT INTO recordings VALUES (7, 1, 5, 'F', 'Q', 'SELECT 1'), (7, 2, 6, 'B', 'C', 'SELECT 1');"
+		       " PRAGMA user_version = 8;") == 0);
+	CHECK(store_open(p, &s) == 0);
+	CHECK(s && store_schema_version(s) == STORE_SCHEMA_VERSION);
+	store_close(s);
+	CHECK(q_int(p, "SELECT count(*) FROM recordings WHERE conn_id = 7") == 2);
+	CHECK(q_int(p, "SELECT count(*) FROM sqlite_schema WHERE name = 'recordings'"
+		    " AND sql LIKE '%WITHOUT ROWID%'") == 1);
+	CHECK(q_int(p, "SELECT count(*) FROM sqlite_schema WHERE name = 'recordings_at_us'") == 0);
+}
+
 /* Rotation: the archive holds the chain so far, the live store chains on from its last hash. */
 static void test_rotate(void)
 {
@@ -709,6 +774,8 @@ int main(void)
 	RUN(test_body_json);
 	RUN(test_failed_write_no_record);
 	RUN(test_review_records);
+	RUN(test_recordings_retention);
+	RUN(test_recordings_v8_upgrade);
 	RUN(test_rotate);
 	RUN(test_pg_summary);
 	RUN(test_overhead);

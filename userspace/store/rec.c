@@ -220,7 +220,8 @@ void store_tick(struct store *s)
 
 		a->retention_mono_us = mono;
 		if (store_batch_begin(s) == 0 &&
-		    sqlite3_prepare_v2(store_db(s), "DELETE FROM recordings WHERE at_us < ?1", -1, &st,
+		    sqlite3_prepare_v2(store_db(s), "DELETE FROM recordings WHERE conn_id IN (SELECT id FROM"
+				       " connections WHERE opened_us < ?1 AND closed_us < ?1)", -1, &st,
 				       NULL) == SQLITE_OK &&
 		    sqlite3_bind_int64(st, 1, before) == SQLITE_OK && sqlite3_step(st) == SQLITE_DONE) {
 			int n = sqlite3_changes(store_db(s));

@@ -141,6 +141,14 @@ static const char *const migrations[] = {
 	" status INTEGER, bytes_up INTEGER, bytes_down INTEGER, duration_us INTEGER, error TEXT);"
 	"CREATE INDEX http_requests_conn ON http_requests(conn_id);"
 	"CREATE INDEX http_requests_at_us ON http_requests(at_us);",
+	/* 9: recordings in one b-tree (their primary key) instead of three: every relayed
+	 * message is a row, and retention now goes by session, not by message time */
+	"CREATE TABLE recordings_v9 ("
+	" conn_id INTEGER NOT NULL, seq INTEGER NOT NULL, at_us INTEGER NOT NULL, dir TEXT NOT NULL,"
+	" type TEXT NOT NULL, data TEXT, PRIMARY KEY (conn_id, seq)) WITHOUT ROWID;"
+	"INSERT INTO recordings_v9 SELECT conn_id, seq, at_us, dir, type, data FROM recordings;"
+	"DROP TABLE recordings;"
+	"ALTER TABLE recordings_v9 RENAME TO recordings;",
 };
 
 _Static_assert(AL_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
