@@ -382,6 +382,8 @@ $('history-form').addEventListener('submit', (ev) => { ev.preventDefault(); load
 // ---- session replay ------------------------------------------------------------------------
 
 function stmtItem(s, t0) {
+  if (s.http) return httpItem(s.http, t0);
+  if (s.exec) return execItem(s.exec, t0);
   const li = el('li', { class: 'stmt ' + (s.decision || '') },
     el('span', { class: 'at', text: '+' + ((s.at_us - t0) / 1e6).toFixed(3) + 's' }),
     el('span', { class: 'dec', text: s.decision || '' }),
@@ -389,6 +391,66 @@ function stmtItem(s, t0) {
     el('span', { class: 'out' }, visible(outcome(s) + (s.rows >= 0 && s.rows != null ? ' · ' + s.rows + ' rows' : '') +
       (s.duration_us != null ? ' · ' + (s.duration_us / 1000).toFixed(1) + ' ms' : ''))));
   if (s.rule) li.append(vis('span', 'rule', 'rule: ' + s.rule));
+  return li;
+}
+
+// An HTTP request of an https session.
+function httpItem(h, t0) {
+  const li = el('li', { class: 'stmt ' + (h.decision || '') },
+    el('span', { class: 'at', text: '+' + ((h.at_us - t0) / 1e6).toFixed(3) + 's' }),
+    el('span', { class: 'dec', text: h.decision || '' }),
+    vis('pre', 'cmd', (h.method || '') + ' ' + (h.host || '') + (h.path || '') + (h.query ? '?' + h.query : '')),
+    el('span', { class: 'out' }, visible((h.status ? String(h.status) : 'no answer') +
+      (h.duration_us != null ? ' · ' + (h.duration_us / 1000).toFixed(1) + ' ms' : '') + (h.error ? ' · ' + h.error : ''))));
+  if (h.rule) li.append(vis('span', 'rule', 'rule: ' + h.rule));
+  return li;
+}
+
+function parseJSON(s) {
+  try { const o = JSON.parse(s); return o && typeof o === 'object' ? o : null; } catch (e) { return null; }
+}
+
+// How an exec's error channel says it ended (a metav1.Status), as airlockctl replay says it.
+function execStatus(data) {
+  const o = parseJSON(data);
+  if (!o) return 'error: ' + data;
+  if (o.status === 'Success') return 'the command exited with code 0';
+  const code = ((o.details || {}).causes || []).find((c) => c && c.reason === 'ExitCode');
+  if (o.reason === 'NonZeroExitCode' && code) return 'the command exited with code ' + code.message;
+  return 'error: ' + (typeof o.message === 'string' ? o.message : data);
+}
+
+// One row of a recorded Kubernetes exec/attach stream (userspace/net/k8s_rec.c): the command,
+// what it printed, what was typed, how it ended. Its bytes are the agent's and the pod's: they
+// are shown as text, every control character but newline and tab as a visible escape.
+function execItem(r, t0) {
+  let label = r.type, text = r.data, note = null;
+  if (r.type === 'exec' || r.type === 'attach') {
+    const o = parseJSON(r.data) || {};
+    text = typeof o.command === 'string' ? o.command : r.data;
+    note = [o.namespace, o.pod].filter((v) => typeof v === 'string').join('/') +
+      (typeof o.container === 'string' && o.container ? ' container ' + o.container : '') +
+      ' [' + (o.stream || '?') + (o.tty ? ', tty' : '') + ']';
+  } else if (r.type === 'status') {
+    label = 'exit';
+    text = execStatus(r.data);
+  } else if (r.type === 'close') {
+    text = (r.dir === 'F' ? 'the agent' : 'the server') + ' closed ' + r.data;
+  } else if (r.type === 'resize') {
+    const o = parseJSON(r.data) || {};
+    text = 'terminal ' + o.Width + 'x' + o.Height;
+  } else if (r.type === 'data') {
+    label = r.dir === 'F' ? 'data >' : 'data <';
+  } else if (r.type === 'undecoded') {
+    text = 'not decoded from here on (' + r.data + '); it was relayed as it was';
+  } else if (r.type === 'truncated') {
+    text = 'recording truncated here (' + r.data + ')';
+  }
+  const li = el('li', { class: 'stmt exec ' + r.type },
+    el('span', { class: 'at', text: '+' + ((r.at_us - t0) / 1e6).toFixed(3) + 's' }),
+    el('span', { class: 'dec', text: label }),
+    vis('pre', 'cmd', text));
+  if (note) li.append(vis('span', 'out', note));
   return li;
 }
 
@@ -428,6 +490,11 @@ $('s-play').addEventListener('click', () => {
 async function loadSession(id) {
   stopReplay();
   $('s-id').textContent = '#' + id;
+  // Nothing of the session shown before stays while this one loads.
+  $('s-conn').replaceChildren();
+  $('s-stmts').replaceChildren();
+  $('s-clock').textContent = '';
+  S.replay.stmts = [];
   try {
     const j = await api('/sessions/' + id);
     const c = j.connection || {};
@@ -439,7 +506,10 @@ async function loadSession(id) {
     fact(dl, 'destination', (c.dst_addr || '?') + ':' + (c.dst_port || '?') + (c.resource ? ' (' + c.resource + ')' : ''));
     fact(dl, 'opened', when(c.opened_us));
     fact(dl, 'closed', c.closed_us ? when(c.closed_us) + ' (' + (c.reason || '') + ')' : 'open');
-    S.replay.stmts = j.statements || [];
+    // One timeline: SQL statements, HTTP requests and an exec's stream, by time (stable:
+    // an exec's request comes before its stream).
+    S.replay.stmts = (j.statements || []).concat((j.http_requests || []).map((h) => ({ at_us: h.at_us, http: h })),
+      (j.exec || []).map((r) => ({ at_us: r.at_us, exec: r }))).sort((a, b) => a.at_us - b.at_us);
     S.replay.i = 0;
     showAll();
   } catch (e) { flash(e.message, true); }

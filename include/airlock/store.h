@@ -267,6 +267,14 @@ int store_conn_get(struct store *s, int64_t id, int (*cb)(void *arg, const char 
 /* The statements of a connection in time order. */
 int store_conn_statements(struct store *s, int64_t conn_id,
 			  int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
+/* The HTTP requests of a connection in order. */
+int store_conn_http(struct store *s, int64_t conn_id,
+		    int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
+/* The recorded Kubernetes exec/attach stream of an https connection in order: rows {seq, at_us,
+ * dir, type, data} as userspace/net/k8s_rec.c writes them (none for other protocols: a
+ * PostgreSQL session's statements say what its recorded rows did). */
+int store_conn_exec(struct store *s, int64_t conn_id,
+		    int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
 /* Counts for /metrics: cb(arg, key, n) per group. */
 int store_count_requests_by_state(struct store *s, int (*cb)(void *arg, const char *key, int64_t n),
 				  void *arg) AL_MUST;

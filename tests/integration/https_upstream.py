@@ -3,7 +3,9 @@
 usage: https_upstream.py CERT KEY LOGFILE HOST:PORT [HOST:PORT...]
 
 Each request is appended to LOGFILE as a JSON line {"addr", "raw" (base64 of the exact bytes),
-"method", "path"}. Answers: /close -> close-delimited body; /chunked -> chunked body; HEAD -> no
+"method", "path"}. Answers: /close -> close-delimited body; /chunked -> chunked body;
+/close-length and /close-chunked -> CLOSE_BODY with "Connection: close" (Content-Length, chunked),
+the TLS close_notify and the TCP FIN in the same segment as the response's last bytes; HEAD -> no
 body; /api/v1/namespaces/NS/pods/POD -> a running Pod (a fake Kubernetes API for kubectl);
 .../pods/POD/exec (or attach) with an upgrade -> an exec session over WebSocket (v5/v4.channel.k8s.io)
 or SPDY/3.1 (whichever the client asks for): it prints "hello from POD: ARGV" on stdout (then
@@ -286,6 +288,22 @@ def spdy_exec(conn, buf, raw_head, pod_name, target):
         pass
 
 
+# The body of /close-length and /close-chunked (test_https.py builds the same).
+CLOSE_BODY = b"".join(b"line %04d of a response followed at once by close_notify\n" % i for i in range(64))
+
+
+def send_and_close(conn, data):
+    """DATA, then the close_notify, then the FIN: corked, so all three leave in one segment (the
+    FIN joins the unsent data on close), as a server that answers and hangs up at once does."""
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+    conn.sendall(data)
+    conn.setblocking(False)
+    try:
+        conn.unwrap()               # sends close_notify; does not wait for the peer's
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        pass
+
+
 def pod(ns, name):
     return {"kind": "Pod", "apiVersion": "v1",
             "metadata": {"name": name, "namespace": ns, "uid": "0000-test"},
@@ -325,6 +343,17 @@ def serve(conn, addr):
             if path == "/close":
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
                              b"close-delimited body\n")
+                return
+            if path == "/close-length":
+                send_and_close(conn, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                                     b"Content-Length: %d\r\n\r\n" % len(CLOSE_BODY) + CLOSE_BODY)
+                return
+            if path == "/close-chunked":
+                half = len(CLOSE_BODY) // 2
+                send_and_close(conn, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                                     b"Transfer-Encoding: chunked\r\n\r\n"
+                               + b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n"
+                               % (half, CLOSE_BODY[:half], len(CLOSE_BODY) - half, CLOSE_BODY[half:]))
                 return
             if path == "/chunked":
                 conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"

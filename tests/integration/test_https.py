@@ -3,9 +3,10 @@
 Run as root with /usr/bin/python3. Prints `ok - https: NAME` / `not ok - https: NAME: why`.
 It makes a test CA and an HTTPS upstream (https_upstream.py) on 127.0.0.21-23, an airlockd with
 three https resources, a pinned test cgroup whose clients (curl, python3 urllib, node fetch,
-kubectl, a raw TLS client) trust the Airlock CA, and a reviewer with its own uid. One case adds
-the Airlock CA to the real system trust store and removes it again, checking the store is
-exactly as before. Everything is removed on any exit.
+kubectl, a raw TLS client) trust the Airlock CA, and a reviewer with its own uid (and a console
+password: one case looks at an exec session in the console, over its API and in headless
+Chromium). One case adds the Airlock CA to the real system trust store and removes it again,
+checking the store is exactly as before. Everything is removed on any exit.
 """
 
 import base64
@@ -22,6 +23,8 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
@@ -40,6 +43,8 @@ API, KUBE, IPAPI = "127.0.0.21", "127.0.0.22", "127.0.0.23"
 API_NAME = "api.test"
 AGENT_UID = 65534
 REVIEWER = ("httprev", 47211)
+REVIEWER_PW = "httprev pw %s" % lib.RUN_ID
+CHROMIUM = "/usr/bin/chromium"
 API_SECRET = "UPSTREAM-SECRET-%s" % lib.RUN_ID
 KUBE_SECRET = "KUBE-SECRET-%s" % lib.RUN_ID
 AGENT_TOKEN = "agent-token-never-forwarded"
@@ -54,6 +59,8 @@ class T:
     uplog = None
     rsock = None
     resources = None      # the resource blocks airlockd was started with
+    console = None        # the console's URL
+    execs = {}            # stream: (session id, what was typed) of an approved exec
 
 
 # ---------------------------------------------------------------- helpers
@@ -142,6 +149,76 @@ def raw_client(data, bg=False):
         return p
     r = T.cg.run(argv, timeout=40, env=agent_env())
     return r.returncode, base64.b64decode(r.stdout or ""), r.stderr
+
+
+# A TLS client that sends its request and its close_notify together (an SSLObject, so the bytes
+# on the wire are exactly what the mode says), then reads the answer to the end.
+# modes: "finished" (its Finished with the request and close_notify in one write), "tls12",
+# "fin" (and its TCP FIN as well); it prints the answer (base64) and how it ended on stderr.
+CLOSE_CLIENT = r"""
+import base64, socket, ssl, sys
+host, port, name, cafile, data, modes = sys.argv[1:7]
+ctx = ssl.create_default_context(cafile=cafile)
+if "tls12" in modes:
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+sock = socket.create_connection((host, int(port)), timeout=30)
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+tls = ctx.wrap_bio(inc, out, server_hostname=name)
+
+def feed():
+    d = sock.recv(65536)
+    if not d:
+        inc.write_eof()
+    inc.write(d)
+    return bool(d)
+
+while True:
+    try:
+        tls.do_handshake()
+        break
+    except ssl.SSLWantReadError:
+        sock.sendall(out.read())
+        if not feed():
+            sys.exit("EOF in the handshake")
+if "finished" not in modes:
+    sock.sendall(out.read())
+tls.write(base64.b64decode(data))
+try:
+    tls.unwrap()                    # close_notify; its answer is not waited for here
+except ssl.SSLWantReadError:
+    pass
+sock.sendall(out.read())
+if "fin" in modes:
+    sock.shutdown(socket.SHUT_WR)
+got, end = b"", "tcp-eof"
+while True:
+    try:
+        d = tls.read(65536)
+        if not d:
+            end = "close_notify"
+            break
+        got += d
+    except ssl.SSLWantReadError:
+        if not feed():
+            break
+    except ssl.SSLZeroReturnError:
+        end = "close_notify"
+        break
+    except (ssl.SSLError, OSError) as e:
+        end = "error: %s" % e
+        break
+sys.stderr.write("end=%s\n" % end)
+sys.stdout.write(base64.b64encode(got).decode())
+"""
+
+
+def close_client(data, modes="", bg=False):
+    argv = as_agent([lib.PY, "-c", CLOSE_CLIENT, API, str(T.port), API_NAME, T.ca,
+                     base64.b64encode(data).decode(), modes or "-"])
+    if bg:
+        return T.cg.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=agent_env())
+    r = T.cg.run(argv, timeout=40, env=agent_env())
+    return base64.b64decode(r.stdout or ""), r.stderr.strip()
 
 
 def rv(*args):
@@ -233,6 +310,31 @@ def case_keepalive_framing():
     c = wait_for(conn_row, 5, 0.05) or T.al.db_rows(
         "id = (SELECT conn_id FROM http_requests WHERE path = '/head' ORDER BY id DESC LIMIT 1)")
     check(c and "requests 2" in (c[0]["detail"] or ""), "keep-alive: connection row %r" % (c and c[0]))
+
+
+# The body https_upstream.py sends on /close-length and /close-chunked.
+CLOSE_BODY = "".join("line %04d of a response followed at once by close_notify\n" % i for i in range(64))
+
+
+def case_close_notify_with_response():
+    """Regression: an upstream that answers with "Connection: close" and sends its close_notify
+    in the same segment as the response's last bytes. libevent's TLS filter reports the close
+    before those bytes reach airlockd, which once answered 502 to a response it had read."""
+    need_up()
+    h0 = T.al.max_id("http_requests")
+    paths = ["/close-length", "/close-chunked"] * 3
+    for i in range(4):
+        r = curl("-w", "|%{http_code}\n", *[api_url(p) for p in paths])
+        want = (CLOSE_BODY + "|200\n") * len(paths)
+        check(r.returncode == 0 and r.stdout == want,
+              "round %d: curl rc %d, %d of %d bytes, ends %r; %s"
+              % (i, r.returncode, len(r.stdout), len(want), r.stdout[-120:], r.stderr.strip()[-300:]))
+    n = 4 * len(paths)
+    rows = wait_for(lambda: (lambda x: x if len(x) >= n and all(h["status"] for h in x) else None)(
+        http_rows("id > ? AND path LIKE '/close-%'", (h0,))), 5)
+    rows = rows or http_rows("id > ? AND path LIKE '/close-%'", (h0,))
+    check(len(rows) == n and all(h["status"] == 200 and not h["error"] for h in rows),
+          "http_requests rows: %r" % [(h["path"], h["status"], h["error"]) for h in rows][:6])
 
 
 def case_python():
@@ -381,6 +483,74 @@ def case_smuggling():
     note("%d smuggling requests refused over TLS" % len(cases))
 
 
+def get_bytes(path, extra=b""):
+    return b"GET %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: close-agent\r\n%s\r\n" % (
+        path.encode(), API_NAME.encode(), T.port, extra)
+
+
+def answers(raw):
+    """The responses in raw, in order: [(status, body)] (each framed by its Content-Length)."""
+    out = []
+    while raw:
+        head, sep, rest = raw.partition(b"\r\n\r\n")
+        m = re.match(rb"HTTP/1\.1 (\d{3})", head)
+        n = re.search(rb"(?im)^content-length: *(\d+)", head)
+        if not sep or not m or not n:
+            out.append((0, raw))
+            break
+        out.append((int(m.group(1)), rest[:int(n.group(1))]))
+        raw = rest[int(n.group(1)):]
+    return out
+
+
+def case_agent_close_notify():
+    """An agent that sends its request and its close_notify together (libevent's TLS filter
+    reports the close before the request reaches airlockd) is answered, then closed: a plain
+    GET many times, over TLS 1.2, with its Finished, with a TCP FIN too, pipelined, a body,
+    a rule's 403, one held for review and approved. A request cut short is still not sent."""
+    need_up()
+    n0 = len(uplog())
+
+    def one(data, modes, want, what):
+        out, err = close_client(data, modes)
+        got = answers(out)
+        check([s for s, _ in got] == [s for s, _ in want]
+              and all(w in b for (_, b), (_, w) in zip(got, want)) and "end=close_notify" in err,
+              "%s: got %r (%s)" % (what, [(s, b[:80]) for s, b in got], err[-200:]))
+
+    for i in range(5):
+        one(get_bytes("/bye/%d" % i), "", [(200, b'"path": "/bye/%d"' % i)], "GET %d" % i)
+    one(get_bytes("/bye/tls12"), "tls12", [(200, b'"/bye/tls12"')], "TLS 1.2")
+    one(get_bytes("/bye/finished"), "finished", [(200, b'"/bye/finished"')], "with its Finished")
+    one(get_bytes("/bye/fin"), "fin", [(200, b'"/bye/fin"')], "with a TCP FIN")
+    one(get_bytes("/bye/1st") + get_bytes("/bye/2nd"), "", [(200, b'"/bye/1st"'), (200, b'"/bye/2nd"')],
+        "two pipelined")
+    one(get_bytes("/forbidden/secrets") + get_bytes("/bye/after-403"), "",
+        [(403, b"rule deny path /forbidden/*"), (200, b'"/bye/after-403"')], "a 403, then a GET")
+    body = b'{"k": "v"}'
+    one(b"POST /bye/post HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+        % (API_NAME.encode(), len(body)) + body, "", [(200, b'"body_len": %d' % len(body))], "POST")
+    # held for review: answered once approved
+    after = max_req()
+    p = close_client(delete_bytes("/items/bye"), bg=True)
+    row = wait_request("DELETE https://%s" % API_NAME, after)
+    time.sleep(0.2)
+    check(p.poll() is None, "the agent was answered while its request was pending")
+    rv("approve", row["id"])
+    out, err = p.communicate(timeout=30)
+    got = answers(base64.b64decode(out))
+    check([s for s, _ in got] == [200] and b'"/items/bye"' in got[0][1] and "end=close_notify" in err,
+          "held DELETE: %r (%s)" % (got, err.strip()[-200:]))
+    paths = [l["path"] for l in uplog()[n0:]]
+    want = ["/bye/%d" % i for i in range(5)] + ["/bye/tls12", "/bye/finished", "/bye/fin", "/bye/1st",
+                                                 "/bye/2nd", "/bye/after-403", "/bye/post", "/items/bye"]
+    check(paths == want, "upstream received %r" % paths)
+    # a request cut short by the close goes nowhere and gets no answer
+    out, err = close_client(get_bytes("/bye/cut")[:-2])
+    check(out == b"" and "end=close_notify" in err, "a cut request: %r (%s)" % (out[:200], err[-200:]))
+    check(len(uplog()) == n0 + len(want), "the cut request reached upstream: %r" % uplog()[n0 + len(want):])
+
+
 def java_keystore_entries(path):
     kt = shutil.which("keytool", path="/usr/bin")
     if not kt:
@@ -513,7 +683,8 @@ def exec_approved_replayed(stream, env):
     and what was typed."""
     need_up()
     kc = kubeconfig()
-    typed = "typed-over-%s-%s" % (stream.split("/")[0], lib.RUN_ID)
+    # markup the console must show as text
+    typed = "typed-over-%s-%s <img src=x onerror=window.__xss=1>" % (stream.split("/")[0], lib.RUN_ID)
     typed_file = os.path.join(T.tmp, "stdin-%s" % stream.split("/")[0])
     with open(typed_file, "w") as f:
         f.write(typed + "\n")
@@ -582,6 +753,7 @@ def exec_approved_replayed(stream, env):
                            stdin=subprocess.DEVNULL, env=dict(lib.CLIENT_ENV, HOME=os.path.join(T.tmp, "home")))
         check(a.returncode == 0 and "you typed: %s" % typed in a.stdout,
               "asciinema cat: rc %d %r %s" % (a.returncode, a.stdout[-300:], a.stderr.strip()[-200:]))
+    T.execs[stream] = (conn, typed)
     note("session %d replayed (%d recording rows)" % (conn, len(recs)))
 
 
@@ -592,6 +764,88 @@ def case_exec_websocket_replay():
 def case_exec_spdy_replay():
     # kubectl >= 1.29 speaks WebSocket first; this makes it use SPDY/3.1 as older ones do.
     exec_approved_replayed("spdy/3.1", {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"})
+
+
+def console_get(path, token):
+    req = urllib.request.Request(T.console.rstrip("/") + path, headers={"Authorization": "Bearer " + token})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(req, timeout=15) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+# What the fake pod printed first (https_upstream.py: its greeting, then TERMINAL_LINE).
+EXEC_OUT = "hello from web-0: sh -c echo hi\n\x1b[1mbold\x1b[0m \x1b]0;retitled\x07\n"
+EXEC_CMD = "kubectl exec -n default web-0 -c app -- sh -c 'echo hi'"
+
+
+def case_console_exec_session():
+    """The console's session view of an approved exec: the API gives the exec's request and its
+    recorded stream; in Chromium the page shows the command, what it printed and what was typed
+    as text, control characters as visible escapes, markup inert."""
+    need_up()
+    check(T.execs, "no approved exec session to look at (the exec cases failed)")
+    r = T.al.ctl("console", "token", REVIEWER[0])
+    check(r.returncode == 0 and len(r.stdout.strip()) == 64, "console token: %s" % r.stderr.strip())
+    token = r.stdout.strip()
+    for stream, (conn, typed) in sorted(T.execs.items()):
+        st, body = console_get("/api/v1/sessions/%d" % conn, token)
+        check(st == 200, "GET /api/v1/sessions/%d: %d %s" % (conn, st, body[:300]))
+        j = json.loads(body)
+        ex = j.get("exec") or []
+        check(ex and ex[0]["type"] == "exec" and json.loads(ex[0]["data"])["command"] == EXEC_CMD,
+              "session %d exec rows: %r" % (conn, ex[:2]))
+        out = "".join(x["data"] for x in ex if x["type"] == "stdout")
+        typed_in = "".join(x["data"] for x in ex if x["type"] == "stdin" and x["dir"] == "F")
+        check(out.startswith(EXEC_OUT) and "you typed: %s\n" % typed in out and typed + "\n" in typed_in
+              and any(x["type"] == "stderr" and x["data"] == "a line on stderr\n" for x in ex)
+              and ex[-1]["type"] == "status" and [x["seq"] for x in ex] == sorted(x["seq"] for x in ex),
+              "session %d stream: stdout %r, stdin %r, last %r" % (conn, out[:300], typed_in, ex[-1]))
+        hr = j.get("http_requests") or []
+        check(any(h["path"].endswith("/pods/web-0/exec") and h["status"] == 101 for h in hr),
+              "session %d http_requests: %r" % (conn, [(h["method"], h["path"], h["status"]) for h in hr]))
+    if not os.access(CHROMIUM, os.X_OK):
+        note("no %s: the page itself is not checked" % CHROMIUM)
+        return
+    sys.path.insert(0, os.path.join(REPO, "tests", "console"))
+    from test_console import Browser
+    ud = os.path.join(T.tmp, "chromium-profile")
+    os.makedirs(ud, 0o700, exist_ok=True)
+    b = Browser(ud)
+    try:
+        b.open_page()
+        b.goto(T.console)
+        b.wait_js("!document.getElementById('login').hidden", 10, "the login form")
+        b.js("document.getElementById('login-name').value = %s;"
+             "document.getElementById('login-password').value = %s;"
+             "document.getElementById('login-submit').click(); true"
+             % (json.dumps(REVIEWER[0]), json.dumps(REVIEWER_PW)))
+        b.wait_js("!document.getElementById('app').hidden", 10, "the app after login")
+        for stream, (conn, typed) in sorted(T.execs.items()):
+            b.js("location.hash = '#/session/%d'; true" % conn)
+            b.wait_js("document.getElementById('s-id').textContent === '#%d' && "
+                      "[...document.querySelectorAll('#s-stmts li.exec')].some(li => li.classList.contains('status'))"
+                      % conn, 10, "session %d's exec stream on the page" % conn)
+            text = b.js("document.getElementById('s-stmts').textContent")
+            shown_out = EXEC_OUT.replace("\x1b", "\\u001B").replace("\x07", "\\u0007")
+            for want in (EXEC_CMD, "[%s]" % stream, shown_out, "you typed: %s\n" % typed, typed + "\n",
+                         "a line on stderr", "the command exited with code 0"):
+                check(want in text, "session %d page lacks %r: %r" % (conn, want, text[:1500]))
+            check("\x1b" not in text and "\x07" not in text, "raw control characters on the page: %r" % text[:600])
+            check(b.js("[...document.querySelectorAll('#s-stmts .esc')].map(e => e.textContent).join(' ')")
+                  .startswith("\\u001B \\u001B \\u001B \\u0007"), "the escapes are not marked")
+            check(b.js("typeof window.__xss") == "undefined"
+                  and b.js("document.querySelectorAll('#app img, #app script').length") == 0,
+                  "the typed markup ran or became elements")
+            order = b.js("(() => { const li = [...document.querySelectorAll('#s-stmts li')];"
+                         " return [li.findIndex(e => !e.classList.contains('exec') &&"
+                         " e.textContent.includes('/pods/web-0/exec?')),"
+                         " li.findIndex(e => e.classList.contains('exec'))]; })()")
+            check(0 <= order[0] < order[1], "the exec's request is not listed before its stream: %r" % order)
+    finally:
+        b.close()
 
 
 def case_policy_test_http():
@@ -665,6 +919,8 @@ def setup():
                 % (API_SECRET, KUBE_SECRET))
     os.chmod(secrets, 0o600)
     t.rsock = os.path.join(t.tmp, "review.sock")
+    cport = lib.free_port(("127.0.0.1",))
+    t.console = "http://127.0.0.1:%d/" % cport
     resources = ["""resource "api" {
     address %s
     port %d
@@ -691,8 +947,8 @@ def setup():
 }""" % (IPAPI, t.port, t.test_ca)]
     t.resources = resources
     t.al = lib.Airlock(t.tmp, resources, settings=['secrets "%s"' % secrets, 'ca_dir "%s"' % ca_dir,
-                                                   'review_socket "%s"' % t.rsock, "http_max_body 64k"
-                                                   ])
+                                                   'review_socket "%s"' % t.rsock, "http_max_body 64k",
+                                                   "console_listen 127.0.0.1:%d" % cport])
     r = subprocess.run([lib.AIRLOCKD, "-n", "-c", t.al.conf], capture_output=True, text=True, timeout=20)
     check(r.returncode == 0, "airlockd -n: %s" % (r.stderr.strip() or r.stdout.strip()))
     t.al.start()
@@ -700,7 +956,9 @@ def setup():
     t.cg = lib.TestCgroup()
     r = t.al.ctl("pin", t.cg.rel)
     check(r.returncode == 0, "pin: %s" % r.stderr.strip())
-    r = t.al.ctl("user", "add", REVIEWER[0], "--uid", str(REVIEWER[1]), "--groups", "ops")
+    r = subprocess.run([lib.AIRLOCKCTL, "-s", t.al.sock, "user", "add", REVIEWER[0], "--uid", str(REVIEWER[1]),
+                        "--groups", "ops", "--password-stdin"], input=REVIEWER_PW + "\n", capture_output=True,
+                       text=True, timeout=30)
     check(r.returncode == 0, "user add: %s" % r.stderr.strip())
     note("upstream %s/%s/%s port %d, cgroup %s, tmp %s" % (API, KUBE, IPAPI, t.port, t.cg.rel, t.tmp))
 
@@ -709,6 +967,8 @@ CASES = [
     ("curl GET (no -k, --cacert airlock CA, offers h2) allowed over HTTP/1.1; credential injected, "
      "agent's Authorization dropped; audit row", case_curl_get),
     ("keep-alive: chunked, HEAD and close-delimited responses relayed", case_keepalive_framing),
+    ("upstream answers with Connection: close and its close_notify in the same segment "
+     "(Content-Length and chunked): 200 and the whole body, every time", case_close_notify_with_response),
     ("python3 urllib GET to an IP (leaf minted for the address)", case_python),
     ("node fetch GET with NODE_EXTRA_CA_CERTS", case_node),
     ("DELETE parked (sha256 of the exact bytes), approved; upstream got exactly it with the "
@@ -716,12 +976,17 @@ CASES = [
     ("DELETE denied by a reviewer -> 403 JSON with reason and request id", case_review_deny),
     ("rule deny path -> 403 JSON {error, reason, request_id}", case_rule_deny),
     ("smuggling corpus over TLS -> 400 each, connection closed, nothing upstream", case_smuggling),
+    ("an agent's request and its close_notify together: answered, then closed (GET, TLS 1.2, "
+     "with Finished, TCP FIN, pipelined, POST, 403, held and approved); a cut request is not sent",
+     case_agent_close_notify),
     ("airlockctl ca install: curl trusts the system store; ca uninstall restores it exactly",
      case_ca_install),
     ("kubectl exec held for review; denied -> kubectl prints the reason", case_kubectl_exec),
     ("kubectl exec -i approved over WebSocket: output reaches kubectl; airlockctl replay and "
      "export --format asciicast show what it printed and what was typed", case_exec_websocket_replay),
     ("kubectl exec -i approved over SPDY/3.1: the same, replayed", case_exec_spdy_replay),
+    ("console session view of an approved exec (API and Chromium): command, output, typed input; "
+     "control characters visible, markup inert", case_console_exec_session),
     ("policy test re-decides recorded HTTP requests: a changed rule shows as a difference",
      case_policy_test_http),
     ("airlockd still up, counters, no sanitizer lines", case_still_up),

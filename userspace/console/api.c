@@ -100,25 +100,31 @@ static void audit(struct console *c, struct MHD_Connection *conn, struct reply *
 	ok_with(r, what, rows);
 }
 
+/* A session: its connection row, its SQL statements, its HTTP requests and the recorded
+ * stream of a Kubernetes exec/attach it carried (each list in order, empty if none). */
 static void session_view(struct console *c, int64_t id, struct reply *r)
 {
-	json_t *conn = json_array(), *stmts = json_array();
+	json_t *conn = json_array(), *stmts = json_array(), *http = json_array(), *exec = json_array();
 	int rc = store_conn_get(c->store, id, append_row, conn);
 
 	if (rc == 1) {
 		reply_error(r, 404, "no connection %lld", (long long)id);
 		goto out;
 	}
-	if (rc < 0 || store_conn_statements(c->store, id, append_row, stmts) < 0) {
+	if (rc < 0 || store_conn_statements(c->store, id, append_row, stmts) < 0 ||
+	    store_conn_http(c->store, id, append_row, http) < 0 ||
+	    store_conn_exec(c->store, id, append_row, exec) < 0) {
 		reply_error(r, 500, "could not read the store");
 		goto out;
 	}
 	r->status = 200;
-	r->json = json_pack("{s:b, s:O, s:O}", "ok", 1, "connection", json_array_get(conn, 0),
-			    "statements", stmts);
+	r->json = json_pack("{s:b, s:O, s:O, s:O, s:O}", "ok", 1, "connection", json_array_get(conn, 0),
+			    "statements", stmts, "http_requests", http, "exec", exec);
 out:
 	json_decref(conn);
 	json_decref(stmts);
+	json_decref(http);
+	json_decref(exec);
 }
 
 static void decide(struct console *c, int64_t id, int approve, json_t *body, struct who *w,

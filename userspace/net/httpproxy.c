@@ -71,7 +71,8 @@ struct hs {
 	int shut_sent;
 	short up_closed;                /* the upstream's end (BEV_EVENT_*), seen before its last bytes */
 	int up_errno;
-	int agent_eof;                  /* the agent sent its last bytes while a response was owed */
+	int agent_eof;                  /* the agent sent its last bytes: what came before is answered */
+	struct event *agent_closed;     /* its end, looked at once the bytes read with it are */
 	/* who the agent is */
 	uint64_t cgroup_id;
 	char *cgroup_path, *exe, *comm;
@@ -360,6 +361,8 @@ static void hs_free(struct hs *s)
 		event_free(s->timer);
 	if (s->watch)
 		event_free(s->watch);
+	if (s->agent_closed)
+		event_free(s->agent_closed);
 	if (s->held)
 		evbuffer_free(s->held);
 	k8s_rec_end(s->rec);
@@ -1056,6 +1059,52 @@ static void agent_write(struct bufferevent *bev, void *arg)
 		bufferevent_enable(s->up, EV_READ);
 }
 
+/*
+ * The agent sent its last bytes (a close_notify, or a FIN) and they are read. A request
+ * that came whole before it is answered, and so are those pipelined after it; then the
+ * session ends. Reading is not resumed past the close.
+ */
+static void agent_ended(struct hs *s)
+{
+	s->agent_eof = 1;
+	if (s->state != H_TLS && evbuffer_get_length(bufferevent_get_input(s->agent)))
+		agent_read(s->agent, s);
+	switch (s->state) {
+	case H_CLOSING:
+		return;
+	case H_PARKED:
+		/* Its answer (after the review) still goes to it. */
+		bufferevent_disable(s->agent, EV_READ);
+		return;
+	case H_RESPONSE:
+		if (!s->req_streaming) {
+			/* It has sent all it will; the response it waits for still goes to it. */
+			bufferevent_disable(s->agent, EV_READ);
+			return;
+		}
+		hs_end(s, AL_REASON_CLOSED, NULL, 0, "agent left mid-request");
+		return;
+	case H_TUNNEL:
+	case H_PASS:
+		/* Pass the half-close on once the bytes are out. */
+		hs_end(s, AL_REASON_CLOSED, NULL, 0, NULL);
+		return;
+	default:
+		hs_end(s, AL_REASON_CLOSED, NULL, 0, s->state == H_HEAD && s->req.pos ? "agent left mid-request" : NULL);
+		return;
+	}
+}
+
+static void on_agent_closed(evutil_socket_t fd, short what, void *arg)
+{
+	struct hs *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->state != H_CLOSING && s->agent)
+		agent_ended(s);
+}
+
 static void agent_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct hs *s = arg;
@@ -1094,18 +1143,19 @@ static void agent_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_EOF) {
-		if ((s->state == H_TUNNEL || s->state == H_PASS) && s->up) {
-			/* Pass the half-close on once the bytes are out. */
-			hs_end(s, AL_REASON_CLOSED, NULL, 0, NULL);
+		/*
+		 * libevent's TLS filter reports a close_notify before the records read in the
+		 * same pass reach agent_read (a request and its close_notify arrive together),
+		 * as on the upstream side (up_event). So the end is looked at once the loop has
+		 * delivered them; a second report while one waits changes nothing.
+		 */
+		if (!s->agent_closed)
+			s->agent_closed = evtimer_new(s->p->base, on_agent_closed, s);
+		if (!s->agent_closed) {
+			hs_close(s, AL_REASON_INTERNAL, "out of memory");
 			return;
 		}
-		if (s->state == H_RESPONSE && !s->req_streaming) {
-			/* It has sent all it will; the response it waits for still goes to it. */
-			s->agent_eof = 1;
-			bufferevent_disable(bev, EV_READ);
-			return;
-		}
-		hs_end(s, AL_REASON_CLOSED, NULL, 0, s->state == H_HEAD && s->req.pos ? "agent left mid-request" : NULL);
+		event_active(s->agent_closed, EV_TIMEOUT, 1);
 	}
 }
 

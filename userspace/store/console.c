@@ -149,6 +149,20 @@ int store_conn_statements(struct store *s, int64_t conn_id,
 		    " LIMIT 100000", bind_id, &conn_id, cb, arg, NULL);
 }
 
+int store_conn_http(struct store *s, int64_t conn_id, int (*cb)(void *arg, const char *json), void *arg)
+{
+	return rows(s, "SELECT * FROM http_requests WHERE conn_id = ?1 ORDER BY seq, id LIMIT 100000", bind_id,
+		    &conn_id, cb, arg, NULL);
+}
+
+int store_conn_exec(struct store *s, int64_t conn_id, int (*cb)(void *arg, const char *json), void *arg)
+{
+	/* An https session's recording is only ever its exec/attach stream (k8s_rec.c). */
+	return rows(s, "SELECT seq, at_us, dir, type, data FROM recordings WHERE conn_id = ?1 AND"
+		    " (SELECT protocol FROM connections WHERE id = ?1) = 'https' ORDER BY seq LIMIT 100000",
+		    bind_id, &conn_id, cb, arg, NULL);
+}
+
 /* ---- metrics ------------------------------------------------------------------------------ */
 
 static int count_by(struct store *s, const char *sql, int (*cb)(void *arg, const char *key, int64_t n),
