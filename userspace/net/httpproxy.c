@@ -5,6 +5,7 @@
 #include <airlock/reason.h>
 
 #include "k8s_rec.h"
+#include "sess_end.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -67,8 +68,7 @@ struct hs {
 	uint64_t bytes_agent, bytes_up; /* whole connection */
 	uint64_t nreq;
 	struct event *timer;
-	int close_polls;
-	int shut_sent;
+	struct sess_end end;            /* how it ends (sess_end.c) */
 	short up_closed;                /* the upstream's end (BEV_EVENT_*), seen before its last bytes */
 	int up_errno;
 	int agent_eof;                  /* the agent sent its last bytes: what came before is answered */
@@ -120,6 +120,7 @@ struct httpproxy {
 };
 
 static void hs_free(struct hs *s);
+static void hs_free_v(void *s);
 static void agent_read(struct bufferevent *bev, void *arg);
 static void agent_write(struct bufferevent *bev, void *arg);
 static void agent_event(struct bufferevent *bev, short what, void *arg);
@@ -205,76 +206,6 @@ static void audit_outcome(struct hs *s, int status, const char *decision, int64_
 
 /* ---- closing -------------------------------------------------------------------------------- */
 
-static void on_reap(evutil_socket_t fd, short what, void *arg)
-{
-	hs_free(arg);
-	(void)fd;
-	(void)what;
-}
-
-static void reap_soon(struct hs *s)
-{
-	if (s->agent)
-		bufferevent_disable(s->agent, EV_READ | EV_WRITE);
-	if (s->up)
-		bufferevent_disable(s->up, EV_READ | EV_WRITE);
-	event_del(s->timer);
-	event_assign(s->timer, s->p->base, -1, 0, on_reap, s);
-	event_active(s->timer, EV_TIMEOUT, 1);
-}
-
-static void on_close_flushed(struct bufferevent *bev, void *arg);
-
-static void on_close_poll(evutil_socket_t fd, short what, void *arg)
-{
-	on_close_flushed(NULL, arg);
-	(void)fd;
-	(void)what;
-}
-
-/* With TLS the filter drains into the socket's bufferevent: wait for that one too. */
-static void on_close_flushed(struct bufferevent *bev, void *arg)
-{
-	struct hs *s = arg;
-	struct bufferevent *under = s->agent ? bufferevent_get_underlying(s->agent) : NULL;
-	size_t left = s->agent ? evbuffer_get_length(bufferevent_get_output(s->agent)) : 0;
-
-	(void)bev;
-	if (under)
-		left += evbuffer_get_length(bufferevent_get_output(under));
-	if (left > 0 && s->close_polls++ < 250) {
-		struct timeval tv = { 0, 20 * 1000 };
-
-		event_del(s->timer);
-		event_assign(s->timer, s->p->base, -1, 0, on_close_poll, s);
-		evtimer_add(s->timer, &tv);
-		return;
-	}
-	if (s->agent && !s->shut_sent) {
-		SSL *ssl = bufferevent_openssl_get_ssl(s->agent);
-
-		/* A clean close_notify, so clients read the end of a close-delimited body. */
-		s->shut_sent = 1;
-		if (ssl && SSL_is_init_finished(ssl)) {
-			struct timeval tv = { 0, 1000 };
-
-			SSL_shutdown(ssl);
-			event_del(s->timer);
-			event_assign(s->timer, s->p->base, -1, 0, on_close_poll, s);
-			evtimer_add(s->timer, &tv);
-			return;
-		}
-	}
-	hs_free(s);
-}
-
-static void on_close_event(struct bufferevent *bev, short what, void *arg)
-{
-	hs_free(arg);
-	(void)bev;
-	(void)what;
-}
-
 /*
  * Ends a session and records why. If `last` bytes are given (an error
  * response), they go to the agent first and the session ends once they are
@@ -313,25 +244,15 @@ static void hs_end(struct hs *s, enum al_reason reason, const char *last, size_t
 	if (s->up)
 		up_drop(s);
 	if (last && s->agent) {
-		struct timeval tv = { 5, 0 };
-
-		bufferevent_disable(s->agent, EV_READ);
-		bufferevent_write(s->agent, last, last_len);
-		bufferevent_setcb(s->agent, NULL, on_close_flushed, on_close_event, s);
-		bufferevent_set_timeouts(s->agent, NULL, &tv);
-		bufferevent_enable(s->agent, EV_WRITE);
+		sess_end_send_last(&s->end, last, last_len, 5);
 		return;
 	}
 	if (s->agent && reason == AL_REASON_CLOSED) {
 		/* What is still on its way to the agent goes out first. */
-		bufferevent_disable(s->agent, EV_READ);
-		bufferevent_setcb(s->agent, NULL, NULL, on_close_event, s);
-		event_del(s->timer);
-		event_assign(s->timer, s->p->base, -1, 0, on_close_poll, s);
-		event_active(s->timer, EV_TIMEOUT, 1);
+		sess_end_drain(&s->end);
 		return;
 	}
-	reap_soon(s);
+	sess_end_reap(&s->end);
 }
 
 static void hs_close(struct hs *s, enum al_reason reason, const char *fmt, ...)
@@ -372,6 +293,11 @@ static void hs_free(struct hs *s)
 	free(s->exe);
 	free(s->comm);
 	free(s);
+}
+
+static void hs_free_v(void *s)
+{
+	hs_free(s);
 }
 
 /* ---- answers we give ourselves -------------------------------------------------------------- */
@@ -1595,7 +1521,10 @@ int httpproxy_start(struct httpproxy *p, int fd, const struct store_conn *c,
 	s->uid = c->uid;
 	s->agent = bufferevent_socket_new(p->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	s->held = evbuffer_new();
-	s->timer = evtimer_new(p->base, on_reap, s);
+	/* One-shot, assigned anew for each use (on_up_closed, and sess_end's polls and reap). */
+	s->timer = evtimer_new(p->base, on_up_closed, s);
+	s->end = (struct sess_end){ .base = p->base, .timer = s->timer, .agent = &s->agent,
+				    .free_fn = hs_free_v, .arg = s, .max_polls = 250, .close_notify = 1 };
 	if (!s->agent || !s->held || !s->timer) {
 		if (!s->agent)
 			close(fd);

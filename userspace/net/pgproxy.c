@@ -5,6 +5,8 @@
 #include <airlock/pg_auth.h>
 #include <airlock/reason.h>
 
+#include "sess_end.h"
+
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -112,7 +114,7 @@ struct pgs {
 	struct evbuffer *held;
 	char held_term;         /* 'Q' simple query, 'S'/'H' an extended batch */
 	struct event *watch;    /* while parked: notices the agent hanging up */
-	int close_polls;
+	struct sess_end end;    /* how it ends (sess_end.c) */
 	/* session recording (store_rec_add), bounded by cfg->record_limit */
 	int64_t rec_seq;
 	size_t rec_bytes;
@@ -139,6 +141,7 @@ struct pgproxy {
 };
 
 static void pgs_free(struct pgs *s);
+static void pgs_free_v(void *s);
 static void pgs_close(struct pgs *s, enum al_reason reason, const char *sqlstate, const char *fmt, ...)
 	AL_PRINTF(4, 5);
 static void agent_read(struct bufferevent *bev, void *arg);
@@ -337,58 +340,6 @@ static int q_error(struct pgs *s, const char *sqlstate, const char *msg)
 
 /* ---- closing -------------------------------------------------------------------------------- */
 
-static void on_reap(evutil_socket_t fd, short what, void *arg)
-{
-	pgs_free(arg);
-	(void)fd;
-	(void)what;
-}
-
-/* Frees the session from the event loop, never from inside one of its own callbacks. */
-static void reap_soon(struct pgs *s)
-{
-	if (s->agent)
-		bufferevent_disable(s->agent, EV_READ | EV_WRITE);
-	event_del(s->timer);
-	event_assign(s->timer, s->p->base, -1, 0, on_reap, s);
-	event_active(s->timer, EV_TIMEOUT, 1);
-}
-
-static void on_close_flushed(struct bufferevent *bev, void *arg);
-
-/* With TLS, the filter's output drains into the socket's bufferevent first:
- * wait for that one to empty too, or the last message is lost. */
-static void on_close_poll(evutil_socket_t fd, short what, void *arg)
-{
-	on_close_flushed(NULL, arg);
-	(void)fd;
-	(void)what;
-}
-
-static void on_close_flushed(struct bufferevent *bev, void *arg)
-{
-	struct pgs *s = arg;
-	struct bufferevent *under = s->agent ? bufferevent_get_underlying(s->agent) : NULL;
-
-	(void)bev;
-	if (under && evbuffer_get_length(bufferevent_get_output(under)) > 0 && s->close_polls++ < 100) {
-		struct timeval tv = { 0, 20 * 1000 };
-
-		event_del(s->timer);
-		event_assign(s->timer, s->p->base, -1, 0, on_close_poll, s);
-		evtimer_add(s->timer, &tv);
-		return;
-	}
-	pgs_free(s);
-}
-
-static void on_close_event(struct bufferevent *bev, short what, void *arg)
-{
-	pgs_free(arg);
-	(void)bev;
-	(void)what;
-}
-
 /*
  * Ends a session and records why. With a sqlstate, the agent first gets a
  * FATAL ErrorResponse carrying the message (flushed before the close).
@@ -434,18 +385,13 @@ static void pgs_close(struct pgs *s, enum al_reason reason, const char *sqlstate
 		pg_buf_init(&b, 0);
 		pg_build_error(&b, "FATAL", sqlstate, msg);
 		if (pg_buf_ok(&b)) {
-			struct timeval tv = { 2, 0 };
-
-			bufferevent_disable(s->agent, EV_READ);
-			bufferevent_write(s->agent, b.data, b.len);
+			sess_end_send_last(&s->end, b.data, b.len, 2);
 			pg_buf_free(&b);
-			bufferevent_setcb(s->agent, NULL, on_close_flushed, on_close_event, s);
-			bufferevent_set_timeouts(s->agent, NULL, &tv);
 			return;
 		}
 		pg_buf_free(&b);
 	}
-	reap_soon(s);
+	sess_end_reap(&s->end);
 }
 
 static void named_free(struct named *n)
@@ -490,6 +436,11 @@ static void pgs_free(struct pgs *s)
 	free(s->exe);
 	free(s->comm);
 	free(s);
+}
+
+static void pgs_free_v(void *s)
+{
+	pgs_free(s);
 }
 
 /* ---- named statements and portals ---------------------------------------------------------- */
@@ -1776,6 +1727,8 @@ int pgproxy_start(struct pgproxy *p, int fd, const struct store_conn *c,
 	s->batch = evbuffer_new();
 	s->held = evbuffer_new();
 	s->timer = evtimer_new(p->base, on_startup_timeout, s);
+	s->end = (struct sess_end){ .base = p->base, .timer = s->timer, .agent = &s->agent,
+				    .free_fn = pgs_free_v, .arg = s, .max_polls = 100 };
 	if (!s->agent || !s->batch || !s->timer || !s->held) {
 		if (!s->agent)
 			close(fd);
