@@ -70,13 +70,13 @@ int64_t approval_submit(struct approval *a, const struct approval_req *r, approv
 /* The agent went away while the request was pending: it is abandoned. */
 void approval_cancel(struct approval *a, int64_t request_id);
 
-/* A reviewer's decision (from airlockctl or the console). `reviewer` is a
- * reviewer user name already authenticated by the caller; reviewer_uid is
- * the OS uid behind it (-1 if none, e.g. a console login). Refuses with a
- * message: unknown or decided request, reviewer not in an approver group,
- * self-approval (the agent's uid or the reviewer's own agent), a person
- * counting twice, a grant longer than the rule allows. */
-int approval_decide(struct approval *a, int64_t request_id, const char *reviewer,
+/* A reviewer's decision (from airlockctl or the console). `reviewer` is the
+ * reviewer's user row, read by the caller that authenticated them;
+ * reviewer_uid is the OS uid behind it (-1 if none, e.g. a console login).
+ * Refuses with a message: unknown or decided request, reviewer not in an
+ * approver group, self-approval (the agent's uid or the reviewer's own
+ * agent), a person counting twice, a grant longer than the rule allows. */
+int approval_decide(struct approval *a, int64_t request_id, const struct store_user *reviewer,
 		    long reviewer_uid, int approve, const char *reason, unsigned int grant_secs,
 		    char *err, size_t errlen) AL_MUST;
 int approval_revoke(struct approval *a, int64_t grant_id, const char *reviewer, char *err,

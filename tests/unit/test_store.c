@@ -15,6 +15,7 @@
 #include <sqlite3.h>
 
 #include "harness.h"
+#include "../../userspace/store/store_int.h"
 
 static char tmpdir[256];
 
@@ -758,6 +759,87 @@ static void test_unwritable(void)
 	}
 }
 
+static int count_commit(void *arg)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+/* A durable write while a group-commit batch is open carries the batch in its own
+ * transaction: one commit for both, the batch's rows and records before its own, and a
+ * write that fails undoes only its own changes. */
+static void test_durable_folds_batch(void)
+{
+	char p[512];
+	struct store *s = NULL;
+	struct store_conn c = sample_conn(1);
+	struct store_stmt t = { .seq = 1, .at_us = 2, .protocol = "simple", .text = "UPDATE t SET v = 1",
+				.kind = "update", .decision = "review" };
+	struct store_request r = { .created_us = al_now_us(), .expires_us = al_now_us() + 1000000,
+				   .cgroup_id = 4242, .resource = "prod-db", .protocol = "postgres",
+				   .command = "UPDATE t SET v = 1", .kind = "update", .sha256 = "ab",
+				   .rule = "rule review", .approvals_needed = 1 };
+	struct store_verify v;
+	int64_t cid = 0, sid = 0, rid = 0;
+	int commits = 0;
+
+	tpath(p, sizeof(p), "fold.db");
+	CHECK(store_open(p, &s) == 0);
+	if (!s)
+		return;
+	sqlite3_commit_hook(store_db(s), count_commit, &commits);
+
+	/* A request parked while its statement is held in the open batch. */
+	CHECK(store_batch_begin(s) == 0);
+	CHECK(store_conn_open(s, &c, &cid) == 0);
+	t.conn_id = cid;
+	CHECK(store_stmt_add(s, &t, &sid) == 0);
+	r.conn_id = cid;
+	r.stmt_id = sid;
+	CHECK(store_request_add(s, &r, &rid) == 0);
+	CHECK(commits == 1);
+	CHECK(sqlite3_get_autocommit(store_db(s)));
+	CHECK(store_batch_commit(s) == 0);      /* closed: nothing left to commit */
+	CHECK(commits == 1);
+	CHECK(Q_INT(p, "SELECT count(*) FROM connections") == 1);
+	CHECK(Q_INT(p, "SELECT id FROM statements") == sid);
+	CHECK(Q_INT(p, "SELECT stmt_id FROM requests WHERE state = 'pending'") == sid);
+	CHECK(Q_INT(p, "SELECT count(*) FROM audit WHERE kind IN ('conn_open', 'statement', 'request')") == 3);
+	CHECK(Q_INT(p, "SELECT (SELECT seq FROM audit WHERE kind = 'conn_open') <"
+		    " (SELECT seq FROM audit WHERE kind = 'statement') AND"
+		    " (SELECT seq FROM audit WHERE kind = 'statement') <"
+		    " (SELECT seq FROM audit WHERE kind = 'request')") == 1);
+
+	/* A decision that fails after writing (an approval row, then the request is not
+	 * pending): the batch still commits, whole, and the failed decision left nothing. */
+	commits = 0;
+	CHECK(store_batch_begin(s) == 0);
+	CHECK(store_conn_open(s, &c, &cid) == 0);
+	t.conn_id = cid;
+	t.seq = 2;
+	CHECK(store_stmt_add(s, &t, &sid) == 0);
+	CHECK(store_approval_final(s, rid + 100, "alice", "approve", NULL, 0, "approved") == -1);
+	CHECK(commits == 1);
+	CHECK(sqlite3_get_autocommit(store_db(s)));
+	CHECK(store_batch_commit(s) == 0);
+	CHECK(commits == 1);
+	CHECK(Q_INT(p, "SELECT count(*) FROM connections") == 2);
+	CHECK(Q_INT(p, "SELECT count(*) FROM statements") == 2);
+	CHECK(Q_INT(p, "SELECT count(*) FROM approvals") == 0);
+	CHECK(Q_INT(p, "SELECT count(*) FROM audit WHERE kind IN ('conn_open', 'statement')") == 4);
+	CHECK(Q_INT(p, "SELECT count(*) FROM audit WHERE kind IN ('approval', 'request_end')") == 0);
+
+	/* The deciding approval with no batch open: one commit too. */
+	commits = 0;
+	CHECK(store_approval_final(s, rid, "alice", "approve", NULL, 0, "approved") == 0);
+	CHECK(commits == 1);
+	CHECK_STR(Q_TEXT(p, "SELECT state FROM requests"), "approved");
+	CHECK(Q_INT(p, "SELECT count(*) FROM audit WHERE kind IN ('approval', 'request_end')") == 2);
+	sqlite3_commit_hook(store_db(s), NULL, NULL);
+	store_close(s);
+	CHECK(store_audit_verify(p, NULL, &v) == 0);
+}
+
 int main(void)
 {
 	const char *base = getenv("TMPDIR");
@@ -783,5 +865,6 @@ int main(void)
 	RUN(test_newer_schema);
 	RUN(test_mkdir);
 	RUN(test_unwritable);
+	RUN(test_durable_folds_batch);
 	TEST_EXIT();
 }

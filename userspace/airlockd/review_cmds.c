@@ -129,7 +129,7 @@ json_t *review_command(struct review_ctx *ctx, const char *cmd, json_t *req,
 
 		if (secs < 0 || secs > 30 * 24 * 3600)
 			return control_error("bad grant window");
-		if (approval_decide(ctx->approval, id, me.name, (long)peer->uid, approve, reason,
+		if (approval_decide(ctx->approval, id, &me, (long)peer->uid, approve, reason,
 				    (unsigned int)secs, err, sizeof(err)) < 0)
 			return control_error("%s", err);
 		return control_ok();

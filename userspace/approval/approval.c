@@ -338,29 +338,25 @@ static int in_groups(const char *groups_csv, const char *group)
 	return 0;
 }
 
-int approval_decide(struct approval *a, int64_t request_id, const char *reviewer,
+int approval_decide(struct approval *a, int64_t request_id, const struct store_user *u,
 		    long reviewer_uid, int approve, const char *reason, unsigned int grant_secs,
 		    char *err, size_t errlen)
 {
 	struct req *r = req_find(a, request_id);
-	struct store_user u;
-	int rc;
+	const char *reviewer = u->name;
 
 	if (!r)
 		return al_errf(err, errlen, "request %lld is not pending", (long long)request_id);
-	rc = store_user_by_name(a->store, reviewer, &u);
-	if (rc != 0)
-		return al_errf(err, errlen, "'%s' is not a reviewer (airlockctl user add)", reviewer);
 	/* No one approves what they asked for, admins included. */
 	if ((reviewer_uid >= 0 && (uint32_t)reviewer_uid == r->agent_uid) ||
-	    (u.uid >= 0 && (uint32_t)u.uid == r->agent_uid))
+	    (u->uid >= 0 && (uint32_t)u->uid == r->agent_uid))
 		return al_errf(err, errlen, "request %lld comes from uid %u: a reviewer cannot decide "
 			       "their own request", (long long)request_id, r->agent_uid);
 	if (r->n_approvers) {
 		int ok = 0;
 
 		for (size_t i = 0; i < r->n_approvers && !ok; i++)
-			ok = in_groups(u.groups, r->approvers[i]);
+			ok = in_groups(u->groups, r->approvers[i]);
 		if (!ok)
 			return al_errf(err, errlen, "%s is in none of the approver groups of request %lld",
 				       reviewer, (long long)request_id);

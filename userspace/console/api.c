@@ -154,7 +154,7 @@ static void decide(struct console *c, int64_t id, int approve, json_t *body, str
 		return;
 	}
 	json_decref(req);
-	if (approval_decide(c->approval, id, w->u.name, w->u.uid, approve, reason && *reason ? reason : NULL,
+	if (approval_decide(c->approval, id, &w->u, w->u.uid, approve, reason && *reason ? reason : NULL,
 			    (unsigned int)for_secs, err, sizeof(err)) < 0) {
 		reply_error(r, 409, "%s", err);
 		return;

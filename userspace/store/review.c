@@ -8,20 +8,31 @@ static int bind_text(sqlite3_stmt *st, int i, const char *v)
 	return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
 }
 
-/* Prepares sql, binds with the caller's function, steps once to DONE. */
-static int exec1(sqlite3 *db, const char *sql, int (*bind)(sqlite3_stmt *st, void *arg), void *arg)
+/* Binds a statement prepared once (store_cached) with the caller's function, steps it once
+ * to DONE and leaves it ready for the next use. */
+static int step1(sqlite3_stmt *st, int (*bind)(sqlite3_stmt *st, void *arg), void *arg)
 {
-	sqlite3_stmt *st = NULL;
 	int rc = -1;
 
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		goto out;
+	if (!st)
+		return -1;
 	if (bind && bind(st, arg) != 0)
 		goto out;
 	if (sqlite3_step(st) != SQLITE_DONE)
 		goto out;
 	rc = 0;
 out:
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc;
+}
+
+/* Prepares sql, binds with the caller's function, steps once to DONE (for rare writes). */
+static int exec1(sqlite3 *db, const char *sql, int (*bind)(sqlite3_stmt *st, void *arg), void *arg)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK ? step1(st, bind, arg) : -1;
+
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -29,6 +40,7 @@ out:
 /* ---- requests ----------------------------------------------------------------------------- */
 
 struct req_add {
+	struct store *s;
 	const struct store_request *r;
 	int64_t id;
 };
@@ -65,10 +77,12 @@ static int do_request_add(sqlite3 *db, void *arg)
 {
 	struct req_add *ra = arg;
 
-	if (exec1(db, "INSERT INTO requests (created_us, expires_us, state, conn_id, stmt_id, cgroup_id,"
-		  " cgroup_path, pid, uid, exe, comm, resource, protocol, command, kind, fingerprint,"
-		  " sha256, rule, approvers, approvals_needed, max_grant_s) VALUES (?1, ?2, 'pending',"
-		  " ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+	if (step1(store_cached(ra->s, STORE_C_REQ_ADD,
+			       "INSERT INTO requests (created_us, expires_us, state, conn_id, stmt_id,"
+			       " cgroup_id, cgroup_path, pid, uid, exe, comm, resource, protocol, command,"
+			       " kind, fingerprint, sha256, rule, approvers, approvals_needed, max_grant_s)"
+			       " VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
+			       " ?14, ?15, ?16, ?17, ?18, ?19, ?20)"),
 		  bind_request, ra) < 0)
 		return -1;
 	ra->id = sqlite3_last_insert_rowid(db);
@@ -77,7 +91,7 @@ static int do_request_add(sqlite3 *db, void *arg)
 
 int store_request_add(struct store *s, const struct store_request *r, int64_t *id)
 {
-	struct req_add ra = { .r = r };
+	struct req_add ra = { .s = s, .r = r };
 
 	if (store_durable(s, do_request_add, &ra, "recording a review request") < 0)
 		return -1;
@@ -86,6 +100,7 @@ int store_request_add(struct store *s, const struct store_request *r, int64_t *i
 }
 
 struct req_end {
+	struct store *s;
 	int64_t id;
 	const char *state, *reason;
 };
@@ -100,8 +115,10 @@ static int bind_end(sqlite3_stmt *st, void *arg)
 
 static int do_request_end(sqlite3 *db, void *arg)
 {
-	if (exec1(db, "UPDATE requests SET state = ?2, decided_us = ?3, reason = ?4"
-		  " WHERE id = ?1 AND state = 'pending'", bind_end, arg) < 0)
+	struct req_end *e = arg;
+
+	if (step1(store_cached(e->s, STORE_C_REQ_END, "UPDATE requests SET state = ?2, decided_us = ?3,"
+			       " reason = ?4 WHERE id = ?1 AND state = 'pending'"), bind_end, e) < 0)
 		return -1;
 	/* Not pending any more: nothing to end twice. */
 	return sqlite3_changes(db) == 1 ? 0 : -1;
@@ -109,12 +126,13 @@ static int do_request_end(sqlite3 *db, void *arg)
 
 int store_request_end(struct store *s, int64_t id, const char *state, const char *reason)
 {
-	struct req_end e = { id, state, reason };
+	struct req_end e = { s, id, state, reason };
 
 	return store_durable(s, do_request_end, &e, "ending a review request");
 }
 
 struct appr {
+	struct store *s;
 	int64_t request_id;
 	const char *reviewer, *decision, *reason;
 	unsigned int grant_s;
@@ -131,14 +149,17 @@ static int bind_appr(sqlite3_stmt *st, void *arg)
 
 static int do_approval_add(sqlite3 *db, void *arg)
 {
-	return exec1(db, "INSERT INTO approvals (request_id, reviewer, decision, reason, grant_s, at_us)"
-		     " VALUES (?1, ?2, ?3, ?4, ?5, ?6)", bind_appr, arg);
+	struct appr *a = arg;
+
+	return step1(store_cached(a->s, STORE_C_APPR_ADD, "INSERT INTO approvals (request_id, reviewer,"
+				  " decision, reason, grant_s, at_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+		     bind_appr, a);
 }
 
 int store_approval_add(struct store *s, int64_t request_id, const char *reviewer, const char *decision,
 		       const char *reason, unsigned int grant_s)
 {
-	struct appr a = { request_id, reviewer, decision, reason, grant_s };
+	struct appr a = { s, request_id, reviewer, decision, reason, grant_s };
 
 	return store_durable(s, do_approval_add, &a, "recording a review decision");
 }
@@ -158,8 +179,8 @@ static int do_approval_end(sqlite3 *db, void *arg)
 int store_approval_final(struct store *s, int64_t request_id, const char *reviewer, const char *decision,
 			 const char *reason, unsigned int grant_s, const char *state)
 {
-	struct appr_end x = { { request_id, reviewer, decision, reason, grant_s },
-			      { request_id, state, reason } };
+	struct appr_end x = { { s, request_id, reviewer, decision, reason, grant_s },
+			      { s, request_id, state, reason } };
 
 	return store_durable(s, do_approval_end, &x, "recording the deciding review");
 }
@@ -186,6 +207,7 @@ int store_review_recover(struct store *s)
 /* ---- grants ------------------------------------------------------------------------------- */
 
 struct grant_add {
+	struct store *s;
 	int64_t request_id;
 	const char *fp, *cgroup_path, *resource, *by;
 	uint64_t cgroup_id;
@@ -206,9 +228,9 @@ static int do_grant_add(sqlite3 *db, void *arg)
 {
 	struct grant_add *g = arg;
 
-	if (exec1(db, "INSERT INTO grants (request_id, fingerprint, cgroup_id, cgroup_path, resource,"
-		  " created_us, expires_us, created_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-		  bind_grant, g) < 0)
+	if (step1(store_cached(g->s, STORE_C_GRANT_ADD, "INSERT INTO grants (request_id, fingerprint,"
+			       " cgroup_id, cgroup_path, resource, created_us, expires_us, created_by)"
+			       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"), bind_grant, g) < 0)
 		return -1;
 	g->id = sqlite3_last_insert_rowid(db);
 	return 0;
@@ -218,7 +240,7 @@ int store_grant_add(struct store *s, int64_t request_id, const char *fingerprint
 		    const char *cgroup_path, const char *resource, int64_t expires_us,
 		    const char *by, int64_t *id)
 {
-	struct grant_add g = { request_id, fingerprint, cgroup_path, resource, by, cgroup_id,
+	struct grant_add g = { s, request_id, fingerprint, cgroup_path, resource, by, cgroup_id,
 			       expires_us, 0 };
 
 	if (store_durable(s, do_grant_add, &g, "recording a grant") < 0)
@@ -375,15 +397,17 @@ int store_user_del(struct store *s, const char *name)
 	return store_durable(s, do_user_del, (void *)name, "removing a reviewer");
 }
 
-static int user_get(struct store *s, const char *where, int (*bind)(sqlite3_stmt *, void *), void *barg,
+#define USER_SELECT "SELECT name, uid, groups, pwhash, admin FROM users WHERE "
+
+/* st: a cached lookup of one user (USER_SELECT "..."), reset before returning. */
+static int user_get(sqlite3_stmt *st, int (*bind)(sqlite3_stmt *, void *), void *barg,
 		    struct store_user *out)
 {
-	char sql[256];
-	sqlite3_stmt *st = NULL;
 	int rc = -1, r;
 
-	snprintf(sql, sizeof(sql), "SELECT name, uid, groups, pwhash, admin FROM users WHERE %s", where);
-	if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK || bind(st, barg) != 0)
+	if (!st)
+		return -1;
+	if (bind(st, barg) != 0)
 		goto out;
 	r = sqlite3_step(st);
 	if (r == SQLITE_DONE) {
@@ -402,7 +426,9 @@ static int user_get(struct store *s, const char *where, int (*bind)(sqlite3_stmt
 	out->admin = sqlite3_column_int(st, 4);
 	rc = 0;
 out:
-	sqlite3_finalize(st);
+	/* Also ends the read transaction, which would otherwise hold back checkpoints. */
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
 	return rc;
 }
 
@@ -413,12 +439,13 @@ static int bind_uid(sqlite3_stmt *st, void *arg)
 
 int store_user_by_uid(struct store *s, long uid, struct store_user *out)
 {
-	return user_get(s, "uid = ?1", bind_uid, &uid, out);
+	return user_get(store_cached(s, STORE_C_USER_BY_UID, USER_SELECT "uid = ?1"), bind_uid, &uid, out);
 }
 
 int store_user_by_name(struct store *s, const char *name, struct store_user *out)
 {
-	return user_get(s, "name = ?1", bind_name, (void *)name, out);
+	return user_get(store_cached(s, STORE_C_USER_BY_NAME, USER_SELECT "name = ?1"), bind_name,
+			(void *)name, out);
 }
 
 int store_users_list(struct store *s, int (*cb)(void *arg, const char *json), void *arg)

@@ -230,7 +230,8 @@ static const char *const st_sql[ST__COUNT] = {
 		"SELECT id, conn_id, seq, at_us, protocol, text, kind, fingerprint, relations,"
 		" unbounded_write, params, decision, rule, tag, sqlstate, error, rows, duration_us"
 		" FROM statements ORDER BY id DESC LIMIT ?1",
-	/* Each write and its audit record share a savepoint (see write_step). */
+	/* Each write and its audit record share a savepoint (see write_step); so do
+	 * store_durable's changes, within a batch it commits. */
 	[ST_SP_BEGIN] = "SAVEPOINT al_write",
 	[ST_SP_RELEASE] = "RELEASE al_write",
 	[ST_SP_ROLLBACK] = "ROLLBACK TO al_write",
@@ -1280,30 +1281,72 @@ sqlite3 *store_db(struct store *s)
 	return s->db;
 }
 
+/* The fdatasync of the WAL that a commit at synchronous=FULL makes before it returns. */
+static int wal_sync(struct store *s)
+{
+	sqlite3_file *f = NULL;
+
+	if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f) != SQLITE_OK ||
+	    !f || !f->pMethods)
+		return -1;
+	return f->pMethods->xSync(f, SQLITE_SYNC_NORMAL) == SQLITE_OK ? 0 : -1;
+}
+
+/*
+ * One transaction and one WAL commit per call, on disk before the caller hears 0: a
+ * decision is acted on (a flow released, a reviewer answered) only then. An open
+ * group-commit batch is not committed on its own first but carried in this transaction:
+ * its held statements are written before fn's changes (the chain keeps event order), fn
+ * runs under a savepoint so that a failed fn undoes only its own changes, and the batch's
+ * rows commit either way; the batch is closed as store_batch_commit leaves it. SQLite
+ * refuses to change PRAGMA synchronous inside the batch's transaction, so the commit runs
+ * at NORMAL and is then synced as FULL would have synced it (the commit is visible to
+ * other connections for the length of that fdatasync before it is durable; nothing acts
+ * on it in that time).
+ */
 int store_durable(struct store *s, int (*fn)(sqlite3 *db, void *arg), void *arg, const char *what)
 {
-	int ok;
+	int batch = s->in_batch && !sqlite3_get_autocommit(s->db);
+	int decided = 0, lost;
+	size_t mark;
 
-	if (store_batch_commit(s) < 0)
-		return -1;
-	if (sqlite3_exec(s->db, "PRAGMA synchronous=FULL; BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-		db_err(s, what);
-		(void)sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+	if (batch) {
+		store_stmt_flush(s);
+		s->in_batch = 0;
+	} else if (store_batch_commit(s) < 0 || exec(s, "BEGIN IMMEDIATE", what) < 0) {
 		return -1;
 	}
-	/* The audit records of fn's changes go in before the commit. */
-	ok = fn(s->db, arg) == 0 && store_audit_flush(s) == 0;
-	if (!ok)
+	mark = store_audit_mark(s);
+	lost = s->audit.lost;
+	if (sp(s, ST_SP_BEGIN) < 0)
+		goto abort;
+	if (fn(s->db, arg) == 0 && sp(s, ST_SP_RELEASE) == 0) {
+		decided = 1;
+	} else {
 		db_err(s, what);
-	if (sqlite3_exec(s->db, ok ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL) != SQLITE_OK) {
-		db_err(s, what);
-		if (sqlite3_errcode(s->db) == SQLITE_FULL)
-			s->audit.full = 1;
-		if (!sqlite3_get_autocommit(s->db))
-			(void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-		s->audit.stale = 1;
-		ok = 0;
+		store_audit_truncate(s, mark);
+		s->audit.lost = lost;
+		if (sp(s, ST_SP_ROLLBACK) < 0 || sp(s, ST_SP_RELEASE) < 0)
+			goto abort;
 	}
-	(void)sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
-	return ok ? 0 : -1;
+	/* The audit records of the batch's changes and fn's go in before the commit. */
+	if (store_audit_flush(s) < 0 || sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		goto abort;
+	if (!decided)
+		return -1;
+	if (wal_sync(s) < 0) {
+		al_err("store: %s: the WAL could not be synced", what);
+		return -1;
+	}
+	return 0;
+abort:
+	al_err("store: %s%s: %s", what, batch ? " (the open batch is lost with it)" : "",
+	       sqlite3_errmsg(s->db));
+	if (sqlite3_extended_errcode(s->db) == SQLITE_FULL || sqlite3_errcode(s->db) == SQLITE_FULL)
+		s->audit.full = 1;
+	if (!sqlite3_get_autocommit(s->db))
+		(void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	store_audit_discard(s);
+	s->audit.stale = 1;
+	return -1;
 }

@@ -8,8 +8,9 @@
 sqlite3 *store_db(struct store *s);
 /* Pending requests of a daemon that died are aborted: nothing will run them. */
 int store_review_recover(struct store *s);
-/* Runs fn inside a durable transaction (synchronous=FULL), after committing
- * any open group-commit batch. */
+/* Runs fn in a transaction that is on disk (the WAL synced, as synchronous=FULL does) before
+ * this returns 0. An open group-commit batch commits with it, in the same transaction: its
+ * rows commit even when fn fails (fn's changes are undone alone), and the batch is closed. */
 int store_durable(struct store *s, int (*fn)(sqlite3 *db, void *arg), void *arg, const char *what);
 /* The JSON of the current row (column names as keys); free() it. */
 char *store_row_json(sqlite3_stmt *st);
@@ -68,7 +69,13 @@ int store_audit_flush(struct store *s);
 /* Forgets queued records of a change that was rolled back. */
 void store_audit_discard(struct store *s);
 /* Statements other files of the store prepare once, on first use (finalized at close). */
-enum store_cached { STORE_C_HTTP_ADD, STORE_C_HTTP_OUTCOME, STORE_C__COUNT };
+enum store_cached {
+	STORE_C_HTTP_ADD, STORE_C_HTTP_OUTCOME,
+	/* review.c: the statements of parking a request and deciding it */
+	STORE_C_REQ_ADD, STORE_C_REQ_END, STORE_C_APPR_ADD, STORE_C_GRANT_ADD,
+	STORE_C_USER_BY_UID, STORE_C_USER_BY_NAME,
+	STORE_C__COUNT
+};
 sqlite3_stmt *store_cached(struct store *s, enum store_cached which, const char *sql);
 /* Writes the statements the open batch holds back (before anything reads statements). */
 void store_stmt_flush(struct store *s);
