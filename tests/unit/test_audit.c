@@ -66,6 +66,18 @@ static struct store_conn conn(void)
 	return c;
 }
 
+/* An empty store in a directory of its own (its own key); path gets its file name. */
+static struct store *empty_store(char *path, size_t len)
+{
+	char dir[320];
+	struct store *s = NULL;
+
+	snprintf(dir, sizeof(dir), "%s/s%d", tmpdir, ++n_store);
+	if (mkdir(dir, 0700) < 0 || al_fmt(path, len, "%s/airlock.db", dir) < 0 || store_open(path, &s) < 0)
+		return NULL;
+	return s;
+}
+
 /* A fresh store in its own directory (its own key), with some of every kind of write. */
 static struct store *fill(char *path, size_t len, int batched)
 {
@@ -394,7 +406,7 @@ static int list_cb(void *arg, const char *json)
  */
 static void test_stmt_merged(void)
 {
-	char p[512], dir[320];
+	char p[512];
 	struct store *s = NULL;
 	struct store_verify v;
 	struct store_stmt t = { .conn_id = 1, .seq = 1, .at_us = al_now_us(), .protocol = "simple",
@@ -404,9 +416,8 @@ static void test_stmt_merged(void)
 	int64_t a = 0, b = 0, c = 0;
 	int n = 0;
 
-	snprintf(dir, sizeof(dir), "%s/s%d", tmpdir, ++n_store);
-	CHECK(mkdir(dir, 0700) == 0 && al_fmt(p, sizeof(p), "%s/airlock.db", dir) == 0);
-	CHECK(store_open(p, &s) == 0);
+	s = empty_store(p, sizeof(p));
+	CHECK(s != NULL);
 	if (!s)
 		return;
 	CHECK(store_batch_begin(s) == 0);
@@ -439,19 +450,51 @@ static void test_stmt_merged(void)
 	store_close(s);
 }
 
+/* HTTP requests are held like statements: request and outcome in one row and one record. */
+static void test_http_merged(void)
+{
+	char p[512];
+	struct store *s = NULL;
+	struct store_http h = { .conn_id = 1, .seq = 1, .at_us = al_now_us(), .method = "DELETE",
+				.host = "api.test", .path = "/items/1", .kind = "write", .body_len = 0,
+				.request_sha256 = "ab", .decision = "review", .request_id = 4 };
+	struct store_http_outcome o = { .status = 204, .bytes_up = 10, .bytes_down = 20, .duration_us = 3,
+					.decision = "approved" };
+	int64_t a = 0, b = 0;
+
+	s = empty_store(p, sizeof(p));
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	CHECK(store_batch_begin(s) == 0);
+	CHECK(store_http_add(s, &h, &a) == 0);
+	CHECK(store_http_add(s, &h, &b) == 0 && b == a + 1);
+	CHECK(store_http_outcome(s, a, &o) == 0);
+	CHECK(store_batch_commit(s) == 0);
+	CHECK(store_batch_begin(s) == 0);
+	CHECK(store_http_outcome(s, b, &o) == 0);
+	CHECK(store_batch_commit(s) == 0);
+	store_close(s);
+	CHECK(q_int(p, "SELECT count(*) FROM http_requests WHERE status = 204 AND decision = 'approved'"
+		    " AND request_id = 4 AND bytes_down = 20") == 2);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'http_requests.insert'") == 2);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'http_requests.insert'"
+		    " AND body LIKE '%\"status\":204%'") == 1);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'http_requests.update'") == 1);
+}
+
 /* A record body is what Python's json.dumps(sort_keys, ensure_ascii=False) prints. */
 static void test_body_json(void)
 {
-	char p[512], dir[320];
+	char p[512];
 	struct store *s = NULL;
 	struct store_stmt t = { .conn_id = 1, .seq = 1, .at_us = al_now_us(), .protocol = "simple",
 				.text = "a\x01\xc3\xa9\xff\"\\\n/\x7f", .kind = "read",
 				.relations_json = "[]", .decision = "allow" };
 	int64_t id;
 
-	snprintf(dir, sizeof(dir), "%s/s%d", tmpdir, ++n_store);
-	CHECK(mkdir(dir, 0700) == 0 && al_fmt(p, sizeof(p), "%s/airlock.db", dir) == 0);
-	CHECK(store_open(p, &s) == 0);
+	s = empty_store(p, sizeof(p));
+	CHECK(s != NULL);
 	if (!s)
 		return;
 	CHECK(store_stmt_add(s, &t, &id) == 0);
@@ -520,16 +563,15 @@ static void test_review_records(void)
 /* Recordings live by session: retention deletes those of sessions that ended long enough ago. */
 static void test_recordings_retention(void)
 {
-	char p[512], dir[320];
+	char p[512];
 	struct store *s = NULL;
 	struct store_conn c = conn();
 	int64_t old = al_now_us() - 7200 * 1000000ll, a = 0, b = 0, d = 0;
 	struct store_conn_end e = { .closed_us = old + 1000000, .reason = AL_REASON_CLOSED };
 	struct store_limits l = { .record_retention_us = 3600 * 1000000ll };
 
-	snprintf(dir, sizeof(dir), "%s/s%d", tmpdir, ++n_store);
-	CHECK(mkdir(dir, 0700) == 0 && al_fmt(p, sizeof(p), "%s/airlock.db", dir) == 0);
-	CHECK(store_open(p, &s) == 0);
+	s = empty_store(p, sizeof(p));
+	CHECK(s != NULL);
 	if (!s)
 		return;
 	c.opened_us = old;
@@ -559,12 +601,11 @@ static void test_recordings_retention(void)
 /* A version 8 store (recordings with a rowid and a time index) keeps its recordings in 9. */
 static void test_recordings_v8_upgrade(void)
 {
-	char p[512], dir[320];
+	char p[512];
 	struct store *s = NULL;
 
-	snprintf(dir, sizeof(dir), "%s/s%d", tmpdir, ++n_store);
-	CHECK(mkdir(dir, 0700) == 0 && al_fmt(p, sizeof(p), "%s/airlock.db", dir) == 0);
-	CHECK(store_open(p, &s) == 0);
+	s = empty_store(p, sizeof(p));
+	CHECK(s != NULL);
 	store_close(s);
 	s = NULL;
 	CHECK(exec_sql(p, "DROP TABLE recordings;"
@@ -771,6 +812,7 @@ int main(void)
 	RUN(test_canonical_stable);
 	RUN(test_crash_mid_batch);
 	RUN(test_stmt_merged);
+	RUN(test_http_merged);
 	RUN(test_body_json);
 	RUN(test_failed_write_no_record);
 	RUN(test_review_records);

@@ -15,7 +15,7 @@ static int rows(struct store *s, const char *sql, int (*bind)(sqlite3_stmt *st, 
 	sqlite3_stmt *st = NULL;
 	int rc = -1, n = 0;
 
-	store_stmt_flush(s);
+	store_held_flush(s);
 	if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK)
 		goto out;
 	if (bind && bind(st, barg) != 0)

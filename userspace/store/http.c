@@ -17,33 +17,43 @@ static int bind_text(sqlite3_stmt *st, int i, const char *v)
 	return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
 }
 
-int store_http_add(struct store *s, const struct store_http *h, int64_t *id)
+static int bind_int_or_null(sqlite3_stmt *st, int i, int64_t v, int known)
+{
+	return known ? sqlite3_bind_int64(st, i, v) : sqlite3_bind_null(st, i);
+}
+
+int store_http_write(struct store *s, int64_t id, const struct store_http *h, const struct store_http_outcome *o)
 {
 	static const char sql[] =
 		"INSERT INTO http_requests (conn_id, seq, at_us, method, host, path, query, kind, headers,"
-		" body_len, body_sha256, request_sha256, k8s, fingerprint, decision, rule, request_id)"
-		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
-	sqlite3_stmt *st = NULL;
+		" body_len, body_sha256, request_sha256, k8s, fingerprint, decision, rule, request_id,"
+		" status, bytes_up, bytes_down, duration_us, error, id)"
+		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
+		" ?18, ?19, ?20, ?21, ?22, ?23)";
+	/* An outcome's decision and review request replace the request's, when it has them. */
+	const char *decision = o && o->decision ? o->decision : h->decision;
+	int64_t request_id = o && o->request_id > 0 ? o->request_id : h->request_id;
+	sqlite3_stmt *st = store_cached(s, STORE_C_HTTP_ADD, sql);
 	int rc = -1;
 
-	st = store_cached(s, STORE_C_HTTP_ADD, sql);
 	if (!st)
 		goto out;
-	if ((h->conn_id > 0 ? sqlite3_bind_int64(st, 1, h->conn_id) : sqlite3_bind_null(st, 1)) ||
+	if (bind_int_or_null(st, 1, h->conn_id, h->conn_id > 0) ||
 	    sqlite3_bind_int64(st, 2, h->seq) || sqlite3_bind_int64(st, 3, h->at_us) ||
 	    bind_text(st, 4, h->method) || bind_text(st, 5, h->host) || bind_text(st, 6, h->path) ||
 	    bind_text(st, 7, h->query) || bind_text(st, 8, h->kind) || bind_text(st, 9, h->headers_json) ||
-	    (h->body_len >= 0 ? sqlite3_bind_int64(st, 10, h->body_len) : sqlite3_bind_null(st, 10)) ||
+	    bind_int_or_null(st, 10, h->body_len, h->body_len >= 0) ||
 	    bind_text(st, 11, h->body_sha256) || bind_text(st, 12, h->request_sha256) ||
 	    bind_text(st, 13, h->k8s_json) || bind_text(st, 14, h->fingerprint) ||
-	    bind_text(st, 15, h->decision) || bind_text(st, 16, h->rule) ||
-	    (h->request_id > 0 ? sqlite3_bind_int64(st, 17, h->request_id) : sqlite3_bind_null(st, 17)))
+	    bind_text(st, 15, decision) || bind_text(st, 16, h->rule) ||
+	    bind_int_or_null(st, 17, request_id, request_id > 0) ||
+	    bind_int_or_null(st, 18, o ? o->status : 0, o && o->status) ||
+	    bind_int_or_null(st, 19, o ? (int64_t)o->bytes_up : 0, o != NULL) ||
+	    bind_int_or_null(st, 20, o ? (int64_t)o->bytes_down : 0, o != NULL) ||
+	    bind_int_or_null(st, 21, o ? o->duration_us : 0, o != NULL) ||
+	    bind_text(st, 22, o ? o->error : NULL) || sqlite3_bind_int64(st, 23, id))
 		goto out;
-	if (sqlite3_step(st) != SQLITE_DONE)
-		goto out;
-	if (id)
-		*id = sqlite3_last_insert_rowid(store_db(s));
-	rc = 0;
+	rc = store_write_step(s, st);
 out:
 	if (rc < 0)
 		al_err("store: recording an HTTP request: %s", sqlite3_errmsg(store_db(s)));
@@ -54,29 +64,25 @@ out:
 	return rc;
 }
 
-int store_http_outcome(struct store *s, int64_t id, const struct store_http_outcome *o)
+int store_http_update(struct store *s, int64_t id, const struct store_http_outcome *o)
 {
 	static const char sql[] =
 		"UPDATE http_requests SET status = ?2, bytes_up = ?3, bytes_down = ?4, duration_us = ?5,"
 		" decision = coalesce(?6, decision), request_id = coalesce(?7, request_id),"
 		" error = ?8 WHERE id = ?1";
-	sqlite3_stmt *st = NULL;
+	sqlite3_stmt *st = store_cached(s, STORE_C_HTTP_OUTCOME, sql);
 	int rc = -1;
 
-	st = store_cached(s, STORE_C_HTTP_OUTCOME, sql);
 	if (!st)
 		goto out;
-	if (sqlite3_bind_int64(st, 1, id) ||
-	    (o->status ? sqlite3_bind_int(st, 2, o->status) : sqlite3_bind_null(st, 2)) ||
+	if (sqlite3_bind_int64(st, 1, id) || bind_int_or_null(st, 2, o->status, o->status) ||
 	    sqlite3_bind_int64(st, 3, (sqlite3_int64)o->bytes_up) ||
 	    sqlite3_bind_int64(st, 4, (sqlite3_int64)o->bytes_down) ||
 	    sqlite3_bind_int64(st, 5, o->duration_us) || bind_text(st, 6, o->decision) ||
-	    (o->request_id > 0 ? sqlite3_bind_int64(st, 7, o->request_id) : sqlite3_bind_null(st, 7)) ||
-	    bind_text(st, 8, o->error))
+	    bind_int_or_null(st, 7, o->request_id, o->request_id > 0) || bind_text(st, 8, o->error))
 		goto out;
-	if (sqlite3_step(st) != SQLITE_DONE)
-		goto out;
-	rc = sqlite3_changes(store_db(s)) == 1 ? 0 : -1;
+	if (store_write_step(s, st) == 0)
+		rc = store_last_changes(s) == 1 ? 0 : -1;
 out:
 	if (rc < 0)
 		al_err("store: recording an HTTP outcome: %s", sqlite3_errmsg(store_db(s)));
@@ -92,6 +98,7 @@ int store_http_list(struct store *s, unsigned int limit, int (*cb)(void *arg, co
 	sqlite3_stmt *st = NULL;
 	int rc = -1, step;
 
+	store_held_flush(s);
 	if (sqlite3_prepare_v2(store_db(s), "SELECT * FROM http_requests ORDER BY id DESC LIMIT ?1", -1, &st,
 			       NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 1, limit) != SQLITE_OK)
@@ -121,6 +128,7 @@ int store_http_since(struct store *s, int64_t since_us,
 	sqlite3_stmt *st = NULL;
 	int rc = -1, r;
 
+	store_held_flush(s);
 	if (sqlite3_prepare_v2(store_db(s), "SELECT h.id, h.at_us, h.method, h.host, h.path, h.query, h.kind,"
 			       " h.k8s, h.body_sha256, h.decision, h.rule, c.resource, c.cgroup_path, c.exe,"
 			       " c.uid, c.dst_addr, c.dst_port"

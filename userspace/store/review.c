@@ -460,7 +460,7 @@ int store_stmts_since(struct store *s, int64_t since_us,
 	sqlite3_stmt *st = NULL;
 	int rc = -1, r;
 
-	store_stmt_flush(s);
+	store_held_flush(s);
 	if (sqlite3_prepare_v2(store_db(s), "SELECT s.id, s.at_us, s.text, s.kind, s.relations,"
 			       " s.decision, s.rule, s.unbounded_write, c.resource, c.cgroup_path, c.exe, c.uid"
 			       " FROM statements s LEFT JOIN connections c ON c.id = s.conn_id"

@@ -257,23 +257,32 @@ struct store {
 	char *path;
 	int64_t last_rowid;         /* of the last write_step, before its audit record */
 	int last_changes;
-	/* Statements of the open batch not written yet (see store_stmt_add). */
-	struct stmt_q *stmt_q, **stmt_q_tail;
-	int64_t next_stmt_id;
+	/* Rows of the open batch not written yet (see held_add). */
+	struct held *held, **held_tail;
+	int64_t next_stmt_id, next_http_id;
 	sqlite3_stmt *cached[STORE_C__COUNT];
 };
 
 /*
- * A statement waiting for its batch's commit. An allowed statement's
- * outcome usually arrives within the same batch: the row is then written
- * once, whole, with one audit record, instead of an insert and an update.
+ * A statement or HTTP request waiting for its batch's commit. An allowed
+ * command's outcome usually arrives within the same batch: the row is then
+ * written once, whole, with one audit record, instead of an insert and an
+ * update.
  */
-struct stmt_q {
-	struct stmt_q *next;
+enum held_kind { HELD_STMT, HELD_HTTP };
+struct held {
+	struct held *next;
+	enum held_kind kind;
 	int64_t id;
-	struct store_stmt t;        /* strings point into text[] */
 	int has_outcome;
-	struct store_stmt_outcome o;  /* strings point into ostr */
+	union {
+		struct store_stmt stmt;
+		struct store_http http;
+	} row;                          /* strings point into text[] */
+	union {
+		struct store_stmt_outcome stmt;
+		struct store_http_outcome http;
+	} out;                          /* strings point into ostr */
 	char *ostr;
 	char text[];
 };
@@ -381,8 +390,9 @@ static int write_step(struct store *s, sqlite3_stmt *st)
 
 	/* Held statements go first: the chain keeps the order in which things happened
 	 * (a statement's record before its connection's close). Outcomes need not wait. */
-	if (s->stmt_q && st != s->st[ST_STMT_ADD] && st != s->st[ST_STMT_OUTCOME])
-		store_stmt_flush(s);
+	if (s->held && st != s->st[ST_STMT_ADD] && st != s->st[ST_STMT_OUTCOME] &&
+	    st != s->cached[STORE_C_HTTP_ADD] && st != s->cached[STORE_C_HTTP_OUTCOME])
+		store_held_flush(s);
 	if (s->in_batch && !sqlite3_get_autocommit(s->db)) {
 		mark = store_audit_mark(s);
 		rc = sqlite3_step(st);
@@ -413,6 +423,16 @@ static int write_step(struct store *s, sqlite3_stmt *st)
 		(void)sp(s, ST_SP_RELEASE);
 	}
 	return -1;
+}
+
+int store_write_step(struct store *s, sqlite3_stmt *st)
+{
+	return write_step(s, st);
+}
+
+int store_last_changes(struct store *s)
+{
+	return s->last_changes;
 }
 
 static int exec(struct store *s, const char *sql, const char *what)
@@ -613,13 +633,15 @@ int store_open(const char *path, struct store **out)
 			goto out;
 		}
 	}
-	s->stmt_q_tail = &s->stmt_q;
-	if (sqlite3_prepare_v2(s->db, "SELECT coalesce(max(id), 0) + 1 FROM statements", -1, &st, NULL) !=
+	s->held_tail = &s->held;
+	if (sqlite3_prepare_v2(s->db, "SELECT (SELECT coalesce(max(id), 0) + 1 FROM statements),"
+			       " (SELECT coalesce(max(id), 0) + 1 FROM http_requests)", -1, &st, NULL) !=
 	    SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
-		db_err(s, "reading the last statement id");
+		db_err(s, "reading the last statement and request ids");
 		goto out;
 	}
 	s->next_stmt_id = sqlite3_column_int64(st, 0);
+	s->next_http_id = sqlite3_column_int64(st, 1);
 	sqlite3_finalize(st);
 	st = NULL;
 	if (store_audit_open(s, path) < 0 || recover(s) < 0 || store_review_recover(s) < 0)
@@ -1032,7 +1054,7 @@ static int list_rows(struct store *s, int which, const char *what, unsigned int 
 	sqlite3_stmt *st = s->st[which];
 	int ret = -1;
 
-	store_stmt_flush(s);
+	store_held_flush(s);
 	if (sqlite3_bind_int64(st, 1, limit) != SQLITE_OK) {
 		db_err(s, what);
 		goto out;
@@ -1150,70 +1172,149 @@ static int stmt_write(struct store *s, int64_t id, const struct store_stmt *t,
 	return ret;
 }
 
-void store_stmt_flush(struct store *s)
+/* The addresses of a held row's (or, row NULL, its outcome's) strings; how many. */
+static size_t held_strs(enum held_kind k, void *row, void *out, const char **p[])
 {
-	struct stmt_q *q;
+	if (row && k == HELD_STMT) {
+		struct store_stmt *t = row;
+		const char **v[] = { &t->protocol, &t->text, &t->kind, &t->fingerprint, &t->relations_json,
+				     &t->params_json, &t->decision, &t->rule };
+
+		memcpy(p, v, sizeof(v));
+		return AL_ARRAY_LEN(v);
+	}
+	if (row) {
+		struct store_http *h = row;
+		const char **v[] = { &h->method, &h->host, &h->path, &h->query, &h->kind, &h->headers_json,
+				     &h->body_sha256, &h->request_sha256, &h->k8s_json, &h->fingerprint,
+				     &h->decision, &h->rule };
+
+		memcpy(p, v, sizeof(v));
+		return AL_ARRAY_LEN(v);
+	}
+	if (k == HELD_STMT) {
+		struct store_stmt_outcome *o = out;
+		const char **v[] = { &o->tag, &o->sqlstate, &o->error };
+
+		memcpy(p, v, sizeof(v));
+		return AL_ARRAY_LEN(v);
+	}
+	{
+		struct store_http_outcome *o = out;
+		const char **v[] = { &o->decision, &o->error };
+
+		memcpy(p, v, sizeof(v));
+		return AL_ARRAY_LEN(v);
+	}
+}
+
+static int held_write(struct store *s, const struct held *q)
+{
+	if (q->kind == HELD_STMT)
+		return stmt_write(s, q->id, &q->row.stmt, q->has_outcome ? &q->out.stmt : NULL);
+	return store_http_write(s, q->id, &q->row.http, q->has_outcome ? &q->out.http : NULL);
+}
+
+void store_held_flush(struct store *s)
+{
+	struct held *q;
 	int failed = 0;
 
-	while ((q = s->stmt_q) != NULL) {
-		s->stmt_q = q->next;
-		failed |= stmt_write(s, q->id, &q->t, q->has_outcome ? &q->o : NULL) < 0;
+	while ((q = s->held) != NULL) {
+		s->held = q->next;
+		failed |= held_write(s, q) < 0;
 		free(q->ostr);
 		free(q);
 	}
-	s->stmt_q_tail = &s->stmt_q;
+	s->held_tail = &s->held;
 	if (failed)
-		al_err("store: statements of this batch could not be recorded");
+		al_err("store: commands of this batch could not be recorded");
+}
+
+/*
+ * Holds a copy of a new row (the struct of size bytes at row) until the
+ * batch commits: 0. -1: not held (no batch open, or no memory): the caller
+ * writes it now.
+ */
+static int held_add(struct store *s, enum held_kind k, int64_t id, const void *row, size_t size)
+{
+	union { struct store_stmt stmt; struct store_http http; } c;
+	const char **p[16];
+	struct held *q;
+	size_t n;
+
+	if (!s->in_batch || sqlite3_get_autocommit(s->db))
+		return -1;
+	memcpy(&c, row, size);
+	n = held_strs(k, &c, NULL, p);
+	if (!(q = malloc(sizeof(*q) + pack(NULL, p, n))))
+		return -1;
+	memset(q, 0, sizeof(*q));
+	memcpy(&q->row, row, size);
+	n = held_strs(k, &q->row, NULL, p);
+	pack(q->text, p, n);
+	q->kind = k;
+	q->id = id;
+	*s->held_tail = q;
+	s->held_tail = &q->next;
+	return 0;
+}
+
+/* The outcome of a held row joins it: 0. -1: the row is not held (any more): the caller updates it. */
+static int held_outcome(struct store *s, enum held_kind k, int64_t id, const void *out, size_t size)
+{
+	const char **p[16];
+	struct held *q = s->held;
+	size_t n;
+
+	while (q && !(q->kind == k && q->id == id))
+		q = q->next;
+	if (!q || q->has_outcome)
+		return -1;
+	memcpy(&q->out, out, size);
+	n = held_strs(k, NULL, &q->out, p);
+	q->ostr = malloc(pack(NULL, p, n) + 1);
+	if (!q->ostr) {
+		/* No memory for the copy: the row is written now, the caller updates it. */
+		store_held_flush(s);
+		return -1;
+	}
+	pack(q->ostr, p, n);
+	q->has_outcome = 1;
+	return 0;
 }
 
 int store_stmt_add(struct store *s, const struct store_stmt *t, int64_t *id)
 {
-	struct store_stmt c = *t;
-	const char **strs[] = { &c.protocol, &c.text, &c.kind, &c.fingerprint, &c.relations_json,
-				&c.params_json, &c.decision, &c.rule };
-	struct stmt_q *q;
 	int64_t my = s->next_stmt_id++;
 
 	if (id)
 		*id = my;
-	/* Outside a batch (or with no memory for the copy) the row is written at once. */
-	if (!s->in_batch || sqlite3_get_autocommit(s->db) ||
-	    !(q = malloc(sizeof(*q) + pack(NULL, strs, AL_ARRAY_LEN(strs)))))
-		return stmt_write(s, my, t, NULL);
-	pack(q->text, strs, AL_ARRAY_LEN(strs));
-	q->next = NULL;
-	q->id = my;
-	q->t = c;
-	q->has_outcome = 0;
-	q->ostr = NULL;
-	*s->stmt_q_tail = q;
-	s->stmt_q_tail = &q->next;
-	return 0;
+	return held_add(s, HELD_STMT, my, t, sizeof(*t)) == 0 ? 0 : stmt_write(s, my, t, NULL);
+}
+
+int store_http_add(struct store *s, const struct store_http *h, int64_t *id)
+{
+	int64_t my = s->next_http_id++;
+
+	if (id)
+		*id = my;
+	return held_add(s, HELD_HTTP, my, h, sizeof(*h)) == 0 ? 0 : store_http_write(s, my, h, NULL);
+}
+
+int store_http_outcome(struct store *s, int64_t id, const struct store_http_outcome *o)
+{
+	return held_outcome(s, HELD_HTTP, id, o, sizeof(*o)) == 0 ? 0 : store_http_update(s, id, o);
 }
 
 int store_stmt_outcome(struct store *s, int64_t id, const struct store_stmt_outcome *o)
 {
 	sqlite3_stmt *st = s->st[ST_STMT_OUTCOME];
-	struct stmt_q *q = s->stmt_q;
 	int ret = -1;
 
 	/* Still held: the outcome joins the row, written once at the batch's commit. */
-	while (q && q->id != id)
-		q = q->next;
-	if (q && !q->has_outcome) {
-		struct store_stmt_outcome c = *o;
-		const char **strs[] = { &c.tag, &c.sqlstate, &c.error };
-		size_t n = pack(NULL, strs, AL_ARRAY_LEN(strs));
-
-		if ((q->ostr = malloc(n ? n : 1)) != NULL) {
-			pack(q->ostr, strs, AL_ARRAY_LEN(strs));
-			q->o = c;
-			q->has_outcome = 1;
-			return 0;
-		}
-		/* No memory for the copy: write the row now, update it below. */
-		store_stmt_flush(s);
-	}
+	if (held_outcome(s, HELD_STMT, id, o, sizeof(*o)) == 0)
+		return 0;
 	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
 	    bind_text(st, 2, o->tag) != SQLITE_OK ||
 	    bind_text(st, 3, o->sqlstate) != SQLITE_OK ||
@@ -1260,7 +1361,7 @@ int store_batch_commit(struct store *s)
 {
 	if (!s->in_batch)
 		return 0;
-	store_stmt_flush(s);
+	store_held_flush(s);
 	s->in_batch = 0;
 	if (store_audit_flush(s) < 0 || sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		/* Never silent: the batch is lost, the daemon says so and (when the disk is
@@ -1311,7 +1412,7 @@ int store_durable(struct store *s, int (*fn)(sqlite3 *db, void *arg), void *arg,
 	size_t mark;
 
 	if (batch) {
-		store_stmt_flush(s);
+		store_held_flush(s);
 		s->in_batch = 0;
 	} else if (store_batch_commit(s) < 0 || exec(s, "BEGIN IMMEDIATE", what) < 0) {
 		return -1;

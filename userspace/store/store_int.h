@@ -77,8 +77,15 @@ enum store_cached {
 	STORE_C__COUNT
 };
 sqlite3_stmt *store_cached(struct store *s, enum store_cached which, const char *sql);
-/* Writes the statements the open batch holds back (before anything reads statements). */
-void store_stmt_flush(struct store *s);
+/* Writes the statements and HTTP requests the open batch holds back (before anything reads them). */
+void store_held_flush(struct store *s);
+/* http.c: an http_requests row with the given id (and its outcome, if known); its outcome later. */
+int store_http_write(struct store *s, int64_t id, const struct store_http *h, const struct store_http_outcome *o);
+int store_http_update(struct store *s, int64_t id, const struct store_http_outcome *o);
+/* store.c's write step: the row and its audit records commit together (see store.c). */
+int store_write_step(struct store *s, sqlite3_stmt *st);
+/* Rows the last store_write_step changed (not counting its audit records). */
+int store_last_changes(struct store *s);
 /* How many records are queued, and dropping those queued after such a mark (a write that failed). */
 size_t store_audit_mark(struct store *s);
 void store_audit_truncate(struct store *s, size_t mark);
