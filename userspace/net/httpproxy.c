@@ -5,6 +5,7 @@
 #include <airlock/reason.h>
 
 #include "k8s_rec.h"
+#include "agent_who.h"
 #include "sess_end.h"
 
 #include <errno.h>
@@ -74,9 +75,7 @@ struct hs {
 	int agent_eof;                  /* the agent sent its last bytes: what came before is answered */
 	struct event *agent_closed;     /* its end, looked at once the bytes read with it are */
 	/* who the agent is */
-	uint64_t cgroup_id;
-	char *cgroup_path, *exe, *comm;
-	uint32_t pid, uid;
+	struct agent_who who;           /* the agent (agent_who.c) */
 	/* the request in flight */
 	struct http_req req;
 	struct http_command cmd;
@@ -289,9 +288,7 @@ static void hs_free(struct hs *s)
 	k8s_rec_end(s->rec);
 	if (s->have_cmd)
 		http_command_free(&s->cmd);
-	free(s->cgroup_path);
-	free(s->exe);
-	free(s->comm);
+	agent_who_free(&s->who);
 	free(s);
 }
 
@@ -705,7 +702,7 @@ static void park(struct hs *s)
 	struct approval_req q = { 0 };
 	int64_t grant, id;
 
-	grant = s->p->approval ? approval_grant_for(s->p->approval, s->cmd.fingerprint, s->cgroup_id,
+	grant = s->p->approval ? approval_grant_for(s->p->approval, s->cmd.fingerprint, s->who.cgroup_id,
 						    s->res->name) : 0;
 	if (grant > 0) {
 		if (approval_watch_grant(s->p->approval, grant, on_grant_event, s) < 0) {
@@ -718,12 +715,7 @@ static void park(struct hs *s)
 	}
 	q.conn_id = s->row;
 	q.stmt_id = s->hrow;
-	q.cgroup_id = s->cgroup_id;
-	q.cgroup_path = s->cgroup_path;
-	q.pid = s->pid;
-	q.uid = s->uid;
-	q.exe = s->exe;
-	q.comm = s->comm;
+	agent_who_request(&s->who, &q);
 	q.resource = s->res->name;
 	q.protocol = "http";
 	q.text = s->cmd.text;
@@ -802,9 +794,7 @@ static void decide(struct hs *s, struct evbuffer *in, const uint8_t *buf)
 		return;
 	}
 	s->have_cmd = 1;
-	subj.cgroup_path = s->cgroup_path;
-	subj.uid = s->uid;
-	subj.exe = s->exe;
+	agent_who_subject(&s->who, &subj);
 	subj.method = s->cmd.method;
 	subj.path = s->cmd.path;
 	subj.k8s_exec = s->cmd.is_k8s && strcmp(s->cmd.k8s.verb, "portforward") != 0;
@@ -1513,12 +1503,7 @@ int httpproxy_start(struct httpproxy *p, int fd, const struct store_conn *c,
 	if (store_conn_open(p->store, c, &s->row) < 0)
 		s->row = 0;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	s->cgroup_id = c->cgroup_id;
-	s->cgroup_path = c->cgroup_path ? strdup(c->cgroup_path) : NULL;
-	s->exe = c->exe ? strdup(c->exe) : NULL;
-	s->comm = c->comm ? strdup(c->comm) : NULL;
-	s->pid = c->pid;
-	s->uid = c->uid;
+	agent_who_set(&s->who, c);
 	s->agent = bufferevent_socket_new(p->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	s->held = evbuffer_new();
 	/* One-shot, assigned anew for each use (on_up_closed, and sess_end's polls and reap). */

@@ -5,6 +5,7 @@
 #include <airlock/pg_auth.h>
 #include <airlock/reason.h>
 
+#include "agent_who.h"
 #include "sess_end.h"
 
 #include <errno.h>
@@ -99,9 +100,7 @@ struct pgs {
 	struct event *timer;
 	int agent_tls;
 	/* who the agent is (for rules and reviewers) */
-	uint64_t cgroup_id;
-	char *cgroup_path, *exe, *comm;
-	uint32_t pid, uid;
+	struct agent_who who;           /* the agent (agent_who.c) */
 	/* review: the last decide_query that asked for one */
 	const struct al_rule *review_rule;
 	char review_fp[256];
@@ -236,9 +235,9 @@ static const struct al_rule *decide(const struct pgs *s, const struct pg_stmt *s
 	struct al_subject subj = {
 		.kind = (int)st->kind, .relations = (const char *const *)st->relations,
 		.n_relations = st->n_relations, .unbounded_write = st->unbounded_write,
-		.cgroup_path = s->cgroup_path, .uid = s->uid, .exe = s->exe,
 	};
 
+	agent_who_subject(&s->who, &subj);
 	return config_decide(s->res, &subj);
 }
 
@@ -432,9 +431,7 @@ static void pgs_free(struct pgs *s)
 	if (s->watch)
 		event_free(s->watch);
 	free(s->review_text);
-	free(s->cgroup_path);
-	free(s->exe);
-	free(s->comm);
+	agent_who_free(&s->who);
 	free(s);
 }
 
@@ -705,7 +702,7 @@ static void park(struct pgs *s, char term)
 	int64_t grant, id;
 
 	s->held_term = term;
-	grant = s->p->approval ? approval_grant_for(s->p->approval, s->review_fp, s->cgroup_id,
+	grant = s->p->approval ? approval_grant_for(s->p->approval, s->review_fp, s->who.cgroup_id,
 						    s->res->name) : 0;
 	if (grant > 0) {
 		if (approval_watch_grant(s->p->approval, grant, on_grant_event, s) < 0) {
@@ -717,12 +714,7 @@ static void park(struct pgs *s, char term)
 	}
 	q.conn_id = s->row;
 	q.stmt_id = s->review_stmt;
-	q.cgroup_id = s->cgroup_id;
-	q.cgroup_path = s->cgroup_path;
-	q.pid = s->pid;
-	q.uid = s->uid;
-	q.exe = s->exe;
-	q.comm = s->comm;
+	agent_who_request(&s->who, &q);
 	q.resource = s->res->name;
 	q.protocol = "postgres";
 	q.text = s->review_text ? s->review_text : "";
@@ -1717,12 +1709,7 @@ int pgproxy_start(struct pgproxy *p, int fd, const struct store_conn *c,
 	if (store_conn_open(p->store, c, &s->row) < 0)
 		s->row = 0;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	s->cgroup_id = c->cgroup_id;
-	s->cgroup_path = c->cgroup_path ? strdup(c->cgroup_path) : NULL;
-	s->exe = c->exe ? strdup(c->exe) : NULL;
-	s->comm = c->comm ? strdup(c->comm) : NULL;
-	s->pid = c->pid;
-	s->uid = c->uid;
+	agent_who_set(&s->who, c);
 	s->agent = bufferevent_socket_new(p->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	s->batch = evbuffer_new();
 	s->held = evbuffer_new();

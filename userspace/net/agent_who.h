@@ -1,0 +1,24 @@
+/* Who an agent session is (the kernel's word at accept), as rules and reviewers see it: one definition for every terminating proxy. */
+#ifndef AIRLOCK_NET_AGENT_WHO_H
+#define AIRLOCK_NET_AGENT_WHO_H
+
+#include <stdint.h>
+
+struct al_subject;
+struct approval_req;
+struct store_conn;
+
+struct agent_who {
+	uint64_t cgroup_id;
+	char *cgroup_path, *exe, *comm;         /* NULL: unknown */
+	uint32_t pid, uid;
+};
+
+/* Copies the identity of the accepted connection (a string without memory stays NULL). */
+void agent_who_set(struct agent_who *w, const struct store_conn *c);
+void agent_who_free(struct agent_who *w);
+/* The identity part of a policy subject and of a review request. */
+void agent_who_subject(const struct agent_who *w, struct al_subject *subj);
+void agent_who_request(const struct agent_who *w, struct approval_req *q);
+
+#endif
