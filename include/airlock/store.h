@@ -10,7 +10,7 @@ struct store;
 
 /* The schema version this build migrates stores to (store.c checks it
  * against its migration list at compile time). */
-#define STORE_SCHEMA_VERSION 9
+#define STORE_SCHEMA_VERSION 10
 
 /* What is known of a connection when it is accepted. Strings may be NULL.
  * cgroup_id 0 means no kernel identity: cgroup_id, pid, tid, uid and gid are
@@ -143,6 +143,10 @@ struct store_http_outcome {
 	int64_t request_id;         /* 0: keep */
 	const char *error;
 };
+/* The resource (and protocol) a connection turned out to be for, once known after its row was
+ * opened: an https ClientHello's server name chooses among the resources of one address and
+ * port (resource NULL: none, the TLS is relayed as bytes). */
+int store_conn_resource(struct store *s, int64_t conn_id, const char *resource, const char *protocol) AL_MUST;
 int store_http_add(struct store *s, const struct store_http *h, int64_t *id) AL_MUST;
 int store_http_outcome(struct store *s, int64_t id, const struct store_http_outcome *o) AL_MUST;
 int store_http_list(struct store *s, unsigned int limit,
@@ -321,9 +325,31 @@ struct store_verify {
 int store_audit_verify(const char *store_path, const char *pubkey_path, struct store_verify *v) AL_MUST;
 
 /* One message of a recorded session (dir "F" agent->server, "B" server->agent, "A" Airlock's
- * own answer to the agent). Joins the group-commit batch; not chained record by record. */
+ * own answer to the agent). Joins the group-commit batch (a session's messages of one batch
+ * are one row); not chained record by record. */
 int store_rec_add(struct store *s, int64_t conn_id, int64_t seq, int64_t at_us, const char *dir,
 		  const char *type, const char *data, size_t len) AL_MUST;
+
+/* Reading a session's recording back, message by message in order, from a store file open
+ * in db (the daemon's, or airlockctl's read-only one). */
+struct sqlite3;
+struct sqlite3_stmt;
+struct store_rec_msg {
+	int64_t seq, at_us;
+	char dir[4], type[32];
+	const char *data;               /* NUL-terminated (len bytes before it); NULL: none */
+	size_t len;
+};
+struct store_rec_iter {
+	struct sqlite3_stmt *st;
+	const unsigned char *p, *end;   /* the rest of the current row's chunk */
+	struct al_buf data;
+};
+int store_rec_open(struct sqlite3 *db, int64_t conn_id, struct store_rec_iter *it) AL_MUST;
+/* 1: *m is the next message (valid until the next call); 0: the end; -1: a read error or a
+ * malformed chunk. */
+int store_rec_next(struct store_rec_iter *it, struct store_rec_msg *m) AL_MUST;
+void store_rec_close(struct store_rec_iter *it);
 
 enum store_full_mode { STORE_FULL_REFUSE = 0, STORE_FULL_ROTATE = 1 };
 struct store_limits {

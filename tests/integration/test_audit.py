@@ -109,9 +109,12 @@ def case_session_recorded():
                                                       (before,))], 10)
     check(rows, "no closed connection row for the psql session")
     T.session = rows[-1]["id"]
-    n = wait_for(lambda: db("SELECT count(*) FROM recordings WHERE conn_id = ?", (T.session,))[0][0], 5)
-    types = db("SELECT dir || type FROM recordings WHERE conn_id = ? ORDER BY seq", (T.session,))
-    types = [t[0] for t in types]
+    def recorded():
+        r = ctl("export", T.session, "--format", "jsonl")
+        return [json.loads(x) for x in r.stdout.splitlines()] if r.returncode == 0 else []
+    msgs = wait_for(recorded, 5) or []
+    n = len(msgs)
+    types = [m["dir"] + m["type"] for m in msgs]
     check(n >= 15, "only %d recorded messages: %s" % (n, types))
     for want in ("FQ", "BT", "BD", "BC", "BE", "BZ", "FX"):
         check(want in types, "no %s message recorded: %s" % (want, types))

@@ -2,7 +2,7 @@
 
 Run as root with /usr/bin/python3. Prints `ok - https: NAME` / `not ok - https: NAME: why`.
 It makes a test CA and an HTTPS upstream (https_upstream.py) on 127.0.0.21-23, an airlockd with
-three https resources, a pinned test cgroup whose clients (curl, python3 urllib, node fetch,
+four https resources (two on 127.0.0.21, told apart by server name), a pinned test cgroup whose clients (curl, python3 urllib, node fetch,
 kubectl, a raw TLS client) trust the Airlock CA, and a reviewer with its own uid (and a console
 password: one case looks at an exec session in the console, over its API and in headless
 Chromium). One case adds the Airlock CA to the real system trust store and removes it again,
@@ -18,7 +18,6 @@ import re
 import shutil
 import signal
 import socket
-import sqlite3
 import ssl
 import subprocess
 import sys
@@ -41,6 +40,7 @@ KUBECTL = shutil.which("kubectl", path="/usr/bin:/usr/local/bin")
 ASCIINEMA = shutil.which("asciinema", path="/usr/bin:/bin")
 API, KUBE, IPAPI = "127.0.0.21", "127.0.0.22", "127.0.0.23"
 API_NAME = "api.test"
+API2_NAME = "api2.test"     # a second resource on API's address and port, told apart by name
 AGENT_UID = 65534
 REVIEWER = ("httprev", 47211)
 REVIEWER_PW = "httprev pw %s" % lib.RUN_ID
@@ -72,7 +72,7 @@ def sh(argv, **kw):
 
 
 def make_certs(d):
-    """A test CA and a server certificate for api.test and the three addresses."""
+    """A test CA and a server certificate for api.test, api2.test and the three addresses."""
     ca_key, ca_crt = os.path.join(d, "test-ca.key"), os.path.join(d, "test-ca.pem")
     key, csr, crt = (os.path.join(d, n) for n in ("up.key", "up.csr", "up.pem"))
     ext = os.path.join(d, "up.ext")
@@ -82,8 +82,8 @@ def make_certs(d):
     sh([OPENSSL, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
         key, "-out", csr, "-subj", "/CN=%s" % API_NAME])
     with open(ext, "w") as f:
-        f.write("subjectAltName=DNS:%s,IP:%s,IP:%s,IP:%s\nextendedKeyUsage=serverAuth\n"
-                % (API_NAME, API, KUBE, IPAPI))
+        f.write("subjectAltName=DNS:%s,DNS:%s,IP:%s,IP:%s,IP:%s\nextendedKeyUsage=serverAuth\n"
+                % (API_NAME, API2_NAME, API, KUBE, IPAPI))
     sh([OPENSSL, "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial",
         "-out", crt, "-days", "2", "-extfile", ext])
     return ca_crt, crt, key
@@ -154,7 +154,8 @@ def raw_client(data, bg=False):
 # A TLS client that sends its request and its close_notify together (an SSLObject, so the bytes
 # on the wire are exactly what the mode says), then reads the answer to the end.
 # modes: "finished" (its Finished with the request and close_notify in one write), "tls12",
-# "fin" (and its TCP FIN as well); it prints the answer (base64) and how it ended on stderr.
+# "fin" (and its TCP FIN as well), "nonotify" (no close_notify: with "fin" a plain half-close,
+# as shutdown(SHUT_WR) after a request); it prints the answer (base64) and how it ended on stderr.
 CLOSE_CLIENT = r"""
 import base64, socket, ssl, sys
 host, port, name, cafile, data, modes = sys.argv[1:7]
@@ -183,10 +184,11 @@ while True:
 if "finished" not in modes:
     sock.sendall(out.read())
 tls.write(base64.b64decode(data))
-try:
-    tls.unwrap()                    # close_notify; its answer is not waited for here
-except ssl.SSLWantReadError:
-    pass
+if "nonotify" not in modes:
+    try:
+        tls.unwrap()                # close_notify; its answer is not waited for here
+    except ssl.SSLWantReadError:
+        pass
 sock.sendall(out.read())
 if "fin" in modes:
     sock.shutdown(socket.SHUT_WR)
@@ -219,6 +221,29 @@ def close_client(data, modes="", bg=False):
         return T.cg.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=agent_env())
     r = T.cg.run(argv, timeout=40, env=agent_env())
     return base64.b64decode(r.stdout or ""), r.stderr.strip()
+
+
+# A TLS client that sends its request, says "sent", and when a line comes on stdin exits
+# without reading the answer: how "close" (its socket closed, a FIN; the session tickets were
+# read first, so nothing unread turns the close into a reset) or "reset" (SO_LINGER 0: a RST).
+GONE_CLIENT = r"""
+import base64, os, socket, ssl, struct, sys
+host, port, name, cafile, data, how = sys.argv[1:7]
+ctx = ssl.create_default_context(cafile=cafile)
+s = ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=30), server_hostname=name)
+s.sendall(base64.b64decode(data))
+s.settimeout(0.5)
+try:
+    s.recv(1)
+except (socket.timeout, ssl.SSLError, OSError):
+    pass
+sys.stdout.write("sent\n")
+sys.stdout.flush()
+sys.stdin.readline()
+if how == "reset":
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+os._exit(0)
+"""
 
 
 def rv(*args):
@@ -551,6 +576,100 @@ def case_agent_close_notify():
     check(len(uplog()) == n0 + len(want), "the cut request reached upstream: %r" % uplog()[n0 + len(want):])
 
 
+def case_sni_resource():
+    """Two https resources on one address and port, told apart by the server name: each
+    connection's row, and airlockctl connections, name the resource its ClientHello chose
+    (not the first one of the address); a name neither answers names none."""
+    need_up()
+    mark = T.al.max_id()
+    for name in (API_NAME, API2_NAME):
+        r = T.cg.run(as_agent([CURL, "-sS", "--max-time", "25", "--resolve", "%s:%d:%s" % (name, T.port, API),
+                               "--cacert", T.ca, "https://%s:%d/sni/%s" % (name, T.port, name)]),
+                     timeout=30, env=agent_env())
+        check(r.returncode == 0 and '"path": "/sni/%s"' % name in r.stdout,
+              "curl to %s: exit %d %r %s" % (name, r.returncode, r.stdout[-200:], r.stderr.strip()))
+    r = T.cg.run(as_agent([CURL, "-sSk", "--max-time", "25", "--resolve", "other.test:%d:%s" % (T.port, API),
+                           "https://other.test:%d/sni/other" % T.port]), timeout=30, env=agent_env())
+
+    def rows():
+        got = {}
+        for h in http_rows("path LIKE '/sni/%%' AND conn_id > ?", (mark,)):
+            c = T.al.db_rows("id = ?", (h["conn_id"],))
+            if c and c[0]["closed_us"]:
+                got[h["path"]] = c[0]
+        return got if len(got) == 2 else None
+    got = wait_for(rows, 10, 0.1)
+    check(got, "no closed connection rows for both requests: %r" % http_rows("conn_id > ?", (mark,)))
+    want = {"/sni/%s" % API_NAME: "api", "/sni/%s" % API2_NAME: "api2"}
+    check({p: c["resource"] for p, c in got.items()} == want,
+          "connection rows name %r, want %r" % ({p: c["resource"] for p, c in got.items()}, want))
+    check(all(c["protocol"] == "https" for c in got.values()), "protocols: %r" % got)
+    listed = {x["id"]: x for x in T.al.ctl_json("connections", "--limit", "100")}
+    for p, c in got.items():
+        check(listed.get(c["id"], {}).get("resource") == want[p],
+              "airlockctl connections: row %d is %r, want resource %s" % (c["id"], listed.get(c["id"]), want[p]))
+    text = T.al.ctl("connections", "--limit", "100").stdout.splitlines()
+    for p, c in got.items():
+        line = [l for l in text if l.split()[:1] == [str(c["id"])]]
+        check(line and line[0].split()[5] == want[p], "airlockctl connections line of %d: %r" % (c["id"], line))
+    other = [c for c in T.al.db_rows("id > ? AND dst_addr = ? AND detail LIKE '%%sni other.test%%'", (mark, API))]
+    check(other and all(c["resource"] is None for c in other),
+          "the connection to other.test (no resource answers it): %r" % other)
+
+
+def case_review_half_close():
+    """An agent that half-closes after its request (a TCP FIN, no close_notify: as
+    shutdown(SHUT_WR) or printf | nc) while the request is held has not left: approved, it
+    gets the answer, and the request is approved, not abandoned. Over TLS 1.3 and 1.2."""
+    need_up()
+    for modes in ("nonotify fin", "nonotify fin tls12"):
+        after = max_req()
+        n0 = len(uplog())
+        path = "/items/half-%s" % ("tls12" if "tls12" in modes else "tls13")
+        p = close_client(delete_bytes(path), modes, bg=True)
+        row = wait_request(path, after)
+        time.sleep(0.5)             # its FIN is in and seen
+        check(p.poll() is None, "%s: the agent was answered while its request was pending" % modes)
+        st = requests("id = ?", (row["id"],))[0]
+        check(st["state"] == "pending", "%s: request %d is %r (%r) after the agent's half-close"
+              % (modes, row["id"], st["state"], st["reason"]))
+        rv("approve", row["id"])
+        out, err = p.communicate(timeout=30)
+        got = answers(base64.b64decode(out))
+        check([s for s, _ in got] == [200] and path.encode() in got[0][1],
+              "%s: the agent got %r (%s)" % (modes, got, err.strip()[-200:]))
+        check([l["path"] for l in uplog()[n0:]] == [path], "%s: upstream got %r" % (modes, uplog()[n0:]))
+        check(requests("id = ?", (row["id"],))[0]["state"] == "approved",
+              "%s: request %r" % (modes, requests("id = ?", (row["id"],))))
+        x = wait_for(lambda: [h for h in http_rows("id = ?", (row["stmt_id"],)) if h["status"]], 5)
+        check(x and x[0]["status"] == 200 and not x[0]["error"],
+              "%s: http_requests row %r" % (modes, http_rows("id = ?", (row["stmt_id"],))))
+
+
+def case_review_agent_gone():
+    """An agent that closes its socket (TLS 1.3: the bytes it gets then are answered with a
+    reset) or resets its connection while its request is held: the request is abandoned and
+    nothing reaches upstream."""
+    need_up()
+    for how in ("close", "reset"):
+        after = max_req()
+        n0 = len(uplog())
+        path = "/items/gone-%s" % how
+        p = T.cg.popen(as_agent([lib.PY, "-c", GONE_CLIENT, API, str(T.port), API_NAME, T.ca,
+                                 base64.b64encode(delete_bytes(path)).decode(), how]),
+                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       env=agent_env())
+        row = wait_request(path, after)
+        check(p.stdout.readline().strip() == "sent", "%s: the client did not send" % how)
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        p.wait(timeout=10)
+        r = wait_for(lambda: [x for x in requests("id = ? AND state != 'pending'", (row["id"],))], 5, 0.05)
+        check(r and r[0]["state"] == "abandoned", "%s: request %d is %r 5s after its agent left"
+              % (how, row["id"], requests("id = ?", (row["id"],))))
+        check(len(uplog()) == n0, "%s: upstream received %r" % (how, uplog()[n0:]))
+
+
 def java_keystore_entries(path):
     kt = shutil.which("keytool", path="/usr/bin")
     if not kt:
@@ -669,12 +788,10 @@ def case_kubectl_exec():
 
 
 def recordings(conn_id):
-    db = sqlite3.connect("file:%s?mode=ro" % T.al.store, uri=True, timeout=5)
-    try:
-        return db.execute("SELECT dir, type, data FROM recordings WHERE conn_id = ? ORDER BY seq",
-                          (conn_id,)).fetchall()
-    finally:
-        db.close()
+    """(dir, type, data) of a session's recorded messages in order, as `airlockctl export` has them."""
+    r = T.al.ctl("export", str(conn_id), "--format", "jsonl")
+    check(r.returncode == 0, "airlockctl export %d: %s" % (conn_id, r.stderr.strip()[-300:]))
+    return [(m["dir"], m["type"], m["data"]) for m in map(json.loads, r.stdout.splitlines())]
 
 
 def exec_approved_replayed(stream, env):
@@ -944,7 +1061,14 @@ def setup():
     port %d
     protocol https
     upstream_ca "%s"
-}""" % (IPAPI, t.port, t.test_ca)]
+}""" % (IPAPI, t.port, t.test_ca),
+                 """resource "api2" {
+    address %s
+    port %d
+    protocol https
+    host %s
+    upstream_ca "%s"
+}""" % (API, t.port, API2_NAME, t.test_ca)]
     t.resources = resources
     t.al = lib.Airlock(t.tmp, resources, settings=['secrets "%s"' % secrets, 'ca_dir "%s"' % ca_dir,
                                                    'review_socket "%s"' % t.rsock, "http_max_body 64k",
@@ -979,6 +1103,11 @@ CASES = [
     ("an agent's request and its close_notify together: answered, then closed (GET, TLS 1.2, "
      "with Finished, TCP FIN, pipelined, POST, 403, held and approved); a cut request is not sent",
      case_agent_close_notify),
+    ("two https resources on one address:port told apart by server name: each connection row and "
+     "airlockctl connections name the chosen one", case_sni_resource),
+    ("a held request's agent half-closes (FIN, no close_notify; TLS 1.3 and 1.2): approved, it gets "
+     "the answer; the request is approved, not abandoned", case_review_half_close),
+    ("a held request's agent closes its socket or resets: the request is abandoned", case_review_agent_gone),
     ("airlockctl ca install: curl trusts the system store; ca uninstall restores it exactly",
      case_ca_install),
     ("kubectl exec held for review; denied -> kubectl prints the reason", case_kubectl_exec),

@@ -55,6 +55,26 @@ static int64_t q_int(const char *db, const char *sql)
 	return v;
 }
 
+/* A session's recording as read back: "seq at dir type data|..." (data "-" when none). */
+static int rec_text(const char *db, int64_t conn_id, char *out, size_t len)
+{
+	sqlite3 *h = NULL;
+	struct store_rec_iter it;
+	struct store_rec_msg m;
+	size_t n = 0;
+	int r = -1;
+
+	out[0] = '\0';
+	if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK && store_rec_open(h, conn_id, &it) == 0) {
+		while ((r = store_rec_next(&it, &m)) == 1 && n < len)
+			n += (size_t)snprintf(out + n, len - n, "%s%" PRId64 " %" PRId64 " %s %s %s", n ? "|" : "",
+					      m.seq, m.at_us, m.dir, m.type, m.data ? m.data : "-");
+		store_rec_close(&it);
+	}
+	sqlite3_close(h);
+	return r;
+}
+
 static struct store_conn conn(void)
 {
 	struct store_conn c = {
@@ -591,17 +611,66 @@ static void test_recordings_retention(void)
 	store_tick(s);
 	CHECK(store_batch_commit(s) == 0);
 	store_close(s);
-	CHECK(q_int(p, "SELECT count(*) FROM recordings WHERE data = 'SELECT 1'") == 0);
-	CHECK(q_int(p, "SELECT count(*) FROM recordings WHERE data = 'SELECT 2'") == 3);
-	CHECK(q_int(p, "SELECT count(*) FROM recordings WHERE data = 'SELECT 3'") == 3);
+	CHECK(q_int(p, "SELECT count(*) FROM recordings WHERE conn_id = 1") == 0);
+	CHECK(q_int(p, "SELECT count(*) FROM recordings WHERE conn_id = 2") == 1);  /* one chunk */
+	CHECK(q_int(p, "SELECT count(*) FROM recordings WHERE conn_id = 3") == 1);
+	CHECK(q_int(p, "SELECT sum(n) FROM recordings") == 6);
 	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'recordings_expired'"
 		    " AND body LIKE '%\"messages\":3%'") == 1);
 }
 
-/* A version 8 store (recordings with a rowid and a time index) keeps its recordings in 9. */
+/* A batch's messages of one session are one row; read back they are the messages, in order,
+ * byte for byte (newlines, NUL-less binary, no data), sessions interleaved or not. */
+static void test_recordings_chunks(void)
+{
+	char p[512], got[2048], want[2048];
+	struct store *s = empty_store(p, sizeof(p));
+	static const char bin[] = "a\nb 7 F Q 3\n\x01\xff";
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	CHECK(store_batch_begin(s) == 0);
+	CHECK(store_rec_add(s, 5, 1, 100, "F", "Q", "SELECT 1", 8) == 0);
+	CHECK(store_rec_add(s, 6, 1, 101, "F", "stdin", bin, sizeof(bin) - 1) == 0);
+	CHECK(store_rec_add(s, 5, 2, 102, "B", "T", NULL, 0) == 0);
+	CHECK(store_rec_add(s, 5, 3, 103, "B", "C", "", 0) == 0);
+	CHECK(store_batch_commit(s) == 0);
+	CHECK(q_int(p, "SELECT count(*) FROM recordings") == 2);
+	CHECK(q_int(p, "SELECT n FROM recordings WHERE conn_id = 5") == 3);
+	/* next batches (store_rec_add opens one): more chunks of session 5 */
+	CHECK(store_rec_add(s, 5, 4, 104, "B", "Z", "I", 1) == 0);
+	CHECK(store_batch_commit(s) == 0);
+	CHECK(store_rec_add(s, 5, 5, 105, "A", "truncated", "record_limit reached", 20) == 0);
+	CHECK(store_batch_commit(s) == 0);
+	CHECK(q_int(p, "SELECT count(*) FROM recordings WHERE conn_id = 5") == 3);
+	CHECK(rec_text(p, 5, got, sizeof(got)) == 0);
+	CHECK_STR(got, "1 100 F Q SELECT 1|2 102 B T -|3 103 B C |4 104 B Z I|5 105 A truncated record_limit reached");
+	CHECK(rec_text(p, 6, got, sizeof(got)) == 0);
+	snprintf(want, sizeof(want), "1 101 F stdin %s", bin);
+	CHECK_STR(got, want);
+	/* many sessions in one batch (the chunk table grows) */
+	CHECK(store_batch_begin(s) == 0);
+	for (int i = 0; i < 300; i++)
+		for (int k = 0; k < 2; k++)
+			CHECK(store_rec_add(s, 1000 + i, k + 1, 200 + k, "F", "Q", "x", 1) == 0);
+	CHECK(store_batch_commit(s) == 0);
+	CHECK(q_int(p, "SELECT count(*) FROM recordings WHERE conn_id >= 1000") == 300);
+	CHECK(q_int(p, "SELECT sum(n) FROM recordings WHERE conn_id >= 1000") == 600);
+	CHECK(rec_text(p, 1299, got, sizeof(got)) == 0);
+	CHECK_STR(got, "1 200 F Q x|2 201 F Q x");
+	store_close(s);
+	/* a chunk that is not what the store writes is an error, not a crash or a guess */
+	CHECK(exec_sql(p, "INSERT INTO recordings VALUES (9, 1, 1, 1, CAST('1 1 F Q 99\nshort' AS BLOB)),"
+		       " (10, 1, 1, 1, CAST('1 1 F\n' AS BLOB))") == 0);
+	CHECK(rec_text(p, 9, got, sizeof(got)) == -1);
+	CHECK(rec_text(p, 10, got, sizeof(got)) == -1);
+}
+
+/* A version 8 store (recordings with a rowid and a time index) keeps its recordings in 9 and 10. */
 static void test_recordings_v8_upgrade(void)
 {
-	char p[512];
+	char p[512], got[512];
 	struct store *s = NULL;
 
 	s = empty_store(p, sizeof(p));
@@ -612,15 +681,19 @@ static void test_recordings_v8_upgrade(void)
 		       " CREATE TABLE recordings (conn_id INTEGER NOT NULL, seq INTEGER NOT NULL,"
 		       " at_us INTEGER NOT NULL, dir TEXT NOT NULL, type TEXT NOT NULL, data TEXT,"
 		       " PRIMARY KEY (conn_id, seq)); CREATE INDEX recordings_at_us ON recordings(at_us);"
-		       " INSERT INTO recordings VALUES (7, 1, 5, 'F', 'Q', 'SELECT 1'), (7, 2, 6, 'B', 'C', 'SELECT 1');"
+		       " INSERT INTO recordings VALUES (7, 1, 5, 'F', 'Q', 'SELECT 1'), (7, 2, 6, 'B', 'C', 'SELECT 1'),"
+		       " (7, 3, 7, 'B', 'T', NULL);"
 		       " PRAGMA user_version = 8;") == 0);
 	CHECK(store_open(p, &s) == 0);
 	CHECK(s && store_schema_version(s) == STORE_SCHEMA_VERSION);
 	store_close(s);
-	CHECK(q_int(p, "SELECT count(*) FROM recordings WHERE conn_id = 7") == 2);
 	CHECK(q_int(p, "SELECT count(*) FROM sqlite_schema WHERE name = 'recordings'"
 		    " AND sql LIKE '%WITHOUT ROWID%'") == 1);
 	CHECK(q_int(p, "SELECT count(*) FROM sqlite_schema WHERE name = 'recordings_at_us'") == 0);
+	/* and in 10 each old row is a chunk of one message, read back as it was */
+	CHECK(q_int(p, "SELECT count(*) FROM recordings WHERE conn_id = 7 AND n = 1") == 3);
+	CHECK(rec_text(p, 7, got, sizeof(got)) == 0);
+	CHECK_STR(got, "1 5 F Q SELECT 1|2 6 B C SELECT 1|3 7 B T -");
 }
 
 /* Rotation: the archive holds the chain so far, the live store chains on from its last hash. */
@@ -817,6 +890,7 @@ int main(void)
 	RUN(test_failed_write_no_record);
 	RUN(test_review_records);
 	RUN(test_recordings_retention);
+	RUN(test_recordings_chunks);
 	RUN(test_recordings_v8_upgrade);
 	RUN(test_rotate);
 	RUN(test_pg_summary);

@@ -516,6 +516,8 @@ static int exec_row(struct sb *b, const char *dir, const char *type, const char 
 static int load_session(sqlite3 *db, int64_t id, struct frames *f)
 {
 	sqlite3_stmt *st = NULL;
+	struct store_rec_iter it = { 0 };
+	struct store_rec_msg m;
 	json_t *cols = NULL, *rows = NULL;
 	size_t nrows = 0;
 	int rc = -1, r, tty = 0;
@@ -553,15 +555,13 @@ static int load_session(sqlite3 *db, int64_t id, struct frames *f)
 		snprintf(reason, sizeof(reason), "%s%s%s", col(st, 8), *col(st, 9) ? ": " : "", col(st, 9));
 	sqlite3_finalize(st);
 	st = NULL;
-	if (sqlite3_prepare_v2(db, "SELECT at_us, dir, type, data FROM recordings WHERE conn_id = ?1"
-			       " ORDER BY seq", -1, &st, NULL) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 1, id) != SQLITE_OK) {
+	if (store_rec_open(db, id, &it) < 0) {
 		fprintf(stderr, "airlockctl: %s\n", sqlite3_errmsg(db));
 		goto out;
 	}
-	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		int64_t at = sqlite3_column_int64(st, 0);
-		const char *dir = col(st, 1), *type = col(st, 2), *data = col(st, 3);
+	while ((r = store_rec_next(&it, &m)) == 1) {
+		int64_t at = m.at_us;
+		const char *dir = m.dir, *type = m.type, *data = m.data ? m.data : "";
 		struct sb b = { 0 };
 		int input = 0, exec_stream = 0;
 
@@ -637,8 +637,9 @@ static int load_session(sqlite3 *db, int64_t id, struct frames *f)
 		else
 			free(b.s);
 	}
-	if (r != SQLITE_DONE) {
-		fprintf(stderr, "airlockctl: %s\n", sqlite3_errmsg(db));
+	if (r < 0) {
+		fprintf(stderr, "airlockctl: session %" PRId64 ": the recording could not be read: %s\n", id,
+			sqlite3_errmsg(db));
 		goto out;
 	}
 	if (closed) {
@@ -654,6 +655,7 @@ out:
 	json_decref(cols);
 	json_decref(rows);
 	sqlite3_finalize(st);
+	store_rec_close(&it);
 	return rc;
 }
 
@@ -724,22 +726,18 @@ static int asciicast(struct frames *f)
 
 static int export_jsonl(sqlite3 *db, int64_t id)
 {
-	sqlite3_stmt *st = NULL;
+	struct store_rec_iter it;
+	struct store_rec_msg m;
 	int r;
 
-	if (sqlite3_prepare_v2(db, "SELECT conn_id, seq, at_us, dir, type, data FROM recordings"
-			       " WHERE conn_id = ?1 ORDER BY seq", -1, &st, NULL) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 1, id) != SQLITE_OK) {
+	if (store_rec_open(db, id, &it) < 0) {
 		fprintf(stderr, "airlockctl: %s\n", sqlite3_errmsg(db));
-		sqlite3_finalize(st);
 		return 1;
 	}
-	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		json_t *o = json_pack("{s:I, s:I, s:I, s:s, s:s, s:s}", "session",
-				      (json_int_t)sqlite3_column_int64(st, 0), "seq",
-				      (json_int_t)sqlite3_column_int64(st, 1), "at_us",
-				      (json_int_t)sqlite3_column_int64(st, 2), "dir", col(st, 3), "type", col(st, 4),
-				      "data", col(st, 5));
+	while ((r = store_rec_next(&it, &m)) == 1) {
+		json_t *o = json_pack("{s:I, s:I, s:I, s:s, s:s, s:s}", "session", (json_int_t)id, "seq",
+				      (json_int_t)m.seq, "at_us", (json_int_t)m.at_us, "dir", m.dir, "type",
+				      m.type, "data", m.data ? m.data : "");
 		char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
 
 		if (line)
@@ -747,8 +745,11 @@ static int export_jsonl(sqlite3 *db, int64_t id)
 		free(line);
 		json_decref(o);
 	}
-	sqlite3_finalize(st);
-	return r == SQLITE_DONE ? 0 : 1;
+	if (r < 0)
+		fprintf(stderr, "airlockctl: session %" PRId64 ": the recording could not be read: %s\n", id,
+			sqlite3_errmsg(db));
+	store_rec_close(&it);
+	return r < 0 ? 1 : 0;
 }
 
 static int session_cmd(const char *store, const char *cmd, const char *arg)

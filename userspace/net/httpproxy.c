@@ -6,6 +6,7 @@
 
 #include "k8s_rec.h"
 #include "agent_who.h"
+#include "agent_gone.h"
 #include "sess_end.h"
 
 #include <errno.h>
@@ -96,7 +97,7 @@ struct hs {
 	/* review */
 	int64_t parked;
 	struct evbuffer *held;
-	struct event *watch;
+	struct agent_gone gone;         /* while parked: the agent's FIN, its reset */
 	const struct al_rule *review_rule;
 	/* the upgraded stream of an exec/attach, recorded for replay */
 	struct k8s_rec *rec;
@@ -221,8 +222,7 @@ static void hs_end(struct hs *s, enum al_reason reason, const char *last, size_t
 	if (s->parked > 0 && s->p->approval)
 		approval_cancel(s->p->approval, s->parked);
 	s->parked = 0;
-	if (s->watch)
-		event_del(s->watch);
+	agent_gone_stop(&s->gone);
 	if (s->p->approval)
 		approval_unwatch(s->p->approval, s);
 	if (s->hrow > 0)
@@ -279,8 +279,7 @@ static void hs_free(struct hs *s)
 		bufferevent_free(s->up);
 	if (s->timer)
 		event_free(s->timer);
-	if (s->watch)
-		event_free(s->watch);
+	agent_gone_stop(&s->gone);
 	if (s->agent_closed)
 		event_free(s->agent_closed);
 	if (s->held)
@@ -641,13 +640,25 @@ static void forward(struct hs *s, const uint8_t *buf)
 
 /* ---- review -------------------------------------------------------------------------------- */
 
-static void on_agent_gone(evutil_socket_t fd, short what, void *arg)
+/*
+ * A half-close is no hang-up: an agent that sent its request and its FIN (printf | nc, a
+ * client's shutdown(SHUT_WR)) still reads the answer. One that closed its socket answers
+ * the next bytes it gets with a reset, so it gets bytes a TLS 1.3 client takes in its
+ * stride, a session ticket; the reset ends the session. (Over TLS 1.2 there are no such
+ * bytes: a closed agent is found when its answer cannot be written.)
+ */
+static void on_agent_gone(void *arg, enum agent_gone_what what)
 {
 	struct hs *s = arg;
+	SSL *ssl = s->agent ? bufferevent_openssl_get_ssl(s->agent) : NULL;
 
+	if (what == AGENT_GONE_FIN) {
+		if (ssl && SSL_version(ssl) == TLS1_3_VERSION && SSL_new_session_ticket(ssl) == 1)
+			(void)SSL_do_handshake(ssl);
+		ERR_clear_error();
+		return;
+	}
 	hs_close(s, AL_REASON_AGENT_RESET, "agent left while request %lld was pending", (long long)s->parked);
-	(void)fd;
-	(void)what;
 }
 
 static void on_grant_event(void *arg, int64_t grant_id, enum approval_outcome o, const char *reason)
@@ -667,8 +678,7 @@ static void on_review(void *arg, int64_t id, enum approval_outcome o, const char
 	if (s->parked != id)
 		return;
 	s->parked = 0;
-	if (s->watch)
-		event_del(s->watch);
+	agent_gone_stop(&s->gone);
 	if (o == APPROVAL_APPROVED) {
 		/* Exactly the bytes reviewers saw: they were moved out of the input when parked. */
 		uint8_t *held = evbuffer_pullup(s->held, -1);
@@ -734,11 +744,9 @@ static void park(struct hs *s)
 	s->parked = id;
 	s->state = H_PARKED;
 	bufferevent_disable(s->agent, EV_READ);
-	if (!s->watch)
-		s->watch = event_new(s->p->base, bufferevent_getfd(s->agent), EV_CLOSED | EV_PERSIST,
-				     on_agent_gone, s);
-	if (s->watch)
-		event_add(s->watch, NULL);
+	if (agent_gone_watch(&s->gone, s->p->base, bufferevent_getfd(s->agent), on_agent_gone, s) < 0)
+		al_warn("https session %lld: an agent that leaves will not be noticed before request %lld "
+			"is decided", (long long)s->row, (long long)id);
 }
 
 /* ---- requests ------------------------------------------------------------------------------ */
@@ -1412,6 +1420,15 @@ static void hello_read(struct bufferevent *bev, void *arg)
 	}
 	snprintf(s->sni, sizeof(s->sni), "%s", h.sni);
 	res = pick_resource(s->p->cfg, s->res, &s->dst, s->dst_port, h.sni);
+	/* The row was opened under the first resource of this address and port (accept knows no
+	 * more); it names the one the server name chose, or none if the TLS is passed through. */
+	if (res != s->res && s->row > 0) {
+		audit_batch(s->p);
+		if (store_conn_resource(s->p->store, s->row, res ? res->name : NULL,
+					config_proto_name(res ? AL_PROTO_HTTPS : AL_PROTO_TCP)) < 0)
+			al_warn("https session %lld: its row still names resource %s", (long long)s->row,
+				s->res ? s->res->name : "(none)");
+	}
 	if (!res) {
 		if (s->p->cfg->default_action == AL_DEFAULT_DENY) {
 			hs_close(s, AL_REASON_POLICY_DENY, "no https resource answers server name '%s'", h.sni);

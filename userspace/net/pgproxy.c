@@ -6,6 +6,7 @@
 #include <airlock/reason.h>
 
 #include "agent_who.h"
+#include "agent_gone.h"
 #include "sess_end.h"
 
 #include <errno.h>
@@ -112,7 +113,7 @@ struct pgs {
 	char *review_text;      /* what reviewers read */
 	struct evbuffer *held;
 	char held_term;         /* 'Q' simple query, 'S'/'H' an extended batch */
-	struct event *watch;    /* while parked: notices the agent hanging up */
+	struct agent_gone gone; /* while parked: notices the agent hanging up */
 	struct sess_end end;    /* how it ends (sess_end.c) */
 	/* session recording (store_rec_add), bounded by cfg->record_limit */
 	int64_t rec_seq;
@@ -354,8 +355,7 @@ static void pgs_close(struct pgs *s, enum al_reason reason, const char *sqlstate
 	if (s->parked > 0 && s->p->approval)
 		approval_cancel(s->p->approval, s->parked);
 	s->parked = 0;
-	if (s->watch)
-		event_del(s->watch);
+	agent_gone_stop(&s->gone);
 	if (s->p->approval)
 		approval_unwatch(s->p->approval, s);
 	if (fmt) {
@@ -428,8 +428,7 @@ static void pgs_free(struct pgs *s)
 	pg_scram_free(s->scram);
 	if (s->held)
 		evbuffer_free(s->held);
-	if (s->watch)
-		event_free(s->watch);
+	agent_gone_stop(&s->gone);
 	free(s->review_text);
 	agent_who_free(&s->who);
 	free(s);
@@ -589,14 +588,13 @@ static void commit_outcomes(struct pgs *s)
 
 /* ---- review: park, release, refuse ------------------------------------------------------- */
 
-static void on_agent_gone(evutil_socket_t fd, short what, void *arg)
+/* Its FIN counts as gone too: PostgreSQL clients do not half-close, they close or terminate. */
+static void on_agent_gone(void *arg, enum agent_gone_what what)
 {
 	struct pgs *s = arg;
 
-	pgs_close(s, AL_REASON_AGENT_RESET, NULL, "agent left while request %lld was pending",
-		  (long long)s->parked);
-	(void)fd;
-	(void)what;
+	pgs_close(s, AL_REASON_AGENT_RESET, NULL, "agent %s while request %lld was pending",
+		  what == AGENT_GONE_FIN ? "left" : "reset its connection", (long long)s->parked);
 }
 
 static void flush_batch(struct pgs *s, char terminator);
@@ -655,8 +653,7 @@ static void on_review(void *arg, int64_t id, enum approval_outcome o, const char
 	if (s->parked != id)
 		return;
 	s->parked = 0;
-	if (s->watch)
-		event_del(s->watch);
+	agent_gone_stop(&s->gone);
 	if (o == APPROVAL_APPROVED) {
 		release(s);
 	} else if (o == APPROVAL_ABORTED) {
@@ -733,12 +730,10 @@ static void park(struct pgs *s, char term)
 	s->parked = id;
 	bufferevent_disable(s->agent, EV_READ);
 	/* Not reading, yet an agent that hangs up must not leave its request
-	 * pending (or runnable): watch the socket for the peer closing. */
-	if (!s->watch)
-		s->watch = event_new(s->p->base, bufferevent_getfd(s->agent), EV_CLOSED | EV_PERSIST,
-				     on_agent_gone, s);
-	if (s->watch)
-		event_add(s->watch, NULL);
+	 * pending (or runnable): watch the socket for the peer closing or resetting. */
+	if (agent_gone_watch(&s->gone, s->p->base, bufferevent_getfd(s->agent), on_agent_gone, s) < 0)
+		al_warn("pg session %lld: an agent that leaves will not be noticed before request %lld "
+			"is decided", (long long)s->row, (long long)id);
 }
 
 static void simple_query(struct pgs *s, const struct pg_msg *m, const uint8_t *raw)

@@ -818,8 +818,8 @@ int store_audit_open(struct store *s, const char *store_path)
 	    sqlite3_prepare_v3(db, "INSERT OR IGNORE INTO audit_checkpoints (seq, hash, at_us, signature)"
 			       " VALUES (?1, ?2, ?3, ?4)", -1, SQLITE_PREPARE_PERSISTENT, &a->cp_ins,
 			       NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v3(db, "INSERT INTO recordings (conn_id, seq, at_us, dir, type, data)"
-			       " VALUES (?1, ?2, ?3, ?4, ?5, ?6)", -1, SQLITE_PREPARE_PERSISTENT,
+	    sqlite3_prepare_v3(db, "INSERT INTO recordings (conn_id, seq, at_us, n, data)"
+			       " VALUES (?1, ?2, ?3, ?4, ?5)", -1, SQLITE_PREPARE_PERSISTENT,
 			       &a->rec_ins, NULL) != SQLITE_OK) {
 		al_err("store: audit: preparing statements: %s", sqlite3_errmsg(db));
 		return -1;
@@ -847,6 +847,7 @@ void store_audit_close(struct store *s)
 		sqlite3_rollback_hook(store_db(s), NULL, NULL);
 	}
 	store_audit_discard(s);
+	store_rec_free(s);
 	sqlite3_finalize(a->ins);
 	sqlite3_finalize(a->cp_ins);
 	sqlite3_finalize(a->rec_ins);

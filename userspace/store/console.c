@@ -1,6 +1,7 @@
 /* Store queries for the review console: API tokens, filtered audit listings, session replay, metrics counts. */
 #include "store_int.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 
 static int bind_text(sqlite3_stmt *st, int i, const char *v)
@@ -157,10 +158,47 @@ int store_conn_http(struct store *s, int64_t conn_id, int (*cb)(void *arg, const
 
 int store_conn_exec(struct store *s, int64_t conn_id, int (*cb)(void *arg, const char *json), void *arg)
 {
+	struct store_rec_iter it;
+	struct store_rec_msg m;
+	sqlite3_stmt *st = NULL;
+	int https = 0, rc = -1, r = 0, n = 0;
+
 	/* An https session's recording is only ever its exec/attach stream (k8s_rec.c). */
-	return rows(s, "SELECT seq, at_us, dir, type, data FROM recordings WHERE conn_id = ?1 AND"
-		    " (SELECT protocol FROM connections WHERE id = ?1) = 'https' ORDER BY seq LIMIT 100000",
-		    bind_id, &conn_id, cb, arg, NULL);
+	store_held_flush(s);
+	store_rec_flush(s);
+	if (sqlite3_prepare_v2(store_db(s), "SELECT protocol = 'https' FROM connections WHERE id = ?1", -1, &st,
+			       NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, conn_id) != SQLITE_OK)
+		goto out;
+	https = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0);
+	if (!https) {
+		rc = 0;
+		goto out;
+	}
+	if (store_rec_open(store_db(s), conn_id, &it) < 0)
+		goto out;
+	while (n < 100000 && (r = store_rec_next(&it, &m)) == 1) {
+		json_t *o = json_pack("{s:I, s:I, s:s, s:s, s:o?}", "seq", (json_int_t)m.seq, "at_us",
+				      (json_int_t)m.at_us, "dir", m.dir, "type", m.type, "data",
+				      m.data ? store_json_text((const unsigned char *)m.data, m.len) : NULL);
+		char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+		int c = txt ? cb(arg, txt) : -1;
+
+		json_decref(o);
+		free(txt);
+		n++;
+		if (c != 0) {
+			r = c < 0 ? -1 : 0;
+			break;
+		}
+	}
+	store_rec_close(&it);
+	rc = r < 0 ? -1 : 0;
+out:
+	if (rc < 0)
+		al_err("store: reading recording %" PRId64 " failed: %s", conn_id, sqlite3_errmsg(store_db(s)));
+	sqlite3_finalize(st);
+	return rc;
 }
 
 /* ---- metrics ------------------------------------------------------------------------------ */

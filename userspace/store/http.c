@@ -1,4 +1,4 @@
-/* The audit of HTTP requests: one http_requests row per request of an https resource, then its outcome; the listing `policy test` replays. */
+/* The audit of HTTP requests: one http_requests row per request of an https resource, then its outcome; the listing `policy test` replays; the resource a server name chose. */
 #include "store_int.h"
 
 #include <stdlib.h>
@@ -166,5 +166,26 @@ out:
 	if (rc < 0)
 		al_err("store: listing HTTP requests: %s", sqlite3_errmsg(store_db(s)));
 	sqlite3_finalize(st);
+	return rc;
+}
+
+int store_conn_resource(struct store *s, int64_t conn_id, const char *resource, const char *protocol)
+{
+	sqlite3_stmt *st = store_cached(s, STORE_C_CONN_RESOURCE,
+					"UPDATE connections SET resource = ?2, protocol = ?3 WHERE id = ?1");
+	int rc = -1;
+
+	if (!st || sqlite3_bind_int64(st, 1, conn_id) || bind_text(st, 2, resource) || bind_text(st, 3, protocol))
+		goto out;
+	if (store_write_step(s, st) == 0)
+		rc = store_last_changes(s) == 1 ? 0 : -1;
+out:
+	if (rc < 0)
+		al_err("store: naming the resource of connection %lld: %s", (long long)conn_id,
+		       sqlite3_errmsg(store_db(s)));
+	if (st) {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+	}
 	return rc;
 }

@@ -2,6 +2,7 @@
 #include "store_int.h"
 
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -10,27 +11,41 @@
 #define RETENTION_EVERY_US  (60ll * 1000 * 1000)
 #define DISK_ROOM           (16u * 1024 * 1024)  /* free bytes that end a disk-full stop */
 
-int store_rec_add(struct store *s, int64_t conn_id, int64_t seq, int64_t at_us, const char *dir,
-		  const char *type, const char *data, size_t len)
+/*
+ * Recordings are written in chunks: what one session records within a
+ * group-commit batch is gathered in memory and becomes one row at the
+ * batch's commit (recordings: conn_id, seq and at_us of its first message,
+ * n messages, data), not a row per message: a PostgreSQL statement's reply
+ * is several messages, and a row each cost more than relaying them. A
+ * chunk's data is its messages one after the other, each
+ *     "<seq> <at_us> <dir> <type> <len>\n" and then len bytes (len -1: no data)
+ * store_rec_next reads them back in order.
+ */
+struct rec_chunk {
+	int64_t conn_id, seq, at_us;
+	int64_t n;
+	struct al_buf b;
+};
+
+static int chunk_write(struct store *s, const struct rec_chunk *c)
 {
 	struct store_audit *a = store_audit_state(s);
 	sqlite3_stmt *st = a->rec_ins;
 	int rc = -1, r;
 
-	if (store_batch_begin(s) < 0)
+	if (c->b.oom) {
+		al_err("store: recording session %" PRId64 ": out of memory", c->conn_id);
 		return -1;
-	if (sqlite3_bind_int64(st, 1, conn_id) != SQLITE_OK || sqlite3_bind_int64(st, 2, seq) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 3, at_us) != SQLITE_OK ||
-	    sqlite3_bind_text(st, 4, dir, -1, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_bind_text(st, 5, type, -1, SQLITE_STATIC) != SQLITE_OK ||
-	    (data ? sqlite3_bind_text(st, 6, data, (int)len, SQLITE_STATIC)
-		  : sqlite3_bind_null(st, 6)) != SQLITE_OK)
+	}
+	if (sqlite3_bind_int64(st, 1, c->conn_id) != SQLITE_OK || sqlite3_bind_int64(st, 2, c->seq) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 3, c->at_us) != SQLITE_OK || sqlite3_bind_int64(st, 4, c->n) != SQLITE_OK ||
+	    sqlite3_bind_blob(st, 5, c->b.p ? c->b.p : "", (int)c->b.len, SQLITE_STATIC) != SQLITE_OK)
 		goto out;
 	r = sqlite3_step(st);
 	if (r == SQLITE_FULL)
 		a->full = 1;
 	if (r != SQLITE_DONE) {
-		al_err("store: recording session %" PRId64 ": %s", conn_id, sqlite3_errmsg(store_db(s)));
+		al_err("store: recording session %" PRId64 ": %s", c->conn_id, sqlite3_errmsg(store_db(s)));
 		goto out;
 	}
 	rc = 0;
@@ -38,6 +53,242 @@ out:
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	return rc;
+}
+
+/* Decimal digits of v at p (no NUL); returns the count. */
+static size_t put_int(char *p, int64_t v)
+{
+	char t[24];
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	size_t n = 0, i = 0;
+
+	do
+		t[n++] = (char)('0' + u % 10);
+	while ((u /= 10) != 0);
+	if (v < 0)
+		p[i++] = '-';
+	while (n)
+		p[i++] = t[--n];
+	return i;
+}
+
+static void chunk_put(struct rec_chunk *c, int64_t seq, int64_t at_us, const char *dir, const char *type,
+		      const char *data, size_t len)
+{
+	char head[128];
+	size_t n = 0, dl = strlen(dir), tl = strlen(type);
+
+	if (dl + tl > sizeof(head) - 70) {
+		c->b.oom = 1;           /* never: dir and type are the callers' short names */
+		return;
+	}
+	n += put_int(head + n, seq);
+	head[n++] = ' ';
+	n += put_int(head + n, at_us);
+	head[n++] = ' ';
+	memcpy(head + n, dir, dl);
+	n += dl;
+	head[n++] = ' ';
+	memcpy(head + n, type, tl);
+	n += tl;
+	head[n++] = ' ';
+	n += put_int(head + n, data ? (int64_t)len : -1);
+	head[n++] = '\n';
+	al_buf_add(&c->b, head, n);
+	if (data && len)
+		al_buf_add(&c->b, data, len);
+	c->n++;
+}
+
+static uint32_t slot_of(int64_t conn_id, size_t n_slots)
+{
+	uint64_t h = (uint64_t)conn_id * 0x9e3779b97f4a7c15ull;
+
+	return (uint32_t)(h >> 32) & (uint32_t)(n_slots - 1);
+}
+
+/* The open batch's chunk for conn_id, made if new; NULL without memory. */
+static struct rec_chunk *chunk_of(struct store_audit *a, int64_t conn_id, int64_t seq, int64_t at_us)
+{
+	uint32_t i;
+
+	if (a->n_slots) {
+		for (i = slot_of(conn_id, a->n_slots); a->chunk_slot[i]; i = (i + 1) & (uint32_t)(a->n_slots - 1))
+			if (a->chunks[a->chunk_slot[i] - 1].conn_id == conn_id)
+				return &a->chunks[a->chunk_slot[i] - 1];
+	}
+	if (a->n_chunks == a->cap_chunks) {
+		size_t cap = a->cap_chunks ? a->cap_chunks * 2 : 16;
+		struct rec_chunk *c = realloc(a->chunks, cap * sizeof(*c));
+
+		if (!c)
+			return NULL;
+		a->chunks = c;
+		a->cap_chunks = cap;
+	}
+	if ((a->n_chunks + 1) * 2 > a->n_slots) {
+		size_t n = a->n_slots ? a->n_slots * 2 : 64;
+		uint32_t *t = calloc(n, sizeof(*t));
+
+		if (!t)
+			return NULL;
+		for (size_t k = 0; k < a->n_chunks; k++) {
+			for (i = slot_of(a->chunks[k].conn_id, n); t[i]; i = (i + 1) & (uint32_t)(n - 1))
+				;
+			t[i] = (uint32_t)k + 1;
+		}
+		free(a->chunk_slot);
+		a->chunk_slot = t;
+		a->n_slots = n;
+	}
+	for (i = slot_of(conn_id, a->n_slots); a->chunk_slot[i]; i = (i + 1) & (uint32_t)(a->n_slots - 1))
+		;
+	a->chunks[a->n_chunks] = (struct rec_chunk){ .conn_id = conn_id, .seq = seq, .at_us = at_us };
+	a->chunk_slot[i] = (uint32_t)++a->n_chunks;
+	return &a->chunks[a->n_chunks - 1];
+}
+
+int store_rec_add(struct store *s, int64_t conn_id, int64_t seq, int64_t at_us, const char *dir,
+		  const char *type, const char *data, size_t len)
+{
+	struct store_audit *a = store_audit_state(s);
+	struct rec_chunk *c = NULL, one;
+	int rc;
+
+	if (store_batch_begin(s) == 0 && !sqlite3_get_autocommit(store_db(s)))
+		c = chunk_of(a, conn_id, seq, at_us);
+	if (c) {
+		chunk_put(c, seq, at_us, dir, type, data, len);
+		return c->b.oom ? -1 : 0;
+	}
+	/* No batch (or no memory for the chunk): this message is a chunk of its own, now. */
+	one = (struct rec_chunk){ .conn_id = conn_id, .seq = seq, .at_us = at_us };
+	chunk_put(&one, seq, at_us, dir, type, data, len);
+	rc = chunk_write(s, &one);
+	free(one.b.p);
+	return rc;
+}
+
+void store_rec_flush(struct store *s)
+{
+	struct store_audit *a = store_audit_state(s);
+	int failed = 0;
+
+	if (!a->n_chunks)
+		return;
+	for (size_t i = 0; i < a->n_chunks; i++) {
+		failed |= chunk_write(s, &a->chunks[i]) < 0;
+		free(a->chunks[i].b.p);
+	}
+	a->n_chunks = 0;
+	memset(a->chunk_slot, 0, a->n_slots * sizeof(*a->chunk_slot));
+	if (failed)
+		al_err("store: recordings of this batch could not be written");
+}
+
+void store_rec_free(struct store *s)
+{
+	struct store_audit *a = store_audit_state(s);
+
+	for (size_t i = 0; i < a->n_chunks; i++)
+		free(a->chunks[i].b.p);
+	free(a->chunks);
+	free(a->chunk_slot);
+	a->chunks = NULL;
+	a->chunk_slot = NULL;
+	a->n_chunks = a->cap_chunks = a->n_slots = 0;
+}
+
+/* ---- reading a recording back ---------------------------------------------------------------- */
+
+int store_rec_open(sqlite3 *db, int64_t conn_id, struct store_rec_iter *it)
+{
+	memset(it, 0, sizeof(*it));
+	if (sqlite3_prepare_v2(db, "SELECT data FROM recordings WHERE conn_id = ?1 ORDER BY seq", -1, &it->st,
+			       NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(it->st, 1, conn_id) != SQLITE_OK) {
+		sqlite3_finalize(it->st);
+		it->st = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* A decimal number at *p (before end) followed by stop; advances *p past stop. */
+static int get_int(const unsigned char **p, const unsigned char *end, char stop, int64_t *v)
+{
+	int neg = 0, digits = 0;
+	uint64_t u = 0;
+
+	if (*p < end && **p == '-') {
+		neg = 1;
+		(*p)++;
+	}
+	while (*p < end && **p >= '0' && **p <= '9' && digits < 19) {
+		u = u * 10 + (uint64_t)(**p - '0');
+		(*p)++;
+		digits++;
+	}
+	if (!digits || *p >= end || **p != (unsigned char)stop)
+		return -1;
+	(*p)++;
+	*v = neg ? -(int64_t)u : (int64_t)u;
+	return 0;
+}
+
+/* A word of at most cap-1 bytes ended by a space. */
+static int get_word(const unsigned char **p, const unsigned char *end, char *out, size_t cap)
+{
+	size_t n = 0;
+
+	while (*p < end && **p != ' ' && **p != '\n' && n + 1 < cap)
+		out[n++] = (char)*(*p)++;
+	if (!n || *p >= end || **p != ' ')
+		return -1;
+	(*p)++;
+	out[n] = '\0';
+	return 0;
+}
+
+int store_rec_next(struct store_rec_iter *it, struct store_rec_msg *m)
+{
+	int64_t len;
+
+	while (it->p == it->end) {
+		int r = sqlite3_step(it->st);
+
+		if (r == SQLITE_DONE)
+			return 0;
+		if (r != SQLITE_ROW)
+			return -1;
+		it->p = sqlite3_column_blob(it->st, 0);
+		it->end = it->p + sqlite3_column_bytes(it->st, 0);
+		if (!it->p)
+			it->end = it->p;
+	}
+	memset(m, 0, sizeof(*m));
+	if (get_int(&it->p, it->end, ' ', &m->seq) < 0 || get_int(&it->p, it->end, ' ', &m->at_us) < 0 ||
+	    get_word(&it->p, it->end, m->dir, sizeof(m->dir)) < 0 ||
+	    get_word(&it->p, it->end, m->type, sizeof(m->type)) < 0 ||
+	    get_int(&it->p, it->end, '\n', &len) < 0 || len < -1 || len > it->end - it->p)
+		return -1;
+	it->data.len = 0;
+	al_buf_add(&it->data, "", 0);
+	if (len > 0)
+		al_buf_add(&it->data, it->p, (size_t)len);
+	if (it->data.oom)
+		return -1;
+	it->p += len > 0 ? len : 0;
+	m->data = len >= 0 ? it->data.p : NULL;
+	m->len = len > 0 ? (size_t)len : 0;
+	return 1;
+}
+
+void store_rec_close(struct store_rec_iter *it)
+{
+	sqlite3_finalize(it->st);
+	free(it->data.p);
+	memset(it, 0, sizeof(*it));
 }
 
 void store_set_limits(struct store *s, const struct store_limits *l)
@@ -219,15 +470,21 @@ void store_tick(struct store *s)
 		int64_t before = al_now_us() - a->limits.record_retention_us;
 
 		a->retention_mono_us = mono;
+		int64_t n = 0;
+		int r = SQLITE_ERROR;
+
 		if (store_batch_begin(s) == 0 &&
 		    sqlite3_prepare_v2(store_db(s), "DELETE FROM recordings WHERE conn_id IN (SELECT id FROM"
-				       " connections WHERE opened_us < ?1 AND closed_us < ?1)", -1, &st,
-				       NULL) == SQLITE_OK &&
-		    sqlite3_bind_int64(st, 1, before) == SQLITE_OK && sqlite3_step(st) == SQLITE_DONE) {
-			int n = sqlite3_changes(store_db(s));
+				       " connections WHERE opened_us < ?1 AND closed_us < ?1) RETURNING n", -1,
+				       &st, NULL) == SQLITE_OK &&
+		    sqlite3_bind_int64(st, 1, before) == SQLITE_OK) {
+			while ((r = sqlite3_step(st)) == SQLITE_ROW)
+				n += sqlite3_column_int64(st, 0);
+		}
+		if (r == SQLITE_DONE) {
 			char body[96];
 
-			snprintf(body, sizeof(body), "{\"before_us\":%" PRId64 ",\"messages\":%d}", before, n);
+			snprintf(body, sizeof(body), "{\"before_us\":%" PRId64 ",\"messages\":%" PRId64 "}", before, n);
 			if (n > 0 && store_audit_event(s, "recordings_expired", 0, body) < 0)
 				al_warn("store: could not record the recordings retention");
 		} else {

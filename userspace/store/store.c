@@ -149,6 +149,16 @@ static const char *const migrations[] = {
 	"INSERT INTO recordings_v9 SELECT conn_id, seq, at_us, dir, type, data FROM recordings;"
 	"DROP TABLE recordings;"
 	"ALTER TABLE recordings_v9 RENAME TO recordings;",
+	/* 10: recordings in chunks: what one session recorded within a group-commit batch is one
+	 * row (rec.c has the format) instead of a row per message */
+	"CREATE TABLE recordings_v10 ("
+	" conn_id INTEGER NOT NULL, seq INTEGER NOT NULL, at_us INTEGER NOT NULL, n INTEGER NOT NULL,"
+	" data BLOB NOT NULL, PRIMARY KEY (conn_id, seq)) WITHOUT ROWID;"
+	"INSERT INTO recordings_v10 SELECT conn_id, seq, at_us, 1, CAST(seq || ' ' || at_us || ' ' || dir"
+	" || ' ' || type || ' ' || coalesce(length(CAST(data AS BLOB)), -1) || char(10) AS BLOB)"
+	" || coalesce(CAST(data AS BLOB), X'') FROM recordings;"
+	"DROP TABLE recordings;"
+	"ALTER TABLE recordings_v10 RENAME TO recordings;",
 };
 
 _Static_assert(AL_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
@@ -1362,6 +1372,7 @@ int store_batch_commit(struct store *s)
 	if (!s->in_batch)
 		return 0;
 	store_held_flush(s);
+	store_rec_flush(s);
 	s->in_batch = 0;
 	if (store_audit_flush(s) < 0 || sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		/* Never silent: the batch is lost, the daemon says so and (when the disk is
@@ -1413,6 +1424,7 @@ int store_durable(struct store *s, int (*fn)(sqlite3 *db, void *arg), void *arg,
 
 	if (batch) {
 		store_held_flush(s);
+		store_rec_flush(s);
 		s->in_batch = 0;
 	} else if (store_batch_commit(s) < 0 || exec(s, "BEGIN IMMEDIATE", what) < 0) {
 		return -1;

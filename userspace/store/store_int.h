@@ -51,6 +51,10 @@ struct store_audit {
 	char path[4096];                /* the store file */
 	/* recordings and the size cap (rec.c) */
 	sqlite3_stmt *rec_ins;
+	struct rec_chunk *chunks;       /* the open batch's recordings, a chunk per session */
+	size_t n_chunks, cap_chunks;
+	uint32_t *chunk_slot;           /* conn_id -> chunk index + 1 (open addressing) */
+	size_t n_slots;
 	struct store_limits limits;
 	int full;                       /* a write met SQLITE_FULL (until the disk has room) */
 	int capped;                     /* used bytes at limits.max_size */
@@ -70,7 +74,7 @@ int store_audit_flush(struct store *s);
 void store_audit_discard(struct store *s);
 /* Statements other files of the store prepare once, on first use (finalized at close). */
 enum store_cached {
-	STORE_C_HTTP_ADD, STORE_C_HTTP_OUTCOME,
+	STORE_C_HTTP_ADD, STORE_C_HTTP_OUTCOME, STORE_C_CONN_RESOURCE,
 	/* review.c: the statements of parking a request and deciding it */
 	STORE_C_REQ_ADD, STORE_C_REQ_END, STORE_C_APPR_ADD, STORE_C_GRANT_ADD,
 	STORE_C_USER_BY_UID, STORE_C_USER_BY_NAME,
@@ -79,6 +83,10 @@ enum store_cached {
 sqlite3_stmt *store_cached(struct store *s, enum store_cached which, const char *sql);
 /* Writes the statements and HTTP requests the open batch holds back (before anything reads them). */
 void store_held_flush(struct store *s);
+/* rec.c: writes the open batch's recording chunks (before its commit, or a read of recordings);
+ * frees them at close. */
+void store_rec_flush(struct store *s);
+void store_rec_free(struct store *s);
 /* http.c: an http_requests row with the given id (and its outcome, if known); its outcome later. */
 int store_http_write(struct store *s, int64_t id, const struct store_http *h, const struct store_http_outcome *o);
 int store_http_update(struct store *s, int64_t id, const struct store_http_outcome *o);
