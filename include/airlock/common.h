@@ -54,6 +54,13 @@ void al_buf_str(struct al_buf *b, const char *s);
 /* Recursive mkdir with a mode for the leaf; 0 if it exists already. */
 int al_mkdir_p(const char *path, unsigned int mode) AL_MUST;
 
+/* Lowercase hex of n bytes into out (2n + 1 bytes, NUL-terminated). */
+void al_hex(const void *in, size_t n, char *out);
+/* The hex SHA-256 of n bytes (the digest fetched from OpenSSL once, not per call): 0, -1. */
+int al_sha256_hex(const void *in, size_t n, char out[65]) AL_MUST;
+/* The decimal digits of v at p, not NUL-terminated (p has room for 20): their count. */
+size_t al_dec(char *p, int64_t v);
+
 #pragma GCC poison strcpy strcat sprintf vsprintf gets
 
 #endif

@@ -146,17 +146,6 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 }
 
-static void hex(const unsigned char *in, size_t n, char *out)
-{
-	static const char d[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = d[in[i] >> 4];
-		out[2 * i + 1] = d[in[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 /* Runs the configured exec hook with the request as JSON on stdin; never waits for it. */
 /* Each notification sent is an audit record (that it was sent, not that it arrived). */
 static void note_notification(struct approval *a, int64_t id, const char *via, const char *target)
@@ -214,9 +203,7 @@ static void notify_exec(struct approval *a, int64_t id)
 
 int64_t approval_submit(struct approval *a, const struct approval_req *q, approval_cb cb, void *arg)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	char sha[2 * EVP_MAX_MD_SIZE + 1];
+	char sha[65];
 	const struct al_rule *rule = q->rule;
 	struct store_request sr = { 0 };
 	json_t *groups = json_array();
@@ -225,11 +212,10 @@ int64_t approval_submit(struct approval *a, const struct approval_req *q, approv
 	struct req *r;
 	int64_t id;
 
-	if (EVP_Digest(q->bytes, q->len, md, &mdlen, EVP_sha256(), NULL) != 1) {
+	if (al_sha256_hex(q->bytes, q->len, sha) < 0) {
 		json_decref(groups);
 		return -1;
 	}
-	hex(md, mdlen, sha);
 	for (size_t i = 0; i < rule->n_approvers; i++)
 		json_array_append_new(groups, json_string(rule->approvers[i]));
 	groups_text = json_dumps(groups, JSON_COMPACT);

@@ -8,36 +8,14 @@
 #include <openssl/rand.h>
 #include <strings.h>
 
-static void hex(const unsigned char *in, size_t n, char *out)
-{
-	static const char d[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = d[in[i] >> 4];
-		out[2 * i + 1] = d[in[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 int auth_random_hex(char *out, size_t bytes)
 {
 	unsigned char b[64];
 
 	if (bytes > sizeof(b) || RAND_bytes(b, (int)bytes) != 1)
 		return -1;
-	hex(b, bytes, out);
+	al_hex(b, bytes, out);
 	OPENSSL_cleanse(b, sizeof(b));
-	return 0;
-}
-
-static int sha256_hex(const char *s, char out[65])
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0;
-
-	if (EVP_Digest(s, strlen(s), md, &n, EVP_sha256(), NULL) != 1 || n != 32)
-		return -1;
-	hex(md, n, out);
 	return 0;
 }
 
@@ -59,7 +37,7 @@ int console_token_create(struct store *st, const char *user, char *out, size_t l
 		return al_errf(err, errlen, "token buffer too small");
 	if (!user || store_user_by_name(st, user, &u) != 0)
 		return al_errf(err, errlen, "no reviewer named %s (airlockctl user add)", user ? user : "");
-	if (auth_random_hex(tok, 32) < 0 || sha256_hex(tok, sha) < 0)
+	if (auth_random_hex(tok, 32) < 0 || al_sha256_hex(tok, strlen(tok), sha) < 0)
 		return al_errf(err, errlen, "no randomness");
 	if (store_token_add(st, user, sha) < 0)
 		return al_errf(err, errlen, "cannot store the token");
@@ -135,7 +113,8 @@ int auth_identify(struct console *c, struct MHD_Connection *conn, struct who *w)
 		char sha[65], user[64];
 
 		if (strncasecmp(authz, "Bearer ", 7) != 0 || strlen(authz + 7) != 64 ||
-		    sha256_hex(authz + 7, sha) < 0 || store_token_user(c->store, sha, user, sizeof(user)) != 0)
+		    al_sha256_hex(authz + 7, 64, sha) < 0 ||
+		    store_token_user(c->store, sha, user, sizeof(user)) != 0)
 			return -1;
 		return store_user_by_name(c->store, user, &w->u) == 0 ? 0 : -1;
 	}

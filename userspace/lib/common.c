@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -183,4 +185,54 @@ void al_buf_add(struct al_buf *b, const void *data, size_t n)
 void al_buf_str(struct al_buf *b, const char *s)
 {
 	al_buf_add(b, s, strlen(s));
+}
+
+void al_hex(const void *in, size_t n, char *out)
+{
+	static const char d[] = "0123456789abcdef";
+	const unsigned char *b = in;
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = d[b[i] >> 4];
+		out[2 * i + 1] = d[b[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+/* EVP_sha256() looks the algorithm up again on every digest, which costs more than hashing a
+ * short request; the daemon's threads share one fetched digest. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+int al_sha256_hex(const void *in, size_t n, char out[65])
+{
+	unsigned char md[32];
+	unsigned int len = 0;
+
+	if (pthread_once(&sha256_once, sha256_fetch) != 0 || !sha256_md ||
+	    EVP_Digest(in, n, md, &len, sha256_md, NULL) != 1 || len != 32)
+		return -1;
+	al_hex(md, 32, out);
+	return 0;
+}
+
+size_t al_dec(char *p, int64_t v)
+{
+	char t[20];
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	size_t n = 0, i = 0;
+
+	do
+		t[n++] = (char)('0' + u % 10);
+	while ((u /= 10) != 0);
+	if (v < 0)
+		p[i++] = '-';
+	while (n)
+		p[i++] = t[--n];
+	return i;
 }

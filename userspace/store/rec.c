@@ -55,23 +55,6 @@ out:
 	return rc;
 }
 
-/* Decimal digits of v at p (no NUL); returns the count. */
-static size_t put_int(char *p, int64_t v)
-{
-	char t[24];
-	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-	size_t n = 0, i = 0;
-
-	do
-		t[n++] = (char)('0' + u % 10);
-	while ((u /= 10) != 0);
-	if (v < 0)
-		p[i++] = '-';
-	while (n)
-		p[i++] = t[--n];
-	return i;
-}
-
 static void chunk_put(struct rec_chunk *c, int64_t seq, int64_t at_us, const char *dir, const char *type,
 		      const char *data, size_t len)
 {
@@ -82,9 +65,9 @@ static void chunk_put(struct rec_chunk *c, int64_t seq, int64_t at_us, const cha
 		c->b.oom = 1;           /* never: dir and type are the callers' short names */
 		return;
 	}
-	n += put_int(head + n, seq);
+	n += al_dec(head + n, seq);
 	head[n++] = ' ';
-	n += put_int(head + n, at_us);
+	n += al_dec(head + n, at_us);
 	head[n++] = ' ';
 	memcpy(head + n, dir, dl);
 	n += dl;
@@ -92,7 +75,7 @@ static void chunk_put(struct rec_chunk *c, int64_t seq, int64_t at_us, const cha
 	memcpy(head + n, type, tl);
 	n += tl;
 	head[n++] = ' ';
-	n += put_int(head + n, data ? (int64_t)len : -1);
+	n += al_dec(head + n, data ? (int64_t)len : -1);
 	head[n++] = '\n';
 	al_buf_add(&c->b, head, n);
 	if (data && len)

@@ -14,33 +14,6 @@ static const char *const chosen[] = {
 	"authorization",
 };
 
-static void hex(const unsigned char *d, size_t n, char *out)
-{
-	static const char x[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = x[d[i] >> 4];
-		out[2 * i + 1] = x[d[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-static int sha256_hex(const uint8_t *d, size_t n, char out[65])
-{
-	/* Fetched once: EVP_sha256() makes every digest look the algorithm up again, which
-	 * costs more than hashing a request. */
-	static EVP_MD *sha256;
-	unsigned char md[32];
-	unsigned int len = 0;
-
-	if (!sha256 && !(sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)))
-		return -1;
-	if (EVP_Digest(d, n, md, &len, sha256, NULL) != 1 || len != 32)
-		return -1;
-	hex(md, 32, out);
-	return 0;
-}
-
 static char *span_dup(const uint8_t *buf, struct http_span sp)
 {
 	return strndup((const char *)buf + sp.off, sp.len);
@@ -85,7 +58,7 @@ int http_command_build(const uint8_t *buf, const struct http_req *r, struct http
 		goto oom;
 	c->body_buffered = r->body_buffered;
 	c->body_len = r->body_buffered ? r->body_len : r->content_length;
-	if (sha256_hex(buf, r->total, c->request_sha256) < 0)
+	if (al_sha256_hex(buf, r->total, c->request_sha256) < 0)
 		goto oom;
 	if (r->body_buffered) {
 		uint8_t *body = malloc(r->body_len ? (size_t)r->body_len : 1);
@@ -93,7 +66,7 @@ int http_command_build(const uint8_t *buf, const struct http_req *r, struct http
 		if (!body)
 			goto oom;
 		(void)http_req_body(r, buf, body, (size_t)r->body_len);
-		rc = sha256_hex(body, (size_t)r->body_len, c->body_sha256);
+		rc = al_sha256_hex(body, (size_t)r->body_len, c->body_sha256);
 		free(body);
 		if (rc < 0)
 			goto oom;
