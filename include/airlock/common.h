@@ -58,6 +58,9 @@ int al_mkdir_p(const char *path, unsigned int mode) AL_MUST;
 void al_hex(const void *in, size_t n, char *out);
 /* The hex SHA-256 of n bytes (the digest fetched from OpenSSL once, not per call): 0, -1. */
 int al_sha256_hex(const void *in, size_t n, char out[65]) AL_MUST;
+/* Length of the valid UTF-8 sequence at p (n > 0 bytes there): 1 for ASCII, 2..4, or 0 if it is
+ * not UTF-8 (a stray or missing continuation, an overlong form, a surrogate, past U+10FFFF). */
+size_t al_utf8_seq(const unsigned char *p, size_t n);
 /* The decimal digits of v at p, not NUL-terminated (p has room for 20): their count. */
 size_t al_dec(char *p, int64_t v);
 

@@ -156,7 +156,7 @@ static void buf_str(struct al_buf *b, const void *text, size_t n)
 			i++;
 			continue;
 		}
-		if (c >= 0x80 && (k = store_utf8_seq(v + i, n - i)) != 0) {
+		if (c >= 0x80 && (k = al_utf8_seq(v + i, n - i)) != 0) {
 			i += k;
 			continue;
 		}

@@ -97,8 +97,6 @@ int store_last_changes(struct store *s);
 /* How many records are queued, and dropping those queued after such a mark (a write that failed). */
 size_t store_audit_mark(struct store *s);
 void store_audit_truncate(struct store *s, size_t mark);
-/* Length of the valid UTF-8 sequence at p (at most n bytes), 0 if invalid. */
-size_t store_utf8_seq(const unsigned char *p, size_t n);
 /* Appends one record; body is stolen. */
 int store_audit_append(struct store *s, const char *kind, int64_t ref_id, json_t *body);
 /* A JSON string of column text that may not be UTF-8 (bad bytes become U+FFFD). */
