@@ -54,6 +54,14 @@ void al_buf_str(struct al_buf *b, const char *s);
 /* Recursive mkdir with a mode for the leaf; 0 if it exists already. */
 int al_mkdir_p(const char *path, unsigned int mode) AL_MUST;
 
+/* An evconnlistener's error callback: on EMFILE and the like the connection waits in the
+ * kernel's queue, and the listener, ready again at once, would spin (and log) on every loop;
+ * it pauses for 100 ms instead. One warning a second at most, for every listener together. */
+struct evconnlistener;
+void al_listener_backoff(struct evconnlistener *l, void *arg);
+/* Raises RLIMIT_NOFILE towards want descriptors (the hard limit too, where the process may, up to
+ * fs.nr_open); never lowers it. Returns the soft limit now in force (0 if unknown). */
+uint64_t al_nofile_raise(uint64_t want);
 /* Lowercase hex of n bytes into out (2n + 1 bytes, NUL-terminated). */
 void al_hex(const void *in, size_t n, char *out);
 /* The hex SHA-256 of n bytes (the digest fetched from OpenSSL once, not per call): 0, -1. */

@@ -29,6 +29,9 @@ struct relay_stats {
 	uint64_t live;              /* sessions open now */
 	uint64_t accepted;          /* since start */
 	uint64_t by_reason[AL_REASON_MAX]; /* session ends since start */
+	uint64_t max_sessions;      /* at once, relayed and terminated: max_sessions, or fewer
+				     * if the file descriptor limit could not be raised for it */
+	uint64_t fd_limit;          /* RLIMIT_NOFILE, raised for max_sessions */
 };
 void relay_stats(const struct relay *r, struct relay_stats *out);
 

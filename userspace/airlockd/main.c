@@ -102,6 +102,8 @@ static json_t *cmd_status(struct daemon *d)
 	json_object_set_new(resp, "pinned", pins);
 	json_object_set_new(resp, "live", json_integer((json_int_t)rs.live));
 	json_object_set_new(resp, "accepted", json_integer((json_int_t)rs.accepted));
+	json_object_set_new(resp, "max_sessions", json_integer((json_int_t)rs.max_sessions));
+	json_object_set_new(resp, "fd_limit", json_integer((json_int_t)rs.fd_limit));
 	json_object_set_new(resp, "steered_total", json_integer((json_int_t)kc[AL_REASON_STEERED]));
 	json_object_set_new(resp, "connections_recorded", json_integer((json_int_t)tot.connections));
 	{
@@ -500,6 +502,7 @@ int main(int argc, char **argv)
 	int check = 0, explicit = 0, opt, rc = 1, n;
 	struct daemon d = { 0 };
 	struct event *sigs[3] = { 0 }, *commit = NULL, *tick = NULL;
+	struct relay_stats rs;
 	char err[1024];
 
 	while ((opt = getopt(argc, argv, "c:nvh")) != -1) {
@@ -639,6 +642,7 @@ int main(int argc, char **argv)
 
 		n = kern_pinned(d.kern, ids, MAX_PINS);
 	}
+	relay_stats(d.relay, &rs);
 	printf("airlockd %s ready\n"
 	       "  steer:   127.0.0.1:%u [::1]:%u\n"
 	       "  control: %s\n"
@@ -647,10 +651,12 @@ int main(int argc, char **argv)
 	       "  ca:      %s\n"
 	       "  console: %s\n"
 	       "  config:  %s\n"
+	       "  limits:  %llu sessions at once (%llu file descriptors)\n"
 	       "  pinned:  %d cgroup%s (pins under %s)\n",
 	       AL_VERSION, d.cfg->steer_port, d.cfg->steer_port, d.cfg->control_socket,
 	       d.cfg->review_socket,
-	       d.cfg->store_path, tls_ca_cert_path(d.ca), console_url(d.console), d.cfg->source, n, n == 1 ? "" : "s", d.cfg->pin_root);
+	       d.cfg->store_path, tls_ca_cert_path(d.ca), console_url(d.console), d.cfg->source, (unsigned long long)rs.max_sessions,
+	       (unsigned long long)rs.fd_limit, n, n == 1 ? "" : "s", d.cfg->pin_root);
 	fflush(stdout);
 
 	event_base_dispatch(d.base);

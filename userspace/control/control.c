@@ -171,6 +171,8 @@ int control_start(struct event_base *base, const char *path, int open, control_h
 		}
 	}
 	c->l = evconnlistener_new(base, on_accept, c, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (c->l)
+		evconnlistener_set_error_cb(c->l, al_listener_backoff);
 	if (!c->l) {
 		al_errf(err, errlen, "control listener: out of memory");
 		goto fail;

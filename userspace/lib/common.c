@@ -4,10 +4,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <event2/event.h>
+#include <event2/listener.h>
 #include <stdlib.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -259,4 +262,64 @@ size_t al_utf8_seq(const unsigned char *p, size_t n)
 	if ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] >= 0x90))
 		return 0;       /* overlong, past U+10FFFF */
 	return 4;
+}
+
+uint64_t al_nofile_raise(uint64_t want)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 0;
+	if (rl.rlim_cur >= want)
+		return rl.rlim_cur;
+	if (rl.rlim_max < want) {
+		/* Root (CAP_SYS_RESOURCE) may raise the hard limit, up to fs.nr_open. */
+		struct rlimit up = { .rlim_cur = want, .rlim_max = want };
+		FILE *f;
+		unsigned long long nr_open = 0;
+
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			return want;
+		f = fopen("/proc/sys/fs/nr_open", "re");
+		if (f) {
+			if (fscanf(f, "%llu", &nr_open) != 1)
+				nr_open = 0;
+			fclose(f);
+		}
+		up.rlim_cur = up.rlim_max = nr_open;
+		if (nr_open > rl.rlim_max && nr_open < want && setrlimit(RLIMIT_NOFILE, &up) == 0)
+			return nr_open;
+	}
+	rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 && getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 0;
+	return rl.rlim_cur;
+}
+
+static void listener_resume(evutil_socket_t fd, short what, void *arg)
+{
+	(void)evconnlistener_enable(arg);
+	(void)fd;
+	(void)what;
+}
+
+void al_listener_backoff(struct evconnlistener *l, void *arg)
+{
+	static int64_t warned_us;
+	static uint64_t errors;
+	int err = EVUTIL_SOCKET_ERROR();
+	struct timeval pause = { 0, 100 * 1000 };
+	int64_t now = al_mono_us();
+
+	errors++;
+	if (now - warned_us >= 1000000) {
+		al_warn("accept: %s (%llu time%s in the last second; new connections wait in the "
+			"kernel's queue)", strerror(err), (unsigned long long)errors, errors == 1 ? "" : "s");
+		warned_us = now;
+		errors = 0;
+	}
+	if (evconnlistener_disable(l) == 0 &&
+	    event_base_once(evconnlistener_get_base(l), -1, EV_TIMEOUT, listener_resume, l, &pause) < 0)
+		(void)evconnlistener_enable(l);
+	(void)arg;
 }

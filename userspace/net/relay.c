@@ -31,6 +31,8 @@ struct relay {
 	struct httpproxy *http;
 	LIST_HEAD(, session) sessions;
 	struct relay_stats stats;
+	uint64_t max_live;          /* sessions at once: max_sessions, or what the fd limit allows */
+	uint64_t fd_limit;          /* RLIMIT_NOFILE as raised for max_sessions */
 	struct {
 		uint64_t id;
 		char path[256];
@@ -340,6 +342,52 @@ static void record_refused(struct relay *r, const struct store_conn *c, enum al_
 		r->stats.by_reason[reason]++;
 }
 
+/* Sessions open now, relayed and terminated (each proxy counts its own). */
+static uint64_t live_sessions(const struct relay *r)
+{
+	uint64_t n = r->stats.live;
+
+	if (r->pg) {
+		struct pgproxy_stats ps;
+
+		pgproxy_stats(r->pg, &ps);
+		n += ps.live;
+	}
+	if (r->http) {
+		struct httpproxy_stats hs;
+
+		httpproxy_stats(r->http, &hs);
+		n += hs.live;
+	}
+	return n;
+}
+
+/*
+ * A relayed session holds six descriptors (two sockets, a pipe each way), a
+ * terminated one two or three; the rest of the daemon (listeners, store,
+ * console and control clients, hooks) stays under FDS_RESERVED. The limit
+ * is raised to fit max_sessions; where it cannot be (no CAP_SYS_RESOURCE,
+ * fs.nr_open), fewer sessions are taken, and the daemon says how many,
+ * rather than failing accept() at an arbitrary point.
+ */
+#define FDS_PER_SESSION 6
+#define FDS_RESERVED    256
+
+static void fd_budget(struct relay *r)
+{
+	uint64_t want = (uint64_t)r->cfg->max_sessions * FDS_PER_SESSION + FDS_RESERVED;
+
+	r->fd_limit = al_nofile_raise(want);
+	r->max_live = r->cfg->max_sessions;
+	if (r->fd_limit < want) {
+		r->max_live = r->fd_limit > FDS_RESERVED ? (r->fd_limit - FDS_RESERVED) / FDS_PER_SESSION : 0;
+		al_warn("max_sessions %u needs %llu file descriptors, and the limit is %llu (RLIMIT_NOFILE, "
+			"fs.nr_open): at most %llu sessions at once", r->cfg->max_sessions,
+			(unsigned long long)want, (unsigned long long)r->fd_limit,
+			(unsigned long long)r->max_live);
+	}
+}
+
 /* 1 if dst reaches this host: loopback, unspecified, or one of its addresses. */
 static int is_local(struct relay *r, const struct al_addr *dst)
 {
@@ -402,10 +450,11 @@ int relay_adopt(struct relay *r, evutil_socket_t fd, struct store_conn *c, const
 		record_refused(r, c, AL_REASON_POLICY_DENY, "no resource names this destination");
 		return -1;
 	}
-	if (r->stats.live >= cfg->max_sessions) {
+	if (live_sessions(r) >= r->max_live) {
 		set_abort_on_close(fd);
 		close(fd);
-		record_refused(r, c, AL_REASON_LIMIT, "max_sessions reached");
+		record_refused(r, c, AL_REASON_LIMIT, r->max_live < cfg->max_sessions ?
+			       "the file descriptor limit allows no more sessions" : "max_sessions reached");
 		return -1;
 	}
 	/* No session that could not be recorded: a full store fails closed. */
@@ -544,16 +593,6 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	(void)salen;
 }
 
-static void on_accept_error(struct evconnlistener *l, void *arg)
-{
-	int err = EVUTIL_SOCKET_ERROR();
-
-	/* EMFILE and friends: keep listening; the kernel queue holds the rest. */
-	al_warn("accept: %s", strerror(err));
-	(void)l;
-	(void)arg;
-}
-
 struct evconnlistener *relay_listen_loopback(struct event_base *base, int family, uint16_t port,
 					     int transparent,
 					     void (*cb)(struct evconnlistener *, evutil_socket_t, struct sockaddr *, int, void *),
@@ -599,7 +638,7 @@ struct evconnlistener *relay_listen_loopback(struct event_base *base, int family
 		close(fd);
 		return NULL;
 	}
-	evconnlistener_set_error_cb(l, on_accept_error);
+	evconnlistener_set_error_cb(l, al_listener_backoff);
 	return l;
 }
 
@@ -615,6 +654,7 @@ int relay_start(struct event_base *base, const struct al_config *cfg, struct ker
 	r->kern = k;
 	r->store = st;
 	LIST_INIT(&r->sessions);
+	fd_budget(r);
 	r->ls[0] = relay_listen_loopback(base, AF_INET, cfg->steer_port, 0, on_accept, r, "steer", err,
 					 errlen);
 	if (!r->ls[0])
@@ -633,6 +673,7 @@ fail:
 void relay_set_config(struct relay *r, const struct al_config *cfg)
 {
 	r->cfg = cfg;
+	fd_budget(r);
 }
 
 void relay_set_pgproxy(struct relay *r, struct pgproxy *p)
@@ -648,6 +689,8 @@ void relay_set_httpproxy(struct relay *r, struct httpproxy *p)
 void relay_stats(const struct relay *r, struct relay_stats *out)
 {
 	*out = r->stats;
+	out->max_sessions = r->max_live;
+	out->fd_limit = r->fd_limit;
 }
 
 void relay_free(struct relay *r)
