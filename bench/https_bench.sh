@@ -24,19 +24,16 @@
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
+BENCH_NAME=https_bench
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 ROUNDS=${BENCH_ROUNDS:-3}
 DUR=${BENCH_HTTPS_T:-10}
 ORIGIN=127.0.0.31
 PROXY=127.0.0.32
 
-die() {
-	echo "https_bench: $*" >&2
-	exit 1
-}
-
-[ "$(id -u)" -eq 0 ] || die "needs root (airlockd loads BPF; the bench creates cgroups)"
-{ [ -x build/airlockd ] && [ -x build/airlockctl ]; } || die "build/airlockd and build/airlockctl are missing (make all)"
+bench_preflight
 for n in "$ROUNDS" "$DUR"; do
 	case "$n" in '' | *[!0-9]*) die "BENCH_ROUNDS and BENCH_HTTPS_T must be numbers" ;; esac
 done
@@ -48,75 +45,17 @@ if [ "${BENCH_MITM:-0}" = 1 ] && ! command -v mitmdump >/dev/null; then
 	need+=(mitmproxy)
 fi
 if [ ${#need[@]} -gt 0 ]; then
-	echo "https_bench: installing ${need[*]} (apt-get)"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 ||
-		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; } ||
-		die "could not install ${need[*]}"
+	bench_apt_install "${need[@]}"
 	# Debian starts a system haproxy on install; the bench runs its own and leaves that one be.
 fi
 HAPROXY=$(command -v haproxy)
 MITM=$(command -v mitmdump || true)
 
-CG2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)
-[ -n "$CG2" ] || die "no cgroup v2 hierarchy in /proc/self/mounts"
 TAG=airlock-httpsbench-$$
-PIN_ROOT=/sys/fs/bpf/$TAG
-AGENT_CG=$CG2/$TAG-agent
-PLAIN_CG=$CG2/$TAG-plain
-for p in "$PIN_ROOT" "$AGENT_CG" "$PLAIN_CG"; do
-	[ ! -e "$p" ] || die "$p exists already; not touching what this run did not create"
-done
-
-TMP=
-PIDS=()
-AIRLOCKD_PID=
-MADE_CGS=()
-
-cleanup() {
-	local rc=$? cg pid
-	set +e
-	trap - EXIT INT TERM HUP
-	if [ -n "$AIRLOCKD_PID" ]; then
-		./build/airlockctl -s "$TMP/control.sock" down --pin-root "$PIN_ROOT" >/dev/null 2>&1
-		for _ in $(seq 50); do
-			kill -0 "$AIRLOCKD_PID" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -0 "$AIRLOCKD_PID" 2>/dev/null && kill -KILL "$AIRLOCKD_PID" 2>/dev/null
-		wait "$AIRLOCKD_PID" 2>/dev/null
-	fi
-	[ ! -e "$PIN_ROOT" ] || ./build/airlockctl -s "${TMP:-/nonexistent}/control.sock" down --pin-root "$PIN_ROOT" >/dev/null 2>&1
-	for pid in "${PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null
-		for _ in $(seq 30); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
-	done
-	for cg in "${MADE_CGS[@]}"; do
-		for _ in $(seq 50); do
-			[ -n "$(cat "$cg/cgroup.procs" 2>/dev/null)" ] || break
-			sleep 0.1
-		done
-		rmdir "$cg" 2>/dev/null || echo "https_bench: could not remove cgroup $cg" >&2
-	done
-	[ ! -e "$PIN_ROOT" ] || echo "https_bench: pins left behind under $PIN_ROOT" >&2
-	[ -z "$TMP" ] || rm -rf "$TMP"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+bench_names "$TAG"
+bench_traps
 
 TMP=$(mktemp -d "/tmp/$TAG.XXXXXX")
-freeport() {
-	python3 -c 'import socket, sys
-s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$1"
-}
 
 # ---- certificates: a throwaway CA, the origin's and haproxy's front certificates ----
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$TMP/ca.key" \
@@ -132,8 +71,8 @@ for who in origin front; do
 done
 
 # ---- the origin and the haproxy proxy (one haproxy process each) ----
-O_PORT=$(freeport "$ORIGIN")
-P_PORT=$(freeport "$PROXY")
+O_PORT=$(bench_freeport "$ORIGIN")
+P_PORT=$(bench_freeport "$PROXY")
 cat >"$TMP/origin.cfg" <<EOF
 global
     maxconn 4096
@@ -165,24 +104,24 @@ backend origin
 EOF
 "$HAPROXY" -f "$TMP/origin.cfg" -db >"$TMP/origin.log" 2>&1 &
 ORIGIN_PID=$!
-PIDS+=($!)
+bench_track $! TERM 30 KILL
 "$HAPROXY" -f "$TMP/proxy.cfg" -db >"$TMP/proxy.log" 2>&1 &
 PROXY_PID=$!
-PIDS+=($!)
+bench_track $! TERM 30 KILL
 
 M_PORT=
 MITM_PID=
 if [ -n "$MITM" ]; then
-	M_PORT=$(freeport "$PROXY")
+	M_PORT=$(bench_freeport "$PROXY")
 	"$MITM" -q --mode "reverse:https://$ORIGIN:$O_PORT/" --listen-host "$PROXY" --listen-port "$M_PORT" \
 		--set ssl_verify_upstream_trusted_ca="$TMP/ca.pem" --set keep_host_header=true \
 		>"$TMP/mitm.log" 2>&1 &
 	MITM_PID=$!
-	PIDS+=($!)
+	bench_track $! TERM 30 KILL
 fi
 
 # ---- airlockd ----
-STEER_PORT=$(freeport 127.0.0.1)
+STEER_PORT=$(bench_freeport 127.0.0.1)
 mkdir -m 700 "$TMP/ca"
 cat >"$TMP/airlock.conf" <<EOF
 steer_port $STEER_PORT
@@ -202,22 +141,9 @@ resource "origin" {
     rule allow method GET HEAD
 }
 EOF
-./build/airlockd -c "$TMP/airlock.conf" >"$TMP/airlockd.out" 2>"$TMP/airlockd.log" &
-AIRLOCKD_PID=$!
-for _ in $(seq 100); do
-	grep -q '^  pinned:' "$TMP/airlockd.out" 2>/dev/null && break
-	kill -0 "$AIRLOCKD_PID" 2>/dev/null || die "airlockd exited: $(tail -n 5 "$TMP/airlockd.log")"
-	sleep 0.1
-done
-mkdir "$AGENT_CG" && MADE_CGS+=("$AGENT_CG")
-mkdir "$PLAIN_CG" && MADE_CGS+=("$PLAIN_CG")
-./build/airlockctl -s "$TMP/control.sock" pin "$AGENT_CG" >/dev/null
-
-in_cg() {
-	local cg=$1
-	shift
-	sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg" "$@"
-}
+bench_start_airlockd
+bench_make_cgroups "$AGENT_CG" "$PLAIN_CG"
+"${CTL[@]}" pin "$AGENT_CG" >/dev/null
 
 # Waits for every server to answer one request.
 for url in "https://$ORIGIN:$O_PORT/" "https://$PROXY:$P_PORT/" ${M_PORT:+"https://$PROXY:$M_PORT/"}; do
@@ -227,13 +153,8 @@ for url in "https://$ORIGIN:$O_PORT/" "https://$PROXY:$P_PORT/" ${M_PORT:+"https
 	done
 	curl -sk -o /dev/null --max-time 5 "$url" || die "$url does not answer"
 done
-in_cg "$AGENT_CG" curl -s -o /dev/null --max-time 5 --cacert "$TMP/ca/ca.crt" "https://$ORIGIN:$O_PORT/" ||
-	die "airlock path does not answer: $(tail -n 5 "$TMP/airlockd.log")"
-
-# CPU ticks (user + system) a process has used.
-cputicks() {
-	awk '{ print $14 + $15 }' "/proc/$1/stat"
-}
+bench_in_cg "$AGENT_CG" curl -s -o /dev/null --max-time 5 --cacert "$TMP/ca/ca.crt" "https://$ORIGIN:$O_PORT/" ||
+	die "airlock path does not answer: $(tail -n 5 "$TMP/airlockd.err")"
 
 # run MODE WORKLOAD -> "req/s p50_ms p99_ms non2xx cpu_us_per_request"
 run() {
@@ -246,9 +167,9 @@ run() {
 	esac
 	local extra=()
 	[ "$wl" = handshake ] && extra=(-H "Connection: close")
-	t0=$(cputicks "$pid")
-	out=$(in_cg "$cg" wrk -t2 -c32 -d"${DUR}s" --latency "${extra[@]}" "$url" 2>&1)
-	t1=$(cputicks "$pid")
+	t0=$(bench_cpu_ticks "$pid")
+	out=$(bench_in_cg "$cg" wrk -t2 -c32 -d"${DUR}s" --latency "${extra[@]}" "$url" 2>&1)
+	t1=$(bench_cpu_ticks "$pid")
 	python3 - "$out" "$((t1 - t0))" "$(getconf CLK_TCK)" <<'PYEOF'
 import re, sys
 o = sys.argv[1]
@@ -300,4 +221,4 @@ for wl, unit in (("keepalive", "req/s"), ("handshake", "handshakes/s")):
         print("  %-10s %12.0f %9.3f %9.3f %8d %10.1f  %s" % (m, rps, p50, p99, bad, cpu,
                                                           ratios if m == "airlock" else ""))
 PYEOF
-./build/airlockctl -s "$TMP/control.sock" status --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print("\nairlockd: %d requests audited, %d denied, minted leaves via CA, passthrough %d" % (s.get("http_requests",0), s.get("http_denied",0), s.get("tls_passthrough",0)))'
+"${CTL[@]}" status --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print("\nairlockd: %d requests audited, %d denied, minted leaves via CA, passthrough %d" % (s.get("http_requests",0), s.get("http_denied",0), s.get("tls_passthrough",0)))'

@@ -24,6 +24,9 @@
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
+BENCH_NAME=pg_bench
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 ROUNDS=${BENCH_ROUNDS:-3}
 DUR=${BENCH_PG_T:-10}
@@ -35,13 +38,7 @@ PGBIN=/usr/lib/postgresql/15/bin
 ADDR=127.0.0.5
 PW='s3cret pw'
 
-die() {
-	echo "pg_bench: $*" >&2
-	exit 1
-}
-
-[ "$(id -u)" -eq 0 ] || die "needs root (airlockd loads BPF; the bench creates cgroups)"
-{ [ -x build/airlockd ] && [ -x build/airlockctl ]; } || die "build/airlockd and build/airlockctl are missing (make all)"
+bench_preflight
 for n in "$ROUNDS" "$DUR" "$SCALE" "$JOBS"; do
 	case "$n" in '' | *[!0-9]*) die "BENCH_ROUNDS, BENCH_PG_T, BENCH_PG_SCALE and BENCH_PG_JOBS must be numbers" ;; esac
 done
@@ -49,84 +46,16 @@ done
 { [ -x "$PGBIN/initdb" ] && command -v pgbench >/dev/null && command -v psql >/dev/null; } ||
 	die "PostgreSQL 15 is missing (scripts/deps.sh installs postgresql)"
 if ! command -v pgbouncer >/dev/null; then
-	echo "pg_bench: installing pgbouncer (apt-get)"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get install -y -qq --no-install-recommends pgbouncer >/dev/null 2>&1 ||
-		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends pgbouncer >/dev/null; } ||
-		die "could not install pgbouncer"
+	bench_apt_install pgbouncer
 	# Debian starts a system pgbouncer on 6432; the bench runs its own and leaves that one be.
 fi
 PGBOUNCER=$(command -v pgbouncer)
 
-CG2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)
-[ -n "$CG2" ] || die "no cgroup v2 hierarchy in /proc/self/mounts"
-
 TAG=airlock-pgbench-$$
-PIN_ROOT=/sys/fs/bpf/$TAG
-AGENT_CG=$CG2/$TAG-agent
-PLAIN_CG=$CG2/$TAG-plain
-for p in "$PIN_ROOT" "$AGENT_CG" "$PLAIN_CG"; do
-	[ ! -e "$p" ] || die "$p exists already; not touching what this run did not create"
-done
-
-TMP=
-AIRLOCKD_PID=
+bench_names "$TAG"
 PG_PID=
 PGB_PID=
-CLIENT_PID=
-MADE_CGS=()
-
-# Only what this run started or created is stopped or removed.
-cleanup() {
-	local rc=$? cg pid
-	set +e
-	trap - EXIT INT TERM HUP
-	if [ -n "$CLIENT_PID" ] && kill -0 "$CLIENT_PID" 2>/dev/null; then
-		kill "$CLIENT_PID" 2>/dev/null
-		wait "$CLIENT_PID" 2>/dev/null
-	fi
-	if [ -n "$AIRLOCKD_PID" ]; then
-		./build/airlockctl -s "$TMP/control.sock" down --pin-root "$PIN_ROOT" >/dev/null 2>&1
-		for _ in $(seq 50); do
-			kill -0 "$AIRLOCKD_PID" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$AIRLOCKD_PID" 2>/dev/null; then
-			kill "$AIRLOCKD_PID" 2>/dev/null
-			sleep 1
-			kill -0 "$AIRLOCKD_PID" 2>/dev/null && kill -KILL "$AIRLOCKD_PID" 2>/dev/null
-		fi
-		wait "$AIRLOCKD_PID" 2>/dev/null
-	fi
-	if [ -e "$PIN_ROOT" ]; then
-		./build/airlockctl -s "${TMP:-/nonexistent}/control.sock" down --pin-root "$PIN_ROOT" >/dev/null 2>&1
-	fi
-	for pid in "$PGB_PID" "$PG_PID"; do
-		[ -n "$pid" ] || continue
-		# pgbouncer: SIGTERM stops it at once; postgres: SIGINT is the fast shutdown.
-		if [ "$pid" = "$PGB_PID" ]; then kill -TERM "$pid" 2>/dev/null; else kill -INT "$pid" 2>/dev/null; fi
-		for _ in $(seq 100); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -0 "$pid" 2>/dev/null && kill -QUIT "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
-	done
-	for cg in "${MADE_CGS[@]}"; do
-		for _ in $(seq 50); do
-			[ -n "$(cat "$cg/cgroup.procs" 2>/dev/null)" ] || break
-			sleep 0.1
-		done
-		rmdir "$cg" 2>/dev/null || echo "pg_bench: could not remove cgroup $cg" >&2
-	done
-	[ ! -e "$PIN_ROOT" ] || echo "pg_bench: pins left behind under $PIN_ROOT" >&2
-	[ -z "$TMP" ] || rm -rf "$TMP"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+bench_traps
 
 TMP=$(mktemp -d "/tmp/$TAG.XXXXXX")
 chmod 755 "$TMP"
@@ -134,10 +63,6 @@ chmod 755 "$TMP"
 for v in $(compgen -e | grep '^PG' || true); do unset "$v"; done
 export PGPASSFILE=$TMP/no-pgpass PGCONNECT_TIMEOUT=10
 
-freeport() {
-	python3 -c 'import socket, sys
-s = socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$1"
-}
 # Runs a command as the OS user postgres; setpriv execs it, so "$!" of
 # "as_postgres ... &" would be a subshell: background servers use AS_PG directly.
 AS_PG=(setpriv --reuid=postgres --regid=postgres --init-groups)
@@ -147,7 +72,7 @@ as_postgres() {
 
 # ---- the server ----
 
-SRV_PORT=$(freeport "$ADDR")
+SRV_PORT=$(bench_freeport "$ADDR")
 mkdir "$TMP/pg" "$TMP/pg/sock" "$TMP/pgb"
 chmod 700 "$TMP/pg/sock"
 chown -R postgres:postgres "$TMP/pg" "$TMP/pgb"
@@ -174,6 +99,8 @@ host all all $ADDR/32 scram-sha-256
 EOF
 "${AS_PG[@]}" "$PGBIN/postgres" -D "$TMP/pg/data" >"$TMP/postgres.log" 2>&1 &
 PG_PID=$!
+# postgres: SIGINT is the fast shutdown.
+bench_track "$PG_PID" INT 100 QUIT
 for _ in $(seq 100); do
 	pg_isready -q -h "$TMP/pg/sock" -p "$SRV_PORT" && break
 	kill -0 "$PG_PID" 2>/dev/null || break
@@ -189,7 +116,7 @@ PGPASSWORD=$PW pgbench -i -q -s "$SCALE" "host=$ADDR port=$SRV_PORT dbname=bench
 
 # ---- pgbouncer ----
 
-PGB_PORT=$(freeport "$ADDR")
+PGB_PORT=$(bench_freeport "$ADDR")
 printf '"app" "%s"\n' "$PW" >"$TMP/pgb/userlist.txt"
 cat >"$TMP/pgb/pgbouncer.ini" <<EOF
 [databases]
@@ -212,6 +139,7 @@ chown -R postgres:postgres "$TMP/pgb"
 chmod 600 "$TMP/pgb/userlist.txt"
 "${AS_PG[@]}" "$PGBOUNCER" "$TMP/pgb/pgbouncer.ini" >"$TMP/pgb/stdout.log" 2>&1 &
 PGB_PID=$!
+bench_track "$PGB_PID" TERM 100 QUIT
 for _ in $(seq 50); do
 	PGPASSWORD=$PW psql -X -At -d "host=$ADDR port=$PGB_PORT dbname=bench user=app sslmode=disable" \
 		-c 'SELECT 1' >/dev/null 2>&1 && break
@@ -224,7 +152,7 @@ PGPASSWORD=$PW psql -X -At -d "host=$ADDR port=$PGB_PORT dbname=bench user=app s
 
 # ---- airlockd ----
 
-STEER_PORT=$(freeport 127.0.0.1)
+STEER_PORT=$(bench_freeport 127.0.0.1)
 mkdir -m 700 "$TMP/ca"
 (umask 077 && printf 'pgcred user=app password="%s"\n' "$PW" >"$TMP/secrets.conf")
 cat >"$TMP/airlock.conf" <<EOF
@@ -249,20 +177,8 @@ resource "pg" {
     rule allow kind read
 }
 EOF
-./build/airlockd -c "$TMP/airlock.conf" >"$TMP/airlockd.out" 2>"$TMP/airlockd.err" &
-AIRLOCKD_PID=$!
-for _ in $(seq 100); do
-	grep -q 'ready' "$TMP/airlockd.out" 2>/dev/null && break
-	kill -0 "$AIRLOCKD_PID" 2>/dev/null || break
-	sleep 0.1
-done
-grep -q 'ready' "$TMP/airlockd.out" || die "airlockd did not start: $(cat "$TMP/airlockd.err")"
-CTL=(./build/airlockctl -s "$TMP/control.sock")
-
-for cg in "$AGENT_CG" "$PLAIN_CG"; do
-	mkdir "$cg"
-	MADE_CGS+=("$cg")
-done
+bench_start_airlockd
+bench_make_cgroups "$AGENT_CG" "$PLAIN_CG"
 "${CTL[@]}" pin "$AGENT_CG" >/dev/null || die "airlockctl pin failed"
 
 # Statements airlockd has audited so far (the store is read-only to us).
@@ -275,14 +191,6 @@ print(db.execute("SELECT count(*) FROM statements").fetchone()[0])' "$TMP/airloc
 # ---- runs ----
 
 CLK_TCK=$(getconf CLK_TCK)
-# cpu_ticks PID: user + system clock ticks the process has used (0 without a pid).
-cpu_ticks() {
-	if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then
-		awk '{ print $14 + $15 }' "/proc/$1/stat"
-	else
-		echo 0
-	fi
-}
 
 # client MODE WORKLOAD: one pgbench run; its output goes to $TMP/client.out.
 client() {
@@ -297,10 +205,8 @@ client() {
 	c1) args="-c 1 -j 1" ;;
 	C8) args="-C -c 8 -j $JOBS" ;;
 	esac
-	# The client joins the cgroup, proves it, and only then becomes pgbench.
 	# shellcheck disable=SC2086 # word splitting of args is wanted
-	PGPASSWORD=$pw sh -c 'echo $$ > "$1/cgroup.procs" && grep -qx "0::$2" /proc/$$/cgroup && shift 2 && exec "$@"' \
-		sh "$cg" "${cg#"$CG2"}" timeout $((DUR + 60)) pgbench -n -S -M simple $args -T "$DUR" \
+	PGPASSWORD=$pw bench_in_cg "$cg" timeout $((DUR + 60)) pgbench -n -S -M simple $args -T "$DUR" \
 		"host=$ADDR port=$port dbname=bench user=app sslmode=disable" \
 		>"$TMP/client.out" 2>"$TMP/client.err" &
 	CLIENT_PID=$!
@@ -320,7 +226,7 @@ MODES=(direct pgbouncer airlock)
 : >"$TMP/anomalies"
 
 echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{ print $3 }') on $ADDR:$SRV_PORT (scale $SCALE), pgbouncer $("$PGBOUNCER" --version | awk 'NR == 1 { print $2 }') on $ADDR:$PGB_PORT ($POOL_MODE pools)"
-echo "airlockd $(sed -n 's/^airlockd \(.*\) ready$/\1/p' "$TMP/airlockd.out") (pid $AIRLOCKD_PID), store on $(df -T "$TMP" | awk 'NR == 2 { print $2 }')"
+echo "airlockd $(bench_airlockd_version) (pid $AIRLOCKD_PID), store on $(df -T "$TMP" | awk 'NR == 2 { print $2 }')"
 echo "$NCPU CPUs, kernel $(uname -r); pgbench -S -T $DUR, -j $JOBS for 8 clients; $ROUNDS rounds; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 others=$(pgrep -x airlockd | grep -vx "$AIRLOCKD_PID" | tr '\n' ' ' || true)
 [ -z "$others" ] || echo "note: other airlockd processes run on this host (pids ${others% }); figures may be disturbed"
@@ -345,9 +251,9 @@ for round in $(seq "$ROUNDS"); do
 			proxy=
 			[ "$mode" = airlock ] && proxy=$AIRLOCKD_PID
 			[ "$mode" = pgbouncer ] && proxy=$PGB_PID
-			cpu0=$(cpu_ticks "$proxy")
+			cpu0=$(bench_cpu_ticks "$proxy")
 			client "$mode" "$wl"
-			cpu1=$(cpu_ticks "$proxy")
+			cpu1=$(bench_cpu_ticks "$proxy")
 			sleep 0.1 # audit rows are committed in batches
 			after=$(audited)
 			tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$TMP/client.out" | head -n 1)
@@ -381,19 +287,7 @@ ELAPSED=$(($(date +%s) - START))
 
 echo
 echo "Medians of $ROUNDS rounds (pgbench -S: 1 statement per transaction):"
-awk -v rounds="$ROUNDS" '
-function median(key,    n, i, j, t, a) {
-	n = split(vals[key], a, " ")
-	if (n == 0)
-		return ""
-	for (i = 2; i <= n; i++)
-		for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) {
-			t = a[j]; a[j] = a[j - 1]; a[j - 1] = t
-		}
-	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}
-function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "-" : sprintf("%.2f", a / b) }
-function num(x, fmt) { return x == "" ? "-" : sprintf(fmt, x) }
+awk -v rounds="$ROUNDS" "$BENCH_AWK_LIB"'
 function us(tps) { return (tps == "" || tps == 0) ? "-" : sprintf("%.1f", 1e6 / tps) }
 {
 	for (i = 4; i <= NF; i++) {

@@ -18,6 +18,9 @@
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
+BENCH_NAME=bench
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 ROUNDS=${BENCH_ROUNDS:-5}
 RR_N=${BENCH_RR_N:-20000}
@@ -26,81 +29,15 @@ SERVER_THREADS=${BENCH_SERVER_THREADS:-2}
 SERVER_ADDR=127.0.0.2
 CLIENT_TIMEOUT=120
 
-die() {
-	echo "bench: $*" >&2
-	exit 1
-}
-
-[ "$(id -u)" -eq 0 ] || die "needs root (airlockd loads BPF; the bench creates cgroups)"
-{ [ -x build/airlockd ] && [ -x build/airlockctl ]; } || die "build/airlockd and build/airlockctl are missing (make all)"
+bench_preflight
 case "$ROUNDS$RR_N" in *[!0-9]*) die "BENCH_ROUNDS and BENCH_RR_N must be numbers" ;; esac
 { [ "$ROUNDS" -ge 1 ] && [ "$RR_N" -ge 100 ]; } || die "BENCH_ROUNDS >= 1 and BENCH_RR_N >= 100, please"
 
-CG2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)
-[ -n "$CG2" ] || die "no cgroup v2 hierarchy in /proc/self/mounts"
-
 TAG=airlock-bench-$$
-PIN_ROOT=/sys/fs/bpf/$TAG
-AGENT_CG=$CG2/$TAG-agent
-PLAIN_CG=$CG2/$TAG-plain
+bench_names "$TAG"
 TB=build/bench/tcpbench
-for p in "$PIN_ROOT" "$AGENT_CG" "$PLAIN_CG"; do
-	[ ! -e "$p" ] || die "$p exists already; not touching what this run did not create"
-done
-
-TMP=
-AIRLOCKD_PID=
 SERVER_PID=
-CLIENT_PID=
-MADE_CGS=()
-
-# Only what this run started or created is stopped or removed.
-cleanup() {
-	local rc=$? cg
-	set +e
-	trap - EXIT INT TERM HUP
-	if [ -n "$CLIENT_PID" ] && kill -0 "$CLIENT_PID" 2>/dev/null; then
-		kill "$CLIENT_PID" 2>/dev/null
-		wait "$CLIENT_PID" 2>/dev/null
-	fi
-	if [ -n "$AIRLOCKD_PID" ]; then
-		# Asks our daemon (our socket) to remove its pins and stop.
-		./build/airlockctl -s "$TMP/control.sock" down --pin-root "$PIN_ROOT" >/dev/null 2>&1
-		for _ in $(seq 50); do
-			kill -0 "$AIRLOCKD_PID" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$AIRLOCKD_PID" 2>/dev/null; then
-			echo "bench: airlockd did not stop after 'down'; sending TERM" >&2
-			kill "$AIRLOCKD_PID" 2>/dev/null
-			sleep 1
-			kill -0 "$AIRLOCKD_PID" 2>/dev/null && kill -KILL "$AIRLOCKD_PID" 2>/dev/null
-		fi
-		wait "$AIRLOCKD_PID" 2>/dev/null
-	fi
-	# No daemon answers any more: this removes whatever pins are left.
-	if [ -e "$PIN_ROOT" ]; then
-		./build/airlockctl -s "${TMP:-/nonexistent}/control.sock" down --pin-root "$PIN_ROOT" >/dev/null 2>&1
-	fi
-	if [ -n "$SERVER_PID" ]; then
-		kill "$SERVER_PID" 2>/dev/null
-		wait "$SERVER_PID" 2>/dev/null
-	fi
-	for cg in "${MADE_CGS[@]}"; do
-		for _ in $(seq 50); do
-			[ -n "$(cat "$cg/cgroup.procs" 2>/dev/null)" ] || break
-			sleep 0.1
-		done
-		rmdir "$cg" 2>/dev/null || echo "bench: could not remove cgroup $cg" >&2
-	done
-	[ ! -e "$PIN_ROOT" ] || echo "bench: pins left behind under $PIN_ROOT" >&2
-	[ -z "$TMP" ] || rm -rf "$TMP"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+bench_traps
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/$TAG.XXXXXX")
 mkdir -p build/bench
@@ -114,6 +51,7 @@ others=$(pgrep -x airlockd | tr '\n' ' ' || true)
 
 "$TB" server -a "$SERVER_ADDR" -t "$SERVER_THREADS" >"$TMP/server.out" 2>"$TMP/server.err" &
 SERVER_PID=$!
+bench_track "$SERVER_PID" TERM 50 KILL
 for _ in $(seq 50); do
 	grep -q '^port ' "$TMP/server.out" 2>/dev/null && break
 	kill -0 "$SERVER_PID" 2>/dev/null || break
@@ -132,21 +70,9 @@ pin_root "$PIN_ROOT"
 console_listen off
 default relay
 EOF
-./build/airlockd -c "$TMP/airlock.conf" >"$TMP/airlockd.out" 2>"$TMP/airlockd.err" &
-AIRLOCKD_PID=$!
-for _ in $(seq 100); do
-	grep -q 'ready' "$TMP/airlockd.out" 2>/dev/null && break
-	kill -0 "$AIRLOCKD_PID" 2>/dev/null || break
-	sleep 0.1
-done
-grep -q 'ready' "$TMP/airlockd.out" || die "airlockd did not start: $(cat "$TMP/airlockd.err")"
+bench_start_airlockd
+bench_make_cgroups "$AGENT_CG" "$PLAIN_CG"
 
-for cg in "$AGENT_CG" "$PLAIN_CG"; do
-	mkdir "$cg"
-	MADE_CGS+=("$cg")
-done
-
-CTL=(./build/airlockctl -s "$TMP/control.sock")
 PINNED=0
 DIRECT_RUNS=0
 FOREIGN_DIRECT=0  # direct runs while someone else's cgroup programs were attached
@@ -183,7 +109,7 @@ attached_anywhere() {
 }
 
 set_pinned 1
-echo "airlockd $(sed -n 's/^airlockd \(.*\) ready$/\1/p' "$TMP/airlockd.out") (pid $AIRLOCKD_PID), steer port $STEER_PORT, store on $(df -T "$TMP" | awk 'NR == 2 { print $2 }')"
+echo "airlockd $(bench_airlockd_version) (pid $AIRLOCKD_PID), steer port $STEER_PORT, store on $(df -T "$TMP" | awk 'NR == 2 { print $2 }')"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "server $SERVER_ADDR:$SERVER_PORT ($SERVER_THREADS threads, in $(sed -n 's/^0:://p' /proc/$$/cgroup)); $(nproc) CPUs; kernel $(uname -r)"
 echo "cgroups: agent ${AGENT_CG#"$CG2"} ($(attached "$AGENT_CG") programs attached), plain ${PLAIN_CG#"$CG2"} ($(attached "$PLAIN_CG") attached)"
@@ -195,21 +121,18 @@ set_pinned 0
 
 # client MODE ARGS...: runs tcpbench in the mode's cgroup; its result line goes to $TMP/client.out.
 client() {
-	local mode=$1 cg rel rc=0
+	local mode=$1 cg rc=0
 	shift
 	case "$mode" in
 	direct) set_pinned 0; cg=$PLAIN_CG ;;
 	bystander) set_pinned 1; cg=$PLAIN_CG ;;
 	agent) set_pinned 1; cg=$AGENT_CG ;;
 	esac
-	rel=${cg#"$CG2"}
 	if [ "$mode" = direct ]; then
 		DIRECT_RUNS=$((DIRECT_RUNS + 1))
 		[ "$(attached_anywhere)" = 0 ] || FOREIGN_DIRECT=$((FOREIGN_DIRECT + 1))
 	fi
-	# The client joins the cgroup, proves it, and only then becomes tcpbench.
-	sh -c 'echo $$ > "$1/cgroup.procs" && grep -qx "0::$2" /proc/$$/cgroup && shift 2 && exec "$@"' \
-		sh "$cg" "$rel" timeout "$CLIENT_TIMEOUT" "$TB" "$@" -a "$SERVER_ADDR" -p "$SERVER_PORT" \
+	bench_in_cg "$cg" timeout "$CLIENT_TIMEOUT" "$TB" "$@" -a "$SERVER_ADDR" -p "$SERVER_PORT" \
 		>"$TMP/client.out" 2>"$TMP/client.err" &
 	CLIENT_PID=$!
 	wait "$CLIENT_PID" || rc=$?
@@ -282,19 +205,7 @@ ELAPSED=$(($(date +%s) - START))
 
 echo
 echo "Medians of $ROUNDS rounds (MB = 10^6 bytes; rr = new connection, 64-byte request, 256-byte response, server closes):"
-awk -v rounds="$ROUNDS" -v rr_n="$RR_N" -v bulk="$BULK" '
-function median(key,    n, i, j, t, a) {
-	n = split(vals[key], a, " ")
-	if (n == 0)
-		return ""
-	for (i = 2; i <= n; i++)
-		for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) {
-			t = a[j]; a[j] = a[j - 1]; a[j - 1] = t
-		}
-	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}
-function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "-" : sprintf("%.2f", a / b) }
-function num(x, fmt) { return x == "" ? "-" : sprintf(fmt, x) }
+awk -v rounds="$ROUNDS" -v rr_n="$RR_N" -v bulk="$BULK" "$BENCH_AWK_LIB"'
 {
 	mode = $1; wl = $2
 	for (i = 5; i <= NF; i++) {

@@ -22,17 +22,15 @@
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
+BENCH_NAME=xdp_vs_nft
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 ROUNDS=${BENCH_ROUNDS:-3}
 SECS=${BENCH_SECS:-3}
 
-die() {
-	echo "xdp_vs_nft: $*" >&2
-	exit 1
-}
-
-[ "$(id -u)" -eq 0 ] || die "needs root (namespaces, XDP, nftables)"
-{ [ -x build/airlockd ] && [ -x build/airlockctl ]; } || die "build/airlockd and build/airlockctl are missing (make all)"
+BENCH_ROOT_WHY="namespaces, XDP, nftables"
+bench_preflight
 case "$ROUNDS$SECS" in *[!0-9]*) die "BENCH_ROUNDS and BENCH_SECS must be whole numbers" ;; esac
 { [ "$ROUNDS" -ge 1 ] && [ "$SECS" -ge 1 ] && [ "$SECS" -le 60 ]; } || die "BENCH_ROUNDS >= 1, 1 <= BENCH_SECS <= 60"
 
@@ -44,30 +42,27 @@ IF_R="axb$$r"
 TABLE="airlock_xb_$$"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/airlock-xdpbench-$$.XXXXXX")
 PIN_ROOT="/sys/fs/bpf/airlock-test-xb-$ID"
-AL_PID=""
 
-cleanup() {
-	trap - EXIT INT TERM HUP
-	if [ -n "$AL_PID" ] && kill -0 "$AL_PID" 2>/dev/null; then
-		kill "$AL_PID" 2>/dev/null || true
-		wait "$AL_PID" 2>/dev/null || true
-	fi
-	[ -d "$PIN_ROOT" ] && build/airlockctl -s "$TMP/control.sock" down --pin-root "$PIN_ROOT" >/dev/null 2>&1 || true
-	ip netns del "$NS_S" 2>/dev/null || true
-	ip netns del "$NS_R" 2>/dev/null || true
-	rm -rf "$TMP"
+MADE_NS=()
+
+# Run by bench_cleanup once airlockd is stopped: the namespaces this run made go, and with
+# them the veth pair and the nftables table.
+bench_cleanup_more() {
+	local ns
+	for ns in "${MADE_NS[@]}"; do
+		ip netns del "$ns" 2>/dev/null
+	done
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+bench_traps
 
 cc -O2 -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -o "$TMP/udpflood" bench/udpflood.c
 cc -O2 -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -o "$TMP/nftdrop" bench/nftdrop.c \
 	$(pkg-config --cflags --libs libnftnl libmnl)
 
-ip netns add "$NS_S"
-ip netns add "$NS_R"
+for ns in "$NS_S" "$NS_R"; do
+	ip netns add "$ns"
+	MADE_NS+=("$ns")
+done
 ip link add "$IF_S" netns "$NS_S" type veth peer name "$IF_R" netns "$NS_R"
 ip -n "$NS_S" addr add 10.213.255.1/30 dev "$IF_S"
 ip -n "$NS_R" addr add 10.213.255.2/30 dev "$IF_R"
@@ -87,15 +82,8 @@ console_listen off
 nft_table $TABLE
 resolver 10.213.255.1
 EOF
-nsenter --net="/run/netns/$NS_R" build/airlockd -c "$TMP/airlock.conf" >"$TMP/airlockd.out" 2>"$TMP/airlockd.log" &
-AL_PID=$!
-for _ in $(seq 100); do
-	grep -q "pinned:" "$TMP/airlockd.out" 2>/dev/null && break
-	kill -0 "$AL_PID" 2>/dev/null || die "airlockd exited: $(tail -3 "$TMP/airlockd.log")"
-	sleep 0.1
-done
-grep -q "pinned:" "$TMP/airlockd.out" || die "airlockd did not start: $(tail -3 "$TMP/airlockd.log")"
-CTL=(build/airlockctl -s "$TMP/control.sock")
+AIRLOCKD_WRAPPER=(nsenter --net="/run/netns/$NS_R")
+bench_start_airlockd
 
 xdp_drops() {
 	"${CTL[@]}" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["kernel"].get("xdp_drop", 0))'

@@ -24,11 +24,9 @@ only processes this run started are stopped, by pid; everything is removed
 on any exit (try/finally, atexit, SIGTERM/SIGINT/SIGHUP).
 """
 
-import atexit
 import errno
 import json
 import os
-import secrets
 import select
 import shutil
 import signal
@@ -42,12 +40,11 @@ import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
-BUILD = os.environ.get("AIRLOCK_BUILD") or os.path.join(REPO, "build")
-AIRLOCKD = os.path.join(BUILD, "airlockd")
-AIRLOCKCTL = os.path.join(BUILD, "airlockctl")
-PY = "/usr/bin/python3"
-RUN_ID = "%d-%s" % (os.getpid(), secrets.token_hex(3))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+import lib  # noqa: E402
+from lib import (AIRLOCKCTL, AIRLOCKD, PY, REPO, RUN_ID, check, free_port, note,  # noqa: E402
+                 on_cleanup, stop_process, wait_for)
+
 NOBODY = 65534
 RESOLVER = "127.0.0.53"         # the only resolver in the test config
 OTHER_DNS = "127.0.0.3"         # a DNS server that is not an allowed resolver
@@ -73,152 +70,16 @@ PRIVATE_NETNS_LOCALNET = ["/usr/bin/unshare", "-n", "/bin/sh", "-c",
                           'echo 1 > /proc/sys/net/ipv4/conf/lo/route_localnet && exec "$@"', "sh"]
 
 
-# ---------------------------------------------------------------- results, cleanup
+# ---------------------------------------------------------------- results
 
-class Failed(AssertionError):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failed(msg)
-
-
-def note(msg):
-    print("# " + msg, flush=True)
-
-
-def wait_for(pred, timeout, interval=0.05):
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() >= end:
-            return v
-        time.sleep(interval)
-
-
-passed = 0
-failed = 0
+RES = lib.Results()
 
 
 def case(name, fn, *args):
-    global passed, failed
-    t0 = time.monotonic()
-    try:
-        fn(*args)
-    except AssertionError as e:
-        failed += 1
-        print("not ok - bypass: %s: %s" % (name, " ".join(str(e).split())), flush=True)
-        return False
-    except Exception as e:  # one broken case must not stop the others
-        failed += 1
-        print("not ok - bypass: %s: %s: %s" % (name, type(e).__name__, " ".join(str(e).split())),
-              flush=True)
-        traceback.print_exc(file=sys.stderr)
-        return False
-    passed += 1
-    print("ok - bypass: %s" % name, flush=True)
-    if time.monotonic() - t0 > 5:
-        note("%s took %.1fs" % (name, time.monotonic() - t0))
-    return True
-
-
-_cleanups = []
-_cleanup_lock = threading.Lock()
-
-
-def on_cleanup(fn, *args):
-    with _cleanup_lock:
-        _cleanups.append([fn, args, False])
-
-
-def run_cleanups():
-    with _cleanup_lock:
-        items = list(reversed(_cleanups))
-    for it in items:
-        if it[2]:
-            continue
-        it[2] = True
-        try:
-            it[0](*it[1])
-        except Exception as e:
-            print("# cleanup %s failed: %s" % (getattr(it[0], "__name__", it[0]), e),
-                  file=sys.stderr, flush=True)
-
-
-def _on_signal(sig, frame):
-    signal.signal(sig, signal.SIG_IGN)
-    raise SystemExit(128 + sig)
-
-
-def stop_process(p, timeout=5.0, sig=signal.SIGTERM):
-    if p.poll() is None:
-        try:
-            p.send_signal(sig)
-        except ProcessLookupError:
-            pass
-        try:
-            p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    return p.returncode
+    return RES.case("bypass: " + name, fn, *args)
 
 
 # ---------------------------------------------------------------- cgroups
-
-def cgroup2_mount():
-    with open("/proc/self/mounts") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 3 and parts[2] == "cgroup2":
-                return parts[1]
-    raise RuntimeError("no cgroup2 mount in /proc/self/mounts")
-
-
-class Cgroup:
-    """A cgroup this run created; only processes this run started go into it."""
-
-    def __init__(self, mount, name):
-        self.name = name
-        self.path = os.path.join(mount, name)
-        self.rel = "/" + name
-        os.mkdir(self.path)
-        on_cleanup(self.remove)
-        self.id = os.stat(self.path).st_ino
-
-    def procs(self):
-        try:
-            with open(os.path.join(self.path, "cgroup.procs")) as f:
-                return [int(x) for x in f.read().split()]
-        except FileNotFoundError:
-            return []
-
-    def remove(self):
-        if not os.path.isdir(self.path):
-            return
-        for _ in range(60):
-            pids = self.procs()
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.05)
-        for _ in range(100):
-            try:
-                os.rmdir(self.path)
-                return
-            except FileNotFoundError:
-                return
-            except OSError as e:
-                if e.errno != errno.EBUSY:
-                    raise
-                time.sleep(0.05)
-        raise RuntimeError("cgroup %s still busy" % self.path)
-
 
 def v2_cgroup_of(pid):
     try:
@@ -255,28 +116,6 @@ def free_privileged_port(hosts):
     raise RuntimeError("no free privileged port on %s" % (hosts,))
 
 
-def free_port(hosts, kind=socket.SOCK_STREAM):
-    """A port free on every host given (the caller binds it right after)."""
-    for _ in range(200):
-        socks = []
-        try:
-            first = socket.socket(socket.AF_INET6 if ":" in hosts[0] else socket.AF_INET, kind)
-            socks.append(first)
-            first.bind((hosts[0], 0))
-            port = first.getsockname()[1]
-            for h in hosts[1:]:
-                s = socket.socket(socket.AF_INET6 if ":" in h else socket.AF_INET, kind)
-                socks.append(s)
-                s.bind((h, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port on %s" % (hosts,))
-
-
 # ---------------------------------------------------------------- target servers
 
 def _proc_net_inodes(local_port, remote_port):
@@ -311,7 +150,35 @@ def owns_socket(pid, inodes):
     return False
 
 
-class TCPTarget:
+class Listener:
+    """Serves its sockets from a thread (select, 0.1s ticks) until stop(); stopped on exit too.
+    A subclass's ready(sock) handles one readable socket and returns False to end the thread."""
+
+    def listen(self, socks):
+        self.socks = socks
+        self.stopping = False
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+        on_cleanup(self.stop)
+
+    def _loop(self):
+        while not self.stopping:
+            try:
+                ready, _, _ = select.select(self.socks, [], [], 0.1)
+            except (OSError, ValueError):
+                return
+            for s in ready:
+                if not self.ready(s):
+                    return
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(2)
+        for s in self.socks:
+            s.close()
+
+
+class TCPTarget(Listener):
     """TCP servers on 127.0.0.2:P and [::1]:P. Each connection answers "ping T" with "pong T" per line.
 
     For each accepted connection it notes the peer and whether the peer's
@@ -324,33 +191,25 @@ class TCPTarget:
         self.lock = threading.Lock()
         self.accepts = 0
         self.tokens = {}        # token -> {"peer": (addr, port), "via_airlockd": bool}
-        self.socks = []
-        self.stopping = False
+        socks = []
         for host, fam in ((T4, socket.AF_INET), (T6, socket.AF_INET6)):
             s = socket.socket(fam, socket.SOCK_STREAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((host, port))
             s.listen(128)
-            self.socks.append(s)
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-        on_cleanup(self.stop)
+            socks.append(s)
+        self.listen(socks)
 
-    def _loop(self):
-        while not self.stopping:
-            try:
-                ready, _, _ = select.select(self.socks, [], [], 0.1)
-            except (OSError, ValueError):
-                return
-            for s in ready:
-                try:
-                    c, peer = s.accept()
-                except OSError:
-                    continue
-                via = owns_socket(self.airlockd_pid, _proc_net_inodes(peer[1], self.port))
-                with self.lock:
-                    self.accepts += 1
-                threading.Thread(target=self._serve, args=(c, peer, via), daemon=True).start()
+    def ready(self, s):
+        try:
+            c, peer = s.accept()
+        except OSError:
+            return True
+        via = owns_socket(self.airlockd_pid, _proc_net_inodes(peer[1], self.port))
+        with self.lock:
+            self.accepts += 1
+        threading.Thread(target=self._serve, args=(c, peer, via), daemon=True).start()
+        return True
 
     def _serve(self, c, peer, via):
         c.settimeout(15)
@@ -377,14 +236,8 @@ class TCPTarget:
         with self.lock:
             return self.accepts, len(self.tokens)
 
-    def stop(self):
-        self.stopping = True
-        self.thread.join(2)
-        for s in self.socks:
-            s.close()
 
-
-class UDPTarget:
+class UDPTarget(Listener):
     """A datagram server: "ping T [PORT]" is answered "pong T" to the sender (or to its address:PORT)."""
 
     def __init__(self, host, port, proto=0, dns=False):
@@ -392,45 +245,34 @@ class UDPTarget:
         self.lock = threading.Lock()
         self.count = 0
         self.tokens = {}
-        self.stopping = False
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, proto)
         self.sock.bind((host, port))
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-        on_cleanup(self.stop)
+        self.listen([self.sock])
 
-    def _loop(self):
-        while not self.stopping:
-            try:
-                ready, _, _ = select.select([self.sock], [], [], 0.1)
-                if not ready:
-                    continue
-                data, src = self.sock.recvfrom(4096)
-            except (OSError, ValueError):
-                return
-            with self.lock:
-                self.count += 1
-            try:
-                if self.dns:
-                    self.sock.sendto(dns_answer(data), src)
-                    continue
-                words = data.decode(errors="replace").split()
-                if len(words) >= 2 and words[0] == "ping":
-                    with self.lock:
-                        self.tokens[words[1]] = src
-                    to = (src[0], int(words[2])) if len(words) >= 3 else src
-                    self.sock.sendto(("pong %s\n" % words[1]).encode(), to)
-            except (OSError, ValueError):
-                pass
+    def ready(self, s):
+        try:
+            data, src = s.recvfrom(4096)
+        except (OSError, ValueError):
+            return False
+        with self.lock:
+            self.count += 1
+        try:
+            if self.dns:
+                s.sendto(dns_answer(data), src)
+                return True
+            words = data.decode(errors="replace").split()
+            if len(words) >= 2 and words[0] == "ping":
+                with self.lock:
+                    self.tokens[words[1]] = src
+                to = (src[0], int(words[2])) if len(words) >= 3 else src
+                s.sendto(("pong %s\n" % words[1]).encode(), to)
+        except (OSError, ValueError):
+            pass
+        return True
 
     def snapshot(self):
         with self.lock:
             return self.count
-
-    def stop(self):
-        self.stopping = True
-        self.thread.join(2)
-        self.sock.close()
 
 
 def dns_answer(q):
@@ -446,7 +288,7 @@ def dns_answer(q):
     return qid + struct.pack("!HHHHH", 0x8180, 1, 1, 0, 0) + question + ans
 
 
-class LoSniffer:
+class LoSniffer(Listener):
     """Watches lo (read-only) for IPv4 UDP packets carrying "ping TOKEN": token -> destination address.
 
     Used where the technique cannot tell itself whether its packet left
@@ -456,34 +298,23 @@ class LoSniffer:
     def __init__(self):
         self.seen = {}
         self.lock = threading.Lock()
-        self.stopping = False
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
         self.sock.bind(("lo", 0))
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-        on_cleanup(self.stop)
+        self.listen([self.sock])
 
-    def _loop(self):
-        while not self.stopping:
-            try:
-                ready, _, _ = select.select([self.sock], [], [], 0.1)
-                if not ready:
-                    continue
-                d = self.sock.recv(65536)
-            except (OSError, ValueError):
-                return
-            if len(d) < 28 or d[0] >> 4 != 4 or d[9] != 17:
-                continue
-            payload = d[(d[0] & 0x0f) * 4 + 8:]
-            words = payload.decode(errors="replace").split()
-            if len(words) >= 2 and words[0] == "ping":
-                with self.lock:
-                    self.seen[words[1]] = socket.inet_ntoa(d[16:20])
-
-    def stop(self):
-        self.stopping = True
-        self.thread.join(2)
-        self.sock.close()
+    def ready(self, s):
+        try:
+            d = s.recv(65536)
+        except (OSError, ValueError):
+            return False
+        if len(d) < 28 or d[0] >> 4 != 4 or d[9] != 17:
+            return True
+        payload = d[(d[0] & 0x0f) * 4 + 8:]
+        words = payload.decode(errors="replace").split()
+        if len(words) >= 2 and words[0] == "ping":
+            with self.lock:
+                self.seen[words[1]] = socket.inet_ntoa(d[16:20])
+        return True
 
 
 # ---------------------------------------------------------------- airlockd
@@ -505,67 +336,12 @@ def snapshot_binaries(tmpdir):
     return out
 
 
-class Airlock:
+class Airlock(lib.Airlock):
+    """lib's airlockd, run from copies of the binaries, on a privileged steer port, with one resolver."""
+
     def __init__(self, tmpdir):
-        self.airlockd, self.airlockctl = snapshot_binaries(tmpdir)
-        self.steer_port = free_privileged_port(["127.0.0.1", "::1"])
-        self.sock = os.path.join(tmpdir, "control.sock")
-        self.store = os.path.join(tmpdir, "airlock.db")
-        self.pin_root = "/sys/fs/bpf/airlock-test-%s" % RUN_ID
-        self.conf = os.path.join(tmpdir, "airlock.conf")
-        self.log = os.path.join(tmpdir, "airlockd.log")
-        self.proc = None
-        with open(self.conf, "w") as f:
-            f.write("# written by tests/bypass/test_bypass.py\n"
-                    "steer_port %d\n" % self.steer_port +
-                    "console_listen off\n" +
-                    'control_socket "%s"\n' % self.sock +
-                    'store "%s"\n' % self.store +
-                    'pin_root "%s"\n' % self.pin_root +
-                    "default relay\n"
-                    "connect_timeout 2s\n"
-                    "resolver %s\n" % RESOLVER)
-        on_cleanup(self.down)
-
-    def start(self, timeout=15):
-        logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([self.airlockd, "-c", self.conf], stdout=subprocess.PIPE,
-                                     stderr=logf, text=True)
-        logf.close()
-        on_cleanup(stop_process, self.proc)
-        out = []
-        done = threading.Event()
-
-        def reader():
-            for line in self.proc.stdout:
-                out.append(line)
-                if line.lstrip().startswith("pinned:"):
-                    break
-            done.set()
-        threading.Thread(target=reader, daemon=True).start()
-        done.wait(timeout)
-        if not any("airlockd" in l and "ready" in l for l in out):
-            rc = stop_process(self.proc)
-            raise Failed("airlockd did not become ready (exit %s): %s / log: %s"
-                         % (rc, "".join(out).strip(), self.log_tail()))
-        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
-
-    def log_tail(self, n=10):
-        try:
-            with open(self.log, errors="replace") as f:
-                return " | ".join(f.read().splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def ctl(self, *args, timeout=10):
-        return subprocess.run([self.airlockctl, "-s", self.sock] + list(args), capture_output=True,
-                              text=True, timeout=timeout)
-
-    def ctl_json(self, *args):
-        r = self.ctl(*args, "--json")
-        check(r.returncode == 0, "airlockctl %s exited %d: %s" % (" ".join(args), r.returncode,
-                                                                   r.stderr.strip()))
-        return json.loads(r.stdout)
+        super().__init__(tmpdir, [], steer_port=free_privileged_port(["127.0.0.1", "::1"]),
+                         settings=["resolver %s" % RESOLVER], binaries=snapshot_binaries(tmpdir))
 
     def kernel(self):
         return self.ctl_json("status").get("kernel") or {}
@@ -579,16 +355,6 @@ class Airlock:
     def pin(self, path):
         r = self.ctl("pin", path)
         check(r.returncode == 0, "airlockctl pin %s: %s" % (path, r.stderr.strip()))
-
-    def down(self):
-        if self.proc is not None:
-            stop_process(self.proc, 10)
-        if os.path.exists(self.pin_root):
-            r = subprocess.run([self.airlockctl, "-s", self.sock, "down", "--pin-root", self.pin_root],
-                               capture_output=True, text=True, timeout=30)
-            if os.path.exists(self.pin_root):
-                note("airlockctl down left %s (exit %d: %s)" % (self.pin_root, r.returncode,
-                                                                r.stderr.strip()))
 
 
 # ---------------------------------------------------------------- running techniques
@@ -614,14 +380,12 @@ class Suite:
 
         self.air = Airlock(self.tmp)
         self.air.start()
-        mount = cgroup2_mount()
-        base = "airlock-test-%s" % RUN_ID
-        self.cg = Cgroup(mount, base)                 # pinned for the whole run
-        self.free = Cgroup(mount, base + "-free")     # never pinned: "outside"
-        self.late = Cgroup(mount, base + "-late")     # pinned while a process in it is connected
-        self.deleg = Cgroup(mount, base + "-deleg")   # cgroup.procs handed to nobody
+        self.cg = lib.TestCgroup()                    # pinned for the whole run
+        self.free = lib.TestCgroup("-free")           # never pinned: "outside"
+        self.late = lib.TestCgroup("-late")           # pinned while a process in it is connected
+        self.deleg = lib.TestCgroup("-deleg")         # cgroup.procs handed to nobody
         os.chown(os.path.join(self.deleg.path, "cgroup.procs"), NOBODY, NOBODY)
-        self.mount = mount
+        self.mount = self.cg.mount
         self.air.pin(self.cg.path)
 
         self.tport = free_port([T4, T6])
@@ -640,8 +404,7 @@ class Suite:
 
     # One process: joins `cg` (same pid), then pre..., priv..., post..., program.
     def run(self, prog, cg, priv=AS_NOBODY, pre=(), post=(), timeout=20, keep=False):
-        argv = (["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cg.path]
-                + list(pre) + list(priv) + list(post) + prog)
+        argv = cg.argv(list(pre) + list(priv) + list(post) + prog)
         p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=ENV)
         on_cleanup(stop_process, p, 1.0, signal.SIGKILL)
@@ -651,7 +414,7 @@ class Suite:
             out, err = p.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             stop_process(p, 1.0, signal.SIGKILL)
-            raise Failed("%s did not finish in %ds" % (technique_name(prog), timeout))
+            raise AssertionError("%s did not finish in %ds" % (technique_name(prog), timeout))
         return parse_result(out, err), p.pid
 
     def py(self, name, *args):
@@ -773,6 +536,12 @@ def assert_works_outside(s, prog, priv=AS_NOBODY, pre=(), post=(), server=None):
     return r, pid
 
 
+def assert_refused_works_outside(s, prog, reason, priv=AS_NOBODY, pre=(), post=(), server=None):
+    """Refused with `reason` inside the pinned cgroup; reaches its target from outside."""
+    assert_refused(s, prog, reason, priv=priv, pre=pre, post=post)
+    assert_works_outside(s, prog, priv=priv, pre=pre, post=post, server=server)
+
+
 def assert_kernel_refuses(s, prog, errnos, where, priv=AS_NOBODY, pre=(), post=()):
     """The kernel itself refuses (no fence counter moves): for techniques that need privileges."""
     ob = s.observe()
@@ -828,20 +597,15 @@ def tcp_cases(s):
 
     sp = s.air.steer_port
     for host in ("127.0.0.1", "::1", "::ffff:127.0.0.1"):
-        def steer_direct(host=host):
-            prog = s.py("steer_port_direct.py", host, sp)
-            assert_refused(s, prog, "direct_steer_port")
-            assert_works_outside(s, prog)
         case("dialling the steer port [%s]:%d directly is refused (direct_steer_port)" % (host, sp),
-             steer_direct)
+             assert_refused_works_outside, s, s.py("steer_port_direct.py", host, sp), "direct_steer_port")
 
 
 def udp_cases(s):
     up = s.uport
 
     def refused_then_outside(prog, reason, server):
-        assert_refused(s, prog, reason)
-        assert_works_outside(s, prog, server=server)
+        assert_refused_works_outside(s, prog, reason, server=server)
 
     case("UDP sendto() to an arbitrary port %s:%d is refused (udp_denied)" % (T4, up),
          refused_then_outside, s.py("udp_port.py", T4, up), "udp_denied", s.udp)
@@ -919,34 +683,23 @@ def socket_cases(s):
     case("raw ICMP socket as nobody: the kernel refuses it inside and outside (no CAP_NET_RAW)",
          raw_icmp_nobody)
 
-    def raw_icmp_cap():
-        prog = s.py("icmp_raw.py", T4)
-        assert_refused(s, prog, "socket_type", priv=AS_NOBODY_NET_RAW)
-        assert_works_outside(s, prog, priv=AS_NOBODY_NET_RAW)
     case("raw ICMP socket with CAP_NET_RAW is refused by the fence (socket_type), works outside",
-         raw_icmp_cap)
-
-    def icmp_dgram_private_netns():
-        prog = s.py("icmp_dgram.py", "127.0.0.1")
-        assert_refused(s, prog, "socket_type", pre=PRIVATE_NETNS_PING)
-        assert_works_outside(s, prog, pre=PRIVATE_NETNS_PING)
+         assert_refused_works_outside, s, s.py("icmp_raw.py", T4), "socket_type", AS_NOBODY_NET_RAW)
     case("ICMP echo socket (SOCK_DGRAM+IPPROTO_ICMP), ping_group_range open in a private netns: "
-         "refused (socket_type), works outside", icmp_dgram_private_netns)
-
-    def icmp6_dgram_private_netns():
-        prog = s.py("icmp_dgram.py", "::1")
-        assert_refused(s, prog, "socket_type", pre=PRIVATE_NETNS_PING)
-        assert_works_outside(s, prog, pre=PRIVATE_NETNS_PING)
+         "refused (socket_type), works outside",
+         assert_refused_works_outside, s, s.py("icmp_dgram.py", "127.0.0.1"), "socket_type", AS_NOBODY,
+         PRIVATE_NETNS_PING)
     case("ICMPv6 echo socket (SOCK_DGRAM+IPPROTO_ICMPV6) in a private netns: refused (socket_type), "
-         "works outside", icmp6_dgram_private_netns)
+         "works outside",
+         assert_refused_works_outside, s, s.py("icmp_dgram.py", "::1"), "socket_type", AS_NOBODY,
+         PRIVATE_NETNS_PING)
 
     def icmp_dgram_host():
         with open("/proc/sys/net/ipv4/ping_group_range") as f:
             lo, hi = (int(x) for x in f.read().split())
         prog = s.py("icmp_dgram.py", T4)
         if lo <= NOBODY <= hi:
-            assert_refused(s, prog, "socket_type")
-            assert_works_outside(s, prog)
+            assert_refused_works_outside(s, prog, "socket_type")
         else:
             note("host ping_group_range is %d %d: the kernel refuses nobody's ping socket itself" % (lo, hi))
             assert_kernel_refuses(s, prog, (errno.EACCES,), s.cg)
@@ -990,8 +743,7 @@ def socket_cases(s):
 
 def unshare_cases(s):
     def probe():
-        r = subprocess.run(["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', s.free.path]
-                           + AS_NOBODY + ["/usr/bin/unshare", "-Urn", "/bin/true"],
+        r = subprocess.run(s.free.argv(AS_NOBODY + ["/usr/bin/unshare", "-Urn", "/bin/true"]),
                            capture_output=True, text=True, env=ENV, timeout=10)
         return r.returncode == 0, r.stderr.strip()
     userns, why = probe()
@@ -1027,8 +779,7 @@ def unshare_cases(s):
         if not userns:
             note("unprivileged user namespaces are refused here: %s" % why)
             return
-        assert_refused(s, prog, "socket_type", post=UNSHARE_URN)
-        assert_works_outside(s, prog, post=UNSHARE_URN)
+        assert_refused_works_outside(s, prog, "socket_type", post=UNSHARE_URN)
     case("unshare -Urn gives CAP_NET_RAW in a new netns: raw ICMP socket still refused (socket_type), "
          "works outside", unshare_raw)
 
@@ -1357,7 +1108,7 @@ def read_line(p, timeout):
     line = p.stdout.readline()
     if not line.strip():
         stop_process(p, 1.0, signal.SIGKILL)
-        raise Failed("held_connection.py ended early: %s" % p.stderr.read()[-300:])
+        raise AssertionError("held_connection.py ended early: %s" % p.stderr.read()[-300:])
     return line
 
 
@@ -1366,7 +1117,7 @@ def finish(p, data, timeout):
         return p.communicate(data, timeout=timeout)
     except subprocess.TimeoutExpired:
         stop_process(p, 1.0, signal.SIGKILL)
-        raise Failed("held_connection.py did not finish in %ds" % timeout)
+        raise AssertionError("held_connection.py did not finish in %ds" % timeout)
 
 
 # ---------------------------------------------------------------- main
@@ -1383,21 +1134,17 @@ def build():
 
 
 def main():
-    global failed
     if os.geteuid() != 0:
         print("not ok - bypass: setup: needs root (loads BPF, creates cgroups)")
         return 1
-    atexit.register(run_cleanups)
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _on_signal)
+    lib.install_exit_handlers()
     t0 = time.monotonic()
     try:
         try:
             build()
             s = Suite()
         except Exception as e:
-            failed += 1
-            print("not ok - bypass: setup: %s" % " ".join(str(e).split()), flush=True)
+            RES.not_ok("bypass: setup", e)
             traceback.print_exc(file=sys.stderr)
             return 1
         note("steer port %d, targets tcp %s/[%s]:%d udp %s:%d,443 dns %s:53, cgroup %s (id %d)"
@@ -1412,9 +1159,9 @@ def main():
         case("airlockd still running after every attempt", lambda: check(alive, "airlockd exited %s: %s"
                                                                           % (s.air.proc.returncode, s.air.log_tail())))
     finally:
-        run_cleanups()
-    note("%d passed, %d failed in %.1fs" % (passed, failed, time.monotonic() - t0))
-    return 1 if failed else 0
+        lib.run_cleanup()
+    note("%d passed, %d failed in %.1fs" % (RES.passed, RES.failed, time.monotonic() - t0))
+    return 1 if RES.failed else 0
 
 
 if __name__ == "__main__":

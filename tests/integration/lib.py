@@ -142,6 +142,17 @@ def make_tempdir():
     return d
 
 
+def make_workdir():
+    """A temp dir other uids may enter (agents and reviewers run as other users) holding home
+    (0755, the clients' HOME) and ca (0700, for airlockd's ca_dir). Returns (dir, home, ca)."""
+    d = make_tempdir()
+    os.chmod(d, 0o755)
+    home, ca = os.path.join(d, "home"), os.path.join(d, "ca")
+    os.mkdir(home, 0o755)
+    os.mkdir(ca, 0o700)
+    return d, home, ca
+
+
 # ---------------------------------------------------------------- processes
 
 def stop_process(p, timeout=5.0, sig=signal.SIGTERM):
@@ -237,16 +248,18 @@ class TestCgroup:
 
 # ---------------------------------------------------------------- ports
 
-def free_port(hosts=("127.0.0.1", "::1")):
-    """A TCP port that is free on every host given right now (the caller binds it soon after)."""
+def free_port(hosts=("127.0.0.1", "::1"), kind=socket.SOCK_STREAM):
+    """A port (TCP unless kind says otherwise) that is free on every host given right now
+    (the caller binds it soon after)."""
     for _ in range(200):
-        first = socket.socket(socket.AF_INET6 if ":" in hosts[0] else socket.AF_INET)
-        first.bind((hosts[0], 0))
-        port = first.getsockname()[1]
-        socks = [first]
+        socks = []
         try:
+            first = socket.socket(socket.AF_INET6 if ":" in hosts[0] else socket.AF_INET, kind)
+            socks.append(first)
+            first.bind((hosts[0], 0))
+            port = first.getsockname()[1]
             for h in hosts[1:]:
-                s = socket.socket(socket.AF_INET6 if ":" in h else socket.AF_INET)
+                s = socket.socket(socket.AF_INET6 if ":" in h else socket.AF_INET, kind)
                 socks.append(s)
                 s.bind((h, port))
             return port
@@ -355,10 +368,12 @@ def start_echo_server(host, port):
 class Airlock:
     """airlockd under test with its own config, control socket, store and pin root."""
 
-    def __init__(self, tmpdir, resources, steer_port=None, settings=()):
+    def __init__(self, tmpdir, resources, steer_port=None, settings=(), binaries=(AIRLOCKD, AIRLOCKCTL)):
         """resources: (name, addresses, ports) tuples for protocol tcp, or a resource block as
-        text (e.g. a postgres resource); settings: extra top-level config lines."""
+        text (e.g. a postgres resource); settings: extra top-level config lines; binaries: the
+        airlockd and airlockctl to run (e.g. copies a rebuild of the tree cannot pull away)."""
         self.tmpdir = tmpdir
+        self.airlockd, self.airlockctl = binaries
         self.steer_port = steer_port or free_port()
         self.sock = os.path.join(tmpdir, "control.sock")
         self.store = os.path.join(tmpdir, "airlock.db")
@@ -401,7 +416,7 @@ class Airlock:
         """Starts airlockd; returns the banner once it printed its pinned: line."""
         check(self.proc is None or self.proc.poll() is not None, "airlockd already running")
         logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([AIRLOCKD, "-c", self.conf], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([self.airlockd, "-c", self.conf], stdout=subprocess.PIPE,
                                      stderr=logf, text=True)
         logf.close()
         on_cleanup(stop_process, self.proc)
@@ -438,11 +453,18 @@ class Airlock:
     def log_tail(self, n=15):
         return " | ".join(self.log_lines()[-n:])
 
+    def check_log_clean(self, asserts=True):
+        """Fails if the log has a sanitizer report (runtime error, AddressSanitizer) or, unless
+        asserts is False, a line that mentions an assert."""
+        bad = [l for l in self.log_lines() if "runtime error" in l or "AddressSanitizer" in l
+               or (asserts and "assert" in l.lower())]
+        check(not bad, "airlockd log: %s" % bad[:3])
+
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
     def ctl(self, *args, timeout=10):
-        return subprocess.run([AIRLOCKCTL, "-s", self.sock] + list(args), capture_output=True,
+        return subprocess.run([self.airlockctl, "-s", self.sock] + list(args), capture_output=True,
                               text=True, timeout=timeout)
 
     def ctl_json(self, *args):
@@ -495,7 +517,7 @@ class Airlock:
         if self.running():
             self.stop()
         if os.path.exists(self.pin_root):
-            r = subprocess.run([AIRLOCKCTL, "-s", self.sock, "down", "--pin-root", self.pin_root],
+            r = subprocess.run([self.airlockctl, "-s", self.sock, "down", "--pin-root", self.pin_root],
                                capture_output=True, text=True, timeout=30)
             if os.path.exists(self.pin_root):
                 note("airlockctl down left %s (exit %d: %s); removing it by hand"
@@ -512,3 +534,51 @@ def _rm_bpffs_tree(root):
         for d in dirnames:
             os.rmdir(os.path.join(dirpath, d))
     os.rmdir(root)
+
+
+# ---------------------------------------------------------------- a test program's main
+
+def run_suite(res, setup, cases, daemon, leftovers, prefix="", label=None, log_tail=None,
+              before_stop=None, on_failure=None):
+    """Runs setup(), then each (name, fn) in cases as res.case(prefix + name); then, however
+    that ended, stops the daemon, shows its log and runs every cleanup. Returns the exit status.
+
+    daemon(): the Airlock under test, or None; leftovers(): paths this run made, each of which
+    must be gone after the cleanup (None entries are skipped); label: what the setup and
+    cleanup lines are named after (prefix unless told); log_tail: None shows the daemon's
+    error and warn lines (all of its log once a case failed), a number N its last N lines
+    only once a case failed; before_stop(): runs before the daemon is stopped; on_failure():
+    runs after the log is shown, once a case failed.
+    """
+    label = prefix if label is None else label
+    install_exit_handlers()
+    t0 = time.monotonic()
+    try:
+        try:
+            setup()
+        except Exception as e:
+            res.not_ok(label + "setup", "%s: %s" % (type(e).__name__, e))
+            return 1
+        for name, fn in cases:
+            res.case(prefix + name, fn)
+    finally:
+        if before_stop is not None:
+            before_stop()
+        al = daemon()
+        if al is not None and al.running():
+            al.stop()
+        if al is not None and log_tail is None:
+            for line in al.log_lines():
+                if res.failed or "error" in line or "warn" in line:
+                    note("airlockd: " + line)
+        elif al is not None and res.failed:
+            for line in al.log_lines()[-log_tail:]:
+                note("airlockd: " + line)
+        if res.failed and on_failure is not None:
+            on_failure()
+        run_cleanup()
+    left = [p for p in leftovers() if p and os.path.exists(p)]
+    if left:
+        res.not_ok(label + "cleanup", "left behind %s" % left)
+    note("%d passed, %d failed in %.1fs" % (res.passed, res.failed, time.monotonic() - t0))
+    return 1 if res.failed else 0

@@ -349,21 +349,14 @@ def case_store_full():
 
 def case_still_up():
     need_up()
-    bad = [l for l in T.al.log_lines() if "runtime error" in l or "AddressSanitizer" in l
-           or "assert" in l.lower()]
-    check(not bad, "airlockd log: %s" % bad[:3])
+    T.al.check_log_clean()
 
 
 # ---------------------------------------------------------------- main
 
 def setup():
     t = T
-    t.tmp = lib.make_tempdir()
-    os.chmod(t.tmp, 0o755)
-    t.home = os.path.join(t.tmp, "home")
-    os.mkdir(t.home, 0o755)
-    ca_dir = os.path.join(t.tmp, "ca")
-    os.mkdir(ca_dir, 0o700)
+    t.tmp, t.home, ca_dir = lib.make_workdir()
     t.pg = pgcluster.Cluster(PG_ADDR, max_connections=40)
     t.pg.start(SETUP_SQL)
     r = pgcluster.run([pgcluster.PGBENCH, "-i", "-s", "1", "-q", "-h", t.pg.sock, "-p", str(t.pg.port),
@@ -413,29 +406,9 @@ def main():
     if missing:
         res.not_ok("audit: test_audit", "missing %s (make all; scripts/deps.sh)" % missing)
         return 1
-    lib.install_exit_handlers()
-    t0 = time.monotonic()
-    try:
-        try:
-            setup()
-        except Exception as e:
-            res.not_ok("audit: setup", "%s: %s" % (type(e).__name__, e))
-            return 1
-        for name, fn in CASES:
-            res.case("audit: " + name, fn)
-    finally:
-        if T.al is not None and T.al.running():
-            T.al.stop()
-        if T.al is not None and res.failed:
-            for line in T.al.log_lines()[-30:]:
-                note("airlockd: " + line)
-        lib.run_cleanup()
-    leftovers = [p for p in (T.cg and T.cg.path, T.al and T.al.pin_root, T.pg and T.pg.dir, T.tmp)
-                 if p and os.path.exists(p)]
-    if leftovers:
-        res.not_ok("audit: cleanup", "left behind %s" % leftovers)
-    note("%d passed, %d failed in %.1fs" % (res.passed, res.failed, time.monotonic() - t0))
-    return 1 if res.failed else 0
+    return lib.run_suite(res, setup, CASES, lambda: T.al,
+                         lambda: [T.cg and T.cg.path, T.al and T.al.pin_root, T.pg and T.pg.dir, T.tmp],
+                         prefix="audit: ", log_tail=30)
 
 
 if __name__ == "__main__":

@@ -411,21 +411,13 @@ class NetnsAirlock(lib.Airlock):
     """airlockd run inside a network namespace (nsenter --net: bpffs and /sys stay the host's)."""
 
     def __init__(self, tmpdir, netns, settings=()):
-        super().__init__(tmpdir, [], settings=settings)
+        wrapper = os.path.join(tmpdir, "airlockd-in-" + netns)
+        with open(wrapper, "w") as f:
+            f.write('#!/bin/sh\nexec %s --net=/run/netns/%s %s "$@"\n' % (NSENTER, netns, lib.AIRLOCKD))
+        os.chmod(wrapper, 0o755)
+        super().__init__(tmpdir, [], settings=settings, binaries=(wrapper, lib.AIRLOCKCTL))
         self.pin_root = self.pin_root + "-" + netns[-1]
         self.write_conf([], settings)
-        self.wrapper = os.path.join(tmpdir, "airlockd-in-" + netns)
-        with open(self.wrapper, "w") as f:
-            f.write('#!/bin/sh\nexec %s --net=/run/netns/%s %s "$@"\n' % (NSENTER, netns, lib.AIRLOCKD))
-        os.chmod(self.wrapper, 0o755)
-
-    def start(self, timeout=15):
-        saved = lib.AIRLOCKD
-        lib.AIRLOCKD = self.wrapper
-        try:
-            return super().start(timeout)
-        finally:
-            lib.AIRLOCKD = saved
 
 
 # ---------------------------------------------------------------- cases

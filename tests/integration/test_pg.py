@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
 import pgcluster  # noqa: E402
 from lib import check, note, wait_for  # noqa: E402
+from pgcluster import as_postgres, must, run, tail  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PG_AGENT = os.path.join(HERE, "pg_agent.py")
@@ -57,21 +58,6 @@ class T:
 
 
 # ---------------------------------------------------------------- the PostgreSQL server
-
-def run(argv, timeout=60, **kw):
-    kw.setdefault("env", lib.CLIENT_ENV)
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
-
-
-def must(r, what):
-    check(r.returncode == 0, "%s exited %d: %s" % (what, r.returncode,
-                                                   (r.stderr or r.stdout).strip()[-600:]))
-    return r
-
-
-def as_postgres(argv, timeout=60):
-    return run(["/usr/sbin/runuser", "-u", "postgres", "--"] + argv, timeout=timeout)
-
 
 def start_postgres():
     pw = pwd.getpwnam("postgres")
@@ -158,14 +144,6 @@ def stop_postgres(data):
         except ProcessLookupError:
             pass
     T.pg_up = False
-
-
-def tail(path, n=10):
-    try:
-        with open(path, errors="replace") as f:
-            return " | ".join(f.read().splitlines()[-n:])
-    except OSError:
-        return "(no log)"
 
 
 def sql_direct(sql):
@@ -1064,21 +1042,14 @@ def case_still_up():
     need_up()
     st = T.al.status()
     check(isinstance(st, dict), "status: %r" % st)
-    bad = [l for l in T.al.log_lines() if "runtime error" in l or "AddressSanitizer" in l
-           or "assert" in l.lower()]
-    check(not bad, "airlockd log: %s" % bad[:3])
+    T.al.check_log_clean()
 
 
 # ---------------------------------------------------------------- main
 
 def setup():
     t = T
-    t.tmp = lib.make_tempdir()
-    os.chmod(t.tmp, 0o755)
-    t.home = os.path.join(t.tmp, "home")
-    os.mkdir(t.home)
-    t.ca_dir = os.path.join(t.tmp, "ca")
-    os.mkdir(t.ca_dir, 0o700)
+    t.tmp, t.home, t.ca_dir = lib.make_workdir()
     t.ca_crt = os.path.join(t.ca_dir, "ca.crt")
     t0 = time.monotonic()
     start_postgres()
@@ -1171,32 +1142,13 @@ def main():
     if importlib.util.find_spec("psycopg2") is None:
         res.not_ok("pg: test_pg", "python3-psycopg2 is missing (scripts/deps.sh)")
         return 1
-    lib.install_exit_handlers()
-    t0 = time.monotonic()
-    try:
-        try:
-            setup()
-        except Exception as e:
-            res.not_ok("pg: setup", "%s: %s" % (type(e).__name__, e))
-            return 1
-        for name, fn in CASES:
-            res.case("pg: " + name, fn)
-    finally:
-        if T.al is not None and T.al.running():
-            T.al.stop()
-        if T.al is not None:
-            for line in T.al.log_lines():
-                if res.failed or "error" in line or "warn" in line:
-                    note("airlockd: " + line)
-        if res.failed and T.pgdir:
+
+    def postgres_log():
+        if T.pgdir:
             note("postgres log: " + tail(os.path.join(T.pgdir, "postgres.log"), 15))
-        lib.run_cleanup()
-    leftovers = [p for p in (T.cg and T.cg.path, T.al and T.al.pin_root, T.pgdir, T.tmp)
-                 if p and os.path.exists(p)]
-    if leftovers:
-        res.not_ok("pg: cleanup", "left behind %s" % leftovers)
-    note("%d passed, %d failed in %.1fs" % (res.passed, res.failed, time.monotonic() - t0))
-    return 1 if res.failed else 0
+    return lib.run_suite(res, setup, CASES, lambda: T.al,
+                         lambda: [T.cg and T.cg.path, T.al and T.al.pin_root, T.pgdir, T.tmp],
+                         prefix="pg: ", on_failure=postgres_log)
 
 
 if __name__ == "__main__":

@@ -720,19 +720,14 @@ def case_still_up():
     check(isinstance(st, dict), "status: %r" % st)
     left = requests("state = 'pending'")
     check(not left, "requests still pending: %s" % [(r["id"], r["command"]) for r in left])
-    bad = [l for l in T.al.log_lines() if "runtime error" in l or "AddressSanitizer" in l
-           or "assert" in l.lower()]
-    check(not bad, "airlockd log: %s" % bad[:3])
+    T.al.check_log_clean()
 
 
 # ---------------------------------------------------------------- main
 
 def setup():
     t = T
-    t.tmp = lib.make_tempdir()
-    os.chmod(t.tmp, 0o755)            # reviewers (other uids) reach the review socket in here
-    t.home = os.path.join(t.tmp, "home")
-    os.mkdir(t.home, 0o755)
+    t.tmp, t.home, ca_dir = lib.make_workdir()   # reviewers (other uids) reach the review socket in here
     # The agent runs as uid 65534, which may not read the checkout (a 0700 clone dir).
     global REVIEW_AGENT
     agent = os.path.join(t.tmp, "review_agent.py")
@@ -746,8 +741,6 @@ def setup():
         f.write('#!/bin/sh\n# airlock test_review: keeps each request it is given\n'
                 'exec cat > "%s/req.$$.json"\n' % t.hookdir)
     os.chmod(hook, 0o755)
-    ca_dir = os.path.join(t.tmp, "ca")
-    os.mkdir(ca_dir, 0o700)
     t0 = time.monotonic()
     t.pg = pgcluster.Cluster(PG_ADDR, max_connections=N_BULK + 60)
     t.pg.start(SETUP_SQL)
@@ -822,32 +815,14 @@ def main():
     if importlib.util.find_spec("psycopg2") is None:
         res.not_ok("review: test_review", "python3-psycopg2 is missing (scripts/deps.sh)")
         return 1
-    lib.install_exit_handlers()
-    t0 = time.monotonic()
-    try:
-        try:
-            setup()
-        except Exception as e:
-            res.not_ok("review: setup", "%s: %s" % (type(e).__name__, e))
-            return 1
-        for name, fn in CASES:
-            res.case("review: " + name, fn)
-    finally:
-        if T.al is not None and T.al.running():
-            T.al.stop()
-        if T.al is not None:
-            for line in T.al.log_lines():
-                if res.failed or "error" in line or "warn" in line:
-                    note("airlockd: " + line)
-        if res.failed and T.pg and T.pg.log:
+
+    def postgres_log():
+        if T.pg and T.pg.log:
             note("postgres log: " + T.pg.log_tail(15))
-        lib.run_cleanup()
-    leftovers = [p for p in (T.cga and T.cga.path, T.cgb and T.cgb.path, T.al and T.al.pin_root,
-                             T.pg and T.pg.dir, T.tmp) if p and os.path.exists(p)]
-    if leftovers:
-        res.not_ok("review: cleanup", "left behind %s" % leftovers)
-    note("%d passed, %d failed in %.1fs" % (res.passed, res.failed, time.monotonic() - t0))
-    return 1 if res.failed else 0
+    return lib.run_suite(res, setup, CASES, lambda: T.al,
+                         lambda: [T.cga and T.cga.path, T.cgb and T.cgb.path, T.al and T.al.pin_root,
+                                  T.pg and T.pg.dir, T.tmp],
+                         prefix="review: ", on_failure=postgres_log)
 
 
 if __name__ == "__main__":

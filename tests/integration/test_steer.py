@@ -563,30 +563,8 @@ def main():
         if not os.access(b, os.X_OK):
             res.not_ok("test_steer", "%s is missing (run make all)" % b)
             return 1
-    lib.install_exit_handlers()
-    t0 = time.monotonic()
-    try:
-        try:
-            setup()
-        except Exception as e:
-            res.not_ok("test_steer setup", "%s: %s" % (type(e).__name__, e))
-            return 1
-        for name, fn in CASES:
-            res.case(name, fn)
-    finally:
-        if T.al is not None and T.al.running():
-            T.al.stop()
-        if T.al is not None:
-            # The daemon's log goes with the temp dir: show its complaints (all of it on failure).
-            for line in T.al.log_lines():
-                if res.failed or "error" in line or "warn" in line:
-                    note("airlockd: " + line)
-        lib.run_cleanup()
-    leftovers = [p for p in (T.cg and T.cg.path, T.al and T.al.pin_root) if p and os.path.exists(p)]
-    if leftovers:
-        res.not_ok("test_steer cleanup", "left behind %s" % leftovers)
-    note("%d passed, %d failed in %.1fs" % (res.passed, res.failed, time.monotonic() - t0))
-    return 1 if res.failed else 0
+    return lib.run_suite(res, setup, CASES, lambda: T.al,
+                         lambda: [T.cg and T.cg.path, T.al and T.al.pin_root], label="test_steer ")
 
 
 if __name__ == "__main__":
