@@ -179,6 +179,11 @@ int store_http_since(struct store *s, int64_t since_us,
 void store_on_batch(struct store *s, void (*fn)(void *arg), void *arg);
 int store_batch_begin(struct store *s) AL_MUST;
 int store_batch_commit(struct store *s) AL_MUST;
+/* The daemon's periodic commit: a command whose outcome has not come yet is carried (with
+ * what was held after it, in order) into the next batch, once, so that its outcome joins it:
+ * one row and one audit record instead of an insert, an update and two records. A command
+ * allowed to run is therefore on disk within two batches (2 x BATCH_MIN_US in airlockd). */
+int store_batch_commit_settled(struct store *s) AL_MUST;
 
 /* ---- review (userspace/store/review.c) ------------------------------------------------------
  * Every write here is durable (synchronous=FULL, its own transaction) before

@@ -470,6 +470,59 @@ static void test_stmt_merged(void)
 	store_close(s);
 }
 
+/* The daemon's periodic commit carries a statement still waiting for its outcome (and what
+ * came after it, in order) into the next batch, once: a late outcome still joins its row. */
+static void test_stmt_carried(void)
+{
+	char p[512];
+	struct store *s = NULL;
+	struct store_verify v;
+	struct store_stmt t = { .conn_id = 1, .seq = 1, .at_us = al_now_us(), .protocol = "simple",
+				.text = "SELECT 1", .kind = "read", .decision = "allow" };
+	struct store_stmt_outcome o = { .tag = "SELECT 1", .rows = 1, .duration_us = 9 };
+	int64_t a = 0, b = 0, c = 0, d = 0;
+
+	s = empty_store(p, sizeof(p));
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	CHECK(store_batch_begin(s) == 0);
+	CHECK(store_stmt_add(s, &t, &a) == 0);
+	CHECK(store_batch_commit_settled(s) == 0);
+	CHECK(q_int(p, "SELECT count(*) FROM statements") == 0);       /* carried, not lost: */
+	CHECK(store_stmt_outcome(s, a, &o) == 0);                        /* its outcome joins it */
+	CHECK(store_batch_commit_settled(s) == 0);
+	CHECK(q_int(p, "SELECT count(*) FROM statements WHERE tag = 'SELECT 1'") == 1);
+	/* carried once only: the second commit writes it without its outcome */
+	CHECK(store_batch_begin(s) == 0);
+	CHECK(store_stmt_add(s, &t, &b) == 0);
+	CHECK(store_batch_commit_settled(s) == 0);
+	CHECK(store_batch_commit_settled(s) == 0);
+	CHECK(q_int(p, "SELECT count(*) FROM statements WHERE tag IS NULL") == 1);
+	CHECK(store_stmt_outcome(s, b, &o) == 0);
+	CHECK(store_batch_commit_settled(s) == 0);
+	/* c waits, d (after it) has its outcome: both wait, and are written in their order */
+	CHECK(store_batch_begin(s) == 0);
+	CHECK(store_stmt_add(s, &t, &c) == 0 && store_stmt_add(s, &t, &d) == 0);
+	CHECK(store_stmt_outcome(s, d, &o) == 0);
+	CHECK(store_batch_commit_settled(s) == 0);
+	CHECK(q_int(p, "SELECT count(*) FROM statements") == 2);
+	CHECK(store_batch_commit_settled(s) == 0);
+	CHECK(q_int(p, "SELECT count(*) FROM statements") == 4);
+	store_close(s);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'outcome'") == 1);     /* b's */
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'statement'") == 4);
+	{
+		char sql[200];
+
+		snprintf(sql, sizeof(sql), "SELECT (SELECT seq FROM audit WHERE kind = 'statement' AND ref_id = %lld) <"
+			 " (SELECT seq FROM audit WHERE kind = 'statement' AND ref_id = %lld)", (long long)c,
+			 (long long)d);
+		CHECK(q_int(p, sql) == 1);
+	}
+	CHECK(verify(p, &v) == 0);
+}
+
 /* HTTP requests are held like statements: request and outcome in one row and one record. */
 static void test_http_merged(void)
 {
@@ -885,6 +938,7 @@ int main(void)
 	RUN(test_canonical_stable);
 	RUN(test_crash_mid_batch);
 	RUN(test_stmt_merged);
+	RUN(test_stmt_carried);
 	RUN(test_http_merged);
 	RUN(test_body_json);
 	RUN(test_failed_write_no_record);

@@ -380,7 +380,7 @@ static void on_commit(evutil_socket_t fd, short what, void *arg)
 	struct daemon *d = arg;
 
 	last_commit_us = al_mono_us();
-	if (store_batch_commit(d->store) < 0)
+	if (store_batch_commit_settled(d->store) < 0)
 		al_err("committing audit rows failed");
 	(void)fd;
 	(void)what;
@@ -407,7 +407,8 @@ static void store_limits_from(struct store *st, const struct al_config *cfg)
 
 /* Commits at most every BATCH_MIN_US: at low rates at the end of the loop
  * iteration, under load rows of many iterations share a commit. A kill -9 can
- * lose at most that window of audit rows. Not at a lower priority: libevent
+ * lose at most that window of audit rows (two for a command the commit carried
+ * over to wait for its outcome, store_batch_commit_settled). Not at a lower priority: libevent
  * runs a lower priority only in an iteration with no other event ready, so
  * under load the commit waited up to a second and then blocked the loop for
  * tens of ms. */

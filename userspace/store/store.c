@@ -285,6 +285,7 @@ struct held {
 	enum held_kind kind;
 	int64_t id;
 	int has_outcome;
+	int carried;                    /* a commit passed it over, waiting for its outcome */
 	union {
 		struct store_stmt stmt;
 		struct store_http http;
@@ -1333,11 +1334,36 @@ void store_on_batch(struct store *s, void (*fn)(void *arg), void *arg)
 	s->on_batch_arg = arg;
 }
 
-int store_batch_commit(struct store *s)
+/*
+ * The periodic commit (settled) carries the held rows from the first one still
+ * waiting for its outcome on, in order, into the next batch, once: the outcome
+ * then usually joins its row (one row, one record) instead of coming as an
+ * update with a record of its own. Whatever a commit carried, the next one
+ * writes. A batch is opened for them at once, so the daemon's commit timer runs.
+ */
+static int batch_commit(struct store *s, int settled)
 {
 	if (!s->in_batch)
 		return 0;
-	store_held_flush(s);
+	if (settled) {
+		struct held *q;
+		int failed = 0;
+
+		while ((q = s->held) != NULL && (q->has_outcome || q->carried)) {
+			s->held = q->next;
+			failed |= held_write(s, q) < 0;
+			free(q->ostr);
+			free(q);
+		}
+		if (!s->held)
+			s->held_tail = &s->held;
+		for (q = s->held; q; q = q->next)
+			q->carried = 1;
+		if (failed)
+			al_err("store: commands of this batch could not be recorded");
+	} else {
+		store_held_flush(s);
+	}
 	store_rec_flush(s);
 	s->in_batch = 0;
 	if (store_audit_flush(s) < 0 || sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
@@ -1351,7 +1377,20 @@ int store_batch_commit(struct store *s)
 		s->audit.stale = 1;
 		return -1;
 	}
+	/* Carried rows: into the next batch now (without one, each is written on its own). */
+	if (s->held && store_batch_begin(s) < 0)
+		store_held_flush(s);
 	return 0;
+}
+
+int store_batch_commit(struct store *s)
+{
+	return batch_commit(s, 0);
+}
+
+int store_batch_commit_settled(struct store *s)
+{
+	return batch_commit(s, 1);
 }
 
 sqlite3 *store_db(struct store *s)
