@@ -77,7 +77,7 @@ $(B)/airlockctl: $(CTL_OBJ) $(LIB_OBJ)
 # Unit tests link the library modules built with sanitizers.
 $(B)/san/%.o: %.c include/airlock/*.h $(SKELS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(SAN) -O1 -c $< -o $@
+	$(CC) $(CFLAGS) $(SAN) -O1 -MMD -c $< -o $@
 
 $(B)/san/default_conf.o: $(B)/default_conf.c
 	@mkdir -p $(@D)

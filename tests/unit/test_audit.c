@@ -557,6 +557,22 @@ static void test_http_merged(void)
 }
 
 /* A record body is what Python's json.dumps(sort_keys, ensure_ascii=False) prints. */
+/* A console token's hash is no part of its record; the record says whose token it is. */
+static void test_token_hidden(void)
+{
+	char p[512];
+	struct store *s = empty_store(p, sizeof(p));
+	static const char sha[] = "aa11bb22cc33dd44ee55ff66aa11bb22cc33dd44ee55ff66aa11bb22cc33dd44";
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	CHECK(store_token_add(s, "alice", sha) == 0);
+	store_close(s);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'token_add' AND body LIKE '%\"user\":\"alice\"%'") == 1);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE body LIKE '%aa11bb22%' OR body LIKE '%sha256%'") == 0);
+}
+
 static void test_body_json(void)
 {
 	char p[512];
@@ -941,6 +957,7 @@ int main(void)
 	RUN(test_stmt_carried);
 	RUN(test_http_merged);
 	RUN(test_body_json);
+	RUN(test_token_hidden);
 	RUN(test_failed_write_no_record);
 	RUN(test_review_records);
 	RUN(test_recordings_retention);

@@ -13,11 +13,18 @@
 #include <openssl/pem.h>
 
 /* Column names of one table, read at open: the hook sees values by index only. */
+enum col_use { COL_PLAIN, COL_HIDDEN, COL_HAS_PASSWORD, COL_CLOSED_US };
 struct audit_table {
 	char *name;
 	int n;
 	char **cols;
 	int *order;             /* column numbers in the order of their keys in a record body */
+	/* worked out once at open, not per row: each column's key as the body has it
+	 * ("\"name\":", escaped), and what it is to the record */
+	char **keys;
+	size_t *key_len;
+	unsigned char *use;     /* enum col_use */
+	const char *ins, *upd, *del;    /* the record kinds of its changes (NULL: "<table>.<op>") */
 };
 
 /* A row change waiting for store_audit_flush: its record's kind and canonical JSON body. */
@@ -246,29 +253,34 @@ static int val_eq(sqlite3_value *a, sqlite3_value *b)
 	}
 }
 
-static const struct audit_table *table_of(const struct store_audit *a, const char *name)
+static const struct audit_table *table_of(struct store_audit *a, const char *name)
 {
+	/* SQLite hands the hook its schema's copy of the name, mostly the same pointer as
+	 * last time: one comparison then, not one per table. */
+	if (a->last_table_name == name && a->last_table && strcmp(a->last_table->name, name) == 0)
+		return a->last_table;
 	for (size_t i = 0; i < a->n_tables; i++)
-		if (strcmp(a->tables[i].name, name) == 0)
-			return &a->tables[i];
+		if (strcmp(a->tables[i].name, name) == 0) {
+			a->last_table_name = name;
+			a->last_table = &a->tables[i];
+			return a->last_table;
+		}
 	return NULL;
 }
 
-static void kind_of(const char *table, int op, int refused, char *out, size_t len)
+static void kind_of(const struct audit_table *t, const char *table, int op, int refused, char *out,
+		    size_t len)
 {
-	for (size_t i = 0; i < AL_ARRAY_LEN(kinds); i++) {
-		if (strcmp(kinds[i].table, table) != 0)
-			continue;
-		/* A connection refused at accept is opened and closed in one row. */
-		if (op == SQLITE_INSERT && i == 0 && refused)
-			snprintf(out, len, "conn_refused");
-		else
-			snprintf(out, len, "%s", op == SQLITE_INSERT ? kinds[i].ins :
-				 op == SQLITE_UPDATE ? kinds[i].upd : kinds[i].del);
-		return;
-	}
-	snprintf(out, len, "%s.%s", table, op == SQLITE_INSERT ? "insert" : op == SQLITE_UPDATE ? "update" :
-		 "delete");
+	const char *k = !t || !t->ins ? NULL : op == SQLITE_INSERT ? t->ins : op == SQLITE_UPDATE ? t->upd : t->del;
+
+	/* A connection refused at accept is opened and closed in one row. */
+	if (k && op == SQLITE_INSERT && refused && strcmp(table, "connections") == 0)
+		k = "conn_refused";
+	if (k && strlen(k) < len)
+		memcpy(out, k, strlen(k) + 1);
+	else
+		snprintf(out, len, "%s.%s", table, op == SQLITE_INSERT ? "insert" : op == SQLITE_UPDATE ?
+			 "update" : "delete");
 }
 
 /*
@@ -298,13 +310,10 @@ static void on_preupdate(void *arg, sqlite3 *db, int op, const char *zdb, const 
 	for (int k = 0; k < n; k++) {
 		int i = t ? t->order[k] : k;
 		sqlite3_value *ov = NULL, *nv = NULL, *v;
-		char name[32];
-		const char *col = t ? t->cols[i] : NULL;
+		enum col_use use = t ? t->use[i] : COL_PLAIN;
 
-		if (!col) {
-			snprintf(name, sizeof(name), "col%d", i);
-			col = name;
-		}
+		if (use == COL_HIDDEN)
+			continue;
 		if (op != SQLITE_INSERT && sqlite3_preupdate_old(db, i, &ov) != SQLITE_OK)
 			goto oom;
 		if (op != SQLITE_DELETE && sqlite3_preupdate_new(db, i, &nv) != SQLITE_OK)
@@ -312,11 +321,9 @@ static void on_preupdate(void *arg, sqlite3 *db, int op, const char *zdb, const 
 		if (op == SQLITE_UPDATE && val_eq(ov, nv))
 			continue;
 		v = op == SQLITE_DELETE ? ov : nv;
-		if (secret_col(table, col) && strcmp(col, "pwhash") != 0)
-			continue;
 		al_buf_add(b, ",", first ? 0 : 1);
 		first = 0;
-		if (secret_col(table, col)) {
+		if (use == COL_HAS_PASSWORD) {
 			al_buf_add(b, "\"has_password\":", 15);
 			if (sqlite3_value_type(v) != SQLITE_NULL)
 				al_buf_add(b, "true", 4);
@@ -324,10 +331,17 @@ static void on_preupdate(void *arg, sqlite3 *db, int op, const char *zdb, const 
 				al_buf_add(b, "false", 5);
 			continue;
 		}
-		if (strcmp(col, "closed_us") == 0 && sqlite3_value_type(v) != SQLITE_NULL)
+		if (use == COL_CLOSED_US && sqlite3_value_type(v) != SQLITE_NULL)
 			refused = 1;
-		buf_str(b, col, strlen(col));
-		al_buf_add(b, ":", 1);
+		if (t) {
+			al_buf_add(b, t->keys[i], t->key_len[i]);
+		} else {
+			char name[32];
+
+			snprintf(name, sizeof(name), "col%d", i);
+			buf_str(b, name, strlen(name));
+			al_buf_add(b, ":", 1);
+		}
 		buf_val(b, v);
 	}
 	al_buf_add(b, "}", 1);
@@ -337,7 +351,7 @@ static void on_preupdate(void *arg, sqlite3 *db, int op, const char *zdb, const 
 	if (!r)
 		goto oom;
 	r->next = NULL;
-	kind_of(table, op, refused, r->kind, sizeof(r->kind));
+	kind_of(t, table, op, refused, r->kind, sizeof(r->kind));
 	r->ref_id = op == SQLITE_DELETE ? key1 : key2;
 	r->len = b->len;
 	memcpy(r->body, b->p, b->len + 1);
@@ -746,6 +760,41 @@ static int sort_columns(struct audit_table *t)
 	return 0;
 }
 
+/* What the hook needs of each column, worked out once: its key as written, its use. */
+static int describe_columns(struct audit_table *t)
+{
+	struct al_buf b = { 0 };
+
+	t->keys = calloc((size_t)t->n + 1, sizeof(*t->keys));
+	t->key_len = calloc((size_t)t->n + 1, sizeof(*t->key_len));
+	t->use = calloc((size_t)t->n + 1, sizeof(*t->use));
+	if (!t->keys || !t->key_len || !t->use)
+		return -1;
+	for (int i = 0; i < t->n; i++) {
+		b.len = 0;
+		buf_str(&b, t->cols[i], strlen(t->cols[i]));
+		al_buf_add(&b, ":", 1);
+		if (b.oom || !(t->keys[i] = malloc(b.len + 1))) {
+			free(b.p);
+			return -1;
+		}
+		memcpy(t->keys[i], b.p, b.len + 1);
+		t->key_len[i] = b.len;
+		if (secret_col(t->name, t->cols[i]))
+			t->use[i] = strcmp(t->cols[i], "pwhash") == 0 ? COL_HAS_PASSWORD : COL_HIDDEN;
+		else if (strcmp(t->cols[i], "closed_us") == 0)
+			t->use[i] = COL_CLOSED_US;
+	}
+	free(b.p);
+	for (size_t k = 0; k < AL_ARRAY_LEN(kinds); k++)
+		if (strcmp(kinds[k].table, t->name) == 0) {
+			t->ins = kinds[k].ins;
+			t->upd = kinds[k].upd;
+			t->del = kinds[k].del;
+		}
+	return 0;
+}
+
 static int load_tables(struct store *s)
 {
 	struct store_audit *a = store_audit_state(s);
@@ -785,7 +834,7 @@ static int load_tables(struct store *s)
 		}
 		sqlite3_finalize(ci);
 		ci = NULL;
-		if (sort_columns(t) < 0)
+		if (sort_columns(t) < 0 || describe_columns(t) < 0)
 			goto out;
 	}
 	rc = 0;
@@ -860,8 +909,14 @@ void store_audit_close(struct store *s)
 	free(a->buf.p);
 	memset(&a->buf, 0, sizeof(a->buf));
 	for (size_t i = 0; i < a->n_tables; i++) {
-		for (int j = 0; j < a->tables[i].n; j++)
+		for (int j = 0; j < a->tables[i].n; j++) {
 			free(a->tables[i].cols[j]);
+			if (a->tables[i].keys)
+				free(a->tables[i].keys[j]);
+		}
+		free(a->tables[i].keys);
+		free(a->tables[i].key_len);
+		free(a->tables[i].use);
 		free(a->tables[i].cols);
 		free(a->tables[i].order);
 		free(a->tables[i].name);

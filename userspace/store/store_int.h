@@ -42,6 +42,8 @@ struct store_audit {
 	EVP_MD_CTX *md;
 	struct audit_table *tables;     /* column names, for the hook */
 	size_t n_tables;
+	const char *last_table_name;    /* the hook's last table (SQLite's pointer) */
+	const struct audit_table *last_table;
 	sqlite3_stmt *ins, *cp_ins;
 	EVP_PKEY *key;                  /* NULL: checkpoints are not signed (no key) */
 	int64_t cp_seq;                 /* the last checkpoint */
