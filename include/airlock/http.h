@@ -125,6 +125,8 @@ struct http_resp {
 	int state;
 	size_t pos, scan;
 	int n_cl, n_te, conn_close, conn_keep;
+	struct http_span ws_protocol;   /* the first Sec-WebSocket-Protocol (len 0: none): the
+					 * subprotocol a 101 chose, in the buffer parsed */
 };
 void http_resp_init(struct http_resp *r);
 /* request_method_head: the request was HEAD (no body whatever the headers say). */
@@ -189,10 +191,14 @@ char *http_command_json(const struct http_command *c);
 /* ---- Kubernetes exec/attach streams, decoded for the session recording (k8s_stream.c) --------
  *
  * After `101 Switching Protocols` an exec or attach carries stdin, stdout, stderr, an error
- * (status) channel and terminal resizes, framed one of two ways:
+ * (status) channel and terminal resizes, framed one of three ways:
  *   WebSocket (RFC 6455) with a *.channel.k8s.io subprotocol: the first payload byte of each
  *     message is the channel (0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize; v5 adds 255:
  *     "this channel is closed", the payload names it);
+ *   WebSocket with base64.channel.k8s.io or v4.base64.channel.k8s.io: the first character of
+ *     each message is the channel as an ASCII digit ('0'..'4'), the rest of the message is
+ *     the channel's bytes in padded standard base64 (CR and LF skipped, as the API server's
+ *     decoder skips them); anything else in it stops decoding;
  *   SPDY/3.1: the client opens one stream per channel, named by the streamtype header of its
  *     SYN_STREAM (zlib-compressed with the SPDY dictionary); DATA frames carry the bytes.
  * The relay never depends on this decoder: it only watches copies of the bytes.
@@ -221,6 +227,7 @@ char *http_command_json(const struct http_command *c);
 enum k8s_stream_proto {
 	K8S_STREAM_WEBSOCKET = 1,
 	K8S_STREAM_SPDY = 2,
+	K8S_STREAM_WEBSOCKET_BASE64 = 3,
 };
 
 /* Which side sent the bytes. */
@@ -254,11 +261,15 @@ struct k8s_dir {
 	int fin, opcode, masked, in_msg, need_channel, channel;
 	uint8_t mask[4];
 	uint64_t mask_off;
+	/* WebSocket base64: the quantum being read (b64n characters of it, b64pad of them '=';
+	 * 4: a padded quantum ended the message's data) */
+	uint32_t b64acc;
+	uint8_t b64n, b64pad;
 	/* SPDY */
 	int ctl_type;               /* control frame type; 0 for DATA */
 	uint32_t stream_id;
 	const char *error;          /* why decoding stopped; NULL while it goes on */
-	uint8_t scratch[K8S_PIECE_MAX]; /* unmasked WebSocket payload */
+	uint8_t scratch[K8S_PIECE_MAX]; /* unmasked (or base64-decoded) WebSocket payload */
 };
 
 struct k8s_stream {
@@ -278,7 +289,9 @@ struct k8s_stream {
 
 /* The framing of an upgraded exec/attach from its request's Upgrade header and offered
  * Sec-WebSocket-Protocol list (either may be NULL): 1 and *proto set, or 0 when it is
- * not one this decoder reads (e.g. only base64.channel.k8s.io offered). */
+ * not one this decoder reads (e.g. only v4.portforward.k8s.io offered). The API server
+ * takes the first protocol offered that it knows, so the first *channel.k8s.io one
+ * decides between the binary and the base64 framing. */
 int k8s_stream_kind(const char *upgrade, const char *ws_protocols, enum k8s_stream_proto *proto) AL_MUST;
 void k8s_stream_init(struct k8s_stream *s, enum k8s_stream_proto proto);
 /* Frees zlib's state; s may be initialised again. */

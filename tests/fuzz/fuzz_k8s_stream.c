@@ -1,4 +1,4 @@
-/* libFuzzer driver for the Kubernetes exec stream decoder (WebSocket channels, SPDY/3.1 streams) and the recorded-text UTF-8 filter. */
+/* libFuzzer driver for the Kubernetes exec stream decoder (WebSocket channels, binary and base64, SPDY/3.1 streams) and the recorded-text UTF-8 filter. */
 #include <airlock/http.h>
 
 #include <stdlib.h>
@@ -7,8 +7,8 @@
 /*
  * Input: a mode byte, the length of the agent's side (16 bits, big-endian; cut to what
  * there is), then bytes: the agent's side, then the server's.
- *   mode bit 0: 0 WebSocket, 1 SPDY
- *   mode >> 1:  pieces of (mode >> 1) + 1 bytes for the split feed
+ *   mode bit 0: 1 SPDY; else bit 1: 0 WebSocket binary channels, 1 WebSocket base64 channels
+ *   mode >> 2:  pieces of (mode >> 2) + 1 bytes for the split feed
  * Each side is decoded fed whole and fed in pieces; both must give the same channels, the
  * same bytes and the same end. Every piece's text goes through k8s_utf8, which must give
  * valid UTF-8.
@@ -89,8 +89,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
 
 	if (n < 3)
 		return 0;
-	proto = (d[0] & 1) ? K8S_STREAM_SPDY : K8S_STREAM_WEBSOCKET;
-	step = (size_t)(d[0] >> 1) + 1;
+	proto = (d[0] & 1) ? K8S_STREAM_SPDY : (d[0] & 2) ? K8S_STREAM_WEBSOCKET_BASE64 : K8S_STREAM_WEBSOCKET;
+	step = (size_t)(d[0] >> 2) + 1;
 	cut = (size_t)d[1] << 8 | d[2];
 	d += 3;
 	n -= 3;

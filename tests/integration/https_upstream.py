@@ -7,7 +7,8 @@ Each request is appended to LOGFILE as a JSON line {"addr", "raw" (base64 of the
 /close-length and /close-chunked -> CLOSE_BODY with "Connection: close" (Content-Length, chunked),
 the TLS close_notify and the TCP FIN in the same segment as the response's last bytes; HEAD -> no
 body; /api/v1/namespaces/NS/pods/POD -> a running Pod (a fake Kubernetes API for kubectl);
-.../pods/POD/exec (or attach) with an upgrade -> an exec session over WebSocket (v5/v4.channel.k8s.io)
+.../pods/POD/exec (or attach) with an upgrade -> an exec session over WebSocket (v5/v4.channel.k8s.io;
+else v4.base64/base64.channel.k8s.io, in TEXT frames, its first stdout message in two frames)
 or SPDY/3.1 (whichever the client asks for): it prints "hello from POD: ARGV" on stdout (then
 TERMINAL_LINE, a colour and a title sequence) and a line on stderr, echoes each stdin line back as "you typed: LINE" (when stdin=true), and ends with
 a Success status; anything else -> 200 with a JSON echo. Keep-alive, one request at a time.
@@ -139,7 +140,8 @@ def ws_read(conn, buf):
 
 def ws_exec(conn, buf, hdrs, pod_name, target):
     offered = [p.strip() for p in hdrs.get("sec-websocket-protocol", "").split(",")]
-    proto = next((p for p in ("v5.channel.k8s.io", "v4.channel.k8s.io") if p in offered), None)
+    proto = (next((p for p in ("v5.channel.k8s.io", "v4.channel.k8s.io") if p in offered), None)
+             or next((p for p in offered if p in ("v4.base64.channel.k8s.io", "base64.channel.k8s.io")), None))
     if not proto:
         conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         return
@@ -148,9 +150,21 @@ def ws_exec(conn, buf, hdrs, pod_name, target):
     conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                  b"Sec-WebSocket-Accept: %s\r\nSec-WebSocket-Protocol: %s\r\n\r\n" % (accept, proto.encode()))
     argv, stdin = exec_params(target)
-    out = lambda data: ws_send(conn, 2, b"\x01" + data)  # noqa: E731
-    out(("hello from %s: %s\n" % (pod_name, " ".join(argv))).encode() + TERMINAL_LINE)
-    ws_send(conn, 2, b"\x02" + b"a line on stderr\n")
+    b64 = "base64" in proto
+    if b64:
+        def send(ch, data):
+            ws_send(conn, 1, b"%d" % ch + base64.b64encode(data))
+        # the first message in two frames, cut inside a base64 quantum
+        first = b"1" + base64.b64encode(("hello from %s: %s\n" % (pod_name, " ".join(argv))).encode()
+                                        + TERMINAL_LINE)
+        conn.sendall(bytes([0x01, 7]) + first[:7])
+        ws_send(conn, 0, first[7:])
+    else:
+        def send(ch, data):
+            ws_send(conn, 2, bytes([ch]) + data)
+        send(1, ("hello from %s: %s\n" % (pod_name, " ".join(argv))).encode() + TERMINAL_LINE)
+    out = lambda data: send(1, data)  # noqa: E731
+    send(2, b"a line on stderr\n")
     typed = b""
     while stdin:
         fr, buf = ws_read(conn, buf)
@@ -161,13 +175,16 @@ def ws_exec(conn, buf, hdrs, pod_name, target):
             ws_send(conn, 10, payload)
         elif op == 8:
             break
+        elif op in (1, 2) and payload and b64:
+            if payload[:1] == b"0":
+                typed = echo_lines(typed + base64.b64decode(payload[1:], validate=True), out)
         elif op in (1, 2) and payload:
             if payload[0] == 0:
                 typed = echo_lines(typed + payload[1:], out)
             elif payload[0] == 255 and payload[1:2] == b"\0":
                 break                       # v5: the client closed stdin
     echo_lines(typed, out, final=True)
-    ws_send(conn, 2, b"\x03" + SUCCESS)
+    send(3, SUCCESS)
     ws_send(conn, 8, (1000).to_bytes(2, "big"))
     conn.settimeout(5)
     while True:                             # until the client's close frame, or it hangs up

@@ -3,7 +3,7 @@
 Run as root with /usr/bin/python3. Prints `ok - https: NAME` / `not ok - https: NAME: why`.
 It makes a test CA and an HTTPS upstream (https_upstream.py) on 127.0.0.21-23, an airlockd with
 four https resources (two on 127.0.0.21, told apart by server name), a pinned test cgroup whose clients (curl, python3 urllib, node fetch,
-kubectl, a raw TLS client) trust the Airlock CA, and a reviewer with its own uid (and a console
+kubectl, a raw TLS client, a WebSocket client speaking v4.base64.channel.k8s.io) trust the Airlock CA, and a reviewer with its own uid (and a console
 password: one case looks at an exec session in the console, over its API and in headless
 Chromium). One case adds the Airlock CA to the real system trust store and removes it again,
 checking the store is exactly as before. Everything is removed on any exit.
@@ -149,6 +149,78 @@ def raw_client(data, bg=False):
         return p
     r = T.cg.run(argv, timeout=40, env=agent_env())
     return r.returncode, base64.b64decode(r.stdout or ""), r.stderr
+
+
+# kubectl speaks only the binary channel protocols: this client is a browser terminal's
+# exec, offering a channel protocol newer than the test API server knows (v6) and then
+# v4.base64.channel.k8s.io, which the server picks: Airlock must read the stream as the
+# server's 101 says, not as the offer's first protocol. It sends what it is given on stdin ('0',
+# base64), prints stdout ('1') and stderr ('2'), closes once its line is echoed, and exits 0
+# on a Success status.
+WS_B64_CLIENT = r"""
+import base64, json, os, socket, ssl, sys
+host, port, cafile, token, typed = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+ctx = ssl.create_default_context(cafile=cafile)
+s = ctx.wrap_socket(socket.create_connection((host, port), timeout=60), server_hostname=host)
+s.sendall(("GET /api/v1/namespaces/default/pods/web-0/exec?command=sh&command=-c&command=echo%%20hi"
+           "&container=app&stdin=true&stdout=true&stderr=true HTTP/1.1\r\nHost: %s:%d\r\n"
+           "Authorization: Bearer %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+           "Sec-WebSocket-Protocol: v6.channel.k8s.io, v4.base64.channel.k8s.io\r\n\r\n"
+           % (host, port, token, base64.b64encode(os.urandom(16)).decode())).encode())
+buf = b""
+def need(n):
+    global buf
+    while len(buf) < n:
+        d = s.recv(65536)
+        if not d:
+            sys.exit("eof; have %r" % buf[-200:])
+        buf += d
+    out, buf = buf[:n], buf[n:]
+    return out
+def frame(op, payload):
+    key, n = os.urandom(4), len(payload)
+    head = bytes([0x80 | op]) + (bytes([0x80 | n]) if n < 126 else bytes([0xfe]) + n.to_bytes(2, "big"))
+    return head + key + bytes(b ^ key[i & 3] for i, b in enumerate(payload))
+while b"\r\n\r\n" not in buf:
+    d = s.recv(65536)
+    if not d:
+        sys.exit("eof in the response head: %r" % buf)
+    buf += d
+head, _, buf = buf.partition(b"\r\n\r\n")
+if not head.startswith(b"HTTP/1.1 101") or b"sec-websocket-protocol: v4.base64.channel.k8s.io" not in head.lower():
+    sys.exit("no upgrade: %r" % head)
+s.sendall(frame(1, b"0" + base64.b64encode(typed.encode() + b"\n")))
+msg, status, out, closing = b"", None, b"", False
+while True:
+    h = need(2)
+    n = h[1] & 0x7f
+    if n >= 126:
+        n = int.from_bytes(need(2 if n == 126 else 8), "big")
+    payload = need(n)
+    op = h[0] & 0x0f
+    if op == 8:
+        break
+    if op >= 8:
+        continue
+    msg += payload
+    if not h[0] & 0x80:
+        continue
+    ch, data, msg = msg[:1], base64.b64decode(msg[1:], validate=True), b""
+    if ch == b"1":
+        out += data
+        sys.stdout.write(data.decode())
+        sys.stdout.flush()
+    elif ch == b"2":
+        sys.stderr.write(data.decode())
+    elif ch == b"3":
+        status = json.loads(data)
+    if not closing and ("you typed: %s\n" % typed).encode() in out:
+        s.sendall(frame(8, (1000).to_bytes(2, "big")))
+        closing = True
+s.close()
+sys.exit(0 if status and status.get("status") == "Success" else "status %r" % status)
+"""
 
 
 # A TLS client that sends its request and its close_notify together (an SSLObject, so the bytes
@@ -883,6 +955,56 @@ def case_exec_spdy_replay():
     exec_approved_replayed("spdy/3.1", {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"})
 
 
+def case_exec_base64_replay():
+    """An approved exec whose API server picks v4.base64.channel.k8s.io (a browser terminal's
+    protocol): the recording is decoded as for v4.channel.k8s.io, and replay shows it."""
+    need_up()
+    typed = "typed-over-base64-%s" % lib.RUN_ID
+    after = max_req()
+    p = T.cg.popen(as_agent([lib.PY, "-c", WS_B64_CLIENT, KUBE, str(T.port), T.ca, AGENT_TOKEN, typed]),
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=agent_env())
+    row = wait_for(lambda: next((r for r in requests("id > ? AND state = 'pending'", (after,))
+                                 if r["kind"] == "exec"), None), 30, 0.05)
+    if not row:
+        p.kill()
+        out, err = p.communicate()
+        raise AssertionError("the base64 exec was never held (stderr %s)" % err.strip()[-300:])
+    rv("approve", row["id"])
+    try:
+        out, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        raise AssertionError("the base64 exec hung after approval: %r %r" % (out[-200:], err[-300:]))
+    check(p.returncode == 0 and "hello from web-0: sh -c echo hi" in out and "you typed: %s" % typed in out
+          and "a line on stderr" in err,
+          "client exit %s, stdout %r, stderr %r" % (p.returncode, out[-300:], err.strip()[-300:]))
+    h = wait_for(lambda: [x for x in http_rows("id = ?", (row["stmt_id"],)) if x["status"] == 101], 5)
+    check(h, "the exec's http_requests row: %r" % http_rows("id = ?", (row["stmt_id"],)))
+    conn = h[0]["conn_id"]
+    recs = wait_for(lambda: (lambda r: r if any(t == "status" for _, t, _ in r) else None)(recordings(conn)),
+                    10, 0.1)
+    check(recs, "no recorded status for session %d: %r" % (conn, recordings(conn)))
+    kinds = [d + t for d, t, _ in recs]
+    check(kinds[0] == "Fexec" and "Bstdout" in kinds and "Bstderr" in kinds and "Fstdin" in kinds
+          and "Aundecoded" not in kinds and "Bdata" not in kinds,
+          "recording rows of session %d: %r" % (conn, recs))
+    check(json.loads(recs[0][2])["stream"] == "websocket/base64", "exec row: %r" % (recs[0],))
+    check(("F", "stdin", typed + "\n") in recs, "stdin rows: %r" % [r for r in recs if r[1] == "stdin"])
+    r = T.al.ctl("replay", str(conn), "--speed", "0", timeout=30)
+    check(r.returncode == 0, "replay %d: %s" % (conn, r.stderr.strip()))
+    head = "k8s> kubectl exec -n default web-0 -c app -- sh -c 'echo hi'   [websocket/base64]\n"
+    at = {w: r.stdout.find(w) for w in (head, "hello from web-0: sh -c echo hi\n", "a line on stderr\n",
+                                         "stdin> %s\n" % typed, "you typed: %s\n" % typed,
+                                         "-- the command exited with code 0\n")}
+    order = sorted(at, key=at.get)
+    check(min(at.values()) >= 0 and order[0] == head and order[-1].startswith("-- the command exited")
+          and at["stdin> %s\n" % typed] < at["you typed: %s\n" % typed],
+          "replay of session %d: %r" % (conn, r.stdout))
+    check("\x1b[1mbold\x1b[0m ^[]0;retitled^G\n" in r.stdout, "replay is not terminal-safe: %r" % r.stdout)
+    note("session %d (v4.base64.channel.k8s.io) replayed (%d recording rows)" % (conn, len(recs)))
+
+
 def console_get(path, token):
     req = urllib.request.Request(T.console.rstrip("/") + path, headers={"Authorization": "Bearer " + token})
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -1117,6 +1239,8 @@ CASES = [
      "control characters visible, markup inert", case_console_exec_session),
     ("policy test re-decides recorded HTTP requests: a changed rule shows as a difference",
      case_policy_test_http),
+    ("an exec over v4.base64.channel.k8s.io (not kubectl: a browser terminal's protocol) approved: "
+     "recorded decoded as for v4.channel.k8s.io, replayed", case_exec_base64_replay),
     ("airlockd still up, counters, no sanitizer lines", case_still_up),
 ]
 

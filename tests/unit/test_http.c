@@ -254,6 +254,26 @@ static void test_limits(void)
 	CHECK(parse_all(big, n, 0, &r) == HTTP_ERROR && r.status == 431);
 }
 
+/* A 101's Sec-WebSocket-Protocol (the subprotocol the server chose) is kept, the first one. */
+static void test_response_ws_protocol(void)
+{
+	const char *s = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+			"sec-WEBSOCKET-protocol:   v4.base64.channel.k8s.io  \r\nSec-WebSocket-Protocol: x\r\n\r\n";
+	size_t n = strlen(s);
+	struct http_resp r;
+	int rc = HTTP_NEED_MORE;
+
+	http_resp_init(&r);
+	for (size_t k = 1; k <= n && rc == HTTP_NEED_MORE; k++)
+		rc = http_parse_response(&r, (const uint8_t *)s, k, 0);
+	CHECK(rc == HTTP_DONE && r.code == 101);
+	CHECK(r.ws_protocol.len == strlen("v4.base64.channel.k8s.io") &&
+	      memcmp(s + r.ws_protocol.off, "v4.base64.channel.k8s.io", r.ws_protocol.len) == 0);
+	http_resp_init(&r);
+	CHECK(http_parse_response(&r, (const uint8_t *)"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 38, 0) ==
+	      HTTP_DONE && r.ws_protocol.len == 0);
+}
+
 static void test_response(void)
 {
 	const char *cases[][2] = {
@@ -394,6 +414,7 @@ int main(void)
 	RUN(test_smuggling_corpus);
 	RUN(test_limits);
 	RUN(test_response);
+	RUN(test_response_ws_protocol);
 	RUN(test_k8s);
 	RUN(test_client_hello);
 	TEST_EXIT();

@@ -1,4 +1,4 @@
-/* Unit tests for the Kubernetes exec stream decoder: WebSocket channels and SPDY/3.1 streams split at every byte, malformed frames, recorded UTF-8. */
+/* Unit tests for the Kubernetes exec stream decoder: WebSocket channels (binary and base64) and SPDY/3.1 streams split at every byte, malformed frames, recorded UTF-8. */
 #include "harness.h"
 
 #include <airlock/http.h>
@@ -77,6 +77,19 @@ static void ws_msg(struct buf *b, int masked, int channel, const char *data, siz
 }
 
 #define S(s) s, sizeof(s) - 1
+
+/* A base64.channel.k8s.io message in one TEXT frame: the channel as a character, then the
+ * data in padded standard base64. */
+static void ws_b64(struct buf *b, int masked, char channel, const char *data, size_t n)
+{
+	char *m = malloc(4 * (n / 3 + 1) + 2);
+	int len;
+
+	m[0] = channel;
+	len = EVP_EncodeBlock((unsigned char *)m + 1, (const unsigned char *)data, (int)n);
+	ws(b, 1, 1, masked, m, (size_t)len + 1, 0);
+	free(m);
+}
 
 /* What the decoder gave, per channel (0..4, then 255, then unknown). */
 struct got {
@@ -333,6 +346,199 @@ static void test_websocket_huge_length(void)
 	k8s_stream_free(s);
 	free(s);
 	got_free(&g);
+}
+
+/* ---- WebSocket, base64.channel.k8s.io / v4.base64.channel.k8s.io --------------------------- */
+
+static void test_websocket_base64(void)
+{
+	struct buf a = { 0 }, sv = { 0 };
+	struct got ga, gs;
+	char mid[300];
+
+	/* agent (masked): stdin, a resize, more stdin, a close frame */
+	ws_b64(&a, 1, '0', S("ls -l /data\n"));
+	ws_b64(&a, 1, '4', S("{\"Width\":80,\"Height\":24}"));
+	ws_b64(&a, 1, '0', S("exit\n"));
+	ws(&a, 1, 8, 1, "\x03\xe8", 2, 0);
+	/* server: stdout; a stdout message fragmented mid-quantum with a ping inside it
+	 * ("fragmented\n" is ZnJhZ21lbnRlZAo=); stderr; 300 bytes (16-bit length); a message
+	 * with only its channel; an empty message; base64 in a BINARY frame (the API server
+	 * reads either); the status */
+	ws_b64(&sv, 0, '1', S("total 0\n"));
+	ws(&sv, 0, 1, 0, "1ZnJ", 4, 0);
+	ws(&sv, 1, 9, 0, "ping", 4, 0);
+	ws(&sv, 0, 0, 0, "hZ21lbnRlZA", 11, 0);
+	ws(&sv, 1, 0, 0, "o=", 2, 0);
+	ws_b64(&sv, 0, '2', S("ls: warning\n"));
+	memset(mid, 'x', sizeof(mid));
+	ws_b64(&sv, 0, '1', mid, sizeof(mid));
+	ws(&sv, 1, 1, 0, "1", 1, 0);
+	ws(&sv, 1, 1, 0, "", 0, 0);
+	ws(&sv, 1, 2, 0, "1bG9uZwo=", 9, 0);
+	ws_b64(&sv, 0, '3', S("{\"status\":\"Success\"}"));
+	ws(&sv, 1, 8, 0, "\x03\xe8", 2, 0);
+
+	decode_split(K8S_STREAM_WEBSOCKET_BASE64, &a, &sv, &ga, &gs, 1);
+	CHECK(ga.rc == K8S_NEED_MORE && gs.rc == K8S_NEED_MORE);
+	CHECK(same(&ga.ch[0], S("ls -l /data\nexit\n")));
+	CHECK(same(&ga.ch[4], S("{\"Width\":80,\"Height\":24}")));
+	CHECK(gs.ch[1].len == 19 + sizeof(mid) + 5 &&
+	      memcmp(gs.ch[1].p, "total 0\nfragmented\n", 19) == 0 &&
+	      memcmp(gs.ch[1].p + 19 + sizeof(mid), "long\n", 5) == 0);
+	CHECK(same(&gs.ch[2], S("ls: warning\n")));
+	CHECK(same(&gs.ch[3], S("{\"status\":\"Success\"}")));
+	CHECK(gs.ch[0].len == 0 && gs.ch[5].len == 0 && gs.ch[6].len == 0 && ga.ch[6].len == 0);
+	got_free(&ga);
+	got_free(&gs);
+	free(a.p);
+	free(sv.p);
+}
+
+/* Padding and line breaks, each message split at every byte (fragmented too): what the API
+ * server's decoder (padded standard base64, CR and LF skipped) makes of them. */
+static void test_websocket_base64_padding(void)
+{
+	static const struct {
+		const char *msg;        /* after the channel character */
+		const char *want;
+		size_t want_n;
+	} cases[] = {
+		{ "", S("") },
+		{ "Zg==", S("f") },
+		{ "Zm8=", S("fo") },
+		{ "Zm9v", S("foo") },
+		{ "Zm9vYg==", S("foob") },
+		{ "Zm9vYmE=", S("fooba") },
+		{ "Zm9vYmFy", S("foobar") },
+		{ "Zh==", S("f") },             /* leftover bits ignored, as the server does */
+		{ "Zm9=", S("fo") },
+		{ "Zm9v\r\nYmFy\n", S("foobar") },
+		{ "\nZg=\n=\r\n", S("f") },
+		{ "+/+/", S("\xfb\xff\xbf") },
+		{ "AAAA", S("\0\0\0") },
+	};
+
+	for (size_t i = 0; i < AL_ARRAY_LEN(cases); i++) {
+		size_t n = strlen(cases[i].msg), want_n = cases[i].want_n;
+		char *m = malloc(n + 1);
+		struct buf a = { 0 }, sv = { 0 };
+		struct got ga, gs;
+
+		m[0] = '2';
+		memcpy(m + 1, cases[i].msg, n);
+		ws(&sv, 1, 1, 0, m, n + 1, 0);
+		/* the same message in frames of one byte each, then again masked by the agent */
+		for (size_t k = 0; k <= n; k++)
+			ws(&sv, k == n, k ? 0 : 1, 0, m + k, 1, 0);
+		for (size_t k = 0; k <= n; k++)
+			ws(&a, k == n, k ? 0 : 1, 1, m + k, 1, 0);
+		decode_split(K8S_STREAM_WEBSOCKET_BASE64, &a, &sv, &ga, &gs, 1);
+		if (gs.rc != K8S_NEED_MORE || gs.ch[2].len != 2 * want_n || ga.ch[2].len != want_n)
+			printf("#   case %zu (%s): rc %d, %zu bytes\n", i, cases[i].msg, gs.rc, gs.ch[2].len);
+		CHECK(ga.rc == K8S_NEED_MORE && gs.rc == K8S_NEED_MORE);
+		CHECK(same(&ga.ch[2], cases[i].want, want_n));
+		CHECK(gs.ch[2].len == 2 * want_n && (want_n == 0 ||
+		      (memcmp(gs.ch[2].p, cases[i].want, want_n) == 0 &&
+		       memcmp(gs.ch[2].p + want_n, cases[i].want, want_n) == 0)));
+		got_free(&ga);
+		got_free(&gs);
+		free(a.p);
+		free(sv.p);
+		free(m);
+	}
+}
+
+/* A long message: decoded in pieces of at most K8S_PIECE_MAX, whatever the frames. */
+static void test_websocket_base64_large(void)
+{
+	size_t n = 70000;
+	char *big = malloc(n);
+	struct buf a = { 0 }, sv = { 0 };
+	struct got ga, gs;
+
+	for (size_t i = 0; i < n; i++)
+		big[i] = (char)(i * 7 + i / 300);
+	ws_b64(&a, 1, '0', big, n);
+	ws_b64(&sv, 0, '1', big, n);
+	decode_split(K8S_STREAM_WEBSOCKET_BASE64, &a, &sv, &ga, &gs, 0);
+	CHECK(same(&ga.ch[0], big, n));
+	CHECK(same(&gs.ch[1], big, n));
+	CHECK(gs.pieces >= n / K8S_PIECE_MAX && !ga.too_big && !gs.too_big);
+	got_free(&ga);
+	got_free(&gs);
+	free(a.p);
+	free(sv.p);
+	free(big);
+}
+
+/* A malformed message stops decoding for good, after what came before it (whole quanta of
+ * the bad message included), split anywhere; the relay is not the decoder's business. */
+static void test_websocket_base64_malformed(void)
+{
+	static const struct {
+		const char *name;
+		const char *frames[3];  /* one message, in up to three frames */
+		const char *good;       /* what of it is decoded before the stop */
+		const char *why;
+	} bad[] = {
+		{ "channel not a digit", { "xZm9v" }, "", "channel" },
+		{ "channel 5", { "5Zm9v" }, "", "channel" },
+		{ "binary channel byte", { "\x01" "Zm9v" }, "", "channel" },
+		{ "bad character", { "1Zm9vYm*y" }, "foo", "not a base64 character" },
+		{ "base64url character", { "1Zm9v-_8=" }, "foo", "not a base64 character" },
+		{ "space", { "1Zm9v Zg==" }, "foo", "not a base64 character" },
+		{ "length 5", { "1Zm9vY" }, "foo", "multiple of 4" },
+		{ "length 7", { "1Zm9vYmF" }, "foo", "multiple of 4" },
+		{ "length 3", { "1Zm9" }, "", "multiple of 4" },
+		{ "one padding too few", { "1Zg=" }, "", "multiple of 4" },
+		{ "ends mid-quantum in a later frame", { "1Zm", "9vYmFy", "Zg" }, "foobar", "multiple of 4" },
+		{ "ends with an empty frame mid-quantum", { "1Zm9vYm", "F", "" }, "foo", "multiple of 4" },
+		{ "padding first", { "1=Zg=" }, "", "padding where" },
+		{ "padding second", { "1Z===" }, "", "padding where" },
+		{ "data inside the padding", { "1Zm=9" }, "", "after the padding" },
+		{ "data after the padding", { "1Zg==Zm8=" }, "f", "after the padding" },
+		{ "data after the padding, next frame", { "1Zm9vZg==", "Zm9v" }, "foof", "after the padding" },
+		{ "three padding characters", { "1Zg===" }, "f", "after the padding" },
+	};
+
+	for (size_t i = 0; i < AL_ARRAY_LEN(bad); i++) {
+		struct k8s_stream *s = malloc(sizeof(*s));
+		struct buf b = { 0 }, empty = { 0 }, want = { 0 };
+		struct got ga, gs, g2 = { 0 };
+		size_t good, nf = 0;
+
+		ws_b64(&b, 0, '1', S("before\n"));
+		good = b.len;
+		while (nf < 3 && bad[i].frames[nf])
+			nf++;
+		for (size_t f = 0; f < nf; f++)
+			ws(&b, f == nf - 1, f ? 0 : 1, 0, bad[i].frames[f], strlen(bad[i].frames[f]), 0);
+		ws_b64(&b, 0, '1', S("after\n"));
+		put(&want, "before\n", 7);
+		put(&want, bad[i].good, strlen(bad[i].good));
+		decode_split(K8S_STREAM_WEBSOCKET_BASE64, &empty, &b, &ga, &gs, 1);
+		k8s_stream_init(s, K8S_STREAM_WEBSOCKET_BASE64);
+		g2.rc = feed(s, K8S_FROM_SERVER, b.p, b.len, &g2);
+		if (gs.rc != K8S_STOPPED || !same(&gs.ch[1], (const char *)want.p, want.len) || !s->dir[1].error ||
+		    !strstr(s->dir[1].error, bad[i].why))
+			printf("#   %s: rc %d, %zu bytes, error %s\n", bad[i].name, gs.rc, gs.ch[1].len,
+			       s->dir[1].error);
+		CHECK(gs.rc == K8S_STOPPED && same(&gs.ch[1], (const char *)want.p, want.len));
+		CHECK(g2.rc == K8S_STOPPED && s->dir[1].error && strstr(s->dir[1].error, bad[i].why) &&
+		      strncmp(s->dir[1].error, "websocket base64: ", 18) == 0);
+		/* stopped for good; the other direction goes on */
+		got_free(&g2);
+		CHECK(feed(s, K8S_FROM_SERVER, b.p + good, b.len - good, &g2) == K8S_STOPPED);
+		CHECK(feed(s, K8S_FROM_AGENT, b.p, good, &g2) == K8S_NEED_MORE && same(&g2.ch[1], S("before\n")));
+		k8s_stream_free(s);
+		free(s);
+		got_free(&ga);
+		got_free(&gs);
+		got_free(&g2);
+		free(b.p);
+		free(want.p);
+	}
 }
 
 /* ---- SPDY/3.1 -------------------------------------------------------------------------------- */
@@ -631,11 +837,26 @@ static void test_kind(void)
 	CHECK(k8s_stream_kind("SPDY/3.1", NULL, &p) == 1 && p == K8S_STREAM_SPDY);
 	CHECK(k8s_stream_kind("websocket", "v5.channel.k8s.io, v4.channel.k8s.io", &p) == 1 &&
 	      p == K8S_STREAM_WEBSOCKET);
+	/* the API server takes the first offered protocol it knows */
 	p = 0;
 	CHECK(k8s_stream_kind("WebSocket", "base64.channel.k8s.io,channel.k8s.io", &p) == 1 &&
+	      p == K8S_STREAM_WEBSOCKET_BASE64);
+	p = 0;
+	CHECK(k8s_stream_kind("websocket", "channel.k8s.io, base64.channel.k8s.io", &p) == 1 &&
 	      p == K8S_STREAM_WEBSOCKET);
-	CHECK(k8s_stream_kind("websocket", NULL, &p) == 1);
-	CHECK(k8s_stream_kind("websocket", "base64.channel.k8s.io", &p) == 0);
+	p = 0;
+	CHECK(k8s_stream_kind("websocket", "base64.channel.k8s.io", &p) == 1 && p == K8S_STREAM_WEBSOCKET_BASE64);
+	p = 0;
+	CHECK(k8s_stream_kind("websocket", "v4.base64.channel.k8s.io, v4.channel.k8s.io", &p) == 1 &&
+	      p == K8S_STREAM_WEBSOCKET_BASE64);
+	p = 0;
+	CHECK(k8s_stream_kind("websocket", "V4.BASE64.channel.k8s.io", &p) == 1 && p == K8S_STREAM_WEBSOCKET_BASE64);
+	p = 0;
+	CHECK(k8s_stream_kind("websocket", "v5.channel.k8s.io, v4.base64.channel.k8s.io", &p) == 1 &&
+	      p == K8S_STREAM_WEBSOCKET);
+	p = 0;
+	CHECK(k8s_stream_kind("websocket", "v4.xbase64.channel.k8s.io", &p) == 1 && p == K8S_STREAM_WEBSOCKET);
+	CHECK(k8s_stream_kind("websocket", NULL, &p) == 1 && p == K8S_STREAM_WEBSOCKET);
 	CHECK(k8s_stream_kind("websocket", "v4.portforward.k8s.io", &p) == 0);
 	CHECK(k8s_stream_kind("h2c", NULL, &p) == 0);
 	CHECK(k8s_stream_kind(NULL, NULL, &p) == 0);
@@ -709,6 +930,10 @@ int main(void)
 	RUN(test_websocket_large);
 	RUN(test_websocket_malformed);
 	RUN(test_websocket_huge_length);
+	RUN(test_websocket_base64);
+	RUN(test_websocket_base64_padding);
+	RUN(test_websocket_base64_large);
+	RUN(test_websocket_base64_malformed);
 	RUN(test_spdy);
 	RUN(test_spdy_malformed);
 	RUN(test_kind);

@@ -101,6 +101,7 @@ struct hs {
 	const struct al_rule *review_rule;
 	/* the upgraded stream of an exec/attach, recorded for replay */
 	struct k8s_rec *rec;
+	char ws_chosen[64];             /* the WebSocket subprotocol the server's 101 chose */
 };
 
 struct httpproxy {
@@ -1142,6 +1143,11 @@ static void up_read(struct bufferevent *bev, void *arg)
 				return;
 			}
 			s->status = s->resp.code;
+			if (s->resp.code == 101 && s->resp.ws_protocol.len < sizeof(s->ws_chosen)) {
+				/* The subprotocol the server chose decides how its stream is read. */
+				memcpy(s->ws_chosen, buf + s->resp.ws_protocol.off, s->resp.ws_protocol.len);
+				s->ws_chosen[s->resp.ws_protocol.len] = '\0';
+			}
 			s->bytes_up += s->resp.head_len;
 			s->req_down += s->resp.head_len;
 			if (s->resp.code >= 200 && s->resp.framing != HTTP_BODY_NONE)
@@ -1156,7 +1162,8 @@ static void up_read(struct bufferevent *bev, void *arg)
 				/* The upgraded stream (SPDY, WebSocket) is relayed raw from here on. */
 				audit_outcome(s, 101, NULL, 0, NULL);
 				if (s->have_cmd && s->cmd.is_k8s)
-					s->rec = k8s_rec_start(s->p->store, s->row, s->p->cfg->record_limit, &s->cmd);
+					s->rec = k8s_rec_start(s->p->store, s->row, s->p->cfg->record_limit, &s->cmd,
+							       s->ws_chosen);
 				s->state = H_TUNNEL;
 				s->req_up = s->req_down = 0;
 				bufferevent_enable(s->agent, EV_READ);

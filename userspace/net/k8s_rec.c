@@ -156,7 +156,8 @@ static json_t *jstr(const char *v)
 	return j ? j : json_string("(not UTF-8)");
 }
 
-struct k8s_rec *k8s_rec_start(struct store *st, int64_t conn_id, size_t limit, const struct http_command *cmd)
+struct k8s_rec *k8s_rec_start(struct store *st, int64_t conn_id, size_t limit, const struct http_command *cmd,
+			      const char *chosen)
 {
 	json_t *hd, *o, *argv;
 	enum k8s_stream_proto proto = 0;
@@ -175,6 +176,7 @@ struct k8s_rec *k8s_rec_start(struct store *st, int64_t conn_id, size_t limit, c
 	r->limit = limit;
 	hd = json_loads(cmd->headers_json ? cmd->headers_json : "{}", 0, NULL);
 	known = k8s_stream_kind(json_string_value(json_object_get(hd, "upgrade")),
+				chosen && *chosen ? chosen :
 				json_string_value(json_object_get(hd, "sec-websocket-protocol")), &proto);
 	json_decref(hd);
 	k8s_stream_init(&r->ks, known ? proto : K8S_STREAM_WEBSOCKET);
@@ -194,7 +196,8 @@ struct k8s_rec *k8s_rec_start(struct store *st, int64_t conn_id, size_t limit, c
 	json_object_set_new(o, "tty", json_boolean(cmd->k8s.tty));
 	json_object_set_new(o, "stdin", json_boolean(cmd->k8s.stdin_));
 	json_object_set_new(o, "stream", json_string(!known ? "not decoded" :
-						      proto == K8S_STREAM_SPDY ? "spdy/3.1" : "websocket"));
+						      proto == K8S_STREAM_SPDY ? "spdy/3.1" :
+						      proto == K8S_STREAM_WEBSOCKET_BASE64 ? "websocket/base64" : "websocket"));
 	data = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (data)

@@ -738,6 +738,8 @@ int http_parse_response(struct http_resp *r, const uint8_t *buf, size_t len, int
 					return rfail(r, "Transfer-Encoding other than chunked");
 			} else if (http_span_ieq(buf, h.name, "connection")) {
 				connection_tokens(v, h.value.len, &r->conn_close, &r->conn_keep, NULL);
+			} else if (http_span_ieq(buf, h.name, "sec-websocket-protocol") && !r->ws_protocol.len) {
+				r->ws_protocol = h.value;
 			}
 		}
 		r->pos = r->scan;

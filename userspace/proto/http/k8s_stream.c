@@ -1,4 +1,4 @@
-/* Kubernetes exec/attach streams after the upgrade (WebSocket channels or SPDY/3.1 streams), decoded incrementally for the session recording; pure. */
+/* Kubernetes exec/attach streams after the upgrade (WebSocket channels, binary or base64, or SPDY/3.1 streams), decoded incrementally for the session recording; pure. */
 #include <airlock/http.h>
 
 #include <stdlib.h>
@@ -82,8 +82,10 @@ int k8s_stream_kind(const char *upgrade, const char *ws_protocols, enum k8s_stre
 	}
 	if (!has_token(upgrade, "websocket"))
 		return 0;
-	/* The binary channel protocols (channel.k8s.io, v2..v5) share one framing; the
-	 * base64 ones do not, and one offering only those is not decoded. */
+	/* The binary channel protocols (channel.k8s.io, v2..v5) share one framing, the base64
+	 * ones (base64.channel.k8s.io, v4.base64.channel.k8s.io) another. The API server picks
+	 * the first offered protocol it knows; its answer is not seen here, so the first
+	 * channel protocol offered stands for it. */
 	while (p && *p) {
 		const char *e;
 		size_t len;
@@ -95,9 +97,11 @@ int k8s_stream_kind(const char *upgrade, const char *ws_protocols, enum k8s_stre
 			len--;
 		if (len)
 			any = 1;
-		if (len >= 14 && strncasecmp(p + len - 14, "channel.k8s.io", 14) == 0 &&
-		    strncasecmp(p, "base64.", 7) != 0) {
-			*proto = K8S_STREAM_WEBSOCKET;
+		if (len >= 14 && strncasecmp(p + len - 14, "channel.k8s.io", 14) == 0) {
+			int b64 = len >= 21 && strncasecmp(p + len - 21, "base64.channel.k8s.io", 21) == 0 &&
+				  (len == 21 || p[len - 22] == '.');
+
+			*proto = b64 ? K8S_STREAM_WEBSOCKET_BASE64 : K8S_STREAM_WEBSOCKET;
 			return 1;
 		}
 		p = e;
@@ -125,13 +129,18 @@ void k8s_stream_free(struct k8s_stream *s)
 
 /* ---- WebSocket ------------------------------------------------------------------------------- */
 
-static void ws_frame_end(struct k8s_dir *d)
+static int ws_frame_end(struct k8s_dir *d)
 {
+	d->state = WS_HEAD;
 	if (d->opcode < 8 && d->fin) {
 		d->in_msg = 0;
 		d->need_channel = 0;
+		/* (a payload byte that would end the message mid-quantum is refused before it is
+		 * taken; this catches an empty last frame) */
+		if (d->b64n % 4 != 0)
+			return stop(d, "websocket base64: message length is not a multiple of 4");
 	}
-	d->state = WS_HEAD;
+	return 0;
 }
 
 /* d->hdr holds a whole frame header: check it and start its payload. */
@@ -174,6 +183,8 @@ static int ws_head_done(struct k8s_dir *d)
 			return stop(d, "websocket: new message inside a fragmented one");
 		d->in_msg = 1;
 		d->need_channel = 1;
+		d->b64acc = 0;
+		d->b64n = d->b64pad = 0;
 		break;
 	case 0x8:
 	case 0x9:
@@ -186,11 +197,95 @@ static int ws_head_done(struct k8s_dir *d)
 	}
 	d->state = WS_PAYLOAD;
 	if (d->left == 0)
-		ws_frame_end(d);
+		return ws_frame_end(d);
 	return 0;
 }
 
-static int ws_next(struct k8s_dir *d, const uint8_t *buf, size_t len, size_t *used, struct k8s_piece *out)
+static int b64_value(uint8_t c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/*
+ * Decodes up to n bytes of a base64 message's payload (masked as the frame is) into
+ * d->scratch, as the API server's decoder (Go's padded standard encoding) reads them: CR and
+ * LF are skipped, '=' only as the last one or two characters of the message's data, the
+ * bits a padded quantum leaves over ignored. Returns the bytes decoded (at most 3 (n + 3) / 4)
+ * and sets *took to the payload bytes used. A byte that makes the message malformed is not
+ * used: *why says why, and what came before it was still decoded.
+ */
+static size_t b64_take(struct k8s_dir *d, const uint8_t *p, size_t n, size_t *took, const char **why)
+{
+	uint32_t acc = d->b64acc;
+	unsigned q = d->b64n, pad = d->b64pad;
+	uint8_t *o = d->scratch;
+	size_t k;
+
+	*why = NULL;
+	for (k = 0; k < n; k++) {
+		uint8_t c = p[k] ^ (d->masked ? d->mask[(d->mask_off + k) & 3] : 0);
+		int v = b64_value(c);
+		uint32_t acc0 = acc;
+		unsigned q0 = q, pad0 = pad;
+
+		if (c == '\r' || c == '\n') {
+			/* skipped */
+		} else if (q == 4) {
+			*why = "websocket base64: data after the padding";
+			break;
+		} else if (c == '=') {
+			if (q < 2) {
+				*why = "websocket base64: padding where data must be";
+				break;
+			}
+			pad++;
+			if (++q == 4) {
+				*o++ = (uint8_t)(acc >> (pad == 1 ? 10 : 4));
+				if (pad == 1)
+					*o++ = (uint8_t)(acc >> 2);
+			}
+		} else if (v < 0 || pad) {
+			*why = v < 0 ? "websocket base64: not a base64 character" :
+				"websocket base64: data after the padding";
+			break;
+		} else {
+			acc = acc << 6 | (uint32_t)v;
+			if (++q == 4) {
+				*o++ = (uint8_t)(acc >> 16);
+				*o++ = (uint8_t)(acc >> 8);
+				*o++ = (uint8_t)acc;
+				q = 0;
+				acc = 0;
+			}
+		}
+		if (d->fin && d->left - k == 1 && q % 4 != 0) {
+			/* the message would end mid-quantum (this byte decoded nothing) */
+			acc = acc0;
+			q = q0;
+			pad = pad0;
+			*why = "websocket base64: message length is not a multiple of 4";
+			break;
+		}
+	}
+	d->b64acc = acc;
+	d->b64n = (uint8_t)q;
+	d->b64pad = (uint8_t)pad;
+	*took = k;
+	return (size_t)(o - d->scratch);
+}
+
+static int ws_next(struct k8s_dir *d, int base64, const uint8_t *buf, size_t len, size_t *used,
+		   struct k8s_piece *out)
 {
 	size_t i = 0;
 
@@ -220,6 +315,30 @@ static int ws_next(struct k8s_dir *d, const uint8_t *buf, size_t len, size_t *us
 			d->channel = buf[i] ^ (d->masked ? d->mask[d->mask_off & 3] : 0);
 			d->need_channel = 0;
 			n = 1;
+			if (base64) {
+				if (d->channel < '0' || d->channel > '4') {
+					*used = i;
+					return stop(d, "websocket base64: the channel is not '0'..'4'");
+				}
+				d->channel -= '0';
+			}
+		} else if (base64) {
+			const char *why;
+			size_t took, got;
+
+			if (n > K8S_PIECE_MAX)
+				n = K8S_PIECE_MAX;
+			got = b64_take(d, buf + i, n, &took, &why);
+			if (why && got == 0) {
+				*used = i;
+				return stop(d, why);
+			}
+			n = took;       /* a refused byte comes again next call, and stops it then */
+			if (got) {
+				out->p = d->scratch;
+				out->channel = d->channel;
+				out->len = got;
+			}
 		} else {
 			if (n > K8S_PIECE_MAX)
 				n = K8S_PIECE_MAX;
@@ -236,8 +355,10 @@ static int ws_next(struct k8s_dir *d, const uint8_t *buf, size_t len, size_t *us
 		i += n;
 		d->left -= n;
 		d->mask_off += n;
-		if (d->left == 0)
-			ws_frame_end(d);
+		if (d->left == 0 && ws_frame_end(d) < 0) {
+			*used = i;
+			return K8S_STOPPED;
+		}
 		if (out->len) {
 			*used = i;
 			return K8S_PIECE;
@@ -473,8 +594,8 @@ int k8s_stream_next(struct k8s_stream *s, enum k8s_side side, const uint8_t *buf
 		return K8S_STOPPED;
 	if (s->proto == K8S_STREAM_SPDY)
 		return spdy_next(s, side, buf, len, used, out);
-	if (s->proto == K8S_STREAM_WEBSOCKET)
-		return ws_next(d, buf, len, used, out);
+	if (s->proto == K8S_STREAM_WEBSOCKET || s->proto == K8S_STREAM_WEBSOCKET_BASE64)
+		return ws_next(d, s->proto == K8S_STREAM_WEBSOCKET_BASE64, buf, len, used, out);
 	d->error = "not a stream this decoder reads";
 	return K8S_STOPPED;
 }
