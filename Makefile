@@ -97,8 +97,10 @@ run: deps all
 
 bench: all
 	@bash bench/run.sh
-	@if [ -f bench/pg_bench.sh ]; then bash bench/pg_bench.sh; fi
+	@bash bench/pg_bench.sh
+	@bash bench/https_bench.sh
 	@/usr/bin/python3 bench/review_bench.py
+	@bash bench/xdp_vs_nft.sh
 
 clean:
 	rm -rf $(B)
