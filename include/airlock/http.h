@@ -289,9 +289,10 @@ struct k8s_stream {
 
 /* The framing of an upgraded exec/attach from its request's Upgrade header and offered
  * Sec-WebSocket-Protocol list (either may be NULL): 1 and *proto set, or 0 when it is
- * not one this decoder reads (e.g. only v4.portforward.k8s.io offered). The API server
- * takes the first protocol offered that it knows, so the first *channel.k8s.io one
- * decides between the binary and the base64 framing. */
+ * not one this decoder reads (e.g. only v4.portforward.k8s.io offered). Pass the server's
+ * 101 answer where there is one; an offer is read as the API server reads it (it takes the
+ * first protocol offered that it knows), so its first *channel.k8s.io one decides between
+ * the binary and the base64 framing. */
 int k8s_stream_kind(const char *upgrade, const char *ws_protocols, enum k8s_stream_proto *proto) AL_MUST;
 void k8s_stream_init(struct k8s_stream *s, enum k8s_stream_proto proto);
 /* Frees zlib's state; s may be initialised again. */

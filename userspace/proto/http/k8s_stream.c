@@ -83,9 +83,10 @@ int k8s_stream_kind(const char *upgrade, const char *ws_protocols, enum k8s_stre
 	if (!has_token(upgrade, "websocket"))
 		return 0;
 	/* The binary channel protocols (channel.k8s.io, v2..v5) share one framing, the base64
-	 * ones (base64.channel.k8s.io, v4.base64.channel.k8s.io) another. The API server picks
-	 * the first offered protocol it knows; its answer is not seen here, so the first
-	 * channel protocol offered stands for it. */
+	 * ones (base64.channel.k8s.io, v4.base64.channel.k8s.io) another. Given the server's
+	 * answer (its 101's Sec-WebSocket-Protocol), that one decides; given the agent's offer,
+	 * the first channel protocol in it stands for the server's choice (the API server picks
+	 * the first offered protocol it knows). */
 	while (p && *p) {
 		const char *e;
 		size_t len;
