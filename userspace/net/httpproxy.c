@@ -1143,10 +1143,13 @@ static void up_read(struct bufferevent *bev, void *arg)
 				return;
 			}
 			s->status = s->resp.code;
-			if (s->resp.code == 101 && s->resp.ws_protocol.len < sizeof(s->ws_chosen)) {
-				/* The subprotocol the server chose decides how its stream is read. */
-				memcpy(s->ws_chosen, buf + s->resp.ws_protocol.off, s->resp.ws_protocol.len);
-				s->ws_chosen[s->resp.ws_protocol.len] = '\0';
+			if (s->resp.code == 101) {
+				/* The subprotocol the server chose decides how its stream is read (one
+				 * too long for any Kubernetes protocol: the agent's offer does). */
+				size_t wl = s->resp.ws_protocol.len < sizeof(s->ws_chosen) ? s->resp.ws_protocol.len : 0;
+
+				memcpy(s->ws_chosen, buf + s->resp.ws_protocol.off, wl);
+				s->ws_chosen[wl] = '\0';
 			}
 			s->bytes_up += s->resp.head_len;
 			s->req_down += s->resp.head_len;
