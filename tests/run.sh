@@ -64,6 +64,11 @@ for t in "${unit[@]}"; do
 	run_one "$t" "$UNIT_TIMEOUT" "$t"
 done
 
+# Fuzz drivers: each builds from its one documented command and runs its seed corpus once.
+for t in tests/fuzz/test_*.sh; do
+	run_one "$t" "$UNIT_TIMEOUT" bash "$t"
+done
+
 # Integration, bypass and console (headless Chromium) tests: real daemon, real cgroup; root only.
 for t in tests/integration/test_*.py tests/bypass/test_*.py tests/bypass/test_*.sh tests/console/test_*.py; do
 	if [ "$(id -u)" -ne 0 ]; then

@@ -62,15 +62,64 @@ void al_listener_backoff(struct evconnlistener *l, void *arg);
 /* Raises RLIMIT_NOFILE towards want descriptors (the hard limit too, where the process may, up to
  * fs.nr_open); never lowers it. Returns the soft limit now in force (0 if unknown). */
 uint64_t al_nofile_raise(uint64_t want);
+/* The value of one hex digit (either case), or -1. Inline: the pure parsers (and their fuzz
+ * drivers) link nothing of lib. */
+static inline int al_hexdigit(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
 /* Lowercase hex of n bytes into out (2n + 1 bytes, NUL-terminated). */
 void al_hex(const void *in, size_t n, char *out);
 /* The hex SHA-256 of n bytes (the digest fetched from OpenSSL once, not per call): 0, -1. */
 int al_sha256_hex(const void *in, size_t n, char out[65]) AL_MUST;
 /* Length of the valid UTF-8 sequence at p (n > 0 bytes there): 1 for ASCII, 2..4, or 0 if it is
- * not UTF-8 (a stray or missing continuation, an overlong form, a surrogate, past U+10FFFF). */
-size_t al_utf8_seq(const unsigned char *p, size_t n);
+ * not UTF-8 (a stray or missing continuation, an overlong form, a surrogate, past U+10FFFF).
+ * Inline, like al_hexdigit and al_dec: hot in the store's hook, and the pure parsers use it. */
+static inline size_t al_utf8_seq(const unsigned char *p, size_t n)
+{
+	unsigned char c = p[0];
+
+	if (c < 0x80)
+		return 1;
+	if (c < 0xc2 || c > 0xf4)
+		return 0;
+	if (c < 0xe0)
+		return n >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (c < 0xf0) {
+		if (n < 3 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
+			return 0;
+		if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] >= 0xa0))
+			return 0;       /* overlong, surrogate */
+		return 3;
+	}
+	if (n < 4 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80)
+		return 0;
+	if ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] >= 0x90))
+		return 0;       /* overlong, past U+10FFFF */
+	return 4;
+}
 /* The decimal digits of v at p, not NUL-terminated (p has room for 20): their count. */
-size_t al_dec(char *p, int64_t v);
+static inline size_t al_dec(char *p, int64_t v)
+{
+	char t[20];
+	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+	size_t n = 0, i = 0;
+
+	do
+		t[n++] = (char)('0' + u % 10);
+	while ((u /= 10) != 0);
+	if (v < 0)
+		p[i++] = '-';
+	while (n)
+		p[i++] = t[--n];
+	return i;
+}
 
 #pragma GCC poison strcpy strcat sprintf vsprintf gets
 

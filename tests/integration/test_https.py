@@ -859,6 +859,25 @@ def case_kubectl_exec():
     note("kubectl said: %s" % " ".join(err.split())[:200])
 
 
+def approve_held_exec(p, after, what):
+    """Waits for the exec request newer than `after` that the running client p made to be
+    held, approves it, and returns the request row and p's stdout and stderr once it exits."""
+    row = wait_for(lambda: next((r for r in requests("id > ? AND state = 'pending'", (after,))
+                                 if r["kind"] == "exec"), None), 30, 0.05)
+    if not row:
+        p.kill()
+        out, err = p.communicate()
+        raise AssertionError("%s was never held (stderr %s)" % (what, err.strip()[-300:]))
+    rv("approve", row["id"])
+    try:
+        out, err = p.communicate(timeout=60)
+        return row, out, err
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        raise AssertionError("%s hung after approval: %r %r" % (what, out[-200:], err[-300:]))
+
+
 def recordings(conn_id):
     """(dir, type, data) of a session's recorded messages in order, as `airlockctl export` has them."""
     r = T.al.ctl("export", str(conn_id), "--format", "jsonl")
@@ -883,19 +902,7 @@ def exec_approved_replayed(stream, env):
                                  "web-0", "-c", "app", "--", "sh", "-c", "echo hi"]),
                        stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                        env=agent_env(**env))
-    row = wait_for(lambda: next((r for r in requests("id > ? AND state = 'pending'", (after,))
-                                 if r["kind"] == "exec"), None), 30, 0.05)
-    if not row:
-        p.kill()
-        out, err = p.communicate()
-        raise AssertionError("kubectl exec was never held (stderr %s)" % err.strip()[-300:])
-    rv("approve", row["id"])
-    try:
-        out, err = p.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        out, err = p.communicate()
-        raise AssertionError("kubectl exec hung after approval: %r %r" % (out[-200:], err[-300:]))
+    row, out, err = approve_held_exec(p, after, "kubectl exec")
     check(p.returncode == 0 and "hello from web-0: sh -c echo hi" in out
           and "you typed: %s" % typed in out and "a line on stderr" in err,
           "kubectl exit %s, stdout %r, stderr %r" % (p.returncode, out[-300:], err.strip()[-300:]))
@@ -963,19 +970,7 @@ def case_exec_base64_replay():
     after = max_req()
     p = T.cg.popen(as_agent([lib.PY, "-c", WS_B64_CLIENT, KUBE, str(T.port), T.ca, AGENT_TOKEN, typed]),
                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=agent_env())
-    row = wait_for(lambda: next((r for r in requests("id > ? AND state = 'pending'", (after,))
-                                 if r["kind"] == "exec"), None), 30, 0.05)
-    if not row:
-        p.kill()
-        out, err = p.communicate()
-        raise AssertionError("the base64 exec was never held (stderr %s)" % err.strip()[-300:])
-    rv("approve", row["id"])
-    try:
-        out, err = p.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        out, err = p.communicate()
-        raise AssertionError("the base64 exec hung after approval: %r %r" % (out[-200:], err[-300:]))
+    row, out, err = approve_held_exec(p, after, "the base64 exec")
     check(p.returncode == 0 and "hello from web-0: sh -c echo hi" in out and "you typed: %s" % typed in out
           and "a line on stderr" in err,
           "client exit %s, stdout %r, stderr %r" % (p.returncode, out[-300:], err.strip()[-300:]))

@@ -161,35 +161,6 @@ int al_mkdir_p(const char *path, unsigned int mode)
 	return 0;
 }
 
-void al_buf_add(struct al_buf *b, const void *data, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		char *np;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		np = realloc(b->p, cap);
-		if (!np) {
-			b->oom = 1;
-			return;
-		}
-		b->p = np;
-		b->cap = cap;
-	}
-	if (n)
-		memcpy(b->p + b->len, data, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-void al_buf_str(struct al_buf *b, const char *s)
-{
-	al_buf_add(b, s, strlen(s));
-}
-
 void al_hex(const void *in, size_t n, char *out)
 {
 	static const char d[] = "0123456789abcdef";
@@ -224,45 +195,7 @@ int al_sha256_hex(const void *in, size_t n, char out[65])
 	return 0;
 }
 
-size_t al_dec(char *p, int64_t v)
-{
-	char t[20];
-	uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-	size_t n = 0, i = 0;
 
-	do
-		t[n++] = (char)('0' + u % 10);
-	while ((u /= 10) != 0);
-	if (v < 0)
-		p[i++] = '-';
-	while (n)
-		p[i++] = t[--n];
-	return i;
-}
-
-size_t al_utf8_seq(const unsigned char *p, size_t n)
-{
-	unsigned char c = p[0];
-
-	if (c < 0x80)
-		return 1;
-	if (c < 0xc2 || c > 0xf4)
-		return 0;
-	if (c < 0xe0)
-		return n >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
-	if (c < 0xf0) {
-		if (n < 3 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
-			return 0;
-		if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] >= 0xa0))
-			return 0;       /* overlong, surrogate */
-		return 3;
-	}
-	if (n < 4 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80)
-		return 0;
-	if ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] >= 0x90))
-		return 0;       /* overlong, past U+10FFFF */
-	return 4;
-}
 
 uint64_t al_nofile_raise(uint64_t want)
 {

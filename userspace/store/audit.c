@@ -73,11 +73,11 @@ static int unhex(const char *s, unsigned char *out, size_t max, size_t *n)
 	if (len % 2 || len / 2 > max)
 		return -1;
 	for (size_t i = 0; i < len / 2; i++) {
-		unsigned int v;
+		int hi = al_hexdigit(s[2 * i]), lo = al_hexdigit(s[2 * i + 1]);
 
-		if (sscanf(s + 2 * i, "%2x", &v) != 1)
+		if (hi < 0 || lo < 0)
 			return -1;
-		out[i] = (unsigned char)v;
+		out[i] = (unsigned char)(hi << 4 | lo);
 	}
 	*n = len / 2;
 	return 0;

@@ -3,17 +3,6 @@
 
 #include <stdlib.h>
 
-static int hexv(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decodes n bytes of s into out (cap bytes, NUL-terminated); plus_space
  * for query values. -1 on bad encoding, a NUL byte, or no room. */
 static int pct_decode(const char *s, size_t n, int plus_space, char *out, size_t cap)
@@ -28,8 +17,8 @@ static int pct_decode(const char *s, size_t n, int plus_space, char *out, size_t
 
 			if (i + 2 >= n)
 				return -1;
-			h = hexv(s[i + 1]);
-			l = hexv(s[i + 2]);
+			h = al_hexdigit(s[i + 1]);
+			l = al_hexdigit(s[i + 2]);
 			if (h < 0 || l < 0 || (h | l) == 0)
 				return -1;
 			c = (char)(h * 16 + l);

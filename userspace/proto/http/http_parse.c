@@ -24,17 +24,6 @@ static int is_field_char(uint8_t c)
 	return is_vchar(c) || c >= 0x80 || c == ' ' || c == '\t';
 }
 
-static int hexval(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static struct http_span span(size_t off, size_t len)
 {
 	struct http_span s = { (uint32_t)off, (uint32_t)len };
@@ -156,7 +145,7 @@ int http_chunked_feed(struct http_chunked *c, const uint8_t *p, size_t len, size
 		switch (c->state) {
 		case CK_SIZE0:
 		case CK_SIZE:
-			h = hexval(ch);
+			h = al_hexdigit(ch);
 			if (h >= 0) {
 				if (c->line > CK_MAX_DIGITS)
 					return *used = i, ck_fail(c, "chunk size too large");
@@ -264,7 +253,7 @@ void http_req_init(struct http_req *r)
 static int valid_percent(const uint8_t *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		if (p[i] == '%' && (i + 2 >= n || hexval(p[i + 1]) < 0 || hexval(p[i + 2]) < 0))
+		if (p[i] == '%' && (i + 2 >= n || al_hexdigit(p[i + 1]) < 0 || al_hexdigit(p[i + 2]) < 0))
 			return 0;
 	return 1;
 }
@@ -278,7 +267,7 @@ static int valid_host(const uint8_t *p, size_t n)
 		return 0;
 	if (p[0] == '[') {
 		for (i = 1; i < n && p[i] != ']'; i++)
-			if (!(hexval(p[i]) >= 0 || p[i] == ':' || p[i] == '.'))
+			if (!(al_hexdigit(p[i]) >= 0 || p[i] == ':' || p[i] == '.'))
 				return 0;
 		if (i >= n || i == 1)
 			return 0;
@@ -642,8 +631,8 @@ size_t http_req_body(const struct http_req *r, const uint8_t *buf, uint8_t *out,
 	while (i < end) {
 		uint64_t size = 0;
 
-		while (hexval(buf[i]) >= 0)
-			size = size * 16 + (uint64_t)hexval(buf[i++]);
+		while (al_hexdigit(buf[i]) >= 0)
+			size = size * 16 + (uint64_t)al_hexdigit(buf[i++]);
 		while (buf[i] != '\n')
 			i++;
 		i++;
