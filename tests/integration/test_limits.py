@@ -132,6 +132,9 @@ def case_counts_terminated():
         st = al.status()
         check(st.get("pg_live") == 3 and st.get("max_sessions") == 3, "status: pg_live %r max_sessions %r"
               % (st.get("pg_live"), st.get("max_sessions")))
+        text = al.ctl("status").stdout
+        check("sessions: 3 live (0 relayed, 3 postgres, 0 https), at most 3 at once" in text,
+              "airlockctl status says: %r" % text)
         rows = wait_for(lambda: refusals("max_sessions reached"), 5)
         check(len(rows) == 1, "refused connections recorded: %r" % rows)
     finally:

@@ -122,9 +122,17 @@ static int cmd_status(void)
 	json_array_foreach(pins, i, p)
 		printf("  %s (id %lld)\n", json_string_value(json_object_get(p, "path")),
 		       (long long)json_integer_value(json_object_get(p, "cgroup_id")));
-	printf("connections: %lld live, %lld accepted since start, %lld steered by the kernel, "
-	       "%lld recorded\n",
+	printf("sessions: %lld live (%lld relayed, %lld postgres, %lld https), at most %lld at once "
+	       "(%lld file descriptors)\n",
+	       (long long)(json_integer_value(json_object_get(resp, "live")) +
+			   json_integer_value(json_object_get(resp, "pg_live")) +
+			   json_integer_value(json_object_get(resp, "http_live"))),
 	       (long long)json_integer_value(json_object_get(resp, "live")),
+	       (long long)json_integer_value(json_object_get(resp, "pg_live")),
+	       (long long)json_integer_value(json_object_get(resp, "http_live")),
+	       (long long)json_integer_value(json_object_get(resp, "max_sessions")),
+	       (long long)json_integer_value(json_object_get(resp, "fd_limit")));
+	printf("connections: %lld accepted since start, %lld steered by the kernel, %lld recorded\n",
 	       (long long)json_integer_value(json_object_get(resp, "accepted")),
 	       (long long)json_integer_value(json_object_get(resp, "steered_total")),
 	       (long long)json_integer_value(json_object_get(resp, "connections_recorded")));
