@@ -512,6 +512,88 @@ static int exec_row(struct sb *b, const char *dir, const char *type, const char 
 	return 1;
 }
 
+/*
+ * The HTTP requests of an https session as frames, in order: what was asked and what came of
+ * it. Host, path and query are the agent's: shown terminal-safe.
+ */
+static int load_http(sqlite3 *db, int64_t id, struct frames *h)
+{
+	sqlite3_stmt *st = NULL;
+	int r, rc = -1;
+
+	if (sqlite3_prepare_v2(db, "SELECT at_us, method, host, path, query, decision, rule, request_id,"
+			       " status, bytes_down, duration_us, error FROM http_requests WHERE conn_id = ?1"
+			       " ORDER BY seq, id", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, id) != SQLITE_OK) {
+		fprintf(stderr, "airlockctl: %s\n", sqlite3_errmsg(db));
+		goto out;
+	}
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		struct sb b = { 0 }, t = { 0 };
+		const char *decision = col(st, 5), *query = col(st, 4);
+
+		sb_add(&b, "https> %s https://%s%s%s%s\n       ", col(st, 1), col(st, 2), col(st, 3),
+		       *query ? "?" : "", query);
+		if (sqlite3_column_type(st, 7) != SQLITE_NULL)
+			sb_add(&b, "review request %lld, ", (long long)sqlite3_column_int64(st, 7));
+		sb_add(&b, "%s%s%s%s", decision, *col(st, 6) ? " (" : "", col(st, 6), *col(st, 6) ? ")" : "");
+		if (sqlite3_column_type(st, 8) != SQLITE_NULL)
+			sb_add(&b, " -> %d, %lld bytes in %.1f ms", sqlite3_column_int(st, 8),
+			       (long long)sqlite3_column_int64(st, 9), (double)sqlite3_column_int64(st, 10) / 1e3);
+		if (*col(st, 11))
+			sb_add(&b, ": %s", col(st, 11));
+		sb_add(&b, "\n");
+		if (!b.s)
+			goto out;
+		term_show(&t, b.s, b.len, 0);
+		free(b.s);
+		if (add_frame(h, sqlite3_column_int64(st, 0), sb_take(&t)) < 0)
+			goto out;
+	}
+	if (r != SQLITE_DONE) {
+		fprintf(stderr, "airlockctl: %s\n", sqlite3_errmsg(db));
+		goto out;
+	}
+	rc = 0;
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Frames [from, f->n) and h's, both in time order, become one list in time order (on a tie,
+ * the HTTP request first: it came before what its answer started). h is emptied. */
+static int merge_frames(struct frames *f, size_t from, struct frames *h)
+{
+	size_t n = f->n > from ? f->n - from : 0, i = 0, k = 0;
+	struct frame *tail = n ? malloc(n * sizeof(*tail)) : NULL;
+
+	if (n && !tail)
+		return -1;
+	if (n)
+		memcpy(tail, f->v + from, n * sizeof(*tail));
+	if (f->n > from)
+		f->n = from;
+	while (i < n || k < h->n) {
+		int take_h = k < h->n && (i == n || h->v[k].at_us <= tail[i].at_us);
+		struct frame *src = take_h ? &h->v[k++] : &tail[i++];
+
+		if (add_frame(f, src->at_us, src->text) < 0) {
+			/* add_frame freed src's text; the rest are freed here */
+			while (i < n)
+				free(tail[i++].text);
+			while (k < h->n)
+				free(h->v[k++].text);
+			free(tail);
+			h->n = 0;
+			return -1;
+		}
+		f->v[f->n - 1].input = src->input;
+	}
+	free(tail);
+	h->n = 0;
+	return 0;
+}
+
 /* Reads one session into frames: the text replay prints at each recorded time. */
 static int load_session(sqlite3 *db, int64_t id, struct frames *f)
 {
@@ -641,6 +723,14 @@ static int load_session(sqlite3 *db, int64_t id, struct frames *f)
 		fprintf(stderr, "airlockctl: session %" PRId64 ": the recording could not be read: %s\n", id,
 			sqlite3_errmsg(db));
 		goto out;
+	}
+	{
+		struct frames h = { 0 };
+		int bad = load_http(db, id, &h) < 0 || merge_frames(f, 1, &h) < 0;
+
+		frames_free(&h);
+		if (bad)
+			goto out;
 	}
 	if (closed) {
 		struct sb b = { 0 };
