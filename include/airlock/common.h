@@ -50,6 +50,7 @@ struct al_buf {
 };
 void al_buf_add(struct al_buf *b, const void *data, size_t n);
 void al_buf_str(struct al_buf *b, const char *s);
+void al_buf_fmt(struct al_buf *b, const char *fmt, ...) AL_PRINTF(2, 3);
 
 /* Recursive mkdir with a mode for the leaf; 0 if it exists already. */
 int al_mkdir_p(const char *path, unsigned int mode) AL_MUST;

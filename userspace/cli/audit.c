@@ -268,41 +268,10 @@ static void frames_free(struct frames *f)
 	free(f->v);
 }
 
-/* A growing string. */
-struct sb {
-	char *s;
-	size_t len, cap;
-};
-
-static void sb_add(struct sb *b, const char *fmt, ...) AL_PRINTF(2, 3);
-static void sb_add(struct sb *b, const char *fmt, ...)
+/* The text built in b, now the caller's. */
+static char *sb_take(struct al_buf *b)
 {
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if (b->len + (size_t)n + 1 > b->cap) {
-		size_t cap = (b->len + (size_t)n + 1) * 2;
-		char *s = realloc(b->s, cap);
-
-		if (!s)
-			return;
-		b->s = s;
-		b->cap = cap;
-	}
-	va_start(ap, fmt);
-	vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
-	va_end(ap);
-	b->len += (size_t)n;
-}
-
-static char *sb_take(struct sb *b)
-{
-	return b->s ? b->s : strdup("");
+	return b->p ? b->p : strdup("");
 }
 
 /* A cell as shown: JSON value to text, one line, at most CELL_MAX characters. */
@@ -320,7 +289,7 @@ static void cell(json_t *v, char *out, size_t len)
 }
 
 /* psql's aligned layout for one result. */
-static void table(struct sb *b, json_t *cols, json_t *rows, size_t total)
+static void table(struct al_buf *b, json_t *cols, json_t *rows, size_t total)
 {
 	size_t nc = json_array_size(cols), w[64] = { 0 };
 	char c[CELL_MAX + 8];
@@ -340,35 +309,35 @@ static void table(struct sb *b, json_t *cols, json_t *rows, size_t total)
 		}
 	for (j = 0; j < nc; j++) {
 		cell(json_array_get(cols, j), c, sizeof(c));
-		sb_add(b, "%s %-*s ", j ? "|" : "", (int)w[j], c);
+		al_buf_fmt(b, "%s %-*s ", j ? "|" : "", (int)w[j], c);
 	}
-	sb_add(b, "\n");
+	al_buf_fmt(b, "\n");
 	for (j = 0; j < nc; j++) {
-		sb_add(b, "%s", j ? "+" : "");
+		al_buf_fmt(b, "%s", j ? "+" : "");
 		for (size_t k = 0; k < w[j] + 2; k++)
-			sb_add(b, "-");
+			al_buf_fmt(b, "-");
 	}
-	sb_add(b, "\n");
+	al_buf_fmt(b, "\n");
 	for (i = 0; i < json_array_size(rows); i++) {
 		for (j = 0; j < nc; j++) {
 			cell(json_array_get(json_array_get(rows, i), j), c, sizeof(c));
-			sb_add(b, "%s %-*s ", j ? "|" : "", (int)w[j], c);
+			al_buf_fmt(b, "%s %-*s ", j ? "|" : "", (int)w[j], c);
 		}
-		sb_add(b, "\n");
+		al_buf_fmt(b, "\n");
 	}
 	if (total > json_array_size(rows))
-		sb_add(b, "... %zu more rows\n", total - json_array_size(rows));
-	sb_add(b, "(%zu row%s)\n", total, total == 1 ? "" : "s");
+		al_buf_fmt(b, "... %zu more rows\n", total - json_array_size(rows));
+	al_buf_fmt(b, "(%zu row%s)\n", total, total == 1 ? "" : "s");
 }
 
-static void error_line(struct sb *b, const char *data, int ours)
+static void error_line(struct al_buf *b, const char *data, int ours)
 {
 	json_t *e = json_loads(data, 0, NULL);
 	const char *sev = json_string_value(json_object_get(e, "severity"));
 	const char *code = json_string_value(json_object_get(e, "sqlstate"));
 	const char *msg = json_string_value(json_object_get(e, "message"));
 
-	sb_add(b, "%s:  %s%s%s%s\n", sev ? sev : "ERROR", code ? code : "", code ? ": " : "",
+	al_buf_fmt(b, "%s:  %s%s%s%s\n", sev ? sev : "ERROR", code ? code : "", code ? ": " : "",
 	       msg ? msg : data, ours ? "   [airlock]" : "");
 	json_decref(e);
 }
@@ -398,7 +367,7 @@ static int csi_harmless(const unsigned char *p, size_t n)
  * terminal answer (and so type into it), retitle it, write the clipboard (OSC 52) or keep a
  * mode such as mouse reporting.
  */
-static void term_show(struct sb *b, const char *text, size_t len, int csi)
+static void term_show(struct al_buf *b, const char *text, size_t len, int csi)
 {
 	const unsigned char *p = (const unsigned char *)text;
 	size_t i = 0, run = 0;
@@ -418,34 +387,34 @@ static void term_show(struct sb *b, const char *text, size_t len, int csi)
 		}
 		if ((c < 0x20 && c != '\n' && c != '\t' && (!csi || (c != '\r' && c != '\b'))) || c == 0x7f ||
 		    (c == 0xc2 && i + 1 < len && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f)) {
-			sb_add(b, "%.*s", (int)(i - run), text + run);
+			al_buf_fmt(b, "%.*s", (int)(i - run), text + run);
 			if (c == 0xc2)
-				sb_add(b, "\\u%04x", p[++i]);
+				al_buf_fmt(b, "\\u%04x", p[++i]);
 			else
-				sb_add(b, "^%c", c == 0x7f ? '?' : c + 0x40);
+				al_buf_fmt(b, "^%c", c == 0x7f ? '?' : c + 0x40);
 			run = ++i;
 			continue;
 		}
 		i++;
 	}
-	sb_add(b, "%.*s", (int)(i - run), text + run);
+	al_buf_fmt(b, "%.*s", (int)(i - run), text + run);
 }
 
 /* An exec's terminal output: colours, moves, carriage returns and backspaces are its own. */
-static void term_safe(struct sb *b, const char *text, size_t len)
+static void term_safe(struct al_buf *b, const char *text, size_t len)
 {
 	term_show(b, text, len, 1);
 }
 
 /* Each line of text with a prefix (what a non-terminal exec's agent sent on stdin). */
-static void prefixed(struct sb *b, const char *prefix, const char *text)
+static void prefixed(struct al_buf *b, const char *prefix, const char *text)
 {
 	while (*text) {
 		size_t n = strcspn(text, "\n");
 
-		sb_add(b, "%s", prefix);
+		al_buf_fmt(b, "%s", prefix);
 		term_safe(b, text, n);
-		sb_add(b, "\n");
+		al_buf_fmt(b, "\n");
 		text += n + (text[n] == '\n');
 	}
 }
@@ -455,7 +424,7 @@ static void prefixed(struct sb *b, const char *prefix, const char *text)
  * it printed it, what was typed (on a terminal the echo shows it, so it is kept as input, not
  * printed twice), how it ended. Returns 1 if the row was one of them.
  */
-static int exec_row(struct sb *b, const char *dir, const char *type, const char *data, int *tty, int *input)
+static int exec_row(struct al_buf *b, const char *dir, const char *type, const char *data, int *tty, int *input)
 {
 	if ((strcmp(type, "exec") == 0 || strcmp(type, "attach") == 0) && *dir == 'F') {
 		json_t *o = json_loads(data, 0, NULL);
@@ -463,9 +432,9 @@ static int exec_row(struct sb *b, const char *dir, const char *type, const char 
 		const char *stream = json_string_value(json_object_get(o, "stream"));
 
 		*tty = json_is_true(json_object_get(o, "tty"));
-		sb_add(b, "k8s> ");
+		al_buf_fmt(b, "k8s> ");
 		term_safe(b, cmd ? cmd : data, strlen(cmd ? cmd : data));
-		sb_add(b, "   [%s%s]\n", stream ? stream : "?", *tty ? ", tty" : "");
+		al_buf_fmt(b, "   [%s%s]\n", stream ? stream : "?", *tty ? ", tty" : "");
 		json_decref(o);
 	} else if (strcmp(type, "stdout") == 0 || strcmp(type, "stderr") == 0) {
 		term_safe(b, data, strlen(data));
@@ -491,21 +460,21 @@ static int exec_row(struct sb *b, const char *dir, const char *type, const char 
 			    strcmp(json_string_value(json_object_get(c, "reason")), "ExitCode") == 0)
 				code = json_string_value(json_object_get(c, "message"));
 		if (st && strcmp(st, "Success") == 0)
-			sb_add(b, "-- the command exited with code 0\n");
+			al_buf_fmt(b, "-- the command exited with code 0\n");
 		else if (why && strcmp(why, "NonZeroExitCode") == 0 && code)
-			sb_add(b, "-- the command exited with code %s\n", code);
+			al_buf_fmt(b, "-- the command exited with code %s\n", code);
 		else {
-			sb_add(b, "-- error: ");
+			al_buf_fmt(b, "-- error: ");
 			term_safe(b, msg ? msg : data, strlen(msg ? msg : data));
-			sb_add(b, "\n");
+			al_buf_fmt(b, "\n");
 		}
 		json_decref(o);
 	} else if (strcmp(type, "close") == 0) {
-		sb_add(b, "-- the %s closed %s\n", *dir == 'F' ? "agent" : "server", data);
+		al_buf_fmt(b, "-- the %s closed %s\n", *dir == 'F' ? "agent" : "server", data);
 	} else if (strcmp(type, "data") == 0) {
 		prefixed(b, *dir == 'F' ? "data> " : "data< ", data);
 	} else if (strcmp(type, "undecoded") == 0) {
-		sb_add(b, "-- the stream is not decoded from here on (%s); it was relayed as it was\n", data);
+		al_buf_fmt(b, "-- the stream is not decoded from here on (%s); it was relayed as it was\n", data);
 	} else {
 		return strcmp(type, "resize") == 0;
 	}
@@ -529,24 +498,24 @@ static int load_http(sqlite3 *db, int64_t id, struct frames *h)
 		goto out;
 	}
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		struct sb b = { 0 }, t = { 0 };
+		struct al_buf b = { 0 }, t = { 0 };
 		const char *decision = col(st, 5), *query = col(st, 4);
 
-		sb_add(&b, "https> %s https://%s%s%s%s\n       ", col(st, 1), col(st, 2), col(st, 3),
+		al_buf_fmt(&b, "https> %s https://%s%s%s%s\n       ", col(st, 1), col(st, 2), col(st, 3),
 		       *query ? "?" : "", query);
 		if (sqlite3_column_type(st, 7) != SQLITE_NULL)
-			sb_add(&b, "review request %lld, ", (long long)sqlite3_column_int64(st, 7));
-		sb_add(&b, "%s%s%s%s", decision, *col(st, 6) ? " (" : "", col(st, 6), *col(st, 6) ? ")" : "");
+			al_buf_fmt(&b, "review request %lld, ", (long long)sqlite3_column_int64(st, 7));
+		al_buf_fmt(&b, "%s%s%s%s", decision, *col(st, 6) ? " (" : "", col(st, 6), *col(st, 6) ? ")" : "");
 		if (sqlite3_column_type(st, 8) != SQLITE_NULL)
-			sb_add(&b, " -> %d, %lld bytes in %.1f ms", sqlite3_column_int(st, 8),
+			al_buf_fmt(&b, " -> %d, %lld bytes in %.1f ms", sqlite3_column_int(st, 8),
 			       (long long)sqlite3_column_int64(st, 9), (double)sqlite3_column_int64(st, 10) / 1e3);
 		if (*col(st, 11))
-			sb_add(&b, ": %s", col(st, 11));
-		sb_add(&b, "\n");
-		if (!b.s)
+			al_buf_fmt(&b, ": %s", col(st, 11));
+		al_buf_fmt(&b, "\n");
+		if (!b.p)
 			goto out;
-		term_show(&t, b.s, b.len, 0);
-		free(b.s);
+		term_show(&t, b.p, b.len, 0);
+		free(b.p);
 		if (add_frame(h, sqlite3_column_int64(st, 0), sb_take(&t)) < 0)
 			goto out;
 	}
@@ -619,7 +588,7 @@ static int load_session(sqlite3 *db, int64_t id, struct frames *f)
 	f->opened_us = sqlite3_column_int64(st, 0);
 	closed = sqlite3_column_int64(st, 1);
 	{
-		struct sb b = { 0 };
+		struct al_buf b = { 0 };
 		time_t t = (time_t)(f->opened_us / 1000000);
 		char when[64];
 		struct tm tm;
@@ -627,7 +596,7 @@ static int load_session(sqlite3 *db, int64_t id, struct frames *f)
 		gmtime_r(&t, &tm);
 		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
 		snprintf(f->title, sizeof(f->title), "airlock session %" PRId64 " (%s)", id, col(st, 5));
-		sb_add(&b, "-- session %" PRId64 ": %s pid %s (%s) -> %s %s:%s, %s\n", id,
+		al_buf_fmt(&b, "-- session %" PRId64 ": %s pid %s (%s) -> %s %s:%s, %s\n", id,
 		       *col(st, 2) ? col(st, 2) : *col(st, 10) ? col(st, 10) : "?", col(st, 3), col(st, 4),
 		       *col(st, 5) ? col(st, 5) : "-", col(st, 6), col(st, 7), when);
 		if (add_frame(f, f->opened_us, sb_take(&b)) < 0)
@@ -644,21 +613,21 @@ static int load_session(sqlite3 *db, int64_t id, struct frames *f)
 	while ((r = store_rec_next(&it, &m)) == 1) {
 		int64_t at = m.at_us;
 		const char *dir = m.dir, *type = m.type, *data = m.data ? m.data : "";
-		struct sb b = { 0 };
+		struct al_buf b = { 0 };
 		int input = 0, exec_stream = 0;
 
 		if (exec_row(&b, dir, type, data, &tty, &input)) {
 			exec_stream = 1;        /* a Kubernetes exec's stream, made terminal-safe there */
 		} else if (strcmp(type, "truncated") == 0) {
-			sb_add(&b, "-- recording truncated here (%s)\n", data);
+			al_buf_fmt(&b, "-- recording truncated here (%s)\n", data);
 		} else if (*dir == 'F') {
 			if (strcmp(type, "Q") == 0) {
-				sb_add(&b, "sql> %s\n", data);
+				al_buf_fmt(&b, "sql> %s\n", data);
 			} else if (strcmp(type, "P") == 0) {
 				json_t *p = json_loads(data, 0, NULL);
 				const char *name = json_string_value(json_object_get(p, "name"));
 
-				sb_add(&b, "sql> %s   [prepared%s%s]\n",
+				al_buf_fmt(&b, "sql> %s   [prepared%s%s]\n",
 				       json_string_value(json_object_get(p, "query")) ?: data,
 				       name && *name ? " " : "", name ? name : "");
 				json_decref(p);
@@ -667,13 +636,13 @@ static int load_session(sqlite3 *db, int64_t id, struct frames *f)
 				char *t = json_array_size(prm) ? json_dumps(prm, JSON_COMPACT) : NULL;
 
 				if (t)
-					sb_add(&b, "     params: %s\n", t);
+					al_buf_fmt(&b, "     params: %s\n", t);
 				free(t);
 				json_decref(p);
 			} else if (strcmp(type, "X") == 0) {
-				sb_add(&b, "-- the agent ended the session\n");
+				al_buf_fmt(&b, "-- the agent ended the session\n");
 			} else if (strcmp(type, "F") == 0) {
-				sb_add(&b, "sql> (function call)\n");
+				al_buf_fmt(&b, "sql> (function call)\n");
 			}
 		} else if (strcmp(type, "T") == 0) {
 			json_decref(cols);
@@ -688,7 +657,7 @@ static int load_session(sqlite3 *db, int64_t id, struct frames *f)
 		} else if (strcmp(type, "C") == 0) {
 			if (cols && rows)
 				table(&b, cols, rows, nrows);
-			sb_add(&b, "%s\n", data);
+			al_buf_fmt(&b, "%s\n", data);
 			json_decref(cols);
 			json_decref(rows);
 			cols = rows = NULL;
@@ -701,15 +670,15 @@ static int load_session(sqlite3 *db, int64_t id, struct frames *f)
 		} else if (strcmp(type, "N") == 0) {
 			error_line(&b, data, *dir == 'A');
 		} else if (strcmp(type, "I") == 0) {
-			sb_add(&b, "(empty query)\n");
+			al_buf_fmt(&b, "(empty query)\n");
 		}
 		if (b.len && !exec_stream) {
 			/* SQL text, values and messages came from the agent or the server: on the
 			 * responder's terminal every control but newline and tab shows as text. */
-			struct sb t = { 0 };
+			struct al_buf t = { 0 };
 
-			term_show(&t, b.s, b.len, 0);
-			free(b.s);
+			term_show(&t, b.p, b.len, 0);
+			free(b.p);
 			b = t;
 		}
 		if (b.len && add_frame(f, at, sb_take(&b)) < 0)
@@ -717,7 +686,7 @@ static int load_session(sqlite3 *db, int64_t id, struct frames *f)
 		if (b.len)
 			f->v[f->n - 1].input = input;
 		else
-			free(b.s);
+			free(b.p);
 	}
 	if (r < 0) {
 		fprintf(stderr, "airlockctl: session %" PRId64 ": the recording could not be read: %s\n", id,
@@ -733,9 +702,9 @@ static int load_session(sqlite3 *db, int64_t id, struct frames *f)
 			goto out;
 	}
 	if (closed) {
-		struct sb b = { 0 };
+		struct al_buf b = { 0 };
 
-		sb_add(&b, "-- session %" PRId64 " ended after %.3f s%s%s\n", id,
+		al_buf_fmt(&b, "-- session %" PRId64 " ended after %.3f s%s%s\n", id,
 		       (double)(closed - f->opened_us) / 1e6, *reason ? ": " : "", reason);
 		if (add_frame(f, closed, sb_take(&b)) < 0)
 			goto out;
@@ -797,19 +766,19 @@ static int asciicast(struct frames *f)
 	free(line);
 	json_decref(h);
 	for (size_t i = 0; i < f->n; i++) {
-		struct sb b = { 0 };
+		struct al_buf b = { 0 };
 		json_t *s;
 
 		for (const char *p = f->v[i].text; *p; p++)
-			sb_add(&b, "%s", *p == '\n' && !f->v[i].input ? "\r\n" : (char[2]){ *p, 0 });
-		s = json_string(b.s ? b.s : "");
+			al_buf_fmt(&b, "%s", *p == '\n' && !f->v[i].input ? "\r\n" : (char[2]){ *p, 0 });
+		s = json_string(b.p ? b.p : "");
 		line = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
 		if (line)
 			printf("[%.6f, \"%s\", %s]\n", (double)(f->v[i].at_us - base) / 1e6,
 			       f->v[i].input ? "i" : "o", line);
 		free(line);
 		json_decref(s);
-		free(b.s);
+		free(b.p);
 	}
 	return 0;
 }

@@ -1,0 +1,52 @@
+/* Unit tests for struct al_buf: appending bytes, strings and formatted text, growth, the NUL, and out of memory. */
+#include <airlock/common.h>
+
+#include <stdlib.h>
+
+#include "harness.h"
+
+static void test_add_fmt(void)
+{
+	struct al_buf b = { 0 };
+	char big[1000];
+
+	al_buf_add(&b, "ab\0c", 4);                     /* bytes, a NUL among them */
+	CHECK(b.len == 4 && memcmp(b.p, "ab\0c", 5) == 0);
+	al_buf_str(&b, "-x");
+	al_buf_fmt(&b, "|%d|%s|", 42, "y");
+	CHECK(b.len == 12 && memcmp(b.p, "ab\0c-x|42|y|", 12) == 0 && b.p[12] == '\0');
+	memset(big, 'z', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	al_buf_fmt(&b, "%s%s", big, big);               /* grows past its first 256 bytes */
+	CHECK(b.len == 12 + 2 * 999 && b.p[b.len] == '\0' && b.p[b.len - 1] == 'z' && !b.oom);
+	al_buf_fmt(&b, "%s", "");                       /* nothing added, still terminated */
+	CHECK(b.len == 12 + 2 * 999 && b.p[b.len] == '\0');
+	free(b.p);
+}
+
+static void test_oom(void)
+{
+	struct al_buf b = { 0 };
+
+	b.oom = 1;                                      /* once out of memory, nothing more is added */
+	al_buf_str(&b, "x");
+	al_buf_fmt(&b, "%d", 1);
+	CHECK(b.len == 0 && b.p == NULL);
+}
+
+static void test_fmt_empty(void)
+{
+	struct al_buf b = { 0 };
+
+	al_buf_fmt(&b, "%s", "");                       /* an empty text still gives a string */
+	CHECK(b.p && b.len == 0 && b.p[0] == '\0');
+	free(b.p);
+}
+
+int main(void)
+{
+	RUN(test_add_fmt);
+	RUN(test_oom);
+	RUN(test_fmt_empty);
+	TEST_EXIT();
+}
