@@ -5,8 +5,12 @@
 #include <airlock/config.h>
 #include <airlock/store.h>
 
+#include <event2/bufferevent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 void agent_who_set(struct agent_who *w, const struct store_conn *c)
 {
@@ -16,6 +20,20 @@ void agent_who_set(struct agent_who *w, const struct store_conn *c)
 	w->comm = c->comm ? strdup(c->comm) : NULL;
 	w->pid = c->pid;
 	w->uid = c->uid;
+}
+
+struct bufferevent *agent_accept(struct event_base *base, struct store *st, int fd, const struct store_conn *c,
+				 int64_t *row, struct agent_who *w)
+{
+	int one = 1;
+
+	if (store_batch_begin(st) < 0)
+		al_warn("audit rows are committed one by one");
+	if (store_conn_open(st, c, row) < 0)
+		*row = 0;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	agent_who_set(w, c);
+	return bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
 }
 
 void agent_who_free(struct agent_who *w)

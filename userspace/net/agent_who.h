@@ -6,6 +6,9 @@
 
 struct al_subject;
 struct approval_req;
+struct bufferevent;
+struct event_base;
+struct store;
 struct store_conn;
 
 struct agent_who {
@@ -16,6 +19,11 @@ struct agent_who {
 
 /* Copies the identity of the accepted connection (a string without memory stays NULL). */
 void agent_who_set(struct agent_who *w, const struct store_conn *c);
+/* The start both terminating proxies share: the connection's row written in the open batch
+ * (*row 0 if it could not be), TCP_NODELAY on the agent's socket, the identity copied into w,
+ * and the agent's bufferevent (NULL without memory: fd is then still open). */
+struct bufferevent *agent_accept(struct event_base *base, struct store *st, int fd, const struct store_conn *c,
+				 int64_t *row, struct agent_who *w);
 void agent_who_free(struct agent_who *w);
 /* The identity part of a policy subject and of a review request. */
 void agent_who_subject(const struct agent_who *w, struct al_subject *subj);

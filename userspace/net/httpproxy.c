@@ -1513,7 +1513,6 @@ int httpproxy_start(struct httpproxy *p, int fd, const struct store_conn *c,
 {
 	struct timeval tv = { HELLO_TIMEOUT_S, 0 };
 	struct hs *s = calloc(1, sizeof(*s));
-	int one = 1;
 
 	if (!s) {
 		close(fd);
@@ -1526,12 +1525,7 @@ int httpproxy_start(struct httpproxy *p, int fd, const struct store_conn *c,
 	LIST_INSERT_HEAD(&p->sessions, s, link);
 	p->stats.live++;
 	p->stats.sessions++;
-	audit_batch(p);
-	if (store_conn_open(p->store, c, &s->row) < 0)
-		s->row = 0;
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	agent_who_set(&s->who, c);
-	s->agent = bufferevent_socket_new(p->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	s->agent = agent_accept(p->base, p->store, fd, c, &s->row, &s->who);
 	s->held = evbuffer_new();
 	/* One-shot, assigned anew for each use (on_up_closed, and sess_end's polls and reap). */
 	s->timer = evtimer_new(p->base, on_up_closed, s);

@@ -1684,7 +1684,6 @@ int pgproxy_start(struct pgproxy *p, int fd, const struct store_conn *c,
 {
 	struct timeval tv = { STARTUP_TIMEOUT_S, 0 };
 	struct pgs *s = calloc(1, sizeof(*s));
-	int one = 1;
 
 	if (!s) {
 		close(fd);
@@ -1700,12 +1699,7 @@ int pgproxy_start(struct pgproxy *p, int fd, const struct store_conn *c,
 	LIST_INSERT_HEAD(&p->sessions, s, link);
 	p->stats.live++;
 	p->stats.sessions++;
-	audit_batch(p);
-	if (store_conn_open(p->store, c, &s->row) < 0)
-		s->row = 0;
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	agent_who_set(&s->who, c);
-	s->agent = bufferevent_socket_new(p->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	s->agent = agent_accept(p->base, p->store, fd, c, &s->row, &s->who);
 	s->batch = evbuffer_new();
 	s->held = evbuffer_new();
 	s->timer = evtimer_new(p->base, on_startup_timeout, s);
