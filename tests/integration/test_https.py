@@ -885,6 +885,18 @@ def case_kubectl_exec():
     note("kubectl said: %s" % " ".join(err.split())[:200])
 
 
+def exec_recording(row):
+    """The connection of an approved exec's review request row (its upgrade answered 101) and
+    its recording, once the exit status is in it: (conn_id, [(dir, type, data)])."""
+    h = wait_for(lambda: [x for x in http_rows("id = ?", (row["stmt_id"],)) if x["status"] == 101], 5)
+    check(h, "the exec's http_requests row: %r" % http_rows("id = ?", (row["stmt_id"],)))
+    conn = h[0]["conn_id"]
+    recs = wait_for(lambda: (lambda r: r if any(t == "status" for _, t, _ in r) else None)(recordings(conn)),
+                    10, 0.1)
+    check(recs, "no recorded status for session %d: %r" % (conn, recordings(conn)))
+    return conn, recs
+
+
 def approve_held_exec(p, after, what):
     """Waits for the exec request newer than `after` that the running client p made to be
     held, approves it, and returns the request row and p's stdout and stderr once it exits."""
@@ -932,12 +944,7 @@ def exec_approved_replayed(stream, env):
     check(p.returncode == 0 and "hello from web-0: sh -c echo hi" in out
           and "you typed: %s" % typed in out and "a line on stderr" in err,
           "kubectl exit %s, stdout %r, stderr %r" % (p.returncode, out[-300:], err.strip()[-300:]))
-    h = wait_for(lambda: [x for x in http_rows("id = ?", (row["stmt_id"],)) if x["status"] == 101], 5)
-    check(h, "the exec's http_requests row: %r" % http_rows("id = ?", (row["stmt_id"],)))
-    conn = h[0]["conn_id"]
-    recs = wait_for(lambda: (lambda r: r if any(t == "status" for _, t, _ in r) else None)(recordings(conn)),
-                    10, 0.1)
-    check(recs, "no recorded status for session %d: %r" % (conn, recordings(conn)))
+    conn, recs = exec_recording(row)
     kinds = [d + t for d, t, _ in recs]
     check(kinds[0] == "Fexec" and "Bstdout" in kinds and "Bstderr" in kinds and "Fstdin" in kinds,
           "recording rows of session %d: %r" % (conn, kinds))
@@ -1000,12 +1007,7 @@ def case_exec_base64_replay():
     check(p.returncode == 0 and "hello from web-0: sh -c echo hi" in out and "you typed: %s" % typed in out
           and "a line on stderr" in err,
           "client exit %s, stdout %r, stderr %r" % (p.returncode, out[-300:], err.strip()[-300:]))
-    h = wait_for(lambda: [x for x in http_rows("id = ?", (row["stmt_id"],)) if x["status"] == 101], 5)
-    check(h, "the exec's http_requests row: %r" % http_rows("id = ?", (row["stmt_id"],)))
-    conn = h[0]["conn_id"]
-    recs = wait_for(lambda: (lambda r: r if any(t == "status" for _, t, _ in r) else None)(recordings(conn)),
-                    10, 0.1)
-    check(recs, "no recorded status for session %d: %r" % (conn, recordings(conn)))
+    conn, recs = exec_recording(row)
     kinds = [d + t for d, t, _ in recs]
     check(kinds[0] == "Fexec" and "Bstdout" in kinds and "Bstderr" in kinds and "Fstdin" in kinds
           and "Aundecoded" not in kinds and "Bdata" not in kinds,

@@ -50,30 +50,39 @@ static uint32_t be32(const uint8_t *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/* The next token of a comma-separated list at *list (blanks around it dropped): its start and
+ * *len, *list moved past it; NULL at the end. */
+static const char *next_token(const char **list, size_t *len)
+{
+	const char *t, *e;
+
+	if (!*list || !**list)
+		return NULL;
+	t = *list + strspn(*list, " \t,");
+	e = t + strcspn(t, ",");
+	*len = (size_t)(e - t);
+	while (*len && (t[*len - 1] == ' ' || t[*len - 1] == '\t'))
+		(*len)--;
+	*list = e;
+	return t;
+}
+
 /* 1 if the comma-separated list has the token (ASCII case ignored). */
 static int has_token(const char *list, const char *tok)
 {
-	size_t n = strlen(tok);
+	size_t n = strlen(tok), len;
+	const char *t;
 
-	while (list && *list) {
-		const char *e;
-		size_t len;
-
-		list += strspn(list, " \t,");
-		e = list + strcspn(list, ",");
-		len = (size_t)(e - list);
-		while (len && (list[len - 1] == ' ' || list[len - 1] == '\t'))
-			len--;
-		if (len == n && strncasecmp(list, tok, n) == 0)
+	while ((t = next_token(&list, &len)) != NULL)
+		if (len == n && strncasecmp(t, tok, n) == 0)
 			return 1;
-		list = e;
-	}
 	return 0;
 }
 
 int k8s_stream_kind(const char *upgrade, const char *ws_protocols, enum k8s_stream_proto *proto)
 {
-	const char *p = ws_protocols;
+	const char *p = ws_protocols, *t;
+	size_t len;
 	int any = 0;
 
 	if (has_token(upgrade, "SPDY/3.1")) {
@@ -87,25 +96,16 @@ int k8s_stream_kind(const char *upgrade, const char *ws_protocols, enum k8s_stre
 	 * answer (its 101's Sec-WebSocket-Protocol), that one decides; given the agent's offer,
 	 * the first channel protocol in it stands for the server's choice (the API server picks
 	 * the first offered protocol it knows). */
-	while (p && *p) {
-		const char *e;
-		size_t len;
-
-		p += strspn(p, " \t,");
-		e = p + strcspn(p, ",");
-		len = (size_t)(e - p);
-		while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-			len--;
+	while ((t = next_token(&p, &len)) != NULL) {
 		if (len)
 			any = 1;
-		if (len >= 14 && strncasecmp(p + len - 14, "channel.k8s.io", 14) == 0) {
-			int b64 = len >= 21 && strncasecmp(p + len - 21, "base64.channel.k8s.io", 21) == 0 &&
-				  (len == 21 || p[len - 22] == '.');
+		if (len >= 14 && strncasecmp(t + len - 14, "channel.k8s.io", 14) == 0) {
+			int b64 = len >= 21 && strncasecmp(t + len - 21, "base64.channel.k8s.io", 21) == 0 &&
+				  (len == 21 || t[len - 22] == '.');
 
 			*proto = b64 ? K8S_STREAM_WEBSOCKET_BASE64 : K8S_STREAM_WEBSOCKET;
 			return 1;
 		}
-		p = e;
 	}
 	if (any)
 		return 0;
