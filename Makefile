@@ -87,6 +87,9 @@ $(B)/tests/%: tests/unit/%.c tests/unit/harness.h $(SAN_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -O1 -Ibpf -o $@ $< $(SAN_LIB) $(LDLIBS)
 
+# A unit test that builds a daemon file in (not part of the library) depends on it too.
+$(B)/tests/test_sock_out: userspace/net/sock_out.c userspace/net/sock_out.h
+
 unit: $(UNIT_BIN)
 
 test: all unit

@@ -19,7 +19,7 @@
 #
 # Knobs (environment): BENCH_ROUNDS (3), BENCH_PG_T (10 s per run), BENCH_PG_SCALE (10),
 # BENCH_PG_JOBS (pgbench -j for the 8-client runs; default min(8, CPUs)),
-# BENCH_PGB_POOL_MODE (session), BENCH_AIRLOCK_CONF (extra airlockd config lines, e.g.
+# BENCH_PGB_POOL_MODE (session), BENCH_PG_WORKLOADS (c8 c1 C8: which to run), BENCH_AIRLOCK_CONF (extra airlockd config lines, e.g.
 # "record_limit 0" to measure without session recordings).
 
 set -euo pipefail
@@ -220,7 +220,7 @@ client() {
 	fi
 }
 
-WORKLOADS=(c8 c1 C8)
+read -ra WORKLOADS <<<"${BENCH_PG_WORKLOADS:-c8 c1 C8}"
 MODES=(direct pgbouncer airlock)
 : >"$TMP/results"
 : >"$TMP/anomalies"

@@ -1,5 +1,6 @@
 /* Who an agent session is, as rules and reviewers see it. */
 #include "agent_who.h"
+#include "sock_out.h"
 
 #include <airlock/approval.h>
 #include <airlock/config.h>
@@ -33,7 +34,7 @@ struct bufferevent *agent_accept(struct event_base *base, struct store *st, int 
 		*row = 0;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	agent_who_set(w, c);
-	return bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	return sock_out_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
 }
 
 void agent_who_free(struct agent_who *w)

@@ -6,6 +6,7 @@
 
 #include "k8s_rec.h"
 #include "agent_who.h"
+#include "sock_out.h"
 #include "agent_gone.h"
 #include "sess_end.h"
 
@@ -489,7 +490,7 @@ static int up_open(struct hs *s, int tls)
 	struct bufferevent *raw;
 	char err[256] = "";
 
-	raw = bufferevent_socket_new(s->p->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	raw = sock_out_new(s->p->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (!raw)
 		return -1;
 	if (bufferevent_socket_connect(raw, (struct sockaddr *)&ss, (int)len) < 0) {

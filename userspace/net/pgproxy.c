@@ -6,6 +6,7 @@
 #include <airlock/reason.h>
 
 #include "agent_who.h"
+#include "sock_out.h"
 #include "agent_gone.h"
 #include "sess_end.h"
 
@@ -1079,7 +1080,7 @@ static void up_connect(struct pgs *s)
 		.tv_usec = (s->p->cfg->connect_timeout_ms % 1000) * 1000,
 	};
 
-	s->up = bufferevent_socket_new(s->p->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	s->up = sock_out_new(s->p->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (!s->up) {
 		pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");
 		return;
@@ -1149,7 +1150,7 @@ static void forward_cancel(struct pgproxy *p, const struct pg_cancel *c)
 	if (!t)
 		return;
 	len = (socklen_t)al_addr_to_sockaddr(&t->dst, t->dst_port, &ss);
-	bev = bufferevent_socket_new(p->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	bev = sock_out_new(p->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (!bev)
 		return;
 	pg_buf_init(&b, 0);
