@@ -98,7 +98,13 @@ test: all unit
 run: deps all
 	@bash scripts/run.sh
 
-bench: all
+# The store's cost per command, alone (bench/store_bench.c).
+$(B)/bench/store_bench: bench/store_bench.c $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+bench: all $(B)/bench/store_bench
+	@$(B)/bench/store_bench
 	@bash bench/run.sh
 	@bash bench/pg_bench.sh
 	@bash bench/https_bench.sh

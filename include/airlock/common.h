@@ -51,6 +51,10 @@ struct al_buf {
 void al_buf_add(struct al_buf *b, const void *data, size_t n);
 void al_buf_str(struct al_buf *b, const char *s);
 void al_buf_fmt(struct al_buf *b, const char *fmt, ...) AL_PRINTF(2, 3);
+/* text[0..n) as a quoted JSON string, escaped as json.dumps(s, ensure_ascii=False) escapes it
+ * ('"', '\\', \n \r \t \b \f, other control characters as \u00XX; UTF-8 kept); a byte that is
+ * not part of valid UTF-8 becomes U+FFFD. */
+void al_buf_json_str(struct al_buf *b, const void *text, size_t n);
 
 /* Recursive mkdir with a mode for the leaf; 0 if it exists already. */
 int al_mkdir_p(const char *path, unsigned int mode) AL_MUST;

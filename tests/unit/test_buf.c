@@ -43,10 +43,42 @@ static void test_fmt_empty(void)
 	free(b.p);
 }
 
+/* JSON strings as json.dumps(s, ensure_ascii=False) writes them; bytes that are not UTF-8
+ * become U+FFFD (checked against Python's output for the valid ones). */
+static void test_json_str(void)
+{
+	static const struct {
+		const char *in;
+		size_t n;
+		const char *out;
+	} cases[] = {
+		{ "plain", 5, "\"plain\"" },
+		{ "", 0, "\"\"" },
+		{ "q\"b\\s/", 6, "\"q\\\"b\\\\s/\"" },
+		{ "\n\r\t\b\f", 5, "\"\\n\\r\\t\\b\\f\"" },
+		{ "\x01\x1f\x7f", 3, "\"\\u0001\\u001f\x7f\"" },
+		{ "nul\0in", 6, "\"nul\\u0000in\"" },
+		{ "\xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14, "\"\xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"" },
+		{ "bad\xff", 4, "\"bad\xef\xbf\xbd\"" },
+		{ "cut\xe2\x82", 5, "\"cut\xef\xbf\xbd\xef\xbf\xbd\"" },
+		{ "\xed\xa0\x80", 3, "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"" },   /* a surrogate */
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct al_buf b = { 0 };
+
+		al_buf_json_str(&b, cases[i].in, cases[i].n);
+		CHECK(!b.oom);
+		CHECK_STR(b.p, cases[i].out);
+		free(b.p);
+	}
+}
+
 int main(void)
 {
 	RUN(test_add_fmt);
 	RUN(test_oom);
 	RUN(test_fmt_empty);
+	RUN(test_json_str);
 	TEST_EXIT();
 }

@@ -58,3 +58,53 @@ void al_buf_fmt(struct al_buf *b, const char *fmt, ...)
 	va_end(ap);
 	b->len += (size_t)n;
 }
+
+void al_buf_json_str(struct al_buf *b, const void *text, size_t n)
+{
+	static const char hx[] = "0123456789abcdef";
+	const unsigned char *v = text;
+	size_t i = 0, start = 0, k;
+
+	al_buf_add(b, "\"", 1);
+	while (i < n) {
+		unsigned char c = v[i];
+		char esc[7];
+		const char *e = esc;
+		size_t en = 2;
+
+		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+			i++;
+			continue;
+		}
+		if (c >= 0x80 && (k = al_utf8_seq(v + i, n - i)) != 0) {
+			i += k;
+			continue;
+		}
+		al_buf_add(b, v + start, i - start);
+		esc[0] = '\\';
+		switch (c) {
+		case '"': esc[1] = '"'; break;
+		case '\\': esc[1] = '\\'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\r': esc[1] = 'r'; break;
+		case '\t': esc[1] = 't'; break;
+		case '\b': esc[1] = 'b'; break;
+		case '\f': esc[1] = 'f'; break;
+		default:
+			if (c < 0x20) {
+				memcpy(esc, "\\u00", 4);
+				esc[4] = hx[c >> 4];
+				esc[5] = hx[c & 15];
+				en = 6;
+			} else {
+				/* Not UTF-8 (comm, exe and cgroup paths need not be): U+FFFD. */
+				e = "\xef\xbf\xbd";
+				en = 3;
+			}
+		}
+		al_buf_add(b, e, en);
+		start = ++i;
+	}
+	al_buf_add(b, v + start, n - start);
+	al_buf_add(b, "\"", 1);
+}

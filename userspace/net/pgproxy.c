@@ -243,16 +243,22 @@ static const struct al_rule *decide(const struct pgs *s, const struct pg_stmt *s
 	return config_decide(s->res, &subj);
 }
 
+/* The relations as a JSON array (written per statement: no jansson tree); NULL without memory. */
 static char *relations_json(const struct pg_stmt *st)
 {
-	json_t *a = json_array();
-	char *out;
+	struct al_buf b = { 0 };
 
-	for (size_t i = 0; i < st->n_relations; i++)
-		json_array_append_new(a, json_string(st->relations[i]));
-	out = json_dumps(a, JSON_COMPACT);
-	json_decref(a);
-	return out;
+	al_buf_add(&b, "[", 1);
+	for (size_t i = 0; i < st->n_relations; i++) {
+		al_buf_add(&b, ",", i > 0);
+		al_buf_json_str(&b, st->relations[i], strlen(st->relations[i]));
+	}
+	al_buf_add(&b, "]", 1);
+	if (b.oom) {
+		free(b.p);
+		return NULL;
+	}
+	return b.p;
 }
 
 /* ---- reply queue ---------------------------------------------------------------------------- */

@@ -146,56 +146,6 @@ int store_audit_hash(const char *prev_hash, const char *canonical, char out[65])
  * ensure_ascii=False)` gives (keys sorted, UTF-8 kept, control characters
  * as \u00xx), so an independent verifier can rebuild it from the export.
  */
-static void buf_str(struct al_buf *b, const void *text, size_t n)
-{
-	static const char hx[] = "0123456789abcdef";
-	const unsigned char *v = text;
-	size_t i = 0, start = 0, k;
-
-	al_buf_add(b, "\"", 1);
-	while (i < n) {
-		unsigned char c = v[i];
-		char esc[7];
-		const char *e = esc;
-		size_t en = 2;
-
-		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-			i++;
-			continue;
-		}
-		if (c >= 0x80 && (k = al_utf8_seq(v + i, n - i)) != 0) {
-			i += k;
-			continue;
-		}
-		al_buf_add(b, v + start, i - start);
-		esc[0] = '\\';
-		switch (c) {
-		case '"': esc[1] = '"'; break;
-		case '\\': esc[1] = '\\'; break;
-		case '\n': esc[1] = 'n'; break;
-		case '\r': esc[1] = 'r'; break;
-		case '\t': esc[1] = 't'; break;
-		case '\b': esc[1] = 'b'; break;
-		case '\f': esc[1] = 'f'; break;
-		default:
-			if (c < 0x20) {
-				memcpy(esc, "\\u00", 4);
-				esc[4] = hx[c >> 4];
-				esc[5] = hx[c & 15];
-				en = 6;
-			} else {
-				/* Not UTF-8 (comm, exe and cgroup paths need not be): U+FFFD. */
-				e = "\xef\xbf\xbd";
-				en = 3;
-			}
-		}
-		al_buf_add(b, e, en);
-		start = ++i;
-	}
-	al_buf_add(b, v + start, n - start);
-	al_buf_add(b, "\"", 1);
-}
-
 static void buf_val(struct al_buf *b, sqlite3_value *v)
 {
 	char num[32];
@@ -226,7 +176,7 @@ static void buf_val(struct al_buf *b, sqlite3_value *v)
 		break;
 	}
 	default:
-		buf_str(b, sqlite3_value_text(v), (size_t)sqlite3_value_bytes(v));
+		al_buf_json_str(b, sqlite3_value_text(v), (size_t)sqlite3_value_bytes(v));
 	}
 }
 
@@ -339,7 +289,7 @@ static void on_preupdate(void *arg, sqlite3 *db, int op, const char *zdb, const 
 			char name[32];
 
 			snprintf(name, sizeof(name), "col%d", i);
-			buf_str(b, name, strlen(name));
+			al_buf_json_str(b, name, strlen(name));
 			al_buf_add(b, ":", 1);
 		}
 		buf_val(b, v);
@@ -772,7 +722,7 @@ static int describe_columns(struct audit_table *t)
 		return -1;
 	for (int i = 0; i < t->n; i++) {
 		b.len = 0;
-		buf_str(&b, t->cols[i], strlen(t->cols[i]));
+		al_buf_json_str(&b, t->cols[i], strlen(t->cols[i]));
 		al_buf_add(&b, ":", 1);
 		if (b.oom || !(t->keys[i] = malloc(b.len + 1))) {
 			free(b.p);
