@@ -19,7 +19,8 @@
 # bottleneck), on 127.0.0.31 with a certificate from a throwaway CA. Everything is created under
 # a unique name and removed on any exit; only processes this script started are stopped, by pid.
 #
-# Knobs: BENCH_ROUNDS (3), BENCH_HTTPS_T (10 s per run), BENCH_MITM (0).
+# Knobs: BENCH_ROUNDS (3), BENCH_HTTPS_T (10 s per run), BENCH_MITM (0), BENCH_HTTPS_WORKLOADS
+# (keepalive handshake: which to run).
 # Installs wrk and haproxy with apt-get if missing (scripts/deps.sh does not list them).
 
 set -euo pipefail
@@ -191,7 +192,8 @@ PYEOF
 MODES=(direct haproxy airlock)
 [ -n "$M_PORT" ] && MODES=(direct haproxy mitmproxy airlock)
 declare -A R
-for wl in keepalive handshake; do
+read -ra WORKLOADS <<<"${BENCH_HTTPS_WORKLOADS:-keepalive handshake}"
+for wl in "${WORKLOADS[@]}"; do
 	for ((round = 0; round < ROUNDS; round++)); do
 		n=${#MODES[@]}
 		for ((i = 0; i < n; i++)); do
@@ -211,6 +213,8 @@ for line in sys.argv[3].splitlines():
     k, v = line.split("=", 1)
     data[k] = [tuple(map(float, x.split())) for x in v.split(";") if x.strip()]
 for wl, unit in (("keepalive", "req/s"), ("handshake", "handshakes/s")):
+    if "%s,%s" % (wl, modes[0]) not in data:
+        continue
     print("\n%s (%s)" % (wl, unit))
     print("  %-10s %12s %9s %9s %8s %10s  %s" % ("mode", unit, "p50 ms", "p99 ms", "non-2xx", "cpu us/req",
                                                 "ratios"))
