@@ -59,96 +59,93 @@ static int open_store(const char *path, struct store **s, int64_t conn[SESSIONS]
 		return -1;
 	for (int i = 0; i < SESSIONS; i++) {
 		c.agent_port = (uint16_t)(40000 + i);
-		if (store_conn_open(*s, &c, &conn[i]) < 0)
+		if (store_conn_open(*s, &c, &conn[i]) < 0) {
+			store_close(*s);
 			return -1;
+		}
 	}
 	return 0;
 }
 
-static double run_pg(const char *path, int n, int batch)
+/* One pgbench -S statement of session k: the statement, the 5 messages recorded, the outcome. */
+static int pg_one(struct store *s, const int64_t *conn, int64_t *rec_seq, int i)
+{
+	int k = i % SESSIONS;
+	char q[96];
+	struct store_stmt st = {
+		.conn_id = conn[k], .seq = i / SESSIONS, .at_us = al_now_us(), .protocol = "simple",
+		.text = q, .kind = "read", .fingerprint = "5e9d2c1b7a3f4e60",
+		.relations_json = "[\"pgbench_accounts\"]", .decision = "allow",
+	};
+	struct store_stmt_outcome o = { .tag = "SELECT 1", .rows = 1, .duration_us = 41 };
+	const char *msgs[5][3] = {
+		{ "A", "Q", q },
+		{ "U", "T", "{\"fields\":[{\"name\":\"abalance\",\"type\":23,\"format\":0}]}" },
+		{ "U", "D", "[\"0\"]" },
+		{ "U", "C", "SELECT 1" },
+		{ "U", "Z", "I" },
+	};
+	int64_t id;
+
+	snprintf(q, sizeof(q), "SELECT abalance FROM pgbench_accounts WHERE aid = %d;", (i * 7919) % 1000000);
+	if (store_stmt_add(s, &st, &id) < 0)
+		return -1;
+	for (int m = 0; m < 5; m++)
+		if (store_rec_add(s, conn[k], ++rec_seq[k], al_now_us(), msgs[m][0], msgs[m][1], msgs[m][2],
+				  strlen(msgs[m][2])) < 0)
+			return -1;
+	return store_stmt_outcome(s, id, &o);
+}
+
+/* One keep-alive GET of session i % SESSIONS, and its outcome. */
+static int http_one(struct store *s, const int64_t *conn, int64_t *rec_seq, int i)
+{
+	char p[64];
+	struct store_http h = {
+		.conn_id = conn[i % SESSIONS], .seq = i / SESSIONS, .at_us = al_now_us(), .method = "GET",
+		.host = "api.internal", .path = p, .kind = "read",
+		.headers_json = "{\"accept\":\"*/*\",\"user-agent\":\"wrk\"}", .body_len = 0,
+		.request_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+		.fingerprint = "GET api.internal /v1/items/:id", .decision = "allow",
+	};
+	struct store_http_outcome o = { .status = 200, .bytes_up = 96, .bytes_down = 512, .duration_us = 63 };
+	int64_t id;
+
+	(void)rec_seq;
+	snprintf(p, sizeof(p), "/v1/items/%d", i % 1000);
+	return store_http_add(s, &h, &id) < 0 ? -1 : store_http_outcome(s, id, &o);
+}
+
+/* n commands through the store API, a group commit every batch, as the daemon drives it. */
+static double run_store(const char *path, int n, int batch,
+			int (*one)(struct store *s, const int64_t *conn, int64_t *rec_seq, int i))
 {
 	struct store *s;
 	int64_t conn[SESSIONS], rec_seq[SESSIONS] = { 0 };
-	double t0, t;
+	double t0, t = -1;
 
 	if (open_store(path, &s, conn) < 0)
 		return -1;
 	t0 = now_us();
-	for (int i = 0; i < n; i++) {
-		int k = i % SESSIONS;
-		char q[96];
-		struct store_stmt st = {
-			.conn_id = conn[k], .seq = i / SESSIONS, .at_us = al_now_us(), .protocol = "simple",
-			.text = q, .kind = "read", .fingerprint = "5e9d2c1b7a3f4e60",
-			.relations_json = "[\"pgbench_accounts\"]", .decision = "allow",
-		};
-		struct store_stmt_outcome o = { .tag = "SELECT 1", .rows = 1, .duration_us = 41 };
-		const char *msgs[5][3] = {
-			{ "A", "Q", q },
-			{ "U", "T", "{\"fields\":[{\"name\":\"abalance\",\"type\":23,\"format\":0}]}" },
-			{ "U", "D", "[\"0\"]" },
-			{ "U", "C", "SELECT 1" },
-			{ "U", "Z", "I" },
-		};
-		int64_t id;
-
-		snprintf(q, sizeof(q), "SELECT abalance FROM pgbench_accounts WHERE aid = %d;", (i * 7919) % 1000000);
-		if (store_batch_begin(s) < 0 || store_stmt_add(s, &st, &id) < 0)
-			goto fail;
-		for (int m = 0; m < 5; m++)
-			if (store_rec_add(s, conn[k], ++rec_seq[k], al_now_us(), msgs[m][0], msgs[m][1], msgs[m][2],
-					  strlen(msgs[m][2])) < 0)
-				goto fail;
-		if (store_stmt_outcome(s, id, &o) < 0)
-			goto fail;
-		if ((i + 1) % batch == 0 && store_batch_commit_settled(s) < 0)
-			goto fail;
-	}
-	if (store_batch_commit(s) < 0)
-		goto fail;
-	t = (now_us() - t0) / n;
+	for (int i = 0; i < n; i++)
+		if (store_batch_begin(s) < 0 || one(s, conn, rec_seq, i) < 0 ||
+		    ((i + 1) % batch == 0 && store_batch_commit_settled(s) < 0))
+			goto out;
+	if (store_batch_commit(s) == 0)
+		t = (now_us() - t0) / n;
+out:
 	store_close(s);
 	return t;
-fail:
-	store_close(s);
-	return -1;
+}
+
+static double run_pg(const char *path, int n, int batch)
+{
+	return run_store(path, n, batch, pg_one);
 }
 
 static double run_http(const char *path, int n, int batch)
 {
-	struct store *s;
-	int64_t conn[SESSIONS];
-	double t0, t;
-
-	if (open_store(path, &s, conn) < 0)
-		return -1;
-	t0 = now_us();
-	for (int i = 0; i < n; i++) {
-		char p[64];
-		struct store_http h = {
-			.conn_id = conn[i % SESSIONS], .seq = i / SESSIONS, .at_us = al_now_us(), .method = "GET",
-			.host = "api.internal", .path = p, .kind = "read",
-			.headers_json = "{\"accept\":\"*/*\",\"user-agent\":\"wrk\"}", .body_len = 0,
-			.request_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-			.fingerprint = "GET api.internal /v1/items/:id", .decision = "allow",
-		};
-		struct store_http_outcome o = { .status = 200, .bytes_up = 96, .bytes_down = 512, .duration_us = 63 };
-		int64_t id;
-
-		snprintf(p, sizeof(p), "/v1/items/%d", i % 1000);
-		if (store_batch_begin(s) < 0 || store_http_add(s, &h, &id) < 0 || store_http_outcome(s, id, &o) < 0)
-			goto fail;
-		if ((i + 1) % batch == 0 && store_batch_commit_settled(s) < 0)
-			goto fail;
-	}
-	if (store_batch_commit(s) < 0)
-		goto fail;
-	t = (now_us() - t0) / n;
-	store_close(s);
-	return t;
-fail:
-	store_close(s);
-	return -1;
+	return run_store(path, n, batch, http_one);
 }
 
 /* Plain SQLite, the store's settings (WAL, synchronous NORMAL), the statements table's shape. */
