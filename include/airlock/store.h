@@ -10,7 +10,7 @@ struct store;
 
 /* The schema version this build migrates stores to (store.c checks it
  * against its migration list at compile time). */
-#define STORE_SCHEMA_VERSION 10
+#define STORE_SCHEMA_VERSION 11
 
 /* What is known of a connection when it is accepted. Strings may be NULL.
  * cgroup_id 0 means no kernel identity: cgroup_id, pid, tid, uid and gid are
@@ -148,6 +148,10 @@ struct store_http_outcome {
  * port (resource NULL: none, the TLS is relayed as bytes). */
 int store_conn_resource(struct store *s, int64_t conn_id, const char *resource, const char *protocol) AL_MUST;
 int store_http_add(struct store *s, const struct store_http *h, int64_t *id) AL_MUST;
+/* SQL whose rows are the HTTP requests of connection ?1 (the columns of the http_requests view),
+ * written alone or in batches, found through the batches' connection lists: for a reader with
+ * only a db handle (airlockctl replay) to select from. */
+const char *store_conn_http_sql(void);
 int store_http_outcome(struct store *s, int64_t id, const struct store_http_outcome *o) AL_MUST;
 int store_http_list(struct store *s, unsigned int limit,
 		    int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
@@ -181,7 +185,8 @@ int store_batch_begin(struct store *s) AL_MUST;
 int store_batch_commit(struct store *s) AL_MUST;
 /* The daemon's periodic commit: a command whose outcome has not come yet is carried (with
  * what was held after it, in order) into the next batch, once, so that its outcome joins it:
- * one row and one audit record instead of an insert, an update and two records. A command
+ * written in its batch's command_batches row (one row and one audit record for all the
+ * commands a commit settles) instead of an insert, an update and two records. A command
  * allowed to run is therefore on disk within two batches (2 x BATCH_MIN_US in airlockd). */
 int store_batch_commit_settled(struct store *s) AL_MUST;
 

@@ -457,11 +457,14 @@ static void test_stmt_merged(void)
 	CHECK(store_batch_commit(s) == 0);
 	store_close(s);
 	CHECK(q_int(p, "SELECT count(*) FROM statements WHERE tag = 'UPDATE 1' AND duration_us = 7") == 3);
-	/* a and c: merged, one record each with the tag; b: written early, its outcome a record */
-	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'statement'") == 3);
-	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'statement' AND body LIKE '%\"tag\":\"UPDATE 1\"%'") == 2);
+	/* a and c: merged, each in a batch (the reader's flush wrote a's, the pin write c's), the
+	 * batch's one record with the tag; b: written early on its own, its outcome a record */
+	CHECK(q_int(p, "SELECT count(*) FROM command_batches") == 2);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'commands'") == 2);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'commands' AND body LIKE '%\"tag\":\"UPDATE 1\"%'") == 2);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'statement'") == 1);
 	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'outcome'") == 1);
-	CHECK(q_int(p, "SELECT (SELECT max(seq) FROM audit WHERE kind = 'statement') <"
+	CHECK(q_int(p, "SELECT (SELECT max(seq) FROM audit WHERE kind = 'commands') <"
 		    " (SELECT seq FROM audit WHERE kind = 'pin')") == 1);
 	CHECK(verify(p, &v) == 0);
 	/* ids go on from the last row after a restart */
@@ -511,16 +514,120 @@ static void test_stmt_carried(void)
 	CHECK(q_int(p, "SELECT count(*) FROM statements") == 4);
 	store_close(s);
 	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'outcome'") == 1);     /* b's */
-	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'statement'") == 4);
+	/* b and c were written without their outcomes, alone; a and d with theirs, in batches */
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'statement'") == 2);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'commands'") == 2);
 	{
-		char sql[200];
+		char sql[300];
 
 		snprintf(sql, sizeof(sql), "SELECT (SELECT seq FROM audit WHERE kind = 'statement' AND ref_id = %lld) <"
-			 " (SELECT seq FROM audit WHERE kind = 'statement' AND ref_id = %lld)", (long long)c,
-			 (long long)d);
+			 " (SELECT seq FROM audit WHERE kind = 'commands' AND body LIKE '%%\"id\":%lld,%%')",
+			 (long long)c, (long long)d);
 		CHECK(q_int(p, sql) == 1);
 	}
 	CHECK(verify(p, &v) == 0);
+}
+
+static int stmt_rows_cb(void *arg, const char *json)
+{
+	json_t *a = arg, *row = json_loads(json, 0, NULL);
+
+	if (!row)
+		return -1;
+	json_object_del(row, "request_id");     /* store_conn_statements adds it */
+	json_array_append_new(a, row);
+	return 0;
+}
+
+/*
+ * The statements a commit writes with their outcomes are one command_batches row with one
+ * record; the statements view shows each as the row it would have been alone, and the readers
+ * (newest first, a session's) find both kinds in order.
+ */
+static void test_stmt_batched(void)
+{
+	char p[512];
+	struct store *s = NULL;
+	struct store_verify v;
+	struct store_stmt t = { .seq = 1, .protocol = "extended", .text = "SELECT \"q\"\n\u00e9 FROM t WHERE a = $1",
+				.kind = "read", .fingerprint = "abcd", .relations_json = "[\"t\"]",
+				.params_json = "[\"7\"]", .decision = "allow", .rule = "allow kind read" };
+	struct store_stmt_outcome o = { .tag = "SELECT 2", .rows = 2, .duration_us = 11 };
+	struct store_stmt_outcome e = { .sqlstate = "42P01", .error = "relation \"t\" does not exist", .rows = -1,
+					.duration_us = 5 };
+	int64_t ids[12], lone, lone2;
+	json_t *mine = json_array(), *all = json_array();
+
+	s = empty_store(p, sizeof(p));
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	/* one written alone (no batch open): the reference for what a batched row must show */
+	t.conn_id = 2;
+	t.at_us = al_now_us();
+	CHECK(store_stmt_add(s, &t, &lone) == 0 && store_stmt_outcome(s, lone, &o) == 0);
+	CHECK(store_batch_begin(s) == 0);
+	for (int i = 0; i < 12; i++) {
+		t.conn_id = 1 + i % 3;
+		t.seq = 10 + i;
+		t.at_us = al_now_us();
+		CHECK(store_stmt_add(s, &t, &ids[i]) == 0);
+		CHECK(store_stmt_outcome(s, ids[i], i == 4 ? &e : &o) == 0);
+	}
+	CHECK(store_batch_commit_settled(s) == 0);
+	t.conn_id = 2;
+	t.seq = 30;
+	CHECK(store_stmt_add(s, &t, &lone2) == 0 && store_stmt_outcome(s, lone2, &o) == 0);
+	CHECK(q_int(p, "SELECT count(*) FROM command_batches") == 1);
+	CHECK(q_int(p, "SELECT count(*) FROM command_batches WHERE kind = 'statements' AND conns = ',1,2,3,'"
+		    " AND last_id - first_id = 11") == 1);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'commands'") == 1);
+	CHECK(q_int(p, "SELECT count(*) FROM statement_rows") == 2);
+	CHECK(q_int(p, "SELECT count(*) FROM statements") == 14);
+	/* a batched row shows what the same statement alone shows, column by column */
+	{
+		char sql[1200];
+
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM statements a, statements b WHERE a.id = %lld"
+			 " AND b.id = %lld AND a.protocol IS b.protocol AND a.text IS b.text AND a.kind IS b.kind"
+			 " AND a.fingerprint IS b.fingerprint AND a.relations IS b.relations AND a.unbounded_write IS"
+			 " b.unbounded_write AND a.params IS b.params AND a.decision IS b.decision AND a.rule IS b.rule"
+			 " AND a.tag IS b.tag AND a.sqlstate IS b.sqlstate AND a.error IS b.error AND a.rows IS b.rows"
+			 " AND a.duration_us IS b.duration_us AND typeof(a.at_us) = typeof(b.at_us)"
+			 " AND typeof(a.rows) = typeof(b.rows) AND typeof(a.params) = typeof(b.params)",
+			 (long long)lone, (long long)ids[1]);
+		CHECK(q_int(p, sql) == 1);
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM statements WHERE id = %lld AND tag IS NULL AND"
+			 " sqlstate = '42P01' AND rows IS NULL AND error = 'relation \"t\" does not exist'",
+			 (long long)ids[4]);
+		CHECK(q_int(p, sql) == 1);
+	}
+	/* session 2's statements in order: alone, batched, alone */
+	CHECK(store_conn_statements(s, 2, stmt_rows_cb, mine) == 0);
+	CHECK(json_array_size(mine) == 6);
+	if (json_array_size(mine) == 6) {
+		CHECK(json_integer_value(json_object_get(json_array_get(mine, 0), "id")) == lone);
+		CHECK(json_integer_value(json_object_get(json_array_get(mine, 1), "id")) == ids[1]);
+		CHECK(json_integer_value(json_object_get(json_array_get(mine, 4), "id")) == ids[10]);
+		CHECK(json_integer_value(json_object_get(json_array_get(mine, 5), "id")) == lone2);
+		CHECK_STR(json_string_value(json_object_get(json_array_get(mine, 1), "text")), t.text);
+	}
+	/* the newest five, newest first, across both */
+	CHECK(store_stmt_list(s, 5, stmt_rows_cb, all) == 0);
+	CHECK(json_array_size(all) == 5);
+	if (json_array_size(all) == 5) {
+		CHECK(json_integer_value(json_object_get(json_array_get(all, 0), "id")) == lone2);
+		CHECK(json_integer_value(json_object_get(json_array_get(all, 1), "id")) == ids[11]);
+		CHECK(json_integer_value(json_object_get(json_array_get(all, 4), "id")) == ids[8]);
+	}
+	store_close(s);
+	CHECK(verify(p, &v) == 0);
+	/* after a restart, ids go on after the batch's */
+	CHECK(store_open(p, &s) == 0);
+	CHECK(s && store_stmt_add(s, &t, &lone) == 0 && lone == lone2 + 1);
+	store_close(s);
+	json_decref(mine);
+	json_decref(all);
 }
 
 /* HTTP requests are held like statements: request and outcome in one row and one record. */
@@ -550,9 +657,9 @@ static void test_http_merged(void)
 	store_close(s);
 	CHECK(q_int(p, "SELECT count(*) FROM http_requests WHERE status = 204 AND decision = 'approved'"
 		    " AND request_id = 4 AND bytes_down = 20") == 2);
-	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'http_requests.insert'") == 2);
-	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'http_requests.insert'"
-		    " AND body LIKE '%\"status\":204%'") == 1);
+	/* a with its outcome in a batch; b alone, then its outcome */
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'commands' AND body LIKE '%\"status\":204%'") == 1);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'http_requests.insert'") == 1);
 	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'http_requests.update'") == 1);
 }
 
@@ -752,6 +859,12 @@ static void test_recordings_v8_upgrade(void)
 		       " PRIMARY KEY (conn_id, seq)); CREATE INDEX recordings_at_us ON recordings(at_us);"
 		       " INSERT INTO recordings VALUES (7, 1, 5, 'F', 'Q', 'SELECT 1'), (7, 2, 6, 'B', 'C', 'SELECT 1'),"
 		       " (7, 3, 7, 'B', 'T', NULL);"
+		       /* and the tables as they were before 11 (with a statement it keeps) */
+		       " DROP VIEW statements; DROP VIEW http_requests; DROP TABLE command_batches;"
+		       " ALTER TABLE statement_rows RENAME TO statements;"
+		       " ALTER TABLE http_request_rows RENAME TO http_requests;"
+		       " INSERT INTO statements (conn_id, seq, at_us, protocol, text, kind, decision)"
+		       " VALUES (7, 1, 5, 'simple', 'SELECT 1', 'read', 'allow');"
 		       " PRAGMA user_version = 8;") == 0);
 	CHECK(store_open(p, &s) == 0);
 	CHECK(s && store_schema_version(s) == STORE_SCHEMA_VERSION);
@@ -761,6 +874,9 @@ static void test_recordings_v8_upgrade(void)
 	CHECK(q_int(p, "SELECT count(*) FROM sqlite_schema WHERE name = 'recordings_at_us'") == 0);
 	/* and in 10 each old row is a chunk of one message, read back as it was */
 	CHECK(q_int(p, "SELECT count(*) FROM recordings WHERE conn_id = 7 AND n = 1") == 3);
+	/* and in 11 the statements table's rows are statement_rows, shown by the statements view */
+	CHECK(q_int(p, "SELECT count(*) FROM sqlite_schema WHERE name = 'statements' AND type = 'view'") == 1);
+	CHECK(q_int(p, "SELECT count(*) FROM statements WHERE conn_id = 7 AND text = 'SELECT 1'") == 1);
 	CHECK(rec_text(p, 7, got, sizeof(got)) == 0);
 	CHECK_STR(got, "1 5 F Q SELECT 1|2 6 B C SELECT 1|3 7 B T -");
 }
@@ -895,7 +1011,7 @@ static void test_overhead(void)
 
 		CHECK(sqlite3_open_v2(p, &hd, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
 		sqlite3_exec(hd, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
-		CHECK(sqlite3_prepare_v2(hd, "INSERT INTO statements (conn_id, seq, at_us, protocol, text, kind,"
+		CHECK(sqlite3_prepare_v2(hd, "INSERT INTO statement_rows (conn_id, seq, at_us, protocol, text, kind,"
 					 " relations, decision) VALUES (1, 1, 1, 'simple', ?1, 'select', ?2, 'allow')",
 					 -1, &st, NULL) == SQLITE_OK);
 		t2 = al_mono_us();
@@ -955,6 +1071,7 @@ int main(void)
 	RUN(test_crash_mid_batch);
 	RUN(test_stmt_merged);
 	RUN(test_stmt_carried);
+	RUN(test_stmt_batched);
 	RUN(test_http_merged);
 	RUN(test_body_json);
 	RUN(test_token_hidden);

@@ -488,11 +488,16 @@ static int exec_row(struct al_buf *b, const char *dir, const char *type, const c
 static int load_http(sqlite3 *db, int64_t id, struct frames *h)
 {
 	sqlite3_stmt *st = NULL;
+	char *sql = NULL;
 	int r, rc = -1;
 
-	if (sqlite3_prepare_v2(db, "SELECT at_us, method, host, path, query, decision, rule, request_id,"
-			       " status, bytes_down, duration_us, error FROM http_requests WHERE conn_id = ?1"
-			       " ORDER BY seq, id", -1, &st, NULL) != SQLITE_OK ||
+	if (asprintf(&sql, "SELECT at_us, method, host, path, query, decision, rule, request_id, status,"
+		     " bytes_down, duration_us, error FROM (%s) ORDER BY seq, id", store_conn_http_sql()) < 0) {
+		sql = NULL;
+		fprintf(stderr, "airlockctl: out of memory\n");
+		goto out;
+	}
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 1, id) != SQLITE_OK) {
 		fprintf(stderr, "airlockctl: %s\n", sqlite3_errmsg(db));
 		goto out;
@@ -526,6 +531,7 @@ static int load_http(sqlite3 *db, int64_t id, struct frames *h)
 	rc = 0;
 out:
 	sqlite3_finalize(st);
+	free(sql);
 	return rc;
 }
 

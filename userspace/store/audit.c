@@ -13,7 +13,9 @@
 #include <openssl/pem.h>
 
 /* Column names of one table, read at open: the hook sees values by index only. */
-enum col_use { COL_PLAIN, COL_HIDDEN, COL_HAS_PASSWORD, COL_CLOSED_US };
+/* COL_JSON: JSON text the store wrote itself (a batch's rows), put in the body as it is, not as a
+ * string of it: the body stays canonical JSON, and is not a second, escaped copy's size. */
+enum col_use { COL_PLAIN, COL_HIDDEN, COL_HAS_PASSWORD, COL_CLOSED_US, COL_JSON };
 struct audit_table {
 	char *name;
 	int n;
@@ -49,7 +51,11 @@ static const struct {
 	const char *table, *ins, *upd, *del;
 } kinds[] = {
 	{ "connections", "conn_open", "conn_close", "conn_delete" },
-	{ "statements", "statement", "outcome", "statement_delete" },
+	/* statement_rows and http_request_rows keep the kinds they had as statements and
+	 * http_requests (renamed in schema 11) */
+	{ "statement_rows", "statement", "outcome", "statement_delete" },
+	{ "http_request_rows", "http_requests.insert", "http_requests.update", "http_requests.delete" },
+	{ "command_batches", "commands", "commands_update", "commands_delete" },
 	{ "refusals", "refusal", "refusal_update", "refusal_delete" },
 	{ "requests", "request", "request_end", "request_delete" },
 	{ "approvals", "approval", "approval_update", "approval_delete" },
@@ -292,7 +298,10 @@ static void on_preupdate(void *arg, sqlite3 *db, int op, const char *zdb, const 
 			al_buf_json_str(b, name, strlen(name));
 			al_buf_add(b, ":", 1);
 		}
-		buf_val(b, v);
+		if (use == COL_JSON && sqlite3_value_type(v) == SQLITE_TEXT)
+			al_buf_add(b, sqlite3_value_text(v), (size_t)sqlite3_value_bytes(v));
+		else
+			buf_val(b, v);
 	}
 	al_buf_add(b, "}", 1);
 	if (b->oom)
@@ -734,6 +743,8 @@ static int describe_columns(struct audit_table *t)
 			t->use[i] = strcmp(t->cols[i], "pwhash") == 0 ? COL_HAS_PASSWORD : COL_HIDDEN;
 		else if (strcmp(t->cols[i], "closed_us") == 0)
 			t->use[i] = COL_CLOSED_US;
+		else if (strcmp(t->name, "command_batches") == 0 && strcmp(t->cols[i], "rows") == 0)
+			t->use[i] = COL_JSON;
 	}
 	free(b.p);
 	for (size_t k = 0; k < AL_ARRAY_LEN(kinds); k++)

@@ -114,7 +114,8 @@ int store_find_connections(struct store *s, const struct store_find_filter *f,
 int store_find_statements(struct store *s, const struct store_find_filter *f,
 			   int (*cb)(void *arg, const char *json), void *arg)
 {
-	return rows(s, "SELECT st.*, c.resource, c.cgroup_path, c.exe, c.pid, c.uid FROM statements st"
+	return rows(s, "SELECT st.*, c.resource, c.cgroup_path, c.exe, c.pid, c.uid FROM (SELECT " STMT_COLS
+		    " FROM statement_rows WHERE at_us >= ?4 UNION ALL " STMT_BATCHED(" AND b.last_at_us >= ?4") ") st"
 		    " LEFT JOIN connections c ON c.id = st.conn_id WHERE " AGENT_MATCH("c")
 		    " AND (?2 IS NULL OR c.resource = ?2) AND (?3 IS NULL OR st.decision = ?3)"
 		    " AND st.at_us >= ?4 ORDER BY st.id DESC LIMIT ?5", bind_filter, f, cb, arg, NULL);
@@ -146,14 +147,17 @@ int store_conn_statements(struct store *s, int64_t conn_id,
 			  int (*cb)(void *arg, const char *json), void *arg)
 {
 	return rows(s, "SELECT st.*, (SELECT r.id FROM requests r WHERE r.stmt_id = st.id ORDER BY r.id DESC"
-		    " LIMIT 1) AS request_id FROM statements st WHERE st.conn_id = ?1 ORDER BY st.at_us, st.id"
+		    " LIMIT 1) AS request_id FROM (SELECT " STMT_COLS " FROM statement_rows WHERE conn_id = ?1 UNION ALL "
+		    STMT_BATCHED(BATCHED_OF_CONN("1")) ") st ORDER BY st.at_us, st.id"
 		    " LIMIT 100000", bind_id, &conn_id, cb, arg, NULL);
 }
 
 int store_conn_http(struct store *s, int64_t conn_id, int (*cb)(void *arg, const char *json), void *arg)
 {
-	return rows(s, "SELECT * FROM http_requests WHERE conn_id = ?1 ORDER BY seq, id LIMIT 100000", bind_id,
-		    &conn_id, cb, arg, NULL);
+	char sql[4096];
+
+	snprintf(sql, sizeof(sql), "SELECT * FROM (%s) ORDER BY seq, id LIMIT 100000", store_conn_http_sql());
+	return rows(s, sql, bind_id, &conn_id, cb, arg, NULL);
 }
 
 int store_conn_exec(struct store *s, int64_t conn_id, int (*cb)(void *arg, const char *json), void *arg)

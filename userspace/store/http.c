@@ -1,4 +1,4 @@
-/* The audit of HTTP requests: one http_requests row per request of an https resource, then its outcome; the listing `policy test` replays; the resource a server name chose. */
+/* The audit of HTTP requests: one http_requests row per request of an https resource (batched, see store_int.h), then its outcome; the listing `policy test` replays; the resource a server name chose. */
 #include "store_int.h"
 
 #include <stdlib.h>
@@ -25,7 +25,7 @@ static int bind_int_or_null(sqlite3_stmt *st, int i, int64_t v, int known)
 int store_http_write(struct store *s, int64_t id, const struct store_http *h, const struct store_http_outcome *o)
 {
 	static const char sql[] =
-		"INSERT INTO http_requests (conn_id, seq, at_us, method, host, path, query, kind, headers,"
+		"INSERT INTO http_request_rows (conn_id, seq, at_us, method, host, path, query, kind, headers,"
 		" body_len, body_sha256, request_sha256, k8s, fingerprint, decision, rule, request_id,"
 		" status, bytes_up, bytes_down, duration_us, error, id)"
 		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
@@ -67,7 +67,7 @@ out:
 int store_http_update(struct store *s, int64_t id, const struct store_http_outcome *o)
 {
 	static const char sql[] =
-		"UPDATE http_requests SET status = ?2, bytes_up = ?3, bytes_down = ?4, duration_us = ?5,"
+		"UPDATE http_request_rows SET status = ?2, bytes_up = ?3, bytes_down = ?4, duration_us = ?5,"
 		" decision = coalesce(?6, decision), request_id = coalesce(?7, request_id),"
 		" error = ?8 WHERE id = ?1";
 	sqlite3_stmt *st = store_cached(s, STORE_C_HTTP_OUTCOME, sql);
@@ -93,14 +93,22 @@ out:
 	return rc;
 }
 
+const char *store_conn_http_sql(void)
+{
+	return "SELECT " HTTP_COLS " FROM http_request_rows WHERE conn_id = ?1 UNION ALL "
+	       HTTP_BATCHED(BATCHED_OF_CONN("1"));
+}
+
 int store_http_list(struct store *s, unsigned int limit, int (*cb)(void *arg, const char *json), void *arg)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = -1, step;
 
 	store_held_flush(s);
-	if (sqlite3_prepare_v2(store_db(s), "SELECT * FROM http_requests ORDER BY id DESC LIMIT ?1", -1, &st,
-			       NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(store_db(s), "SELECT * FROM (SELECT " HTTP_COLS " FROM http_request_rows ORDER BY id DESC"
+			       " LIMIT ?1) UNION ALL " HTTP_BATCHED(" AND b.id IN (SELECT id FROM command_batches WHERE"
+			       " kind = 'http_requests' ORDER BY last_id DESC LIMIT ?1)") " ORDER BY id DESC LIMIT ?1",
+			       -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 1, limit) != SQLITE_OK)
 		goto out;
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
@@ -132,7 +140,8 @@ int store_http_since(struct store *s, int64_t since_us,
 	if (sqlite3_prepare_v2(store_db(s), "SELECT h.id, h.at_us, h.method, h.host, h.path, h.query, h.kind,"
 			       " h.k8s, h.body_sha256, h.decision, h.rule, c.resource, c.cgroup_path, c.exe,"
 			       " c.uid, c.dst_addr, c.dst_port"
-			       " FROM http_requests h LEFT JOIN connections c ON c.id = h.conn_id"
+			       " FROM (SELECT " HTTP_COLS " FROM http_request_rows WHERE at_us >= ?1 UNION ALL "
+			       HTTP_BATCHED(" AND b.last_at_us >= ?1") ") h LEFT JOIN connections c ON c.id = h.conn_id"
 			       " WHERE h.at_us >= ?1 AND h.decision != 'error' ORDER BY h.id", -1, &st,
 			       NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 1, since_us) != SQLITE_OK)

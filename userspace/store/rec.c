@@ -316,7 +316,7 @@ static int exec(sqlite3 *db, const char *sql)
 
 /*
  * Rotation: the whole store is copied to <store>.<UTC time> (VACUUM INTO),
- * then what is finished (closed connections with their statements and
+ * then what is finished (closed connections with their statements, HTTP requests and
  * recordings, ended requests, refusals, the audit records and checkpoints)
  * leaves the live file, and the chain goes on in it with a "rotated"
  * record whose prev_hash is the archive's last hash. The newest row of
@@ -328,8 +328,14 @@ static int rotate(struct store *s)
 	static const char *const prune[] = {
 		"DELETE FROM recordings WHERE conn_id IN (SELECT id FROM connections WHERE closed_us IS NOT NULL"
 		" AND id < (SELECT max(id) FROM connections))",
-		"DELETE FROM statements WHERE id < (SELECT max(id) FROM statements) AND conn_id IN"
+		"DELETE FROM statement_rows WHERE id < (SELECT max(id) FROM statement_rows) AND conn_id IN"
 		" (SELECT id FROM connections WHERE closed_us IS NOT NULL AND id < (SELECT max(id) FROM connections))",
+		"DELETE FROM http_request_rows WHERE id < (SELECT max(id) FROM http_request_rows) AND conn_id IN"
+		" (SELECT id FROM connections WHERE closed_us IS NOT NULL AND id < (SELECT max(id) FROM connections))",
+		/* a batch older than every open session holds none of theirs; each kind's newest stays */
+		"DELETE FROM command_batches WHERE id NOT IN (SELECT max(id) FROM command_batches GROUP BY kind)"
+		" AND last_at_us < coalesce((SELECT min(opened_us) FROM connections WHERE closed_us IS NULL),"
+		" 9223372036854775807)",
 		"DELETE FROM connections WHERE closed_us IS NOT NULL AND id < (SELECT max(id) FROM connections)",
 		"DELETE FROM refusals WHERE id < (SELECT max(id) FROM refusals)",
 		"DELETE FROM approvals WHERE request_id IN (SELECT id FROM requests WHERE state != 'pending'"

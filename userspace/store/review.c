@@ -463,7 +463,8 @@ int store_stmts_since(struct store *s, int64_t since_us,
 	store_held_flush(s);
 	if (sqlite3_prepare_v2(store_db(s), "SELECT s.id, s.at_us, s.text, s.kind, s.relations,"
 			       " s.decision, s.rule, s.unbounded_write, c.resource, c.cgroup_path, c.exe, c.uid"
-			       " FROM statements s LEFT JOIN connections c ON c.id = s.conn_id"
+			       " FROM (SELECT " STMT_COLS " FROM statement_rows WHERE at_us >= ?1 UNION ALL "
+			       STMT_BATCHED(" AND b.last_at_us >= ?1") ") s LEFT JOIN connections c ON c.id = s.conn_id"
 			       " WHERE s.at_us >= ?1 ORDER BY s.id", -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 1, since_us) != SQLITE_OK)
 		goto out;

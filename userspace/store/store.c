@@ -13,6 +13,8 @@
 #include <jansson.h>
 #include <sqlite3.h>
 
+#include "store_int.h"
+
 /*
  * Schema migrations, applied in order, each in its own transaction that
  * also bumps PRAGMA user_version. Append only: a shipped migration is never
@@ -159,6 +161,18 @@ static const char *const migrations[] = {
 	" || coalesce(CAST(data AS BLOB), X'') FROM recordings;"
 	"DROP TABLE recordings;"
 	"ALTER TABLE recordings_v10 RENAME TO recordings;",
+	/* 11: commands in batches (store_int.h): a group commit's statements and HTTP requests
+	 * with their outcomes are one command_batches row; the tables keep the commands written
+	 * alone; statements and http_requests become views of both */
+	"CREATE TABLE command_batches ("
+	" id INTEGER PRIMARY KEY, kind TEXT NOT NULL, first_id INTEGER NOT NULL, last_id INTEGER NOT NULL,"
+	" first_at_us INTEGER NOT NULL, last_at_us INTEGER NOT NULL, conns TEXT NOT NULL, rows TEXT NOT NULL);"
+	"CREATE INDEX command_batches_last_id ON command_batches(kind, last_id);"
+	"CREATE INDEX command_batches_last_at ON command_batches(kind, last_at_us);"
+	"ALTER TABLE statements RENAME TO statement_rows;"
+	"ALTER TABLE http_requests RENAME TO http_request_rows;"
+	"CREATE VIEW statements AS SELECT " STMT_COLS " FROM statement_rows UNION ALL " STMT_BATCHED("") ";"
+	"CREATE VIEW http_requests AS SELECT " HTTP_COLS " FROM http_request_rows UNION ALL " HTTP_BATCHED("") ";",
 };
 
 _Static_assert(AL_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
@@ -229,25 +243,25 @@ static const char *const st_sql[ST__COUNT] = {
 		" family, type, protocol, dst_addr, dst_port, count, detail"
 		" FROM refusals ORDER BY at_us DESC, id DESC LIMIT ?1",
 	[ST_STMT_ADD] =
-		"INSERT INTO statements (conn_id, seq, at_us, protocol, text, kind, fingerprint,"
+		"INSERT INTO statement_rows (conn_id, seq, at_us, protocol, text, kind, fingerprint,"
 		" relations, unbounded_write, params, decision, rule, tag, sqlstate, error, rows,"
 		" duration_us, id)"
 		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
 	[ST_STMT_OUTCOME] =
-		"UPDATE statements SET tag = ?2, sqlstate = ?3, error = ?4, rows = ?5, duration_us = ?6"
+		"UPDATE statement_rows SET tag = ?2, sqlstate = ?3, error = ?4, rows = ?5, duration_us = ?6"
 		" WHERE id = ?1",
 	[ST_STMT_LIST] =
-		"SELECT id, conn_id, seq, at_us, protocol, text, kind, fingerprint, relations,"
-		" unbounded_write, params, decision, rule, tag, sqlstate, error, rows, duration_us"
-		" FROM statements ORDER BY id DESC LIMIT ?1",
+		/* The newest rows written alone and the rows of the newest batches: the ?1 newest
+		 * statements are among them (a batch holding one has a last_id at least as new). */
+		"SELECT * FROM (SELECT " STMT_COLS " FROM statement_rows ORDER BY id DESC LIMIT ?1) UNION ALL "
+		STMT_BATCHED(" AND b.id IN (SELECT id FROM command_batches WHERE kind = 'statements'"
+			     " ORDER BY last_id DESC LIMIT ?1)") " ORDER BY id DESC LIMIT ?1",
 	/* Each write and its audit record share a savepoint (see write_step); so do
 	 * store_durable's changes, within a batch it commits. */
 	[ST_SP_BEGIN] = "SAVEPOINT al_write",
 	[ST_SP_RELEASE] = "RELEASE al_write",
 	[ST_SP_ROLLBACK] = "ROLLBACK TO al_write",
 };
-
-#include "store_int.h"
 
 struct store {
 	sqlite3 *db;
@@ -402,7 +416,8 @@ static int write_step(struct store *s, sqlite3_stmt *st)
 	/* Held statements go first: the chain keeps the order in which things happened
 	 * (a statement's record before its connection's close). Outcomes need not wait. */
 	if (s->held && st != s->st[ST_STMT_ADD] && st != s->st[ST_STMT_OUTCOME] &&
-	    st != s->cached[STORE_C_HTTP_ADD] && st != s->cached[STORE_C_HTTP_OUTCOME])
+	    st != s->cached[STORE_C_HTTP_ADD] && st != s->cached[STORE_C_HTTP_OUTCOME] &&
+	    st != s->cached[STORE_C_BATCH_ADD])
 		store_held_flush(s);
 	if (s->in_batch && !sqlite3_get_autocommit(s->db)) {
 		mark = store_audit_mark(s);
@@ -645,8 +660,11 @@ int store_open(const char *path, struct store **out)
 		}
 	}
 	s->held_tail = &s->held;
-	if (sqlite3_prepare_v2(s->db, "SELECT (SELECT coalesce(max(id), 0) + 1 FROM statements),"
-			       " (SELECT coalesce(max(id), 0) + 1 FROM http_requests)", -1, &st, NULL) !=
+	if (sqlite3_prepare_v2(s->db, "SELECT max((SELECT coalesce(max(id), 0) FROM statement_rows),"
+			       " (SELECT coalesce(max(last_id), 0) FROM command_batches WHERE kind = 'statements')) + 1,"
+			       " max((SELECT coalesce(max(id), 0) FROM http_request_rows),"
+			       " (SELECT coalesce(max(last_id), 0) FROM command_batches WHERE kind = 'http_requests')) + 1",
+			       -1, &st, NULL) !=
 	    SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
 		db_err(s, "reading the last statement and request ids");
 		goto out;
@@ -1192,20 +1210,222 @@ static int held_write(struct store *s, const struct held *q)
 	return store_http_write(s, q->id, &q->row.http, q->has_outcome ? &q->out.http : NULL);
 }
 
-void store_held_flush(struct store *s)
+/* ---- commands in batches (store_int.h) ------------------------------------------------------ */
+
+/* One command_batches row being built: the rows' JSON array, their connections, their bounds. */
+struct cmd_batch {
+	const char *kind;
+	struct al_buf rows;
+	int64_t *conns;
+	size_t n_conns, cap_conns, n;
+	int64_t first_id, last_id, first_at, last_at;
+	int oom;
+};
+
+static void j_str(struct al_buf *b, const char *key, const char *v)
 {
-	struct held *q;
+	al_buf_str(b, key);
+	if (v)
+		al_buf_json_str(b, v, strlen(v));
+	else
+		al_buf_add(b, "null", 4);
+}
+
+static void j_int(struct al_buf *b, const char *key, int64_t v, int known)
+{
+	char num[24];
+
+	al_buf_str(b, key);
+	if (known)
+		al_buf_add(b, num, al_dec(num, v));
+	else
+		al_buf_add(b, "null", 4);
+}
+
+/* Opens a row's object in the batch: its place in the array, the batch's bounds and connections. */
+static void batch_row(struct cmd_batch *cb, int64_t id, int64_t conn_id, int64_t at_us)
+{
+	size_t i = 0;
+
+	al_buf_add(&cb->rows, cb->n ? ",{" : "[{", 2);
+	if (!cb->n || id < cb->first_id)
+		cb->first_id = id;
+	if (!cb->n || id > cb->last_id)
+		cb->last_id = id;
+	if (!cb->n || at_us < cb->first_at)
+		cb->first_at = at_us;
+	if (!cb->n || at_us > cb->last_at)
+		cb->last_at = at_us;
+	cb->n++;
+	while (i < cb->n_conns && cb->conns[i] != conn_id)
+		i++;
+	if (i < cb->n_conns)
+		return;
+	if (cb->n_conns == cb->cap_conns) {
+		size_t cap = cb->cap_conns ? 2 * cb->cap_conns : 16;
+		int64_t *c = realloc(cb->conns, cap * sizeof(*c));
+
+		if (!c) {
+			cb->oom = 1;
+			return;
+		}
+		cb->conns = c;
+		cb->cap_conns = cap;
+	}
+	cb->conns[cb->n_conns++] = conn_id;
+}
+
+/*
+ * A statement with its outcome, keyed as statement_rows' columns (NULLs as stmt_write binds
+ * them). Keys in sorted order: the batch's record embeds this text, and a record body is what
+ * json.dumps(sort_keys=True) prints, all the way down.
+ */
+static void batch_stmt(struct cmd_batch *cb, int64_t id, const struct store_stmt *t, const struct store_stmt_outcome *o)
+{
+	struct al_buf *b = &cb->rows;
+
+	batch_row(cb, id, t->conn_id, t->at_us);
+	j_int(b, "\"at_us\":", t->at_us, 1);
+	j_int(b, ",\"conn_id\":", t->conn_id, 1);
+	j_str(b, ",\"decision\":", t->decision);
+	j_int(b, ",\"duration_us\":", o->duration_us, 1);
+	j_str(b, ",\"error\":", o->error);
+	j_str(b, ",\"fingerprint\":", t->fingerprint);
+	j_int(b, ",\"id\":", id, 1);
+	j_str(b, ",\"kind\":", t->kind);
+	j_str(b, ",\"params\":", t->params_json);
+	j_str(b, ",\"protocol\":", t->protocol);
+	j_str(b, ",\"relations\":", t->relations_json);
+	j_int(b, ",\"rows\":", o->rows, o->rows >= 0);
+	j_str(b, ",\"rule\":", t->rule);
+	j_int(b, ",\"seq\":", t->seq, 1);
+	j_str(b, ",\"sqlstate\":", o->sqlstate);
+	j_str(b, ",\"tag\":", o->tag);
+	j_str(b, ",\"text\":", t->text);
+	j_int(b, ",\"unbounded_write\":", t->unbounded_write, 1);
+	al_buf_add(b, "}", 1);
+}
+
+/* An HTTP request with its outcome, keyed (sorted) as http_request_rows' columns, bound as
+ * store_http_write binds them. */
+static void batch_http(struct cmd_batch *cb, int64_t id, const struct store_http *h, const struct store_http_outcome *o)
+{
+	struct al_buf *b = &cb->rows;
+	int64_t request_id = o->request_id > 0 ? o->request_id : h->request_id;
+
+	batch_row(cb, id, h->conn_id, h->at_us);
+	j_int(b, "\"at_us\":", h->at_us, 1);
+	j_int(b, ",\"body_len\":", h->body_len, h->body_len >= 0);
+	j_str(b, ",\"body_sha256\":", h->body_sha256);
+	j_int(b, ",\"bytes_down\":", (int64_t)o->bytes_down, 1);
+	j_int(b, ",\"bytes_up\":", (int64_t)o->bytes_up, 1);
+	j_int(b, ",\"conn_id\":", h->conn_id, h->conn_id > 0);
+	j_str(b, ",\"decision\":", o->decision ? o->decision : h->decision);
+	j_int(b, ",\"duration_us\":", o->duration_us, 1);
+	j_str(b, ",\"error\":", o->error);
+	j_str(b, ",\"fingerprint\":", h->fingerprint);
+	j_str(b, ",\"headers\":", h->headers_json);
+	j_str(b, ",\"host\":", h->host);
+	j_int(b, ",\"id\":", id, 1);
+	j_str(b, ",\"k8s\":", h->k8s_json);
+	j_str(b, ",\"kind\":", h->kind);
+	j_str(b, ",\"method\":", h->method);
+	j_str(b, ",\"path\":", h->path);
+	j_str(b, ",\"query\":", h->query);
+	j_int(b, ",\"request_id\":", request_id, request_id > 0);
+	j_str(b, ",\"request_sha256\":", h->request_sha256);
+	j_str(b, ",\"rule\":", h->rule);
+	j_int(b, ",\"seq\":", h->seq, 1);
+	j_int(b, ",\"status\":", o->status, o->status != 0);
+	al_buf_add(b, "}", 1);
+}
+
+/* Writes the batch's row (nothing for an empty one), then empties it for reuse: 0 or -1. */
+static int batch_write(struct store *s, struct cmd_batch *cb)
+{
+	sqlite3_stmt *st;
+	struct al_buf conns = { 0 };
+	int rc = -1;
+
+	if (!cb->n)
+		return 0;
+	al_buf_add(&cb->rows, "]", 1);
+	al_buf_add(&conns, ",", 1);
+	for (size_t i = 0; i < cb->n_conns; i++)
+		al_buf_fmt(&conns, "%lld,", (long long)cb->conns[i]);
+	st = store_cached(s, STORE_C_BATCH_ADD,
+			  "INSERT INTO command_batches (kind, first_id, last_id, first_at_us, last_at_us, conns, rows)"
+			  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+	if (cb->oom || cb->rows.oom || conns.oom)
+		al_err("store: out of memory writing a batch of %zu %s", cb->n, cb->kind);
+	else if (!st || sqlite3_bind_text(st, 1, cb->kind, -1, SQLITE_STATIC) != SQLITE_OK ||
+		 sqlite3_bind_int64(st, 2, cb->first_id) != SQLITE_OK ||
+		 sqlite3_bind_int64(st, 3, cb->last_id) != SQLITE_OK ||
+		 sqlite3_bind_int64(st, 4, cb->first_at) != SQLITE_OK ||
+		 sqlite3_bind_int64(st, 5, cb->last_at) != SQLITE_OK ||
+		 sqlite3_bind_text(st, 6, conns.p, (int)conns.len, SQLITE_STATIC) != SQLITE_OK ||
+		 sqlite3_bind_text(st, 7, cb->rows.p, (int)cb->rows.len, SQLITE_STATIC) != SQLITE_OK ||
+		 write_step(s, st) < 0)
+		db_err(s, "recording a batch of commands");
+	else
+		rc = 0;
+	if (st)
+		st_done(st);
+	free(conns.p);
+	cb->rows.len = 0;
+	cb->rows.oom = 0;
+	cb->n = cb->n_conns = 0;
+	cb->oom = 0;
+	return rc;
+}
+
+/* A held command: into its kind's batch when its outcome is known, else a row of its own. */
+static int held_put(struct store *s, struct cmd_batch *bs, struct cmd_batch *bh, const struct held *q)
+{
+	if (!q->has_outcome)
+		return held_write(s, q);
+	if (q->kind == HELD_STMT)
+		batch_stmt(bs, q->id, &q->row.stmt, &q->out.stmt);
+	else
+		batch_http(bh, q->id, &q->row.http, &q->out.http);
+	return 0;
+}
+
+/*
+ * Writes the held commands taken off the list at q (NULL-terminated), frees them: those with
+ * outcomes as a batch row per kind, the others one row each (their outcomes update them).
+ */
+static int held_write_all(struct store *s, struct held *q)
+{
+	struct cmd_batch bs = { .kind = "statements" }, bh = { .kind = "http_requests" };
 	int failed = 0;
 
-	while ((q = s->held) != NULL) {
-		s->held = q->next;
-		failed |= held_write(s, q) < 0;
+	while (q) {
+		struct held *next = q->next;
+
+		failed |= held_put(s, &bs, &bh, q) < 0;
 		free(q->ostr);
 		free(q);
+		q = next;
 	}
-	s->held_tail = &s->held;
+	failed |= batch_write(s, &bs) < 0;
+	failed |= batch_write(s, &bh) < 0;
+	free(bs.rows.p);
+	free(bs.conns);
+	free(bh.rows.p);
+	free(bh.conns);
 	if (failed)
 		al_err("store: commands of this batch could not be recorded");
+	return failed ? -1 : 0;
+}
+
+void store_held_flush(struct store *s)
+{
+	struct held *q = s->held;
+
+	s->held = NULL;
+	s->held_tail = &s->held;
+	(void)held_write_all(s, q);
 }
 
 /*
@@ -1346,21 +1566,18 @@ static int batch_commit(struct store *s, int settled)
 	if (!s->in_batch)
 		return 0;
 	if (settled) {
-		struct held *q;
-		int failed = 0;
+		struct held *q, *done = s->held, **end = &done;
 
-		while ((q = s->held) != NULL && (q->has_outcome || q->carried)) {
-			s->held = q->next;
-			failed |= held_write(s, q) < 0;
-			free(q->ostr);
-			free(q);
-		}
+		/* The settled prefix is written; the rest waits (carried) for the next commit. */
+		while (*end && ((*end)->has_outcome || (*end)->carried))
+			end = &(*end)->next;
+		s->held = *end;
+		*end = NULL;
 		if (!s->held)
 			s->held_tail = &s->held;
 		for (q = s->held; q; q = q->next)
 			q->carried = 1;
-		if (failed)
-			al_err("store: commands of this batch could not be recorded");
+		(void)held_write_all(s, done);
 	} else {
 		store_held_flush(s);
 	}

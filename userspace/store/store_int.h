@@ -6,6 +6,44 @@
 #include <airlock/store.h>
 
 sqlite3 *store_db(struct store *s);
+
+/*
+ * Commands in batches. The statements and HTTP requests a group commit writes with their
+ * outcomes are one row of command_batches (kind 'statements' or 'http_requests'), not a row
+ * each: its rows column is a JSON array of objects keyed by the columns of statement_rows or
+ * http_request_rows, its one audit record holds them all, and the per-row costs of SQLite
+ * (a b-tree insert per index, a record, their WAL pages) are paid once per batch. A command
+ * written on its own (no batch open, still waiting for its outcome, parked for review) is a
+ * row of statement_rows or http_request_rows, where its outcome can update it. The views
+ * statements and http_requests show both as one table. conns lists the batch's connection
+ * ids as ",3,7," for a cheap filter by session; first_/last_id and _at_us bound its rows.
+ *
+ * STMT_BATCHED(where) / HTTP_BATCHED(where) select the batched rows with the view's columns,
+ * b the batch and j the row (json_each); where adds conditions (" AND ..."), or is "".
+ */
+#define J_(c) "json_extract(j.value, '$." c "') AS " c
+#define STMT_COLS "id, conn_id, seq, at_us, protocol, text, kind, fingerprint, relations, unbounded_write," \
+		  " params, decision, rule, tag, sqlstate, error, rows, duration_us"
+#define STMT_BATCHED(where)                                                                         \
+	"SELECT " J_("id") ", " J_("conn_id") ", " J_("seq") ", " J_("at_us") ", " J_("protocol") ", " \
+	J_("text") ", " J_("kind") ", " J_("fingerprint") ", " J_("relations") ", "                  \
+	J_("unbounded_write") ", " J_("params") ", " J_("decision") ", " J_("rule") ", " J_("tag") \
+	", " J_("sqlstate") ", " J_("error") ", " J_("rows") ", " J_("duration_us")                 \
+	" FROM command_batches b, json_each(b.rows) j WHERE b.kind = 'statements'" where
+#define HTTP_COLS "id, conn_id, seq, at_us, method, host, path, query, kind, headers, body_len, body_sha256," \
+		  " request_sha256, k8s, fingerprint, decision, rule, request_id, status, bytes_up, bytes_down," \
+		  " duration_us, error"
+#define HTTP_BATCHED(where)                                                                          \
+	"SELECT " J_("id") ", " J_("conn_id") ", " J_("seq") ", " J_("at_us") ", " J_("method") ", "     \
+	J_("host") ", " J_("path") ", " J_("query") ", " J_("kind") ", " J_("headers") ", "            \
+	J_("body_len") ", " J_("body_sha256") ", " J_("request_sha256") ", " J_("k8s") ", "            \
+	J_("fingerprint") ", " J_("decision") ", " J_("rule") ", " J_("request_id") ", " J_("status") \
+	", " J_("bytes_up") ", " J_("bytes_down") ", " J_("duration_us") ", " J_("error")             \
+	" FROM command_batches b, json_each(b.rows) j WHERE b.kind = 'http_requests'" where
+/* The batched rows of one connection (?N its id): its batches, then its rows in them. */
+#define BATCHED_OF_CONN(n) " AND b.conns LIKE '%,' || ?" n " || ',%'" \
+	" AND b.last_at_us >= coalesce((SELECT opened_us FROM connections WHERE id = ?" n "), 0)" \
+	" AND json_extract(j.value, '$.conn_id') = ?" n
 /* Pending requests of a daemon that died are aborted: nothing will run them. */
 int store_review_recover(struct store *s);
 /* Runs fn in a transaction that is on disk (the WAL synced, as synchronous=FULL does) before
@@ -76,7 +114,7 @@ int store_audit_flush(struct store *s);
 void store_audit_discard(struct store *s);
 /* Statements other files of the store prepare once, on first use (finalized at close). */
 enum store_cached {
-	STORE_C_HTTP_ADD, STORE_C_HTTP_OUTCOME, STORE_C_CONN_RESOURCE,
+	STORE_C_HTTP_ADD, STORE_C_HTTP_OUTCOME, STORE_C_CONN_RESOURCE, STORE_C_BATCH_ADD,
 	/* review.c: the statements of parking a request and deciding it */
 	STORE_C_REQ_ADD, STORE_C_REQ_END, STORE_C_APPR_ADD, STORE_C_GRANT_ADD,
 	STORE_C_USER_BY_UID, STORE_C_USER_BY_NAME,
