@@ -620,6 +620,25 @@ static void test_stmt_batched(void)
 		CHECK(json_integer_value(json_object_get(json_array_get(all, 1), "id")) == ids[11]);
 		CHECK(json_integer_value(json_object_get(json_array_get(all, 4), "id")) == ids[8]);
 	}
+	/* many held at once (the index of held rows grows), outcomes in reverse order: each joins
+	 * its own row */
+	{
+		int64_t many[300];
+
+		CHECK(store_batch_begin(s) == 0);
+		for (int i = 0; i < 300; i++)
+			CHECK(store_stmt_add(s, &t, &many[i]) == 0);
+		for (int i = 299; i >= 0; i--) {
+			struct store_stmt_outcome m = { .tag = "SELECT 1", .rows = i, .duration_us = 1 };
+
+			CHECK(store_stmt_outcome(s, many[i], &m) == 0);
+		}
+		CHECK(store_batch_commit_settled(s) == 0);
+		CHECK(q_int(p, "SELECT count(*) FROM statements WHERE tag = 'SELECT 1' AND rows = id - "
+			    "(SELECT min(id) FROM statements WHERE tag = 'SELECT 1')") == 300);
+		CHECK(q_int(p, "SELECT count(*) FROM command_batches") == 2);
+	}
+	lone2 += 300;
 	store_close(s);
 	CHECK(verify(p, &v) == 0);
 	/* after a restart, ids go on after the batch's */

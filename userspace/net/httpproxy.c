@@ -463,16 +463,15 @@ static SSL_CTX *up_ssl_ctx(struct httpproxy *p, const struct al_resource *res,
 /*
  * Closes the upstream connection, with a close_notify when its TLS is up: OpenSSL retires
  * the session of a connection freed without one, and the next connection could not resume.
+ * The close_notify still goes out after the free: the socket's push (sock_out.c) holds it.
  */
 static void up_drop(struct hs *s)
 {
 	SSL *ssl = bufferevent_openssl_get_ssl(s->up);
-	struct bufferevent *under = bufferevent_get_underlying(s->up);
 
-	if (ssl && under && SSL_is_init_finished(ssl)) {
+	if (ssl && bufferevent_get_underlying(s->up) && SSL_is_init_finished(ssl)) {
 		(void)SSL_shutdown(ssl);
 		ERR_clear_error();
-		(void)evbuffer_write(bufferevent_get_output(under), bufferevent_getfd(under));
 	}
 	bufferevent_free(s->up);
 	s->up = NULL;

@@ -281,8 +281,12 @@ struct store {
 	char *path;
 	int64_t last_rowid;         /* of the last write_step, before its audit record */
 	int last_changes;
-	/* Rows of the open batch not written yet (see held_add). */
+	/* Rows of the open batch not written yet (see held_add), and an index of them by id for
+	 * the outcome that joins one (open addressing; hidx_bad: not kept up, walk the list). */
 	struct held *held, **held_tail;
+	struct held **hidx;
+	size_t hidx_cap, hidx_n;
+	int hidx_bad;
 	int64_t next_stmt_id, next_http_id;
 	sqlite3_stmt *cached[STORE_C__COUNT];
 };
@@ -776,6 +780,7 @@ void store_close(struct store *s)
 		if (sqlite3_close(s->db) != SQLITE_OK)
 			db_err(s, "closing");
 	}
+	free(s->hidx);
 	free(s->path);
 	free(s);
 }
@@ -1419,12 +1424,102 @@ static int held_write_all(struct store *s, struct held *q)
 	return failed ? -1 : 0;
 }
 
+/* ---- the held rows' index ---- */
+
+static size_t hidx_slot(const struct store *s, enum held_kind k, int64_t id)
+{
+	uint64_t h = ((uint64_t)id * 2 + (uint64_t)k) * 0x9e3779b97f4a7c15ULL;
+
+	return (size_t)(h >> 32) & (s->hidx_cap - 1);
+}
+
+static void hidx_insert(struct store *s, struct held *q)
+{
+	size_t i = hidx_slot(s, q->kind, q->id);
+
+	while (s->hidx[i])
+		i = (i + 1) & (s->hidx_cap - 1);
+	s->hidx[i] = q;
+	s->hidx_n++;
+}
+
+/* Indexes q (held last): at most half full, regrown from the list; out of memory: no index. */
+static void hidx_put(struct store *s, struct held *q)
+{
+	if (s->hidx_bad)
+		return;
+	if ((s->hidx_n + 1) * 2 > s->hidx_cap) {
+		size_t cap = s->hidx_cap ? 2 * s->hidx_cap : 64;
+		struct held **v = calloc(cap, sizeof(*v));
+
+		if (!v) {
+			s->hidx_bad = 1;
+			return;
+		}
+		free(s->hidx);
+		s->hidx = v;
+		s->hidx_cap = cap;
+		s->hidx_n = 0;
+		for (struct held *h = s->held; h; h = h->next)
+			if (h != q)
+				hidx_insert(s, h);
+	}
+	hidx_insert(s, q);
+}
+
+static struct held *hidx_find(struct store *s, enum held_kind k, int64_t id)
+{
+	struct held *q;
+
+	if (s->hidx_bad) {
+		for (q = s->held; q && !(q->kind == k && q->id == id); q = q->next)
+			;
+		return q;
+	}
+	if (!s->hidx_cap)
+		return NULL;
+	for (size_t i = hidx_slot(s, k, id); (q = s->hidx[i]) != NULL; i = (i + 1) & (s->hidx_cap - 1))
+		if (q->kind == k && q->id == id)
+			return q;
+	return NULL;
+}
+
+/* The list was cut (written rows left it): the index is rebuilt from what is still held; a
+ * table grown by a burst is given back. */
+static void hidx_reset(struct store *s)
+{
+	size_t n = 0;
+
+	for (struct held *h = s->held; h; h = h->next)
+		n++;
+	s->hidx_n = 0;
+	s->hidx_bad = 0;
+	if (s->hidx_cap < 2 * n || (s->hidx_cap > 1024 && n * 8 < s->hidx_cap)) {
+		size_t cap = 64;
+
+		while (cap < 2 * n)
+			cap *= 2;
+		free(s->hidx);
+		s->hidx_cap = 0;
+		if (!(s->hidx = calloc(cap, sizeof(*s->hidx)))) {
+			s->hidx_bad = 1;
+			return;
+		}
+		s->hidx_cap = cap;
+	} else if (s->hidx_cap) {
+		memset(s->hidx, 0, s->hidx_cap * sizeof(*s->hidx));
+	}
+	for (struct held *h = s->held; h; h = h->next)
+		hidx_insert(s, h);
+}
+
 void store_held_flush(struct store *s)
 {
 	struct held *q = s->held;
 
 	s->held = NULL;
 	s->held_tail = &s->held;
+	hidx_reset(s);
 	(void)held_write_all(s, q);
 }
 
@@ -1454,6 +1549,7 @@ static int held_add(struct store *s, enum held_kind k, int64_t id, const void *r
 	q->id = id;
 	*s->held_tail = q;
 	s->held_tail = &q->next;
+	hidx_put(s, q);
 	return 0;
 }
 
@@ -1461,11 +1557,9 @@ static int held_add(struct store *s, enum held_kind k, int64_t id, const void *r
 static int held_outcome(struct store *s, enum held_kind k, int64_t id, const void *out, size_t size)
 {
 	const char **p[16];
-	struct held *q = s->held;
+	struct held *q = hidx_find(s, k, id);
 	size_t n;
 
-	while (q && !(q->kind == k && q->id == id))
-		q = q->next;
 	if (!q || q->has_outcome)
 		return -1;
 	memcpy(&q->out, out, size);
@@ -1577,6 +1671,7 @@ static int batch_commit(struct store *s, int settled)
 			s->held_tail = &s->held;
 		for (q = s->held; q; q = q->next)
 			q->carried = 1;
+		hidx_reset(s);
 		(void)held_write_all(s, done);
 	} else {
 		store_held_flush(s);
