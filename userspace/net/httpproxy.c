@@ -6,9 +6,9 @@
 
 #include "k8s_rec.h"
 #include "agent_who.h"
-#include "sock_out.h"
 #include "agent_gone.h"
 #include "sess_end.h"
+#include "sock_out.h"
 
 #include <errno.h>
 #include <event2/buffer.h>

@@ -154,10 +154,14 @@ int store_conn_statements(struct store *s, int64_t conn_id,
 
 int store_conn_http(struct store *s, int64_t conn_id, int (*cb)(void *arg, const char *json), void *arg)
 {
-	char sql[4096];
+	char *sql = NULL;
+	int rc;
 
-	snprintf(sql, sizeof(sql), "SELECT * FROM (%s) ORDER BY seq, id LIMIT 100000", store_conn_http_sql());
-	return rows(s, sql, bind_id, &conn_id, cb, arg, NULL);
+	if (asprintf(&sql, "SELECT * FROM (%s) ORDER BY seq, id LIMIT 100000", store_conn_http_sql()) < 0)
+		return -1;
+	rc = rows(s, sql, bind_id, &conn_id, cb, arg, NULL);
+	free(sql);
+	return rc;
 }
 
 int store_conn_exec(struct store *s, int64_t conn_id, int (*cb)(void *arg, const char *json), void *arg)

@@ -20,6 +20,8 @@ sqlite3 *store_db(struct store *s);
  *
  * STMT_BATCHED(where) / HTTP_BATCHED(where) select the batched rows with the view's columns,
  * b the batch and j the row (json_each); where adds conditions (" AND ..."), or is "".
+ * Migration 11 made the views from these: a change to them needs a migration that remakes
+ * the views (a shipped migration's text is never edited).
  */
 #define J_(c) "json_extract(j.value, '$." c "') AS " c
 #define STMT_COLS "id, conn_id, seq, at_us, protocol, text, kind, fingerprint, relations, unbounded_write," \
