@@ -528,6 +528,19 @@ static void test_stmt_carried(void)
 	CHECK(verify(p, &v) == 0);
 }
 
+static int count_cb(void *arg, const char *key, int64_t n)
+{
+	struct { int64_t allow, deny, other; } *c = arg;
+
+	if (strcmp(key, "allow") == 0)
+		c->allow += n;
+	else if (strcmp(key, "deny") == 0)
+		c->deny += n;
+	else
+		c->other += n;
+	return 0;
+}
+
 static int stmt_rows_cb(void *arg, const char *json)
 {
 	json_t *a = arg, *row = json_loads(json, 0, NULL);
@@ -639,6 +652,18 @@ static void test_stmt_batched(void)
 		CHECK(q_int(p, "SELECT count(*) FROM command_batches") == 2);
 	}
 	lone2 += 300;
+	/* counted by decision from the batches' counts, and from the rows of a batch without them
+	 * (written by schema 11) */
+	CHECK(exec_sql(p, "INSERT INTO command_batches (kind, first_id, last_id, first_at_us, last_at_us, conns,"
+		       " rows) VALUES ('statements', 0, 0, 1, 1, ',9,', '[{\"id\":0,\"conn_id\":9,\"decision\":\"deny\"}]')")
+	      == 0);
+	{
+		struct { int64_t allow, deny, other; } c = { 0, 0, 0 };
+
+		CHECK(store_count_statements_by_decision(s, count_cb, &c) == 0);
+		CHECK(c.allow == 314 && c.deny == 1 && c.other == 0);
+	}
+	CHECK(q_int(p, "SELECT count(*) FROM command_batches WHERE decisions = '{\"allow\":300}'") == 1);
 	store_close(s);
 	CHECK(verify(p, &v) == 0);
 	/* after a restart, ids go on after the batch's */

@@ -240,8 +240,13 @@ int store_count_requests_by_state(struct store *s, int (*cb)(void *arg, const ch
 int store_count_statements_by_decision(struct store *s,
 				       int (*cb)(void *arg, const char *key, int64_t n), void *arg)
 {
-	return count_by(s, "SELECT decision, count(*) FROM statements GROUP BY decision ORDER BY decision",
-			cb, arg);
+	/* The batches' counts, not their commands (batches of schema 11 have none: those are read). */
+	return count_by(s, "SELECT d, sum(n) FROM (SELECT decision AS d, count(*) AS n FROM statement_rows"
+			" GROUP BY decision UNION ALL SELECT j.key, j.value FROM command_batches b,"
+			" json_each(b.decisions) j WHERE b.kind = 'statements' AND b.decisions IS NOT NULL"
+			" UNION ALL SELECT json_extract(j.value, '$.decision'), 1 FROM command_batches b,"
+			" json_each(b.rows) j WHERE b.kind = 'statements' AND b.decisions IS NULL)"
+			" GROUP BY d ORDER BY d", cb, arg);
 }
 
 int store_decision_latency(struct store *s, const double *bounds_s, size_t n, uint64_t *counts,

@@ -173,6 +173,9 @@ static const char *const migrations[] = {
 	"ALTER TABLE http_requests RENAME TO http_request_rows;"
 	"CREATE VIEW statements AS SELECT " STMT_COLS " FROM statement_rows UNION ALL " STMT_BATCHED("") ";"
 	"CREATE VIEW http_requests AS SELECT " HTTP_COLS " FROM http_request_rows UNION ALL " HTTP_BATCHED("") ";",
+	/* 12: each batch's commands counted by decision ({"allow":23,"deny":1}): counting them all
+	 * (the console's metrics) reads these instead of every command's JSON */
+	"ALTER TABLE command_batches ADD COLUMN decisions TEXT;",
 };
 
 _Static_assert(AL_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
@@ -1224,8 +1227,32 @@ struct cmd_batch {
 	int64_t *conns;
 	size_t n_conns, cap_conns, n;
 	int64_t first_id, last_id, first_at, last_at;
+	struct { char *decision; int64_t n; } dec[8];   /* how many of each decision (copies) */
+	size_t n_dec;
 	int oom;
 };
+
+/* Counts a command's decision (there are a handful: allow, deny, review, approved, ...). */
+static void batch_decision(struct cmd_batch *cb, const char *d)
+{
+	size_t i = 0;
+
+	d = d ? d : "";
+	while (i < cb->n_dec && strcmp(cb->dec[i].decision, d) != 0)
+		i++;
+	if (i == cb->n_dec) {
+		if (cb->n_dec == AL_ARRAY_LEN(cb->dec)) {
+			cb->oom = 1;    /* never: the decisions are the store's own few names */
+			return;
+		}
+		if (!(cb->dec[cb->n_dec].decision = strdup(d))) {
+			cb->oom = 1;
+			return;
+		}
+		cb->dec[cb->n_dec++].n = 0;
+	}
+	cb->dec[i].n++;
+}
 
 static void j_str(struct al_buf *b, const char *key, const char *v)
 {
@@ -1290,6 +1317,7 @@ static void batch_stmt(struct cmd_batch *cb, int64_t id, const struct store_stmt
 	struct al_buf *b = &cb->rows;
 
 	batch_row(cb, id, t->conn_id, t->at_us);
+	batch_decision(cb, t->decision);
 	j_int(b, "\"at_us\":", t->at_us, 1);
 	j_int(b, ",\"conn_id\":", t->conn_id, 1);
 	j_str(b, ",\"decision\":", t->decision);
@@ -1319,6 +1347,7 @@ static void batch_http(struct cmd_batch *cb, int64_t id, const struct store_http
 	int64_t request_id = o->request_id > 0 ? o->request_id : h->request_id;
 
 	batch_row(cb, id, h->conn_id, h->at_us);
+	batch_decision(cb, o->decision ? o->decision : h->decision);
 	j_int(b, "\"at_us\":", h->at_us, 1);
 	j_int(b, ",\"body_len\":", h->body_len, h->body_len >= 0);
 	j_str(b, ",\"body_sha256\":", h->body_sha256);
@@ -1349,7 +1378,7 @@ static void batch_http(struct cmd_batch *cb, int64_t id, const struct store_http
 static int batch_write(struct store *s, struct cmd_batch *cb)
 {
 	sqlite3_stmt *st;
-	struct al_buf conns = { 0 };
+	struct al_buf conns = { 0 }, dec = { 0 };
 	int rc = -1;
 
 	if (!cb->n)
@@ -1358,10 +1387,20 @@ static int batch_write(struct store *s, struct cmd_batch *cb)
 	al_buf_add(&conns, ",", 1);
 	for (size_t i = 0; i < cb->n_conns; i++)
 		al_buf_fmt(&conns, "%lld,", (long long)cb->conns[i]);
+	al_buf_add(&dec, "{", 1);
+	for (size_t i = 0; i < cb->n_dec; i++) {
+		char num[24];
+
+		al_buf_add(&dec, ",", i > 0);
+		al_buf_json_str(&dec, cb->dec[i].decision, strlen(cb->dec[i].decision));
+		al_buf_add(&dec, ":", 1);
+		al_buf_add(&dec, num, al_dec(num, cb->dec[i].n));
+	}
+	al_buf_add(&dec, "}", 1);
 	st = store_cached(s, STORE_C_BATCH_ADD,
-			  "INSERT INTO command_batches (kind, first_id, last_id, first_at_us, last_at_us, conns, rows)"
-			  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
-	if (cb->oom || cb->rows.oom || conns.oom)
+			  "INSERT INTO command_batches (kind, first_id, last_id, first_at_us, last_at_us, conns, rows,"
+			  " decisions) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+	if (cb->oom || cb->rows.oom || conns.oom || dec.oom)
 		al_err("store: out of memory writing a batch of %zu %s", cb->n, cb->kind);
 	else if (!st || sqlite3_bind_text(st, 1, cb->kind, -1, SQLITE_STATIC) != SQLITE_OK ||
 		 sqlite3_bind_int64(st, 2, cb->first_id) != SQLITE_OK ||
@@ -1370,6 +1409,7 @@ static int batch_write(struct store *s, struct cmd_batch *cb)
 		 sqlite3_bind_int64(st, 5, cb->last_at) != SQLITE_OK ||
 		 sqlite3_bind_text(st, 6, conns.p, (int)conns.len, SQLITE_STATIC) != SQLITE_OK ||
 		 sqlite3_bind_text(st, 7, cb->rows.p, (int)cb->rows.len, SQLITE_STATIC) != SQLITE_OK ||
+		 sqlite3_bind_text(st, 8, dec.p, (int)dec.len, SQLITE_STATIC) != SQLITE_OK ||
 		 write_step(s, st) < 0)
 		db_err(s, "recording a batch of commands");
 	else
@@ -1377,9 +1417,12 @@ static int batch_write(struct store *s, struct cmd_batch *cb)
 	if (st)
 		st_done(st);
 	free(conns.p);
+	free(dec.p);
+	for (size_t i = 0; i < cb->n_dec; i++)
+		free(cb->dec[i].decision);
 	cb->rows.len = 0;
 	cb->rows.oom = 0;
-	cb->n = cb->n_conns = 0;
+	cb->n = cb->n_conns = cb->n_dec = 0;
 	cb->oom = 0;
 	return rc;
 }
