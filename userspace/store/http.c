@@ -30,9 +30,8 @@ int store_http_write(struct store *s, int64_t id, const struct store_http *h, co
 		" status, bytes_up, bytes_down, duration_us, error, id)"
 		" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
 		" ?18, ?19, ?20, ?21, ?22, ?23)";
-	/* An outcome's decision and review request replace the request's, when it has them. */
-	const char *decision = o && o->decision ? o->decision : h->decision;
-	int64_t request_id = o && o->request_id > 0 ? o->request_id : h->request_id;
+	const char *decision = store_http_decision(h, o);
+	int64_t request_id = store_http_request_id(h, o);
 	sqlite3_stmt *st = store_cached(s, STORE_C_HTTP_ADD, sql);
 	int rc = -1;
 
@@ -106,8 +105,7 @@ int store_http_list(struct store *s, unsigned int limit, int (*cb)(void *arg, co
 
 	store_held_flush(s);
 	if (sqlite3_prepare_v2(store_db(s), "SELECT * FROM (SELECT " HTTP_COLS " FROM http_request_rows ORDER BY id DESC"
-			       " LIMIT ?1) UNION ALL " HTTP_BATCHED(" AND b.id IN (SELECT id FROM command_batches WHERE"
-			       " kind = 'http_requests' ORDER BY last_id DESC LIMIT ?1)") " ORDER BY id DESC LIMIT ?1",
+			       " LIMIT ?1) UNION ALL " HTTP_BATCHED(BATCHED_NEWEST("http_requests")) " ORDER BY id DESC LIMIT ?1",
 			       -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 1, limit) != SQLITE_OK)
 		goto out;

@@ -254,11 +254,9 @@ static const char *const st_sql[ST__COUNT] = {
 		"UPDATE statement_rows SET tag = ?2, sqlstate = ?3, error = ?4, rows = ?5, duration_us = ?6"
 		" WHERE id = ?1",
 	[ST_STMT_LIST] =
-		/* The newest rows written alone and the rows of the newest batches: the ?1 newest
-		 * statements are among them (a batch holding one has a last_id at least as new). */
+		/* the newest rows written alone and the rows of the newest batches */
 		"SELECT * FROM (SELECT " STMT_COLS " FROM statement_rows ORDER BY id DESC LIMIT ?1) UNION ALL "
-		STMT_BATCHED(" AND b.id IN (SELECT id FROM command_batches WHERE kind = 'statements'"
-			     " ORDER BY last_id DESC LIMIT ?1)") " ORDER BY id DESC LIMIT ?1",
+		STMT_BATCHED(BATCHED_NEWEST("statements")) " ORDER BY id DESC LIMIT ?1",
 	/* Each write and its audit record share a savepoint (see write_step); so do
 	 * store_durable's changes, within a batch it commits. */
 	[ST_SP_BEGIN] = "SAVEPOINT al_write",
@@ -1344,17 +1342,18 @@ static void batch_stmt(struct cmd_batch *cb, int64_t id, const struct store_stmt
 static void batch_http(struct cmd_batch *cb, int64_t id, const struct store_http *h, const struct store_http_outcome *o)
 {
 	struct al_buf *b = &cb->rows;
-	int64_t request_id = o->request_id > 0 ? o->request_id : h->request_id;
+	const char *decision = store_http_decision(h, o);
+	int64_t request_id = store_http_request_id(h, o);
 
 	batch_row(cb, id, h->conn_id, h->at_us);
-	batch_decision(cb, o->decision ? o->decision : h->decision);
+	batch_decision(cb, decision);
 	j_int(b, "\"at_us\":", h->at_us, 1);
 	j_int(b, ",\"body_len\":", h->body_len, h->body_len >= 0);
 	j_str(b, ",\"body_sha256\":", h->body_sha256);
 	j_int(b, ",\"bytes_down\":", (int64_t)o->bytes_down, 1);
 	j_int(b, ",\"bytes_up\":", (int64_t)o->bytes_up, 1);
 	j_int(b, ",\"conn_id\":", h->conn_id, h->conn_id > 0);
-	j_str(b, ",\"decision\":", o->decision ? o->decision : h->decision);
+	j_str(b, ",\"decision\":", decision);
 	j_int(b, ",\"duration_us\":", o->duration_us, 1);
 	j_str(b, ",\"error\":", o->error);
 	j_str(b, ",\"fingerprint\":", h->fingerprint);

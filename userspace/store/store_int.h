@@ -42,6 +42,10 @@ sqlite3 *store_db(struct store *s);
 	J_("fingerprint") ", " J_("decision") ", " J_("rule") ", " J_("request_id") ", " J_("status") \
 	", " J_("bytes_up") ", " J_("bytes_down") ", " J_("duration_us") ", " J_("error")             \
 	" FROM command_batches b, json_each(b.rows) j WHERE b.kind = 'http_requests'" where
+/* The rows of the ?1 newest batches of a kind: they hold the ?1 newest rows batched (a batch
+ * holding one of those has a last_id at least as new). */
+#define BATCHED_NEWEST(kind) " AND b.id IN (SELECT id FROM command_batches WHERE kind = '" kind "'" \
+	" ORDER BY last_id DESC LIMIT ?1)"
 /* The batched rows of one connection (?N its id): its batches, then its rows in them. */
 #define BATCHED_OF_CONN(n) " AND b.conns LIKE '%,' || ?" n " || ',%'" \
 	" AND b.last_at_us >= coalesce((SELECT opened_us FROM connections WHERE id = ?" n "), 0)" \
@@ -132,6 +136,16 @@ void store_rec_free(struct store *s);
 /* http.c: an http_requests row with the given id (and its outcome, if known); its outcome later. */
 int store_http_write(struct store *s, int64_t id, const struct store_http *h, const struct store_http_outcome *o);
 int store_http_update(struct store *s, int64_t id, const struct store_http_outcome *o);
+/* An HTTP request's row once its outcome o (or NULL) is known: the outcome's decision and
+ * review request replace the request's, when it has them. */
+static inline const char *store_http_decision(const struct store_http *h, const struct store_http_outcome *o)
+{
+	return o && o->decision ? o->decision : h->decision;
+}
+static inline int64_t store_http_request_id(const struct store_http *h, const struct store_http_outcome *o)
+{
+	return o && o->request_id > 0 ? o->request_id : h->request_id;
+}
 /* store.c's write step: the row and its audit records commit together (see store.c). */
 int store_write_step(struct store *s, sqlite3_stmt *st);
 /* Rows the last store_write_step changed (not counting its audit records). */
