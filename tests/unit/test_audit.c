@@ -815,18 +815,21 @@ static void test_recordings_retention(void)
 	if (!s)
 		return;
 	c.opened_us = old;
-	CHECK(store_conn_open(s, &c, &a) == 0 && store_conn_close(s, a, &e) == 0);   /* ended 2 h ago */
+	CHECK(store_conn_open(s, &c, &a) == 0);
 	CHECK(store_conn_open(s, &c, &b) == 0);                                       /* open since 2 h */
 	c.opened_us = al_now_us();
 	CHECK(store_conn_open(s, &c, &d) == 0);
-	e.closed_us = al_now_us();
-	CHECK(store_conn_close(s, d, &e) == 0);                                       /* ended now */
 	for (int i = 1; i <= 3; i++) {
 		CHECK(store_rec_add(s, a, i, old, "F", "Q", "SELECT 1", 8) == 0);
 		CHECK(store_rec_add(s, b, i, old, "F", "Q", "SELECT 2", 8) == 0);
 		CHECK(store_rec_add(s, d, i, old, "F", "Q", "SELECT 3", 8) == 0);
 	}
+	CHECK(store_conn_close(s, a, &e) == 0);                                       /* ended 2 h ago */
+	e.closed_us = al_now_us();
+	CHECK(store_conn_close(s, d, &e) == 0);                                       /* ended now */
 	CHECK(store_batch_commit(s) == 0);
+	/* the ended sessions' recordings are written at the commit after their end; b's waits */
+	CHECK(q_int(p, "SELECT count(*) FROM recordings") == 2);
 	store_set_limits(s, &l);
 	store_tick(s);
 	CHECK(store_batch_commit(s) == 0);
@@ -839,13 +842,18 @@ static void test_recordings_retention(void)
 		    " AND body LIKE '%\"messages\":3%'") == 1);
 }
 
-/* A batch's messages of one session are one row; read back they are the messages, in order,
- * byte for byte (newlines, NUL-less binary, no data), sessions interleaved or not. */
+/* A session's messages are gathered into chunk rows that outlive a commit: one is written
+ * once it is REC_HOLD_US (200 ms) old, its session ended, or at close. Read back they are the
+ * messages, in order, byte for byte (newlines, NUL-less binary, no data), sessions
+ * interleaved or not. */
 static void test_recordings_chunks(void)
 {
 	char p[512], got[2048], want[2048];
 	struct store *s = empty_store(p, sizeof(p));
 	static const char bin[] = "a\nb 7 F Q 3\n\x01\xff";
+	struct store_conn c = conn();
+	struct store_conn_end e = { .closed_us = al_now_us(), .reason = AL_REASON_CLOSED };
+	int64_t id = 0;
 
 	CHECK(s != NULL);
 	if (!s)
@@ -856,30 +864,44 @@ static void test_recordings_chunks(void)
 	CHECK(store_rec_add(s, 5, 2, 102, "B", "T", NULL, 0) == 0);
 	CHECK(store_rec_add(s, 5, 3, 103, "B", "C", "", 0) == 0);
 	CHECK(store_batch_commit(s) == 0);
-	CHECK(q_int(p, "SELECT count(*) FROM recordings") == 2);
-	CHECK(q_int(p, "SELECT n FROM recordings WHERE conn_id = 5") == 3);
-	/* next batches (store_rec_add opens one): more chunks of session 5 */
+	CHECK(q_int(p, "SELECT count(*) FROM recordings") == 0);    /* live sessions: held */
+	/* next batches (store_rec_add opens one) join the held chunk until it is old enough */
 	CHECK(store_rec_add(s, 5, 4, 104, "B", "Z", "I", 1) == 0);
 	CHECK(store_batch_commit(s) == 0);
+	CHECK(q_int(p, "SELECT count(*) FROM recordings") == 0);
+	usleep(250 * 1000);
+	store_tick(s);                                              /* opens a batch for them */
+	CHECK(store_batch_commit(s) == 0);
+	CHECK(q_int(p, "SELECT count(*) FROM recordings") == 2);
+	CHECK(q_int(p, "SELECT n FROM recordings WHERE conn_id = 5") == 4);
 	CHECK(store_rec_add(s, 5, 5, 105, "A", "truncated", "record_limit reached", 20) == 0);
 	CHECK(store_batch_commit(s) == 0);
-	CHECK(q_int(p, "SELECT count(*) FROM recordings WHERE conn_id = 5") == 3);
-	CHECK(rec_text(p, 5, got, sizeof(got)) == 0);
-	CHECK_STR(got, "1 100 F Q SELECT 1|2 102 B T -|3 103 B C |4 104 B Z I|5 105 A truncated record_limit reached");
-	CHECK(rec_text(p, 6, got, sizeof(got)) == 0);
-	snprintf(want, sizeof(want), "1 101 F stdin %s", bin);
-	CHECK_STR(got, want);
-	/* many sessions in one batch (the chunk table grows) */
+	CHECK(q_int(p, "SELECT count(*) FROM recordings WHERE conn_id = 5") == 1);
+	/* a session's end makes its chunk due at the next commit */
+	CHECK(store_conn_open(s, &c, &id) == 0);
+	CHECK(store_rec_add(s, id, 1, 300, "F", "Q", "SELECT 9", 8) == 0);
+	CHECK(store_batch_commit(s) == 0);
+	CHECK(q_int(p, "SELECT count(*) FROM recordings WHERE conn_id = 1") == 0);
+	CHECK(store_conn_close(s, id, &e) == 0);
+	CHECK(store_batch_commit(s) == 0);
+	CHECK(q_int(p, "SELECT count(*) FROM recordings WHERE conn_id = 1") == 1);
+	/* many sessions at once (the chunk table grows); close writes what is held */
 	CHECK(store_batch_begin(s) == 0);
 	for (int i = 0; i < 300; i++)
 		for (int k = 0; k < 2; k++)
 			CHECK(store_rec_add(s, 1000 + i, k + 1, 200 + k, "F", "Q", "x", 1) == 0);
 	CHECK(store_batch_commit(s) == 0);
+	store_close(s);
+	CHECK(q_int(p, "SELECT count(*) FROM recordings WHERE conn_id = 5") == 2);
+	CHECK(rec_text(p, 5, got, sizeof(got)) == 0);
+	CHECK_STR(got, "1 100 F Q SELECT 1|2 102 B T -|3 103 B C |4 104 B Z I|5 105 A truncated record_limit reached");
+	CHECK(rec_text(p, 6, got, sizeof(got)) == 0);
+	snprintf(want, sizeof(want), "1 101 F stdin %s", bin);
+	CHECK_STR(got, want);
 	CHECK(q_int(p, "SELECT count(*) FROM recordings WHERE conn_id >= 1000") == 300);
 	CHECK(q_int(p, "SELECT sum(n) FROM recordings WHERE conn_id >= 1000") == 600);
 	CHECK(rec_text(p, 1299, got, sizeof(got)) == 0);
 	CHECK_STR(got, "1 200 F Q x|2 201 F Q x");
-	store_close(s);
 	/* a chunk that is not what the store writes is an error, not a crash or a guess */
 	CHECK(exec_sql(p, "INSERT INTO recordings VALUES (9, 1, 1, 1, CAST('1 1 F Q 99\nshort' AS BLOB)),"
 		       " (10, 1, 1, 1, CAST('1 1 F\n' AS BLOB))") == 0);

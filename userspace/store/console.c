@@ -173,7 +173,7 @@ int store_conn_exec(struct store *s, int64_t conn_id, int (*cb)(void *arg, const
 
 	/* An https session's recording is only ever its exec/attach stream (k8s_rec.c). */
 	store_held_flush(s);
-	store_rec_flush(s);
+	store_rec_flush_all(s);
 	if (sqlite3_prepare_v2(store_db(s), "SELECT protocol = 'https' FROM connections WHERE id = ?1", -1, &st,
 			       NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 1, conn_id) != SQLITE_OK)

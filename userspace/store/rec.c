@@ -12,18 +12,33 @@
 #define DISK_ROOM           (16u * 1024 * 1024)  /* free bytes that end a disk-full stop */
 
 /*
- * Recordings are written in chunks: what one session records within a
- * group-commit batch is gathered in memory and becomes one row at the
- * batch's commit (recordings: conn_id, seq and at_us of its first message,
- * n messages, data), not a row per message: a PostgreSQL statement's reply
- * is several messages, and a row each cost more than relaying them. A
+ * Recordings are written in chunks: what one session records is gathered in
+ * memory and becomes one row (recordings: conn_id, seq and at_us of its first
+ * message, n messages, data), not a row per message: a PostgreSQL statement's
+ * reply is several messages, and a row each cost more than relaying them. A
  * chunk's data is its messages one after the other, each
  *     "<seq> <at_us> <dir> <type> <len>\n" and then len bytes (len -1: no data)
  * store_rec_next reads them back in order.
+ *
+ * A chunk outlives the group commit that opened it: it is written at the first
+ * commit after it holds REC_CHUNK_BYTES, is REC_HOLD_US old, or its session
+ * has ended (store_rec_end), or when a reader asks (store_rec_flush_all).
+ * A row per session per commit (every 2 ms under load) was half of what the
+ * store spent on a pgbench statement, and most of it was the b-tree pages each
+ * small row dirtied, not its bytes. So a kill -9 can lose the last REC_HOLD_US
+ * (plus a store tick) of a live session's recording, where the statements and
+ * their outcomes lose at most the 2 ms of a commit; a session that ended has its
+ * recording on disk by the commit after its end, as before.
  */
+#define REC_HOLD_US      (200 * 1000)
+#define REC_CHUNK_BYTES  (64 * 1024)
+#define REC_PENDING_MAX  (8u * 1024 * 1024)  /* all sessions' chunks: over it, all are written */
+
 struct rec_chunk {
 	int64_t conn_id, seq, at_us;
 	int64_t n;
+	int64_t born_mono_us;           /* when the chunk was opened (the age that makes it due) */
+	int due;                        /* its session ended: written at the next commit */
 	struct al_buf b;
 };
 
@@ -90,43 +105,59 @@ static uint32_t slot_of(int64_t conn_id, size_t n_slots)
 	return (uint32_t)(h >> 32) & (uint32_t)(n_slots - 1);
 }
 
-/* The open batch's chunk for conn_id, made if new; NULL without memory. */
+/* The chunk table's slots (n, a power of two) rebuilt for a->chunks; -1 without memory. */
+static int slots_build(struct store_audit *a, size_t n)
+{
+	uint32_t *t = calloc(n, sizeof(*t)), i;
+
+	if (!t)
+		return -1;
+	for (size_t k = 0; k < a->n_chunks; k++) {
+		for (i = slot_of(a->chunks[k].conn_id, n); t[i]; i = (i + 1) & (uint32_t)(n - 1))
+			;
+		t[i] = (uint32_t)k + 1;
+	}
+	free(a->chunk_slot);
+	a->chunk_slot = t;
+	a->n_slots = n;
+	return 0;
+}
+
+/* conn_id's pending chunk, or NULL. */
+static struct rec_chunk *chunk_find(struct store_audit *a, int64_t conn_id)
+{
+	if (!a->n_slots)
+		return NULL;
+	for (uint32_t i = slot_of(conn_id, a->n_slots); a->chunk_slot[i]; i = (i + 1) & (uint32_t)(a->n_slots - 1))
+		if (a->chunks[a->chunk_slot[i] - 1].conn_id == conn_id)
+			return &a->chunks[a->chunk_slot[i] - 1];
+	return NULL;
+}
+
+/* conn_id's pending chunk, made if new; NULL without memory. */
 static struct rec_chunk *chunk_of(struct store_audit *a, int64_t conn_id, int64_t seq, int64_t at_us)
 {
+	struct rec_chunk *c = chunk_find(a, conn_id);
 	uint32_t i;
 
-	if (a->n_slots) {
-		for (i = slot_of(conn_id, a->n_slots); a->chunk_slot[i]; i = (i + 1) & (uint32_t)(a->n_slots - 1))
-			if (a->chunks[a->chunk_slot[i] - 1].conn_id == conn_id)
-				return &a->chunks[a->chunk_slot[i] - 1];
-	}
+	if (c)
+		return c;
 	if (a->n_chunks == a->cap_chunks) {
 		size_t cap = a->cap_chunks ? a->cap_chunks * 2 : 16;
-		struct rec_chunk *c = realloc(a->chunks, cap * sizeof(*c));
 
+		c = realloc(a->chunks, cap * sizeof(*c));
 		if (!c)
 			return NULL;
 		a->chunks = c;
 		a->cap_chunks = cap;
 	}
-	if ((a->n_chunks + 1) * 2 > a->n_slots) {
-		size_t n = a->n_slots ? a->n_slots * 2 : 64;
-		uint32_t *t = calloc(n, sizeof(*t));
-
-		if (!t)
-			return NULL;
-		for (size_t k = 0; k < a->n_chunks; k++) {
-			for (i = slot_of(a->chunks[k].conn_id, n); t[i]; i = (i + 1) & (uint32_t)(n - 1))
-				;
-			t[i] = (uint32_t)k + 1;
-		}
-		free(a->chunk_slot);
-		a->chunk_slot = t;
-		a->n_slots = n;
-	}
+	if ((a->n_chunks + 1) * 2 > a->n_slots && slots_build(a, a->n_slots ? a->n_slots * 2 : 64) < 0)
+		return NULL;
 	for (i = slot_of(conn_id, a->n_slots); a->chunk_slot[i]; i = (i + 1) & (uint32_t)(a->n_slots - 1))
 		;
-	a->chunks[a->n_chunks] = (struct rec_chunk){ .conn_id = conn_id, .seq = seq, .at_us = at_us };
+	a->chunks[a->n_chunks] = (struct rec_chunk){
+		.conn_id = conn_id, .seq = seq, .at_us = at_us, .born_mono_us = al_mono_us(),
+	};
 	a->chunk_slot[i] = (uint32_t)++a->n_chunks;
 	return &a->chunks[a->n_chunks - 1];
 }
@@ -141,10 +172,15 @@ int store_rec_add(struct store *s, int64_t conn_id, int64_t seq, int64_t at_us, 
 	if (store_batch_begin(s) == 0 && !sqlite3_get_autocommit(store_db(s)))
 		c = chunk_of(a, conn_id, seq, at_us);
 	if (c) {
+		size_t before = c->b.len;
+
 		chunk_put(c, seq, at_us, dir, type, data, len);
+		a->rec_pending += c->b.len - before;
 		return c->b.oom ? -1 : 0;
 	}
-	/* No batch (or no memory for the chunk): this message is a chunk of its own, now. */
+	/* No batch (or no memory for the chunk): this message is a chunk of its own, now,
+	 * after what the session recorded before it. */
+	store_rec_flush_all(s);
 	one = (struct rec_chunk){ .conn_id = conn_id, .seq = seq, .at_us = at_us };
 	chunk_put(&one, seq, at_us, dir, type, data, len);
 	rc = chunk_write(s, &one);
@@ -152,21 +188,79 @@ int store_rec_add(struct store *s, int64_t conn_id, int64_t seq, int64_t at_us, 
 	return rc;
 }
 
-void store_rec_flush(struct store *s)
+/* Writes the chunks that are due (all: every chunk); the others stay for a later commit. */
+static void rec_write(struct store *s, int all)
 {
 	struct store_audit *a = store_audit_state(s);
+	int64_t now = al_mono_us();
+	size_t keep = 0, n = a->n_chunks;
 	int failed = 0;
 
-	if (!a->n_chunks)
+	if (!n)
 		return;
-	for (size_t i = 0; i < a->n_chunks; i++) {
-		failed |= chunk_write(s, &a->chunks[i]) < 0;
-		free(a->chunks[i].b.p);
+	all |= a->rec_pending > REC_PENDING_MAX;
+	for (size_t i = 0; i < n; i++) {
+		struct rec_chunk *c = &a->chunks[i];
+
+		if (!all && !c->due && !c->b.oom && c->b.len < REC_CHUNK_BYTES &&
+		    now - c->born_mono_us < REC_HOLD_US) {
+			a->chunks[keep++] = *c;
+			continue;
+		}
+		failed |= chunk_write(s, c) < 0;
+		a->rec_pending -= c->b.len;
+		free(c->b.p);
 	}
-	a->n_chunks = 0;
-	memset(a->chunk_slot, 0, a->n_slots * sizeof(*a->chunk_slot));
+	if (keep != n) {
+		a->n_chunks = keep;
+		if (slots_build(a, a->n_slots) < 0) {
+			/* no memory for the table: write the rest too, the table is then empty */
+			for (size_t i = 0; i < keep; i++) {
+				failed |= chunk_write(s, &a->chunks[i]) < 0;
+				free(a->chunks[i].b.p);
+			}
+			a->n_chunks = 0;
+			a->rec_pending = 0;
+			memset(a->chunk_slot, 0, a->n_slots * sizeof(*a->chunk_slot));
+		}
+	}
 	if (failed)
-		al_err("store: recordings of this batch could not be written");
+		al_err("store: recordings could not be written");
+}
+
+void store_rec_flush(struct store *s)
+{
+	rec_write(s, 0);
+}
+
+void store_rec_flush_all(struct store *s)
+{
+	rec_write(s, 1);
+}
+
+void store_rec_end(struct store *s, int64_t conn_id)
+{
+	struct rec_chunk *c = chunk_find(store_audit_state(s), conn_id);
+
+	if (c) {
+		c->due = 1;
+		if (store_batch_begin(s) < 0)   /* its commit writes the chunk */
+			store_rec_flush_all(s);
+	}
+}
+
+/* A commit for the chunks whose time has come, when no traffic brings one. */
+static void rec_tick(struct store *s)
+{
+	struct store_audit *a = store_audit_state(s);
+	int64_t now = al_mono_us();
+
+	for (size_t i = 0; i < a->n_chunks; i++)
+		if (now - a->chunks[i].born_mono_us >= REC_HOLD_US) {
+			if (store_batch_begin(s) < 0)
+				store_rec_flush_all(s);
+			return;
+		}
 }
 
 void store_rec_free(struct store *s)
@@ -180,6 +274,7 @@ void store_rec_free(struct store *s)
 	a->chunks = NULL;
 	a->chunk_slot = NULL;
 	a->n_chunks = a->cap_chunks = a->n_slots = 0;
+	a->rec_pending = 0;
 }
 
 /* ---- reading a recording back ---------------------------------------------------------------- */
@@ -451,6 +546,7 @@ void store_tick(struct store *s)
 	struct store_audit *a = store_audit_state(s);
 	int64_t mono = al_mono_us();
 
+	rec_tick(s);
 	if (a->key && a->seq > a->cp_seq && mono - a->cp_mono_us >= STORE_CHECKPOINT_S * 1000000ll &&
 	    store_audit_checkpoint(s) < 0)
 		al_warn("store: timed audit checkpoint failed");

@@ -768,6 +768,7 @@ void store_close(struct store *s)
 	/* A clean stop signs the head, so nothing before it can be cut off unseen. */
 	if (s->audit.ins && store_audit_checkpoint(s) < 0)
 		al_err("store: the closing audit checkpoint could not be written");
+	store_rec_flush_all(s);
 	if (store_batch_commit(s) < 0)
 		al_err("store: the last audit rows could not be committed");
 	store_audit_close(s);
@@ -832,6 +833,7 @@ int store_conn_close(struct store *s, int64_t id, const struct store_conn_end *e
 		al_err("store: no open connection row %" PRId64 " to close", id);
 		goto out;
 	}
+	store_rec_end(s, id);
 	ret = 0;
 out:
 	st_done(st);

@@ -97,8 +97,9 @@ struct store_audit {
 	char path[4096];                /* the store file */
 	/* recordings and the size cap (rec.c) */
 	sqlite3_stmt *rec_ins;
-	struct rec_chunk *chunks;       /* the open batch's recordings, a chunk per session */
+	struct rec_chunk *chunks;       /* recordings not written yet, a chunk per session */
 	size_t n_chunks, cap_chunks;
+	size_t rec_pending;             /* bytes in the chunks */
 	uint32_t *chunk_slot;           /* conn_id -> chunk index + 1 (open addressing) */
 	size_t n_slots;
 	struct store_limits limits;
@@ -129,9 +130,12 @@ enum store_cached {
 sqlite3_stmt *store_cached(struct store *s, enum store_cached which, const char *sql);
 /* Writes the statements and HTTP requests the open batch holds back (before anything reads them). */
 void store_held_flush(struct store *s);
-/* rec.c: writes the open batch's recording chunks (before its commit, or a read of recordings);
+/* rec.c: writes the recording chunks that are due (at a commit), or all of them (before
+ * recordings are read, and at close); marks a session's chunk due when the session ends;
  * frees them at close. */
 void store_rec_flush(struct store *s);
+void store_rec_flush_all(struct store *s);
+void store_rec_end(struct store *s, int64_t conn_id);
 void store_rec_free(struct store *s);
 /* http.c: an http_requests row with the given id (and its outcome, if known); its outcome later. */
 int store_http_write(struct store *s, int64_t id, const struct store_http *h, const struct store_http_outcome *o);
