@@ -664,6 +664,36 @@ static void test_stmt_batched(void)
 		CHECK(c.allow == 314 && c.deny == 1 && c.other == 0);
 	}
 	CHECK(q_int(p, "SELECT count(*) FROM command_batches WHERE decisions = '{\"allow\":300}'") == 1);
+	/* newest first, the list reads only the batches that can hold what it shows: a carried
+	 * row's batch too, and a batch without counts (schema 11) counts as one row */
+	{
+		int64_t x = 0, y[4] = { 0 };
+		struct store_stmt_outcome m = { .tag = "SELECT 2", .rows = 1, .duration_us = 1 };
+		json_t *top = json_array(), *every = json_array();
+
+		CHECK(store_batch_begin(s) == 0);
+		CHECK(store_stmt_add(s, &t, &x) == 0);          /* no outcome yet: it and what follows wait */
+		CHECK(store_stmt_add(s, &t, &y[0]) == 0 && store_stmt_outcome(s, y[0], &m) == 0);
+		CHECK(store_batch_commit_settled(s) == 0);
+		for (int i = 1; i < 4; i++)
+			CHECK(store_stmt_add(s, &t, &y[i]) == 0 && store_stmt_outcome(s, y[i], &m) == 0);
+		CHECK(store_stmt_outcome(s, x, &m) == 0);
+		CHECK(store_batch_commit_settled(s) == 0);
+		CHECK(q_int(p, "SELECT first_id FROM command_batches ORDER BY last_id DESC LIMIT 1") == x);
+		CHECK(store_stmt_list(s, 5, stmt_rows_cb, top) == 0);
+		CHECK(json_array_size(top) == 5);
+		if (json_array_size(top) == 5) {
+			CHECK(json_integer_value(json_object_get(json_array_get(top, 0), "id")) == y[3]);
+			CHECK(json_integer_value(json_object_get(json_array_get(top, 3), "id")) == y[0]);
+			CHECK(json_integer_value(json_object_get(json_array_get(top, 4), "id")) == x);
+		}
+		CHECK(store_stmt_list(s, 1000, stmt_rows_cb, every) == 0);
+		CHECK((int64_t)json_array_size(every) == q_int(p, "SELECT count(*) FROM statements"));
+		CHECK(json_integer_value(json_object_get(json_array_get(every, json_array_size(every) - 1), "id")) == 0);
+		json_decref(top);
+		json_decref(every);
+		lone2 = y[3];
+	}
 	store_close(s);
 	CHECK(verify(p, &v) == 0);
 	/* after a restart, ids go on after the batch's */

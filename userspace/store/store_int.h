@@ -42,10 +42,20 @@ sqlite3 *store_db(struct store *s);
 	J_("fingerprint") ", " J_("decision") ", " J_("rule") ", " J_("request_id") ", " J_("status") \
 	", " J_("bytes_up") ", " J_("bytes_down") ", " J_("duration_us") ", " J_("error")             \
 	" FROM command_batches b, json_each(b.rows) j WHERE b.kind = 'http_requests'" where
-/* The rows of the ?1 newest batches of a kind: they hold the ?1 newest rows batched (a batch
- * holding one of those has a last_id at least as new). */
-#define BATCHED_NEWEST(kind) " AND b.id IN (SELECT id FROM command_batches WHERE kind = '" kind "'" \
-	" ORDER BY last_id DESC LIMIT ?1)"
+/*
+ * The batches that can hold the ?1 newest rows batched of a kind, without reading the others'
+ * rows. Walking the batches newest last_id first, the shortest run of them that counts ?1 rows
+ * (their decisions' counts; a batch without them, from schema 11, counts as the one row it has
+ * at least) holds ?1 rows that are all at least L, its lowest first_id: so the ?1 newest are
+ * at least L too, and a batch holding one of them has a last_id of at least L. That run is
+ * within the ?1 newest batches (each has a row). Usually it is L's batch and the ones after it:
+ * a row is carried over one commit at most.
+ */
+#define BATCHED_NEWEST(kind) " AND b.last_id >= coalesce((SELECT min(first_id) FROM (SELECT first_id," \
+	" sum(n) OVER (ORDER BY last_id DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before" \
+	" FROM (SELECT first_id, last_id, coalesce((SELECT sum(value) FROM json_each(decisions)), 1) AS n" \
+	" FROM command_batches WHERE kind = '" kind "' ORDER BY last_id DESC LIMIT ?1))" \
+	" WHERE coalesce(before, 0) < ?1), 0)"
 /* The batched rows of one connection (?N its id): its batches, then its rows in them. */
 #define BATCHED_OF_CONN(n) " AND b.conns LIKE '%,' || ?" n " || ',%'" \
 	" AND b.last_at_us >= coalesce((SELECT opened_us FROM connections WHERE id = ?" n "), 0)" \
