@@ -663,6 +663,28 @@ static void test_stmt_batched(void)
 		CHECK(store_count_statements_by_decision(s, count_cb, &c) == 0);
 		CHECK(c.allow == 314 && c.deny == 1 && c.other == 0);
 	}
+	/* the next count goes on from there: what was written since, batched, alone or of schema 11 */
+	{
+		struct { int64_t allow, deny, other; } c = { 0, 0, 0 };
+		struct store_stmt d = t;
+		int64_t x = 0, y = 0;
+
+		d.decision = "deny";
+		CHECK(store_batch_begin(s) == 0);
+		CHECK(store_stmt_add(s, &t, &x) == 0 && store_stmt_outcome(s, x, &o) == 0);
+		CHECK(store_stmt_add(s, &d, &y) == 0 && store_stmt_outcome(s, y, &o) == 0);
+		CHECK(store_batch_commit_settled(s) == 0);
+		CHECK(store_stmt_add(s, &d, &y) == 0);          /* alone: no outcome, written by the count */
+		CHECK(exec_sql(p, "INSERT INTO command_batches (kind, first_id, last_id, first_at_us, last_at_us,"
+			       " conns, rows) VALUES ('statements', 0, 0, 1, 1, ',9,', '[{\"id\":0,\"decision\":\"deny\"},"
+			       "{\"id\":0,\"decision\":\"review\"}]')") == 0);
+		CHECK(store_count_statements_by_decision(s, count_cb, &c) == 0);
+		CHECK(c.allow == 315 && c.deny == 4 && c.other == 1);
+		memset(&c, 0, sizeof(c));
+		CHECK(store_count_statements_by_decision(s, count_cb, &c) == 0);
+		CHECK(c.allow == 315 && c.deny == 4 && c.other == 1);
+		lone2 = y;
+	}
 	CHECK(q_int(p, "SELECT count(*) FROM command_batches WHERE decisions = '{\"allow\":300}'") == 1);
 	/* newest first, the list reads only the batches that can hold what it shows: a carried
 	 * row's batch too, and a batch without counts (schema 11) counts as one row */

@@ -857,6 +857,9 @@ void store_audit_close(struct store *s)
 	}
 	store_audit_discard(s);
 	store_rec_free(s);
+	free(a->counts);
+	a->counts = NULL;
+	a->n_counts = 0;
 	sqlite3_finalize(a->ins);
 	sqlite3_finalize(a->cp_ins);
 	sqlite3_finalize(a->rec_ins);

@@ -237,16 +237,90 @@ int store_count_requests_by_state(struct store *s, int (*cb)(void *arg, const ch
 	return count_by(s, "SELECT state, count(*) FROM requests GROUP BY state ORDER BY state", cb, arg);
 }
 
+/* Adds n to decision's count; -1 without memory. */
+static int count_add(struct store_audit *a, const char *decision, int64_t n)
+{
+	struct stmt_count *c;
+	size_t i;
+
+	for (i = 0; i < a->n_counts; i++)
+		if (strcmp(a->counts[i].decision, decision) == 0) {
+			a->counts[i].n += n;
+			return 0;
+		}
+	c = realloc(a->counts, (a->n_counts + 1) * sizeof(*c));
+	if (!c)
+		return -1;
+	a->counts = c;
+	/* all decisions are short words the store writes; a longer one is cut, not lost */
+	snprintf(c[a->n_counts].decision, sizeof(c->decision), "%s", decision);
+	c[a->n_counts++].n = n;
+	return 0;
+}
+
+static int count_cmp(const void *x, const void *y)
+{
+	return strcmp(((const struct stmt_count *)x)->decision, ((const struct stmt_count *)y)->decision);
+}
+
+/*
+ * The counts go on from where the last call stopped: only rows and batches written since (their
+ * ids are above the marks: both are written in id order) are read, so a scrape costs what
+ * was written since the last one, not the whole store (a day of load is tens of millions of
+ * batches; reading them all took seconds in the event loop). The first call after start reads
+ * what the file holds. Rotation's pruning leaves the counts alone: they only grow, as a
+ * Prometheus counter should.
+ */
 int store_count_statements_by_decision(struct store *s,
 				       int (*cb)(void *arg, const char *key, int64_t n), void *arg)
 {
-	/* The batches' counts, not their commands (batches of schema 11 have none: those are read). */
-	return count_by(s, "SELECT d, sum(n) FROM (SELECT decision AS d, count(*) AS n FROM statement_rows"
-			" GROUP BY decision UNION ALL SELECT j.key, j.value FROM command_batches b,"
-			" json_each(b.decisions) j WHERE b.kind = 'statements' AND b.decisions IS NOT NULL"
-			" UNION ALL SELECT json_extract(j.value, '$.decision'), 1 FROM command_batches b,"
-			" json_each(b.rows) j WHERE b.kind = 'statements' AND b.decisions IS NULL)"
-			" GROUP BY d ORDER BY d", cb, arg);
+	static const char *const sql[] = {
+		"SELECT decision, count(*), max(id) FROM statement_rows WHERE id > ?1 GROUP BY decision",
+		/* the batches' counts, not their commands (batches of schema 11 have none: those are read) */
+		"SELECT j.key, sum(j.value), max(b.id) FROM command_batches b, json_each(b.decisions) j"
+		" WHERE b.id > ?1 AND b.kind = 'statements' AND b.decisions IS NOT NULL GROUP BY j.key"
+		" UNION ALL SELECT json_extract(j.value, '$.decision'), count(*), max(b.id) FROM command_batches b,"
+		" json_each(b.rows) j WHERE b.id > ?1 AND b.kind = 'statements' AND b.decisions IS NULL GROUP BY 1",
+	};
+	struct store_audit *a = store_audit_state(s);
+	int64_t *mark[] = { &a->counted_row, &a->counted_batch }, upto[2];
+	int r = SQLITE_DONE;
+
+	store_held_flush(s);
+	for (size_t q = 0; q < AL_ARRAY_LEN(sql); q++) {
+		sqlite3_stmt *st = NULL;
+
+		upto[q] = *mark[q];
+		if (sqlite3_prepare_v2(store_db(s), sql[q], -1, &st, NULL) != SQLITE_OK ||
+		    sqlite3_bind_int64(st, 1, *mark[q]) != SQLITE_OK) {
+			sqlite3_finalize(st);
+			return -1;
+		}
+		while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+			const char *k = (const char *)sqlite3_column_text(st, 0);
+
+			if (count_add(a, k ? k : "", sqlite3_column_int64(st, 1)) < 0)
+				break;
+			if (sqlite3_column_int64(st, 2) > upto[q])
+				upto[q] = sqlite3_column_int64(st, 2);
+		}
+		sqlite3_finalize(st);
+		if (r != SQLITE_DONE) {
+			/* counted in part: start over from nothing at the next call */
+			free(a->counts);
+			a->counts = NULL;
+			a->n_counts = 0;
+			a->counted_row = a->counted_batch = 0;
+			return -1;
+		}
+	}
+	*mark[0] = upto[0];
+	*mark[1] = upto[1];
+	qsort(a->counts, a->n_counts, sizeof(*a->counts), count_cmp);
+	for (size_t i = 0; i < a->n_counts; i++)
+		if (cb(arg, a->counts[i].decision, a->counts[i].n) < 0)
+			return -1;
+	return 0;
 }
 
 int store_decision_latency(struct store *s, const double *bounds_s, size_t n, uint64_t *counts,

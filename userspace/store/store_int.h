@@ -110,6 +110,10 @@ struct store_audit {
 	struct rec_chunk *chunks;       /* recordings not written yet, a chunk per session */
 	size_t n_chunks, cap_chunks;
 	size_t rec_pending;             /* bytes in the chunks */
+	/* statements counted by decision (console.c): what is written up to these ids */
+	struct stmt_count { char decision[32]; int64_t n; } *counts;
+	size_t n_counts;
+	int64_t counted_row, counted_batch;
 	uint32_t *chunk_slot;           /* conn_id -> chunk index + 1 (open addressing) */
 	size_t n_slots;
 	struct store_limits limits;
