@@ -1008,8 +1008,8 @@ static void test_rotate(void)
 	struct store_limits l = { .max_size = 256 * 1024, .full = STORE_FULL_ROTATE };
 	struct store_conn_end e = { .closed_us = al_now_us(), .reason = AL_REASON_CLOSED };
 	struct store_conn c = conn();
-	int64_t id, seq;
-	char hash[65];
+	int64_t id, seq, keep = 0;
+	char hash[65], sql[200];
 	struct dirent *d;
 	DIR *dir;
 	char dpath[512];
@@ -1017,6 +1017,18 @@ static void test_rotate(void)
 	CHECK(s != NULL);
 	if (!s)
 		return;
+	/* an open session's batched statements: their batch outlives the records that hold them */
+	CHECK(store_conn_open(s, &c, &keep) == 0);
+	CHECK(store_batch_begin(s) == 0);
+	for (int i = 0; i < 3; i++) {
+		struct store_stmt t = { .conn_id = keep, .seq = i, .at_us = al_now_us(), .protocol = "simple",
+					.text = "SELECT 1", .kind = "read", .relations_json = "[]", .decision = "allow" };
+		struct store_stmt_outcome o = { .tag = "SELECT 1", .rows = 1, .duration_us = 1 };
+
+		CHECK(store_stmt_add(s, &t, &id) == 0 && store_stmt_outcome(s, id, &o) == 0);
+	}
+	CHECK(store_batch_commit_settled(s) == 0);
+	CHECK(q_int(p, "SELECT count(*) FROM command_batches WHERE audit_seq IS NOT NULL AND rows = ''") == 1);
 	/* grow past the cap */
 	CHECK(store_batch_begin(s) == 0);
 	for (int i = 0; i < 1500; i++) {
@@ -1042,9 +1054,13 @@ static void test_rotate(void)
 	CHECK(verify(p, &v) == 0);
 	CHECK(v.first_seq == seq + 1 && v.records == 1);
 	/* open connections stay (they are still to be closed); ids go on */
-	CHECK(q_int(p, "SELECT count(*) FROM connections WHERE closed_us IS NULL") == 10);
+	CHECK(q_int(p, "SELECT count(*) FROM connections WHERE closed_us IS NULL") == 11);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM statements WHERE conn_id = %lld AND tag = 'SELECT 1'",
+		 (long long)keep);
+	CHECK(q_int(p, sql) == 3);
+	CHECK(q_int(p, "SELECT count(*) FROM command_batches WHERE audit_seq IS NOT NULL") == 0);
 	CHECK(store_conn_open(s, &c, &id) == 0);
-	CHECK(id == 5 + 1500 + 1);
+	CHECK(id == 5 + 1 + 1500 + 1);
 	store_close(s);
 	CHECK(verify(p, &v) == 0);
 	CHECK(v.first_seq == seq + 1 && v.last_seq == seq + 2);

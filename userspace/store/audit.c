@@ -27,6 +27,7 @@ struct audit_table {
 	size_t *key_len;
 	unsigned char *use;     /* enum col_use */
 	const char *ins, *upd, *del;    /* the record kinds of its changes (NULL: "<table>.<op>") */
+	int own_record;         /* the column that names a row's own record (audit_seq), or -1 */
 };
 
 /* A row change waiting for store_audit_flush: its record's kind and canonical JSON body. */
@@ -260,6 +261,14 @@ static void on_preupdate(void *arg, sqlite3 *db, int op, const char *zdb, const 
 	n = sqlite3_preupdate_count(db);
 	if (t && t->n != n)
 		t = NULL;               /* not the schema read at open: plain column numbers */
+	if (t && op == SQLITE_INSERT && t->own_record >= 0) {
+		sqlite3_value *v = NULL;
+
+		/* a batch whose writer appends its record (store_audit_batch) */
+		if (sqlite3_preupdate_new(db, t->own_record, &v) == SQLITE_OK && v &&
+		    sqlite3_value_type(v) != SQLITE_NULL)
+			return;
+	}
 	b->len = 0;
 	b->oom = 0;
 	al_buf_add(b, "{", 1);
@@ -507,6 +516,29 @@ int store_audit_flush(struct store *s)
 	return 0;
 }
 
+int64_t store_audit_next_seq(struct store *s)
+{
+	struct store_audit *a = store_audit_state(s);
+
+	if (store_audit_flush(s) < 0 || (a->stale && load_head(s) < 0))
+		return -1;
+	return a->seq + 1;
+}
+
+int store_audit_batch(struct store *s, int64_t seq, int64_t batch_id, const char *body, size_t len)
+{
+	struct store_audit *a = store_audit_state(s);
+
+	if (a->seq + 1 != seq || a->pending || append_text(s, "commands", batch_id, body, len) < 0) {
+		if (a->seq + 1 != seq || a->pending)
+			al_err("store: audit: the record of batch %" PRId64 " is not %" PRId64 " (something was"
+			       " appended between)", batch_id, seq);
+		a->lost++;              /* the commit fails: the batch's row is not kept without it */
+		return -1;
+	}
+	return 0;
+}
+
 int store_audit_event(struct store *s, const char *kind, int64_t ref_id, const char *body_json)
 {
 	json_t *body = body_json ? json_loads(body_json, 0, NULL) : json_object();
@@ -724,6 +756,7 @@ static int describe_columns(struct audit_table *t)
 {
 	struct al_buf b = { 0 };
 
+	t->own_record = -1;
 	t->keys = calloc((size_t)t->n + 1, sizeof(*t->keys));
 	t->key_len = calloc((size_t)t->n + 1, sizeof(*t->key_len));
 	t->use = calloc((size_t)t->n + 1, sizeof(*t->use));
@@ -745,6 +778,8 @@ static int describe_columns(struct audit_table *t)
 			t->use[i] = COL_CLOSED_US;
 		else if (strcmp(t->name, "command_batches") == 0 && strcmp(t->cols[i], "rows") == 0)
 			t->use[i] = COL_JSON;
+		if (strcmp(t->name, "command_batches") == 0 && strcmp(t->cols[i], "audit_seq") == 0)
+			t->own_record = i;
 	}
 	free(b.p);
 	for (size_t k = 0; k < AL_ARRAY_LEN(kinds); k++)

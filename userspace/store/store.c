@@ -171,11 +171,18 @@ static const char *const migrations[] = {
 	"CREATE INDEX command_batches_last_at ON command_batches(kind, last_at_us);"
 	"ALTER TABLE statements RENAME TO statement_rows;"
 	"ALTER TABLE http_requests RENAME TO http_request_rows;"
-	"CREATE VIEW statements AS SELECT " STMT_COLS " FROM statement_rows UNION ALL " STMT_BATCHED("") ";"
-	"CREATE VIEW http_requests AS SELECT " HTTP_COLS " FROM http_request_rows UNION ALL " HTTP_BATCHED("") ";",
+	"CREATE VIEW statements AS SELECT " STMT_COLS " FROM statement_rows UNION ALL " STMT_BATCHED_V11("") ";"
+	"CREATE VIEW http_requests AS SELECT " HTTP_COLS " FROM http_request_rows UNION ALL " HTTP_BATCHED_V11("") ";",
 	/* 12: each batch's commands counted by decision ({"allow":23,"deny":1}): counting them all
 	 * (the console's metrics) reads these instead of every command's JSON */
 	"ALTER TABLE command_batches ADD COLUMN decisions TEXT;",
+	/* 13: a batch's commands are written once, in its audit record (audit_seq), not also in
+	 * its row (store_int.h); the views read them from there */
+	"ALTER TABLE command_batches ADD COLUMN audit_seq INTEGER;"
+	"DROP VIEW statements;"
+	"DROP VIEW http_requests;"
+	"CREATE VIEW statements AS SELECT " STMT_COLS " FROM statement_rows UNION ALL " STMT_BATCHED("") ";"
+	"CREATE VIEW http_requests AS SELECT " HTTP_COLS " FROM http_request_rows UNION ALL " HTTP_BATCHED("") ";",
 };
 
 _Static_assert(AL_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
@@ -1379,7 +1386,8 @@ static void batch_http(struct cmd_batch *cb, int64_t id, const struct store_http
 static int batch_write(struct store *s, struct cmd_batch *cb)
 {
 	sqlite3_stmt *st;
-	struct al_buf conns = { 0 }, dec = { 0 };
+	struct al_buf conns = { 0 }, dec = { 0 }, body = { 0 };
+	int64_t seq = -1;
 	int rc = -1;
 
 	if (!cb->n)
@@ -1398,27 +1406,50 @@ static int batch_write(struct store *s, struct cmd_batch *cb)
 		al_buf_add(&dec, num, al_dec(num, cb->dec[i].n));
 	}
 	al_buf_add(&dec, "}", 1);
+	/* The row names its record, then the record holds the commands: they are written once. */
 	st = store_cached(s, STORE_C_BATCH_ADD,
 			  "INSERT INTO command_batches (kind, first_id, last_id, first_at_us, last_at_us, conns, rows,"
-			  " decisions) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
-	if (cb->oom || cb->rows.oom || conns.oom || dec.oom)
+			  " decisions, audit_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, '', ?7, ?8)");
+	if (cb->oom || cb->rows.oom || conns.oom || dec.oom) {
 		al_err("store: out of memory writing a batch of %zu %s", cb->n, cb->kind);
-	else if (!st || sqlite3_bind_text(st, 1, cb->kind, -1, SQLITE_STATIC) != SQLITE_OK ||
-		 sqlite3_bind_int64(st, 2, cb->first_id) != SQLITE_OK ||
-		 sqlite3_bind_int64(st, 3, cb->last_id) != SQLITE_OK ||
-		 sqlite3_bind_int64(st, 4, cb->first_at) != SQLITE_OK ||
-		 sqlite3_bind_int64(st, 5, cb->last_at) != SQLITE_OK ||
-		 sqlite3_bind_text(st, 6, conns.p, (int)conns.len, SQLITE_STATIC) != SQLITE_OK ||
-		 sqlite3_bind_text(st, 7, cb->rows.p, (int)cb->rows.len, SQLITE_STATIC) != SQLITE_OK ||
-		 sqlite3_bind_text(st, 8, dec.p, (int)dec.len, SQLITE_STATIC) != SQLITE_OK ||
-		 write_step(s, st) < 0)
+	} else if ((seq = store_audit_next_seq(s)) < 0 ||
+		   !st || sqlite3_bind_text(st, 1, cb->kind, -1, SQLITE_STATIC) != SQLITE_OK ||
+		   sqlite3_bind_int64(st, 2, cb->first_id) != SQLITE_OK ||
+		   sqlite3_bind_int64(st, 3, cb->last_id) != SQLITE_OK ||
+		   sqlite3_bind_int64(st, 4, cb->first_at) != SQLITE_OK ||
+		   sqlite3_bind_int64(st, 5, cb->last_at) != SQLITE_OK ||
+		   sqlite3_bind_text(st, 6, conns.p, (int)conns.len, SQLITE_STATIC) != SQLITE_OK ||
+		   sqlite3_bind_text(st, 7, dec.p, (int)dec.len, SQLITE_STATIC) != SQLITE_OK ||
+		   sqlite3_bind_int64(st, 8, seq) != SQLITE_OK ||
+		   write_step(s, st) < 0) {
 		db_err(s, "recording a batch of commands");
-	else
-		rc = 0;
+	} else {
+		/* the body the hook would write for the row, sorted keys, with the commands in it */
+		int64_t id = s->last_rowid;
+
+		al_buf_add(&body, "{\"conns\":", 9);
+		al_buf_json_str(&body, conns.p, conns.len);
+		al_buf_add(&body, ",\"decisions\":", 13);
+		al_buf_json_str(&body, dec.p, dec.len);
+		j_int(&body, ",\"first_at_us\":", cb->first_at, 1);
+		j_int(&body, ",\"first_id\":", cb->first_id, 1);
+		j_int(&body, ",\"id\":", id, 1);
+		j_str(&body, ",\"kind\":", cb->kind);
+		j_int(&body, ",\"last_at_us\":", cb->last_at, 1);
+		j_int(&body, ",\"last_id\":", cb->last_id, 1);
+		al_buf_add(&body, ",\"rows\":", 8);
+		al_buf_add(&body, cb->rows.p, cb->rows.len);
+		al_buf_add(&body, "}", 1);
+		if (body.oom)
+			al_err("store: out of memory writing a batch of %zu %s", cb->n, cb->kind);
+		else if (store_audit_batch(s, seq, id, body.p, body.len) == 0)
+			rc = 0;
+	}
 	if (st)
 		st_done(st);
 	free(conns.p);
 	free(dec.p);
+	free(body.p);
 	for (size_t i = 0; i < cb->n_dec; i++)
 		free(cb->dec[i].decision);
 	cb->rows.len = 0;

@@ -10,9 +10,12 @@ sqlite3 *store_db(struct store *s);
 /*
  * Commands in batches. The statements and HTTP requests a group commit writes with their
  * outcomes are one row of command_batches (kind 'statements' or 'http_requests'), not a row
- * each: its rows column is a JSON array of objects keyed by the columns of statement_rows or
- * http_request_rows, its one audit record holds them all, and the per-row costs of SQLite
- * (a b-tree insert per index, a record, their WAL pages) are paid once per batch. A command
+ * each: a JSON array of objects keyed by the columns of statement_rows or http_request_rows,
+ * and the per-row costs of SQLite (a b-tree insert per index, a record, their WAL pages) are
+ * paid once per batch. The array is written once, in the batch's 'commands' audit record
+ * (its body's "rows"; the row's audit_seq names the record, and its rows column is '');
+ * batches written before schema 13 hold it in rows too (audit_seq NULL). Rotation copies
+ * the arrays of the batches it keeps into rows, as it empties the chain. A command
  * written on its own (no batch open, still waiting for its outcome, parked for review) is a
  * row of statement_rows or http_request_rows, where its outcome can update it. The views
  * statements and http_requests show both as one table. conns lists the batch's connection
@@ -20,28 +23,37 @@ sqlite3 *store_db(struct store *s);
  *
  * STMT_BATCHED(where) / HTTP_BATCHED(where) select the batched rows with the view's columns,
  * b the batch and j the row (json_each); where adds conditions (" AND ..."), or is "".
- * Migration 11 made the views from these: a change to them needs a migration that remakes
- * the views (a shipped migration's text is never edited).
+ * Migration 13 made the views from these (11 from their _V11 forms): a change to them needs a
+ * migration that remakes the views (a shipped migration's text is never edited).
  */
 #define J_(c) "json_extract(j.value, '$." c "') AS " c
+/* Where a batch's array is: its record's body (schema 13 on), or its rows column. */
+#define BATCH_ROWS_FROM "command_batches b LEFT JOIN audit a ON a.seq = b.audit_seq," \
+	" json_each(CASE WHEN b.audit_seq IS NULL THEN b.rows ELSE a.body END," \
+	" CASE WHEN b.audit_seq IS NULL THEN '$' ELSE '$.rows' END) j"
 #define STMT_COLS "id, conn_id, seq, at_us, protocol, text, kind, fingerprint, relations, unbounded_write," \
 		  " params, decision, rule, tag, sqlstate, error, rows, duration_us"
-#define STMT_BATCHED(where)                                                                         \
+/* The view's columns of a batched row j (STMT_J: statements, HTTP_J: HTTP requests). */
+#define STMT_J                                                                                      \
 	"SELECT " J_("id") ", " J_("conn_id") ", " J_("seq") ", " J_("at_us") ", " J_("protocol") ", " \
 	J_("text") ", " J_("kind") ", " J_("fingerprint") ", " J_("relations") ", "                  \
 	J_("unbounded_write") ", " J_("params") ", " J_("decision") ", " J_("rule") ", " J_("tag") \
-	", " J_("sqlstate") ", " J_("error") ", " J_("rows") ", " J_("duration_us")                 \
-	" FROM command_batches b, json_each(b.rows) j WHERE b.kind = 'statements'" where
+	", " J_("sqlstate") ", " J_("error") ", " J_("rows") ", " J_("duration_us")
 #define HTTP_COLS "id, conn_id, seq, at_us, method, host, path, query, kind, headers, body_len, body_sha256," \
 		  " request_sha256, k8s, fingerprint, decision, rule, request_id, status, bytes_up, bytes_down," \
 		  " duration_us, error"
-#define HTTP_BATCHED(where)                                                                          \
+#define HTTP_J                                                                                       \
 	"SELECT " J_("id") ", " J_("conn_id") ", " J_("seq") ", " J_("at_us") ", " J_("method") ", "     \
 	J_("host") ", " J_("path") ", " J_("query") ", " J_("kind") ", " J_("headers") ", "            \
 	J_("body_len") ", " J_("body_sha256") ", " J_("request_sha256") ", " J_("k8s") ", "            \
 	J_("fingerprint") ", " J_("decision") ", " J_("rule") ", " J_("request_id") ", " J_("status") \
-	", " J_("bytes_up") ", " J_("bytes_down") ", " J_("duration_us") ", " J_("error")             \
-	" FROM command_batches b, json_each(b.rows) j WHERE b.kind = 'http_requests'" where
+	", " J_("bytes_up") ", " J_("bytes_down") ", " J_("duration_us") ", " J_("error")
+#define STMT_BATCHED(where) STMT_J " FROM " BATCH_ROWS_FROM " WHERE b.kind = 'statements'" where
+#define HTTP_BATCHED(where) HTTP_J " FROM " BATCH_ROWS_FROM " WHERE b.kind = 'http_requests'" where
+/* Migration 11's forms (the views it made, before 13 remade them with the above). */
+#define STMT_BATCHED_V11(where) STMT_J " FROM command_batches b, json_each(b.rows) j WHERE b.kind = 'statements'" where
+#define HTTP_BATCHED_V11(where) HTTP_J " FROM command_batches b, json_each(b.rows) j WHERE b.kind = 'http_requests'" \
+	where
 /*
  * The batches that can hold the ?1 newest rows batched of a kind, without reading the others'
  * rows. Walking the batches newest last_id first, the shortest run of them that counts ?1 rows
@@ -131,6 +143,12 @@ int store_audit_open(struct store *s, const char *store_path);
 void store_audit_close(struct store *s);
 /* Appends the queued records (in the caller's transaction). */
 int store_audit_flush(struct store *s);
+/* A batch row's own record (command_batches.audit_seq): store_audit_next_seq appends the
+ * queued records and says the seq the next record gets (-1: failed); the row is inserted
+ * naming it (the hook leaves such a row to its writer), then store_audit_batch appends the
+ * 'commands' record with that seq and the batch's body. A failure fails the commit. */
+int64_t store_audit_next_seq(struct store *s);
+int store_audit_batch(struct store *s, int64_t seq, int64_t batch_id, const char *body, size_t len);
 /* Forgets queued records of a change that was rolled back. */
 void store_audit_discard(struct store *s);
 /* Statements other files of the store prepare once, on first use (finalized at close). */
