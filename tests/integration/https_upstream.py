@@ -23,6 +23,7 @@ import ssl
 import struct
 import sys
 import threading
+import time
 import urllib.parse
 import zlib
 
@@ -352,6 +353,8 @@ def serve(conn, addr):
                     {"name": "pods/exec", "singularName": "", "namespaced": True, "kind": "PodExecOptions",
                      "verbs": ["create", "get"]}]},
             }
+            if path == "/slow":
+                time.sleep(4)
             if path in disc:
                 out = json.dumps(disc[path]).encode()
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"

@@ -295,6 +295,57 @@ def close_client(data, modes="", bg=False):
     return base64.b64decode(r.stdout or ""), r.stderr.strip()
 
 
+# A TLS client that asks for /slow (answered after 4 s), then sends junk for 2.5 s without
+# waiting, and prints how many bytes the proxy took, then the answer's status line.
+FLOOD_CLIENT = r"""
+import socket, ssl, sys, time
+host, port, name, cafile = sys.argv[1:5]
+ctx = ssl.create_default_context(cafile=cafile)
+s = ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=30), server_hostname=name)
+s.sendall(b"GET /slow HTTP/1.1\r\nHost: %s\r\n\r\n" % name.encode())
+s.setblocking(False)
+junk, sent, end = b"x" * 65536, 0, time.monotonic() + 2.5
+while time.monotonic() < end and sent < 256 << 20:
+    try:
+        sent += s.send(junk)
+    except (ssl.SSLWantWriteError, BlockingIOError):
+        time.sleep(0.01)
+print(sent, flush=True)
+s.settimeout(30)
+try:
+    print(s.recv(64).split(b"\r\n")[0].decode())
+except (OSError, ssl.SSLError) as e:
+    print("error", e)
+"""
+
+
+def vm_rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def case_flood_while_waiting():
+    """An agent that sends on and on while its request waits for the upstream: airlockd stops
+    reading it at a bound (a head and a body held for review, four times over), so its memory
+    does not follow; the request is still answered."""
+    need_up()
+    rss0 = vm_rss_kib(T.al.proc.pid)
+    p = T.cg.popen(as_agent([lib.PY, "-c", FLOOD_CLIENT, API, str(T.port), API_NAME, T.ca]),
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=agent_env())
+    first = p.stdout.readline().strip()
+    rss1 = vm_rss_kib(T.al.proc.pid)
+    out, err = p.communicate(timeout=40)
+    sent = int(first) if first.isdigit() else -1
+    # the bound (about 400 KiB here) and the sockets' buffers; unbounded, it took 100s of MB
+    check(0 < sent < 48 << 20, "the flooding agent got %d bytes into airlockd (%s)" % (sent, err[-200:]))
+    check(rss1 - rss0 < 48 << 10, "airlockd grew by %d KiB while an agent flooded it" % (rss1 - rss0))
+    check(out.startswith("HTTP/1.1 200"), "the waiting request was not answered: %r %s" % (out, err[-200:]))
+    check(T.al.running(), "airlockd died")
+
+
 # A TLS client that sends its request, says "sent", and when a line comes on stdin exits
 # without reading the answer: how "close" (its socket closed, a FIN; the session tickets were
 # read first, so nothing unread turns the close into a reset) or "reset" (SO_LINGER 0: a RST).
@@ -1254,6 +1305,8 @@ CASES = [
     ("a held request's agent half-closes (FIN, no close_notify; TLS 1.3 and 1.2): approved, it gets "
      "the answer; the request is approved, not abandoned", case_review_half_close),
     ("a held request's agent closes its socket or resets: the request is abandoned", case_review_agent_gone),
+    ("an agent that floods while its request waits upstream: airlockd reads it up to a bound, "
+     "then stops; the request is answered", case_flood_while_waiting),
     ("airlockctl ca install: curl trusts the system store; ca uninstall restores it exactly",
      case_ca_install),
     ("kubectl exec held for review; denied -> kubectl prints the reason", case_kubectl_exec),
