@@ -530,17 +530,6 @@ static int up_open(struct hs *s, int tls)
 	return 0;
 }
 
-/*
- * Reading on again, if it is off. Enabling a TLS bufferevent that reads already is not free:
- * libevent tries an SSL_read at once (and clears OpenSSL's error queue first), which finds
- * nothing; done after every response, it was two wasted SSL_reads a request.
- */
-static void read_on(struct bufferevent *bev)
-{
-	if (!(bufferevent_get_enabled(bev) & EV_READ))
-		bufferevent_enable(bev, EV_READ);
-}
-
 /* Backpressure: a side whose output is full stops the other side's reading. */
 static int full(struct bufferevent *bev, const struct hs *s)
 {
@@ -698,7 +687,7 @@ static void on_review(void *arg, int64_t id, enum approval_outcome o, const char
 		forward(s, held);
 		evbuffer_drain(s->held, evbuffer_get_length(s->held));
 		if (s->state == H_RESPONSE && s->req_streaming)
-			read_on(s->agent);
+			bev_read_on(s->agent);
 		return;
 	}
 	evbuffer_drain(s->held, evbuffer_get_length(s->held));
@@ -790,7 +779,7 @@ static void agent_continue(struct hs *s)
 		return;
 	}
 	bufferevent_set_timeouts(s->agent, &tv, NULL);
-	read_on(s->agent);
+	bev_read_on(s->agent);
 	if (evbuffer_get_length(bufferevent_get_input(s->agent)))
 		agent_read(s->agent, s);
 }
@@ -988,7 +977,7 @@ static void agent_read(struct bufferevent *bev, void *arg)
 		bufferevent_set_timeouts(bev, NULL, NULL);
 		decide(s, in, buf);
 		if (s->state == H_RESPONSE && s->req_streaming) {
-			read_on(bev);
+			bev_read_on(bev);
 			stream_body(s);
 		}
 	}
@@ -1000,7 +989,7 @@ static void agent_write(struct bufferevent *bev, void *arg)
 
 	if ((s->state == H_RESPONSE || s->state == H_TUNNEL || s->state == H_PASS) && s->up &&
 	    !full(bev, s))
-		read_on(s->up);
+		bev_read_on(s->up);
 }
 
 /*
@@ -1188,7 +1177,7 @@ static void up_read(struct bufferevent *bev, void *arg)
 							       s->ws_chosen);
 				s->state = H_TUNNEL;
 				s->req_up = s->req_down = 0;
-				read_on(s->agent);
+				bev_read_on(s->agent);
 				if (evbuffer_get_length(bufferevent_get_input(s->agent)))
 					agent_read(s->agent, s);
 				if (evbuffer_get_length(in))
@@ -1263,7 +1252,7 @@ static void up_write(struct bufferevent *bev, void *arg)
 
 	if ((s->state == H_TUNNEL || s->state == H_PASS || (s->state == H_RESPONSE && s->req_streaming)) &&
 	    !full(bev, s))
-		read_on(s->agent);
+		bev_read_on(s->agent);
 }
 
 /* The upstream connection ended (what: BEV_EVENT_*) and everything it sent before is read. */
@@ -1330,7 +1319,7 @@ static void up_event(struct bufferevent *bev, short what, void *arg)
 		bufferevent_set_timeouts(bev, NULL, NULL);
 		(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		if (s->state == H_PASS)
-			read_on(s->agent);
+			bev_read_on(s->agent);
 		return;
 	}
 	if (s->state == H_RESPONSE || s->state == H_TUNNEL) {

@@ -690,7 +690,7 @@ static void on_review(void *arg, int64_t id, enum approval_outcome o, const char
 	}
 	if (s->state != P_READY)
 		return;
-	bufferevent_enable(s->agent, EV_READ);
+	bev_read_on(s->agent);
 	/* What the agent sent while we waited is still in the input buffer. */
 	agent_read(s->agent, s);
 }
@@ -1248,7 +1248,7 @@ static void agent_write(struct bufferevent *bev, void *arg)
 	struct pgs *s = arg;
 
 	if (s->state == P_READY && s->up && !full(bev, s))
-		bufferevent_enable(s->up, EV_READ);
+		bev_read_on(s->up);
 }
 
 static void up_write(struct bufferevent *bev, void *arg)
@@ -1256,7 +1256,7 @@ static void up_write(struct bufferevent *bev, void *arg)
 	struct pgs *s = arg;
 
 	if (s->state == P_READY && !full(bev, s))
-		bufferevent_enable(s->agent, EV_READ);
+		bev_read_on(s->agent);
 }
 
 static void agent_read(struct bufferevent *bev, void *arg)
@@ -1523,7 +1523,7 @@ static void up_auth_msg(struct pgs *s, const struct pg_msg *m)
 		s->state = P_READY;
 		event_del(s->timer);
 		bufferevent_write(s->agent, m->body - 5, m->len);
-		bufferevent_enable(s->agent, EV_READ);
+		bev_read_on(s->agent);
 		/* The agent may have pipelined queries behind its startup. */
 		agent_read(s->agent, s);
 		break;
