@@ -1703,11 +1703,24 @@ int store_stmt_list(struct store *s, unsigned int limit,
 	return list_rows(s, ST_STMT_LIST, "listing statements", limit, cb, arg);
 }
 
+/* BEGIN or COMMIT of a batch, prepared once (sqlite3_exec parsed it at every commit). */
+static int batch_sql(struct store *s, enum store_cached which, const char *sql)
+{
+	sqlite3_stmt *st = store_cached(s, which, sql);
+	int r;
+
+	if (!st)
+		return SQLITE_ERROR;
+	r = sqlite3_step(st);
+	sqlite3_reset(st);
+	return r == SQLITE_DONE ? SQLITE_OK : r;
+}
+
 int store_batch_begin(struct store *s)
 {
 	if (s->in_batch)
 		return 0;
-	if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+	if (batch_sql(s, STORE_C_BEGIN, "BEGIN") != SQLITE_OK) {
 		db_err(s, "beginning a batch");
 		return -1;
 	}
@@ -1753,7 +1766,7 @@ static int batch_commit(struct store *s, int settled)
 	}
 	store_rec_flush(s);
 	s->in_batch = 0;
-	if (store_audit_flush(s) < 0 || sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+	if (store_audit_flush(s) < 0 || batch_sql(s, STORE_C_COMMIT, "COMMIT") != SQLITE_OK) {
 		/* Never silent: the batch is lost, the daemon says so and (when the disk is
 		 * full) stops taking new sessions. */
 		db_err(s, "committing a batch");

@@ -157,6 +157,7 @@ enum store_cached {
 	/* review.c: the statements of parking a request and deciding it */
 	STORE_C_REQ_ADD, STORE_C_REQ_END, STORE_C_APPR_ADD, STORE_C_GRANT_ADD,
 	STORE_C_USER_BY_UID, STORE_C_USER_BY_NAME,
+	STORE_C_BEGIN, STORE_C_COMMIT,  /* a group-commit batch's */
 	STORE_C__COUNT
 };
 sqlite3_stmt *store_cached(struct store *s, enum store_cached which, const char *sql);
