@@ -529,8 +529,10 @@ int store_audit_batch(struct store *s, int64_t seq, int64_t batch_id, const char
 {
 	struct store_audit *a = store_audit_state(s);
 
-	if (a->seq + 1 != seq || a->pending || append_text(s, "commands", batch_id, body, len) < 0) {
-		if (a->seq + 1 != seq || a->pending)
+	if (!body || a->seq + 1 != seq || a->pending || append_text(s, "commands", batch_id, body, len) < 0) {
+		if (!body)
+			al_err("store: audit: out of memory writing the record of batch %" PRId64, batch_id);
+		else if (a->seq + 1 != seq || a->pending)
 			al_err("store: audit: the record of batch %" PRId64 " is not %" PRId64 " (something was"
 			       " appended between)", batch_id, seq);
 		a->lost++;              /* the commit fails: the batch's row is not kept without it */

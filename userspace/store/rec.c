@@ -432,8 +432,8 @@ static int rotate(struct store *s)
 		" AND last_at_us < coalesce((SELECT min(opened_us) FROM connections WHERE closed_us IS NULL),"
 		" 9223372036854775807)",
 		/* the kept batches' commands are in records about to go: into their rows */
-		"UPDATE command_batches SET rows = (SELECT json_extract(body, '$.rows') FROM audit"
-		" WHERE seq = command_batches.audit_seq), audit_seq = NULL WHERE audit_seq IS NOT NULL",
+		"UPDATE command_batches SET rows = coalesce((SELECT json_extract(body, '$.rows') FROM audit"
+		" WHERE seq = command_batches.audit_seq), '[]'), audit_seq = NULL WHERE audit_seq IS NOT NULL",
 		"DELETE FROM connections WHERE closed_us IS NOT NULL AND id < (SELECT max(id) FROM connections)",
 		"DELETE FROM refusals WHERE id < (SELECT max(id) FROM refusals)",
 		"DELETE FROM approvals WHERE request_id IN (SELECT id FROM requests WHERE state != 'pending'"

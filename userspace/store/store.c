@@ -1440,9 +1440,7 @@ static int batch_write(struct store *s, struct cmd_batch *cb)
 		al_buf_add(&body, ",\"rows\":", 8);
 		al_buf_add(&body, cb->rows.p, cb->rows.len);
 		al_buf_add(&body, "}", 1);
-		if (body.oom)
-			al_err("store: out of memory writing a batch of %zu %s", cb->n, cb->kind);
-		else if (store_audit_batch(s, seq, id, body.p, body.len) == 0)
+		if (store_audit_batch(s, seq, id, body.oom ? NULL : body.p, body.len) == 0)
 			rc = 0;
 	}
 	if (st)

@@ -146,7 +146,8 @@ int store_audit_flush(struct store *s);
 /* A batch row's own record (command_batches.audit_seq): store_audit_next_seq appends the
  * queued records and says the seq the next record gets (-1: failed); the row is inserted
  * naming it (the hook leaves such a row to its writer), then store_audit_batch appends the
- * 'commands' record with that seq and the batch's body. A failure fails the commit. */
+ * 'commands' record with that seq and the batch's body (NULL: no memory for it). A failure
+ * fails the commit: a row must never name a seq that another record gets. */
 int64_t store_audit_next_seq(struct store *s);
 int store_audit_batch(struct store *s, int64_t seq, int64_t batch_id, const char *body, size_t len);
 /* Forgets queued records of a change that was rolled back. */
