@@ -722,6 +722,15 @@ static void test_stmt_batched(void)
 	CHECK(store_open(p, &s) == 0);
 	CHECK(s && store_stmt_add(s, &t, &lone) == 0 && lone == lone2 + 1);
 	store_close(s);
+	/* a batch's row is the index of its record: verify finds one edited, or pointed elsewhere */
+	CHECK(verify(p, &v) == 0);
+	CHECK(exec_sql(p, "UPDATE command_batches SET conns = ',1,' WHERE id = (SELECT max(id) FROM command_batches"
+		       " WHERE audit_seq IS NOT NULL)") == 0);
+	CHECK(verify(p, &v) == 1 && strstr(v.msg, "does not match its record") != NULL);
+	CHECK(exec_sql(p, "UPDATE command_batches SET conns = json_extract((SELECT body FROM audit WHERE seq ="
+		       " command_batches.audit_seq), '$.conns'), audit_seq = audit_seq - 1 WHERE id = (SELECT"
+		       " max(id) FROM command_batches WHERE audit_seq IS NOT NULL)") == 0);
+	CHECK(verify(p, &v) == 1 && strstr(v.msg, "does not match its record") != NULL);
 	json_decref(mine);
 	json_decref(all);
 }

@@ -1067,6 +1067,29 @@ int store_audit_verify(const char *store_path, const char *pubkey_path, struct s
 	}
 	sqlite3_finalize(st);
 	st = NULL;
+	/* A batch's commands are in its record (schema 13): its row is an index of it, and must
+	 * say what the record says (a store before 13 has no audit_seq: nothing to check). */
+	if (sqlite3_prepare_v2(db, "SELECT b.id, b.audit_seq FROM command_batches b LEFT JOIN audit a"
+			       " ON a.seq = b.audit_seq WHERE b.audit_seq IS NOT NULL AND (a.seq IS NULL OR"
+			       " a.kind IS NOT 'commands' OR a.ref_id IS NOT b.id OR"
+			       " json_extract(a.body, '$.kind') IS NOT b.kind OR"
+			       " json_extract(a.body, '$.first_id') IS NOT b.first_id OR"
+			       " json_extract(a.body, '$.last_id') IS NOT b.last_id OR"
+			       " json_extract(a.body, '$.first_at_us') IS NOT b.first_at_us OR"
+			       " json_extract(a.body, '$.last_at_us') IS NOT b.last_at_us OR"
+			       " json_extract(a.body, '$.conns') IS NOT b.conns OR"
+			       " json_extract(a.body, '$.decisions') IS NOT b.decisions OR b.rows != '')"
+			       " ORDER BY b.audit_seq", -1, &st, NULL) == SQLITE_OK) {
+		if ((r = sqlite3_step(st)) == SQLITE_ROW)
+			problem(&p, (int64_t)sqlite3_column_int64(st, 1), "batch %" PRId64 " does not match its record %"
+				PRId64 " (edited?)", (int64_t)sqlite3_column_int64(st, 0), (int64_t)sqlite3_column_int64(st, 1));
+		else if (r != SQLITE_DONE) {
+			snprintf(v->msg, sizeof(v->msg), "reading the batches: %s", sqlite3_errmsg(db));
+			goto out;
+		}
+		sqlite3_finalize(st);
+		st = NULL;
+	}
 	if (sqlite3_prepare_v2(db, "SELECT c.seq, c.hash, c.at_us, c.signature, a.hash FROM audit_checkpoints c"
 			       " LEFT JOIN audit a ON a.seq = c.seq ORDER BY c.seq", -1, &st,
 			       NULL) != SQLITE_OK) {
