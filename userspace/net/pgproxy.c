@@ -520,10 +520,8 @@ static int decide_query(struct pgs *s, const char *sql, const char *protocol, in
 		return -1;
 	}
 	/* The strictest action over the statements: deny, then review, then allow. */
-	s->review_fp[0] = '\0';
 	for (size_t i = 0; i < out->n; i++) {
 		const struct al_rule *r = decide(s, &out->stmts[i]);
-		int n;
 
 		if (r && r->allow == AL_ACTION_DENY && !deny_rule) {
 			deny_rule = r;
@@ -532,9 +530,14 @@ static int decide_query(struct pgs *s, const char *sql, const char *protocol, in
 			review_rule = r;
 			snprintf(s->review_kind, sizeof(s->review_kind), "%s", pg_kind_name(out->stmts[i].kind));
 		}
-		/* A string of several statements is granted as the sequence of their fingerprints. */
-		n = snprintf(s->review_fp + fp_len, sizeof(s->review_fp) - fp_len, "%s%s", i ? "+" : "",
-			     out->stmts[i].fingerprint);
+	}
+	/* A string of several statements is reviewed and granted as the sequence of their
+	 * fingerprints (only a review needs it). */
+	s->review_fp[0] = '\0';
+	for (size_t i = 0; review_rule && !deny_rule && i < out->n; i++) {
+		int n = snprintf(s->review_fp + fp_len, sizeof(s->review_fp) - fp_len, "%s%s", i ? "+" : "",
+				 out->stmts[i].fingerprint);
+
 		if (n > 0 && (size_t)n < sizeof(s->review_fp) - fp_len)
 			fp_len += (size_t)n;
 	}
