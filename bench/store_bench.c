@@ -15,9 +15,10 @@
  *   floor  the same statements as plain INSERTs into a table with the statements table's
  *          columns and indexes, no audit chain, no recordings: what SQLite itself costs per
  *          row on this machine, in the same batches
- *   batch_row  what one row per batch would cost: the batch's statements as one JSON array
- *          in one row, with one chained audit record holding it (a design not built yet;
- *          here to show how far below the per-row floor it sits)
+ *   batch_row  a plain model of one row per batch: the batch's statements as one JSON
+ *          array in one row, with one chained audit record holding it again, in plain SQL
+ *          (the store's own layout since schema 11; since 13 it writes the array once, in
+ *          the record): the floor of that layout, without the store's code around it
  * Every workload commits a batch every BATCH commands with store_batch_commit_settled, as
  * the daemon's group commit does (24 is about 2 ms of pgbench -S at 12k statements a second).
  *
@@ -195,7 +196,7 @@ out:
 	return t;
 }
 
-/* What one row per batch would cost: each statement as a JSON object (written as the audit
+/* The plain model of one row per batch: each statement as a JSON object (written as the audit
  * hook writes bodies), the batch's array in one row, plus one chained record for it. */
 static double run_batch_row(const char *path, int n, int batch)
 {
