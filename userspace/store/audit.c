@@ -13,9 +13,7 @@
 #include <openssl/pem.h>
 
 /* Column names of one table, read at open: the hook sees values by index only. */
-/* COL_JSON: JSON text the store wrote itself (a batch's rows), put in the body as it is, not as a
- * string of it: the body stays canonical JSON, and is not a second, escaped copy's size. */
-enum col_use { COL_PLAIN, COL_HIDDEN, COL_HAS_PASSWORD, COL_CLOSED_US, COL_JSON };
+enum col_use { COL_PLAIN, COL_HIDDEN, COL_HAS_PASSWORD, COL_CLOSED_US };
 struct audit_table {
 	char *name;
 	int n;
@@ -307,10 +305,7 @@ static void on_preupdate(void *arg, sqlite3 *db, int op, const char *zdb, const 
 			al_buf_json_str(b, name, strlen(name));
 			al_buf_add(b, ":", 1);
 		}
-		if (use == COL_JSON && sqlite3_value_type(v) == SQLITE_TEXT)
-			al_buf_add(b, sqlite3_value_text(v), (size_t)sqlite3_value_bytes(v));
-		else
-			buf_val(b, v);
+		buf_val(b, v);
 	}
 	al_buf_add(b, "}", 1);
 	if (b->oom)
@@ -778,8 +773,6 @@ static int describe_columns(struct audit_table *t)
 			t->use[i] = strcmp(t->cols[i], "pwhash") == 0 ? COL_HAS_PASSWORD : COL_HIDDEN;
 		else if (strcmp(t->cols[i], "closed_us") == 0)
 			t->use[i] = COL_CLOSED_US;
-		else if (strcmp(t->name, "command_batches") == 0 && strcmp(t->cols[i], "rows") == 0)
-			t->use[i] = COL_JSON;
 		if (strcmp(t->name, "command_batches") == 0 && strcmp(t->cols[i], "audit_seq") == 0)
 			t->own_record = i;
 	}
