@@ -1516,30 +1516,6 @@ static void hidx_insert(struct store *s, struct held *q)
 	s->hidx_n++;
 }
 
-/* Indexes q (held last): at most half full, regrown from the list; out of memory: no index. */
-static void hidx_put(struct store *s, struct held *q)
-{
-	if (s->hidx_bad)
-		return;
-	if ((s->hidx_n + 1) * 2 > s->hidx_cap) {
-		size_t cap = s->hidx_cap ? 2 * s->hidx_cap : 64;
-		struct held **v = calloc(cap, sizeof(*v));
-
-		if (!v) {
-			s->hidx_bad = 1;
-			return;
-		}
-		free(s->hidx);
-		s->hidx = v;
-		s->hidx_cap = cap;
-		s->hidx_n = 0;
-		for (struct held *h = s->held; h; h = h->next)
-			if (h != q)
-				hidx_insert(s, h);
-	}
-	hidx_insert(s, q);
-}
-
 static struct held *hidx_find(struct store *s, enum held_kind k, int64_t id)
 {
 	struct held *q;
@@ -1557,8 +1533,8 @@ static struct held *hidx_find(struct store *s, enum held_kind k, int64_t id)
 	return NULL;
 }
 
-/* The list was cut (written rows left it): the index is rebuilt from what is still held; a
- * table grown by a burst is given back. */
+/* The index rebuilt from what is held (the list was cut, or the table is full): sized to at
+ * least twice the rows, and a table grown by a burst is given back. */
 static void hidx_reset(struct store *s)
 {
 	size_t n = 0;
@@ -1584,6 +1560,18 @@ static void hidx_reset(struct store *s)
 	}
 	for (struct held *h = s->held; h; h = h->next)
 		hidx_insert(s, h);
+}
+
+/* Indexes q (held last): at most half full, else rebuilt from the list, q with it; out of
+ * memory: no index. */
+static void hidx_put(struct store *s, struct held *q)
+{
+	if (s->hidx_bad)
+		return;
+	if ((s->hidx_n + 1) * 2 > s->hidx_cap)
+		hidx_reset(s);
+	else
+		hidx_insert(s, q);
 }
 
 void store_held_flush(struct store *s)
