@@ -30,6 +30,10 @@ CTL_OBJ  := $(patsubst %.c,$(B)/%.o,$(CTL_SRC))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 SAN_LIB  := $(patsubst %.c,$(B)/san/%.o,$(LIB_SRC)) $(B)/san/default_conf.o
+# The tests that drive the store's threads (the first count of /metrics) run under ThreadSanitizer too.
+TSAN     := -fsanitize=thread
+TSAN_LIB := $(patsubst %.c,$(B)/tsan/%.o,$(LIB_SRC)) $(B)/tsan/default_conf.o
+TSAN_BIN := $(B)/tests/tsan/test_audit
 
 .PHONY: all run test unit bench clean deps
 .SECONDARY:
@@ -87,10 +91,22 @@ $(B)/tests/%: tests/unit/%.c tests/unit/harness.h $(SAN_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -O1 -Ibpf -o $@ $< $(SAN_LIB) $(LDLIBS)
 
+$(B)/tsan/%.o: %.c include/airlock/*.h $(SKELS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(TSAN) -O1 -MMD -c $< -o $@
+
+$(B)/tsan/default_conf.o: $(B)/default_conf.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(TSAN) -O1 -c $< -o $@
+
+$(B)/tests/tsan/%: tests/unit/%.c tests/unit/harness.h $(TSAN_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(TSAN) -O1 -Ibpf -o $@ $< $(TSAN_LIB) $(LDLIBS)
+
 # A unit test that builds a daemon file in (not part of the library) depends on it too.
 $(B)/tests/test_sock_out: userspace/net/sock_out.c userspace/net/sock_out.h
 
-unit: $(UNIT_BIN)
+unit: $(UNIT_BIN) $(TSAN_BIN)
 
 test: all unit
 	@bash tests/run.sh

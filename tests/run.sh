@@ -63,6 +63,14 @@ for t in "${unit[@]}"; do
 	fi
 	run_one "$t" "$UNIT_TIMEOUT" "$t"
 done
+# The same under ThreadSanitizer, for those that drive the store's threads (Makefile TSAN_BIN).
+for t in build/tests/tsan/test_audit; do
+	if [ ! -x "$t" ]; then
+		fail_line "$t: not built (make unit)"
+		continue
+	fi
+	run_one "$t (tsan)" "$UNIT_TIMEOUT" env TSAN_OPTIONS="halt_on_error=1 exitcode=66" "$t"
+done
 
 # Fuzz drivers: each builds from its one documented command and runs its seed corpus once.
 for t in tests/fuzz/test_*.sh; do

@@ -292,6 +292,10 @@ int store_conn_exec(struct store *s, int64_t conn_id,
 /* Counts for /metrics: cb(arg, key, n) per group. */
 int store_count_requests_by_state(struct store *s, int (*cb)(void *arg, const char *key, int64_t n),
 				  void *arg) AL_MUST;
+/* Statements by decision: what the store holds, counted once by a thread (store_count_start,
+ * or the first call starts it) and from then on by what each call finds written since.
+ * 1 (cb not called): that first count is not done yet; 0 done; -1 failed. */
+void store_count_start(struct store *s);
 int store_count_statements_by_decision(struct store *s,
 				       int (*cb)(void *arg, const char *key, int64_t n), void *arg) AL_MUST;
 /* Decision latency (decided - created) of decided requests, bucketed:

@@ -541,6 +541,21 @@ static int count_cb(void *arg, const char *key, int64_t n)
 	return 0;
 }
 
+/* The statements by decision, once the first count (a thread's) is done: as /metrics, which
+ * leaves them out until then (1), asks again. */
+static int count_stmts(struct store *s, void *c)
+{
+	int r;
+
+	for (int i = 0; i < 10000; i++) {
+		r = store_count_statements_by_decision(s, count_cb, c);
+		if (r != 1)
+			return r;
+		usleep(1000);
+	}
+	return 1;
+}
+
 static int stmt_rows_cb(void *arg, const char *json)
 {
 	json_t *a = arg, *row = json_loads(json, 0, NULL);
@@ -660,7 +675,7 @@ static void test_stmt_batched(void)
 	{
 		struct { int64_t allow, deny, other; } c = { 0, 0, 0 };
 
-		CHECK(store_count_statements_by_decision(s, count_cb, &c) == 0);
+		CHECK(count_stmts(s, &c) == 0);
 		CHECK(c.allow == 314 && c.deny == 1 && c.other == 0);
 	}
 	/* the next count goes on from there: what was written since, batched, alone or of schema 11 */
@@ -678,10 +693,10 @@ static void test_stmt_batched(void)
 		CHECK(exec_sql(p, "INSERT INTO command_batches (kind, first_id, last_id, first_at_us, last_at_us,"
 			       " conns, rows) VALUES ('statements', 0, 0, 1, 1, ',9,', '[{\"id\":0,\"decision\":\"deny\"},"
 			       "{\"id\":0,\"decision\":\"review\"}]')") == 0);
-		CHECK(store_count_statements_by_decision(s, count_cb, &c) == 0);
+		CHECK(count_stmts(s, &c) == 0);
 		CHECK(c.allow == 315 && c.deny == 4 && c.other == 1);
 		memset(&c, 0, sizeof(c));
-		CHECK(store_count_statements_by_decision(s, count_cb, &c) == 0);
+		CHECK(count_stmts(s, &c) == 0);
 		CHECK(c.allow == 315 && c.deny == 4 && c.other == 1);
 		lone2 = y;
 	}
@@ -970,6 +985,67 @@ static void test_recordings_chunks(void)
 	CHECK(rec_text(p, 10, got, sizeof(got)) == -1);
 }
 
+/* /metrics' statement counts: the store's first count is a thread's snapshot, while the
+ * event loop goes on writing; what was written around it is counted once, not twice or never;
+ * a close while it counts ends it. */
+static void test_count_snapshot(void)
+{
+	char p[512];
+	struct store *s = empty_store(p, sizeof(p));
+	struct store_stmt t = { .seq = 1, .protocol = "simple", .text = "SELECT 1", .kind = "read" };
+	struct store_stmt_outcome o = { .tag = "SELECT 1", .rows = 1, .duration_us = 1 };
+	struct { int64_t allow, deny, other; } c = { 0, 0, 0 };
+	int64_t id;
+	int r;
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	for (int b = 0; b < 60; b++) {
+		CHECK(store_batch_begin(s) == 0);
+		for (int i = 0; i < 50; i++) {
+			t.conn_id = 1 + i % 3;
+			t.decision = i % 5 ? "allow" : "deny";
+			CHECK(store_stmt_add(s, &t, &id) == 0 && store_stmt_outcome(s, id, &o) == 0);
+		}
+		CHECK(store_batch_commit_settled(s) == 0);
+	}
+	store_count_start(s);
+	/* written while the thread counts: some before its snapshot, some after, one alone */
+	for (int b = 0; b < 5; b++) {
+		CHECK(store_batch_begin(s) == 0);
+		t.decision = "allow";
+		CHECK(store_stmt_add(s, &t, &id) == 0 && store_stmt_outcome(s, id, &o) == 0);
+		CHECK(store_batch_commit_settled(s) == 0);
+	}
+	t.decision = "review";
+	CHECK(store_stmt_add(s, &t, &id) == 0);
+	r = count_stmts(s, &c);
+	CHECK(r == 0);
+	CHECK(c.allow == 2400 + 5 && c.deny == 600 && c.other == 1);
+	memset(&c, 0, sizeof(c));
+	CHECK(store_batch_begin(s) == 0);
+	t.decision = "deny";
+	CHECK(store_stmt_add(s, &t, &id) == 0 && store_stmt_outcome(s, id, &o) == 0);
+	CHECK(store_batch_commit_settled(s) == 0);
+	CHECK(count_stmts(s, &c) == 0);
+	CHECK(c.allow == 2405 && c.deny == 601 && c.other == 1);
+	store_close(s);
+	/* a close while the count runs (or right after) ends it; the next start counts it all */
+	CHECK(store_open(p, &s) == 0);
+	if (!s)
+		return;
+	store_count_start(s);
+	store_close(s);
+	CHECK(store_open(p, &s) == 0);
+	if (!s)
+		return;
+	memset(&c, 0, sizeof(c));
+	CHECK(count_stmts(s, &c) == 0);
+	CHECK(c.allow == 2405 && c.deny == 601 && c.other == 1);
+	store_close(s);
+}
+
 /* A version 8 store (recordings with a rowid and a time index) keeps its recordings in 9 and 10. */
 static void test_recordings_v8_upgrade(void)
 {
@@ -1222,6 +1298,7 @@ int main(void)
 	RUN(test_review_records);
 	RUN(test_recordings_retention);
 	RUN(test_recordings_chunks);
+	RUN(test_count_snapshot);
 	RUN(test_recordings_v8_upgrade);
 	RUN(test_rotate);
 	RUN(test_pg_summary);

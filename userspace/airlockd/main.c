@@ -588,6 +588,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	store_limits_from(d.store, d.cfg);
+	store_count_start(d.store);     /* /metrics' statement counts, off the event loop */
 	{
 		struct timeval every = { 0, 250 * 1000 };
 

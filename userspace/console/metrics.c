@@ -37,8 +37,15 @@ void metrics_render(struct console *c, struct reply *r)
 		al_warn("metrics: cannot count requests");
 	fprintf(f, "# HELP airlock_statements_total Audited statements by policy decision.\n"
 		   "# TYPE airlock_statements_total counter\n");
-	if (store_count_statements_by_decision(c->store, put_decision, f) < 0)
+	switch (store_count_statements_by_decision(c->store, put_decision, f)) {
+	case 0:
+		break;
+	case 1:         /* no partial counter: it would jump once the count is done */
+		fprintf(f, "# airlock_statements_total: the statements in the store are being counted\n");
+		break;
+	default:
 		al_warn("metrics: cannot count statements");
+	}
 	if (kern_counters(c->kern, kc) == 0) {
 		fprintf(f, "# HELP airlock_steered_connections_total Connections the kernel steered into airlockd.\n"
 			   "# TYPE airlock_steered_connections_total counter\n"

@@ -881,6 +881,7 @@ void store_audit_close(struct store *s)
 {
 	struct store_audit *a = store_audit_state(s);
 
+	store_count_stop(s);
 	if (store_db(s)) {
 		sqlite3_preupdate_hook(store_db(s), NULL, NULL);
 		sqlite3_rollback_hook(store_db(s), NULL, NULL);

@@ -2,6 +2,7 @@
 #include "store_int.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 static int bind_text(sqlite3_stmt *st, int i, const char *v)
@@ -237,24 +238,24 @@ int store_count_requests_by_state(struct store *s, int (*cb)(void *arg, const ch
 	return count_by(s, "SELECT state, count(*) FROM requests GROUP BY state ORDER BY state", cb, arg);
 }
 
-/* Adds n to decision's count; -1 without memory. */
-static int count_add(struct store_audit *a, const char *decision, int64_t n)
+/* Adds n to decision's count in (*c, *n); -1 without memory. */
+static int count_add(struct stmt_count **c, size_t *n, const char *decision, int64_t v)
 {
-	struct stmt_count *c;
+	struct stmt_count *g;
 	size_t i;
 
-	for (i = 0; i < a->n_counts; i++)
-		if (strcmp(a->counts[i].decision, decision) == 0) {
-			a->counts[i].n += n;
+	for (i = 0; i < *n; i++)
+		if (strcmp((*c)[i].decision, decision) == 0) {
+			(*c)[i].n += v;
 			return 0;
 		}
-	c = realloc(a->counts, (a->n_counts + 1) * sizeof(*c));
-	if (!c)
+	g = realloc(*c, (*n + 1) * sizeof(*g));
+	if (!g)
 		return -1;
-	a->counts = c;
+	*c = g;
 	/* all decisions are short words the store writes; a longer one is cut, not lost */
-	snprintf(c[a->n_counts].decision, sizeof(c->decision), "%s", decision);
-	c[a->n_counts++].n = n;
+	snprintf(g[*n].decision, sizeof(g->decision), "%s", decision);
+	g[(*n)++].n = v;
 	return 0;
 }
 
@@ -264,15 +265,11 @@ static int count_cmp(const void *x, const void *y)
 }
 
 /*
- * The counts go on from where the last call stopped: only rows and batches written since (their
- * ids are above the marks: both are written in id order) are read, so a scrape costs what
- * was written since the last one, not the whole store (a day of load is tens of millions of
- * batches; reading them all took seconds in the event loop). The first call after start reads
- * what the file holds. Rotation's pruning leaves the counts alone: they only grow, as a
- * Prometheus counter should.
+ * Adds the statements written alone and in batches above the ids in mark (statement_rows,
+ * command_batches: both are written in id order) to (*c, *n), and moves mark up to what it
+ * read: 0, or -1 (a query failed, or no memory: what was added is not to be trusted).
  */
-int store_count_statements_by_decision(struct store *s,
-				       int (*cb)(void *arg, const char *key, int64_t n), void *arg)
+static int count_new(sqlite3 *db, struct stmt_count **c, size_t *n, int64_t mark[2])
 {
 	static const char *const sql[] = {
 		"SELECT decision, count(*), max(id) FROM statement_rows WHERE id > ?1 GROUP BY decision",
@@ -282,40 +279,159 @@ int store_count_statements_by_decision(struct store *s,
 		" UNION ALL SELECT json_extract(j.value, '$.decision'), count(*), max(b.id) FROM command_batches b,"
 		" json_each(b.rows) j WHERE b.id > ?1 AND b.kind = 'statements' AND b.decisions IS NULL GROUP BY 1",
 	};
-	struct store_audit *a = store_audit_state(s);
-	int64_t *mark[] = { &a->counted_row, &a->counted_batch }, upto[2];
-	int r = SQLITE_DONE;
+	int64_t upto[2];
 
-	store_held_flush(s);
 	for (size_t q = 0; q < AL_ARRAY_LEN(sql); q++) {
 		sqlite3_stmt *st = NULL;
+		int r = SQLITE_ERROR;
 
-		upto[q] = *mark[q];
-		if (sqlite3_prepare_v2(store_db(s), sql[q], -1, &st, NULL) != SQLITE_OK ||
-		    sqlite3_bind_int64(st, 1, *mark[q]) != SQLITE_OK) {
-			sqlite3_finalize(st);
-			return -1;
-		}
-		while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-			const char *k = (const char *)sqlite3_column_text(st, 0);
+		upto[q] = mark[q];
+		if (sqlite3_prepare_v2(db, sql[q], -1, &st, NULL) == SQLITE_OK &&
+		    sqlite3_bind_int64(st, 1, mark[q]) == SQLITE_OK) {
+			while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+				const char *k = (const char *)sqlite3_column_text(st, 0);
 
-			if (count_add(a, k ? k : "", sqlite3_column_int64(st, 1)) < 0)
-				break;
-			if (sqlite3_column_int64(st, 2) > upto[q])
-				upto[q] = sqlite3_column_int64(st, 2);
+				if (count_add(c, n, k ? k : "", sqlite3_column_int64(st, 1)) < 0)
+					break;
+				if (sqlite3_column_int64(st, 2) > upto[q])
+					upto[q] = sqlite3_column_int64(st, 2);
+			}
 		}
 		sqlite3_finalize(st);
-		if (r != SQLITE_DONE) {
-			/* counted in part: start over from nothing at the next call */
-			free(a->counts);
-			a->counts = NULL;
-			a->n_counts = 0;
-			a->counted_row = a->counted_batch = 0;
+		if (r != SQLITE_DONE)
+			return -1;
+	}
+	mark[0] = upto[0];
+	mark[1] = upto[1];
+	return 0;
+}
+
+/*
+ * What the store held when the daemon started is counted once, by a thread of its own on a
+ * read-only connection of its own (a consistent snapshot: WAL readers never block the
+ * writer): a day of load is millions of batches, and reading them took seconds, which in
+ * the event loop was seconds without traffic. Until that count is done, /metrics leaves the
+ * statements out; from then on a scrape adds what was written above the snapshot's marks.
+ */
+static void *count_main(void *arg)
+{
+	struct store_audit *a = arg;
+	struct stmt_count *c = NULL;
+	size_t n = 0;
+	int64_t mark[2] = { 0, 0 };
+	sqlite3 *db = NULL;
+	int ok = 0, stopped;
+
+	if (sqlite3_open_v2(a->path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) == SQLITE_OK) {
+		pthread_mutex_lock(&a->count_mu);
+		a->count_db = a->count_stop ? NULL : db;
+		pthread_mutex_unlock(&a->count_mu);
+		ok = a->count_db && sqlite3_busy_timeout(db, 5000) == SQLITE_OK &&
+		     sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK && count_new(db, &c, &n, mark) == 0;
+		(void)sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	}
+	pthread_mutex_lock(&a->count_mu);
+	a->count_db = NULL;
+	if (ok) {
+		a->init_counts = c;
+		a->n_init_counts = n;
+		a->init_mark[0] = mark[0];
+		a->init_mark[1] = mark[1];
+		c = NULL;
+	}
+	a->count_state = ok ? COUNT_READY : COUNT_FAILED;
+	stopped = a->count_stop;
+	pthread_mutex_unlock(&a->count_mu);
+	if (!ok && !stopped)
+		al_warn("store: counting the statements for /metrics failed: %s", db ? sqlite3_errmsg(db) : "out of memory");
+	free(c);
+	sqlite3_close(db);
+	return NULL;
+}
+
+void store_count_start(struct store *s)
+{
+	struct store_audit *a = store_audit_state(s);
+
+	if (a->count_thread || a->counting)
+		return;
+	if (pthread_mutex_init(&a->count_mu, NULL) != 0)
+		return;
+	a->count_state = COUNT_RUNNING;
+	if (pthread_create(&a->count_thr, NULL, count_main, a) != 0) {
+		pthread_mutex_destroy(&a->count_mu);
+		al_warn("store: no thread to count the statements for /metrics");
+		return;
+	}
+	a->count_thread = 1;
+}
+
+/* Ends the count (interrupted if it is still reading) and forgets it. */
+void store_count_stop(struct store *s)
+{
+	struct store_audit *a = store_audit_state(s);
+
+	if (!a->count_thread)
+		return;
+	pthread_mutex_lock(&a->count_mu);
+	a->count_stop = 1;
+	if (a->count_db)
+		sqlite3_interrupt(a->count_db);
+	pthread_mutex_unlock(&a->count_mu);
+	pthread_join(a->count_thr, NULL);
+	pthread_mutex_destroy(&a->count_mu);
+	free(a->init_counts);
+	a->init_counts = NULL;
+	a->n_init_counts = 0;
+	a->count_thread = 0;
+	a->count_stop = 0;
+}
+
+int store_count_statements_by_decision(struct store *s,
+				       int (*cb)(void *arg, const char *key, int64_t n), void *arg)
+{
+	struct store_audit *a = store_audit_state(s);
+	int64_t mark[2];
+	int state;
+
+	if (!a->counting) {
+		store_count_start(s);
+		if (!a->count_thread)
+			return -1;
+		pthread_mutex_lock(&a->count_mu);
+		state = a->count_state;
+		pthread_mutex_unlock(&a->count_mu);
+		if (state == COUNT_RUNNING)
+			return 1;
+		if (state == COUNT_FAILED) {
+			store_count_stop(s);    /* the next call counts again */
 			return -1;
 		}
+		/* the snapshot's count: from here on, this thread's */
+		pthread_join(a->count_thr, NULL);
+		pthread_mutex_destroy(&a->count_mu);
+		a->count_thread = 0;
+		a->counts = a->init_counts;
+		a->n_counts = a->n_init_counts;
+		a->counted_row = a->init_mark[0];
+		a->counted_batch = a->init_mark[1];
+		a->init_counts = NULL;
+		a->n_init_counts = 0;
+		a->counting = 1;
 	}
-	*mark[0] = upto[0];
-	*mark[1] = upto[1];
+	store_held_flush(s);
+	mark[0] = a->counted_row;
+	mark[1] = a->counted_batch;
+	if (count_new(store_db(s), &a->counts, &a->n_counts, mark) < 0) {
+		/* counted in part: start over, from nothing, at the next call */
+		free(a->counts);
+		a->counts = NULL;
+		a->n_counts = 0;
+		a->counting = 0;
+		return -1;
+	}
+	a->counted_row = mark[0];
+	a->counted_batch = mark[1];
 	qsort(a->counts, a->n_counts, sizeof(*a->counts), count_cmp);
 	for (size_t i = 0; i < a->n_counts; i++)
 		if (cb(arg, a->counts[i].decision, a->counts[i].n) < 0)

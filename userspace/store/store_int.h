@@ -93,6 +93,7 @@ int store_each_row(sqlite3_stmt *st, int (*cb)(void *arg, const char *json), voi
  */
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 
 struct audit_table;
 struct audit_rec;
@@ -126,6 +127,19 @@ struct store_audit {
 	struct stmt_count { char decision[32]; int64_t n; } *counts;
 	size_t n_counts;
 	int64_t counted_row, counted_batch;
+	int counting;                   /* counts and marks are in use (the first count is done) */
+	/* the first count, of what the store held, in a thread (console.c): count_thread says
+	 * one runs or is done and not joined yet; count_mu guards count_state, count_db,
+	 * count_stop and the init_ results while it is */
+	int count_thread;
+	enum { COUNT_RUNNING, COUNT_READY, COUNT_FAILED } count_state;
+	pthread_t count_thr;
+	pthread_mutex_t count_mu;
+	sqlite3 *count_db;
+	int count_stop;
+	struct stmt_count *init_counts;
+	size_t n_init_counts;
+	int64_t init_mark[2];
 	uint32_t *chunk_slot;           /* conn_id -> chunk index + 1 (open addressing) */
 	size_t n_slots;
 	struct store_limits limits;
@@ -150,6 +164,8 @@ int store_audit_flush(struct store *s);
  * fails the commit: a row must never name a seq that another record gets. */
 int64_t store_audit_next_seq(struct store *s);
 int store_audit_batch(struct store *s, int64_t seq, int64_t batch_id, const char *body, size_t len);
+/* console.c: stops the first count of the statements, if it runs (at close). */
+void store_count_stop(struct store *s);
 /* Forgets queued records of a change that was rolled back. */
 void store_audit_discard(struct store *s);
 /* Statements other files of the store prepare once, on first use (finalized at close). */
