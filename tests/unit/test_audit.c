@@ -918,6 +918,49 @@ static void test_recordings_retention(void)
 		    " AND body LIKE '%\"messages\":3%'") == 1);
 }
 
+/* A pass of retention goes through the sessions that ended before its cut a slice (2000) a
+ * store tick, from where the last pass stopped: all of them once, the others never. */
+static void test_recordings_retention_slices(void)
+{
+	char p[512], sql[1024];
+	struct store *s = empty_store(p, sizeof(p));
+	struct store_limits l = { .record_retention_us = 3600 * 1000000ll };
+	int64_t old = al_now_us() - 7200 * 1000000ll;
+	int ticks = 0;
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	store_close(s);
+	/* 5000 sessions that ended 2 h ago, one in three with a recording; 10 that ended now; 5 open */
+	snprintf(sql, sizeof(sql), "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 5015)"
+		 " INSERT INTO connections (id, opened_us, closed_us, reason) SELECT i, %lld + i,"
+		 " CASE WHEN i <= 5000 THEN %lld + i + 1 WHEN i <= 5010 THEN %lld END, 'closed' FROM c",
+		 (long long)old, (long long)old, (long long)al_now_us());
+	CHECK(exec_sql(p, sql) == 0);
+	CHECK(exec_sql(p, "INSERT INTO recordings (conn_id, seq, at_us, n, data) SELECT id, 1, opened_us, 2, X'00'"
+		       " FROM connections WHERE id % 3 = 0 OR id > 5000") == 0);
+	CHECK(q_int(p, "SELECT count(*) FROM recordings") == 1666 + 15);
+	CHECK(store_open(p, &s) == 0);
+	if (!s)
+		return;
+	store_set_limits(s, &l);
+	do {
+		store_tick(s);
+		CHECK(store_batch_commit(s) == 0);
+	} while (++ticks < 10 && q_int(p, "SELECT count(*) FROM audit WHERE kind = 'recordings_expired'") == 0);
+	CHECK(ticks == 3);      /* 2000 + 2000 + 1000 */
+	CHECK(q_int(p, "SELECT count(*) FROM recordings") == 15);
+	CHECK(q_int(p, "SELECT count(*) FROM recordings WHERE conn_id <= 5000") == 0);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'recordings_expired'"
+		    " AND body LIKE '%\"messages\":3332}'") == 1);
+	/* the next ticks (within a minute) start no pass */
+	store_tick(s);
+	CHECK(store_batch_commit(s) == 0);
+	store_close(s);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind = 'recordings_expired'") == 1);
+}
+
 /* A session's messages are gathered into chunk rows that outlive a commit: one is written
  * once it is REC_HOLD_US (200 ms) old, its session ended, or at close. Read back they are the
  * messages, in order, byte for byte (newlines, NUL-less binary, no data), sessions
@@ -1068,10 +1111,12 @@ static void test_recordings_v8_upgrade(void)
 		       " ALTER TABLE http_request_rows RENAME TO http_requests;"
 		       " INSERT INTO statements (conn_id, seq, at_us, protocol, text, kind, decision)"
 		       " VALUES (7, 1, 5, 'simple', 'SELECT 1', 'read', 'allow');"
+		       " DROP INDEX connections_closed_us;"     /* and before 14 */
 		       " PRAGMA user_version = 8;") == 0);
 	CHECK(store_open(p, &s) == 0);
 	CHECK(s && store_schema_version(s) == STORE_SCHEMA_VERSION);
 	store_close(s);
+	CHECK(q_int(p, "SELECT count(*) FROM sqlite_schema WHERE name = 'connections_closed_us'") == 1);
 	CHECK(q_int(p, "SELECT count(*) FROM sqlite_schema WHERE name = 'recordings'"
 		    " AND sql LIKE '%WITHOUT ROWID%'") == 1);
 	CHECK(q_int(p, "SELECT count(*) FROM sqlite_schema WHERE name = 'recordings_at_us'") == 0);
@@ -1297,6 +1342,7 @@ int main(void)
 	RUN(test_failed_write_no_record);
 	RUN(test_review_records);
 	RUN(test_recordings_retention);
+	RUN(test_recordings_retention_slices);
 	RUN(test_recordings_chunks);
 	RUN(test_count_snapshot);
 	RUN(test_recordings_v8_upgrade);

@@ -183,6 +183,9 @@ static const char *const migrations[] = {
 	"DROP VIEW http_requests;"
 	"CREATE VIEW statements AS SELECT " STMT_COLS " FROM statement_rows UNION ALL " STMT_BATCHED("") ";"
 	"CREATE VIEW http_requests AS SELECT " HTTP_COLS " FROM http_request_rows UNION ALL " HTTP_BATCHED("") ";",
+	/* 14: recordings expire by their session's end (rec.c): the sessions that ended since the
+	 * last pass, found by this index, not by reading every session the store holds */
+	"CREATE INDEX connections_closed_us ON connections(closed_us);",
 };
 
 _Static_assert(AL_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,

@@ -147,6 +147,9 @@ struct store_audit {
 	int capped;                     /* used bytes at limits.max_size */
 	int muted;                      /* rotation's deletions are no records */
 	int64_t size_mono_us, retention_mono_us;
+	/* recordings retention (rec.c): a pass expires the sessions that ended before ret_cut, in
+	 * (closed_us, id) order, a slice a tick; those up to ret_at_us/ret_at_id are done */
+	int64_t ret_cut, ret_at_us, ret_at_id, ret_msgs;
 	uint64_t used_bytes;
 	uint64_t rotated_floor;         /* bytes in use right after the last rotation */
 };
