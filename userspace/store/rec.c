@@ -589,12 +589,9 @@ static void rec_expire(struct store *s)
 out:
 	sqlite3_finalize(q);
 	sqlite3_finalize(del);
-	if (r != SQLITE_DONE) {
+	if (r != SQLITE_DONE)           /* the pass ends here; the next goes on from the last session done */
 		al_warn("store: deleting old recordings failed: %s", sqlite3_errmsg(store_db(s)));
-		a->ret_cut = 0;         /* the next pass goes on from the last session done */
-		return;
-	}
-	if (rows < RET_SLICE) {
+	if (r != SQLITE_DONE || rows < RET_SLICE) {
 		char body[96];
 
 		snprintf(body, sizeof(body), "{\"before_us\":%" PRId64 ",\"messages\":%" PRId64 "}", a->ret_cut,
