@@ -195,8 +195,6 @@ int al_sha256_hex(const void *in, size_t n, char out[65])
 	return 0;
 }
 
-
-
 uint64_t al_nofile_raise(uint64_t want)
 {
 	struct rlimit rl;
