@@ -98,14 +98,6 @@ class Relay:
         self.lsn.close()
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 AGENT = r'''
 import selectors, socket, struct, sys, time
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -220,7 +212,7 @@ def main():
     # upstream login, caches, the heap): the figures are per flow, not per daemon.
     for k, n in enumerate([1] + SIZES):
         import subprocess
-        base = rss_kib(pid)
+        base = lib.rss_kib(pid)
         p = cg.popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                       "/usr/bin/python3", "-c", AGENT, ADDR, str(relay.port), str(n)],
                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -228,7 +220,7 @@ def main():
         if p.stdout.readline().strip() != "ready":
             raise SystemExit("agent did not connect")
         time.sleep(0.3)
-        idle = rss_kib(pid)
+        idle = lib.rss_kib(pid)
         p.stdin.write("go\n")
         p.stdin.flush()
         p.stdout.readline()
@@ -239,7 +231,7 @@ def main():
             if len(pending) >= n:
                 break
             time.sleep(0.05)
-        parked = rss_kib(pid)
+        parked = lib.rss_kib(pid)
         # Which connection parked which request, by its statement: connection i sent
         # "... WHERE id = i+1" (the order the requests were made in is not the connections').
         conn_of = {}

@@ -155,6 +155,15 @@ def make_workdir():
 
 # ---------------------------------------------------------------- processes
 
+def rss_kib(pid):
+    """The resident memory of process pid in KiB (0 if /proc does not say)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def stop_process(p, timeout=5.0, sig=signal.SIGTERM):
     """Stops a Popen we started: sig, then SIGKILL after timeout. Returns its exit code."""
     if p.poll() is None:

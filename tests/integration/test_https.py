@@ -319,24 +319,16 @@ except (OSError, ssl.SSLError) as e:
 """
 
 
-def vm_rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def case_flood_while_waiting():
     """An agent that sends on and on while its request waits for the upstream: airlockd stops
     reading it at a bound (a head and a body held for review, four times over), so its memory
     does not follow; the request is still answered."""
     need_up()
-    rss0 = vm_rss_kib(T.al.proc.pid)
+    rss0 = lib.rss_kib(T.al.proc.pid)
     p = T.cg.popen(as_agent([lib.PY, "-c", FLOOD_CLIENT, API, str(T.port), API_NAME, T.ca]),
                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=agent_env())
     first = p.stdout.readline().strip()
-    rss1 = vm_rss_kib(T.al.proc.pid)
+    rss1 = lib.rss_kib(T.al.proc.pid)
     out, err = p.communicate(timeout=40)
     sent = int(first) if first.isdigit() else -1
     # the bound (about 400 KiB here) and the sockets' buffers; unbounded, it took 100s of MB

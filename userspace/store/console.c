@@ -238,27 +238,6 @@ int store_count_requests_by_state(struct store *s, int (*cb)(void *arg, const ch
 	return count_by(s, "SELECT state, count(*) FROM requests GROUP BY state ORDER BY state", cb, arg);
 }
 
-/* Adds n to decision's count in (*c, *n); -1 without memory. */
-static int count_add(struct stmt_count **c, size_t *n, const char *decision, int64_t v)
-{
-	struct stmt_count *g;
-	size_t i;
-
-	for (i = 0; i < *n; i++)
-		if (strcmp((*c)[i].decision, decision) == 0) {
-			(*c)[i].n += v;
-			return 0;
-		}
-	g = realloc(*c, (*n + 1) * sizeof(*g));
-	if (!g)
-		return -1;
-	*c = g;
-	/* all decisions are short words the store writes; a longer one is cut, not lost */
-	snprintf(g[*n].decision, sizeof(g->decision), "%s", decision);
-	g[(*n)++].n = v;
-	return 0;
-}
-
 static int count_cmp(const void *x, const void *y)
 {
 	return strcmp(((const struct stmt_count *)x)->decision, ((const struct stmt_count *)y)->decision);
@@ -293,7 +272,7 @@ static int count_new(sqlite3 *db, struct stmt_count **c, size_t *n, int64_t mark
 			while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 				const char *k = (const char *)sqlite3_column_text(st, 0);
 
-				if (count_add(c, n, k ? k : "", sqlite3_column_int64(st, 1)) < 0)
+				if (store_count_add(c, n, k ? k : "", sqlite3_column_int64(st, 1)) < 0)
 					break;
 				if (sqlite3_column_int64(st, 2) > upto[q])
 					upto[q] = sqlite3_column_int64(st, 2);

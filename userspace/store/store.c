@@ -1237,31 +1237,36 @@ struct cmd_batch {
 	int64_t *conns;
 	size_t n_conns, cap_conns, n;
 	int64_t first_id, last_id, first_at, last_at;
-	struct { char *decision; int64_t n; } dec[8];   /* how many of each decision (copies) */
+	struct stmt_count *dec;         /* how many of each decision */
 	size_t n_dec;
 	int oom;
 };
 
-/* Counts a command's decision (there are a handful: allow, deny, review, approved, ...). */
+int store_count_add(struct stmt_count **c, size_t *n, const char *decision, int64_t v)
+{
+	struct stmt_count *g;
+	size_t i;
+
+	for (i = 0; i < *n; i++)
+		if (strcmp((*c)[i].decision, decision) == 0) {
+			(*c)[i].n += v;
+			return 0;
+		}
+	g = realloc(*c, (*n + 1) * sizeof(*g));
+	if (!g)
+		return -1;
+	*c = g;
+	/* all decisions are short words the store writes; a longer one is cut, not lost */
+	snprintf(g[*n].decision, sizeof(g->decision), "%s", decision);
+	g[(*n)++].n = v;
+	return 0;
+}
+
+/* Counts a command's decision in its batch (the list is kept for the next batch). */
 static void batch_decision(struct cmd_batch *cb, const char *d)
 {
-	size_t i = 0;
-
-	d = d ? d : "";
-	while (i < cb->n_dec && strcmp(cb->dec[i].decision, d) != 0)
-		i++;
-	if (i == cb->n_dec) {
-		if (cb->n_dec == AL_ARRAY_LEN(cb->dec)) {
-			cb->oom = 1;    /* never: the decisions are the store's own few names */
-			return;
-		}
-		if (!(cb->dec[cb->n_dec].decision = strdup(d))) {
-			cb->oom = 1;
-			return;
-		}
-		cb->dec[cb->n_dec++].n = 0;
-	}
-	cb->dec[i].n++;
+	if (store_count_add(&cb->dec, &cb->n_dec, d ? d : "", 1) < 0)
+		cb->oom = 1;
 }
 
 static void j_str(struct al_buf *b, const char *key, const char *v)
@@ -1451,8 +1456,6 @@ static int batch_write(struct store *s, struct cmd_batch *cb)
 	free(conns.p);
 	free(dec.p);
 	free(body.p);
-	for (size_t i = 0; i < cb->n_dec; i++)
-		free(cb->dec[i].decision);
 	cb->rows.len = 0;
 	cb->rows.oom = 0;
 	cb->n = cb->n_conns = cb->n_dec = 0;
@@ -1493,8 +1496,10 @@ static int held_write_all(struct store *s, struct held *q)
 	failed |= batch_write(s, &bh) < 0;
 	free(bs.rows.p);
 	free(bs.conns);
+	free(bs.dec);
 	free(bh.rows.p);
 	free(bh.conns);
+	free(bh.dec);
 	if (failed)
 		al_err("store: commands of this batch could not be recorded");
 	return failed ? -1 : 0;

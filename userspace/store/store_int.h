@@ -98,6 +98,11 @@ int store_each_row(sqlite3_stmt *st, int (*cb)(void *arg, const char *json), voi
 struct audit_table;
 struct audit_rec;
 
+/* A count by name (decisions: allow, deny, review, ... all short): store_count_add adds v
+ * to name's count in the list (*c, *n), a new name at its end; -1 without memory. */
+struct stmt_count { char decision[32]; int64_t n; };
+int store_count_add(struct stmt_count **c, size_t *n, const char *decision, int64_t v);
+
 struct store_audit {
 	int64_t seq;                    /* the chain's head */
 	char hash[65];
@@ -124,7 +129,7 @@ struct store_audit {
 	size_t n_chunks, cap_chunks;
 	size_t rec_pending;             /* bytes in the chunks */
 	/* statements counted by decision (console.c): what is written up to these ids */
-	struct stmt_count { char decision[32]; int64_t n; } *counts;
+	struct stmt_count *counts;
 	size_t n_counts;
 	int64_t counted_row, counted_batch;
 	int counting;                   /* counts and marks are in use (the first count is done) */
