@@ -347,7 +347,8 @@ void store_count_start(struct store *s)
 	a->count_thread = 1;
 }
 
-/* Ends the count (interrupted if it is still reading) and forgets it. */
+/* Ends the count's thread (interrupted if it is still reading; joined when done) and forgets
+ * what it did not hand over. */
 void store_count_stop(struct store *s)
 {
 	struct store_audit *a = store_audit_state(s);
@@ -388,17 +389,14 @@ int store_count_statements_by_decision(struct store *s,
 			store_count_stop(s);    /* the next call counts again */
 			return -1;
 		}
-		/* the snapshot's count: from here on, this thread's */
-		pthread_join(a->count_thr, NULL);
-		pthread_mutex_destroy(&a->count_mu);
-		a->count_thread = 0;
+		/* the snapshot's count (the thread is done with it): from here on, this thread's */
 		a->counts = a->init_counts;
 		a->n_counts = a->n_init_counts;
 		a->counted_row = a->init_mark[0];
 		a->counted_batch = a->init_mark[1];
 		a->init_counts = NULL;
-		a->n_init_counts = 0;
 		a->counting = 1;
+		store_count_stop(s);
 	}
 	store_held_flush(s);
 	mark[0] = a->counted_row;
