@@ -106,7 +106,12 @@ $(B)/tests/tsan/%: tests/unit/%.c tests/unit/harness.h $(TSAN_LIB)
 # A unit test that builds a daemon file in (not part of the library) depends on it too.
 $(B)/tests/test_sock_out: userspace/net/sock_out.c userspace/net/sock_out.h
 
-unit: $(UNIT_BIN) $(TSAN_BIN)
+# Tools the tests run (tests/tools/): built like the daemon, without sanitizers.
+$(B)/tests/fill_store: tests/tools/fill_store.c $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+unit: $(UNIT_BIN) $(TSAN_BIN) $(B)/tests/fill_store
 
 test: all unit
 	@bash tests/run.sh

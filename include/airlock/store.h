@@ -262,6 +262,24 @@ int store_token_add(struct store *s, const char *user, const char *sha256_hex) A
 /* The user a token hash belongs to: 0 found (name copied), 1 not found, -1 error. */
 int store_token_user(struct store *s, const char *sha256_hex, char *user, size_t len) AL_MUST;
 
+/*
+ * A read-only connection to the store for reads that may take long (the console's audit
+ * searches and session views), made to be used by one thread other than the event loop's:
+ * the loop keeps writing while it reads. store_reader_sync (in the loop) commits what the
+ * loop holds, so that a reader begun after it sees everything up to then.
+ */
+struct store_reader;
+int store_reader_open(struct store *s, struct store_reader **out, char *err, size_t errlen) AL_MUST;
+void store_reader_close(struct store_reader *r);
+int store_reader_sync(struct store *s) AL_MUST;
+/* One consistent snapshot from begin to end; a read past budget_us (0: none) fails, and
+ * store_reader_timed_out says so. */
+int store_reader_begin(struct store_reader *r, int64_t budget_us) AL_MUST;
+void store_reader_end(struct store_reader *r);
+int store_reader_timed_out(const struct store_reader *r);
+/* Makes a read running in another thread fail soon (any thread may call it). */
+void store_reader_interrupt(struct store_reader *r);
+
 /* Audit listings for the console, newest first; NULL/0 filters match all.
  * agent is a cgroup path prefix (or an exe); decision is a statement's
  * decision (allow, deny, review) or a connection's end reason. */
@@ -270,24 +288,24 @@ struct store_find_filter {
 	int64_t since_us;
 	unsigned int limit;
 };
-int store_find_connections(struct store *s, const struct store_find_filter *f,
+int store_find_connections(struct store_reader *r, const struct store_find_filter *f,
 			    int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
-int store_find_statements(struct store *s, const struct store_find_filter *f,
+int store_find_statements(struct store_reader *r, const struct store_find_filter *f,
 			   int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
-int store_find_requests(struct store *s, const struct store_find_filter *f,
+int store_find_requests(struct store_reader *r, const struct store_find_filter *f,
 			 int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
 /* One connection row; 1 if there is none. */
-int store_conn_get(struct store *s, int64_t id, int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
+int store_conn_get(struct store_reader *r, int64_t id, int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
 /* The statements of a connection in time order. */
-int store_conn_statements(struct store *s, int64_t conn_id,
+int store_conn_statements(struct store_reader *r, int64_t conn_id,
 			  int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
 /* The HTTP requests of a connection in order. */
-int store_conn_http(struct store *s, int64_t conn_id,
+int store_conn_http(struct store_reader *r, int64_t conn_id,
 		    int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
 /* The recorded Kubernetes exec/attach stream of an https connection in order: rows {seq, at_us,
  * dir, type, data} as userspace/net/k8s_rec.c writes them (none for other protocols: a
  * PostgreSQL session's statements say what its recorded rows did). */
-int store_conn_exec(struct store *s, int64_t conn_id,
+int store_conn_exec(struct store_reader *r, int64_t conn_id,
 		    int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
 /* Counts for /metrics: cb(arg, key, n) per group. */
 int store_count_requests_by_state(struct store *s, int (*cb)(void *arg, const char *key, int64_t n),

@@ -244,7 +244,7 @@ def max_req():
     return max((r["id"] for r in requests()), default=0)
 
 
-def http(method, path, body=None, headers=None):
+def http(method, path, body=None, headers=None, timeout=15):
     """(status, headers, body text) of a request to the console from this process (no cookies)."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(T.url.rstrip("/") + path, data=data, method=method,
@@ -253,7 +253,7 @@ def http(method, path, body=None, headers=None):
         req.add_header("Content-Type", "application/json")
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with opener.open(req, timeout=15) as r:
+        with opener.open(req, timeout=timeout) as r:
             return r.status, dict(r.headers), r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read().decode()
@@ -556,6 +556,83 @@ def case_rate_limit():
     check(st == 429, "a right password from the same address right after: %d (want 429: per-address limit)" % st)
 
 
+FILL_ROWS = 1000000
+FILL_STORE = os.path.join(lib.BUILD, "tests", "fill_store")
+
+
+def case_long_read():
+    """A console search that reads the whole store runs in the reader thread: agents' sessions
+    and airlockctl go on meanwhile; a stop does not wait for it."""
+    need_up()
+    check(T.token, "no API token (the token case failed)")
+    check(os.access(FILL_STORE, os.X_OK), "missing %s (make unit)" % FILL_STORE)
+    auth = {"Authorization": "Bearer " + T.token}
+    # The store a day of an agent's traffic makes: one session of FILL_ROWS statements.
+    T.up = False
+    check(T.al.stop() == 0, "airlockd did not stop cleanly: %s" % T.al.log_tail(5))
+    fill_cg = "/airlock-test-fill-" + lib.RUN_ID
+    r = subprocess.run([FILL_STORE, T.al.store, str(FILL_ROWS), fill_cg, "pg"], capture_output=True,
+                       text=True, timeout=600)
+    check(r.returncode == 0, "fill_store: %d %r" % (r.returncode, r.stderr[-300:]))
+    fill_conn = int(r.stdout.strip())
+    T.al.start()
+    T.up = True
+    # The newest rows of an agent come at once, right ones, newest first.
+    st, _, body = http("GET", "/api/v1/audit?what=statements&agent=%s&limit=5&since=" % fill_cg, headers=auth)
+    rows = json.loads(body).get("statements", []) if st == 200 else []
+    check(st == 200 and [x["seq"] for x in rows] == list(range(FILL_ROWS - 1, FILL_ROWS - 6, -1)) and
+          all(x["conn_id"] == fill_conn and x["cgroup_path"] == fill_cg and x["resource"] == "pg" and
+              x["decision"] == "allow" and x["tag"] == "SELECT 1" for x in rows),
+          "newest 5 of %s: %d %r" % (fill_cg, st, body[:400]))
+
+    # A search that matches nothing reads every batch; meanwhile psql goes through airlockd
+    # and airlockctl asks it for its status.
+    def search(out):
+        try:
+            out["resp"] = http("GET", "/api/v1/audit?what=statements&agent=/airlock-test-nobody&since=",
+                               headers=auth, timeout=300)
+        except OSError as e:
+            out["resp"] = (None, {}, repr(e))
+        out["end"] = time.monotonic()
+    res = {}
+    th = threading.Thread(target=search, args=(res,))
+    t0 = time.monotonic()
+    th.start()
+    time.sleep(0.3)
+    ends = []
+    for _ in range(3):
+        rc, out, err = finish(psql_bg(T.cg, "SELECT count(*) FROM items"), 60)
+        check(rc == 0 and out.strip().isdigit(), "psql during the search: %d %r %r" % (rc, out, err[-300:]))
+        ends.append(time.monotonic())
+    r = T.al.ctl("status")
+    check(r.returncode == 0 and "pinned cgroups" in r.stdout, "airlockctl status during the search: %r"
+          % r.stderr[-300:])
+    ends.append(time.monotonic())
+    th.join(310)
+    check("end" in res, "the search did not answer")
+    st, _, body = res["resp"]
+    check(st == 200 and json.loads(body)["statements"] == [], "the search: %s %r" % (st, body[:300]))
+    check(ends[-1] < res["end"], "psql and airlockctl ended %.2f s after start, the search %.2f s: they "
+          "waited for it" % (ends[-1] - t0, res["end"] - t0))
+    note("a search over %d statements took %.1f s; 3 psql sessions and airlockctl status were done "
+         "after %.1f s" % (FILL_ROWS, res["end"] - t0, ends[-1] - t0))
+    # A stop while such a search runs ends it (the request is dropped or answered 503).
+    res = {}
+    th = threading.Thread(target=search, args=(res,))
+    th.start()
+    time.sleep(0.5)
+    t1 = time.monotonic()
+    T.up = False
+    rc = T.al.stop(timeout=20)
+    stopped = time.monotonic() - t1
+    th.join(30)
+    check(rc == 0, "airlockd exited %s after a stop during a search (log: %s)" % (rc, T.al.log_tail(5)))
+    check("end" in res and res["resp"][0] in (None, 503), "the search cut by a stop: %r" % (res.get("resp"),))
+    note("airlockd stopped %.2f s after SIGTERM, during a search" % stopped)
+    T.al.start()
+    T.up = True
+
+
 def case_still_up():
     need_up()
     T.al.check_log_clean()
@@ -620,6 +697,8 @@ CASES = [
     ("an agent in a pinned cgroup cannot reach the console (steer_loop)", case_agent_refused),
     ("logout ends the session", case_logout),
     ("login rate limit: 5 failures a minute, then 429", case_rate_limit),
+    ("a search over %d statements runs beside the proxies: psql and airlockctl are answered while it "
+     "reads; a stop ends it" % FILL_ROWS, case_long_read),
     ("airlockd still up, no sanitizer lines", case_still_up),
 ]
 

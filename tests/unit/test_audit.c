@@ -630,8 +630,20 @@ static void test_stmt_batched(void)
 			 (long long)ids[4]);
 		CHECK(q_int(p, sql) == 1);
 	}
-	/* session 2's statements in order: alone, batched, alone */
-	CHECK(store_conn_statements(s, 2, stmt_rows_cb, mine) == 0);
+	/* session 2's statements in order: alone, batched, alone (read as the console reads:
+	 * on a connection of its own, after the loop has committed what it holds) */
+	{
+		struct store_reader *rd = NULL;
+		char err[256];
+
+		CHECK(store_reader_sync(s) == 0);
+		CHECK(store_reader_open(s, &rd, err, sizeof(err)) == 0);
+		CHECK(rd && store_reader_begin(rd, 0) == 0);
+		CHECK(rd && store_conn_statements(rd, 2, stmt_rows_cb, mine) == 0);
+		if (rd)
+			store_reader_end(rd);
+		store_reader_close(rd);
+	}
 	CHECK(json_array_size(mine) == 6);
 	if (json_array_size(mine) == 6) {
 		CHECK(json_integer_value(json_object_get(json_array_get(mine, 0), "id")) == lone);
@@ -1089,6 +1101,186 @@ static void test_count_snapshot(void)
 	store_close(s);
 }
 
+
+/* One row of a reference query as JSON, typed as the store's listings type it. */
+static json_t *ref_row(sqlite3_stmt *st)
+{
+	json_t *o = json_object();
+
+	for (int i = 0; i < sqlite3_column_count(st); i++) {
+		json_t *v;
+
+		switch (sqlite3_column_type(st, i)) {
+		case SQLITE_NULL: v = json_null(); break;
+		case SQLITE_INTEGER: v = json_integer(sqlite3_column_int64(st, i)); break;
+		default: v = json_stringn((const char *)sqlite3_column_text(st, i), (size_t)sqlite3_column_bytes(st, i));
+		}
+		json_object_set_new(o, sqlite3_column_name(st, i), v);
+	}
+	return o;
+}
+
+static int collect_cb(void *arg, const char *json)
+{
+	json_t *row = json_loads(json, JSON_ALLOW_NUL, NULL);
+
+	return row ? json_array_append_new(arg, row) : -1;
+}
+
+/*
+ * The statements search (store_find_statements: batched rows read in C, newest batches first,
+ * stopping early) answers what the statements view answers, row for row and column for column,
+ * for every filter: rows alone and batched, carried over a commit, with odd text, across
+ * connections whose paths share a prefix, and with since and the limit cutting in.
+ */
+static void test_find_statements(void)
+{
+	static const char *const texts[] = {
+		"SELECT 1", "DELETE FROM t WHERE a = 'x\"y'", "UPDATE t SET v = E'\\\\n' -- \xc3\xa9\xe2\x82\xac",
+		"SELECT '\t\x01<img src=x>'", "INSERT INTO t VALUES ('\xf0\x9f\x98\x80')",
+	};
+	static const char *const decisions[] = { "allow", "deny", "review", NULL };
+	struct conn_def { const char *cg, *exe, *res; } cd[] = {
+		{ "/a/b", "/usr/bin/psql", "pg1" }, { "/a/bc", "/usr/bin/python3", "pg2" },
+		{ "/x", "/opt/a", "pg1" }, { "/a", "/usr/bin/psql", "pg2" },
+	};
+	char p[512], err[256];
+	struct store *s = empty_store(p, sizeof(p));
+	struct store_reader *rd = NULL;
+	int64_t conns[4], id, base = al_now_us() - 1000000000, mid = 0;
+	sqlite3 *h = NULL;
+	int n = 0, cases = 0, bad = 0;
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	for (int i = 0; i < 4; i++) {
+		struct store_conn c = conn();
+
+		c.cgroup_path = cd[i].cg;
+		c.exe = cd[i].exe;
+		c.resource = cd[i].res;
+		CHECK(store_conn_open(s, &c, &conns[i]) == 0);
+	}
+	/* 30 commits of up to 13 rows, every fifth row left waiting for its outcome (carried), and
+	 * rows alone between them (no batch open). */
+	for (int b = 0; b < 30; b++) {
+		CHECK(store_batch_begin(s) == 0);
+		for (int i = 0; i < 13; i++, n++) {
+			struct store_stmt t = {
+				.conn_id = conns[(n * 7 + b) % 4], .seq = n, .at_us = base + (int64_t)n * 1000,
+				.protocol = n % 3 ? "simple" : "extended", .text = texts[n % 5], .kind = "read",
+				.fingerprint = "f00d", .relations_json = n % 2 ? "[\"t\"]" : "[]",
+				.params_json = n % 4 ? NULL : "[\"1\",null]", .decision = decisions[n % 4],
+				.rule = n % 3 ? NULL : "rule 2",
+			};
+			struct store_stmt_outcome o = { .tag = "SELECT 1", .rows = n % 6 ? n : -1, .duration_us = n };
+
+			CHECK(store_stmt_add(s, &t, &id) == 0);
+			if (n % 5)
+				CHECK(store_stmt_outcome(s, id, &o) == 0);
+		}
+		CHECK(store_batch_commit_settled(s) == 0);
+		if (b == 15)
+			mid = base + (int64_t)n * 1000;
+		if (b % 4 == 0) {
+			struct store_stmt t = { .conn_id = conns[b % 4], .seq = n, .at_us = base + (int64_t)n * 1000,
+						.protocol = "simple", .text = "SELECT 'alone'", .kind = "read",
+						.decision = decisions[b % 3] };
+
+			CHECK(store_stmt_add(s, &t, &id) == 0);
+			n++;
+		}
+	}
+	CHECK(store_reader_sync(s) == 0);
+	CHECK(q_int(p, "SELECT count(*) FROM statement_rows") > 0);
+	CHECK(q_int(p, "SELECT count(*) FROM command_batches") >= 30);
+	CHECK(store_reader_open(s, &rd, err, sizeof(err)) == 0);
+	CHECK(sqlite3_open_v2(p, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+	if (!rd || !h)
+		goto out;
+	{
+		const char *agents[] = { NULL, "/a", "/a/b", "/a/bc", "/usr/bin/psql", "/nope", "/a/" };
+		const char *resources[] = { NULL, "pg1" };
+		const char *decs[] = { NULL, "deny", "review" };
+		int64_t sinces[] = { 0, mid };
+		unsigned int limits[] = { 3, 40, 1000 };
+
+		for (size_t a = 0; a < AL_ARRAY_LEN(agents); a++)
+		for (size_t r = 0; r < AL_ARRAY_LEN(resources); r++)
+		for (size_t d = 0; d < AL_ARRAY_LEN(decs); d++)
+		for (size_t t = 0; t < AL_ARRAY_LEN(sinces); t++)
+		for (size_t l = 0; l < AL_ARRAY_LEN(limits); l++) {
+			struct store_find_filter f = { .agent = agents[a], .resource = resources[r],
+						       .decision = decs[d], .since_us = sinces[t], .limit = limits[l] };
+			json_t *got = json_array(), *want = json_array();
+			sqlite3_stmt *st = NULL;
+
+			cases++;
+			if (sqlite3_prepare_v2(h, "SELECT st.*, c.resource, c.cgroup_path, c.exe, c.pid, c.uid"
+					       " FROM statements st LEFT JOIN connections c ON c.id = st.conn_id"
+					       " WHERE (?1 IS NULL OR c.cgroup_path = ?1 OR c.cgroup_path GLOB ?1 || '/*'"
+					       " OR c.exe = ?1) AND (?2 IS NULL OR c.resource = ?2)"
+					       " AND (?3 IS NULL OR st.decision = ?3) AND st.at_us >= ?4"
+					       " ORDER BY st.id DESC LIMIT ?5", -1, &st, NULL) == SQLITE_OK) {
+				sqlite3_bind_text(st, 1, f.agent, -1, SQLITE_STATIC);
+				sqlite3_bind_text(st, 2, f.resource, -1, SQLITE_STATIC);
+				sqlite3_bind_text(st, 3, f.decision, -1, SQLITE_STATIC);
+				sqlite3_bind_int64(st, 4, f.since_us);
+				sqlite3_bind_int64(st, 5, f.limit);
+				while (sqlite3_step(st) == SQLITE_ROW)
+					json_array_append_new(want, ref_row(st));
+			}
+			sqlite3_finalize(st);
+			CHECK(store_reader_begin(rd, 0) == 0);
+			if (store_find_statements(rd, &f, collect_cb, got) != 0 || !json_equal(got, want)) {
+				if (bad++ < 3)
+					printf("#   agent %s resource %s decision %s since %lld limit %u: %zu rows, want %zu\n",
+					       f.agent ? f.agent : "-", f.resource ? f.resource : "-",
+					       f.decision ? f.decision : "-", (long long)f.since_us, f.limit,
+					       json_array_size(got), json_array_size(want));
+			}
+			store_reader_end(rd);
+			json_decref(got);
+			json_decref(want);
+		}
+	}
+	/* every limit from 1 up, with and without since: the limit falls on each row in turn,
+	 * carried ones too (the walk's stop) */
+	for (unsigned int l = 1; l <= 80; l++)
+		for (int t = 0; t < 2; t++) {
+			struct store_find_filter f = { .since_us = t ? mid : 0, .limit = l };
+			json_t *got = json_array(), *want = json_array();
+			sqlite3_stmt *st = NULL;
+
+			cases++;
+			if (sqlite3_prepare_v2(h, "SELECT st.*, c.resource, c.cgroup_path, c.exe, c.pid, c.uid"
+					       " FROM statements st LEFT JOIN connections c ON c.id = st.conn_id"
+					       " WHERE st.at_us >= ?1 ORDER BY st.id DESC LIMIT ?2", -1, &st,
+					       NULL) == SQLITE_OK) {
+				sqlite3_bind_int64(st, 1, f.since_us);
+				sqlite3_bind_int64(st, 2, f.limit);
+				while (sqlite3_step(st) == SQLITE_ROW)
+					json_array_append_new(want, ref_row(st));
+			}
+			sqlite3_finalize(st);
+			CHECK(store_reader_begin(rd, 0) == 0);
+			if (store_find_statements(rd, &f, collect_cb, got) != 0 || !json_equal(got, want))
+				if (bad++ < 3)
+					printf("#   since %lld limit %u: %zu rows, want %zu\n", (long long)f.since_us,
+					       f.limit, json_array_size(got), json_array_size(want));
+			store_reader_end(rd);
+			json_decref(got);
+			json_decref(want);
+		}
+	CHECK(bad == 0);
+	CHECK(cases == 7 * 2 * 3 * 2 * 3 + 160);
+out:
+	sqlite3_close(h);
+	store_reader_close(rd);
+	store_close(s);
+}
+
 /* A version 8 store (recordings with a rowid and a time index) keeps its recordings in 9 and 10. */
 static void test_recordings_v8_upgrade(void)
 {
@@ -1345,6 +1537,7 @@ int main(void)
 	RUN(test_recordings_retention_slices);
 	RUN(test_recordings_chunks);
 	RUN(test_count_snapshot);
+	RUN(test_find_statements);
 	RUN(test_recordings_v8_upgrade);
 	RUN(test_rotate);
 	RUN(test_pg_summary);

@@ -68,52 +68,73 @@ static const char *arg(struct MHD_Connection *conn, const char *key)
 	return v && *v ? v : NULL;
 }
 
-static void audit(struct console *c, struct MHD_Connection *conn, struct reply *r)
+/* A copy of the query argument key, or NULL; 0, or -1 out of memory. */
+static int arg_dup(struct MHD_Connection *conn, const char *key, char **out)
+{
+	const char *v = arg(conn, key);
+
+	*out = v ? strdup(v) : NULL;
+	return v && !*out ? -1 : 0;
+}
+
+/* GET /audit?what=&agent=&resource=&decision=&since=&limit=: a job for the reader thread. */
+static void audit(struct MHD_Connection *conn, struct reply *r)
 {
 	const char *what = arg(conn, "what") ? arg(conn, "what") : "statements";
 	const char *limit = arg(conn, "limit");
+	struct cjob *j;
+
+	if (strcmp(what, "statements") && strcmp(what, "connections") && strcmp(what, "requests"))
+		return reply_error(r, 400, "what= statements, connections or requests");
+	j = calloc(1, sizeof(*j));
+	if (!j || !(j->what = strdup(what)) || arg_dup(conn, "agent", &j->agent) < 0 ||
+	    arg_dup(conn, "resource", &j->resource) < 0 || arg_dup(conn, "decision", &j->decision) < 0) {
+		cjob_free(j);
+		return reply_error(r, 500, "out of memory");
+	}
+	j->kind = CJOB_AUDIT;
+	j->since_us = parse_since(arg(conn, "since"));
+	j->limit = limit ? (unsigned int)strtoul(limit, NULL, 10) : 200;
+	r->job = j;
+}
+
+static void run_audit(struct store_reader *sr, struct cjob *j)
+{
 	struct store_find_filter f = {
-		.agent = arg(conn, "agent"),
-		.resource = arg(conn, "resource"),
-		.decision = arg(conn, "decision"),
-		.since_us = parse_since(arg(conn, "since")),
-		.limit = limit ? (unsigned int)strtoul(limit, NULL, 10) : 200,
+		.agent = j->agent, .resource = j->resource, .decision = j->decision,
+		.since_us = j->since_us, .limit = j->limit,
 	};
 	json_t *rows = json_array();
 	int rc;
 
-	if (strcmp(what, "statements") == 0)
-		rc = store_find_statements(c->store, &f, append_row, rows);
-	else if (strcmp(what, "connections") == 0)
-		rc = store_find_connections(c->store, &f, append_row, rows);
-	else if (strcmp(what, "requests") == 0)
-		rc = store_find_requests(c->store, &f, append_row, rows);
-	else {
-		json_decref(rows);
-		reply_error(r, 400, "what= statements, connections or requests");
-		return;
-	}
+	if (strcmp(j->what, "statements") == 0)
+		rc = store_find_statements(sr, &f, append_row, rows);
+	else if (strcmp(j->what, "connections") == 0)
+		rc = store_find_connections(sr, &f, append_row, rows);
+	else
+		rc = store_find_requests(sr, &f, append_row, rows);
 	if (rc < 0) {
 		json_decref(rows);
 		rows = NULL;
 	}
-	ok_with(r, what, rows);
+	ok_with(&j->r, j->what, rows);
 }
 
 /* A session: its connection row, its SQL statements, its HTTP requests and the recorded
  * stream of a Kubernetes exec/attach it carried (each list in order, empty if none). */
-static void session_view(struct console *c, int64_t id, struct reply *r)
+static void run_session(struct store_reader *sr, struct cjob *j)
 {
+	struct reply *r = &j->r;
 	json_t *conn = json_array(), *stmts = json_array(), *http = json_array(), *exec = json_array();
-	int rc = store_conn_get(c->store, id, append_row, conn);
+	int rc = store_conn_get(sr, j->id, append_row, conn);
 
 	if (rc == 1) {
-		reply_error(r, 404, "no connection %lld", (long long)id);
+		reply_error(r, 404, "no connection %lld", (long long)j->id);
 		goto out;
 	}
-	if (rc < 0 || store_conn_statements(c->store, id, append_row, stmts) < 0 ||
-	    store_conn_http(c->store, id, append_row, http) < 0 ||
-	    store_conn_exec(c->store, id, append_row, exec) < 0) {
+	if (rc < 0 || store_conn_statements(sr, j->id, append_row, stmts) < 0 ||
+	    store_conn_http(sr, j->id, append_row, http) < 0 ||
+	    store_conn_exec(sr, j->id, append_row, exec) < 0) {
 		reply_error(r, 500, "could not read the store");
 		goto out;
 	}
@@ -125,6 +146,25 @@ out:
 	json_decref(stmts);
 	json_decref(http);
 	json_decref(exec);
+}
+
+void api_run_job(struct store_reader *sr, struct cjob *j)
+{
+	if (j->kind == CJOB_AUDIT)
+		run_audit(sr, j);
+	else
+		run_session(sr, j);
+}
+
+static void session_view(int64_t id, struct reply *r)
+{
+	struct cjob *j = calloc(1, sizeof(*j));
+
+	if (!j)
+		return reply_error(r, 500, "out of memory");
+	j->kind = CJOB_SESSION;
+	j->id = id;
+	r->job = j;
 }
 
 static void decide(struct console *c, int64_t id, int approve, json_t *body, struct who *w,
@@ -176,7 +216,7 @@ void api_handle(struct console *c, struct MHD_Connection *conn, const char *meth
 	if (!post && strcmp(path, "/grants") == 0)
 		return ok_with(r, "grants", approval_grants_json(c->approval));
 	if (!post && strcmp(path, "/audit") == 0)
-		return audit(c, conn, r);
+		return audit(conn, r);
 	if (!post && strcmp(path, "/users") == 0) {
 		json_t *rows = json_array();
 
@@ -213,6 +253,6 @@ void api_handle(struct console *c, struct MHD_Connection *conn, const char *meth
 		return;
 	}
 	if ((id = path_id(path, "/sessions/", &rest)) > 0 && !post && !*rest)
-		return session_view(c, id, r);
+		return session_view(id, r);
 	reply_error(r, 404, "no such API: %s %s", method, path);
 }

@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <sys/queue.h>
 
 #define CONSOLE_MAX_SESSIONS 256
@@ -35,6 +36,22 @@ struct fail_key {
 };
 
 struct sse;
+struct cjob;
+TAILQ_HEAD(cjobs, cjob);
+
+/* The thread that runs the console's long reads (reader.c). */
+struct creader {
+	struct store_reader *sr;
+	pthread_t thr;
+	int running;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct cjobs todo, done;        /* under mu */
+	struct cjob *busy;              /* under mu: the job being read */
+	int stop;                       /* under mu */
+	int efd;                        /* eventfd: the thread wakes the loop with a done job */
+	struct event *ev;
+};
 
 struct console {
 	struct event_base *base;
@@ -52,6 +69,7 @@ struct console {
 	struct fail_key fails[CONSOLE_FAIL_KEYS];
 	LIST_HEAD(, sse) feeds;
 	unsigned int n_feeds;
+	struct creader rd;
 };
 
 /* Who is calling: a logged-in session (cookie) or an API token (bearer). */
@@ -60,7 +78,8 @@ struct who {
 	struct csession *sess;  /* NULL for a bearer token */
 };
 
-/* An API answer: a status and a JSON body (owned), or a text body. */
+/* An API answer: a status and a JSON body (owned), or a text body; or a read for the
+ * reader thread to answer (job), the request waiting (suspended) until it has. */
 struct reply {
 	unsigned int status;
 	json_t *json;
@@ -68,6 +87,19 @@ struct reply {
 	size_t text_len;
 	const char *ctype;
 	char set_cookie[256];
+	struct cjob *job;
+};
+
+/* A read the reader thread answers: an audit search or a session view. */
+enum cjob_kind { CJOB_AUDIT, CJOB_SESSION };
+struct cjob {
+	TAILQ_ENTRY(cjob) link;
+	enum cjob_kind kind;
+	struct MHD_Connection *conn;    /* suspended until the answer is in r */
+	char *what, *agent, *resource, *decision;
+	int64_t since_us, id;
+	unsigned int limit;
+	struct reply r;
 };
 
 /* server.c */
@@ -89,6 +121,16 @@ int auth_csrf_ok(struct console *c, struct MHD_Connection *conn, const struct wh
 /* api.c: everything under /api/v1 after authentication. */
 void api_handle(struct console *c, struct MHD_Connection *conn, const char *method, const char *path,
 		json_t *body, struct who *w, struct reply *r);
+/* The answer to a job, read with sr (in the reader thread). */
+void api_run_job(struct store_reader *sr, struct cjob *j);
+
+/* reader.c: the long reads, in a thread of their own. */
+int reader_start(struct console *c, char *err, size_t errlen);
+/* Queues j (in the loop). When it is answered the loop resumes j->conn. */
+int reader_submit(struct console *c, struct cjob *j);
+/* Ends the thread; jobs not answered get 503 and their connections are resumed. */
+void reader_stop(struct console *c);
+void cjob_free(struct cjob *j);
 
 /* sse.c */
 enum MHD_Result sse_open(struct console *c, struct MHD_Connection *conn);

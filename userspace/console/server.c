@@ -23,11 +23,12 @@ static const char *const sec_headers[][2] = {
 	{ "Cache-Control", "no-store" },
 };
 
-/* Per request: the body as it arrives. */
+/* Per request: the body as it arrives; the read the reader thread answers (reader.c). */
 struct creq {
 	char *body;
 	size_t len;
 	int too_big;
+	struct cjob *job;
 };
 
 /* Per TCP connection: whether its peer is an agent (decided once, at accept). */
@@ -225,6 +226,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
+	if (q->job) {
+		/* Resumed: the reader thread has answered. */
+		ret = send_reply(conn, &q->job->r);
+		cjob_free(q->job);
+		q->job = NULL;
+		return ret;
+	}
 	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	cc = ci ? ci->socket_context : NULL;
 	if (!cc || cc->agent)
@@ -278,6 +286,17 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	else
 		api_handle(c, conn, method, url + strlen("/api/v1"), body, &w, &r);
 	json_decref(body);
+	if (r.job) {
+		/* A read that may take long: the request waits, suspended, for the reader thread. */
+		r.job->conn = conn;
+		if (reader_submit(c, r.job) < 0) {
+			cjob_free(r.job);
+			return send_error(conn, 500, "could not read the store");
+		}
+		q->job = r.job;
+		MHD_suspend_connection(conn);
+		return MHD_YES;
+	}
 	ret = send_reply(conn, &r);
 	(void)version;
 	return ret;
@@ -290,6 +309,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 
 	if (q) {
 		free(q->body);
+		cjob_free(q->job);
 		free(q);
 		*req_cls = NULL;
 	}
@@ -503,6 +523,8 @@ int console_start(const struct console_deps *d, struct console **out, char *err,
 		al_errf(err, errlen, "console: cannot register with the event loop");
 		goto fail;
 	}
+	if (reader_start(c, err, errlen) < 0)
+		goto fail;
 	approval_set_listener(d->approval, sse_listener, c);
 	console_kick(c);
 	*out = c;
@@ -519,6 +541,7 @@ void console_free(struct console *c)
 	if (c->approval)
 		approval_set_listener(c->approval, NULL, NULL);
 	sse_close_all(c);
+	reader_stop(c);
 	if (c->ev_io)
 		event_free(c->ev_io);
 	if (c->ev_timer)

@@ -10,22 +10,111 @@ static int bind_text(sqlite3_stmt *st, int i, const char *v)
 	return v && *v ? sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
 }
 
+/* ---- readers ------------------------------------------------------------------------------ */
+
+struct store_reader {
+	sqlite3 *db;
+	int64_t deadline_us;    /* al_mono_us() past which a read fails; 0: none */
+	int timed_out;
+	int stopped;            /* store_reader_interrupt ran (__atomic: another thread sets it) */
+};
+
+/* SQLite calls this every few thousand steps of a read: non-zero ends the read. */
+static int past_deadline(void *arg)
+{
+	struct store_reader *r = arg;
+
+	if (__atomic_load_n(&r->stopped, __ATOMIC_RELAXED))
+		return 1;
+	if (r->deadline_us && al_mono_us() > r->deadline_us) {
+		r->timed_out = 1;
+		return 1;
+	}
+	return 0;
+}
+
+int store_reader_open(struct store *s, struct store_reader **out, char *err, size_t errlen)
+{
+	struct store_reader *r = calloc(1, sizeof(*r));
+
+	*out = NULL;
+	if (!r)
+		return al_errf(err, errlen, "out of memory");
+	if (sqlite3_open_v2(store_audit_state(s)->path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+			    NULL) != SQLITE_OK ||
+	    sqlite3_busy_timeout(r->db, 5000) != SQLITE_OK) {
+		al_errf(err, errlen, "store: cannot open %s to read: %s", store_audit_state(s)->path,
+			r->db ? sqlite3_errmsg(r->db) : "out of memory");
+		store_reader_close(r);
+		return -1;
+	}
+	sqlite3_progress_handler(r->db, 10000, past_deadline, r);
+	*out = r;
+	return 0;
+}
+
+void store_reader_close(struct store_reader *r)
+{
+	if (!r)
+		return;
+	sqlite3_close(r->db);
+	free(r);
+}
+
+/* The rows and recordings the loop holds in memory, and its open batch, committed. */
+int store_reader_sync(struct store *s)
+{
+	store_rec_flush_all(s);
+	return store_batch_commit(s);
+}
+
+int store_reader_begin(struct store_reader *r, int64_t budget_us)
+{
+	r->timed_out = 0;
+	r->deadline_us = budget_us ? al_mono_us() + budget_us : 0;
+	if (sqlite3_exec(r->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+		al_err("store: beginning a read failed: %s", sqlite3_errmsg(r->db));
+		return -1;
+	}
+	return 0;
+}
+
+void store_reader_end(struct store_reader *r)
+{
+	if (!sqlite3_get_autocommit(r->db))
+		(void)sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
+	r->deadline_us = 0;
+}
+
+int store_reader_timed_out(const struct store_reader *r)
+{
+	return r->timed_out;
+}
+
+void store_reader_interrupt(struct store_reader *r)
+{
+	if (!r)
+		return;
+	/* The flag stops a read that has not begun yet; sqlite3_interrupt one that runs. */
+	__atomic_store_n(&r->stopped, 1, __ATOMIC_RELAXED);
+	sqlite3_interrupt(r->db);
+}
+
 /* Prepares sql, lets bind fill it, hands each row to cb as JSON (cb: 0 on, >0 stop, <0 abort). */
-static int rows(struct store *s, const char *sql, int (*bind)(sqlite3_stmt *st, const void *arg),
+static int rows(struct store_reader *r, const char *sql, int (*bind)(sqlite3_stmt *st, const void *arg),
 		const void *barg, int (*cb)(void *arg, const char *json), void *arg, int *n_rows)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = -1, n = 0;
 
-	store_held_flush(s);
-	if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(r->db, sql, -1, &st, NULL) != SQLITE_OK)
 		goto out;
 	if (bind && bind(st, barg) != 0)
 		goto out;
 	rc = store_each_row(st, cb, arg, &n) < 0 ? -1 : 0;
 out:
-	if (rc < 0)
-		al_err("store: console query failed: %s", sqlite3_errmsg(store_db(s)));
+	if (rc < 0 && !r->timed_out)
+		al_err("store: console query failed: %s", sqlite3_errmsg(r->db));
 	sqlite3_finalize(st);
 	if (n_rows)
 		*n_rows = n;
@@ -100,32 +189,293 @@ static int bind_filter(sqlite3_stmt *st, const void *arg)
 	       sqlite3_bind_int64(st, 5, lim(f));
 }
 
-/* An agent filter matches a cgroup path subtree or an exe path exactly. */
-#define AGENT_MATCH(c) "(?1 IS NULL OR " c ".cgroup_path = ?1 OR " c ".cgroup_path LIKE ?1 || '/%' " \
-		       "OR " c ".exe = ?1)"
+/* An agent filter matches a cgroup path subtree or an exe path exactly (agent_match in C). */
+#define AGENT_MATCH(c) "(?1 IS NULL OR " c ".cgroup_path = ?1 OR substr(" c ".cgroup_path, 1, length(?1) + 1)" \
+		       " = ?1 || '/' OR " c ".exe = ?1)"
 
-int store_find_connections(struct store *s, const struct store_find_filter *f,
+int store_find_connections(struct store_reader *r, const struct store_find_filter *f,
 			    int (*cb)(void *arg, const char *json), void *arg)
 {
-	return rows(s, "SELECT c.* FROM connections c WHERE " AGENT_MATCH("c")
+	return rows(r, "SELECT c.* FROM connections c WHERE " AGENT_MATCH("c")
 		    " AND (?2 IS NULL OR c.resource = ?2) AND (?3 IS NULL OR c.reason = ?3)"
 		    " AND c.opened_us >= ?4 ORDER BY c.id DESC LIMIT ?5", bind_filter, f, cb, arg, NULL);
 }
 
-int store_find_statements(struct store *s, const struct store_find_filter *f,
-			   int (*cb)(void *arg, const char *json), void *arg)
+/*
+ * The statements search. The rows alone (statement_rows) are real rows: SQL finds the newest
+ * that match. The batched rows are JSON arrays, one a batch (store_int.h); SQL's json_each and
+ * json_extract took 18 us a row, so a search that matched little read every batch back to its
+ * `since` at that cost (37 s for 2M statements). Here the batches are read newest first, each
+ * array parsed once, the rows filtered in C; the walk stops once the limit is found and no
+ * older batch can hold a newer row (a batch's rows are at least its first_id; walking by
+ * last_id, a carried row is the only overlap), or at a batch older than `since` (ids and times
+ * grow together: an older batch's rows are all older). The answer is what the view gave:
+ * the same rows, the same columns, newest first.
+ */
+struct found {
+	int64_t id;
+	char *json;
+};
+
+struct find_st {
+	struct store_reader *r;
+	const struct store_find_filter *f;
+	unsigned int limit;
+	struct found *v;
+	size_t n, cap;
+	sqlite3_stmt *conn_st;
+	struct conn_info {
+		int64_t id;             /* 0: free slot */
+		int found;
+		json_t *cols;           /* resource, cgroup_path, exe, pid, uid as the join gave them */
+		int match;              /* the agent and resource filters pass */
+	} cache[512];
+};
+
+static int found_add(struct find_st *q, int64_t id, char *json)
 {
-	return rows(s, "SELECT st.*, c.resource, c.cgroup_path, c.exe, c.pid, c.uid FROM (SELECT " STMT_COLS
-		    " FROM statement_rows WHERE at_us >= ?4 UNION ALL " STMT_BATCHED(" AND b.last_at_us >= ?4") ") st"
-		    " LEFT JOIN connections c ON c.id = st.conn_id WHERE " AGENT_MATCH("c")
-		    " AND (?2 IS NULL OR c.resource = ?2) AND (?3 IS NULL OR st.decision = ?3)"
-		    " AND st.at_us >= ?4 ORDER BY st.id DESC LIMIT ?5", bind_filter, f, cb, arg, NULL);
+	if (q->n == q->cap) {
+		size_t cap = q->cap ? q->cap * 2 : 256;
+		struct found *v = realloc(q->v, cap * sizeof(*v));
+
+		if (!v) {
+			free(json);
+			return -1;
+		}
+		q->v = v;
+		q->cap = cap;
+	}
+	q->v[q->n].id = id;
+	q->v[q->n].json = json;
+	q->n++;
+	return 0;
 }
 
-int store_find_requests(struct store *s, const struct store_find_filter *f,
+static int found_cmp(const void *a, const void *b)
+{
+	int64_t x = ((const struct found *)a)->id, y = ((const struct found *)b)->id;
+
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Keeps the limit newest; returns the lowest id kept once there are that many, else 0. */
+static int64_t found_trim(struct find_st *q)
+{
+	if (q->n > 1)
+		qsort(q->v, q->n, sizeof(*q->v), found_cmp);
+	while (q->n > q->limit)
+		free(q->v[--q->n].json);
+	return q->n == q->limit ? q->v[q->n - 1].id : 0;
+}
+
+static int agent_match(const char *want, const char *cgroup_path, const char *exe)
+{
+	size_t n = strlen(want);
+
+	if (cgroup_path && strncmp(cgroup_path, want, n) == 0 && (cgroup_path[n] == '\0' || cgroup_path[n] == '/'))
+		return 1;
+	return exe && strcmp(exe, want) == 0;
+}
+
+static json_t *col_json(sqlite3_stmt *st, int i)
+{
+	switch (sqlite3_column_type(st, i)) {
+	case SQLITE_NULL:
+		return json_null();
+	case SQLITE_INTEGER:
+		return json_integer(sqlite3_column_int64(st, i));
+	default:
+		return store_json_text(sqlite3_column_text(st, i), (size_t)sqlite3_column_bytes(st, i));
+	}
+}
+
+/* A connection's columns for the rows of it (cached), and whether they pass the filters. */
+static struct conn_info *conn_of(struct find_st *q, int64_t id)
+{
+	static const char *const names[] = { "resource", "cgroup_path", "exe", "pid", "uid" };
+	struct conn_info *ci = &q->cache[(uint64_t)id % AL_ARRAY_LEN(q->cache)];
+	const struct store_find_filter *f = q->f;
+	int rc;
+
+	if (ci->id == id && id)
+		return ci;
+	json_decref(ci->cols);
+	memset(ci, 0, sizeof(*ci));
+	ci->cols = json_object();
+	if (!ci->cols || sqlite3_reset(q->conn_st) != SQLITE_OK || sqlite3_bind_int64(q->conn_st, 1, id) != SQLITE_OK)
+		return NULL;
+	rc = sqlite3_step(q->conn_st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return NULL;
+	ci->found = rc == SQLITE_ROW;
+	for (int i = 0; i < 5; i++)
+		if (json_object_set_new(ci->cols, names[i], ci->found ? col_json(q->conn_st, i) : json_null()) < 0)
+			return NULL;
+	ci->match = 1;
+	if (f->agent && *f->agent)
+		ci->match = ci->found && agent_match(f->agent, (const char *)sqlite3_column_text(q->conn_st, 1),
+						     (const char *)sqlite3_column_text(q->conn_st, 2));
+	if (f->resource && *f->resource) {
+		const char *res = ci->found ? (const char *)sqlite3_column_text(q->conn_st, 0) : NULL;
+
+		ci->match = ci->match && res && strcmp(res, f->resource) == 0;
+	}
+	ci->id = id;
+	return ci;
+}
+
+/* One batched row: kept (as the view's columns and the connection's) if it passes the filters. */
+static int batched_row(struct find_st *q, json_t *row)
+{
+	static const char *const cols[] = { "id", "conn_id", "seq", "at_us", "protocol", "text", "kind",
+					    "fingerprint", "relations", "unbounded_write", "params", "decision",
+					    "rule", "tag", "sqlstate", "error", "rows", "duration_us" };
+	const struct store_find_filter *f = q->f;
+	json_t *v, *out;
+	struct conn_info *ci;
+	int64_t id;
+	char *txt;
+
+	if (!json_is_object(row))
+		return 0;
+	id = json_integer_value(json_object_get(row, "id"));
+	if (f->since_us && json_integer_value(json_object_get(row, "at_us")) < f->since_us)
+		return 0;
+	if (f->decision && *f->decision &&
+	    (!(v = json_object_get(row, "decision")) || !json_is_string(v) || strcmp(json_string_value(v), f->decision)))
+		return 0;
+	ci = conn_of(q, json_integer_value(json_object_get(row, "conn_id")));
+	if (!ci)
+		return -1;
+	if (!ci->match)
+		return 0;
+	out = json_object();
+	if (!out)
+		return -1;
+	for (size_t i = 0; i < AL_ARRAY_LEN(cols); i++) {
+		v = json_object_get(row, cols[i]);
+		if (json_object_set(out, cols[i], v && (json_is_string(v) || json_is_integer(v)) ? v : json_null()) < 0) {
+			json_decref(out);
+			return -1;
+		}
+	}
+	if (json_object_update(out, ci->cols) < 0) {
+		json_decref(out);
+		return -1;
+	}
+	txt = json_dumps(out, JSON_COMPACT);
+	json_decref(out);
+	return txt ? found_add(q, id, txt) : -1;
+}
+
+static int found_row(void *arg, const char *json)
+{
+	struct find_st *q = arg;
+	json_t *o = json_loads(json, 0, NULL);
+	int64_t id = json_integer_value(json_object_get(o, "id"));
+	char *copy = strdup(json);
+
+	json_decref(o);
+	return copy ? found_add(q, id, copy) : -1;
+}
+
+static int bind_found(sqlite3_stmt *st, const void *arg)
+{
+	const struct find_st *q = arg;
+
+	return bind_filter(st, q->f) | sqlite3_bind_int64(st, 5, q->limit);
+}
+
+int store_find_statements(struct store_reader *r, const struct store_find_filter *f,
+			   int (*cb)(void *arg, const char *json), void *arg)
+{
+	struct find_st *q = calloc(1, sizeof(*q));
+	sqlite3_stmt *bst = NULL;
+	int64_t floor = 0;
+	int rc = -1, step;
+
+	if (!q)
+		return -1;
+	q->r = r;
+	q->f = f;
+	q->limit = lim(f);
+	/* The rows alone: SQL, with the join and the filters. */
+	if (rows(r, "SELECT st.*, c.resource, c.cgroup_path, c.exe, c.pid, c.uid FROM (SELECT " STMT_COLS
+		 " FROM statement_rows) st LEFT JOIN connections c ON c.id = st.conn_id WHERE " AGENT_MATCH("c")
+		 " AND (?2 IS NULL OR c.resource = ?2) AND (?3 IS NULL OR st.decision = ?3)"
+		 " AND st.at_us >= ?4 ORDER BY st.id DESC LIMIT ?5", bind_found, q, found_row, q, NULL) < 0)
+		goto out;
+	floor = found_trim(q);
+	if (sqlite3_prepare_v2(r->db, "SELECT resource, cgroup_path, exe, pid, uid FROM connections WHERE id = ?1",
+			       -1, &q->conn_st, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(r->db, "SELECT b.last_id, b.last_at_us, b.audit_seq IS NULL,"
+			       " CASE WHEN b.audit_seq IS NULL THEN b.rows ELSE a.body END"
+			       " FROM command_batches b LEFT JOIN audit a ON a.seq = b.audit_seq"
+			       " WHERE b.kind = 'statements' ORDER BY b.last_id DESC", -1, &bst, NULL) != SQLITE_OK)
+		goto out;
+	while ((step = sqlite3_step(bst)) == SQLITE_ROW) {
+		const char *txt = (const char *)sqlite3_column_text(bst, 3);
+		json_t *doc, *arr, *row;
+		size_t i;
+
+		if (floor && sqlite3_column_int64(bst, 0) < floor)
+			break;          /* the limit is found, and nothing older can be newer */
+		if (f->since_us && sqlite3_column_int64(bst, 1) < f->since_us)
+			break;          /* this batch and every older one are before since */
+		if (past_deadline(r))
+			goto out;
+		doc = txt ? json_loadb(txt, (size_t)sqlite3_column_bytes(bst, 3), JSON_ALLOW_NUL, NULL) : NULL;
+		arr = sqlite3_column_int(bst, 2) ? doc : json_object_get(doc, "rows");
+		if (!json_is_array(arr)) {
+			al_err("store: a batch of statements (up to id %lld) is not a JSON array",
+			       (long long)sqlite3_column_int64(bst, 0));
+			json_decref(doc);
+			goto out;
+		}
+		json_array_foreach(arr, i, row) {
+			if (batched_row(q, row) < 0) {
+				json_decref(doc);
+				goto out;
+			}
+		}
+		json_decref(doc);
+		if (q->n >= 2 * (size_t)q->limit)
+			floor = found_trim(q);
+		else if (q->n >= q->limit && !floor)
+			floor = found_trim(q);
+	}
+	if (step != SQLITE_ROW && step != SQLITE_DONE)
+		goto out;
+	found_trim(q);
+	rc = 0;
+	for (size_t i = 0; i < q->n; i++) {
+		int c = cb(arg, q->v[i].json);
+
+		if (c < 0) {
+			rc = -1;
+			break;
+		}
+		if (c > 0)
+			break;
+	}
+out:
+	if (rc < 0 && !r->timed_out)
+		al_err("store: statements search failed: %s", sqlite3_errmsg(r->db));
+	sqlite3_finalize(bst);
+	sqlite3_finalize(q->conn_st);
+	for (size_t i = 0; i < q->n; i++)
+		free(q->v[i].json);
+	free(q->v);
+	for (size_t i = 0; i < AL_ARRAY_LEN(q->cache); i++)
+		json_decref(q->cache[i].cols);
+	free(q);
+	return rc;
+}
+
+int store_find_requests(struct store_reader *r, const struct store_find_filter *f,
 			 int (*cb)(void *arg, const char *json), void *arg)
 {
-	return rows(s, "SELECT r.* FROM requests r WHERE " AGENT_MATCH("r")
+	return rows(r, "SELECT r.* FROM requests r WHERE " AGENT_MATCH("r")
 		    " AND (?2 IS NULL OR r.resource = ?2) AND (?3 IS NULL OR r.state = ?3)"
 		    " AND r.created_us >= ?4 ORDER BY r.id DESC LIMIT ?5", bind_filter, f, cb, arg, NULL);
 }
@@ -135,47 +485,45 @@ static int bind_id(sqlite3_stmt *st, const void *arg)
 	return sqlite3_bind_int64(st, 1, *(const int64_t *)arg);
 }
 
-int store_conn_get(struct store *s, int64_t id, int (*cb)(void *arg, const char *json), void *arg)
+int store_conn_get(struct store_reader *r, int64_t id, int (*cb)(void *arg, const char *json), void *arg)
 {
 	int n = 0;
 
-	if (rows(s, "SELECT * FROM connections WHERE id = ?1", bind_id, &id, cb, arg, &n) < 0)
+	if (rows(r, "SELECT * FROM connections WHERE id = ?1", bind_id, &id, cb, arg, &n) < 0)
 		return -1;
 	return n ? 0 : 1;
 }
 
-int store_conn_statements(struct store *s, int64_t conn_id,
+int store_conn_statements(struct store_reader *r, int64_t conn_id,
 			  int (*cb)(void *arg, const char *json), void *arg)
 {
-	return rows(s, "SELECT st.*, (SELECT r.id FROM requests r WHERE r.stmt_id = st.id ORDER BY r.id DESC"
+	return rows(r, "SELECT st.*, (SELECT r.id FROM requests r WHERE r.stmt_id = st.id ORDER BY r.id DESC"
 		    " LIMIT 1) AS request_id FROM (SELECT " STMT_COLS " FROM statement_rows WHERE conn_id = ?1 UNION ALL "
 		    STMT_BATCHED(BATCHED_OF_CONN("1")) ") st ORDER BY st.at_us, st.id"
 		    " LIMIT 100000", bind_id, &conn_id, cb, arg, NULL);
 }
 
-int store_conn_http(struct store *s, int64_t conn_id, int (*cb)(void *arg, const char *json), void *arg)
+int store_conn_http(struct store_reader *r, int64_t conn_id, int (*cb)(void *arg, const char *json), void *arg)
 {
 	char *sql = NULL;
 	int rc;
 
 	if (asprintf(&sql, "SELECT * FROM (%s) ORDER BY seq, id LIMIT 100000", store_conn_http_sql()) < 0)
 		return -1;
-	rc = rows(s, sql, bind_id, &conn_id, cb, arg, NULL);
+	rc = rows(r, sql, bind_id, &conn_id, cb, arg, NULL);
 	free(sql);
 	return rc;
 }
 
-int store_conn_exec(struct store *s, int64_t conn_id, int (*cb)(void *arg, const char *json), void *arg)
+int store_conn_exec(struct store_reader *r, int64_t conn_id, int (*cb)(void *arg, const char *json), void *arg)
 {
 	struct store_rec_iter it;
 	struct store_rec_msg m;
 	sqlite3_stmt *st = NULL;
-	int https = 0, rc = -1, r = 0, n = 0;
+	int https = 0, rc = -1, got = 0, n = 0;
 
 	/* An https session's recording is only ever its exec/attach stream (k8s_rec.c). */
-	store_held_flush(s);
-	store_rec_flush_all(s);
-	if (sqlite3_prepare_v2(store_db(s), "SELECT protocol = 'https' FROM connections WHERE id = ?1", -1, &st,
+	if (sqlite3_prepare_v2(r->db, "SELECT protocol = 'https' FROM connections WHERE id = ?1", -1, &st,
 			       NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 1, conn_id) != SQLITE_OK)
 		goto out;
@@ -184,9 +532,9 @@ int store_conn_exec(struct store *s, int64_t conn_id, int (*cb)(void *arg, const
 		rc = 0;
 		goto out;
 	}
-	if (store_rec_open(store_db(s), conn_id, &it) < 0)
+	if (store_rec_open(r->db, conn_id, &it) < 0)
 		goto out;
-	while (n < 100000 && (r = store_rec_next(&it, &m)) == 1) {
+	while (n < 100000 && (got = store_rec_next(&it, &m)) == 1) {
 		json_t *o = json_pack("{s:I, s:I, s:s, s:s, s:o?}", "seq", (json_int_t)m.seq, "at_us",
 				      (json_int_t)m.at_us, "dir", m.dir, "type", m.type, "data",
 				      m.data ? store_json_text((const unsigned char *)m.data, m.len) : NULL);
@@ -197,15 +545,15 @@ int store_conn_exec(struct store *s, int64_t conn_id, int (*cb)(void *arg, const
 		free(txt);
 		n++;
 		if (c != 0) {
-			r = c < 0 ? -1 : 0;
+			got = c < 0 ? -1 : 0;
 			break;
 		}
 	}
 	store_rec_close(&it);
-	rc = r < 0 ? -1 : 0;
+	rc = got < 0 ? -1 : 0;
 out:
-	if (rc < 0)
-		al_err("store: reading recording %" PRId64 " failed: %s", conn_id, sqlite3_errmsg(store_db(s)));
+	if (rc < 0 && !r->timed_out)
+		al_err("store: reading recording %" PRId64 " failed: %s", conn_id, sqlite3_errmsg(r->db));
 	sqlite3_finalize(st);
 	return rc;
 }
