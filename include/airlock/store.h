@@ -7,6 +7,7 @@
 #include <airlock/reason.h>
 
 struct store;
+struct store_reader;       /* a read-only connection for long reads (below) */
 
 /* The schema version this build migrates stores to (store.c checks it
  * against its migration list at compile time). */
@@ -168,7 +169,7 @@ struct store_http_view {
 	long uid;                   /* -1: none */
 	int dst_port;
 };
-int store_http_since(struct store *s, int64_t since_us,
+int store_http_since(struct store_reader *r, int64_t since_us,
 		     int (*cb)(void *arg, const struct store_http_view *v), void *arg) AL_MUST;
 
 /*
@@ -239,7 +240,7 @@ struct store_stmt_view {
 	const char *resource, *cgroup_path, *exe;
 	long uid;
 };
-int store_stmts_since(struct store *s, int64_t since_us,
+int store_stmts_since(struct store_reader *r, int64_t since_us,
 		      int (*cb)(void *arg, const struct store_stmt_view *v), void *arg) AL_MUST;
 
 struct store_user {
@@ -269,7 +270,7 @@ int store_token_user(struct store *s, const char *sha256_hex, char *user, size_t
  * loop holds, so that a reader begun after it sees everything up to then.
  */
 struct store_reader;
-int store_reader_open(struct store *s, struct store_reader **out, char *err, size_t errlen) AL_MUST;
+int store_reader_open(const char *path, struct store_reader **out, char *err, size_t errlen) AL_MUST;
 void store_reader_close(struct store_reader *r);
 int store_reader_sync(struct store *s) AL_MUST;
 /* One consistent snapshot from begin to end; a read past budget_us (0: none) fails, and

@@ -637,7 +637,7 @@ static void test_stmt_batched(void)
 		char err[256];
 
 		CHECK(store_reader_sync(s) == 0);
-		CHECK(store_reader_open(s, &rd, err, sizeof(err)) == 0);
+		CHECK(store_reader_open(p, &rd, err, sizeof(err)) == 0);
 		CHECK(rd && store_reader_begin(rd, 0) == 0);
 		CHECK(rd && store_conn_statements(rd, 2, stmt_rows_cb, mine) == 0);
 		if (rd)
@@ -1195,7 +1195,7 @@ static void test_find_statements(void)
 	CHECK(store_reader_sync(s) == 0);
 	CHECK(q_int(p, "SELECT count(*) FROM statement_rows") > 0);
 	CHECK(q_int(p, "SELECT count(*) FROM command_batches") >= 30);
-	CHECK(store_reader_open(s, &rd, err, sizeof(err)) == 0);
+	CHECK(store_reader_open(p, &rd, err, sizeof(err)) == 0);
 	CHECK(sqlite3_open_v2(p, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
 	if (!rd || !h)
 		goto out;

@@ -13,7 +13,6 @@
 
 #include "ifaces.h"
 #include "refusals.h"
-#include "policy_test.h"
 #include "review_cmds.h"
 
 #include <errno.h>
@@ -319,11 +318,6 @@ static json_t *handle(void *arg, json_t *req, const struct control_peer *peer)
 	}
 	if (strcmp(cmd, "status") == 0)
 		return cmd_status(d);
-	if (strcmp(cmd, "policy_test") == 0) {
-		json_int_t since = json_integer_value(json_object_get(req, "since_us"));
-
-		return policy_test(d->store, json_object_get(req, "files"), since);
-	}
 	if (strcmp(cmd, "policy_reload") == 0) {
 		char err[1024];
 

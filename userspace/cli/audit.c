@@ -86,7 +86,7 @@ int ctl_audit_option(int opt, const char *arg)
 }
 
 /* --store, else what the running daemon says, else the default path. */
-static const char *store_path(const char *sock)
+const char *ctl_store_path(const char *sock)
 {
 	static char path[4096];
 	char err[256];
@@ -858,16 +858,16 @@ int ctl_audit_command(const char *control_sock, const char *cmd, int argc, char 
 				strcmp(cmd, "replay") == 0 ? " [--speed N]" : " --format asciicast|jsonl");
 			return 2;
 		}
-		return session_cmd(store_path(control_sock), cmd, argv[1]);
+		return session_cmd(ctl_store_path(control_sock), cmd, argv[1]);
 	}
 	if (strcmp(cmd, "audit") != 0)
 		return -1;
 	if (argc == 2 && strcmp(argv[1], "pubkey") == 0)
-		return audit_pubkey(store_path(control_sock));
+		return audit_pubkey(ctl_store_path(control_sock));
 	if (argc == 2 && strcmp(argv[1], "verify") == 0)
-		return audit_verify(store_path(control_sock), want_json);
+		return audit_verify(ctl_store_path(control_sock), want_json);
 	if (argc == 2 && strcmp(argv[1], "export") == 0)
-		return audit_export(store_path(control_sock));
+		return audit_export(ctl_store_path(control_sock));
 	fprintf(stderr, "airlockctl: audit pubkey | audit verify [--pubkey F] | audit export [--since 24h]\n");
 	return 2;
 }

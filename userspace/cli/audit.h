@@ -16,5 +16,7 @@ int ctl_audit_option(int opt, const char *arg);
 /* Runs an audit, replay or export command; its exit code, or -1 if cmd is not one. */
 int ctl_audit_command(const char *control_sock, const char *cmd, int argc, char **argv, int want_json);
 void ctl_audit_usage(FILE *f);
+/* The store file: --store, else what the running daemon says, else the default path. */
+const char *ctl_store_path(const char *control_sock);
 
 #endif

@@ -1,5 +1,7 @@
 /* airlockctl review: list and decide parked requests over the review socket; manage reviewers as root. */
+#include "audit.h"
 #include "ctl.h"
+#include "policy_test.h"
 #include "review.h"
 
 #include <airlock/control.h>
@@ -30,6 +32,7 @@ void ctl_review_usage(FILE *f)
 		"  console token NAME              a console API token for reviewer NAME (printed once)\n"
 		"  policy reload                   load the configuration and policy.d again (or SIGHUP)\n"
 		"  policy test [--since 24h] FILE...   what FILE's policy would have decided differently\n"
+		"                                  (reads the store file, as audit does: --store PATH)\n"
 		"                                  for the SQL statements and HTTP requests recorded in that window\n"
 		"Review commands use $AIRLOCK_REVIEW or " AL_DEFAULT_REVIEW_SOCKET
 		" (--review-socket);\nthe caller's uid must be a reviewer's.\n");
@@ -244,10 +247,29 @@ static int cmd_policy(const char *sock, int argc, char **argv, int want_json)
 		json_array_append_new(files, json_string(abs));
 		free(abs);
 	}
-	resp = ctl_call(sock, json_pack("{s:s, s:o, s:I}", "cmd", "policy_test", "files", files, "since_us",
-				       (json_int_t)(al_now_us() - (int64_t)since_secs * 1000000)));
-	if (!resp)
+	/* Read from the store file here, not by the daemon: a day of statements is millions, and
+	 * the daemon's loop carries every agent's session. */
+	{
+		const char *path = ctl_store_path(sock);
+		struct store_reader *rd = NULL;
+		char err[600];
+
+		if (store_reader_open(path, &rd, err, sizeof(err)) < 0 || store_reader_begin(rd, 0) < 0) {
+			fprintf(stderr, "airlockctl: cannot read the store: %s\n", rd ? path : err);
+			store_reader_close(rd);
+			json_decref(files);
+			return 1;
+		}
+		resp = policy_test(rd, files, al_now_us() - (int64_t)since_secs * 1000000);
+		store_reader_end(rd);
+		store_reader_close(rd);
+		json_decref(files);
+	}
+	if (!resp || !json_is_true(json_object_get(resp, "ok"))) {
+		fprintf(stderr, "airlockctl: %s\n", resp ? json_string_value(json_object_get(resp, "error")) : "out of memory");
+		json_decref(resp);
 		return 1;
+	}
 	if (want_json) {
 		json_object_del(resp, "ok");
 		json_dumpf(resp, stdout, JSON_INDENT(2));

@@ -125,7 +125,7 @@ void api_handle(struct console *c, struct MHD_Connection *conn, const char *meth
 void api_run_job(struct store_reader *sr, struct cjob *j);
 
 /* reader.c: the long reads, in a thread of their own. */
-int reader_start(struct console *c, char *err, size_t errlen);
+int reader_start(struct console *c, const char *store_path, char *err, size_t errlen);
 /* Queues j (in the loop). When it is answered the loop resumes j->conn. */
 int reader_submit(struct console *c, struct cjob *j);
 /* Ends the thread; jobs not answered get 503 and their connections are resumed. */

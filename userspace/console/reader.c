@@ -81,17 +81,18 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 }
 
-int reader_start(struct console *c, char *err, size_t errlen)
+int reader_start(struct console *c, const char *store_path, char *err, size_t errlen)
 {
 	struct creader *rd = &c->rd;
+	char why[512];
 
 	TAILQ_INIT(&rd->todo);
 	TAILQ_INIT(&rd->done);
 	rd->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (rd->efd < 0)
 		return al_errf(err, errlen, "console: eventfd: %s", strerror(errno));
-	if (store_reader_open(c->store, &rd->sr, err, errlen) < 0)
-		return -1;
+	if (store_reader_open(store_path, &rd->sr, why, sizeof(why)) < 0)
+		return al_errf(err, errlen, "console: cannot read the store: %s", why);
 	rd->ev = event_new(c->base, rd->efd, EV_READ | EV_PERSIST, on_done, c);
 	if (!rd->ev || event_add(rd->ev, NULL) < 0)
 		return al_errf(err, errlen, "console: cannot register with the event loop");

@@ -523,7 +523,7 @@ int console_start(const struct console_deps *d, struct console **out, char *err,
 		al_errf(err, errlen, "console: cannot register with the event loop");
 		goto fail;
 	}
-	if (reader_start(c, err, errlen) < 0)
+	if (reader_start(c, cfg->store_path, err, errlen) < 0)
 		goto fail;
 	approval_set_listener(d->approval, sse_listener, c);
 	console_kick(c);

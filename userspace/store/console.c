@@ -33,18 +33,16 @@ static int past_deadline(void *arg)
 	return 0;
 }
 
-int store_reader_open(struct store *s, struct store_reader **out, char *err, size_t errlen)
+int store_reader_open(const char *path, struct store_reader **out, char *err, size_t errlen)
 {
 	struct store_reader *r = calloc(1, sizeof(*r));
 
 	*out = NULL;
 	if (!r)
 		return al_errf(err, errlen, "out of memory");
-	if (sqlite3_open_v2(store_audit_state(s)->path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-			    NULL) != SQLITE_OK ||
+	if (sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
 	    sqlite3_busy_timeout(r->db, 5000) != SQLITE_OK) {
-		al_errf(err, errlen, "store: cannot open %s to read: %s", store_audit_state(s)->path,
-			r->db ? sqlite3_errmsg(r->db) : "out of memory");
+		al_errf(err, errlen, "%s: %s", path, r->db ? sqlite3_errmsg(r->db) : "out of memory");
 		store_reader_close(r);
 		return -1;
 	}
@@ -84,6 +82,11 @@ void store_reader_end(struct store_reader *r)
 	if (!sqlite3_get_autocommit(r->db))
 		(void)sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
 	r->deadline_us = 0;
+}
+
+sqlite3 *store_reader_db(struct store_reader *r)
+{
+	return r->db;
 }
 
 int store_reader_timed_out(const struct store_reader *r)

@@ -128,14 +128,14 @@ out:
 	return rc;
 }
 
-int store_http_since(struct store *s, int64_t since_us,
+int store_http_since(struct store_reader *rd, int64_t since_us,
 		     int (*cb)(void *arg, const struct store_http_view *v), void *arg)
 {
+	sqlite3 *db = store_reader_db(rd);
 	sqlite3_stmt *st = NULL;
 	int rc = -1, r;
 
-	store_held_flush(s);
-	if (sqlite3_prepare_v2(store_db(s), "SELECT h.id, h.at_us, h.method, h.host, h.path, h.query, h.kind,"
+	if (sqlite3_prepare_v2(db, "SELECT h.id, h.at_us, h.method, h.host, h.path, h.query, h.kind,"
 			       " h.k8s, h.body_sha256, h.decision, h.rule, c.resource, c.cgroup_path, c.exe,"
 			       " c.uid, c.dst_addr, c.dst_port"
 			       " FROM (SELECT " HTTP_COLS " FROM http_request_rows WHERE at_us >= ?1 UNION ALL "
@@ -171,7 +171,7 @@ int store_http_since(struct store *s, int64_t since_us,
 	rc = r == SQLITE_DONE ? 0 : -1;
 out:
 	if (rc < 0)
-		al_err("store: listing HTTP requests: %s", sqlite3_errmsg(store_db(s)));
+		al_err("store: listing HTTP requests: %s", sqlite3_errmsg(db));
 	sqlite3_finalize(st);
 	return rc;
 }

@@ -454,14 +454,13 @@ int store_users_list(struct store *s, int (*cb)(void *arg, const char *json), vo
 		    " FROM users ORDER BY name", NULL, NULL, cb, arg);
 }
 
-int store_stmts_since(struct store *s, int64_t since_us,
+int store_stmts_since(struct store_reader *rd, int64_t since_us,
 		      int (*cb)(void *arg, const struct store_stmt_view *v), void *arg)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = -1, r;
 
-	store_held_flush(s);
-	if (sqlite3_prepare_v2(store_db(s), "SELECT s.id, s.at_us, s.text, s.kind, s.relations,"
+	if (sqlite3_prepare_v2(store_reader_db(rd), "SELECT s.id, s.at_us, s.text, s.kind, s.relations,"
 			       " s.decision, s.rule, s.unbounded_write, c.resource, c.cgroup_path, c.exe, c.uid"
 			       " FROM (SELECT " STMT_COLS " FROM statement_rows WHERE at_us >= ?1 UNION ALL "
 			       STMT_BATCHED(" AND b.last_at_us >= ?1") ") s LEFT JOIN connections c ON c.id = s.conn_id"

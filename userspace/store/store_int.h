@@ -6,6 +6,7 @@
 #include <airlock/store.h>
 
 sqlite3 *store_db(struct store *s);
+sqlite3 *store_reader_db(struct store_reader *r);
 
 /*
  * Commands in batches. The statements and HTTP requests a group commit writes with their

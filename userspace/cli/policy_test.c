@@ -175,7 +175,7 @@ static int one_http(void *arg, const struct store_http_view *v)
 	return 0;
 }
 
-json_t *policy_test(struct store *st, json_t *files, int64_t since_us)
+json_t *policy_test(struct store_reader *st, json_t *files, int64_t since_us)
 {
 	struct al_config *cand = NULL;
 	struct run r = { 0 };
