@@ -55,7 +55,7 @@ $(B)/default_conf.c: policy/airlock.conf scripts/embed.sh
 
 $(B)/%.o: %.c include/airlock/*.h $(SKELS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -MMD -c $< -o $@
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(B)/web/index_html.c: web/index.html scripts/embed.sh
 	@mkdir -p $(@D)
@@ -81,7 +81,7 @@ $(B)/airlockctl: $(CTL_OBJ) $(LIB_OBJ)
 # Unit tests link the library modules built with sanitizers.
 $(B)/san/%.o: %.c include/airlock/*.h $(SKELS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(SAN) -O1 -MMD -c $< -o $@
+	$(CC) $(CFLAGS) $(SAN) -O1 -MMD -MP -c $< -o $@
 
 $(B)/san/default_conf.o: $(B)/default_conf.c
 	@mkdir -p $(@D)
@@ -93,7 +93,7 @@ $(B)/tests/%: tests/unit/%.c tests/unit/harness.h $(SAN_LIB)
 
 $(B)/tsan/%.o: %.c include/airlock/*.h $(SKELS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(TSAN) -O1 -MMD -c $< -o $@
+	$(CC) $(CFLAGS) $(TSAN) -O1 -MMD -MP -c $< -o $@
 
 $(B)/tsan/default_conf.o: $(B)/default_conf.c
 	@mkdir -p $(@D)

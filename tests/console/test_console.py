@@ -557,6 +557,7 @@ def case_rate_limit():
 
 
 FILL_ROWS = 500000
+SEARCHES = 16
 FILL_STORE = os.path.join(lib.BUILD, "tests", "fill_store")
 
 
@@ -585,8 +586,16 @@ def case_long_read():
               x["decision"] == "allow" and x["tag"] == "SELECT 1" for x in rows),
           "newest 5 of %s: %d %r" % (fill_cg, st, body[:400]))
 
-    # A search that matches nothing reads every batch; meanwhile psql goes through airlockd
-    # and airlockctl asks it for its status.
+    # A long session's view: its first 100000 statements, in order.
+    st, _, body = http("GET", "/api/v1/sessions/%d" % fill_conn, headers=auth, timeout=120)
+    ses = json.loads(body).get("statements", []) if st == 200 else []
+    check(st == 200 and len(ses) == 100000 and [x["seq"] for x in ses[:3]] == [0, 1, 2] and
+          ses[-1]["seq"] == 99999 and all(x["conn_id"] == fill_conn for x in ses[::997]),
+          "session %d: %s, %d statements, %r" % (fill_conn, st, len(ses), [x.get("seq") for x in ses[-2:]]))
+
+    # Searches that match nothing read every batch; SEARCHES of them queue for the reader thread
+    # (seconds of reading). Meanwhile psql goes through airlockd and airlockctl asks it for its
+    # status: with the reads in the event loop they would wait for all of them.
     def search(out):
         try:
             out["resp"] = http("GET", "/api/v1/audit?what=statements&agent=/airlock-test-nobody&since=",
@@ -594,28 +603,36 @@ def case_long_read():
         except OSError as e:
             out["resp"] = (None, {}, repr(e))
         out["end"] = time.monotonic()
-    res = {}
-    th = threading.Thread(target=search, args=(res,))
+
+    def searches():
+        res = [{} for _ in range(SEARCHES)]
+        ths = [threading.Thread(target=search, args=(r,)) for r in res]
+        for th in ths:
+            th.start()
+        return res, ths
     t0 = time.monotonic()
-    th.start()
+    res, ths = searches()
     time.sleep(0.3)
     ends = []
     for _ in range(3):
         rc, out, err = finish(psql_bg(T.cg, "SELECT count(*) FROM items"), 60)
-        check(rc == 0 and out.strip().isdigit(), "psql during the search: %d %r %r" % (rc, out, err[-300:]))
+        check(rc == 0 and out.strip().isdigit(), "psql during the searches: %d %r %r" % (rc, out, err[-300:]))
         ends.append(time.monotonic())
     r = T.al.ctl("status")
-    check(r.returncode == 0 and "pinned cgroups" in r.stdout, "airlockctl status during the search: %r"
+    check(r.returncode == 0 and "pinned cgroups" in r.stdout, "airlockctl status during the searches: %r"
           % r.stderr[-300:])
     ends.append(time.monotonic())
-    th.join(310)
-    check("end" in res, "the search did not answer")
-    st, _, body = res["resp"]
-    check(st == 200 and json.loads(body)["statements"] == [], "the search: %s %r" % (st, body[:300]))
-    check(ends[-1] < res["end"], "psql and airlockctl ended %.2f s after start, the search %.2f s: they "
-          "waited for it" % (ends[-1] - t0, res["end"] - t0))
-    note("a search over %d statements took %.1f s; 3 psql sessions and airlockctl status were done "
-         "after %.1f s" % (FILL_ROWS, res["end"] - t0, ends[-1] - t0))
+    for th in ths:
+        th.join(310)
+    check(all("end" in x for x in res), "a search did not answer")
+    bad = [x["resp"][:1] + (x["resp"][2][:200],) for x in res if x["resp"][0] != 200 or
+           json.loads(x["resp"][2])["statements"] != []]
+    check(not bad, "searches: %r" % bad[:3])
+    last = max(x["end"] for x in res)
+    check(ends[-1] < last, "psql and airlockctl ended %.2f s after start, the last search %.2f s: they "
+          "waited for the searches" % (ends[-1] - t0, last - t0))
+    note("%d searches over %d statements took %.1f s; 3 psql sessions and airlockctl status were done "
+         "after %.1f s" % (SEARCHES, FILL_ROWS, last - t0, ends[-1] - t0))
     # policy test reads the store file itself (the daemon does not replay a day of statements in
     # its loop): the running rules change nothing; a candidate that denies what they review
     # changes exactly the reviewed statements.
@@ -636,19 +653,21 @@ def case_long_read():
               "policy test %s changes: %r" % (name, ch[:3]))
         note("policy test (%s) of %d statements in airlockctl: %.1f s, %d changes"
              % (name, pt["checked_statements"], time.monotonic() - t2, len(ch)))
-    # A stop while such a search runs ends it (the request is dropped or answered 503).
-    res = {}
-    th = threading.Thread(target=search, args=(res,))
-    th.start()
+    # A stop while searches run or wait ends them: each is answered (200, or 503 when the stop
+    # came first) or its connection closed; the daemon does not wait for them.
+    res, ths = searches()
     time.sleep(0.5)
     t1 = time.monotonic()
     T.up = False
     rc = T.al.stop(timeout=20)
     stopped = time.monotonic() - t1
-    th.join(30)
-    check(rc == 0, "airlockd exited %s after a stop during a search (log: %s)" % (rc, T.al.log_tail(5)))
-    check("end" in res and res["resp"][0] in (None, 503), "the search cut by a stop: %r" % (res.get("resp"),))
-    note("airlockd stopped %.2f s after SIGTERM, during a search" % stopped)
+    for th in ths:
+        th.join(30)
+    check(rc == 0, "airlockd exited %s after a stop during searches (log: %s)" % (rc, T.al.log_tail(5)))
+    cut = [x for x in res if x.get("resp", (0,))[0] in (None, 503)]
+    check(all(x.get("resp", (0,))[0] in (None, 503, 200) for x in res) and cut,
+          "searches cut by a stop: %r" % [x.get("resp", (0, 0, ""))[0] for x in res])
+    note("airlockd stopped %.2f s after SIGTERM with %d of %d searches not done" % (stopped, len(cut), SEARCHES))
     T.al.start()
     T.up = True
 
@@ -717,8 +736,9 @@ CASES = [
     ("an agent in a pinned cgroup cannot reach the console (steer_loop)", case_agent_refused),
     ("logout ends the session", case_logout),
     ("login rate limit: 5 failures a minute, then 429", case_rate_limit),
-    ("a search over %d statements runs beside the proxies: psql and airlockctl are answered while it "
-     "reads; a stop ends it" % FILL_ROWS, case_long_read),
+    ("searches over %d statements run beside the proxies (psql and airlockctl answered while they "
+     "read; a stop ends them); a long session's view; policy test reads the store itself" % FILL_ROWS,
+     case_long_read),
     ("airlockd still up, no sanitizer lines", case_still_up),
 ]
 

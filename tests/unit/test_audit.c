@@ -1147,7 +1147,7 @@ static void test_find_statements(void)
 	char p[512], err[256];
 	struct store *s = empty_store(p, sizeof(p));
 	struct store_reader *rd = NULL;
-	int64_t conns[4], id, base = al_now_us() - 1000000000, mid = 0;
+	int64_t conns[4], id, base = 0, mid = 0;
 	sqlite3 *h = NULL;
 	int n = 0, cases = 0, bad = 0;
 
@@ -1162,6 +1162,7 @@ static void test_find_statements(void)
 		c.resource = cd[i].res;
 		CHECK(store_conn_open(s, &c, &conns[i]) == 0);
 	}
+	base = al_now_us() + 1000;      /* the statements come after their sessions opened */
 	/* 30 commits of up to 13 rows, every fifth row left waiting for its outcome (carried), and
 	 * rows alone between them (no batch open). */
 	for (int b = 0; b < 30; b++) {
@@ -1193,6 +1194,11 @@ static void test_find_statements(void)
 		}
 	}
 	CHECK(store_reader_sync(s) == 0);
+	/* A decision written with an escape (\u0065 is e): both readers decode it. */
+	CHECK(exec_sql(p, "UPDATE audit SET body = replace(body, '\"decision\":\"deny\"', '\"decision\":\"d\\u0065ny\"')"
+		       " WHERE seq = (SELECT audit_seq FROM command_batches WHERE audit_seq IS NOT NULL"
+		       " ORDER BY id LIMIT 1 OFFSET 3)") == 0);
+	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE body LIKE '%d\\u0065ny%'") == 1);
 	CHECK(q_int(p, "SELECT count(*) FROM statement_rows") > 0);
 	CHECK(q_int(p, "SELECT count(*) FROM command_batches") >= 30);
 	CHECK(store_reader_open(p, &rd, err, sizeof(err)) == 0);
@@ -1273,8 +1279,32 @@ static void test_find_statements(void)
 			json_decref(got);
 			json_decref(want);
 		}
+	/* each session's statements, oldest first, with the request each went to review as */
+	for (int i = 0; i < 4; i++) {
+		json_t *got = json_array(), *want = json_array();
+		sqlite3_stmt *st = NULL;
+
+		cases++;
+		if (sqlite3_prepare_v2(h, "SELECT st.*, (SELECT r.id FROM requests r WHERE r.stmt_id = st.id"
+				       " ORDER BY r.id DESC LIMIT 1) AS request_id FROM statements st"
+				       " WHERE st.conn_id = ?1 ORDER BY st.at_us, st.id", -1, &st, NULL) == SQLITE_OK) {
+			sqlite3_bind_int64(st, 1, conns[i]);
+			while (sqlite3_step(st) == SQLITE_ROW)
+				json_array_append_new(want, ref_row(st));
+		}
+		sqlite3_finalize(st);
+		CHECK(store_reader_begin(rd, 0) == 0);
+		if (store_conn_statements(rd, conns[i], collect_cb, got) != 0 || !json_equal(got, want) ||
+		    json_array_size(want) < 20)
+			if (bad++ < 3)
+				printf("#   session %lld: %zu rows, want %zu\n", (long long)conns[i],
+				       json_array_size(got), json_array_size(want));
+		store_reader_end(rd);
+		json_decref(got);
+		json_decref(want);
+	}
 	CHECK(bad == 0);
-	CHECK(cases == 7 * 2 * 3 * 2 * 3 + 160);
+	CHECK(cases == 7 * 2 * 3 * 2 * 3 + 160 + 4);
 out:
 	sqlite3_close(h);
 	store_reader_close(rd);

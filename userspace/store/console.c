@@ -205,6 +205,188 @@ int store_find_connections(struct store_reader *r, const struct store_find_filte
 }
 
 /*
+ * A batch's rows without parsing them all: the array its writer made (store.c batch_row) is
+ * walked one object at a time, reading in passing the few members a filter looks at; the
+ * caller parses only the rows it keeps (a jansson parse costs 10 us a row, the walk a few
+ * hundred ns). Text of any other shape stops the walk (-2): the caller then parses the batch.
+ */
+struct skim_row {
+	const char *p;          /* the row's object, n bytes */
+	size_t n;
+	int64_t id, conn_id, at_us;
+	const char *dec;        /* the decision's bytes as written (escapes kept); NULL: null */
+	size_t dec_n;
+};
+
+static const char *ws(const char *p, const char *e)
+{
+	while (p < e && (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* p at '"': past the closing quote, or NULL. */
+static const char *skip_str(const char *p, const char *e)
+{
+	for (p++; p < e; p++) {
+		if (*p == '\\')
+			p++;
+		else if (*p == '"')
+			return p + 1;
+	}
+	return NULL;
+}
+
+/* Past one value (string, number, literal, object or array), or NULL. */
+static const char *skip_val(const char *p, const char *e)
+{
+	int depth = 0;
+
+	do {
+		if (p >= e)
+			return NULL;
+		if (*p == '"') {
+			if (!(p = skip_str(p, e)))
+				return NULL;
+		} else if (*p == '{' || *p == '[') {
+			depth++;
+			p++;
+		} else if (*p == '}' || *p == ']') {
+			if (--depth < 0)
+				return NULL;
+			p++;
+		} else if (depth == 0) {
+			const char *q = p;
+
+			while (q < e && *q != ',' && *q != '}' && *q != ']' && *q != ' ' && *q != '\n')
+				q++;
+			return q == p ? NULL : q;
+		} else {
+			p++;
+		}
+	} while (depth > 0);
+	return p;
+}
+
+/* An integer or null (0), or NULL if the value is something else. */
+static const char *int_val(const char *p, const char *e, int64_t *v)
+{
+	int neg = 0;
+	uint64_t x = 0;
+	const char *d;
+
+	if (e - p >= 4 && memcmp(p, "null", 4) == 0) {
+		*v = 0;
+		return p + 4;
+	}
+	if (p < e && *p == '-') {
+		neg = 1;
+		p++;
+	}
+	for (d = p; p < e && *p >= '0' && *p <= '9' && p - d < 19; p++)
+		x = x * 10 + (uint64_t)(*p - '0');
+	if (p == d || (p < e && *p >= '0' && *p <= '9'))
+		return NULL;
+	*v = neg ? -(int64_t)x : (int64_t)x;
+	return p;
+}
+
+#define KEY_IS(k, kn, lit) ((kn) == sizeof(lit) - 1 && memcmp((k), (lit), sizeof(lit) - 1) == 0)
+
+/* Calls fn on each row of the array at [p, e): 0; fn's result if < 0; -2 if not that shape. */
+static int skim_rows(const char *p, const char *e, int (*fn)(void *arg, const struct skim_row *r), void *arg)
+{
+	p = ws(p, e);
+	if (p >= e || *p != '[')
+		return -2;
+	p = ws(p + 1, e);
+	if (p < e && *p == ']')
+		return 0;
+	for (;;) {
+		struct skim_row r = { 0 };
+		int c;
+
+		if (p >= e || *p != '{')
+			return -2;
+		r.p = p;
+		p = ws(p + 1, e);
+		while (p < e && *p != '}') {
+			const char *k = p + 1;
+			size_t kn;
+
+			if (*p != '"' || !(p = skip_str(p, e)))
+				return -2;
+			kn = (size_t)(p - 1 - k);
+			p = ws(p, e);
+			if (p >= e || *p != ':')
+				return -2;
+			p = ws(p + 1, e);
+			if (KEY_IS(k, kn, "id"))
+				p = int_val(p, e, &r.id);
+			else if (KEY_IS(k, kn, "conn_id"))
+				p = int_val(p, e, &r.conn_id);
+			else if (KEY_IS(k, kn, "at_us"))
+				p = int_val(p, e, &r.at_us);
+			else if (KEY_IS(k, kn, "decision") && p < e && *p == '"') {
+				r.dec = p + 1;
+				if ((p = skip_str(p, e)))
+					r.dec_n = (size_t)(p - 1 - r.dec);
+			} else
+				p = skip_val(p, e);
+			if (!p)
+				return -2;
+			p = ws(p, e);
+			if (p < e && *p == ',')
+				p = ws(p + 1, e);
+			else if (p >= e || *p != '}')
+				return -2;
+		}
+		if (p >= e)
+			return -2;
+		p++;
+		r.n = (size_t)(p - r.p);
+		if ((c = fn(arg, &r)) < 0)
+			return c;
+		p = ws(p, e);
+		if (p < e && *p == ']')
+			return 0;
+		if (p >= e || *p != ',')
+			return -2;
+		p = ws(p + 1, e);
+	}
+}
+
+/* The rows array of a batch's record body ({..., "rows": [...], ...}), or NULL. */
+static const char *body_rows(const char *p, const char *e)
+{
+	p = ws(p, e);
+	if (p >= e || *p != '{')
+		return NULL;
+	p = ws(p + 1, e);
+	while (p < e && *p == '"') {
+		const char *k = p + 1;
+		size_t kn;
+
+		if (!(p = skip_str(p, e)))
+			return NULL;
+		kn = (size_t)(p - 1 - k);
+		p = ws(p, e);
+		if (p >= e || *p != ':')
+			return NULL;
+		p = ws(p + 1, e);
+		if (KEY_IS(k, kn, "rows"))
+			return p;
+		if (!(p = skip_val(p, e)))
+			return NULL;
+		p = ws(p, e);
+		if (p >= e || *p != ',')
+			return NULL;
+		p = ws(p + 1, e);
+	}
+	return NULL;
+}
+
+/*
  * The statements search. The rows alone (statement_rows) are real rows: SQL finds the newest
  * that match. The batched rows are JSON arrays, one a batch (store_int.h); SQL's json_each and
  * json_extract took 18 us a row, so a search that matched little read every batch back to its
@@ -216,16 +398,21 @@ int store_find_connections(struct store_reader *r, const struct store_find_filte
  * the same rows, the same columns, newest first.
  */
 struct found {
-	int64_t id;
+	int64_t id, at_us;
 	char *json;
+};
+
+/* Rows found, as the JSON they are answered with. */
+struct found_list {
+	struct found *v;
+	size_t n, cap;
 };
 
 struct find_st {
 	struct store_reader *r;
 	const struct store_find_filter *f;
 	unsigned int limit;
-	struct found *v;
-	size_t n, cap;
+	struct found_list fl;
 	sqlite3_stmt *conn_st;
 	struct conn_info {
 		int64_t id;             /* 0: free slot */
@@ -235,22 +422,51 @@ struct find_st {
 	} cache[512];
 };
 
-static int found_add(struct find_st *q, int64_t id, char *json)
+static int found_add(struct found_list *l, int64_t id, int64_t at_us, char *json)
 {
-	if (q->n == q->cap) {
-		size_t cap = q->cap ? q->cap * 2 : 256;
-		struct found *v = realloc(q->v, cap * sizeof(*v));
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 256;
+		struct found *v = realloc(l->v, cap * sizeof(*v));
 
 		if (!v) {
 			free(json);
 			return -1;
 		}
-		q->v = v;
-		q->cap = cap;
+		l->v = v;
+		l->cap = cap;
 	}
-	q->v[q->n].id = id;
-	q->v[q->n].json = json;
-	q->n++;
+	l->v[l->n].id = id;
+	l->v[l->n].at_us = at_us;
+	l->v[l->n].json = json;
+	l->n++;
+	return 0;
+}
+
+/* Sorts by cmp and keeps the first keep. */
+static void found_cut(struct found_list *l, int (*cmp)(const void *a, const void *b), size_t keep)
+{
+	if (l->n > 1)
+		qsort(l->v, l->n, sizeof(*l->v), cmp);
+	while (l->n > keep)
+		free(l->v[--l->n].json);
+}
+
+static void found_free(struct found_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i].json);
+	free(l->v);
+}
+
+/* Hands the rows to cb in order (cb: 0 on, >0 stop, <0 abort): 0 or -1. */
+static int found_each(const struct found_list *l, int (*cb)(void *arg, const char *json), void *arg)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		int c = cb(arg, l->v[i].json);
+
+		if (c)
+			return c < 0 ? -1 : 0;
+	}
 	return 0;
 }
 
@@ -264,11 +480,8 @@ static int found_cmp(const void *a, const void *b)
 /* Keeps the limit newest; returns the lowest id kept once there are that many, else 0. */
 static int64_t found_trim(struct find_st *q)
 {
-	if (q->n > 1)
-		qsort(q->v, q->n, sizeof(*q->v), found_cmp);
-	while (q->n > q->limit)
-		free(q->v[--q->n].json);
-	return q->n == q->limit ? q->v[q->n - 1].id : 0;
+	found_cut(&q->fl, found_cmp, q->limit);
+	return q->fl.n == q->limit ? q->fl.v[q->fl.n - 1].id : 0;
 }
 
 static int agent_match(const char *want, const char *cgroup_path, const char *exe)
@@ -327,12 +540,29 @@ static struct conn_info *conn_of(struct find_st *q, int64_t id)
 	return ci;
 }
 
-/* One batched row: kept (as the view's columns and the connection's) if it passes the filters. */
-static int batched_row(struct find_st *q, json_t *row)
+/* A batched statement row as the statements view shows it: its columns in order, strings and
+ * integers as written, anything else null. NULL: out of memory. */
+static json_t *stmt_cols(json_t *row)
 {
 	static const char *const cols[] = { "id", "conn_id", "seq", "at_us", "protocol", "text", "kind",
 					    "fingerprint", "relations", "unbounded_write", "params", "decision",
 					    "rule", "tag", "sqlstate", "error", "rows", "duration_us" };
+	json_t *out = json_object();
+
+	for (size_t i = 0; out && i < AL_ARRAY_LEN(cols); i++) {
+		json_t *v = json_object_get(row, cols[i]);
+
+		if (json_object_set(out, cols[i], v && (json_is_string(v) || json_is_integer(v)) ? v : json_null()) < 0) {
+			json_decref(out);
+			out = NULL;
+		}
+	}
+	return out;
+}
+
+/* One batched row: kept (as the view's columns and the connection's) if it passes the filters. */
+static int batched_row(struct find_st *q, json_t *row)
+{
 	const struct store_find_filter *f = q->f;
 	json_t *v, *out;
 	struct conn_info *ci;
@@ -352,23 +582,14 @@ static int batched_row(struct find_st *q, json_t *row)
 		return -1;
 	if (!ci->match)
 		return 0;
-	out = json_object();
-	if (!out)
-		return -1;
-	for (size_t i = 0; i < AL_ARRAY_LEN(cols); i++) {
-		v = json_object_get(row, cols[i]);
-		if (json_object_set(out, cols[i], v && (json_is_string(v) || json_is_integer(v)) ? v : json_null()) < 0) {
-			json_decref(out);
-			return -1;
-		}
-	}
-	if (json_object_update(out, ci->cols) < 0) {
+	out = stmt_cols(row);
+	if (!out || json_object_update(out, ci->cols) < 0) {
 		json_decref(out);
 		return -1;
 	}
 	txt = json_dumps(out, JSON_COMPACT);
 	json_decref(out);
-	return txt ? found_add(q, id, txt) : -1;
+	return txt ? found_add(&q->fl, id, 0, txt) : -1;
 }
 
 static int found_row(void *arg, const char *json)
@@ -379,7 +600,7 @@ static int found_row(void *arg, const char *json)
 	char *copy = strdup(json);
 
 	json_decref(o);
-	return copy ? found_add(q, id, copy) : -1;
+	return copy ? found_add(&q->fl, id, 0, copy) : -1;
 }
 
 static int bind_found(sqlite3_stmt *st, const void *arg)
@@ -387,6 +608,36 @@ static int bind_found(sqlite3_stmt *st, const void *arg)
 	const struct find_st *q = arg;
 
 	return bind_filter(st, q->f) | sqlite3_bind_int64(st, 5, q->limit);
+}
+
+/* A walked row: parsed only if the filters the walk can see pass. */
+static int find_skimmed(void *arg, const struct skim_row *r)
+{
+	struct find_st *q = arg;
+	const struct store_find_filter *f = q->f;
+	json_t *row;
+	int rc;
+
+	if (f->since_us && r->at_us < f->since_us)
+		return 0;
+	if (f->decision && *f->decision && (!r->dec || (!memchr(r->dec, '\\', r->dec_n) &&
+						   (r->dec_n != strlen(f->decision) ||
+						    memcmp(r->dec, f->decision, r->dec_n) != 0))))
+		return 0;
+	if ((f->agent && *f->agent) || (f->resource && *f->resource)) {
+		struct conn_info *ci = conn_of(q, r->conn_id);
+
+		if (!ci)
+			return -1;
+		if (!ci->match)
+			return 0;
+	}
+	row = json_loadb(r->p, r->n, JSON_ALLOW_NUL, NULL);
+	if (!row)
+		return -1;
+	rc = batched_row(q, row);
+	json_decref(row);
+	return rc;
 }
 
 int store_find_statements(struct store_reader *r, const struct store_find_filter *f,
@@ -427,6 +678,20 @@ int store_find_statements(struct store_reader *r, const struct store_find_filter
 			break;          /* this batch and every older one are before since */
 		if (past_deadline(r))
 			goto out;
+		if (txt) {
+			const char *e = txt + sqlite3_column_bytes(bst, 3);
+			const char *a = sqlite3_column_int(bst, 2) ? txt : body_rows(txt, e);
+			size_t mark = q->fl.n;
+			int k = a ? skim_rows(a, e, find_skimmed, q) : -2;
+
+			if (k == -1)
+				goto out;
+			if (k == 0)
+				goto next;
+			/* Not the shape the walk knows: what it kept goes, the whole batch is parsed. */
+			while (q->fl.n > mark)
+				free(q->fl.v[--q->fl.n].json);
+		}
 		doc = txt ? json_loadb(txt, (size_t)sqlite3_column_bytes(bst, 3), JSON_ALLOW_NUL, NULL) : NULL;
 		arr = sqlite3_column_int(bst, 2) ? doc : json_object_get(doc, "rows");
 		if (!json_is_array(arr)) {
@@ -442,33 +707,22 @@ int store_find_statements(struct store_reader *r, const struct store_find_filter
 			}
 		}
 		json_decref(doc);
-		if (q->n >= 2 * (size_t)q->limit)
+next:
+		if (q->fl.n >= 2 * (size_t)q->limit)
 			floor = found_trim(q);
-		else if (q->n >= q->limit && !floor)
+		else if (q->fl.n >= q->limit && !floor)
 			floor = found_trim(q);
 	}
 	if (step != SQLITE_ROW && step != SQLITE_DONE)
 		goto out;
 	found_trim(q);
-	rc = 0;
-	for (size_t i = 0; i < q->n; i++) {
-		int c = cb(arg, q->v[i].json);
-
-		if (c < 0) {
-			rc = -1;
-			break;
-		}
-		if (c > 0)
-			break;
-	}
+	rc = found_each(&q->fl, cb, arg);
 out:
 	if (rc < 0 && !r->timed_out)
 		al_err("store: statements search failed: %s", sqlite3_errmsg(r->db));
 	sqlite3_finalize(bst);
 	sqlite3_finalize(q->conn_st);
-	for (size_t i = 0; i < q->n; i++)
-		free(q->v[i].json);
-	free(q->v);
+	found_free(&q->fl);
 	for (size_t i = 0; i < AL_ARRAY_LEN(q->cache); i++)
 		json_decref(q->cache[i].cols);
 	free(q);
@@ -497,13 +751,176 @@ int store_conn_get(struct store_reader *r, int64_t id, int (*cb)(void *arg, cons
 	return n ? 0 : 1;
 }
 
+/*
+ * A session's statements, oldest first (at most SESSION_ROWS_MAX). Its batched rows are in the
+ * batches that name it (conns) since it opened; a long session's batches hold every other
+ * session's rows of its time too, so they are walked (skim_rows) and only its own parsed.
+ */
+#define SESSION_ROWS_MAX 100000
+
+struct sess_st {
+	int64_t conn_id;
+	struct found_list fl;
+	int64_t last_at;        /* once SESSION_ROWS_MAX are kept: the newest kept's time */
+};
+
+static int sess_cmp(const void *a, const void *b)
+{
+	const struct found *x = a, *y = b;
+
+	if (x->at_us != y->at_us)
+		return x->at_us < y->at_us ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static void sess_trim(struct sess_st *q)
+{
+	found_cut(&q->fl, sess_cmp, SESSION_ROWS_MAX);
+	if (q->fl.n == SESSION_ROWS_MAX)
+		q->last_at = q->fl.v[q->fl.n - 1].at_us;
+}
+
+static int sess_parsed(struct sess_st *q, json_t *row)
+{
+	json_t *out = stmt_cols(row);
+	char *txt;
+
+	if (!out || json_object_set_new(out, "request_id", json_null()) < 0) {
+		json_decref(out);
+		return -1;
+	}
+	txt = json_dumps(out, JSON_COMPACT);
+	json_decref(out);
+	return txt ? found_add(&q->fl, json_integer_value(json_object_get(row, "id")),
+			       json_integer_value(json_object_get(row, "at_us")), txt) : -1;
+}
+
+static int sess_skimmed(void *arg, const struct skim_row *r)
+{
+	struct sess_st *q = arg;
+	json_t *row;
+	int rc;
+
+	if (r->conn_id != q->conn_id || (q->last_at && r->at_us > q->last_at))
+		return 0;
+	row = json_loadb(r->p, r->n, JSON_ALLOW_NUL, NULL);
+	if (!row)
+		return -1;
+	rc = sess_parsed(q, row);
+	json_decref(row);
+	return rc;
+}
+
+static int sess_alone(void *arg, const char *json)
+{
+	struct sess_st *q = arg;
+	json_t *o = json_loads(json, JSON_ALLOW_NUL, NULL);
+	char *copy = strdup(json);
+	int64_t id = json_integer_value(json_object_get(o, "id")), at = json_integer_value(json_object_get(o, "at_us"));
+
+	json_decref(o);
+	return copy ? found_add(&q->fl, id, at, copy) : -1;
+}
+
+/* The request a statement went to review as (its newest), in each kept row's request_id. */
+static int sess_requests(struct store_reader *r, struct sess_st *q)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+
+	if (sqlite3_prepare_v2(r->db, "SELECT id FROM requests WHERE stmt_id = ?1 ORDER BY id DESC LIMIT 1", -1,
+			       &st, NULL) != SQLITE_OK)
+		goto out;
+	for (size_t i = 0; i < q->fl.n; i++) {
+		struct found *f = &q->fl.v[i];
+		json_t *o;
+		char *txt;
+
+		if (sqlite3_reset(st) != SQLITE_OK || sqlite3_bind_int64(st, 1, f->id) != SQLITE_OK)
+			goto out;
+		if (sqlite3_step(st) != SQLITE_ROW)
+			continue;
+		o = json_loads(f->json, JSON_ALLOW_NUL, NULL);
+		if (!o || json_object_set_new(o, "request_id", json_integer(sqlite3_column_int64(st, 0))) < 0 ||
+		    !(txt = json_dumps(o, JSON_COMPACT))) {
+			json_decref(o);
+			goto out;
+		}
+		json_decref(o);
+		free(f->json);
+		f->json = txt;
+	}
+	rc = 0;
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
 int store_conn_statements(struct store_reader *r, int64_t conn_id,
 			  int (*cb)(void *arg, const char *json), void *arg)
 {
-	return rows(r, "SELECT st.*, (SELECT r.id FROM requests r WHERE r.stmt_id = st.id ORDER BY r.id DESC"
-		    " LIMIT 1) AS request_id FROM (SELECT " STMT_COLS " FROM statement_rows WHERE conn_id = ?1 UNION ALL "
-		    STMT_BATCHED(BATCHED_OF_CONN("1")) ") st ORDER BY st.at_us, st.id"
-		    " LIMIT 100000", bind_id, &conn_id, cb, arg, NULL);
+	struct sess_st q = { .conn_id = conn_id };
+	sqlite3_stmt *bst = NULL;
+	int rc = -1, step;
+
+	/* Its rows alone: SQL (request_id filled in below, for the rows kept). */
+	if (rows(r, "SELECT " STMT_COLS ", NULL AS request_id FROM statement_rows WHERE conn_id = ?1", bind_id,
+		 &conn_id, sess_alone, &q, NULL) < 0)
+		goto out;
+	if (sqlite3_prepare_v2(r->db, "SELECT b.first_at_us, b.audit_seq IS NULL,"
+			       " CASE WHEN b.audit_seq IS NULL THEN b.rows ELSE a.body END"
+			       " FROM command_batches b LEFT JOIN audit a ON a.seq = b.audit_seq"
+			       " WHERE b.kind = 'statements' AND b.conns LIKE '%,' || ?1 || ',%'"
+			       " AND b.last_at_us >= coalesce((SELECT opened_us FROM connections WHERE id = ?1), 0)"
+			       " ORDER BY b.last_at_us", -1, &bst, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(bst, 1, conn_id) != SQLITE_OK)
+		goto out;
+	while ((step = sqlite3_step(bst)) == SQLITE_ROW) {
+		const char *txt = (const char *)sqlite3_column_text(bst, 2);
+		const char *e = txt ? txt + sqlite3_column_bytes(bst, 2) : NULL;
+		const char *a = txt && sqlite3_column_int(bst, 1) ? txt : txt ? body_rows(txt, e) : NULL;
+		size_t mark = q.fl.n;
+		int k;
+
+		if (q.last_at && sqlite3_column_int64(bst, 0) > q.last_at)
+			break;          /* the limit is kept, and every later batch is later */
+		if (past_deadline(r))
+			goto out;
+		k = a ? skim_rows(a, e, sess_skimmed, &q) : -2;
+		if (k == -1)
+			goto out;
+		if (k == -2 && txt) {
+			/* Not the shape the walk knows: what it kept goes, the whole batch is parsed. */
+			json_t *doc = json_loadb(txt, (size_t)(e - txt), JSON_ALLOW_NUL, NULL), *row;
+			json_t *arr = sqlite3_column_int(bst, 1) ? doc : json_object_get(doc, "rows");
+			size_t i;
+
+			while (q.fl.n > mark)
+				free(q.fl.v[--q.fl.n].json);
+			json_array_foreach(arr, i, row) {
+				if (json_integer_value(json_object_get(row, "conn_id")) == conn_id &&
+				    sess_parsed(&q, row) < 0) {
+					json_decref(doc);
+					goto out;
+				}
+			}
+			json_decref(doc);
+		}
+		if (q.fl.n >= 2 * SESSION_ROWS_MAX)
+			sess_trim(&q);
+	}
+	if (step != SQLITE_DONE && step != SQLITE_ROW)
+		goto out;
+	sess_trim(&q);
+	if (sess_requests(r, &q) < 0)
+		goto out;
+	rc = found_each(&q.fl, cb, arg);
+out:
+	if (rc < 0 && !r->timed_out)
+		al_err("store: reading session %lld's statements failed: %s", (long long)conn_id, sqlite3_errmsg(r->db));
+	sqlite3_finalize(bst);
+	found_free(&q.fl);
+	return rc;
 }
 
 int store_conn_http(struct store_reader *r, int64_t conn_id, int (*cb)(void *arg, const char *json), void *arg)
