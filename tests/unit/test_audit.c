@@ -1127,6 +1127,40 @@ static int collect_cb(void *arg, const char *json)
 	return row ? json_array_append_new(arg, row) : -1;
 }
 
+/* 1 if store_find_statements answers what the statements view answers for f. */
+static int find_as_view(sqlite3 *h, struct store_reader *rd, const struct store_find_filter *f)
+{
+	json_t *got = json_array(), *want = json_array();
+	sqlite3_stmt *st = NULL;
+	int same;
+
+	if (sqlite3_prepare_v2(h, "SELECT st.*, c.resource, c.cgroup_path, c.exe, c.pid, c.uid"
+			       " FROM statements st LEFT JOIN connections c ON c.id = st.conn_id"
+			       " WHERE (?1 IS NULL OR c.cgroup_path = ?1 OR c.cgroup_path GLOB ?1 || '/*'"
+			       " OR c.exe = ?1) AND (?2 IS NULL OR c.resource = ?2)"
+			       " AND (?3 IS NULL OR st.decision = ?3) AND st.at_us >= ?4"
+			       " ORDER BY st.id DESC LIMIT ?5", -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, f->agent, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, f->resource, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, f->decision, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, f->since_us);
+		sqlite3_bind_int64(st, 5, f->limit);
+		while (sqlite3_step(st) == SQLITE_ROW)
+			json_array_append_new(want, ref_row(st));
+	}
+	sqlite3_finalize(st);
+	same = store_reader_begin(rd, 0) == 0 && store_find_statements(rd, f, collect_cb, got) == 0 &&
+	       json_equal(got, want);
+	store_reader_end(rd);
+	if (!same)
+		printf("#   agent %s resource %s decision %s since %lld limit %u: %zu rows, want %zu\n",
+		       f->agent ? f->agent : "-", f->resource ? f->resource : "-", f->decision ? f->decision : "-",
+		       (long long)f->since_us, f->limit, json_array_size(got), json_array_size(want));
+	json_decref(got);
+	json_decref(want);
+	return same;
+}
+
 /*
  * The statements search (store_find_statements: batched rows read in C, newest batches first,
  * stopping early) answers what the statements view answers, row for row and column for column,
@@ -1219,36 +1253,9 @@ static void test_find_statements(void)
 		for (size_t l = 0; l < AL_ARRAY_LEN(limits); l++) {
 			struct store_find_filter f = { .agent = agents[a], .resource = resources[r],
 						       .decision = decs[d], .since_us = sinces[t], .limit = limits[l] };
-			json_t *got = json_array(), *want = json_array();
-			sqlite3_stmt *st = NULL;
 
 			cases++;
-			if (sqlite3_prepare_v2(h, "SELECT st.*, c.resource, c.cgroup_path, c.exe, c.pid, c.uid"
-					       " FROM statements st LEFT JOIN connections c ON c.id = st.conn_id"
-					       " WHERE (?1 IS NULL OR c.cgroup_path = ?1 OR c.cgroup_path GLOB ?1 || '/*'"
-					       " OR c.exe = ?1) AND (?2 IS NULL OR c.resource = ?2)"
-					       " AND (?3 IS NULL OR st.decision = ?3) AND st.at_us >= ?4"
-					       " ORDER BY st.id DESC LIMIT ?5", -1, &st, NULL) == SQLITE_OK) {
-				sqlite3_bind_text(st, 1, f.agent, -1, SQLITE_STATIC);
-				sqlite3_bind_text(st, 2, f.resource, -1, SQLITE_STATIC);
-				sqlite3_bind_text(st, 3, f.decision, -1, SQLITE_STATIC);
-				sqlite3_bind_int64(st, 4, f.since_us);
-				sqlite3_bind_int64(st, 5, f.limit);
-				while (sqlite3_step(st) == SQLITE_ROW)
-					json_array_append_new(want, ref_row(st));
-			}
-			sqlite3_finalize(st);
-			CHECK(store_reader_begin(rd, 0) == 0);
-			if (store_find_statements(rd, &f, collect_cb, got) != 0 || !json_equal(got, want)) {
-				if (bad++ < 3)
-					printf("#   agent %s resource %s decision %s since %lld limit %u: %zu rows, want %zu\n",
-					       f.agent ? f.agent : "-", f.resource ? f.resource : "-",
-					       f.decision ? f.decision : "-", (long long)f.since_us, f.limit,
-					       json_array_size(got), json_array_size(want));
-			}
-			store_reader_end(rd);
-			json_decref(got);
-			json_decref(want);
+			bad += !find_as_view(h, rd, &f);
 		}
 	}
 	/* every limit from 1 up, with and without since: the limit falls on each row in turn,
@@ -1256,28 +1263,9 @@ static void test_find_statements(void)
 	for (unsigned int l = 1; l <= 80; l++)
 		for (int t = 0; t < 2; t++) {
 			struct store_find_filter f = { .since_us = t ? mid : 0, .limit = l };
-			json_t *got = json_array(), *want = json_array();
-			sqlite3_stmt *st = NULL;
 
 			cases++;
-			if (sqlite3_prepare_v2(h, "SELECT st.*, c.resource, c.cgroup_path, c.exe, c.pid, c.uid"
-					       " FROM statements st LEFT JOIN connections c ON c.id = st.conn_id"
-					       " WHERE st.at_us >= ?1 ORDER BY st.id DESC LIMIT ?2", -1, &st,
-					       NULL) == SQLITE_OK) {
-				sqlite3_bind_int64(st, 1, f.since_us);
-				sqlite3_bind_int64(st, 2, f.limit);
-				while (sqlite3_step(st) == SQLITE_ROW)
-					json_array_append_new(want, ref_row(st));
-			}
-			sqlite3_finalize(st);
-			CHECK(store_reader_begin(rd, 0) == 0);
-			if (store_find_statements(rd, &f, collect_cb, got) != 0 || !json_equal(got, want))
-				if (bad++ < 3)
-					printf("#   since %lld limit %u: %zu rows, want %zu\n", (long long)f.since_us,
-					       f.limit, json_array_size(got), json_array_size(want));
-			store_reader_end(rd);
-			json_decref(got);
-			json_decref(want);
+			bad += !find_as_view(h, rd, &f);
 		}
 	/* each session's statements, oldest first, with the request each went to review as */
 	for (int i = 0; i < 4; i++) {

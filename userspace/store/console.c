@@ -493,18 +493,6 @@ static int agent_match(const char *want, const char *cgroup_path, const char *ex
 	return exe && strcmp(exe, want) == 0;
 }
 
-static json_t *col_json(sqlite3_stmt *st, int i)
-{
-	switch (sqlite3_column_type(st, i)) {
-	case SQLITE_NULL:
-		return json_null();
-	case SQLITE_INTEGER:
-		return json_integer(sqlite3_column_int64(st, i));
-	default:
-		return store_json_text(sqlite3_column_text(st, i), (size_t)sqlite3_column_bytes(st, i));
-	}
-}
-
 /* A connection's columns for the rows of it (cached), and whether they pass the filters. */
 static struct conn_info *conn_of(struct find_st *q, int64_t id)
 {
@@ -525,7 +513,7 @@ static struct conn_info *conn_of(struct find_st *q, int64_t id)
 		return NULL;
 	ci->found = rc == SQLITE_ROW;
 	for (int i = 0; i < 5; i++)
-		if (json_object_set_new(ci->cols, names[i], ci->found ? col_json(q->conn_st, i) : json_null()) < 0)
+		if (json_object_set_new(ci->cols, names[i], ci->found ? store_json_col(q->conn_st, i) : json_null()) < 0)
 			return NULL;
 	ci->match = 1;
 	if (f->agent && *f->agent)

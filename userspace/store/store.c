@@ -1003,7 +1003,7 @@ json_t *store_json_text(const unsigned char *v, size_t n)
 	return json_text(v, n);
 }
 
-static json_t *json_col(sqlite3_stmt *st, int i)
+json_t *store_json_col(sqlite3_stmt *st, int i)
 {
 	switch (sqlite3_column_type(st, i)) {
 	case SQLITE_NULL:
@@ -1028,7 +1028,7 @@ char *store_row_json(sqlite3_stmt *st)
 	if (!o)
 		goto out;
 	for (i = 0; i < n; i++) {
-		if (json_object_set_new(o, sqlite3_column_name(st, i), json_col(st, i)) < 0)
+		if (json_object_set_new(o, sqlite3_column_name(st, i), store_json_col(st, i)) < 0)
 			goto out;
 	}
 	txt = json_dumps(o, JSON_COMPACT);

@@ -2,6 +2,7 @@
 #ifndef AIRLOCK_STORE_INT_H
 #define AIRLOCK_STORE_INT_H
 
+#include <jansson.h>
 #include <sqlite3.h>
 #include <airlock/store.h>
 
@@ -81,6 +82,9 @@ int store_review_recover(struct store *s);
 int store_durable(struct store *s, int (*fn)(sqlite3 *db, void *arg), void *arg, const char *what);
 /* The JSON of the current row (column names as keys); free() it. */
 char *store_row_json(sqlite3_stmt *st);
+/* Column i of the current row as the listings show it: null, an integer, or text (not UTF-8
+ * bytes shown as U+FFFD). */
+json_t *store_json_col(sqlite3_stmt *st, int i);
 /* Steps st, handing each row to cb as JSON (cb: 0 go on, >0 stop, <0 abort).
  * 0 when done or stopped, -1 on a step error or abort, -2 out of memory.
  * Counts the rows handed over in *n if n is not NULL. */
