@@ -587,7 +587,10 @@ def case_long_read():
           "newest 5 of %s: %d %r" % (fill_cg, st, body[:400]))
 
     # A long session's view: its first 100000 statements, in order.
+    rss0 = lib.rss_kib(T.al.proc.pid)
     st, _, body = http("GET", "/api/v1/sessions/%d" % fill_conn, headers=auth, timeout=120)
+    note("the view of a %d-statement session: %d KiB of JSON; airlockd's resident memory %d -> %d KiB"
+         % (FILL_ROWS, len(body) // 1024, rss0, lib.rss_kib(T.al.proc.pid)))
     ses = json.loads(body).get("statements", []) if st == 200 else []
     check(st == 200 and len(ses) == 100000 and [x["seq"] for x in ses[:3]] == [0, 1, 2] and
           ses[-1]["seq"] == 99999 and all(x["conn_id"] == fill_conn for x in ses[::997]),

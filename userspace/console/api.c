@@ -11,6 +11,29 @@ static int append_row(void *arg, const char *json)
 	return row ? json_array_append_new(arg, row) : -1;
 }
 
+/* Rows the store hands over (each a JSON object's text) as one JSON array's text: a long
+ * session's 100000 rows are kept as their text, not as 100000 jansson objects. */
+static int row_text(void *arg, const char *json)
+{
+	struct al_buf *b = arg;
+
+	al_buf_add(b, b->len > 1 ? "," : "", b->len > 1);
+	al_buf_str(b, json);
+	return b->oom ? -1 : 0;
+}
+
+/* An empty array's text, to be filled by row_text and closed by rows_end. */
+static void rows_begin(struct al_buf *b)
+{
+	memset(b, 0, sizeof(*b));
+	al_buf_add(b, "[", 1);
+}
+
+static void rows_end(struct al_buf *b)
+{
+	al_buf_add(b, "]", 1);
+}
+
 static void ok_with(struct reply *r, const char *key, json_t *v)
 {
 	if (!v) {
@@ -98,54 +121,81 @@ static void audit(struct MHD_Connection *conn, struct reply *r)
 	r->job = j;
 }
 
+/* The answer as text: {"ok":true, ..., "now_us":N} around the parts already JSON. */
+static void reply_text(struct reply *r, struct al_buf *b)
+{
+	if (b->oom) {
+		free(b->p);
+		return reply_error(r, 500, "out of memory");
+	}
+	r->status = 200;
+	r->text = b->p;
+	r->text_len = b->len;
+	r->ctype = "application/json; charset=utf-8";
+}
+
 static void run_audit(struct store_reader *sr, struct cjob *j)
 {
 	struct store_find_filter f = {
 		.agent = j->agent, .resource = j->resource, .decision = j->decision,
 		.since_us = j->since_us, .limit = j->limit,
 	};
-	json_t *rows = json_array();
+	struct al_buf rows, out = { 0 };
 	int rc;
 
+	rows_begin(&rows);
 	if (strcmp(j->what, "statements") == 0)
-		rc = store_find_statements(sr, &f, append_row, rows);
+		rc = store_find_statements(sr, &f, row_text, &rows);
 	else if (strcmp(j->what, "connections") == 0)
-		rc = store_find_connections(sr, &f, append_row, rows);
+		rc = store_find_connections(sr, &f, row_text, &rows);
 	else
-		rc = store_find_requests(sr, &f, append_row, rows);
-	if (rc < 0) {
-		json_decref(rows);
-		rows = NULL;
+		rc = store_find_requests(sr, &f, row_text, &rows);
+	rows_end(&rows);
+	if (rc < 0 || rows.oom) {
+		free(rows.p);
+		return reply_error(&j->r, 500, "could not read the store");
 	}
-	ok_with(&j->r, j->what, rows);
+	al_buf_fmt(&out, "{\"ok\":true,\"%s\":", j->what);
+	al_buf_add(&out, rows.p, rows.len);
+	al_buf_fmt(&out, ",\"now_us\":%lld}", (long long)al_now_us());
+	free(rows.p);
+	reply_text(&j->r, &out);
 }
 
 /* A session: its connection row, its SQL statements, its HTTP requests and the recorded
  * stream of a Kubernetes exec/attach it carried (each list in order, empty if none). */
 static void run_session(struct store_reader *sr, struct cjob *j)
 {
+	static const char *const keys[] = { "statements", "http_requests", "exec" };
 	struct reply *r = &j->r;
-	json_t *conn = json_array(), *stmts = json_array(), *http = json_array(), *exec = json_array();
-	int rc = store_conn_get(sr, j->id, append_row, conn);
+	struct al_buf conn = { 0 }, part[3], out = { 0 };
+	int rc = store_conn_get(sr, j->id, row_text, &conn);
 
+	for (size_t i = 0; i < 3; i++)
+		rows_begin(&part[i]);
 	if (rc == 1) {
 		reply_error(r, 404, "no connection %lld", (long long)j->id);
 		goto out;
 	}
-	if (rc < 0 || store_conn_statements(sr, j->id, append_row, stmts) < 0 ||
-	    store_conn_http(sr, j->id, append_row, http) < 0 ||
-	    store_conn_exec(sr, j->id, append_row, exec) < 0) {
+	if (rc < 0 || conn.oom || store_conn_statements(sr, j->id, row_text, &part[0]) < 0 ||
+	    store_conn_http(sr, j->id, row_text, &part[1]) < 0 ||
+	    store_conn_exec(sr, j->id, row_text, &part[2]) < 0) {
 		reply_error(r, 500, "could not read the store");
 		goto out;
 	}
-	r->status = 200;
-	r->json = json_pack("{s:b, s:O, s:O, s:O, s:O}", "ok", 1, "connection", json_array_get(conn, 0),
-			    "statements", stmts, "http_requests", http, "exec", exec);
+	al_buf_str(&out, "{\"ok\":true,\"connection\":");
+	al_buf_add(&out, conn.p, conn.len);
+	for (size_t i = 0; i < 3; i++) {
+		rows_end(&part[i]);
+		al_buf_fmt(&out, ",\"%s\":", keys[i]);
+		al_buf_add(&out, part[i].p, part[i].len);
+	}
+	al_buf_add(&out, "}", 1);
+	reply_text(r, &out);
 out:
-	json_decref(conn);
-	json_decref(stmts);
-	json_decref(http);
-	json_decref(exec);
+	free(conn.p);
+	for (size_t i = 0; i < 3; i++)
+		free(part[i].p);
 }
 
 void api_run_job(struct store_reader *sr, struct cjob *j)
