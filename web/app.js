@@ -359,6 +359,9 @@ async function loadHistory() {
   for (const [k, id] of [['agent', 'h-agent'], ['resource', 'h-resource'], ['decision', 'h-decision'], ['since', 'h-since']]) {
     if ($(id).value) p.set(k, $(id).value);
   }
+  // A search that matches little reads far back (in airlockd's reader thread): say so meanwhile.
+  const body = $('history').tBodies[0];
+  body.replaceChildren(el('tr', {}, el('td', { class: 'empty', text: 'searching…' })));
   try {
     const j = await api('/audit?' + p.toString());
     const rows = j[what] || [];
@@ -375,7 +378,7 @@ async function loadHistory() {
         ['exe', (c) => c.exe], ['destination', (c) => (c.dst_addr || '?') + ':' + (c.dst_port || '?')], ['resource', (c) => c.resource],
         ['bytes up/down', (c) => c.bytes_up + ' / ' + c.bytes_down], ['end', (c) => c.reason]], rows);
     }
-  } catch (e) { flash(e.message, true); }
+  } catch (e) { body.replaceChildren(); flash(e.message, true); }
 }
 $('history-form').addEventListener('submit', (ev) => { ev.preventDefault(); loadHistory(); });
 
