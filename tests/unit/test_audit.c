@@ -1299,6 +1299,61 @@ out:
 	store_close(s);
 }
 
+/* 1 if store_totals (kept up by the writes) says what a count of the rows says. */
+static int totals_as_rows(struct store *s, const char *p)
+{
+	struct store_totals t;
+	char sql[200];
+	int ok;
+
+	if (store_totals(s, &t) < 0)
+		return 0;
+	ok = (int64_t)t.connections == q_int(p, "SELECT count(*) FROM connections");
+	for (int r = 1; r < AL_REASON__COUNT; r++) {
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM connections WHERE reason = '%s'", al_reason_name(r));
+		if ((int64_t)t.by_reason[r] != q_int(p, sql)) {
+			printf("#   totals: %s %llu, rows %lld\n", al_reason_name(r),
+			       (unsigned long long)t.by_reason[r], (long long)q_int(p, sql));
+			ok = 0;
+		}
+	}
+	return ok;
+}
+
+/* The connection totals (airlockctl status) are counted once, then kept up by opens, closes and
+ * rows recorded closed; a rotation makes them count again. */
+static void test_totals_kept(void)
+{
+	char p[512];
+	struct store *s = empty_store(p, sizeof(p));
+	struct store_conn c = conn();
+	struct store_conn_end e = { .closed_us = al_now_us(), .reason = AL_REASON_CLOSED };
+	struct store_conn_end d = { .closed_us = al_now_us(), .reason = AL_REASON_POLICY_DENY, .detail = "no" };
+	int64_t id[4];
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	CHECK(totals_as_rows(s, p));
+	for (int i = 0; i < 4; i++)
+		CHECK(store_conn_open(s, &c, &id[i]) == 0);
+	CHECK(totals_as_rows(s, p));
+	CHECK(store_conn_close(s, id[0], &e) == 0 && store_conn_close(s, id[1], &d) == 0);
+	CHECK(store_conn_close(s, id[1], &e) < 0);      /* closed already: no change */
+	CHECK(store_conn_record(s, &c, &d) == 0);
+	CHECK(store_batch_begin(s) == 0);
+	CHECK(store_conn_close(s, id[2], &e) == 0 && store_conn_record(s, &c, &e) == 0);
+	CHECK(store_batch_commit(s) == 0);
+	CHECK(totals_as_rows(s, p));
+	store_close(s);
+	/* a restart ends the open row (shutdown) and counts again */
+	CHECK(store_open(p, &s) == 0);
+	if (!s)
+		return;
+	CHECK(totals_as_rows(s, p));
+	store_close(s);
+}
+
 /* A version 8 store (recordings with a rowid and a time index) keeps its recordings in 9 and 10. */
 static void test_recordings_v8_upgrade(void)
 {
@@ -1369,7 +1424,8 @@ static void test_rotate(void)
 	}
 	CHECK(store_batch_commit_settled(s) == 0);
 	CHECK(q_int(p, "SELECT count(*) FROM command_batches WHERE audit_seq IS NOT NULL AND rows = ''") == 1);
-	/* grow past the cap */
+	/* grow past the cap (the totals counted before: the rotation makes them count again) */
+	CHECK(totals_as_rows(s, p));
 	CHECK(store_batch_begin(s) == 0);
 	for (int i = 0; i < 1500; i++) {
 		CHECK(store_conn_open(s, &c, &id) == 0);
@@ -1399,8 +1455,10 @@ static void test_rotate(void)
 		 (long long)keep);
 	CHECK(q_int(p, sql) == 3);
 	CHECK(q_int(p, "SELECT count(*) FROM command_batches WHERE audit_seq IS NOT NULL") == 0);
+	CHECK(totals_as_rows(s, p));
 	CHECK(store_conn_open(s, &c, &id) == 0);
 	CHECK(id == 5 + 1 + 1500 + 1);
+	CHECK(totals_as_rows(s, p));
 	store_close(s);
 	CHECK(verify(p, &v) == 0);
 	CHECK(v.first_seq == seq + 1 && v.last_seq == seq + 2);
@@ -1556,6 +1614,7 @@ int main(void)
 	RUN(test_recordings_chunks);
 	RUN(test_count_snapshot);
 	RUN(test_find_statements);
+	RUN(test_totals_kept);
 	RUN(test_recordings_v8_upgrade);
 	RUN(test_rotate);
 	RUN(test_pg_summary);

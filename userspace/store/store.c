@@ -292,6 +292,10 @@ struct store {
 	char *path;
 	int64_t last_rowid;         /* of the last write_step, before its audit record */
 	int last_changes;
+	/* store_totals' answer, counted once (a scan of every connection row) and then kept up by
+	 * the opens and closes the daemon writes; tot_ok 0: count again at the next call. */
+	struct store_totals tot;
+	int tot_ok;
 	/* Rows of the open batch not written yet (see held_add), and an index of them by id for
 	 * the outcome that joins one (open addressing; hidx_bad: not kept up, walk the list). */
 	struct held *held, **held_tail;
@@ -822,10 +826,18 @@ int store_conn_open(struct store *s, const struct store_conn *c, int64_t *id)
 	}
 	if (id)
 		*id = s->last_rowid;
+	s->tot.connections++;
 	ret = 0;
 out:
 	st_done(st);
 	return ret;
+}
+
+/* A row ended with reason r, in the kept totals. */
+static void tot_closed(struct store *s, enum al_reason r)
+{
+	if ((unsigned int)r < AL_REASON__COUNT)
+		s->tot.by_reason[r]++;
 }
 
 int store_conn_close(struct store *s, int64_t id, const struct store_conn_end *e)
@@ -843,6 +855,7 @@ int store_conn_close(struct store *s, int64_t id, const struct store_conn_end *e
 		al_err("store: no open connection row %" PRId64 " to close", id);
 		goto out;
 	}
+	tot_closed(s, e->reason);
 	store_rec_end(s, id);
 	ret = 0;
 out:
@@ -860,6 +873,8 @@ int store_conn_record(struct store *s, const struct store_conn *c, const struct 
 		db_err(s, "recording connection");
 		goto out;
 	}
+	s->tot.connections++;
+	tot_closed(s, e->reason);
 	ret = 0;
 out:
 	st_done(st);
@@ -928,12 +943,24 @@ out:
 	return ret;
 }
 
+/* The totals are counted again at the next store_totals (rows went, or a write was undone). */
+void store_totals_forget(struct store *s)
+{
+	s->tot_ok = 0;
+}
+
+/* Counted by a scan of every connection row once (tens of ms a million rows: `airlockctl status`
+ * used to pay it every call, in the event loop), then kept up by the writes. */
 int store_totals(struct store *s, struct store_totals *t)
 {
 	sqlite3_stmt *st = s->st[ST_TOTALS];
 	int ret = -1;
 	int rc, r;
 
+	if (s->tot_ok) {
+		*t = s->tot;
+		return 0;
+	}
 	memset(t, 0, sizeof(*t));
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *name = (const char *)sqlite3_column_text(st, 0);
@@ -954,6 +981,8 @@ int store_totals(struct store *s, struct store_totals *t)
 		db_err(s, "counting connections");
 		goto out;
 	}
+	s->tot = *t;
+	s->tot_ok = 1;
 	ret = 0;
 out:
 	st_done(st);
@@ -1769,6 +1798,7 @@ static int batch_commit(struct store *s, int settled)
 		if (!sqlite3_get_autocommit(s->db))
 			(void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 		s->audit.stale = 1;
+		store_totals_forget(s);
 		return -1;
 	}
 	/* Carried rows: into the next batch now (without one, each is written on its own). */
