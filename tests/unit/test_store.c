@@ -312,8 +312,15 @@ static void test_totals(void)
 	e.reason = AL_REASON_STEER_LOOP;
 	CHECK(store_conn_record(s, &c, &e) == 0);
 	CHECK(store_conn_open(s, &c, &id) == 0);                /* still open */
-	/* A row written by a newer airlock with a reason this build lacks. */
-	CHECK(q_exec(p, "INSERT INTO connections (opened_us, reason) VALUES (3, 'from_the_future')") == 0);
+	CHECK(store_totals(s, &t) == 0);
+	CHECK(t.connections == 6);
+	/* A row written by a newer airlock with a reason this build lacks (in a store this one opens
+	 * next: the totals are counted at the first call, then kept up by this daemon's writes). */
+	store_close(s);
+	CHECK(q_exec(p, "INSERT INTO connections (opened_us, closed_us, reason) VALUES (3, 4, 'from_the_future')") == 0);
+	CHECK(store_open(p, &s) == 0);
+	if (!s)
+		return;
 
 	CHECK(store_totals(s, &t) == 0);
 	CHECK(t.connections == 7);
@@ -321,13 +328,13 @@ static void test_totals(void)
 	CHECK(t.by_reason[AL_REASON_POLICY_DENY] == 1);
 	CHECK(t.by_reason[AL_REASON_STEER_LOOP] == 1);
 	CHECK(t.by_reason[AL_REASON_NONE] == 0);
-	CHECK(t.by_reason[AL_REASON_SHUTDOWN] == 0);
+	CHECK(t.by_reason[AL_REASON_SHUTDOWN] == 1);   /* the open row, ended by the restart */
 	{
 		uint64_t sum = 0;
 
 		for (i = 0; i < AL_REASON_MAX; i++)
 			sum += t.by_reason[i];
-		CHECK(sum == 5);
+		CHECK(sum == 6);
 	}
 	store_close(s);
 }
