@@ -117,6 +117,50 @@ static struct store_conn sample_conn(int64_t opened_us)
 	return c;
 }
 
+/* A session that ends before where recordings retention got to (the clock went back): the next
+ * pass starts from the first ended session, and its recording expires too. */
+static void test_retention_clock_back(void)
+{
+	char p[512];
+	struct store *s = NULL;
+	struct store_limits l = { .record_retention_us = 3600 * 1000000ll };
+	int64_t now = al_now_us(), a, b, c;
+	struct store_conn cn = sample_conn(now - 4 * 3600 * 1000000ll);
+	struct store_conn_end e = { .reason = AL_REASON_CLOSED };
+
+	tpath(p, sizeof(p), "retention-clock.db");
+	if (store_open(p, &s) < 0) {
+		CHECK(!"store_open");
+		return;
+	}
+	CHECK(store_conn_open(s, &cn, &a) == 0 && store_conn_open(s, &cn, &b) == 0 &&
+	      store_conn_open(s, &cn, &c) == 0);
+	CHECK(store_rec_add(s, a, 1, now, "A", "Q", "x", 1) == 0 && store_rec_add(s, b, 1, now, "A", "Q", "x", 1) == 0 &&
+	      store_rec_add(s, c, 1, now, "A", "Q", "x", 1) == 0);
+	e.closed_us = now - 2 * 3600 * 1000000ll;       /* ended 2 h ago: expires */
+	CHECK(store_conn_close(s, a, &e) == 0);
+	e.closed_us = now;                                /* ended now: kept */
+	CHECK(store_conn_close(s, b, &e) == 0);
+	CHECK(store_batch_commit(s) == 0);
+	store_set_limits(s, &l);
+	store_tick(s);
+	CHECK(store_batch_commit(s) == 0);
+	CHECK(Q_INT(p, "SELECT count(*) FROM recordings WHERE conn_id = 1") == 0);
+	CHECK(Q_INT(p, "SELECT count(*) FROM recordings WHERE conn_id = 2") == 1);
+	CHECK(store_audit_state(s)->ret_at_us == now - 2 * 3600 * 1000000ll);
+	/* the clock went back: c ends "3 h ago", before the pass's position */
+	e.closed_us = now - 3 * 3600 * 1000000ll;
+	CHECK(store_conn_close(s, c, &e) == 0);
+	CHECK(store_batch_commit(s) == 0);
+	CHECK(Q_INT(p, "SELECT count(*) FROM recordings WHERE conn_id = 3") == 1);
+	store_audit_state(s)->retention_mono_us = 0;      /* a minute went by: the next pass */
+	store_tick(s);
+	CHECK(store_batch_commit(s) == 0);
+	CHECK(Q_INT(p, "SELECT count(*) FROM recordings WHERE conn_id = 3") == 0);
+	CHECK(Q_INT(p, "SELECT count(*) FROM recordings WHERE conn_id = 2") == 1);
+	store_close(s);
+}
+
 /* The checkpoint thread folds the WAL into the database while the daemon runs. */
 static void test_checkpoints(void)
 {
@@ -873,5 +917,6 @@ int main(void)
 	RUN(test_mkdir);
 	RUN(test_unwritable);
 	RUN(test_durable_folds_batch);
+	RUN(test_retention_clock_back);
 	TEST_EXIT();
 }

@@ -603,6 +603,18 @@ out:
 	}
 }
 
+/* A session ended at closed_us: if the clock went back past where retention got to, that
+ * session sorts before it and no pass would reach it; the next pass starts from the first. */
+void store_rec_ended(struct store *s, int64_t closed_us)
+{
+	struct store_audit *a = store_audit_state(s);
+
+	if (closed_us < a->ret_at_us) {
+		a->ret_at_us = 0;
+		a->ret_at_id = 0;
+	}
+}
+
 void store_tick(struct store *s)
 {
 	struct store_audit *a = store_audit_state(s);

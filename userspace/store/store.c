@@ -856,6 +856,7 @@ int store_conn_close(struct store *s, int64_t id, const struct store_conn_end *e
 		goto out;
 	}
 	tot_closed(s, e->reason);
+	store_rec_ended(s, e->closed_us);
 	store_rec_end(s, id);
 	ret = 0;
 out:
@@ -875,6 +876,7 @@ int store_conn_record(struct store *s, const struct store_conn *c, const struct 
 	}
 	s->tot.connections++;
 	tot_closed(s, e->reason);
+	store_rec_ended(s, e->closed_us);
 	ret = 0;
 out:
 	st_done(st);

@@ -7,6 +7,8 @@
 #include <airlock/store.h>
 
 sqlite3 *store_db(struct store *s);
+/* A connection row was ended at closed_us (recordings retention, rec.c). */
+void store_rec_ended(struct store *s, int64_t closed_us);
 /* store_totals counts again at its next call (connection rows went, or writes were undone). */
 void store_totals_forget(struct store *s);
 sqlite3 *store_reader_db(struct store_reader *r);
