@@ -47,7 +47,6 @@ struct creader {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct cjobs todo, done;        /* under mu */
-	struct cjob *busy;              /* under mu: the job being read */
 	int stop;                       /* under mu */
 	int efd;                        /* eventfd: the thread wakes the loop with a done job */
 	struct event *ev;

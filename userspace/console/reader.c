@@ -15,8 +15,10 @@
  */
 #include "console_int.h"
 
+#include <errno.h>
 #include <event2/event.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -38,7 +40,6 @@ static void *reader_main(void *arg)
 			break;
 		j = TAILQ_FIRST(&rd->todo);
 		TAILQ_REMOVE(&rd->todo, j, link);
-		rd->busy = j;
 		pthread_mutex_unlock(&rd->mu);
 		if (store_reader_begin(rd->sr, READ_BUDGET_US) < 0) {
 			reply_error(&j->r, 500, "could not read the store");
@@ -50,7 +51,6 @@ static void *reader_main(void *arg)
 			store_reader_end(rd->sr);
 		}
 		pthread_mutex_lock(&rd->mu);
-		rd->busy = NULL;
 		TAILQ_INSERT_TAIL(&rd->done, j, link);
 		if (write(rd->efd, &one, sizeof(one)) != sizeof(one))
 			al_warn("console: cannot wake the event loop for a finished read");
