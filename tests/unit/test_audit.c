@@ -1215,6 +1215,20 @@ static void test_find_statements(void)
 			if (n % 5)
 				CHECK(store_stmt_outcome(s, id, &o) == 0);
 		}
+		/* and HTTP requests, some waiting for their outcome */
+		for (int i = 0; i < 3; i++) {
+			struct store_http hr = {
+				.conn_id = conns[(b + i) % 4], .seq = b * 3 + i, .at_us = base + (int64_t)n * 1000 + i,
+				.method = i ? "GET" : "DELETE", .host = "api.internal", .path = "/v1/items",
+				.query = i == 2 ? "a=1" : NULL, .kind = "read", .headers_json = "{\"accept\":\"*/*\"}",
+				.body_len = i, .request_sha256 = "ab", .decision = decisions[(b + i) % 4],
+			};
+			struct store_http_outcome ho = { .status = 200, .bytes_up = 10, .bytes_down = 20, .duration_us = 5 };
+
+			CHECK(store_http_add(s, &hr, &id) == 0);
+			if (i != 1)
+				CHECK(store_http_outcome(s, id, &ho) == 0);
+		}
 		CHECK(store_batch_commit_settled(s) == 0);
 		if (b == 15)
 			mid = base + (int64_t)n * 1000;
@@ -1291,8 +1305,31 @@ static void test_find_statements(void)
 		json_decref(got);
 		json_decref(want);
 	}
+	/* each session's HTTP requests, in order */
+	for (int i = 0; i < 4; i++) {
+		json_t *got = json_array(), *want = json_array();
+		sqlite3_stmt *st = NULL;
+
+		cases++;
+		if (sqlite3_prepare_v2(h, "SELECT * FROM http_requests WHERE conn_id = ?1 ORDER BY seq, id", -1, &st,
+				       NULL) == SQLITE_OK) {
+			sqlite3_bind_int64(st, 1, conns[i]);
+			while (sqlite3_step(st) == SQLITE_ROW)
+				json_array_append_new(want, ref_row(st));
+		}
+		sqlite3_finalize(st);
+		CHECK(store_reader_begin(rd, 0) == 0);
+		if (store_conn_http(rd, conns[i], collect_cb, got) != 0 || !json_equal(got, want) ||
+		    json_array_size(want) < 10)
+			if (bad++ < 3)
+				printf("#   session %lld HTTP: %zu rows, want %zu\n", (long long)conns[i],
+				       json_array_size(got), json_array_size(want));
+		store_reader_end(rd);
+		json_decref(got);
+		json_decref(want);
+	}
 	CHECK(bad == 0);
-	CHECK(cases == 7 * 2 * 3 * 2 * 3 + 160 + 4);
+	CHECK(cases == 7 * 2 * 3 * 2 * 3 + 160 + 4 + 4);
 out:
 	sqlite3_close(h);
 	store_reader_close(rd);

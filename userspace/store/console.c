@@ -213,7 +213,7 @@ int store_find_connections(struct store_reader *r, const struct store_find_filte
 struct skim_row {
 	const char *p;          /* the row's object, n bytes */
 	size_t n;
-	int64_t id, conn_id, at_us;
+	int64_t id, conn_id, at_us, seq;
 	const char *dec;        /* the decision's bytes as written (escapes kept); NULL: null */
 	size_t dec_n;
 };
@@ -327,6 +327,8 @@ static int skim_rows(const char *p, const char *e, int (*fn)(void *arg, const st
 				p = int_val(p, e, &r.conn_id);
 			else if (KEY_IS(k, kn, "at_us"))
 				p = int_val(p, e, &r.at_us);
+			else if (KEY_IS(k, kn, "seq"))
+				p = int_val(p, e, &r.seq);
 			else if (KEY_IS(k, kn, "decision") && p < e && *p == '"') {
 				r.dec = p + 1;
 				if ((p = skip_str(p, e)))
@@ -398,7 +400,7 @@ static const char *body_rows(const char *p, const char *e)
  * the same rows, the same columns, newest first.
  */
 struct found {
-	int64_t id, at_us;
+	int64_t id, key;        /* key: what a session's rows are ordered by, with id */
 	char *json;
 };
 
@@ -422,7 +424,7 @@ struct find_st {
 	} cache[512];
 };
 
-static int found_add(struct found_list *l, int64_t id, int64_t at_us, char *json)
+static int found_add(struct found_list *l, int64_t id, int64_t key, char *json)
 {
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 256;
@@ -436,7 +438,7 @@ static int found_add(struct found_list *l, int64_t id, int64_t at_us, char *json
 		l->cap = cap;
 	}
 	l->v[l->n].id = id;
-	l->v[l->n].at_us = at_us;
+	l->v[l->n].key = key;
 	l->v[l->n].json = json;
 	l->n++;
 	return 0;
@@ -528,19 +530,25 @@ static struct conn_info *conn_of(struct find_st *q, int64_t id)
 	return ci;
 }
 
-/* A batched statement row as the statements view shows it: its columns in order, strings and
- * integers as written, anything else null. NULL: out of memory. */
-static json_t *stmt_cols(json_t *row)
+/* The columns of the statements and http_requests views, in order (STMT_COLS, HTTP_COLS). */
+static const char *const stmt_names[] = { "id", "conn_id", "seq", "at_us", "protocol", "text", "kind",
+					  "fingerprint", "relations", "unbounded_write", "params", "decision",
+					  "rule", "tag", "sqlstate", "error", "rows", "duration_us" };
+static const char *const http_names[] = { "id", "conn_id", "seq", "at_us", "method", "host", "path", "query",
+					  "kind", "headers", "body_len", "body_sha256", "request_sha256", "k8s",
+					  "fingerprint", "decision", "rule", "request_id", "status", "bytes_up",
+					  "bytes_down", "duration_us", "error" };
+
+/* A batched row as its view shows it: the n columns names[] in order, strings and integers as
+ * written, anything else null. NULL: out of memory. */
+static json_t *row_cols(json_t *row, const char *const *names, size_t n)
 {
-	static const char *const cols[] = { "id", "conn_id", "seq", "at_us", "protocol", "text", "kind",
-					    "fingerprint", "relations", "unbounded_write", "params", "decision",
-					    "rule", "tag", "sqlstate", "error", "rows", "duration_us" };
 	json_t *out = json_object();
 
-	for (size_t i = 0; out && i < AL_ARRAY_LEN(cols); i++) {
-		json_t *v = json_object_get(row, cols[i]);
+	for (size_t i = 0; out && i < n; i++) {
+		json_t *v = json_object_get(row, names[i]);
 
-		if (json_object_set(out, cols[i], v && (json_is_string(v) || json_is_integer(v)) ? v : json_null()) < 0) {
+		if (json_object_set(out, names[i], v && (json_is_string(v) || json_is_integer(v)) ? v : json_null()) < 0) {
 			json_decref(out);
 			out = NULL;
 		}
@@ -570,7 +578,7 @@ static int batched_row(struct find_st *q, json_t *row)
 		return -1;
 	if (!ci->match)
 		return 0;
-	out = stmt_cols(row);
+	out = row_cols(row, stmt_names, AL_ARRAY_LEN(stmt_names));
 	if (!out || json_object_update(out, ci->cols) < 0) {
 		json_decref(out);
 		return -1;
@@ -740,47 +748,73 @@ int store_conn_get(struct store_reader *r, int64_t id, int (*cb)(void *arg, cons
 }
 
 /*
- * A session's statements, oldest first (at most SESSION_ROWS_MAX). Its batched rows are in the
- * batches that name it (conns) since it opened; a long session's batches hold every other
- * session's rows of its time too, so they are walked (skim_rows) and only its own parsed.
+ * A session's statements or HTTP requests, in order (at most SESSION_ROWS_MAX). Its batched rows
+ * are in the batches that name it (conns) since it opened; a long session's batches hold every
+ * other session's rows of its time too, so they are walked (skim_rows) and only its own parsed.
  */
 #define SESSION_ROWS_MAX 100000
 
+struct sess_kind {
+	const char *batch_kind;         /* command_batches.kind */
+	const char *const *names;       /* the view's columns */
+	size_t n_names;
+	const char *alone_sql;          /* its rows alone (?1 the connection): the view's columns */
+	int by_seq;                     /* ordered by (seq, id); else by (at_us, id) */
+	int request_ids;                /* each row's review request, as request_id (statements) */
+};
+
+static const struct sess_kind sess_stmts = {
+	"statements", stmt_names, AL_ARRAY_LEN(stmt_names),
+	"SELECT " STMT_COLS ", NULL AS request_id FROM statement_rows WHERE conn_id = ?1", 0, 1,
+};
+static const struct sess_kind sess_http = {
+	"http_requests", http_names, AL_ARRAY_LEN(http_names),
+	"SELECT " HTTP_COLS " FROM http_request_rows WHERE conn_id = ?1", 1, 0,
+};
+
 struct sess_st {
+	const struct sess_kind *k;
 	int64_t conn_id;
 	struct found_list fl;
-	int64_t last_at;        /* once SESSION_ROWS_MAX are kept: the newest kept's time */
+	int64_t last_key;       /* once SESSION_ROWS_MAX are kept: the last kept's key */
+	int full;
 };
 
 static int sess_cmp(const void *a, const void *b)
 {
 	const struct found *x = a, *y = b;
 
-	if (x->at_us != y->at_us)
-		return x->at_us < y->at_us ? -1 : 1;
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
 	return x->id < y->id ? -1 : x->id > y->id;
 }
 
 static void sess_trim(struct sess_st *q)
 {
 	found_cut(&q->fl, sess_cmp, SESSION_ROWS_MAX);
-	if (q->fl.n == SESSION_ROWS_MAX)
-		q->last_at = q->fl.v[q->fl.n - 1].at_us;
+	if (q->fl.n == SESSION_ROWS_MAX) {
+		q->last_key = q->fl.v[q->fl.n - 1].key;
+		q->full = 1;
+	}
+}
+
+static int64_t sess_key(const struct sess_st *q, json_t *row)
+{
+	return json_integer_value(json_object_get(row, q->k->by_seq ? "seq" : "at_us"));
 }
 
 static int sess_parsed(struct sess_st *q, json_t *row)
 {
-	json_t *out = stmt_cols(row);
+	json_t *out = row_cols(row, q->k->names, q->k->n_names);
 	char *txt;
 
-	if (!out || json_object_set_new(out, "request_id", json_null()) < 0) {
+	if (!out || (q->k->request_ids && json_object_set_new(out, "request_id", json_null()) < 0)) {
 		json_decref(out);
 		return -1;
 	}
 	txt = json_dumps(out, JSON_COMPACT);
 	json_decref(out);
-	return txt ? found_add(&q->fl, json_integer_value(json_object_get(row, "id")),
-			       json_integer_value(json_object_get(row, "at_us")), txt) : -1;
+	return txt ? found_add(&q->fl, json_integer_value(json_object_get(row, "id")), sess_key(q, row), txt) : -1;
 }
 
 static int sess_skimmed(void *arg, const struct skim_row *r)
@@ -789,7 +823,7 @@ static int sess_skimmed(void *arg, const struct skim_row *r)
 	json_t *row;
 	int rc;
 
-	if (r->conn_id != q->conn_id || (q->last_at && r->at_us > q->last_at))
+	if (r->conn_id != q->conn_id || (q->full && (q->k->by_seq ? r->seq : r->at_us) > q->last_key))
 		return 0;
 	row = json_loadb(r->p, r->n, JSON_ALLOW_NUL, NULL);
 	if (!row)
@@ -804,10 +838,10 @@ static int sess_alone(void *arg, const char *json)
 	struct sess_st *q = arg;
 	json_t *o = json_loads(json, JSON_ALLOW_NUL, NULL);
 	char *copy = strdup(json);
-	int64_t id = json_integer_value(json_object_get(o, "id")), at = json_integer_value(json_object_get(o, "at_us"));
+	int64_t id = json_integer_value(json_object_get(o, "id")), key = sess_key(q, o);
 
 	json_decref(o);
-	return copy ? found_add(&q->fl, id, at, copy) : -1;
+	return copy ? found_add(&q->fl, id, key, copy) : -1;
 }
 
 /* The request a statement went to review as (its newest), in each kept row's request_id. */
@@ -844,40 +878,41 @@ out:
 	return rc;
 }
 
-int store_conn_statements(struct store_reader *r, int64_t conn_id,
-			  int (*cb)(void *arg, const char *json), void *arg)
+static int sess_rows(struct store_reader *r, const struct sess_kind *k, int64_t conn_id,
+		     int (*cb)(void *arg, const char *json), void *arg)
 {
-	struct sess_st q = { .conn_id = conn_id };
+	struct sess_st q = { .k = k, .conn_id = conn_id };
 	sqlite3_stmt *bst = NULL;
 	int rc = -1, step;
 
 	/* Its rows alone: SQL (request_id filled in below, for the rows kept). */
-	if (rows(r, "SELECT " STMT_COLS ", NULL AS request_id FROM statement_rows WHERE conn_id = ?1", bind_id,
-		 &conn_id, sess_alone, &q, NULL) < 0)
+	if (rows(r, k->alone_sql, bind_id, &conn_id, sess_alone, &q, NULL) < 0)
 		goto out;
 	if (sqlite3_prepare_v2(r->db, "SELECT b.first_at_us, b.audit_seq IS NULL,"
 			       " CASE WHEN b.audit_seq IS NULL THEN b.rows ELSE a.body END"
 			       " FROM command_batches b LEFT JOIN audit a ON a.seq = b.audit_seq"
-			       " WHERE b.kind = 'statements' AND b.conns LIKE '%,' || ?1 || ',%'"
+			       " WHERE b.kind = ?2 AND b.conns LIKE '%,' || ?1 || ',%'"
 			       " AND b.last_at_us >= coalesce((SELECT opened_us FROM connections WHERE id = ?1), 0)"
 			       " ORDER BY b.last_at_us", -1, &bst, NULL) != SQLITE_OK ||
-	    sqlite3_bind_int64(bst, 1, conn_id) != SQLITE_OK)
+	    sqlite3_bind_int64(bst, 1, conn_id) != SQLITE_OK ||
+	    sqlite3_bind_text(bst, 2, k->batch_kind, -1, SQLITE_STATIC) != SQLITE_OK)
 		goto out;
 	while ((step = sqlite3_step(bst)) == SQLITE_ROW) {
 		const char *txt = (const char *)sqlite3_column_text(bst, 2);
 		const char *e = txt ? txt + sqlite3_column_bytes(bst, 2) : NULL;
 		const char *a = txt && sqlite3_column_int(bst, 1) ? txt : txt ? body_rows(txt, e) : NULL;
 		size_t mark = q.fl.n;
-		int k;
+		int n;
 
-		if (q.last_at && sqlite3_column_int64(bst, 0) > q.last_at)
-			break;          /* the limit is kept, and every later batch is later */
+		/* By time: the limit is kept, and every later batch is later. */
+		if (!k->by_seq && q.full && sqlite3_column_int64(bst, 0) > q.last_key)
+			break;
 		if (past_deadline(r))
 			goto out;
-		k = a ? skim_rows(a, e, sess_skimmed, &q) : -2;
-		if (k == -1)
+		n = a ? skim_rows(a, e, sess_skimmed, &q) : -2;
+		if (n == -1)
 			goto out;
-		if (k == -2 && txt) {
+		if (n == -2 && txt) {
 			/* Not the shape the walk knows: what it kept goes, the whole batch is parsed. */
 			json_t *doc = json_loadb(txt, (size_t)(e - txt), JSON_ALLOW_NUL, NULL), *row;
 			json_t *arr = sqlite3_column_int(bst, 1) ? doc : json_object_get(doc, "rows");
@@ -900,27 +935,27 @@ int store_conn_statements(struct store_reader *r, int64_t conn_id,
 	if (step != SQLITE_DONE && step != SQLITE_ROW)
 		goto out;
 	sess_trim(&q);
-	if (sess_requests(r, &q) < 0)
+	if (k->request_ids && sess_requests(r, &q) < 0)
 		goto out;
 	rc = found_each(&q.fl, cb, arg);
 out:
 	if (rc < 0 && !r->timed_out)
-		al_err("store: reading session %lld's statements failed: %s", (long long)conn_id, sqlite3_errmsg(r->db));
+		al_err("store: reading session %lld's %s failed: %s", (long long)conn_id, k->batch_kind,
+		       sqlite3_errmsg(r->db));
 	sqlite3_finalize(bst);
 	found_free(&q.fl);
 	return rc;
 }
 
+int store_conn_statements(struct store_reader *r, int64_t conn_id,
+			  int (*cb)(void *arg, const char *json), void *arg)
+{
+	return sess_rows(r, &sess_stmts, conn_id, cb, arg);
+}
+
 int store_conn_http(struct store_reader *r, int64_t conn_id, int (*cb)(void *arg, const char *json), void *arg)
 {
-	char *sql = NULL;
-	int rc;
-
-	if (asprintf(&sql, "SELECT * FROM (%s) ORDER BY seq, id LIMIT 100000", store_conn_http_sql()) < 0)
-		return -1;
-	rc = rows(r, sql, bind_id, &conn_id, cb, arg, NULL);
-	free(sql);
-	return rc;
+	return sess_rows(r, &sess_http, conn_id, cb, arg);
 }
 
 int store_conn_exec(struct store_reader *r, int64_t conn_id, int (*cb)(void *arg, const char *json), void *arg)
