@@ -1161,6 +1161,33 @@ static int find_as_view(sqlite3 *h, struct store_reader *rd, const struct store_
 	return same;
 }
 
+/* 1 if fn (a session's rows, read by the store) answers what the view query sql does for the
+ * session, and that is at least min rows. */
+static int session_as_view(sqlite3 *h, struct store_reader *rd, int64_t conn_id,
+			   int (*fn)(struct store_reader *r, int64_t conn_id, int (*cb)(void *arg, const char *json),
+				     void *arg), size_t min, const char *sql)
+{
+	json_t *got = json_array(), *want = json_array();
+	sqlite3_stmt *st = NULL;
+	int same;
+
+	if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, conn_id);
+		while (sqlite3_step(st) == SQLITE_ROW)
+			json_array_append_new(want, ref_row(st));
+	}
+	sqlite3_finalize(st);
+	same = store_reader_begin(rd, 0) == 0 && fn(rd, conn_id, collect_cb, got) == 0 && json_equal(got, want) &&
+	       json_array_size(want) >= min;
+	store_reader_end(rd);
+	if (!same)
+		printf("#   session %lld: %zu rows, want %zu (%s)\n", (long long)conn_id, json_array_size(got),
+		       json_array_size(want), sql);
+	json_decref(got);
+	json_decref(want);
+	return same;
+}
+
 /*
  * The statements search (store_find_statements: batched rows read in C, newest batches first,
  * stopping early) answers what the statements view answers, row for row and column for column,
@@ -1282,52 +1309,15 @@ static void test_find_statements(void)
 			bad += !find_as_view(h, rd, &f);
 		}
 	/* each session's statements, oldest first, with the request each went to review as */
-	for (int i = 0; i < 4; i++) {
-		json_t *got = json_array(), *want = json_array();
-		sqlite3_stmt *st = NULL;
-
-		cases++;
-		if (sqlite3_prepare_v2(h, "SELECT st.*, (SELECT r.id FROM requests r WHERE r.stmt_id = st.id"
-				       " ORDER BY r.id DESC LIMIT 1) AS request_id FROM statements st"
-				       " WHERE st.conn_id = ?1 ORDER BY st.at_us, st.id", -1, &st, NULL) == SQLITE_OK) {
-			sqlite3_bind_int64(st, 1, conns[i]);
-			while (sqlite3_step(st) == SQLITE_ROW)
-				json_array_append_new(want, ref_row(st));
-		}
-		sqlite3_finalize(st);
-		CHECK(store_reader_begin(rd, 0) == 0);
-		if (store_conn_statements(rd, conns[i], collect_cb, got) != 0 || !json_equal(got, want) ||
-		    json_array_size(want) < 20)
-			if (bad++ < 3)
-				printf("#   session %lld: %zu rows, want %zu\n", (long long)conns[i],
-				       json_array_size(got), json_array_size(want));
-		store_reader_end(rd);
-		json_decref(got);
-		json_decref(want);
-	}
+	for (int i = 0; i < 4; i++, cases++)
+		bad += !session_as_view(h, rd, conns[i], store_conn_statements, 20,
+					"SELECT st.*, (SELECT r.id FROM requests r WHERE r.stmt_id = st.id ORDER BY"
+					" r.id DESC LIMIT 1) AS request_id FROM statements st WHERE st.conn_id = ?1"
+					" ORDER BY st.at_us, st.id");
 	/* each session's HTTP requests, in order */
-	for (int i = 0; i < 4; i++) {
-		json_t *got = json_array(), *want = json_array();
-		sqlite3_stmt *st = NULL;
-
-		cases++;
-		if (sqlite3_prepare_v2(h, "SELECT * FROM http_requests WHERE conn_id = ?1 ORDER BY seq, id", -1, &st,
-				       NULL) == SQLITE_OK) {
-			sqlite3_bind_int64(st, 1, conns[i]);
-			while (sqlite3_step(st) == SQLITE_ROW)
-				json_array_append_new(want, ref_row(st));
-		}
-		sqlite3_finalize(st);
-		CHECK(store_reader_begin(rd, 0) == 0);
-		if (store_conn_http(rd, conns[i], collect_cb, got) != 0 || !json_equal(got, want) ||
-		    json_array_size(want) < 10)
-			if (bad++ < 3)
-				printf("#   session %lld HTTP: %zu rows, want %zu\n", (long long)conns[i],
-				       json_array_size(got), json_array_size(want));
-		store_reader_end(rd);
-		json_decref(got);
-		json_decref(want);
-	}
+	for (int i = 0; i < 4; i++, cases++)
+		bad += !session_as_view(h, rd, conns[i], store_conn_http, 10,
+					"SELECT * FROM http_requests WHERE conn_id = ?1 ORDER BY seq, id");
 	CHECK(bad == 0);
 	CHECK(cases == 7 * 2 * 3 * 2 * 3 + 160 + 4 + 4);
 out:
