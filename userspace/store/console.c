@@ -393,11 +393,11 @@ static const char *body_rows(const char *p, const char *e)
  * that match. The batched rows are JSON arrays, one a batch (store_int.h); SQL's json_each and
  * json_extract took 18 us a row, so a search that matched little read every batch back to its
  * `since` at that cost (37 s for 2M statements). Here the batches are read newest first, each
- * array parsed once, the rows filtered in C; the walk stops once the limit is found and no
- * older batch can hold a newer row (a batch's rows are at least its first_id; walking by
- * last_id, a carried row is the only overlap), or at a batch older than `since` (ids and times
- * grow together: an older batch's rows are all older). The answer is what the view gave:
- * the same rows, the same columns, newest first.
+ * array walked once (skim_rows) and only the rows that pass the filters parsed. The walk stops
+ * once the limit is found and no older batch can hold a newer row (a batch's rows are at least
+ * its first_id; walking by last_id, a carried row is the only overlap), or at a batch older
+ * than `since` (ids and times grow together: an older batch's rows are all older). The answer
+ * is what the view gave: the same rows, the same columns, newest first.
  */
 struct found {
 	int64_t id, key;        /* key: what a session's rows are ordered by, with id */
