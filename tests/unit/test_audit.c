@@ -1381,6 +1381,94 @@ static void test_totals_kept(void)
 	store_close(s);
 }
 
+struct rev_seen {
+	int64_t pending, approved, denied, timeout, other;
+};
+
+static int rev_cb(void *arg, const char *key, int64_t n)
+{
+	struct rev_seen *r = arg;
+
+	if (strcmp(key, "pending") == 0)
+		r->pending += n;
+	else if (strcmp(key, "approved") == 0)
+		r->approved += n;
+	else if (strcmp(key, "denied") == 0)
+		r->denied += n;
+	else if (strcmp(key, "timeout") == 0)
+		r->timeout += n;
+	else
+		r->other += n;
+	return 0;
+}
+
+/* 1 if /metrics' review counts and latency histogram (kept up by the writes) say what a count
+ * of the rows says. */
+static int review_metrics_as_rows(struct store *s, const char *p)
+{
+	static const double bounds[] = { 1, 60, 3600 };
+	struct rev_seen r = { 0 };
+	uint64_t counts[3], total;
+	double sum;
+	char sql[300];
+	int ok = store_count_requests_by_state(s, rev_cb, &r) == 0 &&
+		 store_decision_latency(s, bounds, 3, counts, &total, &sum) == 0;
+
+	ok = ok && r.pending == q_int(p, "SELECT count(*) FROM requests WHERE state = 'pending'") &&
+	     r.approved == q_int(p, "SELECT count(*) FROM requests WHERE state = 'approved'") &&
+	     r.denied == q_int(p, "SELECT count(*) FROM requests WHERE state = 'denied'") &&
+	     r.timeout == q_int(p, "SELECT count(*) FROM requests WHERE state = 'timeout'") &&
+	     r.other == q_int(p, "SELECT count(*) FROM requests WHERE state NOT IN ('pending', 'approved',"
+			      " 'denied', 'timeout')") &&
+	     (int64_t)total == q_int(p, "SELECT count(*) FROM requests WHERE state IN ('approved', 'denied')");
+	for (int i = 0; ok && i < 3; i++) {
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM requests WHERE state IN ('approved', 'denied')"
+			 " AND decided_us - created_us <= %lld", (long long)(bounds[i] * 1e6));
+		ok = (int64_t)counts[i] == q_int(p, sql);
+	}
+	if (!ok)
+		printf("#   review metrics: pending %lld approved %lld denied %lld timeout %lld, latency total %llu\n",
+		       (long long)r.pending, (long long)r.approved, (long long)r.denied, (long long)r.timeout,
+		       (unsigned long long)total);
+	return ok;
+}
+
+/* /metrics' review counts are counted once, then kept up by adds, ends and deciding reviews; a
+ * restart aborts the pending ones and counts again. */
+static void test_review_metrics_kept(void)
+{
+	char p[512];
+	struct store *s = empty_store(p, sizeof(p));
+	struct store_request r = { .expires_us = al_now_us() + 1000000, .conn_id = 1, .stmt_id = 1,
+				   .cgroup_id = 77, .resource = "pg", .protocol = "postgres",
+				   .command = "DELETE FROM t WHERE id = 1", .kind = "delete", .sha256 = "ab",
+				   .rule = "rule review", .approvals_needed = 1 };
+	int64_t id[6];
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	CHECK(review_metrics_as_rows(s, p));
+	for (int i = 0; i < 6; i++) {
+		r.created_us = al_now_us() - (int64_t)i * 30 * 1000000;        /* waited 0 .. 150 s */
+		CHECK(store_request_add(s, &r, &id[i]) == 0);
+	}
+	CHECK(review_metrics_as_rows(s, p));
+	CHECK(store_request_end(s, id[0], "approved", NULL) == 0);
+	CHECK(store_request_end(s, id[1], "timeout", NULL) == 0);
+	CHECK(store_approval_final(s, id[2], "alice", "deny", "no", 0, "denied") == 0);
+	CHECK(store_approval_final(s, id[3], "bob", "approve", NULL, 0, "approved") == 0);
+	CHECK(store_request_end(s, id[3], "denied", NULL) < 0);     /* not pending: nothing changes */
+	CHECK(review_metrics_as_rows(s, p));
+	store_close(s);
+	CHECK(store_open(p, &s) == 0);
+	if (!s)
+		return;
+	CHECK(review_metrics_as_rows(s, p));
+	CHECK(q_int(p, "SELECT count(*) FROM requests WHERE state = 'aborted'") == 2);
+	store_close(s);
+}
+
 /* A version 8 store (recordings with a rowid and a time index) keeps its recordings in 9 and 10. */
 static void test_recordings_v8_upgrade(void)
 {
@@ -1642,6 +1730,7 @@ int main(void)
 	RUN(test_count_snapshot);
 	RUN(test_find_statements);
 	RUN(test_totals_kept);
+	RUN(test_review_metrics_kept);
 	RUN(test_recordings_v8_upgrade);
 	RUN(test_rotate);
 	RUN(test_pg_summary);

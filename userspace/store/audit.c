@@ -891,6 +891,10 @@ void store_audit_close(struct store *s)
 	free(a->counts);
 	a->counts = NULL;
 	a->n_counts = 0;
+	free(a->rev);
+	a->rev = NULL;
+	free(a->lat_counts);
+	a->lat_counts = NULL;
 	sqlite3_finalize(a->ins);
 	sqlite3_finalize(a->cp_ins);
 	sqlite3_finalize(a->rec_ins);

@@ -471,6 +471,7 @@ static int rotate(struct store *s)
 		return -1;
 	/* Moving rows to the archive is no edit: no records for these deletions. */
 	store_totals_forget(s);
+	store_review_forget(s);
 	a->muted = 1;
 	for (size_t i = 0; i < AL_ARRAY_LEN(prune); i++)
 		if (exec(db, prune[i]) < 0)

@@ -95,6 +95,7 @@ int store_request_add(struct store *s, const struct store_request *r, int64_t *i
 
 	if (store_durable(s, do_request_add, &ra, "recording a review request") < 0)
 		return -1;
+	store_review_added(s);
 	*id = ra.id;
 	return 0;
 }
@@ -128,7 +129,10 @@ int store_request_end(struct store *s, int64_t id, const char *state, const char
 {
 	struct req_end e = { s, id, state, reason };
 
-	return store_durable(s, do_request_end, &e, "ending a review request");
+	if (store_durable(s, do_request_end, &e, "ending a review request") < 0)
+		return -1;
+	store_review_ended(s, id, state);
+	return 0;
 }
 
 struct appr {
@@ -182,7 +186,10 @@ int store_approval_final(struct store *s, int64_t request_id, const char *review
 	struct appr_end x = { { s, request_id, reviewer, decision, reason, grant_s },
 			      { s, request_id, state, reason } };
 
-	return store_durable(s, do_approval_end, &x, "recording the deciding review");
+	if (store_durable(s, do_approval_end, &x, "recording the deciding review") < 0)
+		return -1;
+	store_review_ended(s, request_id, state);
+	return 0;
 }
 
 static int do_recover(sqlite3 *db, void *arg)
@@ -201,6 +208,7 @@ static int do_recover(sqlite3 *db, void *arg)
 
 int store_review_recover(struct store *s)
 {
+	store_review_forget(s);
 	return store_durable(s, do_recover, NULL, "aborting pending review requests");
 }
 

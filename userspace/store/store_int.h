@@ -7,6 +7,11 @@
 #include <airlock/store.h>
 
 sqlite3 *store_db(struct store *s);
+/* A review request was written: added (state pending), or ended (pending -> state, decided);
+ * forget: the requests changed otherwise (rotation), count them again. */
+void store_review_added(struct store *s);
+void store_review_ended(struct store *s, int64_t id, const char *state);
+void store_review_forget(struct store *s);
 /* A connection row was ended at closed_us (recordings retention, rec.c). */
 void store_rec_ended(struct store *s, int64_t closed_us);
 /* store_totals counts again at its next call (connection rows went, or writes were undone). */
@@ -166,6 +171,16 @@ struct store_audit {
 	int64_t ret_cut, ret_at_us, ret_at_id, ret_msgs;
 	uint64_t used_bytes;
 	uint64_t rotated_floor;         /* bytes in use right after the last rotation */
+	/* /metrics' review requests by state and the reviewers' decision latency (console.c):
+	 * counted once (a scan of every request), then kept up by the request writes (review.c);
+	 * rev_ok / lat_ok 0: count again at the next call. */
+	int rev_ok, lat_ok;
+	struct stmt_count *rev;
+	size_t n_rev;
+	const double *lat_bounds;       /* the histogram's bounds (the caller's), lat_n of them */
+	size_t lat_n;
+	uint64_t *lat_counts, lat_total;
+	double lat_sum;
 };
 
 struct store_audit *store_audit_state(struct store *s);
