@@ -410,6 +410,69 @@ struct found_list {
 	size_t n, cap;
 };
 
+/* What batch_each hands a row to: want says from the walk whether to parse it (1), skip it (0)
+ * or stop (-1); parsed takes it parsed (0 on, -1 stop). */
+struct batch_walk {
+	int (*want)(void *arg, const struct skim_row *r);
+	int (*parsed)(void *arg, json_t *row);
+	void *arg;
+};
+
+static int walk_row(void *arg, const struct skim_row *r)
+{
+	const struct batch_walk *w = arg;
+	json_t *row;
+	int rc = w->want(w->arg, r);
+
+	if (rc <= 0)
+		return rc;
+	row = json_loadb(r->p, r->n, JSON_ALLOW_NUL, NULL);
+	if (!row)
+		return -1;
+	rc = w->parsed(w->arg, row);
+	json_decref(row);
+	return rc;
+}
+
+/*
+ * One batch's rows (txt: its rows column when is_rows, else its record's body): walked, each
+ * row want wants parsed and handed to parsed; text the walk does not know is parsed whole and
+ * every row handed to parsed, after the rows kept from the walk (those in l past its length
+ * on entry) are dropped. 0, or -1.
+ */
+static int batch_each(const char *txt, size_t len, int is_rows, struct found_list *l,
+		      const struct batch_walk *w)
+{
+	const char *e = txt + len, *a;
+	size_t mark = l->n, i;
+	json_t *doc, *arr, *row;
+	int k;
+
+	if (!txt)
+		return 0;
+	a = is_rows ? txt : body_rows(txt, e);
+	k = a ? skim_rows(a, e, walk_row, (void *)w) : -2;
+	if (k != -2)
+		return k < 0 ? -1 : 0;
+	while (l->n > mark)
+		free(l->v[--l->n].json);
+	doc = json_loadb(txt, len, JSON_ALLOW_NUL, NULL);
+	arr = is_rows ? doc : json_object_get(doc, "rows");
+	if (!json_is_array(arr)) {
+		al_err("store: a batch's rows are not a JSON array");
+		json_decref(doc);
+		return -1;
+	}
+	json_array_foreach(arr, i, row) {
+		if (w->parsed(w->arg, row) < 0) {
+			json_decref(doc);
+			return -1;
+		}
+	}
+	json_decref(doc);
+	return 0;
+}
+
 struct find_st {
 	struct store_reader *r;
 	const struct store_find_filter *f;
@@ -557,8 +620,9 @@ static json_t *row_cols(json_t *row, const char *const *names, size_t n)
 }
 
 /* One batched row: kept (as the view's columns and the connection's) if it passes the filters. */
-static int batched_row(struct find_st *q, json_t *row)
+static int batched_row(void *arg, json_t *row)
 {
+	struct find_st *q = arg;
 	const struct store_find_filter *f = q->f;
 	json_t *v, *out;
 	struct conn_info *ci;
@@ -607,12 +671,10 @@ static int bind_found(sqlite3_stmt *st, const void *arg)
 }
 
 /* A walked row: parsed only if the filters the walk can see pass. */
-static int find_skimmed(void *arg, const struct skim_row *r)
+static int find_want(void *arg, const struct skim_row *r)
 {
 	struct find_st *q = arg;
 	const struct store_find_filter *f = q->f;
-	json_t *row;
-	int rc;
 
 	if (f->since_us && r->at_us < f->since_us)
 		return 0;
@@ -625,21 +687,16 @@ static int find_skimmed(void *arg, const struct skim_row *r)
 
 		if (!ci)
 			return -1;
-		if (!ci->match)
-			return 0;
+		return ci->match;
 	}
-	row = json_loadb(r->p, r->n, JSON_ALLOW_NUL, NULL);
-	if (!row)
-		return -1;
-	rc = batched_row(q, row);
-	json_decref(row);
-	return rc;
+	return 1;
 }
 
 int store_find_statements(struct store_reader *r, const struct store_find_filter *f,
 			   int (*cb)(void *arg, const char *json), void *arg)
 {
 	struct find_st *q = calloc(1, sizeof(*q));
+	struct batch_walk walk = { find_want, batched_row, q };
 	sqlite3_stmt *bst = NULL;
 	int64_t floor = 0;
 	int rc = -1, step;
@@ -665,48 +722,15 @@ int store_find_statements(struct store_reader *r, const struct store_find_filter
 		goto out;
 	while ((step = sqlite3_step(bst)) == SQLITE_ROW) {
 		const char *txt = (const char *)sqlite3_column_text(bst, 3);
-		json_t *doc, *arr, *row;
-		size_t i;
+		size_t len = (size_t)sqlite3_column_bytes(bst, 3);
 
 		if (floor && sqlite3_column_int64(bst, 0) < floor)
 			break;          /* the limit is found, and nothing older can be newer */
 		if (f->since_us && sqlite3_column_int64(bst, 1) < f->since_us)
 			break;          /* this batch and every older one are before since */
-		if (past_deadline(r))
+		if (past_deadline(r) || batch_each(txt, len, sqlite3_column_int(bst, 2), &q->fl, &walk) < 0)
 			goto out;
-		if (txt) {
-			const char *e = txt + sqlite3_column_bytes(bst, 3);
-			const char *a = sqlite3_column_int(bst, 2) ? txt : body_rows(txt, e);
-			size_t mark = q->fl.n;
-			int k = a ? skim_rows(a, e, find_skimmed, q) : -2;
-
-			if (k == -1)
-				goto out;
-			if (k == 0)
-				goto next;
-			/* Not the shape the walk knows: what it kept goes, the whole batch is parsed. */
-			while (q->fl.n > mark)
-				free(q->fl.v[--q->fl.n].json);
-		}
-		doc = txt ? json_loadb(txt, (size_t)sqlite3_column_bytes(bst, 3), JSON_ALLOW_NUL, NULL) : NULL;
-		arr = sqlite3_column_int(bst, 2) ? doc : json_object_get(doc, "rows");
-		if (!json_is_array(arr)) {
-			al_err("store: a batch of statements (up to id %lld) is not a JSON array",
-			       (long long)sqlite3_column_int64(bst, 0));
-			json_decref(doc);
-			goto out;
-		}
-		json_array_foreach(arr, i, row) {
-			if (batched_row(q, row) < 0) {
-				json_decref(doc);
-				goto out;
-			}
-		}
-		json_decref(doc);
-next:
-		if (q->fl.n >= 2 * (size_t)q->limit)
-			floor = found_trim(q);
-		else if (q->fl.n >= q->limit && !floor)
+		if (q->fl.n >= 2 * (size_t)q->limit || (q->fl.n >= q->limit && !floor))
 			floor = found_trim(q);
 	}
 	if (step != SQLITE_ROW && step != SQLITE_DONE)
@@ -817,20 +841,21 @@ static int sess_parsed(struct sess_st *q, json_t *row)
 	return txt ? found_add(&q->fl, json_integer_value(json_object_get(row, "id")), sess_key(q, row), txt) : -1;
 }
 
-static int sess_skimmed(void *arg, const struct skim_row *r)
+/* A walked row: parsed if it is the session's (and, once the limit is kept, not later). */
+static int sess_want(void *arg, const struct skim_row *r)
 {
 	struct sess_st *q = arg;
-	json_t *row;
-	int rc;
 
-	if (r->conn_id != q->conn_id || (q->full && (q->k->by_seq ? r->seq : r->at_us) > q->last_key))
+	return r->conn_id == q->conn_id && !(q->full && (q->k->by_seq ? r->seq : r->at_us) > q->last_key);
+}
+
+static int sess_row(void *arg, json_t *row)
+{
+	struct sess_st *q = arg;
+
+	if (json_integer_value(json_object_get(row, "conn_id")) != q->conn_id)
 		return 0;
-	row = json_loadb(r->p, r->n, JSON_ALLOW_NUL, NULL);
-	if (!row)
-		return -1;
-	rc = sess_parsed(q, row);
-	json_decref(row);
-	return rc;
+	return sess_parsed(q, row);
 }
 
 static int sess_alone(void *arg, const char *json)
@@ -882,6 +907,7 @@ static int sess_rows(struct store_reader *r, const struct sess_kind *k, int64_t 
 		     int (*cb)(void *arg, const char *json), void *arg)
 {
 	struct sess_st q = { .k = k, .conn_id = conn_id };
+	struct batch_walk walk = { sess_want, sess_row, &q };
 	sqlite3_stmt *bst = NULL;
 	int rc = -1, step;
 
@@ -899,36 +925,13 @@ static int sess_rows(struct store_reader *r, const struct sess_kind *k, int64_t 
 		goto out;
 	while ((step = sqlite3_step(bst)) == SQLITE_ROW) {
 		const char *txt = (const char *)sqlite3_column_text(bst, 2);
-		const char *e = txt ? txt + sqlite3_column_bytes(bst, 2) : NULL;
-		const char *a = txt && sqlite3_column_int(bst, 1) ? txt : txt ? body_rows(txt, e) : NULL;
-		size_t mark = q.fl.n;
-		int n;
+		size_t len = (size_t)sqlite3_column_bytes(bst, 2);
 
 		/* By time: the limit is kept, and every later batch is later. */
 		if (!k->by_seq && q.full && sqlite3_column_int64(bst, 0) > q.last_key)
 			break;
-		if (past_deadline(r))
+		if (past_deadline(r) || batch_each(txt, len, sqlite3_column_int(bst, 1), &q.fl, &walk) < 0)
 			goto out;
-		n = a ? skim_rows(a, e, sess_skimmed, &q) : -2;
-		if (n == -1)
-			goto out;
-		if (n == -2 && txt) {
-			/* Not the shape the walk knows: what it kept goes, the whole batch is parsed. */
-			json_t *doc = json_loadb(txt, (size_t)(e - txt), JSON_ALLOW_NUL, NULL), *row;
-			json_t *arr = sqlite3_column_int(bst, 1) ? doc : json_object_get(doc, "rows");
-			size_t i;
-
-			while (q.fl.n > mark)
-				free(q.fl.v[--q.fl.n].json);
-			json_array_foreach(arr, i, row) {
-				if (json_integer_value(json_object_get(row, "conn_id")) == conn_id &&
-				    sess_parsed(&q, row) < 0) {
-					json_decref(doc);
-					goto out;
-				}
-			}
-			json_decref(doc);
-		}
 		if (q.fl.n >= 2 * SESSION_ROWS_MAX)
 			sess_trim(&q);
 	}
