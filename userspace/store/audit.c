@@ -895,6 +895,8 @@ void store_audit_close(struct store *s)
 	a->rev = NULL;
 	free(a->lat_counts);
 	a->lat_counts = NULL;
+	free(a->lat_bounds);
+	a->lat_bounds = NULL;
 	sqlite3_finalize(a->ins);
 	sqlite3_finalize(a->cp_ins);
 	sqlite3_finalize(a->rec_ins);

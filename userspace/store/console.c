@@ -1274,16 +1274,22 @@ int store_decision_latency(struct store *s, const double *bounds_s, size_t n, ui
 {
 	struct store_audit *a = store_audit_state(s);
 
-	if (!a->lat_ok || a->lat_bounds != bounds_s || a->lat_n != n) {
+	if (!a->lat_ok || a->lat_n != n || memcmp(a->lat_bounds, bounds_s, n * sizeof(*bounds_s)) != 0) {
 		sqlite3_stmt *st = NULL;
 		uint64_t *c = calloc(n ? n : 1, sizeof(*c));
+		double *b = malloc((n ? n : 1) * sizeof(*b));
 		int r = SQLITE_ERROR;
 
-		if (!c)
+		if (!c || !b) {
+			free(c);
+			free(b);
 			return -1;
+		}
+		a->lat_ok = 0;
 		free(a->lat_counts);
+		free(a->lat_bounds);
 		a->lat_counts = c;
-		a->lat_bounds = bounds_s;
+		a->lat_bounds = memcpy(b, bounds_s, n * sizeof(*b));
 		a->lat_n = n;
 		a->lat_total = 0;
 		a->lat_sum = 0;

@@ -208,7 +208,6 @@ static int do_recover(sqlite3 *db, void *arg)
 
 int store_review_recover(struct store *s)
 {
-	store_review_forget(s);
 	return store_durable(s, do_recover, NULL, "aborting pending review requests");
 }
 

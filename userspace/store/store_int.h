@@ -177,7 +177,7 @@ struct store_audit {
 	int rev_ok, lat_ok;
 	struct stmt_count *rev;
 	size_t n_rev;
-	const double *lat_bounds;       /* the histogram's bounds (the caller's), lat_n of them */
+	double *lat_bounds;             /* the histogram's bounds (a copy of the caller's), lat_n */
 	size_t lat_n;
 	uint64_t *lat_counts, lat_total;
 	double lat_sum;
