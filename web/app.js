@@ -5,7 +5,7 @@
 
 const S = {
   csrf: '', me: null, pending: [], selected: 0, skew: 0, es: null, view: 'queue',
-  replay: { timer: null, stmts: [], i: 0 },
+  replay: { timer: null, stmts: [], i: 0, id: null, next: null, t0: 0 },
 };
 
 const $ = (id) => document.getElementById(id);
@@ -465,15 +465,28 @@ function stopReplay() {
 
 function showAll() {
   const st = S.replay.stmts;
-  const t0 = st.length ? st[0].at_us : 0;
-  $('s-stmts').replaceChildren(...st.map((s) => stmtItem(s, t0)));
+  $('s-stmts').replaceChildren(...st.map((s) => stmtItem(s, S.replay.t0)));
+}
+
+// One page of a session (GET /sessions/N, then ?after= its next) as timeline items: SQL
+// statements, HTTP requests and an exec's stream, by time (stable: an exec's request comes before
+// its stream). A page ends at the same time for all three, so pages follow on in time.
+function pageItems(j) {
+  return (j.statements || []).concat((j.http_requests || []).map((h) => ({ at_us: h.at_us, http: h })),
+    (j.exec || []).map((r) => ({ at_us: r.at_us, exec: r }))).sort((a, b) => a.at_us - b.at_us);
+}
+
+function showCount() {
+  const n = S.replay.stmts.length;
+  $('s-count').textContent = n + (n === 1 ? ' item' : ' items') + (S.replay.next ? ' so far' : '');
+  $('s-more').hidden = !S.replay.next;
 }
 
 function step() {
   const st = S.replay.stmts;
   const i = S.replay.i;
   if (i >= st.length) { stopReplay(); return; }
-  const t0 = st[0].at_us;
+  const t0 = S.replay.t0;
   $('s-stmts').append(stmtItem(st[i], t0));
   $('s-clock').textContent = '+' + ((st[i].at_us - t0) / 1e6).toFixed(1) + 's';
   S.replay.i = i + 1;
@@ -490,6 +503,28 @@ $('s-play').addEventListener('click', () => {
   step();
 });
 
+// The next page of the session shown: its items go after the ones there (a replay that is
+// running plays them too when it gets there).
+$('s-more').addEventListener('click', async () => {
+  const id = S.replay.id, next = S.replay.next;
+  if (!next) return;
+  $('s-more').disabled = true;
+  try {
+    const j = await api('/sessions/' + id + '?after=' + encodeURIComponent(next));
+    if (S.replay.id !== id || S.replay.next !== next) return;   // another session, or loaded already
+    const items = pageItems(j);
+    const shown = !S.replay.timer && (S.replay.i === 0 || S.replay.i >= S.replay.stmts.length);
+    S.replay.stmts = S.replay.stmts.concat(items);
+    S.replay.next = j.next || null;
+    if (shown) {
+      // Everything is on the page: the new items go there too, and Play starts from the first.
+      $('s-stmts').append(...items.map((s) => stmtItem(s, S.replay.t0)));
+      S.replay.i = 0;
+    }
+    showCount();
+  } catch (e) { flash(e.message, true); } finally { $('s-more').disabled = false; }
+});
+
 async function loadSession(id) {
   stopReplay();
   $('s-id').textContent = '#' + id;
@@ -498,8 +533,13 @@ async function loadSession(id) {
   $('s-stmts').replaceChildren();
   $('s-clock').textContent = '';
   S.replay.stmts = [];
+  S.replay.id = id;
+  S.replay.next = null;
+  showCount();
+  $('s-count').textContent = 'loading…';
   try {
     const j = await api('/sessions/' + id);
+    if (S.replay.id !== id) return;
     const c = j.connection || {};
     const dl = $('s-conn');
     dl.replaceChildren();
@@ -509,13 +549,13 @@ async function loadSession(id) {
     fact(dl, 'destination', (c.dst_addr || '?') + ':' + (c.dst_port || '?') + (c.resource ? ' (' + c.resource + ')' : ''));
     fact(dl, 'opened', when(c.opened_us));
     fact(dl, 'closed', c.closed_us ? when(c.closed_us) + ' (' + (c.reason || '') + ')' : 'open');
-    // One timeline: SQL statements, HTTP requests and an exec's stream, by time (stable:
-    // an exec's request comes before its stream).
-    S.replay.stmts = (j.statements || []).concat((j.http_requests || []).map((h) => ({ at_us: h.at_us, http: h })),
-      (j.exec || []).map((r) => ({ at_us: r.at_us, exec: r }))).sort((a, b) => a.at_us - b.at_us);
+    S.replay.stmts = pageItems(j);
+    S.replay.t0 = S.replay.stmts.length ? S.replay.stmts[0].at_us : 0;
+    S.replay.next = j.next || null;
     S.replay.i = 0;
     showAll();
-  } catch (e) { flash(e.message, true); }
+    showCount();
+  } catch (e) { $('s-count').textContent = ''; flash(e.message, true); }
 }
 
 // ---- grants, users -------------------------------------------------------------------------

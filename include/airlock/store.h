@@ -297,16 +297,27 @@ int store_find_requests(struct store_reader *r, const struct store_find_filter *
 			 int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
 /* One connection row; 1 if there is none. */
 int store_conn_get(struct store_reader *r, int64_t id, int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
-/* The statements of a connection in time order. */
-int store_conn_statements(struct store_reader *r, int64_t conn_id,
+/*
+ * A page of a session's rows: those after the row (key, id) if `after` (key: at_us for statements,
+ * seq for HTTP requests and exec rows, whose id is not compared), else from its first; at most
+ * `limit` (0 or over STORE_PAGE_MAX: STORE_PAGE_MAX). NULL: the first STORE_PAGE_MAX.
+ */
+#define STORE_PAGE_MAX 100000
+struct store_page {
+	int after;
+	int64_t key, id;
+	unsigned int limit;
+};
+/* The statements of a connection in time order (at_us, id). */
+int store_conn_statements(struct store_reader *r, int64_t conn_id, const struct store_page *pg,
 			  int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
-/* The HTTP requests of a connection in order. */
-int store_conn_http(struct store_reader *r, int64_t conn_id,
+/* The HTTP requests of a connection in order (seq, id). */
+int store_conn_http(struct store_reader *r, int64_t conn_id, const struct store_page *pg,
 		    int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
 /* The recorded Kubernetes exec/attach stream of an https connection in order: rows {seq, at_us,
  * dir, type, data} as userspace/net/k8s_rec.c writes them (none for other protocols: a
  * PostgreSQL session's statements say what its recorded rows did). */
-int store_conn_exec(struct store_reader *r, int64_t conn_id,
+int store_conn_exec(struct store_reader *r, int64_t conn_id, const struct store_page *pg,
 		    int (*cb)(void *arg, const char *json), void *arg) AL_MUST;
 /* Counts for /metrics: cb(arg, key, n) per group. */
 int store_count_requests_by_state(struct store *s, int (*cb)(void *arg, const char *key, int64_t n),

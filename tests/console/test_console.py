@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -524,6 +525,70 @@ def case_session_view():
     b.js("location.hash = '#/queue'; true")
 
 
+PAGED_ROWS = 2500
+
+
+def session_page(conn_id, auth, query=""):
+    st, _, body = http("GET", "/api/v1/sessions/%d%s" % (conn_id, query), headers=auth, timeout=60)
+    return st, (json.loads(body) if st == 200 else body)
+
+
+def case_session_pages():
+    """A session of PAGED_ROWS statements (one psql, through airlockd) comes a page at a time:
+    over the API each page follows on from the one before (next), and in Chromium the view shows
+    the first 1000 and loads the rest with "Load more"."""
+    need_up()
+    check(T.token, "no API token (the token case failed)")
+    auth = {"Authorization": "Bearer " + T.token}
+    argv = [SETPRIV, "--reuid=%d" % AGENT_UID, "--regid=%d" % AGENT_UID, "--clear-groups",
+            pgcluster.PSQL, "-X", "-w", "-At", "-q", "-d", conninfo(), "-f", "-"]
+    p = T.cg.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                   text=True, env=pgcluster.client_env(T.home, "wrong"))
+    out, err = p.communicate("".join("SELECT %d AS paged;\n" % i for i in range(PAGED_ROWS)), timeout=120)
+    check(p.returncode == 0 and out.split() == [str(i) for i in range(PAGED_ROWS)],
+          "psql of %d statements: %d %r %r" % (PAGED_ROWS, p.returncode, out[-200:], err[-300:]))
+    last = "SELECT %d AS paged" % (PAGED_ROWS - 1)
+    rows = wait_for(lambda: T.al.db_rows("text = ?", (last,), table="statements"), 10, 0.1)
+    check(rows, "no audit row for %r" % last)
+    conn_id = rows[0]["conn_id"]
+    want = ["SELECT %d AS paged" % i for i in range(PAGED_ROWS)]
+
+    # Over the API: 1000 a page unless told; pages of 700 follow on to the end.
+    st, j = session_page(conn_id, auth)
+    check(st == 200 and [x["text"] for x in j["statements"]] == want[:1000] and j["next"],
+          "the first page: %s %r" % (st, j if st != 200 else (len(j["statements"]), j["next"])))
+    got, nxt, pages = [], None, 0
+    while True:
+        st, j = session_page(conn_id, auth, "?limit=700" + ("&after=" + urllib.parse.quote(nxt) if nxt else ""))
+        check(st == 200 and j["connection"]["id"] == conn_id, "page %d: %s %r" % (pages, st, j))
+        got += [x["text"] for x in j["statements"]]
+        pages += 1
+        nxt = j["next"]
+        if not nxt or pages > 10:
+            break
+    check(got == want and pages == 4, "pages of 700: %d pages, %d statements, %r..."
+          % (pages, len(got), got[:2]))
+    for q in ("?limit=0", "?limit=100000", "?limit=x", "?after=x1", "?after=s1", "?after=s1.2,q3"):
+        st, body = session_page(conn_id, auth, q)
+        check(st == 400, "GET /api/v1/sessions/%d%s: %s %r" % (conn_id, q, st, body))
+
+    # In the browser.
+    b = T.br
+    b.js("location.hash = '#/session/%d'; true" % conn_id)
+    b.wait_js("document.querySelectorAll('#s-stmts li').length === 1000 && "
+              "!document.getElementById('s-more').hidden", 20, "the first 1000 statements and Load more")
+    for n in (2000, PAGED_ROWS):
+        b.js("document.getElementById('s-more').click(); true")
+        b.wait_js("document.querySelectorAll('#s-stmts li').length === %d" % n, 20, "%d statements shown" % n)
+    shown = b.js("[...document.querySelectorAll('#s-stmts li pre.cmd')].map(e => e.textContent)")
+    check(shown == want, "the page's statements: %d, %r ... %r" % (len(shown), shown[:2], shown[-2:]))
+    check(b.js("document.getElementById('s-more').hidden") and
+          b.js("document.getElementById('s-count').textContent") == "%d items" % PAGED_ROWS,
+          "after the last page: Load more %r, count %r" % (b.js("document.getElementById('s-more').hidden"),
+                                                           b.js("document.getElementById('s-count').textContent")))
+    b.js("location.hash = '#/queue'; true")
+
+
 def case_agent_refused():
     need_up()
     port = T.url.rsplit(":", 1)[1].strip("/")
@@ -586,15 +651,33 @@ def case_long_read():
               x["decision"] == "allow" and x["tag"] == "SELECT 1" for x in rows),
           "newest 5 of %s: %d %r" % (fill_cg, st, body[:400]))
 
-    # A long session's view: its first 100000 statements, in order.
+    # A long session's view: a page of its first 1000 statements in order, and pages from deep
+    # inside it (the largest page size) as quickly.
     rss0 = lib.rss_kib(T.al.proc.pid)
+    t1 = time.monotonic()
     st, _, body = http("GET", "/api/v1/sessions/%d" % fill_conn, headers=auth, timeout=120)
-    note("the view of a %d-statement session: %d KiB of JSON; airlockd's resident memory %d -> %d KiB"
-         % (FILL_ROWS, len(body) // 1024, rss0, lib.rss_kib(T.al.proc.pid)))
-    ses = json.loads(body).get("statements", []) if st == 200 else []
-    check(st == 200 and len(ses) == 100000 and [x["seq"] for x in ses[:3]] == [0, 1, 2] and
-          ses[-1]["seq"] == 99999 and all(x["conn_id"] == fill_conn for x in ses[::997]),
-          "session %d: %s, %d statements, %r" % (fill_conn, st, len(ses), [x.get("seq") for x in ses[-2:]]))
+    first_s = time.monotonic() - t1
+    j = json.loads(body) if st == 200 else {}
+    ses = j.get("statements", [])
+    check(st == 200 and [x["seq"] for x in ses] == list(range(1000)) and j.get("next") and
+          all(x["conn_id"] == fill_conn for x in ses), "session %d: %s, %d statements, %r"
+          % (fill_conn, st, len(ses), [x.get("seq") for x in ses[-2:]]))
+    nxt, seen, big = j["next"], 1000, []
+    t1 = time.monotonic()
+    for _ in range(3):
+        st, _, body = http("GET", "/api/v1/sessions/%d?limit=99999&after=%s" % (fill_conn, urllib.parse.quote(nxt)),
+                           headers=auth, timeout=120)
+        j = json.loads(body) if st == 200 else {}
+        ses = j.get("statements", [])
+        check(st == 200 and [x["seq"] for x in ses[:2]] == [seen, seen + 1] and len(ses) == 99999 and
+              ses[-1]["seq"] == seen + 99998 and j.get("next"), "a page after %d: %s %d %r"
+              % (seen, st, len(ses), [x.get("seq") for x in ses[:2]]))
+        big.append(len(body))
+        seen += len(ses)
+        nxt = j["next"]
+    note("a %d-statement session: its first page in %.2f s; 3 pages of 99999 (%d KiB of JSON each) in %.1f s; "
+         "airlockd's resident memory %d -> %d KiB" % (FILL_ROWS, first_s, max(big) // 1024, time.monotonic() - t1,
+                                                      rss0, lib.rss_kib(T.al.proc.pid)))
 
     # Searches that match nothing read every batch; SEARCHES of them queue for the reader thread
     # (seconds of reading). Meanwhile psql goes through airlockd and airlockctl asks it for its
@@ -736,6 +819,7 @@ CASES = [
      case_token_api),
     ("/metrics in Prometheus text format", case_metrics),
     ("session view lists the statements and replays them", case_session_view),
+    ("a long session comes a page at a time (API next, Load more in Chromium)", case_session_pages),
     ("an agent in a pinned cgroup cannot reach the console (steer_loop)", case_agent_refused),
     ("logout ends the session", case_logout),
     ("login rate limit: 5 failures a minute, then 429", case_rate_limit),

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -1111,6 +1112,30 @@ def case_console_exec_session():
         hr = j.get("http_requests") or []
         check(any(h["path"].endswith("/pods/web-0/exec") and h["status"] == 101 for h in hr),
               "session %d http_requests: %r" % (conn, [(h["method"], h["path"], h["status"]) for h in hr]))
+        # Page by page (the exec stream and the requests in one timeline), small pages give the
+        # same rows, and each page ends no later than the next begins.
+        check(j.get("next") is None, "session %d in one page has a next: %r" % (conn, j.get("next")))
+        for limit in (1, 2, 5):
+            paged, nxt, ends = {"http_requests": [], "exec": []}, "", []
+            for _ in range(1000):
+                st, body = console_get("/api/v1/sessions/%d?limit=%d%s" % (conn, limit, nxt and "&after=" +
+                                                                           urllib.parse.quote(nxt)), token)
+                check(st == 200, "session %d page: %d %s" % (conn, st, body[:300]))
+                pj = json.loads(body)
+                at = [x["at_us"] for k in paged for x in pj[k]]
+                check(all(len(pj[k]) <= limit for k in paged) and at, "session %d page of %d: %r"
+                      % (conn, limit, {k: len(pj[k]) for k in paged}))
+                ends.append((min(at), max(at)))
+                for k in paged:
+                    paged[k] += pj[k]
+                if not pj["next"]:
+                    break
+                nxt = pj["next"]
+            check(paged == {k: j[k] for k in paged} and
+                  all(ends[i][1] <= ends[i + 1][0] for i in range(len(ends) - 1)),
+                  "session %d in pages of %d: %d pages, %r" % (conn, limit, len(ends),
+                                                               {k: len(v) for k, v in paged.items()}))
+        note("session %d: %d requests and %d exec rows, the same in pages of 1, 2 and 5" % (conn, len(hr), len(ex)))
     if not os.access(CHROMIUM, os.X_OK):
         note("no %s: the page itself is not checked" % CHROMIUM)
         return

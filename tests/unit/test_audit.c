@@ -639,7 +639,7 @@ static void test_stmt_batched(void)
 		CHECK(store_reader_sync(s) == 0);
 		CHECK(store_reader_open(p, &rd, err, sizeof(err)) == 0);
 		CHECK(rd && store_reader_begin(rd, 0) == 0);
-		CHECK(rd && store_conn_statements(rd, 2, stmt_rows_cb, mine) == 0);
+		CHECK(rd && store_conn_statements(rd, 2, NULL, stmt_rows_cb, mine) == 0);
 		if (rd)
 			store_reader_end(rd);
 		store_reader_close(rd);
@@ -1161,12 +1161,49 @@ static int find_as_view(sqlite3 *h, struct store_reader *rd, const struct store_
 	return same;
 }
 
-/* 1 if fn (a session's rows, read by the store) answers what the view query sql does for the
- * session, and that is at least min rows. */
-static int session_as_view(sqlite3 *h, struct store_reader *rd, int64_t conn_id,
-			   int (*fn)(struct store_reader *r, int64_t conn_id, int (*cb)(void *arg, const char *json),
-				     void *arg), size_t min, const char *sql)
+typedef int (*sess_fn)(struct store_reader *r, int64_t conn_id, const struct store_page *pg,
+		       int (*cb)(void *arg, const char *json), void *arg);
+
+/* The session's rows page after page of `limit` (each page starting after the last row of the one
+ * before, by key and id), all in one array; NULL if a page failed or the pages never end. */
+static json_t *session_pages(struct store_reader *rd, int64_t conn_id, sess_fn fn, const char *key,
+			     unsigned int limit)
 {
+	json_t *all = json_array();
+	struct store_page pg = { .limit = limit };
+
+	for (int pages = 0; pages < 10000; pages++) {
+		json_t *page = json_array(), *last;
+		size_t n;
+		int rc = fn(rd, conn_id, &pg, collect_cb, page);
+
+		n = json_array_size(page);
+		if (rc < 0 || n > limit) {
+			json_decref(page);
+			break;
+		}
+		json_array_extend(all, page);
+		if (n < limit) {
+			json_decref(page);
+			return all;
+		}
+		last = json_array_get(page, n - 1);
+		pg.after = 1;
+		pg.key = json_integer_value(json_object_get(last, key));
+		pg.id = json_integer_value(json_object_get(last, "id"));
+		json_decref(page);
+	}
+	json_decref(all);
+	return NULL;
+}
+
+/* 1 if fn (a session's rows, read by the store) answers what the view query sql does for the
+ * session, and that is at least min rows: in one read, and page by page (pages of 1, 3 and 7
+ * rows, each after the last row of the page before by (key, id)). */
+static int session_as_view(sqlite3 *h, struct store_reader *rd, int64_t conn_id, sess_fn fn, const char *key,
+			   size_t min, const char *sql)
+{
+	static const unsigned int limits[] = { 1, 3, 7 };
 	json_t *got = json_array(), *want = json_array();
 	sqlite3_stmt *st = NULL;
 	int same;
@@ -1177,8 +1214,17 @@ static int session_as_view(sqlite3 *h, struct store_reader *rd, int64_t conn_id,
 			json_array_append_new(want, ref_row(st));
 	}
 	sqlite3_finalize(st);
-	same = store_reader_begin(rd, 0) == 0 && fn(rd, conn_id, collect_cb, got) == 0 && json_equal(got, want) &&
+	same = store_reader_begin(rd, 0) == 0 && fn(rd, conn_id, NULL, collect_cb, got) == 0 && json_equal(got, want) &&
 	       json_array_size(want) >= min;
+	for (size_t i = 0; same && i < AL_ARRAY_LEN(limits); i++) {
+		json_t *paged = session_pages(rd, conn_id, fn, key, limits[i]);
+
+		same = paged && json_equal(paged, want);
+		if (!same)
+			printf("#   session %lld in pages of %u: %zu rows\n", (long long)conn_id, limits[i],
+			       paged ? json_array_size(paged) : 0);
+		json_decref(paged);
+	}
 	store_reader_end(rd);
 	if (!same)
 		printf("#   session %lld: %zu rows, want %zu (%s)\n", (long long)conn_id, json_array_size(got),
@@ -1310,13 +1356,13 @@ static void test_find_statements(void)
 		}
 	/* each session's statements, oldest first, with the request each went to review as */
 	for (int i = 0; i < 4; i++, cases++)
-		bad += !session_as_view(h, rd, conns[i], store_conn_statements, 20,
+		bad += !session_as_view(h, rd, conns[i], store_conn_statements, "at_us", 20,
 					"SELECT st.*, (SELECT r.id FROM requests r WHERE r.stmt_id = st.id ORDER BY"
 					" r.id DESC LIMIT 1) AS request_id FROM statements st WHERE st.conn_id = ?1"
 					" ORDER BY st.at_us, st.id");
 	/* each session's HTTP requests, in order */
 	for (int i = 0; i < 4; i++, cases++)
-		bad += !session_as_view(h, rd, conns[i], store_conn_http, 10,
+		bad += !session_as_view(h, rd, conns[i], store_conn_http, "seq", 10,
 					"SELECT * FROM http_requests WHERE conn_id = ?1 ORDER BY seq, id");
 	CHECK(bad == 0);
 	CHECK(cases == 7 * 2 * 3 * 2 * 3 + 160 + 4 + 4);

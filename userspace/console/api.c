@@ -162,40 +162,186 @@ static void run_audit(struct store_reader *sr, struct cjob *j)
 	reply_text(&j->r, &out);
 }
 
-/* A session: its connection row, its SQL statements, its HTTP requests and the recorded
- * stream of a Kubernetes exec/attach it carried (each list in order, empty if none). */
+/*
+ * A session's page: its connection row and, in order, its SQL statements, its HTTP requests and
+ * the recorded stream of a Kubernetes exec/attach it carried (each list empty if none), from
+ * where the page starts. The three lists make one timeline: a list that has more than the limit
+ * ends the page at its limit-th row's time, and the others stop there too, so the next page
+ * (`next`, null after the last) follows on in time for all three.
+ */
+struct page_row {
+	char *json;
+	int64_t at_us, key, id;
+};
+struct page_list {
+	struct page_row *v;
+	size_t n, cap;
+	int seq;                /* the key is seq (HTTP requests, exec rows), else at_us */
+};
+
+static int page_add(void *arg, const char *json)
+{
+	struct page_list *l = arg;
+	json_t *o = json_loads(json, JSON_ALLOW_NUL, NULL);
+	struct page_row *row;
+
+	if (!o)
+		return -1;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 64;
+		struct page_row *v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v) {
+			json_decref(o);
+			return -1;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	row = &l->v[l->n];
+	row->at_us = json_integer_value(json_object_get(o, "at_us"));
+	row->key = l->seq ? json_integer_value(json_object_get(o, "seq")) : row->at_us;
+	row->id = json_integer_value(json_object_get(o, "id"));
+	json_decref(o);
+	if (!(row->json = strdup(json)))
+		return -1;
+	l->n++;
+	return 0;
+}
+
+static void page_free(struct page_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i].json);
+	free(l->v);
+}
+
+/* The rows of each list the page keeps (keep[i]) and whether there is a next page. */
+static int page_cut(struct page_list *l, unsigned int limit, size_t keep[3])
+{
+	int64_t until = INT64_MAX;
+	int by = -1;
+
+	for (int i = 0; i < 3; i++)
+		if (l[i].n > limit && l[i].v[limit - 1].at_us < until) {
+			until = l[i].v[limit - 1].at_us;
+			by = i;
+		}
+	for (int i = 0; i < 3; i++) {
+		keep[i] = 0;
+		if (i == by)    /* the list that ends the page keeps its limit: the page moves on */
+			keep[i] = limit;
+		else
+			while (keep[i] < l[i].n && keep[i] < limit && l[i].v[keep[i]].at_us <= until)
+				keep[i]++;
+	}
+	return by >= 0;
+}
+
+/* "s<at_us>.<id>,h<seq>.<id>,e<seq>": where each list's next page starts (a list not in it: its first). */
+static void page_cursor(struct al_buf *b, const struct page_list *l, const size_t keep[3],
+			const struct store_page *from)
+{
+	static const char tag[3] = { 's', 'h', 'e' };
+	int first = 1;
+
+	for (int i = 0; i < 3; i++) {
+		struct store_page at = from[i];
+
+		if (keep[i])
+			at = (struct store_page){ .after = 1, .key = l[i].v[keep[i] - 1].key, .id = l[i].v[keep[i] - 1].id };
+		if (!at.after)
+			continue;
+		al_buf_fmt(b, "%s%c%lld", first ? "" : ",", tag[i], (long long)at.key);
+		if (i < 2)
+			al_buf_fmt(b, ".%lld", (long long)at.id);
+		first = 0;
+	}
+}
+
+static int parse_cursor(const char *s, struct store_page pg[3])
+{
+	memset(pg, 0, 3 * sizeof(*pg));
+	while (s && *s) {
+		const char *tags = "she", *t = strchr(tags, *s);
+		char *end;
+		int i;
+
+		if (!*s || !t)
+			return -1;
+		i = (int)(t - tags);
+		errno = 0;
+		pg[i].key = strtoll(s + 1, &end, 10);
+		if (errno || end == s + 1)
+			return -1;
+		if (i < 2) {
+			if (*end != '.')
+				return -1;
+			s = end + 1;
+			pg[i].id = strtoll(s, &end, 10);
+			if (errno || end == s)
+				return -1;
+		}
+		pg[i].after = 1;
+		if (*end == ',')
+			end++;
+		else if (*end)
+			return -1;
+		s = end;
+	}
+	return 0;
+}
+
 static void run_session(struct store_reader *sr, struct cjob *j)
 {
 	static const char *const keys[] = { "statements", "http_requests", "exec" };
 	struct reply *r = &j->r;
-	struct al_buf conn = { 0 }, part[3], out = { 0 };
-	int rc = store_conn_get(sr, j->id, row_text, &conn);
+	struct al_buf conn = { 0 }, out = { 0 };
+	struct page_list l[3] = { { .seq = 0 }, { .seq = 1 }, { .seq = 1 } };
+	struct store_page pg[3];
+	size_t keep[3];
+	int rc = store_conn_get(sr, j->id, row_text, &conn), more;
 
-	for (size_t i = 0; i < 3; i++)
-		rows_begin(&part[i]);
+	/* One row more than the page shows: whether a list goes on. */
+	for (int i = 0; i < 3; i++) {
+		pg[i] = j->pg[i];
+		pg[i].limit = j->limit + 1;
+	}
 	if (rc == 1) {
 		reply_error(r, 404, "no connection %lld", (long long)j->id);
 		goto out;
 	}
-	if (rc < 0 || conn.oom || store_conn_statements(sr, j->id, row_text, &part[0]) < 0 ||
-	    store_conn_http(sr, j->id, row_text, &part[1]) < 0 ||
-	    store_conn_exec(sr, j->id, row_text, &part[2]) < 0) {
+	if (rc < 0 || conn.oom || store_conn_statements(sr, j->id, &pg[0], page_add, &l[0]) < 0 ||
+	    store_conn_http(sr, j->id, &pg[1], page_add, &l[1]) < 0 ||
+	    store_conn_exec(sr, j->id, &pg[2], page_add, &l[2]) < 0) {
 		reply_error(r, 500, "could not read the store");
 		goto out;
 	}
+	more = page_cut(l, j->limit, keep);
 	al_buf_str(&out, "{\"ok\":true,\"connection\":");
 	al_buf_add(&out, conn.p, conn.len);
-	for (size_t i = 0; i < 3; i++) {
-		rows_end(&part[i]);
-		al_buf_fmt(&out, ",\"%s\":", keys[i]);
-		al_buf_add(&out, part[i].p, part[i].len);
+	for (int i = 0; i < 3; i++) {
+		al_buf_fmt(&out, ",\"%s\":[", keys[i]);
+		for (size_t k = 0; k < keep[i]; k++) {
+			al_buf_add(&out, ",", k > 0);
+			al_buf_str(&out, l[i].v[k].json);
+		}
+		al_buf_add(&out, "]", 1);
+	}
+	al_buf_str(&out, ",\"next\":");
+	if (more) {
+		al_buf_add(&out, "\"", 1);
+		page_cursor(&out, l, keep, j->pg);
+		al_buf_add(&out, "\"", 1);
+	} else {
+		al_buf_str(&out, "null");
 	}
 	al_buf_add(&out, "}", 1);
 	reply_text(r, &out);
 out:
 	free(conn.p);
-	for (size_t i = 0; i < 3; i++)
-		free(part[i].p);
+	for (int i = 0; i < 3; i++)
+		page_free(&l[i]);
 }
 
 void api_run_job(struct store_reader *sr, struct cjob *j)
@@ -206,14 +352,32 @@ void api_run_job(struct store_reader *sr, struct cjob *j)
 		run_session(sr, j);
 }
 
-static void session_view(int64_t id, struct reply *r)
-{
-	struct cjob *j = calloc(1, sizeof(*j));
+/* GET /sessions/N?after=&limit=: a page of a session (run_session), a job for the reader thread. */
+#define SESSION_PAGE 1000
+#define SESSION_PAGE_MAX (STORE_PAGE_MAX - 1)
 
-	if (!j)
+static void session_view(struct MHD_Connection *conn, int64_t id, struct reply *r)
+{
+	const char *limit = arg(conn, "limit");
+	struct cjob *j;
+	char *end = NULL;
+	unsigned long n = SESSION_PAGE;
+
+	if (limit) {
+		errno = 0;
+		n = strtoul(limit, &end, 10);
+		if (errno || end == limit || *end || n == 0 || n > SESSION_PAGE_MAX)
+			return reply_error(r, 400, "limit= 1 to %d rows", SESSION_PAGE_MAX);
+	}
+	if (!(j = calloc(1, sizeof(*j))))
 		return reply_error(r, 500, "out of memory");
+	if (parse_cursor(arg(conn, "after"), j->pg) < 0) {
+		cjob_free(j);
+		return reply_error(r, 400, "after= is the next of an earlier page");
+	}
 	j->kind = CJOB_SESSION;
 	j->id = id;
+	j->limit = (unsigned int)n;
 	r->job = j;
 }
 
@@ -303,6 +467,6 @@ void api_handle(struct console *c, struct MHD_Connection *conn, const char *meth
 		return;
 	}
 	if ((id = path_id(path, "/sessions/", &rest)) > 0 && !post && !*rest)
-		return session_view(id, r);
+		return session_view(conn, id, r);
 	reply_error(r, 404, "no such API: %s %s", method, path);
 }

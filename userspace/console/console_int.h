@@ -98,6 +98,7 @@ struct cjob {
 	char *what, *agent, *resource, *decision;
 	int64_t since_us, id;
 	unsigned int limit;
+	struct store_page pg[3];        /* a session page's start: statements, HTTP requests, exec */
 	struct reply r;
 };
 

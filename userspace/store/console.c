@@ -33,6 +33,12 @@ static int past_deadline(void *arg)
 	return 0;
 }
 
+/* 1 if a read failed because it was cut off (its budget, or a stop): not an error to log. */
+static int read_cut(struct store_reader *r)
+{
+	return r->timed_out || __atomic_load_n(&r->stopped, __ATOMIC_RELAXED);
+}
+
 int store_reader_open(const char *path, struct store_reader **out, char *err, size_t errlen)
 {
 	struct store_reader *r = calloc(1, sizeof(*r));
@@ -116,7 +122,7 @@ static int rows(struct store_reader *r, const char *sql, int (*bind)(sqlite3_stm
 		goto out;
 	rc = store_each_row(st, cb, arg, &n) < 0 ? -1 : 0;
 out:
-	if (rc < 0 && !r->timed_out)
+	if (rc < 0 && !read_cut(r))
 		al_err("store: console query failed: %s", sqlite3_errmsg(r->db));
 	sqlite3_finalize(st);
 	if (n_rows)
@@ -738,7 +744,7 @@ int store_find_statements(struct store_reader *r, const struct store_find_filter
 	found_trim(q);
 	rc = found_each(&q->fl, cb, arg);
 out:
-	if (rc < 0 && !r->timed_out)
+	if (rc < 0 && !read_cut(r))
 		al_err("store: statements search failed: %s", sqlite3_errmsg(r->db));
 	sqlite3_finalize(bst);
 	sqlite3_finalize(q->conn_st);
@@ -772,12 +778,11 @@ int store_conn_get(struct store_reader *r, int64_t id, int (*cb)(void *arg, cons
 }
 
 /*
- * A session's statements or HTTP requests, in order (at most SESSION_ROWS_MAX). Its batched rows
- * are in the batches that name it (conns) since it opened; a long session's batches hold every
- * other session's rows of its time too, so they are walked (skim_rows) and only its own parsed.
+ * A page of a session's statements or HTTP requests, in order: the rows after the page's start,
+ * at most its limit (STORE_PAGE_MAX). Its batched rows are in the batches that name it (conns)
+ * since it opened, or since the page's start; a long session's batches hold every other session's
+ * rows of its time too, so they are walked (skim_rows) and only its own parsed.
  */
-#define SESSION_ROWS_MAX 100000
-
 struct sess_kind {
 	const char *batch_kind;         /* command_batches.kind */
 	const char *const *names;       /* the view's columns */
@@ -799,8 +804,10 @@ static const struct sess_kind sess_http = {
 struct sess_st {
 	const struct sess_kind *k;
 	int64_t conn_id;
+	struct store_page pg;
+	size_t limit;
 	struct found_list fl;
-	int64_t last_key;       /* once SESSION_ROWS_MAX are kept: the last kept's key */
+	int64_t last_key;       /* once limit are kept: the last kept's key */
 	int full;
 };
 
@@ -815,8 +822,8 @@ static int sess_cmp(const void *a, const void *b)
 
 static void sess_trim(struct sess_st *q)
 {
-	found_cut(&q->fl, sess_cmp, SESSION_ROWS_MAX);
-	if (q->fl.n == SESSION_ROWS_MAX) {
+	found_cut(&q->fl, sess_cmp, q->limit);
+	if (q->fl.n == q->limit) {
 		q->last_key = q->fl.v[q->fl.n - 1].key;
 		q->full = 1;
 	}
@@ -827,11 +834,20 @@ static int64_t sess_key(const struct sess_st *q, json_t *row)
 	return json_integer_value(json_object_get(row, q->k->by_seq ? "seq" : "at_us"));
 }
 
+/* 1 if the row (key, id) comes after where the page starts. */
+static int sess_after(const struct sess_st *q, int64_t key, int64_t id)
+{
+	return !q->pg.after || key > q->pg.key || (key == q->pg.key && id > q->pg.id);
+}
+
 static int sess_parsed(struct sess_st *q, json_t *row)
 {
-	json_t *out = row_cols(row, q->k->names, q->k->n_names);
+	json_t *out;
 	char *txt;
 
+	if (!sess_after(q, sess_key(q, row), json_integer_value(json_object_get(row, "id"))))
+		return 0;
+	out = row_cols(row, q->k->names, q->k->n_names);
 	if (!out || (q->k->request_ids && json_object_set_new(out, "request_id", json_null()) < 0)) {
 		json_decref(out);
 		return -1;
@@ -841,12 +857,13 @@ static int sess_parsed(struct sess_st *q, json_t *row)
 	return txt ? found_add(&q->fl, json_integer_value(json_object_get(row, "id")), sess_key(q, row), txt) : -1;
 }
 
-/* A walked row: parsed if it is the session's (and, once the limit is kept, not later). */
+/* A walked row: parsed if it is the session's, in the page (and, once the limit is kept, not later). */
 static int sess_want(void *arg, const struct skim_row *r)
 {
 	struct sess_st *q = arg;
+	int64_t key = q->k->by_seq ? r->seq : r->at_us;
 
-	return r->conn_id == q->conn_id && !(q->full && (q->k->by_seq ? r->seq : r->at_us) > q->last_key);
+	return r->conn_id == q->conn_id && sess_after(q, key, r->id) && !(q->full && key > q->last_key);
 }
 
 static int sess_row(void *arg, json_t *row)
@@ -866,6 +883,10 @@ static int sess_alone(void *arg, const char *json)
 	int64_t id = json_integer_value(json_object_get(o, "id")), key = sess_key(q, o);
 
 	json_decref(o);
+	if (copy && !sess_after(q, key, id)) {
+		free(copy);
+		return 0;
+	}
 	return copy ? found_add(&q->fl, id, key, copy) : -1;
 }
 
@@ -903,14 +924,21 @@ out:
 	return rc;
 }
 
-static int sess_rows(struct store_reader *r, const struct sess_kind *k, int64_t conn_id,
-		     int (*cb)(void *arg, const char *json), void *arg)
+static size_t page_limit(const struct store_page *pg)
 {
-	struct sess_st q = { .k = k, .conn_id = conn_id };
+	return pg && pg->limit && pg->limit < STORE_PAGE_MAX ? pg->limit : STORE_PAGE_MAX;
+}
+
+static int sess_rows(struct store_reader *r, const struct sess_kind *k, int64_t conn_id,
+		     const struct store_page *pg, int (*cb)(void *arg, const char *json), void *arg)
+{
+	struct sess_st q = { .k = k, .conn_id = conn_id, .limit = page_limit(pg) };
 	struct batch_walk walk = { sess_want, sess_row, &q };
 	sqlite3_stmt *bst = NULL;
 	int rc = -1, step;
 
+	if (pg)
+		q.pg = *pg;
 	/* Its rows alone: SQL (request_id filled in below, for the rows kept). */
 	if (rows(r, k->alone_sql, bind_id, &conn_id, sess_alone, &q, NULL) < 0)
 		goto out;
@@ -918,10 +946,12 @@ static int sess_rows(struct store_reader *r, const struct sess_kind *k, int64_t 
 			       " CASE WHEN b.audit_seq IS NULL THEN b.rows ELSE a.body END"
 			       " FROM command_batches b LEFT JOIN audit a ON a.seq = b.audit_seq"
 			       " WHERE b.kind = ?2 AND b.conns LIKE '%,' || ?1 || ',%'"
-			       " AND b.last_at_us >= coalesce((SELECT opened_us FROM connections WHERE id = ?1), 0)"
+			       " AND b.last_at_us >= max(coalesce((SELECT opened_us FROM connections WHERE id = ?1), 0), ?3)"
 			       " ORDER BY b.last_at_us", -1, &bst, NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(bst, 1, conn_id) != SQLITE_OK ||
-	    sqlite3_bind_text(bst, 2, k->batch_kind, -1, SQLITE_STATIC) != SQLITE_OK)
+	    sqlite3_bind_text(bst, 2, k->batch_kind, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    /* a page by time starts after a row's at_us: no batch that ended before it holds one */
+	    sqlite3_bind_int64(bst, 3, q.pg.after && !k->by_seq ? q.pg.key : 0) != SQLITE_OK)
 		goto out;
 	while ((step = sqlite3_step(bst)) == SQLITE_ROW) {
 		const char *txt = (const char *)sqlite3_column_text(bst, 2);
@@ -932,7 +962,7 @@ static int sess_rows(struct store_reader *r, const struct sess_kind *k, int64_t 
 			break;
 		if (past_deadline(r) || batch_each(txt, len, sqlite3_column_int(bst, 1), &q.fl, &walk) < 0)
 			goto out;
-		if (q.fl.n >= 2 * SESSION_ROWS_MAX)
+		if (q.fl.n >= 2 * q.limit)
 			sess_trim(&q);
 	}
 	if (step != SQLITE_DONE && step != SQLITE_ROW)
@@ -942,7 +972,7 @@ static int sess_rows(struct store_reader *r, const struct sess_kind *k, int64_t 
 		goto out;
 	rc = found_each(&q.fl, cb, arg);
 out:
-	if (rc < 0 && !r->timed_out)
+	if (rc < 0 && !read_cut(r))
 		al_err("store: reading session %lld's %s failed: %s", (long long)conn_id, k->batch_kind,
 		       sqlite3_errmsg(r->db));
 	sqlite3_finalize(bst);
@@ -950,19 +980,22 @@ out:
 	return rc;
 }
 
-int store_conn_statements(struct store_reader *r, int64_t conn_id,
+int store_conn_statements(struct store_reader *r, int64_t conn_id, const struct store_page *pg,
 			  int (*cb)(void *arg, const char *json), void *arg)
 {
-	return sess_rows(r, &sess_stmts, conn_id, cb, arg);
+	return sess_rows(r, &sess_stmts, conn_id, pg, cb, arg);
 }
 
-int store_conn_http(struct store_reader *r, int64_t conn_id, int (*cb)(void *arg, const char *json), void *arg)
+int store_conn_http(struct store_reader *r, int64_t conn_id, const struct store_page *pg,
+		    int (*cb)(void *arg, const char *json), void *arg)
 {
-	return sess_rows(r, &sess_http, conn_id, cb, arg);
+	return sess_rows(r, &sess_http, conn_id, pg, cb, arg);
 }
 
-int store_conn_exec(struct store_reader *r, int64_t conn_id, int (*cb)(void *arg, const char *json), void *arg)
+int store_conn_exec(struct store_reader *r, int64_t conn_id, const struct store_page *pg,
+		    int (*cb)(void *arg, const char *json), void *arg)
 {
+	size_t limit = page_limit(pg);
 	struct store_rec_iter it;
 	struct store_rec_msg m;
 	sqlite3_stmt *st = NULL;
@@ -980,12 +1013,18 @@ int store_conn_exec(struct store_reader *r, int64_t conn_id, int (*cb)(void *arg
 	}
 	if (store_rec_open(r->db, conn_id, &it) < 0)
 		goto out;
-	while (n < 100000 && (got = store_rec_next(&it, &m)) == 1) {
-		json_t *o = json_pack("{s:I, s:I, s:s, s:s, s:o?}", "seq", (json_int_t)m.seq, "at_us",
+	while ((size_t)n < limit && (got = store_rec_next(&it, &m)) == 1) {
+		json_t *o;
+		char *txt;
+		int c;
+
+		if (pg && pg->after && m.seq <= pg->key)
+			continue;
+		o = json_pack("{s:I, s:I, s:s, s:s, s:o?}", "seq", (json_int_t)m.seq, "at_us",
 				      (json_int_t)m.at_us, "dir", m.dir, "type", m.type, "data",
 				      m.data ? store_json_text((const unsigned char *)m.data, m.len) : NULL);
-		char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
-		int c = txt ? cb(arg, txt) : -1;
+		txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+		c = txt ? cb(arg, txt) : -1;
 
 		json_decref(o);
 		free(txt);
@@ -998,7 +1037,7 @@ int store_conn_exec(struct store_reader *r, int64_t conn_id, int (*cb)(void *arg
 	store_rec_close(&it);
 	rc = got < 0 ? -1 : 0;
 out:
-	if (rc < 0 && !r->timed_out)
+	if (rc < 0 && !read_cut(r))
 		al_err("store: reading recording %" PRId64 " failed: %s", conn_id, sqlite3_errmsg(r->db));
 	sqlite3_finalize(st);
 	return rc;
