@@ -35,7 +35,7 @@ TSAN     := -fsanitize=thread
 TSAN_LIB := $(patsubst %.c,$(B)/tsan/%.o,$(LIB_SRC)) $(B)/tsan/default_conf.o
 TSAN_BIN := $(B)/tests/tsan/test_audit
 
-.PHONY: all run test unit bench clean deps
+.PHONY: all run test unit bench clean deps install deb
 .SECONDARY:
 all: $(B)/airlockd $(B)/airlockctl
 
@@ -119,6 +119,14 @@ test: all unit
 run: deps all
 	@bash scripts/run.sh
 
+# Installs under DESTDIR (packaging/install.sh); the Debian package (packaging/mkdeb.sh).
+PREFIX ?= /usr
+install: all
+	@sh packaging/install.sh "$(DESTDIR)" "$(PREFIX)" "$(B)"
+
+deb: all
+	@sh packaging/mkdeb.sh "$(B)"
+
 # The store's cost per command, alone (bench/store_bench.c).
 $(B)/bench/store_bench: bench/store_bench.c $(LIB_OBJ)
 	@mkdir -p $(@D)
@@ -135,4 +143,4 @@ bench: all $(B)/bench/store_bench
 clean:
 	rm -rf $(B)
 
--include $(shell find $(B) -name '*.d' 2>/dev/null)
+-include $(shell find $(B) -name '*.d' -type f 2>/dev/null)

@@ -5,6 +5,7 @@ set -euo pipefail
 pkgs=(
   # build
   make gcc pkg-config clang llvm bpftool
+  dpkg-dev   # make deb: dpkg-shlibdeps
   libbpf-dev libelf-dev zlib1g-dev
   libssl-dev libevent-dev libsqlite3-dev
   libnftnl-dev libmnl-dev libmicrohttpd-dev
@@ -13,6 +14,7 @@ pkgs=(
   iproute2 sqlite3 ca-certificates
   # test
   curl python3 python3-psycopg2 postgresql postgresql-contrib procps psmisc asciinema
+  systemd    # tests/integration/test_package.py: systemd-analyze verify of the unit
   chromium   # tests/console: headless, driven over the DevTools protocol
   nodejs     # tests/integration/test_https.py: node fetch as an agent
   # bench (peers measured in the same run)

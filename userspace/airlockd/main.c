@@ -55,11 +55,12 @@ struct daemon {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: airlockd [-c FILE] [-n] [-v]\n"
+		"usage: airlockd [-c FILE] [-n] [-v] [-V]\n"
 		"  -c FILE  configuration (default " AL_DEFAULT_CONFIG_PATH
 		", else the embedded default)\n"
 		"  -n       check the configuration and exit\n"
-		"  -v       more log output (repeat for debug)\n");
+		"  -v       more log output (repeat for debug)\n"
+		"  -V       print the version and exit\n");
 }
 
 static json_t *pin_json(struct daemon *d, uint64_t id)
@@ -500,7 +501,7 @@ int main(int argc, char **argv)
 	struct relay_stats rs;
 	char err[1024];
 
-	while ((opt = getopt(argc, argv, "c:nvh")) != -1) {
+	while ((opt = getopt(argc, argv, "c:nvVh")) != -1) {
 		switch (opt) {
 		case 'c':
 			conf = optarg;
@@ -512,6 +513,9 @@ int main(int argc, char **argv)
 		case 'v':
 			al_log_verbosity++;
 			break;
+		case 'V':
+			printf("airlockd %s\n", AL_VERSION);
+			return 0;
 		case 'h':
 			usage(stdout);
 			return 0;

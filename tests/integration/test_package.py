@@ -1,0 +1,257 @@
+"""The Debian package (make deb): what it holds and needs, a dpkg install, remove and purge
+into a scratch root, its systemd unit, and its own airlockd and airlockctl steering a pinned
+agent.
+
+Run as root with /usr/bin/python3. Prints `ok - NAME` / `not ok - NAME: why` per case and exits
+1 if any failed. The package is built in a temp dir and installed only into a scratch root
+(dpkg --root with chrootless maintainer scripts, which then leave this host alone): nothing is
+installed on the host. Everything it makes (temp dirs, cgroup, BPF pins, servers, daemon) is
+removed on any exit.
+"""
+
+import hashlib
+import json
+import os
+import stat
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lib  # noqa: E402
+from lib import check, note, wait_for  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CURL = "/usr/bin/curl"
+
+# path -> mode of every file the package installs (directories aside).
+FILES = {
+    "etc/airlock/airlock.conf": 0o644,
+    "lib/systemd/system/airlockd.service": 0o644,
+    "usr/bin/airlockctl": 0o755,
+    "usr/sbin/airlockd": 0o755,
+    "usr/share/doc/airlock/README.md": 0o644,
+    "usr/share/doc/airlock/airlock.conf.default": 0o644,
+    "usr/share/doc/airlock/examples/https.conf": 0o644,
+    "usr/share/doc/airlock/examples/postgres.conf": 0o644,
+}
+
+
+class T:
+    tmp = deb = root = xroot = cg = al = srv = None
+    version = ""
+    port = 0
+
+
+def run(argv, timeout=60, **kw):
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def field(name):
+    r = run(["dpkg-deb", "--field", T.deb, name])
+    check(r.returncode == 0, "dpkg-deb --field %s: %s" % (name, r.stderr.strip()))
+    return r.stdout.strip()
+
+
+def dpkg_root(*args):
+    """dpkg on the scratch root, maintainer scripts run outside a chroot with DPKG_ROOT set."""
+    return run(["dpkg", "--root=" + T.root, "--force-script-chrootless", "--log=/dev/null"] + list(args),
+               timeout=120)
+
+
+def tree(root):
+    """{relative path: mode} of the files under root, dpkg's own database aside."""
+    out = {}
+    for d, dirs, files in os.walk(root):
+        rel = os.path.relpath(d, root)
+        if rel == os.path.join("var", "lib", "dpkg"):
+            dirs[:] = []
+            continue
+        for f in files:
+            p = os.path.join(d, f)
+            out[os.path.normpath(os.path.join(rel, f))] = stat.S_IMODE(os.lstat(p).st_mode)
+    return out
+
+
+def case_build():
+    r = run(["sh", os.path.join(REPO, "packaging", "mkdeb.sh"), lib.BUILD, T.tmp], timeout=300)
+    check(r.returncode == 0, "mkdeb.sh exited %d: %s" % (r.returncode, r.stderr.strip()[-500:]))
+    T.deb = r.stdout.strip().splitlines()[-1]
+    check(os.path.isfile(T.deb) and T.deb.startswith(T.tmp), "no package at %r" % T.deb)
+    v = run([lib.AIRLOCKD, "-V"])
+    T.version = v.stdout.split()[-1] if v.returncode == 0 else "?"
+    arch = run(["dpkg", "--print-architecture"]).stdout.strip()
+    check(os.path.basename(T.deb) == "airlock_%s_%s.deb" % (T.version, arch), "package name %s" % T.deb)
+    check(field("Package") == "airlock" and field("Version") == T.version and field("Architecture") == arch,
+          "control: %s %s %s" % (field("Package"), field("Version"), field("Architecture")))
+    note("%s: %d KiB" % (os.path.basename(T.deb), os.path.getsize(T.deb) // 1024))
+
+
+def case_depends():
+    deps = [d.strip().split()[0] for d in field("Depends").split(",")]
+    for want in ("libbpf1", "libssl3", "libevent-core-2.1-7", "libsqlite3-0", "libmicrohttpd12",
+                 "libnftnl11", "libmnl0", "libjansson4", "ca-certificates", "init-system-helpers"):
+        check(want in deps, "Depends lacks %s: %r" % (want, deps))
+    check(any(d.startswith("libpg-query") for d in deps), "Depends lacks libpg_query's package: %r" % deps)
+    # Every one is a real package, and this machine (which built it) has them all: apt would
+    # install the package and nothing else.
+    r = run(["apt-get", "-s", "-q", "install", T.deb], timeout=120)
+    inst = [ln.split()[1] for ln in r.stdout.splitlines() if ln.startswith("Inst ")]
+    check(r.returncode == 0 and inst == ["airlock"], "apt-get -s install %s: %d, would install %r: %s"
+          % (T.deb, r.returncode, inst, (r.stderr or r.stdout).strip()[-400:]))
+    note("Depends: %s" % ", ".join(deps))
+
+
+def case_contents():
+    T.xroot = os.path.join(T.tmp, "extracted")
+    r = run(["dpkg-deb", "-x", T.deb, T.xroot])
+    check(r.returncode == 0, "dpkg-deb -x: %s" % r.stderr.strip())
+    got = tree(T.xroot)
+    check(got == FILES, "files: %r" % sorted(set(got.items()) ^ set(FILES.items())))
+    r = run(["dpkg-deb", "--ctrl-tarfile", T.deb])
+    check(r.returncode == 0, "no control tarball")
+    ctrl = os.path.join(T.tmp, "control")
+    r = run(["dpkg-deb", "-e", T.deb, ctrl])
+    with open(os.path.join(ctrl, "conffiles")) as f:
+        check(f.read().split() == ["/etc/airlock/airlock.conf"], "conffiles")
+    for s in ("postinst", "prerm", "postrm"):
+        check(os.access(os.path.join(ctrl, s), os.X_OK), "no executable %s" % s)
+    with open(os.path.join(ctrl, "md5sums")) as f:
+        sums = dict(reversed(ln.split(None, 1)) for ln in f.read().splitlines())
+    for p in FILES:
+        with open(os.path.join(T.xroot, p), "rb") as f:
+            check(sums.get(p) == hashlib.md5(f.read()).hexdigest(), "md5sums for %s" % p)
+    for a, b in (("etc/airlock/airlock.conf", "policy/airlock.conf"),
+                 ("lib/systemd/system/airlockd.service", "packaging/airlockd.service")):
+        with open(os.path.join(T.xroot, a), "rb") as f, open(os.path.join(REPO, b), "rb") as g:
+            check(f.read() == g.read(), "%s is not %s" % (a, b))
+    # Stripped: no symbol table left.
+    for b in ("usr/sbin/airlockd", "usr/bin/airlockctl"):
+        r = run(["readelf", "-S", os.path.join(T.xroot, b)])
+        check(r.returncode == 0 and ".symtab" not in r.stdout, "%s is not stripped" % b)
+    # The packaged binaries are this version, and their configuration check takes the shipped file.
+    xd, xc = os.path.join(T.xroot, "usr/sbin/airlockd"), os.path.join(T.xroot, "usr/bin/airlockctl")
+    check(run([xd, "-V"]).stdout.strip() == "airlockd " + T.version, "packaged airlockd -V")
+    check(run([xc, "version"]).stdout.strip().startswith("airlockctl " + T.version), "packaged airlockctl version")
+    r = run([xd, "-n", "-c", os.path.join(T.xroot, "etc/airlock/airlock.conf")])
+    check(r.returncode == 0 and "is valid" in r.stdout, "packaged airlockd -n on the packaged config: %d %s %s"
+          % (r.returncode, r.stdout.strip(), r.stderr.strip()))
+
+
+def case_unit():
+    if not os.access("/usr/bin/systemd-analyze", os.X_OK):
+        check(False, "no systemd-analyze (Debian's systemd package)")
+    # verify checks that ExecStart= and friends exist: point them at the extracted binaries.
+    with open(os.path.join(T.xroot, "lib/systemd/system/airlockd.service")) as f:
+        unit = f.read()
+    check("ExecStart=/usr/sbin/airlockd\n" in unit and "ExecStartPre=/usr/sbin/airlockd -n\n" in unit,
+          "the unit does not run /usr/sbin/airlockd (with a configuration check first)")
+    path = os.path.join(T.tmp, "airlockd.service")
+    with open(path, "w") as f:
+        f.write(unit.replace("/usr/sbin/airlockd", os.path.join(T.xroot, "usr/sbin/airlockd")))
+    r = run(["systemd-analyze", "verify", path])
+    check(r.returncode == 0 and not r.stderr.strip() and not r.stdout.strip(),
+          "systemd-analyze verify: %d %s" % (r.returncode, (r.stderr + r.stdout).strip()[-600:]))
+
+
+def case_dpkg_cycle():
+    T.root = os.path.join(T.tmp, "root")
+    for d in ("var/lib/dpkg/info", "var/lib/dpkg/updates"):
+        os.makedirs(os.path.join(T.root, d))
+    for f in ("status", "available"):
+        open(os.path.join(T.root, "var/lib/dpkg", f), "w").close()
+    host_before = {p: os.path.lexists(p) for p in ("/etc/airlock", "/usr/sbin/airlockd", "/lib/systemd/system/airlockd.service")}
+    # The scratch root has no libraries' packages: only those dependencies are forced.
+    r = dpkg_root("--force-depends", "-i", T.deb)
+    check(r.returncode == 0, "dpkg -i: %d %s" % (r.returncode, r.stderr.strip()[-600:]))
+    got = tree(T.root)
+    check(got == FILES, "installed files: %r" % sorted(set(got.items()) ^ set(FILES.items())))
+    st = os.stat(os.path.join(T.root, "var/lib/airlock"))
+    check(stat.S_IMODE(st.st_mode) == 0o700, "/var/lib/airlock mode %o" % stat.S_IMODE(st.st_mode))
+    check(os.path.isdir(os.path.join(T.root, "etc/airlock/policy.d")), "no /etc/airlock/policy.d")
+    r = dpkg_root("-s", "airlock")
+    check("Status: install ok installed" in r.stdout, "dpkg -s: %s" % r.stdout.strip()[-300:])
+    # An edited conffile survives a remove; a purge takes it, and the Airlock CA with it; an
+    # audit store stays.
+    conf = os.path.join(T.root, "etc/airlock/airlock.conf")
+    with open(conf, "a") as f:
+        f.write("# edited by the operator\n")
+    os.makedirs(os.path.join(T.root, "var/lib/airlock/ca"))
+    for f in ("var/lib/airlock/ca/ca.key", "var/lib/airlock/airlock.db"):
+        with open(os.path.join(T.root, f), "w") as fh:
+            fh.write("x")
+    r = dpkg_root("-r", "airlock")
+    check(r.returncode == 0, "dpkg -r: %d %s" % (r.returncode, r.stderr.strip()[-600:]))
+    left = tree(T.root)
+    check(set(left) == {"etc/airlock/airlock.conf", "var/lib/airlock/ca/ca.key", "var/lib/airlock/airlock.db"},
+          "after remove: %r" % sorted(left))
+    with open(conf) as f:
+        check(f.read().endswith("# edited by the operator\n"), "the edited conffile was not kept")
+    r = dpkg_root("--purge", "airlock")
+    check(r.returncode == 0, "dpkg --purge: %d %s" % (r.returncode, r.stderr.strip()[-600:]))
+    check(set(tree(T.root)) == {"var/lib/airlock/airlock.db"}, "after purge: %r" % sorted(tree(T.root)))
+    check("audit store stays in /var/lib/airlock" in r.stdout, "purge did not say the store stays: %r" % r.stdout)
+    check(not os.path.exists(os.path.join(T.root, "etc/airlock")), "/etc/airlock left after purge")
+    check({p: os.path.lexists(p) for p in host_before} == host_before, "the host changed: %r" % host_before)
+
+
+def case_packaged_daemon():
+    """The packaged binaries (not the build tree's) on a test configuration: a pinned agent's curl
+    goes through airlockd, and the packaged airlockctl lists its connection."""
+    xd, xc = os.path.join(T.xroot, "usr/sbin/airlockd"), os.path.join(T.xroot, "usr/bin/airlockctl")
+    body = ("airlock-package-%s\n" % lib.RUN_ID).encode()
+    T.port = lib.free_port(("127.0.0.2",))
+    T.srv = lib.start_http_server("127.0.0.2", T.port, body)
+    T.cg = lib.TestCgroup("-pkg")
+    T.al = lib.Airlock(T.tmp, [("web", ["127.0.0.2"], [T.port])], binaries=(xd, xc))
+    banner = T.al.start()
+    check("airlockd %s ready" % T.version in banner, "banner: %r" % banner)
+    r = T.al.ctl("pin", T.cg.path)
+    check(r.returncode == 0, "pin: %s" % r.stderr.strip())
+    acc = T.srv.accepted
+    r = T.cg.run([CURL, "-sS", "--noproxy", "*", "--max-time", "10", "http://127.0.0.2:%d/" % T.port],
+                 timeout=30)
+    check(r.returncode == 0 and r.stdout.encode() == body and T.srv.accepted == acc + 1,
+          "curl in the cgroup: %d %r %s" % (r.returncode, r.stdout[:100], r.stderr.strip()))
+
+    def row():
+        r = T.al.ctl("connections", "--json")
+        rows = json.loads(r.stdout) if r.returncode == 0 else []
+        return [x for x in rows if x.get("resource") == "web" and x.get("reason") == "closed"
+                and os.path.basename(x.get("exe") or "") == "curl"]
+    rows = wait_for(row, 10, 0.1)
+    check(len(rows) == 1 and rows[0]["cgroup_path"] == T.cg.rel and rows[0]["dst_port"] == T.port,
+          "packaged airlockctl connections: %r" % rows)
+
+
+CASES = [
+    ("make deb: airlock_VERSION_ARCH.deb with the version of airlockd -V", case_build),
+    ("Depends names each library's Debian package; apt would install nothing else here", case_depends),
+    ("contents: binaries (stripped), unit, conffile, docs, maintainer scripts, md5sums; the packaged "
+     "airlockd -n accepts the packaged configuration", case_contents),
+    ("the systemd unit passes systemd-analyze verify", case_unit),
+    ("dpkg install, remove (the edited conffile stays) and purge (the CA goes, the audit store "
+     "stays) in a scratch root; the host is untouched", case_dpkg_cycle),
+    ("the packaged airlockd and airlockctl steer and record a pinned agent's curl", case_packaged_daemon),
+]
+
+
+def setup():
+    T.tmp = lib.make_tempdir()
+    os.chmod(T.tmp, 0o755)
+
+
+def main():
+    res = lib.Results()
+    if os.geteuid() != 0:
+        res.not_ok("test_package", "needs root (dpkg into a scratch root, loads BPF, creates a cgroup)")
+        return 1
+    for b in (lib.AIRLOCKD, lib.AIRLOCKCTL, CURL, "/usr/bin/dpkg-deb", "/usr/bin/dpkg-shlibdeps"):
+        if not os.access(b, os.X_OK):
+            res.not_ok("test_package", "%s is missing (make all; scripts/deps.sh)" % b)
+            return 1
+    return lib.run_suite(res, setup, CASES, lambda: T.al,
+                         lambda: [T.cg and T.cg.path, T.al and T.al.pin_root, T.tmp], label="test_package ")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
