@@ -13,6 +13,19 @@
 #define AL_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #define AL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
+/*
+ * Room for one more element in a growing array: v holds cap elements of which n are used; when
+ * it is full the capacity doubles (from `first`). Evaluates to 0, or -1 when out of memory (v and
+ * cap unchanged). al_grow returns the array to use, or NULL.
+ */
+void *al_grow(void *v, size_t *cap, size_t n, size_t size, size_t first) AL_MUST;
+#define AL_GROW(v, n, cap, first) __extension__({                                  \
+	void *al_grown_ = al_grow((v), &(cap), (n), sizeof(*(v)), (first));        \
+	if (al_grown_)                                                              \
+		(v) = al_grown_;                                                    \
+	al_grown_ ? 0 : -1;                                                         \
+})
+
 /* Wall clock and monotonic time in microseconds. */
 int64_t al_now_us(void);
 int64_t al_mono_us(void);

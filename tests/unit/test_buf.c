@@ -74,10 +74,42 @@ static void test_json_str(void)
 	}
 }
 
+/* AL_GROW: room for one more each time, the contents kept, the capacity doubling from first;
+ * a size that cannot be allotted fails and leaves the array as it was. */
+static void test_grow(void)
+{
+	int *v = NULL;
+	size_t n = 0, cap = 0, grew = 0;
+	int ok = 1;
+
+	for (int i = 0; i < 1000; i++) {
+		size_t before = cap;
+
+		if (AL_GROW(v, n, cap, 4) < 0) {
+			ok = 0;
+			break;
+		}
+		grew += cap != before;
+		v[n++] = i;
+	}
+	CHECK(ok && n == 1000 && cap == 1024 && grew == 9);
+	for (size_t i = 0; ok && i < n; i++)
+		ok = v[i] == (int)i;
+	CHECK(ok);
+	{
+		int *keep = v;
+		size_t c = cap;
+
+		CHECK(al_grow(v, &c, c, SIZE_MAX / 2, 1) == NULL && c == cap && v == keep);
+	}
+	free(v);
+}
+
 int main(void)
 {
 	RUN(test_add_fmt);
 	RUN(test_oom);
+	RUN(test_grow);
 	RUN(test_fmt_empty);
 	RUN(test_json_str);
 	TEST_EXIT();

@@ -243,16 +243,9 @@ static int add_frame(struct frames *f, int64_t at, char *text)
 {
 	if (!text)
 		return -1;
-	if (f->n == f->cap) {
-		size_t cap = f->cap ? f->cap * 2 : 64;
-		struct frame *v = realloc(f->v, cap * sizeof(*v));
-
-		if (!v) {
-			free(text);
-			return -1;
-		}
-		f->v = v;
-		f->cap = cap;
+	if (AL_GROW(f->v, f->n, f->cap, 64) < 0) {
+		free(text);
+		return -1;
 	}
 	f->v[f->n].at_us = at;
 	f->v[f->n].text = text;

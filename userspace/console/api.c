@@ -187,16 +187,9 @@ static int page_add(void *arg, const char *json)
 
 	if (!o)
 		return -1;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 64;
-		struct page_row *v = realloc(l->v, cap * sizeof(*v));
-
-		if (!v) {
-			json_decref(o);
-			return -1;
-		}
-		l->v = v;
-		l->cap = cap;
+	if (AL_GROW(l->v, l->n, l->cap, 64) < 0) {
+		json_decref(o);
+		return -1;
 	}
 	row = &l->v[l->n];
 	row->at_us = json_integer_value(json_object_get(o, "at_us"));

@@ -198,15 +198,8 @@ static struct kern_pin *pin_new(struct kern *k, uint64_t id)
 {
 	struct kern_pin *p;
 
-	if (k->n_pins == k->cap_pins) {
-		size_t cap = k->cap_pins ? k->cap_pins * 2 : 8;
-
-		p = realloc(k->pins, cap * sizeof(*p));
-		if (!p)
-			return NULL;
-		k->pins = p;
-		k->cap_pins = cap;
-	}
+	if (AL_GROW(k->pins, k->n_pins, k->cap_pins, 8) < 0)
+		return NULL;
 	p = &k->pins[k->n_pins++];
 	memset(p, 0, sizeof(*p));
 	p->id = id;

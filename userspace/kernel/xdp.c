@@ -73,15 +73,8 @@ static struct xdp_link *link_add(struct xdp *x)
 {
 	struct xdp_link *l;
 
-	if (x->n == x->cap) {
-		size_t cap = x->cap ? x->cap * 2 : 8;
-
-		l = reallocarray(x->links, cap, sizeof(*l));
-		if (!l)
-			return NULL;
-		x->links = l;
-		x->cap = cap;
-	}
+	if (AL_GROW(x->links, x->n, x->cap, 8) < 0)
+		return NULL;
 	l = &x->links[x->n++];
 	memset(l, 0, sizeof(*l));
 	l->fd = -1;

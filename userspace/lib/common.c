@@ -34,6 +34,22 @@ int64_t al_mono_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+void *al_grow(void *v, size_t *cap, size_t n, size_t size, size_t first)
+{
+	size_t ncap;
+	void *p;
+
+	if (n < *cap)
+		return v;
+	ncap = *cap ? *cap * 2 : first;
+	if (ncap <= n || ncap > SIZE_MAX / size)
+		return NULL;
+	p = realloc(v, ncap * size);
+	if (p)
+		*cap = ncap;
+	return p;
+}
+
 int al_fmt(char *dst, size_t len, const char *fmt, ...)
 {
 	va_list ap;

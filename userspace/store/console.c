@@ -495,16 +495,9 @@ struct find_st {
 
 static int found_add(struct found_list *l, int64_t id, int64_t key, char *json)
 {
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 256;
-		struct found *v = realloc(l->v, cap * sizeof(*v));
-
-		if (!v) {
-			free(json);
-			return -1;
-		}
-		l->v = v;
-		l->cap = cap;
+	if (AL_GROW(l->v, l->n, l->cap, 256) < 0) {
+		free(json);
+		return -1;
 	}
 	l->v[l->n].id = id;
 	l->v[l->n].key = key;
