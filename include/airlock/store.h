@@ -240,6 +240,8 @@ struct store_stmt_view {
 	const char *resource, *cgroup_path, *exe;
 	long uid;
 };
+/* Every statement at or after since_us with its connection's agent (resource, cgroup, exe, uid;
+ * NULL and -1 if the connection row is gone), in no particular order. */
 int store_stmts_since(struct store_reader *r, int64_t since_us,
 		      int (*cb)(void *arg, const struct store_stmt_view *v), void *arg) AL_MUST;
 

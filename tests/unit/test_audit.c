@@ -1234,6 +1234,71 @@ static int session_as_view(sqlite3 *h, struct store_reader *rd, int64_t conn_id,
 	return same;
 }
 
+static json_t *jstr_or_null(const char *s)
+{
+	return s ? json_string(s) : json_null();
+}
+
+static int since_cb(void *arg, const struct store_stmt_view *v)
+{
+	json_t *o = json_pack("{s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o}",
+			      "id", (json_int_t)v->id, "at_us", (json_int_t)v->at_us, "text", jstr_or_null(v->text),
+			      "kind", jstr_or_null(v->kind), "relations", jstr_or_null(v->relations_json),
+			      "decision", jstr_or_null(v->decision), "rule", jstr_or_null(v->rule),
+			      "unbounded_write", (json_int_t)v->unbounded_write, "resource", jstr_or_null(v->resource),
+			      "cgroup_path", jstr_or_null(v->cgroup_path), "exe", jstr_or_null(v->exe),
+			      "uid", v->uid < 0 ? json_null() : json_integer(v->uid));
+
+	return o ? json_array_append_new(arg, o) : -1;
+}
+
+static int by_id(const void *a, const void *b)
+{
+	json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "id"));
+	json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "id"));
+
+	return x < y ? -1 : x > y;
+}
+
+/* 1 if store_stmts_since (policy test's read) hands over what the statements view holds since
+ * since_us, each with its connection's agent, and at least min of them (in id order once sorted:
+ * it keeps none). */
+static int since_as_view(sqlite3 *h, struct store_reader *rd, int64_t since_us, size_t min)
+{
+	json_t *got = json_array(), *want = json_array(), *sorted = json_array(), **v;
+	sqlite3_stmt *st = NULL;
+	size_t n;
+	int same;
+
+	if (sqlite3_prepare_v2(h, "SELECT s.id, s.at_us, s.text, s.kind, s.relations, s.decision, s.rule,"
+			       " s.unbounded_write, c.resource, c.cgroup_path, c.exe, c.uid FROM statements s"
+			       " LEFT JOIN connections c ON c.id = s.conn_id WHERE s.at_us >= ?1 ORDER BY s.id",
+			       -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, since_us);
+		while (sqlite3_step(st) == SQLITE_ROW)
+			json_array_append_new(want, ref_row(st));
+	}
+	sqlite3_finalize(st);
+	same = store_reader_begin(rd, 0) == 0 && store_stmts_since(rd, since_us, since_cb, got) == 0;
+	store_reader_end(rd);
+	n = json_array_size(got);
+	v = calloc(n + 1, sizeof(*v));
+	for (size_t i = 0; v && i < n; i++)
+		v[i] = json_array_get(got, i);
+	if (v)
+		qsort(v, n, sizeof(*v), by_id);
+	for (size_t i = 0; v && i < n; i++)
+		json_array_append(sorted, v[i]);
+	free(v);
+	same = same && json_equal(sorted, want) && json_array_size(want) >= min;
+	if (!same)
+		printf("#   statements since %lld: %zu, want %zu\n", (long long)since_us, n, json_array_size(want));
+	json_decref(got);
+	json_decref(want);
+	json_decref(sorted);
+	return same;
+}
+
 /*
  * The statements search (store_find_statements: batched rows read in C, newest batches first,
  * stopping early) answers what the statements view answers, row for row and column for column,
@@ -1364,8 +1429,11 @@ static void test_find_statements(void)
 	for (int i = 0; i < 4; i++, cases++)
 		bad += !session_as_view(h, rd, conns[i], store_conn_http, "seq", 10,
 					"SELECT * FROM http_requests WHERE conn_id = ?1 ORDER BY seq, id");
+	/* policy test's read: every statement since a time, batched and alone, with its agent */
+	for (int t = 0; t < 2; t++, cases++)
+		bad += !since_as_view(h, rd, t ? mid : 0, 40);
 	CHECK(bad == 0);
-	CHECK(cases == 7 * 2 * 3 * 2 * 3 + 160 + 4 + 4);
+	CHECK(cases == 7 * 2 * 3 * 2 * 3 + 160 + 4 + 4 + 2);
 out:
 	sqlite3_close(h);
 	store_reader_close(rd);

@@ -75,6 +75,32 @@ static int one(void *arg, const struct store_stmt_view *v)
 	return 0;
 }
 
+static int by_statement(const void *a, const void *b)
+{
+	json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "statement"));
+	json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "statement"));
+
+	return x < y ? -1 : x > y;
+}
+
+/* The statements' changes in statement order (the store hands them over as its batches hold them). */
+static int sort_changes(json_t *changes)
+{
+	size_t n = json_array_size(changes);
+	json_t **v = n ? calloc(n, sizeof(*v)) : NULL;
+
+	if (n && !v)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		v[i] = json_incref(json_array_get(changes, i));
+	qsort(v, n, sizeof(*v), by_statement);
+	json_array_clear(changes);
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(changes, v[i]);
+	free(v);
+	return 0;
+}
+
 /* ---- HTTP: the same decision the proxy makes (httpproxy.c: pick_resource, decide) ---------- */
 
 static int host_answers(const struct al_resource *r, const char *name)
@@ -209,6 +235,11 @@ json_t *policy_test(struct store_reader *st, json_t *files, int64_t since_us)
 		json_decref(r.changes);
 		config_free(cand);
 		return control_error("could not read the recorded statements");
+	}
+	if (sort_changes(r.changes) < 0) {
+		json_decref(r.changes);
+		config_free(cand);
+		return control_error("out of memory");
 	}
 	if (store_http_since(st, since_us, one_http, &r) < 0) {
 		json_decref(r.changes);

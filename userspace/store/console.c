@@ -748,6 +748,168 @@ out:
 	return rc;
 }
 
+/*
+ * Every statement since since_us with its connection's agent, for airlockctl policy test: the
+ * rows alone by SQL, the batched ones by reading each batch's array once (the statements view's
+ * json_each and json_extract cost 18 us a row, and its ORDER BY sorted them all). In no
+ * particular order: batches are read as they were written, and a row carried over a commit
+ * sits in a later batch than its id says.
+ */
+struct since_conn {
+	int64_t id;             /* 0: free slot */
+	int found;
+	char *resource, *cgroup_path, *exe;
+	long uid;
+};
+
+static void since_conn_clear(struct since_conn *c)
+{
+	free(c->resource);
+	free(c->cgroup_path);
+	free(c->exe);
+	memset(c, 0, sizeof(*c));
+}
+
+static char *col_dup(sqlite3_stmt *st, int i)
+{
+	return sqlite3_column_type(st, i) == SQLITE_NULL ? NULL : strdup((const char *)sqlite3_column_text(st, i));
+}
+
+/* The connection's agent, from a small cache (a session's statements come together). */
+static const struct since_conn *since_conn_get(sqlite3_stmt *st, struct since_conn *cache, size_t n, int64_t id)
+{
+	struct since_conn *c = &cache[(uint64_t)id % n];
+
+	if (c->id == id)
+		return c;
+	since_conn_clear(c);
+	c->id = id;
+	c->uid = -1;
+	if (sqlite3_reset(st) != SQLITE_OK || sqlite3_bind_int64(st, 1, id) != SQLITE_OK)
+		return NULL;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		c->found = 1;
+		c->resource = col_dup(st, 0);
+		c->cgroup_path = col_dup(st, 1);
+		c->exe = col_dup(st, 2);
+		c->uid = sqlite3_column_type(st, 3) == SQLITE_NULL ? -1 : (long)sqlite3_column_int64(st, 3);
+	}
+	return c;
+}
+
+static int since_batch(json_t *arr, int64_t since_us, sqlite3_stmt *conn_st, struct since_conn *cache,
+		       size_t ncache, int (*cb)(void *arg, const struct store_stmt_view *v), void *arg)
+{
+	size_t i;
+	json_t *row;
+
+	json_array_foreach(arr, i, row) {
+		json_t *uw = json_object_get(row, "unbounded_write");
+		const struct since_conn *c;
+		struct store_stmt_view v = {
+			.id = json_integer_value(json_object_get(row, "id")),
+			.at_us = json_integer_value(json_object_get(row, "at_us")),
+			.text = json_string_value(json_object_get(row, "text")),
+			.kind = json_string_value(json_object_get(row, "kind")),
+			.relations_json = json_string_value(json_object_get(row, "relations")),
+			.decision = json_string_value(json_object_get(row, "decision")),
+			.rule = json_string_value(json_object_get(row, "rule")),
+			.unbounded_write = json_is_true(uw) || json_integer_value(uw) != 0,
+			.uid = -1,
+		};
+
+		if (v.at_us < since_us)
+			continue;
+		c = since_conn_get(conn_st, cache, ncache, json_integer_value(json_object_get(row, "conn_id")));
+		if (!c)
+			return -1;
+		v.resource = c->resource;
+		v.cgroup_path = c->cgroup_path;
+		v.exe = c->exe;
+		v.uid = c->uid;
+		if (cb(arg, &v) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int store_stmts_since(struct store_reader *rd, int64_t since_us,
+		      int (*cb)(void *arg, const struct store_stmt_view *v), void *arg)
+{
+	enum { NCACHE = 256 };
+	struct since_conn *cache = calloc(NCACHE, sizeof(*cache));
+	sqlite3_stmt *st = NULL, *conn_st = NULL;
+	int rc = -1, r = SQLITE_OK;
+
+	if (!cache)
+		return -1;
+	/* The rows alone: few (waiting or parked when their batch committed). */
+	if (sqlite3_prepare_v2(rd->db, "SELECT s.id, s.at_us, s.text, s.kind, s.relations, s.decision, s.rule,"
+			       " s.unbounded_write, c.resource, c.cgroup_path, c.exe, c.uid FROM statement_rows s"
+			       " LEFT JOIN connections c ON c.id = s.conn_id WHERE s.at_us >= ?1", -1, &st,
+			       NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, since_us) != SQLITE_OK)
+		goto out;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_stmt_view v = {
+			.id = sqlite3_column_int64(st, 0),
+			.at_us = sqlite3_column_int64(st, 1),
+			.text = (const char *)sqlite3_column_text(st, 2),
+			.kind = (const char *)sqlite3_column_text(st, 3),
+			.relations_json = (const char *)sqlite3_column_text(st, 4),
+			.decision = (const char *)sqlite3_column_text(st, 5),
+			.rule = (const char *)sqlite3_column_text(st, 6),
+			.unbounded_write = sqlite3_column_int(st, 7),
+			.resource = (const char *)sqlite3_column_text(st, 8),
+			.cgroup_path = (const char *)sqlite3_column_text(st, 9),
+			.exe = (const char *)sqlite3_column_text(st, 10),
+			.uid = sqlite3_column_type(st, 11) == SQLITE_NULL ? -1 : (long)sqlite3_column_int64(st, 11),
+		};
+
+		if (cb(arg, &v) < 0)
+			goto out;
+	}
+	if (r != SQLITE_DONE)
+		goto out;
+	sqlite3_finalize(st);
+	st = NULL;
+	/* The batches that end at since or later (an earlier one holds no row at or after it). */
+	if (sqlite3_prepare_v2(rd->db, "SELECT b.audit_seq IS NULL, CASE WHEN b.audit_seq IS NULL THEN b.rows"
+			       " ELSE a.body END FROM command_batches b LEFT JOIN audit a ON a.seq = b.audit_seq"
+			       " WHERE b.kind = 'statements' AND b.last_at_us >= ?1 ORDER BY b.id", -1, &st,
+			       NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, since_us) != SQLITE_OK ||
+	    sqlite3_prepare_v2(rd->db, "SELECT resource, cgroup_path, exe, uid FROM connections WHERE id = ?1", -1,
+			       &conn_st, NULL) != SQLITE_OK)
+		goto out;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *txt = (const char *)sqlite3_column_text(st, 1);
+		json_t *doc = txt ? json_loadb(txt, (size_t)sqlite3_column_bytes(st, 1), JSON_ALLOW_NUL, NULL) : NULL;
+		json_t *arr = sqlite3_column_int(st, 0) ? doc : json_object_get(doc, "rows");
+		int k;
+
+		if (!json_is_array(arr)) {
+			al_err("store: a batch's rows are not a JSON array");
+			json_decref(doc);
+			goto out;
+		}
+		k = since_batch(arr, since_us, conn_st, cache, NCACHE, cb, arg);
+		json_decref(doc);
+		if (k < 0)
+			goto out;
+	}
+	rc = r == SQLITE_DONE ? 0 : -1;
+out:
+	if (rc < 0 && !read_cut(rd))
+		al_err("store: reading the statements since %lld failed: %s", (long long)since_us, sqlite3_errmsg(rd->db));
+	sqlite3_finalize(st);
+	sqlite3_finalize(conn_st);
+	for (size_t i = 0; i < NCACHE; i++)
+		since_conn_clear(&cache[i]);
+	free(cache);
+	return rc;
+}
+
 int store_find_requests(struct store_reader *r, const struct store_find_filter *f,
 			 int (*cb)(void *arg, const char *json), void *arg)
 {
