@@ -169,6 +169,8 @@ struct store_http_view {
 	long uid;                   /* -1: none */
 	int dst_port;
 };
+/* Every HTTP request at or after since_us that has a decision other than error, with its
+ * connection's agent and destination, in no particular order. */
 int store_http_since(struct store_reader *r, int64_t since_us,
 		     int (*cb)(void *arg, const struct store_http_view *v), void *arg) AL_MUST;
 

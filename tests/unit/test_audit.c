@@ -1260,17 +1260,36 @@ static int by_id(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* 1 if store_stmts_since (policy test's read) hands over what the statements view holds since
- * since_us, each with its connection's agent, and at least min of them (in id order once sorted:
- * it keeps none). */
-static int since_as_view(sqlite3 *h, struct store_reader *rd, int64_t since_us, size_t min)
+static int since_http_cb(void *arg, const struct store_http_view *v)
+{
+	json_t *o = json_pack("{s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:I}",
+			      "id", (json_int_t)v->id, "at_us", (json_int_t)v->at_us, "method", jstr_or_null(v->method),
+			      "host", jstr_or_null(v->host), "path", jstr_or_null(v->path), "query", jstr_or_null(v->query),
+			      "kind", jstr_or_null(v->kind), "k8s", jstr_or_null(v->k8s_json),
+			      "body_sha256", jstr_or_null(v->body_sha256), "decision", jstr_or_null(v->decision),
+			      "rule", jstr_or_null(v->rule), "resource", jstr_or_null(v->resource),
+			      "cgroup_path", jstr_or_null(v->cgroup_path), "exe", jstr_or_null(v->exe),
+			      "uid", v->uid < 0 ? json_null() : json_integer(v->uid), "dst_addr", jstr_or_null(v->dst_addr),
+			      "dst_port", (json_int_t)v->dst_port);
+
+	return o ? json_array_append_new(arg, o) : -1;
+}
+
+/* 1 if policy test's reads (store_stmts_since, store_http_since) hand over what the statements
+ * or http_requests view holds since since_us, each with its connection's agent, and at least min
+ * of them (compared in id order: the reads keep none). */
+static int since_as_view(sqlite3 *h, struct store_reader *rd, int http, int64_t since_us, size_t min)
 {
 	json_t *got = json_array(), *want = json_array(), *sorted = json_array(), **v;
 	sqlite3_stmt *st = NULL;
 	size_t n;
 	int same;
 
-	if (sqlite3_prepare_v2(h, "SELECT s.id, s.at_us, s.text, s.kind, s.relations, s.decision, s.rule,"
+	if (sqlite3_prepare_v2(h, http ? "SELECT h.id, h.at_us, h.method, h.host, h.path, h.query, h.kind, h.k8s,"
+			       " h.body_sha256, h.decision, h.rule, c.resource, c.cgroup_path, c.exe, c.uid, c.dst_addr,"
+			       " coalesce(c.dst_port, 0) AS dst_port FROM http_requests h LEFT JOIN connections c"
+			       " ON c.id = h.conn_id WHERE h.at_us >= ?1 AND h.decision != 'error' ORDER BY h.id"
+			       : "SELECT s.id, s.at_us, s.text, s.kind, s.relations, s.decision, s.rule,"
 			       " s.unbounded_write, c.resource, c.cgroup_path, c.exe, c.uid FROM statements s"
 			       " LEFT JOIN connections c ON c.id = s.conn_id WHERE s.at_us >= ?1 ORDER BY s.id",
 			       -1, &st, NULL) == SQLITE_OK) {
@@ -1279,7 +1298,8 @@ static int since_as_view(sqlite3 *h, struct store_reader *rd, int64_t since_us, 
 			json_array_append_new(want, ref_row(st));
 	}
 	sqlite3_finalize(st);
-	same = store_reader_begin(rd, 0) == 0 && store_stmts_since(rd, since_us, since_cb, got) == 0;
+	same = store_reader_begin(rd, 0) == 0 &&
+	       (http ? store_http_since(rd, since_us, since_http_cb, got) : store_stmts_since(rd, since_us, since_cb, got)) == 0;
 	store_reader_end(rd);
 	n = json_array_size(got);
 	v = calloc(n + 1, sizeof(*v));
@@ -1292,7 +1312,8 @@ static int since_as_view(sqlite3 *h, struct store_reader *rd, int64_t since_us, 
 	free(v);
 	same = same && json_equal(sorted, want) && json_array_size(want) >= min;
 	if (!same)
-		printf("#   statements since %lld: %zu, want %zu\n", (long long)since_us, n, json_array_size(want));
+		printf("#   %s since %lld: %zu, want %zu\n", http ? "HTTP requests" : "statements", (long long)since_us,
+		       n, json_array_size(want));
 	json_decref(got);
 	json_decref(want);
 	json_decref(sorted);
@@ -1359,7 +1380,9 @@ static void test_find_statements(void)
 				.conn_id = conns[(b + i) % 4], .seq = b * 3 + i, .at_us = base + (int64_t)n * 1000 + i,
 				.method = i ? "GET" : "DELETE", .host = "api.internal", .path = "/v1/items",
 				.query = i == 2 ? "a=1" : NULL, .kind = "read", .headers_json = "{\"accept\":\"*/*\"}",
-				.body_len = i, .request_sha256 = "ab", .decision = decisions[(b + i) % 4],
+				.body_len = i, .request_sha256 = "ab", .body_sha256 = i == 2 ? "cd" : NULL,
+				.k8s_json = i ? NULL : "{\"verb\":\"exec\",\"command\":[\"sh\"]}",
+				.decision = (b + i) % 5 == 4 ? "error" : decisions[(b + i) % 4],
 			};
 			struct store_http_outcome ho = { .status = 200, .bytes_up = 10, .bytes_down = 20, .duration_us = 5 };
 
@@ -1429,11 +1452,12 @@ static void test_find_statements(void)
 	for (int i = 0; i < 4; i++, cases++)
 		bad += !session_as_view(h, rd, conns[i], store_conn_http, "seq", 10,
 					"SELECT * FROM http_requests WHERE conn_id = ?1 ORDER BY seq, id");
-	/* policy test's read: every statement since a time, batched and alone, with its agent */
-	for (int t = 0; t < 2; t++, cases++)
-		bad += !since_as_view(h, rd, t ? mid : 0, 40);
+	/* policy test's reads: every statement and HTTP request since a time, batched and alone,
+	 * with its agent */
+	for (int t = 0; t < 4; t++, cases++)
+		bad += !since_as_view(h, rd, t / 2, t % 2 ? mid : 0, t / 2 ? 10 : 40);
 	CHECK(bad == 0);
-	CHECK(cases == 7 * 2 * 3 * 2 * 3 + 160 + 4 + 4 + 2);
+	CHECK(cases == 7 * 2 * 3 * 2 * 3 + 160 + 4 + 4 + 4);
 out:
 	sqlite3_close(h);
 	store_reader_close(rd);

@@ -90,11 +90,13 @@ const char *ctl_store_path(const char *sock)
 {
 	static char path[4096];
 	char err[256];
-	json_t *resp;
+	json_t *req, *resp;
 
 	if (opt_store)
 		return opt_store;
-	resp = control_call(sock, json_pack("{s:s}", "cmd", "status"), err, sizeof(err));
+	req = json_pack("{s:s}", "cmd", "status");
+	resp = req ? control_call(sock, req, err, sizeof(err)) : NULL;
+	json_decref(req);
 	if (resp && json_is_string(json_object_get(resp, "store")))
 		snprintf(path, sizeof(path), "%s", json_string_value(json_object_get(resp, "store")));
 	else

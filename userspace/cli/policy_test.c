@@ -75,25 +75,32 @@ static int one(void *arg, const struct store_stmt_view *v)
 	return 0;
 }
 
-static int by_statement(const void *a, const void *b)
+/* Statements first, then HTTP requests, each by id. */
+static int by_row(const void *a, const void *b)
 {
-	json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "statement"));
-	json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "statement"));
+	json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+	int xs = json_object_get(x, "statement") != NULL, ys = json_object_get(y, "statement") != NULL;
+	json_int_t xi = json_integer_value(json_object_get(x, xs ? "statement" : "http_request"));
+	json_int_t yi = json_integer_value(json_object_get(y, ys ? "statement" : "http_request"));
 
-	return x < y ? -1 : x > y;
+	if (xs != ys)
+		return xs ? -1 : 1;
+	return xi < yi ? -1 : xi > yi;
 }
 
-/* The statements' changes in statement order (the store hands them over as its batches hold them). */
+/* The changes in row order (the store hands rows over as its batches hold them). */
 static int sort_changes(json_t *changes)
 {
 	size_t n = json_array_size(changes);
-	json_t **v = n ? calloc(n, sizeof(*v)) : NULL;
+	json_t **v;
 
-	if (n && !v)
+	if (n < 2)
+		return 0;
+	if (!(v = calloc(n, sizeof(*v))))
 		return -1;
 	for (size_t i = 0; i < n; i++)
 		v[i] = json_incref(json_array_get(changes, i));
-	qsort(v, n, sizeof(*v), by_statement);
+	qsort(v, n, sizeof(*v), by_row);
 	json_array_clear(changes);
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(changes, v[i]);
@@ -236,15 +243,15 @@ json_t *policy_test(struct store_reader *st, json_t *files, int64_t since_us)
 		config_free(cand);
 		return control_error("could not read the recorded statements");
 	}
-	if (sort_changes(r.changes) < 0) {
-		json_decref(r.changes);
-		config_free(cand);
-		return control_error("out of memory");
-	}
 	if (store_http_since(st, since_us, one_http, &r) < 0) {
 		json_decref(r.changes);
 		config_free(cand);
 		return control_error("could not read the recorded HTTP requests");
+	}
+	if (sort_changes(r.changes) < 0) {
+		json_decref(r.changes);
+		config_free(cand);
+		return control_error("out of memory");
 	}
 	config_free(cand);
 	resp = control_ok();

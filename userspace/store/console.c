@@ -749,24 +749,35 @@ out:
 }
 
 /*
- * Every statement since since_us with its connection's agent, for airlockctl policy test: the
- * rows alone by SQL, the batched ones by reading each batch's array once (the statements view's
- * json_each and json_extract cost 18 us a row, and its ORDER BY sorted them all). In no
- * particular order: batches are read as they were written, and a row carried over a commit
- * sits in a later batch than its id says.
+ * What airlockctl policy test reads: every statement and every HTTP request since a time, with
+ * its connection's agent. The rows alone are read by SQL; the batched ones by reading each
+ * batch's array once (the views' json_each and json_extract cost 18 us a row, and their ORDER BY
+ * sorted them all). In no particular order: batches are read as they were written, and a row
+ * carried over a commit sits in a later batch than its id says.
  */
 struct since_conn {
 	int64_t id;             /* 0: free slot */
-	int found;
-	char *resource, *cgroup_path, *exe;
-	long uid;
+	char *resource, *cgroup_path, *exe, *dst_addr;
+	long uid;               /* -1: none */
+	int dst_port;
 };
+
+struct since_walk {
+	sqlite3_stmt *conn_st;
+	struct since_conn *cache;
+	/* A batched row at or after since, with its connection (all NULL if the row is gone). */
+	int (*row)(void *arg, json_t *row, const struct since_conn *c);
+	void *arg;
+};
+
+#define SINCE_CONNS 256
 
 static void since_conn_clear(struct since_conn *c)
 {
 	free(c->resource);
 	free(c->cgroup_path);
 	free(c->exe);
+	free(c->dst_addr);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -775,81 +786,144 @@ static char *col_dup(sqlite3_stmt *st, int i)
 	return sqlite3_column_type(st, i) == SQLITE_NULL ? NULL : strdup((const char *)sqlite3_column_text(st, i));
 }
 
-/* The connection's agent, from a small cache (a session's statements come together). */
-static const struct since_conn *since_conn_get(sqlite3_stmt *st, struct since_conn *cache, size_t n, int64_t id)
+/* The connection's agent, from a small cache (a session's rows come together). */
+static const struct since_conn *since_conn_get(struct since_walk *w, int64_t id)
 {
-	struct since_conn *c = &cache[(uint64_t)id % n];
+	struct since_conn *c = &w->cache[(uint64_t)id % SINCE_CONNS];
 
-	if (c->id == id)
+	if (c->id == id && id)
 		return c;
 	since_conn_clear(c);
 	c->id = id;
 	c->uid = -1;
-	if (sqlite3_reset(st) != SQLITE_OK || sqlite3_bind_int64(st, 1, id) != SQLITE_OK)
+	if (sqlite3_reset(w->conn_st) != SQLITE_OK || sqlite3_bind_int64(w->conn_st, 1, id) != SQLITE_OK)
 		return NULL;
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		c->found = 1;
-		c->resource = col_dup(st, 0);
-		c->cgroup_path = col_dup(st, 1);
-		c->exe = col_dup(st, 2);
-		c->uid = sqlite3_column_type(st, 3) == SQLITE_NULL ? -1 : (long)sqlite3_column_int64(st, 3);
+	if (sqlite3_step(w->conn_st) == SQLITE_ROW) {
+		c->resource = col_dup(w->conn_st, 0);
+		c->cgroup_path = col_dup(w->conn_st, 1);
+		c->exe = col_dup(w->conn_st, 2);
+		c->uid = sqlite3_column_type(w->conn_st, 3) == SQLITE_NULL ? -1 : (long)sqlite3_column_int64(w->conn_st, 3);
+		c->dst_addr = col_dup(w->conn_st, 4);
+		c->dst_port = sqlite3_column_int(w->conn_st, 5);
 	}
 	return c;
 }
 
-static int since_batch(json_t *arr, int64_t since_us, sqlite3_stmt *conn_st, struct since_conn *cache,
-		       size_t ncache, int (*cb)(void *arg, const struct store_stmt_view *v), void *arg)
+/* Hands each row of kind's batches at or after since_us, with its connection, to w->row. */
+static int since_batches(struct store_reader *rd, const char *kind, int64_t since_us, struct since_walk *w)
 {
-	size_t i;
-	json_t *row;
+	sqlite3_stmt *st = NULL;
+	int rc = -1, r = SQLITE_OK;
 
-	json_array_foreach(arr, i, row) {
-		json_t *uw = json_object_get(row, "unbounded_write");
-		const struct since_conn *c;
-		struct store_stmt_view v = {
-			.id = json_integer_value(json_object_get(row, "id")),
-			.at_us = json_integer_value(json_object_get(row, "at_us")),
-			.text = json_string_value(json_object_get(row, "text")),
-			.kind = json_string_value(json_object_get(row, "kind")),
-			.relations_json = json_string_value(json_object_get(row, "relations")),
-			.decision = json_string_value(json_object_get(row, "decision")),
-			.rule = json_string_value(json_object_get(row, "rule")),
-			.unbounded_write = json_is_true(uw) || json_integer_value(uw) != 0,
-			.uid = -1,
-		};
+	w->conn_st = NULL;
+	if (!(w->cache = calloc(SINCE_CONNS, sizeof(*w->cache))))
+		return -1;
+	/* The batches that end at since or later (an earlier one holds no row at or after it). */
+	if (sqlite3_prepare_v2(rd->db, "SELECT b.audit_seq IS NULL, CASE WHEN b.audit_seq IS NULL THEN b.rows"
+			       " ELSE a.body END FROM command_batches b LEFT JOIN audit a ON a.seq = b.audit_seq"
+			       " WHERE b.kind = ?2 AND b.last_at_us >= ?1 ORDER BY b.id", -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, since_us) != SQLITE_OK ||
+	    sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_prepare_v2(rd->db, "SELECT resource, cgroup_path, exe, uid, dst_addr, dst_port FROM connections"
+			       " WHERE id = ?1", -1, &w->conn_st, NULL) != SQLITE_OK)
+		goto out;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *txt = (const char *)sqlite3_column_text(st, 1);
+		json_t *doc = txt ? json_loadb(txt, (size_t)sqlite3_column_bytes(st, 1), JSON_ALLOW_NUL, NULL) : NULL;
+		json_t *arr = sqlite3_column_int(st, 0) ? doc : json_object_get(doc, "rows"), *row;
+		size_t i;
 
-		if (v.at_us < since_us)
-			continue;
-		c = since_conn_get(conn_st, cache, ncache, json_integer_value(json_object_get(row, "conn_id")));
-		if (!c)
-			return -1;
-		v.resource = c->resource;
-		v.cgroup_path = c->cgroup_path;
-		v.exe = c->exe;
-		v.uid = c->uid;
-		if (cb(arg, &v) < 0)
-			return -1;
+		if (!json_is_array(arr)) {
+			al_err("store: a batch's rows are not a JSON array");
+			json_decref(doc);
+			goto out;
+		}
+		json_array_foreach(arr, i, row) {
+			const struct since_conn *c;
+
+			if (json_integer_value(json_object_get(row, "at_us")) < since_us)
+				continue;
+			c = since_conn_get(w, json_integer_value(json_object_get(row, "conn_id")));
+			if (!c || w->row(w->arg, row, c) < 0) {
+				json_decref(doc);
+				goto out;
+			}
+		}
+		json_decref(doc);
 	}
-	return 0;
+	rc = r == SQLITE_DONE ? 0 : -1;
+out:
+	if (rc < 0 && !read_cut(rd))
+		al_err("store: reading the %s since %lld failed: %s", kind, (long long)since_us, sqlite3_errmsg(rd->db));
+	sqlite3_finalize(st);
+	sqlite3_finalize(w->conn_st);
+	for (size_t i = 0; i < SINCE_CONNS; i++)
+		since_conn_clear(&w->cache[i]);
+	free(w->cache);
+	return rc;
+}
+
+static const char *jget_str(json_t *row, const char *key)
+{
+	return json_string_value(json_object_get(row, key));
+}
+
+struct since_cb {
+	int (*stmt)(void *arg, const struct store_stmt_view *v);
+	int (*http)(void *arg, const struct store_http_view *v);
+	void *arg;
+};
+
+static int since_stmt(void *arg, json_t *row, const struct since_conn *c)
+{
+	const struct since_cb *k = arg;
+	json_t *uw = json_object_get(row, "unbounded_write");
+	struct store_stmt_view v = {
+		.id = json_integer_value(json_object_get(row, "id")),
+		.at_us = json_integer_value(json_object_get(row, "at_us")),
+		.text = jget_str(row, "text"), .kind = jget_str(row, "kind"),
+		.relations_json = jget_str(row, "relations"), .decision = jget_str(row, "decision"),
+		.rule = jget_str(row, "rule"), .unbounded_write = json_is_true(uw) || json_integer_value(uw) != 0,
+		.resource = c->resource, .cgroup_path = c->cgroup_path, .exe = c->exe, .uid = c->uid,
+	};
+
+	return k->stmt(k->arg, &v);
+}
+
+static int since_http(void *arg, json_t *row, const struct since_conn *c)
+{
+	const struct since_cb *k = arg;
+	struct store_http_view v = {
+		.id = json_integer_value(json_object_get(row, "id")),
+		.at_us = json_integer_value(json_object_get(row, "at_us")),
+		.method = jget_str(row, "method"), .host = jget_str(row, "host"), .path = jget_str(row, "path"),
+		.query = jget_str(row, "query"), .kind = jget_str(row, "kind"), .k8s_json = jget_str(row, "k8s"),
+		.body_sha256 = jget_str(row, "body_sha256"), .decision = jget_str(row, "decision"),
+		.rule = jget_str(row, "rule"), .resource = c->resource, .cgroup_path = c->cgroup_path,
+		.exe = c->exe, .dst_addr = c->dst_addr, .uid = c->uid, .dst_port = c->dst_port,
+	};
+
+	/* as the view's "decision != 'error'" reads it: a request without one is not counted either */
+	if (!v.decision || strcmp(v.decision, "error") == 0)
+		return 0;
+	return k->http(k->arg, &v);
 }
 
 int store_stmts_since(struct store_reader *rd, int64_t since_us,
 		      int (*cb)(void *arg, const struct store_stmt_view *v), void *arg)
 {
-	enum { NCACHE = 256 };
-	struct since_conn *cache = calloc(NCACHE, sizeof(*cache));
-	sqlite3_stmt *st = NULL, *conn_st = NULL;
-	int rc = -1, r = SQLITE_OK;
+	struct since_cb k = { .stmt = cb, .arg = arg };
+	struct since_walk w = { .row = since_stmt, .arg = &k };
+	sqlite3_stmt *st = NULL;
+	int r;
 
-	if (!cache)
-		return -1;
 	/* The rows alone: few (waiting or parked when their batch committed). */
 	if (sqlite3_prepare_v2(rd->db, "SELECT s.id, s.at_us, s.text, s.kind, s.relations, s.decision, s.rule,"
 			       " s.unbounded_write, c.resource, c.cgroup_path, c.exe, c.uid FROM statement_rows s"
 			       " LEFT JOIN connections c ON c.id = s.conn_id WHERE s.at_us >= ?1", -1, &st,
 			       NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 1, since_us) != SQLITE_OK)
-		goto out;
+		goto fail;
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 		struct store_stmt_view v = {
 			.id = sqlite3_column_int64(st, 0),
@@ -867,47 +941,69 @@ int store_stmts_since(struct store_reader *rd, int64_t since_us,
 		};
 
 		if (cb(arg, &v) < 0)
-			goto out;
+			goto fail;
 	}
 	if (r != SQLITE_DONE)
-		goto out;
+		goto fail;
 	sqlite3_finalize(st);
-	st = NULL;
-	/* The batches that end at since or later (an earlier one holds no row at or after it). */
-	if (sqlite3_prepare_v2(rd->db, "SELECT b.audit_seq IS NULL, CASE WHEN b.audit_seq IS NULL THEN b.rows"
-			       " ELSE a.body END FROM command_batches b LEFT JOIN audit a ON a.seq = b.audit_seq"
-			       " WHERE b.kind = 'statements' AND b.last_at_us >= ?1 ORDER BY b.id", -1, &st,
-			       NULL) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 1, since_us) != SQLITE_OK ||
-	    sqlite3_prepare_v2(rd->db, "SELECT resource, cgroup_path, exe, uid FROM connections WHERE id = ?1", -1,
-			       &conn_st, NULL) != SQLITE_OK)
-		goto out;
-	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *txt = (const char *)sqlite3_column_text(st, 1);
-		json_t *doc = txt ? json_loadb(txt, (size_t)sqlite3_column_bytes(st, 1), JSON_ALLOW_NUL, NULL) : NULL;
-		json_t *arr = sqlite3_column_int(st, 0) ? doc : json_object_get(doc, "rows");
-		int k;
+	return since_batches(rd, "statements", since_us, &w);
+fail:
+	if (!read_cut(rd))
+		al_err("store: reading the statements alone since %lld failed: %s", (long long)since_us,
+		       sqlite3_errmsg(rd->db));
+	sqlite3_finalize(st);
+	return -1;
+}
 
-		if (!json_is_array(arr)) {
-			al_err("store: a batch's rows are not a JSON array");
-			json_decref(doc);
-			goto out;
-		}
-		k = since_batch(arr, since_us, conn_st, cache, NCACHE, cb, arg);
-		json_decref(doc);
-		if (k < 0)
-			goto out;
+int store_http_since(struct store_reader *rd, int64_t since_us,
+		     int (*cb)(void *arg, const struct store_http_view *v), void *arg)
+{
+	struct since_cb k = { .http = cb, .arg = arg };
+	struct since_walk w = { .row = since_http, .arg = &k };
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if (sqlite3_prepare_v2(rd->db, "SELECT h.id, h.at_us, h.method, h.host, h.path, h.query, h.kind, h.k8s,"
+			       " h.body_sha256, h.decision, h.rule, c.resource, c.cgroup_path, c.exe, c.uid,"
+			       " c.dst_addr, c.dst_port FROM http_request_rows h LEFT JOIN connections c"
+			       " ON c.id = h.conn_id WHERE h.at_us >= ?1 AND h.decision != 'error'", -1, &st,
+			       NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, since_us) != SQLITE_OK)
+		goto fail;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_http_view v = {
+			.id = sqlite3_column_int64(st, 0),
+			.at_us = sqlite3_column_int64(st, 1),
+			.method = (const char *)sqlite3_column_text(st, 2),
+			.host = (const char *)sqlite3_column_text(st, 3),
+			.path = (const char *)sqlite3_column_text(st, 4),
+			.query = (const char *)sqlite3_column_text(st, 5),
+			.kind = (const char *)sqlite3_column_text(st, 6),
+			.k8s_json = (const char *)sqlite3_column_text(st, 7),
+			.body_sha256 = (const char *)sqlite3_column_text(st, 8),
+			.decision = (const char *)sqlite3_column_text(st, 9),
+			.rule = (const char *)sqlite3_column_text(st, 10),
+			.resource = (const char *)sqlite3_column_text(st, 11),
+			.cgroup_path = (const char *)sqlite3_column_text(st, 12),
+			.exe = (const char *)sqlite3_column_text(st, 13),
+			.uid = sqlite3_column_type(st, 14) == SQLITE_NULL ? -1 : (long)sqlite3_column_int64(st, 14),
+			.dst_addr = (const char *)sqlite3_column_text(st, 15),
+			.dst_port = sqlite3_column_int(st, 16),
+		};
+
+		if (cb(arg, &v) < 0)
+			goto fail;
 	}
-	rc = r == SQLITE_DONE ? 0 : -1;
-out:
-	if (rc < 0 && !read_cut(rd))
-		al_err("store: reading the statements since %lld failed: %s", (long long)since_us, sqlite3_errmsg(rd->db));
+	if (r != SQLITE_DONE)
+		goto fail;
 	sqlite3_finalize(st);
-	sqlite3_finalize(conn_st);
-	for (size_t i = 0; i < NCACHE; i++)
-		since_conn_clear(&cache[i]);
-	free(cache);
-	return rc;
+	return since_batches(rd, "http_requests", since_us, &w);
+fail:
+	if (!read_cut(rd))
+		al_err("store: reading the HTTP requests alone since %lld failed: %s", (long long)since_us,
+		       sqlite3_errmsg(rd->db));
+	sqlite3_finalize(st);
+	return -1;
 }
 
 int store_find_requests(struct store_reader *r, const struct store_find_filter *f,

@@ -128,54 +128,6 @@ out:
 	return rc;
 }
 
-int store_http_since(struct store_reader *rd, int64_t since_us,
-		     int (*cb)(void *arg, const struct store_http_view *v), void *arg)
-{
-	sqlite3 *db = store_reader_db(rd);
-	sqlite3_stmt *st = NULL;
-	int rc = -1, r;
-
-	if (sqlite3_prepare_v2(db, "SELECT h.id, h.at_us, h.method, h.host, h.path, h.query, h.kind,"
-			       " h.k8s, h.body_sha256, h.decision, h.rule, c.resource, c.cgroup_path, c.exe,"
-			       " c.uid, c.dst_addr, c.dst_port"
-			       " FROM (SELECT " HTTP_COLS " FROM http_request_rows WHERE at_us >= ?1 UNION ALL "
-			       HTTP_BATCHED(" AND b.last_at_us >= ?1") ") h LEFT JOIN connections c ON c.id = h.conn_id"
-			       " WHERE h.at_us >= ?1 AND h.decision != 'error' ORDER BY h.id", -1, &st,
-			       NULL) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 1, since_us) != SQLITE_OK)
-		goto out;
-	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		struct store_http_view v = {
-			.id = sqlite3_column_int64(st, 0),
-			.at_us = sqlite3_column_int64(st, 1),
-			.method = (const char *)sqlite3_column_text(st, 2),
-			.host = (const char *)sqlite3_column_text(st, 3),
-			.path = (const char *)sqlite3_column_text(st, 4),
-			.query = (const char *)sqlite3_column_text(st, 5),
-			.kind = (const char *)sqlite3_column_text(st, 6),
-			.k8s_json = (const char *)sqlite3_column_text(st, 7),
-			.body_sha256 = (const char *)sqlite3_column_text(st, 8),
-			.decision = (const char *)sqlite3_column_text(st, 9),
-			.rule = (const char *)sqlite3_column_text(st, 10),
-			.resource = (const char *)sqlite3_column_text(st, 11),
-			.cgroup_path = (const char *)sqlite3_column_text(st, 12),
-			.exe = (const char *)sqlite3_column_text(st, 13),
-			.uid = sqlite3_column_type(st, 14) == SQLITE_NULL ? -1 : (long)sqlite3_column_int64(st, 14),
-			.dst_addr = (const char *)sqlite3_column_text(st, 15),
-			.dst_port = sqlite3_column_int(st, 16),
-		};
-
-		if (cb(arg, &v) < 0)
-			goto out;
-	}
-	rc = r == SQLITE_DONE ? 0 : -1;
-out:
-	if (rc < 0)
-		al_err("store: listing HTTP requests: %s", sqlite3_errmsg(db));
-	sqlite3_finalize(st);
-	return rc;
-}
-
 int store_conn_resource(struct store *s, int64_t conn_id, const char *resource, const char *protocol)
 {
 	sqlite3_stmt *st = store_cached(s, STORE_C_CONN_RESOURCE,
