@@ -194,6 +194,74 @@ def case_dpkg_cycle():
     check({p: os.path.lexists(p) for p in host_before} == host_before, "the host changed: %r" % host_before)
 
 
+# Runs in a chroot on an overlay of this host's root, in mount and network namespaces of its
+# own: apt, dpkg and the maintainer scripts see a whole Debian system, and everything they write
+# lands in the overlay's upper directory (the network namespace keeps any nftables change away
+# from the host's; a fresh bpffs instance stands in for /sys/fs/bpf). Prints "== STEP rc" lines.
+OVERLAY_SCRIPT = r"""
+set -u
+W=$1
+DEB=$2
+mount -t overlay overlay -o "lowerdir=/,upperdir=$W/u,workdir=$W/w" "$W/m" || exit 90
+mount -t proc proc "$W/m/proc"
+mount -t sysfs sys "$W/m/sys"
+mount -t bpf bpf "$W/m/sys/fs/bpf"
+mount --bind /dev "$W/m/dev"
+mount -t devpts devpts "$W/m/dev/pts" -o newinstance,ptmxmode=0666 2>/dev/null || true
+mount -t tmpfs tmpfs "$W/m/run"
+mount -t tmpfs tmpfs "$W/m/tmp"
+cp "$DEB" "$W/m/tmp/airlock.deb"
+step() {
+	name=$1
+	shift
+	chroot "$W/m" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive "$@"
+	echo "== $name $?"
+}
+rm -rf "$W/m/var/lib/airlock" "$W/m/etc/airlock"
+step install apt-get install -y -q --no-install-recommends /tmp/airlock.deb
+step version /usr/sbin/airlockd -V
+step check /usr/sbin/airlockd -n
+step ctl /usr/bin/airlockctl version
+step state stat -c '%a %U' /var/lib/airlock
+step enabled test -L /etc/systemd/system/multi-user.target.wants/airlockd.service
+mkdir -p "$W/m/var/lib/airlock/ca"
+echo x >"$W/m/var/lib/airlock/ca/ca.key"
+echo x >"$W/m/var/lib/airlock/airlock.db"
+echo '# edited' >>"$W/m/etc/airlock/airlock.conf"
+step remove apt-get remove -y -q airlock
+step kept grep -q '^# edited' /etc/airlock/airlock.conf
+step gone test ! -e /usr/sbin/airlockd
+step purge apt-get purge -y -q airlock
+step noconf test ! -e /etc/airlock
+step noca test ! -e /var/lib/airlock/ca
+step store test -e /var/lib/airlock/airlock.db
+step disabled test ! -e /etc/systemd/system/multi-user.target.wants/airlockd.service
+"""
+
+
+def case_apt_cycle():
+    """apt install, remove and purge as an operator runs them, in a chroot on an overlay of this
+    host (nothing reaches the host)."""
+    w = os.path.join(T.tmp, "overlay")
+    for d in ("u", "w", "m"):
+        os.makedirs(os.path.join(w, d))
+    host_before = {p: os.path.lexists(p) for p in ("/etc/airlock", "/usr/sbin/airlockd",
+                                                    "/etc/systemd/system/multi-user.target.wants/airlockd.service")}
+    r = run(["unshare", "--mount", "--net", "--propagation", "private", "bash", "-c", OVERLAY_SCRIPT, "overlay",
+             w, T.deb], timeout=300)
+    steps = dict(ln[3:].rsplit(" ", 1) for ln in r.stdout.splitlines() if ln.startswith("== "))
+    check(r.returncode == 0 and steps, "the overlay chroot did not run: %d %s" % (r.returncode, r.stderr.strip()[-500:]))
+    want = ["install", "version", "check", "ctl", "state", "enabled", "remove", "kept", "gone", "purge", "noconf",
+            "noca", "store", "disabled"]
+    bad = [k for k in want if steps.get(k) != "0"]
+    check(not bad, "failed steps %r: %s" % (bad, (r.stdout + r.stderr).strip()[-1500:]))
+    check("airlockd " + T.version in r.stdout and "700 root" in r.stdout,
+          "install: version or state directory: %s" % r.stdout.strip()[-800:])
+    check("removed every pin under /sys/fs/bpf/airlock" in r.stdout,
+          "remove did not release the pins: %s" % r.stdout.strip()[-800:])
+    check({p: os.path.lexists(p) for p in host_before} == host_before, "the host changed: %r" % host_before)
+
+
 def case_packaged_daemon():
     """The packaged binaries (not the build tree's) on a test configuration: a pinned agent's curl
     goes through airlockd, and the packaged airlockctl lists its connection."""
@@ -231,6 +299,9 @@ CASES = [
     ("the systemd unit passes systemd-analyze verify", case_unit),
     ("dpkg install, remove (the edited conffile stays) and purge (the CA goes, the audit store "
      "stays) in a scratch root; the host is untouched", case_dpkg_cycle),
+    ("apt install, remove and purge in a chroot on an overlay of this host: enabled, pins released on "
+     "remove, the edited conffile kept, purge takes the configuration and the CA, the store stays",
+     case_apt_cycle),
     ("the packaged airlockd and airlockctl steer and record a pinned agent's curl", case_packaged_daemon),
 ]
 

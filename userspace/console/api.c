@@ -260,7 +260,7 @@ static int parse_cursor(const char *s, struct store_page pg[3])
 		char *end;
 		int i;
 
-		if (!*s || !t)
+		if (!t)
 			return -1;
 		i = (int)(t - tags);
 		errno = 0;
