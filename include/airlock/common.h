@@ -26,6 +26,13 @@ void *al_grow(void *v, size_t *cap, size_t n, size_t size, size_t first) AL_MUST
 	al_grown_ ? 0 : -1;                                                         \
 })
 
+/*
+ * Tells the service manager a state change ("READY=1", "STOPPING=1", "STATUS=..." lines) over
+ * the datagram socket systemd names in $NOTIFY_SOCKET (a path, or "@name" in the abstract
+ * namespace). Nothing to do without it. 0, or -1 if the message could not be sent.
+ */
+int al_sd_notify(const char *state);
+
 /* Wall clock and monotonic time in microseconds. */
 int64_t al_now_us(void);
 int64_t al_mono_us(void);

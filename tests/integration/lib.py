@@ -421,12 +421,13 @@ class Airlock:
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
 
-    def start(self, timeout=15):
-        """Starts airlockd; returns the banner once it printed its pinned: line."""
+    def start(self, timeout=15, env=None):
+        """Starts airlockd; returns the banner once it printed its pinned: line. env: extra
+        environment variables for it."""
         check(self.proc is None or self.proc.poll() is not None, "airlockd already running")
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen([self.airlockd, "-c", self.conf], stdout=subprocess.PIPE,
-                                     stderr=logf, text=True)
+                                     stderr=logf, text=True, env=dict(os.environ, **(env or {})))
         logf.close()
         on_cleanup(stop_process, self.proc)
         out = []

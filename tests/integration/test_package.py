@@ -12,6 +12,8 @@ removed on any exit.
 import hashlib
 import json
 import os
+import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -143,8 +145,8 @@ def case_unit():
     # verify checks that ExecStart= and friends exist: point them at the extracted binaries.
     with open(os.path.join(T.xroot, "lib/systemd/system/airlockd.service")) as f:
         unit = f.read()
-    check("ExecStart=/usr/sbin/airlockd\n" in unit and "ExecStartPre=/usr/sbin/airlockd -n\n" in unit,
-          "the unit does not run /usr/sbin/airlockd (with a configuration check first)")
+    check("ExecStart=/usr/sbin/airlockd\n" in unit and "ExecStartPre=/usr/sbin/airlockd -n\n" in unit and
+          "Type=notify\n" in unit, "the unit does not run /usr/sbin/airlockd (Type=notify, a configuration check first)")
     path = os.path.join(T.tmp, "airlockd.service")
     with open(path, "w") as f:
         f.write(unit.replace("/usr/sbin/airlockd", os.path.join(T.xroot, "usr/sbin/airlockd")))
@@ -271,8 +273,19 @@ def case_packaged_daemon():
     T.srv = lib.start_http_server("127.0.0.2", T.port, body)
     T.cg = lib.TestCgroup("-pkg")
     T.al = lib.Airlock(T.tmp, [("web", ["127.0.0.2"], [T.port])], binaries=(xd, xc))
-    banner = T.al.start()
+    # Type=notify: the daemon says READY=1 to $NOTIFY_SOCKET (here a socket of the test's where
+    # systemd's is /run/systemd/notify) once the control socket answers.
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    lib.on_cleanup(notify.close)
+    path = os.path.join(T.tmp, "notify.sock")
+    notify.bind(path)
+    notify.settimeout(15)
+    banner = T.al.start(env={"NOTIFY_SOCKET": path})
     check("airlockd %s ready" % T.version in banner, "banner: %r" % banner)
+    msg = notify.recv(4096).decode()
+    st = T.al.ctl("status", "--json")
+    check(msg.startswith("READY=1\nSTATUS=steering to port %d, 0 pinned cgroups" % T.al.steer_port) and
+          st.returncode == 0, "sd_notify at start: %r; status then: %s" % (msg, st.stderr.strip()))
     r = T.al.ctl("pin", T.cg.path)
     check(r.returncode == 0, "pin: %s" % r.stderr.strip())
     acc = T.srv.accepted
@@ -289,6 +302,13 @@ def case_packaged_daemon():
     rows = wait_for(row, 10, 0.1)
     check(len(rows) == 1 and rows[0]["cgroup_path"] == T.cg.rel and rows[0]["dst_port"] == T.port,
           "packaged airlockctl connections: %r" % rows)
+    # A reload says RELOADING=1 then READY=1; a stop, STOPPING=1.
+    T.al.proc.send_signal(signal.SIGHUP)
+    msgs = [notify.recv(4096).decode() for _ in range(2)]
+    check(msgs == ["RELOADING=1", "READY=1"], "sd_notify on SIGHUP: %r" % msgs)
+    check(T.al.stop() == 0, "the packaged airlockd did not stop cleanly: %s" % T.al.log_tail(5))
+    msg = notify.recv(4096).decode()
+    check(msg == "STOPPING=1", "sd_notify on stop: %r" % msg)
 
 
 CASES = [
@@ -302,7 +322,9 @@ CASES = [
     ("apt install, remove and purge in a chroot on an overlay of this host: enabled, pins released on "
      "remove, the edited conffile kept, purge takes the configuration and the CA, the store stays",
      case_apt_cycle),
-    ("the packaged airlockd and airlockctl steer and record a pinned agent's curl", case_packaged_daemon),
+    ("the packaged airlockd and airlockctl steer and record a pinned agent's curl; it tells systemd "
+     "READY=1 (once airlockctl gets answers), RELOADING=1/READY=1 on SIGHUP, STOPPING=1",
+     case_packaged_daemon),
 ]
 
 

@@ -1,7 +1,12 @@
-/* Unit tests for struct al_buf: appending bytes, strings and formatted text, growth, the NUL, and out of memory. */
+/* Unit tests for struct al_buf (appending bytes, strings and formatted text, growth, the NUL, out of
+ * memory) and the other small helpers of common.h: AL_GROW, al_sd_notify. */
 #include <airlock/common.h>
 
+#include <stddef.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -105,11 +110,49 @@ static void test_grow(void)
 	free(v);
 }
 
+/* al_sd_notify: the message reaches $NOTIFY_SOCKET, a path or an abstract "@name"; without the
+ * variable it does nothing; a relative path is refused. */
+static void test_sd_notify(void)
+{
+	char path[160], buf[64];
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	ssize_t n;
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "/tmp/airlock-test-notify.%d", (int)getpid());
+	snprintf(path, sizeof(path), "%s", sun.sun_path);
+	CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0);
+	unsetenv("NOTIFY_SOCKET");
+	CHECK(al_sd_notify("READY=1") == 0);
+	setenv("NOTIFY_SOCKET", path, 1);
+	CHECK(al_sd_notify("READY=1\nSTATUS=up") == 0);
+	n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+	CHECK(n == 17 && memcmp(buf, "READY=1\nSTATUS=up", 17) == 0);
+	close(fd);
+	unlink(path);
+	/* abstract */
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	memset(sun.sun_path, 0, sizeof(sun.sun_path));
+	snprintf(sun.sun_path + 1, sizeof(sun.sun_path) - 1, "airlock-test-notify-%d", (int)getpid());
+	CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sun,
+			      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(sun.sun_path + 1))) == 0);
+	snprintf(path, sizeof(path), "@%s", sun.sun_path + 1);
+	setenv("NOTIFY_SOCKET", path, 1);
+	CHECK(al_sd_notify("STOPPING=1") == 0);
+	n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+	CHECK(n == 10 && memcmp(buf, "STOPPING=1", 10) == 0);
+	close(fd);
+	setenv("NOTIFY_SOCKET", "relative/notify", 1);
+	CHECK(al_sd_notify("READY=1") == -1);
+	unsetenv("NOTIFY_SOCKET");
+}
+
 int main(void)
 {
 	RUN(test_add_fmt);
 	RUN(test_oom);
 	RUN(test_grow);
+	RUN(test_sd_notify);
 	RUN(test_fmt_empty);
 	RUN(test_json_str);
 	TEST_EXIT();

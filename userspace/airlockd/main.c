@@ -292,8 +292,10 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
 	char err[1024];
 
+	(void)al_sd_notify("RELOADING=1");
 	if (reload(arg, err, sizeof(err)) < 0)
 		al_err("reload failed: %s", err);
+	(void)al_sd_notify("READY=1");
 	(void)sig;
 	(void)what;
 }
@@ -658,8 +660,18 @@ int main(int argc, char **argv)
 	       d.cfg->store_path, tls_ca_cert_path(d.ca), console_url(d.console), d.cfg->source, (unsigned long long)rs.max_sessions,
 	       (unsigned long long)rs.fd_limit, n, n == 1 ? "" : "s", d.cfg->pin_root);
 	fflush(stdout);
+	{
+		/* systemd (Type=notify): started once the banner's promises hold. */
+		char st[512];
+
+		snprintf(st, sizeof(st), "READY=1\nSTATUS=steering to port %u, %d pinned cgroup%s, console %s",
+			 d.cfg->steer_port, n, n == 1 ? "" : "s", console_url(d.console));
+		if (al_sd_notify(st) < 0)
+			al_warn("could not tell the service manager airlockd is ready ($NOTIFY_SOCKET)");
+	}
 
 	event_base_dispatch(d.base);
+	(void)al_sd_notify("STOPPING=1");
 	rc = 0;
 out:
 	for (size_t i = 0; i < AL_ARRAY_LEN(sigs); i++)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
@@ -13,6 +14,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +34,31 @@ int64_t al_mono_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int al_sd_notify(const char *state)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	size_t n = path ? strlen(path) : 0;
+	socklen_t len;
+	ssize_t sent;
+	int fd;
+
+	if (!path || !*path)
+		return 0;
+	if ((path[0] != '/' && path[0] != '@') || n >= sizeof(sun.sun_path))
+		return -1;
+	memcpy(sun.sun_path, path, n);
+	if (path[0] == '@')
+		sun.sun_path[0] = '\0';        /* the abstract namespace */
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (path[0] == '/'));
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	sent = sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sun, len);
+	close(fd);
+	return sent == (ssize_t)strlen(state) ? 0 : -1;
 }
 
 void *al_grow(void *v, size_t *cap, size_t n, size_t size, size_t first)
