@@ -20,7 +20,12 @@
 # Knobs (environment): BENCH_ROUNDS (3), BENCH_PG_T (10 s per run), BENCH_PG_SCALE (10),
 # BENCH_PG_JOBS (pgbench -j for the 8-client runs; default min(8, CPUs)),
 # BENCH_PGB_POOL_MODE (session), BENCH_PG_WORKLOADS (c8 c1 C8: which to run), BENCH_AIRLOCK_CONF (extra airlockd config lines, e.g.
-# "record_limit 0" to measure without session recordings).
+# "record_limit 0" to measure without session recordings), BENCH_TMPDIR (/tmp: where the cluster
+# and airlockd's store go; /dev/shm takes the disk out of the comparison).
+# Besides the proxy's own CPU per transaction, each run reports the host's: the busy CPU time of
+# every process and the kernel (/proc/stat) over the transactions, which also counts what the
+# proxy makes others do (the server's wake-ups, the store's writeback); and for Airlock the bytes
+# it wrote to storage per transaction (/proc/PID/io write_bytes: the store's WAL and checkpoints).
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,7 +62,7 @@ PG_PID=
 PGB_PID=
 bench_traps
 
-TMP=$(mktemp -d "/tmp/$TAG.XXXXXX")
+TMP=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/$TAG.XXXXXX")
 chmod 755 "$TMP"
 # libpq settings from the caller's environment would change what is measured.
 for v in $(compgen -e | grep '^PG' || true); do unset "$v"; done
@@ -192,6 +197,17 @@ print(db.execute("SELECT count(*) FROM statements").fetchone()[0])' "$TMP/airloc
 
 CLK_TCK=$(getconf CLK_TCK)
 
+# Busy CPU ticks of the whole host (user, nice, system, irq, softirq, steal: all but idle and iowait).
+host_busy_ticks() {
+	awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+
+# Bytes airlockd has had written to storage (its store); nothing for the other modes.
+written_bytes() {
+	[ "$1" = airlock ] || return 0
+	awk '/^write_bytes:/ { print $2 }' "/proc/$AIRLOCKD_PID/io" 2>/dev/null
+}
+
 # client MODE WORKLOAD: one pgbench run; its output goes to $TMP/client.out.
 client() {
 	local mode=$1 wl=$2 cg port pw rc=0 args
@@ -252,8 +268,12 @@ for round in $(seq "$ROUNDS"); do
 			[ "$mode" = airlock ] && proxy=$AIRLOCKD_PID
 			[ "$mode" = pgbouncer ] && proxy=$PGB_PID
 			cpu0=$(bench_cpu_ticks "$proxy")
+			host0=$(host_busy_ticks)
+			wr0=$(written_bytes "$mode")
 			client "$mode" "$wl"
 			cpu1=$(bench_cpu_ticks "$proxy")
+			host1=$(host_busy_ticks)
+			wr1=$(written_bytes "$mode")
 			sleep 0.1 # audit rows are committed in batches
 			after=$(audited)
 			tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$TMP/client.out" | head -n 1)
@@ -274,7 +294,14 @@ for round in $(seq "$ROUNDS"); do
 				cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$CLK_TCK" -v n="$n" \
 					'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }')
 			fi
-			echo "$mode $wl $round tps=$tps lat_ms=${lat:-0}${cpu:+ cpu_us=$cpu}" >>"$TMP/results"
+			host=
+			wr=
+			if [ -n "$n" ] && [ "$n" -gt 0 ]; then
+				host=$(awk -v a="$host0" -v b="$host1" -v hz="$CLK_TCK" -v n="$n" \
+					'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }')
+				[ -z "$wr0" ] || wr=$(awk -v a="$wr0" -v b="$wr1" -v n="$n" 'BEGIN { printf "%.2f", (b - a) / 1024 / n }')
+			fi
+			echo "$mode $wl $round tps=$tps lat_ms=${lat:-0}${cpu:+ cpu_us=$cpu}${host:+ host_us=$host}${wr:+ wr_kib=$wr}" >>"$TMP/results"
 			line+=$(printf '  %s %.0f tps' "$mode" "$tps")
 			[ -z "$cpu" ] || line+=$(printf ' (%s us cpu/tx)' "$cpu")
 		done
@@ -327,6 +354,17 @@ END {
 		printf "  %s pgbouncer %s us airlock %s us", wls[w],
 		       num(median(wls[w] SUBSEP "cpu_us" SUBSEP "pgbouncer"), "%.1f"),
 		       num(median(wls[w] SUBSEP "cpu_us" SUBSEP "airlock"), "%.1f")
+	printf "\n"
+	printf "host CPU per transaction (every process and the kernel, busy, median):"
+	for (w = 1; w <= 3; w++)
+		printf "  %s direct %s us pgbouncer %s us airlock %s us", wls[w],
+		       num(median(wls[w] SUBSEP "host_us" SUBSEP "direct"), "%.1f"),
+		       num(median(wls[w] SUBSEP "host_us" SUBSEP "pgbouncer"), "%.1f"),
+		       num(median(wls[w] SUBSEP "host_us" SUBSEP "airlock"), "%.1f")
+	printf "\n"
+	printf "airlockd wrote to storage per transaction (median):"
+	for (w = 1; w <= 3; w++)
+		printf "  %s %s KiB", wls[w], num(median(wls[w] SUBSEP "wr_kib" SUBSEP "airlock"), "%.2f")
 	printf "\n"
 	if (T["c8", "a"] != "" && T["c8", "b"] != "" && T["c8", "b"] > 0) {
 		r = T["c8", "a"] / T["c8", "b"]
