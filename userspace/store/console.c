@@ -765,7 +765,7 @@ struct since_conn {
 struct since_walk {
 	sqlite3_stmt *conn_st;
 	struct since_conn *cache;
-	/* A batched row at or after since, with its connection (all NULL if the row is gone). */
+	/* A row at or after since, with its connection (all NULL if that row is gone). */
 	int (*row)(void *arg, json_t *row, const struct since_conn *c);
 	void *arg;
 };
@@ -809,52 +809,67 @@ static const struct since_conn *since_conn_get(struct since_walk *w, int64_t id)
 	return c;
 }
 
-/* Hands each row of kind's batches at or after since_us, with its connection, to w->row. */
-static int since_batches(struct store_reader *rd, const char *kind, int64_t since_us, struct since_walk *w)
+/* Hands each row at or after since_us, with its connection, to w->row: the rows alone (alone_sql:
+ * each as a JSON object like a batch's, ?1 since_us; few: those waiting or parked when their
+ * batch committed), then kind's batches. */
+static int since_rows(struct store_reader *rd, const char *kind, const char *alone_sql, int64_t since_us,
+		      struct since_walk *w)
 {
-	sqlite3_stmt *st = NULL;
+	sqlite3_stmt *alone = NULL, *st = NULL;
 	int rc = -1, r = SQLITE_OK;
 
 	w->conn_st = NULL;
 	if (!(w->cache = calloc(SINCE_CONNS, sizeof(*w->cache))))
 		return -1;
-	/* The batches that end at since or later (an earlier one holds no row at or after it). */
-	if (sqlite3_prepare_v2(rd->db, "SELECT b.audit_seq IS NULL, CASE WHEN b.audit_seq IS NULL THEN b.rows"
+	if (sqlite3_prepare_v2(rd->db, "SELECT resource, cgroup_path, exe, uid, dst_addr, dst_port FROM connections"
+			       " WHERE id = ?1", -1, &w->conn_st, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(rd->db, alone_sql, -1, &alone, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(alone, 1, since_us) != SQLITE_OK ||
+	    /* The batches that end at since or later (an earlier one holds no row at or after it). */
+	    sqlite3_prepare_v2(rd->db, "SELECT b.audit_seq IS NULL, CASE WHEN b.audit_seq IS NULL THEN b.rows"
 			       " ELSE a.body END FROM command_batches b LEFT JOIN audit a ON a.seq = b.audit_seq"
 			       " WHERE b.kind = ?2 AND b.last_at_us >= ?1 ORDER BY b.id", -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 1, since_us) != SQLITE_OK ||
-	    sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_prepare_v2(rd->db, "SELECT resource, cgroup_path, exe, uid, dst_addr, dst_port FROM connections"
-			       " WHERE id = ?1", -1, &w->conn_st, NULL) != SQLITE_OK)
+	    sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC) != SQLITE_OK)
 		goto out;
-	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *txt = (const char *)sqlite3_column_text(st, 1);
-		json_t *doc = txt ? json_loadb(txt, (size_t)sqlite3_column_bytes(st, 1), JSON_ALLOW_NUL, NULL) : NULL;
-		json_t *arr = sqlite3_column_int(st, 0) ? doc : json_object_get(doc, "rows"), *row;
-		size_t i;
+	for (int batches = 0; batches < 2; batches++) {
+		sqlite3_stmt *q = batches ? st : alone;
 
-		if (!json_is_array(arr)) {
-			al_err("store: a batch's rows are not a JSON array");
-			json_decref(doc);
-			goto out;
-		}
-		json_array_foreach(arr, i, row) {
-			const struct since_conn *c;
+		while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+			const char *txt = (const char *)sqlite3_column_text(q, batches);
+			json_t *doc = txt ? json_loadb(txt, (size_t)sqlite3_column_bytes(q, batches), JSON_ALLOW_NUL, NULL)
+					  : NULL;
+			json_t *arr = !batches ? doc : sqlite3_column_int(q, 0) ? doc : json_object_get(doc, "rows");
+			json_t *row;
+			size_t i, n = batches ? json_array_size(arr) : 1;
 
-			if (json_integer_value(json_object_get(row, "at_us")) < since_us)
-				continue;
-			c = since_conn_get(w, json_integer_value(json_object_get(row, "conn_id")));
-			if (!c || w->row(w->arg, row, c) < 0) {
+			if (batches ? !json_is_array(arr) : !json_is_object(doc)) {
+				al_err("store: a %s row is not JSON as written", batches ? "batch's" : "lone");
 				json_decref(doc);
 				goto out;
 			}
+			for (i = 0; i < n; i++) {
+				const struct since_conn *c;
+
+				row = batches ? json_array_get(arr, i) : doc;
+				if (json_integer_value(json_object_get(row, "at_us")) < since_us)
+					continue;
+				c = since_conn_get(w, json_integer_value(json_object_get(row, "conn_id")));
+				if (!c || w->row(w->arg, row, c) < 0) {
+					json_decref(doc);
+					goto out;
+				}
+			}
+			json_decref(doc);
 		}
-		json_decref(doc);
+		if (r != SQLITE_DONE)
+			goto out;
 	}
-	rc = r == SQLITE_DONE ? 0 : -1;
+	rc = 0;
 out:
 	if (rc < 0 && !read_cut(rd))
 		al_err("store: reading the %s since %lld failed: %s", kind, (long long)since_us, sqlite3_errmsg(rd->db));
+	sqlite3_finalize(alone);
 	sqlite3_finalize(st);
 	sqlite3_finalize(w->conn_st);
 	for (size_t i = 0; i < SINCE_CONNS; i++)
@@ -914,45 +929,10 @@ int store_stmts_since(struct store_reader *rd, int64_t since_us,
 {
 	struct since_cb k = { .stmt = cb, .arg = arg };
 	struct since_walk w = { .row = since_stmt, .arg = &k };
-	sqlite3_stmt *st = NULL;
-	int r;
 
-	/* The rows alone: few (waiting or parked when their batch committed). */
-	if (sqlite3_prepare_v2(rd->db, "SELECT s.id, s.at_us, s.text, s.kind, s.relations, s.decision, s.rule,"
-			       " s.unbounded_write, c.resource, c.cgroup_path, c.exe, c.uid FROM statement_rows s"
-			       " LEFT JOIN connections c ON c.id = s.conn_id WHERE s.at_us >= ?1", -1, &st,
-			       NULL) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 1, since_us) != SQLITE_OK)
-		goto fail;
-	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		struct store_stmt_view v = {
-			.id = sqlite3_column_int64(st, 0),
-			.at_us = sqlite3_column_int64(st, 1),
-			.text = (const char *)sqlite3_column_text(st, 2),
-			.kind = (const char *)sqlite3_column_text(st, 3),
-			.relations_json = (const char *)sqlite3_column_text(st, 4),
-			.decision = (const char *)sqlite3_column_text(st, 5),
-			.rule = (const char *)sqlite3_column_text(st, 6),
-			.unbounded_write = sqlite3_column_int(st, 7),
-			.resource = (const char *)sqlite3_column_text(st, 8),
-			.cgroup_path = (const char *)sqlite3_column_text(st, 9),
-			.exe = (const char *)sqlite3_column_text(st, 10),
-			.uid = sqlite3_column_type(st, 11) == SQLITE_NULL ? -1 : (long)sqlite3_column_int64(st, 11),
-		};
-
-		if (cb(arg, &v) < 0)
-			goto fail;
-	}
-	if (r != SQLITE_DONE)
-		goto fail;
-	sqlite3_finalize(st);
-	return since_batches(rd, "statements", since_us, &w);
-fail:
-	if (!read_cut(rd))
-		al_err("store: reading the statements alone since %lld failed: %s", (long long)since_us,
-		       sqlite3_errmsg(rd->db));
-	sqlite3_finalize(st);
-	return -1;
+	return since_rows(rd, "statements", "SELECT json_object('id', id, 'conn_id', conn_id, 'at_us', at_us,"
+			  " 'text', text, 'kind', kind, 'relations', relations, 'decision', decision, 'rule', rule,"
+			  " 'unbounded_write', unbounded_write) FROM statement_rows WHERE at_us >= ?1", since_us, &w);
 }
 
 int store_http_since(struct store_reader *rd, int64_t since_us,
@@ -960,50 +940,11 @@ int store_http_since(struct store_reader *rd, int64_t since_us,
 {
 	struct since_cb k = { .http = cb, .arg = arg };
 	struct since_walk w = { .row = since_http, .arg = &k };
-	sqlite3_stmt *st = NULL;
-	int r;
 
-	if (sqlite3_prepare_v2(rd->db, "SELECT h.id, h.at_us, h.method, h.host, h.path, h.query, h.kind, h.k8s,"
-			       " h.body_sha256, h.decision, h.rule, c.resource, c.cgroup_path, c.exe, c.uid,"
-			       " c.dst_addr, c.dst_port FROM http_request_rows h LEFT JOIN connections c"
-			       " ON c.id = h.conn_id WHERE h.at_us >= ?1 AND h.decision != 'error'", -1, &st,
-			       NULL) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 1, since_us) != SQLITE_OK)
-		goto fail;
-	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		struct store_http_view v = {
-			.id = sqlite3_column_int64(st, 0),
-			.at_us = sqlite3_column_int64(st, 1),
-			.method = (const char *)sqlite3_column_text(st, 2),
-			.host = (const char *)sqlite3_column_text(st, 3),
-			.path = (const char *)sqlite3_column_text(st, 4),
-			.query = (const char *)sqlite3_column_text(st, 5),
-			.kind = (const char *)sqlite3_column_text(st, 6),
-			.k8s_json = (const char *)sqlite3_column_text(st, 7),
-			.body_sha256 = (const char *)sqlite3_column_text(st, 8),
-			.decision = (const char *)sqlite3_column_text(st, 9),
-			.rule = (const char *)sqlite3_column_text(st, 10),
-			.resource = (const char *)sqlite3_column_text(st, 11),
-			.cgroup_path = (const char *)sqlite3_column_text(st, 12),
-			.exe = (const char *)sqlite3_column_text(st, 13),
-			.uid = sqlite3_column_type(st, 14) == SQLITE_NULL ? -1 : (long)sqlite3_column_int64(st, 14),
-			.dst_addr = (const char *)sqlite3_column_text(st, 15),
-			.dst_port = sqlite3_column_int(st, 16),
-		};
-
-		if (cb(arg, &v) < 0)
-			goto fail;
-	}
-	if (r != SQLITE_DONE)
-		goto fail;
-	sqlite3_finalize(st);
-	return since_batches(rd, "http_requests", since_us, &w);
-fail:
-	if (!read_cut(rd))
-		al_err("store: reading the HTTP requests alone since %lld failed: %s", (long long)since_us,
-		       sqlite3_errmsg(rd->db));
-	sqlite3_finalize(st);
-	return -1;
+	return since_rows(rd, "http_requests", "SELECT json_object('id', id, 'conn_id', conn_id, 'at_us', at_us,"
+			  " 'method', method, 'host', host, 'path', path, 'query', query, 'kind', kind, 'k8s', k8s,"
+			  " 'body_sha256', body_sha256, 'decision', decision, 'rule', rule) FROM http_request_rows"
+			  " WHERE at_us >= ?1", since_us, &w);
 }
 
 int store_find_requests(struct store_reader *r, const struct store_find_filter *f,
