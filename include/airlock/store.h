@@ -59,6 +59,10 @@ int store_conn_record(struct store *s, const struct store_conn *c, const struct 
 int store_pin_add(struct store *s, uint64_t cgroup_id, const char *path) AL_MUST;
 /* 0 also when nothing was recorded for cgroup_id. */
 int store_pin_del(struct store *s, uint64_t cgroup_id) AL_MUST;
+/* Calls cb for each recorded pin (the path as recorded, when it was pinned), oldest first
+ * (cb < 0 stops: -1). Callers that change pins read them into memory first. */
+int store_pins_each(struct store *s, int (*cb)(void *arg, uint64_t cgroup_id, const char *path, int64_t pinned_us),
+		    void *arg) AL_MUST;
 /* Copies the recorded path into buf; -1 if not recorded. */
 int store_pin_path(struct store *s, uint64_t cgroup_id, char *buf, size_t len) AL_MUST;
 

@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import socket
+import sqlite3
 import signal
 import subprocess
 import sys
@@ -475,6 +476,36 @@ def case_survives_and_sigterm():
     check(res["result"] == "ECONNREFUSED", "after SIGTERM connect: %s" % res["result"])
 
 
+def case_reboot_repins():
+    """A reboot empties bpffs: the pins go, the store keeps their records. At start airlockd pins
+    again what was pinned before this boot."""
+    check(not T.up and os.path.isdir(T.al.pin_root), "airlockd should be stopped with its pins (an earlier case failed)")
+    lib._rm_bpffs_tree(T.al.pin_root)   # what a reboot leaves of bpffs
+    res = agent("connect", "4", "127.0.0.2", T.http_port)
+    check(res["result"] == "ok", "with its pins gone the agent should connect directly: %s" % res["result"])
+    # The store's record as a boot ago left it: made before this boot.
+    with open("/proc/uptime") as f:
+        booted_us = int((time.time() - float(f.read().split()[0])) * 1e6)
+    db = sqlite3.connect(T.al.store, timeout=10)
+    try:
+        with db:
+            n = db.execute("UPDATE pins SET pinned_us = ? WHERE cgroup_id = ?", (booted_us - 60 * 10**6, T.cg.id)).rowcount
+    finally:
+        db.close()
+    check(n == 1, "no pin record for cgroup %d" % T.cg.id)
+    banner = T.al.start()
+    T.up = True
+    check("pinned:  1 cgroup " in banner, "after a reboot the banner says %r" % banner)
+    st = T.al.status()
+    check(st["pinned"] == [{"cgroup_id": T.cg.id, "path": T.cg.rel}], "status pinned %r" % st["pinned"])
+    check(any("pinned %s again" % T.cg.rel in ln for ln in T.al.log_lines()), "no log line for the re-pin: %s"
+          % T.al.log_tail(5))
+    steered_curl("http://127.0.0.2:%d/" % T.http_port, "127.0.0.2")
+    rc = T.al.stop(signal.SIGTERM, timeout=10)
+    T.up = False
+    check(rc == 0, "airlockd exited %r on SIGTERM" % rc)
+
+
 def case_down_removes_pins():
     check(os.path.isdir(T.al.pin_root), "no pin dir %s to remove (an earlier case failed)"
           % T.al.pin_root)
@@ -490,6 +521,8 @@ def case_down_removes_pins():
 
 def case_down_via_daemon():
     banner = T.al.start()
+    check(any("was unpinned while airlockd was down (this boot): forgotten" in ln for ln in T.al.log_lines()),
+          "the pin removed by down (this boot) was not forgotten: %s" % T.al.log_tail(5))
     check("pinned:  0 cgroups" in banner, "after down the banner says %r"
           % [l for l in banner.splitlines() if "pinned" in l])
     T.up = True
@@ -549,6 +582,8 @@ CASES = [
     ("restart re-adopts the pinned cgroup and steering resumes", case_restart_readopts),
     ("%d concurrent connections x 1 MiB echo intact, audited byte counts" % BULK_N, case_bulk),
     ("airlockd survived, rows all closed, SIGTERM exits 0, pins stay", case_survives_and_sigterm),
+    ("after a reboot (bpffs emptied, the store's records from before it) airlockd pins the cgroup again "
+     "at start and steering resumes", case_reboot_repins),
     ("airlockctl down --pin-root without a daemon removes the pins", case_down_removes_pins),
     ("airlockctl down with airlockd running stops it and removes the pins", case_down_via_daemon),
 ]

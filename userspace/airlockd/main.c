@@ -21,6 +21,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_PINS 4096
@@ -136,6 +137,96 @@ static json_t *cmd_status(struct daemon *d)
 	json_object_set_new(resp, "sessions", sobj);
 	ifaces_status(d->ifaces, resp);
 	return resp;
+}
+
+/*
+ * Pins live in bpffs, which a reboot empties: without this, agents pinned before a reboot would
+ * run unfenced after it. The store records each pin with its path and time. At start, a recorded
+ * pin the kernel no longer has is:
+ *   - pinned again (by its path: the cgroup has a new id) if it was made before this boot;
+ *   - forgotten if it was made during this boot: then its removal was deliberate
+ *     (`airlockctl down` without a daemon, or its pins deleted by hand).
+ * A recorded cgroup that does not exist (yet) is kept for the next start and said so.
+ */
+struct pin_rec {
+	uint64_t id;
+	int64_t at_us;
+	char *path;
+};
+struct pin_recs {
+	struct pin_rec *v;
+	size_t n, cap;
+};
+
+static int collect_pin(void *arg, uint64_t id, const char *path, int64_t at_us)
+{
+	struct pin_recs *r = arg;
+
+	if (AL_GROW(r->v, r->n, r->cap, 8) < 0 || !(r->v[r->n].path = strdup(path ? path : "")))
+		return -1;
+	r->v[r->n].id = id;
+	r->v[r->n].at_us = at_us;
+	r->n++;
+	return 0;
+}
+
+/* When this boot began, on the wall clock. */
+static int64_t boot_us(void)
+{
+	struct timespec b;
+
+	if (clock_gettime(CLOCK_BOOTTIME, &b) < 0)
+		return 0;
+	return al_now_us() - ((int64_t)b.tv_sec * 1000000 + b.tv_nsec / 1000);
+}
+
+static void restore_pins(struct daemon *d)
+{
+	static uint64_t ids[MAX_PINS];
+	struct pin_recs recs = { 0 };
+	int n = kern_pinned(d->kern, ids, MAX_PINS);
+	int64_t booted = boot_us();
+
+	if (n < 0 || store_pins_each(d->store, collect_pin, &recs) < 0) {
+		al_err("could not compare the recorded pins with the kernel's: none restored");
+		goto out;
+	}
+	for (size_t i = 0; i < recs.n; i++) {
+		struct pin_rec *p = &recs.v[i];
+		struct kern_cgroup cg;
+		char err[1024];
+		int have = 0;
+
+		for (int k = 0; k < n && !have; k++)
+			have = ids[k] == p->id;
+		if (have)
+			continue;
+		if (p->at_us >= booted) {
+			al_info("%s was unpinned while airlockd was down (this boot): forgotten", p->path);
+			if (store_pin_del(d->store, p->id) < 0)
+				al_warn("could not forget the pin of %s", p->path);
+			continue;
+		}
+		if (kern_cgroup_resolve(p->path, &cg, err, sizeof(err)) < 0) {
+			al_warn("%s was pinned before this boot but is not there now (%s): its agents are not "
+				"fenced until it exists and is pinned; airlockd tries again at its next start", p->path, err);
+			continue;
+		}
+		for (int k = 0; k < n && !have; k++)
+			have = ids[k] == cg.id;
+		if (!have && kern_pin(d->kern, &cg, err, sizeof(err)) < 0) {
+			al_err("could not pin %s again after a reboot: %s", p->path, err);
+			continue;
+		}
+		if (store_pin_del(d->store, p->id) < 0 || store_pin_add(d->store, cg.id, cg.rel) < 0)
+			al_warn("pinned %s again but could not record it", cg.rel);
+		al_info("pinned %s again (cgroup %llu): it was pinned before this boot, and a reboot empties bpffs",
+			cg.rel, (unsigned long long)cg.id);
+	}
+out:
+	for (size_t i = 0; i < recs.n; i++)
+		free(recs.v[i].path);
+	free(recs.v);
 }
 
 /* The cgroup a pin/unpin request names: {"cgroup": PATH} or {"pid": N}. */
@@ -615,6 +706,7 @@ int main(int argc, char **argv)
 	}
 	relay_set_pgproxy(d.relay, d.pg);
 	relay_set_httpproxy(d.relay, d.http);
+	restore_pins(&d);
 	{
 		struct console_deps cd = { .base = d.base, .cfg = d.cfg, .store = d.store,
 					   .approval = d.approval, .kern = d.kern, .ca = d.ca };

@@ -918,6 +918,27 @@ out:
 	return ret;
 }
 
+int store_pins_each(struct store *s, int (*cb)(void *arg, uint64_t cgroup_id, const char *path, int64_t pinned_us),
+		    void *arg)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -1, r;
+
+	if (sqlite3_prepare_v2(s->db, "SELECT cgroup_id, path, pinned_us FROM pins ORDER BY pinned_us, cgroup_id", -1,
+			       &st, NULL) != SQLITE_OK)
+		goto out;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW)
+		if (cb(arg, (uint64_t)sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
+		       sqlite3_column_int64(st, 2)) < 0)
+			goto out;
+	rc = r == SQLITE_DONE ? 0 : -1;
+out:
+	if (rc < 0)
+		db_err(s, "listing pins");
+	sqlite3_finalize(st);
+	return rc;
+}
+
 int store_pin_path(struct store *s, uint64_t cgroup_id, char *buf, size_t len)
 {
 	sqlite3_stmt *st = s->st[ST_PIN_GET];
