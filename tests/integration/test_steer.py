@@ -493,6 +493,16 @@ def case_reboot_repins():
     finally:
         db.close()
     check(n == 1, "no pin record for cgroup %d" % T.cg.id)
+    # And one pinned before the boot whose cgroup is not there yet (a service's cgroup is made
+    # when the service starts): recorded as a previous boot left it.
+    late_rel = "/airlock-test-%s-late" % lib.RUN_ID
+    db = sqlite3.connect(T.al.store, timeout=10)
+    try:
+        with db:
+            db.execute("INSERT INTO pins (cgroup_id, path, pinned_us) VALUES (?, ?, ?)",
+                       (1, late_rel, booted_us - 30 * 10**6))
+    finally:
+        db.close()
     banner = T.al.start()
     T.up = True
     check("pinned:  1 cgroup " in banner, "after a reboot the banner says %r" % banner)
@@ -500,7 +510,18 @@ def case_reboot_repins():
     check(st["pinned"] == [{"cgroup_id": T.cg.id, "path": T.cg.rel}], "status pinned %r" % st["pinned"])
     check(any("pinned %s again" % T.cg.rel in ln for ln in T.al.log_lines()), "no log line for the re-pin: %s"
           % T.al.log_tail(5))
+    check(any("%s was pinned before this boot but is not there yet" % late_rel in ln for ln in T.al.log_lines()),
+          "no warning for the cgroup not there yet: %s" % T.al.log_tail(5))
     steered_curl("http://127.0.0.2:%d/" % T.http_port, "127.0.0.2")
+    # The late cgroup is made (as systemd makes a service's): pinned at once, its agent steered.
+    late = lib.TestCgroup("-late")
+    pinned = wait_for(lambda: {"cgroup_id": late.id, "path": late.rel} in T.al.status()["pinned"], 5, 0.02)
+    check(pinned, "the cgroup made after the start was not pinned: %r" % T.al.status()["pinned"])
+    mark = T.al.max_id()
+    r = late.run([lib.PY, CLIENT, "http", "4", "127.0.0.2", str(T.http_port)], timeout=20)
+    check(r.returncode == 0, "agent in the late cgroup: %s" % r.stderr.strip()[-300:])
+    rows = wait_for(lambda: [x for x in new_rows(mark) if x["cgroup_path"] == late.rel], 5, 0.05)
+    check(rows and rows[0]["resource"] == "web", "no audit row for the late cgroup's agent: %r" % new_rows(mark))
     rc = T.al.stop(signal.SIGTERM, timeout=10)
     T.up = False
     check(rc == 0, "airlockd exited %r on SIGTERM" % rc)

@@ -18,8 +18,10 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +53,7 @@ struct daemon {
 	struct al_secrets *retired_secrets[64];
 	size_t n_retired;
 	int going_down;             /* `airlockctl down`: remove the pins after the loop */
+	struct pin_wait *wait;      /* recorded pins whose cgroup is not there yet */
 };
 
 static void usage(FILE *f)
@@ -180,6 +183,144 @@ static int64_t boot_us(void)
 	return al_now_us() - ((int64_t)b.tv_sec * 1000000 + b.tv_nsec / 1000);
 }
 
+/* Pins cg again for the record p (unless the kernel has it already) and records it by its new id. */
+static void repin(struct daemon *d, const struct pin_rec *p, const struct kern_cgroup *cg, const uint64_t *ids, int n)
+{
+	char err[1024];
+	int have = 0;
+
+	for (int k = 0; k < n && !have; k++)
+		have = ids[k] == cg->id;
+	if (!have && kern_pin(d->kern, cg, err, sizeof(err)) < 0) {
+		al_err("could not pin %s again after a reboot: %s", p->path, err);
+		return;
+	}
+	if (store_pin_del(d->store, p->id) < 0 || store_pin_add(d->store, cg->id, cg->rel) < 0)
+		al_warn("pinned %s again but could not record it", cg->rel);
+	al_info("pinned %s again (cgroup %llu): it was pinned before this boot, and a reboot empties bpffs",
+		cg->rel, (unsigned long long)cg->id);
+}
+
+/*
+ * Recorded pins whose cgroup does not exist yet (a service's cgroup is made when it starts):
+ * inotify on the deepest directory of each path that exists; each time one of them gets a new
+ * directory, the waiting paths are tried again. systemd makes a service's cgroup, then moves
+ * its process in and execs it: the pin lands within a loop turn of the mkdir, and a connection
+ * the agent made before it loses its packets to the egress backstop (held_connection).
+ */
+struct pin_wait {
+	struct pin_recs recs;
+	int fd;
+	struct event *ev;
+};
+
+static int wait_add(struct daemon *d, const struct pin_rec *p)
+{
+	struct pin_wait *w = d->wait;
+
+	if (!w) {
+		if (!(w = calloc(1, sizeof(*w))))
+			return -1;
+		w->fd = -1;
+		d->wait = w;
+	}
+	return collect_pin(&w->recs, p->id, p->path, p->at_us);
+}
+
+static void wait_free(struct daemon *d)
+{
+	struct pin_wait *w = d->wait;
+
+	if (!w)
+		return;
+	if (w->ev)
+		event_free(w->ev);
+	if (w->fd >= 0)
+		close(w->fd);
+	for (size_t i = 0; i < w->recs.n; i++)
+		free(w->recs.v[i].path);
+	free(w->recs.v);
+	free(w);
+	d->wait = NULL;
+}
+
+static void on_cgroup_made(evutil_socket_t fd, short what, void *arg);
+
+/* Watches the deepest existing directory of each waiting path (a fresh inotify each time). */
+static void wait_arm(struct daemon *d)
+{
+	struct pin_wait *w = d->wait;
+	char mnt[PATH_MAX];
+	int watched = 0;
+
+	if (!w)
+		return;
+	if (w->ev)
+		event_free(w->ev);
+	if (w->fd >= 0)
+		close(w->fd);
+	w->ev = NULL;
+	w->fd = -1;
+	if (w->recs.n == 0) {
+		wait_free(d);
+		return;
+	}
+	if (kern_cgroup2_mount(mnt, sizeof(mnt)) < 0 || (w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0)
+		goto fail;
+	for (size_t i = 0; i < w->recs.n; i++) {
+		const char *rel = w->recs.v[i].path;
+		char dir[2 * PATH_MAX];
+		struct stat st;
+		char *slash;
+
+		if (strncmp(rel, mnt, strlen(mnt)) == 0)
+			rel += strlen(mnt);
+		if (al_fmt(dir, sizeof(dir), "%s%s%s", mnt, rel[0] == '/' ? "" : "/", rel) < 0)
+			continue;
+		while (stat(dir, &st) < 0 && (slash = strrchr(dir, '/')) && slash > dir + strlen(mnt) - 1)
+			*slash = '\0';
+		if (inotify_add_watch(w->fd, dir, IN_CREATE | IN_MOVED_TO | IN_ONLYDIR) >= 0)
+			watched++;
+	}
+	if (!watched || !(w->ev = event_new(d->base, w->fd, EV_READ | EV_PERSIST, on_cgroup_made, d)) ||
+	    event_add(w->ev, NULL) < 0)
+		goto fail;
+	return;
+fail:
+	al_warn("cannot watch for the cgroups of %zu recorded pins (%s): they are tried again at the next start",
+		w->recs.n, strerror(errno));
+	wait_free(d);
+}
+
+static void on_cgroup_made(evutil_socket_t fd, short what, void *arg)
+{
+	static uint64_t ids[MAX_PINS];
+	struct daemon *d = arg;
+	struct pin_wait *w = d->wait;
+	char buf[4096];
+	size_t keep = 0;
+	int n;
+
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	n = kern_pinned(d->kern, ids, MAX_PINS);
+	for (size_t i = 0; i < w->recs.n; i++) {
+		struct pin_rec *p = &w->recs.v[i];
+		struct kern_cgroup cg;
+		char err[256];
+
+		if (kern_cgroup_resolve(p->path, &cg, err, sizeof(err)) < 0) {
+			w->recs.v[keep++] = *p;
+			continue;
+		}
+		repin(d, p, &cg, ids, n < 0 ? 0 : n);
+		free(p->path);
+	}
+	w->recs.n = keep;
+	wait_arm(d);            /* deeper directories may exist now; none left: the watch goes */
+	(void)what;
+}
+
 static void restore_pins(struct daemon *d)
 {
 	static uint64_t ids[MAX_PINS];
@@ -208,21 +349,19 @@ static void restore_pins(struct daemon *d)
 			continue;
 		}
 		if (kern_cgroup_resolve(p->path, &cg, err, sizeof(err)) < 0) {
-			al_warn("%s was pinned before this boot but is not there now (%s): its agents are not "
-				"fenced until it exists and is pinned; airlockd tries again at its next start", p->path, err);
+			if (wait_add(d, p) == 0) {
+				al_warn("%s was pinned before this boot but is not there yet: it is pinned the moment "
+					"it is made", p->path);
+			} else {
+				al_warn("%s was pinned before this boot but is not there now (%s): its agents are not "
+					"fenced until it exists and is pinned; airlockd tries again at its next start",
+					p->path, err);
+			}
 			continue;
 		}
-		for (int k = 0; k < n && !have; k++)
-			have = ids[k] == cg.id;
-		if (!have && kern_pin(d->kern, &cg, err, sizeof(err)) < 0) {
-			al_err("could not pin %s again after a reboot: %s", p->path, err);
-			continue;
-		}
-		if (store_pin_del(d->store, p->id) < 0 || store_pin_add(d->store, cg.id, cg.rel) < 0)
-			al_warn("pinned %s again but could not record it", cg.rel);
-		al_info("pinned %s again (cgroup %llu): it was pinned before this boot, and a reboot empties bpffs",
-			cg.rel, (unsigned long long)cg.id);
+		repin(d, p, &cg, ids, n);
 	}
+	wait_arm(d);
 out:
 	for (size_t i = 0; i < recs.n; i++)
 		free(recs.v[i].path);
@@ -444,13 +583,18 @@ static json_t *handle(void *arg, json_t *req, const struct control_peer *peer)
 	}
 	if (strcmp(cmd, "down") == 0) {
 		struct timeval soon = { 0, 100 * 1000 };
+		struct pin_recs recs = { 0 };
 
-		static uint64_t ids[MAX_PINS];
-		int n = kern_pinned(d->kern, ids, MAX_PINS);
-
-		for (int i = 0; i < n; i++)
-			if (store_pin_del(d->store, ids[i]) < 0)
-				al_warn("could not forget pin %llu", (unsigned long long)ids[i]);
+		/* Every record, those still waiting for their cgroup too: down forgets them all. */
+		if (store_pins_each(d->store, collect_pin, &recs) < 0)
+			al_warn("could not list the recorded pins to forget them");
+		for (size_t i = 0; i < recs.n; i++) {
+			if (store_pin_del(d->store, recs.v[i].id) < 0)
+				al_warn("could not forget the pin of %s", recs.v[i].path);
+			free(recs.v[i].path);
+		}
+		free(recs.v);
+		wait_free(d);
 		d->going_down = 1;
 		event_base_loopexit(d->base, &soon);
 		return control_ok();
@@ -780,6 +924,7 @@ out:
 	httpproxy_free(d.http);
 	approval_free(d.approval);
 	refusals_free(d.refusals);
+	wait_free(&d);
 	kern_close(d.kern);
 	if (d.going_down) {
 		if (kern_down(d.cfg->pin_root, err, sizeof(err)) < 0) {
