@@ -173,6 +173,14 @@ static int collect_pin(void *arg, uint64_t id, const char *path, int64_t at_us)
 	return 0;
 }
 
+static void pin_recs_free(struct pin_recs *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		free(r->v[i].path);
+	free(r->v);
+	memset(r, 0, sizeof(*r));
+}
+
 /* When this boot began, on the wall clock. */
 static int64_t boot_us(void)
 {
@@ -227,19 +235,25 @@ static int wait_add(struct daemon *d, const struct pin_rec *p)
 	return collect_pin(&w->recs, p->id, p->path, p->at_us);
 }
 
+/* Stops watching (the event and its inotify fd go). */
+static void wait_unwatch(struct pin_wait *w)
+{
+	if (w->ev)
+		event_free(w->ev);
+	if (w->fd >= 0)
+		close(w->fd);
+	w->ev = NULL;
+	w->fd = -1;
+}
+
 static void wait_free(struct daemon *d)
 {
 	struct pin_wait *w = d->wait;
 
 	if (!w)
 		return;
-	if (w->ev)
-		event_free(w->ev);
-	if (w->fd >= 0)
-		close(w->fd);
-	for (size_t i = 0; i < w->recs.n; i++)
-		free(w->recs.v[i].path);
-	free(w->recs.v);
+	wait_unwatch(w);
+	pin_recs_free(&w->recs);
 	free(w);
 	d->wait = NULL;
 }
@@ -255,12 +269,7 @@ static void wait_arm(struct daemon *d)
 
 	if (!w)
 		return;
-	if (w->ev)
-		event_free(w->ev);
-	if (w->fd >= 0)
-		close(w->fd);
-	w->ev = NULL;
-	w->fd = -1;
+	wait_unwatch(w);
 	if (w->recs.n == 0) {
 		wait_free(d);
 		return;
@@ -363,9 +372,7 @@ static void restore_pins(struct daemon *d)
 	}
 	wait_arm(d);
 out:
-	for (size_t i = 0; i < recs.n; i++)
-		free(recs.v[i].path);
-	free(recs.v);
+	pin_recs_free(&recs);
 }
 
 /* The cgroup a pin/unpin request names: {"cgroup": PATH} or {"pid": N}. */
@@ -588,12 +595,10 @@ static json_t *handle(void *arg, json_t *req, const struct control_peer *peer)
 		/* Every record, those still waiting for their cgroup too: down forgets them all. */
 		if (store_pins_each(d->store, collect_pin, &recs) < 0)
 			al_warn("could not list the recorded pins to forget them");
-		for (size_t i = 0; i < recs.n; i++) {
+		for (size_t i = 0; i < recs.n; i++)
 			if (store_pin_del(d->store, recs.v[i].id) < 0)
 				al_warn("could not forget the pin of %s", recs.v[i].path);
-			free(recs.v[i].path);
-		}
-		free(recs.v);
+		pin_recs_free(&recs);
 		wait_free(d);
 		d->going_down = 1;
 		event_base_loopexit(d->base, &soon);
