@@ -512,11 +512,15 @@ def case_reboot_repins():
           % T.al.log_tail(5))
     check(any("%s was pinned before this boot but is not there yet" % late_rel in ln for ln in T.al.log_lines()),
           "no warning for the cgroup not there yet: %s" % T.al.log_tail(5))
+    check(st["pins_waiting"] == [late_rel], "status pins_waiting %r" % st.get("pins_waiting"))
+    r = T.al.ctl("status")
+    check("%s (pinned before this boot; not there yet" % late_rel in r.stdout, "airlockctl status: %s" % r.stdout)
     steered_curl("http://127.0.0.2:%d/" % T.http_port, "127.0.0.2")
     # The late cgroup is made (as systemd makes a service's): pinned at once, its agent steered.
     late = lib.TestCgroup("-late")
     pinned = wait_for(lambda: {"cgroup_id": late.id, "path": late.rel} in T.al.status()["pinned"], 5, 0.02)
-    check(pinned, "the cgroup made after the start was not pinned: %r" % T.al.status()["pinned"])
+    check(pinned and T.al.status()["pins_waiting"] == [],
+          "the cgroup made after the start was not pinned: %r" % T.al.status())
     mark = T.al.max_id()
     r = late.run([lib.PY, CLIENT, "http", "4", "127.0.0.2", str(T.http_port)], timeout=20)
     check(r.returncode == 0, "agent in the late cgroup: %s" % r.stderr.strip()[-300:])

@@ -28,6 +28,22 @@
 
 #define MAX_PINS 4096
 
+/* Pins the store recorded (restore_pins), and those waiting for their cgroup (pin_wait). */
+struct pin_rec {
+	uint64_t id;
+	int64_t at_us;
+	char *path;
+};
+struct pin_recs {
+	struct pin_rec *v;
+	size_t n, cap;
+};
+struct pin_wait {
+	struct pin_recs recs;
+	int fd;
+	struct event *ev;
+};
+
 struct daemon {
 	struct event_base *base;
 	struct al_config *cfg;
@@ -104,6 +120,13 @@ static json_t *cmd_status(struct daemon *d)
 	json_object_set_new(resp, "store", json_string(d->cfg->store_path));
 	json_object_set_new(resp, "pin_root", json_string(d->cfg->pin_root));
 	json_object_set_new(resp, "pinned", pins);
+	{
+		json_t *waiting = json_array();
+
+		for (size_t i = 0; d->wait && i < d->wait->recs.n; i++)
+			json_array_append_new(waiting, json_string(d->wait->recs.v[i].path));
+		json_object_set_new(resp, "pins_waiting", waiting);
+	}
 	json_object_set_new(resp, "live", json_integer((json_int_t)rs.live));
 	json_object_set_new(resp, "accepted", json_integer((json_int_t)rs.accepted));
 	json_object_set_new(resp, "max_sessions", json_integer((json_int_t)rs.max_sessions));
@@ -149,18 +172,9 @@ static json_t *cmd_status(struct daemon *d)
  *   - pinned again (by its path: the cgroup has a new id) if it was made before this boot;
  *   - forgotten if it was made during this boot: then its removal was deliberate
  *     (`airlockctl down` without a daemon, or its pins deleted by hand).
- * A recorded cgroup that does not exist (yet) is kept for the next start and said so.
+ * A recorded cgroup that does not exist yet is pinned the moment it is made (pin_wait below),
+ * and status lists it as waiting meanwhile.
  */
-struct pin_rec {
-	uint64_t id;
-	int64_t at_us;
-	char *path;
-};
-struct pin_recs {
-	struct pin_rec *v;
-	size_t n, cap;
-};
-
 static int collect_pin(void *arg, uint64_t id, const char *path, int64_t at_us)
 {
 	struct pin_recs *r = arg;
@@ -216,12 +230,6 @@ static void repin(struct daemon *d, const struct pin_rec *p, const struct kern_c
  * its process in and execs it: the pin lands within a loop turn of the mkdir, and a connection
  * the agent made before it loses its packets to the egress backstop (held_connection).
  */
-struct pin_wait {
-	struct pin_recs recs;
-	int fd;
-	struct event *ev;
-};
-
 static int wait_add(struct daemon *d, const struct pin_rec *p)
 {
 	struct pin_wait *w = d->wait;

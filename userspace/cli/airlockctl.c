@@ -122,6 +122,9 @@ static int cmd_status(void)
 	json_array_foreach(pins, i, p)
 		printf("  %s (id %lld)\n", json_string_value(json_object_get(p, "path")),
 		       (long long)json_integer_value(json_object_get(p, "cgroup_id")));
+	json_array_foreach(json_object_get(resp, "pins_waiting"), i, p)
+		printf("  %s (pinned before this boot; not there yet: pinned the moment it is made)\n",
+		       json_string_value(p));
 	printf("sessions: %lld live (%lld relayed, %lld postgres, %lld https), at most %lld at once "
 	       "(%lld file descriptors)\n",
 	       (long long)(json_integer_value(json_object_get(resp, "live")) +
