@@ -515,6 +515,30 @@ def case_reboot_repins():
     check(st["pins_waiting"] == [late_rel], "status pins_waiting %r" % st.get("pins_waiting"))
     r = T.al.ctl("status")
     check("%s (pinned before this boot; not there yet" % late_rel in r.stdout, "airlockctl status: %s" % r.stdout)
+    # A second such record the operator no longer wants: unpin forgets it (there is no cgroup).
+    gone_rel = "/airlock-test-%s-gone" % lib.RUN_ID
+    T.al.stop(signal.SIGTERM, timeout=10)
+    db = sqlite3.connect(T.al.store, timeout=10)
+    try:
+        with db:
+            db.execute("INSERT INTO pins (cgroup_id, path, pinned_us) VALUES (?, ?, ?)",
+                       (2, gone_rel, booted_us - 20 * 10**6))
+    finally:
+        db.close()
+    T.al.start()
+    check(sorted(T.al.status()["pins_waiting"]) == sorted([late_rel, gone_rel]),
+          "pins_waiting after the second start %r" % T.al.status()["pins_waiting"])
+    r = T.al.ctl("unpin", gone_rel.lstrip("/"))
+    check(r.returncode == 0 and "its record is forgotten" in r.stdout, "unpin of a waiting pin: %d %s %s"
+          % (r.returncode, r.stdout.strip(), r.stderr.strip()))
+    check(T.al.status()["pins_waiting"] == [late_rel], "after unpin: %r" % T.al.status()["pins_waiting"])
+    def recorded():
+        db = sqlite3.connect("file:%s?mode=ro" % T.al.store, uri=True, timeout=10)
+        try:
+            return db.execute("SELECT count(*) FROM pins WHERE path = ?", (gone_rel,)).fetchone()[0]
+        finally:
+            db.close()
+    check(wait_for(lambda: recorded() == 0, 5), "the unpinned record is still in the store")
     steered_curl("http://127.0.0.2:%d/" % T.http_port, "127.0.0.2")
     # The late cgroup is made (as systemd makes a service's): pinned at once, its agent steered.
     late = lib.TestCgroup("-late")

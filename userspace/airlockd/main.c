@@ -395,14 +395,57 @@ static int req_cgroup(json_t *req, struct kern_cgroup *cg, char *err, size_t err
 	return al_errf(err, errlen, "name a cgroup path or a pid");
 }
 
+/*
+ * unpin of a recorded pin still waiting for its cgroup (there is no cgroup to resolve): the
+ * record is forgotten and the wait for it ends. arg is the operator's path (relative to the v2
+ * mount, with or without its leading "/", or absolute). NULL if no waiting pin has that path.
+ */
+static json_t *unpin_waiting(struct daemon *d, const char *arg)
+{
+	struct pin_wait *w = d->wait;
+	char mnt[PATH_MAX], want[PATH_MAX];
+	size_t n;
+
+	if (!w || !arg || kern_cgroup2_mount(mnt, sizeof(mnt)) < 0)
+		return NULL;
+	if (strncmp(arg, mnt, strlen(mnt)) == 0 && arg[strlen(mnt)] == '/')
+		arg += strlen(mnt);
+	if (al_fmt(want, sizeof(want), "%s%s", arg[0] == '/' ? "" : "/", arg) < 0)
+		return NULL;
+	n = strlen(want);
+	while (n > 1 && want[n - 1] == '/')
+		want[--n] = '\0';
+	for (size_t i = 0; i < w->recs.n; i++) {
+		struct pin_rec p = w->recs.v[i];
+		json_t *resp;
+
+		if (strcmp(p.path, want) != 0)
+			continue;
+		if (store_pin_del(d->store, p.id) < 0)
+			return control_error("could not forget the recorded pin of %s", want);
+		w->recs.v[i] = w->recs.v[--w->recs.n];
+		al_info("unpinned %s (recorded before this boot, never made since): forgotten", want);
+		resp = control_ok();
+		json_object_set_new(resp, "path", json_string(want));
+		json_object_set_new(resp, "waiting", json_true());
+		free(p.path);
+		wait_arm(d);
+		return resp;
+	}
+	return NULL;
+}
+
 static json_t *cmd_pin(struct daemon *d, json_t *req, int pin)
 {
 	struct kern_cgroup cg;
 	char err[1024];
 	json_t *resp;
 
-	if (req_cgroup(req, &cg, err, sizeof(err)) < 0)
-		return control_error("%s", err);
+	if (req_cgroup(req, &cg, err, sizeof(err)) < 0) {
+		json_t *w = pin ? NULL : unpin_waiting(d, json_string_value(json_object_get(req, "cgroup")));
+
+		return w ? w : control_error("%s", err);
+	}
 	if (pin) {
 		if (kern_pin(d->kern, &cg, err, sizeof(err)) < 0)
 			return control_error("%s", err);

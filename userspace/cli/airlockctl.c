@@ -163,6 +163,9 @@ static int cmd_pin(const char *cmd, int argc, char **argv)
 		return 1;
 	if (want_json)
 		print_json(resp);
+	else if (json_is_true(json_object_get(resp, "waiting")))
+		printf("unpinned %s (pinned before this boot and not made since: its record is forgotten)\n",
+		       json_string_value(json_object_get(resp, "path")));
 	else
 		printf("%s %s (cgroup id %lld)\n", strcmp(cmd, "pin") == 0 ? "pinned" : "unpinned",
 		       json_string_value(json_object_get(resp, "path")),
