@@ -159,6 +159,15 @@ struct al_subject {
 	const char *path;
 	int k8s_exec;                   /* a Kubernetes exec or attach */
 };
+/*
+ * The https resource that takes a TLS connection to dst:port with server name sni: first (the
+ * one the connection was matched to) if it answers sni, else the first https resource on that
+ * address and port whose host list answers it (a resource without a host list answers any
+ * name; an empty sni matches only those). NULL if none; dst NULL: first or nothing. The proxy
+ * picks with it, and airlockctl policy test re-decides recorded requests with it.
+ */
+const struct al_resource *config_https_resource(const struct al_config *cfg, const struct al_resource *first,
+						const struct al_addr *dst, uint16_t port, const char *sni);
 /* The first rule of the resource that matches; NULL: none (allowed). */
 const struct al_rule *config_decide(const struct al_resource *res, const struct al_subject *s);
 const char *config_action_name(int action);

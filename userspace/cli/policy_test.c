@@ -5,7 +5,6 @@
 #include <airlock/control.h>
 #include <airlock/pg.h>
 
-#include <fnmatch.h>
 #include <stdlib.h>
 
 struct run {
@@ -108,17 +107,7 @@ static int sort_changes(json_t *changes)
 	return 0;
 }
 
-/* ---- HTTP: the same decision the proxy makes (httpproxy.c: pick_resource, decide) ---------- */
-
-static int host_answers(const struct al_resource *r, const char *name)
-{
-	if (r->n_sni == 0)
-		return 1;
-	for (size_t i = 0; i < r->n_sni; i++)
-		if (name[0] && fnmatch(r->sni[i], name, FNM_CASEFOLD) == 0)
-			return 1;
-	return 0;
-}
+/* ---- HTTP: the same decision the proxy makes (config_https_resource, config_decide) -------- */
 
 /*
  * The candidate's https resource that would have taken the request: the one its connection
@@ -133,6 +122,7 @@ static const struct al_resource *http_resource(const struct al_config *c, const 
 	struct al_addr dst;
 	const char *h = v->host ? v->host : "";
 	size_t n;
+	int have_dst;
 
 	if (h[0] == '[') {
 		h++;
@@ -141,23 +131,8 @@ static const struct al_resource *http_resource(const struct al_config *c, const 
 		n = strcspn(h, ":");
 	}
 	snprintf(name, sizeof(name), "%.*s", (int)n, h);
-	if (first && first->proto == AL_PROTO_HTTPS && host_answers(first, name))
-		return first;
-	if (!v->dst_addr || al_addr_parse(&dst, v->dst_addr) < 0)
-		return NULL;
-	for (size_t i = 0; i < c->n_resources; i++) {
-		const struct al_resource *r = &c->resources[i];
-		int port = 0;
-
-		if (r->proto != AL_PROTO_HTTPS || !host_answers(r, name))
-			continue;
-		for (size_t j = 0; j < r->n_ports && !port; j++)
-			port = r->ports[j] == v->dst_port;
-		for (size_t j = 0; j < r->n_nets && port; j++)
-			if (al_cidr_contains(&r->nets[j], &dst))
-				return r;
-	}
-	return NULL;
+	have_dst = v->dst_addr && al_addr_parse(&dst, v->dst_addr) == 0;
+	return config_https_resource(c, first, have_dst ? &dst : NULL, (uint16_t)v->dst_port, name);
 }
 
 static int one_http(void *arg, const struct store_http_view *v)

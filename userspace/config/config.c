@@ -1853,6 +1853,36 @@ static int rule_matches(const struct al_rule *r, const struct al_subject *s)
 	return 1;
 }
 
+static int sni_answers(const struct al_resource *r, const char *sni)
+{
+	if (r->n_sni == 0)
+		return 1;
+	for (size_t i = 0; i < r->n_sni; i++)
+		if (sni[0] && fnmatch(r->sni[i], sni, FNM_CASEFOLD) == 0)
+			return 1;
+	return 0;
+}
+
+const struct al_resource *config_https_resource(const struct al_config *cfg, const struct al_resource *first,
+						const struct al_addr *dst, uint16_t port, const char *sni)
+{
+	if (first && first->proto == AL_PROTO_HTTPS && sni_answers(first, sni))
+		return first;
+	for (size_t i = 0; dst && i < cfg->n_resources; i++) {
+		const struct al_resource *r = &cfg->resources[i];
+		int ok = 0;
+
+		if (r->proto != AL_PROTO_HTTPS || !sni_answers(r, sni))
+			continue;
+		for (size_t j = 0; j < r->n_ports && !ok; j++)
+			ok = r->ports[j] == port;
+		for (size_t j = 0; j < r->n_nets && ok; j++)
+			if (al_cidr_contains(&r->nets[j], dst))
+				return r;
+	}
+	return NULL;
+}
+
 const struct al_rule *config_decide(const struct al_resource *res, const struct al_subject *s)
 {
 	for (size_t i = 0; i < res->n_rules; i++)

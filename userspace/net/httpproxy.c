@@ -20,7 +20,6 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <fnmatch.h>
 #include <stdlib.h>
 #include <strings.h>
 #include <sys/queue.h>
@@ -1342,37 +1341,6 @@ static void up_event(struct bufferevent *bev, short what, void *arg)
 
 /* ---- TLS: ClientHello, leaf, handshake ------------------------------------------------------ */
 
-static int sni_matches(const struct al_resource *r, const char *sni)
-{
-	if (r->n_sni == 0)
-		return 1;
-	for (size_t i = 0; i < r->n_sni; i++)
-		if (sni[0] && fnmatch(r->sni[i], sni, FNM_CASEFOLD) == 0)
-			return 1;
-	return 0;
-}
-
-/* The https resource on this address and port whose host list answers sni; NULL if none. */
-static const struct al_resource *pick_resource(const struct al_config *cfg, const struct al_resource *first,
-					       const struct al_addr *dst, uint16_t port, const char *sni)
-{
-	if (first && first->proto == AL_PROTO_HTTPS && sni_matches(first, sni))
-		return first;
-	for (size_t i = 0; i < cfg->n_resources; i++) {
-		const struct al_resource *r = &cfg->resources[i];
-		int ok = 0;
-
-		if (r->proto != AL_PROTO_HTTPS || !sni_matches(r, sni))
-			continue;
-		for (size_t j = 0; j < r->n_ports && !ok; j++)
-			ok = r->ports[j] == port;
-		for (size_t j = 0; j < r->n_nets && ok; j++)
-			if (al_cidr_contains(&r->nets[j], dst))
-				return r;
-	}
-	return NULL;
-}
-
 /* Offer http/1.1 only: a client that also offers h2 gets http/1.1; one offering nothing we
  * speak gets no ALPN (and speaks HTTP/1.1 by default). */
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
@@ -1437,7 +1405,7 @@ static void hello_read(struct bufferevent *bev, void *arg)
 		return;
 	}
 	snprintf(s->sni, sizeof(s->sni), "%s", h.sni);
-	res = pick_resource(s->p->cfg, s->res, &s->dst, s->dst_port, h.sni);
+	res = config_https_resource(s->p->cfg, s->res, &s->dst, s->dst_port, h.sni);
 	/* The row was opened under the first resource of this address and port (accept knows no
 	 * more); it names the one the server name chose, or none if the TLS is passed through. */
 	if (res != s->res && s->row > 0) {
