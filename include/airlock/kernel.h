@@ -26,6 +26,9 @@ struct kern_cgroup {
 	uint64_t id;
 };
 int kern_cgroup_resolve(const char *arg, struct kern_cgroup *cg, char *err, size_t errlen) AL_MUST;
+/* The absolute path the operator's cgroup argument names, as kern_cgroup_resolve reads it, but
+ * whether or not it exists (nothing resolved); *mlen (if not NULL): the mount's length in it. */
+int kern_cgroup_join(const char *arg, char *abs, size_t len, size_t *mlen) AL_MUST;
 /* The cgroup v2 of a process (from /proc/PID/cgroup). */
 int kern_cgroup_of_pid(pid_t pid, struct kern_cgroup *cg, char *err, size_t errlen) AL_MUST;
 /* Path relative to the v2 mount of the cgroup with this id; -1 if gone. */

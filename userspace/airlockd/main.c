@@ -272,7 +272,6 @@ static void on_cgroup_made(evutil_socket_t fd, short what, void *arg);
 static void wait_arm(struct daemon *d)
 {
 	struct pin_wait *w = d->wait;
-	char mnt[PATH_MAX];
 	int watched = 0;
 
 	if (!w)
@@ -282,19 +281,18 @@ static void wait_arm(struct daemon *d)
 		wait_free(d);
 		return;
 	}
-	if (kern_cgroup2_mount(mnt, sizeof(mnt)) < 0 || (w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0)
+	if ((w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0)
 		goto fail;
 	for (size_t i = 0; i < w->recs.n; i++) {
-		const char *rel = w->recs.v[i].path;
 		char dir[2 * PATH_MAX];
 		struct stat st;
+		size_t mlen;
 		char *slash;
 
-		if (strncmp(rel, mnt, strlen(mnt)) == 0)
-			rel += strlen(mnt);
-		if (al_fmt(dir, sizeof(dir), "%s%s%s", mnt, rel[0] == '/' ? "" : "/", rel) < 0)
+		if (kern_cgroup_join(w->recs.v[i].path, dir, sizeof(dir), &mlen) < 0)
 			continue;
-		while (stat(dir, &st) < 0 && (slash = strrchr(dir, '/')) && slash > dir + strlen(mnt) - 1)
+		/* the deepest directory of it that exists, the mount at least */
+		while (stat(dir, &st) < 0 && (slash = strrchr(dir, '/')) && slash >= dir + mlen)
 			*slash = '\0';
 		if (inotify_add_watch(w->fd, dir, IN_CREATE | IN_MOVED_TO | IN_ONLYDIR) >= 0)
 			watched++;
@@ -403,15 +401,12 @@ static int req_cgroup(json_t *req, struct kern_cgroup *cg, char *err, size_t err
 static json_t *unpin_waiting(struct daemon *d, const char *arg)
 {
 	struct pin_wait *w = d->wait;
-	char mnt[PATH_MAX], want[PATH_MAX];
-	size_t n;
+	char abs[2 * PATH_MAX], *want;
+	size_t n, mlen;
 
-	if (!w || !arg || kern_cgroup2_mount(mnt, sizeof(mnt)) < 0)
+	if (!w || !arg || kern_cgroup_join(arg, abs, sizeof(abs), &mlen) < 0 || !abs[mlen])
 		return NULL;
-	if (strncmp(arg, mnt, strlen(mnt)) == 0 && arg[strlen(mnt)] == '/')
-		arg += strlen(mnt);
-	if (al_fmt(want, sizeof(want), "%s%s", arg[0] == '/' ? "" : "/", arg) < 0)
-		return NULL;
+	want = abs + mlen;      /* as recorded: from the mount, with its "/" */
 	n = strlen(want);
 	while (n > 1 && want[n - 1] == '/')
 		want[--n] = '\0';

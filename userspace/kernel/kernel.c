@@ -76,6 +76,21 @@ int kern_cgroup2_mount(char *buf, size_t len)
 	return al_fmt(buf, len, "%s", cached);
 }
 
+int kern_cgroup_join(const char *arg, char *abs, size_t len, size_t *mlen)
+{
+	char mnt[PATH_MAX];
+	size_t m;
+
+	if (kern_cgroup2_mount(mnt, sizeof(mnt)) < 0)
+		return -1;
+	m = strlen(mnt);
+	if (mlen)
+		*mlen = m;
+	if (strncmp(arg, mnt, m) == 0 && (arg[m] == '/' || arg[m] == '\0'))
+		return al_fmt(abs, len, "%s", arg);
+	return al_fmt(abs, len, "%s%s%s", mnt, arg[0] == '/' ? "" : "/", arg);
+}
+
 int kern_cgroup_resolve(const char *arg, struct kern_cgroup *cg, char *err, size_t errlen)
 {
 	char mnt[PATH_MAX], joined[PATH_MAX + 4096], real[PATH_MAX];
@@ -85,11 +100,8 @@ int kern_cgroup_resolve(const char *arg, struct kern_cgroup *cg, char *err, size
 
 	if (kern_cgroup2_mount(mnt, sizeof(mnt)) < 0)
 		return ERR("no cgroup v2 hierarchy is mounted (see /proc/self/mounts)");
-	mlen = strlen(mnt);
-	if (strncmp(arg, mnt, mlen) == 0 && (arg[mlen] == '/' || arg[mlen] == '\0'))
-		snprintf(joined, sizeof(joined), "%s", arg);
-	else
-		snprintf(joined, sizeof(joined), "%s%s%s", mnt, arg[0] == '/' ? "" : "/", arg);
+	if (kern_cgroup_join(arg, joined, sizeof(joined), &mlen) < 0)
+		return ERR("%s: path too long", arg);
 	if (!realpath(joined, real))
 		return ERR("%s: %s", joined, strerror(errno));
 	if (strncmp(real, mnt, mlen) != 0 || (real[mlen] != '/' && real[mlen] != '\0'))
