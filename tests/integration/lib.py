@@ -493,6 +493,17 @@ class Airlock:
     def connections(self, limit=1000):
         return self.ctl_json("connections", "--limit", str(limit))
 
+    def db_write(self, sql, args=()):
+        """Changes the store straight in sqlite, as something outside airlockd (a reboot, an
+        older run) would have left it: only while airlockd is stopped. Returns the rows changed."""
+        check(not self.running(), "db_write while airlockd runs")
+        db = sqlite3.connect(self.store, timeout=10)
+        try:
+            with db:
+                return db.execute(sql, args).rowcount
+        finally:
+            db.close()
+
     def db_rows(self, where="1", args=(), table="connections"):
         """Rows of a store table (connections unless told) read straight from sqlite (as dicts)."""
         db = sqlite3.connect("file:%s?mode=ro" % self.store, uri=True, timeout=5)

@@ -486,23 +486,13 @@ def case_reboot_repins():
     # The store's record as a boot ago left it: made before this boot.
     with open("/proc/uptime") as f:
         booted_us = int((time.time() - float(f.read().split()[0])) * 1e6)
-    db = sqlite3.connect(T.al.store, timeout=10)
-    try:
-        with db:
-            n = db.execute("UPDATE pins SET pinned_us = ? WHERE cgroup_id = ?", (booted_us - 60 * 10**6, T.cg.id)).rowcount
-    finally:
-        db.close()
+    n = T.al.db_write("UPDATE pins SET pinned_us = ? WHERE cgroup_id = ?", (booted_us - 60 * 10**6, T.cg.id))
     check(n == 1, "no pin record for cgroup %d" % T.cg.id)
     # And one pinned before the boot whose cgroup is not there yet (a service's cgroup is made
     # when the service starts): recorded as a previous boot left it.
     late_rel = "/airlock-test-%s-late" % lib.RUN_ID
-    db = sqlite3.connect(T.al.store, timeout=10)
-    try:
-        with db:
-            db.execute("INSERT INTO pins (cgroup_id, path, pinned_us) VALUES (?, ?, ?)",
-                       (1, late_rel, booted_us - 30 * 10**6))
-    finally:
-        db.close()
+    T.al.db_write("INSERT INTO pins (cgroup_id, path, pinned_us) VALUES (?, ?, ?)",
+                  (1, late_rel, booted_us - 30 * 10**6))
     banner = T.al.start()
     T.up = True
     check("pinned:  1 cgroup " in banner, "after a reboot the banner says %r" % banner)
@@ -518,13 +508,8 @@ def case_reboot_repins():
     # A second such record the operator no longer wants: unpin forgets it (there is no cgroup).
     gone_rel = "/airlock-test-%s-gone" % lib.RUN_ID
     T.al.stop(signal.SIGTERM, timeout=10)
-    db = sqlite3.connect(T.al.store, timeout=10)
-    try:
-        with db:
-            db.execute("INSERT INTO pins (cgroup_id, path, pinned_us) VALUES (?, ?, ?)",
-                       (2, gone_rel, booted_us - 20 * 10**6))
-    finally:
-        db.close()
+    T.al.db_write("INSERT INTO pins (cgroup_id, path, pinned_us) VALUES (?, ?, ?)",
+                  (2, gone_rel, booted_us - 20 * 10**6))
     T.al.start()
     check(sorted(T.al.status()["pins_waiting"]) == sorted([late_rel, gone_rel]),
           "pins_waiting after the second start %r" % T.al.status()["pins_waiting"])
