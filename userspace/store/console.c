@@ -394,6 +394,12 @@ static const char *body_rows(const char *p, const char *e)
 	return NULL;
 }
 
+/* Two columns for a batch's rows, as the walks below read them: 1 and its rows column (the array
+ * itself, schema 11 and 12), or 0 and its audit record's body (the array under "rows", 13 on);
+ * then " FROM" the batch b and its record a. */
+#define BATCH_TEXT "b.audit_seq IS NULL, CASE WHEN b.audit_seq IS NULL THEN b.rows ELSE a.body END" \
+	" FROM command_batches b LEFT JOIN audit a ON a.seq = b.audit_seq"
+
 /*
  * The statements search. The rows alone (statement_rows) are real rows: SQL finds the newest
  * that match. The batched rows are JSON arrays, one a batch (store_int.h); SQL's json_each and
@@ -714,9 +720,7 @@ int store_find_statements(struct store_reader *r, const struct store_find_filter
 	floor = found_trim(q);
 	if (sqlite3_prepare_v2(r->db, "SELECT resource, cgroup_path, exe, pid, uid FROM connections WHERE id = ?1",
 			       -1, &q->conn_st, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(r->db, "SELECT b.last_id, b.last_at_us, b.audit_seq IS NULL,"
-			       " CASE WHEN b.audit_seq IS NULL THEN b.rows ELSE a.body END"
-			       " FROM command_batches b LEFT JOIN audit a ON a.seq = b.audit_seq"
+	    sqlite3_prepare_v2(r->db, "SELECT b.last_id, b.last_at_us, " BATCH_TEXT
 			       " WHERE b.kind = 'statements' ORDER BY b.last_id DESC", -1, &bst, NULL) != SQLITE_OK)
 		goto out;
 	while ((step = sqlite3_step(bst)) == SQLITE_ROW) {
@@ -826,8 +830,7 @@ static int since_rows(struct store_reader *rd, const char *kind, const char *alo
 	    sqlite3_prepare_v2(rd->db, alone_sql, -1, &alone, NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(alone, 1, since_us) != SQLITE_OK ||
 	    /* The batches that end at since or later (an earlier one holds no row at or after it). */
-	    sqlite3_prepare_v2(rd->db, "SELECT b.audit_seq IS NULL, CASE WHEN b.audit_seq IS NULL THEN b.rows"
-			       " ELSE a.body END FROM command_batches b LEFT JOIN audit a ON a.seq = b.audit_seq"
+	    sqlite3_prepare_v2(rd->db, "SELECT " BATCH_TEXT
 			       " WHERE b.kind = ?2 AND b.last_at_us >= ?1 ORDER BY b.id", -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 1, since_us) != SQLITE_OK ||
 	    sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC) != SQLITE_OK)
@@ -1134,9 +1137,7 @@ static int sess_rows(struct store_reader *r, const struct sess_kind *k, int64_t 
 	/* Its rows alone: SQL (request_id filled in below, for the rows kept). */
 	if (rows(r, k->alone_sql, bind_id, &conn_id, sess_alone, &q, NULL) < 0)
 		goto out;
-	if (sqlite3_prepare_v2(r->db, "SELECT b.first_at_us, b.audit_seq IS NULL,"
-			       " CASE WHEN b.audit_seq IS NULL THEN b.rows ELSE a.body END"
-			       " FROM command_batches b LEFT JOIN audit a ON a.seq = b.audit_seq"
+	if (sqlite3_prepare_v2(r->db, "SELECT b.first_at_us, " BATCH_TEXT
 			       " WHERE b.kind = ?2 AND b.conns LIKE '%,' || ?1 || ',%'"
 			       " AND b.last_at_us >= max(coalesce((SELECT opened_us FROM connections WHERE id = ?1), 0), ?3)"
 			       " ORDER BY b.last_at_us", -1, &bst, NULL) != SQLITE_OK ||
