@@ -20,7 +20,8 @@
 # a unique name and removed on any exit; only processes this script started are stopped, by pid.
 #
 # Knobs: BENCH_ROUNDS (3), BENCH_HTTPS_T (10 s per run), BENCH_MITM (0), BENCH_HTTPS_WORKLOADS
-# (keepalive handshake: which to run).
+# (keepalive handshake: which to run), BENCH_PERF_DIR (a profile of the whole host during each
+# run, MODE-WORKLOAD-ROUND.data: bench/lib.sh's bench_perf_start).
 # Installs wrk and haproxy with apt-get if missing (scripts/deps.sh does not list them).
 
 set -euo pipefail
@@ -169,8 +170,10 @@ run() {
 	local extra=()
 	[ "$wl" = handshake ] && extra=(-H "Connection: close")
 	t0=$(bench_cpu_ticks "$pid")
+	bench_perf_start "$mode-$wl-$round" "$DUR"
 	out=$(bench_in_cg "$cg" wrk -t2 -c32 -d"${DUR}s" --latency "${extra[@]}" "$url" 2>&1)
 	t1=$(bench_cpu_ticks "$pid")
+	bench_perf_wait
 	python3 - "$out" "$((t1 - t0))" "$(getconf CLK_TCK)" <<'PYEOF'
 import re, sys
 o = sys.argv[1]

@@ -119,6 +119,24 @@ bench_cpu_ticks() {
 	fi
 }
 
+# Profiles (BENCH_PERF_DIR set): bench_perf_start NAME SECONDS records the whole host (perf
+# record -a, after a second's delay) into BENCH_PERF_DIR/NAME.data in the background while a
+# run goes on; bench_perf_wait waits for it. BENCH_PERF_ARGS replaces "-g -F 499" (e.g.
+# "-e raw_syscalls:sys_enter" to count each process's system calls).
+BENCH_PERF_PID=
+bench_perf_start() {
+	[ -n "${BENCH_PERF_DIR:-}" ] || return 0
+	[ "$2" -ge 2 ] || return 0
+	# shellcheck disable=SC2086 # word splitting of the arguments is wanted
+	perf record -q -a ${BENCH_PERF_ARGS:--g -F 499} -o "$BENCH_PERF_DIR/$1.data" -D 1000 -- \
+		sleep $(($2 - 1)) >/dev/null 2>&1 &
+	BENCH_PERF_PID=$!
+}
+bench_perf_wait() {
+	[ -z "$BENCH_PERF_PID" ] || wait "$BENCH_PERF_PID" || true
+	BENCH_PERF_PID=
+}
+
 bench_cleanup() {
 	local rc=$? cg t
 	set +e

@@ -26,6 +26,8 @@
 # every process and the kernel (/proc/stat) over the transactions, which also counts what the
 # proxy makes others do (the server's wake-ups, the store's writeback); and for Airlock the bytes
 # it wrote to storage per transaction (/proc/PID/io write_bytes: the store's WAL and checkpoints).
+# BENCH_PERF_DIR: also record a profile of the whole host during each run there,
+# MODE-WORKLOAD-ROUND.data (bench/lib.sh: bench_perf_start), to see where its CPU goes.
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -274,7 +276,9 @@ for round in $(seq "$ROUNDS"); do
 			cpu0=$(bench_cpu_ticks "$proxy")
 			host0=$(host_busy_ticks)
 			wr0=$(written_bytes "$mode")
+			bench_perf_start "$mode-$wl-$round" "$DUR"
 			client "$mode" "$wl"
+			bench_perf_wait
 			cpu1=$(bench_cpu_ticks "$proxy")
 			host1=$(host_busy_ticks)
 			wr1=$(written_bytes "$mode")

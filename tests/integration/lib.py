@@ -15,6 +15,7 @@ import errno
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -32,6 +33,39 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("AIRLOCK_BUILD") or os.path.join(REPO, "build")
 AIRLOCKD = os.path.join(BUILD, "airlockd")
 AIRLOCKCTL = os.path.join(BUILD, "airlockctl")
+UNIT = os.path.join(REPO, "packaging", "airlockd.service")
+
+
+def unit_capabilities(path=UNIT):
+    """The capabilities the systemd unit leaves airlockd (its CapabilityBoundingSet=), as
+    setpriv names them (bpf, net_admin, ...); None if it sets none."""
+    with open(path) as f:
+        for line in f:
+            if line.startswith("CapabilityBoundingSet="):
+                return [c[len("CAP_"):].lower() for c in line.split("=", 1)[1].split()]
+    return None
+
+
+def _daemon_wrap():
+    if "AIRLOCK_DAEMON_WRAP" in os.environ:
+        return shlex.split(os.environ["AIRLOCK_DAEMON_WRAP"])
+    caps = unit_capabilities()
+    return ["/usr/bin/setpriv", "--bounding-set=-all," + ",".join("+" + c for c in caps), "--"] if caps else []
+
+
+def ensure_bpffs():
+    """Mounts bpffs at /sys/fs/bpf if it is not there, as systemd does at boot: the daemon
+    (with the unit's capabilities, no CAP_SYS_ADMIN) cannot mount it itself."""
+    with open("/proc/self/mounts") as f:
+        if any(ln.split()[1:3] == ["/sys/fs/bpf", "bpf"] for ln in f):
+            return
+    subprocess.run(["mount", "-t", "bpf", "bpf", "/sys/fs/bpf"], check=True)
+
+
+# Every test's airlockd runs with only the capabilities the systemd unit gives it (root, but
+# no more than that), so the suites show the unit's set is enough for all they do.
+# AIRLOCK_DAEMON_WRAP replaces the wrapper ("" runs the daemon with all of root's).
+DAEMON_WRAP = _daemon_wrap()
 PY = "/usr/bin/python3"
 RUN_ID = "%d-%s" % (os.getpid(), secrets.token_hex(3))
 
@@ -204,11 +238,7 @@ class TestCgroup:
         self.id = os.stat(self.path).st_ino
 
     def procs(self):
-        try:
-            with open(os.path.join(self.path, "cgroup.procs")) as f:
-                return [int(x) for x in f.read().split()]
-        except FileNotFoundError:
-            return []
+        return TestCgroup.procs_of(self.path)
 
     def argv(self, argv):
         """argv wrapped so the process joins this cgroup before it execs (same pid)."""
@@ -225,18 +255,39 @@ class TestCgroup:
         on_cleanup(stop_process, p, 2.0, signal.SIGKILL)
         return p
 
+    def populated(self):
+        try:
+            with open(os.path.join(self.path, "cgroup.events")) as f:
+                return "populated 1" in f.read()
+        except FileNotFoundError:
+            return False
+
     def kill_all(self):
-        """Kills what is left in the cgroup: only processes this test put there (or their children)."""
+        """Kills what is left in the cgroup and the cgroups under it (a test may make a subtree,
+        e.g. a container's systemd): only processes this test put there, or their children."""
+        kill = os.path.join(self.path, "cgroup.kill")
         for _ in range(50):
-            pids = self.procs()
-            if not pids:
+            if not self.populated():
                 return
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            if os.path.exists(kill):
+                with open(kill, "w") as f:
+                    f.write("1")
+            else:
+                for d, _, _ in os.walk(self.path):
+                    for pid in TestCgroup.procs_of(d):
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
             time.sleep(0.05)
+
+    @staticmethod
+    def procs_of(d):
+        try:
+            with open(os.path.join(d, "cgroup.procs")) as f:
+                return [int(x) for x in f.read().split()]
+        except FileNotFoundError:
+            return []
 
     def remove(self):
         if not os.path.isdir(self.path):
@@ -244,10 +295,12 @@ class TestCgroup:
         self.kill_all()
         for _ in range(100):
             try:
-                os.rmdir(self.path)
+                # Deepest first: a subtree the test made (or a container's init made in it).
+                for d, _, _ in sorted(os.walk(self.path), key=lambda w: -w[0].count("/")):
+                    os.rmdir(d)
                 return
             except FileNotFoundError:
-                return
+                continue
             except OSError as e:
                 if e.errno != errno.EBUSY:
                     raise
@@ -391,6 +444,7 @@ class Airlock:
         self.log = os.path.join(tmpdir, "airlockd.log")
         self.proc = None
         self.banner = ""
+        self.wrap = DAEMON_WRAP
         self.write_conf(resources, settings)
         on_cleanup(self.down)
 
@@ -425,8 +479,9 @@ class Airlock:
         """Starts airlockd; returns the banner once it printed its pinned: line. env: extra
         environment variables for it."""
         check(self.proc is None or self.proc.poll() is not None, "airlockd already running")
+        ensure_bpffs()
         logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([self.airlockd, "-c", self.conf], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(self.wrap + [self.airlockd, "-c", self.conf], stdout=subprocess.PIPE,
                                      stderr=logf, text=True, env=dict(os.environ, **(env or {})))
         logf.close()
         on_cleanup(stop_process, self.proc)

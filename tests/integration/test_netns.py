@@ -27,6 +27,7 @@ import json
 import os
 import random
 import secrets
+import shlex
 import signal
 import socket
 import struct
@@ -413,9 +414,11 @@ class NetnsAirlock(lib.Airlock):
     def __init__(self, tmpdir, netns, settings=()):
         wrapper = os.path.join(tmpdir, "airlockd-in-" + netns)
         with open(wrapper, "w") as f:
-            f.write('#!/bin/sh\nexec %s --net=/run/netns/%s %s "$@"\n' % (NSENTER, netns, lib.AIRLOCKD))
+            f.write('#!/bin/sh\nexec %s --net=/run/netns/%s %s %s "$@"\n' %
+                    (NSENTER, netns, " ".join(shlex.quote(w) for w in lib.DAEMON_WRAP), lib.AIRLOCKD))
         os.chmod(wrapper, 0o755)
         super().__init__(tmpdir, [], settings=settings, binaries=(wrapper, lib.AIRLOCKCTL))
+        self.wrap = []  # inside the namespace: nsenter needs what the wrap may take away
         self.pin_root = self.pin_root + "-" + netns[-1]
         self.write_conf([], settings)
 

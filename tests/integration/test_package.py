@@ -1,6 +1,7 @@
 """The Debian package (make deb): what it holds and needs, a dpkg install, remove and purge
-into a scratch root, its systemd unit, and its own airlockd and airlockctl steering a pinned
-agent.
+into a scratch root, its systemd unit (also under a real systemd, booted in a container on an
+overlay of this host), the unit's capabilities, and its own airlockd and airlockctl steering a
+pinned agent.
 
 Run as root with /usr/bin/python3. Prints `ok - NAME` / `not ok - NAME: why` per case and exits
 1 if any failed. The package is built in a temp dir and installed only into a scratch root
@@ -39,7 +40,7 @@ FILES = {
 
 
 class T:
-    tmp = deb = root = xroot = cg = al = srv = None
+    tmp = deb = root = xroot = cg = al = srv = sdcg = None
     version = ""
     port = 0
 
@@ -311,6 +312,238 @@ def case_packaged_daemon():
     check(msg == "STOPPING=1", "sd_notify on stop: %r" % msg)
 
 
+def cap_mask(names):
+    """The kernel's bit mask of capabilities named as setpriv names them (numbers from
+    linux/capability.h)."""
+    nums = {}
+    with open("/usr/include/linux/capability.h") as f:
+        for ln in f:
+            w = ln.split()
+            if len(w) == 3 and w[0] == "#define" and w[1].startswith("CAP_") and w[2].isdigit():
+                nums[w[1][len("CAP_"):].lower()] = int(w[2])
+    return sum(1 << nums[n] for n in names)
+
+
+def case_caps():
+    """Every suite runs airlockd with only the unit's capabilities (lib.DAEMON_WRAP). Without the two
+    that only identity needs it still steers, and says at start what it cannot record."""
+    caps = lib.unit_capabilities()
+    check(caps and {"bpf", "perfmon", "net_admin", "sys_ptrace", "dac_read_search"} <= set(caps) and
+          "sys_admin" not in caps, "the unit's CapabilityBoundingSet: %r" % caps)
+    check(lib.DAEMON_WRAP[:2] == ["/usr/bin/setpriv", "--bounding-set=-all," + ",".join("+" + c for c in caps)] or
+          "AIRLOCK_DAEMON_WRAP" in os.environ, "the suites' daemon wrapper: %r" % lib.DAEMON_WRAP)
+    tmp = os.path.join(T.tmp, "caps")
+    os.makedirs(tmp)
+    cg = lib.TestCgroup("-caps")
+    res = [("web", ["127.0.0.2"], [T.port])]
+    al = lib.Airlock(tmp, res)
+    al.pin_root += "-caps"
+    al.write_conf(res)
+    less = [c for c in caps if c not in ("sys_ptrace", "dac_read_search")]
+    al.wrap = ["/usr/bin/setpriv", "--bounding-set=-all," + ",".join("+" + c for c in less), "--"]
+    al.start()
+    try:
+        log = "\n".join(al.log_lines())
+        check("without CAP_SYS_PTRACE, the executable of an agent (/proc/PID/exe) is not recorded" in log and
+              "without CAP_DAC_READ_SEARCH, the path of an agent's cgroup is not recorded" in log,
+              "no warning about the missing capabilities: %s" % log[-600:])
+        check(al.ctl("pin", cg.path).returncode == 0, "pin without the identity capabilities")
+        acc = T.srv.accepted
+        r = cg.run([CURL, "-sS", "--noproxy", "*", "--max-time", "10", "http://127.0.0.2:%d/" % T.port], timeout=30)
+        check(r.returncode == 0 and T.srv.accepted == acc + 1, "curl: %d %s" % (r.returncode, r.stderr.strip()))
+        rows = wait_for(lambda: [x for x in json.loads(al.ctl("connections", "--json").stdout or "[]")
+                                 if x.get("reason") == "closed"], 10, 0.1)
+        check(len(rows) == 1 and rows[0]["comm"] == "curl" and not rows[0].get("exe"),
+              "the connection without CAP_SYS_PTRACE: %r" % rows)
+    finally:
+        al.down()
+
+
+# Boots systemd as PID 1 of a container: new PID, mount, network, cgroup, IPC and UTS
+# namespaces, its root an overlay of this host's root (what it writes lands in the overlay's
+# upper directory), its cgroup tree the test's cgroup (cgroup namespace), a fresh bpffs, a
+# /dev of a few device nodes, /sys read-only (so no udev), and a boot target that starts
+# nothing: what runs is what the test asks systemctl for.
+SYSTEMD_BOOT = r"""
+set -u
+W=$1
+M=$W/m
+mount -t overlay overlay -o "lowerdir=/,upperdir=$W/u,workdir=$W/w" "$M" || exit 90
+mount -t proc proc "$M/proc"
+mount -t sysfs -o ro sys "$M/sys"
+mount -t cgroup2 cgroup2 "$M/sys/fs/cgroup" || exit 91
+mount -t bpf bpf "$M/sys/fs/bpf" || exit 92
+mount -t tmpfs -o mode=755 tmpfs "$M/dev"
+for d in null zero full random urandom tty; do
+	touch "$M/dev/$d"
+	mount --bind "/dev/$d" "$M/dev/$d"
+done
+mkdir "$M/dev/pts" "$M/dev/shm"
+mount -t devpts devpts "$M/dev/pts" -o newinstance,ptmxmode=0666
+ln -s pts/ptmx "$M/dev/ptmx"
+mount -t tmpfs tmpfs "$M/dev/shm"
+mount -t tmpfs tmpfs "$M/run"
+mount -t tmpfs tmpfs "$M/tmp"
+rm -rf "$M/var/lib/airlock" "$M/etc/airlock"
+# A container image's policy-rc.d (Docker's refuses every service start) is not a Debian host's.
+rm -f "$M/usr/sbin/policy-rc.d"
+: >"$M/etc/machine-id"
+mkdir -p "$M/etc/systemd/system"
+printf '[Unit]\nDescription=airlock test boot\n' >"$M/etc/systemd/system/airlock-test.target"
+cd "$M"
+exec env -i container=airlock-test PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+	chroot "$M" /lib/systemd/systemd --unit=airlock-test.target --show-status=no
+"""
+
+
+class Container:
+    """systemd booted by SYSTEMD_BOOT in the cgroup cg; inside() runs a command in it."""
+
+    def __init__(self, cg, work):
+        for d in ("u", "w", "m"):
+            os.makedirs(os.path.join(work, d))
+        self.cg = cg
+        self.log = open(os.path.join(work, "boot.log"), "wb")
+        lib.on_cleanup(self.log.close)
+        # The unshare process stays in cg itself, PID 1 (systemd) under it; cg's removal kills both.
+        self.unshare = subprocess.Popen(cg.argv(["unshare", "--cgroup", "--mount", "--net", "--pid", "--fork",
+                                                 "--uts", "--ipc", "--propagation", "private", "bash", "-c",
+                                                 SYSTEMD_BOOT, "boot", work]),
+                                        stdout=self.log, stderr=self.log, env=lib.CLIENT_ENV)
+        lib.on_cleanup(cg.remove)
+
+        def init():
+            try:
+                with open("/proc/%d/task/%d/children" % (self.unshare.pid, self.unshare.pid)) as f:
+                    kids = f.read().split()
+                with open("/proc/%s/comm" % kids[0]) as f:
+                    return int(kids[0]) if f.read().strip() == "systemd" else None
+            except (OSError, IndexError):
+                return None
+        self.pid = wait_for(init, 20, 0.1)
+        check(self.pid, "systemd did not start in the container (exit %r)" % self.unshare.poll())
+        state = wait_for(lambda: self.inside("systemctl", "is-system-running").stdout.strip()
+                         in ("running", "degraded"), 30, 0.1)
+        check(state, "systemd in the container is not running: %s" %
+              self.inside("systemctl", "is-system-running").stdout.strip())
+
+    def inside(self, *argv, input=None, timeout=120):
+        """argv in the container's namespaces and root, as a process of its root cgroup (so it may
+        move itself into a cgroup of the container's tree); output as text."""
+        r = subprocess.run(self.cg.argv(["nsenter", "-t", str(self.pid), "-m", "-n", "-p", "-C", "-i", "-u", "-r",
+                                         "-w", "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                                         "DEBIAN_FRONTEND=noninteractive"] + list(argv)),
+                           input=input, capture_output=True, timeout=timeout)
+        return subprocess.CompletedProcess(r.args, r.returncode, r.stdout.decode(errors="replace"),
+                                           r.stderr.decode(errors="replace"))
+
+
+def case_systemd():
+    """apt install under a real systemd (PID 1 of a container on an overlay of this host): the unit
+    starts airlockd with its hardening, Type=notify and its STATUS=, reload, restart (pins
+    re-adopted), stop (the pinned agent is refused), and apt remove gives the agent its network
+    back."""
+    T.sdcg = lib.TestCgroup("-systemd")
+    c = Container(T.sdcg, os.path.join(T.tmp, "systemd"))
+
+    def ok(*argv, **kw):
+        r = c.inside(*argv, **kw)
+        check(r.returncode == 0, "%s: %d %s" % (" ".join(argv), r.returncode, (r.stdout + r.stderr).strip()[-800:]))
+        return r.stdout
+
+    def show(*props):
+        out = ok("systemctl", "show", "airlockd", *["-p" + p for p in props])
+        return dict(ln.split("=", 1) for ln in out.splitlines() if "=" in ln)
+
+    def journal_tail():
+        return c.inside("journalctl", "-u", "airlockd", "-o", "cat", "--no-pager", "-n", "12").stdout.strip()
+
+    with open(T.deb, "rb") as f:
+        ok("sh", "-c", "cat > /tmp/airlock.deb", input=f.read())
+    ok("ip", "link", "set", "lo", "up")
+    out = ok("apt-get", "install", "-y", "-q", "--no-install-recommends", "/tmp/airlock.deb")
+    check("multi-user.target.wants/airlockd.service" in out, "install did not enable the unit: %s" % out[-800:])
+    # The postinst started it; Type=notify: active only once airlockd said READY=1, with its STATUS=.
+    p = show("ActiveState", "SubState", "Type", "MainPID", "StatusText", "NRestarts")
+    check(p.get("ActiveState") == "active" and p.get("Type") == "notify" and
+          p.get("StatusText", "").startswith("steering to port 907, 0 pinned cgroups, console http://127.0.0.1:8077/"),
+          "airlockd.service after install: %r; journal: %s" % (p, journal_tail()))
+    main_pid = p["MainPID"]
+    # The unit's hardening is in force on the running daemon.
+    st = ok("cat", "/proc/%s/status" % main_pid)
+    check("NoNewPrivs:\t1" in st, "NoNewPrivs is not set on airlockd: %s" % st[-300:])
+    bnd = [int(ln.split()[1], 16) for ln in st.splitlines() if ln.startswith("CapBnd:")]
+    check(bnd == [cap_mask(lib.unit_capabilities())], "airlockd's bounding set: %r, want the unit's %r" %
+          (bnd, lib.unit_capabilities()))
+    journal = ok("journalctl", "-u", "airlockd", "-o", "cat", "--no-pager")
+    check("airlockd %s ready" % T.version in journal and "store:   /var/lib/airlock/airlock.db" in journal,
+          "the banner is not in the journal: %s" % journal[-800:])
+
+    # An agent in a cgroup of the container's tree, pinned; a web server as a transient service.
+    body = "airlock-systemd-%s\n" % lib.RUN_ID
+    ok("mkdir", "-p", "/srv/www", "/sys/fs/cgroup/agent")
+    ok("sh", "-c", "cat > /srv/www/index.html", input=body.encode())
+    ok("systemd-run", "--unit=airlock-test-web", "--property=WorkingDirectory=/srv/www", "python3", "-m",
+       "http.server", "--bind", "127.0.0.2", "8081")
+    check(wait_for(lambda: c.inside(CURL, "-sf", "-o", "/dev/null", "http://127.0.0.2:8081/").returncode == 0,
+                   10, 0.1), "the test web server did not start")
+    check("pinned /agent" in ok("airlockctl", "pin", "/agent"), "pin /agent")
+
+    def agent_curl():
+        return c.inside("sh", "-c", 'echo $$ > /sys/fs/cgroup/agent/cgroup.procs && exec "$@"', "agent", CURL, "-sS",
+                        "--max-time", "10", "http://127.0.0.2:8081/")
+
+    def conns():
+        return json.loads(ok("airlockctl", "connections", "--json"))
+
+    r = agent_curl()
+    check(r.returncode == 0 and r.stdout == body, "agent's curl: %d %r %s" % (r.returncode, r.stdout, r.stderr))
+    rows = wait_for(lambda: [x for x in conns() if x.get("reason") == "closed"], 10, 0.1)
+    check(len(rows) == 1 and rows[0]["cgroup_path"] == "/agent" and rows[0]["comm"] == "curl" and
+          rows[0]["dst_port"] == 8081 and not rows[0].get("resource"),
+          "the agent's connection (no resource names 127.0.0.2:8081 yet): %r" % rows)
+
+    # systemctl reload (ExecReload: SIGHUP) takes a new policy file.
+    ok("sh", "-c", "cat > /etc/airlock/policy.d/web.conf",
+       input=b'resource "sd-web" {\n\taddress 127.0.0.2\n\tport 8081\n\tprotocol tcp\n}\n')
+    ok("systemctl", "reload", "airlockd")
+    check(wait_for(lambda: "configuration reloaded" in ok("journalctl", "-u", "airlockd", "-o", "cat", "--no-pager"),
+                   10, 0.1), "no reload in the journal")
+    r = agent_curl()
+    check(r.returncode == 0 and r.stdout == body, "agent's curl after the reload: %d %s" % (r.returncode, r.stderr))
+    rows = wait_for(lambda: [x for x in conns() if x.get("resource") == "sd-web" and x.get("reason") == "closed"],
+                    10, 0.1)
+    check(len(rows) == 1, "after systemctl reload the connection is not sd-web's: %r" % conns())
+
+    # A restart re-adopts the pin: the new daemon steers the agent at once.
+    ok("systemctl", "restart", "airlockd")
+    p = show("ActiveState", "MainPID", "StatusText")
+    check(p.get("ActiveState") == "active" and p.get("MainPID") != main_pid and
+          p.get("StatusText", "").startswith("steering to port 907, 1 pinned cgroup,"),
+          "after restart: %r; journal: %s" % (p, journal_tail()))
+    r = agent_curl()
+    check(r.returncode == 0 and r.stdout == body, "agent's curl after restart: %d %s" % (r.returncode, r.stderr))
+    check(wait_for(lambda: len([x for x in conns() if x.get("resource") == "sd-web"]) == 2, 10, 0.1),
+          "the restarted daemon did not record the agent: %r" % conns())
+
+    # Stopped, it fails closed: the pinned agent is refused, the container's other processes are not.
+    ok("systemctl", "stop", "airlockd")
+    r = agent_curl()
+    check(r.returncode == 7, "agent's curl with airlockd stopped: %d %r %s" % (r.returncode, r.stdout, r.stderr))
+    r = c.inside(CURL, "-sS", "--max-time", "10", "http://127.0.0.2:8081/")
+    check(r.returncode == 0 and r.stdout == body, "unpinned curl with airlockd stopped: %d %s" % (r.returncode, r.stderr))
+
+    # apt remove releases the pins (and stops the service): the agent reaches the server directly.
+    ok("systemctl", "start", "airlockd")
+    out = ok("apt-get", "remove", "-y", "-q", "airlock")
+    check("removing every pin" in out, "remove: %s" % out[-800:])
+    check(c.inside("systemctl", "is-active", "airlockd").stdout.strip() in ("inactive", "unknown"),
+          "airlockd still runs after remove")
+    check(not [e for e in ok("ls", "/sys/fs/bpf").split() if e.startswith("airlock")], "pins left after remove")
+    r = agent_curl()
+    check(r.returncode == 0 and r.stdout == body, "agent's curl after remove: %d %s" % (r.returncode, r.stderr))
+
+
 CASES = [
     ("make deb: airlock_VERSION_ARCH.deb with the version of airlockd -V", case_build),
     ("Depends names each library's Debian package; apt would install nothing else here", case_depends),
@@ -325,6 +558,11 @@ CASES = [
     ("the packaged airlockd and airlockctl steer and record a pinned agent's curl; it tells systemd "
      "READY=1 (once airlockctl gets answers), RELOADING=1/READY=1 on SIGHUP, STOPPING=1",
      case_packaged_daemon),
+    ("airlockd runs with the unit's capabilities in every suite; without sys_ptrace and dac_read_search "
+     "it still steers and says at start what it cannot record", case_caps),
+    ("under a real systemd (a container on an overlay of this host): apt install starts airlockd.service "
+     "(Type=notify, its STATUS=, NoNewPrivileges), a pinned agent is steered, systemctl reload takes a "
+     "new resource, restart re-adopts the pin, stop refuses the agent, apt remove frees it", case_systemd),
 ]
 
 
@@ -343,7 +581,7 @@ def main():
             res.not_ok("test_package", "%s is missing (make all; scripts/deps.sh)" % b)
             return 1
     return lib.run_suite(res, setup, CASES, lambda: T.al,
-                         lambda: [T.cg and T.cg.path, T.al and T.al.pin_root, T.tmp], label="test_package ")
+                         lambda: [T.cg and T.cg.path, T.sdcg and T.sdcg.path, T.al and T.al.pin_root, T.tmp], label="test_package ")
 
 
 if __name__ == "__main__":

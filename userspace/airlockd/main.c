@@ -19,10 +19,12 @@
 #include <event2/event.h>
 #include <getopt.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -709,6 +711,31 @@ static void on_batch_open(void *arg)
 	}
 }
 
+/*
+ * What a connection's row cannot say without a capability the service manager
+ * took away (the systemd unit keeps both; tests run the daemon with the unit's
+ * set): said once at start, rather than a blank column with no reason.
+ */
+static void warn_identity_caps(void)
+{
+	static const struct {
+		int cap;
+		const char *what;
+	} need[] = {
+		{ CAP_SYS_PTRACE, "CAP_SYS_PTRACE, the executable of an agent (/proc/PID/exe)" },
+		{ CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH, the path of an agent's cgroup" },
+	};
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct c[_LINUX_CAPABILITY_U32S_3];
+
+	memset(c, 0, sizeof(c));
+	if (syscall(SYS_capget, &h, c) < 0)
+		return;
+	for (size_t i = 0; i < AL_ARRAY_LEN(need); i++)
+		if (!(c[need[i].cap / 32].effective & (1u << (need[i].cap % 32))))
+			al_warn("without %s is not recorded", need[i].what);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct daemon *d = arg;
@@ -931,6 +958,7 @@ int main(int argc, char **argv)
 
 		n = kern_pinned(d.kern, ids, MAX_PINS);
 	}
+	warn_identity_caps();
 	relay_stats(d.relay, &rs);
 	printf("airlockd %s ready\n"
 	       "  steer:   127.0.0.1:%u [::1]:%u\n"
