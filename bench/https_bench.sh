@@ -201,7 +201,10 @@ for wl in "${WORKLOADS[@]}"; do
 		n=${#MODES[@]}
 		for ((i = 0; i < n; i++)); do
 			m=${MODES[$(((i + round) % n))]}
-			R[$wl,$m]+="$(run "$m" "$wl");"
+			r=$(run "$m" "$wl")
+			R[$wl,$m]+="$r;"
+			read -r rps _ _ _ cpu <<<"$r"
+			echo "round $((round + 1))/$ROUNDS $wl $m: $rps req/s, $cpu us cpu/req"
 		done
 	done
 done
