@@ -172,7 +172,8 @@ const struct al_resource *config_https_resource(const struct al_config *cfg, con
 const struct al_rule *config_decide(const struct al_resource *res, const struct al_subject *s);
 const char *config_action_name(int action);
 
-/* 1 if the rule's identity conditions (cgroup, uid, exe) hold for this agent. */
+/* 1 if the rule's identity conditions (cgroup, uid, exe) hold for this agent. A cgroup or exe
+ * that could not be read (NULL) meets a deny or review rule's condition, not an allow rule's. */
 int config_rule_identity_matches(const struct al_rule *r, const char *cgroup_path, long uid,
 				 const char *exe);
 const char *config_proto_name(enum al_proto p);

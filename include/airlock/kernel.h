@@ -33,6 +33,12 @@ int kern_cgroup_join(const char *arg, char *abs, size_t len, size_t *mlen) AL_MU
 int kern_cgroup_of_pid(pid_t pid, struct kern_cgroup *cg, char *err, size_t errlen) AL_MUST;
 /* Path relative to the v2 mount of the cgroup with this id; -1 if gone. */
 int kern_cgroup_path(uint64_t id, char *buf, size_t len) AL_MUST;
+/* 1 if this process is in the initial PID namespace, where the pids BPF records (the host's)
+ * name the same processes as our /proc; 0 if not. */
+int kern_host_pids(void);
+/* The executable of the process with this host pid (tgid), as /proc/PID/exe names it; -1 if
+ * it is gone, unreadable (CAP_SYS_PTRACE), or our /proc is not the host's (kern_host_pids). */
+int kern_pid_exe(uint32_t tgid, char *buf, size_t len) AL_MUST;
 
 /* Mounts bpffs at /sys/fs/bpf if nothing is mounted there. */
 int kern_ensure_bpffs(void) AL_MUST;

@@ -182,10 +182,12 @@ int store_http_since(struct store_reader *r, int64_t since_us,
  * Group commit for audit rows on the hot path: writers call
  * store_batch_begin (a no-op when a batch is open) and rows share one
  * transaction until store_batch_commit. The daemon commits at the end of the
- * event-loop iteration that opened the batch (store_on_batch tells it), so
- * the rows of a burst share one commit, and a connection's opening row is
- * committed before any of its bytes go upstream. Decisions that gate a
- * command commit on their own, durably, before they take effect.
+ * event-loop iteration that opened the batch (store_on_batch tells it), or,
+ * under load, BATCH_MIN_US after its last commit, so the rows of a burst
+ * share one commit. Audit rows are not a gate: a connection's bytes and an
+ * allowed command go upstream without waiting for their rows' commit (a
+ * kill -9 can lose that window of rows). Decisions that gate a command
+ * commit on their own, durably, before they take effect.
  */
 void store_on_batch(struct store *s, void (*fn)(void *arg), void *arg);
 int store_batch_begin(struct store *s) AL_MUST;

@@ -502,6 +502,10 @@ def case_systemd():
     check(len(rows) == 1 and rows[0]["cgroup_path"] == "/agent" and rows[0]["comm"] == "curl" and
           rows[0]["dst_port"] == 8081 and not rows[0].get("resource"),
           "the agent's connection (no resource names 127.0.0.2:8081 yet): %r" % rows)
+    # In the container's PID namespace the kernel's (host) pid names another process or none in
+    # its /proc: the executable is left out, not guessed, and the start-up log says why.
+    check(not rows[0].get("exe") and "runs in a PID namespace of its own" in journal,
+          "exe in a PID namespace: %r; journal: %s" % (rows[0].get("exe"), journal[-600:]))
 
     # systemctl reload (ExecReload: SIGHUP) takes a new policy file.
     ok("sh", "-c", "cat > /etc/airlock/policy.d/web.conf",

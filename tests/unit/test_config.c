@@ -1,5 +1,6 @@
 /* Unit tests for the airlock.conf parser and resource matching (userspace/config). */
 #include <airlock/config.h>
+#include <airlock/pg.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -915,6 +916,28 @@ static void test_rules(void)
 	CHECK(config_rule_identity_matches(r, "/agents/a1", 1000, "/usr/bin/python3"));
 	CHECK(!config_rule_identity_matches(r, "/agents/a1", 1001, "/usr/bin/python3"));
 	CHECK(!config_rule_identity_matches(r, "/other", 1000, "/usr/bin/python3"));
+	/* What could not be read for the agent does not meet an allow rule's condition... */
+	CHECK(!config_rule_identity_matches(r, "/agents/a1", 1000, NULL));
+	CHECK(!config_rule_identity_matches(r, NULL, 1000, "/usr/bin/python3"));
+	{
+		/* ...and does meet a deny or review rule's: an unknown exe does not slip past them. */
+		struct al_config *d = parse("resource db {\n address 10.0.0.1\n port 5432\n protocol postgres\n"
+					    " credential x\n rule deny kind ddl exe \"/usr/bin/python3*\"\n"
+					    " rule review cgroup \"/agents/*\" approvers dba\n rule allow\n}\n");
+		struct al_subject subj = { .kind = PG_KIND_DDL, .cgroup_path = "/agents/a1", .uid = 5 };
+
+		CHECK(d && d->resources[0].n_rules == 3);
+		if (d && d->resources[0].n_rules == 3) {
+			CHECK(config_decide(&d->resources[0], &subj) == &d->resources[0].rules[0]);
+			subj.exe = "/usr/bin/psql";
+			CHECK(config_decide(&d->resources[0], &subj) == &d->resources[0].rules[1]);
+			subj.cgroup_path = NULL;
+			CHECK(config_decide(&d->resources[0], &subj) == &d->resources[0].rules[1]);
+			subj.cgroup_path = "/other";
+			CHECK(config_decide(&d->resources[0], &subj) == &d->resources[0].rules[2]);
+		}
+		config_free(d);
+	}
 	{
 		const char *rels[] = { "public.t" };
 		struct al_subject subj = { .kind = 2 /* update */, .relations = rels, .n_relations = 1,

@@ -712,11 +712,12 @@ static void on_batch_open(void *arg)
 }
 
 /*
- * What a connection's row cannot say without a capability the service manager
- * took away (the systemd unit keeps both; tests run the daemon with the unit's
- * set): said once at start, rather than a blank column with no reason.
+ * What a connection's row cannot say here, without a capability the service
+ * manager took away (the systemd unit keeps both; tests run the daemon with
+ * the unit's set) or from inside a PID namespace: said once at start, rather
+ * than a blank column with no reason.
  */
-static void warn_identity_caps(void)
+static void warn_identity_gaps(void)
 {
 	static const struct {
 		int cap;
@@ -728,6 +729,9 @@ static void warn_identity_caps(void)
 	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
 	struct __user_cap_data_struct c[_LINUX_CAPABILITY_U32S_3];
 
+	if (!kern_host_pids())
+		al_warn("airlockd runs in a PID namespace of its own: the kernel names agents by their "
+			"host pids, which its /proc does not show, so their executables are not recorded");
 	memset(c, 0, sizeof(c));
 	if (syscall(SYS_capget, &h, c) < 0)
 		return;
@@ -958,7 +962,7 @@ int main(int argc, char **argv)
 
 		n = kern_pinned(d.kern, ids, MAX_PINS);
 	}
-	warn_identity_caps();
+	warn_identity_gaps();
 	relay_stats(d.relay, &rs);
 	printf("airlockd %s ready\n"
 	       "  steer:   127.0.0.1:%u [::1]:%u\n"

@@ -41,8 +41,7 @@ static int on_sample(void *arg, const void *data, size_t len)
 	struct refusals *r = arg;
 	const struct al_event *e = data;
 	struct store_refusal row = { 0 };
-	char comm[AL_COMM_LEN + 1], dst[INET6_ADDRSTRLEN], path[256], exe[PATH_MAX], link[64];
-	ssize_t n = -1;
+	char comm[AL_COMM_LEN + 1], dst[INET6_ADDRSTRLEN], path[256], exe[PATH_MAX];
 
 	if (len < sizeof(*e) || e->reason >= AL_REASON_MAX)
 		return 0;
@@ -62,14 +61,8 @@ static int on_sample(void *arg, const void *data, size_t len)
 	row.tid = e->pid;
 	row.uid = e->uid;
 	row.comm = comm[0] ? comm : NULL;
-	if (e->tgid) {
-		snprintf(link, sizeof(link), "/proc/%u/exe", e->tgid);
-		n = readlink(link, exe, sizeof(exe) - 1);
-		if (n > 0) {
-			exe[n] = '\0';
-			row.exe = exe;
-		}
-	}
+	if (kern_pid_exe(e->tgid, exe, sizeof(exe)) == 0)
+		row.exe = exe;
 	row.family = e->family;
 	row.type = e->type;
 	row.protocol = e->protocol;

@@ -1792,14 +1792,27 @@ const char *config_proto_name(enum al_proto p)
 	return "unknown";
 }
 
+/*
+ * A glob condition on what could not be read for this agent (its executable: it exited, no
+ * CAP_SYS_PTRACE, a PID namespace; its cgroup path: the cgroup went away) holds for a rule
+ * that refuses or holds the command and fails for one that lets it through: an unknown
+ * executable does not slip past "rule deny ... exe X" (fail closed).
+ */
+static int glob_matches(const struct al_rule *r, const char *glob, const char *value)
+{
+	if (!value)
+		return r->allow != AL_ACTION_ALLOW;
+	return fnmatch(glob, value, 0) == 0;
+}
+
 int config_rule_identity_matches(const struct al_rule *r, const char *cgroup_path, long uid,
 				 const char *exe)
 {
 	if (r->uid >= 0 && r->uid != uid)
 		return 0;
-	if (r->cgroup_glob && (!cgroup_path || fnmatch(r->cgroup_glob, cgroup_path, 0) != 0))
+	if (r->cgroup_glob && !glob_matches(r, r->cgroup_glob, cgroup_path))
 		return 0;
-	if (r->exe_glob && (!exe || fnmatch(r->exe_glob, exe, 0) != 0))
+	if (r->exe_glob && !glob_matches(r, r->exe_glob, exe))
 		return 0;
 	return 1;
 }

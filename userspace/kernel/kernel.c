@@ -179,6 +179,34 @@ out:
 	return rc;
 }
 
+/* The initial PID namespace's inode (include/linux/proc_ns.h: PROC_PID_INIT_INO). */
+#define HOST_PIDNS_INO 0xEFFFFFFCU
+
+int kern_host_pids(void)
+{
+	static int host = -1;
+	struct stat st;
+
+	if (host < 0)
+		host = stat("/proc/self/ns/pid", &st) == 0 && st.st_ino == HOST_PIDNS_INO;
+	return host;
+}
+
+int kern_pid_exe(uint32_t tgid, char *buf, size_t len)
+{
+	char link[32];
+	ssize_t n;
+
+	if (!tgid || len < 2 || !kern_host_pids())
+		return -1;
+	snprintf(link, sizeof(link), "/proc/%u/exe", tgid);
+	n = readlink(link, buf, len - 1);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return 0;
+}
+
 int kern_ensure_bpffs(void)
 {
 	struct statfs sfs;

@@ -549,9 +549,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	struct al_origin o;
 	struct al_addr peer;
 	uint16_t peer_port;
-	char peer_s[INET6_ADDRSTRLEN], dst_s[INET6_ADDRSTRLEN], exe[PATH_MAX], link[64];
+	char peer_s[INET6_ADDRSTRLEN], dst_s[INET6_ADDRSTRLEN], exe[PATH_MAX];
 	char comm[AL_COMM_LEN + 1];
-	ssize_t n;
 
 	r->stats.accepted++;
 	c.opened_us = al_now_us();
@@ -575,9 +574,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	al_addr_str(&o.dst, dst_s, sizeof(dst_s));
 	memcpy(comm, o.comm, AL_COMM_LEN);
 	comm[AL_COMM_LEN] = '\0';
-	snprintf(link, sizeof(link), "/proc/%u/exe", o.tgid);
-	n = readlink(link, exe, sizeof(exe) - 1);
-	exe[n > 0 ? n : 0] = '\0';
+	c.exe = kern_pid_exe(o.tgid, exe, sizeof(exe)) == 0 ? exe : NULL;
 	c.cgroup_id = o.cgroup_id;
 	c.cgroup_path = cgroup_path_cached(r, o.cgroup_id);
 	c.pid = o.tgid;
@@ -585,7 +582,6 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	c.uid = o.uid;
 	c.gid = o.gid;
 	c.comm = comm;
-	c.exe = n > 0 ? exe : NULL;
 	c.dst_addr = dst_s;
 	c.dst_port = o.dst_port;
 	relay_adopt(r, fd, &c, &o.dst, o.dst_port);
