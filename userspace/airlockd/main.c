@@ -713,31 +713,24 @@ static void on_batch_open(void *arg)
 
 /*
  * What a connection's row cannot say here, without a capability the service
- * manager took away (the systemd unit keeps both; tests run the daemon with
- * the unit's set) or from inside a PID namespace: said once at start, rather
- * than a blank column with no reason.
+ * manager took away (the systemd unit keeps it; tests run the daemon with the
+ * unit's set) or from inside a PID namespace: said once at start, rather than
+ * a blank column with no reason.
  */
 static void warn_identity_gaps(void)
 {
-	static const struct {
-		int cap;
-		const char *what;
-	} need[] = {
-		{ CAP_SYS_PTRACE, "CAP_SYS_PTRACE, the executable of an agent (/proc/PID/exe)" },
-		{ CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH, the path of an agent's cgroup" },
-	};
 	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
 	struct __user_cap_data_struct c[_LINUX_CAPABILITY_U32S_3];
 
-	if (!kern_host_pids())
+	if (!kern_host_pids()) {
 		al_warn("airlockd runs in a PID namespace of its own: the kernel names agents by their "
 			"host pids, which its /proc does not show, so their executables are not recorded");
-	memset(c, 0, sizeof(c));
-	if (syscall(SYS_capget, &h, c) < 0)
 		return;
-	for (size_t i = 0; i < AL_ARRAY_LEN(need); i++)
-		if (!(c[need[i].cap / 32].effective & (1u << (need[i].cap % 32))))
-			al_warn("without %s is not recorded", need[i].what);
+	}
+	memset(c, 0, sizeof(c));
+	if (syscall(SYS_capget, &h, c) == 0 &&
+	    !(c[CAP_SYS_PTRACE / 32].effective & (1u << (CAP_SYS_PTRACE % 32))))
+		al_warn("without CAP_SYS_PTRACE, the executable of an agent (/proc/PID/exe) is not recorded");
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)

@@ -140,6 +140,53 @@ int kern_cgroup_of_pid(pid_t pid, struct kern_cgroup *cg, char *err, size_t errl
 	return kern_cgroup_resolve(line + 3, cg, err, errlen);
 }
 
+/*
+ * Depth first under dirfd (a cgroup directory; rel holds its path relative to the mount, used
+ * bytes of it) for the directory whose inode is id (a cgroup v2 directory's inode number is
+ * its cgroup id): what kern_cgroup_path does without open_by_handle_at, which needs
+ * CAP_DAC_READ_SEARCH (read any file) where this needs only the tree's 0755 directories.
+ * Returns 0 with the path in rel, -1 if not found under dirfd.
+ */
+static int walk_for_id(int dirfd, char *rel, size_t len, size_t used, uint64_t id, int depth)
+{
+	int fd = dup(dirfd), rc = -1;
+	struct dirent *e;
+	DIR *d;
+
+	if (fd < 0)
+		return -1;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -1;
+	}
+	while (rc < 0 && (e = readdir(d)) != NULL) {
+		size_t n = strlen(e->d_name);
+		int sub;
+
+		if (e->d_type != DT_DIR || strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+		    used + 1 + n >= len)
+			continue;
+		rel[used] = '/';
+		memcpy(rel + used + 1, e->d_name, n + 1);
+		if ((uint64_t)e->d_ino == id) {
+			rc = 0;
+			break;
+		}
+		if (depth >= 64)
+			continue;
+		sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+		if (sub < 0)
+			continue; /* gone meanwhile */
+		rc = walk_for_id(sub, rel, len, used + 1 + n, id, depth + 1);
+		close(sub);
+	}
+	closedir(d);
+	if (rc < 0)
+		rel[used] = '\0';
+	return rc;
+}
+
 int kern_cgroup_path(uint64_t id, char *buf, size_t len)
 {
 	struct {
@@ -160,6 +207,17 @@ int kern_cgroup_path(uint64_t id, char *buf, size_t len)
 	h.fh.handle_type = FILEID_KERNFS;
 	memcpy(h.fh.f_handle, &id, sizeof(id));
 	fd = open_by_handle_at(mfd, &h.fh, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 && errno == EPERM) {
+		/* Without CAP_DAC_READ_SEARCH (airlockd's unit does not give it): look for it. */
+		struct stat st;
+
+		target[0] = '\0';
+		if (fstat(mfd, &st) == 0 && (uint64_t)st.st_ino == id)
+			rc = al_fmt(buf, len, "/");
+		else if (walk_for_id(mfd, target, sizeof(target), 0, id, 0) == 0)
+			rc = al_fmt(buf, len, "%s", target);
+		goto out;
+	}
 	if (fd < 0)
 		goto out;
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
