@@ -537,6 +537,15 @@ def case_systemd():
     check(wait_for(lambda: len([x for x in conns() if x.get("resource") == "sd-web"]) == 2, 10, 0.1),
           "the restarted daemon did not record the agent: %r" % conns())
 
+    # A crash: systemd starts it again (Restart=on-failure), and the new daemon steers the agent.
+    pid = show("MainPID")["MainPID"]
+    ok("systemctl", "kill", "-s", "KILL", "airlockd")
+    p = wait_for(lambda: (lambda q: q if q.get("ActiveState") == "active" and q.get("MainPID") not in ("0", pid)
+                          else None)(show("ActiveState", "MainPID", "NRestarts")), 20, 0.2)
+    check(p and p.get("NRestarts") == "1", "after kill -9: %r; journal: %s" % (p, journal_tail()))
+    r = agent_curl()
+    check(r.returncode == 0 and r.stdout == body, "agent's curl after the crash: %d %s" % (r.returncode, r.stderr))
+
     # Stopped, it fails closed: the pinned agent is refused, the container's other processes are not.
     ok("systemctl", "stop", "airlockd")
     r = agent_curl()
@@ -573,8 +582,9 @@ CASES = [
      "agents deeper than the pin are still recorded); without sys_ptrace it still steers and says at "
      "start what it cannot record", case_caps),
     ("under a real systemd (a container on an overlay of this host): apt install starts airlockd.service "
-     "(Type=notify, its STATUS=, NoNewPrivileges), a pinned agent is steered, systemctl reload takes a "
-     "new resource, restart re-adopts the pin, stop refuses the agent, apt remove frees it", case_systemd),
+     "(Type=notify, its STATUS=, NoNewPrivileges, the unit's capabilities), a pinned agent is steered, "
+     "systemctl reload takes a new resource, restart and a kill -9 (Restart=on-failure) re-adopt the pin, "
+     "stop refuses the agent, apt remove frees it", case_systemd),
 ]
 
 
