@@ -526,6 +526,29 @@ def case_systemd():
                     10, 0.1)
     check(len(rows) == 1, "after systemctl reload the connection is not sd-web's: %r" % conns())
 
+    # An agent behind a veth in a network namespace of the container: pin --iface (XDP, nftables
+    # TPROXY, policy routing) works with the unit's hardening, and its connection is audited.
+    ok("ip", "netns", "add", "agentns")
+    ok("ip", "link", "add", "alvh", "type", "veth", "peer", "name", "alva")
+    ok("ip", "link", "set", "alva", "netns", "agentns")
+    ok("ip", "addr", "add", "10.77.0.1/24", "dev", "alvh")
+    ok("ip", "link", "set", "alvh", "up")
+    ok("ip", "netns", "exec", "agentns", "sh", "-c", "ip link set lo up && ip addr add 10.77.0.2/24 dev alva && "
+       "ip link set alva up && ip route add default via 10.77.0.1")
+    ok("systemd-run", "--unit=airlock-test-web2", "--property=WorkingDirectory=/srv/www", "python3", "-m",
+       "http.server", "--bind", "10.77.0.1", "8082")
+    check(wait_for(lambda: c.inside(CURL, "-sf", "-o", "/dev/null", "http://10.77.0.1:8082/").returncode == 0,
+                   10, 0.1), "the second test web server did not start")
+    out = ok("airlockctl", "pin", "--iface", "alvh")
+    check("xdp" in ok("ip", "link", "show", "alvh") and "fwmark" in ok("ip", "rule", "list"),
+          "pin --iface: no XDP on alvh or no TPROXY routing rule: %s" % out)
+    r = c.inside("ip", "netns", "exec", "agentns", CURL, "-sS", "--max-time", "10", "http://10.77.0.1:8082/")
+    check(r.returncode == 0 and r.stdout == body, "curl from the pinned veth: %d %r %s (pin: %s)" %
+          (r.returncode, r.stdout, r.stderr, out.strip()))
+    rows = wait_for(lambda: [x for x in conns() if x.get("iface") == "alvh" and x.get("reason") == "closed"], 10, 0.1)
+    check(len(rows) == 1 and rows[0]["dst_addr"] == "10.77.0.1" and rows[0]["dst_port"] == 8082 and
+          rows[0]["agent_addr"] == "10.77.0.2", "the veth agent's connection: %r" % rows)
+
     # A restart re-adopts the pin: the new daemon steers the agent at once.
     ok("systemctl", "restart", "airlockd")
     p = show("ActiveState", "MainPID", "StatusText")
@@ -560,6 +583,8 @@ def case_systemd():
     check(c.inside("systemctl", "is-active", "airlockd").stdout.strip() in ("inactive", "unknown"),
           "airlockd still runs after remove")
     check(not [e for e in ok("ls", "/sys/fs/bpf").split() if e.startswith("airlock")], "pins left after remove")
+    check("xdp" not in ok("ip", "link", "show", "alvh") and "fwmark" not in ok("ip", "rule", "list"),
+          "XDP or the TPROXY routing rule left after remove")
     r = agent_curl()
     check(r.returncode == 0 and r.stdout == body, "agent's curl after remove: %d %s" % (r.returncode, r.stderr))
 
@@ -582,7 +607,8 @@ CASES = [
      "agents deeper than the pin are still recorded); without sys_ptrace it still steers and says at "
      "start what it cannot record", case_caps),
     ("under a real systemd (a container on an overlay of this host): apt install starts airlockd.service "
-     "(Type=notify, its STATUS=, NoNewPrivileges, the unit's capabilities), a pinned agent is steered, "
+     "(Type=notify, its STATUS=, NoNewPrivileges, the unit's capabilities), a pinned cgroup's agent and a "
+     "pinned veth's (XDP, nftables TPROXY) are steered, "
      "systemctl reload takes a new resource, restart and a kill -9 (Restart=on-failure) re-adopt the pin, "
      "stop refuses the agent, apt remove frees it", case_systemd),
 ]
