@@ -514,6 +514,13 @@ def case_systemd():
     check(not rows[0].get("exe") and "runs in a PID namespace of its own" in journal,
           "exe in a PID namespace: %r; journal: %s" % (rows[0].get("exe"), journal[-600:]))
 
+    # The console answers a process of the container that is not an agent: the daemon finds the
+    # caller's cgroup (the container's root, through its cgroup namespace) without
+    # CAP_DAC_READ_SEARCH, by the tree.
+    r = c.inside(CURL, "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "http://127.0.0.1:8077/")
+    check(r.stdout == "200", "the console from an unpinned process: %r %s; journal: %s" %
+          (r.stdout, r.stderr, journal_tail()))
+
     # systemctl reload (ExecReload: SIGHUP) takes a new policy file.
     ok("sh", "-c", "cat > /etc/airlock/policy.d/web.conf",
        input=b'resource "sd-web" {\n\taddress 127.0.0.2\n\tport 8081\n\tprotocol tcp\n}\n')
