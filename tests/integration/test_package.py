@@ -285,6 +285,8 @@ def case_packaged_daemon():
     check("airlockd %s ready" % T.version in banner, "banner: %r" % banner)
     msg = notify.recv(4096).decode()
     st = T.al.ctl("status", "--json")
+    check(st.returncode == 0 and json.loads(st.stdout).get("exe_recorded") is True and
+          "not recorded" not in T.al.ctl("status").stdout, "status with the unit's capabilities: %s" % st.stdout)
     check(msg.startswith("READY=1\nSTATUS=steering to port %d, 0 pinned cgroups" % T.al.steer_port) and
           st.returncode == 0, "sd_notify at start: %r; status then: %s" % (msg, st.stderr.strip()))
     r = T.al.ctl("pin", T.cg.path)
@@ -347,8 +349,13 @@ def case_caps():
     al.start()
     try:
         log = "\n".join(al.log_lines())
-        check("without CAP_SYS_PTRACE, the executable of an agent (/proc/PID/exe) is not recorded" in log,
+        gap = "without CAP_SYS_PTRACE, /proc/PID/exe of an agent cannot be read"
+        check(gap + ": agents' executables are not recorded" in log,
               "no warning about the missing capability: %s" % log[-600:])
+        st = al.ctl("status")
+        sj = json.loads(al.ctl("status", "--json").stdout or "{}")
+        check("agents' executables are not recorded: " + gap in st.stdout and sj.get("exe_recorded") is False and
+              sj.get("exe_gap") == gap, "status without sys_ptrace: %s / %r" % (st.stdout, sj))
         check(al.ctl("pin", cg.path).returncode == 0, "pin without sys_ptrace")
         child = os.path.join(cg.path, "deeper", "agent")
         os.makedirs(child)
@@ -511,7 +518,8 @@ def case_systemd():
           "the agent's connection (no resource names 127.0.0.2:8081 yet): %r" % rows)
     # In the container's PID namespace the kernel's (host) pid names another process or none in
     # its /proc: the executable is left out, not guessed, and the start-up log says why.
-    check(not rows[0].get("exe") and "runs in a PID namespace of its own" in journal,
+    check(not rows[0].get("exe") and "runs in a PID namespace of its own" in journal and
+          "agents' executables are not recorded: airlockd runs in a PID namespace" in ok("airlockctl", "status"),
           "exe in a PID namespace: %r; journal: %s" % (rows[0].get("exe"), journal[-600:]))
 
     # The console answers a process of the container that is not an agent: the daemon finds the

@@ -95,6 +95,27 @@ static json_t *pin_json(struct daemon *d, uint64_t id)
 	return json_pack("{s:I, s:s}", "cgroup_id", (json_int_t)id, "path", path);
 }
 
+/*
+ * Why a connection's row cannot name the agent's executable here, or NULL if it
+ * can: a capability the service manager took away (the systemd unit keeps it;
+ * tests run the daemon with the unit's set), or a PID namespace of its own.
+ * Said once at start and in status, rather than a blank column with no reason.
+ */
+static const char *exe_gap(void)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct c[_LINUX_CAPABILITY_U32S_3];
+
+	if (!kern_host_pids())
+		return "airlockd runs in a PID namespace of its own: the kernel names agents by their host "
+		       "pids, which its /proc does not show";
+	memset(c, 0, sizeof(c));
+	if (syscall(SYS_capget, &h, c) == 0 &&
+	    !(c[CAP_SYS_PTRACE / 32].effective & (1u << (CAP_SYS_PTRACE % 32))))
+		return "without CAP_SYS_PTRACE, /proc/PID/exe of an agent cannot be read";
+	return NULL;
+}
+
 static json_t *cmd_status(struct daemon *d)
 {
 	static uint64_t ids[MAX_PINS];
@@ -129,6 +150,9 @@ static json_t *cmd_status(struct daemon *d)
 			json_array_append_new(waiting, json_string(d->wait->recs.v[i].path));
 		json_object_set_new(resp, "pins_waiting", waiting);
 	}
+	json_object_set_new(resp, "exe_recorded", json_boolean(!exe_gap()));
+	if (exe_gap())
+		json_object_set_new(resp, "exe_gap", json_string(exe_gap()));
 	json_object_set_new(resp, "live", json_integer((json_int_t)rs.live));
 	json_object_set_new(resp, "accepted", json_integer((json_int_t)rs.accepted));
 	json_object_set_new(resp, "max_sessions", json_integer((json_int_t)rs.max_sessions));
@@ -711,28 +735,6 @@ static void on_batch_open(void *arg)
 	}
 }
 
-/*
- * What a connection's row cannot say here, without a capability the service
- * manager took away (the systemd unit keeps it; tests run the daemon with the
- * unit's set) or from inside a PID namespace: said once at start, rather than
- * a blank column with no reason.
- */
-static void warn_identity_gaps(void)
-{
-	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
-	struct __user_cap_data_struct c[_LINUX_CAPABILITY_U32S_3];
-
-	if (!kern_host_pids()) {
-		al_warn("airlockd runs in a PID namespace of its own: the kernel names agents by their "
-			"host pids, which its /proc does not show, so their executables are not recorded");
-		return;
-	}
-	memset(c, 0, sizeof(c));
-	if (syscall(SYS_capget, &h, c) == 0 &&
-	    !(c[CAP_SYS_PTRACE / 32].effective & (1u << (CAP_SYS_PTRACE % 32))))
-		al_warn("without CAP_SYS_PTRACE, the executable of an agent (/proc/PID/exe) is not recorded");
-}
-
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct daemon *d = arg;
@@ -955,7 +957,8 @@ int main(int argc, char **argv)
 
 		n = kern_pinned(d.kern, ids, MAX_PINS);
 	}
-	warn_identity_gaps();
+	if (exe_gap())
+		al_warn("%s: agents' executables are not recorded", exe_gap());
 	relay_stats(d.relay, &rs);
 	printf("airlockd %s ready\n"
 	       "  steer:   127.0.0.1:%u [::1]:%u\n"

@@ -125,6 +125,9 @@ static int cmd_status(void)
 	json_array_foreach(json_object_get(resp, "pins_waiting"), i, p)
 		printf("  %s (pinned before this boot; not there yet: pinned the moment it is made)\n",
 		       json_string_value(p));
+	if (json_string_value(json_object_get(resp, "exe_gap")))
+		printf("agents' executables are not recorded: %s\n",
+		       json_string_value(json_object_get(resp, "exe_gap")));
 	printf("sessions: %lld live (%lld relayed, %lld postgres, %lld https), at most %lld at once "
 	       "(%lld file descriptors)\n",
 	       (long long)(json_integer_value(json_object_get(resp, "live")) +
