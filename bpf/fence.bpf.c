@@ -1,6 +1,7 @@
 /* The fence: which sockets a pinned agent may create, and the egress backstop for every packet it sends. */
 #include "lib/maps.h"
 #include "lib/fence.h"
+#include "lib/exe.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -14,6 +15,7 @@ int al_sock_create(struct bpf_sock *sk)
 
 	if (al_sock_create_allowed(sk->family, sk->type, sk->protocol, &reason))
 		return 1;
+	al_exe_capture(bpf_get_current_pid_tgid() >> 32);
 	al_refuse_event(reason, sk->family, sk->type, sk->protocol, 0, 0, 1, 0);
 	return 0;
 }
@@ -25,6 +27,7 @@ static __always_inline int bind_check(struct bpf_sock_addr *ctx, const struct al
 
 	if (al_bind_allowed(port, steer_port, &reason))
 		return 1;
+	al_exe_capture(bpf_get_current_pid_tgid() >> 32);
 	al_refuse_event(reason, ctx->family, ctx->type, ctx->protocol, a, port, 1, 0);
 	return 0;
 }

@@ -1,6 +1,7 @@
 /* Steering: connect4/6 rewrite a pinned agent's TCP to airlockd and police its UDP; sockops publishes origin; getpeername hides it. */
 #include "lib/maps.h"
 #include "lib/fence.h"
+#include "lib/exe.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -59,6 +60,7 @@ static __always_inline int steer(struct bpf_sock_addr *ctx, const struct al_addr
 	if (v == AL_PASS || v == AL_KEEP)
 		return 1;
 	if (v == AL_REFUSE) {
+		al_exe_capture(bpf_get_current_pid_tgid() >> 32);
 		al_refuse_event(reason, ctx->family, ctx->type, ctx->protocol, dst, port, 1, 0);
 		return 0;
 	}
@@ -74,6 +76,7 @@ static __always_inline int steer(struct bpf_sock_addr *ctx, const struct al_addr
 	o->family = ctx->family;
 	o->flags = v4mapped ? AL_ORIGIN_V4MAPPED : 0;
 	fill_identity(o);
+	al_exe_capture(o->tgid);
 	al_count(reason);
 	return 1;
 }
@@ -85,6 +88,7 @@ static __always_inline int udp_check(struct bpf_sock_addr *ctx, const struct al_
 
 	if (al_udp_allowed(port, al_is_resolver(dst), &reason))
 		return 1;
+	al_exe_capture(bpf_get_current_pid_tgid() >> 32);
 	al_refuse_event(reason, ctx->family, ctx->type, ctx->protocol, dst, port, 1, 0);
 	return 0;
 }

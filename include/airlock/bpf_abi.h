@@ -47,6 +47,27 @@ struct al_conn_key {
 	__u16 pad;
 };
 
+/*
+ * The executable of a process that made a steered connect(), by the kernel at
+ * that moment (al_exe, keyed by tgid): the path of task->mm->exe_file from the
+ * root of the process's mount namespace, as /proc/PID/exe would show it,
+ * without /proc (which needs CAP_SYS_PTRACE, races with the process's exit,
+ * and shows other processes from inside a PID namespace). len < AL_EXE_PATH;
+ * path is twice that so the kernel's bounded copies fit; flags say the path is
+ * not whole (the daemon then falls back to /proc).
+ */
+#define AL_EXE_PATH       256
+#define AL_EXE_PARTS      32        /* path components walked, at most */
+#define AL_EXE_TOO_DEEP   (1u << 0)
+#define AL_EXE_TOO_LONG   (1u << 1)
+#define AL_EXE_MAX        4096      /* processes remembered (LRU, preallocated: about 2 MiB) */
+
+struct al_exe {
+	__u32 len;
+	__u32 flags;
+	char path[2 * AL_EXE_PATH];
+};
+
 /* What the connect hook learned: where the agent meant to go, and who it is. */
 struct al_origin {
 	struct al_addr dst;

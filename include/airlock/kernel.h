@@ -73,6 +73,12 @@ int kern_in_pinned(struct kern *k, const char *rel);
 int kern_take_origin(struct kern *k, const struct al_addr *agent, uint16_t agent_port,
 		     struct al_origin *out) AL_MUST;
 
+/* The executable of the process with this host pid: what the connect hook recorded (al_exe),
+ * else /proc/PID/exe (kern_pid_exe). 0 with the path in buf, -1 if neither knows. */
+int kern_exe(struct kern *k, uint32_t tgid, char *buf, size_t len) AL_MUST;
+/* 1 if the connect hook records executables on this kernel (kern_open probed it). */
+int kern_exe_by_kernel(const struct kern *k);
+
 /* Per-reason counters summed over CPUs. */
 int kern_counters(struct kern *k, uint64_t out[AL_REASON_MAX]) AL_MUST;
 

@@ -516,6 +516,10 @@ def assert_refused(s, prog, reason, name_errnos=(errno.EPERM,), priv=AS_NOBODY, 
         check(row["uid"] == NOBODY and row["cgroup_id"] == s.cg.id,
               "inside: refusal row has uid %s cgroup %s, expected %d/%d"
               % (row["uid"], row["cgroup_id"], NOBODY, s.cg.id))
+        # The kernel names the executable at the attempt (bpf/lib/exe.h): airlockd has no
+        # CAP_SYS_PTRACE to read another user's /proc/PID/exe.
+        check(row.get("exe") == os.path.realpath(prog[0]),
+              "inside: refusal row names exe %r, expected %r" % (row.get("exe"), os.path.realpath(prog[0])))
     check(ob.delta("egress_drop") == 0, "inside: egress_drop rose: a packet got past the socket hooks")
     ob.servers_untouched()
     return r, pid, ob

@@ -36,11 +36,17 @@ import json, socket, sys, time
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 socks = []
 for i in range(n):
-    socks.append(socket.create_connection((host, port), timeout=5))
+    try:
+        socks.append(socket.create_connection((host, port), timeout=5))
+    except ConnectionResetError:
+        socks.append(None)    # reset at accept, before connect() returned: as fast as airlockd is
     time.sleep(0.01)          # airlockd takes them in this order
 time.sleep(0.5)
 verdict = []
 for s in socks:
+    if s is None:
+        verdict.append("reset")
+        continue
     s.setblocking(False)
     try:
         verdict.append("closed" if not s.recv(1) else "data")

@@ -328,12 +328,13 @@ def cap_mask(names):
 
 def case_caps():
     """Every suite runs airlockd with only the unit's capabilities (lib.DAEMON_WRAP): no
-    dac_read_search (an agent in a cgroup under the pinned one still has its path recorded).
-    Without sys_ptrace, which only the executable needs, it still steers, and says at start what
-    it cannot record."""
+    dac_read_search (an agent in a cgroup under the pinned one still has its path recorded) and
+    no sys_ptrace (the connect hook records the executable). With the hook's record turned off
+    (AIRLOCKD_BPF_EXE=0, as on a kernel without it) it still steers, and says at start and in
+    status that executables are not recorded."""
     caps = lib.unit_capabilities()
-    check(caps and {"bpf", "perfmon", "net_admin", "sys_ptrace"} <= set(caps) and
-          not {"sys_admin", "dac_read_search", "dac_override"} & set(caps),
+    check(caps and {"bpf", "perfmon", "net_admin"} <= set(caps) and
+          not {"sys_admin", "sys_ptrace", "dac_read_search", "dac_override"} & set(caps),
           "the unit's CapabilityBoundingSet: %r" % caps)
     check(lib.DAEMON_WRAP[:2] == ["/usr/bin/setpriv", "--bounding-set=-all," + ",".join("+" + c for c in caps)] or
           "AIRLOCK_DAEMON_WRAP" in os.environ, "the suites' daemon wrapper: %r" % lib.DAEMON_WRAP)
@@ -344,37 +345,49 @@ def case_caps():
     al = lib.Airlock(tmp, res)
     al.pin_root += "-caps"
     al.write_conf(res)
-    less = [c for c in caps if c != "sys_ptrace"]
-    al.wrap = ["/usr/bin/setpriv", "--bounding-set=-all," + ",".join("+" + c for c in less), "--"]
+    child = os.path.join(cg.path, "deeper", "agent")
+    os.makedirs(child)
+
+    def agent_row():
+        acc = T.srv.accepted
+        mark = max([x["id"] for x in json.loads(al.ctl("connections", "--json").stdout or "[]")] or [0])
+        r = subprocess.run(["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', child, CURL, "-sS",
+                            "--noproxy", "*", "--max-time", "10", "http://127.0.0.2:%d/" % T.port],
+                           capture_output=True, text=True, timeout=30, env=lib.CLIENT_ENV)
+        check(r.returncode == 0 and T.srv.accepted == acc + 1, "curl: %d %s" % (r.returncode, r.stderr.strip()))
+        rows = wait_for(lambda: [x for x in json.loads(al.ctl("connections", "--json").stdout or "[]")
+                                 if x["id"] > mark and x.get("reason") == "closed"], 10, 0.1)
+        check(rows and len(rows) == 1 and rows[0]["comm"] == "curl" and
+              rows[0]["cgroup_path"] == cg.rel + "/deeper/agent", "the agent's connection: %r" % rows)
+        return rows[0]
+
     al.start()
     try:
-        log = "\n".join(al.log_lines())
+        check(al.ctl("pin", cg.path).returncode == 0, "pin with the unit's capabilities")
+        sj = json.loads(al.ctl("status", "--json").stdout or "{}")
+        row = agent_row()
+        check(row.get("exe") == CURL and sj.get("exe_by_kernel") is True and sj.get("exe_recorded") is True,
+              "the executable with the unit's capabilities: %r; status %r" % (row.get("exe"), sj))
+        check(al.stop() == 0, "stop")
+        log_before = len(al.log_lines())
+        al.start(env={"AIRLOCKD_BPF_EXE": "0"})
+        log = "\n".join(al.log_lines()[log_before:])
         gap = "without CAP_SYS_PTRACE, /proc/PID/exe of an agent cannot be read"
         check(gap + ": agents' executables are not recorded" in log,
               "no warning about the missing capability: %s" % log[-600:])
         st = al.ctl("status")
         sj = json.loads(al.ctl("status", "--json").stdout or "{}")
         check("agents' executables are not recorded: " + gap in st.stdout and sj.get("exe_recorded") is False and
-              sj.get("exe_gap") == gap, "status without sys_ptrace: %s / %r" % (st.stdout, sj))
-        check(al.ctl("pin", cg.path).returncode == 0, "pin without sys_ptrace")
-        child = os.path.join(cg.path, "deeper", "agent")
-        os.makedirs(child)
-        acc = T.srv.accepted
-        r = subprocess.run(["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', child, CURL, "-sS",
-                            "--noproxy", "*", "--max-time", "10", "http://127.0.0.2:%d/" % T.port],
-                           capture_output=True, text=True, timeout=30, env=lib.CLIENT_ENV)
-        check(r.returncode == 0 and T.srv.accepted == acc + 1, "curl: %d %s" % (r.returncode, r.stderr.strip()))
-        rows = wait_for(lambda: [x for x in json.loads(al.ctl("connections", "--json").stdout or "[]")
-                                 if x.get("reason") == "closed"], 10, 0.1)
-        check(len(rows) == 1 and rows[0]["comm"] == "curl" and not rows[0].get("exe") and
-              rows[0]["cgroup_path"] == cg.rel + "/deeper/agent",
-              "the connection without sys_ptrace and dac_read_search: %r" % rows)
+              sj.get("exe_by_kernel") is False and sj.get("exe_gap") == gap,
+              "status without the hook's record and sys_ptrace: %s / %r" % (st.stdout, sj))
+        row = agent_row()
+        check(not row.get("exe"), "an executable without the hook's record and sys_ptrace: %r" % row.get("exe"))
     finally:
         al.down()
 
 
 # Boots systemd as PID 1 of a container: new PID, mount, network, cgroup, IPC and UTS
-# namespaces, its root an overlay of this host's root (what it writes lands in the overlay's
+# namespaces, its root (pivot_root) an overlay of this host's root (what it writes lands in the overlay's
 # upper directory), its cgroup tree the test's cgroup (cgroup namespace), a fresh bpffs, a
 # /dev of a few device nodes, /sys read-only (so no udev), and a boot target that starts
 # nothing: what runs is what the test asks systemctl for.
@@ -404,9 +417,10 @@ rm -f "$M/usr/sbin/policy-rc.d"
 : >"$M/etc/machine-id"
 mkdir -p "$M/etc/systemd/system"
 printf '[Unit]\nDescription=airlock test boot\n' >"$M/etc/systemd/system/airlock-test.target"
-cd "$M"
+# The overlay becomes the root of the mount namespace (as nspawn and Docker do), not a chroot.
+cd "$M" && pivot_root . . && umount -l . && cd / || exit 93
 exec env -i container=airlock-test PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-	chroot "$M" /lib/systemd/systemd --unit=airlock-test.target --show-status=no
+	/lib/systemd/systemd --unit=airlock-test.target --show-status=no
 """
 
 
@@ -516,11 +530,13 @@ def case_systemd():
     check(len(rows) == 1 and rows[0]["cgroup_path"] == "/agent" and rows[0]["comm"] == "curl" and
           rows[0]["dst_port"] == 8081 and not rows[0].get("resource"),
           "the agent's connection (no resource names 127.0.0.2:8081 yet): %r" % rows)
-    # In the container's PID namespace the kernel's (host) pid names another process or none in
-    # its /proc: the executable is left out, not guessed, and the start-up log says why.
-    check(not rows[0].get("exe") and "runs in a PID namespace of its own" in journal and
-          "agents' executables are not recorded: airlockd runs in a PID namespace" in ok("airlockctl", "status"),
-          "exe in a PID namespace: %r; journal: %s" % (rows[0].get("exe"), journal[-600:]))
+    # The connect hook records the executable, so a daemon in a PID namespace of its own (where
+    # the kernel's host pid names another process or none in its /proc), without
+    # CAP_SYS_PTRACE, still has it right.
+    sj = json.loads(ok("airlockctl", "status", "--json"))
+    check(rows[0].get("exe") == "/usr/bin/curl" and sj.get("exe_by_kernel") is True and
+          sj.get("exe_recorded") is True and "not recorded" not in journal,
+          "exe in a PID namespace: %r; status %r; journal: %s" % (rows[0].get("exe"), sj, journal[-600:]))
 
     # The console answers a process of the container that is not an agent: the daemon finds the
     # caller's cgroup (the container's root, through its cgroup namespace) without
@@ -618,9 +634,9 @@ CASES = [
     ("the packaged airlockd and airlockctl steer and record a pinned agent's curl; it tells systemd "
      "READY=1 (once airlockctl gets answers), RELOADING=1/READY=1 on SIGHUP, STOPPING=1",
      case_packaged_daemon),
-    ("airlockd runs with the unit's capabilities in every suite (no dac_read_search: cgroup paths of "
-     "agents deeper than the pin are still recorded); without sys_ptrace it still steers and says at "
-     "start what it cannot record", case_caps),
+    ("airlockd runs with the unit's capabilities in every suite (no dac_read_search, no sys_ptrace: an "
+     "agent two cgroups below the pin has its cgroup path and executable recorded); with the connect "
+     "hook's record off it still steers and says at start and in status what it cannot record", case_caps),
     ("under a real systemd (a container on an overlay of this host): apt install starts airlockd.service "
      "(Type=notify, its STATUS=, NoNewPrivileges, the unit's capabilities), a pinned cgroup's agent and a "
      "pinned veth's (XDP, nftables TPROXY) are steered, "

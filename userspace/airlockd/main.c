@@ -97,15 +97,18 @@ static json_t *pin_json(struct daemon *d, uint64_t id)
 
 /*
  * Why a connection's row cannot name the agent's executable here, or NULL if it
- * can: a capability the service manager took away (the systemd unit keeps it;
- * tests run the daemon with the unit's set), or a PID namespace of its own.
+ * can. The connect hook records it where the kernel allows (kern_exe_by_kernel);
+ * else it comes from /proc/PID/exe, which needs CAP_SYS_PTRACE and the host's
+ * PID namespace.
  * Said once at start and in status, rather than a blank column with no reason.
  */
-static const char *exe_gap(void)
+static const char *exe_gap(const struct kern *k)
 {
 	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
 	struct __user_cap_data_struct c[_LINUX_CAPABILITY_U32S_3];
 
+	if (kern_exe_by_kernel(k))
+		return NULL;
 	if (!kern_host_pids())
 		return "airlockd runs in a PID namespace of its own: the kernel names agents by their host "
 		       "pids, which its /proc does not show";
@@ -150,9 +153,10 @@ static json_t *cmd_status(struct daemon *d)
 			json_array_append_new(waiting, json_string(d->wait->recs.v[i].path));
 		json_object_set_new(resp, "pins_waiting", waiting);
 	}
-	json_object_set_new(resp, "exe_recorded", json_boolean(!exe_gap()));
-	if (exe_gap())
-		json_object_set_new(resp, "exe_gap", json_string(exe_gap()));
+	json_object_set_new(resp, "exe_recorded", json_boolean(!exe_gap(d->kern)));
+	json_object_set_new(resp, "exe_by_kernel", json_boolean(kern_exe_by_kernel(d->kern)));
+	if (exe_gap(d->kern))
+		json_object_set_new(resp, "exe_gap", json_string(exe_gap(d->kern)));
 	json_object_set_new(resp, "live", json_integer((json_int_t)rs.live));
 	json_object_set_new(resp, "accepted", json_integer((json_int_t)rs.accepted));
 	json_object_set_new(resp, "max_sessions", json_integer((json_int_t)rs.max_sessions));
@@ -957,8 +961,8 @@ int main(int argc, char **argv)
 
 		n = kern_pinned(d.kern, ids, MAX_PINS);
 	}
-	if (exe_gap())
-		al_warn("%s: agents' executables are not recorded", exe_gap());
+	if (exe_gap(d.kern))
+		al_warn("%s: agents' executables are not recorded", exe_gap(d.kern));
 	relay_stats(d.relay, &rs);
 	printf("airlockd %s ready\n"
 	       "  steer:   127.0.0.1:%u [::1]:%u\n"

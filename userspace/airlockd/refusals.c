@@ -61,7 +61,7 @@ static int on_sample(void *arg, const void *data, size_t len)
 	row.tid = e->pid;
 	row.uid = e->uid;
 	row.comm = comm[0] ? comm : NULL;
-	if (kern_pid_exe(e->tgid, exe, sizeof(exe)) == 0)
+	if (kern_exe(r->kern, e->tgid, exe, sizeof(exe)) == 0)
 		row.exe = exe;
 	row.family = e->family;
 	row.type = e->type;

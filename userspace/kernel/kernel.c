@@ -37,6 +37,7 @@ struct kern {
 	size_t n_progs;
 	struct kern_pin *pins;
 	size_t n_pins, cap_pins;
+	int exe_by_kernel;          /* the connect hook fills al_exe */
 };
 
 #define ERR(...) al_errf(err, errlen, __VA_ARGS__)
@@ -448,6 +449,9 @@ static int add_progs(struct kern *k, struct bpf_object *obj)
 	return 0;
 }
 
+/* The program types that record an executable (bpf/lib/exe.h): connect, sendmsg, bind; sock_create. */
+static const enum bpf_prog_type exe_prog_types[] = { BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_PROG_TYPE_CGROUP_SOCK };
+
 int kern_open(const char *pin_root, uint16_t steer_port, struct kern **out, char *err, size_t errlen)
 {
 	char path[PATH_MAX];
@@ -485,6 +489,14 @@ int kern_open(const char *pin_root, uint16_t steer_port, struct kern **out, char
 	}
 	k->skel->rodata->steer_port = steer_port;
 	k->fence->rodata->steer_port = steer_port;
+	/* The executable by the kernel where cgroup programs may read the current task and loop
+	 * (bpf_get_current_task_btf, bpf_loop); AIRLOCKD_BPF_EXE=0 turns it off (then /proc). */
+	k->exe_by_kernel = !(getenv("AIRLOCKD_BPF_EXE") && strcmp(getenv("AIRLOCKD_BPF_EXE"), "0") == 0);
+	for (size_t i = 0; i < AL_ARRAY_LEN(exe_prog_types) && k->exe_by_kernel; i++)
+		k->exe_by_kernel = libbpf_probe_bpf_helper(exe_prog_types[i], BPF_FUNC_get_current_task_btf, NULL) == 1 &&
+				   libbpf_probe_bpf_helper(exe_prog_types[i], BPF_FUNC_loop, NULL) == 1;
+	k->skel->rodata->want_exe = (__u8)k->exe_by_kernel;
+	k->fence->rodata->want_exe = (__u8)k->exe_by_kernel;
 	if (set_pin_paths(k, k->skel->obj, err, errlen) < 0 ||
 	    set_pin_paths(k, k->fence->obj, err, errlen) < 0)
 		goto fail;
@@ -616,6 +628,25 @@ int kern_take_origin(struct kern *k, const struct al_addr *agent, uint16_t agent
 		return -1;
 	(void)bpf_map_delete_elem(fd, &key);
 	return 0;
+}
+
+int kern_exe(struct kern *k, uint32_t tgid, char *buf, size_t len)
+{
+	struct al_exe e;
+
+	if (k && k->exe_by_kernel && tgid &&
+	    bpf_map_lookup_elem(bpf_map__fd(k->skel->maps.al_exe), &tgid, &e) == 0 && e.flags == 0 &&
+	    e.len > 0 && e.len < AL_EXE_PATH && e.len < len) {
+		memcpy(buf, e.path, e.len);
+		buf[e.len] = '\0';
+		return 0;
+	}
+	return kern_pid_exe(tgid, buf, len);
+}
+
+int kern_exe_by_kernel(const struct kern *k)
+{
+	return k && k->exe_by_kernel;
 }
 
 int kern_counters(struct kern *k, uint64_t out[AL_REASON_MAX])

@@ -574,7 +574,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	al_addr_str(&o.dst, dst_s, sizeof(dst_s));
 	memcpy(comm, o.comm, AL_COMM_LEN);
 	comm[AL_COMM_LEN] = '\0';
-	c.exe = kern_pid_exe(o.tgid, exe, sizeof(exe)) == 0 ? exe : NULL;
+	c.exe = kern_exe(r->kern, o.tgid, exe, sizeof(exe)) == 0 ? exe : NULL;
 	c.cgroup_id = o.cgroup_id;
 	c.cgroup_path = cgroup_path_cached(r, o.cgroup_id);
 	c.pid = o.tgid;
