@@ -481,6 +481,12 @@ int kern_open(const char *pin_root, uint16_t steer_port, struct kern **out, char
 		goto fail;
 	}
 
+	/* CO-RE (the executable record, bpf/lib/exe.h) needs the kernel's own type information. */
+	if (access("/sys/kernel/btf/vmlinux", R_OK) < 0) {
+		ERR("this kernel has no BTF (/sys/kernel/btf/vmlinux: %s): airlockd's BPF programs need "
+		    "it (CONFIG_DEBUG_INFO_BTF=y, as Debian's kernels have)", strerror(errno));
+		goto fail;
+	}
 	k->skel = steer__open();
 	k->fence = fence__open();
 	if (!k->skel || !k->fence) {
