@@ -36,9 +36,6 @@ int kern_cgroup_path(uint64_t id, char *buf, size_t len) AL_MUST;
 /* 1 if this process is in the initial PID namespace, where the pids BPF records (the host's)
  * name the same processes as our /proc; 0 if not. */
 int kern_host_pids(void);
-/* The executable of the process with this host pid (tgid), as /proc/PID/exe names it; -1 if
- * it is gone, unreadable (CAP_SYS_PTRACE), or our /proc is not the host's (kern_host_pids). */
-int kern_pid_exe(uint32_t tgid, char *buf, size_t len) AL_MUST;
 
 /* Mounts bpffs at /sys/fs/bpf if nothing is mounted there. */
 int kern_ensure_bpffs(void) AL_MUST;
@@ -74,7 +71,8 @@ int kern_take_origin(struct kern *k, const struct al_addr *agent, uint16_t agent
 		     struct al_origin *out) AL_MUST;
 
 /* The executable of the process with this host pid: what the connect hook recorded (al_exe),
- * else /proc/PID/exe (kern_pid_exe). 0 with the path in buf, -1 if neither knows. */
+ * else /proc/PID/exe, which needs CAP_SYS_PTRACE for another user's process and the host's PID
+ * namespace (kern_host_pids). 0 with the path in buf, -1 if neither knows. */
 int kern_exe(struct kern *k, uint32_t tgid, char *buf, size_t len) AL_MUST;
 /* 1 if the connect hook records executables on this kernel (kern_open probed it). */
 int kern_exe_by_kernel(const struct kern *k);

@@ -127,6 +127,7 @@ static json_t *cmd_status(struct daemon *d)
 	struct store_totals tot;
 	json_t *resp = control_ok(), *pins = json_array(), *kobj = json_object(), *sobj = json_object();
 	int n = kern_pinned(d->kern, ids, MAX_PINS);
+	const char *gap = exe_gap(d->kern);
 
 	for (int i = 0; i < n; i++)
 		json_array_append_new(pins, pin_json(d, ids[i]));
@@ -153,10 +154,10 @@ static json_t *cmd_status(struct daemon *d)
 			json_array_append_new(waiting, json_string(d->wait->recs.v[i].path));
 		json_object_set_new(resp, "pins_waiting", waiting);
 	}
-	json_object_set_new(resp, "exe_recorded", json_boolean(!exe_gap(d->kern)));
+	json_object_set_new(resp, "exe_recorded", json_boolean(!gap));
 	json_object_set_new(resp, "exe_by_kernel", json_boolean(kern_exe_by_kernel(d->kern)));
-	if (exe_gap(d->kern))
-		json_object_set_new(resp, "exe_gap", json_string(exe_gap(d->kern)));
+	if (gap)
+		json_object_set_new(resp, "exe_gap", json_string(gap));
 	json_object_set_new(resp, "live", json_integer((json_int_t)rs.live));
 	json_object_set_new(resp, "accepted", json_integer((json_int_t)rs.accepted));
 	json_object_set_new(resp, "max_sessions", json_integer((json_int_t)rs.max_sessions));
@@ -961,8 +962,12 @@ int main(int argc, char **argv)
 
 		n = kern_pinned(d.kern, ids, MAX_PINS);
 	}
-	if (exe_gap(d.kern))
-		al_warn("%s: agents' executables are not recorded", exe_gap(d.kern));
+	{
+		const char *gap = exe_gap(d.kern);
+
+		if (gap)
+			al_warn("%s: agents' executables are not recorded", gap);
+	}
 	relay_stats(d.relay, &rs);
 	printf("airlockd %s ready\n"
 	       "  steer:   127.0.0.1:%u [::1]:%u\n"

@@ -251,7 +251,8 @@ int kern_host_pids(void)
 	return host;
 }
 
-int kern_pid_exe(uint32_t tgid, char *buf, size_t len)
+/* /proc/PID/exe of a host pid: kern_exe's fallback. */
+static int pid_exe(uint32_t tgid, char *buf, size_t len)
 {
 	char link[32];
 	ssize_t n;
@@ -647,7 +648,7 @@ int kern_exe(struct kern *k, uint32_t tgid, char *buf, size_t len)
 		buf[e.len] = '\0';
 		return 0;
 	}
-	return kern_pid_exe(tgid, buf, len);
+	return pid_exe(tgid, buf, len);
 }
 
 int kern_exe_by_kernel(const struct kern *k)
