@@ -46,11 +46,16 @@ def unit_capabilities(path=UNIT):
     return None
 
 
+def bounding_set_wrap(caps):
+    """argv that runs a command with only these capabilities (setpriv names: bpf, net_admin...)."""
+    return ["/usr/bin/setpriv", "--bounding-set=-all," + ",".join("+" + c for c in caps), "--"]
+
+
 def _daemon_wrap():
     if "AIRLOCK_DAEMON_WRAP" in os.environ:
         return shlex.split(os.environ["AIRLOCK_DAEMON_WRAP"])
     caps = unit_capabilities()
-    return ["/usr/bin/setpriv", "--bounding-set=-all," + ",".join("+" + c for c in caps), "--"] if caps else []
+    return bounding_set_wrap(caps) if caps else []
 
 
 def ensure_bpffs():
