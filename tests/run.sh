@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.." || exit 1
 PY=/usr/bin/python3
 UNIT_TIMEOUT=${AIRLOCK_UNIT_TIMEOUT:-300}
 INTEGRATION_TIMEOUT=${AIRLOCK_INTEGRATION_TIMEOUT:-420}
+VM_TIMEOUT=${AIRLOCK_VM_SUITE_TIMEOUT:-1800}
 
 passed=0
 failed=0
@@ -87,6 +88,15 @@ for t in tests/integration/test_*.py tests/bypass/test_*.py tests/bypass/test_*.
 	*.py) run_one "$t" "$INTEGRATION_TIMEOUT" "$PY" -u "$t" ;;
 	*.sh) run_one "$t" "$INTEGRATION_TIMEOUT" bash "$t" ;;
 	esac
+done
+
+# The kernel-facing suites again on Debian 12's own kernel, in a VM (tests/vm/run.sh).
+for t in tests/vm/test_*.sh; do
+	if [ "$(id -u)" -ne 0 ]; then
+		fail_line "$t: skipped, needs root"
+		continue
+	fi
+	run_one "$t" "$VM_TIMEOUT" bash "$t"
 done
 
 echo "$passed passed, $failed failed"

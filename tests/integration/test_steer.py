@@ -195,6 +195,10 @@ def case_start_and_pin():
     check(st["pinned"] == [{"cgroup_id": t.cg.id, "path": t.cg.rel}],
           "status pinned is %r, want [{cgroup_id: %d, path: %s}]" % (st["pinned"], t.cg.id, t.cg.rel))
     check(os.path.isdir(t.al.pin_root), "no pin dir %s" % t.al.pin_root)
+    # The connect hook records the executable on this kernel (bpf/lib/exe.h: its helpers and
+    # bpf_loop are probed at load; tests/vm runs this on Debian 12's 6.1 too).
+    check(st.get("exe_by_kernel") is True and st.get("exe_recorded") is True,
+          "executables are not recorded by the kernel here: %s" % st.get("exe_gap"))
     T.up = True
 
 
