@@ -31,7 +31,8 @@ int kern_cgroup_resolve(const char *arg, struct kern_cgroup *cg, char *err, size
 int kern_cgroup_join(const char *arg, char *abs, size_t len, size_t *mlen) AL_MUST;
 /* The cgroup v2 of a process (from /proc/PID/cgroup). */
 int kern_cgroup_of_pid(pid_t pid, struct kern_cgroup *cg, char *err, size_t errlen) AL_MUST;
-/* Path relative to the v2 mount of the cgroup with this id; -1 if gone. */
+/* Path relative to the v2 mount of the cgroup with this id; -1 if gone. Kept by id: asked
+ * again while the cgroup is still there under that path, it costs one stat. */
 int kern_cgroup_path(uint64_t id, char *buf, size_t len) AL_MUST;
 /* 1 if this process is in the initial PID namespace, where the pids BPF records (the host's)
  * name the same processes as our /proc; 0 if not. */
@@ -63,7 +64,8 @@ int kern_pin_dir_each(const char *root, const char *sub, unsigned long long max,
 		      int (*fn)(void *arg, unsigned long long n, char *err, size_t errlen), void *arg,
 		      char *err, size_t errlen) AL_MUST;
 /* 1 if the cgroup at rel (relative to the v2 mount) is a pinned cgroup or
- * below one, 0 if not. Callers that cannot find a peer's cgroup refuse it. */
+ * below one, or if that cannot be told (rel gone); 0 if not. A stat per level of
+ * rel. Callers that cannot find a peer's cgroup refuse it. */
 int kern_in_pinned(struct kern *k, const char *rel);
 
 /* Takes (looks up and removes) the origin record of an accepted connection. */

@@ -366,6 +366,20 @@ def case_socket_refusals():
     check(r.returncode != 0 and "pinned" in r.stderr,
           "alice's uid inside the pinned cgroup approving: exit %d %r"
           % (r.returncode, r.stderr.strip()))
+    # Two cgroups below the pin: airlockd checks the caller's cgroup and each one above it.
+    nested = os.path.join(T.cga.path, "job", "step")
+    os.makedirs(nested)
+    try:
+        r = subprocess.run(["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', nested,
+                            SETPRIV, "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups",
+                            lib.AIRLOCKCTL, "--review-socket", T.rsock, "approve", str(T.req1["id"])],
+                           capture_output=True, text=True, timeout=20, env=lib.CLIENT_ENV)
+    finally:
+        os.rmdir(nested)
+        os.rmdir(os.path.dirname(nested))
+    check(r.returncode != 0 and "pinned" in r.stderr,
+          "alice's uid two cgroups below the pinned one approving: exit %d %r"
+          % (r.returncode, r.stderr.strip()))
     check(request(T.req1["id"])["state"] == "pending", "request %d is no longer pending"
           % T.req1["id"])
 

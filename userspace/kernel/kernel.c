@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/magic.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/file.h>
 #include <sys/mount.h>
@@ -188,19 +189,81 @@ static int walk_for_id(int dirfd, char *rel, size_t len, size_t used, uint64_t i
 	return rc;
 }
 
+/*
+ * Paths kern_cgroup_path found, by id. An entry is used only while a stat of its path still
+ * finds that id there (a cgroup renamed or removed since is looked up again), so a hit costs
+ * one stat where a miss may walk the whole tree (walk_for_id). Whoever asks (the relay, the
+ * refusal rows, the console's and review socket's peer checks) shares it.
+ */
+#define CGPATH_SLOTS 256
+#define CGPATH_LEN 512
+static struct {
+	uint64_t id;
+	char path[CGPATH_LEN];
+} cgpath[CGPATH_SLOTS];
+static pthread_mutex_t cgpath_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* The cgroup id of the directory at mnt + rel (one stat); 0 if there is none. */
+static uint64_t cgroup_id_at(const char *mnt, const char *rel)
+{
+	char abs[PATH_MAX];
+	struct stat st;
+
+	if (al_fmt(abs, sizeof(abs), "%s%s", mnt, strcmp(rel, "/") == 0 ? "" : rel) < 0 ||
+	    lstat(abs, &st) < 0 || !S_ISDIR(st.st_mode))
+		return 0;
+	return (uint64_t)st.st_ino;
+}
+
+static int cgroup_path_cached(const char *mnt, uint64_t id, char *buf, size_t len)
+{
+	int rc = -1;
+
+	pthread_mutex_lock(&cgpath_mu);
+	if (cgpath[id % CGPATH_SLOTS].id == id && cgroup_id_at(mnt, cgpath[id % CGPATH_SLOTS].path) == id)
+		rc = al_fmt(buf, len, "%s", cgpath[id % CGPATH_SLOTS].path);
+	pthread_mutex_unlock(&cgpath_mu);
+	return rc;
+}
+
+static void cgroup_path_keep(uint64_t id, const char *path)
+{
+	pthread_mutex_lock(&cgpath_mu);
+	if (al_fmt(cgpath[id % CGPATH_SLOTS].path, CGPATH_LEN, "%s", path) == 0)
+		cgpath[id % CGPATH_SLOTS].id = id;
+	else
+		cgpath[id % CGPATH_SLOTS].id = 0; /* too long to keep: looked up each time */
+	pthread_mutex_unlock(&cgpath_mu);
+}
+
+static int cgroup_path_lookup(const char *mnt, uint64_t id, char *buf, size_t len);
+
 int kern_cgroup_path(uint64_t id, char *buf, size_t len)
+{
+	char mnt[PATH_MAX];
+
+	if (!id || kern_cgroup2_mount(mnt, sizeof(mnt)) < 0)
+		return -1;
+	if (cgroup_path_cached(mnt, id, buf, len) == 0)
+		return 0;
+	if (cgroup_path_lookup(mnt, id, buf, len) < 0)
+		return -1;
+	cgroup_path_keep(id, buf);
+	return 0;
+}
+
+/* kern_cgroup_path without the cache. */
+static int cgroup_path_lookup(const char *mnt, uint64_t id, char *buf, size_t len)
 {
 	struct {
 		struct file_handle fh;
 		uint64_t id;
 	} h;
-	char mnt[PATH_MAX], link[64], target[PATH_MAX];
+	char link[64], target[PATH_MAX];
 	int mfd = -1, fd = -1, rc = -1;
 	ssize_t n;
 	size_t mlen;
 
-	if (kern_cgroup2_mount(mnt, sizeof(mnt)) < 0)
-		return -1;
 	mfd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (mfd < 0)
 		goto out;

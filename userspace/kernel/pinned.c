@@ -5,28 +5,41 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #define MAX_PINS 4096
 
 int kern_in_pinned(struct kern *k, const char *rel)
 {
 	static uint64_t ids[MAX_PINS];
-	char pinned[PATH_MAX];
+	char abs[PATH_MAX], mnt[PATH_MAX];
 	int n = kern_pinned(k, ids, MAX_PINS);
+	size_t mlen, end;
 
-	if (n < 0)
+	if (n < 0 || kern_cgroup2_mount(mnt, sizeof(mnt)) < 0 || rel[0] != '/' ||
+	    al_fmt(abs, sizeof(abs), "%s%s", mnt, rel) < 0)
 		return 1; /* cannot tell: fail closed */
-	for (int i = 0; i < n; i++) {
-		size_t len;
+	mlen = strlen(mnt);
+	end = strlen(abs);
+	/* The cgroup and each one above it, by id: a stat each, however many cgroups the host has
+	 * (finding each pin's path could walk the whole tree for each: kern_cgroup_path). */
+	for (;;) {
+		struct stat st;
 
-		if (kern_cgroup_path(ids[i], pinned, sizeof(pinned)) < 0)
-			continue;
-		len = strlen(pinned);
-		if (strcmp(pinned, "/") == 0 ||
-		    (strncmp(rel, pinned, len) == 0 && (rel[len] == '\0' || rel[len] == '/')))
-			return 1;
+		abs[end] = '\0';
+		if (stat(abs, &st) < 0 || !S_ISDIR(st.st_mode))
+			return 1; /* gone, or not a cgroup: fail closed */
+		for (int i = 0; i < n; i++)
+			if (ids[i] == (uint64_t)st.st_ino)
+				return 1;
+		if (end <= mlen)
+			return 0;
+		while (end > mlen && abs[end - 1] != '/')
+			end--;
+		if (end > mlen)
+			end--; /* the slash before the last name */
 	}
-	return 0;
 }
 
 int kern_pin_dir_each(const char *root, const char *sub, unsigned long long max,

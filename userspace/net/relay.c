@@ -17,8 +17,6 @@
 #include <sys/queue.h>
 #include <unistd.h>
 
-#define CGPATH_CACHE 64
-
 struct session;
 
 struct relay {
@@ -33,10 +31,6 @@ struct relay {
 	struct relay_stats stats;
 	uint64_t max_live;          /* sessions at once: max_sessions, or what the fd limit allows */
 	uint64_t fd_limit;          /* RLIMIT_NOFILE as raised for max_sessions */
-	struct {
-		uint64_t id;
-		char path[256];
-	} cgcache[CGPATH_CACHE];
 	struct al_addr local[64];   /* this host's addresses, refreshed at most once a second */
 	size_t n_local;
 	int64_t local_at_us;
@@ -317,18 +311,6 @@ static int side_init(struct session *s, struct side *x, int fd, size_t want)
 	return x->rev && x->wev ? 0 : -1;
 }
 
-static const char *cgroup_path_cached(struct relay *r, uint64_t id)
-{
-	size_t slot = id % CGPATH_CACHE;
-
-	if (r->cgcache[slot].id != id) {
-		if (kern_cgroup_path(id, r->cgcache[slot].path, sizeof(r->cgcache[slot].path)) < 0)
-			return NULL; /* gone already: do not cache a miss */
-		r->cgcache[slot].id = id;
-	}
-	return r->cgcache[slot].path;
-}
-
 /* Records a connection that ends at accept (no session object). */
 static void record_refused(struct relay *r, const struct store_conn *c, enum al_reason reason,
 			   const char *detail)
@@ -550,7 +532,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	struct al_addr peer;
 	uint16_t peer_port;
 	char peer_s[INET6_ADDRSTRLEN], dst_s[INET6_ADDRSTRLEN], exe[PATH_MAX];
-	char comm[AL_COMM_LEN + 1];
+	char comm[AL_COMM_LEN + 1], cgpath[512];
 
 	r->stats.accepted++;
 	c.opened_us = al_now_us();
@@ -576,7 +558,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	comm[AL_COMM_LEN] = '\0';
 	c.exe = kern_exe(r->kern, o.tgid, exe, sizeof(exe)) == 0 ? exe : NULL;
 	c.cgroup_id = o.cgroup_id;
-	c.cgroup_path = cgroup_path_cached(r, o.cgroup_id);
+	c.cgroup_path = kern_cgroup_path(o.cgroup_id, cgpath, sizeof(cgpath)) == 0 ? cgpath : NULL;
 	c.pid = o.tgid;
 	c.tid = o.pid;
 	c.uid = o.uid;
