@@ -54,9 +54,15 @@ mkdir -p "$CACHE"
 root=$CACHE/$pkg
 if [ ! -e "$root/.unpacked" ]; then
 	dl=$(mktemp -d "$CACHE/dl.XXXXXX")
-	# apt's sandbox user cannot write here: download as root, quietly.
-	(cd "$dl" && apt-get download -o APT::Sandbox::User=root "$pkg" >/dev/null) ||
-		{ rm -rf "$dl"; die "cannot download $pkg"; }
+	# apt's sandbox user cannot write here: download as root, quietly. Lists older than the
+	# archive name a package it no longer has: once more after an update.
+	fetch() { (cd "$dl" && apt-get download -o APT::Sandbox::User=root "$pkg" >/dev/null 2>&1); }
+	if ! fetch; then
+		apt-get update -qq >/dev/null 2>&1 || true
+		[ -n "${AIRLOCK_VM_KERNEL:-}" ] || pkg=$(kernel_pkg)
+		root=$CACHE/$pkg
+		fetch || { rm -rf "$dl"; die "cannot download the kernel package $pkg"; }
+	fi
 	rm -rf "$root"
 	dpkg-deb -x "$dl"/*.deb "$root" || { rm -rf "$dl" "$root"; die "cannot unpack $pkg"; }
 	rm -rf "$dl"
