@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs a command on Debian 12's own kernel: boots a VM from the kernel package Debian
-# ships (linux-image-amd64's, 6.1), with the host's /usr, /etc and this repository
-# mounted read-only under a tmpfs layer, runs the command there as root from the
-# repository, and exits with its status. What the command prints comes out here.
+# ships (linux-image-amd64's, 6.1), whose root is the host's / read-only under a tmpfs
+# layer, runs the command there as root from the repository, and exits with its status.
+# What the command prints comes out here.
 #
 #   tests/vm/run.sh [-t SECONDS] CMD...    e.g. tests/vm/run.sh python3 tests/integration/test_steer.py
 #
@@ -120,19 +120,20 @@ cp "$HERE/init" "$ird/init"
 cp "$HERE/guest.sh" "$ird/guest.sh"
 chmod 0755 "$ird/init"
 # What the guest mounts (TAG DIR) and runs.
-tags=(usr etc repo mods)
-paths=(/usr /etc "$REPO" "$root/lib/modules/$kver")
-dirs=(/usr /etc "$REPO" "/usr/lib/modules/$kver")
-# A build directory outside the repository (AIRLOCK_BUILD=/tmp/asan-build) comes along too.
-if [ -n "${AIRLOCK_BUILD:-}" ] && [ "${AIRLOCK_BUILD#"$REPO"/}" = "$AIRLOCK_BUILD" ]; then
-	b=$(cd "$AIRLOCK_BUILD" && pwd) || die "AIRLOCK_BUILD $AIRLOCK_BUILD is not a directory"
-	tags+=(build)
-	paths+=("$b")
-	dirs+=("$b")
-fi
+# The host's / (everything a test may use: /usr, /etc, dpkg's and apt's state, this
+# repository and its build wherever they are), and the kernel package's modules.
+tags=(root mods)
+paths=(/ "$root/lib/modules/$kver")
+dirs=(/ "/usr/lib/modules/$kver")
 for i in "${!tags[@]}"; do
 	printf '%s %s\n' "${tags[$i]}" "${dirs[$i]}"
 done >"$ird/shares"
+# The guest's /tmp is a tmpfs: what the command needs from the host's comes along.
+for d in "$REPO" "${AIRLOCK_BUILD:-}"; do
+	[ -n "$d" ] || continue
+	d=$(cd "$d" && pwd -P) || die "no directory $d"
+	case "$d" in /tmp/*) echo "$d" ;; esac
+done >"$ird/keep.list"
 {
 	printf 'cd %q || exit 125\n' "$REPO"
 	# The suites' own knobs go along (AIRLOCK_BUILD, AIRLOCK_DAEMON_WRAP, ...).
