@@ -191,8 +191,9 @@ static int walk_for_id(int dirfd, char *rel, size_t len, size_t used, uint64_t i
 
 /*
  * Paths kern_cgroup_path found, by id. An entry is used only while a stat of its path still
- * finds that id there (a cgroup renamed or removed since is looked up again), so a hit costs
- * one stat where a miss may walk the whole tree (walk_for_id). Whoever asks (the relay, the
+ * finds that id there (cgroup v2 has no rename: a cgroup removed since, or made again under
+ * the same path with a new id, is looked up again), so a hit costs one stat where a miss may
+ * walk the whole tree (walk_for_id). Whoever asks (the relay, the
  * refusal rows, the console's and review socket's peer checks) shares it.
  */
 #define CGPATH_SLOTS 256
