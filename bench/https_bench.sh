@@ -7,7 +7,8 @@
 # Each run also gives the CPU time (user + system, all threads) the serving process spent per
 # request: the origin for direct, the proxy for the others. On a shared or small machine it is
 # steadier than requests/s, which other load moves.
-# Modes, alternated within each round (the starting mode rotates), medians over the rounds:
+# Modes, alternated within each round (the starting mode rotates), medians over the rounds
+# (Airlock's ratios to haproxy and mitmproxy also per round, and their median):
 #   direct     wrk in a plain cgroup -> the origin
 #   haproxy    wrk in the plain cgroup -> haproxy (terminates TLS, re-encrypts, verifies the origin)
 #   mitmproxy  wrk in the plain cgroup -> mitmdump --mode reverse (only if installed; BENCH_MITM=1
@@ -230,5 +231,12 @@ for wl, unit in (("keepalive", "req/s"), ("handshake", "handshakes/s")):
         ratios = ", ".join("%.2fx %s" % (rps / med[o][0], o) for o in modes if o != m and med[o][0] > 0)
         print("  %-10s %12.0f %9.3f %9.3f %8d %10.1f  %s" % (m, rps, p50, p99, bad, cpu,
                                                           ratios if m == "airlock" else ""))
+    # The modes alternate within a round: each round's ratio compares runs made side by side.
+    for o in ("haproxy", "mitmproxy"):
+        a, b = data.get("%s,airlock" % wl, []), data.get("%s,%s" % (wl, o), [])
+        if a and len(a) == len(b) and all(r[0] > 0 for r in b):
+            per = [x[0] / y[0] for x, y in zip(a, b)]
+            print("  airlock / %s per round: %s (median %.2f)" % (o, " ".join("%.2f" % r for r in per),
+                                                                 statistics.median(per)))
 PYEOF
 "${CTL[@]}" status --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print("\nairlockd: %d requests audited, %d denied, minted leaves via CA, passthrough %d" % (s.get("http_requests",0), s.get("http_denied",0), s.get("tls_passthrough",0)))'

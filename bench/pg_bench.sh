@@ -5,7 +5,8 @@
 #   c8   -c 8 clients          tps: Airlock's target is >= 0.90x pgbouncer
 #   c1   -c 1 client           latency: Airlock's added time per statement (target <= 60 us)
 #   C8   -c 8 with -C          a new connection for every transaction
-# Modes, alternated within each round (the starting mode rotates), medians over the rounds:
+# Modes, alternated within each round (the starting mode rotates), medians over the rounds
+# (the -c 8 ratio also per round, from runs made side by side, and their median):
 #   direct     pgbench in a plain cgroup -> the server
 #   pgbouncer  pgbench in the plain cgroup -> pgbouncer (pool_mode session, scram) -> the server
 #   airlock    pgbench in a pinned cgroup, dialling the server's own address; airlockd
@@ -377,6 +378,21 @@ END {
 	if (T["c8", "a"] != "" && T["c8", "b"] != "" && T["c8", "b"] > 0) {
 		r = T["c8", "a"] / T["c8", "b"]
 		printf "airlock / pgbouncer at -c 8: %.2f (target >= 0.90: %s)\n", r, (r >= 0.90 ? "met" : "MISSED")
+	}
+	# The modes alternate within a round: the ratio of a round compares runs made side by side.
+	na = split(vals["c8" SUBSEP "tps" SUBSEP "airlock"], av, " ")
+	nb = split(vals["c8" SUBSEP "tps" SUBSEP "pgbouncer"], bv, " ")
+	if (na > 0 && na == nb) {
+		printf "  per round:"
+		for (i = 1; i <= na; i++) {
+			pr[i] = bv[i] > 0 ? av[i] / bv[i] : 0
+			printf " %.2f", pr[i]
+		}
+		for (i = 2; i <= na; i++)
+			for (j = i; j > 1 && pr[j - 1] > pr[j]; j--) {
+				t = pr[j]; pr[j] = pr[j - 1]; pr[j - 1] = t
+			}
+		printf " (median %.2f)\n", na % 2 ? pr[(na + 1) / 2] : (pr[na / 2] + pr[na / 2 + 1]) / 2
 	}
 }' "$TMP/results"
 
