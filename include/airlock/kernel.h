@@ -34,6 +34,8 @@ int kern_cgroup_of_pid(pid_t pid, struct kern_cgroup *cg, char *err, size_t errl
 /* Path relative to the v2 mount of the cgroup with this id; -1 if gone. Kept by id: asked
  * again while the cgroup is still there under that path, it costs one stat. */
 int kern_cgroup_path(uint64_t id, char *buf, size_t len) AL_MUST;
+/* The cgroup id of the directory at abs (its inode number); 0 if there is none. */
+uint64_t kern_cgroup_id_at(const char *abs);
 /* 1 if this process is in the initial PID namespace, where the pids BPF records (the host's)
  * name the same processes as our /proc; 0 if not. */
 int kern_host_pids(void);

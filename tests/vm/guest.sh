@@ -11,21 +11,15 @@ mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 mkdir -p /run/lock
 # /tmp: a tmpfs of its own (an overlay cannot have its upper directory on the root's
-# overlay), with the directories run.sh names in /run/keep carried over (a clone of the
-# repository in /tmp, a build directory there).
-i=0
+# overlay), with the directories run.sh names in /run/keep.list carried over (a clone of the
+# repository in /tmp, a build directory there): made aside, then moved onto /tmp whole.
+mkdir -p /run/tmp
+mount -t tmpfs -o mode=1777 tmpfs /run/tmp
 while read -r d; do
-	mkdir -p "/run/keep/$i"
-	mount --bind "$d" "/run/keep/$i"
-	i=$((i + 1))
+	mkdir -p "/run/tmp${d#/tmp}"
+	mount --bind "$d" "/run/tmp${d#/tmp}"
 done </run/keep.list
-mount -t tmpfs -o mode=1777 tmpfs /tmp
-i=0
-while read -r d; do
-	mkdir -p "$d"
-	mount --move "/run/keep/$i" "$d"
-	i=$((i + 1))
-done </run/keep.list
+mount --move /run/tmp /tmp
 # cgroup v2 where Debian 12's systemd puts it; bpffs as systemd mounts it.
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t bpf bpf /sys/fs/bpf

@@ -204,24 +204,24 @@ static struct {
 } cgpath[CGPATH_SLOTS];
 static pthread_mutex_t cgpath_mu = PTHREAD_MUTEX_INITIALIZER;
 
-/* The cgroup id of the directory at mnt + rel (one stat); 0 if there is none. */
-static uint64_t cgroup_id_at(const char *mnt, const char *rel)
+uint64_t kern_cgroup_id_at(const char *abs)
 {
-	char abs[PATH_MAX];
 	struct stat st;
 
-	if (al_fmt(abs, sizeof(abs), "%s%s", mnt, strcmp(rel, "/") == 0 ? "" : rel) < 0 ||
-	    lstat(abs, &st) < 0 || !S_ISDIR(st.st_mode))
+	if (stat(abs, &st) < 0 || !S_ISDIR(st.st_mode))
 		return 0;
 	return (uint64_t)st.st_ino;
 }
 
 static int cgroup_path_cached(const char *mnt, uint64_t id, char *buf, size_t len)
 {
+	char abs[PATH_MAX];
 	int rc = -1;
 
 	pthread_mutex_lock(&cgpath_mu);
-	if (cgpath[id % CGPATH_SLOTS].id == id && cgroup_id_at(mnt, cgpath[id % CGPATH_SLOTS].path) == id)
+	if (cgpath[id % CGPATH_SLOTS].id == id &&
+	    al_fmt(abs, sizeof(abs), "%s%s", mnt, cgpath[id % CGPATH_SLOTS].path) == 0 &&
+	    kern_cgroup_id_at(abs) == id)
 		rc = al_fmt(buf, len, "%s", cgpath[id % CGPATH_SLOTS].path);
 	pthread_mutex_unlock(&cgpath_mu);
 	return rc;
@@ -230,27 +230,10 @@ static int cgroup_path_cached(const char *mnt, uint64_t id, char *buf, size_t le
 static void cgroup_path_keep(uint64_t id, const char *path)
 {
 	pthread_mutex_lock(&cgpath_mu);
-	if (al_fmt(cgpath[id % CGPATH_SLOTS].path, CGPATH_LEN, "%s", path) == 0)
-		cgpath[id % CGPATH_SLOTS].id = id;
-	else
-		cgpath[id % CGPATH_SLOTS].id = 0; /* too long to keep: looked up each time */
+	/* a path too long to keep is looked up each time */
+	cgpath[id % CGPATH_SLOTS].id =
+		al_fmt(cgpath[id % CGPATH_SLOTS].path, CGPATH_LEN, "%s", path) == 0 ? id : 0;
 	pthread_mutex_unlock(&cgpath_mu);
-}
-
-static int cgroup_path_lookup(const char *mnt, uint64_t id, char *buf, size_t len);
-
-int kern_cgroup_path(uint64_t id, char *buf, size_t len)
-{
-	char mnt[PATH_MAX];
-
-	if (!id || kern_cgroup2_mount(mnt, sizeof(mnt)) < 0)
-		return -1;
-	if (cgroup_path_cached(mnt, id, buf, len) == 0)
-		return 0;
-	if (cgroup_path_lookup(mnt, id, buf, len) < 0)
-		return -1;
-	cgroup_path_keep(id, buf);
-	return 0;
 }
 
 /* kern_cgroup_path without the cache. */
@@ -300,6 +283,20 @@ out:
 	if (mfd >= 0)
 		close(mfd);
 	return rc;
+}
+
+int kern_cgroup_path(uint64_t id, char *buf, size_t len)
+{
+	char mnt[PATH_MAX];
+
+	if (!id || kern_cgroup2_mount(mnt, sizeof(mnt)) < 0)
+		return -1;
+	if (cgroup_path_cached(mnt, id, buf, len) == 0)
+		return 0;
+	if (cgroup_path_lookup(mnt, id, buf, len) < 0)
+		return -1;
+	cgroup_path_keep(id, buf);
+	return 0;
 }
 
 /* The initial PID namespace's inode (include/linux/proc_ns.h: PROC_PID_INIT_INO). */

@@ -6,7 +6,6 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define MAX_PINS 4096
 
@@ -25,13 +24,14 @@ int kern_in_pinned(struct kern *k, const char *rel)
 	/* The cgroup and each one above it, by id: a stat each, however many cgroups the host has
 	 * (finding each pin's path could walk the whole tree for each: kern_cgroup_path). */
 	for (;;) {
-		struct stat st;
+		uint64_t id;
 
 		abs[end] = '\0';
-		if (stat(abs, &st) < 0 || !S_ISDIR(st.st_mode))
+		id = kern_cgroup_id_at(abs);
+		if (!id)
 			return 1; /* gone, or not a cgroup: fail closed */
 		for (int i = 0; i < n; i++)
-			if (ids[i] == (uint64_t)st.st_ino)
+			if (ids[i] == id)
 				return 1;
 		if (end <= mlen)
 			return 0;
