@@ -124,6 +124,7 @@ struct al_config {
 	int store_full_rotate;          /* at the cap: 0 refuse new sessions, 1 rotate to an archive */
 	size_t record_limit;            /* bytes of recording per session; 0: none */
 	uint64_t record_retention_s;    /* recordings older are deleted; 0: kept */
+	unsigned int commit_interval_ms; /* under load, audit rows commit at most this often */
 	/* The review console (userspace/console). */
 	int console_enabled;    /* console_listen off: 0 */
 	struct al_addr console_addr;

@@ -183,7 +183,7 @@ int store_http_since(struct store_reader *r, int64_t since_us,
  * store_batch_begin (a no-op when a batch is open) and rows share one
  * transaction until store_batch_commit. The daemon commits at the end of the
  * event-loop iteration that opened the batch (store_on_batch tells it), or,
- * under load, BATCH_MIN_US after its last commit, so the rows of a burst
+ * under load, commit_interval after its last commit, so the rows of a burst
  * share one commit. Audit rows are not a gate: a connection's bytes and an
  * allowed command go upstream without waiting for their rows' commit (a
  * kill -9 can lose that window of rows). Decisions that gate a command
@@ -196,7 +196,7 @@ int store_batch_commit(struct store *s) AL_MUST;
  * what was held after it, in order) into the next batch, once, so that its outcome joins it:
  * written in its batch's command_batches row (one row and one audit record for all the
  * commands a commit settles) instead of an insert, an update and two records. A command
- * allowed to run is therefore on disk within two batches (2 x BATCH_MIN_US in airlockd). */
+ * allowed to run is therefore on disk within two batches (2 x commit_interval in airlockd). */
 int store_batch_commit_settled(struct store *s) AL_MUST;
 
 /* ---- review (userspace/store/review.c) ------------------------------------------------------

@@ -77,6 +77,7 @@ static void check_defaults(const struct al_config *c)
 	CHECK_STR(c->pin_root, "/sys/fs/bpf/airlock");
 	CHECK(c->default_action == AL_DEFAULT_RELAY);
 	CHECK(c->connect_timeout_ms == 10000);
+	CHECK(c->commit_interval_ms == 20);
 	CHECK(c->max_sessions == 10000);
 	CHECK(c->relay_buffer == 256 * 1024);
 }
@@ -269,6 +270,21 @@ static void test_connect_timeout(void)
 	/* would overflow when scaled */
 	CHECK(fails_with("connect_timeout 18446744073709551m\n", "t:1: connect_timeout:"));
 	CHECK_STR(perr("connect_timeout\n"), "t:1: connect_timeout: missing argument");
+}
+
+static void test_commit_interval(void)
+{
+	struct al_config *c = parse("commit_interval 5ms\n");
+
+	CHECK(c && c->commit_interval_ms == 5);
+	config_free(c);
+	c = parse("commit_interval 1s\n");
+	CHECK(c && c->commit_interval_ms == 1000);
+	config_free(c);
+	CHECK_STR(perr("commit_interval 0ms\n"),
+		  "t:1: commit_interval: '0ms' is out of range (1ms..1s)");
+	CHECK(fails_with("commit_interval 1001ms\n", "t:1: commit_interval: '1001ms' is out of range"));
+	CHECK(fails_with("commit_interval 20\n", "t:1: commit_interval: '20' is not a duration"));
 }
 
 static void test_max_sessions(void)
@@ -1035,6 +1051,7 @@ int main(void)
 	RUN(test_pin_root);
 	RUN(test_default_action);
 	RUN(test_connect_timeout);
+	RUN(test_commit_interval);
 	RUN(test_max_sessions);
 	RUN(test_relay_buffer);
 	RUN(test_unknown_and_stray);

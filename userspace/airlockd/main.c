@@ -74,6 +74,9 @@ struct daemon {
 	struct pin_wait *wait;      /* recorded pins whose cgroup is not there yet */
 };
 
+/* Group commit: under load, audit rows commit at most this often (commit_interval). */
+static int64_t batch_min_us;
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -590,6 +593,7 @@ static int reload(struct daemon *d, char *err, size_t errlen)
 	d->n_retired++;
 	al_info("configuration reloaded from %s (%zu resources)", n->source, n->n_resources);
 	store_limits_from(d->store, n);
+	batch_min_us = (int64_t)n->commit_interval_ms * 1000;
 	{
 		json_t *b = json_pack("{s:s, s:I}", "source", n->source, "resources", (json_int_t)n->n_resources);
 		char *txt = b ? json_dumps(b, JSON_COMPACT) : NULL;
@@ -684,7 +688,6 @@ static json_t *handle(void *arg, json_t *req, const struct control_peer *peer)
 	return control_error("unknown command '%s'", cmd);
 }
 
-#define BATCH_MIN_US 2000
 static int64_t last_commit_us;
 
 /* Group commit (store.h): runs after the ready events queued before it in the
@@ -719,7 +722,7 @@ static void store_limits_from(struct store *st, const struct al_config *cfg)
 	store_set_limits(st, &l);
 }
 
-/* Commits at most every BATCH_MIN_US: at low rates at the end of the loop
+/* Commits at most every commit_interval (batch_min_us): at low rates at the end of the loop
  * iteration, under load rows of many iterations share a commit. A kill -9 can
  * lose at most that window of audit rows (two for a command the commit carried
  * over to wait for its outcome, store_batch_commit_settled). Not at a lower priority: libevent
@@ -729,7 +732,7 @@ static void store_limits_from(struct store *st, const struct al_config *cfg)
 
 static void on_batch_open(void *arg)
 {
-	int64_t wait = last_commit_us + BATCH_MIN_US - al_mono_us();
+	int64_t wait = last_commit_us + batch_min_us - al_mono_us();
 
 	if (wait <= 0) {
 		event_active(arg, EV_TIMEOUT, 1);
@@ -949,6 +952,7 @@ int main(int argc, char **argv)
 	sigs[1] = evsignal_new(d.base, SIGTERM, on_signal, &d);
 	sigs[2] = evsignal_new(d.base, SIGHUP, on_hup, &d);
 	commit = event_new(d.base, -1, 0, on_commit, &d);
+	batch_min_us = (int64_t)d.cfg->commit_interval_ms * 1000;
 	if (commit && event_priority_set(commit, 1) == 0)
 		store_on_batch(d.store, on_batch_open, commit);
 	if (!sigs[0] || !sigs[1] || !sigs[2] || event_add(sigs[0], NULL) < 0 ||

@@ -19,6 +19,7 @@
 #define DEF_STORE		"/var/lib/airlock/airlock.db"
 #define DEF_PIN_ROOT		"/sys/fs/bpf/airlock"
 #define DEF_CONNECT_TIMEOUT_MS	10000u
+#define DEF_COMMIT_INTERVAL_MS	20u
 #define DEF_MAX_SESSIONS	10000u
 #define DEF_RELAY_BUFFER	(256u * 1024)
 #define DEF_SECRETS		"/etc/airlock/secrets.conf"
@@ -33,6 +34,7 @@
 
 #define BPF_FS			"/sys/fs/bpf/"
 #define MAX_CONNECT_TIMEOUT_MS	(60u * 60 * 1000)
+#define MAX_COMMIT_INTERVAL_MS	1000u
 #define MAX_SESSIONS		(1u << 20)
 #define MIN_RELAY_BUFFER	(4u * 1024)
 #define MAX_RELAY_BUFFER	(64u * 1024 * 1024)
@@ -59,7 +61,7 @@ enum top_directive {
 	TD_PG_MAX_MESSAGE, TD_TPROXY_PORT, TD_TPROXY_MARK, TD_TPROXY_TABLE, TD_NFT_TABLE, TD_REVIEW_HOOK, TD_REVIEW_SOCKET, TD_REVIEW_WEBHOOK,
 	TD_REVIEW_WEBHOOK_SECRET, TD_CONSOLE_LISTEN, TD_CONSOLE_TLS, TD_CONSOLE_CERT, TD_CONSOLE_KEY,
 	TD_STORE_MAX_SIZE, TD_STORE_FULL, TD_RECORD_LIMIT, TD_RECORD_RETENTION,
-	TD_HTTP_MAX_BODY,
+	TD_HTTP_MAX_BODY, TD_COMMIT_INTERVAL,
 	TD_COUNT
 };
 
@@ -424,7 +426,9 @@ static int d_default(struct parser *ps, const struct line *ln)
 	return 0;
 }
 
-static int d_connect_timeout(struct parser *ps, const struct line *ln)
+/* A duration in ms, s or m for directive NAME, within 1ms..MAX ms (range says it in words). */
+static int parse_ms(struct parser *ps, const struct line *ln, const char *name, uint64_t max,
+		    const char *range, unsigned int *out)
 {
 	static const struct unit units[] = {
 		{ "ms", 1 }, { "s", 1000 }, { "m", 60 * 1000 }, { NULL, 0 },
@@ -433,12 +437,24 @@ static int d_connect_timeout(struct parser *ps, const struct line *ln)
 	uint64_t ms;
 
 	if (parse_scaled(s, units, &ms) < 0)
-		return fail(ps, ln->no, "connect_timeout: '%s' is not a duration"
-			    " (a number with ms, s or m, e.g. 500ms, 10s, 2m)", s);
-	if (ms < 1 || ms > MAX_CONNECT_TIMEOUT_MS)
-		return fail(ps, ln->no, "connect_timeout: '%s' is out of range (1ms..60m)", s);
-	ps->c->connect_timeout_ms = (unsigned int)ms;
+		return fail(ps, ln->no, "%s: '%s' is not a duration"
+			    " (a number with ms, s or m, e.g. 500ms, 10s, 2m)", name, s);
+	if (ms < 1 || ms > max)
+		return fail(ps, ln->no, "%s: '%s' is out of range (%s)", name, s, range);
+	*out = (unsigned int)ms;
 	return 0;
+}
+
+static int d_connect_timeout(struct parser *ps, const struct line *ln)
+{
+	return parse_ms(ps, ln, "connect_timeout", MAX_CONNECT_TIMEOUT_MS, "1ms..60m",
+			&ps->c->connect_timeout_ms);
+}
+
+static int d_commit_interval(struct parser *ps, const struct line *ln)
+{
+	return parse_ms(ps, ln, "commit_interval", MAX_COMMIT_INTERVAL_MS, "1ms..1s",
+			&ps->c->commit_interval_ms);
 }
 
 static int d_max_sessions(struct parser *ps, const struct line *ln)
@@ -741,6 +757,7 @@ static const struct directive top_directives[TD_COUNT] = {
 	[TD_NFT_TABLE]       = { "nft_table", 1, 1, d_nft_table },
 	[TD_STORE_MAX_SIZE]  = { "store_max_size", 1, 1, d_store_max_size },
 	[TD_STORE_FULL]      = { "store_full", 1, 1, d_store_full },
+	[TD_COMMIT_INTERVAL] = { "commit_interval", 1, 1, d_commit_interval },
 	[TD_RECORD_LIMIT]    = { "record_limit", 1, 1, d_record_limit },
 	[TD_RECORD_RETENTION] = { "record_retention", 1, 1, d_record_retention },
 	[TD_CONSOLE_LISTEN]  = { "console_listen", 1, 1, d_console_listen },
@@ -1454,6 +1471,7 @@ static struct al_config *config_new(const char *source)
 	c->steer_port = DEF_STEER_PORT;
 	c->default_action = AL_DEFAULT_RELAY;
 	c->connect_timeout_ms = DEF_CONNECT_TIMEOUT_MS;
+	c->commit_interval_ms = DEF_COMMIT_INTERVAL_MS;
 	c->max_sessions = DEF_MAX_SESSIONS;
 	c->relay_buffer = DEF_RELAY_BUFFER;
 	c->tproxy_mark = DEF_TPROXY_MARK;

@@ -23,11 +23,11 @@
  * A chunk outlives the group commit that opened it: it is written at the first
  * commit after it holds REC_CHUNK_BYTES, is REC_HOLD_US old, or its session
  * has ended (store_rec_end), or when a reader asks (store_rec_flush_all).
- * A row per session per commit (every 2 ms under load) was half of what the
+ * A row per session per commit (each commit_interval under load) was half of what the
  * store spent on a pgbench statement, and most of it was the b-tree pages each
  * small row dirtied, not its bytes. So a kill -9 can lose the last REC_HOLD_US
  * (plus a store tick) of a live session's recording, where the statements and
- * their outcomes lose at most the 2 ms of a commit; a session that ended has its
+ * their outcomes lose at most a commit_interval; a session that ended has its
  * recording on disk by the commit after its end, as before.
  */
 #define REC_HOLD_US      (200 * 1000)
