@@ -503,6 +503,14 @@ def case_systemd():
     bnd = [int(ln.split()[1], 16) for ln in st.splitlines() if ln.startswith("CapBnd:")]
     check(bnd == [cap_mask(lib.unit_capabilities())], "airlockd's bounding set: %r, want the unit's %r" %
           (bnd, lib.unit_capabilities()))
+    # ProtectKernelTunables: /proc/sys and /sys read-only in its mount namespace, but pin_root.
+    mi = {}
+    for ln in ok("cat", "/proc/%s/mountinfo" % main_pid).splitlines():
+        f = ln.split()
+        mi[f[4]] = f[5].split(",")
+    want = {"/proc/sys": "ro", "/sys": "ro", "/sys/fs/bpf": "ro", "/sys/fs/bpf/airlock": "rw"}
+    check(all(m in mi.get(p, []) for p, m in want.items()), "airlockd's mounts: %r" %
+          {p: mi.get(p) for p in want})
     journal = ok("journalctl", "-u", "airlockd", "-o", "cat", "--no-pager")
     check("airlockd %s ready" % T.version in journal and "store:   /var/lib/airlock/airlock.db" in journal,
           "the banner is not in the journal: %s" % journal[-800:])
@@ -612,7 +620,7 @@ def case_systemd():
     out = ok("apt-get", "remove", "-y", "-q", "airlock")
     check("removing every pin" in out, "remove: %s" % out[-800:])
     check(c.inside("systemctl", "is-active", "airlockd").stdout.strip() in ("inactive", "unknown"),
-          "airlockd still runs after remove")
+          "airlockd still runs after remove; journal: %s" % journal_tail())
     check(not [e for e in ok("ls", "/sys/fs/bpf").split() if e.startswith("airlock")], "pins left after remove")
     check("xdp" not in ok("ip", "link", "show", "alvh") and "fwmark" not in ok("ip", "rule", "list"),
           "XDP or the TPROXY routing rule left after remove")

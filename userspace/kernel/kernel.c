@@ -797,7 +797,10 @@ int kern_down(const char *pin_root, char *err, size_t errlen)
 		return ERR("%s: could not remove every link pin: %s", path, strerror(errno));
 	if (al_fmt(path, sizeof(path), "%s/" AL_PIN_MAPS_DIR, pin_root) < 0 || remove_pins(path, 0) < 0)
 		return ERR("%s: could not remove every map pin: %s", path, strerror(errno));
-	if (rmdir(pin_root) < 0 && errno != ENOENT)
+	/* Under the unit, pin_root is a writable mount point (ReadWritePaths) in a read-only /sys:
+	 * EBUSY or EROFS. The pins are gone; the empty directory stays (the package's prerm
+	 * removes it, the next start uses it). */
+	if (rmdir(pin_root) < 0 && errno != ENOENT && errno != EBUSY && errno != EROFS)
 		return ERR("%s: %s", pin_root, strerror(errno));
 	return 0;
 }
