@@ -637,6 +637,13 @@ static json_t *handle(void *arg, json_t *req, const struct control_peer *peer)
 		if (r)
 			return r;
 	}
+	/* What airlockctl shows, a reader of the store sees too: the open batch is committed
+	 * first (one commit per query, outside the group commit's window). */
+	if (strcmp(cmd, "status") == 0 || strcmp(cmd, "connections") == 0 ||
+	    strcmp(cmd, "refusals") == 0 || strcmp(cmd, "statements") == 0) {
+		if (store_batch_commit(d->store) < 0)
+			al_err("committing audit rows failed");
+	}
 	if (strcmp(cmd, "status") == 0)
 		return cmd_status(d);
 	if (strcmp(cmd, "policy_reload") == 0) {
