@@ -155,7 +155,9 @@ def raw_client(data, bg=False):
 # kubectl speaks only the binary channel protocols: this client is a browser terminal's
 # exec, offering a channel protocol newer than the test API server knows (v6) and then
 # v4.base64.channel.k8s.io, which the server picks: Airlock must read the stream as the
-# server's 101 says, not as the offer's first protocol. It sends what it is given on stdin ('0',
+# server's 101 says, not as the offer's first protocol. Like a browser, it offers
+# permessage-deflate, which Airlock keeps from the server (it could not decode the stream
+# compressed); it would fail on a 101 that took the offer. It sends what it is given on stdin ('0',
 # base64), prints stdout ('1') and stderr ('2'), closes once its line is echoed, and exits 0
 # on a Success status.
 WS_B64_CLIENT = r"""
@@ -167,7 +169,8 @@ s.sendall(("GET /api/v1/namespaces/default/pods/web-0/exec?command=sh&command=-c
            "&container=app&stdin=true&stdout=true&stderr=true HTTP/1.1\r\nHost: %s:%d\r\n"
            "Authorization: Bearer %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
            "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
-           "Sec-WebSocket-Protocol: v6.channel.k8s.io, v4.base64.channel.k8s.io\r\n\r\n"
+           "Sec-WebSocket-Protocol: v6.channel.k8s.io, v4.base64.channel.k8s.io\r\n"
+           "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
            % (host, port, token, base64.b64encode(os.urandom(16)).decode())).encode())
 buf = b""
 def need(n):
@@ -191,6 +194,8 @@ while b"\r\n\r\n" not in buf:
 head, _, buf = buf.partition(b"\r\n\r\n")
 if not head.startswith(b"HTTP/1.1 101") or b"sec-websocket-protocol: v4.base64.channel.k8s.io" not in head.lower():
     sys.exit("no upgrade: %r" % head)
+if b"sec-websocket-extensions" in head.lower():
+    sys.exit("the 101 took an extension this client does not implement: %r" % head)
 s.sendall(frame(1, b"0" + base64.b64encode(typed.encode() + b"\n")))
 msg, status, out, closing = b"", None, b"", False
 while True:
@@ -1051,6 +1056,12 @@ def case_exec_base64_replay():
     check(p.returncode == 0 and "hello from web-0: sh -c echo hi" in out and "you typed: %s" % typed in out
           and "a line on stderr" in err,
           "client exit %s, stdout %r, stderr %r" % (p.returncode, out[-300:], err.strip()[-300:]))
+    # The agent offered permessage-deflate; the API server was not offered it.
+    ups = [base64.b64decode(x["raw"]) for x in uplog()
+           if "/pods/web-0/exec" in x["path"] and b"echo%20hi" in base64.b64decode(x["raw"])]
+    check(ups and all(b"sec-websocket-extensions" not in u.lower() for u in ups) and
+          all(b"sec-websocket-key" in u.lower() for u in ups),
+          "the exec upgrade as the API server got it: %r" % [u[:600] for u in ups])
     conn, recs = exec_recording(row)
     kinds = [d + t for d, t, _ in recs]
     check(kinds[0] == "Fexec" and "Bstdout" in kinds and "Bstderr" in kinds and "Fstdin" in kinds

@@ -564,45 +564,62 @@ static int add_spans(struct evbuffer *out, const struct span *v, size_t n)
 }
 
 /*
+ * Headers of the agent's request that do not go upstream: its Authorization when the
+ * resource's credential replaces it, and on a Kubernetes stream (exec, attach,
+ * port-forward) the WebSocket extensions it offers. Airlock records such a stream by
+ * decoding it, which it cannot do under permessage-deflate; offered none, the API server
+ * uses none, and the client then sends none (RFC 6455 9.1).
+ */
+static int dropped_header(const struct hs *s, const uint8_t *buf, const struct http_header *h, int inject)
+{
+	if (inject && (http_span_ieq(buf, h->name, "authorization") ||
+		       http_span_ieq(buf, h->name, "proxy-authorization")))
+		return 1;
+	return s->req.upgrade && s->cmd.is_k8s && http_span_ieq(buf, h->name, "sec-websocket-extensions");
+}
+
+/*
  * Writes the request upstream, head and held body in one piece, without the
- * agent's Authorization and with the resource's credential. Everything else
- * goes as the agent sent it.
+ * headers dropped_header names and with the resource's credential. Everything
+ * else goes as the agent sent it.
  */
 static int send_request(struct hs *s, const uint8_t *buf)
 {
 	const struct http_req *r = &s->req;
-	int inject = s->cred && (s->cred->header || s->cred->bearer);
+	int inject = s->cred && (s->cred->header || s->cred->bearer), dropped = 0;
 	size_t body = r->body_buffered ? r->total - r->head_len : 0;
 	struct span v[HTTP_MAX_HEADERS + 6];
 	size_t nv = 0, n = 0, from = 0;
 
 	/* The agent's bytes but the headers dropped, in as few runs as there are gaps. */
-	for (size_t i = 0; inject && i < r->n_hdr; i++) {
+	for (size_t i = 0; i < r->n_hdr; i++) {
 		const struct http_header *h = &r->hdr[i];
 		size_t end = i + 1 < r->n_hdr ? r->hdr[i + 1].name.off : r->head_len - 2;
 
-		if (!http_span_ieq(buf, h->name, "authorization") &&
-		    !http_span_ieq(buf, h->name, "proxy-authorization"))
+		if (!dropped_header(s, buf, h, inject))
 			continue;
 		if (h->name.off > from)
 			v[nv++] = (struct span){ buf + from, h->name.off - from };
 		n += h->name.off - from;
 		from = end;
+		dropped = 1;
 	}
-	if (!inject) {
+	if (!inject && !dropped) {
 		/* Unchanged: the head and its body as they came. */
 		v[nv++] = (struct span){ buf, r->head_len + body };
 		n = r->head_len;
 	} else {
 		v[nv++] = (struct span){ buf + from, r->head_len - 2 - from };
 		n += r->head_len - 2 - from;
-		if (s->cred->header) {
+		if (inject && s->cred->header) {
 			v[nv++] = (struct span){ s->cred->header, strlen(s->cred->header) };
-		} else {
+			v[nv++] = (struct span){ "\r\n", 2 };
+		} else if (inject) {
 			v[nv++] = (struct span){ "Authorization: Bearer ", 22 };
 			v[nv++] = (struct span){ s->cred->bearer, strlen(s->cred->bearer) };
+			v[nv++] = (struct span){ "\r\n", 2 };
 		}
-		v[nv++] = (struct span){ "\r\n\r\n", 4 };
+		v[nv++] = (struct span){ "\r\n", 2 };
 		v[nv++] = (struct span){ buf + r->head_len, body };
 		n += 2;
 	}
