@@ -20,8 +20,8 @@
  *          (the store's own layout since schema 11; since 13 it writes the array once, in
  *          the record): the floor of that layout, without the store's code around it
  * Every workload commits a batch every BATCH commands with store_batch_commit_settled, as
- * the daemon's group commit does (24 is about 2 ms of pgbench -S at 12k statements a second, the daemon's commit interval
- * until it became commit_interval, 20 ms by default).
+ * the daemon's group commit did (24 is about 2 ms of pgbench -S at 12k statements a second:
+ * its fixed window until commit_interval, 20 ms by default, replaced it).
  *
  * Usage: store_bench [commands per run (30000)] [batch (24)] [rounds (3)]
  * STORE_BENCH_WORKLOADS (environment): the workloads to run, e.g. "pg" (default: all four).

@@ -72,10 +72,8 @@ struct daemon {
 	size_t n_retired;
 	int going_down;             /* `airlockctl down`: remove the pins after the loop */
 	struct pin_wait *wait;      /* recorded pins whose cgroup is not there yet */
+	struct event *commit;       /* the group commit (on_commit) */
 };
-
-/* Group commit: under load, audit rows commit at most this often (commit_interval). */
-static int64_t batch_min_us;
 
 static void usage(FILE *f)
 {
@@ -122,6 +120,14 @@ static const char *exe_gap(const struct kern *k)
 	return NULL;
 }
 
+/* What airlockctl shows, a reader of the store sees too: status and the listings commit the
+ * open batch first (one commit per query, outside the group commit's window). */
+static void commit_for_reader(struct daemon *d)
+{
+	if (store_batch_commit(d->store) < 0)
+		al_err("committing audit rows failed");
+}
+
 static json_t *cmd_status(struct daemon *d)
 {
 	static uint64_t ids[MAX_PINS];
@@ -132,6 +138,7 @@ static json_t *cmd_status(struct daemon *d)
 	int n = kern_pinned(d->kern, ids, MAX_PINS);
 	const char *gap = exe_gap(d->kern);
 
+	commit_for_reader(d);
 	for (int i = 0; i < n; i++)
 		json_array_append_new(pins, pin_json(d, ids[i]));
 	if (kern_counters(d->kern, kc) == 0)
@@ -508,6 +515,7 @@ static json_t *cmd_list(struct daemon *d, json_t *req, const char *what)
 	json_int_t limit = json_is_integer(lim) ? json_integer_value(lim) : 50;
 	int rc;
 
+	commit_for_reader(d);
 	if (limit <= 0 || limit > 100000)
 		limit = 50;
 	if (strcmp(what, "connections") == 0)
@@ -593,7 +601,6 @@ static int reload(struct daemon *d, char *err, size_t errlen)
 	d->n_retired++;
 	al_info("configuration reloaded from %s (%zu resources)", n->source, n->n_resources);
 	store_limits_from(d->store, n);
-	batch_min_us = (int64_t)n->commit_interval_ms * 1000;
 	{
 		json_t *b = json_pack("{s:s, s:I}", "source", n->source, "resources", (json_int_t)n->n_resources);
 		char *txt = b ? json_dumps(b, JSON_COMPACT) : NULL;
@@ -636,13 +643,6 @@ static json_t *handle(void *arg, json_t *req, const struct control_peer *peer)
 
 		if (r)
 			return r;
-	}
-	/* What airlockctl shows, a reader of the store sees too: the open batch is committed
-	 * first (one commit per query, outside the group commit's window). */
-	if (strcmp(cmd, "status") == 0 || strcmp(cmd, "connections") == 0 ||
-	    strcmp(cmd, "refusals") == 0 || strcmp(cmd, "statements") == 0) {
-		if (store_batch_commit(d->store) < 0)
-			al_err("committing audit rows failed");
 	}
 	if (strcmp(cmd, "status") == 0)
 		return cmd_status(d);
@@ -729,7 +729,7 @@ static void store_limits_from(struct store *st, const struct al_config *cfg)
 	store_set_limits(st, &l);
 }
 
-/* Commits at most every commit_interval (batch_min_us): at low rates at the end of the loop
+/* Commits at most every commit_interval: at low rates at the end of the loop
  * iteration, under load rows of many iterations share a commit. A kill -9 can
  * lose at most that window of audit rows (two for a command the commit carried
  * over to wait for its outcome, store_batch_commit_settled). Not at a lower priority: libevent
@@ -739,14 +739,15 @@ static void store_limits_from(struct store *st, const struct al_config *cfg)
 
 static void on_batch_open(void *arg)
 {
-	int64_t wait = last_commit_us + batch_min_us - al_mono_us();
+	struct daemon *d = arg;
+	int64_t wait = last_commit_us + (int64_t)d->cfg->commit_interval_ms * 1000 - al_mono_us();
 
 	if (wait <= 0) {
-		event_active(arg, EV_TIMEOUT, 1);
+		event_active(d->commit, EV_TIMEOUT, 1);
 	} else {
-		struct timeval tv = { 0, (suseconds_t)wait };
+		struct timeval tv = { (time_t)(wait / 1000000), (suseconds_t)(wait % 1000000) };
 
-		event_add(arg, &tv);
+		event_add(d->commit, &tv);
 	}
 }
 
@@ -826,7 +827,7 @@ int main(int argc, char **argv)
 	const char *conf = AL_DEFAULT_CONFIG_PATH;
 	int check = 0, explicit = 0, opt, rc = 1, n;
 	struct daemon d = { 0 };
-	struct event *sigs[3] = { 0 }, *commit = NULL, *tick = NULL;
+	struct event *sigs[3] = { 0 }, *tick = NULL;
 	struct relay_stats rs;
 	char err[1024];
 
@@ -958,13 +959,12 @@ int main(int argc, char **argv)
 	sigs[0] = evsignal_new(d.base, SIGINT, on_signal, &d);
 	sigs[1] = evsignal_new(d.base, SIGTERM, on_signal, &d);
 	sigs[2] = evsignal_new(d.base, SIGHUP, on_hup, &d);
-	commit = event_new(d.base, -1, 0, on_commit, &d);
-	batch_min_us = (int64_t)d.cfg->commit_interval_ms * 1000;
-	if (commit && event_priority_set(commit, 1) == 0)
-		store_on_batch(d.store, on_batch_open, commit);
+	d.commit = event_new(d.base, -1, 0, on_commit, &d);
+	if (d.commit && event_priority_set(d.commit, 1) == 0)
+		store_on_batch(d.store, on_batch_open, &d);
 	if (!sigs[0] || !sigs[1] || !sigs[2] || event_add(sigs[0], NULL) < 0 ||
 	    event_add(sigs[1], NULL) < 0 || event_add(sigs[2], NULL) < 0 ||
-	    !commit) {
+	    !d.commit) {
 		fprintf(stderr, "airlockd: cannot install signal handlers\n");
 		goto out;
 	}
@@ -1037,8 +1037,8 @@ out:
 	/* Last writes of the shutdown commit in store_close. */
 	if (d.store)
 		store_on_batch(d.store, NULL, NULL);
-	if (commit)
-		event_free(commit);
+	if (d.commit)
+		event_free(d.commit);
 	if (tick)
 		event_free(tick);
 	store_close(d.store);

@@ -534,12 +534,12 @@ int kern_open(const char *pin_root, uint16_t steer_port, struct kern **out, char
 	if (al_mkdir_p(k->root, 0700) < 0 ||
 	    al_fmt(path, sizeof(path), "%s/" AL_PIN_MAPS_DIR, k->root) < 0 || al_mkdir_p(path, 0700) < 0 ||
 	    al_fmt(path, sizeof(path), "%s/" AL_PIN_CG_DIR, k->root) < 0 || al_mkdir_p(path, 0700) < 0) {
-		if (errno == EROFS)
-			ERR("%s: %s (under airlockd.service, /sys is read-only but for the pin root the "
-			    "unit names: a pin_root elsewhere needs a drop-in with ExecStartPre=+/bin/mkdir "
-			    "-p -m 0700 DIR and ReadWritePaths=-DIR)", k->root, strerror(errno));
-		else
-			ERR("%s: %s", k->root, strerror(errno));
+		int e = errno;
+
+		ERR("%s: %s%s", k->root, strerror(e), e != EROFS ? "" :
+		    " (under airlockd.service, /sys is read-only but for the pin root the unit names: a "
+		    "pin_root elsewhere needs a drop-in with ExecStartPre=+/bin/mkdir -p -m 0700 DIR and "
+		    "ReadWritePaths=-DIR)");
 		goto fail;
 	}
 	k->lock_fd = open(k->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -570,7 +570,8 @@ static int add_spans(struct evbuffer *out, const struct span *v, size_t n)
  * decoding it, which it cannot do under permessage-deflate; offered none, the API server
  * uses none, and the client then sends none (RFC 6455 9.1).
  */
-static int dropped_header(const struct hs *s, const uint8_t *buf, const struct http_header *h, int inject)
+static int dropped_header(const struct hs *s, const uint8_t *buf, const struct http_header *h,
+			  int inject)
 {
 	if (inject && (http_span_ieq(buf, h->name, "authorization") ||
 		       http_span_ieq(buf, h->name, "proxy-authorization")))
