@@ -67,6 +67,10 @@ static void test_json_str(void)
 		{ "bad\xff", 4, "\"bad\xef\xbf\xbd\"" },
 		{ "cut\xe2\x82", 5, "\"cut\xef\xbf\xbd\xef\xbf\xbd\"" },
 		{ "\xed\xa0\x80", 3, "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"" },   /* a surrogate */
+		{ "\"", 1, "\"\\\"\"" },                            /* an escape alone, first, last */
+		{ "\\a\\", 3, "\"\\\\a\\\\\"" },
+		{ "{\"k\":\"v\"}", 9, "\"{\\\"k\\\":\\\"v\\\"}\"" },   /* JSON in a string */
+		{ "\x7f~ !#[]", 7, "\"\x7f~ !#[]\"" },                 /* the plain bytes' edges */
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -77,6 +81,67 @@ static void test_json_str(void)
 		CHECK_STR(b.p, cases[i].out);
 		free(b.p);
 	}
+	/* appended to a buffer that holds text already, long enough to grow it, with a NUL after */
+	{
+		struct al_buf b = { 0 };
+		char in[700];
+
+		for (size_t i = 0; i < sizeof(in); i++)
+			in[i] = i % 100 == 99 ? '"' : (char)('a' + i % 26);
+		al_buf_add(&b, "x:", 2);
+		al_buf_json_str(&b, in, sizeof(in));
+		CHECK(!b.oom && b.len == 2 + 2 + sizeof(in) + 7 && b.p[b.len] == '\0');
+		CHECK(memcmp(b.p, "x:\"abc", 6) == 0 && memcmp(b.p + 2 + 1 + 99, "\\\"", 2) == 0 &&
+		      b.p[b.len - 1] == '"');
+		free(b.p);
+	}
+}
+
+/* al_dec against printf for the edges of every digit count, both signs, and a spread between. */
+static void test_dec(void)
+{
+	int64_t edge[] = { 0, 1, 9, 10, 99, 100, 101, 999, 1000, 65535, 1779869703123456, INT64_MAX, INT64_MIN,
+			   INT64_MIN + 1 };
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	int ok = 1;
+
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < sizeof(edge) / sizeof(edge[0]); i++) {
+			int64_t v = !pass ? edge[i] : edge[i] == INT64_MIN ? INT64_MAX : -edge[i];
+			char got[24], want[24];
+			size_t n = al_dec(got, v);
+
+			snprintf(want, sizeof(want), "%lld", (long long)v);
+			got[n] = '\0';
+			ok &= n == strlen(want) && strcmp(got, want) == 0;
+		}
+	for (int i = 0; i < 100000; i++) {
+		char got[24], want[24];
+		int64_t v;
+		size_t n;
+
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		v = (int64_t)(x >> (x & 63));           /* every magnitude, both signs */
+		n = al_dec(got, v);
+		snprintf(want, sizeof(want), "%lld", (long long)v);
+		got[n] = '\0';
+		ok &= n == strlen(want) && strcmp(got, want) == 0;
+	}
+	for (int k = 0; k <= 18; k++) {              /* 10^k - 1 and 10^k: where a digit is added */
+		char got[24], want[24];
+		int64_t p = 1;
+		size_t n;
+
+		for (int j = 0; j < k; j++)
+			p *= 10;
+		for (int64_t d = -1; d <= 0; d++) {
+			n = al_dec(got, p + d);
+			snprintf(want, sizeof(want), "%lld", (long long)(p + d));
+			got[n] = '\0';
+			ok &= strcmp(got, want) == 0;
+		}
+	}
+	CHECK(ok);
 }
 
 /* AL_GROW: room for one more each time, the contents kept, the capacity doubling from first;
@@ -155,5 +220,6 @@ int main(void)
 	RUN(test_sd_notify);
 	RUN(test_fmt_empty);
 	RUN(test_json_str);
+	RUN(test_dec);
 	TEST_EXIT();
 }

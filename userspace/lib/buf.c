@@ -28,7 +28,7 @@ static int grow(struct al_buf *b, size_t n)
 	return 0;
 }
 
-void al_buf_add(struct al_buf *b, const void *data, size_t n)
+void al_buf_add_grow(struct al_buf *b, const void *data, size_t n)
 {
 	if (grow(b, n) < 0)
 		return;
@@ -59,23 +59,33 @@ void al_buf_fmt(struct al_buf *b, const char *fmt, ...)
 	b->len += (size_t)n;
 }
 
+/* 1 for a byte a JSON string holds as it is: printable ASCII and DEL, but '"' and '\\'. */
+static const unsigned char json_plain[256] = {
+	[0x20 ... 0x21] = 1, [0x23 ... 0x5b] = 1, [0x5d ... 0x7f] = 1,
+};
+
 void al_buf_json_str(struct al_buf *b, const void *text, size_t n)
 {
 	static const char hx[] = "0123456789abcdef";
 	const unsigned char *v = text;
 	size_t i = 0, start = 0, k;
 
-	al_buf_add(b, "\"", 1);
+	/* room for the quotes and the text at once: most strings need no escape */
+	if (grow(b, n + 2) < 0)
+		return;
+	b->p[b->len++] = '"';
+	b->p[b->len] = '\0';
 	while (i < n) {
-		unsigned char c = v[i];
+		unsigned char c;
 		char esc[7];
 		const char *e = esc;
 		size_t en = 2;
 
-		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+		while (i < n && json_plain[v[i]])
 			i++;
-			continue;
-		}
+		if (i == n)
+			break;
+		c = v[i];
 		if (c >= 0x80 && (k = al_utf8_seq(v + i, n - i)) != 0) {
 			i += k;
 			continue;

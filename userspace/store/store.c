@@ -1321,20 +1321,24 @@ static void batch_decision(struct cmd_batch *cb, const char *d)
 		cb->oom = 1;
 }
 
-static void j_str(struct al_buf *b, const char *key, const char *v)
+/* A key (a literal: its length is known here) and its value, as a batch's JSON spells them. */
+#define j_str(b, key, v) j_str_n(b, key, sizeof(key) - 1, v)
+#define j_int(b, key, v, known) j_int_n(b, key, sizeof(key) - 1, v, known)
+
+static void j_str_n(struct al_buf *b, const char *key, size_t klen, const char *v)
 {
-	al_buf_str(b, key);
+	al_buf_add(b, key, klen);
 	if (v)
 		al_buf_json_str(b, v, strlen(v));
 	else
 		al_buf_add(b, "null", 4);
 }
 
-static void j_int(struct al_buf *b, const char *key, int64_t v, int known)
+static void j_int_n(struct al_buf *b, const char *key, size_t klen, int64_t v, int known)
 {
 	char num[24];
 
-	al_buf_str(b, key);
+	al_buf_add(b, key, klen);
 	if (known)
 		al_buf_add(b, num, al_dec(num, v));
 	else
