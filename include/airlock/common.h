@@ -117,6 +117,8 @@ static inline int al_hexdigit(int c)
 void al_hex(const void *in, size_t n, char *out);
 /* The hex SHA-256 of n bytes (the digest fetched from OpenSSL once, not per call): 0, -1. */
 int al_sha256_hex(const void *in, size_t n, char out[65]) AL_MUST;
+/* The hex SHA-256 of no bytes. */
+#define AL_SHA256_EMPTY "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 /* Length of the valid UTF-8 sequence at p (n > 0 bytes there): 1 for ASCII, 2..4, or 0 if it is
  * not UTF-8 (a stray or missing continuation, an overlong form, a surrogate, past U+10FFFF).
  * Inline, like al_hexdigit and al_dec: hot in the store's hook, and the pure parsers use it. */

@@ -2,7 +2,9 @@
  * memory) and the other small helpers of common.h: AL_GROW, al_sd_notify. */
 #include <airlock/common.h>
 
+#include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -144,6 +146,29 @@ static void test_dec(void)
 	CHECK(ok);
 }
 
+/* al_sha256_hex: the known digests of "" (AL_SHA256_EMPTY) and "abc", again and again on the same
+ * thread's context, and on a second thread (a context of its own, freed when it ends). */
+static void *sha_thread(void *arg)
+{
+	char hex[65];
+
+	return (void *)(intptr_t)(al_sha256_hex("abc", 3, hex) == 0 && strcmp(hex, arg) == 0);
+}
+
+static void test_sha256(void)
+{
+	static const char abc[] = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+	char hex[65];
+	pthread_t t;
+	void *ok = NULL;
+
+	for (int i = 0; i < 3; i++) {
+		CHECK(al_sha256_hex("", 0, hex) == 0 && strcmp(hex, AL_SHA256_EMPTY) == 0);
+		CHECK(al_sha256_hex("abc", 3, hex) == 0 && strcmp(hex, abc) == 0);
+	}
+	CHECK(pthread_create(&t, NULL, sha_thread, (void *)abc) == 0 && pthread_join(t, &ok) == 0 && ok);
+}
+
 /* AL_GROW: room for one more each time, the contents kept, the capacity doubling from first;
  * a size that cannot be allotted fails and leaves the array as it was. */
 static void test_grow(void)
@@ -221,5 +246,6 @@ int main(void)
 	RUN(test_fmt_empty);
 	RUN(test_json_str);
 	RUN(test_dec);
+	RUN(test_sha256);
 	TEST_EXIT();
 }

@@ -217,22 +217,42 @@ void al_hex(const void *in, size_t n, char *out)
 }
 
 /* EVP_sha256() looks the algorithm up again on every digest, which costs more than hashing a
- * short request; the daemon's threads share one fetched digest. */
+ * short request; the daemon's threads share one fetched digest, and each thread keeps its own
+ * context for it (EVP_Digest would allocate and free one per call). */
 static EVP_MD *sha256_md;
+static pthread_key_t sha256_ctx_key;
+static int sha256_ready;
 static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_ctx_free(void *ctx)
+{
+	EVP_MD_CTX_free(ctx);
+}
 
 static void sha256_fetch(void)
 {
 	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+	sha256_ready = sha256_md && pthread_key_create(&sha256_ctx_key, sha256_ctx_free) == 0;
 }
 
 int al_sha256_hex(const void *in, size_t n, char out[65])
 {
 	unsigned char md[32];
 	unsigned int len = 0;
+	EVP_MD_CTX *ctx;
 
-	if (pthread_once(&sha256_once, sha256_fetch) != 0 || !sha256_md ||
-	    EVP_Digest(in, n, md, &len, sha256_md, NULL) != 1 || len != 32)
+	if (pthread_once(&sha256_once, sha256_fetch) != 0 || !sha256_ready)
+		return -1;
+	ctx = pthread_getspecific(sha256_ctx_key);
+	if (!ctx) {
+		ctx = EVP_MD_CTX_new();
+		if (!ctx || pthread_setspecific(sha256_ctx_key, ctx) != 0) {
+			EVP_MD_CTX_free(ctx);
+			return -1;
+		}
+	}
+	if (EVP_DigestInit_ex2(ctx, sha256_md, NULL) != 1 || EVP_DigestUpdate(ctx, in, n) != 1 ||
+	    EVP_DigestFinal_ex(ctx, md, &len) != 1 || len != 32)
 		return -1;
 	al_hex(md, 32, out);
 	return 0;

@@ -60,8 +60,11 @@ int http_command_build(const uint8_t *buf, const struct http_req *r, struct http
 	c->body_len = r->body_buffered ? r->body_len : r->content_length;
 	if (al_sha256_hex(buf, r->total, c->request_sha256) < 0)
 		goto oom;
-	if (r->body_buffered) {
-		uint8_t *body = malloc(r->body_len ? (size_t)r->body_len : 1);
+	if (r->body_buffered && r->body_len == 0) {
+		/* most requests: no body, whose digest is the empty string's */
+		memcpy(c->body_sha256, AL_SHA256_EMPTY, sizeof(AL_SHA256_EMPTY));
+	} else if (r->body_buffered) {
+		uint8_t *body = malloc((size_t)r->body_len);
 
 		if (!body)
 			goto oom;
