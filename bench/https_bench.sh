@@ -21,7 +21,8 @@
 # a unique name and removed on any exit; only processes this script started are stopped, by pid.
 #
 # Knobs: BENCH_ROUNDS (3), BENCH_HTTPS_T (10 s per run), BENCH_MITM (0), BENCH_HTTPS_WORKLOADS
-# (keepalive handshake: which to run), BENCH_PERF_DIR (a profile of the whole host during each
+# (keepalive handshake: which to run), BENCH_MODES (direct haproxy [mitmproxy] airlock: which to
+# run), BENCH_AIRLOCK_CONF (extra airlockd config lines), BENCH_PERF_DIR (a profile of the whole host during each
 # run, MODE-WORKLOAD-ROUND.data: bench/lib.sh's bench_perf_start).
 # Installs wrk and haproxy with apt-get if missing (scripts/deps.sh does not list them).
 
@@ -135,6 +136,7 @@ default relay
 ca_dir "$TMP/ca"
 max_sessions 100000
 console_listen off
+${BENCH_AIRLOCK_CONF:-}
 resource "origin" {
     address $ORIGIN
     port $O_PORT
@@ -195,6 +197,16 @@ PYEOF
 
 MODES=(direct haproxy airlock)
 [ -n "$M_PORT" ] && MODES=(direct haproxy mitmproxy airlock)
+if [ -n "${BENCH_MODES:-}" ]; then
+	read -ra MODES <<<"$BENCH_MODES"
+	for m in "${MODES[@]}"; do
+		case "$m" in
+		direct | haproxy | airlock) ;;
+		mitmproxy) [ -n "$M_PORT" ] || die "BENCH_MODES: mitmdump is not installed (BENCH_MITM=1 installs it)" ;;
+		*) die "BENCH_MODES: no mode $m" ;;
+		esac
+	done
+fi
 declare -A R
 read -ra WORKLOADS <<<"${BENCH_HTTPS_WORKLOADS:-keepalive handshake}"
 for wl in "${WORKLOADS[@]}"; do

@@ -20,7 +20,8 @@
 #
 # Knobs (environment): BENCH_ROUNDS (3), BENCH_PG_T (10 s per run), BENCH_PG_SCALE (10),
 # BENCH_PG_JOBS (pgbench -j for the 8-client runs; default min(8, CPUs)),
-# BENCH_PGB_POOL_MODE (session), BENCH_PG_WORKLOADS (c8 c1 C8: which to run), BENCH_AIRLOCK_CONF (extra airlockd config lines, e.g.
+# BENCH_PGB_POOL_MODE (session), BENCH_PG_WORKLOADS (c8 c1 C8: which to run), BENCH_MODES
+# (direct pgbouncer airlock: which to run), BENCH_AIRLOCK_CONF (extra airlockd config lines, e.g.
 # "record_limit 0" to measure without session recordings), BENCH_TMPDIR (/tmp: where the cluster
 # and airlockd's store go; /dev/shm takes the disk out of the comparison).
 # Besides the proxy's own CPU per transaction, each run reports the host's: the busy CPU time of
@@ -245,6 +246,12 @@ client() {
 
 read -ra WORKLOADS <<<"${BENCH_PG_WORKLOADS:-c8 c1 C8}"
 MODES=(direct pgbouncer airlock)
+if [ -n "${BENCH_MODES:-}" ]; then
+	read -ra MODES <<<"$BENCH_MODES"
+	for m in "${MODES[@]}"; do
+		case "$m" in direct | pgbouncer | airlock) ;; *) die "BENCH_MODES: no mode $m" ;; esac
+	done
+fi
 : >"$TMP/results"
 : >"$TMP/anomalies"
 
@@ -268,8 +275,8 @@ START=$(date +%s)
 for round in $(seq "$ROUNDS"); do
 	for wl in "${WORKLOADS[@]}"; do
 		line="round $round/$ROUNDS $wl"
-		for k in 0 1 2; do
-			mode=${MODES[$(((round - 1 + k) % 3))]}
+		for ((k = 0; k < ${#MODES[@]}; k++)); do
+			mode=${MODES[$(((round - 1 + k) % ${#MODES[@]}))]}
 			before=$(audited)
 			proxy=
 			[ "$mode" = airlock ] && proxy=$AIRLOCKD_PID
