@@ -1321,9 +1321,10 @@ static void batch_decision(struct cmd_batch *cb, const char *d)
 		cb->oom = 1;
 }
 
-/* A key (a literal: its length is known here) and its value, as a batch's JSON spells them. */
-#define j_str(b, key, v) j_str_n(b, key, sizeof(key) - 1, v)
-#define j_int(b, key, v, known) j_int_n(b, key, sizeof(key) - 1, v, known)
+/* A key and its value, as a batch's JSON spells them. The key is a string literal ("" key
+ * does not compile otherwise), so its length is known here. */
+#define j_str(b, key, v) j_str_n(b, "" key, sizeof("" key) - 1, v)
+#define j_int(b, key, v, known) j_int_n(b, "" key, sizeof("" key) - 1, v, known)
 
 static void j_str_n(struct al_buf *b, const char *key, size_t klen, const char *v)
 {
