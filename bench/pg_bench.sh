@@ -26,7 +26,9 @@
 # and airlockd's store go; /dev/shm takes the disk out of the comparison).
 # Besides the proxy's own CPU per transaction, each run reports the host's: the busy CPU time of
 # every process and the kernel (/proc/stat) over the transactions, which also counts what the
-# proxy makes others do (the server's wake-ups, the store's writeback); and for Airlock the bytes
+# proxy makes others do (the server's wake-ups, the store's writeback); the server's (this
+# cluster's processes) and the client's (pgbench's cgroup), which show whether a proxy makes
+# them work harder; and for Airlock the bytes
 # it wrote to storage per transaction (/proc/PID/io write_bytes: the store's WAL and checkpoints).
 # BENCH_PERF_DIR: also record a profile of the whole host during each run there,
 # MODE-WORKLOAD-ROUND.data (bench/lib.sh: bench_perf_start), to see where its CPU goes.
@@ -210,6 +212,22 @@ host_busy_ticks() {
 	awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
 }
 
+# CPU ticks (user + system) of this run's PostgreSQL server: the postmaster's backends that still
+# run and those it has reaped (a -C run's end with their connections), not any other cluster's.
+server_ticks() {
+	local t p
+	t=$(awk '{ print $16 + $17 }' "/proc/$PG_PID/stat")
+	for p in $(pgrep -P "$PG_PID" || true); do
+		t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
+
+# CPU time (us) the client's cgroup has used.
+client_usec() {
+	awk '$1 == "usage_usec" { print $2 }' "$1/cpu.stat"
+}
+
 # Bytes airlockd has had written to storage (its store); nothing for the other modes.
 written_bytes() {
 	[ "$1" = airlock ] || return 0
@@ -281,14 +299,21 @@ for round in $(seq "$ROUNDS"); do
 			proxy=
 			[ "$mode" = airlock ] && proxy=$AIRLOCKD_PID
 			[ "$mode" = pgbouncer ] && proxy=$PGB_PID
+			ccg=$PLAIN_CG
+			[ "$mode" = airlock ] && ccg=$AGENT_CG
 			cpu0=$(bench_cpu_ticks "$proxy")
 			host0=$(host_busy_ticks)
+			srv0=$(server_ticks)
+			cl0=$(client_usec "$ccg")
 			wr0=$(written_bytes "$mode")
 			bench_perf_start "$mode-$wl-$round" "$DUR"
 			client "$mode" "$wl"
 			bench_perf_wait
+			sleep 0.2 # the backends of a run exit (and are reaped) after pgbench does
 			cpu1=$(bench_cpu_ticks "$proxy")
 			host1=$(host_busy_ticks)
+			srv1=$(server_ticks)
+			cl1=$(client_usec "$ccg")
 			wr1=$(written_bytes "$mode")
 			sleep 0.1 # audit rows are committed in batches
 			after=$(audited)
@@ -312,12 +337,17 @@ for round in $(seq "$ROUNDS"); do
 			fi
 			host=
 			wr=
+			srv=
+			cl=
 			if [ -n "$n" ] && [ "$n" -gt 0 ]; then
 				host=$(awk -v a="$host0" -v b="$host1" -v hz="$CLK_TCK" -v n="$n" \
 					'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }')
+				srv=$(awk -v a="$srv0" -v b="$srv1" -v hz="$CLK_TCK" -v n="$n" \
+					'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }')
+				cl=$(awk -v a="$cl0" -v b="$cl1" -v n="$n" 'BEGIN { printf "%.1f", (b - a) / n }')
 				[ -z "$wr0" ] || wr=$(awk -v a="$wr0" -v b="$wr1" -v n="$n" 'BEGIN { printf "%.2f", (b - a) / 1024 / n }')
 			fi
-			echo "$mode $wl $round tps=$tps lat_ms=${lat:-0}${cpu:+ cpu_us=$cpu}${host:+ host_us=$host}${wr:+ wr_kib=$wr}" >>"$TMP/results"
+			echo "$mode $wl $round tps=$tps lat_ms=${lat:-0}${cpu:+ cpu_us=$cpu}${host:+ host_us=$host}${srv:+ server_us=$srv}${cl:+ client_us=$cl}${wr:+ wr_kib=$wr}" >>"$TMP/results"
 			line+=$(printf '  %s %.0f tps' "$mode" "$tps")
 			[ -z "$cpu" ] || line+=$(printf ' (%s us cpu/tx)' "$cpu")
 		done
@@ -377,6 +407,18 @@ END {
 		       num(median(wls[w] SUBSEP "host_us" SUBSEP "direct"), "%.1f"),
 		       num(median(wls[w] SUBSEP "host_us" SUBSEP "pgbouncer"), "%.1f"),
 		       num(median(wls[w] SUBSEP "host_us" SUBSEP "airlock"), "%.1f")
+	printf "\n"
+	# Where a proxy costs: when the server and the client spend the same behind either proxy,
+	# the difference is in the proxy itself.
+	printf "server (postgres) and client (pgbench) CPU per transaction (median):"
+	for (w = 1; w <= 3; w++)
+		printf "  %s direct %s/%s us pgbouncer %s/%s us airlock %s/%s us", wls[w],
+		       num(median(wls[w] SUBSEP "server_us" SUBSEP "direct"), "%.1f"),
+		       num(median(wls[w] SUBSEP "client_us" SUBSEP "direct"), "%.1f"),
+		       num(median(wls[w] SUBSEP "server_us" SUBSEP "pgbouncer"), "%.1f"),
+		       num(median(wls[w] SUBSEP "client_us" SUBSEP "pgbouncer"), "%.1f"),
+		       num(median(wls[w] SUBSEP "server_us" SUBSEP "airlock"), "%.1f"),
+		       num(median(wls[w] SUBSEP "client_us" SUBSEP "airlock"), "%.1f")
 	printf "\n"
 	printf "airlockd wrote to storage per transaction (median):"
 	for (w = 1; w <= 3; w++)
