@@ -197,16 +197,7 @@ PYEOF
 
 MODES=(direct haproxy airlock)
 [ -n "$M_PORT" ] && MODES=(direct haproxy mitmproxy airlock)
-if [ -n "${BENCH_MODES:-}" ]; then
-	read -ra MODES <<<"$BENCH_MODES"
-	for m in "${MODES[@]}"; do
-		case "$m" in
-		direct | haproxy | airlock) ;;
-		mitmproxy) [ -n "$M_PORT" ] || die "BENCH_MODES: mitmdump is not installed (BENCH_MITM=1 installs it)" ;;
-		*) die "BENCH_MODES: no mode $m" ;;
-		esac
-	done
-fi
+bench_pick_modes       # mitmproxy only where mitmdump is installed (BENCH_MITM=1)
 declare -A R
 read -ra WORKLOADS <<<"${BENCH_HTTPS_WORKLOADS:-keepalive handshake}"
 for wl in "${WORKLOADS[@]}"; do

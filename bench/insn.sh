@@ -42,21 +42,17 @@ if [ -z "$OUT" ]; then
 fi
 mkdir -p "$OUT"
 
+# Both benchmarks: airlock mode alone, one run, batches as large as at full speed.
+export BENCH_AIRLOCK_CONF="commit_interval 1s" BENCH_MODES=airlock BENCH_ROUNDS=1
+export BENCH_PG_T=$T BENCH_PG_WORKLOADS=c8 BENCH_HTTPS_T=$T BENCH_HTTPS_WORKLOADS=keepalive
 for w in "${WHICH[@]}"; do
 	cg=$OUT/$w.callgrind
 	rm -f "$cg"
 	wrap="valgrind --tool=callgrind --collect-atstart=no --toggle-collect=event_base_loop"
 	wrap+=" --toggle-collect=ckpt_main --callgrind-out-file=$cg"
 	echo "$w: airlockd under callgrind for ${T}s..."
-	if [ "$w" = pg ]; then
-		BENCH_AIRLOCKD_WRAP=$wrap BENCH_AIRLOCK_CONF="commit_interval 1s" BENCH_MODES=airlock \
-			BENCH_ROUNDS=1 BENCH_PG_T=$T BENCH_PG_WORKLOADS=c8 bash bench/pg_bench.sh >"$OUT/$w.log" 2>&1 ||
-			die "pg_bench.sh failed: $(tail -n 5 "$OUT/$w.log")"
-	else
-		BENCH_AIRLOCKD_WRAP=$wrap BENCH_AIRLOCK_CONF="commit_interval 1s" BENCH_MODES=airlock \
-			BENCH_ROUNDS=1 BENCH_HTTPS_T=$T BENCH_HTTPS_WORKLOADS=keepalive bash bench/https_bench.sh \
-			>"$OUT/$w.log" 2>&1 || die "https_bench.sh failed: $(tail -n 5 "$OUT/$w.log")"
-	fi
+	BENCH_AIRLOCKD_WRAP=$wrap bash "bench/${w}_bench.sh" >"$OUT/$w.log" 2>&1 ||
+		die "${w}_bench.sh failed: $(tail -n 5 "$OUT/$w.log")"
 	[ -s "$cg" ] || die "no callgrind output for $w (see $OUT/$w.log)"
 	/usr/bin/python3 bench/insn.py "$w" "$cg"
 done

@@ -108,6 +108,17 @@ bench_start_airlockd() {
 	die "airlockd did not start: $(tail -n 5 "$TMP/airlockd.err")"
 }
 
+# bench_pick_modes: BENCH_MODES (words), when set, replaces MODES (the script's own list of the
+# modes it can run, set before the call), in its order; a mode not in that list is refused.
+bench_pick_modes() {
+	local m all=" ${MODES[*]} "
+	[ -n "${BENCH_MODES:-}" ] || return 0
+	read -ra MODES <<<"$BENCH_MODES"
+	for m in "${MODES[@]}"; do
+		[[ $all == *" $m "* ]] || die "BENCH_MODES: $m is not one of:$all"
+	done
+}
+
 # The daemon's version from its banner.
 bench_airlockd_version() {
 	sed -n 's/^airlockd \(.*\) ready$/\1/p' "$TMP/airlockd.out"

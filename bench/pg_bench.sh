@@ -223,6 +223,11 @@ server_ticks() {
 	echo "$t"
 }
 
+# per_tx_us TICKS0 TICKS1 N: the CPU ticks between the two readings, in us per transaction.
+per_tx_us() {
+	awk -v a="$1" -v b="$2" -v hz="$CLK_TCK" -v n="$3" 'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }'
+}
+
 # CPU time (us) the client's cgroup has used.
 client_usec() {
 	awk '$1 == "usage_usec" { print $2 }' "$1/cpu.stat"
@@ -264,12 +269,7 @@ client() {
 
 read -ra WORKLOADS <<<"${BENCH_PG_WORKLOADS:-c8 c1 C8}"
 MODES=(direct pgbouncer airlock)
-if [ -n "${BENCH_MODES:-}" ]; then
-	read -ra MODES <<<"$BENCH_MODES"
-	for m in "${MODES[@]}"; do
-		case "$m" in direct | pgbouncer | airlock) ;; *) die "BENCH_MODES: no mode $m" ;; esac
-	done
-fi
+bench_pick_modes
 : >"$TMP/results"
 : >"$TMP/anomalies"
 
@@ -309,13 +309,14 @@ for round in $(seq "$ROUNDS"); do
 			bench_perf_start "$mode-$wl-$round" "$DUR"
 			client "$mode" "$wl"
 			bench_perf_wait
-			sleep 0.2 # the backends of a run exit (and are reaped) after pgbench does
+			# the backends of a run exit (and are reaped) after pgbench does; the audit rows
+			# are committed in batches
+			sleep 0.2
 			cpu1=$(bench_cpu_ticks "$proxy")
 			host1=$(host_busy_ticks)
 			srv1=$(server_ticks)
 			cl1=$(client_usec "$ccg")
 			wr1=$(written_bytes "$mode")
-			sleep 0.1 # audit rows are committed in batches
 			after=$(audited)
 			tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$TMP/client.out" | head -n 1)
 			lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$TMP/client.out" | head -n 1)
@@ -332,18 +333,15 @@ for round in $(seq "$ROUNDS"); do
 			cpu=
 			if [ -n "$proxy" ] && [ -n "$n" ] && [ "$n" -gt 0 ]; then
 				# The proxy's CPU time (user + system) per transaction, in us.
-				cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$CLK_TCK" -v n="$n" \
-					'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }')
+				cpu=$(per_tx_us "$cpu0" "$cpu1" "$n")
 			fi
 			host=
 			wr=
 			srv=
 			cl=
 			if [ -n "$n" ] && [ "$n" -gt 0 ]; then
-				host=$(awk -v a="$host0" -v b="$host1" -v hz="$CLK_TCK" -v n="$n" \
-					'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }')
-				srv=$(awk -v a="$srv0" -v b="$srv1" -v hz="$CLK_TCK" -v n="$n" \
-					'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }')
+				host=$(per_tx_us "$host0" "$host1" "$n")
+				srv=$(per_tx_us "$srv0" "$srv1" "$n")
 				cl=$(awk -v a="$cl0" -v b="$cl1" -v n="$n" 'BEGIN { printf "%.1f", (b - a) / n }')
 				[ -z "$wr0" ] || wr=$(awk -v a="$wr0" -v b="$wr1" -v n="$n" 'BEGIN { printf "%.2f", (b - a) / 1024 / n }')
 			fi
