@@ -287,6 +287,7 @@ struct store {
 	 * for the disk. */
 	pthread_t ckpt;
 	int ckpt_running, ckpt_stop;
+	int ckpt_kick;              /* a commit left the WAL long: copy it now */
 	pthread_mutex_t ckpt_mu;
 	pthread_cond_t ckpt_cv;
 	char *path;
@@ -704,6 +705,50 @@ out:
 	return ret;
 }
 
+/*
+ * The WAL starts again from its beginning only at a batch that begins when
+ * all of it is in the database. A pass a second never finds that under
+ * steady load (the writer commits while the pass copies), and the WAL grew
+ * for as long as the load lasted, each commit appending to new file blocks
+ * that the file system allocates and zeroes. So a commit that leaves the WAL
+ * longer than this wakes the thread at once: it has until the next batch
+ * begins (a commit_interval, the batch's rows are written at its end) to copy
+ * what is there, and the WAL then stays about this long and in the page
+ * cache.
+ */
+#define CKPT_WAKE_FRAMES 1024
+/* Passes per wake-up, each copying what was committed during the one before. */
+#define CKPT_PASSES 8
+
+static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	struct store *s = arg;
+
+	if (frames >= CKPT_WAKE_FRAMES) {
+		pthread_mutex_lock(&s->ckpt_mu);
+		s->ckpt_kick = 1;
+		pthread_cond_signal(&s->ckpt_cv);
+		pthread_mutex_unlock(&s->ckpt_mu);
+	}
+	(void)db;
+	(void)name;
+	return SQLITE_OK;
+}
+
+/* PASSIVE: copies what no reader needs, never blocks the writer. Passes until
+ * one finds nothing committed since the last (or the bound). */
+static void ckpt_pass(sqlite3 *db)
+{
+	int pass, log, copied, last = -1;
+
+	for (pass = 0; pass < CKPT_PASSES; pass++) {
+		if (sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied) != SQLITE_OK ||
+		    copied < log || log == last)
+			return;
+		last = log;
+	}
+}
+
 static void *ckpt_main(void *arg)
 {
 	struct store *s = arg;
@@ -725,12 +770,14 @@ static void *ckpt_main(void *arg)
 
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_sec += 1;
-		pthread_cond_timedwait(&s->ckpt_cv, &s->ckpt_mu, &ts);
+		while (!s->ckpt_stop && !s->ckpt_kick &&
+		       pthread_cond_timedwait(&s->ckpt_cv, &s->ckpt_mu, &ts) == 0)
+			;
 		if (s->ckpt_stop)
 			break;
+		s->ckpt_kick = 0;
 		pthread_mutex_unlock(&s->ckpt_mu);
-		/* PASSIVE: copies what no reader needs, never blocks the writer. */
-		(void)sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		ckpt_pass(db);
 		pthread_mutex_lock(&s->ckpt_mu);
 	}
 	pthread_mutex_unlock(&s->ckpt_mu);
@@ -756,6 +803,8 @@ static void ckpt_start(struct store *s, const char *path)
 	s->ckpt_running = 1;
 	if (exec(s, "PRAGMA wal_autocheckpoint = 0", "handing checkpoints to a thread") < 0)
 		al_warn("store: checkpoints stay on the writer");
+	else
+		(void)sqlite3_wal_hook(s->db, on_wal_commit, s);
 }
 
 static void ckpt_stop(struct store *s)
