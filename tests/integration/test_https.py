@@ -1228,6 +1228,58 @@ def case_policy_test_http():
           "the running policy shows HTTP changes: %r" % r.stdout[-600:])
 
 
+def case_classify_http():
+    """airlockctl classify http runs the proxy's parser offline: a request file gives its command
+    (exit 0), the smuggling corpus gives each its 400 reason (exit 1); --json for scripts."""
+    req = (b"DELETE /api/v1/items/7?force=1 HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: agent/1\r\n"
+           b"Authorization: Bearer agent-secret\r\nCookie: s=1\r\nContent-Type: text/plain\r\n"
+           b"Content-Length: 5\r\n\r\nhello" % (API_NAME.encode(), T.port))
+    path = os.path.join(T.tmp, "classify.http")
+    with open(path, "wb") as f:
+        f.write(req)
+    r = T.al.ctl("classify", "http", path)
+    check(r.returncode == 0, "classify http exited %d: %s" % (r.returncode, r.stderr.strip() or r.stdout))
+    for want in ("method:   DELETE", "host:     %s:%d" % (API_NAME, T.port), "path:     /api/v1/items/7",
+                 "query:    force=1", "kind:     delete",
+                 "sha256 %s" % hashlib.sha256(b"hello").hexdigest(),
+                 "sha256 %s" % hashlib.sha256(req).hexdigest()):
+        check(want in r.stdout, "classify http lacks %r: %r" % (want, r.stdout))
+    check("agent-secret" not in r.stdout and "s=1" not in r.stdout, "classify http shows secrets: %r" % r.stdout)
+    r = T.al.ctl("classify", "http", path, "--json")
+    check(r.returncode == 0, "classify http --json exited %d: %s" % (r.returncode, r.stderr.strip()))
+    js = json.loads(r.stdout)
+    check(js["method"] == "DELETE" and js["kind"] == "delete" and js["query"] == "force=1"
+          and js["request_sha256"] == hashlib.sha256(req).hexdigest()
+          and js["body_sha256"] == hashlib.sha256(b"hello").hexdigest() and js["body_len"] == 5,
+          "classify http --json: %r" % js)
+    check(js["headers"] == {"authorization": "(dropped: Airlock sends the resource's credential)",
+                            "content-length": "5", "content-type": "text/plain", "user-agent": "agent/1"},
+          "classify http --json headers: %r" % js["headers"])
+    check(list(js["headers"]) == sorted(js["headers"]), "headers not sorted: %r" % r.stdout)
+    # the same file on stdin
+    r = subprocess.run([lib.AIRLOCKCTL, "classify", "http", "--json"], input=req, capture_output=True, timeout=10)
+    check(r.returncode == 0 and json.loads(r.stdout)["request_sha256"] == js["request_sha256"],
+          "classify http from stdin: %r" % r.stdout[:300])
+    bad = []
+    cases = corpus()
+    for name, data in cases:
+        f = os.path.join(T.tmp, "smuggle.http")
+        with open(f, "wb") as fh:
+            fh.write(data)
+        t = T.al.ctl("classify", "http", f)
+        j = T.al.ctl("classify", "http", f, "--json")
+        try:
+            jo = json.loads(j.stdout)
+        except ValueError:
+            jo = {}
+        if (t.returncode != 1 or not re.match(r"^(400|431|505) \S", t.stdout) or j.returncode != 1
+                or jo.get("ok") is not False or jo.get("status") not in (400, 431, 505) or not jo.get("reason")):
+            bad.append("%s: %r %r" % (name, t.stdout[:80], j.stdout[:80]))
+    check(not bad, "%d of %d smuggling files not refused by classify http: %s" % (len(bad), len(cases),
+                                                                                "; ".join(bad[:4])))
+    note("classify http: 1 request classified, %d refused with their reason" % len(cases))
+
+
 def case_still_up():
     need_up()
     st = T.al.status()
@@ -1347,6 +1399,8 @@ CASES = [
      case_policy_test_http),
     ("an exec over v4.base64.channel.k8s.io (not kubectl: a browser terminal's protocol) approved: "
      "recorded decoded as for v4.channel.k8s.io, replayed", case_exec_base64_replay),
+    ("airlockctl classify http: a request's command (text, --json, stdin); the smuggling corpus "
+     "refused with each reason", case_classify_http),
     ("airlockd still up, counters, no sanitizer lines", case_still_up),
 ]
 

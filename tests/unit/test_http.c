@@ -354,6 +354,54 @@ static void test_k8s(void)
 }
 
 /* A ClientHello with SNI and ALPN, built by hand. */
+/* The command a request yields: the chosen headers as sorted compact JSON (the first of each
+ * name, Authorization never shown), the reviewer's text in the request's order, the digests. */
+static void test_command(void)
+{
+	struct http_req r;
+	struct http_command c;
+	char err[128], want[65];
+	const char s[] = "GET /api/v1/items?limit=5 HTTP/1.1\r\nHost: api.example:8443\r\n"
+			 "User-Agent: curl/7.88\r\nAccept: */*\r\nAuthorization: Bearer agent-secret\r\n"
+			 "Cookie: session=1\r\nACCEPT: second\r\nContent-Type: a\"b\\c\td\r\n\r\n";
+	const char p[] = "POST /v1/x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n"
+			 "User-Agent: ok\xc3\xa9\r\n\r\nhello";
+	const char bad[] = "GET / HTTP/1.1\r\nHost: h\r\nUser-Agent: x\xff\xfey\r\n\r\n";
+
+	CHECK(parse_all(REQ(s), 1024, &r) == HTTP_DONE);
+	CHECK(http_command_build((const uint8_t *)s, &r, &c, err, sizeof(err)) == 0);
+	CHECK_STR(c.headers_json, "{\"accept\":\"*/*\",\"authorization\":\"(dropped: Airlock sends the "
+				  "resource's credential)\",\"content-type\":\"a\\\"b\\\\c\\td\","
+				  "\"user-agent\":\"curl/7.88\"}");
+	CHECK(strstr(c.text, "GET https://api.example:8443/api/v1/items?limit=5\nuser-agent: curl/7.88\n"
+			     "accept: */*\nauthorization: (dropped: Airlock sends the resource's credential)\n"
+			     "content-type: a\"b\\c\td\n") == c.text);
+	CHECK(!strstr(c.text, "agent-secret") && !strstr(c.headers_json, "agent-secret"));
+	CHECK(!strstr(c.text, "session=1") && !strstr(c.text, "second"));
+	CHECK_STR(c.kind, "get");
+	CHECK_STR(c.fingerprint, "GET api.example:8443/api/v1/items");
+	CHECK_STR(c.body_sha256, AL_SHA256_EMPTY);
+	CHECK(al_sha256_hex(s, sizeof(s) - 1, want) == 0);
+	CHECK_STR(c.request_sha256, want);
+	http_command_free(&c);
+
+	CHECK(parse_all(REQ(p), 1024, &r) == HTTP_DONE);
+	CHECK(http_command_build((const uint8_t *)p, &r, &c, err, sizeof(err)) == 0);
+	CHECK_STR(c.headers_json, "{\"content-length\":\"5\",\"user-agent\":\"ok\xc3\xa9\"}");
+	CHECK(al_sha256_hex("hello", 5, want) == 0);
+	CHECK_STR(c.body_sha256, want);
+	CHECK(c.body_buffered && c.body_len == 5);
+	CHECK(strstr(c.text, "\nbody: 5 bytes, sha256 ") && strstr(c.text, want) && strstr(c.text, "\nhello"));
+	http_command_free(&c);
+
+	/* obs-text that is not UTF-8 is marked, not passed into the JSON */
+	CHECK(parse_all(REQ(bad), 1024, &r) == HTTP_DONE);
+	CHECK(http_command_build((const uint8_t *)bad, &r, &c, err, sizeof(err)) == 0);
+	CHECK_STR(c.headers_json, "{\"user-agent\":\"(not UTF-8)\"}");
+	CHECK(c.text && strstr(c.text, "\nuser-agent: (not UTF-8)\n") != NULL);
+	http_command_free(&c);
+}
+
 static size_t build_hello(uint8_t *out, const char *sni, int h2)
 {
 	uint8_t ext[512], body[1024];
@@ -416,6 +464,7 @@ int main(void)
 	RUN(test_response);
 	RUN(test_response_ws_protocol);
 	RUN(test_k8s);
+	RUN(test_command);
 	RUN(test_client_hello);
 	TEST_EXIT();
 }

@@ -62,6 +62,22 @@ static uint8_t *read_all(FILE *f, size_t *len)
 	return buf;
 }
 
+/* The answer Airlock would give instead of forwarding: "STATUS reason", or as JSON. */
+static void refused(int want_json, int status, const char *why)
+{
+	struct al_buf b = { 0 };
+
+	if (!want_json) {
+		printf("%d %s\n", status, why);
+		return;
+	}
+	al_buf_fmt(&b, "{\"ok\":false,\"status\":%d,\"reason\":", status);
+	al_buf_json_str(&b, why, strlen(why));
+	al_buf_add(&b, "}", 1);
+	printf("%s\n", b.oom ? "{\"ok\":false}" : b.p);
+	free(b.p);
+}
+
 static int classify(int argc, char **argv, int want_json)
 {
 	struct http_limits lim = { .max_body = MAX_REQUEST };
@@ -93,19 +109,13 @@ static int classify(int argc, char **argv, int want_json)
 		const char *why = rc == HTTP_ERROR ? r->error : "incomplete request";
 		int status = rc == HTTP_ERROR ? r->status : 400;
 
-		if (want_json)
-			printf("{\"ok\":false,\"status\":%d,\"reason\":\"%s\"}\n", status, why);
-		else
-			printf("%d %s\n", status, why);
+		refused(want_json, status, why);
 		free(buf);
 		free(r);
 		return 1;
 	}
 	if (http_command_build(buf, r, &c, err, sizeof(err)) < 0) {
-		if (want_json)
-			printf("{\"ok\":false,\"status\":400,\"reason\":\"%s\"}\n", err);
-		else
-			printf("400 %s\n", err);
+		refused(want_json, 400, err);
 		free(buf);
 		free(r);
 		return 1;

@@ -4,15 +4,65 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
+#include <strings.h>
 
 #define BODY_PREVIEW 2048
 
-/* Headers shown to reviewers and kept in the audit (others are not, e.g. cookies). */
+/* Headers shown to reviewers and kept in the audit (others are not, e.g. cookies), in the
+ * order of their names: the audit's JSON lists them so. */
 static const char *const chosen[] = {
-	"content-type", "content-length", "transfer-encoding", "user-agent", "accept",
-	"connection", "upgrade", "expect", "sec-websocket-protocol", "x-stream-protocol-version",
-	"authorization",
+	"accept", "authorization", "connection", "content-length", "content-type", "expect",
+	"sec-websocket-protocol", "transfer-encoding", "upgrade", "user-agent",
+	"x-stream-protocol-version",
 };
+#define N_CHOSEN AL_ARRAY_LEN(chosen)
+#define DROPPED_AUTH "(dropped: Airlock sends the resource's credential)"
+#define NOT_UTF8 "(not UTF-8)"
+
+/* A chosen header's value as shown: the first one the request sent under that name. */
+struct shown {
+	const char *p;
+	size_t len;
+	unsigned int order;     /* its place among the chosen headers the request sent */
+};
+
+static int utf8_ok(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0, k; i < n; i += k)
+		if (!(k = al_utf8_seq(p + i, n - i)) || p[i] == 0)
+			return 0;
+	return 1;
+}
+
+/* Picks the chosen headers (case-insensitive names, the first of each) into v: how many. */
+static unsigned int pick_headers(const uint8_t *buf, const struct http_req *r, struct shown v[N_CHOSEN])
+{
+	unsigned int n = 0;
+
+	memset(v, 0, N_CHOSEN * sizeof(*v));
+	for (size_t i = 0; i < r->n_hdr; i++) {
+		const uint8_t *name = buf + r->hdr[i].name.off, *val = buf + r->hdr[i].value.off;
+		size_t nl = r->hdr[i].name.len, k;
+
+		for (k = 0; k < N_CHOSEN; k++)
+			if (strlen(chosen[k]) == nl && strncasecmp(chosen[k], (const char *)name, nl) == 0)
+				break;
+		if (k == N_CHOSEN || v[k].p)
+			continue;
+		if (strcmp(chosen[k], "authorization") == 0) {
+			v[k].p = DROPPED_AUTH;
+			v[k].len = sizeof(DROPPED_AUTH) - 1;
+		} else if (!utf8_ok(val, r->hdr[i].value.len)) {
+			v[k].p = NOT_UTF8;
+			v[k].len = sizeof(NOT_UTF8) - 1;
+		} else {
+			v[k].p = (const char *)val;
+			v[k].len = r->hdr[i].value.len;
+		}
+		v[k].order = n++;
+	}
+	return n;
+}
 
 static char *span_dup(const uint8_t *buf, struct http_span sp)
 {
@@ -39,14 +89,13 @@ static void sb_word(struct al_buf *b, const char *w)
 int http_command_build(const uint8_t *buf, const struct http_req *r, struct http_command *c,
 		       char *err, size_t errlen)
 {
-	json_t *h = json_object();
-	struct al_buf text = { 0 }, fp = { 0 };
+	struct shown hv[N_CHOSEN];
+	struct al_buf text = { 0 }, fp = { 0 }, hj = { 0 };
 	char line[256];
+	unsigned int n_shown;
 	int rc;
 
 	memset(c, 0, sizeof(*c));
-	if (!h)
-		goto oom;
 	if (r->method.len >= sizeof(c->method))
 		goto bad_method;
 	memcpy(c->method, buf + r->method.off, r->method.len);
@@ -74,38 +123,27 @@ int http_command_build(const uint8_t *buf, const struct http_req *r, struct http
 		if (rc < 0)
 			goto oom;
 	}
-	for (size_t i = 0; i < r->n_hdr; i++) {
-		char name[64];
-		json_t *v;
-
-		if (r->hdr[i].name.len >= sizeof(name))
+	/* compact JSON, keys sorted */
+	n_shown = pick_headers(buf, r, hv);
+	al_buf_add(&hj, "{", 1);
+	for (size_t k = 0, n = 0; k < N_CHOSEN; k++) {
+		if (!hv[k].p)
 			continue;
-		memcpy(name, buf + r->hdr[i].name.off, r->hdr[i].name.len);
-		name[r->hdr[i].name.len] = '\0';
-		for (char *p = name; *p; p++)
-			if (*p >= 'A' && *p <= 'Z')
-				*p = (char)(*p - 'A' + 'a');
-		for (size_t k = 0; k < AL_ARRAY_LEN(chosen); k++) {
-			if (strcmp(name, chosen[k]) != 0 || json_object_get(h, name))
-				continue;
-			if (strcmp(name, "authorization") == 0)
-				v = json_string("(dropped: Airlock sends the resource's credential)");
-			else
-				v = json_stringn((const char *)buf + r->hdr[i].value.off, r->hdr[i].value.len);
-			if (!v)
-				v = json_string("(not UTF-8)");
-			json_object_set_new(h, name, v);
-		}
+		al_buf_add(&hj, ",", n++ > 0);
+		al_buf_json_str(&hj, chosen[k], strlen(chosen[k]));
+		al_buf_add(&hj, ":", 1);
+		al_buf_json_str(&hj, hv[k].p, hv[k].len);
 	}
-	c->headers_json = json_dumps(h, JSON_COMPACT | JSON_SORT_KEYS);
-	if (!c->headers_json)
+	al_buf_add(&hj, "}", 1);
+	if (hj.oom)
 		goto oom;
+	c->headers_json = hj.p;
+	hj.p = NULL;
 
 	rc = http_k8s_parse(c->path, c->query, &c->k8s);
 	if (rc < 0) {
 		al_errf(err, errlen, "malformed Kubernetes %s request", "exec");
 		http_command_free(c);
-		json_decref(h);
 		return -1;
 	}
 	c->is_k8s = rc == 1;
@@ -168,15 +206,15 @@ int http_command_build(const uint8_t *buf, const struct http_req *r, struct http
 		al_buf_str(&text, c->query);
 	}
 	al_buf_str(&text, "\n");
-	{
-		const char *k;
-		json_t *v;
-
-		json_object_foreach(h, k, v) {
-			snprintf(line, sizeof(line), "%s: ", k);
-			al_buf_str(&text, line);
-			al_buf_str(&text, json_string_value(v));
-			al_buf_str(&text, "\n");
+	/* the chosen headers in the order the request sent them */
+	for (unsigned int o = 0; o < n_shown; o++) {
+		for (size_t k = 0; k < N_CHOSEN; k++) {
+			if (!hv[k].p || hv[k].order != o)
+				continue;
+			al_buf_str(&text, chosen[k]);
+			al_buf_add(&text, ": ", 2);
+			al_buf_add(&text, hv[k].p, hv[k].len);
+			al_buf_add(&text, "\n", 1);
 		}
 	}
 	if (r->body_buffered && r->body_len) {
@@ -209,16 +247,14 @@ int http_command_build(const uint8_t *buf, const struct http_req *r, struct http
 	if (text.oom || fp.oom || !c->fingerprint)
 		goto oom;
 	c->text = text.p;
-	json_decref(h);
 	return 0;
 bad_method:
-	json_decref(h);
 	http_command_free(c);
 	return al_errf(err, errlen, "method too long");
 oom:
 	free(text.p);
 	free(fp.p);
-	json_decref(h);
+	free(hj.p);
 	http_command_free(c);
 	return al_errf(err, errlen, "out of memory");
 }
