@@ -188,10 +188,10 @@ static void test_checkpoints(void)
 }
 
 /*
- * Under steady load (a batch every few ms, the next always begun before a
- * pass could copy the last) the WAL still starts again from its beginning:
- * it stays near the thread's wake-up length instead of growing with all that
- * was written. 300 batches of 160 KiB of recording are 48 MiB.
+ * Under steady load (a batch every commit_interval, 20 ms by default) the WAL
+ * still starts again from its beginning: it stays near the thread's wake-up
+ * length instead of growing with all that was written. 120 batches of 400 KiB
+ * of recording are 48 MiB.
  */
 static void test_wal_bounded(void)
 {
@@ -210,16 +210,16 @@ static void test_wal_bounded(void)
 	CHECK(store_conn_open(s, &c, &id) == 0);
 	for (size_t i = 0; i < sizeof(data); i++)
 		data[i] = (char)('a' + (i * 7919 + i / 13) % 26);   /* not one run: the pages fill */
-	for (int b = 0; b < 300; b++) {
+	for (int b = 0; b < 120; b++) {
 		CHECK(store_batch_begin(s) == 0);
-		for (int i = 0; i < 20; i++) {
+		for (int i = 0; i < 50; i++) {
 			data[0] = (char)('a' + (seq % 26));
 			CHECK(store_rec_add(s, id, ++seq, now, "B", "D", data, sizeof(data)) == 0);
 		}
 		CHECK(store_batch_commit(s) == 0);
 		if (stat(w, &st) == 0 && st.st_size > most)
 			most = st.st_size;
-		usleep(5 * 1000);
+		usleep(20 * 1000);
 	}
 	CHECK(most > 0);
 	CHECK(most < 16 * 1024 * 1024);
