@@ -33,7 +33,7 @@ SAN_LIB  := $(patsubst %.c,$(B)/san/%.o,$(LIB_SRC)) $(B)/san/default_conf.o
 # The tests that drive the store's threads (the first count of /metrics) run under ThreadSanitizer too.
 TSAN     := -fsanitize=thread
 TSAN_LIB := $(patsubst %.c,$(B)/tsan/%.o,$(LIB_SRC)) $(B)/tsan/default_conf.o
-TSAN_BIN := $(B)/tests/tsan/test_audit
+TSAN_BIN := $(B)/tests/tsan/test_audit $(B)/tests/tsan/test_store
 
 .PHONY: all run test unit bench clean deps install deb
 .SECONDARY:

@@ -65,7 +65,7 @@ for t in "${unit[@]}"; do
 	run_one "$t" "$UNIT_TIMEOUT" "$t"
 done
 # The same under ThreadSanitizer, for those that drive the store's threads (Makefile TSAN_BIN).
-for t in build/tests/tsan/test_audit; do
+for t in build/tests/tsan/test_audit build/tests/tsan/test_store; do
 	if [ ! -x "$t" ]; then
 		fail_line "$t: not built (make unit)"
 		continue
