@@ -339,5 +339,9 @@ int pg_cache_key(const char *sql, char *out, size_t cap, size_t *key_len) AL_MUS
  * ErrorResponse/NoticeResponse {severity, sqlstate, message, detail, hint}; ReadyForQuery:
  * the status letter; ParameterStatus {name, value}. Others: "". */
 char *pg_summary(const struct pg_msg *m, int from_backend, size_t max_value);
+/* The same summary appended to b (the proxy's recording reuses one buffer): 0, or -1 without
+ * memory. */
+struct al_buf;
+int pg_summary_add(struct al_buf *b, const struct pg_msg *m, int from_backend, size_t max_value);
 
 #endif

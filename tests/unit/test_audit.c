@@ -1763,6 +1763,34 @@ static void test_pg_summary(void)
 	t = pg_summary(&m, 0, 256);
 	CHECK_STR(t, "SELECT 1;");
 	free(t);
+	/* appended to what a reused buffer holds; text that is not UTF-8 replaces only its own */
+	{
+		static const uint8_t ps[] = { 'S', 0, 0, 0, 8, 'a', 0, 0xff, 0 };
+		struct al_buf o = { 0 };
+
+		al_buf_str(&o, "kept|");
+		CHECK(pg_summary_add(&o, &m, 0, 256) == 0);
+		CHECK_STR(o.p, "kept|SELECT 1;");
+		pg_buf_reset(&b);
+		pg_build_query(&b, "SELECT '\xff'");
+		CHECK(pg_frame(b.data, b.len, 0, 1 << 20, &m) == (int)b.len);
+		CHECK(pg_summary_add(&o, &m, 0, 256) == 0);
+		CHECK_STR(o.p, "kept|SELECT 1;<10 bytes>");
+		/* a ParameterStatus whose value is not UTF-8: what it had begun is taken back */
+		CHECK(pg_frame_backend(ps, sizeof(ps), 1 << 20, &m) == (int)sizeof(ps));
+		CHECK(pg_summary_add(&o, &m, 1, 256) == 0);
+		CHECK_STR(o.p, "kept|SELECT 1;<10 bytes>(not UTF-8)");
+		t = pg_summary(&m, 1, 256);
+		CHECK_STR(t, "(not UTF-8)");
+		free(t);
+		pg_buf_reset(&b);
+		pg_build_command_complete(&b, "INSERT 0 2");
+		CHECK(pg_frame_backend(b.data, b.len, 1 << 20, &m) == (int)b.len);
+		o.len = 0;
+		CHECK(pg_summary_add(&o, &m, 1, 256) == 0);
+		CHECK_STR(o.p, "INSERT 0 2");
+		free(o.p);
+	}
 	pg_buf_free(&b);
 }
 

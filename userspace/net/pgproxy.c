@@ -138,6 +138,7 @@ struct pgproxy {
 	struct up_ctx *ups;     /* one client context per resource, made on first use */
 	size_t n_ups;
 	struct pg_cache *cache;
+	struct al_buf rec;      /* a message's summary for the recording (rec_msg), reused */
 	struct pgproxy_stats stats;
 };
 
@@ -192,26 +193,31 @@ static void rec_msg(struct pgs *s, const char *dir, const struct pg_msg *m, int 
 {
 	size_t limit = s->p->cfg->record_limit, len;
 	char type[2] = { (char)m->type, '\0' };
-	char *txt;
+	struct al_buf *txt = &s->p->rec;
 
 	if (s->rec_done || s->row <= 0 || limit == 0)
 		return;
-	txt = pg_summary(m, backend, REC_VALUE_MAX);
-	if (!txt)
+	txt->len = 0;
+	txt->oom = 0;
+	al_buf_add(txt, "", 0);         /* allocated and empty, as an empty summary is recorded */
+	if (pg_summary_add(txt, m, backend, REC_VALUE_MAX) < 0)
 		return;
-	len = strlen(txt) + 8;
+	len = txt->len + 8;
 	if (s->rec_bytes + len > limit) {
 		s->rec_done = 1;
-		free(txt);
 		if (store_rec_add(s->p->store, s->row, ++s->rec_seq, al_now_us(), "A", "truncated",
 				  "record_limit reached", 20) < 0)
 			al_err("pg session %lld: could not record", (long long)s->row);
 		return;
 	}
 	s->rec_bytes += len;
-	if (store_rec_add(s->p->store, s->row, ++s->rec_seq, al_now_us(), dir, type, txt, strlen(txt)) < 0)
+	if (store_rec_add(s->p->store, s->row, ++s->rec_seq, al_now_us(), dir, type, txt->p, txt->len) < 0)
 		al_err("pg session %lld: could not record a message", (long long)s->row);
-	free(txt);
+	/* one huge summary does not stay allocated for the proxy's life */
+	if (txt->cap > 65536) {
+		free(txt->p);
+		*txt = (struct al_buf){ 0 };
+	}
 }
 
 static void audit_outcome(struct pgs *s, struct qent *e, const char *tag, const char *sqlstate,
@@ -1777,6 +1783,7 @@ void pgproxy_free(struct pgproxy *p)
 		SSL_CTX_free(p->ups[i].ctx);
 	free(p->ups);
 	pg_cache_free(p->cache);
+	free(p->rec.p);
 	free(p);
 }
 

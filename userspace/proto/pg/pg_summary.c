@@ -416,6 +416,20 @@ static int backend(struct al_buf *b, const struct pg_msg *m, size_t max)
 	return 0;
 }
 
+int pg_summary_add(struct al_buf *b, const struct pg_msg *m, int from_backend, size_t max_value)
+{
+	size_t mark = b->len;
+	const char *tag, *err;
+
+	if (from_backend && m->type == 'C')
+		al_buf_str(b, pg_decode_command_complete(m, &tag, &err) < 0 ? "(malformed)" : tag);
+	else if ((from_backend ? backend(b, m, max_value) : frontend(b, m, max_value)) < 0) {
+		rewind_to(b, mark);
+		al_buf_str(b, "(not UTF-8)");
+	}
+	return b->oom ? -1 : 0;
+}
+
 char *pg_summary(const struct pg_msg *m, int from_backend, size_t max_value)
 {
 	/*
@@ -436,11 +450,7 @@ char *pg_summary(const struct pg_msg *m, int from_backend, size_t max_value)
 	if (!b.p)
 		return NULL;
 	b.p[0] = '\0';
-	if ((from_backend ? backend(&b, m, max_value) : frontend(&b, m, max_value)) < 0) {
-		rewind_to(&b, 0);
-		al_buf_str(&b, "(not UTF-8)");
-	}
-	if (b.oom) {
+	if (pg_summary_add(&b, m, from_backend, max_value) < 0) {
 		free(b.p);
 		return NULL;
 	}
