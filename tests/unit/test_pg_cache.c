@@ -28,6 +28,12 @@ static void test_keys(void)
 	CHECK_STR(key("select $$ 5 $$, 6"), "select $$ 5 $$, ?");
 	CHECK_STR(key("select 'it''s 1', 2"), "select 'it''s 1', ?");
 	CHECK_STR(key("select E'a\\'1', 2"), "select E'a\\'1', ?");
+	/* Names run whole: their digits, '$' and non-ASCII bytes stay; what follows a name is
+	 * scanned again (a number after an operator, the quote of an E'' string). */
+	CHECK_STR(key("select a$1, b_2.c3e4, \xc3\xa9t\xc3\xa9 7, x+8, E'9', e'\\'' ,x.5"),
+		  "select a$1, b_2.c3e4, \xc3\xa9t\xc3\xa9 ?, x+?, E'9', e'\\'' ,x.5");
+	CHECK_STR(key("SELECT abalance FROM pgbench_accounts WHERE aid = 12345"),
+		  "SELECT abalance FROM pgbench_accounts WHERE aid = ?");
 	/* What the scanner cannot be sure of is not cached. */
 	CHECK_STR(key("select 'unterminated"), "(uncacheable)");
 	CHECK_STR(key("select 'a\\'1', 2"), "(uncacheable)");

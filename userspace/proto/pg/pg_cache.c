@@ -78,7 +78,17 @@ int pg_cache_key(const char *s, char *out, size_t cap, size_t *key_len)
 		unsigned char c = (unsigned char)s[i];
 		unsigned char prev = i ? (unsigned char)s[i - 1] : ' ';
 
-		if (c == '\'') {
+		if (ident_char(c) && !digit(c) && c != '$') {
+			/* A name or keyword, kept whole: the digits and '$' in it are its own. (An
+			 * E'..' string's E ends the run, and the quote looks back at it.) */
+			size_t j = i + 1;
+
+			while (j < n && ident_char((unsigned char)s[j]))
+				j++;
+			memcpy(out + o, s + i, j - i);
+			o += j - i;
+			i = j;
+		} else if (c == '\'') {
 			/* E'..' strings take backslash escapes; so may others when
 			 * standard_conforming_strings is off: treat any backslash
 			 * before a quote as unsure. */
