@@ -811,6 +811,8 @@ static void ckpt_stop(struct store *s)
 {
 	if (!s->ckpt_running)
 		return;
+	/* the commits after this one (the closing batch) wake no one */
+	(void)sqlite3_wal_hook(s->db, NULL, NULL);
 	pthread_mutex_lock(&s->ckpt_mu);
 	s->ckpt_stop = 1;
 	pthread_cond_signal(&s->ckpt_cv);
