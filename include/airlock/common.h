@@ -145,6 +145,22 @@ static inline size_t al_utf8_seq(const unsigned char *p, size_t n)
 		return 0;       /* overlong, past U+10FFFF */
 	return 4;
 }
+/* 1 if all of p[0..n) is valid UTF-8 (NUL bytes count as valid), else 0. */
+static inline int al_utf8_valid(const unsigned char *p, size_t n)
+{
+	size_t i = 0, k;
+
+	while (i < n) {
+		if (p[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if (!(k = al_utf8_seq(p + i, n - i)))
+			return 0;
+		i += k;
+	}
+	return 1;
+}
 /* The decimal digits of v at p, not NUL-terminated (p has room for 20): their count. Two digits
  * a division: the recordings write three numbers for every message relayed. */
 static inline size_t al_dec(char *p, int64_t v)

@@ -26,14 +26,6 @@ struct shown {
 	unsigned int order;     /* its place among the chosen headers the request sent */
 };
 
-static int utf8_ok(const uint8_t *p, size_t n)
-{
-	for (size_t i = 0, k; i < n; i += k)
-		if (!(k = al_utf8_seq(p + i, n - i)) || p[i] == 0)
-			return 0;
-	return 1;
-}
-
 /* Picks the chosen headers (case-insensitive names, the first of each) into v: how many. */
 static unsigned int pick_headers(const uint8_t *buf, const struct http_req *r, struct shown v[N_CHOSEN])
 {
@@ -52,7 +44,7 @@ static unsigned int pick_headers(const uint8_t *buf, const struct http_req *r, s
 		if (strcmp(chosen[k], "authorization") == 0) {
 			v[k].p = DROPPED_AUTH;
 			v[k].len = sizeof(DROPPED_AUTH) - 1;
-		} else if (!utf8_ok(val, r->hdr[i].value.len)) {
+		} else if (!al_utf8_valid(val, r->hdr[i].value.len) || memchr(val, 0, r->hdr[i].value.len)) {
 			v[k].p = NOT_UTF8;
 			v[k].len = sizeof(NOT_UTF8) - 1;
 		} else {

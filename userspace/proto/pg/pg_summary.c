@@ -37,23 +37,6 @@ static int32_t rd32(const uint8_t *p)
 	return (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
 }
 
-static int utf8_ok(const uint8_t *p, size_t n)
-{
-	size_t i = 0, l;
-
-	while (i < n) {
-		if (p[i] < 0x80) {
-			i++;
-			continue;
-		}
-		l = al_utf8_seq(p + i, n - i);
-		if (!l)
-			return 0;
-		i += l;
-	}
-	return 1;
-}
-
 /* Drops what was appended after mark. */
 static void rewind_to(struct al_buf *b, size_t mark)
 {
@@ -147,9 +130,9 @@ static void add_value(struct al_buf *b, const uint8_t *p, size_t n, size_t max, 
 	}
 	if (json)
 		add_c(b, '"');
-	if (json ? add_escaped(b, p, stop) < 0 : !utf8_ok(p, stop))
+	if (json ? add_escaped(b, p, stop) < 0 : !al_utf8_valid(p, stop))
 		goto not_text;
-	if (stop < k && !utf8_ok(p + stop, k - stop))
+	if (stop < k && !al_utf8_valid(p + stop, k - stop))
 		goto not_text;
 	if (!json)
 		al_buf_add(b, p, stop);
