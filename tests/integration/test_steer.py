@@ -297,7 +297,14 @@ def case_tls_passthrough_sni():
             t = ctx.wrap_socket(c, server_side=True)
             t.recv(4096)
             t.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            t.close()
+            # Read to the client's end (its close_notify) before closing: a socket closed
+            # with unread bytes resets the connection, and the row would say upstream_reset.
+            t.settimeout(10)
+            try:
+                while t.recv(4096):
+                    pass
+            finally:
+                t.close()
         except OSError:
             pass
     threading.Thread(target=serve, daemon=True).start()
