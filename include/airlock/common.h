@@ -151,10 +151,6 @@ static inline int al_utf8_valid(const unsigned char *p, size_t n)
 	size_t i = 0, k;
 
 	while (i < n) {
-		if (p[i] < 0x80) {
-			i++;
-			continue;
-		}
 		if (!(k = al_utf8_seq(p + i, n - i)))
 			return 0;
 		i += k;

@@ -199,7 +199,6 @@ static void rec_msg(struct pgs *s, const char *dir, const struct pg_msg *m, int 
 		return;
 	txt->len = 0;
 	txt->oom = 0;
-	al_buf_add(txt, "", 0);         /* allocated and empty, as an empty summary is recorded */
 	if (pg_summary_add(txt, m, backend, REC_VALUE_MAX) < 0)
 		return;
 	len = txt->len + 8;

@@ -4,7 +4,6 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
-#include <strings.h>
 
 #define BODY_PREVIEW 2048
 
@@ -33,11 +32,11 @@ static unsigned int pick_headers(const uint8_t *buf, const struct http_req *r, s
 
 	memset(v, 0, N_CHOSEN * sizeof(*v));
 	for (size_t i = 0; i < r->n_hdr; i++) {
-		const uint8_t *name = buf + r->hdr[i].name.off, *val = buf + r->hdr[i].value.off;
-		size_t nl = r->hdr[i].name.len, k;
+		const uint8_t *val = buf + r->hdr[i].value.off;
+		size_t k;
 
 		for (k = 0; k < N_CHOSEN; k++)
-			if (strlen(chosen[k]) == nl && strncasecmp(chosen[k], (const char *)name, nl) == 0)
+			if (http_span_ieq(buf, r->hdr[i].name, chosen[k]))
 				break;
 		if (k == N_CHOSEN || v[k].p)
 			continue;

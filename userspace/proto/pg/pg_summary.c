@@ -404,6 +404,7 @@ int pg_summary_add(struct al_buf *b, const struct pg_msg *m, int from_backend, s
 	size_t mark = b->len;
 	const char *tag, *err;
 
+	al_buf_add(b, "", 0);   /* a string even when the summary is empty */
 	if (from_backend && m->type == 'C')
 		al_buf_str(b, pg_decode_command_complete(m, &tag, &err) < 0 ? "(malformed)" : tag);
 	else if ((from_backend ? backend(b, m, max_value) : frontend(b, m, max_value)) < 0) {
@@ -415,24 +416,8 @@ int pg_summary_add(struct al_buf *b, const struct pg_msg *m, int from_backend, s
 
 char *pg_summary(const struct pg_msg *m, int from_backend, size_t max_value)
 {
-	/*
-	 * One allocation for the whole summary, sized so that the common messages need no second:
-	 * unescaped, a summary is no longer than its body (a DataRow column's length word outweighs
-	 * its quotes and comma, a field's 18 bytes of attributes its own) plus "[]", "(malformed)"
-	 * or the JSON keys of a frontend message. Large bodies mostly summarize to cut values, so
-	 * the guess stops at 1 KiB and the buffer grows past it if need be.
-	 */
-	size_t slack = !from_backend ? 48 : m->type == 'Z' ? 1 : 16;
-	struct al_buf b = { .cap = (m->body_len < 1024 ? m->body_len : 1024) + slack };
-	const char *tag, *err;
+	struct al_buf b = { 0 };
 
-	/* A CommandComplete is its tag as it is: one copy of exactly its size is all it takes. */
-	if (from_backend && m->type == 'C')
-		return strdup(pg_decode_command_complete(m, &tag, &err) < 0 ? "(malformed)" : tag);
-	b.p = malloc(b.cap);
-	if (!b.p)
-		return NULL;
-	b.p[0] = '\0';
 	if (pg_summary_add(&b, m, from_backend, max_value) < 0) {
 		free(b.p);
 		return NULL;
