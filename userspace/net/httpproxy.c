@@ -9,11 +9,11 @@
 #include "agent_gone.h"
 #include "sess_end.h"
 #include "sock_out.h"
+#include "tls_stream.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -466,9 +466,9 @@ static SSL_CTX *up_ssl_ctx(struct httpproxy *p, const struct al_resource *res,
  */
 static void up_drop(struct hs *s)
 {
-	SSL *ssl = bufferevent_openssl_get_ssl(s->up);
+	SSL *ssl = tls_stream_ssl(s->up);
 
-	if (ssl && bufferevent_get_underlying(s->up) && SSL_is_init_finished(ssl)) {
+	if (ssl && SSL_is_init_finished(ssl)) {
 		(void)SSL_shutdown(ssl);
 		ERR_clear_error();
 	}
@@ -511,14 +511,12 @@ static int up_open(struct hs *s, int tls)
 			al_warn("https: upstream TLS setup for %s failed: %s", s->res->name, err);
 			return -1;
 		}
-		s->up = bufferevent_openssl_filter_new(s->p->base, raw, ssl, BUFFEREVENT_SSL_CONNECTING,
-						       BEV_OPT_CLOSE_ON_FREE);
+		s->up = tls_stream_new(raw, ssl, TLS_STREAM_CONNECT, BEV_OPT_CLOSE_ON_FREE);
 		if (!s->up) {
 			SSL_free(ssl);
 			bufferevent_free(raw);
 			return -1;
 		}
-		bufferevent_openssl_set_allow_dirty_shutdown(s->up, 1);
 	} else {
 		s->up = raw;
 	}
@@ -668,7 +666,7 @@ static void forward(struct hs *s, const uint8_t *buf)
 static void on_agent_gone(void *arg, enum agent_gone_what what)
 {
 	struct hs *s = arg;
-	SSL *ssl = s->agent ? bufferevent_openssl_get_ssl(s->agent) : NULL;
+	SSL *ssl = tls_stream_ssl(s->agent);
 
 	if (what == AGENT_GONE_FIN) {
 		if (ssl && SSL_version(ssl) == TLS1_3_VERSION && SSL_new_session_ticket(ssl) == 1)
@@ -935,8 +933,8 @@ static void agent_read(struct bufferevent *bev, void *arg)
 		/*
 		 * What comes while a response is on its way waits in the input; reading pauses at a
 		 * head and a body held for review, four times over, until agent_continue. Not a
-		 * read watermark: libevent calls the TLS filter's enable, and so SSL_read, on every
-		 * change to an input under its watermark (two wasted SSL_reads a request).
+		 * read watermark: libevent re-checks an input under its watermark at every change
+		 * to it (with its own TLS filter that was two wasted SSL_reads a request).
 		 */
 		if (evbuffer_get_length(in) >= 4 * s->p->cfg->http_max_body + 2 * HTTP_MAX_HEAD)
 			bufferevent_disable(bev, EV_READ);
@@ -1080,7 +1078,7 @@ static void agent_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_ERROR) {
-		unsigned long e = bufferevent_get_openssl_error(bev);
+		unsigned long e = tls_stream_error(bev);
 
 		if (e) {
 			char buf[256];
@@ -1094,10 +1092,10 @@ static void agent_event(struct bufferevent *bev, short what, void *arg)
 	}
 	if (what & BEV_EVENT_EOF) {
 		/*
-		 * libevent's TLS filter reports a close_notify before the records read in the
-		 * same pass reach agent_read (a request and its close_notify arrive together),
-		 * as on the upstream side (up_event). So the end is looked at once the loop has
-		 * delivered them; a second report while one waits changes nothing.
+		 * The end is looked at once the loop has delivered what came before it (a request
+		 * and its close_notify arrive together; libevent's own TLS filter reported the
+		 * close_notify first), as on the upstream side (up_event); a second report while
+		 * one waits changes nothing.
 		 */
 		if (!s->agent_closed)
 			s->agent_closed = evtimer_new(s->p->base, on_agent_closed, s);
@@ -1295,7 +1293,7 @@ static void up_ended(struct hs *s, short what, int err)
 		return;
 	}
 	if (s->req_down == 0) {
-		unsigned long e = (what & BEV_EVENT_ERROR) ? bufferevent_get_openssl_error(s->up) : 0;
+		unsigned long e = (what & BEV_EVENT_ERROR) ? tls_stream_error(s->up) : 0;
 		char buf[300] = "";
 
 		if (e)
@@ -1333,6 +1331,9 @@ static void up_event(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_CONNECTED) {
 		int one = 1;
 
+		/* A TLS upstream's socket is up: its handshake is next, within the same timeout. */
+		if (!tls_stream_ready(bev))
+			return;
 		bufferevent_set_timeouts(bev, NULL, NULL);
 		(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		if (s->state == H_PASS)
@@ -1341,9 +1342,8 @@ static void up_event(struct bufferevent *bev, short what, void *arg)
 	}
 	if (s->state == H_RESPONSE || s->state == H_TUNNEL) {
 		/*
-		 * libevent's TLS filter reports a close_notify before the records read in the
-		 * same pass reach up_read (a "Connection: close" response and its close_notify
-		 * arrive together). So the end is looked at once the loop has delivered them.
+		 * The end is looked at once the loop has delivered what came before it (a
+		 * "Connection: close" response and its close_notify arrive together).
 		 */
 		if (!s->up_closed) {
 			s->up_closed = what;
@@ -1464,14 +1464,12 @@ static void hello_read(struct bufferevent *bev, void *arg)
 	/* The filter reads the ClientHello still in the socket's input. */
 	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
 	bufferevent_set_timeouts(bev, NULL, NULL);
-	tls = bufferevent_openssl_filter_new(s->p->base, bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
-					     BEV_OPT_CLOSE_ON_FREE);
+	tls = tls_stream_new(bev, ssl, TLS_STREAM_ACCEPT, BEV_OPT_CLOSE_ON_FREE);
 	if (!tls) {
 		SSL_free(ssl);
 		hs_close(s, AL_REASON_INTERNAL, "TLS setup failed");
 		return;
 	}
-	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
 	s->agent = tls;
 	s->state = H_TLS;
 	bufferevent_setcb(tls, agent_read, agent_write, agent_event, s);

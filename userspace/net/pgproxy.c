@@ -9,11 +9,11 @@
 #include "agent_gone.h"
 #include "sess_end.h"
 #include "sock_out.h"
+#include "tls_stream.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -1200,14 +1200,12 @@ static void agent_startup_msg(struct pgs *s, const struct pg_msg *m)
 			return;
 		}
 		bufferevent_write(s->agent, "S", 1);
-		tls = bufferevent_openssl_filter_new(s->p->base, s->agent, ssl, BUFFEREVENT_SSL_ACCEPTING,
-						     BEV_OPT_CLOSE_ON_FREE);
+		tls = tls_stream_new(s->agent, ssl, TLS_STREAM_ACCEPT, BEV_OPT_CLOSE_ON_FREE);
 		if (!tls) {
 			SSL_free(ssl);
 			pgs_close(s, AL_REASON_INTERNAL, NULL, "TLS setup failed");
 			return;
 		}
-		bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
 		s->agent = tls;
 		s->agent_tls = 1;
 		bufferevent_setcb(s->agent, agent_read, agent_write, agent_event, s);
@@ -1365,14 +1363,12 @@ static void up_start_tls(struct pgs *s)
 		pgs_close(s, AL_REASON_INTERNAL, "08006", "upstream TLS setup failed: %s", err);
 		return;
 	}
-	tls = bufferevent_openssl_filter_new(s->p->base, s->up, ssl, BUFFEREVENT_SSL_CONNECTING,
-					     BEV_OPT_CLOSE_ON_FREE);
+	tls = tls_stream_new(s->up, ssl, TLS_STREAM_CONNECT, BEV_OPT_CLOSE_ON_FREE);
 	if (!tls) {
 		SSL_free(ssl);
 		pgs_close(s, AL_REASON_INTERNAL, "08006", "upstream TLS setup failed");
 		return;
 	}
-	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
 	s->up = tls;
 	bufferevent_setcb(s->up, up_read, up_write, up_event, s);
 	bufferevent_enable(s->up, EV_READ | EV_WRITE);
@@ -1413,7 +1409,7 @@ static void up_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_ERROR) {
-		unsigned long e = bufferevent_get_openssl_error(bev);
+		unsigned long e = tls_stream_error(bev);
 
 		if (e) {
 			char buf[256];

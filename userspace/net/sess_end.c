@@ -1,9 +1,10 @@
 /* How a terminated session ends: its last bytes flushed, through a TLS filter too, then freed from the loop. */
 #include "sess_end.h"
 
+#include "tls_stream.h"
+
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
@@ -67,7 +68,7 @@ static void on_flushed(struct bufferevent *bev, void *arg)
 		return;
 	}
 	if (agent && e->close_notify && !e->notified) {
-		SSL *ssl = bufferevent_openssl_get_ssl(agent);
+		SSL *ssl = tls_stream_ssl(agent);
 
 		e->notified = 1;
 		if (ssl && SSL_is_init_finished(ssl)) {

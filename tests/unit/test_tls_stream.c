@@ -1,0 +1,294 @@
+/* TLS over a socket bufferevent (userspace/net/tls_stream.c): both ends in one loop over a socketpair. */
+#include "harness.h"
+
+#include "../../userspace/net/sock_out.c"
+#include "../../userspace/net/tls_stream.c"
+
+#include <airlock/tls.h>
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <fcntl.h>
+#include <openssl/err.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static char ca_dir[] = "/tmp/airlock-tls-stream-XXXXXX";
+static struct tls_ca *ca;
+
+struct end {
+	struct bufferevent *bev;
+	struct evbuffer *got;   /* everything read */
+	int connected;          /* CONNECTED reports */
+	short events;           /* other reports, or'ed */
+	unsigned long err;      /* tls_stream_error at an ERROR */
+	int free_on_end;        /* free the stream in its EOF/ERROR callback */
+	int echo;               /* write back what is read */
+};
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	struct end *e = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	if (e->echo)
+		evbuffer_add_buffer(bufferevent_get_output(bev), in);
+	else
+		evbuffer_add_buffer(e->got, in);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct end *e = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		e->connected++;
+		return;
+	}
+	e->events |= what;
+	if (what & BEV_EVENT_ERROR)
+		e->err = tls_stream_error(bev);
+	if (e->free_on_end) {
+		bufferevent_free(bev);
+		e->bev = NULL;
+	}
+}
+
+static struct event_base *new_base(void)
+{
+	struct event_config *ec = event_config_new();
+	struct event_base *base;
+
+	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	return base;
+}
+
+static int pair(int fd[2])
+{
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, fd) < 0)
+		return -1;
+	return fcntl(fd[0], F_SETFL, O_NONBLOCK) < 0 || fcntl(fd[1], F_SETFL, O_NONBLOCK) < 0 ? -1 : 0;
+}
+
+/* A stream over fd: the server's with a leaf for "api.test", or a client that verifies it. */
+static struct bufferevent *stream(struct event_base *base, int fd, enum tls_stream_role role, struct end *e)
+{
+	char err[256];
+	SSL_CTX *ctx = role == TLS_STREAM_ACCEPT ? tls_server_ctx(ca, "api.test", err, sizeof(err))
+						 : tls_client_ctx(TLS_VERIFY_FULL, tls_ca_cert_path(ca), err, sizeof(err));
+	SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+	struct bufferevent *under = sock_out_new(base, fd, BEV_OPT_CLOSE_ON_FREE), *bev;
+
+	if (role == TLS_STREAM_CONNECT)
+		SSL_CTX_free(ctx);      /* the SSL keeps its own reference */
+	if (!ssl || !under || (role == TLS_STREAM_CONNECT && tls_client_prepare(ssl, "api.test", TLS_VERIFY_FULL) < 0))
+		return NULL;
+	bev = tls_stream_new(under, ssl, role, BEV_OPT_CLOSE_ON_FREE);
+	if (!bev)
+		return NULL;
+	e->bev = bev;
+	e->got = evbuffer_new();
+	bufferevent_setcb(bev, on_read, NULL, on_event, e);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	return bev;
+}
+
+static void spin(struct event_base *base, int (*done)(void *), void *arg)
+{
+	for (int i = 0; i < 20000 && !done(arg); i++)
+		(void)event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+}
+
+struct want {
+	struct end *e;
+	size_t n;
+};
+
+static int has_bytes(void *arg)
+{
+	struct want *w = arg;
+
+	return evbuffer_get_length(w->e->got) >= w->n;
+}
+
+static int has_events(void *arg)
+{
+	return ((struct end *)arg)->events != 0;
+}
+
+/* The client writes at once (before any handshake), 1 MiB in odd pieces; the server echoes
+ * it: every byte comes back in order, each side reports CONNECTED once. */
+static void case_echo(void)
+{
+	struct event_base *base = new_base();
+	struct end srv = { .echo = 1 }, cli = { 0 };
+	size_t total = 1 << 20, off = 0;
+	unsigned char *data = malloc(total);
+	struct want w = { &cli, total };
+	int fd[2];
+
+	CHECK(base && data && pair(fd) == 0);
+	for (size_t i = 0; i < total; i++)
+		data[i] = (unsigned char)(i * 13 + (i >> 10));
+	CHECK(stream(base, fd[0], TLS_STREAM_ACCEPT, &srv) != NULL);
+	CHECK(stream(base, fd[1], TLS_STREAM_CONNECT, &cli) != NULL);
+	CHECK(!tls_stream_ready(cli.bev));
+	for (size_t step = 1; off < total; step = step * 3 + 7) {
+		size_t n = step < total - off ? step : total - off;
+
+		bufferevent_write(cli.bev, data + off, n);
+		off += n;
+	}
+	spin(base, has_bytes, &w);
+	CHECK(evbuffer_get_length(cli.got) == total);
+	CHECK(evbuffer_get_length(cli.got) == total &&
+	      memcmp(evbuffer_pullup(cli.got, -1), data, total) == 0);
+	CHECK(srv.connected == 1);
+	CHECK(cli.connected == 1);
+	CHECK(tls_stream_ready(cli.bev) && tls_stream_ready(srv.bev));
+	CHECK(srv.events == 0 && cli.events == 0);
+	CHECK(tls_stream_ssl(cli.bev) != NULL);
+	CHECK(tls_stream_ssl(bufferevent_get_underlying(cli.bev)) == NULL);
+	bufferevent_free(cli.bev);
+	bufferevent_free(srv.bev);
+	evbuffer_free(cli.got);
+	evbuffer_free(srv.got);
+	event_base_free(base);
+	free(data);
+}
+
+/* A close_notify (sent after the last bytes) ends the stream with EOF after those bytes;
+ * the peer frees its stream in that callback. */
+static void case_close_notify(void)
+{
+	struct event_base *base = new_base();
+	struct end srv = { .free_on_end = 1 }, cli = { 0 };
+	struct want w = { &srv, 5 };
+	int fd[2];
+
+	CHECK(base && pair(fd) == 0);
+	CHECK(stream(base, fd[0], TLS_STREAM_ACCEPT, &srv) != NULL);
+	CHECK(stream(base, fd[1], TLS_STREAM_CONNECT, &cli) != NULL);
+	bufferevent_write(cli.bev, "last.", 5);
+	spin(base, has_bytes, &w);
+	CHECK(evbuffer_get_length(srv.got) == 5);
+	CHECK(SSL_shutdown(tls_stream_ssl(cli.bev)) == 0);
+	spin(base, has_events, &srv);
+	CHECK(srv.events == (BEV_EVENT_EOF | BEV_EVENT_READING));
+	CHECK(srv.bev == NULL);
+	CHECK(cli.events == 0);
+	bufferevent_free(cli.bev);
+	evbuffer_free(cli.got);
+	evbuffer_free(srv.got);
+	event_base_free(base);
+}
+
+/* Not TLS from the peer: ERROR with the OpenSSL reason, the stream freed in the callback,
+ * and what else comes is dropped. */
+static void case_garbage(void)
+{
+	struct event_base *base = new_base();
+	struct end srv = { .free_on_end = 1 };
+	static const char junk[] = "GET / HTTP/1.1\r\nHost: api.test\r\n\r\n";
+	int fd[2];
+
+	CHECK(base && pair(fd) == 0);
+	CHECK(stream(base, fd[0], TLS_STREAM_ACCEPT, &srv) != NULL);
+	CHECK(write(fd[1], junk, sizeof(junk) - 1) == (ssize_t)sizeof(junk) - 1);
+	spin(base, has_events, &srv);
+	CHECK(srv.events == (BEV_EVENT_ERROR | BEV_EVENT_READING));
+	CHECK(srv.err != 0);
+	CHECK(ERR_GET_REASON(srv.err) == SSL_R_HTTP_REQUEST);
+	CHECK(srv.bev == NULL);
+	CHECK(ERR_peek_error() == 0);
+	close(fd[1]);
+	evbuffer_free(srv.got);
+	event_base_free(base);
+}
+
+/* The client refuses the server's leaf (another name): ERROR on the client, with the reason. */
+static void case_verify_fails(void)
+{
+	struct event_base *base = new_base();
+	struct end srv = { 0 }, cli = { 0 };
+	char err[256];
+	SSL_CTX *ctx = tls_client_ctx(TLS_VERIFY_FULL, tls_ca_cert_path(ca), err, sizeof(err));
+	SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+	struct bufferevent *under;
+	int fd[2];
+
+	CHECK(base && ssl && pair(fd) == 0);
+	SSL_CTX_free(ctx);
+	CHECK(stream(base, fd[0], TLS_STREAM_ACCEPT, &srv) != NULL);
+	CHECK(tls_client_prepare(ssl, "other.test", TLS_VERIFY_FULL) == 0);
+	under = sock_out_new(base, fd[1], BEV_OPT_CLOSE_ON_FREE);
+	cli.bev = tls_stream_new(under, ssl, TLS_STREAM_CONNECT, BEV_OPT_CLOSE_ON_FREE);
+	CHECK(cli.bev != NULL);
+	cli.got = evbuffer_new();
+	bufferevent_setcb(cli.bev, on_read, NULL, on_event, &cli);
+	bufferevent_enable(cli.bev, EV_READ | EV_WRITE);
+	bufferevent_write(cli.bev, "never sent", 10);
+	spin(base, has_events, &cli);
+	CHECK(cli.events == (BEV_EVENT_ERROR | BEV_EVENT_READING));
+	CHECK(ERR_GET_REASON(cli.err) == SSL_R_CERTIFICATE_VERIFY_FAILED);
+	CHECK(cli.connected == 0);
+	CHECK(evbuffer_get_length(srv.got) == 0);
+	bufferevent_free(cli.bev);
+	bufferevent_free(srv.bev);
+	evbuffer_free(cli.got);
+	evbuffer_free(srv.got);
+	event_base_free(base);
+}
+
+/* The socket's end without a close_notify (a dirty shutdown: the peer's FIN) is EOF, as
+ * with libevent's filter and a client that just closes expects. */
+static void case_dirty_end(void)
+{
+	struct event_base *base = new_base();
+	struct end srv = { 0 }, cli = { 0 };
+	struct want w = { &srv, 3 };
+	int fd[2];
+
+	CHECK(base && pair(fd) == 0);
+	CHECK(stream(base, fd[0], TLS_STREAM_ACCEPT, &srv) != NULL);
+	CHECK(stream(base, fd[1], TLS_STREAM_CONNECT, &cli) != NULL);
+	bufferevent_write(cli.bev, "hi!", 3);
+	spin(base, has_bytes, &w);
+	CHECK(shutdown(fd[1], SHUT_WR) == 0);
+	spin(base, has_events, &srv);
+	CHECK(srv.events == (BEV_EVENT_EOF | BEV_EVENT_READING));
+	CHECK(evbuffer_get_length(srv.got) == 3);
+	bufferevent_free(cli.bev);
+	bufferevent_free(srv.bev);
+	evbuffer_free(cli.got);
+	evbuffer_free(srv.got);
+	event_base_free(base);
+}
+
+int main(void)
+{
+	char err[256];
+
+	signal(SIGPIPE, SIG_IGN);
+	if (!mkdtemp(ca_dir) || tls_ca_open(ca_dir, &ca, err, sizeof(err)) < 0) {
+		printf("not ok - setup: %s\n", err);
+		return 1;
+	}
+	RUN(case_echo);
+	RUN(case_close_notify);
+	RUN(case_garbage);
+	RUN(case_verify_fails);
+	RUN(case_dirty_end);
+	tls_ca_free(ca);
+	{
+		char cmd[128];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", ca_dir);
+		(void)!system(cmd);
+	}
+	TEST_EXIT();
+}
