@@ -4,6 +4,7 @@ usage: https_upstream.py CERT KEY LOGFILE HOST:PORT [HOST:PORT...]
 
 Each request is appended to LOGFILE as a JSON line {"addr", "raw" (base64 of the exact bytes),
 "method", "path"}. Answers: /close -> close-delimited body; /chunked -> chunked body;
+/big?n=BYTES -> that many bytes (0, 1, .. 255 over and over) with Content-Length;
 /close-length and /close-chunked -> CLOSE_BODY with "Connection: close" (Content-Length, chunked),
 the TLS close_notify and the TCP FIN in the same segment as the response's last bytes; HEAD -> no
 body; /api/v1/namespaces/NS/pods/POD -> a running Pod (a fake Kubernetes API for kubectl);
@@ -375,6 +376,15 @@ def serve(conn, addr):
                                + b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n"
                                % (half, CLOSE_BODY[:half], len(CLOSE_BODY) - half, CLOSE_BODY[half:]))
                 return
+            if path == "/big":
+                # /big?n=BYTES: that many bytes of a counting pattern, sent as the socket takes them
+                n = int(urllib.parse.parse_qs(target.partition("?")[2]).get("n", ["0"])[0])
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                             b"Content-Length: %d\r\n\r\n" % n)
+                block = bytes(range(256)) * 256
+                for off in range(0, n, len(block)):
+                    conn.sendall(block[:min(len(block), n - off)])
+                continue
             if path == "/chunked":
                 conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                              b"6\r\nchunk1\r\n7\r\n,chunk2\r\n0\r\n\r\n")

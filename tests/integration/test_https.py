@@ -344,6 +344,54 @@ def case_flood_while_waiting():
     check(T.al.running(), "airlockd died")
 
 
+# A TLS client that asks for /big?n=N and reads it slowly (16 KiB every 20 ms) for 2 s, says
+# "slow", then on a line from stdin reads the rest at once; prints the bytes of the body it got
+# and whether they were the upstream's pattern.
+SLOW_READER = r"""
+import socket, ssl, sys, time
+host, port, name, cafile, n = sys.argv[1:6]
+ctx = ssl.create_default_context(cafile=cafile)
+s = ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=30), server_hostname=name)
+s.sendall(b"GET /big?n=%s HTTP/1.1\r\nHost: %s\r\n\r\n" % (n.encode(), name.encode()))
+buf, end = b"", time.monotonic() + 2
+while time.monotonic() < end:
+    buf += s.recv(16384)
+    time.sleep(0.02)
+print("slow", flush=True)
+sys.stdin.readline()
+head, _, body = buf.partition(b"\r\n\r\n")
+want, pattern, got, ok = int(n), bytes(range(256)), len(body), True
+ok = body == (pattern * (len(body) // 256 + 1))[:len(body)]
+while got < want:
+    d = s.recv(1 << 20)
+    if not d:
+        break
+    ok = ok and d == (pattern * (len(d) // 256 + 2))[got % 256:got % 256 + len(d)]
+    got += len(d)
+print(head.split(b"\r\n")[0].decode(), got, ok, flush=True)
+"""
+
+
+def case_slow_reader():
+    """An agent that reads a large response slowly: airlockd stops reading the upstream at a
+    bound (relay_buffer), through the TLS layer too, so its memory does not follow the body;
+    the body then arrives whole and intact."""
+    need_up()
+    n = 96 << 20
+    rss0 = lib.rss_kib(T.al.proc.pid)
+    p = T.cg.popen(as_agent([lib.PY, "-c", SLOW_READER, API, str(T.port), API_NAME, T.ca, str(n)]),
+                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                   env=agent_env())
+    first = p.stdout.readline().strip()
+    rss1 = lib.rss_kib(T.al.proc.pid)
+    out, err = p.communicate("go\n", timeout=60)
+    check(first == "slow", "the slow reader: %r %s" % (first, err[-300:]))
+    # the bound and the sockets' buffers: a few MiB; unbounded, it was most of the body
+    check(rss1 - rss0 < 24 << 10, "airlockd grew by %d KiB while an agent read slowly" % (rss1 - rss0))
+    check(out.strip() == "HTTP/1.1 200 OK %d True" % n, "the body: %r %s" % (out, err[-300:]))
+    check(T.al.running(), "airlockd died")
+
+
 # A TLS client that sends its request, says "sent", and when a line comes on stdin exits
 # without reading the answer: how "close" (its socket closed, a FIN; the session tickets were
 # read first, so nothing unread turns the close into a reset) or "reset" (SO_LINGER 0: a RST).
@@ -1387,6 +1435,8 @@ CASES = [
     ("a held request's agent closes its socket or resets: the request is abandoned", case_review_agent_gone),
     ("an agent that floods while its request waits upstream: airlockd reads it up to a bound, "
      "then stops; the request is answered", case_flood_while_waiting),
+    ("an agent that reads a large response slowly: airlockd's memory stays bounded (backpressure "
+     "through TLS); the body arrives whole", case_slow_reader),
     ("airlockctl ca install: curl trusts the system store; ca uninstall restores it exactly",
      case_ca_install),
     ("kubectl exec held for review; denied -> kubectl prints the reason", case_kubectl_exec),

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 
 #define TLS_RECORD_MAX 16384    /* plaintext of one record */
+#define TLS_OUT_MAX    (64 * 1024)      /* records waiting in the socket's output, at most */
 #define REG_BUCKETS    1024
 
 struct tls_stream {
@@ -252,23 +253,28 @@ static enum bufferevent_filter_result in_filter(struct evbuffer *src, struct evb
 	return BEV_OK;
 }
 
-/* What the session wrote (src) into records in dst (the socket's output, through the BIO). */
+/*
+ * What the session wrote (src) into records in dst (the socket's output, through the BIO),
+ * up to lim bytes: libevent passes what the socket's output has room for under its write
+ * watermark (TLS_OUT_MAX), and calls again when the socket has taken it. What does not fit
+ * stays in the stream's output, where the session sees it and stops filling it (a slow
+ * reader then holds the other side back instead of airlockd's memory filling up).
+ */
 static enum bufferevent_filter_result out_filter(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t lim,
 						 enum bufferevent_flush_mode mode, void *arg)
 {
 	struct tls_stream *t = arg;
 	enum bufferevent_filter_result res = BEV_NEED_MORE;
-	size_t n;
+	size_t n, before = evbuffer_get_length(dst);
 
-	(void)dst;
-	(void)lim;
 	(void)mode;
 	if (t->failed)
 		return BEV_ERROR;
 	if (!t->connected)
 		return BEV_NEED_MORE;   /* it goes once the handshake is done (on_kick) */
 	errors_clear();
-	while ((n = evbuffer_get_length(src)) > 0) {
+	while ((n = evbuffer_get_length(src)) > 0 &&
+	       (lim < 0 || evbuffer_get_length(dst) - before < (size_t)lim)) {
 		const unsigned char *p;
 		int r;
 
@@ -317,6 +323,7 @@ struct bufferevent *tls_stream_new(struct bufferevent *under, SSL *ssl, enum tls
 	t->bev = bufferevent_filter_new(under, in_filter, out_filter, options, stream_free, t);
 	if (!t->bev)
 		goto fail;
+	bufferevent_setwatermark(under, EV_WRITE, 0, TLS_OUT_MAX);
 	/* From here the stream owns ssl and the BIO: freed with it. */
 	t->ssl = ssl;
 	SSL_set_bio(ssl, bio, bio);
