@@ -665,9 +665,12 @@ int store_open(const char *path, struct store **out)
 	st = NULL;
 	/* NORMAL in WAL mode: a commit is durable at the next checkpoint, and
 	 * a power cut may lose the last rows but never corrupts the file. */
-	/* journal_size_limit: a WAL that grew under a burst is cut back when it restarts. */
+	/* journal_size_limit: a WAL that grew under a burst is cut back when it restarts.
+	 * cache_size 8 MiB (SQLite's default is 2): a busy batch's pages did not fit in the
+	 * default, and the daemon read them back from the file (0.16 preads a pgbench
+	 * statement, gone with 8). */
 	if (exec(s, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
-		 " PRAGMA journal_size_limit = 67108864",
+		 " PRAGMA journal_size_limit = 67108864; PRAGMA cache_size = -8192",
 		 "setting pragmas") < 0)
 		goto out;
 	if (migrate(s) < 0)
