@@ -213,12 +213,18 @@ static void errors_clear(void)
 
 /* ---- the filters ---- */
 
-/* Ciphertext in src (the socket's input, read through the BIO): one record into dst. */
+/*
+ * Ciphertext in src (the socket's input, read through the BIO): one record into dst. The
+ * record is read into a buffer here and added to dst, which packs it after what dst holds:
+ * reserving a record's 16 KiB in dst for each would leave most of it unused when records
+ * are small, and an agent sending one-byte records while its request waits would make
+ * airlockd hold 16 KiB for each byte.
+ */
 static enum bufferevent_filter_result in_filter(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t lim,
 						enum bufferevent_flush_mode mode, void *arg)
 {
 	struct tls_stream *t = arg;
-	struct evbuffer_iovec v;
+	unsigned char rec[TLS_RECORD_MAX];
 	int r;
 
 	(void)lim;      /* a record is read whole: what it holds would have no event to come for it */
@@ -236,16 +242,10 @@ static enum bufferevent_filter_result in_filter(struct evbuffer *src, struct evb
 		t->connected = 1;
 		report(t, BEV_EVENT_CONNECTED);
 	}
-	if (evbuffer_reserve_space(dst, TLS_RECORD_MAX, &v, 1) != 1) {
-		t->ended = t->failed = 1;
-		report(t, BEV_EVENT_ERROR | BEV_EVENT_READING);
-		return BEV_ERROR;
-	}
-	r = SSL_read(t->ssl, v.iov_base, v.iov_len > INT_MAX ? INT_MAX : (int)v.iov_len);
+	r = SSL_read(t->ssl, rec, sizeof(rec));
 	if (r <= 0)
 		return stalled(t, r, BEV_EVENT_READING);
-	v.iov_len = (size_t)r;
-	if (evbuffer_commit_space(dst, &v, 1) < 0) {
+	if (evbuffer_add(dst, rec, (size_t)r) < 0) {
 		t->ended = t->failed = 1;
 		report(t, BEV_EVENT_ERROR | BEV_EVENT_READING);
 		return BEV_ERROR;
