@@ -1,4 +1,5 @@
 /* Socket bufferevents that write in the loop turn that filled them (userspace/net/sock_out.c). */
+#include "evtest.h"
 #include "harness.h"
 
 #include "../../userspace/net/sock_out.c"
@@ -26,25 +27,6 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 {
 	((struct seen *)arg)->events |= what;
 	(void)bev;
-}
-
-/* The daemon's event base: epoll with a changelist. */
-static struct event_base *new_base(void)
-{
-	struct event_config *ec = event_config_new();
-	struct event_base *base;
-
-	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-	base = event_base_new_with_config(ec);
-	event_config_free(ec);
-	return base;
-}
-
-static int pair(int fd[2])
-{
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, fd) < 0)
-		return -1;
-	return fcntl(fd[0], F_SETFL, O_NONBLOCK) < 0 || fcntl(fd[1], F_SETFL, O_NONBLOCK) < 0 ? -1 : 0;
 }
 
 struct adder {

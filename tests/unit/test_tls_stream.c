@@ -1,4 +1,5 @@
 /* TLS over a socket bufferevent (userspace/net/tls_stream.c): both ends in one loop over a socketpair. */
+#include "evtest.h"
 #include "harness.h"
 
 #include "../../userspace/net/sock_out.c"
@@ -59,24 +60,6 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	}
 }
 
-static struct event_base *new_base(void)
-{
-	struct event_config *ec = event_config_new();
-	struct event_base *base;
-
-	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-	base = event_base_new_with_config(ec);
-	event_config_free(ec);
-	return base;
-}
-
-static int pair(int fd[2])
-{
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, fd) < 0)
-		return -1;
-	return fcntl(fd[0], F_SETFL, O_NONBLOCK) < 0 || fcntl(fd[1], F_SETFL, O_NONBLOCK) < 0 ? -1 : 0;
-}
-
 /* A stream over fd: the server's with a leaf for "api.test", or a client that verifies it. */
 static struct bufferevent *stream(struct event_base *base, int fd, enum tls_stream_role role, struct end *e)
 {
@@ -98,6 +81,30 @@ static struct bufferevent *stream(struct event_base *base, int fd, enum tls_stre
 	bufferevent_setcb(bev, on_read, NULL, on_event, e);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 	return bev;
+}
+
+/* A pair with srv the server's stream on one end and cli the client's on the other: 0 or -1. */
+static int both(struct event_base *base, struct end *srv, struct end *cli)
+{
+	int fd[2];
+
+	if (pair(fd) < 0)
+		return -1;
+	return stream(base, fd[0], TLS_STREAM_ACCEPT, srv) && stream(base, fd[1], TLS_STREAM_CONNECT, cli) ? 0 : -1;
+}
+
+/* Frees what a case leaves: the streams not freed in a callback, what they read, the base. */
+static void finish(struct event_base *base, struct end *srv, struct end *cli)
+{
+	struct end *e[2] = { srv, cli };
+
+	for (int i = 0; i < 2; i++) {
+		if (e[i] && e[i]->bev)
+			bufferevent_free(e[i]->bev);
+		if (e[i] && e[i]->got)
+			evbuffer_free(e[i]->got);
+	}
+	event_base_free(base);
 }
 
 static void spin(struct event_base *base, int (*done)(void *), void *arg)
@@ -132,13 +139,11 @@ static void case_echo(void)
 	size_t total = 1 << 20, off = 0;
 	unsigned char *data = malloc(total);
 	struct want w = { &cli, total };
-	int fd[2];
 
-	CHECK(base && data && pair(fd) == 0);
+	CHECK(base && data);
 	for (size_t i = 0; i < total; i++)
 		data[i] = (unsigned char)(i * 13 + (i >> 10));
-	CHECK(stream(base, fd[0], TLS_STREAM_ACCEPT, &srv) != NULL);
-	CHECK(stream(base, fd[1], TLS_STREAM_CONNECT, &cli) != NULL);
+	CHECK(both(base, &srv, &cli) == 0);
 	CHECK(!tls_stream_ready(cli.bev));
 	for (size_t step = 1; off < total; step = step * 3 + 7) {
 		size_t n = step < total - off ? step : total - off;
@@ -156,11 +161,7 @@ static void case_echo(void)
 	CHECK(srv.events == 0 && cli.events == 0);
 	CHECK(tls_stream_ssl(cli.bev) != NULL);
 	CHECK(tls_stream_ssl(bufferevent_get_underlying(cli.bev)) == NULL);
-	bufferevent_free(cli.bev);
-	bufferevent_free(srv.bev);
-	evbuffer_free(cli.got);
-	evbuffer_free(srv.got);
-	event_base_free(base);
+	finish(base, &srv, &cli);
 	free(data);
 }
 
@@ -171,11 +172,8 @@ static void case_close_notify(void)
 	struct event_base *base = new_base();
 	struct end srv = { .free_on_end = 1 }, cli = { 0 };
 	struct want w = { &srv, 5 };
-	int fd[2];
 
-	CHECK(base && pair(fd) == 0);
-	CHECK(stream(base, fd[0], TLS_STREAM_ACCEPT, &srv) != NULL);
-	CHECK(stream(base, fd[1], TLS_STREAM_CONNECT, &cli) != NULL);
+	CHECK(base && both(base, &srv, &cli) == 0);
 	bufferevent_write(cli.bev, "last.", 5);
 	spin(base, has_bytes, &w);
 	CHECK(evbuffer_get_length(srv.got) == 5);
@@ -184,10 +182,7 @@ static void case_close_notify(void)
 	CHECK(srv.events == (BEV_EVENT_EOF | BEV_EVENT_READING));
 	CHECK(srv.bev == NULL);
 	CHECK(cli.events == 0);
-	bufferevent_free(cli.bev);
-	evbuffer_free(cli.got);
-	evbuffer_free(srv.got);
-	event_base_free(base);
+	finish(base, &srv, &cli);
 }
 
 /* Not TLS from the peer: ERROR with the OpenSSL reason, the stream freed in the callback,
@@ -209,8 +204,7 @@ static void case_garbage(void)
 	CHECK(srv.bev == NULL);
 	CHECK(ERR_peek_error() == 0);
 	close(fd[1]);
-	evbuffer_free(srv.got);
-	event_base_free(base);
+	finish(base, &srv, NULL);
 }
 
 /* The client refuses the server's leaf (another name): ERROR on the client, with the reason. */
@@ -240,11 +234,7 @@ static void case_verify_fails(void)
 	CHECK(ERR_GET_REASON(cli.err) == SSL_R_CERTIFICATE_VERIFY_FAILED);
 	CHECK(cli.connected == 0);
 	CHECK(evbuffer_get_length(srv.got) == 0);
-	bufferevent_free(cli.bev);
-	bufferevent_free(srv.bev);
-	evbuffer_free(cli.got);
-	evbuffer_free(srv.got);
-	event_base_free(base);
+	finish(base, &srv, &cli);
 }
 
 /* The socket's end without a close_notify (a dirty shutdown: the peer's FIN) is EOF, as
@@ -254,22 +244,15 @@ static void case_dirty_end(void)
 	struct event_base *base = new_base();
 	struct end srv = { 0 }, cli = { 0 };
 	struct want w = { &srv, 3 };
-	int fd[2];
 
-	CHECK(base && pair(fd) == 0);
-	CHECK(stream(base, fd[0], TLS_STREAM_ACCEPT, &srv) != NULL);
-	CHECK(stream(base, fd[1], TLS_STREAM_CONNECT, &cli) != NULL);
+	CHECK(base && both(base, &srv, &cli) == 0);
 	bufferevent_write(cli.bev, "hi!", 3);
 	spin(base, has_bytes, &w);
-	CHECK(shutdown(fd[1], SHUT_WR) == 0);
+	CHECK(shutdown(bufferevent_getfd(bufferevent_get_underlying(cli.bev)), SHUT_WR) == 0);
 	spin(base, has_events, &srv);
 	CHECK(srv.events == (BEV_EVENT_EOF | BEV_EVENT_READING));
 	CHECK(evbuffer_get_length(srv.got) == 3);
-	bufferevent_free(cli.bev);
-	bufferevent_free(srv.bev);
-	evbuffer_free(cli.got);
-	evbuffer_free(srv.got);
-	event_base_free(base);
+	finish(base, &srv, &cli);
 }
 
 /* A peer that does not read: what the stream has not encrypted yet waits in its own output
@@ -282,15 +265,15 @@ static void case_backpressure(void)
 	size_t total = 8 << 20, under_max = 0;
 	unsigned char *data = malloc(total);
 	struct want w = { &cli, total };
-	int fd[2], small = 16384;
+	int small = 16384;
 
-	CHECK(base && data && pair(fd) == 0);
-	(void)setsockopt(fd[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
-	(void)setsockopt(fd[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	CHECK(base && data && both(base, &srv, &cli) == 0);
+	(void)setsockopt(bufferevent_getfd(bufferevent_get_underlying(srv.bev)), SOL_SOCKET, SO_SNDBUF, &small,
+			 sizeof(small));
+	(void)setsockopt(bufferevent_getfd(bufferevent_get_underlying(cli.bev)), SOL_SOCKET, SO_RCVBUF, &small,
+			 sizeof(small));
 	for (size_t i = 0; i < total; i++)
 		data[i] = (unsigned char)(i * 31 + (i >> 14));
-	CHECK(stream(base, fd[0], TLS_STREAM_ACCEPT, &srv) != NULL);
-	CHECK(stream(base, fd[1], TLS_STREAM_CONNECT, &cli) != NULL);
 	bufferevent_write(cli.bev, "go", 2);
 	for (int i = 0; i < 2000 && !srv.connected; i++)
 		(void)event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
@@ -311,11 +294,7 @@ static void case_backpressure(void)
 	      memcmp(evbuffer_pullup(cli.got, -1), data, total) == 0);
 	CHECK(evbuffer_get_length(bufferevent_get_output(srv.bev)) == 0);
 	CHECK(srv.events == 0 && cli.events == 0);
-	bufferevent_free(cli.bev);
-	bufferevent_free(srv.bev);
-	evbuffer_free(cli.got);
-	evbuffer_free(srv.got);
-	event_base_free(base);
+	finish(base, &srv, &cli);
 	free(data);
 }
 
@@ -376,10 +355,8 @@ static void case_trickle(void)
 	CHECK(srv.connected == 1);
 	CHECK(srv.events == 0);
 	SSL_free(c);
-	bufferevent_free(srv.bev);
 	close(fd[1]);
-	evbuffer_free(srv.got);
-	event_base_free(base);
+	finish(base, &srv, NULL);
 	free(data);
 	free(back);
 }
@@ -390,11 +367,9 @@ static void case_small_records(void)
 {
 	struct event_base *base = new_base();
 	struct end srv = { .keep = 1 }, cli = { 0 };
-	int fd[2], n = 3000;
+	int n = 3000;
 
-	CHECK(base && pair(fd) == 0);
-	CHECK(stream(base, fd[0], TLS_STREAM_ACCEPT, &srv) != NULL);
-	CHECK(stream(base, fd[1], TLS_STREAM_CONNECT, &cli) != NULL);
+	CHECK(base && both(base, &srv, &cli) == 0);
 	for (int i = 0; i < 2000 && !cli.connected; i++)
 		(void)event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 	for (int i = 0; i < n; i++) {
@@ -407,11 +382,7 @@ static void case_small_records(void)
 	CHECK(evbuffer_get_length(bufferevent_get_input(srv.bev)) == (size_t)n);
 	/* the input's chains (extents holding data): a few, where one a record was 3000 */
 	CHECK(evbuffer_peek(bufferevent_get_input(srv.bev), -1, NULL, NULL, 0) < 10);
-	bufferevent_free(cli.bev);
-	bufferevent_free(srv.bev);
-	evbuffer_free(cli.got);
-	evbuffer_free(srv.got);
-	event_base_free(base);
+	finish(base, &srv, &cli);
 }
 
 int main(void)
