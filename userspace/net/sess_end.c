@@ -89,6 +89,20 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	e->free_fn(e->arg);
 }
 
+/* on_flushed from the loop, now. */
+static void poll_now(struct sess_end *e)
+{
+	event_del(e->timer);
+	event_assign(e->timer, e->base, -1, 0, on_poll, e);
+	event_active(e->timer, EV_TIMEOUT, 1);
+}
+
+/*
+ * The last bytes, then the end. Whether they are out is looked at from the loop at once, not
+ * only when the agent's write callback runs: a TLS stream encrypts them into the socket's
+ * bufferevent inside bufferevent_write (the callback ran then, before it was set here), and
+ * the socket emptying its output runs no callback of the stream's.
+ */
 void sess_end_send_last(struct sess_end *e, const void *last, size_t len, int timeout_s)
 {
 	struct bufferevent *agent = *e->agent;
@@ -99,13 +113,12 @@ void sess_end_send_last(struct sess_end *e, const void *last, size_t len, int ti
 	bufferevent_setcb(agent, NULL, on_flushed, on_event, e);
 	bufferevent_set_timeouts(agent, NULL, &tv);
 	bufferevent_enable(agent, EV_WRITE);
+	poll_now(e);
 }
 
 void sess_end_drain(struct sess_end *e)
 {
 	bufferevent_disable(*e->agent, EV_READ);
 	bufferevent_setcb(*e->agent, NULL, NULL, on_event, e);
-	event_del(e->timer);
-	event_assign(e->timer, e->base, -1, 0, on_poll, e);
-	event_active(e->timer, EV_TIMEOUT, 1);
+	poll_now(e);
 }
