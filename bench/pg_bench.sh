@@ -13,6 +13,11 @@
 #              terminates the session, classifies and audits every statement, allows it
 #              (rule list: deny ddl, deny unbounded_write, allow read), logs in upstream
 #              with the stored credential
+#   relay      the same pinned cgroup and airlockd, dialling the server's second address,
+#              which no resource names: airlockd relays the bytes (default relay) and records
+#              the connection, not its statements. A reference, not a target: the kernel's
+#              steering, airlockd's event loop and sockets without the PostgreSQL session,
+#              so that the difference between relay and airlock is what the statements cost.
 # All plaintext (sslmode=disable, upstream_tls disable), so the three do the same work on
 # the wire. The server is a throwaway PostgreSQL 15 cluster in a temp dir on 127.0.0.5.
 # Everything is created under a unique name and removed on any exit; only processes this
@@ -21,7 +26,7 @@
 # Knobs (environment): BENCH_ROUNDS (3), BENCH_PG_T (10 s per run), BENCH_PG_SCALE (10),
 # BENCH_PG_JOBS (pgbench -j for the 8-client runs; default min(8, CPUs)),
 # BENCH_PGB_POOL_MODE (session), BENCH_PG_WORKLOADS (c8 c1 C8: which to run), BENCH_MODES
-# (direct pgbouncer airlock: which to run), BENCH_AIRLOCK_CONF (extra airlockd config lines, e.g.
+# (direct pgbouncer airlock relay: which to run), BENCH_AIRLOCK_CONF (extra airlockd config lines, e.g.
 # "record_limit 0" to measure without session recordings), BENCH_TMPDIR (/tmp: where the cluster
 # and airlockd's store go; /dev/shm takes the disk out of the comparison).
 # Besides the proxy's own CPU per transaction, each run reports the host's: the busy CPU time of
@@ -47,6 +52,7 @@ JOBS=${BENCH_PG_JOBS:-$((NCPU < 8 ? NCPU : 8))}
 POOL_MODE=${BENCH_PGB_POOL_MODE:-session}
 PGBIN=/usr/lib/postgresql/15/bin
 ADDR=127.0.0.5
+RELAY_ADDR=127.0.0.6
 PW='s3cret pw'
 
 bench_preflight
@@ -92,7 +98,7 @@ as_postgres "$PGBIN/initdb" -D "$TMP/pg/data" -U postgres -E UTF8 --no-locale --
 	die "initdb failed: $(tail -n 5 "$TMP/initdb.log")"
 cat >>"$TMP/pg/data/postgresql.conf" <<EOF
 # airlock pg_bench
-listen_addresses = '$ADDR'
+listen_addresses = '$ADDR,$RELAY_ADDR'
 port = $SRV_PORT
 unix_socket_directories = '$TMP/pg/sock'
 unix_socket_permissions = 0700
@@ -107,6 +113,7 @@ cat >"$TMP/pg/data/pg_hba.conf" <<EOF
 local all all trust
 host all all 127.0.0.1/32 scram-sha-256
 host all all $ADDR/32 scram-sha-256
+host all all $RELAY_ADDR/32 scram-sha-256
 EOF
 "${AS_PG[@]}" "$PGBIN/postgres" -D "$TMP/pg/data" >"$TMP/postgres.log" 2>&1 &
 PG_PID=$!
@@ -235,17 +242,18 @@ client_usec() {
 
 # Bytes airlockd has had written to storage (its store); nothing for the other modes.
 written_bytes() {
-	[ "$1" = airlock ] || return 0
+	[ "$1" = airlock ] || [ "$1" = relay ] || return 0
 	awk '/^write_bytes:/ { print $2 }' "/proc/$AIRLOCKD_PID/io" 2>/dev/null
 }
 
 # client MODE WORKLOAD: one pgbench run; its output goes to $TMP/client.out.
 client() {
-	local mode=$1 wl=$2 cg port pw rc=0 args
+	local mode=$1 wl=$2 cg port pw rc=0 args host=$ADDR
 	case "$mode" in
 	direct) cg=$PLAIN_CG port=$SRV_PORT pw=$PW ;;
 	pgbouncer) cg=$PLAIN_CG port=$PGB_PORT pw=$PW ;;
 	airlock) cg=$AGENT_CG port=$SRV_PORT pw=not-the-password ;;
+	relay) cg=$AGENT_CG port=$SRV_PORT pw=$PW host=$RELAY_ADDR ;;   # relayed: the agent's own login
 	esac
 	case "$wl" in
 	c8) args="-c 8 -j $JOBS" ;;
@@ -254,7 +262,7 @@ client() {
 	esac
 	# shellcheck disable=SC2086 # word splitting of args is wanted
 	PGPASSWORD=$pw bench_in_cg "$cg" timeout $((DUR + 60)) pgbench -n -S -M simple $args -T "$DUR" \
-		"host=$ADDR port=$port dbname=bench user=app sslmode=disable" \
+		"host=$host port=$port dbname=bench user=app sslmode=disable" \
 		>"$TMP/client.out" 2>"$TMP/client.err" &
 	CLIENT_PID=$!
 	wait "$CLIENT_PID" || rc=$?
@@ -268,7 +276,7 @@ client() {
 }
 
 read -ra WORKLOADS <<<"${BENCH_PG_WORKLOADS:-c8 c1 C8}"
-MODES=(direct pgbouncer airlock)
+MODES=(direct pgbouncer airlock relay)
 bench_pick_modes
 : >"$TMP/results"
 : >"$TMP/anomalies"
@@ -297,10 +305,10 @@ for round in $(seq "$ROUNDS"); do
 			mode=${MODES[$(((round - 1 + k) % ${#MODES[@]}))]}
 			before=$(audited)
 			proxy=
-			[ "$mode" = airlock ] && proxy=$AIRLOCKD_PID
+			[ "$mode" = airlock ] || [ "$mode" = relay ] && proxy=$AIRLOCKD_PID
 			[ "$mode" = pgbouncer ] && proxy=$PGB_PID
 			ccg=$PLAIN_CG
-			[ "$mode" = airlock ] && ccg=$AGENT_CG
+			[ "$mode" = airlock ] || [ "$mode" = relay ] && ccg=$AGENT_CG
 			cpu0=$(bench_cpu_ticks "$proxy")
 			host0=$(host_busy_ticks)
 			srv0=$(server_ticks)
@@ -370,17 +378,18 @@ END {
 	title["c8"] = "-S -c 8"
 	title["c1"] = "-S -c 1"
 	title["C8"] = "-S -C -c 8 (connect each tx)"
-	printf "%-30s %10s %10s %10s  %9s %9s %9s\n", "workload (tps)", "direct", "pgbouncer", "airlock",
-	       "al/direct", "al/pgb", "pgb/direct"
+	printf "%-30s %10s %10s %10s %10s  %9s %9s %9s %9s\n", "workload (tps)", "direct", "pgbouncer", "airlock",
+	       "relay", "al/direct", "al/pgb", "pgb/direct", "rel/pgb"
 	split("c8 c1 C8", wls, " ")
 	for (w = 1; w <= 3; w++) {
 		wl = wls[w]
 		d = median(wl SUBSEP "tps" SUBSEP "direct")
 		b = median(wl SUBSEP "tps" SUBSEP "pgbouncer")
 		a = median(wl SUBSEP "tps" SUBSEP "airlock")
-		T[wl, "d"] = d; T[wl, "b"] = b; T[wl, "a"] = a
-		printf "%-30s %10s %10s %10s  %9s %9s %9s\n", title[wl], num(d, "%.0f"), num(b, "%.0f"),
-		       num(a, "%.0f"), ratio(a, d), ratio(a, b), ratio(b, d)
+		r = median(wl SUBSEP "tps" SUBSEP "relay")
+		T[wl, "d"] = d; T[wl, "b"] = b; T[wl, "a"] = a; T[wl, "r"] = r
+		printf "%-30s %10s %10s %10s %10s  %9s %9s %9s %9s\n", title[wl], num(d, "%.0f"), num(b, "%.0f"),
+		       num(a, "%.0f"), num(r, "%.0f"), ratio(a, d), ratio(a, b), ratio(b, d), ratio(r, b)
 	}
 	# One client, one statement per transaction: the time per statement is 1/tps.
 	printf "\n-c 1 time per statement (1/tps): direct %s us, pgbouncer %s us, airlock %s us\n",
@@ -395,28 +404,32 @@ END {
 	}
 	printf "proxy CPU per transaction (user+system, median):"
 	for (w = 1; w <= 3; w++)
-		printf "  %s pgbouncer %s us airlock %s us", wls[w],
+		printf "  %s pgbouncer %s us airlock %s us relay %s us", wls[w],
 		       num(median(wls[w] SUBSEP "cpu_us" SUBSEP "pgbouncer"), "%.1f"),
-		       num(median(wls[w] SUBSEP "cpu_us" SUBSEP "airlock"), "%.1f")
+		       num(median(wls[w] SUBSEP "cpu_us" SUBSEP "airlock"), "%.1f"),
+		       num(median(wls[w] SUBSEP "cpu_us" SUBSEP "relay"), "%.1f")
 	printf "\n"
 	printf "host CPU per transaction (every process and the kernel, busy, median):"
 	for (w = 1; w <= 3; w++)
-		printf "  %s direct %s us pgbouncer %s us airlock %s us", wls[w],
+		printf "  %s direct %s us pgbouncer %s us airlock %s us relay %s us", wls[w],
 		       num(median(wls[w] SUBSEP "host_us" SUBSEP "direct"), "%.1f"),
 		       num(median(wls[w] SUBSEP "host_us" SUBSEP "pgbouncer"), "%.1f"),
-		       num(median(wls[w] SUBSEP "host_us" SUBSEP "airlock"), "%.1f")
+		       num(median(wls[w] SUBSEP "host_us" SUBSEP "airlock"), "%.1f"),
+		       num(median(wls[w] SUBSEP "host_us" SUBSEP "relay"), "%.1f")
 	printf "\n"
 	# Where a proxy costs: when the server and the client spend the same behind either proxy,
 	# the difference is in the proxy itself.
 	printf "server (postgres) and client (pgbench) CPU per transaction (median):"
 	for (w = 1; w <= 3; w++)
-		printf "  %s direct %s/%s us pgbouncer %s/%s us airlock %s/%s us", wls[w],
+		printf "  %s direct %s/%s us pgbouncer %s/%s us airlock %s/%s us relay %s/%s us", wls[w],
 		       num(median(wls[w] SUBSEP "server_us" SUBSEP "direct"), "%.1f"),
 		       num(median(wls[w] SUBSEP "client_us" SUBSEP "direct"), "%.1f"),
 		       num(median(wls[w] SUBSEP "server_us" SUBSEP "pgbouncer"), "%.1f"),
 		       num(median(wls[w] SUBSEP "client_us" SUBSEP "pgbouncer"), "%.1f"),
 		       num(median(wls[w] SUBSEP "server_us" SUBSEP "airlock"), "%.1f"),
-		       num(median(wls[w] SUBSEP "client_us" SUBSEP "airlock"), "%.1f")
+		       num(median(wls[w] SUBSEP "client_us" SUBSEP "airlock"), "%.1f"),
+		       num(median(wls[w] SUBSEP "server_us" SUBSEP "relay"), "%.1f"),
+		       num(median(wls[w] SUBSEP "client_us" SUBSEP "relay"), "%.1f")
 	printf "\n"
 	printf "airlockd wrote to storage per transaction (median):"
 	for (w = 1; w <= 3; w++)
@@ -426,6 +439,9 @@ END {
 		r = T["c8", "a"] / T["c8", "b"]
 		printf "airlock / pgbouncer at -c 8: %.2f (target >= 0.90: %s)\n", r, (r >= 0.90 ? "met" : "MISSED")
 	}
+	if (T["c8", "r"] != "" && T["c8", "b"] != "" && T["c8", "b"] > 0)
+		printf "relay / pgbouncer at -c 8: %.2f (airlockd relaying bytes: what is left of airlock'"'"'s gap is the statements)\n",
+		       T["c8", "r"] / T["c8", "b"]
 	# The modes alternate within a round: the ratio of a round compares runs made side by side.
 	na = split(vals["c8" SUBSEP "tps" SUBSEP "airlock"], av, " ")
 	nb = split(vals["c8" SUBSEP "tps" SUBSEP "pgbouncer"], bv, " ")
