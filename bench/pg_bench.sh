@@ -16,8 +16,9 @@
 #   relay      the same pinned cgroup and airlockd, dialling the server's second address,
 #              which no resource names: airlockd relays the bytes (default relay) and records
 #              the connection, not its statements. A reference, not a target: the kernel's
-#              steering, airlockd's event loop and sockets without the PostgreSQL session,
-#              so that the difference between relay and airlock is what the statements cost.
+#              steering and airlockd's event loop without the PostgreSQL session (the bytes
+#              move by splice(2), airlockd never reads them), so that the difference between
+#              relay and airlock is what terminating the session and its statements cost.
 # All plaintext (sslmode=disable, upstream_tls disable), so the three do the same work on
 # the wire. The server is a throwaway PostgreSQL 15 cluster in a temp dir on 127.0.0.5.
 # Everything is created under a unique name and removed on any exit; only processes this
