@@ -369,6 +369,19 @@ echo
 echo "Medians of $ROUNDS rounds (pgbench -S: 1 statement per transaction):"
 awk -v rounds="$ROUNDS" "$BENCH_AWK_LIB"'
 function us(tps) { return (tps == "" || tps == 0) ? "-" : sprintf("%.1f", 1e6 / tps) }
+# " MODE X us" for each of the modes (words), X the median of field in workload wl ("X/Y" with a
+# second field).
+function per_mode(wl, field, field2, modes,    m, n, i, out) {
+	n = split(modes, m, " ")
+	out = ""
+	for (i = 1; i <= n; i++) {
+		out = out " " m[i] " " num(median(wl SUBSEP field SUBSEP m[i]), "%.1f")
+		if (field2 != "")
+			out = out "/" num(median(wl SUBSEP field2 SUBSEP m[i]), "%.1f")
+		out = out " us"
+	}
+	return out
+}
 {
 	for (i = 4; i <= NF; i++) {
 		split($i, kv, "=")
@@ -405,32 +418,17 @@ END {
 	}
 	printf "proxy CPU per transaction (user+system, median):"
 	for (w = 1; w <= 3; w++)
-		printf "  %s pgbouncer %s us airlock %s us relay %s us", wls[w],
-		       num(median(wls[w] SUBSEP "cpu_us" SUBSEP "pgbouncer"), "%.1f"),
-		       num(median(wls[w] SUBSEP "cpu_us" SUBSEP "airlock"), "%.1f"),
-		       num(median(wls[w] SUBSEP "cpu_us" SUBSEP "relay"), "%.1f")
+		printf "  %s%s", wls[w], per_mode(wls[w], "cpu_us", "", "pgbouncer airlock relay")
 	printf "\n"
 	printf "host CPU per transaction (every process and the kernel, busy, median):"
 	for (w = 1; w <= 3; w++)
-		printf "  %s direct %s us pgbouncer %s us airlock %s us relay %s us", wls[w],
-		       num(median(wls[w] SUBSEP "host_us" SUBSEP "direct"), "%.1f"),
-		       num(median(wls[w] SUBSEP "host_us" SUBSEP "pgbouncer"), "%.1f"),
-		       num(median(wls[w] SUBSEP "host_us" SUBSEP "airlock"), "%.1f"),
-		       num(median(wls[w] SUBSEP "host_us" SUBSEP "relay"), "%.1f")
+		printf "  %s%s", wls[w], per_mode(wls[w], "host_us", "", "direct pgbouncer airlock relay")
 	printf "\n"
 	# Where a proxy costs: when the server and the client spend the same behind either proxy,
 	# the difference is in the proxy itself.
 	printf "server (postgres) and client (pgbench) CPU per transaction (median):"
 	for (w = 1; w <= 3; w++)
-		printf "  %s direct %s/%s us pgbouncer %s/%s us airlock %s/%s us relay %s/%s us", wls[w],
-		       num(median(wls[w] SUBSEP "server_us" SUBSEP "direct"), "%.1f"),
-		       num(median(wls[w] SUBSEP "client_us" SUBSEP "direct"), "%.1f"),
-		       num(median(wls[w] SUBSEP "server_us" SUBSEP "pgbouncer"), "%.1f"),
-		       num(median(wls[w] SUBSEP "client_us" SUBSEP "pgbouncer"), "%.1f"),
-		       num(median(wls[w] SUBSEP "server_us" SUBSEP "airlock"), "%.1f"),
-		       num(median(wls[w] SUBSEP "client_us" SUBSEP "airlock"), "%.1f"),
-		       num(median(wls[w] SUBSEP "server_us" SUBSEP "relay"), "%.1f"),
-		       num(median(wls[w] SUBSEP "client_us" SUBSEP "relay"), "%.1f")
+		printf "  %s%s", wls[w], per_mode(wls[w], "server_us", "client_us", "direct pgbouncer airlock relay")
 	printf "\n"
 	printf "airlockd wrote to storage per transaction (median):"
 	for (w = 1; w <= 3; w++)
