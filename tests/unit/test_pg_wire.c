@@ -1,6 +1,8 @@
 /* Unit tests for PostgreSQL wire framing, decoders and builders, including every-byte-boundary splits. */
 #include <airlock/pg.h>
 
+#include <dirent.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,7 +20,7 @@ struct rec {
 };
 
 struct recs {
-	struct rec r[64];
+	struct rec r[256];
 	size_t n;
 	int error;
 };
@@ -333,6 +335,70 @@ static void test_split_every_byte_frontend(void)
 static void test_split_every_byte_backend(void)
 {
 	split_everywhere(1);
+}
+
+/*
+ * Sessions of real clients (psql, pgbench, psycopg2) captured by tests/fuzz/capture_pg.py:
+ * the fuzz driver's seeds captured_*, a mode byte (0: what the client sent, from its startup
+ * on; 2: what the server sent) and the stream. Each frames whole, message by message to its
+ * end, and cut at every byte boundary gives the same messages.
+ */
+static void test_split_captured_sessions(void)
+{
+	const char *dir = getenv("AIRLOCK_PG_CORPUS") ? getenv("AIRLOCK_PG_CORPUS") : "tests/fuzz/corpus/pg";
+	static struct feeder ref, f;
+	static uint8_t data[8192];
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int files = 0;
+
+	CHECK(d != NULL);
+	if (!d)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		char path[1024];
+		FILE *fp;
+		size_t n;
+		int backend;
+
+		if (strncmp(e->d_name, "captured_", 9) != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		fp = fopen(path, "rb");
+		CHECK(fp != NULL);
+		if (!fp)
+			continue;
+		n = fread(data, 1, sizeof(data), fp);
+		CHECK(feof(fp) && n > 1);       /* whole: the seeds are small */
+		fclose(fp);
+		if (n < 2 || (data[0] % 4 != 0 && data[0] % 4 != 2))
+			continue;
+		backend = data[0] % 4 == 2;
+		memset(&ref, 0, sizeof(ref));
+		ref.startup_phase = !backend;
+		ref.backend = backend;
+		feed(&ref, data + 1, n - 1);
+		if (ref.out.error || ref.len || ref.out.n == 0) {
+			printf("#   %s: %s\n", e->d_name, ref.out.error ? "does not frame" : "ends mid-message");
+			CHECK(0);
+			continue;
+		}
+		for (size_t cut = 1; cut < n - 1; cut++) {
+			memset(&f, 0, sizeof(f));
+			f.startup_phase = !backend;
+			f.backend = backend;
+			feed(&f, data + 1, cut);
+			feed(&f, data + 1 + cut, n - 1 - cut);
+			if (!recs_equal(&ref.out, &f.out) || f.len) {
+				printf("#   %s: split at %zu differs\n", e->d_name, cut);
+				CHECK(0);
+				break;
+			}
+		}
+		files++;
+	}
+	closedir(d);
+	CHECK(files >= 8);
 }
 
 static int frame1(const struct pg_buf *b, int startup, struct pg_msg *m)
@@ -796,6 +862,7 @@ int main(void)
 	RUN(test_frontend_session_sequence);
 	RUN(test_split_every_byte_frontend);
 	RUN(test_split_every_byte_backend);
+	RUN(test_split_captured_sessions);
 	RUN(test_startup_decode);
 	RUN(test_startup_requests);
 	RUN(test_startup_malformed);
