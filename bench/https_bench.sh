@@ -6,7 +6,9 @@
 #   handshake   "Connection: close": a new TLS connection per request   handshakes/s
 # Each run also gives the CPU time (user + system, all threads) the serving process spent per
 # request: the origin for direct, the proxy for the others. On a shared or small machine it is
-# steadier than requests/s, which other load moves.
+# steadier than requests/s, which other load moves. And the whole host's busy CPU per request
+# (wrk, the origin, the proxy, the kernel): with two CPUs every process shares, requests/s
+# follows it, and it counts what a proxy makes the others do.
 # Modes, alternated within each round (the starting mode rotates), medians over the rounds
 # (Airlock's ratios to haproxy and mitmproxy also per round, and their median):
 #   direct     wrk in a plain cgroup -> the origin
@@ -161,9 +163,12 @@ done
 bench_in_cg "$AGENT_CG" curl -s -o /dev/null --max-time 5 --cacert "$TMP/ca/ca.crt" "https://$ORIGIN:$O_PORT/" ||
 	die "airlock path does not answer: $(tail -n 5 "$TMP/airlockd.err")"
 
-# run MODE WORKLOAD -> "req/s p50_ms p99_ms non2xx cpu_us_per_request"
+# run MODE WORKLOAD -> "req/s p50_ms p99_ms non2xx cpu_us_per_request host_us_per_request": the
+# proxy's CPU (airlockd, haproxy; the origin for direct) and the whole host's (wrk, the origin,
+# the proxy and the kernel): on two CPUs the host is the limit, so the host's CPU per request is
+# what the throughput follows.
 run() {
-	local mode=$1 wl=$2 cg=$PLAIN_CG url out pid t0 t1
+	local mode=$1 wl=$2 cg=$PLAIN_CG url out pid t0 t1 h0 h1
 	case "$mode" in
 	direct) url="https://$ORIGIN:$O_PORT/"; pid=$ORIGIN_PID ;;
 	haproxy) url="https://$PROXY:$P_PORT/"; pid=$PROXY_PID ;;
@@ -173,11 +178,13 @@ run() {
 	local extra=()
 	[ "$wl" = handshake ] && extra=(-H "Connection: close")
 	t0=$(bench_cpu_ticks "$pid")
+	h0=$(bench_host_busy_ticks)
 	bench_perf_start "$mode-$wl-$round" "$DUR"
 	out=$(bench_in_cg "$cg" wrk -t2 -c32 -d"${DUR}s" --latency "${extra[@]}" "$url" 2>&1)
 	t1=$(bench_cpu_ticks "$pid")
+	h1=$(bench_host_busy_ticks)
 	bench_perf_wait
-	python3 - "$out" "$((t1 - t0))" "$(getconf CLK_TCK)" <<'PYEOF'
+	python3 - "$out" "$((t1 - t0))" "$(getconf CLK_TCK)" "$((h1 - h0))" <<'PYEOF'
 import re, sys
 o = sys.argv[1]
 rps = re.search(r"Requests/sec:\s+([\d.]+)", o)
@@ -189,9 +196,9 @@ def lat(p):
     return v / 1000 if u == "us" else v * 1000 if u == "s" else v
 errs = re.search(r"Non-2xx or 3xx responses: (\d+)", o)
 n = re.search(r"(\d+) requests in", o)
-cpu = int(sys.argv[2]) * 1e6 / int(sys.argv[3]) / int(n.group(1)) if n and int(n.group(1)) else float("nan")
-print("%s %.3f %.3f %s %.1f" % (rps.group(1) if rps else "0", lat(50), lat(99), errs.group(1) if errs else "0",
-                                cpu))
+per = lambda ticks: int(ticks) * 1e6 / int(sys.argv[3]) / int(n.group(1)) if n and int(n.group(1)) else float("nan")
+print("%s %.3f %.3f %s %.1f %.1f" % (rps.group(1) if rps else "0", lat(50), lat(99), errs.group(1) if errs else "0",
+                                     per(sys.argv[2]), per(sys.argv[4])))
 PYEOF
 }
 
@@ -207,8 +214,8 @@ for wl in "${WORKLOADS[@]}"; do
 			m=${MODES[$(((i + round) % n))]}
 			r=$(run "$m" "$wl")
 			R[$wl,$m]+="$r;"
-			read -r rps _ _ _ cpu <<<"$r"
-			echo "round $((round + 1))/$ROUNDS $wl $m: $rps req/s, $cpu us cpu/req"
+			read -r rps _ _ _ cpu host <<<"$r"
+			echo "round $((round + 1))/$ROUNDS $wl $m: $rps req/s, $cpu us cpu/req, host $host us/req"
 		done
 	done
 done
@@ -226,14 +233,14 @@ for wl, unit in (("keepalive", "req/s"), ("handshake", "handshakes/s")):
     if "%s,%s" % (wl, modes[0]) not in data:
         continue
     print("\n%s (%s)" % (wl, unit))
-    print("  %-10s %12s %9s %9s %8s %10s  %s" % ("mode", unit, "p50 ms", "p99 ms", "non-2xx", "cpu us/req",
-                                                "ratios"))
-    med = {m: tuple(statistics.median(r[i] for r in data["%s,%s" % (wl, m)]) for i in range(5)) for m in modes}
+    print("  %-10s %12s %9s %9s %8s %10s %11s  %s" % ("mode", unit, "p50 ms", "p99 ms", "non-2xx", "cpu us/req",
+                                                      "host us/req", "ratios"))
+    med = {m: tuple(statistics.median(r[i] for r in data["%s,%s" % (wl, m)]) for i in range(6)) for m in modes}
     for m in modes:
-        rps, p50, p99, bad, cpu = med[m]
+        rps, p50, p99, bad, cpu, host = med[m]
         ratios = ", ".join("%.2fx %s" % (rps / med[o][0], o) for o in modes if o != m and med[o][0] > 0)
-        print("  %-10s %12.0f %9.3f %9.3f %8d %10.1f  %s" % (m, rps, p50, p99, bad, cpu,
-                                                          ratios if m == "airlock" else ""))
+        print("  %-10s %12.0f %9.3f %9.3f %8d %10.1f %11.1f  %s" % (m, rps, p50, p99, bad, cpu, host,
+                                                                ratios if m == "airlock" else ""))
     # The modes alternate within a round: each round's ratio compares runs made side by side.
     for o in ("haproxy", "mitmproxy"):
         a, b = data.get("%s,airlock" % wl, []), data.get("%s,%s" % (wl, o), [])

@@ -133,6 +133,12 @@ bench_cpu_ticks() {
 	fi
 }
 
+# Busy CPU ticks of the whole host (user, nice, system, irq, softirq, steal: all but idle and
+# iowait): what a run made every process and the kernel do, the proxy's peers included.
+bench_host_busy_ticks() {
+	awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+
 # Profiles (BENCH_PERF_DIR set): bench_perf_start NAME SECONDS records the whole host (perf
 # record -a, after a second's delay) into BENCH_PERF_DIR/NAME.data in the background while a
 # run goes on; bench_perf_wait waits for it. BENCH_PERF_ARGS replaces "-g -F 499" (e.g.

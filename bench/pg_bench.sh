@@ -215,11 +215,6 @@ print(db.execute("SELECT (SELECT count(*) FROM statement_rows) + (SELECT coalesc
 
 CLK_TCK=$(getconf CLK_TCK)
 
-# Busy CPU ticks of the whole host (user, nice, system, irq, softirq, steal: all but idle and iowait).
-host_busy_ticks() {
-	awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
-}
-
 # CPU ticks (user + system) of this run's PostgreSQL server: the postmaster's backends that still
 # run and those it has reaped (a -C run's end with their connections), not any other cluster's.
 server_ticks() {
@@ -311,7 +306,7 @@ for round in $(seq "$ROUNDS"); do
 			ccg=$PLAIN_CG
 			[ "$mode" = airlock ] || [ "$mode" = relay ] && ccg=$AGENT_CG
 			cpu0=$(bench_cpu_ticks "$proxy")
-			host0=$(host_busy_ticks)
+			host0=$(bench_host_busy_ticks)
 			srv0=$(server_ticks)
 			cl0=$(client_usec "$ccg")
 			wr0=$(written_bytes "$mode")
@@ -322,7 +317,7 @@ for round in $(seq "$ROUNDS"); do
 			# are committed in batches
 			sleep 0.2
 			cpu1=$(bench_cpu_ticks "$proxy")
-			host1=$(host_busy_ticks)
+			host1=$(bench_host_busy_ticks)
 			srv1=$(server_ticks)
 			cl1=$(client_usec "$ccg")
 			wr1=$(written_bytes "$mode")
