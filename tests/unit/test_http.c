@@ -237,6 +237,64 @@ static void test_smuggling_corpus(void)
 	CHECK(seen >= 40);
 }
 
+/*
+ * Requests of real clients (curl, python3 urllib, node fetch, kubectl), captured by
+ * tests/fuzz/capture_http.py as the fuzz driver's seeds captured_* (a mode byte, then the
+ * request): each is one whole request, the same cut at every byte, and yields a command; a
+ * kubectl exec is recognised with its argv.
+ */
+static void test_captured_requests(void)
+{
+	const char *dir = getenv("AIRLOCK_HTTP_CORPUS") ? getenv("AIRLOCK_HTTP_CORPUS") : "tests/fuzz/corpus/http";
+	static char data[16384];
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int seen = 0, execs = 0;
+
+	CHECK(d != NULL);
+	if (!d)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		char path[512], err[256];
+		struct http_req r;
+		struct http_command c;
+		size_t n;
+		FILE *f;
+
+		if (strncmp(e->d_name, "captured_", 9) != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		f = fopen(path, "rb");
+		CHECK(f != NULL);
+		if (!f)
+			continue;
+		n = fread(data, 1, sizeof(data), f);
+		CHECK(feof(f) && n > 1 && data[0] == 0);
+		fclose(f);
+		if (n < 2)
+			continue;
+		if (parse_split(data + 1, n - 1, 1 << 20, &r) != HTTP_DONE || r.total != n - 1) {
+			printf("#   %s: not one whole request (%s)\n", e->d_name, r.error[0] ? r.error : "more, or less");
+			t_cur_failed_ = 1;
+			continue;
+		}
+		if (http_command_build((const uint8_t *)data + 1, &r, &c, err, sizeof(err)) != 0) {
+			printf("#   %s: no command: %s\n", e->d_name, err);
+			t_cur_failed_ = 1;
+			continue;
+		}
+		if (strstr(e->d_name, "kubectl_exec") && strcmp(c.kind, "exec") == 0) {
+			CHECK(c.is_k8s && c.k8s.argc == 3 && strcmp(c.k8s.argv[2], "rm -rf /tmp/x") == 0);
+			execs++;
+		}
+		http_command_free(&c);
+		seen++;
+	}
+	closedir(d);
+	CHECK(seen >= 10);
+	CHECK(execs == 1);
+}
+
 static void test_limits(void)
 {
 	static char big[HTTP_MAX_HEAD + 200];
@@ -460,6 +518,7 @@ int main(void)
 	RUN(test_chunked);
 	RUN(test_pipelined_and_forms);
 	RUN(test_smuggling_corpus);
+	RUN(test_captured_requests);
 	RUN(test_limits);
 	RUN(test_response);
 	RUN(test_response_ws_protocol);
