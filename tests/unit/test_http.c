@@ -3,7 +3,6 @@
 
 #include <airlock/http.h>
 
-#include <dirent.h>
 #include <stdlib.h>
 
 /* One-shot parse of the whole buffer. */
@@ -194,47 +193,58 @@ static size_t corpus_decode(const char *text, char *out, size_t cap)
 	return n;
 }
 
+static void smuggling_case(const char *name, char *text, size_t n, void *arg)
+{
+	static char req[20000];
+	struct http_req r;
+
+	n = corpus_decode(text, req, sizeof(req));
+	if (parse_split(req, n, 1 << 20, &r) != HTTP_ERROR || r.status == 0) {
+		printf("#   %s: accepted (want an error)\n", name);
+		t_cur_failed_ = 1;
+	} else if (r.status != 400 && r.status != 431 && r.status != 505) {
+		printf("#   %s: status %d\n", name, r.status);
+		t_cur_failed_ = 1;
+	} else if (getenv("HTTP_CORPUS_VERBOSE")) {
+		printf("#   %-28s %d %s\n", name, r.status, r.error);
+	}
+	(void)arg;
+}
+
 static void test_smuggling_corpus(void)
 {
-	const char *dir = "tests/http_smuggling";
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	int seen = 0;
+	static char text[20000];
+	int seen = t_each_file("tests/http_smuggling", "", ".txt", text, sizeof(text), smuggling_case, NULL);
 
-	CHECK(d != NULL);
-	if (!d)
-		return;
-	while ((e = readdir(d)) != NULL) {
-		char path[512], text[20000], req[20000];
-		struct http_req r;
-		size_t n, len = strlen(e->d_name);
-		FILE *f;
-
-		if (len < 5 || strcmp(e->d_name + len - 4, ".txt") != 0)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		f = fopen(path, "r");
-		CHECK(f != NULL);
-		if (!f)
-			continue;
-		n = fread(text, 1, sizeof(text) - 1, f);
-		fclose(f);
-		text[n] = '\0';
-		n = corpus_decode(text, req, sizeof(req));
-		if (parse_split(req, n, 1 << 20, &r) != HTTP_ERROR || r.status == 0) {
-			printf("#   %s: accepted (want an error)\n", e->d_name);
-			t_cur_failed_ = 1;
-		} else if (r.status != 400 && r.status != 431 && r.status != 505) {
-			printf("#   %s: status %d\n", e->d_name, r.status);
-			t_cur_failed_ = 1;
-		} else if (getenv("HTTP_CORPUS_VERBOSE")) {
-			printf("#   %-28s %d %s\n", e->d_name, r.status, r.error);
-		}
-		seen++;
-	}
-	closedir(d);
 	printf("#   %d smuggling cases refused\n", seen);
 	CHECK(seen >= 40);
+}
+
+/* A captured request (a mode byte, then the request); *arg counts kubectl's exec. */
+static void captured_request(const char *name, char *data, size_t n, void *arg)
+{
+	struct http_req r;
+	struct http_command c;
+	char err[256];
+
+	CHECK(n > 1 && data[0] == 0);
+	if (n < 2)
+		return;
+	if (parse_split(data + 1, n - 1, 1 << 20, &r) != HTTP_DONE || r.total != n - 1) {
+		printf("#   %s: not one whole request (%s)\n", name, r.error[0] ? r.error : "more, or less");
+		t_cur_failed_ = 1;
+		return;
+	}
+	if (http_command_build((const uint8_t *)data + 1, &r, &c, err, sizeof(err)) != 0) {
+		printf("#   %s: no command: %s\n", name, err);
+		t_cur_failed_ = 1;
+		return;
+	}
+	if (strstr(name, "kubectl_exec") && strcmp(c.kind, "exec") == 0) {
+		CHECK(c.is_k8s && c.k8s.argc == 3 && strcmp(c.k8s.argv[2], "rm -rf /tmp/x") == 0);
+		(*(int *)arg)++;
+	}
+	http_command_free(&c);
 }
 
 /*
@@ -247,51 +257,9 @@ static void test_captured_requests(void)
 {
 	const char *dir = getenv("AIRLOCK_HTTP_CORPUS") ? getenv("AIRLOCK_HTTP_CORPUS") : "tests/fuzz/corpus/http";
 	static char data[16384];
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	int seen = 0, execs = 0;
+	int execs = 0;
 
-	CHECK(d != NULL);
-	if (!d)
-		return;
-	while ((e = readdir(d)) != NULL) {
-		char path[512], err[256];
-		struct http_req r;
-		struct http_command c;
-		size_t n;
-		FILE *f;
-
-		if (strncmp(e->d_name, "captured_", 9) != 0)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		f = fopen(path, "rb");
-		CHECK(f != NULL);
-		if (!f)
-			continue;
-		n = fread(data, 1, sizeof(data), f);
-		CHECK(feof(f) && n > 1 && data[0] == 0);
-		fclose(f);
-		if (n < 2)
-			continue;
-		if (parse_split(data + 1, n - 1, 1 << 20, &r) != HTTP_DONE || r.total != n - 1) {
-			printf("#   %s: not one whole request (%s)\n", e->d_name, r.error[0] ? r.error : "more, or less");
-			t_cur_failed_ = 1;
-			continue;
-		}
-		if (http_command_build((const uint8_t *)data + 1, &r, &c, err, sizeof(err)) != 0) {
-			printf("#   %s: no command: %s\n", e->d_name, err);
-			t_cur_failed_ = 1;
-			continue;
-		}
-		if (strstr(e->d_name, "kubectl_exec") && strcmp(c.kind, "exec") == 0) {
-			CHECK(c.is_k8s && c.k8s.argc == 3 && strcmp(c.k8s.argv[2], "rm -rf /tmp/x") == 0);
-			execs++;
-		}
-		http_command_free(&c);
-		seen++;
-	}
-	closedir(d);
-	CHECK(seen >= 10);
+	CHECK(t_each_file(dir, "captured_", "", data, sizeof(data), captured_request, &execs) >= 10);
 	CHECK(execs == 1);
 }
 

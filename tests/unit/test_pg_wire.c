@@ -1,8 +1,6 @@
 /* Unit tests for PostgreSQL wire framing, decoders and builders, including every-byte-boundary splits. */
 #include <airlock/pg.h>
 
-#include <dirent.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -337,6 +335,41 @@ static void test_split_every_byte_backend(void)
 	split_everywhere(1);
 }
 
+/* A captured session (a mode byte, then the stream): frames whole, and the same split anywhere. */
+static void captured_session(const char *name, char *buf, size_t n, void *arg)
+{
+	static struct feeder ref, f;
+	const uint8_t *data = (const uint8_t *)buf;
+	int backend;
+
+	CHECK(n > 1 && (data[0] % 4 == 0 || data[0] % 4 == 2));
+	if (n < 2 || (data[0] % 4 != 0 && data[0] % 4 != 2))
+		return;
+	backend = data[0] % 4 == 2;
+	memset(&ref, 0, sizeof(ref));
+	ref.startup_phase = !backend;
+	ref.backend = backend;
+	feed(&ref, data + 1, n - 1);
+	if (ref.out.error || ref.len || ref.out.n == 0) {
+		printf("#   %s: %s\n", name, ref.out.error ? "does not frame" : "ends mid-message");
+		CHECK(0);
+		return;
+	}
+	for (size_t cut = 1; cut < n - 1; cut++) {
+		memset(&f, 0, sizeof(f));
+		f.startup_phase = !backend;
+		f.backend = backend;
+		feed(&f, data + 1, cut);
+		feed(&f, data + 1 + cut, n - 1 - cut);
+		if (!recs_equal(&ref.out, &f.out) || f.len) {
+			printf("#   %s: split at %zu differs\n", name, cut);
+			CHECK(0);
+			return;
+		}
+	}
+	(void)arg;
+}
+
 /*
  * Sessions of real clients (psql, pgbench, psycopg2) captured by tests/fuzz/capture_pg.py:
  * the fuzz driver's seeds captured_*, a mode byte (0: what the client sent, from its startup
@@ -346,59 +379,9 @@ static void test_split_every_byte_backend(void)
 static void test_split_captured_sessions(void)
 {
 	const char *dir = getenv("AIRLOCK_PG_CORPUS") ? getenv("AIRLOCK_PG_CORPUS") : "tests/fuzz/corpus/pg";
-	static struct feeder ref, f;
-	static uint8_t data[8192];
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	int files = 0;
+	static char data[8192];
 
-	CHECK(d != NULL);
-	if (!d)
-		return;
-	while ((e = readdir(d)) != NULL) {
-		char path[1024];
-		FILE *fp;
-		size_t n;
-		int backend;
-
-		if (strncmp(e->d_name, "captured_", 9) != 0)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		fp = fopen(path, "rb");
-		CHECK(fp != NULL);
-		if (!fp)
-			continue;
-		n = fread(data, 1, sizeof(data), fp);
-		CHECK(feof(fp) && n > 1);       /* whole: the seeds are small */
-		fclose(fp);
-		if (n < 2 || (data[0] % 4 != 0 && data[0] % 4 != 2))
-			continue;
-		backend = data[0] % 4 == 2;
-		memset(&ref, 0, sizeof(ref));
-		ref.startup_phase = !backend;
-		ref.backend = backend;
-		feed(&ref, data + 1, n - 1);
-		if (ref.out.error || ref.len || ref.out.n == 0) {
-			printf("#   %s: %s\n", e->d_name, ref.out.error ? "does not frame" : "ends mid-message");
-			CHECK(0);
-			continue;
-		}
-		for (size_t cut = 1; cut < n - 1; cut++) {
-			memset(&f, 0, sizeof(f));
-			f.startup_phase = !backend;
-			f.backend = backend;
-			feed(&f, data + 1, cut);
-			feed(&f, data + 1 + cut, n - 1 - cut);
-			if (!recs_equal(&ref.out, &f.out) || f.len) {
-				printf("#   %s: split at %zu differs\n", e->d_name, cut);
-				CHECK(0);
-				break;
-			}
-		}
-		files++;
-	}
-	closedir(d);
-	CHECK(files >= 8);
+	CHECK(t_each_file(dir, "captured_", "", data, sizeof(data), captured_session, NULL) >= 8);
 }
 
 static int frame1(const struct pg_buf *b, int startup, struct pg_msg *m)
