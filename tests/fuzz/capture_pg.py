@@ -63,10 +63,10 @@ class Tap:
             rec = [bytearray(), bytearray()]
             with self.lock:
                 self.conns.append(rec)
-            for src, dst, buf in ((a, u, rec[0]), (u, a, rec[1])):
-                t = threading.Thread(target=self.pump, args=(src, dst, buf), daemon=True)
-                t.start()
-                self.threads.append(t)
+                for src, dst, buf in ((a, u, rec[0]), (u, a, rec[1])):
+                    t = threading.Thread(target=self.pump, args=(src, dst, buf), daemon=True)
+                    t.start()
+                    self.threads.append(t)
 
     @staticmethod
     def pump(src, dst, buf):
@@ -87,11 +87,12 @@ class Tap:
 
     def take(self):
         """The connections made since the last take, once their relays are done."""
-        for t in self.threads:
+        with self.lock:
+            threads, self.threads = self.threads, []
+        for t in threads:
             t.join(timeout=10)
         with self.lock:
             got, self.conns = self.conns, []
-        self.threads = []
         return got
 
 
