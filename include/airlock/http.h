@@ -127,6 +127,7 @@ struct http_resp {
 	int n_cl, n_te, conn_close, conn_keep;
 	struct http_span ws_protocol;   /* the first Sec-WebSocket-Protocol (len 0: none): the
 					 * subprotocol a 101 chose, in the buffer parsed */
+	int ws_extensions;              /* a Sec-WebSocket-Extensions header was there */
 };
 void http_resp_init(struct http_resp *r);
 /* request_method_head: the request was HEAD (no body whatever the headers say). */

@@ -12,7 +12,8 @@ body; /api/v1/namespaces/NS/pods/POD -> a running Pod (a fake Kubernetes API for
 else v4.base64/base64.channel.k8s.io, in TEXT frames, its first stdout message in two frames)
 or SPDY/3.1 (whichever the client asks for): it prints "hello from POD: ARGV" on stdout (then
 TERMINAL_LINE, a colour and a title sequence) and a line on stderr, echoes each stdin line back as "you typed: LINE" (when stdin=true), and ends with
-a Success status; anything else -> 200 with a JSON echo. Keep-alive, one request at a time.
+a Success status (over WebSocket to a pod named deflate-*, its 101 takes permessage-deflate,
+offered or not, as a misbehaving server would); anything else -> 200 with a JSON echo. Keep-alive, one request at a time.
 Prints "ready".
 """
 
@@ -149,8 +150,11 @@ def ws_exec(conn, buf, hdrs, pod_name, target):
         return
     accept = base64.b64encode(hashlib.sha1(hdrs["sec-websocket-key"].encode()
                                            + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    # A pod named deflate-*: the server takes permessage-deflate whether it was offered or not.
+    ext = b"Sec-WebSocket-Extensions: permessage-deflate\r\n" if pod_name.startswith("deflate") else b""
     conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Accept: %s\r\nSec-WebSocket-Protocol: %s\r\n\r\n" % (accept, proto.encode()))
+                 b"Sec-WebSocket-Accept: %s\r\nSec-WebSocket-Protocol: %s\r\n%s\r\n"
+                 % (accept, proto.encode(), ext))
     argv, stdin = exec_params(target)
     b64 = "base64" in proto
     if b64:

@@ -163,15 +163,16 @@ def raw_client(data, bg=False):
 WS_B64_CLIENT = r"""
 import base64, json, os, socket, ssl, sys
 host, port, cafile, token, typed = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+pod = sys.argv[6] if len(sys.argv) > 6 else "web-0"
 ctx = ssl.create_default_context(cafile=cafile)
 s = ctx.wrap_socket(socket.create_connection((host, port), timeout=60), server_hostname=host)
-s.sendall(("GET /api/v1/namespaces/default/pods/web-0/exec?command=sh&command=-c&command=echo%%20hi"
+s.sendall(("GET /api/v1/namespaces/default/pods/%s/exec?command=sh&command=-c&command=echo%%20hi"
            "&container=app&stdin=true&stdout=true&stderr=true HTTP/1.1\r\nHost: %s:%d\r\n"
            "Authorization: Bearer %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
            "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
            "Sec-WebSocket-Protocol: v6.channel.k8s.io, v4.base64.channel.k8s.io\r\n"
            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
-           % (host, port, token, base64.b64encode(os.urandom(16)).decode())).encode())
+           % (pod, host, port, token, base64.b64encode(os.urandom(16)).decode())).encode())
 buf = b""
 def need(n):
     global buf
@@ -193,7 +194,15 @@ while b"\r\n\r\n" not in buf:
     buf += d
 head, _, buf = buf.partition(b"\r\n\r\n")
 if not head.startswith(b"HTTP/1.1 101") or b"sec-websocket-protocol: v4.base64.channel.k8s.io" not in head.lower():
-    sys.exit("no upgrade: %r" % head)
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            buf += d
+    except OSError:
+        pass
+    sys.exit("no upgrade: %r %r" % (head, buf))
 if b"sec-websocket-extensions" in head.lower():
     sys.exit("the 101 took an extension this client does not implement: %r" % head)
 s.sendall(frame(1, b"0" + base64.b64encode(typed.encode() + b"\n")))
@@ -1087,6 +1096,31 @@ def case_exec_websocket_replay():
     exec_approved_replayed("websocket", {})
 
 
+def case_exec_websocket_unoffered_extension():
+    """An API server whose 101 takes permessage-deflate though Airlock offered it no extension
+    (it keeps the agent's offer from the server): the stream could not be decoded for the
+    recording, so the agent gets a 502 with the reason instead of the upgrade, the request's row
+    says why, and the daemon goes on."""
+    need_up()
+    after = max_req()
+    p = T.cg.popen(as_agent([lib.PY, "-c", WS_B64_CLIENT, KUBE, str(T.port), T.ca, AGENT_TOKEN, "x",
+                             "deflate-0"]),
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=agent_env())
+    row, out, err = approve_held_exec(p, after, "the exec to a deflating server")
+    check(p.returncode != 0 and "no upgrade" in err and "HTTP/1.1 502" in err
+          and "WebSocket extension it was not offered" in err,
+          "client exit %s, stdout %r, stderr %r" % (p.returncode, out[-300:], err.strip()[-400:]))
+    ups = [base64.b64decode(x["raw"]) for x in uplog() if "/pods/deflate-0/exec" in x["path"]]
+    check(ups and all(b"sec-websocket-extensions" not in u.lower() for u in ups),
+          "the exec upgrade as the API server got it: %r" % [u[:600] for u in ups])
+    rows = lambda: http_rows("path = ?", ("/api/v1/namespaces/default/pods/deflate-0/exec",))  # noqa: E731
+    r = wait_for(lambda: next((x for x in rows() if x["error"]), None), 10, 0.05)
+    check(r and "WebSocket extension it was not offered" in r["error"] and r["status"] != 101
+          and r["id"] == row["stmt_id"], "the request's rows: %r" % (rows(),))
+    st = T.al.ctl("status")
+    check(st.returncode == 0, "airlockd is not answering after the refused upgrade: %s" % st.stderr.strip())
+
+
 def case_exec_spdy_replay():
     # kubectl >= 1.29 speaks WebSocket first; this makes it use SPDY/3.1 as older ones do.
     exec_approved_replayed("spdy/3.1", {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"})
@@ -1449,6 +1483,8 @@ CASES = [
      case_policy_test_http),
     ("an exec over v4.base64.channel.k8s.io (not kubectl: a browser terminal's protocol) approved: "
      "recorded decoded as for v4.channel.k8s.io, replayed", case_exec_base64_replay),
+    ("exec: a 101 taking a WebSocket extension Airlock did not offer -> 502 with the reason",
+     case_exec_websocket_unoffered_extension),
     ("airlockctl classify http: a request's command (text, --json, stdin); the smuggling corpus "
      "refused with each reason", case_classify_http),
     ("airlockd still up, counters, no sanitizer lines", case_still_up),

@@ -280,7 +280,8 @@ static void test_limits(void)
 	CHECK(parse_all(big, n, 0, &r) == HTTP_ERROR && r.status == 431);
 }
 
-/* A 101's Sec-WebSocket-Protocol (the subprotocol the server chose) is kept, the first one. */
+/* A 101's Sec-WebSocket-Protocol (the subprotocol the server chose) is kept, the first one;
+ * a Sec-WebSocket-Extensions header is noted. */
 static void test_response_ws_protocol(void)
 {
 	const char *s = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -295,9 +296,14 @@ static void test_response_ws_protocol(void)
 	CHECK(rc == HTTP_DONE && r.code == 101);
 	CHECK(r.ws_protocol.len == strlen("v4.base64.channel.k8s.io") &&
 	      memcmp(s + r.ws_protocol.off, "v4.base64.channel.k8s.io", r.ws_protocol.len) == 0);
+	CHECK(!r.ws_extensions);
 	http_resp_init(&r);
 	CHECK(http_parse_response(&r, (const uint8_t *)"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 38, 0) ==
 	      HTTP_DONE && r.ws_protocol.len == 0);
+	s = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+	    "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+	http_resp_init(&r);
+	CHECK(http_parse_response(&r, (const uint8_t *)s, strlen(s), 0) == HTTP_DONE && r.ws_extensions);
 }
 
 static void test_response(void)

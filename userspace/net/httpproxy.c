@@ -566,7 +566,8 @@ static int add_spans(struct evbuffer *out, const struct span *v, size_t n)
  * resource's credential replaces it, and on a Kubernetes stream (exec, attach,
  * port-forward) the WebSocket extensions it offers. Airlock records such a stream by
  * decoding it, which it cannot do under permessage-deflate; offered none, the API server
- * uses none, and the client then sends none (RFC 6455 9.1).
+ * uses none, and the client then sends none (RFC 6455 9.1). A 101 that takes one anyway is
+ * answered 502 (up_read).
  */
 static int dropped_header(const struct hs *s, const uint8_t *buf, const struct http_header *h,
 			  int inject)
@@ -1166,6 +1167,14 @@ static void up_read(struct bufferevent *bev, void *arg)
 				return;
 			}
 			s->status = s->resp.code;
+			if (s->resp.code == 101 && s->is_upgrade && s->cmd.is_k8s && s->resp.ws_extensions) {
+				/* Offered none (dropped_header), the server took one anyway: its frames
+				 * could not be decoded for the recording, so the stream does not start. */
+				answer_error(s, 502, "airlock: bad upstream response",
+					     "the server chose a WebSocket extension it was not offered", 0, 1,
+					     AL_REASON_UPSTREAM_RESET);
+				return;
+			}
 			if (s->resp.code == 101) {
 				/* The subprotocol the server chose decides how its stream is read (one
 				 * too long for any Kubernetes protocol: the agent's offer does). */

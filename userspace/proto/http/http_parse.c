@@ -729,6 +729,8 @@ int http_parse_response(struct http_resp *r, const uint8_t *buf, size_t len, int
 				connection_tokens(v, h.value.len, &r->conn_close, &r->conn_keep, NULL);
 			} else if (http_span_ieq(buf, h.name, "sec-websocket-protocol") && !r->ws_protocol.len) {
 				r->ws_protocol = h.value;
+			} else if (http_span_ieq(buf, h.name, "sec-websocket-extensions")) {
+				r->ws_extensions = 1;
 			}
 		}
 		r->pos = r->scan;
