@@ -1,9 +1,10 @@
 """A small HTTPS/1.1 upstream for tests: records every request's exact bytes, answers by path.
 
-usage: https_upstream.py CERT KEY LOGFILE HOST:PORT [HOST:PORT...]
+usage: https_upstream.py CERT KEY LOGFILE HOST:PORT [HOST:PORT...] [--client-ca CAFILE HOST:PORT...]
 
-Each request is appended to LOGFILE as a JSON line {"addr", "raw" (base64 of the exact bytes),
-"method", "path"}. Answers: /close -> close-delimited body; /chunked -> chunked body;
+The addresses after --client-ca require a client certificate CAFILE verifies (a handshake
+without one fails). Each request is appended to LOGFILE as a JSON line {"addr", "raw" (base64 of
+the exact bytes), "method", "path", "client" (the client certificate's CN, or null)}. Answers: /close -> close-delimited body; /chunked -> chunked body;
 /big?n=BYTES -> that many bytes (0, 1, .. 255 over and over) with Content-Length;
 /close-length and /close-chunked -> CLOSE_BODY with "Connection: close" (Content-Length, chunked),
 the TLS close_notify and the TCP FIN in the same segment as the response's last bytes; HEAD -> no
@@ -30,14 +31,25 @@ import urllib.parse
 import zlib
 
 CERT, KEY, LOG = sys.argv[1:4]
-ADDRS = sys.argv[4:]
+ARGS = sys.argv[4:]
+CUT = ARGS.index("--client-ca") if "--client-ca" in ARGS else len(ARGS)
+ADDRS, MTLS = ARGS[:CUT], ARGS[CUT + 1:]    # MTLS: CAFILE HOST:PORT...
 lock = threading.Lock()
 
 
-def record(addr, raw, method, path):
+def client_cn(conn):
+    cert = conn.getpeercert()
+    for rdn in (cert or {}).get("subject", ()):
+        for k, v in rdn:
+            if k == "commonName":
+                return v
+    return None
+
+
+def record(addr, raw, method, path, client):
     with lock, open(LOG, "a") as f:
         f.write(json.dumps({"addr": addr, "raw": base64.b64encode(raw).decode(), "method": method,
-                            "path": path}) + "\n")
+                            "path": path, "client": client}) + "\n")
 
 
 def read_request(conn, buf):
@@ -346,7 +358,7 @@ def serve(conn, addr):
                 return
             method, target, hdrs, body, raw = req
             path = target.split("?", 1)[0]
-            record(addr, raw, method, path)
+            record(addr, raw, method, path, client_cn(conn))
             parts = path.strip("/").split("/")
             disc = {
                 "/api": {"kind": "APIVersions", "versions": ["v1"],
@@ -445,10 +457,19 @@ def listen(hostport, ctx):
     threading.Thread(target=loop, daemon=True).start()
 
 
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(CERT, KEY)
-ctx.set_alpn_protocols(["http/1.1"])
+def context(client_ca=None):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(CERT, KEY)
+    ctx.set_alpn_protocols(["http/1.1"])
+    if client_ca:
+        ctx.load_verify_locations(client_ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
 for a in ADDRS:
-    listen(a, ctx)
+    listen(a, context())
+for a in MTLS[1:]:
+    listen(a, context(MTLS[0]))
 print("ready", flush=True)
 threading.Event().wait()

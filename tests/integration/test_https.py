@@ -40,6 +40,8 @@ NODE = shutil.which("node", path="/usr/bin:/usr/local/bin") or "/usr/bin/node"
 KUBECTL = shutil.which("kubectl", path="/usr/bin:/usr/local/bin")
 ASCIINEMA = shutil.which("asciinema", path="/usr/bin:/bin")
 API, KUBE, IPAPI = "127.0.0.21", "127.0.0.22", "127.0.0.23"
+MTLS = "127.0.0.24"          # an upstream that requires a client certificate
+MTLS_CLIENT = "airlock-test mtls client"   # the CN of the one the mtlscert credential holds
 API_NAME = "api.test"
 API2_NAME = "api2.test"     # a second resource on API's address and port, told apart by name
 AGENT_UID = 65534
@@ -73,7 +75,8 @@ def sh(argv, **kw):
 
 
 def make_certs(d):
-    """A test CA and a server certificate for api.test, api2.test and the three addresses."""
+    """A test CA, a server certificate for api.test, api2.test and the four addresses, and a
+    client certificate (client.pem, client.key) for the mtlscert credential."""
     ca_key, ca_crt = os.path.join(d, "test-ca.key"), os.path.join(d, "test-ca.pem")
     key, csr, crt = (os.path.join(d, n) for n in ("up.key", "up.csr", "up.pem"))
     ext = os.path.join(d, "up.ext")
@@ -83,10 +86,18 @@ def make_certs(d):
     sh([OPENSSL, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
         key, "-out", csr, "-subj", "/CN=%s" % API_NAME])
     with open(ext, "w") as f:
-        f.write("subjectAltName=DNS:%s,DNS:%s,IP:%s,IP:%s,IP:%s\nextendedKeyUsage=serverAuth\n"
-                % (API_NAME, API2_NAME, API, KUBE, IPAPI))
+        f.write("subjectAltName=DNS:%s,DNS:%s,IP:%s,IP:%s,IP:%s,IP:%s\nextendedKeyUsage=serverAuth\n"
+                % (API_NAME, API2_NAME, API, KUBE, IPAPI, MTLS))
     sh([OPENSSL, "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial",
         "-out", crt, "-days", "2", "-extfile", ext])
+    ckey, ccsr, ccrt = (os.path.join(d, n) for n in ("client.key", "client.csr", "client.pem"))
+    sh([OPENSSL, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+        ckey, "-out", ccsr, "-subj", "/CN=%s" % MTLS_CLIENT])
+    with open(ext, "w") as f:
+        f.write("extendedKeyUsage=clientAuth\n")
+    sh([OPENSSL, "x509", "-req", "-in", ccsr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial",
+        "-out", ccrt, "-days", "2", "-extfile", ext])
+    os.chmod(ckey, 0o600)
     return ca_crt, crt, key
 
 
@@ -1121,6 +1132,29 @@ def case_exec_websocket_unoffered_extension():
     check(st.returncode == 0, "airlockd is not answering after the refused upgrade: %s" % st.stderr.strip())
 
 
+def case_upstream_client_cert():
+    """A resource whose upstream requires a client certificate (as a Kubernetes API server does):
+    the agent's curl, which has none, gets its answer through Airlock, which presents the
+    credential's; the same curl outside the pinned cgroup cannot even finish the handshake."""
+    need_up()
+    n0 = len(uplog())
+    url = "https://%s:%d/whoami" % (MTLS, T.port)
+    r = T.cg.run(as_agent([CURL, "-sS", "--max-time", "25", "--cacert", T.ca, "-w", "\n%{http_code}", url]),
+                 timeout=30, env=agent_env())
+    body, _, code = r.stdout.rpartition("\n")
+    check(r.returncode == 0 and code == "200", "curl through Airlock: exit %d, %r %s"
+          % (r.returncode, r.stdout[-300:], r.stderr.strip()))
+    seen = [x for x in uplog()[n0:] if x["addr"].startswith(MTLS + ":")]
+    check(len(seen) == 1 and seen[0]["path"] == "/whoami" and seen[0]["client"] == MTLS_CLIENT,
+          "what the upstream saw: %r" % [(x["path"], x["client"]) for x in seen])
+    d = subprocess.run([CURL, "-sS", "--max-time", "10", "--cacert", T.test_ca, url], capture_output=True,
+                       text=True, timeout=20, env=lib.CLIENT_ENV)
+    check(d.returncode != 0 and len(uplog()) == n0 + 1,
+          "curl outside the cgroup, without a client certificate: exit %d %r" % (d.returncode, d.stdout[:200]))
+    note("through Airlock: 200 as %r; directly: curl exit %d (%s)"
+         % (MTLS_CLIENT, d.returncode, d.stderr.strip()[:120]))
+
+
 def case_exec_spdy_replay():
     # kubectl >= 1.29 speaks WebSocket first; this makes it use SPDY/3.1 as older ones do.
     exec_approved_replayed("spdy/3.1", {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"})
@@ -1381,7 +1415,8 @@ def setup():
     t.port = lib.free_port(("127.0.0.1",))
     t.uplog = os.path.join(t.tmp, "upstream.log")
     t.up = subprocess.Popen([lib.PY, os.path.join(HERE, "https_upstream.py"), crt, key, t.uplog]
-                            + ["%s:%d" % (a, t.port) for a in (API, KUBE, IPAPI)],
+                            + ["%s:%d" % (a, t.port) for a in (API, KUBE, IPAPI)]
+                            + ["--client-ca", t.test_ca, "%s:%d" % (MTLS, t.port)],
                             stdout=subprocess.PIPE, text=True)
     lib.on_cleanup(lib.stop_process, t.up)
     check(t.up.stdout.readline().strip() == "ready", "upstream did not start")
@@ -1390,7 +1425,9 @@ def setup():
     secrets = os.path.join(t.tmp, "secrets.conf")
     with open(secrets, "w") as f:
         f.write("apitoken bearer=%s\nkubetoken header=\"Authorization: Bearer %s\"\n"
-                % (API_SECRET, KUBE_SECRET))
+                "mtlscert sslcert=%s sslkey=%s\n"
+                % (API_SECRET, KUBE_SECRET, os.path.join(t.tmp, "client.pem"),
+                   os.path.join(t.tmp, "client.key")))
     os.chmod(secrets, 0o600)
     t.rsock = os.path.join(t.tmp, "review.sock")
     cport = lib.free_port(("127.0.0.1",))
@@ -1425,7 +1462,14 @@ def setup():
     protocol https
     host %s
     upstream_ca "%s"
-}""" % (API, t.port, API2_NAME, t.test_ca)]
+}""" % (API, t.port, API2_NAME, t.test_ca),
+                 """resource "mtls" {
+    address %s
+    port %d
+    protocol https
+    upstream_ca "%s"
+    credential mtlscert
+}""" % (MTLS, t.port, t.test_ca)]
     t.resources = resources
     t.al = lib.Airlock(t.tmp, resources, settings=['secrets "%s"' % secrets, 'ca_dir "%s"' % ca_dir,
                                                    'review_socket "%s"' % t.rsock, "http_max_body 64k",
@@ -1485,6 +1529,8 @@ CASES = [
      "recorded decoded as for v4.channel.k8s.io, replayed", case_exec_base64_replay),
     ("exec: a 101 taking a WebSocket extension Airlock did not offer -> 502 with the reason",
      case_exec_websocket_unoffered_extension),
+    ("an upstream that requires a client certificate: the agent's curl gets through with the "
+     "credential's; without it, outside the cgroup, the handshake fails", case_upstream_client_cert),
     ("airlockctl classify http: a request's command (text, --json, stdin); the smuggling corpus "
      "refused with each reason", case_classify_http),
     ("airlockd still up, counters, no sanitizer lines", case_still_up),

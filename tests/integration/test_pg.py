@@ -37,6 +37,7 @@ PG_ADDR = "127.0.0.5"
 DB = "airtest"
 APP_PW = "s3cret pw"            # the real password of role app; only the secrets file has it
 MD5_PW = "md5 s3cret"           # role appmd5, stored as md5
+CERT_USER = "appcert"           # a role that logs in with a client certificate only (cert auth)
 TLS_NAME = "db.airlock-test.internal"
 MAX_MESSAGE = 1 << 20           # pg_max_message 1m in the config
 DENY_RE = re.compile(r"ERROR:\s+(?:42501:\s+)?(airlock: denied by rule[^\n]*?\(request (\d+)\)[^\n]*)")
@@ -66,6 +67,7 @@ def start_postgres():
     T.pgdir = d
     os.chmod(d, 0o755)
     pgcluster.make_certs(d, PG_ADDR)
+    make_client_cert(d, CERT_USER)
     sock = os.path.join(d, "sock")
     data = os.path.join(d, "data")
     os.mkdir(sock, 0o700)
@@ -87,6 +89,7 @@ unix_socket_permissions = 0700
 ssl = on
 ssl_cert_file = '%s/server.crt'
 ssl_key_file = '%s/server.key'
+ssl_ca_file = '%s/testca.pem'
 password_encryption = 'scram-sha-256'
 fsync = off
 synchronous_commit = off
@@ -95,14 +98,16 @@ max_connections = 60
 shared_buffers = 32MB
 log_connections = on
 log_line_prefix = '%%m [%%p] %%u@%%d %%r '
-""" % (PG_ADDR, T.port, sock, d, d))
+""" % (PG_ADDR, T.port, sock, d, d, d))
     with open(os.path.join(data, "pg_hba.conf"), "w") as f:
         f.write("# airlock test_pg: the private socket dir is mode 0700, owned by postgres\n"
                 "local all all trust\n"
+                "hostssl all %s 127.0.0.1/32 cert\n"
+                "hostssl all %s 127.0.0.5/32 cert\n"
                 "host all appmd5 127.0.0.1/32 md5\n"
                 "host all appmd5 127.0.0.5/32 md5\n"
                 "host all all 127.0.0.1/32 scram-sha-256\n"
-                "host all all 127.0.0.5/32 scram-sha-256\n")
+                "host all all 127.0.0.5/32 scram-sha-256\n" % (CERT_USER, CERT_USER))
     T.pglog = os.path.join(d, "postgres.log")
     r = as_postgres([PGBIN + "/pg_ctl", "-D", data, "-l", T.pglog, "-w", "-t", "30", "start"])
     lib.on_cleanup(stop_postgres, data)
@@ -116,6 +121,7 @@ SET password_encryption = 'scram-sha-256';
 CREATE ROLE app LOGIN PASSWORD '%s';
 SET password_encryption = 'md5';
 CREATE ROLE appmd5 LOGIN PASSWORD '%s';
+CREATE ROLE %s LOGIN;
 CREATE DATABASE %s OWNER app;
 \\c %s
 SET SESSION AUTHORIZATION app;
@@ -125,12 +131,27 @@ CREATE TABLE secrets (id int PRIMARY KEY, v text);
 INSERT INTO secrets VALUES (1, 'the-launch-code');
 GRANT ALL ON ALL TABLES IN SCHEMA public TO appmd5;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO appmd5;
-""" % (APP_PW, MD5_PW, DB, DB)
+GRANT SELECT ON items TO %s;
+""" % (APP_PW, MD5_PW, CERT_USER, DB, DB, CERT_USER)
     must(run([PSQL, "-X", "-q", "-h", sock, "-p", str(T.port), "-U", "postgres", "-d", "postgres",
               "-v", "ON_ERROR_STOP=1"], input=setup_sql), "psql setup")
     # pgbench's tables, made directly (outside the cgroup) with the real password.
     must(run([PGBENCH, "-i", "-q", "-s", "1", direct_conninfo()],
              env=client_env(APP_PW), timeout=120), "pgbench -i")
+
+
+def make_client_cert(d, user):
+    """client.crt/client.key in d: a client certificate for role `user` (its CN), signed by the
+    test CA the server trusts for cert authentication (ssl_ca_file)."""
+    key, csr, crt, ext = (os.path.join(d, "client." + x) for x in ("key", "csr", "crt", "ext"))
+    must(run([OPENSSL, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+              "-keyout", key, "-out", csr, "-subj", "/CN=%s" % user]), "openssl req (client)")
+    with open(ext, "w") as f:
+        f.write("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
+    must(run([OPENSSL, "x509", "-req", "-in", csr, "-CA", os.path.join(d, "testca.pem"),
+              "-CAkey", os.path.join(d, "testca.key"), "-CAcreateserial", "-out", crt,
+              "-days", "2", "-extfile", ext]), "openssl x509 (client)")
+    os.chmod(key, 0o600)
 
 
 def stop_postgres(data):
@@ -1014,6 +1035,41 @@ def case_restart_md5_plain():
     check("appmd5@%s" % DB in open(T.pglog).read(), "the server never saw user appmd5")
 
 
+def case_restart_cert_login():
+    """The credential is a client certificate (the server's pg_hba says cert for its role): the
+    agent, with no certificate and any password, logs in through Airlock as that role; the same
+    psql outside the cgroup is refused by the server."""
+    restart_with(pg_resource("verify-full", "testca", "pgcert"))
+    r = psql_ok("SELECT current_user, ssl, client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+    check(r.stdout.strip() == "%s|t|/CN=%s" % (CERT_USER, CERT_USER),
+          "cert credential through Airlock: %r" % r.stdout)
+    check('identity="CN=%s" method=cert' % CERT_USER in open(T.pglog).read(),
+          "the server's log has no cert authentication of %s" % CERT_USER)
+    r = psql("SELECT 'must not run'", inside=False,
+             ci=conninfo("verify-full", os.path.join(T.pgdir, "testca.pem"), extra="user=%s" % CERT_USER))
+    check(r.returncode == 2 and "certificate" in r.stderr and "must not run" not in r.stdout,
+          "psql as %s outside the cgroup, no certificate: exit %d %r" % (CERT_USER, r.returncode,
+                                                                         r.stderr.strip()[-300:]))
+    note("directly, without the certificate: %s" % " ".join(r.stderr.split())[:160])
+
+
+def case_cert_credential_checked():
+    """airlockd -n refuses a client-certificate credential without upstream TLS, and one with no
+    user= for a PostgreSQL resource, naming the resource and the reason."""
+    need_up()
+    for res, want in ((pg_resource("disable", None, "pgcert"), "needs upstream TLS"),
+                      (pg_resource("verify-full", "testca", "certonly"), "a PostgreSQL login needs one")):
+        conf = os.path.join(T.tmp, "cert-check.conf")
+        with open(T.al.conf) as f:
+            text = f.read()
+        start, end = text.index('resource "pg" {'), text.index("}", text.index('resource "pg" {')) + 1
+        with open(conf, "w") as f:
+            f.write(text[:start] + res + text[end:])
+        r = run([lib.AIRLOCKD, "-n", "-c", conf], timeout=20)
+        check(r.returncode != 0 and want in r.stderr and "resource pg" in r.stderr,
+              "airlockd -n with %r: exit %d %r" % (res.splitlines()[4:6], r.returncode, r.stderr.strip()))
+
+
 def wrong_ca(sslmode):
     if "otherca" not in open(T.al.conf).read():
         restart_with(pg_resource("verify-full", "otherca", "pgcred"))
@@ -1059,7 +1115,12 @@ def setup():
     fd = os.open(t.secrets, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write('# test_pg credentials\npgcred user=app password="%s"\n'
-                'pgmd5 user=appmd5 password="%s"\n' % (APP_PW, MD5_PW))
+                'pgmd5 user=appmd5 password="%s"\n'
+                'pgcert user=%s sslcert=%s sslkey=%s\n'
+                'certonly sslcert=%s sslkey=%s\n'
+                % (APP_PW, MD5_PW, CERT_USER, os.path.join(t.pgdir, "client.crt"),
+                   os.path.join(t.pgdir, "client.key"), os.path.join(t.pgdir, "client.crt"),
+                   os.path.join(t.pgdir, "client.key")))
     t.cg = lib.TestCgroup()
     t.al = lib.Airlock(t.tmp, [pg_resource()], settings=settings())
     note("cgroup %s, pins %s, steer port %d, tmp %s" % (t.cg.path, t.al.pin_root,
@@ -1121,6 +1182,10 @@ CASES = [
     ("restart: upstream_tls require; the leaf carries tls_name; the CA is kept",
      case_restart_require_tls_name),
     ("restart: upstream_tls disable with an md5 credential", case_restart_md5_plain),
+    ("restart: a client-certificate credential (server pg_hba cert): the agent logs in as its "
+     "role; outside the cgroup the server refuses", case_restart_cert_login),
+    ("airlockd -n: a certificate credential needs upstream TLS, and user= for PostgreSQL",
+     case_cert_credential_checked),
     ("upstream verify-full with the wrong CA: a plaintext agent gets FATAL airlock: ...",
      case_wrong_ca_plain),
     ("upstream verify-full with the wrong CA: a TLS agent gets the FATAL too (not a bare EOF)",

@@ -48,12 +48,13 @@ static void test_basic(void)
 		"  analytics.ro\tuser=reader  password=x   # trailing comment\n"
 		"certonly user=svc sslcert=/etc/airlock/c.pem sslkey=/etc/airlock/k.pem\n"
 		"both_1 sslkey=/k user=u password=p sslcert=/c\n"
+		"kube-client sslcert=/etc/airlock/kc.pem sslkey=/etc/airlock/kk.pem\n"
 		"# last line without newline\n"
 		"Z user=z password=z");
 	CHECK(s != NULL);
 	if (!s)
 		return;
-	CHECK(s->n == 5);
+	CHECK(s->n == 6);
 	e = secrets_find(s, "prod-db");
 	CHECK(e != NULL);
 	if (e) {
@@ -70,6 +71,8 @@ static void test_basic(void)
 		CHECK_STR(e->sslcert, "/etc/airlock/c.pem");
 		CHECK_STR(e->sslkey, "/etc/airlock/k.pem");
 	}
+	e = secrets_find(s, "kube-client");     /* an HTTPS client certificate: no user */
+	CHECK(e && !e->user && !e->password && e->sslcert && e->sslkey);
 	e = secrets_find(s, "both_1");
 	CHECK(e && e->password && e->sslcert && e->sslkey);
 	CHECK(secrets_find(s, "Z") != NULL);

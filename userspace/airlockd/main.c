@@ -777,6 +777,10 @@ static int load_secrets(struct daemon *d, char *err, size_t errlen)
 			return al_errf(err, errlen, "%s:%d: resource %s: credential '%s' has no user= "
 				       "(a PostgreSQL login needs one)", d->cfg->source, r->line, r->name,
 				       r->credential);
+		if (secrets_find(d->secrets, r->credential)->sslcert && r->upstream_tls == AL_UPSTREAM_TLS_DISABLE)
+			return al_errf(err, errlen, "%s:%d: resource %s: credential '%s' is a client "
+				       "certificate, which needs upstream TLS (upstream_tls require or "
+				       "verify-full)", d->cfg->source, r->line, r->name, r->credential);
 	}
 	return 0;
 }

@@ -326,7 +326,9 @@ static int parse_line(struct parser *ps, const char *p, const char *e)
 		}
 	}
 
-	if (!cur.user && !cur.header && !cur.bearer) {
+	/* A password is a user's; a certificate alone is an HTTPS client's (a PostgreSQL
+	 * resource's credential needs user= as well: checked where resources are known). */
+	if (!cur.user && !cur.header && !cur.bearer && !cur.sslcert) {
 		fail(ps, "credential '%s' has no user=", cur.name);
 		goto out;
 	}
