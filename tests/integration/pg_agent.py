@@ -13,6 +13,8 @@ Usage: pg_agent.py MODE HOST PORT DBNAME USER [ARGS...]
   psycopg2 ROOTCERT      psycopg2 over verify-full with a wrong password: parameters, a
                          transaction, a denied statement and the session after it
   psycopg2-cancel        psycopg2: pg_sleep cancelled with conn.cancel(), then SELECT 1
+  funccall               a FunctionCall message (the function-call protocol: upper('abc') by
+                         OID), then SELECT 1 on the same session
 
 Every mode reports what the agent saw (auth codes, SQLSTATEs, rows) and whether any
 byte it received contained the real password (given in $AIRLOCK_TEST_REAL_PASSWORD).
@@ -431,6 +433,21 @@ def mode_psycopg2_cancel(host, port, db, user):
     out(res)
 
 
+def mode_funccall(host, port, db, user):
+    c = Conn(host, port)
+    c.startup(user, db)
+    oid = int(rows_of(c.query("SELECT 'upper(text)'::regprocedure::oid"))[0][0])
+    arg = b"abc"
+    # FunctionCall: OID, 1 argument format (text), 1 argument, result format text.
+    body = struct.pack("!IHHH", oid, 1, 0, 1) + struct.pack("!i", len(arg)) + arg + struct.pack("!H", 0)
+    c.send(msg(b"F", body))
+    res = {"oid": oid, "call": summary(c.read_until_ready())}
+    res["after"] = rows_of(c.query("SELECT 1 AS one"))
+    res["leaked"] = c.leaked()
+    c.close()
+    out(res)
+
+
 def main():
     mode, host, port, db, user = sys.argv[1:6]
     port = int(port)
@@ -438,7 +455,7 @@ def main():
     modes = {
         "gssenc": mode_gssenc, "extended": mode_extended, "cancel": mode_cancel,
         "big": mode_big, "malformed": mode_malformed, "psycopg2": mode_psycopg2,
-        "psycopg2-cancel": mode_psycopg2_cancel,
+        "psycopg2-cancel": mode_psycopg2_cancel, "funccall": mode_funccall,
     }
     modes[mode](host, port, db, user, *rest)
 

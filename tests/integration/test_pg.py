@@ -37,6 +37,7 @@ PG_ADDR = "127.0.0.5"
 DB = "airtest"
 APP_PW = "s3cret pw"            # the real password of role app; only the secrets file has it
 MD5_PW = "md5 s3cret"           # role appmd5, stored as md5
+CLEAR_PW = "clear s3cret"       # role appclear: pg_hba method password (cleartext over TLS)
 CERT_USER = "appcert"           # a role that logs in with a client certificate only (cert auth)
 TLS_NAME = "db.airlock-test.internal"
 MAX_MESSAGE = 1 << 20           # pg_max_message 1m in the config
@@ -104,6 +105,8 @@ log_line_prefix = '%%m [%%p] %%u@%%d %%r '
                 "local all all trust\n"
                 "hostssl all %s 127.0.0.1/32 cert\n"
                 "hostssl all %s 127.0.0.5/32 cert\n"
+                "hostssl all appclear 127.0.0.1/32 password\n"
+                "hostssl all appclear 127.0.0.5/32 password\n"
                 "host all appmd5 127.0.0.1/32 md5\n"
                 "host all appmd5 127.0.0.5/32 md5\n"
                 "host all all 127.0.0.1/32 scram-sha-256\n"
@@ -122,6 +125,7 @@ CREATE ROLE app LOGIN PASSWORD '%s';
 SET password_encryption = 'md5';
 CREATE ROLE appmd5 LOGIN PASSWORD '%s';
 CREATE ROLE %s LOGIN;
+CREATE ROLE appclear LOGIN PASSWORD '%s';
 CREATE DATABASE %s OWNER app;
 \\c %s
 SET SESSION AUTHORIZATION app;
@@ -132,7 +136,7 @@ INSERT INTO secrets VALUES (1, 'the-launch-code');
 GRANT ALL ON ALL TABLES IN SCHEMA public TO appmd5;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO appmd5;
 GRANT SELECT ON items TO %s;
-""" % (APP_PW, MD5_PW, CERT_USER, DB, DB, CERT_USER)
+""" % (APP_PW, MD5_PW, CERT_USER, CLEAR_PW, DB, DB, CERT_USER)
     must(run([PSQL, "-X", "-q", "-h", sock, "-p", str(T.port), "-U", "postgres", "-d", "postgres",
               "-v", "ON_ERROR_STOP=1"], input=setup_sql), "psql setup")
     # pgbench's tables, made directly (outside the cgroup) with the real password.
@@ -515,6 +519,30 @@ def case_gssenc():
     check(set(res["auth_codes"]) <= {0, 3, 5},
           "Airlock asked the agent for authentication %r (SASL would need the real password)"
           % res["auth_codes"])
+
+
+def case_function_call_refused():
+    """The function-call protocol (a FunctionCall message runs a function by OID, with no SQL to
+    check) is refused with 42501, the session goes on, and the refusal is audited."""
+    need_up()
+    sm = smark()
+    res = pg_agent("funccall")
+    call = res["call"]
+    check([m["type"] for m in call] == ["E", "Z"] and call[0]["sqlstate"] == "42501"
+          and "function-call protocol is not allowed" in (call[0]["message"] or "")
+          and call[1]["status"] == "I", "FunctionCall answered %r" % call)
+    check(res["after"] == [["1"]], "SELECT 1 after the refused call: %r" % res["after"])
+    rows = [r for r in stmts(sm, 3) if r["protocol"] == "function-call"]
+    check(len(rows) == 1 and rows[0]["decision"] == "deny" and rows[0]["rule"] == "function-call protocol",
+          "audit rows of the call: %r" % brief(stmts(sm)))
+
+
+def case_sslmode_prefer():
+    need_up()
+    r = psql_ok(["\\conninfo", "SELECT current_user"], sslmode="prefer")
+    lines = r.stdout.strip().splitlines()
+    check(any("SSL connection" in l for l in lines) and lines[-1] == "app",
+          "sslmode=prefer: Airlock's TLS should be taken: %r" % lines)
 
 
 def case_writes():
@@ -1035,6 +1063,16 @@ def case_restart_md5_plain():
     check("appmd5@%s" % DB in open(T.pglog).read(), "the server never saw user appmd5")
 
 
+def case_restart_cleartext():
+    """The server asks for a cleartext password (pg_hba password, over TLS): Airlock sends the
+    credential's; the agent gave a wrong one."""
+    restart_with(pg_resource("verify-full", "testca", "pgclear"))
+    r = psql_ok("SELECT current_user, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+    check(r.stdout.strip() == "appclear|t", "cleartext credential through Airlock: %r" % r.stdout)
+    check('identity="appclear" method=password' in open(T.pglog).read(),
+          "the server's log has no password authentication of appclear")
+
+
 def case_restart_cert_login():
     """The credential is a client certificate (the server's pg_hba says cert for its role): the
     agent, with no certificate and any password, logs in through Airlock as that role; the same
@@ -1116,9 +1154,10 @@ def setup():
     with os.fdopen(fd, "w") as f:
         f.write('# test_pg credentials\npgcred user=app password="%s"\n'
                 'pgmd5 user=appmd5 password="%s"\n'
+                'pgclear user=appclear password="%s"\n'
                 'pgcert user=%s sslcert=%s sslkey=%s\n'
                 'certonly sslcert=%s sslkey=%s\n'
-                % (APP_PW, MD5_PW, CERT_USER, os.path.join(t.pgdir, "client.crt"),
+                % (APP_PW, MD5_PW, CLEAR_PW, CERT_USER, os.path.join(t.pgdir, "client.crt"),
                    os.path.join(t.pgdir, "client.key"), os.path.join(t.pgdir, "client.crt"),
                    os.path.join(t.pgdir, "client.key")))
     t.cg = lib.TestCgroup()
@@ -1137,6 +1176,9 @@ CASES = [
      case_verify_full_wrong_password),
     ("psql with no password, sslmode=require", case_no_password_require),
     ("psql sslmode=disable: plaintext to Airlock, TLS upstream", case_sslmode_disable),
+    ("psql sslmode=prefer: Airlock answers the SSLRequest, the session is TLS", case_sslmode_prefer),
+    ("the function-call protocol refused with 42501, audited; the session goes on",
+     case_function_call_refused),
     ("verify-full with the server's own CA fails: the agent gets Airlock's leaf", case_server_ca_rejected),
     ("GSSENCRequest declined, plaintext startup follows (raw socket)", case_gssenc),
     ("INSERT/UPDATE/DELETE with WHERE relayed; tags, rows, kinds audited", case_writes),
@@ -1182,6 +1224,8 @@ CASES = [
     ("restart: upstream_tls require; the leaf carries tls_name; the CA is kept",
      case_restart_require_tls_name),
     ("restart: upstream_tls disable with an md5 credential", case_restart_md5_plain),
+    ("restart: the server asks for a cleartext password (pg_hba password over TLS)",
+     case_restart_cleartext),
     ("restart: a client-certificate credential (server pg_hba cert): the agent logs in as its "
      "role; outside the cgroup the server refuses", case_restart_cert_login),
     ("airlockd -n: a certificate credential needs upstream TLS, and user= for PostgreSQL",
