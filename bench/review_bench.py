@@ -22,7 +22,6 @@ import os
 import re
 import selectors
 import socket
-import struct
 import sys
 import threading
 import time

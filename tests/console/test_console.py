@@ -15,7 +15,6 @@ import base64
 import fcntl
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys

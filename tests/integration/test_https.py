@@ -16,9 +16,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
-import ssl
 import subprocess
 import sys
 import time
@@ -635,6 +632,37 @@ def case_review_deny():
     check(j.get("error") == "airlock: denied" and "use the staging API" in j.get("reason", "")
           and j.get("request_id") == row["id"], "403 body: %r" % j)
     check(len(uplog()) == n0, "upstream received a denied request")
+
+
+def case_body_over_max():
+    """A body over http_max_body (64k here) is not held: an allowed POST streams through whole
+    (its row has the length and no digest), and a DELETE, which the rules send to review, is
+    denied, since no one could review bytes that were not held."""
+    need_up()
+    data = os.urandom(200000)
+    path = os.path.join(T.tmp, "home", "upload.bin")
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o644)
+    n0 = len(uplog())
+    r = curl("-H", "Content-Type: application/octet-stream", "--data-binary", "@" + path,
+             "-w", "\n%{http_code}", api_url("/upload"))
+    body, _, code = r.stdout.rpartition("\n")
+    check(r.returncode == 0 and code == "200" and json.loads(body).get("body_len") == len(data),
+          "POST of %d bytes: exit %d %r %s" % (len(data), r.returncode, r.stdout[-200:], r.stderr.strip()))
+    got = [base64.b64decode(x["raw"]) for x in uplog()[n0:] if x["path"] == "/upload"]
+    check(len(got) == 1 and got[0].endswith(b"\r\n\r\n" + data),
+          "the upstream did not get the body whole: %r" % [len(g) for g in got])
+    rows = wait_for(lambda: [h for h in http_rows("path = ?", ("/upload",)) if h["status"]], 5)
+    check(rows and rows[-1]["body_len"] == len(data) and rows[-1]["body_sha256"] is None
+          and rows[-1]["status"] == 200 and rows[-1]["decision"] == "allow",
+          "the POST's row: %r" % (rows or http_rows("path = ?", ("/upload",))))
+    n1 = len(uplog())
+    r = curl("-X", "DELETE", "--data-binary", "@" + path, "-w", "\n%{http_code}", api_url("/items/9"))
+    body, _, code = r.stdout.rpartition("\n")
+    check(code == "403" and "larger than http_max_body" in json.loads(body or "{}").get("reason", ""),
+          "DELETE with %d bytes of body: %r %s" % (len(data), r.stdout[-300:], r.stderr.strip()))
+    check(len(uplog()) == n1, "the upstream received the DELETE")
 
 
 def case_rule_deny():
@@ -1500,6 +1528,8 @@ CASES = [
      "credential and without the agent's Authorization", case_review_approve),
     ("DELETE denied by a reviewer -> 403 JSON with reason and request id", case_review_deny),
     ("rule deny path -> 403 JSON {error, reason, request_id}", case_rule_deny),
+    ("a body over http_max_body: an allowed POST streams through whole; a DELETE that needs "
+     "review is denied", case_body_over_max),
     ("smuggling corpus over TLS -> 400 each, connection closed, nothing upstream", case_smuggling),
     ("an agent's request and its close_notify together: answered, then closed (GET, TLS 1.2, "
      "with Finished, TCP FIN, pipelined, POST, 403, held and approved); a cut request is not sent",
