@@ -1030,6 +1030,71 @@ def case_kubectl_exec():
     note("kubectl said: %s" % " ".join(err.split())[:200])
 
 
+def case_kubectl_attach():
+    """kubectl attach is held like exec (rule review exec); denied (each try: kubectl falls back
+    from WebSocket to SPDY), kubectl prints the reason."""
+    need_up()
+    kc = kubeconfig()
+    after = max_req()
+    n0 = len(uplog())
+    p = T.cg.popen(as_agent([KUBECTL, "--kubeconfig", kc, "--request-timeout", "60s", "attach", "web-0",
+                             "-c", "app", "-i"]),
+                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                   env=agent_env())
+    denied = []
+    deadline = time.monotonic() + 60
+    while p.poll() is None and time.monotonic() < deadline:
+        for row in [r for r in requests("id > ? AND state = 'pending'", (after,)) if r["kind"] == "attach"]:
+            check("web-0" in row["command"], "attach request reads %r" % row["command"])
+            rv("deny", row["id"], "--reason", "no attach in prod")
+            denied.append(row["id"])
+            after = max(after, row["id"])
+        time.sleep(0.1)
+    try:
+        out, err = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+    check(denied, "kubectl attach was never held (requests %r, stderr %s)"
+          % ([(r["kind"], r["command"][:80]) for r in requests("id > ?", (max_req() - 3,))], err.strip()[-300:]))
+    check(p.returncode != 0 and "no attach in prod" in err,
+          "kubectl exit %s, stderr %r" % (p.returncode, err.strip()[-400:]))
+    check(not [l for l in uplog()[n0:] if l["path"].endswith("/attach")], "the attach reached upstream")
+    note("%d tries held and denied; kubectl said: %s" % (len(denied), " ".join(err.split())[:160]))
+
+
+def case_kubectl_port_forward_denied():
+    """kubectl port-forward, which a path rule denies: the upgrade never reaches the API server,
+    and kubectl prints Airlock's reason."""
+    need_up()
+    kc = kubeconfig()
+    n0 = len(uplog())
+    lport = lib.free_port(("127.0.0.1",))
+    p = T.cg.popen(as_agent([KUBECTL, "--kubeconfig", kc, "--request-timeout", "30s", "port-forward",
+                             "pod/web-0", "%d:80" % lport]),
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=agent_env())
+    # kubectl may dial the API server only when the first local connection comes.
+    deadline = time.monotonic() + 30
+    while p.poll() is None and time.monotonic() < deadline:
+        try:
+            T.cg.run(["/usr/bin/python3", "-c", "import socket; socket.create_connection(('127.0.0.1', %d), 2)"
+                      ".recv(1)" % lport], timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        time.sleep(0.3)
+    if p.poll() is None:
+        p.kill()
+    out, err = p.communicate()
+    check("denied by rule 'rule deny path /api/v1/namespaces/*/pods/*/portforward'" in err,
+          "kubectl port-forward exit %s, stdout %r, stderr %r" % (p.returncode, out[-200:], err.strip()[-500:]))
+    check(not [l for l in uplog()[n0:] if l["path"].endswith("/portforward")],
+          "the port-forward reached upstream")
+    rows = [h for h in http_rows("path = ?", ("/api/v1/namespaces/default/pods/web-0/portforward",))]
+    check(rows and rows[-1]["decision"] == "deny" and json.loads(rows[-1]["k8s"])["verb"] == "portforward",
+          "the port-forward's row: %r" % rows[-1:])
+    note("kubectl said: %s" % " ".join(err.split())[:200])
+
+
 def exec_recording(row):
     """The connection of an approved exec's review request row (its upgrade answered 101) and
     its recording, once the exit status is in it: (conn_id, [(dir, type, data)])."""
@@ -1477,6 +1542,7 @@ def setup():
     upstream_ca "%s"
     credential kubetoken
     rule review exec timeout 60s
+    rule deny path /api/v1/namespaces/*/pods/*/portforward
 }""" % (KUBE, t.port, t.test_ca),
                  """resource "ipapi" {
     address %s
@@ -1548,6 +1614,9 @@ CASES = [
     ("airlockctl ca install: curl trusts the system store; ca uninstall restores it exactly",
      case_ca_install),
     ("kubectl exec held for review; denied -> kubectl prints the reason", case_kubectl_exec),
+    ("kubectl attach held like exec; denied -> kubectl prints the reason", case_kubectl_attach),
+    ("kubectl port-forward denied by a path rule: the upgrade never reaches the API server",
+     case_kubectl_port_forward_denied),
     ("kubectl exec -i approved over WebSocket: output reaches kubectl; airlockctl replay and "
      "export --format asciicast show what it printed and what was typed", case_exec_websocket_replay),
     ("kubectl exec -i approved over SPDY/3.1: the same, replayed", case_exec_spdy_replay),
