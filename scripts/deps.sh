@@ -17,6 +17,7 @@ pkgs=(
   systemd    # tests/integration/test_package.py: systemd-analyze verify of the unit
   chromium   # tests/console: headless, driven over the DevTools protocol
   nodejs     # tests/integration/test_https.py: node fetch as an agent
+  default-jdk-headless libpostgresql-jdbc-java  # test_pg.py: the JDBC driver as an agent
   qemu-system-x86 busybox-static kmod  # tests/vm: the kernel suites on Debian 12's own kernel
   # bench (peers measured in the same run)
   pgbouncer haproxy wrk

@@ -344,4 +344,15 @@ char *pg_summary(const struct pg_msg *m, int from_backend, size_t max_value);
 struct al_buf;
 int pg_summary_add(struct al_buf *b, const struct pg_msg *m, int from_backend, size_t max_value);
 
+/*
+ * A binary-format parameter as the text the server would print for it, when its type (the OID
+ * its Parse declared) has a fixed binary form: bool, int2/4/8, oid, float4/8, uuid, date,
+ * timestamp and timestamptz (UTC). 0 with out set (NUL-terminated; cap PG_BINARY_TEXT_MAX is
+ * room for any of them); -1 for any other type or a length that does not fit the type.
+ */
+#define PG_BINARY_TEXT_MAX 64
+int pg_binary_param_text(uint32_t type_oid, const uint8_t *p, size_t len, char *out, size_t cap);
+/* Types whose binary form is their text (text, varchar, bpchar, name, char, json, xml...). */
+int pg_type_binary_is_text(uint32_t type_oid);
+
 #endif

@@ -29,6 +29,9 @@ from pgcluster import as_postgres, must, run, tail  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PG_AGENT = os.path.join(HERE, "pg_agent.py")
+JDBC_AGENT = os.path.join(HERE, "PgJdbcAgent.java")
+JDBC_JAR = "/usr/share/java/postgresql.jar"     # Debian's libpostgresql-jdbc-java
+JAVA = "/usr/bin/java"
 PGBIN = "/usr/lib/postgresql/15/bin"
 PSQL = "/usr/bin/psql"
 PGBENCH = "/usr/bin/pgbench"
@@ -743,6 +746,47 @@ def case_psycopg2():
           "insert rows: %s" % brief(ins))
 
 
+def case_jdbc():
+    """PostgreSQL's JDBC driver (not libpq: the extended protocol for everything, named server-side
+    statements from the first run with prepareThreshold=1, batches of Bind/Execute before one
+    Sync) with a wrong password: a prepared SELECT with parameters, INSERT ... RETURNING in a
+    committed transaction, a batch, a denied statement (SQLState 42501) and the connection
+    after it. The statement rows carry the bound parameters, binary ones too."""
+    need_up()
+    want_rows = []
+    for q in (9, 4, 0):
+        out = sql_direct("SELECT name || ':' || qty FROM items WHERE qty >= %d AND name LIKE 'g%%' "
+                         "ORDER BY id" % q)
+        want_rows += out.splitlines() if out else []
+    sm = smark()
+    url = ("jdbc:postgresql://%s:%d/%s?user=app&password=wrong-password&sslmode=verify-full"
+           "&sslrootcert=%s&prepareThreshold=1&connectTimeout=10" % (PG_ADDR, T.port, DB, T.ca_crt))
+    r = T.cg.run([JAVA, "-XX:TieredStopAtLevel=1", "-cp", JDBC_JAR, JDBC_AGENT, url],
+                 timeout=90, env=client_env())
+    check(r.returncode == 0, "the JDBC agent exited %d: %s" % (r.returncode, (r.stderr or r.stdout).strip()[-800:]))
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    check(res["rows"] == want_rows, "prepared SELECT rows %r, want %r" % (res["rows"], want_rows))
+    check(len(res["inserted"]) == 2 and sql_direct(
+        "SELECT string_agg(name || ':' || qty, ',' ORDER BY id) FROM items WHERE id IN (%s)"
+        % ",".join(map(str, res["inserted"]))) == "jdbc-1:102,jdbc-2:103",
+        "inserted %r (the batch adds 1 to each)" % res["inserted"])
+    check(res["batch"] == [1, 1, 0], "batch update counts %r" % res["batch"])
+    check(res["denied_state"] == "42501" and "airlock: denied by rule" in res["denied_msg"]
+          and "relation secrets" in res["denied_msg"], "denied: %s %r" % (res["denied_state"], res["denied_msg"]))
+    check(res["after"] == 1, "SELECT 1 after the denial: %r" % res["after"])
+    rows = stmts(sm, 8)
+    sel = [x for x in rows if x["text"].startswith("SELECT name, qty FROM items")]
+    check(len(sel) == 3 and all(x["protocol"] == "extended" and x["rows"] is not None for x in sel),
+          "the prepared SELECT's rows: %s" % brief(sel))
+    params = [json.loads(x["params"] or "null") for x in sel]
+    # pgjdbc sends the int in binary, declared int4 in its Parse: recorded as its value.
+    check(params == [["9", "g%"], ["4", "g%"], ["0", "g%"]], "bound parameters recorded: %r" % params)
+    upd = [x for x in rows if x["kind"] == "update"]
+    check([x["tag"] for x in upd] == ["UPDATE 1", "UPDATE 1", "UPDATE 0"], "batch rows: %s" % brief(upd))
+    note("JDBC: %d statement rows; SELECT params %r" % (len(rows), params[0]))
+    sql_direct("DELETE FROM items WHERE name LIKE 'jdbc-%'")
+
+
 def case_extended():
     need_up()
     before = items_state()
@@ -1196,6 +1240,8 @@ CASES = [
      case_psycopg2),
     ("extended protocol: text/NULL/binary params audited, named statement, denied batch up to Sync",
      case_extended),
+    ("PostgreSQL's JDBC driver: prepared statements (named, server-side), a transaction, a batch, "
+     "a denial (42501) and the connection after it", case_jdbc),
     ("pgbench -S -M simple (sslmode=disable) x50", case_pgbench_simple),
     ("pgbench -S -M extended (sslmode=require) x50, bind parameters audited", case_pgbench_extended),
     ("pgbench -S -M prepared (verify-full) x50, bind parameters audited", case_pgbench_prepared),

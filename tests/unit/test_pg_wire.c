@@ -840,6 +840,62 @@ static void test_builders(void)
 	pg_buf_free(&b);
 }
 
+/* Binary parameters of fixed-size types as the server prints them; others refused. */
+static const char *bin_text(uint32_t oid, const char *hex)
+{
+	static char out[PG_BINARY_TEXT_MAX];
+	uint8_t v[32];
+	size_t n = 0;
+
+	for (; hex[0] && hex[1] && n < sizeof(v); hex += 2)
+		v[n++] = (uint8_t)strtoul((char[]){ hex[0], hex[1], 0 }, NULL, 16);
+	if (pg_binary_param_text(oid, v, n, out, sizeof(out)) < 0)
+		return "(refused)";
+	return out;
+}
+
+static void test_binary_params(void)
+{
+	char small[8];
+
+	CHECK_STR(bin_text(16, "01"), "t");
+	CHECK_STR(bin_text(16, "00"), "f");
+	CHECK_STR(bin_text(16, "02"), "(refused)");
+	CHECK_STR(bin_text(21, "fffe"), "-2");
+	CHECK_STR(bin_text(23, "00000029"), "41");
+	CHECK_STR(bin_text(23, "80000000"), "-2147483648");
+	CHECK_STR(bin_text(26, "ffffffff"), "4294967295");
+	CHECK_STR(bin_text(20, "7fffffffffffffff"), "9223372036854775807");
+	CHECK_STR(bin_text(20, "ffffffffffffffff"), "-1");
+	CHECK_STR(bin_text(700, "3fc00000"), "1.5");
+	CHECK_STR(bin_text(700, "3dcccccd"), "0.1");          /* float4 0.1: shortest digits */
+	CHECK_STR(bin_text(701, "3fb999999999999a"), "0.1");
+	CHECK_STR(bin_text(701, "7ff0000000000000"), "Infinity");
+	CHECK_STR(bin_text(701, "7ff8000000000000"), "NaN");
+	CHECK_STR(bin_text(2950, "a0eebc999c0b4ef8bb6d6bb9bd380a11"), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+	CHECK_STR(bin_text(1082, "00000000"), "2000-01-01");
+	CHECK_STR(bin_text(1082, "ffffffff"), "1999-12-31");
+	CHECK_STR(bin_text(1082, "00002279"), "2024-02-29");   /* 8825 days */
+	CHECK_STR(bin_text(1082, "fff4dbf9"), "0001-01-01");   /* -730119 */
+	CHECK_STR(bin_text(1082, "fff4dbf8"), "0001-12-31 BC");
+	CHECK_STR(bin_text(1082, "7fffffff"), "infinity");
+	CHECK_STR(bin_text(1114, "0000000000000000"), "2000-01-01 00:00:00");
+	CHECK_STR(bin_text(1114, "000000000016e360"), "2000-01-01 00:00:01.5");
+	CHECK_STR(bin_text(1114, "ffffffffffffffff"), "1999-12-31 23:59:59.999999");
+	CHECK_STR(bin_text(1184, "0000000000000000"), "2000-01-01 00:00:00+00");
+	CHECK_STR(bin_text(1184, "8000000000000000"), "-infinity");
+	/* wrong sizes, types without a fixed binary form (numeric, bytea, none) */
+	CHECK_STR(bin_text(23, "0029"), "(refused)");
+	CHECK_STR(bin_text(20, "00000029"), "(refused)");
+	CHECK_STR(bin_text(2950, "a0ee"), "(refused)");
+	CHECK_STR(bin_text(1700, "0001000000000000000a"), "(refused)");
+	CHECK_STR(bin_text(17, "01020304"), "(refused)");
+	CHECK_STR(bin_text(0, "00000029"), "(refused)");
+	CHECK(pg_binary_param_text(23, (const uint8_t *)"\0\0\0\1", 4, small, sizeof(small)) < 0);
+	CHECK(pg_type_binary_is_text(25) && pg_type_binary_is_text(1043) && !pg_type_binary_is_text(17) &&
+	      !pg_type_binary_is_text(0));
+}
+
 int main(void)
 {
 	RUN(test_frontend_session_sequence);
@@ -857,5 +913,6 @@ int main(void)
 	RUN(test_truncated_bodies_frontend);
 	RUN(test_truncated_bodies_backend);
 	RUN(test_builders);
+	RUN(test_binary_params);
 	TEST_EXIT();
 }

@@ -62,6 +62,8 @@ struct named {
 	char *relations;        /* JSON */
 	int unbounded_write;
 	char *params;           /* portal: JSON of the bound parameters */
+	uint32_t *types;        /* statement: the parameter types its Parse declared (0: none) */
+	uint16_t n_types;
 };
 LIST_HEAD(nlist, named);
 
@@ -413,6 +415,7 @@ static void named_free(struct named *n)
 	free(n->fingerprint);
 	free(n->relations);
 	free(n->params);
+	free(n->types);
 	free(n);
 }
 
@@ -786,8 +789,12 @@ oom:
 	pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");
 }
 
-/* Parameters of a Bind as a JSON array for the audit. */
-static char *bind_params_json(const struct pg_bind *b)
+/*
+ * Parameters of a Bind as a JSON array for the audit. A binary one is shown as the server would
+ * print it when the statement's Parse declared a type with a fixed binary form (JDBC and
+ * others send numbers so), as text for the text types, else as "<binary N bytes>".
+ */
+static char *bind_params_json(const struct pg_bind *b, const struct named *st)
 {
 	json_t *a = json_array();
 	struct pg_param prm;
@@ -796,12 +803,14 @@ static char *bind_params_json(const struct pg_bind *b)
 	char *out;
 
 	while (pg_bind_next(b, &off, &idx, &prm) == 1) {
+		uint32_t type = st && idx - 1 < st->n_types ? st->types[idx - 1] : 0;
+		char t[PG_BINARY_TEXT_MAX];
+
 		if (!prm.data) {
 			json_array_append_new(a, json_null());
-		} else if (prm.format == 1) {
-			char t[48];
-
-			snprintf(t, sizeof(t), "<binary %d bytes>", prm.len);
+		} else if (prm.format == 1 && !pg_type_binary_is_text(type)) {
+			if (pg_binary_param_text(type, prm.data, (size_t)prm.len, t, sizeof(t)) < 0)
+				snprintf(t, sizeof(t), "<binary %d bytes>", prm.len);
 			json_array_append_new(a, json_string(t));
 		} else {
 			size_t n = (size_t)prm.len < PARAM_AUDIT_MAX ? (size_t)prm.len : PARAM_AUDIT_MAX;
@@ -855,6 +864,17 @@ static int extended_msg(struct pgs *s, const struct pg_msg *m)
 		}
 		if (dup_into(&n->text, pp.query) < 0)
 			goto oom_l;
+		free(n->types);
+		n->types = NULL;
+		n->n_types = 0;
+		if (pp.n_types) {
+			n->types = malloc(pp.n_types * sizeof(*n->types));
+			if (!n->types)
+				goto oom_l;
+			for (uint16_t i = 0; i < pp.n_types; i++)
+				n->types[i] = pg_parse_type(&pp, i);
+			n->n_types = pp.n_types;
+		}
 		if (l.n >= 1) {
 			/* A Parse holds one statement (the server refuses more). */
 			n->relations = relations_json(&l.stmts[0]);
@@ -886,7 +906,7 @@ oom_l:
 			   dup_into(&po->relations, st->relations) < 0))
 			return -2;
 		po->unbounded_write = st ? st->unbounded_write : 0;
-		po->params = bind_params_json(&b);
+		po->params = bind_params_json(&b, st);
 		return 0;
 	}
 	case 'E': {

@@ -1,6 +1,10 @@
 /* PostgreSQL wire protocol: incremental message framing and bounds-checked message decoders. */
 #include <airlock/pg.h>
 
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static uint16_t be16(const uint8_t *p)
@@ -849,4 +853,191 @@ static int check_backend(const struct pg_msg *m, const char **err)
 int pg_msg_check(const struct pg_msg *m, int backend, const char **err)
 {
 	return backend ? check_backend(m, err) : check_frontend(m, err);
+}
+
+/* ---- Binary parameters of fixed-size types, as text ------------------------------------- */
+
+enum {
+	OID_BOOL = 16, OID_BYTEA = 17, OID_CHAR = 18, OID_NAME = 19, OID_INT8 = 20, OID_INT2 = 21,
+	OID_INT4 = 23, OID_TEXT = 25, OID_OID = 26, OID_JSON = 114, OID_XML = 142,
+	OID_FLOAT4 = 700, OID_FLOAT8 = 701, OID_BPCHAR = 1042, OID_VARCHAR = 1043, OID_DATE = 1082,
+	OID_TIMESTAMP = 1114, OID_TIMESTAMPTZ = 1184, OID_UUID = 2950,
+};
+
+static uint64_t be64(const uint8_t *p)
+{
+	return (uint64_t)be32(p) << 32 | be32(p + 4);
+}
+
+int pg_type_binary_is_text(uint32_t type_oid)
+{
+	switch (type_oid) {
+	case OID_CHAR: case OID_NAME: case OID_TEXT: case OID_JSON: case OID_XML:
+	case OID_BPCHAR: case OID_VARCHAR:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* The civil date of a day count from 1970-01-01 (proleptic Gregorian), by 400-year eras. */
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+	int64_t era, yoe, doy, mp;
+
+	z += 719468;                                    /* days from 0000-03-01 */
+	era = (z >= 0 ? z : z - 146096) / 146097;
+	yoe = z - era * 146097;                         /* [0, 146096] */
+	yoe = (yoe - yoe / 1460 + yoe / 36524 - yoe / 146096) / 365;
+	doy = z - era * 146097 - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	*d = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
+	*m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
+	*y = yoe + era * 400 + (*m <= 2);
+}
+
+#define PG_EPOCH_DAYS 10957     /* 2000-01-01, PostgreSQL's epoch, in days from 1970-01-01 */
+
+/* y-m-d, with " BC" for years before 1 as the server prints them; returns what snprintf does. */
+static int put_date(char *out, size_t cap, int64_t days_from_pg_epoch)
+{
+	int64_t y;
+	unsigned m, d;
+
+	civil_from_days(days_from_pg_epoch + PG_EPOCH_DAYS, &y, &m, &d);
+	if (y <= 0)
+		return snprintf(out, cap, "%04lld-%02u-%02u BC", (long long)(1 - y), m, d);
+	return snprintf(out, cap, "%04lld-%02u-%02u", (long long)y, m, d);
+}
+
+/* The fewest significant digits that read back as the same value, as the server prints floats
+ * (extra_float_digits 1, its default since PostgreSQL 12); NaN and infinities by their names. */
+static int put_shortest(char *out, size_t cap, double v, int single)
+{
+	if (isnan(v))
+		return snprintf(out, cap, "NaN");
+	if (isinf(v))
+		return snprintf(out, cap, "%s", v > 0 ? "Infinity" : "-Infinity");
+	for (int prec = 1; prec <= 17; prec++) {
+		int n = snprintf(out, cap, "%.*g", prec, v);
+		double back = strtod(out, NULL);
+
+		if (single ? (float)back == (float)v : back == v)
+			return n;
+	}
+	return snprintf(out, cap, "%.17g", v);
+}
+
+int pg_binary_param_text(uint32_t type_oid, const uint8_t *p, size_t len, char *out, size_t cap)
+{
+	int n = -1;
+
+	if (cap < PG_BINARY_TEXT_MAX)
+		return -1;
+	switch (type_oid) {
+	case OID_BOOL:
+		if (len == 1 && p[0] <= 1)
+			n = snprintf(out, cap, "%s", p[0] ? "t" : "f");
+		break;
+	case OID_INT2:
+		if (len == 2)
+			n = snprintf(out, cap, "%d", (int)(int16_t)be16(p));
+		break;
+	case OID_INT4:
+		if (len == 4)
+			n = snprintf(out, cap, "%ld", (long)(int32_t)be32(p));
+		break;
+	case OID_OID:
+		if (len == 4)
+			n = snprintf(out, cap, "%lu", (unsigned long)be32(p));
+		break;
+	case OID_INT8:
+		if (len == 8)
+			n = snprintf(out, cap, "%lld", (long long)(int64_t)be64(p));
+		break;
+	case OID_FLOAT4:
+		if (len == 4) {
+			uint32_t u = be32(p);
+			float f;
+
+			memcpy(&f, &u, sizeof(f));
+			n = put_shortest(out, cap, f, 1);
+		}
+		break;
+	case OID_FLOAT8:
+		if (len == 8) {
+			uint64_t u = be64(p);
+			double f;
+
+			memcpy(&f, &u, sizeof(f));
+			n = put_shortest(out, cap, f, 0);
+		}
+		break;
+	case OID_UUID:
+		if (len == 16) {
+			static const char hex[] = "0123456789abcdef";
+			size_t o = 0;
+
+			for (size_t i = 0; i < 16; i++) {
+				if (i == 4 || i == 6 || i == 8 || i == 10)
+					out[o++] = '-';
+				out[o++] = hex[p[i] >> 4];
+				out[o++] = hex[p[i] & 15];
+			}
+			out[o] = '\0';
+			n = (int)o;
+		}
+		break;
+	case OID_DATE:
+		if (len == 4) {
+			int32_t v = (int32_t)be32(p);
+
+			if (v == INT32_MAX || v == INT32_MIN)
+				n = snprintf(out, cap, "%s", v == INT32_MAX ? "infinity" : "-infinity");
+			else
+				n = put_date(out, cap, v);
+		}
+		break;
+	case OID_TIMESTAMP:
+	case OID_TIMESTAMPTZ:
+		if (len == 8) {
+			int64_t v = (int64_t)be64(p), day, us;
+
+			if (v == INT64_MAX || v == INT64_MIN) {
+				n = snprintf(out, cap, "%s", v == INT64_MAX ? "infinity" : "-infinity");
+				break;
+			}
+			day = v / 86400000000LL;
+			us = v % 86400000000LL;
+			if (us < 0) {
+				us += 86400000000LL;
+				day--;
+			}
+			n = put_date(out, cap, day);
+			if (n > 0 && (size_t)n < cap) {
+				int bc = n > 3 && strcmp(out + n - 3, " BC") == 0;
+				char date[40], frac[8] = "";
+				long long f = us % 1000000;
+
+				snprintf(date, sizeof(date), "%.*s", bc ? n - 3 : n, out);
+				if (f) {        /* as the server prints it: no trailing zeros */
+					int w = 6;
+
+					while (f % 10 == 0) {
+						f /= 10;
+						w--;
+					}
+					snprintf(frac, sizeof(frac), ".%0*lld", w, f);
+				}
+				n = snprintf(out, cap, "%s %02lld:%02lld:%02lld%s%s%s", date,
+					     (long long)(us / 3600000000LL), (long long)(us / 60000000 % 60),
+					     (long long)(us / 1000000 % 60), frac,
+					     type_oid == OID_TIMESTAMPTZ ? "+00" : "", bc ? " BC" : "");
+			}
+		}
+		break;
+	default:
+		break;
+	}
+	return n > 0 && (size_t)n < cap ? 0 : -1;
 }
