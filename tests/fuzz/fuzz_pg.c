@@ -87,7 +87,16 @@ static void decode_all(const struct pg_msg *m0)
 				size_t cnt = 0;
 
 				while (pg_bind_next(&u.bind, &off, &idx, &p)) {
+					static const uint32_t oids[] = { 16, 20, 21, 23, 26, 700, 701, 1082,
+									 1114, 1184, 2950 };
+					char txt[PG_BINARY_TEXT_MAX];
+
 					ASSERT(p.len == -1 || p.data != NULL);
+					/* every parameter as each fixed-size type, as the audit renders it */
+					for (size_t k = 0; p.data && k < sizeof(oids) / sizeof(oids[0]); k++)
+						if (pg_binary_param_text(oids[k], p.data, (size_t)p.len, txt,
+									 sizeof(txt)) == 0)
+							ASSERT(memchr(txt, '\0', sizeof(txt)) != NULL);
 					cnt++;
 				}
 				ASSERT(cnt == u.bind.n_params);
