@@ -10,6 +10,8 @@ takes with setpriv to call `airlockctl --review-socket ... approve|deny|...`. Ev
 
 import glob
 import hashlib
+import hmac
+import http.server
 import importlib.util
 import json
 import os
@@ -20,6 +22,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -353,6 +356,50 @@ def case_hook():
           % (rid, os.listdir(T.hookdir)))
     for k in ("command", "sha256", "cgroup_path", "resource", "kind", "rule", "state"):
         check(js.get(k) == T.req1[k], "hook JSON %s is %r, want %r" % (k, js.get(k), T.req1[k]))
+
+
+class Webhook(http.server.BaseHTTPRequestHandler):
+    """The review_webhook's receiver: keeps every POST (headers, body); answers 503 to the first
+    one, so that airlockd has to try again, and 204 after."""
+    posts = []
+    lock = threading.Lock()
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with Webhook.lock:
+            Webhook.posts.append((time.monotonic(), self.path, dict(self.headers), body))
+            first = len(Webhook.posts) == 1
+        self.send_response(503 if first else 204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *a):
+        pass
+
+
+def case_webhook():
+    """review_webhook: the request's JSON POSTed, signed with HMAC-SHA256 of the body under the
+    review_webhook_secret key (X-Airlock-Signature: sha256=HEX); a 503 is tried again."""
+    rid = T.req1["id"] if T.req1 else None
+    check(rid, "no parked request from the first case")
+
+    def mine():
+        with Webhook.lock:
+            return [p for p in Webhook.posts if p[2].get("X-Airlock-Request") == str(rid)]
+    posts = wait_for(lambda: (lambda m: m if len(m) >= 2 else None)(mine()), 10, 0.1)
+    check(posts, "webhook POSTs for request %d: %r (all: %d)" % (rid, mine(), len(Webhook.posts)))
+    t0, path, hdrs, body = posts[0]
+    js = json.loads(body)
+    check(path == "/hooks/airlock?team=db" and hdrs.get("Content-Type") == "application/json",
+          "POST %s with %r" % (path, hdrs))
+    for k in ("command", "sha256", "cgroup_path", "resource", "kind", "rule", "state"):
+        check(js.get(k) == T.req1[k], "webhook JSON %s is %r, want %r" % (k, js.get(k), T.req1[k]))
+    want = "sha256=" + hmac.new(T.webhook_key, body, hashlib.sha256).hexdigest()
+    check(all(p[2].get("X-Airlock-Signature") == want for p in posts),
+          "signatures %r, want %s" % ([p[2].get("X-Airlock-Signature") for p in posts], want))
+    check(posts[1][3] == body and 0.5 < posts[1][0] - t0 < 5,
+          "the retry after the 503 came %.2fs later (same body: %s)" % (posts[1][0] - t0, posts[1][3] == body))
+    note("request %d: POSTed, 503, POSTed again %.1fs later; signature checked" % (rid, posts[1][0] - t0))
 
 
 def case_socket_refusals():
@@ -755,6 +802,16 @@ def setup():
         f.write('#!/bin/sh\n# airlock test_review: keeps each request it is given\n'
                 'exec cat > "%s/req.$$.json"\n' % t.hookdir)
     os.chmod(hook, 0o755)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    lib.on_cleanup(srv.shutdown)
+    t.webhook_key = b"webhook key %s" % lib.RUN_ID.encode()
+    keyfile = os.path.join(t.tmp, "webhook.key")
+    with open(keyfile, "wb") as f:
+        f.write(t.webhook_key + b"\n")
+    os.chmod(keyfile, 0o600)
+    webhook = ['review_webhook "http://127.0.0.1:%d/hooks/airlock?team=db"' % srv.server_address[1],
+               'review_webhook_secret "%s"' % keyfile]
     t0 = time.monotonic()
     t.pg = pgcluster.Cluster(PG_ADDR, max_connections=N_BULK + 60)
     t.pg.start(SETUP_SQL)
@@ -767,7 +824,7 @@ def setup():
     t.cgb = lib.TestCgroup("-b")
     t.al = lib.Airlock(t.tmp, [pgcluster.pg_resource("pg", PG_ADDR, t.pg.port, RULES)],
                        settings=['secrets "%s"' % secrets, 'ca_dir "%s"' % ca_dir,
-                                 'review_socket "%s"' % t.rsock, 'review_hook "%s"' % hook])
+                                 'review_socket "%s"' % t.rsock, 'review_hook "%s"' % hook] + webhook)
     r = subprocess.run([lib.AIRLOCKD, "-n", "-c", t.al.conf], capture_output=True, text=True,
                        timeout=20)
     check(r.returncode == 0, "airlockd -n: %s" % r.stderr.strip())
@@ -790,6 +847,8 @@ CASES = [
     ("DELETE is parked: shown in airlockctl pending (agent, rule, sha256 of the held bytes), "
      "audit decision review, nothing upstream", case_parked),
     ("review_hook gets the request JSON on stdin", case_hook),
+    ("review_webhook: the request JSON POSTed with its HMAC signature; a 503 is tried again",
+     case_webhook),
     ("review socket refuses a uid that is no reviewer and a reviewer inside the pinned cgroup",
      case_socket_refusals),
     ("an admin reviewer with the agent's uid cannot approve (self-approval)", case_self_approval),
