@@ -14,7 +14,10 @@ import sqlite3
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
@@ -33,6 +36,8 @@ class T:
     body = b""
     srv4 = srv6 = None
     up = False
+    console_port = 0
+    refused_rows = {}   # audit rows the cases made that do not end "closed", by reason
 
 
 # ---------------------------------------------------------------- clients
@@ -84,6 +89,28 @@ def curl_in(url):
         os.unlink(bodyf)
     check(rc == 0, "curl %s in the cgroup exited %d: %s" % (url, rc, err.strip()))
     return body, int(out.strip() or 0), pid
+
+
+UDP_SEND = r'''
+import errno, json, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+out = {}
+try:
+    s.sendto(b"airlock-udp " + sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))
+    out["result"] = "ok"
+    out["reply"] = s.recv(512).decode() if sys.argv[3] == "reply" else None
+except OSError as e:
+    out["result"] = errno.errorcode.get(e.errno, str(e))
+print(json.dumps(out))
+'''
+
+
+def udp_in(host, port, reply=False):
+    """One UDP sendto() from the cgroup (and, if reply, a recv() of the answer); its JSON line."""
+    r = T.cg.run([lib.PY, "-c", UDP_SEND, host, str(port), "reply" if reply else "-"], timeout=20)
+    check(r.returncode == 0, "UDP client in the cgroup exited %d: %s" % (r.returncode, r.stderr.strip()[-300:]))
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------- audit rows
@@ -360,6 +387,191 @@ def case_direct_steer_port():
     check(not new_rows(mark), "direct attempts made audit rows")
 
 
+def case_no_identity():
+    """A connection to the steer port that the kernel did not steer (a host process outside the
+    cgroup dials it itself) has no origin record: airlockd closes it unread, relays nothing,
+    and records it as no_identity."""
+    need_up()
+    mark = T.al.max_id()
+    st0 = T.al.status()
+    acc4, acc6 = T.srv4.accepted, T.srv6.accepted
+    ports = {}
+    for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        s.settimeout(5)
+        try:
+            # Bound first: the port is known even if the reset beats connect()'s return.
+            s.bind((host, 0))
+            ports[s.getsockname()[1]] = host
+            got = b""
+            try:
+                s.connect((host, T.al.steer_port))
+                s.sendall(b"GET / HTTP/1.0\r\nHost: 127.0.0.2\r\n\r\n")
+                while True:
+                    b = s.recv(4096)
+                    if not b:
+                        break
+                    got += b
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+            except socket.timeout:
+                raise AssertionError("a connection to [%s]:%d without identity was not closed in 5 s"
+                                     % (host, T.al.steer_port))
+        finally:
+            s.close()
+        check(got == b"", "a connection to [%s]:%d without identity got %d bytes: %r"
+              % (host, T.al.steer_port, len(got), got[:100]))
+    T.refused_rows["no_identity"] = T.refused_rows.get("no_identity", 0) + len(ports)
+
+    def rows():
+        r = [x for x in new_rows(mark) if x["agent_port"] in ports]
+        return r if len(r) == len(ports) else None
+    got_rows = wait_for(rows, 5, 0.1)
+    check(got_rows, "no audit rows for the unsteered connections from ports %s: new rows %s"
+          % (sorted(ports), new_rows(mark)))
+    for row in got_rows:
+        check(row["reason"] == "no_identity" and row["agent_addr"] == ports[row["agent_port"]]
+              and row["closed_us"] is not None and not row.get("bytes_up") and not row.get("bytes_down")
+              and not row.get("cgroup_id") and row.get("dst_addr") is None and row.get("resource") is None,
+              "audit row for an unsteered connection: %s" % row)
+    check(len(new_rows(mark)) == len(ports), "%d unsteered connections made %d audit rows"
+          % (len(ports), len(new_rows(mark))))
+    check(T.srv4.accepted == acc4 and T.srv6.accepted == acc6,
+          "servers saw %d/%d connections from unsteered ones" % (T.srv4.accepted - acc4, T.srv6.accepted - acc6))
+    st = T.al.status()
+    n0 = st0["sessions"].get("no_identity", 0)
+    check(st["sessions"].get("no_identity", 0) == n0 + len(ports), "status sessions no_identity went %d -> %r "
+          "after %d unsteered connections" % (n0, st["sessions"].get("no_identity"), len(ports)))
+    check(st["accepted"] == st0["accepted"] + len(ports), "status accepted went %d -> %d"
+          % (st0["accepted"], st["accepted"]))
+    check(st["steered_total"] == st0["steered_total"], "kernel steered count moved %d -> %d"
+          % (st0["steered_total"], st["steered_total"]))
+    check(wait_for(lambda: T.al.status()["live"] == 0, 5), "live sessions stay %r" % T.al.status()["live"])
+
+
+def console_get(path, token=None):
+    """GET on the test daemon's console; (status, content type, body)."""
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (T.console_port, path),
+                                 headers={"Authorization": "Bearer " + token} if token else {})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(req, timeout=10) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read().decode()
+
+
+def case_metrics_refusals():
+    """/metrics counts what the kernel fence refused, by reason: a UDP datagram from the cgroup
+    to a port that is not DNS is refused (udp_denied) and appears there, as in status."""
+    need_up()
+    k0 = T.al.status()["kernel"].get("udp_denied", 0)
+    port = lib.free_port(("127.0.0.2",), socket.SOCK_DGRAM)
+    res = udp_in("127.0.0.2", port)
+    check(res["result"] == "EPERM", "UDP sendto 127.0.0.2:%d from the cgroup: %s, want EPERM" % (port, res))
+    st = T.al.status()
+    check(st["kernel"].get("udp_denied", 0) == k0 + 1, "status kernel udp_denied went %d -> %r"
+          % (k0, st["kernel"].get("udp_denied")))
+    code, _, body = console_get("/metrics")
+    check(code == 401, "GET /metrics without a token: %d, want 401 (%s)" % (code, body[:200]))
+    r = T.al.ctl("user", "add", "steerops", "--uid", "47311", "--groups", "ops")
+    check(r.returncode == 0, "user add: %s" % r.stderr.strip())
+    r = T.al.ctl("console", "token", "steerops")
+    token = r.stdout.strip()
+    check(r.returncode == 0 and len(token) == 64, "console token: %d %s" % (r.returncode, r.stderr.strip()))
+    code, ctype, body = console_get("/metrics", token)
+    check(code == 200 and ctype.startswith("text/plain"), "GET /metrics: %d %s %s" % (code, ctype, body[:200]))
+    got = {}
+    for ln in body.splitlines():
+        if ln.startswith('airlock_refusals_total{reason="'):
+            reason, n = ln[len('airlock_refusals_total{reason="'):].split('"} ')
+            got[reason] = int(n)
+    check(got.get("udp_denied", 0) >= 1 and got.get("udp_denied") == k0 + 1,
+          "/metrics says airlock_refusals_total{reason=\"udp_denied\"} %r, want %d (refusals: %r)"
+          % (got.get("udp_denied"), k0 + 1, got))
+    # Every kernel refusal counter status shows, /metrics shows with the same count (nothing
+    # ran in between); direct_steer_port is there from the steer port case.
+    want = {k: v for k, v in st["kernel"].items() if k != "steered"}
+    check(got == want and got.get("direct_steer_port", 0) >= 2, "/metrics refusals %r, status kernel %r"
+          % (got, st["kernel"]))
+    check("airlock_steered_connections_total %d\n" % st["steered_total"] in body,
+          "/metrics steered count is not status's %d: %s" % (st["steered_total"],
+                                                           [ln for ln in body.splitlines() if "steered" in ln]))
+
+
+def case_default_resolvers():
+    """With no resolver line, pinned agents may send DNS (UDP/53) to the nameservers of the host's
+    /etc/resolv.conf and to no other address. airlockd runs here in a mount namespace of its own
+    whose /etc/resolv.conf names a loopback address the test answers DNS on."""
+    need_up()
+    with open(T.al.conf) as f:
+        check(not any(ln.split()[:1] == ["resolver"] for ln in f), "the test config names resolvers")
+    with open("/etc/resolv.conf") as f:
+        host_ns = [ln.split()[1] for ln in f if ln.split()[:1] == ["nameserver"] and len(ln.split()) > 1]
+    srv = None
+    for _ in range(50):
+        dns, other = "127.0.0.%d" % (100 + secrets.randbelow(150)), "127.0.0.%d" % (100 + secrets.randbelow(150))
+        if dns == other or dns in host_ns or other in host_ns:
+            continue
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind((dns, 53))
+            srv = s
+            break
+        except OSError:
+            s.close()
+    check(srv, "no free 127.0.0.x:53 for a test resolver")
+    lib.on_cleanup(srv.close)
+    seen = []
+
+    def answer():
+        try:
+            while True:
+                data, peer = srv.recvfrom(512)
+                seen.append((data, peer))
+                srv.sendto(b"answer to " + data, peer)
+        except OSError:
+            pass
+    threading.Thread(target=answer, daemon=True).start()
+    resolv = os.path.join(T.tmp, "resolv.conf")
+    with open(resolv, "w") as f:
+        f.write("# the test daemon's resolv.conf\nsearch airlock-test.invalid\nnameserver %s\noptions edns0\n" % dns)
+    wrap = T.al.wrap
+    T.al.stop(signal.SIGTERM, timeout=10)
+    T.up = False
+    T.al.wrap = ["/usr/bin/unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+                 'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolv] + wrap
+    try:
+        T.al.start()
+    finally:
+        T.al.wrap = wrap
+    T.up = True
+    with open("/proc/%d/root/etc/resolv.conf" % T.al.proc.pid) as f:
+        check("nameserver %s\n" % dns in f.read(), "airlockd's /etc/resolv.conf is not the test's")
+    with open("/etc/resolv.conf") as f:
+        check("nameserver %s\n" % dns not in f.read(), "the host's /etc/resolv.conf changed")
+    k0 = T.al.status()["kernel"].get("dns_resolver", 0)
+    res = udp_in(dns, 53, reply=True)
+    check(res == {"result": "ok", "reply": "answer to airlock-udp reply"},
+          "DNS from the cgroup to %s:53, the resolv.conf nameserver: %s" % (dns, res))
+    check(len(seen) == 1 and seen[0][0] == b"airlock-udp reply", "the test resolver saw %r" % seen)
+    res = udp_in(other, 53)
+    check(res["result"] == "EPERM", "DNS from the cgroup to %s:53, not a nameserver: %s, want EPERM" % (other, res))
+    check(T.al.status()["kernel"].get("dns_resolver", 0) == k0 + 1, "kernel dns_resolver went %d -> %r"
+          % (k0, T.al.status()["kernel"].get("dns_resolver")))
+    check(len(seen) == 1, "the test resolver saw %d datagrams" % len(seen))
+    # Restarted where the host's /etc/resolv.conf is in force, the test resolver is no longer one.
+    T.al.stop(signal.SIGTERM, timeout=10)
+    T.up = False
+    T.al.start()
+    T.up = True
+    res = udp_in(dns, 53)
+    check(res["result"] == "EPERM", "DNS to %s:53 after a restart with the host's resolv.conf: %s, want EPERM"
+          % (dns, res))
+    check(len(seen) == 1, "the test resolver saw %d datagrams" % len(seen))
+    steered_curl("http://127.0.0.2:%d/" % T.http_port, "127.0.0.2")
+
+
 def case_unpin_direct():
     need_up()
     r = T.al.ctl("unpin", T.cg.rel)
@@ -479,10 +691,12 @@ def case_survives_and_sigterm():
     reasons = {}
     for r in db:
         reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
-    check(reasons == {"closed": len(db)}, "rows end with %r, want all closed" % reasons)
-    check(st["sessions"].get("closed") == len(db), "status sessions %r, store has %d closed"
-          % (st["sessions"], len(db)))
-    check(st["steered_total"] >= len(db), "kernel steered %d < %d rows" % (st["steered_total"], len(db)))
+    # Every row ends closed but those the cases refused on purpose (no_identity).
+    want = dict(T.refused_rows, closed=len(db) - sum(T.refused_rows.values()))
+    check(reasons == want, "rows end with %r, want %r" % (reasons, want))
+    check(st["sessions"] == want, "status sessions %r, store has %r" % (st["sessions"], want))
+    check(st["steered_total"] >= want["closed"], "kernel steered %d < %d closed rows"
+          % (st["steered_total"], want["closed"]))
     check(rc == 0, "airlockd exited %r on SIGTERM, want 0 (log: %s)" % (rc, T.al.log_tail(5)))
     check(os.path.isdir(T.al.pin_root), "SIGTERM removed the pins (must fail closed)")
     res = agent("connect", "4", "127.0.0.2", T.http_port)
@@ -604,8 +818,10 @@ def setup():
     t.srv6 = lib.start_http_server("::1", t.http_port, t.body)
     t.echo_port = lib.free_port(("127.0.0.2",))
     lib.start_echo_server("127.0.0.2", t.echo_port)
+    t.console_port = lib.free_port(("127.0.0.1",))
     t.al = lib.Airlock(t.tmp, [("web", ["127.0.0.2", "::1"], [t.http_port]),
-                               ("echo", ["127.0.0.2"], [t.echo_port])])
+                               ("echo", ["127.0.0.2"], [t.echo_port])],
+                       settings=["console_listen 127.0.0.1:%d" % t.console_port])
     note("cgroup %s, pins %s, steer port %d, http %d, echo %d, tmp %s"
          % (t.cg.path, t.al.pin_root, t.al.steer_port, t.http_port, t.echo_port, t.tmp))
 
@@ -623,6 +839,12 @@ CASES = [
     ("curl outside the cgroup is not steered and not audited", case_outside_not_steered),
     ("connecting to the steer port from the cgroup is refused (EPERM) and counted",
      case_direct_steer_port),
+    ("a connection to the steer port from outside the cgroup (no kernel record) is closed unread, "
+     "relayed nowhere, recorded no_identity and counted", case_no_identity),
+    ("/metrics needs a token and shows airlock_refusals_total by reason as status does "
+     "(udp_denied from the cgroup)", case_metrics_refusals),
+    ("with no resolver line the nameservers of airlockd's /etc/resolv.conf are the DNS resolvers "
+     "(a private mount namespace's), no other", case_default_resolvers),
     ("unpin: the cgroup goes direct, no audit rows", case_unpin_direct),
     ("pin --pid re-pins the cgroup and steering resumes", case_repin_by_pid),
     ("kill -9 airlockd: connect refused at once, nothing reaches the server", case_kill9_fail_closed),
