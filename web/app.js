@@ -48,6 +48,8 @@ function visible(s) {
 const CLAUSES = /^(select|from|where|group\s+by|order\s+by|having|limit|offset|returning|set|values|on\s+conflict|union(\s+all)?|intersect|except|insert\s+into|update|delete\s+from|with|(left|right|full|inner|cross)(\s+outer)?\s+join|join)\b/i;
 function formatSQL(s) {
   let out = '', depth = 0, i = 0;
+  const lead = CLAUSES.exec(s);             // a clause keyword of several words is not broken up
+  if (lead) { out = lead[0]; i = lead[0].length; }
   while (i < s.length) {
     const c = s[i];
     if (c === "'" || c === '"') {            // a string or quoted identifier, '' / "" escapes
@@ -65,7 +67,9 @@ function formatSQL(s) {
     if (c === ')') depth = Math.max(0, depth - 1);
     if (/\s/.test(c) && depth === 0) {
       let j = i; while (j < s.length && /\s/.test(s[j])) j++;
-      out += (out.length && CLAUSES.test(s.slice(j))) ? '\n' : s.slice(i, j);
+      const m = CLAUSES.exec(s.slice(j));
+      out += (out.length && m) ? '\n' : s.slice(i, j);
+      if (m) { out += m[0]; j += m[0].length; }
       i = j; continue;
     }
     out += c; i++;

@@ -15,7 +15,9 @@ import base64
 import fcntl
 import json
 import os
+import select
 import sqlite3
+import ssl
 import subprocess
 import sys
 import threading
@@ -61,6 +63,7 @@ XSS_CGROUP = "-<img src=x onerror=window.__xss=4>"
 
 class T:
     tmp = home = pg = al = cg = cgx = None
+    resources = settings = None
     url = None
     br = None
     token = None
@@ -244,14 +247,15 @@ def max_req():
     return max((r["id"] for r in requests()), default=0)
 
 
-def http(method, path, body=None, headers=None, timeout=15):
-    """(status, headers, body text) of a request to the console from this process (no cookies)."""
+def http(method, path, body=None, headers=None, timeout=15, ctx=None):
+    """(status, headers, body text) of a request to the console from this process (no cookies);
+    ctx: the TLS context for an https console."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(T.url.rstrip("/") + path, data=data, method=method,
                                  headers=dict(headers or {}))
     if data is not None:
         req.add_header("Content-Type", "application/json")
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
     try:
         with opener.open(req, timeout=timeout) as r:
             return r.status, dict(r.headers), r.read().decode()
@@ -310,8 +314,8 @@ def case_login():
     b.wait_js("document.getElementById('live').textContent === 'live'", 10, "the live feed is open")
     ck = b.send("Storage.getCookies", session=False).get("cookies", [])
     sess = [c for c in ck if c.get("name") == "airlock_session"]
-    check(sess and sess[0].get("httpOnly") and sess[0].get("sameSite") == "Strict",
-          "session cookie: %r" % sess)
+    check(sess and sess[0].get("httpOnly") and sess[0].get("sameSite") == "Strict" and not sess[0].get("secure"),
+          "session cookie over plain HTTP: %r" % sess)
     check(b.js("document.cookie.indexOf('airlock_session') < 0"), "the session cookie is visible to JS")
     check(b.js("document.getElementById('me').textContent").startswith("alice"), "who am I")
     b.js("window.__marker = 'no reload'; true")
@@ -757,6 +761,431 @@ def case_long_read():
     T.up = True
 
 
+def token_auth():
+    check(T.token, "no API token (the token case failed)")
+    return {"Authorization": "Bearer " + T.token}
+
+
+def api_grants():
+    st, _, body = http("GET", "/api/v1/grants", headers=token_auth())
+    check(st == 200, "GET /api/v1/grants: %d %r" % (st, body[:200]))
+    return json.loads(body)["grants"]
+
+
+def js_shown(expr):
+    """JS: whether the element expr is laid out (not display: none, itself or above)."""
+    return "((e) => e.getClientRects().length > 0)(%s)" % expr
+
+
+LONG_SQL = ("DELETE FROM items WHERE id IN (SELECT id FROM items WHERE name LIKE 'gone-%' ORDER BY id LIMIT 10)"
+            " AND name NOT IN (" + ", ".join("'keep-%d'" % i for i in range(150)) + ") RETURNING id, name")
+# A line break before each top-level clause (DELETE FROM is one); nothing inside parentheses or quotes moves.
+LONG_SQL_FMT = (LONG_SQL.replace("DELETE FROM items WHERE ", "DELETE FROM items\nWHERE ")
+                .replace(") RETURNING ", ")\nRETURNING "))
+
+
+def case_fold_format():
+    """A held command over 400 characters is folded (clipped) with an expand control; "format SQL"
+    shows it laid out by clause, and "exact text" brings back the exact command."""
+    need_up()
+    b = T.br
+    check(len(LONG_SQL) > 400 and LONG_SQL_FMT.count("\n") == 2, "the test's SQL: %d chars" % len(LONG_SQL))
+    mark = max_req()
+    p = psql_bg(T.cg, LONG_SQL)
+    try:
+        row = wait_request("name NOT IN ('keep-0'", mark)
+        check(row["command"] == LONG_SQL and row["kind"] == "delete", "request %d: %r %r"
+              % (row["id"], row["kind"], row["command"][:120]))
+        li = item_js(row["id"])
+        b.wait_js("!!" + li, 10, "request %d in the queue" % row["id"])
+        # The item's fold, exact text, formatted text and its two controls, as they are now.
+        look = ("(() => { const f = %s.querySelector('.fold'), c = f.querySelector('pre.cmd'),"
+                " m = f.querySelector('pre.cmd-fmt'), bs = [...f.querySelectorAll('button')];"
+                " return {folded: f.classList.contains('folded'), clipped: c.scrollHeight > c.clientHeight + 2,"
+                " cmd: c.textContent, fmt: m && m.textContent, cmdShown: %s, fmtShown: !!m && %s,"
+                " buttons: bs.map(x => x.textContent)}; })()" % (li, js_shown("c"), js_shown("m")))
+        click = ("(() => { const x = [...%s.querySelectorAll('.fold button')].find(x => x.textContent === %%s);"
+                 " if (!x) return false; x.click(); return true; })()" % li)
+        s = b.js(look)
+        check(s["folded"] and s["clipped"] and s["cmdShown"] and not s["fmtShown"],
+              "a %d-character command is not shown folded: %r"
+              % (len(LONG_SQL), {k: s[k] for k in ("folded", "clipped", "cmdShown", "fmtShown")}))
+        check(s["cmd"] == LONG_SQL and s["buttons"] == ["format SQL", "expand"],
+              "folded item: buttons %r, text %r" % (s["buttons"], s["cmd"][:100]))
+        check(b.js(click % json.dumps("expand")), "no expand control")
+        s = b.js(look)
+        check(not s["folded"] and not s["clipped"] and s["buttons"] == ["format SQL", "fold"],
+              "after expand: folded %r, clipped %r, buttons %r" % (s["folded"], s["clipped"], s["buttons"]))
+        check(b.js(click % json.dumps("fold")), "no fold control")
+        s = b.js(look)
+        check(s["folded"] and s["clipped"] and s["buttons"] == ["format SQL", "expand"],
+              "after fold: folded %r, clipped %r, buttons %r" % (s["folded"], s["clipped"], s["buttons"]))
+        check(b.js(click % json.dumps("format SQL")), "no format SQL control")
+        s = b.js(look)
+        check(s["fmtShown"] and not s["cmdShown"] and s["buttons"][0] == "exact text",
+              "after format SQL: formatted shown %r, exact shown %r, buttons %r"
+              % (s["fmtShown"], s["cmdShown"], s["buttons"]))
+        check(s["fmt"] == LONG_SQL_FMT, "formatted text %r, want %r" % (s["fmt"][:300], LONG_SQL_FMT[:300]))
+        check(b.js(click % json.dumps("exact text")), "no exact text control")
+        s = b.js(look)
+        check(s["cmdShown"] and not s["fmtShown"] and s["cmd"] == LONG_SQL and s["buttons"][0] == "format SQL",
+              "after exact text: exact shown %r, formatted shown %r, buttons %r, text %r"
+              % (s["cmdShown"], s["fmtShown"], s["buttons"], s["cmd"][:100]))
+        reason = "fold test %s" % lib.RUN_ID
+        b.js("(() => { const li = %s; li.querySelector('.reason').value = %s;"
+             " li.querySelector('button.deny').click(); return true; })()" % (li, json.dumps(reason)))
+        rc, out, err = finish(p)
+        check(rc != 0 and reason in err, "psql after the denial: exit %d %r" % (rc, err[-300:]))
+        b.wait_js("!" + li, 10, "the denied request leaves the queue")
+    finally:
+        lib.stop_process(p, 3)       # its request is abandoned if it was left pending
+
+
+REVIEW_AGENT = os.path.join(HERE, "..", "integration", "review_agent.py")
+
+
+class PgSession:
+    """One psycopg2 connection as the agent in cg (review_agent.py session): runs SQL when told."""
+
+    def __init__(self, cg):
+        argv = [SETPRIV, "--reuid=%d" % AGENT_UID, "--regid=%d" % AGENT_UID, "--clear-groups",
+                lib.PY, REVIEW_AGENT, "session", PG_ADDR, str(T.pg.port), DB, "app"]
+        self.p = cg.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=pgcluster.client_env(T.home))
+        lib.on_cleanup(self.close)
+        r = self.read(20)
+        check(r and r.get("ready"), "psycopg2 session did not start: %r" % r)
+
+    def send(self, sql):
+        self.p.stdin.write(json.dumps({"sql": sql}) + "\n")
+        self.p.stdin.flush()
+
+    def read(self, timeout):
+        r, _, _ = select.select([self.p.stdout], [], [], timeout)
+        if not r:
+            return None
+        line = self.p.stdout.readline()
+        check(line, "psycopg2 session ended (exit %s)" % self.p.poll())
+        return json.loads(line)
+
+    def run(self, sql, timeout=10):
+        self.send(sql)
+        r = self.read(timeout)
+        check(r is not None, "psycopg2 session: no answer to %r within %ds" % (sql, timeout))
+        return r
+
+    def peek(self, secs):
+        """The first message the server sent unasked within secs (not consumed), or None."""
+        self.p.stdin.write(json.dumps({"peek": secs}) + "\n")
+        self.p.stdin.flush()
+        r = self.read(secs + 10)
+        check(r is not None, "psycopg2 session: no answer to peek")
+        return r["peek"]
+
+    def close(self):
+        try:
+            self.p.stdin.close()
+        except OSError:
+            pass
+        lib.stop_process(self.p, 3)
+
+
+GRANT_SQL = "DELETE FROM items WHERE id = %d AND name LIKE 'item-%%'"
+
+
+def case_grant_revoke():
+    """Approve for a window in Chromium: the same statement shape from the same agent then runs
+    without review; Revoke in the grants view ends the session that used the grant with a native
+    error naming it, and the grant shows as revoked."""
+    need_up()
+    token_auth()
+    b = T.br
+    s = PgSession(T.cg)
+    gid = p = None
+    try:
+        mark = max_req()
+        s.send(GRANT_SQL % 20)
+        row = wait_request(GRANT_SQL % 20, mark)
+        rid, li = row["id"], item_js(row["id"])
+        b.wait_js("!!" + li, 10, "request %d in the queue" % rid)
+        check(s.read(0.3) is None, "the DELETE ran before review")
+        wins = b.js("[...%s.querySelectorAll('select.window option')].map(o => o.value)" % li)
+        check(wins == ["300", "900", "3600"], "windows offered under max_grant 1h: %r" % wins)
+        b.js("(() => { const li = %s; li.querySelector('select.window').value = '900';"
+             " li.querySelector('.reason').value = 'grant test'; li.querySelector('button.grant').click();"
+             " return true; })()" % li)
+        r = s.read(10)
+        check(r and r.get("status") == "DELETE 1", "the session after approve for 15 min: %r" % r)
+        b.wait_js("document.getElementById('flash').textContent.includes('#%d approved for 15m')" % rid, 5,
+                  "the flash says approved for 15 min")
+        gs = [g for g in api_grants() if g["request_id"] == rid]
+        check(len(gs) == 1, "grants of request %d: %r" % (rid, gs))
+        g = gs[0]
+        gid = g["id"]
+        check(g["cgroup_path"] == T.cg.rel and g["resource"] == "pg" and g["created_by"] == "alice" and
+              g["fingerprint"] == row["fingerprint"] and not g.get("revoked_us") and
+              abs(g["expires_us"] - time.time() * 1e6 - 900e6) < 30e6, "grant %r" % g)
+        # The same shape, another literal: runs at once, no request.
+        mark = max_req()
+        r = s.run(GRANT_SQL % 21, 5)
+        check(r.get("status") == "DELETE 1", "the same shape under the grant: %r" % r)
+        check(max_req() == mark, "a statement under the grant made a request: %r"
+              % [x["command"] for x in requests("id > ?", (mark,))])
+        check(pgcluster_sql("SELECT count(*) FROM items WHERE id IN (20, 21)") == "0", "rows 20, 21 still there")
+
+        b.js("location.hash = '#/grants'; true")
+        tr = "[...document.querySelectorAll('#grants tbody tr')].find(tr => tr.cells[0].textContent === '%d')" % gid
+        b.wait_js("!!(%s)" % tr, 10, "grant %d in the grants view" % gid)
+        cells = b.js("[...(%s).cells].map(c => c.textContent)" % tr)
+        check(cells[1:4] == [str(rid), T.cg.rel, "pg"] and cells[5] == "alice" and cells[7] == "live" and
+              cells[8] == "Revoke", "grant %d's row: %r" % (gid, cells))
+        conn_id = row["conn_id"]
+        check(T.al.db_rows("id = ?", (conn_id,))[0]["closed_us"] is None, "connection %d closed already" % conn_id)
+        b.js("(%s).querySelector('button').click(); true" % tr)
+        # Airlock tells the session why before it closes it (a FATAL ErrorResponse).
+        pk = s.peek(5)
+        f = (pk or {}).get("fields") or {}
+        want = "airlock: grant %d was revoked: the grant was revoked" % gid
+        check(pk and pk.get("type") == "E" and f.get("V", f.get("S")) == "FATAL" and f.get("C") == "42501" and
+              f.get("M") == want, "what the session got on revoke: %r (want FATAL 42501 %r)" % (pk, want))
+        r = s.run("SELECT 1", 10)
+        check(r.get("error") and r.get("closed"), "the session after the revoke: %r" % r)
+        closed = wait_for(lambda: T.al.db_rows("id = ?", (conn_id,))[0], 5, 0.05)
+        check(closed["closed_us"] and "grant %d was revoked" % gid in (closed["detail"] or ""),
+              "connection %d after the revoke: %r"
+              % (conn_id, {k: closed[k] for k in ("closed_us", "reason", "detail")}))
+        b.wait_js("(%s).cells[7].textContent === 'revoked by alice' && !(%s).querySelector('button')" % (tr, tr), 10,
+                  "grant %d shown revoked, without Revoke" % gid)
+        g = [x for x in api_grants() if x["id"] == gid]
+        check(g and g[0].get("revoked_us") and g[0].get("revoked_by") == "alice",
+              "grant %d after revoke: %r" % (gid, g))
+        gid = None
+        # No grant any more: the same shape is held again.
+        mark = max_req()
+        p = psql_bg(T.cg, GRANT_SQL % 22)
+        r2 = wait_request(GRANT_SQL % 22, mark)
+        check(p.poll() is None, "a DELETE after the revoke ran")
+        st, _, body = http("POST", "/api/v1/requests/%d/deny" % r2["id"], {"reason": "after revoke"},
+                           headers=token_auth())
+        check(st == 200, "deny %d: %d %r" % (r2["id"], st, body))
+        rc, out, err = finish(p)
+        check(rc != 0 and "after revoke" in err, "psql after the denial: %d %r" % (rc, err[-300:]))
+    finally:
+        s.close()
+        if p:
+            lib.stop_process(p, 3)
+        if gid:
+            http("POST", "/api/v1/grants/%d/revoke" % gid, {}, headers=token_auth())
+        b.js("location.hash = '#/queue'; true")
+
+
+REPLAY_MARKS = 4
+REPLAY_GAP = 0.8
+
+
+def case_replay():
+    """Replay with recorded timing: Play shows the first item and waits the recorded gaps divided
+    by the speed; Pause holds the count; Play goes on from there to the end."""
+    need_up()
+    b = T.br
+    marks = ["SELECT 'replay-%s-%d'" % (lib.RUN_ID, i) for i in range(REPLAY_MARKS)]
+    sleep = "SELECT pg_sleep(%s)" % REPLAY_GAP
+    texts = [x for m in marks for x in (m, sleep)][:-1]
+    argv = [SETPRIV, "--reuid=%d" % AGENT_UID, "--regid=%d" % AGENT_UID, "--clear-groups",
+            pgcluster.PSQL, "-X", "-w", "-At", "-q", "-d", conninfo(), "-f", "-"]
+    p = T.cg.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                   text=True, env=pgcluster.client_env(T.home, "wrong"))
+    out, err = p.communicate("".join(t + ";\n" for t in texts), timeout=30)
+    check(p.returncode == 0, "psql: %d %r" % (p.returncode, err[-300:]))
+    rows = wait_for(lambda: T.al.db_rows("text = ?", (marks[-1],), table="statements"), 10, 0.1)
+    check(rows, "no audit row for %r" % marks[-1])
+    conn_id = rows[0]["conn_id"]
+    st, j = session_page(conn_id, token_auth())
+    check(st == 200 and [x["text"] for x in j["statements"]] == texts, "session %d: %s %r" % (conn_id, st, j))
+    at = [x["at_us"] for x in j["statements"]]
+    n = len(texts)
+
+    b.js("location.hash = '#/session/%d'; true" % conn_id)
+    b.wait_js("document.querySelectorAll('#s-stmts li').length === %d && "
+              "document.getElementById('s-count').textContent === '%d items'" % (n, n), 10, "the session's items")
+    # Each item the replay adds, with the time it came.
+    b.js("(() => { window.__rt = []; new MutationObserver((ms) => { for (const m of ms) for (const x of m.addedNodes)"
+         " window.__rt.push([performance.now(), x.querySelector('pre.cmd').textContent]); })"
+         ".observe(document.getElementById('s-stmts'), {childList: true}); return true; })()")
+    count = "document.querySelectorAll('#s-stmts li').length"
+    label = "document.getElementById('s-play').textContent"
+    b.js("document.getElementById('s-speed').value = '2'; true")
+    r = b.js("(() => { document.getElementById('s-play').click(); return [%s, %s]; })()" % (label, count))
+    check(r == ["Pause", 1], "right after Play: button %r, %r of %d items shown (want Pause, 1)" % (r[0], r[1], n))
+    # Pause in the same turn of the page's loop that sees the third item (no item slips in between).
+    r = b.js("new Promise((ok) => { const t0 = performance.now(); const t = setInterval(() => {"
+             " if (%s >= 3) { clearInterval(t); document.getElementById('s-play').click(); ok([%s, %s]); }"
+             " else if (performance.now() - t0 > 10000) { clearInterval(t); ok(['timeout', %s]); } }, 5); })"
+             % (count, label, count, count), timeout=20)
+    check(r[0] == "Play" and 3 <= r[1] < n, "after Pause: button %r, %r items (want Play, 3..%d)" % (r[0], r[1], n - 1))
+    paused = r[1]
+    time.sleep(REPLAY_GAP * 1.5)
+    check(b.js(count) == paused, "items while paused: %r, was %d" % (b.js(count), paused))
+    b.js("document.getElementById('s-speed').value = '20'; true")
+    r = b.js("(() => { document.getElementById('s-play').click(); return [%s, %s]; })()" % (label, count))
+    check(r == ["Pause", paused + 1], "right after Play again: button %r, %r items (want Pause, %d: it goes on)"
+          % (r[0], r[1], paused + 1))
+    b.wait_js("%s === %d && %s === 'Play'" % (count, n, label), 10, "the replay reaches the end")
+    shown_texts = b.js("[...document.querySelectorAll('#s-stmts li pre.cmd')].map(e => e.textContent)")
+    check(shown_texts == texts, "replayed items: %r" % shown_texts)
+    rt = b.js("window.__rt")
+    check([x[1] for x in rt] == texts, "items as the replay added them: %r" % [x[1] for x in rt])
+    # A pg_sleep's gap to the next item: recorded / speed (2 before the pause, 20 after).
+    for i, speed in ((1, 2), (n - 2, 20)):
+        want = (at[i + 1] - at[i]) / 1000.0 / speed
+        got = rt[i + 1][0] - rt[i][0]
+        check(want * 0.8 - 5 <= got <= want * 1.5 + 60, "replayed gap %d->%d at speed %d: %.0f ms, recorded "
+              "%.0f ms (want about %.0f)" % (i, i + 1, speed, got, (at[i + 1] - at[i]) / 1000.0, want))
+    note("replayed gaps: %.0f ms at speed 2, %.0f ms at speed 20 (recorded %.0f, %.0f ms)"
+         % (rt[2][0] - rt[1][0], rt[n - 1][0] - rt[n - 2][0], (at[2] - at[1]) / 1000.0,
+            (at[n - 1] - at[n - 2]) / 1000.0))
+    b.js("location.hash = '#/queue'; true")
+
+
+def history(what, resource="", decision="", agent=""):
+    """Submits the history form in Chromium; returns (column labels, rows of cell texts, rows' links)."""
+    r = T.br.js("""(async () => {
+        const $ = (id) => document.getElementById(id);
+        $('h-what').value = %s; $('h-resource').value = %s; $('h-decision').value = %s;
+        $('h-agent').value = %s; $('h-since').value = '24h';
+        $('history-form').requestSubmit();
+        const body = $('history').tBodies[0];
+        for (let i = 0; i < 300; i++) {
+          await new Promise((ok) => setTimeout(ok, 50));
+          if (body.rows.length && body.rows[0].cells[0].textContent !== 'searching…') break;
+        }
+        const rows = [...body.rows].filter((tr) => !tr.querySelector('td.empty'));
+        return [[...$('history').tHead.rows[0].cells].map((c) => c.textContent),
+                rows.map((tr) => [...tr.cells].map((c) => c.textContent)),
+                rows.map((tr) => [...tr.querySelectorAll('a')].map((a) => a.getAttribute('href'))),
+                body.rows.length === 1 && !!body.querySelector('td.empty')];
+      })()""" % tuple(json.dumps(x) for x in (what, resource, decision, agent)), timeout=30)
+    check(r[1] or r[3], "history %s: neither rows nor 'nothing'" % what)
+    return r[0], r[1], r[2]
+
+
+def case_history_filters():
+    """History filtered by resource and decision (requests by state) shows only what matches;
+    a statement's session link opens that session."""
+    need_up()
+    b = T.br
+    rc, out, err = finish(psql_bg(T.cg, "DELETE FROM items"))
+    check(rc != 0 and "42501" in err, "an unbounded DELETE: exit %d %r" % (rc, err[-300:]))
+    denied = "DELETE FROM items"
+    rows = wait_for(lambda: T.al.db_rows("text = ? AND decision = 'deny'", (denied,), table="statements"), 10, 0.1)
+    check(rows, "no deny row for %r" % denied)
+    conn_id = rows[-1]["conn_id"]
+    b.js("location.hash = '#/history'; true")
+    b.wait_js("!document.getElementById('view-history').hidden && "
+              "document.querySelector('#history tbody tr td') && "
+              "document.querySelector('#history tbody tr td').textContent !== 'searching…'", 15, "history shown")
+
+    head, all_rows, _ = history("statements")
+    check(head[3] == "resource" and head[5] == "statement" and head[6] == "decision", "columns %r" % head)
+    decs = {r[6].split(" ")[0] for r in all_rows}
+    check(len(decs) > 1 and "deny" in decs, "unfiltered statements' decisions: %r" % decs)
+    _, rs, _ = history("statements", resource="no-such-resource-" + lib.RUN_ID)
+    check(rs == [], "a resource that does not exist: %d rows %r" % (len(rs), rs[:2]))
+    _, rs, _ = history("statements", resource="pg")
+    check(rs and all(r[3] == "pg" for r in rs), "resource pg: %d rows, resources %r" % (len(rs), {r[3] for r in rs}))
+    _, rs, links = history("statements", decision="deny")
+    check(rs and all(r[6].startswith("deny (") for r in rs),
+          "decision deny: %d rows, %r" % (len(rs), {r[6] for r in rs}))
+    mine = [i for i, r in enumerate(rs) if r[5] == denied and r[1] == str(conn_id)]
+    check(mine, "decision deny lacks %r of session %d: %r" % (denied, conn_id, rs[:3]))
+    check(links[mine[0]] == ["#/session/%d" % conn_id], "links of the row: %r" % links[mine[0]])
+    _, rs, _ = history("requests", decision="denied")
+    check(rs and all(r[6] == "denied" for r in rs),
+          "requests denied: %d rows, states %r" % (len(rs), {r[6] for r in rs}))
+    _, rs, _ = history("requests")
+    check(len({r[6] for r in rs}) > 1, "unfiltered requests' states: %r" % {r[6] for r in rs})
+    # The session link of the denied statement opens its session.
+    history("statements", decision="deny")
+    b.js("(() => { const tr = [...document.querySelectorAll('#history tbody tr')].find(tr => tr.cells[5].textContent"
+         " === %s && tr.cells[1].textContent === '%d'); tr.querySelector('a').click(); return true; })()"
+         % (json.dumps(denied), conn_id))
+    b.wait_js("location.hash === '#/session/%d' && !document.getElementById('view-session').hidden && "
+              "document.getElementById('s-id').textContent === '#%d' && "
+              "document.querySelectorAll('#s-stmts li').length > 0" % (conn_id, conn_id), 10,
+              "the session view of connection %d" % conn_id)
+    items = b.js("[...document.querySelectorAll('#s-stmts li')].map(li => [li.querySelector('.dec').textContent,"
+                 " li.querySelector('pre.cmd').textContent])")
+    check(items == [["deny", denied]], "session %d's items: %r" % (conn_id, items))
+    b.js("location.hash = '#/queue'; true")
+
+
+def restart(settings):
+    """airlockd again with these settings (pins are adopted again; console sessions are not kept)."""
+    T.up = False
+    check(T.al.stop() == 0, "airlockd did not stop cleanly: %s" % T.al.log_tail(5))
+    T.al.write_conf(T.resources, settings)
+    banner = T.al.start()
+    T.up = True
+    return banner
+
+
+def case_console_tls():
+    """console_tls on: the console speaks HTTPS with a certificate from the Airlock CA; a login in
+    Chromium sets the session cookie Secure (and HttpOnly, SameSite=Strict)."""
+    need_up()
+    b = T.br
+    r = T.al.ctl("ca", "export")
+    check(r.returncode == 0 and "BEGIN CERTIFICATE" in r.stdout, "airlockctl ca export: %r" % r.stderr[-200:])
+    ca = os.path.join(T.tmp, "airlock-ca.pem")
+    with open(ca, "w") as f:
+        f.write(r.stdout)
+    plain = T.url
+    port = int(plain.rsplit(":", 1)[1].strip("/"))
+    url = "https://127.0.0.1:%d/" % port
+    try:
+        banner = restart(T.settings + ["console_tls on"])
+        T.url = url
+        check("console: %s" % url in banner, "banner lacks the https console line: %r" % banner)
+        # Verified against the Airlock CA (hostname = the listen address).
+        ctx = ssl.create_default_context(cafile=ca)
+        st, hdr, body = http("GET", "/", ctx=ctx)
+        check(st == 200 and "login-form" in body, "GET / over verified TLS: %d" % st)
+        try:
+            http("GET", "/", ctx=ssl.create_default_context())
+            raise AssertionError("the console's certificate passed without the Airlock CA")
+        except urllib.error.URLError as e:
+            check(isinstance(e.reason, ssl.SSLCertVerificationError), "without the Airlock CA: %r" % e)
+        # Chromium does not know the Airlock CA: it is told to take the certificate.
+        b.send("Security.setIgnoreCertificateErrors", {"ignore": True}, session=False)
+        b.goto(url)
+        b.wait_js("!document.getElementById('login').hidden", 10, "the login form over https")
+        b.js("document.getElementById('login-name').value = 'alice';"
+             "document.getElementById('login-password').value = %s;"
+             "document.getElementById('login-submit').click(); true" % json.dumps(REVIEWERS["alice"][3]))
+        b.wait_js("!document.getElementById('app').hidden", 10, "the app after login over https")
+        b.wait_js("document.getElementById('live').textContent === 'live'", 10, "the live feed over https")
+        check(b.js("location.protocol") == "https:", "page protocol %r" % b.js("location.protocol"))
+        ck = b.send("Storage.getCookies", session=False).get("cookies", [])
+        sess = [c for c in ck if c.get("name") == "airlock_session"]
+        check(len(sess) == 1 and sess[0].get("secure") is True and sess[0].get("httpOnly") and
+              sess[0].get("sameSite") == "Strict", "session cookie over https: %r" % sess)
+        b.js("document.getElementById('logout').click(); true")
+        b.wait_js("!document.getElementById('login').hidden", 10, "login page after logout")
+    finally:
+        try:
+            b.send("Security.setIgnoreCertificateErrors", {"ignore": False}, session=False)
+        except AssertionError:
+            pass
+        # Back to plain HTTP for the cases after this one, however this one ended.
+        T.up = False
+        if T.al.running():
+            T.al.stop()
+        T.al.write_conf(T.resources, T.settings)
+        T.al.start()
+        T.up = True
+        T.url = plain
+
+
 def case_still_up():
     need_up()
     T.al.check_log_clean()
@@ -777,10 +1206,11 @@ def setup():
         note("cannot make a cgroup named with markup (%s): the path case is skipped" % e)
         t.cgx = None
     port = lib.free_port(("127.0.0.1",))
-    t.al = lib.Airlock(t.tmp, [pgcluster.pg_resource("pg", PG_ADDR, t.pg.port, RULES)],
-                       settings=['secrets "%s"' % secrets, 'ca_dir "%s"' % ca_dir,
-                                 'review_socket "%s"' % os.path.join(t.tmp, "review.sock"),
-                                 "console_listen 127.0.0.1:%d" % port])
+    t.resources = [pgcluster.pg_resource("pg", PG_ADDR, t.pg.port, RULES)]
+    t.settings = ['secrets "%s"' % secrets, 'ca_dir "%s"' % ca_dir,
+                  'review_socket "%s"' % os.path.join(t.tmp, "review.sock"),
+                  "console_listen 127.0.0.1:%d" % port]
+    t.al = lib.Airlock(t.tmp, t.resources, settings=t.settings)
     banner = t.al.start()
     t.up = True
     t.url = "http://127.0.0.1:%d/" % port
@@ -819,12 +1249,22 @@ CASES = [
     ("/metrics in Prometheus text format", case_metrics),
     ("session view lists the statements and replays them", case_session_view),
     ("a long session comes a page at a time (API next, Load more in Chromium)", case_session_pages),
+    ("a held command over 400 characters is folded with expand/fold; format SQL lays it out by clause "
+     "(a line break before WHERE), exact text shows the exact command again", case_fold_format),
+    ("approve for a window in Chromium -> the same statement shape runs without review; Revoke in the "
+     "grants view ends the session that used it (FATAL 42501 naming the grant); shown revoked", case_grant_revoke),
+    ("session replay keeps the recorded gaps divided by the speed; Pause holds, Play goes on to the end",
+     case_replay),
+    ("history filters: resource (none for an unknown one), decision deny, request state denied; a "
+     "statement's session link opens its session", case_history_filters),
     ("an agent in a pinned cgroup cannot reach the console (steer_loop)", case_agent_refused),
     ("logout ends the session", case_logout),
     ("login rate limit: 5 failures a minute, then 429", case_rate_limit),
     ("searches over %d statements run beside the proxies (psql and airlockctl answered while they "
      "read; a stop ends them); a long session's view; policy test reads the store itself" % FILL_ROWS,
      case_long_read),
+    ("console_tls on: HTTPS with a certificate from the Airlock CA; the session cookie is Secure",
+     case_console_tls),
     ("airlockd still up, no sanitizer lines", case_still_up),
 ]
 
