@@ -45,6 +45,8 @@ struct al_rule {
 	char **relations;       /* any of these (case-insensitive, schema optional) */
 	size_t n_relations;
 	int unbounded_write;    /* only UPDATE/DELETE without WHERE */
+	char **fingerprints;    /* any of these statement fingerprints (airlockctl classify pg) */
+	size_t n_fingerprints;
 	/* https */
 	char **methods;         /* any of these (exact, upper case) */
 	size_t n_methods;
@@ -152,6 +154,7 @@ struct al_subject {
 	const char *const *relations;
 	size_t n_relations;
 	int unbounded_write;
+	const char *fingerprint;        /* the statement's (postgres) */
 	const char *cgroup_path;
 	long uid;
 	const char *exe;

@@ -243,7 +243,7 @@ int store_grants_list(struct store *s, int (*cb)(void *arg, const char *json), v
 /* Recorded statements since a time, with the identity of their connection, for `policy test`. */
 struct store_stmt_view {
 	int64_t id, at_us;
-	const char *text, *kind, *relations_json, *decision, *rule;
+	const char *text, *kind, *relations_json, *decision, *rule, *fingerprint;
 	int unbounded_write;
 	const char *resource, *cgroup_path, *exe;
 	long uid;

@@ -640,6 +640,59 @@ def case_two_approvers():
           "request %d: %r" % (rid, {k: js.get(k) for k in ("state", "approvals")}))
 
 
+def case_pending_watch():
+    """`airlockctl pending --watch` prints the list again when it changes: a new request's id
+    appears, and once it is decided the list is empty again."""
+    need_up()
+    uid = REVIEWERS["bob"][0]
+    w = subprocess.Popen([SETPRIV, "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups", lib.AIRLOCKCTL,
+                          "--review-socket", T.rsock, "pending", "--watch"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=lib.CLIENT_ENV)
+    lib.on_cleanup(lib.stop_process, w)
+    lines = []
+
+    def reader():
+        for line in w.stdout:
+            lines.append(line)
+    threading.Thread(target=reader, daemon=True).start()
+    try:
+        check(wait_for(lambda: any("no requests pending" in x for x in lines), 5, 0.05),
+              "pending --watch printed %r" % lines)
+        mark = max_req()
+        sql = "DELETE FROM items WHERE id = 31"
+        p = psql_bg(T.cga, sql)
+        rid = wait_request(sql, after=mark)["id"]
+        n = len(lines)
+        check(wait_for(lambda: any(re.match(r"%d\s" % rid, x) for x in lines[n - 1:]), 5, 0.05),
+              "request %d never showed in pending --watch: %r" % (rid, lines[-5:]))
+        n = len(lines)
+        rv_ok("alice", "deny", rid, "--reason", "watch test")
+        finish(p)
+        check(wait_for(lambda: any("no requests pending" in x for x in lines[n:]), 5, 0.05),
+              "pending --watch did not print the empty list after request %d was decided: %r"
+              % (rid, lines[n:]))
+        check(w.poll() is None, "pending --watch exited %s" % w.returncode)
+    finally:
+        lib.stop_process(w)
+
+
+def case_user_del():
+    """`airlockctl user del`: the removed reviewer's next call over the review socket is refused,
+    and user list no longer shows them."""
+    need_up()
+    r = T.al.ctl("user", "add", "dave", "--uid", "47104", "--groups", "oncall")
+    check(r.returncode == 0, "user add dave: %s" % r.stderr.strip())
+    rv_ok(47104, "pending")
+    r = T.al.ctl("user", "del", "dave")
+    check(r.returncode == 0, "user del dave: %s" % r.stderr.strip())
+    rv_refused(47104, "not a reviewer", "pending")
+    users = T.al.ctl_json("user", "list")
+    check("dave" not in [u.get("name") for u in users], "user list after del: %r" % users)
+    r = T.al.ctl("user", "del", "dave")
+    check(r.returncode != 0 and "dave" in r.stderr, "user del of a missing user: exit %d %r"
+          % (r.returncode, r.stderr.strip()))
+
+
 def case_disconnect():
     need_up()
     mark = max_req()
@@ -775,6 +828,73 @@ def case_kill9():
           % (rc, out.strip(), err.strip()[-300:]))
 
 
+PSYCOPG2_DELETE = r"""
+import sys, psycopg2
+c = psycopg2.connect(sys.argv[1], password="wrong")
+c.autocommit = True
+try:
+    c.cursor().execute(sys.argv[2])
+    print("ran")
+except psycopg2.Error as e:
+    print("error", e.pgcode, str(e).strip().splitlines()[0])
+"""
+
+
+def case_policy_reload():
+    """`airlockctl policy reload` swaps in new rules at once, here rules on who the agent is and on
+    a statement's fingerprint: `exe` tells psycopg2 (python3) from psql in the same cgroup,
+    `cgroup` one pinned cgroup from the other, and `fingerprint` lets one statement shape through
+    a review rule. A file with a mistake is refused naming file:line, and the running policy
+    stays. The reload is in the audit chain."""
+    need_up()
+    fp = json.loads(T.al.ctl("classify", "pg", "--json", "DELETE FROM other WHERE id = 1").stdout)[0]["fingerprint"]
+    rules = ['rule deny kind delete relation other exe "/usr/bin/python3*"',
+             "rule allow fingerprint %s" % fp,
+             'rule review kind delete relation other cgroup "%s" timeout 60s' % T.cga.rel] + RULES
+    T.al.write_conf([pgcluster.pg_resource("pg", PG_ADDR, T.pg.port, rules)], T.settings)
+    r = T.al.ctl("policy", "reload")
+    check(r.returncode == 0 and "policy reloaded" in r.stdout, "policy reload: exit %d %r %r"
+          % (r.returncode, r.stdout, r.stderr.strip()))
+    rc, out, err = psql_now(T.cga, "DELETE FROM other WHERE id = 3")
+    check(rc == 0 and out.strip() == "DELETE 1", "fingerprint allow (cga): exit %d %r %r"
+          % (rc, out.strip(), err.strip()[-200:]))
+    mark = max_req()
+    sql = "DELETE FROM other WHERE id > 100"
+    p = psql_bg(T.cga, sql)
+    rid = wait_request(sql, cg=T.cga, after=mark)["id"]
+    deny_quietly(rid)
+    finish(p)
+    rc, out, err = psql_now(T.cgb, sql)
+    check(rc == 0 and out.strip() == "DELETE 0", "the cgroup rule held cgb's DELETE too: exit %d %r %r"
+          % (rc, out.strip(), err.strip()[-200:]))
+    r = T.cgb.run(as_agent([lib.PY, "-c", PSYCOPG2_DELETE, conninfo(), "DELETE FROM other WHERE id = 2"]),
+                  timeout=30, env=pgcluster.client_env(T.home))
+    check(r.stdout.startswith("error 42501") and "denied by rule" in r.stdout and "python3" in r.stdout,
+          "psycopg2's DELETE under the exe rule: %r %r" % (r.stdout.strip(), r.stderr.strip()[-300:]))
+    check(up("SELECT count(*) FROM other WHERE id = 2") == "1", "psycopg2's DELETE ran")
+    # A mistake: refused with file:line; the rules above stay.
+    T.al.write_conf([pgcluster.pg_resource("pg", PG_ADDR, T.pg.port, rules + ["rule deny kind nonsense"])],
+                    T.settings)
+    with open(T.al.conf) as f:
+        bad = next(i for i, l in enumerate(f, 1) if "nonsense" in l)
+    r = T.al.ctl("policy", "reload")
+    check(r.returncode != 0 and "%s:%d" % (T.al.conf, bad) in r.stderr and "nonsense" in r.stderr,
+          "policy reload of a bad file: exit %d %r" % (r.returncode, r.stderr.strip()))
+    rc, out, err = psql_now(T.cga, "DELETE FROM other WHERE id = 1")
+    check(rc == 0 and out.strip() == "DELETE 1", "after the refused reload the fingerprint rule is "
+          "gone: exit %d %r %r" % (rc, out.strip(), err.strip()[-200:]))
+    # Back to the setup's rules: cga's DELETE of other runs unreviewed again.
+    T.al.write_conf([pgcluster.pg_resource("pg", PG_ADDR, T.pg.port, RULES)], T.settings)
+    r = T.al.ctl("policy", "reload")
+    check(r.returncode == 0, "policy reload (restore): %s" % r.stderr.strip())
+    rc, out, err = psql_now(T.cga, sql)
+    check(rc == 0 and out.strip() == "DELETE 0", "after restoring: exit %d %r" % (rc, out.strip()))
+    r = T.al.ctl("audit", "export", "--since", "1h", "--format", "jsonl")
+    kinds = [json.loads(x).get("kind") for x in r.stdout.splitlines() if x.strip()]
+    check(r.returncode == 0 and kinds.count("policy_reload") >= 2,
+          "policy_reload records in the audit chain: %d (exit %d)" % (kinds.count("policy_reload"), r.returncode))
+
+
 def case_still_up():
     need_up()
     st = T.al.status()
@@ -822,9 +942,9 @@ def setup():
     t.rsock = os.path.join(t.tmp, "review.sock")
     t.cga = lib.TestCgroup("-a")
     t.cgb = lib.TestCgroup("-b")
-    t.al = lib.Airlock(t.tmp, [pgcluster.pg_resource("pg", PG_ADDR, t.pg.port, RULES)],
-                       settings=['secrets "%s"' % secrets, 'ca_dir "%s"' % ca_dir,
-                                 'review_socket "%s"' % t.rsock, 'review_hook "%s"' % hook] + webhook)
+    t.settings = ['secrets "%s"' % secrets, 'ca_dir "%s"' % ca_dir, 'review_socket "%s"' % t.rsock,
+                  'review_hook "%s"' % hook] + webhook
+    t.al = lib.Airlock(t.tmp, [pgcluster.pg_resource("pg", PG_ADDR, t.pg.port, RULES)], settings=t.settings)
     r = subprocess.run([lib.AIRLOCKD, "-n", "-c", t.al.conf], capture_output=True, text=True,
                        timeout=20)
     check(r.returncode == 0, "airlockd -n: %s" % r.stderr.strip())
@@ -865,11 +985,15 @@ CASES = [
     ("timeout 2s -> ERROR 42501 request N timed out; next statement works", case_timeout),
     ("2 approvers: one person in two groups approves (twice refused) -> still pending; "
      "a second person -> runs", case_two_approvers),
+    ("pending --watch prints the list again as requests come and go", case_pending_watch),
+    ("user del: the removed reviewer is refused", case_user_del),
     ("agent disconnects while pending -> request abandoned", case_disconnect),
     ("%d statements parked from %d connections; unrelated SELECTs flow; half approved, half "
      "denied, every client answered" % (N_BULK, N_BULK), case_many),
     ("kill -9 with requests pending: clients get an error, nothing ran, after restart they are "
      "aborted", case_kill9),
+    ("policy reload: exe, cgroup and fingerprint rules take effect at once; a bad file is "
+     "refused with file:line and the running policy stays; reloads are audited", case_policy_reload),
     ("airlockd still up, nothing left pending, no sanitizer or assert lines in its log",
      case_still_up),
 ]

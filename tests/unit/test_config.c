@@ -963,8 +963,30 @@ static void test_rules(void)
 		subj.kind = 0; /* read: no rule */
 		CHECK(config_decide(&c->resources[0], &subj) == NULL);
 	}
+	{
+		/* fingerprint F...: any of these statement shapes (airlockctl classify pg prints them) */
+		struct al_config *d = parse("resource db {\n address 10.0.0.1\n port 5432\n protocol postgres\n"
+					    " credential x\n rule allow fingerprint 2065f808c67a8c1f 0123456789abcdef\n"
+					    " rule review kind delete\n}\n");
+		struct al_subject subj = { .kind = PG_KIND_DELETE, .fingerprint = "2065f808c67a8c1f" };
+
+		CHECK(d && d->resources[0].n_rules == 2 && d->resources[0].rules[0].n_fingerprints == 2);
+		if (d && d->resources[0].n_rules == 2) {
+			CHECK(config_decide(&d->resources[0], &subj) == &d->resources[0].rules[0]);
+			subj.fingerprint = "2065f808c67a8c1e";
+			CHECK(config_decide(&d->resources[0], &subj) == &d->resources[0].rules[1]);
+			subj.fingerprint = NULL;
+			CHECK(config_decide(&d->resources[0], &subj) == &d->resources[0].rules[1]);
+		}
+		config_free(d);
+	}
 out:
 	config_free(c);
+	CHECK_STR(perr("resource db {\n address 10.0.0.1\n port 1\n protocol postgres\n credential x\n"
+		       " rule deny fingerprint 2065F808C67A8C1F\n}\n"),
+		  "t:6: rule: fingerprint '2065F808C67A8C1F' is not 16 lower-case hex digits (see `airlockctl classify pg`)");
+	CHECK_STR(perr("resource db {\n address 10.0.0.1\n port 1\n protocol postgres\n credential x\n"
+		       " rule deny fingerprint\n}\n"), "t:6: rule: 'fingerprint' needs at least one");
 	CHECK_STR(perr("resource db {\n address 10.0.0.1\n port 1\n protocol postgres\n credential x\n"
 		       " rule allow count 2\n}\n"), "t:6: rule: approvers, count and max_grant go with review");
 	CHECK_STR(perr("resource db {\n address 10.0.0.1\n port 1\n protocol postgres\n credential x\n"
@@ -1000,7 +1022,7 @@ static void test_https_resource(void)
 	CHECK(config_decide(r, &s) == &r->rules[2]);
 	config_free(c);
 	CHECK_STR(perr("resource a {\n address ::1\n port 1\n protocol https\n rule deny kind ddl\n}\n"),
-		  "t:5: rule: kind, relation and unbounded_write are for postgres resources (https: method, path, exec)");
+		  "t:5: rule: kind, relation, fingerprint and unbounded_write are for postgres resources (https: method, path, exec)");
 	CHECK_STR(perr("resource a {\n address ::1\n port 1\n protocol https\n upstream_tls disable\n}\n"),
 		  "t:5: resource 'a': https goes upstream over TLS (upstream_tls require or verify-full)");
 	CHECK_STR(perr("resource a {\n address ::1\n port 1\n host a.b\n}\n"),
@@ -1041,9 +1063,26 @@ static void test_console_settings(void)
 	CHECK(fails_with("console_cert /c.pem\n", "t:1: console_cert and console_key go together"));
 }
 
+/* The examples README points to parse as shipped (run from the repository root). */
+static void test_policy_examples(void)
+{
+	static const char *const files[] = { "policy/examples/postgres.conf", "policy/examples/https.conf" };
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		struct al_config *c = NULL;
+		char err[512] = "";
+
+		if (config_load_file(files[i], &c, err, sizeof(err)) != 0)
+			fprintf(stderr, "# %s: %s\n", files[i], err);
+		CHECK(c != NULL && c->n_resources >= 1 && c->resources[0].n_rules >= 1);
+		config_free(c);
+	}
+}
+
 int main(void)
 {
 	RUN(test_embedded_default);
+	RUN(test_policy_examples);
 	RUN(test_empty_and_comments_only);
 	RUN(test_all_settings);
 	RUN(test_steer_port);

@@ -59,6 +59,7 @@ static int one(void *arg, const struct store_stmt_view *v)
 		subj.relations = rels;
 		subj.n_relations = n;
 		subj.unbounded_write = v->unbounded_write;
+		subj.fingerprint = v->fingerprint;
 		subj.cgroup_path = v->cgroup_path;
 		subj.uid = v->uid;
 		subj.exe = v->exe;

@@ -334,16 +334,18 @@ int ctl_review_command(const char *control_sock, const char *cmd, int argc, char
 		return 2;
 	}
 	if (!strcmp(cmd, "pending")) {
-		char last[65536] = "";
+		char *last = NULL;      /* --watch: the list last printed, printed again when it changes */
 
 		do {
 			char *text;
 
 			resp = ctl_call(sock, json_pack("{s:s}", "cmd", "pending"));
-			if (!resp)
+			if (!resp) {
+				free(last);
 				return 1;
+			}
 			text = json_dumps(json_object_get(resp, "pending"), JSON_COMPACT | JSON_SORT_KEYS);
-			if (!watch || !text || strcmp(text, last) != 0) {
+			if (!watch || !text || !last || strcmp(text, last) != 0) {
 				if (want_json) {
 					json_dumpf(json_object_get(resp, "pending"), stdout, JSON_INDENT(2));
 					putchar('\n');
@@ -351,13 +353,16 @@ int ctl_review_command(const char *control_sock, const char *cmd, int argc, char
 					print_pending(json_object_get(resp, "pending"));
 				}
 				fflush(stdout);
-				snprintf(last, sizeof(last), "%s", text ? text : "");
+				free(last);
+				last = text;
+				text = NULL;
 			}
 			free(text);
 			json_decref(resp);
 			if (watch)
 				sleep(1);
 		} while (watch);
+		free(last);
 		return 0;
 	}
 	req = json_pack("{s:s, s:I}", "cmd", cmd, "id", (json_int_t)id);

@@ -1150,7 +1150,7 @@ static int d_rule(struct parser *ps, const struct line *ln)
 	struct al_resource *r = cur_res(ps);
 	struct al_rule *v, *rule;
 	size_t i, off = 0;
-	int mode = 0; /* 1 kinds, 2 relations, 3 methods, 4 paths */
+	int mode = 0; /* 1 kinds, 2 relations, 3 methods, 4 paths, 5 fingerprints */
 
 	v = reallocarray(r->rules, r->n_rules + 1, sizeof(*v));
 	if (!v)
@@ -1194,6 +1194,8 @@ static int d_rule(struct parser *ps, const struct line *ln)
 			mode = 3;
 		} else if (strcmp(w, "path") == 0) {
 			mode = 4;
+		} else if (strcmp(w, "fingerprint") == 0) {
+			mode = 5;
 		} else if (strcmp(w, "exec") == 0) {
 			rule->exec = 1;
 			mode = 0;
@@ -1221,6 +1223,19 @@ static int d_rule(struct parser *ps, const struct line *ln)
 				return fail(ps, ln->no, "rule: unknown kind '%s' (see `airlockctl classify"
 					    " pg`)", w);
 			rule->kinds |= 1u << k;
+		} else if (mode == 5) {
+			char **fv;
+
+			if (strlen(w) != PG_FINGERPRINT_LEN || strspn(w, "0123456789abcdef") != PG_FINGERPRINT_LEN)
+				return fail(ps, ln->no, "rule: fingerprint '%s' is not %d lower-case hex digits "
+					    "(see `airlockctl classify pg`)", w, PG_FINGERPRINT_LEN);
+			fv = reallocarray(rule->fingerprints, rule->n_fingerprints + 1, sizeof(*fv));
+			if (!fv)
+				return oom(ps);
+			rule->fingerprints = fv;
+			if (!(fv[rule->n_fingerprints] = strdup(w)))
+				return oom(ps);
+			rule->n_fingerprints++;
 		} else if (mode == 2) {
 			char **rv = reallocarray(rule->relations, rule->n_relations + 1, sizeof(*rv));
 
@@ -1233,7 +1248,7 @@ static int d_rule(struct parser *ps, const struct line *ln)
 			rule->n_relations++;
 		} else {
 			return fail(ps, ln->no, "rule: unexpected '%s' (conditions: method M..., path GLOB..., exec, kind K..., "
-				    "relation R..., unbounded_write)", w);
+				    "relation R..., fingerprint F..., unbounded_write)", w);
 		}
 	}
 	if (rule->allow != AL_ACTION_REVIEW &&
@@ -1247,6 +1262,8 @@ static int d_rule(struct parser *ps, const struct line *ln)
 		return fail(ps, ln->no, "rule: 'path' needs at least one glob");
 	if (mode == 2 && !rule->n_relations)
 		return fail(ps, ln->no, "rule: 'relation' needs at least one name");
+	if (mode == 5 && !rule->n_fingerprints)
+		return fail(ps, ln->no, "rule: 'fingerprint' needs at least one");
 	return 0;
 }
 
@@ -1326,11 +1343,11 @@ static int close_resource(struct parser *ps)
 	for (size_t i = 0; i < r->n_rules; i++) {
 		const struct al_rule *ru = &r->rules[i];
 		int http = ru->n_methods || ru->n_paths || ru->exec;
-		int sql = ru->kinds || ru->n_relations || ru->unbounded_write;
+		int sql = ru->kinds || ru->n_relations || ru->unbounded_write || ru->n_fingerprints;
 
 		if (r->proto == AL_PROTO_HTTPS && sql)
-			return fail(ps, ru->line, "rule: kind, relation and unbounded_write are for postgres "
-				    "resources (https: method, path, exec)");
+			return fail(ps, ru->line, "rule: kind, relation, fingerprint and unbounded_write are "
+				    "for postgres resources (https: method, path, exec)");
 		if (r->proto == AL_PROTO_POSTGRES && http)
 			return fail(ps, ru->line, "rule: method, path and exec are for https resources");
 	}
@@ -1735,6 +1752,9 @@ void config_free(struct al_config *c)
 			for (size_t k = 0; k < r->rules[j].n_paths; k++)
 				free(r->rules[j].paths[k]);
 			free(r->rules[j].paths);
+			for (size_t k = 0; k < r->rules[j].n_fingerprints; k++)
+				free(r->rules[j].fingerprints[k]);
+			free(r->rules[j].fingerprints);
 		}
 		free(r->rules);
 	}
@@ -1872,6 +1892,14 @@ static int rule_matches(const struct al_rule *r, const struct al_subject *s)
 	}
 	if (r->unbounded_write && !s->unbounded_write)
 		return 0;
+	if (r->n_fingerprints) {
+		int hit = 0;
+
+		for (size_t i = 0; i < r->n_fingerprints && !hit && s->fingerprint; i++)
+			hit = strcmp(r->fingerprints[i], s->fingerprint) == 0;
+		if (!hit)
+			return 0;
+	}
 	if (r->n_relations) {
 		int hit = 0;
 

@@ -244,6 +244,7 @@ static const struct al_rule *decide(const struct pgs *s, const struct pg_stmt *s
 	struct al_subject subj = {
 		.kind = (int)st->kind, .relations = (const char *const *)st->relations,
 		.n_relations = st->n_relations, .unbounded_write = st->unbounded_write,
+		.fingerprint = st->fingerprint,
 	};
 
 	agent_who_subject(&s->who, &subj);

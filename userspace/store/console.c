@@ -901,7 +901,8 @@ static int since_stmt(void *arg, json_t *row, const struct since_conn *c)
 		.at_us = json_integer_value(json_object_get(row, "at_us")),
 		.text = jget_str(row, "text"), .kind = jget_str(row, "kind"),
 		.relations_json = jget_str(row, "relations"), .decision = jget_str(row, "decision"),
-		.rule = jget_str(row, "rule"), .unbounded_write = json_is_true(uw) || json_integer_value(uw) != 0,
+		.rule = jget_str(row, "rule"), .fingerprint = jget_str(row, "fingerprint"),
+		.unbounded_write = json_is_true(uw) || json_integer_value(uw) != 0,
 		.resource = c->resource, .cgroup_path = c->cgroup_path, .exe = c->exe, .uid = c->uid,
 	};
 
@@ -935,7 +936,8 @@ int store_stmts_since(struct store_reader *rd, int64_t since_us,
 
 	return since_rows(rd, "statements", "SELECT json_object('id', id, 'conn_id', conn_id, 'at_us', at_us,"
 			  " 'text', text, 'kind', kind, 'relations', relations, 'decision', decision, 'rule', rule,"
-			  " 'unbounded_write', unbounded_write) FROM statement_rows WHERE at_us >= ?1", since_us, &w);
+			  " 'unbounded_write', unbounded_write, 'fingerprint', fingerprint) FROM statement_rows"
+			  " WHERE at_us >= ?1", since_us, &w);
 }
 
 int store_http_since(struct store_reader *rd, int64_t since_us,
