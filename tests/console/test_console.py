@@ -319,6 +319,16 @@ def case_login():
     check(b.js("document.cookie.indexOf('airlock_session') < 0"), "the session cookie is visible to JS")
     check(b.js("document.getElementById('me').textContent").startswith("alice"), "who am I")
     b.js("window.__marker = 'no reload'; true")
+    # Both attempts are records of the audit chain, which still verifies.
+    r = T.al.ctl("audit", "export", "--since", "1h", "--format", "jsonl")
+    recs = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+    logins = [(x["kind"], x["body"].get("user"), x["body"].get("from")) for x in recs
+              if x["kind"] in ("login", "login_failed")]
+    check(("login_failed", "alice", "127.0.0.1") in logins and ("login", "alice", "127.0.0.1") in logins
+          and logins.index(("login_failed", "alice", "127.0.0.1")) < logins.index(("login", "alice", "127.0.0.1")),
+          "login records in the audit chain: %r" % logins)
+    r = T.al.ctl("audit", "verify")
+    check(r.returncode == 0, "audit verify after the logins: %s" % (r.stderr or r.stdout).strip()[-300:])
 
 
 def case_live_queue():

@@ -184,6 +184,18 @@ static void failed(struct console *c, const char *key)
 		f->count++;
 }
 
+/* A login, or a failed one, as a record of the audit chain: who (the name given), from where. */
+static void audit_login(struct console *c, const char *kind, const char *name, const char *peer_ip)
+{
+	json_t *b = json_pack("{s:s, s:s}", "user", name, "from", peer_ip);
+	char *txt = b ? json_dumps(b, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+
+	if (!txt || store_audit_event(c->store, kind, 0, txt) < 0)
+		al_err("console: could not record the %s of '%s' in the audit log", kind, name);
+	free(txt);
+	json_decref(b);
+}
+
 void auth_login(struct console *c, struct MHD_Connection *conn, const char *peer_ip, json_t *body,
 		struct reply *r)
 {
@@ -212,6 +224,7 @@ void auth_login(struct console *c, struct MHD_Connection *conn, const char *peer
 		failed(c, kip);
 		failed(c, kuser);
 		al_info("console: failed login for '%s' from %s", name, peer_ip);
+		audit_login(c, "login_failed", name, peer_ip);
 		reply_error(r, 401, "wrong name or password");
 		return;
 	}
@@ -221,6 +234,7 @@ void auth_login(struct console *c, struct MHD_Connection *conn, const char *peer
 		return;
 	}
 	al_info("console: %s logged in from %s", u.name, peer_ip);
+	audit_login(c, "login", u.name, peer_ip);
 	set_cookie(c, r, s->token, 0);
 	r->status = 200;
 	r->json = json_pack("{s:b, s:s, s:b, s:s}", "ok", 1, "user", u.name, "admin", u.admin != 0,
