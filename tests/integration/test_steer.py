@@ -807,6 +807,60 @@ def case_down_via_daemon():
 
 # ---------------------------------------------------------------- main
 
+MAKE_RUN_NS = r"""
+set -u
+ip link set lo up
+# What would be the host's: hidden behind the namespace's own mounts.
+if [ -d /etc/airlock ]; then mount -t tmpfs tmpfs /etc/airlock; fi
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /var/lib
+mount -t bpf bpf /sys/fs/bpf
+bash scripts/run.sh > "$1/run.out" 2>&1 &
+pid=$!
+i=0
+until build/airlockctl status > /dev/null 2>&1; do
+    i=$((i + 1)); [ $i -lt 100 ] || { echo "NOT-READY"; kill $pid; exit 1; }; sleep 0.1
+done
+echo "== status"; build/airlockctl status
+echo "== pin"; build/airlockctl pin "$2"; echo "pin-rc=$?"
+echo "== pinned"; build/airlockctl status --json
+kill -INT $pid; wait $pid; echo "== exit $?"
+echo "== pins"; ls /sys/fs/bpf/airlock/cg
+echo "== attached"; bpftool cgroup show "$3"
+"""
+
+
+def case_make_run():
+    """`make run` (scripts/run.sh) on a host with no /etc/airlock/airlock.conf: airlockd starts
+    with the embedded default configuration and prints its steer port, control socket, store
+    and console; airlockctl finds it with no flags and pins a cgroup; Ctrl-C (SIGINT) stops it
+    with exit 0 and the pins stay (the cgroup's programs remain attached: fail closed). Run in a
+    private mount and network namespace (its own /run, /var/lib, bpffs, loopback and ports), so
+    nothing of the host's is touched; the pins go with the namespace's bpffs."""
+    cg = lib.TestCgroup("-run")
+    r = subprocess.run(["unshare", "--mount", "--net", "--propagation", "private", "/bin/sh", "-c",
+                        MAKE_RUN_NS, "sh", T.tmp, cg.rel, cg.path],
+                       cwd=lib.REPO, capture_output=True, text=True, timeout=60)
+    out = r.stdout
+    with open(os.path.join(T.tmp, "run.out")) as f:
+        banner = f.read()
+    check("NOT-READY" not in out and r.returncode == 0, "the namespace's script: exit %d %r %r (airlockd: %r)"
+          % (r.returncode, out[-500:], r.stderr[-300:], banner[-500:]))
+    for want in ("Starting airlockd; Ctrl-C stops it", "steer:   127.0.0.1:907", "control: /run/airlock/control.sock",
+                 "store:   /var/lib/airlock/airlock.db", "console: http://127.0.0.1:8077/", "config:  <embedded>"):
+        check(want in banner, "make run's output has no %r: %r" % (want, banner[:800]))
+    check("steer port 907" in out.split("== pin")[0], "airlockctl status (no flags): %r" % out[:400])
+    check("pin-rc=0" in out, "airlockctl pin %s: %r" % (cg.rel, out))
+    st = json.loads(out.split("== pinned")[1].split("== exit")[0])
+    check([p.get("path") for p in st.get("pinned", [])] == [cg.rel], "status --json pinned: %r" % st.get("pinned"))
+    check("== exit 0" in out and "signal 2: stopping" in banner, "after SIGINT: %r %r" % (out[-300:], banner[-300:]))
+    pins = out.split("== pins")[1].split("== attached")[0].split()
+    attached = out.split("== attached")[1]
+    check(str(cg.id) in pins and "connect4" in attached and "connect6" in attached,
+          "after Ctrl-C: pins %r, programs on the cgroup %r" % (pins, attached))
+    note("banner: %s" % " | ".join(x.strip() for x in banner.splitlines() if x.startswith("  "))[:300])
+
+
 def setup():
     t = T
     t.tmp = lib.make_tempdir()
@@ -853,6 +907,8 @@ CASES = [
     ("airlockd survived, rows all closed, SIGTERM exits 0, pins stay", case_survives_and_sigterm),
     ("after a reboot (bpffs emptied, the store's records from before it) airlockd pins the cgroup again "
      "at start and steering resumes", case_reboot_repins),
+    ("make run: embedded default config, banner, airlockctl with no flags, Ctrl-C exits 0 and the "
+     "pins stay (private namespaces)", case_make_run),
     ("airlockctl down --pin-root without a daemon removes the pins", case_down_removes_pins),
     ("airlockctl down with airlockd running stops it and removes the pins", case_down_via_daemon),
 ]
