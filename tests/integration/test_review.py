@@ -359,17 +359,20 @@ def case_hook():
 
 
 class Webhook(http.server.BaseHTTPRequestHandler):
-    """The review_webhook's receiver: keeps every POST (headers, body); answers 503 to the first
-    one, so that airlockd has to try again, and 204 after."""
+    """The review_webhook's receiver: keeps every POST (headers, body); answers the first three
+    tries for the first request it hears of with 503, so that airlockd has to try again
+    (case_webhook_backoff looks at the gaps), and everything else with 204."""
     posts = []
     lock = threading.Lock()
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        rid = self.headers.get("X-Airlock-Request")
         with Webhook.lock:
             Webhook.posts.append((time.monotonic(), self.path, dict(self.headers), body))
-            first = len(Webhook.posts) == 1
-        self.send_response(503 if first else 204)
+            first = Webhook.posts[0][2].get("X-Airlock-Request")
+            busy = rid == first and sum(p[2].get("X-Airlock-Request") == rid for p in Webhook.posts) <= 3
+        self.send_response(503 if busy else 204)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -400,6 +403,23 @@ def case_webhook():
     check(posts[1][3] == body and 0.5 < posts[1][0] - t0 < 5,
           "the retry after the 503 came %.2fs later (same body: %s)" % (posts[1][0] - t0, posts[1][3] == body))
     note("request %d: POSTed, 503, POSTed again %.1fs later; signature checked" % (rid, posts[1][0] - t0))
+
+
+def case_webhook_backoff():
+    """The webhook's tries after 503s come 1, 2 and 4 s apart, and stop once one is taken (the
+    first request's: its POSTs went on while the cases between ran)."""
+    rid = T.req1["id"] if T.req1 else None
+    check(rid, "no parked request from the first case")
+
+    def mine():
+        with Webhook.lock:
+            return [p[0] for p in Webhook.posts if p[2].get("X-Airlock-Request") == str(rid)]
+    at = wait_for(lambda: (lambda m: m if len(m) >= 4 else None)(mine()), 15, 0.2)
+    check(at, "webhook tries for request %d: %d" % (rid, len(mine())))
+    gaps = [round(b - a, 2) for a, b in zip(at, at[1:])]
+    check(len(at) == 4 and 0.8 < gaps[0] < 1.8 and 1.8 < gaps[1] < 2.9 and 3.8 < gaps[2] < 5.0,
+          "gaps between tries %r (want about 1, 2, 4 s, then no more)" % gaps)
+    note("request %d: tries %r s apart" % (rid, gaps))
 
 
 def case_socket_refusals():
@@ -994,6 +1014,8 @@ CASES = [
      "aborted", case_kill9),
     ("policy reload: exe, cgroup and fingerprint rules take effect at once; a bad file is "
      "refused with file:line and the running policy stays; reloads are audited", case_policy_reload),
+    ("review_webhook backs off: tries after 503s 1, 2, 4 s apart, none after the one taken",
+     case_webhook_backoff),
     ("airlockd still up, nothing left pending, no sanitizer or assert lines in its log",
      case_still_up),
 ]
