@@ -1,5 +1,6 @@
 """Audit integration test (issue 9): a recorded psql session replayed and exported, the hash chain
-verified (and tampering named), kill -9 during heavy writes, a full store failing closed.
+verified (and tampering named), kill -9 during heavy writes, a full store failing closed (at its
+size cap, and on a disk that fills up: a small tmpfs).
 
 Run as root with /usr/bin/python3. Prints `ok - audit: NAME` / `not ok - audit: NAME: why` per
 case and exits 1 if any failed. It starts a throwaway PostgreSQL 15 cluster (pgcluster.py,
@@ -8,6 +9,7 @@ pgbench run in the cgroup as uid 65534. Everything (cluster, daemon, cgroup, pin
 removed on any exit.
 """
 
+import errno
 import hashlib
 import json
 import os
@@ -31,6 +33,9 @@ DB = "auditdb"
 APP_PW = "aud1t pw"
 AGENT_UID = 65534
 GAP = 1.0                   # seconds of pg_sleep between the session's statements
+# The disk-full case's tmpfs: more than the 16 MiB free that end a disk-full stop (rec.c DISK_ROOM).
+FULL_FS_MB = 24
+MARK_SQL = "INSERT INTO marks VALUES ('%s') RETURNING tag"
 SETUP_SQL = """
 CREATE ROLE app LOGIN PASSWORD '%s';
 CREATE DATABASE %s OWNER app;
@@ -38,6 +43,7 @@ CREATE DATABASE %s OWNER app;
 SET SESSION AUTHORIZATION app;
 CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
 INSERT INTO items SELECT g, 'item-' || g FROM generate_series(1, 50) g;
+CREATE TABLE marks (tag text PRIMARY KEY);
 """ % (APP_PW, DB, DB)
 SCRIPT = """SELECT 1 AS one;
 SELECT pg_sleep(%s);
@@ -355,6 +361,156 @@ def case_store_full():
     note("archive %s: %s; live: %s" % (arch[0], ra.stdout.strip(), rl.stdout.strip()))
 
 
+def unmount(path):
+    if os.path.ismount(path) and subprocess.run(["umount", path], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "-l", path], capture_output=True)
+
+
+def fill(path):
+    """Writes path until the file system has no block left (ENOSPC); returns the bytes written."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    block, n = b"\0" * (1 << 20), 0
+    try:
+        while True:
+            try:
+                n += os.write(fd, block)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                if len(block) == 1:
+                    return n
+                block = block[:max(1, len(block) // 16)]
+    finally:
+        os.close(fd)
+
+
+def mark(tag):
+    """An agent session that writes tag into postgres (marks); psql's answer, .ok if it says it did."""
+    r = psql(sql=MARK_SQL % tag, timeout=20)
+    r.ok = r.returncode == 0 and tag in r.stdout.split()
+    return r
+
+
+def marked(tag):
+    return T.pg.sql("SELECT count(*) FROM marks WHERE tag = '%s'" % tag, db=DB) == "1"
+
+
+def cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def case_disk_full():
+    """The store on a tmpfs that fills up: the session whose writes meet ENOSPC is the last one
+    taken (its group commit is lost whole, and logged), later ones are refused before they reach
+    postgres, and once the disk has room sessions are taken again; what was committed stays and
+    the chain verifies."""
+    need_up()
+    mnt = os.path.join(T.tmp, "fullfs")
+    os.mkdir(mnt, 0o700)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm,mode=0700" % FULL_FS_MB, "tmpfs", mnt],
+                       capture_output=True, text=True)
+    check(r.returncode == 0, "mount tmpfs: %s" % r.stderr.strip())
+    umount = lib.on_cleanup(unmount, mnt)
+    filler, live = os.path.join(mnt, "filler"), T.al.store
+    T.al.stop()
+    T.al.store = os.path.join(mnt, "airlock.db")
+    try:
+        T.al.write_conf([pgcluster.pg_resource("pg", PG_ADDR, T.pg.port)], settings=T.settings)
+        T.al.start()
+        r = T.al.ctl("pin", T.cg.rel)         # the pin outlives a restart (kernel state)
+        check(r.returncode == 0 or "already pinned" in r.stderr, "pin %s: %s" % (T.cg.rel, r.stderr.strip()))
+        n_log = len(T.al.log_lines())
+        before = ["full-before-%d" % i for i in range(3)]
+        for tag in before:
+            r = mark(tag)
+            check(r.ok, "session %s failed before the disk filled: %r %r" % (tag, r.stdout, r.stderr.strip()))
+        # Their group commit (commit_interval) is on disk before the disk fills.
+        check(wait_for(lambda: len(db("SELECT id FROM statements WHERE text LIKE 'INSERT INTO marks%'")) == 3,
+                       5), "the 3 sessions' statements are not in the store before the fill")
+        filled = fill(filler)
+        check(os.statvfs(mnt).f_bavail == 0, "%d blocks free after filling" % os.statvfs(mnt).f_bavail)
+
+        # airlockd learns of the full disk from a write that fails: the session whose group
+        # commit that is has run; the sessions after it are refused.
+        taken, refused = [], []
+        for i in range(5):
+            tag = "full-after-%d" % i
+            r = mark(tag)
+            if not r.ok:
+                refused.append(tag)
+                break
+            taken.append(tag)
+            time.sleep(0.3)             # over a commit_interval: its batch meets the full disk
+        check(refused, "5 sessions on a full disk all ran (log: %s)" % T.al.log_tail(5))
+        check(r.returncode != 0 and r.stderr.strip(), "refused psql: exit %d %r" % (r.returncode, r.stderr))
+        first_err = r.stderr.strip().splitlines()[0]
+        for i in range(3):
+            tag = "full-refused-%d" % i
+            r = mark(tag)
+            check(not r.ok and r.returncode != 0, "session %s ran after one was refused for the full disk"
+                  % tag)
+            refused.append(tag)
+        upstream = [t for t in refused if marked(t)]
+        check(not upstream, "refused sessions ran their statement in postgres: %s" % upstream)
+        log = T.al.log_lines()[n_log:]
+        said = [ln for ln in log if "refused a session" in ln and "audit store is full" in ln]
+        check(len(said) >= len(refused), "not a log line for each of the %d refused sessions: %s"
+              % (len(refused), " | ".join(log[-5:])))
+        check(any("disk is full" in ln for ln in log), "no log line says the failed write met a full disk: %s"
+              % " | ".join(log[-5:]))
+        st = T.al.status()
+        check(st.get("live") == 0, "status while full: %r" % {k: st.get(k) for k in ("live", "accepted")})
+        # Full, airlockd waits for room; it does not spin on the writes that fail.
+        c0 = cpu_s(T.al.proc.pid)
+        time.sleep(1.0)
+        busy = cpu_s(T.al.proc.pid) - c0
+        check(busy < 0.3, "airlockd used %.2fs of CPU in 1s on a full disk" % busy)
+        need_up()
+
+        os.unlink(filler)
+        back = wait_for(lambda: any("the disk has room again" in ln for ln in T.al.log_lines()[n_log:]),
+                        10, 0.1)
+        check(back, "no 'the disk has room again' log line within 10s (log: %s)" % T.al.log_tail(5))
+        again = ["full-again-%d" % i for i in range(2)]
+        for tag in again:
+            r = mark(tag)
+            check(r.ok, "session %s refused after the disk has room: %r (log: %s)"
+                  % (tag, r.stderr.strip(), T.al.log_tail(5)))
+        check(T.al.stop() == 0, "airlockd did not exit cleanly (log: %s)" % T.al.log_tail(5))
+        r = verify(T.al.store)
+        check(r.returncode == 0 and r.stdout.startswith("audit: ok"), "verify of the store that met a "
+              "full disk: exit %d %r %r" % (r.returncode, r.stdout, r.stderr))
+        # Each session psql saw succeed before the fill and after the room came back is in the
+        # store: its statement with its outcome, in a closed connection.
+        for tag in before + again:
+            rows = db("SELECT s.tag, c.closed_us FROM statements s JOIN connections c ON c.id = s.conn_id"
+                      " WHERE s.text = ?", (MARK_SQL % tag,))
+            check(rows and rows[0][0] == "INSERT 0 1" and rows[0][1], "session %s in the store: %r"
+                  % (tag, rows))
+            check(marked(tag), "session %s is not in postgres" % tag)
+        # The session that met the full disk: its batch is lost whole or kept whole, never a
+        # statement without its connection.
+        kept = []
+        for tag in taken:
+            rows = db("SELECT (SELECT count(*) FROM connections c WHERE c.id = s.conn_id) FROM statements s"
+                      " WHERE s.text = ?", (MARK_SQL % tag,))
+            check(all(n == 1 for (n,) in rows), "session %s: a statement without its connection" % tag)
+            kept += [tag] if rows else []
+        note("filled %d KiB; %d session(s) ran as the disk filled (%d kept in the store: the rest were "
+             "in the batch that met it), then refused (psql: %s); %.2fs CPU in 1s full; %s"
+             % (filled // 1024, len(taken), len(kept), first_err, busy, r.stdout.strip()))
+    finally:
+        if T.al.running():
+            T.al.stop()
+        lib.run_cleanup(umount)
+        T.al.store = live
+        T.al.write_conf([pgcluster.pg_resource("pg", PG_ADDR, T.pg.port)], settings=T.settings)
+        T.al.start()
+        T.al.ctl("pin", T.cg.rel)
+
+
 def case_still_up():
     need_up()
     T.al.check_log_clean()
@@ -400,6 +556,8 @@ CASES = [
     ("kill -9 of airlockd under pgbench: the chain verifies before and after the restart", case_kill9),
     ("a store at its cap refuses new sessions (store_full) and keeps everything; rotate archives "
      "and chains on", case_store_full),
+    ("the store's disk fills: sessions are refused (store_full) before reaching postgres, taken again "
+     "once it has room; nothing committed is lost and the chain verifies", case_disk_full),
     ("airlockd log has no sanitizer or assert lines", case_still_up),
 ]
 
