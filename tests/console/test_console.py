@@ -15,7 +15,6 @@ import base64
 import fcntl
 import json
 import os
-import select
 import sqlite3
 import ssl
 import subprocess
@@ -854,50 +853,13 @@ def case_fold_format():
 REVIEW_AGENT = os.path.join(HERE, "..", "integration", "review_agent.py")
 
 
-class PgSession:
+class PgSession(pgcluster.AgentSession):
     """One psycopg2 connection as the agent in cg (review_agent.py session): runs SQL when told."""
 
     def __init__(self, cg):
         argv = [SETPRIV, "--reuid=%d" % AGENT_UID, "--regid=%d" % AGENT_UID, "--clear-groups",
                 lib.PY, REVIEW_AGENT, "session", PG_ADDR, str(T.pg.port), DB, "app"]
-        self.p = cg.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, env=pgcluster.client_env(T.home))
-        lib.on_cleanup(self.close)
-        r = self.read(20)
-        check(r and r.get("ready"), "psycopg2 session did not start: %r" % r)
-
-    def send(self, sql):
-        self.p.stdin.write(json.dumps({"sql": sql}) + "\n")
-        self.p.stdin.flush()
-
-    def read(self, timeout):
-        r, _, _ = select.select([self.p.stdout], [], [], timeout)
-        if not r:
-            return None
-        line = self.p.stdout.readline()
-        check(line, "psycopg2 session ended (exit %s)" % self.p.poll())
-        return json.loads(line)
-
-    def run(self, sql, timeout=10):
-        self.send(sql)
-        r = self.read(timeout)
-        check(r is not None, "psycopg2 session: no answer to %r within %ds" % (sql, timeout))
-        return r
-
-    def peek(self, secs):
-        """The first message the server sent unasked within secs (not consumed), or None."""
-        self.p.stdin.write(json.dumps({"peek": secs}) + "\n")
-        self.p.stdin.flush()
-        r = self.read(secs + 10)
-        check(r is not None, "psycopg2 session: no answer to peek")
-        return r["peek"]
-
-    def close(self):
-        try:
-            self.p.stdin.close()
-        except OSError:
-            pass
-        lib.stop_process(self.p, 3)
+        super().__init__(cg, argv, pgcluster.client_env(T.home))
 
 
 GRANT_SQL = "DELETE FROM items WHERE id = %d AND name LIKE 'item-%%'"

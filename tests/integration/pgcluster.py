@@ -11,8 +11,10 @@ Usage:
     pg.sql("SELECT count(*) FROM t", db="mydb")       # as superuser, over the unix socket
 """
 
+import json
 import os
 import pwd
+import select
 import shutil
 import signal
 import subprocess
@@ -226,3 +228,52 @@ def pg_resource(name, addr, port, rules=(), upstream_tls="disable", upstream_ca=
     lines += ["    " + r for r in rules]
     lines.append("}")
     return "\n".join(lines)
+
+
+class AgentSession:
+    """A review_agent.py session: one psycopg2 connection as the agent in cgroup cg that runs the
+    SQL it is sent, a JSON line each way. argv runs `review_agent.py session ...` (as the agent's
+    uid); env is its environment."""
+
+    def __init__(self, cg, argv, env):
+        self.p = cg.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=env)
+        lib.on_cleanup(self.close)
+        self.ready = self.read(20)
+        check(self.ready and self.ready.get("ready"), "session did not start: %r" % self.ready)
+
+    def send(self, sql):
+        self.p.stdin.write(json.dumps({"sql": sql}) + "\n")
+        self.p.stdin.flush()
+
+    def read(self, timeout):
+        """The next answer, or None after timeout s; fails if the session ended."""
+        r, _, _ = select.select([self.p.stdout], [], [], timeout)
+        if not r:
+            return None
+        line = self.p.stdout.readline()
+        if not line:
+            err = self.p.stderr.read() if self.p.poll() is not None else ""
+            raise AssertionError("session ended (exit %s): %s" % (self.p.poll(), err.strip()[-400:]))
+        return json.loads(line)
+
+    def run(self, sql, timeout=15):
+        self.send(sql)
+        res = self.read(timeout)
+        check(res is not None, "session: no answer to %r within %ds" % (sql, timeout))
+        return res
+
+    def peek(self, secs):
+        """The first message the server side sent unasked within secs (not consumed), or None."""
+        self.p.stdin.write(json.dumps({"peek": secs}) + "\n")
+        self.p.stdin.flush()
+        res = self.read(secs + 10)
+        check(res is not None, "session: no answer to peek")
+        return res["peek"]
+
+    def close(self):
+        try:
+            self.p.stdin.close()
+        except OSError:
+            pass
+        lib.stop_process(self.p, 3)

@@ -996,24 +996,16 @@ current-context: test
     return kc
 
 
-def case_kubectl_exec():
-    need_up()
-    kc = kubeconfig()
-    after = max_req()
-    n0 = len(uplog())
-    p = T.cg.popen(as_agent([KUBECTL, "--kubeconfig", kc, "--request-timeout", "60s", "exec",
-                             "web-0", "-c", "app", "--", "rm", "-rf", "/data"]),
-                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=agent_env())
+def deny_each_held(p, after, kind, reason, seen):
+    """While kubectl p runs (at most 60 s), denies each request of `kind` newer than `after` that
+    is held (kubectl tries WebSocket, then SPDY), calling seen(row) first. Returns the denied
+    ids and p's stdout and stderr."""
     denied = []
     deadline = time.monotonic() + 60
     while p.poll() is None and time.monotonic() < deadline:
-        rows = [r for r in requests("id > ? AND state = 'pending'", (after,)) if r["kind"] == "exec"]
-        for row in rows:
-            check("rm -rf /data" in row["command"] and "web-0" in row["command"],
-                  "exec request reads %r" % row["command"])
-            time.sleep(0.3)
-            check(p.poll() is None, "kubectl did not wait for the review")
-            rv("deny", row["id"], "--reason", "no exec in prod")
+        for row in [r for r in requests("id > ? AND state = 'pending'", (after,)) if r["kind"] == kind]:
+            seen(row)
+            rv("deny", row["id"], "--reason", reason)
             denied.append(row["id"])
             after = max(after, row["id"])
         time.sleep(0.1)
@@ -1022,6 +1014,23 @@ def case_kubectl_exec():
     except subprocess.TimeoutExpired:
         p.kill()
         out, err = p.communicate()
+    return denied, out, err
+
+
+def case_kubectl_exec():
+    need_up()
+    kc = kubeconfig()
+    after = max_req()
+    n0 = len(uplog())
+    p = T.cg.popen(as_agent([KUBECTL, "--kubeconfig", kc, "--request-timeout", "60s", "exec",
+                             "web-0", "-c", "app", "--", "rm", "-rf", "/data"]),
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=agent_env())
+    def seen(row):
+        check("rm -rf /data" in row["command"] and "web-0" in row["command"],
+              "exec request reads %r" % row["command"])
+        time.sleep(0.3)
+        check(p.poll() is None, "kubectl did not wait for the review")
+    denied, out, err = deny_each_held(p, after, "exec", "no exec in prod", seen)
     check(denied, "kubectl exec was never held (stderr %s)" % err.strip()[-300:])
     check(p.returncode != 0 and "no exec in prod" in err,
           "kubectl exit %s, stderr %r" % (p.returncode, err.strip()[-400:]))
@@ -1041,20 +1050,9 @@ def case_kubectl_attach():
                              "-c", "app", "-i"]),
                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                    env=agent_env())
-    denied = []
-    deadline = time.monotonic() + 60
-    while p.poll() is None and time.monotonic() < deadline:
-        for row in [r for r in requests("id > ? AND state = 'pending'", (after,)) if r["kind"] == "attach"]:
-            check("web-0" in row["command"], "attach request reads %r" % row["command"])
-            rv("deny", row["id"], "--reason", "no attach in prod")
-            denied.append(row["id"])
-            after = max(after, row["id"])
-        time.sleep(0.1)
-    try:
-        out, err = p.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        out, err = p.communicate()
+    denied, out, err = deny_each_held(
+        p, after, "attach", "no attach in prod",
+        lambda row: check("web-0" in row["command"], "attach request reads %r" % row["command"]))
     check(denied, "kubectl attach was never held (requests %r, stderr %s)"
           % ([(r["kind"], r["command"][:80]) for r in requests("id > ?", (max_req() - 3,))], err.strip()[-300:]))
     check(p.returncode != 0 and "no attach in prod" in err,

@@ -140,51 +140,12 @@ def still_waiting(p, what, secs=0.4):
                              % (what, p.returncode, out.strip(), err.strip()[-300:]))
 
 
-class Session:
+class Session(pgcluster.AgentSession):
     """review_agent.py session: one psycopg2 connection in a cgroup that runs SQL when told."""
 
     def __init__(self, cg):
-        self.p = cg.popen(as_agent([lib.PY, REVIEW_AGENT, "session", PG_ADDR, str(T.pg.port), DB,
-                                    "app"]),
-                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, env=pgcluster.client_env(T.home))
-        self.ready = self.read(20)
-        check(self.ready.get("ready"), "session did not start: %r" % self.ready)
-
-    def send(self, sql):
-        self.p.stdin.write(json.dumps({"sql": sql}) + "\n")
-        self.p.stdin.flush()
-
-    def read(self, timeout):
-        r, _, _ = select.select([self.p.stdout], [], [], timeout)
-        if not r:
-            return None
-        line = self.p.stdout.readline()
-        if not line:
-            err = self.p.stderr.read() if self.p.poll() is not None else ""
-            raise AssertionError("session ended (exit %s): %s" % (self.p.poll(), err.strip()[-400:]))
-        return json.loads(line)
-
-    def run(self, sql, timeout=15):
-        self.send(sql)
-        res = self.read(timeout)
-        check(res is not None, "session: no answer to %r within %ds" % (sql, timeout))
-        return res
-
-    def peek(self, secs):
-        """The first message the server side sent unasked within secs (not consumed), or None."""
-        self.p.stdin.write(json.dumps({"peek": secs}) + "\n")
-        self.p.stdin.flush()
-        res = self.read(secs + 10)
-        check(res is not None, "session: no answer to peek")
-        return res["peek"]
-
-    def close(self):
-        try:
-            self.p.stdin.close()
-        except OSError:
-            pass
-        lib.stop_process(self.p, 3)
+        super().__init__(cg, as_agent([lib.PY, REVIEW_AGENT, "session", PG_ADDR, str(T.pg.port), DB, "app"]),
+                         pgcluster.client_env(T.home))
 
 
 # ---------------------------------------------------------------- reviewers
