@@ -402,10 +402,11 @@ def cpu_s(pid):
 
 
 def case_disk_full():
-    """The store on a tmpfs that fills up: the session whose writes meet ENOSPC is the last one
-    taken (its group commit is lost whole, and logged), later ones are refused before they reach
-    postgres, and once the disk has room sessions are taken again; what was committed stays and
-    the chain verifies."""
+    """The store on a tmpfs that fills up: airlockd sees the disk run low before a write fails
+    (it looks every 200 ms), and from then on new sessions are refused and a session already
+    open gets ERROR 53100 (disk_full) for its next statement, which does not reach postgres;
+    once the disk has room sessions are taken again; what was committed stays and the chain
+    verifies."""
     need_up()
     mnt = os.path.join(T.tmp, "fullfs")
     os.mkdir(mnt, 0o700)
@@ -429,11 +430,30 @@ def case_disk_full():
         # Their group commit (commit_interval) is on disk before the disk fills.
         check(wait_for(lambda: len(db("SELECT id FROM statements WHERE text LIKE 'INSERT INTO marks%'")) == 3,
                        5), "the 3 sessions' statements are not in the store before the fill")
+        # A session open across the fill: its first INSERT runs, the one after the fill does not.
+        open_s = T.cg.popen(as_agent([pgcluster.PSQL, "-X", "-w", "-At", "-d",
+                                    "host=%s port=%d dbname=%s user=app sslmode=disable connect_timeout=10"
+                                    % (PG_ADDR, T.pg.port, DB)]),
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=pgcluster.client_env(T.home, "wrong"))
+        lib.on_cleanup(lib.stop_process, open_s)
+        open_s.stdin.write((MARK_SQL % "full-live-1") + ";\nSELECT pg_sleep(1.5);\n" +
+                         (MARK_SQL % "full-live-2") + ";\n")
+        open_s.stdin.close()
+        open_s.stdin = None          # communicate() must not touch it again
+        check(wait_for(lambda: marked("full-live-1"), 10, 0.05), "the open session's first INSERT did not run")
         filled = fill(filler)
         check(os.statvfs(mnt).f_bavail == 0, "%d blocks free after filling" % os.statvfs(mnt).f_bavail)
+        try:
+            lout, lerr = open_s.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            open_s.kill()
+            lout, lerr = open_s.communicate()
+        check("full-live-1" in lout.split() and "ERROR:  airlock: the audit store is full" in lerr
+              and not marked("full-live-2"), "the open session across the fill: %r %r (full-live-2 in "
+              "postgres: %s)" % (lout, lerr.strip()[-300:], marked("full-live-2")))
 
-        # airlockd learns of the full disk from a write that fails: the session whose group
-        # commit that is has run; the sessions after it are refused.
+        # New sessions are refused: none of them reaches postgres.
         taken, refused = [], []
         for i in range(5):
             tag = "full-after-%d" % i
@@ -458,8 +478,9 @@ def case_disk_full():
         said = [ln for ln in log if "refused a session" in ln and "audit store is full" in ln]
         check(len(said) >= len(refused), "not a log line for each of the %d refused sessions: %s"
               % (len(refused), " | ".join(log[-5:])))
-        check(any("disk is full" in ln for ln in log), "no log line says the failed write met a full disk: %s"
+        check(any("bytes free on the disk" in ln for ln in log), "no log line says the disk ran low: %s"
               % " | ".join(log[-5:]))
+        check(not taken, "sessions ran (unrecorded) after the disk filled: %s" % taken)
         st = T.al.status()
         check(st.get("live") == 0, "status while full: %r" % {k: st.get(k) for k in ("live", "accepted")})
         # Full, airlockd waits for room; it does not spin on the writes that fail.

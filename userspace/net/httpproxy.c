@@ -819,6 +819,13 @@ static void decide(struct hs *s, struct evbuffer *in, const uint8_t *buf)
 		return;
 	}
 	s->have_cmd = 1;
+	if (!store_accepting(s->p->store)) {
+		/* Fail closed: what could not be recorded does not go upstream. */
+		s->p->stats.denied++;
+		answer_error(s, 503, "airlock: the audit store is full",
+			     "no request goes upstream until the store has room", 0, 1, AL_REASON_STORE_FULL);
+		return;
+	}
 	agent_who_subject(&s->who, &subj);
 	subj.method = s->cmd.method;
 	subj.path = s->cmd.path;

@@ -97,6 +97,7 @@ struct pgs {
 	struct qhead batch_outcomes;
 	int batch_denied;
 	char deny_msg[640];
+	char deny_state[6];     /* the SQLSTATE deny_msg goes with */
 	int skip_until_sync;
 	int mid_flow;           /* forwarded extended messages not yet closed by a Sync */
 	struct nlist named;
@@ -521,6 +522,15 @@ static int decide_query(struct pgs *s, const char *sql, const char *protocol, in
 	size_t deny_i = 0, fp_len = 0;
 	int64_t deny_id = 0;
 
+	if (!store_accepting(s->p->store)) {
+		/* Fail closed: what could not be recorded does not run (disk_full). */
+		snprintf(s->deny_state, sizeof(s->deny_state), "53100");
+		snprintf(s->deny_msg, sizeof(s->deny_msg), "airlock: the audit store is full: no statement "
+			 "runs until it has room");
+		s->p->stats.denied++;
+		return 0;
+	}
+	snprintf(s->deny_state, sizeof(s->deny_state), "42501");
 	if (pg_classify_cached(s->p->cache, sql, out, err, sizeof(err)) < 0) {
 		/* Fail closed: what Airlock cannot read does not run. */
 		deny_id = audit_stmt(s, protocol, sql, "unparsed", NULL, "[]", 0, NULL, "deny", "unparseable");
@@ -680,6 +690,7 @@ static void on_review(void *arg, int64_t id, enum approval_outcome o, const char
 			  (long long)id);
 		return;
 	} else {
+		snprintf(s->deny_state, sizeof(s->deny_state), "42501");
 		snprintf(s->deny_msg, sizeof(s->deny_msg), "airlock: request %lld %s: %s", (long long)id,
 			 o == APPROVAL_TIMEOUT ? "timed out" : "was denied by a reviewer",
 			 reason ? reason : "");
@@ -769,7 +780,7 @@ static void simple_query(struct pgs *s, const struct pg_msg *m, const uint8_t *r
 	ok = decide_query(s, sql, "simple", 1, &l);
 	pg_stmt_list_free(&l);
 	if (ok <= 0) {
-		if (q_error(s, ok < 0 ? "42601" : "42501", s->deny_msg) < 0 ||
+		if (q_error(s, ok < 0 ? "42601" : s->deny_state, s->deny_msg) < 0 ||
 		    q_push(s, Q_SYNTH_READY) < 0)
 			goto oom;
 		q_drain(s);
@@ -956,6 +967,13 @@ static void flush_batch(struct pgs *s, char terminator)
 {
 	struct qent *e;
 
+	if (!s->batch_denied && !TAILQ_EMPTY(&s->batch_outcomes) && !store_accepting(s->p->store)) {
+		/* Executes of statements parsed before the store filled: not run either. */
+		snprintf(s->deny_state, sizeof(s->deny_state), "53100");
+		snprintf(s->deny_msg, sizeof(s->deny_msg), "airlock: the audit store is full: no statement "
+			 "runs until it has room");
+		s->batch_denied = 1;
+	}
 	if (s->batch_denied) {
 		evbuffer_drain(s->batch, evbuffer_get_length(s->batch));
 		/* Executes recorded earlier in this batch never ran. */
@@ -975,7 +993,7 @@ static void flush_batch(struct pgs *s, char terminator)
 				goto oom;
 			s->mid_flow = 0;
 		}
-		if (q_error(s, "42501", s->deny_msg) < 0)
+		if (q_error(s, s->deny_state, s->deny_msg) < 0)
 			goto oom;
 		if (terminator == 'S') {
 			if (q_push(s, Q_SYNTH_READY) < 0)
@@ -1722,6 +1740,7 @@ int pgproxy_start(struct pgproxy *p, int fd, const struct store_conn *c,
 		return -1;
 	}
 	s->p = p;
+	snprintf(s->deny_state, sizeof(s->deny_state), "42501");
 	s->res = res;
 	s->dst = *dst;
 	s->dst_port = dst_port;

@@ -10,6 +10,7 @@
 #define SIZE_CHECK_US       (200 * 1000)
 #define RETENTION_EVERY_US  (60ll * 1000 * 1000)
 #define DISK_ROOM           (16u * 1024 * 1024)  /* free bytes that end a disk-full stop */
+#define DISK_LOW            (8u * 1024 * 1024)   /* free bytes under which one begins */
 
 /*
  * Recordings are written in chunks: what one session records is gathered in
@@ -503,7 +504,7 @@ static void check_size(struct store *s)
 	int64_t used;
 	int over;
 
-	if (a->full) {
+	{
 		struct statvfs vfs;
 		char dir[4096];
 		char *slash;
@@ -512,9 +513,19 @@ static void check_size(struct store *s)
 		slash = strrchr(dir, '/');
 		if (slash && slash != dir)
 			*slash = '\0';
-		if (statvfs(slash ? dir : ".", &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize > DISK_ROOM) {
-			al_info("store: the disk has room again: new sessions are taken");
-			a->full = 0;
+		if (statvfs(slash ? dir : ".", &vfs) == 0) {
+			uint64_t room = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+
+			if (a->full && room > DISK_ROOM) {
+				al_info("store: the disk has room again: sessions and commands are taken");
+				a->full = 0;
+			} else if (!a->full && room < DISK_LOW) {
+				/* Before a write meets a full disk, which would lose the batch it is in. */
+				al_err("store: only %" PRIu64 " bytes free on the disk of %s: new sessions and "
+				       "commands are refused (store_full) until it has %u", room, a->path,
+				       DISK_ROOM);
+				a->full = 1;
+			}
 		}
 	}
 	if (!a->limits.max_size) {
