@@ -15,6 +15,7 @@ import base64
 import fcntl
 import json
 import os
+import shutil
 import sqlite3
 import ssl
 import subprocess
@@ -1168,6 +1169,12 @@ def case_still_up():
 def setup():
     t = T
     t.tmp, t.home, ca_dir = lib.make_workdir()
+    # The agent's uid may not read the checkout (a 0700 clone dir): its script goes in here.
+    global REVIEW_AGENT
+    agent = os.path.join(t.tmp, "review_agent.py")
+    shutil.copy(REVIEW_AGENT, agent)
+    os.chmod(agent, 0o644)
+    REVIEW_AGENT = agent
     t.pg = pgcluster.Cluster(PG_ADDR)
     t.pg.start(SETUP_SQL)
     secrets = pgcluster.write_secrets(os.path.join(t.tmp, "secrets.conf"), [("pgcred", "app", APP_PW)])
