@@ -482,7 +482,13 @@ def case_disk_full():
               % " | ".join(log[-5:]))
         check(not taken, "sessions ran (unrecorded) after the disk filled: %s" % taken)
         st = T.al.status()
-        check(st.get("live") == 0, "status while full: %r" % {k: st.get(k) for k in ("live", "accepted")})
+        check(st.get("live") == 0 and st.get("store_accepting") is False
+              and st.get("sessions_since_start", {}).get("store_full", 0) >= len(refused),
+              "status while full: %r" % {k: st.get(k) for k in ("live", "accepted", "store_accepting",
+                                                                "sessions_since_start")})
+        r = T.al.ctl("status")
+        check("store: FULL" in r.stdout and "sessions refused since start (store_full)" in r.stdout,
+              "airlockctl status while full: %r" % r.stdout)
         # Full, airlockd waits for room; it does not spin on the writes that fail.
         c0 = cpu_s(T.al.proc.pid)
         time.sleep(1.0)
@@ -494,6 +500,7 @@ def case_disk_full():
         back = wait_for(lambda: any("the disk has room again" in ln for ln in T.al.log_lines()[n_log:]),
                         10, 0.1)
         check(back, "no 'the disk has room again' log line within 10s (log: %s)" % T.al.log_tail(5))
+        check(T.al.status().get("store_accepting") is True, "status after the disk has room: not accepting")
         again = ["full-again-%d" % i for i in range(2)]
         for tag in again:
             r = mark(tag)

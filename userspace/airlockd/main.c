@@ -202,6 +202,16 @@ static json_t *cmd_status(struct daemon *d)
 	}
 	json_object_set_new(resp, "kernel", kobj);
 	json_object_set_new(resp, "sessions", sobj);
+	{
+		/* Counted in memory: on a full store the refusals' own rows cannot be written. */
+		json_t *mobj = json_object();
+
+		for (unsigned int r = 1; r < AL_REASON_MAX; r++)
+			if (rs.by_reason[r])
+				json_object_set_new(mobj, al_reason_name(r), json_integer((json_int_t)rs.by_reason[r]));
+		json_object_set_new(resp, "sessions_since_start", mobj);
+		json_object_set_new(resp, "store_accepting", json_boolean(store_accepting(d->store)));
+	}
 	ifaces_status(d->ifaces, resp);
 	return resp;
 }

@@ -142,6 +142,17 @@ static int cmd_status(void)
 	       (long long)json_integer_value(json_object_get(resp, "accepted")),
 	       (long long)json_integer_value(json_object_get(resp, "steered_total")),
 	       (long long)json_integer_value(json_object_get(resp, "connections_recorded")));
+	if (json_is_false(json_object_get(resp, "store_accepting")))
+		printf("store: FULL: new sessions and every command are refused until it has room (see the "
+		       "log)\n");
+	{
+		/* counted in memory: the refusals' rows may not have been written */
+		json_int_t n = json_integer_value(json_object_get(json_object_get(resp, "sessions_since_start"),
+								  "store_full"));
+
+		if (n > 0)
+			printf("store: %lld sessions refused since start (store_full)\n", (long long)n);
+	}
 	print_counters("kernel counters", json_object_get(resp, "kernel"));
 	print_counters("connection ends (recorded)", json_object_get(resp, "sessions"));
 	ctl_iface_status(resp);
