@@ -665,6 +665,73 @@ def case_body_over_max():
     check(len(uplog()) == n1, "the upstream received the DELETE")
 
 
+# One keep-alive connection: a GET, then (after a line on stdin) another GET on it; prints each
+# response's status line and the second's body, or how the connection ended.
+TWO_GETS = r"""
+import socket, ssl, sys
+host, port, name, cafile = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile=cafile)
+s = ctx.wrap_socket(socket.create_connection((host, port), timeout=20), server_hostname=name)
+f = s.makefile("rb")
+def get(path):
+    s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: " + name.encode() + b"\r\n\r\n")
+    line = f.readline()
+    if not line:
+        return "closed", b""
+    n = 0
+    while True:
+        h = f.readline()
+        if h in (b"\r\n", b""):
+            break
+        if h.lower().startswith(b"content-length:"):
+            n = int(h.split(b":")[1])
+    return line.decode().strip(), f.read(n)
+print(get(b"/first")[0], flush=True)
+sys.stdin.readline()
+status, body = get(b"/second")
+print(status)
+print(body.decode("utf-8", "replace"))
+"""
+
+
+def case_store_full_live():
+    """A store that cannot take more (here its size cap, set by a policy reload) fails closed for
+    sessions already open: the next request on a keep-alive connection gets 503 with the reason
+    and does not go upstream; a new connection is refused; with the cap lifted, requests go
+    through again."""
+    need_up()
+    n0 = len(uplog())
+    p = T.cg.popen(as_agent([lib.PY, "-c", TWO_GETS, API, str(T.port), API_NAME, T.ca]),
+                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                   env=agent_env())
+    lib.on_cleanup(lib.stop_process, p)
+    first = p.stdout.readline().strip()
+    check(first.startswith("HTTP/1.1 200"), "the first GET: %r" % first)
+    try:
+        T.al.write_conf(T.resources, T.settings + ["store_max_size 64k"])
+        r = T.al.ctl("policy", "reload")
+        check(r.returncode == 0, "policy reload (store_max_size 64k): %s" % r.stderr.strip())
+        check(wait_for(lambda: T.al.status().get("store_accepting") is False, 5, 0.1),
+              "the store still takes sessions at a 64k cap")
+        out, err = p.communicate("go\n", timeout=30)
+        status, _, body = out.partition("\n")
+        check(status.startswith("HTTP/1.1 503") and "the audit store is full" in body,
+              "the second GET with the store full: %r %r" % (out, err.strip()[-300:]))
+        check([x["path"] for x in uplog()[n0:]] == ["/first"],
+              "the upstream got %r" % [x["path"] for x in uplog()[n0:]])
+        r = curl("-w", "\n%{http_code}", api_url("/third"))
+        check(r.returncode != 0 and "/third" not in [x["path"] for x in uplog()[n0:]],
+              "a new connection with the store full: exit %d %r" % (r.returncode, r.stdout[-200:]))
+    finally:
+        T.al.write_conf(T.resources, T.settings)
+        T.al.ctl("policy", "reload")
+    check(wait_for(lambda: T.al.status().get("store_accepting") is True, 5, 0.1),
+          "the store does not take sessions again with the cap lifted")
+    r = curl("-w", "\n%{http_code}", api_url("/fourth"))
+    check(r.returncode == 0 and r.stdout.endswith("200"), "after the cap was lifted: %r %s"
+          % (r.stdout[-200:], r.stderr.strip()))
+
+
 def case_rule_deny():
     need_up()
     n0 = len(uplog())
@@ -1563,9 +1630,9 @@ def setup():
     credential mtlscert
 }""" % (MTLS, t.port, t.test_ca)]
     t.resources = resources
-    t.al = lib.Airlock(t.tmp, resources, settings=['secrets "%s"' % secrets, 'ca_dir "%s"' % ca_dir,
-                                                   'review_socket "%s"' % t.rsock, "http_max_body 64k",
-                                                   "console_listen 127.0.0.1:%d" % cport])
+    t.settings = ['secrets "%s"' % secrets, 'ca_dir "%s"' % ca_dir, 'review_socket "%s"' % t.rsock,
+                  "http_max_body 64k", "console_listen 127.0.0.1:%d" % cport]
+    t.al = lib.Airlock(t.tmp, resources, settings=t.settings)
     r = subprocess.run([lib.AIRLOCKD, "-n", "-c", t.al.conf], capture_output=True, text=True, timeout=20)
     check(r.returncode == 0, "airlockd -n: %s" % (r.stderr.strip() or r.stdout.strip()))
     t.al.start()
@@ -1592,6 +1659,8 @@ CASES = [
      "credential and without the agent's Authorization", case_review_approve),
     ("DELETE denied by a reviewer -> 403 JSON with reason and request id", case_review_deny),
     ("rule deny path -> 403 JSON {error, reason, request_id}", case_rule_deny),
+    ("the store full (its cap, by a policy reload): the next request on an open connection gets "
+     "503 and goes nowhere; new connections refused; taken again when lifted", case_store_full_live),
     ("a body over http_max_body: an allowed POST streams through whole; a DELETE that needs "
      "review is denied", case_body_over_max),
     ("smuggling corpus over TLS -> 400 each, connection closed, nothing upstream", case_smuggling),
