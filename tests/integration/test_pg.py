@@ -665,6 +665,22 @@ def case_multi_statement():
           "part of the denied string reached the server")
 
 
+def case_unparseable_refused():
+    """SQL Airlock's parser cannot read does not run (fail closed): psql gets Airlock's error with
+    the parser's message (42601) and a request id, the statement is audited as unparsed and
+    denied, the server never sees it, and the session goes on."""
+    need_up()
+    sm = smark()
+    r = psql(verbose=True, stdin="SELEC qty FROM items;\nSELECT 'after';\n")
+    m = re.search(r"ERROR:\s+42601: (airlock: syntax error[^\n]*\(request (\d+)\))", r.stderr)
+    check(m and "after" in r.stdout.split(), "psql with unparseable SQL: exit %d %r %r"
+          % (r.returncode, r.stdout, r.stderr.strip()[-300:]))
+    rows = [x for x in stmts(sm, 2) if x["id"] == int(m.group(2))]
+    check(rows and rows[0]["kind"] == "unparsed" and rows[0]["decision"] == "deny"
+          and rows[0]["rule"] == "unparseable" and rows[0]["tag"] is None, "the audit row: %s" % brief(rows))
+    check("SELEC qty FROM items" not in open(T.pglog).read(), "the unparseable statement reached the server")
+
+
 def case_error_outcome():
     need_up()
     sm = smark()
@@ -1233,6 +1249,8 @@ CASES = [
     ("relation secrets denied however it is written (schema-qualified, quoted, CTE, subquery)",
      case_deny_relation_qualified),
     ("multi-statement string runs; with one denied statement none of it runs", case_multi_statement),
+    ("SQL the parser cannot read is refused (42601, audited unparsed), never reaches the server; "
+     "the session goes on", case_unparseable_refused),
     ("an error outcome is audited (22012 division by zero)", case_error_outcome),
     ("BEGIN/INSERT/ROLLBACK and a denial inside a transaction", case_transaction),
     ("COPY FROM STDIN / TO STDOUT with psql \\copy; COPY into secrets denied", case_copy),
