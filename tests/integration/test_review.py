@@ -621,6 +621,48 @@ def case_two_approvers():
           "request %d: %r" % (rid, {k: js.get(k) for k in ("state", "approvals")}))
 
 
+def case_strictest_and_extended():
+    """A string whose statements get different actions takes the strictest: a SELECT with a DELETE
+    under review is held whole (nothing of it runs) until approved. A DELETE over the extended
+    protocol (pgbench -M prepared: Parse of a named statement, Bind, Execute, Sync) is held the
+    same way and runs once, after approval."""
+    need_up()
+    mark = max_req()
+    sql = "SELECT 1 AS first_part; DELETE FROM items WHERE id = 41"
+    p = psql_bg(T.cga, sql)
+    row = wait_request("DELETE FROM items WHERE id = 41", cg=T.cga, after=mark)
+    still_waiting(p, "the string with a DELETE under review")
+    check(up("SELECT count(*) FROM items WHERE id = 41") == "1", "the DELETE ran before approval")
+    rv_ok("alice", "approve", row["id"])
+    rc, out, err = finish(p)
+    check(rc == 0 and out.strip().splitlines() == ["1", "DELETE 1"]
+          and up("SELECT count(*) FROM items WHERE id = 41") == "0",
+          "the string after approval: exit %d %r %r" % (rc, out.strip(), err.strip()[-300:]))
+    script = os.path.join(T.home, "delete42.sql")
+    with open(script, "w") as f:
+        f.write("DELETE FROM items WHERE id = 42;\n")
+    os.chmod(script, 0o644)
+    mark = max_req()
+    p = T.cga.popen(as_agent([pgcluster.PGBENCH, "-n", "-M", "prepared", "-t", "1", "-c", "1", "-f", script,
+                              conninfo()]),
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                    env=pgcluster.client_env(T.home, "wrong"))
+    p.t0 = time.monotonic()
+    row = wait_request("DELETE FROM items WHERE id = 42", cg=T.cga, after=mark)
+    still_waiting(p, "pgbench's prepared DELETE")
+    check(up("SELECT count(*) FROM items WHERE id = 42") == "1", "the prepared DELETE ran before approval")
+    rv_ok("alice", "approve", row["id"])
+    rc, out, err = finish(p, 30)
+    check(rc == 0 and "number of transactions actually processed: 1/1" in out,
+          "pgbench after approval: exit %d %r %r" % (rc, out[-300:], err.strip()[-300:]))
+    check(up("SELECT count(*) FROM items WHERE id = 42") == "0", "row 42 is still there upstream")
+    st = wait_for(lambda: [x for x in T.al.db_rows("conn_id = (SELECT conn_id FROM statements WHERE id = ?)",
+                                                    (row["stmt_id"],), table="statements")
+                           if x["text"].startswith("DELETE FROM items WHERE id = 42") and x["tag"]], 5, 0.05)
+    check(st and [x["tag"] for x in st] == ["DELETE 1"] and st[0]["protocol"] == "extended",
+          "the prepared DELETE's rows (once, extended): %r" % [(x["protocol"], x["tag"]) for x in st or []])
+
+
 def case_pending_watch():
     """`airlockctl pending --watch` prints the list again when it changes: a new request's id
     appears, and once it is decided the list is empty again."""
@@ -966,6 +1008,9 @@ CASES = [
     ("timeout 2s -> ERROR 42501 request N timed out; next statement works", case_timeout),
     ("2 approvers: one person in two groups approves (twice refused) -> still pending; "
      "a second person -> runs", case_two_approvers),
+    ("the strictest action wins over a multi-statement string (held whole); a DELETE over the "
+     "extended protocol (pgbench -M prepared) is held and runs once after approval",
+     case_strictest_and_extended),
     ("pending --watch prints the list again as requests come and go", case_pending_watch),
     ("user del: the removed reviewer is refused", case_user_del),
     ("agent disconnects while pending -> request abandoned", case_disconnect),
