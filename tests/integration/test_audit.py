@@ -317,6 +317,36 @@ def case_kill9():
           % (rc.stdout, rc.stderr[-200:]))
 
 
+def case_record_limit():
+    """record_limit bounds a session's recording: past it one `A truncated` row says so and
+    nothing more is recorded, while the session and its statements' audit go on."""
+    need_up()
+    T.al.stop()
+    T.al.write_conf([pgcluster.pg_resource("pg", PG_ADDR, T.pg.port)], settings=T.settings + ["record_limit 64k"])
+    T.al.start()
+    try:
+        before = T.al.max_id()
+        r = psql(script="SELECT repeat('x', 200) FROM generate_series(1, 1000);\nSELECT 'after-the-limit';\n")
+        check(r.returncode == 0 and "after-the-limit" in r.stdout, "psql past record_limit: exit %d %r"
+              % (r.returncode, r.stderr.strip()[-300:]))
+        rows = wait_for(lambda: T.al.db_rows("id > ? AND resource = 'pg' AND closed_us IS NOT NULL", (before,)), 10)
+        check(rows, "no closed connection row for the session")
+        recs = [json.loads(x) for x in ctl_ok("export", rows[-1]["id"], "--format", "jsonl").stdout.splitlines()]
+        size = sum(len(x.get("data") or "") for x in recs)
+        check(recs and (recs[-1]["dir"], recs[-1]["type"], recs[-1]["data"]) == ("A", "truncated", "record_limit reached")
+              and 40000 < size <= 64 * 1024, "the recording's end %r, %d bytes of data in %d rows"
+              % (recs[-1:] if recs else None, size, len(recs)))
+        st = wait_for(lambda: [x for x in T.al.db_rows("conn_id = ?", (rows[-1]["id"],), table="statements")
+                               if x["tag"]], 5)
+        check([x["tag"] for x in st or []] == ["SELECT 1000", "SELECT 1"],
+              "statements audited past the limit: %r" % [x["tag"] for x in st or []])
+        note("recording cut at %d bytes of data (%d rows), then one truncated row" % (size, len(recs)))
+    finally:
+        T.al.stop()
+        T.al.write_conf([pgcluster.pg_resource("pg", PG_ADDR, T.pg.port)], settings=T.settings)
+        T.al.start()
+
+
 def case_store_full():
     need_up()
     T.al.stop()
@@ -582,6 +612,8 @@ CASES = [
     ("audit verify passes; an edited, a deleted record and a forged checkpoint are named",
      case_verify_and_tamper),
     ("kill -9 of airlockd under pgbench: the chain verifies before and after the restart", case_kill9),
+    ("record_limit: a session's recording stops with one 'truncated' row; the session and its "
+     "audit go on", case_record_limit),
     ("a store at its cap refuses new sessions (store_full) and keeps everything; rotate archives "
      "and chains on", case_store_full),
     ("the store's disk fills: sessions are refused (store_full) before reaching postgres, taken again "

@@ -480,8 +480,8 @@ def parse_response(raw):
 def case_curl_get():
     need_up()
     n0 = len(uplog())
-    r = curl("-H", "Authorization: Bearer %s" % AGENT_TOKEN, "-w", "\n%{http_code} %{http_version}",
-             "--http2", api_url("/items?limit=5"))
+    r = curl("-H", "Authorization: Bearer %s" % AGENT_TOKEN, "-H", "Proxy-Authorization: Basic %s" % AGENT_TOKEN,
+             "-w", "\n%{http_code} %{http_version}", "--http2", api_url("/items?limit=5"))
     check(r.returncode == 0, "curl exited %d: %s" % (r.returncode, r.stderr.strip()))
     body, _, tail = r.stdout.rpartition("\n")
     check(tail == "200 1.1", "curl: status/version %r (want 200 over HTTP/1.1 although it offered h2)" % tail)
@@ -490,7 +490,8 @@ def case_curl_get():
     log = uplog()[n0:]
     check(len(log) == 1 and log[0]["path"] == "/items", "upstream log: %r" % log)
     raw = base64.b64decode(log[0]["raw"])
-    check(AGENT_TOKEN.encode() not in raw, "the agent's token reached upstream")
+    check(AGENT_TOKEN.encode() not in raw and b"proxy-authorization" not in raw.lower(),
+          "the agent's token (Authorization, Proxy-Authorization) reached upstream: %r" % raw[:600])
     rows = wait_for(lambda: [x for x in http_rows("path = '/items'") if x["status"] == 200], 5)
     check(rows, "no http_requests row with status 200 for /items: %r" % http_rows()[-3:])
     x = rows[-1]
