@@ -454,14 +454,15 @@ class Airlock:
         on_cleanup(self.down)
 
     def write_conf(self, resources, settings=()):
-        """(Re)writes the config file; a restart (stop(), start()) picks it up."""
+        """(Re)writes the config file; a restart (stop(), start()) picks it up. It says
+        `default relay` unless settings has a default line."""
         lines = [
             "# airlockd config written by %s" % os.path.basename(sys.argv[0]),
             "steer_port %d" % self.steer_port,
             'control_socket "%s"' % self.sock,
             'store "%s"' % self.store,
             'pin_root "%s"' % self.pin_root,
-            "default relay",
+        ] + ([] if any(str(x).split()[:1] == ["default"] for x in settings) else ["default relay"]) + [
             "connect_timeout 2s",
         ] + list(settings)
         # The console's default port is shared by every daemon: tests that want it name a free one.

@@ -32,6 +32,7 @@ BULK_N = 200
 class T:
     """State shared by the cases, which run in order."""
     tmp = cg = al = None
+    resources = settings = ()   # what setup gave lib.Airlock (a restart with other settings keeps them)
     http_port = echo_port = 0
     body = b""
     srv4 = srv6 = None
@@ -572,6 +573,177 @@ def case_default_resolvers():
     steered_curl("http://127.0.0.2:%d/" % T.http_port, "127.0.0.2")
 
 
+def restart(settings=None, wrap=None):
+    """Stops the test daemon and starts it again with the test's resources and these settings
+    (the setup's unless told), under wrap (the usual one unless told)."""
+    T.al.stop(signal.SIGTERM, timeout=10)
+    T.up = False
+    T.al.write_conf(T.resources, T.settings if settings is None else settings)
+    usual = T.al.wrap
+    if wrap is not None:
+        T.al.wrap = wrap
+    try:
+        banner = T.al.start()
+    finally:
+        T.al.wrap = usual
+    T.up = True
+    check("pinned:  1 cgroup " in banner, "after the restart the banner says %r"
+          % [ln for ln in banner.splitlines() if "pinned" in ln])
+    return banner
+
+
+def start_tls_server(host, port, body):
+    """A counting HTTPS server (self-signed); it counts TCP connections, handshake or not."""
+    import ssl
+    d = os.path.join(T.tmp, "tls-%s-%d" % (host, port))
+    os.makedirs(d, exist_ok=True)
+    key, crt = os.path.join(d, "k.pem"), os.path.join(d, "c.pem")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                        "-out", crt, "-days", "1", "-subj", "/CN=%s" % host],
+                       capture_output=True, timeout=60)
+    check(r.returncode == 0, "openssl req failed: %s" % r.stderr[-200:])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(crt, key)
+    srv = lib.start_http_server(host, port, body)
+    # The handshake happens on the handler's first read, after accept() counted the connection.
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
+    return srv
+
+
+def curl_rc_in(url):
+    """curl (-k) in the cgroup, failure allowed; (exit code, body, pid, stderr)."""
+    bodyf = os.path.join(T.tmp, "curl-body-%s" % secrets.token_hex(4))
+    pid, rc, _, err = run_in_cgroup_with_pid(
+        [CURL, "-sSk", "-g", "--noproxy", "*", "--max-time", "10", "-o", bodyf, url])
+    body = b""
+    if os.path.exists(bodyf):
+        with open(bodyf, "rb") as f:
+            body = f.read()
+        os.unlink(bodyf)
+    return rc, body, pid, err.strip()
+
+
+def case_default_deny():
+    """With `default deny`, a connection from the cgroup to a destination no resource names (plain
+    HTTP, and TLS) is closed by airlockd and never dialled; its row ends policy_deny and status
+    counts it. Back on `default relay` the same destinations are relayed."""
+    need_up()
+    host = "127.0.0.4"
+    with open(T.al.conf) as f:
+        check(not any(host in ln for ln in f), "the test config names %s" % host)
+    hport = lib.free_port((host,))
+    hsrv = lib.start_http_server(host, hport, T.body)
+    tport = lib.free_port((host,))
+    tsrv = start_tls_server(host, tport, T.body)
+    urls = ("http://%s:%d/" % (host, hport), "https://%s:%d/" % (host, tport))
+    try:
+        restart(T.settings + ["default deny"])
+        st0 = T.al.status()
+        mark = T.al.max_id()
+        pids = {}
+        for url, port in zip(urls, (hport, tport)):
+            rc, body, pid, err = curl_rc_in(url)
+            check(rc != 0 and body == b"", "curl %s with default deny: exit %d, %d bytes (%s)"
+                  % (url, rc, len(body), err))
+            pids[port] = pid
+        T.refused_rows["policy_deny"] = T.refused_rows.get("policy_deny", 0) + len(pids)
+        time.sleep(0.2)
+        check(hsrv.accepted == 0 and tsrv.accepted == 0, "with default deny the servers saw %d/%d "
+              "connections" % (hsrv.accepted, tsrv.accepted))
+
+        def rows():
+            r = [x for x in new_rows(mark) if x["dst_addr"] == host]
+            return r if len(r) >= len(pids) else None
+        got = wait_for(rows, 5, 0.1)
+        check(got and len(got) == len(pids), "audit rows to %s: %s" % (host, new_rows(mark)))
+        for row in got:
+            check(row["reason"] == "policy_deny" and row["dst_port"] in pids
+                  and row["pid"] == pids[row["dst_port"]] and row["comm"] == "curl"
+                  and row["cgroup_id"] == T.cg.id and row["resource"] is None
+                  and row["closed_us"] is not None and not row.get("bytes_up") and not row.get("bytes_down"),
+                  "audit row of a denied connection: %s" % row)
+        check(len(new_rows(mark)) == len(pids), "%d denied connections made %d rows"
+              % (len(pids), len(new_rows(mark))))
+        st = T.al.status()
+        n0 = st0["sessions"].get("policy_deny", 0)
+        check(st["sessions"].get("policy_deny", 0) == n0 + len(pids), "status sessions policy_deny went "
+              "%d -> %r" % (n0, st["sessions"].get("policy_deny")))
+        check(st["sessions_since_start"].get("policy_deny") == len(pids), "status sessions_since_start "
+              "policy_deny %r, want %d" % (st["sessions_since_start"].get("policy_deny"), len(pids)))
+        # A named resource is still relayed under default deny.
+        steered_curl("http://127.0.0.2:%d/" % T.http_port, "127.0.0.2")
+    finally:
+        restart()
+    with open(T.al.conf) as f:
+        check("default deny\n" not in f.read(), "the config still says default deny")
+    mark = T.al.max_id()
+    for url, srv in zip(urls, (hsrv, tsrv)):
+        acc = srv.accepted
+        rc, body, _, err = curl_rc_in(url)
+        check(rc == 0, "curl %s with default relay exited %d: %s" % (url, rc, err))
+        body_ok(body, url + " with default relay")
+        check(srv.accepted == acc + 1, "server %s saw %d connections" % (url, srv.accepted - acc))
+    def closed():
+        r = [x for x in new_rows(mark) if x["closed_us"] is not None]
+        return r if len(r) == len(urls) else None
+    rows = wait_for(closed, 5, 0.1)
+    check(rows and all(x["reason"] == "closed" and x["resource"] is None and x["dst_addr"] == host
+                       for x in rows), "rows with default relay: %s" % new_rows(mark))
+
+
+def case_refuse_dangerous_pins():
+    """airlockctl pin refuses the root cgroup, and a cgroup airlockd itself runs in (its own or an
+    ancestor). airlockd is restarted in a cgroup of the test's (outer/inner), so that refusal is
+    tried on test cgroups only; the root's refusal is kern_pin's first check (kernel.c)."""
+    need_up()
+    outer = lib.TestCgroup("-daemon")
+    inner = os.path.join(outer.path, "airlockd")
+    os.mkdir(inner)
+    inner_rel = outer.rel + "/airlockd"
+    cgdir = os.path.join(T.al.pin_root, "cg")
+    want = [{"cgroup_id": T.cg.id, "path": T.cg.rel}]
+
+    def unchanged(what):
+        st = T.al.status()
+        check(st["pinned"] == want, "after %s status pinned is %r" % (what, st["pinned"]))
+        check(sorted(os.listdir(cgdir)) == [str(T.cg.id)], "after %s %s holds %r"
+              % (what, cgdir, os.listdir(cgdir)))
+        db = sqlite3.connect("file:%s?mode=ro" % T.al.store, uri=True, timeout=10)
+        try:
+            pins = [p for (p,) in db.execute("SELECT path FROM pins")]
+        finally:
+            db.close()
+        check(pins == [T.cg.rel], "after %s the store's pins are %r" % (what, pins))
+        check(T.al.running(), "airlockd is not running after %s" % what)
+
+    def refused(args, says):
+        r = T.al.ctl("pin", *args)
+        out = (r.stdout + r.stderr).strip()
+        check(r.returncode != 0, "airlockctl pin %s exited 0: %s" % (" ".join(args), out))
+        check(says in out, "airlockctl pin %s said %r, want %r" % (" ".join(args), out, says))
+        unchanged("pin %s" % " ".join(args))
+        return out
+
+    unchanged("the start")
+    for arg in ("/", T.cg.mount, T.cg.mount + "/", T.cg.rel + "/.."):
+        refused([arg], "refusing to pin the root cgroup")
+    try:
+        restart(wrap=["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', inner] + T.al.wrap)
+        with open("/proc/%d/cgroup" % T.al.proc.pid) as f:
+            own = [ln.strip()[3:] for ln in f if ln.startswith("0::")]
+        check(own == [inner_rel], "airlockd's cgroup is %r, want %s" % (own, inner_rel))
+        parent = os.path.dirname(own[0])
+        check(parent == outer.rel, "parent %s" % parent)
+        for args in ([own[0]], [parent], ["--pid", str(T.al.proc.pid)]):
+            refused(args, "airlockd itself runs in it (%s)" % inner_rel)
+        unchanged("the refusals")
+        steered_curl("http://127.0.0.2:%d/" % T.http_port, "127.0.0.2")
+    finally:
+        restart()
+    unchanged("the restart")
+    outer.remove()
+
+
 def case_unpin_direct():
     need_up()
     r = T.al.ctl("unpin", T.cg.rel)
@@ -873,9 +1045,9 @@ def setup():
     t.echo_port = lib.free_port(("127.0.0.2",))
     lib.start_echo_server("127.0.0.2", t.echo_port)
     t.console_port = lib.free_port(("127.0.0.1",))
-    t.al = lib.Airlock(t.tmp, [("web", ["127.0.0.2", "::1"], [t.http_port]),
-                               ("echo", ["127.0.0.2"], [t.echo_port])],
-                       settings=["console_listen 127.0.0.1:%d" % t.console_port])
+    t.resources = [("web", ["127.0.0.2", "::1"], [t.http_port]), ("echo", ["127.0.0.2"], [t.echo_port])]
+    t.settings = ["console_listen 127.0.0.1:%d" % t.console_port]
+    t.al = lib.Airlock(t.tmp, t.resources, settings=t.settings)
     note("cgroup %s, pins %s, steer port %d, http %d, echo %d, tmp %s"
          % (t.cg.path, t.al.pin_root, t.al.steer_port, t.http_port, t.echo_port, t.tmp))
 
@@ -899,6 +1071,10 @@ CASES = [
      "(udp_denied from the cgroup)", case_metrics_refusals),
     ("with no resolver line the nameservers of airlockd's /etc/resolv.conf are the DNS resolvers "
      "(a private mount namespace's), no other", case_default_resolvers),
+    ("default deny: HTTP and TLS from the cgroup to a destination no resource names are closed, never "
+     "dialled, recorded policy_deny and counted; back on default relay they are relayed", case_default_deny),
+    ("pin refuses the root cgroup and a cgroup airlockd runs in (its own, its parent, --pid); nothing "
+     "is pinned", case_refuse_dangerous_pins),
     ("unpin: the cgroup goes direct, no audit rows", case_unpin_direct),
     ("pin --pid re-pins the cgroup and steering resumes", case_repin_by_pid),
     ("kill -9 airlockd: connect refused at once, nothing reaches the server", case_kill9_fail_closed),
