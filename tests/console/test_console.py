@@ -622,6 +622,37 @@ def case_logout():
     check(b.js("fetch('/api/v1/pending').then(r => r.status)") == 401, "API after logout is not 401")
 
 
+def case_post_hygiene():
+    """Every POST must come from the console's own origin and carry one JSON object: a foreign
+    Origin gets 403, another Content-Type 415, duplicate keys 400, before any login is tried
+    (so none counts as a failed login) or any token is looked at."""
+    need_up()
+    check(T.token, "no API token (the token case failed)")
+
+    def post(path, data, ctype, extra=None):
+        req = urllib.request.Request(T.url.rstrip("/") + path, data=data, method="POST",
+                                     headers=dict({"Content-Type": ctype}, **(extra or {})))
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(req, timeout=15) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+    login = json.dumps({"name": "bob", "password": REVIEWERS["bob"][3]}).encode()
+    evil = {"Origin": "http://evil.example"}
+    st, body = post("/api/v1/login", login, "application/json", evil)
+    check(st == 403 and "cross-origin" in body, "login from a foreign Origin: %d %r" % (st, body))
+    st, body = post("/api/v1/requests/999999/deny", b'{"reason": "x"}', "application/json",
+                    dict(evil, Authorization="Bearer " + T.token))
+    check(st == 403 and "cross-origin" in body, "a token's POST from a foreign Origin: %d %r" % (st, body))
+    st, body = post("/api/v1/login", b"name=bob&password=x", "application/x-www-form-urlencoded")
+    check(st == 415, "a form-encoded login: %d %r" % (st, body))
+    st, body = post("/api/v1/login", b'{"name": "bob", "name": "alice", "password": "x"}', "application/json")
+    check(st == 400 and "not a JSON object" in body, "a login with a duplicate key: %d %r" % (st, body))
+    st, body = post("/api/v1/login", login, "application/json", {"Origin": T.url.rstrip("/")})
+    check(st == 200, "bob's login from the console's own origin: %d %r" % (st, body))
+
+
 def case_rate_limit():
     need_up()
     name = "nobody-%s" % lib.RUN_ID
@@ -1238,6 +1269,8 @@ CASES = [
      "statement's session link opens its session", case_history_filters),
     ("an agent in a pinned cgroup cannot reach the console (steer_loop)", case_agent_refused),
     ("logout ends the session", case_logout),
+    ("POST hygiene: a foreign Origin 403, not JSON 415, duplicate keys 400 (login and token)",
+     case_post_hygiene),
     ("login rate limit: 5 failures a minute, then 429", case_rate_limit),
     ("searches over %d statements run beside the proxies (psql and airlockctl answered while they "
      "read; a stop ends them); a long session's view; policy test reads the store itself" % FILL_ROWS,
