@@ -865,13 +865,15 @@ except psycopg2.Error as e:
 
 def case_policy_reload():
     """`airlockctl policy reload` swaps in new rules at once, here rules on who the agent is and on
-    a statement's fingerprint: `exe` tells psycopg2 (python3) from psql in the same cgroup,
+    a statement's fingerprint: `uid` tells the agent's uid from root, `exe` psycopg2 (python3) from
+    psql in the same cgroup,
     `cgroup` one pinned cgroup from the other, and `fingerprint` lets one statement shape through
     a review rule. A file with a mistake is refused naming file:line, and the running policy
     stays. The reload is in the audit chain."""
     need_up()
     fp = json.loads(T.al.ctl("classify", "pg", "--json", "DELETE FROM other WHERE id = 1").stdout)[0]["fingerprint"]
-    rules = ['rule deny kind delete relation other exe "/usr/bin/python3*"',
+    rules = ['rule deny kind read relation other uid %d' % AGENT_UID,
+             'rule deny kind delete relation other exe "/usr/bin/python3*"',
              "rule allow fingerprint %s" % fp,
              'rule review kind delete relation other cgroup "%s" timeout 60s' % T.cga.rel] + RULES
     T.al.write_conf([pgcluster.pg_resource("pg", PG_ADDR, T.pg.port, rules)], T.settings)
@@ -895,6 +897,13 @@ def case_policy_reload():
     check(r.stdout.startswith("error 42501") and "denied by rule" in r.stdout and "python3" in r.stdout,
           "psycopg2's DELETE under the exe rule: %r %r" % (r.stdout.strip(), r.stderr.strip()[-300:]))
     check(up("SELECT count(*) FROM other WHERE id = 2") == "1", "psycopg2's DELETE ran")
+    # uid: the agent's uid (setpriv) is denied the read; the same psql as root in the same cgroup is not.
+    rc, out, err = psql_now(T.cgb, "SELECT count(*) FROM other")
+    check(rc != 0 and "denied by rule 'rule deny kind read relation other uid %d'" % AGENT_UID in err,
+          "the read as uid %d: exit %d %r %r" % (AGENT_UID, rc, out.strip(), err.strip()[-200:]))
+    r = T.cgb.run(psql_argv("SELECT count(*) FROM other")[4:], timeout=15, env=pgcluster.client_env(T.home, "wrong"))
+    check(r.returncode == 0 and r.stdout.strip() == "2", "the read as root: exit %d %r %r"
+          % (r.returncode, r.stdout.strip(), r.stderr.strip()[-200:]))
     # A mistake: refused with file:line; the rules above stay.
     T.al.write_conf([pgcluster.pg_resource("pg", PG_ADDR, T.pg.port, rules + ["rule deny kind nonsense"])],
                     T.settings)
@@ -1018,7 +1027,7 @@ CASES = [
      "denied, every client answered" % (N_BULK, N_BULK), case_many),
     ("kill -9 with requests pending: clients get an error, nothing ran, after restart they are "
      "aborted", case_kill9),
-    ("policy reload: exe, cgroup and fingerprint rules take effect at once; a bad file is "
+    ("policy reload: uid, exe, cgroup and fingerprint rules take effect at once; a bad file is "
      "refused with file:line and the running policy stays; reloads are audited", case_policy_reload),
     ("review_webhook backs off: tries after 503s 1, 2, 4 s apart, none after the one taken",
      case_webhook_backoff),
