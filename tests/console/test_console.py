@@ -247,13 +247,14 @@ def max_req():
     return max((r["id"] for r in requests()), default=0)
 
 
-def http(method, path, body=None, headers=None, timeout=15, ctx=None):
-    """(status, headers, body text) of a request to the console from this process (no cookies);
-    ctx: the TLS context for an https console."""
-    data = json.dumps(body).encode() if body is not None else None
+def http(method, path, body=None, headers=None, timeout=15, ctx=None, raw=None):
+    """(status, headers, body text) of a request to the console from this process (no cookies):
+    body as JSON, or raw bytes as they are (their Content-Type in headers); ctx: the TLS context
+    for an https console."""
+    data = json.dumps(body).encode() if body is not None else raw
     req = urllib.request.Request(T.url.rstrip("/") + path, data=data, method=method,
                                  headers=dict(headers or {}))
-    if data is not None:
+    if body is not None:
         req.add_header("Content-Type", "application/json")
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
     try:
@@ -630,14 +631,8 @@ def case_post_hygiene():
     check(T.token, "no API token (the token case failed)")
 
     def post(path, data, ctype, extra=None):
-        req = urllib.request.Request(T.url.rstrip("/") + path, data=data, method="POST",
-                                     headers=dict({"Content-Type": ctype}, **(extra or {})))
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        try:
-            with opener.open(req, timeout=15) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
+        st, _, body = http("POST", path, raw=data, headers=dict({"Content-Type": ctype}, **(extra or {})))
+        return st, body
     login = json.dumps({"name": "bob", "password": REVIEWERS["bob"][3]}).encode()
     evil = {"Origin": "http://evil.example"}
     st, body = post("/api/v1/login", login, "application/json", evil)
