@@ -26,7 +26,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
+
+import capture  # tests/fuzz, beside this script
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus", "http")
@@ -35,29 +36,15 @@ ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length:
           b"Connection: close\r\n\r\n{}")
 
 
-class Recorder:
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.got = []
-        self.lock = threading.Lock()
-        self.threads = []
-        threading.Thread(target=self.accept, daemon=True).start()
+class Recorder(capture.Listener):
+    """Keeps what each connection sends until the client pauses, answers, closes."""
 
-    def accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            t = threading.Thread(target=self.serve, args=(c,), daemon=True)
-            t.start()
-            with self.lock:
-                self.threads.append(t)
+    def connection(self, c):
+        buf = bytearray()
+        return buf, [(self.serve, (c, buf))]
 
-    def serve(self, c):
+    @staticmethod
+    def serve(c, buf):
         data = bytearray()
         c.settimeout(PAUSE)
         try:
@@ -75,18 +62,11 @@ class Recorder:
         except OSError:
             pass
         c.close()
-        if data:
-            with self.lock:
-                self.got.append(bytes(data))
+        buf += data
 
     def take(self):
-        with self.lock:
-            threads, self.threads = self.threads, []
-        for t in threads:
-            t.join(timeout=10)
-        with self.lock:
-            got, self.got = self.got, []
-        return got
+        """The requests of the connections since the last take (those that sent any)."""
+        return [bytes(b) for b in super().take() if b]
 
 
 def kubectl_requests(argvs):

@@ -22,11 +22,11 @@ ids and keys differ), so commit them only when the sessions changed on purpose.
 import os
 import socket
 import sys
-import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
+import capture  # noqa: E402
 import lib  # noqa: E402
 import pgcluster  # noqa: E402
 
@@ -37,36 +37,17 @@ SSL_REQUEST = bytes.fromhex("0000000804d2162f")
 MAX_SEED = 256 * 1024       # a seed longer than this is cut (the driver frames what it gets)
 
 
-class Tap:
-    """A relay to the cluster that keeps each connection's bytes: conns[i] = [fe, be]."""
+class Tap(capture.Listener):
+    """A relay to the cluster that keeps each connection's bytes: take() gives [fe, be] each."""
 
     def __init__(self, upstream):
         self.upstream = upstream
-        self.conns = []
-        self.lock = threading.Lock()
-        self.threads = []
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        t = threading.Thread(target=self.accept, daemon=True)
-        t.start()
+        super().__init__()
 
-    def accept(self):
-        while True:
-            try:
-                a, _ = self.sock.accept()
-            except OSError:
-                return
-            u = socket.create_connection(self.upstream)
-            rec = [bytearray(), bytearray()]
-            with self.lock:
-                self.conns.append(rec)
-                for src, dst, buf in ((a, u, rec[0]), (u, a, rec[1])):
-                    t = threading.Thread(target=self.pump, args=(src, dst, buf), daemon=True)
-                    t.start()
-                    self.threads.append(t)
+    def connection(self, a):
+        u = socket.create_connection(self.upstream)
+        rec = [bytearray(), bytearray()]
+        return rec, [(self.pump, (a, u, rec[0])), (self.pump, (u, a, rec[1]))]
 
     @staticmethod
     def pump(src, dst, buf):
@@ -84,16 +65,6 @@ class Tap:
                 s.shutdown(how)
             except OSError:
                 pass
-
-    def take(self):
-        """The connections made since the last take, once their relays are done."""
-        with self.lock:
-            threads, self.threads = self.threads, []
-        for t in threads:
-            t.join(timeout=10)
-        with self.lock:
-            got, self.conns = self.conns, []
-        return got
 
 
 PSQL_SCRIPT = r"""
