@@ -24,7 +24,6 @@ import threading
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
@@ -251,17 +250,11 @@ def http(method, path, body=None, headers=None, timeout=15, ctx=None, raw=None):
     """(status, headers, body text) of a request to the console from this process (no cookies):
     body as JSON, or raw bytes as they are (their Content-Type in headers); ctx: the TLS context
     for an https console."""
-    data = json.dumps(body).encode() if body is not None else raw
-    req = urllib.request.Request(T.url.rstrip("/") + path, data=data, method=method,
-                                 headers=dict(headers or {}))
+    headers = dict(headers or {})
     if body is not None:
-        req.add_header("Content-Type", "application/json")
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx))
-    try:
-        with opener.open(req, timeout=timeout) as r:
-            return r.status, dict(r.headers), r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read().decode()
+        headers["Content-Type"] = "application/json"
+    return lib.http_request(T.url.rstrip("/") + path, method, json.dumps(body).encode() if body is not None else raw,
+                            headers, timeout, ctx)
 
 
 def item_js(rid):

@@ -19,9 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
@@ -1359,13 +1357,8 @@ def case_exec_base64_replay():
 
 
 def console_get(path, token):
-    req = urllib.request.Request(T.console.rstrip("/") + path, headers={"Authorization": "Bearer " + token})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(req, timeout=15) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+    st, _, body = lib.http_request(T.console.rstrip("/") + path, headers={"Authorization": "Bearer " + token})
+    return st, body
 
 
 # What the fake pod printed first (https_upstream.py: its greeting, then TERMINAL_LINE).

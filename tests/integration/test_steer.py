@@ -16,8 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
@@ -452,14 +450,9 @@ def case_no_identity():
 
 def console_get(path, token=None):
     """GET on the test daemon's console; (status, content type, body)."""
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (T.console_port, path),
-                                 headers={"Authorization": "Bearer " + token} if token else {})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(req, timeout=10) as r:
-            return r.status, r.headers.get("Content-Type", ""), r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers.get("Content-Type", ""), e.read().decode()
+    st, hdr, body = lib.http_request("http://127.0.0.1:%d%s" % (T.console_port, path), timeout=10,
+                                     headers={"Authorization": "Bearer " + token} if token else {})
+    return st, hdr.get("Content-Type", ""), body
 
 
 def case_metrics_refusals():
