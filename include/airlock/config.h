@@ -133,6 +133,8 @@ struct al_config {
 	uint16_t console_port;
 	int console_tls;        /* HTTPS: console_cert/console_key, else a leaf from the Airlock CA */
 	char *console_cert, *console_key;
+	uint64_t console_idle_s;        /* a console login ends after this long without a request */
+	uint64_t console_session_max_s; /* and this long after it began, in any case */
 };
 
 /* Parse `text` (named `source` in messages). On error returns -1 and writes

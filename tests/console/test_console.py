@@ -13,6 +13,7 @@ The queue screenshot is written to build/console-queue.png (nothing is left in /
 
 import base64
 import fcntl
+from http.client import HTTPConnection
 import json
 import os
 import shutil
@@ -942,7 +943,10 @@ def case_grant_revoke():
               f.get("M") == want, "what the session got on revoke: %r (want FATAL 42501 %r)" % (pk, want))
         r = s.run("SELECT 1", 10)
         check(r.get("error") and r.get("closed"), "the session after the revoke: %r" % r)
-        closed = wait_for(lambda: T.al.db_rows("id = ?", (conn_id,))[0], 5, 0.05)
+        # The close row is written by the store's next group commit, after the session has
+        # read its FATAL: poll for it, not just for the row.
+        wait_for(lambda: T.al.db_rows("id = ?", (conn_id,))[0]["closed_us"], 5, 0.05)
+        closed = T.al.db_rows("id = ?", (conn_id,))[0]
         check(closed["closed_us"] and "grant %d was revoked" % gid in (closed["detail"] or ""),
               "connection %d after the revoke: %r"
               % (conn_id, {k: closed[k] for k in ("closed_us", "reason", "detail")}))
@@ -1121,6 +1125,137 @@ def restart(settings):
     return banner
 
 
+IDLE_S = 2          # console_idle_timeout in case_session_limits
+MAX_S = 6           # console_session_max
+
+
+class Feed:
+    """GET /api/v1/events read in a thread: the events seen, and when the stream ended."""
+
+    def __init__(self, headers):
+        host, port = T.url.split("//")[1].rstrip("/").rsplit(":", 1)
+        self.conn = HTTPConnection(host, int(port), timeout=30)
+        self.conn.request("GET", "/api/v1/events", headers=headers)
+        self.resp = self.conn.getresponse()
+        self.status = self.resp.status
+        self.events = []
+        self.ended_at = None
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+
+    def _read(self):
+        try:
+            for line in self.resp:
+                if line.startswith(b"event: "):
+                    self.events.append(line[7:].strip().decode())
+        except OSError:
+            pass
+        self.ended_at = time.monotonic()
+
+    def ended(self, within):
+        return wait_for(lambda: self.ended_at is not None, within, 0.05)
+
+    def close(self):
+        self.conn.close()
+
+
+def cookie_login(name):
+    """(cookie header, csrf) of a console login as name, over plain HTTP from this process."""
+    st, hdr, body = http("POST", "/api/v1/login", {"name": name, "password": REVIEWERS[name][3]})
+    check(st == 200, "login %s: %d %r" % (name, st, body[:200]))
+    ck = hdr.get("Set-Cookie", "").split(";")[0]
+    check(ck.startswith("airlock_session=") and len(ck) == 16 + 64, "login cookie %r" % ck)
+    return {"Cookie": ck}, json.loads(body)["csrf"]
+
+
+def me(auth):
+    return http("GET", "/api/v1/me", headers=auth)[0]
+
+
+def case_session_limits():
+    """console_idle_timeout / console_session_max: a login with requests outlives the idle
+    timeout and ends at the session maximum anyway; an idle one ends (the live feed is not
+    activity, and it ends with its login); logout and user del end their feeds at once; Chromium
+    left alone goes back to the login page by itself."""
+    need_up()
+    b = T.br
+    feeds = []
+    try:
+        restart(T.settings + ["console_idle_timeout %ds" % IDLE_S, "console_session_max %ds" % MAX_S])
+        # Requests keep a login going past the idle timeout, up to the session maximum.
+        auth, _ = cookie_login("bob")
+        t0 = time.monotonic()
+        first_401 = None
+        while time.monotonic() - t0 < MAX_S + 3:
+            if me(auth) == 401:
+                first_401 = time.monotonic() - t0
+                break
+            time.sleep(0.4)
+        check(first_401 is not None and IDLE_S + 1 < first_401 <= MAX_S + 1.5,
+              "a login in use ended after %r s (want about %d s, the session maximum, not %d s idle)"
+              % (first_401, MAX_S, IDLE_S))
+
+        # Left alone, its feed open: the feed sees the queue, then ends with the login.
+        auth, _ = cookie_login("bob")
+        f = Feed(auth)
+        feeds.append(f)
+        check(f.status == 200, "the feed: %d" % f.status)
+        t0 = time.monotonic()
+        check(f.ended(IDLE_S + 4), "the feed of an idle login still open after %d s" % (IDLE_S + 4))
+        check(f.events[:1] == ["pending"] and f.ended_at - t0 >= IDLE_S - 0.5,
+              "the idle login's feed: events %r, ended after %.1f s" % (f.events, f.ended_at - t0))
+        check(me(auth) == 401, "the idle login still answers")
+
+        # Logout ends this login's feed at once; another login's feed stays.
+        auth, csrf = cookie_login("bob")
+        other, _ = cookie_login("bob")
+        f, g = Feed(auth), Feed(other)
+        feeds += [f, g]
+        st, _, body = http("POST", "/api/v1/logout", {}, headers=dict(auth, **{"X-CSRF-Token": csrf}))
+        check(st == 200, "logout: %d %r" % (st, body[:200]))
+        check(f.ended(1.0), "the feed still open 1 s after its logout")
+        check(g.ended_at is None and me(other) == 200, "logout ended another login's feed or login")
+
+        # An API token's feed ends when its user is removed (it has no idle timeout).
+        name = "feedtmp" + lib.RUN_ID[:6]
+        r = subprocess.run([lib.AIRLOCKCTL, "-s", T.al.sock, "user", "add", name, "--uid", "47299",
+                            "--groups", "dba", "--password-stdin"], input="pw " + lib.RUN_ID + "\n",
+                           capture_output=True, text=True, timeout=30)
+        check(r.returncode == 0, "user add %s: %s" % (name, r.stderr.strip()))
+        r = T.al.ctl("console", "token", name)
+        tok = r.stdout.strip().split()[-1] if r.returncode == 0 else ""
+        check(len(tok) == 64, "console token %s: %r %r" % (name, r.stdout[-200:], r.stderr[-200:]))
+        f = Feed({"Authorization": "Bearer " + tok})
+        feeds.append(f)
+        check(f.status == 200, "the token's feed: %d" % f.status)
+        time.sleep(IDLE_S + 1.5)
+        check(f.ended_at is None, "a token's feed ended by the idle timeout")
+        r = T.al.ctl("user", "del", name)
+        check(r.returncode == 0, "user del %s: %s" % (name, r.stderr.strip()))
+        check(f.ended(2.5), "the feed of a removed user's token still open 2.5 s later")
+
+        # Chromium, logged in and left alone, shows the login page again by itself.
+        b.goto(T.url)
+        b.wait_js("!document.getElementById('login').hidden", 10, "the login form")
+        b.js("document.getElementById('login-name').value = 'alice';"
+             "document.getElementById('login-password').value = %s;"
+             "document.getElementById('login-submit').click(); true" % json.dumps(REVIEWERS["alice"][3]))
+        b.wait_js("!document.getElementById('app').hidden", 10, "the app after login")
+        b.wait_js("document.getElementById('live').textContent === 'live'", 10, "the live feed")
+        b.wait_js("!document.getElementById('login').hidden && document.getElementById('app').hidden",
+                  IDLE_S + 8, "the login page back after %d s idle" % IDLE_S)
+    finally:
+        for f in feeds:
+            f.close()
+        # Back to the usual limits for the cases after this one, however this one ended.
+        T.up = False
+        if T.al.running():
+            T.al.stop()
+        T.al.write_conf(T.resources, T.settings)
+        T.al.start()
+        T.up = True
+
+
 def case_console_tls():
     """console_tls on: the console speaks HTTPS with a certificate from the Airlock CA; a login in
     Chromium sets the session cookie Secure (and HttpOnly, SameSite=Strict)."""
@@ -1263,6 +1398,8 @@ CASES = [
     ("searches over %d statements run beside the proxies (psql and airlockctl answered while they "
      "read; a stop ends them); a long session's view; policy test reads the store itself" % FILL_ROWS,
      case_long_read),
+    ("console_idle_timeout and console_session_max end logins and their live feeds (a login in use at "
+     "the maximum, an idle one, logout, user del of a token's user; Chromium left alone)", case_session_limits),
     ("console_tls on: HTTPS with a certificate from the Airlock CA; the session cookie is Secure",
      case_console_tls),
     ("airlockd still up, no sanitizer lines", case_still_up),

@@ -1036,7 +1036,8 @@ static void test_console_settings(void)
 	struct al_config *c = parse("");
 	char a[64];
 
-	CHECK(c && c->console_enabled && c->console_port == 8077 && !c->console_tls);
+	CHECK(c && c->console_enabled && c->console_port == 8077 && !c->console_tls &&
+	      c->console_idle_s == 1800 && c->console_session_max_s == 12 * 3600);
 	if (c) {
 		al_addr_str(&c->console_addr, a, sizeof(a));
 		CHECK_STR(a, "127.0.0.1");
@@ -1061,6 +1062,12 @@ static void test_console_settings(void)
 	CHECK(fails_with("console_tls yes\n", "t:1: console_tls: 'yes' is neither on nor off"));
 	CHECK(fails_with("console_cert c.pem\n", "t:1: console_cert: 'c.pem' is not an absolute path"));
 	CHECK(fails_with("console_cert /c.pem\n", "t:1: console_cert and console_key go together"));
+	c = parse("console_idle_timeout 90s\nconsole_session_max 2h\n");
+	CHECK(c && c->console_idle_s == 90 && c->console_session_max_s == 7200);
+	config_free(c);
+	CHECK(fails_with("console_idle_timeout 0s\n", "t:1: console_idle_timeout: '0s' is not a duration from 1s to 24h"));
+	CHECK(fails_with("console_idle_timeout 25h\n", "t:1: console_idle_timeout: '25h' is not a duration"));
+	CHECK(fails_with("console_session_max 8d\n", "t:1: console_session_max: '8d' is not a duration from 1s to 168h"));
 }
 
 /* The examples README points to parse as shipped (run from the repository root). */

@@ -549,6 +549,12 @@ static void store_limits_from(struct store *st, const struct al_config *cfg);
 static int load_secrets(struct daemon *d, char *err, size_t errlen);
 static int set_resolvers(struct daemon *d, char *err, size_t errlen);
 
+/* Two optional strings are the same (both absent, or equal). */
+static int str_same(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
 /* Settings a running daemon cannot change: they need a restart. */
 static const char *fixed_setting_changed(const struct al_config *a, const struct al_config *b)
 {
@@ -564,7 +570,9 @@ static const char *fixed_setting_changed(const struct al_config *a, const struct
 		return "ca_dir";
 	if (a->console_enabled != b->console_enabled || a->console_port != b->console_port ||
 	    memcmp(&a->console_addr, &b->console_addr, sizeof(a->console_addr)) ||
-	    a->console_tls != b->console_tls)
+	    a->console_tls != b->console_tls || !str_same(a->console_cert, b->console_cert) ||
+	    !str_same(a->console_key, b->console_key) || a->console_idle_s != b->console_idle_s ||
+	    a->console_session_max_s != b->console_session_max_s)
 		return "console_*";
 	if (a->tproxy_port != b->tproxy_port || a->tproxy_mark != b->tproxy_mark ||
 	    a->tproxy_table != b->tproxy_table || strcmp(a->nft_table, b->nft_table))

@@ -48,10 +48,9 @@ int console_token_create(struct store *st, const char *user, char *out, size_t l
 
 /* ---- sessions ------------------------------------------------------------------------------ */
 
-static int session_live(const struct csession *s, int64_t now)
+static int session_live(const struct console *c, const struct csession *s, int64_t now)
 {
-	return s->used && now - s->last_us < CONSOLE_SESSION_IDLE_US &&
-	       now - s->created_us < CONSOLE_SESSION_MAX_US;
+	return s->used && now - s->last_us < c->idle_us && now - s->created_us < c->max_us;
 }
 
 static struct csession *session_find(struct console *c, const char *token)
@@ -63,7 +62,7 @@ static struct csession *session_find(struct console *c, const char *token)
 	for (size_t i = 0; i < CONSOLE_MAX_SESSIONS; i++) {
 		struct csession *s = &c->sessions[i];
 
-		if (s->used && !session_live(s, now)) {
+		if (s->used && !session_live(c, s, now)) {
 			OPENSSL_cleanse(s, sizeof(*s));
 			continue;
 		}
@@ -81,7 +80,7 @@ static struct csession *session_new(struct console *c, const char *user)
 	for (size_t i = 0; i < CONSOLE_MAX_SESSIONS; i++) {
 		struct csession *x = &c->sessions[i];
 
-		if (!x->used || !session_live(x, now)) {
+		if (!x->used || !session_live(c, x, now)) {
 			s = x;
 			break;
 		}
@@ -114,9 +113,11 @@ int auth_identify(struct console *c, struct MHD_Connection *conn, struct who *w)
 
 		if (strncasecmp(authz, "Bearer ", 7) != 0 || strlen(authz + 7) != 64 ||
 		    al_sha256_hex(authz + 7, 64, sha) < 0 ||
-		    store_token_user(c->store, sha, user, sizeof(user)) != 0)
+		    store_token_user(c->store, sha, user, sizeof(user)) != 0 ||
+		    store_user_by_name(c->store, user, &w->u) != 0)
 			return -1;
-		return store_user_by_name(c->store, user, &w->u) == 0 ? 0 : -1;
+		memcpy(w->bearer_sha, sha, sizeof(w->bearer_sha));
+		return 0;
 	}
 	cookie = MHD_lookup_connection_value(conn, MHD_COOKIE_KIND, CONSOLE_COOKIE);
 	if (!cookie || strlen(cookie) != 64)
@@ -132,6 +133,24 @@ int auth_identify(struct console *c, struct MHD_Connection *conn, struct who *w)
 	}
 	w->sess->last_us = al_now_us();
 	return 0;
+}
+
+int auth_still_valid(struct console *c, const char *cookie_token, const char *bearer_sha)
+{
+	struct store_user u;
+	char user[64];
+
+	if (bearer_sha[0]) {
+		if (store_token_user(c->store, bearer_sha, user, sizeof(user)) != 0)
+			return -1;
+	} else {
+		struct csession *s = session_find(c, cookie_token);
+
+		if (!s)
+			return -1;
+		snprintf(user, sizeof(user), "%s", s->user);
+	}
+	return store_user_by_name(c->store, user, &u) == 0 ? 0 : -1;
 }
 
 int auth_csrf_ok(struct console *c, struct MHD_Connection *conn, const struct who *w)
@@ -243,8 +262,10 @@ void auth_login(struct console *c, struct MHD_Connection *conn, const char *peer
 
 void auth_logout(struct console *c, struct who *w, struct reply *r)
 {
-	if (w->sess)
+	if (w->sess) {
 		OPENSSL_cleanse(w->sess, sizeof(*w->sess));
+		sse_recheck(c); /* this login's live feeds end now */
+	}
 	set_cookie(c, r, "", 1);
 	r->status = 200;
 	r->json = json_pack("{s:b}", "ok", 1);

@@ -13,8 +13,6 @@
 #include <sys/queue.h>
 
 #define CONSOLE_MAX_SESSIONS 256
-#define CONSOLE_SESSION_IDLE_US (30LL * 60 * 1000000)      /* logged out after 30 min idle */
-#define CONSOLE_SESSION_MAX_US (12LL * 3600 * 1000000)     /* and after 12 h in any case */
 #define CONSOLE_FAIL_MAX 5                                  /* failed logins per key ... */
 #define CONSOLE_FAIL_WINDOW_US (60LL * 1000000)             /* ... per minute */
 #define CONSOLE_FAIL_KEYS 512
@@ -58,12 +56,14 @@ struct console {
 	struct approval *approval;
 	struct kern *kern;
 	struct MHD_Daemon *mhd;
-	struct event *ev_io, *ev_timer, *ev_ping;
+	struct event *ev_io, *ev_timer, *ev_tick;
 	int kicked;             /* console_kick ran since the last MHD_run */
 	int tls;
 	char url[128];
 	char *cert_pem, *key_pem;
 	char dummy_hash[256];   /* verified against when a user is unknown: same cost either way */
+	int64_t idle_us, max_us;        /* console_idle_timeout, console_session_max */
+	unsigned int ticks;             /* seconds since start, for the feed's ping */
 	struct csession sessions[CONSOLE_MAX_SESSIONS];
 	struct fail_key fails[CONSOLE_FAIL_KEYS];
 	LIST_HEAD(, sse) feeds;
@@ -75,6 +75,7 @@ struct console {
 struct who {
 	struct store_user u;
 	struct csession *sess;  /* NULL for a bearer token */
+	char bearer_sha[65];    /* the bearer token's sha256 (hex), else "" */
 };
 
 /* An API answer: a status and a JSON body (owned), or a text body; or a read for the
@@ -115,6 +116,10 @@ void auth_login(struct console *c, struct MHD_Connection *conn, const char *peer
 		struct reply *r);
 void auth_logout(struct console *c, struct who *w, struct reply *r);
 void auth_me(struct console *c, struct who *w, struct reply *r);
+/* 0 if whoever opened a live feed may still read it: the login session (cookie token) is
+ * live, or the API token (its sha256) is still stored; and the user still exists. Does not
+ * count as activity. */
+int auth_still_valid(struct console *c, const char *cookie_token, const char *bearer_sha);
 /* 0 if the request carries the session's CSRF token (or is token-authenticated). */
 int auth_csrf_ok(struct console *c, struct MHD_Connection *conn, const struct who *w);
 
@@ -133,9 +138,12 @@ void reader_stop(struct console *c);
 void cjob_free(struct cjob *j);
 
 /* sse.c */
-enum MHD_Result sse_open(struct console *c, struct MHD_Connection *conn);
+enum MHD_Result sse_open(struct console *c, struct MHD_Connection *conn, const struct who *w);
 void sse_listener(void *arg, int64_t request_id, const char *event);
-void sse_ping(struct console *c);
+/* Once a second: ends the feeds whose login or token has ended; a ping every 15 s. */
+void sse_tick(struct console *c);
+/* Ends the feeds whose login or token has ended (after a logout). */
+void sse_recheck(struct console *c);
 void sse_close_all(struct console *c);
 
 /* metrics.c */

@@ -66,9 +66,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 }
 
-static void on_ping(evutil_socket_t fd, short what, void *arg)
+static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
-	sse_ping(arg);
+	sse_tick(arg);
 	(void)fd;
 	(void)what;
 }
@@ -278,7 +278,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		return send_reply(conn, &r);
 	}
 	if (!post && strcmp(url, "/api/v1/events") == 0)
-		return sse_open(c, conn);
+		return sse_open(c, conn, &w);
 	if (post && strcmp(url, "/api/v1/logout") == 0)
 		auth_logout(c, &w, &r);
 	else if (!post && strcmp(url, "/api/v1/me") == 0)
@@ -459,7 +459,7 @@ int console_start(const struct console_deps *d, struct console **out, char *err,
 	const union MHD_DaemonInfo *di;
 	unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	char host[INET6_ADDRSTRLEN + 2], addr[INET6_ADDRSTRLEN];
-	struct timeval ping = { 15, 0 };
+	struct timeval tick = { 1, 0 };
 	size_t sslen;
 
 	*out = NULL;
@@ -473,6 +473,8 @@ int console_start(const struct console_deps *d, struct console **out, char *err,
 	c->approval = d->approval;
 	c->kern = d->kern;
 	c->tls = cfg->console_tls;
+	c->idle_us = (int64_t)cfg->console_idle_s * 1000000;
+	c->max_us = (int64_t)cfg->console_session_max_s * 1000000;
 	LIST_INIT(&c->feeds);
 	al_addr_str(&cfg->console_addr, addr, sizeof(addr));
 	if (strchr(addr, ':'))
@@ -517,9 +519,9 @@ int console_start(const struct console_deps *d, struct console **out, char *err,
 	}
 	c->ev_io = event_new(d->base, di->epoll_fd, EV_READ | EV_PERSIST, on_io, c);
 	c->ev_timer = evtimer_new(d->base, on_timer, c);
-	c->ev_ping = event_new(d->base, -1, EV_PERSIST, on_ping, c);
-	if (!c->ev_io || !c->ev_timer || !c->ev_ping || event_add(c->ev_io, NULL) < 0 ||
-	    event_add(c->ev_ping, &ping) < 0) {
+	c->ev_tick = event_new(d->base, -1, EV_PERSIST, on_tick, c);
+	if (!c->ev_io || !c->ev_timer || !c->ev_tick || event_add(c->ev_io, NULL) < 0 ||
+	    event_add(c->ev_tick, &tick) < 0) {
 		al_errf(err, errlen, "console: cannot register with the event loop");
 		goto fail;
 	}
@@ -546,8 +548,8 @@ void console_free(struct console *c)
 		event_free(c->ev_io);
 	if (c->ev_timer)
 		event_free(c->ev_timer);
-	if (c->ev_ping)
-		event_free(c->ev_ping);
+	if (c->ev_tick)
+		event_free(c->ev_tick);
 	if (c->mhd)
 		MHD_stop_daemon(c->mhd);
 	free(c->cert_pem);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #define SSE_MAX_BUFFER (4u << 20)   /* a reader this far behind is dropped */
+#define SSE_PING_TICKS 15           /* a ping every 15 s */
 
 struct sse {
 	LIST_ENTRY(sse) link;
@@ -13,6 +14,9 @@ struct sse {
 	size_t len, off, cap;
 	int suspended;
 	int closing;
+	/* Who opened it: the login's cookie token, or the API token's sha256 (one is ""). The
+	 * feed ends within a second of that login or token ending. */
+	char cookie_token[65], bearer_sha[65];
 };
 
 static int sse_append(struct sse *s, const char *data, size_t n)
@@ -108,7 +112,7 @@ static char *pending_event(struct console *c, int64_t id, const char *event)
 	return out;
 }
 
-enum MHD_Result sse_open(struct console *c, struct MHD_Connection *conn)
+enum MHD_Result sse_open(struct console *c, struct MHD_Connection *conn, const struct who *w)
 {
 	struct MHD_Response *resp;
 	struct sse *s;
@@ -122,6 +126,9 @@ enum MHD_Result sse_open(struct console *c, struct MHD_Connection *conn)
 		return MHD_NO;
 	s->c = c;
 	s->conn = conn;
+	if (w->sess)
+		memcpy(s->cookie_token, w->sess->token, sizeof(s->cookie_token));
+	memcpy(s->bearer_sha, w->bearer_sha, sizeof(s->bearer_sha));
 	first = pending_event(c, 0, "hello");
 	if (sse_append(s, "retry: 2000\n\n", 13) < 0 || !first || sse_append(s, first, strlen(first)) < 0) {
 		free(first);
@@ -168,11 +175,26 @@ void sse_listener(void *arg, int64_t request_id, const char *event)
 	free(ev);
 }
 
-/* A comment line now and then: proxies keep the stream, and a gone client is noticed. */
-void sse_ping(struct console *c)
+void sse_recheck(struct console *c)
 {
 	struct sse *s;
 
+	LIST_FOREACH(s, &c->feeds, link) {
+		if (!s->closing && auth_still_valid(c, s->cookie_token, s->bearer_sha) < 0) {
+			s->closing = 1;
+			sse_wake(s);
+		}
+	}
+}
+
+void sse_tick(struct console *c)
+{
+	struct sse *s;
+
+	sse_recheck(c);
+	/* A comment line now and then: proxies keep the stream, and a gone client is noticed. */
+	if (++c->ticks % SSE_PING_TICKS)
+		return;
 	LIST_FOREACH(s, &c->feeds, link) {
 		if (!s->closing && sse_append(s, ": ping\n\n", 8) < 0)
 			s->closing = 1;
