@@ -895,7 +895,10 @@ def case_sni_resource():
     for p, c in got.items():
         line = [l for l in text if l.split()[:1] == [str(c["id"])]]
         check(line and line[0].split()[5] == want[p], "airlockctl connections line of %d: %r" % (c["id"], line))
-    other = [c for c in T.al.db_rows("id > ? AND dst_addr = ? AND detail LIKE '%%sni other.test%%'", (mark, API))]
+    # That row's detail (which names the server) is written when its connection closes, after
+    # curl has exited, and reaches the store with a later group commit: poll for it.
+    other = wait_for(lambda: T.al.db_rows("id > ? AND dst_addr = ? AND detail LIKE '%%sni other.test%%'",
+                                          (mark, API)), 10, 0.1)
     check(other and all(c["resource"] is None for c in other),
           "the connection to other.test (no resource answers it): %r" % other)
 
