@@ -9,9 +9,11 @@ Topology (every name carries this run's pid and a random suffix):
   agent netns  airlock-t-<pid>-a   veth alk<pid>a  10.213.A.2/29, fdXX::2/64
                                         |
   root netns (airlockd, test servers)  veth alk<pid>h  10.213.A.1/29 (resolver), .3, fdXX::1/64
-                                        veth alk<pid>g  10.213.B.1/29 (appliance), .3 (not)
+                                        veth alk<pid>g  10.213.B.1/29 (appliance), .3 (not),
+                                                        fdXX:2::1/64 (appliance), ::3 (not)
                                         |
-  backend netns airlock-t-<pid>-b  veth alk<pid>b  10.213.B.2/29 (a second airlockd guards it)
+  backend netns airlock-t-<pid>-b  veth alk<pid>b  10.213.B.2/29, fdXX:2::2/64 (a second
+                                                   airlockd guards it)
 
 The agent's interface alk<pid>h is pinned; the backend's alk<pid>b is guarded by an airlockd
 that runs in the backend namespace (as it would on a backend host).
@@ -19,12 +21,14 @@ that runs in the backend namespace (as it would on a backend host).
 Safety: XDP only on the veths this run creates; nftables only in table inet
 airlock_t_<pid>_<rand>; policy routing only with this run's random fwmark and table
 number; traffic only to addresses assigned here (10.213.0.0/16 blocks checked to be
-unused, a random ULA /64) and loopback; everything (namespaces, veths, table, rules,
+unused, two /64s of a random ULA /48) and loopback; everything (namespaces, veths, table, rules,
 routes, pins, processes by pid, temp dirs) is removed on any exit.
 """
 
+import ipaddress
 import json
 import os
+import re
 import random
 import secrets
 import shlex
@@ -132,11 +136,12 @@ class T:
     al = None           # airlockd on the host (root netns)
     guard_al = None     # airlockd in the backend namespace
     a4 = b4 = ""        # 10.213.x.y/29 prefixes: "10.213.7.8" style bases
-    ula = ""            # fdxx:xxxx:xxxx:1:: style prefix
+    ula = ""            # fdxx:xxxx:xxxx:1:: style prefix (agent link)
+    ula_b = ""          # fdxx:xxxx:xxxx:2:: (backend link), same /48
     mark = table = 0
     http = http6 = None
     http_port = 0
-    backend_port = guard_port = 0
+    backend_port = guard_port = guard_port2 = 0
     udp_got = []
     dns_got = []
     agent_script = ""
@@ -299,6 +304,7 @@ def addr(base, host):
 
 def make_topology():
     T.a4, T.b4, T.ula = pick_blocks()
+    T.ula_b = T.ula[:-3] + "2::"    # pick_blocks checked the whole /48 is unused
     # Cleanups first, so a failure halfway leaves nothing. Deleting a namespace
     # deletes its veth end and with it the peer; the link deletes are belt and braces.
     for ns in (NS_A, NS_B):
@@ -315,6 +321,8 @@ def make_topology():
     sh(IP, "addr", "add", T.ula + "1/64", "dev", IF_H, "nodad")
     sh(IP, "addr", "add", addr(T.b4, 1) + "/29", "dev", IF_G)
     sh(IP, "addr", "add", addr(T.b4, 3) + "/29", "dev", IF_G)
+    sh(IP, "addr", "add", T.ula_b + "1/64", "dev", IF_G, "nodad")
+    sh(IP, "addr", "add", T.ula_b + "3/64", "dev", IF_G, "nodad")
     sh(IP, "link", "set", IF_H, "up")
     sh(IP, "link", "set", IF_G, "up")
     # agent: its link, and a route to the backend block through the host (and nothing else)
@@ -327,9 +335,10 @@ def make_topology():
     nsb = [IP, "-n", NS_B]
     sh(*nsb, "link", "set", "lo", "up")
     sh(*nsb, "addr", "add", addr(T.b4, 2) + "/29", "dev", IF_B)
+    sh(*nsb, "addr", "add", T.ula_b + "2/64", "dev", IF_B, "nodad")
     sh(*nsb, "link", "set", IF_B, "up")
-    note("agent %s/29 %s/64 on %s<->%s, backend %s/29 on %s<->%s" % (
-        T.a4, T.ula, IF_H, IF_A, T.b4, IF_G, IF_B))
+    note("agent %s/29 %s/64 on %s<->%s, backend %s/29 %s/64 on %s<->%s" % (
+        T.a4, T.ula, IF_H, IF_A, T.b4, T.ula_b, IF_G, IF_B))
 
 
 def start_servers():
@@ -359,9 +368,11 @@ def start_servers():
         s.bind((host, port))
         lib.on_cleanup(s.close)
         threading.Thread(target=udp_loop, args=(s, got, answer), daemon=True).start()
-    # In the backend: an HTTP server (not guarded) and an echo server on the guarded port.
+    # In the backend: an HTTP server (not guarded) and an echo server on the guarded port;
+    # echo servers on the port a second `guard` protects instead, and on both over IPv6.
     T.backend_port = 18000 + random.randrange(0, 20000)
     T.guard_port = T.backend_port + 1
+    T.guard_port2 = T.backend_port + 2
     www = os.path.join(T.tmp, "www")
     os.mkdir(www)
     with open(os.path.join(www, "hello.txt"), "w") as f:
@@ -370,10 +381,12 @@ def start_servers():
                           addr(T.b4, 2), str(T.backend_port)], cwd=www,
                          stdout=subprocess.DEVNULL, stderr=open(os.path.join(T.tmp, "backend-http.log"), "w"))
     lib.on_cleanup(lib.stop_process, p)
-    e = subprocess.Popen([IP, "netns", "exec", NS_B, lib.PY, "-c", lib.ECHO_SERVER, addr(T.b4, 2),
-                          str(T.guard_port)], stdout=subprocess.PIPE, text=True)
-    lib.on_cleanup(lib.stop_process, e)
-    check(e.stdout.readline().strip() == "ready", "backend echo server did not start")
+    for host, port in ((addr(T.b4, 2), T.guard_port), (addr(T.b4, 2), T.guard_port2),
+                       (T.ula_b + "2", T.guard_port), (T.ula_b + "2", T.backend_port)):
+        e = subprocess.Popen([IP, "netns", "exec", NS_B, lib.PY, "-c", lib.ECHO_SERVER, host, str(port)],
+                             stdout=subprocess.PIPE, text=True)
+        lib.on_cleanup(lib.stop_process, e)
+        check(e.stdout.readline().strip() == "ready", "backend echo server on %s %d did not start" % (host, port))
 
     def backend_up():
         r = tcp_from(addr(T.b4, 1), addr(T.b4, 2), T.backend_port, 0.5)
@@ -383,7 +396,7 @@ def start_servers():
 
 def tcp_from(src, dst, port, timeout=1.5, send=None):
     """A TCP connection from the root netns bound to src: connected/refused/timeout (+ echo check)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s = socket.socket(socket.AF_INET6 if ":" in src else socket.AF_INET, socket.SOCK_STREAM)
     s.settimeout(timeout)
     try:
         s.bind((src, 0))
@@ -406,6 +419,70 @@ def tcp_from(src, dst, port, timeout=1.5, send=None):
         return "error %d" % e.errno
     finally:
         s.close()
+
+
+def _csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s >> 16) + (s & 0xffff)
+    return ~s & 0xffff
+
+
+def _mac(text):
+    return bytes(int(x, 16) for x in text.split(":"))
+
+
+def ip6_ext_max():
+    """How many IPv6 extension headers the XDP parser walks (AL_IP6_EXT_MAX in bpf/lib/xdp.h)."""
+    with open(os.path.join(lib.REPO, "bpf", "lib", "xdp.h")) as f:
+        m = re.search(r"^#define\s+AL_IP6_EXT_MAX\s+(\d+)", f.read(), re.M)
+    check(m, "no AL_IP6_EXT_MAX in bpf/lib/xdp.h")
+    return int(m.group(1))
+
+
+def syn6(src, dport, nexts=0, timeout=1.5):
+    """One TCP SYN over IPv6 from src (an address of IF_G) to the backend's ula_b::2, sent as a
+    raw frame on IF_G behind `nexts` destination-options headers (8 bytes each, a PadN): the
+    kernel accepts such a chain (at least 8 long). Returns "synack" if the backend answered
+    with a SYN-ACK for it within timeout, else "nothing"."""
+    dst = T.ula_b + "2"
+    s6, d6 = socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)
+    sport, seq = random.randrange(40000, 60000), random.getrandbits(32)
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, 0, 5 << 4, 0x02, 64240, 0, 0)
+    c = _csum(s6 + d6 + struct.pack("!IxxxB", len(tcp), socket.IPPROTO_TCP) + tcp)
+    payload, nh = tcp[:16] + struct.pack("!H", c) + tcp[18:], socket.IPPROTO_TCP
+    for _ in range(nexts):
+        payload = struct.pack("!BBBB4x", nh, 0, 1, 4) + payload     # next, len 0, PadN of 4
+        nh = 60                                                       # IPPROTO_DSTOPTS
+    ip6 = struct.pack("!IHBB", 6 << 28, len(payload), nh, 64) + s6 + d6
+    with open("/sys/class/net/%s/address" % IF_G) as f:
+        g_mac = f.read().strip()
+    b_mac = json.loads(sh(IP, "-n", NS_B, "-j", "link", "show", "dev", IF_B).stdout)[0]["address"]
+    frame = _mac(b_mac) + _mac(g_mac) + struct.pack("!H", 0x86dd) + ip6 + payload
+    r = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x86dd))
+    try:
+        r.bind((IF_G, 0x86dd))
+        r.settimeout(0.1)
+        r.send(frame)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                data, peer = r.recvfrom(4096)
+            except socket.timeout:
+                continue
+            ip = data[14:]
+            if peer[2] == socket.PACKET_OUTGOING or len(ip) < 40 + 14:
+                continue
+            if ip[6] != socket.IPPROTO_TCP or ip[8:24] != d6 or ip[24:40] != s6:
+                continue
+            sp, dp, _, ack, _, flags = struct.unpack("!HHIIBB", ip[40:54])
+            if (sp, dp) == (dport, sport) and flags & 0x12 == 0x12 and ack == (seq + 1) & 0xffffffff:
+                return "synack"
+        return "nothing"
+    finally:
+        r.close()
 
 
 class NetnsAirlock(lib.Airlock):
@@ -607,6 +684,101 @@ def case_guard():
           "an unguarded port is blocked from %s" % other)
 
 
+def guard_status():
+    """The guard on IF_B as `status` shows it: (sorted ports, sorted allowed addresses), or None."""
+    ifs = [i for i in T.guard_al.status().get("interfaces", []) if i["iface"] == IF_B]
+    if not ifs or ifs[0]["role"] != "guard":
+        return None
+    return (sorted(ifs[0]["ports"]), sorted(str(ipaddress.ip_address(a)) for a in ifs[0]["allow"]))
+
+
+def guard_set(ports, allow):
+    """`guard` IF_B with exactly these ports and sources; status must show exactly them."""
+    argv = ["guard", "--iface", IF_B]
+    for p in ports:
+        argv += ["--port", str(p)]
+    for a in allow:
+        argv += ["--allow", a]
+    r = T.guard_al.ctl(*argv)
+    check(r.returncode == 0, "guard %s exited %d: %s" % (argv[3:], r.returncode, r.stderr.strip()))
+    want = (sorted(ports), sorted(str(ipaddress.ip_address(a)) for a in allow))
+    got = guard_status()
+    check(got == want, "after guard %s, status shows %r, want exactly %r" % (argv[3:], got, want))
+
+
+def expect_tcp(src, dst, port, want):
+    """want "echoed" (passes) or "dropped" (SYN dropped: a timeout, and guard_drop rises)."""
+    name = "[%s]" % dst if ":" in dst else dst
+    if want == "echoed":
+        r = tcp_from(src, dst, port, send=b"ping\n")
+        check(r == "echoed", "from %s to %s:%d: %s, want it to pass" % (src, name, port, r))
+        return
+    before = kernel_counter(T.guard_al, "guard_drop")
+    r = tcp_from(src, dst, port, timeout=1.0)
+    check(r == "timeout", "from %s to %s:%d: %s, want timeout (dropped)" % (src, name, port, r))
+    check(kernel_counter(T.guard_al, "guard_drop") > before,
+          "from %s to %s:%d: guard_drop did not rise" % (src, name, port))
+
+
+def case_guard_replace():
+    """`guard` again on the same interface replaces the ports and the sources, never merges."""
+    a, b, d = addr(T.b4, 1), addr(T.b4, 3), addr(T.b4, 2)
+    g1, g2 = T.guard_port, T.guard_port2
+    guard_set([g1], [a])                                # as case_guard left it
+    expect_tcp(b, d, g2, "echoed")                      # g2 is not guarded yet
+    # A different port and a different source: g1 opens to everyone, g2 only from b.
+    guard_set([g2], [b])
+    expect_tcp(b, d, g2, "echoed")
+    expect_tcp(a, d, g2, "dropped")                     # a was allowed before, is not now
+    expect_tcp(a, d, g1, "echoed")
+    expect_tcp(b, d, g1, "echoed")
+    # g1 guarded again, by the new list: the old source a stays out of it.
+    guard_set([g1, g2], [b])
+    expect_tcp(a, d, g1, "dropped")
+    expect_tcp(b, d, g1, "echoed")
+    # A rejected guard call changes nothing.
+    r = T.guard_al.ctl("guard", "--iface", IF_B, "--port", str(g1), "--allow", "not-an-address")
+    check(r.returncode != 0, "guard with --allow not-an-address exited 0")
+    check(guard_status() == (sorted([g1, g2]), [b]), "a rejected guard changed it: %r" % (guard_status(),))
+    # Back to the original guard (the cases after this one expect it): g2 open again.
+    guard_set([g1], [a])
+    expect_tcp(a, d, g1, "echoed")
+    expect_tcp(b, d, g1, "dropped")
+    expect_tcp(a, d, g2, "echoed")
+    expect_tcp(b, d, g2, "echoed")
+
+
+def case_guard_v6():
+    """IPv6 through the guard: an allowed v6 source reaches the guarded port, another is dropped."""
+    a6, b6, d6 = T.ula_b + "1", T.ula_b + "3", T.ula_b + "2"
+    guard_set([T.guard_port], [addr(T.b4, 1), a6])
+    expect_tcp(a6, d6, T.guard_port, "echoed")
+    expect_tcp(b6, d6, T.guard_port, "dropped")
+    expect_tcp(b6, d6, T.backend_port, "echoed")        # an unguarded port over IPv6
+    expect_tcp(addr(T.b4, 1), addr(T.b4, 2), T.guard_port, "echoed")   # the v4 source still passes
+    expect_tcp(addr(T.b4, 3), addr(T.b4, 2), T.guard_port, "dropped")
+
+
+def case_guard_v6_exthdr():
+    """TCP behind IPv6 extension headers: found and judged up to the parser's limit, beyond it dropped."""
+    n = ip6_ext_max()
+    a6, b6 = T.ula_b + "1", T.ula_b + "3"
+    guard_set([T.guard_port], [addr(T.b4, 1), a6])
+    check(syn6(a6, T.guard_port) == "synack", "plain SYN from the allowed %s got no SYN-ACK" % a6)
+    check(syn6(a6, T.guard_port, n) == "synack",
+          "SYN behind %d extension headers from the allowed %s got no SYN-ACK" % (n, a6))
+    for src, port, nexts in ((b6, T.guard_port, n),            # parsed, and not an allowed source
+                             (b6, T.guard_port, n + 1),        # one header too many: cannot parse
+                             (a6, T.guard_port, n + 1),        # dropped whoever sends it
+                             (b6, T.backend_port, n + 1)):     # and whatever port it hides
+        before = kernel_counter(T.guard_al, "guard_drop")
+        r = syn6(src, port, nexts, timeout=1.0)
+        check(r == "nothing", "SYN from %s to port %d behind %d extension headers: %s, want dropped" %
+              (src, port, nexts, r))
+        check(kernel_counter(T.guard_al, "guard_drop") > before,
+              "SYN from %s to port %d behind %d extension headers: guard_drop did not rise" % (src, port, nexts))
+
+
 def case_agent_to_guarded():
     """The agent reaches the guarded backend port only through Airlock, whose address is allowed."""
     mark = T.al.max_id()
@@ -630,6 +802,14 @@ def case_guard_readopt():
     check(r.returncode == 0, "unguard: %s" % r.stderr.strip())
     check(tcp_from(addr(T.b4, 3), addr(T.b4, 2), T.guard_port, send=b"x\n") == "echoed",
           "still guarded after unguard")
+
+
+def case_unguarded_exthdr():
+    """Without the guard the backend answers the long-chain SYN: the drops above were the guard's."""
+    check(guard_status() is None, "%s is still guarded: %r" % (IF_B, guard_status()))
+    n = ip6_ext_max() + 1
+    check(syn6(T.ula_b + "3", T.guard_port, n) == "synack",
+          "unguarded, a SYN behind %d extension headers got no SYN-ACK" % n)
 
 
 def case_unpin():
@@ -711,8 +891,14 @@ def main():
         res.case("netns: a host process dialling the TPROXY port is closed as no_identity", case_no_identity)
         res.case("netns: a pinned link that vanishes is pruned, the others keep working", case_vanished)
         res.case("netns: guard: protected port only from the appliance address (guard_drop)", case_guard)
+        res.case("netns: guard again on the same interface replaces its ports and sources", case_guard_replace)
+        res.case("netns: guard over IPv6: allowed v6 source passes, another is dropped", case_guard_v6)
+        res.case("netns: guard: TCP behind IPv6 extension headers is judged; a longer chain than "
+                 "the parser walks is dropped", case_guard_v6_exthdr)
         res.case("netns: agent reaches the guarded port through Airlock", case_agent_to_guarded)
         res.case("netns: guard survives its daemon's kill -9, re-adopted, unguard opens it", case_guard_readopt)
+        res.case("netns: unguarded, the backend answers the long-chain SYN the guard dropped",
+                 case_unguarded_exthdr)
         res.case("netns: kill -9 airlockd: agent TCP refused, nothing reaches the server", case_fail_closed)
         res.case("netns: restarted airlockd re-adopts the pinned interface", case_readopt)
         res.case("netns: unpin: rules gone, the agent reaches the host directly again", case_unpin)
