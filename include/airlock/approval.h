@@ -90,6 +90,8 @@ typedef void (*approval_listener)(void *arg, int64_t request_id, const char *eve
 void approval_set_listener(struct approval *a, approval_listener cb, void *arg);
 /* How many requests are pending. */
 size_t approval_pending_count(struct approval *a);
+/* {"delivered", "undelivered", "in_flight"} of the review_webhook since start; NULL without one. */
+json_t *approval_webhook_json(struct approval *a);
 
 /* JSON views for the control socket and the console. */
 json_t *approval_pending_json(struct approval *a);

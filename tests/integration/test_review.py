@@ -80,6 +80,7 @@ class T:
     sess = None            # the long-lived psycopg2 session (grant/revoke)
     grant = None
     reqb = pb = None       # the grant case's request from the second cgroup
+    giveup = None          # the request whose webhook always fails
 
 
 # ---------------------------------------------------------------- agents
@@ -319,10 +320,14 @@ def case_hook():
         check(js.get(k) == T.req1[k], "hook JSON %s is %r, want %r" % (k, js.get(k), T.req1[k]))
 
 
+GIVEUP_SQL = "DELETE FROM items WHERE id = 40 AND name <> 'webhook-giveup'"
+
+
 class Webhook(http.server.BaseHTTPRequestHandler):
     """The review_webhook's receiver: keeps every POST (headers, body); answers the first three
     tries for the first request it hears of with 503, so that airlockd has to try again
-    (case_webhook_backoff looks at the gaps), and everything else with 204."""
+    (case_webhook_backoff looks at the gaps), every try for GIVEUP_SQL with 500 (airlockd gives
+    up: case_webhook_gave_up), and everything else with 204."""
     posts = []
     lock = threading.Lock()
 
@@ -333,7 +338,10 @@ class Webhook(http.server.BaseHTTPRequestHandler):
             Webhook.posts.append((time.monotonic(), self.path, dict(self.headers), body))
             first = Webhook.posts[0][2].get("X-Airlock-Request")
             busy = rid == first and sum(p[2].get("X-Airlock-Request") == rid for p in Webhook.posts) <= 3
-        self.send_response(503 if busy else 204)
+        if b"webhook-giveup" in body:
+            self.send_response(500)
+        else:
+            self.send_response(503 if busy else 204)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -381,6 +389,57 @@ def case_webhook_backoff():
     check(len(at) == 4 and 0.8 < gaps[0] < 1.8 and 1.8 < gaps[1] < 2.9 and 3.8 < gaps[2] < 5.0,
           "gaps between tries %r (want about 1, 2, 4 s, then no more)" % gaps)
     note("request %d: tries %r s apart" % (rid, gaps))
+
+
+def case_webhook_gave_up_start():
+    """Parks GIVEUP_SQL (its webhook answers 500 every time) and denies it at once: the tries go
+    on in the background while the next cases run, and case_webhook_gave_up looks at them."""
+    need_up()
+    mark = max_req()
+    p = psql_bg(T.cga, GIVEUP_SQL)
+    row = wait_request(GIVEUP_SQL, after=mark)
+    T.giveup = row["id"]
+    deny_quietly(row["id"])
+    finish(p)
+
+
+def case_webhook_gave_up():
+    """A webhook answering 500 is tried 6 times, 1, 2, 4, 8 and 16 s apart, then given up: a
+    notification_failed record in the audit chain (which still verifies), counted in status."""
+    need_up()
+    rid = T.giveup
+    check(rid, "no request from case_webhook_gave_up_start")
+
+    def tries():
+        with Webhook.lock:
+            return [p[0] for p in Webhook.posts if p[2].get("X-Airlock-Request") == str(rid)]
+
+    def gave_up():
+        r = T.al.ctl("audit", "export", "--since", "1h", "--format", "jsonl")
+        return [x for x in map(json.loads, r.stdout.splitlines())
+                if x.get("kind") == "notification_failed" and x.get("ref_id") == rid]
+    recs = wait_for(gave_up, 40, 0.5)
+    check(recs, "no notification_failed record for request %d after %d tries" % (rid, len(tries())))
+    at = tries()
+    gaps = [round(b - a, 1) for a, b in zip(at, at[1:])]
+    check(len(at) == 6 and all(0.8 * w < g < w + 1.5 for g, w in zip(gaps, (1, 2, 4, 8, 16))),
+          "tries %r s apart (want 6 tries, about 1, 2, 4, 8, 16 s apart)" % gaps)
+    body = recs[0]["body"]
+    check(body.get("via") == "webhook" and body.get("tries") == 6 and body.get("error") == "HTTP 500",
+          "notification_failed record: %r" % recs[0])
+    time.sleep(1.5)
+    check(len(tries()) == 6, "tried again after giving up: %d tries" % len(tries()))
+    wh = T.al.status().get("webhook") or {}
+    check(wh.get("undelivered") == 1 and wh.get("in_flight") == 0 and wh.get("delivered", 0) >= 1,
+          "status webhook counts since the restart: %r" % wh)
+    r = T.al.ctl("status")
+    check("review webhook: %d delivered, 1 undelivered" % wh["delivered"] in r.stdout,
+          "airlockctl status: %r" % r.stdout[-600:])
+    r = T.al.ctl("audit", "verify")
+    check(r.returncode == 0, "audit verify: %s" % (r.stderr or r.stdout).strip()[-300:])
+    check(any("request %d not delivered after 6 tries: HTTP 500" % rid in l for l in T.al.log_lines()),
+          "no give-up line in the log")
+    note("request %d: 6 tries %r s apart, then notification_failed" % (rid, gaps))
 
 
 def case_socket_refusals():
@@ -1027,10 +1086,14 @@ CASES = [
      "denied, every client answered" % (N_BULK, N_BULK), case_many),
     ("kill -9 with requests pending: clients get an error, nothing ran, after restart they are "
      "aborted", case_kill9),
+    ("review_webhook: a request whose webhook always fails is parked and denied (its tries go on)",
+     case_webhook_gave_up_start),
     ("policy reload: uid, exe, cgroup and fingerprint rules take effect at once; a bad file is "
      "refused with file:line and the running policy stays; reloads are audited", case_policy_reload),
     ("review_webhook backs off: tries after 503s 1, 2, 4 s apart, none after the one taken",
      case_webhook_backoff),
+    ("review_webhook gives up after 6 tries (1, 2, 4, 8, 16 s apart): notification_failed in the "
+     "audit chain, counted in status", case_webhook_gave_up),
     ("airlockd still up, nothing left pending, no sanitizer or assert lines in its log",
      case_still_up),
 ]

@@ -212,6 +212,12 @@ static json_t *cmd_status(struct daemon *d)
 		json_object_set_new(resp, "sessions_since_start", mobj);
 		json_object_set_new(resp, "store_accepting", json_boolean(store_accepting(d->store)));
 	}
+	{
+		json_t *wh = approval_webhook_json(d->approval);
+
+		if (wh)
+			json_object_set_new(resp, "webhook", wh);
+	}
 	ifaces_status(d->ifaces, resp);
 	return resp;
 }
@@ -574,6 +580,9 @@ static const char *fixed_setting_changed(const struct al_config *a, const struct
 	    !str_same(a->console_key, b->console_key) || a->console_idle_s != b->console_idle_s ||
 	    a->console_session_max_s != b->console_session_max_s)
 		return "console_*";
+	if (!str_same(a->review_webhook, b->review_webhook) ||
+	    !str_same(a->review_webhook_secret, b->review_webhook_secret))
+		return "review_webhook/review_webhook_secret";
 	if (a->tproxy_port != b->tproxy_port || a->tproxy_mark != b->tproxy_mark ||
 	    a->tproxy_table != b->tproxy_table || strcmp(a->nft_table, b->nft_table))
 		return "tproxy_*/nft_table";

@@ -159,6 +159,19 @@ static void note_notification(struct approval *a, int64_t id, const char *via, c
 	json_decref(b);
 }
 
+/* The webhook gave up on request id: a record of the audit chain, next to its "notification". */
+static void webhook_gave_up(void *arg, int64_t id, int tries, const char *why)
+{
+	struct approval *a = arg;
+	json_t *b = json_pack("{s:s, s:i, s:s}", "via", "webhook", "tries", tries, "error", why);
+	char *t = b ? json_dumps(b, JSON_COMPACT) : NULL;
+
+	if (!t || store_audit_event(a->store, "notification_failed", id, t) < 0)
+		al_warn("review request %lld: could not record the failed webhook", (long long)id);
+	free(t);
+	json_decref(b);
+}
+
 static void notify_exec(struct approval *a, int64_t id)
 {
 	json_t *j;
@@ -530,7 +543,8 @@ int approval_new(struct event_base *base, struct store *st, const struct al_conf
 		return al_errf(err, errlen, "cannot load the live grants from the store");
 	}
 	if (cfg->review_webhook &&
-	    webhook_new(base, cfg->review_webhook, cfg->review_webhook_secret, &a->webhook, err, errlen) < 0) {
+	    webhook_new(base, cfg->review_webhook, cfg->review_webhook_secret, webhook_gave_up, a, &a->webhook,
+			err, errlen) < 0) {
 		approval_free(a);
 		return -1;
 	}
@@ -552,6 +566,17 @@ size_t approval_pending_count(struct approval *a)
 	LIST_FOREACH(r, &a->reqs, link)
 		n++;
 	return n;
+}
+
+json_t *approval_webhook_json(struct approval *a)
+{
+	struct webhook_stats st;
+
+	if (!a->webhook)
+		return NULL;
+	webhook_stats(a->webhook, &st);
+	return json_pack("{s:I, s:I, s:I}", "delivered", (json_int_t)st.delivered,
+			 "undelivered", (json_int_t)st.undelivered, "in_flight", (json_int_t)st.in_flight);
 }
 
 void approval_set_config(struct approval *a, const struct al_config *cfg)

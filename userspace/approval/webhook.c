@@ -12,6 +12,7 @@
 #include <openssl/hmac.h>
 #include <openssl/crypto.h>
 #include <stdlib.h>
+#include <sys/queue.h>
 
 #define MAX_TRIES 6     /* 0, 1, 2, 4, 8, 16 s */
 
@@ -22,23 +23,31 @@ struct webhook {
 	SSL_CTX *ctx;
 	unsigned char key[256];
 	size_t key_len;
-	unsigned long sent, failed;
+	webhook_gave_up_cb gave_up;
+	void *gave_up_arg;
+	struct webhook_stats stats;
+	LIST_HEAD(, delivery) deliveries;
 };
 
 struct delivery {
+	LIST_ENTRY(delivery) link;
 	struct webhook *w;
 	char *body;
 	char sig[80];
 	int64_t id;
 	int tries;
 	struct event *timer;
-	struct evhttp_connection *conn;
+	struct evhttp_connection *conn; /* while a try is under way */
 };
 
 static void attempt(evutil_socket_t fd, short what, void *arg);
 
 static void delivery_free(struct delivery *d)
 {
+	LIST_REMOVE(d, link);
+	d->w->stats.in_flight--;
+	if (d->conn)
+		evhttp_connection_free(d->conn); /* drops its request without calling on_done */
 	if (d->timer)
 		event_free(d->timer);
 	free(d->body);
@@ -50,9 +59,13 @@ static void retry_later(struct delivery *d, const char *why)
 	struct timeval tv = { 1L << (d->tries > 1 ? d->tries - 1 : 0), 0 };
 
 	if (d->tries >= MAX_TRIES) {
+		struct webhook *w = d->w;
+
 		al_warn("webhook: request %lld not delivered after %d tries: %s", (long long)d->id,
 			d->tries, why);
-		d->w->failed++;
+		w->stats.undelivered++;
+		if (w->gave_up)
+			w->gave_up(w->gave_up_arg, d->id, d->tries, why);
 		delivery_free(d);
 		return;
 	}
@@ -65,9 +78,10 @@ static void on_done(struct evhttp_request *req, void *arg)
 	struct delivery *d = arg;
 	int code = req ? evhttp_request_get_response_code(req) : 0;
 
-	/* libevent frees the connection's request; the connection itself we free later. */
+	/* libevent frees the request, and the connection after it (free on completion). */
+	d->conn = NULL;
 	if (code >= 200 && code < 300) {
-		d->w->sent++;
+		d->w->stats.delivered++;
 		delivery_free(d);
 		return;
 	}
@@ -117,6 +131,9 @@ static void attempt(evutil_socket_t fd, short what, void *arg)
 	d->conn = evhttp_connection_base_bufferevent_new(w->base, NULL, bev, host, (unsigned short)port);
 	req = d->conn ? evhttp_request_new(on_done, d) : NULL;
 	if (!req) {
+		if (d->conn)
+			evhttp_connection_free(d->conn);
+		d->conn = NULL;
 		retry_later(d, "out of memory");
 		return;
 	}
@@ -134,12 +151,15 @@ static void attempt(evutil_socket_t fd, short what, void *arg)
 	evbuffer_add(evhttp_request_get_output_buffer(req), d->body, strlen(d->body));
 	snprintf(target, sizeof(target), "%s%s%s", path && *path ? path : "/", query ? "?" : "",
 		 query ? query : "");
-	if (evhttp_make_request(d->conn, req, EVHTTP_REQ_POST, target) < 0)
+	if (evhttp_make_request(d->conn, req, EVHTTP_REQ_POST, target) < 0) {
+		evhttp_connection_free(d->conn);
+		d->conn = NULL;
 		retry_later(d, "cannot send");
+	}
 }
 
 int webhook_new(struct event_base *base, const char *url, const char *secret_file,
-		struct webhook **out, char *err, size_t errlen)
+		webhook_gave_up_cb gave_up, void *arg, struct webhook **out, char *err, size_t errlen)
 {
 	struct webhook *w = calloc(1, sizeof(*w));
 	const char *scheme;
@@ -147,6 +167,9 @@ int webhook_new(struct event_base *base, const char *url, const char *secret_fil
 	if (!w)
 		return al_errf(err, errlen, "out of memory");
 	w->base = base;
+	w->gave_up = gave_up;
+	w->gave_up_arg = arg;
+	LIST_INIT(&w->deliveries);
 	w->uri = evhttp_uri_parse(url);
 	scheme = w->uri ? evhttp_uri_get_scheme(w->uri) : NULL;
 	if (!scheme || !evhttp_uri_get_host(w->uri) ||
@@ -183,14 +206,19 @@ void webhook_send(struct webhook *w, int64_t id, const char *json)
 	unsigned char mac[EVP_MAX_MD_SIZE];
 	unsigned int mac_len = 0;
 
-	if (!d || !(d->body = strdup(json)) || !(d->timer = evtimer_new(w->base, attempt, d))) {
-		if (d)
-			delivery_free(d);
+	if (!d) {
 		al_warn("webhook: request %lld: out of memory", (long long)id);
 		return;
 	}
 	d->w = w;
 	d->id = id;
+	LIST_INSERT_HEAD(&w->deliveries, d, link);
+	w->stats.in_flight++;
+	if (!(d->body = strdup(json)) || !(d->timer = evtimer_new(w->base, attempt, d))) {
+		delivery_free(d);
+		al_warn("webhook: request %lld: out of memory", (long long)id);
+		return;
+	}
 	if (w->key_len && HMAC(EVP_sha256(), w->key, (int)w->key_len, (const unsigned char *)json,
 			       strlen(json), mac, &mac_len)) {
 		static const char hx[] = "0123456789abcdef";
@@ -205,10 +233,17 @@ void webhook_send(struct webhook *w, int64_t id, const char *json)
 	attempt(-1, 0, d);
 }
 
+void webhook_stats(const struct webhook *w, struct webhook_stats *out)
+{
+	*out = w->stats;
+}
+
 void webhook_free(struct webhook *w)
 {
 	if (!w)
 		return;
+	while (!LIST_EMPTY(&w->deliveries))
+		delivery_free(LIST_FIRST(&w->deliveries));
 	if (w->uri)
 		evhttp_uri_free(w->uri);
 	SSL_CTX_free(w->ctx);

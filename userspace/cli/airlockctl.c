@@ -153,6 +153,15 @@ static int cmd_status(void)
 		if (n > 0)
 			printf("store: %lld sessions refused since start (store_full)\n", (long long)n);
 	}
+	if (json_object_get(resp, "webhook")) {
+		json_t *wh = json_object_get(resp, "webhook");
+
+		printf("review webhook: %lld delivered, %lld undelivered (gave up after 6 tries), %lld under "
+		       "way, since start\n",
+		       (long long)json_integer_value(json_object_get(wh, "delivered")),
+		       (long long)json_integer_value(json_object_get(wh, "undelivered")),
+		       (long long)json_integer_value(json_object_get(wh, "in_flight")));
+	}
 	print_counters("kernel counters", json_object_get(resp, "kernel"));
 	print_counters("connection ends (recorded)", json_object_get(resp, "sessions"));
 	ctl_iface_status(resp);

@@ -31,6 +31,20 @@ void metrics_render(struct console *c, struct reply *r)
 	fprintf(f, "# HELP airlock_pending_requests Commands waiting for reviewers now.\n"
 		   "# TYPE airlock_pending_requests gauge\n"
 		   "airlock_pending_requests %zu\n", approval_pending_count(c->approval));
+	{
+		json_t *wh = approval_webhook_json(c->approval);
+
+		if (wh) {
+			fprintf(f, "# HELP airlock_webhook_deliveries_total Review webhook deliveries since start: "
+				   "delivered, or given up after the last try.\n"
+				   "# TYPE airlock_webhook_deliveries_total counter\n"
+				   "airlock_webhook_deliveries_total{result=\"delivered\"} %lld\n"
+				   "airlock_webhook_deliveries_total{result=\"undelivered\"} %lld\n",
+				(long long)json_integer_value(json_object_get(wh, "delivered")),
+				(long long)json_integer_value(json_object_get(wh, "undelivered")));
+			json_decref(wh);
+		}
+	}
 	fprintf(f, "# HELP airlock_review_requests_total Review requests by state (decisions by kind).\n"
 		   "# TYPE airlock_review_requests_total counter\n");
 	if (store_count_requests_by_state(c->store, put_state, f) < 0)
