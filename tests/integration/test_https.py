@@ -1156,7 +1156,9 @@ def case_kubectl_port_forward_denied():
           "kubectl port-forward exit %s, stdout %r, stderr %r" % (p.returncode, out[-200:], err.strip()[-500:]))
     check(not [l for l in uplog()[n0:] if l["path"].endswith("/portforward")],
           "the port-forward reached upstream")
-    rows = [h for h in http_rows("path = ?", ("/api/v1/namespaces/default/pods/web-0/portforward",))]
+    # Group commit: the denied upgrade's row may land a few ms after kubectl gave up.
+    rows = wait_for(lambda: http_rows("path = ?", ("/api/v1/namespaces/default/pods/web-0/portforward",)),
+                    5, 0.05)
     check(rows and rows[-1]["decision"] == "deny" and json.loads(rows[-1]["k8s"])["verb"] == "portforward",
           "the port-forward's row: %r" % rows[-1:])
     note("kubectl said: %s" % " ".join(err.split())[:200])

@@ -263,12 +263,16 @@ def has_outcome(r):
         or r["error"] is not None
 
 
-def stmts(mark, n=None, timeout=5.0):
-    """Statement rows that began after mark, in id order; waits until there are n of them and
-    each has its outcome (a tag, an error, or a denial)."""
+def stmts(mark, n=None, timeout=5.0, until=None):
+    """Statement rows that began after mark, in id order; waits until there are n of them,
+    until(rows) holds (the rows the caller then checks are all there) and each has its outcome
+    (a tag, an error, or a denial). After timeout, the rows as they are: the caller's checks
+    then say what is missing."""
     def get():
         rows = T.al.db_rows("at_us >= ?", (mark,), table="statements")
         if n is not None and len(rows) < n:
+            return None
+        if until is not None and not until(rows):
             return None
         return rows if all(has_outcome(r) for r in rows) else None
     rows = wait_for(get, timeout, 0.1)
@@ -790,14 +794,20 @@ def case_jdbc():
     check(res["denied_state"] == "42501" and "airlock: denied by rule" in res["denied_msg"]
           and "relation secrets" in res["denied_msg"], "denied: %s %r" % (res["denied_state"], res["denied_msg"]))
     check(res["after"] == 1, "SELECT 1 after the denial: %r" % res["after"])
-    rows = stmts(sm, 8)
-    sel = [x for x in rows if x["text"].startswith("SELECT name, qty FROM items")]
+    def sels(rows):
+        return [x for x in rows if x["text"].startswith("SELECT name, qty FROM items")]
+
+    def upds(rows):
+        return [x for x in rows if x["kind"] == "update"]
+    # Group commit: wait for the rows checked below (the batch's UPDATEs come after the first 8).
+    rows = stmts(sm, 8, until=lambda r: len(sels(r)) >= 3 and len(upds(r)) >= 3)
+    sel = sels(rows)
     check(len(sel) == 3 and all(x["protocol"] == "extended" and x["rows"] is not None for x in sel),
           "the prepared SELECT's rows: %s" % brief(sel))
     params = [json.loads(x["params"] or "null") for x in sel]
     # pgjdbc sends the int in binary, declared int4 in its Parse: recorded as its value.
     check(params == [["9", "g%"], ["4", "g%"], ["0", "g%"]], "bound parameters recorded: %r" % params)
-    upd = [x for x in rows if x["kind"] == "update"]
+    upd = upds(rows)
     check([x["tag"] for x in upd] == ["UPDATE 1", "UPDATE 1", "UPDATE 0"], "batch rows: %s" % brief(upd))
     note("JDBC: %d statement rows; SELECT params %r" % (len(rows), params[0]))
     sql_direct("DELETE FROM items WHERE name LIKE 'jdbc-%'")
@@ -831,16 +841,25 @@ def case_extended():
     check(items_state() == before and
           sql_direct("SELECT count(*) FROM items WHERE name = 'ext-after-deny'") == "0",
           "the denied batch changed items")
-    rows = stmts(sm, 6)
+    def typeds(rows):
+        return [x for x in rows if x["text"].startswith("SELECT $1::int + 1")]
+
+    def nameds(rows):
+        return [x for x in rows if x["text"].startswith("SELECT name FROM")]
+
+    def denieds(rows):
+        return [x for x in rows if x["decision"] == "deny"]
+    # Group commit: wait for the rows checked below, the last statement (gizmo) included.
+    rows = stmts(sm, 6, until=lambda r: typeds(r) and denieds(r) and len(nameds(r)) >= 3)
     ext = [x for x in rows if x["protocol"] == "extended"]
     check(len(ext) == len(rows), "non-extended rows: %s" % brief(rows))
-    typed = [x for x in rows if x["text"].startswith("SELECT $1::int + 1")]
+    typed = typeds(rows)
     check(typed and json.loads(typed[0]["params"] or "null") == ["41", None, "<binary 4 bytes>"],
           "typed row params: %r" % [x["params"] for x in typed])
     check_allowed(typed[0], "read", "SELECT 1", protocol="extended", rows=1)
-    named = [json.loads(x["params"] or "null") for x in rows if x["text"].startswith("SELECT name FROM")]
+    named = [json.loads(x["params"] or "null") for x in nameds(rows)]
     check(named == [["widget"], ["gadget"], ["gizmo"]], "named statement rows' params: %r" % named)
-    denied = [x for x in rows if x["decision"] == "deny"]
+    denied = denieds(rows)
     check(denied and denied[0]["text"] == "UPDATE items SET qty = 0" and denied[0]["unbounded_write"] == 1,
           "denied rows: %s" % brief(denied))
     m = re.search(r"\(request (\d+)\)", errs[0]["message"])
