@@ -262,11 +262,13 @@ def case_verify_and_tamper():
     check("BEGIN PUBLIC KEY" in pub, "audit pubkey: %r" % pub[:80])
     keyf = os.path.join(os.path.dirname(T.al.store), "audit.key")
     check(os.stat(keyf).st_mode & 0o777 == 0o600, "audit.key mode %o" % (os.stat(keyf).st_mode & 0o777))
-    # A copy of the live store (sqlite's backup API), tampered three ways.
+    # A copy of the live store (sqlite's backup API), tampered four ways.
     for name, sql, want in (
             ("edit", "UPDATE audit SET body = replace(body, 'renamed', 'innocent') WHERE seq = "
              "(SELECT max(seq) FROM audit WHERE body LIKE '%renamed%')", "does not match its hash (edited?)"),
             ("delete", "DELETE FROM audit WHERE seq = 5", "record 5 missing (deleted?)"),
+            ("reorder", "UPDATE audit SET seq = -1 WHERE seq = 4; UPDATE audit SET seq = 4 WHERE seq = 5;"
+             " UPDATE audit SET seq = 5 WHERE seq = -1", "record 4 does not follow record 3 (edited, reordered or inserted?)"),
             ("forge", "UPDATE audit_checkpoints SET signature = substr(signature, 3) || '00'"
              " WHERE seq = (SELECT min(seq) FROM audit_checkpoints)", "bad signature (forged?)")):
         copy = os.path.join(T.tmp, "tampered-%s.db" % name)
@@ -609,7 +611,7 @@ CASES = [
      case_asciicast),
     ("audit export --since 1h: every record chains (checked independently in python)",
      case_audit_export_chain),
-    ("audit verify passes; an edited, a deleted record and a forged checkpoint are named",
+    ("audit verify passes; an edited, a deleted, two swapped records and a forged checkpoint are named",
      case_verify_and_tamper),
     ("kill -9 of airlockd under pgbench: the chain verifies before and after the restart", case_kill9),
     ("record_limit: a session's recording stops with one 'truncated' row; the session and its "

@@ -466,10 +466,36 @@ class Container:
                                            r.stderr.decode(errors="replace"))
 
 
+AGENT_LOOP = """echo $$ > /sys/fs/cgroup/agent/cgroup.procs
+while [ ! -e /tmp/agent.stop ]; do
+    /usr/bin/curl -s -o /dev/null --max-time 5 -w '%{http_code}\\n' http://127.0.0.2:8081/
+    sleep 0.05
+done
+echo end
+"""
+
+
+def make_next_version():
+    """The package again as version VERSION+next (the same files): what an upgrade installs."""
+    d = os.path.join(T.tmp, "next")
+    r = run(["dpkg-deb", "-R", T.deb, d])
+    check(r.returncode == 0, "dpkg-deb -R: %s" % r.stderr.strip())
+    ctl = os.path.join(d, "DEBIAN", "control")
+    with open(ctl) as f:
+        text = f.read()
+    with open(ctl, "w") as f:
+        f.write(text.replace("Version: %s\n" % T.version, "Version: %s+next\n" % T.version))
+    out = os.path.join(T.tmp, "airlock-next.deb")
+    r = run(["dpkg-deb", "--root-owner-group", "-b", d, out], timeout=120)
+    check(r.returncode == 0, "dpkg-deb -b: %s" % r.stderr.strip())
+    return out
+
+
 def case_systemd():
     """apt install under a real systemd (PID 1 of a container on an overlay of this host): the unit
     starts airlockd with its hardening, Type=notify and its STATUS=, reload, restart (pins
-    re-adopted), stop (the pinned agent is refused), and apt remove gives the agent its network
+    re-adopted), an upgrade with an agent trying all along (steered or refused, never through
+    unaudited), stop (the pinned agent is refused), and apt remove gives the agent its network
     back."""
     T.sdcg = lib.TestCgroup("-systemd")
     c = Container(T.sdcg, os.path.join(T.tmp, "systemd"))
@@ -608,6 +634,40 @@ def case_systemd():
     r = agent_curl()
     check(r.returncode == 0 and r.stdout == body, "agent's curl after the crash: %d %s" % (r.returncode, r.stderr))
 
+    # An upgrade (the same package as the next version) restarts the daemon; the pinned agent,
+    # trying all along, is steered or refused, never let through unaudited: every request the
+    # web server answered it is an audited connection.
+    deb2 = make_next_version()
+    with open(deb2, "rb") as f:
+        ok("sh", "-c", "cat > /tmp/airlock-next.deb", input=f.read())
+    mark = max([x["id"] for x in conns()], default=0)
+    ok("sh", "-c", "cat > /tmp/agent-loop.sh", input=AGENT_LOOP.encode())
+    ok("sh", "-c", "sh /tmp/agent-loop.sh > /tmp/agent.log 2>&1 < /dev/null &")
+    check(wait_for(lambda: ok("cat", "/tmp/agent.log").count("200") >= 3, 10, 0.1),
+          "the agent's loop is not getting through: %r" % ok("cat", "/tmp/agent.log")[-300:])
+    pid = show("MainPID")["MainPID"]
+    out = ok("apt-get", "install", "-y", "-q", "--no-install-recommends", "/tmp/airlock-next.deb")
+    p = show("ActiveState", "MainPID", "StatusText")
+    check("Unpacking airlock (%s+next) over (%s)" % (T.version, T.version) in out and
+          p.get("ActiveState") == "active" and p.get("MainPID") not in ("0", pid) and
+          p.get("StatusText", "").startswith("steering to port 907, 1 pinned cgroup,"),
+          "after the upgrade: %r; apt: %s; journal: %s" % (p, out[-600:], journal_tail()))
+    n = ok("cat", "/tmp/agent.log").count("200")
+    check(wait_for(lambda: ok("cat", "/tmp/agent.log").count("200") >= n + 3, 10, 0.1),
+          "the agent's loop is not getting through after the upgrade: %r" % ok("cat", "/tmp/agent.log")[-300:])
+    ok("touch", "/tmp/agent.stop")
+    check(wait_for(lambda: ok("cat", "/tmp/agent.log").endswith("end\n"), 15, 0.1), "the agent's loop did not end")
+    codes = ok("cat", "/tmp/agent.log").split()[:-1]
+    served = codes.count("200")
+    check(set(codes) <= {"200", "000"}, "the agent's curl codes during the upgrade: %r" % sorted(set(codes)))
+    rows = wait_for(lambda: (lambda r: r if len(r) >= served else None)(
+        [x for x in json.loads(ok("airlockctl", "connections", "--json", "--limit", "100000"))
+         if x["id"] > mark and x.get("resource") == "sd-web"]), 10, 0.2) or []
+    check(len(rows) == served, "%d requests of the agent answered across the upgrade, %d audited connections"
+          % (served, len(rows)))
+    note("upgrade: the agent's loop got %d answers (all audited) and %d refusals while the daemon restarted"
+         % (served, codes.count("000")))
+
     # Stopped, it fails closed: the pinned agent is refused, the container's other processes are not.
     ok("systemctl", "stop", "airlockd")
     r = agent_curl()
@@ -649,6 +709,7 @@ CASES = [
      "(Type=notify, its STATUS=, NoNewPrivileges, the unit's capabilities), a pinned cgroup's agent and a "
      "pinned veth's (XDP, nftables TPROXY) are steered, "
      "systemctl reload takes a new resource, restart and a kill -9 (Restart=on-failure) re-adopt the pin, "
+     "an upgrade restarts it with the agent steered or refused throughout (every answer audited), "
      "stop refuses the agent, apt remove frees it", case_systemd),
 ]
 
