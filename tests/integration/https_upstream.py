@@ -1,10 +1,19 @@
 """A small HTTPS/1.1 upstream for tests: records every request's exact bytes, answers by path.
 
-usage: https_upstream.py CERT KEY LOGFILE HOST:PORT [HOST:PORT...] [--client-ca CAFILE HOST:PORT...]
+usage: https_upstream.py CERT KEY LOGFILE [--control] HOST:PORT [HOST:PORT...] [--client-ca CAFILE HOST:PORT...]
 
 The addresses after --client-ca require a client certificate CAFILE verifies (a handshake
 without one fails). Each request is appended to LOGFILE as a JSON line {"addr", "raw" (base64 of
-the exact bytes), "method", "path", "client" (the client certificate's CN, or null)}. Answers: /close -> close-delimited body; /chunked -> chunked body;
+the exact bytes), "method", "path", "client" (the client certificate's CN, or null), and its TLS
+connection's "conn" (numbered from 1 as accepted), "sni" (the server name, or null), "tls" (the
+version) and "reused" (whether its handshake resumed a session)}.
+The addresses before --client-ca share one TLS context, which issues TLS 1.3 tickets and TLS 1.2
+session ids and tickets, so it resumes any session it issued to any of them, whatever the server
+name. A line "tls new" on stdin replaces that context with a fresh one (new ticket keys, an empty
+session cache: no session issued before is resumed), "tls new 1.2" with one that stops at
+TLS 1.2 (with --control, which reads stdin); each is answered with the same line and " ok" on
+stdout once new connections get it.
+Answers: /close -> close-delimited body; /chunked -> chunked body;
 /big?n=BYTES -> that many bytes (0, 1, .. 255 over and over) with Content-Length;
 /close-length and /close-chunked -> CLOSE_BODY with "Connection: close" (Content-Length, chunked),
 the TLS close_notify and the TCP FIN in the same segment as the response's last bytes; HEAD -> no
@@ -32,6 +41,8 @@ import zlib
 
 CERT, KEY, LOG = sys.argv[1:4]
 ARGS = sys.argv[4:]
+CONTROL = "--control" in ARGS
+ARGS = [a for a in ARGS if a != "--control"]
 CUT = ARGS.index("--client-ca") if "--client-ca" in ARGS else len(ARGS)
 ADDRS, MTLS = ARGS[:CUT], ARGS[CUT + 1:]    # MTLS: CAFILE HOST:PORT...
 lock = threading.Lock()
@@ -46,10 +57,10 @@ def client_cn(conn):
     return None
 
 
-def record(addr, raw, method, path, client):
+def record(addr, raw, method, path, client, tls):
     with lock, open(LOG, "a") as f:
-        f.write(json.dumps({"addr": addr, "raw": base64.b64encode(raw).decode(), "method": method,
-                            "path": path, "client": client}) + "\n")
+        f.write(json.dumps(dict({"addr": addr, "raw": base64.b64encode(raw).decode(), "method": method,
+                                 "path": path, "client": client}, **tls)) + "\n")
 
 
 def read_request(conn, buf):
@@ -349,7 +360,7 @@ def pod(ns, name):
                                               "state": {"running": {}}}]}}
 
 
-def serve(conn, addr):
+def serve(conn, addr, tls):
     buf = b""
     try:
         while True:
@@ -358,7 +369,7 @@ def serve(conn, addr):
                 return
             method, target, hdrs, body, raw = req
             path = target.split("?", 1)[0]
-            record(addr, raw, method, path, client_cn(conn))
+            record(addr, raw, method, path, client_cn(conn), tls)
             parts = path.strip("/").split("/")
             disc = {
                 "/api": {"kind": "APIVersions", "versions": ["v1"],
@@ -439,6 +450,7 @@ def serve(conn, addr):
 
 
 def listen(hostport, ctx):
+    """Serves hostport with the context ctx() gives at each accept."""
     host, port = hostport.rsplit(":", 1)
     s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -448,28 +460,60 @@ def listen(hostport, ctx):
     def loop():
         while True:
             c, _ = s.accept()
+            with lock:
+                nconn[0] += 1
+                n = nconn[0]
             try:
-                t = ctx.wrap_socket(c, server_side=True)
+                t = ctx().wrap_socket(c, server_side=True)
             except (OSError, ssl.SSLError):
                 c.close()
                 continue
-            threading.Thread(target=serve, args=(t, hostport), daemon=True).start()
+            tls = {"conn": n, "sni": getattr(t, "sni", None), "tls": t.version(), "reused": t.session_reused}
+            threading.Thread(target=serve, args=(t, hostport, tls), daemon=True).start()
     threading.Thread(target=loop, daemon=True).start()
 
 
-def context(client_ca=None):
+nconn = [0]
+
+
+def note_sni(conn, name, ctx):
+    """The server name the ClientHello asked for (over TLS 1.2, OpenSSL gives a resumed
+    connection the name of the session's first one)."""
+    conn.sni = name
+
+
+def context(client_ca=None, max_tls=None):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(CERT, KEY)
     ctx.set_alpn_protocols(["http/1.1"])
+    ctx.sni_callback = note_sni
+    if max_tls:
+        ctx.maximum_version = max_tls
     if client_ca:
         ctx.load_verify_locations(client_ca)
         ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
 
 
+plain = [context()]                         # the context of the addresses before --client-ca
+
+
+def control():
+    for line in sys.stdin:
+        w = line.split()
+        if w[:2] == ["tls", "new"] and w[2:] in ([], ["1.2"]):
+            plain[0] = context(max_tls=ssl.TLSVersion.TLSv1_2 if w[2:] else None)
+            print(" ".join(w) + " ok", flush=True)
+        elif w:
+            print("unknown: %s" % line.strip(), flush=True)
+
+
 for a in ADDRS:
-    listen(a, context())
+    listen(a, lambda: plain[0])
+mtls = context(MTLS[0]) if MTLS else None
 for a in MTLS[1:]:
-    listen(a, context(MTLS[0]))
+    listen(a, lambda: mtls)
 print("ready", flush=True)
+if CONTROL:
+    threading.Thread(target=control, daemon=True).start()
 threading.Event().wait()

@@ -1,7 +1,8 @@
 """HTTPS integration test (issue 8): TLS interception, HTTP/1.1 decisions, review, credential injection, smuggling, CA trust, kubectl exec.
 
 Run as root with /usr/bin/python3. Prints `ok - https: NAME` / `not ok - https: NAME: why`.
-It makes a test CA and an HTTPS upstream (https_upstream.py) on 127.0.0.21-23, an airlockd with
+It makes a test CA and an HTTPS upstream (https_upstream.py, which logs whether each TLS
+connection resumed a session; one case gives it fresh TLS contexts) on 127.0.0.21-23, an airlockd with
 four https resources (two on 127.0.0.21, told apart by server name), a pinned test cgroup whose clients (curl, python3 urllib, node fetch,
 kubectl, a raw TLS client, a WebSocket client speaking v4.base64.channel.k8s.io) trust the Airlock CA, and a reviewer with its own uid (and a console
 password: one case looks at an exec session in the console, over its API and in headless
@@ -15,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import select
 import shutil
 import subprocess
 import sys
@@ -903,6 +905,73 @@ def case_sni_resource():
           "the connection to other.test (no resource answers it): %r" % other)
 
 
+def upstream_tls(cmd):
+    """Tells the upstream (https_upstream.py --control) "tls new" or "tls new 1.2": a fresh TLS
+    context for its addresses, which knows no session issued before. True once it took it."""
+    if T.up is None or T.up.poll() is not None:
+        return False
+    try:
+        T.up.stdin.write(cmd + "\n")
+        T.up.stdin.flush()
+    except OSError:
+        return False
+    ready, _, _ = select.select([T.up.stdout], [], [], 10)
+    return bool(ready) and T.up.stdout.readline().strip() == cmd + " ok"
+
+
+def case_upstream_resumption():
+    """README: a new upstream connection resumes the TLS session of the last one to the same
+    resource and server name. Each request is its own curl (its own agent connection, so its
+    own upstream connection); the upstream logs whether each connection's handshake resumed.
+    Its addresses share one TLS context that would resume any session it issued, whatever the
+    name or address asked for, made afresh for each round (TLS 1.3, then a TLS 1.2-only server)
+    so that airlockd's older sessions are unknown there. In each round: the first connection
+    to api.test (resource api) is a full handshake and the next resumes; api.test through
+    ipapi's address (another resource, the same name), api2.test there (the same resource,
+    another name) and api2.test on api's address (resource api2) are each a full handshake
+    (no other key's session offered), then resume their own; api.test on api still resumes."""
+    need_up()
+    steps = [  # resource, server name, address, resumed
+        ("api", API_NAME, API, False), ("api", API_NAME, API, True),
+        ("ipapi", API_NAME, IPAPI, False), ("ipapi", API2_NAME, IPAPI, False), ("api2", API2_NAME, API, False),
+        ("ipapi", API_NAME, IPAPI, True), ("ipapi", API2_NAME, IPAPI, True), ("api2", API2_NAME, API, True),
+        ("api", API_NAME, API, True)]
+    try:
+        for version, cmd in (("TLSv1.3", "tls new"), ("TLSv1.2", "tls new 1.2")):
+            check(upstream_tls(cmd), "the upstream did not take %r" % cmd)
+            n0 = len(uplog())
+            for i, (res, name, addr, _) in enumerate(steps):
+                path = "/resume/%s/%d" % (version, i)
+                r = T.cg.run(as_agent([CURL, "-sS", "--max-time", "25", "--resolve",
+                                       "%s:%d:%s" % (name, T.port, addr), "--cacert", T.ca,
+                                       "https://%s:%d%s" % (name, T.port, path)]), timeout=30, env=agent_env())
+                check(r.returncode == 0 and '"path": "%s"' % path in r.stdout,
+                      "%s, step %d (%s as %s): curl exit %d %r %s"
+                      % (version, i, res, name, r.returncode, r.stdout[-200:], r.stderr.strip()))
+            seen = {}
+            for x in uplog()[n0:]:
+                seen.setdefault(x["path"], []).append(x)
+            got, bad = [], []
+            for i, (res, name, addr, resumed) in enumerate(steps):
+                x = seen.get("/resume/%s/%d" % (version, i), [])
+                c = x[0] if len(x) == 1 else {}
+                got.append("%d %s/%s: %s" % (i, res, name, "conn %s to %s, sni %s, %s, reused=%s" % (
+                    c["conn"], c["addr"], c["sni"], c["tls"], c["reused"]) if c else "%d requests" % len(x)))
+                if not (c and c["addr"] == "%s:%d" % (addr, T.port) and c["sni"] == name
+                        and c["tls"] == version and c["reused"] is resumed):
+                    bad.append("step %d (%s as %s, want reused=%s)" % (i, res, name, resumed))
+            check(not bad, "%s: %s; upstream saw: %s" % (version, ", ".join(bad), " | ".join(got)))
+            conns = [seen[p][0]["conn"] for p in seen if p.startswith("/resume/%s/" % version)]
+            check(len(set(conns)) == len(steps), "%s: not one upstream connection per agent connection: %r"
+                  % (version, conns))
+            note("%s: upstream connections %d-%d, resumed: %s" % (
+                version, min(conns), max(conns), " ".join("%d %s/%s %s" % (i, res, name, "yes" if r else "no")
+                                                          for i, (res, name, _, r) in enumerate(steps))))
+    finally:
+        back = upstream_tls("tls new")         # later cases: TLS 1.3 again
+    check(back, "the upstream did not take TLS 1.3 back")
+
+
 def case_replay_http():
     """`airlockctl replay` of an https session shows its requests in order: what was asked,
     what was decided and what came back (an allowed GET's 200, a rule's 403)."""
@@ -1571,10 +1640,10 @@ def setup():
     os.chmod(t.test_ca, 0o644)
     t.port = lib.free_port(("127.0.0.1",))
     t.uplog = os.path.join(t.tmp, "upstream.log")
-    t.up = subprocess.Popen([lib.PY, os.path.join(HERE, "https_upstream.py"), crt, key, t.uplog]
+    t.up = subprocess.Popen([lib.PY, os.path.join(HERE, "https_upstream.py"), crt, key, t.uplog, "--control"]
                             + ["%s:%d" % (a, t.port) for a in (API, KUBE, IPAPI)]
                             + ["--client-ca", t.test_ca, "%s:%d" % (MTLS, t.port)],
-                            stdout=subprocess.PIPE, text=True)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     lib.on_cleanup(lib.stop_process, t.up)
     check(t.up.stdout.readline().strip() == "ready", "upstream did not start")
     ca_dir = os.path.join(t.tmp, "ca")
@@ -1668,6 +1737,8 @@ CASES = [
      case_agent_close_notify),
     ("two https resources on one address:port told apart by server name: each connection row and "
      "airlockctl connections name the chosen one", case_sni_resource),
+    ("a new upstream connection resumes the TLS session of the last one to the same resource and "
+     "server name (TLS 1.3 and 1.2), never another resource's or name's", case_upstream_resumption),
     ("airlockctl replay of an https session: its requests in order, each with its decision and "
      "status", case_replay_http),
     ("a held request's agent half-closes (FIN, no close_notify; TLS 1.3 and 1.2): approved, it gets "
