@@ -647,9 +647,9 @@ def run_suite(res, setup, cases, daemon, leftovers, prefix="", label=None, log_t
     runs after the log is shown, once a case failed.
     """
     label = prefix if label is None else label
-    only = os.environ.get("AIRLOCK_CASES")  # a developer's run: only the cases whose name has this
+    only = os.environ.get("AIRLOCK_CASES")  # a developer's run: the cases whose name or function has this
     if only:
-        cases = [(n, fn) for n, fn in cases if only in n]
+        cases = [(n, fn) for n, fn in cases if only in n or only in fn.__name__]
     install_exit_handlers()
     t0 = time.monotonic()
     try:
