@@ -21,8 +21,10 @@ that runs in the backend namespace (as it would on a backend host).
 Safety: XDP only on the veths this run creates; nftables only in table inet
 airlock_t_<pid>_<rand>; policy routing only with this run's random fwmark and table
 number; traffic only to addresses assigned here (10.213.0.0/16 blocks checked to be
-unused, two /64s of a random ULA /48) and loopback; everything (namespaces, veths, table, rules,
-routes, pins, processes by pid, temp dirs) is removed on any exit.
+unused, two /64s of a random ULA /48) and loopback; IPv4 forwarding only between this run's
+two root-side veths (their per-device switches, for one case; ip_forward is left alone);
+everything (namespaces, veths, table, rules, routes, pins, processes by pid, temp dirs) is
+removed on any exit.
 """
 
 import ipaddress
@@ -128,6 +130,91 @@ elif cmd == "tcp":                      # tcp HOST PORT: connect, report how it 
         out(result="timeout", secs=time.monotonic() - t0)
     except OSError as e:
         out(result="error", errno=e.errno, secs=time.monotonic() - t0)
+elif cmd == "hold":                     # hold HOST PORT: one connection, held open across a change
+    # Sends b"before\n" and reports how the echo went (and its local port); then waits for a
+    # line on stdin, sends b"after\n" on the same connection and reports that: "echoed",
+    # "reset" (ECONNRESET/EPIPE), "eof, reset" (an EOF, then a reset on sending again),
+    # "eof", "short", "timeout" or "error N".
+    host, port = sys.argv[2], int(sys.argv[3])
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(3.0)
+
+    def exchange(data):
+        try:
+            s.sendall(data)
+            got = b""
+            while len(got) < len(data):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            if got == data:
+                return "echoed"
+            if got:
+                return "short"
+            time.sleep(0.3)
+            try:
+                s.sendall(data)
+                s.recv(4096)
+            except (ConnectionResetError, BrokenPipeError):
+                return "eof, reset"
+            except OSError:
+                pass
+            return "eof"
+        except (ConnectionResetError, BrokenPipeError):
+            return "reset"
+        except socket.timeout:
+            return "timeout"
+        except OSError as e:
+            return "error %d" % e.errno
+    try:
+        s.connect((host, port))
+    except OSError as e:
+        out(result="connect: %s" % e)
+        sys.exit(0)
+    out(result=exchange(b"before\n"), port=s.getsockname()[1])
+    sys.stdin.readline()
+    out(result=exchange(b"after\n"))
+'''
+
+# A TCP echo server that reports, one JSON line each, every connection it accepts and
+# every chunk it receives (then echoes): {"peer": [addr, port], "data": "..."}.
+RECORDER = r'''
+import json, socket, sys, threading
+host, port = sys.argv[1], int(sys.argv[2])
+ls = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind((host, port))
+ls.listen(16)
+lock = threading.Lock()
+
+def say(**kw):
+    with lock:
+        print(json.dumps(kw), flush=True)
+
+def serve(c, peer):
+    while True:
+        try:
+            data = c.recv(65536)
+        except OSError as e:
+            say(peer=peer, end="error %d" % e.errno)
+            break
+        if not data:
+            say(peer=peer, end="eof")
+            break
+        say(peer=peer, data=data.decode("latin-1"))
+        try:
+            c.sendall(data)
+        except OSError:
+            pass
+    c.close()
+
+say(ready=True)
+while True:
+    c, peer = ls.accept()
+    peer = list(peer[:2])
+    say(peer=peer, accepted=True)
+    threading.Thread(target=serve, args=(c, peer), daemon=True).start()
 '''
 
 
@@ -500,6 +587,81 @@ class NetnsAirlock(lib.Airlock):
         self.write_conf([], settings)
 
 
+class Recorder:
+    """A RECORDER process on host:port (in namespace ns, else the root one) and what it reported."""
+
+    def __init__(self, host, port, ns=None):
+        argv = [lib.PY, "-c", RECORDER, host, str(port)]
+        self.p = subprocess.Popen(([IP, "netns", "exec", ns] if ns else []) + argv, stdout=subprocess.PIPE,
+                                  text=True)
+        self.cleanup = lib.on_cleanup(lib.stop_process, self.p)
+        self.port = port
+        self.events = []
+        line = self.p.stdout.readline()
+        check(line.strip() == '{"ready": true}', "recorder on %s %d did not start: %r" % (host, port, line))
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            e = json.loads(line)
+            e["peer"] = (str(ipaddress.ip_address(e["peer"][0])), e["peer"][1])
+            self.events.append(e)
+
+    def peers(self):
+        """Who connected, in order: (address, port) pairs."""
+        return [e["peer"] for e in list(self.events) if e.get("accepted")]
+
+    def received(self, peer=None):
+        """The bytes received from peer (address, port), or from everyone."""
+        peer = peer and (str(ipaddress.ip_address(peer[0])), peer[1])
+        return "".join(e["data"] for e in list(self.events)
+                       if "data" in e and (peer is None or e["peer"] == peer)).encode("latin-1")
+
+    def wait_received(self, want, peer=None, timeout=3.0):
+        """received(peer) once it is want (its report may trail the echo), or when timeout passes."""
+        wait_for(lambda: self.received(peer) == want, timeout)
+        return self.received(peer)
+
+    def stop(self):
+        lib.run_cleanup(self.cleanup)
+
+
+class Holder:
+    """The agent holding one TCP connection to host:port open (AGENT_PROBE hold): it has sent
+    b"before\n" when this returns (self.first: how that went, self.port: its local port)."""
+
+    def __init__(self, host, port):
+        self.p = subprocess.Popen([IP, "netns", "exec", NS_A, lib.PY, T.agent_script, "hold", host, str(port)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=lib.CLIENT_ENV)
+        self.cleanup = lib.on_cleanup(lib.stop_process, self.p)
+        self.first = self._report()
+        self.port = self.first.get("port", 0)
+
+    def _report(self):
+        line = self.p.stdout.readline()
+        check(line, "agent hold probe exited %s without a report" % self.p.poll())
+        return json.loads(line)
+
+    def again(self):
+        """Sends b"after\n" on the held connection; returns how it went (AGENT_PROBE hold)."""
+        self.p.stdin.write("go\n")
+        self.p.stdin.flush()
+        r = self._report()["result"]
+        lib.run_cleanup(self.cleanup)
+        return r
+
+
+def forward_between_links(on):
+    """IPv4 forwarding between the agent's link and the backend's and nowhere else: the
+    per-device switch of this run's two root-side veths (the host-wide ip_forward is left
+    alone), and the backend's route back to the agent's block."""
+    for ifname in (IF_H, IF_G):
+        with open("/proc/sys/net/ipv4/conf/%s/forwarding" % ifname, "w") as f:
+            f.write("1" if on else "0")
+    sh(IP, "-n", NS_B, "route", "replace" if on else "del", addr(T.a4, 0) + "/29", "via", addr(T.b4, 1),
+       check_rc=on)
+
+
 # ---------------------------------------------------------------- cases
 
 def case_baseline():
@@ -599,8 +761,28 @@ def case_dns():
 
 
 def case_fail_closed():
+    """airlockd killed: the pinned interface stays fenced. New TCP is reset and reaches no server,
+    a connection Airlock was relaying ends and its later bytes reach nothing, UDP and ICMP are
+    dropped."""
+    rec = Recorder(addr(T.a4, 1), lib.free_port((addr(T.a4, 1),)))
+    try:
+        fail_closed(rec)
+    finally:
+        rec.stop()
+        if T.al.running():          # failed before the kill: case_readopt starts it again
+            T.al.stop(signal.SIGKILL)
+
+
+def fail_closed(rec):
+    held = Holder(addr(T.a4, 1), rec.port)
+    check(held.first["result"] == "echoed", "a connection through Airlock before the kill: %r" % held.first)
+    check(rec.wait_received(b"before\n") == b"before\n" and all(p[0] != addr(T.a4, 2) for p in rec.peers()),
+          "the server got %r from %r, want b'before\\n' through Airlock" % (rec.received(), rec.peers()))
     npeers = len(T.http.peers)
     T.al.stop(signal.SIGKILL)
+    r = held.again()
+    check(r in ("reset", "eof, reset"),
+          "the connection Airlock relayed, written to after the kill: %s, want it reset (or ended, then reset)" % r)
     r = agent("tcp", addr(T.a4, 1), T.http_port)
     check(r["result"] == "refused", "with airlockd dead the agent's connect was %r, want refused" % r)
     rc, _, _, err = agent_curl("http://%s:%d/" % (addr(T.a4, 1), T.http_port), max_time=3)
@@ -612,6 +794,9 @@ def case_fail_closed():
     agent("udp", addr(T.a4, 1), T.udp_port, 3)
     time.sleep(0.3)
     check(len(T.udp_got) == n, "UDP arrived while airlockd was dead")
+    check(not agent("ping", addr(T.a4, 1))["reply"], "ping answered while airlockd was dead")
+    check(rec.received() == b"before\n" and len(rec.peers()) == 1,
+          "the server got %r from %r after the kill, want nothing more" % (rec.received(), rec.peers()))
 
 
 def case_readopt():
@@ -829,6 +1014,63 @@ def case_unpin():
     check(agent("ping", addr(T.a4, 1))["reply"], "no ping reply after unpin")
 
 
+def case_pin_resets_open():
+    """Connections the agent opened before its interface was pinned are reset at their next
+    bytes, and those bytes reach nothing: to the host over IPv4 and IPv6, and to the backend
+    while the host forwards between the two links. A new connection then goes through Airlock."""
+    pinned = [i["iface"] for i in T.al.status().get("interfaces", [])]
+    check(IF_H not in pinned, "%s is still pinned: %r" % (IF_H, pinned))
+    port = lib.free_port((addr(T.a4, 1), T.ula + "1"))
+    fwd = lib.on_cleanup(forward_between_links, False)
+    recs = []
+    try:
+        forward_between_links(True)
+        recs = [Recorder(addr(T.a4, 1), port), Recorder(T.ula + "1", port),
+                Recorder(addr(T.b4, 2), T.backend_port + 3, NS_B)]
+        held = []
+        for what, rec, dst, src in (("to the host", recs[0], addr(T.a4, 1), addr(T.a4, 2)),
+                                    ("to the host over IPv6", recs[1], T.ula + "1", T.ula + "2"),
+                                    ("forwarded to the backend", recs[2], addr(T.b4, 2), addr(T.a4, 2))):
+            h = Holder(dst, rec.port)
+            if rec is recs[2] and h.first["result"].startswith("connect"):
+                # Before the pin nothing of Airlock's is involved: a host firewall forbids forwarding.
+                note("skipping the forwarded connection: the agent cannot reach the backend unpinned "
+                     "with %s and %s forwarding: %s" % (IF_H, IF_G, h.first["result"]))
+                lib.run_cleanup(h.cleanup)
+                continue
+            check(h.first["result"] == "echoed", "%s, before the pin: %r" % (what, h.first))
+            check(rec.wait_received(b"before\n", (src, h.port)) == b"before\n",
+                  "%s, before the pin: the server got %r from %r, want b'before\\n' from the agent (%s port %d)" %
+                  (what, rec.received(), rec.peers(), src, h.port))
+            held.append((what, rec, src, h))
+        r = T.al.ctl("pin", "--iface", IF_H)
+        check(r.returncode == 0, "pin --iface exited %d: %s" % (r.returncode, r.stderr.strip()))
+        after = [(what, h.again()) for what, rec, src, h in held]
+        time.sleep(0.3)
+        got = [(what, rec.received((src, h.port))) for what, rec, src, h in held]
+        bad = ["%s: %s" % (what, r) for what, r in after if r != "reset"]
+        check(not bad, "connections opened before the pin, written to after it (want reset): %s" % "; ".join(bad))
+        bad = ["%s: %r" % (what, g) for what, g in got if g != b"before\n"]
+        check(not bad, "servers got bytes sent after the pin on connections opened before it: %s" % "; ".join(bad))
+        # A new connection to the backend goes through Airlock, forwarding or not.
+        mark, npeers = T.al.max_id(), len(recs[2].peers())
+        h = Holder(addr(T.b4, 2), recs[2].port)
+        check(h.first["result"] == "echoed", "a new connection to the backend after the pin: %r" % h.first)
+        check(h.again() == "echoed", "a new connection to the backend after the pin did not echo twice")
+        peers = wait_for(lambda: recs[2].peers()[npeers:], 3)
+        check(peers and all(p[0] != addr(T.a4, 2) for p in peers),
+              "the backend saw %r: the agent reached it directly" % peers)
+        row = audit_row(mark, h.port)
+        check(row["iface"] == IF_H and row["dst_addr"] == addr(T.b4, 2) and row["dst_port"] == recs[2].port,
+              "audit row of the new connection: %r" % row)
+        case_tcp_v4()
+    finally:
+        T.al.ctl("unpin", "--iface", IF_H)    # as case_unpin left it, for case_down
+        lib.run_cleanup(fwd)
+        for rec in recs:
+            rec.stop()
+
+
 def case_down():
     """Pinned again, then `airlockctl down`: XDP, nftables, rules, routes and pins all go."""
     r = T.al.ctl("pin", "--iface", IF_H)
@@ -899,9 +1141,12 @@ def main():
         res.case("netns: guard survives its daemon's kill -9, re-adopted, unguard opens it", case_guard_readopt)
         res.case("netns: unguarded, the backend answers the long-chain SYN the guard dropped",
                  case_unguarded_exthdr)
-        res.case("netns: kill -9 airlockd: agent TCP refused, nothing reaches the server", case_fail_closed)
+        res.case("netns: kill -9 airlockd: agent TCP refused or reset, nothing reaches a server, UDP and ICMP "
+                 "dropped", case_fail_closed)
         res.case("netns: restarted airlockd re-adopts the pinned interface", case_readopt)
         res.case("netns: unpin: rules gone, the agent reaches the host directly again", case_unpin)
+        res.case("netns: connections open when the interface is pinned are reset; their later bytes reach "
+                 "nothing (host IPv4, IPv6, forwarded to the backend)", case_pin_resets_open)
         res.case("netns: down removes XDP, nftables table, rules, routes and pins", case_down)
     finally:
         note("took %.1fs" % (time.monotonic() - t0))
