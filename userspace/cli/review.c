@@ -14,7 +14,8 @@
 static const char *review_sock;
 static long grant_secs;
 static const char *reason;
-static int watch, admin, password_stdin;
+static int watch, password_stdin;
+static int admin = -1;          /* --admin 1, --no-admin 0, neither -1 */
 static long uid = -1;
 static long since_secs = 24 * 3600;
 static const char *groups;
@@ -28,8 +29,13 @@ void ctl_review_usage(FILE *f)
 		"  deny ID --reason TEXT           the agent sees the reason\n"
 		"  grants [--json] | revoke ID     live grants; revoking ends sessions that used it\n"
 		"  user add NAME [--uid N] [--groups G,G] [--admin] [--password-stdin]\n"
-		"  user del NAME | user list [--json]   reviewers (root, control socket)\n"
+		"                                  a new reviewer (an existing NAME is refused: user set);\n"
+		"                                  one without a uid can read the console but decide nothing\n"
+		"  user set NAME [--uid N] [--groups G,G] [--admin|--no-admin] [--password-stdin]\n"
+		"                                  changes only what is given; a new password ends NAME's logins\n"
+		"  user del NAME | user list [--json]   reviewers (root, control socket); del revokes NAME's tokens\n"
 		"  console token NAME              a console API token for reviewer NAME (printed once)\n"
+		"  console revoke NAME             revokes every console API token of NAME\n"
 		"  policy reload                   load the configuration and policy.d again (or SIGHUP)\n"
 		"  policy test [--since 24h] FILE...   what FILE's policy would have decided differently\n"
 		"                                  (reads the store file, as audit does: --store PATH)\n"
@@ -86,7 +92,8 @@ int ctl_review_option(int opt, const char *arg)
 		groups = arg;
 		return 0;
 	case 0x105:
-		admin = 1;
+	case 0x109:
+		admin = opt == 0x105;
 		return 0;
 	case 0x106:
 		password_stdin = 1;
@@ -192,30 +199,41 @@ static int cmd_user(const char *sock, int argc, char **argv, int want_json)
 		json_decref(resp);
 		return resp ? 0 : 1;
 	}
-	if (argc == 3 && strcmp(argv[1], "add") == 0) {
+	if (argc == 3 && (strcmp(argv[1], "add") == 0 || strcmp(argv[1], "set") == 0)) {
+		int add = strcmp(argv[1], "add") == 0;
 		char pw[1024] = "";
 
+		if (!add && uid < 0 && !groups && admin < 0 && !password_stdin) {
+			fprintf(stderr, "airlockctl: user set %s: nothing to change (--uid, --groups, --admin, "
+				"--no-admin, --password-stdin)\n", argv[2]);
+			return 2;
+		}
 		if (password_stdin) {
-			if (!fgets(pw, sizeof(pw), stdin)) {
+			if (fgets(pw, sizeof(pw), stdin))
+				pw[strcspn(pw, "\r\n")] = '\0';
+			if (!pw[0]) {
 				fprintf(stderr, "airlockctl: no password on stdin\n");
 				return 1;
 			}
-			pw[strcspn(pw, "\r\n")] = '\0';
 		}
-		req = json_pack("{s:s, s:s, s:s, s:b}", "cmd", "user_add", "name", argv[2], "groups",
-				groups ? groups : "", "admin", admin);
+		/* user set sends only what was given: the rest stays as it is. */
+		req = json_pack("{s:s, s:s}", "cmd", add ? "user_add" : "user_set", "name", argv[2]);
 		if (uid >= 0)
 			json_object_set_new(req, "uid", json_integer(uid));
+		if (groups || add)
+			json_object_set_new(req, "groups", json_string(groups ? groups : ""));
+		if (admin >= 0 || add)
+			json_object_set_new(req, "admin", json_boolean(admin > 0));
 		if (pw[0])
 			json_object_set_new(req, "password", json_string(pw));
 		resp = ctl_call(sock, req);
 		memset(pw, 0, sizeof(pw));
 		json_decref(resp);
 		if (resp)
-			printf("reviewer %s saved\n", argv[2]);
+			printf("reviewer %s %s\n", argv[2], add ? "added" : "changed");
 		return resp ? 0 : 1;
 	}
-	fprintf(stderr, "airlockctl: user add NAME | user del NAME | user list\n");
+	fprintf(stderr, "airlockctl: user add NAME | user set NAME | user del NAME | user list\n");
 	return 2;
 }
 
@@ -303,15 +321,23 @@ int ctl_review_command(const char *control_sock, const char *cmd, int argc, char
 	if (strcmp(cmd, "user") == 0)
 		return cmd_user(control_sock, argc, argv, want_json);
 	if (strcmp(cmd, "console") == 0) {
-		/* console token NAME: an API token for the console (Authorization: Bearer). */
-		if (argc != 3 || strcmp(argv[1], "token") != 0) {
-			fprintf(stderr, "airlockctl: console token NAME\n");
+		/* console token NAME: an API token for the console (Authorization: Bearer);
+		 * console revoke NAME: every one of NAME's tokens stops working. */
+		int revoke = argc == 3 && strcmp(argv[1], "revoke") == 0;
+
+		if (argc != 3 || (!revoke && strcmp(argv[1], "token") != 0)) {
+			fprintf(stderr, "airlockctl: console token NAME | console revoke NAME\n");
 			return 2;
 		}
-		resp = ctl_call(control_sock, json_pack("{s:s, s:s}", "cmd", "console_token", "name", argv[2]));
+		resp = ctl_call(control_sock, json_pack("{s:s, s:s}", "cmd",
+							revoke ? "console_token_revoke" : "console_token",
+							"name", argv[2]));
 		if (!resp)
 			return 1;
-		printf("%s\n", json_string_value(json_object_get(resp, "token")));
+		if (revoke)
+			printf("%lld console tokens of %s revoked\n", i_(resp, "revoked"), argv[2]);
+		else
+			printf("%s\n", json_string_value(json_object_get(resp, "token")));
 		json_decref(resp);
 		return 0;
 	}

@@ -14,7 +14,8 @@
 	{ "admin", no_argument, NULL, 0x105 },                      \
 	{ "password-stdin", no_argument, NULL, 0x106 },             \
 	{ "review-socket", required_argument, NULL, 0x107 },        \
-	{ "since", required_argument, NULL, 0x108 },
+	{ "since", required_argument, NULL, 0x108 },                \
+	{ "no-admin", no_argument, NULL, 0x109 },
 
 /* 0 if taken, -1 after printing why the value is bad. */
 int ctl_review_option(int opt, const char *arg);
