@@ -75,7 +75,8 @@ void approval_cancel(struct approval *a, int64_t request_id);
  * reviewer_uid is the OS uid behind it (-1 if none, e.g. a console login).
  * Refuses with a message: unknown or decided request, reviewer not in an
  * approver group, self-approval (the agent's uid or the reviewer's own
- * agent), a person counting twice, a grant longer than the rule allows. */
+ * agent), a reviewer with no uid at all (self-approval cannot be ruled out),
+ * a person counting twice, a grant longer than the rule allows. */
 int approval_decide(struct approval *a, int64_t request_id, const struct store_user *reviewer,
 		    long reviewer_uid, int approve, const char *reason, unsigned int grant_secs,
 		    char *err, size_t errlen) AL_MUST;

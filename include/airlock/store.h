@@ -259,8 +259,23 @@ struct store_user {
 	char groups[512];               /* comma separated */
 	char pwhash[256];               /* "" if no console password */
 	int admin;
+	/* When the account was added (never changed after): a name removed and added again is
+	 * another account, and the console's logins of the first one do not carry over. */
+	int64_t created_us;
 };
-int store_user_put(struct store *s, const struct store_user *u) AL_MUST;
+/* A new reviewer; u->created_us is set. Console tokens a store from before they went with
+ * their user kept under the name are deleted in the same transaction: a new account
+ * inherits none. 0 added, 1 the name exists (nothing written), -1 error (the uid is taken). */
+int store_user_add(struct store *s, struct store_user *u) AL_MUST;
+/* The fields store_user_set writes; the others stay as they are. */
+#define STORE_USER_UID 1u
+#define STORE_USER_GROUPS 2u
+#define STORE_USER_PASSWORD 4u   /* pwhash ("" removes the password) */
+#define STORE_USER_ADMIN 8u
+/* Changes those fields of reviewer u->name. 0 changed, 1 no such reviewer, -1 error. */
+int store_user_set(struct store *s, const struct store_user *u, unsigned int fields) AL_MUST;
+/* Removes a reviewer and, in the same transaction, their console tokens. 0 removed, -1 no
+ * such reviewer or an error. */
 int store_user_del(struct store *s, const char *name) AL_MUST;
 /* 0 found, 1 not found, -1 error. */
 int store_user_by_uid(struct store *s, long uid, struct store_user *out) AL_MUST;
@@ -272,6 +287,8 @@ int store_users_list(struct store *s, int (*cb)(void *arg, const char *json), vo
 int store_token_add(struct store *s, const char *user, const char *sha256_hex) AL_MUST;
 /* The user a token hash belongs to: 0 found (name copied), 1 not found, -1 error. */
 int store_token_user(struct store *s, const char *sha256_hex, char *user, size_t len) AL_MUST;
+/* Deletes every token of user (whether or not the user exists): 0 with *n how many, -1 error. */
+int store_token_revoke(struct store *s, const char *user, int *n) AL_MUST;
 
 /*
  * A read-only connection to the store for reads that may take long (the console's audit

@@ -1159,9 +1159,10 @@ class Feed:
         self.conn.close()
 
 
-def cookie_login(name):
-    """(cookie header, csrf) of a console login as name, over plain HTTP from this process."""
-    st, hdr, body = http("POST", "/api/v1/login", {"name": name, "password": REVIEWERS[name][3]})
+def cookie_login(name, password=None):
+    """(cookie header, csrf) of a console login as name (password: REVIEWERS' unless given), over
+    plain HTTP from this process."""
+    st, hdr, body = http("POST", "/api/v1/login", {"name": name, "password": password or REVIEWERS[name][3]})
     check(st == 200, "login %s: %d %r" % (name, st, body[:200]))
     ck = hdr.get("Set-Cookie", "").split(";")[0]
     check(ck.startswith("airlock_session=") and len(ck) == 16 + 64, "login cookie %r" % ck)
@@ -1254,6 +1255,155 @@ def case_session_limits():
         T.al.write_conf(T.resources, T.settings)
         T.al.start()
         T.up = True
+
+
+def ctl_in(stdin, *args):
+    """airlockctl with stdin (a --password-stdin password)."""
+    return subprocess.run([lib.AIRLOCKCTL, "-s", T.al.sock] + list(args), input=stdin, capture_output=True,
+                          text=True, timeout=30)
+
+
+def token_of(name):
+    r = T.al.ctl("console", "token", name)
+    tok = r.stdout.strip() if r.returncode == 0 else ""
+    check(len(tok) == 64, "console token %s: %r %r" % (name, r.stdout[-200:], r.stderr[-200:]))
+    return {"Authorization": "Bearer " + tok}
+
+
+def user_row(name):
+    rows = [u for u in T.al.ctl_json("user", "list") if u.get("name") == name]
+    return rows[0] if rows else None
+
+
+def case_accounts():
+    """Reviewer accounts end what they should: user del revokes the user's API tokens (401, their
+    live feed ends) and ends its logins, and the name added again (another account) revives
+    neither; console revoke ends every token of a user; a password change ends the user's logins
+    and their feeds, not its tokens; user add refuses an existing name, user set changes only
+    what it is given (the uid and admin flag stay); and in the console, a reviewer does not
+    decide its own agent's request, before or after its groups change, nor does one without a uid."""
+    need_up()
+    name = "acct" + lib.RUN_ID[:6]
+    pw1, pw2 = "pw one " + lib.RUN_ID, "pw two " + lib.RUN_ID
+    feeds, users, p = [], [name], None
+    try:
+        r = ctl_in(pw1 + "\n", "user", "add", name, "--uid", "47298", "--groups", "dba", "--password-stdin")
+        check(r.returncode == 0, "user add %s: %s" % (name, r.stderr.strip()))
+
+        # user del: the token and the login are refused, the token's feed ends.
+        tok = token_of(name)
+        ck, _ = cookie_login(name, pw1)
+        check(me(tok) == 200 and me(ck) == 200, "a new token and login are refused")
+        f = Feed(tok)
+        feeds.append(f)
+        check(f.status == 200, "the token's feed: %d" % f.status)
+        r = T.al.ctl("user", "del", name)
+        check(r.returncode == 0, "user del %s: %s" % (name, r.stderr.strip()))
+        check(f.ended(2.5), "the feed of a removed user's token still open 2.5 s later")
+        check(me(tok) == 401 and me(ck) == 401, "after user del: token %d, login %d" % (me(tok), me(ck)))
+        # The same name again, same password: another account; the old token and login stay out.
+        r = ctl_in(pw1 + "\n", "user", "add", name, "--uid", "47298", "--groups", "dba", "--password-stdin")
+        check(r.returncode == 0, "user add %s again: %s" % (name, r.stderr.strip()))
+        check(me(tok) == 401, "the removed user's token works for the name added again")
+        check(me(ck) == 401, "the removed user's login works for the name added again")
+        st, _, body = http("GET", "/api/v1/pending", headers=tok)
+        check(st == 401, "GET pending with the old token: %d %r" % (st, body[:200]))
+        db = sqlite3.connect("file:%s?mode=ro" % T.al.store, uri=True, timeout=5)
+        try:
+            left = db.execute("SELECT count(*) FROM console_tokens WHERE user = ?", (name,)).fetchone()[0]
+        finally:
+            db.close()
+        check(left == 0, "%d console tokens of %s are still stored after user del" % (left, name))
+
+        # console revoke: every token of the user, at once; its feed ends; a new one works.
+        toks = [token_of(name), token_of(name)]
+        f = Feed(toks[0])
+        feeds.append(f)
+        check(f.status == 200 and all(me(t) == 200 for t in toks), "new tokens: feed %d" % f.status)
+        r = T.al.ctl("console", "revoke", name)
+        check(r.returncode == 0 and "2 console tokens" in r.stdout, "console revoke %s: %d %r %r"
+              % (name, r.returncode, r.stdout, r.stderr))
+        check([me(t) for t in toks] == [401, 401], "revoked tokens answer %r" % [me(t) for t in toks])
+        check(f.ended(2.5), "the feed of a revoked token still open 2.5 s later")
+        tok = token_of(name)
+        check(me(tok) == 200, "a token made after the revoke is refused")
+
+        # A password change ends the user's logins (and their feeds); the token stays.
+        ck, _ = cookie_login(name, pw1)
+        f = Feed(ck)
+        feeds.append(f)
+        check(f.status == 200 and me(ck) == 200, "login before the password change: feed %d" % f.status)
+        r = ctl_in(pw2 + "\n", "user", "set", name, "--password-stdin")
+        check(r.returncode == 0, "user set %s --password-stdin: %s" % (name, r.stderr.strip()))
+        check(f.ended(2.5), "a login's feed still open 2.5 s after its password changed")
+        check(me(ck) == 401, "a login outlived its password")
+        st, _, _ = http("POST", "/api/v1/login", {"name": name, "password": pw1})
+        check(st == 401, "the old password logs in: %d" % st)
+        ck, _ = cookie_login(name, pw2)
+        check(me(ck) == 200 and me(tok) == 200, "the new password's login %d, the token %d"
+              % (me(ck), me(tok)))
+
+        # user add of an existing name is refused and changes nothing; user set changes only
+        # what it is given.
+        r = T.al.ctl("user", "add", name, "--groups", "dba,oncall")
+        check(r.returncode != 0 and "exists" in r.stderr, "user add of an existing name: %d %r"
+              % (r.returncode, r.stderr.strip()))
+        u = user_row(name)
+        check(u and u.get("uid") == 47298 and u.get("groups") == "dba", "after the refused add: %r" % u)
+        r = T.al.ctl("user", "set", name, "--admin")
+        check(r.returncode == 0, "user set --admin: %s" % r.stderr.strip())
+        r = T.al.ctl("user", "set", name, "--uid", str(AGENT_UID))
+        check(r.returncode == 0, "user set --uid: %s" % r.stderr.strip())
+        r = T.al.ctl("user", "set", name, "--groups", "dba,oncall")
+        check(r.returncode == 0, "user set --groups: %s" % r.stderr.strip())
+        u = user_row(name)
+        check(u and u.get("uid") == AGENT_UID and u.get("groups") == "dba,oncall" and u.get("admin") and
+              u.get("has_password"), "user set --groups dropped something: %r" % u)
+        st, _, body = http("GET", "/api/v1/me", headers=ck)
+        j = json.loads(body) if st == 200 else {}
+        check(j.get("uid") == AGENT_UID and j.get("admin") is True and j.get("groups") == "dba,oncall",
+              "/api/v1/me after user set: %d %r" % (st, body[:300]))
+        r = T.al.ctl("user", "set", name)
+        check(r.returncode != 0 and "nothing to change" in r.stderr, "user set with nothing: %d %r"
+              % (r.returncode, r.stderr.strip()))
+        r = T.al.ctl("user", "set", "nobody" + lib.RUN_ID[:6], "--groups", "dba")
+        check(r.returncode != 0 and "no reviewer" in r.stderr, "user set of a missing name: %d %r"
+              % (r.returncode, r.stderr.strip()))
+
+        # Its own agent's request (the agent runs as AGENT_UID): refused in the console, by login
+        # and by token; a reviewer without a uid is refused too; bob denies it in the end.
+        nouid = "nouid" + lib.RUN_ID[:6]
+        users.append(nouid)
+        r = ctl_in(pw1 + "\n", "user", "add", nouid, "--groups", "dba", "--password-stdin")
+        check(r.returncode == 0, "user add %s (no uid): %s" % (nouid, r.stderr.strip()))
+        check(user_row(nouid).get("uid") is None, "%s has a uid: %r" % (nouid, user_row(nouid)))
+        mark = max_req()
+        sql = "DELETE FROM items WHERE id = 44"
+        p = psql_bg(T.cg, sql)
+        rid = wait_request(sql, mark)["id"]
+        ck2, csrf = cookie_login(name, pw2)
+        for auth in (dict(ck2, **{"X-CSRF-Token": csrf}), tok):
+            st, _, body = http("POST", "/api/v1/requests/%d/approve" % rid, {"reason": "mine"}, headers=auth)
+            check(st == 409 and "own request" in body, "approving its own agent's request: %d %r"
+                  % (st, body[:300]))
+        st, _, body = http("POST", "/api/v1/requests/%d/approve" % rid, {"reason": "no uid"},
+                           headers=token_of(nouid))
+        check(st == 409 and "no uid" in body, "approval by a reviewer with no uid: %d %r" % (st, body[:300]))
+        check(requests("id = ?", (rid,))[0]["state"] == "pending", "request %d was decided" % rid)
+        st, _, body = http("POST", "/api/v1/requests/%d/deny" % rid, {"reason": "accounts test"},
+                           headers={"Authorization": "Bearer " + T.token})
+        check(st == 200, "bob's denial of %d: %d %r" % (rid, st, body[:200]))
+        rc, out, err = finish(p)
+        p = None
+        check(rc != 0 and "accounts test" in err, "psql after the denial: %d %r" % (rc, err[-200:]))
+    finally:
+        for f in feeds:
+            f.close()
+        if p is not None:
+            p.kill()
+            p.wait()
+        for u in users:
+            T.al.ctl("user", "del", u)
 
 
 def case_console_tls():
@@ -1400,6 +1550,10 @@ CASES = [
      case_long_read),
     ("console_idle_timeout and console_session_max end logins and their live feeds (a login in use at "
      "the maximum, an idle one, logout, user del of a token's user; Chromium left alone)", case_session_limits),
+    ("reviewer accounts: user del revokes tokens and logins (the name added again revives neither); "
+     "console revoke; a password change ends logins and their feeds; user add refuses an existing name, "
+     "user set keeps what it is not given; no console decision on one's own agent's request, nor "
+     "without a uid", case_accounts),
     ("console_tls on: HTTPS with a certificate from the Airlock CA; the session cookie is Secure",
      case_console_tls),
     ("airlockd still up, no sanitizer lines", case_still_up),

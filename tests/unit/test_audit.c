@@ -134,7 +134,7 @@ static struct store *fill(char *path, size_t len, int batched)
 		if (batched && store_batch_commit(s) < 0)
 			goto bad;
 	}
-	if (store_user_put(s, &u) < 0 || store_pin_add(s, 99, "/agents/b") < 0)
+	if (store_user_add(s, &u) != 0 || store_pin_add(s, 99, "/agents/b") < 0)
 		goto bad;
 	return s;
 bad:

@@ -709,6 +709,122 @@ static void test_pins(void)
 	store_close(s);
 }
 
+static struct store_user user(const char *name, long uid, const char *groups, int admin, const char *pwhash)
+{
+	struct store_user u = { .uid = uid, .admin = admin };
+
+	snprintf(u.name, sizeof(u.name), "%s", name);
+	snprintf(u.groups, sizeof(u.groups), "%s", groups);
+	snprintf(u.pwhash, sizeof(u.pwhash), "%s", pwhash);
+	return u;
+}
+
+static const char tok_a1[] = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
+static const char tok_a2[] = "a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2";
+static const char tok_b1[] = "b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1";
+static const char tok_c1[] = "c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1";
+
+/* Reviewers: add refuses an existing name and leaves it as it was; set changes only the fields it
+ * is given (a uid or admin flag left out stays); a user's console tokens go with the user, and
+ * a name added again (another account, another created_us) inherits none. */
+static void test_users(void)
+{
+	char p[512], who[64];
+	struct store *s = NULL;
+	struct store_user a = user("alice", 4711, "dba", 1, "hash-1"), b = user("bob", 4712, "ops", 0, "");
+	struct store_user x, chg;
+	struct store_verify v;
+	int64_t first;
+	int n = -1;
+
+	tpath(p, sizeof(p), "users.db");
+	if (store_open(p, &s) < 0) {
+		CHECK(!"store_open");
+		return;
+	}
+	CHECK(store_user_add(s, &a) == 0 && a.created_us > 0);
+	CHECK(store_user_add(s, &b) == 0);
+	CHECK(store_user_by_name(s, "alice", &x) == 0);
+	CHECK(x.uid == 4711 && x.admin == 1 && x.created_us == a.created_us);
+	CHECK_STR(x.groups, "dba");
+	CHECK_STR(x.pwhash, "hash-1");
+	first = x.created_us;
+
+	/* add again, as if to change the groups: refused, nothing changed */
+	chg = user("alice", -1, "dba,oncall", 0, "");
+	CHECK(store_user_add(s, &chg) == 1);
+	CHECK(store_user_by_name(s, "alice", &x) == 0);
+	CHECK(x.uid == 4711 && x.admin == 1 && x.created_us == first);
+	CHECK_STR(x.groups, "dba");
+
+	/* set the groups only: uid, admin and password stay */
+	CHECK(store_user_set(s, &chg, STORE_USER_GROUPS) == 0);
+	CHECK(store_user_by_name(s, "alice", &x) == 0);
+	CHECK(x.uid == 4711 && x.admin == 1 && x.created_us == first);
+	CHECK_STR(x.groups, "dba,oncall");
+	CHECK_STR(x.pwhash, "hash-1");
+	CHECK(store_user_by_uid(s, 4711, &x) == 0);
+	CHECK_STR(x.name, "alice");
+	/* admin off, then a new password: each alone */
+	CHECK(store_user_set(s, &chg, STORE_USER_ADMIN) == 0);
+	CHECK(store_user_by_name(s, "alice", &x) == 0);
+	CHECK(x.admin == 0 && x.uid == 4711);
+	CHECK_STR(x.pwhash, "hash-1");
+	chg = user("alice", -1, "", 1, "hash-2");
+	CHECK(store_user_set(s, &chg, STORE_USER_PASSWORD) == 0);
+	CHECK(store_user_by_name(s, "alice", &x) == 0);
+	CHECK(x.admin == 0 && x.uid == 4711 && x.created_us == first);
+	CHECK_STR(x.pwhash, "hash-2");
+	CHECK_STR(x.groups, "dba,oncall");
+	/* a uid that is taken: refused, nothing changed; a uid set on its own */
+	chg = user("alice", 4712, "", 0, "");
+	CHECK(store_user_set(s, &chg, STORE_USER_UID) == -1);
+	CHECK(store_user_by_name(s, "alice", &x) == 0 && x.uid == 4711);
+	chg.uid = 4713;
+	CHECK(store_user_set(s, &chg, STORE_USER_UID) == 0);
+	CHECK(store_user_by_name(s, "alice", &x) == 0 && x.uid == 4713 && x.admin == 0);
+	CHECK(store_user_by_uid(s, 4711, &x) == 1);
+	/* set on a name that is not there */
+	chg = user("nobody", 1, "", 0, "");
+	CHECK(store_user_set(s, &chg, STORE_USER_UID) == 1);
+	CHECK(store_user_by_name(s, "nobody", &x) == 1);
+
+	/* Tokens: revoking takes all of one user's and nobody else's. */
+	CHECK(store_token_add(s, "alice", tok_a1) == 0);
+	CHECK(store_token_add(s, "alice", tok_a2) == 0);
+	CHECK(store_token_add(s, "bob", tok_b1) == 0);
+	CHECK(store_token_revoke(s, "alice", &n) == 0 && n == 2);
+	CHECK(store_token_user(s, tok_a1, who, sizeof(who)) == 1);
+	CHECK(store_token_user(s, tok_a2, who, sizeof(who)) == 1);
+	CHECK(store_token_user(s, tok_b1, who, sizeof(who)) == 0);
+	CHECK_STR(who, "bob");
+	CHECK(store_token_revoke(s, "alice", &n) == 0 && n == 0);
+	CHECK(Q_INT(p, "SELECT count(*) FROM audit WHERE kind = 'token_del' AND body LIKE '%\"user\":\"alice\"%'") == 2);
+
+	/* user del takes the user's tokens in the same transaction; adding the name again
+	 * brings none back, and it is another account. */
+	CHECK(store_token_add(s, "alice", tok_a1) == 0);
+	CHECK(store_user_del(s, "alice") == 0);
+	CHECK(store_token_user(s, tok_a1, who, sizeof(who)) == 1);
+	CHECK(store_token_user(s, tok_b1, who, sizeof(who)) == 0);
+	CHECK(store_user_del(s, "alice") == -1);
+	a = user("alice", 4711, "dba", 0, "hash-3");
+	CHECK(store_user_add(s, &a) == 0 && a.created_us > first);
+	CHECK(store_user_by_name(s, "alice", &x) == 0 && x.created_us == a.created_us);
+	CHECK(store_token_user(s, tok_a1, who, sizeof(who)) == 1);
+
+	/* A token left under a name with no user (a store from before tokens went with their
+	 * user) is deleted when the name is added. */
+	CHECK(store_token_add(s, "carol", tok_c1) == 0);
+	CHECK(store_token_user(s, tok_c1, who, sizeof(who)) == 0);
+	chg = user("carol", 4714, "", 0, "");
+	CHECK(store_user_add(s, &chg) == 0);
+	CHECK(store_token_user(s, tok_c1, who, sizeof(who)) == 1);
+	CHECK(Q_INT(p, "SELECT count(*) FROM console_tokens") == 1);
+	store_close(s);
+	CHECK(store_audit_verify(p, NULL, &v) == 0);
+}
+
 static void test_reopen(void)
 {
 	char p[512];
@@ -963,6 +1079,7 @@ int main(void)
 	RUN(test_list_uses_index);
 	RUN(test_crash_recovery);
 	RUN(test_pins);
+	RUN(test_users);
 	RUN(test_reopen);
 	RUN(test_refusals);
 	RUN(test_newer_schema);

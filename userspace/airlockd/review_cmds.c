@@ -4,6 +4,8 @@
 #include <airlock/console.h>
 #include <airlock/password.h>
 
+#include <openssl/crypto.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 /* An agent must not reach the review socket: refuse peers in a pinned subtree. */
@@ -35,6 +37,55 @@ static json_t *with(const char *key, json_t *v)
 	return resp;
 }
 
+/* user_add: a new reviewer from every field of req (absent: none). user_set: only the fields
+ * req has change; the rest stay (a uid or admin flag is never dropped by leaving it out). */
+static json_t *user_write(struct review_ctx *ctx, int add, const char *name, json_t *req)
+{
+	struct store_user u = { .uid = -1 };
+	json_t *uid = json_object_get(req, "uid"), *groups = json_object_get(req, "groups");
+	json_t *admin = json_object_get(req, "admin");
+	const char *pw = json_string_value(json_object_get(req, "password"));
+	unsigned int fields = 0;
+	int rc;
+
+	snprintf(u.name, sizeof(u.name), "%s", name);
+	if (uid) {
+		if (!json_is_integer(uid) || json_integer_value(uid) < 0 ||
+		    json_integer_value(uid) > (json_int_t)UINT32_MAX - 1)
+			return control_error("uid is a number");
+		u.uid = (long)json_integer_value(uid);
+		fields |= STORE_USER_UID;
+	}
+	if (groups) {
+		if (!json_is_string(groups) || json_string_length(groups) >= sizeof(u.groups))
+			return control_error("groups is a comma-separated list (under %zu bytes)",
+					     sizeof(u.groups));
+		snprintf(u.groups, sizeof(u.groups), "%s", json_string_value(groups));
+		fields |= STORE_USER_GROUPS;
+	}
+	if (admin) {
+		u.admin = json_is_true(admin);
+		fields |= STORE_USER_ADMIN;
+	}
+	if (pw && *pw) {
+		/* A new hash is a new password: the console's logins made with the old one end. */
+		if (al_password_hash(pw, u.pwhash, sizeof(u.pwhash)) < 0)
+			return control_error("cannot hash the password");
+		fields |= STORE_USER_PASSWORD;
+	}
+	rc = add ? store_user_add(ctx->store, &u) : store_user_set(ctx->store, &u, fields);
+	OPENSSL_cleanse(u.pwhash, sizeof(u.pwhash));
+	if (rc == 1)
+		return add ? control_error("reviewer %s exists (change it with airlockctl user set %s ...)",
+					   name, name)
+			   : control_error("no reviewer named %s (airlockctl user add)", name);
+	if (rc < 0 && (fields & STORE_USER_UID))
+		return control_error("cannot store user %s (is uid %ld taken?)", name, u.uid);
+	if (rc < 0)
+		return control_error("cannot store user %s", name);
+	return control_ok();
+}
+
 static json_t *user_command(struct review_ctx *ctx, const char *cmd, json_t *req)
 {
 	const char *name = json_string_value(json_object_get(req, "name"));
@@ -58,31 +109,24 @@ static json_t *user_command(struct review_ctx *ctx, const char *cmd, json_t *req
 		json_object_set_new(resp, "token", json_string(tok));
 		return resp;
 	}
-	if (strcmp(cmd, "user_del") != 0 && strcmp(cmd, "user_add") != 0)
+	if (strcmp(cmd, "user_del") != 0 && strcmp(cmd, "user_add") != 0 && strcmp(cmd, "user_set") != 0 &&
+	    strcmp(cmd, "console_token_revoke") != 0)
 		return NULL;
 	if (!name || !*name || strlen(name) >= sizeof(((struct store_user *)0)->name))
 		return control_error("name a user");
+	if (strcmp(cmd, "console_token_revoke") == 0) {
+		int n;
+
+		/* A live feed opened with one of them ends within a second (the console rechecks). */
+		if (store_token_revoke(ctx->store, name, &n) < 0)
+			return control_error("cannot revoke the console tokens of %s", name);
+		return with("revoked", json_integer(n));
+	}
+	/* Its console tokens go with it; its logins end at their next request (auth.c). */
 	if (strcmp(cmd, "user_del") == 0)
 		return store_user_del(ctx->store, name) == 0 ? control_ok()
 			: control_error("no reviewer named %s", name);
-	if (strcmp(cmd, "user_add") == 0) {
-		struct store_user u = { .uid = -1 };
-		json_t *uid = json_object_get(req, "uid");
-		const char *groups = json_string_value(json_object_get(req, "groups"));
-		const char *pw = json_string_value(json_object_get(req, "password"));
-
-		snprintf(u.name, sizeof(u.name), "%s", name);
-		if (json_is_integer(uid))
-			u.uid = (long)json_integer_value(uid);
-		snprintf(u.groups, sizeof(u.groups), "%s", groups ? groups : "");
-		u.admin = json_is_true(json_object_get(req, "admin"));
-		if (pw && *pw && al_password_hash(pw, u.pwhash, sizeof(u.pwhash)) < 0)
-			return control_error("cannot hash the password");
-		if (store_user_put(ctx->store, &u) < 0)
-			return control_error("cannot store user %s (is uid %ld taken?)", name, u.uid);
-		return control_ok();
-	}
-	return NULL;
+	return user_write(ctx, strcmp(cmd, "user_add") == 0, name, req);
 }
 
 json_t *review_command(struct review_ctx *ctx, const char *cmd, json_t *req,

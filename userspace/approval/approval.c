@@ -346,7 +346,12 @@ int approval_decide(struct approval *a, int64_t request_id, const struct store_u
 
 	if (!r)
 		return al_errf(err, errlen, "request %lld is not pending", (long long)request_id);
-	/* No one approves what they asked for, admins included. */
+	/* No one approves what they asked for, admins included; without a uid to hold against
+	 * the agent's, no one decides at all (fail closed). */
+	if (reviewer_uid < 0 && u->uid < 0)
+		return al_errf(err, errlen, "%s has no uid, so whether request %lld is their own cannot be "
+			       "told (root: airlockctl user set %s --uid N)", reviewer, (long long)request_id,
+			       reviewer);
 	if ((reviewer_uid >= 0 && (uint32_t)reviewer_uid == r->agent_uid) ||
 	    (u->uid >= 0 && (uint32_t)u->uid == r->agent_uid))
 		return al_errf(err, errlen, "request %lld comes from uid %u: a reviewer cannot decide "
@@ -377,6 +382,9 @@ int approval_decide(struct approval *a, int64_t request_id, const struct store_u
 	if (grant_secs > r->max_grant_s)
 		return al_errf(err, errlen, "the rule allows grants of at most %us, not %us",
 			       r->max_grant_s, grant_secs);
+	if (grant_secs && !r->fingerprint[0])
+		return al_errf(err, errlen, "request %lld has no statement shape to grant for a window: "
+			       "approve it once", (long long)request_id);
 	if (r->n_approved == MAX_REVIEWERS)
 		return al_errf(err, errlen, "too many approvals");
 	/* The approval that completes the count also ends the request, in one transaction. */
@@ -440,7 +448,7 @@ int64_t approval_grant_for(struct approval *a, const char *fingerprint, uint64_t
 			free(g);
 			continue;
 		}
-		if (g->cgroup_id == cgroup_id && fingerprint && strcmp(g->fingerprint, fingerprint) == 0 &&
+		if (g->cgroup_id == cgroup_id && fingerprint && *fingerprint && strcmp(g->fingerprint, fingerprint) == 0 &&
 		    strcmp(g->resource, resource) == 0)
 			return g->id;
 	}

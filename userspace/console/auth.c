@@ -6,6 +6,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <inttypes.h>
 #include <strings.h>
 
 int auth_random_hex(char *out, size_t bytes)
@@ -48,6 +49,31 @@ int console_token_create(struct store *st, const char *user, char *out, size_t l
 
 /* ---- sessions ------------------------------------------------------------------------------ */
 
+/* Which account and password a login was made with: a new password, or the name removed and
+ * added again (another account, whoever it is for), gives another tag. */
+static int account_tag(const struct store_user *u, char out[65])
+{
+	char buf[320];
+
+	if (al_fmt(buf, sizeof(buf), "%" PRId64 ":%s", u->created_us, u->pwhash) < 0)
+		return -1;
+	return al_sha256_hex(buf, strlen(buf), out);
+}
+
+/* The user of session s, read again from the store: 0 with *u, or -1 and s is ended (the user
+ * is gone, or is not the account and password it logged in as). */
+static int session_user(struct console *c, struct csession *s, struct store_user *u)
+{
+	char tag[65];
+
+	if (store_user_by_name(c->store, s->user, u) != 0 || account_tag(u, tag) < 0 ||
+	    !token_eq(tag, s->account)) {
+		OPENSSL_cleanse(s, sizeof(*s));
+		return -1;
+	}
+	return 0;
+}
+
 static int session_live(const struct console *c, const struct csession *s, int64_t now)
 {
 	return s->used && now - s->last_us < c->idle_us && now - s->created_us < c->max_us;
@@ -72,7 +98,7 @@ static struct csession *session_find(struct console *c, const char *token)
 	return found;
 }
 
-static struct csession *session_new(struct console *c, const char *user)
+static struct csession *session_new(struct console *c, const struct store_user *u)
 {
 	int64_t now = al_now_us();
 	struct csession *s = NULL;
@@ -88,9 +114,12 @@ static struct csession *session_new(struct console *c, const char *user)
 			s = x; /* full: the least recently used one goes */
 	}
 	memset(s, 0, sizeof(*s));
-	if (auth_random_hex(s->token, 32) < 0 || auth_random_hex(s->csrf, 32) < 0)
+	if (auth_random_hex(s->token, 32) < 0 || auth_random_hex(s->csrf, 32) < 0 ||
+	    account_tag(u, s->account) < 0) {
+		OPENSSL_cleanse(s, sizeof(*s));
 		return NULL;
-	snprintf(s->user, sizeof(s->user), "%s", user);
+	}
+	snprintf(s->user, sizeof(s->user), "%s", u->name);
 	s->created_us = s->last_us = now;
 	s->used = 1;
 	return s;
@@ -125,9 +154,9 @@ int auth_identify(struct console *c, struct MHD_Connection *conn, struct who *w)
 	w->sess = session_find(c, cookie);
 	if (!w->sess)
 		return -1;
-	/* The user is read again on every request: removed users are out at once. */
-	if (store_user_by_name(c->store, w->sess->user, &w->u) != 0) {
-		OPENSSL_cleanse(w->sess, sizeof(*w->sess));
+	/* The user is read again on every request: removed users, and logins made with a
+	 * password since changed, are out at once. */
+	if (session_user(c, w->sess, &w->u) < 0) {
 		w->sess = NULL;
 		return -1;
 	}
@@ -140,17 +169,14 @@ int auth_still_valid(struct console *c, const char *cookie_token, const char *be
 	struct store_user u;
 	char user[64];
 
-	if (bearer_sha[0]) {
-		if (store_token_user(c->store, bearer_sha, user, sizeof(user)) != 0)
-			return -1;
-	} else {
+	if (bearer_sha[0])
+		return store_token_user(c->store, bearer_sha, user, sizeof(user)) == 0 &&
+		       store_user_by_name(c->store, user, &u) == 0 ? 0 : -1;
+	{
 		struct csession *s = session_find(c, cookie_token);
 
-		if (!s)
-			return -1;
-		snprintf(user, sizeof(user), "%s", s->user);
+		return s && session_user(c, s, &u) == 0 ? 0 : -1;
 	}
-	return store_user_by_name(c->store, user, &u) == 0 ? 0 : -1;
 }
 
 int auth_csrf_ok(struct console *c, struct MHD_Connection *conn, const struct who *w)
@@ -247,7 +273,7 @@ void auth_login(struct console *c, struct MHD_Connection *conn, const char *peer
 		reply_error(r, 401, "wrong name or password");
 		return;
 	}
-	s = session_new(c, u.name);
+	s = session_new(c, &u);
 	if (!s) {
 		reply_error(r, 500, "cannot start a session");
 		return;

@@ -24,6 +24,7 @@ struct csession {
 	char token[65];         /* hex of 32 random bytes: the cookie */
 	char csrf[65];          /* hex of 32 random bytes: X-CSRF-Token */
 	char user[64];
+	char account[65];       /* the user's account_tag at login (auth.c): its account and password */
 	int64_t created_us, last_us;
 };
 
@@ -117,8 +118,8 @@ void auth_login(struct console *c, struct MHD_Connection *conn, const char *peer
 void auth_logout(struct console *c, struct who *w, struct reply *r);
 void auth_me(struct console *c, struct who *w, struct reply *r);
 /* 0 if whoever opened a live feed may still read it: the login session (cookie token) is
- * live, or the API token (its sha256) is still stored; and the user still exists. Does not
- * count as activity. */
+ * live and its user is still the account and password it logged in with, or the API token
+ * (its sha256) is still stored and its user exists. Does not count as activity. */
 int auth_still_valid(struct console *c, const char *cookie_token, const char *bearer_sha);
 /* 0 if the request carries the session's CSRF token (or is token-authenticated). */
 int auth_csrf_ok(struct console *c, struct MHD_Connection *conn, const struct who *w);

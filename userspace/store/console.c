@@ -182,6 +182,42 @@ out:
 	return rc;
 }
 
+int store_user_tokens_del(sqlite3 *db, const char *user, int *n)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -1;
+
+	if (sqlite3_prepare_v2(db, "DELETE FROM console_tokens WHERE user = ?1", -1, &st, NULL) == SQLITE_OK &&
+	    bind_text(st, 1, user) == SQLITE_OK && sqlite3_step(st) == SQLITE_DONE)
+		rc = 0;
+	if (rc == 0 && n)
+		*n = sqlite3_changes(db);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+struct tok_rev {
+	const char *user;
+	int n;
+};
+
+static int do_token_revoke(sqlite3 *db, void *arg)
+{
+	struct tok_rev *r = arg;
+
+	return store_user_tokens_del(db, r->user, &r->n);
+}
+
+int store_token_revoke(struct store *s, const char *user, int *n)
+{
+	struct tok_rev r = { user, 0 };
+
+	if (store_durable(s, do_token_revoke, &r, "revoking console tokens") < 0)
+		return -1;
+	*n = r.n;
+	return 0;
+}
+
 /* ---- audit -------------------------------------------------------------------------------- */
 
 static unsigned int lim(const struct store_find_filter *f)

@@ -371,20 +371,70 @@ static int bind_user(sqlite3_stmt *st, void *arg)
 	return bind_text(st, 1, u->name) |
 	       (u->uid >= 0 ? sqlite3_bind_int64(st, 2, u->uid) : sqlite3_bind_null(st, 2)) |
 	       bind_text(st, 3, u->groups) | bind_text(st, 4, u->pwhash[0] ? u->pwhash : NULL) |
-	       sqlite3_bind_int(st, 5, u->admin) | sqlite3_bind_int64(st, 6, al_now_us());
+	       sqlite3_bind_int(st, 5, u->admin) | sqlite3_bind_int64(st, 6, u->created_us);
 }
 
-static int do_user_put(sqlite3 *db, void *arg)
+struct user_w {
+	struct store_user *u;
+	unsigned int fields;
+	int missed;             /* add: the name exists; set: no such reviewer */
+};
+
+static int do_user_add(sqlite3 *db, void *arg)
 {
-	return exec1(db, "INSERT INTO users (name, uid, groups, pwhash, admin, created_us)"
-		     " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name) DO UPDATE SET uid = excluded.uid,"
-		     " groups = excluded.groups, pwhash = coalesce(excluded.pwhash, users.pwhash),"
-		     " admin = excluded.admin", bind_user, arg);
+	struct user_w *w = arg;
+
+	if (exec1(db, "INSERT INTO users (name, uid, groups, pwhash, admin, created_us)"
+		  " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (name) DO NOTHING", bind_user, w->u) < 0)
+		return -1;
+	if (sqlite3_changes(db) == 0) {
+		w->missed = 1;  /* nothing written: the transaction commits nothing */
+		return 0;
+	}
+	/* Tokens a store from before they went with their user kept under this name. */
+	return store_user_tokens_del(db, w->u->name, NULL);
 }
 
-int store_user_put(struct store *s, const struct store_user *u)
+int store_user_add(struct store *s, struct store_user *u)
 {
-	return store_durable(s, do_user_put, (void *)u, "recording a reviewer");
+	struct user_w w = { u, 0, 0 };
+
+	u->created_us = al_now_us();
+	if (store_durable(s, do_user_add, &w, "recording a reviewer") < 0)
+		return -1;
+	return w.missed;
+}
+
+static int bind_user_set(sqlite3_stmt *st, void *arg)
+{
+	const struct user_w *w = arg;
+
+	return bind_user(st, w->u) | sqlite3_bind_int(st, 7, (int)w->fields);
+}
+
+static int do_user_set(sqlite3 *db, void *arg)
+{
+	struct user_w *w = arg;
+
+	if (exec1(db, "UPDATE users SET uid = CASE WHEN ?7 & 1 THEN ?2 ELSE uid END,"
+		  " groups = CASE WHEN ?7 & 2 THEN ?3 ELSE groups END,"
+		  " pwhash = CASE WHEN ?7 & 4 THEN ?4 ELSE pwhash END,"
+		  " admin = CASE WHEN ?7 & 8 THEN ?5 ELSE admin END WHERE name = ?1", bind_user_set, w) < 0)
+		return -1;
+	w->missed = sqlite3_changes(db) == 0;
+	return 0;
+}
+
+_Static_assert(STORE_USER_UID == 1 && STORE_USER_GROUPS == 2 && STORE_USER_PASSWORD == 4 &&
+	       STORE_USER_ADMIN == 8, "do_user_set's SQL tests these bits");
+
+int store_user_set(struct store *s, const struct store_user *u, unsigned int fields)
+{
+	struct user_w w = { (struct store_user *)u, fields, 0 };
+
+	if (store_durable(s, do_user_set, &w, "changing a reviewer") < 0)
+		return -1;
+	return w.missed;
 }
 
 static int bind_name(sqlite3_stmt *st, void *arg)
@@ -396,7 +446,9 @@ static int do_user_del(sqlite3 *db, void *arg)
 {
 	if (exec1(db, "DELETE FROM users WHERE name = ?1", bind_name, arg) < 0)
 		return -1;
-	return sqlite3_changes(db) == 1 ? 0 : -1;
+	if (sqlite3_changes(db) != 1)
+		return -1;
+	return store_user_tokens_del(db, arg, NULL);
 }
 
 int store_user_del(struct store *s, const char *name)
@@ -404,7 +456,7 @@ int store_user_del(struct store *s, const char *name)
 	return store_durable(s, do_user_del, (void *)name, "removing a reviewer");
 }
 
-#define USER_SELECT "SELECT name, uid, groups, pwhash, admin FROM users WHERE "
+#define USER_SELECT "SELECT name, uid, groups, pwhash, admin, created_us FROM users WHERE "
 
 /* st: a cached lookup of one user (USER_SELECT "..."), reset before returning. */
 static int user_get(sqlite3_stmt *st, int (*bind)(sqlite3_stmt *, void *), void *barg,
@@ -431,6 +483,7 @@ static int user_get(sqlite3_stmt *st, int (*bind)(sqlite3_stmt *, void *), void 
 	snprintf(out->pwhash, sizeof(out->pwhash), "%s",
 		 sqlite3_column_text(st, 3) ? (const char *)sqlite3_column_text(st, 3) : "");
 	out->admin = sqlite3_column_int(st, 4);
+	out->created_us = sqlite3_column_int64(st, 5);
 	rc = 0;
 out:
 	/* Also ends the read transaction, which would otherwise hold back checkpoints. */

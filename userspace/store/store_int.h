@@ -17,6 +17,9 @@ void store_rec_ended(struct store *s, int64_t closed_us);
 /* store_totals counts again at its next call (connection rows went, or writes were undone). */
 void store_totals_forget(struct store *s);
 sqlite3 *store_reader_db(struct store_reader *r);
+/* Deletes user's console tokens within the caller's transaction (console.c): 0 with *n (if
+ * not NULL) how many, -1 error. A user's tokens go with the user. */
+int store_user_tokens_del(sqlite3 *db, const char *user, int *n);
 
 /*
  * Commands in batches. The statements and HTTP requests a group commit writes with their
