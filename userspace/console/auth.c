@@ -167,16 +167,14 @@ int auth_identify(struct console *c, struct MHD_Connection *conn, struct who *w)
 int auth_still_valid(struct console *c, const char *cookie_token, const char *bearer_sha)
 {
 	struct store_user u;
+	struct csession *s;
 	char user[64];
 
 	if (bearer_sha[0])
 		return store_token_user(c->store, bearer_sha, user, sizeof(user)) == 0 &&
 		       store_user_by_name(c->store, user, &u) == 0 ? 0 : -1;
-	{
-		struct csession *s = session_find(c, cookie_token);
-
-		return s && session_user(c, s, &u) == 0 ? 0 : -1;
-	}
+	s = session_find(c, cookie_token);
+	return s && session_user(c, s, &u) == 0 ? 0 : -1;
 }
 
 int auth_csrf_ok(struct console *c, struct MHD_Connection *conn, const struct who *w)
