@@ -265,8 +265,17 @@ enum pg_kind {
  *   it; CTE names are not relations.
  * unbounded_write: an UPDATE or DELETE without WHERE anywhere in it (TRUNCATE counts).
  * prepared_name: for PREPARE the name defined, for EXECUTE/DEALLOCATE the name used, else NULL;
- *   a session that remembers PREPAREd kinds can refine an EXECUTE with it.
+ *   prep_op says which (DEALLOCATE ALL: no name); a session that remembers what it PREPAREd
+ *   decides an EXECUTE by that statement.
  */
+enum pg_prep_op {
+	PG_PREP_NONE,
+	PG_PREP_PREPARE,
+	PG_PREP_EXECUTE,
+	PG_PREP_DEALLOCATE,     /* prepared_name NULL: DEALLOCATE ALL */
+	PG_PREP_DISCARD_ALL,    /* DISCARD ALL: every prepared statement and portal */
+};
+
 struct pg_stmt {
 	char *text;
 	enum pg_kind kind;
@@ -276,6 +285,7 @@ struct pg_stmt {
 	char fingerprint[PG_FINGERPRINT_LEN + 1];
 	int location, len;	/* byte span of text within the input */
 	char *prepared_name;
+	enum pg_prep_op prep_op;
 };
 
 struct pg_stmt_list {
@@ -303,6 +313,10 @@ struct pg_stmt_list {
  */
 int pg_classify(const char *sql, struct pg_stmt_list *out, char *err, size_t errlen) AL_MUST;
 void pg_stmt_list_free(struct pg_stmt_list *l);
+/* A deep copy of src into dst (text, relations, prepared_name); -1 without memory (dst empty). */
+int pg_stmt_copy(struct pg_stmt *dst, const struct pg_stmt *src) AL_MUST;
+/* Frees what a pg_stmt holds (not the struct itself). */
+void pg_stmt_clear(struct pg_stmt *st);
 
 /* "read", "insert", ..., "copy_program", ...; pg_kind_parse is its inverse (0 / -1). */
 const char *pg_kind_name(enum pg_kind k);

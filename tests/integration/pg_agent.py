@@ -15,6 +15,11 @@ Usage: pg_agent.py MODE HOST PORT DBNAME USER [ARGS...]
   psycopg2-cancel        psycopg2: pg_sleep cancelled with conn.cancel(), then SELECT 1
   funccall               a FunctionCall message (the function-call protocol: upper('abc') by
                          OID), then SELECT 1 on the same session
+  wire                   interactive (pgcluster.AgentSession): prints {"ready": true}, then for
+                         each line on stdin, {"sql": S} (a simple Query) or {"batch": [MSG...]}
+                         with MSG one of ["P", name, sql], ["B", portal, stmt, [text or null]],
+                         ["E", portal], ["C", "S"|"P", name], ["S"], sends it and prints
+                         {"result": [what came back up to ReadyForQuery], "eof": bool}
 
 Every mode reports what the agent saw (auth codes, SQLSTATEs, rows) and whether any
 byte it received contained the real password (given in $AIRLOCK_TEST_REAL_PASSWORD).
@@ -278,6 +283,39 @@ def mode_extended(host, port, db, user):
     out(res)
 
 
+def wire_msg(m):
+    op = m[0]
+    if op == "P":
+        return parse(m[1], m[2])
+    if op == "B":
+        return bind(m[1], m[2], [None if v is None else v.encode() for v in m[3]])
+    if op == "E":
+        return execute(m[1])
+    if op == "C":
+        return msg(b"C", m[1].encode() + cstr(m[2]))
+    if op == "S":
+        return SYNC
+    raise ValueError("unknown message %r" % (m,))
+
+
+def mode_wire(host, port, db, user):
+    c = Conn(host, port)
+    c.startup(user, db)
+    c.sock.settimeout(120)      # a batch may wait for reviewers
+    out({"ready": True, "local_port": c.local_port})
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        cmd = json.loads(line)
+        if "sql" in cmd:
+            msgs = c.query(cmd["sql"])
+        else:
+            c.send(b"".join(wire_msg(m) for m in cmd["batch"]))
+            msgs = c.read_until_ready()
+        out({"result": summary(msgs), "eof": c.eof})
+    c.close()
+
+
 def mode_cancel(host, port, db, user):
     c = Conn(host, port)
     c.startup(user, db)
@@ -455,7 +493,7 @@ def main():
     modes = {
         "gssenc": mode_gssenc, "extended": mode_extended, "cancel": mode_cancel,
         "big": mode_big, "malformed": mode_malformed, "psycopg2": mode_psycopg2,
-        "psycopg2-cancel": mode_psycopg2_cancel, "funccall": mode_funccall,
+        "psycopg2-cancel": mode_psycopg2_cancel, "funccall": mode_funccall, "wire": mode_wire,
     }
     modes[mode](host, port, db, user, *rest)
 

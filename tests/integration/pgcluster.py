@@ -231,9 +231,9 @@ def pg_resource(name, addr, port, rules=(), upstream_tls="disable", upstream_ca=
 
 
 class AgentSession:
-    """A review_agent.py session: one psycopg2 connection as the agent in cgroup cg that runs the
-    SQL it is sent, a JSON line each way. argv runs `review_agent.py session ...` (as the agent's
-    uid); env is its environment."""
+    """A review_agent.py session (one psycopg2 connection) or a pg_agent.py wire session as the
+    agent in cgroup cg: it runs the SQL (or protocol messages) it is sent, a JSON line each way.
+    argv runs it (as the agent's uid); env is its environment."""
 
     def __init__(self, cg, argv, env):
         self.p = cg.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -243,7 +243,10 @@ class AgentSession:
         check(self.ready and self.ready.get("ready"), "session did not start: %r" % self.ready)
 
     def send(self, sql):
-        self.p.stdin.write(json.dumps({"sql": sql}) + "\n")
+        self.send_json({"sql": sql})
+
+    def send_json(self, obj):
+        self.p.stdin.write(json.dumps(obj) + "\n")
         self.p.stdin.flush()
 
     def read(self, timeout):

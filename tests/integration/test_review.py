@@ -32,6 +32,7 @@ from lib import check, note, wait_for  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REVIEW_AGENT = os.path.join(HERE, "review_agent.py")
+PG_AGENT = os.path.join(HERE, "pg_agent.py")
 SETPRIV = "/usr/bin/setpriv"
 PG_ADDR = "127.0.0.6"
 DB = "reviewdb"
@@ -50,6 +51,7 @@ RULES = [
     "rule review kind delete update relation slow timeout 2s",
     "rule review kind delete update relation pair approvers dba,oncall count 2 timeout 60s",
     "rule review kind update relation bulk timeout 90s",
+    "rule review kind delete update relation ext approvers dba,oncall timeout 60s max_grant 10m",
 ]
 N_BULK = 100
 SETUP_SQL = """
@@ -67,6 +69,8 @@ CREATE TABLE bulk (id int PRIMARY KEY, v int NOT NULL);
 INSERT INTO bulk SELECT g, 0 FROM generate_series(0, %d) g;
 CREATE TABLE other (id int);
 INSERT INTO other VALUES (1), (2), (3);
+CREATE TABLE ext (id int PRIMARY KEY, name text NOT NULL);
+INSERT INTO ext SELECT g, 'ext-' || g FROM generate_series(1, 20) g;
 """ % (APP_PW, DB, DB, N_BULK - 1)
 
 
@@ -147,6 +151,27 @@ class Session(pgcluster.AgentSession):
     def __init__(self, cg):
         super().__init__(cg, as_agent([lib.PY, REVIEW_AGENT, "session", PG_ADDR, str(T.pg.port), DB, "app"]),
                          pgcluster.client_env(T.home))
+
+
+class Wire(pgcluster.AgentSession):
+    """pg_agent.py wire: the agent speaking the protocol itself, one message list at a time."""
+
+    def __init__(self, cg):
+        super().__init__(cg, as_agent([lib.PY, PG_AGENT, "wire", PG_ADDR, str(T.pg.port), DB, "app"]),
+                         pgcluster.client_env(T.home))
+
+    def batch(self, *msgs):
+        self.send_json({"batch": [list(m) for m in msgs] + [["S"]]})
+
+    def run_json(self, obj, timeout=15):
+        self.send_json(obj)
+        res = self.read(timeout)
+        check(res is not None, "wire: no answer to %r within %ds" % (obj, timeout))
+        return res
+
+
+def tags(res):
+    return [m.get("tag") or m.get("sqlstate") for m in (res or {}).get("result", []) if m["type"] in "CE"]
 
 
 # ---------------------------------------------------------------- reviewers
@@ -722,6 +747,104 @@ def case_strictest_and_extended():
           "the prepared DELETE's rows (once, extended): %r" % [(x["protocol"], x["tag"]) for x in st or []])
 
 
+def ext_ids(ids):
+    return up("SELECT string_agg(id::text, ',' ORDER BY id) FROM ext WHERE id IN (%s)"
+              % ",".join(map(str, ids)))
+
+
+def held_then(w, text, after, decide, *args):
+    """The request for what w just sent (its command contains text): checks nothing came back
+    yet, decides it (approve/deny, args) as alice and returns (request row, w's answer)."""
+    row = wait_request(text, cg=T.cga, after=after)
+    check(w.read(0.3) is None, "%r ran before review" % text)
+    if decide == "deny":
+        rv_ok("alice", "deny", row["id"], "--reason", args[0] if args else "no")
+    else:
+        rv_ok("alice", "approve", row["id"], *args)
+    res = w.read(15)
+    check(res is not None, "no answer after request %d was decided" % row["id"])
+    return row, res
+
+
+def case_extended_each_execute():
+    """Over the extended protocol every Execute is decided, not the Parse: a named statement
+    approved once runs again only after another review; the request shows the Bind values and
+    every statement the held batch runs (two Parses: both); SQL EXECUTE is decided as the
+    statement it runs; a grant covers exactly the batch's sequence of statement shapes."""
+    need_up()
+    w = Wire(T.cga)
+    grants = []
+    try:
+        mark = max_req()
+        w.batch(["P", "s1", "DELETE FROM ext WHERE id = $1"], ["B", "", "s1", ["1"]], ["E", ""])
+        row, res = held_then(w, "DELETE FROM ext WHERE id = $1", mark, "approve")
+        check('-- parameters $1...: ["1"]' in row["command"], "the request does not show the Bind value: %r"
+              % row["command"])
+        check(tags(res) == ["DELETE 1"] and ext_ids([1]) == "", "the approved Execute: %r" % res)
+        # The same statement again, twice in one batch, other values: held again, both shown.
+        mark = max_req()
+        w.batch(["B", "", "s1", ["2"]], ["E", ""], ["B", "", "s1", ["3"]], ["E", ""])
+        row, res = held_then(w, "DELETE FROM ext WHERE id = $1", mark, "deny", "not these")
+        check(row["command"].count("DELETE FROM ext WHERE id = $1") == 2 and '["2"]' in row["command"]
+              and '["3"]' in row["command"], "the second batch's request: %r" % row["command"])
+        check(tags(res) == ["42501"] and ext_ids([2, 3]) == "2,3", "Executes after the one approved: %r" % res)
+        # Two statements under review in one batch: the request shows both.
+        mark = max_req()
+        w.batch(["P", "", "DELETE FROM ext WHERE id > 15"], ["B", "", "", []], ["E", ""],
+                ["P", "", "UPDATE ext SET name = 'harmless' WHERE id = 5"], ["B", "", "", []], ["E", ""])
+        row, res = held_then(w, "UPDATE ext SET name = 'harmless'", mark, "deny", "no")
+        check("DELETE FROM ext WHERE id > 15" in row["command"],
+              "a held batch's request hides its first statement: %r" % row["command"])
+        check(ext_ids(range(16, 21)) == "16,17,18,19,20", "the hidden DELETE ran")
+        # SQL PREPARE / EXECUTE: the EXECUTE is decided as the DELETE it runs.
+        mark = max_req()
+        w.send_json({"sql": "PREPARE p1 AS DELETE FROM ext WHERE id = $1"})
+        row, res = held_then(w, "PREPARE p1", mark, "approve")
+        check(tags(res) == ["PREPARE"], "PREPARE after approval: %r" % res)
+        mark = max_req()
+        w.send_json({"sql": "EXECUTE p1(4)"})
+        row, res = held_then(w, "EXECUTE p1(4)", mark, "deny", "no")
+        check(row["kind"] == "delete" and tags(res) == ["42501"] and ext_ids([4]) == "4",
+              "EXECUTE p1(4): request kind %r, %r" % (row["kind"], res))
+        res = w.run_json({"sql": "EXECUTE nosuch(1)"})
+        check(tags(res) == ["42501"] and "did not see that statement prepared" in json.dumps(res),
+              "EXECUTE of a statement never prepared: %r" % res)
+        # A grant is for the sequence of shapes the batch ran, never for an empty one.
+        mark = max_req()
+        w.batch(["P", "", "UPDATE ext SET name = 'g' WHERE id = 6"], ["B", "", "", []], ["E", ""],
+                ["P", "", "SELECT 1"], ["B", "", "", []], ["E", ""])
+        row, res = held_then(w, "UPDATE ext SET name = 'g'", mark, "approve", "--for", "5m")
+        check(row["fingerprint"].count("+") == 1 and tags(res) == ["UPDATE 1", "SELECT 1"],
+              "a two-statement batch's grant: fingerprint %r, %r" % (row["fingerprint"], res))
+        grants.append(row["id"])
+        mark = max_req()
+        w.batch(["P", "", "UPDATE ext SET name = 'h' WHERE id = 7"], ["B", "", "", []], ["E", ""],
+                ["P", "", "SELECT 1"], ["B", "", "", []], ["E", ""])
+        res = w.read(10)
+        check(tags(res) == ["UPDATE 1", "SELECT 1"] and max_req() == mark,
+              "the same shapes under the grant: %r" % res)
+        w.batch(["P", "", "DELETE FROM ext WHERE id = 10"], ["B", "", "", []], ["E", ""],
+                ["P", "", "SELECT 1"], ["B", "", "", []], ["E", ""])
+        row, res = held_then(w, "DELETE FROM ext WHERE id = 10", mark, "deny", "no")
+        check(ext_ids([10]) == "10", "a DELETE ran under an UPDATE's grant")
+        # A long string: its grant is for all of its statements, not the first fifteen.
+        mark = max_req()
+        w.send_json({"sql": "SELECT 1;" * 15 + "UPDATE ext SET name = 'i' WHERE id = 8"})
+        row, res = held_then(w, "UPDATE ext SET name = 'i'", mark, "approve", "--for", "5m")
+        check(row["fingerprint"].count("+") == 15, "fingerprint of 16 statements: %r" % row["fingerprint"])
+        grants.append(row["id"])
+        mark = max_req()
+        w.send_json({"sql": "SELECT 1;" * 15 + "DELETE FROM ext WHERE id = 11"})
+        row, res = held_then(w, "DELETE FROM ext WHERE id = 11", mark, "deny", "no")
+        check(ext_ids([11]) == "11", "a DELETE after 15 SELECTs ran under the UPDATE's grant")
+    finally:
+        for rid in grants:
+            for g in rv_json("alice", "grants") or []:
+                if g.get("request_id") == rid and not g.get("revoked_us"):
+                    rv("alice", "revoke", g["id"])
+        w.close()
+
+
 def case_pending_watch():
     """`airlockctl pending --watch` prints the list again when it changes: a new request's id
     appears, and once it is decided the list is empty again."""
@@ -1001,11 +1124,12 @@ def setup():
     t = T
     t.tmp, t.home, ca_dir = lib.make_workdir()   # reviewers (other uids) reach the review socket in here
     # The agent runs as uid 65534, which may not read the checkout (a 0700 clone dir).
-    global REVIEW_AGENT
-    agent = os.path.join(t.tmp, "review_agent.py")
-    shutil.copy(REVIEW_AGENT, agent)
-    os.chmod(agent, 0o644)
-    REVIEW_AGENT = agent
+    global REVIEW_AGENT, PG_AGENT
+    for src in (REVIEW_AGENT, PG_AGENT):
+        shutil.copy(src, os.path.join(t.tmp, os.path.basename(src)))
+        os.chmod(os.path.join(t.tmp, os.path.basename(src)), 0o644)
+    REVIEW_AGENT = os.path.join(t.tmp, "review_agent.py")
+    PG_AGENT = os.path.join(t.tmp, "pg_agent.py")
     t.hookdir = os.path.join(t.tmp, "hook")
     os.mkdir(t.hookdir, 0o700)
     hook = os.path.join(t.tmp, "hook.sh")
@@ -1079,6 +1203,9 @@ CASES = [
     ("the strictest action wins over a multi-statement string (held whole); a DELETE over the "
      "extended protocol (pgbench -M prepared) is held and runs once after approval",
      case_strictest_and_extended),
+    ("extended protocol: each Execute is decided (a statement approved once is reviewed again), the "
+     "request shows Bind values and every statement of the batch; SQL EXECUTE decided as what it runs; "
+     "a grant covers exactly the batch's (or a long string's) sequence of shapes", case_extended_each_execute),
     ("pending --watch prints the list again as requests come and go", case_pending_watch),
     ("user del: the removed reviewer is refused", case_user_del),
     ("agent disconnects while pending -> request abandoned", case_disconnect),

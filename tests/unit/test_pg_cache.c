@@ -58,6 +58,10 @@ static void test_hits_match_parse(void)
 		"INSERT INTO t VALUES (8, 'x')",
 		"select 1; select 2",
 		"select 1; select 3",
+		"EXECUTE p(1)",
+		"EXECUTE p(2)",
+		"PREPARE q AS DELETE FROM t WHERE id = 1",
+		"DISCARD ALL",
 	};
 	struct pg_cache *c = NULL;
 	char err[256];
@@ -76,6 +80,10 @@ static void test_hits_match_parse(void)
 				CHECK(a.stmts[k].kind == b.stmts[k].kind);
 				CHECK(a.stmts[k].unbounded_write == b.stmts[k].unbounded_write);
 				CHECK_STR(a.stmts[k].fingerprint, b.stmts[k].fingerprint);
+				CHECK(a.stmts[k].prep_op == b.stmts[k].prep_op);
+				CHECK((!a.stmts[k].prepared_name && !b.stmts[k].prepared_name) ||
+				      (a.stmts[k].prepared_name && b.stmts[k].prepared_name &&
+				       strcmp(a.stmts[k].prepared_name, b.stmts[k].prepared_name) == 0));
 				CHECK(a.stmts[k].n_relations == b.stmts[k].n_relations);
 				for (size_t r = 0; r < a.stmts[k].n_relations && r < b.stmts[k].n_relations; r++)
 					CHECK_STR(a.stmts[k].relations[r], b.stmts[k].relations[r]);

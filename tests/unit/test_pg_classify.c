@@ -239,15 +239,31 @@ static void test_prepared_names(void)
 	struct pg_stmt_list l;
 	char err[64];
 
-	CHECK(pg_classify("PREPARE p AS SELECT 1; EXECUTE p; DEALLOCATE p; DEALLOCATE ALL; SELECT 1",
-			  &l, err, sizeof(err)) == 0);
-	CHECK(l.n == 5);
-	if (l.n == 5) {
+	CHECK(pg_classify("PREPARE p AS DELETE FROM t; EXECUTE p; DEALLOCATE p; DEALLOCATE ALL; SELECT 1; "
+			  "DISCARD ALL; DISCARD PLANS", &l, err, sizeof(err)) == 0);
+	CHECK(l.n == 7);
+	if (l.n == 7) {
+		static const enum pg_prep_op ops[] = { PG_PREP_PREPARE, PG_PREP_EXECUTE, PG_PREP_DEALLOCATE,
+						       PG_PREP_DEALLOCATE, PG_PREP_NONE, PG_PREP_DISCARD_ALL,
+						       PG_PREP_NONE };
+		struct pg_stmt copy;
+
 		CHECK_STR(l.stmts[0].prepared_name, "p");
 		CHECK_STR(l.stmts[1].prepared_name, "p");
 		CHECK_STR(l.stmts[2].prepared_name, "p");
 		CHECK(l.stmts[3].prepared_name == NULL);
 		CHECK(l.stmts[4].prepared_name == NULL);
+		for (size_t i = 0; i < 7; i++)
+			CHECK(l.stmts[i].prep_op == ops[i]);
+		/* PREPARE takes its statement's kind; a copy is whole and its own. */
+		CHECK(l.stmts[0].kind == PG_KIND_DELETE);
+		CHECK(pg_stmt_copy(&copy, &l.stmts[0]) == 0);
+		CHECK(copy.text != l.stmts[0].text && strcmp(copy.text, l.stmts[0].text) == 0);
+		CHECK(copy.n_relations == 1 && strcmp(copy.relations[0], "t") == 0 &&
+		      copy.relations != l.stmts[0].relations);
+		CHECK_STR(copy.prepared_name, "p");
+		CHECK(copy.prep_op == PG_PREP_PREPARE && strcmp(copy.fingerprint, l.stmts[0].fingerprint) == 0);
+		pg_stmt_clear(&copy);
 	}
 	pg_stmt_list_free(&l);
 }

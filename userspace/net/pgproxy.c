@@ -39,6 +39,20 @@ enum qtype {
 	Q_READY_SWALLOW,/* the same, for a Sync we injected: not passed on */
 	Q_SYNTH,        /* bytes we answer with ourselves */
 	Q_SYNTH_READY,  /* a ReadyForQuery with the current transaction status */
+	Q_NAMED,        /* ParseComplete, BindComplete or CloseComplete for a named-object change */
+};
+
+/*
+ * A change to the session's prepared statements or portals that takes effect when the server
+ * confirms it (ParseComplete, BindComplete, CloseComplete, or the CommandComplete of a
+ * PREPARE, DEALLOCATE or DISCARD ALL), and is undone if it fails or never runs.
+ */
+enum nop {
+	N_NONE,
+	N_CREATE,       /* Parse, Bind, PREPARE: the entry with serial is what the server has */
+	N_FORGET,       /* Close, DEALLOCATE name: the entry with serial is gone */
+	N_FORGET_STMTS, /* DEALLOCATE ALL: every statement up to serial is gone */
+	N_FORGET_ALL,   /* DISCARD ALL: every statement and portal up to serial is gone */
 };
 
 struct qent {
@@ -48,19 +62,31 @@ struct qent {
 	int64_t start_us;
 	int64_t rows;
 	struct pg_buf bytes;    /* Q_SYNTH */
+	enum nop nop;           /* Q_NAMED, or a Q_OUTCOME of PREPARE/DEALLOCATE/DISCARD ALL */
+	char nwhat;             /* 'S' statement, 'P' portal */
+	char *nname;
+	uint64_t nserial;
 };
 TAILQ_HEAD(qhead, qent);
 
-/* A prepared statement or portal the agent named. */
+/*
+ * A prepared statement or portal the agent named, with what it runs: each Execute of it (and
+ * each SQL EXECUTE of a statement) is decided by that, not just its Parse. One made before the
+ * server confirmed it keeps the one it replaced as its shadow until then: whichever the server
+ * ends up with is in the chain, and an Execute that cannot tell which of them runs is refused.
+ */
 struct named {
 	LIST_ENTRY(named) link;
 	char portal;            /* 'S' statement, 'P' portal */
 	char *name;
-	char *text;             /* statement: its SQL; portal: the statement's SQL */
-	char *kind;
-	char *fingerprint;
+	uint64_t serial;        /* this creation (Q_NAMED names it) */
+	uint64_t batch;         /* the batch that made it (pgs.batch_no) */
+	int confirmed;          /* the server said it has it */
+	struct named *shadow;   /* the older one it replaces, until confirmed */
+	int known;              /* stmt holds what it runs (else an Execute of it is refused) */
+	int empty;              /* an empty query */
+	struct pg_stmt stmt;    /* its classification (text: the statement) */
 	char *relations;        /* JSON */
-	int unbounded_write;
 	char *params;           /* portal: JSON of the bound parameters */
 	uint32_t *types;        /* statement: the parameter types its Parse declared (0: none) */
 	uint16_t n_types;
@@ -106,15 +132,16 @@ struct pgs {
 	int agent_tls;
 	/* who the agent is (for rules and reviewers) */
 	struct agent_who who;           /* the agent (agent_who.c) */
-	/* review: the last decide_query that asked for one */
-	const struct al_rule *review_rule;
-	char review_fp[256];
+	/* review of the query or batch being built: what runs in it, for reviewers and grants */
+	const struct al_rule *review_rule;      /* the first rule that asked for review */
 	char review_kind[32];
 	int64_t review_stmt;
 	int batch_review;       /* the batch being built needs review */
+	struct al_buf rv_text;  /* every statement that runs (Executes with their parameters) */
+	struct al_buf rv_fp;    /* their fingerprints, '+'-joined: what a grant matches */
+	uint64_t named_serial, batch_no;
 	/* parked: a request is pending and these exact bytes wait for it */
 	int64_t parked;
-	char *review_text;      /* what reviewers read */
 	struct evbuffer *held;
 	char held_term;         /* 'Q' simple query, 'S'/'H' an extended batch */
 	struct agent_gone gone; /* while parked: notices the agent hanging up */
@@ -287,6 +314,7 @@ static struct qent *qent_new(enum qtype t)
 static void qent_free(struct qent *e)
 {
 	pg_buf_free(&e->bytes);
+	free(e->nname);
 	free(e);
 }
 
@@ -412,13 +440,23 @@ static void pgs_close(struct pgs *s, enum al_reason reason, const char *sqlstate
 static void named_free(struct named *n)
 {
 	free(n->name);
-	free(n->text);
-	free(n->kind);
-	free(n->fingerprint);
+	pg_stmt_clear(&n->stmt);
 	free(n->relations);
 	free(n->params);
 	free(n->types);
 	free(n);
+}
+
+/* Frees n and the shadows behind it. */
+static void named_free_chain(struct pgs *s, struct named *n)
+{
+	while (n) {
+		struct named *next = n->shadow;
+
+		named_free(n);
+		s->n_named--;
+		n = next;
+	}
 }
 
 static void pgs_free(struct pgs *s)
@@ -439,14 +477,15 @@ static void pgs_free(struct pgs *s)
 	q_clear(&s->batch_outcomes);
 	while ((n = LIST_FIRST(&s->named)) != NULL) {
 		LIST_REMOVE(n, link);
-		named_free(n);
+		named_free_chain(s, n);
 	}
 	pg_buf_free(&s->startup);
 	pg_scram_free(s->scram);
 	if (s->held)
 		evbuffer_free(s->held);
 	agent_gone_stop(&s->gone);
-	free(s->review_text);
+	free(s->rv_text.p);
+	free(s->rv_fp.p);
 	agent_who_free(&s->who);
 	free(s);
 }
@@ -468,22 +507,29 @@ static struct named *named_find(struct pgs *s, char what, const char *name)
 	return NULL;
 }
 
-static void named_drop(struct pgs *s, char what, const char *name)
+/*
+ * What an Execute (or EXECUTE) of this name runs, as far as we can tell: the newest creation,
+ * unless an older one may still be what the server has (a replacement made in an earlier
+ * batch, not confirmed yet); then NULL, as for a name we never saw made.
+ */
+static struct named *named_current(struct pgs *s, char what, const char *name)
 {
 	struct named *n = named_find(s, what, name);
 
-	if (n) {
-		LIST_REMOVE(n, link);
-		named_free(n);
-		s->n_named--;
-	}
+	if (!n || (n->shadow && n->batch != s->batch_no))
+		return NULL;
+	return n;
 }
 
+/*
+ * A new creation of (what, name), before the server confirms it: it goes in front of the
+ * chain, which keeps the older creations the server may still have. NULL: out of memory, or
+ * more than MAX_PREPARED in the session.
+ */
 static struct named *named_put(struct pgs *s, char what, const char *name)
 {
-	struct named *n;
+	struct named *old = named_find(s, what, name), *n;
 
-	named_drop(s, what, name);
 	if (s->n_named >= MAX_PREPARED)
 		return NULL;
 	n = calloc(1, sizeof(*n));
@@ -492,9 +538,110 @@ static struct named *named_put(struct pgs *s, char what, const char *name)
 		return NULL;
 	}
 	n->portal = what;
+	n->serial = ++s->named_serial;
+	n->batch = s->batch_no;
+	if (old) {
+		LIST_REMOVE(old, link);
+		n->shadow = old;
+	}
 	LIST_INSERT_HEAD(&s->named, n, link);
 	s->n_named++;
 	return n;
+}
+
+/* The entry of creation serial in (what, name)'s chain; *newer: the one in front of it. */
+static struct named *chain_find(struct pgs *s, char what, const char *name, uint64_t serial,
+				struct named **newer)
+{
+	struct named *n = named_find(s, what, name);
+
+	*newer = NULL;
+	for (; n; *newer = n, n = n->shadow)
+		if (n->serial == serial)
+			return n;
+	return NULL;
+}
+
+/* Takes n out of its chain and frees it (its shadows stay in the chain). */
+static void chain_remove(struct pgs *s, struct named *n, struct named *newer)
+{
+	if (newer) {
+		newer->shadow = n->shadow;
+	} else {
+		LIST_REMOVE(n, link);
+		if (n->shadow)
+			LIST_INSERT_HEAD(&s->named, n->shadow, link);
+	}
+	n->shadow = NULL;
+	named_free(n);
+	s->n_named--;
+}
+
+/* DEALLOCATE ALL / DISCARD ALL: every statement (and portal, with portals) made up to serial. */
+static void named_forget_upto(struct pgs *s, int portals, uint64_t serial)
+{
+	struct named *h, *next;
+
+	for (h = LIST_FIRST(&s->named); h; h = next) {
+		struct named *n = h, *newer = NULL, *after;
+
+		next = LIST_NEXT(h, link);
+		if (n->portal == 'P' && !portals)
+			continue;
+		while (n) {
+			after = n->shadow;
+			if (n->serial <= serial)
+				chain_remove(s, n, newer);
+			else
+				newer = n;
+			n = after;
+		}
+	}
+}
+
+/* Takes a change to the named objects into account once the server has answered it: ok, it
+ * took effect; else it failed or never ran. */
+static void named_settle(struct pgs *s, const struct qent *e, int ok)
+{
+	struct named *n, *newer;
+
+	switch (e->nop) {
+	case N_NONE:
+		return;
+	case N_CREATE:
+		n = chain_find(s, e->nwhat, e->nname, e->nserial, &newer);
+		if (!n)
+			return;
+		if (!ok) {
+			chain_remove(s, n, newer);
+			return;
+		}
+		/* The server has this one: any older one is gone there. */
+		n->confirmed = 1;
+		named_free_chain(s, n->shadow);
+		n->shadow = NULL;
+		return;
+	case N_FORGET:
+		if (ok && (n = chain_find(s, e->nwhat, e->nname, e->nserial, &newer)) != NULL)
+			chain_remove(s, n, newer);
+		return;
+	case N_FORGET_STMTS:
+	case N_FORGET_ALL:
+		if (ok)
+			named_forget_upto(s, e->nop == N_FORGET_ALL, e->nserial);
+		return;
+	}
+}
+
+/* Marks e as carrying a change to (what, name) that named_settle applies. -1: out of memory. */
+static int qent_named(struct qent *e, enum nop op, char what, const char *name, uint64_t serial)
+{
+	e->nop = op;
+	e->nwhat = what;
+	e->nserial = serial;
+	if (name && !(e->nname = strdup(name)))
+		return -1;
+	return 0;
 }
 
 /* ---- sending -------------------------------------------------------------------------------- */
@@ -507,101 +654,217 @@ static void send_agent_buf(struct pgs *s, struct pg_buf *b)
 
 /* ---- statement decisions -------------------------------------------------------------------- */
 
+/* The review state starts afresh for the next query or batch. */
+static void review_reset(struct pgs *s)
+{
+	s->review_rule = NULL;
+	s->review_kind[0] = '\0';
+	s->review_stmt = 0;
+	s->batch_review = 0;
+	s->rv_text.len = 0;
+	s->rv_text.oom = 0;
+	s->rv_fp.len = 0;
+	s->rv_fp.oom = 0;
+	if (s->rv_text.p)
+		s->rv_text.p[0] = '\0';
+	if (s->rv_fp.p)
+		s->rv_fp.p[0] = '\0';
+}
+
+/* One statement that runs in what may be held: its text (and parameters) for reviewers, its
+ * fingerprint for grants; rule asked for review (NULL: allowed). */
+static void review_add(struct pgs *s, const char *text, const char *params, const char *fp,
+		       const struct al_rule *rule, const char *kind, int64_t stmt_id)
+{
+	if (s->rv_text.len)
+		al_buf_str(&s->rv_text, "\n\n");
+	al_buf_str(&s->rv_text, text);
+	if (params && strcmp(params, "[]") != 0) {
+		/* JSON: a parameter cannot start a line of its own in what reviewers read */
+		al_buf_str(&s->rv_text, "\n-- parameters $1...: ");
+		al_buf_str(&s->rv_text, params);
+	}
+	if (s->rv_fp.len)
+		al_buf_add(&s->rv_fp, "+", 1);
+	al_buf_str(&s->rv_fp, fp && *fp ? fp : "-");
+	if (rule && !s->review_rule) {
+		s->review_rule = rule;
+		snprintf(s->review_kind, sizeof(s->review_kind), "%s", kind);
+		s->review_stmt = stmt_id;
+	}
+}
+
+static void set_deny(struct pgs *s, const struct al_rule *r, const char *kind, int64_t id)
+{
+	snprintf(s->deny_msg, sizeof(s->deny_msg),
+		 "airlock: denied by rule '%s' (line %d) for %s on resource %s (request %lld)",
+		 r->text, r->line, kind, s->res->name, (long long)id);
+}
+
+/* The store cannot take more: nothing runs (disk_full). 0 if it can. */
+static int store_full_deny(struct pgs *s)
+{
+	if (store_accepting(s->p->store))
+		return 0;
+	snprintf(s->deny_state, sizeof(s->deny_state), "53100");
+	snprintf(s->deny_msg, sizeof(s->deny_msg), "airlock: the audit store is full: no statement "
+		 "runs until it has room");
+	s->p->stats.denied++;
+	return -1;
+}
+
 /*
- * Classifies a query string and decides it. Records one statements row per
- * statement (with `record` 0, only when something is denied). Returns 1 if
- * every statement is allowed, 0 if any is denied, -1 if it cannot be parsed
- * (denied too); deny_msg then says why.
+ * What an SQL EXECUTE runs: the statement its name was PREPAREd (or Parsed) with. NULL, with
+ * deny_msg set, when we cannot tell (never seen made, or being made again unconfirmed).
  */
-static int decide_query(struct pgs *s, const char *sql, const char *protocol, int record,
-			struct pg_stmt_list *out)
+static const struct named *execute_target(struct pgs *s, const struct pg_stmt *st)
+{
+	const struct named *n = st->prepared_name ? named_current(s, 'S', st->prepared_name) : NULL;
+
+	if (n && n->known)
+		return n;
+	snprintf(s->deny_msg, sizeof(s->deny_msg), "airlock: EXECUTE %s: Airlock did not see that "
+		 "statement prepared (or it is being prepared again): it is not run",
+		 st->prepared_name ? st->prepared_name : "");
+	return NULL;
+}
+
+/*
+ * Classifies a simple Query string and decides it: one statements row per statement, the
+ * strictest action over them (deny, then review, then allow). An EXECUTE is decided as the
+ * statement it runs. Returns 1 if every statement is allowed, 2 if it needs review (rv_text
+ * and rv_fp say what), 0 if any is denied, -1 if it cannot be parsed (denied too); deny_msg
+ * then says why.
+ */
+static int decide_query(struct pgs *s, const char *sql, struct pg_stmt_list *out)
 {
 	char err[400];
-	const struct al_rule *deny_rule = NULL, *review_rule = NULL;
-	const char *decision;
-	size_t deny_i = 0, fp_len = 0;
+	const struct al_rule *deny_rule = NULL;
+	const struct pg_stmt **eff = NULL;
+	const char *decision, *deny_kind = "";
+	size_t deny_i = 0;
 	int64_t deny_id = 0;
+	int ret = 1, unknown = -1;
 
-	if (!store_accepting(s->p->store)) {
-		/* Fail closed: what could not be recorded does not run (disk_full). */
-		snprintf(s->deny_state, sizeof(s->deny_state), "53100");
-		snprintf(s->deny_msg, sizeof(s->deny_msg), "airlock: the audit store is full: no statement "
-			 "runs until it has room");
-		s->p->stats.denied++;
+	if (store_full_deny(s) < 0)
 		return 0;
-	}
 	snprintf(s->deny_state, sizeof(s->deny_state), "42501");
 	if (pg_classify_cached(s->p->cache, sql, out, err, sizeof(err)) < 0) {
 		/* Fail closed: what Airlock cannot read does not run. */
-		deny_id = audit_stmt(s, protocol, sql, "unparsed", NULL, "[]", 0, NULL, "deny", "unparseable");
+		deny_id = audit_stmt(s, "simple", sql, "unparsed", NULL, "[]", 0, NULL, "deny", "unparseable");
 		snprintf(s->deny_msg, sizeof(s->deny_msg), "airlock: %s (request %lld)", err,
 			 (long long)deny_id);
 		return -1;
 	}
-	/* The strictest action over the statements: deny, then review, then allow. */
+	eff = calloc(out->n ? out->n : 1, sizeof(*eff));
+	if (!eff)
+		return -2;
 	for (size_t i = 0; i < out->n; i++) {
-		const struct al_rule *r = decide(s, &out->stmts[i]);
+		const struct pg_stmt *st = &out->stmts[i];
+		const struct named *t;
 
-		if (r && r->allow == AL_ACTION_DENY && !deny_rule) {
+		eff[i] = st;
+		if (st->prep_op != PG_PREP_EXECUTE)
+			continue;
+		if (!(t = execute_target(s, st))) {
+			unknown = (int)i;
+			break;
+		}
+		eff[i] = &t->stmt;
+	}
+	/* The strictest action over the statements. */
+	for (size_t i = 0; unknown < 0 && i < out->n; i++) {
+		const struct al_rule *r = decide(s, eff[i]);
+
+		if (r && r->allow == AL_ACTION_DENY) {
 			deny_rule = r;
 			deny_i = i;
-		} else if (r && r->allow == AL_ACTION_REVIEW && !review_rule) {
-			review_rule = r;
-			snprintf(s->review_kind, sizeof(s->review_kind), "%s", pg_kind_name(out->stmts[i].kind));
+			deny_kind = pg_kind_name(eff[i]->kind);
+			break;
 		}
+		if (r && r->allow == AL_ACTION_REVIEW)
+			ret = 2;
 	}
-	/* A string of several statements is reviewed and granted as the sequence of their
-	 * fingerprints (only a review needs it). */
-	s->review_fp[0] = '\0';
-	for (size_t i = 0; review_rule && !deny_rule && i < out->n; i++) {
-		int n = snprintf(s->review_fp + fp_len, sizeof(s->review_fp) - fp_len, "%s%s", i ? "+" : "",
-				 out->stmts[i].fingerprint);
-
-		if (n > 0 && (size_t)n < sizeof(s->review_fp) - fp_len)
-			fp_len += (size_t)n;
-	}
-	if (!deny_rule && !review_rule && !record)
-		return 1;
-	decision = deny_rule ? "deny" : review_rule ? "review" : "allow";
-	s->review_stmt = 0;
+	if (unknown >= 0 || deny_rule)
+		ret = 0;
+	decision = ret == 0 ? "deny" : ret == 2 ? "review" : "allow";
 	for (size_t i = 0; i < out->n; i++) {
 		struct pg_stmt *st = &out->stmts[i];
-		const struct al_rule *r = decide(s, st);
-		char *rel = relations_json(st);
+		const struct pg_stmt *e = eff[i] ? eff[i] : st;
+		const struct al_rule *r = unknown < 0 ? decide(s, e) : NULL;
+		char *rel = relations_json(e);
 		int64_t id;
+		struct qent *q;
 
 		/* With one statement denied, none of the string runs. */
-		id = audit_stmt(s, protocol, st->text, pg_kind_name(st->kind), st->fingerprint, rel,
-				st->unbounded_write, NULL, decision, r ? r->text : NULL);
+		id = audit_stmt(s, "simple", st->text, pg_kind_name(e->kind), e->fingerprint, rel,
+				e->unbounded_write, NULL, decision,
+				(int)i == unknown ? "unknown prepared statement" : r ? r->text : NULL);
 		free(rel);
-		if (deny_rule && i == deny_i)
-			deny_id = id;
-		if (!s->review_stmt)
-			s->review_stmt = id;
-		if (!deny_rule) {
-			struct qent *e = qent_new(Q_OUTCOME);
+		if (ret == 0) {
+			if ((int)i == unknown || (deny_rule && i == deny_i))
+				deny_id = id;
+			continue;
+		}
+		review_add(s, st->text, NULL, e->fingerprint,
+			   r && r->allow == AL_ACTION_REVIEW ? r : NULL, pg_kind_name(e->kind), id);
+		q = qent_new(Q_OUTCOME);
+		if (!q)
+			goto oom;
+		q->stmt = id;
+		q->start_us = al_mono_us();
+		TAILQ_INSERT_TAIL(&s->batch_outcomes, q, link);
+		/* What it does to the prepared statements, once the server says it did. */
+		if (st->prep_op == PG_PREP_PREPARE && st->prepared_name) {
+			struct named *n = named_put(s, 'S', st->prepared_name);
 
-			if (e) {
-				e->stmt = id;
-				e->start_us = al_mono_us();
-				TAILQ_INSERT_TAIL(&s->batch_outcomes, e, link);
-			}
+			if (!n || pg_stmt_copy(&n->stmt, st) < 0 ||
+			    !(n->relations = relations_json(st)) ||
+			    qent_named(q, N_CREATE, 'S', st->prepared_name, n->serial) < 0)
+				goto oom;
+			n->known = 1;
+		} else if (st->prep_op == PG_PREP_DEALLOCATE && st->prepared_name) {
+			const struct named *n = named_find(s, 'S', st->prepared_name);
+
+			if (n && qent_named(q, N_FORGET, 'S', st->prepared_name, n->serial) < 0)
+				goto oom;
+		} else if (st->prep_op == PG_PREP_DEALLOCATE || st->prep_op == PG_PREP_DISCARD_ALL) {
+			(void)qent_named(q, st->prep_op == PG_PREP_DEALLOCATE ? N_FORGET_STMTS : N_FORGET_ALL,
+					 'S', NULL, s->named_serial);
 		}
 	}
-	if (deny_rule) {
-		snprintf(s->deny_msg, sizeof(s->deny_msg),
-			 "airlock: denied by rule '%s' (line %d) for %s on resource %s (request %lld)",
-			 deny_rule->text, deny_rule->line, pg_kind_name(out->stmts[deny_i].kind),
-			 s->res->name, (long long)deny_id);
+	free(eff);
+	if (ret == 0) {
+		if (unknown >= 0) {
+			size_t n = strlen(s->deny_msg);
+
+			snprintf(s->deny_msg + n, sizeof(s->deny_msg) - n, " (request %lld)", (long long)deny_id);
+		} else {
+			set_deny(s, deny_rule, deny_kind, deny_id);
+		}
 		return 0;
 	}
-	if (review_rule) {
-		s->review_rule = review_rule;
-		free(s->review_text);
-		s->review_text = strdup(sql);
-		return 2;
+	if (s->rv_text.oom || s->rv_fp.oom)
+		return -2;
+	return ret;
+oom:
+	free(eff);
+	return -2;
+}
+
+/* The batch's entries never ran (denied, or refused by a reviewer): statements recorded so,
+ * named objects they would have made undone. */
+static void outcomes_not_run(struct pgs *s, const char *why)
+{
+	struct qent *e;
+
+	while ((e = TAILQ_FIRST(&s->batch_outcomes)) != NULL) {
+		TAILQ_REMOVE(&s->batch_outcomes, e, link);
+		if (e->type == Q_OUTCOME)
+			audit_outcome(s, e, NULL, NULL, why);
+		named_settle(s, e, 0);
+		qent_free(e);
 	}
-	return 1;
 }
 
 /* Moves the pending outcomes of the batch into the reply queue. */
@@ -694,10 +957,15 @@ static void on_review(void *arg, int64_t id, enum approval_outcome o, const char
 		snprintf(s->deny_msg, sizeof(s->deny_msg), "airlock: request %lld %s: %s", (long long)id,
 			 o == APPROVAL_TIMEOUT ? "timed out" : "was denied by a reviewer",
 			 reason ? reason : "");
-		TAILQ_FOREACH(e, &s->batch_outcomes, link)
-			audit_outcome(s, e, NULL, "42501", s->deny_msg);
+		/* Nothing held ran: its statements get the refusal, what they would have made is undone. */
+		while ((e = TAILQ_FIRST(&s->batch_outcomes)) != NULL) {
+			TAILQ_REMOVE(&s->batch_outcomes, e, link);
+			if (e->type == Q_OUTCOME)
+				audit_outcome(s, e, NULL, "42501", s->deny_msg);
+			named_settle(s, e, 0);
+			qent_free(e);
+		}
 		if (s->held_term == 'Q') {
-			q_clear(&s->batch_outcomes);
 			evbuffer_drain(s->held, evbuffer_get_length(s->held));
 			if (q_error(s, "42501", s->deny_msg) < 0 || q_push(s, Q_SYNTH_READY) < 0) {
 				pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");
@@ -729,8 +997,8 @@ static void park(struct pgs *s, char term)
 	int64_t grant, id;
 
 	s->held_term = term;
-	grant = s->p->approval ? approval_grant_for(s->p->approval, s->review_fp, s->who.cgroup_id,
-						    s->res->name) : 0;
+	grant = s->p->approval ? approval_grant_for(s->p->approval, s->rv_fp.p ? s->rv_fp.p : "",
+						    s->who.cgroup_id, s->res->name) : 0;
 	if (grant > 0) {
 		if (approval_watch_grant(s->p->approval, grant, on_grant_event, s) < 0) {
 			pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");
@@ -744,9 +1012,9 @@ static void park(struct pgs *s, char term)
 	agent_who_request(&s->who, &q);
 	q.resource = s->res->name;
 	q.protocol = "postgres";
-	q.text = s->review_text ? s->review_text : "";
+	q.text = s->rv_text.p ? s->rv_text.p : "";
 	q.kind = s->review_kind;
-	q.fingerprint = s->review_fp;
+	q.fingerprint = s->rv_fp.p ? s->rv_fp.p : "";
 	q.bytes = evbuffer_pullup(s->held, -1);
 	q.len = evbuffer_get_length(s->held);
 	q.rule = s->review_rule;
@@ -777,8 +1045,12 @@ static void simple_query(struct pgs *s, const struct pg_msg *m, const uint8_t *r
 		return;
 	}
 	q_clear(&s->batch_outcomes);
-	ok = decide_query(s, sql, "simple", 1, &l);
+	review_reset(s);
+	s->batch_no++;
+	ok = decide_query(s, sql, &l);
 	pg_stmt_list_free(&l);
+	if (ok == -2)
+		goto oom;
 	if (ok <= 0) {
 		if (q_error(s, ok < 0 ? "42601" : s->deny_state, s->deny_msg) < 0 ||
 		    q_push(s, Q_SYNTH_READY) < 0)
@@ -836,11 +1108,199 @@ static char *bind_params_json(const struct pg_bind *b, const struct named *st)
 	return out;
 }
 
-static int dup_into(char **dst, const char *src)
+/* Queues, in reply order, a Q_NAMED that settles a change to (what, name) when the server
+ * answers the message that made it. -1: out of memory. */
+static int batch_named(struct pgs *s, enum nop op, char what, const char *name, uint64_t serial)
 {
-	free(*dst);
-	*dst = src ? strdup(src) : NULL;
-	return (!src || *dst) ? 0 : -1;
+	struct qent *e = qent_new(Q_NAMED);
+
+	if (!e || qent_named(e, op, what, name, serial) < 0) {
+		if (e)
+			qent_free(e);
+		return -1;
+	}
+	TAILQ_INSERT_TAIL(&s->batch_outcomes, e, link);
+	return 0;
+}
+
+/*
+ * Parse: classified and decided now, so a statement a rule denies fails at once (and nothing of
+ * its batch runs); what it would run is kept with its name, for each Execute of it.
+ * 0, -1 malformed, -2 out of memory.
+ */
+static int parse_msg(struct pgs *s, const struct pg_msg *m)
+{
+	struct pg_stmt_list l = { 0 };
+	struct pg_parse pp;
+	struct named *n;
+	const char *err;
+	char cerr[400];
+	int64_t id;
+
+	if (pg_decode_parse(m, &pp, &err) < 0)
+		return -1;
+	if (store_full_deny(s) < 0) {
+		s->batch_denied = 1;
+		return 0;
+	}
+	snprintf(s->deny_state, sizeof(s->deny_state), "42501");
+	if (pg_classify_cached(s->p->cache, pp.query, &l, cerr, sizeof(cerr)) < 0) {
+		id = audit_stmt(s, "extended", pp.query, "unparsed", NULL, "[]", 0, NULL, "deny", "unparseable");
+		snprintf(s->deny_msg, sizeof(s->deny_msg), "airlock: %s (request %lld)", cerr, (long long)id);
+		s->batch_denied = 1;
+		return 0;
+	}
+	if (l.n >= 1) {
+		/* A Parse holds one statement (the server refuses more). */
+		const struct al_rule *r = decide(s, &l.stmts[0]);
+
+		if (r && r->allow == AL_ACTION_DENY) {
+			char *rel = relations_json(&l.stmts[0]);
+
+			id = audit_stmt(s, "extended", l.stmts[0].text, pg_kind_name(l.stmts[0].kind),
+					l.stmts[0].fingerprint, rel, l.stmts[0].unbounded_write, NULL, "deny",
+					r->text);
+			free(rel);
+			set_deny(s, r, pg_kind_name(l.stmts[0].kind), id);
+			s->batch_denied = 1;
+			pg_stmt_list_free(&l);
+			return 0;
+		}
+	}
+	n = named_put(s, 'S', pp.name);
+	if (!n) {
+		pg_stmt_list_free(&l);
+		snprintf(s->deny_msg, sizeof(s->deny_msg),
+			 "airlock: more than %d prepared statements and portals", MAX_PREPARED);
+		s->batch_denied = 1;
+		return 0;
+	}
+	n->known = 1;
+	if (l.n >= 1) {
+		n->stmt = l.stmts[0];   /* taken over: the list no longer owns it */
+		l.n = 0;
+		if (!(n->relations = relations_json(&n->stmt)))
+			goto oom;
+	} else {
+		n->empty = 1;
+	}
+	if (pp.n_types) {
+		n->types = malloc(pp.n_types * sizeof(*n->types));
+		if (!n->types)
+			goto oom;
+		for (uint16_t i = 0; i < pp.n_types; i++)
+			n->types[i] = pg_parse_type(&pp, i);
+		n->n_types = pp.n_types;
+	}
+	pg_stmt_list_free(&l);
+	return batch_named(s, N_CREATE, 'S', pp.name, n->serial) < 0 ? -2 : 0;
+oom:
+	pg_stmt_list_free(&l);
+	return -2;
+}
+
+/* Bind: the portal runs what its statement runs, with these parameters. */
+static int bind_msg(struct pgs *s, const struct pg_msg *m)
+{
+	const struct named *st;
+	struct named *po;
+	struct pg_bind b;
+	const char *err;
+
+	if (pg_decode_bind(m, &b, &err) < 0)
+		return -1;
+	st = named_current(s, 'S', b.stmt);
+	po = named_put(s, 'P', b.portal);
+	if (!po) {
+		snprintf(s->deny_state, sizeof(s->deny_state), "42501");
+		snprintf(s->deny_msg, sizeof(s->deny_msg),
+			 "airlock: more than %d prepared statements and portals", MAX_PREPARED);
+		s->batch_denied = 1;
+		return 0;
+	}
+	if (st && st->known) {
+		po->known = 1;
+		po->empty = st->empty;
+		if ((!st->empty && pg_stmt_copy(&po->stmt, &st->stmt) < 0) ||
+		    (st->relations && !(po->relations = strdup(st->relations))))
+			return -2;
+	}
+	if (!(po->params = bind_params_json(&b, st)))
+		return -2;
+	return batch_named(s, N_CREATE, 'P', b.portal, po->serial) < 0 ? -2 : 0;
+}
+
+/*
+ * Execute: decided here, each time, by what the portal runs: allowed, held for review with the
+ * whole batch (reviewers read every statement of it with its parameters), or denied. A portal
+ * we cannot tell the statement of is refused.
+ */
+static int execute_msg(struct pgs *s, const struct pg_msg *m)
+{
+	const struct al_rule *r = NULL;
+	struct pg_execute ex;
+	const struct named *po;
+	const char *err, *kind, *decision = "allow";
+	struct qent *e;
+	int64_t id;
+
+	if (pg_decode_execute(m, &ex, &err) < 0)
+		return -1;
+	po = named_current(s, 'P', ex.portal);
+	if (!po || !po->known) {
+		id = audit_stmt(s, "extended", "(unknown portal)", "utility", NULL, NULL, 0, NULL, "deny",
+				"unknown portal");
+		snprintf(s->deny_state, sizeof(s->deny_state), "42501");
+		snprintf(s->deny_msg, sizeof(s->deny_msg), "airlock: Execute of portal \"%.100s\": Airlock "
+			 "did not see what it runs: it is not run (request %lld)", ex.portal, (long long)id);
+		s->batch_denied = 1;
+		return 0;
+	}
+	kind = po->empty ? "empty" : pg_kind_name(po->stmt.kind);
+	if (!po->empty) {
+		r = decide(s, &po->stmt);
+		if (r && r->allow == AL_ACTION_DENY)
+			decision = "deny";
+		else if (r && r->allow == AL_ACTION_REVIEW)
+			decision = "review";
+	}
+	id = audit_stmt(s, "extended", po->empty ? "" : po->stmt.text, kind,
+			po->empty ? NULL : po->stmt.fingerprint, po->relations,
+			po->empty ? 0 : po->stmt.unbounded_write, po->params, decision, r ? r->text : NULL);
+	if (r && r->allow == AL_ACTION_DENY) {
+		snprintf(s->deny_state, sizeof(s->deny_state), "42501");
+		set_deny(s, r, kind, id);
+		s->batch_denied = 1;
+		return 0;
+	}
+	if (r && r->allow == AL_ACTION_REVIEW)
+		s->batch_review = 1;
+	review_add(s, po->empty ? "" : po->stmt.text, po->params, po->empty ? NULL : po->stmt.fingerprint,
+		   r && r->allow == AL_ACTION_REVIEW ? r : NULL, kind, id);
+	e = qent_new(Q_OUTCOME);
+	if (!e)
+		return -2;
+	e->stmt = id;
+	e->start_us = al_mono_us();
+	TAILQ_INSERT_TAIL(&s->batch_outcomes, e, link);
+	return 0;
+}
+
+/* A Parse, Bind, Execute or Close that decodes. */
+static int well_formed(const struct pg_msg *m)
+{
+	const char *err;
+	struct pg_parse pp;
+	struct pg_bind b;
+	struct pg_execute ex;
+	struct pg_target t;
+
+	switch (m->type) {
+	case 'P': return pg_decode_parse(m, &pp, &err) == 0;
+	case 'B': return pg_decode_bind(m, &b, &err) == 0;
+	case 'E': return pg_decode_execute(m, &ex, &err) == 0;
+	default: return pg_decode_close(m, &t, &err) == 0;
+	}
 }
 
 /* One message of the extended protocol, held in the batch until Sync or Flush. */
@@ -848,105 +1308,25 @@ static int extended_msg(struct pgs *s, const struct pg_msg *m)
 {
 	const char *err;
 
+	/* Nothing of a batch with a denial runs: the rest is only checked to be well formed. */
+	if (s->batch_denied && (m->type == 'P' || m->type == 'B' || m->type == 'E' || m->type == 'C'))
+		return well_formed(m) ? 0 : -1;
 	switch (m->type) {
-	case 'P': {
-		struct pg_stmt_list l = { 0 };
-		struct pg_parse pp;
-		struct named *n;
-		int ok;
-
-		if (pg_decode_parse(m, &pp, &err) < 0)
-			return -1;
-		ok = decide_query(s, pp.query, "extended", 0, &l);
-		if (ok == 2)
-			s->batch_review = 1;
-		if (ok <= 0) {
-			/* Denied or unreadable: decide_query recorded it; the id is in deny_msg. */
-			s->batch_denied = 1;
-			pg_stmt_list_free(&l);
-			return 0;
-		}
-		n = named_put(s, 'S', pp.name);
-		if (!n) {
-			pg_stmt_list_free(&l);
-			snprintf(s->deny_msg, sizeof(s->deny_msg),
-				 "airlock: more than %d prepared statements and portals", MAX_PREPARED);
-			s->batch_denied = 1;
-			return 0;
-		}
-		if (dup_into(&n->text, pp.query) < 0)
-			goto oom_l;
-		free(n->types);
-		n->types = NULL;
-		n->n_types = 0;
-		if (pp.n_types) {
-			n->types = malloc(pp.n_types * sizeof(*n->types));
-			if (!n->types)
-				goto oom_l;
-			for (uint16_t i = 0; i < pp.n_types; i++)
-				n->types[i] = pg_parse_type(&pp, i);
-			n->n_types = pp.n_types;
-		}
-		if (l.n >= 1) {
-			/* A Parse holds one statement (the server refuses more). */
-			n->relations = relations_json(&l.stmts[0]);
-			if (dup_into(&n->kind, pg_kind_name(l.stmts[0].kind)) < 0 ||
-			    dup_into(&n->fingerprint, l.stmts[0].fingerprint) < 0 || !n->relations)
-				goto oom_l;
-			n->unbounded_write = l.stmts[0].unbounded_write;
-		} else if (dup_into(&n->kind, "empty") < 0) {
-			goto oom_l;
-		}
-		pg_stmt_list_free(&l);
-		return 0;
-oom_l:
-		pg_stmt_list_free(&l);
-		return -2;
-	}
-	case 'B': {
-		struct pg_bind b;
-		struct named *st, *po;
-
-		if (pg_decode_bind(m, &b, &err) < 0)
-			return -1;
-		st = named_find(s, 'S', b.stmt);
-		po = named_put(s, 'P', b.portal);
-		if (!po)
-			return -2;
-		if (st && (dup_into(&po->text, st->text) < 0 || dup_into(&po->kind, st->kind) < 0 ||
-			   dup_into(&po->fingerprint, st->fingerprint) < 0 ||
-			   dup_into(&po->relations, st->relations) < 0))
-			return -2;
-		po->unbounded_write = st ? st->unbounded_write : 0;
-		po->params = bind_params_json(&b, st);
-		return 0;
-	}
-	case 'E': {
-		struct pg_execute ex;
-		struct named *po;
-		struct qent *e;
-
-		if (pg_decode_execute(m, &ex, &err) < 0)
-			return -1;
-		po = named_find(s, 'P', ex.portal);
-		e = qent_new(Q_OUTCOME);
-		if (!e)
-			return -2;
-		e->stmt = audit_stmt(s, "extended", po && po->text ? po->text : "(unknown portal)",
-				     po && po->kind ? po->kind : "utility", po ? po->fingerprint : NULL,
-				     po ? po->relations : NULL, po ? po->unbounded_write : 0,
-				     po ? po->params : NULL, "allow", NULL);
-		e->start_us = al_mono_us();
-		TAILQ_INSERT_TAIL(&s->batch_outcomes, e, link);
-		return 0;
-	}
+	case 'P':
+		return parse_msg(s, m);
+	case 'B':
+		return bind_msg(s, m);
+	case 'E':
+		return execute_msg(s, m);
 	case 'C': {
 		struct pg_target t;
+		const struct named *n;
 
 		if (pg_decode_close(m, &t, &err) < 0)
 			return -1;
-		named_drop(s, t.what, t.name);
-		return 0;
+		/* Gone once the server says so (CloseComplete); closing what does not exist is fine. */
+		n = named_find(s, t.what, t.name);
+		return batch_named(s, n ? N_FORGET : N_NONE, t.what, t.name, n ? n->serial : 0) < 0 ? -2 : 0;
 	}
 	case 'D': {
 		struct pg_target t;
@@ -965,8 +1345,8 @@ oom_l:
  */
 static void flush_batch(struct pgs *s, char terminator)
 {
-	struct qent *e;
-
+	/* The next message starts a new batch, whatever becomes of this one. */
+	s->batch_no++;
 	if (!s->batch_denied && !TAILQ_EMPTY(&s->batch_outcomes) && !store_accepting(s->p->store)) {
 		/* Executes of statements parsed before the store filled: not run either. */
 		snprintf(s->deny_state, sizeof(s->deny_state), "53100");
@@ -977,9 +1357,8 @@ static void flush_batch(struct pgs *s, char terminator)
 	if (s->batch_denied) {
 		evbuffer_drain(s->batch, evbuffer_get_length(s->batch));
 		/* Executes recorded earlier in this batch never ran. */
-		TAILQ_FOREACH(e, &s->batch_outcomes, link)
-			audit_outcome(s, e, NULL, NULL, "not run: its batch was denied");
-		q_clear(&s->batch_outcomes);
+		outcomes_not_run(s, "not run: its batch was denied");
+		review_reset(s);
 		if (s->mid_flow) {
 			/* Close what an earlier Flush sent, so upstream is idle again. */
 			struct pg_buf b;
@@ -1011,6 +1390,7 @@ static void flush_batch(struct pgs *s, char terminator)
 		park(s, terminator);
 		return;
 	}
+	review_reset(s);
 	bufferevent_write_buffer(s->up, s->batch);
 	commit_outcomes(s);
 	if (terminator == 'S') {
@@ -1600,6 +1980,14 @@ static void up_ready_msg(struct pgs *s, const struct pg_msg *m, const uint8_t *r
 	const char *err;
 
 	switch (m->type) {
+	case '1': case '2': case '3':
+		/* ParseComplete, BindComplete, CloseComplete: the server made (or closed) it. */
+		if (head && head->type == Q_NAMED) {
+			named_settle(s, head, 1);
+			TAILQ_REMOVE(&s->q, head, link);
+			qent_free(head);
+		}
+		break;
 	case 'C': case 'I': case 's':
 		if (head && head->type == Q_OUTCOME) {
 			const char *tag = NULL;
@@ -1609,17 +1997,24 @@ static void up_ready_msg(struct pgs *s, const struct pg_msg *m, const uint8_t *r
 					tag = NULL;
 			audit_outcome(s, head, m->type == 'C' ? tag : m->type == 'I' ? "EMPTY" : "SUSPENDED",
 				      NULL, NULL);
+			named_settle(s, head, 1);
 			TAILQ_REMOVE(&s->q, head, link);
 			qent_free(head);
 		}
 		break;
 	case 'E':
-		if (head && head->type == Q_OUTCOME) {
+		if (head && head->type == Q_NAMED) {
+			/* Its Parse, Bind or Close failed: the server skips to the Sync. */
+			named_settle(s, head, 0);
+			TAILQ_REMOVE(&s->q, head, link);
+			qent_free(head);
+		} else if (head && head->type == Q_OUTCOME) {
 			struct pg_error_fields f = { 0 };
 
 			if (pg_decode_error(m, &f, &err) < 0)
-			memset(&f, 0, sizeof(f));
+				memset(&f, 0, sizeof(f));
 			audit_outcome(s, head, NULL, f.sqlstate, f.message);
+			named_settle(s, head, 0);
 			TAILQ_REMOVE(&s->q, head, link);
 			qent_free(head);
 		}
@@ -1639,9 +2034,11 @@ static void up_ready_msg(struct pgs *s, const struct pg_msg *m, const uint8_t *r
 		if (pg_decode_ready(m, &st, &err) < 0)
 			st = 'I';
 		s->txn = st;
-		/* Statements still waiting did not run (an earlier one failed). */
-		while ((head = TAILQ_FIRST(&s->q)) != NULL && head->type == Q_OUTCOME) {
-			audit_outcome(s, head, NULL, NULL, "not run");
+		/* Statements still waiting did not run (an earlier one failed), nor what they made. */
+		while ((head = TAILQ_FIRST(&s->q)) != NULL && (head->type == Q_OUTCOME || head->type == Q_NAMED)) {
+			if (head->type == Q_OUTCOME)
+				audit_outcome(s, head, NULL, NULL, "not run");
+			named_settle(s, head, 0);
 			TAILQ_REMOVE(&s->q, head, link);
 			qent_free(head);
 		}

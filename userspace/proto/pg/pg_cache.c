@@ -25,6 +25,7 @@ struct centry {
 	int unbounded_write;
 	char fingerprint[PG_FINGERPRINT_LEN + 1];
 	char *prepared_name;
+	enum pg_prep_op prep_op;
 };
 
 struct pg_cache {
@@ -281,6 +282,7 @@ int pg_classify_cached(struct pg_cache *c, const char *sql, struct pg_stmt_list 
 		st->unbounded_write = e->unbounded_write;
 		memcpy(st->fingerprint, e->fingerprint, sizeof(st->fingerprint));
 		st->prepared_name = dup_or_null(e->prepared_name, &fail);
+		st->prep_op = e->prep_op;
 		if (e->n_relations) {
 			st->relations = calloc(e->n_relations, sizeof(*st->relations));
 			fail |= !st->relations;
@@ -311,6 +313,7 @@ int pg_classify_cached(struct pg_cache *c, const char *sql, struct pg_stmt_list 
 	e->unbounded_write = out->stmts[0].unbounded_write;
 	memcpy(e->fingerprint, out->stmts[0].fingerprint, sizeof(e->fingerprint));
 	e->prepared_name = dup_or_null(out->stmts[0].prepared_name, &fail);
+	e->prep_op = out->stmts[0].prep_op;
 	if (out->stmts[0].n_relations) {
 		e->relations = calloc(out->stmts[0].n_relations, sizeof(*e->relations));
 		fail |= !e->relations;

@@ -543,6 +543,23 @@ static const char *prepared_name_of(const PgQuery__Node *n)
 	}
 }
 
+static enum pg_prep_op prep_op_of(const PgQuery__Node *n)
+{
+	switch (n->node_case) {
+	case PG_QUERY__NODE__NODE_PREPARE_STMT:
+		return PG_PREP_PREPARE;
+	case PG_QUERY__NODE__NODE_EXECUTE_STMT:
+		return PG_PREP_EXECUTE;
+	case PG_QUERY__NODE__NODE_DEALLOCATE_STMT:
+		return PG_PREP_DEALLOCATE;
+	case PG_QUERY__NODE__NODE_DISCARD_STMT:
+		return n->discard_stmt->target == PG_QUERY__DISCARD_MODE__DISCARD_ALL ? PG_PREP_DISCARD_ALL
+										    : PG_PREP_NONE;
+	default:
+		return PG_PREP_NONE;
+	}
+}
+
 static void set_err(char *err, size_t errlen, const char *msg, int cursorpos);
 
 /* ---- Nesting bound ------------------------------------------------------------------------
@@ -678,7 +695,7 @@ static void set_err(char *err, size_t errlen, const char *msg, int cursorpos)
 	(void)n;	/* truncation of a message is acceptable */
 }
 
-static void stmt_free(struct pg_stmt *st)
+void pg_stmt_clear(struct pg_stmt *st)
 {
 	free(st->text);
 	for (size_t i = 0; i < st->n_relations; i++)
@@ -693,10 +710,36 @@ void pg_stmt_list_free(struct pg_stmt_list *l)
 	if (!l)
 		return;
 	for (size_t i = 0; i < l->n; i++)
-		stmt_free(&l->stmts[i]);
+		pg_stmt_clear(&l->stmts[i]);
 	free(l->stmts);
 	l->stmts = NULL;
 	l->n = 0;
+}
+
+int pg_stmt_copy(struct pg_stmt *dst, const struct pg_stmt *src)
+{
+	*dst = *src;
+	dst->text = NULL;
+	dst->relations = NULL;
+	dst->n_relations = 0;
+	dst->prepared_name = NULL;
+	if ((src->text && !(dst->text = strdup(src->text))) ||
+	    (src->prepared_name && !(dst->prepared_name = strdup(src->prepared_name))))
+		goto oom;
+	if (src->n_relations) {
+		dst->relations = calloc(src->n_relations, sizeof(*dst->relations));
+		if (!dst->relations)
+			goto oom;
+		for (size_t i = 0; i < src->n_relations; i++) {
+			if (!(dst->relations[i] = strdup(src->relations[i])))
+				goto oom;
+			dst->n_relations = i + 1;
+		}
+	}
+	return 0;
+oom:
+	pg_stmt_clear(dst);
+	return -1;
 }
 
 static int is_space(char c)
@@ -757,6 +800,7 @@ static int classify_one(const char *sql, size_t sql_len, const PgQuery__RawStmt 
 	pn = raw->stmt ? prepared_name_of(raw->stmt) : NULL;
 	if (pn && !(st->prepared_name = strdup(pn)))
 		goto oom;
+	st->prep_op = raw->stmt ? prep_op_of(raw->stmt) : PG_PREP_NONE;
 
 	fp = pg_query_fingerprint(st->text);
 	if (fp.error) {
