@@ -188,7 +188,9 @@ function setPending(rows) {
   rows.sort((a, b) => a.id - b.id);
   S.pending = rows;
   const keep = cur ? rows.findIndex((r) => r.id === cur.id) : -1;
-  S.selected = keep >= 0 ? keep : Math.min(S.selected, Math.max(0, rows.length - 1));
+  // The request under the cursor went (decided elsewhere, abandoned): select none rather than
+  // its neighbour, so a key press meant for it cannot decide one the reviewer has not read.
+  S.selected = keep >= 0 ? keep : cur ? -1 : Math.min(Math.max(S.selected, 0), Math.max(0, rows.length - 1));
   document.title = (rows.length ? '(' + rows.length + ') ' : '') + 'Airlock review';
   $('nav-count').textContent = String(rows.length);
   renderQueue();
@@ -322,11 +324,12 @@ document.addEventListener('keydown', (ev) => {
     if (ev.key === 'Escape') t.blur();
     return;
   }
-  const r = S.pending[S.selected];
+  const r = S.selected >= 0 ? S.pending[S.selected] : undefined;
   if (ev.key === 'j') select(S.selected + 1);
   else if (ev.key === 'k') select(S.selected - 1);
-  else if (ev.key === 'a' && r) decide(r, 'approve', $('queue').children[S.selected].querySelector('.reason').value, 0);
-  else if (ev.key === 'd' && r) decide(r, 'deny', $('queue').children[S.selected].querySelector('.reason').value, 0);
+  else if ((ev.key === 'a' || ev.key === 'd') && !r) flash('No request is selected: j/k selects one.', true);
+  else if (ev.key === 'a') decide(r, 'approve', $('queue').children[S.selected].querySelector('.reason').value, 0);
+  else if (ev.key === 'd') decide(r, 'deny', $('queue').children[S.selected].querySelector('.reason').value, 0);
   else return;
   ev.preventDefault();
 });

@@ -404,6 +404,51 @@ def case_deny():
     b.wait_js("!%s" % item_js(row["id"]), 10, "the denied request leaves the queue")
 
 
+def case_selection_gone():
+    """The request under the keyboard cursor is decided elsewhere: the queue selects none (not
+    its neighbour), and a, pressed for the one that went, decides nothing."""
+    need_up()
+    b = T.br
+    b.js("location.hash = '#/queue'; true")
+    mark = max_req()
+    sqls = ["UPDATE items SET name = 'sel' WHERE id = %d" % i for i in (3, 4)]
+    ps = [psql_bg(T.cg, q) for q in sqls]
+    try:
+        rows = [wait_request(q, mark) for q in sqls]
+        for r in rows:
+            b.wait_js("!!%s" % item_js(r["id"]), 10, "request %d in the queue" % r["id"])
+        b.js("document.activeElement.blur(); true")
+        idx = b.js("[...document.querySelectorAll('#queue li')].findIndex(li => li.dataset.id === '%d')"
+                   % rows[1]["id"])
+        for _ in range(5):
+            b.key("k")
+        for _ in range(idx):
+            b.key("j")
+        check(b.js("%s.classList.contains('sel')" % item_js(rows[1]["id"])), "j did not select the second")
+        # Someone else denies it; the first moves under where the cursor was.
+        st, _, body = http("POST", "/api/v1/requests/%d/deny" % rows[1]["id"], {"reason": "elsewhere"},
+                           headers=token_auth())
+        check(st == 200, "deny %d by token: %d %r" % (rows[1]["id"], st, body[:200]))
+        b.wait_js("!%s" % item_js(rows[1]["id"]), 10, "the denied request leaves the queue")
+        check(b.js("document.querySelectorAll('#queue li.sel').length") == 0,
+              "a request is selected after the selected one went")
+        b.key("a")
+        b.wait_js("document.getElementById('flash').textContent.includes('No request is selected')", 5,
+                  "the flash says nothing is selected")
+        time.sleep(0.3)
+        check(requests("id = ?", (rows[0]["id"],))[0]["state"] == "pending" and ps[0].poll() is None,
+              "a, pressed after the selected request went, decided request %d" % rows[0]["id"])
+        st, _, body = http("POST", "/api/v1/requests/%d/deny" % rows[0]["id"], {"reason": "cleanup"},
+                           headers=token_auth())
+        check(st == 200, "deny %d: %d %r" % (rows[0]["id"], st, body[:200]))
+        for p in ps:
+            finish(p)
+    finally:
+        for p in ps:
+            if p.poll() is None:
+                lib.stop_process(p, 3)
+
+
 def pgcluster_sql(sql):
     return T.pg.sql(sql, db=DB)
 
@@ -1529,6 +1574,7 @@ CASES = [
     ("POSTs without the CSRF token are refused (403)", case_csrf),
     ("API token (airlockctl console token): pending, request, deny, audit, session, grants",
      case_token_api),
+    ("the selected request decided elsewhere: none is selected, and a decides nothing", case_selection_gone),
     ("/metrics in Prometheus text format", case_metrics),
     ("session view lists the statements and replays them", case_session_view),
     ("a long session comes a page at a time (API next, Load more in Chromium)", case_session_pages),
