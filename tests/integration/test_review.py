@@ -1109,6 +1109,39 @@ def case_policy_reload():
           "policy_reload records in the audit chain: %d (exit %d)" % (kinds.count("policy_reload"), r.returncode))
 
 
+def case_hook_not_reading():
+    """A review_hook that never reads its stdin holds up nothing: with a request of 200 KB (more
+    than a pipe holds) waiting on it, airlockd answers airlockctl and other statements at once,
+    and the request is decided as usual."""
+    need_up()
+    slow = os.path.join(T.tmp, "hook-sleeps.sh")
+    with open(slow, "w") as f:
+        f.write("#!/bin/sh\n# airlock test_review: a hook that does not read its stdin\nsleep 30\n")
+    os.chmod(slow, 0o755)
+    settings = [x if not x.startswith("review_hook ") else 'review_hook "%s"' % slow for x in T.settings]
+    T.al.write_conf([pgcluster.pg_resource("pg", PG_ADDR, T.pg.port, RULES)], settings)
+    try:
+        r = T.al.ctl("policy", "reload")
+        check(r.returncode == 0, "policy reload with the sleeping hook: %s" % r.stderr.strip())
+        mark = max_req()
+        sql = "DELETE FROM items WHERE id = 31 AND name <> '%s'" % ("x" * 200000)
+        p = psql_bg(T.cga, script=sql + ";\n")
+        row = wait_request("DELETE FROM items WHERE id = 31 AND", cg=T.cga, after=mark, timeout=15)
+        try:
+            r = T.al.ctl("status", timeout=5)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("airlockd did not answer status within 5 s while the hook sleeps")
+        check(r.returncode == 0, "status while the hook sleeps: %s" % r.stderr.strip())
+        rc, out, err = psql_now(T.cgb, "SELECT 'not held up'", timeout=5)
+        check(rc == 0 and out.strip() == "not held up", "a SELECT while the hook sleeps: %d %r" % (rc, err[-200:]))
+        rv_ok("bob", "deny", row["id"], "--reason", "big")
+        rc, out, err = finish(p)
+        check("denied by a reviewer: big" in err, "psql after the denial: %d %r" % (rc, err[-200:]))
+    finally:
+        T.al.write_conf([pgcluster.pg_resource("pg", PG_ADDR, T.pg.port, RULES)], T.settings)
+        T.al.ctl("policy", "reload")
+
+
 def case_still_up():
     need_up()
     st = T.al.status()
@@ -1219,6 +1252,8 @@ CASES = [
      "refused with file:line and the running policy stays; reloads are audited", case_policy_reload),
     ("review_webhook backs off: tries after 503s 1, 2, 4 s apart, none after the one taken",
      case_webhook_backoff),
+    ("a review_hook that never reads its stdin holds up nothing (a 200 KB request waits on it)",
+     case_hook_not_reading),
     ("review_webhook gives up after 6 tries (1, 2, 4, 8, 16 s apart): notification_failed in the "
      "audit chain, counted in status", case_webhook_gave_up),
     ("airlockd still up, nothing left pending, no sanitizer or assert lines in its log",

@@ -190,21 +190,33 @@ static void notify_exec(struct approval *a, int64_t id)
 	}
 	pid = fork();
 	if (pid == 0) {
-		/* Detach: the hook's own child reaps it, so airlockd never waits. */
+		/* Detach: the hook and a writer of its stdin are grandchildren, reaped by whoever
+		 * adopts them, so airlockd waits for neither; a hook that does not read its stdin
+		 * holds up only the writer, for at most a minute. (Only async-signal-safe calls
+		 * here: airlockd has threads.) */
 		if (fork() == 0) {
 			dup2(pfd[0], 0);
 			execl(a->cfg->review_hook, a->cfg->review_hook, (char *)NULL);
 			_exit(127);
 		}
+		if (fork() == 0) {
+			size_t n = strlen(text), off = 0;
+
+			close(pfd[0]);
+			alarm(60);
+			while (off < n) {
+				ssize_t w = write(pfd[1], text + off, n - off);
+
+				if (w <= 0)
+					_exit(1);
+				off += (size_t)w;
+			}
+			_exit(0);
+		}
 		_exit(0);
 	}
 	close(pfd[0]);
 	if (pid > 0) {
-		size_t n = strlen(text);
-		ssize_t w = write(pfd[1], text, n);
-
-		if (w < 0 || (size_t)w != n)
-			al_warn("review hook: request %lld: short write", (long long)id);
 		waitpid(pid, NULL, 0);
 		note_notification(a, id, "hook", a->cfg->review_hook);
 	} else {
