@@ -9,6 +9,7 @@
 #include "http.h"
 #include "review.h"
 #include "audit.h"
+#include "term.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -61,13 +62,13 @@ json_t *ctl_call(const char *sock, json_t *req)
 
 	json_decref(req);
 	if (!resp) {
-		fprintf(stderr, "airlockctl: %s\n", err);
+		term_fprintf(stderr, "airlockctl: %s\n", err);
 		return NULL;
 	}
 	if (!json_is_true(json_object_get(resp, "ok"))) {
 		const char *e = json_string_value(json_object_get(resp, "error"));
 
-		fprintf(stderr, "airlockctl: %s\n", e ? e : "airlockd refused the request");
+		term_fprintf(stderr, "airlockctl: %s\n", e ? e : "airlockd refused the request");
 		json_decref(resp);
 		return NULL;
 	}
@@ -82,8 +83,7 @@ static json_t *call(json_t *req)
 
 static void print_json(json_t *v)
 {
-	json_dumpf(v, stdout, JSON_INDENT(2));
-	putchar('\n');
+	term_json(stdout, v, JSON_INDENT(2));
 }
 
 static void print_counters(const char *title, json_t *obj)
@@ -95,7 +95,7 @@ static void print_counters(const char *title, json_t *obj)
 	if (json_object_size(obj) == 0)
 		printf("  (none)\n");
 	json_object_foreach(obj, k, v)
-		printf("  %-24s %lld\n", k, (long long)json_integer_value(v));
+		term_printf("  %-24s %lld\n", k, (long long)json_integer_value(v));
 }
 
 static int cmd_status(void)
@@ -112,7 +112,7 @@ static int cmd_status(void)
 		return 0;
 	}
 	pins = json_object_get(resp, "pinned");
-	printf("airlockd %s, steer port %lld, store %s\n",
+	term_printf("airlockd %s, steer port %lld, store %s\n",
 	       json_string_value(json_object_get(resp, "version")),
 	       (long long)json_integer_value(json_object_get(resp, "steer_port")),
 	       json_string_value(json_object_get(resp, "store")));
@@ -120,14 +120,14 @@ static int cmd_status(void)
 	if (json_array_size(pins) == 0)
 		printf("  (none: `airlockctl pin CGROUP` fences an agent)\n");
 	json_array_foreach(pins, i, p)
-		printf("  %s (id %lld)\n", json_string_value(json_object_get(p, "path")),
-		       (long long)json_integer_value(json_object_get(p, "cgroup_id")));
+		term_printf("  %s (id %lld)\n", json_string_value(json_object_get(p, "path")),
+			    (long long)json_integer_value(json_object_get(p, "cgroup_id")));
 	json_array_foreach(json_object_get(resp, "pins_waiting"), i, p)
-		printf("  %s (pinned before this boot; not there yet: pinned the moment it is made)\n",
-		       json_string_value(p));
+		term_printf("  %s (pinned before this boot; not there yet: pinned the moment it is made)\n",
+			    json_string_value(p));
 	if (json_string_value(json_object_get(resp, "exe_gap")))
-		printf("agents' executables are not recorded: %s\n",
-		       json_string_value(json_object_get(resp, "exe_gap")));
+		term_printf("agents' executables are not recorded: %s\n",
+			    json_string_value(json_object_get(resp, "exe_gap")));
 	printf("sessions: %lld live (%lld relayed, %lld postgres, %lld https), at most %lld at once "
 	       "(%lld file descriptors)\n",
 	       (long long)(json_integer_value(json_object_get(resp, "live")) +
@@ -187,12 +187,12 @@ static int cmd_pin(const char *cmd, int argc, char **argv)
 	if (want_json)
 		print_json(resp);
 	else if (json_is_true(json_object_get(resp, "waiting")))
-		printf("unpinned %s (pinned before this boot and not made since: its record is forgotten)\n",
-		       json_string_value(json_object_get(resp, "path")));
+		term_printf("unpinned %s (pinned before this boot and not made since: its record is forgotten)\n",
+			    json_string_value(json_object_get(resp, "path")));
 	else
-		printf("%s %s (cgroup id %lld)\n", strcmp(cmd, "pin") == 0 ? "pinned" : "unpinned",
-		       json_string_value(json_object_get(resp, "path")),
-		       (long long)json_integer_value(json_object_get(resp, "cgroup_id")));
+		term_printf("%s %s (cgroup id %lld)\n", strcmp(cmd, "pin") == 0 ? "pinned" : "unpinned",
+			    json_string_value(json_object_get(resp, "path")),
+			    (long long)json_integer_value(json_object_get(resp, "cgroup_id")));
 	json_decref(resp);
 	return 0;
 }
@@ -225,22 +225,23 @@ static int cmd_connections(int argc, char **argv)
 	printf("%-6s %-22s %-8s %-12s %-28s %-14s %10s %10s %s\n", "ID", "CGROUP/IFACE", "PID", "COMM",
 	       "DESTINATION", "RESOURCE", "UP", "DOWN", "END");
 	json_array_foreach(rows, i, r) {
-		char dst[64], who[64];
-
 		/* Agents in network namespaces are known by their pinned interface. */
-		snprintf(who, sizeof(who), "%s%s", json_is_string(json_object_get(r, "iface")) ? "iface " : "",
-			 json_is_string(json_object_get(r, "iface")) ? str(r, "iface") : str(r, "cgroup_path"));
+		int by_iface = json_is_string(json_object_get(r, "iface"));
+		const char *pre = by_iface ? "iface " : "";
+		char dst[80];
 
 		snprintf(dst, sizeof(dst), "%s%s%s:%lld",
 			 strchr(str(r, "dst_addr"), ':') ? "[" : "", str(r, "dst_addr"),
 			 strchr(str(r, "dst_addr"), ':') ? "]" : "",
 			 (long long)json_integer_value(json_object_get(r, "dst_port")));
-		printf("%-6lld %-22s %-8lld %-12s %-28s %-14s %10lld %10lld %s\n",
-		       (long long)json_integer_value(json_object_get(r, "id")), who,
-		       (long long)json_integer_value(json_object_get(r, "pid")), str(r, "comm"), dst,
-		       str(r, "resource"), (long long)json_integer_value(json_object_get(r, "bytes_up")),
-		       (long long)json_integer_value(json_object_get(r, "bytes_down")),
-		       json_is_null(json_object_get(r, "closed_us")) ? "(live)" : str(r, "reason"));
+		/* cgroup, comm and the rest are the agent's or came through the store: term_printf */
+		term_printf("%-6lld %s%-*s %-8lld %-12s %-28s %-14s %10lld %10lld %s\n",
+			    (long long)json_integer_value(json_object_get(r, "id")), pre, 22 - (int)strlen(pre),
+			    str(r, by_iface ? "iface" : "cgroup_path"),
+			    (long long)json_integer_value(json_object_get(r, "pid")), str(r, "comm"), dst,
+			    str(r, "resource"), (long long)json_integer_value(json_object_get(r, "bytes_up")),
+			    (long long)json_integer_value(json_object_get(r, "bytes_down")),
+			    json_is_null(json_object_get(r, "closed_us")) ? "(live)" : str(r, "reason"));
 	}
 	json_decref(resp);
 	return 0;
@@ -267,19 +268,19 @@ static int cmd_refusals(int argc)
 	printf("%-6s %-20s %-22s %-8s %-12s %-28s %s\n", "ID", "REASON", "CGROUP", "PID", "COMM",
 	       "DESTINATION", "COUNT");
 	json_array_foreach(rows, i, r) {
-		char dst[64] = "-";
+		char dst[80] = "-";
 
 		if (json_is_string(json_object_get(r, "dst_addr")))
 			snprintf(dst, sizeof(dst), "%s%s%s:%lld",
 				 strchr(str(r, "dst_addr"), ':') ? "[" : "", str(r, "dst_addr"),
 				 strchr(str(r, "dst_addr"), ':') ? "]" : "",
 				 (long long)json_integer_value(json_object_get(r, "dst_port")));
-		printf("%-6lld %-20s %-22s %-8lld %-12s %-28s %lld%s%s\n",
-		       (long long)json_integer_value(json_object_get(r, "id")), str(r, "reason"),
-		       str(r, "cgroup_path"), (long long)json_integer_value(json_object_get(r, "pid")),
-		       str(r, "comm"), dst, (long long)json_integer_value(json_object_get(r, "count")),
-		       json_is_string(json_object_get(r, "detail")) ? "  " : "",
-		       json_is_string(json_object_get(r, "detail")) ? str(r, "detail") : "");
+		term_printf("%-6lld %-20s %-22s %-8lld %-12s %-28s %lld%s%s\n",
+			    (long long)json_integer_value(json_object_get(r, "id")), str(r, "reason"),
+			    str(r, "cgroup_path"), (long long)json_integer_value(json_object_get(r, "pid")),
+			    str(r, "comm"), dst, (long long)json_integer_value(json_object_get(r, "count")),
+			    json_is_string(json_object_get(r, "detail")) ? "  " : "",
+			    json_is_string(json_object_get(r, "detail")) ? str(r, "detail") : "");
 	}
 	json_decref(resp);
 	return 0;
@@ -330,7 +331,7 @@ static int cmd_classify(int argc, char **argv)
 		return 1;
 	}
 	if (pg_classify(sql, &l, err, sizeof(err)) < 0) {
-		fprintf(stderr, "airlockctl: %s\n", err);
+		term_fprintf(stderr, "airlockctl: %s\n", err);
 		goto out;
 	}
 	if (want_json) {
@@ -372,10 +373,11 @@ static int cmd_statements(int argc)
 		const char *out = json_is_string(json_object_get(r, "tag")) ? str(r, "tag")
 				  : json_is_string(json_object_get(r, "sqlstate")) ? str(r, "sqlstate") : "-";
 
-		printf("%-6lld %-6lld %-9s %-7s %-16s %.100s\n",
-		       (long long)json_integer_value(json_object_get(r, "id")),
-		       (long long)json_integer_value(json_object_get(r, "conn_id")), str(r, "kind"),
-		       str(r, "decision"), out, str(r, "text"));
+		/* the SQL text on one line, 100 characters at most (never half a character) */
+		term_printf("%-6lld %-6lld %-9s %-7s %-16s %.100s\n",
+			    (long long)json_integer_value(json_object_get(r, "id")),
+			    (long long)json_integer_value(json_object_get(r, "conn_id")), str(r, "kind"),
+			    str(r, "decision"), out, str(r, "text"));
 	}
 	json_decref(resp);
 	return 0;
@@ -405,10 +407,10 @@ static int cmd_down(int argc, char **argv)
 	}
 	/* No daemon: take the pins away ourselves. */
 	if (kern_down(root, err, sizeof(err)) < 0) {
-		fprintf(stderr, "airlockctl: %s\n", err);
+		term_fprintf(stderr, "airlockctl: %s\n", err);
 		return 1;
 	}
-	printf("removed every pin under %s; agents are no longer steered\n", root);
+	term_printf("removed every pin under %s; agents are no longer steered\n", root);
 	return 0;
 }
 
@@ -447,8 +449,8 @@ int main(int argc, char **argv)
 			long v = strtol(optarg, &end, 10);
 
 			if (*end || v <= 0) {
-				fprintf(stderr, "airlockctl: --%s wants a positive number, not '%s'\n",
-					opt == 'p' ? "pid" : "limit", optarg);
+				term_fprintf(stderr, "airlockctl: --%s wants a positive number, not '%s'\n",
+					     opt == 'p' ? "pid" : "limit", optarg);
 				return 2;
 			}
 			*(opt == 'p' ? &opt_pid : &opt_limit) = v;

@@ -1,5 +1,6 @@
 /* airlockctl audit pubkey|verify|export, replay and export: read the store file directly (read-only), no daemon needed. */
 #include "audit.h"
+#include "term.h"
 
 #include <airlock/control.h>
 #include <airlock/store.h>
@@ -15,7 +16,7 @@
 #include <sqlite3.h>
 
 #define DEFAULT_STORE "/var/lib/airlock/airlock.db"
-#define CELL_MAX 40             /* characters of one table cell shown by replay */
+#define CELL_MAX 40             /* characters of one table cell shown by replay (a cut one ends in "...") */
 #define ROWS_SHOWN 20           /* rows of one result shown by replay */
 
 static const char *opt_pubkey, *opt_store, *opt_format;
@@ -71,7 +72,7 @@ int ctl_audit_option(int opt, const char *arg)
 		errno = 0;
 		opt_speed = strtod(arg, &end);
 		if (errno || *end || end == arg || !(opt_speed >= 0) || opt_speed > 1e6) {
-			fprintf(stderr, "airlockctl: --speed wants a number >= 0 (0: no waiting), not '%s'\n", arg);
+			term_fprintf(stderr, "airlockctl: --speed wants a number >= 0 (0: no waiting), not '%s'\n", arg);
 			return -1;
 		}
 		return 0;
@@ -110,12 +111,12 @@ static sqlite3 *open_ro(const char *path)
 	sqlite3 *db = NULL;
 
 	if (access(path, R_OK) < 0) {
-		fprintf(stderr, "airlockctl: %s: %s\n", path, strerror(errno));
+		term_fprintf(stderr, "airlockctl: %s: %s\n", path, strerror(errno));
 		return NULL;
 	}
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
 	    sqlite3_busy_timeout(db, 5000) != SQLITE_OK) {
-		fprintf(stderr, "airlockctl: %s: %s\n", path, db ? sqlite3_errmsg(db) : "out of memory");
+		term_fprintf(stderr, "airlockctl: %s: %s\n", path, db ? sqlite3_errmsg(db) : "out of memory");
 		sqlite3_close(db);
 		return NULL;
 	}
@@ -147,7 +148,7 @@ static int audit_pubkey(const char *store)
 		snprintf(path, sizeof(path), "audit.pub");
 	f = fopen(path, "re");
 	if (!f) {
-		fprintf(stderr, "airlockctl: %s: %s\n", path, strerror(errno));
+		term_fprintf(stderr, "airlockctl: %s: %s\n", path, strerror(errno));
 		return 1;
 	}
 	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
@@ -168,15 +169,14 @@ static int audit_verify(const char *store, int want_json)
 				      "first_seq", (json_int_t)v.first_seq, "last_seq", (json_int_t)v.last_seq,
 				      "first_bad", (json_int_t)v.first_bad, "message", v.msg);
 
-		json_dumpf(o, stdout, JSON_INDENT(2));
-		putchar('\n');
+		term_json(stdout, o, JSON_INDENT(2));
 		json_decref(o);
 	} else if (rc == 0) {
-		printf("audit: ok: %s\n", v.msg);
+		term_printf("audit: ok: %s\n", v.msg);
 	} else if (rc == 1) {
-		printf("audit: %s\n", v.msg);
+		term_printf("audit: %s\n", v.msg);
 	} else {
-		fprintf(stderr, "airlockctl: audit: %s\n", v.msg);
+		term_fprintf(stderr, "airlockctl: audit: %s\n", v.msg);
 	}
 	return rc == 0 ? 0 : rc == 1 ? 1 : 2;
 }
@@ -196,7 +196,7 @@ static int audit_export(const char *store)
 	if (sqlite3_prepare_v2(db, "SELECT seq, at_us, kind, ref_id, body, prev_hash, hash FROM audit"
 			       " WHERE at_us >= ?1 ORDER BY seq", -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 1, (int64_t)time(NULL) * 1000000 - (int64_t)opt_since * 1000000) != SQLITE_OK) {
-		fprintf(stderr, "airlockctl: %s: %s\n", store, sqlite3_errmsg(db));
+		term_fprintf(stderr, "airlockctl: %s: %s\n", store, sqlite3_errmsg(db));
 		goto out;
 	}
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
@@ -208,7 +208,8 @@ static int audit_export(const char *store)
 					      : json_integer(sqlite3_column_int64(st, 3)),
 				      "body", body ? body : json_string(col(st, 4)), "prev_hash", col(st, 5),
 				      "hash", col(st, 6));
-		char *line = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+		/* ASCII only: nothing in a record can act on the terminal the export goes to */
+		char *line = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII) : NULL;
 
 		if (line)
 			puts(line);
@@ -216,7 +217,7 @@ static int audit_export(const char *store)
 		json_decref(o);
 	}
 	if (r != SQLITE_DONE) {
-		fprintf(stderr, "airlockctl: %s: %s\n", store, sqlite3_errmsg(db));
+		term_fprintf(stderr, "airlockctl: %s: %s\n", store, sqlite3_errmsg(db));
 		goto out;
 	}
 	rc = 0;
@@ -238,7 +239,7 @@ struct frames {
 	struct frame *v;
 	size_t n, cap;
 	int64_t opened_us;
-	char title[256];
+	char *title;            /* asciicast's, terminal-safe */
 };
 
 static int add_frame(struct frames *f, int64_t at, char *text)
@@ -261,6 +262,7 @@ static void frames_free(struct frames *f)
 	for (size_t i = 0; i < f->n; i++)
 		free(f->v[i].text);
 	free(f->v);
+	free(f->title);
 }
 
 /* The text built in b, now the caller's. */
@@ -269,54 +271,49 @@ static char *sb_take(struct al_buf *b)
 	return b->p ? b->p : strdup("");
 }
 
-/* A cell as shown: JSON value to text, one line, at most CELL_MAX characters. */
-static void cell(json_t *v, char *out, size_t len)
+/* A cell's text: a JSON string, "" for NULL, "?" for what is neither. */
+static const char *cell_text(json_t *v)
 {
-	const char *t = json_is_string(v) ? json_string_value(v) : json_is_null(v) ? "" : "?";
-	size_t o = 0;
-
-	for (size_t i = 0; t[i] && o + 4 < len && o < CELL_MAX; i++)
-		out[o++] = (t[i] == '\n' || t[i] == '\t' || t[i] == '\r') ? ' ' : t[i];
-	if (t[o] && o >= CELL_MAX) {
-		out[o++] = '~';
-	}
-	out[o] = '\0';
+	return json_is_string(v) ? json_string_value(v) : json_is_null(v) ? "" : "?";
 }
 
-/* psql's aligned layout for one result. */
+/* psql's aligned layout for one result; a cell is one line of at most CELL_MAX characters. */
 static void table(struct al_buf *b, json_t *cols, json_t *rows, size_t total)
 {
 	size_t nc = json_array_size(cols), w[64] = { 0 };
-	char c[CELL_MAX + 8];
-	size_t i, j;
+	struct al_buf scratch = { 0 };
+	size_t i, j, n;
 
 	if (nc > 64)
 		nc = 64;
-	for (j = 0; j < nc; j++) {
-		cell(json_array_get(cols, j), c, sizeof(c));
-		w[j] = strlen(c);
-	}
-	for (i = 0; i < json_array_size(rows); i++)
+	/* each column as wide as its widest cell, in characters as shown */
+	for (i = 0; i <= json_array_size(rows); i++)
 		for (j = 0; j < nc; j++) {
-			cell(json_array_get(json_array_get(rows, i), j), c, sizeof(c));
-			if (strlen(c) > w[j])
-				w[j] = strlen(c);
+			json_t *v = i == 0 ? json_array_get(cols, j) : json_array_get(json_array_get(rows, i - 1), j);
+			const char *t = cell_text(v);
+
+			scratch.len = 0;
+			n = term_show(&scratch, t, strlen(t), TERM_LINE, CELL_MAX);
+			if (n > w[j])
+				w[j] = n;
 		}
-	for (j = 0; j < nc; j++) {
-		cell(json_array_get(cols, j), c, sizeof(c));
-		al_buf_fmt(b, "%s %-*s ", j ? "|" : "", (int)w[j], c);
-	}
-	al_buf_fmt(b, "\n");
-	for (j = 0; j < nc; j++) {
-		al_buf_fmt(b, "%s", j ? "+" : "");
-		for (size_t k = 0; k < w[j] + 2; k++)
-			al_buf_fmt(b, "-");
-	}
-	al_buf_fmt(b, "\n");
-	for (i = 0; i < json_array_size(rows); i++) {
+	free(scratch.p);
+	for (i = 0; i <= json_array_size(rows); i++) {
 		for (j = 0; j < nc; j++) {
-			cell(json_array_get(json_array_get(rows, i), j), c, sizeof(c));
-			al_buf_fmt(b, "%s %-*s ", j ? "|" : "", (int)w[j], c);
+			json_t *v = i == 0 ? json_array_get(cols, j) : json_array_get(json_array_get(rows, i - 1), j);
+			const char *t = cell_text(v);
+
+			al_buf_fmt(b, "%s ", j ? "|" : "");
+			n = term_show(b, t, strlen(t), TERM_LINE, CELL_MAX);
+			al_buf_fmt(b, "%*s ", (int)(w[j] - n), "");
+		}
+		al_buf_fmt(b, "\n");
+		if (i > 0)
+			continue;
+		for (j = 0; j < nc; j++) {
+			al_buf_fmt(b, "%s", j ? "+" : "");
+			for (size_t k = 0; k < w[j] + 2; k++)
+				al_buf_fmt(b, "-");
 		}
 		al_buf_fmt(b, "\n");
 	}
@@ -332,83 +329,41 @@ static void error_line(struct al_buf *b, const char *data, int ours)
 	const char *code = json_string_value(json_object_get(e, "sqlstate"));
 	const char *msg = json_string_value(json_object_get(e, "message"));
 
-	al_buf_fmt(b, "%s:  %s%s%s%s\n", sev ? sev : "ERROR", code ? code : "", code ? ": " : "",
-	       msg ? msg : data, ours ? "   [airlock]" : "");
+	term_fmt(b, "%s:  %s%s%s%s\n", sev ? sev : "ERROR", code ? code : "", code ? ": " : "",
+		 msg ? msg : data, ours ? "   [airlock]" : "");
 	json_decref(e);
 }
 
-/* 1 for a CSI sequence (p at ESC [, n bytes) that only colours, moves or erases. */
-static int csi_harmless(const unsigned char *p, size_t n)
+/*
+ * SQL text after "sql> ": its own line breaks kept, each line after the first indented under
+ * the first, so none of its lines starts where replay's own lines ("-- session ... ended") do.
+ */
+static void sql_text(struct al_buf *b, const char *text)
 {
-	static const char *const modes[] = { "?25", "?1049", "?1047", "?47", "?7", "?12", "?1", "4" };
-	unsigned char final = p[n - 1];
-
-	if (final == 'h' || final == 'l') {
-		for (size_t i = 0; i < AL_ARRAY_LEN(modes); i++)
-			if (n - 3 == strlen(modes[i]) && memcmp(p + 2, modes[i], n - 3) == 0)
-				return 1;
-		return 0;
-	}
-	for (size_t i = 2; i < n - 1; i++)
-		if (p[i] < 0x30 || p[i] > 0x3f || p[i] == '?' || p[i] == '>' || p[i] == '=' || p[i] == '<')
-			return 0;
-	return strchr("ABCDEFGHJKLMPSTXdfmrsu@", final) != NULL;
+	term_lines(b, text, "     ");
 }
 
 /*
  * An exec's output goes to the responder's terminal, and the agent chose it: text, newlines,
- * tabs, backspace and the CSI sequences that only colour, move or erase pass as they are;
- * every other control is shown as text (^[ ^G \u009b), so nothing replayed can make the
- * terminal answer (and so type into it), retitle it, write the clipboard (OSC 52) or keep a
- * mode such as mouse reporting.
+ * tabs, carriage returns, backspace and the CSI sequences that only colour, move or erase pass
+ * as they are; every other control is shown as text (^[ ^G \u009B), so nothing replayed can
+ * make the terminal answer (and so type into it), retitle it, write the clipboard (OSC 52) or
+ * keep a mode such as mouse reporting.
  */
-static void term_show(struct al_buf *b, const char *text, size_t len, int csi)
-{
-	const unsigned char *p = (const unsigned char *)text;
-	size_t i = 0, run = 0;
-
-	while (i < len) {
-		unsigned char c = p[i];
-		size_t n = 0;
-
-		if (csi && c == 0x1b && i + 1 < len && p[i + 1] == '[') {
-			n = 2;
-			while (i + n < len && p[i + n] >= 0x30 && p[i + n] <= 0x3f)
-				n++;
-			if (i + n < len && p[i + n] >= 0x40 && p[i + n] <= 0x7e && csi_harmless(p + i, n + 1)) {
-				i += n + 1;
-				continue;
-			}
-		}
-		if ((c < 0x20 && c != '\n' && c != '\t' && (!csi || (c != '\r' && c != '\b'))) || c == 0x7f ||
-		    (c == 0xc2 && i + 1 < len && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f)) {
-			al_buf_fmt(b, "%.*s", (int)(i - run), text + run);
-			if (c == 0xc2)
-				al_buf_fmt(b, "\\u%04x", p[++i]);
-			else
-				al_buf_fmt(b, "^%c", c == 0x7f ? '?' : c + 0x40);
-			run = ++i;
-			continue;
-		}
-		i++;
-	}
-	al_buf_fmt(b, "%.*s", (int)(i - run), text + run);
-}
-
-/* An exec's terminal output: colours, moves, carriage returns and backspaces are its own. */
 static void term_safe(struct al_buf *b, const char *text, size_t len)
 {
-	term_show(b, text, len, 1);
+	term_show(b, text, len, TERM_SCREEN, TERM_ALL);
 }
 
-/* Each line of text with a prefix (what a non-terminal exec's agent sent on stdin). */
+/* Each line of text with a prefix (what a non-terminal exec's agent sent on stdin): shown as
+ * lines, so no carriage return or cursor move can hide the prefix. */
 static void prefixed(struct al_buf *b, const char *prefix, const char *text)
 {
 	while (*text) {
 		size_t n = strcspn(text, "\n");
 
 		al_buf_fmt(b, "%s", prefix);
-		term_safe(b, text, n);
+		term_show(b, text, n, TERM_TEXT, TERM_ALL);
 		al_buf_fmt(b, "\n");
 		text += n + (text[n] == '\n');
 	}
@@ -427,9 +382,8 @@ static int exec_row(struct al_buf *b, const char *dir, const char *type, const c
 		const char *stream = json_string_value(json_object_get(o, "stream"));
 
 		*tty = json_is_true(json_object_get(o, "tty"));
-		al_buf_fmt(b, "k8s> ");
-		term_safe(b, cmd ? cmd : data, strlen(cmd ? cmd : data));
-		al_buf_fmt(b, "   [%s%s]\n", stream ? stream : "?", *tty ? ", tty" : "");
+		/* the command is one line: nothing in it may pass for a line of ours */
+		term_fmt(b, "k8s> %s   [%s%s]\n", cmd ? cmd : data, stream ? stream : "?", *tty ? ", tty" : "");
 		json_decref(o);
 	} else if (strcmp(type, "stdout") == 0 || strcmp(type, "stderr") == 0) {
 		term_safe(b, data, strlen(data));
@@ -457,19 +411,16 @@ static int exec_row(struct al_buf *b, const char *dir, const char *type, const c
 		if (st && strcmp(st, "Success") == 0)
 			al_buf_fmt(b, "-- the command exited with code 0\n");
 		else if (why && strcmp(why, "NonZeroExitCode") == 0 && code)
-			al_buf_fmt(b, "-- the command exited with code %s\n", code);
-		else {
-			al_buf_fmt(b, "-- error: ");
-			term_safe(b, msg ? msg : data, strlen(msg ? msg : data));
-			al_buf_fmt(b, "\n");
-		}
+			term_fmt(b, "-- the command exited with code %s\n", code);
+		else
+			term_fmt(b, "-- error: %s\n", msg ? msg : data);
 		json_decref(o);
 	} else if (strcmp(type, "close") == 0) {
-		al_buf_fmt(b, "-- the %s closed %s\n", *dir == 'F' ? "agent" : "server", data);
+		term_fmt(b, "-- the %s closed %s\n", *dir == 'F' ? "agent" : "server", data);
 	} else if (strcmp(type, "data") == 0) {
 		prefixed(b, *dir == 'F' ? "data> " : "data< ", data);
 	} else if (strcmp(type, "undecoded") == 0) {
-		al_buf_fmt(b, "-- the stream is not decoded from here on (%s); it was relayed as it was\n", data);
+		term_fmt(b, "-- the stream is not decoded from here on (%s); it was relayed as it was\n", data);
 	} else {
 		return strcmp(type, "resize") == 0;
 	}
@@ -494,33 +445,34 @@ static int load_http(sqlite3 *db, int64_t id, struct frames *h)
 	}
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 1, id) != SQLITE_OK) {
-		fprintf(stderr, "airlockctl: %s\n", sqlite3_errmsg(db));
+		term_fprintf(stderr, "airlockctl: %s\n", sqlite3_errmsg(db));
 		goto out;
 	}
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-		struct al_buf b = { 0 }, t = { 0 };
+		struct al_buf b = { 0 };
 		const char *decision = col(st, 5), *query = col(st, 4);
 
-		al_buf_fmt(&b, "https> %s https://%s%s%s%s\n       ", col(st, 1), col(st, 2), col(st, 3),
-		       *query ? "?" : "", query);
+		/* every field a line of its own (term_fmt): the two lines are ours */
+		term_fmt(&b, "https> %s https://%s%s%s%s\n       ", col(st, 1), col(st, 2), col(st, 3),
+			 *query ? "?" : "", query);
 		if (sqlite3_column_type(st, 7) != SQLITE_NULL)
 			al_buf_fmt(&b, "review request %lld, ", (long long)sqlite3_column_int64(st, 7));
-		al_buf_fmt(&b, "%s%s%s%s", decision, *col(st, 6) ? " (" : "", col(st, 6), *col(st, 6) ? ")" : "");
+		term_fmt(&b, "%s%s%s%s", decision, *col(st, 6) ? " (" : "", col(st, 6), *col(st, 6) ? ")" : "");
 		if (sqlite3_column_type(st, 8) != SQLITE_NULL)
 			al_buf_fmt(&b, " -> %d, %lld bytes in %.1f ms", sqlite3_column_int(st, 8),
 			       (long long)sqlite3_column_int64(st, 9), (double)sqlite3_column_int64(st, 10) / 1e3);
 		if (*col(st, 11))
-			al_buf_fmt(&b, ": %s", col(st, 11));
+			term_fmt(&b, ": %s", col(st, 11));
 		al_buf_fmt(&b, "\n");
-		if (!b.p)
+		if (!b.p || b.oom) {
+			free(b.p);
 			goto out;
-		term_show(&t, b.p, b.len, 0);
-		free(b.p);
-		if (add_frame(h, sqlite3_column_int64(st, 0), sb_take(&t)) < 0)
+		}
+		if (add_frame(h, sqlite3_column_int64(st, 0), b.p) < 0)
 			goto out;
 	}
 	if (r != SQLITE_DONE) {
-		fprintf(stderr, "airlockctl: %s\n", sqlite3_errmsg(db));
+		term_fprintf(stderr, "airlockctl: %s\n", sqlite3_errmsg(db));
 		goto out;
 	}
 	rc = 0;
@@ -574,12 +526,12 @@ static int load_session(sqlite3 *db, int64_t id, struct frames *f)
 	size_t nrows = 0;
 	int rc = -1, r, tty = 0;
 	int64_t closed = 0;
-	char reason[160] = "";
+	struct al_buf end = { 0 };      /* how it ended, terminal-safe */
 
 	if (sqlite3_prepare_v2(db, "SELECT opened_us, closed_us, cgroup_path, pid, exe, resource, dst_addr,"
 			       " dst_port, reason, detail, iface FROM connections WHERE id = ?1", -1, &st,
 			       NULL) != SQLITE_OK || sqlite3_bind_int64(st, 1, id) != SQLITE_OK) {
-		fprintf(stderr, "airlockctl: %s\n", sqlite3_errmsg(db));
+		term_fprintf(stderr, "airlockctl: %s\n", sqlite3_errmsg(db));
 		goto out;
 	}
 	if (sqlite3_step(st) != SQLITE_ROW) {
@@ -589,55 +541,62 @@ static int load_session(sqlite3 *db, int64_t id, struct frames *f)
 	f->opened_us = sqlite3_column_int64(st, 0);
 	closed = sqlite3_column_int64(st, 1);
 	{
-		struct al_buf b = { 0 };
+		struct al_buf b = { 0 }, title = { 0 };
 		time_t t = (time_t)(f->opened_us / 1000000);
 		char when[64];
 		struct tm tm;
 
 		gmtime_r(&t, &tm);
 		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
-		snprintf(f->title, sizeof(f->title), "airlock session %" PRId64 " (%s)", id, col(st, 5));
-		al_buf_fmt(&b, "-- session %" PRId64 ": %s pid %s (%s) -> %s %s:%s, %s\n", id,
-		       *col(st, 2) ? col(st, 2) : *col(st, 10) ? col(st, 10) : "?", col(st, 3), col(st, 4),
-		       *col(st, 5) ? col(st, 5) : "-", col(st, 6), col(st, 7), when);
-		if (add_frame(f, f->opened_us, sb_take(&b)) < 0)
+		/* the cgroup path, the exe and the rest are the agent's: each one line (term_fmt) */
+		term_fmt(&title, "airlock session %" PRId64 " (%.200s)", id, col(st, 5));
+		f->title = sb_take(&title);
+		term_fmt(&b, "-- session %" PRId64 ": %s pid %s (%s) -> %s %s:%s, %s\n", id,
+			 *col(st, 2) ? col(st, 2) : *col(st, 10) ? col(st, 10) : "?", col(st, 3), col(st, 4),
+			 *col(st, 5) ? col(st, 5) : "-", col(st, 6), col(st, 7), when);
+		if (!f->title || add_frame(f, f->opened_us, sb_take(&b)) < 0)
 			goto out;
 	}
 	if (sqlite3_column_type(st, 8) != SQLITE_NULL)
-		snprintf(reason, sizeof(reason), "%s%s%s", col(st, 8), *col(st, 9) ? ": " : "", col(st, 9));
+		term_fmt(&end, ": %s%s%s", col(st, 8), *col(st, 9) ? ": " : "", col(st, 9));
 	sqlite3_finalize(st);
 	st = NULL;
 	if (store_rec_open(db, id, &it) < 0) {
-		fprintf(stderr, "airlockctl: %s\n", sqlite3_errmsg(db));
+		term_fprintf(stderr, "airlockctl: %s\n", sqlite3_errmsg(db));
 		goto out;
 	}
 	while ((r = store_rec_next(&it, &m)) == 1) {
 		int64_t at = m.at_us;
 		const char *dir = m.dir, *type = m.type, *data = m.data ? m.data : "";
 		struct al_buf b = { 0 };
-		int input = 0, exec_stream = 0;
+		int input = 0;
 
+		/* SQL text, values and messages came from the agent or the server: every row's text
+		 * is built terminal-safe (term_fmt, term_show, sql_text, table, error_line), SQL
+		 * as lines, the rest as one-line fields. */
 		if (exec_row(&b, dir, type, data, &tty, &input)) {
-			exec_stream = 1;        /* a Kubernetes exec's stream, made terminal-safe there */
+			/* a Kubernetes exec's stream, made terminal-safe there */
 		} else if (strcmp(type, "truncated") == 0) {
-			al_buf_fmt(&b, "-- recording truncated here (%s)\n", data);
+			term_fmt(&b, "-- recording truncated here (%s)\n", data);
 		} else if (*dir == 'F') {
 			if (strcmp(type, "Q") == 0) {
-				al_buf_fmt(&b, "sql> %s\n", data);
+				al_buf_str(&b, "sql> ");
+				sql_text(&b, data);
+				al_buf_str(&b, "\n");
 			} else if (strcmp(type, "P") == 0) {
 				json_t *p = json_loads(data, 0, NULL);
 				const char *name = json_string_value(json_object_get(p, "name"));
 
-				al_buf_fmt(&b, "sql> %s   [prepared%s%s]\n",
-				       json_string_value(json_object_get(p, "query")) ?: data,
-				       name && *name ? " " : "", name ? name : "");
+				al_buf_str(&b, "sql> ");
+				sql_text(&b, json_string_value(json_object_get(p, "query")) ?: data);
+				term_fmt(&b, "   [prepared%s%s]\n", name && *name ? " " : "", name ? name : "");
 				json_decref(p);
 			} else if (strcmp(type, "B") == 0) {
 				json_t *p = json_loads(data, 0, NULL), *prm = json_object_get(p, "params");
 				char *t = json_array_size(prm) ? json_dumps(prm, JSON_COMPACT) : NULL;
 
 				if (t)
-					al_buf_fmt(&b, "     params: %s\n", t);
+					term_fmt(&b, "     params: %s\n", t);
 				free(t);
 				json_decref(p);
 			} else if (strcmp(type, "X") == 0) {
@@ -658,7 +617,7 @@ static int load_session(sqlite3 *db, int64_t id, struct frames *f)
 		} else if (strcmp(type, "C") == 0) {
 			if (cols && rows)
 				table(&b, cols, rows, nrows);
-			al_buf_fmt(&b, "%s\n", data);
+			term_fmt(&b, "%s\n", data);
 			json_decref(cols);
 			json_decref(rows);
 			cols = rows = NULL;
@@ -673,15 +632,6 @@ static int load_session(sqlite3 *db, int64_t id, struct frames *f)
 		} else if (strcmp(type, "I") == 0) {
 			al_buf_fmt(&b, "(empty query)\n");
 		}
-		if (b.len && !exec_stream) {
-			/* SQL text, values and messages came from the agent or the server: on the
-			 * responder's terminal every control but newline and tab shows as text. */
-			struct al_buf t = { 0 };
-
-			term_show(&t, b.p, b.len, 0);
-			free(b.p);
-			b = t;
-		}
 		if (b.len && add_frame(f, at, sb_take(&b)) < 0)
 			goto out;
 		if (b.len)
@@ -690,8 +640,8 @@ static int load_session(sqlite3 *db, int64_t id, struct frames *f)
 			free(b.p);
 	}
 	if (r < 0) {
-		fprintf(stderr, "airlockctl: session %" PRId64 ": the recording could not be read: %s\n", id,
-			sqlite3_errmsg(db));
+		term_fprintf(stderr, "airlockctl: session %" PRId64 ": the recording could not be read: %s\n", id,
+			     sqlite3_errmsg(db));
 		goto out;
 	}
 	{
@@ -705,13 +655,14 @@ static int load_session(sqlite3 *db, int64_t id, struct frames *f)
 	if (closed) {
 		struct al_buf b = { 0 };
 
-		al_buf_fmt(&b, "-- session %" PRId64 " ended after %.3f s%s%s\n", id,
-		       (double)(closed - f->opened_us) / 1e6, *reason ? ": " : "", reason);
+		al_buf_fmt(&b, "-- session %" PRId64 " ended after %.3f s%s\n", id,
+			   (double)(closed - f->opened_us) / 1e6, end.p ? end.p : "");
 		if (add_frame(f, closed, sb_take(&b)) < 0)
 			goto out;
 	}
 	rc = 0;
 out:
+	free(end.p);
 	json_decref(cols);
 	json_decref(rows);
 	sqlite3_finalize(st);
@@ -755,9 +706,10 @@ static int asciicast(struct frames *f)
 {
 	int64_t base = f->n ? f->v[0].at_us : f->opened_us;
 	json_t *h = json_pack("{s:i, s:i, s:i, s:I, s:s, s:{s:s}}", "version", 2, "width", 120, "height", 40,
-			      "timestamp", (json_int_t)(f->opened_us / 1000000), "title", f->title, "env",
-			      "TERM", "xterm-256color");
-	char *line = h ? json_dumps(h, JSON_COMPACT) : NULL;
+			      "timestamp", (json_int_t)(f->opened_us / 1000000), "title", f->title ? f->title : "",
+			      "env", "TERM", "xterm-256color");
+	/* the frames' text is terminal-safe already; ASCII-only JSON on top */
+	char *line = h ? json_dumps(h, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
 
 	if (!line) {
 		json_decref(h);
@@ -773,7 +725,7 @@ static int asciicast(struct frames *f)
 		for (const char *p = f->v[i].text; *p; p++)
 			al_buf_fmt(&b, "%s", *p == '\n' && !f->v[i].input ? "\r\n" : (char[2]){ *p, 0 });
 		s = json_string(b.p ? b.p : "");
-		line = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
+		line = s ? json_dumps(s, JSON_ENCODE_ANY | JSON_ENSURE_ASCII) : NULL;
 		if (line)
 			printf("[%.6f, \"%s\", %s]\n", (double)(f->v[i].at_us - base) / 1e6,
 			       f->v[i].input ? "i" : "o", line);
@@ -791,14 +743,14 @@ static int export_jsonl(sqlite3 *db, int64_t id)
 	int r;
 
 	if (store_rec_open(db, id, &it) < 0) {
-		fprintf(stderr, "airlockctl: %s\n", sqlite3_errmsg(db));
+		term_fprintf(stderr, "airlockctl: %s\n", sqlite3_errmsg(db));
 		return 1;
 	}
 	while ((r = store_rec_next(&it, &m)) == 1) {
 		json_t *o = json_pack("{s:I, s:I, s:I, s:s, s:s, s:s}", "session", (json_int_t)id, "seq",
 				      (json_int_t)m.seq, "at_us", (json_int_t)m.at_us, "dir", m.dir, "type",
 				      m.type, "data", m.data ? m.data : "");
-		char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
+		char *line = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
 
 		if (line)
 			puts(line);
@@ -806,8 +758,8 @@ static int export_jsonl(sqlite3 *db, int64_t id)
 		json_decref(o);
 	}
 	if (r < 0)
-		fprintf(stderr, "airlockctl: session %" PRId64 ": the recording could not be read: %s\n", id,
-			sqlite3_errmsg(db));
+		term_fprintf(stderr, "airlockctl: session %" PRId64 ": the recording could not be read: %s\n", id,
+			     sqlite3_errmsg(db));
 	store_rec_close(&it);
 	return r < 0 ? 1 : 0;
 }

@@ -1,5 +1,6 @@
 /* airlockctl classify http (the proxy's own parser, offline) and the Airlock CA in the host trust store. */
 #include "http.h"
+#include "term.h"
 
 #include <airlock/control.h>
 #include <airlock/http.h>
@@ -68,7 +69,7 @@ static void refused(int want_json, int status, const char *why)
 	struct al_buf b = { 0 };
 
 	if (!want_json) {
-		printf("%d %s\n", status, why);
+		term_printf("%d %s\n", status, why);
 		return;
 	}
 	al_buf_fmt(&b, "{\"ok\":false,\"status\":%d,\"reason\":", status);
@@ -90,8 +91,8 @@ static int classify(int argc, char **argv, int want_json)
 	int rc;
 
 	if (!r || !f) {
-		fprintf(stderr, "airlockctl: cannot read %s: %s\n", argc == 3 ? argv[2] : "stdin",
-			strerror(errno));
+		term_fprintf(stderr, "airlockctl: cannot read %s: %s\n", argc == 3 ? argv[2] : "stdin",
+			     strerror(errno));
 		free(r);
 		return 1;
 	}
@@ -126,21 +127,22 @@ static int classify(int argc, char **argv, int want_json)
 		printf("%s\n", j ? j : "{}");
 		free(j);
 	} else {
-		printf("method:   %s\nhost:     %s\npath:     %s\nquery:    %s\nkind:     %s\n", c.method,
-		       c.host, c.path, c.query, c.kind);
-		printf("headers:  %s\n", c.headers_json);
+		/* the request's fields, which may be an agent's: term_printf */
+		term_printf("method:   %s\nhost:     %s\npath:     %s\nquery:    %s\nkind:     %s\n", c.method,
+			    c.host, c.path, c.query, c.kind);
+		term_printf("headers:  %s\n", c.headers_json);
 		if (c.body_buffered)
-			printf("body:     %llu bytes, sha256 %s\n", (unsigned long long)c.body_len, c.body_sha256);
+			term_printf("body:     %llu bytes, sha256 %s\n", (unsigned long long)c.body_len, c.body_sha256);
 		else
 			printf("body:     %llu bytes, not buffered\n", (unsigned long long)c.body_len);
 		if (c.is_k8s) {
-			printf("k8s:      %s namespace=%s pod=%s container=%s\n", c.k8s.verb, c.k8s.ns,
-			       c.k8s.pod, c.k8s.container[0] ? c.k8s.container : "(default)");
+			term_printf("k8s:      %s namespace=%s pod=%s container=%s\n", c.k8s.verb, c.k8s.ns,
+				    c.k8s.pod, c.k8s.container[0] ? c.k8s.container : "(default)");
 			for (size_t i = 0; i < c.k8s.argc; i++)
-				printf("argv[%zu]:  %s\n", i, c.k8s.argv[i]);
+				term_printf("argv[%zu]:  %s\n", i, c.k8s.argv[i]);
 		}
-		printf("request:  %zu bytes, sha256 %s\nfingerprint: %s\n", r->total, c.request_sha256,
-		       c.fingerprint);
+		term_printf("request:  %zu bytes, sha256 %s\nfingerprint: %s\n", r->total, c.request_sha256,
+			    c.fingerprint);
 		if (r->total < len)
 			printf("(%zu more bytes follow: the next request on the connection)\n", len - r->total);
 	}

@@ -1,6 +1,7 @@
 /* airlockctl pin/unpin --iface, guard and unguard: interfaces of agents in network namespaces and of guarded backends. */
 #include "ctl.h"
 #include "ifaces.h"
+#include "term.h"
 
 #include <airlock/control.h>
 
@@ -23,7 +24,7 @@ int ctl_iface_option(int opt, const char *arg)
 		long v = strtol(arg, &end, 10);
 
 		if (*end || v < 1 || v > 65535) {
-			fprintf(stderr, "airlockctl: --port wants a port number (1..65535), not '%s'\n", arg);
+			term_fprintf(stderr, "airlockctl: --port wants a port number (1..65535), not '%s'\n", arg);
 			return -1;
 		}
 		if (!opt_ports)
@@ -45,17 +46,17 @@ static void print_iface(json_t *i)
 	size_t k;
 	json_t *v;
 
-	printf("  %s (index %lld, %s XDP, %s)", json_string_value(json_object_get(i, "iface")),
-	       (long long)json_integer_value(json_object_get(i, "ifindex")),
-	       json_string_value(json_object_get(i, "mode")),
-	       role && strcmp(role, "guard") == 0 ? "guard" : "agent: TCP steered, DNS to resolvers");
+	term_printf("  %s (index %lld, %s XDP, %s)", json_string_value(json_object_get(i, "iface")),
+		    (long long)json_integer_value(json_object_get(i, "ifindex")),
+		    json_string_value(json_object_get(i, "mode")),
+		    role && strcmp(role, "guard") == 0 ? "guard" : "agent: TCP steered, DNS to resolvers");
 	if (role && strcmp(role, "guard") == 0) {
 		printf(": ports");
 		json_array_foreach(json_object_get(i, "ports"), k, v)
 			printf(" %lld", (long long)json_integer_value(v));
 		printf(" only from");
 		json_array_foreach(json_object_get(i, "allow"), k, v)
-			printf(" %s", json_string_value(v));
+			term_printf(" %s", json_string_value(v));
 	}
 	putchar('\n');
 }
@@ -86,13 +87,12 @@ int ctl_iface_command(const char *sock, const char *cmd, int argc, int want_json
 	if (!resp)
 		return 1;
 	if (want_json) {
-		json_dumpf(resp, stdout, JSON_INDENT(2));
-		putchar('\n');
+		term_json(stdout, resp, JSON_INDENT(2));
 	} else if (pin || guard) {
 		printf("%s:\n", pin ? "pinned" : "guarding");
 		print_iface(json_object_get(resp, "interface"));
 	} else {
-		printf("%s %s\n", unpin ? "unpinned" : "unguarded", opt_iface);
+		term_printf("%s %s\n", unpin ? "unpinned" : "unguarded", opt_iface);
 	}
 	json_decref(resp);
 	return 0;
@@ -109,11 +109,11 @@ void ctl_iface_status(json_t *resp)
 	json_array_foreach(ifs, k, i)
 		print_iface(i);
 	if (json_is_true(json_object_get(resp, "tproxy_listening")))
-		printf("tproxy: 127.0.0.1:%lld [::1]:%lld, nftables table inet %s, %lld accepted, "
-		       "%lld without identity\n",
-		       (long long)json_integer_value(json_object_get(resp, "tproxy_port")),
-		       (long long)json_integer_value(json_object_get(resp, "tproxy_port")),
-		       json_string_value(json_object_get(resp, "nft_table")),
-		       (long long)json_integer_value(json_object_get(resp, "tproxy_accepted")),
-		       (long long)json_integer_value(json_object_get(resp, "tproxy_no_identity")));
+		term_printf("tproxy: 127.0.0.1:%lld [::1]:%lld, nftables table inet %s, %lld accepted, "
+			    "%lld without identity\n",
+			    (long long)json_integer_value(json_object_get(resp, "tproxy_port")),
+			    (long long)json_integer_value(json_object_get(resp, "tproxy_port")),
+			    json_string_value(json_object_get(resp, "nft_table")),
+			    (long long)json_integer_value(json_object_get(resp, "tproxy_accepted")),
+			    (long long)json_integer_value(json_object_get(resp, "tproxy_no_identity")));
 }

@@ -13,14 +13,33 @@ struct run {
 	unsigned long checked, checked_http;
 };
 
-/* Recorded text need not be UTF-8 (a cgroup path, a Host header): marked, never dropping the change. */
+/*
+ * Recorded text need not be UTF-8 (a cgroup path, a Host header): a byte that is not becomes
+ * U+FFFD, as in airlockd's JSON, so the rest of the text still shows; never dropping the change.
+ */
 static json_t *jtext(const char *v)
 {
+	const unsigned char *p = (const unsigned char *)v;
+	struct al_buf b = { 0 };
+	size_t n, i = 0, k;
 	json_t *j;
 
 	if (!v)
 		return NULL;
 	j = json_string(v);
+	if (j)
+		return j;
+	n = strlen(v);
+	while (i < n) {
+		k = al_utf8_seq(p + i, n - i);
+		if (k)
+			al_buf_add(&b, p + i, k);
+		else
+			al_buf_add(&b, "\xef\xbf\xbd", 3);
+		i += k ? k : 1;
+	}
+	j = b.p && !b.oom ? json_stringn(b.p, b.len) : NULL;
+	free(b.p);
 	return j ? j : json_string("(not UTF-8)");
 }
 

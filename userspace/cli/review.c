@@ -3,6 +3,7 @@
 #include "ctl.h"
 #include "policy_test.h"
 #include "review.h"
+#include "term.h"
 
 #include <airlock/control.h>
 
@@ -83,7 +84,7 @@ int ctl_review_option(int opt, const char *arg)
 
 		uid = strtol(arg, &end, 10);
 		if (*end || uid < 0) {
-			fprintf(stderr, "airlockctl: bad --uid '%s'\n", arg);
+			term_fprintf(stderr, "airlockctl: bad --uid '%s'\n", arg);
 			return -1;
 		}
 		return 0;
@@ -125,23 +126,6 @@ static long long i_(json_t *o, const char *k)
 	return (long long)json_integer_value(json_object_get(o, k));
 }
 
-/* Terminal output: agent text is shown with control characters made visible. */
-static void print_safe(const char *text, size_t max)
-{
-	size_t n = 0;
-
-	for (const unsigned char *p = (const unsigned char *)text; *p && n < max; p++, n++) {
-		if (*p == '\n')
-			fputs("\\n", stdout);
-		else if (*p < 0x20 || *p == 0x7f)
-			printf("\\x%02x", *p);
-		else
-			putchar(*p);
-	}
-	if (text && strlen(text) > max)
-		fputs("...", stdout);
-}
-
 static void print_pending(json_t *rows)
 {
 	json_t *r;
@@ -157,12 +141,11 @@ static void print_pending(json_t *rows)
 	json_array_foreach(rows, i, r) {
 		long long left = i_(r, "expires_us") / 1000000 - now_s;
 
-		printf("%-6lld %-14s %-10s %-22s %-6lld %zu/%-5lld %-9lld ", i_(r, "id"), s_(r, "resource"),
-		       s_(r, "kind"), s_(r, "cgroup_path"), i_(r, "uid"),
-		       json_array_size(json_object_get(r, "approvals")), i_(r, "approvals_needed"),
-		       left > 0 ? left : 0);
-		print_safe(s_(r, "command"), 80);
-		putchar('\n');
+		/* agent text: the cgroup path and the command (one line, 80 characters at most) */
+		term_printf("%-6lld %-14s %-10s %-22s %-6lld %zu/%-5lld %-9lld %.80s\n", i_(r, "id"),
+			    s_(r, "resource"), s_(r, "kind"), s_(r, "cgroup_path"), i_(r, "uid"),
+			    json_array_size(json_object_get(r, "approvals")), i_(r, "approvals_needed"),
+			    left > 0 ? left : 0, s_(r, "command"));
 	}
 }
 
@@ -178,8 +161,7 @@ static int cmd_user(const char *sock, int argc, char **argv, int want_json)
 		if (!resp)
 			return 1;
 		if (want_json) {
-			json_dumpf(json_object_get(resp, "users"), stdout, JSON_INDENT(2));
-			putchar('\n');
+			term_json(stdout, json_object_get(resp, "users"), JSON_INDENT(2));
 		} else {
 			printf("%-16s %-7s %-30s %-6s %s\n", "NAME", "UID", "GROUPS", "ADMIN", "PASSWORD");
 			json_array_foreach(json_object_get(resp, "users"), i, u) {
@@ -187,8 +169,8 @@ static int cmd_user(const char *sock, int argc, char **argv, int want_json)
 
 				if (json_is_integer(json_object_get(u, "uid")))
 					snprintf(ubuf, sizeof(ubuf), "%lld", i_(u, "uid"));
-				printf("%-16s %-7s %-30s %-6s %s\n", s_(u, "name"), ubuf, s_(u, "groups"),
-				       i_(u, "admin") ? "yes" : "no", i_(u, "has_password") ? "set" : "-");
+				term_printf("%-16s %-7s %-30s %-6s %s\n", s_(u, "name"), ubuf, s_(u, "groups"),
+					    i_(u, "admin") ? "yes" : "no", i_(u, "has_password") ? "set" : "-");
 			}
 		}
 		json_decref(resp);
@@ -204,7 +186,7 @@ static int cmd_user(const char *sock, int argc, char **argv, int want_json)
 		char pw[1024] = "";
 
 		if (!add && uid < 0 && !groups && admin < 0 && !password_stdin) {
-			fprintf(stderr, "airlockctl: user set %s: nothing to change (--uid, --groups, --admin, "
+			term_fprintf(stderr, "airlockctl: user set %s: nothing to change (--uid, --groups, --admin, "
 				"--no-admin, --password-stdin)\n", argv[2]);
 			return 2;
 		}
@@ -230,7 +212,7 @@ static int cmd_user(const char *sock, int argc, char **argv, int want_json)
 		memset(pw, 0, sizeof(pw));
 		json_decref(resp);
 		if (resp)
-			printf("reviewer %s %s\n", argv[2], add ? "added" : "changed");
+			term_printf("reviewer %s %s\n", argv[2], add ? "added" : "changed");
 		return resp ? 0 : 1;
 	}
 	fprintf(stderr, "airlockctl: user add NAME | user set NAME | user del NAME | user list\n");
@@ -258,7 +240,7 @@ static int cmd_policy(const char *sock, int argc, char **argv, int want_json)
 		char *abs = realpath(argv[k], NULL);
 
 		if (!abs) {
-			fprintf(stderr, "airlockctl: %s: %s\n", argv[k], strerror(errno));
+			term_fprintf(stderr, "airlockctl: %s: %s\n", argv[k], strerror(errno));
 			json_decref(files);
 			return 1;
 		}
@@ -273,7 +255,7 @@ static int cmd_policy(const char *sock, int argc, char **argv, int want_json)
 		char err[600];
 
 		if (store_reader_open(path, &rd, err, sizeof(err)) < 0 || store_reader_begin(rd, 0) < 0) {
-			fprintf(stderr, "airlockctl: cannot read the store: %s\n", rd ? path : err);
+			term_fprintf(stderr, "airlockctl: cannot read the store: %s\n", rd ? path : err);
 			store_reader_close(rd);
 			json_decref(files);
 			return 1;
@@ -284,14 +266,14 @@ static int cmd_policy(const char *sock, int argc, char **argv, int want_json)
 		json_decref(files);
 	}
 	if (!resp || !json_is_true(json_object_get(resp, "ok"))) {
-		fprintf(stderr, "airlockctl: %s\n", resp ? json_string_value(json_object_get(resp, "error")) : "out of memory");
+		term_fprintf(stderr, "airlockctl: %s\n",
+			     resp ? json_string_value(json_object_get(resp, "error")) : "out of memory");
 		json_decref(resp);
 		return 1;
 	}
 	if (want_json) {
 		json_object_del(resp, "ok");
-		json_dumpf(resp, stdout, JSON_INDENT(2));
-		putchar('\n');
+		term_json(stdout, resp, JSON_INDENT(2));
 	} else {
 		json_t *ch = json_object_get(resp, "changes");
 
@@ -300,11 +282,9 @@ static int cmd_policy(const char *sock, int argc, char **argv, int want_json)
 		json_array_foreach(ch, i, c) {
 			int http = json_object_get(c, "http_request") != NULL;
 
-			printf("  %s#%lld %s -> %s (%s) on %s from %s: ", http ? "http " : "",
-			       i_(c, http ? "http_request" : "statement"), s_(c, "was"),
-			       s_(c, "would_be"), s_(c, "rule"), s_(c, "resource"), s_(c, "agent"));
-			print_safe(s_(c, "text"), 100);
-			putchar('\n');
+			term_printf("  %s#%lld %s -> %s (%s) on %s from %s: %.100s\n", http ? "http " : "",
+				    i_(c, http ? "http_request" : "statement"), s_(c, "was"), s_(c, "would_be"),
+				    s_(c, "rule"), s_(c, "resource"), s_(c, "agent"), s_(c, "text"));
 		}
 	}
 	json_decref(resp);
@@ -335,9 +315,9 @@ int ctl_review_command(const char *control_sock, const char *cmd, int argc, char
 		if (!resp)
 			return 1;
 		if (revoke)
-			printf("%lld console tokens of %s revoked\n", i_(resp, "revoked"), argv[2]);
+			term_printf("%lld console tokens of %s revoked\n", i_(resp, "revoked"), argv[2]);
 		else
-			printf("%s\n", json_string_value(json_object_get(resp, "token")));
+			term_printf("%s\n", json_string_value(json_object_get(resp, "token")));
 		json_decref(resp);
 		return 0;
 	}
@@ -373,8 +353,7 @@ int ctl_review_command(const char *control_sock, const char *cmd, int argc, char
 			text = json_dumps(json_object_get(resp, "pending"), JSON_COMPACT | JSON_SORT_KEYS);
 			if (!watch || !text || !last || strcmp(text, last) != 0) {
 				if (want_json) {
-					json_dumpf(json_object_get(resp, "pending"), stdout, JSON_INDENT(2));
-					putchar('\n');
+					term_json(stdout, json_object_get(resp, "pending"), JSON_INDENT(2));
 				} else {
 					print_pending(json_object_get(resp, "pending"));
 				}
@@ -403,20 +382,27 @@ int ctl_review_command(const char *control_sock, const char *cmd, int argc, char
 		json_t *v = json_object_get(resp, !strcmp(cmd, "show") ? "request" : "grants");
 
 		if (want_json || !strcmp(cmd, "grants")) {
-			json_dumpf(v, stdout, JSON_INDENT(2));
-			putchar('\n');
+			term_json(stdout, v, JSON_INDENT(2));
 		} else {
-			printf("request %lld (%s) on %s, rule: %s\n", i_(v, "id"), s_(v, "state"),
-			       s_(v, "resource"), s_(v, "rule"));
-			printf("agent: cgroup %s, pid %lld, uid %lld, exe %s\n", s_(v, "cgroup_path"),
-			       i_(v, "pid"), i_(v, "uid"), s_(v, "exe"));
-			printf("kind: %s, sha256 %s\ncommand:\n  ", s_(v, "kind"), s_(v, "sha256"));
-			print_safe(s_(v, "command"), 1 << 20);
-			printf("\napprovals: %zu of %lld\n", json_array_size(json_object_get(v, "approvals")),
-			       i_(v, "approvals_needed"));
+			struct al_buf text = { 0 };
+
+			/* Every field may be the agent's: each is one line (term_printf), but for the
+			 * command, shown whole as its lines (a held batch is a statement a paragraph),
+			 * each indented: none of them can pass for a line of ours. */
+			term_printf("request %lld (%s) on %s, rule: %s\n", i_(v, "id"), s_(v, "state"),
+				    s_(v, "resource"), s_(v, "rule"));
+			term_printf("agent: cgroup %s, pid %lld, uid %lld, exe %s\n", s_(v, "cgroup_path"),
+				    i_(v, "pid"), i_(v, "uid"), s_(v, "exe"));
+			term_printf("kind: %s, sha256 %s\ncommand:\n", s_(v, "kind"), s_(v, "sha256"));
+			al_buf_str(&text, "  ");
+			term_lines(&text, s_(v, "command"), "  ");
+			printf("%s\n", text.oom ? "  (out of memory)" : text.p);
+			free(text.p);
+			term_printf("approvals: %zu of %lld\n", json_array_size(json_object_get(v, "approvals")),
+				    i_(v, "approvals_needed"));
 		}
 	} else {
-		printf("%s %lld: done\n", cmd, id);
+		term_printf("%s %lld: done\n", cmd, id);
 	}
 	json_decref(resp);
 	return 0;
