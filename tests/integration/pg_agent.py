@@ -15,6 +15,11 @@ Usage: pg_agent.py MODE HOST PORT DBNAME USER [ARGS...]
   psycopg2-cancel        psycopg2: pg_sleep cancelled with conn.cancel(), then SELECT 1
   funccall               a FunctionCall message (the function-call protocol: upper('abc') by
                          OID), then SELECT 1 on the same session
+  chaos SEED N           N random batches of extended-protocol messages (Parse, Bind, Execute,
+                         Close, Describe over a few names, one statement a rule denies among
+                         them) and simple PREPARE/EXECUTE/DEALLOCATE/DISCARD strings, each ended
+                         by Sync: counts the ReadyForQuery answers, SQLSTATEs and UPDATE tags
+                         (the denied UPDATE ran), and the sum of items.qty after
   wire                   interactive (pgcluster.AgentSession): prints {"ready": true}, then for
                          each line on stdin, {"sql": S} (a simple Query) or {"batch": [MSG...]}
                          with MSG one of ["P", name, sql], ["B", portal, stmt, [text or null]],
@@ -298,6 +303,65 @@ def wire_msg(m):
     raise ValueError("unknown message %r" % (m,))
 
 
+CHAOS_SQL = [
+    "SELECT $1::int AS v",                      # returns its parameter
+    "SELECT 1 AS v",
+    "UPDATE items SET qty = qty + 1",           # unbounded: a rule denies it, it must never run
+    "SELECT * FROM no_such_table",              # the server refuses it
+    "SELEC 1",                                  # Airlock cannot parse it
+    "",                                         # empty query
+]
+CHAOS_SIMPLE = ["PREPARE a AS SELECT 1", "PREPARE b AS UPDATE items SET qty = qty + 1", "EXECUTE a",
+                "EXECUTE b", "DEALLOCATE a", "DEALLOCATE ALL", "DISCARD ALL", "BEGIN", "COMMIT",
+                "SELECT 1"]
+
+
+def mode_chaos(host, port, db, user, seed, n):
+    import random
+    rnd = random.Random(int(seed))
+    c = Conn(host, port)
+    c.startup(user, db)
+    names, portals = ["", "a", "b"], ["", "p"]
+    res = {"batches": 0, "ready": 0, "sqlstates": {}, "updates": 0, "eof": False}
+    for _ in range(int(n)):
+        if rnd.random() < 0.15:
+            msgs = c.query(rnd.choice(CHAOS_SIMPLE))
+        else:
+            batch = b""
+            for _ in range(rnd.randint(1, 6)):
+                k = rnd.random()
+                if k < 0.3:
+                    batch += parse(rnd.choice(names), rnd.choice(CHAOS_SQL))
+                elif k < 0.6:
+                    v = str(rnd.randint(0, 999))
+                    batch += bind(rnd.choice(portals), rnd.choice(names + ["zz"]), [v.encode()])
+                elif k < 0.85:
+                    batch += execute(rnd.choice(portals + ["q"]))
+                elif k < 0.95:
+                    what = rnd.choice([b"S", b"P"])
+                    batch += msg(b"C", what + cstr(rnd.choice(names if what == b"S" else portals)))
+                else:
+                    batch += describe(rnd.choice([b"S", b"P"]), rnd.choice(names))
+            c.send(batch + SYNC)
+            msgs = c.read_until_ready()
+        res["batches"] += 1
+        if not msgs or msgs[-1][0] != b"Z":
+            res["eof"] = True
+            break
+        res["ready"] += sum(1 for t, _ in msgs if t == b"Z")
+        for t, body in msgs:
+            if t == b"E":
+                st = fields(body).get("C", "?")
+                res["sqlstates"][st] = res["sqlstates"].get(st, 0) + 1
+            elif t == b"C" and body.startswith(b"UPDATE"):
+                res["updates"] += 1     # the denied UPDATE ran (even if rolled back later)
+    if not res["eof"]:
+        c.query("COMMIT")               # ends a transaction the batches left open (or aborted)
+        res["qty"] = rows_of(c.query("SELECT sum(qty) FROM items"))[0][0]
+    c.close()
+    out(res)
+
+
 def mode_wire(host, port, db, user):
     c = Conn(host, port)
     c.startup(user, db)
@@ -494,6 +558,7 @@ def main():
         "gssenc": mode_gssenc, "extended": mode_extended, "cancel": mode_cancel,
         "big": mode_big, "malformed": mode_malformed, "psycopg2": mode_psycopg2,
         "psycopg2-cancel": mode_psycopg2_cancel, "funccall": mode_funccall, "wire": mode_wire,
+        "chaos": mode_chaos,
     }
     modes[mode](host, port, db, user, *rest)
 

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
@@ -813,6 +814,27 @@ def case_jdbc():
     sql_direct("DELETE FROM items WHERE name LIKE 'jdbc-%'")
 
 
+CHAOS_BATCHES = int(os.environ.get("AIRLOCK_CHAOS_BATCHES", "400"))
+
+
+def case_chaos():
+    """Random extended-protocol batches over a few statement and portal names (re-Parsed,
+    re-Bound, Closed, failing at the server, unparseable), with PREPARE/EXECUTE/DEALLOCATE/DISCARD
+    ALL strings between: every batch is answered up to ReadyForQuery, the session lives, and the
+    unbounded UPDATE a rule denies never runs however it is named, bound or executed."""
+    need_up()
+    before = items_state()
+    seed = int(os.environ.get("AIRLOCK_CHAOS_SEED") or zlib.crc32(lib.RUN_ID.encode()))
+    res = pg_agent("chaos", seed, CHAOS_BATCHES, timeout=120)
+    check(not res["eof"] and res["batches"] == CHAOS_BATCHES and res["ready"] == CHAOS_BATCHES,
+          "seed %d: %r" % (seed, res))
+    check(res["updates"] == 0 and res["qty"] == before.split("|")[1] and items_state() == before,
+          "seed %d: the denied UPDATE ran: %d UPDATE tags, sum(qty) %s, was %s"
+          % (seed, res["updates"], res.get("qty"), before))
+    check(res["sqlstates"].get("42501", 0) > 0, "seed %d: nothing was denied: %r" % (seed, res["sqlstates"]))
+    note("seed %d: %d batches, SQLSTATEs %r" % (seed, res["batches"], res["sqlstates"]))
+
+
 def case_extended():
     need_up()
     before = items_state()
@@ -1277,6 +1299,8 @@ CASES = [
      case_psycopg2),
     ("extended protocol: text/NULL/binary params audited, named statement, denied batch up to Sync",
      case_extended),
+    ("random extended-protocol batches over reused names: each answered up to ReadyForQuery, the denied "
+     "UPDATE never runs", case_chaos),
     ("PostgreSQL's JDBC driver: prepared statements (named, server-side), a transaction, a batch, "
      "a denial (42501) and the connection after it", case_jdbc),
     ("pgbench -S -M simple (sslmode=disable) x50", case_pgbench_simple),
