@@ -16,7 +16,6 @@ import fcntl
 from http.client import HTTPConnection
 import json
 import os
-import shutil
 import sqlite3
 import ssl
 import subprocess
@@ -260,6 +259,18 @@ def http(method, path, body=None, headers=None, timeout=15, ctx=None, raw=None):
 
 def item_js(rid):
     return "document.querySelector('#queue li[data-id=\"%d\"]')" % rid
+
+
+def browser_login(url, where=""):
+    """Chromium opens url and logs in as alice; waits for the app and its live feed."""
+    b = T.br
+    b.goto(url)
+    b.wait_js("!document.getElementById('login').hidden", 10, "the login form" + where)
+    b.js("document.getElementById('login-name').value = 'alice';"
+         "document.getElementById('login-password').value = %s;"
+         "document.getElementById('login-submit').click(); true" % json.dumps(REVIEWERS["alice"][3]))
+    b.wait_js("!document.getElementById('app').hidden", 10, "the app after login" + where)
+    b.wait_js("document.getElementById('live').textContent === 'live'", 10, "the live feed" + where)
 
 
 def need_up():
@@ -1281,13 +1292,7 @@ def case_session_limits():
         check(f.ended(2.5), "the feed of a removed user's token still open 2.5 s later")
 
         # Chromium, logged in and left alone, shows the login page again by itself.
-        b.goto(T.url)
-        b.wait_js("!document.getElementById('login').hidden", 10, "the login form")
-        b.js("document.getElementById('login-name').value = 'alice';"
-             "document.getElementById('login-password').value = %s;"
-             "document.getElementById('login-submit').click(); true" % json.dumps(REVIEWERS["alice"][3]))
-        b.wait_js("!document.getElementById('app').hidden", 10, "the app after login")
-        b.wait_js("document.getElementById('live').textContent === 'live'", 10, "the live feed")
+        browser_login(T.url)
         b.wait_js("!document.getElementById('login').hidden && document.getElementById('app').hidden",
                   IDLE_S + 8, "the login page back after %d s idle" % IDLE_S)
     finally:
@@ -1479,13 +1484,7 @@ def case_console_tls():
             check(isinstance(e.reason, ssl.SSLCertVerificationError), "without the Airlock CA: %r" % e)
         # Chromium does not know the Airlock CA: it is told to take the certificate.
         b.send("Security.setIgnoreCertificateErrors", {"ignore": True}, session=False)
-        b.goto(url)
-        b.wait_js("!document.getElementById('login').hidden", 10, "the login form over https")
-        b.js("document.getElementById('login-name').value = 'alice';"
-             "document.getElementById('login-password').value = %s;"
-             "document.getElementById('login-submit').click(); true" % json.dumps(REVIEWERS["alice"][3]))
-        b.wait_js("!document.getElementById('app').hidden", 10, "the app after login over https")
-        b.wait_js("document.getElementById('live').textContent === 'live'", 10, "the live feed over https")
+        browser_login(url, " over https")
         check(b.js("location.protocol") == "https:", "page protocol %r" % b.js("location.protocol"))
         ck = b.send("Storage.getCookies", session=False).get("cookies", [])
         sess = [c for c in ck if c.get("name") == "airlock_session"]
@@ -1520,10 +1519,7 @@ def setup():
     t.tmp, t.home, ca_dir = lib.make_workdir()
     # The agent's uid may not read the checkout (a 0700 clone dir): its script goes in here.
     global REVIEW_AGENT
-    agent = os.path.join(t.tmp, "review_agent.py")
-    shutil.copy(REVIEW_AGENT, agent)
-    os.chmod(agent, 0o644)
-    REVIEW_AGENT = agent
+    REVIEW_AGENT = lib.readable_copy(t.tmp, REVIEW_AGENT)
     t.pg = pgcluster.Cluster(PG_ADDR)
     t.pg.start(SETUP_SQL)
     secrets = pgcluster.write_secrets(os.path.join(t.tmp, "secrets.conf"), [("pgcred", "app", APP_PW)])

@@ -194,6 +194,15 @@ def make_workdir():
     return d, home, ca
 
 
+def readable_copy(workdir, path):
+    """A copy of path in workdir that other uids may read (agents run as another uid, and the
+    checkout may be a 0700 clone); returns its path."""
+    dst = os.path.join(workdir, os.path.basename(path))
+    shutil.copy(path, dst)
+    os.chmod(dst, 0o644)
+    return dst
+
+
 # ---------------------------------------------------------------- processes
 
 def rss_kib(pid):

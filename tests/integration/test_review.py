@@ -15,7 +15,6 @@ import http.server
 import importlib.util
 import json
 import os
-import shutil
 import re
 import select
 import signal
@@ -1158,11 +1157,8 @@ def setup():
     t.tmp, t.home, ca_dir = lib.make_workdir()   # reviewers (other uids) reach the review socket in here
     # The agent runs as uid 65534, which may not read the checkout (a 0700 clone dir).
     global REVIEW_AGENT, PG_AGENT
-    for src in (REVIEW_AGENT, PG_AGENT):
-        shutil.copy(src, os.path.join(t.tmp, os.path.basename(src)))
-        os.chmod(os.path.join(t.tmp, os.path.basename(src)), 0o644)
-    REVIEW_AGENT = os.path.join(t.tmp, "review_agent.py")
-    PG_AGENT = os.path.join(t.tmp, "pg_agent.py")
+    REVIEW_AGENT = lib.readable_copy(t.tmp, REVIEW_AGENT)
+    PG_AGENT = lib.readable_copy(t.tmp, PG_AGENT)
     t.hookdir = os.path.join(t.tmp, "hook")
     os.mkdir(t.hookdir, 0o700)
     hook = os.path.join(t.tmp, "hook.sh")
