@@ -736,11 +736,12 @@ static const struct named *execute_target(struct pgs *s, const struct pg_stmt *s
  * and rv_fp say what), 0 if any is denied, -1 if it cannot be parsed (denied too); deny_msg
  * then says why.
  */
+__attribute__((noinline)) /* bench/insn.sh counts statements by its calls */
 static int decide_query(struct pgs *s, const char *sql, struct pg_stmt_list *out)
 {
 	char err[400];
 	const struct al_rule *deny_rule = NULL;
-	const struct pg_stmt **eff = NULL;
+	const struct pg_stmt *few[4], **eff = few;
 	const char *decision, *deny_kind = "";
 	size_t deny_i = 0;
 	int64_t deny_id = 0;
@@ -756,9 +757,9 @@ static int decide_query(struct pgs *s, const char *sql, struct pg_stmt_list *out
 			 (long long)deny_id);
 		return -1;
 	}
-	eff = calloc(out->n ? out->n : 1, sizeof(*eff));
-	if (!eff)
+	if (out->n > AL_ARRAY_LEN(few) && !(eff = calloc(out->n, sizeof(*eff))))
 		return -2;
+	memset(eff, 0, (out->n > AL_ARRAY_LEN(few) ? out->n : AL_ARRAY_LEN(few)) * sizeof(*eff));
 	for (size_t i = 0; i < out->n; i++) {
 		const struct pg_stmt *st = &out->stmts[i];
 		const struct named *t;
@@ -806,8 +807,9 @@ static int decide_query(struct pgs *s, const char *sql, struct pg_stmt_list *out
 				deny_id = id;
 			continue;
 		}
-		review_add(s, st->text, NULL, e->fingerprint,
-			   r && r->allow == AL_ACTION_REVIEW ? r : NULL, pg_kind_name(e->kind), id);
+		if (ret == 2)
+			review_add(s, st->text, NULL, e->fingerprint,
+				   r && r->allow == AL_ACTION_REVIEW ? r : NULL, pg_kind_name(e->kind), id);
 		q = qent_new(Q_OUTCOME);
 		if (!q)
 			goto oom;
@@ -833,7 +835,8 @@ static int decide_query(struct pgs *s, const char *sql, struct pg_stmt_list *out
 					 'S', NULL, s->named_serial);
 		}
 	}
-	free(eff);
+	if (eff != few)
+		free(eff);
 	if (ret == 0) {
 		if (unknown >= 0) {
 			size_t n = strlen(s->deny_msg);
@@ -848,7 +851,8 @@ static int decide_query(struct pgs *s, const char *sql, struct pg_stmt_list *out
 		return -2;
 	return ret;
 oom:
-	free(eff);
+	if (eff != few)
+		free(eff);
 	return -2;
 }
 
