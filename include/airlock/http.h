@@ -105,6 +105,11 @@ int http_parse_request(struct http_req *r, const uint8_t *buf, size_t len,
 /* Copies the decoded body of a finished, buffered request into out (up to
  * cap bytes); returns its length. */
 size_t http_req_body(const struct http_req *r, const uint8_t *buf, uint8_t *out, size_t cap);
+/* Of a finished, buffered chunked request: *extensions 1 if any chunk-size line carries an
+ * extension, and *trailers the trailer section (its field lines, each ending in CRLF; len 0:
+ * none). Other requests: 0 and an empty span. */
+void http_req_chunk_extras(const struct http_req *r, const uint8_t *buf, int *extensions,
+			   struct http_span *trailers);
 /* The first header called name (case-insensitive), or NULL. */
 const struct http_header *http_req_header(const struct http_req *r, const uint8_t *buf,
 					  const char *name);
@@ -145,6 +150,9 @@ struct http_k8s {
 	char ports[128];            /* portforward ports= values, comma separated */
 	int tty, stdin_;
 };
+/* Percent-decodes n bytes of s into out (cap bytes, NUL-terminated); plus_space turns '+'
+ * into a space (query and form values). -1 on bad encoding, a NUL byte, or no room. */
+int http_pct_decode(const char *s, size_t n, int plus_space, char *out, size_t cap) AL_MUST;
 /* Recognises /api/v1/namespaces/NS/pods/POD/{exec,attach,portforward}?...
  * Returns 1 and fills k (free with http_k8s_free), 0 if it is not one,
  * -1 if it is one but malformed (bad percent-encoding). */
@@ -164,30 +172,74 @@ int http_tls_hello(const uint8_t *buf, size_t len, struct http_hello *h) AL_MUST
 
 /* ---- the command a request yields (what rules see, reviewers read, the audit keeps) -------- */
 
+#define HTTP_OVERRIDES_MAX 8
+
 struct http_command {
 	char method[24];
+	/* Methods the request asks the server to run instead of method, upper case, each once and
+	 * none equal to method: the values of X-HTTP-Method-Override, X-HTTP-Method and
+	 * X-Method-Override (each comma-separated item) and of a _method parameter in the query or
+	 * an application/x-www-form-urlencoded body. Rules decide the strictest of them all. */
+	char overrides[HTTP_OVERRIDES_MAX][24];
+	size_t n_overrides;
 	char *host, *path, *query;  /* as sent (percent-encoding kept); path "/" when empty */
 	char *headers_json;         /* chosen headers, JSON object; Authorization shown as dropped */
 	char body_sha256[65];       /* "" when the body was not buffered */
 	uint64_t body_len;          /* decoded length (buffered), or Content-Length, or 0 */
 	int body_buffered;
+	/* Why reviewers could not read a buffered body ("" when they can: none, or UTF-8 text
+	 * without NUL bytes, not content-coded, chunks without extensions; http_command_text): a
+	 * request that needs review with such a body is denied. */
+	char body_unreadable[96];
 	char request_sha256[65];    /* of the exact request bytes (head and buffered body) */
 	int is_k8s;
 	struct http_k8s k8s;
 	char kind[24];              /* "exec", "attach", "portforward", else the method in lower case */
-	char *fingerprint;          /* what a grant covers: method, host, path (k8s: verb, pod, argv) */
-	char *text;                 /* what reviewers read */
+	char *fingerprint;          /* what a grant covers: method (and overrides), host, path
+				     * (k8s: verb, pod, argv) */
+	char *text;                 /* what reviewers read: a headline, then the request as it goes
+				     * upstream (request line, every header, the body whole);
+				     * http_command_text */
+};
+
+/* The header Airlock adds upstream with the resource's credential ("Authorization" for a bearer
+ * token, the name of a header= credential); name NULL: none, the agent's go as sent. */
+struct http_cred {
+	const char *name;
+	size_t len;
 };
 
 /*
- * Builds the command of a finished request (buf holds its req->total bytes).
- * Returns 0, or -1 with err (e.g. a k8s path with bad percent-encoding).
+ * The command of a finished request (buf holds its req->total bytes): what rules, grants and the
+ * audit need; text is NULL and body_unreadable "" until http_command_text. Returns 0, or -1
+ * with err (a k8s path with bad percent-encoding, a method override that is not a method, more
+ * than HTTP_OVERRIDES_MAX of them, out of memory).
  */
+int http_command_parse(const uint8_t *buf, const struct http_req *r, struct http_command *c,
+		       char *err, size_t errlen) AL_MUST;
+/*
+ * Sets c->text, what reviewers read of the request going upstream with cred's header (NULL:
+ * none), and c->body_unreadable. The text: the headline, the request line, every header that
+ * goes upstream in its order (the agent's Authorization and Proxy-Authorization redacted to
+ * their scheme, cred's header last as "<resource credential>", values that are not UTF-8 in
+ * hex), the body whole when it is readable (else why not, with its length and digest), chunked
+ * trailer fields. Built only for a request that needs it (review, a Kubernetes stream's
+ * recording): up to http_max_body of body is copied and checked. 0, or -1 out of memory.
+ */
+int http_command_text(const uint8_t *buf, const struct http_req *r, const struct http_cred *cred,
+		      struct http_command *c) AL_MUST;
+/* Both, without a credential: the request as the agent sent it (airlockctl classify). */
 int http_command_build(const uint8_t *buf, const struct http_req *r, struct http_command *c,
 		       char *err, size_t errlen) AL_MUST;
 void http_command_free(struct http_command *c);
 /* The command as a JSON object text (free() it); NULL when out of memory. */
 char *http_command_json(const struct http_command *c);
+/* 1 if header h of the request does not go upstream when it goes with cred's header: the agent's
+ * Authorization, Proxy-Authorization and any header of cred's name (cred->name set), and on a
+ * Kubernetes stream upgrade its Sec-WebSocket-Extensions (httpproxy.c says why). The proxy's
+ * rewrite and the reviewers' text both follow it. */
+int http_forward_drops(const uint8_t *buf, const struct http_req *r, const struct http_command *c,
+		       const struct http_cred *cred, const struct http_header *h);
 
 /* ---- Kubernetes exec/attach streams, decoded for the session recording (k8s_stream.c) --------
  *

@@ -36,10 +36,18 @@ static void request(const uint8_t *d, size_t n, uint8_t mode)
 		       a.query.off + a.query.len <= n && a.host.off + a.host.len <= n);
 		if (a.body_buffered && a.framing != HTTP_BODY_NONE) {
 			uint8_t *body = malloc(a.body_len + 1);
+			struct http_span tr;
+			int ext;
 
 			ASSERT(body);
 			ASSERT(http_req_body(&a, d, body, a.body_len + 1) == a.body_len);
 			free(body);
+			/* the trailer section the reviewers' text shows: whole lines, before the last CRLF */
+			http_req_chunk_extras(&a, d, &ext, &tr);
+			ASSERT(tr.off + tr.len <= a.total);
+			if (tr.len)
+				ASSERT(a.framing == HTTP_BODY_CHUNKED && tr.off + tr.len + 2 == a.total &&
+				       d[tr.off + tr.len - 2] == '\r' && d[tr.off + tr.len - 1] == '\n');
 		}
 	} else if (ra == HTTP_ERROR) {
 		ASSERT(strcmp(a.error, b.error) == 0 && a.status >= 400);

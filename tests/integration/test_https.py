@@ -1570,6 +1570,139 @@ def case_policy_test_http():
           "the running policy shows HTTP changes: %r" % r.stdout[-600:])
 
 
+def held_request_command(path, data, body):
+    """What reviewers read for the request data (raw_client's bytes to API_NAME, with the agent's
+    Authorization, which the apitoken credential replaces): the headline, the request line and
+    every header as forwarded in order, the credential last and redacted, the body whole."""
+    head, _, _ = data.partition(b"\r\n\r\n")
+    lines = [l.decode() for l in head.split(b"\r\n")]
+    fields = [l for l in lines[1:] if not l.lower().startswith("authorization:")]
+    return ("%s https://%s:%d%s\n%s\n%s\nAuthorization: <resource credential>\n\nbody: %d bytes, sha256 %s\n%s"
+            % (lines[0].split(" ")[0], API_NAME, T.port, path, lines[0], "\n".join(fields), len(body),
+               hashlib.sha256(body).hexdigest(), body.decode()))
+
+
+def case_review_full_body():
+    """A held request shows reviewers all it sends: the whole body (past the 2 KiB the text once
+    showed, where an agent could hide a second operation), every header as forwarded (a custom
+    one too), the credential redacted, in the request row, `airlockctl show` (text and --json)
+    and the console API; approved, exactly that goes upstream."""
+    need_up()
+    tail = '"then":"drop-table-%s"}' % lib.RUN_ID
+    body = ('{"reason":"cleanup","note":"%s",%s' % ("x" * 20000, tail)).encode()
+    path = "/items/11"
+    data = (b"DELETE %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: raw-agent\r\nAuthorization: Bearer %s\r\n"
+            b"X-Delete-Mode: cascade\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n" % (path.encode(), API_NAME.encode(), T.port, AGENT_TOKEN.encode(),
+                                          len(body)) + body)
+    want = held_request_command(path, data, body)
+    after = max_req()
+    n0 = len(uplog())
+    p = raw_client(data, bg=True)
+    row = wait_request("DELETE https://%s:%d%s\n" % (API_NAME, T.port, path), after)
+    check(row["command"] == want, "the request row's command is not the whole request as forwarded:\n%r\nwant\n%r"
+          % (row["command"][:600] + " ... " + row["command"][-200:], want[:600] + " ... " + want[-200:]))
+    check(AGENT_TOKEN not in row["command"] and API_SECRET not in row["command"], "a credential in %r" % row["command"][:600])
+    shown = rv("show", row["id"]).stdout
+    check(tail in shown and "X-Delete-Mode: cascade" in shown and "Authorization: <resource credential>" in shown,
+          "airlockctl show %d lacks the body's tail or a header: %r" % (row["id"], shown[:300] + " ... " + shown[-300:]))
+    j = json.loads(rv("show", row["id"], "--json").stdout)
+    check(j.get("command") == want, "airlockctl show --json: command %r" % (j.get("command") or "")[-200:])
+    r = T.al.ctl("console", "token", REVIEWER[0])
+    check(r.returncode == 0, "console token: %s" % r.stderr.strip())
+    st, got = console_get("/api/v1/requests/%d" % row["id"], r.stdout.strip())
+    check(st == 200, "console GET /api/v1/requests/%d: %d %s" % (row["id"], st, got[:200]))
+    j = json.loads(got)
+    j = j.get("request", j)
+    check(j.get("command") == want, "the console API's command: %r" % (j.get("command") or "")[-200:])
+    check(len(uplog()) == n0, "upstream received something while the DELETE was parked")
+    rv("approve", row["id"])
+    out, err = p.communicate(timeout=30)
+    status, head, _ = parse_response(base64.b64decode(out))
+    check(status == 200, "agent got %r after approval (stderr %s)" % (head[:200], err.strip()[-200:]))
+    log = uplog()[n0:]
+    sent = data.replace(b"Authorization: Bearer %s\r\n" % AGENT_TOKEN.encode(), b"").replace(
+        b"Connection: close\r\n\r\n", b"Connection: close\r\nAuthorization: Bearer %s\r\n\r\n" % API_SECRET.encode())
+    check(len(log) == 1 and base64.b64decode(log[0]["raw"]) == sent,
+          "upstream received %r, want exactly the request reviewed" % [base64.b64decode(x["raw"])[:300] for x in log])
+
+
+def case_method_override():
+    """A POST that asks the server to run it as a DELETE (X-HTTP-Method-Override, or a _method
+    query parameter) meets the DELETE rules (the strictest of both decides): held for review,
+    its headline and header in the text reviewers read, its row keeping the method sent and the
+    header; a plain POST to the same path is allowed."""
+    need_up()
+    r = curl("-X", "POST", "-H", "Content-Type: application/json", "-d", "{}", "-w", "\n%{http_code}",
+             api_url("/items/12"))
+    check(r.returncode == 0 and r.stdout.endswith("\n200"), "plain POST: %r %s" % (r.stdout[-200:], r.stderr.strip()))
+    for how, args, url in (("header", ["-H", "X-HTTP-Method-Override: DELETE"], api_url("/items/12")),
+                           ("query", [], api_url("/items/12?_method=delete"))):
+        after = max_req()
+        n0 = len(uplog())
+        p = T.cg.popen(as_agent([CURL, "-sS", "--max-time", "30", "--resolve", "%s:%d:%s" % (API_NAME, T.port, API),
+                                 "--cacert", T.ca, "-X", "POST", "-H", "Content-Type: application/json",
+                                 "-d", '{"id":12}', "-w", "\n%{http_code}"] + args + [url]),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=agent_env())
+        row = wait_request("POST (override DELETE) https://%s:%d/items/12" % (API_NAME, T.port), after)
+        check(row["kind"] == "post" and row["command"].endswith('\n{"id":12}')
+              and (how != "header" or "\nX-HTTP-Method-Override: DELETE\n" in row["command"]),
+              "%s: request row %r" % (how, {k: row[k] for k in ("kind", "command", "rule")}))
+        check("rule review method DELETE" in (row["rule"] or ""), "%s: held by %r" % (how, row["rule"]))
+        shown = rv("show", row["id"]).stdout
+        check("POST (override DELETE)" in shown and (how != "header" or "X-HTTP-Method-Override: DELETE" in shown),
+              "%s: airlockctl show: %r" % (how, shown[:400]))
+        time.sleep(0.2)
+        check(p.poll() is None and len(uplog()) == n0, "%s: answered or sent upstream while held" % how)
+        rv("deny", row["id"], "--reason", "no deletes by override")
+        out, err = p.communicate(timeout=30)
+        body, _, code = out.rpartition("\n")
+        check(code == "403" and "no deletes by override" in json.loads(body or "{}").get("reason", ""),
+              "%s: curl after deny: %r %s" % (how, out[-300:], err.strip()))
+        check(len(uplog()) == n0, "%s: upstream received the denied request" % how)
+        h = wait_for(lambda: [x for x in http_rows("id = ?", (row["stmt_id"],)) if x["status"]], 5)
+        check(h and h[0]["method"] == "POST" and h[0]["decision"] == "denied"
+              and (how != "header" or json.loads(h[0]["headers"]).get("x-http-method-override") == "DELETE"),
+              "%s: http_requests row %r" % (how, http_rows("id = ?", (row["stmt_id"],))))
+
+
+def case_review_unreadable_body():
+    """A request that needs review with a body reviewers could not read (binary: not UTF-8, NUL
+    bytes; or content-coded) is denied with the reason and never held or sent; the same binary
+    body on an allowed POST goes through whole."""
+    need_up()
+    data = bytes(range(256)) * 20
+    path = os.path.join(T.tmp, "home", "small.bin")
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o644)
+    for what, args in (("binary", ["-H", "Content-Type: application/octet-stream", "--data-binary", "@" + path]),
+                       ("gzip", ["-H", "Content-Type: application/json", "-H", "Content-Encoding: gzip",
+                                 "--data-binary", '{"ok":1}'])):
+        after = max_req()
+        h0 = T.al.max_id("http_requests")
+        n0 = len(uplog())
+        r = curl("-X", "DELETE", "-w", "\n%{http_code}", *(args + [api_url("/items/14")]))
+        body, _, code = r.stdout.rpartition("\n")
+        reason = json.loads(body or "{}").get("reason", "")
+        check(code == "403" and "reviewers could not read the body" in reason
+              and ("binary" in reason if what == "binary" else "Content-Encoding" in reason),
+              "%s DELETE: %r %s" % (what, r.stdout[-300:], r.stderr.strip()))
+        check(len(uplog()) == n0, "%s: the upstream received the DELETE" % what)
+        check(max_req() == after, "%s: a review request was made: %r" % (what, requests("id > ?", (after,))))
+        rows = wait_for(lambda: [x for x in http_rows("id > ? AND path = '/items/14'", (h0,)) if x["status"]], 5)
+        check(rows and rows[-1]["decision"] == "deny" and rows[-1]["status"] == 403
+              and rows[-1]["body_sha256"] == hashlib.sha256(data if what == "binary" else b'{"ok":1}').hexdigest(),
+              "%s: http_requests row %r" % (what, rows or http_rows("id > ?", (h0,))))
+    n0 = len(uplog())
+    r = curl("-H", "Content-Type: application/octet-stream", "--data-binary", "@" + path, "-w", "\n%{http_code}",
+             api_url("/upload-small"))
+    body, _, code = r.stdout.rpartition("\n")
+    check(code == "200" and json.loads(body).get("body_len") == len(data), "binary POST: %r" % r.stdout[-200:])
+    got = [base64.b64decode(x["raw"]) for x in uplog()[n0:]]
+    check(len(got) == 1 and got[0].endswith(b"\r\n\r\n" + data), "the upstream did not get the binary body whole")
+
+
 def case_classify_http():
     """airlockctl classify http runs the proxy's parser offline: a request file gives its command
     (exit 0), the smuggling corpus gives each its 400 reason (exit 1); --json for scripts."""
@@ -1761,6 +1894,15 @@ CASES = [
      "control characters visible, markup inert", case_console_exec_session),
     ("policy test re-decides recorded HTTP requests: a changed rule shows as a difference",
      case_policy_test_http),
+    # After the policy test: its replay of recorded rows does not yet decide method overrides
+    # or refuse review of an unreadable body, as the proxy does.
+    ("a held request shows reviewers the whole request as forwarded: every header (credential "
+     "redacted), the body's tail past 2 KiB (row, airlockctl show, console API); approved, exactly "
+     "it goes upstream", case_review_full_body),
+    ("a POST with X-HTTP-Method-Override: DELETE (or ?_method=delete) meets the DELETE review rule; "
+     "reviewers see the override", case_method_override),
+    ("a request for review with a binary or content-coded body is denied, never held; an allowed "
+     "binary POST goes through", case_review_unreadable_body),
     ("an exec over v4.base64.channel.k8s.io (not kubectl: a browser terminal's protocol) approved: "
      "recorded decoded as for v4.channel.k8s.io, replayed", case_exec_base64_replay),
     ("exec: a 101 taking a WebSocket extension Airlock did not offer -> 502 with the reason",

@@ -387,7 +387,8 @@ static void test_k8s(void)
 
 /* A ClientHello with SNI and ALPN, built by hand. */
 /* The command a request yields: the chosen headers as sorted compact JSON (the first of each
- * name, Authorization never shown), the reviewer's text in the request's order, the digests. */
+ * name, Authorization never shown), the reviewer's text: a headline, then the request line and
+ * every header in the request's order, the agent's credentials redacted; the digests. */
 static void test_command(void)
 {
 	struct http_req r;
@@ -405,14 +406,15 @@ static void test_command(void)
 	CHECK_STR(c.headers_json, "{\"accept\":\"*/*\",\"authorization\":\"(dropped: Airlock sends the "
 				  "resource's credential)\",\"content-type\":\"a\\\"b\\\\c\\td\","
 				  "\"user-agent\":\"curl/7.88\"}");
-	CHECK(strstr(c.text, "GET https://api.example:8443/api/v1/items?limit=5\nuser-agent: curl/7.88\n"
-			     "accept: */*\nauthorization: (dropped: Airlock sends the resource's credential)\n"
-			     "content-type: a\"b\\c\td\n") == c.text);
+	CHECK_STR(c.text, "GET https://api.example:8443/api/v1/items?limit=5\n"
+			  "GET /api/v1/items?limit=5 HTTP/1.1\nHost: api.example:8443\nUser-Agent: curl/7.88\n"
+			  "Accept: */*\nAuthorization: Bearer <the agent's credential, 19 bytes, not shown>\n"
+			  "Cookie: session=1\nACCEPT: second\nContent-Type: a\"b\\c\td\n");
 	CHECK(!strstr(c.text, "agent-secret") && !strstr(c.headers_json, "agent-secret"));
-	CHECK(!strstr(c.text, "session=1") && !strstr(c.text, "second"));
 	CHECK_STR(c.kind, "get");
 	CHECK_STR(c.fingerprint, "GET api.example:8443/api/v1/items");
 	CHECK_STR(c.body_sha256, AL_SHA256_EMPTY);
+	CHECK(c.n_overrides == 0 && c.body_unreadable[0] == '\0');
 	CHECK(al_sha256_hex(s, sizeof(s) - 1, want) == 0);
 	CHECK_STR(c.request_sha256, want);
 	http_command_free(&c);
@@ -426,12 +428,228 @@ static void test_command(void)
 	CHECK(strstr(c.text, "\nbody: 5 bytes, sha256 ") && strstr(c.text, want) && strstr(c.text, "\nhello"));
 	http_command_free(&c);
 
-	/* obs-text that is not UTF-8 is marked, not passed into the JSON */
+	/* obs-text that is not UTF-8 is marked in the audit, and shown in hex to reviewers */
 	CHECK(parse_all(REQ(bad), 1024, &r) == HTTP_DONE);
 	CHECK(http_command_build((const uint8_t *)bad, &r, &c, err, sizeof(err)) == 0);
 	CHECK_STR(c.headers_json, "{\"user-agent\":\"(not UTF-8)\"}");
-	CHECK(c.text && strstr(c.text, "\nuser-agent: (not UTF-8)\n") != NULL);
+	CHECK(c.text && strstr(c.text, "\nUser-Agent: (not UTF-8, 4 bytes in hex: 78fffe79)\n") != NULL);
 	http_command_free(&c);
+}
+
+/* A request built in a buffer: head, then n bytes of body from fill (NULL: none). */
+static char *big_request(const char *head, size_t n, char fill, size_t *len)
+{
+	size_t hl = strlen(head);
+	char *b = malloc(hl + n + 1);
+
+	memcpy(b, head, hl);
+	memset(b + hl, fill, n);
+	b[hl + n] = '\0';
+	*len = hl + n;
+	return b;
+}
+
+/*
+ * Reviewers read the whole body: a JSON body padded past the old 2 KiB preview shows its tail
+ * (the second operation an agent hid there); with a resource credential the head shows what
+ * goes upstream: the agent's Authorization, Proxy-Authorization and a header of the
+ * credential's name dropped, the credential's header last, redacted.
+ */
+static void test_command_review_text(void)
+{
+	struct http_req r;
+	struct http_command c;
+	struct http_cred bearer = { "Authorization", 13 }, key = { "X-Api-Key: s3cret", 9 };
+	char err[128], head[512], want[65], *req, *body;
+	const char *tail = "\"op\":\"drop\",\"op\":\"delete-all\"}";
+	size_t pad = 100000, n, blen;
+
+	body = malloc(pad + 64);
+	memcpy(body, "{\"note\":\"", 9);
+	memset(body + 9, 'x', pad);
+	snprintf(body + 9 + pad, 64, "\",%s", tail);
+	blen = strlen(body);
+	snprintf(head, sizeof(head), "POST /v1/ops HTTP/1.1\r\nHost: api.test\r\nContent-Type: application/json\r\n"
+		 "Authorization: Bearer agent-tok\r\nX-Custom-Mode: destructive\r\n"
+		 "Proxy-Authorization: Basic cHJveHk=\r\nX-Api-Key: agent-key\r\nContent-Length: %zu\r\n\r\n", blen);
+	req = big_request(head, 0, 0, &n);
+	req = realloc(req, n + blen + 1);
+	memcpy(req + n, body, blen + 1);
+	n += blen;
+	CHECK(parse_all(req, n, 1 << 20, &r) == HTTP_DONE && r.body_buffered);
+
+	CHECK(http_command_parse((const uint8_t *)req, &r, &c, err, sizeof(err)) == 0);
+	CHECK(c.text == NULL);
+	CHECK(http_command_text((const uint8_t *)req, &r, &bearer, &c) == 0);
+	CHECK(al_sha256_hex(body, blen, want) == 0);
+	CHECK(c.body_unreadable[0] == '\0');
+	/* the whole body, its tail included, after its length and digest */
+	{
+		char line[200];
+
+		snprintf(line, sizeof(line), "\n\nbody: %zu bytes, sha256 %s\n", blen, want);
+		CHECK(strstr(c.text, line) != NULL);
+		CHECK(strlen(c.text) > blen && strcmp(c.text + strlen(c.text) - blen, body) == 0);
+		CHECK(strstr(c.text, tail) != NULL);
+	}
+	{
+		char want_head[512];
+
+		snprintf(want_head, sizeof(want_head), "POST https://api.test/v1/ops\nPOST /v1/ops HTTP/1.1\n"
+			 "Host: api.test\nContent-Type: application/json\nX-Custom-Mode: destructive\n"
+			 "X-Api-Key: agent-key\nContent-Length: %zu\nAuthorization: <resource credential>\n\n", blen);
+		CHECK(strncmp(c.text, want_head, strlen(want_head)) == 0);
+		if (strncmp(c.text, want_head, strlen(want_head)) != 0)
+			printf("#   text starts %.400s\n", c.text);
+	}
+	CHECK(!strstr(c.text, "agent-tok") && !strstr(c.text, "cHJveHk="));
+	http_command_free(&c);
+
+	/* a header= credential: the agent's header of that name goes too, the credential's
+	 * value is never in the text */
+	CHECK(http_command_parse((const uint8_t *)req, &r, &c, err, sizeof(err)) == 0);
+	CHECK(http_command_text((const uint8_t *)req, &r, &key, &c) == 0);
+	CHECK(strstr(c.text, "\nX-Custom-Mode: destructive\nContent-Length: ") != NULL);
+	CHECK(strstr(c.text, "\nX-Api-Key: <resource credential>\n\nbody: ") != NULL);
+	CHECK(!strstr(c.text, "agent-key") && !strstr(c.text, "s3cret") && !strstr(c.text, "agent-tok"));
+	{
+		size_t drops = 0;
+
+		for (size_t i = 0; i < r.n_hdr; i++)
+			drops += (size_t)http_forward_drops((const uint8_t *)req, &r, &c, &key, &r.hdr[i]);
+		CHECK(drops == 3);
+		drops = 0;
+		for (size_t i = 0; i < r.n_hdr; i++)
+			drops += (size_t)http_forward_drops((const uint8_t *)req, &r, &c, NULL, &r.hdr[i]);
+		CHECK(drops == 0);
+	}
+	http_command_free(&c);
+	free(req);
+	free(body);
+}
+
+/*
+ * A body reviewers could not read is named, not shown, and marked (the proxy denies review of
+ * it): binary, not UTF-8, NUL bytes, content-coded, chunk extensions. A chunked body is shown
+ * decoded, its trailer fields after it.
+ */
+static void test_command_body_kinds(void)
+{
+	static const struct {
+		const char *req;
+		size_t len;
+		const char *unreadable;     /* in body_unreadable; NULL: readable */
+	} v[] = {
+		{ REQ("PUT /b HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\n\x89PNG"), "not UTF-8" },
+		{ REQ("PUT /b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\na\0b"), "NUL" },
+		{ REQ("PUT /b HTTP/1.1\r\nHost: h\r\nContent-Encoding: gzip\r\nContent-Length: 2\r\n\r\nok"),
+		  "Content-Encoding" },
+		{ REQ("PUT /b HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2;x=y\r\nok\r\n0\r\n\r\n"),
+		  "extensions" },
+		{ REQ("PUT /b HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0;x\r\n\r\n"), "extensions" },
+		/* no body: nothing to decode, whatever the coding says */
+		{ REQ("DELETE /b HTTP/1.1\r\nHost: h\r\nContent-Encoding: gzip\r\n\r\n"), NULL },
+		{ REQ("PUT /b HTTP/1.1\r\nHost: h\r\nContent-Encoding: identity\r\nContent-Length: 6\r\n\r\n"
+		      "\xc3\xa9t\xc3\xa9\n"), NULL },
+		{ REQ("PUT /b HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n\x1b[2Jx"), NULL },
+	};
+	const char chunked[] = "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+			       "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: abc\r\nX-Late:  v \r\n\r\n";
+	struct http_req r;
+	struct http_command c;
+	char err[128];
+
+	for (size_t i = 0; i < AL_ARRAY_LEN(v); i++) {
+		CHECK(parse_all(v[i].req, v[i].len, 1024, &r) == HTTP_DONE);
+		CHECK(http_command_build((const uint8_t *)v[i].req, &r, &c, err, sizeof(err)) == 0);
+		if (v[i].unreadable) {
+			char line[300];
+
+			CHECK(strstr(c.body_unreadable, v[i].unreadable) != NULL);
+			snprintf(line, sizeof(line), "\nbody: %llu bytes, sha256 %s, not shown: %s\n",
+				 (unsigned long long)r.body_len, c.body_sha256, c.body_unreadable);
+			CHECK(strstr(c.text, line) != NULL && strcmp(c.text + strlen(c.text) - strlen(line), line) == 0);
+		} else {
+			CHECK(c.body_unreadable[0] == '\0');
+			CHECK(memcmp(c.text + strlen(c.text) - r.body_len, v[i].req + r.head_len, r.body_len) == 0);
+		}
+		if ((c.body_unreadable[0] != '\0') != (v[i].unreadable != NULL))
+			printf("#   case %zu: '%s'\n", i, c.body_unreadable);
+		http_command_free(&c);
+	}
+
+	CHECK(parse_all(REQ(chunked), 1024, &r) == HTTP_DONE);
+	CHECK(http_command_build((const uint8_t *)chunked, &r, &c, err, sizeof(err)) == 0);
+	CHECK(c.body_unreadable[0] == '\0' && c.body_len == 11);
+	CHECK(strstr(c.text, "\nTransfer-Encoding: chunked\n\nbody: 11 bytes, sha256 ") != NULL);
+	CHECK(strstr(c.text, "\nhello world\ntrailer fields (after the body):\nX-Checksum: abc\nX-Late: v\n") != NULL);
+	http_command_free(&c);
+}
+
+/*
+ * Method overrides: X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override (each item of a
+ * list) and _method in the query or a form body are methods the server may run instead; the
+ * command lists each once (upper case), shows them in its headline and fingerprint, and keeps
+ * the headers in the audit's JSON. A value that is not a method is refused.
+ */
+static void test_command_overrides(void)
+{
+	const char a[] = "POST /items/7 HTTP/1.1\r\nHost: h\r\nX-HTTP-Method-Override: DELETE\r\n"
+			 "X-Method-Override: put, delete\r\nx-http-method: POST\r\nContent-Length: 2\r\n\r\n{}";
+	const char q[] = "POST /items/7?a=1&%5Fmethod=patch;b HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n";
+	const char f[] = "POST /f HTTP/1.1\r\nHost: h\r\nContent-Type: application/x-www-form-urlencoded; charset=utf-8\r\n"
+			 "Content-Length: 23\r\n\r\nname=x&_method=DEL%45TE";
+	const char nf[] = "POST /f HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\n"
+			  "Content-Length: 14\r\n\r\n_method=DELETE";
+	const char bad1[] = "POST / HTTP/1.1\r\nHost: h\r\nX-HTTP-Method-Override: DE(LETE\r\n\r\n";
+	const char bad2[] = "POST /?_method=DELETE%20NOW HTTP/1.1\r\nHost: h\r\n\r\n";
+	const char many[] = "POST / HTTP/1.1\r\nHost: h\r\nX-HTTP-Method: A,B,C,D,E,F,G,H,I\r\n\r\n";
+	struct http_req r;
+	struct http_command c;
+	char err[128];
+
+	CHECK(parse_all(REQ(a), 1024, &r) == HTTP_DONE);
+	CHECK(http_command_build((const uint8_t *)a, &r, &c, err, sizeof(err)) == 0);
+	CHECK(c.n_overrides == 2 && strcmp(c.overrides[0], "DELETE") == 0 && strcmp(c.overrides[1], "PUT") == 0);
+	CHECK_STR(c.method, "POST");
+	CHECK_STR(c.kind, "post");
+	CHECK_STR(c.fingerprint, "POST (override DELETE, PUT) h/items/7");
+	CHECK(strstr(c.text, "POST (override DELETE, PUT) https://h/items/7\nPOST /items/7 HTTP/1.1\n") == c.text);
+	CHECK(strstr(c.text, "\nX-HTTP-Method-Override: DELETE\nX-Method-Override: put, delete\nx-http-method: POST\n"));
+	CHECK_STR(c.headers_json, "{\"content-length\":\"2\",\"x-http-method\":\"POST\","
+				  "\"x-http-method-override\":\"DELETE\",\"x-method-override\":\"put, delete\"}");
+	{
+		char *j = http_command_json(&c);
+
+		CHECK(j && strstr(j, "\"method_overrides\":[\"DELETE\",\"PUT\"]"));
+		free(j);
+	}
+	http_command_free(&c);
+
+	CHECK(parse_all(REQ(q), 1024, &r) == HTTP_DONE);
+	CHECK(http_command_build((const uint8_t *)q, &r, &c, err, sizeof(err)) == 0);
+	CHECK(c.n_overrides == 1 && strcmp(c.overrides[0], "PATCH") == 0);
+	http_command_free(&c);
+
+	CHECK(parse_all(REQ(f), 1024, &r) == HTTP_DONE);
+	CHECK(http_command_build((const uint8_t *)f, &r, &c, err, sizeof(err)) == 0);
+	CHECK(c.n_overrides == 1 && strcmp(c.overrides[0], "DELETE") == 0);
+	http_command_free(&c);
+
+	/* _method in a body that is not a form is the server's business, not a method */
+	CHECK(parse_all(REQ(nf), 1024, &r) == HTTP_DONE);
+	CHECK(http_command_build((const uint8_t *)nf, &r, &c, err, sizeof(err)) == 0);
+	CHECK(c.n_overrides == 0);
+	http_command_free(&c);
+
+	CHECK(parse_all(REQ(bad1), 1024, &r) == HTTP_DONE);
+	CHECK(http_command_build((const uint8_t *)bad1, &r, &c, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "not a method") != NULL);
+	CHECK(parse_all(REQ(bad2), 1024, &r) == HTTP_DONE);
+	CHECK(http_command_build((const uint8_t *)bad2, &r, &c, err, sizeof(err)) == -1);
+	CHECK(parse_all(REQ(many), 1024, &r) == HTTP_DONE);
+	CHECK(http_command_build((const uint8_t *)many, &r, &c, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "more than 8") != NULL);
 }
 
 static size_t build_hello(uint8_t *out, const char *sni, int h2)
@@ -498,6 +716,9 @@ int main(void)
 	RUN(test_response_ws_protocol);
 	RUN(test_k8s);
 	RUN(test_command);
+	RUN(test_command_review_text);
+	RUN(test_command_body_kinds);
+	RUN(test_command_overrides);
 	RUN(test_client_hello);
 	TEST_EXIT();
 }

@@ -562,31 +562,38 @@ static int add_spans(struct evbuffer *out, const struct span *v, size_t n)
 }
 
 /*
- * Headers of the agent's request that do not go upstream: its Authorization when the
- * resource's credential replaces it, and on a Kubernetes stream (exec, attach,
- * port-forward) the WebSocket extensions it offers. Airlock records such a stream by
- * decoding it, which it cannot do under permessage-deflate; offered none, the API server
- * uses none, and the client then sends none (RFC 6455 9.1). A 101 that takes one anyway is
- * answered 502 (up_read).
+ * The header the resource's credential adds upstream, if it adds one: it replaces the agent's
+ * Authorization and Proxy-Authorization, and any header of its own name (http_forward_drops).
+ * On a Kubernetes stream (exec, attach, port-forward) the WebSocket extensions the agent offers
+ * are dropped too: Airlock records such a stream by decoding it, which it cannot do under
+ * permessage-deflate; offered none, the API server uses none, and the client then sends none
+ * (RFC 6455 9.1). A 101 that takes one anyway is answered 502 (up_read).
  */
-static int dropped_header(const struct hs *s, const uint8_t *buf, const struct http_header *h,
-			  int inject)
+static struct http_cred cred_header(const struct hs *s)
 {
-	if (inject && (http_span_ieq(buf, h->name, "authorization") ||
-		       http_span_ieq(buf, h->name, "proxy-authorization")))
-		return 1;
-	return s->req.upgrade && s->cmd.is_k8s && http_span_ieq(buf, h->name, "sec-websocket-extensions");
+	struct http_cred c = { 0 };
+
+	if (s->cred && s->cred->header) {
+		c.name = s->cred->header;
+		c.len = strcspn(s->cred->header, ":");
+	} else if (s->cred && s->cred->bearer) {
+		c.name = "Authorization";
+		c.len = 13;
+	}
+	return c;
 }
 
 /*
  * Writes the request upstream, head and held body in one piece, without the
- * headers dropped_header names and with the resource's credential. Everything
- * else goes as the agent sent it.
+ * headers http_forward_drops names and with the resource's credential. Everything
+ * else goes as the agent sent it: what the reviewers' text (http_command_text)
+ * shows.
  */
 static int send_request(struct hs *s, const uint8_t *buf)
 {
 	const struct http_req *r = &s->req;
-	int inject = s->cred && (s->cred->header || s->cred->bearer), dropped = 0;
+	struct http_cred cred = cred_header(s);
+	int inject = cred.name != NULL, dropped = 0;
 	size_t body = r->body_buffered ? r->total - r->head_len : 0;
 	struct span v[HTTP_MAX_HEADERS + 6];
 	size_t nv = 0, n = 0, from = 0;
@@ -596,7 +603,7 @@ static int send_request(struct hs *s, const uint8_t *buf)
 		const struct http_header *h = &r->hdr[i];
 		size_t end = i + 1 < r->n_hdr ? r->hdr[i + 1].name.off : r->head_len - 2;
 
-		if (!dropped_header(s, buf, h, inject))
+		if (!http_forward_drops(buf, r, &s->cmd, &cred, h))
 			continue;
 		if (h->name.off > from)
 			v[nv++] = (struct span){ buf + from, h->name.off - from };
@@ -800,9 +807,37 @@ static void agent_continue(struct hs *s)
 		agent_read(s->agent, s);
 }
 
+static int strictness(const struct al_rule *r)
+{
+	return !r ? 0 : r->allow == AL_ACTION_DENY ? 2 : r->allow == AL_ACTION_REVIEW ? 1 : 0;
+}
+
+/*
+ * The rule that decides the request: the strictest (deny, then review, then allow) over its
+ * method and each method it asks the server to run instead (X-HTTP-Method-Override and the
+ * like, http_command.overrides), since the server may take either; among equals, the request
+ * line's. A POST asking to be a DELETE meets the DELETE rules.
+ */
+static const struct al_rule *decide_rule(const struct hs *s, struct al_subject *subj)
+{
+	const struct al_rule *best, *r;
+
+	subj->method = s->cmd.method;
+	best = config_decide(s->res, subj);
+	for (size_t i = 0; i < s->cmd.n_overrides; i++) {
+		subj->method = s->cmd.overrides[i];
+		r = config_decide(s->res, subj);
+		if (strictness(r) > strictness(best))
+			best = r;
+	}
+	subj->method = s->cmd.method;
+	return best;
+}
+
 static void decide(struct hs *s, struct evbuffer *in, const uint8_t *buf)
 {
 	const struct http_req *r = &s->req;
+	struct http_cred cred = cred_header(s);
 	struct al_subject subj = { 0 };
 	const struct al_rule *rule;
 	char err[256], why[400];
@@ -813,7 +848,7 @@ static void decide(struct hs *s, struct evbuffer *in, const uint8_t *buf)
 	s->status = 0;
 	s->is_head = http_span_ieq(buf, r->method, "HEAD");
 	s->is_upgrade = r->upgrade;
-	if (http_command_build(buf, r, &s->cmd, err, sizeof(err)) < 0) {
+	if (http_command_parse(buf, r, &s->cmd, err, sizeof(err)) < 0) {
 		s->p->stats.malformed++;
 		answer_error(s, 400, "airlock: bad request", err, 0, 1, AL_REASON_AGENT_RESET);
 		return;
@@ -827,22 +862,37 @@ static void decide(struct hs *s, struct evbuffer *in, const uint8_t *buf)
 		return;
 	}
 	agent_who_subject(&s->who, &subj);
-	subj.method = s->cmd.method;
 	subj.path = s->cmd.path;
 	subj.k8s_exec = s->cmd.is_k8s && strcmp(s->cmd.k8s.verb, "portforward") != 0;
-	rule = config_decide(s->res, &subj);
-	if (rule && rule->allow == AL_ACTION_REVIEW && !r->body_buffered) {
-		/* The body is too large to hold, so no one could review exactly it. */
-		audit_request(s, "deny", rule);
-		snprintf(why, sizeof(why), "rule '%s' (line %d) needs review, and the body is larger than "
-			 "http_max_body (%zu bytes)", rule->text, rule->line, s->p->cfg->http_max_body);
-		s->p->stats.denied++;
-		{
-			int64_t id = s->hrow;
+	rule = decide_rule(s, &subj);
+	/* What reviewers read, built for them only (a megabyte of body is copied and checked), and
+	 * for a Kubernetes stream, whose recording is named by its headline (k8s_rec.c). */
+	if (((rule && rule->allow == AL_ACTION_REVIEW) || s->cmd.is_k8s) &&
+	    http_command_text(buf, r, &cred, &s->cmd) < 0) {
+		hs_close(s, AL_REASON_INTERNAL, "out of memory");
+		return;
+	}
+	if (rule && rule->allow == AL_ACTION_REVIEW && (!r->body_buffered || s->cmd.body_unreadable[0])) {
+		/* No one could review bytes that were not held, or that they cannot read. */
+		int64_t id;
 
-			audit_outcome(s, 403, NULL, 0, why);
-			answer_error(s, 403, "airlock: denied", why, id, 1, AL_REASON_POLICY_DENY);
-		}
+		audit_request(s, "deny", rule);
+		id = s->hrow;
+		if (!r->body_buffered)
+			snprintf(why, sizeof(why), "rule '%s' (line %d) needs review, and the body is larger "
+				 "than http_max_body (%zu bytes)", rule->text, rule->line, s->p->cfg->http_max_body);
+		else
+			snprintf(why, sizeof(why), "rule '%s' (line %d) needs review, and reviewers could not "
+				 "read the body: %s", rule->text, rule->line, s->cmd.body_unreadable);
+		s->p->stats.denied++;
+		audit_outcome(s, 403, NULL, 0, why);
+		if (r->body_buffered)
+			evbuffer_drain(in, r->total);
+		/* An unread body ends the connection; a held one was read whole. */
+		answer_error(s, 403, "airlock: denied", why, id, !r->body_buffered || !r->keep_alive,
+			     AL_REASON_POLICY_DENY);
+		if (s->state != H_CLOSING)
+			agent_continue(s);
 		return;
 	}
 	audit_request(s, rule ? config_action_name(rule->allow) : "allow", rule);
@@ -1175,7 +1225,7 @@ static void up_read(struct bufferevent *bev, void *arg)
 			}
 			s->status = s->resp.code;
 			if (s->resp.code == 101 && s->is_upgrade && s->cmd.is_k8s && s->resp.ws_extensions) {
-				/* Offered none (dropped_header), the server took one anyway: its frames
+				/* Offered none (http_forward_drops), the server took one anyway: its frames
 				 * could not be decoded for the recording, so the stream does not start. */
 				answer_error(s, 502, "airlock: bad upstream response",
 					     "the server chose a WebSocket extension it was not offered", 0, 1,

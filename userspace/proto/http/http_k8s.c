@@ -3,9 +3,7 @@
 
 #include <stdlib.h>
 
-/* Percent-decodes n bytes of s into out (cap bytes, NUL-terminated); plus_space
- * for query values. -1 on bad encoding, a NUL byte, or no room. */
-static int pct_decode(const char *s, size_t n, int plus_space, char *out, size_t cap)
+int http_pct_decode(const char *s, size_t n, int plus_space, char *out, size_t cap)
 {
 	size_t o = 0;
 
@@ -79,8 +77,8 @@ int http_k8s_parse(const char *path, const char *query, struct http_k8s *k)
 		snprintf(k->verb, sizeof(k->verb), "portforward");
 	else
 		return 0;
-	if (pct_decode(seg[0], seglen[0], 0, k->ns, sizeof(k->ns)) < 0 ||
-	    pct_decode(seg[2], seglen[2], 0, k->pod, sizeof(k->pod)) < 0)
+	if (http_pct_decode(seg[0], seglen[0], 0, k->ns, sizeof(k->ns)) < 0 ||
+	    http_pct_decode(seg[2], seglen[2], 0, k->pod, sizeof(k->pod)) < 0)
 		goto bad;
 	for (p = query ? query : ""; *p;) {
 		const char *amp = strchr(p, '&'), *eq;
@@ -90,7 +88,7 @@ int http_k8s_parse(const char *path, const char *query, struct http_k8s *k)
 		if (eq) {
 			size_t klen = (size_t)(eq - p);
 
-			if (pct_decode(eq + 1, len - klen - 1, 1, val, sizeof(val)) < 0)
+			if (http_pct_decode(eq + 1, len - klen - 1, 1, val, sizeof(val)) < 0)
 				goto bad;
 			if (klen == 7 && strncmp(p, "command", 7) == 0) {
 				if (k->argc >= HTTP_K8S_ARGV_MAX || !(k->argv[k->argc] = strdup(val)))

@@ -646,6 +646,34 @@ size_t http_req_body(const struct http_req *r, const uint8_t *buf, uint8_t *out,
 	return n;
 }
 
+void http_req_chunk_extras(const struct http_req *r, const uint8_t *buf, int *extensions,
+			   struct http_span *trailers)
+{
+	size_t i = r->head_len;
+
+	*extensions = 0;
+	*trailers = span(r->total, 0);
+	if (!r->body_buffered || r->framing != HTTP_BODY_CHUNKED)
+		return;
+	/* The framing the parse validated: size [;ext] CRLF, data CRLF, ..., 0 CRLF, trailers, CRLF. */
+	while (i < r->total) {
+		uint64_t size = 0;
+
+		while (al_hexdigit(buf[i]) >= 0)
+			size = size * 16 + (uint64_t)al_hexdigit(buf[i++]);
+		if (buf[i] == ';')
+			*extensions = 1;
+		while (buf[i] != '\n')
+			i++;
+		i++;
+		if (size == 0) {
+			*trailers = span(i, r->total - 2 - i);
+			return;
+		}
+		i += (size_t)size + 2;
+	}
+}
+
 /* ---- response ------------------------------------------------------------------------------ */
 
 void http_resp_init(struct http_resp *r)
