@@ -3,7 +3,7 @@
 
 Usage: insn.py pg|https FILE. Reads callgrind_annotate's inclusive caller tree: the commands are
 the calls of the function that decides each one (decide_query for a statement,
-http_command_build for a request); what starting the sessions cost (pg_scram_continue: the
+http_command_parse for a request); what starting the sessions cost (pg_scram_continue: the
 upstream SCRAM login; SSL_do_handshake: every TLS handshake) is taken out of the total; the
 parts are inclusive counts of the functions named, so a part may hold another.
 """
@@ -25,7 +25,7 @@ WORKLOADS = {
         ],
     },
     "https": {
-        "command": "http_command_build",
+        "command": "http_command_parse",
         "unit": "request",
         "setup": ["SSL_do_handshake"],
         "parts": [
@@ -33,7 +33,7 @@ WORKLOADS = {
             ("SSL_read", "TLS: reading and decrypting (both sides)"),
             ("SSL_write", "TLS: encrypting and writing (both sides)"),
             ("http_parse_request", "parsing the request"),
-            ("http_command_build", "the command: digests, headers, fields"),
+            ("http_command_parse", "the command: digests, headers, fields"),
             ("http_parse_response", "parsing the response"),
             ("audit_request", "queueing the request's audit row"),
         ],
