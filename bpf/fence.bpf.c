@@ -75,58 +75,106 @@ struct ip6hdr {
 	__u32 daddr[4];
 };
 
-/*
- * cgroup_skb programs see the packet from the network header. Only TCP to
- * the steer listener and UDP/53 to a resolver leave; a packet that cannot
- * be read (fragment, extension headers) is dropped like any other.
- */
-SEC("cgroup_skb/egress")
-int al_egress(struct __sk_buff *skb)
+/* A packet's addresses, L4 protocol and ports; -1 if it cannot be read (a later fragment, a
+ * truncated header). Extension headers are not walked: their next header is what proto says. */
+struct pkt {
+	struct al_addr src, dst;
+	__u16 sport, dport, family;
+	__u8 proto;
+};
+
+static __always_inline int pkt_read(struct __sk_buff *skb, struct pkt *p)
 {
-	struct al_addr dst;
 	__u16 ports[2] = { 0, 0 };
 	__u32 l4off;
-	__u8 proto;
-	__u16 family;
 
 	if (skb->protocol == al_htons(AL_ETH_P_IP)) {
 		struct ip4hdr ip;
 
 		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) < 0)
-			goto drop_unknown;
+			return -1;
 		/* Later fragments carry no ports: nothing the hooks allow is fragmented. */
 		if (ip.frag & al_htons(0x1fff))
-			goto drop_unknown;
-		al_addr_from_v4(&dst, ip.daddr);
-		proto = ip.proto;
+			return -1;
+		al_addr_from_v4(&p->src, ip.saddr);
+		al_addr_from_v4(&p->dst, ip.daddr);
+		p->proto = ip.proto;
 		l4off = (ip.vihl & 0x0f) * 4;
-		family = AL_AF_INET;
+		p->family = AL_AF_INET;
 	} else if (skb->protocol == al_htons(AL_ETH_P_IPV6)) {
 		struct ip6hdr ip6;
 
 		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)) < 0)
-			goto drop_unknown;
-		dst.w[0] = ip6.daddr[0];
-		dst.w[1] = ip6.daddr[1];
-		dst.w[2] = ip6.daddr[2];
-		dst.w[3] = ip6.daddr[3];
-		proto = ip6.nexthdr;
+			return -1;
+		__builtin_memcpy(p->src.w, ip6.saddr, sizeof(p->src.w));
+		__builtin_memcpy(p->dst.w, ip6.daddr, sizeof(p->dst.w));
+		p->proto = ip6.nexthdr;
 		l4off = sizeof(ip6);
-		family = AL_AF_INET6;
+		p->family = AL_AF_INET6;
 	} else {
-		goto drop_unknown;
+		return -1;
 	}
-	if (proto == AL_IPPROTO_TCP || proto == AL_IPPROTO_UDP) {
-		if (bpf_skb_load_bytes(skb, l4off, ports, sizeof(ports)) < 0)
-			goto drop_unknown;
-	}
-	if (al_egress_allowed(proto, &dst, al_ntohs(ports[1]), steer_port,
-			      proto == AL_IPPROTO_UDP && al_is_resolver(&dst)))
-		return 1;
-	al_refuse_event(AL_REASON_EGRESS_DROP, family, 0, proto, &dst, al_ntohs(ports[1]), 0,
-			 bpf_skb_cgroup_id(skb));
+	if ((p->proto == AL_IPPROTO_TCP || p->proto == AL_IPPROTO_UDP) &&
+	    bpf_skb_load_bytes(skb, l4off, ports, sizeof(ports)) < 0)
+		return -1;
+	p->sport = al_ntohs(ports[0]);
+	p->dport = al_ntohs(ports[1]);
 	return 0;
-drop_unknown:
-	al_refuse_event(AL_REASON_EGRESS_DROP, 0, 0, 0, 0, 0, 0, bpf_skb_cgroup_id(skb));
+}
+
+/*
+ * cgroup_skb programs see the packet from the network header. Only TCP to
+ * the steer listener and UDP/53 to a resolver leave (a loopback destination
+ * by the loopback device only); a packet that cannot be read (fragment,
+ * extension headers) is dropped like any other.
+ */
+SEC("cgroup_skb/egress")
+int al_egress(struct __sk_buff *skb)
+{
+	struct pkt p = {};
+
+	if (pkt_read(skb, &p) < 0) {
+		al_refuse_event(AL_REASON_EGRESS_DROP, 0, 0, 0, 0, 0, 0, bpf_skb_cgroup_id(skb));
+		return 0;
+	}
+	if (al_egress_allowed(p.proto, &p.dst, p.dport, steer_port,
+			      p.proto == AL_IPPROTO_UDP && al_is_resolver(&p.dst), skb->ifindex))
+		return 1;
+	al_refuse_event(AL_REASON_EGRESS_DROP, p.family, 0, p.proto, &p.dst, p.dport, 0, bpf_skb_cgroup_id(skb));
+	return 0;
+}
+
+/*
+ * What arrives for a socket of a pinned cgroup: the steer listener's TCP and
+ * resolvers' DNS answers only. A listener of the agent's gets no handshake
+ * from outside even by SYN cookies (sent with no socket, past the egress
+ * hook), a UDP socket no datagram but a DNS answer.
+ */
+SEC("cgroup_skb/ingress")
+int al_ingress(struct __sk_buff *skb)
+{
+	struct pkt p = {};
+
+	if (pkt_read(skb, &p) < 0) {
+		al_refuse_event(AL_REASON_INGRESS_DROP, 0, 0, 0, 0, 0, 0, bpf_skb_cgroup_id(skb));
+		return 0;
+	}
+	if (al_ingress_allowed(p.proto, &p.src, p.sport, steer_port,
+			       p.proto == AL_IPPROTO_UDP && al_is_resolver(&p.src), skb->ifindex))
+		return 1;
+	/* The event names where it came from: its source address and port. */
+	al_refuse_event(AL_REASON_INGRESS_DROP, p.family, 0, p.proto, &p.src, p.sport, 0, bpf_skb_cgroup_id(skb));
+	return 0;
+}
+
+/* Multicast memberships are refused (EPERM): see al_sockopt_allowed. */
+SEC("cgroup/setsockopt")
+int al_setsockopt(struct bpf_sockopt *ctx)
+{
+	__u32 reason;
+
+	if (al_sockopt_allowed(ctx->level, ctx->optname, &reason))
+		return 1;
+	al_refuse_event(reason, 0, 0, (__u16)ctx->level, 0, (__u16)ctx->optname, 1, 0);
 	return 0;
 }

@@ -34,7 +34,9 @@
 	X(XDP_DROP,         22, "xdp_drop")         /* a pinned interface sent what only TCP and DNS may */ \
 	X(GUARD_DROP,       23, "guard_drop")       /* to a guarded port, not from an appliance */ \
 	X(BIND_STEER,       24, "bind_steer_port")  /* an agent tried to bind the steer port */ \
-	X(STORE_FULL,       25, "store_full")       /* the audit store is at its cap or the disk is full */
+	X(STORE_FULL,       25, "store_full")       /* the audit store is at its cap or the disk is full */ \
+	X(INGRESS_DROP,     26, "ingress_drop")     /* a packet for a pinned socket not from Airlock or DNS */ \
+	X(MCAST_JOIN,       27, "mcast_join")       /* a multicast membership (its IGMP/MLD reports leave) */
 
 enum al_reason {
 #define AL_REASON_ENUM_(name, val, str) AL_REASON_##name = val,

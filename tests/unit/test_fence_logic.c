@@ -1,6 +1,7 @@
 /* Host tests of the fence's pure decision helpers (bpf/lib/fence.h). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include "harness.h"
@@ -73,15 +74,68 @@ static void test_egress(void)
 	struct al_addr lo = v4("127.0.0.1"), other = v4("192.0.2.1"), lo6;
 
 	inet_pton(AF_INET6, "::1", lo6.w);
-	CHECK(al_egress_allowed(IPPROTO_TCP, &lo, 7700, 7700, 0));
-	CHECK(al_egress_allowed(IPPROTO_TCP, &lo6, 7700, 7700, 0));
-	CHECK(!al_egress_allowed(IPPROTO_TCP, &lo, 7701, 7700, 0));
-	CHECK(!al_egress_allowed(IPPROTO_TCP, &other, 7700, 7700, 0));
-	CHECK(al_egress_allowed(IPPROTO_UDP, &other, 53, 7700, 1));
-	CHECK(!al_egress_allowed(IPPROTO_UDP, &other, 53, 7700, 0));
-	CHECK(!al_egress_allowed(IPPROTO_UDP, &other, 443, 7700, 1));
-	CHECK(!al_egress_allowed(IPPROTO_ICMP, &lo, 0, 7700, 1));
-	CHECK(!al_egress_allowed(47 /* GRE */, &other, 0, 7700, 1));
+	CHECK(al_egress_allowed(IPPROTO_TCP, &lo, 7700, 7700, 0, 1));
+	CHECK(al_egress_allowed(IPPROTO_TCP, &lo6, 7700, 7700, 0, 1));
+	CHECK(!al_egress_allowed(IPPROTO_TCP, &lo, 7701, 7700, 0, 1));
+	CHECK(!al_egress_allowed(IPPROTO_TCP, &other, 7700, 7700, 0, 1));
+	CHECK(al_egress_allowed(IPPROTO_UDP, &other, 53, 7700, 1, 2));
+	CHECK(!al_egress_allowed(IPPROTO_UDP, &other, 53, 7700, 0, 2));
+	CHECK(!al_egress_allowed(IPPROTO_UDP, &other, 443, 7700, 1, 2));
+	CHECK(!al_egress_allowed(IPPROTO_ICMP, &lo, 0, 7700, 1, 1));
+	CHECK(!al_egress_allowed(47 /* GRE */, &other, 0, 7700, 1, 2));
+	/* A loopback destination leaves by lo only (a socket bound to another device). */
+	CHECK(!al_egress_allowed(IPPROTO_TCP, &lo, 7700, 7700, 0, 2));
+	CHECK(!al_egress_allowed(IPPROTO_TCP, &lo6, 7700, 7700, 0, 3));
+	{
+		struct al_addr res = v4("127.0.0.53"), lo8 = v4("127.255.0.9");
+
+		CHECK(al_egress_allowed(IPPROTO_UDP, &res, 53, 7700, 1, 1));
+		CHECK(!al_egress_allowed(IPPROTO_UDP, &res, 53, 7700, 1, 2));
+		CHECK(al_addr_is_loopback(&lo8) && al_addr_is_loopback(&lo6) && !al_addr_is_loopback(&other));
+	}
+}
+
+static void test_ingress(void)
+{
+	struct al_addr lo = v4("127.0.0.1"), other = v4("192.0.2.1"), lo2 = v4("127.0.0.2"), lo6;
+
+	inet_pton(AF_INET6, "::1", lo6.w);
+	CHECK(al_ingress_allowed(IPPROTO_TCP, &lo, 7700, 7700, 0, 1));
+	CHECK(al_ingress_allowed(IPPROTO_TCP, &lo6, 7700, 7700, 0, 1));
+	/* A listener of the agent's gets nothing from anyone else, over lo or not. */
+	CHECK(!al_ingress_allowed(IPPROTO_TCP, &lo2, 41000, 7700, 0, 1));
+	CHECK(!al_ingress_allowed(IPPROTO_TCP, &lo, 7701, 7700, 0, 1));
+	CHECK(!al_ingress_allowed(IPPROTO_TCP, &lo, 7700, 7700, 0, 2));
+	CHECK(!al_ingress_allowed(IPPROTO_TCP, &other, 7700, 7700, 0, 2));
+	CHECK(al_ingress_allowed(IPPROTO_UDP, &other, 53, 7700, 1, 2));
+	CHECK(!al_ingress_allowed(IPPROTO_UDP, &other, 53, 7700, 0, 2));
+	CHECK(!al_ingress_allowed(IPPROTO_UDP, &other, 5353, 7700, 1, 2));
+	CHECK(!al_ingress_allowed(IPPROTO_ICMP, &other, 0, 7700, 1, 2));
+}
+
+static void test_sockopt(void)
+{
+	__u32 r;
+
+	CHECK(al_sockopt_allowed(SOL_SOCKET, SO_REUSEADDR, &r) && r == AL_REASON_NONE);
+	CHECK(al_sockopt_allowed(SOL_IP, IP_TOS, &r));
+	CHECK(al_sockopt_allowed(SOL_IP, IP_MULTICAST_TTL, &r));
+	CHECK(al_sockopt_allowed(SOL_IPV6, IPV6_V6ONLY, &r));
+	CHECK(al_sockopt_allowed(SOL_TCP, TCP_NODELAY, &r));
+	CHECK(!al_sockopt_allowed(SOL_IP, IP_ADD_MEMBERSHIP, &r) && r == AL_REASON_MCAST_JOIN);
+	CHECK(!al_sockopt_allowed(SOL_IP, IP_DROP_MEMBERSHIP, &r));
+	CHECK(!al_sockopt_allowed(SOL_IP, IP_ADD_SOURCE_MEMBERSHIP, &r));
+	CHECK(!al_sockopt_allowed(SOL_IP, IP_MSFILTER, &r));
+	CHECK(!al_sockopt_allowed(SOL_IP, MCAST_JOIN_GROUP, &r));
+	CHECK(!al_sockopt_allowed(SOL_IP, MCAST_JOIN_SOURCE_GROUP, &r));
+	CHECK(!al_sockopt_allowed(SOL_IP, MCAST_MSFILTER, &r));
+	CHECK(!al_sockopt_allowed(SOL_IPV6, IPV6_ADD_MEMBERSHIP, &r));
+	CHECK(!al_sockopt_allowed(SOL_IPV6, IPV6_DROP_MEMBERSHIP, &r));
+	CHECK(!al_sockopt_allowed(SOL_IPV6, MCAST_JOIN_GROUP, &r));
+	CHECK(!al_sockopt_allowed(SOL_IPV6, MCAST_LEAVE_SOURCE_GROUP, &r));
+	CHECK(AL_SOL_IP == SOL_IP && AL_SOL_IPV6 == SOL_IPV6 && AL_SOL_SOCKET == SOL_SOCKET);
+	CHECK(IP_ADD_MEMBERSHIP == 35 && IP_MSFILTER == 41 && MCAST_JOIN_GROUP == 42 && MCAST_MSFILTER == 48);
+	CHECK(IPV6_ADD_MEMBERSHIP == 20 && IPV6_DROP_MEMBERSHIP == 21);
 }
 
 static void test_bind(void)
@@ -99,6 +153,8 @@ int main(void)
 	RUN(test_sock_create);
 	RUN(test_udp);
 	RUN(test_egress);
+	RUN(test_ingress);
+	RUN(test_sockopt);
 	RUN(test_bind);
 	TEST_EXIT();
 }
