@@ -16,7 +16,7 @@ Usage: pg_agent.py MODE HOST PORT DBNAME USER [ARGS...]
   funccall               a FunctionCall message (the function-call protocol: upper('abc') by
                          OID), then SELECT 1 on the same session
   chaos SEED N           N random batches of extended-protocol messages (Parse, Bind, Execute,
-                         Close, Describe over a few names, one statement a rule denies among
+                         Close, Describe, Flush over a few names, one statement a rule denies among
                          them) and simple PREPARE/EXECUTE/DEALLOCATE/DISCARD strings, each ended
                          by Sync: counts the ReadyForQuery answers, SQLSTATEs and UPDATE tags
                          (the denied UPDATE ran), and the sum of items.qty after
@@ -337,11 +337,13 @@ def mode_chaos(host, port, db, user, seed, n):
                     batch += bind(rnd.choice(portals), rnd.choice(names + ["zz"]), [v.encode()])
                 elif k < 0.85:
                     batch += execute(rnd.choice(portals + ["q"]))
-                elif k < 0.95:
+                elif k < 0.93:
                     what = rnd.choice([b"S", b"P"])
                     batch += msg(b"C", what + cstr(rnd.choice(names if what == b"S" else portals)))
-                else:
+                elif k < 0.97:
                     batch += describe(rnd.choice([b"S", b"P"]), rnd.choice(names))
+                else:
+                    batch += msg(b"H", b"")         # Flush: sent on, the unit goes on to the Sync
             c.send(batch + SYNC)
             msgs = c.read_until_ready()
         res["batches"] += 1

@@ -80,7 +80,7 @@ struct named {
 	char portal;            /* 'S' statement, 'P' portal */
 	char *name;
 	uint64_t serial;        /* this creation (Q_NAMED names it) */
-	uint64_t batch;         /* the batch that made it (pgs.batch_no) */
+	uint64_t batch;         /* the unit up to a Sync that made it (pgs.batch_no) */
 	int confirmed;          /* the server said it has it */
 	struct named *shadow;   /* the older one it replaces, until confirmed */
 	int known;              /* stmt holds what it runs (else an Execute of it is refused) */
@@ -139,7 +139,8 @@ struct pgs {
 	int batch_review;       /* the batch being built needs review */
 	struct al_buf rv_text;  /* every statement that runs (Executes with their parameters) */
 	struct al_buf rv_fp;    /* their fingerprints, '+'-joined: what a grant matches */
-	uint64_t named_serial, batch_no;
+	uint64_t named_serial;
+	uint64_t batch_no;      /* counts Syncs and simple queries: an error skips only to the Sync */
 	/* parked: a request is pending and these exact bytes wait for it */
 	int64_t parked;
 	struct evbuffer *held;
@@ -1349,8 +1350,6 @@ static int extended_msg(struct pgs *s, const struct pg_msg *m)
  */
 static void flush_batch(struct pgs *s, char terminator)
 {
-	/* The next message starts a new batch, whatever becomes of this one. */
-	s->batch_no++;
 	if (!s->batch_denied && !TAILQ_EMPTY(&s->batch_outcomes) && !store_accepting(s->p->store)) {
 		/* Executes of statements parsed before the store filled: not run either. */
 		snprintf(s->deny_state, sizeof(s->deny_state), "53100");
@@ -1418,6 +1417,7 @@ static void agent_ready_msg(struct pgs *s, const struct pg_msg *m, const uint8_t
 	if (s->skip_until_sync) {
 		if (m->type == 'S') {
 			s->skip_until_sync = 0;
+			s->batch_no++;
 			if (q_push(s, Q_SYNTH_READY) < 0)
 				pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");
 			q_drain(s);
@@ -1448,6 +1448,10 @@ static void agent_ready_msg(struct pgs *s, const struct pg_msg *m, const uint8_t
 			return;
 		}
 		flush_batch(s, (char)m->type);
+		/* After a Sync, what the agent names is made in a new unit: an error in the last one
+		 * no longer skips it (a Flush does not end a unit). */
+		if (m->type == 'S')
+			s->batch_no++;
 		return;
 	case 'F':
 		/* The function-call protocol runs a function by OID, past any SQL check. */
