@@ -9,7 +9,10 @@ waits, and succeeds if that socket receives it. The kernel treats a frame
 arriving on lo with a 127/8 destination as martian unless
 net.ipv4.conf.lo.route_localnet is 1, so the driver runs it in a private
 network namespace with that set (never in the host's).
-argv: HOST PORT
+argv: HOST PORT [send-only]. send-only: no socket of its own waits (the
+driver's receiver, outside the pinned cgroup, does); ok = the frame was sent.
+A socket of its own in a pinned cgroup receives nothing: the ingress program
+drops what is not from the steer listener or a resolver, however it came.
 """
 import socket
 import struct
@@ -30,9 +33,11 @@ def csum(b):
 
 def attempt():
     host, port = sys.argv[1], int(sys.argv[2])
+    send_only = sys.argv[3:4] == ["send-only"]
     s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
-    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rx.bind((host, port))
+    if not send_only:
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx.bind((host, port))
     rxport = 9
     tok = common.token()
     data = ("ping %s\n" % tok).encode()
@@ -42,6 +47,8 @@ def attempt():
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, src, dst)
     ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
     s.sendto(ip + udp, ("lo", ETH_P_IP, 0, 0, b"\0" * 6))
+    if send_only:
+        return {"token": tok, "sent": True}
     rx.settimeout(1.5)
     got = rx.recv(2048)
     if got != data:

@@ -1,9 +1,10 @@
 """Technique: be the server on UDP - receive a datagram from outside and answer it.
 
 argv: HOST PORT WAIT. Prints {"phase": "listening"}, then the result with
-"received" (did a datagram come in?) and ok = the answer was sent. There is
-no ingress hook: datagrams reach a pinned agent's bound socket; its answer
-is a UDP send like any other (udp_denied).
+"received" (did a datagram come in?) and ok = the answer was sent. In a
+pinned cgroup the ingress program drops the datagram (only DNS answers from
+a resolver come in), so nothing is received; an answer would be a UDP send
+like any other (udp_denied).
 """
 import json
 import os
