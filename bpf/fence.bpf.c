@@ -175,6 +175,7 @@ int al_setsockopt(struct bpf_sockopt *ctx)
 
 	if (al_sockopt_allowed(ctx->level, ctx->optname, &reason))
 		return 1;
+	al_exe_capture(bpf_get_current_pid_tgid() >> 32);
 	al_refuse_event(reason, 0, 0, (__u16)ctx->level, 0, (__u16)ctx->optname, 1, 0);
 	return 0;
 }

@@ -511,8 +511,10 @@ static int add_progs(struct kern *k, struct bpf_object *obj)
 	return 0;
 }
 
-/* The program types that record an executable (bpf/lib/exe.h): connect, sendmsg, bind; sock_create. */
-static const enum bpf_prog_type exe_prog_types[] = { BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_PROG_TYPE_CGROUP_SOCK };
+/* The program types that record an executable (bpf/lib/exe.h): connect, sendmsg, bind;
+ * sock_create; setsockopt. */
+static const enum bpf_prog_type exe_prog_types[] = { BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_PROG_TYPE_CGROUP_SOCK,
+						     BPF_PROG_TYPE_CGROUP_SOCKOPT };
 
 int kern_open(const char *pin_root, uint16_t steer_port, struct kern **out, char *err, size_t errlen)
 {
