@@ -115,6 +115,9 @@ const struct http_header *http_req_header(const struct http_req *r, const uint8_
 					  const char *name);
 /* 1 if the span equals s ignoring ASCII case. */
 int http_span_ieq(const uint8_t *buf, struct http_span sp, const char *s);
+/* The next item of a comma-separated header value v[0..n) from *i on, as v[*s..*e), trimmed of
+ * spaces and tabs (empty items are skipped); 0 at the end. */
+int http_list_next(const uint8_t *v, size_t n, size_t *i, size_t *s, size_t *e);
 
 /* A response head from upstream: status line, headers, framing. The same
  * incremental contract; the body is never part of it. */

@@ -1171,6 +1171,16 @@ def case_history_filters():
     b.js("location.hash = '#/queue'; true")
 
 
+def restore():
+    """airlockd again with the setup's settings, however the case before ended."""
+    T.up = False
+    if T.al.running():
+        T.al.stop()
+    T.al.write_conf(T.resources, T.settings)
+    T.al.start()
+    T.up = True
+
+
 def restart(settings):
     """airlockd again with these settings (pins are adopted again; console sessions are not kept)."""
     T.up = False
@@ -1298,13 +1308,7 @@ def case_session_limits():
     finally:
         for f in feeds:
             f.close()
-        # Back to the usual limits for the cases after this one, however this one ended.
-        T.up = False
-        if T.al.running():
-            T.al.stop()
-        T.al.write_conf(T.resources, T.settings)
-        T.al.start()
-        T.up = True
+        restore()   # the usual limits for the cases after this one
 
 
 def ctl_in(stdin, *args):
@@ -1497,13 +1501,7 @@ def case_console_tls():
             b.send("Security.setIgnoreCertificateErrors", {"ignore": False}, session=False)
         except AssertionError:
             pass
-        # Back to plain HTTP for the cases after this one, however this one ended.
-        T.up = False
-        if T.al.running():
-            T.al.stop()
-        T.al.write_conf(T.resources, T.settings)
-        T.al.start()
-        T.up = True
+        restore()   # plain HTTP for the cases after this one
         T.url = plain
 
 

@@ -75,6 +75,20 @@ static char *span_str(const char *buf, struct http_span sp)
 
 #define REQ(s) s, sizeof(s) - 1
 
+static void test_list_next(void)
+{
+	static const char v[] = " gzip , ,\tchunked\t,, x-y ,";
+	const uint8_t *u = (const uint8_t *)v;
+	size_t i = 0, s, e;
+
+	CHECK(http_list_next(u, sizeof(v) - 1, &i, &s, &e) == 1 && e - s == 4 && memcmp(v + s, "gzip", 4) == 0);
+	CHECK(http_list_next(u, sizeof(v) - 1, &i, &s, &e) == 1 && e - s == 7 && memcmp(v + s, "chunked", 7) == 0);
+	CHECK(http_list_next(u, sizeof(v) - 1, &i, &s, &e) == 1 && e - s == 3 && memcmp(v + s, "x-y", 3) == 0);
+	CHECK(http_list_next(u, sizeof(v) - 1, &i, &s, &e) == 0);
+	i = 0;
+	CHECK(http_list_next(u, 0, &i, &s, &e) == 0);
+}
+
 static void test_get(void)
 {
 	struct http_req r;
@@ -705,6 +719,7 @@ static void test_client_hello(void)
 
 int main(void)
 {
+	RUN(test_list_next);
 	RUN(test_get);
 	RUN(test_post_length);
 	RUN(test_chunked);

@@ -87,22 +87,12 @@ static void sb_word(struct al_buf *b, const char *w)
 /* Adds each comma-separated item of v[0..n) as an override: -1 (err) if one is not a method. */
 static int add_overrides(struct http_command *c, const char *v, size_t n, char *err, size_t errlen)
 {
-	size_t i = 0;
+	size_t i = 0, s, e;
 
-	while (i < n) {
+	while (http_list_next((const uint8_t *)v, n, &i, &s, &e)) {
 		char m[sizeof(c->overrides[0])];
-		size_t s, e, k;
+		size_t k;
 
-		while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-			i++;
-		s = i;
-		while (i < n && v[i] != ',')
-			i++;
-		e = i;
-		while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
-			e--;
-		if (e == s)
-			continue;
 		if (e - s >= sizeof(m))
 			return al_errf(err, errlen, "a method override longer than %zu characters", sizeof(m) - 1);
 		for (k = 0; k < e - s; k++) {

@@ -369,22 +369,29 @@ static int parse_request_line(struct http_req *r, const uint8_t *buf, size_t sta
 	return 0;
 }
 
+int http_list_next(const uint8_t *v, size_t n, size_t *i, size_t *s, size_t *e)
+{
+	while (*i < n) {
+		while (*i < n && (v[*i] == ' ' || v[*i] == '\t' || v[*i] == ','))
+			(*i)++;
+		*s = *i;
+		while (*i < n && v[*i] != ',')
+			(*i)++;
+		*e = *i;
+		while (*e > *s && (v[*e - 1] == ' ' || v[*e - 1] == '\t'))
+			(*e)--;
+		if (*e > *s)
+			return 1;
+	}
+	return 0;
+}
+
 /* Comma-separated tokens of a Connection header. */
 static void connection_tokens(const uint8_t *v, size_t n, int *close_, int *keep, int *upgrade)
 {
-	size_t i = 0;
+	size_t i = 0, s, e;
 
-	while (i < n) {
-		size_t s, e;
-
-		while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-			i++;
-		s = i;
-		while (i < n && v[i] != ',')
-			i++;
-		e = i;
-		while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
-			e--;
+	while (http_list_next(v, n, &i, &s, &e)) {
 		if (e - s == 5 && strncasecmp((const char *)v + s, "close", 5) == 0)
 			*close_ = 1;
 		else if (e - s == 10 && strncasecmp((const char *)v + s, "keep-alive", 10) == 0)
