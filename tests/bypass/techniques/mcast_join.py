@@ -3,13 +3,15 @@
 Joining a group makes the kernel send IGMP (IPv4) or MLD (IPv6) reports
 naming the group and sources the agent chose, from no socket: no egress
 hook sees them, so the setsockopt itself must be refused.
-argv: OPTION IFNAME IFADDR GROUP SOURCE. OPTION is a name below (the MCAST_*
-ones take the family of GROUP); IFADDR is the interface's IPv4 address (the
-ip_mreq_source and ip_msfilter forms name the interface by address).
-Options that need a membership first (drop, leave, block, unblock, filter)
-make it first ("prep", refusals there are recorded but do not end the
-attempt). ok = the option itself succeeded; errno is its own. The socket
-stays open 0.3 s so the kernel's reports go out while it is a member.
+argv: OPTIONS IFNAME IFADDR GROUPS SOURCE. OPTIONS are names below, comma-
+separated, each tried on a socket of its own with the group at the same
+place in GROUPS (the MCAST_* ones take the family of the groups); IFADDR is
+the interface's IPv4 address (the ip_mreq_source and ip_msfilter forms name
+the interface by address). Options that need a membership first (drop,
+leave, block, unblock, filter) make it first ("prep", refusals there are
+recorded but do not end the attempt). ok = every option itself succeeded;
+errno is the first failure's; results has each. The sockets stay open 0.3 s
+so the kernel's reports go out while they are members.
 """
 import socket
 import struct
@@ -72,33 +74,49 @@ def optval(name, ifindex, ifaddr, group, source):
     return head + ss(group) + ss(source)
 
 
-def attempt():
-    option, ifname, ifaddr, group, source = sys.argv[1:6]
-    v6 = ":" in group
-    level = SOL_IPV6 if v6 else SOL_IP
-    ifindex = socket.if_nametoindex(ifname)
-    s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
-    r = {"option": option, "level": level, "optname": OPTS[option], "prep": []}
+def one(s, option, level, ifindex, ifaddr, group, source):
+    """The option (after what it needs first) on socket s: its result, and how many calls got EPERM."""
+    r = {"option": option, "group": group, "prep": []}
     eperm = 0
-    try:
-        for name in PREP.get(option, []):
-            try:
-                s.setsockopt(level, OPTS[name], optval(name, ifindex, ifaddr, group, source))
-                r["prep"].append([name, 0])
-            except OSError as e:
-                eperm += e.errno == 1
-                r["prep"].append([name, e.errno])
+    for name in PREP.get(option, []):
         try:
-            s.setsockopt(level, OPTS[option], optval(option, ifindex, ifaddr, group, source))
+            s.setsockopt(level, OPTS[name], optval(name, ifindex, ifaddr, group, source))
+            r["prep"].append([name, 0])
         except OSError as e:
             eperm += e.errno == 1
-            r.update({"ok": False, "eperm_calls": eperm}, **common.error_fields(e))
-            return r
-        r["eperm_calls"] = eperm
-        time.sleep(0.3)
-        return r
+            r["prep"].append([name, e.errno])
+    try:
+        s.setsockopt(level, OPTS[option], optval(option, ifindex, ifaddr, group, source))
+        r["ok"] = True
+    except OSError as e:
+        eperm += e.errno == 1
+        r.update({"ok": False}, **common.error_fields(e))
+    return r, eperm
+
+
+def attempt():
+    options, ifname, ifaddr, groups, source = sys.argv[1:6]
+    options, groups = options.split(","), groups.split(",")
+    v6 = ":" in groups[0]
+    level = SOL_IPV6 if v6 else SOL_IP
+    ifindex = socket.if_nametoindex(ifname)
+    socks, results, eperm = [], [], 0
+    try:
+        for option, group in zip(options, groups):
+            s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+            socks.append(s)
+            r, n = one(s, option, level, ifindex, ifaddr, group, source)
+            results.append(r)
+            eperm += n
+        time.sleep(0.3)     # members while the kernel's reports go out
     finally:
-        s.close()
+        for s in socks:
+            s.close()
+    failed = [r for r in results if not r["ok"]]
+    out = {"ok": not failed, "level": level, "results": results, "eperm_calls": eperm}
+    if failed:
+        out.update({"errno": failed[0]["errno"], "error": failed[0]["error"]})
+    return out
 
 
 common.main(attempt)
