@@ -307,30 +307,32 @@ void term_fmt(struct al_buf *b, const char *fmt, ...)
 	va_end(ap);
 }
 
-void term_fprintf(FILE *f, const char *fmt, ...)
+static void term_vfprintf(FILE *f, const char *fmt, va_list ap)
 {
 	struct al_buf b = { 0 };
-	va_list ap;
 
-	va_start(ap, fmt);
 	term_vfmt(&b, fmt, ap);
-	va_end(ap);
 	if (b.p)
 		fwrite(b.p, 1, b.len, f);
 	free(b.p);
 }
 
-void term_printf(const char *fmt, ...)
+void term_fprintf(FILE *f, const char *fmt, ...)
 {
-	struct al_buf b = { 0 };
 	va_list ap;
 
 	va_start(ap, fmt);
-	term_vfmt(&b, fmt, ap);
+	term_vfprintf(f, fmt, ap);
 	va_end(ap);
-	if (b.p)
-		fwrite(b.p, 1, b.len, stdout);
-	free(b.p);
+}
+
+void term_printf(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	term_vfprintf(stdout, fmt, ap);
+	va_end(ap);
 }
 
 void term_json(FILE *f, json_t *v, size_t flags)
