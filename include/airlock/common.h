@@ -83,6 +83,14 @@ static inline void al_buf_add(struct al_buf *b, const void *data, size_t n)
 	b->len += n;
 	b->p[b->len] = '\0';
 }
+/* Empties b for reuse: its memory stays, an earlier allocation failure is forgotten. */
+static inline void al_buf_clear(struct al_buf *b)
+{
+	b->len = 0;
+	b->oom = 0;
+	if (b->p)
+		b->p[0] = '\0';
+}
 void al_buf_str(struct al_buf *b, const char *s);
 void al_buf_fmt(struct al_buf *b, const char *fmt, ...) AL_PRINTF(2, 3);
 /* text[0..n) as a quoted JSON string, escaped as json.dumps(s, ensure_ascii=False) escapes it

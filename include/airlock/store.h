@@ -7,6 +7,7 @@
 #include <airlock/reason.h>
 
 struct store;
+struct json_t;
 struct store_reader;       /* a read-only connection for long reads (below) */
 
 /* The schema version this build migrates stores to (store.c checks it
@@ -378,9 +379,10 @@ int store_decision_latency(struct store *s, const double *bounds_s, size_t n, ui
 char *store_audit_canonical(int64_t seq, int64_t at_us, const char *kind, int64_t ref_id, int has_ref,
 			    const char *body);
 int store_audit_hash(const char *prev_hash, const char *canonical, char out[65]) AL_MUST;
-/* A record that is no row change (notification, policy reload, reviewer login); body_json
- * is a JSON object (re-encoded canonically), or NULL. */
-int store_audit_event(struct store *s, const char *kind, int64_t ref_id, const char *body_json) AL_MUST;
+/* A record that is no row change (notification, policy reload, reviewer login); body is a
+ * JSON object (encoded canonically), whose reference the call takes: a NULL one (json_pack
+ * out of memory) or one that is no object is an error. */
+int store_audit_event(struct store *s, const char *kind, int64_t ref_id, struct json_t *body) AL_MUST;
 /* Signs the head now; a no-op when it is signed already. */
 int store_audit_checkpoint(struct store *s) AL_MUST;
 /* The head (last seq and its hash), for status. */

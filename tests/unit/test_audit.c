@@ -851,8 +851,9 @@ static void test_failed_write_no_record(void)
 	store_audit_head(s, &seq, h);
 	CHECK(store_conn_close(s, 9999, &e) < 0);      /* no such row */
 	CHECK(store_request_end(s, 9999, "denied", "x") < 0);
-	CHECK(store_audit_event(s, "policy_reload", 0, "{\"source\":\"/etc/airlock/airlock.conf\"}") == 0);
-	CHECK(store_audit_event(s, "bad", 0, "[1]") < 0);
+	CHECK(store_audit_event(s, "policy_reload", 0, json_pack("{s:s}", "source", "/etc/airlock/airlock.conf")) == 0);
+	CHECK(store_audit_event(s, "bad", 0, json_pack("[i]", 1)) < 0);
+	CHECK(store_audit_event(s, "bad", 0, NULL) < 0);
 	CHECK(store_batch_commit(s) == 0);
 	store_audit_head(s, &seq2, h);
 	CHECK(seq2 == seq + 1);

@@ -628,15 +628,9 @@ static int reload(struct daemon *d, char *err, size_t errlen)
 	d->n_retired++;
 	al_info("configuration reloaded from %s (%zu resources)", n->source, n->n_resources);
 	store_limits_from(d->store, n);
-	{
-		json_t *b = json_pack("{s:s, s:I}", "source", n->source, "resources", (json_int_t)n->n_resources);
-		char *txt = b ? json_dumps(b, JSON_COMPACT) : NULL;
-
-		if (!txt || store_audit_event(d->store, "policy_reload", 0, txt) < 0)
-			al_err("could not record the policy reload in the audit log");
-		free(txt);
-		json_decref(b);
-	}
+	if (store_audit_event(d->store, "policy_reload", 0, json_pack("{s:s, s:I}", "source", n->source,
+							  "resources", (json_int_t)n->n_resources)) < 0)
+		al_err("could not record the policy reload in the audit log");
 	return 0;
 }
 

@@ -151,25 +151,19 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 static void note_notification(struct approval *a, int64_t id, const char *via, const char *target)
 {
 	json_t *b = target ? json_pack("{s:s, s:s}", "via", via, "target", target) : json_pack("{s:s}", "via", via);
-	char *t = b ? json_dumps(b, JSON_COMPACT) : NULL;
 
-	if (!t || store_audit_event(a->store, "notification", id, t) < 0)
+	if (store_audit_event(a->store, "notification", id, b) < 0)
 		al_warn("review request %lld: could not record the %s notification", (long long)id, via);
-	free(t);
-	json_decref(b);
 }
 
 /* The webhook gave up on request id: a record of the audit chain, next to its "notification". */
 static void webhook_gave_up(void *arg, int64_t id, int tries, const char *why)
 {
 	struct approval *a = arg;
-	json_t *b = json_pack("{s:s, s:i, s:s}", "via", "webhook", "tries", tries, "error", why);
-	char *t = b ? json_dumps(b, JSON_COMPACT) : NULL;
 
-	if (!t || store_audit_event(a->store, "notification_failed", id, t) < 0)
+	if (store_audit_event(a->store, "notification_failed", id,
+			      json_pack("{s:s, s:i, s:s}", "via", "webhook", "tries", tries, "error", why)) < 0)
 		al_warn("review request %lld: could not record the failed webhook", (long long)id);
-	free(t);
-	json_decref(b);
 }
 
 static void notify_exec(struct approval *a, int64_t id)

@@ -230,13 +230,8 @@ static void failed(struct console *c, const char *key)
 /* A login, or a failed one, as a record of the audit chain: who (the name given), from where. */
 static void audit_login(struct console *c, const char *kind, const char *name, const char *peer_ip)
 {
-	json_t *b = json_pack("{s:s, s:s}", "user", name, "from", peer_ip);
-	char *txt = b ? json_dumps(b, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-
-	if (!txt || store_audit_event(c->store, kind, 0, txt) < 0)
+	if (store_audit_event(c->store, kind, 0, json_pack("{s:s, s:s}", "user", name, "from", peer_ip)) < 0)
 		al_err("console: could not record the %s of '%s' in the audit log", kind, name);
-	free(txt);
-	json_decref(b);
 }
 
 void auth_login(struct console *c, struct MHD_Connection *conn, const char *peer_ip, json_t *body,

@@ -228,8 +228,7 @@ static void rec_msg(struct pgs *s, const char *dir, const struct pg_msg *m, int 
 
 	if (s->rec_done || s->row <= 0 || limit == 0)
 		return;
-	txt->len = 0;
-	txt->oom = 0;
+	al_buf_clear(txt);
 	if (pg_summary_add(txt, m, backend, REC_VALUE_MAX) < 0)
 		return;
 	len = txt->len + 8;
@@ -662,14 +661,8 @@ static void review_reset(struct pgs *s)
 	s->review_kind[0] = '\0';
 	s->review_stmt = 0;
 	s->batch_review = 0;
-	s->rv_text.len = 0;
-	s->rv_text.oom = 0;
-	s->rv_fp.len = 0;
-	s->rv_fp.oom = 0;
-	if (s->rv_text.p)
-		s->rv_text.p[0] = '\0';
-	if (s->rv_fp.p)
-		s->rv_fp.p[0] = '\0';
+	al_buf_clear(&s->rv_text);
+	al_buf_clear(&s->rv_fp);
 }
 
 /* One statement that runs in what may be held: its text (and parameters) for reviewers, its
@@ -742,7 +735,7 @@ static int decide_query(struct pgs *s, const char *sql, struct pg_stmt_list *out
 {
 	char err[400];
 	const struct al_rule *deny_rule = NULL;
-	const struct pg_stmt *few[4], **eff = few;
+	const struct pg_stmt *few[4] = { 0 }, **eff = few;
 	const char *decision, *deny_kind = "";
 	size_t deny_i = 0;
 	int64_t deny_id = 0;
@@ -760,7 +753,6 @@ static int decide_query(struct pgs *s, const char *sql, struct pg_stmt_list *out
 	}
 	if (out->n > AL_ARRAY_LEN(few) && !(eff = calloc(out->n, sizeof(*eff))))
 		return -2;
-	memset(eff, 0, (out->n > AL_ARRAY_LEN(few) ? out->n : AL_ARRAY_LEN(few)) * sizeof(*eff));
 	for (size_t i = 0; i < out->n; i++) {
 		const struct pg_stmt *st = &out->stmts[i];
 		const struct named *t;

@@ -267,8 +267,7 @@ static void on_preupdate(void *arg, sqlite3 *db, int op, const char *zdb, const 
 		    sqlite3_value_type(v) != SQLITE_NULL)
 			return;
 	}
-	b->len = 0;
-	b->oom = 0;
+	al_buf_clear(b);
 	al_buf_add(b, "{", 1);
 	for (int k = 0; k < n; k++) {
 		int i = t ? t->order[k] : k;
@@ -536,9 +535,8 @@ int store_audit_batch(struct store *s, int64_t seq, int64_t batch_id, const char
 	return 0;
 }
 
-int store_audit_event(struct store *s, const char *kind, int64_t ref_id, const char *body_json)
+int store_audit_event(struct store *s, const char *kind, int64_t ref_id, json_t *body)
 {
-	json_t *body = body_json ? json_loads(body_json, 0, NULL) : json_object();
 	int rc;
 
 	if (!json_is_object(body)) {

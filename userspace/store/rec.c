@@ -605,11 +605,9 @@ out:
 	if (r != SQLITE_DONE)           /* the pass ends here; the next goes on from the last session done */
 		al_warn("store: deleting old recordings failed: %s", sqlite3_errmsg(store_db(s)));
 	if (r != SQLITE_DONE || rows < RET_SLICE) {
-		char body[96];
-
-		snprintf(body, sizeof(body), "{\"before_us\":%" PRId64 ",\"messages\":%" PRId64 "}", a->ret_cut,
-			 a->ret_msgs);
-		if (a->ret_msgs > 0 && store_audit_event(s, "recordings_expired", 0, body) < 0)
+		if (a->ret_msgs > 0 &&
+		    store_audit_event(s, "recordings_expired", 0, json_pack("{s:I, s:I}", "before_us",
+				      (json_int_t)a->ret_cut, "messages", (json_int_t)a->ret_msgs)) < 0)
 			al_warn("store: could not record the recordings retention");
 		a->ret_cut = 0;
 	}

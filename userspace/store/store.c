@@ -1567,8 +1567,7 @@ static int batch_write(struct store *s, struct cmd_batch *cb)
 	free(conns.p);
 	free(dec.p);
 	free(body.p);
-	cb->rows.len = 0;
-	cb->rows.oom = 0;
+	al_buf_clear(&cb->rows);
 	cb->n = cb->n_conns = cb->n_dec = 0;
 	cb->oom = 0;
 	return rc;
