@@ -571,7 +571,7 @@ async function loadGrants() {
   try {
     const j = await api('/grants');
     const now = nowUs();
-    table('grants', [['#', (g) => g.id], ['request', (g) => g.request_id], ['agent', (g) => g.cgroup_path], ['resource', (g) => g.resource],
+    table('grants', [['#', (g) => g.id], ['request', (g) => g.request_id], ['agent', (g) => (g.cgroup_path || '?') + (g.agent_uid == null ? '' : ' (uid ' + g.agent_uid + ')')], ['resource', (g) => g.resource],
       ['fingerprint', (g) => vis('code', 'mono', g.fingerprint)], ['by', (g) => g.created_by], ['expires', (g) => when(g.expires_us)],
       ['state', (g) => (g.revoked_us ? 'revoked by ' + (g.revoked_by || '?') : g.expires_us <= now ? 'expired' : 'live')],
       ['', (g) => (!g.revoked_us && g.expires_us > now ? el('button', { type: 'button', class: 'deny', text: 'Revoke',

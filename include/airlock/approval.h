@@ -55,10 +55,10 @@ void approval_abort_all(struct approval *a);
 void approval_free(struct approval *a);     /* aborts what is still pending */
 void approval_set_config(struct approval *a, const struct al_config *cfg);
 
-/* An unexpired, unrevoked grant for this fingerprint, agent cgroup and
+/* An unexpired, unrevoked grant for this fingerprint, agent (cgroup and uid) and
  * resource: its id, or 0. */
 int64_t approval_grant_for(struct approval *a, const char *fingerprint, uint64_t cgroup_id,
-			   const char *resource);
+			   uint32_t agent_uid, const char *resource);
 /* A session that ran something under a grant registers so that revoking
  * the grant ends it (cb with APPROVAL_REVOKED). */
 int approval_watch_grant(struct approval *a, int64_t grant_id, approval_cb cb, void *arg) AL_MUST;
@@ -82,6 +82,9 @@ int approval_decide(struct approval *a, int64_t request_id, const struct store_u
 		    char *err, size_t errlen) AL_MUST;
 int approval_revoke(struct approval *a, int64_t grant_id, const char *reviewer, char *err,
 		    size_t errlen) AL_MUST;
+/* A reviewer was removed (store_user_del): their approvals of pending requests no longer
+ * count, and the grants they helped make end like revoked ones. */
+void approval_reviewer_removed(struct approval *a, const char *name, const struct store_user_gone *gone);
 
 /* One listener (the console's live feed) hears of every change to the
  * pending set: event is "new" (submitted), "approval" (one of several

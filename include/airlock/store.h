@@ -12,7 +12,7 @@ struct store_reader;       /* a read-only connection for long reads (below) */
 
 /* The schema version this build migrates stores to (store.c checks it
  * against its migration list at compile time). */
-#define STORE_SCHEMA_VERSION 14
+#define STORE_SCHEMA_VERSION 15
 
 /* What is known of a connection when it is accepted. Strings may be NULL.
  * cgroup_id 0 means no kernel identity: cgroup_id, pid, tid, uid and gid are
@@ -226,13 +226,16 @@ int store_approval_add(struct store *s, int64_t request_id, const char *reviewer
 /* The decision that ends a request and the end itself, in one durable transaction. */
 int store_approval_final(struct store *s, int64_t request_id, const char *reviewer, const char *decision,
 			 const char *reason, unsigned int grant_s, const char *state) AL_MUST;
+/* A grant covers the request's fingerprint from its agent: its cgroup and its uid. */
 int store_grant_add(struct store *s, int64_t request_id, const char *fingerprint, uint64_t cgroup_id,
-		    const char *cgroup_path, const char *resource, int64_t expires_us,
+		    const char *cgroup_path, uint32_t agent_uid, const char *resource, int64_t expires_us,
 		    const char *by, int64_t *id) AL_MUST;
 int store_grant_revoke(struct store *s, int64_t id, const char *by) AL_MUST;
-/* Unexpired, unrevoked grants, for the daemon's memory at start. */
+/* Unexpired, unrevoked grants, for the daemon's memory at start (agent_uid -1: a grant from
+ * before grants named their uid, which covers no one). */
 int store_grants_live(struct store *s, int (*cb)(void *arg, int64_t id, const char *fp,
-		      uint64_t cgroup_id, const char *resource, int64_t expires_us), void *arg) AL_MUST;
+		      uint64_t cgroup_id, int64_t agent_uid, const char *resource, int64_t expires_us),
+		      void *arg) AL_MUST;
 /* Rows as JSON objects: requests (newest first; state NULL = all), one
  * request's approvals, grants. */
 int store_requests_list(struct store *s, const char *state, unsigned int limit,
@@ -275,9 +278,17 @@ int store_user_add(struct store *s, struct store_user *u) AL_MUST;
 #define STORE_USER_ADMIN 8u
 /* Changes those fields of reviewer u->name. 0 changed, 1 no such reviewer, -1 error. */
 int store_user_set(struct store *s, const struct store_user *u, unsigned int fields) AL_MUST;
-/* Removes a reviewer and, in the same transaction, their console tokens. 0 removed, -1 no
- * such reviewer or an error. */
-int store_user_del(struct store *s, const char *name) AL_MUST;
+/* What removing a reviewer undid: the pending requests whose approvals by them no longer
+ * count, and the live grants their approval helped make, now revoked (by "user del NAME"). */
+struct store_user_gone {
+	int64_t *requests, *grants;
+	size_t n_requests, n_grants;
+};
+/* Removes the reviewer with their console tokens, their approvals of pending requests and
+ * their live grants, in one transaction; -1 (gone empty): no such reviewer, or the store
+ * failed. */
+int store_user_del(struct store *s, const char *name, struct store_user_gone *gone) AL_MUST;
+void store_user_gone_free(struct store_user_gone *g);
 /* 0 found, 1 not found, -1 error. */
 int store_user_by_uid(struct store *s, long uid, struct store_user *out) AL_MUST;
 int store_user_by_name(struct store *s, const char *name, struct store_user *out) AL_MUST;

@@ -588,6 +588,20 @@ def case_grant():
                                                                         "fingerprint")})
     still_waiting(T.pb, "the DELETE from the second cgroup")
     check(up("SELECT count(*) FROM items WHERE id = 4") == "1", "row 4 deleted")
+    # The same cgroup, another uid (root): another agent, so the grant does not cover it.
+    pr = T.cga.popen(psql_argv("DELETE FROM items WHERE id = 13")[4:], stdin=subprocess.DEVNULL,
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                     env=pgcluster.client_env(T.home, "wrong"))
+    pr.t0 = time.monotonic()
+    rr = wait_request("DELETE FROM items WHERE id = 13", after=mark)
+    check(rr["uid"] == 0 and rr["fingerprint"] == row["fingerprint"] and rr["cgroup_id"] == T.cga.id,
+          "root's request under uid %d's grant: %r" % (AGENT_UID, {k: rr[k] for k in ("uid", "fingerprint",
+                                                                                     "cgroup_id")}))
+    still_waiting(pr, "root's DELETE in the granted cgroup")
+    rv_ok("bob", "deny", rr["id"], "--reason", "another uid")
+    rc, out, err = finish(pr)
+    check(rc != 0 and "another uid" in err, "root's psql after deny: exit %d %r" % (rc, err.strip()[-300:]))
+    check(up("SELECT count(*) FROM items WHERE id = 13") == "1", "row 13 deleted")
 
 
 def case_max_grant():
@@ -895,6 +909,67 @@ def case_user_del():
     r = T.al.ctl("user", "del", "dave")
     check(r.returncode != 0 and "dave" in r.stderr, "user del of a missing user: exit %d %r"
           % (r.returncode, r.stderr.strip()))
+
+    # A removed reviewer's approval no longer counts towards a request that needs two people.
+    r = T.al.ctl("user", "add", "dave", "--uid", "47104", "--groups", "dba")
+    check(r.returncode == 0, "user add dave: %s" % r.stderr.strip())
+    mark = max_req()
+    v0 = up("SELECT v FROM pair WHERE id = 1")
+    sql = "UPDATE pair SET v = v + 10 WHERE id = 1"
+    p = psql_bg(T.cga, sql)
+    row = wait_request(sql, after=mark)
+    rv_ok(47104, "approve", row["id"])
+    check([a.get("reviewer") for a in rv_json("alice", "show", row["id"]).get("approvals") or []] == ["dave"],
+          "approvals after dave's: %r" % rv_json("alice", "show", row["id"]).get("approvals"))
+    r = T.al.ctl("user", "del", "dave")
+    check(r.returncode == 0 and "approvals withdrawn from pending requests: 1; grants revoked: 0" in r.stdout,
+          "user del dave: %r %r" % (r.stdout.strip(), r.stderr.strip()))
+    check(rv_json("alice", "show", row["id"]).get("approvals") == [],
+          "dave's approval is still listed after user del: %r" % rv_json("alice", "show", row["id"]))
+    rv_ok("alice", "approve", row["id"])
+    still_waiting(p, "the UPDATE after alice's approval (dave's no longer counts)")
+    check(request(row["id"])["state"] == "pending", "request %d: %r" % (row["id"], request(row["id"])))
+    rv_ok("bob", "deny", row["id"], "--reason", "dave left")
+    rc, _, err = finish(p)
+    check(rc != 0 and "dave left" in err, "psql after the deny: exit %d %r" % (rc, err.strip()[-300:]))
+
+    # The grants a removed reviewer made end like revoked ones: the session that used one ends.
+    r = T.al.ctl("user", "add", "erin", "--uid", "47105", "--groups", "dba")
+    check(r.returncode == 0, "user add erin: %s" % r.stderr.strip())
+    s = Session(T.cga)
+    try:
+        mark = max_req()
+        s.send("DELETE FROM items WHERE id = 26")
+        row = wait_request("DELETE FROM items WHERE id = 26", after=mark)
+        rv_ok(47105, "approve", row["id"], "--for", "10m")
+        res = s.read(10)
+        check(res and res.get("status") == "DELETE 1", "session after erin's grant: %r" % res)
+        res = s.run("DELETE FROM items WHERE id = 27", timeout=5)
+        check(res.get("status") == "DELETE 1", "the same shape under erin's grant: %r" % res)
+        gid = [g for g in rv_json("bob", "grants") if g.get("request_id") == row["id"]][0]["id"]
+        r = T.al.ctl("user", "del", "erin")
+        check(r.returncode == 0 and "grants revoked: 1" in r.stdout, "user del erin: %r %r"
+              % (r.stdout.strip(), r.stderr.strip()))
+        conn_id = row["conn_id"]
+        check(wait_for(lambda: T.al.db_rows("id = ?", (conn_id,))[0]["closed_us"], 5, 0.05),
+              "the session under erin's grant (connection %d) still open 5s after user del" % conn_id)
+        pk = s.peek(3)
+        f = (pk or {}).get("fields") or {}
+        check(pk and f.get("C") == "42501" and "grant %d was revoked" % gid in f.get("M", ""),
+              "what the session got: %r" % pk)
+        g = [x for x in rv_json("bob", "grants") if x.get("id") == gid]
+        check(g and g[0].get("revoked_by") == "user del erin" and g[0].get("revoked_us"),
+              "grant %d after user del: %r" % (gid, g))
+    finally:
+        s.close()
+    mark = max_req()
+    p = psql_bg(T.cga, "DELETE FROM items WHERE id = 28")
+    row = wait_request("DELETE FROM items WHERE id = 28", after=mark)
+    still_waiting(p, "a DELETE of the granted shape after its grant's reviewer was removed")
+    rv_ok("bob", "deny", row["id"], "--reason", "no grant")
+    finish(p)
+    check(up("SELECT count(*) FROM items WHERE id IN (26, 27, 28)") == "1", "rows 26-28 after the case")
+    check(up("SELECT v FROM pair WHERE id = 1") == v0, "pair.v changed")
 
 
 def case_disconnect():
@@ -1221,7 +1296,8 @@ CASES = [
     ("single use: the same statement again is parked again; the old request cannot be reused",
      case_single_use),
     ("approve --for 10m: same fingerprint, other literal runs unreviewed from the same cgroup "
-     "(also on a new connection); from the second cgroup it is parked", case_grant),
+     "(also on a new connection); from the second cgroup, or as another uid in the same one, it is "
+     "parked", case_grant),
     ("approve --for longer than max_grant is refused", case_max_grant),
     ("revoke -> the live session that used the grant ends; the next DELETE is parked", case_revoke),
     ("deny with a reason -> ERROR 42501 with reason and request id; next statement works",
@@ -1236,7 +1312,8 @@ CASES = [
      "request shows Bind values and every statement of the batch; SQL EXECUTE decided as what it runs; "
      "a grant covers exactly the batch's (or a long string's) sequence of shapes", case_extended_each_execute),
     ("pending --watch prints the list again as requests come and go", case_pending_watch),
-    ("user del: the removed reviewer is refused", case_user_del),
+    ("user del: the removed reviewer is refused; their approval of a pending request no longer "
+     "counts, and the grant they made ends (the session that used it too)", case_user_del),
     ("agent disconnects while pending -> request abandoned", case_disconnect),
     ("%d statements parked from %d connections; unrelated SELECTs flow; half approved, half "
      "denied, every client answered" % (N_BULK, N_BULK), case_many),

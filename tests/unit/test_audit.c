@@ -871,6 +871,7 @@ static void test_review_records(void)
 				   .conn_id = 1, .stmt_id = 1, .cgroup_id = 77, .resource = "pg",
 				   .protocol = "postgres", .command = "DELETE FROM t WHERE id = 1",
 				   .kind = "delete", .sha256 = "ab", .rule = "rule review", .approvals_needed = 1 };
+	struct store_user_gone gone;
 	int64_t id = 0, gid = 0;
 
 	CHECK(s != NULL);
@@ -878,10 +879,11 @@ static void test_review_records(void)
 		return;
 	CHECK(store_request_add(s, &r, &id) == 0);
 	CHECK(store_approval_add(s, id, "alice", "approve", NULL, 900) == 0);
-	CHECK(store_grant_add(s, id, "fp", 77, "/agents/a", "pg", al_now_us() + 900000000, "alice", &gid) == 0);
+	CHECK(store_grant_add(s, id, "fp", 77, "/agents/a", 1000, "pg", al_now_us() + 900000000, "alice", &gid) == 0);
 	CHECK(store_grant_revoke(s, gid, "bob") == 0);
 	CHECK(store_request_end(s, id, "approved", NULL) == 0);
-	CHECK(store_user_del(s, "alice") == 0);
+	CHECK(store_user_del(s, "alice", &gone) == 0 && gone.n_requests == 0 && gone.n_grants == 0);
+	store_user_gone_free(&gone);
 	store_close(s);
 	CHECK(q_int(p, "SELECT count(*) FROM audit WHERE kind IN ('request', 'approval', 'grant', 'revoke',"
 		    " 'request_end', 'user_del')") == 6);
@@ -1631,6 +1633,7 @@ static void test_recordings_v8_upgrade(void)
 		       " INSERT INTO statements (conn_id, seq, at_us, protocol, text, kind, decision)"
 		       " VALUES (7, 1, 5, 'simple', 'SELECT 1', 'read', 'allow');"
 		       " DROP INDEX connections_closed_us;"     /* and before 14 */
+		       " ALTER TABLE grants DROP COLUMN agent_uid;"     /* and before 15 */
 		       " PRAGMA user_version = 8;") == 0);
 	CHECK(store_open(p, &s) == 0);
 	CHECK(s && store_schema_version(s) == STORE_SCHEMA_VERSION);

@@ -733,6 +733,7 @@ static void test_users(void)
 	struct store *s = NULL;
 	struct store_user a = user("alice", 4711, "dba", 1, "hash-1"), b = user("bob", 4712, "ops", 0, "");
 	struct store_user x, chg;
+	struct store_user_gone gone;
 	struct store_verify v;
 	int64_t first;
 	int n = -1;
@@ -804,10 +805,11 @@ static void test_users(void)
 	/* user del takes the user's tokens in the same transaction; adding the name again
 	 * brings none back, and it is another account. */
 	CHECK(store_token_add(s, "alice", tok_a1) == 0);
-	CHECK(store_user_del(s, "alice") == 0);
+	CHECK(store_user_del(s, "alice", &gone) == 0);
+	store_user_gone_free(&gone);
 	CHECK(store_token_user(s, tok_a1, who, sizeof(who)) == 1);
 	CHECK(store_token_user(s, tok_b1, who, sizeof(who)) == 0);
-	CHECK(store_user_del(s, "alice") == -1);
+	CHECK(store_user_del(s, "alice", &gone) == -1 && !gone.n_requests && !gone.n_grants);
 	a = user("alice", 4711, "dba", 0, "hash-3");
 	CHECK(store_user_add(s, &a) == 0 && a.created_us > first);
 	CHECK(store_user_by_name(s, "alice", &x) == 0 && x.created_us == a.created_us);
@@ -823,6 +825,62 @@ static void test_users(void)
 	CHECK(Q_INT(p, "SELECT count(*) FROM console_tokens") == 1);
 	store_close(s);
 	CHECK(store_audit_verify(p, NULL, &v) == 0);
+}
+
+/* A removed reviewer's approvals of pending requests stop counting and the live grants they
+ * helped make end; ended requests, other reviewers' grants and expired grants stay as they are. */
+static void test_user_del_undoes(void)
+{
+	char p[512];
+	struct store *s = NULL;
+	struct store_user a = user("alice", 4711, "dba", 0, ""), b = user("bob", 4712, "dba", 0, "");
+	struct store_request r = { .created_us = al_now_us(), .expires_us = al_now_us() + 60000000,
+				   .conn_id = 1, .stmt_id = 1, .cgroup_id = 77, .resource = "pg",
+				   .protocol = "postgres", .command = "DELETE FROM t WHERE id = 1", .kind = "delete",
+				   .sha256 = "ab", .rule = "rule review", .approvals_needed = 2 };
+	struct store_user_gone gone;
+	int64_t pending = 0, done1 = 0, done2 = 0, done3 = 0, g_alice = 0, g_quorum = 0, g_bob = 0, g_old = 0;
+	int64_t far = al_now_us() + 600000000;
+
+	tpath(p, sizeof(p), "userdel.db");
+	if (store_open(p, &s) < 0) {
+		CHECK(!"store_open");
+		return;
+	}
+	CHECK(store_user_add(s, &a) == 0 && store_user_add(s, &b) == 0);
+	/* pending, alice approved (one of two) */
+	CHECK(store_request_add(s, &r, &pending) == 0);
+	CHECK(store_approval_add(s, pending, "alice", "approve", NULL, 0) == 0);
+	/* a grant alice made alone, one she and bob made (bob completed it), one bob made alone,
+	 * and one of alice's that expired */
+	CHECK(store_request_add(s, &r, &done1) == 0 && store_request_add(s, &r, &done2) == 0 &&
+	      store_request_add(s, &r, &done3) == 0);
+	CHECK(store_approval_final(s, done1, "alice", "approve", NULL, 600, "approved") == 0);
+	CHECK(store_grant_add(s, done1, "fp1", 77, "/a", 1000, "pg", far, "alice", &g_alice) == 0);
+	CHECK(store_approval_add(s, done2, "alice", "approve", NULL, 600) == 0);
+	CHECK(store_approval_final(s, done2, "bob", "approve", NULL, 600, "approved") == 0);
+	CHECK(store_grant_add(s, done2, "fp2", 77, "/a", 1000, "pg", far, "bob", &g_quorum) == 0);
+	CHECK(store_approval_final(s, done3, "bob", "approve", NULL, 600, "approved") == 0);
+	CHECK(store_grant_add(s, done3, "fp3", 77, "/a", 1000, "pg", far, "bob", &g_bob) == 0);
+	CHECK(store_grant_add(s, done1, "fp4", 77, "/a", 1000, "pg", al_now_us() - 1, "alice", &g_old) == 0);
+
+	CHECK(store_user_del(s, "alice", &gone) == 0);
+	CHECK(gone.n_requests == 1 && gone.requests && gone.requests[0] == pending);
+	CHECK(gone.n_grants == 2);
+	CHECK(gone.n_grants == 2 && ((gone.grants[0] == g_alice && gone.grants[1] == g_quorum) ||
+				     (gone.grants[0] == g_quorum && gone.grants[1] == g_alice)));
+	store_user_gone_free(&gone);
+	CHECK(Q_INT(p, "SELECT count(*) FROM approvals WHERE request_id IN (SELECT id FROM requests WHERE state = 'pending')") == 0);
+	/* the ended requests keep their history */
+	CHECK(Q_INT(p, "SELECT count(*) FROM approvals WHERE reviewer = 'alice'") == 2);
+	CHECK_STR(Q_TEXT(p, "SELECT revoked_by FROM grants WHERE fingerprint = 'fp1'"), "user del alice");
+	CHECK(Q_INT(p, "SELECT revoked_us IS NOT NULL FROM grants WHERE fingerprint = 'fp2'") == 1);
+	CHECK(Q_INT(p, "SELECT revoked_us IS NULL FROM grants WHERE fingerprint = 'fp3'") == 1);
+	CHECK(Q_INT(p, "SELECT revoked_us IS NULL FROM grants WHERE fingerprint = 'fp4'") == 1);
+	CHECK(Q_INT(p, "SELECT count(*) FROM audit WHERE kind = 'revoke'") == 2);
+	CHECK(Q_INT(p, "SELECT count(*) FROM audit WHERE kind = 'approval_delete'") == 1);
+	CHECK(Q_INT(p, "SELECT agent_uid FROM grants WHERE fingerprint = 'fp3'") == 1000);
+	store_close(s);
 }
 
 static void test_reopen(void)
@@ -1080,6 +1138,7 @@ int main(void)
 	RUN(test_crash_recovery);
 	RUN(test_pins);
 	RUN(test_users);
+	RUN(test_user_del_undoes);
 	RUN(test_reopen);
 	RUN(test_refusals);
 	RUN(test_newer_schema);

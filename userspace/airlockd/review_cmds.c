@@ -123,9 +123,20 @@ static json_t *user_command(struct review_ctx *ctx, const char *cmd, json_t *req
 		return with("revoked", json_integer(n));
 	}
 	/* Its console tokens go with it; its logins end at their next request (auth.c). */
-	if (strcmp(cmd, "user_del") == 0)
-		return store_user_del(ctx->store, name) == 0 ? control_ok()
-			: control_error("no reviewer named %s", name);
+	if (strcmp(cmd, "user_del") == 0) {
+		struct store_user_gone gone;
+		json_t *resp;
+
+		if (store_user_del(ctx->store, name, &gone) < 0)
+			return control_error("no reviewer named %s", name);
+		if (ctx->approval)
+			approval_reviewer_removed(ctx->approval, name, &gone);
+		resp = control_ok();
+		json_object_set_new(resp, "approvals_withdrawn", json_integer((json_int_t)gone.n_requests));
+		json_object_set_new(resp, "grants_revoked", json_integer((json_int_t)gone.n_grants));
+		store_user_gone_free(&gone);
+		return resp;
+	}
 	return user_write(ctx, strcmp(cmd, "user_add") == 0, name, req);
 }
 

@@ -38,6 +38,7 @@ struct grant {
 	int64_t id;
 	char *fingerprint;
 	uint64_t cgroup_id;
+	int64_t agent_uid;      /* -1: a grant from before grants named it, which covers no one */
 	char *resource;
 	int64_t expires_us;
 };
@@ -421,7 +422,7 @@ int approval_decide(struct approval *a, int64_t request_id, const struct store_u
 		int64_t expires = al_now_us() + (int64_t)r->grant_s * 1000000;
 
 		if (!g || store_grant_add(a->store, request_id, r->fingerprint, r->cgroup_id, r->cgroup_path,
-					  r->resource, expires, reviewer, &gid) < 0) {
+					  r->agent_uid, r->resource, expires, reviewer, &gid) < 0) {
 			free(g);
 			return al_errf(err, errlen, "could not record the grant");
 		}
@@ -429,6 +430,7 @@ int approval_decide(struct approval *a, int64_t request_id, const struct store_u
 		g->fingerprint = strdup(r->fingerprint);
 		g->resource = strdup(r->resource);
 		g->cgroup_id = r->cgroup_id;
+		g->agent_uid = r->agent_uid;
 		g->expires_us = expires;
 		LIST_INSERT_HEAD(&a->grants, g, link);
 		al_info("grant %lld: fingerprint %s on %s for %us", (long long)gid, r->fingerprint,
@@ -440,7 +442,7 @@ int approval_decide(struct approval *a, int64_t request_id, const struct store_u
 }
 
 int64_t approval_grant_for(struct approval *a, const char *fingerprint, uint64_t cgroup_id,
-			   const char *resource)
+			   uint32_t agent_uid, const char *resource)
 {
 	int64_t now = al_now_us();
 	struct grant *g, *next;
@@ -454,8 +456,8 @@ int64_t approval_grant_for(struct approval *a, const char *fingerprint, uint64_t
 			free(g);
 			continue;
 		}
-		if (g->cgroup_id == cgroup_id && fingerprint && *fingerprint && strcmp(g->fingerprint, fingerprint) == 0 &&
-		    strcmp(g->resource, resource) == 0)
+		if (g->cgroup_id == cgroup_id && g->agent_uid == (int64_t)agent_uid && fingerprint &&
+		    *fingerprint && strcmp(g->fingerprint, fingerprint) == 0 && strcmp(g->resource, resource) == 0)
 			return g->id;
 	}
 	return 0;
@@ -491,14 +493,12 @@ void approval_unwatch(struct approval *a, void *arg)
 	}
 }
 
-int approval_revoke(struct approval *a, int64_t grant_id, const char *reviewer, char *err,
-		    size_t errlen)
+/* A grant revoked in the store leaves memory; sessions that ran something under it end now. */
+static void grant_ended(struct approval *a, int64_t grant_id)
 {
 	struct watcher *w, *next;
 	struct grant *g;
 
-	if (store_grant_revoke(a->store, grant_id, reviewer) < 0)
-		return al_errf(err, errlen, "grant %lld is not live", (long long)grant_id);
 	LIST_FOREACH(g, &a->grants, link) {
 		if (g->id == grant_id) {
 			LIST_REMOVE(g, link);
@@ -508,7 +508,6 @@ int approval_revoke(struct approval *a, int64_t grant_id, const char *reviewer, 
 			break;
 		}
 	}
-	/* Sessions that ran something under it end now. */
 	for (w = LIST_FIRST(&a->watchers); w; w = next) {
 		next = LIST_NEXT(w, link);
 		if (w->grant_id != grant_id)
@@ -518,12 +517,45 @@ int approval_revoke(struct approval *a, int64_t grant_id, const char *reviewer, 
 		free(w);
 		next = LIST_FIRST(&a->watchers); /* the callback may have changed the list */
 	}
+}
+
+int approval_revoke(struct approval *a, int64_t grant_id, const char *reviewer, char *err,
+		    size_t errlen)
+{
+	if (store_grant_revoke(a->store, grant_id, reviewer) < 0)
+		return al_errf(err, errlen, "grant %lld is not live", (long long)grant_id);
+	grant_ended(a, grant_id);
 	al_info("grant %lld revoked by %s", (long long)grant_id, reviewer);
 	return 0;
 }
 
-static int load_grant(void *arg, int64_t id, const char *fp, uint64_t cgroup_id, const char *resource,
-		      int64_t expires_us)
+void approval_reviewer_removed(struct approval *a, const char *name, const struct store_user_gone *gone)
+{
+	for (size_t i = 0; i < gone->n_requests; i++) {
+		struct req *r = req_find(a, gone->requests[i]);
+		size_t j = 0;
+
+		if (!r)
+			continue;
+		while (j < r->n_approved && strcmp(r->approved_by[j], name) != 0)
+			j++;
+		if (j == r->n_approved)
+			continue;
+		free(r->approved_by[j]);
+		memmove(&r->approved_by[j], &r->approved_by[j + 1], (r->n_approved - j - 1) * sizeof(char *));
+		r->n_approved--;
+		al_info("review request %lld: the approval of %s no longer counts (%zu of %u)",
+			(long long)r->id, name, r->n_approved, r->needed);
+		tell(a, r->id, "approval");
+	}
+	for (size_t i = 0; i < gone->n_grants; i++) {
+		grant_ended(a, gone->grants[i]);
+		al_info("grant %lld revoked: %s, who approved it, was removed", (long long)gone->grants[i], name);
+	}
+}
+
+static int load_grant(void *arg, int64_t id, const char *fp, uint64_t cgroup_id, int64_t agent_uid,
+		      const char *resource, int64_t expires_us)
 {
 	struct approval *a = arg;
 	struct grant *g = calloc(1, sizeof(*g));
@@ -534,6 +566,7 @@ static int load_grant(void *arg, int64_t id, const char *fp, uint64_t cgroup_id,
 	g->fingerprint = strdup(fp ? fp : "");
 	g->resource = strdup(resource ? resource : "");
 	g->cgroup_id = cgroup_id;
+	g->agent_uid = agent_uid;
 	g->expires_us = expires_us;
 	LIST_INSERT_HEAD(&a->grants, g, link);
 	return g->fingerprint && g->resource ? 0 : -1;

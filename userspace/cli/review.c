@@ -34,7 +34,8 @@ void ctl_review_usage(FILE *f)
 		"                                  one without a uid can read the console but decide nothing\n"
 		"  user set NAME [--uid N] [--groups G,G] [--admin|--no-admin] [--password-stdin]\n"
 		"                                  changes only what is given; a new password ends NAME's logins\n"
-		"  user del NAME | user list [--json]   reviewers (root, control socket); del revokes NAME's tokens\n"
+		"  user del NAME | user list [--json]   reviewers (root, control socket); del also revokes NAME's\n"
+		"                                  tokens and grants, and withdraws their approvals of pending requests\n"
 		"  console token NAME              a console API token for reviewer NAME (printed once)\n"
 		"  console revoke NAME             revokes every console API token of NAME\n"
 		"  policy reload                   load the configuration and policy.d again (or SIGHUP)\n"
@@ -178,8 +179,13 @@ static int cmd_user(const char *sock, int argc, char **argv, int want_json)
 	}
 	if (argc == 3 && strcmp(argv[1], "del") == 0) {
 		resp = ctl_call(sock, json_pack("{s:s, s:s}", "cmd", "user_del", "name", argv[2]));
+		if (!resp)
+			return 1;
+		/* What went with them: their approvals of pending requests, the grants they helped make. */
+		term_printf("removed %s; approvals withdrawn from pending requests: %lld; grants revoked: %lld\n",
+			    argv[2], i_(resp, "approvals_withdrawn"), i_(resp, "grants_revoked"));
 		json_decref(resp);
-		return resp ? 0 : 1;
+		return 0;
 	}
 	if (argc == 3 && (strcmp(argv[1], "add") == 0 || strcmp(argv[1], "set") == 0)) {
 		int add = strcmp(argv[1], "add") == 0;

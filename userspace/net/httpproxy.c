@@ -737,7 +737,7 @@ static void park(struct hs *s)
 	int64_t grant, id;
 
 	grant = s->p->approval ? approval_grant_for(s->p->approval, s->cmd.fingerprint, s->who.cgroup_id,
-						    s->res->name) : 0;
+						    s->who.uid, s->res->name) : 0;
 	if (grant > 0) {
 		if (approval_watch_grant(s->p->approval, grant, on_grant_event, s) < 0) {
 			hs_close(s, AL_REASON_INTERNAL, "out of memory");

@@ -995,7 +995,7 @@ static void park(struct pgs *s, char term)
 
 	s->held_term = term;
 	grant = s->p->approval ? approval_grant_for(s->p->approval, s->rv_fp.p ? s->rv_fp.p : "",
-						    s->who.cgroup_id, s->res->name) : 0;
+						    s->who.cgroup_id, s->who.uid, s->res->name) : 0;
 	if (grant > 0) {
 		if (approval_watch_grant(s->p->approval, grant, on_grant_event, s) < 0) {
 			pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");

@@ -218,6 +218,7 @@ struct grant_add {
 	int64_t request_id;
 	const char *fp, *cgroup_path, *resource, *by;
 	uint64_t cgroup_id;
+	uint32_t agent_uid;
 	int64_t expires_us, id;
 };
 
@@ -228,7 +229,8 @@ static int bind_grant(sqlite3_stmt *st, void *arg)
 	return sqlite3_bind_int64(st, 1, g->request_id) | bind_text(st, 2, g->fp) |
 	       sqlite3_bind_int64(st, 3, (int64_t)g->cgroup_id) | bind_text(st, 4, g->cgroup_path) |
 	       bind_text(st, 5, g->resource) | sqlite3_bind_int64(st, 6, al_now_us()) |
-	       sqlite3_bind_int64(st, 7, g->expires_us) | bind_text(st, 8, g->by);
+	       sqlite3_bind_int64(st, 7, g->expires_us) | bind_text(st, 8, g->by) |
+	       sqlite3_bind_int64(st, 9, g->agent_uid);
 }
 
 static int do_grant_add(sqlite3 *db, void *arg)
@@ -236,19 +238,19 @@ static int do_grant_add(sqlite3 *db, void *arg)
 	struct grant_add *g = arg;
 
 	if (step1(store_cached(g->s, STORE_C_GRANT_ADD, "INSERT INTO grants (request_id, fingerprint,"
-			       " cgroup_id, cgroup_path, resource, created_us, expires_us, created_by)"
-			       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"), bind_grant, g) < 0)
+			       " cgroup_id, cgroup_path, resource, created_us, expires_us, created_by, agent_uid)"
+			       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"), bind_grant, g) < 0)
 		return -1;
 	g->id = sqlite3_last_insert_rowid(db);
 	return 0;
 }
 
 int store_grant_add(struct store *s, int64_t request_id, const char *fingerprint, uint64_t cgroup_id,
-		    const char *cgroup_path, const char *resource, int64_t expires_us,
+		    const char *cgroup_path, uint32_t agent_uid, const char *resource, int64_t expires_us,
 		    const char *by, int64_t *id)
 {
 	struct grant_add g = { s, request_id, fingerprint, cgroup_path, resource, by, cgroup_id,
-			       expires_us, 0 };
+			       agent_uid, expires_us, 0 };
 
 	if (store_durable(s, do_grant_add, &g, "recording a grant") < 0)
 		return -1;
@@ -285,20 +287,21 @@ int store_grant_revoke(struct store *s, int64_t id, const char *by)
 }
 
 int store_grants_live(struct store *s, int (*cb)(void *arg, int64_t id, const char *fp,
-		      uint64_t cgroup_id, const char *resource, int64_t expires_us), void *arg)
+		      uint64_t cgroup_id, int64_t agent_uid, const char *resource, int64_t expires_us),
+		      void *arg)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = -1, r;
 
-	if (sqlite3_prepare_v2(store_db(s), "SELECT id, fingerprint, cgroup_id, resource, expires_us"
-			       " FROM grants WHERE revoked_us IS NULL AND expires_us > ?1", -1, &st,
-			       NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(store_db(s), "SELECT id, fingerprint, cgroup_id, ifnull(agent_uid, -1),"
+			       " resource, expires_us FROM grants WHERE revoked_us IS NULL AND expires_us > ?1",
+			       -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 1, al_now_us()) != SQLITE_OK)
 		goto out;
 	while ((r = sqlite3_step(st)) == SQLITE_ROW)
 		if (cb(arg, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
-		       (uint64_t)sqlite3_column_int64(st, 2), (const char *)sqlite3_column_text(st, 3),
-		       sqlite3_column_int64(st, 4)) < 0)
+		       (uint64_t)sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3),
+		       (const char *)sqlite3_column_text(st, 4), sqlite3_column_int64(st, 5)) < 0)
 			goto out;
 	rc = r == SQLITE_DONE ? 0 : -1;
 out:
@@ -442,18 +445,93 @@ static int bind_name(sqlite3_stmt *st, void *arg)
 	return bind_text(st, 1, arg);
 }
 
+static int i64_push(int64_t **v, size_t *n, int64_t x)
+{
+	int64_t *p = realloc(*v, (*n + 1) * sizeof(**v));
+
+	if (!p)
+		return -1;
+	p[(*n)++] = x;
+	*v = p;
+	return 0;
+}
+
+struct user_del {
+	const char *name;
+	char by[sizeof(((struct store_user *)0)->name) + 16];
+	int64_t now_us;
+	struct store_user_gone *gone;
+};
+
+static int bind_user_del(sqlite3_stmt *st, void *arg)
+{
+	const struct user_del *d = arg;
+
+	return bind_text(st, 1, d->name) | sqlite3_bind_int64(st, 2, d->now_us) | bind_text(st, 3, d->by);
+}
+
+/* The live grants an approval of ?1 helped make: whoever completed them, every approver was needed. */
+#define GRANTS_OF_APPROVER " FROM grants WHERE revoked_us IS NULL AND expires_us > ?2 AND (created_by = ?1" \
+	" OR request_id IN (SELECT request_id FROM approvals WHERE reviewer = ?1 AND decision = 'approve'))"
+
 static int do_user_del(sqlite3 *db, void *arg)
 {
-	if (exec1(db, "DELETE FROM users WHERE name = ?1", bind_name, arg) < 0)
+	struct user_del *d = arg;
+	struct store_user_gone *g = d->gone;
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if (exec1(db, "DELETE FROM users WHERE name = ?1", bind_name, (void *)d->name) < 0)
 		return -1;
 	if (sqlite3_changes(db) != 1)
 		return -1;
-	return store_user_tokens_del(db, arg, NULL);
+	/* Their approvals still waiting for others no longer count ... */
+	if (sqlite3_prepare_v2(db, "DELETE FROM approvals WHERE reviewer = ?1 AND decision = 'approve'"
+			       " AND request_id IN (SELECT id FROM requests WHERE state = 'pending')"
+			       " RETURNING request_id", -1, &st, NULL) != SQLITE_OK ||
+	    bind_text(st, 1, d->name) != SQLITE_OK)
+		goto fail;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW)
+		if (i64_push(&g->requests, &g->n_requests, sqlite3_column_int64(st, 0)) < 0)
+			goto fail;
+	if (r != SQLITE_DONE)
+		goto fail;
+	sqlite3_finalize(st);
+	/* ... and the grants they helped make end, as a revoke would end them. */
+	if (sqlite3_prepare_v2(db, "UPDATE grants SET revoked_us = ?2, revoked_by = ?3 WHERE id IN"
+			       " (SELECT id" GRANTS_OF_APPROVER ") RETURNING id", -1, &st, NULL) != SQLITE_OK ||
+	    bind_user_del(st, d) != 0)
+		goto fail;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW)
+		if (i64_push(&g->grants, &g->n_grants, sqlite3_column_int64(st, 0)) < 0)
+			goto fail;
+	if (r != SQLITE_DONE)
+		goto fail;
+	sqlite3_finalize(st);
+	return store_user_tokens_del(db, d->name, NULL);
+fail:
+	sqlite3_finalize(st);
+	return -1;
 }
 
-int store_user_del(struct store *s, const char *name)
+int store_user_del(struct store *s, const char *name, struct store_user_gone *gone)
 {
-	return store_durable(s, do_user_del, (void *)name, "removing a reviewer");
+	struct user_del d = { .name = name, .now_us = al_now_us(), .gone = gone };
+
+	memset(gone, 0, sizeof(*gone));
+	snprintf(d.by, sizeof(d.by), "user del %s", name);
+	if (store_durable(s, do_user_del, &d, "removing a reviewer") < 0) {
+		store_user_gone_free(gone);
+		return -1;
+	}
+	return 0;
+}
+
+void store_user_gone_free(struct store_user_gone *g)
+{
+	free(g->requests);
+	free(g->grants);
+	memset(g, 0, sizeof(*g));
 }
 
 #define USER_SELECT "SELECT name, uid, groups, pwhash, admin, created_us FROM users WHERE "

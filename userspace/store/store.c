@@ -186,6 +186,9 @@ static const char *const migrations[] = {
 	/* 14: recordings expire by their session's end (rec.c): the sessions that ended since the
 	 * last pass, found by this index, not by reading every session the store holds */
 	"CREATE INDEX connections_closed_us ON connections(closed_us);",
+	/* 15: a grant covers its agent's uid too (two users' agents in one cgroup are two agents);
+	 * older grants have none and cover no one */
+	"ALTER TABLE grants ADD COLUMN agent_uid INTEGER;",
 };
 
 _Static_assert(AL_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
