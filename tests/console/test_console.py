@@ -717,7 +717,8 @@ FILL_STORE = os.path.join(lib.BUILD, "tests", "fill_store")
 
 def case_long_read():
     """A console search that reads the whole store runs in the reader thread: agents' sessions
-    and airlockctl go on meanwhile; a stop does not wait for it."""
+    and airlockctl go on meanwhile; a read whose login ends before its answer is in gets 401; a
+    stop does not wait for it."""
     need_up()
     check(T.token, "no API token (the token case failed)")
     check(os.access(FILL_STORE, os.X_OK), "missing %s (make unit)" % FILL_STORE)
@@ -808,6 +809,35 @@ def case_long_read():
           "waited for the searches" % (ends[-1] - t0, last - t0))
     note("%d searches over %d statements took %.1f s; 3 psql sessions and airlockctl status were done "
          "after %.1f s" % (SEARCHES, FILL_ROWS, last - t0, ends[-1] - t0))
+
+    # A read queued for a login that ends before its answer is in (here an API token revoked
+    # while the read waits behind others) is not answered with the rows: 401.
+    name = "readtmp" + lib.RUN_ID[:6]
+    r = T.al.ctl("user", "add", name, "--uid", "47297", "--groups", "dba")
+    check(r.returncode == 0, "user add %s: %s" % (name, r.stderr.strip()))
+    r = T.al.ctl("console", "token", name)
+    tok = r.stdout.strip().split()[-1] if r.returncode == 0 else ""
+    check(len(tok) == 64, "console token %s: %r %r" % (name, r.stdout[-200:], r.stderr[-200:]))
+    res, ths = searches()
+    time.sleep(0.3)
+    mine = {}
+    th = threading.Thread(target=lambda: mine.update(resp=http(
+        "GET", "/api/v1/audit?what=statements&agent=%s&limit=5&since=" % fill_cg,
+        headers={"Authorization": "Bearer " + tok}, timeout=300)))
+    th.start()
+    time.sleep(0.3)
+    r = T.al.ctl("console", "revoke", name)
+    check(r.returncode == 0, "console revoke %s: %s" % (name, r.stderr.strip()))
+    th.join(310)
+    for t in ths:
+        t.join(310)
+    st, _, body = mine.get("resp") or (None, {}, "")
+    check(st == 401 and "login ended" in body and "SELECT" not in body,
+          "a read whose token was revoked while it waited: %r %r" % (st, body[:300]))
+    check(all(x.get("resp", (0,))[0] == 200 for x in res), "the other searches: %r"
+          % [x.get("resp", (None,))[0] for x in res])
+    r = T.al.ctl("user", "del", name)
+    check(r.returncode == 0, "user del %s: %s" % (name, r.stderr.strip()))
     # policy test reads the store file itself (the daemon does not replay a day of statements in
     # its loop): the running rules change nothing; a candidate that denies what they review
     # changes exactly the reviewed statements.
@@ -986,7 +1016,8 @@ def case_grant_revoke():
         tr = "[...document.querySelectorAll('#grants tbody tr')].find(tr => tr.cells[0].textContent === '%d')" % gid
         b.wait_js("!!(%s)" % tr, 10, "grant %d in the grants view" % gid)
         cells = b.js("[...(%s).cells].map(c => c.textContent)" % tr)
-        check(cells[1:4] == [str(rid), T.cg.rel, "pg"] and cells[5] == "alice" and cells[7] == "live" and
+        check(cells[1:4] == [str(rid), "%s (uid %d)" % (T.cg.rel, row["uid"]), "pg"] and cells[5] == "alice" and
+              cells[7] == "live" and
               cells[8] == "Revoke", "grant %d's row: %r" % (gid, cells))
         conn_id = row["conn_id"]
         check(T.al.db_rows("id = ?", (conn_id,))[0]["closed_us"] is None, "connection %d closed already" % conn_id)

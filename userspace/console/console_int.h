@@ -102,6 +102,8 @@ struct cjob {
 	unsigned int limit;
 	struct store_page pg[3];        /* a session page's start: statements, HTTP requests, exec */
 	struct reply r;
+	/* whose read it is (struct who): its answer goes out only while that login still stands */
+	char cookie_token[65], bearer_sha[65];
 };
 
 /* server.c */

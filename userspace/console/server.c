@@ -45,6 +45,11 @@ void reply_error(struct reply *r, unsigned int status, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* It replaces any answer already made (a text one too: send_reply would prefer that). */
+	free(r->text);
+	r->text = NULL;
+	r->text_len = 0;
+	r->ctype = NULL;
 	r->status = status;
 	json_decref(r->json);
 	r->json = json_pack("{s:b, s:s}", "ok", 0, "error", msg);
@@ -227,7 +232,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		return MHD_YES;
 	}
 	if (q->job) {
-		/* Resumed: the reader thread has answered. */
+		/* Resumed: the reader thread has answered, for a login that may have ended meanwhile
+		 * (logout, timeout, user del, a revoked token): then the answer is not sent. */
+		if (auth_still_valid(c, q->job->cookie_token, q->job->bearer_sha) < 0)
+			reply_error(&q->job->r, 401, "log in first (the login ended while the read ran)");
 		ret = send_reply(conn, &q->job->r);
 		cjob_free(q->job);
 		q->job = NULL;
@@ -289,6 +297,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	if (r.job) {
 		/* A read that may take long: the request waits, suspended, for the reader thread. */
 		r.job->conn = conn;
+		if (w.sess)
+			memcpy(r.job->cookie_token, w.sess->token, sizeof(r.job->cookie_token));
+		memcpy(r.job->bearer_sha, w.bearer_sha, sizeof(r.job->bearer_sha));
 		if (reader_submit(c, r.job) < 0) {
 			cjob_free(r.job);
 			return send_error(conn, 500, "could not read the store");
