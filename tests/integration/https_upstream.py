@@ -13,7 +13,9 @@ name. A line "tls new" on stdin replaces that context with a fresh one (new tick
 session cache: no session issued before is resumed), "tls new 1.2" with one that stops at
 TLS 1.2 (with --control, which reads stdin); each is answered with the same line and " ok" on
 stdout once new connections get it.
-Answers: /close -> close-delimited body; /chunked -> chunked body;
+Answers: /close -> close-delimited body; /chunked -> chunked body; /early (with a Content-Length
+body) -> 200 with a JSON echo as soon as its head is read, then its body is read and dropped and
+the next request read, as node and nginx do (its log line's raw is the head only);
 /big?n=BYTES -> that many bytes (0, 1, .. 255 over and over) with Content-Length;
 /close-length and /close-chunked -> CLOSE_BODY with "Connection: close" (Content-Length, chunked),
 the TLS close_notify and the TCP FIN in the same segment as the response's last bytes; HEAD -> no
@@ -77,6 +79,8 @@ def read_request(conn, buf):
         k, _, v = l.decode("latin-1").partition(":")
         hdrs[k.strip().lower()] = v.strip()
     body = b""
+    if target.startswith("/early") and "content-length" in hdrs:
+        return (method, target, hdrs, None, head + b"\r\n\r\n"), rest    # serve() reads the body later
     if "content-length" in hdrs:
         n = int(hdrs["content-length"])
         while len(rest) < n:
@@ -381,6 +385,18 @@ def serve(conn, addr, tls):
                     {"name": "pods/exec", "singularName": "", "namespaced": True, "kind": "PodExecOptions",
                      "verbs": ["create", "get"]}]},
             }
+            if path == "/early" and body is None:
+                out = json.dumps({"method": method, "path": path, "early": True}).encode()
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n" % len(out) + out)
+                n = int(hdrs["content-length"])
+                while len(buf) < n:
+                    d = conn.recv(65536)
+                    if not d:
+                        return
+                    buf += d
+                buf = buf[n:]
+                continue
             if path == "/slow":
                 time.sleep(4)
             if path in disc:

@@ -160,6 +160,66 @@ def raw_client(data, bg=False):
     return r.returncode, base64.b64decode(r.stdout or ""), r.stderr
 
 
+# A TLS client that follows a plan (JSON): ["send", B64] sends those bytes, ["until", B64, S] reads
+# until what it got holds those bytes or S seconds pass, ["sleep", S] reads for S seconds; then it
+# reads to the end (EOF, or IDLE seconds of silence). It prints all it got (base64), and on stderr
+# how it ended: "end=eof", "end=idle" or "end=error: ...". NAME "" sends no server name.
+PLAN_CLIENT = r"""
+import base64, json, socket, ssl, sys, time
+host, port, name, cafile, plan, idle = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], json.loads(sys.argv[5]), float(sys.argv[6])
+ctx = ssl.create_default_context(cafile=cafile)
+ctx.check_hostname = False
+got, end = b"", "eof"
+def read_for(t, want=None):
+    global got
+    until = time.monotonic() + t
+    while time.monotonic() < until and not (want and want in got):
+        s.settimeout(max(0.01, min(0.2, until - time.monotonic())))
+        try:
+            d = s.recv(65536)
+        except socket.timeout:
+            continue
+        if not d:
+            return False
+        got += d
+    return True
+try:
+    s = ctx.wrap_socket(socket.create_connection((host, port), timeout=30), server_hostname=name or None)
+    for step in plan:
+        if step[0] == "send":
+            s.sendall(base64.b64decode(step[1]))
+        elif not read_for(step[-1], base64.b64decode(step[1]) if step[0] == "until" else None):
+            break
+    s.settimeout(idle)
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        got += d
+except socket.timeout:
+    end = "idle"
+except (ssl.SSLError, OSError) as e:
+    end = "error: %s" % e
+sys.stderr.write("end=%s\n" % end)
+sys.stdout.write(base64.b64encode(got).decode())
+"""
+
+
+def b64(data):
+    return base64.b64encode(data).decode()
+
+
+def plan_client(plan, name=API_NAME, addr=API, idle=3, bg=False):
+    """Runs PLAN_CLIENT in the cgroup: (answer bytes, how it ended), or the process if bg."""
+    argv = as_agent([lib.PY, "-c", PLAN_CLIENT, addr, str(T.port), name, T.ca, json.dumps(plan), str(idle)])
+    if bg:
+        p = T.cg.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=agent_env())
+        lib.on_cleanup(lib.stop_process, p)
+        return p
+    r = T.cg.run(argv, timeout=60, env=agent_env())
+    return base64.b64decode(r.stdout or ""), r.stderr.strip()
+
+
 # kubectl speaks only the binary channel protocols: this client is a browser terminal's
 # exec, offering a channel protocol newer than the test API server knows (v6) and then
 # v4.base64.channel.k8s.io, which the server picks: Airlock must read the stream as the
@@ -664,6 +724,46 @@ def case_body_over_max():
     check(code == "403" and "larger than http_max_body" in json.loads(body or "{}").get("reason", ""),
           "DELETE with %d bytes of body: %r %s" % (len(data), r.stdout[-300:], r.stderr.strip()))
     check(len(uplog()) == n1, "the upstream received the DELETE")
+
+
+def case_early_response_body():
+    """Regression (request smuggling): an upstream answers a POST whose body is streamed (over
+    http_max_body) before it has read the body, then reads the body to its end (node, nginx).
+    airlockd once went back to reading requests there, parsing the rest of the body as requests
+    while the upstream took the same bytes as body, so a request after them ran upstream with the
+    credential and unreviewed. Now the rest of the body goes nowhere, the upstream connection is
+    dropped, and the next request is read where the agent's next request starts: the DELETE after
+    the body is held for review (and denied here), a GET after it goes upstream on a new connection."""
+    need_up()
+    total, tail_len = 70000, 300
+    head = (b"POST /early HTTP/1.1\r\nHost: %s\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Length: %d\r\n\r\n" % (API_NAME.encode(), total))
+    start = b"GET /smuggled HTTP/1.1\r\nX-Pad: "
+    tail = start + b"p" * (tail_len - len(start))   # the body's last bytes: a request head to a lax reader
+    delete = b"DELETE /items/77 HTTP/1.1\r\nHost: %s\r\n\r\n" % API_NAME.encode()
+    get = b"GET /after-early HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % API_NAME.encode()
+    after, n0, h0 = max_req(), len(uplog()), T.al.max_id("http_requests")
+    p = plan_client([["send", b64(head + b"A" * (total - tail_len))], ["until", b64(b'"early": true'), 10],
+                     ["send", b64(tail + delete)], ["until", b64(b"HTTP/1.1 403"), 30], ["send", b64(get)]],
+                    idle=10, bg=True)
+    row = wait_request("DELETE https://%s/items/77" % API_NAME, after)
+    check([x["path"] for x in uplog()[n0:]] == ["/early"],
+          "the upstream got %r" % [(x["method"], x["path"]) for x in uplog()[n0:]])
+    rv("deny", row["id"], "--reason", "not this one")
+    out, err = p.communicate(timeout=40)
+    got = base64.b64decode(out)
+    answers = re.findall(rb"HTTP/1\.1 (\d{3})", got)
+    check(answers == [b"200", b"403", b"200"] and b'"path": "/after-early"' in got,
+          "the agent got %r (%s)" % (got[-600:], err[-200:]))
+    log = uplog()[n0:]
+    check([x["path"] for x in log] == ["/early", "/after-early"] and log[0]["conn"] != log[1]["conn"],
+          "the upstream got %r" % [(x["method"], x["path"], x["conn"]) for x in log])
+    rows = wait_for(lambda: (lambda x: x if len(x) == 3 and all(h["status"] for h in x) else None)(
+        http_rows("id > ?", (h0,))), 5) or http_rows("id > ?", (h0,))
+    check([(h["method"], h["path"], h["status"]) for h in rows]
+          == [("POST", "/early", 200), ("DELETE", "/items/77", 403), ("GET", "/after-early", 200)]
+          and "answered before the request body was complete" in (rows[0]["error"] or ""),
+          "http_requests rows: %r" % [(h["method"], h["path"], h["status"], h["error"]) for h in rows])
 
 
 # One keep-alive connection: a GET, then (after a line on stdin) another GET on it; prints each
@@ -1864,6 +1964,9 @@ CASES = [
      "503 and goes nowhere; new connections refused; taken again when lifted", case_store_full_live),
     ("a body over http_max_body: an allowed POST streams through whole; a DELETE that needs "
      "review is denied", case_body_over_max),
+    ("an upstream answers a streamed POST before reading its body: the rest of the body is dropped, "
+     "never read as requests; the request after it is decided (held), the upstream connection not "
+     "reused", case_early_response_body),
     ("smuggling corpus over TLS -> 400 each, connection closed, nothing upstream", case_smuggling),
     ("an agent's request and its close_notify together: answered, then closed (GET, TLS 1.2, "
      "with Finished, TCP FIN, pipelined, POST, 403, held and approved); a cut request is not sent",

@@ -34,6 +34,7 @@ enum hstate {
 	H_HEAD,         /* reading a request */
 	H_PARKED,       /* a request waits for reviewers */
 	H_RESPONSE,     /* request forwarded; relaying the response */
+	H_DRAIN,        /* answered before its body was all sent: the rest is read and dropped */
 	H_TUNNEL,       /* after 101 Switching Protocols: raw both ways */
 	H_PASS,         /* TLS passed through as TCP (no resource names the server) */
 	H_CLOSING,
@@ -926,7 +927,10 @@ static void decide(struct hs *s, struct evbuffer *in, const uint8_t *buf)
 	evbuffer_drain(in, r->total);
 }
 
-/* Relays the part of a streamed request body that is in the agent's input. */
+/*
+ * Relays the part of a streamed request body that is in the agent's input; in H_DRAIN drops
+ * it instead, and once it has all come goes on to the next request (or ends the session).
+ */
 static void stream_body(struct hs *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->agent);
@@ -949,9 +953,14 @@ static void stream_body(struct hs *s)
 			if (more == 0)
 				break;
 		}
-		if (rc == HTTP_ERROR) {
+		if (rc == HTTP_ERROR && s->req_down == 0) {
 			answer_error(s, 400, "airlock: bad request", s->body_ck.error, 0, 1,
 				     AL_REASON_AGENT_RESET);
+			return;
+		}
+		if (rc == HTTP_ERROR) {
+			/* A response is on its way (or was sent): no answer of ours can follow it. */
+			hs_close(s, AL_REASON_AGENT_RESET, "chunked request body: %s", s->body_ck.error);
 			return;
 		}
 		if (rc == HTTP_DONE)
@@ -959,14 +968,20 @@ static void stream_body(struct hs *s)
 		else
 			s->body_left = 1;
 	}
-	if (take) {
+	if (take && s->state == H_DRAIN) {
+		evbuffer_drain(in, take);
+	} else if (take) {
 		evbuffer_remove_buffer(in, bufferevent_get_output(s->up), take);
 		s->req_up += take;
 	}
 	if (s->body_left == 0) {
 		s->req_streaming = 0;
+		if (s->state == H_DRAIN) {
+			agent_continue(s);
+			return;
+		}
 		bufferevent_disable(s->agent, EV_READ);
-	} else if (full(s->up, s)) {
+	} else if (s->state != H_DRAIN && full(s->up, s)) {
 		bufferevent_disable(s->agent, EV_READ);
 	}
 }
@@ -984,6 +999,10 @@ static void agent_read(struct bufferevent *bev, void *arg)
 		evbuffer_add_buffer(bufferevent_get_output(s->up), in);
 		if (full(s->up, s))
 			bufferevent_disable(bev, EV_READ);
+		return;
+	}
+	if (s->state == H_DRAIN) {
+		stream_body(s);
 		return;
 	}
 	if (s->state == H_RESPONSE) {
@@ -1090,6 +1109,11 @@ static void agent_ended(struct hs *s)
 		}
 		hs_end(s, AL_REASON_CLOSED, NULL, 0, "agent left mid-request");
 		return;
+	case H_DRAIN:
+		/* It was answered; what it did not send of its body would have been dropped. */
+		hs_end(s, AL_REASON_CLOSED, NULL, 0, "agent left before the end of a request body it was "
+		       "answered for");
+		return;
 	case H_TUNNEL:
 	case H_PASS:
 		/* Pass the half-close on once the bytes are out. */
@@ -1171,11 +1195,28 @@ static void response_done(struct hs *s)
 {
 	int keep = s->req.keep_alive && s->resp.keep_alive;
 
-	if (s->up && (s->up_closed || (s->resp.framing != HTTP_BODY_CLOSE &&
-				       evbuffer_get_length(bufferevent_get_input(s->up))))) {
+	if (s->up && (s->req_streaming || s->up_closed ||
+		      (s->resp.framing != HTTP_BODY_CLOSE && evbuffer_get_length(bufferevent_get_input(s->up))))) {
 		/* The connection ended with this response, or bytes follow its end (e.g. a body
-		 * sent to a HEAD) and it is out of step: the next request gets a new one. */
+		 * sent to a HEAD) and it is out of step, or it answered before the request's body
+		 * was all sent (below): the next request gets a new one. */
 		up_drop(s);
+	}
+	if (s->req_streaming) {
+		/*
+		 * The upstream answered before the request's body was all sent (an early error, or a
+		 * server that does not need the body): what it would make of the rest is unknown,
+		 * read as body or as requests of its own, so it gets none of it, and its connection
+		 * is dropped above. The rest is read to its end and dropped, so the next request is
+		 * parsed where the agent's next request starts, never inside this body.
+		 */
+		audit_outcome(s, s->status, NULL, 0, "the upstream answered before the request body was "
+			      "complete: the rest of the body was dropped and the upstream connection closed");
+		s->req.keep_alive = keep;
+		s->state = H_DRAIN;
+		bev_read_on(s->agent);
+		stream_body(s);
+		return;
 	}
 
 	audit_outcome(s, s->status, NULL, 0, NULL);
