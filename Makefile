@@ -106,6 +106,7 @@ $(B)/tests/tsan/%: tests/unit/%.c tests/unit/harness.h $(TSAN_LIB)
 # A unit test that builds a daemon file in (not part of the library) depends on it too.
 $(B)/tests/test_sock_out: userspace/net/sock_out.c userspace/net/sock_out.h tests/unit/evtest.h
 $(B)/tests/test_tls_stream: userspace/net/sock_out.c userspace/net/sock_out.h userspace/net/tls_stream.c userspace/net/tls_stream.h tests/unit/evtest.h
+$(B)/tests/test_host_name: userspace/net/host_name.c userspace/net/host_name.h
 # ... or an airlockctl file.
 $(B)/tests/test_term: userspace/cli/term.c userspace/cli/term.h
 

@@ -7,6 +7,7 @@
 #include "k8s_rec.h"
 #include "agent_who.h"
 #include "agent_gone.h"
+#include "host_name.h"
 #include "sess_end.h"
 #include "sock_out.h"
 #include "tls_stream.h"
@@ -305,6 +306,7 @@ static const char *status_text(int code)
 	switch (code) {
 	case 400: return "Bad Request";
 	case 403: return "Forbidden";
+	case 421: return "Misdirected Request";
 	case 431: return "Request Header Fields Too Large";
 	case 502: return "Bad Gateway";
 	case 503: return "Service Unavailable";
@@ -835,6 +837,55 @@ static const struct al_rule *decide_rule(const struct hs *s, struct al_subject *
 	return best;
 }
 
+/*
+ * 1 (and why) if the request is for another server than the one its TLS connection named. The
+ * server picks its virtual host by the Host (or an absolute-form target's host, which the
+ * parser has matched to it), and the resource's credential would go to that one: its name
+ * must be the ClientHello's server name, the one the resource was chosen by and the leaf
+ * minted for; with none, a name or address the resource names. Ports are not compared (a
+ * Host may carry the port or leave it out). An HTTP/1.0 request without a Host goes to the
+ * server the connection names.
+ */
+static int misdirected(const struct hs *s, const uint8_t *buf, char *why, size_t len)
+{
+	const struct http_req *r = &s->req;
+	char host[256];
+
+	if (r->host.len == 0)
+		return 0;
+	if (host_name_of_host((const char *)buf + r->host.off, r->host.len, host, sizeof(host)) < 0) {
+		snprintf(why, len, "the Host is not a host name");
+		return 1;
+	}
+	if (s->sni[0] ? strcmp(host, s->sni) == 0 : host_named_by(s->res, host))
+		return 0;
+	if (s->sni[0])
+		snprintf(why, len, "Host '%.120s' is not the server name '%.120s' the TLS connection was "
+			 "made for", host, s->sni);
+	else
+		snprintf(why, len, "Host '%.120s' is not a name or address of resource %s (the TLS "
+			 "connection named no server)", host, s->res->name);
+	return 1;
+}
+
+/*
+ * Answers the request (audited already) with code and why instead of sending it upstream; the
+ * connection goes on when its body was read and it may.
+ */
+static void refuse(struct hs *s, struct evbuffer *in, int code, const char *error, const char *why)
+{
+	const struct http_req *r = &s->req;
+	int64_t id = s->hrow;
+
+	s->p->stats.denied++;
+	evbuffer_drain(in, r->total);
+	audit_outcome(s, code, NULL, 0, why);
+	/* An unread body ends the connection; a held one was read whole. */
+	answer_error(s, code, error, why, id, !r->body_buffered || !r->keep_alive, AL_REASON_POLICY_DENY);
+	if (s->state != H_CLOSING)
+		agent_continue(s);
+}
+
 static void decide(struct hs *s, struct evbuffer *in, const uint8_t *buf)
 {
 	const struct http_req *r = &s->req;
@@ -862,6 +913,12 @@ static void decide(struct hs *s, struct evbuffer *in, const uint8_t *buf)
 			     "no request goes upstream until the store has room", 0, 1, AL_REASON_STORE_FULL);
 		return;
 	}
+	if (misdirected(s, buf, why, sizeof(why))) {
+		/* Not the policy's answer (airlockctl policy test passes it over, as a 400's). */
+		audit_request(s, "error", NULL);
+		refuse(s, in, 421, "airlock: misdirected request", why);
+		return;
+	}
 	agent_who_subject(&s->who, &subj);
 	subj.path = s->cmd.path;
 	subj.k8s_exec = s->cmd.is_k8s && strcmp(s->cmd.k8s.verb, "portforward") != 0;
@@ -875,41 +932,21 @@ static void decide(struct hs *s, struct evbuffer *in, const uint8_t *buf)
 	}
 	if (rule && rule->allow == AL_ACTION_REVIEW && (!r->body_buffered || s->cmd.body_unreadable[0])) {
 		/* No one could review bytes that were not held, or that they cannot read. */
-		int64_t id;
-
 		audit_request(s, "deny", rule);
-		id = s->hrow;
 		if (!r->body_buffered)
 			snprintf(why, sizeof(why), "rule '%s' (line %d) needs review, and the body is larger "
 				 "than http_max_body (%zu bytes)", rule->text, rule->line, s->p->cfg->http_max_body);
 		else
 			snprintf(why, sizeof(why), "rule '%s' (line %d) needs review, and reviewers could not "
 				 "read the body: %s", rule->text, rule->line, s->cmd.body_unreadable);
-		s->p->stats.denied++;
-		audit_outcome(s, 403, NULL, 0, why);
-		if (r->body_buffered)
-			evbuffer_drain(in, r->total);
-		/* An unread body ends the connection; a held one was read whole. */
-		answer_error(s, 403, "airlock: denied", why, id, !r->body_buffered || !r->keep_alive,
-			     AL_REASON_POLICY_DENY);
-		if (s->state != H_CLOSING)
-			agent_continue(s);
+		refuse(s, in, 403, "airlock: denied", why);
 		return;
 	}
 	audit_request(s, rule ? config_action_name(rule->allow) : "allow", rule);
 	if (rule && rule->allow == AL_ACTION_DENY) {
-		int64_t id = s->hrow;
-
 		snprintf(why, sizeof(why), "denied by rule '%s' (line %d) on resource %s", rule->text,
 			 rule->line, s->res->name);
-		s->p->stats.denied++;
-		evbuffer_drain(in, r->total);
-		audit_outcome(s, 403, NULL, 0, why);
-		answer_error(s, 403, "airlock: denied", why, id, !r->body_buffered || !r->keep_alive,
-			     AL_REASON_POLICY_DENY);
-		if (s->state == H_CLOSING)
-			return;
-		agent_continue(s);
+		refuse(s, in, 403, "airlock: denied", why);
 		return;
 	}
 	if (rule && rule->allow == AL_ACTION_REVIEW) {
@@ -1529,7 +1566,7 @@ static void hello_read(struct bufferevent *bev, void *arg)
 		hs_close(s, AL_REASON_AGENT_RESET, "not a TLS ClientHello");
 		return;
 	}
-	snprintf(s->sni, sizeof(s->sni), "%s", h.sni);
+	host_name_norm(h.sni, s->sni, sizeof(s->sni));
 	res = config_https_resource(s->p->cfg, s->res, &s->dst, s->dst_port, h.sni);
 	/* The row was opened under the first resource of this address and port (accept knows no
 	 * more); it names the one the server name chose, or none if the TLS is passed through. */
