@@ -23,16 +23,19 @@ void httpproxy_free(struct httpproxy *p);
 
 /*
  * Takes an accepted agent connection to an https resource (res matched by
- * address and port). The ClientHello's server name picks among the https
- * resources on that address and port (their `host` lists); a name none of
- * them answers goes by the policy default (relayed as TCP, or closed).
+ * address and port). The ClientHello's server name (lower case, without one
+ * trailing dot) picks among the https resources on that address and port
+ * (their `host` lists); without one, the only resource there. A connection
+ * none of them takes is closed (policy_deny), never relayed as bytes: the
+ * address and port are a resource's, whose rules would be skipped.
  * Returns 0 if a session started.
  */
 int httpproxy_start(struct httpproxy *p, int fd, const struct store_conn *c,
 		    const struct al_addr *dst, uint16_t dst_port, const struct al_resource *res);
 
 struct httpproxy_stats {
-	uint64_t live, sessions, requests, denied, held, malformed, passthrough;
+	uint64_t live, sessions, requests, denied, held, malformed;
+	uint64_t passthrough;       /* always 0: nothing is passed through (kept for status) */
 };
 void httpproxy_stats(const struct httpproxy *p, struct httpproxy_stats *out);
 

@@ -38,6 +38,8 @@ KUBECTL = shutil.which("kubectl", path="/usr/bin:/usr/local/bin")
 ASCIINEMA = shutil.which("asciinema", path="/usr/bin:/bin")
 API, KUBE, IPAPI = "127.0.0.21", "127.0.0.22", "127.0.0.23"
 MTLS = "127.0.0.24"          # an upstream that requires a client certificate
+NAMED = "127.0.0.25"         # the one https resource on its address, with a host list
+NAMED_NAME = "named.test"
 MTLS_CLIENT = "airlock-test mtls client"   # the CN of the one the mtlscert credential holds
 API_NAME = "api.test"
 API2_NAME = "api2.test"     # a second resource on API's address and port, told apart by name
@@ -72,7 +74,7 @@ def sh(argv, **kw):
 
 
 def make_certs(d):
-    """A test CA, a server certificate for api.test, api2.test and the four addresses, and a
+    """A test CA, a server certificate for api.test, api2.test and the five addresses, and a
     client certificate (client.pem, client.key) for the mtlscert credential."""
     ca_key, ca_crt = os.path.join(d, "test-ca.key"), os.path.join(d, "test-ca.pem")
     key, csr, crt = (os.path.join(d, n) for n in ("up.key", "up.csr", "up.pem"))
@@ -83,8 +85,8 @@ def make_certs(d):
     sh([OPENSSL, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
         key, "-out", csr, "-subj", "/CN=%s" % API_NAME])
     with open(ext, "w") as f:
-        f.write("subjectAltName=DNS:%s,DNS:%s,IP:%s,IP:%s,IP:%s,IP:%s\nextendedKeyUsage=serverAuth\n"
-                % (API_NAME, API2_NAME, API, KUBE, IPAPI, MTLS))
+        f.write("subjectAltName=DNS:%s,DNS:%s,IP:%s,IP:%s,IP:%s,IP:%s,IP:%s\nextendedKeyUsage=serverAuth\n"
+                % (API_NAME, API2_NAME, API, KUBE, IPAPI, MTLS, NAMED))
     sh([OPENSSL, "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial",
         "-out", crt, "-days", "2", "-extfile", ext])
     ckey, ccsr, ccrt = (os.path.join(d, n) for n in ("client.key", "client.csr", "client.pem"))
@@ -1021,7 +1023,8 @@ def case_agent_close_notify():
 def case_sni_resource():
     """Two https resources on one address and port, told apart by the server name: each
     connection's row, and airlockctl connections, name the resource its ClientHello chose
-    (not the first one of the address); a name neither answers names none."""
+    (not the first one of the address); a name neither answers is closed (policy_deny, never
+    passed through as bytes) and its row names none."""
     need_up()
     mark = T.al.max_id()
     for name in (API_NAME, API2_NAME):
@@ -1056,10 +1059,50 @@ def case_sni_resource():
         check(line and line[0].split()[5] == want[p], "airlockctl connections line of %d: %r" % (c["id"], line))
     # That row's detail (which names the server) is written when its connection closes, after
     # curl has exited, and reaches the store with a later group commit: poll for it.
+    check(r.returncode != 0 and "/sni/other" not in [x["path"] for x in uplog()],
+          "curl to other.test: exit %d %r" % (r.returncode, r.stdout[-200:]))
     other = wait_for(lambda: T.al.db_rows("id > ? AND dst_addr = ? AND detail LIKE '%%sni other.test%%'",
                                           (mark, API)), 10, 0.1)
-    check(other and all(c["resource"] is None for c in other),
+    check(other and all(c["resource"] is None and c["reason"] == "policy_deny"
+                        and "no https resource on %s port %d answers server name 'other.test'" % (API, T.port)
+                        in c["detail"] for c in other),
           "the connection to other.test (no resource answers it): %r" % other)
+
+
+def case_sni_normalised():
+    """The server name is matched in lower case without one trailing dot: "API.Test." reaches
+    resource api and its rules (a path rule denies, a GET gets the credential), where it was once
+    passed through as bytes past them. Without a server name, the only https resource on the
+    address takes the connection (its rules apply); where two share the address and port the
+    connection is closed (policy_deny), never passed through."""
+    need_up()
+    mark, n0 = T.al.max_id(), len(uplog())
+
+    def reqs(host, *paths):
+        return b"".join(b"GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n"
+                        % (p.encode(), host.encode(), b"Connection: close\r\n" if i == len(paths) - 1 else b"")
+                        for i, p in enumerate(paths))
+    got, end = plan_client([["send", b64(reqs("api.test:%d" % T.port, "/forbidden/dot", "/sni/dot"))]],
+                           name="API.Test.")
+    check(re.findall(rb"HTTP/1\.1 (\d{3})", got) == [b"403", b"200"] and b"rule deny path /forbidden/*" in got,
+          "server name API.Test.: %r (%s)" % (got[-400:], end))
+    log = uplog()[n0:]
+    check([(x["path"], x["sni"]) for x in log] == [("/sni/dot", API_NAME)]
+          and b"Bearer %s" % API_SECRET.encode() in base64.b64decode(log[0]["raw"]),
+          "the upstream got %r" % [(x["path"], x["sni"]) for x in log])
+    n1 = len(uplog())
+    got, end = plan_client([["send", b64(reqs(NAMED_NAME, "/forbidden/nosni", "/sni/none"))]], name="", addr=NAMED)
+    check(re.findall(rb"HTTP/1\.1 (\d{3})", got) == [b"403", b"200"],
+          "no server name, one resource on the address: %r (%s)" % (got[-400:], end))
+    check([x["path"] for x in uplog()[n1:]] == ["/sni/none"], "the upstream got %r" % uplog()[n1:])
+    got, end = plan_client([["send", b64(reqs(API_NAME, "/sni/none-two"))]], name="")
+    check(got == b"" and end.startswith("end=error"), "no server name, two resources: %r (%s)" % (got[:200], end))
+    check("/sni/none-two" not in [x["path"] for x in uplog()[n1:]], "the upstream got /sni/none-two")
+    rows = wait_for(lambda: T.al.db_rows("id > ? AND dst_addr = ? AND reason = 'policy_deny'", (mark, API)), 10, 0.1)
+    check(rows and "the ClientHello names no server, and 2 https resources share %s port %d" % (API, T.port)
+          in rows[-1]["detail"], "the closed connection's row: %r" % rows)
+    named = T.al.db_rows("id > ? AND dst_addr = ?", (mark, NAMED))
+    check(named and all(c["resource"] == "named" for c in named), "rows to %s: %r" % (NAMED, named))
 
 
 def upstream_tls(cmd):
@@ -1931,7 +1974,7 @@ def setup():
     t.port = lib.free_port(("127.0.0.1",))
     t.uplog = os.path.join(t.tmp, "upstream.log")
     t.up = subprocess.Popen([lib.PY, os.path.join(HERE, "https_upstream.py"), crt, key, t.uplog, "--control"]
-                            + ["%s:%d" % (a, t.port) for a in (API, KUBE, IPAPI)]
+                            + ["%s:%d" % (a, t.port) for a in (API, KUBE, IPAPI, NAMED)]
                             + ["--client-ca", t.test_ca, "%s:%d" % (MTLS, t.port)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     lib.on_cleanup(lib.stop_process, t.up)
@@ -1986,7 +2029,15 @@ def setup():
     protocol https
     upstream_ca "%s"
     credential mtlscert
-}""" % (MTLS, t.port, t.test_ca)]
+}""" % (MTLS, t.port, t.test_ca),
+                 """resource "named" {
+    address %s
+    port %d
+    protocol https
+    host %s
+    upstream_ca "%s"
+    rule deny path /forbidden/*
+}""" % (NAMED, t.port, NAMED_NAME, t.test_ca)]
     t.resources = resources
     t.settings = ['secrets "%s"' % secrets, 'ca_dir "%s"' % ca_dir, 'review_socket "%s"' % t.rsock,
                   "http_max_body 64k", "console_listen 127.0.0.1:%d" % cport]
@@ -2032,7 +2083,10 @@ CASES = [
      "with Finished, TCP FIN, pipelined, POST, 403, held and approved); a cut request is not sent",
      case_agent_close_notify),
     ("two https resources on one address:port told apart by server name: each connection row and "
-     "airlockctl connections name the chosen one", case_sni_resource),
+     "airlockctl connections name the chosen one; a name neither answers is closed", case_sni_resource),
+    ("server names in any case and with a trailing dot reach their resource's rules; without one, "
+     "the address's only https resource, or closed where two share it: never passed through",
+     case_sni_normalised),
     ("a new upstream connection resumes the TLS session of the last one to the same resource and "
      "server name (TLS 1.3 and 1.2), never another resource's or name's", case_upstream_resumption),
     ("airlockctl replay of an https session: its requests in order, each with its decision and "

@@ -37,7 +37,6 @@ enum hstate {
 	H_RESPONSE,     /* request forwarded; relaying the response */
 	H_DRAIN,        /* answered before its body was all sent: the rest is read and dropped */
 	H_TUNNEL,       /* after 101 Switching Protocols: raw both ways */
-	H_PASS,         /* TLS passed through as TCP (no resource names the server) */
 	H_CLOSING,
 };
 
@@ -479,9 +478,10 @@ static void up_drop(struct hs *s)
 	s->up = NULL;
 }
 
-/* Opens the upstream connection (TLS unless passing through); writes queue until it is up. */
-static int up_open(struct hs *s, int tls)
+/* Opens the upstream TLS connection; writes queue until it is up. */
+static int up_open(struct hs *s)
 {
+	static const unsigned char alpn[] = "\x08http/1.1";
 	struct sockaddr_storage ss;
 	socklen_t len = (socklen_t)al_addr_to_sockaddr(&s->dst, s->dst_port, &ss);
 	struct timeval tv = {
@@ -489,7 +489,10 @@ static int up_open(struct hs *s, int tls)
 		.tv_usec = (s->p->cfg->connect_timeout_ms % 1000) * 1000,
 	};
 	struct bufferevent *raw;
+	struct up_sess *prev;
 	char err[256] = "";
+	SSL_CTX *ctx;
+	SSL *ssl;
 
 	raw = sock_out_new(s->p->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (!raw)
@@ -498,30 +501,24 @@ static int up_open(struct hs *s, int tls)
 		bufferevent_free(raw);
 		return -1;
 	}
-	if (tls) {
-		static const unsigned char alpn[] = "\x08http/1.1";
-		SSL_CTX *ctx = up_ssl_ctx(s->p, s->res, s->cred, err, sizeof(err));
-		SSL *ssl = ctx ? SSL_new(ctx) : NULL;
-		struct up_sess *prev = ssl ? up_sess_find(s->p, ctx, s->up_name) : NULL;
-
-		if (!ssl || tls_client_prepare(ssl, s->up_name, s->res->upstream_tls ==
-					       AL_UPSTREAM_TLS_VERIFY_FULL ? TLS_VERIFY_FULL : TLS_VERIFY_NONE) < 0 ||
-		    SSL_set_alpn_protos(ssl, alpn, sizeof(alpn) - 1) != 0 || SSL_set_app_data(ssl, s) != 1 ||
-		    (prev && SSL_set_session(ssl, prev->sess) != 1)) {
-			if (ssl)
-				SSL_free(ssl);
-			bufferevent_free(raw);
-			al_warn("https: upstream TLS setup for %s failed: %s", s->res->name, err);
-			return -1;
-		}
-		s->up = tls_stream_new(raw, ssl, TLS_STREAM_CONNECT, BEV_OPT_CLOSE_ON_FREE);
-		if (!s->up) {
+	ctx = up_ssl_ctx(s->p, s->res, s->cred, err, sizeof(err));
+	ssl = ctx ? SSL_new(ctx) : NULL;
+	prev = ssl ? up_sess_find(s->p, ctx, s->up_name) : NULL;
+	if (!ssl || tls_client_prepare(ssl, s->up_name, s->res->upstream_tls ==
+				       AL_UPSTREAM_TLS_VERIFY_FULL ? TLS_VERIFY_FULL : TLS_VERIFY_NONE) < 0 ||
+	    SSL_set_alpn_protos(ssl, alpn, sizeof(alpn) - 1) != 0 || SSL_set_app_data(ssl, s) != 1 ||
+	    (prev && SSL_set_session(ssl, prev->sess) != 1)) {
+		if (ssl)
 			SSL_free(ssl);
-			bufferevent_free(raw);
-			return -1;
-		}
-	} else {
-		s->up = raw;
+		bufferevent_free(raw);
+		al_warn("https: upstream TLS setup for %s failed: %s", s->res->name, err);
+		return -1;
+	}
+	s->up = tls_stream_new(raw, ssl, TLS_STREAM_CONNECT, BEV_OPT_CLOSE_ON_FREE);
+	if (!s->up) {
+		SSL_free(ssl);
+		bufferevent_free(raw);
+		return -1;
 	}
 	s->up_closed = 0;
 	bufferevent_setcb(s->up, up_read, up_write, up_event, s);
@@ -646,7 +643,7 @@ static void forward(struct hs *s, const uint8_t *buf)
 {
 	const struct http_req *r = &s->req;
 
-	if (!s->up && up_open(s, 1) < 0) {
+	if (!s->up && up_open(s) < 0) {
 		answer_error(s, 502, "airlock: upstream unavailable", "cannot open the upstream connection",
 			     0, 1, AL_REASON_UPSTREAM_UNREACH);
 		return;
@@ -1029,7 +1026,7 @@ static void agent_read(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	size_t n = evbuffer_get_length(in);
 
-	if (s->state == H_TUNNEL || s->state == H_PASS) {
+	if (s->state == H_TUNNEL) {
 		s->bytes_agent += n;
 		s->req_up += n;
 		k8s_rec_feed(s->rec, K8S_FROM_AGENT, in);
@@ -1116,7 +1113,7 @@ static void agent_write(struct bufferevent *bev, void *arg)
 {
 	struct hs *s = arg;
 
-	if ((s->state == H_RESPONSE || s->state == H_TUNNEL || s->state == H_PASS) && s->up &&
+	if ((s->state == H_RESPONSE || s->state == H_TUNNEL) && s->up &&
 	    !full(bev, s))
 		bev_read_on(s->up);
 }
@@ -1152,7 +1149,6 @@ static void agent_ended(struct hs *s)
 		       "answered for");
 		return;
 	case H_TUNNEL:
-	case H_PASS:
 		/* Pass the half-close on once the bytes are out. */
 		hs_end(s, AL_REASON_CLOSED, NULL, 0, NULL);
 		return;
@@ -1271,7 +1267,7 @@ static void up_read(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	struct evbuffer *out = s->agent ? bufferevent_get_output(s->agent) : NULL;
 
-	if (s->state == H_TUNNEL || s->state == H_PASS) {
+	if (s->state == H_TUNNEL) {
 		size_t n = evbuffer_get_length(in);
 
 		s->bytes_up += n;
@@ -1409,7 +1405,7 @@ static void up_write(struct bufferevent *bev, void *arg)
 {
 	struct hs *s = arg;
 
-	if ((s->state == H_TUNNEL || s->state == H_PASS || (s->state == H_RESPONSE && s->req_streaming)) &&
+	if ((s->state == H_TUNNEL || (s->state == H_RESPONSE && s->req_streaming)) &&
 	    !full(bev, s))
 		bev_read_on(s->agent);
 }
@@ -1417,7 +1413,7 @@ static void up_write(struct bufferevent *bev, void *arg)
 /* The upstream connection ended (what: BEV_EVENT_*) and everything it sent before is read. */
 static void up_ended(struct hs *s, short what, int err)
 {
-	if (s->state == H_PASS || s->state == H_TUNNEL) {
+	if (s->state == H_TUNNEL) {
 		if (what & BEV_EVENT_EOF) {
 			hs_end(s, AL_REASON_CLOSED, NULL, 0, NULL);
 			return;
@@ -1480,8 +1476,6 @@ static void up_event(struct bufferevent *bev, short what, void *arg)
 			return;
 		bufferevent_set_timeouts(bev, NULL, NULL);
 		(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (s->state == H_PASS)
-			bev_read_on(s->agent);
 		return;
 	}
 	if (s->state == H_RESPONSE || s->state == H_TUNNEL) {
@@ -1528,20 +1522,28 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 	return SSL_TLSEXT_ERR_NOACK;
 }
 
-static void start_passthrough(struct hs *s)
+/* The https resource on the connection's address and port when it is the only one there, or
+ * NULL; *n says how many there are. */
+static const struct al_resource *only_resource(const struct hs *s, size_t *n)
 {
-	s->p->stats.passthrough++;
-	s->state = H_PASS;
-	bufferevent_setcb(s->agent, agent_read, agent_write, agent_event, s);
-	bufferevent_disable(s->agent, EV_READ);
-	bufferevent_set_timeouts(s->agent, NULL, NULL);
-	if (up_open(s, 0) < 0) {
-		hs_close(s, AL_REASON_UPSTREAM_UNREACH, "passthrough: cannot connect");
-		return;
+	const struct al_config *cfg = s->p->cfg;
+	const struct al_resource *one = NULL;
+
+	*n = 0;
+	for (size_t i = 0; i < cfg->n_resources; i++) {
+		const struct al_resource *r = &cfg->resources[i];
+		int port = 0, addr = 0;
+
+		for (size_t j = 0; j < r->n_ports && !port; j++)
+			port = r->ports[j] == s->dst_port;
+		for (size_t j = 0; j < r->n_nets && port && !addr; j++)
+			addr = al_cidr_contains(&r->nets[j], &s->dst);
+		if (r->proto == AL_PROTO_HTTPS && addr) {
+			one = r;
+			(*n)++;
+		}
 	}
-	/* The ClientHello and whatever followed go first. */
-	s->bytes_agent += evbuffer_get_length(bufferevent_get_input(s->agent));
-	bufferevent_write_buffer(s->up, bufferevent_get_input(s->agent));
+	return *n == 1 ? one : NULL;
 }
 
 static void hello_read(struct bufferevent *bev, void *arg)
@@ -1558,6 +1560,7 @@ static void hello_read(struct bufferevent *bev, void *arg)
 	SSL *ssl;
 	STACK_OF(X509) *chain = NULL;
 	struct bufferevent *tls;
+	size_t nres = 0;
 	int rc = http_tls_hello(buf, n, &h);
 
 	if (rc == HTTP_NEED_MORE)
@@ -1566,23 +1569,32 @@ static void hello_read(struct bufferevent *bev, void *arg)
 		hs_close(s, AL_REASON_AGENT_RESET, "not a TLS ClientHello");
 		return;
 	}
+	/* Matched as a server picks its certificate: "API.test." is api.test. */
 	host_name_norm(h.sni, s->sni, sizeof(s->sni));
-	res = config_https_resource(s->p->cfg, s->res, &s->dst, s->dst_port, h.sni);
+	res = config_https_resource(s->p->cfg, s->res, &s->dst, s->dst_port, s->sni);
+	if (!res && !s->sni[0])
+		/* No server name, and no resource answers none (they all list names): the address
+		 * and port say which, if they are one resource's alone. */
+		res = only_resource(s, &nres);
 	/* The row was opened under the first resource of this address and port (accept knows no
-	 * more); it names the one the server name chose, or none if the TLS is passed through. */
+	 * more); it names the one the server name chose, or none. */
 	if (res != s->res && s->row > 0) {
 		audit_batch(s->p);
 		if (store_conn_resource(s->p->store, s->row, res ? res->name : NULL,
-					config_proto_name(res ? AL_PROTO_HTTPS : AL_PROTO_TCP)) < 0)
+					config_proto_name(AL_PROTO_HTTPS)) < 0)
 			al_warn("https session %lld: its row still names resource %s", (long long)s->row,
 				s->res ? s->res->name : "(none)");
 	}
 	if (!res) {
-		if (s->p->cfg->default_action == AL_DEFAULT_DENY) {
-			hs_close(s, AL_REASON_POLICY_DENY, "no https resource answers server name '%s'", h.sni);
-			return;
-		}
-		start_passthrough(s);
+		/* Never relayed as bytes, whatever the default: this address and port are an https
+		 * resource's, and its rules would be skipped. */
+		al_addr_str(&s->dst, addr, sizeof(addr));
+		if (s->sni[0])
+			hs_close(s, AL_REASON_POLICY_DENY, "no https resource on %s port %u answers server name "
+				 "'%s'", addr, s->dst_port, s->sni);
+		else
+			hs_close(s, AL_REASON_POLICY_DENY, "the ClientHello names no server, and %zu https "
+				 "resources share %s port %u", nres, addr, s->dst_port);
 		return;
 	}
 	s->res = res;
@@ -1592,8 +1604,8 @@ static void hello_read(struct bufferevent *bev, void *arg)
 		return;
 	}
 	al_addr_str(&s->dst, addr, sizeof(addr));
-	name = h.sni[0] ? h.sni : addr;
-	snprintf(s->up_name, sizeof(s->up_name), "%s", h.sni[0] ? h.sni : res->tls_name);
+	name = s->sni[0] ? s->sni : addr;
+	snprintf(s->up_name, sizeof(s->up_name), "%s", s->sni[0] ? s->sni : res->tls_name);
 	leaf = tls_server_ctx(s->p->ca, name, err, sizeof(err));
 	ssl = leaf ? SSL_new(s->p->srv) : NULL;
 	if (!ssl || SSL_use_certificate(ssl, SSL_CTX_get0_certificate(leaf)) != 1 ||
