@@ -825,6 +825,44 @@ def case_host_not_sni():
           "the 421s' rows: %r" % [(h["host"], h["path"], h["decision"], h["status"], h["error"]) for h in rows])
 
 
+def case_upgrade_refused():
+    """An Upgrade (WebSocket, h2c) on a path the rules allow is refused with 403 and the reason
+    (audited, nothing upstream): after a 101 the connection would be a stream in which Airlock
+    decides nothing (h2c: any request, under the connection's credential). A request reviewers
+    approved may upgrade (here a DELETE, held and approved, goes upstream with its Upgrade);
+    Kubernetes exec and attach upgrade as before (the exec cases)."""
+    need_up()
+    n0, h0 = len(uplog()), T.al.max_id("http_requests")
+    ws = (b"GET /ws/feed HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" % API_NAME.encode())
+    h2c = (b"GET /h2c HTTP/1.1\r\nHost: %s\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+           b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n" % API_NAME.encode())
+    after = b"GET /after-upgrade HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % API_NAME.encode()
+    got, end = plan_client([["send", b64(ws + h2c + after)]])
+    answers = re.findall(rb"HTTP/1\.1 (\d{3})", got)
+    check(answers == [b"403", b"403", b"200"] and b"an upgrade (to websocket)" in got and b"an upgrade (to h2c)" in got,
+          "answers %r (%s): %r" % (answers, end, got[-600:]))
+    check([x["path"] for x in uplog()[n0:]] == ["/after-upgrade"], "the upstream got %r" % uplog()[n0:])
+    rows = wait_for(lambda: (lambda x: x if len(x) == 2 and all(h["status"] for h in x) else None)(
+        http_rows("id > ? AND path IN ('/ws/feed', '/h2c')", (h0,))), 5)
+    check(rows and all(h["status"] == 403 and h["decision"] == "error" and "Airlock does not decide" in (h["error"] or "")
+                       for h in rows), "their rows: %r" % http_rows("id > ? AND path IN ('/ws/feed', '/h2c')", (h0,)))
+    # reviewed: a DELETE that asks to upgrade is held like any DELETE; approved, it goes as it is
+    data = (b"DELETE /ws/reviewed HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade, close\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" % API_NAME.encode())
+    before, n1 = max_req(), len(uplog())
+    p = raw_client(data, bg=True)
+    row = wait_request("DELETE https://%s/ws/reviewed" % API_NAME, before)
+    check("Upgrade: websocket" in row["command"], "reviewers do not see the Upgrade: %r" % row["command"][:400])
+    rv("approve", row["id"])
+    out, err = p.communicate(timeout=30)
+    status, head, _ = parse_response(base64.b64decode(out))
+    log = uplog()[n1:]
+    check(status == 200 and [x["path"] for x in log] == ["/ws/reviewed"]
+          and b"Upgrade: websocket" in base64.b64decode(log[0]["raw"]),
+          "the approved upgrade: %r %r" % (head[:200], [(x["path"]) for x in log]))
+
+
 # One keep-alive connection: a GET, then (after a line on stdin) another GET on it; prints each
 # response's status line and the second's body, or how the connection ended.
 TWO_GETS = r"""
@@ -2070,6 +2108,8 @@ CASES = [
     ("rule deny path -> 403 JSON {error, reason, request_id}", case_rule_deny),
     ("the store full (its cap, by a policy reload): the next request on an open connection gets "
      "503 and goes nowhere; new connections refused; taken again when lifted", case_store_full_live),
+    ("an Upgrade (WebSocket, h2c) on an allowed path -> 403 with the reason, nothing upstream; "
+     "one reviewers approved goes", case_upgrade_refused),
     ("a body over http_max_body: an allowed POST streams through whole; a DELETE that needs "
      "review is denied", case_body_over_max),
     ("an upstream answers a streamed POST before reading its body: the rest of the body is dropped, "

@@ -939,6 +939,26 @@ static void decide(struct hs *s, struct evbuffer *in, const uint8_t *buf)
 		refuse(s, in, 403, "airlock: denied", why);
 		return;
 	}
+	if (r->upgrade && !s->cmd.is_k8s && (!rule || rule->allow == AL_ACTION_ALLOW)) {
+		/*
+		 * After a 101 the connection is a stream (WebSocket, h2c, ...) Airlock relays without
+		 * deciding anything in it: h2c would carry any request under this connection's
+		 * credential, a WebSocket whatever its server takes. So only an upgrade someone
+		 * decided on goes: a Kubernetes exec or attach (decided by its argv, and recorded) or
+		 * port-forward, or a request a reviewer approved. An allow rule allows requests, not
+		 * the unseen ones a stream would carry. Not the policy's answer: policy test passes
+		 * it over.
+		 */
+		const struct http_header *u = http_req_header(r, buf, "upgrade");
+
+		snprintf(why, sizeof(why), "an upgrade (to %.*s) becomes a stream Airlock does not decide: only "
+			 "a Kubernetes exec, attach or port-forward, or a request reviewers approved, may "
+			 "upgrade", u ? (int)(u->value.len > 40 ? 40 : u->value.len) : 1,
+			 u ? (const char *)buf + u->value.off : "?");
+		audit_request(s, "error", rule);
+		refuse(s, in, 403, "airlock: denied", why);
+		return;
+	}
 	audit_request(s, rule ? config_action_name(rule->allow) : "allow", rule);
 	if (rule && rule->allow == AL_ACTION_DENY) {
 		snprintf(why, sizeof(why), "denied by rule '%s' (line %d) on resource %s", rule->text,
