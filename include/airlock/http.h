@@ -170,8 +170,18 @@ struct http_hello {
 	size_t len;                 /* bytes of the records holding the ClientHello */
 };
 /* Reads the ClientHello at the start of a TLS stream (buf from its first
- * byte): HTTP_DONE, HTTP_NEED_MORE, or HTTP_ERROR (not TLS, or malformed). */
+ * byte): HTTP_DONE, HTTP_NEED_MORE, or HTTP_ERROR (not TLS, or malformed,
+ * a server name among them that http_server_name_ok refuses). */
 int http_tls_hello(const uint8_t *buf, size_t len, struct http_hello *h) AL_MUST;
+/*
+ * 1 if name may be an agent's server name, which the leaf Airlock mints for it names (tls.c
+ * mints for no other): an IPv4 or IPv6 literal (RFC 6066 wants none, some clients send one),
+ * or a host name of at most 253 characters (and a trailing dot) in labels of 1 to 63 letters,
+ * digits, '-' and '_' (internal names use it), none starting or ending with '-'. Not a
+ * wildcard, nothing outside ASCII (IDNs come as xn-- labels), no ',' or ':' that OpenSSL's
+ * SAN syntax would read.
+ */
+int http_server_name_ok(const char *name);
 
 /* ---- the command a request yields (what rules see, reviewers read, the audit keeps) -------- */
 

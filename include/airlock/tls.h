@@ -22,8 +22,9 @@ void tls_ca_free(struct tls_ca *ca);
 const char *tls_ca_cert_path(const struct tls_ca *ca);
 
 /* A server context presenting a leaf for `name` (a DNS name or an IP
- * address literal), signed by the CA. Owned by the cache: do not free.
- * TLS 1.2 and 1.3 only. NULL on failure, with a message. */
+ * address literal, as http_server_name_ok takes them), signed by the CA. Owned by
+ * the cache: do not free. TLS 1.2 and 1.3 only. NULL on failure, with a
+ * message. */
 SSL_CTX *tls_server_ctx(struct tls_ca *ca, const char *name, char *err, size_t errlen);
 /* How many leaves have been minted (for tests and status). */
 unsigned long tls_minted(const struct tls_ca *ca);

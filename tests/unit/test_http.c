@@ -717,6 +717,35 @@ static void test_client_hello(void)
 	(void)!http_tls_hello(h, n, &hi);
 }
 
+/* A server name is a host name (or an IP literal some clients send): the leaf Airlock mints
+ * names it, so nothing else may reach its subjectAltName. */
+static void test_client_hello_names(void)
+{
+	static const char *const good[] = { "api.test", "API.Test.", "10.1.2.3", "::1", "a-b_c.x1", "xn--e1a.test" };
+	static const char *const bad[] = { "a,IP:10.1.2.3", "x,URI:http://evil", "@section", "*.evil.example",
+					   "x,dirName:sect", "\xc3\xa9.test", "a..b", ".a", "a b", "-a.test",
+					   "a-.test", "a.test..", "[::1]" };
+	uint8_t h[1024];
+	struct http_hello hi;
+	char label[80];
+
+	for (size_t i = 0; i < AL_ARRAY_LEN(good); i++) {
+		CHECK(http_tls_hello(h, build_hello(h, good[i], 0), &hi) == HTTP_DONE);
+		CHECK_STR(hi.sni, good[i]);
+	}
+	for (size_t i = 0; i < AL_ARRAY_LEN(bad); i++)
+		if (http_tls_hello(h, build_hello(h, bad[i], 0), &hi) != HTTP_ERROR) {
+			printf("#   '%s' taken\n", bad[i]);
+			t_cur_failed_ = 1;
+		}
+	memset(label, 'a', 63);
+	label[63] = '\0';
+	CHECK(http_tls_hello(h, build_hello(h, label, 0), &hi) == HTTP_DONE);
+	label[63] = 'a';
+	label[64] = '\0';
+	CHECK(http_tls_hello(h, build_hello(h, label, 0), &hi) == HTTP_ERROR);
+}
+
 int main(void)
 {
 	RUN(test_list_next);
@@ -735,5 +764,6 @@ int main(void)
 	RUN(test_command_body_kinds);
 	RUN(test_command_overrides);
 	RUN(test_client_hello);
+	RUN(test_client_hello_names);
 	TEST_EXIT();
 }

@@ -1,5 +1,6 @@
 /* Unit tests for the Airlock CA: creation, reload, minting, chain and name checks, the leaf cache. */
 #include <airlock/tls.h>
+#include <airlock/http.h>
 
 #include <openssl/x509v3.h>
 #include <stdlib.h>
@@ -100,6 +101,90 @@ static void test_mint(void)
 	tls_ca_free(ca);
 }
 
+/* The leaf's subjectAltName entries, as "DNS:x" / "IP:n bytes", joined by ' '. */
+static void san_of(SSL_CTX *ctx, char *out, size_t cap)
+{
+	GENERAL_NAMES *names = ctx ? X509_get_ext_d2i(SSL_CTX_get0_certificate(ctx), NID_subject_alt_name,
+						       NULL, NULL) : NULL;
+
+	out[0] = '\0';
+	for (int i = 0; i < sk_GENERAL_NAME_num(names); i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+		size_t o = strlen(out);
+
+		if (g->type == GEN_DNS)
+			snprintf(out + o, cap - o, "%sDNS:%.*s", i ? " " : "", ASN1_STRING_length(g->d.dNSName),
+				 (const char *)ASN1_STRING_get0_data(g->d.dNSName));
+		else if (g->type == GEN_IPADD)
+			snprintf(out + o, cap - o, "%sIP:%d bytes", i ? " " : "", ASN1_STRING_length(g->d.iPAddress));
+		else
+			snprintf(out + o, cap - o, "%sother:%d", i ? " " : "", g->type);
+	}
+	GENERAL_NAMES_free(names);
+}
+
+/*
+ * A leaf is minted only for a host name or an IP literal (an agent's SNI goes into it), and
+ * its subjectAltName is that one entry whatever the name: one like "a,IP:10.1.2.3" (the
+ * config syntax OpenSSL parses) is refused, never minted with extra entries.
+ */
+static void test_names(void)
+{
+	static const char *const good[] = { "db.internal", "A-1.b_c.example.", "10.1.2.3", "fe80::1",
+					    "x", "xn--e1afmkfd.test" };
+	static const char *const bad[] = { "a,IP:10.1.2.3", "x,URI:http://evil", "@section", "*.evil.example",
+					   "x,dirName:sect", "\xc3\xa9.test", "a..b", ".a", "a.b..", "-a.b",
+					   "a-.b", "a b", "a/b", "[::1]", "10.1.2.3,IP:1.1.1.1", "" };
+	char err[256], san[256], name[300];
+	struct tls_ca *ca = NULL;
+	SSL_CTX *c;
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		CHECK(http_server_name_ok(good[i]));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (http_server_name_ok(bad[i])) {
+			printf("#   '%s' taken\n", bad[i]);
+			t_cur_failed_ = 1;
+		}
+	/* 63-character labels and 253 characters in all, no more */
+	memset(name, 'a', sizeof(name));
+	name[63] = '\0';
+	CHECK(http_server_name_ok(name));
+	name[63] = 'a';
+	name[64] = '\0';
+	CHECK(!http_server_name_ok(name));
+	name[64] = 'a';
+	for (int i = 63; i < 253; i += 64)
+		name[i] = '.';
+	name[253] = '\0';
+	CHECK(http_server_name_ok(name));
+	name[253] = '.';
+	name[254] = '\0';
+	CHECK(http_server_name_ok(name));
+	name[254] = 'a';
+	name[255] = '\0';
+	CHECK(!http_server_name_ok(name));
+
+	CHECK(tls_ca_open(dir, &ca, err, sizeof(err)) == 0);
+	if (!ca)
+		return;
+	CHECK(tls_server_ctx(ca, "a,IP:10.1.2.3", err, sizeof(err)) == NULL);
+	CHECK(strstr(err, "not a host name or IP address") != NULL);
+	CHECK(tls_server_ctx(ca, "x,URI:http://evil", err, sizeof(err)) == NULL);
+	CHECK(tls_minted(ca) == 0);
+	c = tls_server_ctx(ca, "db.internal", err, sizeof(err));
+	san_of(c, san, sizeof(san));
+	CHECK_STR(san, "DNS:db.internal");
+	c = tls_server_ctx(ca, "10.1.2.3", err, sizeof(err));
+	san_of(c, san, sizeof(san));
+	CHECK_STR(san, "IP:4 bytes");
+	CHECK(c && verifies(ca, c, "10.1.2.3", 1));
+	c = tls_server_ctx(ca, "fe80::1", err, sizeof(err));
+	san_of(c, san, sizeof(san));
+	CHECK_STR(san, "IP:16 bytes");
+	tls_ca_free(ca);
+}
+
 static void test_cache_bound(void)
 {
 	char err[256], name[64];
@@ -142,6 +227,7 @@ int main(void)
 		return 1;
 	RUN(test_create_and_reload);
 	RUN(test_mint);
+	RUN(test_names);
 	RUN(test_cache_bound);
 	RUN(test_client_ctx);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);

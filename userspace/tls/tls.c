@@ -1,5 +1,6 @@
 /* Airlock CA management, leaf minting with a bounded cache, and TLS contexts for both sides. */
 #include <airlock/tls.h>
+#include <airlock/http.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -219,19 +220,50 @@ unsigned long tls_minted(const struct tls_ca *ca)
 	return ca->minted;
 }
 
+/* An IP address literal: its bytes into ip (16), their count; 0 if it is not one. */
+static int ip_literal(const char *name, unsigned char *ip)
+{
+	if (inet_pton(AF_INET, name, ip) == 1)
+		return 4;
+	return inet_pton(AF_INET6, name, ip) == 1 ? 16 : 0;
+}
+
+/* The leaf's subjectAltName, built as a structure: one dNSName or iPAddress, the name's. */
+static int add_san(X509 *x, const char *name)
+{
+	unsigned char ip[16];
+	int iplen = ip_literal(name, ip), ok = 0;
+	GENERAL_NAMES *names = GENERAL_NAMES_new();
+	GENERAL_NAME *gn = GENERAL_NAME_new();
+	ASN1_STRING *v = iplen ? ASN1_OCTET_STRING_new() : ASN1_IA5STRING_new();
+
+	if (!names || !gn || !v ||
+	    ASN1_STRING_set(v, iplen ? (const void *)ip : (const void *)name, iplen ? iplen : (int)strlen(name)) != 1)
+		goto out;
+	GENERAL_NAME_set0_value(gn, iplen ? GEN_IPADD : GEN_DNS, v);
+	v = NULL;
+	if (!sk_GENERAL_NAME_push(names, gn))
+		goto out;
+	gn = NULL;
+	ok = X509_add1_ext_i2d(x, NID_subject_alt_name, names, 0, X509V3_ADD_DEFAULT) == 1;
+out:
+	ASN1_STRING_free(v);
+	GENERAL_NAME_free(gn);
+	GENERAL_NAMES_free(names);
+	return ok ? 0 : -1;
+}
+
+/* A leaf for name, which http_server_name_ok took: the SAN is built as a structure, never parsed from
+ * text, so no name can add another entry. */
 static X509 *mint(struct tls_ca *ca, const char *name, time_t *not_after)
 {
-	unsigned char ipbuf[16];
-	char san[300], cn[65];
-	int is_ip = inet_pton(AF_INET, name, ipbuf) == 1 || inet_pton(AF_INET6, name, ipbuf) == 1;
+	char cn[65];
 	X509 *x = X509_new();
 	X509_NAME *n;
 
 	if (!x)
 		return NULL;
 	snprintf(cn, sizeof(cn), "%s", name);
-	if (al_fmt(san, sizeof(san), "%s:%s", is_ip ? "IP" : "DNS", name) < 0)
-		goto fail;
 	n = X509_get_subject_name(x);
 	if (X509_set_version(x, 2) != 1 || random_serial(x) < 0 ||
 	    !X509_gmtime_adj(X509_getm_notBefore(x), -3600) ||
@@ -243,7 +275,7 @@ static X509 *mint(struct tls_ca *ca, const char *name, time_t *not_after)
 	    add_ext(x, ca->cert, NID_key_usage, "critical,digitalSignature") < 0 ||
 	    add_ext(x, ca->cert, NID_ext_key_usage, "serverAuth") < 0 ||
 	    add_ext(x, ca->cert, NID_authority_key_identifier, "keyid:always") < 0 ||
-	    add_ext(x, ca->cert, NID_subject_alt_name, san) < 0 ||
+	    add_san(x, name) < 0 ||
 	    X509_sign(x, ca->key, EVP_sha256()) == 0)
 		goto fail;
 	*not_after = time(NULL) + (time_t)LEAF_DAYS * 86400;
@@ -278,6 +310,10 @@ SSL_CTX *tls_server_ctx(struct tls_ca *ca, const char *name, char *err, size_t e
 
 	if (!name || !*name || strlen(name) >= sizeof(ca->leaves[0].name)) {
 		al_errf(err, errlen, "no usable name for the certificate");
+		return NULL;
+	}
+	if (!http_server_name_ok(name)) {
+		al_errf(err, errlen, "not a host name or IP address");
 		return NULL;
 	}
 	for (size_t i = 0; i < ca->n_leaves; i++) {

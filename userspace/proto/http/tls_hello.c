@@ -1,11 +1,41 @@
 /* The TLS ClientHello at the start of a stream: server name and ALPN offers, read before any TLS library sees it. */
 #include <airlock/http.h>
 
+#include <arpa/inet.h>
+
 #define HELLO_MAX 16384     /* a ClientHello larger than this is refused */
 
 static unsigned int be16(const uint8_t *p)
 {
 	return (unsigned int)p[0] << 8 | p[1];
+}
+
+int http_server_name_ok(const char *name)
+{
+	unsigned char ip[16];
+	size_t n = strlen(name), label = 0;
+
+	if (inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1)
+		return 1;
+	if (n && name[n - 1] == '.')
+		n--;
+	if (n == 0 || n > 253)
+		return 0;
+	for (size_t i = 0; i <= n; i++) {
+		char c = i < n ? name[i] : '.';
+
+		if (c == '.') {
+			if (label == 0 || label > 63 || name[i - 1] == '-' || name[i - label] == '-')
+				return 0;
+			label = 0;
+		} else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+			   c == '-' || c == '_') {
+			label++;
+		} else {
+			return 0;
+		}
+	}
+	return 1;
 }
 
 static int parse_ext(const uint8_t *p, size_t n, struct http_hello *h)
@@ -35,6 +65,10 @@ static int parse_ext(const uint8_t *p, size_t n, struct http_hello *h)
 						return -1;
 					memcpy(h->sni, q + 3, nlen);
 					h->sni[nlen] = '\0';
+					/* A HostName (RFC 6066), or the IP literal some clients send:
+					 * the leaf Airlock mints names it. */
+					if (!http_server_name_ok(h->sni))
+						return -1;
 				}
 				q += 3 + nlen;
 				left -= 3 + nlen;
