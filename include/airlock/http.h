@@ -102,6 +102,20 @@ struct http_req {
 void http_req_init(struct http_req *r);
 int http_parse_request(struct http_req *r, const uint8_t *buf, size_t len,
 		       const struct http_limits *lim) AL_MUST;
+/*
+ * Why a request path (p[0..n), the target's path without its query) is refused with 400: it
+ * has a shape servers read differently (a '.' or '..' segment, also %2E-encoded; a leading
+ * "//"; ';'; '\'; an encoded '/', '\' or NUL; bad percent-encoding). NULL: none of them.
+ * http_parse_request refuses such a request.
+ */
+const char *http_path_refusal(const uint8_t *p, size_t n);
+/*
+ * The normal form of a path the parser took (http_path_refusal NULL): percent-encoded
+ * unreserved characters (ALPHA DIGIT - . _ ~) decoded, other escapes in upper-case hex, runs of
+ * '/' made one, "" made "/". What rules match, grants cover and reviewers' headline shows;
+ * the request goes upstream as sent. out holds n + 2 bytes; returns the length (NUL-terminated).
+ */
+size_t http_path_normal(const char *p, size_t n, char *out);
 /* Copies the decoded body of a finished, buffered request into out (up to
  * cap bytes); returns its length. */
 size_t http_req_body(const struct http_req *r, const uint8_t *buf, uint8_t *out, size_t cap);
@@ -195,7 +209,8 @@ struct http_command {
 	 * an application/x-www-form-urlencoded body. Rules decide the strictest of them all. */
 	char overrides[HTTP_OVERRIDES_MAX][24];
 	size_t n_overrides;
-	char *host, *path, *query;  /* as sent (percent-encoding kept); path "/" when empty */
+	char *host, *query;         /* as sent (percent-encoding kept) */
+	char *path;                 /* normal form (http_path_normal): what rules match */
 	char *headers_json;         /* chosen headers, JSON object; Authorization shown as dropped */
 	char body_sha256[65];       /* "" when the body was not buffered */
 	uint64_t body_len;          /* decoded length (buffered), or Content-Length, or 0 */

@@ -15,7 +15,9 @@ for d in "${@:-pg http k8s_stream}"; do
 				-o build/fuzz_pg ;;
 		http)
 			"$CLANG" "${FLAGS[@]}" tests/fuzz/fuzz_http.c userspace/proto/http/http_parse.c \
-				userspace/proto/http/http_k8s.c userspace/proto/http/tls_hello.c -o build/fuzz_http ;;
+				userspace/proto/http/http_path.c userspace/proto/http/http_command.c \
+				userspace/proto/http/http_k8s.c userspace/proto/http/tls_hello.c userspace/lib/buf.c \
+				userspace/lib/common.c -ljansson -lcrypto -levent_core -lpthread -o build/fuzz_http ;;
 		k8s_stream)
 			"$CLANG" "${FLAGS[@]}" tests/fuzz/fuzz_k8s_stream.c userspace/proto/http/k8s_stream.c -lz \
 				-o build/fuzz_k8s_stream ;;

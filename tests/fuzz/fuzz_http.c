@@ -1,4 +1,4 @@
-/* libFuzzer driver for the HTTP/1.1 request and response parsers, chunked bodies, k8s recognition and the ClientHello reader. */
+/* libFuzzer driver for the HTTP/1.1 request and response parsers, the command a request yields, chunked bodies, k8s recognition and the ClientHello reader. */
 #include <airlock/http.h>
 
 #include <stdlib.h>
@@ -7,7 +7,8 @@
 /*
  * Input: one mode byte, then bytes.
  *   mode % 5 == 0: a request (max_body from bit 3: 16 bytes or 1 MiB), fed one-shot and
- *                  split at a point taken from the mode byte; both must agree
+ *                  split at a point taken from the mode byte; both must agree; a request
+ *                  taken yields its command (path, overrides, k8s argv, reviewers' text)
  *   mode % 5 == 1: a response head (bit 3: to a HEAD request)
  *   mode % 5 == 2: a chunked body, fed in pieces of (mode >> 4) + 1 bytes
  *   mode % 5 == 3: a TLS ClientHello
@@ -15,6 +16,27 @@
  */
 
 #define ASSERT(c) do { if (!(c)) __builtin_trap(); } while (0)
+
+/* The command of a request the parser took: its path in normal form (a fixed point, no
+ * longer than sent), overrides each a method, the reviewers' text built. */
+static void command(const uint8_t *d, const struct http_req *r)
+{
+	struct http_command c;
+	char err[256], *again;
+
+	if (http_command_build(d, r, &c, err, sizeof(err)) < 0)
+		return;
+	ASSERT(c.path && c.text && c.fingerprint && strlen(c.path) <= (r->path.len ? r->path.len : 1));
+	ASSERT(http_path_refusal((const uint8_t *)c.path, strlen(c.path)) == NULL || c.path[0] == '*');
+	again = malloc(strlen(c.path) + 2);
+	ASSERT(again);
+	ASSERT(http_path_normal(c.path, strlen(c.path), again) == strlen(c.path) && strcmp(again, c.path) == 0);
+	free(again);
+	ASSERT(c.n_overrides <= HTTP_OVERRIDES_MAX);
+	for (size_t i = 0; i < c.n_overrides; i++)
+		ASSERT(c.overrides[i][0] && strcmp(c.overrides[i], c.method) != 0);
+	http_command_free(&c);
+}
 
 static void request(const uint8_t *d, size_t n, uint8_t mode)
 {
@@ -49,6 +71,7 @@ static void request(const uint8_t *d, size_t n, uint8_t mode)
 				ASSERT(a.framing == HTTP_BODY_CHUNKED && tr.off + tr.len + 2 == a.total &&
 				       d[tr.off + tr.len - 2] == '\r' && d[tr.off + tr.len - 1] == '\n');
 		}
+		command(d, &a);
 	} else if (ra == HTTP_ERROR) {
 		ASSERT(strcmp(a.error, b.error) == 0 && a.status >= 400);
 	}

@@ -399,6 +399,90 @@ static void test_k8s(void)
 	CHECK(http_k8s_parse("/api/v1/namespaces/a/pods/b/exec", "command=a%00b", &k) == -1);
 }
 
+/*
+ * Paths: what servers read differently is refused by the parser (400, each cut at every
+ * byte); the rest is matched in normal form (unreserved escapes decoded, others upper-case,
+ * runs of '/' one), which the headline and the fingerprint show; the request line as sent.
+ */
+static void test_paths(void)
+{
+	static const struct {
+		const char *path, *why;
+	} refused[] = {
+		{ "/./forbidden/x", "a '.' or '..' segment in the path" },
+		{ "/public/../forbidden/x", "a '.' or '..' segment in the path" },
+		{ "/public/%2e%2e/forbidden/x", "a '.' or '..' segment in the path" },
+		{ "/public/.%2E/forbidden/x", "a '.' or '..' segment in the path" },
+		{ "/forbidden/x/..", "a '.' or '..' segment in the path" },
+		{ "/forbidden/.", "a '.' or '..' segment in the path" },
+		{ "/a//./b", "a '.' or '..' segment in the path" },
+		{ "//forbidden/x", "a path that starts with '//'" },
+		{ "/forbidden%2Fsecret.txt", "an encoded '/' (%2F) in the path" },
+		{ "/forbidden%2fx", "an encoded '/' (%2F) in the path" },
+		{ "/forbidden%5Cx", "an encoded '\\' (%5C) in the path" },
+		{ "/forbidden\\x", "'\\' in the path" },
+		{ "/forbidden%00.txt", "an encoded NUL (%00) in the path" },
+		{ "/forbidden;x/secret.txt", "';' (path parameters) in the path" },
+		{ "/x;jsessionid=1", "';' (path parameters) in the path" },
+	};
+	static const struct {
+		const char *target, *normal;
+	} taken[] = {
+		{ "/%66orbidden/secret.txt", "/forbidden/secret.txt" },
+		{ "/a//b///c/", "/a/b/c/" },
+		{ "/%7e%2d%5F%41%7A%30", "/~-_Az0" },
+		{ "/x%3a%c3%a9%25%20y", "/x%3A%C3%A9%25%20y" },
+		{ "/.../.well-known/..x/x../.%2e.", "/.../.well-known/..x/x../..." },
+		{ "/%2e%2e%2e", "/..." },
+		{ "/p?a=%2e%2e/..//;", "/p" },
+		{ "https://h", "/" },
+		{ "https://h/a//b?x", "/a/b" },
+	};
+	struct http_req r;
+	struct http_command c;
+	char req[256], err[128];
+	size_t n;
+
+	for (size_t i = 0; i < AL_ARRAY_LEN(refused); i++) {
+		n = (size_t)snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", refused[i].path);
+		CHECK(parse_split(req, n, 1024, &r) == HTTP_ERROR && r.status == 400);
+		CHECK_STR(r.error, refused[i].why);
+		n = (size_t)snprintf(req, sizeof(req), "GET https://h%s?q HTTP/1.1\r\nHost: h\r\n\r\n",
+				     refused[i].path);
+		CHECK(parse_all(req, n, 1024, &r) == HTTP_ERROR && strcmp(r.error, refused[i].why) == 0);
+		CHECK(http_path_refusal((const uint8_t *)refused[i].path, strlen(refused[i].path)) != NULL);
+	}
+	for (size_t i = 0; i < AL_ARRAY_LEN(taken); i++) {
+		n = (size_t)snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", taken[i].target);
+		CHECK(parse_split(req, n, 1024, &r) == HTTP_DONE);
+		if (r.status) {
+			printf("#   %s: %s\n", taken[i].target, r.error);
+			continue;
+		}
+		CHECK(http_command_build((const uint8_t *)req, &r, &c, err, sizeof(err)) == 0);
+		CHECK_STR(c.path, taken[i].normal);
+		/* the normal form is a fixed point */
+		{
+			char again[64];
+
+			CHECK(http_path_normal(c.path, strlen(c.path), again) == strlen(c.path));
+			CHECK_STR(again, c.path);
+		}
+		http_command_free(&c);
+	}
+	n = (size_t)snprintf(req, sizeof(req), "DELETE /%%66orbidden/x?y=1 HTTP/1.1\r\nHost: h\r\n\r\n");
+	CHECK(parse_all(req, n, 1024, &r) == HTTP_DONE);
+	CHECK(http_command_build((const uint8_t *)req, &r, &c, err, sizeof(err)) == 0);
+	CHECK_STR(c.fingerprint, "DELETE h/forbidden/x");
+	CHECK(strncmp(c.text, "DELETE https://h/forbidden/x?y=1\nDELETE /%66orbidden/x?y=1 HTTP/1.1\n", 65) == 0);
+	http_command_free(&c);
+	n = (size_t)snprintf(req, sizeof(req), "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n");
+	CHECK(parse_all(req, n, 1024, &r) == HTTP_DONE);
+	CHECK(http_command_build((const uint8_t *)req, &r, &c, err, sizeof(err)) == 0);
+	CHECK_STR(c.path, "*");
+	http_command_free(&c);
+}
+
 /* A ClientHello with SNI and ALPN, built by hand. */
 /* The command a request yields: the chosen headers as sorted compact JSON (the first of each
  * name, Authorization never shown), the reviewer's text: a headline, then the request line and
@@ -759,6 +843,7 @@ int main(void)
 	RUN(test_response);
 	RUN(test_response_ws_protocol);
 	RUN(test_k8s);
+	RUN(test_paths);
 	RUN(test_command);
 	RUN(test_command_review_text);
 	RUN(test_command_body_kinds);

@@ -128,8 +128,16 @@ static int classify(int argc, char **argv, int want_json)
 		free(j);
 	} else {
 		/* the request's fields, which may be an agent's: term_printf */
-		term_printf("method:   %s\nhost:     %s\npath:     %s\nquery:    %s\nkind:     %s\n", c.method,
-			    c.host, c.path, c.query, c.kind);
+		term_printf("method:   %s\nhost:     %s\npath:     %s", c.method, c.host, c.path);
+		/* rules match the path in normal form; say so when it is not what was sent */
+		if (r->path.len && (strlen(c.path) != r->path.len ||
+				    memcmp(c.path, buf + r->path.off, r->path.len) != 0)) {
+			char *sent = strndup((const char *)buf + r->path.off, r->path.len);
+
+			term_printf(" (sent as %s)", sent ? sent : "?");
+			free(sent);
+		}
+		term_printf("\nquery:    %s\nkind:     %s\n", c.query, c.kind);
 		term_printf("headers:  %s\n", c.headers_json);
 		if (c.body_buffered)
 			term_printf("body:     %llu bytes, sha256 %s\n", (unsigned long long)c.body_len, c.body_sha256);

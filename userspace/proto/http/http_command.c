@@ -421,7 +421,9 @@ int http_command_parse(const uint8_t *buf, const struct http_req *r, struct http
 	memcpy(c->method, buf + r->method.off, r->method.len);
 	c->method[r->method.len] = '\0';
 	c->host = span_dup(buf, r->host);
-	c->path = r->path.len ? span_dup(buf, r->path) : strdup("/");
+	c->path = malloc((size_t)r->path.len + 2);
+	if (c->path)
+		(void)http_path_normal((const char *)buf + r->path.off, r->path.len, c->path);
 	c->query = span_dup(buf, r->query);
 	if (!c->host || !c->path || !c->query)
 		goto oom;

@@ -366,6 +366,12 @@ static int parse_request_line(struct http_req *r, const uint8_t *buf, size_t sta
 	}
 	if (m - start == 7 && memcmp(buf + start, "CONNECT", 7) == 0)
 		return fail(r, 400, "CONNECT is not supported");
+	{
+		const char *why = http_path_refusal(buf + r->path.off, r->path.len);
+
+		if (why)
+			return fail(r, 400, why);
+	}
 	return 0;
 }
 
