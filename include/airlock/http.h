@@ -18,7 +18,8 @@
  * Everything found is an offset span into that buffer, so the buffer may
  * move between calls (evbuffer_pullup). Nothing is allocated.
  *
- * Strictness: request line `token SP target SP HTTP/1.x CRLF`, header lines
+ * Strictness: request line `token SP target SP HTTP/1.x CRLF` (the method
+ * without lower-case letters, the path none of http_path_refusal's shapes), header lines
  * `token ":" OWS value OWS CRLF`, CRLF only (a bare CR or LF is an error),
  * no obs-fold, no whitespace before the colon, only visible ASCII, SP, HTAB
  * and obs-text in values; exactly one Host in HTTP/1.1 (matching an

@@ -483,6 +483,27 @@ static void test_paths(void)
 	http_command_free(&c);
 }
 
+/* Methods are case-sensitive; frameworks that upper-case them would run "delete" as DELETE,
+ * which no DELETE rule met: a method with a lower-case letter is refused. */
+static void test_method_case(void)
+{
+	static const char *const refused[] = { "delete", "Delete", "DELETe", "get", "m-search" };
+	static const char *const taken[] = { "DELETE", "M-SEARCH", "PROPFIND", "X_1.2", "PURGE" };
+	struct http_req r;
+	char req[128];
+	size_t n;
+
+	for (size_t i = 0; i < AL_ARRAY_LEN(refused); i++) {
+		n = (size_t)snprintf(req, sizeof(req), "%s /items/1 HTTP/1.1\r\nHost: h\r\n\r\n", refused[i]);
+		CHECK(parse_split(req, n, 1024, &r) == HTTP_ERROR && r.status == 400);
+		CHECK_STR(r.error, "method must be upper case");
+	}
+	for (size_t i = 0; i < AL_ARRAY_LEN(taken); i++) {
+		n = (size_t)snprintf(req, sizeof(req), "%s /items/1 HTTP/1.1\r\nHost: h\r\n\r\n", taken[i]);
+		CHECK(parse_split(req, n, 1024, &r) == HTTP_DONE);
+	}
+}
+
 /* A ClientHello with SNI and ALPN, built by hand. */
 /* The command a request yields: the chosen headers as sorted compact JSON (the first of each
  * name, Authorization never shown), the reviewer's text: a headline, then the request line and
@@ -844,6 +865,7 @@ int main(void)
 	RUN(test_response_ws_protocol);
 	RUN(test_k8s);
 	RUN(test_paths);
+	RUN(test_method_case);
 	RUN(test_command);
 	RUN(test_command_review_text);
 	RUN(test_command_body_kinds);

@@ -301,6 +301,11 @@ static int parse_request_line(struct http_req *r, const uint8_t *buf, size_t sta
 		return fail(r, 400, i == start ? "bad request line (no method)" : "bad method");
 	m = i;
 	r->method = span(start, m - start);
+	/* Methods are case-sensitive, but Django, Flask and Rails upper-case the one they get: a
+	 * "delete" would meet no DELETE rule here and run as a DELETE there. */
+	for (size_t k = start; k < m; k++)
+		if (buf[k] >= 'a' && buf[k] <= 'z')
+			return fail(r, 400, "method must be upper case");
 	t = ++i;
 	while (i < eol && is_vchar(buf[i]))
 		i++;
