@@ -163,7 +163,7 @@ int http_parse_response(struct http_resp *r, const uint8_t *buf, size_t len, int
 struct http_k8s {
 	char verb[16];              /* "exec", "attach", "portforward"; "" if not one */
 	char ns[254], pod[254], container[254];
-	char *argv[HTTP_K8S_ARGV_MAX]; /* decoded command= values (exec) */
+	char *argv[HTTP_K8S_ARGV_MAX]; /* decoded command values (exec), in order */
 	size_t argc;
 	char ports[128];            /* portforward ports= values, comma separated */
 	int tty, stdin_;
@@ -171,9 +171,11 @@ struct http_k8s {
 /* Percent-decodes n bytes of s into out (cap bytes, NUL-terminated); plus_space turns '+'
  * into a space (query and form values). -1 on bad encoding, a NUL byte, or no room. */
 int http_pct_decode(const char *s, size_t n, int plus_space, char *out, size_t cap) AL_MUST;
-/* Recognises /api/v1/namespaces/NS/pods/POD/{exec,attach,portforward}?...
- * Returns 1 and fills k (free with http_k8s_free), 0 if it is not one,
- * -1 if it is one but malformed (bad percent-encoding). */
+/* Recognises /api/v1/namespaces/NS/pods/POD/{exec,attach,portforward}[/]?...
+ * (path in normal form, http_path_normal), the query read as the API server
+ * reads it (http_k8s.c). Returns 1 and fills k (free with http_k8s_free), 0
+ * if it is not one, -1 if it is one but malformed (bad percent-encoding, a
+ * NUL, a ';' in the query, over HTTP_K8S_ARGV_MAX words). */
 int http_k8s_parse(const char *path, const char *query, struct http_k8s *k) AL_MUST;
 void http_k8s_free(struct http_k8s *k);
 
@@ -241,8 +243,8 @@ struct http_cred {
 /*
  * The command of a finished request (buf holds its req->total bytes): what rules, grants and the
  * audit need; text is NULL and body_unreadable "" until http_command_text. Returns 0, or -1
- * with err (a k8s path with bad percent-encoding, a method override that is not a method, more
- * than HTTP_OVERRIDES_MAX of them, out of memory).
+ * with err (a malformed Kubernetes exec, attach or port-forward query, a method override that
+ * is not a method, more than HTTP_OVERRIDES_MAX of them, out of memory).
  */
 int http_command_parse(const uint8_t *buf, const struct http_req *r, struct http_command *c,
 		       char *err, size_t errlen) AL_MUST;

@@ -400,6 +400,77 @@ static void test_k8s(void)
 }
 
 /*
+ * The query as the API server reads it (Go's url.ParseQuery, then PodExecOptions): keys are
+ * percent-decoded (%63ommand is command), a pair without '=' is an empty value, container,
+ * stdin and tty take their first value, a boolean is false only for 0 and false; ';' is
+ * refused (old and new Go split it differently). Through the command, the path is in normal
+ * form first, so /%65xec is exec; a trailing '/' is trimmed as the API server trims it.
+ */
+static void test_k8s_as_go_reads_it(void)
+{
+	static const struct {
+		const char *query;
+		int rc;
+		const char *argv;      /* words joined by '|' */
+		const char *container;
+		int tty, stdin_;
+	} v[] = {
+		{ "%63ommand=rm&%63ommand=-rf&%63ommand=/data&command=echo&command=hello", 1,
+		  "rm|-rf|/data|echo|hello", "", 0, 0 },
+		{ "command=a&command&command=&command=b", 1, "a|||b", "", 0, 0 },
+		{ "comm%61nd=x&c%6Fntainer=app&container=other", 1, "x", "app", 0, 0 },
+		{ "command+=x&command%20=y&Command=z&command=ok", 1, "ok", "", 0, 0 },
+		{ "tty=false&tty=true&stdin=&stdin=0", 1, "", "", 0, 1 },
+		{ "tty=FALSE&stdin=yes", 1, "", "", 0, 1 },
+		{ "tty=0&stdin=False", 1, "", "", 0, 0 },
+		{ "tty=on&stdin=1", 1, "", "", 1, 1 },
+		{ "&&command=x&&", 1, "x", "", 0, 0 },
+		{ "command=echo;command=rm", -1, NULL, NULL, 0, 0 },
+		{ "command=echo&x=%3B;", -1, NULL, NULL, 0, 0 },
+	};
+	struct http_k8s k;
+
+	for (size_t i = 0; i < AL_ARRAY_LEN(v); i++) {
+		char words[256] = "";
+		int rc = http_k8s_parse("/api/v1/namespaces/a/pods/b/exec", v[i].query, &k);
+
+		CHECK(rc == v[i].rc);
+		if (rc != 1) {
+			if (rc != v[i].rc)
+				printf("#   %s: %d\n", v[i].query, rc);
+			continue;
+		}
+		for (size_t w = 0; w < k.argc; w++)
+			snprintf(words + strlen(words), sizeof(words) - strlen(words), "%s%s", w ? "|" : "", k.argv[w]);
+		if (strcmp(words, v[i].argv) != 0 || strcmp(k.container, v[i].container) != 0 ||
+		    k.tty != v[i].tty || k.stdin_ != v[i].stdin_) {
+			printf("#   %s: argv %s container %s tty %d stdin %d\n", v[i].query, words, k.container,
+			       k.tty, k.stdin_);
+			t_cur_failed_ = 1;
+		}
+		http_k8s_free(&k);
+	}
+	CHECK(http_k8s_parse("/api/v1/namespaces/a/pods/b/exec/", "command=x", &k) == 1 && k.argc == 1);
+	http_k8s_free(&k);
+	CHECK(http_k8s_parse("/api/v1/namespaces/a/pods/b/exec/x/", "", &k) == 0);
+	{
+		const char req[] = "GET /api/v1/namespaces/default/pods/web-0/%65xec?%63ommand=rm&command=echo "
+				   "HTTP/1.1\r\nHost: k8s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+		struct http_req r;
+		struct http_command c;
+		char err[128];
+
+		CHECK(parse_split(REQ(req), 1024, &r) == HTTP_DONE);
+		CHECK(http_command_build((const uint8_t *)req, &r, &c, err, sizeof(err)) == 0);
+		CHECK(c.is_k8s && strcmp(c.kind, "exec") == 0 && c.k8s.argc == 2);
+		CHECK_STR(c.path, "/api/v1/namespaces/default/pods/web-0/exec");
+		CHECK_STR(c.fingerprint, "exec default/web-0/ rm echo");
+		CHECK(strncmp(c.text, "kubectl exec -n default web-0 -- rm echo\n", 41) == 0);
+		http_command_free(&c);
+	}
+}
+
+/*
  * Paths: what servers read differently is refused by the parser (400, each cut at every
  * byte); the rest is matched in normal form (unreserved escapes decoded, others upper-case,
  * runs of '/' one), which the headline and the fingerprint show; the request line as sent.
@@ -864,6 +935,7 @@ int main(void)
 	RUN(test_response);
 	RUN(test_response_ws_protocol);
 	RUN(test_k8s);
+	RUN(test_k8s_as_go_reads_it);
 	RUN(test_paths);
 	RUN(test_method_case);
 	RUN(test_command);

@@ -2,6 +2,7 @@
 #include <airlock/http.h>
 
 #include <stdlib.h>
+#include <strings.h>
 
 int http_pct_decode(const char *s, size_t n, int plus_space, char *out, size_t cap)
 {
@@ -39,23 +40,33 @@ void http_k8s_free(struct http_k8s *k)
 	k->argc = 0;
 }
 
-static int truthy(const char *v)
+/* A boolean option as the API server converts it (Convert_Slice_string_To_bool): false only
+ * for "0" and "false" in any case, true for anything else, "" included. */
+static int go_bool(const char *v)
 {
-	return strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "True") == 0;
+	return strcmp(v, "0") != 0 && strcasecmp(v, "false") != 0;
 }
 
+/*
+ * The query is read as the API server reads it (Go's url.ParseQuery, then the conversion to
+ * PodExecOptions): pairs split at '&' only; a pair without '=' is a key with an empty value;
+ * keys and values percent-decoded with '+' a space, so %63ommand is command; every command=
+ * value is a word of argv in order; container, stdin and tty take their first value. A ';'
+ * is refused: Go before 1.17 splits pairs at it, later Go drops the pair holding it.
+ */
 int http_k8s_parse(const char *path, const char *query, struct http_k8s *k)
 {
 	static const char prefix[] = "/api/v1/namespaces/";
 	const char *p, *seg[4];
-	size_t seglen[4], n = 0;
-	char val[4096];
+	size_t seglen[4], n = 0, qlen;
+	int have_container = 0, have_tty = 0, have_stdin = 0;
+	char *key = NULL, *val = NULL;
 
 	memset(k, 0, sizeof(*k));
 	if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
 		return 0;
 	p = path + sizeof(prefix) - 1;
-	/* NS / pods / POD / verb */
+	/* NS / pods / POD / verb, and a trailing '/' (the API server trims it) */
 	while (n < 4) {
 		const char *e = strchr(p, '/');
 
@@ -66,8 +77,8 @@ int http_k8s_parse(const char *path, const char *query, struct http_k8s *k)
 			break;
 		p = e + 1;
 	}
-	if (n != 4 || strchr(seg[3], '/') || seglen[0] == 0 || seglen[2] == 0 ||
-	    seglen[1] != 4 || strncmp(seg[1], "pods", 4) != 0)
+	if (n != 4 || (seg[3][seglen[3]] == '/' && seg[3][seglen[3] + 1] != '\0') || seglen[0] == 0 ||
+	    seglen[2] == 0 || seglen[1] != 4 || strncmp(seg[1], "pods", 4) != 0)
 		return 0;
 	if (seglen[3] == 4 && strncmp(seg[3], "exec", 4) == 0)
 		snprintf(k->verb, sizeof(k->verb), "exec");
@@ -80,44 +91,59 @@ int http_k8s_parse(const char *path, const char *query, struct http_k8s *k)
 	if (http_pct_decode(seg[0], seglen[0], 0, k->ns, sizeof(k->ns)) < 0 ||
 	    http_pct_decode(seg[2], seglen[2], 0, k->pod, sizeof(k->pod)) < 0)
 		goto bad;
-	for (p = query ? query : ""; *p;) {
+	query = query ? query : "";
+	qlen = strlen(query);
+	if (strchr(query, ';'))
+		goto bad;
+	key = malloc(qlen + 1);
+	val = malloc(qlen + 1);
+	if (!key || !val)
+		goto bad;
+	for (p = query; *p;) {
 		const char *amp = strchr(p, '&'), *eq;
-		size_t len = amp ? (size_t)(amp - p) : strlen(p);
+		size_t len = amp ? (size_t)(amp - p) : strlen(p), klen;
 
 		eq = memchr(p, '=', len);
-		if (eq) {
-			size_t klen = (size_t)(eq - p);
-
-			if (http_pct_decode(eq + 1, len - klen - 1, 1, val, sizeof(val)) < 0)
+		klen = eq ? (size_t)(eq - p) : len;
+		if (len && (http_pct_decode(p, klen, 1, key, qlen + 1) < 0 ||
+			    http_pct_decode(eq ? eq + 1 : p, eq ? len - klen - 1 : 0, 1, val, qlen + 1) < 0))
+			goto bad;
+		if (!len) {
+			/* an empty pair: nothing */
+		} else if (strcmp(key, "command") == 0) {
+			if (k->argc >= HTTP_K8S_ARGV_MAX || !(k->argv[k->argc] = strdup(val)))
 				goto bad;
-			if (klen == 7 && strncmp(p, "command", 7) == 0) {
-				if (k->argc >= HTTP_K8S_ARGV_MAX || !(k->argv[k->argc] = strdup(val)))
-					goto bad;
-				k->argc++;
-			} else if (klen == 9 && strncmp(p, "container", 9) == 0) {
-				if (strlen(val) >= sizeof(k->container))
-					goto bad;
+			k->argc++;
+		} else if (strcmp(key, "container") == 0) {
+			if (strlen(val) >= sizeof(k->container))
+				goto bad;
+			if (!have_container++)
 				memcpy(k->container, val, strlen(val) + 1);
-			} else if (klen == 3 && strncmp(p, "tty", 3) == 0) {
-				k->tty = truthy(val);
-			} else if (klen == 5 && strncmp(p, "stdin", 5) == 0) {
-				k->stdin_ = truthy(val);
-			} else if (klen == 5 && strncmp(p, "ports", 5) == 0) {
-				size_t o = strlen(k->ports), vl = strlen(val);
+		} else if (strcmp(key, "tty") == 0) {
+			if (!have_tty++)
+				k->tty = go_bool(val);
+		} else if (strcmp(key, "stdin") == 0) {
+			if (!have_stdin++)
+				k->stdin_ = go_bool(val);
+		} else if (strcmp(key, "ports") == 0) {
+			size_t o = strlen(k->ports), vl = strlen(val);
 
-				if (o + vl + 2 > sizeof(k->ports))
-					goto bad;
-				if (o)
-					k->ports[o++] = ',';
-				memcpy(k->ports + o, val, vl + 1);
-			}
+			if (o + vl + 2 > sizeof(k->ports))
+				goto bad;
+			if (o)
+				k->ports[o++] = ',';
+			memcpy(k->ports + o, val, vl + 1);
 		}
 		p += len;
 		if (*p == '&')
 			p++;
 	}
+	free(key);
+	free(val);
 	return 1;
 bad:
+	free(key);
+	free(val);
 	http_k8s_free(k);
 	return -1;
 }
