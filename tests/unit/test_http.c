@@ -575,6 +575,33 @@ static void test_method_case(void)
 	}
 }
 
+/* Cookies are the agent's session secrets: reviewers read each one's name and length, the
+ * request (and its digest) stays exactly what was sent. */
+static void test_command_cookies(void)
+{
+	const char s[] = "GET /x HTTP/1.1\r\nHost: h\r\nCookie: session=0123456789abcdef; theme=dark\r\n"
+			 "cookie: lonely\r\nCOOKIE:  a=; ;b=1;=v;\t c=x=y \r\nCookie: k\xe9y=secret-\xff\r\n"
+			 "X-Other: session=visible\r\n\r\n";
+	struct http_req r;
+	struct http_command c;
+	char err[128], want[65];
+
+	CHECK(parse_all(REQ(s), 1024, &r) == HTTP_DONE);
+	CHECK(http_command_build((const uint8_t *)s, &r, &c, err, sizeof(err)) == 0);
+	CHECK(strstr(c.text, "\nCookie: session=<redacted 16 bytes>; theme=<redacted 4 bytes>\n"
+			     "cookie: <redacted 6 bytes>\n"
+			     "COOKIE: a=<redacted 0 bytes>; b=<redacted 1 byte>; =<redacted 1 byte>; c=<redacted 3 bytes>\n"
+			     "Cookie: (not UTF-8, 3 bytes in hex: 6be979)=<redacted 8 bytes>\n"
+			     "X-Other: session=visible\n") != NULL);
+	if (t_cur_failed_)
+		printf("#   text: %s\n", c.text);
+	CHECK(!strstr(c.text, "0123456789abcdef") && !strstr(c.text, "dark") && !strstr(c.text, "lonely") &&
+	      !strstr(c.text, "secret"));
+	CHECK(al_sha256_hex(s, sizeof(s) - 1, want) == 0);
+	CHECK_STR(c.request_sha256, want);
+	http_command_free(&c);
+}
+
 /* A ClientHello with SNI and ALPN, built by hand. */
 /* The command a request yields: the chosen headers as sorted compact JSON (the first of each
  * name, Authorization never shown), the reviewer's text: a headline, then the request line and
@@ -599,7 +626,7 @@ static void test_command(void)
 	CHECK_STR(c.text, "GET https://api.example:8443/api/v1/items?limit=5\n"
 			  "GET /api/v1/items?limit=5 HTTP/1.1\nHost: api.example:8443\nUser-Agent: curl/7.88\n"
 			  "Accept: */*\nAuthorization: Bearer <the agent's credential, 19 bytes, not shown>\n"
-			  "Cookie: session=1\nACCEPT: second\nContent-Type: a\"b\\c\td\n");
+			  "Cookie: session=<redacted 1 byte>\nACCEPT: second\nContent-Type: a\"b\\c\td\n");
 	CHECK(!strstr(c.text, "agent-secret") && !strstr(c.headers_json, "agent-secret"));
 	CHECK_STR(c.kind, "get");
 	CHECK_STR(c.fingerprint, "GET api.example:8443/api/v1/items");
@@ -940,6 +967,7 @@ int main(void)
 	RUN(test_method_case);
 	RUN(test_command);
 	RUN(test_command_review_text);
+	RUN(test_command_cookies);
 	RUN(test_command_body_kinds);
 	RUN(test_command_overrides);
 	RUN(test_client_hello);

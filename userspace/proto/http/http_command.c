@@ -218,6 +218,34 @@ static void show_agent_credential(struct al_buf *b, const uint8_t *v, size_t n)
 	al_buf_fmt(b, "<the agent's credential, %zu bytes, not shown>", n);
 }
 
+/* The agent's cookies (its sessions' secrets): each one's name, and its value's length. */
+static void show_cookies(struct al_buf *b, const uint8_t *v, size_t n)
+{
+	size_t i = 0, shown = 0;
+
+	while (i < n) {
+		size_t s = i, e;
+		const uint8_t *eq;
+
+		while (i < n && v[i] != ';')
+			i++;
+		for (e = i++; s < e && (v[s] == ' ' || v[s] == '\t'); s++)
+			;
+		while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+			e--;
+		if (s == e)
+			continue;
+		al_buf_str(b, shown++ ? "; " : "");
+		eq = memchr(v + s, '=', e - s);
+		if (eq) {
+			show_value(b, v + s, (size_t)(eq - (v + s)));
+			al_buf_str(b, "=");
+			s = (size_t)(eq - v) + 1;
+		}
+		al_buf_fmt(b, "<redacted %zu byte%s>", e - s, e - s == 1 ? "" : "s");
+	}
+}
+
 /* One field line, "Name: value" (name as sent). */
 static void show_field(struct al_buf *b, const uint8_t *buf, const struct http_header *h)
 {
@@ -225,6 +253,8 @@ static void show_field(struct al_buf *b, const uint8_t *buf, const struct http_h
 	al_buf_add(b, ": ", 2);
 	if (http_span_ieq(buf, h->name, "authorization") || http_span_ieq(buf, h->name, "proxy-authorization"))
 		show_agent_credential(b, buf + h->value.off, h->value.len);
+	else if (http_span_ieq(buf, h->name, "cookie"))
+		show_cookies(b, buf + h->value.off, h->value.len);
 	else
 		show_value(b, buf + h->value.off, h->value.len);
 	al_buf_add(b, "\n", 1);
