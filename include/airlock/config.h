@@ -101,6 +101,7 @@ struct al_config {
 	enum al_default_action default_action;
 	unsigned int connect_timeout_ms;
 	unsigned int max_sessions;
+	unsigned int max_sessions_per_agent; /* of them from one agent (cgroup, or pinned interface) */
 	size_t relay_buffer;    /* bytes buffered per direction before backpressure */
 	struct al_resource *resources;
 	size_t n_resources;
@@ -116,6 +117,8 @@ struct al_config {
 	char *ca_dir;           /* the Airlock CA */
 	size_t pg_max_message;  /* longest PostgreSQL message accepted from an agent */
 	size_t http_max_body;   /* request bodies up to this are held for review and hashed */
+	unsigned int http_head_timeout_ms; /* a request head arrives whole within this of its first byte */
+	size_t http_body_min_rate;      /* bytes/s a request body comes at, after that much grace; 0: any */
 	/* Agents behind pinned interfaces (network namespaces, containers). */
 	uint16_t tproxy_port;   /* TPROXY listener on 127.0.0.1 and ::1 */
 	uint32_t tproxy_mark;   /* fwmark of TPROXYed packets */
@@ -174,8 +177,18 @@ struct al_subject {
  */
 const struct al_resource *config_https_resource(const struct al_config *cfg, const struct al_resource *first,
 						const struct al_addr *dst, uint16_t port, const char *sni);
+/* A subject method that stands for every method (an HTTP request whose body may name one
+ * Airlock could not read): config_decide gives the strictest rule any method would meet. */
+#define AL_METHOD_ANY "*"
 /* The first rule of the resource that matches; NULL: none (allowed). */
 const struct al_rule *config_decide(const struct al_resource *res, const struct al_subject *s);
+/*
+ * The rule that decides a request that may run as s->method or as any of methods[0..n) (an
+ * HTTP request's method overrides, which servers may take instead): the strictest of their
+ * decisions (deny, then review, then allow); among equals s->method's, then the first's.
+ */
+const struct al_rule *config_decide_methods(const struct al_resource *res, const struct al_subject *s,
+					    const char *const *methods, size_t n);
 const char *config_action_name(int action);
 
 /* 1 if the rule's identity conditions (cgroup, uid, exe) hold for this agent. A cgroup or exe

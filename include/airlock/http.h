@@ -208,8 +208,12 @@ struct http_command {
 	char method[24];
 	/* Methods the request asks the server to run instead of method, upper case, each once and
 	 * none equal to method: the values of X-HTTP-Method-Override, X-HTTP-Method and
-	 * X-Method-Override (each comma-separated item) and of a _method parameter in the query or
-	 * an application/x-www-form-urlencoded body. Rules decide the strictest of them all. */
+	 * X-Method-Override (each comma-separated item), of a _method field (or one PHP reads as
+	 * _method: " .method", "[method") in the query, a form body (or a body without
+	 * Content-Type) or a multipart body, and of a JSON body's top-level "_method";
+	 * AL_METHOD_ANY for a POST whose body may name one Airlock cannot read (over
+	 * http_max_body, content-coded, a multipart or JSON body that does not parse). Rules
+	 * decide the strictest of them all. */
 	char overrides[HTTP_OVERRIDES_MAX][24];
 	size_t n_overrides;
 	char *host, *query;         /* as sent (percent-encoding kept) */
@@ -260,6 +264,10 @@ int http_command_parse(const uint8_t *buf, const struct http_req *r, struct http
  */
 int http_command_text(const uint8_t *buf, const struct http_req *r, const struct http_cred *cred,
 		      struct http_command *c) AL_MUST;
+/* Adds the overrides that a _method field (as http_command_parse reads names) of the
+ * form-encoded p[0..n) (a query, a form body) names to c's (c->method set): 0, or -1 with err
+ * for one that is not a method. airlockctl policy test reads a recorded query with it. */
+int http_form_overrides(struct http_command *c, const char *p, size_t n, char *err, size_t errlen) AL_MUST;
 /* Both, without a credential: the request as the agent sent it (airlockctl classify). */
 int http_command_build(const uint8_t *buf, const struct http_req *r, struct http_command *c,
 		       char *err, size_t errlen) AL_MUST;

@@ -1031,6 +1031,54 @@ static void test_https_resource(void)
 		  "t:5: rule: method 'get' is not an upper-case HTTP method");
 }
 
+/*
+ * A request that may run as another method than its own (its overrides) meets the strictest
+ * rule of them all; one that may run as any method (AL_METHOD_ANY: a POST whose body may name
+ * one Airlock could not read) meets the strictest rule any method meets, whatever the order.
+ */
+static void test_method_overrides(void)
+{
+	struct al_config *c = parse("resource api {\n address 127.0.0.9\n port 443\n protocol https\n"
+				    " rule allow method GET HEAD\n"
+				    " rule review method DELETE\n"
+				    " rule deny method PURGE path /cache/*\n"
+				    " rule allow path /upload/*\n"
+				    " rule allow method POST\n}\n");
+	struct al_subject s = { .method = "POST", .path = "/items/1" };
+	const char *del[] = { "DELETE" }, *get_put[] = { "GET", "PUT" }, *any[] = { AL_METHOD_ANY };
+	const struct al_resource *r;
+
+	CHECK(c != NULL);
+	if (!c)
+		return;
+	r = &c->resources[0];
+	CHECK(config_decide(r, &s) == &r->rules[4]);
+	CHECK(config_decide_methods(r, &s, del, 1) == &r->rules[1]);
+	/* among equals, the request's own method's rule */
+	CHECK(config_decide_methods(r, &s, get_put, 2) == &r->rules[4]);
+	/* as any method: DELETE's review; at /cache/ PURGE's deny */
+	CHECK(config_decide_methods(r, &s, any, 1) == &r->rules[1]);
+	s.method = AL_METHOD_ANY;
+	CHECK(config_decide(r, &s) == &r->rules[1]);
+	s.path = "/cache/x";
+	CHECK(config_decide(r, &s) == &r->rules[2]);
+	/* DELETE's rule comes before the one for /upload/ */
+	s.path = "/upload/x";
+	CHECK(config_decide(r, &s) == &r->rules[1]);
+	config_free(c);
+	/* a rule without methods that comes first decides every method */
+	c = parse("resource api {\n address 127.0.0.9\n port 443\n protocol https\n"
+		  " rule allow path /upload/*\n rule review method DELETE\n}\n");
+	CHECK(c != NULL);
+	if (!c)
+		return;
+	s.method = AL_METHOD_ANY;
+	CHECK(config_decide(&c->resources[0], &s) == &c->resources[0].rules[0]);
+	s.path = "/other";
+	CHECK(config_decide(&c->resources[0], &s) == &c->resources[0].rules[1]);
+	config_free(c);
+}
+
 static void test_console_settings(void)
 {
 	struct al_config *c = parse("");
@@ -1120,6 +1168,7 @@ int main(void)
 	RUN(test_include);
 	RUN(test_rules);
 	RUN(test_https_resource);
+	RUN(test_method_overrides);
 	RUN(test_console_settings);
 	TEST_EXIT();
 }

@@ -2,6 +2,7 @@
 #include "http.h"
 #include "term.h"
 
+#include <airlock/config.h>
 #include <airlock/control.h>
 #include <airlock/http.h>
 #include <airlock/tls.h>
@@ -128,7 +129,11 @@ static int classify(int argc, char **argv, int want_json)
 		free(j);
 	} else {
 		/* the request's fields, which may be an agent's: term_printf */
-		term_printf("method:   %s\nhost:     %s\npath:     %s", c.method, c.host, c.path);
+		term_printf("method:   %s", c.method);
+		for (size_t i = 0; i < c.n_overrides; i++)
+			term_printf("%s%s", i ? ", " : " (override ", strcmp(c.overrides[i], AL_METHOD_ANY) == 0
+								  ? "any method" : c.overrides[i]);
+		term_printf("%s\nhost:     %s\npath:     %s", c.n_overrides ? ")" : "", c.host, c.path);
 		/* rules match the path in normal form; say so when it is not what was sent */
 		if (r->path.len && (strlen(c.path) != r->path.len ||
 				    memcmp(c.path, buf + r->path.off, r->path.len) != 0)) {

@@ -26,6 +26,9 @@
 #define DEF_CA_DIR		"/var/lib/airlock/ca"
 #define DEF_PG_MAX_MESSAGE	(16u * 1024 * 1024)
 #define DEF_HTTP_MAX_BODY	(1024u * 1024)
+#define DEF_HTTP_HEAD_TIMEOUT_MS 30000u
+#define DEF_HTTP_BODY_MIN_RATE	1024u
+#define DEF_MAX_SESSIONS_AGENT	2000u
 #define DEF_TPROXY_MARK		0x7701u
 #define DEF_TPROXY_TABLE	7701u
 #define DEF_NFT_TABLE		"airlock"
@@ -62,6 +65,7 @@ enum top_directive {
 	TD_REVIEW_WEBHOOK_SECRET, TD_CONSOLE_LISTEN, TD_CONSOLE_TLS, TD_CONSOLE_CERT, TD_CONSOLE_KEY,
 	TD_STORE_MAX_SIZE, TD_STORE_FULL, TD_RECORD_LIMIT, TD_RECORD_RETENTION,
 	TD_HTTP_MAX_BODY, TD_COMMIT_INTERVAL, TD_CONSOLE_IDLE_TIMEOUT, TD_CONSOLE_SESSION_MAX,
+	TD_HTTP_HEAD_TIMEOUT, TD_HTTP_BODY_MIN_RATE, TD_MAX_SESSIONS_PER_AGENT,
 	TD_COUNT
 };
 
@@ -469,6 +473,17 @@ static int d_max_sessions(struct parser *ps, const struct line *ln)
 	return 0;
 }
 
+static int d_max_sessions_per_agent(struct parser *ps, const struct line *ln)
+{
+	uint64_t v;
+
+	if (parse_uint(arg1(ln), 1, MAX_SESSIONS, &v) < 0)
+		return fail(ps, ln->no, "max_sessions_per_agent: '%s' is not a number in 1..%u",
+			    arg1(ln), MAX_SESSIONS);
+	ps->c->max_sessions_per_agent = (unsigned int)v;
+	return 0;
+}
+
 static int d_relay_buffer(struct parser *ps, const struct line *ln)
 {
 	static const struct unit units[] = {
@@ -557,6 +572,26 @@ static int d_http_max_body(struct parser *ps, const struct line *ln)
 	if (parse_scaled(arg1(ln), units, &v) < 0 || v > 64u * 1024 * 1024)
 		return fail(ps, ln->no, "http_max_body: '%s' is not a size up to 64m", arg1(ln));
 	ps->c->http_max_body = (size_t)v;
+	return 0;
+}
+
+static int d_http_head_timeout(struct parser *ps, const struct line *ln)
+{
+	return parse_ms(ps, ln, "http_head_timeout", 60u * 60 * 1000, "1ms..60m",
+			&ps->c->http_head_timeout_ms);
+}
+
+static int d_http_body_min_rate(struct parser *ps, const struct line *ln)
+{
+	static const struct unit units[] = {
+		{ "", 1 }, { "k", 1024 }, { "m", 1024 * 1024 }, { NULL, 0 },
+	};
+	uint64_t v;
+
+	if (parse_scaled(arg1(ln), units, &v) < 0 || v > 1024u * 1024 * 1024)
+		return fail(ps, ln->no, "http_body_min_rate: '%s' is not bytes a second up to 1024m "
+			    "(0: none)", arg1(ln));
+	ps->c->http_body_min_rate = (size_t)v;
 	return 0;
 }
 
@@ -763,6 +798,9 @@ static const struct directive top_directives[TD_COUNT] = {
 	[TD_CA_DIR]          = { "ca_dir", 1, 1, d_ca_dir },
 	[TD_PG_MAX_MESSAGE]  = { "pg_max_message", 1, 1, d_pg_max_message },
 	[TD_HTTP_MAX_BODY]   = { "http_max_body", 1, 1, d_http_max_body },
+	[TD_HTTP_HEAD_TIMEOUT] = { "http_head_timeout", 1, 1, d_http_head_timeout },
+	[TD_HTTP_BODY_MIN_RATE] = { "http_body_min_rate", 1, 1, d_http_body_min_rate },
+	[TD_MAX_SESSIONS_PER_AGENT] = { "max_sessions_per_agent", 1, 1, d_max_sessions_per_agent },
 	[TD_REVIEW_HOOK]     = { "review_hook", 1, 1, d_review_hook },
 	[TD_REVIEW_SOCKET]   = { "review_socket", 1, 1, d_review_socket },
 	[TD_REVIEW_WEBHOOK]  = { "review_webhook", 1, 1, d_review_webhook },
@@ -1497,6 +1535,9 @@ static struct al_config *config_new(const char *source)
 	c->ca_dir = strdup(DEF_CA_DIR);
 	c->pg_max_message = DEF_PG_MAX_MESSAGE;
 	c->http_max_body = DEF_HTTP_MAX_BODY;
+	c->http_head_timeout_ms = DEF_HTTP_HEAD_TIMEOUT_MS;
+	c->http_body_min_rate = DEF_HTTP_BODY_MIN_RATE;
+	c->max_sessions_per_agent = DEF_MAX_SESSIONS_AGENT;
 	c->nft_table = strdup(DEF_NFT_TABLE);
 	if (!c->source || !c->control_socket || !c->review_socket || !c->store_path || !c->pin_root ||
 	    !c->secrets_path || !c->ca_dir || !c->nft_table) {
@@ -1962,12 +2003,58 @@ const struct al_resource *config_https_resource(const struct al_config *cfg, con
 	return NULL;
 }
 
-const struct al_rule *config_decide(const struct al_resource *res, const struct al_subject *s)
+static const struct al_rule *first_match(const struct al_resource *res, const struct al_subject *s)
 {
 	for (size_t i = 0; i < res->n_rules; i++)
 		if (rule_matches(&res->rules[i], s))
 			return &res->rules[i];
 	return NULL;
+}
+
+static int strictness(const struct al_rule *r)
+{
+	return !r ? 0 : r->allow == AL_ACTION_DENY ? 2 : r->allow == AL_ACTION_REVIEW ? 1 : 0;
+}
+
+/* s as every method at once: the strictest of its decisions as each method a rule names, and
+ * as one no rule names (method NULL meets only rules without methods). */
+static const struct al_rule *decide_any_method(const struct al_resource *res, const struct al_subject *s)
+{
+	struct al_subject t = *s;
+	const struct al_rule *best, *r;
+
+	t.method = NULL;
+	best = first_match(res, &t);
+	for (size_t i = 0; i < res->n_rules; i++)
+		for (size_t k = 0; k < res->rules[i].n_methods; k++) {
+			t.method = res->rules[i].methods[k];
+			r = first_match(res, &t);
+			if (strictness(r) > strictness(best))
+				best = r;
+		}
+	return best;
+}
+
+const struct al_rule *config_decide(const struct al_resource *res, const struct al_subject *s)
+{
+	if (s->method && strcmp(s->method, AL_METHOD_ANY) == 0)
+		return decide_any_method(res, s);
+	return first_match(res, s);
+}
+
+const struct al_rule *config_decide_methods(const struct al_resource *res, const struct al_subject *s,
+					    const char *const *methods, size_t n)
+{
+	const struct al_rule *best = config_decide(res, s), *r;
+	struct al_subject t = *s;
+
+	for (size_t i = 0; i < n; i++) {
+		t.method = methods[i];
+		r = config_decide(res, &t);
+		if (strictness(r) > strictness(best))
+			best = r;
+	}
+	return best;
 }
 
 const char *config_action_name(int action)

@@ -1,5 +1,6 @@
 /* The command an HTTP request yields: method and method overrides, host, path, query, chosen headers, body hash, Kubernetes exec argv, and the reviewers' text: the whole request as it goes upstream. */
 #include <airlock/http.h>
+#include <airlock/config.h>
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -116,22 +117,61 @@ static int add_overrides(struct http_command *c, const char *v, size_t n, char *
 	return 0;
 }
 
+/* The character of a form-encoded string at *i ('+' a space, %XX decoded; a '%' that starts no
+ * escape is itself, as PHP reads it), and *i past it. */
+static int form_char(const char *p, size_t n, size_t *i)
+{
+	int h, l;
+
+	if (p[*i] == '+') {
+		(*i)++;
+		return ' ';
+	}
+	if (p[*i] != '%' || *i + 2 >= n || (h = al_hexdigit(p[*i + 1])) < 0 || (l = al_hexdigit(p[*i + 2])) < 0)
+		return (unsigned char)p[(*i)++];
+	*i += 3;
+	return h * 16 + l;
+}
+
+/*
+ * 1 if the field name p[0..n) (form-encoded when form) is one a server reads as _method: PHP
+ * (Laravel, Symfony) drops leading spaces and makes a first '.', ' ' or unmatched '[' a '_',
+ * so " .method" and "[method" are _method there too.
+ */
+static int method_name(const char *p, size_t n, int form)
+{
+	static const char rest[] = "method";
+	size_t i = 0;
+	int ch;
+
+	do {
+		if (i >= n)
+			return 0;
+		ch = form ? form_char(p, n, &i) : (unsigned char)p[i++];
+	} while (ch == ' ');
+	if (ch != '_' && ch != '.' && ch != '[')
+		return 0;
+	for (size_t k = 0; k < sizeof(rest) - 1; k++)
+		if (i >= n || (form ? form_char(p, n, &i) : (unsigned char)p[i++]) != rest[k])
+			return 0;
+	return i == n;
+}
+
 /* _method=X in an application/x-www-form-urlencoded string (a query, a form body); pairs split
  * at '&' and ';' (older Rack splits at both), names and values percent-decoded. */
-static int form_overrides(struct http_command *c, const char *p, size_t n, char *err, size_t errlen)
+int http_form_overrides(struct http_command *c, const char *p, size_t n, char *err, size_t errlen)
 {
 	size_t i = 0;
 
 	while (i < n) {
 		size_t s = i, eq;
-		char name[16], val[64];
+		char val[64];
 
 		while (i < n && p[i] != '&' && p[i] != ';')
 			i++;
 		for (eq = s; eq < i && p[eq] != '='; eq++)
 			;
-		if (eq < i && http_pct_decode(p + s, eq - s, 1, name, sizeof(name)) == 0 &&
-		    strcmp(name, "_method") == 0) {
+		if (eq < i && method_name(p + s, eq - s, 1)) {
 			if (http_pct_decode(p + eq + 1, i - eq - 1, 1, val, sizeof(val)) < 0)
 				return al_errf(err, errlen, "a _method parameter that is not a method");
 			if (add_overrides(c, val, strlen(val), err, errlen) < 0)
@@ -142,14 +182,348 @@ static int form_overrides(struct http_command *c, const char *p, size_t n, char 
 	return 0;
 }
 
-static int is_form(const uint8_t *buf, const struct http_req *r)
+/* ---- bodies that may name a method ----------------------------------------------------------- */
+
+enum {
+	BODY_FORM = 1,          /* application/x-www-form-urlencoded, or no Content-Type (Rack) */
+	BODY_MULTIPART = 2,     /* multipart/...: Rack and PHP read its fields */
+	BODY_JSON = 4,          /* a Content-Type holding "/json" or "+json": Laravel reads _method there */
+};
+
+/* What the servers that take _method from a body read this one as, over every Content-Type. */
+static int body_kinds(const uint8_t *buf, const struct http_req *r)
 {
 	static const char form[] = "application/x-www-form-urlencoded";
-	const struct http_header *h = http_req_header(r, buf, "content-type");
-	size_t n = sizeof(form) - 1;
+	int kinds = 0, seen = 0;
 
-	return h && h->value.len >= n && strncasecmp((const char *)buf + h->value.off, form, n) == 0 &&
-	       (h->value.len == n || strchr("; \t", buf[h->value.off + n]));
+	for (size_t i = 0; i < r->n_hdr; i++) {
+		const char *v = (const char *)buf + r->hdr[i].value.off;
+		size_t n = r->hdr[i].value.len, e = 0;
+
+		if (!http_span_ieq(buf, r->hdr[i].name, "content-type"))
+			continue;
+		seen = 1;
+		/* the media type: up to ';' or ',' (Rack splits at both), trimmed */
+		while (e < n && v[e] != ';' && v[e] != ',')
+			e++;
+		while (e && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+			e--;
+		if (e == sizeof(form) - 1 && strncasecmp(v, form, e) == 0)
+			kinds |= BODY_FORM;
+		if (e >= 10 && strncasecmp(v, "multipart/", 10) == 0)
+			kinds |= BODY_MULTIPART;
+		for (size_t k = 0; k + 5 <= n; k++)
+			if ((v[k] == '/' || v[k] == '+') && strncasecmp(v + k + 1, "json", 4) == 0)
+				kinds |= BODY_JSON;
+	}
+	return seen ? kinds : BODY_FORM;
+}
+
+static int content_coded(const uint8_t *buf, const struct http_req *r)
+{
+	for (size_t i = 0; i < r->n_hdr; i++)
+		if (http_span_ieq(buf, r->hdr[i].name, "content-encoding") &&
+		    !http_span_ieq(buf, r->hdr[i].value, "identity"))
+			return 1;
+	return 0;
+}
+
+static int bchar(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+	       (ch && strchr("'()+_-./:=?", ch));
+}
+
+/*
+ * The boundary of a multipart Content-Type value v[0..n) into out (71 bytes): 0, or -1 when
+ * servers could take another: "boundary" there more than once outside the boundary itself
+ * (Rack's pattern takes the last "boundary=" in the value, PHP the first "boundary"), a
+ * parameter list that does not parse, a
+ * boundary of other characters than RFC 2046's less the space and ',' (where Rack's pattern
+ * ends it), or longer than 70.
+ */
+static size_t count_boundary(const char *v, size_t n)
+{
+	size_t seen = 0;
+
+	for (size_t k = 0; k + 8 <= n; k++)
+		seen += strncasecmp(v + k, "boundary", 8) == 0;
+	return seen;
+}
+
+static int multipart_boundary(const char *v, size_t n, char *out)
+{
+	size_t i = 0, o = 0;
+
+	while (i < n && v[i] != ';')
+		i++;
+	while (i < n) {
+		size_t ns;
+		int quoted, is_b;
+
+		for (i++; i < n && (v[i] == ' ' || v[i] == '\t'); i++)
+			;
+		for (ns = i; i < n && is_tchar((uint8_t)v[i]); i++)
+			;
+		is_b = i - ns == 8 && strncasecmp(v + ns, "boundary", 8) == 0;
+		while (i < n && (v[i] == ' ' || v[i] == '\t'))
+			i++;
+		if (i == ns || i >= n || v[i] != '=')
+			return -1;
+		for (i++; i < n && (v[i] == ' ' || v[i] == '\t'); i++)
+			;
+		quoted = i < n && v[i] == '"';
+		i += (size_t)quoted;
+		while (i < n && (quoted ? v[i] != '"' : is_tchar((uint8_t)v[i]))) {
+			if (is_b && (!bchar(v[i]) || o == 70))
+				return -1;
+			if (is_b)
+				out[o++] = v[i];
+			i++;
+		}
+		if (quoted && i++ >= n)
+			return -1;
+		while (i < n && (v[i] == ' ' || v[i] == '\t'))
+			i++;
+		if (i < n && v[i] != ';')
+			return -1;
+	}
+	out[o] = '\0';
+	/* "boundary" once, besides within the boundary itself */
+	return o && count_boundary(v, n) == 1 + count_boundary(out, o) ? 0 : -1;
+}
+
+/* A quoted or bare parameter value p[0..n) with leading spaces dropped is [_.[]method, read
+ * with its backslashes (PHP unescapes a quoted pair, others keep it): compared both ways. */
+static int disposition_value_is_method(const char *p, size_t n)
+{
+	char plain[16];
+	size_t o = 0;
+
+	if (method_name(p, n, 0))
+		return 1;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '\\' && i + 1 < n)
+			i++;
+		if (o == sizeof(plain))
+			return 0;
+		if (o || p[i] != ' ')
+			plain[o++] = p[i];
+	}
+	return method_name(plain, o, 0);
+}
+
+/*
+ * A part's header line p[0..n): 1 if it is a Content-Disposition whose name is _method (as
+ * method_name reads names), 0 if not, 2 if that cannot be told: a name*= (RFC 2231) or an
+ * encoded word (=?...?=, RFC 2047) some parsers decode, a quote that does not end.
+ */
+static int disposition_names_method(const char *p, size_t n)
+{
+	const char *colon = memchr(p, ':', n);
+	size_t nl, i, hit = 0;
+
+	if (!colon)
+		return 0;
+	for (nl = (size_t)(colon - p); nl && (p[nl - 1] == ' ' || p[nl - 1] == '\t'); nl--)
+		;
+	if (nl != 19 || strncasecmp(p, "content-disposition", 19) != 0)
+		return 0;
+	i = (size_t)(colon - p) + 1;
+	/* the disposition type, then ";" name "=" value items; quotes hide ';' */
+	while (i < n) {
+		size_t s, e, eq, vs, ve;
+		int in_q = 0;
+
+		for (s = i; i < n && (in_q || p[i] != ';'); i++) {
+			if (p[i] == '"')
+				in_q = !in_q;
+			else if (p[i] == '\\' && in_q && i + 1 < n)
+				i++;
+		}
+		if (in_q)
+			return 2;
+		e = i++;
+		for (eq = s; eq < e && p[eq] != '='; eq++)
+			;
+		if (eq == e)
+			continue;
+		while (s < eq && (p[s] == ' ' || p[s] == '\t'))
+			s++;
+		for (nl = eq; nl > s && (p[nl - 1] == ' ' || p[nl - 1] == '\t'); nl--)
+			;
+		if (nl - s > 4 && strncasecmp(p + s, "name", 4) == 0 && p[nl - 1] == '*')
+			return 2;
+		if (nl - s != 4 || strncasecmp(p + s, "name", 4) != 0)
+			continue;
+		for (vs = eq + 1; vs < e && (p[vs] == ' ' || p[vs] == '\t'); vs++)
+			;
+		for (ve = e; ve > vs && (p[ve - 1] == ' ' || p[ve - 1] == '\t'); ve--)
+			;
+		if (ve - vs >= 2 && p[vs] == '"' && p[ve - 1] == '"')
+			vs++, ve--;
+		if (memmem(p + vs, ve - vs, "=?", 2))
+			return 2;
+		hit |= (size_t)disposition_value_is_method(p + vs, ve - vs);
+	}
+	return hit ? 1 : 0;
+}
+
+/* Where the delimiter d[0..dl) next starts a line in body[from..n): its offset, or n. */
+static size_t next_delimiter(const char *body, size_t n, size_t from, const char *d, size_t dl)
+{
+	while (from < n) {
+		const char *hit = memmem(body + from, n - from, d, dl);
+		size_t at;
+
+		if (!hit)
+			break;
+		at = (size_t)(hit - body);
+		if (at == 0 || body[at - 1] == '\n' || body[at - 1] == '\r')
+			return at;
+		from = at + 1;
+	}
+	return n;
+}
+
+#define PART_HEAD_MAX 8192
+
+/*
+ * The fields called _method of a multipart body: each value is an override. Parts are found
+ * liberally (a delimiter at the start of any line, LF or CRLF, the preamble and epilogue
+ * too): a part some parser sees is seen here. 0; 1 when the body cannot be read for them (no
+ * part, a part's head that does not end or is folded, a name that cannot be told); -1 with err
+ * for a value that is not a method.
+ */
+static int multipart_overrides(struct http_command *c, const char *body, size_t n, const char *boundary,
+			       char *err, size_t errlen)
+{
+	char d[80];
+	size_t dl = (size_t)snprintf(d, sizeof(d), "--%s", boundary), at = 0, parts = 0;
+
+	while ((at = next_delimiter(body, n, at, d, dl)) < n) {
+		size_t i = at + dl, head, vs, ve;
+		int named = 0;
+
+		at = i;
+		if (i + 2 <= n && body[i] == '-' && body[i + 1] == '-')
+			continue;
+		while (i < n && (body[i] == ' ' || body[i] == '\t'))
+			i++;
+		if (i < n && body[i] == '\r')
+			i++;
+		if (i >= n || body[i] != '\n')
+			continue;
+		head = ++i;
+		parts++;
+		for (;;) {
+			const char *eol = memchr(body + i, '\n', n - i);
+			size_t le;
+			int rc;
+
+			if (!eol || (size_t)(eol - body) - head > PART_HEAD_MAX)
+				return 1;
+			le = (size_t)(eol - body);
+			if (le > i && body[le - 1] == '\r')
+				le--;
+			if (le == i) {
+				i = (size_t)(eol - body) + 1;
+				break;
+			}
+			if (body[i] == ' ' || body[i] == '\t')
+				return 1;
+			rc = disposition_names_method(body + i, le - i);
+			if (rc == 2)
+				return 1;
+			named |= rc;
+			i = (size_t)(eol - body) + 1;
+		}
+		if (!named)
+			continue;
+		vs = i;
+		ve = next_delimiter(body, n, vs, d, dl);
+		if (ve == n)
+			return 1;
+		if (ve > vs && body[ve - 1] == '\n')
+			ve--;
+		if (ve > vs && body[ve - 1] == '\r')
+			ve--;
+		if (add_overrides(c, body + vs, ve - vs, err, errlen) < 0)
+			return -1;
+	}
+	return parts ? 0 : 1;
+}
+
+/* A top-level "_method" of a JSON body (Laravel takes it): 0; 1 when the body cannot be read
+ * for it (not JSON to jansson, a key given twice, a _method that is not a string); -1 with
+ * err for a value that is not a method. Only a body holding "_method" or a \u escape (which
+ * could spell it) is parsed. */
+static int json_overrides(struct http_command *c, const char *body, size_t n, char *err, size_t errlen)
+{
+	json_error_t je;
+	json_t *o, *v;
+	int rc = 0;
+
+	if (!memmem(body, n, "_method", 7) && !memmem(body, n, "\\u", 2))
+		return 0;
+	o = json_loadb(body, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+	if (!o)
+		return 1;
+	v = json_is_object(o) ? json_object_get(o, "_method") : NULL;
+	if (v && !json_is_string(v))
+		rc = 1;
+	else if (v && add_overrides(c, json_string_value(v), json_string_length(v), err, errlen) < 0)
+		rc = -1;
+	json_decref(o);
+	return rc;
+}
+
+/*
+ * The overrides a body names: a form's, a multipart body's or a JSON body's _method. A POST
+ * (the method Rack, Symfony and express honour a body's _method on) whose body may name one
+ * Airlock cannot read (not held: over http_max_body; content-coded; a multipart or JSON body
+ * that does not parse) gets the override AL_METHOD_ANY: rules decide it as every method.
+ */
+static int body_overrides(const uint8_t *buf, const struct http_req *r, const uint8_t *body,
+			  struct http_command *c, char *err, size_t errlen)
+{
+	int kinds = body_kinds(buf, r), unread = 0, rc;
+	const char *b = (const char *)body;
+	size_t n = (size_t)r->body_len;
+
+	if (!kinds)
+		return 0;
+	if (!r->body_buffered || (n && content_coded(buf, r))) {
+		unread = 1;
+	} else if (n) {
+		if ((kinds & BODY_FORM) && http_form_overrides(c, b, n, err, errlen) < 0)
+			return -1;
+		for (size_t i = 0; (kinds & BODY_MULTIPART) && i < r->n_hdr; i++) {
+			char boundary[72];
+			const struct http_header *h = &r->hdr[i];
+
+			if (!http_span_ieq(buf, h->name, "content-type") || h->value.len < 10 ||
+			    strncasecmp((const char *)buf + h->value.off, "multipart/", 10) != 0)
+				continue;
+			if (multipart_boundary((const char *)buf + h->value.off, h->value.len, boundary) < 0) {
+				unread = 1;
+				continue;
+			}
+			rc = multipart_overrides(c, b, n, boundary, err, errlen);
+			if (rc < 0)
+				return -1;
+			unread |= rc;
+		}
+		if (kinds & BODY_JSON) {
+			rc = json_overrides(c, b, n, err, errlen);
+			if (rc < 0)
+				return -1;
+			unread |= rc;
+		}
+	}
+	if (unread && strcmp(c->method, "POST") == 0)
+		return add_overrides(c, AL_METHOD_ANY, strlen(AL_METHOD_ANY), err, errlen);
+	return 0;
 }
 
 static int find_overrides(const uint8_t *buf, const struct http_req *r, const uint8_t *body,
@@ -161,12 +535,9 @@ static int find_overrides(const uint8_t *buf, const struct http_req *r, const ui
 			    add_overrides(c, (const char *)buf + r->hdr[i].value.off, r->hdr[i].value.len,
 					  err, errlen) < 0)
 				return -1;
-	if (form_overrides(c, c->query, strlen(c->query), err, errlen) < 0)
+	if (http_form_overrides(c, c->query, strlen(c->query), err, errlen) < 0)
 		return -1;
-	if (body && r->body_len && is_form(buf, r) &&
-	    form_overrides(c, (const char *)body, (size_t)r->body_len, err, errlen) < 0)
-		return -1;
-	return 0;
+	return body_overrides(buf, r, body, c, err, errlen);
 }
 
 /* "POST", or "POST (override DELETE, PUT)". */
@@ -175,7 +546,7 @@ static void method_words(struct al_buf *b, const struct http_command *c)
 	al_buf_str(b, c->method);
 	for (size_t i = 0; i < c->n_overrides; i++) {
 		al_buf_str(b, i ? ", " : " (override ");
-		al_buf_str(b, c->overrides[i]);
+		al_buf_str(b, strcmp(c->overrides[i], AL_METHOD_ANY) == 0 ? "any method" : c->overrides[i]);
 	}
 	if (c->n_overrides)
 		al_buf_str(b, ")");
