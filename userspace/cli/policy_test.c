@@ -3,14 +3,24 @@
 
 #include <airlock/config.h>
 #include <airlock/control.h>
+#include <airlock/http.h>
 #include <airlock/pg.h>
 
 #include <stdlib.h>
+
+/* An HTTP request that went to review: its row's id and the headline reviewers read, which
+ * names every method override the request asked for (headers, query, body). */
+struct held {
+	int64_t id;
+	char *headline;
+};
 
 struct run {
 	const struct al_config *cand;
 	json_t *changes;
 	unsigned long checked, checked_http;
+	struct held *held;
+	size_t n_held;
 };
 
 /*
@@ -155,17 +165,175 @@ static const struct al_resource *http_resource(const struct al_config *c, const 
 	return config_https_resource(c, first, have_dst ? &dst : NULL, (uint16_t)v->dst_port, name);
 }
 
+/* Each review request of an HTTP request: its headline (for a Kubernetes stream the line after
+ * the kubectl one). */
+static int one_held(void *arg, const char *json)
+{
+	struct run *r = arg;
+	json_t *o = json_loads(json, 0, NULL);
+	const char *proto = json_string_value(json_object_get(o, "protocol"));
+	const char *cmd = json_string_value(json_object_get(o, "command"));
+	json_t *id = json_object_get(o, "stmt_id");
+	struct held *h;
+
+	if (proto && cmd && json_is_integer(id) && strcmp(proto, "http") == 0 &&
+	    (h = reallocarray(r->held, r->n_held + 1, sizeof(*h)))) {
+		if (strncmp(cmd, "kubectl ", 8) == 0 && strchr(cmd, '\n'))
+			cmd = strchr(cmd, '\n') + 1;
+		r->held = h;
+		h[r->n_held].id = json_integer_value(id);
+		h[r->n_held].headline = strndup(cmd, strcspn(cmd, "\n"));
+		if (h[r->n_held].headline)
+			r->n_held++;
+	}
+	json_decref(o);
+	return 0;
+}
+
+static int by_id(const void *a, const void *b)
+{
+	int64_t x = ((const struct held *)a)->id, y = ((const struct held *)b)->id;
+
+	return x < y ? -1 : x > y;
+}
+
+static const char *held_headline(const struct run *r, int64_t id)
+{
+	struct held key = { .id = id }, *h = bsearch(&key, r->held, r->n_held, sizeof(key), by_id);
+
+	return h ? h->headline : NULL;
+}
+
+/* The overrides a headline lists ("POST (override DELETE, any method) https://...") into c. */
+static void headline_overrides(const char *line, struct http_command *c)
+{
+	size_t n = strlen(c->method);
+	const char *p;
+
+	if (strncmp(line, c->method, n) != 0 || strncmp(line + n, " (override ", 11) != 0)
+		return;
+	for (p = line + n + 11; *p && *p != ')' && c->n_overrides < HTTP_OVERRIDES_MAX;) {
+		size_t w = strcspn(p, ",)");
+
+		if (w == 10 && strncmp(p, "any method", 10) == 0)
+			snprintf(c->overrides[c->n_overrides++], sizeof(c->overrides[0]), "%s", AL_METHOD_ANY);
+		else if (w && w < sizeof(c->overrides[0]))
+			snprintf(c->overrides[c->n_overrides++], sizeof(c->overrides[0]), "%.*s", (int)w, p);
+		p += w;
+		while (*p == ',' || *p == ' ')
+			p++;
+	}
+}
+
+/* 1 if the recorded rule names methods and the request's is not among them: the rule met one of
+ * its method overrides when it was recorded. */
+static int decided_by_override(const char *rule, const char *method)
+{
+	const char *p = rule ? strstr(rule, " method ") : NULL;
+	size_t n = strlen(method);
+
+	if (!p)
+		return 0;
+	/* the rule's methods: the upper-case words after "method" (config.c takes no others) */
+	for (p += 8; *p >= 'A' && *p <= 'Z';) {
+		size_t w = strcspn(p, " ");
+
+		if (w == n && strncmp(p, method, n) == 0)
+			return 0;
+		p += w;
+		while (*p == ' ')
+			p++;
+	}
+	return 1;
+}
+
+/*
+ * The decision the proxy would make now for a recorded request, from what the store keeps of it
+ * (method, path, query, body digest, Kubernetes argv, the recorded decision): the parser's
+ * refusals (a method not in upper case, a path servers read differently), the path in normal
+ * form, the method overrides its query names and, for a request that went to review, those its
+ * headline lists (config_decide_methods: the strictest wins), and a review rule that denies a
+ * body not held or one reviewers could not read. What the store does not give is named in the
+ * change's note, not guessed: the override headers and body _method of a request that did not
+ * go to review, and whether a body it now reviews is one reviewers could read.
+ */
+static const char *decide_http(const struct al_resource *res, const struct store_http_view *v, const char *was,
+			       const char *headline, const struct al_rule **rule, char *note, size_t notelen)
+{
+	static const char empty_sha[] = AL_SHA256_EMPTY;
+	struct http_command c = { 0 };
+	const char *why, *methods[HTTP_OVERRIDES_MAX];
+	struct al_subject subj = { 0 };
+	char err[128], *path;
+	size_t plen = strlen(v->path ? v->path : "");
+	json_t *k8s = v->k8s_json ? json_loads(v->k8s_json, 0, NULL) : NULL;
+	const char *verb = json_string_value(json_object_get(k8s, "verb"));
+	const char *now;
+
+	*rule = NULL;
+	for (const char *m = v->method; *m; m++)
+		if (*m >= 'a' && *m <= 'z') {
+			snprintf(note, notelen, "refused now (400): method must be upper case");
+			json_decref(k8s);
+			return "refused";
+		}
+	why = http_path_refusal((const uint8_t *)(v->path ? v->path : ""), plen);
+	if (!why && strlen(v->method) >= sizeof(c.method))
+		why = "method too long";
+	if (why || !(path = malloc(plen + 2))) {
+		snprintf(note, notelen, why ? "refused now (400): %s" : "%s", why ? why : "out of memory");
+		json_decref(k8s);
+		return why ? "refused" : was;
+	}
+	(void)http_path_normal(v->path ? v->path : "", plen, path);
+	memcpy(c.method, v->method, strlen(v->method) + 1);
+	if (v->query && http_form_overrides(&c, v->query, strlen(v->query), err, sizeof(err)) < 0) {
+		snprintf(note, notelen, "refused now (400): %s", err);
+		free(path);
+		json_decref(k8s);
+		return "refused";
+	}
+	if (headline)
+		headline_overrides(headline, &c);
+	for (size_t i = 0; i < c.n_overrides; i++)
+		methods[i] = c.overrides[i];
+	subj.cgroup_path = v->cgroup_path;
+	subj.uid = v->uid;
+	subj.exe = v->exe;
+	subj.method = v->method;
+	subj.path = path;
+	subj.k8s_exec = verb && strcmp(verb, "portforward") != 0;
+	*rule = config_decide_methods(res, &subj, methods, c.n_overrides);
+	now = *rule ? config_action_name((*rule)->allow) : "allow";
+	if (*rule && (*rule)->allow == AL_ACTION_REVIEW) {
+		if (!v->body_sha256) {
+			/* a body that was not held cannot be reviewed: the proxy denies it */
+			now = "deny";
+		} else if (strcmp(v->body_sha256, empty_sha) != 0) {
+			if (v->decision && strcmp(v->decision, "deny") == 0 && v->rule &&
+			    strncmp(v->rule, "rule review", 11) == 0)
+				now = "deny"; /* denied then because reviewers could not read its body */
+			else if (strcmp(was, "review") != 0)
+				snprintf(note, notelen, "or deny: whether reviewers could read its body (not binary, "
+					 "not content-coded, no chunk extensions) is not recorded");
+		}
+	}
+	if (!note[0] && !headline && decided_by_override(v->rule, v->method))
+		snprintf(note, notelen, "recorded as decided for a method override (a header or a body's "
+			 "_method) that the store's view does not give policy test: decided without it");
+	free(path);
+	json_decref(k8s);
+	return now;
+}
+
 static int one_http(void *arg, const struct store_http_view *v)
 {
 	static const char *const reviewed[] = { "review", "approved", "denied", "timeout", "aborted", "abandoned" };
 	struct run *r = arg;
 	const struct al_resource *res = http_resource(r->cand, v);
-	json_t *k8s = v->k8s_json ? json_loads(v->k8s_json, 0, NULL) : NULL;
-	const char *verb = json_string_value(json_object_get(k8s, "verb"));
 	const char *was = v->decision ? v->decision : "allow", *now;
 	const struct al_rule *rule = NULL;
-	struct al_subject subj = { 0 };
-	char *text = NULL;
+	char *text = NULL, note[300] = "";
 
 	r->checked_http++;
 	/* After review the row keeps how it ended; the policy's decision was review. */
@@ -176,30 +344,19 @@ static int one_http(void *arg, const struct store_http_view *v)
 		/* No https resource answers it: passed through as TCP, or closed. */
 		now = r->cand->default_action == AL_DEFAULT_DENY ? "deny" : "allow";
 	} else {
-		subj.cgroup_path = v->cgroup_path;
-		subj.uid = v->uid;
-		subj.exe = v->exe;
-		subj.method = v->method;
-		subj.path = v->path;
-		subj.k8s_exec = verb && strcmp(verb, "portforward") != 0;
-		rule = config_decide(res, &subj);
-		now = rule ? config_action_name(rule->allow) : "allow";
-		/* A body that was not held cannot be reviewed: the proxy denies such a request. */
-		if (rule && rule->allow == AL_ACTION_REVIEW && !v->body_sha256)
-			now = "deny";
+		now = decide_http(res, v, was, held_headline(r, v->id), &rule, note, sizeof(note));
 	}
 	if (strcmp(was, now) != 0) {
 		if (asprintf(&text, "%s https://%s%s%s%s", v->method ? v->method : "?", v->host ? v->host : "",
 			     v->path ? v->path : "", v->query && *v->query ? "?" : "",
 			     v->query ? v->query : "") < 0)
 			text = NULL;
-		json_array_append_new(r->changes, json_pack("{s:I, s:s, s:o?, s:o?, s:o?, s:s, s:s, s:s?}",
+		json_array_append_new(r->changes, json_pack("{s:I, s:s, s:o?, s:o?, s:o?, s:s, s:s, s:s?, s:s?}",
 			"http_request", (json_int_t)v->id, "protocol", "http", "text", jtext(text), "resource",
 			jtext(res ? res->name : v->resource), "agent", jtext(v->cgroup_path), "was", was,
-			"would_be", now, "rule", rule ? rule->text : NULL));
+			"would_be", now, "rule", rule ? rule->text : NULL, "note", note[0] ? note : NULL));
 		free(text);
 	}
-	json_decref(k8s);
 	return 0;
 }
 
@@ -233,22 +390,31 @@ json_t *policy_test(struct store_reader *st, json_t *files, int64_t since_us)
 	free(text);
 	r.cand = cand;
 	r.changes = json_array();
-	if (store_stmts_since(st, since_us, one, &r) < 0) {
-		json_decref(r.changes);
+	{
+		/* the newest 10000 review requests: a request held longer ago is decided without
+		 * its headline (and says so) */
+		struct store_find_filter hf = { .since_us = since_us, .limit = 10000 };
+		const char *why = NULL;
+
+		if (store_find_requests(st, &hf, one_held, &r) < 0)
+			why = "could not read the recorded review requests";
+		if (r.n_held)
+			qsort(r.held, r.n_held, sizeof(*r.held), by_id);
+		if (!why && store_stmts_since(st, since_us, one, &r) < 0)
+			why = "could not read the recorded statements";
+		if (!why && store_http_since(st, since_us, one_http, &r) < 0)
+			why = "could not read the recorded HTTP requests";
+		if (!why && sort_changes(r.changes) < 0)
+			why = "out of memory";
+		for (i = 0; i < r.n_held; i++)
+			free(r.held[i].headline);
+		free(r.held);
 		config_free(cand);
-		return control_error("could not read the recorded statements");
+		if (why) {
+			json_decref(r.changes);
+			return control_error("%s", why);
+		}
 	}
-	if (store_http_since(st, since_us, one_http, &r) < 0) {
-		json_decref(r.changes);
-		config_free(cand);
-		return control_error("could not read the recorded HTTP requests");
-	}
-	if (sort_changes(r.changes) < 0) {
-		json_decref(r.changes);
-		config_free(cand);
-		return control_error("out of memory");
-	}
-	config_free(cand);
 	resp = control_ok();
 	json_object_set_new(resp, "checked", json_integer((json_int_t)(r.checked + r.checked_http)));
 	json_object_set_new(resp, "checked_statements", json_integer((json_int_t)r.checked));
