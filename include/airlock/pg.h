@@ -286,6 +286,17 @@ struct pg_stmt {
 	int location, len;	/* byte span of text within the input */
 	char *prepared_name;
 	enum pg_prep_op prep_op;
+	/* FETCH / MOVE: the cursor or portal it reads (as the server folds the name), else NULL.
+	 * A protocol-level portal is reachable by SQL FETCH: the proxy decides the FETCH as the
+	 * statement bound to that portal. */
+	char *portal_name;
+	/* It changes how the server reads the statements after it (standard_conforming_strings,
+	 * client_encoding / SET NAMES, backslash_quote: by SET, RESET, set_config, ALTER ... SET):
+	 * the proxy's parser would no longer see what the server runs, so it is refused. */
+	int unsafe_setting;
+	/* Its fingerprint hides constants that decide what it does (DO and function bodies, CALL
+	 * arguments, SET values, set_config arguments): a grant covers its exact text only. */
+	int grant_exact;
 };
 
 struct pg_stmt_list {

@@ -702,6 +702,7 @@ void pg_stmt_clear(struct pg_stmt *st)
 		free(st->relations[i]);
 	free(st->relations);
 	free(st->prepared_name);
+	free(st->portal_name);
 	memset(st, 0, sizeof(*st));
 }
 
@@ -723,8 +724,10 @@ int pg_stmt_copy(struct pg_stmt *dst, const struct pg_stmt *src)
 	dst->relations = NULL;
 	dst->n_relations = 0;
 	dst->prepared_name = NULL;
+	dst->portal_name = NULL;
 	if ((src->text && !(dst->text = strdup(src->text))) ||
-	    (src->prepared_name && !(dst->prepared_name = strdup(src->prepared_name))))
+	    (src->prepared_name && !(dst->prepared_name = strdup(src->prepared_name))) ||
+	    (src->portal_name && !(dst->portal_name = strdup(src->portal_name))))
 		goto oom;
 	if (src->n_relations) {
 		dst->relations = calloc(src->n_relations, sizeof(*dst->relations));
