@@ -47,8 +47,10 @@ int kern_ensure_bpffs(void) AL_MUST;
  * Loads the programs with `steer_port`, reusing the maps pinned under
  * pin_root (creating and pinning them on first start), then re-adopts the
  * links pinned by an earlier run by swapping in the new programs in place
- * (bpf_link update: no detach, no unsteered window). Holds an exclusive
- * lock on pin_root so two daemons cannot share it.
+ * (bpf_link update: no detach, no unsteered window). A link found detached
+ * while its cgroup exists is taken over as it is: the first kern_fence_check
+ * attaches it again (and reports it); a cgroup that is gone loses its pins.
+ * Holds an exclusive lock on pin_root so two daemons cannot share it.
  */
 int kern_open(const char *pin_root, uint16_t steer_port, struct kern **out,
 	      char *err, size_t errlen) AL_MUST;
@@ -69,6 +71,72 @@ int kern_pin_dir_each(const char *root, const char *sub, unsigned long long max,
  * below one, or if that cannot be told (rel gone); 0 if not. A stat per level of
  * rel. Callers that cannot find a peer's cgroup refuse it. */
 int kern_in_pinned(struct kern *k, const char *rel);
+
+/*
+ * The fence check. A pinned link can change behind airlockd's back: any uid-0 process may
+ * BPF_OBJ_GET its pin and detach it (BPF_LINK_DETACH, `bpftool link detach`) or make it run
+ * another program (BPF_LINK_UPDATE). A detached link reports target 0 (cgroup id, ifindex),
+ * exactly as one whose cgroup or interface is gone: only whether that still exists tells
+ * "put it back" from "drop the pin".
+ */
+enum kern_fate {
+	KERN_FATE_OK,           /* attached, running our program */
+	KERN_FATE_UNKNOWN,      /* its info could not be read: left as it is */
+	KERN_FATE_GONE,         /* its cgroup or interface no longer exists: the pin goes */
+	KERN_FATE_DETACHED,     /* detached while its cgroup or interface exists: attach again */
+	KERN_FATE_REPLACED,     /* attached but running another program: ours goes back in */
+};
+/* What the kernel says of one link, and what it should be. */
+struct kern_link_seen {
+	int info_ok;            /* its bpf_link_info could be read */
+	uint64_t target;        /* the cgroup id or ifindex it reports: 0 if detached or gone */
+	int target_exists;      /* the cgroup or interface it was made for still exists (read
+				 * only when target is 0): a cgroup another of its links still
+				 * reports, or one that can be opened by its id; an interface
+				 * with that index */
+	uint32_t prog_id;       /* the program it runs */
+	uint32_t ours;          /* the program it should run; 0: not known, never "replaced" */
+};
+enum kern_fate kern_link_fate(const struct kern_link_seen *s);
+/* "ok", "unknown", "gone", "detached", "replaced". */
+const char *kern_fate_name(enum kern_fate f);
+
+/* One finding of a fence check (kern_fence_check, xdp_fence_check): GONE, DETACHED or REPLACED. */
+struct kern_fence_event {
+	enum kern_fate fate;
+	uint64_t cgroup_id;     /* a pinned cgroup's link; 0 for an interface's */
+	int ifindex;            /* a pinned or guarded interface's XDP link; 0 for a cgroup's */
+	const char *ifname;     /* its name ("" if none here) */
+	const char *prog;       /* our program on that link (NULL: a GONE cgroup, all its links) */
+	uint32_t link_id;       /* the link found detached or re-programmed */
+	uint32_t found_prog_id; /* REPLACED: the program it ran */
+	uint32_t new_link_id;   /* DETACHED, repaired: the link attached (and pinned) in its place */
+	int repaired;           /* DETACHED/REPLACED: 1 ours runs there again; 0 not (err says why) */
+	int again;              /* not repaired, as at the check before: the same failure once more */
+	const char *err;
+};
+typedef void (*kern_fence_cb)(void *arg, const struct kern_fence_event *e);
+/*
+ * Checks every pinned cgroup's links, one bpf_obj_get_info_by_fd each (and an open of the
+ * cgroup if one reports none). A detached link is attached again and its pin replaced (rename
+ * over it: never a moment without one), a re-programmed one gets ours back (BPF_LINK_UPDATE),
+ * a cgroup that is gone (none of its links reports it, and it cannot be opened) loses its
+ * pins. cb hears each finding (it must not pin or unpin). Returns how many findings.
+ */
+int kern_fence_check(struct kern *k, kern_fence_cb cb, void *arg);
+/* Pins fd's link at path in place of what is pinned there: beside it first, then renamed over
+ * it, so path never lacks a pin. */
+int kern_pin_replace(int fd, const char *path) AL_MUST;
+/* Repairs counted for status and /metrics (kern_fence_note), since start. */
+struct kern_fence_stats {
+	uint64_t detached;      /* links attached again */
+	uint64_t replaced;      /* links given our program back */
+	uint64_t failed;        /* repairs that failed (a run of failures of one link counts once) */
+};
+void kern_fence_note(struct kern *k, const struct kern_fence_event *e);
+/* What kern_fence_note adds to s for e (only repairs and first failures count). */
+void kern_fence_tally(struct kern_fence_stats *s, const struct kern_fence_event *e);
+void kern_fence_stats(const struct kern *k, struct kern_fence_stats *out);
 
 /* Takes (looks up and removes) the origin record of an accepted connection. */
 int kern_take_origin(struct kern *k, const struct al_addr *agent, uint16_t agent_port,

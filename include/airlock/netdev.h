@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <airlock/common.h>
 #include <airlock/bpf_abi.h>
+#include <airlock/kernel.h>
 
 /* ---- XDP (userspace/kernel/xdp.c) ---- */
 
@@ -51,8 +52,13 @@ const struct xdp_iface *xdp_find(struct xdp *x, const char *ifname);
 const struct xdp_iface *xdp_by_index(struct xdp *x, int ifindex);
 /* Forgets and unpins the links of interfaces that no longer exist (a
  * container stopped); returns how many, and in *agents how many of those
- * were agent interfaces (their nftables rules need a resync). */
+ * were agent interfaces (their nftables rules need a resync). A link detached
+ * while its interface exists stays, for xdp_fence_check. */
 int xdp_prune(struct xdp *x, int *agents);
+/* kern_fence_check for the XDP links: a detached link is attached again (driver mode where
+ * the device can) and its pin replaced, a re-programmed one gets ours back, one whose
+ * interface is gone is forgotten as by xdp_prune (*agents counts those of agent interfaces). */
+int xdp_fence_check(struct xdp *x, kern_fence_cb cb, void *arg, int *agents);
 
 /* Replaces the protected ports and allowed sources of a guarded interface
  * (new entries go in before stale ones leave: no moment without a guard). */

@@ -849,6 +849,60 @@ def case_vanished():
     case_tcp_v4()
 
 
+def iface_xdp(ifname):
+    """(mode, program id) of the XDP program on ifname as bpftool net shows it; None if it has none."""
+    r = subprocess.run(["/usr/sbin/bpftool", "net", "show", "dev", ifname, "--json"], capture_output=True, text=True,
+                       timeout=20)
+    check(r.returncode == 0, "bpftool net show dev %s: %s" % (ifname, r.stderr.strip()))
+    x = [x for d in json.loads(r.stdout) for x in d.get("xdp", []) if x.get("devname") == ifname]
+    return (x[0]["mode"], x[0]["id"]) if x else None
+
+
+def pinned_link(path):
+    """The link pinned at path (bpftool link show pinned), as a dict."""
+    r = subprocess.run(["/usr/sbin/bpftool", "link", "show", "pinned", path, "--json"], capture_output=True, text=True,
+                       timeout=20)
+    check(r.returncode == 0, "bpftool link show pinned %s: %s" % (path, r.stderr.strip()))
+    return json.loads(r.stdout)
+
+
+def case_xdp_detached():
+    """The pinned interface's XDP link detached behind airlockd's back (bpftool link detach) is
+    attached again within seconds, native, its pin replaced: UDP is dropped again, TCP goes
+    through Airlock; status and the audit log name the repair."""
+    idx = socket.if_nametoindex(IF_H)
+    pin = os.path.join(T.al.pin_root, "iface", str(idx), "al_xdp_agent")
+    old = pinned_link(pin)      # ours: the link airlockd pinned for the test's veth
+    check(old.get("type") == "xdp" and iface_xdp(IF_H) == ("driver", old["prog_id"]),
+          "pinned link %r, on %s: %r" % (old, IF_H, iface_xdp(IF_H)))
+    fe0 = T.al.status().get("fence") or {}
+    r = subprocess.run(["/usr/sbin/bpftool", "link", "detach", "id", str(old["id"])], capture_output=True,
+                       text=True, timeout=20)
+    check(r.returncode == 0, "bpftool link detach id %d: %s" % (old["id"], r.stderr.strip()))
+
+    def repaired():
+        fe = T.al.status().get("fence") or {}
+        return fe if fe.get("detached", 0) > fe0.get("detached", 0) else None
+    fe = wait_for(repaired, 5, 0.1)
+    check(fe, "no repair in status within 5 s: %r" % (T.al.status().get("fence"),))
+    last = fe.get("last") or {}
+    for k, want in (("found", "detached"), ("program", "al_xdp_agent"), ("iface", IF_H), ("ifindex", idx),
+                    ("link_id", old["id"]), ("repaired", True)):
+        check(last.get(k) == want, "status fence.last.%s is %r, want %r (%r)" % (k, last.get(k), want, last))
+    now = pinned_link(pin)
+    check(now["id"] != old["id"] and now["id"] == last.get("new_link_id") and now["prog_id"] == old["prog_id"],
+          "pinned after the repair: %r, before %r (status: %r)" % (now, old, last))
+    check(iface_xdp(IF_H) == ("driver", old["prog_id"]), "on %s after the repair: %r" % (IF_H, iface_xdp(IF_H)))
+    ifs = [i for i in T.al.status().get("interfaces", []) if i["iface"] == IF_H]
+    check(ifs and ifs[0]["mode"] == "native", "status interfaces after the repair: %r" % ifs)
+    r = T.al.ctl("audit", "export", "--since", "1h", "--format", "jsonl", timeout=30)
+    recs = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+    recs = [x for x in recs if x["kind"] == "fence_repaired" and x["body"].get("link_id") == old["id"]]
+    check(len(recs) == 1 and recs[0]["body"].get("iface") == IF_H, "audit records of the repair: %r" % recs)
+    case_udp_dropped()
+    case_tcp_v4()
+
+
 def case_guard():
     g = T.guard_al
     g.start()
@@ -1132,6 +1186,8 @@ def main():
         res.case("netns: DNS to the allowed resolver passes, to another address is dropped", case_dns)
         res.case("netns: a host process dialling the TPROXY port is closed as no_identity", case_no_identity)
         res.case("netns: a pinned link that vanishes is pruned, the others keep working", case_vanished)
+        res.case("netns: the pinned interface's XDP link detached by bpftool is attached again (native, pin "
+                 "replaced): UDP dropped, TCP through Airlock, audited", case_xdp_detached)
         res.case("netns: guard: protected port only from the appliance address (guard_drop)", case_guard)
         res.case("netns: guard again on the same interface replaces its ports and sources", case_guard_replace)
         res.case("netns: guard over IPv6: allowed v6 source passes, another is dropped", case_guard_v6)

@@ -5,6 +5,7 @@ exits 1 if any failed. Everything it makes (cgroup, BPF pins, servers, daemon, t
 is removed on any exit.
 """
 
+import ctypes
 import hashlib
 import json
 import os
@@ -12,6 +13,7 @@ import secrets
 import socket
 import sqlite3
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -23,6 +25,7 @@ from lib import check, note, wait_for  # noqa: E402
 
 CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent_client.py")
 CURL = "/usr/bin/curl"
+BPFTOOL = "/usr/sbin/bpftool"
 MIB = 1 << 20
 BULK_N = 200
 
@@ -37,6 +40,7 @@ class T:
     up = False
     console_port = 0
     refused_rows = {}   # audit rows the cases made that do not end "closed", by reason
+    fence_token = None  # a console token for /metrics (the fence cases)
 
 
 # ---------------------------------------------------------------- clients
@@ -970,6 +974,385 @@ def case_down_via_daemon():
     check(res["result"] == "ok", "after down the agent cannot connect directly: %s" % res["result"])
 
 
+# ---------------------------------------------------------------- the fence check
+#
+# A pinned link can be detached (bpftool link detach, BPF_LINK_DETACH by any uid-0 process that
+# can open its pin) or made to run another program (BPF_LINK_UPDATE) behind airlockd's back; its
+# fence check (every second) puts it back. These cases touch only links on cgroups this run made,
+# found by their cgroup id.
+
+def fence_up():
+    """The fence cases run after restart_readopts, airlockd up with the test cgroup pinned; alone
+    (AIRLOCK_CASES=fence) they start it and pin the cgroup themselves."""
+    if not (T.up and T.al.running()):
+        T.al.start()
+        T.up = True
+    if {"cgroup_id": T.cg.id, "path": T.cg.rel} not in T.al.status()["pinned"]:
+        r = T.al.ctl("pin", T.cg.path)
+        check(r.returncode == 0, "pin %s: %s" % (T.cg.path, r.stderr.strip()))
+
+
+def cgroup_links(cg):
+    """The cgroup links bpftool shows on cg, a cgroup of this run (the only links touched here)."""
+    check(cg.name.startswith("airlock-test-%s" % lib.RUN_ID) and cg.id > 1 and os.path.dirname(cg.path) == cg.mount,
+          "refusing to look for links of %s: not a cgroup of this run" % cg.path)
+    r = subprocess.run([BPFTOOL, "link", "show", "--json"], capture_output=True, text=True, timeout=20)
+    check(r.returncode == 0, "bpftool link show: %s" % r.stderr.strip())
+    return [x for x in json.loads(r.stdout) if x.get("type") == "cgroup" and x.get("cgroup_id") == cg.id]
+
+
+def cgroup_link(cg, attach_type):
+    found = [x for x in cgroup_links(cg) if x.get("attach_type") == attach_type]
+    check(len(found) == 1, "%d %s links on %s, want 1: %r" % (len(found), attach_type, cg.rel, found))
+    return found[0]
+
+
+def detach(cg, attach_type, pin=None):
+    """Detaches cg's link of attach_type: `bpftool link detach id N` (an operator's slip), or with
+    pin (its pin's name) `bpftool link detach pinned PATH` run in cg by uid 0 with no capabilities
+    at all (an agent running as root: the pin is all it needs). Returns the link as it was."""
+    link = cgroup_link(cg, attach_type)
+    check(link["cgroup_id"] == cg.id, "link %r is not on %s" % (link, cg.rel))
+    if pin:
+        path = os.path.join(T.al.pin_root, "cg", str(cg.id), pin)
+        r = cg.run(["/usr/bin/setpriv", "--bounding-set=-all", "--inh-caps=-all", "--", "/bin/sh", "-c",
+                    'grep "^CapEff:" /proc/self/status; exec "$0" link detach pinned "$1"', BPFTOOL, path])
+        check(r.returncode == 0 and "CapEff:\t0000000000000000" in r.stdout,
+              "bpftool link detach pinned %s (no capabilities): %s %s" % (path, r.stdout.strip(), r.stderr.strip()))
+    else:
+        r = subprocess.run([BPFTOOL, "link", "detach", "id", str(link["id"])], capture_output=True, text=True, timeout=20)
+        check(r.returncode == 0, "bpftool link detach id %d: %s" % (link["id"], r.stderr.strip()))
+    check(not [x for x in cgroup_links(cg) if x.get("attach_type") == attach_type],
+          "after the detach %s still has a %s link" % (cg.rel, attach_type))
+    return link
+
+
+SYS_BPF = {"x86_64": 321, "aarch64": 280}
+BPF_PROG_LOAD, BPF_OBJ_GET, BPF_OBJ_GET_INFO_BY_FD, BPF_LINK_UPDATE = 5, 7, 15, 29
+BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_CGROUP_INET4_CONNECT = 18, 10
+
+
+def bpf(cmd, attr):
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.syscall(ctypes.c_long(SYS_BPF[os.uname().machine]), ctypes.c_int(cmd), attr, ctypes.c_uint(len(attr)))
+    if fd < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, "bpf(%d): %s" % (cmd, os.strerror(e)))
+    return fd
+
+
+def swap_connect4(pin):
+    """Makes the pinned connect4 link at pin run a program that lets every connect() through as
+    it is (r0 = 1; exit), as any process with CAP_BPF that can open the pin can: BPF_OBJ_GET,
+    BPF_PROG_LOAD, BPF_LINK_UPDATE (bpftool 7.1 has no `link update`). Returns that program's id."""
+    path = ctypes.create_string_buffer(pin.encode())
+    attr = ctypes.create_string_buffer(128)
+    struct.pack_into("=Q", attr, 0, ctypes.addressof(path))
+    link_fd = bpf(BPF_OBJ_GET, attr)
+    prog_fd = -1
+    try:
+        insns = ctypes.create_string_buffer(struct.pack("=BBhi", 0xb7, 0, 0, 1) + struct.pack("=BBhi", 0x95, 0, 0, 0))
+        lic = ctypes.create_string_buffer(b"GPL")
+        attr = ctypes.create_string_buffer(128)
+        struct.pack_into("=IIQQ", attr, 0, BPF_PROG_TYPE_CGROUP_SOCK_ADDR, 2, ctypes.addressof(insns),
+                         ctypes.addressof(lic))
+        struct.pack_into("=16s", attr, 48, b"fence_test_swap")
+        struct.pack_into("=I", attr, 68, BPF_CGROUP_INET4_CONNECT)
+        prog_fd = bpf(BPF_PROG_LOAD, attr)
+        info = ctypes.create_string_buffer(256)
+        attr = ctypes.create_string_buffer(128)
+        struct.pack_into("=IIQ", attr, 0, prog_fd, len(info), ctypes.addressof(info))
+        bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
+        prog_id = struct.unpack_from("=I", info, 4)[0]
+        attr = ctypes.create_string_buffer(128)
+        struct.pack_into("=II", attr, 0, link_fd, prog_fd)
+        bpf(BPF_LINK_UPDATE, attr)
+    finally:
+        if prog_fd >= 0:
+            os.close(prog_fd)
+        os.close(link_fd)
+    return prog_id
+
+
+def fence_status():
+    return T.al.status().get("fence") or {}
+
+
+def wait_repair(before, found, what):
+    """Status' fence object once it counts one more repair of this kind (the check runs every
+    second: 5 s at most)."""
+    fe = wait_for(lambda: (lambda f: f if f.get(found, 0) > before.get(found, 0) else None)(fence_status()), 5, 0.1)
+    check(fe, "%s: status counts no repair within 5 s: %r" % (what, fence_status()))
+    return fe
+
+
+def fence_records():
+    r = T.al.ctl("audit", "export", "--since", "1h", "--format", "jsonl", timeout=30)
+    check(r.returncode == 0, "airlockctl audit export: %s" % r.stderr.strip())
+    recs = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+    return [x for x in recs if x["kind"] in ("fence_repaired", "fence_repair_failed")]
+
+
+def check_repaired(cg, link, found, prog, fe, at_start=False):
+    """After the repair of link (cg's, running prog): status' last repair names it; one link of
+    its attach type is on cg, running our program, and it is the pinned one; the audit log and
+    airlockd's log have the repair. Returns the link now."""
+    last = fe.get("last") or {}
+    for k, want in (("found", found), ("program", prog), ("path", cg.rel), ("cgroup_id", cg.id),
+                    ("link_id", link["id"]), ("repaired", True), ("at_start", at_start)):
+        check(last.get(k) == want, "status fence.last.%s is %r, want %r (%r)" % (k, last.get(k), want, last))
+    now = cgroup_link(cg, link["attach_type"])
+    if at_start:
+        # The restarted daemon loaded its programs anew: ours has another id, and our name.
+        r = subprocess.run([BPFTOOL, "prog", "show", "id", str(now["prog_id"]), "--json"], capture_output=True,
+                           text=True, timeout=20)
+        check(r.returncode == 0 and json.loads(r.stdout).get("name") == prog,
+              "%s's %s link runs %s, want %s" % (cg.rel, link["attach_type"], r.stdout.strip(), prog))
+    else:
+        check(now["prog_id"] == link["prog_id"], "%s's %s link runs program %d, want ours %d"
+              % (cg.rel, link["attach_type"], now["prog_id"], link["prog_id"]))
+    if found == "detached":
+        check(now["id"] != link["id"] and now["id"] == last.get("new_link_id"),
+              "link on %s is %d, want the new one status names (%r), not %d" % (cg.rel, now["id"], last.get("new_link_id"), link["id"]))
+    else:
+        check(now["id"] == link["id"], "link on %s is %d, want the same %d back in shape" % (cg.rel, now["id"], link["id"]))
+    pin = os.path.join(T.al.pin_root, "cg", str(cg.id), prog)
+    r = subprocess.run([BPFTOOL, "link", "show", "pinned", pin, "--json"], capture_output=True, text=True, timeout=20)
+    check(r.returncode == 0 and json.loads(r.stdout).get("id") == now["id"],
+          "the pin %s is not the live link %d: %s %s" % (pin, now["id"], r.stdout.strip(), r.stderr.strip()))
+    names = os.listdir(os.path.dirname(pin))
+    check(prog in names and not [n for n in names if not n.startswith("al_") or "-" in n],
+          "pins of %s: %r" % (cg.rel, names))
+    recs = [x for x in fence_records() if x["body"].get("cgroup_id") == cg.id and x["body"].get("link_id") == link["id"]]
+    check(len(recs) == 1 and recs[0]["kind"] == "fence_repaired" and recs[0]["body"].get("found") == found and
+          recs[0]["body"].get("program") == prog and recs[0]["body"].get("path") == cg.rel and
+          recs[0]["body"].get("at_start") is at_start,
+          "audit records of the repair of link %d: %r" % (link["id"], recs))
+    said = "fence: %s on %s %s behind airlockd's back (link %d)" % (
+        prog, cg.rel, "was detached" if found == "detached" else "ran another program (id %d)" % last.get("found_prog_id", -1),
+        link["id"])
+    check(any(said in ln for ln in T.al.log_lines()), "no log line %r: %s" % (said, T.al.log_tail(5)))
+    return now
+
+
+def steer_port_refused():
+    """The bypass connect4 closes: dialling the steer listener straight from the cgroup is EPERM."""
+    res = agent("connect", "4", "127.0.0.1", T.al.steer_port)
+    check(res["result"] == "EPERM", "connect to the steer port from the cgroup: %s, want EPERM" % res["result"])
+
+
+def fence_metrics():
+    """/metrics' fence counters, {'detached': N, 'replaced': N, 'failures': N}."""
+    if not T.fence_token:
+        r = T.al.ctl("user", "add", "fenceops", "--uid", "47312", "--groups", "ops")
+        check(r.returncode == 0, "user add: %s" % r.stderr.strip())
+        r = T.al.ctl("console", "token", "fenceops")
+        check(r.returncode == 0 and len(r.stdout.strip()) == 64, "console token: %s" % r.stderr.strip())
+        T.fence_token = r.stdout.strip()
+    code, _, body = console_get("/metrics", T.fence_token)
+    check(code == 200, "GET /metrics: %d %s" % (code, body[:200]))
+    got = {}
+    for ln in body.splitlines():
+        for name, key in (('airlock_fence_repairs_total{found="detached"} ', "detached"),
+                          ('airlock_fence_repairs_total{found="replaced"} ', "replaced"),
+                          ("airlock_fence_repair_failures_total ", "failures")):
+            if ln.startswith(name):
+                got[key] = int(ln[len(name):])
+    check(len(got) == 3, "/metrics has no fence counters: %r" % [ln for ln in body.splitlines() if "fence" in ln])
+    return got
+
+
+def case_fence_connect4_detached():
+    fence_up()
+    fe0 = fence_status()
+    link = detach(T.cg, "cgroup_inet4_connect")
+    fe = wait_repair(fe0, "detached", "connect4 detached")
+    check_repaired(T.cg, link, "detached", "al_connect4", fe)
+    steered_curl("http://127.0.0.2:%d/" % T.http_port, "127.0.0.2")
+    steer_port_refused()
+    out = T.al.ctl("status").stdout
+    for want in ("fence: links checked every 1000 ms; %d put back since start (%d detached, %d re-programmed)"
+                 % (fe["repairs"], fe["detached"], fe["replaced"]),
+                 "al_connect4 on %s was detached; put back" % T.cg.rel):
+        check(want in out, "airlockctl status has no %r: %s" % (want, [ln for ln in out.splitlines() if "fence" in ln or "last" in ln]))
+    m = fence_metrics()
+    check(m == {"detached": fe["detached"], "replaced": fe["replaced"], "failures": fe["failed"]} and fe["failed"] == 0,
+          "/metrics fence counters %r, status %r" % (m, fe))
+
+
+class UdpRecorder:
+    """A UDP socket on 127.0.0.2 that keeps every datagram it receives."""
+
+    def __init__(self):
+        self.port = lib.free_port(("127.0.0.2",), socket.SOCK_DGRAM)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.2", self.port))
+        self.data = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self.read, daemon=True).start()
+        lib.on_cleanup(self.sock.close)
+
+    def read(self):
+        while True:
+            try:
+                b = self.sock.recv(2048)
+            except OSError:
+                return
+            with self.lock:
+                self.data.append(b)
+
+    def got(self):
+        with self.lock:
+            return list(self.data)
+
+
+# In a cgroup: a UDP socket connected to HOST PORT sends "held-1", then each line of stdin, and
+# says how each send went. A connected socket's send() passes no socket hook (connect4 ran at
+# connect(), sendmsg4 runs only with an address): made before the pin, only egress stops it.
+HOLD = r"""
+import errno, json, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((sys.argv[1], int(sys.argv[2])))
+tok = "held-1"
+while tok:
+    try:
+        s.send(tok.encode())
+        res = "sent"
+    except OSError as e:
+        res = errno.errorcode.get(e.errno, str(e.errno))
+    print(json.dumps({"token": tok, "result": res}), flush=True)
+    tok = sys.stdin.readline().strip()
+"""
+
+
+def case_fence_egress_detached():
+    """The egress backstop, detached by a root process without capabilities in the pinned cgroup,
+    comes back: a UDP socket the cgroup had connected before it was pinned (which only
+    cgroup_skb/egress stops) sends nothing more."""
+    fence_up()
+    rec = UdpRecorder()
+    fcg = lib.TestCgroup("-fence")
+    p = fcg.popen([lib.PY, "-c", HOLD, "127.0.0.2", str(rec.port)], stdin=subprocess.PIPE,
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def send(tok):
+        p.stdin.write(tok + "\n")
+        p.stdin.flush()
+        line = p.stdout.readline()
+        if not line:
+            raise AssertionError("the held socket's process ended: %s" % p.stderr.read().strip()[-300:])
+        return json.loads(line)["result"]
+    try:
+        first = json.loads(p.stdout.readline() or "{}")
+        check(first.get("result") == "sent" and wait_for(lambda: b"held-1" in rec.got(), 5),
+              "before the pin the held socket's datagram did not arrive: %r %r" % (first, rec.got()))
+        r = T.al.ctl("pin", fcg.path)
+        check(r.returncode == 0, "pin %s: %s" % (fcg.path, r.stderr.strip()))
+        res = send("held-2")
+        time.sleep(0.3)
+        check(res == "EPERM" and b"held-2" not in rec.got(),
+              "pinned (nothing detached yet), the held socket's send: %s, received %r" % (res, rec.got()))
+        fe0 = fence_status()
+        link = detach(fcg, "cgroup_inet_egress", pin="al_egress")
+        fe = wait_repair(fe0, "detached", "egress detached")
+        check_repaired(fcg, link, "detached", "al_egress", fe)
+        res = send("held-3")
+        time.sleep(0.5)
+        check(res == "EPERM" and b"held-3" not in rec.got(),
+              "after the repair the held socket's send: %s, received %r" % (res, rec.got()))
+        mark = T.al.max_id()
+        r = fcg.run([lib.PY, CLIENT, "http", "4", "127.0.0.2", str(T.http_port)], timeout=20)
+        check(r.returncode == 0, "agent in %s: %s" % (fcg.rel, r.stderr.strip()[-300:]))
+        rows = wait_for(lambda: [x for x in new_rows(mark) if x["cgroup_path"] == fcg.rel], 5, 0.05)
+        check(rows and rows[0]["resource"] == "web", "a new connection from %s was not steered: %r" % (fcg.rel, new_rows(mark)))
+    finally:
+        lib.stop_process(p, 2, signal.SIGKILL)
+        if T.al.running():
+            T.al.ctl("unpin", fcg.path)     # (fails if it was not pinned)
+        fcg.remove()
+
+
+def case_fence_program_swapped():
+    fence_up()
+    fe0 = fence_status()
+    link = cgroup_link(T.cg, "cgroup_inet4_connect")
+    pin = os.path.join(T.al.pin_root, "cg", str(T.cg.id), "al_connect4")
+    swapped = swap_connect4(pin)
+    fe = wait_repair(fe0, "replaced", "connect4 re-programmed")
+    check(fe["last"].get("found_prog_id") == swapped, "status names program %r, the test swapped in %d"
+          % (fe["last"].get("found_prog_id"), swapped))
+    check_repaired(T.cg, link, "replaced", "al_connect4", fe)
+    steered_curl("http://127.0.0.2:%d/" % T.http_port, "127.0.0.2")
+    steer_port_refused()
+    m = fence_metrics()
+    check(m["replaced"] == fe["replaced"] >= 1, "/metrics fence counters %r, status %r" % (m, fe))
+
+
+def case_fence_cgroup_gone():
+    """A pinned cgroup that is removed loses its pins (its links report no cgroup, as detached ones
+    do, but it cannot be opened any more): no repair, the others stay."""
+    fence_up()
+    g = lib.TestCgroup("-gone")
+    r = T.al.ctl("pin", g.path)
+    check(r.returncode == 0, "pin %s: %s" % (g.path, r.stderr.strip()))
+    fe0 = fence_status()
+    pins = os.path.join(T.al.pin_root, "cg", str(g.id))
+    check(os.path.isdir(pins), "no pins at %s" % pins)
+    g.remove()
+    check(wait_for(lambda: all(x["cgroup_id"] != g.id for x in T.al.status()["pinned"]), 10, 0.2),
+          "status still lists the removed cgroup: %r" % T.al.status()["pinned"])
+    check(not os.path.exists(pins), "%s still there" % pins)
+    said = "pinned cgroup %s (id %d) is gone; removed its pins" % (g.rel, g.id)
+    check(any(said in ln for ln in T.al.log_lines()), "no log line %r: %s" % (said, T.al.log_tail(5)))
+    fe = fence_status()
+    check(fe.get("repairs") == fe0.get("repairs") and fe.get("failed") == fe0.get("failed"),
+          "a removed cgroup counted as a repair: %r -> %r" % (fe0, fe))
+    check({"cgroup_id": T.cg.id, "path": T.cg.rel} in T.al.status()["pinned"], "the test cgroup lost its pin")
+    steered_curl("http://127.0.0.2:%d/" % T.http_port, "127.0.0.2")
+
+
+def case_fence_restart_detached():
+    """A link detached while airlockd was down is attached again at its start, the pin kept (it
+    used to be read as "the cgroup is gone" and the pin dropped: the fence open for good)."""
+    fence_up()
+    T.al.stop(signal.SIGTERM, timeout=10)
+    T.up = False
+    link = detach(T.cg, "cgroup_inet6_connect")
+    banner = T.al.start()
+    T.up = True
+    check("pinned:  1 cgroup " in banner, "after the restart the banner says %r"
+          % [ln for ln in banner.splitlines() if "pinned" in ln])
+    st = T.al.status()
+    check(st["pinned"] == [{"cgroup_id": T.cg.id, "path": T.cg.rel}], "status pinned %r" % st["pinned"])
+    fe = st.get("fence") or {}
+    check(fe.get("detached") == 1 and fe.get("repairs") == 1, "status fence after the start %r" % fe)
+    check_repaired(T.cg, link, "detached", "al_connect6", fe, at_start=True)
+    steered_python("6", "::1", "::1", "::1")
+    steered_python("6", "::ffff:127.0.0.2", "::ffff:127.0.0.2", ("127.0.0.2", "::ffff:127.0.0.2"))
+    # Every link detached: none reports the cgroup, which still exists (it opens by its id).
+    T.al.stop(signal.SIGTERM, timeout=10)
+    T.up = False
+    links = cgroup_links(T.cg)
+    for x in links:
+        detach(T.cg, x["attach_type"])
+    check(not cgroup_links(T.cg), "links left on %s: %r" % (T.cg.rel, cgroup_links(T.cg)))
+    banner = T.al.start()
+    T.up = True
+    check("pinned:  1 cgroup " in banner, "after the restart with every link detached the banner says %r"
+          % [ln for ln in banner.splitlines() if "pinned" in ln])
+    fe = T.al.status().get("fence") or {}
+    check(fe.get("detached") == len(links) and fe.get("failed") == 0, "status fence %r, want %d repairs"
+          % (fe, len(links)))
+    check(sorted(x["attach_type"] for x in cgroup_links(T.cg)) == sorted(x["attach_type"] for x in links),
+          "links on %s after the start: %r, before: %r" % (T.cg.rel, cgroup_links(T.cg), links))
+    recs = [x for x in fence_records() if x["body"].get("link_id") in {y["id"] for y in links} and
+            x["body"].get("at_start")]
+    check(len(recs) == len(links) and all(x["body"].get("found") == "detached" for x in recs),
+          "audit records of the %d repairs at start: %r" % (len(links), recs))
+    steered_curl("http://127.0.0.2:%d/" % T.http_port, "127.0.0.2")
+    steer_port_refused()
+
+
 # ---------------------------------------------------------------- main
 
 MAKE_RUN_NS = r"""
@@ -1072,6 +1455,17 @@ CASES = [
     ("pin --pid re-pins the cgroup and steering resumes", case_repin_by_pid),
     ("kill -9 airlockd: connect refused at once, nothing reaches the server", case_kill9_fail_closed),
     ("restart re-adopts the pinned cgroup and steering resumes", case_restart_readopts),
+    ("fence: connect4 detached by bpftool is attached again within seconds, pinned in place: steered, the "
+     "steer port refused; status (text, JSON), /metrics, log and audit (fence_repaired) name it",
+     case_fence_connect4_detached),
+    ("fence: egress detached by a root agent with no capabilities in the pinned cgroup is attached again: a "
+     "UDP socket connected before the pin sends nothing more (EPERM), new connections are steered",
+     case_fence_egress_detached),
+    ("fence: connect4 made to run an allow-all program (BPF_LINK_UPDATE) gets ours back: steered, the steer "
+     "port refused, audited", case_fence_program_swapped),
+    ("fence: a pinned cgroup that is removed loses its pins, no repair counted", case_fence_cgroup_gone),
+    ("fence: connect6, then every link, detached while airlockd is down are attached again at its start, "
+     "the pin kept", case_fence_restart_detached),
     ("%d concurrent connections x 1 MiB echo intact, audited byte counts" % BULK_N, case_bulk),
     ("airlockd survived, rows all closed, SIGTERM exits 0, pins stay", case_survives_and_sigterm),
     ("after a reboot (bpffs emptied, the store's records from before it) airlockd pins the cgroup again "

@@ -305,6 +305,16 @@ static void prune(struct ifaces *f)
 		al_warn("removing the rules of a vanished interface: %s", err);
 }
 
+int ifaces_fence_check(struct ifaces *f, kern_fence_cb cb, void *arg)
+{
+	char err[1024];
+	int agents = 0, n = xdp_fence_check(f->xdp, cb, arg, &agents);
+
+	if (agents > 0 && sync_steering(f, err, sizeof(err)) < 0)
+		al_warn("removing the rules of a vanished interface: %s", err);
+	return n;
+}
+
 json_t *ifaces_command(struct ifaces *f, const char *cmd, json_t *req)
 {
 	int has_iface = json_object_get(req, "iface") != NULL;

@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 #include <airlock/config.h>
+#include <airlock/kernel.h>
 #include <airlock/relay.h>
 #include <airlock/store.h>
 
@@ -17,6 +18,8 @@ int ifaces_start(struct event_base *base, const struct al_config *cfg, struct st
 		 struct relay *r, struct ifaces **out, char *err, size_t errlen) AL_MUST;
 /* Answers "pin"/"unpin" with an "iface", "guard" and "unguard"; NULL for any other request. */
 json_t *ifaces_command(struct ifaces *f, const char *cmd, json_t *req);
+/* xdp_fence_check, and the nftables rules of agent interfaces found gone removed. */
+int ifaces_fence_check(struct ifaces *f, kern_fence_cb cb, void *arg);
 /* Adds "interfaces" (and the TPROXY settings) to a status reply. */
 void ifaces_status(struct ifaces *f, json_t *resp);
 /* Closes the listener and our handles; pins, rules and routes stay. */

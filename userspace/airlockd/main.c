@@ -11,6 +11,7 @@
 #include <airlock/store.h>
 #include <airlock/version.h>
 
+#include "fence.h"
 #include "ifaces.h"
 #include "refusals.h"
 #include "review_cmds.h"
@@ -55,6 +56,7 @@ struct daemon {
 	struct control *control;
 	struct refusals *refusals;
 	struct ifaces *ifaces;      /* pinned and guarded interfaces (XDP, TPROXY) */
+	struct fence *fence;        /* puts back pinned links detached or re-programmed under us */
 	struct tls_ca *ca;
 	struct al_secrets *secrets;
 	struct pgproxy *pg;
@@ -219,6 +221,7 @@ static json_t *cmd_status(struct daemon *d)
 			json_object_set_new(resp, "webhook", wh);
 	}
 	ifaces_status(d->ifaces, resp);
+	fence_status(d->fence, resp);
 	return resp;
 }
 
@@ -958,6 +961,7 @@ int main(int argc, char **argv)
 	    refusals_start(d.base, d.kern, d.store, &d.refusals, err, sizeof(err)) < 0 ||
 	    relay_start(d.base, d.cfg, d.kern, d.store, &d.relay, err, sizeof(err)) < 0 ||
 	    ifaces_start(d.base, d.cfg, d.store, d.relay, &d.ifaces, err, sizeof(err)) < 0 ||
+	    fence_start(d.base, d.kern, d.ifaces, d.store, &d.fence, err, sizeof(err)) < 0 ||
 	    approval_new(d.base, d.store, d.cfg, &d.approval, err, sizeof(err)) < 0 ||
 	    pgproxy_new(d.base, d.cfg, d.store, d.ca, d.secrets, d.approval, &d.pg, err, sizeof(err)) < 0 ||
 	    httpproxy_new(d.base, d.cfg, d.store, d.ca, d.secrets, d.approval, &d.http, err, sizeof(err)) < 0 ||
@@ -1042,6 +1046,7 @@ out:
 	console_free(d.console);
 	/* Pending requests end as aborted (their sessions hear it) before the sessions go. */
 	approval_abort_all(d.approval);
+	fence_free(d.fence);
 	ifaces_free(d.ifaces);
 	relay_free(d.relay);
 	pgproxy_free(d.pg);

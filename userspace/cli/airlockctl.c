@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ifaces.h"
@@ -98,6 +99,41 @@ static void print_counters(const char *title, json_t *obj)
 		term_printf("  %-24s %lld\n", k, (long long)json_integer_value(v));
 }
 
+/* The fence check's line: repairs since start, and the last one. */
+static void print_fence(json_t *fe)
+{
+	json_t *last = json_object_get(fe, "last");
+	json_int_t failed = json_integer_value(json_object_get(fe, "failed"));
+
+	if (!fe)
+		return;
+	printf("fence: links checked every %lld ms; %lld put back since start (%lld detached, %lld re-programmed)",
+	       (long long)json_integer_value(json_object_get(fe, "check_every_ms")),
+	       (long long)json_integer_value(json_object_get(fe, "repairs")),
+	       (long long)json_integer_value(json_object_get(fe, "detached")),
+	       (long long)json_integer_value(json_object_get(fe, "replaced")));
+	if (failed > 0)
+		printf(", %lld could NOT be put back (see the log)", (long long)failed);
+	printf("\n");
+	if (json_is_object(last)) {
+		time_t t = (time_t)(json_integer_value(json_object_get(last, "at_us")) / 1000000);
+		const char *path = json_string_value(json_object_get(last, "path"));
+		const char *found = json_string_value(json_object_get(last, "found"));
+		char when[64] = "?";
+		struct tm tm;
+
+		if (gmtime_r(&t, &tm))
+			strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+		term_printf("  last: %s: %s on %s%s %s; %s%s\n", when,
+			    json_string_value(json_object_get(last, "program")), path ? "" : "interface ",
+			    path ? path : json_string_value(json_object_get(last, "iface")),
+			    found && strcmp(found, "detached") == 0 ? "was detached" : "ran another program",
+			    json_is_true(json_object_get(last, "repaired")) ? "put back" : "NOT put back: ",
+			    json_is_true(json_object_get(last, "repaired")) ? "" :
+			    json_string_value(json_object_get(last, "error")));
+	}
+}
+
 static int cmd_status(void)
 {
 	json_t *resp = call(json_pack("{s:s}", "cmd", "status")), *pins, *p;
@@ -162,6 +198,7 @@ static int cmd_status(void)
 		       (long long)json_integer_value(json_object_get(wh, "undelivered")),
 		       (long long)json_integer_value(json_object_get(wh, "in_flight")));
 	}
+	print_fence(json_object_get(resp, "fence"));
 	print_counters("kernel counters", json_object_get(resp, "kernel"));
 	print_counters("connection ends (recorded)", json_object_get(resp, "sessions"));
 	ctl_iface_status(resp);

@@ -1,4 +1,4 @@
-/* /metrics in the Prometheus text format: pending, decisions, statements, kernel counters, decision latency. */
+/* /metrics in the Prometheus text format: pending, decisions, statements, kernel counters, fence repairs, decision latency. */
 #include "console_int.h"
 
 #include <stdlib.h>
@@ -70,6 +70,22 @@ void metrics_render(struct console *c, struct reply *r)
 			if (i != AL_REASON_STEERED && kc[i])
 				fprintf(f, "airlock_refusals_total{reason=\"%s\"} %llu\n", al_reason_name(i),
 					(unsigned long long)kc[i]);
+	}
+	{
+		struct kern_fence_stats fs;
+
+		kern_fence_stats(c->kern, &fs);
+		fprintf(f, "# HELP airlock_fence_repairs_total Pinned links airlockd put back since start: "
+			   "found detached, or running another program.\n"
+			   "# TYPE airlock_fence_repairs_total counter\n"
+			   "airlock_fence_repairs_total{found=\"detached\"} %llu\n"
+			   "airlock_fence_repairs_total{found=\"replaced\"} %llu\n"
+			   "# HELP airlock_fence_repair_failures_total Pinned links found detached or re-programmed "
+			   "that airlockd could not put back, since start.\n"
+			   "# TYPE airlock_fence_repair_failures_total counter\n"
+			   "airlock_fence_repair_failures_total %llu\n",
+			(unsigned long long)fs.detached, (unsigned long long)fs.replaced,
+			(unsigned long long)fs.failed);
 	}
 	if (store_decision_latency(c->store, bounds, AL_ARRAY_LEN(bounds), counts, &total, &sum) == 0) {
 		fprintf(f, "# HELP airlock_decision_latency_seconds Time from request to a reviewer's decision.\n"

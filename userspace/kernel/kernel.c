@@ -26,6 +26,7 @@
 struct kern_pin {
 	uint64_t id;
 	struct bpf_link *links[MAX_PROGS];
+	uint8_t failing[MAX_PROGS];     /* the last fence check could not repair this link */
 };
 
 struct kern {
@@ -35,10 +36,12 @@ struct kern {
 	char root[PATH_MAX];
 	int lock_fd;
 	struct bpf_program *progs[MAX_PROGS];
+	uint32_t prog_ids[MAX_PROGS];   /* what each pinned link should run (0: not known) */
 	size_t n_progs;
 	struct kern_pin *pins;
 	size_t n_pins, cap_pins;
 	int exe_by_kernel;          /* the connect hook fills al_exe */
+	struct kern_fence_stats repairs; /* kern_fence_note */
 };
 
 #define ERR(...) al_errf(err, errlen, __VA_ARGS__)
@@ -395,8 +398,33 @@ static int open_cgroup_fd(uint64_t id)
 	return open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
-/* Attaches program i to the cgroup and pins the link. */
-static int attach_one(struct kern *k, struct kern_pin *p, size_t i, int cgfd, char *err, size_t errlen)
+int kern_pin_replace(int fd, const char *path)
+{
+	char tmp[PATH_MAX];
+	int e;
+
+	/* "-new", not ".new": bpffs refuses names with a dot. */
+	if (al_fmt(tmp, sizeof(tmp), "%s-new", path) < 0) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	(void)unlink(tmp);      /* left by a crash between the two steps */
+	if (bpf_obj_pin(fd, tmp) < 0)
+		return -1;
+	if (rename(tmp, path) == 0)
+		return 0;
+	e = errno;
+	(void)unlink(tmp);
+	errno = e;
+	return -1;
+}
+
+/*
+ * Attaches program i to the cgroup and pins the link; replace: in place of the pin there (a
+ * detached link's), whose handle in p goes.
+ */
+static int attach_one(struct kern *k, struct kern_pin *p, size_t i, int cgfd, int replace,
+		      char *err, size_t errlen)
 {
 	char path[PATH_MAX];
 	struct bpf_link *l;
@@ -406,72 +434,150 @@ static int attach_one(struct kern *k, struct kern_pin *p, size_t i, int cgfd, ch
 	if (!l)
 		return ERR("attach %s to cgroup %llu: %s", name, (unsigned long long)p->id,
 			   strerror(errno));
-	if (pin_path(k, path, sizeof(path), p->id, name) < 0 || bpf_link__pin(l, path) < 0) {
+	if (pin_path(k, path, sizeof(path), p->id, name) < 0 ||
+	    (replace ? kern_pin_replace(bpf_link__fd(l), path) : bpf_link__pin(l, path)) < 0) {
 		int e = errno;
 
 		bpf_link__detach(l);
 		bpf_link__destroy(l);
 		return ERR("pin %s: %s", path, strerror(e));
 	}
+	if (p->links[i])
+		bpf_link__destroy(p->links[i]);
 	p->links[i] = l;
 	return 0;
 }
 
-/* Takes over the links an earlier daemon pinned for cgroup `id`. */
+enum kern_fate kern_link_fate(const struct kern_link_seen *s)
+{
+	if (!s->info_ok)
+		return KERN_FATE_UNKNOWN;
+	if (s->target == 0)
+		return s->target_exists ? KERN_FATE_DETACHED : KERN_FATE_GONE;
+	if (s->ours && s->prog_id != s->ours)
+		return KERN_FATE_REPLACED;
+	return KERN_FATE_OK;
+}
+
+const char *kern_fate_name(enum kern_fate f)
+{
+	switch (f) {
+	case KERN_FATE_OK:
+		return "ok";
+	case KERN_FATE_UNKNOWN:
+		return "unknown";
+	case KERN_FATE_GONE:
+		return "gone";
+	case KERN_FATE_DETACHED:
+		return "detached";
+	case KERN_FATE_REPLACED:
+		return "replaced";
+	}
+	return "?";
+}
+
+/* The link's info as kern_link_seen (target: its cgroup id); ours is the caller's to fill. */
+static void cgroup_link_seen(struct bpf_link *l, struct bpf_link_info *info, struct kern_link_seen *s)
+{
+	__u32 ilen = sizeof(*info);
+
+	memset(info, 0, sizeof(*info));
+	memset(s, 0, sizeof(*s));
+	s->info_ok = bpf_obj_get_info_by_fd(bpf_link__fd(l), info, &ilen) == 0;
+	s->target = info->cgroup.cgroup_id;
+	s->prog_id = info->prog_id;
+}
+
+/*
+ * The infos of p's links (k->progs order) as kern_link_seen, each with its target_exists: a
+ * cgroup that one of them still reports is there, whatever an open says; else it exists if it
+ * can be opened (then *cgfd is open, and it is asked only if some link reports none). A link p
+ * lacks (NULL) counts as one that reports none.
+ */
+static void cgroup_links_seen(struct kern *k, struct bpf_link *const *links, uint64_t id,
+			      struct bpf_link_info *info, struct kern_link_seen *seen, int *cgfd)
+{
+	int attached = 0, unattached = 0;
+
+	for (size_t i = 0; i < k->n_progs; i++) {
+		if (links[i]) {
+			cgroup_link_seen(links[i], &info[i], &seen[i]);
+		} else {
+			memset(&info[i], 0, sizeof(info[i]));
+			memset(&seen[i], 0, sizeof(seen[i]));
+			seen[i].info_ok = 1;
+		}
+		seen[i].ours = k->prog_ids[i];
+		attached |= seen[i].info_ok && seen[i].target;
+		unattached |= seen[i].info_ok && !seen[i].target;
+	}
+	*cgfd = unattached ? open_cgroup_fd(id) : -1;
+	for (size_t i = 0; i < k->n_progs; i++)
+		seen[i].target_exists = attached || *cgfd >= 0;
+}
+
+/*
+ * Takes over the links an earlier daemon pinned for cgroup `id`: each gets this version's program
+ * in place, a program the old version lacked is attached. A link found detached is kept as it
+ * is: kern_fence_check attaches it again. Returns 1 if the cgroup is gone (its pins removed).
+ */
 static int adopt_cgroup(struct kern *k, uint64_t id, char *err, size_t errlen)
 {
+	struct bpf_link *l[MAX_PROGS] = { 0 };
+	struct bpf_link_info info[MAX_PROGS];
+	struct kern_link_seen seen[MAX_PROGS];
 	char path[PATH_MAX];
-	struct kern_pin *p = pin_new(k, id);
-	int cgfd = -1;
+	struct kern_pin *p;
+	int cgfd = -1, rc = 0;
 
-	if (!p)
-		return ERR("out of memory");
 	for (size_t i = 0; i < k->n_progs; i++) {
-		const char *name = bpf_program__name(k->progs[i]);
-		struct bpf_link_info info;
-		__u32 ilen = sizeof(info);
-		struct bpf_link *l;
-
-		if (pin_path(k, path, sizeof(path), id, name) < 0)
-			return ERR("path too long");
-		l = bpf_link__open(path);
-		if (!l) {
-			/* A program this version has and the old one lacked. */
-			if (cgfd < 0)
-				cgfd = open_cgroup_fd(id);
-			if (cgfd < 0) {
-				pin_drop(k, p);
-				return 1;
-			}
-			if (attach_one(k, p, i, cgfd, err, errlen) < 0) {
-				close(cgfd);
-				return -1;
+		if (pin_path(k, path, sizeof(path), id, bpf_program__name(k->progs[i])) < 0) {
+			rc = ERR("path too long");
+			goto out;
+		}
+		l[i] = bpf_link__open(path);    /* NULL: a program this version has and the old one lacked */
+	}
+	cgroup_links_seen(k, l, id, info, seen, &cgfd);
+	p = pin_new(k, id);
+	if (!p) {
+		rc = ERR("out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < k->n_progs; i++) {
+		if (kern_link_fate(&seen[i]) != KERN_FATE_GONE)
+			continue;
+		/* The cgroup is gone; its links are defunct. */
+		memcpy(p->links, l, sizeof(l));
+		memset(l, 0, sizeof(l));
+		pin_drop(k, p);
+		rc = 1;
+		goto out;
+	}
+	for (size_t i = 0; i < k->n_progs; i++) {
+		if (!l[i]) {
+			/* (no cgroup fd: kern_fence_check attaches it, or says why not) */
+			if (cgfd >= 0 && attach_one(k, p, i, cgfd, 0, err, errlen) < 0) {
+				rc = -1;
+				goto out;
 			}
 			continue;
 		}
-		memset(&info, 0, sizeof(info));
-		if (bpf_obj_get_info_by_fd(bpf_link__fd(l), &info, &ilen) == 0 &&
-		    info.cgroup.cgroup_id == 0) {
-			/* The cgroup is gone; its links are defunct. */
-			bpf_link__destroy(l);
-			pin_drop(k, p);
-			if (cgfd >= 0)
-				close(cgfd);
-			return 1;
+		if (kern_link_fate(&seen[i]) != KERN_FATE_DETACHED &&
+		    bpf_link__update_program(l[i], k->progs[i]) < 0) {
+			rc = ERR("re-adopt the link of %s on cgroup %llu: %s", bpf_program__name(k->progs[i]),
+				 (unsigned long long)id, strerror(errno));
+			goto out;
 		}
-		if (bpf_link__update_program(l, k->progs[i]) < 0) {
-			int e = errno;
-
-			bpf_link__destroy(l);
-			if (cgfd >= 0)
-				close(cgfd);
-			return ERR("re-adopt %s: %s", path, strerror(e));
-		}
-		p->links[i] = l;
+		p->links[i] = l[i];
+		l[i] = NULL;
 	}
+out:
+	for (size_t i = 0; i < k->n_progs; i++)
+		if (l[i])
+			bpf_link__destroy(l[i]);
 	if (cgfd >= 0)
 		close(cgfd);
-	return 0;
+	return rc;
 }
 
 static int adopt_one(void *k, unsigned long long id, char *err, size_t errlen)
@@ -595,6 +701,14 @@ int kern_open(const char *pin_root, uint16_t steer_port, struct kern **out, char
 		ERR("too many BPF programs");
 		goto fail;
 	}
+	for (size_t i = 0; i < k->n_progs; i++) {
+		struct bpf_prog_info pi;
+		__u32 plen = sizeof(pi);
+
+		memset(&pi, 0, sizeof(pi));
+		if (bpf_obj_get_info_by_fd(bpf_program__fd(k->progs[i]), &pi, &plen) == 0)
+			k->prog_ids[i] = pi.id;
+	}
 	if (adopt_all(k, err, errlen) < 0)
 		goto fail;
 	*out = k;
@@ -656,7 +770,7 @@ int kern_pin(struct kern *k, const struct kern_cgroup *cg, char *err, size_t err
 
 			if ((pass == 0) != is_sockops)
 				continue;
-			if (attach_one(k, p, i, cgfd, err, errlen) < 0) {
+			if (attach_one(k, p, i, cgfd, 0, err, errlen) < 0) {
 				close(cgfd);
 				pin_drop(k, p);
 				return -1;
@@ -684,6 +798,97 @@ int kern_pinned(struct kern *k, uint64_t *ids, size_t max)
 	for (size_t i = 0; i < k->n_pins && n < max; i++)
 		ids[n++] = k->pins[i].id;
 	return (int)n;
+}
+
+/* Puts link i of p back: attached again (DETACHED) or given our program (REPLACED). */
+static int fence_repair(struct kern *k, struct kern_pin *p, size_t i, enum kern_fate fate, int cgfd,
+			uint32_t *new_link_id, char *err, size_t errlen)
+{
+	struct bpf_link_info info;
+	struct kern_link_seen seen;
+
+	if (fate == KERN_FATE_REPLACED)
+		return bpf_link__update_program(p->links[i], k->progs[i]) == 0 ? 0 :
+			ERR("update the link to %s: %s", bpf_program__name(k->progs[i]), strerror(errno));
+	if (cgfd < 0)
+		return ERR("open cgroup %llu: %s", (unsigned long long)p->id, strerror(errno));
+	if (attach_one(k, p, i, cgfd, 1, err, errlen) < 0)
+		return -1;
+	cgroup_link_seen(p->links[i], &info, &seen);
+	*new_link_id = info.id;
+	return 0;
+}
+
+int kern_fence_check(struct kern *k, kern_fence_cb cb, void *arg)
+{
+	int found = 0;
+
+	for (size_t pi = 0; pi < k->n_pins;) {
+		struct kern_pin *p = &k->pins[pi];
+		struct bpf_link_info info[MAX_PROGS];
+		struct kern_link_seen seen[MAX_PROGS];
+		int cgfd, gone = 0;
+
+		cgroup_links_seen(k, p->links, p->id, info, seen, &cgfd);
+		for (size_t i = 0; i < k->n_progs && !gone; i++) {
+			struct kern_fence_event e;
+			char err[512] = "";
+
+			memset(&e, 0, sizeof(e));
+			e.fate = kern_link_fate(&seen[i]);
+			gone = e.fate == KERN_FATE_GONE;
+			if (e.fate == KERN_FATE_OK)
+				p->failing[i] = 0;
+			if (e.fate != KERN_FATE_DETACHED && e.fate != KERN_FATE_REPLACED)
+				continue;
+			e.cgroup_id = p->id;
+			e.ifname = "";
+			e.prog = bpf_program__name(k->progs[i]);
+			e.link_id = info[i].id;
+			e.found_prog_id = info[i].prog_id;
+			e.repaired = fence_repair(k, p, i, e.fate, cgfd, &e.new_link_id, err, sizeof(err)) == 0;
+			e.again = !e.repaired && p->failing[i];
+			e.err = err;
+			p->failing[i] = !e.repaired;
+			found++;
+			cb(arg, &e);
+		}
+		if (cgfd >= 0)
+			close(cgfd);
+		if (gone) {
+			struct kern_fence_event e = { .fate = KERN_FATE_GONE, .cgroup_id = p->id, .ifname = "",
+						      .err = "" };
+
+			found++;
+			cb(arg, &e);
+			pin_drop(k, p);         /* the last pin moves to pi: looked at next */
+			continue;
+		}
+		pi++;
+	}
+	return found;
+}
+
+void kern_fence_tally(struct kern_fence_stats *s, const struct kern_fence_event *e)
+{
+	if (e->fate != KERN_FATE_DETACHED && e->fate != KERN_FATE_REPLACED)
+		return;
+	if (!e->repaired)
+		s->failed += !e->again;
+	else if (e->fate == KERN_FATE_DETACHED)
+		s->detached++;
+	else
+		s->replaced++;
+}
+
+void kern_fence_note(struct kern *k, const struct kern_fence_event *e)
+{
+	kern_fence_tally(&k->repairs, e);
+}
+
+void kern_fence_stats(const struct kern *k, struct kern_fence_stats *out)
+{
+	*out = k->repairs;
 }
 
 int kern_take_origin(struct kern *k, const struct al_addr *agent, uint16_t agent_port,

@@ -23,6 +23,7 @@
 struct xdp_link {
 	struct xdp_iface info;
 	int fd;                     /* the bpf_link, also pinned */
+	int failing;                /* the last fence check could not repair it */
 };
 
 struct xdp {
@@ -30,6 +31,7 @@ struct xdp {
 	char root[PATH_MAX];
 	struct xdp_link *links;
 	size_t n, cap;
+	uint32_t prog_ids[2];       /* by role: what its links should run (0: not known) */
 };
 
 static struct bpf_program *role_prog(struct xdp *x, enum xdp_role role)
@@ -123,6 +125,43 @@ static void guard_clear(struct xdp *x, int ifindex, const uint16_t *keep_ports, 
 	}
 }
 
+/* The link's info as kern_link_seen (target: its ifindex; ifindex is the one it was made
+ * for, whose existence decides detached from gone). */
+static void xdp_link_seen(int fd, int ifindex, struct bpf_link_info *info, struct kern_link_seen *s)
+{
+	char name[IF_NAMESIZE];
+	__u32 ilen = sizeof(*info);
+
+	memset(info, 0, sizeof(*info));
+	memset(s, 0, sizeof(*s));
+	s->info_ok = bpf_obj_get_info_by_fd(fd, info, &ilen) == 0 && info->type == BPF_LINK_TYPE_XDP;
+	s->target = info->xdp.ifindex;
+	s->prog_id = info->prog_id;
+	if (s->info_ok && !s->target)
+		s->target_exists = ifindex > 0 && if_indextoname((unsigned int)ifindex, name) != NULL;
+}
+
+/*
+ * A new XDP link of prog_fd on interface idx: driver mode where the device can (veth can,
+ * unless its peer's MTU is too large for one page), generic mode otherwise. The fd, or -1
+ * with errno.
+ */
+static int link_create(int prog_fd, unsigned int idx, const char *ifname)
+{
+	LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = XDP_FLAGS_DRV_MODE);
+	int fd, e;
+
+	fd = bpf_link_create(prog_fd, (int)idx, BPF_XDP, &opts);
+	if (fd < 0 && errno != EBUSY && errno != EEXIST) {
+		e = errno;
+		opts.flags = XDP_FLAGS_SKB_MODE;
+		fd = bpf_link_create(prog_fd, (int)idx, BPF_XDP, &opts);
+		if (fd >= 0)
+			al_warn("%s: driver-mode XDP refused (%s); using generic mode", ifname, strerror(e));
+	}
+	return fd;
+}
+
 static void unpin_iface(struct xdp *x, int ifindex, enum xdp_role role)
 {
 	char path[PATH_MAX];
@@ -140,7 +179,8 @@ static int adopt_iface(struct xdp *x, int ifindex, char *err, size_t errlen)
 		enum xdp_role role = (enum xdp_role)r;
 		char path[PATH_MAX];
 		struct bpf_link_info info;
-		__u32 ilen = sizeof(info);
+		struct kern_link_seen seen;
+		enum kern_fate fate;
 		struct xdp_link *l;
 		int fd;
 
@@ -149,15 +189,27 @@ static int adopt_iface(struct xdp *x, int ifindex, char *err, size_t errlen)
 		fd = bpf_obj_get(path);
 		if (fd < 0)
 			continue;
-		memset(&info, 0, sizeof(info));
-		if (bpf_obj_get_info_by_fd(fd, &info, &ilen) < 0 || info.type != BPF_LINK_TYPE_XDP ||
-		    info.xdp.ifindex == 0) {
+		xdp_link_seen(fd, ifindex, &info, &seen);
+		fate = kern_link_fate(&seen);
+		if (fate == KERN_FATE_GONE || fate == KERN_FATE_UNKNOWN) {
 			/* The interface is gone (its link is defunct), or not ours. */
 			close(fd);
 			unpin_iface(x, ifindex, role);
 			if (role == XDP_ROLE_GUARD)
 				guard_clear(x, ifindex, NULL, 0, NULL, 0);
 			al_info("interface %d is gone; removed its XDP pin", ifindex);
+			continue;
+		}
+		if (fate == KERN_FATE_DETACHED) {
+			/* Detached behind our back, the interface still there: xdp_fence_check
+			 * attaches it again. */
+			l = link_add(x);
+			if (!l) {
+				close(fd);
+				return ERR("out of memory");
+			}
+			l->fd = fd;
+			fill_info(&l->info, ifindex, role);
 			continue;
 		}
 		if (bpf_link_update(fd, bpf_program__fd(role_prog(x, role)), NULL) < 0) {
@@ -222,6 +274,14 @@ int xdp_open(const char *pin_root, struct xdp **out, char *err, size_t errlen)
 		    "removes them)", strerror(errno));
 		goto fail;
 	}
+	for (int r = XDP_ROLE_AGENT; r <= XDP_ROLE_GUARD; r++) {
+		struct bpf_prog_info pi;
+		__u32 plen = sizeof(pi);
+
+		memset(&pi, 0, sizeof(pi));
+		if (bpf_obj_get_info_by_fd(bpf_program__fd(role_prog(x, (enum xdp_role)r)), &pi, &plen) == 0)
+			x->prog_ids[r] = pi.id;
+	}
 	if (adopt_all(x, err, errlen) < 0)
 		goto fail;
 	*out = x;
@@ -261,7 +321,6 @@ static int is_loopback(const char *ifname)
 int xdp_attach(struct xdp *x, const char *ifname, enum xdp_role role, struct xdp_iface *out,
 	       char *err, size_t errlen)
 {
-	LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = XDP_FLAGS_DRV_MODE);
 	int prog_fd = bpf_program__fd(role_prog(x, role));
 	char path[PATH_MAX];
 	struct xdp_link *l;
@@ -281,16 +340,7 @@ int xdp_attach(struct xdp *x, const char *ifname, enum xdp_role role, struct xdp
 	if (iface_dir(x->root, path, sizeof(path), (int)idx) < 0 ||
 	    (mkdir(path, 0700) < 0 && errno != EEXIST))
 		return ERR("%s: %s", path, strerror(errno));
-	/* Driver mode where the device can (veth can, unless its peer's MTU is
-	 * too large for one page); generic mode otherwise. */
-	fd = bpf_link_create(prog_fd, (int)idx, BPF_XDP, &opts);
-	if (fd < 0 && errno != EBUSY && errno != EEXIST) {
-		e = errno;
-		opts.flags = XDP_FLAGS_SKB_MODE;
-		fd = bpf_link_create(prog_fd, (int)idx, BPF_XDP, &opts);
-		if (fd >= 0)
-			al_warn("%s: driver-mode XDP refused (%s); using generic mode", ifname, strerror(e));
-	}
+	fd = link_create(prog_fd, idx, ifname);
 	if (fd < 0) {
 		e = errno;
 		unpin_iface(x, (int)idx, role);
@@ -364,6 +414,19 @@ const struct xdp_iface *xdp_by_index(struct xdp *x, int ifindex)
 	return l ? &l->info : NULL;
 }
 
+/* Forgets link l of an interface that is gone (the last link moves to its place). */
+static void link_forget(struct xdp *x, struct xdp_link *l, int *agents)
+{
+	al_info("interface %s (index %d) is gone; removed its XDP pin", l->info.name, l->info.ifindex);
+	if (agents && l->info.role == XDP_ROLE_AGENT)
+		(*agents)++;
+	close(l->fd);
+	unpin_iface(x, l->info.ifindex, l->info.role);
+	if (l->info.role == XDP_ROLE_GUARD)
+		guard_clear(x, l->info.ifindex, NULL, 0, NULL, 0);
+	*l = x->links[--x->n];
+}
+
 int xdp_prune(struct xdp *x, int *agents)
 {
 	int n = 0;
@@ -373,25 +436,99 @@ int xdp_prune(struct xdp *x, int *agents)
 	for (size_t i = 0; i < x->n;) {
 		struct xdp_link *l = &x->links[i];
 		struct bpf_link_info info;
-		__u32 ilen = sizeof(info);
+		struct kern_link_seen seen;
 
-		memset(&info, 0, sizeof(info));
-		if (bpf_obj_get_info_by_fd(l->fd, &info, &ilen) < 0 || info.xdp.ifindex != 0) {
+		xdp_link_seen(l->fd, l->info.ifindex, &info, &seen);
+		if (kern_link_fate(&seen) != KERN_FATE_GONE) {
 			i++;
 			continue;
 		}
-		al_info("interface %s (index %d) is gone; removed its XDP pin", l->info.name,
-			l->info.ifindex);
-		if (agents && l->info.role == XDP_ROLE_AGENT)
-			(*agents)++;
-		close(l->fd);
-		unpin_iface(x, l->info.ifindex, l->info.role);
-		if (l->info.role == XDP_ROLE_GUARD)
-			guard_clear(x, l->info.ifindex, NULL, 0, NULL, 0);
-		*l = x->links[--x->n];
+		link_forget(x, l, agents);
 		n++;
 	}
 	return n;
+}
+
+/* Puts link l back: a new link in place of the detached one (pin replaced), or our program on it. */
+static int fence_repair(struct xdp *x, struct xdp_link *l, enum kern_fate fate, uint32_t *new_link_id,
+			char *err, size_t errlen)
+{
+	int prog_fd = bpf_program__fd(role_prog(x, l->info.role));
+	char path[PATH_MAX], name[IF_NAMESIZE];
+	struct bpf_link_info info;
+	struct kern_link_seen seen;
+	int fd, e;
+
+	if (fate == KERN_FATE_REPLACED)
+		return bpf_link_update(l->fd, prog_fd, NULL) == 0 ? 0 :
+			ERR("update the link to %s: %s", role_name(l->info.role), strerror(errno));
+	if (!if_indextoname((unsigned int)l->info.ifindex, name))
+		snprintf(name, sizeof(name), "%d", l->info.ifindex);
+	fd = link_create(prog_fd, (unsigned int)l->info.ifindex, name);
+	if (fd < 0) {
+		e = errno;
+		return ERR("attach %s to %s: %s%s", role_name(l->info.role), name, strerror(e),
+			   e == EBUSY || e == EEXIST ? " (another XDP program is on it now)" : "");
+	}
+	if (link_path(x->root, path, sizeof(path), l->info.ifindex, l->info.role) < 0 ||
+	    kern_pin_replace(fd, path) < 0) {
+		e = errno;
+		(void)bpf_link_detach(fd);
+		close(fd);
+		return ERR("pin %s: %s", path, strerror(e));
+	}
+	close(l->fd);
+	l->fd = fd;
+	fill_info(&l->info, l->info.ifindex, l->info.role);
+	xdp_link_seen(fd, l->info.ifindex, &info, &seen);
+	*new_link_id = info.id;
+	return 0;
+}
+
+int xdp_fence_check(struct xdp *x, kern_fence_cb cb, void *arg, int *agents)
+{
+	int found = 0;
+
+	if (agents)
+		*agents = 0;
+	for (size_t i = 0; i < x->n;) {
+		struct xdp_link *l = &x->links[i];
+		struct kern_fence_event e;
+		struct bpf_link_info info;
+		struct kern_link_seen seen;
+		char err[512] = "";
+
+		xdp_link_seen(l->fd, l->info.ifindex, &info, &seen);
+		seen.ours = x->prog_ids[l->info.role];
+		memset(&e, 0, sizeof(e));
+		e.fate = kern_link_fate(&seen);
+		if (e.fate == KERN_FATE_OK || e.fate == KERN_FATE_UNKNOWN) {
+			if (e.fate == KERN_FATE_OK)
+				l->failing = 0;
+			i++;
+			continue;
+		}
+		if (!if_indextoname((unsigned int)l->info.ifindex, l->info.name))
+			l->info.name[0] = '\0';
+		e.ifindex = l->info.ifindex;
+		e.ifname = l->info.name;
+		e.prog = role_name(l->info.role);
+		e.err = err;
+		found++;
+		if (e.fate == KERN_FATE_GONE) {
+			cb(arg, &e);
+			link_forget(x, l, agents);
+			continue;
+		}
+		e.link_id = info.id;
+		e.found_prog_id = info.prog_id;
+		e.repaired = fence_repair(x, l, e.fate, &e.new_link_id, err, sizeof(err)) == 0;
+		e.again = !e.repaired && l->failing;
+		l->failing = !e.repaired;
+		cb(arg, &e);
+		i++;
+	}
+	return found;
 }
 
 const struct xdp_iface *xdp_find(struct xdp *x, const char *ifname)
