@@ -106,9 +106,9 @@ class Conn:
             if m[0] == b"Z":
                 return msgs
 
-    def startup(self, user, db):
+    def startup(self, user, db, extra=()):
         params = b"user\0" + user.encode() + b"\0database\0" + db.encode() + b"\0" + \
-            b"application_name\0pg_agent\0\0"
+            b"application_name\0pg_agent\0" + b"".join(cstr(k) + cstr(v) for k, v in extra) + b"\0"
         self.send(struct.pack("!II", 8 + len(params), 0x00030000) + params)
         msgs = []
         while True:
@@ -552,6 +552,41 @@ def mode_funccall(host, port, db, user):
     out(res)
 
 
+# Read by the server with standard_conforming_strings off: a string, then an UPDATE. Read with
+# it on (libpg_query, always): one SELECT of two strings.
+SMUGGLE = "SELECT 'x\\' AS a, $$' ; UPDATE items SET qty = qty + 1000 WHERE id > 0; -- $$"
+
+
+def mode_guard(host, port, db, user):
+    """What would make the server read SQL otherwise than Airlock does: startup parameters,
+    and a function that turns standard_conforming_strings off with a query pipelined behind it."""
+    res = {}
+    for k, v in (("role", "postgres"), ("standard_conforming_strings", "off"), ("client_encoding", "SJIS"),
+                 ("Client_Encoding", "ms-kanji"), ("DateStyle", "ISO, MDY")):
+        c = Conn(host, port)
+        try:
+            c.startup(user, db, [(k, v)])
+            res["startup " + k] = "accepted"
+        except RuntimeError as e:
+            res["startup " + k] = str(e)
+        c.close()
+    c = Conn(host, port)
+    c.startup(user, db)
+    res["pipelined_alone"] = summary(c.query(SMUGGLE))
+    c.send(msg(b"Q", cstr("SELECT scs_off()")) + msg(b"Q", cstr(SMUGGLE)))
+    msgs = []
+    while True:
+        m = c.read_msg()
+        if m is None:
+            break
+        msgs.append(m)
+    res["pipelined"] = summary(msgs)
+    res["eof"] = c.eof
+    res["leaked"] = c.leaked()
+    c.close()
+    out(res)
+
+
 def main():
     mode, host, port, db, user = sys.argv[1:6]
     port = int(port)
@@ -560,7 +595,7 @@ def main():
         "gssenc": mode_gssenc, "extended": mode_extended, "cancel": mode_cancel,
         "big": mode_big, "malformed": mode_malformed, "psycopg2": mode_psycopg2,
         "psycopg2-cancel": mode_psycopg2_cancel, "funccall": mode_funccall, "wire": mode_wire,
-        "chaos": mode_chaos,
+        "chaos": mode_chaos, "guard": mode_guard,
     }
     modes[mode](host, port, db, user, *rest)
 

@@ -817,6 +817,31 @@ def case_jdbc():
 CHAOS_BATCHES = int(os.environ.get("AIRLOCK_CHAOS_BATCHES", "400"))
 
 
+def case_guard():
+    """Airlock reads SQL as the server does, always: a startup packet asking for another role,
+    standard_conforming_strings off or a client encoding whose characters can hold a quote byte is
+    refused (FATAL 42501); and when a function turns standard_conforming_strings off, the session
+    ends before the query the agent pipelined behind it runs (the server would have read an UPDATE
+    in what Airlock reads as one SELECT)."""
+    need_up()
+    sql_direct("CREATE OR REPLACE FUNCTION scs_off() RETURNS text LANGUAGE sql AS "
+               "$$ SELECT set_config('standard_conforming_strings', 'off', false) $$")
+    before = items_state()
+    res = pg_agent("guard")
+    for k in ("role", "standard_conforming_strings", "client_encoding", "Client_Encoding"):
+        got = res["startup " + k]
+        check("'C': '42501'" in got and "airlock:" in got, "startup with %s: %r" % (k, got))
+    check(res["startup DateStyle"] == "accepted", "startup with DateStyle: %r" % res["startup DateStyle"])
+    check([m.get("tag") for m in res["pipelined_alone"] if m["type"] == "C"] == ["SELECT 1"],
+          "the smuggling string alone (standard_conforming_strings on): %r" % res["pipelined_alone"])
+    errs = [m for m in res["pipelined"] if m["type"] == "E"]
+    check(res["eof"] and errs and errs[-1]["severity"] == "FATAL" and errs[-1]["sqlstate"] == "42501" and
+          "standard_conforming_strings" in (errs[-1]["message"] or ""),
+          "the session after scs_off(): %r" % res["pipelined"])
+    check(not any(m.get("tag", "").startswith("UPDATE") for m in res["pipelined"]) and items_state() == before,
+          "the pipelined UPDATE ran: %r, items %s (was %s)" % (res["pipelined"], items_state(), before))
+
+
 def case_chaos():
     """Random extended-protocol batches over a few statement and portal names (re-Parsed,
     re-Bound, Closed, failing at the server, unparseable), with PREPARE/EXECUTE/DEALLOCATE/DISCARD
@@ -1301,6 +1326,9 @@ CASES = [
      case_extended),
     ("random extended-protocol batches over reused names: each answered up to ReadyForQuery, the denied "
      "UPDATE never runs", case_chaos),
+    ("startup parameters that change the role or how the server reads SQL are refused; a function "
+     "that turns standard_conforming_strings off ends the session before the query pipelined behind "
+     "it runs", case_guard),
     ("PostgreSQL's JDBC driver: prepared statements (named, server-side), a transaction, a batch, "
      "a denial (42501) and the connection after it", case_jdbc),
     ("pgbench -S -M simple (sslmode=disable) x50", case_pgbench_simple),

@@ -22,6 +22,7 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <sys/queue.h>
 #include <unistd.h>
 
@@ -125,6 +126,8 @@ struct pgs {
 	char deny_msg[640];
 	char deny_state[6];     /* the SQLSTATE deny_msg goes with */
 	int skip_until_sync;
+	int copy_in;            /* the server waits for COPY data (CopyInResponse until CopyDone/Fail) */
+	int up_failed;          /* an ErrorResponse since the last ReadyForQuery: the server skips to a Sync */
 	int mid_flow;           /* forwarded extended messages not yet closed by a Sync */
 	struct nlist named;
 	size_t n_named;
@@ -267,6 +270,14 @@ static void audit_outcome(struct pgs *s, struct qent *e, const char *tag, const 
 /* ---- policy (the resource's rule list) ---------------------------------------------------- */
 
 /* The first rule that matches this statement from this agent decides; none: allow. */
+/* Built in, before any rule: a statement that would make the server read the statements after
+ * it otherwise than libpg_query does (a backslash or a multibyte character's second byte taken
+ * as a quote) would let them run unclassified. */
+static const struct al_rule unsafe_setting_rule = {
+	.allow = AL_ACTION_DENY, .uid = -1,
+	.text = "built in: standard_conforming_strings, client_encoding and backslash_quote stay as they are",
+};
+
 static const struct al_rule *decide(const struct pgs *s, const struct pg_stmt *st)
 {
 	struct al_subject subj = {
@@ -275,6 +286,8 @@ static const struct al_rule *decide(const struct pgs *s, const struct pg_stmt *s
 		.fingerprint = st->fingerprint,
 	};
 
+	if (st->unsafe_setting)
+		return &unsafe_setting_rule;
 	agent_who_subject(&s->who, &subj);
 	return config_decide(s->res, &subj);
 }
@@ -690,6 +703,12 @@ static void review_add(struct pgs *s, const char *text, const char *params, cons
 
 static void set_deny(struct pgs *s, const struct al_rule *r, const char *kind, int64_t id)
 {
+	if (r == &unsafe_setting_rule) {
+		snprintf(s->deny_msg, sizeof(s->deny_msg), "airlock: refused: the statement changes how "
+			 "the server reads SQL (standard_conforming_strings, client_encoding, backslash_quote), "
+			 "and Airlock must read every statement as the server does (request %lld)", (long long)id);
+		return;
+	}
 	snprintf(s->deny_msg, sizeof(s->deny_msg),
 		 "airlock: denied by rule '%s' (line %d) for %s on resource %s (request %lld)",
 		 r->text, r->line, kind, s->res->name, (long long)id);
@@ -724,6 +743,65 @@ static const struct named *execute_target(struct pgs *s, const struct pg_stmt *s
 }
 
 /*
+ * What a statement runs, as rules decide it: an EXECUTE (or EXPLAIN EXECUTE) runs its prepared
+ * statement, a FETCH or MOVE from a protocol-level portal runs what that portal is bound to (an
+ * SQL cursor was decided at its DECLARE, which only takes a query); anything else itself. NULL,
+ * with deny_msg set, when Airlock cannot tell.
+ */
+static const struct pg_stmt *runs(struct pgs *s, const struct pg_stmt *st)
+{
+	for (int depth = 0; depth < 4; depth++) {
+		const struct named *n;
+
+		if (st->prep_op == PG_PREP_EXECUTE) {
+			if (!(n = execute_target(s, st)))
+				return NULL;
+		} else if (st->portal_name) {
+			n = named_current(s, 'P', st->portal_name);
+			if (!n)
+				return st;
+			if (!n->known) {
+				snprintf(s->deny_msg, sizeof(s->deny_msg), "airlock: FETCH from portal \"%.100s\": "
+					 "Airlock did not see what it runs: it is not run", st->portal_name);
+				return NULL;
+			}
+		} else {
+			return st;
+		}
+		if (n->empty)
+			return st;
+		st = &n->stmt;
+	}
+	snprintf(s->deny_msg, sizeof(s->deny_msg), "airlock: a statement that runs a statement that "
+		 "runs ... (more than 4 deep): it is not run");
+	return NULL;
+}
+
+/* What a grant for one statement covers: its fingerprint, or where the fingerprint hides what
+ * decides its effect (grant_exact: a DO body, CALL arguments, a SET value), the sha256 of its
+ * exact text, of what it was sent as (an EXECUTE's arguments) and of its Bind values. */
+static const char *grant_key(struct pgs *s, const struct pg_stmt *e, const char *sent, const char *params,
+			     char out[70])
+{
+	struct al_buf b = { 0 };
+
+	if (!e->grant_exact)
+		return e->fingerprint;
+	al_buf_str(&b, e->text ? e->text : "");
+	al_buf_add(&b, "", 1);
+	al_buf_str(&b, sent ? sent : "");
+	al_buf_add(&b, "", 1);
+	al_buf_str(&b, params ? params : "");
+	memcpy(out, "=", 2);
+	if (b.oom || al_sha256_hex(b.p, b.len, out + 1) < 0) {
+		s->rv_fp.oom = 1;       /* no key: the batch is refused as out of memory */
+		out[0] = '\0';
+	}
+	free(b.p);
+	return out;
+}
+
+/*
  * Classifies a simple Query string and decides it: one statements row per statement, the
  * strictest action over them (deny, then review, then allow). An EXECUTE is decided as the
  * statement it runs. Returns 1 if every statement is allowed, 2 if it needs review (rv_text
@@ -754,17 +832,10 @@ static int decide_query(struct pgs *s, const char *sql, struct pg_stmt_list *out
 	if (out->n > AL_ARRAY_LEN(few) && !(eff = calloc(out->n, sizeof(*eff))))
 		return -2;
 	for (size_t i = 0; i < out->n; i++) {
-		const struct pg_stmt *st = &out->stmts[i];
-		const struct named *t;
-
-		eff[i] = st;
-		if (st->prep_op != PG_PREP_EXECUTE)
-			continue;
-		if (!(t = execute_target(s, st))) {
+		if (!(eff[i] = runs(s, &out->stmts[i]))) {
 			unknown = (int)i;
 			break;
 		}
-		eff[i] = &t->stmt;
 	}
 	/* The strictest action over the statements. */
 	for (size_t i = 0; unknown < 0 && i < out->n; i++) {
@@ -793,16 +864,19 @@ static int decide_query(struct pgs *s, const char *sql, struct pg_stmt_list *out
 		/* With one statement denied, none of the string runs. */
 		id = audit_stmt(s, "simple", st->text, pg_kind_name(e->kind), e->fingerprint, rel,
 				e->unbounded_write, NULL, decision,
-				(int)i == unknown ? "unknown prepared statement" : r ? r->text : NULL);
+				(int)i == unknown ? "unknown prepared statement or portal" : r ? r->text : NULL);
 		free(rel);
 		if (ret == 0) {
 			if ((int)i == unknown || (deny_rule && i == deny_i))
 				deny_id = id;
 			continue;
 		}
-		if (ret == 2)
-			review_add(s, st->text, NULL, e->fingerprint,
+		if (ret == 2) {
+			char key[70];
+
+			review_add(s, st->text, NULL, grant_key(s, e, st->text, NULL, key),
 				   r && r->allow == AL_ACTION_REVIEW ? r : NULL, pg_kind_name(e->kind), id);
+		}
 		q = qent_new(Q_OUTCOME);
 		if (!q)
 			goto oom;
@@ -994,6 +1068,10 @@ static void park(struct pgs *s, char term)
 	int64_t grant, id;
 
 	s->held_term = term;
+	if (s->rv_text.oom || s->rv_fp.oom) {
+		pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");
+		return;
+	}
 	grant = s->p->approval ? approval_grant_for(s->p->approval, s->rv_fp.p ? s->rv_fp.p : "",
 						    s->who.cgroup_id, s->who.uid, s->res->name) : 0;
 	if (grant > 0) {
@@ -1237,33 +1315,49 @@ static int execute_msg(struct pgs *s, const struct pg_msg *m)
 	const struct al_rule *r = NULL;
 	struct pg_execute ex;
 	const struct named *po;
+	const struct pg_stmt *e = NULL;
 	const char *err, *kind, *decision = "allow";
-	struct qent *e;
+	char *rel = NULL, key[70];
+	struct qent *q;
 	int64_t id;
 
 	if (pg_decode_execute(m, &ex, &err) < 0)
 		return -1;
 	po = named_current(s, 'P', ex.portal);
-	if (!po || !po->known) {
-		id = audit_stmt(s, "extended", "(unknown portal)", "utility", NULL, NULL, 0, NULL, "deny",
-				"unknown portal");
+	if (!po || !po->known || (!po->empty && !(e = runs(s, &po->stmt)))) {
+		int unknown_portal = !po || !po->known;
+
+		id = audit_stmt(s, "extended", unknown_portal ? "(unknown portal)" : po->stmt.text, "utility",
+				NULL, NULL, 0, unknown_portal ? NULL : po->params, "deny",
+				unknown_portal ? "unknown portal" : "unknown prepared statement or portal");
 		snprintf(s->deny_state, sizeof(s->deny_state), "42501");
-		snprintf(s->deny_msg, sizeof(s->deny_msg), "airlock: Execute of portal \"%.100s\": Airlock "
-			 "did not see what it runs: it is not run (request %lld)", ex.portal, (long long)id);
+		if (unknown_portal) {
+			snprintf(s->deny_msg, sizeof(s->deny_msg), "airlock: Execute of portal \"%.100s\": "
+				 "Airlock did not see what it runs: it is not run (request %lld)", ex.portal,
+				 (long long)id);
+		} else {
+			size_t n = strlen(s->deny_msg);
+
+			snprintf(s->deny_msg + n, sizeof(s->deny_msg) - n, " (request %lld)", (long long)id);
+		}
 		s->batch_denied = 1;
 		return 0;
 	}
-	kind = po->empty ? "empty" : pg_kind_name(po->stmt.kind);
+	kind = po->empty ? "empty" : pg_kind_name(e->kind);
 	if (!po->empty) {
-		r = decide(s, &po->stmt);
+		r = decide(s, e);
 		if (r && r->allow == AL_ACTION_DENY)
 			decision = "deny";
 		else if (r && r->allow == AL_ACTION_REVIEW)
 			decision = "review";
 	}
+	/* what it runs, when that is another statement (EXECUTE, FETCH): its relations */
+	if (!po->empty && e != &po->stmt && !(rel = relations_json(e)))
+		return -2;
 	id = audit_stmt(s, "extended", po->empty ? "" : po->stmt.text, kind,
-			po->empty ? NULL : po->stmt.fingerprint, po->relations,
-			po->empty ? 0 : po->stmt.unbounded_write, po->params, decision, r ? r->text : NULL);
+			po->empty ? NULL : e->fingerprint, rel ? rel : po->relations,
+			po->empty ? 0 : e->unbounded_write, po->params, decision, r ? r->text : NULL);
+	free(rel);
 	if (r && r->allow == AL_ACTION_DENY) {
 		snprintf(s->deny_state, sizeof(s->deny_state), "42501");
 		set_deny(s, r, kind, id);
@@ -1272,14 +1366,15 @@ static int execute_msg(struct pgs *s, const struct pg_msg *m)
 	}
 	if (r && r->allow == AL_ACTION_REVIEW)
 		s->batch_review = 1;
-	review_add(s, po->empty ? "" : po->stmt.text, po->params, po->empty ? NULL : po->stmt.fingerprint,
+	review_add(s, po->empty ? "" : po->stmt.text, po->params,
+		   po->empty ? NULL : grant_key(s, e, po->stmt.text, po->params, key),
 		   r && r->allow == AL_ACTION_REVIEW ? r : NULL, kind, id);
-	e = qent_new(Q_OUTCOME);
-	if (!e)
+	q = qent_new(Q_OUTCOME);
+	if (!q)
 		return -2;
-	e->stmt = id;
-	e->start_us = al_mono_us();
-	TAILQ_INSERT_TAIL(&s->batch_outcomes, e, link);
+	q->stmt = id;
+	q->start_us = al_mono_us();
+	TAILQ_INSERT_TAIL(&s->batch_outcomes, q, link);
 	return 0;
 }
 
@@ -1461,6 +1556,8 @@ static void agent_ready_msg(struct pgs *s, const struct pg_msg *m, const uint8_t
 	case 'd': case 'c': case 'f':
 		/* COPY FROM STDIN data: the statement was decided already. */
 		bufferevent_write(s->up, raw, m->len);
+		if (m->type != 'd')
+			s->copy_in = 0;
 		return;
 	default:
 		pgs_close(s, AL_REASON_AGENT_RESET, "08P01", "unexpected '%c' message", m->type);
@@ -1527,16 +1624,82 @@ static void up_connect(struct pgs *s)
 }
 
 /* Builds the StartupMessage for upstream: the agent's settings, our login. */
-static int build_startup(struct pgs *s, const struct pg_msg *m)
+/*
+ * Client encodings whose multibyte characters can carry the byte of a quote or a backslash
+ * (PostgreSQL takes them from clients only, and converts before it parses): the server would
+ * end a string where libpg_query does not. Names as PostgreSQL compares them: lower case,
+ * letters and digits only.
+ */
+static int encoding_unsafe(const char *name)
+{
+	static const char *const bad[] = {
+		"sjis", "shiftjis", "mskanji", "win932", "windows932", "shiftjis2004", "big5", "win950",
+		"windows950", "gbk", "cp936", "win936", "windows936", "gb18030", "uhc", "win949",
+		"windows949", "johab",
+	};
+	char n[32];
+	size_t k = 0;
+
+	for (const char *p = name; *p; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
+			continue;
+		if (k + 1 >= sizeof(n))
+			return 1;       /* no encoding has so long a name: not one we know is safe */
+		n[k++] = (char)(*p | 0x20);
+	}
+	n[k] = '\0';
+	for (size_t i = 0; i < AL_ARRAY_LEN(bad); i++)
+		if (strcmp(n, bad[i]) == 0)
+			return 1;
+	return 0;
+}
+
+static int bool_on(const char *v)
+{
+	return !strcasecmp(v, "on") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcmp(v, "1");
+}
+
+/*
+ * A setting that makes the server read SQL otherwise than libpg_query does, as the server
+ * reports or a startup packet asks for it: a reason it is refused, else NULL. Names are
+ * case-insensitive, as GUC names are.
+ */
+static const char *setting_unsafe(const char *name, const char *value)
+{
+	if (!strcasecmp(name, "standard_conforming_strings") && !bool_on(value))
+		return "standard_conforming_strings must stay on";
+	if (!strcasecmp(name, "client_encoding") && encoding_unsafe(value))
+		return "client encodings whose characters can hold a quote or backslash byte "
+		       "(SJIS, BIG5, GBK, GB18030, UHC, JOHAB) cannot be read as the server reads them";
+	if (!strcasecmp(name, "backslash_quote"))
+		return "backslash_quote is not set at startup";
+	return NULL;
+}
+
+/*
+ * The StartupMessage we send: the agent's parameters but the login (ours) and what would change
+ * who the session is or how the server reads SQL. 0, -1 without memory, 1 refused (why says
+ * why).
+ */
+static int build_startup(struct pgs *s, const struct pg_msg *m, char *why, size_t whylen)
 {
 	const char *params[64];
 	size_t n = 0, off = 0;
-	const char *k, *v, *database = NULL;
+	const char *k, *v, *database = NULL, *bad;
 
 	while (pg_startup_next(m, &off, &k, &v) == 1 && n + 4 < AL_ARRAY_LEN(params)) {
 		/* The login is ours; options could set a role or any GUC. */
 		if (strcmp(k, "user") == 0 || strcmp(k, "options") == 0 || strcmp(k, "replication") == 0)
 			continue;
+		if (!strcasecmp(k, "role") || !strcasecmp(k, "session_authorization")) {
+			snprintf(why, whylen, "startup parameter %s is not allowed: the session is the "
+				 "resource's credential", k);
+			return 1;
+		}
+		if ((bad = setting_unsafe(k, v)) != NULL) {
+			snprintf(why, whylen, "startup parameter %s=%.64s refused: %s", k, v, bad);
+			return 1;
+		}
 		if (strcmp(k, "database") == 0)
 			database = v;
 		params[n++] = k;
@@ -1599,6 +1762,7 @@ static void agent_startup_msg(struct pgs *s, const struct pg_msg *m)
 {
 	struct pg_startup st;
 	const char *err;
+	char why[256];
 
 	switch (m->startup) {
 	case PG_STARTUP_SSL: {
@@ -1651,7 +1815,13 @@ static void agent_startup_msg(struct pgs *s, const struct pg_msg *m)
 			pgs_close(s, AL_REASON_POLICY_DENY, "42501", "replication connections are not allowed");
 			return;
 		}
-		if (build_startup(s, m) < 0) {
+		switch (build_startup(s, m, why, sizeof(why))) {
+		case 0:
+			break;
+		case 1:
+			pgs_close(s, AL_REASON_POLICY_DENY, "42501", "%s", why);
+			return;
+		default:
 			pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");
 			return;
 		}
@@ -1684,12 +1854,40 @@ static void up_write(struct bufferevent *bev, void *arg)
 		bev_read_on(s->agent);
 }
 
+/*
+ * Whether the server still owes answers to what was sent it (outside COPY IN, where it waits
+ * for the agent's data). The agent's next messages wait until it does not: a statement may
+ * change how the server reads SQL in ways no classifier sees (a function or an approved DO
+ * block setting standard_conforming_strings), and the server says so (ParameterStatus) before
+ * it answers; what comes after is then read only once that has been checked.
+ */
+static int up_busy(const struct pgs *s)
+{
+	const struct qent *e;
+	int owed = 0;
+
+	if (s->copy_in)
+		return 0;
+	TAILQ_FOREACH(e, &s->q, link) {
+		if (e->type == Q_READY || e->type == Q_READY_SWALLOW)
+			return 1;       /* it has the Sync (or Query) it answers to */
+		owed |= e->type != Q_SYNTH && e->type != Q_SYNTH_READY;
+	}
+	/* After an error the server discards what follows until the agent's Sync. */
+	return owed && !s->up_failed;
+}
+
 static void agent_read(struct bufferevent *bev, void *arg)
 {
 	struct pgs *s = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 
 	while ((s->state == P_STARTUP || s->state == P_READY) && !s->parked) {
+		if (s->state == P_READY && up_busy(s)) {
+			/* Resumed by up_read when the answers are in. */
+			bufferevent_disable(s->agent, EV_READ);
+			return;
+		}
 		size_t avail = evbuffer_get_length(in), want;
 		struct pg_msg m;
 		uint8_t *buf;
@@ -2003,6 +2201,7 @@ static void up_ready_msg(struct pgs *s, const struct pg_msg *m, const uint8_t *r
 		}
 		break;
 	case 'E':
+		s->up_failed = 1;
 		if (head && head->type == Q_NAMED) {
 			/* Its Parse, Bind or Close failed: the server skips to the Sync. */
 			named_settle(s, head, 0);
@@ -2034,6 +2233,8 @@ static void up_ready_msg(struct pgs *s, const struct pg_msg *m, const uint8_t *r
 		if (pg_decode_ready(m, &st, &err) < 0)
 			st = 'I';
 		s->txn = st;
+		s->copy_in = 0;
+		s->up_failed = 0;
 		/* Statements still waiting did not run (an earlier one failed), nor what they made. */
 		while ((head = TAILQ_FIRST(&s->q)) != NULL && (head->type == Q_OUTCOME || head->type == Q_NAMED)) {
 			if (head->type == Q_OUTCOME)
@@ -2052,10 +2253,32 @@ static void up_ready_msg(struct pgs *s, const struct pg_msg *m, const uint8_t *r
 		q_drain(s);
 		return;
 	}
+	case 'G':
+		/* CopyInResponse: the agent's COPY data is read while the server waits for it. */
+		s->copy_in = 1;
+		break;
 	default:
 		break;
 	}
 	bufferevent_write(s->agent, raw, m->len);
+}
+
+/*
+ * The server reports what the session reads SQL with (ParameterStatus, at login and after any
+ * change: a SET Airlock missed, an ALTER ROLE ... SET default, set_config in a function). If it
+ * is not what libpg_query reads, nothing more runs: the session ends. 1 if fine.
+ */
+static int param_status_ok(struct pgs *s, const struct pg_msg *m)
+{
+	const char *name, *value, *err, *bad;
+
+	if (pg_decode_parameter_status(m, &name, &value, &err) < 0 || !(bad = setting_unsafe(name, value)))
+		return 1;
+	if (!strcasecmp(name, "backslash_quote"))
+		return 1;       /* not reported; with standard_conforming_strings on it only refuses */
+	pgs_close(s, AL_REASON_POLICY_DENY, "42501", "the server now reads SQL with %s = %.64s: %s; "
+		  "the session ends", name, value, bad);
+	return 0;
 }
 
 static void up_read(struct bufferevent *bev, void *arg)
@@ -2081,7 +2304,7 @@ static void up_read(struct bufferevent *bev, void *arg)
 		size_t avail = evbuffer_get_length(in), want;
 		struct pg_msg m;
 		uint8_t *buf;
-		int n;
+		int n, busy;
 
 		if (avail < 5)
 			return;
@@ -2101,6 +2324,9 @@ static void up_read(struct bufferevent *bev, void *arg)
 			return;
 		}
 		s->bytes_up += (uint64_t)n;
+		if (m.type == 'S' && !param_status_ok(s, &m))
+			return;
+		busy = s->state == P_READY && up_busy(s);
 		if (s->state == P_UP_AUTH) {
 			up_auth_msg(s, &m);
 		} else {
@@ -2110,6 +2336,13 @@ static void up_read(struct bufferevent *bev, void *arg)
 		if (s->state == P_CLOSING)
 			return;
 		evbuffer_drain(in, (size_t)n);
+		if (busy && s->state == P_READY && !s->parked && !up_busy(s)) {
+			/* Answered: what the agent sent meanwhile is read now. */
+			bev_read_on(s->agent);
+			agent_read(s->agent, s);
+			if (s->state != P_READY)
+				return;
+		}
 		if (s->state == P_READY && full(s->agent, s)) {
 			bufferevent_disable(s->up, EV_READ);
 			return;
