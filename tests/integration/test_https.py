@@ -162,13 +162,15 @@ def raw_client(data, bg=False):
     return r.returncode, base64.b64decode(r.stdout or ""), r.stderr
 
 
-# A TLS client that follows a plan (JSON): ["send", B64] sends those bytes, ["until", B64, S] reads
+# A TLS client that follows a plan (a JSON file): ["send", B64] sends those bytes, ["until", B64, S] reads
 # until what it got holds those bytes or S seconds pass, ["sleep", S] reads for S seconds; then it
 # reads to the end (EOF, or IDLE seconds of silence). It prints all it got (base64), and on stderr
 # how it ended: "end=eof", "end=idle" or "end=error: ...". NAME "" sends no server name.
 PLAN_CLIENT = r"""
 import base64, json, socket, ssl, sys, time
-host, port, name, cafile, plan, idle = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], json.loads(sys.argv[5]), float(sys.argv[6])
+host, port, name, cafile, idle = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], float(sys.argv[6])
+with open(sys.argv[5]) as f:
+    plan = json.load(f)
 ctx = ssl.create_default_context(cafile=cafile)
 ctx.check_hostname = False
 got, end = b"", "eof"
@@ -211,14 +213,19 @@ def b64(data):
     return base64.b64encode(data).decode()
 
 
-def plan_client(plan, name=API_NAME, addr=API, idle=3, bg=False):
-    """Runs PLAN_CLIENT in the cgroup: (answer bytes, how it ended), or the process if bg."""
-    argv = as_agent([lib.PY, "-c", PLAN_CLIENT, addr, str(T.port), name, T.ca, json.dumps(plan), str(idle)])
+def plan_client(plan, name=API_NAME, addr=API, idle=3, bg=False, cg=None):
+    """Runs PLAN_CLIENT in the cgroup (or cg): (answer bytes, how it ended), or the process if bg."""
+    cg = cg or T.cg
+    path = os.path.join(T.tmp, "home", "plan-%d.json" % time.monotonic_ns())
+    with open(path, "w") as f:
+        json.dump(plan, f)
+    os.chmod(path, 0o644)
+    argv = as_agent([lib.PY, "-c", PLAN_CLIENT, addr, str(T.port), name, T.ca, path, str(idle)])
     if bg:
-        p = T.cg.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=agent_env())
+        p = cg.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=agent_env())
         lib.on_cleanup(lib.stop_process, p)
         return p
-    r = T.cg.run(argv, timeout=60, env=agent_env())
+    r = cg.run(argv, timeout=60, env=agent_env())
     return base64.b64decode(r.stdout or ""), r.stderr.strip()
 
 
@@ -861,6 +868,100 @@ def case_upgrade_refused():
     check(status == 200 and [x["path"] for x in log] == ["/ws/reviewed"]
           and b"Upgrade: websocket" in base64.b64decode(log[0]["raw"]),
           "the approved upgrade: %r %r" % (head[:200], [(x["path"]) for x in log]))
+
+
+def with_settings(extra, fn):
+    """Runs fn with extra settings taken in by a policy reload, then the setup's again."""
+    T.al.write_conf(T.resources, T.settings + extra)
+    r = T.al.ctl("policy", "reload")
+    check(r.returncode == 0, "policy reload (%s): %s" % (extra, r.stderr.strip()))
+    try:
+        fn()
+    finally:
+        T.al.write_conf(T.resources, T.settings)
+        T.al.ctl("policy", "reload")
+
+
+def case_slow_agent():
+    """Slowloris: deadlines that bytes do not restart. With http_head_timeout 1500ms and
+    http_body_min_rate 4k (reloaded), a head sent a line every 0.4 s, a held body and a streamed
+    body sent 20 bytes every 0.4 s each get 408 with the reason and are closed within a few
+    seconds (the 120 s idle timeout restarted at every byte, so such an agent held its session
+    for ever); a body sent at its own pace after a slow start still goes."""
+    need_up()
+
+    def run():
+        n0, mark = len(uplog()), T.al.max_id()
+        head = b"GET /slow/head HTTP/1.1\r\nHost: %s\r\n" % API_NAME.encode()
+        trickle = [["send", b64(head)]] + [x for i in range(12) for x in (["sleep", 0.4], ["send", b64(b"X-%d: 1\r\n" % i)])]
+        post = b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n"
+        held = post % (b"/slow/held", API_NAME.encode(), 4000) + b"\r\n"
+        streamed = post % (b"/slow/streamed", API_NAME.encode(), 100000) + b"\r\n"
+        drip = [x for i in range(12) for x in (["sleep", 0.4], ["send", b64(b"d" * 20)])]
+        ps = [plan_client(plan, idle=3, bg=True) for plan in (trickle, [["send", b64(held)]] + drip,
+                                                               [["send", b64(streamed)]] + drip)]
+        t0 = time.monotonic()
+        try:
+            # the paced one: slow for a second (in its grace), then fast
+            body = os.urandom(200000)
+            fine = post % (b"/slow/fine", API_NAME.encode(), len(body)) + b"Connection: close\r\n\r\n"
+            got, end = plan_client([["send", b64(fine + body[:10])], ["sleep", 1.0], ["send", b64(body[10:])]])
+            check(got.startswith(b"HTTP/1.1 200") and b'"body_len": %d' % len(body) in got,
+                  "a body that keeps pace: %r (%s)" % (got[:300], end))
+            for what, p in zip(("head", "held body", "streamed body"), ps):
+                out, err = p.communicate(timeout=30)
+                got = base64.b64decode(out)
+                check(got.startswith(b"HTTP/1.1 408") and b"airlock: request timeout" in got
+                      and (b"http_head_timeout" if what == "head" else b"http_body_min_rate") in got,
+                      "%s: %r (%s)" % (what, got[:400], err.strip()[-200:]))
+        finally:
+            for p in ps:
+                lib.stop_process(p)
+        took = time.monotonic() - t0
+        check(took < 5.5, "the slow agents were closed after %.1f s" % took)
+        check([x["path"] for x in uplog()[n0:]] == ["/slow/fine"], "the upstream got %r" % uplog()[n0:])
+        rows = wait_for(lambda: (lambda x: x if len(x) >= 3 else None)(
+            T.al.db_rows("id > ? AND reason = 'limit' AND detail LIKE '408 %'", (mark,))), 5)
+        check(rows and len(rows) == 3, "connection rows of the slow agents: %r"
+              % T.al.db_rows("id > ? AND reason = 'limit'", (mark,)))
+    with_settings(["http_head_timeout 1500ms", "http_body_min_rate 4k"], run)
+
+
+def case_sessions_per_agent():
+    """max_sessions_per_agent (2, reloaded): a third connection from the same agent cgroup is
+    refused (limit, recorded); another pinned cgroup still gets in; once the agent's sessions end
+    it gets in again."""
+    need_up()
+    cg2 = lib.TestCgroup("-peer")
+    r = T.al.ctl("pin", cg2.rel)
+    check(r.returncode == 0, "pin %s: %s" % (cg2.rel, r.stderr.strip()))
+    os.chmod(cg2.path, 0o755)
+
+    def get(path, cg=None):
+        return plan_client([["send", b64(b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                                          % (path.encode(), API_NAME.encode()))]], cg=cg)
+
+    def run():
+        check(wait_for(lambda: T.al.status().get("http_live", 0) == 0, 10, 0.05), "sessions still open")
+        mark = T.al.max_id()
+        hold = [plan_client([["sleep", 30]], idle=1, bg=True) for _ in range(2)]
+        try:
+            check(wait_for(lambda: T.al.status().get("http_live", 0) >= 2, 10, 0.05),
+                  "the two sessions did not start")
+            got, end = get("/cap/third")
+            check(got == b"" and end.startswith("end=error"), "the third session: %r (%s)" % (got[:200], end))
+            got, end = get("/cap/peer", cg2)
+            check(got.startswith(b"HTTP/1.1 200"), "another agent: %r (%s)" % (got[:200], end))
+            rows = wait_for(lambda: T.al.db_rows("id > ? AND reason = 'limit' AND detail LIKE "
+                                                 "'max_sessions_per_agent (2) reached%%'", (mark,)), 5)
+            check(rows and len(rows) == 1 and rows[0]["cgroup_path"] == T.cg.rel, "refused rows: %r" % rows)
+        finally:
+            for p in hold:
+                lib.stop_process(p)
+        check(wait_for(lambda: T.al.status().get("http_live", 0) == 0, 10, 0.05), "the held sessions did not end")
+        got, end = get("/cap/again")
+        check(got.startswith(b"HTTP/1.1 200"), "after its sessions ended: %r (%s)" % (got[:200], end))
+    with_settings(["max_sessions_per_agent 2"], run)
 
 
 # One keep-alive connection: a GET, then (after a line on stdin) another GET on it; prints each
@@ -2110,6 +2211,11 @@ CASES = [
      "503 and goes nowhere; new connections refused; taken again when lifted", case_store_full_live),
     ("an Upgrade (WebSocket, h2c) on an allowed path -> 403 with the reason, nothing upstream; "
      "one reviewers approved goes", case_upgrade_refused),
+    ("slowloris: a head, a held body and a streamed body trickled in get 408 at http_head_timeout "
+     "and http_body_min_rate (reloaded short), nothing upstream; a body that keeps pace goes",
+     case_slow_agent),
+    ("max_sessions_per_agent: a third session of one agent is refused, another agent's is not; "
+     "counted down when they end", case_sessions_per_agent),
     ("a body over http_max_body: an allowed POST streams through whole; a DELETE that needs "
      "review is denied", case_body_over_max),
     ("an upstream answers a streamed POST before reading its body: the rest of the body is dropped, "

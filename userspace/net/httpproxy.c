@@ -26,8 +26,8 @@
 #include <sys/queue.h>
 #include <unistd.h>
 
-#define HELLO_TIMEOUT_S 10
-#define IDLE_TIMEOUT_S  120     /* between requests, and while reading one */
+#define HELLO_TIMEOUT_S 10      /* from accept to the end of the TLS handshake */
+#define IDLE_TIMEOUT_S  120     /* between requests (a request has deadlines of its own) */
 
 enum hstate {
 	H_HELLO,        /* reading the ClientHello (raw) */
@@ -38,6 +38,15 @@ enum hstate {
 	H_DRAIN,        /* answered before its body was all sent: the rest is read and dropped */
 	H_TUNNEL,       /* after 101 Switching Protocols: raw both ways */
 	H_CLOSING,
+};
+
+/* What the session's deadline (hs.deadline) is for. None restarts when bytes come, so an agent
+ * that sends a byte now and then holds no session for longer than they allow. */
+enum hdeadline {
+	DL_NONE,
+	DL_HANDSHAKE,   /* the ClientHello and the TLS handshake: HELLO_TIMEOUT_S from accept */
+	DL_HEAD,        /* a request head: http_head_timeout from its first bytes */
+	DL_BODY,        /* a request body: http_head_timeout of grace, then http_body_min_rate */
 };
 
 struct up_ctx {
@@ -71,6 +80,10 @@ struct hs {
 	uint64_t bytes_agent, bytes_up; /* whole connection */
 	uint64_t nreq;
 	struct event *timer;
+	struct event *deadline;         /* on_deadline, for dl */
+	enum hdeadline dl;
+	int64_t body_t0;                /* DL_BODY: when the body's pace is measured from */
+	uint64_t body_got;              /* and the bytes of it read since */
 	struct sess_end end;            /* how it ends (sess_end.c) */
 	short up_closed;                /* the upstream's end (BEV_EVENT_*), seen before its last bytes */
 	int up_errno;
@@ -221,6 +234,9 @@ static void hs_end(struct hs *s, enum al_reason reason, const char *last, size_t
 
 	if (s->state == H_CLOSING)
 		return;
+	if (s->deadline)
+		event_del(s->deadline);
+	s->dl = DL_NONE;
 	if (s->parked > 0 && s->p->approval)
 		approval_cancel(s->p->approval, s->parked);
 	s->parked = 0;
@@ -281,6 +297,8 @@ static void hs_free(struct hs *s)
 		bufferevent_free(s->up);
 	if (s->timer)
 		event_free(s->timer);
+	if (s->deadline)
+		event_free(s->deadline);
 	agent_gone_stop(&s->gone);
 	if (s->agent_closed)
 		event_free(s->agent_closed);
@@ -305,6 +323,7 @@ static const char *status_text(int code)
 	switch (code) {
 	case 400: return "Bad Request";
 	case 403: return "Forbidden";
+	case 408: return "Request Timeout";
 	case 421: return "Misdirected Request";
 	case 431: return "Request Header Fields Too Large";
 	case 502: return "Bad Gateway";
@@ -378,6 +397,110 @@ static void answer_error(struct hs *s, int code, const char *error, const char *
 	}
 	bufferevent_write(s->agent, r, len);
 	free(r);
+}
+
+/* ---- deadlines ----------------------------------------------------------------------------- */
+
+static void dl_set(struct hs *s, enum hdeadline what, uint64_t ms)
+{
+	struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
+
+	s->dl = what;
+	evtimer_add(s->deadline, &tv);
+}
+
+static void dl_off(struct hs *s)
+{
+	if (s->dl == DL_NONE)
+		return;
+	s->dl = DL_NONE;
+	event_del(s->deadline);
+}
+
+/* The request's head is read and its body starts: from now on the body keeps pace. */
+static void body_pace(struct hs *s)
+{
+	s->body_t0 = al_mono_us();
+	s->body_got = 0;
+	if (s->p->cfg->http_body_min_rate)
+		dl_set(s, DL_BODY, s->p->cfg->http_head_timeout_ms);
+	else
+		dl_off(s);
+}
+
+/* 1 if the agent's bytes wait on Airlock or the upstream rather than the other way round:
+ * reading it is paused (backpressure), or the upstream has not taken what it sent. */
+static int agent_held_back(const struct hs *s)
+{
+	struct bufferevent *under;
+
+	if (!(bufferevent_get_enabled(s->agent) & EV_READ))
+		return 1;
+	if (!s->up)
+		return 0;
+	under = bufferevent_get_underlying(s->up);
+	return evbuffer_get_length(bufferevent_get_output(s->up)) > 0 ||
+	       (under && evbuffer_get_length(bufferevent_get_output(under)) > 0);
+}
+
+/* Ends the session of an agent that sends too slowly: a 408 if nothing of an answer to this
+ * request went to it yet, else after what did. */
+static void too_slow(struct hs *s, const char *why)
+{
+	if (s->hrow > 0)
+		audit_outcome(s, 408, NULL, 0, why);
+	if (s->state == H_HEAD || s->req_down == 0)
+		answer_error(s, 408, "airlock: request timeout", why, 0, 1, AL_REASON_LIMIT);
+	else
+		hs_end(s, AL_REASON_LIMIT, "", 0, why);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct hs *s = arg;
+	const struct al_config *cfg = s->p->cfg;
+	enum hdeadline dl = s->dl;
+	int64_t now = al_mono_us(), due;
+	char why[300];
+
+	(void)fd;
+	(void)what;
+	s->dl = DL_NONE;
+	if (s->state == H_CLOSING)
+		return;
+	switch (dl) {
+	case DL_HANDSHAKE:
+		hs_close(s, AL_REASON_LIMIT, "no TLS handshake within %d s", HELLO_TIMEOUT_S);
+		return;
+	case DL_HEAD:
+		snprintf(why, sizeof(why), "the request head did not come whole within http_head_timeout "
+			 "(%u ms)", cfg->http_head_timeout_ms);
+		too_slow(s, why);
+		return;
+	case DL_BODY:
+		break;
+	default:
+		return;
+	}
+	if (!cfg->http_body_min_rate)
+		return;
+	if (agent_held_back(s)) {
+		/* Not the agent's pace: measure it afresh once it may send again. */
+		s->body_t0 = now;
+		s->body_got = 0;
+		dl_set(s, DL_BODY, cfg->http_head_timeout_ms);
+		return;
+	}
+	due = s->body_t0 + (int64_t)cfg->http_head_timeout_ms * 1000 +
+	      (int64_t)(s->body_got * 1000000 / cfg->http_body_min_rate);
+	if (now < due) {
+		dl_set(s, DL_BODY, (uint64_t)(due - now + 999) / 1000);
+		return;
+	}
+	snprintf(why, sizeof(why), "the request body came slower than http_body_min_rate (%zu bytes a "
+		 "second, after %u ms): %llu bytes in %lld ms", cfg->http_body_min_rate,
+		 cfg->http_head_timeout_ms, (unsigned long long)s->body_got, (long long)(now - s->body_t0) / 1000);
+	too_slow(s, why);
 }
 
 /* ---- upstream ------------------------------------------------------------------------------ */
@@ -656,6 +779,7 @@ static void forward(struct hs *s, const uint8_t *buf)
 	if (s->req_streaming) {
 		s->body_left = r->content_length;
 		http_chunked_init(&s->body_ck);
+		body_pace(s);
 	}
 	http_resp_init(&s->resp);
 	s->resp_in_body = 0;
@@ -782,6 +906,7 @@ static void agent_continue(struct hs *s)
 
 	if (s->state == H_CLOSING)
 		return;
+	dl_off(s);
 	if (s->have_cmd) {
 		http_command_free(&s->cmd);
 		s->have_cmd = 0;
@@ -1028,8 +1153,10 @@ static void stream_body(struct hs *s)
 		evbuffer_remove_buffer(in, bufferevent_get_output(s->up), take);
 		s->req_up += take;
 	}
+	s->body_got += take;
 	if (s->body_left == 0) {
 		s->req_streaming = 0;
+		dl_off(s);
 		if (s->state == H_DRAIN) {
 			agent_continue(s);
 			return;
@@ -1090,6 +1217,14 @@ static void agent_read(struct bufferevent *bev, void *arg)
 		rc = http_parse_request(&s->req, buf, n, &lim);
 		(void)before;
 		if (rc == HTTP_NEED_MORE) {
+			/* Not all here: the head has its deadline from its first bytes (this read's),
+			 * a body held for review its pace once the head is read. */
+			if (!s->req.head_len && s->dl == DL_NONE)
+				dl_set(s, DL_HEAD, s->p->cfg->http_head_timeout_ms);
+			else if (s->req.head_len && s->dl != DL_BODY)
+				body_pace(s);
+			if (s->req.head_len)
+				s->body_got = n - s->req.head_len;
 			/* A client waiting for 100 Continue before its body: the body is ours to
 			 * read (and hold) first, so say go on. */
 			if (s->req.head_len && s->req.expect_continue && !s->sent_continue) {
@@ -1117,6 +1252,7 @@ static void agent_read(struct bufferevent *bev, void *arg)
 				     AL_REASON_AGENT_RESET);
 			return;
 		}
+		dl_off(s);
 		s->bytes_agent += s->req.total;
 		/* Reading goes on (what comes waits in the input, up to the watermark): pausing it
 		 * for every request cost two epoll_ctl calls a request. */
@@ -1198,6 +1334,7 @@ static void agent_event(struct bufferevent *bev, short what, void *arg)
 		/* The agent's TLS handshake is done. */
 		if (s->state != H_TLS)
 			return;
+		dl_off(s);
 		s->state = H_HEAD;
 		http_req_init(&s->req);
 		bufferevent_set_timeouts(bev, &tv, NULL);
@@ -1694,9 +1831,10 @@ int httpproxy_start(struct httpproxy *p, int fd, const struct store_conn *c,
 	s->held = evbuffer_new();
 	/* One-shot, assigned anew for each use (on_up_closed, and sess_end's polls and reap). */
 	s->timer = evtimer_new(p->base, on_up_closed, s);
+	s->deadline = evtimer_new(p->base, on_deadline, s);
 	s->end = (struct sess_end){ .base = p->base, .timer = s->timer, .agent = &s->agent,
 				    .free_fn = hs_free_v, .arg = s, .max_polls = 250, .close_notify = 1 };
-	if (!s->agent || !s->held || !s->timer) {
+	if (!s->agent || !s->held || !s->timer || !s->deadline) {
 		if (!s->agent)
 			close(fd);
 		hs_close(s, AL_REASON_INTERNAL, "out of memory");
@@ -1705,6 +1843,7 @@ int httpproxy_start(struct httpproxy *p, int fd, const struct store_conn *c,
 	bufferevent_setcb(s->agent, hello_read, NULL, hello_event, s);
 	bufferevent_set_timeouts(s->agent, &tv, NULL);
 	bufferevent_enable(s->agent, EV_READ | EV_WRITE);
+	dl_set(s, DL_HANDSHAKE, HELLO_TIMEOUT_S * 1000);
 	return 0;
 }
 

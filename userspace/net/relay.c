@@ -4,6 +4,8 @@
 #include <airlock/pgproxy.h>
 #include <airlock/httpproxy.h>
 
+#include "agent_who.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
@@ -63,6 +65,9 @@ struct session {
 	int connected;
 	int sniff_tries;            /* looking for a TLS ClientHello in the first bytes */
 	char sni[256];              /* its server name, for the audit row */
+	uint64_t cgroup_id;         /* the agent, as agent_sessions counts it */
+	char iface[16];
+	int counted;
 };
 
 static void session_close(struct session *s, enum al_reason reason, const char *fmt, ...)
@@ -128,6 +133,8 @@ static void session_close(struct session *s, enum al_reason reason, const char *
 	if (reason < AL_REASON_MAX)
 		s->r->stats.by_reason[reason]++;
 	s->r->stats.live--;
+	if (s->counted)
+		(void)agent_sessions_add(s->cgroup_id, s->iface, -1);
 	LIST_REMOVE(s, link);
 	side_free(&s->agent);
 	side_free(&s->up);
@@ -439,6 +446,18 @@ int relay_adopt(struct relay *r, evutil_socket_t fd, struct store_conn *c, const
 			       "the file descriptor limit allows no more sessions" : "max_sessions reached");
 		return -1;
 	}
+	/* One agent (a cgroup, or what came through one pinned interface) leaves the rest to
+	 * others: those that trickle bytes to hold sessions cannot take them all. */
+	if (agent_sessions(c->cgroup_id, c->iface) >= cfg->max_sessions_per_agent) {
+		char d[96];
+
+		snprintf(d, sizeof(d), "max_sessions_per_agent (%u) reached by this agent",
+			 cfg->max_sessions_per_agent);
+		set_abort_on_close(fd);
+		close(fd);
+		record_refused(r, c, AL_REASON_LIMIT, d);
+		return -1;
+	}
 	/* No session that could not be recorded: a full store fails closed. */
 	if (!store_accepting(r->store)) {
 		set_abort_on_close(fd);
@@ -495,6 +514,9 @@ int relay_adopt(struct relay *r, evutil_socket_t fd, struct store_conn *c, const
 		s->row = 0;
 	LIST_INSERT_HEAD(&r->sessions, s, link);
 	r->stats.live++;
+	s->cgroup_id = c->cgroup_id;
+	snprintf(s->iface, sizeof(s->iface), "%s", c->iface ? c->iface : "");
+	s->counted = agent_sessions_add(s->cgroup_id, s->iface, 1) == 0;
 
 	/* The agent waits in the kernel's buffers until upstream answers. */
 	event_free(s->up.wev);
