@@ -313,6 +313,56 @@ static void test_deep_nesting_refused(void)
 		off += (size_t)snprintf(sql + off, sizeof(sql) - off, " AND c = %d", i);
 	CHECK(pg_classify(sql, &l, err, sizeof(err)) == 0 && l.n == 1);
 	pg_stmt_list_free(&l);
+	/* Separators that do not end what nests across them: the AND of BETWEEN (the audit's
+	 * repro), joins over ON clauses with AND, and groups wrapped by what follows them. */
+	off = (size_t)snprintf(sql, sizeof(sql), "SELECT 1 WHERE ");
+	for (int i = 0; i < 1500; i++)
+		off += (size_t)snprintf(sql + off, sizeof(sql) - off, "x BETWEEN 0 AND NOT ");
+	off += (size_t)snprintf(sql + off, sizeof(sql) - off, "true");
+	CHECK(pg_classify(sql, &l, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "nested too deeply") != NULL);
+	off = (size_t)snprintf(sql, sizeof(sql), "SELECT 1 FROM a");
+	for (int i = 0; i < 3000; i++)
+		off += (size_t)snprintf(sql + off, sizeof(sql) - off, " JOIN a ON x AND y");
+	CHECK(pg_classify(sql, &l, err, sizeof(err)) == -1);
+	for (int cast = 0; cast < 2; cast++) {
+		off = (size_t)snprintf(sql, sizeof(sql), "SELECT ");
+		for (int i = 0; i < 60; i++)
+			off += (size_t)snprintf(sql + off, sizeof(sql) - off, "(");
+		off += (size_t)snprintf(sql + off, sizeof(sql) - off, "1");
+		for (int i = 0; i < 60; i++) {
+			off += (size_t)snprintf(sql + off, sizeof(sql) - off, ")");
+			for (int k = 0; k < 100; k++)
+				off += (size_t)snprintf(sql + off, sizeof(sql) - off, cast ? "::t" : "+1");
+		}
+		CHECK(pg_classify(sql, &l, err, sizeof(err)) == -1);
+		CHECK(strstr(err, "nested too deeply") != NULL);
+	}
+	off = (size_t)snprintf(sql, sizeof(sql), "CREATE FUNCTION f() RETURNS int LANGUAGE sql ");
+	for (int i = 0; i < 2000; i++)
+		off += (size_t)snprintf(sql + off, sizeof(sql) - off, "BEGIN ATOMIC SELECT 1; ");
+	for (int i = 0; i < 2000; i++)
+		off += (size_t)snprintf(sql + off, sizeof(sql) - off, "END; ");
+	CHECK(pg_classify(sql, &l, err, sizeof(err)) == -1);
+	/* Flat uses of the same separators are fine. */
+	off = (size_t)snprintf(sql, sizeof(sql), "SELECT CASE");
+	for (int i = 0; i < 2000; i++)
+		off += (size_t)snprintf(sql + off, sizeof(sql) - off, " WHEN a = %d THEN -%d", i, i);
+	off += (size_t)snprintf(sql + off, sizeof(sql) - off, " END FROM t WHERE ");
+	for (int i = 0; i < 500; i++)
+		off += (size_t)snprintf(sql + off, sizeof(sql) - off, "%sx%d BETWEEN 0 AND %d", i ? " AND " : "", i, i);
+	off += (size_t)snprintf(sql + off, sizeof(sql) - off, " ORDER BY (a)::int::text, (b)::int::text");
+	CHECK(pg_classify(sql, &l, err, sizeof(err)) == 0 && l.n == 1);
+	pg_stmt_list_free(&l);
+	off = (size_t)snprintf(sql, sizeof(sql), "SELECT * FROM a0");
+	for (int i = 1; i < 60; i++)
+		off += (size_t)snprintf(sql + off, sizeof(sql) - off, " JOIN a%d ON a%d.id = a%d.id AND a%d.x > 0", i, i,
+					i - 1, i);
+	CHECK(pg_classify(sql, &l, err, sizeof(err)) == 0 && l.n == 1);
+	pg_stmt_list_free(&l);
+	CHECK(pg_classify("CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT (2); END",
+			  &l, err, sizeof(err)) == 0 && l.n == 1);
+	pg_stmt_list_free(&l);
 	/* A moderately nested statement is fine. */
 	off = (size_t)snprintf(sql, sizeof(sql), "SELECT ");
 	for (int i = 0; i < 100; i++)

@@ -14,9 +14,12 @@
  * a statement like "SELECT 1-1-1-...-1" with a few thousand terms overflows the stack inside
  * the library. Before parsing, nesting_ok() bounds the tree depth from the token stream and
  * refuses statements over NEST_LIMIT units; PostgreSQL itself refuses such statements with
- * "stack depth limit exceeded". WALK_MAX_DEPTH guards our own walk the same way.
+ * "stack depth limit exceeded". Before unpacking, pg_tree_depth_ok() measures the serialized
+ * tree and refuses one over PB_MAX_DEPTH messages (protobuf-c's unpack overflows an 8 MB stack
+ * at about 8800). WALK_MAX_DEPTH guards our own walk the same way.
  */
 #define NEST_LIMIT 1000
+#define PB_MAX_DEPTH 4000
 #define WALK_MAX_DEPTH 20000
 
 static const char *const kind_names[PG_KIND__COUNT] = {
@@ -563,45 +566,83 @@ static enum pg_prep_op prep_op_of(const PgQuery__Node *n)
 static void set_err(char *err, size_t errlen, const char *msg, int cursorpos);
 
 /* ---- Nesting bound ------------------------------------------------------------------------
- * An upper estimate of parse-tree depth from tokens. Parentheses, brackets and CASE..END open
- * a level; within a level, every token that can make the tree one deeper (operators, keywords)
- * counts, and tokens that separate flat list elements (',', AND, OR, which the grammar
- * flattens, WHEN/THEN/ELSE inside CASE) reset the count. Set operations nest left-deep across
- * commas, so they count for the whole statement. Identifiers and constants never nest.
+ * An upper bound on parse-tree depth from tokens, computed without recursion. Every token that
+ * can add a node above others (operators, keywords) counts; identifiers, constants and '.' do
+ * not. Brackets, CASE..END and BEGIN ATOMIC..END open a level. Within a level, tokens that
+ * separate flat siblings (',', AND, OR, WHEN, THEN, ELSE, and ';' inside a level) end a
+ * segment: the grammar gives the siblings one list node, so their depths do not add up.
+ *
+ * A segment's subtree is at most as deep as its counted tokens plus its deepest closed child
+ * level: a path down from the segment's root meets nodes made by its own tokens and enters at
+ * most one child level (a bracketed group is one subtree). So a level's depth is the maximum
+ * over its segments of (tokens + deepest child), plus one, and the child's depth is carried up
+ * when it closes, so what wraps a closed group (a cast, an operator chain after ')') adds to
+ * the group's depth instead of starting from zero.
+ *
+ * Constructs that go on nesting across a separator are counted where no separator resets them:
+ * the AND of BETWEEN (its lower bound has no bare AND, so the first AND after a BETWEEN in the
+ * same level is its own) is not a separator; joins and set operations nest left-deep across
+ * the ANDs of ON clauses and the commas of select lists, so every JOIN, UNION, INTERSECT and
+ * EXCEPT of a statement counts towards every path (chains).
+ *
+ * The bound is in token units, a few protobuf messages each; pg_tree_depth_ok checks the
+ * serialized tree exactly before it is unpacked.
  */
 
 struct nest_level {
-	int tok;	/* opening token */
-	long seg;	/* counted tokens in the current segment */
+	int tok;		/* opening token */
+	long seg;		/* counted tokens in the current segment */
+	long child;		/* deepest closed child level in the current segment */
+	long max;		/* deepest finished segment */
+	long between;		/* BETWEENs whose AND has not been seen */
 };
+
+static long level_depth(const struct nest_level *l)
+{
+	long d = l->seg + l->child;
+
+	return d > l->max ? d : l->max;
+}
 
 static int nesting_ok(const char *sql, char *err, size_t errlen)
 {
 	PgQueryScanResult sr = pg_query_scan(sql);
 	PgQuery__ScanResult *scan = NULL;
 	struct nest_level *lv = NULL;
-	size_t n_lv = 0, cap_lv = 0;
-	long total = 1, setops = 0;
-	int ret = -1;
+	size_t n_lv = 1, cap_lv = 16;
+	long run = 0, chains = 0;	/* run: open levels plus their segments' tokens */
+	int ret = -1, prev = 0;
 
 	if (sr.error) {
 		set_err(err, errlen, sr.error->message, sr.error->cursorpos);
 		goto out;
 	}
 	scan = pg_query__scan_result__unpack(NULL, sr.pbuf.len, (const uint8_t *)sr.pbuf.data);
-	if (!scan) {
-		set_err(err, errlen, "cannot unpack the token stream", 0);
+	lv = calloc(cap_lv, sizeof(*lv));
+	if (!scan || !lv) {
+		set_err(err, errlen, scan ? "out of memory" : "cannot unpack the token stream", 0);
 		goto out;
 	}
-	for (size_t i = 0; i < scan->n_tokens; i++) {
-		int t = scan->tokens[i]->token;
+	for (size_t i = 0; i <= scan->n_tokens; i++) {
+		int t = i < scan->n_tokens ? scan->tokens[i]->token : PG_QUERY__TOKEN__ASCII_59;
+		struct nest_level *top = &lv[n_lv - 1];
+		int end_stmt = i == scan->n_tokens, orig = t;
 
+		/* BEGIN ATOMIC opens a level that END closes; the AND of a BETWEEN is no separator. */
+		if (t == PG_QUERY__TOKEN__ATOMIC && prev == PG_QUERY__TOKEN__BEGIN_P)
+			t = PG_QUERY__TOKEN__ASCII_40;
+		else if (t == PG_QUERY__TOKEN__ATOMIC)
+			t = PG_QUERY__TOKEN__NOT;
+		if (t == PG_QUERY__TOKEN__AND && top->between) {
+			top->between--;
+			t = PG_QUERY__TOKEN__NOT;
+		}
 		switch (t) {
 		case PG_QUERY__TOKEN__ASCII_40:		/* ( */
 		case PG_QUERY__TOKEN__ASCII_91:		/* [ */
 		case PG_QUERY__TOKEN__CASE:
 			if (n_lv == cap_lv) {
-				size_t cap = cap_lv ? cap_lv * 2 : 16;
+				size_t cap = cap_lv * 2;
 				struct nest_level *p = realloc(lv, cap * sizeof(*p));
 
 				if (!p) {
@@ -611,44 +652,73 @@ static int nesting_ok(const char *sql, char *err, size_t errlen)
 				lv = p;
 				cap_lv = cap;
 			}
-			lv[n_lv].tok = t;
-			lv[n_lv].seg = 0;
-			n_lv++;
-			total += 1;
+			memset(&lv[n_lv], 0, sizeof(lv[n_lv]));
+			lv[n_lv++].tok = orig;
+			run++;
 			break;
 		case PG_QUERY__TOKEN__ASCII_41:		/* ) */
 		case PG_QUERY__TOKEN__ASCII_93:		/* ] */
-		case PG_QUERY__TOKEN__END_P:
-			/* Close only a level this token can close; END is also a column label. */
-			if (n_lv && (t == PG_QUERY__TOKEN__END_P) == (lv[n_lv - 1].tok == PG_QUERY__TOKEN__CASE)) {
-				n_lv--;
-				total -= lv[n_lv].seg + 1;
-			} else if (t != PG_QUERY__TOKEN__END_P) {
-				total++;
+		case PG_QUERY__TOKEN__END_P: {
+			int closes_end = top->tok == PG_QUERY__TOKEN__CASE || top->tok == PG_QUERY__TOKEN__ATOMIC;
+			long d;
+
+			/* Close only a level this token can close; END is also a label and a statement. */
+			if (n_lv == 1 || (t == PG_QUERY__TOKEN__END_P) != closes_end) {
+				top->seg++;
+				run++;
+				break;
 			}
+			d = level_depth(top) + 1;
+			run -= top->seg + 1;
+			n_lv--;
+			if (d > lv[n_lv - 1].child)
+				lv[n_lv - 1].child = d;
 			break;
-		case PG_QUERY__TOKEN__ASCII_59:		/* ; ends the statement */
-			n_lv = 0;
-			total = 1;
-			setops = 0;
-			break;
-		case PG_QUERY__TOKEN__ASCII_44:		/* , */
+		}
 		case PG_QUERY__TOKEN__AND:
+		case PG_QUERY__TOKEN__ASCII_44:		/* , */
 		case PG_QUERY__TOKEN__OR:
 		case PG_QUERY__TOKEN__WHEN:
 		case PG_QUERY__TOKEN__THEN:
 		case PG_QUERY__TOKEN__ELSE:
-			if (n_lv) {
-				total -= lv[n_lv - 1].seg;
-				lv[n_lv - 1].seg = 0;
-			} else {
-				total = 1;
+			top->max = level_depth(top);
+			run -= top->seg;
+			top->seg = top->child = 0;
+			break;
+		case PG_QUERY__TOKEN__ASCII_59:		/* ; */
+			if (n_lv > 1 && !end_stmt) {
+				/* inside a level (rule actions, BEGIN ATOMIC): a separator */
+				top->max = level_depth(top);
+				run -= top->seg;
+				top->seg = top->child = 0;
+				break;
 			}
+			/* The statement ends: levels left open (a parse error follows) close here. */
+			while (n_lv > 1) {
+				long d = level_depth(&lv[n_lv - 1]) + 1;
+
+				n_lv--;
+				if (d > lv[n_lv - 1].child)
+					lv[n_lv - 1].child = d;
+			}
+			if (chains + level_depth(&lv[0]) > NEST_LIMIT) {
+				set_err(err, errlen, "statement nested too deeply",
+					end_stmt ? 0 : scan->tokens[i]->start + 1);
+				goto out;
+			}
+			memset(&lv[0], 0, sizeof(lv[0]));
+			run = chains = 0;
 			break;
 		case PG_QUERY__TOKEN__UNION:
 		case PG_QUERY__TOKEN__INTERSECT:
 		case PG_QUERY__TOKEN__EXCEPT:
-			setops++;
+		case PG_QUERY__TOKEN__JOIN:
+			chains++;
+			break;
+		case PG_QUERY__TOKEN__BETWEEN:
+			top->between++;
+			top->seg++;
+			run++;
 			break;
 		case PG_QUERY__TOKEN__IDENT:
 		case PG_QUERY__TOKEN__UIDENT:
@@ -662,11 +732,12 @@ static int nesting_ok(const char *sql, char *err, size_t errlen)
 		case PG_QUERY__TOKEN__ASCII_46:		/* . */
 			break;
 		default:
-			if (n_lv)
-				lv[n_lv - 1].seg++;
-			total++;
+			top->seg++;
+			run++;
 		}
-		if (total + setops > NEST_LIMIT) {
+		prev = orig;
+		/* A lower bound of what the statement will come to: stop early on a long one. */
+		if (!end_stmt && run + chains + lv[n_lv - 1].child > NEST_LIMIT) {
 			set_err(err, errlen, "statement nested too deeply", scan->tokens[i]->start + 1);
 			goto out;
 		}
@@ -677,6 +748,87 @@ out:
 	if (scan)
 		pg_query__scan_result__free_unpacked(scan, NULL);
 	pg_query_free_scan_result(sr);
+	return ret;
+}
+
+/*
+ * How deep the serialized parse tree nests, read from the protobuf bytes with an explicit stack
+ * (protobuf-c's unpack and our walk recurse once per message): 0 if within PB_MAX_DEPTH
+ * messages, -1 if deeper or malformed.
+ */
+static int pg_tree_depth_ok(const uint8_t *p, size_t len)
+{
+	struct frame {
+		const ProtobufCMessageDescriptor *d;
+		size_t end;
+	} *st;
+	size_t n = 1, pos = 0;
+	int ret = -1;
+
+	st = malloc(PB_MAX_DEPTH * sizeof(*st));
+	if (!st)
+		return -1;
+	st[0].d = &pg_query__parse_result__descriptor;
+	st[0].end = len;
+	while (n) {
+		uint64_t key, v = 0;
+		unsigned shift;
+		const ProtobufCFieldDescriptor *f;
+
+		if (pos == st[n - 1].end) {
+			n--;
+			continue;
+		}
+		/* a varint: the field key, then by wire type what follows */
+		for (key = 0, shift = 0;; shift += 7) {
+			if (pos >= st[n - 1].end || shift > 63)
+				goto out;
+			key |= (uint64_t)(p[pos] & 0x7f) << shift;
+			if (!(p[pos++] & 0x80))
+				break;
+		}
+		switch (key & 7) {
+		case 0:
+			while (pos < st[n - 1].end && (p[pos] & 0x80))
+				pos++;
+			if (pos++ >= st[n - 1].end)
+				goto out;
+			break;
+		case 1:
+		case 5:
+			if (st[n - 1].end - pos < ((key & 7) == 1 ? 8u : 4u))
+				goto out;
+			pos += (key & 7) == 1 ? 8 : 4;
+			break;
+		case 2:
+			for (shift = 0;; shift += 7) {
+				if (pos >= st[n - 1].end || shift > 63)
+					goto out;
+				v |= (uint64_t)(p[pos] & 0x7f) << shift;
+				if (!(p[pos++] & 0x80))
+					break;
+			}
+			if (v > st[n - 1].end - pos)
+				goto out;
+			f = key >> 3 <= UINT32_MAX ?
+				protobuf_c_message_descriptor_get_field(st[n - 1].d, (unsigned)(key >> 3)) : NULL;
+			if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+				if (n == PB_MAX_DEPTH)
+					goto out;
+				st[n].d = f->descriptor;
+				st[n].end = pos + v;
+				n++;
+			} else {
+				pos += v;
+			}
+			break;
+		default:
+			goto out;
+		}
+	}
+	ret = 0;
+out:
+	free(st);
 	return ret;
 }
 
@@ -836,6 +988,10 @@ int pg_classify(const char *sql, struct pg_stmt_list *out, char *err, size_t err
 	pr = pg_query_parse_protobuf(sql);
 	if (pr.error) {
 		set_err(err, errlen, pr.error->message, pr.error->cursorpos);
+		goto out;
+	}
+	if (pg_tree_depth_ok((const uint8_t *)pr.parse_tree.data, pr.parse_tree.len)) {
+		set_err(err, errlen, "statement nested too deeply", 0);
 		goto out;
 	}
 	tree = pg_query__parse_result__unpack(NULL, pr.parse_tree.len, (const uint8_t *)pr.parse_tree.data);
