@@ -28,6 +28,11 @@
 
 #define STARTUP_TIMEOUT_S  30
 #define MAX_PREPARED       4096    /* named statements + portals a session may hold */
+#define MAX_NAMED_BYTES    (64u << 20) /* and the bytes they hold (texts, Bind values) */
+#define MAX_BATCH_BYTES    (64u << 20) /* extended-protocol messages held until their Sync */
+/* The longest SQL text Airlock classifies: libpg_query takes about a second a megabyte, in the
+ * event loop every session shares (pg_max_message bounds a message, up to 1 GiB). */
+#define MAX_SQL_BYTES      (1u << 20)
 #define PARAM_AUDIT_MAX    1024    /* bytes of one bind parameter kept in the audit */
 #define UP_MAX_MESSAGE     (1u << 30)
 
@@ -91,6 +96,7 @@ struct named {
 	char *params;           /* portal: JSON of the bound parameters */
 	uint32_t *types;        /* statement: the parameter types its Parse declared (0: none) */
 	uint16_t n_types;
+	size_t bytes;           /* counted in pgs.named_bytes */
 };
 LIST_HEAD(nlist, named);
 
@@ -131,6 +137,7 @@ struct pgs {
 	int mid_flow;           /* forwarded extended messages not yet closed by a Sync */
 	struct nlist named;
 	size_t n_named;
+	size_t named_bytes;     /* what the named objects hold (MAX_NAMED_BYTES) */
 	struct event *timer;
 	int agent_tls;
 	/* who the agent is (for rules and reviewers) */
@@ -466,6 +473,7 @@ static void named_free_chain(struct pgs *s, struct named *n)
 	while (n) {
 		struct named *next = n->shadow;
 
+		s->named_bytes -= n->bytes;
 		named_free(n);
 		s->n_named--;
 		n = next;
@@ -543,7 +551,7 @@ static struct named *named_put(struct pgs *s, char what, const char *name)
 {
 	struct named *old = named_find(s, what, name), *n;
 
-	if (s->n_named >= MAX_PREPARED)
+	if (s->n_named >= MAX_PREPARED || s->named_bytes >= MAX_NAMED_BYTES)
 		return NULL;
 	n = calloc(1, sizeof(*n));
 	if (!n || !(n->name = strdup(name))) {
@@ -586,8 +594,24 @@ static void chain_remove(struct pgs *s, struct named *n, struct named *newer)
 			LIST_INSERT_HEAD(&s->named, n->shadow, link);
 	}
 	n->shadow = NULL;
+	s->named_bytes -= n->bytes;
 	named_free(n);
 	s->n_named--;
+}
+
+/* The transaction ended (ReadyForQuery idle, nothing more owed): the server dropped every
+ * portal, so do we (what they held counts against the session no more). */
+static void named_forget_portals(struct pgs *s)
+{
+	struct named *h, *next;
+
+	for (h = LIST_FIRST(&s->named); h; h = next) {
+		next = LIST_NEXT(h, link);
+		if (h->portal != 'P')
+			continue;
+		LIST_REMOVE(h, link);
+		named_free_chain(s, h);
+	}
 }
 
 /* DEALLOCATE ALL / DISCARD ALL: every statement (and portal, with portals) made up to serial. */
@@ -743,6 +767,29 @@ static const struct named *execute_target(struct pgs *s, const struct pg_stmt *s
 }
 
 /*
+ * Classifies sql (through the cache): 0, or -1 when Airlock cannot read it, with err for the
+ * agent and the audit row's text and reason in *atext and *why (a text over MAX_SQL_BYTES is
+ * not read at all, and only its start is kept).
+ */
+static int classify(struct pgs *s, const char *sql, struct pg_stmt_list *out, char *err, size_t errlen,
+		    char head[256], const char **atext, const char **why)
+{
+	size_t n = strlen(sql);
+
+	*atext = sql;
+	*why = "unparseable";
+	if (n <= MAX_SQL_BYTES)
+		return pg_classify_cached(s->p->cache, sql, out, err, errlen);
+	snprintf(head, 256, "%.200s ... (%zu bytes)", sql, n);
+	*atext = head;
+	*why = "too long";
+	snprintf(s->deny_state, sizeof(s->deny_state), "54000");
+	snprintf(err, errlen, "a statement of %zu bytes is over the %u KiB Airlock reads: split it, or "
+		 "load data with COPY", n, MAX_SQL_BYTES >> 10);
+	return -1;
+}
+
+/*
  * What a statement runs, as rules decide it: an EXECUTE (or EXPLAIN EXECUTE) runs its prepared
  * statement, a FETCH or MOVE from a protocol-level portal runs what that portal is bound to (an
  * SQL cursor was decided at its DECLARE, which only takes a query); anything else itself. NULL,
@@ -814,7 +861,8 @@ static int decide_query(struct pgs *s, const char *sql, struct pg_stmt_list *out
 	char err[400];
 	const struct al_rule *deny_rule = NULL;
 	const struct pg_stmt *few[4] = { 0 }, **eff = few;
-	const char *decision, *deny_kind = "";
+	const char *decision, *deny_kind = "", *atext, *why;
+	char head[256];
 	size_t deny_i = 0;
 	int64_t deny_id = 0;
 	int ret = 1, unknown = -1;
@@ -822,9 +870,9 @@ static int decide_query(struct pgs *s, const char *sql, struct pg_stmt_list *out
 	if (store_full_deny(s) < 0)
 		return 0;
 	snprintf(s->deny_state, sizeof(s->deny_state), "42501");
-	if (pg_classify_cached(s->p->cache, sql, out, err, sizeof(err)) < 0) {
+	if (classify(s, sql, out, err, sizeof(err), head, &atext, &why) < 0) {
 		/* Fail closed: what Airlock cannot read does not run. */
-		deny_id = audit_stmt(s, "simple", sql, "unparsed", NULL, "[]", 0, NULL, "deny", "unparseable");
+		deny_id = audit_stmt(s, "simple", atext, "unparsed", NULL, "[]", 0, NULL, "deny", why);
 		snprintf(s->deny_msg, sizeof(s->deny_msg), "airlock: %s (request %lld)", err,
 			 (long long)deny_id);
 		return -1;
@@ -1127,7 +1175,7 @@ static void simple_query(struct pgs *s, const struct pg_msg *m, const uint8_t *r
 	if (ok == -2)
 		goto oom;
 	if (ok <= 0) {
-		if (q_error(s, ok < 0 ? "42601" : s->deny_state, s->deny_msg) < 0 ||
+		if (q_error(s, ok < 0 && strcmp(s->deny_state, "54000") != 0 ? "42601" : s->deny_state, s->deny_msg) < 0 ||
 		    q_push(s, Q_SYNTH_READY) < 0)
 			goto oom;
 		q_drain(s);
@@ -1208,8 +1256,8 @@ static int parse_msg(struct pgs *s, const struct pg_msg *m)
 	struct pg_stmt_list l = { 0 };
 	struct pg_parse pp;
 	struct named *n;
-	const char *err;
-	char cerr[400];
+	const char *err, *atext, *why;
+	char cerr[400], head[256];
 	int64_t id;
 
 	if (pg_decode_parse(m, &pp, &err) < 0)
@@ -1219,8 +1267,8 @@ static int parse_msg(struct pgs *s, const struct pg_msg *m)
 		return 0;
 	}
 	snprintf(s->deny_state, sizeof(s->deny_state), "42501");
-	if (pg_classify_cached(s->p->cache, pp.query, &l, cerr, sizeof(cerr)) < 0) {
-		id = audit_stmt(s, "extended", pp.query, "unparsed", NULL, "[]", 0, NULL, "deny", "unparseable");
+	if (classify(s, pp.query, &l, cerr, sizeof(cerr), head, &atext, &why) < 0) {
+		id = audit_stmt(s, "extended", atext, "unparsed", NULL, "[]", 0, NULL, "deny", why);
 		snprintf(s->deny_msg, sizeof(s->deny_msg), "airlock: %s (request %lld)", cerr, (long long)id);
 		s->batch_denied = 1;
 		return 0;
@@ -1246,11 +1294,14 @@ static int parse_msg(struct pgs *s, const struct pg_msg *m)
 	if (!n) {
 		pg_stmt_list_free(&l);
 		snprintf(s->deny_msg, sizeof(s->deny_msg),
-			 "airlock: more than %d prepared statements and portals", MAX_PREPARED);
+			 "airlock: more than %d prepared statements and portals, or %u MiB in them: "
+			 "close some", MAX_PREPARED, MAX_NAMED_BYTES >> 20);
 		s->batch_denied = 1;
 		return 0;
 	}
 	n->known = 1;
+	n->bytes = strlen(pp.query) + (size_t)pp.n_types * sizeof(*n->types);
+	s->named_bytes += n->bytes;
 	if (l.n >= 1) {
 		n->stmt = l.stmts[0];   /* taken over: the list no longer owns it */
 		l.n = 0;
@@ -1289,7 +1340,8 @@ static int bind_msg(struct pgs *s, const struct pg_msg *m)
 	if (!po) {
 		snprintf(s->deny_state, sizeof(s->deny_state), "42501");
 		snprintf(s->deny_msg, sizeof(s->deny_msg),
-			 "airlock: more than %d prepared statements and portals", MAX_PREPARED);
+			 "airlock: more than %d prepared statements and portals, or %u MiB in them: "
+			 "close some", MAX_PREPARED, MAX_NAMED_BYTES >> 20);
 		s->batch_denied = 1;
 		return 0;
 	}
@@ -1302,6 +1354,8 @@ static int bind_msg(struct pgs *s, const struct pg_msg *m)
 	}
 	if (!(po->params = bind_params_json(&b, st)))
 		return -2;
+	po->bytes = strlen(po->params) + (po->stmt.text ? strlen(po->stmt.text) : 0);
+	s->named_bytes += po->bytes;
 	return batch_named(s, N_CREATE, 'P', b.portal, po->serial) < 0 ? -2 : 0;
 }
 
@@ -1516,6 +1570,11 @@ static void agent_ready_msg(struct pgs *s, const struct pg_msg *m, const uint8_t
 		simple_query(s, m, raw);
 		return;
 	case 'P': case 'B': case 'E': case 'C': case 'D':
+		if (evbuffer_get_length(s->batch) + m->len > MAX_BATCH_BYTES) {
+			pgs_close(s, AL_REASON_LIMIT, "54000", "over %u MiB of extended-protocol messages "
+				  "without a Sync", MAX_BATCH_BYTES >> 20);
+			return;
+		}
 		rc = extended_msg(s, m);
 		if (rc == -1) {
 			pgs_close(s, AL_REASON_AGENT_RESET, "08P01", "malformed '%c' message", m->type);
@@ -2251,6 +2310,8 @@ static void up_ready_msg(struct pgs *s, const struct pg_msg *m, const uint8_t *r
 		if (!swallow)
 			bufferevent_write(s->agent, raw, m->len);
 		q_drain(s);
+		if (st == 'I' && !up_busy(s))
+			named_forget_portals(s);
 		return;
 	}
 	case 'G':
