@@ -309,7 +309,8 @@ struct pg_stmt_list {
  *   a SELECT/INSERT/... that writes anywhere (writing CTEs, nested) is its most destructive
  *   write: delete > merge > update > insert; TRUNCATE is an unbounded delete; SELECT INTO and
  *   CREATE TABLE AS are ddl; EXPLAIN ANALYZE, PREPARE and DECLARE take their statement's kind
- *   (plain EXPLAIN is read); COPY to/from STDIN/STDOUT is copy, with PROGRAM or a server file
+ *   (plain EXPLAIN is read; the last ANALYZE option decides, a value PostgreSQL would refuse
+ *   counts as on); COPY to/from STDIN/STDOUT is copy, with PROGRAM or a server file
  *   copy_program, with a writing query that write; SET ROLE, SET SESSION AUTHORIZATION and
  *   role/privilege statements are dcl; SET TRANSACTION is transaction; ALTER SYSTEM, CREATE
  *   EXTENSION, LOAD are ddl; a read (or COPY out) calling set_config('role', ...) is dcl, one

@@ -407,9 +407,16 @@ static enum pg_kind dml_kind(int dml)
 	return PG_KIND_READ;
 }
 
-/* EXPLAIN runs the statement only with ANALYZE; anything but an explicit false counts as on. */
+/*
+ * EXPLAIN runs the statement only with ANALYZE. PostgreSQL reads the options in order and the
+ * last ANALYZE wins (EXPLAIN (ANALYZE false, ANALYZE true) runs it); its value is read as
+ * defGetBoolean reads it: none, 1, true or on is on; 0, false or off is off; anything else is
+ * an error, counted as on here (fail closed).
+ */
 static int explain_analyzes(const PgQuery__ExplainStmt *e)
 {
+	int on = 0;
+
 	for (size_t i = 0; i < e->n_options; i++) {
 		const PgQuery__Node *o = e->options[i];
 		const PgQuery__DefElem *de;
@@ -417,22 +424,22 @@ static int explain_analyzes(const PgQuery__ExplainStmt *e)
 		if (!o || o->node_case != PG_QUERY__NODE__NODE_DEF_ELEM)
 			continue;
 		de = o->def_elem;
-		if (strcasecmp(de->defname, "analyze"))
+		if (!de->defname || strcasecmp(de->defname, "analyze"))
 			continue;
+		on = 1;
 		if (!de->arg)
-			return 1;
-		if (de->arg->node_case == PG_QUERY__NODE__NODE_STRING) {
+			continue;
+		if (de->arg->node_case == PG_QUERY__NODE__NODE_INTEGER) {
+			on = de->arg->integer->ival != 0;
+		} else if (de->arg->node_case == PG_QUERY__NODE__NODE_STRING && de->arg->string->sval) {
 			const char *v = de->arg->string->sval;
 
-			return !(!strcasecmp(v, "false") || !strcasecmp(v, "off") || !strcasecmp(v, "0"));
+			on = !(!strcasecmp(v, "false") || !strcasecmp(v, "off"));
+		} else if (de->arg->node_case == PG_QUERY__NODE__NODE_BOOLEAN) {
+			on = de->arg->boolean->boolval;
 		}
-		if (de->arg->node_case == PG_QUERY__NODE__NODE_INTEGER)
-			return de->arg->integer->ival != 0;
-		if (de->arg->node_case == PG_QUERY__NODE__NODE_BOOLEAN)
-			return de->arg->boolean->boolval;
-		return 1;
 	}
-	return 0;
+	return on;
 }
 
 static enum pg_kind variable_set_kind(const PgQuery__VariableSetStmt *v)
