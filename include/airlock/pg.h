@@ -266,7 +266,8 @@ enum pg_kind {
  * unbounded_write: an UPDATE or DELETE without WHERE anywhere in it (TRUNCATE counts).
  * prepared_name: for PREPARE the name defined, for EXECUTE/DEALLOCATE the name used, else NULL;
  *   prep_op says which (DEALLOCATE ALL: no name); a session that remembers what it PREPAREd
- *   decides an EXECUTE by that statement.
+ *   decides an EXECUTE by that statement. An EXECUTE inside EXPLAIN (with or without ANALYZE:
+ *   its parameters are evaluated either way) or CREATE TABLE AS is an EXECUTE here.
  */
 enum pg_prep_op {
 	PG_PREP_NONE,
@@ -325,7 +326,8 @@ struct pg_stmt_list {
  */
 int pg_classify(const char *sql, struct pg_stmt_list *out, char *err, size_t errlen) AL_MUST;
 void pg_stmt_list_free(struct pg_stmt_list *l);
-/* A deep copy of src into dst (text, relations, prepared_name); -1 without memory (dst empty). */
+/* A deep copy of src into dst (text, relations, prepared_name, portal_name); -1 without memory
+ * (dst empty). */
 int pg_stmt_copy(struct pg_stmt *dst, const struct pg_stmt *src) AL_MUST;
 /* Frees what a pg_stmt holds (not the struct itself). */
 void pg_stmt_clear(struct pg_stmt *st);

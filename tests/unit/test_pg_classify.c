@@ -278,6 +278,60 @@ static void test_prepared_names(void)
 	pg_stmt_list_free(&l);
 }
 
+/* An EXECUTE inside EXPLAIN or CREATE TABLE AS names its statement as a bare one does; FETCH
+ * and MOVE name the portal they run, folded as the server folds it. */
+static void test_execute_and_portal_names(void)
+{
+	static const struct {
+		const char *sql, *prepared, *portal;
+		enum pg_prep_op op;
+		enum pg_kind kind;
+	} c[] = {
+		{ "EXPLAIN EXECUTE d(1)", "d", NULL, PG_PREP_EXECUTE, PG_KIND_READ },
+		{ "EXPLAIN ANALYZE EXECUTE d", "d", NULL, PG_PREP_EXECUTE, PG_KIND_UTILITY },
+		{ "EXPLAIN (ANALYZE, BUFFERS off) EXECUTE \"D\"", "D", NULL, PG_PREP_EXECUTE, PG_KIND_UTILITY },
+		{ "CREATE TEMP TABLE x AS EXECUTE d", "d", NULL, PG_PREP_EXECUTE, PG_KIND_DDL },
+		{ "EXPLAIN ANALYZE CREATE TABLE x AS EXECUTE d", "d", NULL, PG_PREP_EXECUTE, PG_KIND_DDL },
+		{ "EXPLAIN SELECT 1", NULL, NULL, PG_PREP_NONE, PG_KIND_READ },
+		{ "FETCH ALL FROM p", NULL, "p", PG_PREP_NONE, PG_KIND_READ },
+		{ "FETCH c", NULL, "c", PG_PREP_NONE, PG_KIND_READ },
+		{ "fetch backward all in MyCur", NULL, "mycur", PG_PREP_NONE, PG_KIND_READ },
+		{ "FETCH ABSOLUTE -1 FROM \"My Cur\"", NULL, "My Cur", PG_PREP_NONE, PG_KIND_READ },
+		{ "MOVE 5 IN c", NULL, "c", PG_PREP_NONE, PG_KIND_READ },
+		{ "MOVE LAST FROM c", NULL, "c", PG_PREP_NONE, PG_KIND_READ },
+		{ "CLOSE c", NULL, NULL, PG_PREP_NONE, PG_KIND_UTILITY },
+	};
+
+	for (size_t i = 0; i < AL_ARRAY_LEN(c); i++) {
+		struct pg_stmt_list l;
+		struct pg_stmt copy;
+		char err[256];
+		const struct pg_stmt *st;
+
+		if (pg_classify(c[i].sql, &l, err, sizeof(err)) || l.n != 1) {
+			printf("#   %s: %s\n", c[i].sql, err);
+			CHECK(0);
+			continue;
+		}
+		st = &l.stmts[0];
+		if (!((!c[i].prepared && !st->prepared_name) ||
+		      (c[i].prepared && st->prepared_name && !strcmp(c[i].prepared, st->prepared_name))) ||
+		    !((!c[i].portal && !st->portal_name) ||
+		      (c[i].portal && st->portal_name && !strcmp(c[i].portal, st->portal_name))) ||
+		    st->prep_op != c[i].op || st->kind != c[i].kind) {
+			printf("#   %s: prepared %s portal %s op %d kind %s\n", c[i].sql,
+			       st->prepared_name ? st->prepared_name : "-", st->portal_name ? st->portal_name : "-",
+			       st->prep_op, pg_kind_name(st->kind));
+			CHECK(0);
+		}
+		CHECK(pg_stmt_copy(&copy, st) == 0);
+		CHECK((!st->portal_name && !copy.portal_name) ||
+		      (copy.portal_name && copy.portal_name != st->portal_name && !strcmp(copy.portal_name, st->portal_name)));
+		pg_stmt_clear(&copy);
+		pg_stmt_list_free(&l);
+	}
+}
+
 static void test_parse_error(void)
 {
 	struct pg_stmt_list l;
@@ -470,6 +524,7 @@ int main(void)
 	RUN(test_empty_and_comment_only);
 	RUN(test_fingerprints);
 	RUN(test_prepared_names);
+	RUN(test_execute_and_portal_names);
 	RUN(test_parse_error);
 	RUN(test_deep_nesting_refused);
 	RUN(test_json_shape);

@@ -538,18 +538,31 @@ static enum pg_kind kind_of(const PgQuery__Node *n, const struct walk *w)
 	}
 }
 
+/* What a statement runs: EXPLAIN and CREATE TABLE AS run the statement inside them (an EXPLAIN
+ * of an EXECUTE evaluates its parameters and, with ANALYZE, runs it). */
+static const PgQuery__Node *inner_stmt(const PgQuery__Node *n)
+{
+	for (;;) {
+		if (n->node_case == PG_QUERY__NODE__NODE_EXPLAIN_STMT && n->explain_stmt->query)
+			n = n->explain_stmt->query;
+		else if (n->node_case == PG_QUERY__NODE__NODE_CREATE_TABLE_AS_STMT && n->create_table_as_stmt->query)
+			n = n->create_table_as_stmt->query;
+		else
+			return n;
+	}
+}
+
 static const char *prepared_name_of(const PgQuery__Node *n)
 {
 	switch (n->node_case) {
 	case PG_QUERY__NODE__NODE_PREPARE_STMT:
 		return n->prepare_stmt->name;
-	case PG_QUERY__NODE__NODE_EXECUTE_STMT:
-		return n->execute_stmt->name;
 	case PG_QUERY__NODE__NODE_DEALLOCATE_STMT:
 		/* DEALLOCATE ALL has no name. */
 		return n->deallocate_stmt->name && *n->deallocate_stmt->name ? n->deallocate_stmt->name : NULL;
 	default:
-		return NULL;
+		n = inner_stmt(n);
+		return n->node_case == PG_QUERY__NODE__NODE_EXECUTE_STMT ? n->execute_stmt->name : NULL;
 	}
 }
 
@@ -558,15 +571,13 @@ static enum pg_prep_op prep_op_of(const PgQuery__Node *n)
 	switch (n->node_case) {
 	case PG_QUERY__NODE__NODE_PREPARE_STMT:
 		return PG_PREP_PREPARE;
-	case PG_QUERY__NODE__NODE_EXECUTE_STMT:
-		return PG_PREP_EXECUTE;
 	case PG_QUERY__NODE__NODE_DEALLOCATE_STMT:
 		return PG_PREP_DEALLOCATE;
 	case PG_QUERY__NODE__NODE_DISCARD_STMT:
 		return n->discard_stmt->target == PG_QUERY__DISCARD_MODE__DISCARD_ALL ? PG_PREP_DISCARD_ALL
 										    : PG_PREP_NONE;
 	default:
-		return PG_PREP_NONE;
+		return inner_stmt(n)->node_case == PG_QUERY__NODE__NODE_EXECUTE_STMT ? PG_PREP_EXECUTE : PG_PREP_NONE;
 	}
 }
 
@@ -963,6 +974,12 @@ static int classify_one(const char *sql, size_t sql_len, const PgQuery__RawStmt 
 	if (pn && !(st->prepared_name = strdup(pn)))
 		goto oom;
 	st->prep_op = raw->stmt ? prep_op_of(raw->stmt) : PG_PREP_NONE;
+	/* FETCH and MOVE run the cursor's (or a protocol portal's) statement; the parser has
+	 * folded the name as the server does. */
+	if (raw->stmt && raw->stmt->node_case == PG_QUERY__NODE__NODE_FETCH_STMT &&
+	    raw->stmt->fetch_stmt->portalname &&
+	    !(st->portal_name = strdup(raw->stmt->fetch_stmt->portalname)))
+		goto oom;
 
 	fp = pg_query_fingerprint(st->text);
 	if (fp.error) {
