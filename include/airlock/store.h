@@ -169,6 +169,7 @@ struct store_http_view {
 	const char *method, *host, *path, *query, *kind;
 	const char *k8s_json;       /* NULL: not a Kubernetes exec/attach/portforward */
 	const char *body_sha256;    /* NULL: the body was not held (over http_max_body) */
+	const char *fingerprint;    /* method words first: "POST (override DELETE) host/path" */
 	const char *decision, *rule;
 	const char *resource, *cgroup_path, *exe, *dst_addr;
 	long uid;                   /* -1: none */

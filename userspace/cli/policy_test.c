@@ -293,8 +293,9 @@ static const char *decide_http(const struct al_resource *res, const struct store
 		json_decref(k8s);
 		return "refused";
 	}
-	if (headline)
-		headline_overrides(headline, &c);
+	/* the overrides it was decided with: its review headline, else its fingerprint's method words */
+	if (headline || v->fingerprint)
+		headline_overrides(headline ? headline : v->fingerprint, &c);
 	for (size_t i = 0; i < c.n_overrides; i++)
 		methods[i] = c.overrides[i];
 	subj.cgroup_path = v->cgroup_path;
@@ -318,7 +319,7 @@ static const char *decide_http(const struct al_resource *res, const struct store
 					 "not content-coded, no chunk extensions) is not recorded");
 		}
 	}
-	if (!note[0] && !headline && decided_by_override(v->rule, v->method))
+	if (!note[0] && !headline && !v->fingerprint && decided_by_override(v->rule, v->method))
 		snprintf(note, notelen, "recorded as decided for a method override (a header or a body's "
 			 "_method) that the store's view does not give policy test: decided without it");
 	free(path);

@@ -953,7 +953,8 @@ static int since_http(void *arg, json_t *row, const struct since_conn *c)
 		.at_us = json_integer_value(json_object_get(row, "at_us")),
 		.method = jget_str(row, "method"), .host = jget_str(row, "host"), .path = jget_str(row, "path"),
 		.query = jget_str(row, "query"), .kind = jget_str(row, "kind"), .k8s_json = jget_str(row, "k8s"),
-		.body_sha256 = jget_str(row, "body_sha256"), .decision = jget_str(row, "decision"),
+		.body_sha256 = jget_str(row, "body_sha256"), .fingerprint = jget_str(row, "fingerprint"),
+		.decision = jget_str(row, "decision"),
 		.rule = jget_str(row, "rule"), .resource = c->resource, .cgroup_path = c->cgroup_path,
 		.exe = c->exe, .dst_addr = c->dst_addr, .uid = c->uid, .dst_port = c->dst_port,
 	};
@@ -984,7 +985,8 @@ int store_http_since(struct store_reader *rd, int64_t since_us,
 
 	return since_rows(rd, "http_requests", "SELECT json_object('id', id, 'conn_id', conn_id, 'at_us', at_us,"
 			  " 'method', method, 'host', host, 'path', path, 'query', query, 'kind', kind, 'k8s', k8s,"
-			  " 'body_sha256', body_sha256, 'decision', decision, 'rule', rule) FROM http_request_rows"
+			  " 'body_sha256', body_sha256, 'fingerprint', fingerprint, 'decision', decision, 'rule', rule)"
+			  " FROM http_request_rows"
 			  " WHERE at_us >= ?1", since_us, &w);
 }
 
