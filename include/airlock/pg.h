@@ -292,8 +292,14 @@ struct pg_stmt {
 	 * statement bound to that portal. */
 	char *portal_name;
 	/* It changes how the server reads the statements after it (standard_conforming_strings,
-	 * client_encoding / SET NAMES, backslash_quote: by SET, RESET, set_config, ALTER ... SET):
-	 * the proxy's parser would no longer see what the server runs, so it is refused. */
+	 * client_encoding / SET NAMES, backslash_quote: by SET, RESET, set_config anywhere in it,
+	 * an UPDATE of pg_settings, ALTER ROLE/DATABASE/SYSTEM SET or RESET): the proxy's parser
+	 * would no longer see what the server runs, so it is refused. A SET or set_config to a
+	 * constant that keeps the reading (standard_conforming_strings on, an ASCII-safe encoding
+	 * such as UTF8 or LATIN1, backslash_quote off or safe_encoding) is not unsafe; RESET and
+	 * DEFAULT of these are; RESET ALL and DISCARD ALL are not (they restore this session's
+	 * start values, which the proxy must check as the server reports them). What a DO block or
+	 * a function body does is not seen here: the proxy must watch ParameterStatus. */
 	int unsafe_setting;
 	/* Its fingerprint hides constants that decide what it does (DO and function bodies, CALL
 	 * arguments, SET values, set_config arguments): a grant covers its exact text only. */
@@ -339,7 +345,7 @@ int pg_kind_parse(const char *name, enum pg_kind *out) AL_MUST;
 int pg_kind_is_dml(enum pg_kind k);
 
 /* The `airlockctl classify pg --json` array: [{text, kind, relations, unbounded_write,
- * fingerprint}, ...]. Returns malloc'd text (free()), NULL on allocation failure. */
+ * fingerprint, unsafe_setting}, ...]. Returns malloc'd text (free()), NULL on allocation failure. */
 char *pg_stmt_list_json(const struct pg_stmt_list *l, int pretty);
 /* The human-readable form: one block per statement. Returns 0 or -1 on write error. */
 int pg_stmt_list_print(const struct pg_stmt_list *l, FILE *f) AL_MUST;

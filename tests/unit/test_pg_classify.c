@@ -332,6 +332,87 @@ static void test_execute_and_portal_names(void)
 	}
 }
 
+/* Statements that change how the server reads the next ones are unsafe_setting. */
+static void test_unsafe_settings(void)
+{
+	static const struct {
+		const char *sql;
+		int unsafe;
+	} c[] = {
+		{ "SET standard_conforming_strings = off", 1 },
+		{ "SET standard_conforming_strings TO 0", 1 },
+		{ "SET LOCAL standard_conforming_strings = false", 1 },
+		{ "SET SESSION standard_conforming_strings = 'of'", 1 },
+		{ "SET \"Standard_Conforming_Strings\" = off", 1 },
+		{ "RESET standard_conforming_strings", 1 },
+		{ "SET standard_conforming_strings TO DEFAULT", 1 },
+		{ "SET client_encoding = 'SJIS'", 1 },
+		{ "SET client_encoding TO 'big5'", 1 },
+		{ "SET NAMES 'GBK'", 1 },
+		{ "SET NAMES 'shift_jis_2004'", 1 },
+		{ "SET NAMES DEFAULT", 1 },
+		{ "RESET client_encoding", 1 },
+		{ "SET backslash_quote = on", 1 },
+		{ "SET backslash_quote = true", 1 },
+		{ "SELECT set_config('standard_conforming_strings', 'off', false)", 1 },
+		{ "SELECT pg_catalog.set_config('client_encoding', 'SJIS', true)", 1 },
+		{ "SELECT airtest.pg_catalog.set_config('client_encoding', 'SJIS', false)", 1 },
+		{ "SELECT set_config(new_value => 'off', setting_name => 'standard_conforming_strings', is_local => false)", 1 },
+		{ "SELECT set_config('standard_conforming_strings'::text, 'off'::text, false)", 1 },
+		{ "SELECT set_config('standard_conforming_strings', v, false) FROM t", 1 },
+		{ "SELECT set_config(n, 'on', false) FROM t", 1 },
+		{ "INSERT INTO logs SELECT length(set_config('client_encoding', 'SJIS', false))", 1 },
+		{ "UPDATE t SET a = 1 WHERE b = (SELECT set_config('backslash_quote', 'on', false))", 1 },
+		{ "WITH x AS (SELECT set_config('standard_conforming_strings', 'off', false)) SELECT * FROM x", 1 },
+		{ "PREPARE p AS SELECT set_config('standard_conforming_strings', 'off', false)", 1 },
+		{ "COPY (SELECT set_config('standard_conforming_strings', 'off', false)) TO STDOUT", 1 },
+		{ "CALL p(set_config('client_encoding', 'SJIS', false))", 1 },
+		{ "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'", 1 },
+		{ "UPDATE pg_catalog.pg_settings SET setting = 'off'", 1 },
+		{ "ALTER ROLE app SET standard_conforming_strings = on", 1 },
+		{ "ALTER ROLE app IN DATABASE d SET client_encoding = 'UTF8'", 1 },
+		{ "ALTER DATABASE d SET backslash_quote = off", 1 },
+		{ "ALTER DATABASE d RESET ALL", 1 },
+		{ "ALTER USER app RESET client_encoding", 1 },
+		{ "ALTER SYSTEM SET standard_conforming_strings = off", 1 },
+		{ "ALTER SYSTEM RESET ALL", 1 },
+		/* a value that keeps the reading, or another setting */
+		{ "SET standard_conforming_strings = on", 0 },
+		{ "SET standard_conforming_strings TO 1", 0 },
+		{ "SET standard_conforming_strings = true", 0 },
+		{ "SET client_encoding = 'UTF8'", 0 },
+		{ "SET NAMES 'utf-8'", 0 },
+		{ "SET client_encoding TO 'LATIN1'", 0 },
+		{ "SET client_encoding = 'EUC_JP'", 0 },
+		{ "SET backslash_quote = safe_encoding", 0 },
+		{ "SET backslash_quote = off", 0 },
+		{ "SELECT set_config('standard_conforming_strings', 'on', false)", 0 },
+		{ "SELECT set_config('search_path', 'x', false)", 0 },
+		{ "RESET ALL", 0 },
+		{ "DISCARD ALL", 0 },
+		{ "SET search_path = x", 0 },
+		{ "ALTER ROLE app SET search_path = x", 0 },
+		{ "SHOW standard_conforming_strings", 0 },
+		{ "UPDATE settings SET v = 1 WHERE id = 2", 0 },
+	};
+
+	for (size_t i = 0; i < AL_ARRAY_LEN(c); i++) {
+		struct pg_stmt_list l;
+		char err[256];
+
+		if (pg_classify(c[i].sql, &l, err, sizeof(err)) || l.n != 1) {
+			printf("#   %s: %s\n", c[i].sql, err);
+			CHECK(0);
+			continue;
+		}
+		if (l.stmts[0].unsafe_setting != c[i].unsafe) {
+			printf("#   %s: unsafe_setting %d, want %d\n", c[i].sql, l.stmts[0].unsafe_setting, c[i].unsafe);
+			CHECK(0);
+		}
+		pg_stmt_list_free(&l);
+	}
+}
+
 static void test_parse_error(void)
 {
 	struct pg_stmt_list l;
@@ -446,7 +527,8 @@ static void test_json_shape(void)
 	json_error_t je;
 	const char *key;
 	json_t *v;
-	static const char *const keys[] = { "text", "kind", "relations", "unbounded_write", "fingerprint" };
+	static const char *const keys[] = { "text", "kind", "relations", "unbounded_write", "fingerprint",
+					    "unsafe_setting" };
 	size_t k = 0;
 
 	CHECK(pg_classify("SELECT * FROM a, b; DELETE FROM c", &l, err, sizeof(err)) == 0);
@@ -455,7 +537,7 @@ static void test_json_shape(void)
 	j = s ? json_loads(s, 0, &je) : NULL;
 	CHECK(json_is_array(j) && json_array_size(j) == 2);
 	o = json_array_get(j, 0);
-	CHECK(json_object_size(o) == 5);
+	CHECK(json_object_size(o) == AL_ARRAY_LEN(keys));
 	json_object_foreach(o, key, v) {
 		CHECK(k < AL_ARRAY_LEN(keys) && !strcmp(key, keys[k]));
 		k++;
@@ -501,6 +583,15 @@ static void test_text_output(void)
 	CHECK(f && pg_stmt_list_print(&l, f) == 0);
 	fclose(f);
 	CHECK(buf && strstr(buf, "kind: update (unbounded write") && strstr(buf, "relations: t"));
+	CHECK(buf && !strstr(buf, "unsafe setting"));
+	free(buf);
+	pg_stmt_list_free(&l);
+	buf = NULL;
+	f = open_memstream(&buf, &len);
+	CHECK(pg_classify("SET client_encoding = 'SJIS'", &l, err, sizeof(err)) == 0);
+	CHECK(f && pg_stmt_list_print(&l, f) == 0);
+	fclose(f);
+	CHECK(buf && strstr(buf, "unsafe setting: it changes how the server reads"));
 	free(buf);
 	pg_stmt_list_free(&l);
 }
@@ -525,6 +616,7 @@ int main(void)
 	RUN(test_fingerprints);
 	RUN(test_prepared_names);
 	RUN(test_execute_and_portal_names);
+	RUN(test_unsafe_settings);
 	RUN(test_parse_error);
 	RUN(test_deep_nesting_refused);
 	RUN(test_json_shape);

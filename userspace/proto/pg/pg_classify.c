@@ -75,6 +75,7 @@ struct walk {
 	int dml;		/* DML_* seen anywhere */
 	int unbounded;		/* an UPDATE/DELETE without WHERE seen */
 	int fn_rank;		/* most dangerous side-effect function seen (fn_rank_of) */
+	int unsafe;		/* changes a setting the server's reading of SQL depends on */
 	int depth;
 	int failed;		/* out of memory or too deep */
 	int too_deep;
@@ -205,6 +206,151 @@ out:
 	pg_buf_free(&b);
 }
 
+/* ---- Settings that change how the server reads SQL -----------------------------------------
+ * standard_conforming_strings (whether '\' escapes in '...'), client_encoding (an encoding
+ * whose multibyte characters may end in '\' or a quote byte, such as SJIS, hides a quote from
+ * the proxy's parser) and backslash_quote. A change to a value that keeps the server's reading
+ * the proxy's is safe: standard_conforming_strings on, an ASCII-safe client_encoding,
+ * backslash_quote off or safe_encoding. Anything else is unsafe: another value, one the
+ * classifier cannot see (an expression, a parameter), RESET or DEFAULT of one of them (back to
+ * a session-start value the classifier does not know), and any ALTER ROLE / DATABASE / SYSTEM
+ * SET or RESET of them or RESET ALL (a later session's start). RESET ALL and DISCARD ALL go back
+ * to this session's start values, which the proxy sees in the server's ParameterStatus at
+ * startup, so they are not unsafe here.
+ */
+
+/* PostgreSQL's parse_bool: true, yes, on, 1 and their unique prefixes (1 yes, 0 no, -1 neither). */
+static int pg_bool(const char *v)
+{
+	size_t n = strlen(v);
+
+	if (!n)
+		return -1;
+	if (!strncasecmp(v, "true", n) || !strncasecmp(v, "yes", n) || (n >= 2 && !strncasecmp(v, "on", n)) ||
+	    !strcmp(v, "1"))
+		return 1;
+	if (!strncasecmp(v, "false", n) || !strncasecmp(v, "no", n) || (n >= 2 && !strncasecmp(v, "off", n)) ||
+	    !strcmp(v, "0"))
+		return 0;
+	return -1;
+}
+
+/* Encodings whose bytes of multibyte characters are all >= 0x80 (every server encoding). */
+static int encoding_is_safe(const char *v)
+{
+	static const char *const safe[] = {
+		"utf8", "unicode", "sqlascii", "latin1", "latin2", "latin3", "latin4", "latin5", "latin6",
+		"latin7", "latin8", "latin9", "latin10", "iso88591", "iso88592", "iso88593", "iso88594",
+		"iso88595", "iso88596", "iso88597", "iso88598", "iso88599", "iso885910", "iso885913",
+		"iso885914", "iso885915", "iso885916", "win1250", "win1251", "win1252", "win1253",
+		"win1254", "win1255", "win1256", "win1257", "win1258", "windows1250", "windows1251",
+		"windows1252", "windows1253", "windows1254", "windows1255", "windows1256", "windows1257",
+		"windows1258", "win866", "windows866", "win874", "windows874", "win", "alt", "abc",
+		"koi8", "koi8r", "koi8u", "euccn", "eucjp", "euckr", "euctw", "eucjis2004",
+		"muleinternal", "tcvn", "tcvn5712", "vscii",
+	};
+	char clean[32];
+	size_t o = 0;
+
+	/* as PostgreSQL's clean_encoding_name: letters and digits, lower case */
+	for (const char *p = v; *p; p++) {
+		if (!isalnum((unsigned char)*p))
+			continue;
+		if (o + 1 >= sizeof(clean))
+			return 0;
+		clean[o++] = (char)tolower((unsigned char)*p);
+	}
+	clean[o] = 0;
+	for (size_t i = 0; i < AL_ARRAY_LEN(safe); i++)
+		if (!strcmp(clean, safe[i]))
+			return 1;
+	return 0;
+}
+
+static int is_reading_setting(const char *name)
+{
+	return name && (!strcasecmp(name, "standard_conforming_strings") || !strcasecmp(name, "client_encoding") ||
+			!strcasecmp(name, "backslash_quote"));
+}
+
+/* 1 if setting name to value (NULL: a value the classifier cannot see) keeps the reading. */
+static int setting_is_safe(const char *name, const char *value)
+{
+	if (!is_reading_setting(name))
+		return 1;
+	if (!value)
+		return 0;
+	if (!strcasecmp(name, "standard_conforming_strings"))
+		return pg_bool(value) == 1;
+	if (!strcasecmp(name, "client_encoding"))
+		return encoding_is_safe(value);
+	return !strcasecmp(value, "safe_encoding") || pg_bool(value) == 0;
+}
+
+/* A constant's text (through casts): a string, a number as written, true/false; else NULL. */
+static const char *const_text(const PgQuery__Node *n)
+{
+	while (n && n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST)
+		n = n->type_cast->arg;
+	if (!n || n->node_case != PG_QUERY__NODE__NODE_A_CONST || n->a_const->isnull)
+		return NULL;
+	switch (n->a_const->val_case) {
+	case PG_QUERY__A__CONST__VAL_SVAL:
+		return n->a_const->sval ? n->a_const->sval->sval : NULL;
+	case PG_QUERY__A__CONST__VAL_FVAL:
+		return n->a_const->fval ? n->a_const->fval->fval : NULL;
+	case PG_QUERY__A__CONST__VAL_BOOLVAL:
+		return n->a_const->boolval && n->a_const->boolval->boolval ? "true" : "false";
+	default:
+		return NULL;
+	}
+}
+
+/* SET / RESET (also a function's SET clause). alter: it sets a later session's default. */
+static void note_variable_set(struct walk *w, const PgQuery__VariableSetStmt *v, int alter)
+{
+	char num[32];
+	const char *value = NULL;
+
+	if (!v)
+		return;
+	if (v->kind == PG_QUERY__VARIABLE_SET_KIND__VAR_RESET_ALL) {
+		w->unsafe |= alter;
+		return;
+	}
+	if (!is_reading_setting(v->name))
+		return;
+	if (alter) {
+		w->unsafe = 1;
+		return;
+	}
+	switch (v->kind) {
+	case PG_QUERY__VARIABLE_SET_KIND__VAR_SET_CURRENT:	/* the value it has */
+		return;
+	case PG_QUERY__VARIABLE_SET_KIND__VAR_SET_VALUE:
+		if (v->n_args != 1)
+			break;
+		if (v->args[0] && v->args[0]->node_case == PG_QUERY__NODE__NODE_A_CONST &&
+		    v->args[0]->a_const->val_case == PG_QUERY__A__CONST__VAL_IVAL) {
+			snprintf(num, sizeof(num), "%d", (int)v->args[0]->a_const->ival->ival);
+			value = num;
+		} else {
+			value = const_text(v->args[0]);
+		}
+		break;
+	default:
+		break;
+	}
+	if (!setting_is_safe(v->name, value))
+		w->unsafe = 1;
+}
+
+/* A relation given as a RangeVar named pg_settings in any schema: an UPDATE of it is set_config. */
+static int is_pg_settings(const PgQuery__RangeVar *rv)
+{
+	return rv && rv->relname && !strcmp(rv->relname, "pg_settings");
+}
+
 /*
  * Built-in functions that make a "read" do something else: set_config('role', ...) is SET ROLE,
  * the file and large-object functions touch the server's filesystem, the rest signal or
@@ -223,34 +369,55 @@ static const struct {
 	{ "pg_create_restore_point", 1 },
 };
 
+/* The name of a built-in function a call reaches: fn, pg_catalog.fn or db.pg_catalog.fn (the
+ * server takes a catalog name only when it is the current database); NULL for another schema. */
+static const char *builtin_name(const PgQuery__FuncCall *fc)
+{
+	const PgQuery__Node *last;
+
+	if (!fc->n_funcname || fc->n_funcname > 3)
+		return NULL;
+	for (size_t i = 0; i < fc->n_funcname; i++)
+		if (!fc->funcname[i] || fc->funcname[i]->node_case != PG_QUERY__NODE__NODE_STRING ||
+		    !fc->funcname[i]->string->sval)
+			return NULL;
+	if (fc->n_funcname > 1 && strcmp(fc->funcname[fc->n_funcname - 2]->string->sval, "pg_catalog"))
+		return NULL;
+	last = fc->funcname[fc->n_funcname - 1];
+	return last->string->sval;
+}
+
+/* Argument pos (0-based) of a call, or the one named name (f(name => x)); NULL if absent. */
+static const PgQuery__Node *call_arg(const PgQuery__FuncCall *fc, size_t pos, const char *name)
+{
+	for (size_t i = 0; i < fc->n_args; i++) {
+		const PgQuery__Node *a = fc->args[i];
+
+		if (a && a->node_case == PG_QUERY__NODE__NODE_NAMED_ARG_EXPR) {
+			if (a->named_arg_expr->name && !strcmp(a->named_arg_expr->name, name))
+				return a->named_arg_expr->arg;
+		} else if (i == pos) {
+			return a;
+		}
+	}
+	return NULL;
+}
+
 static void note_func_call(struct walk *w, const PgQuery__FuncCall *fc)
 {
-	const PgQuery__Node *last, *a0;
-	const char *name;
+	const char *name = builtin_name(fc);
 	int rank = 0;
 
-	if (!fc->n_funcname || fc->n_funcname > 2)
+	if (!name)
 		return;
-	if (fc->n_funcname == 2) {
-		const PgQuery__Node *schema = fc->funcname[0];
-
-		if (!schema || schema->node_case != PG_QUERY__NODE__NODE_STRING ||
-		    strcmp(schema->string->sval, "pg_catalog"))
-			return;
-	}
-	last = fc->funcname[fc->n_funcname - 1];
-	if (!last || last->node_case != PG_QUERY__NODE__NODE_STRING)
-		return;
-	name = last->string->sval;
 	if (!strcmp(name, "set_config")) {
-		/* Like SET: a role change is dcl, anything else utility; a name we cannot see is dcl. */
-		rank = 2;
-		a0 = fc->n_args ? fc->args[0] : NULL;
-		if (a0 && a0->node_case == PG_QUERY__NODE__NODE_A_CONST &&
-		    a0->a_const->val_case == PG_QUERY__A__CONST__VAL_SVAL && a0->a_const->sval &&
-		    strcasecmp(a0->a_const->sval->sval, "role") &&
-		    strcasecmp(a0->a_const->sval->sval, "session_authorization"))
-			rank = 1;
+		const char *setting = const_text(call_arg(fc, 0, "setting_name"));
+
+		/* Like SET: a role change is dcl, anything else utility; a name we cannot see is dcl
+		 * and may be one the server's reading depends on. */
+		rank = !setting || !strcasecmp(setting, "role") || !strcasecmp(setting, "session_authorization") ? 2 : 1;
+		if (!setting || !setting_is_safe(setting, const_text(call_arg(fc, 1, "new_value"))))
+			w->unsafe = 1;
 	}
 	for (size_t i = 0; i < AL_ARRAY_LEN(side_effect_fns); i++)
 		if (!strcmp(name, side_effect_fns[i].name))
@@ -345,6 +512,14 @@ static void walk_msg(struct walk *w, const ProtobufCMessage *m, const ProtobufCF
 	}
 	if (d == &pg_query__func_call__descriptor)
 		note_func_call(w, (const PgQuery__FuncCall *)m);
+	else if (d == &pg_query__variable_set_stmt__descriptor)
+		note_variable_set(w, (const PgQuery__VariableSetStmt *)m, 0);
+	else if (d == &pg_query__alter_role_set_stmt__descriptor)
+		note_variable_set(w, ((const PgQuery__AlterRoleSetStmt *)m)->setstmt, 1);
+	else if (d == &pg_query__alter_database_set_stmt__descriptor)
+		note_variable_set(w, ((const PgQuery__AlterDatabaseSetStmt *)m)->setstmt, 1);
+	else if (d == &pg_query__alter_system_stmt__descriptor)
+		note_variable_set(w, ((const PgQuery__AlterSystemStmt *)m)->setstmt, 1);
 	if (d == &pg_query__select_stmt__descriptor) {
 		with = ((const PgQuery__SelectStmt *)m)->with_clause;
 	} else if (d == &pg_query__insert_stmt__descriptor) {
@@ -356,6 +531,12 @@ static void walk_msg(struct walk *w, const ProtobufCMessage *m, const ProtobufCF
 		w->dml |= DML_UPDATE;
 		if (!u->where_clause)
 			w->unbounded = 1;
+		/* pg_settings' update rule calls set_config with names the classifier cannot see */
+		if (is_pg_settings(u->relation)) {
+			w->unsafe = 1;
+			if (w->fn_rank < 2)
+				w->fn_rank = 2;
+		}
 		with = u->with_clause;
 	} else if (d == &pg_query__delete_stmt__descriptor) {
 		const PgQuery__DeleteStmt *x = (const PgQuery__DeleteStmt *)m;
@@ -970,6 +1151,7 @@ static int classify_one(const char *sql, size_t sql_len, const PgQuery__RawStmt 
 		st->unbounded_write = 1;
 	else
 		st->unbounded_write = pg_kind_is_dml(st->kind) && w.unbounded;
+	st->unsafe_setting = w.unsafe;
 	pn = raw->stmt ? prepared_name_of(raw->stmt) : NULL;
 	if (pn && !(st->prepared_name = strdup(pn)))
 		goto oom;
@@ -1118,7 +1300,8 @@ char *pg_stmt_list_json(const struct pg_stmt_list *l, int pretty)
 		}
 		if (json_object_set_new(o, "relations", rels) ||
 		    json_object_set_new(o, "unbounded_write", json_boolean(st->unbounded_write)) ||
-		    json_object_set_new(o, "fingerprint", json_string(st->fingerprint)))
+		    json_object_set_new(o, "fingerprint", json_string(st->fingerprint)) ||
+		    json_object_set_new(o, "unsafe_setting", json_boolean(st->unsafe_setting)))
 			goto out;
 	}
 	s = json_dumps(arr, JSON_PRESERVE_ORDER | (pretty ? JSON_INDENT(2) : JSON_COMPACT));
@@ -1143,6 +1326,9 @@ int pg_stmt_list_print(const struct pg_stmt_list *l, FILE *f)
 			if (fprintf(f, "%s %s", r ? "," : "", st->relations[r]) < 0)
 				return -1;
 		if (fputc('\n', f) == EOF)
+			return -1;
+		if (st->unsafe_setting && fputs("   unsafe setting: it changes how the server reads the statements "
+						"after it (refused)\n", f) < 0)
 			return -1;
 	}
 	return ferror(f) ? -1 : 0;
