@@ -323,6 +323,7 @@ static const char *status_text(int code)
 	switch (code) {
 	case 400: return "Bad Request";
 	case 403: return "Forbidden";
+	case 405: return "Method Not Allowed";
 	case 408: return "Request Timeout";
 	case 421: return "Misdirected Request";
 	case 431: return "Request Header Fields Too Large";
@@ -1039,6 +1040,13 @@ static void decide(struct hs *s, struct evbuffer *in, const uint8_t *buf)
 		/* Not the policy's answer (airlockctl policy test passes it over, as a 400's). */
 		audit_request(s, "error", NULL);
 		refuse(s, in, 421, "airlock: misdirected request", why);
+		return;
+	}
+	if (http_span_ieq(buf, r->method, "TRACE")) {
+		/* A server answering TRACE echoes the request it got: the resource's credential with it. */
+		audit_request(s, "error", NULL);
+		refuse(s, in, 405, "airlock: method not allowed",
+		       "TRACE is refused: the server would echo the request back, the credential Airlock adds with it");
 		return;
 	}
 	agent_who_subject(&s->who, &subj);
