@@ -822,6 +822,23 @@ def case_extended_each_execute():
         res = w.run_json({"sql": "EXECUTE nosuch(1)"})
         check(tags(res) == ["42501"] and "did not see that statement prepared" in json.dumps(res),
               "EXECUTE of a statement never prepared: %r" % res)
+        # An EXECUTE sent as an extended-protocol statement runs its prepared statement too.
+        mark = max_req()
+        w.batch(["P", "", "EXECUTE p1(12)"], ["B", "", "", []], ["E", ""])
+        row, res = held_then(w, "EXECUTE p1(12)", mark, "deny", "no")
+        check(row["kind"] == "delete" and tags(res) == ["42501"] and ext_ids([12]) == "12",
+              "a Parsed EXECUTE p1(12): request kind %r, %r" % (row["kind"], res))
+        # SQL FETCH from a protocol-level portal runs the statement bound to it (here a DELETE).
+        check(tags(w.run_json({"sql": "BEGIN"})) == ["BEGIN"], "BEGIN")
+        w.send_json({"batch": [["P", "f1", "DELETE FROM ext WHERE id = $1 RETURNING id"],
+                               ["B", "pf", "f1", ["13"]], ["S"]]})
+        check(w.read(10) is not None, "no answer to Parse/Bind of portal pf")
+        mark = max_req()
+        w.send_json({"sql": "FETCH ALL FROM pf"})
+        row, res = held_then(w, "FETCH ALL FROM pf", mark, "deny", "no")
+        check(row["kind"] == "delete" and ext_ids([13]) == "13",
+              "FETCH from a portal bound to a DELETE: request kind %r, %r" % (row["kind"], res))
+        w.run_json({"sql": "ROLLBACK"})
         # A grant is for the sequence of shapes the batch ran, never for an empty one.
         mark = max_req()
         w.batch(["P", "", "UPDATE ext SET name = 'g' WHERE id = 6"], ["B", "", "", []], ["E", ""],
@@ -856,6 +873,29 @@ def case_extended_each_execute():
                 if g.get("request_id") == rid and not g.get("revoked_us"):
                     rv("alice", "revoke", g["id"])
         w.close()
+
+
+def case_too_long():
+    """A statement over the 1 MiB Airlock classifies (libpg_query takes about a second a megabyte
+    in the loop every session shares) is refused with 54000 before it is read, simple or
+    extended; the session goes on and the audit row keeps only its start."""
+    need_up()
+    w = Wire(T.cga)
+    try:
+        big = "SELECT length('%s')" % ("z" * (2 << 20))
+        for obj in ({"sql": big}, {"batch": [["P", "", big], ["B", "", "", []], ["E", ""], ["S"]]}):
+            res = w.run_json(obj, timeout=30)
+            errs = [m for m in res["result"] if m["type"] == "E"]
+            check(errs and errs[0]["sqlstate"] == "54000" and "over the 1024 KiB Airlock reads" in
+                  (errs[0]["message"] or "") and res["result"][-1]["type"] == "Z",
+                  "a 2 MiB statement (%s): %r" % (list(obj)[0], res["result"]))
+        check(tags(w.run_json({"sql": "SELECT 1"})) == ["SELECT 1"], "the session after the refusals")
+    finally:
+        w.close()
+    rows = wait_for(lambda: (lambda r: r if len(r) == 2 else None)(
+        T.al.db_rows("rule = 'too long'", (), table="statements")), 5, 0.1) or []
+    check(len(rows) == 2 and all(r["decision"] == "deny" and len(r["text"]) < 400 for r in rows),
+          "the audit rows: %r" % [(r["decision"], len(r["text"] or "")) for r in rows])
 
 
 def case_pending_watch():
@@ -1311,6 +1351,8 @@ CASES = [
     ("extended protocol: each Execute is decided (a statement approved once is reviewed again), the "
      "request shows Bind values and every statement of the batch; SQL EXECUTE decided as what it runs; "
      "a grant covers exactly the batch's (or a long string's) sequence of shapes", case_extended_each_execute),
+    ("a statement over 1 MiB is refused (54000) before it is classified; the session goes on",
+     case_too_long),
     ("pending --watch prints the list again as requests come and go", case_pending_watch),
     ("user del: the removed reviewer is refused; their approval of a pending request no longer "
      "counts, and the grant they made ends (the session that used it too)", case_user_del),
