@@ -262,7 +262,8 @@ enum pg_kind {
  * One statement of a query string.
  * relations: every table/view/sequence the statement names, once each, in order of first
  *   appearance, as [catalog.][schema.]name with identifiers quoted where PostgreSQL would need
- *   it; CTE names are not relations.
+ *   it; CTE names are not relations. "*" stands for tables named by text (the SQL a
+ *   query_to_xml runs, table_to_xml's argument): any table, as relation rules read it.
  * unbounded_write: an UPDATE or DELETE without WHERE anywhere in it (TRUNCATE counts).
  * prepared_name: for PREPARE the name defined, for EXECUTE/DEALLOCATE the name used, else NULL;
  *   prep_op says which (DEALLOCATE ALL: no name); a session that remembers what it PREPAREd
@@ -320,9 +321,13 @@ struct pg_stmt_list {
  *   counts as on); COPY to/from STDIN/STDOUT is copy, with PROGRAM or a server file
  *   copy_program, with a writing query that write; SET ROLE, SET SESSION AUTHORIZATION and
  *   role/privilege statements are dcl; SET TRANSACTION is transaction; ALTER SYSTEM, CREATE
- *   EXTENSION, LOAD are ddl; a read (or COPY out) calling set_config('role', ...) is dcl, one
- *   calling server-file functions (pg_read_file, lo_import, ...) copy_program, one calling
- *   pg_terminate_backend, pg_reload_conf, ... utility.
+ *   EXTENSION, LOAD are ddl; a statement of any kind calling set_config('role', ...) (also as
+ *   db.pg_catalog.set_config) is dcl, one calling server-file functions (pg_read_file,
+ *   lo_import, ...) copy_program, one calling a function that runs SQL text or a cursor Airlock
+ *   cannot see (query_to_xml*, cursor_to_xml*, ts_stat, ts_rewrite, dblink*) do, the most
+ *   dangerous winning; large-object writers (lo_from_bytea, lo_put, lo_unlink, ...) are the
+ *   write they are, on pg_catalog.pg_largeobject; pg_terminate_backend, pg_reload_conf, ...
+ *   make a read or COPY out utility.
  * Statements nested deeper than the library can serialize on an 8 MB stack are refused with
  * "statement nested too deeply" (PostgreSQL refuses them too).
  *

@@ -964,6 +964,25 @@ static void test_rules(void)
 		CHECK(config_decide(&c->resources[0], &subj) == NULL);
 	}
 	{
+		/* "*": relations a statement names by text (query_to_xml, table_to_xml): any table for
+		 * a deny or review rule on a relation, none an allow rule's */
+		struct al_config *d = parse("resource db {\n address 10.0.0.1\n port 5432\n protocol postgres\n"
+					    " credential x\n rule allow relation t\n rule deny relation secrets\n}\n");
+		const char *rels[] = { "t", "*" };
+		struct al_subject subj = { .kind = PG_KIND_READ, .relations = rels, .n_relations = 2 };
+
+		CHECK(d && d->resources[0].n_rules == 2);
+		if (d && d->resources[0].n_rules == 2) {
+			CHECK(config_decide(&d->resources[0], &subj) == &d->resources[0].rules[1]);
+			subj.relations = rels + 1;
+			subj.n_relations = 1;
+			CHECK(config_decide(&d->resources[0], &subj) == &d->resources[0].rules[1]);
+			subj.relations = rels;
+			CHECK(config_decide(&d->resources[0], &subj) == &d->resources[0].rules[0]);
+		}
+		config_free(d);
+	}
+	{
 		/* fingerprint F...: any of these statement shapes (airlockctl classify pg prints them) */
 		struct al_config *d = parse("resource db {\n address 10.0.0.1\n port 5432\n protocol postgres\n"
 					    " credential x\n rule allow fingerprint 2065f808c67a8c1f 0123456789abcdef\n"

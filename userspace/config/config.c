@@ -1964,9 +1964,17 @@ static int rule_matches(const struct al_rule *r, const struct al_subject *s)
 	if (r->n_relations) {
 		int hit = 0;
 
-		for (size_t i = 0; i < r->n_relations && !hit; i++)
-			for (size_t j = 0; j < s->n_relations && !hit; j++)
+		for (size_t j = 0; j < s->n_relations; j++) {
+			/* relations the statement names by text ("*"): any table, for a rule that
+			 * refuses or holds; none is known to be the allow rule's */
+			if (!strcmp(s->relations[j], "*")) {
+				if (r->allow == AL_ACTION_ALLOW)
+					return 0;
+				hit = 1;
+			}
+			for (size_t i = 0; i < r->n_relations && !hit; i++)
 				hit = relation_matches(r->relations[i], s->relations[j]);
+		}
 		if (!hit)
 			return 0;
 	}

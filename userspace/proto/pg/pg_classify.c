@@ -76,6 +76,7 @@ struct walk {
 	int unbounded;		/* an UPDATE/DELETE without WHERE seen */
 	int fn_rank;		/* most dangerous side-effect function seen (fn_rank_of) */
 	int unsafe;		/* changes a setting the server's reading of SQL depends on */
+	int side_effect;	/* calls a function of side_effect_fns or set_config */
 	int depth;
 	int failed;		/* out of memory or too deep */
 	int too_deep;
@@ -352,39 +353,65 @@ static int is_pg_settings(const PgQuery__RangeVar *rv)
 }
 
 /*
- * Built-in functions that make a "read" do something else: set_config('role', ...) is SET ROLE,
- * the file and large-object functions touch the server's filesystem, the rest signal or
- * reconfigure the server. Ranked: 0 none, 1 utility, 2 dcl, 3 copy_program.
+ * Functions that make a statement do more than its kind says: set_config('role', ...) is SET
+ * ROLE, the file functions touch the server's filesystem, the large-object writers change
+ * pg_largeobject, some run SQL text (or a cursor) Airlock never sees, the rest signal or
+ * reconfigure the server. A call anywhere in any statement counts. Ranked: 1 utility, 2 dcl,
+ * 3 copy_program, 4 do (runs SQL Airlock cannot read: as a DO block); dml: the write it is.
+ * FN_ANY_REL: the tables it reads are named by text, so the statement's relations are unknown
+ * ("*", which every deny or review rule on a relation meets). FN_ANY_SCHEMA: an extension's
+ * function, found in whatever schema it was installed in; FN_PREFIX: every name it begins.
  */
+enum { FN_ANY_REL = 1, FN_ANY_SCHEMA = 2, FN_PREFIX = 4, FN_LARGE_OBJECT = 8 };
+
 static const struct {
 	const char *name;
-	int rank;
+	int rank, dml, flags;
 } side_effect_fns[] = {
-	{ "pg_read_file", 3 }, { "pg_read_binary_file", 3 }, { "pg_ls_dir", 3 },
-	{ "pg_stat_file", 3 }, { "lo_import", 3 }, { "lo_export", 3 }, { "pg_ls_logdir", 3 },
-	{ "pg_ls_waldir", 3 }, { "pg_ls_tmpdir", 3 }, { "pg_ls_archive_statusdir", 3 },
-	{ "pg_file_write", 3 }, { "pg_file_rename", 3 }, { "pg_file_unlink", 3 },
-	{ "pg_terminate_backend", 1 }, { "pg_cancel_backend", 1 }, { "pg_reload_conf", 1 },
-	{ "pg_rotate_logfile", 1 }, { "pg_promote", 1 }, { "pg_switch_wal", 1 },
-	{ "pg_create_restore_point", 1 },
+	{ "pg_read_file", 3, 0, 0 }, { "pg_read_binary_file", 3, 0, 0 }, { "pg_ls_dir", 3, 0, 0 },
+	{ "pg_stat_file", 3, 0, 0 }, { "lo_import", 3, 0, FN_LARGE_OBJECT }, { "lo_export", 3, 0, 0 },
+	{ "pg_ls_logdir", 3, 0, 0 }, { "pg_ls_waldir", 3, 0, 0 }, { "pg_ls_tmpdir", 3, 0, 0 },
+	{ "pg_ls_archive_statusdir", 3, 0, 0 }, { "pg_file_write", 3, 0, 0 }, { "pg_file_rename", 3, 0, 0 },
+	{ "pg_file_unlink", 3, 0, 0 }, { "pg_file_sync", 3, 0, 0 }, { "pg_logdir_ls", 3, 0, 0 },
+	{ "pg_terminate_backend", 1, 0, 0 }, { "pg_cancel_backend", 1, 0, 0 }, { "pg_reload_conf", 1, 0, 0 },
+	{ "pg_rotate_logfile", 1, 0, 0 }, { "pg_promote", 1, 0, 0 }, { "pg_switch_wal", 1, 0, 0 },
+	{ "pg_create_restore_point", 1, 0, 0 }, { "pg_notify", 1, 0, 0 },
+	{ "pg_backup_start", 1, 0, 0 }, { "pg_backup_stop", 1, 0, 0 }, { "pg_start_backup", 1, 0, 0 },
+	{ "pg_stop_backup", 1, 0, 0 }, { "pg_wal_replay_pause", 1, 0, 0 }, { "pg_wal_replay_resume", 1, 0, 0 },
+	{ "pg_log_backend_memory_contexts", 1, 0, 0 }, { "pg_stat_reset", 1, 0, FN_PREFIX },
+	{ "pg_create_physical_replication_slot", 1, 0, 0 }, { "pg_create_logical_replication_slot", 1, 0, 0 },
+	{ "pg_copy_physical_replication_slot", 1, 0, 0 }, { "pg_copy_logical_replication_slot", 1, 0, 0 },
+	{ "pg_drop_replication_slot", 1, 0, 0 }, { "pg_replication_slot_advance", 1, 0, 0 },
+	{ "pg_logical_emit_message", 1, 0, 0 },
+	/* every table's changes */
+	{ "pg_logical_slot_get_", 1, 0, FN_PREFIX | FN_ANY_REL },
+	{ "pg_logical_slot_peek_", 1, 0, FN_PREFIX | FN_ANY_REL },
+	/* large objects */
+	{ "lo_from_bytea", 0, DML_INSERT, FN_LARGE_OBJECT }, { "lo_create", 0, DML_INSERT, FN_LARGE_OBJECT },
+	{ "lo_creat", 0, DML_INSERT, FN_LARGE_OBJECT }, { "lo_put", 0, DML_UPDATE, FN_LARGE_OBJECT },
+	{ "lowrite", 0, DML_UPDATE, FN_LARGE_OBJECT }, { "lo_truncate", 0, DML_UPDATE, FN_LARGE_OBJECT },
+	{ "lo_truncate64", 0, DML_UPDATE, FN_LARGE_OBJECT }, { "lo_unlink", 0, DML_DELETE, FN_LARGE_OBJECT },
+	/* tables named by text */
+	{ "table_to_xml", 0, 0, FN_PREFIX | FN_ANY_REL }, { "schema_to_xml", 0, 0, FN_PREFIX | FN_ANY_REL },
+	{ "database_to_xml", 0, 0, FN_PREFIX | FN_ANY_REL },
+	/* SQL text or a cursor run where Airlock cannot see it */
+	{ "query_to_xml", 4, 0, FN_PREFIX | FN_ANY_REL }, { "cursor_to_xml", 4, 0, FN_PREFIX | FN_ANY_REL },
+	{ "ts_stat", 4, 0, FN_ANY_REL }, { "ts_rewrite", 4, 0, FN_ANY_REL },
+	{ "dblink", 4, 0, FN_PREFIX | FN_ANY_REL | FN_ANY_SCHEMA },
 };
 
-/* The name of a built-in function a call reaches: fn, pg_catalog.fn or db.pg_catalog.fn (the
- * server takes a catalog name only when it is the current database); NULL for another schema. */
-static const char *builtin_name(const PgQuery__FuncCall *fc)
+/* The name a call reaches: fn, schema.fn or db.schema.fn (the server takes a catalog name only
+ * when it is the current database); *builtin: the schema, if named, is pg_catalog. */
+static const char *call_name(const PgQuery__FuncCall *fc, int *builtin)
 {
-	const PgQuery__Node *last;
-
 	if (!fc->n_funcname || fc->n_funcname > 3)
 		return NULL;
 	for (size_t i = 0; i < fc->n_funcname; i++)
 		if (!fc->funcname[i] || fc->funcname[i]->node_case != PG_QUERY__NODE__NODE_STRING ||
 		    !fc->funcname[i]->string->sval)
 			return NULL;
-	if (fc->n_funcname > 1 && strcmp(fc->funcname[fc->n_funcname - 2]->string->sval, "pg_catalog"))
-		return NULL;
-	last = fc->funcname[fc->n_funcname - 1];
-	return last->string->sval;
+	*builtin = fc->n_funcname == 1 || !strcmp(fc->funcname[fc->n_funcname - 2]->string->sval, "pg_catalog");
+	return fc->funcname[fc->n_funcname - 1]->string->sval;
 }
 
 /* Argument pos (0-based) of a call, or the one named name (f(name => x)); NULL if absent. */
@@ -403,14 +430,25 @@ static const PgQuery__Node *call_arg(const PgQuery__FuncCall *fc, size_t pos, co
 	return NULL;
 }
 
+static void add_relation_text(struct walk *w, const char *name)
+{
+	struct pg_buf b;
+
+	pg_buf_init(&b, 0);
+	pg_buf_bytes(&b, name, strlen(name));
+	add_relation(w, &b);
+	pg_buf_free(&b);
+}
+
 static void note_func_call(struct walk *w, const PgQuery__FuncCall *fc)
 {
-	const char *name = builtin_name(fc);
+	int builtin = 0;
+	const char *name = call_name(fc, &builtin);
 	int rank = 0;
 
 	if (!name)
 		return;
-	if (!strcmp(name, "set_config")) {
+	if (builtin && !strcmp(name, "set_config")) {
 		const char *setting = const_text(call_arg(fc, 0, "setting_name"));
 
 		/* Like SET: a role change is dcl, anything else utility; a name we cannot see is dcl
@@ -418,10 +456,24 @@ static void note_func_call(struct walk *w, const PgQuery__FuncCall *fc)
 		rank = !setting || !strcasecmp(setting, "role") || !strcasecmp(setting, "session_authorization") ? 2 : 1;
 		if (!setting || !setting_is_safe(setting, const_text(call_arg(fc, 1, "new_value"))))
 			w->unsafe = 1;
+		w->side_effect = 1;
 	}
-	for (size_t i = 0; i < AL_ARRAY_LEN(side_effect_fns); i++)
-		if (!strcmp(name, side_effect_fns[i].name))
+	for (size_t i = 0; i < AL_ARRAY_LEN(side_effect_fns); i++) {
+		int flags = side_effect_fns[i].flags;
+		size_t n = strlen(side_effect_fns[i].name);
+
+		if ((!builtin && !(flags & FN_ANY_SCHEMA)) ||
+		    ((flags & FN_PREFIX) ? strncmp(name, side_effect_fns[i].name, n) : strcmp(name, side_effect_fns[i].name)))
+			continue;
+		w->side_effect = 1;
+		if (side_effect_fns[i].rank > rank)
 			rank = side_effect_fns[i].rank;
+		w->dml |= side_effect_fns[i].dml;
+		if (flags & FN_ANY_REL)
+			add_relation_text(w, "*");
+		if (flags & FN_LARGE_OBJECT)
+			add_relation_text(w, "pg_catalog.pg_largeobject");
+	}
 	if (rank > w->fn_rank)
 		w->fn_rank = rank;
 }
@@ -533,7 +585,7 @@ static void walk_msg(struct walk *w, const ProtobufCMessage *m, const ProtobufCF
 			w->unbounded = 1;
 		/* pg_settings' update rule calls set_config with names the classifier cannot see */
 		if (is_pg_settings(u->relation)) {
-			w->unsafe = 1;
+			w->unsafe = w->side_effect = 1;
 			if (w->fn_rank < 2)
 				w->fn_rank = 2;
 		}
@@ -731,6 +783,28 @@ static const PgQuery__Node *inner_stmt(const PgQuery__Node *n)
 		else
 			return n;
 	}
+}
+
+/*
+ * A statement's kind with what its function calls do: the most dangerous wins. A utility
+ * function (pg_terminate_backend, ...) makes a read or a COPY out utility and leaves any other
+ * kind; set_config('role', ...) makes any statement dcl, a server-file function copy_program
+ * and a function that runs SQL text do, unless the statement is already worse (do; or
+ * copy_program over dcl).
+ */
+static enum pg_kind with_functions(enum pg_kind k, int fn_rank)
+{
+	static const enum pg_kind by_rank[] = { PG_KIND_READ, PG_KIND_UTILITY, PG_KIND_DCL, PG_KIND_COPY_PROGRAM,
+						PG_KIND_DO };
+	enum pg_kind f = by_rank[fn_rank];
+
+	if (!fn_rank)
+		return k;
+	if (fn_rank == 1)
+		return k == PG_KIND_READ || k == PG_KIND_COPY ? f : k;
+	if (k == PG_KIND_DO || (k == PG_KIND_COPY_PROGRAM && f == PG_KIND_DCL))
+		return k;
+	return f;
 }
 
 static const char *prepared_name_of(const PgQuery__Node *n)
@@ -1139,18 +1213,11 @@ static int classify_one(const char *sql, size_t sql_len, const PgQuery__RawStmt 
 		return -1;
 	}
 	st->kind = kind_of(raw->stmt, &w);
-	/* A read or a COPY out that calls a side-effect function is classified by the function. */
-	if (st->kind == PG_KIND_READ || st->kind == PG_KIND_COPY) {
-		static const enum pg_kind by_rank[] = { PG_KIND_READ, PG_KIND_UTILITY, PG_KIND_DCL,
-							PG_KIND_COPY_PROGRAM };
-
-		if (w.fn_rank)
-			st->kind = by_rank[w.fn_rank];
-	}
 	if (raw->stmt && raw->stmt->node_case == PG_QUERY__NODE__NODE_TRUNCATE_STMT)
 		st->unbounded_write = 1;
 	else
 		st->unbounded_write = pg_kind_is_dml(st->kind) && w.unbounded;
+	st->kind = with_functions(st->kind, w.fn_rank);
 	st->unsafe_setting = w.unsafe;
 	pn = raw->stmt ? prepared_name_of(raw->stmt) : NULL;
 	if (pn && !(st->prepared_name = strdup(pn)))
