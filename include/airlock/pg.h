@@ -264,7 +264,11 @@ enum pg_kind {
  *   appearance, as [catalog.][schema.]name with identifiers quoted where PostgreSQL would need
  *   it; CTE names are not relations. "*" stands for tables named by text (the SQL a
  *   query_to_xml runs, table_to_xml's argument): any table, as relation rules read it.
- * unbounded_write: an UPDATE or DELETE without WHERE anywhere in it (TRUNCATE counts).
+ * unbounded_write: an UPDATE or DELETE anywhere in it without WHERE, or with one that may hold
+ *   for every row (it mentions no column: WHERE true, 1 = 1, NOT false, $1; or such a part
+ *   decides it through OR/AND/NOT: WHERE id = 5 OR true); a MERGE whose ON may so hold with a
+ *   WHEN MATCHED UPDATE or DELETE no such condition bounds; TRUNCATE. Never by a constant's
+ *   value: WHERE 1 = 2 counts too (all rows or none).
  * prepared_name: for PREPARE the name defined, for EXECUTE/DEALLOCATE the name used, else NULL;
  *   prep_op says which (DEALLOCATE ALL: no name); a session that remembers what it PREPAREd
  *   decides an EXECUTE by that statement. An EXECUTE inside EXPLAIN (with or without ANALYZE:

@@ -74,6 +74,7 @@ struct walk {
 	size_t cap_rel;
 	int dml;		/* DML_* seen anywhere */
 	int unbounded;		/* an UPDATE/DELETE without WHERE seen */
+	int const_where;	/* ... or with one that may take every row (may_be_always) */
 	int fn_rank;		/* most dangerous side-effect function seen (fn_rank_of) */
 	int unsafe;		/* changes a setting the server's reading of SQL depends on */
 	int side_effect;	/* calls a function of side_effect_fns or set_config */
@@ -478,6 +479,92 @@ static void note_func_call(struct walk *w, const PgQuery__FuncCall *fc)
 		w->fn_rank = rank;
 }
 
+/* ---- Conditions that bound nothing ---------------------------------------------------------
+ * A condition that mentions no column of a row (no column reference, no CURRENT OF) is the
+ * same for every row: it takes all of them or none (WHERE true, WHERE 1 = 1, WHERE NOT false,
+ * WHERE $1, WHERE EXISTS (SELECT 1)). Its value is never read, so the answer does not depend on
+ * a constant. Around such parts, AND and OR decide: a condition may be true for every row if
+ * an OR arm may be, or every AND arm may be (NOT turns that about). A write whose condition may
+ * be true for every row is unbounded. Column references inside subqueries count as the row's
+ * (they may be), so 'WHERE id IN (SELECT id FROM t)' is not caught, nor 'WHERE id = id'.
+ */
+static int mentions_row(const ProtobufCMessage *m)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	const char *base = (const char *)m;
+
+	if (d == &pg_query__column_ref__descriptor || d == &pg_query__current_of_expr__descriptor)
+		return 1;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) && *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+			continue;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)(base + f->quantifier_offset);
+			ProtobufCMessage *const *arr = *(ProtobufCMessage *const *const *)(base + f->offset);
+
+			for (size_t j = 0; j < n; j++)
+				if (arr[j] && mentions_row(arr[j]))
+					return 1;
+		} else {
+			const ProtobufCMessage *sub = *(const ProtobufCMessage *const *)(base + f->offset);
+
+			if (sub && mentions_row(sub))
+				return 1;
+		}
+	}
+	return 0;
+}
+
+static int may_be_always(const PgQuery__Node *n, int truth)
+{
+	const PgQuery__BoolExpr *b;
+	int any = truth ? PG_QUERY__BOOL_EXPR_TYPE__OR_EXPR : PG_QUERY__BOOL_EXPR_TYPE__AND_EXPR;
+
+	if (!n)
+		return truth;
+	if (!mentions_row(&n->base))
+		return 1;
+	if (n->node_case != PG_QUERY__NODE__NODE_BOOL_EXPR)
+		return 0;
+	b = n->bool_expr;
+	if (b->boolop == PG_QUERY__BOOL_EXPR_TYPE__NOT_EXPR)
+		return b->n_args == 1 && may_be_always(b->args[0], !truth);
+	for (size_t i = 0; i < b->n_args; i++) {
+		int v = may_be_always(b->args[i], truth);
+
+		if (b->boolop == (PgQuery__BoolExprType)any && v)
+			return 1;
+		if (b->boolop != (PgQuery__BoolExprType)any && !v)
+			return 0;
+	}
+	return b->boolop != (PgQuery__BoolExprType)any;
+}
+
+/* A MERGE changes every row its join takes when its ON may always hold and a WHEN MATCHED
+ * clause that updates or deletes has no condition that could bound it. */
+static int merge_unbounded(const PgQuery__MergeStmt *m)
+{
+	if (!may_be_always(m->join_condition, 1))
+		return 0;
+	for (size_t i = 0; i < m->n_merge_when_clauses; i++) {
+		const PgQuery__Node *c = m->merge_when_clauses[i];
+		const PgQuery__MergeWhenClause *wc;
+
+		if (!c || c->node_case != PG_QUERY__NODE__NODE_MERGE_WHEN_CLAUSE)
+			continue;
+		wc = c->merge_when_clause;
+		if (wc->matched && (wc->command_type == PG_QUERY__CMD_TYPE__CMD_UPDATE ||
+				    wc->command_type == PG_QUERY__CMD_TYPE__CMD_DELETE) &&
+		    (!wc->condition || may_be_always(wc->condition, 1)))
+			return 1;
+	}
+	return 0;
+}
+
 static void walk_msg(struct walk *w, const ProtobufCMessage *m, const ProtobufCFieldDescriptor *skip);
 
 static void walk_fields(struct walk *w, const ProtobufCMessage *m, const ProtobufCFieldDescriptor *skip)
@@ -583,6 +670,8 @@ static void walk_msg(struct walk *w, const ProtobufCMessage *m, const ProtobufCF
 		w->dml |= DML_UPDATE;
 		if (!u->where_clause)
 			w->unbounded = 1;
+		else if (may_be_always(u->where_clause, 1))
+			w->unbounded = w->const_where = 1;
 		/* pg_settings' update rule calls set_config with names the classifier cannot see */
 		if (is_pg_settings(u->relation)) {
 			w->unsafe = w->side_effect = 1;
@@ -596,9 +685,13 @@ static void walk_msg(struct walk *w, const ProtobufCMessage *m, const ProtobufCF
 		w->dml |= DML_DELETE;
 		if (!x->where_clause)
 			w->unbounded = 1;
+		else if (may_be_always(x->where_clause, 1))
+			w->unbounded = w->const_where = 1;
 		with = x->with_clause;
 	} else if (d == &pg_query__merge_stmt__descriptor) {
 		w->dml |= DML_MERGE;
+		if (merge_unbounded((const PgQuery__MergeStmt *)m))
+			w->unbounded = w->const_where = 1;
 		with = ((const PgQuery__MergeStmt *)m)->with_clause;
 	} else if (d == &pg_query__drop_stmt__descriptor) {
 		const PgQuery__DropStmt *x = (const PgQuery__DropStmt *)m;
