@@ -1477,7 +1477,7 @@ int pg_stmt_list_print(const struct pg_stmt_list *l, FILE *f)
 
 		if (fprintf(f, "%zu: %s\n   kind: %s%s\n   fingerprint: %s\n   relations:", i + 1,
 			    st->text, pg_kind_name(st->kind),
-			    st->unbounded_write ? " (unbounded write: no WHERE)" : "",
+			    st->unbounded_write ? " (unbounded write: it may take every row)" : "",
 			    st->fingerprint) < 0)
 			return -1;
 		if (!st->n_relations && fputs(" (none)", f) < 0)
