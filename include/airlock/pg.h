@@ -306,8 +306,16 @@ struct pg_stmt {
 	 * start values, which the proxy must check as the server reports them). What a DO block or
 	 * a function body does is not seen here: the proxy must watch ParameterStatus. */
 	int unsafe_setting;
-	/* Its fingerprint hides constants that decide what it does (DO and function bodies, CALL
-	 * arguments, SET values, set_config arguments): a grant covers its exact text only. */
+	/* Its fingerprint hides constants that decide what it does, so a grant covers its exact
+	 * text only: DO, CALL, SET/RESET (also inside ALTER ... SET and function definitions), a
+	 * call of set_config or of any side-effect function (their arguments are file names, SQL
+	 * text, roles, backends, large objects), an UPDATE of pg_settings, CREATE/ALTER FUNCTION or
+	 * PROCEDURE, and definitions whose expressions run later (CREATE RULE, TRIGGER, POLICY,
+	 * ALTER POLICY, CREATE VIEW); an unsafe_setting statement; and a write unbounded by a
+	 * condition that mentions no column (WHERE 1 = 0 and WHERE 1 = 1 share a fingerprint).
+	 * Constants of ordinary DML (keys, values, limits) are what a grant of a statement shape
+	 * is for, and COPY's program or file, EXPLAIN's options, passwords and FETCH counts are
+	 * in the fingerprint. */
 	int grant_exact;
 };
 
@@ -354,7 +362,7 @@ int pg_kind_parse(const char *name, enum pg_kind *out) AL_MUST;
 int pg_kind_is_dml(enum pg_kind k);
 
 /* The `airlockctl classify pg --json` array: [{text, kind, relations, unbounded_write,
- * fingerprint, unsafe_setting}, ...]. Returns malloc'd text (free()), NULL on allocation failure. */
+ * fingerprint, unsafe_setting, grant_exact}, ...]. Returns malloc'd text (free()), NULL on allocation failure. */
 char *pg_stmt_list_json(const struct pg_stmt_list *l, int pretty);
 /* The human-readable form: one block per statement. Returns 0 or -1 on write error. */
 int pg_stmt_list_print(const struct pg_stmt_list *l, FILE *f) AL_MUST;

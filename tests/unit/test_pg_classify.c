@@ -468,6 +468,72 @@ static void test_unsafe_settings(void)
 	}
 }
 
+/* grant_exact: a grant covers the exact text when the fingerprint hides what decides the effect. */
+static void test_grant_exact(void)
+{
+	static const struct {
+		const char *sql;
+		int exact;
+	} c[] = {
+		{ "DO $$ BEGIN PERFORM 1; END $$", 1 },
+		{ "DO $$ BEGIN DELETE FROM items WHERE id > 3; EXECUTE 'DROP TABLE other.items'; END $$", 1 },
+		{ "CALL p(1)", 1 },
+		{ "SET search_path = x", 1 },
+		{ "SET LOCAL work_mem = '1MB'", 1 },
+		{ "RESET ALL", 1 },
+		{ "SET client_encoding = 'SJIS'", 1 },
+		{ "SELECT set_config('search_path', 'x', false)", 1 },
+		{ "SELECT pg_terminate_backend(123)", 1 },
+		{ "SELECT lo_unlink(1)", 1 },
+		{ "SELECT query_to_xml('select 1', true, false, '')", 1 },
+		{ "SELECT table_to_xml('t', true, false, '')", 1 },
+		{ "INSERT INTO t SELECT pg_read_file('x')", 1 },
+		{ "UPDATE pg_settings SET setting = 'x' WHERE name = 'y'", 1 },
+		{ "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", 1 },
+		{ "CREATE OR REPLACE PROCEDURE p() LANGUAGE sql AS $$ DELETE FROM t $$", 1 },
+		{ "ALTER FUNCTION f() SET search_path = x", 1 },
+		{ "CREATE RULE r AS ON INSERT TO t DO INSTEAD NOTHING", 1 },
+		{ "CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION f()", 1 },
+		{ "CREATE POLICY p ON t USING (tenant = 5)", 1 },
+		{ "ALTER POLICY p ON t USING (true)", 1 },
+		{ "CREATE VIEW v AS SELECT * FROM t WHERE a = 1", 1 },
+		{ "ALTER ROLE app SET search_path = x", 1 },
+		{ "ALTER SYSTEM SET work_mem = '1MB'", 1 },
+		{ "DELETE FROM t WHERE 1 = 0", 1 },
+		{ "UPDATE t SET a = 1 WHERE id = 5 OR 1 = 0", 1 },
+		/* shapes whose constants are what a grant is for, or are in the fingerprint */
+		{ "SELECT * FROM t WHERE id = 1", 0 },
+		{ "DELETE FROM t WHERE id = 1", 0 },
+		{ "UPDATE t SET a = 'x' WHERE id = 2", 0 },
+		{ "INSERT INTO t VALUES (1)", 0 },
+		{ "DELETE FROM t", 0 },
+		{ "COPY t TO PROGRAM 'x'", 0 },
+		{ "EXPLAIN (ANALYZE 0) DELETE FROM t WHERE id = 1", 0 },
+		{ "ALTER ROLE x PASSWORD 'y'", 0 },
+		{ "FETCH 5 FROM c", 0 },
+		{ "EXECUTE p(1)", 0 },
+		{ "CREATE TABLE t (a int DEFAULT 5)", 0 },
+		{ "BEGIN", 0 },
+		{ "GRANT SELECT ON t TO bob", 0 },
+	};
+
+	for (size_t i = 0; i < AL_ARRAY_LEN(c); i++) {
+		struct pg_stmt_list l;
+		char err[256];
+
+		if (pg_classify(c[i].sql, &l, err, sizeof(err)) || l.n != 1) {
+			printf("#   %s: %s\n", c[i].sql, err);
+			CHECK(0);
+			continue;
+		}
+		if (l.stmts[0].grant_exact != c[i].exact) {
+			printf("#   %s: grant_exact %d, want %d\n", c[i].sql, l.stmts[0].grant_exact, c[i].exact);
+			CHECK(0);
+		}
+		pg_stmt_list_free(&l);
+	}
+}
+
 static void test_parse_error(void)
 {
 	struct pg_stmt_list l;
@@ -583,7 +649,7 @@ static void test_json_shape(void)
 	const char *key;
 	json_t *v;
 	static const char *const keys[] = { "text", "kind", "relations", "unbounded_write", "fingerprint",
-					    "unsafe_setting" };
+					    "unsafe_setting", "grant_exact" };
 	size_t k = 0;
 
 	CHECK(pg_classify("SELECT * FROM a, b; DELETE FROM c", &l, err, sizeof(err)) == 0);
@@ -647,6 +713,7 @@ static void test_text_output(void)
 	CHECK(f && pg_stmt_list_print(&l, f) == 0);
 	fclose(f);
 	CHECK(buf && strstr(buf, "unsafe setting: it changes how the server reads"));
+	CHECK(buf && strstr(buf, "grant: its exact text only"));
 	free(buf);
 	pg_stmt_list_free(&l);
 }
@@ -672,6 +739,7 @@ int main(void)
 	RUN(test_prepared_names);
 	RUN(test_execute_and_portal_names);
 	RUN(test_unsafe_settings);
+	RUN(test_grant_exact);
 	RUN(test_parse_error);
 	RUN(test_deep_nesting_refused);
 	RUN(test_json_shape);

@@ -78,6 +78,7 @@ struct walk {
 	int fn_rank;		/* most dangerous side-effect function seen (fn_rank_of) */
 	int unsafe;		/* changes a setting the server's reading of SQL depends on */
 	int side_effect;	/* calls a function of side_effect_fns or set_config */
+	int exact;		/* holds constants its fingerprint hides that decide its effect */
 	int depth;
 	int failed;		/* out of memory or too deep */
 	int too_deep;
@@ -649,6 +650,14 @@ static void walk_msg(struct walk *w, const ProtobufCMessage *m, const ProtobufCF
 		add_range_var(w, (const PgQuery__RangeVar *)m);
 		goto out;
 	}
+	/* Code or settings in constants: DO and function bodies, CALL arguments, SET values, and
+	 * definitions whose expressions run later (rules, triggers, policies, views). */
+	if (d == &pg_query__do_stmt__descriptor || d == &pg_query__call_stmt__descriptor ||
+	    d == &pg_query__variable_set_stmt__descriptor || d == &pg_query__create_function_stmt__descriptor ||
+	    d == &pg_query__alter_function_stmt__descriptor || d == &pg_query__rule_stmt__descriptor ||
+	    d == &pg_query__create_trig_stmt__descriptor || d == &pg_query__create_policy_stmt__descriptor ||
+	    d == &pg_query__alter_policy_stmt__descriptor || d == &pg_query__view_stmt__descriptor)
+		w->exact = 1;
 	if (d == &pg_query__func_call__descriptor)
 		note_func_call(w, (const PgQuery__FuncCall *)m);
 	else if (d == &pg_query__variable_set_stmt__descriptor)
@@ -1312,6 +1321,7 @@ static int classify_one(const char *sql, size_t sql_len, const PgQuery__RawStmt 
 		st->unbounded_write = pg_kind_is_dml(st->kind) && w.unbounded;
 	st->kind = with_functions(st->kind, w.fn_rank);
 	st->unsafe_setting = w.unsafe;
+	st->grant_exact = w.exact || w.side_effect || w.unsafe || w.const_where;
 	pn = raw->stmt ? prepared_name_of(raw->stmt) : NULL;
 	if (pn && !(st->prepared_name = strdup(pn)))
 		goto oom;
@@ -1461,7 +1471,8 @@ char *pg_stmt_list_json(const struct pg_stmt_list *l, int pretty)
 		if (json_object_set_new(o, "relations", rels) ||
 		    json_object_set_new(o, "unbounded_write", json_boolean(st->unbounded_write)) ||
 		    json_object_set_new(o, "fingerprint", json_string(st->fingerprint)) ||
-		    json_object_set_new(o, "unsafe_setting", json_boolean(st->unsafe_setting)))
+		    json_object_set_new(o, "unsafe_setting", json_boolean(st->unsafe_setting)) ||
+		    json_object_set_new(o, "grant_exact", json_boolean(st->grant_exact)))
 			goto out;
 	}
 	s = json_dumps(arr, JSON_PRESERVE_ORDER | (pretty ? JSON_INDENT(2) : JSON_COMPACT));
@@ -1486,6 +1497,9 @@ int pg_stmt_list_print(const struct pg_stmt_list *l, FILE *f)
 			if (fprintf(f, "%s %s", r ? "," : "", st->relations[r]) < 0)
 				return -1;
 		if (fputc('\n', f) == EOF)
+			return -1;
+		if (st->grant_exact && fputs("   grant: its exact text only (constants its fingerprint hides decide "
+					     "what it does)\n", f) < 0)
 			return -1;
 		if (st->unsafe_setting && fputs("   unsafe setting: it changes how the server reads the statements "
 						"after it (refused)\n", f) < 0)
