@@ -41,7 +41,7 @@ struct al_rule {
 	unsigned int approvals; /* distinct people needed */
 	unsigned int review_timeout_ms;
 	unsigned int max_grant_s; /* longest approve-for-a-window allowed; 0: no grants */
-	uint32_t kinds;         /* bit per enum pg_kind; 0 = any kind */
+	uint32_t kinds;         /* bit per enum pg_kind; 0 = any kind (al_subject.kinds: how) */
 	char **relations;       /* any of these (case-insensitive, schema optional) */
 	size_t n_relations;
 	int unbounded_write;    /* only UPDATE/DELETE without WHERE */
@@ -156,6 +156,7 @@ int al_cidr_contains(const struct al_cidr *net, const struct al_addr *a);
 /* What a rule is matched against: one command from one agent. */
 struct al_subject {
 	int kind;                       /* enum pg_kind */
+	unsigned kinds;                 /* every kind it is (pg_stmt.kinds); 0: 1u << kind */
 	const char *const *relations;
 	size_t n_relations;
 	int unbounded_write;

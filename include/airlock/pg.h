@@ -317,6 +317,12 @@ struct pg_stmt {
 	 * is for, and COPY's program or file, EXPLAIN's options, passwords and FETCH counts are
 	 * in the fingerprint. */
 	int grant_exact;
+	/* Every kind it is, as bits 1u << PG_KIND_*: kind itself, each write it runs (a MERGE's
+	 * WHEN ... THEN DELETE/UPDATE/INSERT, INSERT ... ON CONFLICT DO UPDATE's update, writing
+	 * CTEs), COPY FROM's insert, the kind before its function calls and theirs. A deny or
+	 * review rule's kinds meet a statement that is any of them; an allow rule's, one that is
+	 * nothing else (config_decide). */
+	unsigned kinds;
 };
 
 struct pg_stmt_list {
@@ -340,6 +346,9 @@ struct pg_stmt_list {
  *   dangerous winning; large-object writers (lo_from_bytea, lo_put, lo_unlink, ...) are the
  *   write they are, on pg_catalog.pg_largeobject; pg_terminate_backend, pg_reload_conf, ...
  *   make a read or COPY out utility.
+ * kinds adds what else a statement is: a MERGE is also each of its actions (delete, update,
+ *   insert), INSERT ... ON CONFLICT DO UPDATE also update, COPY FROM also insert, a writing CTE
+ *   its write, a statement its functions' kind; rules on any of them meet it (config_decide).
  * Statements nested deeper than the library can serialize on an 8 MB stack are refused with
  * "statement nested too deeply" (PostgreSQL refuses them too).
  *
@@ -362,7 +371,7 @@ int pg_kind_parse(const char *name, enum pg_kind *out) AL_MUST;
 int pg_kind_is_dml(enum pg_kind k);
 
 /* The `airlockctl classify pg --json` array: [{text, kind, relations, unbounded_write,
- * fingerprint, unsafe_setting, grant_exact}, ...]. Returns malloc'd text (free()), NULL on allocation failure. */
+ * fingerprint, unsafe_setting, grant_exact, kinds}, ...]. Returns malloc'd text (free()), NULL on allocation failure. */
 char *pg_stmt_list_json(const struct pg_stmt_list *l, int pretty);
 /* The human-readable form: one block per statement. Returns 0 or -1 on write error. */
 int pg_stmt_list_print(const struct pg_stmt_list *l, FILE *f) AL_MUST;

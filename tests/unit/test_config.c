@@ -964,6 +964,37 @@ static void test_rules(void)
 		CHECK(config_decide(&c->resources[0], &subj) == NULL);
 	}
 	{
+		/* A statement of several kinds meets a deny or review rule naming any of them, an
+		 * allow rule only when it names them all. */
+		struct al_config *d = parse("resource db {\n address 10.0.0.1\n port 5432\n protocol postgres\n"
+					    " credential x\n rule allow kind read insert\n rule review kind update delete\n"
+					    " rule deny kind insert\n}\n");
+		struct al_subject subj = { .kind = PG_KIND_INSERT,
+					   .kinds = 1u << PG_KIND_INSERT | 1u << PG_KIND_UPDATE };
+
+		CHECK(d && d->resources[0].n_rules == 3);
+		if (d && d->resources[0].n_rules == 3) {
+			/* INSERT ... ON CONFLICT DO UPDATE */
+			CHECK(config_decide(&d->resources[0], &subj) == &d->resources[0].rules[1]);
+			/* a plain INSERT, and one without kinds (kind alone) */
+			subj.kinds = 1u << PG_KIND_INSERT;
+			CHECK(config_decide(&d->resources[0], &subj) == &d->resources[0].rules[0]);
+			subj.kinds = 0;
+			CHECK(config_decide(&d->resources[0], &subj) == &d->resources[0].rules[0]);
+			/* MERGE ... WHEN MATCHED THEN DELETE */
+			subj.kind = PG_KIND_MERGE;
+			subj.kinds = 1u << PG_KIND_MERGE | 1u << PG_KIND_DELETE;
+			CHECK(config_decide(&d->resources[0], &subj) == &d->resources[0].rules[1]);
+			/* COPY FROM STDIN */
+			subj.kind = PG_KIND_COPY;
+			subj.kinds = 1u << PG_KIND_COPY | 1u << PG_KIND_INSERT;
+			CHECK(config_decide(&d->resources[0], &subj) == &d->resources[0].rules[2]);
+			subj.kinds = 1u << PG_KIND_COPY;
+			CHECK(config_decide(&d->resources[0], &subj) == NULL);
+		}
+		config_free(d);
+	}
+	{
 		/* "*": relations a statement names by text (query_to_xml, table_to_xml): any table for
 		 * a deny or review rule on a relation, none an allow rule's */
 		struct al_config *d = parse("resource db {\n address 10.0.0.1\n port 5432\n protocol postgres\n"

@@ -534,6 +534,57 @@ static void test_grant_exact(void)
 	}
 }
 
+/* kinds: every kind a statement is, for rules that match any (deny, review) or all (allow). */
+static void test_kinds(void)
+{
+	static const struct {
+		const char *sql, *kinds;	/* in enum order */
+	} c[] = {
+		{ "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", "delete,merge" },
+		{ "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN UPDATE SET a = 1 "
+		  "WHEN NOT MATCHED THEN INSERT VALUES (1)", "insert,update,merge" },
+		{ "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DO NOTHING", "merge" },
+		{ "INSERT INTO t VALUES (1) ON CONFLICT (a) DO UPDATE SET b = 2", "insert,update" },
+		{ "INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING", "insert" },
+		{ "COPY t FROM STDIN", "insert,copy" },
+		{ "COPY t TO STDOUT", "copy" },
+		{ "COPY t FROM PROGRAM 'id'", "insert,copy_program" },
+		{ "WITH d AS (DELETE FROM t RETURNING *) INSERT INTO l SELECT * FROM d", "insert,delete" },
+		{ "SELECT 1", "read" },
+		{ "EXPLAIN DELETE FROM t", "read" },
+		{ "EXPLAIN ANALYZE MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", "delete,merge" },
+		{ "PREPARE p AS INSERT INTO t VALUES (1) ON CONFLICT (a) DO UPDATE SET b = 1", "insert,update" },
+		{ "INSERT INTO logs SELECT length(set_config('role', 'x', false))", "insert,dcl" },
+		{ "DELETE FROM t WHERE pg_terminate_backend(1)", "delete,utility" },
+		{ "SELECT set_config('search_path', 'x', false)", "read,utility" },
+		{ "SELECT lo_unlink(1)", "delete" },
+		{ "CREATE RULE r AS ON INSERT TO t DO INSTEAD DELETE FROM x", "ddl" },
+		{ "CREATE TABLE n AS SELECT * FROM o", "ddl" },
+	};
+
+	for (size_t i = 0; i < AL_ARRAY_LEN(c); i++) {
+		struct pg_stmt_list l;
+		char err[256], got[256] = "";
+		size_t off = 0;
+
+		if (pg_classify(c[i].sql, &l, err, sizeof(err)) || l.n != 1) {
+			printf("#   %s: %s\n", c[i].sql, err);
+			CHECK(0);
+			continue;
+		}
+		for (int k = 0; k < PG_KIND__COUNT; k++)
+			if (l.stmts[0].kinds & (1u << k))
+				off += (size_t)snprintf(got + off, sizeof(got) - off, "%s%s", off ? "," : "",
+							pg_kind_name((enum pg_kind)k));
+		CHECK(l.stmts[0].kinds & (1u << l.stmts[0].kind));
+		if (strcmp(got, c[i].kinds)) {
+			printf("#   %s: kinds %s, want %s\n", c[i].sql, got, c[i].kinds);
+			CHECK(0);
+		}
+		pg_stmt_list_free(&l);
+	}
+}
+
 static void test_parse_error(void)
 {
 	struct pg_stmt_list l;
@@ -649,7 +700,7 @@ static void test_json_shape(void)
 	const char *key;
 	json_t *v;
 	static const char *const keys[] = { "text", "kind", "relations", "unbounded_write", "fingerprint",
-					    "unsafe_setting", "grant_exact" };
+					    "unsafe_setting", "grant_exact", "kinds" };
 	size_t k = 0;
 
 	CHECK(pg_classify("SELECT * FROM a, b; DELETE FROM c", &l, err, sizeof(err)) == 0);
@@ -740,6 +791,7 @@ int main(void)
 	RUN(test_execute_and_portal_names);
 	RUN(test_unsafe_settings);
 	RUN(test_grant_exact);
+	RUN(test_kinds);
 	RUN(test_parse_error);
 	RUN(test_deep_nesting_refused);
 	RUN(test_json_shape);

@@ -1927,11 +1927,26 @@ static int relation_matches(const char *rule_rel, const char *rel)
 	return !strchr(rule_rel, '.') && dot && strcasecmp(rule_rel, dot + 1) == 0;
 }
 
+/*
+ * A statement may be several kinds at once (a MERGE that deletes is merge and delete, an upsert
+ * insert and update, COPY FROM copy and insert): a deny or review rule meets it if it names any
+ * of them, an allow rule only if it names every one, so no kind a statement is slips past a
+ * rule that holds it behind an allow rule for another.
+ */
+static int kinds_match(const struct al_rule *r, const struct al_subject *s)
+{
+	uint32_t k = s->kinds ? s->kinds : 1u << s->kind;
+
+	if (r->allow == AL_ACTION_ALLOW)
+		return (k & ~r->kinds) == 0;
+	return (k & r->kinds) != 0;
+}
+
 static int rule_matches(const struct al_rule *r, const struct al_subject *s)
 {
 	if (!config_rule_identity_matches(r, s->cgroup_path, s->uid, s->exe))
 		return 0;
-	if (r->kinds && !(r->kinds & (1u << s->kind)))
+	if (r->kinds && !kinds_match(r, s))
 		return 0;
 	if (r->exec && !s->k8s_exec)
 		return 0;

@@ -73,6 +73,8 @@ struct walk {
 	struct pg_stmt *st;
 	size_t cap_rel;
 	int dml;		/* DML_* seen anywhere */
+	unsigned also;		/* kinds a write is besides its own (1u << PG_KIND_*): a MERGE's
+				 * actions, an upsert's update, COPY FROM's insert */
 	int unbounded;		/* an UPDATE/DELETE without WHERE seen */
 	int const_where;	/* ... or with one that may take every row (may_be_always) */
 	int fn_rank;		/* most dangerous side-effect function seen (fn_rank_of) */
@@ -545,6 +547,33 @@ static int may_be_always(const PgQuery__Node *n, int truth)
 	return b->boolop != (PgQuery__BoolExprType)any;
 }
 
+/* The kinds of a MERGE's actions: WHEN MATCHED THEN DELETE deletes, UPDATE updates, INSERT inserts. */
+static unsigned merge_actions(const PgQuery__MergeStmt *m)
+{
+	unsigned k = 0;
+
+	for (size_t i = 0; i < m->n_merge_when_clauses; i++) {
+		const PgQuery__Node *c = m->merge_when_clauses[i];
+
+		if (!c || c->node_case != PG_QUERY__NODE__NODE_MERGE_WHEN_CLAUSE)
+			continue;
+		switch (c->merge_when_clause->command_type) {
+		case PG_QUERY__CMD_TYPE__CMD_DELETE:
+			k |= 1u << PG_KIND_DELETE;
+			break;
+		case PG_QUERY__CMD_TYPE__CMD_UPDATE:
+			k |= 1u << PG_KIND_UPDATE;
+			break;
+		case PG_QUERY__CMD_TYPE__CMD_INSERT:
+			k |= 1u << PG_KIND_INSERT;
+			break;
+		default:
+			break;
+		}
+	}
+	return k;
+}
+
 /* A MERGE changes every row its join takes when its ON may always hold and a WHEN MATCHED
  * clause that updates or deletes has no condition that could bound it. */
 static int merge_unbounded(const PgQuery__MergeStmt *m)
@@ -671,8 +700,13 @@ static void walk_msg(struct walk *w, const ProtobufCMessage *m, const ProtobufCF
 	if (d == &pg_query__select_stmt__descriptor) {
 		with = ((const PgQuery__SelectStmt *)m)->with_clause;
 	} else if (d == &pg_query__insert_stmt__descriptor) {
+		const PgQuery__InsertStmt *x = (const PgQuery__InsertStmt *)m;
+
 		w->dml |= DML_INSERT;
-		with = ((const PgQuery__InsertStmt *)m)->with_clause;
+		if (x->on_conflict_clause &&
+		    x->on_conflict_clause->action == PG_QUERY__ON_CONFLICT_ACTION__ONCONFLICT_UPDATE)
+			w->also |= 1u << PG_KIND_UPDATE;
+		with = x->with_clause;
 	} else if (d == &pg_query__update_stmt__descriptor) {
 		const PgQuery__UpdateStmt *u = (const PgQuery__UpdateStmt *)m;
 
@@ -699,6 +733,7 @@ static void walk_msg(struct walk *w, const ProtobufCMessage *m, const ProtobufCF
 		with = x->with_clause;
 	} else if (d == &pg_query__merge_stmt__descriptor) {
 		w->dml |= DML_MERGE;
+		w->also |= merge_actions((const PgQuery__MergeStmt *)m);
 		if (merge_unbounded((const PgQuery__MergeStmt *)m))
 			w->unbounded = w->const_where = 1;
 		with = ((const PgQuery__MergeStmt *)m)->with_clause;
@@ -894,11 +929,12 @@ static const PgQuery__Node *inner_stmt(const PgQuery__Node *n)
  * and a function that runs SQL text do, unless the statement is already worse (do; or
  * copy_program over dcl).
  */
+static const enum pg_kind fn_kinds[] = { PG_KIND_READ, PG_KIND_UTILITY, PG_KIND_DCL, PG_KIND_COPY_PROGRAM,
+					 PG_KIND_DO };
+
 static enum pg_kind with_functions(enum pg_kind k, int fn_rank)
 {
-	static const enum pg_kind by_rank[] = { PG_KIND_READ, PG_KIND_UTILITY, PG_KIND_DCL, PG_KIND_COPY_PROGRAM,
-						PG_KIND_DO };
-	enum pg_kind f = by_rank[fn_rank];
+	enum pg_kind f = fn_kinds[fn_rank];
 
 	if (!fn_rank)
 		return k;
@@ -907,6 +943,33 @@ static enum pg_kind with_functions(enum pg_kind k, int fn_rank)
 	if (k == PG_KIND_DO || (k == PG_KIND_COPY_PROGRAM && f == PG_KIND_DCL))
 		return k;
 	return f;
+}
+
+/*
+ * Every kind the statement is (see pg.h): its own kind before its functions, each write it
+ * runs when it is a write or a COPY (writing CTEs, a MERGE's actions, an upsert's update), the
+ * insert of a COPY FROM, and its functions' kind.
+ */
+static unsigned kinds_of(const PgQuery__Node *n, enum pg_kind k, const struct walk *w)
+{
+	static const struct {
+		int dml;
+		enum pg_kind kind;
+	} dml_bits[] = { { DML_INSERT, PG_KIND_INSERT }, { DML_UPDATE, PG_KIND_UPDATE },
+			 { DML_DELETE, PG_KIND_DELETE }, { DML_MERGE, PG_KIND_MERGE } };
+	unsigned kinds = 1u << k;
+
+	if (pg_kind_is_dml(k) || k == PG_KIND_COPY || k == PG_KIND_COPY_PROGRAM) {
+		for (size_t i = 0; i < AL_ARRAY_LEN(dml_bits); i++)
+			if (w->dml & dml_bits[i].dml)
+				kinds |= 1u << dml_bits[i].kind;
+		kinds |= w->also;
+	}
+	if (n && n->node_case == PG_QUERY__NODE__NODE_COPY_STMT && n->copy_stmt->is_from)
+		kinds |= 1u << PG_KIND_INSERT;
+	if (w->fn_rank)
+		kinds |= 1u << fn_kinds[w->fn_rank];
+	return kinds;
 }
 
 static const char *prepared_name_of(const PgQuery__Node *n)
@@ -1319,7 +1382,9 @@ static int classify_one(const char *sql, size_t sql_len, const PgQuery__RawStmt 
 		st->unbounded_write = 1;
 	else
 		st->unbounded_write = pg_kind_is_dml(st->kind) && w.unbounded;
+	st->kinds = kinds_of(raw->stmt, st->kind, &w);
 	st->kind = with_functions(st->kind, w.fn_rank);
+	st->kinds |= 1u << st->kind;
 	st->unsafe_setting = w.unsafe;
 	st->grant_exact = w.exact || w.side_effect || w.unsafe || w.const_where;
 	pn = raw->stmt ? prepared_name_of(raw->stmt) : NULL;
@@ -1450,7 +1515,7 @@ char *pg_stmt_list_json(const struct pg_stmt_list *l, int pretty)
 		return NULL;
 	for (size_t i = 0; i < l->n; i++) {
 		const struct pg_stmt *st = &l->stmts[i];
-		json_t *o, *rels = json_array();
+		json_t *o, *kinds, *rels = json_array();
 
 		if (!rels)
 			goto out;
@@ -1472,8 +1537,12 @@ char *pg_stmt_list_json(const struct pg_stmt_list *l, int pretty)
 		    json_object_set_new(o, "unbounded_write", json_boolean(st->unbounded_write)) ||
 		    json_object_set_new(o, "fingerprint", json_string(st->fingerprint)) ||
 		    json_object_set_new(o, "unsafe_setting", json_boolean(st->unsafe_setting)) ||
-		    json_object_set_new(o, "grant_exact", json_boolean(st->grant_exact)))
+		    json_object_set_new(o, "grant_exact", json_boolean(st->grant_exact)) ||
+		    json_object_set_new(o, "kinds", kinds = json_array()))
 			goto out;
+		for (int k = 0; k < PG_KIND__COUNT; k++)
+			if ((st->kinds & (1u << k)) && json_array_append_new(kinds, json_string(pg_kind_name((enum pg_kind)k))))
+				goto out;
 	}
 	s = json_dumps(arr, JSON_PRESERVE_ORDER | (pretty ? JSON_INDENT(2) : JSON_COMPACT));
 out:
@@ -1486,8 +1555,15 @@ int pg_stmt_list_print(const struct pg_stmt_list *l, FILE *f)
 	for (size_t i = 0; i < l->n; i++) {
 		const struct pg_stmt *st = &l->stmts[i];
 
-		if (fprintf(f, "%zu: %s\n   kind: %s%s\n   fingerprint: %s\n   relations:", i + 1,
-			    st->text, pg_kind_name(st->kind),
+		if (fprintf(f, "%zu: %s\n   kind: %s", i + 1, st->text, pg_kind_name(st->kind)) < 0)
+			return -1;
+		for (int k = 0, n = 0; k < PG_KIND__COUNT; k++)
+			if (k != (int)st->kind && (st->kinds & (1u << k)) &&
+			    fprintf(f, "%s%s", n++ ? ", " : " (also ", pg_kind_name((enum pg_kind)k)) < 0)
+				return -1;
+		if ((st->kinds & ~(1u << st->kind)) && fputc(')', f) == EOF)
+			return -1;
+		if (fprintf(f, "%s\n   fingerprint: %s\n   relations:",
 			    st->unbounded_write ? " (unbounded write: it may take every row)" : "",
 			    st->fingerprint) < 0)
 			return -1;
