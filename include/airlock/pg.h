@@ -377,9 +377,12 @@ char *pg_stmt_list_json(const struct pg_stmt_list *l, int pretty);
 int pg_stmt_list_print(const struct pg_stmt_list *l, FILE *f) AL_MUST;
 
 /* ---- Classification cache ------------------------------------------------------------------
- * pg_classify_cached gives what pg_classify gives; a single-statement string that differs from
- * one classified before only in numeric literals reuses that classification (its own text is
- * kept). Bounded: a fixed number of slots, a new entry replaces the slot's old one.
+ * pg_classify_cached gives what pg_classify gives, every field; a single-statement string that
+ * differs from one classified before only in numeric literals reuses that classification (its
+ * own text is kept) when none of it can depend on them: a SELECT, INSERT, UPDATE, DELETE or
+ * MERGE, not grant_exact or unsafe_setting, whose numeric constants are exactly the literals
+ * the key hides (not an EXPLAIN option, FETCH count, SET value or array bound). Bounded: a
+ * fixed number of slots, a new entry replaces the slot's old one.
  */
 struct pg_cache;
 int pg_cache_new(size_t slots, struct pg_cache **out) AL_MUST;
@@ -387,7 +390,9 @@ void pg_cache_free(struct pg_cache *c);
 int pg_classify_cached(struct pg_cache *c, const char *sql, struct pg_stmt_list *out, char *err,
 		       size_t errlen) AL_MUST;
 void pg_cache_stats(const struct pg_cache *c, uint64_t *hits, uint64_t *misses);
-/* The cache key: numeric literals as '?', all else verbatim; -1 if not cacheable. */
+/* The cache key: numeric literals as '?', all else verbatim; -1 if not cacheable (text its
+ * scanner may read otherwise than PostgreSQL: unterminated quotes or comments, a backslash in
+ * a string without E, a number run into a name, '$', '.' or a quote). */
 int pg_cache_key(const char *sql, char *out, size_t cap, size_t *key_len) AL_MUST;
 
 /* ---- Recording -------------------------------------------------------------------------------

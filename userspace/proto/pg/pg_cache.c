@@ -1,16 +1,24 @@
 /* A classification cache: statements that differ only in numeric literals share one parse. */
 #include <airlock/pg.h>
 
+#include "pg_reuse.h"
+
 #include <stdlib.h>
 
 /*
- * Why this is safe: the key is the statement text with each numeric
- * literal replaced by '?', and everything else (strings, quoted
- * identifiers, dollar quotes, comments, parameters, identifiers containing
- * digits) kept byte for byte. A number's value never changes a statement's
- * kind, relations or WHERE clauses, and pg_query's fingerprint ignores
- * constants by design. Text the scanner is unsure of (unterminated quotes
- * or comments) is not cached. Only single-statement strings are cached.
+ * Why this is safe: the key is the statement text with each numeric literal replaced by '?',
+ * and everything else (strings, E'' strings with their escapes, quoted identifiers, dollar
+ * quotes, comments, parameters, identifiers and the digits in them) kept byte for byte. Text
+ * the scanner is unsure of is not keyed: unterminated quotes or comments, a backslash in a
+ * string without E (standard_conforming_strings off would read it), and a number run into a
+ * name, '$' or quote ("1$$ 5 $$" is 1 and a string to PostgreSQL, two numbers to this scanner).
+ * A key is stored only for a string pg_classify_reusable finds reusable: one SELECT, INSERT,
+ * UPDATE, DELETE or MERGE, not grant_exact or unsafe_setting, whose tree holds exactly as many
+ * numeric constants as the key hid. So every hidden literal is a constant, and nothing the
+ * classifier decides reads a constant's value in such a statement (kinds, relations, unbounded
+ * writes: see pg.h), and pg_query's fingerprint ignores constants; EXPLAIN options, FETCH
+ * counts and SET values, whose values matter, are never behind a '?' of a stored key. An entry
+ * keeps the whole pg_stmt but its text; a hit gives it with the new string's own text.
  */
 
 #define KEY_MAX 8192
@@ -19,13 +27,7 @@ struct centry {
 	char *key;
 	size_t key_len;
 	uint64_t hash;
-	enum pg_kind kind;
-	char **relations;
-	size_t n_relations;
-	int unbounded_write;
-	char fingerprint[PG_FINGERPRINT_LEN + 1];
-	char *prepared_name;
-	enum pg_prep_op prep_op;
+	struct pg_stmt st;	/* text NULL */
 };
 
 struct pg_cache {
@@ -69,9 +71,12 @@ static int copy_quoted(const char *s, size_t n, size_t *i, char q, int esc, char
 	return -1;
 }
 
-int pg_cache_key(const char *s, char *out, size_t cap, size_t *key_len)
+/* The key (see above); *hidden: how many numeric literals it replaced. */
+static int cache_key(const char *s, char *out, size_t cap, size_t *key_len, size_t *hidden)
 {
 	size_t n = strlen(s), i = 0, o = 0;
+
+	*hidden = 0;
 
 	if (n + 1 > cap)
 		return -1;
@@ -168,7 +173,11 @@ int pg_cache_key(const char *s, char *out, size_t cap, size_t *key_len)
 				while (i < n && digit((unsigned char)s[i]))
 					i++;
 			}
+			/* A number run into a name, '$' or a quote: PostgreSQL may scan it otherwise. */
+			if (i < n && (ident_char((unsigned char)s[i]) || s[i] == '\'' || s[i] == '"' || s[i] == '.'))
+				return -1;
 			out[o++] = '?';
+			(*hidden)++;
 		} else {
 			out[o++] = s[i++];
 		}
@@ -176,6 +185,13 @@ int pg_cache_key(const char *s, char *out, size_t cap, size_t *key_len)
 	out[o] = '\0';
 	*key_len = o;
 	return 0;
+}
+
+int pg_cache_key(const char *sql, char *out, size_t cap, size_t *key_len)
+{
+	size_t hidden;
+
+	return cache_key(sql, out, cap, key_len, &hidden);
 }
 
 static uint64_t fnv1a(const char *s, size_t n)
@@ -192,10 +208,7 @@ static uint64_t fnv1a(const char *s, size_t n)
 static void centry_clear(struct centry *e)
 {
 	free(e->key);
-	for (size_t i = 0; i < e->n_relations; i++)
-		free(e->relations[i]);
-	free(e->relations);
-	free(e->prepared_name);
+	pg_stmt_clear(&e->st);
 	memset(e, 0, sizeof(*e));
 }
 
@@ -228,19 +241,7 @@ void pg_cache_stats(const struct pg_cache *c, uint64_t *hits, uint64_t *misses)
 	*misses = c->misses;
 }
 
-static char *dup_or_null(const char *s, int *fail)
-{
-	char *d;
-
-	if (!s)
-		return NULL;
-	d = strdup(s);
-	if (!d)
-		*fail = 1;
-	return d;
-}
-
-/* The statement's own text, as pg_classify would give it: trimmed, without the final ';'. */
+/* The statement's own text, as pg_classify gives it: trimmed, without the final ';'. */
 static char *trimmed(const char *sql, int *location, int *len)
 {
 	size_t a = 0, b = strlen(sql);
@@ -260,69 +261,47 @@ int pg_classify_cached(struct pg_cache *c, const char *sql, struct pg_stmt_list 
 		       size_t errlen)
 {
 	char key[KEY_MAX];
-	size_t key_len;
+	size_t key_len, hidden;
 	struct centry *e;
 	uint64_t h;
-	int fail = 0;
+	int reusable;
 
 	out->stmts = NULL;
 	out->n = 0;
-	if (!c || pg_cache_key(sql, key, sizeof(key), &key_len) < 0)
+	if (!c || cache_key(sql, key, sizeof(key), &key_len, &hidden) < 0)
 		return pg_classify(sql, out, err, errlen);
 	h = fnv1a(key, key_len);
 	e = &c->slots[h % c->n_slots];
 	if (e->key && e->hash == h && e->key_len == key_len && memcmp(e->key, key, key_len) == 0) {
 		struct pg_stmt *st = calloc(1, sizeof(*st));
 
-		if (!st)
+		if (!st || pg_stmt_copy(st, &e->st)) {
+			free(st);
 			return pg_classify(sql, out, err, errlen);
-		c->hits++;
-		st->text = trimmed(sql, &st->location, &st->len);
-		st->kind = e->kind;
-		st->unbounded_write = e->unbounded_write;
-		memcpy(st->fingerprint, e->fingerprint, sizeof(st->fingerprint));
-		st->prepared_name = dup_or_null(e->prepared_name, &fail);
-		st->prep_op = e->prep_op;
-		if (e->n_relations) {
-			st->relations = calloc(e->n_relations, sizeof(*st->relations));
-			fail |= !st->relations;
-			for (size_t i = 0; st->relations && i < e->n_relations; i++) {
-				st->relations[i] = dup_or_null(e->relations[i], &fail);
-				st->n_relations = i + 1;
-			}
 		}
 		out->stmts = st;
 		out->n = 1;
-		if (fail || !st->text) {
+		if (!(st->text = trimmed(sql, &st->location, &st->len))) {
 			pg_stmt_list_free(out);
 			return pg_classify(sql, out, err, errlen);
 		}
+		c->hits++;
 		return 0;
 	}
 	c->misses++;
-	if (pg_classify(sql, out, err, errlen) < 0)
+	if (pg_classify_reusable(sql, hidden, out, &reusable, err, errlen) < 0)
 		return -1;
-	if (out->n != 1)
+	if (!reusable)
 		return 0;
-	/* Remember it (replacing whatever held the slot). */
+	/* Remember it (replacing whatever held the slot), without its text. */
 	centry_clear(e);
-	e->key = strndup(key, key_len);
+	if (!(e->key = strndup(key, key_len)) || pg_stmt_copy(&e->st, &out->stmts[0])) {
+		centry_clear(e);
+		return 0;
+	}
+	free(e->st.text);
+	e->st.text = NULL;
 	e->key_len = key_len;
 	e->hash = h;
-	e->kind = out->stmts[0].kind;
-	e->unbounded_write = out->stmts[0].unbounded_write;
-	memcpy(e->fingerprint, out->stmts[0].fingerprint, sizeof(e->fingerprint));
-	e->prepared_name = dup_or_null(out->stmts[0].prepared_name, &fail);
-	e->prep_op = out->stmts[0].prep_op;
-	if (out->stmts[0].n_relations) {
-		e->relations = calloc(out->stmts[0].n_relations, sizeof(*e->relations));
-		fail |= !e->relations;
-		for (size_t i = 0; e->relations && i < out->stmts[0].n_relations; i++) {
-			e->relations[i] = dup_or_null(out->stmts[0].relations[i], &fail);
-			e->n_relations = i + 1;
-		}
-	}
-	if (fail || !e->key)
-		centry_clear(e);
 	return 0;
 }

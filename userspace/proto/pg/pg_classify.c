@@ -1,6 +1,8 @@
 /* SQL statement classification with libpg_query: split, kind, relations, unbounded writes, fingerprint. */
 #include <airlock/pg.h>
 
+#include "pg_reuse.h"
+
 #include <ctype.h>
 #include <jansson.h>
 #include <pg_query.h>
@@ -81,6 +83,7 @@ struct walk {
 	int unsafe;		/* changes a setting the server's reading of SQL depends on */
 	int side_effect;	/* calls a function of side_effect_fns or set_config */
 	int exact;		/* holds constants its fingerprint hides that decide its effect */
+	size_t numerics;	/* numeric constants (A_Const integer or float) */
 	int depth;
 	int failed;		/* out of memory or too deep */
 	int too_deep;
@@ -679,6 +682,10 @@ static void walk_msg(struct walk *w, const ProtobufCMessage *m, const ProtobufCF
 		add_range_var(w, (const PgQuery__RangeVar *)m);
 		goto out;
 	}
+	if (d == &pg_query__a__const__descriptor &&
+	    (((const PgQuery__AConst *)m)->val_case == PG_QUERY__A__CONST__VAL_IVAL ||
+	     ((const PgQuery__AConst *)m)->val_case == PG_QUERY__A__CONST__VAL_FVAL))
+		w->numerics++;
 	/* Code or settings in constants: DO and function bodies, CALL arguments, SET values, and
 	 * definitions whose expressions run later (rules, triggers, policies, views). */
 	if (d == &pg_query__do_stmt__descriptor || d == &pg_query__call_stmt__descriptor ||
@@ -1341,7 +1348,7 @@ static int is_space(char c)
 }
 
 static int classify_one(const char *sql, size_t sql_len, const PgQuery__RawStmt *raw,
-			struct pg_stmt *st, char *err, size_t errlen)
+			struct pg_stmt *st, size_t *numerics, char *err, size_t errlen)
 {
 	struct walk w = { 0 };
 	PgQueryFingerprintResult fp;
@@ -1377,6 +1384,7 @@ static int classify_one(const char *sql, size_t sql_len, const PgQuery__RawStmt 
 		set_err(err, errlen, w.too_deep ? "statement nested too deeply" : "out of memory", 0);
 		return -1;
 	}
+	*numerics = w.numerics;
 	st->kind = kind_of(raw->stmt, &w);
 	if (raw->stmt && raw->stmt->node_case == PG_QUERY__NODE__NODE_TRUNCATE_STMT)
 		st->unbounded_write = 1;
@@ -1414,7 +1422,9 @@ oom:
 	return -1;
 }
 
-int pg_classify(const char *sql, struct pg_stmt_list *out, char *err, size_t errlen)
+/* pg_classify; *top (if not NULL) the first statement's node type, *numerics its numeric constants. */
+static int classify(const char *sql, struct pg_stmt_list *out, PgQuery__Node__NodeCase *top, size_t *numerics,
+		    char *err, size_t errlen)
 {
 	PgQueryProtobufParseResult pr;
 	PgQuery__ParseResult *tree = NULL;
@@ -1448,9 +1458,15 @@ int pg_classify(const char *sql, struct pg_stmt_list *out, char *err, size_t err
 		}
 	}
 	for (size_t i = 0; i < tree->n_stmts; i++) {
+		size_t n = 0;
+
 		out->n = i + 1;
-		if (classify_one(sql, sql_len, tree->stmts[i], &out->stmts[i], err, errlen))
+		if (classify_one(sql, sql_len, tree->stmts[i], &out->stmts[i], &n, err, errlen))
 			goto out;
+		if (i == 0 && top)
+			*top = tree->stmts[0]->stmt ? tree->stmts[0]->stmt->node_case : PG_QUERY__NODE__NODE__NOT_SET;
+		if (i == 0 && numerics)
+			*numerics = n;
 	}
 	ret = 0;
 out:
@@ -1460,6 +1476,40 @@ out:
 	if (ret)
 		pg_stmt_list_free(out);
 	return ret;
+}
+
+int pg_classify(const char *sql, struct pg_stmt_list *out, char *err, size_t errlen)
+{
+	return classify(sql, out, NULL, NULL, err, errlen);
+}
+
+static int is_trimmed_text(const char *sql, const char *text)
+{
+	size_t a = 0, b = strlen(sql);
+
+	while (a < b && is_space(sql[a]))
+		a++;
+	while (b > a && (is_space(sql[b - 1]) || sql[b - 1] == ';'))
+		b--;
+	return strlen(text) == b - a && !memcmp(text, sql + a, b - a);
+}
+
+int pg_classify_reusable(const char *sql, size_t hidden, struct pg_stmt_list *out, int *reusable, char *err,
+			 size_t errlen)
+{
+	PgQuery__Node__NodeCase top = PG_QUERY__NODE__NODE__NOT_SET;
+	size_t numerics = 0;
+	const struct pg_stmt *st;
+
+	*reusable = 0;
+	if (classify(sql, out, &top, &numerics, err, errlen))
+		return -1;
+	st = out->n == 1 ? &out->stmts[0] : NULL;
+	*reusable = st && (top == PG_QUERY__NODE__NODE_SELECT_STMT || top == PG_QUERY__NODE__NODE_INSERT_STMT ||
+			   top == PG_QUERY__NODE__NODE_UPDATE_STMT || top == PG_QUERY__NODE__NODE_DELETE_STMT ||
+			   top == PG_QUERY__NODE__NODE_MERGE_STMT) &&
+		    !st->grant_exact && !st->unsafe_setting && numerics == hidden && is_trimmed_text(sql, st->text);
+	return 0;
 }
 
 /* ---- Rendering ----------------------------------------------------------------------------- */
