@@ -17,11 +17,42 @@
 
 #define ASSERT(c) do { if (!(c)) __builtin_trap(); } while (0)
 
+static int same_str(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* What the cache gives is what a parse gives, every field. */
+static void same_as_parse(struct pg_cache *c, const char *sql)
+{
+	struct pg_stmt_list a, b;
+	char err[256];
+	int ra = pg_classify_cached(c, sql, &a, err, sizeof(err)), rb = pg_classify(sql, &b, err, sizeof(err));
+
+	ASSERT(ra == rb && a.n == b.n);
+	for (size_t i = 0; i < a.n; i++) {
+		const struct pg_stmt *x = &a.stmts[i], *y = &b.stmts[i];
+
+		ASSERT(same_str(x->text, y->text) && x->kind == y->kind && x->kinds == y->kinds &&
+		       x->unbounded_write == y->unbounded_write && !strcmp(x->fingerprint, y->fingerprint) &&
+		       x->location == y->location && x->len == y->len && x->prep_op == y->prep_op &&
+		       same_str(x->prepared_name, y->prepared_name) && same_str(x->portal_name, y->portal_name) &&
+		       x->unsafe_setting == y->unsafe_setting && x->grant_exact == y->grant_exact &&
+		       x->n_relations == y->n_relations);
+		for (size_t r = 0; r < x->n_relations; r++)
+			ASSERT(!strcmp(x->relations[r], y->relations[r]));
+	}
+	pg_stmt_list_free(&a);
+	pg_stmt_list_free(&b);
+}
+
 static void classify(const char *sql, size_t len)
 {
+	static struct pg_cache *cache;
 	struct pg_stmt_list l;
 	char err[256];
 	char *copy, *json;
+	const unsigned dml = 1u << PG_KIND_INSERT | 1u << PG_KIND_UPDATE | 1u << PG_KIND_DELETE | 1u << PG_KIND_MERGE;
 
 	if (len > SQL_MAX)
 		return;
@@ -33,9 +64,11 @@ static void classify(const char *sql, size_t len)
 			const struct pg_stmt *st = &l.stmts[i];
 
 			ASSERT((unsigned)st->kind < PG_KIND__COUNT);
+			ASSERT(st->kinds & (1u << st->kind) && st->kinds < (1u << PG_KIND__COUNT));
 			ASSERT(st->location >= 0 && st->len >= 0 && (size_t)st->location + (size_t)st->len <= strlen(copy));
 			ASSERT(strlen(st->fingerprint) == PG_FINGERPRINT_LEN);
-			ASSERT(!st->unbounded_write || pg_kind_is_dml(st->kind));
+			ASSERT(!st->unbounded_write || (st->kinds & dml));
+			ASSERT(!st->unsafe_setting || st->grant_exact);
 		}
 		json = pg_stmt_list_json(&l, 0);
 		ASSERT(json != NULL);
@@ -45,6 +78,15 @@ static void classify(const char *sql, size_t len)
 		ASSERT(l.n == 0);
 	}
 	pg_stmt_list_free(&l);
+	/* Through the cache, then again with every digit changed: a string that reuses the first
+	 * one's entry (its numbers differ) must be classified as a parse of it is. */
+	if (cache || pg_cache_new(16, &cache) == 0) {
+		same_as_parse(cache, copy);
+		for (char *p = copy; *p; p++)
+			if (*p >= '0' && *p <= '9')
+				*p = (char)('0' + (*p - '0' + 1) % 10);
+		same_as_parse(cache, copy);
+	}
 	free(copy);
 }
 
