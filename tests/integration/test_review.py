@@ -51,6 +51,7 @@ RULES = [
     "rule review kind delete update relation pair approvers dba,oncall count 2 timeout 60s",
     "rule review kind update relation bulk timeout 90s",
     "rule review kind delete update relation ext approvers dba,oncall timeout 60s max_grant 10m",
+    "rule review kind do approvers dba,oncall timeout 60s max_grant 10m",
 ]
 N_BULK = 100
 SETUP_SQL = """
@@ -867,6 +868,20 @@ def case_extended_each_execute():
         w.send_json({"sql": "SELECT 1;" * 15 + "DELETE FROM ext WHERE id = 11"})
         row, res = held_then(w, "DELETE FROM ext WHERE id = 11", mark, "deny", "no")
         check(ext_ids([11]) == "11", "a DELETE after 15 SELECTs ran under the UPDATE's grant")
+        # A DO block's fingerprint is the same whatever its body does: its grant covers that
+        # exact block only.
+        mark = max_req()
+        w.send_json({"sql": "DO $$BEGIN PERFORM 1; END$$"})
+        row, res = held_then(w, "DO $$BEGIN PERFORM 1; END$$", mark, "approve", "--for", "5m")
+        check(tags(res) == ["DO"] and row["fingerprint"].startswith("="), "the approved DO: %r, key %r"
+              % (res, row["fingerprint"]))
+        grants.append(row["id"])
+        mark = max_req()
+        check(tags(w.run_json({"sql": "DO $$BEGIN PERFORM 1; END$$"})) == ["DO"] and max_req() == mark,
+              "the same DO block under its grant")
+        w.send_json({"sql": "DO $$BEGIN DELETE FROM ext WHERE id = 14; END$$"})
+        row, res = held_then(w, "DELETE FROM ext WHERE id = 14", mark, "deny", "no")
+        check(ext_ids([14]) == "14", "another DO block ran under the first one's grant")
     finally:
         for rid in grants:
             for g in rv_json("alice", "grants") or []:
