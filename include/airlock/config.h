@@ -42,7 +42,7 @@ struct al_rule {
 	unsigned int review_timeout_ms;
 	unsigned int max_grant_s; /* longest approve-for-a-window allowed; 0: no grants */
 	uint32_t kinds;         /* bit per enum pg_kind; 0 = any kind (al_subject.kinds: how) */
-	char **relations;       /* any of these (case-insensitive, schema optional) */
+	char **relations;       /* [catalog.][schema.]name as SQL writes it (config.c relation_matches) */
 	size_t n_relations;
 	int unbounded_write;    /* only UPDATE/DELETE without WHERE */
 	char **fingerprints;    /* any of these statement fingerprints (airlockctl classify pg) */

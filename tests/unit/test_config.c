@@ -964,6 +964,72 @@ static void test_rules(void)
 		CHECK(config_decide(&c->resources[0], &subj) == NULL);
 	}
 	{
+		/* Relation names as PostgreSQL reads them: a deny or review rule meets every table the
+		 * statement's name could be (search_path: an unqualified name may be any schema's), an
+		 * allow rule only one the name surely is, and only when it covers all of them. */
+		static const struct {
+			const char *rule, *rels;	/* rule: as the config file writes it; rels: '|'-separated */
+			int deny, allow;		/* whether a deny / an allow rule meets them */
+		} rc[] = {
+			{ "public.payroll", "payroll", 1, 0 },
+			{ "public.payroll", "public.payroll", 1, 1 },
+			{ "public.payroll", "db.public.payroll", 1, 1 },
+			{ "public.payroll", "other.payroll", 0, 0 },
+			{ "public.payroll", "\"Payroll\"", 1, 0 },
+			{ "\"\\\"public\\\".\\\"payroll\\\"\"", "payroll", 1, 0 },
+			{ "Public.Payroll", "public.payroll", 1, 1 },
+			{ "db.public.payroll", "public.payroll", 1, 0 },
+			{ "payroll", "other.payroll", 1, 1 },
+			{ "payroll", "\"Payroll\"", 1, 0 },
+			{ "payroll", "payroll2", 0, 0 },
+			{ "\"\\\"Payroll\\\"\"", "\"Payroll\"", 1, 1 },
+			{ "\"\\\"Payroll\\\"\"", "payroll", 1, 0 },
+			{ "\"\\\"My Table\\\"\"", "\"My Table\"", 1, 1 },
+			{ "\"My Table\"", "\"My Table\"", 1, 0 },
+			{ "\"s.\\\"a.b\\\"\"", "s.\"a.b\"", 1, 1 },
+			{ "\"s.\\\"a.b\\\"\"", "a.b", 0, 0 },
+			{ "t", "t|u", 1, 0 },
+			{ "t", "u|public.t", 1, 0 },
+			{ "t", "", 0, 0 },
+			{ "t", "*", 1, 0 },
+		};
+
+		for (size_t i = 0; i < AL_ARRAY_LEN(rc); i++) {
+			for (int deny = 0; deny < 2; deny++) {
+				char conf[512], rels_buf[256], *save = NULL;
+				const char *rels[8];
+				struct al_subject subj = { .kind = PG_KIND_READ, .relations = rels };
+				struct al_config *d;
+				int want = deny ? rc[i].deny : rc[i].allow;
+
+				snprintf(conf, sizeof(conf), "resource db {\n address 10.0.0.1\n port 5432\n protocol postgres\n"
+					 " credential x\n rule %s relation %s\n}\n", deny ? "deny" : "allow", rc[i].rule);
+				snprintf(rels_buf, sizeof(rels_buf), "%s", rc[i].rels);
+				for (char *t = strtok_r(rels_buf, "|", &save); t && subj.n_relations < 8; t = strtok_r(NULL, "|", &save))
+					rels[subj.n_relations++] = t;
+				d = parse(conf);
+				CHECK(d && d->resources[0].n_rules == 1);
+				if (d && d->resources[0].n_rules == 1 &&
+				    (config_decide(&d->resources[0], &subj) != NULL) != want) {
+					printf("#   rule %s relation %s, statement [%s]: %s\n", deny ? "deny" : "allow", rc[i].rule,
+					       rc[i].rels, want ? "not met" : "met");
+					CHECK(0);
+				}
+				config_free(d);
+			}
+		}
+		/* two relations in one rule cover a statement naming both */
+		{
+			struct al_config *d = parse("resource db {\n address 10.0.0.1\n port 5432\n protocol postgres\n"
+						    " credential x\n rule allow relation t u\n}\n");
+			const char *rels[] = { "u", "public.t" };
+			struct al_subject subj = { .kind = PG_KIND_READ, .relations = rels, .n_relations = 2 };
+
+			CHECK(d && config_decide(&d->resources[0], &subj) == &d->resources[0].rules[0]);
+			config_free(d);
+		}
+	}
+	{
 		/* A statement of several kinds meets a deny or review rule naming any of them, an
 		 * allow rule only when it names them all. */
 		struct al_config *d = parse("resource db {\n address 10.0.0.1\n port 5432\n protocol postgres\n"

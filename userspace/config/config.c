@@ -1916,15 +1916,79 @@ int config_rule_identity_matches(const struct al_rule *r, const char *cgroup_pat
 	return 1;
 }
 
-static int relation_matches(const char *rule_rel, const char *rel)
-{
-	const char *dot;
+/* A relation name as PostgreSQL reads it: up to three parts, [catalog.][schema.]name, each
+ * unquoted (folded to lower case) or "quoted" ("" is a quote). 0, or -1 if it is not one. */
+struct relname {
+	char part[3][256];
+	int n;
+};
 
-	if (strcasecmp(rule_rel, rel) == 0)
-		return 1;
-	/* A rule naming a bare table matches it in any schema. */
-	dot = strrchr(rel, '.');
-	return !strchr(rule_rel, '.') && dot && strcasecmp(rule_rel, dot + 1) == 0;
+static int relname_parse(const char *s, struct relname *out)
+{
+	out->n = 0;
+	for (;;) {
+		char *p;
+		size_t o = 0;
+
+		if (out->n == 3)
+			return -1;
+		p = out->part[out->n++];
+		if (*s == '"') {
+			for (s++;; s++) {
+				if (!*s)
+					return -1;
+				if (*s == '"' && s[1] != '"')
+					break;
+				s += *s == '"';
+				if (o + 1 >= sizeof(out->part[0]))
+					return -1;
+				p[o++] = *s;
+			}
+			s++;
+		} else {
+			for (; *s && *s != '.' && *s != '"'; s++) {
+				if (o + 1 >= sizeof(out->part[0]))
+					return -1;
+				p[o++] = *s >= 'A' && *s <= 'Z' ? (char)(*s - 'A' + 'a') : *s;
+			}
+		}
+		p[o] = 0;
+		if (!o)
+			return -1;
+		if (!*s)
+			return 0;
+		if (*s++ != '.')
+			return -1;
+	}
+}
+
+/*
+ * Whether a rule's relation names the statement's, which the classifier gives as the query
+ * wrote it, so an unqualified name is whatever table search_path finds (public.t, the agent's
+ * own schema's, a temporary one). Names compare as PostgreSQL folds them ("Payroll" is not
+ * payroll). A rule that refuses or holds meets every table the name could be: a name left
+ * out on either side (schema, catalog) matches any, and letters compare without case, so
+ * 'rule deny relation public.payroll' meets payroll, public.payroll and db.public.payroll,
+ * and 'rule deny relation payroll' meets them and other.payroll. An allow rule meets only a
+ * table the name surely is: what the rule qualifies the statement must qualify alike
+ * ('rule allow relation public.t' is not met by a bare t), and case counts.
+ */
+static int relation_matches(const struct al_rule *r, const char *rule_rel, const char *rel)
+{
+	struct relname a, b;
+	int strict = r->allow == AL_ACTION_ALLOW;
+
+	if (relname_parse(rule_rel, &a) || relname_parse(rel, &b))
+		return strcasecmp(rule_rel, rel) == 0;
+	for (int i = 1; i <= 3; i++) {
+		const char *x = i <= a.n ? a.part[a.n - i] : NULL, *y = i <= b.n ? b.part[b.n - i] : NULL;
+
+		if (!x || (!y && !strict))
+			continue;
+		if (!y || (strict ? strcmp(x, y) : strcasecmp(x, y)))
+			return 0;
+	}
+	return 1;
 }
 
 /*
@@ -1976,21 +2040,21 @@ static int rule_matches(const struct al_rule *r, const struct al_subject *s)
 		if (!hit)
 			return 0;
 	}
+	/* A rule that refuses or holds meets a statement naming any of its relations, an allow
+	 * rule only one whose every relation is one of its own; relations named by text ("*")
+	 * could be any table: every deny and review rule's, no allow rule's. */
 	if (r->n_relations) {
-		int hit = 0;
+		int any = 0, all = s->n_relations > 0;
 
 		for (size_t j = 0; j < s->n_relations; j++) {
-			/* relations the statement names by text ("*"): any table, for a rule that
-			 * refuses or holds; none is known to be the allow rule's */
-			if (!strcmp(s->relations[j], "*")) {
-				if (r->allow == AL_ACTION_ALLOW)
-					return 0;
-				hit = 1;
-			}
+			int hit = strcmp(s->relations[j], "*") == 0 && r->allow != AL_ACTION_ALLOW;
+
 			for (size_t i = 0; i < r->n_relations && !hit; i++)
-				hit = relation_matches(r->relations[i], s->relations[j]);
+				hit = relation_matches(r, r->relations[i], s->relations[j]);
+			any |= hit;
+			all &= hit;
 		}
-		if (!hit)
+		if (!(r->allow == AL_ACTION_ALLOW ? all : any))
 			return 0;
 	}
 	return 1;
