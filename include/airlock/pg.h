@@ -371,7 +371,8 @@ int pg_kind_parse(const char *name, enum pg_kind *out) AL_MUST;
 int pg_kind_is_dml(enum pg_kind k);
 
 /* The `airlockctl classify pg --json` array: [{text, kind, relations, unbounded_write,
- * fingerprint, unsafe_setting, grant_exact, kinds}, ...]. Returns malloc'd text (free()), NULL on allocation failure. */
+ * fingerprint, unsafe_setting, grant_exact, kinds}, ...]. Returns malloc'd text (free()),
+ * NULL on allocation failure. */
 char *pg_stmt_list_json(const struct pg_stmt_list *l, int pretty);
 /* The human-readable form: one block per statement. Returns 0 or -1 on write error. */
 int pg_stmt_list_print(const struct pg_stmt_list *l, FILE *f) AL_MUST;
