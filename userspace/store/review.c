@@ -474,44 +474,42 @@ static int bind_user_del(sqlite3_stmt *st, void *arg)
 #define GRANTS_OF_APPROVER " FROM grants WHERE revoked_us IS NULL AND expires_us > ?2 AND (created_by = ?1" \
 	" OR request_id IN (SELECT request_id FROM approvals WHERE reviewer = ?1 AND decision = 'approve'))"
 
+/* Runs sql (its ids RETURNING), bound by bind, and appends every id it returns to *v: 0 or -1. */
+static int collect_ids(sqlite3 *db, const char *sql, int (*bind)(sqlite3_stmt *st, void *arg), void *arg,
+		       int64_t **v, size_t *n)
+{
+	sqlite3_stmt *st = NULL;
+	int r = SQLITE_ERROR;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && bind(st, arg) == 0)
+		while ((r = sqlite3_step(st)) == SQLITE_ROW)
+			if (i64_push(v, n, sqlite3_column_int64(st, 0)) < 0) {
+				r = SQLITE_NOMEM;
+				break;
+			}
+	sqlite3_finalize(st);
+	return r == SQLITE_DONE ? 0 : -1;
+}
+
 static int do_user_del(sqlite3 *db, void *arg)
 {
 	struct user_del *d = arg;
 	struct store_user_gone *g = d->gone;
-	sqlite3_stmt *st = NULL;
-	int r;
 
 	if (exec1(db, "DELETE FROM users WHERE name = ?1", bind_name, (void *)d->name) < 0)
 		return -1;
 	if (sqlite3_changes(db) != 1)
 		return -1;
-	/* Their approvals still waiting for others no longer count ... */
-	if (sqlite3_prepare_v2(db, "DELETE FROM approvals WHERE reviewer = ?1 AND decision = 'approve'"
-			       " AND request_id IN (SELECT id FROM requests WHERE state = 'pending')"
-			       " RETURNING request_id", -1, &st, NULL) != SQLITE_OK ||
-	    bind_text(st, 1, d->name) != SQLITE_OK)
-		goto fail;
-	while ((r = sqlite3_step(st)) == SQLITE_ROW)
-		if (i64_push(&g->requests, &g->n_requests, sqlite3_column_int64(st, 0)) < 0)
-			goto fail;
-	if (r != SQLITE_DONE)
-		goto fail;
-	sqlite3_finalize(st);
-	/* ... and the grants they helped make end, as a revoke would end them. */
-	if (sqlite3_prepare_v2(db, "UPDATE grants SET revoked_us = ?2, revoked_by = ?3 WHERE id IN"
-			       " (SELECT id" GRANTS_OF_APPROVER ") RETURNING id", -1, &st, NULL) != SQLITE_OK ||
-	    bind_user_del(st, d) != 0)
-		goto fail;
-	while ((r = sqlite3_step(st)) == SQLITE_ROW)
-		if (i64_push(&g->grants, &g->n_grants, sqlite3_column_int64(st, 0)) < 0)
-			goto fail;
-	if (r != SQLITE_DONE)
-		goto fail;
-	sqlite3_finalize(st);
+	/* Their approvals still waiting for others no longer count, and the grants they helped make
+	 * end, as a revoke would end them. */
+	if (collect_ids(db, "DELETE FROM approvals WHERE reviewer = ?1 AND decision = 'approve'"
+			" AND request_id IN (SELECT id FROM requests WHERE state = 'pending') RETURNING request_id",
+			bind_name, (void *)d->name, &g->requests, &g->n_requests) < 0 ||
+	    collect_ids(db, "UPDATE grants SET revoked_us = ?2, revoked_by = ?3 WHERE id IN"
+			" (SELECT id" GRANTS_OF_APPROVER ") RETURNING id", bind_user_del, d, &g->grants,
+			&g->n_grants) < 0)
+		return -1;
 	return store_user_tokens_del(db, d->name, NULL);
-fail:
-	sqlite3_finalize(st);
-	return -1;
 }
 
 int store_user_del(struct store *s, const char *name, struct store_user_gone *gone)
