@@ -890,6 +890,23 @@ def case_extended_each_execute():
         w.close()
 
 
+def case_write_kinds():
+    """A statement is every kind of write it does: an upsert's DO UPDATE and a MERGE's WHEN
+    MATCHED THEN DELETE are held by 'rule review kind delete update relation items' (an INSERT
+    and a MERGE to their kind alone, they ran)."""
+    need_up()
+    for sql, row_id in (("INSERT INTO items VALUES (29, 'x') ON CONFLICT (id) DO UPDATE SET name = 'upserted'", 29),
+                        ("MERGE INTO items USING (SELECT 30 AS id) s ON items.id = s.id WHEN MATCHED THEN DELETE", 30)):
+        mark = max_req()
+        p = psql_bg(T.cga, sql)
+        row = wait_request(sql, after=mark)
+        still_waiting(p, sql.split()[0])
+        rv_ok("alice", "deny", row["id"], "--reason", "no")
+        finish(p)
+        check(up("SELECT name FROM items WHERE id = %d" % row_id) == "item-%d" % row_id,
+              "%s ran: item %d is %r" % (sql.split()[0], row_id, up("SELECT name FROM items WHERE id = %d" % row_id)))
+
+
 def case_too_long():
     """A statement over the 1 MiB Airlock classifies (libpg_query takes about a second a megabyte
     in the loop every session shares) is refused with 54000 before it is read, simple or
@@ -1366,6 +1383,8 @@ CASES = [
     ("extended protocol: each Execute is decided (a statement approved once is reviewed again), the "
      "request shows Bind values and every statement of the batch; SQL EXECUTE decided as what it runs; "
      "a grant covers exactly the batch's (or a long string's) sequence of shapes", case_extended_each_execute),
+    ("an upsert's DO UPDATE and a MERGE's DELETE are held by a review rule on update and delete",
+     case_write_kinds),
     ("a statement over 1 MiB is refused (54000) before it is classified; the session goes on",
      case_too_long),
     ("pending --watch prints the list again as requests come and go", case_pending_watch),

@@ -290,7 +290,7 @@ static const struct al_rule *decide(const struct pgs *s, const struct pg_stmt *s
 	struct al_subject subj = {
 		.kind = (int)st->kind, .relations = (const char *const *)st->relations,
 		.n_relations = st->n_relations, .unbounded_write = st->unbounded_write,
-		.fingerprint = st->fingerprint,
+		.fingerprint = st->fingerprint, .kinds = st->kinds,
 	};
 
 	if (st->unsafe_setting)
