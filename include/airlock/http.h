@@ -183,12 +183,14 @@ void http_k8s_free(struct http_k8s *k);
 
 struct http_hello {
 	char sni[256];              /* "" if none */
+	int sni_bad;                /* sni is not a name http_server_name_ok takes (kept for the record) */
 	int alpn_h2, alpn_http11;   /* what the client offered */
 	size_t len;                 /* bytes of the records holding the ClientHello */
 };
 /* Reads the ClientHello at the start of a TLS stream (buf from its first
- * byte): HTTP_DONE, HTTP_NEED_MORE, or HTTP_ERROR (not TLS, or malformed,
- * a server name among them that http_server_name_ok refuses). */
+ * byte): HTTP_DONE, HTTP_NEED_MORE, or HTTP_ERROR (not TLS, or malformed).
+ * A server name that http_server_name_ok refuses is kept, with sni_bad set:
+ * no leaf is minted for it, but a relayed connection's record shows it. */
 int http_tls_hello(const uint8_t *buf, size_t len, struct http_hello *h) AL_MUST;
 /*
  * 1 if name may be an agent's server name, which the leaf Airlock mints for it names (tls.c

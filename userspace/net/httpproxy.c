@@ -1734,6 +1734,12 @@ static void hello_read(struct bufferevent *bev, void *arg)
 		hs_close(s, AL_REASON_AGENT_RESET, "not a TLS ClientHello");
 		return;
 	}
+	if (h.sni_bad) {
+		/* Nothing an agent writes there reaches a certificate the Airlock CA signs. */
+		hs_close(s, AL_REASON_POLICY_DENY, "the ClientHello's server name is not a host name: '%s'",
+			 h.sni);
+		return;
+	}
 	/* Matched as a server picks its certificate: "API.test." is api.test. */
 	host_name_norm(h.sni, s->sni, sizeof(s->sni));
 	res = config_https_resource(s->p->cfg, s->res, &s->dst, s->dst_port, s->sni);

@@ -66,9 +66,8 @@ static int parse_ext(const uint8_t *p, size_t n, struct http_hello *h)
 					memcpy(h->sni, q + 3, nlen);
 					h->sni[nlen] = '\0';
 					/* A HostName (RFC 6066), or the IP literal some clients send:
-					 * the leaf Airlock mints names it. */
-					if (!http_server_name_ok(h->sni))
-						return -1;
+					 * only such a name may reach a leaf Airlock mints. */
+					h->sni_bad = !http_server_name_ok(h->sni);
 				}
 				q += 3 + nlen;
 				left -= 3 + nlen;
