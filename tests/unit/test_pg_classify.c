@@ -218,24 +218,34 @@ static void join_relations(const struct pg_stmt *st, char *buf, size_t len)
 	}
 }
 
+/* sql classified into exactly one statement, in *l: 0. Else the test fails, saying why: -1. */
+static int classify_one(const char *sql, struct pg_stmt_list *l)
+{
+	char err[256];
+
+	if (pg_classify(sql, l, err, sizeof(err))) {
+		printf("#   %s: %s\n", sql, err);
+		CHECK(0);
+		return -1;
+	}
+	if (l->n != 1) {
+		printf("#   %s: %zu statements\n", sql, l->n);
+		CHECK(0);
+		pg_stmt_list_free(l);
+		return -1;
+	}
+	return 0;
+}
+
 static void test_kind_table(void)
 {
 	for (size_t i = 0; i < AL_ARRAY_LEN(cases); i++) {
 		const struct kcase *c = &cases[i];
 		struct pg_stmt_list l;
-		char err[256], rels[512];
+		char rels[512];
 
-		if (pg_classify(c->sql, &l, err, sizeof(err))) {
-			printf("#   %s: %s\n", c->sql, err);
-			CHECK(0);
+		if (classify_one(c->sql, &l) < 0)
 			continue;
-		}
-		if (l.n != 1) {
-			printf("#   %s: %zu statements\n", c->sql, l.n);
-			CHECK(0);
-			pg_stmt_list_free(&l);
-			continue;
-		}
 		join_relations(&l.stmts[0], rels, sizeof(rels));
 		if (strcmp(pg_kind_name(l.stmts[0].kind), c->kind) || l.stmts[0].unbounded_write != c->unbounded ||
 		    strcmp(rels, c->relations)) {
@@ -360,14 +370,10 @@ static void test_execute_and_portal_names(void)
 	for (size_t i = 0; i < AL_ARRAY_LEN(c); i++) {
 		struct pg_stmt_list l;
 		struct pg_stmt copy;
-		char err[256];
 		const struct pg_stmt *st;
 
-		if (pg_classify(c[i].sql, &l, err, sizeof(err)) || l.n != 1) {
-			printf("#   %s: %s\n", c[i].sql, err);
-			CHECK(0);
+		if (classify_one(c[i].sql, &l) < 0)
 			continue;
-		}
 		st = &l.stmts[0];
 		if (!((!c[i].prepared && !st->prepared_name) ||
 		      (c[i].prepared && st->prepared_name && !strcmp(c[i].prepared, st->prepared_name))) ||
@@ -453,13 +459,9 @@ static void test_unsafe_settings(void)
 
 	for (size_t i = 0; i < AL_ARRAY_LEN(c); i++) {
 		struct pg_stmt_list l;
-		char err[256];
 
-		if (pg_classify(c[i].sql, &l, err, sizeof(err)) || l.n != 1) {
-			printf("#   %s: %s\n", c[i].sql, err);
-			CHECK(0);
+		if (classify_one(c[i].sql, &l) < 0)
 			continue;
-		}
 		if (l.stmts[0].unsafe_setting != c[i].unsafe) {
 			printf("#   %s: unsafe_setting %d, want %d\n", c[i].sql, l.stmts[0].unsafe_setting, c[i].unsafe);
 			CHECK(0);
@@ -519,13 +521,9 @@ static void test_grant_exact(void)
 
 	for (size_t i = 0; i < AL_ARRAY_LEN(c); i++) {
 		struct pg_stmt_list l;
-		char err[256];
 
-		if (pg_classify(c[i].sql, &l, err, sizeof(err)) || l.n != 1) {
-			printf("#   %s: %s\n", c[i].sql, err);
-			CHECK(0);
+		if (classify_one(c[i].sql, &l) < 0)
 			continue;
-		}
 		if (l.stmts[0].grant_exact != c[i].exact) {
 			printf("#   %s: grant_exact %d, want %d\n", c[i].sql, l.stmts[0].grant_exact, c[i].exact);
 			CHECK(0);
@@ -564,14 +562,11 @@ static void test_kinds(void)
 
 	for (size_t i = 0; i < AL_ARRAY_LEN(c); i++) {
 		struct pg_stmt_list l;
-		char err[256], got[256] = "";
+		char got[256] = "";
 		size_t off = 0;
 
-		if (pg_classify(c[i].sql, &l, err, sizeof(err)) || l.n != 1) {
-			printf("#   %s: %s\n", c[i].sql, err);
-			CHECK(0);
+		if (classify_one(c[i].sql, &l) < 0)
 			continue;
-		}
 		for (int k = 0; k < PG_KIND__COUNT; k++)
 			if (l.stmts[0].kinds & (1u << k))
 				off += (size_t)snprintf(got + off, sizeof(got) - off, "%s%s", off ? "," : "",
