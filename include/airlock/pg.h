@@ -366,6 +366,10 @@ void pg_stmt_clear(struct pg_stmt *st);
 
 /* "read", "insert", ..., "copy_program", ...; pg_kind_parse is its inverse (0 / -1). */
 const char *pg_kind_name(enum pg_kind k);
+/* 1 if client_encoding name (any spelling PostgreSQL takes) keeps every byte of a multibyte
+ * character >= 0x80, so a quote or backslash is one to the server as to libpg_query; 0 for
+ * SJIS, BIG5, GBK, GB18030, UHC, JOHAB and any name not known to be such an encoding. */
+int pg_encoding_keeps_reading(const char *name);
 int pg_kind_parse(const char *name, enum pg_kind *out) AL_MUST;
 /* 1 for insert, update, delete and merge. */
 int pg_kind_is_dml(enum pg_kind k);

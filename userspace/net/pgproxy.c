@@ -1682,37 +1682,6 @@ static void up_connect(struct pgs *s)
 		pgs_close(s, AL_REASON_UPSTREAM_UNREACH, "08006", "cannot connect to the upstream server");
 }
 
-/* Builds the StartupMessage for upstream: the agent's settings, our login. */
-/*
- * Client encodings whose multibyte characters can carry the byte of a quote or a backslash
- * (PostgreSQL takes them from clients only, and converts before it parses): the server would
- * end a string where libpg_query does not. Names as PostgreSQL compares them: lower case,
- * letters and digits only.
- */
-static int encoding_unsafe(const char *name)
-{
-	static const char *const bad[] = {
-		"sjis", "shiftjis", "mskanji", "win932", "windows932", "shiftjis2004", "big5", "win950",
-		"windows950", "gbk", "cp936", "win936", "windows936", "gb18030", "uhc", "win949",
-		"windows949", "johab",
-	};
-	char n[32];
-	size_t k = 0;
-
-	for (const char *p = name; *p; p++) {
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
-			continue;
-		if (k + 1 >= sizeof(n))
-			return 1;       /* no encoding has so long a name: not one we know is safe */
-		n[k++] = (char)(*p | 0x20);
-	}
-	n[k] = '\0';
-	for (size_t i = 0; i < AL_ARRAY_LEN(bad); i++)
-		if (strcmp(n, bad[i]) == 0)
-			return 1;
-	return 0;
-}
-
 static int bool_on(const char *v)
 {
 	return !strcasecmp(v, "on") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcmp(v, "1");
@@ -1727,9 +1696,10 @@ static const char *setting_unsafe(const char *name, const char *value)
 {
 	if (!strcasecmp(name, "standard_conforming_strings") && !bool_on(value))
 		return "standard_conforming_strings must stay on";
-	if (!strcasecmp(name, "client_encoding") && encoding_unsafe(value))
-		return "client encodings whose characters can hold a quote or backslash byte "
-		       "(SJIS, BIG5, GBK, GB18030, UHC, JOHAB) cannot be read as the server reads them";
+	if (!strcasecmp(name, "client_encoding") && !pg_encoding_keeps_reading(value))
+		return "a client encoding whose characters may hold a quote or backslash byte (SJIS, BIG5, "
+		       "GBK, GB18030, UHC, JOHAB), or one Airlock does not know, cannot be read as the server "
+		       "reads it";
 	if (!strcasecmp(name, "backslash_quote"))
 		return "backslash_quote is not set at startup";
 	return NULL;

@@ -244,7 +244,7 @@ static int pg_bool(const char *v)
 }
 
 /* Encodings whose bytes of multibyte characters are all >= 0x80 (every server encoding). */
-static int encoding_is_safe(const char *v)
+int pg_encoding_keeps_reading(const char *v)
 {
 	static const char *const safe[] = {
 		"utf8", "unicode", "sqlascii", "latin1", "latin2", "latin3", "latin4", "latin5", "latin6",
@@ -291,7 +291,7 @@ static int setting_is_safe(const char *name, const char *value)
 	if (!strcasecmp(name, "standard_conforming_strings"))
 		return pg_bool(value) == 1;
 	if (!strcasecmp(name, "client_encoding"))
-		return encoding_is_safe(value);
+		return pg_encoding_keeps_reading(value);
 	return !strcasecmp(value, "safe_encoding") || pg_bool(value) == 0;
 }
 
