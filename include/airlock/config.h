@@ -149,6 +149,8 @@ int config_load_file(const char *path, struct al_config **out, char *err, size_t
 int config_load_default(struct al_config **out, char *err, size_t errlen) AL_MUST;
 void config_free(struct al_config *c);
 
+/* 1 if r's ports contain port and its nets contain dst. */
+int config_resource_serves(const struct al_resource *r, const struct al_addr *dst, uint16_t port);
 /* First resource (in file order) whose nets contain dst and ports contain port; NULL if none. */
 const struct al_resource *config_match(const struct al_config *c, const struct al_addr *dst,
 				       uint16_t port);

@@ -1836,25 +1836,26 @@ void config_free(struct al_config *c)
 	free(c);
 }
 
+int config_resource_serves(const struct al_resource *r, const struct al_addr *dst, uint16_t port)
+{
+	size_t j;
+
+	for (j = 0; j < r->n_ports && r->ports[j] != port; j++)
+		;
+	if (j == r->n_ports)
+		return 0;
+	for (j = 0; j < r->n_nets; j++)
+		if (al_cidr_contains(&r->nets[j], dst))
+			return 1;
+	return 0;
+}
+
 const struct al_resource *config_match(const struct al_config *c, const struct al_addr *dst,
 				       uint16_t port)
 {
-	size_t i, j;
-
-	if (!c)
-		return NULL;
-	for (i = 0; i < c->n_resources; i++) {
-		const struct al_resource *r = &c->resources[i];
-		bool port_ok = false;
-
-		for (j = 0; j < r->n_ports && !port_ok; j++)
-			port_ok = r->ports[j] == port;
-		if (!port_ok)
-			continue;
-		for (j = 0; j < r->n_nets; j++)
-			if (al_cidr_contains(&r->nets[j], dst))
-				return r;
-	}
+	for (size_t i = 0; c && i < c->n_resources; i++)
+		if (config_resource_serves(&c->resources[i], dst, port))
+			return &c->resources[i];
 	return NULL;
 }
 
@@ -2077,15 +2078,9 @@ const struct al_resource *config_https_resource(const struct al_config *cfg, con
 		return first;
 	for (size_t i = 0; dst && i < cfg->n_resources; i++) {
 		const struct al_resource *r = &cfg->resources[i];
-		int ok = 0;
 
-		if (r->proto != AL_PROTO_HTTPS || !sni_answers(r, sni))
-			continue;
-		for (size_t j = 0; j < r->n_ports && !ok; j++)
-			ok = r->ports[j] == port;
-		for (size_t j = 0; j < r->n_nets && ok; j++)
-			if (al_cidr_contains(&r->nets[j], dst))
-				return r;
+		if (r->proto == AL_PROTO_HTTPS && sni_answers(r, sni) && config_resource_serves(r, dst, port))
+			return r;
 	}
 	return NULL;
 }

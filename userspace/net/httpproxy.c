@@ -1697,13 +1697,8 @@ static const struct al_resource *only_resource(const struct hs *s, size_t *n)
 	*n = 0;
 	for (size_t i = 0; i < cfg->n_resources; i++) {
 		const struct al_resource *r = &cfg->resources[i];
-		int port = 0, addr = 0;
 
-		for (size_t j = 0; j < r->n_ports && !port; j++)
-			port = r->ports[j] == s->dst_port;
-		for (size_t j = 0; j < r->n_nets && port && !addr; j++)
-			addr = al_cidr_contains(&r->nets[j], &s->dst);
-		if (r->proto == AL_PROTO_HTTPS && addr) {
+		if (r->proto == AL_PROTO_HTTPS && config_resource_serves(r, &s->dst, s->dst_port)) {
 			one = r;
 			(*n)++;
 		}
