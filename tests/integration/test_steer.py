@@ -1022,8 +1022,10 @@ def detach(cg, attach_type, pin=None):
     else:
         r = subprocess.run([BPFTOOL, "link", "detach", "id", str(link["id"])], capture_output=True, text=True, timeout=20)
         check(r.returncode == 0, "bpftool link detach id %d: %s" % (link["id"], r.stderr.strip()))
-    check(not [x for x in cgroup_links(cg) if x.get("attach_type") == attach_type],
-          "after the detach %s still has a %s link" % (cg.rel, attach_type))
+    # The detached link leaves cg (its cgroup_id goes); airlockd may already have attached a new
+    # one (its fence check runs every second), which check_repaired looks at.
+    check(not [x for x in cgroup_links(cg) if x.get("attach_type") == attach_type and x.get("id") == link["id"]],
+          "after the detach %s still has %s link %d" % (cg.rel, attach_type, link["id"]))
     return link
 
 
