@@ -1912,12 +1912,16 @@ static void agent_read(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 
 	while ((s->state == P_STARTUP || s->state == P_READY) && !s->parked) {
+		size_t avail = evbuffer_get_length(in), want;
+
 		if (s->state == P_READY && up_busy(s)) {
-			/* Resumed by up_read when the answers are in. */
-			bufferevent_disable(s->agent, EV_READ);
+			/* Resumed by up_read when the answers are in. Reading stops only when the agent
+			 * sends more meanwhile (one read's worth waits): turning it off after every
+			 * statement was an epoll_ctl a statement, and most clients wait for the answer. */
+			if (avail > 0)
+				bufferevent_disable(s->agent, EV_READ);
 			return;
 		}
-		size_t avail = evbuffer_get_length(in), want;
 		struct pg_msg m;
 		uint8_t *buf;
 		int n;
