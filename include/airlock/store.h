@@ -12,7 +12,7 @@ struct store_reader;       /* a read-only connection for long reads (below) */
 
 /* The schema version this build migrates stores to (store.c checks it
  * against its migration list at compile time). */
-#define STORE_SCHEMA_VERSION 15
+#define STORE_SCHEMA_VERSION 16
 
 /* What is known of a connection when it is accepted. Strings may be NULL.
  * cgroup_id 0 means no kernel identity: cgroup_id, pid, tid, uid and gid are
@@ -60,10 +60,19 @@ int store_conn_record(struct store *s, const struct store_conn *c, const struct 
 int store_pin_add(struct store *s, uint64_t cgroup_id, const char *path) AL_MUST;
 /* 0 also when nothing was recorded for cgroup_id. */
 int store_pin_del(struct store *s, uint64_t cgroup_id) AL_MUST;
-/* Calls cb for each recorded pin (the path as recorded, when it was pinned), oldest first
- * (cb < 0 stops: -1). Callers that change pins read them into memory first. */
-int store_pins_each(struct store *s, int (*cb)(void *arg, uint64_t cgroup_id, const char *path, int64_t pinned_us),
-		    void *arg) AL_MUST;
+/* Marks the record of a pinned cgroup found removed (its path waits for a cgroup again); 0 also
+ * when nothing was recorded for cgroup_id or it is marked already. */
+int store_pin_gone(struct store *s, uint64_t cgroup_id) AL_MUST;
+/* A recorded pin. */
+struct store_pin {
+	uint64_t cgroup_id;
+	const char *path;       /* as recorded: from the v2 mount, with its leading "/" */
+	int64_t pinned_us;
+	int64_t gone_us;        /* when its cgroup was found removed; 0: not */
+};
+/* Calls cb for each recorded pin, oldest first (cb < 0 stops: -1). Callers that change pins
+ * read them into memory first. */
+int store_pins_each(struct store *s, int (*cb)(void *arg, const struct store_pin *p), void *arg) AL_MUST;
 /* Copies the recorded path into buf; -1 if not recorded. */
 int store_pin_path(struct store *s, uint64_t cgroup_id, char *buf, size_t len) AL_MUST;
 

@@ -900,7 +900,7 @@ def case_reboot_repins():
           "no warning for the cgroup not there yet: %s" % T.al.log_tail(5))
     check(st["pins_waiting"] == [late_rel], "status pins_waiting %r" % st.get("pins_waiting"))
     r = T.al.ctl("status")
-    check("%s (pinned before this boot; not there yet" % late_rel in r.stdout, "airlockctl status: %s" % r.stdout)
+    check("%s (waiting: no cgroup there now" % late_rel in r.stdout, "airlockctl status: %s" % r.stdout)
     # A second such record the operator no longer wants: unpin forgets it (there is no cgroup).
     gone_rel = "/airlock-test-%s-gone" % lib.RUN_ID
     T.al.stop(signal.SIGTERM, timeout=10)
@@ -1290,9 +1290,49 @@ def case_fence_program_swapped():
     check(m["replaced"] == fe["replaced"] >= 1, "/metrics fence counters %r, status %r" % (m, fe))
 
 
+def pin_records(path):
+    """The store's pin records of path: [(cgroup_id, gone_us or None)]."""
+    db = sqlite3.connect("file:%s?mode=ro" % T.al.store, uri=True, timeout=10)
+    try:
+        return db.execute("SELECT cgroup_id, gone_us FROM pins WHERE path = ? ORDER BY cgroup_id", (path,)).fetchall()
+    finally:
+        db.close()
+
+
+def steered_from(cg):
+    """An agent in cg reaches the web resource through airlockd: its audit row names cg."""
+    mark = T.al.max_id()
+    r = cg.run([lib.PY, CLIENT, "http", "4", "127.0.0.2", str(T.http_port)], timeout=20)
+    check(r.returncode == 0, "agent in %s: %s" % (cg.rel, r.stderr.strip()[-300:]))
+    rows = wait_for(lambda: [x for x in new_rows(mark) if x["cgroup_id"] == cg.id], 5, 0.05)
+    check(rows and rows[0]["resource"] == "web" and rows[0]["cgroup_path"] == cg.rel,
+          "the agent in %s (cgroup %d) was not steered: %r" % (cg.rel, cg.id, new_rows(mark)))
+
+
+def check_renewed(cg, was):
+    """cg, made at the path of pinned cgroup `was`, is pinned: status, the store's one record, the
+    audit record (pin_renewed) and the log say so; its agent is steered."""
+    pinned = wait_for(lambda: {"cgroup_id": cg.id, "path": cg.rel} in T.al.status()["pinned"], 5, 0.02)
+    check(pinned, "%s made again (cgroup %d) is not pinned: %r" % (cg.rel, cg.id, T.al.status()))
+    check(wait_for(lambda: pin_records(cg.rel) == [(cg.id, None)], 5, 0.05),
+          "the store's records of %s: %r, want (%d, None) alone" % (cg.rel, pin_records(cg.rel), cg.id))
+    check(T.al.status()["pins_waiting"] == [], "still waiting: %r" % T.al.status()["pins_waiting"])
+    r = T.al.ctl("audit", "export", "--since", "1h", "--format", "jsonl", timeout=30)
+    check(r.returncode == 0, "airlockctl audit export: %s" % r.stderr.strip())
+    recs = [x["body"] for x in map(json.loads, r.stdout.split("\n")[:-1]) if x["kind"] == "pin_renewed"]
+    want = {"path": cg.rel, "cgroup_id": cg.id, "was_cgroup_id": was, "why": "made again"}
+    check(want in recs, "no audit record %r among %r" % (want, recs))
+    said = "pinned %s again (cgroup %d, was %d): its cgroup was removed and made again" % (cg.rel, cg.id, was)
+    check(any(said in ln for ln in T.al.log_lines()), "no log line %r: %s" % (said, T.al.log_tail(5)))
+    steered_from(cg)
+
+
 def case_fence_cgroup_gone():
     """A pinned cgroup that is removed loses its pins (its links report no cgroup, as detached ones
-    do, but it cannot be opened any more): no repair, the others stay."""
+    do, but it cannot be opened any more): no repair, the others stay. Its path stays pinned: it
+    waits (across a restart too), and the cgroup made there again (a service started again) is
+    pinned the moment it is made; made again before the fence check saw the old one go (systemd
+    restarting a service), likewise."""
     fence_up()
     g = lib.TestCgroup("-gone")
     r = T.al.ctl("pin", g.path)
@@ -1311,6 +1351,50 @@ def case_fence_cgroup_gone():
           "a removed cgroup counted as a repair: %r -> %r" % (fe0, fe))
     check({"cgroup_id": T.cg.id, "path": T.cg.rel} in T.al.status()["pinned"], "the test cgroup lost its pin")
     steered_curl("http://127.0.0.2:%d/" % T.http_port, "127.0.0.2")
+    g2 = g3 = None
+    try:
+        # Its path waits, and keeps waiting across a restart (made this boot, but not unpinned).
+        check(wait_for(lambda: T.al.status()["pins_waiting"] == [g.rel], 5, 0.05),
+              "status pins_waiting %r, want [%r]" % (T.al.status()["pins_waiting"], g.rel))
+        recs = pin_records(g.rel)
+        check(len(recs) == 1 and recs[0][0] == g.id and recs[0][1], "the store's records of %s: %r" % (g.rel, recs))
+        T.al.stop(signal.SIGTERM, timeout=10)
+        T.up = False
+        T.al.start()
+        T.up = True
+        check(T.al.status()["pins_waiting"] == [g.rel], "after a restart pins_waiting %r" % T.al.status()["pins_waiting"])
+        said = "%s was pinned and its cgroup removed; it is not there now" % g.rel
+        check(any(said in ln for ln in T.al.log_lines()), "no log line %r: %s" % (said, T.al.log_tail(5)))
+        r = T.al.ctl("status")
+        check("%s (waiting: no cgroup there now" % g.rel in r.stdout, "airlockctl status: %s" % r.stdout)
+        # Made again: pinned at once, by the new id.
+        g2 = lib.TestCgroup("-gone")
+        check(g2.id != g.id, "the cgroup made again kept its id %d" % g.id)
+        check_renewed(g2, g.id)
+        # Removed and made again within the fence check's second: the new one is pinned from the
+        # directory's watch, the old one's pins go at the check.
+        g2.remove()
+        g3 = lib.TestCgroup("-gone")
+        check_renewed(g3, g2.id)
+        check(wait_for(lambda: all(x["cgroup_id"] != g2.id for x in T.al.status()["pinned"]), 5, 0.1),
+              "the removed cgroup %d is still pinned: %r" % (g2.id, T.al.status()["pinned"]))
+        check(pin_records(g.rel) == [(g3.id, None)], "the store's records of %s: %r" % (g.rel, pin_records(g.rel)))
+        # Unpinned, its path is not followed any more.
+        r = T.al.ctl("unpin", g3.path)
+        check(r.returncode == 0, "unpin %s: %s" % (g3.path, r.stderr.strip()))
+        g3.remove()
+        g4 = lib.TestCgroup("-gone")
+        time.sleep(1.5)
+        check(all(x["cgroup_id"] != g4.id for x in T.al.status()["pinned"]) and not pin_records(g.rel)
+              and T.al.status()["pins_waiting"] == [],
+              "after unpin, the cgroup made again was pinned: %r %r" % (T.al.status(), pin_records(g.rel)))
+        g4.remove()
+    finally:
+        if T.al.running():
+            T.al.ctl("unpin", g.path)   # (fails if it was not pinned or waiting)
+        for x in (g2, g3):
+            if x:
+                x.remove()
 
 
 def case_fence_restart_detached():
@@ -1465,7 +1549,9 @@ CASES = [
      case_fence_egress_detached),
     ("fence: connect4 made to run an allow-all program (BPF_LINK_UPDATE) gets ours back: steered, the steer "
      "port refused, audited", case_fence_program_swapped),
-    ("fence: a pinned cgroup that is removed loses its pins, no repair counted", case_fence_cgroup_gone),
+    ("fence: a pinned cgroup that is removed loses its pins, no repair counted; its path waits (across a restart), "
+     "and the cgroup made there again is pinned at once, also when made again within the fence check's second",
+     case_fence_cgroup_gone),
     ("fence: connect6, then every link, detached while airlockd is down are attached again at its start, "
      "the pin kept", case_fence_restart_detached),
     ("%d concurrent connections x 1 MiB echo intact, audited byte counts" % BULK_N, case_bulk),

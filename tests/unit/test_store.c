@@ -669,6 +669,25 @@ static void test_crash_recovery(void)
 	store_close(s);
 }
 
+struct pin_seen {
+	int n;
+	uint64_t id;
+	int64_t pinned_us, gone_us;
+	char path[64];
+};
+
+static int pin_seen_add(void *arg, const struct store_pin *pin)
+{
+	struct pin_seen *seen = arg;
+
+	seen->n++;
+	seen->id = pin->cgroup_id;
+	seen->pinned_us = pin->pinned_us;
+	seen->gone_us = pin->gone_us;
+	snprintf(seen->path, sizeof(seen->path), "%s", pin->path);
+	return 0;
+}
+
 static void test_pins(void)
 {
 	char p[512], buf[64];
@@ -700,6 +719,22 @@ static void test_pins(void)
 	CHECK(store_pin_del(s, 77) == 0);
 	CHECK(store_pin_path(s, 78, buf, sizeof(buf)) == 0);
 	CHECK(Q_INT(p, "SELECT count(*) FROM pins") == 1);
+	/* A cgroup found removed is marked once (the first time stays), and pinning it anew clears it. */
+	CHECK(store_pin_gone(s, 78) == 0);
+	CHECK(store_pin_gone(s, 79) == 0);      /* nothing recorded: nothing to mark */
+	{
+		int64_t gone = Q_INT(p, "SELECT gone_us FROM pins WHERE cgroup_id = 78");
+		struct pin_seen seen = { 0 };
+
+		CHECK(gone >= t0);
+		CHECK(store_pin_gone(s, 78) == 0);
+		CHECK(Q_INT(p, "SELECT gone_us FROM pins WHERE cgroup_id = 78") == gone);
+		CHECK(store_pins_each(s, pin_seen_add, &seen) == 0);
+		CHECK(seen.n == 1 && seen.id == 78 && seen.gone_us == gone && seen.pinned_us >= t0);
+		CHECK_STR(seen.path, "/user.slice/ci.scope");
+	}
+	CHECK(store_pin_add(s, 78, "/user.slice/ci.scope") == 0);
+	CHECK(Q_INT(p, "SELECT count(*) FROM pins WHERE gone_us IS NULL") == 1);
 	store_close(s);
 
 	/* Pins outlive the daemon. */

@@ -11,6 +11,9 @@ struct fence {
 	struct store *store;
 	struct event *tick;
 	int starting;               /* the check fence_start makes */
+	int gone;                   /* this check found pinned cgroups gone */
+	void (*on_gone)(void *arg);
+	void *on_gone_arg;
 	json_t *last;               /* the last repair (or failed one), as audited, with at_us */
 };
 
@@ -60,9 +63,11 @@ static void on_finding(void *arg, const struct kern_fence_event *e)
 			 e->ifindex);
 	if (e->fate == KERN_FATE_GONE) {
 		/* As at a start; an interface's is said by xdp_fence_check. */
-		if (e->cgroup_id)
+		if (e->cgroup_id) {
 			al_info("pinned cgroup %s (id %llu) is gone; removed its pins", where,
 				(unsigned long long)e->cgroup_id);
+			f->gone = 1;
+		}
 		return;
 	}
 	kern_fence_note(f->kern, e);
@@ -97,9 +102,13 @@ static void on_finding(void *arg, const struct kern_fence_event *e)
 
 static void check_all(struct fence *f)
 {
+	f->gone = 0;
 	(void)kern_fence_check(f->kern, on_finding, f);
 	if (f->ifaces)
 		(void)ifaces_fence_check(f->ifaces, on_finding, f);
+	/* after the check: it is done with the pins the callback may change */
+	if (f->gone && f->on_gone)
+		f->on_gone(f->on_gone_arg);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -110,7 +119,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 }
 
 int fence_start(struct event_base *base, struct kern *k, struct ifaces *ifs, struct store *st,
-		struct fence **out, char *err, size_t errlen)
+		void (*on_gone)(void *arg), void *arg, struct fence **out, char *err, size_t errlen)
 {
 	struct timeval every = { FENCE_CHECK_MS / 1000, (FENCE_CHECK_MS % 1000) * 1000 };
 	struct fence *f = calloc(1, sizeof(*f));
@@ -120,6 +129,8 @@ int fence_start(struct event_base *base, struct kern *k, struct ifaces *ifs, str
 	f->kern = k;
 	f->ifaces = ifs;
 	f->store = st;
+	f->on_gone = on_gone;
+	f->on_gone_arg = arg;
 	f->starting = 1;
 	check_all(f);
 	f->starting = 0;

@@ -31,19 +31,20 @@
 
 #define MAX_PINS 4096
 
-/* Pins the store recorded (restore_pins), and those waiting for their cgroup (pin_wait). */
+/* Pins the store recorded (pins_follow), and those waiting for their cgroup (pin_watch). */
 struct pin_rec {
 	uint64_t id;
 	int64_t at_us;
+	int64_t gone_us;            /* its cgroup found removed (then), 0: not */
 	char *path;
 };
 struct pin_recs {
 	struct pin_rec *v;
 	size_t n, cap;
 };
-struct pin_wait {
-	struct pin_recs recs;
-	int fd;
+struct pin_watch {
+	struct pin_recs waiting;   /* recorded paths that name no cgroup now */
+	int fd;                     /* inotify on the recorded paths' parents */
 	struct event *ev;
 };
 
@@ -73,7 +74,7 @@ struct daemon {
 	struct al_secrets *retired_secrets[64];
 	size_t n_retired;
 	int going_down;             /* `airlockctl down`: remove the pins after the loop */
-	struct pin_wait *wait;      /* recorded pins whose cgroup is not there yet */
+	struct pin_watch *watch;    /* the recorded paths followed (pins_follow) */
 	struct event *commit;       /* the group commit (on_commit) */
 };
 
@@ -162,8 +163,8 @@ static json_t *cmd_status(struct daemon *d)
 	{
 		json_t *waiting = json_array();
 
-		for (size_t i = 0; d->wait && i < d->wait->recs.n; i++)
-			json_array_append_new(waiting, json_string(d->wait->recs.v[i].path));
+		for (size_t i = 0; d->watch && i < d->watch->waiting.n; i++)
+			json_array_append_new(waiting, json_string(d->watch->waiting.v[i].path));
 		json_object_set_new(resp, "pins_waiting", waiting);
 	}
 	json_object_set_new(resp, "exe_recorded", json_boolean(!gap));
@@ -226,23 +227,31 @@ static json_t *cmd_status(struct daemon *d)
 }
 
 /*
- * Pins live in bpffs, which a reboot empties: without this, agents pinned before a reboot would
- * run unfenced after it. The store records each pin with its path and time. At start, a recorded
- * pin the kernel no longer has is:
- *   - pinned again (by its path: the cgroup has a new id) if it was made before this boot;
- *   - forgotten if it was made during this boot: then its removal was deliberate
- *     (`airlockctl down` without a daemon, or its pins deleted by hand).
- * A recorded cgroup that does not exist yet is pinned the moment it is made (pin_wait below),
- * and status lists it as waiting meanwhile.
+ * A pin is on a path. The kernel pins a cgroup, by id; the store records each pin with the
+ * path the operator named, and airlockd keeps that path fenced whatever cgroup it names:
+ *   - a reboot empties bpffs: at start, a recorded pin the kernel no longer has is pinned again
+ *     (by its path: the cgroup has a new id) if it was made before this boot, and forgotten if
+ *     it was made during this boot (then its removal was deliberate: `airlockctl down` without
+ *     a daemon, or its pins deleted by hand);
+ *   - a pinned cgroup is removed (a service stopped; the fence check finds it within a second):
+ *     its record is marked gone and waits for its path;
+ *   - its path names a new cgroup (the service started again, systemd made its cgroup anew):
+ *     that one is pinned the moment it is made, and its record takes the new id.
+ * The moment: inotify on the parent directory of each recorded path (the deepest one that
+ * exists, for a path whose parents are not there yet). systemd makes a service's cgroup, then
+ * moves its process in and execs it: the pin lands within a loop turn of the mkdir, and a
+ * connection the agent made before it loses its packets to the egress backstop
+ * (held_connection). Status lists the paths waiting meanwhile.
  */
-static int collect_pin(void *arg, uint64_t id, const char *path, int64_t at_us)
+static int collect_pin(void *arg, const struct store_pin *sp)
 {
 	struct pin_recs *r = arg;
 
-	if (AL_GROW(r->v, r->n, r->cap, 8) < 0 || !(r->v[r->n].path = strdup(path ? path : "")))
+	if (AL_GROW(r->v, r->n, r->cap, 8) < 0 || !(r->v[r->n].path = strdup(sp->path ? sp->path : "")))
 		return -1;
-	r->v[r->n].id = id;
-	r->v[r->n].at_us = at_us;
+	r->v[r->n].id = sp->cgroup_id;
+	r->v[r->n].at_us = sp->pinned_us;
+	r->v[r->n].gone_us = sp->gone_us;
 	r->n++;
 	return 0;
 }
@@ -265,46 +274,16 @@ static int64_t boot_us(void)
 	return al_now_us() - ((int64_t)b.tv_sec * 1000000 + b.tv_nsec / 1000);
 }
 
-/* Pins cg again for the record p (unless the kernel has it already) and records it by its new id. */
-static void repin(struct daemon *d, const struct pin_rec *p, const struct kern_cgroup *cg, const uint64_t *ids, int n)
+static int has_id(const uint64_t *ids, int n, uint64_t id)
 {
-	char err[1024];
-	int have = 0;
-
-	for (int k = 0; k < n && !have; k++)
-		have = ids[k] == cg->id;
-	if (!have && kern_pin(d->kern, cg, err, sizeof(err)) < 0) {
-		al_err("could not pin %s again after a reboot: %s", p->path, err);
-		return;
-	}
-	if (store_pin_del(d->store, p->id) < 0 || store_pin_add(d->store, cg->id, cg->rel) < 0)
-		al_warn("pinned %s again but could not record it", cg->rel);
-	al_info("pinned %s again (cgroup %llu): it was pinned before this boot, and a reboot empties bpffs",
-		cg->rel, (unsigned long long)cg->id);
+	for (int i = 0; i < n; i++)
+		if (ids[i] == id)
+			return 1;
+	return 0;
 }
 
-/*
- * Recorded pins whose cgroup does not exist yet (a service's cgroup is made when it starts):
- * inotify on the deepest directory of each path that exists; each time one of them gets a new
- * directory, the waiting paths are tried again. systemd makes a service's cgroup, then moves
- * its process in and execs it: the pin lands within a loop turn of the mkdir, and a connection
- * the agent made before it loses its packets to the egress backstop (held_connection).
- */
-static int wait_add(struct daemon *d, const struct pin_rec *p)
-{
-	struct pin_wait *w = d->wait;
-
-	if (!w) {
-		if (!(w = calloc(1, sizeof(*w))))
-			return -1;
-		w->fd = -1;
-		d->wait = w;
-	}
-	return collect_pin(&w->recs, p->id, p->path, p->at_us);
-}
-
-/* Stops watching (the event and its inotify fd go). */
-static void wait_unwatch(struct pin_wait *w)
+/* Stops watching (the event and its inotify fd go; the waiting list stays). */
+static void watch_stop(struct pin_watch *w)
 {
 	if (w->ev)
 		event_free(w->ev);
@@ -314,86 +293,165 @@ static void wait_unwatch(struct pin_wait *w)
 	w->fd = -1;
 }
 
-static void wait_free(struct daemon *d)
+static void watch_free(struct daemon *d)
 {
-	struct pin_wait *w = d->wait;
-
-	if (!w)
+	if (!d->watch)
 		return;
-	wait_unwatch(w);
-	pin_recs_free(&w->recs);
-	free(w);
-	d->wait = NULL;
+	watch_stop(d->watch);
+	pin_recs_free(&d->watch->waiting);
+	free(d->watch);
+	d->watch = NULL;
 }
 
 static void on_cgroup_made(evutil_socket_t fd, short what, void *arg);
 
-/* Watches the deepest existing directory of each waiting path (a fresh inotify each time). */
-static void wait_arm(struct daemon *d)
+/*
+ * Watches the parent directory of each recorded path (the deepest one of its parents that
+ * exists), with a fresh inotify: set before the paths are looked at, so a cgroup made while
+ * pins_follow looks is seen by the next one. 0, or -1 (said).
+ */
+static int watch_arm(struct daemon *d, const struct pin_recs *recs)
 {
-	struct pin_wait *w = d->wait;
+	struct pin_watch *w = d->watch;
 	int watched = 0;
 
-	if (!w)
-		return;
-	wait_unwatch(w);
-	if (w->recs.n == 0) {
-		wait_free(d);
-		return;
-	}
+	watch_stop(w);
+	if (recs->n == 0)
+		return 0;
 	if ((w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0)
 		goto fail;
-	for (size_t i = 0; i < w->recs.n; i++) {
+	for (size_t i = 0; i < recs->n; i++) {
 		char dir[2 * PATH_MAX];
 		struct stat st;
 		size_t mlen;
 		char *slash;
 
-		if (kern_cgroup_join(w->recs.v[i].path, dir, sizeof(dir), &mlen) < 0)
+		if (kern_cgroup_join(recs->v[i].path, dir, sizeof(dir), &mlen) < 0)
 			continue;
-		/* the deepest directory of it that exists, the mount at least */
-		while (stat(dir, &st) < 0 && (slash = strrchr(dir, '/')) && slash >= dir + mlen)
+		/* its parent, or the deepest of its parents that exists: the mount at least */
+		do {
+			if (!(slash = strrchr(dir, '/')) || slash < dir + mlen)
+				break;
 			*slash = '\0';
+		} while (stat(dir, &st) < 0);
 		if (inotify_add_watch(w->fd, dir, IN_CREATE | IN_MOVED_TO | IN_ONLYDIR) >= 0)
 			watched++;
 	}
 	if (!watched || !(w->ev = event_new(d->base, w->fd, EV_READ | EV_PERSIST, on_cgroup_made, d)) ||
 	    event_add(w->ev, NULL) < 0)
 		goto fail;
-	return;
+	return 0;
 fail:
-	al_warn("cannot watch for the cgroups of %zu recorded pins (%s): they are tried again at the next start",
-		w->recs.n, strerror(errno));
-	wait_free(d);
+	al_warn("cannot watch the directories of %zu pinned paths (%s): a cgroup made again is pinned "
+		"when the fence check finds the old one gone (within %d ms), one not there at start at the "
+		"next start", recs->n, strerror(errno), FENCE_CHECK_MS);
+	watch_stop(w);
+	return -1;
 }
 
-static void on_cgroup_made(evutil_socket_t fd, short what, void *arg)
+/* Pins cg, which the path of record p names now, and records it under the new id. */
+static void pin_anew(struct daemon *d, const struct pin_rec *p, int p_pinned, const struct kern_cgroup *cg)
+{
+	int64_t booted = boot_us();
+	int reboot = !p_pinned && p->at_us < booted && (!p->gone_us || p->gone_us < booted);
+	const char *why = reboot ? "it was pinned before this boot, and a reboot empties bpffs" :
+			  "its cgroup was removed and made again";
+	char err[1024];
+
+	if (kern_pin(d->kern, cg, err, sizeof(err)) < 0) {
+		al_err("could not pin %s again (%s): %s; its agents are not fenced", p->path, why, err);
+		return;
+	}
+	if (store_pin_add(d->store, cg->id, cg->rel) < 0 ||
+	    (!p_pinned && p->id != cg->id && store_pin_del(d->store, p->id) < 0))
+		al_warn("pinned %s again but could not record it", cg->rel);
+	if (p->id != cg->id)
+		al_info("pinned %s again (cgroup %llu, was %llu): %s", cg->rel, (unsigned long long)cg->id,
+			(unsigned long long)p->id, why);
+	else
+		al_info("pinned %s again (cgroup %llu): %s", cg->rel, (unsigned long long)cg->id, why);
+	if (store_audit_event(d->store, "pin_renewed", 0,
+			      json_pack("{s:s, s:I, s:I, s:s}", "path", cg->rel, "cgroup_id", (json_int_t)cg->id,
+					"was_cgroup_id", (json_int_t)p->id,
+					"why", reboot ? "reboot" : "made again")) < 0)
+		al_err("could not record the pin of %s in the audit log", cg->rel);
+}
+
+/*
+ * Brings the kernel's pins to the recorded paths: a path that names a cgroup not pinned gets it
+ * pinned (pin_anew), a record whose cgroup is not pinned (removed) and whose path names none is
+ * marked gone and waits (status: pins_waiting). A pinned cgroup whose path names another one now
+ * stays pinned: the fence check drops it once it is gone (it may be the same cgroup renamed).
+ */
+static void pins_follow(struct daemon *d)
 {
 	static uint64_t ids[MAX_PINS];
-	struct daemon *d = arg;
-	struct pin_wait *w = d->wait;
-	char buf[4096];
-	size_t keep = 0;
+	struct pin_recs recs = { 0 };
+	struct pin_watch *w = d->watch;
 	int n;
 
-	while (read(fd, buf, sizeof(buf)) > 0)
-		;
-	n = kern_pinned(d->kern, ids, MAX_PINS);
-	for (size_t i = 0; i < w->recs.n; i++) {
-		struct pin_rec *p = &w->recs.v[i];
+	if (!w) {
+		if (!(w = calloc(1, sizeof(*w)))) {
+			al_err("out of memory following the pinned paths");
+			return;
+		}
+		w->fd = -1;
+		d->watch = w;
+	}
+	pin_recs_free(&w->waiting);
+	if (store_pins_each(d->store, collect_pin, &recs) < 0 || (n = kern_pinned(d->kern, ids, MAX_PINS)) < 0) {
+		al_err("could not compare the recorded pins with the kernel's");
+		goto out;
+	}
+	(void)watch_arm(d, &recs);
+	for (size_t i = 0; i < recs.n; i++) {
+		struct pin_rec *p = &recs.v[i];
+		int pinned = has_id(ids, n, p->id);
 		struct kern_cgroup cg;
 		char err[256];
 
 		if (kern_cgroup_resolve(p->path, &cg, err, sizeof(err)) < 0) {
-			w->recs.v[keep++] = *p;
+			if (pinned)
+				continue;       /* removed just now: the fence check drops it */
+			if (!p->gone_us && store_pin_gone(d->store, p->id) < 0)
+				al_warn("could not mark the pin of %s as waiting", p->path);
+			if (collect_pin(&w->waiting, &(struct store_pin){ .cgroup_id = p->id, .path = p->path,
+								   .pinned_us = p->at_us, .gone_us = p->gone_us }) < 0)
+				al_err("out of memory listing the waiting pins");
 			continue;
 		}
-		repin(d, p, &cg, ids, n < 0 ? 0 : n);
-		free(p->path);
+		if (has_id(ids, n, cg.id)) {
+			/* pinned under its new id already: the old record goes once its cgroup has */
+			if (!pinned && p->id != cg.id && store_pin_del(d->store, p->id) < 0)
+				al_warn("could not forget the old pin record of %s", p->path);
+			continue;
+		}
+		pin_anew(d, p, pinned, &cg);
+		if (n < MAX_PINS)
+			ids[n++] = cg.id;
 	}
-	w->recs.n = keep;
-	wait_arm(d);            /* deeper directories may exist now; none left: the watch goes */
+out:
+	pin_recs_free(&recs);
+}
+
+static void on_cgroup_made(evutil_socket_t fd, short what, void *arg)
+{
+	char buf[4096];
+
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	pins_follow(arg);
 	(void)what;
+}
+
+/* The fence check found pinned cgroups gone (their pins dropped): their paths wait. Not before
+ * restore_pins has followed them first (it decides which records stand), nor after down. */
+static void on_pins_gone(void *arg)
+{
+	struct daemon *d = arg;
+
+	if (d->watch)
+		pins_follow(d);
 }
 
 static void restore_pins(struct daemon *d)
@@ -411,32 +469,28 @@ static void restore_pins(struct daemon *d)
 		struct pin_rec *p = &recs.v[i];
 		struct kern_cgroup cg;
 		char err[1024];
-		int have = 0;
+		int there;
 
-		for (int k = 0; k < n && !have; k++)
-			have = ids[k] == p->id;
-		if (have)
+		if (has_id(ids, n, p->id))
 			continue;
-		if (p->at_us >= booted) {
+		there = kern_cgroup_resolve(p->path, &cg, err, sizeof(err)) == 0;
+		if (there && cg.id == p->id && !p->gone_us && p->at_us >= booted) {
+			/* the same cgroup, not removed: its pins were */
 			al_info("%s was unpinned while airlockd was down (this boot): forgotten", p->path);
 			if (store_pin_del(d->store, p->id) < 0)
 				al_warn("could not forget the pin of %s", p->path);
 			continue;
 		}
-		if (kern_cgroup_resolve(p->path, &cg, err, sizeof(err)) < 0) {
-			if (wait_add(d, p) == 0) {
-				al_warn("%s was pinned before this boot but is not there yet: it is pinned the moment "
-					"it is made", p->path);
-			} else {
-				al_warn("%s was pinned before this boot but is not there now (%s): its agents are not "
-					"fenced until it exists and is pinned; airlockd tries again at its next start",
-					p->path, err);
-			}
-			continue;
-		}
-		repin(d, p, &cg, ids, n);
+		if (there)
+			continue;       /* pins_follow pins it */
+		if (p->gone_us || p->at_us >= booted)
+			al_warn("%s was pinned and its cgroup removed; it is not there now: it is pinned the "
+				"moment it is made again", p->path);
+		else
+			al_warn("%s was pinned before this boot but is not there yet: it is pinned the moment "
+				"it is made", p->path);
 	}
-	wait_arm(d);
+	pins_follow(d);
 out:
 	pin_recs_free(&recs);
 }
@@ -453,14 +507,27 @@ static int req_cgroup(json_t *req, struct kern_cgroup *cg, char *err, size_t err
 	return al_errf(err, errlen, "name a cgroup path or a pid");
 }
 
+/* Forgets every record of path (a cgroup there now, removed ones, one renamed away). */
+static void forget_path(struct daemon *d, const char *path)
+{
+	struct pin_recs recs = { 0 };
+
+	if (store_pins_each(d->store, collect_pin, &recs) < 0)
+		al_warn("could not list the recorded pins of %s to forget them", path);
+	for (size_t i = 0; i < recs.n; i++)
+		if (strcmp(recs.v[i].path, path) == 0 && store_pin_del(d->store, recs.v[i].id) < 0)
+			al_warn("could not forget the pin of %s (cgroup %llu)", path, (unsigned long long)recs.v[i].id);
+	pin_recs_free(&recs);
+}
+
 /*
- * unpin of a recorded pin still waiting for its cgroup (there is no cgroup to resolve): the
- * record is forgotten and the wait for it ends. arg is the operator's path (relative to the v2
- * mount, with or without its leading "/", or absolute). NULL if no waiting pin has that path.
+ * unpin of a recorded path that names no cgroup now (there is nothing to resolve): its record
+ * is forgotten and the wait for it ends. arg is the operator's path (relative to the v2 mount,
+ * with or without its leading "/", or absolute). NULL if no waiting pin has that path.
  */
 static json_t *unpin_waiting(struct daemon *d, const char *arg)
 {
-	struct pin_wait *w = d->wait;
+	struct pin_watch *w = d->watch;
 	char abs[2 * PATH_MAX], *want;
 	size_t n, mlen;
 
@@ -470,21 +537,18 @@ static json_t *unpin_waiting(struct daemon *d, const char *arg)
 	n = strlen(want);
 	while (n > 1 && want[n - 1] == '/')
 		want[--n] = '\0';
-	for (size_t i = 0; i < w->recs.n; i++) {
-		struct pin_rec p = w->recs.v[i];
+	for (size_t i = 0; i < w->waiting.n; i++) {
 		json_t *resp;
 
-		if (strcmp(p.path, want) != 0)
+		if (strcmp(w->waiting.v[i].path, want) != 0)
 			continue;
-		if (store_pin_del(d->store, p.id) < 0)
+		if (store_pin_del(d->store, w->waiting.v[i].id) < 0)
 			return control_error("could not forget the recorded pin of %s", want);
-		w->recs.v[i] = w->recs.v[--w->recs.n];
-		al_info("unpinned %s (recorded before this boot, never made since): forgotten", want);
+		al_info("unpinned %s (waiting for its cgroup): forgotten", want);
 		resp = control_ok();
 		json_object_set_new(resp, "path", json_string(want));
 		json_object_set_new(resp, "waiting", json_true());
-		free(p.path);
-		wait_arm(d);
+		pins_follow(d);         /* the list and the watch without it */
 		return resp;
 	}
 	return NULL;
@@ -512,8 +576,10 @@ static json_t *cmd_pin(struct daemon *d, json_t *req, int pin)
 			return control_error("%s", err);
 		if (store_pin_del(d->store, cg.id) < 0)
 			al_warn("unpinned %s but could not forget its path", cg.rel);
+		forget_path(d, cg.rel);
 		al_info("unpinned %s (cgroup %llu)", cg.rel, (unsigned long long)cg.id);
 	}
+	pins_follow(d);         /* the watch with (or without) its path */
 	resp = control_ok();
 	json_object_set_new(resp, "cgroup_id", json_integer((json_int_t)cg.id));
 	json_object_set_new(resp, "path", json_string(cg.rel));
@@ -711,7 +777,7 @@ static json_t *handle(void *arg, json_t *req, const struct control_peer *peer)
 			if (store_pin_del(d->store, recs.v[i].id) < 0)
 				al_warn("could not forget the pin of %s", recs.v[i].path);
 		pin_recs_free(&recs);
-		wait_free(d);
+		watch_free(d);
 		d->going_down = 1;
 		event_base_loopexit(d->base, &soon);
 		return control_ok();
@@ -961,7 +1027,7 @@ int main(int argc, char **argv)
 	    refusals_start(d.base, d.kern, d.store, &d.refusals, err, sizeof(err)) < 0 ||
 	    relay_start(d.base, d.cfg, d.kern, d.store, &d.relay, err, sizeof(err)) < 0 ||
 	    ifaces_start(d.base, d.cfg, d.store, d.relay, &d.ifaces, err, sizeof(err)) < 0 ||
-	    fence_start(d.base, d.kern, d.ifaces, d.store, &d.fence, err, sizeof(err)) < 0 ||
+	    fence_start(d.base, d.kern, d.ifaces, d.store, on_pins_gone, &d, &d.fence, err, sizeof(err)) < 0 ||
 	    approval_new(d.base, d.store, d.cfg, &d.approval, err, sizeof(err)) < 0 ||
 	    pgproxy_new(d.base, d.cfg, d.store, d.ca, d.secrets, d.approval, &d.pg, err, sizeof(err)) < 0 ||
 	    httpproxy_new(d.base, d.cfg, d.store, d.ca, d.secrets, d.approval, &d.http, err, sizeof(err)) < 0 ||
@@ -1053,7 +1119,7 @@ out:
 	httpproxy_free(d.http);
 	approval_free(d.approval);
 	refusals_free(d.refusals);
-	wait_free(&d);
+	watch_free(&d);
 	kern_close(d.kern);
 	if (d.going_down) {
 		if (kern_down(d.cfg->pin_root, err, sizeof(err)) < 0) {

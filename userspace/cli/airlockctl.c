@@ -159,7 +159,7 @@ static int cmd_status(void)
 		term_printf("  %s (id %lld)\n", json_string_value(json_object_get(p, "path")),
 			    (long long)json_integer_value(json_object_get(p, "cgroup_id")));
 	json_array_foreach(json_object_get(resp, "pins_waiting"), i, p)
-		term_printf("  %s (pinned before this boot; not there yet: pinned the moment it is made)\n",
+		term_printf("  %s (waiting: no cgroup there now; pinned the moment one is made)\n",
 			    json_string_value(p));
 	if (json_string_value(json_object_get(resp, "exe_gap")))
 		term_printf("agents' executables are not recorded: %s\n",
@@ -224,7 +224,7 @@ static int cmd_pin(const char *cmd, int argc, char **argv)
 	if (want_json)
 		print_json(resp);
 	else if (json_is_true(json_object_get(resp, "waiting")))
-		term_printf("unpinned %s (pinned before this boot and not made since: its record is forgotten)\n",
+		term_printf("unpinned %s (it named no cgroup, airlockd was waiting for one: its record is forgotten)\n",
 			    json_string_value(json_object_get(resp, "path")));
 	else
 		term_printf("%s %s (cgroup id %lld)\n", strcmp(cmd, "pin") == 0 ? "pinned" : "unpinned",

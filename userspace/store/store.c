@@ -189,6 +189,9 @@ static const char *const migrations[] = {
 	/* 15: a grant covers its agent's uid too (two users' agents in one cgroup are two agents);
 	 * older grants have none and cover no one */
 	"ALTER TABLE grants ADD COLUMN agent_uid INTEGER;",
+	/* 16: a pinned cgroup found removed keeps its record, marked, until its path names a cgroup
+	 * again (a service restarted): pinned at once then, and across restarts meanwhile */
+	"ALTER TABLE pins ADD COLUMN gone_us INTEGER;",
 };
 
 _Static_assert(AL_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
@@ -207,6 +210,7 @@ enum st {
 	ST_CONN_RECORD,
 	ST_RECOVER,
 	ST_PIN_ADD,
+	ST_PIN_GONE,
 	ST_PIN_DEL,
 	ST_PIN_GET,
 	ST_TOTALS,
@@ -238,7 +242,10 @@ static const char *const st_sql[ST__COUNT] = {
 		" WHERE closed_us IS NULL",
 	[ST_PIN_ADD] =
 		"INSERT INTO pins (cgroup_id, path, pinned_us) VALUES (?1, ?2, ?3)"
-		" ON CONFLICT (cgroup_id) DO UPDATE SET path = excluded.path, pinned_us = excluded.pinned_us",
+		" ON CONFLICT (cgroup_id) DO UPDATE SET path = excluded.path, pinned_us = excluded.pinned_us,"
+		" gone_us = NULL",
+	[ST_PIN_GONE] =
+		"UPDATE pins SET gone_us = ?2 WHERE cgroup_id = ?1 AND gone_us IS NULL",
 	[ST_PIN_DEL] =
 		"DELETE FROM pins WHERE cgroup_id = ?1",
 	[ST_PIN_GET] =
@@ -975,19 +982,42 @@ out:
 	return ret;
 }
 
-int store_pins_each(struct store *s, int (*cb)(void *arg, uint64_t cgroup_id, const char *path, int64_t pinned_us),
-		    void *arg)
+int store_pin_gone(struct store *s, uint64_t cgroup_id)
+{
+	sqlite3_stmt *st = s->st[ST_PIN_GONE];
+	int ret = -1;
+
+	if (sqlite3_bind_int64(st, 1, (int64_t)cgroup_id) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 2, al_now_us()) != SQLITE_OK ||
+	    write_step(s, st) < 0) {
+		db_err(s, "marking a pin's cgroup gone");
+		goto out;
+	}
+	ret = 0;
+out:
+	st_done(st);
+	return ret;
+}
+
+int store_pins_each(struct store *s, int (*cb)(void *arg, const struct store_pin *p), void *arg)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = -1, r;
 
-	if (sqlite3_prepare_v2(s->db, "SELECT cgroup_id, path, pinned_us FROM pins ORDER BY pinned_us, cgroup_id", -1,
-			       &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(s->db, "SELECT cgroup_id, path, pinned_us, coalesce(gone_us, 0) FROM pins"
+			       " ORDER BY pinned_us, cgroup_id", -1, &st, NULL) != SQLITE_OK)
 		goto out;
-	while ((r = sqlite3_step(st)) == SQLITE_ROW)
-		if (cb(arg, (uint64_t)sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
-		       sqlite3_column_int64(st, 2)) < 0)
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_pin p = {
+			.cgroup_id = (uint64_t)sqlite3_column_int64(st, 0),
+			.path = (const char *)sqlite3_column_text(st, 1),
+			.pinned_us = sqlite3_column_int64(st, 2),
+			.gone_us = sqlite3_column_int64(st, 3),
+		};
+
+		if (cb(arg, &p) < 0)
 			goto out;
+	}
 	rc = r == SQLITE_DONE ? 0 : -1;
 out:
 	if (rc < 0)
