@@ -85,6 +85,8 @@ enum kern_fate {
 	KERN_FATE_GONE,         /* its cgroup or interface no longer exists: the pin goes */
 	KERN_FATE_DETACHED,     /* detached while its cgroup or interface exists: attach again */
 	KERN_FATE_REPLACED,     /* attached but running another program: ours goes back in */
+	KERN_FATE_UNPINNED,     /* attached and ours, but its pin was removed or replaced: without
+				 * it the link would go with airlockd (a restart, an upgrade): pinned again */
 };
 /* What the kernel says of one link, and what it should be. */
 struct kern_link_seen {
@@ -96,9 +98,10 @@ struct kern_link_seen {
 				 * with that index */
 	uint32_t prog_id;       /* the program it runs */
 	uint32_t ours;          /* the program it should run; 0: not known, never "replaced" */
+	int pin_lost;           /* its pin is not the one airlockd made: removed, or another object there */
 };
 enum kern_fate kern_link_fate(const struct kern_link_seen *s);
-/* "ok", "unknown", "gone", "detached", "replaced". */
+/* "ok", "unknown", "gone", "detached", "replaced", "unpinned". */
 const char *kern_fate_name(enum kern_fate f);
 
 /* One finding of a fence check (kern_fence_check, xdp_fence_check): GONE, DETACHED or REPLACED. */
@@ -131,6 +134,7 @@ int kern_pin_replace(int fd, const char *path) AL_MUST;
 struct kern_fence_stats {
 	uint64_t detached;      /* links attached again */
 	uint64_t replaced;      /* links given our program back */
+	uint64_t unpinned;      /* links pinned again */
 	uint64_t failed;        /* repairs that failed (a run of failures of one link counts once) */
 };
 void kern_fence_note(struct kern *k, const struct kern_fence_event *e);

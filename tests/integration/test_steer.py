@@ -1125,14 +1125,15 @@ def check_repaired(cg, link, found, prog, fe, at_start=False):
     names = os.listdir(os.path.dirname(pin))
     check(prog in names and not [n for n in names if not n.startswith("al_") or "-" in n],
           "pins of %s: %r" % (cg.rel, names))
-    recs = [x for x in fence_records() if x["body"].get("cgroup_id") == cg.id and x["body"].get("link_id") == link["id"]]
-    check(len(recs) == 1 and recs[0]["kind"] == "fence_repaired" and recs[0]["body"].get("found") == found and
+    recs = [x for x in fence_records() if x["body"].get("cgroup_id") == cg.id and x["body"].get("link_id") == link["id"]
+            and x["body"].get("found") == found]
+    check(len(recs) == 1 and recs[0]["kind"] == "fence_repaired" and
           recs[0]["body"].get("program") == prog and recs[0]["body"].get("path") == cg.rel and
           recs[0]["body"].get("at_start") is at_start,
           "audit records of the repair of link %d: %r" % (link["id"], recs))
     said = "fence: %s on %s %s behind airlockd's back (link %d)" % (
-        prog, cg.rel, "was detached" if found == "detached" else "ran another program (id %d)" % last.get("found_prog_id", -1),
-        link["id"])
+        prog, cg.rel, {"detached": "was detached", "unpinned": "lost its pin"}.get(
+            found, "ran another program (id %d)" % last.get("found_prog_id", -1)), link["id"])
     check(any(said in ln for ln in T.al.log_lines()), "no log line %r: %s" % (said, T.al.log_tail(5)))
     return now
 
@@ -1144,7 +1145,7 @@ def steer_port_refused():
 
 
 def fence_metrics():
-    """/metrics' fence counters, {'detached': N, 'replaced': N, 'failures': N}."""
+    """/metrics' fence counters, {'detached': N, 'replaced': N, 'unpinned': N, 'failures': N}."""
     if not T.fence_token:
         r = T.al.ctl("user", "add", "fenceops", "--uid", "47312", "--groups", "ops")
         check(r.returncode == 0, "user add: %s" % r.stderr.strip())
@@ -1157,10 +1158,11 @@ def fence_metrics():
     for ln in body.splitlines():
         for name, key in (('airlock_fence_repairs_total{found="detached"} ', "detached"),
                           ('airlock_fence_repairs_total{found="replaced"} ', "replaced"),
+                          ('airlock_fence_repairs_total{found="unpinned"} ', "unpinned"),
                           ("airlock_fence_repair_failures_total ", "failures")):
             if ln.startswith(name):
                 got[key] = int(ln[len(name):])
-    check(len(got) == 3, "/metrics has no fence counters: %r" % [ln for ln in body.splitlines() if "fence" in ln])
+    check(len(got) == 4, "/metrics has no fence counters: %r" % [ln for ln in body.splitlines() if "fence" in ln])
     return got
 
 
@@ -1173,12 +1175,13 @@ def case_fence_connect4_detached():
     steered_curl("http://127.0.0.2:%d/" % T.http_port, "127.0.0.2")
     steer_port_refused()
     out = T.al.ctl("status").stdout
-    for want in ("fence: links checked every 1000 ms; %d put back since start (%d detached, %d re-programmed)"
-                 % (fe["repairs"], fe["detached"], fe["replaced"]),
+    for want in ("fence: links checked every 1000 ms; %d put back since start (%d detached, %d re-programmed, %d unpinned)"
+                 % (fe["repairs"], fe["detached"], fe["replaced"], fe["unpinned"]),
                  "al_connect4 on %s was detached; put back" % T.cg.rel):
         check(want in out, "airlockctl status has no %r: %s" % (want, [ln for ln in out.splitlines() if "fence" in ln or "last" in ln]))
     m = fence_metrics()
-    check(m == {"detached": fe["detached"], "replaced": fe["replaced"], "failures": fe["failed"]} and fe["failed"] == 0,
+    check(m == {"detached": fe["detached"], "replaced": fe["replaced"], "unpinned": fe["unpinned"],
+                "failures": fe["failed"]} and fe["failed"] == 0,
           "/metrics fence counters %r, status %r" % (m, fe))
 
 
@@ -1288,6 +1291,44 @@ def case_fence_program_swapped():
     steer_port_refused()
     m = fence_metrics()
     check(m["replaced"] == fe["replaced"] >= 1, "/metrics fence counters %r, status %r" % (m, fe))
+
+
+def case_fence_pin_removed():
+    """A pin removed behind airlockd's back (its file in bpffs, or the cgroup's whole directory of
+    them, by a root process in the pinned cgroup with no capabilities) is made again: without it
+    the link would go with airlockd, and after a restart the cgroup would be unfenced."""
+    fence_up()
+    fe0 = fence_status()
+    link = cgroup_link(T.cg, "cgroup_inet4_connect")
+    d = os.path.join(T.al.pin_root, "cg", str(T.cg.id))
+    names = sorted(os.listdir(d))
+    os.unlink(os.path.join(d, "al_connect4"))
+    fe = wait_repair(fe0, "unpinned", "connect4's pin removed")
+    check_repaired(T.cg, link, "unpinned", "al_connect4", fe)
+    links = {x["attach_type"]: x["id"] for x in cgroup_links(T.cg)}
+    r = T.cg.run(["/usr/bin/setpriv", "--bounding-set=-all", "--inh-caps=-all", "--", "/bin/sh", "-c",
+                  'grep "^CapEff:" /proc/self/status; exec rm -rf "$0"', d])
+    check(r.returncode == 0 and "CapEff:\t0000000000000000" in r.stdout and not os.path.exists(d),
+          "rm -rf %s (no capabilities): %s %s" % (d, r.stdout.strip(), r.stderr.strip()))
+    check(wait_for(lambda: os.path.isdir(d) and sorted(os.listdir(d)) == names, 5, 0.1),
+          "the pins of %s are not all back: %r, want %r" % (T.cg.rel, os.listdir(d) if os.path.isdir(d) else None, names))
+    fe = wait_for(lambda: (lambda f: f if f.get("unpinned", 0) >= fe0.get("unpinned", 0) + 1 + len(names) else None)(fence_status()), 5, 0.1)
+    check(fe, "status counts %r unpinned, want %d more" % (fence_status(), 1 + len(names)))
+    check({x["attach_type"]: x["id"] for x in cgroup_links(T.cg)} == links, "the links changed: %r, were %r"
+          % (cgroup_links(T.cg), links))
+    # What the pins are for: airlockd stopped, the agent stays fenced; started, it adopts them.
+    T.al.stop(signal.SIGTERM, timeout=10)
+    T.up = False
+    res = agent("connect", "4", "127.0.0.2", T.http_port)
+    check(res["result"] == "ECONNREFUSED", "airlockd stopped after the pins were made again: connect %s" % res["result"])
+    T.al.start()
+    T.up = True
+    check({x["attach_type"]: x["id"] for x in cgroup_links(T.cg)} == links, "the restart changed the links: %r, were %r"
+          % (cgroup_links(T.cg), links))
+    steered_curl("http://127.0.0.2:%d/" % T.http_port, "127.0.0.2")
+    m = fence_metrics()
+    check(m["unpinned"] == fence_status()["unpinned"] == 0, "/metrics and status count since this start: %r %r"
+          % (m, fence_status()))
 
 
 def pin_records(path):
@@ -1549,6 +1590,9 @@ CASES = [
      case_fence_egress_detached),
     ("fence: connect4 made to run an allow-all program (BPF_LINK_UPDATE) gets ours back: steered, the steer "
      "port refused, audited", case_fence_program_swapped),
+    ("fence: a pin removed from bpffs (one, then the cgroup's whole directory, by a root agent with no "
+     "capabilities) is made again: airlockd stopped, the agent stays fenced; started, it adopts the same links",
+     case_fence_pin_removed),
     ("fence: a pinned cgroup that is removed loses its pins, no repair counted; its path waits (across a restart), "
      "and the cgroup made there again is pinned at once, also when made again within the fence check's second",
      case_fence_cgroup_gone),

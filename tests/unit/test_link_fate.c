@@ -38,6 +38,23 @@ static void test_detached_is_not_gone(void)
 	CHECK(fate(1, 0, 0, 99, 0) == KERN_FATE_GONE);
 }
 
+static void test_unpinned(void)
+{
+	struct kern_link_seen s = { .info_ok = 1, .target = 4242, .prog_id = 7, .ours = 7, .pin_lost = 1 };
+
+	CHECK(kern_link_fate(&s) == KERN_FATE_UNPINNED);
+	/* Whatever else is wrong is put back first (its repair pins anew, or the next check does). */
+	s.prog_id = 99;
+	CHECK(kern_link_fate(&s) == KERN_FATE_REPLACED);
+	s.target = 0;
+	s.target_exists = 1;
+	CHECK(kern_link_fate(&s) == KERN_FATE_DETACHED);
+	s.target_exists = 0;
+	CHECK(kern_link_fate(&s) == KERN_FATE_GONE);
+	s.info_ok = 0;
+	CHECK(kern_link_fate(&s) == KERN_FATE_UNKNOWN);
+}
+
 static void test_unreadable(void)
 {
 	/* Nothing is concluded from an info that could not be read: no pin dropped, none replaced. */
@@ -53,6 +70,7 @@ static void test_names(void)
 	CHECK_STR(kern_fate_name(KERN_FATE_GONE), "gone");
 	CHECK_STR(kern_fate_name(KERN_FATE_DETACHED), "detached");
 	CHECK_STR(kern_fate_name(KERN_FATE_REPLACED), "replaced");
+	CHECK_STR(kern_fate_name(KERN_FATE_UNPINNED), "unpinned");
 }
 
 static void test_tally(void)
@@ -64,7 +82,9 @@ static void test_tally(void)
 	e.fate = KERN_FATE_REPLACED;
 	kern_fence_tally(&s, &e);
 	kern_fence_tally(&s, &e);
-	CHECK(s.detached == 1 && s.replaced == 2 && s.failed == 0);
+	e.fate = KERN_FATE_UNPINNED;
+	kern_fence_tally(&s, &e);
+	CHECK(s.detached == 1 && s.replaced == 2 && s.unpinned == 1 && s.failed == 0);
 	/* A link that cannot be put back counts once however many checks it fails. */
 	e.repaired = 0;
 	kern_fence_tally(&s, &e);
@@ -87,6 +107,7 @@ int main(void)
 	RUN(test_attached);
 	RUN(test_replaced);
 	RUN(test_detached_is_not_gone);
+	RUN(test_unpinned);
 	RUN(test_unreadable);
 	RUN(test_names);
 	RUN(test_tally);

@@ -75,11 +75,16 @@ static void on_finding(void *arg, const struct kern_fence_event *e)
 		return;         /* said at the check before */
 	if (e->fate == KERN_FATE_DETACHED)
 		snprintf(what, sizeof(what), "was detached");
+	else if (e->fate == KERN_FATE_UNPINNED)
+		snprintf(what, sizeof(what), "lost its pin");
 	else
 		snprintf(what, sizeof(what), "ran another program (id %u)", e->found_prog_id);
 	if (e->repaired && e->fate == KERN_FATE_DETACHED)
 		al_warn("fence: %s on %s %s behind airlockd's back (link %u)%s: attached it again (link %u), "
 			"its pin replaced", e->prog, where, what, e->link_id, when, e->new_link_id);
+	else if (e->repaired && e->fate == KERN_FATE_UNPINNED)
+		al_warn("fence: %s on %s %s behind airlockd's back (link %u)%s: pinned again (without it the "
+			"link would go with airlockd)", e->prog, where, what, e->link_id, when);
 	else if (e->repaired)
 		al_warn("fence: %s on %s %s behind airlockd's back (link %u)%s: %s runs there again", e->prog,
 			where, what, e->link_id, when, e->prog);
@@ -149,9 +154,10 @@ void fence_status(struct fence *f, json_t *resp)
 	json_t *o;
 
 	kern_fence_stats(f->kern, &s);
-	o = json_pack("{s:i, s:I, s:I, s:I, s:I}", "check_every_ms", FENCE_CHECK_MS,
-		      "repairs", (json_int_t)(s.detached + s.replaced), "detached", (json_int_t)s.detached,
-		      "replaced", (json_int_t)s.replaced, "failed", (json_int_t)s.failed);
+	o = json_pack("{s:i, s:I, s:I, s:I, s:I, s:I}", "check_every_ms", FENCE_CHECK_MS,
+		      "repairs", (json_int_t)(s.detached + s.replaced + s.unpinned), "detached", (json_int_t)s.detached,
+		      "replaced", (json_int_t)s.replaced, "unpinned", (json_int_t)s.unpinned,
+		      "failed", (json_int_t)s.failed);
 	if (o && f->last)
 		json_object_set(o, "last", f->last);
 	json_object_set_new(resp, "fence", o);

@@ -107,11 +107,13 @@ static void print_fence(json_t *fe)
 
 	if (!fe)
 		return;
-	printf("fence: links checked every %lld ms; %lld put back since start (%lld detached, %lld re-programmed)",
+	printf("fence: links checked every %lld ms; %lld put back since start (%lld detached, %lld re-programmed, "
+	       "%lld unpinned)",
 	       (long long)json_integer_value(json_object_get(fe, "check_every_ms")),
 	       (long long)json_integer_value(json_object_get(fe, "repairs")),
 	       (long long)json_integer_value(json_object_get(fe, "detached")),
-	       (long long)json_integer_value(json_object_get(fe, "replaced")));
+	       (long long)json_integer_value(json_object_get(fe, "replaced")),
+	       (long long)json_integer_value(json_object_get(fe, "unpinned")));
 	if (failed > 0)
 		printf(", %lld could NOT be put back (see the log)", (long long)failed);
 	printf("\n");
@@ -127,7 +129,8 @@ static void print_fence(json_t *fe)
 		term_printf("  last: %s: %s on %s%s %s; %s%s\n", when,
 			    json_string_value(json_object_get(last, "program")), path ? "" : "interface ",
 			    path ? path : json_string_value(json_object_get(last, "iface")),
-			    found && strcmp(found, "detached") == 0 ? "was detached" : "ran another program",
+			    !found ? "?" : strcmp(found, "detached") == 0 ? "was detached" :
+			    strcmp(found, "unpinned") == 0 ? "lost its pin" : "ran another program",
 			    json_is_true(json_object_get(last, "repaired")) ? "put back" : "NOT put back: ",
 			    json_is_true(json_object_get(last, "repaired")) ? "" :
 			    json_string_value(json_object_get(last, "error")));

@@ -76,16 +76,17 @@ void metrics_render(struct console *c, struct reply *r)
 
 		kern_fence_stats(c->kern, &fs);
 		fprintf(f, "# HELP airlock_fence_repairs_total Pinned links airlockd put back since start: "
-			   "found detached, or running another program.\n"
+			   "found detached, running another program, or without their pin.\n"
 			   "# TYPE airlock_fence_repairs_total counter\n"
 			   "airlock_fence_repairs_total{found=\"detached\"} %llu\n"
 			   "airlock_fence_repairs_total{found=\"replaced\"} %llu\n"
-			   "# HELP airlock_fence_repair_failures_total Pinned links found detached or re-programmed "
+			   "airlock_fence_repairs_total{found=\"unpinned\"} %llu\n"
+			   "# HELP airlock_fence_repair_failures_total Pinned links found detached, re-programmed or unpinned "
 			   "that airlockd could not put back, since start.\n"
 			   "# TYPE airlock_fence_repair_failures_total counter\n"
 			   "airlock_fence_repair_failures_total %llu\n",
 			(unsigned long long)fs.detached, (unsigned long long)fs.replaced,
-			(unsigned long long)fs.failed);
+			(unsigned long long)fs.unpinned, (unsigned long long)fs.failed);
 	}
 	if (store_decision_latency(c->store, bounds, AL_ARRAY_LEN(bounds), counts, &total, &sum) == 0) {
 		fprintf(f, "# HELP airlock_decision_latency_seconds Time from request to a reviewer's decision.\n"

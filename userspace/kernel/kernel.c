@@ -27,6 +27,7 @@ struct kern_pin {
 	uint64_t id;
 	struct bpf_link *links[MAX_PROGS];
 	uint8_t failing[MAX_PROGS];     /* the last fence check could not repair this link */
+	ino_t pin_ino[MAX_PROGS];       /* its pin's inode as airlockd made it (0: not known) */
 };
 
 struct kern {
@@ -350,6 +351,17 @@ static int pin_path(const struct kern *k, char *buf, size_t len, uint64_t id, co
 	return al_fmt(buf, len, "%s/" AL_PIN_CG_DIR "/%llu", k->root, (unsigned long long)id);
 }
 
+/* The inode of the pin of program i on cgroup id; 0 if there is none. */
+static ino_t pin_ino(const struct kern *k, uint64_t id, size_t i)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (pin_path(k, path, sizeof(path), id, bpf_program__name(k->progs[i])) < 0 || stat(path, &st) < 0)
+		return 0;
+	return st.st_ino;
+}
+
 static struct kern_pin *pin_find(struct kern *k, uint64_t id)
 {
 	for (size_t i = 0; i < k->n_pins; i++)
@@ -445,6 +457,7 @@ static int attach_one(struct kern *k, struct kern_pin *p, size_t i, int cgfd, in
 	if (p->links[i])
 		bpf_link__destroy(p->links[i]);
 	p->links[i] = l;
+	p->pin_ino[i] = pin_ino(k, p->id, i);
 	return 0;
 }
 
@@ -456,6 +469,8 @@ enum kern_fate kern_link_fate(const struct kern_link_seen *s)
 		return s->target_exists ? KERN_FATE_DETACHED : KERN_FATE_GONE;
 	if (s->ours && s->prog_id != s->ours)
 		return KERN_FATE_REPLACED;
+	if (s->pin_lost)
+		return KERN_FATE_UNPINNED;
 	return KERN_FATE_OK;
 }
 
@@ -472,6 +487,8 @@ const char *kern_fate_name(enum kern_fate f)
 		return "detached";
 	case KERN_FATE_REPLACED:
 		return "replaced";
+	case KERN_FATE_UNPINNED:
+		return "unpinned";
 	}
 	return "?";
 }
@@ -569,6 +586,7 @@ static int adopt_cgroup(struct kern *k, uint64_t id, char *err, size_t errlen)
 			goto out;
 		}
 		p->links[i] = l[i];
+		p->pin_ino[i] = pin_ino(k, id, i);
 		l[i] = NULL;
 	}
 out:
@@ -810,6 +828,20 @@ static int fence_repair(struct kern *k, struct kern_pin *p, size_t i, enum kern_
 	if (fate == KERN_FATE_REPLACED)
 		return bpf_link__update_program(p->links[i], k->progs[i]) == 0 ? 0 :
 			ERR("update the link to %s: %s", bpf_program__name(k->progs[i]), strerror(errno));
+	if (fate == KERN_FATE_UNPINNED) {
+		char dir[PATH_MAX], path[PATH_MAX];
+
+		/* its directory too, if that went (the other pins in it are found at this check) */
+		if (pin_path(k, dir, sizeof(dir), p->id, NULL) < 0 ||
+		    pin_path(k, path, sizeof(path), p->id, bpf_program__name(k->progs[i])) < 0)
+			return ERR("pin path too long");
+		if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+			return ERR("make %s: %s", dir, strerror(errno));
+		if (kern_pin_replace(bpf_link__fd(p->links[i]), path) < 0)
+			return ERR("pin %s: %s", path, strerror(errno));
+		p->pin_ino[i] = pin_ino(k, p->id, i);
+		return 0;
+	}
 	if (cgfd < 0)
 		return ERR("open cgroup %llu: %s", (unsigned long long)p->id, strerror(errno));
 	if (attach_one(k, p, i, cgfd, 1, err, errlen) < 0)
@@ -830,6 +862,8 @@ int kern_fence_check(struct kern *k, kern_fence_cb cb, void *arg)
 		int cgfd, gone = 0;
 
 		cgroup_links_seen(k, p->links, p->id, info, seen, &cgfd);
+		for (size_t i = 0; i < k->n_progs; i++)
+			seen[i].pin_lost = p->links[i] && p->pin_ino[i] && pin_ino(k, p->id, i) != p->pin_ino[i];
 		for (size_t i = 0; i < k->n_progs && !gone; i++) {
 			struct kern_fence_event e;
 			char err[512] = "";
@@ -839,7 +873,7 @@ int kern_fence_check(struct kern *k, kern_fence_cb cb, void *arg)
 			gone = e.fate == KERN_FATE_GONE;
 			if (e.fate == KERN_FATE_OK)
 				p->failing[i] = 0;
-			if (e.fate != KERN_FATE_DETACHED && e.fate != KERN_FATE_REPLACED)
+			if (e.fate != KERN_FATE_DETACHED && e.fate != KERN_FATE_REPLACED && e.fate != KERN_FATE_UNPINNED)
 				continue;
 			e.cgroup_id = p->id;
 			e.ifname = "";
@@ -871,14 +905,16 @@ int kern_fence_check(struct kern *k, kern_fence_cb cb, void *arg)
 
 void kern_fence_tally(struct kern_fence_stats *s, const struct kern_fence_event *e)
 {
-	if (e->fate != KERN_FATE_DETACHED && e->fate != KERN_FATE_REPLACED)
+	if (e->fate != KERN_FATE_DETACHED && e->fate != KERN_FATE_REPLACED && e->fate != KERN_FATE_UNPINNED)
 		return;
 	if (!e->repaired)
 		s->failed += !e->again;
 	else if (e->fate == KERN_FATE_DETACHED)
 		s->detached++;
-	else
+	else if (e->fate == KERN_FATE_REPLACED)
 		s->replaced++;
+	else
+		s->unpinned++;
 }
 
 void kern_fence_note(struct kern *k, const struct kern_fence_event *e)
