@@ -903,6 +903,32 @@ def case_xdp_detached():
     case_tcp_v4()
 
 
+def case_xdp_unpinned():
+    """The pinned interface's XDP pin removed from bpffs (its interface's whole directory) is made
+    again for the same link: without it the link would go with airlockd."""
+    idx = socket.if_nametoindex(IF_H)
+    d = os.path.join(T.al.pin_root, "iface", str(idx))
+    pin = os.path.join(d, "al_xdp_agent")
+    old = pinned_link(pin)
+    fe0 = T.al.status().get("fence") or {}
+    subprocess.run(["/bin/rm", "-rf", d], check=True, timeout=20)
+
+    def repaired():
+        fe = T.al.status().get("fence") or {}
+        return fe if fe.get("unpinned", 0) > fe0.get("unpinned", 0) else None
+    fe = wait_for(repaired, 5, 0.1)
+    check(fe, "no repair in status within 5 s: %r" % (T.al.status().get("fence"),))
+    last = fe.get("last") or {}
+    for k, want in (("found", "unpinned"), ("program", "al_xdp_agent"), ("iface", IF_H), ("ifindex", idx),
+                    ("link_id", old["id"]), ("repaired", True)):
+        check(last.get(k) == want, "status fence.last.%s is %r, want %r (%r)" % (k, last.get(k), want, last))
+    now = pinned_link(pin)
+    check(now["id"] == old["id"] and now["prog_id"] == old["prog_id"], "pinned after the repair: %r, before %r" % (now, old))
+    check(iface_xdp(IF_H) == ("driver", old["prog_id"]), "on %s after the repair: %r" % (IF_H, iface_xdp(IF_H)))
+    case_udp_dropped()
+    case_tcp_v4()
+
+
 def case_guard():
     g = T.guard_al
     g.start()
@@ -1188,6 +1214,8 @@ def main():
         res.case("netns: a pinned link that vanishes is pruned, the others keep working", case_vanished)
         res.case("netns: the pinned interface's XDP link detached by bpftool is attached again (native, pin "
                  "replaced): UDP dropped, TCP through Airlock, audited", case_xdp_detached)
+        res.case("netns: the pinned interface's XDP pin removed from bpffs is made again for the same link",
+                 case_xdp_unpinned)
         res.case("netns: guard: protected port only from the appliance address (guard_drop)", case_guard)
         res.case("netns: guard again on the same interface replaces its ports and sources", case_guard_replace)
         res.case("netns: guard over IPv6: allowed v6 source passes, another is dropped", case_guard_v6)

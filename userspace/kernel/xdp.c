@@ -24,6 +24,7 @@ struct xdp_link {
 	struct xdp_iface info;
 	int fd;                     /* the bpf_link, also pinned */
 	int failing;                /* the last fence check could not repair it */
+	ino_t pin_ino;              /* its pin's inode as airlockd made it (0: not known) */
 };
 
 struct xdp {
@@ -52,6 +53,17 @@ static int iface_dir(const char *root, char *buf, size_t len, int ifindex)
 static int link_path(const char *root, char *buf, size_t len, int ifindex, enum xdp_role role)
 {
 	return al_fmt(buf, len, "%s/" AL_PIN_IFACE_DIR "/%d/%s", root, ifindex, role_name(role));
+}
+
+/* The inode of the pin of l; 0 if there is none. */
+static ino_t link_pin_ino(const struct xdp *x, const struct xdp_link *l)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (link_path(x->root, path, sizeof(path), l->info.ifindex, l->info.role) < 0 || stat(path, &st) < 0)
+		return 0;
+	return st.st_ino;
 }
 
 static int is_native(int ifindex)
@@ -210,6 +222,7 @@ static int adopt_iface(struct xdp *x, int ifindex, char *err, size_t errlen)
 			}
 			l->fd = fd;
 			fill_info(&l->info, ifindex, role);
+			l->pin_ino = link_pin_ino(x, l);
 			continue;
 		}
 		if (bpf_link_update(fd, bpf_program__fd(role_prog(x, role)), NULL) < 0) {
@@ -225,6 +238,7 @@ static int adopt_iface(struct xdp *x, int ifindex, char *err, size_t errlen)
 		}
 		l->fd = fd;
 		fill_info(&l->info, (int)info.xdp.ifindex, role);
+		l->pin_ino = link_pin_ino(x, l);
 	}
 	return 0;
 }
@@ -364,6 +378,7 @@ int xdp_attach(struct xdp *x, const char *ifname, enum xdp_role role, struct xdp
 	}
 	l->fd = fd;
 	fill_info(&l->info, (int)idx, role);
+	l->pin_ino = link_pin_ino(x, l);
 	if (out)
 		*out = l->info;
 	return 0;
@@ -462,6 +477,17 @@ static int fence_repair(struct xdp *x, struct xdp_link *l, enum kern_fate fate, 
 	if (fate == KERN_FATE_REPLACED)
 		return bpf_link_update(l->fd, prog_fd, NULL) == 0 ? 0 :
 			ERR("update the link to %s: %s", role_name(l->info.role), strerror(errno));
+	if (fate == KERN_FATE_UNPINNED) {
+		/* its directory too, if that went */
+		if (iface_dir(x->root, path, sizeof(path), l->info.ifindex) < 0 ||
+		    (mkdir(path, 0700) < 0 && errno != EEXIST))
+			return ERR("make %s: %s", path, strerror(errno));
+		if (link_path(x->root, path, sizeof(path), l->info.ifindex, l->info.role) < 0 ||
+		    kern_pin_replace(l->fd, path) < 0)
+			return ERR("pin %s: %s", path, strerror(errno));
+		l->pin_ino = link_pin_ino(x, l);
+		return 0;
+	}
 	if (!if_indextoname((unsigned int)l->info.ifindex, name))
 		snprintf(name, sizeof(name), "%d", l->info.ifindex);
 	fd = link_create(prog_fd, (unsigned int)l->info.ifindex, name);
@@ -480,6 +506,7 @@ static int fence_repair(struct xdp *x, struct xdp_link *l, enum kern_fate fate, 
 	close(l->fd);
 	l->fd = fd;
 	fill_info(&l->info, l->info.ifindex, l->info.role);
+	l->pin_ino = link_pin_ino(x, l);
 	xdp_link_seen(fd, l->info.ifindex, &info, &seen);
 	*new_link_id = info.id;
 	return 0;
@@ -500,6 +527,7 @@ int xdp_fence_check(struct xdp *x, kern_fence_cb cb, void *arg, int *agents)
 
 		xdp_link_seen(l->fd, l->info.ifindex, &info, &seen);
 		seen.ours = x->prog_ids[l->info.role];
+		seen.pin_lost = l->pin_ino && link_pin_ino(x, l) != l->pin_ino;
 		memset(&e, 0, sizeof(e));
 		e.fate = kern_link_fate(&seen);
 		if (e.fate == KERN_FATE_OK || e.fate == KERN_FATE_UNKNOWN) {
