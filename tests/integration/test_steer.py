@@ -6,6 +6,7 @@ is removed on any exit.
 """
 
 import ctypes
+import errno
 import hashlib
 import json
 import os
@@ -1293,6 +1294,60 @@ def case_fence_program_swapped():
     check(m["replaced"] == fe["replaced"] >= 1, "/metrics fence counters %r, status %r" % (m, fe))
 
 
+LEAVE = r"""
+import json, os, socket, sys
+out = sys.argv[1]
+try:
+    with open(os.path.join(out, "cgroup.procs"), "w") as f:
+        f.write(str(os.getpid()))
+    moved = "moved"
+except OSError as e:
+    moved = os.strerror(e.errno)
+with open("/proc/self/cgroup") as f:
+    cg = [ln.strip()[3:] for ln in f if ln.startswith("0::")][0]
+s = socket.socket()
+s.settimeout(5)
+try:
+    s.connect(("127.0.0.2", int(sys.argv[2])))
+    peer = "%s:%d" % s.getsockname()
+except OSError as e:
+    peer = os.strerror(e.errno)
+print(json.dumps({"moved": moved, "cgroup": cg, "local": peer}))
+"""
+
+
+def case_root_leaves_cgroup():
+    """A root agent with no capabilities leaves its pinned cgroup by writing its pid into another's
+    cgroup.procs (cgroupfs files belong to uid 0): out of reach, as README says. With cgroupfs
+    read-only in its mount namespace (systemd's ProtectControlGroups=yes; here unshare -m and a
+    read-only remount before the capabilities go) the write fails (EROFS), it cannot remount, and
+    it stays fenced."""
+    fence_up()
+    out = lib.TestCgroup("-out")
+    try:
+        drop = ["/usr/bin/setpriv", "--bounding-set=-all", "--inh-caps=-all", "--", lib.PY, "-c", LEAVE, out.path,
+                str(T.http_port)]
+        r = T.cg.run(drop, timeout=20)
+        check(r.returncode == 0, "the leaving agent: %s" % r.stderr.strip()[-300:])
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        check(res["moved"] == "moved" and res["cgroup"] == out.rel,
+              "a root agent with no capabilities could not leave (the kernel's rules changed? README says it can): %r" % res)
+        out.kill_all()
+        mount = lib.cgroup2_mount()
+        mark = T.al.max_id()
+        r = T.cg.run(["/usr/bin/unshare", "-m", "--propagation", "private", "--", "/bin/sh", "-c",
+                      'mount -o remount,bind,ro "$0" && exec "$@"', mount] + drop, timeout=20)
+        check(r.returncode == 0, "the agent with cgroupfs read-only: %s" % r.stderr.strip()[-300:])
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        check(res["moved"] == os.strerror(errno.EROFS) and res["cgroup"] == T.cg.rel,
+              "with cgroupfs read-only the agent still left: %r" % res)
+        check(res["local"][:1].isdigit(), "its connect failed: %r" % res)
+        rows = wait_for(lambda: [x for x in new_rows(mark) if x["cgroup_id"] == T.cg.id and x["comm"] == "python3"], 5, 0.05)
+        check(rows and rows[0]["resource"] == "web", "its connection was not steered: %r" % new_rows(mark))
+    finally:
+        out.remove()
+
+
 def case_fence_pin_removed():
     """A pin removed behind airlockd's back (its file in bpffs, or the cgroup's whole directory of
     them, by a root process in the pinned cgroup with no capabilities) is made again: without it
@@ -1590,6 +1645,8 @@ CASES = [
      case_fence_egress_detached),
     ("fence: connect4 made to run an allow-all program (BPF_LINK_UPDATE) gets ours back: steered, the steer "
      "port refused, audited", case_fence_program_swapped),
+    ("a root agent with no capabilities leaves its cgroup through cgroup.procs (out of reach); with cgroupfs "
+     "read-only in its mount namespace it cannot", case_root_leaves_cgroup),
     ("fence: a pin removed from bpffs (one, then the cgroup's whole directory, by a root agent with no "
      "capabilities) is made again: airlockd stopped, the agent stays fenced; started, it adopts the same links",
      case_fence_pin_removed),
