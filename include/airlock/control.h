@@ -19,8 +19,14 @@ struct control;
 struct control_peer {
 	uid_t uid;
 	pid_t pid;
+	int pidfd;              /* that process (SO_PEERPIDFD, else pidfd_open at accept); -1: none */
 	int open;
 };
+
+/* Whether peer's process still runs: what was read of /proc/<pid> before this said 1 was of
+ * that process, not of another that got its pid since (a caller that exits and leaves its
+ * socket to a child). 0 without a pidfd. */
+int control_peer_alive(const struct control_peer *peer);
 
 /* Answers one request; returns a new object ({"ok":true,...} or
  * {"ok":false,"error":"..."}). */

@@ -19,8 +19,10 @@ import re
 import select
 import signal
 import struct
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -494,6 +496,76 @@ def case_socket_refusals():
           % (r.returncode, r.stderr.strip()))
     check(request(T.req1["id"])["state"] == "pending", "request %d is no longer pending"
           % T.req1["id"])
+
+
+SNEAK = r"""
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+if os.fork() == 0:
+    go = sys.argv[2]
+    for _ in range(400):
+        if os.path.exists(go):
+            break
+        time.sleep(0.05)
+    s.sendall(b'{"cmd":"pending"}\n')
+    print(s.makefile().readline().strip(), flush=True)
+    os._exit(0)
+print(os.getpid(), flush=True)
+"""
+
+
+def case_socket_pid_reused():
+    """An agent in the pinned cgroup, with a reviewer's uid, connects to the review socket, leaves
+    the socket to a child and exits; a process outside the pinned cgroups gets its pid (as any
+    pid is reused, here made so with ns_last_pid). The child's call is refused: the caller's
+    cgroup was read of another process."""
+    need_up()
+    uid = REVIEWERS["alice"][0]
+    d = tempfile.mkdtemp(prefix="airlock-sneak-")
+    lib.on_cleanup(shutil.rmtree, d, True)
+    os.chmod(d, 0o755)
+    go = os.path.join(d, "go")
+    out = os.path.join(d, "out")
+    with open(out, "w") as f:
+        os.chown(out, uid, uid)
+        p = T.cga.popen([SETPRIV, "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups", lib.PY, "-c", SNEAK,
+                         T.rsock, go], stdout=f, stderr=f, text=True)
+        rc = p.wait(10)
+    with open(out) as f:
+        first = f.readline().strip()
+    check(rc == 0 and first.isdigit(), "the agent that connects: exit %r, %r" % (rc, first))
+    agent_pid = int(first)
+    taker = None
+    try:
+        for _ in range(50):
+            with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+                f.write(str(agent_pid - 1))
+            taker = subprocess.Popen(["/bin/sleep", "30"])
+            if taker.pid == agent_pid:
+                break
+            taker.kill()
+            taker.wait()
+            taker = None
+        check(taker, "could not give pid %d to a process outside the pinned cgroups" % agent_pid)
+        with open("/proc/%d/cgroup" % agent_pid) as f:
+            where = f.read()
+        check(T.cga.rel not in where, "pid %d is in %s" % (agent_pid, where))
+        open(go, "w").close()
+
+        def answered():
+            with open(out) as f:
+                lines = f.read().splitlines()
+            return lines[1] if len(lines) > 1 else None
+        line = wait_for(answered, 20, 0.05)
+        check(line, "the child never answered")
+        resp = json.loads(line)
+        check(resp.get("ok") is False and "pinned" in resp.get("error", ""),
+              "the agent's socket, its pid now another process's, was answered %r" % resp)
+    finally:
+        if taker:
+            taker.kill()
+            taker.wait()
 
 
 def case_self_approval():
@@ -1362,6 +1434,8 @@ CASES = [
      case_webhook),
     ("review socket refuses a uid that is no reviewer and a reviewer inside the pinned cgroup",
      case_socket_refusals),
+    ("an agent's review-socket connection is refused after its pid went to a process outside the pinned "
+     "cgroups (the caller's pidfd, not its pid)", case_socket_pid_reused),
     ("an admin reviewer with the agent's uid cannot approve (self-approval)", case_self_approval),
     ("a reviewer in no approver group cannot approve", case_non_approver),
     ("approve -> psql prints DELETE 1, the row is gone upstream, approval recorded", case_approve),

@@ -8,13 +8,18 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-/* An agent must not reach the review socket: refuse peers in a pinned subtree. */
-static int peer_is_agent(struct review_ctx *ctx, pid_t pid)
+/*
+ * An agent must not reach the review socket: refuse peers in a pinned subtree. The cgroup is
+ * read by the peer's pid, then its pidfd says whether that was still the peer's process (an
+ * agent that connects, hands the socket to a child and exits must not pass as whatever process
+ * gets its pid next).
+ */
+static int peer_is_agent(struct review_ctx *ctx, const struct control_peer *peer)
 {
 	struct kern_cgroup self;
 	char err[256];
 
-	if (kern_cgroup_of_pid(pid, &self, err, sizeof(err)) < 0)
+	if (kern_cgroup_of_pid(peer->pid, &self, err, sizeof(err)) < 0 || !control_peer_alive(peer))
 		return 1; /* cannot tell: fail closed */
 	return kern_in_pinned(ctx->kern, self.rel);
 }
@@ -159,8 +164,9 @@ json_t *review_command(struct review_ctx *ctx, const char *cmd, json_t *req,
 	}
 	if (!ctx->approval)
 		return control_error("review is not running");
-	if (peer->open && peer_is_agent(ctx, peer->pid))
-		return control_error("refused: the caller runs in a pinned (agent) cgroup");
+	if (peer->open && peer_is_agent(ctx, peer))
+		return control_error("refused: the caller runs in a pinned (agent) cgroup, or has exited "
+				     "(its socket is not a reviewer's)");
 	rc = store_user_by_uid(ctx->store, (long)peer->uid, &me);
 	if (rc != 0)
 		return control_error("uid %u is not a reviewer (root: airlockctl user add NAME --uid %u "

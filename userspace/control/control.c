@@ -7,11 +7,17 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <libgen.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77         /* Linux 6.5; Debian 12's headers predate it */
+#endif
 
 struct control {
 	struct evconnlistener *l;
@@ -45,7 +51,34 @@ json_t *control_ok(void)
 static void client_free(struct bufferevent *bev, struct client *cl)
 {
 	bufferevent_free(bev);
+	if (cl->peer.pidfd >= 0)
+		close(cl->peer.pidfd);
 	free(cl);
+}
+
+/* A pidfd of the peer of fd: the kernel's (SO_PEERPIDFD: the process that connected, whatever
+ * happened since), else one opened by its pid now (the process that connected, unless it exited
+ * between connect and this accept and another took its pid). -1 if neither. */
+static int peer_pidfd(int fd, pid_t pid)
+{
+	int pidfd = -1;
+	socklen_t len = sizeof(pidfd);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0 && pidfd >= 0)
+		return pidfd;
+	if (pid <= 0)
+		return -1;
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	return pidfd >= 0 ? pidfd : -1;
+}
+
+int control_peer_alive(const struct control_peer *peer)
+{
+	/* A pidfd polls readable once its process has exited (a signal 0 would need CAP_KILL for
+	 * another uid's process, which airlockd does not keep). */
+	struct pollfd p = { .fd = peer->pidfd, .events = POLLIN };
+
+	return peer->pidfd >= 0 && poll(&p, 1, 0) == 0;
 }
 
 static void reply(struct bufferevent *bev, json_t *resp)
@@ -116,6 +149,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	cl->c = c;
 	cl->peer.uid = cred.uid;
 	cl->peer.pid = cred.pid;
+	cl->peer.pidfd = c->open ? peer_pidfd(fd, cred.pid) : -1;
 	cl->peer.open = c->open;
 	bufferevent_setcb(bev, on_read, NULL, on_event, cl);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
