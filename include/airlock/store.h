@@ -414,6 +414,8 @@ void store_audit_head(struct store *s, int64_t *seq, char hash[65]);
  * -1 when it could not check (msg says why). */
 struct store_verify {
 	int64_t records, checkpoints, first_seq, last_seq, first_bad;
+	int64_t signed_to;              /* the last record a checkpoint signed (0: none) */
+	int64_t signed_at_us;           /* when */
 	char msg[512];
 };
 int store_audit_verify(const char *store_path, const char *pubkey_path, struct store_verify *v) AL_MUST;

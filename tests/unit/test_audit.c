@@ -262,23 +262,15 @@ static void test_forged_checkpoint(void)
 	       "checkpoint at 27: bad signature (forged?)");
 }
 
-/* Someone without the key rewrites a record and re-hashes the chain after it: the chain is
- * whole again, but the signed checkpoint no longer matches. */
-static void test_rewritten_chain(void)
+/* Re-hashes the whole chain of the store file at p, as someone without the key can. */
+static void rechain(const char *p)
 {
-	char p[512];
-	struct store_verify v;
-	struct store *s = fill(p, sizeof(p), 1);
 	sqlite3 *h = NULL;
 	sqlite3_stmt *st = NULL, *up = NULL;
 	char prev[65] = STORE_GENESIS_HASH, hash[65];
 
-	CHECK(s != NULL);
-	if (!s)
-		return;
-	store_close(s);
-	CHECK(exec_sql(p, "UPDATE audit SET body = replace(body, 'SELECT 1', 'SELECT 2') WHERE seq = 3") == 0);
 	CHECK(sqlite3_open_v2(p, &h, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK);
+	CHECK(sqlite3_exec(h, "BEGIN", NULL, NULL, NULL) == SQLITE_OK);
 	CHECK(sqlite3_prepare_v2(h, "SELECT seq, at_us, kind, ref_id, body FROM audit ORDER BY seq", -1, &st,
 				 NULL) == SQLITE_OK);
 	CHECK(sqlite3_prepare_v2(h, "UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE seq = ?3", -1, &up,
@@ -301,10 +293,58 @@ static void test_rewritten_chain(void)
 	}
 	sqlite3_finalize(st);
 	sqlite3_finalize(up);
+	CHECK(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
 	sqlite3_close(h);
+}
+
+/* Someone without the key rewrites a record and re-hashes the chain after it: the chain is
+ * whole again, but the signed checkpoint no longer matches. */
+static void test_rewritten_chain(void)
+{
+	char p[512];
+	struct store_verify v;
+	struct store *s = fill(p, sizeof(p), 1);
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	store_close(s);
+	CHECK(exec_sql(p, "UPDATE audit SET body = replace(body, 'SELECT 1', 'SELECT 2') WHERE seq = 3") == 0);
+	rechain(p);
 	CHECK(store_audit_verify(p, NULL, &v) == 1);
 	CHECK(v.first_bad == 27);
 	CHECK(strstr(v.msg, "checkpoint at 27") && strstr(v.msg, "rewritten"));
+}
+
+/* The same with the checkpoints deleted too, or the chain cut and its checkpoints with it: one
+ * is made every STORE_CHECKPOINT_RECORDS records, so a longer run without one is tampering. What
+ * fewer records than that could hide, verify says is unsigned. */
+static void test_checkpoints_deleted(void)
+{
+	char p[512];
+	struct store_verify v;
+	struct store *s = fill(p, sizeof(p), 1);
+	int64_t n = STORE_CHECKPOINT_RECORDS * 5 / 2;
+
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	for (int64_t i = 0; i < n; i++)
+		CHECK(store_audit_event(s, "note", 0, json_pack("{s:I}", "i", (json_int_t)i)) == 0);
+	store_close(s);
+	CHECK(verify(p, &v) == 0);
+	CHECK(v.signed_to == v.last_seq && v.checkpoints >= 3 && strstr(v.msg, "every record signed"));
+	/* the checkpoints deleted, the chain rewritten under them */
+	CHECK(exec_sql(p, "UPDATE audit SET body = replace(body, 'SELECT 1', 'SELECT 2') WHERE seq = 3;"
+		       " DELETE FROM audit_checkpoints") == 0);
+	rechain(p);
+	CHECK(store_audit_verify(p, NULL, &v) == 1);
+	CHECK(v.first_bad == 1 && strstr(v.msg, "have no signed checkpoint") && strstr(v.msg, "deleted?"));
+	/* cut below STORE_CHECKPOINT_RECORDS records, checkpoints gone: chained, said unsigned */
+	CHECK(exec_sql(p, "DELETE FROM audit WHERE seq > 20; DELETE FROM command_batches") == 0);
+	CHECK(store_audit_verify(p, NULL, &v) == 0);
+	CHECK(v.signed_to == 0 && strstr(v.msg, "none signed yet"));
+	printf("#   %s\n", v.msg);
 }
 
 /* A checkpoint signed by some other key. */
@@ -1634,6 +1674,7 @@ static void test_recordings_v8_upgrade(void)
 		       " VALUES (7, 1, 5, 'simple', 'SELECT 1', 'read', 'allow');"
 		       " DROP INDEX connections_closed_us;"     /* and before 14 */
 		       " ALTER TABLE grants DROP COLUMN agent_uid;"     /* and before 15 */
+		       " ALTER TABLE pins DROP COLUMN gone_us;"         /* and before 16 */
 		       " PRAGMA user_version = 8;") == 0);
 	CHECK(store_open(p, &s) == 0);
 	CHECK(s && store_schema_version(s) == STORE_SCHEMA_VERSION);
@@ -1883,6 +1924,7 @@ int main(void)
 	RUN(test_reorder_named);
 	RUN(test_forged_checkpoint);
 	RUN(test_rewritten_chain);
+	RUN(test_checkpoints_deleted);
 	RUN(test_other_key);
 	RUN(test_canonical_stable);
 	RUN(test_crash_mid_batch);

@@ -163,10 +163,11 @@ static int audit_verify(const char *store, int want_json)
 	int rc = store_audit_verify(store, opt_pubkey, &v);
 
 	if (want_json) {
-		json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:s}", "result",
+		json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "result",
 				      rc == 0 ? "ok" : rc == 1 ? "tampered" : "error", "records",
 				      (json_int_t)v.records, "checkpoints", (json_int_t)v.checkpoints,
 				      "first_seq", (json_int_t)v.first_seq, "last_seq", (json_int_t)v.last_seq,
+				      "signed_to", (json_int_t)v.signed_to, "signed_at_us", (json_int_t)v.signed_at_us,
 				      "first_bad", (json_int_t)v.first_bad, "message", v.msg);
 
 		term_json(stdout, o, JSON_INDENT(2));

@@ -993,7 +993,7 @@ int store_audit_verify(const char *store_path, const char *pubkey_path, struct s
 	sqlite3_stmt *st = NULL;
 	EVP_PKEY *pk = NULL;
 	char ppath[4200], prev[65] = STORE_GENESIS_HASH, h[65];
-	int64_t expect = 0;
+	int64_t expect = 0, signed_to, signed_at = 0;
 	int rc = -1, r;
 
 	memset(v, 0, sizeof(*v));
@@ -1095,10 +1095,24 @@ int store_audit_verify(const char *store_path, const char *pubkey_path, struct s
 		goto out;
 	}
 	pk = read_pub(pubkey_path);
+	/* The daemon signs the head whenever STORE_CHECKPOINT_RECORDS records have gone unsigned
+	 * (in the transaction that appends them), so no run of that many records lacks a
+	 * checkpoint: where one does, checkpoints were deleted (and the chain under them, which
+	 * only they hold to a key, may have been rewritten). */
+	signed_to = v->first_seq - 1;
 	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t seq = sqlite3_column_int64(st, 0);
 		const char *chash = (const char *)sqlite3_column_text(st, 1);
 		const char *ahash = (const char *)sqlite3_column_text(st, 4);
+
+		if (v->records && seq >= v->first_seq && seq <= v->last_seq) {
+			if (seq - signed_to > STORE_CHECKPOINT_RECORDS)
+				problem(&p, signed_to + 1, "records %" PRId64 "..%" PRId64 " have no signed "
+					"checkpoint, and one is made every %d records (checkpoints deleted?)",
+					signed_to + 1, seq - 1, STORE_CHECKPOINT_RECORDS);
+			signed_to = seq;
+			signed_at = sqlite3_column_int64(st, 2);
+		}
 
 		if (!pk) {
 			snprintf(v->msg, sizeof(v->msg), "no Ed25519 public key in %.400s: cannot check the "
@@ -1120,13 +1134,33 @@ int store_audit_verify(const char *store_path, const char *pubkey_path, struct s
 		snprintf(v->msg, sizeof(v->msg), "reading checkpoints: %s", sqlite3_errmsg(db));
 		goto out;
 	}
+	/* The records after the last checkpoint: fewer than that many unless some were deleted
+	 * (a crash leaves up to STORE_CHECKPOINT_RECORDS - 1 unsigned: signed at the next start). */
+	if (v->records && v->last_seq - signed_to >= STORE_CHECKPOINT_RECORDS)
+		problem(&p, signed_to + 1, "records %" PRId64 "..%" PRId64 " have no signed checkpoint, and one "
+			"is made every %d records (checkpoints deleted?)", signed_to + 1, v->last_seq,
+			STORE_CHECKPOINT_RECORDS);
+	v->signed_to = v->records ? signed_to : 0;
+	v->signed_at_us = signed_at;
 	if (p.seq) {
 		v->first_bad = p.seq;
 		snprintf(v->msg, sizeof(v->msg), "%s", p.msg);
 		rc = 1;
 	} else {
 		snprintf(v->msg, sizeof(v->msg), "%" PRId64 " records (%" PRId64 "..%" PRId64 ") chained, %"
-			 PRId64 " checkpoints signed", v->records, v->first_seq, v->last_seq, v->checkpoints);
+			 PRId64 " checkpoints signed; %s", v->records, v->first_seq, v->last_seq, v->checkpoints,
+			 v->last_seq == signed_to ? "every record signed" : "");
+		if (v->records && v->last_seq != signed_to) {
+			size_t n = strlen(v->msg);
+
+			if (signed_to >= v->first_seq)
+				snprintf(v->msg + n, sizeof(v->msg) - n, "signed up to record %" PRId64 "; the %" PRId64
+					 " after it are chained but not signed yet (they could be cut unseen)",
+					 signed_to, v->last_seq - signed_to);
+			else
+				snprintf(v->msg + n, sizeof(v->msg) - n, "none signed yet (they could be cut or "
+					 "rewritten unseen)");
+		}
 		rc = 0;
 	}
 out:
