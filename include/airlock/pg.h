@@ -262,8 +262,11 @@ enum pg_kind {
  * One statement of a query string.
  * relations: every table/view/sequence the statement names, once each, in order of first
  *   appearance, as [catalog.][schema.]name with identifiers quoted where PostgreSQL would need
- *   it; CTE names are not relations. "*" stands for tables named by text (the SQL a
- *   query_to_xml runs, table_to_xml's argument): any table, as relation rules read it.
+ *   it; CTE names are not relations. A sequence nextval or setval names by a constant
+ *   (nextval('public.s'), 's'::regclass) is one, read as the server reads the string. "*"
+ *   stands for tables named by text (the SQL a query_to_xml runs, table_to_xml's argument) and
+ *   for a sequence named otherwise (an expression, a parameter, an OID): any table, as
+ *   relation rules read it.
  * unbounded_write: an UPDATE or DELETE anywhere in it without WHERE, or with one that may hold
  *   for every row (it mentions no column: WHERE true, 1 = 1, NOT false, $1; or such a part
  *   decides it through OR/AND/NOT: WHERE id = 5 OR true); a MERGE whose ON may so hold with a
@@ -308,20 +311,21 @@ struct pg_stmt {
 	int unsafe_setting;
 	/* Its fingerprint hides constants that decide what it does, so a grant covers its exact
 	 * text only: DO, CALL, SET/RESET (also inside ALTER ... SET and function definitions), a
-	 * call of set_config or of any side-effect function (their arguments are file names, SQL
-	 * text, roles, backends, large objects), an UPDATE of pg_settings, CREATE/ALTER FUNCTION or
-	 * PROCEDURE, and definitions whose expressions run later (CREATE RULE, TRIGGER, POLICY,
-	 * ALTER POLICY, CREATE VIEW); an unsafe_setting statement; and a write unbounded by a
-	 * condition that mentions no column (WHERE 1 = 0 and WHERE 1 = 1 share a fingerprint).
-	 * Constants of ordinary DML (keys, values, limits) are what a grant of a statement shape
-	 * is for, and COPY's program or file, EXPLAIN's options, passwords and FETCH counts are
-	 * in the fingerprint. */
+	 * call of set_config, of any side-effect function or of nextval/setval (their arguments
+	 * are file names, SQL text, roles, backends, large objects, sequences), an UPDATE of
+	 * pg_settings, CREATE/ALTER FUNCTION or PROCEDURE, and definitions whose expressions run
+	 * later (CREATE RULE, TRIGGER, POLICY, ALTER POLICY, CREATE VIEW); an unsafe_setting
+	 * statement; and a write unbounded by a condition that mentions no column (WHERE 1 = 0
+	 * and WHERE 1 = 1 share a fingerprint). Constants of ordinary DML (keys, values, limits)
+	 * are what a grant of a statement shape is for, and COPY's program or file, EXPLAIN's
+	 * options, passwords and FETCH counts are in the fingerprint. */
 	int grant_exact;
 	/* Every kind it is, as bits 1u << PG_KIND_*: kind itself, each write it runs (a MERGE's
 	 * WHEN ... THEN DELETE/UPDATE/INSERT, INSERT ... ON CONFLICT DO UPDATE's update, writing
-	 * CTEs), COPY FROM's insert, the kind before its function calls and theirs. A deny or
-	 * review rule's kinds meet a statement that is any of them; an allow rule's, one that is
-	 * nothing else (config_decide). */
+	 * CTEs), COPY FROM's insert, the kind before its function calls and theirs (the write of a
+	 * large-object or sequence function in any statement: CALL p(nextval('s')) is update). A
+	 * deny or review rule's kinds meet a statement that is any of them; an allow rule's, one
+	 * that is nothing else (config_decide). */
 	unsigned kinds;
 };
 
@@ -344,11 +348,15 @@ struct pg_stmt_list {
  *   lo_import, ...) copy_program, one calling a function that runs SQL text or a cursor Airlock
  *   cannot see (query_to_xml*, cursor_to_xml*, ts_stat, ts_rewrite, dblink*) do, the most
  *   dangerous winning; large-object writers (lo_from_bytea, lo_put, lo_unlink, ...) are the
- *   write they are, on pg_catalog.pg_largeobject; pg_terminate_backend, pg_reload_conf, ...
- *   make a read or COPY out utility.
+ *   write they are, on pg_catalog.pg_largeobject; nextval and setval (fn, pg_catalog.fn, as
+ *   set_config) are an update of the sequence they name (currval and lastval read; a column
+ *   default's nextval is the server's, not the statement's: INSERT ... DEFAULT VALUES is an
+ *   insert); pg_terminate_backend, pg_reload_conf, ... make a read or COPY out utility.
  * kinds adds what else a statement is: a MERGE is also each of its actions (delete, update,
  *   insert), INSERT ... ON CONFLICT DO UPDATE also update, COPY FROM also insert, a writing CTE
- *   its write, a statement its functions' kind; rules on any of them meet it (config_decide).
+ *   its write, a statement of any kind its functions' kinds (INSERT ... VALUES (nextval('s'))
+ *   is update and insert, CREATE TABLE AS SELECT lo_unlink(1) ddl and delete); rules on any of
+ *   them meet it (config_decide).
  * Statements nested deeper than the library can serialize on an 8 MB stack are refused with
  * "statement nested too deeply" (PostgreSQL refuses them too).
  *

@@ -1109,6 +1109,64 @@ out:
 		       " rule review timeout forever\n}\n"), "t:6: rule: bad value 'forever' for timeout");
 }
 
+/* A statement decided as the proxy decides it: classified, every kind it is and every relation
+ * it names. "" for no rule. */
+static const char *decided_by(const struct al_resource *res, const char *sql)
+{
+	struct pg_stmt_list l;
+	char err[256];
+	const struct al_rule *r = NULL;
+
+	if (pg_classify(sql, &l, err, sizeof(err)) || l.n != 1) {
+		printf("#   %s: %s\n", sql, err);
+		pg_stmt_list_free(&l);
+		return "(not one statement)";
+	}
+	{
+		struct al_subject subj = {
+			.kind = (int)l.stmts[0].kind, .kinds = l.stmts[0].kinds,
+			.relations = (const char *const *)l.stmts[0].relations, .n_relations = l.stmts[0].n_relations,
+			.unbounded_write = l.stmts[0].unbounded_write, .fingerprint = l.stmts[0].fingerprint,
+		};
+
+		r = config_decide(res, &subj);
+	}
+	pg_stmt_list_free(&l);
+	return r ? r->text : "";
+}
+
+/* nextval and setval write the sequence: an allow rule for reads does not cover them, a rule on
+ * the sequence meets them however the statement names it, and one it cannot name ("*"). */
+static void test_sequence_rules(void)
+{
+	static const struct {
+		const char *sql, *rule;
+	} c[] = {
+		{ "SELECT currval('s'), lastval()", "rule allow kind read" },
+		{ "SELECT setval('s', 1)", "rule review kind update relation public.s" },
+		{ "SELECT setval('public.s', 1, false)", "rule review kind update relation public.s" },
+		{ "SELECT nextval('S'::regclass)", "rule review kind update relation public.s" },
+		{ "SELECT nextval(16384)", "rule review kind update relation public.s" },
+		{ "SELECT * FROM t WHERE id = nextval('other')", "rule deny kind update" },
+		{ "INSERT INTO t VALUES (nextval('other'))", "rule deny kind update" },
+		{ "INSERT INTO t DEFAULT VALUES", "rule allow kind read insert relation t" },
+	};
+	struct al_config *d = parse("resource db {\n address 10.0.0.1\n port 5432\n protocol postgres\n"
+				    " credential x\n rule allow kind read\n rule allow kind read insert relation t\n"
+				    " rule review kind update relation public.s\n rule deny kind update\n}\n");
+
+	CHECK(d && d->resources[0].n_rules == 4);
+	for (size_t i = 0; d && d->resources[0].n_rules == 4 && i < AL_ARRAY_LEN(c); i++) {
+		const char *got = decided_by(&d->resources[0], c[i].sql);
+
+		if (strcmp(got, c[i].rule)) {
+			printf("#   %s: decided by '%s', want '%s'\n", c[i].sql, got, c[i].rule);
+			CHECK(0);
+		}
+	}
+	config_free(d);
+}
+
 static void test_https_resource(void)
 {
 	struct al_config *c = parse("http_max_body 64k\n"
@@ -1283,6 +1341,7 @@ int main(void)
 	RUN(test_resolvers);
 	RUN(test_include);
 	RUN(test_rules);
+	RUN(test_sequence_rules);
 	RUN(test_https_resource);
 	RUN(test_method_overrides);
 	RUN(test_console_settings);

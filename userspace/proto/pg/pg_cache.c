@@ -13,12 +13,14 @@
  * string without E (standard_conforming_strings off would read it), and a number run into a
  * name, '$' or quote ("1$$ 5 $$" is 1 and a string to PostgreSQL, two numbers to this scanner).
  * A key is stored only for a string pg_classify_reusable finds reusable: one SELECT, INSERT,
- * UPDATE, DELETE or MERGE, not grant_exact or unsafe_setting, whose tree holds exactly as many
- * numeric constants as the key hid. So every hidden literal is a constant, and nothing the
- * classifier decides reads a constant's value in such a statement (kinds, relations, unbounded
- * writes: see pg.h), and pg_query's fingerprint ignores constants; EXPLAIN options, FETCH
- * counts and SET values, whose values matter, are never behind a '?' of a stored key. An entry
- * keeps the whole pg_stmt but its text; a hit gives it with the new string's own text.
+ * UPDATE, DELETE or MERGE, not grant_exact or unsafe_setting (a call of set_config, of a
+ * side-effect or of a sequence function, whose arguments its classification reads, makes a
+ * statement grant_exact), whose tree holds exactly as many numeric constants as the key hid.
+ * So every hidden literal is a constant, and nothing the classifier decides reads a
+ * constant's value in such a statement (kinds, relations, unbounded writes: see pg.h), and
+ * pg_query's fingerprint ignores constants; EXPLAIN options, FETCH counts and SET values, whose
+ * values matter, are never behind a '?' of a stored key. An entry keeps the whole pg_stmt but
+ * its text; a hit gives it with the new string's own text.
  */
 
 #define KEY_MAX 8192

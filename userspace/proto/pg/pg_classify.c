@@ -63,6 +63,11 @@ int pg_kind_is_dml(enum pg_kind k)
 	return k == PG_KIND_INSERT || k == PG_KIND_UPDATE || k == PG_KIND_DELETE || k == PG_KIND_MERGE;
 }
 
+static int is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
 /* ---- Tree walk ----------------------------------------------------------------------------- */
 
 enum { DML_INSERT = 1, DML_UPDATE = 2, DML_DELETE = 4, DML_MERGE = 8 };
@@ -82,6 +87,8 @@ struct walk {
 	int fn_rank;		/* most dangerous side-effect function seen (fn_rank_of) */
 	int unsafe;		/* changes a setting the server's reading of SQL depends on */
 	int side_effect;	/* calls a function of side_effect_fns or set_config */
+	int fn_dml;		/* DML_* its function calls do (large objects, sequences): every
+				 * statement is these too, whatever its kind */
 	int exact;		/* holds constants its fingerprint hides that decide its effect */
 	size_t numerics;	/* numeric constants (A_Const integer or float) */
 	int depth;
@@ -368,8 +375,10 @@ static int is_pg_settings(const PgQuery__RangeVar *rv)
  * FN_ANY_REL: the tables it reads are named by text, so the statement's relations are unknown
  * ("*", which every deny or review rule on a relation meets). FN_ANY_SCHEMA: an extension's
  * function, found in whatever schema it was installed in; FN_PREFIX: every name it begins.
+ * FN_SEQUENCE: it advances or sets the sequence its first argument names (add_sequence), an
+ * update of it; currval and lastval only read.
  */
-enum { FN_ANY_REL = 1, FN_ANY_SCHEMA = 2, FN_PREFIX = 4, FN_LARGE_OBJECT = 8 };
+enum { FN_ANY_REL = 1, FN_ANY_SCHEMA = 2, FN_PREFIX = 4, FN_LARGE_OBJECT = 8, FN_SEQUENCE = 16 };
 
 static const struct {
 	const char *name;
@@ -398,6 +407,8 @@ static const struct {
 	{ "lo_creat", 0, DML_INSERT, FN_LARGE_OBJECT }, { "lo_put", 0, DML_UPDATE, FN_LARGE_OBJECT },
 	{ "lowrite", 0, DML_UPDATE, FN_LARGE_OBJECT }, { "lo_truncate", 0, DML_UPDATE, FN_LARGE_OBJECT },
 	{ "lo_truncate64", 0, DML_UPDATE, FN_LARGE_OBJECT }, { "lo_unlink", 0, DML_DELETE, FN_LARGE_OBJECT },
+	/* sequences */
+	{ "nextval", 0, DML_UPDATE, FN_SEQUENCE }, { "setval", 0, DML_UPDATE, FN_SEQUENCE },
 	/* tables named by text */
 	{ "table_to_xml", 0, 0, FN_PREFIX | FN_ANY_REL }, { "schema_to_xml", 0, 0, FN_PREFIX | FN_ANY_REL },
 	{ "database_to_xml", 0, 0, FN_PREFIX | FN_ANY_REL },
@@ -447,6 +458,85 @@ static void add_relation_text(struct walk *w, const char *name)
 	pg_buf_free(&b);
 }
 
+/* A constant string (through casts: 's'::regclass, regclass 's'), else NULL. */
+static const char *const_string(const PgQuery__Node *n)
+{
+	while (n && n->node_case == PG_QUERY__NODE__NODE_TYPE_CAST)
+		n = n->type_cast->arg;
+	if (!n || n->node_case != PG_QUERY__NODE__NODE_A_CONST || n->a_const->isnull ||
+	    n->a_const->val_case != PG_QUERY__A__CONST__VAL_SVAL || !n->a_const->sval)
+		return NULL;
+	return n->a_const->sval->sval;
+}
+
+/* Past the spaces PostgreSQL's scanner_isspace takes (a vertical tab only from 16 on). */
+static const char *skip_blanks(const char *s)
+{
+	while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == '\f')
+		s++;
+	return s;
+}
+
+/*
+ * The relation a sequence function's argument names, as regclass input reads a string: all
+ * digits is an OID; else [catalog.][schema.]name, parts separated by '.' with spaces around
+ * them allowed, an unquoted part folded to lower case, a "quoted" one ("" a quote) exact, at
+ * most 63 bytes a part. What this cannot name surely is "*" (any relation, as for tables
+ * named by text): an expression or parameter, an OID, an unquoted part with a byte >= 0x80
+ * (the server's folding of it depends on the encoding), a '"' or vertical tab in an unquoted
+ * part, a name the server would refuse.
+ */
+static void add_sequence(struct walk *w, const PgQuery__Node *arg)
+{
+	const char *s = const_string(arg);
+	struct pg_buf b;
+	char part[64];
+	int parts = 0;
+
+	if (!s || !*s || strspn(s, "0123456789") == strlen(s)) {
+		add_relation_text(w, "*");
+		return;
+	}
+	pg_buf_init(&b, 0);
+	for (;;) {
+		size_t o = 0;
+
+		s = skip_blanks(s);
+		if (*s == '"') {
+			for (s++; *s && !(*s == '"' && s[1] != '"'); s++) {
+				s += *s == '"';
+				if (o + 1 >= sizeof(part))
+					goto unknown;
+				part[o++] = *s;
+			}
+			if (*s++ != '"')
+				goto unknown;
+		} else {
+			for (; *s && *s != '.' && !is_space(*s); s++) {
+				if ((unsigned char)*s >= 0x80 || *s == '"' || o + 1 >= sizeof(part))
+					goto unknown;
+				part[o++] = *s >= 'A' && *s <= 'Z' ? (char)(*s - 'A' + 'a') : *s;
+			}
+		}
+		part[o] = 0;
+		if (!o || ++parts > 3 || *s == '\v')
+			goto unknown;
+		append_ident(&b, part);
+		s = skip_blanks(s);
+		if (!*s)
+			break;
+		if (*s++ != '.')
+			goto unknown;
+		pg_buf_u8(&b, '.');
+	}
+	add_relation(w, &b);
+	pg_buf_free(&b);
+	return;
+unknown:
+	pg_buf_free(&b);
+	add_relation_text(w, "*");
+}
+
 static void note_func_call(struct walk *w, const PgQuery__FuncCall *fc)
 {
 	int builtin = 0;
@@ -476,6 +566,9 @@ static void note_func_call(struct walk *w, const PgQuery__FuncCall *fc)
 		if (side_effect_fns[i].rank > rank)
 			rank = side_effect_fns[i].rank;
 		w->dml |= side_effect_fns[i].dml;
+		w->fn_dml |= side_effect_fns[i].dml;
+		if (flags & FN_SEQUENCE)
+			add_sequence(w, call_arg(fc, 0, ""));
 		if (flags & FN_ANY_REL)
 			add_relation_text(w, "*");
 		if (flags & FN_LARGE_OBJECT)
@@ -955,7 +1048,9 @@ static enum pg_kind with_functions(enum pg_kind k, int fn_rank)
 /*
  * Every kind the statement is (see pg.h): its own kind before its functions, each write it
  * runs when it is a write or a COPY (writing CTEs, a MERGE's actions, an upsert's update), the
- * insert of a COPY FROM, and its functions' kind.
+ * insert of a COPY FROM, and its functions' kinds: the write a large-object or sequence
+ * function does, in any statement (CALL p(nextval('s')), CREATE TABLE AS SELECT lo_unlink(1)),
+ * and the kind of the others.
  */
 static unsigned kinds_of(const PgQuery__Node *n, enum pg_kind k, const struct walk *w)
 {
@@ -972,6 +1067,9 @@ static unsigned kinds_of(const PgQuery__Node *n, enum pg_kind k, const struct wa
 				kinds |= 1u << dml_bits[i].kind;
 		kinds |= w->also;
 	}
+	for (size_t i = 0; i < AL_ARRAY_LEN(dml_bits); i++)
+		if (w->fn_dml & dml_bits[i].dml)
+			kinds |= 1u << dml_bits[i].kind;
 	if (n && n->node_case == PG_QUERY__NODE__NODE_COPY_STMT && n->copy_stmt->is_from)
 		kinds |= 1u << PG_KIND_INSERT;
 	if (w->fn_rank)
@@ -1340,11 +1438,6 @@ int pg_stmt_copy(struct pg_stmt *dst, const struct pg_stmt *src)
 oom:
 	pg_stmt_clear(dst);
 	return -1;
-}
-
-static int is_space(char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
 static int classify_one(const char *sql, size_t sql_len, const PgQuery__RawStmt *raw,

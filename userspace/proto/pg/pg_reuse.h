@@ -8,8 +8,8 @@
  * pg_classify, and *reusable set to 1 when sql's classification holds for every string that
  * differs from it only in the values of `hidden` numeric literals (those its cache key hid):
  * one statement, a SELECT, INSERT, UPDATE, DELETE or MERGE (no EXPLAIN, FETCH, SET, ... whose
- * classification reads numbers), neither grant_exact nor unsafe_setting (no set_config or
- * side-effect function, whose classification reads its arguments), with exactly `hidden`
+ * classification reads numbers), neither grant_exact nor unsafe_setting (no set_config,
+ * side-effect or sequence function, whose classification reads its arguments), with exactly `hidden`
  * numeric constants in its tree (so every hidden literal is a constant whose value nothing
  * here reads and the fingerprint ignores, none a FETCH count, EXPLAIN option or array bound),
  * and whose text is sql without surrounding spaces and trailing ';' (what a reuse gives).
