@@ -268,10 +268,14 @@ enum pg_kind {
  *   for a sequence named otherwise (an expression, a parameter, an OID): any table, as
  *   relation rules read it.
  * unbounded_write: an UPDATE or DELETE anywhere in it without WHERE, or with one that may hold
- *   for every row (it mentions no column: WHERE true, 1 = 1, NOT false, $1; or such a part
- *   decides it through OR/AND/NOT: WHERE id = 5 OR true); a MERGE whose ON may so hold with a
- *   WHEN MATCHED UPDATE or DELETE no such condition bounds; TRUNCATE. Never by a constant's
- *   value: WHERE 1 = 2 counts too (all rows or none).
+ *   for every row (it mentions no column: WHERE true, 1 = 1, 1 IN (1), NOT false, $1; it
+ *   compares an expression with itself: id = id, t.id >= t.id, id IS NOT DISTINCT FROM id,
+ *   name LIKE '%'; it ORs opposites: x IS NULL OR x IS NOT NULL, active OR NOT active; or such
+ *   a part decides it through OR/AND/NOT: WHERE id = 5 OR true, but not id = id AND a = 1);
+ *   a MERGE whose ON may so hold with a WHEN MATCHED UPDATE or DELETE no such condition
+ *   bounds; TRUNCATE. Never by a number's value: WHERE 1 = 2 counts too (all rows or none),
+ *   x[1] = x[2] as x[1] = x[1]. What the data decides (id > 0) is not seen; pg_classify.c
+ *   lists what else is not.
  * prepared_name: for PREPARE the name defined, for EXECUTE/DEALLOCATE the name used, else NULL;
  *   prep_op says which (DEALLOCATE ALL: no name); a session that remembers what it PREPAREd
  *   decides an EXECUTE by that statement. An EXECUTE inside EXPLAIN (with or without ANALYZE:
@@ -315,10 +319,10 @@ struct pg_stmt {
 	 * are file names, SQL text, roles, backends, large objects, sequences), an UPDATE of
 	 * pg_settings, CREATE/ALTER FUNCTION or PROCEDURE, and definitions whose expressions run
 	 * later (CREATE RULE, TRIGGER, POLICY, ALTER POLICY, CREATE VIEW); an unsafe_setting
-	 * statement; and a write unbounded by a condition that mentions no column (WHERE 1 = 0
-	 * and WHERE 1 = 1 share a fingerprint). Constants of ordinary DML (keys, values, limits)
-	 * are what a grant of a statement shape is for, and COPY's program or file, EXPLAIN's
-	 * options, passwords and FETCH counts are in the fingerprint. */
+	 * statement; and a write unbounded by its condition (WHERE 1 = 0 and WHERE 1 = 1 share a
+	 * fingerprint, as do LIKE 'a%' and LIKE '%'). Constants of ordinary DML (keys, values,
+	 * limits) are what a grant of a statement shape is for, and COPY's program or file,
+	 * EXPLAIN's options, passwords and FETCH counts are in the fingerprint. */
 	int grant_exact;
 	/* Every kind it is, as bits 1u << PG_KIND_*: kind itself, each write it runs (a MERGE's
 	 * WHEN ... THEN DELETE/UPDATE/INSERT, INSERT ... ON CONFLICT DO UPDATE's update, writing

@@ -84,6 +84,7 @@ struct walk {
 				 * actions, an upsert's update, COPY FROM's insert */
 	int unbounded;		/* an UPDATE/DELETE without WHERE seen */
 	int const_where;	/* ... or with one that may take every row (may_be_always) */
+	long cond_budget;	/* comparisons left for may_be_always (COND_BUDGET a statement) */
 	int fn_rank;		/* most dangerous side-effect function seen (fn_rank_of) */
 	int unsafe;		/* changes a setting the server's reading of SQL depends on */
 	int side_effect;	/* calls a function of side_effect_fns or set_config */
@@ -579,14 +580,42 @@ static void note_func_call(struct walk *w, const PgQuery__FuncCall *fc)
 }
 
 /* ---- Conditions that bound nothing ---------------------------------------------------------
- * A condition that mentions no column of a row (no column reference, no CURRENT OF) is the
- * same for every row: it takes all of them or none (WHERE true, WHERE 1 = 1, WHERE NOT false,
- * WHERE $1, WHERE EXISTS (SELECT 1)). Its value is never read, so the answer does not depend on
- * a constant. Around such parts, AND and OR decide: a condition may be true for every row if
- * an OR arm may be, or every AND arm may be (NOT turns that about). A write whose condition may
- * be true for every row is unbounded. Column references inside subqueries count as the row's
- * (they may be), so 'WHERE id IN (SELECT id FROM t)' is not caught, nor 'WHERE id = id'.
+ * A write is unbounded when its condition may be true for every row. What this proves:
+ *
+ * - A condition that mentions no column of a row (no column reference, no CURRENT OF) is the
+ *   same for every row: it takes all of them or none (WHERE true, 1 = 1, 1 IN (1), NOT false,
+ *   $1, EXISTS (SELECT 1)). Its value is never read: WHERE 1 = 2 counts too.
+ * - An expression compared with itself (the same tree: names as written, the same operators
+ *   and calls) has one value whatever the row: X = X, X >= X, X <= X, X IN (..., X, ...) and
+ *   X LIKE (ILIKE) '%' are true, X <> X, X < X, X > X, X NOT IN (..., X, ...) and X NOT LIKE
+ *   '%' false, for every row where X is not null; X IS NOT DISTINCT FROM X is true and X IS
+ *   DISTINCT FROM X false for every row. That WHERE id = id leaves out the rows whose id is
+ *   null does not make it a bound: it selects by no value the agent gave (one who means the
+ *   rows that have an id writes id IS NOT NULL), and on the key columns it is written with
+ *   (NOT NULL) it is every row. Operators are taken at their usual meaning, though a
+ *   user-defined '=' need not be reflexive and random() = random() is seldom true: where that
+ *   is wrong a bounded write is held as unbounded, none is let through.
+ * - Arms of one OR that are each other's opposite make it true for every row: X IS NULL and X
+ *   IS NOT NULL, X IS TRUE and X IS NOT TRUE (FALSE, UNKNOWN alike), P and NOT P (where P is
+ *   not null, as above; a row value with some null fields is neither null nor not null:
+ *   counted all the same). Of one AND, they make it false for every row.
+ * - Around such parts AND, OR and NOT decide: a condition may be true for every row if an OR
+ *   arm may be, or every AND arm may be (NOT turns that about).
+ *
+ * Numbers compare equal whatever their values: the classification cache reuses the answer for
+ * strings that differ only in numbers, so it must not depend on them (x[1] = x[2] counts as a
+ * self-comparison, like x[1] = x[1]). What this cannot prove: a condition true for every row
+ * because of the data (id > 0, created_at < now(), status IN (every status there is)); column
+ * references inside subqueries, taken as the row's (WHERE id IN (SELECT id FROM t)); names
+ * that may be one column written otherwise (t.id = id: another table of FROM or USING may
+ * have an id); a tautology used as a value ((id = id) = true, COALESCE(id = id, true)); ANY,
+ * ALL, BETWEEN, SIMILAR TO, regular expressions, LIKE with ESCAPE. The conditions of one
+ * statement get COND_BUDGET comparisons (of a message, or of two arms) between them, a few
+ * milliseconds: once they are spent, a condition is taken as one that may be true for every
+ * row.
  */
+#define COND_BUDGET 1000000L
+
 static int mentions_row(const ProtobufCMessage *m)
 {
 	const ProtobufCMessageDescriptor *d = m->descriptor;
@@ -618,29 +647,260 @@ static int mentions_row(const ProtobufCMessage *m)
 	return 0;
 }
 
-static int may_be_always(const PgQuery__Node *n, int truth)
+static int numeric_const(const ProtobufCMessage *m)
+{
+	const PgQuery__AConst *c = (const PgQuery__AConst *)m;
+
+	return m->descriptor == &pg_query__a__const__descriptor && !c->isnull &&
+	       (c->val_case == PG_QUERY__A__CONST__VAL_IVAL || c->val_case == PG_QUERY__A__CONST__VAL_FVAL);
+}
+
+/* Bytes a value of a field of type t takes in its message (an element, if repeated). */
+static size_t value_size(ProtobufCType t)
+{
+	switch (t) {
+	case PROTOBUF_C_TYPE_INT64:
+	case PROTOBUF_C_TYPE_SINT64:
+	case PROTOBUF_C_TYPE_SFIXED64:
+	case PROTOBUF_C_TYPE_UINT64:
+	case PROTOBUF_C_TYPE_FIXED64:
+	case PROTOBUF_C_TYPE_DOUBLE:
+		return 8;
+	case PROTOBUF_C_TYPE_BOOL:
+		return sizeof(protobuf_c_boolean);
+	case PROTOBUF_C_TYPE_STRING:
+		return sizeof(char *);
+	case PROTOBUF_C_TYPE_BYTES:
+		return sizeof(ProtobufCBinaryData);
+	case PROTOBUF_C_TYPE_MESSAGE:
+		return sizeof(ProtobufCMessage *);
+	default:	/* 32-bit integers, float, enum */
+		return 4;
+	}
+}
+
+static int same_tree(const ProtobufCMessage *a, const ProtobufCMessage *b, long *budget);
+
+static int same_value(const ProtobufCFieldDescriptor *f, const void *x, const void *y, long *budget)
+{
+	switch (f->type) {
+	case PROTOBUF_C_TYPE_MESSAGE: {
+		const ProtobufCMessage *p = *(const ProtobufCMessage *const *)x;
+		const ProtobufCMessage *q = *(const ProtobufCMessage *const *)y;
+
+		return (!p && !q) || (p && q && same_tree(p, q, budget));
+	}
+	case PROTOBUF_C_TYPE_STRING: {
+		const char *p = *(const char *const *)x, *q = *(const char *const *)y;
+
+		return (!p && !q) || (p && q && !strcmp(p, q));
+	}
+	case PROTOBUF_C_TYPE_BYTES: {
+		const ProtobufCBinaryData *p = x, *q = y;
+
+		return p->len == q->len && (!p->len || !memcmp(p->data, q->data, p->len));
+	}
+	default:
+		return !memcmp(x, y, value_size(f->type));
+	}
+}
+
+/*
+ * 1 if a and b are the same expression: the same tree but for where it was written, any
+ * numeric constant equal to any other. Each message compared costs one of *budget; once it
+ * is spent, what is left counts as the same (the answer that holds the write).
+ */
+static int same_tree(const ProtobufCMessage *a, const ProtobufCMessage *b, long *budget)
+{
+	const ProtobufCMessageDescriptor *d = a->descriptor;
+
+	if (--*budget < 0)
+		return 1;
+	if (d != b->descriptor)
+		return 0;
+	if (numeric_const(a) && numeric_const(b))
+		return 1;
+	if (d == &pg_query__node__descriptor) {
+		/* one oneof of some 250 fields: straight to the one set */
+		const ProtobufCFieldDescriptor *f;
+		PgQuery__Node__NodeCase c = ((const PgQuery__Node *)a)->node_case;
+
+		if (c != ((const PgQuery__Node *)b)->node_case)
+			return 0;
+		f = protobuf_c_message_descriptor_get_field(d, (unsigned)c);
+		return !f || same_value(f, (const char *)a + f->offset, (const char *)b + f->offset, budget);
+	}
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		const char *x = (const char *)a + f->offset, *y = (const char *)b + f->offset;
+		const char *qa = (const char *)a + f->quantifier_offset;
+		const char *qb = (const char *)b + f->quantifier_offset;
+
+		if (f->type == PROTOBUF_C_TYPE_INT32 && !strcmp(f->name, "location"))
+			continue;
+		if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+			if (*(const uint32_t *)qa != *(const uint32_t *)qb)
+				return 0;
+			if (*(const uint32_t *)qa != f->id)
+				continue;
+		} else if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->type != PROTOBUF_C_TYPE_MESSAGE &&
+			   f->type != PROTOBUF_C_TYPE_STRING) {
+			if (*(const protobuf_c_boolean *)qa != *(const protobuf_c_boolean *)qb)
+				return 0;
+			if (!*(const protobuf_c_boolean *)qa)
+				continue;
+		}
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)qa, sz = value_size(f->type);
+			const char *pa = *(const char *const *)x, *pb = *(const char *const *)y;
+
+			if (n != *(const size_t *)qb)
+				return 0;
+			for (size_t j = 0; j < n; j++)
+				if (!same_value(f, pa + j * sz, pb + j * sz, budget))
+					return 0;
+		} else if (!same_value(f, x, y, budget)) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+static int same_node(const PgQuery__Node *a, const PgQuery__Node *b, long *budget)
+{
+	return a && b && same_tree(&a->base, &b->base, budget);
+}
+
+enum { ROWS_UNKNOWN, ROWS_TRUE, ROWS_FALSE };
+
+/* What a comparison of an expression with itself is for every row (see above), else ROWS_UNKNOWN. */
+static int self_compared(const PgQuery__Node *n, long *budget)
+{
+	static const char *const is_true[] = { "=", ">=", "<=" }, *const is_false[] = { "<>", "!=", "<", ">" };
+	const PgQuery__AExpr *e;
+	const PgQuery__Node *op;
+	const char *name = NULL, *pattern;
+
+	if (n->node_case != PG_QUERY__NODE__NODE_A_EXPR)
+		return ROWS_UNKNOWN;
+	e = n->a_expr;
+	op = e->n_name ? e->name[e->n_name - 1] : NULL;
+	if (op && op->node_case == PG_QUERY__NODE__NODE_STRING)
+		name = op->string->sval;
+	if (!name || !e->lexpr || !e->rexpr)
+		return ROWS_UNKNOWN;
+	switch (e->kind) {
+	case PG_QUERY__A__EXPR__KIND__AEXPR_OP:
+		for (size_t i = 0; i < AL_ARRAY_LEN(is_true); i++)
+			if (!strcmp(name, is_true[i]))
+				return same_node(e->lexpr, e->rexpr, budget) ? ROWS_TRUE : ROWS_UNKNOWN;
+		for (size_t i = 0; i < AL_ARRAY_LEN(is_false); i++)
+			if (!strcmp(name, is_false[i]))
+				return same_node(e->lexpr, e->rexpr, budget) ? ROWS_FALSE : ROWS_UNKNOWN;
+		return ROWS_UNKNOWN;
+	case PG_QUERY__A__EXPR__KIND__AEXPR_NOT_DISTINCT:
+		return same_node(e->lexpr, e->rexpr, budget) ? ROWS_TRUE : ROWS_UNKNOWN;
+	case PG_QUERY__A__EXPR__KIND__AEXPR_DISTINCT:
+		return same_node(e->lexpr, e->rexpr, budget) ? ROWS_FALSE : ROWS_UNKNOWN;
+	case PG_QUERY__A__EXPR__KIND__AEXPR_IN:
+		/* x IN (...) is = ANY of the list, x NOT IN (...) <> ALL of it */
+		if (e->rexpr->node_case != PG_QUERY__NODE__NODE_LIST)
+			return ROWS_UNKNOWN;
+		if (strcmp(name, "=") && strcmp(name, "<>"))
+			return ROWS_UNKNOWN;
+		for (size_t i = 0; i < e->rexpr->list->n_items; i++)
+			if (same_node(e->lexpr, e->rexpr->list->items[i], budget))
+				return name[0] == '=' ? ROWS_TRUE : ROWS_FALSE;
+		return ROWS_UNKNOWN;
+	case PG_QUERY__A__EXPR__KIND__AEXPR_LIKE:
+	case PG_QUERY__A__EXPR__KIND__AEXPR_ILIKE:
+		/* a pattern of only '%' matches any string (the default escape is a backslash) */
+		pattern = const_string(e->rexpr);
+		if (!pattern || !*pattern || strspn(pattern, "%") != strlen(pattern))
+			return ROWS_UNKNOWN;
+		return name[0] == '!' ? ROWS_FALSE : ROWS_TRUE;
+	default:
+		return ROWS_UNKNOWN;
+	}
+}
+
+/* The operand of NOT x, else NULL. */
+static const PgQuery__Node *negated(const PgQuery__Node *n)
+{
+	if (n->node_case != PG_QUERY__NODE__NODE_BOOL_EXPR || n->bool_expr->boolop != PG_QUERY__BOOL_EXPR_TYPE__NOT_EXPR ||
+	    n->bool_expr->n_args != 1)
+		return NULL;
+	return n->bool_expr->args[0];
+}
+
+/* 1 if one of a and b is true wherever the other is false (see above). */
+static int opposite(const PgQuery__Node *a, const PgQuery__Node *b, long *budget)
+{
+	--*budget;
+	if (a->node_case == PG_QUERY__NODE__NODE_NULL_TEST && b->node_case == PG_QUERY__NODE__NODE_NULL_TEST)
+		return a->null_test->nulltesttype != b->null_test->nulltesttype && a->null_test->nulltesttype &&
+		       b->null_test->nulltesttype && same_node(a->null_test->arg, b->null_test->arg, budget);
+	if (a->node_case == PG_QUERY__NODE__NODE_BOOLEAN_TEST && b->node_case == a->node_case) {
+		/* IS TRUE and IS NOT TRUE (1, 2), IS FALSE and IS NOT FALSE (3, 4), IS UNKNOWN and
+		 * IS NOT UNKNOWN (5, 6) */
+		int x = a->boolean_test->booltesttype, y = b->boolean_test->booltesttype;
+
+		return x >= 1 && x <= 6 && y >= 1 && y <= 6 && x != y && (x - 1) / 2 == (y - 1) / 2 &&
+		       same_node(a->boolean_test->arg, b->boolean_test->arg, budget);
+	}
+	return same_node(negated(a), b, budget) || same_node(negated(b), a, budget);
+}
+
+/* An arm that may have an opposite: IS [NOT] NULL, IS [NOT] TRUE/FALSE/UNKNOWN, NOT x. */
+static int opposite_candidate(const PgQuery__Node *n)
+{
+	return n->node_case == PG_QUERY__NODE__NODE_NULL_TEST || n->node_case == PG_QUERY__NODE__NODE_BOOLEAN_TEST ||
+	       negated(n);
+}
+
+static int always(const PgQuery__Node *n, int truth, long *budget)
 {
 	const PgQuery__BoolExpr *b;
-	int any = truth ? PG_QUERY__BOOL_EXPR_TYPE__OR_EXPR : PG_QUERY__BOOL_EXPR_TYPE__AND_EXPR;
+	int any = truth ? PG_QUERY__BOOL_EXPR_TYPE__OR_EXPR : PG_QUERY__BOOL_EXPR_TYPE__AND_EXPR, v;
 
 	if (!n)
 		return truth;
 	if (!mentions_row(&n->base))
 		return 1;
+	if (*budget < 0)
+		return 1;
+	v = self_compared(n, budget);
+	if (*budget < 0)
+		return 1;
+	if (v != ROWS_UNKNOWN)
+		return v == (truth ? ROWS_TRUE : ROWS_FALSE);
 	if (n->node_case != PG_QUERY__NODE__NODE_BOOL_EXPR)
 		return 0;
 	b = n->bool_expr;
 	if (b->boolop == PG_QUERY__BOOL_EXPR_TYPE__NOT_EXPR)
-		return b->n_args == 1 && may_be_always(b->args[0], !truth);
+		return b->n_args == 1 && always(b->args[0], !truth, budget);
+	/* opposite arms: an OR true, an AND false, for every row */
+	for (size_t i = 0; b->boolop == (PgQuery__BoolExprType)any && i < b->n_args; i++) {
+		if (!b->args[i] || !opposite_candidate(b->args[i]))
+			continue;
+		for (size_t j = 0; j < b->n_args; j++)
+			if (j != i && b->args[j] && (opposite(b->args[i], b->args[j], budget) || *budget < 0))
+				return 1;
+	}
 	for (size_t i = 0; i < b->n_args; i++) {
-		int v = may_be_always(b->args[i], truth);
-
+		v = always(b->args[i], truth, budget);
 		if (b->boolop == (PgQuery__BoolExprType)any && v)
 			return 1;
 		if (b->boolop != (PgQuery__BoolExprType)any && !v)
 			return 0;
 	}
 	return b->boolop != (PgQuery__BoolExprType)any;
+}
+
+/* 1 if n (a WHERE, ON or WHEN condition; NULL: none) may be true for every row. */
+static int may_be_always(struct walk *w, const PgQuery__Node *n)
+{
+	return always(n, 1, &w->cond_budget);
 }
 
 /* The kinds of a MERGE's actions: WHEN MATCHED THEN DELETE deletes, UPDATE updates, INSERT inserts. */
@@ -672,9 +932,9 @@ static unsigned merge_actions(const PgQuery__MergeStmt *m)
 
 /* A MERGE changes every row its join takes when its ON may always hold and a WHEN MATCHED
  * clause that updates or deletes has no condition that could bound it. */
-static int merge_unbounded(const PgQuery__MergeStmt *m)
+static int merge_unbounded(struct walk *w, const PgQuery__MergeStmt *m)
 {
-	if (!may_be_always(m->join_condition, 1))
+	if (!may_be_always(w, m->join_condition))
 		return 0;
 	for (size_t i = 0; i < m->n_merge_when_clauses; i++) {
 		const PgQuery__Node *c = m->merge_when_clauses[i];
@@ -685,7 +945,7 @@ static int merge_unbounded(const PgQuery__MergeStmt *m)
 		wc = c->merge_when_clause;
 		if (wc->matched && (wc->command_type == PG_QUERY__CMD_TYPE__CMD_UPDATE ||
 				    wc->command_type == PG_QUERY__CMD_TYPE__CMD_DELETE) &&
-		    (!wc->condition || may_be_always(wc->condition, 1)))
+		    (!wc->condition || may_be_always(w, wc->condition)))
 			return 1;
 	}
 	return 0;
@@ -813,7 +1073,7 @@ static void walk_msg(struct walk *w, const ProtobufCMessage *m, const ProtobufCF
 		w->dml |= DML_UPDATE;
 		if (!u->where_clause)
 			w->unbounded = 1;
-		else if (may_be_always(u->where_clause, 1))
+		else if (may_be_always(w, u->where_clause))
 			w->unbounded = w->const_where = 1;
 		/* pg_settings' update rule calls set_config with names the classifier cannot see */
 		if (is_pg_settings(u->relation)) {
@@ -828,13 +1088,13 @@ static void walk_msg(struct walk *w, const ProtobufCMessage *m, const ProtobufCF
 		w->dml |= DML_DELETE;
 		if (!x->where_clause)
 			w->unbounded = 1;
-		else if (may_be_always(x->where_clause, 1))
+		else if (may_be_always(w, x->where_clause))
 			w->unbounded = w->const_where = 1;
 		with = x->with_clause;
 	} else if (d == &pg_query__merge_stmt__descriptor) {
 		w->dml |= DML_MERGE;
 		w->also |= merge_actions((const PgQuery__MergeStmt *)m);
-		if (merge_unbounded((const PgQuery__MergeStmt *)m))
+		if (merge_unbounded(w, (const PgQuery__MergeStmt *)m))
 			w->unbounded = w->const_where = 1;
 		with = ((const PgQuery__MergeStmt *)m)->with_clause;
 	} else if (d == &pg_query__drop_stmt__descriptor) {
@@ -1470,6 +1730,7 @@ static int classify_one(const char *sql, size_t sql_len, const PgQuery__RawStmt 
 		goto oom;
 
 	w.st = st;
+	w.cond_budget = COND_BUDGET;
 	if (raw->stmt)
 		walk_msg(&w, &raw->stmt->base, NULL);
 	free(w.ctes);
