@@ -186,6 +186,18 @@ const struct al_resource *config_https_resource(const struct al_config *cfg, con
 /* The first rule of the resource that matches; NULL: none (allowed). */
 const struct al_rule *config_decide(const struct al_resource *res, const struct al_subject *s);
 /*
+ * The rule that decides a classified PostgreSQL statement (pg.h) from an agent (who: its
+ * cgroup_path, uid and exe; its other fields are not read): config_unsafe_setting_rule for
+ * one that changes how the server reads the SQL after it (unsafe_setting), whatever the rules
+ * say, else config_decide on every kind it is (kinds), its relations, unbounded_write and
+ * fingerprint. The proxy decides each statement with it, and airlockctl policy test re-decides
+ * recorded ones with it.
+ */
+struct pg_stmt;
+const struct al_rule *config_decide_stmt(const struct al_resource *res, const struct pg_stmt *st,
+					 const struct al_subject *who);
+extern const struct al_rule config_unsafe_setting_rule;
+/*
  * The rule that decides a request that may run as s->method or as any of methods[0..n) (an
  * HTTP request's method overrides, which servers may take instead): the strictest of their
  * decisions (deny, then review, then allow); among equals s->method's, then the first's.

@@ -12,6 +12,12 @@
 struct event_base;
 struct pgproxy;
 
+/* The rule an audit row names for a statement refused before any rule because the proxy cannot
+ * tell what it runs: an Execute of a portal it did not see bound, an EXECUTE or FETCH of a
+ * statement or portal it did not see made. airlockctl policy test keeps these refused. */
+#define PGPROXY_UNKNOWN_PORTAL "unknown portal"
+#define PGPROXY_UNKNOWN_TARGET "unknown prepared statement or portal"
+
 struct approval;
 /* approval may be NULL: statements a rule sends to review are then refused. */
 int pgproxy_new(struct event_base *base, const struct al_config *cfg, struct store *st,

@@ -979,6 +979,49 @@ def case_write_kinds():
               "%s ran: item %d is %r" % (sql.split()[0], row_id, up("SELECT name FROM items WHERE id = %d" % row_id)))
 
 
+def case_policy_test_kinds():
+    """policy test decides a recorded statement as the proxy does: by every kind it is (an
+    upsert is also an update, a SELECT calling set_config also a read) and with the proxy's own
+    refusal of a statement that changes how the server reads SQL, whatever the candidate says."""
+    need_up()
+    up("CREATE TABLE ptk (id int PRIMARY KEY, v int NOT NULL); ALTER TABLE ptk OWNER TO app")
+    upsert = "INSERT INTO ptk VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET v = 2"
+    setcfg = "SELECT set_config('application_name', 'airlock-ptk', false)"
+    sjis = "SET client_encoding = 'SJIS'"
+    for sql, ok in ((upsert, True), (upsert, True), (setcfg, True), (sjis, False)):
+        rc, out, err = psql_now(T.cga, sql)
+        check((rc == 0) == ok, "%s: exit %d %r %r" % (sql, rc, out.strip(), err.strip()[-200:]))
+    check(up("SELECT v FROM ptk WHERE id = 1") == "2", "the upserts did not run")
+    fp = json.loads(T.al.ctl("classify", "pg", "--json", setcfg).stdout)[0]["fingerprint"]
+    time.sleep(0.5)     # their rows' batch commits
+
+    def changes(rules):
+        cand = os.path.join(T.tmp, "candidate-kinds.conf")
+        with open(cand, "w") as f:
+            f.write(pgcluster.pg_resource("pg", PG_ADDR, T.pg.port, rules) + "\n")
+        r = T.al.ctl("policy", "test", "--since", "1h", cand, "--json", timeout=60)
+        check(r.returncode == 0, "policy test: %s" % (r.stderr.strip() or r.stdout.strip()))
+        return json.loads(r.stdout)["changes"]
+
+    mine = (upsert, setcfg, sjis, "INSERT INTO items VALUES (29, 'x') ON CONFLICT (id) DO UPDATE SET name = 'upserted'",
+            "MERGE INTO items USING (SELECT 30 AS id) s ON items.id = s.id WHEN MATCHED THEN DELETE")
+    # The running policy changes none of them (the held upsert and MERGE of case_write_kinds
+    # were review by their update and delete, the SJIS one refused by the proxy itself).
+    same = [c for c in changes(RULES) if c.get("text") in mine]
+    check(not same, "the running policy would decide these otherwise: %r" % same)
+    # A candidate that refuses updates of ptk and reviews reads of set_config's shape.
+    got = changes(["rule deny kind update relation ptk", "rule review kind read fingerprint %s" % fp] + RULES)
+    ups = [c for c in got if c.get("text") == upsert]
+    check(len(ups) == 2 and all(c["was"] == "allow" and c["would_be"] == "deny"
+                                and c["rule"] == "rule deny kind update relation ptk" for c in ups),
+          "the upserts under the candidate: %r" % ups)
+    cfg = [c for c in got if c.get("text") == setcfg]
+    check(len(cfg) == 1 and cfg[0]["was"] == "allow" and cfg[0]["would_be"] == "review",
+          "set_config under the candidate: %r" % cfg)
+    check(not [c for c in got if c.get("text") == sjis], "the SJIS SET would run under the candidate: %r"
+          % [c for c in got if c.get("text") == sjis])
+
+
 def case_too_long():
     """A statement over the 1 MiB Airlock classifies (libpg_query takes about a second a megabyte
     in the loop every session shares) is refused with 54000 before it is read, simple or
@@ -1459,6 +1502,8 @@ CASES = [
      "a grant covers exactly the batch's (or a long string's) sequence of shapes", case_extended_each_execute),
     ("an upsert's DO UPDATE and a MERGE's DELETE are held by a review rule on update and delete",
      case_write_kinds),
+    ("policy test re-decides a recorded statement as the proxy does: by every kind it is, and the "
+     "proxy's own refusal of an unsafe setting stays", case_policy_test_kinds),
     ("a statement over 1 MiB is refused (54000) before it is classified; the session goes on",
      case_too_long),
     ("pending --watch prints the list again as requests come and go", case_pending_watch),

@@ -1109,10 +1109,11 @@ out:
 		       " rule review timeout forever\n}\n"), "t:6: rule: bad value 'forever' for timeout");
 }
 
-/* A statement decided as the proxy decides it: classified, every kind it is and every relation
- * it names. "" for no rule. */
+/* A statement decided as the proxy decides it (config_decide_stmt) from an agent of uid 1000:
+ * the text of the rule, "" for none. */
 static const char *decided_by(const struct al_resource *res, const char *sql)
 {
+	static const struct al_subject who = { .cgroup_path = "/agents/a", .uid = 1000, .exe = "/usr/bin/psql" };
 	struct pg_stmt_list l;
 	char err[256];
 	const struct al_rule *r = NULL;
@@ -1122,17 +1123,44 @@ static const char *decided_by(const struct al_resource *res, const char *sql)
 		pg_stmt_list_free(&l);
 		return "(not one statement)";
 	}
-	{
-		struct al_subject subj = {
-			.kind = (int)l.stmts[0].kind, .kinds = l.stmts[0].kinds,
-			.relations = (const char *const *)l.stmts[0].relations, .n_relations = l.stmts[0].n_relations,
-			.unbounded_write = l.stmts[0].unbounded_write, .fingerprint = l.stmts[0].fingerprint,
-		};
-
-		r = config_decide(res, &subj);
-	}
+	r = config_decide_stmt(res, &l.stmts[0], &who);
 	pg_stmt_list_free(&l);
 	return r ? r->text : "";
+}
+
+/* config_decide_stmt, the proxy's and policy test's decision: every kind a statement is, the
+ * agent's identity, and the built-in refusal of a setting that changes how SQL is read. */
+static void test_decide_stmt(void)
+{
+	static const struct {
+		const char *sql, *rule;
+	} c[] = {
+		{ "INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET v = 2", "rule review kind update" },
+		{ "INSERT INTO t VALUES (1)", "rule allow kind read insert" },
+		{ "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", "rule deny kind delete uid 1000" },
+		{ "SELECT set_config('application_name', 'x', false)", "rule allow kind read utility" },
+		{ "SELECT set_config('role', 'x', false)", "rule deny kind dcl" },
+		{ "SET client_encoding = 'SJIS'", "built in: standard_conforming_strings, client_encoding and "
+						  "backslash_quote stay as they are" },
+		{ "SELECT set_config('standard_conforming_strings', 'off', false)",
+		  "built in: standard_conforming_strings, client_encoding and backslash_quote stay as they are" },
+		{ "SET client_encoding = 'UTF8'", "rule allow kind read utility" },
+	};
+	struct al_config *d = parse("resource db {\n address 10.0.0.1\n port 5432\n protocol postgres\n"
+				    " credential x\n rule deny kind delete uid 1000\n rule deny kind dcl\n"
+				    " rule allow kind read insert\n rule allow kind read utility\n"
+				    " rule review kind update\n rule allow\n}\n");
+
+	CHECK(d && d->resources[0].n_rules == 6);
+	for (size_t i = 0; d && d->resources[0].n_rules == 6 && i < AL_ARRAY_LEN(c); i++) {
+		const char *got = decided_by(&d->resources[0], c[i].sql);
+
+		if (strcmp(got, c[i].rule)) {
+			printf("#   %s: decided by '%s', want '%s'\n", c[i].sql, got, c[i].rule);
+			CHECK(0);
+		}
+	}
+	config_free(d);
 }
 
 /* nextval and setval write the sequence: an allow rule for reads does not cover them, a rule on
@@ -1342,6 +1370,7 @@ int main(void)
 	RUN(test_include);
 	RUN(test_rules);
 	RUN(test_sequence_rules);
+	RUN(test_decide_stmt);
 	RUN(test_https_resource);
 	RUN(test_method_overrides);
 	RUN(test_console_settings);

@@ -5,6 +5,7 @@
 #include <airlock/control.h>
 #include <airlock/http.h>
 #include <airlock/pg.h>
+#include <airlock/pgproxy.h>
 
 #include <stdlib.h>
 
@@ -17,6 +18,7 @@ struct held {
 
 struct run {
 	const struct al_config *cand;
+	struct pg_cache *cache;         /* statements classified again (the proxy's cache) */
 	json_t *changes;
 	unsigned long checked, checked_http;
 	struct held *held;
@@ -61,45 +63,74 @@ static const struct al_resource *resource_named(const struct al_config *c, const
 	return NULL;
 }
 
+/*
+ * What a recorded statement is decided by: its text classified again, every kind it is,
+ * unsafe_setting and all, as the proxy would classify it now, when that is the statement the
+ * row describes (the same fingerprint); else its recorded kind, relations and unbounded_write,
+ * in rec (the row describes the statement its text ran: an EXECUTE's prepared statement, a
+ * FETCH's portal, whose other kinds the store does not keep), and *alone is set.
+ */
+static const struct pg_stmt *recorded(struct run *r, const struct store_stmt_view *v, enum pg_kind kind,
+				      const char **rels, size_t n, struct pg_stmt_list *l, struct pg_stmt *rec,
+				      int *alone)
+{
+	char err[256];
+
+	*alone = 0;
+	if (v->text && v->fingerprint && pg_classify_cached(r->cache, v->text, l, err, sizeof(err)) == 0 &&
+	    l->n == 1 && strcmp(l->stmts[0].fingerprint, v->fingerprint) == 0)
+		return &l->stmts[0];
+	*alone = 1;
+	rec->kind = kind;
+	rec->relations = (char **)rels;
+	rec->n_relations = n;
+	rec->unbounded_write = v->unbounded_write;
+	snprintf(rec->fingerprint, sizeof(rec->fingerprint), "%s", v->fingerprint ? v->fingerprint : "");
+	return rec;
+}
+
 static int one(void *arg, const struct store_stmt_view *v)
 {
 	struct run *r = arg;
 	const struct al_resource *res = resource_named(r->cand, v->resource);
 	const char *rels[256];
 	json_t *rj = v->relations_json ? json_loads(v->relations_json, 0, NULL) : NULL;
-	struct al_subject subj = { 0 };
+	struct al_subject who = { .cgroup_path = v->cgroup_path, .uid = v->uid, .exe = v->exe };
+	struct pg_stmt_list l = { 0 };
+	struct pg_stmt rec = { 0 };
 	const struct al_rule *rule = NULL;
 	const char *now, *was = v->decision ? v->decision : "allow";
 	enum pg_kind kind;
 	size_t i, n = 0;
 	json_t *x;
+	int alone = 0;
 
 	r->checked++;
 	json_array_foreach(rj, i, x)
 		if (n < AL_ARRAY_LEN(rels) && json_is_string(x))
 			rels[n++] = json_string_value(x);
-	if (!v->kind || pg_kind_parse(v->kind, &kind) < 0) {
+	if (v->rule && (strcmp(v->rule, PGPROXY_UNKNOWN_PORTAL) == 0 || strcmp(v->rule, PGPROXY_UNKNOWN_TARGET) == 0)) {
+		/* refused before any rule: the proxy could not tell what it runs */
+		now = "deny";
+	} else if (v->kind && strcmp(v->kind, "empty") == 0) {
+		/* an empty query runs nothing, and no rule decides it */
+		now = "allow";
+	} else if (!v->kind || pg_kind_parse(v->kind, &kind) < 0) {
 		/* Unparsed statements are refused by every policy. */
 		now = "deny";
 	} else if (!res) {
 		now = r->cand->default_action == AL_DEFAULT_DENY ? "deny" : "allow";
 	} else {
-		subj.kind = (int)kind;
-		subj.relations = rels;
-		subj.n_relations = n;
-		subj.unbounded_write = v->unbounded_write;
-		subj.fingerprint = v->fingerprint;
-		subj.cgroup_path = v->cgroup_path;
-		subj.uid = v->uid;
-		subj.exe = v->exe;
-		rule = config_decide(res, &subj);
+		rule = config_decide_stmt(res, recorded(r, v, kind, rels, n, &l, &rec, &alone), &who);
 		now = rule ? config_action_name(rule->allow) : "allow";
 	}
 	if (strcmp(was, now) != 0)
-		json_array_append_new(r->changes, json_pack("{s:I, s:s, s:o?, s:o?, s:o?, s:s, s:s, s:s?}",
+		json_array_append_new(r->changes, json_pack("{s:I, s:s, s:o?, s:o?, s:o?, s:s, s:s, s:s?, s:s?}",
 			"statement", (json_int_t)v->id, "protocol", "postgres", "text", jtext(v->text), "resource",
 			jtext(v->resource), "agent", jtext(v->cgroup_path), "was", was, "would_be", now,
-			"rule", rule ? rule->text : NULL));
+			"rule", rule ? rule->text : NULL, "note", alone ? "decided by its recorded kind alone: "
+			"the statement it ran is not its text, and the store keeps none of its other kinds" : NULL));
+	pg_stmt_list_free(&l);
 	json_decref(rj);
 	return 0;
 }
@@ -390,6 +421,10 @@ json_t *policy_test(struct store_reader *st, json_t *files, int64_t since_us)
 	}
 	free(text);
 	r.cand = cand;
+	if (pg_cache_new(1024, &r.cache) < 0) {
+		config_free(cand);
+		return control_error("out of memory");
+	}
 	r.changes = json_array();
 	{
 		/* the newest 10000 review requests: a request held longer ago is decided without
@@ -410,6 +445,7 @@ json_t *policy_test(struct store_reader *st, json_t *files, int64_t since_us)
 		for (i = 0; i < r.n_held; i++)
 			free(r.held[i].headline);
 		free(r.held);
+		pg_cache_free(r.cache);
 		config_free(cand);
 		if (why) {
 			json_decref(r.changes);

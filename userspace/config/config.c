@@ -2061,6 +2061,29 @@ static int rule_matches(const struct al_rule *r, const struct al_subject *s)
 	return 1;
 }
 
+/* Built in, before any rule: a statement that would make the server read the statements after
+ * it otherwise than libpg_query does (a backslash or a multibyte character's second byte taken
+ * as a quote) would let them run unclassified. */
+const struct al_rule config_unsafe_setting_rule = {
+	.allow = AL_ACTION_DENY, .uid = -1,
+	.text = "built in: standard_conforming_strings, client_encoding and backslash_quote stay as they are",
+};
+
+const struct al_rule *config_decide_stmt(const struct al_resource *res, const struct pg_stmt *st,
+					 const struct al_subject *who)
+{
+	struct al_subject subj = {
+		.kind = (int)st->kind, .kinds = st->kinds, .relations = (const char *const *)st->relations,
+		.n_relations = st->n_relations, .unbounded_write = st->unbounded_write,
+		.fingerprint = st->fingerprint, .cgroup_path = who->cgroup_path, .uid = who->uid,
+		.exe = who->exe,
+	};
+
+	if (st->unsafe_setting)
+		return &config_unsafe_setting_rule;
+	return config_decide(res, &subj);
+}
+
 static int sni_answers(const struct al_resource *r, const char *sni)
 {
 	if (r->n_sni == 0)

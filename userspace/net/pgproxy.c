@@ -276,27 +276,13 @@ static void audit_outcome(struct pgs *s, struct qent *e, const char *tag, const 
 
 /* ---- policy (the resource's rule list) ---------------------------------------------------- */
 
-/* The first rule that matches this statement from this agent decides; none: allow. */
-/* Built in, before any rule: a statement that would make the server read the statements after
- * it otherwise than libpg_query does (a backslash or a multibyte character's second byte taken
- * as a quote) would let them run unclassified. */
-static const struct al_rule unsafe_setting_rule = {
-	.allow = AL_ACTION_DENY, .uid = -1,
-	.text = "built in: standard_conforming_strings, client_encoding and backslash_quote stay as they are",
-};
-
+/* The rule that decides this statement from this agent (config_decide_stmt); NULL: allowed. */
 static const struct al_rule *decide(const struct pgs *s, const struct pg_stmt *st)
 {
-	struct al_subject subj = {
-		.kind = (int)st->kind, .relations = (const char *const *)st->relations,
-		.n_relations = st->n_relations, .unbounded_write = st->unbounded_write,
-		.fingerprint = st->fingerprint, .kinds = st->kinds,
-	};
+	struct al_subject who = { 0 };
 
-	if (st->unsafe_setting)
-		return &unsafe_setting_rule;
-	agent_who_subject(&s->who, &subj);
-	return config_decide(s->res, &subj);
+	agent_who_subject(&s->who, &who);
+	return config_decide_stmt(s->res, st, &who);
 }
 
 /* The relations as a JSON array (written per statement: no jansson tree); NULL without memory. */
@@ -727,7 +713,7 @@ static void review_add(struct pgs *s, const char *text, const char *params, cons
 
 static void set_deny(struct pgs *s, const struct al_rule *r, const char *kind, int64_t id)
 {
-	if (r == &unsafe_setting_rule) {
+	if (r == &config_unsafe_setting_rule) {
 		snprintf(s->deny_msg, sizeof(s->deny_msg), "airlock: refused: the statement changes how "
 			 "the server reads SQL (standard_conforming_strings, client_encoding, backslash_quote), "
 			 "and Airlock must read every statement as the server does (request %lld)", (long long)id);
@@ -912,7 +898,7 @@ static int decide_query(struct pgs *s, const char *sql, struct pg_stmt_list *out
 		/* With one statement denied, none of the string runs. */
 		id = audit_stmt(s, "simple", st->text, pg_kind_name(e->kind), e->fingerprint, rel,
 				e->unbounded_write, NULL, decision,
-				(int)i == unknown ? "unknown prepared statement or portal" : r ? r->text : NULL);
+				(int)i == unknown ? PGPROXY_UNKNOWN_TARGET : r ? r->text : NULL);
 		free(rel);
 		if (ret == 0) {
 			if ((int)i == unknown || (deny_rule && i == deny_i))
@@ -1383,7 +1369,7 @@ static int execute_msg(struct pgs *s, const struct pg_msg *m)
 
 		id = audit_stmt(s, "extended", unknown_portal ? "(unknown portal)" : po->stmt.text, "utility",
 				NULL, NULL, 0, unknown_portal ? NULL : po->params, "deny",
-				unknown_portal ? "unknown portal" : "unknown prepared statement or portal");
+				unknown_portal ? PGPROXY_UNKNOWN_PORTAL : PGPROXY_UNKNOWN_TARGET);
 		snprintf(s->deny_state, sizeof(s->deny_state), "42501");
 		if (unknown_portal) {
 			snprintf(s->deny_msg, sizeof(s->deny_msg), "airlock: Execute of portal \"%.100s\": "
