@@ -119,6 +119,8 @@ struct al_config {
 	size_t http_max_body;   /* request bodies up to this are held for review and hashed */
 	unsigned int http_head_timeout_ms; /* a request head arrives whole within this of its first byte */
 	size_t http_body_min_rate;      /* bytes/s a request body comes at, after that much grace; 0: any */
+	unsigned int http_response_timeout_ms; /* from a request's last byte sent upstream to its
+					 * response's head; 0: none */
 	/* Agents behind pinned interfaces (network namespaces, containers). */
 	uint16_t tproxy_port;   /* TPROXY listener on 127.0.0.1 and ::1 */
 	uint32_t tproxy_mark;   /* fwmark of TPROXYed packets */

@@ -25,7 +25,12 @@ else v4.base64/base64.channel.k8s.io, in TEXT frames, its first stdout message i
 or SPDY/3.1 (whichever the client asks for): it prints "hello from POD: ARGV" on stdout (then
 TERMINAL_LINE, a colour and a title sequence) and a line on stderr, echoes each stdin line back as "you typed: LINE" (when stdin=true), and ends with
 a Success status (over WebSocket to a pod named deflate-*, its 101 takes permessage-deflate,
-offered or not, as a misbehaving server would); anything else -> 200 with a JSON echo. Keep-alive, one request at a time.
+offered or not, as a misbehaving server would); /hang -> no answer ever: the request is read
+and the connection held until the client ends it, which is then appended to LOGFILE.events as
+{"path", "how"}; /trickle?n=N&gap=S -> a chunked head at once, then N lines S seconds apart (as
+kubectl logs -f gets them); /ws/quiet with Upgrade: websocket -> a 101 at once, nothing for
+?gap=S seconds, then a line, then the end; anything else -> 200 with a JSON echo. Keep-alive,
+one request at a time.
 Prints "ready".
 """
 
@@ -63,6 +68,11 @@ def record(addr, raw, method, path, client, tls):
     with lock, open(LOG, "a") as f:
         f.write(json.dumps(dict({"addr": addr, "raw": base64.b64encode(raw).decode(), "method": method,
                                  "path": path, "client": client}, **tls)) + "\n")
+
+
+def event(path, how):
+    with lock, open(LOG + ".events", "a") as f:
+        f.write(json.dumps({"path": path, "how": how}) + "\n")
 
 
 def read_request(conn, buf):
@@ -397,6 +407,28 @@ def serve(conn, addr, tls):
                     buf += d
                 buf = buf[n:]
                 continue
+            query = urllib.parse.parse_qs(target.partition("?")[2])
+            if path == "/hang":
+                try:
+                    while conn.recv(65536):
+                        pass
+                    event(path, "eof")
+                except (OSError, ssl.SSLError) as e:
+                    event(path, "error: %s" % e)
+                return
+            if path == "/trickle":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")
+                for i in range(int(query.get("n", ["5"])[0])):
+                    time.sleep(float(query.get("gap", ["0.5"])[0]))
+                    line = b"line %d\n" % i
+                    conn.sendall(b"%x\r\n%s\r\n" % (len(line), line))
+                conn.sendall(b"0\r\n\r\n")
+                continue
+            if path == "/ws/quiet" and hdrs.get("upgrade", "").lower() == "websocket":
+                conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+                time.sleep(float(query.get("gap", ["2"])[0]))
+                conn.sendall(b"late line after a quiet stream\n")
+                return
             if path == "/slow":
                 time.sleep(4)
             if path in disc:

@@ -964,6 +964,77 @@ def case_sessions_per_agent():
     with_settings(["max_sessions_per_agent 2"], run)
 
 
+def upevents():
+    """What https_upstream.py noted of connections it held without answering (/hang)."""
+    try:
+        with open(T.uplog + ".events") as f:
+            return [json.loads(l) for l in f if l.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def case_response_timeout():
+    """http_response_timeout (1s, reloaded): an upstream that takes a request and never answers
+    (it held the agent's session and a slot for ever): the agent gets 504 with the JSON error body
+    {error, reason, request_id} after about that long and the connection closes; the request's
+    row has 504 and why, the connection's upstream_timeout; the upstream connection is closed.
+    Not cut: a response whose head comes at once and whose body trickles in for longer (kubectl
+    logs -f), a request parked for review for longer than the timeout (its clock starts when it
+    goes upstream), an approved upgrade's stream that is silent for longer."""
+    need_up()
+
+    def run():
+        mark, h0, e0 = T.al.max_id(), T.al.max_id("http_requests"), len(upevents())
+        t0 = time.monotonic()
+        got, end = plan_client([["send", b64(b"GET /hang HTTP/1.1\r\nHost: %s\r\n\r\n" % API_NAME.encode())]],
+                               idle=15)
+        took = time.monotonic() - t0
+        status, head, body = parse_response(got)
+        check(status == 504 and "\r\nconnection: close" in head.lower() and end == "end=eof",
+              "the agent of an upstream that never answers: %r (%s)" % (got[:400], end))
+        check(0.9 < took < 5, "answered after %.1f s, want about 1 s" % took)
+        j = json.loads(body)
+        rows = wait_for(lambda: [x for x in http_rows("id > ? AND path = '/hang'", (h0,)) if x["status"]], 5)
+        check(rows and rows[0]["status"] == 504 and "http_response_timeout (1000 ms)" in (rows[0]["error"] or ""),
+              "the request's row: %r" % http_rows("id > ? AND path = '/hang'", (h0,)))
+        check(set(j) == {"error", "reason", "request_id"} and j["error"] == "airlock: upstream timeout"
+              and "http_response_timeout (1000 ms)" in j["reason"] and j["request_id"] == rows[0]["id"],
+              "the 504's body: %r" % j)
+        conns = wait_for(lambda: T.al.db_rows("id > ? AND reason = 'upstream_timeout' AND detail LIKE '504 %'",
+                                              (mark,)), 5)
+        check(conns and len(conns) == 1, "the connection's row: %r" % T.al.db_rows("id > ?", (mark,)))
+        ev = wait_for(lambda: [e for e in upevents()[e0:] if e["path"] == "/hang"], 5)
+        check(ev, "the upstream's connection was not closed")
+        # a body that takes longer than the timeout, its head at once
+        got, end = plan_client([["send", b64(b"GET /trickle?n=6&gap=0.4 HTTP/1.1\r\nHost: %s\r\n"
+                                             b"Connection: close\r\n\r\n" % API_NAME.encode())]], idle=10)
+        check(got.startswith(b"HTTP/1.1 200") and b"\r\n\r\n7\r\nline 0\n\r\n" in got and got.endswith(b"7\r\nline 5\n\r\n0\r\n\r\n")
+              and end == "end=eof", "a trickled body: %r (%s)" % (got[-300:], end))
+        # parked for longer than the timeout, then approved
+        data = (b"DELETE /items/parked-long HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % API_NAME.encode())
+        before = max_req()
+        p = raw_client(data, bg=True)
+        row = wait_request("DELETE https://%s/items/parked-long" % API_NAME, before)
+        time.sleep(1.5)
+        rv("approve", row["id"])
+        out, err = p.communicate(timeout=30)
+        status, head, _ = parse_response(base64.b64decode(out))
+        check(status == 200, "a request approved after 1.5 s: %r (%s)" % (head[:300], err.strip()[-200:]))
+        # an approved upgrade whose stream is silent for 2 s
+        data = (b"DELETE /ws/quiet?gap=2 HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                % API_NAME.encode())
+        before = max_req()
+        p = raw_client(data, bg=True)
+        row = wait_request("DELETE https://%s/ws/quiet" % API_NAME, before)
+        rv("approve", row["id"])
+        out, err = p.communicate(timeout=30)
+        got = base64.b64decode(out)
+        check(got.startswith(b"HTTP/1.1 101") and got.endswith(b"late line after a quiet stream\n"),
+              "a quiet upgraded stream: %r (%s)" % (got[-300:], err.strip()[-200:]))
+    with_settings(["http_response_timeout 1s"], run)
+
+
 # One keep-alive connection: a GET, then (after a line on stdin) another GET on it; prints each
 # response's status line and the second's body, or how the connection ended.
 TWO_GETS = r"""
@@ -2226,6 +2297,8 @@ CASES = [
      case_slow_agent),
     ("max_sessions_per_agent: a third session of one agent is refused, another agent's is not; "
      "counted down when they end", case_sessions_per_agent),
+    ("http_response_timeout: an upstream that never answers -> 504 JSON, audited, upstream closed; "
+     "a trickled body, a long review and a quiet upgraded stream are not cut", case_response_timeout),
     ("a body over http_max_body: an allowed POST streams through whole; a DELETE that needs "
      "review is denied", case_body_over_max),
     ("an upstream answers a streamed POST before reading its body: the rest of the body is dropped, "

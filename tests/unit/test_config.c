@@ -299,6 +299,30 @@ static void test_max_sessions(void)
 	CHECK(fails_with("max_sessions 10k\n", "t:1: max_sessions: '10k' is not"));
 }
 
+/* http_response_timeout: 120 s unless set; 0 is none, a duration otherwise. */
+static void test_http_response_timeout(void)
+{
+	struct al_config *c = parse("");
+
+	CHECK(c && c->http_response_timeout_ms == 120000);
+	config_free(c);
+	c = parse("http_response_timeout 0\n");
+	CHECK(c && c->http_response_timeout_ms == 0);
+	config_free(c);
+	c = parse("http_response_timeout 1500ms\n");
+	CHECK(c && c->http_response_timeout_ms == 1500);
+	config_free(c);
+	c = parse("http_response_timeout 60m\n");
+	CHECK(c && c->http_response_timeout_ms == 3600000);
+	config_free(c);
+	CHECK_STR(perr("http_response_timeout 0s\n"),
+		  "t:1: http_response_timeout: '0s' is out of range (1ms..60m, or 0 for none)");
+	CHECK(fails_with("http_response_timeout 61m\n", "t:1: http_response_timeout: '61m' is out of range"));
+	CHECK(fails_with("http_response_timeout 30\n", "t:1: http_response_timeout: '30' is not a duration"));
+	CHECK(fails_with("http_response_timeout 1s\nhttp_response_timeout 2s\n",
+			 "t:2: http_response_timeout already set at line 1"));
+}
+
 static size_t buffer_of(const char *v)
 {
 	char text[128];
@@ -1349,6 +1373,7 @@ int main(void)
 	RUN(test_connect_timeout);
 	RUN(test_commit_interval);
 	RUN(test_max_sessions);
+	RUN(test_http_response_timeout);
 	RUN(test_relay_buffer);
 	RUN(test_unknown_and_stray);
 	RUN(test_error_format_and_source);

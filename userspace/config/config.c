@@ -28,6 +28,7 @@
 #define DEF_HTTP_MAX_BODY	(1024u * 1024)
 #define DEF_HTTP_HEAD_TIMEOUT_MS 30000u
 #define DEF_HTTP_BODY_MIN_RATE	1024u
+#define DEF_HTTP_RESPONSE_TIMEOUT_MS 120000u
 #define DEF_MAX_SESSIONS_AGENT	2000u
 #define DEF_TPROXY_MARK		0x7701u
 #define DEF_TPROXY_TABLE	7701u
@@ -65,7 +66,7 @@ enum top_directive {
 	TD_REVIEW_WEBHOOK_SECRET, TD_CONSOLE_LISTEN, TD_CONSOLE_TLS, TD_CONSOLE_CERT, TD_CONSOLE_KEY,
 	TD_STORE_MAX_SIZE, TD_STORE_FULL, TD_RECORD_LIMIT, TD_RECORD_RETENTION,
 	TD_HTTP_MAX_BODY, TD_COMMIT_INTERVAL, TD_CONSOLE_IDLE_TIMEOUT, TD_CONSOLE_SESSION_MAX,
-	TD_HTTP_HEAD_TIMEOUT, TD_HTTP_BODY_MIN_RATE, TD_MAX_SESSIONS_PER_AGENT,
+	TD_HTTP_HEAD_TIMEOUT, TD_HTTP_BODY_MIN_RATE, TD_MAX_SESSIONS_PER_AGENT, TD_HTTP_RESPONSE_TIMEOUT,
 	TD_COUNT
 };
 
@@ -581,6 +582,18 @@ static int d_http_head_timeout(struct parser *ps, const struct line *ln)
 			&ps->c->http_head_timeout_ms);
 }
 
+/* 0 turns it off: a server that may take longer to begin an answer than any bound (a
+ * long poll) is then waited for. */
+static int d_http_response_timeout(struct parser *ps, const struct line *ln)
+{
+	if (strcmp(arg1(ln), "0") == 0) {
+		ps->c->http_response_timeout_ms = 0;
+		return 0;
+	}
+	return parse_ms(ps, ln, "http_response_timeout", 60u * 60 * 1000, "1ms..60m, or 0 for none",
+			&ps->c->http_response_timeout_ms);
+}
+
 static int d_http_body_min_rate(struct parser *ps, const struct line *ln)
 {
 	static const struct unit units[] = {
@@ -800,6 +813,7 @@ static const struct directive top_directives[TD_COUNT] = {
 	[TD_HTTP_MAX_BODY]   = { "http_max_body", 1, 1, d_http_max_body },
 	[TD_HTTP_HEAD_TIMEOUT] = { "http_head_timeout", 1, 1, d_http_head_timeout },
 	[TD_HTTP_BODY_MIN_RATE] = { "http_body_min_rate", 1, 1, d_http_body_min_rate },
+	[TD_HTTP_RESPONSE_TIMEOUT] = { "http_response_timeout", 1, 1, d_http_response_timeout },
 	[TD_MAX_SESSIONS_PER_AGENT] = { "max_sessions_per_agent", 1, 1, d_max_sessions_per_agent },
 	[TD_REVIEW_HOOK]     = { "review_hook", 1, 1, d_review_hook },
 	[TD_REVIEW_SOCKET]   = { "review_socket", 1, 1, d_review_socket },
@@ -1537,6 +1551,7 @@ static struct al_config *config_new(const char *source)
 	c->http_max_body = DEF_HTTP_MAX_BODY;
 	c->http_head_timeout_ms = DEF_HTTP_HEAD_TIMEOUT_MS;
 	c->http_body_min_rate = DEF_HTTP_BODY_MIN_RATE;
+	c->http_response_timeout_ms = DEF_HTTP_RESPONSE_TIMEOUT_MS;
 	c->max_sessions_per_agent = DEF_MAX_SESSIONS_AGENT;
 	c->nft_table = strdup(DEF_NFT_TABLE);
 	if (!c->source || !c->control_socket || !c->review_socket || !c->store_path || !c->pin_root ||

@@ -47,6 +47,8 @@ enum hdeadline {
 	DL_HANDSHAKE,   /* the ClientHello and the TLS handshake: HELLO_TIMEOUT_S from accept */
 	DL_HEAD,        /* a request head: http_head_timeout from its first bytes */
 	DL_BODY,        /* a request body: http_head_timeout of grace, then http_body_min_rate */
+	DL_RESPONSE,    /* the response's head: http_response_timeout from the request's last byte
+			 * handed to the upstream connection once that is up (resp_clock) */
 };
 
 struct up_ctx {
@@ -329,6 +331,7 @@ static const char *status_text(int code)
 	case 431: return "Request Header Fields Too Large";
 	case 502: return "Bad Gateway";
 	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
 	case 505: return "HTTP Version Not Supported";
 	default: return "Error";
 	}
@@ -429,6 +432,22 @@ static void body_pace(struct hs *s)
 		dl_off(s);
 }
 
+/*
+ * The request is all with the upstream connection: the response's head is due within
+ * http_response_timeout. Called wherever that may have become true (the request sent whole,
+ * a streamed body's end, the upstream's TLS handshake done); it starts the clock once. Not
+ * before the connection is up (connect_timeout bounds that), nor while a parked request waits
+ * (it is not sent yet). Only the head is timed: a body may stream for as long as the server
+ * sends it (kubectl logs -f, a watch), and an upgraded stream has no deadline at all.
+ */
+static void resp_clock(struct hs *s)
+{
+	if (s->state != H_RESPONSE || s->req_streaming || s->resp_in_body || s->dl == DL_RESPONSE ||
+	    !s->p->cfg->http_response_timeout_ms || !s->up || !tls_stream_ready(s->up))
+		return;
+	dl_set(s, DL_RESPONSE, s->p->cfg->http_response_timeout_ms);
+}
+
 /* 1 if the agent's bytes wait on Airlock or the upstream rather than the other way round:
  * reading it is paused (backpressure), or the upstream has not taken what it sent. */
 static int agent_held_back(const struct hs *s)
@@ -480,6 +499,18 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 		return;
 	case DL_BODY:
 		break;
+	case DL_RESPONSE: {
+		/* The agent's answer is ours; the upstream's, were it to come, goes nowhere. */
+		int64_t id = s->hrow;
+
+		if (s->state != H_RESPONSE || s->resp_in_body)
+			return;
+		snprintf(why, sizeof(why), "the upstream sent no response within http_response_timeout "
+			 "(%u ms) of the request", cfg->http_response_timeout_ms);
+		audit_outcome(s, 504, NULL, 0, why);
+		answer_error(s, 504, "airlock: upstream timeout", why, id, 1, AL_REASON_UPSTREAM_TIMEOUT);
+		return;
+	}
 	default:
 		return;
 	}
@@ -785,6 +816,7 @@ static void forward(struct hs *s, const uint8_t *buf)
 	http_resp_init(&s->resp);
 	s->resp_in_body = 0;
 	s->state = H_RESPONSE;
+	resp_clock(s);
 }
 
 /* ---- review -------------------------------------------------------------------------------- */
@@ -1170,6 +1202,7 @@ static void stream_body(struct hs *s)
 			return;
 		}
 		bufferevent_disable(s->agent, EV_READ);
+		resp_clock(s);
 	} else if (s->state != H_DRAIN && full(s->up, s)) {
 		bufferevent_disable(s->agent, EV_READ);
 	}
@@ -1463,6 +1496,8 @@ static void up_read(struct bufferevent *bev, void *arg)
 				return;
 			}
 			s->status = s->resp.code;
+			if (s->dl == DL_RESPONSE && (s->resp.code >= 200 || s->resp.code == 101))
+				dl_off(s);      /* the head is here; an interim one (100, 103) is not it */
 			if (s->resp.code == 101 && s->is_upgrade && s->cmd.is_k8s && s->resp.ws_extensions) {
 				/* Offered none (http_forward_drops), the server took one anyway: its frames
 				 * could not be decoded for the recording, so the stream does not start. */
@@ -1641,6 +1676,7 @@ static void up_event(struct bufferevent *bev, short what, void *arg)
 			return;
 		bufferevent_set_timeouts(bev, NULL, NULL);
 		(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		resp_clock(s);
 		return;
 	}
 	if (s->state == H_RESPONSE || s->state == H_TUNNEL) {
