@@ -116,6 +116,8 @@ struct al_config {
 	char *review_webhook_secret; /* file with the HMAC key for X-Airlock-Signature */
 	char *ca_dir;           /* the Airlock CA */
 	size_t pg_max_message;  /* longest PostgreSQL message accepted from an agent */
+	unsigned int pg_login_timeout_ms; /* from accept to the session ready (agent startup and
+					   * upstream login) */
 	size_t http_max_body;   /* request bodies up to this are held for review and hashed */
 	unsigned int http_head_timeout_ms; /* a request head arrives whole within this of its first byte */
 	size_t http_body_min_rate;      /* bytes/s a request body comes at, after that much grace; 0: any */

@@ -10,6 +10,8 @@ Usage: pg_agent.py MODE HOST PORT DBNAME USER [ARGS...]
   big N                  one simple Query of about N bytes
   malformed KIND         a bad message after ReadyForQuery (or instead of the startup packet):
                          huge | over | short | unknown | nonul | startup
+  stall KIND             connects and stops short of a login: sends nothing (silent) or half a
+                         StartupMessage (half), then reads until the end; says how long that took
   psycopg2 ROOTCERT      psycopg2 over verify-full with a wrong password: parameters, a
                          transaction, a denied statement and the session after it
   psycopg2-cancel        psycopg2: pg_sleep cancelled with conn.cancel(), then SELECT 1
@@ -480,6 +482,31 @@ def mode_malformed(host, port, db, user, kind):
     out(res)
 
 
+def mode_stall(host, port, db, user, kind):
+    t0 = time.monotonic()
+    c = Conn(host, port)
+    res = {"local_port": c.local_port, "kind": kind}
+    if kind == "half":
+        params = b"user\0" + user.encode() + b"\0database\0" + db.encode() + b"\0\0"
+        packet = struct.pack("!II", 8 + len(params), 0x00030000) + params
+        c.send(packet[:len(packet) // 2])
+    msgs = []
+    c.sock.settimeout(TIMEOUT)
+    try:
+        while True:
+            m = c.read_msg()
+            if m is None:
+                break
+            msgs.append(m)
+    except socket.timeout:
+        res["timeout"] = True
+    res["msgs"] = summary(msgs)
+    res["eof"] = c.eof
+    res["elapsed"] = time.monotonic() - t0
+    c.sock.close()
+    out(res)
+
+
 def mode_psycopg2(host, port, db, user, rootcert):
     import psycopg2
     import psycopg2.errors
@@ -595,7 +622,7 @@ def main():
         "gssenc": mode_gssenc, "extended": mode_extended, "cancel": mode_cancel,
         "big": mode_big, "malformed": mode_malformed, "psycopg2": mode_psycopg2,
         "psycopg2-cancel": mode_psycopg2_cancel, "funccall": mode_funccall, "wire": mode_wire,
-        "chaos": mode_chaos, "guard": mode_guard,
+        "chaos": mode_chaos, "guard": mode_guard, "stall": mode_stall,
     }
     modes[mode](host, port, db, user, *rest)
 

@@ -38,6 +38,7 @@ PSQL = "/usr/bin/psql"
 PGBENCH = "/usr/bin/pgbench"
 OPENSSL = "/usr/bin/openssl"
 PG_ADDR = "127.0.0.5"
+HANG_ADDR = "127.0.0.7"         # a listener that accepts and never says a word (case_login_timeout)
 DB = "airtest"
 APP_PW = "s3cret pw"            # the real password of role app; only the secrets file has it
 MD5_PW = "md5 s3cret"           # role appmd5, stored as md5
@@ -1043,6 +1044,82 @@ def malformed(kind):
     note("%s: %r; row reason %r detail %r" % (kind, e["message"], row["reason"], row.get("detail")))
 
 
+# Accepts TCP on HOST at each PORT and never reads or answers: a server that hangs in a login.
+HANG_LISTENER = r'''
+import socket, sys, threading
+def hold(s):
+    held = []
+    while True:
+        held.append(s.accept()[0])
+for port in sys.argv[2:]:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((sys.argv[1], int(port)))
+    s.listen(16)
+    threading.Thread(target=hold, args=(s,), daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
+'''
+
+
+def case_login_timeout():
+    """pg_login_timeout (2s, reloaded) bounds the whole login. An agent that connects and sends
+    nothing, and one that sends half a StartupMessage, get FATAL 57014 naming the setting after
+    about 2 s and are closed (rows: reason limit); psql to a server that accepts TCP and never
+    answers, over plaintext upstream (its StartupMessage unanswered) and TLS (its SSLRequest
+    unanswered), prints that FATAL after about 2 s (rows: upstream_timeout). psql to the real
+    server still logs in, and airlockd is up."""
+    need_up()
+    ports = [lib.free_port((HANG_ADDR,))]
+    while len(ports) < 2:
+        p = lib.free_port((HANG_ADDR,))
+        if p not in ports:
+            ports.append(p)
+    hang = subprocess.Popen([lib.PY, "-c", HANG_LISTENER, HANG_ADDR] + [str(p) for p in ports],
+                            stdout=subprocess.PIPE, text=True)
+    lib.on_cleanup(lib.stop_process, hang)
+    check(hang.stdout.readline().strip() == "ready", "the hanging listener did not start")
+    res = ['resource "%s" {\n    address %s\n    port %d\n    protocol postgres\n    upstream_tls %s\n'
+           '    credential "pgcred"\n}' % (name, HANG_ADDR, port, tls)
+           for name, port, tls in (("pghang", ports[0], "disable"), ("pghangtls", ports[1], "require"))]
+    T.al.write_conf([pg_resource()] + res, settings() + ["pg_login_timeout 2s"])
+    r = T.al.ctl("policy", "reload")
+    check(r.returncode == 0, "policy reload: %s" % r.stderr.strip())
+    try:
+        cm = cmark()
+        for kind in ("silent", "half"):
+            got = pg_agent("stall", kind)
+            errs = [m for m in got["msgs"] if m["type"] == "E"]
+            check(len(errs) == 1 and errs[0]["severity"] == "FATAL" and errs[0]["sqlstate"] == "57014"
+                  and "pg_login_timeout (2000 ms)" in errs[0]["message"] and got["eof"]
+                  and 1.8 < got["elapsed"] < 5, "an agent that stalls (%s): %r" % (kind, got))
+            rows = wait_for(lambda: [x for x in T.al.db_rows("opened_us >= ?", (cm,))
+                                     if x["agent_port"] == got["local_port"] and x["closed_us"]], 5, 0.1)
+            check(rows and rows[0]["reason"] == "limit" and "pg_login_timeout" in (rows[0]["detail"] or ""),
+                  "its connection row: %r" % rows)
+        for name, port, sslmode, part in (("pghang", ports[0], "require", "completed the login"),
+                                          ("pghangtls", ports[1], "disable", "answered the SSLRequest")):
+            t0 = time.monotonic()
+            r = psql("SELECT 'must not run'", ci="host=%s port=%d dbname=%s user=app sslmode=%s "
+                     "connect_timeout=20" % (HANG_ADDR, port, DB, sslmode))
+            took = time.monotonic() - t0
+            check(r.returncode == 2 and "FATAL:  airlock: canceling authentication due to timeout" in r.stderr
+                  and "pg_login_timeout (2000 ms)" in r.stderr and 1.8 < took < 5,
+                  "psql to %s (a server that never answers): exit %d after %.1f s: %r"
+                  % (name, r.returncode, took, r.stderr.strip()[-400:]))
+            rows = wait_for(lambda: [x for x in T.al.db_rows("opened_us >= ?", (cm,))
+                                     if x["resource"] == name and x["closed_us"]], 5, 0.1)
+            check(rows and len(rows) == 1 and rows[0]["reason"] == "upstream_timeout"
+                  and part in (rows[0]["detail"] or ""), "%s's connection row: %r" % (name, rows))
+        r = psql_ok("SELECT 'still logs in'")
+        check(r.stdout.strip() == "still logs in", "psql to the real server: %r" % r.stdout)
+        check(T.al.running(), "airlockd stopped")
+    finally:
+        T.al.write_conf([pg_resource()], settings())
+        T.al.ctl("policy", "reload")
+        lib.stop_process(hang)
+
+
 def case_status_after_bad_input():
     need_up()
     r = psql_ok("SELECT 'alive'")
@@ -1348,6 +1425,9 @@ CASES = [
     ("malformed: a Query without its NUL -> FATAL 08P01", lambda: malformed("nonul")),
     ("malformed: a garbage startup packet -> FATAL 08P01", lambda: malformed("startup")),
     ("after the bad messages the daemon answers and psql works", case_status_after_bad_input),
+    ("pg_login_timeout: an agent that sends nothing or half a startup packet, and psql to a server "
+     "that never answers (plaintext and TLS upstream), get FATAL 57014 in time; rows say why",
+     case_login_timeout),
     ("airlockctl statements --limit --json matches the store", case_ctl_statements),
     ("airlockctl classify pg: text output", case_classify_text),
     ("airlockctl classify pg --json: fields and kinds (CTE, TRUNCATE, COPY PROGRAM, DO, ...)",

@@ -323,6 +323,22 @@ static void test_http_response_timeout(void)
 			 "t:2: http_response_timeout already set at line 1"));
 }
 
+/* pg_login_timeout: 60 s unless set; a duration, never 0 (a login is always bounded). */
+static void test_pg_login_timeout(void)
+{
+	struct al_config *c = parse("");
+
+	CHECK(c && c->pg_login_timeout_ms == 60000);
+	config_free(c);
+	c = parse("pg_login_timeout 2s\n");
+	CHECK(c && c->pg_login_timeout_ms == 2000);
+	config_free(c);
+	CHECK_STR(perr("pg_login_timeout 0\n"), "t:1: pg_login_timeout: '0' is not a duration"
+		  " (a number with ms, s or m, e.g. 500ms, 10s, 2m)");
+	CHECK_STR(perr("pg_login_timeout 0s\n"), "t:1: pg_login_timeout: '0s' is out of range (1ms..60m)");
+	CHECK(fails_with("pg_login_timeout 61m\n", "t:1: pg_login_timeout: '61m' is out of range"));
+}
+
 static size_t buffer_of(const char *v)
 {
 	char text[128];
@@ -1374,6 +1390,7 @@ int main(void)
 	RUN(test_commit_interval);
 	RUN(test_max_sessions);
 	RUN(test_http_response_timeout);
+	RUN(test_pg_login_timeout);
 	RUN(test_relay_buffer);
 	RUN(test_unknown_and_stray);
 	RUN(test_error_format_and_source);

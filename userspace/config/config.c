@@ -25,6 +25,7 @@
 #define DEF_SECRETS		"/etc/airlock/secrets.conf"
 #define DEF_CA_DIR		"/var/lib/airlock/ca"
 #define DEF_PG_MAX_MESSAGE	(16u * 1024 * 1024)
+#define DEF_PG_LOGIN_TIMEOUT_MS	60000u  /* pgbouncer's client_login_timeout */
 #define DEF_HTTP_MAX_BODY	(1024u * 1024)
 #define DEF_HTTP_HEAD_TIMEOUT_MS 30000u
 #define DEF_HTTP_BODY_MIN_RATE	1024u
@@ -67,6 +68,7 @@ enum top_directive {
 	TD_STORE_MAX_SIZE, TD_STORE_FULL, TD_RECORD_LIMIT, TD_RECORD_RETENTION,
 	TD_HTTP_MAX_BODY, TD_COMMIT_INTERVAL, TD_CONSOLE_IDLE_TIMEOUT, TD_CONSOLE_SESSION_MAX,
 	TD_HTTP_HEAD_TIMEOUT, TD_HTTP_BODY_MIN_RATE, TD_MAX_SESSIONS_PER_AGENT, TD_HTTP_RESPONSE_TIMEOUT,
+	TD_PG_LOGIN_TIMEOUT,
 	TD_COUNT
 };
 
@@ -623,6 +625,13 @@ static int d_pg_max_message(struct parser *ps, const struct line *ln)
 	return 0;
 }
 
+/* No 0: a login that never ends holds a session (and an agent's share of them) for ever. */
+static int d_pg_login_timeout(struct parser *ps, const struct line *ln)
+{
+	return parse_ms(ps, ln, "pg_login_timeout", 60u * 60 * 1000, "1ms..60m",
+			&ps->c->pg_login_timeout_ms);
+}
+
 static int d_tproxy_port(struct parser *ps, const struct line *ln)
 {
 	return parse_port(ps, ln->no, "tproxy_port", arg1(ln), &ps->c->tproxy_port);
@@ -810,6 +819,7 @@ static const struct directive top_directives[TD_COUNT] = {
 	[TD_SECRETS]         = { "secrets", 1, 1, d_secrets },
 	[TD_CA_DIR]          = { "ca_dir", 1, 1, d_ca_dir },
 	[TD_PG_MAX_MESSAGE]  = { "pg_max_message", 1, 1, d_pg_max_message },
+	[TD_PG_LOGIN_TIMEOUT] = { "pg_login_timeout", 1, 1, d_pg_login_timeout },
 	[TD_HTTP_MAX_BODY]   = { "http_max_body", 1, 1, d_http_max_body },
 	[TD_HTTP_HEAD_TIMEOUT] = { "http_head_timeout", 1, 1, d_http_head_timeout },
 	[TD_HTTP_BODY_MIN_RATE] = { "http_body_min_rate", 1, 1, d_http_body_min_rate },
@@ -1548,6 +1558,7 @@ static struct al_config *config_new(const char *source)
 	c->secrets_path = strdup(DEF_SECRETS);
 	c->ca_dir = strdup(DEF_CA_DIR);
 	c->pg_max_message = DEF_PG_MAX_MESSAGE;
+	c->pg_login_timeout_ms = DEF_PG_LOGIN_TIMEOUT_MS;
 	c->http_max_body = DEF_HTTP_MAX_BODY;
 	c->http_head_timeout_ms = DEF_HTTP_HEAD_TIMEOUT_MS;
 	c->http_body_min_rate = DEF_HTTP_BODY_MIN_RATE;

@@ -26,7 +26,6 @@
 #include <sys/queue.h>
 #include <unistd.h>
 
-#define STARTUP_TIMEOUT_S  30
 #define MAX_PREPARED       4096    /* named statements + portals a session may hold */
 #define MAX_NAMED_BYTES    (64u << 20) /* and the bytes they hold (texts, Bind values) */
 #define MAX_BATCH_BYTES    (64u << 20) /* extended-protocol messages held until their Sync */
@@ -138,7 +137,8 @@ struct pgs {
 	struct nlist named;
 	size_t n_named;
 	size_t named_bytes;     /* what the named objects hold (MAX_NAMED_BYTES) */
-	struct event *timer;
+	struct event *timer;    /* the login's deadline (on_login_timeout), then sess_end's */
+	unsigned int login_ms;  /* pg_login_timeout when the session began */
 	int agent_tls;
 	/* who the agent is (for rules and reviewers) */
 	struct agent_who who;           /* the agent (agent_who.c) */
@@ -2371,11 +2371,41 @@ static void up_read(struct bufferevent *bev, void *arg)
 	}
 }
 
-static void on_startup_timeout(evutil_socket_t fd, short what, void *arg)
+/*
+ * The login outlasted pg_login_timeout: from accept to the first ReadyForQuery, the agent's part
+ * (SSLRequest, its TLS handshake, the StartupMessage) and the upstream's (connect, TLS, the
+ * password exchange) together. The agent gets FATAL 57014, the SQLSTATE with which PostgreSQL
+ * itself ends a login that outlasts authentication_timeout ("canceling authentication due to
+ * timeout"): 08006 would say a connection broke, which none did. The row's reason says whose
+ * part was not done: limit for the agent's, upstream_timeout for the server's.
+ */
+static void on_login_timeout(evutil_socket_t fd, short what, void *arg)
 {
-	pgs_close(arg, AL_REASON_LIMIT, "08P01", "startup took longer than %d s", STARTUP_TIMEOUT_S);
+	struct pgs *s = arg;
+	const char *where;
+
 	(void)fd;
 	(void)what;
+	switch (s->state) {
+	case P_STARTUP:
+		where = s->agent_tls ? "the agent had not finished its TLS handshake and StartupMessage"
+				     : "the agent had not sent its startup packets";
+		break;
+	case P_UP_CONNECT:
+		where = "the upstream server had not accepted the connection";
+		break;
+	case P_UP_SSL:
+		where = "the upstream server had not answered the SSLRequest";
+		break;
+	case P_UP_AUTH:
+		where = "the upstream server had not completed the login (TLS handshake, authentication)";
+		break;
+	default:
+		return;
+	}
+	pgs_close(s, s->state == P_STARTUP ? AL_REASON_LIMIT : AL_REASON_UPSTREAM_TIMEOUT, "57014",
+		  "canceling authentication due to timeout: the login took longer than pg_login_timeout "
+		  "(%u ms); %s", s->login_ms, where);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
@@ -2383,7 +2413,10 @@ static void on_startup_timeout(evutil_socket_t fd, short what, void *arg)
 int pgproxy_start(struct pgproxy *p, int fd, const struct store_conn *c,
 		  const struct al_addr *dst, uint16_t dst_port, const struct al_resource *res)
 {
-	struct timeval tv = { STARTUP_TIMEOUT_S, 0 };
+	struct timeval tv = {
+		.tv_sec = p->cfg->pg_login_timeout_ms / 1000,
+		.tv_usec = (p->cfg->pg_login_timeout_ms % 1000) * 1000,
+	};
 	struct pgs *s = calloc(1, sizeof(*s));
 
 	if (!s) {
@@ -2391,6 +2424,7 @@ int pgproxy_start(struct pgproxy *p, int fd, const struct store_conn *c,
 		return -1;
 	}
 	s->p = p;
+	s->login_ms = p->cfg->pg_login_timeout_ms;
 	snprintf(s->deny_state, sizeof(s->deny_state), "42501");
 	s->res = res;
 	s->dst = *dst;
@@ -2404,7 +2438,7 @@ int pgproxy_start(struct pgproxy *p, int fd, const struct store_conn *c,
 	s->agent = agent_accept(p->base, p->store, fd, c, &s->row, &s->who);
 	s->batch = evbuffer_new();
 	s->held = evbuffer_new();
-	s->timer = evtimer_new(p->base, on_startup_timeout, s);
+	s->timer = evtimer_new(p->base, on_login_timeout, s);
 	s->end = (struct sess_end){ .base = p->base, .timer = s->timer, .agent = &s->agent,
 				    .free_fn = pgs_free_v, .arg = s, .max_polls = 100 };
 	if (!s->agent || !s->batch || !s->timer || !s->held) {
