@@ -259,8 +259,10 @@ int http_command_parse(const uint8_t *buf, const struct http_req *r, struct http
  * none), and c->body_unreadable. The text: the headline, the request line, every header that
  * goes upstream in its order (the agent's Authorization and Proxy-Authorization redacted to
  * their scheme, its Cookie values to their lengths ("a=<redacted 32 bytes>; b=<redacted 1
- * byte>"), cred's header last as "<resource credential>", values that are not UTF-8 in
- * hex), the body whole when it is readable (else why not, with its length and digest), chunked
+ * byte>"), the value of any other header that carries a credential (X-Api-Key, X-Auth-Token, a
+ * name ending in -Token, -Key, -Secret or -Password, or holding "auth") to its length
+ * ("X-Api-Key: <redacted 40 bytes>"), cred's header last as "<resource credential>", values
+ * that are not UTF-8 in hex), the body whole when it is readable (else why not, with its length and digest), chunked
  * trailer fields. Built only for a request that needs it (review, a Kubernetes stream's
  * recording): up to http_max_body of body is copied and checked. 0, or -1 out of memory.
  */

@@ -50,6 +50,7 @@ CHROMIUM = "/usr/bin/chromium"
 API_SECRET = "UPSTREAM-SECRET-%s" % lib.RUN_ID
 KUBE_SECRET = "KUBE-SECRET-%s" % lib.RUN_ID
 AGENT_TOKEN = "agent-token-never-forwarded"
+AGENT_API_KEY = "agent-api-key-%s" % lib.RUN_ID   # the agent's own X-Api-Key: forwarded, never shown
 TRUST_FILE = "/usr/local/share/ca-certificates/airlock-ca.crt"
 
 
@@ -1993,10 +1994,13 @@ def case_policy_test_http():
 def held_request_command(path, data, body):
     """What reviewers read for the request data (raw_client's bytes to API_NAME, with the agent's
     Authorization, which the apitoken credential replaces): the headline, the request line and
-    every header as forwarded in order, the credential last and redacted, the body whole."""
+    every header as forwarded in order (an X-Api-Key's value redacted to its length), the
+    credential last and redacted, the body whole."""
     head, _, _ = data.partition(b"\r\n\r\n")
     lines = [l.decode() for l in head.split(b"\r\n")]
-    fields = [l for l in lines[1:] if not l.lower().startswith("authorization:")]
+    fields = [l if not l.lower().startswith("x-api-key:") else
+              "%s: <redacted %d bytes>" % (l.partition(":")[0], len(l.partition(":")[2].strip()))
+              for l in lines[1:] if not l.lower().startswith("authorization:")]
     return ("%s https://%s:%d%s\n%s\n%s\nAuthorization: <resource credential>\n\nbody: %d bytes, sha256 %s\n%s"
             % (lines[0].split(" ")[0], API_NAME, T.port, path, lines[0], "\n".join(fields), len(body),
                hashlib.sha256(body).hexdigest(), body.decode()))
@@ -2005,16 +2009,18 @@ def held_request_command(path, data, body):
 def case_review_full_body():
     """A held request shows reviewers all it sends: the whole body (past the 2 KiB the text once
     showed, where an agent could hide a second operation), every header as forwarded (a custom
-    one too), the credential redacted, in the request row, `airlockctl show` (text and --json)
-    and the console API; approved, exactly that goes upstream."""
+    one too), the credential redacted, the agent's own X-Api-Key shown as its length only, in the
+    request row, `airlockctl show` (text and --json) and the console API, whose sha256 is still
+    that of the exact bytes; approved, exactly that goes upstream."""
     need_up()
     tail = '"then":"drop-table-%s"}' % lib.RUN_ID
     body = ('{"reason":"cleanup","note":"%s",%s' % ("x" * 20000, tail)).encode()
     path = "/items/11"
     data = (b"DELETE %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: raw-agent\r\nAuthorization: Bearer %s\r\n"
-            b"X-Delete-Mode: cascade\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-            b"Connection: close\r\n\r\n" % (path.encode(), API_NAME.encode(), T.port, AGENT_TOKEN.encode(),
-                                          len(body)) + body)
+            b"X-Delete-Mode: cascade\r\nX-Api-Key: %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n"
+            % (path.encode(), API_NAME.encode(), T.port, AGENT_TOKEN.encode(), AGENT_API_KEY.encode(),
+               len(body)) + body)
     want = held_request_command(path, data, body)
     after = max_req()
     n0 = len(uplog())
@@ -2023,11 +2029,17 @@ def case_review_full_body():
     check(row["command"] == want, "the request row's command is not the whole request as forwarded:\n%r\nwant\n%r"
           % (row["command"][:600] + " ... " + row["command"][-200:], want[:600] + " ... " + want[-200:]))
     check(AGENT_TOKEN not in row["command"] and API_SECRET not in row["command"], "a credential in %r" % row["command"][:600])
+    check(row["sha256"] == hashlib.sha256(data).hexdigest(), "the request's sha256 %s is not that of the exact "
+          "bytes" % row["sha256"])
     shown = rv("show", row["id"]).stdout
-    check(tail in shown and "X-Delete-Mode: cascade" in shown and "Authorization: <resource credential>" in shown,
+    check(tail in shown and "X-Delete-Mode: cascade" in shown and "Authorization: <resource credential>" in shown
+          and "X-Api-Key: <redacted %d bytes>" % len(AGENT_API_KEY) in shown,
           "airlockctl show %d lacks the body's tail or a header: %r" % (row["id"], shown[:300] + " ... " + shown[-300:]))
-    j = json.loads(rv("show", row["id"], "--json").stdout)
+    out = rv("show", row["id"], "--json").stdout
+    j = json.loads(out)
     check(j.get("command") == want, "airlockctl show --json: command %r" % (j.get("command") or "")[-200:])
+    check(AGENT_API_KEY not in shown and AGENT_API_KEY not in out and AGENT_API_KEY not in row["command"],
+          "the agent's X-Api-Key is shown to reviewers")
     r = T.al.ctl("console", "token", REVIEWER[0])
     check(r.returncode == 0, "console token: %s" % r.stderr.strip())
     st, got = console_get("/api/v1/requests/%d" % row["id"], r.stdout.strip())
@@ -2035,6 +2047,7 @@ def case_review_full_body():
     j = json.loads(got)
     j = j.get("request", j)
     check(j.get("command") == want, "the console API's command: %r" % (j.get("command") or "")[-200:])
+    check(AGENT_API_KEY not in got, "the console API shows the agent's X-Api-Key")
     check(len(uplog()) == n0, "upstream received something while the DELETE was parked")
     rv("approve", row["id"])
     out, err = p.communicate(timeout=30)

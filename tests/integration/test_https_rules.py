@@ -9,6 +9,7 @@ removed on any exit.
 """
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -298,23 +299,33 @@ def case_body_method_override():
 
 def case_cookies_redacted():
     """Reviewers read each cookie's name and its value's length, not the agent's session
-    secrets; approved, the exact bytes go upstream, cookies whole."""
+    secrets, and the length only of other headers that carry its credentials (X-Auth-Token,
+    X-Goog-Api-Key, a name ending in -Password); approved, the exact bytes go upstream, cookies
+    and those headers whole."""
     secret = "SESSION-%s" % lib.RUN_ID
-    data = (b"DELETE /items/8 HTTP/1.1\r\nHost: %s\r\nCookie: session=%s; theme=dark\r\n\r\n"
-            % (API_NAME.encode(), secret.encode()))
+    creds = [(name, "%s-%s" % (name.upper(), lib.RUN_ID)) for name in ("X-Auth-Token", "X-Goog-Api-Key",
+                                                                       "X-Db-Password")]
+    data = (b"DELETE /items/8 HTTP/1.1\r\nHost: %s\r\nCookie: session=%s; theme=dark\r\n%s\r\n"
+            % (API_NAME.encode(), secret.encode(), "".join("%s: %s\r\n" % c for c in creds).encode()))
     after = max_req()
     n0 = len(uplog())
     p = raw(data, bg=True)
     row = wait_request("DELETE https://", after)
     check("\nCookie: session=<redacted %d bytes>; theme=<redacted 4 bytes>\n" % len(secret) in row["command"]
           and secret not in row["command"], "reviewers' text: %r" % row["command"])
+    for name, value in creds:
+        check("\n%s: <redacted %d bytes>\n" % (name, len(value)) in row["command"] and value not in row["command"],
+              "reviewers' text for %s: %r" % (name, row["command"]))
     shown = rv("show", row["id"]).stdout
     check(secret not in shown and "session=<redacted" in shown, "airlockctl show: %r" % shown[:500])
+    check(all(v not in shown and "%s: <redacted" % n in shown for n, v in creds), "airlockctl show: %r" % shown[:800])
+    check(row["sha256"] == hashlib.sha256(data).hexdigest(), "the request's sha256 %s is not that of its exact "
+          "bytes" % row["sha256"])
     rv("approve", row["id"])
     p.communicate(timeout=30)
     got = [base64.b64decode(x["raw"]) for x in uplog()[n0:]]
-    check(len(got) == 1 and b"\r\nCookie: session=%s; theme=dark\r\n" % secret.encode() in got[0],
-          "upstream got %r" % got)
+    check(len(got) == 1 and b"\r\nCookie: session=%s; theme=dark\r\n" % secret.encode() in got[0]
+          and all(("\r\n%s: %s\r\n" % c).encode() in got[0] for c in creds), "upstream got %r" % got)
 
 
 def case_server_names():
@@ -437,7 +448,8 @@ CASES = [
      "that argv; a ';' in the query is refused", case_k8s_exec_query),
     ("a POST's _method in a multipart or JSON body meets the DELETE rules; one Airlock cannot "
      "read meets every method's", case_body_method_override),
-    ("reviewers see cookie names and lengths, the upstream the cookies whole", case_cookies_redacted),
+    ("reviewers see cookie names and lengths and the lengths of other credential headers, the "
+     "upstream all of them whole", case_cookies_redacted),
     ("a server name that is not a host name ends the handshake, no leaf minted for it", case_server_names),
     ("policy test re-decides recorded requests with their query's method overrides and says what "
      "it cannot know", case_policy_test),

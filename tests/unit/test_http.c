@@ -602,6 +602,43 @@ static void test_command_cookies(void)
 	http_command_free(&c);
 }
 
+/* Other headers that carry the agent's own credentials (API keys, tokens, passwords), by name
+ * and by shape, in the head and in a chunked body's trailer: reviewers read each one's name
+ * and length; the request (and its digest) stays exactly what was sent, and headers that only
+ * look alike are shown. */
+static void test_command_secret_headers(void)
+{
+	const char s[] = "POST /x HTTP/1.1\r\nHost: h\r\nX-Api-Key: VAL-01234567\r\nApi-Key: VA1\r\n"
+			 "X-Auth-Token: VA2\r\nX-Access-Token: VA3\r\nProxy-Authorization: Basic dTpw\r\n"
+			 "X-Amz-Security-Token: VA4\r\nx-goog-api-key: VA5\r\nX-Client-Secret: VA6\r\n"
+			 "DB_PASSWORD: VA7\r\nX-Authentication: VA8\r\napikey: VA9\r\nToken: VA10\r\n"
+			 "X-Refresh-Token:  VA11 \r\nX-Monkey: shown-1\r\nX-Tokens: shown-2\r\n"
+			 "X-Keyring-Id: shown-3\r\nTransfer-Encoding: chunked\r\n\r\n"
+			 "2\r\nok\r\n0\r\nX-Upload-Token: VA12\r\nX-Checksum: shown-4\r\n\r\n";
+	struct http_req r;
+	struct http_command c;
+	char err[128], want[65];
+
+	CHECK(parse_all(REQ(s), 1024, &r) == HTTP_DONE);
+	CHECK(http_command_build((const uint8_t *)s, &r, &c, err, sizeof(err)) == 0);
+	CHECK(strstr(c.text, "\nX-Api-Key: <redacted 12 bytes>\nApi-Key: <redacted 3 bytes>\n"
+			     "X-Auth-Token: <redacted 3 bytes>\nX-Access-Token: <redacted 3 bytes>\n"
+			     "Proxy-Authorization: Basic <the agent's credential, 10 bytes, not shown>\n"
+			     "X-Amz-Security-Token: <redacted 3 bytes>\nx-goog-api-key: <redacted 3 bytes>\n"
+			     "X-Client-Secret: <redacted 3 bytes>\nDB_PASSWORD: <redacted 3 bytes>\n"
+			     "X-Authentication: <redacted 3 bytes>\napikey: <redacted 3 bytes>\n"
+			     "Token: <redacted 4 bytes>\nX-Refresh-Token: <redacted 4 bytes>\n"
+			     "X-Monkey: shown-1\nX-Tokens: shown-2\nX-Keyring-Id: shown-3\n") != NULL);
+	CHECK(strstr(c.text, "\ntrailer fields (after the body):\nX-Upload-Token: <redacted 4 bytes>\n"
+			     "X-Checksum: shown-4\n") != NULL);
+	if (t_cur_failed_)
+		printf("#   text: %s\n", c.text);
+	CHECK(!strstr(c.text, "VA") && !strstr(c.text, "dTpw"));
+	CHECK(al_sha256_hex(s, sizeof(s) - 1, want) == 0);
+	CHECK_STR(c.request_sha256, want);
+	http_command_free(&c);
+}
+
 /* A ClientHello with SNI and ALPN, built by hand. */
 /* The command a request yields: the chosen headers as sorted compact JSON (the first of each
  * name, Authorization never shown), the reviewer's text: a headline, then the request line and
@@ -670,7 +707,8 @@ static char *big_request(const char *head, size_t n, char fill, size_t *len)
  * Reviewers read the whole body: a JSON body padded past the old 2 KiB preview shows its tail
  * (the second operation an agent hid there); with a resource credential the head shows what
  * goes upstream: the agent's Authorization, Proxy-Authorization and a header of the
- * credential's name dropped, the credential's header last, redacted.
+ * credential's name dropped, the credential's header last, redacted; the agent's own API key
+ * (another header) goes, its value redacted.
  */
 static void test_command_review_text(void)
 {
@@ -714,12 +752,13 @@ static void test_command_review_text(void)
 
 		snprintf(want_head, sizeof(want_head), "POST https://api.test/v1/ops\nPOST /v1/ops HTTP/1.1\n"
 			 "Host: api.test\nContent-Type: application/json\nX-Custom-Mode: destructive\n"
-			 "X-Api-Key: agent-key\nContent-Length: %zu\nAuthorization: <resource credential>\n\n", blen);
+			 "X-Api-Key: <redacted 9 bytes>\nContent-Length: %zu\nAuthorization: <resource credential>\n\n",
+			 blen);
 		CHECK(strncmp(c.text, want_head, strlen(want_head)) == 0);
 		if (strncmp(c.text, want_head, strlen(want_head)) != 0)
 			printf("#   text starts %.400s\n", c.text);
 	}
-	CHECK(!strstr(c.text, "agent-tok") && !strstr(c.text, "cHJveHk="));
+	CHECK(!strstr(c.text, "agent-tok") && !strstr(c.text, "cHJveHk=") && !strstr(c.text, "agent-key"));
 	http_command_free(&c);
 
 	/* a header= credential: the agent's header of that name goes too, the credential's
@@ -1101,6 +1140,7 @@ int main(void)
 	RUN(test_command);
 	RUN(test_command_review_text);
 	RUN(test_command_cookies);
+	RUN(test_command_secret_headers);
 	RUN(test_command_body_kinds);
 	RUN(test_command_overrides);
 	RUN(test_command_body_overrides);

@@ -589,6 +589,46 @@ static void show_agent_credential(struct al_buf *b, const uint8_t *v, size_t n)
 	al_buf_fmt(b, "<the agent's credential, %zu bytes, not shown>", n);
 }
 
+/* A secret's place: its length, never its bytes. */
+static void show_redacted(struct al_buf *b, size_t n)
+{
+	al_buf_fmt(b, "<redacted %zu byte%s>", n, n == 1 ? "" : "s");
+}
+
+/* Names of credential-bearing headers that secret_header's shapes miss. */
+static const char *const secret_names[] = { "apikey", "x-apikey" };
+/* The last word of a credential-bearing header's name (after '-' or '_', or the whole name). */
+static const char *const secret_words[] = { "token", "key", "secret", "password", "passwd" };
+
+/*
+ * 1 if a header (by its name, without case) carries a credential the agent sends itself: an API
+ * key, a token, a password. By shape: a name ending in -Token, -Key, -Secret or -Password (or _
+ * for -), or holding "auth" anywhere (X-Auth-Token, Proxy-Authorization, X-Authentication); so
+ * X-Api-Key, Api-Key, X-Access-Token, X-Amz-Security-Token and X-Goog-Api-Key are. Reviewers
+ * read such a value's length only; it still goes upstream as sent, and the request's sha256
+ * is still over the exact bytes.
+ */
+static int secret_header(const uint8_t *buf, struct http_span name)
+{
+	const char *n = (const char *)buf + name.off;
+	size_t len = name.len;
+
+	for (size_t i = 0; i < AL_ARRAY_LEN(secret_names); i++)
+		if (http_span_ieq(buf, name, secret_names[i]))
+			return 1;
+	for (size_t i = 0; i + 4 <= len; i++)
+		if (strncasecmp(n + i, "auth", 4) == 0)
+			return 1;
+	for (size_t i = 0; i < AL_ARRAY_LEN(secret_words); i++) {
+		size_t k = strlen(secret_words[i]);
+
+		if (len >= k && strncasecmp(n + len - k, secret_words[i], k) == 0 &&
+		    (len == k || n[len - k - 1] == '-' || n[len - k - 1] == '_'))
+			return 1;
+	}
+	return 0;
+}
+
 /* The agent's cookies (its sessions' secrets): each one's name, and its value's length. */
 static void show_cookies(struct al_buf *b, const uint8_t *v, size_t n)
 {
@@ -613,7 +653,7 @@ static void show_cookies(struct al_buf *b, const uint8_t *v, size_t n)
 			al_buf_str(b, "=");
 			s = (size_t)(eq - v) + 1;
 		}
-		al_buf_fmt(b, "<redacted %zu byte%s>", e - s, e - s == 1 ? "" : "s");
+		show_redacted(b, e - s);
 	}
 }
 
@@ -626,6 +666,8 @@ static void show_field(struct al_buf *b, const uint8_t *buf, const struct http_h
 		show_agent_credential(b, buf + h->value.off, h->value.len);
 	else if (http_span_ieq(buf, h->name, "cookie"))
 		show_cookies(b, buf + h->value.off, h->value.len);
+	else if (secret_header(buf, h->name))
+		show_redacted(b, h->value.len);
 	else
 		show_value(b, buf + h->value.off, h->value.len);
 	al_buf_add(b, "\n", 1);
