@@ -101,7 +101,8 @@ struct al_config {
 	enum al_default_action default_action;
 	unsigned int connect_timeout_ms;
 	unsigned int max_sessions;
-	unsigned int max_sessions_per_agent; /* of them from one agent (cgroup, or pinned interface) */
+	unsigned int max_sessions_per_agent; /* of them from one agent (cgroup, or pinned interface);
+					      * 0: not set (config_sessions_per_agent) */
 	size_t relay_buffer;    /* bytes buffered per direction before backpressure */
 	struct al_resource *resources;
 	size_t n_resources;
@@ -152,6 +153,14 @@ int config_load_file(const char *path, struct al_config **out, char *err, size_t
 /* The configuration compiled into the binary (policy/airlock.conf). */
 int config_load_default(struct al_config **out, char *err, size_t errlen) AL_MUST;
 void config_free(struct al_config *c);
+
+/*
+ * The sessions one agent may hold at once when airlockd takes cap sessions in all (max_sessions,
+ * or fewer where the file descriptor limit allows fewer): max_sessions_per_agent if set, else
+ * half of cap, at least 1. A fixed default did nothing at or below it, so one agent could take
+ * every session.
+ */
+unsigned int config_sessions_per_agent(const struct al_config *c, uint64_t cap);
 
 /* 1 if r's ports contain port and its nets contain dst. */
 int config_resource_serves(const struct al_resource *r, const struct al_addr *dst, uint16_t port);

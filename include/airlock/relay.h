@@ -32,6 +32,7 @@ struct relay_stats {
 	uint64_t max_sessions;      /* at once, relayed and terminated: max_sessions, or fewer
 				     * if the file descriptor limit could not be raised for it */
 	uint64_t fd_limit;          /* RLIMIT_NOFILE, raised for max_sessions */
+	uint64_t per_agent;         /* of max_sessions, one agent's at once (config_sessions_per_agent) */
 };
 void relay_stats(const struct relay *r, struct relay_stats *out);
 

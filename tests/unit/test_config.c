@@ -339,6 +339,31 @@ static void test_pg_login_timeout(void)
 	CHECK(fails_with("pg_login_timeout 61m\n", "t:1: pg_login_timeout: '61m' is out of range"));
 }
 
+/* max_sessions_per_agent: as set, else half of the sessions airlockd takes at once (max_sessions,
+ * or what the descriptor limit allows), at least 1; a fixed 2000 did nothing at or below it. */
+static void test_sessions_per_agent(void)
+{
+	struct al_config *c = parse("max_sessions 10\n");
+
+	CHECK(c && c->max_sessions_per_agent == 0);
+	if (c) {
+		CHECK(config_sessions_per_agent(c, c->max_sessions) == 5);
+		CHECK(config_sessions_per_agent(c, 4) == 2);      /* the descriptor limit's cap */
+		CHECK(config_sessions_per_agent(c, 3) == 1);
+		CHECK(config_sessions_per_agent(c, 1) == 1);
+		CHECK(config_sessions_per_agent(c, 0) == 1);
+		CHECK(config_sessions_per_agent(c, 10000) == 5000);
+	}
+	config_free(c);
+	c = parse("max_sessions 10\nmax_sessions_per_agent 9\n");
+	CHECK(c && config_sessions_per_agent(c, 10) == 9 && config_sessions_per_agent(c, 4) == 9);
+	config_free(c);
+	c = parse("max_sessions_per_agent 1\n");
+	CHECK(c && config_sessions_per_agent(c, 10000) == 1);
+	config_free(c);
+	CHECK(fails_with("max_sessions_per_agent 0\n", "t:1: max_sessions_per_agent: '0' is not a number in 1.."));
+}
+
 static size_t buffer_of(const char *v)
 {
 	char text[128];
@@ -1391,6 +1416,7 @@ int main(void)
 	RUN(test_max_sessions);
 	RUN(test_http_response_timeout);
 	RUN(test_pg_login_timeout);
+	RUN(test_sessions_per_agent);
 	RUN(test_relay_buffer);
 	RUN(test_unknown_and_stray);
 	RUN(test_error_format_and_source);

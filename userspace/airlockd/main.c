@@ -175,6 +175,7 @@ static json_t *cmd_status(struct daemon *d)
 	json_object_set_new(resp, "accepted", json_integer((json_int_t)rs.accepted));
 	json_object_set_new(resp, "max_sessions", json_integer((json_int_t)rs.max_sessions));
 	json_object_set_new(resp, "fd_limit", json_integer((json_int_t)rs.fd_limit));
+	json_object_set_new(resp, "max_sessions_per_agent", json_integer((json_int_t)rs.per_agent));
 	json_object_set_new(resp, "steered_total", json_integer((json_int_t)kc[AL_REASON_STEERED]));
 	json_object_set_new(resp, "connections_recorded", json_integer((json_int_t)tot.connections));
 	{
@@ -1083,12 +1084,13 @@ int main(int argc, char **argv)
 	       "  ca:      %s\n"
 	       "  console: %s\n"
 	       "  config:  %s\n"
-	       "  limits:  %llu sessions at once (%llu file descriptors)\n"
+	       "  limits:  %llu sessions at once (%llu file descriptors), %llu per agent%s\n"
 	       "  pinned:  %d cgroup%s (pins under %s)\n",
 	       AL_VERSION, d.cfg->steer_port, d.cfg->steer_port, d.cfg->control_socket,
 	       d.cfg->review_socket,
 	       d.cfg->store_path, tls_ca_cert_path(d.ca), console_url(d.console), d.cfg->source, (unsigned long long)rs.max_sessions,
-	       (unsigned long long)rs.fd_limit, n, n == 1 ? "" : "s", d.cfg->pin_root);
+	       (unsigned long long)rs.fd_limit, (unsigned long long)rs.per_agent,
+	       d.cfg->max_sessions_per_agent ? "" : " (default: half)", n, n == 1 ? "" : "s", d.cfg->pin_root);
 	fflush(stdout);
 	{
 		/* systemd (Type=notify): started once the banner's promises hold. */

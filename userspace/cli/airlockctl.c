@@ -168,7 +168,7 @@ static int cmd_status(void)
 		term_printf("agents' executables are not recorded: %s\n",
 			    json_string_value(json_object_get(resp, "exe_gap")));
 	printf("sessions: %lld live (%lld relayed, %lld postgres, %lld https), at most %lld at once "
-	       "(%lld file descriptors)\n",
+	       "(%lld file descriptors), %lld per agent\n",
 	       (long long)(json_integer_value(json_object_get(resp, "live")) +
 			   json_integer_value(json_object_get(resp, "pg_live")) +
 			   json_integer_value(json_object_get(resp, "http_live"))),
@@ -176,7 +176,8 @@ static int cmd_status(void)
 	       (long long)json_integer_value(json_object_get(resp, "pg_live")),
 	       (long long)json_integer_value(json_object_get(resp, "http_live")),
 	       (long long)json_integer_value(json_object_get(resp, "max_sessions")),
-	       (long long)json_integer_value(json_object_get(resp, "fd_limit")));
+	       (long long)json_integer_value(json_object_get(resp, "fd_limit")),
+	       (long long)json_integer_value(json_object_get(resp, "max_sessions_per_agent")));
 	printf("connections: %lld accepted since start, %lld steered by the kernel, %lld recorded\n",
 	       (long long)json_integer_value(json_object_get(resp, "accepted")),
 	       (long long)json_integer_value(json_object_get(resp, "steered_total")),

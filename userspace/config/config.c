@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fnmatch.h>
 #include <glob.h>
+#include <limits.h>
 #include <strings.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -30,7 +31,6 @@
 #define DEF_HTTP_HEAD_TIMEOUT_MS 30000u
 #define DEF_HTTP_BODY_MIN_RATE	1024u
 #define DEF_HTTP_RESPONSE_TIMEOUT_MS 120000u
-#define DEF_MAX_SESSIONS_AGENT	2000u
 #define DEF_TPROXY_MARK		0x7701u
 #define DEF_TPROXY_TABLE	7701u
 #define DEF_NFT_TABLE		"airlock"
@@ -1563,7 +1563,6 @@ static struct al_config *config_new(const char *source)
 	c->http_head_timeout_ms = DEF_HTTP_HEAD_TIMEOUT_MS;
 	c->http_body_min_rate = DEF_HTTP_BODY_MIN_RATE;
 	c->http_response_timeout_ms = DEF_HTTP_RESPONSE_TIMEOUT_MS;
-	c->max_sessions_per_agent = DEF_MAX_SESSIONS_AGENT;
 	c->nft_table = strdup(DEF_NFT_TABLE);
 	if (!c->source || !c->control_socket || !c->review_socket || !c->store_path || !c->pin_root ||
 	    !c->secrets_path || !c->ca_dir || !c->nft_table) {
@@ -1860,6 +1859,15 @@ void config_free(struct al_config *c)
 	free(c->console_cert);
 	free(c->console_key);
 	free(c);
+}
+
+unsigned int config_sessions_per_agent(const struct al_config *c, uint64_t cap)
+{
+	uint64_t half = cap / 2;
+
+	if (c->max_sessions_per_agent)
+		return c->max_sessions_per_agent;
+	return half < 1 ? 1 : half > UINT_MAX ? UINT_MAX : (unsigned int)half;
 }
 
 int config_resource_serves(const struct al_resource *r, const struct al_addr *dst, uint16_t port)

@@ -33,6 +33,7 @@ struct relay {
 	struct relay_stats stats;
 	uint64_t max_live;          /* sessions at once: max_sessions, or what the fd limit allows */
 	uint64_t fd_limit;          /* RLIMIT_NOFILE as raised for max_sessions */
+	unsigned int per_agent;     /* of max_live, one agent's at once */
 	struct al_addr local[64];   /* this host's addresses, refreshed at most once a second */
 	size_t n_local;
 	int64_t local_at_us;
@@ -375,6 +376,7 @@ static void fd_budget(struct relay *r)
 			(unsigned long long)want, (unsigned long long)r->fd_limit,
 			(unsigned long long)r->max_live);
 	}
+	r->per_agent = config_sessions_per_agent(r->cfg, r->max_live);
 }
 
 /* 1 if dst reaches this host: loopback, unspecified, or one of its addresses. */
@@ -448,11 +450,14 @@ int relay_adopt(struct relay *r, evutil_socket_t fd, struct store_conn *c, const
 	}
 	/* One agent (a cgroup, or what came through one pinned interface) leaves the rest to
 	 * others: those that trickle bytes to hold sessions cannot take them all. */
-	if (agent_sessions(c->cgroup_id, c->iface) >= cfg->max_sessions_per_agent) {
-		char d[96];
+	if (agent_sessions(c->cgroup_id, c->iface) >= r->per_agent) {
+		char d[128];
 
-		snprintf(d, sizeof(d), "max_sessions_per_agent (%u) reached by this agent",
-			 cfg->max_sessions_per_agent);
+		if (cfg->max_sessions_per_agent)
+			snprintf(d, sizeof(d), "max_sessions_per_agent (%u) reached by this agent", r->per_agent);
+		else
+			snprintf(d, sizeof(d), "max_sessions_per_agent (%u: half of the %llu sessions at once) "
+				 "reached by this agent", r->per_agent, (unsigned long long)r->max_live);
 		set_abort_on_close(fd);
 		close(fd);
 		record_refused(r, c, AL_REASON_LIMIT, d);
@@ -691,6 +696,7 @@ void relay_stats(const struct relay *r, struct relay_stats *out)
 	*out = r->stats;
 	out->max_sessions = r->max_live;
 	out->fd_limit = r->fd_limit;
+	out->per_agent = r->per_agent;
 }
 
 void relay_free(struct relay *r)
