@@ -35,7 +35,6 @@ int httpproxy_start(struct httpproxy *p, int fd, const struct store_conn *c,
 
 struct httpproxy_stats {
 	uint64_t live, sessions, requests, denied, held, malformed;
-	uint64_t passthrough;       /* always 0: nothing is passed through (kept for status) */
 };
 void httpproxy_stats(const struct httpproxy *p, struct httpproxy_stats *out);
 

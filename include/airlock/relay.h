@@ -33,6 +33,9 @@ struct relay_stats {
 				     * if the file descriptor limit could not be raised for it */
 	uint64_t fd_limit;          /* RLIMIT_NOFILE, raised for max_sessions */
 	uint64_t per_agent;         /* of max_sessions, one agent's at once (config_sessions_per_agent) */
+	uint64_t tls_passthrough;   /* relayed sessions that began with a TLS ClientHello, since start:
+				     * TLS passed through unopened (a tcp resource's, or to a
+				     * destination no resource names under `default relay`) */
 };
 void relay_stats(const struct relay *r, struct relay_stats *out);
 

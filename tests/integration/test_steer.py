@@ -302,7 +302,8 @@ def case_python_v4mapped():
 
 def case_tls_passthrough_sni():
     """TLS to a destination no resource names is relayed as bytes (default relay); the
-    audit row keeps the server name the agent asked for (from its ClientHello)."""
+    audit row keeps the server name the agent asked for (from its ClientHello), and status's
+    tls_passthrough (airlockctl status: "TLS relayed unopened") counts the connection, once."""
     need_up()
     import ssl
     import threading
@@ -340,6 +341,7 @@ def case_tls_passthrough_sni():
             pass
     threading.Thread(target=serve, daemon=True).start()
     mark = T.al.max_id()
+    tls0 = T.al.status().get("tls_passthrough")
     pid, rc, out, err = run_in_cgroup_with_pid(
         [CURL, "-sk", "--noproxy", "*", "--max-time", "10", "--resolve",
          "passthrough.example:%d:127.0.0.3" % port, "https://passthrough.example:%d/" % port])
@@ -353,6 +355,10 @@ def case_tls_passthrough_sni():
     check(got["resource"] is None and got["reason"] == "closed", "row: %s" % got)
     check("tls sni=passthrough.example" in (got.get("detail") or ""),
           "the row does not name the server: detail %r" % got.get("detail"))
+    tls1 = T.al.status().get("tls_passthrough")
+    check(isinstance(tls0, int) and tls1 == tls0 + 1, "status tls_passthrough went from %r to %r" % (tls0, tls1))
+    text = T.al.ctl("status").stdout
+    check("; %d TLS relayed unopened\n" % tls1 in text, "airlockctl status says: %r" % text)
 
 
 def case_outside_not_steered():

@@ -175,6 +175,7 @@ static json_t *cmd_status(struct daemon *d)
 	json_object_set_new(resp, "accepted", json_integer((json_int_t)rs.accepted));
 	json_object_set_new(resp, "max_sessions", json_integer((json_int_t)rs.max_sessions));
 	json_object_set_new(resp, "fd_limit", json_integer((json_int_t)rs.fd_limit));
+	json_object_set_new(resp, "tls_passthrough", json_integer((json_int_t)rs.tls_passthrough));
 	json_object_set_new(resp, "max_sessions_per_agent", json_integer((json_int_t)rs.per_agent));
 	json_object_set_new(resp, "steered_total", json_integer((json_int_t)kc[AL_REASON_STEERED]));
 	json_object_set_new(resp, "connections_recorded", json_integer((json_int_t)tot.connections));
@@ -202,7 +203,6 @@ static json_t *cmd_status(struct daemon *d)
 		json_object_set_new(resp, "http_denied", json_integer((json_int_t)hs.denied));
 		json_object_set_new(resp, "http_held", json_integer((json_int_t)hs.held));
 		json_object_set_new(resp, "http_malformed", json_integer((json_int_t)hs.malformed));
-		json_object_set_new(resp, "tls_passthrough", json_integer((json_int_t)hs.passthrough));
 	}
 	json_object_set_new(resp, "kernel", kobj);
 	json_object_set_new(resp, "sessions", sobj);

@@ -178,10 +178,12 @@ static int cmd_status(void)
 	       (long long)json_integer_value(json_object_get(resp, "max_sessions")),
 	       (long long)json_integer_value(json_object_get(resp, "fd_limit")),
 	       (long long)json_integer_value(json_object_get(resp, "max_sessions_per_agent")));
-	printf("connections: %lld accepted since start, %lld steered by the kernel, %lld recorded\n",
+	printf("connections: %lld accepted since start, %lld steered by the kernel, %lld recorded; "
+	       "%lld TLS relayed unopened\n",
 	       (long long)json_integer_value(json_object_get(resp, "accepted")),
 	       (long long)json_integer_value(json_object_get(resp, "steered_total")),
-	       (long long)json_integer_value(json_object_get(resp, "connections_recorded")));
+	       (long long)json_integer_value(json_object_get(resp, "connections_recorded")),
+	       (long long)json_integer_value(json_object_get(resp, "tls_passthrough")));
 	if (json_is_false(json_object_get(resp, "store_accepting")))
 		printf("store: FULL: new sessions and every command are refused until it has room (see the "
 		       "log)\n");

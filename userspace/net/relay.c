@@ -210,14 +210,15 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 		uint8_t peek[2048];
 		struct http_hello h;
 		ssize_t p = recv(x->fd, peek, sizeof(peek), MSG_PEEK | MSG_DONTWAIT);
+		int rc = p > 0 && peek[0] == 0x16 ? http_tls_hello(peek, (size_t)p, &h) : HTTP_ERROR;
 
-		s->sniff_tries++;
-		if (p <= 0 || peek[0] != 0x16)
+		if (rc != HTTP_NEED_MORE || (size_t)p == sizeof(peek) || ++s->sniff_tries == 3) {
 			s->sniff_tries = 3;
-		else if (http_tls_hello(peek, (size_t)p, &h) != HTTP_NEED_MORE || (size_t)p == sizeof(peek)) {
-			s->sniff_tries = 3;
-			if (http_tls_hello(peek, (size_t)p, &h) == HTTP_DONE)
+			if (rc == HTTP_DONE)
 				snprintf(s->sni, sizeof(s->sni), "%s", h.sni);
+			/* A ClientHello, or as much of one as the peek holds: TLS passed through. */
+			if (rc != HTTP_ERROR)
+				s->r->stats.tls_passthrough++;
 		}
 	}
 	n = splice(x->fd, NULL, x->pipe[1], NULL, x->cap - x->queued, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
