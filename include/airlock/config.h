@@ -22,6 +22,13 @@ enum al_upstream_tls {
 	AL_UPSTREAM_TLS_VERIFY_FULL = 2, /* chain and host name checked */
 };
 
+/* The upstream login methods a postgres resource answers with its stored password (bits). */
+enum {
+	AL_UPSTREAM_AUTH_SCRAM = 1,     /* SCRAM-SHA-256: the server proves it knows the password */
+	AL_UPSTREAM_AUTH_MD5 = 2,       /* md5: a hash that logs in as well as the password does */
+	AL_UPSTREAM_AUTH_PASSWORD = 4,  /* the password itself */
+};
+
 enum al_action {
 	AL_ACTION_DENY = 0,
 	AL_ACTION_ALLOW = 1,
@@ -87,6 +94,8 @@ struct al_resource {
 	char **sni;             /* `host NAME...`: server names (globs) this resource answers; none: any */
 	size_t n_sni;
 	int upstream_tls_line;  /* where upstream_tls was given; 0: the protocol's default */
+	unsigned upstream_auth; /* AL_UPSTREAM_AUTH_* bits (postgres); by default SCRAM, and md5 and
+				 * password too with upstream_tls verify-full */
 	struct al_rule *rules;  /* first match decides; none matches: allow */
 	size_t n_rules;
 };

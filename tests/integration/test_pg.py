@@ -361,7 +361,7 @@ def up_ssl():
     return "f" if T.up_tls == "disable" else "t"
 
 
-def pg_resource(upstream_tls=None, upstream_ca="testca", credential="pgcred", tls_name=None):
+def pg_resource(upstream_tls=None, upstream_ca="testca", credential="pgcred", tls_name=None, extra=()):
     upstream_tls = upstream_tls or T.up_tls
     if upstream_tls != "verify-full":
         upstream_ca = None
@@ -374,6 +374,7 @@ def pg_resource(upstream_tls=None, upstream_ca="testca", credential="pgcred", tl
         lines.append('    upstream_ca "%s"' % os.path.join(T.pgdir, upstream_ca + ".pem"))
     if tls_name:
         lines.append('    tls_name "%s"' % tls_name)
+    lines += ["    %s" % x for x in extra]
     lines += ['    credential "%s"' % credential,
               "    rule deny kind ddl",
               "    rule deny relation secrets",
@@ -1259,7 +1260,17 @@ def case_restart_require_tls_name():
 
 
 def case_restart_md5_plain():
+    """A server that asks for md5 over an upstream not checked by TLS (upstream_tls disable): by
+    default Airlock does not answer (md5's answer logs in as well as the password would, to
+    whoever is there): psql gets FATAL 28000 and the log says what allows it; with
+    `upstream_auth scram-sha-256 md5` it logs in."""
     restart_with(pg_resource("disable", None, "pgmd5"))
+    r = psql("SELECT 1", sslmode="require")
+    check(r.returncode == 2 and "the server asks for md5 authentication, which Airlock does not answer" in r.stderr,
+          "md5 over upstream_tls disable, by default: exit %d %r" % (r.returncode, r.stderr.strip()))
+    said = "`upstream_auth scram-sha-256 md5` allows it"
+    check(wait_for(lambda: any(said in ln for ln in T.al.log_lines()), 5), "no log line %r: %s" % (said, T.al.log_tail(3)))
+    restart_with(pg_resource("disable", None, "pgmd5", extra=["upstream_auth scram-sha-256 md5"]))
     r = psql_ok("SELECT current_user, (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid())",
                 sslmode="require")
     check(r.stdout.strip() == "appmd5|f", "md5 credential, upstream_tls disable: %r" % r.stdout)
@@ -1438,7 +1449,8 @@ CASES = [
     ("the real password never reaches the agent, the audit rows or the log", case_no_leak),
     ("restart: upstream_tls require; the leaf carries tls_name; the CA is kept",
      case_restart_require_tls_name),
-    ("restart: upstream_tls disable with an md5 credential", case_restart_md5_plain),
+    ("restart: upstream_tls disable with an md5 credential: not answered by default (FATAL 28000), "
+     "answered with upstream_auth md5", case_restart_md5_plain),
     ("restart: the server asks for a cleartext password (pg_hba password over TLS)",
      case_restart_cleartext),
     ("restart: a client-certificate credential (server pg_hba cert): the agent logs in as its "

@@ -1260,6 +1260,43 @@ static void test_sequence_rules(void)
 	config_free(d);
 }
 
+/* The upstream login methods a postgres resource answers with its password. */
+static void test_upstream_auth(void)
+{
+	static const struct {
+		const char *lines;
+		unsigned want;
+	} cases[] = {
+		{ "", AL_UPSTREAM_AUTH_SCRAM },
+		{ " upstream_tls require\n", AL_UPSTREAM_AUTH_SCRAM },
+		{ " upstream_tls verify-full\n",
+		  AL_UPSTREAM_AUTH_SCRAM | AL_UPSTREAM_AUTH_MD5 | AL_UPSTREAM_AUTH_PASSWORD },
+		{ " upstream_auth scram-sha-256 md5\n", AL_UPSTREAM_AUTH_SCRAM | AL_UPSTREAM_AUTH_MD5 },
+		{ " upstream_auth password\n", AL_UPSTREAM_AUTH_PASSWORD },
+		{ " upstream_tls verify-full\n upstream_auth scram-sha-256\n", AL_UPSTREAM_AUTH_SCRAM },
+	};
+	char conf[512];
+
+	for (size_t i = 0; i < AL_ARRAY_LEN(cases); i++) {
+		struct al_config *c;
+
+		snprintf(conf, sizeof(conf), "resource db {\n address 10.0.0.1\n port 5432\n protocol postgres\n"
+			 " credential pg\n%s}\n", cases[i].lines);
+		c = parse(conf);
+		CHECK(c != NULL);
+		if (!c)
+			continue;
+		if (c->resources[0].upstream_auth != cases[i].want)
+			printf("#   case %zu: %u, want %u\n", i, c->resources[0].upstream_auth, cases[i].want);
+		CHECK(c->resources[0].upstream_auth == cases[i].want);
+		config_free(c);
+	}
+	CHECK_STR(perr("resource db {\n address ::1\n port 1\n protocol postgres\n credential pg\n"
+		       " upstream_auth md4\n}\n"), "t:6: upstream_auth: 'md4' (valid: scram-sha-256, md5, password)");
+	CHECK_STR(perr("resource a {\n address ::1\n port 1\n protocol https\n upstream_auth md5\n}\n"),
+		  "t:1: resource 'a': upstream_auth is for postgres resources");
+}
+
 static void test_https_resource(void)
 {
 	struct al_config *c = parse("http_max_body 64k\n"
@@ -1439,6 +1476,7 @@ int main(void)
 	RUN(test_rules);
 	RUN(test_sequence_rules);
 	RUN(test_decide_stmt);
+	RUN(test_upstream_auth);
 	RUN(test_https_resource);
 	RUN(test_method_overrides);
 	RUN(test_console_settings);

@@ -1098,6 +1098,33 @@ static int d_upstream_tls(struct parser *ps, const struct line *ln)
 	return fail(ps, ln->no, "upstream_tls: '%s' (valid: disable, require, verify-full)", arg1(ln));
 }
 
+static int d_upstream_auth(struct parser *ps, const struct line *ln)
+{
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} methods[] = {
+		{ "scram-sha-256", AL_UPSTREAM_AUTH_SCRAM },
+		{ "md5", AL_UPSTREAM_AUTH_MD5 },
+		{ "password", AL_UPSTREAM_AUTH_PASSWORD },
+	};
+	struct al_resource *r = cur_res(ps);
+
+	if (r->upstream_auth)
+		return fail(ps, ln->no, "upstream_auth given twice");
+	for (size_t a = 1; a < ln->n; a++) {
+		size_t i;
+
+		for (i = 0; i < AL_ARRAY_LEN(methods) && strcmp(ln->v[a].s, methods[i].name) != 0; i++)
+			;
+		if (i == AL_ARRAY_LEN(methods))
+			return fail(ps, ln->no, "upstream_auth: '%s' (valid: scram-sha-256, md5, password)",
+				    ln->v[a].s);
+		r->upstream_auth |= methods[i].bit;
+	}
+	return 0;
+}
+
 static int d_upstream_ca(struct parser *ps, const struct line *ln)
 {
 	if (!is_abs_path(arg1(ln)))
@@ -1353,6 +1380,7 @@ static const struct directive res_directives[] = {
 	{ "protocol", 1, 1, d_protocol },
 	{ "upstream_tls", 1, 1, d_upstream_tls },
 	{ "upstream_ca", 1, 1, d_upstream_ca },
+	{ "upstream_auth", 1, 3, d_upstream_auth },
 	{ "tls_name", 1, 1, d_tls_name },
 	{ "credential", 1, 1, d_credential },
 	{ "rule", 1, 0, d_rule },
@@ -1434,6 +1462,14 @@ static int close_resource(struct parser *ps)
 	if (r->proto == AL_PROTO_POSTGRES && !r->credential)
 		return fail(ps, r->line, "resource '%s' needs a credential (the upstream login, "
 			    "kept in the secrets file)", r->name);
+	if (r->upstream_auth && r->proto != AL_PROTO_POSTGRES)
+		return fail(ps, r->line, "resource '%s': upstream_auth is for postgres resources", r->name);
+	if (r->proto == AL_PROTO_POSTGRES && !r->upstream_auth)
+		/* md5's answer and a password are the credential to whoever asks: only to a server
+		 * whose certificate was checked */
+		r->upstream_auth = AL_UPSTREAM_AUTH_SCRAM |
+			(r->upstream_tls == AL_UPSTREAM_TLS_VERIFY_FULL ?
+			 AL_UPSTREAM_AUTH_MD5 | AL_UPSTREAM_AUTH_PASSWORD : 0);
 	if (r->upstream_ca && r->upstream_tls != AL_UPSTREAM_TLS_VERIFY_FULL)
 		return fail(ps, r->line, "resource '%s': upstream_ca needs upstream_tls verify-full",
 			    r->name);

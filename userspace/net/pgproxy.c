@@ -2065,6 +2065,12 @@ static void up_event(struct bufferevent *bev, short what, void *arg)
 			  "08006", "the upstream server closed the connection");
 }
 
+/* upstream_auth's name of a password method. */
+static const char *auth_name(int code)
+{
+	return code == PG_AUTH_MD5 ? "md5" : code == PG_AUTH_CLEARTEXT ? "password" : "scram-sha-256";
+}
+
 static void up_auth_msg(struct pgs *s, const struct pg_msg *m)
 {
 	char out[1024], e[256];
@@ -2093,12 +2099,16 @@ static void up_auth_msg(struct pgs *s, const struct pg_msg *m)
 		case PG_AUTH_CLEARTEXT:
 			if (!s->cred->password)
 				goto nopw;
+			if (!(s->res->upstream_auth & AL_UPSTREAM_AUTH_PASSWORD))
+				goto refused;
 			pg_build_password(&b, s->cred->password);
 			up_send(s, &b);
 			break;
 		case PG_AUTH_MD5:
 			if (!s->cred->password)
 				goto nopw;
+			if (!(s->res->upstream_auth & AL_UPSTREAM_AUTH_MD5))
+				goto refused;
 			pg_md5_password(s->cred->user, s->cred->password, a.salt, out);
 			pg_build_password(&b, out);
 			up_send(s, &b);
@@ -2106,6 +2116,8 @@ static void up_auth_msg(struct pgs *s, const struct pg_msg *m)
 		case PG_AUTH_SASL:
 			if (!s->cred->password)
 				goto nopw;
+			if (!(s->res->upstream_auth & AL_UPSTREAM_AUTH_SCRAM))
+				goto refused;
 			if (s->scram || !pg_auth_has_mechanism(&a, "SCRAM-SHA-256") ||
 			    pg_scram_start(s->cred->password, &s->scram, out, sizeof(out)) < 0) {
 				pgs_close(s, AL_REASON_UPSTREAM_RESET, "28000", "upstream offers no usable SASL mechanism");
@@ -2188,6 +2200,17 @@ nopw:
 	pg_buf_free(&b);
 	pgs_close(s, AL_REASON_UPSTREAM_REFUSED, "28000",
 		  "upstream wants a password and credential '%s' has none", s->res->credential);
+	return;
+refused:
+	/* The agent's error names no setting: what to change is in airlockd's log. */
+	al_warn("pg resource %s: the upstream asks for %s authentication, which resource's upstream_auth "
+		"does not allow (md5 and password hand the credential to whoever answers: by default only "
+		"to a server checked by upstream_tls verify-full; `upstream_auth scram-sha-256 %s` allows it)",
+		s->res->name, auth_name(a.code), auth_name(a.code));
+	pg_buf_free(&b);
+	pgs_close(s, AL_REASON_UPSTREAM_REFUSED, "28000",
+		  "the server asks for %s authentication, which Airlock does not answer for this resource",
+		  auth_name(a.code));
 }
 
 /* A message from upstream in the relaying state: account it, then pass it on. */
