@@ -1968,8 +1968,7 @@ static void agent_event(struct bufferevent *bev, short what, void *arg)
 		pgs_close(s, AL_REASON_CLOSED, NULL, s->state == P_READY ? NULL : "agent left during startup");
 	else if (what & BEV_EVENT_ERROR)
 		pgs_close(s, AL_REASON_AGENT_RESET, NULL, "agent connection error");
-	else if (what & BEV_EVENT_TIMEOUT)
-		pgs_close(s, AL_REASON_LIMIT, "08P01", "startup took too long");
+	/* (no timeouts on the agent's side: pg_login_timeout is a timer of the session's own) */
 	(void)bev;
 }
 
