@@ -464,9 +464,14 @@ def mode_malformed(host, port, db, user, kind):
             c.send(bad)
         except OSError as e:     # Airlock may close while a long message is still going out
             res["send_error"] = str(e)
+    read_to_end(c, res, 5, time.monotonic())
+
+
+def read_to_end(c, res, timeout, t0):
+    """Reads Airlock's messages until it closes or is silent for timeout seconds, and prints res
+    with them, whether it closed, and the seconds since t0."""
     msgs = []
-    c.sock.settimeout(5)
-    t0 = time.monotonic()
+    c.sock.settimeout(timeout)
     try:
         while True:
             m = c.read_msg()
@@ -490,21 +495,7 @@ def mode_stall(host, port, db, user, kind):
         params = b"user\0" + user.encode() + b"\0database\0" + db.encode() + b"\0\0"
         packet = struct.pack("!II", 8 + len(params), 0x00030000) + params
         c.send(packet[:len(packet) // 2])
-    msgs = []
-    c.sock.settimeout(TIMEOUT)
-    try:
-        while True:
-            m = c.read_msg()
-            if m is None:
-                break
-            msgs.append(m)
-    except socket.timeout:
-        res["timeout"] = True
-    res["msgs"] = summary(msgs)
-    res["eof"] = c.eof
-    res["elapsed"] = time.monotonic() - t0
-    c.sock.close()
-    out(res)
+    read_to_end(c, res, TIMEOUT, t0)
 
 
 def mode_psycopg2(host, port, db, user, rootcert):
