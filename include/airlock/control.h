@@ -19,14 +19,18 @@ struct control;
 struct control_peer {
 	uid_t uid;
 	pid_t pid;
-	int pidfd;              /* that process (SO_PEERPIDFD, else pidfd_open at accept); -1: none */
+	int fd;                         /* the connection */
+	unsigned long long start;       /* the process's start time at accept (/proc/<pid>/stat); 0: unknown */
 	int open;
 };
 
-/* Whether peer's process still runs: what was read of /proc/<pid> before this said 1 was of
- * that process, not of another that got its pid since (a caller that exits and leaves its
- * socket to a child). 0 without a pidfd. */
+/* Whether peer's process is still the one that connected: what was read of /proc/<pid> before
+ * this said 1 was of that process, not of another that got its pid since (a caller that exits
+ * and leaves its socket to a child). By the kernel's pidfd of the peer (SO_PEERPIDFD, 6.5)
+ * where there is one, else by the pid's start time against the one read at accept. */
 int control_peer_alive(const struct control_peer *peer);
+/* The start time of process pid (clock ticks since boot, /proc/<pid>/stat); 0 if unknown. */
+unsigned long long control_pid_start(pid_t pid);
 
 /* Answers one request; returns a new object ({"ok":true,...} or
  * {"ok":false,"error":"..."}). */

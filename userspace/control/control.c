@@ -6,12 +6,14 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -51,34 +53,50 @@ json_t *control_ok(void)
 static void client_free(struct bufferevent *bev, struct client *cl)
 {
 	bufferevent_free(bev);
-	if (cl->peer.pidfd >= 0)
-		close(cl->peer.pidfd);
 	free(cl);
 }
 
-/* A pidfd of the peer of fd: the kernel's (SO_PEERPIDFD: the process that connected, whatever
- * happened since), else one opened by its pid now (the process that connected, unless it exited
- * between connect and this accept and another took its pid). -1 if neither. */
-static int peer_pidfd(int fd, pid_t pid)
+/* (/proc/<pid>/stat's 22nd field) */
+unsigned long long control_pid_start(pid_t pid)
 {
-	int pidfd = -1;
-	socklen_t len = sizeof(pidfd);
+	char path[32], buf[1024], *p;
+	unsigned long long start = 0;
+	ssize_t n;
+	int fd;
 
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0 && pidfd >= 0)
-		return pidfd;
 	if (pid <= 0)
-		return -1;
-	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	return pidfd >= 0 ? pidfd : -1;
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* after the command name's closing bracket: state is field 3, start time field 22 */
+	if (!(p = strrchr(buf, ')')) ||
+	    sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+		   &start) != 1)
+		return 0;
+	return start;
 }
 
 int control_peer_alive(const struct control_peer *peer)
 {
-	/* A pidfd polls readable once its process has exited (a signal 0 would need CAP_KILL for
-	 * another uid's process, which airlockd does not keep). */
-	struct pollfd p = { .fd = peer->pidfd, .events = POLLIN };
+	int pidfd = -1, alive;
+	socklen_t len = sizeof(pidfd);
 
-	return peer->pidfd >= 0 && poll(&p, 1, 0) == 0;
+	if (getsockopt(peer->fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0 && pidfd >= 0) {
+		/* The process that connected, whatever came since: it polls readable once it has
+		 * exited (a signal 0 would need CAP_KILL for another uid's process). */
+		struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+		alive = poll(&p, 1, 0) == 0;
+		close(pidfd);
+		return alive;
+	}
+	return peer->start && control_pid_start(peer->pid) == peer->start;
 }
 
 static void reply(struct bufferevent *bev, json_t *resp)
@@ -149,7 +167,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	cl->c = c;
 	cl->peer.uid = cred.uid;
 	cl->peer.pid = cred.pid;
-	cl->peer.pidfd = c->open ? peer_pidfd(fd, cred.pid) : -1;
+	cl->peer.fd = fd;
+	cl->peer.start = c->open ? control_pid_start(cred.pid) : 0;
 	cl->peer.open = c->open;
 	bufferevent_setcb(bev, on_read, NULL, on_event, cl);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
