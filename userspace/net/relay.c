@@ -62,7 +62,8 @@ struct session {
 	struct relay *r;
 	int64_t row;                /* store row id */
 	struct side agent, up;
-	struct event *timer;        /* upstream connect timeout */
+	struct event *timer;        /* upstream connect timeout; then the wait for the rest of a
+				     * ClientHello (on_sniff_wait) */
 	int connected;
 	int sniff_tries;            /* looking for a TLS ClientHello in the first bytes */
 	char sni[256];              /* its server name, for the audit row */
@@ -192,6 +193,48 @@ static int pump_out(struct side *x)
 	return 0;
 }
 
+#define SNIFF_TRIES 9           /* peeks at the first bytes for a whole ClientHello (200 ms) */
+#define SNIFF_WAIT_MS 25        /* between them, while its rest is on the way */
+
+static void on_sniff_wait(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)event_add(s->agent.rev, NULL);
+	(void)fd;
+	(void)what;
+}
+
+/*
+ * A peek at the agent's first bytes: a TLS ClientHello names its server, for the row. One that
+ * has not all arrived (a hello over more than one segment: post-quantum key shares make them
+ * 1.5 KB and more) is waited for before a byte is forwarded, SNIFF_WAIT_MS at a time, or the
+ * next peek would start in its middle. 1 if reading waits for it.
+ */
+static int sniff(struct session *s, struct side *x)
+{
+	uint8_t peek[16384 + 5];        /* a TLS record, the largest a hello comes in */
+	struct timeval wait = { 0, SNIFF_WAIT_MS * 1000 };
+	struct http_hello h;
+	ssize_t p = recv(x->fd, peek, sizeof(peek), MSG_PEEK | MSG_DONTWAIT);
+	int rc = p > 0 && peek[0] == 0x16 ? http_tls_hello(peek, (size_t)p, &h) : HTTP_ERROR;
+
+	/* (the agent is read once the upstream is connected: the connect timer is gone by then) */
+	if (rc == HTTP_NEED_MORE && (size_t)p < sizeof(peek) && ++s->sniff_tries < SNIFF_TRIES && s->connected &&
+	    (s->timer || (s->timer = evtimer_new(s->r->base, on_sniff_wait, s)))) {
+		event_del(x->rev);
+		evtimer_add(s->timer, &wait);
+		return 1;
+	}
+	s->sniff_tries = SNIFF_TRIES;
+	if (rc == HTTP_DONE)
+		snprintf(s->sni, sizeof(s->sni), "%s", h.sni);
+	/* A ClientHello, or as much of one as came: TLS passed through. */
+	if (rc != HTTP_ERROR)
+		s->r->stats.tls_passthrough++;
+	return 0;
+}
+
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
 	struct side *x = arg;
@@ -205,22 +248,8 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 		event_del(x->rev);
 		return;
 	}
-	if (x == &s->agent && s->sniff_tries < 3) {
-		/* A peek at the first bytes: a TLS ClientHello names its server. */
-		uint8_t peek[2048];
-		struct http_hello h;
-		ssize_t p = recv(x->fd, peek, sizeof(peek), MSG_PEEK | MSG_DONTWAIT);
-		int rc = p > 0 && peek[0] == 0x16 ? http_tls_hello(peek, (size_t)p, &h) : HTTP_ERROR;
-
-		if (rc != HTTP_NEED_MORE || (size_t)p == sizeof(peek) || ++s->sniff_tries == 3) {
-			s->sniff_tries = 3;
-			if (rc == HTTP_DONE)
-				snprintf(s->sni, sizeof(s->sni), "%s", h.sni);
-			/* A ClientHello, or as much of one as the peek holds: TLS passed through. */
-			if (rc != HTTP_ERROR)
-				s->r->stats.tls_passthrough++;
-		}
-	}
+	if (x == &s->agent && s->sniff_tries < SNIFF_TRIES && sniff(s, x))
+		return;
 	n = splice(x->fd, NULL, x->pipe[1], NULL, x->cap - x->queued, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 	if (n > 0) {
 		x->queued += (size_t)n;
