@@ -252,9 +252,14 @@ function renderQueue() {
     }
     const dl = el('dl', { class: 'facts' });
     fact(dl, 'rule', r.rule);
-    fact(dl, 'agent cgroup', r.cgroup_path);
-    fact(dl, 'exe', r.exe);
-    fact(dl, 'pid / uid', (r.pid ?? '?') + ' / ' + (r.uid ?? '?') + (r.comm ? ' (' + r.comm + ')' : ''));
+    if (r.iface) {
+      // An agent behind a pinned interface is that interface: the host knows no pid or uid of it.
+      fact(dl, 'agent interface', r.iface);
+    } else {
+      fact(dl, 'agent cgroup', r.cgroup_path);
+      fact(dl, 'exe', r.exe);
+      fact(dl, 'pid / uid', (r.pid ?? '?') + ' / ' + (r.uid ?? '?') + (r.comm ? ' (' + r.comm + ')' : ''));
+    }
     fact(dl, 'sha256', r.sha256, 'mono');
     if (r.conn_id) fact(dl, 'session', el('a', { href: '#/session/' + r.conn_id, text: 'connection ' + r.conn_id }));
     const by = approvalsOf(r).map((a) => a.reviewer + (a.reason ? ': ' + a.reason : '')).join('; ');
@@ -378,7 +383,7 @@ async function loadHistory() {
         ['decision', (s) => s.decision + (s.rule ? ' (' + s.rule + ')' : '')], ['outcome', outcome]], rows);
     } else if (what === 'requests') {
       table('history', [['#', (r) => r.id], ['created', (r) => when(r.created_us)], ['session', (r) => sessLink(r.conn_id)],
-        ['agent', (r) => r.cgroup_path], ['resource', (r) => r.resource], ['command', (r) => vis('code', 'cmd1', r.command)],
+        ['agent', (r) => (r.iface ? 'iface ' + r.iface : r.cgroup_path)], ['resource', (r) => r.resource], ['command', (r) => vis('code', 'cmd1', r.command)],
         ['state', (r) => r.state], ['reason', (r) => r.reason]], rows);
     } else {
       table('history', [['session', (c) => sessLink(c.id)], ['opened', (c) => when(c.opened_us)], ['agent', (c) => c.cgroup_path || c.iface],
@@ -567,11 +572,17 @@ async function loadSession(id) {
 
 // ---- grants, users -------------------------------------------------------------------------
 
+// Whom a grant covers: an interface's agent (name and index), or a cgroup's agent and its uid.
+function grantAgent(g) {
+  if (g.agent_iface) return 'iface ' + g.agent_iface + (g.agent_ifindex == null ? '' : ' (#' + g.agent_ifindex + ')');
+  return (g.cgroup_path || '?') + (g.agent_uid == null ? '' : ' (uid ' + g.agent_uid + ')');
+}
+
 async function loadGrants() {
   try {
     const j = await api('/grants');
     const now = nowUs();
-    table('grants', [['#', (g) => g.id], ['request', (g) => g.request_id], ['agent', (g) => (g.cgroup_path || '?') + (g.agent_uid == null ? '' : ' (uid ' + g.agent_uid + ')')], ['resource', (g) => g.resource],
+    table('grants', [['#', (g) => g.id], ['request', (g) => g.request_id], ['agent', grantAgent], ['resource', (g) => g.resource],
       ['fingerprint', (g) => vis('code', 'mono', g.fingerprint)], ['by', (g) => g.created_by], ['expires', (g) => when(g.expires_us)],
       ['state', (g) => (g.revoked_us ? 'revoked by ' + (g.revoked_by || '?') : g.expires_us <= now ? 'expired' : 'live')],
       ['', (g) => (!g.revoked_us && g.expires_us > now ? el('button', { type: 'button', class: 'deny', text: 'Revoke',

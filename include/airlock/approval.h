@@ -26,10 +26,14 @@ const char *approval_outcome_name(enum approval_outcome o);
 struct approval_req {
 	int64_t conn_id;
 	int64_t stmt_id;                /* the audit row of the command, if any */
+	/* The agent: a pinned cgroup's process (cgroup_id, its pid and uid), or whatever is behind
+	 * a pinned interface (iface and ifindex; cgroup_id 0, and no pid or uid the host knows). */
 	uint64_t cgroup_id;
 	const char *cgroup_path;
 	uint32_t pid, uid;
 	const char *exe, *comm;
+	const char *iface;              /* NULL or "": a cgroup's agent */
+	uint32_t ifindex;
 	const char *resource;
 	const char *protocol;           /* "postgres", later "http", "ssh" */
 	const char *text;               /* what reviewers read */
@@ -55,10 +59,10 @@ void approval_abort_all(struct approval *a);
 void approval_free(struct approval *a);     /* aborts what is still pending */
 void approval_set_config(struct approval *a, const struct al_config *cfg);
 
-/* An unexpired, unrevoked grant for this fingerprint, agent (cgroup and uid) and
- * resource: its id, or 0. */
-int64_t approval_grant_for(struct approval *a, const char *fingerprint, uint64_t cgroup_id,
-			   uint32_t agent_uid, const char *resource);
+/* An unexpired, unrevoked grant that covers q (its fingerprint, agent and resource; the
+ * other fields are not read): its id, or 0. A cgroup's grant covers that cgroup and uid, an
+ * interface's grant that interface; neither covers the other kind of agent. */
+int64_t approval_grant_for(struct approval *a, const struct approval_req *q);
 /* A session that ran something under a grant registers so that revoking
  * the grant ends it (cb with APPROVAL_REVOKED). */
 int approval_watch_grant(struct approval *a, int64_t grant_id, approval_cb cb, void *arg) AL_MUST;
@@ -75,8 +79,10 @@ void approval_cancel(struct approval *a, int64_t request_id);
  * reviewer_uid is the OS uid behind it (-1 if none, e.g. a console login).
  * Refuses with a message: unknown or decided request, reviewer not in an
  * approver group, self-approval (the agent's uid or the reviewer's own
- * agent), a reviewer with no uid at all (self-approval cannot be ruled out),
- * a person counting twice, a grant longer than the rule allows. */
+ * agent; an agent behind an interface has no uid the host knows, so there
+ * only approver groups and count stand between it and its owner), a reviewer
+ * with no uid at all, a person counting twice, a grant longer than the rule
+ * allows. */
 int approval_decide(struct approval *a, int64_t request_id, const struct store_user *reviewer,
 		    long reviewer_uid, int approve, const char *reason, unsigned int grant_secs,
 		    char *err, size_t errlen) AL_MUST;

@@ -12,7 +12,7 @@ struct store_reader;       /* a read-only connection for long reads (below) */
 
 /* The schema version this build migrates stores to (store.c checks it
  * against its migration list at compile time). */
-#define STORE_SCHEMA_VERSION 16
+#define STORE_SCHEMA_VERSION 17
 
 /* What is known of a connection when it is accepted. Strings may be NULL.
  * cgroup_id 0 means no kernel identity: cgroup_id, pid, tid, uid and gid are
@@ -31,6 +31,7 @@ struct store_conn {
 	const char *resource;       /* matched resource name; NULL for none */
 	const char *protocol;
 	const char *iface;          /* pinned interface the agent came through (TPROXY); NULL for cgroups */
+	uint32_t ifindex;           /* its index (not a column: the proxies hand it to grants) */
 };
 
 struct store_conn_end {
@@ -217,10 +218,11 @@ int store_batch_commit_settled(struct store *s) AL_MUST;
 struct store_request {
 	int64_t created_us, expires_us;
 	int64_t conn_id, stmt_id;
-	uint64_t cgroup_id;
+	uint64_t cgroup_id;             /* 0: an agent behind iface; cgroup_id, pid and uid are then NULL */
 	const char *cgroup_path;
 	uint32_t pid, uid;
 	const char *exe, *comm;
+	const char *iface;              /* the pinned interface the agent came through; NULL for cgroups */
 	const char *resource, *protocol;
 	const char *command, *kind, *fingerprint;
 	const char *sha256;             /* hex of the exact bytes held */
@@ -236,16 +238,30 @@ int store_approval_add(struct store *s, int64_t request_id, const char *reviewer
 /* The decision that ends a request and the end itself, in one durable transaction. */
 int store_approval_final(struct store *s, int64_t request_id, const char *reviewer, const char *decision,
 			 const char *reason, unsigned int grant_s, const char *state) AL_MUST;
-/* A grant covers the request's fingerprint from its agent: its cgroup and its uid. */
-int store_grant_add(struct store *s, int64_t request_id, const char *fingerprint, uint64_t cgroup_id,
-		    const char *cgroup_path, uint32_t agent_uid, const char *resource, int64_t expires_us,
-		    const char *by, int64_t *id) AL_MUST;
+/*
+ * A grant covers the request's fingerprint on its resource from its agent only: a pinned
+ * cgroup's agent is its cgroup and uid (agent_iface NULL), an agent behind a pinned interface
+ * is that interface, by name and index (cgroup_id 0; its uid is not known, stored as NULL).
+ */
+struct store_grant {
+	int64_t id;                     /* store_grants_live: the row */
+	int64_t request_id;
+	const char *fingerprint, *resource;
+	uint64_t cgroup_id;
+	const char *cgroup_path;
+	int64_t agent_uid;              /* -1: none (an interface's agent, or a grant from before
+					 * schema 15, which covers no one) */
+	const char *agent_iface;        /* NULL or "": a cgroup's agent */
+	uint32_t agent_ifindex;
+	int64_t expires_us;
+	const char *created_by;
+};
+int store_grant_add(struct store *s, const struct store_grant *g, int64_t *id) AL_MUST;
 int store_grant_revoke(struct store *s, int64_t id, const char *by) AL_MUST;
-/* Unexpired, unrevoked grants, for the daemon's memory at start (agent_uid -1: a grant from
- * before grants named their uid, which covers no one). */
-int store_grants_live(struct store *s, int (*cb)(void *arg, int64_t id, const char *fp,
-		      uint64_t cgroup_id, int64_t agent_uid, const char *resource, int64_t expires_us),
-		      void *arg) AL_MUST;
+/* Unexpired, unrevoked grants, for the daemon's memory at start. A grant from before schema 17
+ * has no agent_iface: it was made for a cgroup's agent or, with cgroup_id 0, for one behind
+ * some interface nobody recorded; approval.c lets the latter cover no one. */
+int store_grants_live(struct store *s, int (*cb)(void *arg, const struct store_grant *g), void *arg) AL_MUST;
 /* Rows as JSON objects: requests (newest first; state NULL = all), one
  * request's approvals, grants. */
 int store_requests_list(struct store *s, const char *state, unsigned int limit,

@@ -911,6 +911,8 @@ static void test_review_records(void)
 				   .conn_id = 1, .stmt_id = 1, .cgroup_id = 77, .resource = "pg",
 				   .protocol = "postgres", .command = "DELETE FROM t WHERE id = 1",
 				   .kind = "delete", .sha256 = "ab", .rule = "rule review", .approvals_needed = 1 };
+	struct store_grant g = { .fingerprint = "fp", .resource = "pg", .cgroup_id = 77, .cgroup_path = "/agents/a",
+				 .agent_uid = 1000, .expires_us = al_now_us() + 900000000, .created_by = "alice" };
 	struct store_user_gone gone;
 	int64_t id = 0, gid = 0;
 
@@ -919,7 +921,8 @@ static void test_review_records(void)
 		return;
 	CHECK(store_request_add(s, &r, &id) == 0);
 	CHECK(store_approval_add(s, id, "alice", "approve", NULL, 900) == 0);
-	CHECK(store_grant_add(s, id, "fp", 77, "/agents/a", 1000, "pg", al_now_us() + 900000000, "alice", &gid) == 0);
+	g.request_id = id;
+	CHECK(store_grant_add(s, &g, &gid) == 0);
 	CHECK(store_grant_revoke(s, gid, "bob") == 0);
 	CHECK(store_request_end(s, id, "approved", NULL) == 0);
 	CHECK(store_user_del(s, "alice", &gone) == 0 && gone.n_requests == 0 && gone.n_grants == 0);
@@ -1675,6 +1678,9 @@ static void test_recordings_v8_upgrade(void)
 		       " DROP INDEX connections_closed_us;"     /* and before 14 */
 		       " ALTER TABLE grants DROP COLUMN agent_uid;"     /* and before 15 */
 		       " ALTER TABLE pins DROP COLUMN gone_us;"         /* and before 16 */
+		       " ALTER TABLE grants DROP COLUMN agent_iface;"   /* and before 17 */
+		       " ALTER TABLE grants DROP COLUMN agent_ifindex;"
+		       " ALTER TABLE requests DROP COLUMN iface;"
 		       " PRAGMA user_version = 8;") == 0);
 	CHECK(store_open(p, &s) == 0);
 	CHECK(s && store_schema_version(s) == STORE_SCHEMA_VERSION);

@@ -862,6 +862,16 @@ static void test_users(void)
 	CHECK(store_audit_verify(p, NULL, &v) == 0);
 }
 
+/* A grant of cgroup 77's uid 1000 on pg. */
+static int grant_add(struct store *s, int64_t request_id, const char *fp, int64_t expires_us, const char *by,
+		     int64_t *id)
+{
+	struct store_grant g = { .request_id = request_id, .fingerprint = fp, .resource = "pg", .cgroup_id = 77,
+				 .cgroup_path = "/a", .agent_uid = 1000, .expires_us = expires_us, .created_by = by };
+
+	return store_grant_add(s, &g, id);
+}
+
 /* A removed reviewer's approvals of pending requests stop counting and the live grants they
  * helped make end; ended requests, other reviewers' grants and expired grants stay as they are. */
 static void test_user_del_undoes(void)
@@ -891,13 +901,13 @@ static void test_user_del_undoes(void)
 	CHECK(store_request_add(s, &r, &done1) == 0 && store_request_add(s, &r, &done2) == 0 &&
 	      store_request_add(s, &r, &done3) == 0);
 	CHECK(store_approval_final(s, done1, "alice", "approve", NULL, 600, "approved") == 0);
-	CHECK(store_grant_add(s, done1, "fp1", 77, "/a", 1000, "pg", far, "alice", &g_alice) == 0);
+	CHECK(grant_add(s, done1, "fp1", far, "alice", &g_alice) == 0);
 	CHECK(store_approval_add(s, done2, "alice", "approve", NULL, 600) == 0);
 	CHECK(store_approval_final(s, done2, "bob", "approve", NULL, 600, "approved") == 0);
-	CHECK(store_grant_add(s, done2, "fp2", 77, "/a", 1000, "pg", far, "bob", &g_quorum) == 0);
+	CHECK(grant_add(s, done2, "fp2", far, "bob", &g_quorum) == 0);
 	CHECK(store_approval_final(s, done3, "bob", "approve", NULL, 600, "approved") == 0);
-	CHECK(store_grant_add(s, done3, "fp3", 77, "/a", 1000, "pg", far, "bob", &g_bob) == 0);
-	CHECK(store_grant_add(s, done1, "fp4", 77, "/a", 1000, "pg", al_now_us() - 1, "alice", &g_old) == 0);
+	CHECK(grant_add(s, done3, "fp3", far, "bob", &g_bob) == 0);
+	CHECK(grant_add(s, done1, "fp4", al_now_us() - 1, "alice", &g_old) == 0);
 
 	CHECK(store_user_del(s, "alice", &gone) == 0);
 	CHECK(gone.n_requests == 1 && gone.requests && gone.requests[0] == pending);

@@ -20,9 +20,11 @@ struct req {
 	approval_cb cb;
 	void *arg;
 	struct event *timer;
-	uint32_t agent_uid;
+	uint32_t agent_uid;     /* meaningless for an interface's agent (iface set) */
 	uint64_t cgroup_id;
 	char *cgroup_path;
+	char *iface;            /* NULL: a cgroup's agent */
+	uint32_t ifindex;
 	char *fingerprint;
 	char *resource;
 	char **approvers;       /* groups */
@@ -33,12 +35,23 @@ struct req {
 	unsigned int grant_s;   /* the shortest window the approvers chose */
 };
 
+/*
+ * A grant's agent is a pinned cgroup's (cgroup_id and agent_uid, iface NULL) or the one behind
+ * a pinned interface (iface and ifindex; it has no cgroup and no uid the host knows). The
+ * interface is both its name and its index: the name is what the operator pinned and what
+ * reviewers read, and the index tells this interface from a later one given the same name (a
+ * container started again gets a new veth), so a grant does not pass to it, as a cgroup's does
+ * not pass to the service's next cgroup (a new id). The index alone could name another
+ * interface after a reboot, while grants live on in the store.
+ */
 struct grant {
 	LIST_ENTRY(grant) link;
 	int64_t id;
 	char *fingerprint;
 	uint64_t cgroup_id;
-	int64_t agent_uid;      /* -1: a grant from before grants named it, which covers no one */
+	int64_t agent_uid;      /* -1: none (a grant from before grants named it covers no one) */
+	char *iface;
+	uint32_t ifindex;
 	char *resource;
 	int64_t expires_us;
 };
@@ -61,6 +74,31 @@ struct approval {
 	approval_listener listener;
 	void *listener_arg;
 };
+
+static void grant_free(struct grant *g)
+{
+	free(g->fingerprint);
+	free(g->iface);
+	free(g->resource);
+	free(g);
+}
+
+static int has_iface(const char *iface)
+{
+	return iface && *iface;
+}
+
+/* Whether g covers q's agent. A grant without an interface and with cgroup 0 is one from before
+ * grants named interfaces (schema 17), made for the agent behind some interface nobody recorded:
+ * it covers no one, like one without a uid (schema 15). */
+static int grant_covers_agent(const struct grant *g, const struct approval_req *q)
+{
+	if (g->iface)
+		return has_iface(q->iface) && q->cgroup_id == 0 && g->ifindex == q->ifindex &&
+		       strcmp(g->iface, q->iface) == 0;
+	return !has_iface(q->iface) && g->cgroup_id != 0 && g->cgroup_id == q->cgroup_id &&
+	       g->agent_uid >= 0 && g->agent_uid == (int64_t)q->uid;
+}
 
 static void tell(struct approval *a, int64_t id, const char *event)
 {
@@ -87,6 +125,7 @@ static void req_free(struct req *r)
 	if (r->timer)
 		event_free(r->timer);
 	free(r->cgroup_path);
+	free(r->iface);
 	free(r->fingerprint);
 	free(r->resource);
 	for (size_t i = 0; i < r->n_approvers; i++)
@@ -250,6 +289,7 @@ int64_t approval_submit(struct approval *a, const struct approval_req *q, approv
 	sr.uid = q->uid;
 	sr.exe = q->exe;
 	sr.comm = q->comm;
+	sr.iface = has_iface(q->iface) ? q->iface : NULL;
 	sr.resource = q->resource;
 	sr.protocol = q->protocol;
 	sr.command = q->text;
@@ -279,6 +319,9 @@ int64_t approval_submit(struct approval *a, const struct approval_req *q, approv
 	r->max_grant_s = rule->max_grant_s;
 	r->grant_s = rule->max_grant_s;
 	r->cgroup_path = q->cgroup_path ? strdup(q->cgroup_path) : NULL;
+	r->ifindex = q->ifindex;
+	if (has_iface(q->iface) && !(r->iface = strdup(q->iface)))
+		goto fail_r;
 	r->fingerprint = strdup(q->fingerprint ? q->fingerprint : "");
 	r->resource = strdup(q->resource);
 	if (rule->n_approvers) {
@@ -359,8 +402,11 @@ int approval_decide(struct approval *a, int64_t request_id, const struct store_u
 		return al_errf(err, errlen, "%s has no uid, so whether request %lld is their own cannot be "
 			       "told (root: airlockctl user set %s --uid N)", reviewer, (long long)request_id,
 			       reviewer);
-	if ((reviewer_uid >= 0 && (uint32_t)reviewer_uid == r->agent_uid) ||
-	    (u->uid >= 0 && (uint32_t)u->uid == r->agent_uid))
+	/* An agent behind an interface runs in its own namespaces: the host does not know its uid
+	 * (the 0 it has here means nothing), so there is nothing to compare the reviewer's with;
+	 * approver groups and count are what keep its owner from approving it alone. */
+	if (!r->iface && ((reviewer_uid >= 0 && (uint32_t)reviewer_uid == r->agent_uid) ||
+			  (u->uid >= 0 && (uint32_t)u->uid == r->agent_uid)))
 		return al_errf(err, errlen, "request %lld comes from uid %u: a reviewer cannot decide "
 			       "their own request", (long long)request_id, r->agent_uid);
 	if (r->n_approvers) {
@@ -418,31 +464,51 @@ int approval_decide(struct approval *a, int64_t request_id, const struct store_u
 	}
 	if (r->grant_s > 0) {
 		struct grant *g = calloc(1, sizeof(*g));
+		struct store_grant sg = {
+			.request_id = request_id,
+			.fingerprint = r->fingerprint,
+			.resource = r->resource,
+			.cgroup_id = r->cgroup_id,
+			.cgroup_path = r->cgroup_path,
+			.agent_uid = r->iface ? -1 : (int64_t)r->agent_uid,
+			.agent_iface = r->iface,
+			.agent_ifindex = r->ifindex,
+			.expires_us = al_now_us() + (int64_t)r->grant_s * 1000000,
+			.created_by = reviewer,
+		};
 		int64_t gid;
-		int64_t expires = al_now_us() + (int64_t)r->grant_s * 1000000;
 
-		if (!g || store_grant_add(a->store, request_id, r->fingerprint, r->cgroup_id, r->cgroup_path,
-					  r->agent_uid, r->resource, expires, reviewer, &gid) < 0) {
+		if (!g || store_grant_add(a->store, &sg, &gid) < 0) {
 			free(g);
 			return al_errf(err, errlen, "could not record the grant");
 		}
+		/* Recorded: a copy that cannot be made only means the grant covers nothing here. */
 		g->id = gid;
 		g->fingerprint = strdup(r->fingerprint);
 		g->resource = strdup(r->resource);
 		g->cgroup_id = r->cgroup_id;
-		g->agent_uid = r->agent_uid;
-		g->expires_us = expires;
-		LIST_INSERT_HEAD(&a->grants, g, link);
-		al_info("grant %lld: fingerprint %s on %s for %us", (long long)gid, r->fingerprint,
-			r->resource, r->grant_s);
+		g->agent_uid = sg.agent_uid;
+		g->iface = r->iface ? strdup(r->iface) : NULL;
+		g->ifindex = r->ifindex;
+		g->expires_us = sg.expires_us;
+		if (!g->fingerprint || !g->resource || (r->iface && !g->iface))
+			grant_free(g);
+		else
+			LIST_INSERT_HEAD(&a->grants, g, link);
+		if (r->iface)
+			al_info("grant %lld: fingerprint %s on %s from interface %s (%u) for %us", (long long)gid,
+				r->fingerprint, r->resource, r->iface, r->ifindex, r->grant_s);
+		else
+			al_info("grant %lld: fingerprint %s on %s from cgroup %llu uid %u for %us", (long long)gid,
+				r->fingerprint, r->resource, (unsigned long long)r->cgroup_id, r->agent_uid,
+				r->grant_s);
 	}
 	al_info("review request %lld approved", (long long)request_id);
 	req_finish(r, "approved", APPROVAL_APPROVED, reason);
 	return 0;
 }
 
-int64_t approval_grant_for(struct approval *a, const char *fingerprint, uint64_t cgroup_id,
-			   uint32_t agent_uid, const char *resource)
+int64_t approval_grant_for(struct approval *a, const struct approval_req *q)
 {
 	int64_t now = al_now_us();
 	struct grant *g, *next;
@@ -451,13 +517,11 @@ int64_t approval_grant_for(struct approval *a, const char *fingerprint, uint64_t
 		next = LIST_NEXT(g, link);
 		if (g->expires_us <= now) {
 			LIST_REMOVE(g, link);
-			free(g->fingerprint);
-			free(g->resource);
-			free(g);
+			grant_free(g);
 			continue;
 		}
-		if (g->cgroup_id == cgroup_id && g->agent_uid == (int64_t)agent_uid && fingerprint &&
-		    *fingerprint && strcmp(g->fingerprint, fingerprint) == 0 && strcmp(g->resource, resource) == 0)
+		if (q->fingerprint && *q->fingerprint && strcmp(g->fingerprint, q->fingerprint) == 0 &&
+		    strcmp(g->resource, q->resource) == 0 && grant_covers_agent(g, q))
 			return g->id;
 	}
 	return 0;
@@ -502,9 +566,7 @@ static void grant_ended(struct approval *a, int64_t grant_id)
 	LIST_FOREACH(g, &a->grants, link) {
 		if (g->id == grant_id) {
 			LIST_REMOVE(g, link);
-			free(g->fingerprint);
-			free(g->resource);
-			free(g);
+			grant_free(g);
 			break;
 		}
 	}
@@ -554,22 +616,23 @@ void approval_reviewer_removed(struct approval *a, const char *name, const struc
 	}
 }
 
-static int load_grant(void *arg, int64_t id, const char *fp, uint64_t cgroup_id, int64_t agent_uid,
-		      const char *resource, int64_t expires_us)
+static int load_grant(void *arg, const struct store_grant *sg)
 {
 	struct approval *a = arg;
 	struct grant *g = calloc(1, sizeof(*g));
 
 	if (!g)
 		return -1;
-	g->id = id;
-	g->fingerprint = strdup(fp ? fp : "");
-	g->resource = strdup(resource ? resource : "");
-	g->cgroup_id = cgroup_id;
-	g->agent_uid = agent_uid;
-	g->expires_us = expires_us;
+	g->id = sg->id;
+	g->fingerprint = strdup(sg->fingerprint ? sg->fingerprint : "");
+	g->resource = strdup(sg->resource ? sg->resource : "");
+	g->cgroup_id = sg->cgroup_id;
+	g->agent_uid = sg->agent_uid;
+	g->iface = has_iface(sg->agent_iface) ? strdup(sg->agent_iface) : NULL;
+	g->ifindex = sg->agent_ifindex;
+	g->expires_us = sg->expires_us;
 	LIST_INSERT_HEAD(&a->grants, g, link);
-	return g->fingerprint && g->resource ? 0 : -1;
+	return g->fingerprint && g->resource && (g->iface || !has_iface(sg->agent_iface)) ? 0 : -1;
 }
 
 int approval_new(struct event_base *base, struct store *st, const struct al_config *cfg,
@@ -649,9 +712,7 @@ void approval_free(struct approval *a)
 	approval_abort_all(a);
 	while ((g = LIST_FIRST(&a->grants)) != NULL) {
 		LIST_REMOVE(g, link);
-		free(g->fingerprint);
-		free(g->resource);
-		free(g);
+		grant_free(g);
 	}
 	while ((w = LIST_FIRST(&a->watchers)) != NULL) {
 		LIST_REMOVE(w, link);

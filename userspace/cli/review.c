@@ -141,10 +141,19 @@ static void print_pending(json_t *rows)
 	       "APPROVED", "LEFT", "COMMAND");
 	json_array_foreach(rows, i, r) {
 		long long left = i_(r, "expires_us") / 1000000 - now_s;
+		const char *iface = json_string_value(json_object_get(r, "iface")), *agent = s_(r, "cgroup_path");
+		char ibuf[48], ubuf[24] = "-";
 
+		/* An agent behind an interface is that interface; the host knows no uid of it. */
+		if (iface) {
+			snprintf(ibuf, sizeof(ibuf), "iface %.40s", iface);
+			agent = ibuf;
+		}
+		if (json_is_integer(json_object_get(r, "uid")))
+			snprintf(ubuf, sizeof(ubuf), "%lld", i_(r, "uid"));
 		/* agent text: the cgroup path and the command (one line, 80 characters at most) */
-		term_printf("%-6lld %-14s %-10s %-22s %-6lld %zu/%-5lld %-9lld %.80s\n", i_(r, "id"),
-			    s_(r, "resource"), s_(r, "kind"), s_(r, "cgroup_path"), i_(r, "uid"),
+		term_printf("%-6lld %-14s %-10s %-22s %-6s %zu/%-5lld %-9lld %.80s\n", i_(r, "id"),
+			    s_(r, "resource"), s_(r, "kind"), agent, ubuf,
 			    json_array_size(json_object_get(r, "approvals")), i_(r, "approvals_needed"),
 			    left > 0 ? left : 0, s_(r, "command"));
 	}
@@ -397,8 +406,12 @@ int ctl_review_command(const char *control_sock, const char *cmd, int argc, char
 			 * each indented: none of them can pass for a line of ours. */
 			term_printf("request %lld (%s) on %s, rule: %s\n", i_(v, "id"), s_(v, "state"),
 				    s_(v, "resource"), s_(v, "rule"));
-			term_printf("agent: cgroup %s, pid %lld, uid %lld, exe %s\n", s_(v, "cgroup_path"),
-				    i_(v, "pid"), i_(v, "uid"), s_(v, "exe"));
+			if (json_is_string(json_object_get(v, "iface")))
+				term_printf("agent: interface %s (its pid and uid are not known to the host)\n",
+					    s_(v, "iface"));
+			else
+				term_printf("agent: cgroup %s, pid %lld, uid %lld, exe %s\n", s_(v, "cgroup_path"),
+					    i_(v, "pid"), i_(v, "uid"), s_(v, "exe"));
 			term_printf("kind: %s, sha256 %s\ncommand:\n", s_(v, "kind"), s_(v, "sha256"));
 			al_buf_str(&text, "  ");
 			term_lines(&text, s_(v, "command"), "  ");

@@ -87,6 +87,7 @@ void agent_who_set(struct agent_who *w, const struct store_conn *c)
 	w->pid = c->pid;
 	w->uid = c->uid;
 	snprintf(w->iface, sizeof(w->iface), "%s", c->iface ? c->iface : "");
+	w->ifindex = c->iface ? c->ifindex : 0;
 	w->counted = agent_sessions_add(w->cgroup_id, w->iface, 1) == 0;
 }
 
@@ -130,4 +131,6 @@ void agent_who_request(const struct agent_who *w, struct approval_req *q)
 	q->uid = w->uid;
 	q->exe = w->exe;
 	q->comm = w->comm;
+	q->iface = w->iface[0] ? w->iface : NULL;
+	q->ifindex = w->ifindex;
 }

@@ -16,6 +16,7 @@ struct agent_who {
 	char *cgroup_path, *exe, *comm;         /* NULL: unknown */
 	uint32_t pid, uid;
 	char iface[16];                         /* the pinned interface it came through (TPROXY) */
+	uint32_t ifindex;                       /* and its index; 0 with no interface */
 	int counted;                            /* counted in agent_sessions until agent_who_free */
 };
 

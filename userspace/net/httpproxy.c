@@ -893,8 +893,12 @@ static void park(struct hs *s)
 	struct approval_req q = { 0 };
 	int64_t grant, id;
 
-	grant = s->p->approval ? approval_grant_for(s->p->approval, s->cmd.fingerprint, s->who.cgroup_id,
-						    s->who.uid, s->res->name) : 0;
+	q.conn_id = s->row;
+	q.stmt_id = s->hrow;
+	agent_who_request(&s->who, &q);
+	q.resource = s->res->name;
+	q.fingerprint = s->cmd.fingerprint;
+	grant = s->p->approval ? approval_grant_for(s->p->approval, &q) : 0;
 	if (grant > 0) {
 		if (approval_watch_grant(s->p->approval, grant, on_grant_event, s) < 0) {
 			hs_close(s, AL_REASON_INTERNAL, "out of memory");
@@ -904,14 +908,9 @@ static void park(struct hs *s)
 		on_review(s, -2, APPROVAL_APPROVED, NULL);
 		return;
 	}
-	q.conn_id = s->row;
-	q.stmt_id = s->hrow;
-	agent_who_request(&s->who, &q);
-	q.resource = s->res->name;
 	q.protocol = "http";
 	q.text = s->cmd.text;
 	q.kind = s->cmd.kind;
-	q.fingerprint = s->cmd.fingerprint;
 	q.bytes = evbuffer_pullup(s->held, -1);
 	q.len = evbuffer_get_length(s->held);
 	q.rule = s->review_rule;

@@ -1106,8 +1106,12 @@ static void park(struct pgs *s, char term)
 		pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");
 		return;
 	}
-	grant = s->p->approval ? approval_grant_for(s->p->approval, s->rv_fp.p ? s->rv_fp.p : "",
-						    s->who.cgroup_id, s->who.uid, s->res->name) : 0;
+	q.conn_id = s->row;
+	q.stmt_id = s->review_stmt;
+	agent_who_request(&s->who, &q);
+	q.resource = s->res->name;
+	q.fingerprint = s->rv_fp.p ? s->rv_fp.p : "";
+	grant = s->p->approval ? approval_grant_for(s->p->approval, &q) : 0;
 	if (grant > 0) {
 		if (approval_watch_grant(s->p->approval, grant, on_grant_event, s) < 0) {
 			pgs_close(s, AL_REASON_INTERNAL, "53200", "out of memory");
@@ -1116,14 +1120,9 @@ static void park(struct pgs *s, char term)
 		release(s);
 		return;
 	}
-	q.conn_id = s->row;
-	q.stmt_id = s->review_stmt;
-	agent_who_request(&s->who, &q);
-	q.resource = s->res->name;
 	q.protocol = "postgres";
 	q.text = s->rv_text.p ? s->rv_text.p : "";
 	q.kind = s->review_kind;
-	q.fingerprint = s->rv_fp.p ? s->rv_fp.p : "";
 	q.bytes = evbuffer_pullup(s->held, -1);
 	q.len = evbuffer_get_length(s->held);
 	q.rule = s->review_rule;

@@ -29,7 +29,7 @@ static void abort_close(int fd)
 /* The interface of the connection, if the XDP program of a pinned agent
  * interface let its SYN in; fills name. */
 static int flow_iface(struct tproxy *t, const struct al_addr *src, uint16_t sport,
-		      const struct al_addr *dst, uint16_t dport, char name[IF_NAMESIZE])
+		      const struct al_addr *dst, uint16_t dport, char name[IF_NAMESIZE], uint32_t *ifindex)
 {
 	const struct xdp_iface *i;
 	struct al_flow_key k;
@@ -49,6 +49,7 @@ static int flow_iface(struct tproxy *t, const struct al_addr *src, uint16_t spor
 		memcpy(name, i->name, IF_NAMESIZE);
 	else
 		snprintf(name, IF_NAMESIZE, "if%u", o.ifindex);
+	*ifindex = o.ifindex;
 	return 0;
 }
 
@@ -80,7 +81,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	c.agent_port = peer_port;
 	c.dst_addr = dst_s;
 	c.dst_port = dst_port;
-	if (flow_iface(t, &peer, peer_port, &dst, dst_port, ifname) < 0) {
+	if (flow_iface(t, &peer, peer_port, &dst, dst_port, ifname, &c.ifindex) < 0) {
 		struct store_conn_end e = {
 			.closed_us = al_now_us(),
 			.reason = AL_REASON_NO_IDENTITY,

@@ -54,10 +54,15 @@ static int bind_request(sqlite3_stmt *st, void *arg)
 	rc |= sqlite3_bind_int64(st, 2, r->expires_us);
 	rc |= sqlite3_bind_int64(st, 3, r->conn_id);
 	rc |= sqlite3_bind_int64(st, 4, r->stmt_id);
-	rc |= sqlite3_bind_int64(st, 5, (int64_t)r->cgroup_id);
+	/* No cgroup, no kernel identity: an interface's agent has no pid or uid we know, not 0. */
+	if (r->cgroup_id) {
+		rc |= sqlite3_bind_int64(st, 5, (int64_t)r->cgroup_id);
+		rc |= sqlite3_bind_int64(st, 7, r->pid);
+		rc |= sqlite3_bind_int64(st, 8, r->uid);
+	} else {
+		rc |= sqlite3_bind_null(st, 5) | sqlite3_bind_null(st, 7) | sqlite3_bind_null(st, 8);
+	}
 	rc |= bind_text(st, 6, r->cgroup_path);
-	rc |= sqlite3_bind_int64(st, 7, r->pid);
-	rc |= sqlite3_bind_int64(st, 8, r->uid);
 	rc |= bind_text(st, 9, r->exe);
 	rc |= bind_text(st, 10, r->comm);
 	rc |= bind_text(st, 11, r->resource);
@@ -70,6 +75,7 @@ static int bind_request(sqlite3_stmt *st, void *arg)
 	rc |= bind_text(st, 18, r->approvers_json);
 	rc |= sqlite3_bind_int(st, 19, (int)r->approvals_needed);
 	rc |= sqlite3_bind_int(st, 20, (int)r->max_grant_s);
+	rc |= bind_text(st, 21, r->iface && *r->iface ? r->iface : NULL);
 	return rc;
 }
 
@@ -80,9 +86,9 @@ static int do_request_add(sqlite3 *db, void *arg)
 	if (step1(store_cached(ra->s, STORE_C_REQ_ADD,
 			       "INSERT INTO requests (created_us, expires_us, state, conn_id, stmt_id,"
 			       " cgroup_id, cgroup_path, pid, uid, exe, comm, resource, protocol, command,"
-			       " kind, fingerprint, sha256, rule, approvers, approvals_needed, max_grant_s)"
+			       " kind, fingerprint, sha256, rule, approvers, approvals_needed, max_grant_s, iface)"
 			       " VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
-			       " ?14, ?15, ?16, ?17, ?18, ?19, ?20)"),
+			       " ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"),
 		  bind_request, ra) < 0)
 		return -1;
 	ra->id = sqlite3_last_insert_rowid(db);
@@ -215,46 +221,51 @@ int store_review_recover(struct store *s)
 
 struct grant_add {
 	struct store *s;
-	int64_t request_id;
-	const char *fp, *cgroup_path, *resource, *by;
-	uint64_t cgroup_id;
-	uint32_t agent_uid;
-	int64_t expires_us, id;
+	const struct store_grant *g;
+	int64_t id;
 };
 
 static int bind_grant(sqlite3_stmt *st, void *arg)
 {
-	struct grant_add *g = arg;
+	const struct store_grant *g = ((struct grant_add *)arg)->g;
+	int iface = g->agent_iface && *g->agent_iface;
+	int rc = 0;
 
-	return sqlite3_bind_int64(st, 1, g->request_id) | bind_text(st, 2, g->fp) |
-	       sqlite3_bind_int64(st, 3, (int64_t)g->cgroup_id) | bind_text(st, 4, g->cgroup_path) |
-	       bind_text(st, 5, g->resource) | sqlite3_bind_int64(st, 6, al_now_us()) |
-	       sqlite3_bind_int64(st, 7, g->expires_us) | bind_text(st, 8, g->by) |
-	       sqlite3_bind_int64(st, 9, g->agent_uid);
+	rc |= sqlite3_bind_int64(st, 1, g->request_id);
+	rc |= bind_text(st, 2, g->fingerprint);
+	rc |= sqlite3_bind_int64(st, 3, (int64_t)g->cgroup_id);
+	rc |= bind_text(st, 4, g->cgroup_path);
+	rc |= bind_text(st, 5, g->resource);
+	rc |= sqlite3_bind_int64(st, 6, al_now_us());
+	rc |= sqlite3_bind_int64(st, 7, g->expires_us);
+	rc |= bind_text(st, 8, g->created_by);
+	/* An interface's agent: its uid is not known (NULL), its interface is. */
+	rc |= g->agent_uid >= 0 && !iface ? sqlite3_bind_int64(st, 9, g->agent_uid) : sqlite3_bind_null(st, 9);
+	rc |= bind_text(st, 10, iface ? g->agent_iface : NULL);
+	rc |= iface ? sqlite3_bind_int64(st, 11, g->agent_ifindex) : sqlite3_bind_null(st, 11);
+	return rc;
 }
 
 static int do_grant_add(sqlite3 *db, void *arg)
 {
-	struct grant_add *g = arg;
+	struct grant_add *ga = arg;
 
-	if (step1(store_cached(g->s, STORE_C_GRANT_ADD, "INSERT INTO grants (request_id, fingerprint,"
-			       " cgroup_id, cgroup_path, resource, created_us, expires_us, created_by, agent_uid)"
-			       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"), bind_grant, g) < 0)
+	if (step1(store_cached(ga->s, STORE_C_GRANT_ADD, "INSERT INTO grants (request_id, fingerprint,"
+			       " cgroup_id, cgroup_path, resource, created_us, expires_us, created_by, agent_uid,"
+			       " agent_iface, agent_ifindex)"
+			       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"), bind_grant, ga) < 0)
 		return -1;
-	g->id = sqlite3_last_insert_rowid(db);
+	ga->id = sqlite3_last_insert_rowid(db);
 	return 0;
 }
 
-int store_grant_add(struct store *s, int64_t request_id, const char *fingerprint, uint64_t cgroup_id,
-		    const char *cgroup_path, uint32_t agent_uid, const char *resource, int64_t expires_us,
-		    const char *by, int64_t *id)
+int store_grant_add(struct store *s, const struct store_grant *g, int64_t *id)
 {
-	struct grant_add g = { s, request_id, fingerprint, cgroup_path, resource, by, cgroup_id,
-			       agent_uid, expires_us, 0 };
+	struct grant_add ga = { s, g, 0 };
 
-	if (store_durable(s, do_grant_add, &g, "recording a grant") < 0)
+	if (store_durable(s, do_grant_add, &ga, "recording a grant") < 0)
 		return -1;
-	*id = g.id;
+	*id = ga.id;
 	return 0;
 }
 
@@ -286,23 +297,35 @@ int store_grant_revoke(struct store *s, int64_t id, const char *by)
 	return store_durable(s, do_grant_revoke, &r, "revoking a grant");
 }
 
-int store_grants_live(struct store *s, int (*cb)(void *arg, int64_t id, const char *fp,
-		      uint64_t cgroup_id, int64_t agent_uid, const char *resource, int64_t expires_us),
-		      void *arg)
+int store_grants_live(struct store *s, int (*cb)(void *arg, const struct store_grant *g), void *arg)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = -1, r;
 
-	if (sqlite3_prepare_v2(store_db(s), "SELECT id, fingerprint, cgroup_id, ifnull(agent_uid, -1),"
-			       " resource, expires_us FROM grants WHERE revoked_us IS NULL AND expires_us > ?1",
+	if (sqlite3_prepare_v2(store_db(s), "SELECT id, request_id, fingerprint, resource, cgroup_id, cgroup_path,"
+			       " ifnull(agent_uid, -1), agent_iface, ifnull(agent_ifindex, 0), expires_us, created_by"
+			       " FROM grants WHERE revoked_us IS NULL AND expires_us > ?1",
 			       -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 1, al_now_us()) != SQLITE_OK)
 		goto out;
-	while ((r = sqlite3_step(st)) == SQLITE_ROW)
-		if (cb(arg, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
-		       (uint64_t)sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3),
-		       (const char *)sqlite3_column_text(st, 4), sqlite3_column_int64(st, 5)) < 0)
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		struct store_grant g = {
+			.id = sqlite3_column_int64(st, 0),
+			.request_id = sqlite3_column_int64(st, 1),
+			.fingerprint = (const char *)sqlite3_column_text(st, 2),
+			.resource = (const char *)sqlite3_column_text(st, 3),
+			.cgroup_id = (uint64_t)sqlite3_column_int64(st, 4),
+			.cgroup_path = (const char *)sqlite3_column_text(st, 5),
+			.agent_uid = sqlite3_column_int64(st, 6),
+			.agent_iface = (const char *)sqlite3_column_text(st, 7),
+			.agent_ifindex = (uint32_t)sqlite3_column_int64(st, 8),
+			.expires_us = sqlite3_column_int64(st, 9),
+			.created_by = (const char *)sqlite3_column_text(st, 10),
+		};
+
+		if (cb(arg, &g) < 0)
 			goto out;
+	}
 	rc = r == SQLITE_DONE ? 0 : -1;
 out:
 	sqlite3_finalize(st);

@@ -192,6 +192,12 @@ static const char *const migrations[] = {
 	/* 16: a pinned cgroup found removed keeps its record, marked, until its path names a cgroup
 	 * again (a service restarted): pinned at once then, and across restarts meanwhile */
 	"ALTER TABLE pins ADD COLUMN gone_us INTEGER;",
+	/* 17: an agent behind a pinned interface is that interface, in its requests and its grants:
+	 * such an agent has no cgroup and no uid (0 for both), so a grant matched on them covered
+	 * every interface's agent; older grants with cgroup_id 0 cover no one (approval.c) */
+	"ALTER TABLE grants ADD COLUMN agent_iface TEXT;"
+	"ALTER TABLE grants ADD COLUMN agent_ifindex INTEGER;"
+	"ALTER TABLE requests ADD COLUMN iface TEXT;",
 };
 
 _Static_assert(AL_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
