@@ -15,6 +15,10 @@ Topology (every name carries this run's pid and a random suffix):
   backend netns airlock-t-<pid>-b  veth alk<pid>b  10.213.B.2/29, fdXX:2::2/64 (a second
                                                    airlockd guards it)
 
+  second agent netns airlock-t-<pid>-c  veth alk<pid>c  10.213.C.2/29, to the root netns'
+                                                        alk<pid>k  10.213.C.1/29 (pinned in one
+                                                        case: grants are per interface)
+
 The agent's interface alk<pid>h is pinned; the backend's alk<pid>b is guarded by an airlockd
 that runs in the backend namespace (as it would on a backend host).
 
@@ -59,6 +63,13 @@ IF_G = "alk%dg" % PID        # root side of the backend's link
 IF_B = "alk%db" % PID        # backend side (guarded)
 IF_X = "alk%dx" % PID        # a link that vanishes while pinned (a container stopping)
 IF_Y = "alk%dy" % PID
+NS_C = "airlock-t-%d-c" % PID
+IF_K = "alk%dk" % PID        # root side of the second agent's link (pinned in case_iface_grants)
+IF_C = "alk%dc" % PID        # the second agent's side
+OPENSSL = "/usr/bin/openssl"
+SETPRIV = "/usr/bin/setpriv"
+GRANTS_HOST = "grants.test"  # the https resource both agents reach (an upstream on .1 of each link)
+REVIEWER = ("netrev", 47219)
 NFT_TABLE = "airlock_t_%d_%s" % (PID, SUFFIX)
 
 # What the agent runs inside its namespace: small probes that print one JSON line.
@@ -222,7 +233,7 @@ class T:
     tmp = None
     al = None           # airlockd on the host (root netns)
     guard_al = None     # airlockd in the backend namespace
-    a4 = b4 = ""        # 10.213.x.y/29 prefixes: "10.213.7.8" style bases
+    a4 = b4 = c4 = ""   # 10.213.x.y/29 prefixes: "10.213.7.8" style bases
     ula = ""            # fdxx:xxxx:xxxx:1:: style prefix (agent link)
     ula_b = ""          # fdxx:xxxx:xxxx:2:: (backend link), same /48
     mark = table = 0
@@ -232,6 +243,8 @@ class T:
     udp_got = []
     dns_got = []
     agent_script = ""
+    https_port = 0      # the grants.test upstream (https_upstream.py) on a4.1 and c4.1
+    test_ca = uplog = rsock = airlock_ca = None
 
 
 def sh_quiet(*argv):
@@ -371,7 +384,7 @@ def pick_blocks():
     used6 = sh(IP, "-6", "-o", "addr").stdout + sh(IP, "-6", "route", "show", "table", "all").stdout
     rnd = random.Random(secrets.randbits(64))
     blocks = []
-    while len(blocks) < 2:
+    while len(blocks) < 3:
         third = rnd.randrange(0, 256)
         if "10.213.%d." % third in used or any(b.startswith("10.213.%d." % third) for b in blocks):
             continue
@@ -381,7 +394,7 @@ def pick_blocks():
         ula = "fd%02x:%x:%x:1::" % (rnd.randrange(256), rnd.randrange(65536), rnd.randrange(65536))
         if ula[:-3] not in used6:
             break
-    return blocks[0], blocks[1], ula
+    return blocks[0], blocks[1], blocks[2], ula
 
 
 def addr(base, host):
@@ -390,18 +403,19 @@ def addr(base, host):
 
 
 def make_topology():
-    T.a4, T.b4, T.ula = pick_blocks()
+    T.a4, T.b4, T.c4, T.ula = pick_blocks()
     T.ula_b = T.ula[:-3] + "2::"    # pick_blocks checked the whole /48 is unused
     # Cleanups first, so a failure halfway leaves nothing. Deleting a namespace
     # deletes its veth end and with it the peer; the link deletes are belt and braces.
-    for ns in (NS_A, NS_B):
+    for ns in (NS_A, NS_B, NS_C):
         lib.on_cleanup(sh_quiet, IP, "netns", "del", ns)
-    for ifname in (IF_H, IF_G, IF_X):
+    for ifname in (IF_H, IF_G, IF_X, IF_K):
         lib.on_cleanup(sh_quiet, IP, "link", "del", ifname)
-    for ns in (NS_A, NS_B):
+    for ns in (NS_A, NS_B, NS_C):
         sh(IP, "netns", "add", ns)
     sh(IP, "link", "add", IF_H, "type", "veth", "peer", "name", IF_A, "netns", NS_A)
     sh(IP, "link", "add", IF_G, "type", "veth", "peer", "name", IF_B, "netns", NS_B)
+    sh(IP, "link", "add", IF_K, "type", "veth", "peer", "name", IF_C, "netns", NS_C)
     # root side
     sh(IP, "addr", "add", addr(T.a4, 1) + "/29", "dev", IF_H)
     sh(IP, "addr", "add", addr(T.a4, 3) + "/29", "dev", IF_H)
@@ -412,6 +426,8 @@ def make_topology():
     sh(IP, "addr", "add", T.ula_b + "3/64", "dev", IF_G, "nodad")
     sh(IP, "link", "set", IF_H, "up")
     sh(IP, "link", "set", IF_G, "up")
+    sh(IP, "addr", "add", addr(T.c4, 1) + "/29", "dev", IF_K)
+    sh(IP, "link", "set", IF_K, "up")
     # agent: its link, and a route to the backend block through the host (and nothing else)
     nsa = [IP, "-n", NS_A]
     sh(*nsa, "link", "set", "lo", "up")
@@ -424,6 +440,10 @@ def make_topology():
     sh(*nsb, "addr", "add", addr(T.b4, 2) + "/29", "dev", IF_B)
     sh(*nsb, "addr", "add", T.ula_b + "2/64", "dev", IF_B, "nodad")
     sh(*nsb, "link", "set", IF_B, "up")
+    nsc = [IP, "-n", NS_C]
+    sh(*nsc, "link", "set", "lo", "up")
+    sh(*nsc, "addr", "add", addr(T.c4, 2) + "/29", "dev", IF_C)
+    sh(*nsc, "link", "set", IF_C, "up")
     note("agent %s/29 %s/64 on %s<->%s, backend %s/29 %s/64 on %s<->%s" % (
         T.a4, T.ula, IF_H, IF_A, T.b4, T.ula_b, IF_G, IF_B))
 
@@ -479,6 +499,44 @@ def start_servers():
         r = tcp_from(addr(T.b4, 1), addr(T.b4, 2), T.backend_port, 0.5)
         return r == "connected"
     check(wait_for(backend_up, 10, 0.1), "backend HTTP server did not come up")
+    start_https_upstream()
+
+
+def start_https_upstream():
+    """The upstream of resource grants (https_upstream.py, a test CA's certificate for GRANTS_HOST)
+    on the host side of both agents' links."""
+    d = T.tmp
+    T.test_ca = os.path.join(d, "test-ca.pem")
+    ca_key, key, csr, crt, ext = (os.path.join(d, n) for n in ("test-ca.key", "up.key", "up.csr", "up.pem", "up.ext"))
+    sh(OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+       "-keyout", ca_key, "-out", T.test_ca, "-days", "2", "-subj", "/CN=airlock netns test CA",
+       "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    sh(OPENSSL, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+       "-out", csr, "-subj", "/CN=%s" % GRANTS_HOST)
+    with open(ext, "w") as f:
+        f.write("subjectAltName=DNS:%s,IP:%s,IP:%s\nextendedKeyUsage=serverAuth\n"
+                % (GRANTS_HOST, addr(T.a4, 1), addr(T.c4, 1)))
+    sh(OPENSSL, "x509", "-req", "-in", csr, "-CA", T.test_ca, "-CAkey", ca_key, "-CAcreateserial",
+       "-out", crt, "-days", "2", "-extfile", ext)
+    T.https_port = lib.free_port((addr(T.a4, 1), addr(T.c4, 1)))
+    T.uplog = os.path.join(d, "upstream.log")
+    up = subprocess.Popen([lib.PY, os.path.join(lib.REPO, "tests", "integration", "https_upstream.py"), crt, key,
+                           T.uplog] + ["%s:%d" % (addr(h, 1), T.https_port) for h in (T.a4, T.c4)],
+                          stdout=subprocess.PIPE, text=True)
+    lib.on_cleanup(lib.stop_process, up)
+    check(up.stdout.readline().strip() == "ready", "the https upstream did not start")
+
+
+def grants_resource():
+    """An https resource on both agents' links whose DELETEs are reviewed, grants allowed."""
+    return """resource "grants" {
+    address %s %s
+    port %d
+    protocol https
+    host %s
+    upstream_ca "%s"
+    rule review method DELETE timeout 60s max_grant 1h
+}""" % (addr(T.a4, 1), addr(T.c4, 1), T.https_port, GRANTS_HOST, T.test_ca)
 
 
 def tcp_from(src, dst, port, timeout=1.5, send=None):
@@ -733,6 +791,107 @@ def case_tcp_remote():
     """A destination beyond the host (the backend): the host does not forward; only Airlock reaches it."""
     through_airlock("http://%s:%d/hello.txt" % (addr(T.b4, 2), T.backend_port), b"backend hello\n",
                     addr(T.b4, 2), T.backend_port, addr(T.a4, 2))
+
+
+def rv(*args):
+    """airlockctl over the review socket as the reviewer (its own uid)."""
+    name, uid = REVIEWER
+    argv = [SETPRIV, "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups", lib.AIRLOCKCTL,
+            "--review-socket", T.rsock] + [str(a) for a in args]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=20, env=lib.CLIENT_ENV)
+    check(r.returncode == 0, "airlockctl %s: %s" % (" ".join(map(str, args)), r.stderr.strip()))
+    return r
+
+
+def grants_delete(ns, ip):
+    """From the agent in namespace ns: curl -X DELETE https://grants.test/items/7 (at ip), in the
+    background; its stdout ends with the HTTP status."""
+    p = subprocess.Popen([IP, "netns", "exec", ns, CURL, "-sS", "--noproxy", "*", "--max-time", "40",
+                          "--cacert", T.airlock_ca, "--resolve", "%s:%d:%s" % (GRANTS_HOST, T.https_port, ip),
+                          "-X", "DELETE", "-w", "\n%{http_code}", "https://%s:%d/items/7" % (GRANTS_HOST, T.https_port)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=lib.CLIENT_ENV)
+    lib.on_cleanup(lib.stop_process, p)
+    return p
+
+
+def curl_status(p, timeout=30):
+    out, err = p.communicate(timeout=timeout)
+    lines = out.strip().splitlines()
+    return (lines[-1] if lines else "none (%s)" % err.strip()[-200:]), out
+
+
+def upstream_deletes():
+    try:
+        with open(T.uplog) as f:
+            return [json.loads(l) for l in f if l.strip() and json.loads(l).get("method") == "DELETE"]
+    except FileNotFoundError:
+        return []
+
+
+def wait_pending(after, iface, timeout=15):
+    def get():
+        return [r for r in T.al.db_rows("id > ? AND state = 'pending'", (after,), table="requests")
+                if r["iface"] == iface]
+    rows = wait_for(get, timeout)
+    check(rows and len(rows) == 1, "no (or not one) pending request from %s: %r" % (iface, rows))
+    return rows[0]
+
+
+def case_iface_grants():
+    """Two agents behind two pinned interfaces: A's DELETE is held and approved with a 10 minute
+    grant; A's same DELETE then runs at once, while B's is held (pending, named by its interface)
+    and denied. Interface agents have no cgroup or uid: a grant is its interface's alone."""
+    r = T.al.ctl("pin", "--iface", IF_K)
+    check(r.returncode == 0, "pin --iface %s: %s" % (IF_K, r.stderr.strip()))
+    unpin = lib.on_cleanup(T.al.ctl, "unpin", "--iface", IF_K)
+    gid = None
+    try:
+        r = T.al.ctl("user", "add", REVIEWER[0], "--uid", str(REVIEWER[1]))
+        check(r.returncode == 0 or "exists" in r.stderr, "user add: %s" % r.stderr.strip())
+        mark, n_up = T.al.max_id("requests"), len(upstream_deletes())
+        a1 = grants_delete(NS_A, addr(T.a4, 1))
+        row = wait_pending(mark, IF_H)
+        check(row["cgroup_id"] is None and row["uid"] is None and row["pid"] is None,
+              "a request from %s claims a cgroup or uid: %r" % (IF_H, row))
+        check(len(upstream_deletes()) == n_up, "the held DELETE reached the upstream")
+        rv("approve", row["id"], "--for", "10m", "--reason", "netns grant")
+        st, out = curl_status(a1)
+        check(st == "200", "A's approved DELETE: %s" % out[-300:])
+        with open("/sys/class/net/%s/ifindex" % IF_H) as f:
+            ifindex_h = int(f.read())
+        grants = [g for g in json.loads(rv("grants").stdout) if g["request_id"] == row["id"]]
+        check(len(grants) == 1 and grants[0]["agent_iface"] == IF_H and grants[0]["agent_ifindex"] == ifindex_h
+              and grants[0]["agent_uid"] is None and grants[0]["cgroup_id"] == 0,
+              "the grant does not name %s (index %d): %r" % (IF_H, ifindex_h, grants))
+        gid = grants[0]["id"]
+        # A again: the grant covers it, no review
+        mark, n_up = T.al.max_id("requests"), len(upstream_deletes())
+        t0 = time.monotonic()
+        st, out = curl_status(grants_delete(NS_A, addr(T.a4, 1)))
+        took = time.monotonic() - t0
+        check(st == "200" and took < 5, "A's DELETE under its grant: %s after %.1fs" % (out[-300:], took))
+        check(T.al.max_id("requests") == mark, "A's DELETE under its grant made a request")
+        check(len(upstream_deletes()) == n_up + 1, "A's DELETE under its grant did not reach the upstream")
+        # B, the same DELETE on the same resource: held, listed as pending from its interface
+        n_up = len(upstream_deletes())
+        b1 = grants_delete(NS_C, addr(T.c4, 1))
+        row_b = wait_pending(mark, IF_K)
+        time.sleep(0.5)
+        check(b1.poll() is None, "B's DELETE ended while held (%s)" % b1.returncode)
+        check(len(upstream_deletes()) == n_up, "B's DELETE reached the upstream under A's grant")
+        pend = rv("pending").stdout
+        line = [l for l in pend.splitlines() if l.split()[:1] == [str(row_b["id"])]]
+        check(line and "iface %s" % IF_K in line[0], "airlockctl pending does not show B's interface: %r" % pend)
+        shown = rv("show", row_b["id"]).stdout
+        check("agent: interface %s" % IF_K in shown, "airlockctl show: %r" % shown[:400])
+        rv("deny", row_b["id"], "--reason", "not B's grant")
+        st, out = curl_status(b1)
+        check(st == "403" and "not B's grant" in out, "B's denied DELETE: %s" % out[-300:])
+        check(len(upstream_deletes()) == n_up, "B's denied DELETE reached the upstream")
+    finally:
+        if gid:
+            rv("revoke", gid)
+        lib.run_cleanup(unpin)
 
 
 def case_udp_dropped():
@@ -1190,9 +1349,14 @@ def main():
         if not res.case("netns: topology", make_topology) or not res.case("netns: servers", start_servers):
             return 1
         tproxy_port = T.tproxy_port = lib.free_port()
-        T.al = lib.Airlock(T.tmp, [], settings=[
+        os.chmod(T.tmp, 0o755)      # the reviewer (its own uid) reaches the review socket
+        T.rsock = os.path.join(T.tmp, "review.sock")
+        ca_dir = os.path.join(T.tmp, "ca")
+        T.airlock_ca = os.path.join(ca_dir, "ca.crt")
+        T.al = lib.Airlock(T.tmp, [grants_resource()], settings=[
             "tproxy_port %d" % tproxy_port, "tproxy_mark %#x" % T.mark, "tproxy_table %d" % T.table,
-            "nft_table %s" % NFT_TABLE, "resolver %s" % addr(T.a4, 1)])
+            "nft_table %s" % NFT_TABLE, "resolver %s" % addr(T.a4, 1), 'ca_dir "%s"' % ca_dir,
+            'review_socket "%s"' % T.rsock])
         gdir = os.path.join(T.tmp, "guard")
         os.mkdir(gdir)
         T.guard_al = NetnsAirlock(gdir, NS_B, settings=[
@@ -1207,6 +1371,8 @@ def main():
                  case_tcp_v4)
         res.case("netns: agent TCP (IPv6) goes through Airlock via [::1] TPROXY", case_tcp_v6)
         res.case("netns: agent TCP to a host beyond the link goes through Airlock", case_tcp_remote)
+        res.case("netns: a grant covers its interface's agent only: A's granted DELETE runs at once, "
+                 "B's (another pinned interface) is held, listed by interface, and denied", case_iface_grants)
         res.case("netns: UDP to a non-resolver port is dropped by XDP (xdp_drop)", case_udp_dropped)
         res.case("netns: ICMP echo is dropped by XDP", case_icmp_dropped)
         res.case("netns: DNS to the allowed resolver passes, to another address is dropped", case_dns)
