@@ -186,7 +186,7 @@ struct al_subject {
 	int unbounded_write;
 	const char *fingerprint;        /* the statement's (postgres) */
 	const char *cgroup_path;
-	long uid;
+	long uid;                       /* -1: not known (an agent behind a pinned interface) */
 	const char *exe;
 	/* https (NULL / 0 for other protocols) */
 	const char *method;
@@ -229,7 +229,8 @@ const struct al_rule *config_decide_methods(const struct al_resource *res, const
 const char *config_action_name(int action);
 
 /* 1 if the rule's identity conditions (cgroup, uid, exe) hold for this agent. A cgroup or exe
- * that could not be read (NULL) meets a deny or review rule's condition, not an allow rule's. */
+ * that could not be read (NULL), or a uid not known (-1), meets a deny or review rule's
+ * condition, not an allow rule's. */
 int config_rule_identity_matches(const struct al_rule *r, const char *cgroup_path, long uid,
 				 const char *exe);
 const char *config_proto_name(enum al_proto p);

@@ -1000,6 +1000,23 @@ static void test_rules(void)
 	/* What could not be read for the agent does not meet an allow rule's condition... */
 	CHECK(!config_rule_identity_matches(r, "/agents/a1", 1000, NULL));
 	CHECK(!config_rule_identity_matches(r, NULL, 1000, "/usr/bin/python3"));
+	CHECK(!config_rule_identity_matches(r, "/agents/a1", -1, "/usr/bin/python3"));
+	{
+		/* An agent behind a pinned interface has no uid: "uid 0" is not it (it was read as 0,
+		 * root's), a deny or review rule with a uid holds for it, an allow rule's does not. */
+		struct al_config *d = parse("resource db {\n address 10.0.0.1\n port 5432\n protocol postgres\n"
+					    " credential x\n rule allow kind ddl uid 0\n"
+					    " rule review kind ddl uid 1000 approvers dba\n rule deny\n}\n");
+		struct al_subject subj = { .kind = PG_KIND_DDL, .uid = -1 };
+
+		CHECK(d && d->resources[0].n_rules == 3);
+		if (d && d->resources[0].n_rules == 3) {
+			CHECK(config_decide(&d->resources[0], &subj) == &d->resources[0].rules[1]);
+			subj.uid = 0;
+			CHECK(config_decide(&d->resources[0], &subj) == &d->resources[0].rules[0]);
+		}
+		config_free(d);
+	}
 	{
 		/* ...and does meet a deny or review rule's: an unknown exe does not slip past them. */
 		struct al_config *d = parse("resource db {\n address 10.0.0.1\n port 5432\n protocol postgres\n"

@@ -1966,7 +1966,8 @@ const char *config_proto_name(enum al_proto p)
  * A glob condition on what could not be read for this agent (its executable: it exited, no
  * CAP_SYS_PTRACE, a PID namespace; its cgroup path: the cgroup went away) holds for a rule
  * that refuses or holds the command and fails for one that lets it through: an unknown
- * executable does not slip past "rule deny ... exe X" (fail closed).
+ * executable does not slip past "rule deny ... exe X" (fail closed). So does a uid condition
+ * for an agent whose uid is not known (uid -1: one behind a pinned interface).
  */
 static int glob_matches(const struct al_rule *r, const char *glob, const char *value)
 {
@@ -1978,7 +1979,7 @@ static int glob_matches(const struct al_rule *r, const char *glob, const char *v
 int config_rule_identity_matches(const struct al_rule *r, const char *cgroup_path, long uid,
 				 const char *exe)
 {
-	if (r->uid >= 0 && r->uid != uid)
+	if (r->uid >= 0 && (uid < 0 ? r->allow == AL_ACTION_ALLOW : r->uid != uid))
 		return 0;
 	if (r->cgroup_glob && !glob_matches(r, r->cgroup_glob, cgroup_path))
 		return 0;

@@ -119,7 +119,7 @@ void agent_who_free(struct agent_who *w)
 void agent_who_subject(const struct agent_who *w, struct al_subject *subj)
 {
 	subj->cgroup_path = w->cgroup_path;
-	subj->uid = w->uid;
+	subj->uid = w->cgroup_id ? (long)w->uid : -1;  /* an interface's agent: no uid known */
 	subj->exe = w->exe;
 }
 
