@@ -86,8 +86,11 @@ void approval_cancel(struct approval *a, int64_t request_id);
 int approval_decide(struct approval *a, int64_t request_id, const struct store_user *reviewer,
 		    long reviewer_uid, int approve, const char *reason, unsigned int grant_secs,
 		    char *err, size_t errlen) AL_MUST;
-int approval_revoke(struct approval *a, int64_t grant_id, const char *reviewer, char *err,
-		    size_t errlen) AL_MUST;
+/* Revokes a live grant; sessions that used it end. Who may is who may decide (reviewer and
+ * reviewer_uid as for approval_decide): a reviewer with a uid, in an approver group of the
+ * rule that held the grant's request, or an admin; else refused with a message. */
+int approval_revoke(struct approval *a, int64_t grant_id, const struct store_user *reviewer,
+		    long reviewer_uid, char *err, size_t errlen) AL_MUST;
 /* A reviewer was removed (store_user_del): their approvals of pending requests no longer
  * count, and the grants they helped make end like revoked ones. */
 void approval_reviewer_removed(struct approval *a, const char *name, const struct store_user_gone *gone);

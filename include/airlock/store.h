@@ -12,7 +12,7 @@ struct store_reader;       /* a read-only connection for long reads (below) */
 
 /* The schema version this build migrates stores to (store.c checks it
  * against its migration list at compile time). */
-#define STORE_SCHEMA_VERSION 17
+#define STORE_SCHEMA_VERSION 18
 
 /* What is known of a connection when it is accepted. Strings may be NULL.
  * cgroup_id 0 means no kernel identity: cgroup_id, pid, tid, uid and gid are
@@ -253,11 +253,17 @@ struct store_grant {
 					 * schema 15, which covers no one) */
 	const char *agent_iface;        /* NULL or "": a cgroup's agent */
 	uint32_t agent_ifindex;
+	const char *approvers_json;     /* the approver groups of the rule that held the request
+					 * (a JSON array): who may revoke it */
 	int64_t expires_us;
 	const char *created_by;
 };
 int store_grant_add(struct store *s, const struct store_grant *g, int64_t *id) AL_MUST;
 int store_grant_revoke(struct store *s, int64_t id, const char *by) AL_MUST;
+/* The approver groups of grant id, not revoked, as store_grant_add was given them: 0 with *out
+ * malloc'd, or NULL (a grant from before grants kept them, whose request is gone); 1 no such
+ * grant, or revoked; -1 error. */
+int store_grant_approvers(struct store *s, int64_t id, char **out) AL_MUST;
 /* Unexpired, unrevoked grants, for the daemon's memory at start. A grant from before schema 17
  * has no agent_iface: it was made for a cgroup's agent or, with cgroup_id 0, for one behind
  * some interface nobody recorded; approval.c lets the latter cover no one. */

@@ -1062,6 +1062,59 @@ def case_grant_revoke():
         b.js("location.hash = '#/queue'; true")
 
 
+def case_revoke_authority():
+    """Who may approve may revoke: over the API a reviewer without a uid and one in none of the
+    rule's approver groups are refused (409, saying why) and the grant stays; an admin in none
+    of them revokes it."""
+    need_up()
+    tag = lib.RUN_ID[:6]
+    users = {"nouid" + tag: [], "outside" + tag: ["--uid", "47291"], "admin" + tag: ["--uid", "47292", "--admin"]}
+    gid = p = bob = None
+    try:
+        for name, extra in users.items():
+            groups = "dba" if name.startswith("nouid") else "ops"
+            r = T.al.ctl("user", "add", name, "--groups", groups, *extra)
+            check(r.returncode == 0, "user add %s: %s" % (name, r.stderr.strip()))
+        toks = {name: token_of(name) for name in users}
+        bob = token_of("bob")
+
+        def grants(key, value):
+            st, _, body = http("GET", "/api/v1/grants", headers=bob)
+            check(st == 200, "GET /api/v1/grants: %d %r" % (st, body[:200]))
+            return [g for g in json.loads(body)["grants"] if g[key] == value]
+        mark = max_req()
+        p = psql_bg(T.cg, GRANT_SQL % 45)
+        row = wait_request(GRANT_SQL % 45, mark)
+        st, _, body = http("POST", "/api/v1/requests/%d/approve" % row["id"], {"for_secs": 300},
+                           headers=bob)
+        check(st == 200, "bob's approval of %d for 5 min: %d %r" % (row["id"], st, body[:200]))
+        rc, out, err = finish(p)
+        p = None
+        check(rc == 0 and out.strip() == "DELETE 1", "psql after the approval: %d %r %r" % (rc, out, err[-200:]))
+        gs = grants("request_id", row["id"])
+        check(len(gs) == 1 and not gs[0].get("revoked_us"), "grants of request %d: %r" % (row["id"], gs))
+        gid = gs[0]["id"]
+        for name, want in (("nouid" + tag, "has no uid, so they only read"),
+                           ("outside" + tag, "is in none of the approver groups of grant %d (dba)" % gid)):
+            st, _, body = http("POST", "/api/v1/grants/%d/revoke" % gid, {}, headers=toks[name])
+            check(st == 409 and want in body, "revoke by %s: %d %r (want 409 %r)" % (name, st, body[:300], want))
+        g = grants("id", gid)
+        check(g and not g[0].get("revoked_us"), "grant %d after the refused revokes: %r" % (gid, g))
+        st, _, body = http("POST", "/api/v1/grants/%d/revoke" % gid, {}, headers=toks["admin" + tag])
+        check(st == 200, "revoke by an admin in no approver group: %d %r" % (st, body[:300]))
+        g = grants("id", gid)
+        check(g and g[0].get("revoked_us") and g[0].get("revoked_by") == "admin" + tag,
+              "grant %d after the admin's revoke: %r" % (gid, g))
+        gid = None
+    finally:
+        if p is not None:
+            lib.stop_process(p, 3)
+        if gid and bob:
+            http("POST", "/api/v1/grants/%d/revoke" % gid, {}, headers=bob)
+        for name in users:
+            T.al.ctl("user", "del", name)
+
+
 REPLAY_MARKS = 4
 REPLAY_GAP = 0.8
 
@@ -1607,6 +1660,8 @@ CASES = [
      "(a line break before WHERE), exact text shows the exact command again", case_fold_format),
     ("approve for a window in Chromium -> the same statement shape runs without review; Revoke in the "
      "grants view ends the session that used it (FATAL 42501 naming the grant); shown revoked", case_grant_revoke),
+    ("revoke over the API: a reviewer without a uid or in no approver group is refused (409), an admin "
+     "in none of them revokes", case_revoke_authority),
     ("session replay keeps the recorded gaps divided by the speed; Pause holds, Play goes on to the end",
      case_replay),
     ("history filters: resource (none for an unknown one), decision deny, request state denied; a "

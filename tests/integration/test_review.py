@@ -45,6 +45,7 @@ REVIEWERS = {
     "bob": (47102, "oncall", False),
     "carol": (47103, "ops", False),           # in no approver group
     "selfie": (AGENT_UID, "dba,oncall", True),  # an admin whose uid is the agent's
+    "dora": (47110, "ops", True),             # an admin in no approver group
 }
 RULES = [
     "rule deny unbounded_write",
@@ -698,6 +699,11 @@ def case_revoke():
     conn_id = request(T.grant["request_id"])["conn_id"]
     check(T.al.db_rows("id = ?", (conn_id,))[0]["closed_us"] is None,
           "the session's connection %d is closed already" % conn_id)
+    # Who may approve may revoke: carol is in none of the rule's approver groups.
+    rv_refused("carol", "carol is in none of the approver groups of grant %d (dba,oncall)" % gid, "revoke", gid)
+    check(T.al.db_rows("id = ?", (conn_id,))[0]["closed_us"] is None and
+          not [x for x in rv_json("alice", "grants") if x.get("id") == gid][0].get("revoked_us"),
+          "carol's refused revoke ended grant %d or its session" % gid)
     rv_ok("bob", "revoke", gid)
     t0 = time.monotonic()
     closed = wait_for(lambda: T.al.db_rows("id = ?", (conn_id,))[0]["closed_us"], 5, 0.05)
@@ -725,6 +731,32 @@ def case_revoke():
     rv_ok("bob", "deny", row["id"], "--reason", "after revoke")
     finish(p)
     T.sess.close()
+
+
+def case_revoke_admin():
+    """An admin revokes a grant whatever its approver groups; a reviewer outside them does not."""
+    need_up()
+    sql = "UPDATE items SET name = 'granted' WHERE id = 36"
+    mark = max_req()
+    p = psql_bg(T.cga, sql)
+    row = wait_request(sql, after=mark)
+    rv_ok("alice", "approve", row["id"], "--for", "10m")
+    rc, out, err = finish(p)
+    check(rc == 0 and out.strip() == "UPDATE 1", "psql after approve --for 10m: %d %r %r" % (rc, out, err[-300:]))
+    gs = [g for g in rv_json("bob", "grants") if g.get("request_id") == row["id"]]
+    check(len(gs) == 1 and not gs[0].get("revoked_us"), "grants of request %d: %r" % (row["id"], gs))
+    gid = gs[0]["id"]
+    try:
+        rv_refused("carol", "none of the approver groups of grant %d" % gid, "revoke", gid)
+        rv_ok("dora", "revoke", gid)
+        g = [x for x in rv_json("bob", "grants") if x.get("id") == gid]
+        check(g and g[0].get("revoked_us") and g[0].get("revoked_by") == "dora", "grant %d after dora's revoke: %r"
+              % (gid, g))
+        rv_refused("bob", "grant %d is not live" % gid, "revoke", gid)
+        gid = None
+    finally:
+        if gid:
+            rv("alice", "revoke", gid)
 
 
 def case_deny():
@@ -1488,7 +1520,9 @@ CASES = [
      "(also on a new connection); from the second cgroup, or as another uid in the same one, it is "
      "parked", case_grant),
     ("approve --for longer than max_grant is refused", case_max_grant),
-    ("revoke -> the live session that used the grant ends; the next DELETE is parked", case_revoke),
+    ("revoke -> the live session that used the grant ends; the next DELETE is parked; a reviewer in no "
+     "approver group is refused", case_revoke),
+    ("an admin in no approver group revokes a grant; a reviewer in none of them is refused", case_revoke_admin),
     ("deny with a reason -> ERROR 42501 with reason and request id; next statement works",
      case_deny),
     ("timeout 2s -> ERROR 42501 request N timed out; next statement works", case_timeout),

@@ -245,7 +245,8 @@ static void test_grants_before_17(void)
 	r.st = NULL;
 	/* the store as schema 16 had it, with the rows a version 16 airlockd wrote */
 	snprintf(ins, sizeof(ins),
-		 "ALTER TABLE grants DROP COLUMN agent_iface; ALTER TABLE grants DROP COLUMN agent_ifindex;"
+		 "ALTER TABLE grants DROP COLUMN approvers;"
+		 " ALTER TABLE grants DROP COLUMN agent_iface; ALTER TABLE grants DROP COLUMN agent_ifindex;"
 		 " ALTER TABLE requests DROP COLUMN iface; PRAGMA user_version = 16;"
 		 " INSERT INTO grants (request_id, fingerprint, cgroup_id, cgroup_path, resource, created_us,"
 		 " expires_us, created_by, agent_uid) VALUES"

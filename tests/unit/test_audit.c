@@ -912,7 +912,8 @@ static void test_review_records(void)
 				   .protocol = "postgres", .command = "DELETE FROM t WHERE id = 1",
 				   .kind = "delete", .sha256 = "ab", .rule = "rule review", .approvals_needed = 1 };
 	struct store_grant g = { .fingerprint = "fp", .resource = "pg", .cgroup_id = 77, .cgroup_path = "/agents/a",
-				 .agent_uid = 1000, .expires_us = al_now_us() + 900000000, .created_by = "alice" };
+				 .agent_uid = 1000, .approvers_json = "[\"dba\"]", .expires_us = al_now_us() + 900000000,
+				 .created_by = "alice" };
 	struct store_user_gone gone;
 	int64_t id = 0, gid = 0;
 
@@ -1678,6 +1679,7 @@ static void test_recordings_v8_upgrade(void)
 		       " DROP INDEX connections_closed_us;"     /* and before 14 */
 		       " ALTER TABLE grants DROP COLUMN agent_uid;"     /* and before 15 */
 		       " ALTER TABLE pins DROP COLUMN gone_us;"         /* and before 16 */
+		       " ALTER TABLE grants DROP COLUMN approvers;"     /* and before 18 */
 		       " ALTER TABLE grants DROP COLUMN agent_iface;"   /* and before 17 */
 		       " ALTER TABLE grants DROP COLUMN agent_ifindex;"
 		       " ALTER TABLE requests DROP COLUMN iface;"

@@ -863,11 +863,22 @@ static void test_users(void)
 }
 
 /* A grant of cgroup 77's uid 1000 on pg. */
+static int grant_add_groups(struct store *s, int64_t request_id, const char *fp, const char *groups,
+			    int64_t expires_us, int64_t *id)
+{
+	struct store_grant g = { .request_id = request_id, .fingerprint = fp, .resource = "pg", .cgroup_id = 77,
+				 .cgroup_path = "/a", .agent_uid = 1000, .approvers_json = groups,
+				 .expires_us = expires_us, .created_by = "alice" };
+
+	return store_grant_add(s, &g, id);
+}
+
 static int grant_add(struct store *s, int64_t request_id, const char *fp, int64_t expires_us, const char *by,
 		     int64_t *id)
 {
 	struct store_grant g = { .request_id = request_id, .fingerprint = fp, .resource = "pg", .cgroup_id = 77,
-				 .cgroup_path = "/a", .agent_uid = 1000, .expires_us = expires_us, .created_by = by };
+				 .cgroup_path = "/a", .agent_uid = 1000, .approvers_json = "[\"dba\"]",
+				 .expires_us = expires_us, .created_by = by };
 
 	return store_grant_add(s, &g, id);
 }
@@ -1002,6 +1013,57 @@ static void test_refusals(void)
 	CHECK(strstr(out, "\"dst_addr\":\"192.0.2.1\",\"dst_port\":9999") != NULL);
 	CHECK(strstr(out, "\"uid\":1000") != NULL);
 	CHECK(Q_INT(p, "SELECT count(*) FROM refusals WHERE reason = 'udp_denied' AND pid = 7") == 1);
+	store_close(s);
+}
+
+/* A grant keeps its request's approver groups (who may revoke it), also once the request row
+ * is gone; a store from before it kept them takes its requests' at the migration. */
+static void test_grant_approvers(void)
+{
+	char p[512];
+	struct store *s = NULL;
+	struct store_request r = { .created_us = al_now_us(), .expires_us = al_now_us() + 60000000,
+				   .conn_id = 1, .stmt_id = 1, .cgroup_id = 77, .resource = "pg",
+				   .protocol = "postgres", .command = "DELETE FROM t WHERE id = 1", .kind = "delete",
+				   .sha256 = "ab", .rule = "rule review", .approvers_json = "[\"dba\",\"oncall\"]",
+				   .approvals_needed = 1 };
+	int64_t rid = 0, g1 = 0, g2 = 0, g3 = 0, far = al_now_us() + 600000000;
+	char *groups = NULL, sql[128];
+
+	tpath(p, sizeof(p), "grant_approvers.db");
+	if (store_open(p, &s) < 0) {
+		CHECK(!"store_open");
+		return;
+	}
+	CHECK(store_request_add(s, &r, &rid) == 0);
+	CHECK(grant_add_groups(s, rid, "fp1", "[\"dba\",\"oncall\"]", far, &g1) == 0);
+	CHECK(grant_add_groups(s, rid, "fp2", "[]", far, &g2) == 0);
+	CHECK(grant_add_groups(s, rid, "fp3", NULL, far, &g3) == 0);
+	CHECK(store_grant_approvers(s, g1, &groups) == 0 && groups &&
+	      strcmp(groups, "[\"dba\",\"oncall\"]") == 0);
+	free(groups);
+	CHECK(store_grant_approvers(s, g2, &groups) == 0 && groups && strcmp(groups, "[]") == 0);
+	free(groups);
+	CHECK(store_grant_approvers(s, g3, &groups) == 0 && groups == NULL);
+	CHECK(store_grant_revoke(s, g2, "bob") == 0);
+	CHECK(store_grant_approvers(s, g2, &groups) == 1 && groups == NULL);
+	CHECK(store_grant_approvers(s, g3 + 100, &groups) == 1 && groups == NULL);
+	store_close(s);
+	s = NULL;
+
+	/* Back to schema 17 (no column), one grant's request gone: the migration fills in what the
+	 * requests still say. */
+	CHECK(q_exec(p, "ALTER TABLE grants DROP COLUMN approvers") == 0);
+	CHECK(q_exec(p, "PRAGMA user_version = 17") == 0);
+	CHECK(al_fmt(sql, sizeof(sql), "UPDATE grants SET request_id = 999 WHERE id = %lld", (long long)g3) == 0);
+	CHECK(q_exec(p, sql) == 0);
+	CHECK(store_open(p, &s) == 0 && store_schema_version(s) == STORE_SCHEMA_VERSION);
+	if (!s)
+		return;
+	CHECK(store_grant_approvers(s, g1, &groups) == 0 && groups &&
+	      strcmp(groups, "[\"dba\",\"oncall\"]") == 0);
+	free(groups);
+	CHECK(store_grant_approvers(s, g3, &groups) == 0 && groups == NULL);
 	store_close(s);
 }
 
@@ -1184,6 +1246,7 @@ int main(void)
 	RUN(test_pins);
 	RUN(test_users);
 	RUN(test_user_del_undoes);
+	RUN(test_grant_approvers);
 	RUN(test_reopen);
 	RUN(test_refusals);
 	RUN(test_newer_schema);

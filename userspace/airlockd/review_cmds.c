@@ -181,7 +181,7 @@ json_t *review_command(struct review_ctx *ctx, const char *cmd, json_t *req,
 		return r ? with("request", r) : control_error("no request %lld", (long long)id);
 	}
 	if (strcmp(cmd, "revoke") == 0)
-		return approval_revoke(ctx->approval, id, me.name, err, sizeof(err)) == 0 ? control_ok()
+		return approval_revoke(ctx->approval, id, &me, (long)peer->uid, err, sizeof(err)) == 0 ? control_ok()
 			: control_error("%s", err);
 	{
 		const char *reason = json_string_value(json_object_get(req, "reason"));

@@ -29,6 +29,7 @@ struct req {
 	char *resource;
 	char **approvers;       /* groups */
 	size_t n_approvers;
+	char *approvers_json;   /* the same, as stored with the request (and a grant it makes) */
 	unsigned int needed, max_grant_s;
 	char *approved_by[MAX_REVIEWERS];
 	size_t n_approved;
@@ -131,6 +132,7 @@ static void req_free(struct req *r)
 	for (size_t i = 0; i < r->n_approvers; i++)
 		free(r->approvers[i]);
 	free(r->approvers);
+	free(r->approvers_json);
 	for (size_t i = 0; i < r->n_approved; i++)
 		free(r->approved_by[i]);
 	free(r);
@@ -304,11 +306,13 @@ int64_t approval_submit(struct approval *a, const struct approval_req *q, approv
 		free(groups_text);
 		return -1;
 	}
-	free(groups_text);
 	r = calloc(1, sizeof(*r));
-	if (!r)
+	if (!r) {
+		free(groups_text);
 		goto fail;
+	}
 	LIST_INSERT_HEAD(&a->reqs, r, link);
+	r->approvers_json = groups_text;
 	r->a = a;
 	r->id = id;
 	r->cb = cb;
@@ -335,7 +339,7 @@ int64_t approval_submit(struct approval *a, const struct approval_req *q, approv
 	r->timer = evtimer_new(a->base, on_timeout, r);
 	tv.tv_sec = rule->review_timeout_ms / 1000;
 	tv.tv_usec = (rule->review_timeout_ms % 1000) * 1000;
-	if (!r->fingerprint || !r->resource || !r->timer || evtimer_add(r->timer, &tv) < 0)
+	if (!r->approvers_json || !r->fingerprint || !r->resource || !r->timer || evtimer_add(r->timer, &tv) < 0)
 		goto fail_r;
 	al_info("review request %lld: %s on %s waits for %u approval%s", (long long)id, q->kind,
 		q->resource, r->needed, r->needed == 1 ? "" : "s");
@@ -473,6 +477,7 @@ int approval_decide(struct approval *a, int64_t request_id, const struct store_u
 			.agent_uid = r->iface ? -1 : (int64_t)r->agent_uid,
 			.agent_iface = r->iface,
 			.agent_ifindex = r->ifindex,
+			.approvers_json = r->approvers_json,
 			.expires_us = al_now_us() + (int64_t)r->grant_s * 1000000,
 			.created_by = reviewer,
 		};
@@ -581,14 +586,73 @@ static void grant_ended(struct approval *a, int64_t grant_id)
 	}
 }
 
-int approval_revoke(struct approval *a, int64_t grant_id, const char *reviewer, char *err,
-		    size_t errlen)
+/* Whether reviewer u is in one of the groups of groups_json (a JSON array of names); an empty
+ * array names none, and any reviewer is. -1: not such an array. */
+static int in_any_group(const struct store_user *u, const char *groups_json, char *list, size_t len)
 {
-	if (store_grant_revoke(a->store, grant_id, reviewer) < 0)
+	json_t *g = json_loads(groups_json, 0, NULL), *v;
+	size_t i;
+	int in = 0;
+
+	if (!json_is_array(g)) {
+		json_decref(g);
+		return -1;
+	}
+	list[0] = '\0';
+	json_array_foreach(g, i, v) {
+		size_t n = strlen(list);
+
+		if (!json_is_string(v))
+			continue;
+		in |= in_groups(u->groups, json_string_value(v));
+		snprintf(list + n, len - n, "%s%s", n ? "," : "", json_string_value(v));
+	}
+	in |= json_array_size(g) == 0;
+	json_decref(g);
+	return in;
+}
+
+/* Who may revoke is who may decide: a reviewer with a uid (one without only reads), in an
+ * approver group of the rule that held the grant's request, or an admin. Unlike a decision, a
+ * revoke of one's own agent's grant is fine: it only takes a permission away. */
+int approval_revoke(struct approval *a, int64_t grant_id, const struct store_user *u, long reviewer_uid,
+		    char *err, size_t errlen)
+{
+	char *groups = NULL, list[512];
+	int rc, in = 0;
+
+	if (reviewer_uid < 0 && u->uid < 0)
+		return al_errf(err, errlen, "%s has no uid, so they only read: revoking grant %lld needs a "
+			       "reviewer with one (root: airlockctl user set %s --uid N)", u->name,
+			       (long long)grant_id, u->name);
+	rc = store_grant_approvers(a->store, grant_id, &groups);
+	if (rc == 1)
 		return al_errf(err, errlen, "grant %lld is not live", (long long)grant_id);
+	if (rc < 0)
+		return al_errf(err, errlen, "could not read grant %lld", (long long)grant_id);
+	if (!u->admin && !groups) {
+		rc = al_errf(err, errlen, "grant %lld does not record its approver groups (it is older than "
+			     "this airlockd and its request is gone): only an admin may revoke it",
+			     (long long)grant_id);
+		goto out;
+	}
+	if (!u->admin && (in = in_any_group(u, groups, list, sizeof(list))) <= 0) {
+		rc = in < 0 ? al_errf(err, errlen, "grant %lld: its approver groups are unreadable: only an "
+				      "admin may revoke it", (long long)grant_id)
+			    : al_errf(err, errlen, "%s is in none of the approver groups of grant %lld (%s): only "
+				      "they or an admin may revoke it", u->name, (long long)grant_id, list);
+		goto out;
+	}
+	if (store_grant_revoke(a->store, grant_id, u->name) < 0) {
+		rc = al_errf(err, errlen, "grant %lld is not live", (long long)grant_id);
+		goto out;
+	}
 	grant_ended(a, grant_id);
-	al_info("grant %lld revoked by %s", (long long)grant_id, reviewer);
-	return 0;
+	al_info("grant %lld revoked by %s", (long long)grant_id, u->name);
+	rc = 0;
+out:
+	free(groups);
+	return rc;
 }
 
 void approval_reviewer_removed(struct approval *a, const char *name, const struct store_user_gone *gone)

@@ -453,7 +453,7 @@ void api_handle(struct console *c, struct MHD_Connection *conn, const char *meth
 	if ((id = path_id(path, "/grants/", &rest)) > 0 && post && strcmp(rest, "/revoke") == 0) {
 		char err[512];
 
-		if (approval_revoke(c->approval, id, w->u.name, err, sizeof(err)) < 0)
+		if (approval_revoke(c->approval, id, &w->u, w->u.uid, err, sizeof(err)) < 0)
 			return reply_error(r, 409, "%s", err);
 		r->status = 200;
 		r->json = json_pack("{s:b}", "ok", 1);

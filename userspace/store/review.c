@@ -243,6 +243,7 @@ static int bind_grant(sqlite3_stmt *st, void *arg)
 	rc |= g->agent_uid >= 0 && !iface ? sqlite3_bind_int64(st, 9, g->agent_uid) : sqlite3_bind_null(st, 9);
 	rc |= bind_text(st, 10, iface ? g->agent_iface : NULL);
 	rc |= iface ? sqlite3_bind_int64(st, 11, g->agent_ifindex) : sqlite3_bind_null(st, 11);
+	rc |= bind_text(st, 12, g->approvers_json);
 	return rc;
 }
 
@@ -252,8 +253,8 @@ static int do_grant_add(sqlite3 *db, void *arg)
 
 	if (step1(store_cached(ga->s, STORE_C_GRANT_ADD, "INSERT INTO grants (request_id, fingerprint,"
 			       " cgroup_id, cgroup_path, resource, created_us, expires_us, created_by, agent_uid,"
-			       " agent_iface, agent_ifindex)"
-			       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"), bind_grant, ga) < 0)
+			       " agent_iface, agent_ifindex, approvers)"
+			       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"), bind_grant, ga) < 0)
 		return -1;
 	ga->id = sqlite3_last_insert_rowid(db);
 	return 0;
@@ -295,6 +296,31 @@ int store_grant_revoke(struct store *s, int64_t id, const char *by)
 	struct grant_rev r = { id, by };
 
 	return store_durable(s, do_grant_revoke, &r, "revoking a grant");
+}
+
+int store_grant_approvers(struct store *s, int64_t id, char **out)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = -1, r;
+
+	*out = NULL;
+	if (sqlite3_prepare_v2(store_db(s), "SELECT approvers FROM grants WHERE id = ?1 AND revoked_us IS NULL",
+			       -1, &st, NULL) != SQLITE_OK || sqlite3_bind_int64(st, 1, id) != SQLITE_OK)
+		goto out;
+	r = sqlite3_step(st);
+	if (r == SQLITE_DONE) {
+		rc = 1;
+		goto out;
+	}
+	if (r != SQLITE_ROW)
+		goto out;
+	if (sqlite3_column_type(st, 0) != SQLITE_NULL &&
+	    !(*out = strdup((const char *)sqlite3_column_text(st, 0))))
+		goto out;
+	rc = 0;
+out:
+	sqlite3_finalize(st);
+	return rc;
 }
 
 int store_grants_live(struct store *s, int (*cb)(void *arg, const struct store_grant *g), void *arg)

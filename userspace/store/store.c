@@ -198,6 +198,10 @@ static const char *const migrations[] = {
 	"ALTER TABLE grants ADD COLUMN agent_iface TEXT;"
 	"ALTER TABLE grants ADD COLUMN agent_ifindex INTEGER;"
 	"ALTER TABLE requests ADD COLUMN iface TEXT;",
+	/* 18: a grant keeps the approver groups of the rule that held its request (they, or an
+	 * admin, may revoke it): a rotation removes the request row while the grant lives on */
+	"ALTER TABLE grants ADD COLUMN approvers TEXT;"
+	"UPDATE grants SET approvers = (SELECT approvers FROM requests WHERE requests.id = grants.request_id);",
 };
 
 _Static_assert(AL_ARRAY_LEN(migrations) == STORE_SCHEMA_VERSION,
