@@ -26,7 +26,9 @@ struct console_deps {
 /*
  * Starts the console if cfg->console_enabled (else *out is NULL and 0 is
  * returned). Every request is handled on the event loop's thread: MHD runs
- * in external-polling mode, driven by its epoll fd and a timer.
+ * in external-polling mode, driven by its epoll fd and a timer. Long store
+ * reads and login password checks run in threads of their own while their
+ * requests wait, suspended.
  */
 int console_start(const struct console_deps *deps, struct console **out, char *err,
 		  size_t errlen) AL_MUST;

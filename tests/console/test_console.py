@@ -328,11 +328,14 @@ def case_login():
     # Both attempts are records of the audit chain, which still verifies.
     r = T.al.ctl("audit", "export", "--since", "1h", "--format", "jsonl")
     recs = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
-    logins = [(x["kind"], x["body"].get("user"), x["body"].get("from")) for x in recs
-              if x["kind"] in ("login", "login_failed")]
-    check(("login_failed", "alice", "127.0.0.1") in logins and ("login", "alice", "127.0.0.1") in logins
-          and logins.index(("login_failed", "alice", "127.0.0.1")) < logins.index(("login", "alice", "127.0.0.1")),
-          "login records in the audit chain: %r" % logins)
+    # The failed one is gathered with others of its interval: written before the login's record.
+    logins = [(x["kind"], x["body"].get("user"), x["body"].get("from"), x["body"].get("uid")) for x in recs
+              if x["kind"] == "login"]
+    failed = [(x["body"]["users"], x["body"]["from"]) for x in recs if x["kind"] == "login_failed"]
+    check(logins[-1:] == [("login", "alice", "127.0.0.1", 0)] and failed and failed[-1][0].get("alice") == 1 and
+          {"addr": "127.0.0.1", "uid": 0} in failed[-1][1] and
+          [x["kind"] for x in recs if x["kind"] in ("login", "login_failed")][-2:] == ["login_failed", "login"],
+          "login records in the audit chain: %r, failed %r" % (logins, failed))
     r = T.al.ctl("audit", "verify")
     check(r.returncode == 0, "audit verify after the logins: %s" % (r.stderr or r.stdout).strip()[-300:])
 
@@ -708,6 +711,181 @@ def case_rate_limit():
           "failed logins from one address: %r (want 4 x 401, then 429)" % codes)
     st, _, body = http("POST", "/api/v1/login", {"name": "bob", "password": REVIEWERS["bob"][3]})
     check(st == 429, "a right password from the same address right after: %d (want 429: per-address limit)" % st)
+
+
+FLOOD = os.path.join(HERE, "console_flood.py")
+FLOOD_UIDS = list(range(47250, 47260))      # local users that are no reviewers
+FLOOD_LOGINS = 300                          # in all, from as many addresses, over FLOOD_SECS
+FLOOD_SECS = 12
+PROBE_UID = 47261
+CONSOLE_FAIL_LOG_S = 10     # failed logins are one audit record per 10 s
+
+
+def console_addr():
+    host, port = T.url.split("//")[1].rstrip("/").rsplit(":", 1)
+    return host, int(port)
+
+
+def flooder(uid, mode, net, *args):
+    """console_flood.py MODE as local user uid (outside the pinned cgroups), from 127.NET.x.y."""
+    host, port = console_addr()
+    argv = [SETPRIV, "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups", lib.PY, FLOOD, mode, host,
+            str(port), str(net)] + [str(a) for a in args]
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=lib.CLIENT_ENV, start_new_session=True)
+    lib.on_cleanup(lib.stop_process, p, 3)
+    return p
+
+
+def flood_out(p, timeout):
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        lib.stop_process(p, 3)
+        raise AssertionError("console_flood.py did not end within %ds" % timeout)
+    check(p.returncode == 0 and out.strip(), "console_flood.py: exit %s %r" % (p.returncode, err[-300:]))
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def login_as(uid, name, password, net=99):
+    """One login as local user uid: (status, error, seconds)."""
+    r = flood_out(flooder(uid, "try", net, name, password), 60)
+    return r["status"], r.get("error") or "", r["secs"]
+
+
+def audit_after(seq, kinds):
+    db = sqlite3.connect("file:%s?mode=ro" % T.al.store, uri=True, timeout=5)
+    try:
+        rows = db.execute("SELECT seq, kind, body FROM audit WHERE seq > ? ORDER BY seq", (seq,)).fetchall()
+    finally:
+        db.close()
+    return [(q, k, json.loads(b)) for q, k, b in rows if k in kinds]
+
+
+def case_login_flood():
+    """Bad logins from many local users, each from many 127.x addresses, while an agent runs
+    statements: the agent is not held up by the password checks; each user is cut off after 5
+    failures whatever its addresses, and the console as a whole after a burst (429); the audit
+    log has a few records counting them all; a reviewer's failures before the flood still count."""
+    need_up()
+    tag = lib.RUN_ID[:6]
+    victim, vpw = "victim" + tag, "victim pw " + lib.RUN_ID
+    r = ctl_in(vpw + "\n", "user", "add", victim, "--uid", "47262", "--groups", "dba", "--password-stdin")
+    check(r.returncode == 0, "user add %s: %s" % (victim, r.stderr.strip()))
+    s = PgSession(T.cg)
+    floods = []
+    try:
+        s.run("SELECT 1")
+        # A login writes the failures gathered before it (earlier cases'): the records after
+        # its own are this case's.
+        st, msg, _ = login_as(47262, victim, vpw)
+        check(st == 200, "%s's login: %d %r" % (victim, st, msg))
+        ok = wait_for(lambda: [q for q, _, b in audit_after(0, ("login",)) if b.get("user") == victim], 10, 0.1)
+        check(ok, "no login record of %s" % victim)
+        mark, t_mark = ok[-1], time.monotonic()
+        seen = {}           # status: how many answers of the test's own logins
+
+        def saw(st):
+            seen[st] = seen.get(st, 0) + 1
+        # What one password check takes, from a local user the flood does not use; a statement
+        # that takes a quarter of that counts as stalled.
+        st, msg, check_s = login_as(PROBE_UID, "nobody-" + tag, "x")
+        saw(st)
+        check(st == 401, "a wrong login before the flood: %d %r" % (st, msg))
+        stall_us = check_s * 1e6 / 4
+        s.send_json({"repeat": "SELECT 1", "secs": 3, "over_us": stall_us})
+        before = s.read(30)
+        check(before and before.get("n"), "the agent's statements before the flood: %r" % before)
+        # The reviewer's name fails twice (from her own uid) before the flood.
+        for _ in range(2):
+            st, msg, _ = login_as(47262, victim, "wrong")
+            saw(st)
+            check(st == 401, "%s's wrong password: %d %r" % (victim, st, msg))
+
+        per = FLOOD_LOGINS // len(FLOOD_UIDS)
+        floods = [flooder(uid, "login", 100 + k, per, FLOOD_SECS, 3, "flood%d-%s" % (k, tag))
+                  for k, uid in enumerate(FLOOD_UIDS)]
+        s.send_json({"repeat": "SELECT 1", "secs": FLOOD_SECS, "over_us": stall_us})
+        during = s.read(FLOOD_SECS + 60)
+        res = [flood_out(p, 120) for p in floods]
+        floods = []
+        codes = {}
+        for x in res:
+            for st, n in x["codes"].items():
+                codes[st] = codes.get(st, 0) + n
+        msgs = sorted({m for x in res for m in x["errors"].get("429", [])})
+        note("flood: %d logins from %d users in %.1f s: %r; 429 says %r" % (
+            FLOOD_LOGINS, len(FLOOD_UIDS), max(x["secs"] for x in res), codes, msgs))
+        note("the agent's SELECT 1 before: mean %d us, p99 %d us, max %d us (%d); during: mean %d us, "
+             "p99 %d us, max %d us (%d), %d over %.0f ms took %.2f s; one password check: %.0f ms" % (
+                 before["mean_us"], before["p99_us"], before["max_us"], before["n"], during["mean_us"],
+                 during["p99_us"], during["max_us"], during["n"], len(during["over_us"]), stall_us / 1e3,
+                 sum(during["over_us"]) / 1e6, check_s * 1e3))
+        check(sum(codes.values()) == FLOOD_LOGINS and set(codes) <= {"401", "429", "503"},
+              "the flood's answers: %r (%r)" % (codes, [x["errors"] for x in res][:2]))
+        # Each local user is one source, whatever its addresses: 5 failures a minute each.
+        check(all(x["codes"].get("401", 0) <= 5 for x in res),
+              "checked logins per flooding user: %r" % [x["codes"].get("401", 0) for x in res])
+        check(codes.get("429", 0) > 0 and any("on this console" in m for m in msgs),
+              "the flooders were not refused by the console-wide limit: %r %r" % (codes, msgs))
+        # The agent's statements: no slower on average than a generous factor of before, and not
+        # waiting for the password checks. A check in the event loop holds the statement in flight
+        # for all of it, so the agent's stalls would add up to about every check's time; here they
+        # must stay under half of it (what stalls remain come from the cores being shared).
+        checks = codes.get("401", 0)
+        stalled = sum(during["over_us"]) / 1e6
+        check(during["mean_us"] <= 4 * before["mean_us"] and stalled < 0.5 * checks * check_s,
+              "the agent during the flood: mean %d us (before %d us); %d statements over a quarter of a password "
+              "check took %.2f s in all, against %.2f s for the flood's %d checks: %r" % (
+                  during["mean_us"], before["mean_us"], len(during["over_us"]), stalled, checks * check_s, checks,
+                  during["slowest_us"][:10]))
+
+        # The reviewer's two failures still count: three more, then her name is refused. (The
+        # console's bucket may still be empty after the flood: those 429s are waited out.)
+        got, t0 = [], time.monotonic()
+        while len(got) < 4 and time.monotonic() - t0 < 30:
+            st, msg, _ = login_as(47202, victim, "wrong again")
+            saw(st)
+            if st == 429 and "on this console" in msg:
+                time.sleep(0.5)
+                continue
+            got.append((st, msg))
+        check([x[0] for x in got] == [401, 401, 401, 429] and "for this name" in got[3][1],
+              "%s's logins after the flood: %r (want 3 x 401, then 429 for the name)" % (victim, got))
+
+        # The audit log: a few records that count every failure and refusal, by name, with
+        # their sources; a lockout record for each user cut off.
+        want_f = seen.get(401, 0) + codes.get("401", 0)
+        want_r = seen.get(429, 0) + codes.get("429", 0) + codes.get("503", 0)
+
+        def recs():
+            rs = audit_after(mark, ("login_failed", "login_locked"))
+            f = [b for _, k, b in rs if k == "login_failed"]
+            return rs if sum(b["failures"] for b in f) >= want_f and sum(b["refused"] for b in f) >= want_r else None
+        rs = wait_for(recs, CONSOLE_FAIL_LOG_S + 5, 0.2) or audit_after(mark, ("login_failed", "login_locked"))
+        failed = [b for _, k, b in rs if k == "login_failed"]
+        locks = [b for _, k, b in rs if k == "login_locked"]
+        elapsed = time.monotonic() - t_mark
+        note("audit: %d login_failed records (%s), %d login_locked" % (
+            len(failed), [(b["failures"], b["refused"]) for b in failed], len(locks)))
+        check(sum(b["failures"] for b in failed) == want_f and sum(b["refused"] for b in failed) == want_r,
+              "login_failed records count %d failures, %d refused (want %d, %d)"
+              % (sum(b["failures"] for b in failed), sum(b["refused"] for b in failed), want_f, want_r))
+        check(len(failed) <= 2 + elapsed / CONSOLE_FAIL_LOG_S, "%d login_failed records in about %.0f s"
+              % (len(failed), elapsed))
+        check(sum(b["users"].get(victim, 0) for b in failed) == 5, "%s's failures in the records: %r"
+              % (victim, [b["users"].get(victim) for b in failed]))
+        uids = {f["uid"] for b in failed for f in b["from"] if "uid" in f}
+        check(uids & set(FLOOD_UIDS), "no flooding user among the records' sources: %r" % uids)
+        cut = {x for x, r in zip(FLOOD_UIDS, res) if r["codes"].get("401", 0) == 5}
+        check(cut <= {b.get("uid") for b in locks} and {"user": victim, "failures": 5, "window_s": 60} in locks
+              and any(b.get("console") for b in locks),
+              "lockout records: %r (users cut off: %r)" % (locks, sorted(cut)))
+    finally:
+        for p in floods:
+            lib.stop_process(p, 3)
+        s.close()
+        T.al.ctl("user", "del", victim)
 
 
 FILL_ROWS = 500000
@@ -1600,8 +1778,9 @@ def setup():
     t = T
     t.tmp, t.home, ca_dir = lib.make_workdir()
     # The agent's uid may not read the checkout (a 0700 clone dir): its script goes in here.
-    global REVIEW_AGENT
+    global REVIEW_AGENT, FLOOD
     REVIEW_AGENT = lib.readable_copy(t.tmp, REVIEW_AGENT)
+    FLOOD = lib.readable_copy(t.tmp, FLOOD)
     t.pg = pgcluster.Cluster(PG_ADDR)
     t.pg.start(SETUP_SQL)
     secrets = pgcluster.write_secrets(os.path.join(t.tmp, "secrets.conf"), [("pgcred", "app", APP_PW)])
@@ -1671,6 +1850,10 @@ CASES = [
     ("POST hygiene: a foreign Origin 403, not JSON 415, duplicate keys 400 (login and token)",
      case_post_hygiene),
     ("login rate limit: 5 failures a minute, then 429", case_rate_limit),
+    ("a flood of bad logins from %d local users, each from many 127.x addresses, while an agent runs "
+     "statements: the agent is not held up, each user is cut off after 5, the console after a burst (429); "
+     "a few audit records count them; a reviewer's earlier failures still count" % len(FLOOD_UIDS),
+     case_login_flood),
     ("searches over %d statements run beside the proxies (psql and airlockctl answered while they "
      "read; a stop ends them); a long session's view; policy test reads the store itself" % FILL_ROWS,
      case_long_read),

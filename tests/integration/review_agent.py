@@ -6,6 +6,10 @@ Usage: review_agent.py MODE HOST PORT DBNAME USER [ARGS...]
                      {"status": TAG, "rows": [...]} or {"error": ..., "pgcode": ..., "closed": N};
                      for {"peek": SECS} it waits that long for a message the server sends unasked
                      and prints {"peek": {"type": "E", "fields": {...}}} (not consumed), or null.
+                     For {"repeat": SQL, "secs": S, "over_us": T} it runs SQL again and again for S
+                     seconds and prints {"n": N, "mean_us": ..., "p50_us": ..., "p99_us": ...,
+                     "max_us": ..., "slowest_us": [the 50 longest], "over_us": [each over T, at most
+                     5000]} (each statement timed here, in the client).
                      Ends at EOF on stdin.
   many N SQL         N connections at once (threads), each runs SQL % i (i = 0..N-1) once.
                      Prints {"connected": N} when all are up, then one {"results": [...]} line
@@ -73,6 +77,25 @@ def peek(conn, secs):
     return res
 
 
+def repeat(conn, sql, secs, over_us):
+    lat = []
+    cur = conn.cursor()
+    end = time.monotonic() + secs
+    while True:
+        t0 = time.monotonic()
+        if t0 >= end:
+            break
+        cur.execute(sql)
+        cur.fetchall()
+        lat.append(time.monotonic() - t0)
+    lat.sort()
+    us = [round(x * 1e6) for x in lat]
+    return {"n": len(us), "mean_us": round(sum(lat) / len(lat) * 1e6) if lat else None,
+            "p50_us": us[len(us) // 2] if us else None, "p99_us": us[len(us) * 99 // 100] if us else None,
+            "max_us": us[-1] if us else None, "slowest_us": us[-50:][::-1],
+            "over_us": [x for x in us if x > over_us][-5000:]}
+
+
 def mode_session(host, port, db, user):
     conn = connect(host, port, db, user)
     conn.autocommit = True
@@ -84,6 +107,8 @@ def mode_session(host, port, db, user):
         cmd = json.loads(line)
         if "peek" in cmd:
             out({"peek": peek(conn, float(cmd["peek"]))})
+        elif "repeat" in cmd:
+            out(repeat(conn, cmd["repeat"], float(cmd["secs"]), float(cmd.get("over_us", 1e9))))
         else:
             out(run_one(conn, cmd["sql"]))
     try:

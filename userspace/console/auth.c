@@ -1,12 +1,11 @@
 /* Console authentication: reviewer login with sessions (cookie + CSRF token), rate limits, API tokens. */
 #include "console_int.h"
 
-#include <airlock/password.h>
-
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <strings.h>
 
 int auth_random_hex(char *out, size_t bytes)
@@ -187,95 +186,86 @@ int auth_csrf_ok(struct console *c, struct MHD_Connection *conn, const struct wh
 	return t && token_eq(w->sess->csrf, t) ? 0 : -1;
 }
 
-/* ---- login rate limit ---------------------------------------------------------------------- */
+/* ---- login ------------------------------------------------------------------------------- */
 
-static struct fail_key *fail_slot(struct console *c, const char *key, int create)
+/* A login as a record of the audit chain: who, from where (a local peer's uid too). */
+static void audit_login(struct console *c, const char *name, const struct csource *src)
 {
-	int64_t now = al_now_us();
-	struct fail_key *oldest = NULL;
+	json_t *b = json_pack("{s:s, s:s}", "user", name, "from", src->addr);
 
-	for (size_t i = 0; i < CONSOLE_FAIL_KEYS; i++) {
-		struct fail_key *f = &c->fails[i];
-
-		if (f->key[0] && now - f->since_us >= CONSOLE_FAIL_WINDOW_US)
-			memset(f, 0, sizeof(*f));
-		if (f->key[0] && strcmp(f->key, key) == 0)
-			return f;
-		if (!oldest || !f->key[0] || (oldest->key[0] && f->since_us < oldest->since_us))
-			oldest = f;
-	}
-	if (!create)
-		return NULL;
-	memset(oldest, 0, sizeof(*oldest));
-	snprintf(oldest->key, sizeof(oldest->key), "%s", key);
-	oldest->since_us = now;
-	return oldest;
+	if (b && src->kind == CSOURCE_LOCAL)
+		json_object_set_new(b, "uid", json_integer(src->uid));
+	if (store_audit_event(c->store, "login", 0, b) < 0)
+		al_err("console: could not record the login of '%s' in the audit log", name);
 }
 
-static int limited(struct console *c, const char *key)
-{
-	struct fail_key *f = fail_slot(c, key, 0);
-
-	return f && f->count >= CONSOLE_FAIL_MAX;
-}
-
-static void failed(struct console *c, const char *key)
-{
-	struct fail_key *f = fail_slot(c, key, 1);
-
-	if (f)
-		f->count++;
-}
-
-/* A login, or a failed one, as a record of the audit chain: who (the name given), from where. */
-static void audit_login(struct console *c, const char *kind, const char *name, const char *peer_ip)
-{
-	if (store_audit_event(c->store, kind, 0, json_pack("{s:s, s:s}", "user", name, "from", peer_ip)) < 0)
-		al_err("console: could not record the %s of '%s' in the audit log", kind, name);
-}
-
-void auth_login(struct console *c, struct MHD_Connection *conn, const char *peer_ip, json_t *body,
-		struct reply *r)
+void auth_login(struct console *c, const struct csource *src, json_t *body, struct reply *r)
 {
 	const char *name = json_string_value(json_object_get(body, "name"));
 	const char *pw = json_string_value(json_object_get(body, "password"));
-	char kip[96], kuser[96];
-	struct store_user u;
-	struct csession *s;
-	int found, ok;
+	struct vjob *j;
 
-	(void)conn;
-	if (!name || !pw || !*name || strlen(name) >= sizeof(u.name) || strlen(pw) > 1024) {
+	if (!name || !pw || !*name || strlen(name) >= sizeof(j->name) || strlen(pw) >= sizeof(j->pw)) {
 		reply_error(r, 400, "send {\"name\": ..., \"password\": ...}");
 		return;
 	}
-	snprintf(kip, sizeof(kip), "ip:%s", peer_ip);
-	snprintf(kuser, sizeof(kuser), "user:%s", name);
-	if (limited(c, kip) || limited(c, kuser)) {
-		al_warn("console: login for '%s' from %s refused: too many failures", name, peer_ip);
-		reply_error(r, 429, "too many failed logins; wait a minute");
+	if (throttle_begin(c, name, src, !verify_full(c), r) < 0)
+		return;
+	j = calloc(1, sizeof(*j));
+	if (!j) {
+		throttle_end(c, name, src, 1);
+		reply_error(r, 500, "out of memory");
 		return;
 	}
-	found = store_user_by_name(c->store, name, &u) == 0 && u.pwhash[0];
-	ok = al_password_verify(pw, found ? u.pwhash : c->dummy_hash) == 1 && found;
+	snprintf(j->name, sizeof(j->name), "%s", name);
+	snprintf(j->pw, sizeof(j->pw), "%s", pw);
+	j->src = *src;
+	/* Unknown users are checked against the dummy hash: the same cost either way. */
+	j->found = store_user_by_name(c->store, name, &j->u) == 0 && j->u.pwhash[0];
+	snprintf(j->hash, sizeof(j->hash), "%s", j->found ? j->u.pwhash : c->dummy_hash);
+	r->login = j;
+}
+
+void auth_login_abandoned(struct console *c, struct vjob *j)
+{
+	throttle_end(c, j->name, &j->src, !j->checked || (j->ok && j->found));
+}
+
+void auth_login_done(struct console *c, struct vjob *j, struct reply *r)
+{
+	struct store_user now;
+	struct csession *s;
+	int ok = j->checked && j->ok && j->found;
+
+	if (!j->checked) {
+		throttle_end(c, j->name, &j->src, 1);
+		reply_error(r, 503, "airlockd is stopping");
+		return;
+	}
+	/* Checked against the account as it was: one removed, or given another password,
+	 * meanwhile is not logged in (its tag would end the session at once anyway). */
+	if (ok && (store_user_by_name(c->store, j->name, &now) != 0 || now.created_us != j->u.created_us ||
+		   strcmp(now.pwhash, j->u.pwhash) != 0)) {
+		throttle_end(c, j->name, &j->src, 1);
+		reply_error(r, 409, "the account changed while its password was checked; log in again");
+		return;
+	}
+	throttle_end(c, j->name, &j->src, ok);
 	if (!ok) {
-		failed(c, kip);
-		failed(c, kuser);
-		al_info("console: failed login for '%s' from %s", name, peer_ip);
-		audit_login(c, "login_failed", name, peer_ip);
 		reply_error(r, 401, "wrong name or password");
 		return;
 	}
-	s = session_new(c, &u);
+	s = session_new(c, &j->u);
 	if (!s) {
 		reply_error(r, 500, "cannot start a session");
 		return;
 	}
-	al_info("console: %s logged in from %s", u.name, peer_ip);
-	audit_login(c, "login", u.name, peer_ip);
+	al_info("console: %s logged in from %s", j->u.name, j->src.addr);
+	throttle_flush(c);      /* the failures before it come first in the audit log */
+	audit_login(c, j->u.name, &j->src);
 	set_cookie(c, r, s->token, 0);
 	r->status = 200;
-	r->json = json_pack("{s:b, s:s, s:b, s:s}", "ok", 1, "user", u.name, "admin", u.admin != 0,
+	r->json = json_pack("{s:b, s:s, s:b, s:s}", "ok", 1, "user", j->u.name, "admin", j->u.admin != 0,
 			    "csrf", s->csrf);
 }
 

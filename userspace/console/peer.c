@@ -1,6 +1,7 @@
-/* Which cgroup a local TCP peer's socket belongs to, asked of the kernel over sock_diag (INET_DIAG_CGROUP_ID). */
+/* Who a console peer is: its socket's cgroup and owner, asked of the kernel over sock_diag (INET_DIAG_CGROUP_ID), or its network. */
 #include "console_int.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
@@ -11,7 +12,7 @@
 #include <unistd.h>
 
 /* The peer's socket is the one whose own address is our peer address and whose remote is us. */
-int peer_cgroup_id(int fd, uint64_t *cgroup_id)
+int peer_lookup(int fd, uint64_t *cgroup_id, uint32_t *uid)
 {
 	struct sockaddr_storage peer, self;
 	socklen_t pl = sizeof(peer), sl = sizeof(self);
@@ -75,6 +76,7 @@ int peer_cgroup_id(int fd, uint64_t *cgroup_id)
 		if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY)
 			continue;
 		m = NLMSG_DATA(h);
+		*uid = m->idiag_uid;
 		a = (struct rtattr *)(m + 1);
 		alen = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
 		for (; RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
@@ -90,4 +92,59 @@ int peer_cgroup_id(int fd, uint64_t *cgroup_id)
 out:
 	close(s);
 	return rc;
+}
+
+/* The IPv4 address of sa (also one mapped into IPv6), or 0 with *v4 unset. */
+static int ipv4_of(const struct sockaddr *sa, struct in_addr *v4)
+{
+	const struct sockaddr_in6 *s6 = (const void *)sa;
+
+	if (sa->sa_family == AF_INET) {
+		*v4 = ((const struct sockaddr_in *)sa)->sin_addr;
+		return 1;
+	}
+	if (sa->sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+		memcpy(v4, &s6->sin6_addr.s6_addr[12], 4);
+		return 1;
+	}
+	return 0;
+}
+
+/* "a.b.c.0/24" or "x:x:x:x::/64": the network a remote peer counts as (one owner is likely to
+ * hold all of it, and not much more), into out (INET6_ADDRSTRLEN + 4). "" if neither family. */
+static void net_of(const struct sockaddr *sa, char *out, size_t len)
+{
+	char a[INET6_ADDRSTRLEN];
+	struct in_addr v4;
+
+	out[0] = '\0';
+	if (ipv4_of(sa, &v4)) {
+		v4.s_addr &= htonl(0xffffff00u);
+		if (inet_ntop(AF_INET, &v4, a, sizeof(a)))
+			snprintf(out, len, "%s/24", a);
+	} else if (sa->sa_family == AF_INET6) {
+		struct in6_addr v6 = ((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+		memset(&v6.s6_addr[8], 0, 8);
+		if (inet_ntop(AF_INET6, &v6, a, sizeof(a)))
+			snprintf(out, len, "%s/64", a);
+	}
+}
+
+void peer_source(const struct sockaddr *sa, int lookup, uint32_t uid, struct csource *out)
+{
+	struct in_addr v4;
+
+	memset(out, 0, sizeof(*out));
+	if (ipv4_of(sa, &v4))
+		inet_ntop(AF_INET, &v4, out->addr, sizeof(out->addr));
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out->addr, sizeof(out->addr));
+	if (lookup == 0) {
+		out->kind = CSOURCE_LOCAL;
+		out->uid = uid;
+	} else if (lookup == 1) {
+		out->kind = CSOURCE_REMOTE;
+		net_of(sa, out->net, sizeof(out->net));
+	}
 }

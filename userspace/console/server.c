@@ -4,7 +4,6 @@
 #include <airlock/password.h>
 #include <airlock/tls.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <limits.h>
@@ -23,18 +22,14 @@ static const char *const sec_headers[][2] = {
 	{ "Cache-Control", "no-store" },
 };
 
-/* Per request: the body as it arrives; the read the reader thread answers (reader.c). */
+/* Per request: the body as it arrives; the read the reader thread answers (reader.c), or the
+ * password the verify thread checks (verify.c). */
 struct creq {
 	char *body;
 	size_t len;
 	int too_big;
 	struct cjob *job;
-};
-
-/* Per TCP connection: whether its peer is an agent (decided once, at accept). */
-struct cconn {
-	int agent;
-	char ip[INET6_ADDRSTRLEN];
+	struct vjob *login;
 };
 
 void reply_error(struct reply *r, unsigned int status, const char *fmt, ...)
@@ -74,6 +69,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	sse_tick(arg);
+	throttle_tick(arg);
 	(void)fd;
 	(void)what;
 }
@@ -208,6 +204,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	int post = strcmp(method, "POST") == 0;
 	enum MHD_Result ret;
 
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	cc = ci ? ci->socket_context : NULL;
 	if (!q) {
 		q = calloc(1, sizeof(*q));
 		if (!q)
@@ -241,8 +239,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		q->job = NULL;
 		return ret;
 	}
-	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-	cc = ci ? ci->socket_context : NULL;
+	if (q->login) {
+		/* Resumed: the verify thread has checked the password. */
+		auth_login_done(c, q->login, &r);
+		vjob_free(q->login);
+		q->login = NULL;
+		return send_reply(conn, &r);
+	}
 	if (!cc || cc->agent)
 		return send_error(conn, 403, "refused: the caller runs in a pinned (agent) cgroup");
 	if (!post && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
@@ -269,8 +272,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 			json_decref(body);
 			return send_error(conn, 415, "send application/json");
 		}
-		auth_login(c, conn, cc->ip, body, &r);
+		auth_login(c, &cc->src, body, &r);
 		json_decref(body);
+		if (r.login) {
+			/* The password is checked in the verify thread; the request waits, suspended. */
+			r.login->conn = conn;
+			q->login = r.login;
+			verify_submit(c, r.login);
+			MHD_suspend_connection(conn);
+			return MHD_YES;
+		}
 		return send_reply(conn, &r);
 	}
 	if (auth_identify(c, conn, &w) < 0) {
@@ -321,27 +332,33 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	if (q) {
 		free(q->body);
 		cjob_free(q->job);
+		if (q->login)
+			auth_login_abandoned(cls, q->login);
+		vjob_free(q->login);
 		free(q);
 		*req_cls = NULL;
 	}
-	(void)cls;
 	(void)conn;
 	(void)toe;
 }
 
-/* Decides once per TCP connection whether the peer is an agent; refused requests answer 403. */
+/* Decides once per TCP connection who the peer is: an agent (its requests answer 403), and
+ * the source it counts as for the limits on logins (throttle.c). */
 static void notify_conn(void *cls, struct MHD_Connection *conn, void **socket_context,
 			enum MHD_ConnectionNotificationCode toe)
 {
 	struct console *c = cls;
-	const union MHD_ConnectionInfo *ci;
-	struct cconn *cc;
+	const union MHD_ConnectionInfo *ci, *fi;
+	struct sockaddr_storage none = { .ss_family = AF_UNSPEC };
+	const struct sockaddr *sa = (const struct sockaddr *)&none;
+	struct cconn *cc = *socket_context;
 	uint64_t cgid = 0;
+	uint32_t uid = 0;
 	char rel[PATH_MAX];
-	int rc;
+	int rc = -1;
 
 	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
-		free(*socket_context);
+		free(cc);
 		*socket_context = NULL;
 		return;
 	}
@@ -351,29 +368,21 @@ static void notify_conn(void *cls, struct MHD_Connection *conn, void **socket_co
 	*socket_context = cc;
 	cc->agent = 1; /* until shown otherwise */
 	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	if (ci && ci->client_addr) {
-		const struct sockaddr *sa = ci->client_addr;
-
-		if (sa->sa_family == AF_INET)
-			inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, cc->ip, sizeof(cc->ip));
-		else if (sa->sa_family == AF_INET6)
-			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, cc->ip, sizeof(cc->ip));
-	}
-	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-	if (!ci)
-		return;
-	rc = peer_cgroup_id(ci->connect_fd, &cgid);
+	if (ci && ci->client_addr)
+		sa = ci->client_addr;
+	fi = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (fi)
+		rc = peer_lookup(fi->connect_fd, &cgid, &uid);
+	peer_source(sa, rc, uid, &cc->src);
 	if (rc == 1) {
 		cc->agent = 0; /* no socket on this host: a remote browser */
-		return;
+	} else if (rc < 0 || kern_cgroup_path(cgid, rel, sizeof(rel)) < 0) {
+		al_warn("console: cannot tell the cgroup of peer %s: refused", cc->src.addr);
+	} else {
+		cc->agent = kern_in_pinned(c->kern, rel);
+		if (cc->agent)
+			al_warn("console: refused %s from pinned cgroup %s", cc->src.addr, rel);
 	}
-	if (rc < 0 || kern_cgroup_path(cgid, rel, sizeof(rel)) < 0) {
-		al_warn("console: cannot tell the cgroup of peer %s: refused", cc->ip);
-		return;
-	}
-	cc->agent = kern_in_pinned(c->kern, rel);
-	if (cc->agent)
-		al_warn("console: refused %s from pinned cgroup %s", cc->ip, rel);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -487,6 +496,7 @@ int console_start(const struct console_deps *d, struct console **out, char *err,
 	c->idle_us = (int64_t)cfg->console_idle_s * 1000000;
 	c->max_us = (int64_t)cfg->console_session_max_s * 1000000;
 	LIST_INIT(&c->feeds);
+	throttle_init(c);
 	al_addr_str(&cfg->console_addr, addr, sizeof(addr));
 	if (strchr(addr, ':'))
 		snprintf(host, sizeof(host), "[%s]", addr);
@@ -536,7 +546,7 @@ int console_start(const struct console_deps *d, struct console **out, char *err,
 		al_errf(err, errlen, "console: cannot register with the event loop");
 		goto fail;
 	}
-	if (reader_start(c, cfg->store_path, err, errlen) < 0)
+	if (reader_start(c, cfg->store_path, err, errlen) < 0 || verify_start(c, err, errlen) < 0)
 		goto fail;
 	approval_set_listener(d->approval, sse_listener, c);
 	console_kick(c);
@@ -555,6 +565,8 @@ void console_free(struct console *c)
 		approval_set_listener(c->approval, NULL, NULL);
 	sse_close_all(c);
 	reader_stop(c);
+	verify_stop(c);
+	throttle_flush(c);
 	if (c->ev_io)
 		event_free(c->ev_io);
 	if (c->ev_timer)
