@@ -6,10 +6,15 @@ Usage: console_flood.py MODE HOST PORT NET ARGS...
                                another source address 127.NET.x.y. Prints {"codes": {status: n},
                                "errors": {status: [messages]}, "secs": s}.
   try NAME PASSWORD            one login from 127.NET.0.1: prints {"status", "error", "secs"}.
+  idle N SECS                  N connections from 127.NET.x.y that send nothing, held for SECS
+                               seconds; one the server closes is opened again (from another
+                               address). Prints {"opened": n} once the first N were tried, then
+                               {"opens": n, "refused": n, "closed": n, "held_min": n, "held_max": n}.
 Only loopback addresses are used.
 """
 
 import json
+import socket
 import sys
 import threading
 import time
@@ -81,9 +86,59 @@ def mode_try(host, port, net, name, password):
     out({"status": r.status, "error": msg, "secs": secs})
 
 
+def mode_idle(host, port, net, n, secs):
+    n, secs = int(n), float(secs)
+    socks, next_i = [], 0
+    opens = refused = closed = 0
+    held_min, held_max = None, 0
+
+    def open_one():
+        nonlocal next_i, opens, refused
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(2)
+        s.bind((source(net, next_i), 0))
+        next_i += 1
+        try:
+            s.connect((host, port))
+        except OSError:
+            refused += 1
+            s.close()
+            return
+        s.setblocking(False)
+        opens += 1
+        socks.append(s)
+
+    def gone(s):
+        try:
+            return s.recv(1) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    for _ in range(n):
+        open_one()
+    out({"opened": len(socks)})
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
+        time.sleep(0.2)
+        for s in [s for s in socks if gone(s)]:
+            closed += 1
+            socks.remove(s)
+            s.close()
+        held = len(socks)
+        held_min = held if held_min is None else min(held_min, held)
+        held_max = max(held_max, held)
+        for _ in range(n - len(socks)):
+            open_one()
+    for s in socks:
+        s.close()
+    out({"opens": opens, "refused": refused, "closed": closed, "held_min": held_min, "held_max": held_max})
+
+
 def main():
     mode, host, port, net = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    {"login": mode_login, "try": mode_try}[mode](host, port, net, *sys.argv[5:])
+    {"login": mode_login, "try": mode_try, "idle": mode_idle}[mode](host, port, net, *sys.argv[5:])
 
 
 if __name__ == "__main__":

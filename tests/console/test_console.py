@@ -16,6 +16,8 @@ import fcntl
 from http.client import HTTPConnection
 import json
 import os
+import select
+import socket
 import sqlite3
 import ssl
 import subprocess
@@ -886,6 +888,84 @@ def case_login_flood():
             lib.stop_process(p, 3)
         s.close()
         T.al.ctl("user", "del", victim)
+
+
+HEAD_DEADLINE_S = 10        # a request head comes within 10 s, or the connection is closed
+
+
+def case_idle_flood():
+    """A local user holds idle connections from 300 addresses: a reviewer still gets in at once;
+    a connection that sends its request head a byte a second, and an idle keep-alive one, are
+    closed at the head deadline; the live feed stays open past it."""
+    need_up()
+    host, port = console_addr()
+    auth = token_of("bob")
+    p = flooder(47263, "idle", 2, 300, 3 * HEAD_DEADLINE_S)
+    feed = None
+    try:
+        r, _, _ = select.select([p.stdout], [], [], 60)
+        first = json.loads(p.stdout.readline()) if r else None
+        check(first and "opened" in first, "the idle flood did not start: %r" % first)
+        t0 = time.monotonic()
+        st, _, body = http("GET", "/", timeout=HEAD_DEADLINE_S)
+        st2, _, body2 = http("GET", "/api/v1/pending", headers=auth, timeout=HEAD_DEADLINE_S)
+        took = time.monotonic() - t0
+        check(st == 200 and "login-form" in body and st2 == 200, "a reviewer during the idle flood: %d, %d %r"
+              % (st, st2, body2[:200]))
+        note("the flood holds %d idle connections; a reviewer's two requests took %.2f s" % (first["opened"], took))
+        feed = Feed(auth)
+        check(feed.status == 200, "the live feed: %d" % feed.status)
+
+        # A request head a byte a second: closed at the deadline, though every byte came in time.
+        drip = socket.create_connection((host, port), timeout=5)
+        head = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"y" * 60
+        t1, sent, closed_at = time.monotonic(), 0, None
+        while time.monotonic() - t1 < HEAD_DEADLINE_S + 5 and sent < len(head):
+            try:
+                drip.sendall(head[sent:sent + 1])
+                sent += 1
+                r, _, _ = select.select([drip], [], [], 1.0)
+                if r and drip.recv(4096) == b"":
+                    closed_at = time.monotonic() - t1
+                    break
+            except OSError:
+                closed_at = time.monotonic() - t1
+                break
+        drip.close()
+        check(closed_at is not None and HEAD_DEADLINE_S - 2 <= closed_at <= HEAD_DEADLINE_S + 3,
+              "a head sent a byte a second: closed after %r s, %d bytes sent (want about %d s)"
+              % (closed_at, sent, HEAD_DEADLINE_S))
+        # An idle keep-alive connection: closed at the deadline after its answer.
+        ka = HTTPConnection(host, port, timeout=5)
+        ka.request("GET", "/app.css")
+        resp = ka.getresponse()
+        resp.read()
+        check(resp.status == 200 and not resp.will_close, "a keep-alive request: %d" % resp.status)
+        t1 = time.monotonic()
+        r, _, _ = select.select([ka.sock], [], [], HEAD_DEADLINE_S + 5)
+        gone = r and ka.sock.recv(1) == b""
+        idle_s = time.monotonic() - t1
+        ka.close()
+        check(gone and idle_s <= HEAD_DEADLINE_S + 3, "an idle keep-alive connection: closed %r after %.1f s"
+              % (bool(gone), idle_s))
+        # The live feed outlived both, and still brings what happens.
+        check(feed.ended_at is None, "the live feed ended with the idle connections")
+        n = len(feed.events)
+        mark = max_req()
+        pq = psql_bg(T.cg, "DELETE FROM items WHERE id = 46")
+        rid = wait_request("DELETE FROM items WHERE id = 46", mark)["id"]
+        check(wait_for(lambda: len(feed.events) > n, 5, 0.05), "the live feed, %.0f s old, did not bring "
+              "request %d" % (time.monotonic() - t0, rid))
+        st, _, body = http("POST", "/api/v1/requests/%d/deny" % rid, {"reason": "idle flood test"}, headers=auth)
+        check(st == 200, "deny %d: %d %r" % (rid, st, body[:200]))
+        finish(pq)
+        res = flood_out(p, 3 * HEAD_DEADLINE_S + 30)
+        note("the idle flood: %r" % res)
+        check(res["held_max"] < 256, "the flood held every connection the console takes: %r" % res)
+    finally:
+        if feed:
+            feed.close()
+        lib.stop_process(p, 3)
 
 
 FILL_ROWS = 500000
@@ -1854,6 +1934,8 @@ CASES = [
      "statements: the agent is not held up, each user is cut off after 5, the console after a burst (429); "
      "a few audit records count them; a reviewer's earlier failures still count" % len(FLOOD_UIDS),
      case_login_flood),
+    ("idle connections from 300 addresses of a local user: a reviewer gets in at once; a head sent slowly "
+     "and an idle keep-alive connection are closed at the deadline; the live feed stays", case_idle_flood),
     ("searches over %d statements run beside the proxies (psql and airlockctl answered while they "
      "read; a stop ends them); a long session's view; policy test reads the store itself" % FILL_ROWS,
      case_long_read),

@@ -17,6 +17,16 @@
 #define CONSOLE_MAX_BODY (64 * 1024)
 #define CONSOLE_COOKIE "airlock_session"
 
+/* Connections (guard.c): so many at once, and from one source (struct csource) ... */
+#define CONSOLE_MAX_CONNS 256
+#define CONSOLE_CONNS_PER_SOURCE 32
+/* ... a request head within this long of the connection opening or its last answer going
+ * (an idle keep-alive connection ends then too) ... */
+#define CONSOLE_HEAD_DEADLINE_US (10LL * 1000000)
+/* ... and a request that moves no byte this long ends (MHD's timeout; a suspended one, the
+ * live feed between its events or a read in the reader thread, is not timed). */
+#define CONSOLE_IDLE_TIMEOUT_S 10
+
 /* Failed logins (throttle.c): per name, per local uid and per remote address ... */
 #define CONSOLE_FAIL_MAX 5
 #define CONSOLE_FAIL_NET_MAX 20                             /* ... per remote /24 or /64 ... */
@@ -43,7 +53,7 @@ struct csession {
 };
 
 /*
- * Whom a peer counts as, for the limits on failed logins: a local process by
+ * Whom a peer counts as, for the limits on connections and failed logins: a local process by
  * its uid, which the kernel tells (sock_diag); every local user has all of 127/8, so a local
  * address proves nothing. A remote one by its address and its network (a /24, a /64).
  */
@@ -57,8 +67,15 @@ struct csource {
 
 /* Per TCP connection (MHD's socket context). */
 struct cconn {
+	LIST_ENTRY(cconn) link;
+	int fd;
 	int agent;              /* the peer is in a pinned cgroup: every request gets 403 */
 	struct csource src;
+	char counted[64];       /* the source key its connection is counted under, or "" */
+	int refused;            /* over its source's limit: closed at once */
+	int in_request;         /* a request head came; its answer is not done */
+	int64_t wait_us;        /* al_mono_us since it waits for a request head */
+	int cut;                /* past the head deadline: closed */
 };
 
 struct fail_key {
@@ -89,6 +106,12 @@ struct throttle {
 	int64_t refill_us;              /* al_mono_us it was last filled */
 	int drained;                    /* refusing for the bucket (recorded once) until it is full */
 	struct fail_log log;
+};
+
+/* Connections counted per source key (guard.c); n 0 is a free slot. */
+struct conn_count {
+	char key[64];
+	unsigned int n;
 };
 
 struct sse;
@@ -143,6 +166,10 @@ struct console {
 	unsigned int n_feeds;
 	struct creader rd;
 	struct cverify vf;
+	LIST_HEAD(, cconn) conns;
+	struct conn_count counts[CONSOLE_MAX_CONNS];
+	unsigned int refused_conns, cut_conns;  /* since the last tick's log line */
+	char refused_last[96];
 };
 
 /* Who is calling: a logged-in session (cookie) or an API token (bearer). */
@@ -256,6 +283,17 @@ void throttle_flush(struct console *c);
 /* Once a second: the record of an interval that is over. */
 void throttle_tick(struct console *c);
 
+/* guard.c: what a source may hold of the console. */
+/* MHD's accept policy: a remote network with CONSOLE_CONNS_PER_SOURCE connections gets no more. */
+enum MHD_Result guard_accept(void *cls, const struct sockaddr *addr, socklen_t len);
+/* A new connection, its source known: counted, or closed at once (cc->refused). */
+void guard_open(struct console *c, struct cconn *cc);
+void guard_close(struct console *c, struct cconn *cc);
+/* A request head came (1) or its answer is done (0). */
+void guard_request(struct cconn *cc, int in_request);
+/* Once a second: connections past the head deadline are closed. */
+void guard_tick(struct console *c);
+
 /* sse.c */
 enum MHD_Result sse_open(struct console *c, struct MHD_Connection *conn, const struct who *w);
 void sse_listener(void *arg, int64_t request_id, const char *event);
@@ -273,5 +311,9 @@ void metrics_render(struct console *c, struct reply *r);
 int peer_lookup(int fd, uint64_t *cgroup_id, uint32_t *uid);
 /* The source of a peer at sa: lookup is peer_lookup's answer (and uid its uid). */
 void peer_source(const struct sockaddr *sa, int lookup, uint32_t uid, struct csource *out);
+/* Whether sa is a loopback address (127/8, ::1, ::ffff:127.0.0.0/104). */
+int peer_loopback(const struct sockaddr *sa);
+/* The key src's connections count under: "uid:N", "net:PREFIX", or "unknown". */
+void peer_conn_key(const struct csource *src, char *out, size_t len);
 
 #endif

@@ -110,6 +110,15 @@ static int ipv4_of(const struct sockaddr *sa, struct in_addr *v4)
 	return 0;
 }
 
+int peer_loopback(const struct sockaddr *sa)
+{
+	struct in_addr v4;
+
+	if (ipv4_of(sa, &v4))
+		return (ntohl(v4.s_addr) >> 24) == 127;
+	return sa->sa_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+}
+
 /* "a.b.c.0/24" or "x:x:x:x::/64": the network a remote peer counts as (one owner is likely to
  * hold all of it, and not much more), into out (INET6_ADDRSTRLEN + 4). "" if neither family. */
 static void net_of(const struct sockaddr *sa, char *out, size_t len)
@@ -147,4 +156,14 @@ void peer_source(const struct sockaddr *sa, int lookup, uint32_t uid, struct cso
 		out->kind = CSOURCE_REMOTE;
 		net_of(sa, out->net, sizeof(out->net));
 	}
+}
+
+void peer_conn_key(const struct csource *src, char *out, size_t len)
+{
+	if (src->kind == CSOURCE_LOCAL)
+		snprintf(out, len, "uid:%u", src->uid);
+	else if (src->kind == CSOURCE_REMOTE)
+		snprintf(out, len, "net:%s", src->net);
+	else
+		snprintf(out, len, "unknown");
 }

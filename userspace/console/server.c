@@ -69,6 +69,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	sse_tick(arg);
+	guard_tick(arg);
 	throttle_tick(arg);
 	(void)fd;
 	(void)what;
@@ -206,11 +207,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 
 	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	cc = ci ? ci->socket_context : NULL;
+	if (cc && cc->refused)
+		return MHD_NO;
 	if (!q) {
 		q = calloc(1, sizeof(*q));
 		if (!q)
 			return MHD_NO;
 		*req_cls = q;
+		if (cc)
+			guard_request(cc, 1);
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
@@ -328,7 +333,10 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		      enum MHD_RequestTerminationCode toe)
 {
 	struct creq *q = *req_cls;
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 
+	if (ci && ci->socket_context)
+		guard_request(ci->socket_context, 0);
 	if (q) {
 		free(q->body);
 		cjob_free(q->job);
@@ -338,12 +346,11 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		free(q);
 		*req_cls = NULL;
 	}
-	(void)conn;
 	(void)toe;
 }
 
 /* Decides once per TCP connection who the peer is: an agent (its requests answer 403), and
- * the source it counts as for the limits on logins (throttle.c). */
+ * the source it counts as (guard.c), which may close it at once. */
 static void notify_conn(void *cls, struct MHD_Connection *conn, void **socket_context,
 			enum MHD_ConnectionNotificationCode toe)
 {
@@ -358,6 +365,8 @@ static void notify_conn(void *cls, struct MHD_Connection *conn, void **socket_co
 	int rc = -1;
 
 	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		if (cc)
+			guard_close(c, cc);
 		free(cc);
 		*socket_context = NULL;
 		return;
@@ -367,12 +376,15 @@ static void notify_conn(void *cls, struct MHD_Connection *conn, void **socket_co
 		return;
 	*socket_context = cc;
 	cc->agent = 1; /* until shown otherwise */
+	cc->fd = -1;
 	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	if (ci && ci->client_addr)
 		sa = ci->client_addr;
 	fi = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-	if (fi)
-		rc = peer_lookup(fi->connect_fd, &cgid, &uid);
+	if (fi) {
+		cc->fd = fi->connect_fd;
+		rc = peer_lookup(cc->fd, &cgid, &uid);
+	}
 	peer_source(sa, rc, uid, &cc->src);
 	if (rc == 1) {
 		cc->agent = 0; /* no socket on this host: a remote browser */
@@ -383,6 +395,7 @@ static void notify_conn(void *cls, struct MHD_Connection *conn, void **socket_co
 		if (cc->agent)
 			al_warn("console: refused %s from pinned cgroup %s", cc->src.addr, rel);
 	}
+	guard_open(c, cc);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -496,6 +509,7 @@ int console_start(const struct console_deps *d, struct console **out, char *err,
 	c->idle_us = (int64_t)cfg->console_idle_s * 1000000;
 	c->max_us = (int64_t)cfg->console_session_max_s * 1000000;
 	LIST_INIT(&c->feeds);
+	LIST_INIT(&c->conns);
 	throttle_init(c);
 	al_addr_str(&cfg->console_addr, addr, sizeof(addr));
 	if (strchr(addr, ':'))
@@ -517,14 +531,13 @@ int console_start(const struct console_deps *d, struct console **out, char *err,
 		goto fail;
 	}
 	(void)sslen;
-	c->mhd = MHD_start_daemon(flags, cfg->console_port, NULL, NULL, handle, c,
+	c->mhd = MHD_start_daemon(flags, cfg->console_port, guard_accept, c, handle, c,
 				  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, c,
 				  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 				  MHD_OPTION_NOTIFY_COMPLETED, completed, c,
 				  MHD_OPTION_NOTIFY_CONNECTION, notify_conn, c,
-				  MHD_OPTION_CONNECTION_LIMIT, (unsigned int)256,
-				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)64,
-				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60,
+				  MHD_OPTION_CONNECTION_LIMIT, (unsigned int)CONSOLE_MAX_CONNS,
+				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONSOLE_IDLE_TIMEOUT_S,
 				  c->tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, c->cert_pem,
 				  MHD_OPTION_HTTPS_MEM_KEY, c->key_pem,
 				  MHD_OPTION_END);
