@@ -324,6 +324,16 @@ class TestCgroup:
         raise RuntimeError("cgroup %s still busy" % self.path)
 
 
+def reviewer_ctl(rsock, uid, *args, timeout=20):
+    """airlockctl over the review socket rsock as OS uid `uid` (a reviewer's own, no groups);
+    fails the case unless it exits 0. Returns the CompletedProcess."""
+    argv = ["/usr/bin/setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups", AIRLOCKCTL,
+            "--review-socket", rsock] + [str(a) for a in args]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=CLIENT_ENV)
+    check(r.returncode == 0, "airlockctl %s: %s" % (" ".join(map(str, args)), r.stderr.strip()))
+    return r
+
+
 # ---------------------------------------------------------------- ports
 
 def free_port(hosts=("127.0.0.1", "::1"), kind=socket.SOCK_STREAM):

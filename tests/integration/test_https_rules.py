@@ -129,12 +129,7 @@ def reason(answer):
 
 
 def rv(*args):
-    name, uid = REVIEWER
-    argv = [SETPRIV, "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups", lib.AIRLOCKCTL,
-            "--review-socket", T.rsock] + [str(a) for a in args]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=20, env=lib.CLIENT_ENV)
-    check(r.returncode == 0, "airlockctl %s: %s" % (" ".join(map(str, args)), r.stderr.strip()))
-    return r
+    return lib.reviewer_ctl(T.rsock, REVIEWER[1], *args)
 
 
 def requests(where="1", args=()):

@@ -67,7 +67,6 @@ NS_C = "airlock-t-%d-c" % PID
 IF_K = "alk%dk" % PID        # root side of the second agent's link (pinned in case_iface_grants)
 IF_C = "alk%dc" % PID        # the second agent's side
 OPENSSL = "/usr/bin/openssl"
-SETPRIV = "/usr/bin/setpriv"
 GRANTS_HOST = "grants.test"  # the https resource both agents reach (an upstream on .1 of each link)
 REVIEWER = ("netrev", 47219)
 NFT_TABLE = "airlock_t_%d_%s" % (PID, SUFFIX)
@@ -795,12 +794,7 @@ def case_tcp_remote():
 
 def rv(*args):
     """airlockctl over the review socket as the reviewer (its own uid)."""
-    name, uid = REVIEWER
-    argv = [SETPRIV, "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups", lib.AIRLOCKCTL,
-            "--review-socket", T.rsock] + [str(a) for a in args]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=20, env=lib.CLIENT_ENV)
-    check(r.returncode == 0, "airlockctl %s: %s" % (" ".join(map(str, args)), r.stderr.strip()))
-    return r
+    return lib.reviewer_ctl(T.rsock, REVIEWER[1], *args)
 
 
 def grants_delete(ns, ip):
