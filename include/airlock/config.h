@@ -152,6 +152,8 @@ struct al_config {
 	char *console_cert, *console_key;
 	uint64_t console_idle_s;        /* a console login ends after this long without a request */
 	uint64_t console_session_max_s; /* and this long after it began, in any case */
+	uint64_t console_head_s;        /* a console connection's request head is due within this of
+					 * its opening or its last answer (an idle one closes then) */
 };
 
 /* Parse `text` (named `source` in messages). On error returns -1 and writes

@@ -1437,6 +1437,13 @@ static void test_console_settings(void)
 	CHECK(fails_with("console_idle_timeout 0s\n", "t:1: console_idle_timeout: '0s' is not a duration from 1s to 24h"));
 	CHECK(fails_with("console_idle_timeout 25h\n", "t:1: console_idle_timeout: '25h' is not a duration"));
 	CHECK(fails_with("console_session_max 8d\n", "t:1: console_session_max: '8d' is not a duration from 1s to 168h"));
+	c = parse("console_listen 127.0.0.1:8077\n");
+	CHECK(c && c->console_head_s == 10);
+	config_free(c);
+	c = parse("console_head_timeout 3s\n");
+	CHECK(c && c->console_head_s == 3 && c->console_idle_s == 30 * 60);
+	config_free(c);
+	CHECK(fails_with("console_head_timeout 11m\n", "t:1: console_head_timeout: '11m' is not a duration from 1s to 10m"));
 }
 
 /* The examples README points to parse as shipped (run from the repository root). */

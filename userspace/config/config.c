@@ -66,7 +66,7 @@ enum top_directive {
 	TD_PG_MAX_MESSAGE, TD_TPROXY_PORT, TD_TPROXY_MARK, TD_TPROXY_TABLE, TD_NFT_TABLE, TD_REVIEW_HOOK, TD_REVIEW_SOCKET, TD_REVIEW_WEBHOOK,
 	TD_REVIEW_WEBHOOK_SECRET, TD_CONSOLE_LISTEN, TD_CONSOLE_TLS, TD_CONSOLE_CERT, TD_CONSOLE_KEY,
 	TD_STORE_MAX_SIZE, TD_STORE_FULL, TD_RECORD_LIMIT, TD_RECORD_RETENTION,
-	TD_HTTP_MAX_BODY, TD_COMMIT_INTERVAL, TD_CONSOLE_IDLE_TIMEOUT, TD_CONSOLE_SESSION_MAX,
+	TD_HTTP_MAX_BODY, TD_COMMIT_INTERVAL, TD_CONSOLE_IDLE_TIMEOUT, TD_CONSOLE_SESSION_MAX, TD_CONSOLE_HEAD_TIMEOUT,
 	TD_HTTP_HEAD_TIMEOUT, TD_HTTP_BODY_MIN_RATE, TD_MAX_SESSIONS_PER_AGENT, TD_HTTP_RESPONSE_TIMEOUT,
 	TD_PG_LOGIN_TIMEOUT,
 	TD_COUNT
@@ -790,19 +790,29 @@ static int d_record_retention(struct parser *ps, const struct line *ln)
 	return 0;
 }
 
-/* console_idle_timeout / console_session_max: a duration in s, m or h. */
+/* console_idle_timeout / console_session_max / console_head_timeout: a duration in s, m or h. */
 static int d_console_time(struct parser *ps, const struct line *ln)
 {
 	static const struct unit units[] = {
 		{ "s", 1 }, { "m", 60 }, { "h", 3600 }, { NULL, 0 },
 	};
-	int idle = strcmp(ln->v[0].s, "console_idle_timeout") == 0;
-	uint64_t max = idle ? 24 * 3600 : 7 * 86400, v;
+	const struct {
+		const char *name, *max_text;
+		uint64_t max, *dst;
+	} which[] = {
+		{ "console_idle_timeout", "24h", 24 * 3600, &ps->c->console_idle_s },
+		{ "console_session_max", "168h", 7 * 86400, &ps->c->console_session_max_s },
+		{ "console_head_timeout", "10m", 600, &ps->c->console_head_s },
+	};
+	size_t i;
+	uint64_t v;
 
-	if (parse_scaled(arg1(ln), units, &v) < 0 || v < 1 || v > max)
+	for (i = 0; i < AL_ARRAY_LEN(which) - 1 && strcmp(ln->v[0].s, which[i].name) != 0; i++)
+		;
+	if (parse_scaled(arg1(ln), units, &v) < 0 || v < 1 || v > which[i].max)
 		return fail(ps, ln->no, "%s: '%s' is not a duration from 1s to %s (like 90s, 30m, 12h)",
-			    ln->v[0].s, arg1(ln), idle ? "24h" : "168h");
-	*(idle ? &ps->c->console_idle_s : &ps->c->console_session_max_s) = v;
+			    ln->v[0].s, arg1(ln), which[i].max_text);
+	*which[i].dst = v;
 	return 0;
 }
 
@@ -844,6 +854,7 @@ static const struct directive top_directives[TD_COUNT] = {
 	[TD_CONSOLE_KEY]     = { "console_key", 1, 1, d_console_cert },
 	[TD_CONSOLE_IDLE_TIMEOUT] = { "console_idle_timeout", 1, 1, d_console_time },
 	[TD_CONSOLE_SESSION_MAX]  = { "console_session_max", 1, 1, d_console_time },
+	[TD_CONSOLE_HEAD_TIMEOUT] = { "console_head_timeout", 1, 1, d_console_time },
 };
 
 /* ---- resource blocks ---- */
@@ -1618,6 +1629,7 @@ static struct al_config *config_new(const char *source)
 	c->console_enabled = 1;
 	c->console_port = DEF_CONSOLE_PORT;
 	c->console_idle_s = 30 * 60;
+	c->console_head_s = 10;
 	c->console_session_max_s = 12 * 3600;
 	if (al_addr_parse(&c->console_addr, DEF_CONSOLE_ADDR) < 0) {
 		config_free(c);

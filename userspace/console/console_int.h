@@ -20,12 +20,10 @@
 /* Connections (guard.c): so many at once, and from one source (struct csource) ... */
 #define CONSOLE_MAX_CONNS 256
 #define CONSOLE_CONNS_PER_SOURCE 32
-/* ... a request head within this long of the connection opening or its last answer going
- * (an idle keep-alive connection ends then too) ... */
-#define CONSOLE_HEAD_DEADLINE_US (10LL * 1000000)
-/* ... and a request that moves no byte this long ends (MHD's timeout; a suspended one, the
- * live feed between its events or a read in the reader thread, is not timed). */
-#define CONSOLE_IDLE_TIMEOUT_S 10
+/* ... a request head within console_head_timeout (struct console's head_us) of the connection
+ * opening or its last answer going (an idle keep-alive connection ends then too), and a request
+ * that moves no byte that long ends (MHD's timeout; a suspended one, the live feed between its
+ * events or a read in the reader thread, is not timed). */
 
 /* Failed logins (throttle.c): per name, per local uid and per remote address ... */
 #define CONSOLE_FAIL_MAX 5
@@ -159,6 +157,7 @@ struct console {
 	char *cert_pem, *key_pem;
 	char dummy_hash[256];   /* verified against when a user is unknown: same cost either way */
 	int64_t idle_us, max_us;        /* console_idle_timeout, console_session_max */
+	int64_t head_us;                /* console_head_timeout */
 	unsigned int ticks;             /* seconds since start, for the feed's ping */
 	struct csession sessions[CONSOLE_MAX_SESSIONS];
 	struct throttle th;

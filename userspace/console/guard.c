@@ -9,7 +9,7 @@
  * address, and a timeout that any byte resets: a local user, who has all of 127/8, filled the
  * console with idle connections from as many addresses, and one that sends a byte now and then
  * kept a slot for good. Here a source is what it cannot multiply (struct csource), and a
- * connection that has not sent a whole request head within CONSOLE_HEAD_DEADLINE_US of opening,
+ * connection that has not sent a whole request head within console_head_timeout of opening,
  * or of its last answer, is closed whatever it sent meanwhile. A request in progress is not
  * cut: the live feed and the long reads wait suspended (MHD does not time them), the rest go
  * by MHD's timeout, which only counts time without a byte.
@@ -103,7 +103,7 @@ void guard_tick(struct console *c)
 	struct cconn *cc;
 
 	LIST_FOREACH(cc, &c->conns, link) {
-		if (cc->in_request || cc->cut || cc->refused || now - cc->wait_us < CONSOLE_HEAD_DEADLINE_US)
+		if (cc->in_request || cc->cut || cc->refused || now - cc->wait_us < c->head_us)
 			continue;
 		cc->cut = 1;
 		c->cut_conns++;
@@ -112,7 +112,7 @@ void guard_tick(struct console *c)
 	}
 	if (c->cut_conns)
 		al_debug("console: closed %u connections that sent no request within %lld s", c->cut_conns,
-			 CONSOLE_HEAD_DEADLINE_US / 1000000);
+			 (long long)(c->head_us / 1000000));
 	if (c->refused_conns)
 		al_warn("console: refused %u connections over %d from one source (the last from %s)",
 			c->refused_conns, CONSOLE_CONNS_PER_SOURCE, c->refused_last);

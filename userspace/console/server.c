@@ -508,6 +508,7 @@ int console_start(const struct console_deps *d, struct console **out, char *err,
 	c->tls = cfg->console_tls;
 	c->idle_us = (int64_t)cfg->console_idle_s * 1000000;
 	c->max_us = (int64_t)cfg->console_session_max_s * 1000000;
+	c->head_us = (int64_t)cfg->console_head_s * 1000000;
 	LIST_INIT(&c->feeds);
 	LIST_INIT(&c->conns);
 	throttle_init(c);
@@ -537,7 +538,7 @@ int console_start(const struct console_deps *d, struct console **out, char *err,
 				  MHD_OPTION_NOTIFY_COMPLETED, completed, c,
 				  MHD_OPTION_NOTIFY_CONNECTION, notify_conn, c,
 				  MHD_OPTION_CONNECTION_LIMIT, (unsigned int)CONSOLE_MAX_CONNS,
-				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONSOLE_IDLE_TIMEOUT_S,
+				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->console_head_s,
 				  c->tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, c->cert_pem,
 				  MHD_OPTION_HTTPS_MEM_KEY, c->key_pem,
 				  MHD_OPTION_END);
