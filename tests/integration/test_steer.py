@@ -1362,6 +1362,11 @@ s.settimeout(5)
 try:
     s.connect(("127.0.0.2", int(sys.argv[2])))
     peer = "%s:%d" % s.getsockname()
+    # A request and its answer: the connection lives until airlockd has taken it up (one that
+    # closes at once may end before airlockd reads its record, and is then no_identity).
+    s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+    while s.recv(65536):
+        pass
 except OSError as e:
     peer = os.strerror(e.errno)
 print(json.dumps({"moved": moved, "cgroup": cg, "local": peer}))
