@@ -128,7 +128,7 @@ typedef void (*kern_fence_cb)(void *arg, const struct kern_fence_event *e);
  */
 int kern_fence_check(struct kern *k, kern_fence_cb cb, void *arg);
 /* Pins fd's link at path in place of what is pinned there: beside it first, then renamed over
- * it, so path never lacks a pin. */
+ * it, so path never lacks a pin. Its directory is made again (0700) if it went. */
 int kern_pin_replace(int fd, const char *path) AL_MUST;
 /* Repairs counted for status and /metrics (kern_fence_note), since start. */
 struct kern_fence_stats {

@@ -412,13 +412,21 @@ static int open_cgroup_fd(uint64_t id)
 
 int kern_pin_replace(int fd, const char *path)
 {
-	char tmp[PATH_MAX];
+	char tmp[PATH_MAX], *slash;
 	int e;
 
 	/* "-new", not ".new": bpffs refuses names with a dot. */
 	if (al_fmt(tmp, sizeof(tmp), "%s-new", path) < 0) {
 		errno = ENAMETOOLONG;
 		return -1;
+	}
+	/* the directory, removed with the pins in it (the fence check puts them back) */
+	if ((slash = strrchr(tmp, '/')) && slash != tmp) {
+		*slash = '\0';
+		e = mkdir(tmp, 0700) < 0 && errno != EEXIST;
+		*slash = '/';
+		if (e)
+			return -1;
 	}
 	(void)unlink(tmp);      /* left by a crash between the two steps */
 	if (bpf_obj_pin(fd, tmp) < 0)
@@ -829,14 +837,10 @@ static int fence_repair(struct kern *k, struct kern_pin *p, size_t i, enum kern_
 		return bpf_link__update_program(p->links[i], k->progs[i]) == 0 ? 0 :
 			ERR("update the link to %s: %s", bpf_program__name(k->progs[i]), strerror(errno));
 	if (fate == KERN_FATE_UNPINNED) {
-		char dir[PATH_MAX], path[PATH_MAX];
+		char path[PATH_MAX];
 
-		/* its directory too, if that went (the other pins in it are found at this check) */
-		if (pin_path(k, dir, sizeof(dir), p->id, NULL) < 0 ||
-		    pin_path(k, path, sizeof(path), p->id, bpf_program__name(k->progs[i])) < 0)
+		if (pin_path(k, path, sizeof(path), p->id, bpf_program__name(k->progs[i])) < 0)
 			return ERR("pin path too long");
-		if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-			return ERR("make %s: %s", dir, strerror(errno));
 		if (kern_pin_replace(bpf_link__fd(p->links[i]), path) < 0)
 			return ERR("pin %s: %s", path, strerror(errno));
 		p->pin_ino[i] = pin_ino(k, p->id, i);

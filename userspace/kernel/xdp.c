@@ -478,10 +478,6 @@ static int fence_repair(struct xdp *x, struct xdp_link *l, enum kern_fate fate, 
 		return bpf_link_update(l->fd, prog_fd, NULL) == 0 ? 0 :
 			ERR("update the link to %s: %s", role_name(l->info.role), strerror(errno));
 	if (fate == KERN_FATE_UNPINNED) {
-		/* its directory too, if that went */
-		if (iface_dir(x->root, path, sizeof(path), l->info.ifindex) < 0 ||
-		    (mkdir(path, 0700) < 0 && errno != EEXIST))
-			return ERR("make %s: %s", path, strerror(errno));
 		if (link_path(x->root, path, sizeof(path), l->info.ifindex, l->info.role) < 0 ||
 		    kern_pin_replace(l->fd, path) < 0)
 			return ERR("pin %s: %s", path, strerror(errno));
